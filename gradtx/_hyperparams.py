@@ -1,0 +1,185 @@
+"""Reading and changing the hyperparameters that live in optimizer state.
+
+Every ``HyperparamsState`` in a state tree is a *location*.  Its hyperparameters
+are named ``path/name`` where ``path`` joins the dict keys (``named_chain``
+names, ``partition`` labels), tuple indices and NamedTuple fields above it.  A
+gradtx schedule's fields are ``path/name.field``.  Any unique suffix of a full
+name addresses it (``learning_rate``, ``adam/learning_rate``,
+``learning_rate.peak_value``); a suffix that matches none or several is an
+error listing the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx._base import HyperparamsState, is_schedule
+
+
+def _locations(
+    state: Any, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], HyperparamsState]]:
+    if isinstance(state, HyperparamsState):
+        yield path, state
+        yield from _locations(state.inner_state, path + ("inner_state",))
+    elif isinstance(state, tuple) and hasattr(state, "_fields"):
+        for field, child in zip(state._fields, state):
+            yield from _locations(child, path + (field,))
+    elif isinstance(state, (tuple, list)):
+        for i, child in enumerate(state):
+            yield from _locations(child, path + (str(i),))
+    elif isinstance(state, Mapping):
+        for key, child in state.items():
+            yield from _locations(child, path + (str(key),))
+
+
+def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
+    """(full name, location path, hyperparameter, schedule field or None)."""
+    out = []
+    for path, loc in _locations(state):
+        for name in loc.python_schedules:
+            out.append(("/".join(path + (name,)), path, name, "<python>"))
+        for name, value in loc.hyperparams.items():
+            out.append(("/".join(path + (name,)), path, name, None))
+            if is_schedule(value):
+                for field in value._fields:
+                    out.append(("/".join(path + (f"{name}.{field}",)), path, name, field))
+    return out
+
+
+def _short_names(full_names: list[str]) -> dict[str, str]:
+    """The shortest '/'-suffix of each full name that no other full name shares."""
+    short = {}
+    for full in full_names:
+        parts = full.split("/")
+        for k in range(1, len(parts) + 1):
+            cand = "/".join(parts[-k:])
+            if sum(1 for f in full_names if _matches(f, cand)) == 1:
+                short[full] = cand
+                break
+        else:
+            short[full] = full
+    return short
+
+
+def _matches(full: str, key: str) -> bool:
+    return full == key or full.endswith("/" + key)
+
+
+def get_hyperparams(state: Any) -> dict[str, jax.Array]:
+    """The hyperparameters in ``state``, as the next update will apply them.
+
+    A scheduled hyperparameter is reported at the current step, next to its
+    schedule's fields (``learning_rate.peak_value``).  Names are the shortest
+    unambiguous suffixes (see the module docstring).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
+      >>> float(gradtx.get_hyperparams(state)["learning_rate"])
+      0.001
+    """
+    entries = _entries(state)
+    short = _short_names([e[0] for e in entries])
+    locs = dict(_locations(state))
+    out = {}
+    for full, path, name, field in entries:
+        if field == "<python>":
+            out[short[full]] = locs[path].python_schedules[name]
+            continue
+        value = locs[path].hyperparams[name]
+        if field is not None:
+            out[short[full]] = getattr(value, field)
+        elif is_schedule(value):
+            out[short[full]] = value(locs[path].count)
+        else:
+            out[short[full]] = value
+    return out
+
+
+def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
+    """Rebuild ``state`` with ``fn`` applied to the HyperparamsState at ``path``."""
+    if not path:
+        return fn(state)
+    head, rest = path[0], path[1:]
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return state._replace(**{head: _replace_at(getattr(state, head), rest, fn)})
+    if isinstance(state, (tuple, list)):
+        items = list(state)
+        items[int(head)] = _replace_at(items[int(head)], rest, fn)
+        return type(state)(items)
+    key = next(k for k in state if str(k) == head)
+    return {**state, key: _replace_at(state[key], rest, fn)}
+
+
+def _cast_to(old: jax.Array, new: Any, key: str) -> jax.Array:
+    new = jnp.asarray(new)
+    if not (jnp.issubdtype(new.dtype, jnp.number) or new.dtype == jnp.bool_):
+        raise TypeError(f"gradtx.set_hyperparams({key}=...): expected a number, got {new.dtype}")
+    try:
+        return jnp.broadcast_to(new.astype(old.dtype), jnp.shape(old))
+    except ValueError:
+        raise ValueError(
+            f"gradtx.set_hyperparams({key}=...): value of shape {jnp.shape(new)} does not fit "
+            f"the stored shape {jnp.shape(old)}; to sweep values, jax.vmap over set_hyperparams"
+        ) from None
+
+
+def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+    """Return ``state`` with some hyperparameters replaced.
+
+    Values keep the stored dtype and shape, so a jitted step taking the state
+    does not recompile.  Keys are names as ``get_hyperparams`` reports them, or
+    any unique suffix; pass keys that are not identifiers in ``values``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.adam(1e-3)
+      >>> state = gradtx.set_hyperparams(opt.init({"w": jnp.zeros(3)}), learning_rate=1e-4)
+      >>> float(gradtx.get_hyperparams(state)["learning_rate"])  # doctest: +ELLIPSIS
+      0.0001...
+    """
+    changes = {**(dict(values) if values is not None else {}), **kwargs}
+    entries = _entries(state)
+    for key, value in changes.items():
+        hits = [e for e in entries if _matches(e[0], key)]
+        if not hits:
+            known = sorted(_short_names([e[0] for e in entries]).values())
+            raise KeyError(
+                f"gradtx.set_hyperparams: unknown hyperparameter {key!r}; known: {known}"
+            )
+        if len(hits) > 1:
+            raise KeyError(
+                f"gradtx.set_hyperparams: {key!r} is ambiguous; use one of {[h[0] for h in hits]}"
+            )
+        _, path, name, field = hits[0]
+        if field == "<python>":
+            raise ValueError(
+                f"gradtx.set_hyperparams({key}=...): {name} follows a plain Python callable, "
+                "which is code, not data; use a gradtx.schedules schedule to change it in state"
+            )
+
+        def replace(loc, name=name, field=field, value=value, key=key):
+            old = loc.hyperparams[name]
+            if field is not None:
+                new = old._replace(**{field: _cast_to(getattr(old, field), value, key)})
+            elif is_schedule(old):
+                if not is_schedule(value) or type(value) is not type(old):
+                    raise ValueError(
+                        f"gradtx.set_hyperparams({key}=...): {name} follows a "
+                        f"{type(old).__name__} schedule; set its fields "
+                        f"({', '.join(f'{name}.{f}' for f in old._fields)}) or pass a "
+                        f"{type(old).__name__} of the same form"
+                    )
+                new = jax.tree.map(lambda o, v: _cast_to(o, v, key), old, value)
+            else:
+                new = _cast_to(old, value, key)
+            return loc._replace(hyperparams={**loc.hyperparams, name: new})
+
+        state = _replace_at(state, path, replace)
+        entries = _entries(state)
+    return state

@@ -1,0 +1,1 @@
+"""Named optimizers: short chains of the primitives."""

@@ -1,0 +1,97 @@
+"""Weight decay: L2 regularisation and decoupled decay."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from gradtx import _tree
+from gradtx._base import EmptyState, GradientMap, GradientTransformation, hyperparameterized
+from gradtx._checks import check_hyperparam
+
+
+def resolve_mask(call: str, params: Any, mask: Any, mask_fn: Callable | None) -> Any:
+    """A pytree of bools shaped like ``params`` (or ``None`` for 'all leaves').
+
+    Masks are given as a pytree (``mask``) or as a function of the params
+    (``mask_fn``), never guessed with ``callable()``: Equinox modules and other
+    callable pytrees are valid masks.
+    """
+    if mask is not None and mask_fn is not None:
+        raise ValueError(f"{call}: give mask or mask_fn, not both")
+    if mask_fn is not None:
+        mask = mask_fn(params)
+    if mask is None:
+        return None
+    try:
+        return jax.tree.map(lambda _, m: bool(m), params, mask)
+    except ValueError as err:
+        raise ValueError(
+            f"{call}: mask tree does not match the params tree.\n"
+            f"  params: {jax.tree.structure(params)}\n  mask: {jax.tree.structure(mask)}"
+        ) from err
+
+
+def _add_scaled_params(call, kind, *, weight_decay, mask, mask_fn):
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError(f"{call}: update needs params (the decay is weight_decay * params)")
+        _tree.check_same_structure(f"{call}.update", updates, params, "params")
+        leaf_mask = resolve_mask(call, params, mask, mask_fn)
+
+        def one(u, p, keep=True):
+            if not keep:
+                return u
+            return (u + _tree.scalar_like(weight_decay, u) * p.astype(u.dtype)).astype(u.dtype)
+
+        if leaf_mask is None:
+            return jax.tree.map(one, updates, params), state
+        return jax.tree.map(one, updates, params, leaf_mask), state
+
+    return kind(lambda params: EmptyState(), update)
+
+
+def add_l2(weight_decay: Any, *, mask: Any = None, mask_fn: Callable | None = None) -> GradientMap:
+    """L2 regularisation: ``g <- g + weight_decay * params``.
+
+    Put it first in a chain: the term then enters every statistic (momentum,
+    second moments), as PyTorch's ``weight_decay`` argument does.  It is a
+    gradient map, so later statistics in the chain see ``g + weight_decay * params``.
+
+    Args:
+      weight_decay: non-negative coefficient.
+      mask: pytree of bools like the params; ``False`` leaves are not decayed.
+      mask_fn: function of the params returning such a mask.
+    """
+    call = "gradtx.add_l2"
+    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
+    build = functools.partial(_add_scaled_params, call, GradientMap, mask=mask, mask_fn=mask_fn)
+    return GradientMap(*hyperparameterized(build, {"weight_decay": weight_decay}))
+
+
+def decoupled_weight_decay(
+    weight_decay: Any, *, mask: Any = None, mask_fn: Callable | None = None
+) -> GradientTransformation:
+    """Decoupled weight decay: ``u <- u + weight_decay * params``, outside the statistics.
+
+    Placed after the adaptive step and before ``scale_by_learning_rate`` it gives
+    ``theta <- theta - lr * (step + weight_decay * theta)``, identical to
+    PyTorch's ``theta * (1 - lr * weight_decay)`` followed by the step (AdamW,
+    SGDW).  The decay is multiplied by the full learning rate, as in PyTorch and
+    optax; the paper multiplies it by the schedule multiplier only, which is
+    ``weight_decay = lambda_paper / base_lr`` here.
+
+    Args:
+      weight_decay: non-negative coefficient.
+      mask: pytree of bools like the params; ``False`` leaves are not decayed.
+      mask_fn: function of the params returning such a mask.
+    """
+    call = "gradtx.decoupled_weight_decay"
+    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
+    build = functools.partial(
+        _add_scaled_params, call, GradientTransformation, mask=mask, mask_fn=mask_fn
+    )
+    return hyperparameterized(build, {"weight_decay": weight_decay})
