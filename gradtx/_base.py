@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 
 GradientTransformation = optax.GradientTransformationExtraArgs
 Schedule = Callable[[jax.Array], jax.Array]
@@ -97,7 +97,7 @@ def _current(value: Any, count: jax.Array) -> Any:
 
 
 def hyperparameterized(
-    build: Callable[..., optax.GradientTransformation], values: Mapping[str, Any]
+    build: Callable[..., optax.GradientTransformation], values: Mapping[str, Any], call: str = ""
 ) -> optax.GradientTransformationExtraArgs:
     """Store ``values`` in state and build the transform from them at each call.
 
@@ -106,6 +106,7 @@ def hyperparameterized(
         Static options are bound into it (``functools.partial``) by the caller.
       values: name -> number, array, gradtx schedule or plain callable of the
         0-based step count.
+      call: name used in error messages (default: from ``build``'s name).
 
     Returns:
       The transform.  Inside another ``hyperparameterized`` build it is simply
@@ -115,12 +116,15 @@ def hyperparameterized(
     if _BUILDING.get():
         return build(**values)
     plain = {k: v for k, v in values.items() if callable(v) and not is_schedule(v)}
+    call, seen = call or _checks.call_name(build), set()  # init's tree structures
 
     def _inner(current):
         with _building():
             return build(**current)
 
     def init(params):
+        params = _checks.check_tree(call, params, "params")
+        seen.add(jax.tree.structure(params))
         count = jnp.zeros([], jnp.int32)
         stored = {k: _store(v) for k, v in values.items() if k not in plain}
         python = {k: _store(fn(count)) for k, fn in plain.items()}
@@ -128,11 +132,11 @@ def hyperparameterized(
         return HyperparamsState(count, stored, python, _inner(current).init(params))
 
     def update(updates, state, params=None, **extra):
-        count = state.count
-        current = {k: _current(v, count) for k, v in state.hyperparams.items()}
+        updates, params = _checks.check_updates(call, updates, params, seen)
+        current = {k: _current(v, state.count) for k, v in state.hyperparams.items()}
         current |= state.python_schedules
         updates, inner_state = _inner(current).update(updates, state.inner_state, params, **extra)
-        new_count = _tree.safe_increment(count)
+        new_count = _tree.safe_increment(state.count)
         python = {
             k: jnp.asarray(fn(new_count), dtype=state.python_schedules[k].dtype)
             for k, fn in plain.items()

@@ -24,23 +24,29 @@ def check_hyperparam(
     low_open: bool = False,
     high_open: bool = False,
     schedule: bool = False,
+    finite: bool = True,
 ) -> None:
     """Eagerly check one numeric hyperparameter of a factory.
 
-    Python numbers are range-checked; arrays (possibly traced) are accepted as is;
-    callables only where ``schedule`` is true.  Errors name the call and argument,
-    e.g. ``gradtx.adam(b1=1.5): b1 must be in [0, 1)``.
+    Python and NumPy numbers are concrete, so they are range-checked (and must
+    not be NaN, nor infinite unless ``finite=False``).  JAX arrays, possibly
+    traced, are data and accepted as is, so jit and eager behave the same.
+    Callables are accepted only where ``schedule`` is true.  Errors name the
+    call and argument, e.g. ``gradtx.adam(b1=1.5): b1 must be in [0, 1)``.
     """
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         if not schedule:
             raise TypeError(f"{call}({name}=...): {name} must be a number, not a schedule")
         return
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
-        if jnp.ndim(value) != 0 or not jnp.issubdtype(jnp.result_type(value), jnp.number):
-            raise TypeError(f"{call}({name}=...): {name} must be a real scalar")
-        # Arrays are data (possibly traced); only Python numbers are range-checked,
-        # so jit and eager behave the same.
-        return
+        dtype = jnp.result_type(value)
+        if jnp.ndim(value) != 0 or not (
+            jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+        ):
+            raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {dtype}")
+        if isinstance(value, jax.Array):
+            return
+        value = value.item()
     if not _is_number(value):
         raise TypeError(
             f"{call}({name}={value!r}): {name} must be a real number, got {type(value).__name__}"
@@ -48,6 +54,8 @@ def check_hyperparam(
     value = float(value)
     if np.isnan(value):
         raise ValueError(f"{call}({name}=nan): {name} must not be NaN")
+    if finite and np.isinf(value):
+        raise ValueError(f"{call}({name}={value!r}): {name} must be finite")
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
     if bad_low or bad_high:
@@ -55,6 +63,18 @@ def check_hyperparam(
         hi = "inf" if high is None else f"{high:g}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
         raise ValueError(f"{call}({name}={value!r}): {name} must be in {interval}")
+
+
+def check_dtype(call: str, name: str, value: Any) -> None:
+    """``None`` or a floating dtype (a storage dtype such as ``mu_dtype``)."""
+    if value is None:
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise TypeError(f"{call}({name}={value!r}): {name} must be a dtype or None") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{call}({name}={dtype}): {name} must be a floating dtype")
 
 
 def check_flag(call: str, name: str, value: Any, kind: type | tuple[type, ...]) -> None:
@@ -77,3 +97,52 @@ def check_choice(call: str, name: str, value: Any, choices: tuple[str, ...]) -> 
 def is_zero(value: Any) -> bool:
     """True for a Python/NumPy zero: a stage with a zero weight is left out."""
     return (_is_number(value) or isinstance(value, np.generic)) and float(value) == 0.0
+
+
+# --------------------------------------------------------------- update-time checks
+
+
+def call_name(build: Any) -> str:
+    """``gradtx.<factory>`` for a build function (``_adam.<locals>.build`` -> ``gradtx.adam``)."""
+    fn = getattr(build, "func", build)
+    return "gradtx." + getattr(fn, "__qualname__", "transform").split(".")[0].lstrip("_")
+
+
+def _leaf(call: str, what: str):
+    def one(path, x):
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
+            raise TypeError(
+                f"{call}: {what} leaf {jax.tree_util.keystr(path) or '(root)'} has dtype "
+                f"{x.dtype}; gradtx transforms act on floating or complex leaves only. Keep "
+                "integer and boolean leaves out of the optimized tree (or make them None)."
+            )
+        return x
+
+    return one
+
+
+def check_tree(call: str, tree: Any, what: str) -> Any:
+    """``tree`` with array leaves; a TypeError naming the leaf for non-float leaves."""
+    return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
+
+
+def check_updates(call: str, updates: Any, params: Any, seen: set) -> tuple[Any, Any]:
+    """Trace-time checks of ``update``'s arguments: float leaves, matching trees.
+
+    ``seen`` holds the tree structures ``init`` was called with; an updates tree
+    matching none of them (or not matching ``params``) is a ValueError showing both.
+    """
+    updates = check_tree(call, updates, "updates")
+    got = jax.tree.structure(updates)
+    if params is not None and jax.tree.structure(params) != got:
+        raise ValueError(
+            f"{call}.update: the updates' tree does not match the params' tree.\n"
+            f"  updates: {got}\n  params: {jax.tree.structure(params)}"
+        )
+    if seen and got not in seen:
+        raise ValueError(
+            f"{call}.update: the updates' tree does not match the tree the state was "
+            f"initialised with.\n  updates: {got}\n  init: {' or '.join(map(str, seen))}"
+        )
+    return updates, None if params is None else check_tree(call, params, "params")
