@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_choice, check_flag, check_hyperparam, is_zero
+from gradtx._checks import check_choice, check_dtype, check_flag, check_hyperparam, is_zero
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms
@@ -42,6 +42,8 @@ def _adam(
     check_adam_args(call, learning_rate, b1, b2, eps, eps_root, weight_decay)
     check_flag(call, "amsgrad", amsgrad, bool)
     check_choice(call, "max_of", max_of, ("v", "v_hat"))
+    check_dtype(call, "mu_dtype", mu_dtype)
+    check_dtype(call, "nu_dtype", nu_dtype)
 
     def build(learning_rate, b1, b2, eps, eps_root, weight_decay=None):
         decay = []
@@ -70,7 +72,7 @@ def _adam(
     values = dict(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
     if not is_zero(weight_decay):
         values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values)
+    return hyperparameterized(build, values, call)
 
 
 def adam(

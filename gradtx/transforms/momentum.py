@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx._checks import check_dtype, check_flag, check_hyperparam, is_zero
 
 
 class AddMomentumState(NamedTuple):
@@ -79,6 +79,7 @@ def add_momentum(
     check_flag(call, "ema", ema, bool)
     check_flag(call, "nesterov", nesterov, bool)
     check_hyperparam(call, "dampening", dampening, low=0.0, high=1.0)
+    check_dtype(call, "dtype", dtype)
     if ema and not is_zero(dampening):
         raise ValueError(f"{call}(dampening={dampening!r}): dampening needs ema=False")
     values = {"decay": decay}

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, hyperparameterized
-from gradtx._checks import check_choice, check_flag, check_hyperparam
+from gradtx._checks import check_choice, check_dtype, check_flag, check_hyperparam
 
 
 class ScaleByRmsState(NamedTuple):
@@ -53,8 +53,9 @@ def _scale_by_rms(
 
         def second_moment(v, g):
             g = g.astype(v.dtype)
-            new = _tree.ema(decay, v, g * g)
-            return jnp.where(first, g * g, new) if init_from_first else new
+            sq = g * jnp.conj(g)  # |g|²: real (zero imaginary part) for complex leaves
+            new = _tree.ema(decay, v, sq)
+            return jnp.where(first, sq, new) if init_from_first else new
 
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = state.mean
@@ -80,12 +81,14 @@ def _scale_by_rms(
             nu_max = jax.tree.map(lambda m, v: jnp.maximum(m, corrected(v)), state.nu_max, nu)
 
         def scale(u, v, vmax, m):
+            if u is None:
+                return None
             if amsgrad:
                 v_hat = vmax if max_of == "v_hat" else corrected(vmax)
             else:
                 v_hat = corrected(v)
             if centered:
-                v_hat = v_hat - jnp.square(corrected(m))
+                v_hat = v_hat - corrected(m) * jnp.conj(corrected(m))
             e = _tree.scalar_like(eps, v_hat)
             if eps_in_sqrt:
                 denom = jnp.sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))
@@ -162,6 +165,7 @@ def scale_by_rms(
     ]:
         check_flag(call, name, flag, bool)
     check_choice(call, "max_of", max_of, ("v", "v_hat"))
+    check_dtype(call, "dtype", dtype)
     build = functools.partial(
         _scale_by_rms,
         eps_in_sqrt=eps_in_sqrt,
