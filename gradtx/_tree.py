@@ -21,9 +21,12 @@ def zeros_like(params: Any, dtype: Any = None) -> Any:
 
 
 def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
-    """``value`` broadcast like ``params``, each in its leaf's (or ``dtype``'s) dtype."""
+    """``value`` broadcast like ``params``, each in its leaf's (or ``dtype``'s) dtype.
+
+    ``lax.full_like`` keeps each leaf's sharding (``jnp.full`` would not).
+    """
     return jax.tree.map(
-        lambda p: jnp.full(jnp.shape(p), jnp.asarray(value).astype(dtype or p.dtype)), params
+        lambda p: jax.lax.full_like(p, jnp.asarray(value).astype(dtype or p.dtype)), params
     )
 
 
