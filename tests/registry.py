@@ -1,0 +1,91 @@
+"""Every named optimizer in gradtx, with small settings for the contract tests.
+
+One ``case(...)`` line per optimizer (or per variant worth covering).  A case
+builds its optimizer from a learning rate: ``case.make(lr)``.  By default that
+is ``gradtx.<name>(lr, **kwargs)``; pass ``make=`` for wrappers such as
+``lookahead`` whose first argument is another optimizer.
+
+``OPTIMIZER_NAMES`` is the explicit list of public names that are optimizers;
+``tests/test_contract.py`` checks that it covers every factory defined in
+``gradtx.optimizers`` and exported in ``gradtx.__all__``, and that every name
+in it has at least one case.  Adding an optimizer = one ``case`` line + its
+name here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import gradtx
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One optimizer configuration under test.
+
+    Attributes:
+      id: pytest id (``name`` or ``name-variant``).
+      name: the public factory in ``gradtx``.
+      make: learning rate -> optimizer.
+      lr: learning rate for the quadratic.
+      rosen_lr: learning rate for the (mild) Rosenbrock function.
+      steps: optimisation steps for the convergence tests.
+      complex_ok: complex params are supported (conjugate-gradient convention).
+      lr_key: the ``set_hyperparams`` key of the learning rate.
+    """
+
+    id: str
+    name: str
+    make: Callable[[float], Any]
+    lr: float
+    rosen_lr: float
+    steps: int = 300
+    complex_ok: bool = False
+    lr_key: str = "learning_rate"
+
+
+def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
+    """A registry entry; ``kwargs`` go to ``gradtx.<name>`` after the learning rate."""
+    extra = {k: kwargs.pop(k) for k in ("steps", "complex_ok", "lr_key") if k in kwargs}
+    if make is None:
+
+        def make(learning_rate, _name=name, _kwargs=kwargs):
+            return getattr(gradtx, _name)(learning_rate, **_kwargs)
+
+    ident = name if variant is None else f"{name}-{variant}"
+    return Case(ident, name, make, lr, rosen_lr, **extra)
+
+
+# Public names in gradtx.__all__ that are optimizers (explicit on purpose).
+OPTIMIZER_NAMES = (
+    "adam",
+    "adamw",
+    "amsgrad",
+    "sgd",
+    "sgdw",
+)
+
+REGISTRY = [
+    case("sgd", lr=0.1, rosen_lr=0.015, steps=1000, complex_ok=True),
+    case("sgd", variant="momentum", lr=0.05, rosen_lr=0.005, momentum=0.9, complex_ok=True),
+    case(
+        "sgd",
+        variant="nesterov-l2",
+        lr=0.05,
+        rosen_lr=0.005,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        complex_ok=True,
+    ),
+    case("sgd", variant="dampening", lr=0.05, rosen_lr=0.02, momentum=0.9, dampening=0.5),
+    case("sgdw", lr=0.05, rosen_lr=0.005, momentum=0.9, weight_decay=1e-4, complex_ok=True),
+    case("adam", lr=0.05, rosen_lr=0.04, complex_ok=True),
+    case("adam", variant="l2", lr=0.05, rosen_lr=0.04, weight_decay=1e-4, complex_ok=True),
+    case("amsgrad", lr=0.05, rosen_lr=0.04, complex_ok=True),
+    case("adamw", lr=0.05, rosen_lr=0.04, weight_decay=1e-4, complex_ok=True),
+]
+
+IDS = [c.id for c in REGISTRY]

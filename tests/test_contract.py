@@ -1,0 +1,268 @@
+"""Contract tests over every optimizer in ``tests/registry.py``.
+
+Convergence, jit == eager, stable state structure and dtypes, no retracing,
+vmap sweeps, identical programs for different numbers, and sharding.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _params(dtype=jnp.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "w": jnp.asarray(rng.normal(size=(3, 2)), dtype),
+        "b": jnp.asarray(rng.normal(size=(2,)), dtype),
+    }
+
+
+def _grads(n, dtype=jnp.float32, seed=1):
+    return [_params(dtype, seed + i) for i in range(n)]
+
+
+def _run(opt, params, grads, update=None):
+    update = update or opt.update
+    state = opt.init(params)
+    for g in grads:
+        u, state = update(g, state, params)
+        params = gradtx.apply_updates(params, u)
+    return params, state
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_registry_covers_every_optimizer():
+    defined = {
+        name
+        for name in gradtx.__all__
+        if inspect.isfunction(getattr(gradtx, name))
+        and getattr(gradtx, name).__module__.startswith("gradtx.optimizers")
+    }
+    missing = defined - set(OPTIMIZER_NAMES)
+    assert not missing, f"add these optimizers to tests/registry.py: {sorted(missing)}"
+    assert set(OPTIMIZER_NAMES) <= set(gradtx.__all__)
+    assert {c.name for c in REGISTRY} == set(OPTIMIZER_NAMES)
+    assert len(set(IDS)) == len(IDS)
+
+
+# --------------------------------------------------------------- convergence
+
+
+def _quadratic(p):
+    x = p["x"].astype(jnp.float32)
+    return 0.5 * (x[0] ** 2 + 4.0 * x[1] ** 2)
+
+
+def _rosenbrock(p):
+    # b = 10: the same curved valley as b = 100, reachable in a few hundred steps.
+    x, y = p["x"][0], p["x"][1]
+    return (1 - x) ** 2 + 10.0 * (y - x**2) ** 2
+
+
+def _minimize(opt, f, x0, steps):
+    params = {"x": jnp.asarray(x0, jnp.float32)}
+
+    @jax.jit
+    def run(params):
+        def body(carry, _):
+            p, s = carry
+            u, s = opt.update(jax.grad(f)(p), s, p)
+            return (gradtx.apply_updates(p, u), s), None
+
+        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), None, length=steps)
+        return p["x"]
+
+    return run(params)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_converges(case):
+    x = _minimize(case.make(case.lr), _quadratic, [1.5, -1.0], case.steps)
+    assert float(jnp.linalg.norm(x)) < 1e-3, x
+    x = _minimize(case.make(case.rosen_lr), _rosenbrock, [-0.5, 0.5], case.steps)
+    assert float(jnp.linalg.norm(x - 1.0)) < 1e-2, x
+
+
+# ------------------------------------------------------------------- jit/eager
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_jit_matches_eager(case):
+    opt = case.make(case.lr)
+    grads = _grads(4)
+    eager, s_eager = _run(opt, _params(), grads)
+    jitted, s_jit = _run(opt, _params(), grads, jax.jit(opt.update))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, jitted)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), s_eager, s_jit
+    )
+
+
+# ------------------------------------------------------------ state and dtypes
+
+
+def _signature(tree):
+    return jax.tree.structure(tree), [
+        (jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree)
+    ]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_state_and_dtypes_stable(case, dtype, request):
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    dtype = jnp.dtype(dtype)
+    opt = case.make(case.lr)
+    params = _params(dtype)
+    state = opt.init(params)
+    before = _signature(state)
+    update = jax.jit(opt.update)
+    for g in _grads(3, dtype):
+        u, state = update(g, state, params)
+        assert _signature(state) == before
+        assert all(x.dtype == dtype for x in jax.tree.leaves(u))
+        params = gradtx.apply_updates(params, u)
+        assert all(x.dtype == dtype for x in jax.tree.leaves(params))
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+    # Hyperparameters live at JAX's default float precision, never the params' dtype.
+    for value in gradtx.get_hyperparams(state).values():
+        assert value.dtype in (gradtx._base.float_dtype(), jnp.int32)
+
+
+# ------------------------------------------------------------------- retracing
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_no_retrace_on_second_step_or_new_learning_rate(case):
+    opt = case.make(case.lr)
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(1)  # Python side effect: runs once per trace
+        u, state = opt.update(grads, state, params)
+        return gradtx.apply_updates(params, u), state
+
+    params = _params()
+    state = opt.init(params)
+    grads = _grads(3)
+    params, state = step(params, state, grads[0])
+    params, state = step(params, state, grads[1])
+    state = gradtx.set_hyperparams(state, {case.lr_key: case.lr / 3})
+    params, state = step(params, state, grads[2])
+    assert len(traces) == 1
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)[case.lr_key], case.lr / 3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_same_structure_same_program(case):
+    a, b = case.make(case.lr), case.make(case.lr * 0.37)
+    params, grads = _params(), _grads(1)[0]
+    jaxpr_a = jax.make_jaxpr(a.update)(grads, a.init(params), params)
+    jaxpr_b = jax.make_jaxpr(b.update)(grads, b.init(params), params)
+    assert str(jaxpr_a) == str(jaxpr_b)
+
+
+# ------------------------------------------------------------------------ vmap
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_vmap_over_learning_rates_equals_separate_runs(case):
+    lrs = jnp.asarray([case.lr * 0.5, case.lr, case.lr * 2.0], jnp.float32)
+    opt = case.make(case.lr)
+    params, grads = _params(), _grads(4)
+
+    def init(lr):
+        return gradtx.set_hyperparams(opt.init(params), {case.lr_key: lr})
+
+    states = jax.vmap(init)(lrs)
+    batched = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
+    step = jax.jit(jax.vmap(opt.update, in_axes=(None, 0, 0)))
+    for g in grads:
+        u, states = step(g, states, batched)
+        batched = gradtx.apply_updates(batched, u)
+    for i, lr in enumerate([case.lr * 0.5, case.lr, case.lr * 2.0]):
+        alone, _ = _run(case.make(lr), params, grads, jax.jit(case.make(lr).update))
+        for k in params:
+            np.testing.assert_allclose(batched[k][i], alone[k], rtol=1e-5, atol=1e-7)
+
+
+# -------------------------------------------------------------------- sharding
+
+_SHARDED = textwrap.dedent(
+    """
+    import json
+    import jax, jax.numpy as jnp
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+    import gradtx
+    from tests.registry import REGISTRY
+
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    assert jax.device_count() == 8, jax.devices()
+    bad = []
+
+    def check(label, state, row, rep):
+        for leaf in jax.tree.leaves(state):
+            want = {(8, 4): row, (3,): rep}.get(leaf.shape)
+            if want is not None and not leaf.sharding.is_equivalent_to(want, leaf.ndim):
+                bad.append(f"{label}: {leaf.shape} {leaf.sharding}")
+
+    # Auto mesh: eager init copies each param's sharding; jitted updates keep it.
+    # Explicit mesh: shardings are part of the types, so jit(init) follows too.
+    for kind, jit_init in [(AxisType.Auto, False), (AxisType.Explicit, True)]:
+        mesh = jax.make_mesh((8,), ("d",), axis_types=(kind,))
+        with jax.set_mesh(mesh):
+            row, rep = NamedSharding(mesh, P("d", None)), NamedSharding(mesh, P())
+            params = {
+                "w": jax.device_put(jnp.arange(32.0).reshape(8, 4) / 32, row),
+                "b": jax.device_put(jnp.ones(3), rep),
+            }
+            grads = jax.tree.map(lambda p: p * 0.5 + 0.1, params)
+            for case in REGISTRY:
+                opt = case.make(case.lr)
+                label = f"{case.id} {kind}"
+                state = (jax.jit(opt.init) if jit_init else opt.init)(params)
+                check(label + " init", state, row, rep)
+                update = jax.jit(opt.update)
+                for _ in range(2):
+                    _, state = update(grads, state, params)
+                check(label + " update", state, row, rep)
+    print(json.dumps(bad))
+    """
+)
+
+
+def test_state_follows_param_sharding_on_8_devices():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    bad = json.loads(out.stdout.strip().splitlines()[-1])
+    assert bad == [], "\n".join(bad)
