@@ -117,9 +117,14 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
 
 
 def _cast_to(old: jax.Array, new: Any, key: str) -> jax.Array:
-    new = jnp.asarray(new)
-    if not (jnp.issubdtype(new.dtype, jnp.number) or new.dtype == jnp.bool_):
-        raise TypeError(f"gradtx.set_hyperparams({key}=...): expected a number, got {new.dtype}")
+    try:
+        arr = jnp.asarray(new)
+    except (TypeError, ValueError):  # strings, None
+        arr = None
+    if arr is None or not jnp.issubdtype(arr.dtype, jnp.number):
+        kind = type(new).__name__ if arr is None else str(arr.dtype)
+        raise TypeError(f"gradtx.set_hyperparams({key}=...): expected a number, got {kind}")
+    new = arr
     try:
         return jnp.broadcast_to(new.astype(old.dtype), jnp.shape(old))
     except ValueError:
