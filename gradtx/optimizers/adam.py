@@ -6,7 +6,7 @@ from typing import Any
 
 from gradtx._base import chain, hyperparameterized
 from gradtx._checks import check_choice, check_dtype, check_flag, check_hyperparam, is_zero
-from gradtx.transforms.decay import add_l2, decoupled_weight_decay
+from gradtx.transforms.decay import add_l2, check_mask, decoupled_weight_decay
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.scaling import scale_by_learning_rate
@@ -44,6 +44,7 @@ def _adam(
     check_choice(call, "max_of", max_of, ("v", "v_hat"))
     check_dtype(call, "mu_dtype", mu_dtype)
     check_dtype(call, "nu_dtype", nu_dtype)
+    check_mask(call, mask, mask_fn)
 
     def build(learning_rate, b1, b2, eps, eps_root, weight_decay=None):
         decay = []

@@ -35,6 +35,14 @@ def resolve_mask(call: str, params: Any, mask: Any, mask_fn: Callable | None) ->
         ) from err
 
 
+def check_mask(call: str, mask: Any, mask_fn: Any) -> None:
+    """Eager checks of the ``mask``/``mask_fn`` pair of a factory."""
+    if mask is not None and mask_fn is not None:
+        raise ValueError(f"{call}(mask=..., mask_fn=...): give mask or mask_fn, not both")
+    if mask_fn is not None and not callable(mask_fn):
+        raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
+
+
 def _add_scaled_params(call, kind, *, weight_decay, mask, mask_fn):
     def update(updates, state, params=None, **extra):
         if params is None:
@@ -68,6 +76,7 @@ def add_l2(weight_decay: Any, *, mask: Any = None, mask_fn: Callable | None = No
     """
     call = "gradtx.add_l2"
     check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
+    check_mask(call, mask, mask_fn)
     build = functools.partial(_add_scaled_params, call, GradientMap, mask=mask, mask_fn=mask_fn)
     return GradientMap(*hyperparameterized(build, {"weight_decay": weight_decay}))
 
@@ -91,6 +100,7 @@ def decoupled_weight_decay(
     """
     call = "gradtx.decoupled_weight_decay"
     check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
+    check_mask(call, mask, mask_fn)
     build = functools.partial(
         _add_scaled_params, call, GradientTransformation, mask=mask, mask_fn=mask_fn
     )
