@@ -1,0 +1,249 @@
+"""Bad input is a clear error: ValueError for bad values, TypeError for wrong kinds.
+
+Construction-time checks are table-driven over every factory (plus generic
+checks derived from each factory's signature); update-time misuse is checked
+over the whole registry.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
+
+PRIMITIVES = (
+    "add_l2",
+    "add_momentum",
+    "bias_correct",
+    "decoupled_weight_decay",
+    "scale",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+)
+
+# Arguments a factory cannot be built without (e.g. the inner optimizer of a wrapper).
+REQUIRED_ARGS = {
+    "add_l2": {"weight_decay": 1e-3},
+    "add_momentum": {"decay": 0.9},
+    "bias_correct": {"decay": 0.9},
+    "decoupled_weight_decay": {"weight_decay": 1e-3},
+    "scale": {"factor": 0.5},
+    "scale_by_learning_rate": {"learning_rate": 0.1},
+}
+
+BAD_LEARNING_RATES = [
+    (-0.1, ValueError),
+    (math.nan, ValueError),
+    (math.inf, ValueError),
+    (np.float32(-1.0), ValueError),
+    (np.float64(math.nan), ValueError),
+    ("0.1", TypeError),
+    (True, TypeError),
+    (None, TypeError),
+    (1j, TypeError),
+    (jnp.ones(2), TypeError),
+    (np.bool_(True), TypeError),
+]
+
+# (factory, kwargs, exception, argument named in the message)
+TABLE = [
+    ("sgd", dict(momentum=-0.1), ValueError, "momentum"),
+    ("sgd", dict(momentum=1.5), ValueError, "momentum"),
+    ("sgd", dict(momentum="0.9"), TypeError, "momentum"),
+    ("sgd", dict(nesterov=True), ValueError, "nesterov"),
+    ("sgd", dict(momentum=0.9, nesterov=1), TypeError, "nesterov"),
+    ("sgd", dict(momentum=0.9, nesterov=True, dampening=0.1), ValueError, "dampening"),
+    ("sgd", dict(momentum=0.9, dampening=-0.5), ValueError, "dampening"),
+    ("sgd", dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    ("sgd", dict(weight_decay=math.nan), ValueError, "weight_decay"),
+    ("sgdw", dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    ("sgdw", dict(momentum=-1.0), ValueError, "momentum"),
+    ("sgdw", dict(nesterov=True), ValueError, "nesterov"),
+    ("adam", dict(b1=1.0), ValueError, "b1"),
+    ("adam", dict(b1=-0.1), ValueError, "b1"),
+    ("adam", dict(b2=1.5), ValueError, "b2"),
+    ("adam", dict(b2="0.999"), TypeError, "b2"),
+    ("adam", dict(b2=lambda t: 0.999), TypeError, "b2"),
+    ("adam", dict(eps=-1e-8), ValueError, "eps"),
+    ("adam", dict(eps_root=-1.0), ValueError, "eps_root"),
+    ("adam", dict(weight_decay=-1.0), ValueError, "weight_decay"),
+    ("adam", dict(amsgrad="yes"), TypeError, "amsgrad"),
+    ("adam", dict(max_of="u"), ValueError, "max_of"),
+    ("adam", dict(max_of=1), TypeError, "max_of"),
+    ("adam", dict(mu_dtype="not a dtype"), TypeError, "mu_dtype"),
+    ("adam", dict(nu_dtype=jnp.int32), ValueError, "nu_dtype"),
+    ("amsgrad", dict(b2=1.0), ValueError, "b2"),
+    ("amsgrad", dict(max_of="w"), ValueError, "max_of"),
+    ("adamw", dict(weight_decay=-1e-2), ValueError, "weight_decay"),
+    ("adamw", dict(b1=math.nan), ValueError, "b1"),
+    ("adamw", dict(mask={"w": True}, mask_fn=lambda p: p), ValueError, "mask_fn"),
+    ("adamw", dict(mask_fn=3), TypeError, "mask_fn"),
+    ("scale", dict(factor="2"), TypeError, "factor"),
+    ("scale_by_learning_rate", dict(learning_rate=-1.0), ValueError, "learning_rate"),
+    ("scale_by_learning_rate", dict(flip_sign=1), TypeError, "flip_sign"),
+    ("add_momentum", dict(decay=-0.5), ValueError, "decay"),
+    ("add_momentum", dict(decay=0.9, ema=True, dampening=0.1), ValueError, "dampening"),
+    ("add_momentum", dict(decay=0.9, dtype="floaty"), TypeError, "dtype"),
+    ("bias_correct", dict(decay=1.0), ValueError, "decay"),
+    ("scale_by_rms", dict(decay=1.0), ValueError, "decay"),
+    ("scale_by_rms", dict(eps=-1.0), ValueError, "eps"),
+    ("scale_by_rms", dict(centered="no"), TypeError, "centered"),
+    ("scale_by_rms", dict(max_of="x"), ValueError, "max_of"),
+    ("scale_by_rms", dict(dtype=jnp.int8), ValueError, "dtype"),
+    ("add_l2", dict(weight_decay=-1.0), ValueError, "weight_decay"),
+    ("decoupled_weight_decay", dict(weight_decay=math.inf), ValueError, "weight_decay"),
+]
+
+
+def _build(name, **kwargs):
+    return getattr(gradtx, name)(**{**REQUIRED_ARGS.get(name, {}), **kwargs})
+
+
+def _expect(name, arg, exc, fn):
+    with pytest.raises(exc) as info:
+        fn()
+    msg = str(info.value)
+    assert msg.startswith(f"gradtx.{name}("), msg
+    assert re.search(rf"\b{re.escape(arg)}\b", msg), msg
+
+
+def test_table_covers_every_factory():
+    assert {row[0] for row in TABLE} >= set(OPTIMIZER_NAMES) | set(PRIMITIVES)
+    for name in OPTIMIZER_NAMES + PRIMITIVES:
+        required = [
+            p.name
+            for p in inspect.signature(getattr(gradtx, name)).parameters.values()
+            if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+        ]
+        missing = set(required) - set(REQUIRED_ARGS.get(name, {}))
+        assert not missing, f"add {name}'s required arguments {missing} to REQUIRED_ARGS"
+
+
+@pytest.mark.parametrize(("name", "kwargs", "exc", "arg"), TABLE, ids=lambda v: str(v)[:30])
+def test_bad_argument_table(name, kwargs, exc, arg):
+    _expect(name, arg, exc, lambda: _build(name, **kwargs))
+
+
+def _factories_with(kind):
+    """(factory, parameter) for every parameter whose default is of ``kind``."""
+    out = []
+    for name in OPTIMIZER_NAMES + PRIMITIVES:
+        for p in inspect.signature(getattr(gradtx, name)).parameters.values():
+            if type(p.default) is kind:
+                out.append((name, p.name))
+    return out
+
+
+@pytest.mark.parametrize(("value", "exc"), BAD_LEARNING_RATES, ids=repr)
+@pytest.mark.parametrize(
+    "name", [n for n, a in _factories_with(float) if a == "learning_rate"] or ["none"]
+)
+def test_bad_learning_rate(name, value, exc):
+    _expect(name, "learning_rate", exc, lambda: _build(name, learning_rate=value))
+
+
+@pytest.mark.parametrize(("name", "arg"), _factories_with(float), ids="-".join)
+def test_every_float_argument_rejects_nan_and_strings(name, arg):
+    _expect(name, arg, ValueError, lambda: _build(name, **{arg: math.nan}))
+    _expect(name, arg, TypeError, lambda: _build(name, **{arg: "0.5"}))
+    _expect(name, arg, TypeError, lambda: _build(name, **{arg: False}))
+
+
+@pytest.mark.parametrize(("name", "arg"), _factories_with(bool), ids="-".join)
+def test_every_flag_rejects_non_bools(name, arg):
+    _expect(name, arg, TypeError, lambda: _build(name, **{arg: 1}))
+    _expect(name, arg, TypeError, lambda: _build(name, **{arg: "True"}))
+
+
+@pytest.mark.parametrize(("name", "arg"), _factories_with(str), ids="-".join)
+def test_every_mode_rejects_unknown_strings(name, arg):
+    _expect(name, arg, ValueError, lambda: _build(name, **{arg: "no-such-mode"}))
+    _expect(name, arg, TypeError, lambda: _build(name, **{arg: 0}))
+
+
+def test_arrays_are_data_and_not_range_checked():
+    # A JAX array may be traced, so it is accepted as is (jit and eager agree).
+    gradtx.sgd(jnp.asarray(0.1))
+    jax.jit(lambda lr: gradtx.sgd(lr).init({"w": jnp.ones(2)}))(0.1)
+
+
+# ----------------------------------------------------------- update-time misuse
+
+
+def _params():
+    return {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_updates_tree_differs_from_params(case):
+    opt = case.make(case.lr)
+    params = _params()
+    state = opt.init(params)
+    for bad in ({"w": jnp.ones((2, 3))}, [jnp.ones((2, 3)), jnp.zeros(3)]):
+        with pytest.raises(ValueError, match="does not match") as info:
+            opt.update(bad, state, params)
+        msg = str(info.value)
+        assert msg.startswith(f"gradtx.{case.name}.update"), msg
+        assert str(jax.tree.structure(bad)) in msg
+        assert str(jax.tree.structure(params)) in msg
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_updates_tree_differs_from_init_without_params(case):
+    opt = case.make(case.lr)
+    state = opt.init(_params())
+    bad = {"w": jnp.ones((2, 3)), "c": jnp.zeros(3)}
+    with pytest.raises(ValueError) as info:
+        jax.jit(opt.update)(bad, state, bad)
+    assert "does not match" in str(info.value)
+    if not any(c in case.id for c in ("sgdw", "adamw", "l2")):  # these need params anyway
+        with pytest.raises(ValueError) as info:
+            jax.jit(opt.update)(bad, state)
+        msg = str(info.value)
+        assert "initialised with" in msg and str(jax.tree.structure(_params())) in msg, msg
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        gradtx.sgdw(0.1, 0.9),
+        gradtx.adamw(0.1),
+        gradtx.sgd(0.1, weight_decay=1e-3),
+        gradtx.adam(0.1, weight_decay=1e-3),
+        gradtx.add_l2(1e-3),
+        gradtx.decoupled_weight_decay(1e-3),
+    ],
+    ids=["sgdw", "adamw", "sgd-l2", "adam-l2", "add_l2", "decoupled_weight_decay"],
+)
+def test_missing_params_where_needed(opt):
+    state = opt.init(_params())
+    with pytest.raises(ValueError, match=r"^gradtx\.\w+: update needs params"):
+        opt.update(_params(), state)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_])
+def test_integer_and_boolean_leaves_are_rejected(case, dtype):
+    opt = case.make(case.lr)
+    bad = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3, dtype)}
+    with pytest.raises(TypeError, match=rf"params leaf \['b'\] has dtype {jnp.dtype(dtype)}"):
+        opt.init(bad)
+    state = opt.init(_params())
+    with pytest.raises(TypeError, match=rf"updates leaf \['b'\] has dtype {jnp.dtype(dtype)}"):
+        jax.jit(opt.update)(bad, state, _params())
+
+
+def test_set_hyperparams_rejects_non_numbers():
+    state = gradtx.adam(0.1).init(_params())
+    with pytest.raises(TypeError, match=r"set_hyperparams\(learning_rate=...\)"):
+        gradtx.set_hyperparams(state, learning_rate="0.1")
+    with pytest.raises(KeyError, match="unknown hyperparameter 'lr'"):
+        gradtx.set_hyperparams(state, lr=0.1)
