@@ -124,7 +124,7 @@ def _signature(tree):
     ]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_state_and_dtypes_stable(case, dtype, request):
     if dtype == "float64":

@@ -1,0 +1,210 @@
+"""Edge cases never produce NaN; dtypes never drift; counts saturate; odd trees work.
+
+Every test runs over the whole registry (``tests/registry.py``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+from gradtx._tree import INT32_MAX
+from tests.registry import IDS, REGISTRY
+
+COMPLEX = [c for c in REGISTRY if c.complex_ok]
+
+
+def _params(dtype=jnp.float32):
+    return {"w": jnp.asarray([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]], dtype), "b": jnp.ones(2, dtype)}
+
+
+def _steps(opt, params, grads, n):
+    """``n`` jitted steps with the gradients ``grads(i)``; returns every output."""
+    update = jax.jit(opt.update)
+    state = opt.init(params)
+    for i in range(n):
+        u, state = update(grads(i), state, params)
+        params = gradtx.apply_updates(params, u)
+    return u, state, params
+
+
+def _no_nan(tree):
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            assert not bool(jnp.any(jnp.isnan(leaf))), tree
+
+
+def _finite(tree):
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            assert bool(jnp.all(jnp.isfinite(leaf))), tree
+
+
+# ------------------------------------------------------------ NaN never appears
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_zero_gradients_for_many_steps(case):
+    params = _params()
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    u, state, out = _steps(case.make(case.lr), params, lambda i: zeros, 50)
+    _finite((u, state, out))
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("magnitude", [1e30, 1e-30])
+def test_huge_and_tiny_gradients(case, magnitude):
+    params = _params()
+    signs = jnp.asarray([1.0, -1.0, 0.5], jnp.float32)
+
+    def grads(i):
+        return jax.tree.map(lambda p: jnp.full_like(p, magnitude) * signs[i % 3], params)
+
+    u, state, out = _steps(case.make(case.lr), params, grads, 6)
+    _no_nan((u, state, out))
+    if magnitude < 1:
+        _finite((u, state, out))
+    else:
+        # g² overflows float32 for |g| > ~1.8e19 (as in PyTorch and optax): an
+        # adaptive optimizer's second moment may become inf, its step then 0.
+        _finite(out)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_counts_saturate_at_int32_max(case):
+    opt = case.make(case.lr)
+    params = _params()
+    state = opt.init(params)
+    counts = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+    assert counts, "every optimizer counts its steps"
+    state = jax.tree.map(lambda x: x + (INT32_MAX - 2) if x.dtype == jnp.int32 else x, state)
+    update = jax.jit(opt.update)
+    grads = jax.tree.map(lambda p: p * 0.5 - 0.1, params)
+    for _ in range(5):
+        u, state = update(grads, state, params)
+        _finite((u, state))
+        assert any(bool(jnp.any(u != 0)) for u in jax.tree.leaves(u))
+    counts = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+    assert all(int(c) == INT32_MAX for c in counts), counts
+
+
+# ------------------------------------------------------------------- complex
+
+
+def _conj_grad(f):
+    # JAX's grad of a real loss of complex z is conj(∂f/∂Re + i ∂f/∂Im); descent
+    # uses its conjugate (the convention optax documents).
+    return lambda p: jax.tree.map(jnp.conj, jax.grad(f)(p))
+
+
+@pytest.mark.parametrize("case", COMPLEX, ids=[c.id for c in COMPLEX])
+def test_complex_params_converge(case):
+    target = jnp.asarray([1.0 + 2.0j, -0.5 + 0.25j], jnp.complex64)
+
+    def loss(p):
+        return jnp.sum(jnp.abs(p["z"] - target) ** 2)
+
+    opt = case.make(case.lr)
+    params = {"z": jnp.zeros(2, jnp.complex64)}
+    state = opt.init(params)
+    kinds = jax.tree.map(lambda x: x.dtype, state)
+    grad, update = jax.jit(_conj_grad(loss)), jax.jit(opt.update)
+    for _ in range(case.steps):
+        u, state = update(grad(params), state, params)
+        params = gradtx.apply_updates(params, u)
+    assert params["z"].dtype == jnp.complex64
+    assert jax.tree.map(lambda x: x.dtype, state) == kinds
+    # Weight decay shifts the optimum by O(weight_decay).
+    np.testing.assert_allclose(params["z"], target, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (gradtx.sgd(0.1, 0.9, nesterov=True), optax.sgd(0.1, 0.9, nesterov=True)),
+        (gradtx.adam(0.1), optax.adam(0.1)),
+        (gradtx.adamw(0.1, weight_decay=0.1), optax.adamw(0.1, weight_decay=0.1)),
+        (gradtx.amsgrad(0.1, max_of="v_hat"), optax.amsgrad(0.1)),
+    ],
+    ids=["sgd", "adam", "adamw", "amsgrad"],
+)
+def test_complex_matches_optax(ours, theirs):
+    rng = np.random.default_rng(0)
+
+    def cplx(*shape):
+        return jnp.asarray(rng.normal(size=shape) + 1j * rng.normal(size=shape), jnp.complex64)
+
+    params = {"z": cplx(3, 2)}
+    grads = [{"z": cplx(3, 2)} for _ in range(10)]
+    a, b = params, params
+    sa, sb = ours.init(a), None
+    with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+        sb = theirs.init(b)
+    for g in grads:
+        ua, sa = ours.update(g, sa, a)
+        a = gradtx.apply_updates(a, ua)
+        with jax.numpy_dtype_promotion("standard"):
+            ub, sb = theirs.update(g, sb, b)
+            b = optax.apply_updates(b, ub)
+        np.testing.assert_allclose(a["z"], b["z"], rtol=2e-5, atol=2e-6)
+
+
+def test_sgd_on_complex_equals_sgd_on_real_pairs():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=4) + 1j * rng.normal(size=4)
+    gs = [rng.normal(size=4) + 1j * rng.normal(size=4) for _ in range(8)]
+    opt = gradtx.sgd(0.1, 0.9, nesterov=True, weight_decay=0.01)
+    pc = {"z": jnp.asarray(z, jnp.complex64)}
+    pr = {"re": jnp.asarray(z.real, jnp.float32), "im": jnp.asarray(z.imag, jnp.float32)}
+    sc, sr = opt.init(pc), opt.init(pr)
+    for g in gs:
+        uc, sc = opt.update({"z": jnp.asarray(g, jnp.complex64)}, sc, pc)
+        gr = {"re": jnp.asarray(g.real, jnp.float32), "im": jnp.asarray(g.imag, jnp.float32)}
+        ur, sr = opt.update(gr, sr, pr)
+        pc, pr = gradtx.apply_updates(pc, uc), gradtx.apply_updates(pr, ur)
+        np.testing.assert_allclose(pc["z"].real, pr["re"], rtol=1e-6)
+        np.testing.assert_allclose(pc["z"].imag, pr["im"], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ odd trees
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_none_empty_and_scalar_leaves(case):
+    opt = case.make(case.lr)
+    params = {
+        "w": jnp.ones(3),
+        "frozen": None,
+        "b": (jnp.ones(2), None),
+        "empty": {},
+        "s": jnp.float32(1.0),
+        "py": 1.0,  # Python floats are leaves too
+    }
+    grads = {
+        "w": jnp.full(3, 0.5),
+        "frozen": None,
+        "b": (jnp.full(2, -0.5), None),
+        "empty": {},
+        "s": jnp.float32(0.5),
+        "py": 0.5,
+    }
+    u, _, out = _steps(opt, params, lambda i: grads, 3)
+    assert u["frozen"] is None and u["b"][1] is None and u["empty"] == {}
+    assert out["frozen"] is None and out["b"][1] is None and out["empty"] == {}
+    _finite(out)
+    assert bool(jnp.all(out["w"] < 1)) and bool(jnp.all(out["b"][0] > 1))
+    # A scalar leaf, a Python float and an element of a vector all move alike.
+    assert out["s"].shape == () and out["s"].dtype == jnp.float32
+    np.testing.assert_allclose(out["s"], out["w"][0], rtol=1e-6)
+    np.testing.assert_allclose(out["py"], out["s"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_empty_tree(case):
+    u, state, out = _steps(case.make(case.lr), {}, lambda i: {}, 2)
+    assert u == {} and out == {}
+    _finite(state)
