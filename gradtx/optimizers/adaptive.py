@@ -136,7 +136,8 @@ def rmsprop(
         constant learning rate and differ under a schedule.  optax's Nesterov
         option is ``nesterov`` here (PyTorch has none).
       * The lecture's variant starting from ``v_1 = g_1²`` instead of the EMA
-        from 0 is ``init_from_first=True`` (also for the centered mean).
+        from 0 is ``init_from_first=True`` (not with ``centered``: its first
+        variance estimate would be exactly 0).
 
     Args:
       learning_rate: η, a number or schedule.
@@ -149,7 +150,7 @@ def rmsprop(
       lr_in_momentum: convention (B), optax's placement of η.
       eps_in_sqrt: optax's placement of eps.
       initial_scale: v_0 (0 in PyTorch, 1 in TF1).
-      init_from_first: ``v_1 = g_1²`` (and ``ḡ_1 = g_1``).
+      init_from_first: ``v_1 = g_1²`` (uncentered only).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -180,6 +181,10 @@ def rmsprop(
         check_flag(call, name, flag, bool)
     if nesterov and is_zero(momentum):
         raise ValueError(f"{call}(nesterov=True): Nesterov needs momentum > 0")
+    if centered and init_from_first:
+        # v_1 = g_1² and ḡ_1 = g_1 make the first variance estimate exactly 0
+        # (or a rounding residual of either sign): a step of g/eps or NaN.
+        raise ValueError(f"{call}(centered=True, init_from_first=True): the first variance is 0")
 
     def build(learning_rate, decay, eps, initial_scale, momentum=None, weight_decay=None):
         rms = scale_by_rms(
