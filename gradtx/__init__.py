@@ -13,13 +13,22 @@ from gradtx._base import (
 )
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.optimizers.adam import adam, adamw, amsgrad
+from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
+from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
+from gradtx.transforms.centralize import centralize
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.momentum import (
     AddMomentumState,
     BiasCorrectState,
     add_momentum,
     bias_correct,
+)
+from gradtx.transforms.rectify import (
+    RectifyState,
+    WhenRectifiedState,
+    rectify,
+    when_rectified,
 )
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.scaling import ScaleByScheduleState, scale, scale_by_learning_rate
@@ -32,8 +41,11 @@ __all__ = [
     "EmptyState",
     "GradientMap",
     "HyperparamsState",
+    "LookaheadState",
+    "RectifyState",
     "ScaleByRmsState",
     "ScaleByScheduleState",
+    "WhenRectifiedState",
     "adam",
     "adamw",
     "add_l2",
@@ -41,12 +53,17 @@ __all__ = [
     "amsgrad",
     "apply_updates",
     "bias_correct",
+    "centralize",
     "chain",
     "decoupled_weight_decay",
     "get_hyperparams",
     "hyperparameterized",
     "identity",
+    "lookahead",
     "named_chain",
+    "radam",
+    "ranger",
+    "rectify",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
@@ -54,4 +71,5 @@ __all__ = [
     "sgd",
     "sgdw",
     "stateless",
+    "when_rectified",
 ]
