@@ -14,9 +14,12 @@ from gradtx._base import (
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
+from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.centralize import centralize
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -25,6 +28,12 @@ from gradtx.transforms.momentum import (
     add_momentum,
     add_nesterov_momentum,
     bias_correct,
+)
+from gradtx.transforms.rectify import (
+    RectifyState,
+    WhenRectifiedState,
+    rectify,
+    when_rectified,
 )
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
@@ -39,10 +48,13 @@ __all__ = [
     "EmptyState",
     "GradientMap",
     "HyperparamsState",
+    "LookaheadState",
+    "RectifyState",
     "ScaleByAdadeltaState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "ScaleByScheduleState",
+    "WhenRectifiedState",
     "adadelta",
     "adagrad",
     "adam",
@@ -53,13 +65,18 @@ __all__ = [
     "amsgrad",
     "apply_updates",
     "bias_correct",
+    "centralize",
     "chain",
     "decoupled_weight_decay",
     "get_hyperparams",
     "hyperparameterized",
     "identity",
+    "lookahead",
     "nadam",
     "named_chain",
+    "radam",
+    "ranger",
+    "rectify",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
@@ -70,4 +87,5 @@ __all__ = [
     "sgd",
     "sgdw",
     "stateless",
+    "when_rectified",
 ]
