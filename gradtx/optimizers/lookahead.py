@@ -40,16 +40,17 @@ def _lookahead(inner, sync_period, *, slow_step_size):
         updates, fast_state = inner.update(updates, state.fast_state, params, **extra)
         sync = state.steps_since_sync == sync_period - 1
 
-        def synced(p, u, s):
-            # φ_new = φ + α(θ + u − φ); emit φ_new − θ so that θ + update = φ_new.
+        def slow_step(p, u, s):
+            # φ_new = φ + α(θ + u − φ)
             fast = p.astype(s.dtype) + u.astype(s.dtype)
-            new_slow = s + _tree.scalar_like(slow_step_size, s) * (fast - s)
-            return new_slow, (new_slow - p.astype(s.dtype)).astype(u.dtype)
+            return s + _tree.scalar_like(slow_step_size, s) * (fast - s)
 
-        pairs = jax.tree.map(synced, params, updates, state.slow)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
-        new_slow = jax.tree.map(lambda x: x[0], pairs, is_leaf=is_pair)
-        sync_updates = jax.tree.map(lambda x: x[1], pairs, is_leaf=is_pair)
+        # Two maps, not one map to pairs: params trees may hold tuples themselves.
+        new_slow = jax.tree.map(slow_step, params, updates, state.slow)
+        # Emit φ_new − θ so that θ + update = φ_new.
+        sync_updates = jax.tree.map(
+            lambda ns, p, u: (ns - p.astype(ns.dtype)).astype(u.dtype), new_slow, params, updates
+        )
         pick = lambda a, b: jnp.where(sync, a, b)  # noqa: E731
         out = jax.tree.map(pick, sync_updates, updates)
         slow = jax.tree.map(pick, new_slow, state.slow)
@@ -111,7 +112,7 @@ def lookahead(
       back", NeurIPS 2019 (arXiv:1907.08610).
     """
     call = "gradtx.lookahead"
-    inner = _with_extra_args(inner, call)
+    inner = _with_extra_args(inner, f"{call}(inner=...)")
     check_flag(call, "sync_period", sync_period, int)
     if sync_period < 1:
         raise ValueError(f"{call}(sync_period={sync_period!r}): sync_period must be >= 1")
@@ -192,6 +193,7 @@ def ranger(
         raise ValueError(f"{call}(sync_period={sync_period!r}): sync_period must be >= 1")
     check_flag(call, "gradient_centralization", gradient_centralization, bool)
     check_flag(call, "gc_conv_only", gc_conv_only, bool)
+    check_flag(call, "channel_axis", channel_axis, int)
     head = ()
     if gradient_centralization:
         head = (centralize(channel_axis=channel_axis, conv_only=gc_conv_only),)
