@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx._checks import check_dtype, check_flag, check_hyperparam, is_zero
 from gradtx.optimizers.adam import check_adam_args
 from gradtx.transforms import decay as _decay
 from gradtx.transforms.momentum import add_nesterov_momentum
@@ -78,6 +78,8 @@ def nadam(
     check_adam_args(call, learning_rate, b1, b2, eps, eps_root, weight_decay)
     check_hyperparam(call, "momentum_decay", momentum_decay, low=0.0)
     check_flag(call, "decoupled_weight_decay", decoupled_weight_decay, bool)
+    check_dtype(call, "mu_dtype", mu_dtype)
+    check_dtype(call, "nu_dtype", nu_dtype)
     if (mask is not None or mask_fn is not None) and not decoupled_weight_decay:
         raise ValueError(f"{call}: mask and mask_fn need decoupled_weight_decay=True")
 
