@@ -32,6 +32,7 @@ class Case:
       lr: learning rate for the quadratic.
       rosen_lr: learning rate for the (mild) Rosenbrock function.
       steps: optimisation steps for the convergence tests.
+      rosen_tol: distance to the Rosenbrock minimum that counts as converged.
       complex_ok: complex params are supported (conjugate-gradient convention).
       lr_key: the ``set_hyperparams`` key of the learning rate.
     """
@@ -42,13 +43,16 @@ class Case:
     lr: float
     rosen_lr: float
     steps: int = 300
+    rosen_tol: float = 1e-2
     complex_ok: bool = False
     lr_key: str = "learning_rate"
 
 
 def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     """A registry entry; ``kwargs`` go to ``gradtx.<name>`` after the learning rate."""
-    extra = {k: kwargs.pop(k) for k in ("steps", "complex_ok", "lr_key") if k in kwargs}
+    extra = {
+        k: kwargs.pop(k) for k in ("steps", "rosen_tol", "complex_ok", "lr_key") if k in kwargs
+    }
     if make is None:
 
         def make(learning_rate, _name=name, _kwargs=kwargs):
@@ -60,9 +64,16 @@ def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
 
 # Public names in gradtx.__all__ that are optimizers (explicit on purpose).
 OPTIMIZER_NAMES = (
+    "adadelta",
+    "adagrad",
     "adam",
     "adamw",
     "amsgrad",
+    "lookahead",
+    "nadam",
+    "radam",
+    "ranger",
+    "rmsprop",
     "sgd",
     "sgdw",
 )
@@ -86,6 +97,32 @@ REGISTRY = [
     case("adam", variant="l2", lr=0.05, rosen_lr=0.04, weight_decay=1e-4, complex_ok=True),
     case("amsgrad", lr=0.05, rosen_lr=0.04, complex_ok=True),
     case("adamw", lr=0.05, rosen_lr=0.04, weight_decay=1e-4, complex_ok=True),
+    case("adagrad", lr=0.5, rosen_lr=0.25, steps=1500),
+    case("rmsprop", lr=0.01, rosen_lr=0.0025, steps=1500),
+    case(
+        "rmsprop", variant="centered-momentum", lr=0.01, rosen_lr=0.005, centered=True, momentum=0.9
+    ),
+    # AdaDelta's step is the RMS of its own past steps: it hovers in the valley.
+    case("adadelta", lr=0.1, rosen_lr=0.1, steps=3000, rosen_tol=0.1, rho=0.95, eps=1e-5),
+    case("nadam", lr=0.05, rosen_lr=0.0125, steps=1500),
+    case(
+        "nadam",
+        variant="decoupled",
+        lr=0.05,
+        rosen_lr=0.0125,
+        steps=1500,
+        weight_decay=1e-4,
+        decoupled_weight_decay=True,
+    ),
+    case("radam", lr=0.05, rosen_lr=0.05, steps=1500),
+    case(
+        "lookahead",
+        variant="sgd",
+        lr=0.05,
+        rosen_lr=0.0125,
+        make=lambda lr: gradtx.lookahead(gradtx.sgd(lr, momentum=0.9), sync_period=5),
+    ),
+    case("ranger", lr=0.05, rosen_lr=0.05, steps=1500),
 ]
 
 IDS = [c.id for c in REGISTRY]

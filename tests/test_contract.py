@@ -97,7 +97,7 @@ def test_converges(case):
     x = _minimize(case.make(case.lr), _quadratic, [1.5, -1.0], case.steps)
     assert float(jnp.linalg.norm(x)) < 1e-3, x
     x = _minimize(case.make(case.rosen_lr), _rosenbrock, [-0.5, 0.5], case.steps)
-    assert float(jnp.linalg.norm(x - 1.0)) < 1e-2, x
+    assert float(jnp.linalg.norm(x - 1.0)) < case.rosen_tol, x
 
 
 # ------------------------------------------------------------------- jit/eager
@@ -199,8 +199,9 @@ def test_vmap_over_learning_rates_equals_separate_runs(case):
     for g in grads:
         u, states = step(g, states, batched)
         batched = gradtx.apply_updates(batched, u)
+    one = jax.jit(opt.update)  # hyperparameters are data: one program serves every lr
     for i, lr in enumerate([case.lr * 0.5, case.lr, case.lr * 2.0]):
-        alone, _ = _run(case.make(lr), params, grads, jax.jit(case.make(lr).update))
+        alone, _ = _run(case.make(lr), params, grads, one)
         for k in params:
             np.testing.assert_allclose(batched[k][i], alone[k], rtol=1e-5, atol=1e-7)
 

@@ -31,6 +31,7 @@ PRIMITIVES = (
 
 # Arguments a factory cannot be built without (e.g. the inner optimizer of a wrapper).
 REQUIRED_ARGS = {
+    "lookahead": {"inner": gradtx.sgd(0.1)},
     "add_l2": {"weight_decay": 1e-3},
     "add_momentum": {"decay": 0.9},
     "bias_correct": {"decay": 0.9},
@@ -86,6 +87,39 @@ TABLE = [
     ("adamw", dict(b1=math.nan), ValueError, "b1"),
     ("adamw", dict(mask={"w": True}, mask_fn=lambda p: p), ValueError, "mask_fn"),
     ("adamw", dict(mask_fn=3), TypeError, "mask_fn"),
+    ("adagrad", dict(lr_decay=-1.0), ValueError, "lr_decay"),
+    ("adagrad", dict(initial_accumulator_value=-0.1), ValueError, "initial_accumulator_value"),
+    ("adagrad", dict(eps=-1e-10), ValueError, "eps"),
+    ("adagrad", dict(weight_decay=-1.0), ValueError, "weight_decay"),
+    ("rmsprop", dict(decay=1.0), ValueError, "decay"),
+    ("rmsprop", dict(momentum=-0.1), ValueError, "momentum"),
+    ("rmsprop", dict(nesterov=True), ValueError, "nesterov"),
+    ("rmsprop", dict(centered=True, init_from_first=True), ValueError, "init_from_first"),
+    ("rmsprop", dict(initial_scale=-1.0), ValueError, "initial_scale"),
+    ("adadelta", dict(rho=1.0), ValueError, "rho"),
+    ("adadelta", dict(rho=-0.5), ValueError, "rho"),
+    ("adadelta", dict(eps=-1e-6), ValueError, "eps"),
+    ("nadam", dict(b1=1.0), ValueError, "b1"),
+    ("nadam", dict(momentum_decay=-1.0), ValueError, "momentum_decay"),
+    ("nadam", dict(weight_decay=-1.0), ValueError, "weight_decay"),
+    ("nadam", dict(mu_dtype="not a dtype"), TypeError, "mu_dtype"),
+    ("nadam", dict(decoupled_weight_decay="yes"), TypeError, "decoupled_weight_decay"),
+    ("radam", dict(b2=1.0), ValueError, "b2"),
+    ("radam", dict(threshold=math.nan), ValueError, "threshold"),
+    ("radam", dict(compare="<"), ValueError, "compare"),
+    ("radam", dict(untractable="adam"), ValueError, "untractable"),
+    ("radam", dict(eps_on="m"), ValueError, "eps_on"),
+    ("lookahead", dict(sync_period=0), ValueError, "sync_period"),
+    ("lookahead", dict(sync_period=2.5), TypeError, "sync_period"),
+    ("lookahead", dict(sync_period=True), TypeError, "sync_period"),
+    ("lookahead", dict(slow_step_size=1.5), ValueError, "slow_step_size"),
+    ("lookahead", dict(slow_step_size=-0.1), ValueError, "slow_step_size"),
+    ("lookahead", dict(inner="adam"), TypeError, "inner"),
+    ("ranger", dict(sync_period=0), ValueError, "sync_period"),
+    ("ranger", dict(slow_step_size=2.0), ValueError, "slow_step_size"),
+    ("ranger", dict(b1=1.0), ValueError, "b1"),
+    ("ranger", dict(gradient_centralization=1), TypeError, "gradient_centralization"),
+    ("ranger", dict(channel_axis="x"), TypeError, "channel_axis"),
     ("scale", dict(factor="2"), TypeError, "factor"),
     ("scale_by_learning_rate", dict(learning_rate=-1.0), ValueError, "learning_rate"),
     ("scale_by_learning_rate", dict(flip_sign=1), TypeError, "flip_sign"),
@@ -138,32 +172,32 @@ def _factories_with(kind):
     for name in OPTIMIZER_NAMES + PRIMITIVES:
         for p in inspect.signature(getattr(gradtx, name)).parameters.values():
             if type(p.default) is kind:
-                out.append((name, p.name))
+                out.append(pytest.param(name, p.name, id=f"{name}-{p.name}"))
     return out
 
 
 @pytest.mark.parametrize(("value", "exc"), BAD_LEARNING_RATES, ids=repr)
 @pytest.mark.parametrize(
-    "name", [n for n, a in _factories_with(float) if a == "learning_rate"] or ["none"]
+    "name", [p.values[0] for p in _factories_with(float) if p.values[1] == "learning_rate"]
 )
 def test_bad_learning_rate(name, value, exc):
     _expect(name, "learning_rate", exc, lambda: _build(name, learning_rate=value))
 
 
-@pytest.mark.parametrize(("name", "arg"), _factories_with(float), ids="-".join)
+@pytest.mark.parametrize(("name", "arg"), _factories_with(float))
 def test_every_float_argument_rejects_nan_and_strings(name, arg):
     _expect(name, arg, ValueError, lambda: _build(name, **{arg: math.nan}))
     _expect(name, arg, TypeError, lambda: _build(name, **{arg: "0.5"}))
     _expect(name, arg, TypeError, lambda: _build(name, **{arg: False}))
 
 
-@pytest.mark.parametrize(("name", "arg"), _factories_with(bool), ids="-".join)
+@pytest.mark.parametrize(("name", "arg"), _factories_with(bool))
 def test_every_flag_rejects_non_bools(name, arg):
     _expect(name, arg, TypeError, lambda: _build(name, **{arg: 1}))
     _expect(name, arg, TypeError, lambda: _build(name, **{arg: "True"}))
 
 
-@pytest.mark.parametrize(("name", "arg"), _factories_with(str), ids="-".join)
+@pytest.mark.parametrize(("name", "arg"), _factories_with(str))
 def test_every_mode_rejects_unknown_strings(name, arg):
     _expect(name, arg, ValueError, lambda: _build(name, **{arg: "no-such-mode"}))
     _expect(name, arg, TypeError, lambda: _build(name, **{arg: 0}))
