@@ -26,13 +26,19 @@ def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
     ``lax.full_like`` keeps each leaf's sharding (``jnp.full`` would not).
     """
     return jax.tree.map(
-        lambda p: jax.lax.full_like(p, jnp.asarray(value).astype(dtype or p.dtype)), params
+        lambda p: jax.lax.full_like(p, jnp.asarray(value), dtype or jnp.result_type(p)), params
     )
 
 
 def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
     """A hyperparameter cast to a leaf's dtype, so strict promotion holds."""
     return jnp.asarray(value).astype(jnp.result_type(leaf))
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|²`` in ``x``'s dtype: ``x * x`` for real leaves (bit-identical to
+    ``jnp.square``), ``x * conj(x)`` (zero imaginary part) for complex ones."""
+    return x * jnp.conj(x)
 
 
 def ema(decay: Any, old: Any, new: Any) -> Any:
