@@ -30,7 +30,7 @@ def _scale_by_adadelta(*, rho, eps, dtype):
         grads = updates if grads is None else grads
         _tree.check_same_structure("gradtx.scale_by_adadelta.update", updates, state.e_g2)
         e_g2 = jax.tree.map(
-            lambda v, g: _tree.ema(rho, v, jnp.square(g.astype(v.dtype))), state.e_g2, grads
+            lambda v, g: _tree.ema(rho, v, _tree.abs_sq(g.astype(v.dtype))), state.e_g2, grads
         )
 
         def delta(u, v, x):
@@ -42,7 +42,7 @@ def _scale_by_adadelta(*, rho, eps, dtype):
         # The step accumulator holds the step before the learning rate, as in
         # PyTorch and optax (the paper has no learning rate).
         e_dx2 = jax.tree.map(
-            lambda x, d: _tree.ema(rho, x, jnp.square(d.astype(x.dtype))), state.e_dx2, out
+            lambda x, d: _tree.ema(rho, x, _tree.abs_sq(d.astype(x.dtype))), state.e_dx2, out
         )
         return out, ScaleByAdadeltaState(e_g2, e_dx2)
 

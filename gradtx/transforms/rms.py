@@ -53,7 +53,7 @@ def _scale_by_rms(
 
         def second_moment(v, g):
             g = g.astype(v.dtype)
-            sq = g * jnp.conj(g)  # |g|²: real (zero imaginary part) for complex leaves
+            sq = _tree.abs_sq(g)
             new = _tree.ema(decay, v, sq)
             return jnp.where(first, sq, new) if init_from_first else new
 
@@ -88,7 +88,7 @@ def _scale_by_rms(
             else:
                 v_hat = corrected(v)
             if centered:
-                v_hat = v_hat - corrected(m) * jnp.conj(corrected(m))
+                v_hat = v_hat - _tree.abs_sq(corrected(m))
             e = _tree.scalar_like(eps, v_hat)
             if eps_in_sqrt:
                 denom = jnp.sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))

@@ -27,7 +27,7 @@ def _scale_by_rss(*, initial_accumulator_value, eps, eps_in_sqrt, dtype):
         grads = updates if grads is None else grads
         _tree.check_same_structure("gradtx.scale_by_rss.update", updates, state.sum_of_squares)
         total = jax.tree.map(
-            lambda s, g: s + jnp.square(g.astype(s.dtype)), state.sum_of_squares, grads
+            lambda s, g: s + _tree.abs_sq(g.astype(s.dtype)), state.sum_of_squares, grads
         )
 
         def scale(u, s):
