@@ -138,16 +138,25 @@ def test_complex_params_converge(case):
 
 
 @pytest.mark.parametrize(
-    ("ours", "theirs"),
+    ("ours", "theirs", "tol"),
     [
-        (gradtx.sgd(0.1, 0.9, nesterov=True), optax.sgd(0.1, 0.9, nesterov=True)),
-        (gradtx.adam(0.1), optax.adam(0.1)),
-        (gradtx.adamw(0.1, weight_decay=0.1), optax.adamw(0.1, weight_decay=0.1)),
-        (gradtx.amsgrad(0.1, max_of="v_hat"), optax.amsgrad(0.1)),
+        (gradtx.sgd(0.1, 0.9, nesterov=True), optax.sgd(0.1, 0.9, nesterov=True), 2e-5),
+        (gradtx.adam(0.1), optax.adam(0.1), 2e-5),
+        (gradtx.adamw(0.1, weight_decay=0.1), optax.adamw(0.1, weight_decay=0.1), 2e-5),
+        (gradtx.amsgrad(0.1, max_of="v_hat"), optax.amsgrad(0.1), 2e-5),
+        (
+            gradtx.adagrad(0.1, eps=1e-7, eps_in_sqrt=True),
+            optax.adagrad(0.1, initial_accumulator_value=0.0, eps=1e-7),
+            2e-5,
+        ),
+        (gradtx.rmsprop(0.1, 0.9, eps_in_sqrt=True), optax.rmsprop(0.1, decay=0.9), 2e-5),
+        # The rectifier's float32 rounding differs from optax's by ~1e-4 for
+        # real params too (checked); the complex run is no worse.
+        (gradtx.radam(0.1, compare=">=", eps_on="v_hat"), optax.radam(0.1), 2e-4),
     ],
-    ids=["sgd", "adam", "adamw", "amsgrad"],
+    ids=["sgd", "adam", "adamw", "amsgrad", "adagrad", "rmsprop", "radam"],
 )
-def test_complex_matches_optax(ours, theirs):
+def test_complex_matches_optax(ours, theirs, tol):
     rng = np.random.default_rng(0)
 
     def cplx(*shape):
@@ -165,7 +174,7 @@ def test_complex_matches_optax(ours, theirs):
         with jax.numpy_dtype_promotion("standard"):
             ub, sb = theirs.update(g, sb, b)
             b = optax.apply_updates(b, ub)
-        np.testing.assert_allclose(a["z"], b["z"], rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(a["z"], b["z"], rtol=tol, atol=tol / 10)
 
 
 def test_sgd_on_complex_equals_sgd_on_real_pairs():
