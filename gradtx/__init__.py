@@ -1,5 +1,6 @@
 """gradtx: composable, exact gradient transformations for JAX."""
 
+from gradtx import schedules
 from gradtx._base import (
     EmptyState,
     GradientMap,
@@ -21,6 +22,7 @@ from gradtx.transforms.momentum import (
     add_momentum,
     bias_correct,
 )
+from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.scaling import ScaleByScheduleState, scale, scale_by_learning_rate
 
@@ -32,6 +34,7 @@ __all__ = [
     "EmptyState",
     "GradientMap",
     "HyperparamsState",
+    "ReduceOnPlateauState",
     "ScaleByRmsState",
     "ScaleByScheduleState",
     "adam",
@@ -47,9 +50,11 @@ __all__ = [
     "hyperparameterized",
     "identity",
     "named_chain",
+    "reduce_on_plateau",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
+    "schedules",
     "set_hyperparams",
     "sgd",
     "sgdw",
