@@ -175,7 +175,9 @@ def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
 def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     steps = as_float(steps)
     t = jnp.clip(as_count(count) - as_float(begin), 0, steps)
-    frac = 1 - safe_div(t, steps)
+    # Clamped: XLA may turn t/steps into t·(1/steps), one ulp above 1 at the end,
+    # and a negative base to a fractional power is NaN.
+    frac = jnp.maximum(1 - safe_div(t, steps), 0.0)
     init, end = as_float(init), as_float(end)
     return (init - end) * frac ** as_float(power) + end
 
