@@ -32,8 +32,16 @@ def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
 
 
 def check_number(call: str, name: str, value: Any, **bounds: Any) -> None:
-    """A numeric schedule field: a real number or a scalar array, range-checked."""
-    check_hyperparam(call, name, value, **bounds)
+    """A numeric schedule field: a real number or a scalar array, range-checked.
+
+    The message shows the value as given (``first_period=0``, not ``0.0``).
+    """
+    try:
+        check_hyperparam(call, name, value, **bounds)
+    except ValueError as err:
+        if not isinstance(value, numbers.Integral):
+            raise
+        raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
 
 
 def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> None:
