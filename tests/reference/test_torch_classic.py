@@ -207,9 +207,16 @@ def test_rmsprop_matches_optax(x64, centered, seed):
             lr_in_momentum=True,
             eps_in_sqrt=True,
             initial_scale=0.5,
+            bias_correction=True,
         ),
         optax.rmsprop(
-            sched, h["alpha"], centered=centered, momentum=h["mu"], nesterov=True, initial_scale=0.5
+            sched,
+            h["alpha"],
+            centered=centered,
+            momentum=h["mu"],
+            nesterov=True,
+            initial_scale=0.5,
+            bias_correction=True,
         ),
         seed,
     )
