@@ -66,9 +66,15 @@ def hide(tree: Any, keep: list[bool]) -> Any:
     return treedef.unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep)])
 
 
-def visible_leaves(tree: Any) -> list:
-    """The leaves of ``tree`` with each ``MaskedNode`` counted as one leaf."""
-    return jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, MaskedNode))
+def unhide(out: Any, like: Any) -> list:
+    """``out`` cut at the leaf positions of ``like``: one entry per leaf of ``like``.
+
+    ``out`` is an inner transform's result for ``hide(like, keep)``: kept
+    positions hold arrays, hidden ones ``MaskedNode()``.  Cutting at ``like``'s
+    leaves (rather than flattening ``out`` with ``MaskedNode`` as a leaf) keeps
+    nodes hidden by an outer wrapper out of the count.
+    """
+    return jax.tree.structure(like).flatten_up_to(out)
 
 
 def _check_leaves(call: str, updates: Any, n: int) -> list:
@@ -130,7 +136,7 @@ def masked(
             None if params is None else hide(params, keep),
             **_hidden_extra(extra, keep),
         )
-        merged = [o if k else u for o, u, k in zip(visible_leaves(out), leaves, keep)]
+        merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
         return jax.tree.unflatten(jax.tree.structure(updates), merged), MaskedState(inner_state)
 
     kind = GradientMap if isinstance(inner, GradientMap) else GradientTransformation
@@ -206,7 +212,7 @@ def partition(
                 None if params is None else hide(params, keep),
                 **_hidden_extra(extra, keep),
             )
-            for i, (o, kept) in enumerate(zip(visible_leaves(out), keep)):
+            for i, (o, kept) in enumerate(zip(unhide(out, updates), keep)):
                 if kept:
                     merged[i] = o
         return jax.tree.unflatten(jax.tree.structure(updates), merged), new_state

@@ -214,3 +214,15 @@ def test_kind_and_extras():
     with pytest.raises(TypeError, match="static Python bools"):
         opt = gradtx.masked(gradtx.sgd(), mask_fn=lambda p: {"w": p["w"][0] > 0})
         jax.jit(opt.init)({"w": jnp.ones(2)})
+
+
+def test_masked_inside_a_group():
+    """A mask inside a group sees the group's hidden leaves as empty nodes."""
+    params = {"w": jnp.ones(2), "e": jnp.ones(3), "b": jnp.ones(4)}
+    inner = gradtx.masked(gradtx.scale(-1.0), {"w": True, "e": False, "b": False})
+    opt = gradtx.partition({"a": inner, "z": gradtx.scale(0.0)}, {"w": "a", "e": "a", "b": "z"})
+    g = {"w": jnp.full(2, 2.0), "e": jnp.full(3, 3.0), "b": jnp.full(4, 4.0)}
+    u, _ = opt.update(g, opt.init(params), params)
+    np.testing.assert_array_equal(u["w"], -2.0 * np.ones(2))
+    np.testing.assert_array_equal(u["e"], 3.0 * np.ones(3))
+    np.testing.assert_array_equal(u["b"], np.zeros(4))
