@@ -29,12 +29,13 @@ def _repeat(grads, times):
 
 
 @pytest.mark.parametrize("name", sorted(WRAPPERS))
-def test_with_a_plain_callable_schedule(x64, name):
+def test_around_lookahead_with_a_plain_callable_schedule(x64, name):
+    """wrap(lookahead(sgd(schedule))) steps like the bare lookahead(sgd(schedule))."""
     wrap, times = WRAPPERS[name]
 
     def make():
         lr = lambda t: 0.1 / (1 + t.astype(jnp.float64))  # noqa: E731
-        return gradtx.sgd(lr, momentum=0.9)
+        return gradtx.lookahead(gradtx.sgd(lr, momentum=0.9), sync_period=2)
 
     params, grads = make_problem(0, steps=6)
     ours = run_gradtx(wrap(make()), params, _repeat(grads, times))[times - 1 :: times]
@@ -100,3 +101,15 @@ def test_changing_a_hyperparameter_does_not_retrace(name):
     assert len(traces) == 1
     lrs = [v for n, v in gradtx.get_hyperparams(state).items() if n.endswith("learning_rate")]
     assert lrs and all(float(v) == pytest.approx(0.1 / 4) for v in lrs)
+
+
+def test_lookahead_around_a_masked_optimizer(x64):
+    """Masked-in leaves follow lookahead(adam), masked-out ones lookahead of the raw gradient."""
+    params, grads = make_problem(2, steps=6)
+    opt = gradtx.lookahead(gradtx.masked(gradtx.adam(0.1), {"w": True, "b": False}), 3)
+    ours = run_gradtx(opt, params, grads)
+    ref = run_gradtx(gradtx.lookahead(gradtx.adam(0.1), 3), params, grads)
+    assert_trajectories_close([{"w": s["w"]} for s in ours], [{"w": s["w"]} for s in ref], 1e-14)
+    # masked-out leaves pass the gradient through as their update (scale(1.0))
+    ref_b = run_gradtx(gradtx.lookahead(gradtx.scale(1.0), 3), params, grads)
+    assert_trajectories_close([{"b": s["b"]} for s in ours], [{"b": s["b"]} for s in ref_b], 1e-14)
