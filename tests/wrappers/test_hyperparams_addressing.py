@@ -107,3 +107,25 @@ def test_same_names_at_one_place_keep_their_inner_state_segment():
     s = gradtx.set_hyperparams(state, {inner_key: 5.0})
     u, _ = outer.update(PARAMS, s, PARAMS)
     np.testing.assert_allclose(u["w"], 15.0)
+
+
+def test_gradtx_schedules_in_groups_are_addressed_by_label_and_field():
+    from gradtx import schedules
+
+    opt = gradtx.partition(
+        {
+            "a": gradtx.apply_if_finite(gradtx.adam(schedules.cosine_decay(0.1, 100)), 3),
+            "b": gradtx.sgd(schedules.cosine_decay(0.2, 100)),
+        },
+        {"w": "a", "b": "b"},
+    )
+    state = opt.init(PARAMS)
+    hp = gradtx.get_hyperparams(state)
+    assert float(hp["a/learning_rate"]) == pytest.approx(0.1)
+    assert float(hp["b/learning_rate.init_value"]) == pytest.approx(0.2)
+    state = gradtx.set_hyperparams(state, {"a/learning_rate.init_value": 0.5})
+    hp = gradtx.get_hyperparams(state)
+    assert float(hp["a/learning_rate"]) == pytest.approx(0.5)
+    assert float(hp["b/learning_rate"]) == pytest.approx(0.2)
+    with pytest.raises(KeyError, match="ambiguous"):
+        gradtx.set_hyperparams(state, {"learning_rate.init_value": 0.5})
