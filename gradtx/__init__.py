@@ -21,6 +21,7 @@ from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
 from gradtx.transforms.centralize import centralize
+from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -40,24 +41,34 @@ from gradtx.transforms.rectify import (
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import ScaleByScheduleState, scale, scale_by_learning_rate
+from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
+from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
+from gradtx.wrappers.groups import MaskedNode, MaskedState, masked, partition
+from gradtx.wrappers.monitors import TrackNormsState, get_norms, track_norms
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccumulateGradientsState",
     "AddMomentumState",
     "AddNesterovMomentumState",
+    "ApplyIfFiniteState",
     "BiasCorrectState",
     "EmptyState",
     "GradientMap",
     "HyperparamsState",
     "LookaheadState",
+    "MaskedNode",
+    "MaskedState",
     "RectifyState",
     "ReduceOnPlateauState",
     "ScaleByAdadeltaState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "ScaleByScheduleState",
+    "TrackNormsState",
     "WhenRectifiedState",
+    "accumulate_gradients",
     "adadelta",
     "adagrad",
     "adam",
@@ -66,17 +77,23 @@ __all__ = [
     "add_momentum",
     "add_nesterov_momentum",
     "amsgrad",
+    "apply_if_finite",
     "apply_updates",
     "bias_correct",
     "centralize",
     "chain",
+    "clip",
+    "clip_by_global_norm",
     "decoupled_weight_decay",
     "get_hyperparams",
+    "get_norms",
     "hyperparameterized",
     "identity",
     "lookahead",
+    "masked",
     "nadam",
     "named_chain",
+    "partition",
     "radam",
     "ranger",
     "rectify",
@@ -92,5 +109,6 @@ __all__ = [
     "sgd",
     "sgdw",
     "stateless",
+    "track_norms",
     "when_rectified",
 ]

@@ -47,7 +47,9 @@ def _lookahead(inner, sync_period, *, slow_step_size):
             return new_slow, (new_slow - p.astype(s.dtype)).astype(u.dtype)
 
         pairs = jax.tree.map(synced, params, updates, state.slow)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
+        # exactly the (slow, update) pairs: a NamedTuple node (e.g. masked's
+        # MaskedNode) is a tuple too but must stay a node
+        is_pair = lambda x: type(x) is tuple  # noqa: E731
         new_slow = jax.tree.map(lambda x: x[0], pairs, is_leaf=is_pair)
         sync_updates = jax.tree.map(lambda x: x[1], pairs, is_leaf=is_pair)
         pick = lambda a, b: jnp.where(sync, a, b)  # noqa: E731
