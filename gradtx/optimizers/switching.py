@@ -56,8 +56,8 @@ def swats(
         ``Λ > 0``, puts 1e-15 inside the root and adopts the Λ of the last
         eligible tensor for the whole group; ``torch_optimizer.SWATS`` uses
         ``eps=1e-3`` with rtol 1e-6 and scales its momentum buffer in place (its
-        SGD phase decays by ``b1 (1 - b1)``).  Neither requires ``Λ > 0`` in the
-        paper; this follows the paper.
+        SGD phase decays by ``b1 (1 - b1)``).  Both packages also require
+        ``Λ > 0``; the paper does not, and neither does this.
       * The SGD phase equals ``pytorch_optimizer.SWATS``'s (tested); its
         ``nesterov`` gives ``(1 - b1) v + b1 v = v``, not a look-ahead; here
         Nesterov is ``-(1 - b1) Λ (g_k + b1 v_k)``.
