@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import pytorch_optimizer
+import torch_optimizer
 
 import gradtx
 from tests.reference.harness import (
@@ -69,10 +70,11 @@ def _unflat(x):
 def _run_ours(tx, x0, h, steps):
     p = {k: jnp.asarray(v) for k, v in x0.items()}
     hj = {k: jnp.asarray(v) for k, v in h.items()}
-    state = tx.init(p)
+    state, traces = tx.init(p), []
 
     @jax.jit
     def step(p, state):
+        traces.append(1)  # one trace: both phases and the switch are in one program
         u, state = tx.update(jax.tree.map(jnp.multiply, hj, p), state, p)
         return gradtx.apply_updates(p, u), state
 
@@ -80,6 +82,7 @@ def _run_ours(tx, x0, h, steps):
     for _ in range(steps):
         p, state = step(p, state)
         out.append({k: np.asarray(v) for k, v in p.items()})
+    assert len(traces) == 1
     return out, state
 
 
@@ -176,3 +179,29 @@ def test_swats_zero_gradients_give_no_nan_and_no_switch(x64, per_leaf):
     for _ in range(5):
         u, state = update(g, state, params)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state)))
+
+
+@pytest.mark.parametrize("per_leaf", [False, True])
+def test_swats_adam_phase_matches_torch_optimizer(x64, per_leaf):
+    """Before any switch both run the E2 Adam step (torch_optimizer's tolerance differs,
+    and neither switches on these random gradients)."""
+    params, grads = make_problem(12, 25)
+    opts = []
+
+    def make(ps):
+        opts.append(
+            torch_optimizer.SWATS(ps, lr=0.02, betas=(0.8, 0.99), eps=1e-9, weight_decay=0.03)
+        )
+        return opts[0]
+
+    ref = run_torch(make, params, grads)
+    assert opts[0].param_groups[0]["phase"] != "SGD"
+    tx = gradtx.swats(0.02, 0.8, 0.99, 1e-9, weight_decay=0.03, per_leaf=per_leaf)
+    p, state, ours = {k: jnp.asarray(v) for k, v in params.items()}, None, []
+    state, update = tx.init(p), jax.jit(tx.update)
+    for g in grads:
+        u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
+        p = gradtx.apply_updates(p, u)
+        ours.append({k: np.asarray(v) for k, v in p.items()})
+    assert_trajectories_close(ours, ref)
+    assert not np.any(gradtx.get_hyperparams(state)["switched"])
