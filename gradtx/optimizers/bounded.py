@@ -36,7 +36,7 @@ def _adabound(
     check_flag(call, "decoupled_weight_decay", decoupled, bool)
     if base_lr is None:
         base_lr = _initial_value(learning_rate)
-        if isinstance(base_lr, float) and base_lr <= 0:
+        if isinstance(base_lr, (int, float)) and not isinstance(base_lr, bool) and base_lr <= 0:
             raise ValueError(
                 f"{call}(learning_rate={base_lr!r}): the bounds scale with learning_rate / base_lr, "
                 "so the initial learning rate must be > 0 (or pass base_lr)"

@@ -44,7 +44,8 @@ def _scale_by_bounded_rms(*, b1, b2, eps, final_lr, base_lr, gamma, bounded, ams
             ratio = jnp.asarray(final_lr) / jnp.asarray(base_lr)
             t = count.astype(ratio.dtype)
             lower = ratio * (1 - 1 / (gamma * t + 1))
-            upper = ratio * (1 + 1 / (gamma * t))
+            # gamma = 0 leaves the step unbounded above (no 0 * inf when final_lr = 0)
+            upper = jnp.where(gamma > 0, ratio * (1 + 1 / (gamma * t)), jnp.inf)
 
         def one(u, v):
             size = _tree.scalar_like(step, v) / (jnp.sqrt(v) + _tree.scalar_like(eps, v))

@@ -78,3 +78,9 @@ def test_keeps_dtype():
 def test_bad_arguments(kwargs, err, match):
     with pytest.raises(err, match=match):
         gradtx.scale_by_bounded_rms(**kwargs)
+
+
+def test_gamma_zero_and_final_lr_zero_stay_finite(x64):
+    tx = gradtx.scale_by_bounded_rms(0.9, 0.999, 1e-8, final_lr=0.0, base_lr=1.0, gamma=0.0)
+    out, _ = tx.update(jnp.ones(2), tx.init(jnp.zeros(2)), grads=jnp.asarray([1.0, 2.0]))
+    assert bool(jnp.all(jnp.isfinite(out)))

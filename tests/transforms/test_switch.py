@@ -86,3 +86,17 @@ def test_swats_vmaps_over_learning_rates(x64):
 def test_bad_arguments(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+@pytest.mark.parametrize("per_leaf", [False, True])
+def test_swats_keeps_dtypes_and_state_structure(per_leaf):
+    tx = gradtx.swats(0.01, eps=1e-2, per_leaf=per_leaf)
+    params = {"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2, jnp.float32)}
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    for _ in range(3):
+        u, new = update(params, state, params)
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+        assert [x.dtype for x in jax.tree.leaves(new)] == [x.dtype for x in jax.tree.leaves(state)]
+        state = new
+    assert u["a"].dtype == jnp.bfloat16 and u["b"].dtype == jnp.float32
