@@ -162,6 +162,9 @@ def scale_by_rms(
     ]:
         check_flag(call, name, flag, bool)
     check_choice(call, "max_of", max_of, ("v", "v_hat"))
+    if centered and init_from_first:
+        # v_1 - m_1**2 = g**2 - g**2 = 0: the first step would be g / eps.
+        raise ValueError(f"{call}(centered=True, init_from_first=True): the first variance is 0")
     build = functools.partial(
         _scale_by_rms,
         eps_in_sqrt=eps_in_sqrt,
