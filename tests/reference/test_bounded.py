@@ -182,3 +182,20 @@ def test_adabound_matches_pytorch_optimizer(x64, decoupled, amsbound):
     )
     ours = _ours(h, h["wd"], amsbound, decoupled_weight_decay=decoupled)
     assert_trajectories_close(run_gradtx(ours, params, grads), ref, rtol=1e-9)
+
+
+def test_adabound_with_gradtx_schedule_vs_exponential_lr(x64):
+    """A gradtx schedule (data in state) against torch ExponentialLR."""
+    h = _hparams(9)
+    params, grads = make_problem(9, STEPS)
+    sched = []
+
+    def make(ps):
+        opt = official.AdaBound(ps, **_torch_kw(h, 0.0, True))
+        sched.append(torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.85))
+        return opt
+
+    ref = _run_official(make, params, grads, after_step=lambda opt, i: sched[0].step())
+    lr = gradtx.schedules.exponential_decay(h["lr"], 1, 0.85)
+    ours = gradtx.amsbound(lr, h["final_lr"], h["b1"], h["b2"], h["gamma"])
+    assert_trajectories_close(run_gradtx(ours, params, grads), ref)
