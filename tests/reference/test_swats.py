@@ -205,3 +205,21 @@ def test_swats_adam_phase_matches_torch_optimizer(x64, per_leaf):
         ours.append({k: np.asarray(v) for k, v in p.items()})
     assert_trajectories_close(ours, ref)
     assert not np.any(gradtx.get_hyperparams(state)["switched"])
+
+
+def test_pytorch_optimizer_swats_nesterov_is_plain_momentum(x64):
+    """Finding: its nesterov update (1 - b1) buf + b1 buf is just buf, i.e. our
+    non-Nesterov SGD phase at rate / (1 - b1); not a look-ahead."""
+    rate, b1 = 0.02, 0.85
+    params, grads = make_problem(13, 20)
+
+    def make(ps):
+        opt = pytorch_optimizer.SWATS(ps, betas=(b1, 0.999), nesterov=True)
+        opt.param_groups[0]["phase"], opt.param_groups[0]["lr"] = "sgd", rate
+        return opt
+
+    ref = run_torch(make, params, grads)
+    plain = _ForceSgd(gradtx.swats(1e-3, b1), rate / (1 - b1))
+    assert_trajectories_close(run_gradtx(plain, params, grads), ref)
+    ours = run_gradtx(_ForceSgd(gradtx.swats(1e-3, b1, nesterov=True), rate), params, grads)
+    assert max(np.max(np.abs(a["w"] - b["w"])) for a, b in zip(ours, ref)) > 1e-3
