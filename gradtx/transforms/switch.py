@@ -70,9 +70,13 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         # Projection of the adaptive step p on the gradient (Alg. 1): the SGD rate
         # γ along -g whose step has p as its projection.  Dots in the stored
         # float dtype, summed over the tree unless per_leaf.
+        leaves_v, treedef = jax.tree.flatten(state.trace)
+        leaves_g, leaves_p = jax.tree.leaves(g), jax.tree.leaves(p)
+        if not leaves_v:
+            return p, state._replace(count=count)
         dt = state.gamma_avg.dtype
-        pg = jnp.stack([jnp.vdot(a.astype(dt), b.astype(dt)) for a, b in _leaves(p, g)])
-        pp = jnp.stack([jnp.vdot(a.astype(dt), a.astype(dt)) for a, _ in _leaves(p, g)])
+        pg = jnp.stack([jnp.vdot(a.astype(dt), b.astype(dt)) for a, b in zip(leaves_p, leaves_g)])
+        pp = jnp.stack([jnp.vdot(a.astype(dt), a.astype(dt)) for a in leaves_p])
         if not per_leaf:
             pg, pp = jnp.sum(pg), jnp.sum(pp)
         moved = pg != 0  # no estimate (and no NaN) when p ⟂ g, e.g. a zero gradient
@@ -83,22 +87,18 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         close = jnp.abs(estimate - gamma) < _tree.scalar_like(tolerance, gamma)
         switch_now = ~switched & moved & (count > 1) & close
 
-        def leafwise(x, i):
-            return x[i] if per_leaf else x
-
-        b1s = jax.tree.map(lambda v: _tree.scalar_like(momentum, v), state.trace)
-        leaves_v, treedef = jax.tree.flatten(state.trace)
+        # SGD with momentum in EMA form, selected per leaf (or for all leaves).
         new_trace, out = [], []
-        for i, (v, gi, pi, b1) in enumerate(
-            zip(leaves_v, jax.tree.leaves(g), jax.tree.leaves(p), jax.tree.leaves(b1s))
-        ):
-            on = leafwise(switched, i)
-            v_new = b1 * v + gi.astype(v.dtype)
-            direction = gi.astype(v.dtype) + b1 * v_new if nesterov else v_new
-            sgd = -(1 - b1) * _tree.scalar_like(leafwise(rate, i), v) * direction
+        for i, (v, gi, pi) in enumerate(zip(leaves_v, leaves_g, leaves_p)):
+            on = switched[i] if per_leaf else switched
+            b1, gi = _tree.scalar_like(momentum, v), gi.astype(v.dtype)
+            v_new = b1 * v + gi
+            direction = gi + b1 * v_new if nesterov else v_new
+            lr = _tree.scalar_like(rate[i] if per_leaf else rate, v)
             new_trace.append(jnp.where(on, v_new, jnp.zeros_like(v)))
-            out.append(jnp.where(on, sgd.astype(pi.dtype), pi))
+            out.append(jnp.where(on, (-(1 - b1) * lr * direction).astype(pi.dtype), pi))
 
+        # The paper's `continue`: the adaptive statistics stop once switched.
         adaptive_state = jax.tree.map(
             lambda old, new: jnp.where(jnp.all(switched), old, new), state.adaptive, adaptive_state
         )
@@ -117,10 +117,6 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         return jax.tree.unflatten(treedef, out), new_state
 
     return GradientTransformation(init, update)
-
-
-def _leaves(p, g):
-    return list(zip(jax.tree.leaves(p), jax.tree.leaves(g)))
 
 
 def switch_to_sgd(
