@@ -59,15 +59,7 @@ def _scale_by_rms(
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = state.mean
         if centered:
-            mean = jax.tree.map(
-                lambda m, g: (
-                    jnp.where(first, g.astype(m.dtype), _tree.ema(decay, m, g))
-                    if init_from_first
-                    else _tree.ema(decay, m, g)
-                ),
-                state.mean,
-                grads,
-            )
+            mean = jax.tree.map(lambda m, g: _tree.ema(decay, m, g), state.mean, grads)
         correction = _tree.bias_correction(decay, count) if bias_correction else None
 
         def corrected(x):
