@@ -66,8 +66,10 @@ def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
 OPTIMIZER_NAMES = (
     "adadelta",
     "adagrad",
+    "adabound",
     "adam",
     "adamw",
+    "amsbound",
     "amsgrad",
     "lookahead",
     "nadam",
@@ -76,6 +78,7 @@ OPTIMIZER_NAMES = (
     "rmsprop",
     "sgd",
     "sgdw",
+    "swats",
 )
 
 REGISTRY = [
@@ -147,6 +150,9 @@ REGISTRY = [
         make=lambda lr: gradtx.lookahead(gradtx.sgd(lr, momentum=0.9), sync_period=5),
         complex_ok=True,
     ),
+    case("adabound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05),
+    case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05),
+    case("swats", lr=0.05, rosen_lr=0.1),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
 ]
 

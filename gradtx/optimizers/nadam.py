@@ -107,4 +107,4 @@ def nadam(
     )
     if not is_zero(weight_decay):
         values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values)
+    return hyperparameterized(build, values, call)

@@ -139,4 +139,4 @@ def radam(
     values = dict(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, threshold=threshold)
     if not is_zero(weight_decay):
         values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values)
+    return hyperparameterized(build, values, call)

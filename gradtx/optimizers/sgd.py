@@ -97,7 +97,7 @@ def sgd(
     values = _values(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
     if "momentum" in values and not is_zero(dampening):
         values["dampening"] = dampening
-    return hyperparameterized(build, values)
+    return hyperparameterized(build, values, call)
 
 
 def sgdw(
@@ -151,4 +151,4 @@ def sgdw(
     values = _values(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
     if "momentum" in values and not is_zero(dampening):
         values["dampening"] = dampening
-    return hyperparameterized(build, values)
+    return hyperparameterized(build, values, call)
