@@ -162,7 +162,7 @@ def _cast_to(old: jax.Array, new: Any, key: str) -> jax.Array:
         arr = jnp.asarray(new)
     except (TypeError, ValueError):  # strings, None
         arr = None
-    if arr is None or not jnp.issubdtype(arr.dtype, jnp.number):
+    if arr is None or not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
         kind = type(new).__name__ if arr is None else str(arr.dtype)
         raise TypeError(f"gradtx.set_hyperparams({key}=...): expected a number, got {kind}")
     new = arr
