@@ -75,8 +75,12 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         if not leaves_v:
             return p, state._replace(count=count)
         dt = state.gamma_avg.dtype
-        pg = jnp.stack([jnp.vdot(a.astype(dt), b.astype(dt)) for a, b in zip(leaves_p, leaves_g)])
-        pp = jnp.stack([jnp.vdot(a.astype(dt), a.astype(dt)) for a in leaves_p])
+
+        def dot(a, b):  # vdot as a sum: reductions of sharded leaves need no out_sharding
+            return jnp.sum(jnp.conj(a.astype(dt)) * b.astype(dt))
+
+        pg = jnp.stack([dot(a, b) for a, b in zip(leaves_p, leaves_g)])
+        pp = jnp.stack([dot(a, a) for a in leaves_p])
         if not per_leaf:
             pg, pp = jnp.sum(pg), jnp.sum(pp)
         moved = pg != 0  # no estimate (and no NaN) when p ⟂ g, e.g. a zero gradient
