@@ -291,5 +291,7 @@ def test_set_hyperparams_rejects_non_numbers():
     state = gradtx.adam(0.1).init(_params())
     with pytest.raises(TypeError, match=r"set_hyperparams\(learning_rate=...\)"):
         gradtx.set_hyperparams(state, learning_rate="0.1")
+    with pytest.raises(TypeError, match="expected a number, got NoneType"):
+        gradtx.set_hyperparams(state, learning_rate=None)
     with pytest.raises(KeyError, match="unknown hyperparameter 'lr'"):
         gradtx.set_hyperparams(state, lr=0.1)
