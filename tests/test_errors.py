@@ -17,17 +17,25 @@ import numpy as np
 import pytest
 
 import gradtx
+import gradtx.schedules as S
 from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
 
-PRIMITIVES = (
-    "add_l2",
-    "add_momentum",
-    "bias_correct",
-    "decoupled_weight_decay",
-    "scale",
-    "scale_by_learning_rate",
-    "scale_by_rms",
+# Every public factory: optimizers, primitives and wrappers from gradtx.__all__
+# (found by module, so new ones are covered automatically) and the schedules.
+NOT_FACTORIES = {"get_norms"}
+PRIMITIVES = tuple(
+    name
+    for name in gradtx.__all__
+    if inspect.isfunction(getattr(gradtx, name))
+    and getattr(gradtx, name).__module__.startswith(("gradtx.transforms", "gradtx.wrappers"))
+    and name not in NOT_FACTORIES
 )
+SCHEDULES = tuple(
+    f"schedules.{name}"
+    for name in sorted(dir(S))
+    if name[0].islower() and inspect.isfunction(getattr(S, name))
+)
+FACTORIES = OPTIMIZER_NAMES + PRIMITIVES + SCHEDULES
 
 # Arguments a factory cannot be built without (e.g. the inner optimizer of a wrapper).
 REQUIRED_ARGS = {
@@ -38,6 +46,38 @@ REQUIRED_ARGS = {
     "decoupled_weight_decay": {"weight_decay": 1e-3},
     "scale": {"factor": 0.5},
     "scale_by_learning_rate": {"learning_rate": 0.1},
+    "accumulate_gradients": {"inner": gradtx.sgd(0.1), "every_k": 2},
+    "apply_if_finite": {"inner": gradtx.sgd(0.1), "max_consecutive_errors": 2},
+    "masked": {"inner": gradtx.sgd(0.1)},
+    "partition": {"transforms": {"a": gradtx.sgd(0.1)}},
+    "switch_to_sgd": {"adaptive": gradtx.scale_by_rms(0.9)},
+    "when_rectified": {"inner": gradtx.sgd(0.1)},
+    "clip": {"max_delta": 1.0},
+    "clip_by_global_norm": {"max_norm": 1.0},
+    "schedules.constant": {"value": 0.1},
+    "schedules.cosine_decay": {"init_value": 0.1, "decay_steps": 10},
+    "schedules.cyclical": {"base_value": 0.1, "max_value": 1.0, "step_size": 5},
+    "schedules.exponential_decay": {"init_value": 0.1, "transition_steps": 5, "decay_rate": 0.5},
+    "schedules.inverse_sqrt_decay": {"init_value": 0.1},
+    "schedules.inverse_time_decay": {"init_value": 0.1, "decay_steps": 10.0},
+    "schedules.join": {"schedules": [S.constant(0.1), S.constant(0.2)], "boundaries": [5]},
+    "schedules.linear": {"init_value": 0.1, "end_value": 0.0, "transition_steps": 10},
+    "schedules.one_cycle": {"total_steps": 10, "peak_value": 0.1},
+    "schedules.one_cycle_momentum": {"total_steps": 10},
+    "schedules.piecewise_constant": {"init_value": 0.1},
+    "schedules.polynomial": {
+        "init_value": 0.1,
+        "end_value": 0.0,
+        "power": 1.0,
+        "transition_steps": 10,
+    },
+    "schedules.sgdr": {"peak_value": 0.1, "first_period": 10},
+    "schedules.warmup_cosine_decay": {
+        "init_value": 0.0,
+        "peak_value": 0.1,
+        "warmup_steps": 2,
+        "decay_steps": 10,
+    },
 }
 
 BAD_LEARNING_RATES = [
@@ -132,6 +172,25 @@ TABLE = [
     ("swats", dict(eps=-1e-9), ValueError, "eps"),
     ("swats", dict(weight_decay=-1.0), ValueError, "weight_decay"),
     ("swats", dict(per_leaf="yes"), TypeError, "per_leaf"),
+    ("reduce_on_plateau", dict(factor=1.0), ValueError, "factor"),
+    ("reduce_on_plateau", dict(patience=-1), ValueError, "patience"),
+    ("reduce_on_plateau", dict(threshold_mode="relative"), ValueError, "threshold_mode"),
+    ("accumulate_gradients", dict(every_k=0), ValueError, "every_k"),
+    ("apply_if_finite", dict(max_consecutive_errors=-1), ValueError, "max_consecutive_errors"),
+    ("clip", dict(max_delta=-1.0), ValueError, "max_delta"),
+    ("clip_by_global_norm", dict(max_norm=0.0), ValueError, "max_norm"),
+    ("centralize", dict(channel_axis="a"), TypeError, "channel_axis"),
+    ("schedules.cosine_decay", dict(decay_steps=0), ValueError, "decay_steps"),
+    ("schedules.cosine_decay", dict(decay_steps=2.5), TypeError, "decay_steps"),
+    ("schedules.linear", dict(transition_steps=0), ValueError, "transition_steps"),
+    ("schedules.exponential_decay", dict(transition_steps=0), ValueError, "transition_steps"),
+    ("schedules.sgdr", dict(first_period=0), ValueError, "first_period"),
+    ("schedules.cyclical", dict(step_size=0), ValueError, "step_size"),
+    ("schedules.one_cycle", dict(total_steps=0), ValueError, "total_steps"),
+    ("schedules.one_cycle", dict(anneal="x"), ValueError, "anneal"),
+    ("schedules.polynomial", dict(transition_steps=0), ValueError, "transition_steps"),
+    ("schedules.warmup_cosine_decay", dict(decay_steps=0), ValueError, "decay_steps"),
+    ("schedules.inverse_time_decay", dict(decay_steps=0.0), ValueError, "decay_steps"),
     ("scale", dict(factor="2"), TypeError, "factor"),
     ("scale_by_learning_rate", dict(learning_rate=-1.0), ValueError, "learning_rate"),
     ("scale_by_learning_rate", dict(flip_sign=1), TypeError, "flip_sign"),
@@ -149,8 +208,13 @@ TABLE = [
 ]
 
 
+def _factory(name):
+    module, _, attr = name.rpartition(".")
+    return getattr(S if module == "schedules" else gradtx, attr)
+
+
 def _build(name, **kwargs):
-    return getattr(gradtx, name)(**{**REQUIRED_ARGS.get(name, {}), **kwargs})
+    return _factory(name)(**{**REQUIRED_ARGS.get(name, {}), **kwargs})
 
 
 def _expect(name, arg, exc, fn):
@@ -162,11 +226,11 @@ def _expect(name, arg, exc, fn):
 
 
 def test_table_covers_every_factory():
-    assert {row[0] for row in TABLE} >= set(OPTIMIZER_NAMES) | set(PRIMITIVES)
-    for name in OPTIMIZER_NAMES + PRIMITIVES:
+    assert {row[0] for row in TABLE} >= set(OPTIMIZER_NAMES)
+    for name in FACTORIES:
         required = [
             p.name
-            for p in inspect.signature(getattr(gradtx, name)).parameters.values()
+            for p in inspect.signature(_factory(name)).parameters.values()
             if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
         ]
         missing = set(required) - set(REQUIRED_ARGS.get(name, {}))
@@ -181,8 +245,8 @@ def test_bad_argument_table(name, kwargs, exc, arg):
 def _factories_with(kind):
     """(factory, parameter) for every parameter whose default is of ``kind``."""
     out = []
-    for name in OPTIMIZER_NAMES + PRIMITIVES:
-        for p in inspect.signature(getattr(gradtx, name)).parameters.values():
+    for name in FACTORIES:
+        for p in inspect.signature(_factory(name)).parameters.values():
             if type(p.default) is kind:
                 out.append(pytest.param(name, p.name, id=f"{name}-{p.name}"))
     return out
