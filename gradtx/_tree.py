@@ -21,10 +21,17 @@ def zeros_like(params: Any, dtype: Any = None) -> Any:
 
 
 def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
-    """``value`` broadcast like ``params``, each in its leaf's (or ``dtype``'s) dtype."""
-    return jax.tree.map(
-        lambda p: jnp.full(jnp.shape(p), jnp.asarray(value).astype(dtype or p.dtype)), params
-    )
+    """``value`` broadcast like ``params``, each in its leaf's (or ``dtype``'s) dtype.
+
+    ``full_like`` (not ``full(shape)``) so the result keeps the leaf's sharding:
+    optimizer state follows the params' layout on a mesh.
+    """
+
+    def one(p):
+        dt = dtype or jnp.result_type(p)
+        return jnp.full_like(p, jnp.asarray(value).astype(dt), dtype=dt)
+
+    return jax.tree.map(one, params)
 
 
 def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
