@@ -113,3 +113,87 @@ def bias_correct(decay: Any) -> GradientTransformation:
     """Divide by ``1 - decay**t`` (Adam's first-moment bias correction, t from 1)."""
     check_hyperparam("gradtx.bias_correct", "decay", decay, low=0.0, high=1.0, high_open=True)
     return hyperparameterized(_bias_correct, {"decay": decay})
+
+
+class AddNesterovMomentumState(NamedTuple):
+    """``count``: updates so far; ``mu_product``: Π_t = Π_{s≤t} μ_s; ``mu``: EMA of g."""
+
+    count: jax.Array
+    mu_product: jax.Array
+    mu: Any
+
+
+def _momentum_schedule(b1, momentum_decay, t):
+    """Dozat's warming momentum μ_t = b1 (1 - ½·0.96^{t ψ}), in the hyperparameters' dtype."""
+    return b1 * (
+        1 - 0.5 * jnp.power(jnp.asarray(0.96, b1.dtype), t.astype(b1.dtype) * momentum_decay)
+    )
+
+
+def _add_nesterov_momentum(*, b1, momentum_decay, dtype):
+    b1 = jnp.asarray(b1)
+    momentum_decay = jnp.asarray(momentum_decay).astype(b1.dtype)
+
+    def init(params):
+        # Π_0 = 1, kept as one scalar in the hyperparameters' (full) precision.
+        product = jnp.ones([], b1.dtype)
+        return AddNesterovMomentumState(
+            jnp.zeros([], jnp.int32), product, _tree.zeros_like(params, dtype)
+        )
+
+    def update(updates, state, params=None, **extra):
+        count = _tree.safe_increment(state.count)
+        mu_t = _momentum_schedule(b1, momentum_decay, count)
+        mu_next = _momentum_schedule(b1, momentum_decay, _tree.safe_increment(count))
+        product = state.mu_product * mu_t
+        coef_g = (1 - mu_t) / (1 - product)
+        coef_m = mu_next / (1 - product * mu_next)
+        # The EMA itself uses the constant b1 (PyTorch, optax); only the
+        # combination below uses the schedule.
+        mu = _tree.ema(b1, state.mu, updates)
+
+        def combine(u, m):
+            m = m.astype(u.dtype)
+            return (_tree.scalar_like(coef_g, u) * u + _tree.scalar_like(coef_m, u) * m).astype(
+                u.dtype
+            )
+
+        out = jax.tree.map(combine, updates, mu)
+        return out, AddNesterovMomentumState(count, product, mu)
+
+    return GradientTransformation(init, update)
+
+
+def add_nesterov_momentum(
+    b1: Any = 0.9, momentum_decay: Any = 4e-3, *, dtype: Any = None
+) -> GradientTransformation:
+    """NAdam's bias-corrected Nesterov momentum with Dozat's warming schedule.
+
+    With ``t`` from 1 and ``ψ = momentum_decay``::
+
+      μ_t = b1 (1 - ½ · 0.96^{t ψ}),     Π_t = Π_{s≤t} μ_s
+      m_t = b1 m_{t-1} + (1 - b1) g_t     (m_0 = 0, constant b1)
+      out = (1 - μ_t) / (1 - Π_t) · g_t + μ_{t+1} / (1 - Π_t μ_{t+1}) · m_t
+
+    This is the numerator of ``torch.optim.NAdam``; follow it with
+    ``scale_by_rms(b2, eps, bias_correction=True)`` for the whole NAdam step.
+    A huge ``momentum_decay`` (e.g. 1e6) makes ``0.96^{tψ}`` underflow to 0, so
+    ``μ_t = b1`` and ``Π_t = b1^t``: Dozat's constant-momentum form, as
+    ``optax.nadam``'s numerator.  ``momentum_decay = 0`` gives a constant ``b1/2``.
+
+    The input is the gradient ``g`` (put this first after any gradient maps).
+    ``Π_t`` is one scalar in the hyperparameters' precision (float64 under x64).
+
+    Args:
+      b1: the EMA rate and the schedule's ceiling, in [0, 1).
+      momentum_decay: ψ ≥ 0 (PyTorch's default 4e-3 = 1/250, the paper's).
+      dtype: storage dtype of ``m`` (``None``: the params' dtype).
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+    """
+    call = "gradtx.add_nesterov_momentum"
+    check_hyperparam(call, "b1", b1, low=0.0, high=1.0, high_open=True)
+    check_hyperparam(call, "momentum_decay", momentum_decay, low=0.0)
+    build = functools.partial(_add_nesterov_momentum, dtype=dtype)
+    return hyperparameterized(build, {"b1": b1, "momentum_decay": momentum_decay})

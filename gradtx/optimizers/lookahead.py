@@ -1,0 +1,225 @@
+"""Lookahead on plain params, and Ranger (RAdam + gradient centralisation + Lookahead)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, _with_extra_args, hyperparameterized
+from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx.optimizers.adam import check_adam_args
+from gradtx.optimizers.radam import radam_chain
+from gradtx.transforms.centralize import centralize
+
+
+class LookaheadState(NamedTuple):
+    """``steps_since_sync``: fast steps since the last sync (0..k-1);
+    ``slow``: the slow weights φ; ``fast_state``: the inner optimizer's state."""
+
+    steps_since_sync: jax.Array
+    slow: Any
+    fast_state: Any
+
+
+def _lookahead(inner, sync_period, *, slow_step_size):
+    call = "gradtx.lookahead"
+
+    def init(params):
+        slow = jax.tree.map(jnp.array, params)  # a copy: φ_0 = θ_0
+        return LookaheadState(jnp.zeros([], jnp.int32), slow, inner.init(params))
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError(f"{call}: update needs params (the fast weights, to sync them)")
+        _tree.check_same_structure(f"{call}.update", params, state.slow, "slow weights")
+        updates, fast_state = inner.update(updates, state.fast_state, params, **extra)
+        sync = state.steps_since_sync == sync_period - 1
+
+        def synced(p, u, s):
+            # φ_new = φ + α(θ + u − φ); emit φ_new − θ so that θ + update = φ_new.
+            fast = p.astype(s.dtype) + u.astype(s.dtype)
+            new_slow = s + _tree.scalar_like(slow_step_size, s) * (fast - s)
+            return new_slow, (new_slow - p.astype(s.dtype)).astype(u.dtype)
+
+        pairs = jax.tree.map(synced, params, updates, state.slow)
+        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
+        new_slow = jax.tree.map(lambda x: x[0], pairs, is_leaf=is_pair)
+        sync_updates = jax.tree.map(lambda x: x[1], pairs, is_leaf=is_pair)
+        pick = lambda a, b: jnp.where(sync, a, b)  # noqa: E731
+        out = jax.tree.map(pick, sync_updates, updates)
+        slow = jax.tree.map(pick, new_slow, state.slow)
+        steps = jnp.where(sync, 0, state.steps_since_sync + 1).astype(jnp.int32)
+        return out, LookaheadState(steps, slow, fast_state)
+
+    return GradientTransformation(init, update)
+
+
+def lookahead(
+    inner: optax.GradientTransformation, sync_period: int = 5, slow_step_size: Any = 0.5
+) -> GradientTransformation:
+    """Lookahead (Zhang et al.) around any optimizer, on plain params.
+
+    The params you hold are the fast weights θ; the slow weights φ live in the
+    state (``φ_0 = θ_0``, so ``init`` needs the real params).  Each step runs the
+    inner optimizer, ``u_t = inner(g_t)``; every ``sync_period``-th step
+    (k-th, 2k-th, ...) the emitted update is replaced so that the params become
+    the interpolated slow weights::
+
+      φ ← φ + α (θ + u_t − φ),   θ ← φ        (α = slow_step_size)
+
+    Between syncs the updates are the inner ones.  The inner state is kept
+    across syncs (the official code's ``pullback_momentum="none"``).  Updates
+    are ordinary updates: apply them with ``apply_updates``, take gradients at
+    the params, and chain further transforms after it if you like (each step
+    uses the params it is given, so the slow weights stay consistent with
+    them; a later transform that changes the sync update moves the params
+    away from φ by exactly that change).
+
+    Build the inner optimizer as usual (``gradtx.adam(1e-3)``, or any optax
+    transform): its hyperparameters stay in its own state, so
+    ``get_hyperparams`` shows them next to ``slow_step_size``.
+
+    Differences: ``optax.lookahead`` needs ``LookaheadParams(fast, slow)`` in
+    place of the params; its fast trajectory equals this one.  Equal to
+    ``pytorch_optimizer.Lookahead`` and the authors' code (default α there is
+    0.8).  ``torch_optimizer.Lookahead`` starts φ at θ_1 and syncs after steps
+    1, k+1, 2k+1, ... (a bug; not reproduced).
+
+    Args:
+      inner: the fast optimizer (gradtx or optax transform).
+      sync_period: k ≥ 1, fast steps per sync (static).
+      slow_step_size: α in [0, 1] (stored in state, settable).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.lookahead(gradtx.adam(1e-2), sync_period=5, slow_step_size=0.5)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+      >>> sorted(gradtx.get_hyperparams(state))[:2]
+      ['b1', 'b2']
+
+    References:
+      Zhang, Lucas, Hinton & Ba, "Lookahead Optimizer: k steps forward, 1 step
+      back", NeurIPS 2019 (arXiv:1907.08610).
+    """
+    call = "gradtx.lookahead"
+    inner = _with_extra_args(inner, call)
+    check_flag(call, "sync_period", sync_period, int)
+    if sync_period < 1:
+        raise ValueError(f"{call}(sync_period={sync_period!r}): sync_period must be >= 1")
+    check_hyperparam(call, "slow_step_size", slow_step_size, low=0.0, high=1.0)
+    build = functools.partial(_lookahead, inner, int(sync_period))
+    return hyperparameterized(build, {"slow_step_size": slow_step_size})
+
+
+def ranger(
+    learning_rate: Any = 1e-3,
+    b1: Any = 0.95,
+    b2: Any = 0.999,
+    eps: Any = 1e-5,
+    *,
+    sync_period: int = 6,
+    slow_step_size: Any = 0.5,
+    threshold: Any = 5.0,
+    weight_decay: Any = 0.0,
+    gradient_centralization: bool = True,
+    gc_conv_only: bool = False,
+    channel_axis: int = 0,
+):
+    """Ranger (Wright 2019/2020): RAdam with gradient centralisation, inside Lookahead.
+
+    Update (``t`` from 1; the RAdam step as in ``radam``, SGD-with-momentum
+    before the threshold, strict ``>``)::
+
+      g_t ← g_t − mean of g_t over each output channel      (2-D and larger leaves)
+      θ'  = θ_{t-1} − η (d_t + λ θ_{t-1})                     (RAdam, decoupled decay)
+      every k-th step: φ ← φ + α (θ' − φ),  θ_t = φ           (Lookahead, φ_0 = θ_0)
+
+    Chain: ``lookahead(chain(centralize, add_momentum(b1, ema=True),
+    bias_correct(b1), rectify(b2, eps, threshold), decoupled_weight_decay,
+    scale_by_learning_rate), sync_period, slow_step_size)``; every number is
+    stored once, in this optimizer's state.
+
+    Differences: equals the official Ranger (lessw2020, "20.4.11") and
+    ``pytorch_optimizer.Ranger(degenerated_to_sgd=True)``.  The latter's
+    default ``degenerated_to_sgd=False`` steps *up* the gradient for t < 6 (its
+    step size is −η); not reproduced.  ``pytorch_ranger.Ranger`` (=
+    ``torch_optimizer.Ranger``) is the 2019 version without centralisation:
+    ``gradient_centralization=False``.  The official ``use_gc`` flag is never
+    read (always on); here ``gradient_centralization`` works.  Defaults β1 =
+    0.95, eps = 1e-5, k = 6 are the reference code's, not RAdam's.
+
+    Args:
+      learning_rate: η, a number or schedule.
+      b1, b2: moment decay rates in [0, 1).
+      eps: added to the root of the second moment.
+      sync_period: Lookahead's k (static).
+      slow_step_size: Lookahead's α.
+      threshold: RAdam's ρ_t threshold (strict).
+      weight_decay: λ of the decoupled decay ``θ(1 − ηλ)``.
+      gradient_centralization: centralise leaves with two or more axes.
+      gc_conv_only: centralise only leaves with four or more axes.
+      channel_axis: output-channel axis for centralisation (``-1`` for Flax
+        and Haiku kernels; see ``centralize``).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.ranger(1e-2)
+      >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}
+      >>> state = opt.init(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Wright, Ranger-Deep-Learning-Optimizer (GitHub), 2019-2020; Liu et al.
+      2020 (RAdam); Zhang et al. 2019 (Lookahead); Yong et al. 2020 (GC).
+    """
+    call = "gradtx.ranger"
+    check_adam_args(call, learning_rate, b1, b2, eps, 0.0, weight_decay)
+    check_hyperparam(call, "threshold", threshold)
+    check_hyperparam(call, "slow_step_size", slow_step_size, low=0.0, high=1.0)
+    check_flag(call, "sync_period", sync_period, int)
+    if sync_period < 1:
+        raise ValueError(f"{call}(sync_period={sync_period!r}): sync_period must be >= 1")
+    check_flag(call, "gradient_centralization", gradient_centralization, bool)
+    check_flag(call, "gc_conv_only", gc_conv_only, bool)
+    head = ()
+    if gradient_centralization:
+        head = (centralize(channel_axis=channel_axis, conv_only=gc_conv_only),)
+
+    def build(learning_rate, b1, b2, eps, threshold, slow_step_size, weight_decay=None):
+        fast = radam_chain(
+            learning_rate,
+            b1,
+            b2,
+            eps,
+            threshold,
+            weight_decay,
+            decoupled=True,
+            compare=">",
+            untractable="sgd",
+            eps_on="v",
+            head=head,
+        )
+        return lookahead(fast, sync_period, slow_step_size)
+
+    values = dict(
+        learning_rate=learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        threshold=threshold,
+        slow_step_size=slow_step_size,
+    )
+    if not is_zero(weight_decay):
+        values["weight_decay"] = weight_decay
+    return hyperparameterized(build, values)

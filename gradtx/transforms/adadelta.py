@@ -1,0 +1,86 @@
+"""AdaDelta's unit-correcting ratio of two running RMS values."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, hyperparameterized
+from gradtx._checks import check_hyperparam
+
+
+class ScaleByAdadeltaState(NamedTuple):
+    """``e_g2``: E[g²], the EMA of squared gradients; ``e_dx2``: E[Δx²], of squared steps."""
+
+    e_g2: Any
+    e_dx2: Any
+
+
+def _scale_by_adadelta(*, rho, eps, dtype):
+    def init(params):
+        return ScaleByAdadeltaState(
+            _tree.zeros_like(params, dtype), _tree.zeros_like(params, dtype)
+        )
+
+    def update(updates, state, params=None, *, grads=None, **extra):
+        grads = updates if grads is None else grads
+        _tree.check_same_structure("gradtx.scale_by_adadelta.update", updates, state.e_g2)
+        e_g2 = jax.tree.map(
+            lambda v, g: _tree.ema(rho, v, jnp.square(g.astype(v.dtype))), state.e_g2, grads
+        )
+
+        def delta(u, v, x):
+            e = _tree.scalar_like(eps, v)
+            ratio = jnp.sqrt(x + e) / jnp.sqrt(v + e)
+            return (ratio.astype(u.dtype) * u).astype(u.dtype)
+
+        out = jax.tree.map(delta, updates, e_g2, state.e_dx2)
+        # The step accumulator holds the step before the learning rate, as in
+        # PyTorch and optax (the paper has no learning rate).
+        e_dx2 = jax.tree.map(
+            lambda x, d: _tree.ema(rho, x, jnp.square(d.astype(x.dtype))), state.e_dx2, out
+        )
+        return out, ScaleByAdadeltaState(e_g2, e_dx2)
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_adadelta(
+    rho: Any = 0.9, eps: Any = 1e-6, *, dtype: Any = None
+) -> GradientTransformation:
+    """AdaDelta's step: ``u <- RMS[Δx]_{t-1} / RMS[g]_t * u``.
+
+    With ``RMS[y]_t = sqrt(E[y²]_t + eps)``::
+
+      E[g²]_t  = rho E[g²]_{t-1}  + (1 - rho) g_t²
+      Δx_t     = sqrt(E[Δx²]_{t-1} + eps) / sqrt(E[g²]_t + eps) · u_t
+      E[Δx²]_t = rho E[Δx²]_{t-1} + (1 - rho) Δx_t²
+
+    and the output is ``Δx_t`` (positive along the gradient: follow it with
+    ``scale_by_learning_rate(1.0)`` to descend).  Both accumulators start at 0.
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+
+    Args:
+      rho: decay of both averages, in [0, 1).  PyTorch and optax 0.9; the paper's
+        experiments 0.95.
+      eps: inside both roots (1e-6 everywhere).
+      dtype: storage dtype of the accumulators (``None``: the params' dtype).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.chain(gradtx.scale_by_adadelta(), gradtx.scale_by_learning_rate(1.0))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> updates, state = tx.update(jnp.array([1.0, -1.0]), state)
+
+    References:
+      Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, Alg. 1.
+    """
+    call = "gradtx.scale_by_adadelta"
+    check_hyperparam(call, "rho", rho, low=0.0, high=1.0, high_open=True)
+    check_hyperparam(call, "eps", eps, low=0.0)
+    build = functools.partial(_scale_by_adadelta, dtype=dtype)
+    return hyperparameterized(build, {"rho": rho, "eps": eps})
