@@ -1,5 +1,6 @@
 """gradtx: composable, exact gradient transformations for JAX."""
 
+from gradtx import schedules
 from gradtx._base import (
     EmptyState,
     GradientMap,
@@ -29,6 +30,7 @@ from gradtx.transforms.momentum import (
     add_nesterov_momentum,
     bias_correct,
 )
+from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
     RectifyState,
     WhenRectifiedState,
@@ -50,6 +52,7 @@ __all__ = [
     "HyperparamsState",
     "LookaheadState",
     "RectifyState",
+    "ReduceOnPlateauState",
     "ScaleByAdadeltaState",
     "ScaleByRmsState",
     "ScaleByRssState",
@@ -77,12 +80,14 @@ __all__ = [
     "radam",
     "ranger",
     "rectify",
+    "reduce_on_plateau",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_rss",
+    "schedules",
     "set_hyperparams",
     "sgd",
     "sgdw",
