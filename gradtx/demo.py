@@ -205,10 +205,11 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     plt = importlib.import_module("matplotlib.pyplot")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = [(0, "train loss", True), (2, "test loss", True), (3, "test accuracy", False)]
+    styles = ["-", "--", "-.", ":"]  # curves that coincide (Adam vs AdaBound early) stay visible
     for ax, (col, label, log) in zip(axes, panels):
-        for r in results:
+        for i, r in enumerate(results):
             epochs = np.arange(1, len(r.history) + 1)
-            ax.plot(epochs, r.history[:, col], label=r.name, lw=1.6)
+            ax.plot(epochs, r.history[:, col], styles[i % 4], label=r.name, lw=1.8)
         ax.set_xlabel("epoch")
         ax.set_title(label)
         ax.grid(alpha=0.3)
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(DEFAULT_OPTIMIZERS),
         help="comma-separated optimizer names (see the list below)",
     )
-    parser.add_argument("--epochs", type=_positive_int, default=30, help="training epochs")
+    parser.add_argument("--epochs", type=_positive_int, default=40, help="training epochs")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size")
     parser.add_argument(
         "--hidden", type=_hidden, default=(64,), help="hidden layer widths, e.g. 128,64"
