@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import linen, nnx
 from flax.training import train_state
 
@@ -36,7 +37,7 @@ class NnxMLP(nnx.Module):
         return self.out(jax.nn.relu(self.hidden(x)))
 
 
-def _nnx_curve(tx):
+def _nnx_curve(tx, steps=STEPS):
     x, y = _data()
     model = NnxMLP(nnx.Rngs(1))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -47,7 +48,7 @@ def _nnx_curve(tx):
         optimizer.update(model, grads)
         return loss
 
-    return np.array([step(model, optimizer) for _ in range(STEPS)]), optimizer
+    return np.array([step(model, optimizer) for _ in range(steps)]), optimizer
 
 
 def test_nnx_optimizer_adamw_matches_optax(x64):
@@ -65,10 +66,23 @@ def _flat(tree):
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
-def test_nnx_optimizer_takes_any_gradtx_optimizer():
-    for tx in [gradtx.sgd(0.05, momentum=0.9, nesterov=True), gradtx.adam(1e-2, amsgrad=True)]:
-        curve, _ = _nnx_curve(tx)
-        assert np.all(np.isfinite(curve)) and curve[-1] < curve[0]
+# Every named optimizer of DESIGN.md §3, with its defaults except a learning rate.
+NAMED = ["sgd", "sgdw", "adagrad", "rmsprop", "adadelta", "adam", "amsgrad", "adamw", "radam",
+         "nadam", "adabound", "amsbound", "swats", "ranger"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_nnx_optimizer_takes_any_gradtx_optimizer(name):
+    lr = 1.0 if name == "adadelta" else 1e-2
+    tx = getattr(gradtx, name)(learning_rate=lr)
+    curve, _ = _nnx_curve(tx, steps=4)
+    assert np.all(np.isfinite(curve)) and curve[-1] < curve[0], curve
+
+
+def test_nnx_optimizer_takes_a_composed_optimizer():
+    tx = gradtx.lookahead(gradtx.sgd(0.05, momentum=0.9, nesterov=True), sync_period=2)
+    curve, _ = _nnx_curve(tx, steps=4)
+    assert np.all(np.isfinite(curve)) and curve[-1] < curve[0], curve
 
 
 class LinenMLP(linen.Module):
