@@ -230,6 +230,8 @@ BAD = [
     (lambda: S.join([S.constant(1.0)], [3]), ValueError, r"join\(boundaries=\[3\]\)"),
     (lambda: S.join([S.constant(1.0)] * 3, [5, 3]), ValueError, r"non-decreasing"),
     (lambda: S.constant(float("nan")), ValueError, r"constant\(value=nan\)"),
+    (lambda: S.one_cycle(10, -0.1), ValueError, r"one_cycle\(peak_value=-0\.1\)"),
+    (lambda: S.sgdr(0.1, 5, min_value=-1), ValueError, r"sgdr\(min_value=-1\)"),
 ]
 
 

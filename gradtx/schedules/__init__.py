@@ -10,6 +10,8 @@ that would change the formula (modes, anneal kind, three phases) are 0/1
 or numeric fields combined without branching, so every ``__call__`` works
 when each field is a float array.  Plain Python callables are accepted
 wherever a schedule is (their value is kept in state, read-only).
+Values (init, peak, end, min, base, max) must be non-negative: they are
+learning rates, momenta or decays; write a plain callable for anything else.
 
 Names and semantics follow optax where optax has the schedule and
 ``torch.optim.lr_scheduler`` otherwise; ``docs/schedules.md`` maps each one

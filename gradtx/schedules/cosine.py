@@ -34,7 +34,7 @@ def cosine_decay(
     cosine back up, gradtx holds the final value (use ``sgdr`` for restarts).
     """
     call = "gradtx.schedules.cosine_decay"
-    check_number(call, "init_value", init_value)
+    check_number(call, "init_value", init_value, low=0.0)
     check_steps(call, "decay_steps", decay_steps)
     check_number(call, "alpha", alpha)
     check_number(call, "exponent", exponent, low=0.0)
@@ -81,8 +81,8 @@ def warmup_cosine_decay(
     """
     call = "gradtx.schedules.warmup_cosine_decay"
     for name, v in (("init_value", init_value), ("peak_value", peak_value)):
-        check_number(call, name, v)
-    check_number(call, "end_value", end_value)
+        check_number(call, name, v, low=0.0)
+    check_number(call, "end_value", end_value, low=0.0)
     check_number(call, "exponent", exponent, low=0.0)
     check_steps(call, "warmup_steps", warmup_steps, positive=False)
     check_steps(call, "decay_steps", decay_steps)
@@ -138,8 +138,8 @@ def sgdr(
     ``sgdr_schedule`` needs an explicit finite list of cycles.
     """
     call = "gradtx.schedules.sgdr"
-    check_number(call, "peak_value", peak_value)
+    check_number(call, "peak_value", peak_value, low=0.0)
     check_number(call, "first_period", first_period, low=0.0, low_open=True)
     check_number(call, "period_mult", period_mult, low=1.0)
-    check_number(call, "min_value", min_value)
+    check_number(call, "min_value", min_value, low=0.0)
     return SGDR(peak_value, first_period, period_mult, min_value)

@@ -69,8 +69,8 @@ def cyclical(
       step_size_down: steps from max back to base.
     """
     call = "gradtx.schedules.cyclical"
-    check_number(call, "base_value", base_value)
-    check_number(call, "max_value", max_value)
+    check_number(call, "base_value", base_value, low=0.0)
+    check_number(call, "max_value", max_value, low=0.0)
     check_steps(call, "step_size", step_size)
     if step_size_down is None:
         step_size_down = step_size
@@ -175,7 +175,7 @@ def one_cycle(
     """
     call = "gradtx.schedules.one_cycle"
     _check_cycle(call, total_steps, pct_start, anneal, three_phase)
-    check_number(call, "peak_value", peak_value)
+    check_number(call, "peak_value", peak_value, low=0.0)
     check_number(call, "div_factor", div_factor, low=0.0, low_open=True)
     check_number(call, "final_div_factor", final_div_factor, low=0.0, low_open=True)
     return OneCycle(

@@ -35,7 +35,7 @@ class Constant(NamedTuple):
 
 def constant(value: float) -> Constant:
     """The schedule that always returns ``value`` (optax ``constant_schedule``)."""
-    check_number("gradtx.schedules.constant", "value", value)
+    check_number("gradtx.schedules.constant", "value", value, low=0.0)
     return Constant(value)
 
 
@@ -64,7 +64,7 @@ def piecewise_constant(
         ``MultiStepLR(milestones, gamma)`` is ``{m: gamma for m in milestones}``.
     """
     call = "gradtx.schedules.piecewise_constant"
-    check_number(call, "init_value", init_value)
+    check_number(call, "init_value", init_value, low=0.0)
     items = sorted((boundaries_and_scales or {}).items())
     for b, s in items:
         check_steps(call, "boundaries_and_scales", b, positive=False)
@@ -117,14 +117,14 @@ def exponential_decay(
     a silent constant.
     """
     call = "gradtx.schedules.exponential_decay"
-    check_number(call, "init_value", init_value)
+    check_number(call, "init_value", init_value, low=0.0)
     check_steps(call, "transition_steps", transition_steps)
     check_number(call, "decay_rate", decay_rate, low=0.0, low_open=True)
     check_steps(call, "transition_begin", transition_begin, positive=False)
     if not isinstance(staircase, bool):
         raise TypeError(f"{call}(staircase={staircase!r}): staircase must be a bool")
     if end_value is not None:
-        check_number(call, "end_value", end_value)
+        check_number(call, "end_value", end_value, low=0.0)
     end = float("nan") if end_value is None else end_value
     return ExponentialDecay(
         init_value, transition_steps, decay_rate, transition_begin, staircase, end
@@ -151,7 +151,7 @@ def inverse_time_decay(init_value: float, decay_steps: float, power: float = 1.0
     ``decay_steps = T/ρ``.  No torch or optax built-in (torch: ``LambdaLR``).
     """
     call = "gradtx.schedules.inverse_time_decay"
-    check_number(call, "init_value", init_value)
+    check_number(call, "init_value", init_value, low=0.0)
     check_number(call, "decay_steps", decay_steps, low=0.0, low_open=True)
     check_number(call, "power", power, low=0.0)
     return InverseTimeDecay(init_value, decay_steps, power)
@@ -168,7 +168,7 @@ class InverseSqrtDecay(NamedTuple):
 
 def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
     """``η_0 / √(k + 1)`` (no torch or optax built-in; torch: ``LambdaLR``)."""
-    check_number("gradtx.schedules.inverse_sqrt_decay", "init_value", init_value)
+    check_number("gradtx.schedules.inverse_sqrt_decay", "init_value", init_value, low=0.0)
     return InverseSqrtDecay(init_value)
 
 
@@ -196,8 +196,8 @@ class Polynomial(NamedTuple):
 
 
 def _check_transition(call, init_value, end_value, transition_steps, transition_begin):
-    check_number(call, "init_value", init_value)
-    check_number(call, "end_value", end_value)
+    check_number(call, "init_value", init_value, low=0.0)
+    check_number(call, "end_value", end_value, low=0.0)
     check_steps(call, "transition_steps", transition_steps)
     check_steps(call, "transition_begin", transition_begin, positive=False)
 

@@ -1,0 +1,1 @@
+"""Wrappers around transforms: parameter groups, finiteness, accumulation, monitors."""
