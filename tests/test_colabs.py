@@ -45,8 +45,8 @@ def test_notebook_is_built_from_its_source_without_outputs(path):
         assert [c.source for c in nb.cells] == [c.source for c in built.cells], (
             f"{path.name} is stale: run python colabs/_build.py"
         )
-    first = next(c for c in nb.cells if c.cell_type == "code")
-    assert "GRADTX_COLAB_FAST" in first.source and "pip" in first.source  # guarded install
+        first = next(c for c in nb.cells if c.cell_type == "code")
+        assert "GRADTX_COLAB_FAST" in first.source and "pip" in first.source  # guarded install
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

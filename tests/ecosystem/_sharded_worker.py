@@ -46,9 +46,19 @@ OPTIMIZERS = {
     "adamw": lambda: gradtx.adamw(1e-2, weight_decay=1e-3, amsgrad=True),
     "sgd-nesterov": lambda: gradtx.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),
 }
-for name in ("radam", "adabound", "swats", "ranger", "adagrad", "rmsprop", "nadam"):
-    if hasattr(gradtx, name):  # newer optimizers, where this gradtx has them
-        OPTIMIZERS[name] = getattr(gradtx, name)
+NEWER = (
+    "radam",
+    "adabound",
+    "amsbound",
+    "swats",
+    "ranger",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "nadam",
+)
+for name in NEWER:  # every other named optimizer, with its defaults
+    OPTIMIZERS[name] = getattr(gradtx, name)
 
 
 def make_step(opt, **jit_kwargs):

@@ -27,7 +27,9 @@ def test_sharded_training_on_a_data_model_mesh():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    for name in ("adamw", "sgd-nesterov"):
+    names = ["adamw", "sgd-nesterov", "radam", "adabound", "amsbound", "swats", "ranger",
+             "adagrad", "rmsprop", "adadelta", "nadam"]  # fmt: skip
+    for name in names:
         for check in ("sharded", "zero1", "explicit init"):
             assert f"OK {check} {name}" in lines, proc.stdout
     assert lines[-1] == "ALL OK"
