@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=_positive_int, default=40, help="training epochs")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size")
     parser.add_argument(
-        "--hidden", type=_hidden, default=(64,), help="hidden layer widths, e.g. 128,64"
+        "--hidden", type=_hidden, default="64", help="hidden layer widths, e.g. 128,64"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, split and shuffles")
     parser.add_argument(
