@@ -16,16 +16,17 @@ import sys
 import nbformat
 
 HERE = pathlib.Path(__file__).resolve().parent
-REPO_URL = "https://github.com/gradtx/gradtx"
-
-SETUP = f'''# Setup: use gradtx from this checkout, or install it from the repository (e.g. in Colab).
+SETUP = '''# Setup: use gradtx from this checkout, or install it from its git repository (e.g. in Colab:
+# set GRADTX_REPO_URL to the repository's git URL first).
 import importlib.util, os, subprocess, sys
 
 if importlib.util.find_spec("gradtx") is None and os.path.exists("../gradtx/__init__.py"):
     sys.path.insert(0, os.path.abspath(".."))  # running inside a checkout
 if importlib.util.find_spec("gradtx") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "gradtx[demo] @ git+{REPO_URL}"], check=True)
+    url = os.environ.get("GRADTX_REPO_URL")
+    if not url:
+        raise ImportError("gradtx is not installed: set GRADTX_REPO_URL to its git URL, or pip install it")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"gradtx[demo] @ git+{url}"], check=True)
 FAST = os.environ.get("GRADTX_COLAB_FAST") == "1"  # short settings, used by the test suite'''
 
 
