@@ -23,11 +23,15 @@ def zeros_like(params: Any, dtype: Any = None) -> Any:
 def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
     """``value`` broadcast like ``params``, each in its leaf's (or ``dtype``'s) dtype.
 
-    ``lax.full_like`` keeps each leaf's sharding (``jnp.full`` would not).
+    ``full_like`` (not ``full(shape)``) so the result keeps the leaf's sharding:
+    optimizer state follows the params' layout on a mesh.
     """
-    return jax.tree.map(
-        lambda p: jax.lax.full_like(p, jnp.asarray(value), dtype or jnp.result_type(p)), params
-    )
+
+    def one(p):
+        dt = dtype or jnp.result_type(p)
+        return jnp.full_like(p, jnp.asarray(value).astype(dt), dtype=dt)
+
+    return jax.tree.map(one, params)
 
 
 def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:

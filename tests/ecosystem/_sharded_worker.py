@@ -1,0 +1,158 @@
+"""Run by test_distributed.py in a subprocess with 8 simulated CPU devices.
+
+Each check prints ``OK <name>``; any failure raises, so the subprocess exits non-zero
+with the traceback on stderr.
+"""
+
+import os
+import sys
+
+assert "--xla_force_host_platform_device_count=8" in os.environ.get("XLA_FLAGS", "")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import AxisType, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # float64: sharded and single-device sums agree to 1e-12
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+import gradtx  # noqa: E402
+
+assert jax.device_count() == 8
+DATA, MODEL = 4, 2
+mesh = jax.make_mesh((DATA, MODEL), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+
+keys = jax.random.split(jax.random.PRNGKey(0), 4)
+params = {
+    "w1": jax.random.normal(keys[0], (16, 8)) / 4,
+    "b1": jnp.zeros(8),
+    "w2": jax.random.normal(keys[1], (8, 4)) / 3,
+}
+x = jax.random.normal(keys[2], (32, 16))
+y = jax.random.normal(keys[3], (32, 4))
+# Megatron-style: w1 column-parallel, w2 row-parallel over "model"; the batch over "data".
+param_specs = {"w1": P(None, "model"), "b1": P("model"), "w2": P("model", None)}
+param_sh = jax.tree.map(lambda s: NamedSharding(mesh, s), param_specs)
+batch_sh = NamedSharding(mesh, P("data"))
+
+
+def loss_fn(p, x, y):
+    return jnp.mean((jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2)
+
+
+OPTIMIZERS = {
+    "adamw": lambda: gradtx.adamw(1e-2, weight_decay=1e-3, amsgrad=True),
+    "sgd-nesterov": lambda: gradtx.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),
+}
+NEWER = (
+    "radam",
+    "adabound",
+    "amsbound",
+    "swats",
+    "ranger",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "nadam",
+)
+for name in NEWER:  # every other named optimizer, with its defaults
+    OPTIMIZERS[name] = getattr(gradtx, name)
+
+
+def make_step(opt, **jit_kwargs):
+    def step(p, s, x, y):
+        grads = jax.grad(loss_fn)(p, x, y)
+        updates, s = opt.update(grads, s, p)
+        return gradtx.apply_updates(p, updates), s
+
+    return jax.jit(step, **jit_kwargs)
+
+
+def run(step, p, s, n=5):
+    for _ in range(n):
+        p, s = step(p, s, xs, ys)
+    return p, s
+
+
+def assert_close(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=1e-14)
+
+
+def zero1_sharding(leaf):
+    """ZeRO-1: the leaf's own (param-following) sharding plus "data" on a free, divisible dim."""
+    spec = list(leaf.sharding.spec) + [None] * (leaf.ndim - len(leaf.sharding.spec))
+    for i, (size, axis) in enumerate(zip(leaf.shape, spec)):
+        if axis is None and size % DATA == 0:
+            spec[i] = "data"
+            break
+    return NamedSharding(mesh, P(*spec))
+
+
+def follows_params(state, what):
+    """Every state leaf shaped like a param carries that param's sharding."""
+    checked = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        key = next((k.key for k in reversed(path) if getattr(k, "key", None) in params), None)
+        if key is None or leaf.shape != params[key].shape:
+            assert leaf.ndim == 0, (what, path)  # counts, hyperparameters: replicated scalars
+            assert leaf.sharding.is_fully_replicated, (what, path, leaf.sharding)
+            continue
+        assert leaf.sharding.is_equivalent_to(param_sh[key], leaf.ndim), (what, path, leaf.sharding)
+        checked += 1
+    assert checked >= 3, what
+
+
+# One device, no mesh, no shardings: the reference numbers.
+single = {}
+for name, make in OPTIMIZERS.items():
+    opt = make()
+    xs, ys = x, y
+    single[name] = run(make_step(opt), params, opt.init(params))
+
+with jax.set_mesh(mesh):
+    xs, ys = jax.device_put(x, batch_sh), jax.device_put(y, batch_sh)
+    sharded_params = jax.device_put(params, param_sh)
+    for name, make in OPTIMIZERS.items():
+        opt = make()
+        p1, s1 = single[name]
+
+        # Sharded params: init follows them, and so does the jitted step's output.
+        state = opt.init(sharded_params)
+        follows_params(state, f"{name} init")
+        p8, s8 = run(make_step(opt), sharded_params, state)
+        follows_params(s8, f"{name} after steps")
+        for k in params:
+            assert p8[k].sharding.is_equivalent_to(param_sh[k], p8[k].ndim), (name, k)
+        assert_close((p8, s8), (p1, s1))
+        print(f"OK sharded {name}", flush=True)
+
+        # ZeRO-1: state sharded over "data" too; params and numbers unchanged.
+        zero_sh = jax.tree.map(zero1_sharding, opt.init(sharded_params))
+        state = jax.device_put(opt.init(sharded_params), zero_sh)
+        step = make_step(opt, out_shardings=(param_sh, zero_sh), donate_argnums=(1,))
+        pz, sz = run(step, sharded_params, state)
+        assert_close((pz, sz), (p1, s1))
+        for leaf, sh in zip(jax.tree.leaves(sz), jax.tree.leaves(zero_sh)):
+            assert leaf.sharding.is_equivalent_to(sh, leaf.ndim)
+        mu_w1 = next(l for l in jax.tree.leaves(sz) if l.shape == (16, 8))
+        assert mu_w1.addressable_shards[0].data.shape == (16 // DATA, 8 // MODEL)  # 1/8 per device
+        print(f"OK zero1 {name}", flush=True)
+
+# Explicit sharding mode (jax.sharding.AxisType.Explicit): sharding is part of each
+# array's type, so even a jitted init gives state laid out like the params.
+explicit = jax.make_mesh((DATA, MODEL), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+with jax.set_mesh(explicit):
+    sharded = jax.device_put(
+        params, jax.tree.map(lambda s: NamedSharding(explicit, s), param_specs)
+    )
+    param_sh = jax.tree.map(lambda a: a.sharding, sharded)
+    for name, make in OPTIMIZERS.items():
+        follows_params(jax.jit(make().init)(sharded), f"{name} explicit jit(init)")
+        print(f"OK explicit init {name}", flush=True)
+
+print("ALL OK", flush=True)
+sys.exit(0)

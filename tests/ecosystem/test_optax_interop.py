@@ -1,0 +1,136 @@
+"""optax both ways: gradtx transforms inside ``optax.chain``, optax transforms inside ``gradtx.chain``.
+
+Float64, random gradient sequences, equal numbers step by step.  ``optax.chain``
+does not pass the gradient on as ``grads`` (docs/design.md §1): named gradtx
+optimizers are self-contained so they are exact inside it, and a lone gradtx
+statistic inside it estimates from its input, exactly like optax's own.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+STEPS = 20
+
+
+def _params_and_grads():
+    keys = jax.random.split(jax.random.PRNGKey(42), STEPS + 2)
+    params = {"w": jax.random.normal(keys[0], (3, 4)), "b": jax.random.normal(keys[1], (4,))}
+    grads = [
+        jax.tree.map(lambda p, k=k: 2.0 * jax.random.normal(k, p.shape), params) for k in keys[2:]
+    ]
+    return params, grads
+
+
+def _run(tx, standard=False):
+    """Apply ``tx`` to a fixed gradient sequence; params after every step."""
+    params, grads = _params_and_grads()
+    with jax.numpy_dtype_promotion("standard" if standard else "strict"):
+        state = tx.init(params)
+        out = []
+        for g in grads:
+            updates, state = tx.update(g, state, params)
+            params = optax.apply_updates(params, updates)
+            out.append(params)
+    return out
+
+
+def _close(a, b):
+    for pa, pb in zip(a, b):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14), pa, pb)
+
+
+CASES = {
+    "clip then gradtx.adam inside optax.chain": (
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), gradtx.adam(1e-2)),
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)),
+    ),
+    "gradtx.adamw inside optax.chain": (
+        lambda: optax.chain(optax.clip(0.5), gradtx.adamw(1e-2, weight_decay=1e-3)),
+        lambda: optax.chain(optax.clip(0.5), optax.adamw(1e-2, weight_decay=1e-3)),
+    ),
+    "gradtx primitives inside optax.chain": (
+        lambda: optax.chain(
+            gradtx.scale_by_rms(0.9, 1e-8),
+            gradtx.add_momentum(0.9),
+            gradtx.scale_by_learning_rate(1e-2),
+        ),
+        lambda: optax.chain(
+            optax.scale_by_rms(0.9, 1e-8, eps_in_sqrt=False), optax.trace(0.9), optax.scale(-1e-2)
+        ),
+    ),
+    # gradtx.chain cannot know that an optax transform returns a gradient: marked as a
+    # GradientMap, the clipped gradient is what adam's statistics see (docs/ecosystem.md).
+    "optax clip, marked a GradientMap, inside gradtx.chain before adam's statistics": (
+        lambda: gradtx.chain(
+            gradtx.GradientMap(*optax.with_extra_args_support(optax.clip_by_global_norm(1.0))),
+            gradtx.add_momentum(0.9, ema=True),
+            gradtx.bias_correct(0.9),
+            gradtx.scale_by_rms(0.999, 1e-8, bias_correction=True),
+            gradtx.scale_by_learning_rate(1e-2),
+        ),
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)),
+    ),
+    "optax.scale_by_adam inside gradtx.chain": (
+        lambda: gradtx.chain(
+            optax.scale_by_adam(),
+            gradtx.decoupled_weight_decay(1e-3),
+            gradtx.scale_by_learning_rate(1e-2),
+        ),
+        lambda: optax.adamw(1e-2, weight_decay=1e-3),
+    ),
+    "gradtx.sgd inside optax.MultiSteps": (
+        lambda: optax.MultiSteps(gradtx.sgd(0.1, momentum=0.9), every_k_schedule=2),
+        lambda: optax.MultiSteps(optax.sgd(0.1, momentum=0.9), every_k_schedule=2),
+    ),
+    "gradtx.adam under optax.masked": (
+        lambda: optax.masked(gradtx.adam(1e-2), {"w": True, "b": False}),
+        lambda: optax.masked(optax.adam(1e-2), {"w": True, "b": False}),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_equal_numbers(name, x64):
+    ours, theirs = CASES[name]
+    _close(_run(ours(), standard=True), _run(theirs(), standard=True))
+
+
+def test_unmarked_optax_member_freezes_the_gradient_as_it_entered(x64):
+    """Unmarked, an optax transform counts as a non-map: later statistics see the raw gradient."""
+    clip = optax.clip_by_global_norm(0.5)
+    ours = gradtx.chain(clip, gradtx.scale_by_rms(0.9, 1e-8), gradtx.scale_by_learning_rate(1e-2))
+    # The reference divides the clipped gradient by the RMS of the raw one, computed apart.
+    params, grads = _params_and_grads()
+    rms = optax.scale_by_rms(0.9, 1e-8, eps_in_sqrt=False)
+    with jax.numpy_dtype_promotion("standard"):
+        clip_state, rms_state, expected = clip.init(params), rms.init(params), []
+        for g in grads:
+            clipped, clip_state = clip.update(g, clip_state)
+            ratio, rms_state = rms.update(g, rms_state)  # RMS of the raw gradient
+            step = jax.tree.map(lambda c, r, g: -1e-2 * c * r / g, clipped, ratio, g)
+            params = optax.apply_updates(params, step)
+            expected.append(params)
+    _close(_run(ours), expected)
+
+
+def test_gradtx_chain_gives_optax_members_the_plain_signature(x64):
+    """An optax transform without extra-args support still works after a non-map member."""
+    plain = optax.GradientTransformation(
+        lambda p: (), lambda u, s, p=None: (jax.tree.map(jnp.negative, u), s)
+    )
+    ours = gradtx.chain(gradtx.add_momentum(0.5), plain, gradtx.scale(0.1))
+    theirs = optax.chain(optax.trace(0.5), optax.scale(-0.1))
+    _close(_run(ours), _run(theirs, standard=True))
+
+
+def test_gradtx_hyperparams_are_found_inside_optax_chain(x64):
+    params, _ = _params_and_grads()
+    state = optax.chain(optax.clip(1.0), gradtx.adam(1e-2)).init(params)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 1e-2
+    state = gradtx.set_hyperparams(state, learning_rate=1e-3)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 1e-3

@@ -1,0 +1,92 @@
+"""``python -m gradtx``: the digits demo runs, prints its table, writes a PNG, rejects bad options."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx import demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_cli_runs_prints_table_and_writes_png(tmp_path):
+    out = tmp_path / "curves.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradtx", "--optimizers", "sgd-momentum,adam", "--epochs", "2",
+         "--hidden", "16", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("optimizer"))
+    assert lines[header].split()[1:] == ["train", "loss", "train", "acc", "test", "loss",
+                                         "test", "acc", "time", "(s)"]  # fmt: skip
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2 : header + 4]}
+    assert set(rows) == {"sgd-momentum", "adam"}
+    for values in rows.values():
+        train_loss, train_acc, test_loss, test_acc, seconds = map(float, values)
+        assert (
+            0 < train_loss < np.log(10.0) and 0 <= train_acc <= 1 and 0 <= test_acc <= 1
+        )  # < chance
+        assert test_loss > 0 and seconds > 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_training_is_deterministic_and_learns():
+    data = demo.load_digits(seed=3)
+    kw = dict(epochs=3, batch_size=128, hidden=(16,), seed=3, progress=False)
+    a = demo.train("sgd-momentum", data, **kw)
+    b = demo.train("sgd-momentum", data, **kw)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert a.history[-1, 0] < a.history[0, 0] < np.log(10.0)  # train loss falls from chance
+    assert a.history[-1, 3] > 0.8
+
+
+def test_default_optimizers_are_the_seven_and_all_exist():
+    args = demo.parse_args([])
+    assert args.optimizers == ["sgd-momentum", "adam", "adamw", "radam", "adabound", "swats",
+                               "ranger"]  # fmt: skip
+    params = {"w": jax.numpy.ones(3)}
+    for name in demo.RECIPES:
+        if hasattr(gradtx, demo.RECIPES[name].factory) or name in args.optimizers:
+            demo.make_optimizer(name).init(params)  # exits with a clear message if missing
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--optimizers", "adam,sdg"], "unknown optimizer(s) 'sdg'; choose from sgd,"),
+        (["--optimizers", ","], "give at least one optimizer"),
+        (["--optimizers", "adam,adam"], "names repeat"),
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+        (["--epochs", "ten"], "expected a positive integer, got 'ten'"),
+        (["--hidden", "64,x"], "expected comma-separated positive layer widths"),
+        (["--learning-rate", "1"], "unrecognized arguments: --learning-rate"),
+    ],
+)
+def test_bad_options_give_clear_messages(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        demo.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m gradtx" in err and message in err
+
+
+def test_help_lists_options_and_optimizers(capsys):
+    with pytest.raises(SystemExit) as exc:
+        demo.parse_args(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for word in ["--optimizers", "--epochs", "--out", "digits", "gradtx[demo]", "swats, ranger"]:
+        assert word in text
+
+
+def test_missing_optional_dependency_names_the_extra():
+    with pytest.raises(SystemExit, match=r"needs not-a-pkg.*gradtx\[demo\]"):
+        demo._require("gradtx_no_such_module", "not-a-pkg")
