@@ -130,8 +130,11 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
 def check_updates(call: str, updates: Any, params: Any, seen: set) -> tuple[Any, Any]:
     """Trace-time checks of ``update``'s arguments: float leaves, matching trees.
 
-    ``seen`` holds the tree structures ``init`` was called with; an updates tree
-    matching none of them (or not matching ``params``) is a ValueError showing both.
+    ``seen`` holds the tree structures ``init`` was called with.  An updates tree
+    that does not match ``params``, or whose leaf count matches none of ``seen``,
+    is a ValueError showing both.  Against ``init`` only leaf counts are compared:
+    wrappers may init with annotated nodes (flax's ``nnx.Param``) and update
+    with plain arrays in the same places.
     """
     updates = check_tree(call, updates, "updates")
     got = jax.tree.structure(updates)
@@ -140,7 +143,7 @@ def check_updates(call: str, updates: Any, params: Any, seen: set) -> tuple[Any,
             f"{call}.update: the updates' tree does not match the params' tree.\n"
             f"  updates: {got}\n  params: {jax.tree.structure(params)}"
         )
-    if seen and got not in seen:
+    if seen and got not in seen and all(got.num_leaves != s.num_leaves for s in seen):
         raise ValueError(
             f"{call}.update: the updates' tree does not match the tree the state was "
             f"initialised with.\n  updates: {got}\n  init: {' or '.join(map(str, seen))}"
