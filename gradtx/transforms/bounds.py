@@ -33,7 +33,7 @@ def _scale_by_bounded_rms(*, b1, b2, eps, final_lr, base_lr, gamma, bounded, ams
         grads = updates if grads is None else grads
         count = _tree.safe_increment(state.count)
         nu = jax.tree.map(
-            lambda v, g: _tree.ema(b2, v, jnp.square(g.astype(v.dtype))), state.nu, grads
+            lambda v, g: _tree.ema(b2, v, _tree.abs_sq(g.astype(v.dtype))), state.nu, grads
         )
         nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsbound else state.nu_max
         # Kingma & Ba's "efficient" form (E2): the bias corrections multiply the
@@ -50,7 +50,11 @@ def _scale_by_bounded_rms(*, b1, b2, eps, final_lr, base_lr, gamma, bounded, ams
         def one(u, v):
             size = _tree.scalar_like(step, v) / (jnp.sqrt(v) + _tree.scalar_like(eps, v))
             if bounded:
-                size = jnp.clip(size, _tree.scalar_like(lower, v), _tree.scalar_like(upper, v))
+                # The size is real (|g|² moments); complex leaves carry it with a zero
+                # imaginary part, and complex values cannot be clipped.
+                r = jnp.real(size)
+                size = jnp.clip(r, _tree.scalar_like(lower, r), _tree.scalar_like(upper, r))
+                size = size.astype(v.dtype)
             return (size.astype(u.dtype) * u).astype(u.dtype)
 
         out = jax.tree.map(one, updates, nu_max if amsbound else nu)

@@ -77,7 +77,9 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         dt = state.gamma_avg.dtype
 
         def dot(a, b):  # vdot as a sum: reductions of sharded leaves need no out_sharding
-            return jnp.sum(jnp.conj(a.astype(dt)) * b.astype(dt))
+            if jnp.iscomplexobj(a):  # Re <a, b> of C^n as R^2n, the real projection
+                return dot(jnp.real(a), jnp.real(b)) + dot(jnp.imag(a), jnp.imag(b))
+            return jnp.sum(a.astype(dt) * b.astype(dt))
 
         pg = jnp.stack([dot(a, b) for a, b in zip(leaves_p, leaves_g)])
         pp = jnp.stack([dot(a, a) for a in leaves_p])
