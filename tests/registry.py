@@ -150,9 +150,9 @@ REGISTRY = [
         make=lambda lr: gradtx.lookahead(gradtx.sgd(lr, momentum=0.9), sync_period=5),
         complex_ok=True,
     ),
-    case("adabound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05),
-    case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05),
-    case("swats", lr=0.05, rosen_lr=0.1),
+    case("adabound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05, complex_ok=True),
+    case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05, complex_ok=True),
+    case("swats", lr=0.05, rosen_lr=0.1, complex_ok=True),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
 ]
 
