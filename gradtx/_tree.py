@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Any
 
 import jax
@@ -32,12 +34,31 @@ def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
     return jnp.asarray(value).astype(jnp.result_type(leaf))
 
 
+def wider(a: Any, b: Any) -> jnp.dtype:
+    """The dtype both ``a`` and ``b`` convert to without loss (JAX's standard promotion).
+
+    Used where low-precision statistics meet higher-precision updates; strict
+    promotion forbids mixing them implicitly, so the choice is made here, once.
+    """
+    a, b = jnp.dtype(a), jnp.dtype(b)
+    if a == b:
+        return a
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.promote_types(a, b)
+
+
 def ema(decay: Any, old: Any, new: Any) -> Any:
-    """``decay * old + (1 - decay) * new`` leaf by leaf, in each ``old`` dtype."""
+    """``decay * old + (1 - decay) * new`` leaf by leaf, stored in each ``old`` dtype.
+
+    Computed in the wider of the two dtypes: with bfloat16 statistics of
+    float32 gradients, ``1 - 0.999`` in bfloat16 is 0 and the EMA would never
+    move.  With equal dtypes this is the plain formula.
+    """
 
     def one(o, n):
-        d = scalar_like(decay, o)
-        return d * o + (1 - d) * n.astype(o.dtype)
+        dtype = wider(o.dtype, jnp.result_type(n))
+        d = jnp.asarray(decay).astype(dtype)
+        return (d * o.astype(dtype) + (1 - d) * n.astype(dtype)).astype(o.dtype)
 
     return jax.tree.map(one, old, new)
 
@@ -65,4 +86,31 @@ def check_same_structure(call: str, updates: Any, state_tree: Any, what: str = "
         raise ValueError(
             f"{call}: the updates' tree does not match the {what}'s tree.\n"
             f"  updates: {a}\n  {what}: {b}"
+        )
+
+
+# The flat-buffer mode (``gradtx.flatten``) runs transforms on 1-D buffers, so a
+# transform that needs each leaf's own shape (centralisation, per-leaf norms)
+# would silently compute something else there.  Such transforms call
+# ``check_per_leaf`` and fail loudly instead.
+_FLAT = contextvars.ContextVar("gradtx_flat", default=False)
+
+
+@contextlib.contextmanager
+def flat_buffers():
+    """Mark the transforms traced inside as running on flat buffers."""
+    token = _FLAT.set(True)
+    try:
+        yield
+    finally:
+        _FLAT.reset(token)
+
+
+def check_per_leaf(call: str) -> None:
+    """Raise if called inside ``gradtx.flatten``: this transform needs leaf shapes."""
+    if _FLAT.get():
+        raise ValueError(
+            f"{call} works per leaf (it needs each parameter's shape) and cannot run inside "
+            "gradtx.flatten, which hands transforms flat 1-D buffers; apply it outside: "
+            "gradtx.chain(<it>, gradtx.flatten(<the rest>))"
         )

@@ -28,13 +28,16 @@ def _add_momentum(*, decay, dampening, ema, nesterov, dtype):
         first = state.count == 0
 
         def one(m, u):
-            d = _tree.scalar_like(decay, m)
-            u = u.astype(m.dtype)
+            # In the wider dtype, stored in the buffer's (bfloat16 buffers of
+            # float32 gradients keep 1 - decay exact); equal dtypes: no cast.
+            wide = _tree.wider(m.dtype, u.dtype)
+            d = _tree.scalar_like(decay, m.astype(wide))
+            m, u, store = m.astype(wide), u.astype(wide), m.dtype
             if ema:
-                return d * m + (1 - d) * u
+                return (d * m + (1 - d) * u).astype(store)
             # PyTorch: the first step copies the gradient, ignoring dampening.
             damp = 1 - _tree.scalar_like(dampening, m) if dampening is not None else 1
-            return jnp.where(first, u, d * m + damp * u)
+            return jnp.where(first, u, d * m + damp * u).astype(store)
 
         mu = jax.tree.map(one, state.mu, updates)
         if nesterov:

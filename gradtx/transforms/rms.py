@@ -52,9 +52,8 @@ def _scale_by_rms(
         first = count == 1
 
         def second_moment(v, g):
-            g = g.astype(v.dtype)
             new = _tree.ema(decay, v, g * g)
-            return jnp.where(first, g * g, new) if init_from_first else new
+            return jnp.where(first, (g * g).astype(v.dtype), new) if init_from_first else new
 
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = state.mean
@@ -80,6 +79,9 @@ def _scale_by_rms(
             nu_max = jax.tree.map(lambda m, v: jnp.maximum(m, corrected(v)), state.nu_max, nu)
 
         def scale(u, v, vmax, m):
+            # Low-precision statistics are read in the updates' precision.
+            wide = _tree.wider(u.dtype, v.dtype)
+            v, vmax, m = (None if x is None else x.astype(wide) for x in (v, vmax, m))
             if amsgrad:
                 v_hat = vmax if max_of == "v_hat" else corrected(vmax)
             else:
