@@ -38,6 +38,7 @@ from gradtx.transforms.rectify import (
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import ScaleByScheduleState, scale, scale_by_learning_rate
+from gradtx.wrappers.flatten import FlattenState, flatten
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "AddNesterovMomentumState",
     "BiasCorrectState",
     "EmptyState",
+    "FlattenState",
     "GradientMap",
     "HyperparamsState",
     "LookaheadState",
@@ -68,6 +70,7 @@ __all__ = [
     "centralize",
     "chain",
     "decoupled_weight_decay",
+    "flatten",
     "get_hyperparams",
     "hyperparameterized",
     "identity",

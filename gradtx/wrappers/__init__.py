@@ -1,0 +1,1 @@
+"""Wrappers that change how a transform runs (flat buffers, masks, groups, ...)."""
