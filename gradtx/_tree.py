@@ -14,7 +14,8 @@ INT32_MAX = jnp.iinfo(jnp.int32).max
 
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the int32 maximum instead of wrapping."""
-    return jnp.where(count < INT32_MAX, count + 1, INT32_MAX).astype(jnp.int32)
+    # min-then-add: two plain operations (jnp.where traces a nested jit).
+    return (jnp.minimum(count, INT32_MAX - 1) + 1).astype(jnp.int32)
 
 
 def zeros_like(params: Any, dtype: Any = None) -> Any:
@@ -31,6 +32,9 @@ def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
 
 def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
     """A hyperparameter cast to a leaf's dtype, so strict promotion holds."""
+    dtype = getattr(leaf, "dtype", None)
+    if isinstance(value, jax.Array) and dtype is not None and value.dtype == dtype:
+        return value  # called per leaf: skip the no-op cast's Python cost
     return jnp.asarray(value).astype(jnp.result_type(leaf))
 
 
@@ -55,10 +59,17 @@ def ema(decay: Any, old: Any, new: Any) -> Any:
     move.  With equal dtypes this is the plain formula.
     """
 
+    coefs = {}  # dtype -> (d, 1 - d), computed once per dtype rather than per leaf
+
     def one(o, n):
         dtype = wider(o.dtype, jnp.result_type(n))
-        d = jnp.asarray(decay).astype(dtype)
-        return (d * o.astype(dtype) + (1 - d) * n.astype(dtype)).astype(o.dtype)
+        if dtype not in coefs:
+            d = jnp.asarray(decay).astype(dtype)
+            coefs[dtype] = (d, 1 - d)
+        d, rest = coefs[dtype]
+        if o.dtype == dtype and n.dtype == dtype:
+            return d * o + rest * n
+        return (d * o.astype(dtype) + rest * n.astype(dtype)).astype(o.dtype)
 
     return jax.tree.map(one, old, new)
 
