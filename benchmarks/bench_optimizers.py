@@ -305,6 +305,9 @@ def main(argv=None):
     parser.add_argument("--optimizers", default="adam,adamw,sgd_momentum,radam")
     parser.add_argument("--trees", default="", help="comma-separated substrings of tree names")
     parser.add_argument("--many", type=int, default=1000, help="leaves of the many-leaf tree")
+    parser.add_argument(
+        "--many-optimizers", default=None, help="optimizers on the many-leaf tree (default: all)"
+    )
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2)
@@ -324,7 +327,10 @@ def main(argv=None):
     for tree_name, shapes in trees(args.quick, args.many).items():
         if args.trees and not any(t in tree_name for t in args.trees.split(",")):
             continue
-        for name in args.optimizers.split(","):
+        names = args.optimizers.split(",")
+        if "small leaves" in tree_name and args.many_optimizers:
+            names = [n for n in names if n in args.many_optimizers.split(",")]
+        for name in names:
             print(f"{tree_name} / {name} ...", flush=True)
             # optax relies on implicit promotion (python floats with int32 counts).
             with jax.numpy_dtype_promotion("standard"):
