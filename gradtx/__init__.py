@@ -1,5 +1,6 @@
 """gradtx: composable, exact gradient transformations for JAX."""
 
+from gradtx import schedules
 from gradtx._base import (
     EmptyState,
     GradientMap,
@@ -14,12 +15,16 @@ from gradtx._base import (
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
+from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
+from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -29,6 +34,7 @@ from gradtx.transforms.momentum import (
     add_nesterov_momentum,
     bias_correct,
 )
+from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
     RectifyState,
     WhenRectifiedState,
@@ -38,25 +44,40 @@ from gradtx.transforms.rectify import (
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import ScaleByScheduleState, scale, scale_by_learning_rate
+from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
+from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
+from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
 from gradtx.wrappers.flatten import FlattenState, flatten
+from gradtx.wrappers.groups import MaskedNode, MaskedState, masked, partition
+from gradtx.wrappers.monitors import TrackNormsState, get_norms, track_norms
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccumulateGradientsState",
     "AddMomentumState",
     "AddNesterovMomentumState",
+    "ApplyIfFiniteState",
     "BiasCorrectState",
     "EmptyState",
     "FlattenState",
     "GradientMap",
     "HyperparamsState",
     "LookaheadState",
+    "MaskedNode",
+    "MaskedState",
     "RectifyState",
+    "ReduceOnPlateauState",
     "ScaleByAdadeltaState",
+    "ScaleByBoundedRmsState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "ScaleByScheduleState",
+    "SwitchToSgdState",
+    "TrackNormsState",
     "WhenRectifiedState",
+    "accumulate_gradients",
+    "adabound",
     "adadelta",
     "adagrad",
     "adam",
@@ -64,31 +85,44 @@ __all__ = [
     "add_l2",
     "add_momentum",
     "add_nesterov_momentum",
+    "amsbound",
     "amsgrad",
+    "apply_if_finite",
     "apply_updates",
     "bias_correct",
     "centralize",
     "chain",
+    "clip",
+    "clip_by_global_norm",
     "decoupled_weight_decay",
     "flatten",
     "get_hyperparams",
+    "get_norms",
     "hyperparameterized",
     "identity",
     "lookahead",
+    "masked",
     "nadam",
     "named_chain",
+    "partition",
     "radam",
     "ranger",
     "rectify",
+    "reduce_on_plateau",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
+    "scale_by_bounded_rms",
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_rss",
+    "schedules",
     "set_hyperparams",
     "sgd",
     "sgdw",
     "stateless",
+    "swats",
+    "switch_to_sgd",
+    "track_norms",
     "when_rectified",
 ]

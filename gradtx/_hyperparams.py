@@ -2,8 +2,12 @@
 
 Every ``HyperparamsState`` in a state tree is a *location*.  Its hyperparameters
 are named ``path/name`` where ``path`` joins the dict keys (``named_chain``
-names, ``partition`` labels), tuple indices and NamedTuple fields above it.  A
-gradtx schedule's fields are ``path/name.field``.  Any unique suffix of a full
+names, ``partition`` labels), tuple indices and NamedTuple fields above it,
+except fields named ``inner_state``: that is where wrappers (``masked``,
+``apply_if_finite``, ...) keep the state they wrap, and wrapping an optimizer
+must not rename its hyperparameters.  (Should two locations then get the same
+name, those keep their ``inner_state`` segments.)  A gradtx schedule's fields
+are ``path/name.field``.  Any unique suffix of a full
 name addresses it (``learning_rate``, ``adam/learning_rate``,
 ``learning_rate.peak_value``); a suffix that matches none or several is an
 error listing the candidates.
@@ -37,18 +41,55 @@ def _locations(
             yield from _locations(child, path + (str(key),))
 
 
+def _schedule_fields(value: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted names of a schedule's numeric leaves, through nested schedules and
+    tuples of them (``schedules.1.peak_value``); an array field is one leaf."""
+    if isinstance(value, tuple):
+        keys = value._fields if hasattr(value, "_fields") else [str(i) for i in range(len(value))]
+        for key, child in zip(keys, value):
+            yield from _schedule_fields(child, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix
+
+
+def _get_field(value: Any, field: str) -> Any:
+    for key in field.split("."):
+        value = getattr(value, key) if hasattr(value, "_fields") else value[int(key)]
+    return value
+
+
+def _set_field(value: Any, field: str, fn) -> Any:
+    key, _, rest = field.partition(".")
+    if hasattr(value, "_fields"):
+        child = getattr(value, key)
+        return value._replace(**{key: _set_field(child, rest, fn) if rest else fn(child)})
+    items = list(value)
+    items[int(key)] = _set_field(items[int(key)], rest, fn) if rest else fn(items[int(key)])
+    return type(value)(items)
+
+
 def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
-    """(full name, location path, hyperparameter, schedule field or None)."""
-    out = []
-    for path, loc in _locations(state):
-        for name in loc.python_schedules:
-            out.append(("/".join(path + (name,)), path, name, "<python>"))
-        for name, value in loc.hyperparams.items():
-            out.append(("/".join(path + (name,)), path, name, None))
-            if is_schedule(value):
-                for field in value._fields:
-                    out.append(("/".join(path + (f"{name}.{field}",)), path, name, field))
-    return out
+    """(full name, location path, hyperparameter, dotted schedule field or None)."""
+
+    def collect(shown):
+        out = []
+        for path, loc in _locations(state):
+            prefix = shown(path)
+            for name in loc.python_schedules:
+                out.append(("/".join(prefix + (name,)), path, name, "<python>"))
+            for name, value in loc.hyperparams.items():
+                out.append(("/".join(prefix + (name,)), path, name, None))
+                if is_schedule(value):
+                    for field in _schedule_fields(value):
+                        out.append(("/".join(prefix + (f"{name}.{field}",)), path, name, field))
+        return out
+
+    raw = collect(lambda path: path)
+    short = collect(lambda path: tuple(p for p in path if p != "inner_state"))
+    seen: dict[str, int] = {}
+    for entry in short:
+        seen[entry[0]] = seen.get(entry[0], 0) + 1
+    return [s if seen[s[0]] == 1 else r for s, r in zip(short, raw)]
 
 
 def _short_names(full_names: list[str]) -> dict[str, str]:
@@ -80,7 +121,7 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
     Example:
       >>> import gradtx, jax.numpy as jnp
       >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
-      >>> float(gradtx.get_hyperparams(state)["learning_rate"])
+      >>> round(float(gradtx.get_hyperparams(state)["learning_rate"]), 6)
       0.001
     """
     entries = _entries(state)
@@ -93,7 +134,7 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
             continue
         value = locs[path].hyperparams[name]
         if field is not None:
-            out[short[full]] = getattr(value, field)
+            out[short[full]] = _get_field(value, field)
         elif is_schedule(value):
             out[short[full]] = value(locs[path].count)
         else:
@@ -140,8 +181,8 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
       >>> import gradtx, jax.numpy as jnp
       >>> opt = gradtx.adam(1e-3)
       >>> state = gradtx.set_hyperparams(opt.init({"w": jnp.zeros(3)}), learning_rate=1e-4)
-      >>> float(gradtx.get_hyperparams(state)["learning_rate"])  # doctest: +ELLIPSIS
-      0.0001...
+      >>> round(float(gradtx.get_hyperparams(state)["learning_rate"]), 6)
+      0.0001
     """
     changes = {**(dict(values) if values is not None else {}), **kwargs}
     entries = _entries(state)
@@ -166,13 +207,15 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
         def replace(loc, name=name, field=field, value=value, key=key):
             old = loc.hyperparams[name]
             if field is not None:
-                new = old._replace(**{field: _cast_to(getattr(old, field), value, key)})
+                new = _set_field(
+                    old, field, lambda o, value=value, key=key: _cast_to(o, value, key)
+                )
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     raise ValueError(
                         f"gradtx.set_hyperparams({key}=...): {name} follows a "
                         f"{type(old).__name__} schedule; set its fields "
-                        f"({', '.join(f'{name}.{f}' for f in old._fields)}) or pass a "
+                        f"({', '.join(f'{name}.{f}' for f in _schedule_fields(old))}) or pass a "
                         f"{type(old).__name__} of the same form"
                     )
                 new = jax.tree.map(lambda o, v: _cast_to(o, v, key), old, value)

@@ -111,6 +111,7 @@ def rmsprop(
     eps_in_sqrt: bool = False,
     initial_scale: Any = 0.0,
     init_from_first: bool = False,
+    bias_correction: bool = False,
 ):
     """RMSProp (Tieleman & Hinton), as ``torch.optim.RMSprop``.
 
@@ -134,7 +135,8 @@ def rmsprop(
         ``b_t = μ b_{t-1} + η_t g_t/d_t`` (convention (B),
         ``lr_in_momentum=True`` here, as Graves 2013).  (A) and (B) agree for a
         constant learning rate and differ under a schedule.  optax's Nesterov
-        option is ``nesterov`` here (PyTorch has none).
+        option is ``nesterov`` here and its ``bias_correction`` is
+        ``bias_correction`` (PyTorch has neither).
       * The lecture's variant starting from ``v_1 = g_1²`` instead of the EMA
         from 0 is ``init_from_first=True`` (not with ``centered``: its first
         variance estimate would be exactly 0).
@@ -151,6 +153,7 @@ def rmsprop(
       eps_in_sqrt: optax's placement of eps.
       initial_scale: v_0 (0 in PyTorch, 1 in TF1).
       init_from_first: ``v_1 = g_1²`` (uncentered only).
+      bias_correction: divide ``v`` (and ``ḡ``) by ``1 - ρ^t`` (optax's option).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -177,6 +180,7 @@ def rmsprop(
         ("lr_in_momentum", lr_in_momentum),
         ("eps_in_sqrt", eps_in_sqrt),
         ("init_from_first", init_from_first),
+        ("bias_correction", bias_correction),
     ]:
         check_flag(call, name, flag, bool)
     if nesterov and is_zero(momentum):
@@ -194,6 +198,7 @@ def rmsprop(
             eps_in_sqrt=eps_in_sqrt,
             centered=centered,
             init_from_first=init_from_first,
+            bias_correction=bias_correction,
         )
         lr = scale_by_learning_rate(learning_rate)
         if momentum is None:

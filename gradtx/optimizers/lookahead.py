@@ -19,11 +19,11 @@ from gradtx.transforms.centralize import centralize
 
 class LookaheadState(NamedTuple):
     """``steps_since_sync``: fast steps since the last sync (0..k-1);
-    ``slow``: the slow weights φ; ``fast_state``: the inner optimizer's state."""
+    ``slow``: the slow weights φ; ``inner_state``: the inner optimizer's state."""
 
     steps_since_sync: jax.Array
     slow: Any
-    fast_state: Any
+    inner_state: Any
 
 
 def _lookahead(inner, sync_period, *, slow_step_size):
@@ -37,7 +37,7 @@ def _lookahead(inner, sync_period, *, slow_step_size):
         if params is None:
             raise ValueError(f"{call}: update needs params (the fast weights, to sync them)")
         _tree.check_same_structure(f"{call}.update", params, state.slow, "slow weights")
-        updates, fast_state = inner.update(updates, state.fast_state, params, **extra)
+        updates, inner_state = inner.update(updates, state.inner_state, params, **extra)
         sync = state.steps_since_sync == sync_period - 1
 
         def synced(p, u, s):
@@ -47,14 +47,16 @@ def _lookahead(inner, sync_period, *, slow_step_size):
             return new_slow, (new_slow - p.astype(s.dtype)).astype(u.dtype)
 
         pairs = jax.tree.map(synced, params, updates, state.slow)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
+        # exactly the (slow, update) pairs: a NamedTuple node (e.g. masked's
+        # MaskedNode) is a tuple too but must stay a node
+        is_pair = lambda x: type(x) is tuple  # noqa: E731
         new_slow = jax.tree.map(lambda x: x[0], pairs, is_leaf=is_pair)
         sync_updates = jax.tree.map(lambda x: x[1], pairs, is_leaf=is_pair)
         pick = lambda a, b: jnp.where(sync, a, b)  # noqa: E731
         out = jax.tree.map(pick, sync_updates, updates)
         slow = jax.tree.map(pick, new_slow, state.slow)
         steps = jnp.where(sync, 0, state.steps_since_sync + 1).astype(jnp.int32)
-        return out, LookaheadState(steps, slow, fast_state)
+        return out, LookaheadState(steps, slow, inner_state)
 
     return GradientTransformation(init, update)
 

@@ -58,15 +58,7 @@ def _scale_by_rms(
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = state.mean
         if centered:
-            mean = jax.tree.map(
-                lambda m, g: (
-                    jnp.where(first, g.astype(m.dtype), _tree.ema(decay, m, g))
-                    if init_from_first
-                    else _tree.ema(decay, m, g)
-                ),
-                state.mean,
-                grads,
-            )
+            mean = jax.tree.map(lambda m, g: _tree.ema(decay, m, g), state.mean, grads)
         correction = _tree.bias_correction(decay, count) if bias_correction else None
 
         def corrected(x):
@@ -164,6 +156,9 @@ def scale_by_rms(
     ]:
         check_flag(call, name, flag, bool)
     check_choice(call, "max_of", max_of, ("v", "v_hat"))
+    if centered and init_from_first:
+        # v_1 - m_1**2 = g**2 - g**2 = 0: the first step would be g / eps.
+        raise ValueError(f"{call}(centered=True, init_from_first=True): the first variance is 0")
     build = functools.partial(
         _scale_by_rms,
         eps_in_sqrt=eps_in_sqrt,

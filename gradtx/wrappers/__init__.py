@@ -1,1 +1,1 @@
-"""Wrappers that change how a transform runs (flat buffers, masks, groups, ...)."""
+"""Wrappers around transforms: parameter groups, finiteness, accumulation, monitors, flat buffers."""

@@ -200,3 +200,16 @@ def test_converges_and_keeps_dtypes(name):
         assert u["w"].dtype == dtype
         dt = lambda s: jax.tree.map(lambda x: (x.shape, x.dtype), s)  # noqa: E731
         assert dt(s0) == dt(s1)
+
+
+@pytest.mark.parametrize("name", ["radam_skip_wd", "ranger"])
+def test_jit_and_eager_agree(x64, name):
+    params, grads = _problem(4, steps=8)
+    params["w3"] = np.ones((2, 2, 2))
+    for g in grads:
+        g["w3"] = np.arange(8.0).reshape(2, 2, 2)
+    jitted, _ = _run(OPTIMIZERS[name](), params, grads, jit=True)
+    eager, _ = _run(OPTIMIZERS[name](), params, grads, jit=False)
+    for a, b in zip(jitted, eager):
+        for n in a:
+            np.testing.assert_allclose(a[n], b[n], rtol=1e-13)

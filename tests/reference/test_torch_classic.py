@@ -66,6 +66,20 @@ def test_adagrad_matches_torch(x64, full, seed):
     )
 
 
+def test_adagrad_schedule_composes_with_lr_decay(x64):
+    """A learning-rate schedule and lr_decay multiply, as torch + LambdaLR."""
+    params, grads = make_problem(4)
+
+    def make(ps):
+        opt = torch.optim.Adagrad(ps, lr=1.0, lr_decay=0.2)
+        make.sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.1 * 0.9**k)
+        return opt
+
+    ref = run_torch(make, params, grads, after_step=lambda opt, i: make.sched.step())
+    ours = gradtx.adagrad(lambda k: 0.1 * 0.9 ** k.astype(jnp.float64), lr_decay=0.2)
+    assert_trajectories_close(run_gradtx(ours, params, grads), ref)
+
+
 @pytest.mark.parametrize("centered", [False, True])
 @pytest.mark.parametrize("momentum", [False, True])
 @pytest.mark.parametrize("seed", SEEDS)
@@ -193,9 +207,16 @@ def test_rmsprop_matches_optax(x64, centered, seed):
             lr_in_momentum=True,
             eps_in_sqrt=True,
             initial_scale=0.5,
+            bias_correction=True,
         ),
         optax.rmsprop(
-            sched, h["alpha"], centered=centered, momentum=h["mu"], nesterov=True, initial_scale=0.5
+            sched,
+            h["alpha"],
+            centered=centered,
+            momentum=h["mu"],
+            nesterov=True,
+            initial_scale=0.5,
+            bias_correction=True,
         ),
         seed,
     )

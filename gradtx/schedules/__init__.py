@@ -1,0 +1,84 @@
+"""Schedules: functions of the 0-based step count ``k``.
+
+A gradtx schedule is a callable NamedTuple whose fields are all numbers
+(1-D arrays for variable-length fields, nested schedules for ``join``).
+Given as a hyperparameter, it is stored whole in the optimizer state as
+arrays of JAX's default float dtype, so ``set_hyperparams`` can change e.g.
+``learning_rate.peak_value`` without recompiling, ``jax.vmap`` can sweep it,
+and ``get_hyperparams`` reports its value at the current step.  Options
+that would change the formula (modes, anneal kind, three phases) are 0/1
+or numeric fields combined without branching, so every ``__call__`` works
+when each field is a float array.  Plain Python callables are accepted
+wherever a schedule is (their value is kept in state, read-only).
+Values (init, peak, end, min, base, max) must be non-negative: they are
+learning rates, momenta or decays; write a plain callable for anything else.
+
+Names and semantics follow optax where optax has the schedule and
+``torch.optim.lr_scheduler`` otherwise; ``docs/schedules.md`` maps each one
+to its PyTorch and optax equivalent.
+"""
+
+from gradtx.schedules.cosine import (
+    SGDR,
+    CosineDecay,
+    WarmupCosineDecay,
+    cosine_decay,
+    sgdr,
+    warmup_cosine_decay,
+)
+from gradtx.schedules.cyclic import (
+    Cyclical,
+    OneCycle,
+    OneCycleMomentum,
+    cyclical,
+    one_cycle,
+    one_cycle_momentum,
+)
+from gradtx.schedules.decay import (
+    Constant,
+    ExponentialDecay,
+    InverseSqrtDecay,
+    InverseTimeDecay,
+    Linear,
+    PiecewiseConstant,
+    Polynomial,
+    constant,
+    exponential_decay,
+    inverse_sqrt_decay,
+    inverse_time_decay,
+    linear,
+    piecewise_constant,
+    polynomial,
+)
+from gradtx.schedules.join import Join, join
+
+__all__ = [
+    "SGDR",
+    "Constant",
+    "CosineDecay",
+    "Cyclical",
+    "ExponentialDecay",
+    "InverseSqrtDecay",
+    "InverseTimeDecay",
+    "Join",
+    "Linear",
+    "OneCycle",
+    "OneCycleMomentum",
+    "PiecewiseConstant",
+    "Polynomial",
+    "WarmupCosineDecay",
+    "constant",
+    "cosine_decay",
+    "cyclical",
+    "exponential_decay",
+    "inverse_sqrt_decay",
+    "inverse_time_decay",
+    "join",
+    "linear",
+    "one_cycle",
+    "one_cycle_momentum",
+    "piecewise_constant",
+    "polynomial",
+    "sgdr",
+    "warmup_cosine_decay",
+]

@@ -1,0 +1,66 @@
+"""Shared helpers: every field is cast to one float dtype before arithmetic."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._base import float_dtype
+from gradtx._checks import check_hyperparam
+
+
+def as_float(value: Any) -> jax.Array:
+    """A field as an array of JAX's default float dtype (fields may be stored
+    numbers, Python numbers or batched arrays under ``vmap``)."""
+    return jnp.asarray(value).astype(float_dtype())
+
+
+def as_count(count: Any) -> jax.Array:
+    """The 0-based step count (int32, or float inside ``join``) as a float."""
+    return jnp.asarray(count).astype(float_dtype())
+
+
+def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` with a zero denominator replaced by 1, so a branch that a
+    ``jnp.where`` discards never makes a NaN (``jax_debug_nans`` stays quiet)."""
+    return num / jnp.where(den == 0, jnp.ones_like(den), den)
+
+
+def check_number(call: str, name: str, value: Any, **bounds: Any) -> None:
+    """A numeric schedule field: a real number or a scalar array, range-checked.
+
+    The message shows the value as given (``first_period=0``, not ``0.0``).
+    """
+    try:
+        check_hyperparam(call, name, value, **bounds)
+    except ValueError as err:
+        if not isinstance(value, numbers.Integral):
+            raise
+        raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
+
+
+def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> None:
+    """A step count: a non-negative (or positive) integer, or a scalar array."""
+    if isinstance(value, (jax.Array, np.ndarray)):
+        check_hyperparam(call, name, value)
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{call}({name}={value!r}): {name} must be {'>' if positive else '>='} 0")
+
+
+def float_vector(call: str, name: str, values: Sequence[Any]) -> np.ndarray:
+    """A variable-length numeric field, kept as one 1-D array leaf."""
+    try:
+        out = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{call}({name}=...): {name} must hold real numbers") from None
+    if np.isnan(out).any():
+        raise ValueError(f"{call}({name}=...): {name} must not hold NaN")
+    return out

@@ -1,0 +1,145 @@
+"""Cosine schedules: cosine decay, warmup + cosine, and SGDR's warm restarts."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
+
+
+class CosineDecay(NamedTuple):
+    """``init · ((1 − alpha) · [½(1 + cos(π min(k, T)/T))]^exponent + alpha)``."""
+
+    init_value: Any
+    decay_steps: Any
+    alpha: Any
+    exponent: Any
+
+    def __call__(self, count):
+        init, steps, alpha, exponent = map(as_float, self)
+        t = jnp.minimum(as_count(count), steps)
+        cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
+        return init * ((1 - alpha) * cosine**exponent + alpha)
+
+
+def cosine_decay(
+    init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+) -> CosineDecay:
+    """Cosine decay to ``alpha · init_value`` over ``decay_steps``, then held.
+
+    optax ``cosine_decay_schedule``.  torch ``CosineAnnealingLR(T_max=decay_steps,
+    eta_min=alpha·lr)`` agrees up to ``decay_steps``; past it torch follows the
+    cosine back up, gradtx holds the final value (use ``sgdr`` for restarts).
+    """
+    call = "gradtx.schedules.cosine_decay"
+    check_number(call, "init_value", init_value, low=0.0)
+    check_steps(call, "decay_steps", decay_steps)
+    check_number(call, "alpha", alpha)
+    check_number(call, "exponent", exponent, low=0.0)
+    return CosineDecay(init_value, decay_steps, alpha, exponent)
+
+
+class WarmupCosineDecay(NamedTuple):
+    """Linear warmup ``init → peak`` over ``warmup_steps``, then cosine ``peak → end``
+    until ``decay_steps`` (which counts the warmup), then held at ``end``."""
+
+    init_value: Any
+    peak_value: Any
+    warmup_steps: Any
+    decay_steps: Any
+    end_value: Any
+    exponent: Any
+
+    def __call__(self, count):
+        init, peak, warmup, decay, end, exponent = map(as_float, self)
+        t = as_count(count)
+        # optax's arithmetic: a linear polynomial, then a cosine with alpha = end/peak.
+        warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
+        length = decay - warmup
+        s = jnp.clip(t - warmup, 0, length)
+        cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(s, length)))
+        alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
+        decayed = peak * ((1 - alpha) * cosine**exponent + alpha)
+        return jnp.where(t < warmup, warm, decayed)
+
+
+def warmup_cosine_decay(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: float = 0.0,
+    *,
+    exponent: float = 1.0,
+) -> WarmupCosineDecay:
+    """Linear warmup then cosine decay (optax ``warmup_cosine_decay_schedule``).
+
+    ``decay_steps`` includes the warmup, as in optax.  torch:
+    ``SequentialLR([LinearLR(init/peak, 1, W), CosineAnnealingLR(D − W, end)], [W])``.
+    """
+    call = "gradtx.schedules.warmup_cosine_decay"
+    for name, v in (("init_value", init_value), ("peak_value", peak_value)):
+        check_number(call, name, v, low=0.0)
+    check_number(call, "end_value", end_value, low=0.0)
+    check_number(call, "exponent", exponent, low=0.0)
+    check_steps(call, "warmup_steps", warmup_steps, positive=False)
+    check_steps(call, "decay_steps", decay_steps)
+    if isinstance(decay_steps, int) and isinstance(warmup_steps, int):
+        if decay_steps <= warmup_steps:
+            raise ValueError(
+                f"{call}(warmup_steps={warmup_steps}, decay_steps={decay_steps}): "
+                "decay_steps counts the warmup and must exceed warmup_steps"
+            )
+    return WarmupCosineDecay(init_value, peak_value, warmup_steps, decay_steps, end_value, exponent)
+
+
+class SGDR(NamedTuple):
+    """Cosine from ``peak_value`` to ``min_value`` over periods ``T_0 · m^i``, restarting forever."""
+
+    peak_value: Any
+    first_period: Any
+    period_mult: Any
+    min_value: Any
+
+    def __call__(self, count):
+        peak, period0, mult, low = map(as_float, self)
+        t = as_count(count)
+        flat = mult == 1
+        m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite
+
+        def start(n):
+            # First step of restart n: T_0 (m^n − 1)/(m − 1).  Rounded when it is
+            # an integer in exact arithmetic, so restarts land on the same step
+            # as torch's integer bookkeeping even if pow is off by an ulp.
+            s = period0 * (m**n - 1) / (m - 1)
+            exact = (m == jnp.round(m)) & (period0 == jnp.round(period0))
+            return jnp.where(exact, jnp.round(s), s)
+
+        n = jnp.floor(jnp.log1p(t * (m - 1) / period0) / jnp.log(m))
+        n = jnp.where(t < start(n), n - 1, n)
+        n = jnp.where(t >= start(n + 1), n + 1, n)
+        n_flat = jnp.floor(t / period0)
+        t_cur = jnp.where(flat, t - n_flat * period0, t - start(n))
+        period = jnp.where(flat, period0, period0 * m**n)
+        return low + (peak - low) * (1 + jnp.cos(jnp.pi * t_cur / period)) / 2
+
+
+def sgdr(
+    peak_value: float, first_period: int, *, period_mult: float = 1, min_value: float = 0.0
+) -> SGDR:
+    """Cosine annealing with warm restarts (Loshchilov & Hutter, SGDR), forever.
+
+    ``η_k = η_min + ½(η_max − η_min)(1 + cos(π T_cur/T_i))`` where period ``i``
+    lasts ``T_i = first_period · period_mult^i`` steps and ``T_cur`` counts the
+    steps since its start.  Equals torch ``CosineAnnealingWarmRestarts(T_0,
+    T_mult, eta_min)``; ``period_mult`` may also be a real number ≥ 1.  optax
+    ``sgdr_schedule`` needs an explicit finite list of cycles.
+    """
+    call = "gradtx.schedules.sgdr"
+    check_number(call, "peak_value", peak_value, low=0.0)
+    check_number(call, "first_period", first_period, low=0.0, low_open=True)
+    check_number(call, "period_mult", period_mult, low=1.0)
+    check_number(call, "min_value", min_value, low=0.0)
+    return SGDR(peak_value, first_period, period_mult, min_value)

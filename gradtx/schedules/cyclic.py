@@ -1,0 +1,217 @@
+"""Cyclical schedules: Smith's cyclical learning rates and the one-cycle policy,
+with the momentum companions that cycle the other way."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from gradtx._checks import check_choice, check_flag
+from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
+
+# mode -> (per-cycle decay, whether gamma applies per step)
+_MODES = {"triangular": 1.0, "triangular2": 0.5, "exp_range": 1.0}
+
+
+class Cyclical(NamedTuple):
+    """Triangular waves between ``base_value`` and ``max_value``.
+
+    The amplitude is multiplied by ``cycle_decay^(cycle − 1) · gamma^k``, which
+    covers the three modes without branching: triangular (1, 1), triangular2
+    (½, 1), exp_range (1, γ).
+    """
+
+    base_value: Any
+    max_value: Any
+    step_size: Any
+    step_size_down: Any
+    cycle_decay: Any
+    gamma: Any
+
+    def __call__(self, count):
+        base, high, up, down, cycle_decay, gamma = map(as_float, self)
+        t = as_count(count)
+        # torch CyclicLR's arithmetic, for asymmetric halves too.
+        total = up + down
+        ratio = up / total
+        cycle = jnp.floor(1 + t / total)
+        x = 1.0 + t / total - cycle
+        rise = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+        scale = cycle_decay ** (cycle - 1) * gamma**t
+        return base + ((high - base) * rise) * scale
+
+
+def cyclical(
+    base_value: float,
+    max_value: float,
+    step_size: int,
+    *,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    step_size_down: int | None = None,
+) -> Cyclical:
+    """Cyclical learning rates (Smith 2017), as torch ``CyclicLR``.
+
+    ``cycle = ⌊1 + k/(2s)⌋``, ``x = |k/s − 2·cycle + 1|``,
+    ``η_k = base + (max − base) · max(0, 1 − x) · scale`` with scale 1
+    (``triangular``), ``1/2^(cycle−1)`` (``triangular2``) or ``γ^k``
+    (``exp_range``).  ``step_size_down`` (default ``step_size``) makes the
+    halves asymmetric, as in torch.  To cycle momentum inversely (torch's
+    ``cycle_momentum``), swap the ends: ``cyclical(max_momentum, base_momentum, s)``.
+
+    Args:
+      base_value: value at the start of each cycle.
+      max_value: value at the top of the first cycle.
+      step_size: steps from base to max (half a cycle).
+      mode: "triangular", "triangular2" or "exp_range".
+      gamma: exp_range's per-step decay of the amplitude (must be 1 otherwise).
+      step_size_down: steps from max back to base.
+    """
+    call = "gradtx.schedules.cyclical"
+    check_number(call, "base_value", base_value, low=0.0)
+    check_number(call, "max_value", max_value, low=0.0)
+    check_steps(call, "step_size", step_size)
+    if step_size_down is None:
+        step_size_down = step_size
+    check_steps(call, "step_size_down", step_size_down)
+    check_choice(call, "mode", mode, tuple(_MODES))
+    check_number(call, "gamma", gamma, low=0.0, low_open=True)
+    if mode != "exp_range" and gamma != 1.0:
+        raise ValueError(f"{call}(gamma={gamma!r}): gamma only applies to mode='exp_range'")
+    return Cyclical(base_value, max_value, step_size, step_size_down, _MODES[mode], gamma)
+
+
+def _one_cycle(count, total, pct, start, peak, end, three_phase, cosine):
+    """torch OneCycleLR's phases: start → peak on [0, pT − 1], then peak → end
+    on [pT − 1, T − 1]; with three phases peak → start until 2pT − 2, then
+    start → end.  Held at ``end`` after step T − 1."""
+    t = jnp.minimum(as_count(count), total - 1)
+    e1 = pct * total - 1
+    e2 = 2 * pct * total - 2
+    last = total - 1
+    three = three_phase != 0
+    in1 = t <= e1
+    in2 = ~in1 & three & (t <= e2)
+    lo = jnp.where(in1, 0.0, jnp.where(in2 | ~three, e1, e2))
+    hi = jnp.where(in1, e1, jnp.where(in2, e2, last))
+    a = jnp.where(in1, start, jnp.where(in2 | ~three, peak, start))
+    b = jnp.where(in1, peak, jnp.where(in2, start, end))
+    p = safe_div(t - lo, hi - lo)
+    cos_value = b + (a - b) / 2.0 * (jnp.cos(jnp.pi * p) + 1)
+    linear_value = (b - a) * p + a
+    return jnp.where(cosine != 0, cos_value, linear_value)
+
+
+class OneCycle(NamedTuple):
+    """One-cycle learning rate: ``peak/div_factor → peak → peak/(div_factor·final_div_factor)``.
+
+    ``three_phase`` and ``cosine`` are 0/1 flags (numbers, so the schedule stays data).
+    """
+
+    total_steps: Any
+    peak_value: Any
+    pct_start: Any
+    div_factor: Any
+    final_div_factor: Any
+    three_phase: Any
+    cosine: Any
+
+    def __call__(self, count):
+        total, peak, pct, div, final_div, three, cosine = map(as_float, self)
+        initial = peak / div
+        return _one_cycle(count, total, pct, initial, peak, initial / final_div, three, cosine)
+
+
+class OneCycleMomentum(NamedTuple):
+    """One-cycle momentum: ``max → base → max`` on the phases of ``OneCycle``."""
+
+    total_steps: Any
+    base_momentum: Any
+    max_momentum: Any
+    pct_start: Any
+    three_phase: Any
+    cosine: Any
+
+    def __call__(self, count):
+        total, low, high, pct, three, cosine = map(as_float, self)
+        return _one_cycle(count, total, pct, high, low, high, three, cosine)
+
+
+def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
+    check_steps(call, "total_steps", total_steps)
+    check_number(call, "pct_start", pct_start, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_choice(call, "anneal", anneal, ("cos", "linear"))
+    check_flag(call, "three_phase", three_phase, bool)
+    if isinstance(total_steps, int) and isinstance(pct_start, float):
+        # Every phase must have positive length (torch divides by zero otherwise).
+        warm = pct_start * total_steps
+        if warm <= 1 or (three_phase and 2 * warm >= total_steps + 1):
+            raise ValueError(
+                f"{call}(total_steps={total_steps}, pct_start={pct_start}): a phase would be "
+                "empty; need pct_start·total_steps > 1"
+                + (" and 2·pct_start·total_steps < total_steps + 1" if three_phase else "")
+            )
+
+
+def one_cycle(
+    total_steps: int,
+    peak_value: float,
+    *,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> OneCycle:
+    """The one-cycle policy (Smith & Topin 2017) with torch ``OneCycleLR`` semantics.
+
+    ``η_0 = peak/div_factor`` rises to ``peak`` at step ``pct_start·T − 1``, then
+    falls to ``η_0/final_div_factor`` at step ``T − 1`` (``anneal`` "cos" or
+    "linear").  ``three_phase``: rise, fall back to ``η_0`` at ``2·pct_start·T − 2``,
+    then anneal to ``η_0/final_div_factor``.  Held at the final value after
+    ``T − 1`` (torch raises after ``T`` steps).  Pair with ``one_cycle_momentum``
+    for torch's ``cycle_momentum=True``.
+    """
+    call = "gradtx.schedules.one_cycle"
+    _check_cycle(call, total_steps, pct_start, anneal, three_phase)
+    check_number(call, "peak_value", peak_value, low=0.0)
+    check_number(call, "div_factor", div_factor, low=0.0, low_open=True)
+    check_number(call, "final_div_factor", final_div_factor, low=0.0, low_open=True)
+    return OneCycle(
+        total_steps,
+        peak_value,
+        pct_start,
+        div_factor,
+        final_div_factor,
+        three_phase,
+        anneal == "cos",
+    )
+
+
+def one_cycle_momentum(
+    total_steps: int,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    *,
+    pct_start: float = 0.3,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> OneCycleMomentum:
+    """The momentum (or Adam ``b1``) that cycles against ``one_cycle``'s learning rate.
+
+    ``max_momentum → base_momentum`` while the learning rate rises, back to
+    ``max_momentum`` while it falls (and held there in a third phase): torch
+    ``OneCycleLR(cycle_momentum=True)``, which writes it into ``momentum`` or
+    ``betas[0]``.  Use the same ``total_steps``, ``pct_start``, ``anneal`` and
+    ``three_phase`` as the ``one_cycle`` it accompanies::
+
+      gradtx.sgd(one_cycle(1000, 0.1), momentum=one_cycle_momentum(1000))
+    """
+    call = "gradtx.schedules.one_cycle_momentum"
+    _check_cycle(call, total_steps, pct_start, anneal, three_phase)
+    check_number(call, "base_momentum", base_momentum, low=0.0, high=1.0)
+    check_number(call, "max_momentum", max_momentum, low=0.0, high=1.0)
+    return OneCycleMomentum(
+        total_steps, base_momentum, max_momentum, pct_start, three_phase, anneal == "cos"
+    )

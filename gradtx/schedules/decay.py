@@ -1,0 +1,245 @@
+"""Monotone schedules: constant, piecewise constant, exponential, inverse-time,
+inverse square root, polynomial and linear.
+
+Each schedule is a callable NamedTuple whose fields are numbers; see the
+package docstring for why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx.schedules._common import (
+    as_count,
+    as_float,
+    check_number,
+    check_steps,
+    float_vector,
+    safe_div,
+)
+
+
+class Constant(NamedTuple):
+    """``η_k = value``."""
+
+    value: Any
+
+    def __call__(self, count):
+        t = as_count(count)
+        return as_float(self.value) + jnp.zeros_like(t)
+
+
+def constant(value: float) -> Constant:
+    """The schedule that always returns ``value`` (optax ``constant_schedule``)."""
+    check_number("gradtx.schedules.constant", "value", value, low=0.0)
+    return Constant(value)
+
+
+class PiecewiseConstant(NamedTuple):
+    """``η_k = init_value · Π_{i: k ≥ boundaries[i]} scales[i]``."""
+
+    init_value: Any
+    boundaries: Any  # 1-D array
+    scales: Any  # 1-D array
+
+    def __call__(self, count):
+        t = as_count(count)[..., None]
+        factors = jnp.where(t >= as_float(self.boundaries), as_float(self.scales), 1.0)
+        return as_float(self.init_value) * jnp.prod(factors, axis=-1)
+
+
+def piecewise_constant(
+    init_value: float, boundaries_and_scales: Mapping[int, float] | None = None
+) -> PiecewiseConstant:
+    """Multiply by ``scale`` from step ``boundary`` on (torch ``MultiStepLR``).
+
+    Args:
+      init_value: η_0.
+      boundaries_and_scales: ``{step: scale}``; scales multiply, each from its
+        step on (``count >= step``), as optax ``piecewise_constant_schedule``.
+        ``MultiStepLR(milestones, gamma)`` is ``{m: gamma for m in milestones}``.
+    """
+    call = "gradtx.schedules.piecewise_constant"
+    check_number(call, "init_value", init_value, low=0.0)
+    items = sorted((boundaries_and_scales or {}).items())
+    for b, s in items:
+        check_steps(call, "boundaries_and_scales", b, positive=False)
+        check_number(call, "boundaries_and_scales", s, low=0.0)
+    return PiecewiseConstant(
+        init_value,
+        float_vector(call, "boundaries_and_scales", [b for b, _ in items]),
+        float_vector(call, "boundaries_and_scales", [s for _, s in items]),
+    )
+
+
+class ExponentialDecay(NamedTuple):
+    """``η_k = init_value · decay_rate^((k − transition_begin)/transition_steps)``.
+
+    ``staircase`` (0 or 1) floors the exponent; ``end_value`` NaN means unbounded.
+    """
+
+    init_value: Any
+    transition_steps: Any
+    decay_rate: Any
+    transition_begin: Any
+    staircase: Any
+    end_value: Any
+
+    def __call__(self, count):
+        init, rate, end = map(as_float, (self.init_value, self.decay_rate, self.end_value))
+        t = as_count(count) - as_float(self.transition_begin)
+        p = t / as_float(self.transition_steps)
+        p = jnp.where(as_float(self.staircase) != 0, jnp.floor(p), p)
+        value = jnp.where(t <= 0, init, init * rate**p)
+        bounded = jnp.where(rate < 1, jnp.maximum(value, end), jnp.minimum(value, end))
+        return jnp.where(jnp.isnan(end), value, bounded)
+
+
+def exponential_decay(
+    init_value: float,
+    transition_steps: int,
+    decay_rate: float,
+    *,
+    staircase: bool = False,
+    transition_begin: int = 0,
+    end_value: float | None = None,
+) -> ExponentialDecay:
+    """Exponential decay (torch ``ExponentialLR``; ``StepLR`` with ``staircase``).
+
+    ``η_k = η_0 · r^((k − B)/T)`` for ``k > B``, else ``η_0``; ``staircase`` uses
+    ``⌊(k − B)/T⌋``.  ``end_value`` bounds the value (below when ``r < 1``,
+    above otherwise), as in optax ``exponential_decay``.  Unlike optax, a
+    non-positive ``transition_steps`` or a zero ``decay_rate`` is an error, not
+    a silent constant.
+    """
+    call = "gradtx.schedules.exponential_decay"
+    check_number(call, "init_value", init_value, low=0.0)
+    check_steps(call, "transition_steps", transition_steps)
+    check_number(call, "decay_rate", decay_rate, low=0.0, low_open=True)
+    check_steps(call, "transition_begin", transition_begin, positive=False)
+    if not isinstance(staircase, bool):
+        raise TypeError(f"{call}(staircase={staircase!r}): staircase must be a bool")
+    if end_value is not None:
+        check_number(call, "end_value", end_value, low=0.0)
+    end = float("nan") if end_value is None else end_value
+    return ExponentialDecay(
+        init_value, transition_steps, decay_rate, transition_begin, staircase, end
+    )
+
+
+class InverseTimeDecay(NamedTuple):
+    """``η_k = init_value · (1 + k/decay_steps)^(−power)``."""
+
+    init_value: Any
+    decay_steps: Any
+    power: Any
+
+    def __call__(self, count):
+        t = as_count(count)
+        base = 1 + t / as_float(self.decay_steps)
+        return as_float(self.init_value) * base ** (-as_float(self.power))
+
+
+def inverse_time_decay(init_value: float, decay_steps: float, power: float = 1.0):
+    """``η_0 (1 + k/decay_steps)^(−power)``: the reciprocal (1/t) schedule.
+
+    With ``power=1`` this is TensorFlow's ``InverseTimeDecay`` with
+    ``decay_steps = T/ρ``.  No torch or optax built-in (torch: ``LambdaLR``).
+    """
+    call = "gradtx.schedules.inverse_time_decay"
+    check_number(call, "init_value", init_value, low=0.0)
+    check_number(call, "decay_steps", decay_steps, low=0.0, low_open=True)
+    check_number(call, "power", power, low=0.0)
+    return InverseTimeDecay(init_value, decay_steps, power)
+
+
+class InverseSqrtDecay(NamedTuple):
+    """``η_k = init_value / √(k + 1)``."""
+
+    init_value: Any
+
+    def __call__(self, count):
+        return as_float(self.init_value) / jnp.sqrt(as_count(count) + 1)
+
+
+def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
+    """``η_0 / √(k + 1)`` (no torch or optax built-in; torch: ``LambdaLR``)."""
+    check_number("gradtx.schedules.inverse_sqrt_decay", "init_value", init_value, low=0.0)
+    return InverseSqrtDecay(init_value)
+
+
+def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
+    steps = as_float(steps)
+    t = jnp.clip(as_count(count) - as_float(begin), 0, steps)
+    # Clamped: XLA may turn t/steps into t·(1/steps), one ulp above 1 at the end,
+    # and a negative base to a fractional power is NaN.
+    frac = jnp.maximum(1 - safe_div(t, steps), 0.0)
+    init, end = as_float(init), as_float(end)
+    return (init - end) * frac ** as_float(power) + end
+
+
+class Polynomial(NamedTuple):
+    """``(init − end)(1 − min(k − begin, T)/T)^power + end`` for ``k ≥ begin``."""
+
+    init_value: Any
+    end_value: Any
+    power: Any
+    transition_steps: Any
+    transition_begin: Any
+
+    def __call__(self, count):
+        return _polynomial(*self, count)
+
+
+def _check_transition(call, init_value, end_value, transition_steps, transition_begin):
+    check_number(call, "init_value", init_value, low=0.0)
+    check_number(call, "end_value", end_value, low=0.0)
+    check_steps(call, "transition_steps", transition_steps)
+    check_steps(call, "transition_begin", transition_begin, positive=False)
+
+
+def polynomial(
+    init_value: float,
+    end_value: float,
+    power: float,
+    transition_steps: int,
+    transition_begin: int = 0,
+) -> Polynomial:
+    """Polynomial decay from ``init_value`` to ``end_value`` (optax ``polynomial_schedule``).
+
+    Held at ``init_value`` before ``transition_begin`` and at ``end_value``
+    after ``transition_begin + transition_steps``.  torch ``PolynomialLR`` is
+    the case ``end_value = 0``.
+    """
+    call = "gradtx.schedules.polynomial"
+    _check_transition(call, init_value, end_value, transition_steps, transition_begin)
+    check_number(call, "power", power, low=0.0)
+    return Polynomial(init_value, end_value, power, transition_steps, transition_begin)
+
+
+class Linear(NamedTuple):
+    """``init + (end − init) · clip(k − begin, 0, T)/T``."""
+
+    init_value: Any
+    end_value: Any
+    transition_steps: Any
+    transition_begin: Any
+
+    def __call__(self, count):
+        init, end, steps, begin = self
+        return _polynomial(init, end, 1.0, steps, begin, count)
+
+
+def linear(
+    init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0
+) -> Linear:
+    """Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` is multiplicative:
+    ``linear(base·start_factor, base·end_factor, total_iters)``).  A warmup."""
+    _check_transition(
+        "gradtx.schedules.linear", init_value, end_value, transition_steps, transition_begin
+    )
+    return Linear(init_value, end_value, transition_steps, transition_begin)

@@ -1,0 +1,75 @@
+"""Joining schedules end to end."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from gradtx._base import is_schedule
+from gradtx.schedules._common import as_count, as_float, check_steps, float_vector
+
+
+def _join(schedules, boundaries, count, as_boundary):
+    t = as_count(count)
+    count_dtype = jnp.asarray(count).dtype
+    value = schedules[0](count)
+    for i, schedule in enumerate(schedules[1:]):
+        b = as_boundary(boundaries, i)
+        # Later schedules restart their own count at their boundary, as in optax.
+        shifted = (t - b).astype(count_dtype)
+        value = jnp.where(t < b, value, schedule(shifted))
+    return value
+
+
+class Join(NamedTuple):
+    """``schedules[i](k − boundaries[i−1])`` for ``boundaries[i−1] ≤ k < boundaries[i]``.
+
+    ``schedules`` is a tuple of gradtx schedules (their numbers are leaves of
+    this one); ``boundaries`` is a 1-D array.
+    """
+
+    schedules: tuple
+    boundaries: Any
+
+    def __call__(self, count):
+        return _join(self.schedules, self.boundaries, count, lambda b, i: as_float(b)[i])
+
+
+def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Callable:
+    """Run ``schedules[0]`` until ``boundaries[0]``, then ``schedules[1]`` restarted
+    at 0, and so on (optax ``join_schedules``, torch ``SequentialLR``).
+
+    When every member is a gradtx schedule the result is one too (its numbers
+    live in optimizer state, addressed as ``learning_rate.schedules.1.peak_value``);
+    with a plain Python callable among them the result is a plain callable.
+    """
+    call = "gradtx.schedules.join"
+    schedules = tuple(schedules)
+    boundaries = list(boundaries)
+    if not schedules:
+        raise ValueError(f"{call}(schedules=()): need at least one schedule")
+    for s in schedules:
+        if not callable(s):
+            raise TypeError(f"{call}(schedules=...): {s!r} is not a schedule")
+    if len(boundaries) != len(schedules) - 1:
+        raise ValueError(
+            f"{call}(boundaries={boundaries}): need len(schedules) - 1 = "
+            f"{len(schedules) - 1} boundaries, got {len(boundaries)}"
+        )
+    for b in boundaries:
+        check_steps(call, "boundaries", b, positive=False)
+    if any(
+        isinstance(a, numbers.Number) and isinstance(b, numbers.Number) and b < a
+        for a, b in zip(boundaries, boundaries[1:])
+    ):
+        raise ValueError(f"{call}(boundaries={boundaries}): boundaries must be non-decreasing")
+    if all(is_schedule(s) for s in schedules):
+        return Join(schedules, float_vector(call, "boundaries", boundaries))
+
+    def joined(count):
+        return _join(schedules, boundaries, count, lambda b, i: b[i])
+
+    return joined

@@ -1,0 +1,102 @@
+"""Clipping: element-wise and by the global norm.
+
+Both are gradient maps: a clipped gradient is still a gradient, so statistics
+later in a ``gradtx.chain`` (momentum, second moments) see the clipped values,
+as with ``torch.nn.utils.clip_grad_norm_`` called before ``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import EmptyState, GradientMap, hyperparameterized
+from gradtx._checks import check_hyperparam, is_zero
+
+
+def global_norm(tree: Any, dtype: Any) -> jax.Array:
+    """``sqrt(sum of squares of every leaf)`` computed in ``dtype`` (0 for no leaves).
+
+    The sum runs in ``dtype`` (the hyperparameters' float dtype), not in the
+    leaves' dtype, so bfloat16 gradients do not lose the norm to rounding.
+    """
+    squares = [jnp.sum(jnp.square(leaf.astype(dtype))) for leaf in jax.tree.leaves(tree)]
+    return jnp.sqrt(sum(squares, jnp.zeros([], dtype)))
+
+
+def _clip(*, max_delta):
+    def update(updates, state, params=None, **extra):
+        def one(u):
+            m = _tree.scalar_like(max_delta, u)
+            return jnp.clip(u, -m, m)
+
+        return jax.tree.map(one, updates), state
+
+    return GradientMap(lambda params: EmptyState(), update)
+
+
+def clip(max_delta: Any) -> GradientMap:
+    """Clip each element of the updates to ``[-max_delta, max_delta]``.
+
+    Equals ``optax.clip`` and ``torch.nn.utils.clip_grad_value_`` (the
+    ``clip_value`` there).  ``max_delta`` is stored in state.
+
+    Args:
+      max_delta: non-negative bound (a number or schedule).
+    """
+    check_hyperparam("gradtx.clip", "max_delta", max_delta, low=0.0, schedule=True)
+    return GradientMap(*hyperparameterized(_clip, {"max_delta": max_delta}))
+
+
+def _clip_by_global_norm(*, max_norm, eps=None):
+    def update(updates, state, params=None, **extra):
+        bound = jnp.asarray(max_norm)
+        norm = global_norm(updates, bound.dtype)
+        denom = norm if eps is None else norm + jnp.asarray(eps).astype(bound.dtype)
+        # Clip only when the norm exceeds max_norm: below it the updates pass
+        # bit for bit, and a zero gradient never divides by zero.
+        clipped = denom > bound
+        factor = jnp.where(clipped, bound / jnp.where(clipped, denom, 1), 1)
+        return jax.tree.map(lambda u: u * _tree.scalar_like(factor, u), updates), state
+
+    return GradientMap(lambda params: EmptyState(), update)
+
+
+def clip_by_global_norm(max_norm: Any, *, eps: Any = 0.0) -> GradientMap:
+    """Rescale the updates so that their global norm is at most ``max_norm``.
+
+    With ``n = sqrt(sum_i ||u_i||^2)`` over all leaves::
+
+      u <- u * max_norm / (n + eps)   if n + eps > max_norm,   else u unchanged
+
+    ``eps=0`` (default) is ``optax.clip_by_global_norm``.  ``eps=1e-6`` is
+    ``torch.nn.utils.clip_grad_norm_``, which always multiplies by
+    ``min(max_norm / (n + 1e-6), 1)``: the clipped norm lands slightly below
+    ``max_norm`` there, and exactly on it here.  A Python zero ``eps`` is not
+    stored (so it does not collide with an optimizer's ``eps`` when both sit in
+    one chain); a non-zero one is a hyperparameter like ``max_norm``.
+
+    The norm is taken in JAX's default float dtype (float32, or float64 under
+    x64) whatever the leaves' dtypes.
+
+    Args:
+      max_norm: positive bound on the global norm (a number or schedule).
+      eps: added to the norm before dividing (torch uses 1e-6).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.clip_by_global_norm(1.0)
+      >>> g = {"w": jnp.array([3.0, 4.0])}
+      >>> tx.update(g, tx.init(g))[0]["w"]
+      Array([0.6, 0.8], dtype=float32)
+    """
+    call = "gradtx.clip_by_global_norm"
+    check_hyperparam(call, "max_norm", max_norm, low=0.0, low_open=True, schedule=True)
+    check_hyperparam(call, "eps", eps, low=0.0)
+    values = {"max_norm": max_norm}
+    if not is_zero(eps):
+        values["eps"] = eps
+    return GradientMap(*hyperparameterized(_clip_by_global_norm, values))

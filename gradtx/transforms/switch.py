@@ -1,0 +1,174 @@
+"""Switching from an adaptive method to SGD with momentum (SWATS's mechanism)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import (
+    EmptyState,
+    GradientTransformation,
+    HyperparamsState,
+    float_dtype,
+    hyperparameterized,
+)
+from gradtx._checks import check_flag, check_hyperparam
+
+
+class SwitchToSgdState(NamedTuple):
+    """State of ``switch_to_sgd``.
+
+    Attributes:
+      count: updates so far (``k`` after the update).
+      adaptive: the adaptive transform's state (frozen after the switch).
+      gamma_avg: ``λ_k``, the EMA of the projected SGD rates ``γ_k``.
+      trace: ``v_k``, the SGD momentum buffer (zero until the switch).
+      switch: the switch's outcome, kept as hyperparameters so that
+        ``gradtx.get_hyperparams`` reads and ``gradtx.set_hyperparams`` sets it:
+        ``switched`` (bool), ``switch_step`` (int32, the ``k`` of the switch,
+        0 before) and ``sgd_learning_rate`` (``Λ``, 0 before).  Scalars, or one
+        entry per leaf (``jax.tree.leaves`` order) with ``per_leaf``.
+    """
+
+    count: jax.Array
+    adaptive: Any
+    gamma_avg: jax.Array
+    trace: Any
+    switch: HyperparamsState
+
+
+def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
+    def init(params):
+        shape = (len(jax.tree.leaves(params)),) if per_leaf else ()
+        dtype = float_dtype()
+        outcome = {
+            "switched": jnp.zeros(shape, jnp.bool_),
+            "switch_step": jnp.zeros(shape, jnp.int32),
+            "sgd_learning_rate": jnp.zeros(shape, dtype),
+        }
+        return SwitchToSgdState(
+            jnp.zeros([], jnp.int32),
+            adaptive.init(params),
+            jnp.zeros(shape, dtype),
+            _tree.zeros_like(params),
+            HyperparamsState(jnp.zeros([], jnp.int32), outcome, {}, EmptyState()),
+        )
+
+    def update(updates, state, params=None, *, grads=None, **extra):
+        g = updates if grads is None else grads
+        count = _tree.safe_increment(state.count)
+        outcome = state.switch.hyperparams
+        switched, rate = outcome["switched"], outcome["sgd_learning_rate"]
+        kw = extra if grads is None else {**extra, "grads": grads}
+        p, adaptive_state = adaptive.update(updates, state.adaptive, params, **kw)
+
+        # Projection of the adaptive step p on the gradient (Alg. 1): the SGD rate
+        # γ along -g whose step has p as its projection.  Dots in the stored
+        # float dtype, summed over the tree unless per_leaf.
+        leaves_v, treedef = jax.tree.flatten(state.trace)
+        leaves_g, leaves_p = jax.tree.leaves(g), jax.tree.leaves(p)
+        if not leaves_v:
+            return p, state._replace(count=count)
+        dt = state.gamma_avg.dtype
+        pg = jnp.stack([jnp.vdot(a.astype(dt), b.astype(dt)) for a, b in zip(leaves_p, leaves_g)])
+        pp = jnp.stack([jnp.vdot(a.astype(dt), a.astype(dt)) for a in leaves_p])
+        if not per_leaf:
+            pg, pp = jnp.sum(pg), jnp.sum(pp)
+        moved = pg != 0  # no estimate (and no NaN) when p ⟂ g, e.g. a zero gradient
+        gamma = jnp.where(moved, pp / -jnp.where(moved, pg, -1), 0)
+        b2 = _tree.scalar_like(decay, gamma)
+        gamma_avg = jnp.where(moved, b2 * state.gamma_avg + (1 - b2) * gamma, state.gamma_avg)
+        estimate = gamma_avg / _tree.bias_correction(b2, count)
+        close = jnp.abs(estimate - gamma) < _tree.scalar_like(tolerance, gamma)
+        switch_now = ~switched & moved & (count > 1) & close
+
+        # SGD with momentum in EMA form, selected per leaf (or for all leaves).
+        new_trace, out = [], []
+        for i, (v, gi, pi) in enumerate(zip(leaves_v, leaves_g, leaves_p)):
+            on = switched[i] if per_leaf else switched
+            b1, gi = _tree.scalar_like(momentum, v), gi.astype(v.dtype)
+            v_new = b1 * v + gi
+            direction = gi + b1 * v_new if nesterov else v_new
+            lr = _tree.scalar_like(rate[i] if per_leaf else rate, v)
+            new_trace.append(jnp.where(on, v_new, jnp.zeros_like(v)))
+            out.append(jnp.where(on, (-(1 - b1) * lr * direction).astype(pi.dtype), pi))
+
+        # The paper's `continue`: the adaptive statistics stop once switched.
+        adaptive_state = jax.tree.map(
+            lambda old, new: jnp.where(jnp.all(switched), old, new), state.adaptive, adaptive_state
+        )
+        outcome = {
+            "switched": switched | switch_now,
+            "switch_step": jnp.where(switch_now, count, outcome["switch_step"]),
+            "sgd_learning_rate": jnp.where(switch_now, estimate, rate),
+        }
+        new_state = SwitchToSgdState(
+            count,
+            adaptive_state,
+            jnp.where(switched, state.gamma_avg, gamma_avg),
+            jax.tree.unflatten(treedef, new_trace),
+            HyperparamsState(count, outcome, {}, EmptyState()),
+        )
+        return jax.tree.unflatten(treedef, out), new_state
+
+    return GradientTransformation(init, update)
+
+
+def switch_to_sgd(
+    adaptive: GradientTransformation,
+    momentum: Any = 0.9,
+    decay: Any = 0.999,
+    tolerance: Any = 1e-9,
+    *,
+    nesterov: bool = False,
+    per_leaf: bool = False,
+) -> GradientTransformation:
+    """Run ``adaptive`` until a projected SGD rate settles, then SGD with momentum.
+
+    SWATS's switch (Keskar & Socher, Alg. 1), around any transform whose output
+    ``p_k`` is a full (negative, learning-rate-scaled) step.  With ``g_k`` the
+    gradient (the chain's ``grads`` keyword if given, else the input)::
+
+      adaptive phase:  out = p_k;  if p_kᵀg_k ≠ 0:
+          γ_k = p_kᵀp_k / (-p_kᵀg_k)
+          λ_k = decay λ_{k-1} + (1 - decay) γ_k
+          switch if k > 1 and |λ_k / (1 - decay^k) - γ_k| < tolerance,
+          with Λ = λ_k / (1 - decay^k)
+      SGD phase (from the next update):  v_k = momentum v_{k-1} + g_k
+          out = -(1 - momentum) Λ v_k      (Nesterov: -(1 - momentum) Λ (g_k + momentum v_k))
+
+    The dot products run over the whole tree (one switch for the model) or,
+    with ``per_leaf``, leaf by leaf (one switch per leaf).  Both phases are
+    computed and selected with ``jnp.where``: no Python control flow, so it
+    jits, vmaps and never retraces.  The adaptive state stops changing after
+    the switch.
+
+    The outcome lives in the state's ``switch`` entry as hyperparameters:
+    ``gradtx.get_hyperparams(state)`` shows ``switched``, ``switch_step`` and
+    ``sgd_learning_rate``; ``set_hyperparams`` can force a switch or change Λ.
+
+    Args:
+      adaptive: the transform of the first phase (its output is the step).
+      momentum: β1 of the SGD phase (EMA form), in [0, 1).
+      decay: β2 of the EMA of γ and of its bias correction, in [0, 1).
+      tolerance: ε of the switch test (absolute).
+      nesterov: Nesterov's look-ahead in the SGD phase.
+      per_leaf: estimate and switch leaf by leaf instead of for the whole tree.
+    """
+    call = "gradtx.switch_to_sgd"
+    if not isinstance(adaptive, optax.GradientTransformation):
+        raise TypeError(f"{call}: adaptive must be a GradientTransformation")
+    if not isinstance(adaptive, optax.GradientTransformationExtraArgs):
+        adaptive = optax.with_extra_args_support(adaptive)
+    check_hyperparam(call, "momentum", momentum, low=0.0, high=1.0, high_open=True)
+    check_hyperparam(call, "decay", decay, low=0.0, high=1.0, high_open=True)
+    check_hyperparam(call, "tolerance", tolerance, low=0.0)
+    check_flag(call, "nesterov", nesterov, bool)
+    check_flag(call, "per_leaf", per_leaf, bool)
+    build = functools.partial(_switch_to_sgd, adaptive, nesterov=nesterov, per_leaf=per_leaf)
+    return hyperparameterized(build, {"momentum": momentum, "decay": decay, "tolerance": tolerance})

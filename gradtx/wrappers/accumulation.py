@@ -1,0 +1,104 @@
+"""Gradient accumulation over ``every_k`` micro-steps."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, _with_extra_args
+from gradtx._checks import check_flag
+
+
+class AccumulateGradientsState(NamedTuple):
+    """``micro_step``: micro-steps since the last inner step (0..every_k-1);
+    ``grad_sum``: the sum of their gradients (the one extra buffer);
+    ``inner_state``: the wrapped optimizer's state."""
+
+    micro_step: jax.Array
+    grad_sum: Any
+    inner_state: Any
+
+
+def accumulate_gradients(
+    inner: optax.GradientTransformation, every_k: int, *, dtype: Any = None
+) -> GradientTransformation:
+    """Run ``inner`` once every ``every_k`` calls, on the mean gradient.
+
+    Calls 1..k-1 of each cycle add the gradient to ``grad_sum`` and return
+    zero updates (the params stay put, ``inner``'s state is untouched).  Call
+    k hands ``grad_sum / k`` to ``inner``, returns its updates and resets the
+    buffer.  So k micro-batches of equal size give exactly one step on the
+    full batch's gradient; the memory cost is one buffer like the params.
+
+    The branch is a ``jax.lax.cond`` (no Python control flow), so the step
+    jits once and ``vmap`` works (under ``vmap`` both branches run).
+
+    Place it around the whole optimizer or first in a chain: it must see the
+    gradient.  Given the chain's ``grads`` keyword (i.e. placed after a
+    non-map member) it raises, since averaging its input would not average
+    the gradient.  Other extras reach ``inner`` on the k-th call only (a
+    ``value=loss`` is then the last micro-batch's loss).
+
+    Differences: ``optax.MultiSteps`` keeps a running mean instead of a sum
+    and returns an extra state wrapper; torch users divide the loss by k and
+    call ``optimizer.step()`` every k backward passes, which is the same step.
+
+    Args:
+      inner: the optimizer to run on the accumulated gradient.
+      every_k: static int >= 1 (1: ``inner`` every call, still through the buffer).
+      dtype: storage dtype of ``grad_sum`` (``None``: each parameter's dtype;
+        ``jnp.float32`` avoids summing bfloat16 gradients in bfloat16).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.accumulate_gradients(gradtx.sgd(0.1), every_k=2)
+      >>> state = opt.init({"w": jnp.zeros(1)})
+      >>> u, state = opt.update({"w": jnp.ones(1)}, state)
+      >>> u, state = opt.update({"w": 3 * jnp.ones(1)}, state)
+      >>> u["w"]
+      Array([-0.2], dtype=float32)
+    """
+    call = "gradtx.accumulate_gradients"
+    inner = _with_extra_args(inner, call)
+    check_flag(call, "every_k", every_k, int)
+    if every_k < 1:
+        raise ValueError(f"{call}(every_k={every_k}): every_k must be >= 1")
+
+    def init(params):
+        return AccumulateGradientsState(
+            jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype), inner.init(params)
+        )
+
+    def update(updates, state, params=None, **extra):
+        if extra.get("grads") is not None:
+            raise ValueError(
+                f"{call}: received the chain's grads keyword, so it sits after a "
+                "non-map member and its input is not the gradient; put it around the "
+                "whole optimizer or first in the chain"
+            )
+        extra.pop("grads", None)
+        _tree.check_same_structure(f"{call}.update", updates, state.grad_sum, "accumulator")
+        grad_sum = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
+        micro_step = state.micro_step + 1
+
+        def step(grad_sum, inner_state):
+            mean = jax.tree.map(
+                lambda s, u: (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype), grad_sum, updates
+            )
+            out, inner_state = inner.update(mean, inner_state, params, **extra)
+            return _tree.cast_tree(out, updates), _tree.zeros_like(grad_sum), inner_state
+
+        def wait(grad_sum, inner_state):
+            return _tree.zeros_like(updates), grad_sum, inner_state
+
+        out, grad_sum, inner_state = jax.lax.cond(
+            micro_step == every_k, step, wait, grad_sum, state.inner_state
+        )
+        micro_step = jnp.where(micro_step == every_k, 0, micro_step).astype(jnp.int32)
+        return out, AccumulateGradientsState(micro_step, grad_sum, inner_state)
+
+    return GradientTransformation(init, update)

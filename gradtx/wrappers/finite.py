@@ -1,0 +1,100 @@
+"""Skipping steps whose gradient (or update) is not finite."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, _with_extra_args
+from gradtx._checks import check_flag
+
+
+class ApplyIfFiniteState(NamedTuple):
+    """Counters of non-finite steps and the wrapped state.
+
+    Attributes:
+      notfinite_count: non-finite steps in a row (0 after a finite one).
+      last_finite: whether the last step was finite.
+      total_notfinite: non-finite steps since ``init``.
+      inner_state: the wrapped transform's state, untouched by skipped steps.
+    """
+
+    notfinite_count: jax.Array
+    last_finite: jax.Array
+    total_notfinite: jax.Array
+    inner_state: Any
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True when every element of every leaf is finite (True for no leaves)."""
+    flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+
+
+def apply_if_finite(
+    inner: optax.GradientTransformation, max_consecutive_errors: int
+) -> GradientTransformation:
+    """Skip steps whose gradient or update contains a NaN or an infinity.
+
+    A step is *bad* when the incoming updates (the gradient), or the updates
+    ``inner`` computes from them, have a non-finite element.  A bad step
+    returns zero updates and keeps ``inner``'s state as it was, so the params
+    and the optimizer do not move and the next finite step continues exactly
+    as if the bad step had never come.  It is counted in the state
+    (``notfinite_count`` in a row, ``total_notfinite`` overall).
+
+    Giving up: the ``max_consecutive_errors + 1``-th bad step in a row is no
+    longer skipped: its updates and ``inner``'s new state go through, NaN
+    included, as in ``optax.apply_if_finite``.  A run that only produces NaNs
+    thus fails loudly (the params become NaN) instead of silently freezing;
+    ``notfinite_count > max_consecutive_errors`` in the state tells why.
+    ``max_consecutive_errors=0`` never skips (it only counts).
+
+    Both branches are computed and selected with ``jnp.where`` (no Python
+    control flow), so the wrapper works under ``jit`` and ``vmap``.  Extras,
+    ``grads`` included, reach ``inner`` unchanged.
+
+    Args:
+      inner: the transform to protect (usually the whole optimizer).
+      max_consecutive_errors: static int >= 0: how many bad steps in a row
+        are skipped.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.apply_if_finite(gradtx.adam(1e-3), max_consecutive_errors=5)
+      >>> state = opt.init({"w": jnp.zeros(2)})
+      >>> u, state = opt.update({"w": jnp.array([jnp.nan, 1.0])}, state)
+      >>> u["w"], int(state.notfinite_count)
+      (Array([0., 0.], dtype=float32), 1)
+    """
+    call = "gradtx.apply_if_finite"
+    inner = _with_extra_args(inner, call)
+    check_flag(call, "max_consecutive_errors", max_consecutive_errors, int)
+    if max_consecutive_errors < 0:
+        raise ValueError(f"{call}(max_consecutive_errors={max_consecutive_errors}): must be >= 0")
+
+    def init(params):
+        zero = jnp.zeros([], jnp.int32)
+        return ApplyIfFiniteState(zero, jnp.asarray(True), zero, inner.init(params))
+
+    def update(updates, state, params=None, **extra):
+        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        finite = jnp.logical_and(all_finite(updates), all_finite(out))
+        notfinite_count = jnp.where(finite, 0, _tree.safe_increment(state.notfinite_count)).astype(
+            jnp.int32
+        )
+        total = jnp.where(
+            finite, state.total_notfinite, _tree.safe_increment(state.total_notfinite)
+        ).astype(jnp.int32)
+        accept = jnp.logical_or(finite, notfinite_count > max_consecutive_errors)
+        out = jax.tree.map(lambda u: jnp.where(accept, u, jnp.zeros_like(u)), out)
+        inner_state = jax.tree.map(
+            lambda new, old: jnp.where(accept, new, old), inner_state, state.inner_state
+        )
+        return out, ApplyIfFiniteState(notfinite_count, finite, total, inner_state)
+
+    return GradientTransformation(init, update)

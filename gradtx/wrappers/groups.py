@@ -1,0 +1,221 @@
+"""Parameter groups: ``masked`` (a transform on some leaves) and ``partition``.
+
+Both hide leaves from an inner transform by replacing them with ``MaskedNode()``,
+an empty pytree node: the inner transform sees a tree with the same structure
+but no leaves there, so it allocates no state for them and never computes on
+them (global norms, for instance, run over the visible leaves only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import optax
+
+from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
+
+
+class MaskedNode(NamedTuple):
+    """Stands where a leaf is hidden from an inner transform (no leaves, no state)."""
+
+
+class MaskedState(NamedTuple):
+    """``inner_state``: the inner transform's state over the unmasked leaves."""
+
+    inner_state: Any
+
+
+def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) -> list:
+    """One value per leaf of ``tree``, from a prefix tree or from ``fn(tree)``.
+
+    ``prefix`` may stop above the leaves (``{"encoder": False, "head": True}``
+    masks whole subtrees).  The choice between a tree and a function is the
+    keyword used, never ``callable()``: Equinox modules and other callable
+    pytrees are valid prefixes.
+    """
+    if prefix is not None and fn is not None:
+        raise ValueError(f"{call}: give {what} or {what}_fn, not both")
+    if fn is not None:
+        prefix = fn(tree)
+    prefix_leaves, prefix_def = jax.tree.flatten(prefix)
+    try:
+        subtrees = prefix_def.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{call}: the {what} tree is not a prefix of the params tree.\n"
+            f"  params: {jax.tree.structure(tree)}\n  {what}: {prefix_def}"
+        ) from err
+    return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]
+
+
+def _bools(call: str, values: list) -> list[bool]:
+    try:
+        return [bool(v) for v in values]
+    except jax.errors.ConcretizationTypeError as err:
+        raise TypeError(
+            f"{call}: mask values must be static Python bools (the mask chooses the "
+            "program's structure), not arrays computed from traced params"
+        ) from err
+
+
+def hide(tree: Any, keep: list[bool]) -> Any:
+    """``tree`` with the leaves where ``keep`` is false replaced by ``MaskedNode()``."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef.unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep)])
+
+
+def unhide(out: Any, like: Any) -> list:
+    """``out`` cut at the leaf positions of ``like``: one entry per leaf of ``like``.
+
+    ``out`` is an inner transform's result for ``hide(like, keep)``: kept
+    positions hold arrays, hidden ones ``MaskedNode()``.  Cutting at ``like``'s
+    leaves (rather than flattening ``out`` with ``MaskedNode`` as a leaf) keeps
+    nodes hidden by an outer wrapper out of the count.
+    """
+    return jax.tree.structure(like).flatten_up_to(out)
+
+
+def _check_leaves(call: str, updates: Any, n: int) -> list:
+    leaves = jax.tree.leaves(updates)
+    if len(leaves) != n:
+        raise ValueError(
+            f"{call}.update: the updates have {len(leaves)} leaves, the mask covers {n}; "
+            f"updates: {jax.tree.structure(updates)}"
+        )
+    return leaves
+
+
+def _hidden_extra(extra: dict, keep: list[bool]) -> dict:
+    """Extras for an inner transform: the chain's ``grads`` hidden like the updates."""
+    if extra.get("grads") is None:
+        return extra
+    return {**extra, "grads": hide(extra["grads"], keep)}
+
+
+def masked(
+    inner: optax.GradientTransformation, mask: Any = None, *, mask_fn: Callable | None = None
+) -> optax.GradientTransformationExtraArgs:
+    """Apply ``inner`` to the leaves where the mask is true; pass the others through.
+
+    Masked-out leaves hold no state in ``inner`` and leave unchanged.  The
+    chain's ``grads`` keyword reaches ``inner`` masked the same way.  A masked
+    gradient map is a gradient map.
+
+    Args:
+      inner: the transform to apply (gradtx or optax).
+      mask: pytree of bools, a prefix of the params tree (``True``: apply).
+      mask_fn: function of the params (or, in ``update`` without params, of
+        the updates) returning such a tree.  Its values must be Python bools.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+      >>> no_bias = lambda p: {"w": True, "b": False}
+      >>> opt = gradtx.chain(
+      ...     gradtx.masked(gradtx.add_l2(1e-4), mask_fn=no_bias), gradtx.sgd(0.1))
+    """
+    call = "gradtx.masked"
+    inner = _with_extra_args(inner, call)
+    if mask is None and mask_fn is None:
+        raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
+
+    def keep_of(tree):
+        return _bools(call, per_leaf(call, "mask", mask, mask_fn, tree))
+
+    def init(params):
+        return MaskedState(inner.init(hide(params, keep_of(params))))
+
+    def update(updates, state, params=None, **extra):
+        keep = keep_of(params if params is not None else updates)
+        leaves = _check_leaves(call, updates, len(keep))
+        out, inner_state = inner.update(
+            hide(updates, keep),
+            state.inner_state,
+            None if params is None else hide(params, keep),
+            **_hidden_extra(extra, keep),
+        )
+        merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
+        return jax.tree.unflatten(jax.tree.structure(updates), merged), MaskedState(inner_state)
+
+    kind = GradientMap if isinstance(inner, GradientMap) else GradientTransformation
+    return kind(init, update)
+
+
+def partition(
+    transforms: Mapping[Hashable, optax.GradientTransformation],
+    labels: Any = None,
+    *,
+    labels_fn: Callable | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Parameter groups: each leaf is updated by the transform of its label.
+
+    The state is a dict ``label -> that transform's state`` over its own leaves,
+    so hyperparameters are addressed as ``"label/learning_rate"``
+    (``gradtx.set_hyperparams(state, {"head/learning_rate": 1e-3})``), or by
+    the bare name where only one group has it.  Each group's transform gets its
+    own subtree of the updates, params and the chain's ``grads``; it is as if
+    it ran alone on those leaves (a group's ``clip_by_global_norm`` sees its
+    group's norm).
+
+    Args:
+      transforms: label -> transform.  Every label used must be a key.
+      labels: pytree of labels, a prefix of the params tree.
+      labels_fn: function of the params (or of the updates) returning it.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> params = {"embed": jnp.ones((4, 2)), "w": jnp.ones((2, 2))}
+      >>> opt = gradtx.partition(
+      ...     {"sparse": gradtx.sgd(0.1), "dense": gradtx.adam(1e-3)},
+      ...     {"embed": "sparse", "w": "dense"})
+      >>> state = gradtx.set_hyperparams(opt.init(params), {"dense/learning_rate": 3e-4})
+    """
+    call = "gradtx.partition"
+    if not isinstance(transforms, Mapping) or not transforms:
+        raise TypeError(f"{call}: transforms must be a non-empty dict label -> transform")
+    txs = {k: _with_extra_args(t, call) for k, t in transforms.items()}
+    if labels is None and labels_fn is None:
+        raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
+
+    def labels_of(tree):
+        values = per_leaf(call, "labels", labels, labels_fn, tree)
+        unknown = sorted({repr(v) for v in values if not _known(v)})
+        if unknown:
+            raise ValueError(
+                f"{call}: labels {', '.join(unknown)} have no transform; "
+                f"transforms are given for {sorted(map(repr, txs))}"
+            )
+        return values
+
+    def _known(v):
+        try:
+            return v in txs
+        except TypeError:  # unhashable label
+            return False
+
+    def init(params):
+        values = labels_of(params)
+        return {k: tx.init(hide(params, [v == k for v in values])) for k, tx in txs.items()}
+
+    def update(updates, state, params=None, **extra):
+        values = labels_of(params if params is not None else updates)
+        leaves = _check_leaves(call, updates, len(values))
+        merged = list(leaves)
+        new_state = {}
+        for k, tx in txs.items():
+            keep = [v == k for v in values]
+            out, new_state[k] = tx.update(
+                hide(updates, keep),
+                state[k],
+                None if params is None else hide(params, keep),
+                **_hidden_extra(extra, keep),
+            )
+            for i, (o, kept) in enumerate(zip(unhide(out, updates), keep)):
+                if kept:
+                    merged[i] = o
+        return jax.tree.unflatten(jax.tree.structure(updates), merged), new_state
+
+    all_maps = all(isinstance(t, GradientMap) for t in txs.values())
+    return (GradientMap if all_maps else GradientTransformation)(init, update)

@@ -1,0 +1,242 @@
+"""Schedules as hyperparameters: scheduled momentum / b1 / weight decay against
+torch, numbers in state (get/set without retracing, vmap sweeps), nesting,
+plain callables and eager argument checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import gradtx
+from gradtx import schedules as S
+from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx, run_torch
+
+L = torch.optim.lr_scheduler
+T = 30
+
+
+def _with_scheduler(make_opt, make_sched):
+    """``run_torch`` arguments stepping a torch scheduler after each step."""
+    holder = {}
+
+    def make(ps):
+        opt = make_opt(ps)
+        holder["sched"] = make_sched(opt)
+        return opt
+
+    return make, lambda opt, i: holder["sched"].step()
+
+
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_sgd_one_cycle_momentum_matches_torch(x64, anneal, three_phase):
+    params, grads = make_problem(0, steps=T)
+    kw = dict(pct_start=0.3, anneal=anneal, three_phase=three_phase)
+    ours = gradtx.sgd(S.one_cycle(T, 0.1, **kw), momentum=S.one_cycle_momentum(T, 0.8, 0.95, **kw))
+    make, after = _with_scheduler(
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+        lambda o: L.OneCycleLR(
+            o,
+            0.1,
+            total_steps=T,
+            pct_start=0.3,
+            anneal_strategy=anneal,
+            three_phase=three_phase,
+            base_momentum=0.8,
+            max_momentum=0.95,
+        ),
+    )
+    assert_trajectories_close(
+        run_gradtx(ours, params, grads), run_torch(make, params, grads, after)
+    )
+
+
+def test_adam_one_cycle_b1_matches_torch(x64):
+    params, grads = make_problem(1, steps=T)
+    ours = gradtx.adam(S.one_cycle(T, 0.05), b1=S.one_cycle_momentum(T), b2=0.99)
+    make, after = _with_scheduler(
+        lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.9, 0.99)),
+        lambda o: L.OneCycleLR(o, 0.05, total_steps=T),
+    )
+    assert_trajectories_close(
+        run_gradtx(ours, params, grads), run_torch(make, params, grads, after)
+    )
+
+
+def test_sgd_cyclic_momentum_matches_torch(x64):
+    params, grads = make_problem(2, steps=T)
+    # torch cycles momentum from max down to base while the lr rises: swap the ends.
+    ours = gradtx.sgd(
+        S.cyclical(0.01, 0.1, 4, mode="triangular2"),
+        momentum=S.cyclical(0.9, 0.8, 4, mode="triangular2"),
+    )
+    make, after = _with_scheduler(
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.5),
+        lambda o: L.CyclicLR(
+            o, 0.01, 0.1, 4, mode="triangular2", base_momentum=0.8, max_momentum=0.9
+        ),
+    )
+    assert_trajectories_close(
+        run_gradtx(ours, params, grads), run_torch(make, params, grads, after)
+    )
+
+
+def test_scheduled_weight_decay_matches_torch(x64):
+    params, grads = make_problem(3, steps=T)
+    wd = S.linear(0.1, 0.001, 20)
+    ours = gradtx.sgd(0.05, momentum=0.9, weight_decay=wd)
+
+    def make(ps):
+        return torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=float(wd(0)))
+
+    def after(opt, i):
+        opt.param_groups[0]["weight_decay"] = float(wd(i + 1))
+
+    with jax.enable_x64(True):
+        assert_trajectories_close(
+            run_gradtx(ours, params, grads), run_torch(make, params, grads, after)
+        )
+
+
+def _step_fn(opt, counter):
+    @jax.jit
+    def step(params, state, grads):
+        counter.append(1)  # runs once per trace
+        updates, state = opt.update(grads, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    return step
+
+
+def test_get_hyperparams_reports_current_value(x64):
+    schedule = S.warmup_cosine_decay(0.0, 0.2, 5, 20)
+    opt = gradtx.sgd(schedule, momentum=S.linear(0.5, 0.9, 10))
+    params = {"w": jnp.ones(3, jnp.float64)}
+    state, traces = opt.init(params), []
+    step = _step_fn(opt, traces)
+    for k in range(12):
+        hp = gradtx.get_hyperparams(state)
+        np.testing.assert_allclose(hp["learning_rate"], schedule(k), rtol=1e-12)
+        np.testing.assert_allclose(hp["momentum"], 0.5 + 0.4 * min(k, 10) / 10, rtol=1e-12)
+        assert float(hp["learning_rate.peak_value"]) == 0.2
+        params, state = step(params, state, {"w": jnp.ones(3, jnp.float64)})
+    assert len(traces) == 1
+
+
+def test_set_hyperparams_changes_schedule_without_retrace(x64):
+    opt = gradtx.sgd(S.one_cycle(50, 0.1), momentum=0.9)
+    params = {"w": jnp.ones(3, jnp.float64)}
+    grads = {"w": jnp.ones(3, jnp.float64)}
+    state, traces = opt.init(params), []
+    step = _step_fn(opt, traces)
+    params, state = step(params, state, grads)
+    state = gradtx.set_hyperparams(
+        state, {"learning_rate.peak_value": 0.3, "learning_rate.pct_start": 0.5}
+    )
+    np.testing.assert_allclose(
+        gradtx.get_hyperparams(state)["learning_rate"], S.one_cycle(50, 0.3, pct_start=0.5)(1)
+    )
+    params, state = step(params, state, grads)
+    # A whole schedule of the same form replaces the stored one, still no retrace.
+    state = gradtx.set_hyperparams(state, learning_rate=S.one_cycle(80, 1.0, anneal="linear"))
+    np.testing.assert_allclose(
+        gradtx.get_hyperparams(state)["learning_rate"],
+        S.one_cycle(80, 1.0, anneal="linear")(2),
+    )
+    params, state = step(params, state, grads)
+    # Another optimizer of the same structure runs through the same compiled step.
+    other = gradtx.sgd(S.one_cycle(10, 0.5, three_phase=True), momentum=0.5).init(params)
+    step(params, other, grads)
+    assert len(traces) == 1
+
+
+def test_nested_join_in_state(x64):
+    warm_sgdr = S.join([S.linear(0.0, 0.1, 5), S.sgdr(0.1, 10, period_mult=2)], [5])
+    opt = gradtx.sgd(warm_sgdr)
+    params = {"w": jnp.ones(2, jnp.float64)}
+    state, traces = opt.init(params), []
+    step = _step_fn(opt, traces)
+    for _ in range(7):
+        params, state = step(params, state, {"w": jnp.ones(2, jnp.float64)})
+    hp = gradtx.get_hyperparams(state)
+    np.testing.assert_allclose(hp["learning_rate"], warm_sgdr(7), rtol=1e-12)
+    assert float(hp["learning_rate.schedules.1.first_period"]) == 10
+    state = gradtx.set_hyperparams(state, {"learning_rate.schedules.1.peak_value": 0.4})
+    expected = S.join([S.linear(0.0, 0.1, 5), S.sgdr(0.4, 10, period_mult=2)], [5])(7)
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)["learning_rate"], expected)
+    step(params, state, {"w": jnp.ones(2, jnp.float64)})
+    assert len(traces) == 1
+
+
+def test_vmap_over_peak_equals_separate_runs(x64):
+    peaks = jnp.asarray([0.01, 0.05, 0.2], jnp.float64)
+    params, grads = make_problem(4, steps=12)
+    params = jax.tree.map(jnp.asarray, params)
+    grads = jax.tree.map(lambda *g: jnp.stack(g), *grads)
+
+    def run(opt, state):
+        def body(carry, g):
+            p, s = carry
+            u, s = opt.update(g, s, p)
+            return (gradtx.apply_updates(p, u), s), None
+
+        return jax.lax.scan(body, (params, state), grads)[0][0]
+
+    opt = gradtx.adam(S.warmup_cosine_decay(0.0, 1.0, 3, 12), b1=S.one_cycle_momentum(12))
+    base = opt.init(params)
+    states = jax.vmap(lambda v: gradtx.set_hyperparams(base, {"learning_rate.peak_value": v}))(
+        peaks
+    )
+    swept = jax.jit(jax.vmap(lambda s: run(opt, s)))(states)
+    for i, peak in enumerate(peaks.tolist()):
+        alone = gradtx.adam(S.warmup_cosine_decay(0.0, peak, 3, 12), b1=S.one_cycle_momentum(12))
+        ref = jax.jit(lambda s, alone=alone: run(alone, s))(alone.init(params))
+        for k in ref:
+            np.testing.assert_allclose(swept[k][i], ref[k], rtol=1e-12, atol=1e-15)
+    assert not np.allclose(swept["w"][0], swept["w"][2])
+
+
+def test_plain_callable_still_accepted(x64):
+    opt = gradtx.sgd(lambda k: 0.1 / (k.astype(jnp.float64) + 1), momentum=0.9)
+    params = {"w": jnp.ones(2, jnp.float64)}
+    state = opt.init(params)
+    for _ in range(3):
+        _, state = opt.update({"w": jnp.ones(2, jnp.float64)}, state, params)
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)["learning_rate"], 0.1 / 4)
+
+
+BAD = [
+    (lambda: S.sgdr(0.1, 0), ValueError, r"gradtx\.schedules\.sgdr\(first_period=0\)"),
+    (lambda: S.sgdr(0.1, 5, period_mult=0.5), ValueError, r"sgdr\(period_mult=0\.5\)"),
+    (lambda: S.cyclical(0.0, 1.0, 0), ValueError, r"cyclical\(step_size=0\)"),
+    (lambda: S.cyclical(0.0, 1.0, 5, mode="tri"), ValueError, r"cyclical\(mode='tri'\)"),
+    (lambda: S.cyclical(0.0, 1.0, 5, gamma=0.9), ValueError, r"cyclical\(gamma=0\.9\)"),
+    (lambda: S.one_cycle(100, 0.1, anneal="cosine"), ValueError, r"one_cycle\(anneal="),
+    (lambda: S.one_cycle(100, 0.1, pct_start=1.0), ValueError, r"one_cycle\(pct_start=1\.0\)"),
+    (lambda: S.one_cycle(3, 0.1, pct_start=0.3), ValueError, r"one_cycle\(total_steps=3"),
+    (lambda: S.one_cycle(10, 0.1, three_phase=1), TypeError, r"three_phase=1"),
+    (lambda: S.one_cycle(10.0, 0.1), TypeError, r"one_cycle\(total_steps=10\.0\)"),
+    (lambda: S.exponential_decay(0.1, 0, 0.5), ValueError, r"transition_steps=0"),
+    (lambda: S.exponential_decay(0.1, 5, -0.5), ValueError, r"decay_rate=-0\.5"),
+    (lambda: S.piecewise_constant(0.1, {5: -1.0}), ValueError, r"boundaries_and_scales"),
+    (lambda: S.piecewise_constant(0.1, {-5: 1.0}), ValueError, r"boundaries_and_scales"),
+    (lambda: S.polynomial(0.1, 0.0, -1.0, 10), ValueError, r"polynomial\(power=-1\.0\)"),
+    (lambda: S.linear(0.1, 0.0, 0), ValueError, r"linear\(transition_steps=0\)"),
+    (lambda: S.cosine_decay(0.1, 0), ValueError, r"cosine_decay\(decay_steps=0\)"),
+    (lambda: S.warmup_cosine_decay(0.0, 0.1, 10, 10), ValueError, r"decay_steps counts"),
+    (lambda: S.inverse_time_decay(0.1, 0.0), ValueError, r"decay_steps=0\.0"),
+    (lambda: S.inverse_sqrt_decay("a"), TypeError, r"inverse_sqrt_decay\(init_value='a'\)"),
+    (lambda: S.join([S.constant(1.0)], [3]), ValueError, r"join\(boundaries=\[3\]\)"),
+    (lambda: S.join([S.constant(1.0)] * 3, [5, 3]), ValueError, r"non-decreasing"),
+    (lambda: S.constant(float("nan")), ValueError, r"constant\(value=nan\)"),
+    (lambda: S.one_cycle(10, -0.1), ValueError, r"one_cycle\(peak_value=-0\.1\)"),
+    (lambda: S.sgdr(0.1, 5, min_value=-1), ValueError, r"sgdr\(min_value=-1\)"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD)))
+def test_bad_arguments(i):
+    factory, kind, match = BAD[i]
+    with pytest.raises(kind, match=match):
+        factory()

@@ -1,0 +1,147 @@
+"""reduce_on_plateau against torch.optim.lr_scheduler.ReduceLROnPlateau."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import gradtx
+from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx, run_torch
+
+
+def metrics(seed, n=150, mode="min"):
+    """A noisy loss that plateaus (at 0.5, then lower after a drop at step 90)."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n)
+    loss = 0.5 + np.exp(-k / 15) - 0.2 * (k >= 90) + rng.normal(0, 0.01, n)
+    return loss if mode == "min" else 1.0 - loss
+
+
+def torch_scales(values, **kw):
+    """torch's lr after each scheduler.step(value), from base lr 1."""
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, eps=0.0, **kw)
+    out = []
+    for v in values:
+        opt.step()
+        sched.step(float(v))
+        out.append(opt.param_groups[0]["lr"])
+    return np.asarray(out)
+
+
+def gradtx_scales(tx, values):
+    """The factor applied to an all-ones update at each step, jitted."""
+    ones = {"w": jnp.ones(2, jnp.float64)}
+    state = tx.init(ones)
+    update = jax.jit(lambda s, v: tx.update(ones, s, ones, value=v))
+    out = []
+    for v in values:
+        u, state = update(state, jnp.asarray(v, jnp.float64))
+        np.testing.assert_array_equal(u["w"][0], u["w"][1])
+        out.append(float(u["w"][0]))
+    return np.asarray(out)
+
+
+CASES = {
+    "default": dict(),
+    "rel_cooldown": dict(factor=0.5, patience=3, threshold=1e-2, cooldown=4),
+    "abs": dict(factor=0.3, patience=2, threshold=5e-3, threshold_mode="abs"),
+    "abs_cooldown": dict(factor=0.5, patience=1, threshold=2e-3, threshold_mode="abs", cooldown=2),
+    "max_rel": dict(mode="max", factor=0.5, patience=4, threshold=1e-2),
+    "max_abs": dict(
+        mode="max", factor=0.7, patience=2, threshold=1e-3, threshold_mode="abs", cooldown=1
+    ),
+    "min_scale": dict(factor=0.5, patience=1, threshold=1e-2, min_scale=0.04),
+    "patience0": dict(factor=0.8, patience=0, threshold=0.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scales_match_torch(x64, case, seed):
+    kw = dict(CASES[case])
+    values = metrics(seed, mode=kw.get("mode", "min"))
+    torch_kw = {("min_lr" if k == "min_scale" else k): v for k, v in kw.items()}
+    ref = torch_scales(values, **torch_kw)
+    ours = gradtx_scales(gradtx.reduce_on_plateau(**kw), values)
+    np.testing.assert_allclose(ours, ref, rtol=1e-15)
+    assert len(np.unique(ref)) >= 3, "the sequence must exercise several reductions"
+    if "min_scale" in kw:
+        assert ref[-1] == kw["min_scale"]
+
+
+def test_in_chain_matches_torch_trajectory(x64):
+    """chain(sgd, reduce_on_plateau) given the loss at the current params equals
+    torch stepping the scheduler with that loss before each optimizer step."""
+    params, grads = make_problem(0, steps=40)
+    values = metrics(2, n=40)
+    kw = dict(factor=0.5, patience=2, threshold=1e-2, cooldown=1)
+    holder = {}
+
+    def make(ps):
+        opt = torch.optim.SGD(ps, lr=0.1, momentum=0.9)
+        holder["s"] = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, eps=0.0, **kw)
+        holder["s"].step(float(values[0]))
+        return opt
+
+    def after(opt, i):
+        if i + 1 < len(values):
+            holder["s"].step(float(values[i + 1]))
+
+    ref = run_torch(make, params, grads, after)
+    tx = gradtx.chain(gradtx.sgd(0.1, momentum=0.9), gradtx.reduce_on_plateau(**kw))
+    ours = run_gradtx(tx, params, grads, extra=lambda i: {"value": values[i]})
+    assert_trajectories_close(ours, ref)
+
+
+def test_hyperparams_are_data(x64):
+    tx = gradtx.reduce_on_plateau(factor=0.5, patience=3)
+    ones = {"w": jnp.ones(2, jnp.float64)}
+    traces = []
+
+    @jax.jit
+    def step(state, v):
+        traces.append(1)
+        return tx.update(ones, state, ones, value=v)
+
+    state = tx.init(ones)
+    hp = gradtx.get_hyperparams(state)
+    assert {"factor", "patience", "cooldown", "threshold", "min_scale"} <= set(hp)
+    state = gradtx.set_hyperparams(state, patience=0, factor=0.25)
+    for v in (1.0, 2.0, 3.0):
+        u, state = step(state, jnp.asarray(v, jnp.float64))
+    # best 1.0; two bad steps with patience 0 -> two reductions by 0.25.
+    assert float(u["w"][0]) == 0.0625
+    assert len(traces) == 1
+
+
+def test_float32_value_and_updates():
+    tx = gradtx.reduce_on_plateau(patience=0)
+    p = {"w": jnp.ones(3, jnp.bfloat16)}
+    state = tx.init(p)
+    for v in (1.0, 1.0):
+        u, state = tx.update(p, state, p, value=jnp.asarray(v, jnp.float32))
+    assert u["w"].dtype == jnp.bfloat16
+    assert float(u["w"][0]) == pytest.approx(0.1, rel=1e-2)
+
+
+def test_errors():
+    tx = gradtx.reduce_on_plateau()
+    p = {"w": jnp.ones(2)}
+    state = tx.init(p)
+    with pytest.raises(TypeError, match=r"gradtx\.reduce_on_plateau\.update: needs .*value="):
+        tx.update(p, state, p)
+    with pytest.raises(ValueError, match="must be a scalar"):
+        tx.update(p, state, p, value=jnp.ones(2))
+    with pytest.raises(ValueError, match=r"reduce_on_plateau\(factor=1\.0\)"):
+        gradtx.reduce_on_plateau(factor=1.0)
+    with pytest.raises(ValueError, match=r"mode='best'"):
+        gradtx.reduce_on_plateau(mode="best")
+    with pytest.raises(ValueError, match=r"threshold_mode='x'"):
+        gradtx.reduce_on_plateau(threshold_mode="x")
+    with pytest.raises(TypeError, match=r"patience=2\.5"):
+        gradtx.reduce_on_plateau(patience=2.5)
+    with pytest.raises(ValueError, match=r"cooldown=-1"):
+        gradtx.reduce_on_plateau(cooldown=-1)

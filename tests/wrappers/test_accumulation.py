@@ -1,0 +1,103 @@
+"""accumulate_gradients: k micro-steps make one step on the mean gradient."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from tests.reference.harness import assert_trajectories_close, make_problem
+
+
+def _jnp(tree):
+    return {k: jnp.asarray(v, jnp.float64) for k, v in tree.items()}
+
+
+def test_adam_over_4k_micro_batches_equals_adam_over_k_means(x64):
+    k, steps = 4, 6
+    params, micro = make_problem(0, steps=k * steps)
+    opt = gradtx.accumulate_gradients(gradtx.adam(0.05, b1=0.8), every_k=k)
+    ref_opt = gradtx.adam(0.05, b1=0.8)
+    update, ref_update = jax.jit(opt.update), jax.jit(ref_opt.update)
+    p, state = _jnp(params), opt.init(_jnp(params))
+    q, ref_state = _jnp(params), ref_opt.init(_jnp(params))
+    ours, ref = [], []
+    for i, g in enumerate(micro):
+        before = p
+        u, state = update(_jnp(g), state, p)
+        p = gradtx.apply_updates(p, u)
+        if (i + 1) % k:
+            for leaf in jax.tree.leaves(u):  # in between: zero updates, params unmoved
+                np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
+            jax.tree.map(np.testing.assert_array_equal, p, before)
+            continue
+        mean = {n: np.mean([m[n] for m in micro[i + 1 - k : i + 1]], axis=0) for n in params}
+        v, ref_state = ref_update(_jnp(mean), ref_state, q)
+        q = gradtx.apply_updates(q, v)
+        ours.append({n: np.asarray(x) for n, x in p.items()})
+        ref.append({n: np.asarray(x) for n, x in q.items()})
+    assert len(ours) == steps
+    assert_trajectories_close(ours, ref, rtol=1e-12)
+    # the inner adam took exactly `steps` steps
+    assert int(state.inner_state.count) == steps
+    assert int(state.micro_step) == 0
+
+
+def test_memory_is_one_extra_buffer():
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(5)}
+    inner = gradtx.adam()
+    state = gradtx.accumulate_gradients(inner, 4).init(params)
+
+    def size(tree):
+        return sum(np.size(x) for x in jax.tree.leaves(tree))
+
+    extra = size(state) - size(inner.init(params))
+    assert extra == size(params) + 1  # grad_sum, plus the int32 micro-step counter
+    assert jax.tree.structure(state.grad_sum) == jax.tree.structure(params)
+    assert state.micro_step.dtype == jnp.int32
+
+
+def test_sum_buffer_dtype_option():
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    opt = gradtx.accumulate_gradients(gradtx.sgd(0.1), 2, dtype=jnp.float32)
+    state = opt.init(params)
+    assert state.grad_sum["w"].dtype == jnp.float32
+    u, state = opt.update({"w": jnp.ones(3, jnp.bfloat16)}, state, params)
+    u, state = opt.update({"w": jnp.ones(3, jnp.bfloat16)}, state, params)
+    assert u["w"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(u["w"], np.float32), -0.1, rtol=1e-2)
+
+
+def test_one_trace_for_all_micro_steps():
+    traces = []
+    opt = gradtx.accumulate_gradients(gradtx.sgd(0.1, 0.9), 3)
+
+    @jax.jit
+    def step(params, state, g):
+        traces.append(1)
+        u, state = opt.update(g, state, params)
+        return gradtx.apply_updates(params, u), state
+
+    params = {"w": jnp.ones(2)}
+    state = opt.init(params)
+    for i in range(7):
+        params, state = step(params, state, {"w": jnp.full(2, float(i))})
+    assert len(traces) == 1
+    # cycles: (0,1,2) -> mean 1 -> w = 1 - 0.1; (3,4,5) -> mean 4, heavy ball 0.9*1 + 4
+    np.testing.assert_allclose(params["w"], 1 - 0.1 * 1 - 0.1 * (0.9 * 1 + 4), rtol=1e-6)
+    assert int(state.micro_step) == 1
+
+
+def test_grads_keyword_is_refused_and_extras_pass():
+    params = {"w": jnp.ones(2)}
+    opt = gradtx.chain(gradtx.add_momentum(0.9), gradtx.accumulate_gradients(gradtx.sgd(), 2))
+    with pytest.raises(ValueError, match="not the gradient"):
+        opt.update(params, opt.init(params), params)
+    ok = gradtx.chain(gradtx.clip(1.0), gradtx.accumulate_gradients(gradtx.sgd(), 2))
+    ok.update(params, ok.init(params), params, value=1.0, unknown="x")
+
+
+@pytest.mark.parametrize("k, exc", [(0, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_bad_every_k(k, exc):
+    with pytest.raises(exc, match="every_k"):
+        gradtx.accumulate_gradients(gradtx.sgd(), k)

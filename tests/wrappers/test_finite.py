@@ -1,0 +1,160 @@
+"""apply_if_finite around every gradtx optimizer."""
+
+import importlib
+import inspect
+import pkgutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+import gradtx.optimizers
+from tests.reference.harness import make_problem
+
+# Optimizers whose factory needs arguments (or extra settings worth covering).
+# Every public function of gradtx.optimizers.* is found automatically and built
+# with its defaults; only those that cannot be belong here.
+EXPLICIT = {
+    "lookahead": lambda: gradtx.lookahead(gradtx.adam(1e-2)),
+    "sgd_momentum_l2": lambda: gradtx.sgd(0.05, 0.9, nesterov=True, weight_decay=0.1),
+    "adam_schedule": lambda: gradtx.adam(lambda t: 1e-2 / (1 + t.astype(jnp.float64))),
+    "sgdw_momentum": lambda: gradtx.sgdw(0.05, 0.9, weight_decay=0.1),
+}
+
+
+def all_optimizer_factories():
+    found = {}
+    for info in pkgutil.iter_modules(gradtx.optimizers.__path__):
+        module = importlib.import_module(f"gradtx.optimizers.{info.name}")
+        for name, fn in vars(module).items():
+            if (
+                name in gradtx.__all__
+                and inspect.isfunction(fn)
+                and fn.__module__ == module.__name__
+            ):
+                found[name] = fn
+    factories = {}
+    for name, fn in found.items():
+        if name in EXPLICIT:
+            factories[name] = EXPLICIT[name]
+            continue
+        required = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        assert not required, f"add a factory for gradtx.{name} (needs {required}) to EXPLICIT"
+        factories[name] = fn
+    factories.update({k: v for k, v in EXPLICIT.items() if k not in found and "_" in k})
+    return factories
+
+
+FACTORIES = all_optimizer_factories()
+
+
+def test_every_optimizer_is_covered():
+    assert {"sgd", "sgdw", "adam", "adamw", "amsgrad"} <= set(FACTORIES)
+
+
+def _run(opt, params, grads):
+    """Params and inner states after each step, with the same jitted update."""
+    update = jax.jit(opt.update)
+    p, state = params, opt.init(params)
+    out = []
+    for g in grads:
+        u, state = update(g, state, p)
+        p = gradtx.apply_updates(p, u)
+        out.append((p, state, u))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [(name, np.nan) for name in sorted(FACTORIES)] + [("adam", np.inf), ("sgd", -np.inf)],
+)
+def test_a_bad_step_changes_nothing(x64, name, bad):
+    params, grads = make_problem(0, steps=6, scale=0.5)
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    grads = [{k: jnp.asarray(v) for k, v in g.items()} for g in grads]
+    poisoned = {"w": grads[0]["w"].at[1, 2].set(bad), "b": grads[0]["b"]}
+    opt = gradtx.apply_if_finite(FACTORIES[name](), max_consecutive_errors=3)
+    with_bad = _run(opt, params, grads[:3] + [poisoned] + grads[3:])
+    without = _run(opt, params, grads)
+    p_before, s_before, _ = with_bad[2]
+    p_bad, s_bad, u_bad = with_bad[3]
+    for leaf in jax.tree.leaves(u_bad):
+        np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
+    jax.tree.map(np.testing.assert_array_equal, p_bad, p_before)
+    jax.tree.map(np.testing.assert_array_equal, s_bad.inner_state, s_before.inner_state)
+    assert int(s_bad.notfinite_count) == 1 and not bool(s_bad.last_finite)
+    # later finite steps continue exactly as if the bad step never came
+    for (p, s, _), (p_ref, s_ref, _) in zip(with_bad[4:], without[3:]):
+        jax.tree.map(np.testing.assert_array_equal, p, p_ref)
+        jax.tree.map(np.testing.assert_array_equal, s.inner_state, s_ref.inner_state)
+    final = with_bad[-1][1]
+    assert int(final.notfinite_count) == 0 and int(final.total_notfinite) == 1
+    # and the wrapper does not change finite steps: same as the bare optimizer
+    bare = _run(FACTORIES[name](), params, grads)
+    for (p, _, _), (p_ref, _, _) in zip(without, bare):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13), p, p_ref)
+
+
+def test_gives_up_after_max_consecutive_errors_like_optax():
+    opt = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=2)
+    params = {"w": jnp.ones(2)}
+    state = opt.init(params)
+    nan = {"w": jnp.array([jnp.nan, 1.0])}
+    for expected in (1, 2):
+        u, state = opt.update(nan, state, params)
+        assert int(state.notfinite_count) == expected
+        np.testing.assert_array_equal(u["w"], [0.0, 0.0])
+    u, state = opt.update(nan, state, params)  # third in a row: let through
+    assert int(state.notfinite_count) == 3 and int(state.total_notfinite) == 3
+    assert np.isnan(u["w"][0]) and float(u["w"][1]) == pytest.approx(-0.1)
+    u, state = opt.update({"w": jnp.ones(2)}, state, params)
+    assert int(state.notfinite_count) == 0 and bool(state.last_finite)
+
+
+def test_non_finite_output_is_skipped_too():
+    """A finite gradient whose update is not finite (here lr = inf) is also skipped."""
+    opt = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=5)
+    params = {"w": jnp.ones(2)}
+    state = gradtx.set_hyperparams(opt.init(params), learning_rate=jnp.inf)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == np.inf
+    u, state = opt.update({"w": jnp.ones(2)}, state, params)
+    np.testing.assert_array_equal(u["w"], [0.0, 0.0])
+    assert int(state.notfinite_count) == 1
+
+
+def test_passes_grads_and_extras_through(x64):
+    """Inside a chain after momentum, the wrapped statistic still reads the chain's grads."""
+    params, grads = make_problem(1, steps=5)
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    grads = [{k: jnp.asarray(v) for k, v in g.items()} for g in grads]
+
+    def make(wrap):
+        rms = gradtx.scale_by_rms(0.99, 1e-8)
+        return gradtx.chain(
+            gradtx.add_momentum(0.9, ema=True),
+            gradtx.apply_if_finite(rms, 2) if wrap else rms,
+            gradtx.scale_by_learning_rate(0.1),
+        )
+
+    a = _run(make(True), params, grads)
+    b = _run(make(False), params, grads)
+    for (p, _, _), (q, _, _) in zip(a, b):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14), p, q)
+    opt = gradtx.apply_if_finite(gradtx.sgd(0.1), 1)
+    opt.update(params, opt.init(params), params, value=1.0, unknown=object())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="max_consecutive_errors"):
+        gradtx.apply_if_finite(gradtx.sgd(), -1)
+    with pytest.raises(TypeError, match="max_consecutive_errors"):
+        gradtx.apply_if_finite(gradtx.sgd(), 2.5)
+    with pytest.raises(TypeError, match="apply_if_finite"):
+        gradtx.apply_if_finite("sgd", 2)

@@ -1,0 +1,228 @@
+"""masked and partition: parameter groups."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx
+
+
+def _jnp(tree):
+    return {k: jnp.asarray(v, jnp.float64) for k, v in tree.items()}
+
+
+def test_partition_equals_two_optimizers_on_the_two_halves(x64):
+    params, grads = make_problem(0, steps=20)
+    opt = gradtx.partition(
+        {"a": gradtx.adam(0.05, b1=0.8), "s": gradtx.sgd(0.1, momentum=0.9, nesterov=True)},
+        {"w": "a", "b": "s"},
+    )
+    ours = run_gradtx(opt, params, grads)
+    w_alone = run_gradtx(
+        gradtx.adam(0.05, b1=0.8), {"w": params["w"]}, [{"w": g["w"]} for g in grads]
+    )
+    b_alone = run_gradtx(
+        gradtx.sgd(0.1, momentum=0.9, nesterov=True),
+        {"b": params["b"]},
+        [{"b": g["b"]} for g in grads],
+    )
+    assert_trajectories_close(ours, [w | b for w, b in zip(w_alone, b_alone)], rtol=1e-14)
+
+
+def test_partition_state_is_keyed_by_label_and_addressable(x64):
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2), "e": jnp.ones(3)}
+    opt = gradtx.partition(
+        {"dense": gradtx.adam(1e-3), "embed": gradtx.adam(1e-2)},
+        labels_fn=lambda p: {"w": "dense", "b": "dense", "e": "embed"},
+    )
+    state = opt.init(params)
+    assert set(state) == {"dense", "embed"}
+    hp = gradtx.get_hyperparams(state)
+    assert float(hp["dense/learning_rate"]) == 1e-3
+    assert float(hp["embed/learning_rate"]) == 1e-2
+    with pytest.raises(KeyError, match="ambiguous"):
+        gradtx.set_hyperparams(state, learning_rate=0.1)
+    with pytest.raises(KeyError, match="unknown"):
+        gradtx.set_hyperparams(state, {"head/learning_rate": 0.1})
+    state = gradtx.set_hyperparams(state, {"embed/learning_rate": 0.5})
+    g = jax.tree.map(jnp.ones_like, params)
+    u, _ = opt.update(g, state, params)
+    # Adam's first step is -lr * sign(g) (to eps)
+    np.testing.assert_allclose(u["e"], -0.5, rtol=1e-6)
+    np.testing.assert_allclose(u["w"], -1e-3, rtol=1e-6)
+
+
+def test_partition_labels_may_be_a_prefix_and_groups_hold_only_their_leaves(x64):
+    params = {"enc": {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}, "head": jnp.ones(4)}
+    opt = gradtx.partition(
+        {"frozen": gradtx.scale(0.0), "train": gradtx.adam()}, {"enc": "frozen", "head": "train"}
+    )
+    state = opt.init(params)
+    mu = state["train"].inner_state[0].mu  # adam's momentum buffer
+    assert [x.shape for x in jax.tree.leaves(mu)] == [(4,)]
+    u, _ = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+    assert float(jnp.abs(u["enc"]["w"]).sum()) == 0.0 and float(u["head"][0]) < 0
+
+
+def test_partition_errors():
+    params = {"w": jnp.ones(2), "b": jnp.ones(2)}
+    opt = gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": "a", "b": "c"})
+    with pytest.raises(ValueError, match="'c' have no transform"):
+        opt.init(params)
+    with pytest.raises(ValueError, match="not a prefix"):
+        gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": "a"}).init(params)
+    with pytest.raises(ValueError, match="not both"):
+        gradtx.partition({"a": gradtx.sgd()}, "a", labels_fn=lambda p: "a").init(params)
+    with pytest.raises(ValueError, match="give labels"):
+        gradtx.partition({"a": gradtx.sgd()})
+    with pytest.raises(TypeError, match="non-empty dict"):
+        gradtx.partition([gradtx.sgd()], "a")
+
+
+def test_masked_weight_decay_leaves_biases_untouched(x64):
+    params, grads = make_problem(1, steps=20)
+    mask = {"w": True, "b": False}
+    runs = {
+        "adamw": run_gradtx(gradtx.adamw(0.05, weight_decay=0.1, mask=mask), params, grads),
+        "adam": run_gradtx(gradtx.adam(0.05), params, grads),
+        "adamw_all": run_gradtx(gradtx.adamw(0.05, weight_decay=0.1), params, grads),
+        "l2": run_gradtx(
+            gradtx.chain(gradtx.masked(gradtx.add_l2(0.1), mask), gradtx.sgd(0.1, 0.9)),
+            params,
+            grads,
+        ),
+        "sgd": run_gradtx(gradtx.sgd(0.1, 0.9), params, grads),
+        "sgd_l2": run_gradtx(gradtx.sgd(0.1, 0.9, weight_decay=0.1), params, grads),
+    }
+    for decayed, plain, everything in [("adamw", "adam", "adamw_all"), ("l2", "sgd", "sgd_l2")]:
+        assert_trajectories_close(
+            [{"b": s["b"]} for s in runs[decayed]], [{"b": s["b"]} for s in runs[plain]], 1e-14
+        )
+        assert_trajectories_close(
+            [{"w": s["w"]} for s in runs[decayed]],
+            [{"w": s["w"]} for s in runs[everything]],
+            1e-14,
+        )
+        assert not np.allclose(runs[decayed][-1]["w"], runs[plain][-1]["w"])
+
+
+def test_masked_out_leaves_hold_no_state_and_pass_through():
+    params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
+    opt = gradtx.masked(gradtx.adam(0.1), {"w": True, "b": False})
+    state = opt.init(params)
+    shapes = sorted(x.shape for x in jax.tree.leaves(state) if x.ndim)
+    assert shapes == [(3, 3), (3, 3)]  # mu and nu for w only
+    g = {"w": jnp.ones((3, 3)), "b": jnp.full(3, 7.0)}
+    u, state = opt.update(g, state, params)
+    np.testing.assert_array_equal(u["b"], g["b"])
+    np.testing.assert_allclose(u["w"], -0.1, rtol=1e-5)
+    assert jax.tree.structure(state) == jax.tree.structure(opt.init(params))
+
+
+@jax.tree_util.register_pytree_node_class
+class Module:
+    """A callable pytree, like an Equinox module."""
+
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, x):
+        return self.w @ x + self.b
+
+    def tree_flatten(self):
+        return (self.w, self.b), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+
+def test_callable_pytree_is_a_mask_not_a_function():
+    params = Module(jnp.ones((2, 2)), jnp.ones(2))
+    mask = jax.tree.map(lambda x: x.ndim > 1, params)  # a callable Module of bools
+    assert callable(mask)
+    opt = gradtx.masked(gradtx.scale(-1.0), mask)
+    u, _ = opt.update(jax.tree.map(jnp.ones_like, params), opt.init(params), params)
+    np.testing.assert_array_equal(u.w, -np.ones((2, 2)))
+    np.testing.assert_array_equal(u.b, np.ones(2))
+    by_fn = gradtx.masked(
+        gradtx.scale(-1.0), mask_fn=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+    )
+    u2, _ = by_fn.update(jax.tree.map(jnp.ones_like, params), by_fn.init(params), params)
+    np.testing.assert_array_equal(u2.b, np.ones(2))
+
+
+def test_masked_passes_the_masked_grads_subtree(x64):
+    """After a non-map member, the masked statistic reads the chain's grads."""
+    params, grads = make_problem(2, steps=10)
+    mask = {"w": True, "b": False}
+    opt = gradtx.chain(
+        gradtx.add_momentum(0.9, ema=True),
+        gradtx.masked(gradtx.scale_by_rms(0.99, 1e-8), mask),
+        gradtx.scale_by_learning_rate(0.01),
+    )
+    ours = run_gradtx(opt, params, grads)
+    full = gradtx.chain(
+        gradtx.add_momentum(0.9, ema=True),
+        gradtx.scale_by_rms(0.99, 1e-8),
+        gradtx.scale_by_learning_rate(0.01),
+    )
+    plain = gradtx.chain(gradtx.add_momentum(0.9, ema=True), gradtx.scale_by_learning_rate(0.01))
+    ref_w = run_gradtx(full, params, grads)
+    ref_b = run_gradtx(plain, params, grads)
+    assert_trajectories_close(ours, [{"w": a["w"], "b": b["b"]} for a, b in zip(ref_w, ref_b)])
+
+
+def test_partition_passes_each_group_its_grads_subtree(x64):
+    params, grads = make_problem(3, steps=10)
+    rms = gradtx.scale_by_rms(0.99, 1e-8)
+    opt = gradtx.chain(
+        gradtx.add_momentum(0.9, ema=True),
+        gradtx.partition({"r": rms, "c": gradtx.clip_by_global_norm(0.5)}, {"w": "r", "b": "c"}),
+        gradtx.scale_by_learning_rate(0.01),
+    )
+    ref_w = run_gradtx(
+        gradtx.chain(gradtx.add_momentum(0.9, ema=True), rms, gradtx.scale_by_learning_rate(0.01)),
+        params,
+        grads,
+    )
+    ref_b = run_gradtx(
+        gradtx.chain(
+            gradtx.add_momentum(0.9, ema=True),
+            gradtx.clip_by_global_norm(0.5),
+            gradtx.scale_by_learning_rate(0.01),
+        ),
+        {"b": params["b"]},
+        [{"b": g["b"]} for g in grads],
+    )
+    ours = run_gradtx(opt, params, grads)
+    assert_trajectories_close(ours, [{"w": a["w"], "b": b["b"]} for a, b in zip(ref_w, ref_b)])
+
+
+def test_kind_and_extras():
+    assert isinstance(gradtx.masked(gradtx.add_l2(0.1), {"w": True}), gradtx.GradientMap)
+    assert not isinstance(gradtx.masked(gradtx.adam(), {"w": True}), gradtx.GradientMap)
+    part = gradtx.partition({"a": gradtx.clip(1.0), "b": gradtx.scale(2.0)}, {"w": "a", "v": "b"})
+    assert isinstance(part, gradtx.GradientMap)
+    params = {"w": jnp.ones(2), "v": jnp.ones(2)}
+    u, _ = part.update(params, part.init(params), params, value=1.0, unknown="x")
+    np.testing.assert_array_equal(u["v"], 2 * np.ones(2))
+    with pytest.raises(ValueError, match="give mask"):
+        gradtx.masked(gradtx.sgd())
+    with pytest.raises(TypeError, match="static Python bools"):
+        opt = gradtx.masked(gradtx.sgd(), mask_fn=lambda p: {"w": p["w"][0] > 0})
+        jax.jit(opt.init)({"w": jnp.ones(2)})
+
+
+def test_masked_inside_a_group():
+    """A mask inside a group sees the group's hidden leaves as empty nodes."""
+    params = {"w": jnp.ones(2), "e": jnp.ones(3), "b": jnp.ones(4)}
+    inner = gradtx.masked(gradtx.scale(-1.0), {"w": True, "e": False, "b": False})
+    opt = gradtx.partition({"a": inner, "z": gradtx.scale(0.0)}, {"w": "a", "e": "a", "b": "z"})
+    g = {"w": jnp.full(2, 2.0), "e": jnp.full(3, 3.0), "b": jnp.full(4, 4.0)}
+    u, _ = opt.update(g, opt.init(params), params)
+    np.testing.assert_array_equal(u["w"], -2.0 * np.ones(2))
+    np.testing.assert_array_equal(u["e"], 3.0 * np.ones(3))
+    np.testing.assert_array_equal(u["b"], np.zeros(4))
