@@ -42,11 +42,14 @@ class _Layout(NamedTuple):
     groups: dict  # dtype name -> indices of the leaves of that dtype, in tree order
 
 
-def _layout(tree: Any) -> _Layout:
+def _layout(tree: Any, max_size: int) -> _Layout:
     leaves, treedef = jax.tree.flatten(tree)
     groups: dict[str, list[int]] = {}
     for i, leaf in enumerate(leaves):
-        groups.setdefault(jnp.result_type(leaf).name, []).append(i)
+        name = jnp.result_type(leaf).name
+        if math.prod(jnp.shape(leaf)) > max_size:
+            name = f"{name}_leaf{i}"  # big: its own buffer, no copy in or out
+        groups.setdefault(name, []).append(i)
     return _Layout(treedef, tuple(jnp.shape(x) for x in leaves), groups)
 
 
@@ -74,8 +77,15 @@ def _unpack(flat: dict[str, jax.Array], layout: _Layout) -> Any:
     return layout.treedef.unflatten(out)
 
 
-def flatten(tx: Any) -> GradientTransformation:
+def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     """Run ``tx`` on flat buffers, one per dtype, kept flat across steps.
+
+    Leaves with more than ``max_leaf_size`` elements are not concatenated:
+    each keeps a buffer of its own (raveled, which costs no copy).  Copying a
+    big leaf into and out of a flat buffer costs more memory traffic than
+    its own kernels cost to launch (the ResNet-like tree in
+    benchmarks/RESULTS.md ran 3.5x slower with everything concatenated), so
+    only the many small leaves (biases, norms, small layers) are fused.
 
     ``flatten(tx)`` computes the same updates as ``tx`` for every elementwise
     transform (all of gradtx's optimizers except Ranger's gradient
@@ -94,6 +104,7 @@ def flatten(tx: Any) -> GradientTransformation:
       tx: any gradient transformation whose math is elementwise (or reduces
         over all leaves, like ``clip_by_global_norm``: same value up to the
         order of the summation).
+      max_leaf_size: leaves larger than this keep their own buffer.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -106,14 +117,16 @@ def flatten(tx: Any) -> GradientTransformation:
     """
     call = "gradtx.flatten"
     inner = _with_extra_args(tx, call)
+    if isinstance(max_leaf_size, bool) or not isinstance(max_leaf_size, int) or max_leaf_size < 0:
+        raise ValueError(f"{call}(max_leaf_size={max_leaf_size!r}): expected an int >= 0")
 
     def init(params):
-        layout = _layout(params)
+        layout = _layout(params, max_leaf_size)
         with _tree.flat_buffers():
             return FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
 
     def update(updates, state, params=None, **extra):
-        layout = _layout(updates)
+        layout = _layout(updates, max_leaf_size)
         flat_params = None if params is None else _pack(f"{call}.update(params)", params, layout)
         if extra.get("grads") is not None:
             extra["grads"] = _pack(f"{call}.update(grads)", extra["grads"], layout)

@@ -30,6 +30,8 @@ OPTIONS = {
     # Gradient centralisation needs leaf shapes (it raises inside flatten, tested below).
     "ranger": [dict(learning_rate=0.01, gradient_centralization=False)],
     "lookahead": [dict(inner=None, sync_period=3)],
+    # The projection is summed over the tree: flat buffers sum the same terms.
+    "swats": [dict(learning_rate=0.01)],
 }
 SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
 STEPS = 13  # past RAdam's threshold (t = 6) and several Lookahead syncs
@@ -194,11 +196,33 @@ def test_inside_a_chain_gets_the_frozen_gradient(x64):
     _assert_same(ours, ref, rtol=1e-14)
 
 
-def test_per_leaf_transform_refuses_to_run_flat():
+@pytest.mark.parametrize(
+    "make,who",
+    [
+        (lambda: gradtx.ranger(), "centralize"),
+        (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd"),
+    ],
+)
+def test_per_leaf_transform_refuses_to_run_flat(make, who):
     params, _ = _problem({k: jnp.float32 for k in SHAPES})
-    tx = gradtx.flatten(gradtx.ranger())
-    with pytest.raises(ValueError, match="centralize works per leaf"):
+    tx = gradtx.flatten(make())
+    with pytest.raises(ValueError, match=f"{who}.* works per leaf"):
         tx.update(params, tx.init(params), params)
+
+
+def test_big_leaves_keep_their_own_buffer(x64):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES}, seed=7)
+    ours, state = _run(gradtx.flatten(gradtx.adam(0.01), max_leaf_size=10), params, grads)
+    ref, _ = _run(gradtx.adam(0.01), params, grads)
+    _assert_same(ours, ref, rtol=1e-14)
+    mu = state.inner_state.inner_state[0].mu  # leaves in key order: b, k, s, w
+    assert jax.tree.map(jnp.shape, mu) == {
+        "float64": (5,),  # b (4) and s (1)
+        "float64_leaf1": (12,),  # k
+        "float64_leaf3": (12,),  # w
+    }
+    with pytest.raises(ValueError, match="max_leaf_size"):
+        gradtx.flatten(gradtx.adam(), max_leaf_size=-1)
 
 
 def test_state_is_one_buffer_per_dtype_and_tree_mismatch_is_an_error():
