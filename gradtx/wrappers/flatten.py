@@ -62,6 +62,9 @@ def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
         )
     flat = {}
     for name, idx in layout.groups.items():
+        if "_leaf" in name:  # a big leaf, left as it is (see ``flatten``)
+            flat[name] = leaves[idx[0]]
+            continue
         parts = [jnp.ravel(leaves[i]) for i in idx]
         flat[name] = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     return flat
@@ -73,7 +76,7 @@ def _unpack(flat: dict[str, jax.Array], layout: _Layout) -> Any:
         sizes = [math.prod(layout.shapes[i]) for i in idx]
         pieces = [flat[name]] if len(idx) == 1 else jax.lax.split(flat[name], sizes)
         for i, piece in zip(idx, pieces):
-            out[i] = piece.reshape(layout.shapes[i])
+            out[i] = piece if piece.shape == layout.shapes[i] else piece.reshape(layout.shapes[i])
     return layout.treedef.unflatten(out)
 
 
@@ -81,7 +84,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     """Run ``tx`` on flat buffers, one per dtype, kept flat across steps.
 
     Leaves with more than ``max_leaf_size`` elements are not concatenated:
-    each keeps a buffer of its own (raveled, which costs no copy).  Copying a
+    each keeps a buffer of its own, in its own shape.  Copying a
     big leaf into and out of a flat buffer costs more memory traffic than
     its own kernels cost to launch (the ResNet-like tree in
     benchmarks/RESULTS.md ran 3.5x slower with everything concatenated), so

@@ -218,8 +218,8 @@ def test_big_leaves_keep_their_own_buffer(x64):
     mu = state.inner_state.inner_state[0].mu  # leaves in key order: b, k, s, w
     assert jax.tree.map(jnp.shape, mu) == {
         "float64": (5,),  # b (4) and s (1)
-        "float64_leaf1": (12,),  # k
-        "float64_leaf3": (12,),  # w
+        "float64_leaf1": (2, 3, 2),  # k, as it is
+        "float64_leaf3": (3, 4),  # w
     }
     with pytest.raises(ValueError, match="max_leaf_size"):
         gradtx.flatten(gradtx.adam(), max_leaf_size=-1)
