@@ -47,6 +47,7 @@ from gradtx.transforms.scaling import ScaleByScheduleState, scale, scale_by_lear
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
+from gradtx.wrappers.flatten import FlattenState, flatten
 from gradtx.wrappers.groups import MaskedNode, MaskedState, masked, partition
 from gradtx.wrappers.monitors import TrackNormsState, get_norms, track_norms
 
@@ -59,6 +60,7 @@ __all__ = [
     "ApplyIfFiniteState",
     "BiasCorrectState",
     "EmptyState",
+    "FlattenState",
     "GradientMap",
     "HyperparamsState",
     "LookaheadState",
@@ -93,6 +95,7 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "decoupled_weight_decay",
+    "flatten",
     "get_hyperparams",
     "get_norms",
     "hyperparameterized",

@@ -242,6 +242,8 @@ def apply_updates(params: Any, updates: Any) -> Any:
     def add(p, u):
         if p is None:
             return None
+        if getattr(p, "dtype", None) is not None and p.dtype == getattr(u, "dtype", None):
+            return p + u  # the common case, without the casts' tracing cost
         p = jnp.asarray(p)
         dtype = jnp.promote_types(p.dtype, jnp.asarray(u).dtype)
         return (p.astype(dtype) + jnp.asarray(u).astype(dtype)).astype(p.dtype)

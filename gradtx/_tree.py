@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Any
 
 import jax
@@ -12,7 +14,8 @@ INT32_MAX = jnp.iinfo(jnp.int32).max
 
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the int32 maximum instead of wrapping."""
-    return jnp.where(count < INT32_MAX, count + 1, INT32_MAX).astype(jnp.int32)
+    # min-then-add: two plain operations (jnp.where traces a nested jit).
+    return (jnp.minimum(count, INT32_MAX - 1) + 1).astype(jnp.int32)
 
 
 def zeros_like(params: Any, dtype: Any = None) -> Any:
@@ -36,6 +39,9 @@ def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
 
 def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
     """A hyperparameter cast to a leaf's dtype, so strict promotion holds."""
+    dtype = getattr(leaf, "dtype", None)
+    if isinstance(value, jax.Array) and dtype is not None and value.dtype == dtype:
+        return value  # called per leaf: skip the no-op cast's Python cost
     return jnp.asarray(value).astype(jnp.result_type(leaf))
 
 
@@ -45,12 +51,38 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return x * jnp.conj(x)
 
 
+def wider(a: Any, b: Any) -> jnp.dtype:
+    """The dtype both ``a`` and ``b`` convert to without loss (JAX's standard promotion).
+
+    Used where low-precision statistics meet higher-precision updates; strict
+    promotion forbids mixing them implicitly, so the choice is made here, once.
+    """
+    a, b = jnp.dtype(a), jnp.dtype(b)
+    if a == b:
+        return a
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.promote_types(a, b)
+
+
 def ema(decay: Any, old: Any, new: Any) -> Any:
-    """``decay * old + (1 - decay) * new`` leaf by leaf, in each ``old`` dtype."""
+    """``decay * old + (1 - decay) * new`` leaf by leaf, stored in each ``old`` dtype.
+
+    Computed in the wider of the two dtypes: with bfloat16 statistics of
+    float32 gradients, ``1 - 0.999`` in bfloat16 is 0 and the EMA would never
+    move.  With equal dtypes this is the plain formula.
+    """
+
+    coefs = {}  # dtype -> (d, 1 - d), computed once per dtype rather than per leaf
 
     def one(o, n):
-        d = scalar_like(decay, o)
-        return d * o + (1 - d) * n.astype(o.dtype)
+        dtype = wider(o.dtype, jnp.result_type(n))
+        if dtype not in coefs:
+            d = jnp.asarray(decay).astype(dtype)
+            coefs[dtype] = (d, 1 - d)
+        d, rest = coefs[dtype]
+        if o.dtype == dtype and n.dtype == dtype:
+            return d * o + rest * n
+        return (d * o.astype(dtype) + rest * n.astype(dtype)).astype(o.dtype)
 
     return jax.tree.map(one, old, new)
 
@@ -78,4 +110,31 @@ def check_same_structure(call: str, updates: Any, state_tree: Any, what: str = "
         raise ValueError(
             f"{call}: the updates' tree does not match the {what}'s tree.\n"
             f"  updates: {a}\n  {what}: {b}"
+        )
+
+
+# The flat-buffer mode (``gradtx.flatten``) runs transforms on 1-D buffers, so a
+# transform that needs each leaf's own shape (centralisation, per-leaf norms)
+# would silently compute something else there.  Such transforms call
+# ``check_per_leaf`` and fail loudly instead.
+_FLAT = contextvars.ContextVar("gradtx_flat", default=False)
+
+
+@contextlib.contextmanager
+def flat_buffers():
+    """Mark the transforms traced inside as running on flat buffers."""
+    token = _FLAT.set(True)
+    try:
+        yield
+    finally:
+        _FLAT.reset(token)
+
+
+def check_per_leaf(call: str) -> None:
+    """Raise if called inside ``gradtx.flatten``: this transform needs leaf shapes."""
+    if _FLAT.get():
+        raise ValueError(
+            f"{call} works per leaf (it needs each parameter's shape) and cannot run inside "
+            "gradtx.flatten, which hands transforms flat 1-D buffers; apply it outside: "
+            "gradtx.chain(<it>, gradtx.flatten(<the rest>))"
         )

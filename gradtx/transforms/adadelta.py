@@ -29,9 +29,7 @@ def _scale_by_adadelta(*, rho, eps, dtype):
     def update(updates, state, params=None, *, grads=None, **extra):
         grads = updates if grads is None else grads
         _tree.check_same_structure("gradtx.scale_by_adadelta.update", updates, state.e_g2)
-        e_g2 = jax.tree.map(
-            lambda v, g: _tree.ema(rho, v, _tree.abs_sq(g.astype(v.dtype))), state.e_g2, grads
-        )
+        e_g2 = jax.tree.map(lambda v, g: _tree.ema(rho, v, _tree.abs_sq(g)), state.e_g2, grads)
 
         def delta(u, v, x):
             e = _tree.scalar_like(eps, v)
@@ -41,9 +39,7 @@ def _scale_by_adadelta(*, rho, eps, dtype):
         out = jax.tree.map(delta, updates, e_g2, state.e_dx2)
         # The step accumulator holds the step before the learning rate, as in
         # PyTorch and optax (the paper has no learning rate).
-        e_dx2 = jax.tree.map(
-            lambda x, d: _tree.ema(rho, x, _tree.abs_sq(d.astype(x.dtype))), state.e_dx2, out
-        )
+        e_dx2 = jax.tree.map(lambda x, d: _tree.ema(rho, x, _tree.abs_sq(d)), state.e_dx2, out)
         return out, ScaleByAdadeltaState(e_g2, e_dx2)
 
     return GradientTransformation(init, update)

@@ -7,11 +7,14 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from gradtx import _tree
 from gradtx._base import EmptyState, GradientMap
 from gradtx._checks import check_flag
 
 
 def _centralize(updates, state, params=None, *, channel_axis, min_ndim, **extra):
+    _tree.check_per_leaf("gradtx.centralize")
+
     def one(g):
         ndim = jnp.ndim(g)
         if ndim < min_ndim:

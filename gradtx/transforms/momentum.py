@@ -20,29 +20,52 @@ class AddMomentumState(NamedTuple):
     mu: Any
 
 
+def _heavy_ball(decay, dampening=None, first=None):
+    """``m <- decay * m + (1 - dampening) * u`` for one leaf, coefficients cast once per dtype."""
+    coefs = {}
+
+    def one(m, u):
+        # In the wider dtype, stored in the buffer's (a bfloat16 buffer of
+        # float32 gradients keeps its coefficients exact); equal dtypes: no cast.
+        wide = _tree.wider(m.dtype, u.dtype)
+        if wide not in coefs:
+            d = jnp.asarray(decay).astype(wide)
+            coefs[wide] = (
+                d,
+                None if dampening is None else 1 - jnp.asarray(dampening).astype(wide),
+            )
+        d, damp = coefs[wide]
+        store = m.dtype
+        m, u = m.astype(wide), u.astype(wide)
+        if damp is None:
+            return (d * m + u).astype(store)
+        return jnp.where(first, u, d * m + damp * u).astype(store)
+
+    return one
+
+
 def _add_momentum(*, decay, dampening, ema, nesterov, dtype):
     def init(params):
         return AddMomentumState(jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype))
 
     def update(updates, state, params=None, **extra):
-        first = state.count == 0
-
-        def one(m, u):
-            d = _tree.scalar_like(decay, m)
-            u = u.astype(m.dtype)
-            if ema:
-                return d * m + (1 - d) * u
+        if ema:
+            mu = _tree.ema(decay, state.mu, updates)
+        elif dampening is None:
+            # m_0 = 0, so d * m_0 + u_1 = u_1: PyTorch's first-step copy, without a select.
+            mu = jax.tree.map(_heavy_ball(decay), state.mu, updates)
+        else:
             # PyTorch: the first step copies the gradient, ignoring dampening.
-            damp = 1 - _tree.scalar_like(dampening, m) if dampening is not None else 1
-            return jnp.where(first, u, d * m + damp * u)
-
-        mu = jax.tree.map(one, state.mu, updates)
+            first = state.count == 0
+            mu = jax.tree.map(_heavy_ball(decay, dampening, first), state.mu, updates)
         if nesterov:
             out = jax.tree.map(
                 lambda u, m: (u + _tree.scalar_like(decay, m) * m).astype(u.dtype), updates, mu
             )
         else:
-            out = jax.tree.map(lambda u, m: m.astype(u.dtype), updates, mu)
+            out = jax.tree.map(
+                lambda u, m: m if m.dtype == u.dtype else m.astype(u.dtype), updates, mu
+            )
         return out, AddMomentumState(_tree.safe_increment(state.count), mu)
 
     return GradientTransformation(init, update)

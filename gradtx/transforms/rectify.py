@@ -50,9 +50,7 @@ def _rectify(*, b2, eps, threshold, compare, untractable, eps_on, dtype):
         grads = updates if grads is None else grads
         _tree.check_same_structure("gradtx.rectify.update", updates, state.nu)
         count = _tree.safe_increment(state.count)
-        nu = jax.tree.map(
-            lambda v, g: _tree.ema(b2, v, _tree.abs_sq(g.astype(v.dtype))), state.nu, grads
-        )
+        nu = jax.tree.map(lambda v, g: _tree.ema(b2, v, _tree.abs_sq(g)), state.nu, grads)
         tractable, r, correction = rectification(b2, count, threshold, compare)
 
         def one(u, v):

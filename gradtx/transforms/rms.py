@@ -52,10 +52,9 @@ def _scale_by_rms(
         first = count == 1
 
         def second_moment(v, g):
-            g = g.astype(v.dtype)
             sq = _tree.abs_sq(g)
             new = _tree.ema(decay, v, sq)
-            return jnp.where(first, sq, new) if init_from_first else new
+            return jnp.where(first, sq.astype(v.dtype), new) if init_from_first else new
 
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = state.mean
@@ -75,6 +74,9 @@ def _scale_by_rms(
         def scale(u, v, vmax, m):
             if u is None:
                 return None
+            # Low-precision statistics are read in the updates' precision.
+            wide = _tree.wider(u.dtype, v.dtype)
+            v, vmax, m = (None if x is None else x.astype(wide) for x in (v, vmax, m))
             if amsgrad:
                 v_hat = vmax if max_of == "v_hat" else corrected(vmax)
             else:

@@ -63,6 +63,8 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         g = updates if grads is None else grads
         count = _tree.safe_increment(state.count)
         outcome = state.switch.hyperparams
+        if per_leaf:
+            _tree.check_per_leaf("gradtx.switch_to_sgd(per_leaf=True)")
         switched, rate = outcome["switched"], outcome["sgd_learning_rate"]
         kw = extra if grads is None else {**extra, "grads": grads}
         p, adaptive_state = adaptive.update(updates, state.adaptive, params, **kw)

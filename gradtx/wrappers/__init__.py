@@ -1,1 +1,1 @@
-"""Wrappers around transforms: parameter groups, finiteness, accumulation, monitors."""
+"""Wrappers around transforms: parameter groups, finiteness, accumulation, monitors, flat buffers."""

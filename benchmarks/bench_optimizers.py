@@ -1,0 +1,367 @@
+"""Time gradtx against optax and torch.optim, side by side, interleaved.
+
+    python benchmarks/bench_optimizers.py            # full run, writes benchmarks/RESULTS.md
+    python benchmarks/bench_optimizers.py --quick    # tiny trees, a smoke test (prints only)
+
+For each tree (ResNet-50-like, transformer-like, 1,000 small leaves, one
+32M-float leaf) and optimizer (Adam, AdamW, SGD with momentum, RAdam) it
+times one jitted, donated ``update + apply_updates`` step of gradtx (default
+path and ``gradtx.flatten``), optax, and ``torch.optim`` (foreach, and fused
+where torch has it), and reports as ratios to optax:
+
+- step time: median over rounds that alternate between the implementations
+  (so a busy machine slows them alike), after warm-up steps;
+- trace, lower and compile time, separately (``jax.jit(f).trace(...)``,
+  ``.lower()``, ``.compile()``); compile is wall time, and the CPU time of the
+  compiling process is given too (steadier on a shared machine);
+- optimizer-state bytes (all state arrays; torch: the tensors in ``opt.state``);
+- XLA's temporary memory for the step (``compiled.memory_analysis()``), the
+  peak scratch beyond the donated inputs and the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import gradtx  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+# ------------------------------------------------------------------ trees
+
+
+def resnet50_shapes(width=64, classes=1000, blocks=(3, 4, 6, 3)):
+    """161 leaves: convs (HWIO), batch-norm scale and bias, the final dense layer."""
+    shapes = [(7, 7, 3, width), (width,), (width,)]
+    cin = width
+    for stage, n in enumerate(blocks):
+        w = width * 2**stage
+        for b in range(n):
+            shapes += [(1, 1, cin, w), (w,), (w,), (3, 3, w, w), (w,), (w,)]
+            shapes += [(1, 1, w, 4 * w), (4 * w,), (4 * w,)]
+            if b == 0:
+                shapes += [(1, 1, cin, 4 * w), (4 * w,), (4 * w,)]
+            cin = 4 * w
+    return shapes + [(cin, classes), (classes,)]
+
+
+def transformer_shapes(d=512, blocks=12, vocab=8192):
+    shapes = [(vocab, d)]
+    for _ in range(blocks):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,)]
+        shapes += [(d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return shapes + [(d,), (d,)]
+
+
+def many_shapes(n=1000, low=200, high=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(int(s),) for s in rng.integers(low, high, size=n)]
+
+
+def trees(quick: bool, many: int):
+    if quick:
+        return {
+            "resnet50-like": resnet50_shapes(width=2, classes=10, blocks=(1,)),
+            "transformer-like": transformer_shapes(d=8, blocks=1, vocab=16),
+            f"{min(many, 10)} small leaves": many_shapes(min(many, 10), 20, 200),
+            "one big leaf": [(4096,)],
+        }
+    return {
+        "resnet50-like": resnet50_shapes(),
+        "transformer-like": transformer_shapes(),
+        f"{many} small leaves": many_shapes(many),
+        "one 32M leaf": [(2**25,)],
+    }
+
+
+def make_tree(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"p{i:04d}": rng.standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes)}
+
+
+# ------------------------------------------------------------- optimizers
+
+LR = {"adam": 1e-3, "adamw": 1e-3, "sgd_momentum": 1e-2, "radam": 1e-3}
+
+
+def jax_optimizers(name):
+    """name -> {implementation: (transform, apply_updates)}; missing gradtx names are skipped."""
+    lr = LR[name]
+    optax_tx = {
+        "adam": lambda: optax.adam(lr),
+        "adamw": lambda: optax.adamw(lr, weight_decay=1e-2),
+        "sgd_momentum": lambda: optax.sgd(lr, momentum=0.9),
+        "radam": lambda: optax.radam(lr),
+    }[name]()
+    out = {"optax": (optax_tx, optax.apply_updates)}
+    make = {
+        "adam": lambda: gradtx.adam(lr),
+        "adamw": lambda: gradtx.adamw(lr, weight_decay=1e-2),
+        "sgd_momentum": lambda: gradtx.sgd(lr, momentum=0.9),
+        "radam": lambda: gradtx.radam(lr),
+    }[name]
+    if hasattr(gradtx, name.split("_")[0] if name != "sgd_momentum" else "sgd"):
+        out["gradtx"] = (make(), gradtx.apply_updates)
+        if hasattr(gradtx, "flatten"):
+            out["gradtx.flatten"] = (gradtx.flatten(make()), gradtx.apply_updates)
+    else:
+        print(f"  note: gradtx has no {name} yet; skipped", flush=True)
+    return out
+
+
+def torch_optimizers(name):
+    lr = LR[name]
+    cls, kw = {
+        "adam": (torch.optim.Adam, {}),
+        "adamw": (torch.optim.AdamW, {"weight_decay": 1e-2}),
+        "sgd_momentum": (torch.optim.SGD, {"momentum": 0.9}),
+        "radam": (torch.optim.RAdam, {}),
+    }[name]
+    out = {"torch foreach": lambda ps: cls(ps, lr=lr, foreach=True, **kw)}
+    if name != "radam":  # torch.optim.RAdam has no fused kernel
+        out["torch fused"] = lambda ps: cls(ps, lr=lr, fused=True, **kw)
+    return out
+
+
+# ---------------------------------------------------------------- runners
+
+
+class JaxRunner:
+    def __init__(self, tx, apply, params, grads):
+        self.params = jax.tree.map(jnp.asarray, params)
+        self.grads = jax.tree.map(jnp.asarray, grads)
+        self.state = tx.init(self.params)
+        self.state_bytes = sum(x.nbytes for x in jax.tree.leaves(self.state))
+
+        def step(p, s, g):
+            u, s = tx.update(g, s, p)
+            return apply(p, u), s
+
+        jitted = jax.jit(step, donate_argnums=(0, 1))
+        t0 = time.perf_counter()
+        traced = jitted.trace(self.params, self.state, self.grads)
+        t1 = time.perf_counter()
+        lowered = traced.lower()
+        t2 = time.perf_counter()
+        c0 = time.process_time()
+        self.compiled = lowered.compile()
+        t3 = time.perf_counter()
+        self.trace_s, self.lower_s, self.compile_s = t1 - t0, t2 - t1, t3 - t2
+        self.compile_cpu_s = time.process_time() - c0
+        try:
+            self.temp_bytes = self.compiled.memory_analysis().temp_size_in_bytes
+        except Exception:  # not every backend reports it
+            self.temp_bytes = None
+
+    def step(self):
+        self.params, self.state = self.compiled(self.params, self.state, self.grads)
+        jax.block_until_ready(self.params)
+
+    def close(self):
+        del self.params, self.state, self.grads, self.compiled
+
+
+class TorchRunner:
+    trace_s = lower_s = compile_s = compile_cpu_s = temp_bytes = None
+
+    def __init__(self, make, params, grads):
+        self.ps = [torch.tensor(v, requires_grad=True) for v in params.values()]
+        for p, g in zip(self.ps, grads.values()):
+            p.grad = torch.tensor(g)
+        self.opt = make(self.ps)
+        self.step()
+        self.state_bytes = sum(
+            t.numel() * t.element_size()
+            for s in self.opt.state.values()
+            for t in s.values()
+            if torch.is_tensor(t)
+        )
+
+    def step(self):
+        self.opt.step()
+
+    def close(self):
+        del self.opt, self.ps
+
+
+# ------------------------------------------------------------- the bench
+
+
+def bench_one(tree_name, shapes, name, args):
+    params = make_tree(shapes)
+    grads = {k: (0.01 * v).astype(np.float32) for k, v in make_tree(shapes, seed=1).items()}
+    runners = {}
+    for impl, (tx, apply) in jax_optimizers(name).items():
+        runners[impl] = JaxRunner(tx, apply, params, grads)
+    if not args.no_torch:
+        for impl, make in torch_optimizers(name).items():
+            runners[impl] = TorchRunner(make, params, grads)
+    for r in runners.values():
+        for _ in range(args.warmup):
+            r.step()
+    times = {k: [] for k in runners}
+    for _ in range(args.rounds):  # interleaved: each round runs every implementation
+        for impl, r in runners.items():
+            for _ in range(args.steps):
+                t0 = time.perf_counter()
+                r.step()
+                times[impl].append(time.perf_counter() - t0)
+    rows = []
+    for impl, r in runners.items():
+        rows.append(
+            dict(
+                tree=tree_name,
+                leaves=len(shapes),
+                floats=int(sum(np.prod(s) for s in shapes)),
+                optimizer=name,
+                impl=impl,
+                step_ms=1e3 * statistics.median(times[impl]),
+                trace_s=r.trace_s,
+                lower_s=r.lower_s,
+                compile_s=r.compile_s,
+                compile_cpu_s=r.compile_cpu_s,
+                state_bytes=r.state_bytes,
+                temp_bytes=r.temp_bytes,
+            )
+        )
+        r.close()
+    return rows
+
+
+def _ratio(x, ref):
+    return "" if x is None or not ref else f"{x / ref:.2f}x"
+
+
+def _num(x, fmt):
+    return "n/a" if x is None else format(x, fmt)
+
+
+def table(rows):
+    head = (
+        "| tree | optimizer | implementation | step ms | step vs optax | trace s | lower s "
+        "| compile s | compile vs optax (wall / cpu) | state MB | state vs optax | XLA temp MB |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        ref = next(
+            x
+            for x in rows
+            if x["tree"] == r["tree"] and x["optimizer"] == r["optimizer"] and x["impl"] == "optax"
+        )
+        comp = ""
+        if r["compile_s"] is not None:
+            comp = f"{_ratio(r['compile_s'], ref['compile_s'])} / "
+            comp += _ratio(r["compile_cpu_s"], ref["compile_cpu_s"])
+        lines.append(
+            f"| {r['tree']} | {r['optimizer']} | {r['impl']} | {r['step_ms']:.2f} "
+            f"| {_ratio(r['step_ms'], ref['step_ms'])} | {_num(r['trace_s'], '.2f')} "
+            f"| {_num(r['lower_s'], '.2f')} | {_num(r['compile_s'], '.2f')} | {comp} "
+            f"| {r['state_bytes'] / 2**20:.1f} | {_ratio(r['state_bytes'], ref['state_bytes'])} "
+            f"| {_num(None if r['temp_bytes'] is None else r['temp_bytes'] / 2**20, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jax backend": jax.default_backend(),
+        "optax": optax.__version__,
+        "torch": torch.__version__,
+        "torch threads": torch.get_num_threads(),
+        "gradtx": gradtx.__version__,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny trees, few steps")
+    parser.add_argument("--optimizers", default="adam,adamw,sgd_momentum,radam")
+    parser.add_argument("--trees", default="", help="comma-separated substrings of tree names")
+    parser.add_argument("--many", type=int, default=1000, help="leaves of the many-leaf tree")
+    parser.add_argument(
+        "--many-optimizers", default=None, help="optimizers on the many-leaf tree (default: all)"
+    )
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument(
+        "--output", default=None, help="Markdown file (full run default: RESULTS.md)"
+    )
+    parser.add_argument("--note", default="", help="conditions of the run, for RESULTS.md")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.steps = args.steps or (2 if args.quick else 4)
+    out = args.output or (None if args.quick else str(HERE / "RESULTS.md"))
+
+    start = time.time()
+    load0 = os.getloadavg()
+    rows = []
+    for tree_name, shapes in trees(args.quick, args.many).items():
+        if args.trees and not any(t in tree_name for t in args.trees.split(",")):
+            continue
+        names = args.optimizers.split(",")
+        if "small leaves" in tree_name and args.many_optimizers:
+            names = [n for n in names if n in args.many_optimizers.split(",")]
+        for name in names:
+            print(f"{tree_name} / {name} ...", flush=True)
+            # optax relies on implicit promotion (python floats with int32 counts).
+            with jax.numpy_dtype_promotion("standard"):
+                rows += bench_one(tree_name, shapes, name, args)
+    text = table(rows)
+    print(text)
+    info = machine()
+    info["load average (1 min) at start / end"] = f"{load0[0]:.1f} / {os.getloadavg()[0]:.1f}"
+    info["wall time of the run"] = f"{time.time() - start:.0f} s"
+    info["date (UTC)"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    info["settings"] = (
+        f"rounds={args.rounds} steps/round={args.steps} warmup={args.warmup} "
+        f"quick={args.quick} float32"
+    )
+    if out:
+        md = ["# Optimizer benchmarks", ""]
+        md += [
+            "Produced by `python benchmarks/bench_optimizers.py`; see that file's docstring.",
+            "",
+        ]
+        md += [f"- {k}: {v}" for k, v in info.items()]
+        if args.note:
+            md += ["", args.note]
+        md += ["", text, ""]
+        Path(out).write_text("\n".join(md))
+        Path(out).with_suffix(".json").write_text(
+            json.dumps({"machine": info, "rows": rows}, indent=1)
+        )
+        print(f"wrote {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

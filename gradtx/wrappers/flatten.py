@@ -1,0 +1,143 @@
+"""The flat-buffer mode: run a transform on one 1-D buffer per dtype.
+
+Why: XLA compiles (and the CPU runs) one kernel per fused group of
+operations, and an elementwise optimizer on a tree of N leaves makes about
+three per leaf (new m, new v, new params).  On trees of many small leaves the
+compile time and the per-step launch overhead grow with N, not with the
+number of floats.  ``flatten(tx)`` keeps the state of ``tx`` as a few flat
+buffers (one per dtype) across steps, so the optimizer's arithmetic is a
+handful of kernels whatever N is.  Per step it concatenates the incoming
+gradients (one operation per dtype) and splits the update back into leaves
+(one ``lax.split`` per dtype, whose pieces XLA fuses into the caller's
+``apply_updates``).
+
+Elementwise transforms compute exactly the same numbers on the flat buffers:
+each element sees the same scalars and the same operations.  Transforms that
+need each leaf's shape (``centralize``) refuse to run inside (see
+``_tree.check_per_leaf``); masks given as param-shaped trees must be applied
+outside: ``gradtx.masked(gradtx.flatten(tx), mask)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
+
+
+class FlattenState(NamedTuple):
+    """``inner_state``: the wrapped transform's state, over ``{dtype name: 1-D buffer}``."""
+
+    inner_state: Any
+
+
+class _Layout(NamedTuple):
+    treedef: Any
+    shapes: tuple
+    groups: dict  # dtype name -> indices of the leaves of that dtype, in tree order
+
+
+def _layout(tree: Any, max_size: int) -> _Layout:
+    leaves, treedef = jax.tree.flatten(tree)
+    groups: dict[str, list[int]] = {}
+    for i, leaf in enumerate(leaves):
+        name = jnp.result_type(leaf).name
+        if math.prod(jnp.shape(leaf)) > max_size:
+            name = f"{name}_leaf{i}"  # big: its own buffer, no copy in or out
+        groups.setdefault(name, []).append(i)
+    return _Layout(treedef, tuple(jnp.shape(x) for x in leaves), groups)
+
+
+def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
+    leaves, treedef = jax.tree.flatten(tree)
+    if treedef != layout.treedef:
+        raise ValueError(
+            f"{call}: tree does not match the updates' tree.\n"
+            f"  expected: {layout.treedef}\n  got: {treedef}"
+        )
+    flat = {}
+    for name, idx in layout.groups.items():
+        if "_leaf" in name:  # a big leaf, left as it is (see ``flatten``)
+            flat[name] = leaves[idx[0]]
+            continue
+        parts = [jnp.ravel(leaves[i]) for i in idx]
+        flat[name] = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+    return flat
+
+
+def _unpack(flat: dict[str, jax.Array], layout: _Layout) -> Any:
+    out: list[Any] = [None] * len(layout.shapes)
+    for name, idx in layout.groups.items():
+        sizes = [math.prod(layout.shapes[i]) for i in idx]
+        pieces = [flat[name]] if len(idx) == 1 else jax.lax.split(flat[name], sizes)
+        for i, piece in zip(idx, pieces):
+            out[i] = piece if piece.shape == layout.shapes[i] else piece.reshape(layout.shapes[i])
+    return layout.treedef.unflatten(out)
+
+
+def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
+    """Run ``tx`` on flat buffers, one per dtype, kept flat across steps.
+
+    Leaves with more than ``max_leaf_size`` elements are not concatenated:
+    each keeps a buffer of its own, in its own shape.  Copying a
+    big leaf into and out of a flat buffer costs more memory traffic than
+    its own kernels cost to launch (the ResNet-like tree in
+    benchmarks/RESULTS.md ran 3.5x slower with everything concatenated), so
+    only the many small leaves (biases, norms, small layers) are fused.
+
+    ``flatten(tx)`` computes the same updates as ``tx`` for every elementwise
+    transform (all of gradtx's optimizers except Ranger's gradient
+    centralisation, which raises inside), with far fewer XLA operations on
+    trees of many leaves: faster to compile and to run (benchmarks/RESULTS.md).
+    Its state is ``FlattenState(inner_state)`` where ``inner_state`` is
+    ``tx``'s state over ``{"float32": buffer, "bfloat16": buffer, ...}``; the
+    hyperparameters stay readable and settable with ``get_hyperparams`` /
+    ``set_hyperparams`` as before.
+
+    The updates (and params, and a chain's ``grads``) must have the dtypes of
+    the params given to ``init``.  The flat buffers do not keep the params'
+    shardings: use it for replicated or single-device params.
+
+    Args:
+      tx: any gradient transformation whose math is elementwise (or reduces
+        over all leaves, like ``clip_by_global_norm``: same value up to the
+        order of the summation).
+      max_leaf_size: leaves larger than this keep their own buffer.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.flatten(gradtx.adam(1e-3))
+      >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+      >>> state = opt.init(params)
+      >>> updates, state = opt.update(params, state, params)
+      >>> updates["w"].shape
+      (2, 3)
+    """
+    call = "gradtx.flatten"
+    inner = _with_extra_args(tx, call)
+    if isinstance(max_leaf_size, bool) or not isinstance(max_leaf_size, int) or max_leaf_size < 0:
+        raise ValueError(f"{call}(max_leaf_size={max_leaf_size!r}): expected an int >= 0")
+
+    def init(params):
+        layout = _layout(params, max_leaf_size)
+        with _tree.flat_buffers():
+            return FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
+
+    def update(updates, state, params=None, **extra):
+        layout = _layout(updates, max_leaf_size)
+        flat_params = None if params is None else _pack(f"{call}.update(params)", params, layout)
+        if extra.get("grads") is not None:
+            extra["grads"] = _pack(f"{call}.update(grads)", extra["grads"], layout)
+        with _tree.flat_buffers():
+            flat, inner_state = inner.update(
+                _pack(f"{call}.update", updates, layout), state.inner_state, flat_params, **extra
+            )
+        return _unpack(flat, layout), FlattenState(inner_state)
+
+    kind = GradientMap if isinstance(tx, GradientMap) else GradientTransformation
+    return kind(init, update)

@@ -1,0 +1,29 @@
+"""The benchmark script runs end to end in its quick mode and writes its table."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_optimizers.py"
+
+
+def test_quick_benchmark_writes_the_table(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_optimizers", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "RESULTS.md"
+    rows = bench.main(
+        ["--quick", "--optimizers", "adam", "--rounds", "1", "--steps", "1"]
+        + ["--warmup", "1", "--output", str(out)]
+    )
+    text = out.read_text()
+    assert "| tree | optimizer | implementation | step ms |" in text
+    assert "- jax: " in text and "- cpu: " in text
+    impls = {r["impl"] for r in rows}
+    assert {"optax", "gradtx", "gradtx.flatten", "torch foreach", "torch fused"} <= impls
+    assert len({r["tree"] for r in rows}) == 4
+    # one row per implementation, tree and optimizer, each with a positive step time
+    assert len(rows) == 4 * 5 and all(r["step_ms"] > 0 for r in rows)
+    optax_rows = [r for r in rows if r["impl"] == "optax"]
+    assert all(r["compile_s"] > 0 and r["state_bytes"] > 0 for r in optax_rows)
+    assert json.loads(out.with_suffix(".json").read_text())["rows"] == json.loads(json.dumps(rows))

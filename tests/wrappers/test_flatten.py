@@ -1,0 +1,235 @@
+"""gradtx.flatten(tx) computes what tx computes, on flat per-dtype buffers."""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+# Keyword arguments that switch on each optimizer's optional stages, so the
+# comparison covers them.  An optimizer exported later and not listed here is
+# still compared, with its defaults (see ``_optimizers``).
+OPTIONS = {
+    "sgd": [
+        dict(learning_rate=0.1, momentum=0.9, weight_decay=0.01),
+        dict(nesterov=True, momentum=0.5),
+    ],
+    "sgdw": [dict(learning_rate=0.1, momentum=0.9)],
+    "adam": [dict(learning_rate=0.01, weight_decay=0.1), dict(amsgrad=True)],
+    "adamw": [dict(learning_rate=0.01)],
+    "amsgrad": [dict(learning_rate=0.01)],
+    "radam": [dict(learning_rate=0.01, weight_decay=0.1)],
+    "nadam": [dict(learning_rate=0.01)],
+    "adagrad": [dict(learning_rate=0.1, weight_decay=0.1)],
+    "rmsprop": [dict(learning_rate=0.01, momentum=0.9, centered=True)],
+    "adadelta": [dict(weight_decay=0.1)],
+    # Gradient centralisation needs leaf shapes (it raises inside flatten, tested below).
+    "ranger": [dict(learning_rate=0.01, gradient_centralization=False)],
+    "lookahead": [dict(inner=None, sync_period=3)],
+    # The projection is summed over the tree: flat buffers sum the same terms.
+    "swats": [dict(learning_rate=0.01)],
+}
+SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
+STEPS = 13  # past RAdam's threshold (t = 6) and several Lookahead syncs
+
+
+def _optimizers():
+    names = [
+        n
+        for n in gradtx.__all__
+        if inspect.isfunction(getattr(gradtx, n))
+        and getattr(gradtx, n).__module__.startswith("gradtx.optimizers.")
+    ]
+    cases = []
+    for name in sorted(names):
+        for kw in OPTIONS.get(name, [{}]):
+            cases.append(pytest.param(name, kw, id=f"{name}-{'-'.join(kw) or 'defaults'}"))
+    return cases
+
+
+def _build(name, kw):
+    kw = dict(kw)
+    if name == "lookahead":
+        kw["inner"] = gradtx.adam(0.01)
+    return getattr(gradtx, name)(**kw)
+
+
+def _problem(dtypes, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {k: jnp.asarray(rng.normal(size=s), dtypes[k]) for k, s in SHAPES.items()}
+    grads = [
+        {k: jnp.asarray(rng.normal(size=s), dtypes[k]) for k, s in SHAPES.items()}
+        for _ in range(STEPS)
+    ]
+    return params, grads
+
+
+def _run(tx, params, grads, **extra):
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    out = []
+    for g in grads:
+        updates, state = step(g, state, params, **extra)
+        params = gradtx.apply_updates(params, updates)
+        out.append(params)
+    return out, state
+
+
+def _assert_same(a, b, rtol=0.0):
+    # Params are O(1): an absolute floor of rtol keeps a value that crosses
+    # zero (params + update cancel) from turning one ulp into a large ratio.
+    for step, (x, y) in enumerate(zip(a, b)):
+        for k in y:
+            np.testing.assert_allclose(
+                np.asarray(x[k], np.float64),
+                np.asarray(y[k], np.float64),
+                rtol=rtol,
+                atol=rtol,
+                err_msg=f"leaf {k!r} at step {step + 1}",
+            )
+
+
+@pytest.mark.parametrize("name,kw", _optimizers())
+def test_flatten_equals_default_path_float64(x64, name, kw):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES})
+    ours, state = _run(gradtx.flatten(_build(name, kw)), params, grads)
+    ref, ref_state = _run(_build(name, kw), params, grads)
+    # Same elementwise operations on the same values; XLA may fuse the two
+    # programs differently, which can move a rounding by one ulp.
+    _assert_same(ours, ref, rtol=1e-14)
+    assert gradtx.get_hyperparams(state).keys() == gradtx.get_hyperparams(ref_state).keys()
+
+
+def test_mixed_float32_bfloat16_leaves():
+    dtypes = {"w": jnp.float32, "b": jnp.bfloat16, "k": jnp.float32, "s": jnp.bfloat16}
+    params, grads = _problem(dtypes, seed=1)
+    for tx in [lambda: gradtx.adamw(0.01), lambda: gradtx.sgd(0.1, momentum=0.9)]:
+        ours, state = _run(gradtx.flatten(tx()), params, grads)
+        ref, _ = _run(tx(), params, grads)
+        _assert_same(ours, ref, rtol=1e-6)  # float32 rounding of fusion order at most
+        assert {k: v.dtype for k, v in ours[-1].items()} == dtypes
+    mu = state.inner_state.inner_state[0].mu
+    assert {k: v.dtype for k, v in mu.items()} == {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
+    assert {k: v.shape for k, v in mu.items()} == {"bfloat16": (5,), "float32": (24,)}
+
+
+def test_bfloat16_moments_through_flatten():
+    params, grads = _problem({k: jnp.float32 for k in SHAPES}, seed=2)
+    make = lambda: gradtx.adam(0.01, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)  # noqa: E731
+    ours, state = _run(gradtx.flatten(make()), params, grads)
+    ref, _ = _run(make(), params, grads)
+    _assert_same(ours, ref, rtol=1e-6)
+    moments = jax.tree.leaves(state.inner_state.inner_state)
+    assert {x.dtype for x in moments if x.ndim} == {jnp.dtype(jnp.bfloat16)}
+
+
+def _masks():
+    mask = {"w": True, "b": False, "k": True, "s": False}
+    out = [pytest.param(lambda tx: optax.masked(tx, mask), id="optax.masked")]
+    if hasattr(gradtx, "masked"):
+        out.append(pytest.param(lambda tx: gradtx.masked(tx, mask), id="gradtx.masked"))
+    return out
+
+
+@pytest.mark.parametrize("wrap", _masks())
+def test_masked_groups(x64, wrap):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES}, seed=3)
+    ours, _ = _run(wrap(gradtx.flatten(gradtx.adamw(0.01))), params, grads)
+    ref, _ = _run(wrap(gradtx.adamw(0.01)), params, grads)
+    _assert_same(ours, ref, rtol=1e-14)
+    # Masked-out leaves pass the gradient through, with no AdamW step.
+    np.testing.assert_allclose(ours[-1]["b"], params["b"] + sum(g["b"] for g in grads))
+
+
+def test_mask_inside_flatten_is_a_clear_error():
+    params, _ = _problem({k: jnp.float32 for k in SHAPES})
+    tx = gradtx.flatten(gradtx.adamw(0.01, mask={"w": True, "b": False, "k": True, "s": False}))
+    with pytest.raises(ValueError, match="mask tree does not match"):
+        tx.update(params, tx.init(params), params)
+
+
+def test_schedule_as_plain_callable(x64):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES}, seed=4)
+    lr = lambda t: 0.1 / (1.0 + t.astype(jnp.float64))  # noqa: E731
+    ours, state = _run(gradtx.flatten(gradtx.adam(lr)), params, grads)
+    ref, _ = _run(gradtx.adam(lr), params, grads)
+    _assert_same(ours, ref, rtol=1e-14)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1 / 14)
+
+
+def test_hyperparams_get_and_set_without_retrace(x64):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES}, seed=5)
+    tx, ref_tx = gradtx.flatten(gradtx.adam(0.01)), gradtx.adam(0.01)
+    state, ref_state = tx.init(params), ref_tx.init(params)
+    traces = []
+
+    def step(g, s, p):
+        traces.append(1)
+        return tx.update(g, s, p)
+
+    step = jax.jit(step)
+    for i, g in enumerate(grads[:4]):
+        if i == 2:
+            state = gradtx.set_hyperparams(state, learning_rate=0.5, b1=0.5)
+            ref_state = gradtx.set_hyperparams(ref_state, learning_rate=0.5, b1=0.5)
+        u, state = step(g, state, params)
+        ref_u, ref_state = ref_tx.update(g, ref_state, params)
+        _assert_same([u], [ref_u], rtol=1e-14)
+    assert len(traces) == 1
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 0.5
+
+
+def test_inside_a_chain_gets_the_frozen_gradient(x64):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES}, seed=6)
+
+    def make(wrap):
+        return gradtx.chain(
+            gradtx.add_momentum(0.9), wrap(gradtx.scale_by_rms(0.99)), gradtx.scale(-0.1)
+        )
+
+    ours, _ = _run(make(gradtx.flatten), params, grads)
+    ref, _ = _run(make(lambda t: t), params, grads)
+    _assert_same(ours, ref, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "make,who",
+    [
+        (lambda: gradtx.ranger(), "centralize"),
+        (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd"),
+    ],
+)
+def test_per_leaf_transform_refuses_to_run_flat(make, who):
+    params, _ = _problem({k: jnp.float32 for k in SHAPES})
+    tx = gradtx.flatten(make())
+    with pytest.raises(ValueError, match=f"{who}.* works per leaf"):
+        tx.update(params, tx.init(params), params)
+
+
+def test_big_leaves_keep_their_own_buffer(x64):
+    params, grads = _problem({k: jnp.float64 for k in SHAPES}, seed=7)
+    ours, state = _run(gradtx.flatten(gradtx.adam(0.01), max_leaf_size=10), params, grads)
+    ref, _ = _run(gradtx.adam(0.01), params, grads)
+    _assert_same(ours, ref, rtol=1e-14)
+    mu = state.inner_state.inner_state[0].mu  # leaves in key order: b, k, s, w
+    assert jax.tree.map(jnp.shape, mu) == {
+        "float64": (5,),  # b (4) and s (1)
+        "float64_leaf1": (2, 3, 2),  # k, as it is
+        "float64_leaf3": (3, 4),  # w
+    }
+    with pytest.raises(ValueError, match="max_leaf_size"):
+        gradtx.flatten(gradtx.adam(), max_leaf_size=-1)
+
+
+def test_state_is_one_buffer_per_dtype_and_tree_mismatch_is_an_error():
+    params, _ = _problem({k: jnp.float32 for k in SHAPES})
+    tx = gradtx.flatten(gradtx.sgd(0.1, momentum=0.9))
+    state = tx.init(params)
+    mu = state.inner_state.inner_state[0].mu
+    assert jax.tree.map(jnp.shape, mu) == {"float32": (29,)}
+    with pytest.raises(ValueError, match="does not match"):
+        tx.update(params, state, {"w": params["w"]})
