@@ -49,6 +49,7 @@ REQUIRED_ARGS = {
     "accumulate_gradients": {"inner": gradtx.sgd(0.1), "every_k": 2},
     "apply_if_finite": {"inner": gradtx.sgd(0.1), "max_consecutive_errors": 2},
     "masked": {"inner": gradtx.sgd(0.1)},
+    "flatten": {"tx": gradtx.sgd(0.1)},
     "partition": {"transforms": {"a": gradtx.sgd(0.1)}},
     "switch_to_sgd": {"adaptive": gradtx.scale_by_rms(0.9)},
     "when_rectified": {"inner": gradtx.sgd(0.1)},
