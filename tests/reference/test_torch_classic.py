@@ -8,6 +8,7 @@ import optax
 import pytest
 import pytorch_optimizer
 import torch
+import torch_optimizer
 
 import gradtx
 from tests.reference.harness import (
@@ -253,3 +254,16 @@ def test_nadam_default_differs_from_optax(x64):
     with jax.numpy_dtype_promotion("standard"):
         ref = run_gradtx(optax.nadam(0.01), params, grads)
     assert np.max(np.abs(ours[-1]["w"] - ref[-1]["w"])) > 1e-4
+
+
+def test_torch_optimizer_sgdw_bug_is_not_reproduced(x64):
+    """torch_optimizer.SGDW subtracts the constant lr*wd from every element (ALGORITHMS.md §11);
+    gradtx.sgdw decays proportionally to the params, as pytorch_optimizer.SGDW does."""
+    params = {"w": np.array([1.0, -2.0, 3.0])}
+    grads = [{"w": np.zeros(3)}]
+    buggy = run_torch(lambda ps: torch_optimizer.SGDW(ps, lr=0.1, weight_decay=0.5), params, grads)
+    np.testing.assert_allclose(buggy[0]["w"], [0.95, -2.05, 2.95], rtol=1e-15)
+    ours = run_gradtx(gradtx.sgdw(0.1, weight_decay=0.5), params, grads)
+    np.testing.assert_allclose(
+        ours[0]["w"], np.array([1.0, -2.0, 3.0]) * (1 - 0.1 * 0.5), rtol=1e-15
+    )
