@@ -86,6 +86,14 @@ def check_flag(call: str, name: str, value: Any, kind: type | tuple[type, ...]) 
         raise TypeError(f"{call}({name}={value!r}): {name} must be {names}")
 
 
+def check_int(call: str, name: str, value: Any, low: int) -> None:
+    """A static integer option (a period, a count): ``TypeError`` unless an int,
+    ``ValueError`` below ``low``; both name the call and the argument."""
+    check_flag(call, name, value, int)
+    if value < low:
+        raise ValueError(f"{call}({name}={value!r}): {name} must be >= {low}")
+
+
 def check_choice(call: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     """``ValueError`` naming the call unless ``value`` is one of ``choices``."""
     if not isinstance(value, str):

@@ -11,7 +11,7 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, _with_extra_args, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx._checks import check_flag, check_hyperparam, check_int, is_zero
 from gradtx.optimizers.adam import check_adam_args
 from gradtx.optimizers.radam import radam_chain
 from gradtx.transforms.centralize import centralize
@@ -113,9 +113,7 @@ def lookahead(
     """
     call = "gradtx.lookahead"
     inner = _with_extra_args(inner, f"{call}(inner=...)")
-    check_flag(call, "sync_period", sync_period, int)
-    if sync_period < 1:
-        raise ValueError(f"{call}(sync_period={sync_period!r}): sync_period must be >= 1")
+    check_int(call, "sync_period", sync_period, 1)
     check_hyperparam(call, "slow_step_size", slow_step_size, low=0.0, high=1.0)
     build = functools.partial(_lookahead, inner, int(sync_period))
     return hyperparameterized(build, {"slow_step_size": slow_step_size})
@@ -188,9 +186,7 @@ def ranger(
     check_adam_args(call, learning_rate, b1, b2, eps, 0.0, weight_decay)
     check_hyperparam(call, "threshold", threshold)
     check_hyperparam(call, "slow_step_size", slow_step_size, low=0.0, high=1.0)
-    check_flag(call, "sync_period", sync_period, int)
-    if sync_period < 1:
-        raise ValueError(f"{call}(sync_period={sync_period!r}): sync_period must be >= 1")
+    check_int(call, "sync_period", sync_period, 1)
     check_flag(call, "gradient_centralization", gradient_centralization, bool)
     check_flag(call, "gc_conv_only", gc_conv_only, bool)
     check_flag(call, "channel_axis", channel_axis, int)

@@ -10,7 +10,7 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, _with_extra_args
-from gradtx._checks import check_flag
+from gradtx._checks import check_int
 
 
 class AccumulateGradientsState(NamedTuple):
@@ -64,9 +64,7 @@ def accumulate_gradients(
     """
     call = "gradtx.accumulate_gradients"
     inner = _with_extra_args(inner, call)
-    check_flag(call, "every_k", every_k, int)
-    if every_k < 1:
-        raise ValueError(f"{call}(every_k={every_k}): every_k must be >= 1")
+    check_int(call, "every_k", every_k, 1)
 
     def init(params):
         return AccumulateGradientsState(

@@ -10,7 +10,7 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, _with_extra_args
-from gradtx._checks import check_flag
+from gradtx._checks import check_int
 
 
 class ApplyIfFiniteState(NamedTuple):
@@ -73,9 +73,7 @@ def apply_if_finite(
     """
     call = "gradtx.apply_if_finite"
     inner = _with_extra_args(inner, call)
-    check_flag(call, "max_consecutive_errors", max_consecutive_errors, int)
-    if max_consecutive_errors < 0:
-        raise ValueError(f"{call}(max_consecutive_errors={max_consecutive_errors}): must be >= 0")
+    check_int(call, "max_consecutive_errors", max_consecutive_errors, 0)
 
     def init(params):
         zero = jnp.zeros([], jnp.int32)
