@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -111,6 +112,39 @@ def check_same_structure(call: str, updates: Any, state_tree: Any, what: str = "
             f"{call}: the updates' tree does not match the {what}'s tree.\n"
             f"  updates: {a}\n  {what}: {b}"
         )
+
+
+def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) -> list:
+    """One value per leaf of ``tree``, from a prefix tree or from ``fn(tree)``.
+
+    ``prefix`` may stop above the leaves (``{"encoder": False, "head": True}``
+    masks whole subtrees).  The choice between a tree and a function is the
+    keyword used, never ``callable()``: Equinox modules and other callable
+    pytrees are valid prefixes.
+    """
+    if prefix is not None and fn is not None:
+        raise ValueError(f"{call}: give {what} or {what}_fn, not both")
+    if fn is not None:
+        prefix = fn(tree)
+    prefix_leaves, prefix_def = jax.tree.flatten(prefix)
+    try:
+        subtrees = prefix_def.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{call}: the {what} tree does not match the params tree: it is not a prefix of it.\n"
+            f"  params: {jax.tree.structure(tree)}\n  {what}: {prefix_def}"
+        ) from err
+    return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]
+
+
+def static_bools(call: str, values: list) -> list[bool]:
+    try:
+        return [bool(v) for v in values]
+    except jax.errors.ConcretizationTypeError as err:
+        raise TypeError(
+            f"{call}: mask values must be static Python bools (the mask chooses the "
+            "program's structure), not arrays computed from traced params"
+        ) from err
 
 
 # The flat-buffer mode (``gradtx.flatten``) runs transforms on 1-D buffers, so a

@@ -13,26 +13,16 @@ from gradtx._base import EmptyState, GradientMap, GradientTransformation, hyperp
 from gradtx._checks import check_hyperparam
 
 
-def resolve_mask(call: str, params: Any, mask: Any, mask_fn: Callable | None) -> Any:
-    """A pytree of bools shaped like ``params`` (or ``None`` for 'all leaves').
+def resolve_mask(call: str, params: Any, mask: Any, mask_fn: Callable | None) -> list | None:
+    """One static bool per leaf of ``params`` (or ``None`` for 'all leaves').
 
-    Masks are given as a pytree (``mask``) or as a function of the params
-    (``mask_fn``), never guessed with ``callable()``: Equinox modules and other
-    callable pytrees are valid masks.
+    The mask is a pytree of bools (the params' tree or a prefix of it) or a
+    function of the params given as ``mask_fn``, never guessed with
+    ``callable()``: the same rule as ``gradtx.masked``.
     """
-    if mask is not None and mask_fn is not None:
-        raise ValueError(f"{call}: give mask or mask_fn, not both")
-    if mask_fn is not None:
-        mask = mask_fn(params)
-    if mask is None:
+    if mask is None and mask_fn is None:
         return None
-    try:
-        return jax.tree.map(lambda _, m: bool(m), params, mask)
-    except ValueError as err:
-        raise ValueError(
-            f"{call}: mask tree does not match the params tree.\n"
-            f"  params: {jax.tree.structure(params)}\n  mask: {jax.tree.structure(mask)}"
-        ) from err
+    return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, params))
 
 
 def check_mask(call: str, mask: Any, mask_fn: Any) -> None:
@@ -57,7 +47,8 @@ def _add_scaled_params(call, kind, *, weight_decay, mask, mask_fn):
 
         if leaf_mask is None:
             return jax.tree.map(one, updates, params), state
-        return jax.tree.map(one, updates, params, leaf_mask), state
+        keep = jax.tree.structure(updates).unflatten(leaf_mask)
+        return jax.tree.map(one, updates, params, keep), state
 
     return kind(lambda params: EmptyState(), update)
 

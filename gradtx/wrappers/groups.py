@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from gradtx import _tree
 from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
 
 
@@ -25,39 +26,6 @@ class MaskedState(NamedTuple):
     """``inner_state``: the inner transform's state over the unmasked leaves."""
 
     inner_state: Any
-
-
-def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) -> list:
-    """One value per leaf of ``tree``, from a prefix tree or from ``fn(tree)``.
-
-    ``prefix`` may stop above the leaves (``{"encoder": False, "head": True}``
-    masks whole subtrees).  The choice between a tree and a function is the
-    keyword used, never ``callable()``: Equinox modules and other callable
-    pytrees are valid prefixes.
-    """
-    if prefix is not None and fn is not None:
-        raise ValueError(f"{call}: give {what} or {what}_fn, not both")
-    if fn is not None:
-        prefix = fn(tree)
-    prefix_leaves, prefix_def = jax.tree.flatten(prefix)
-    try:
-        subtrees = prefix_def.flatten_up_to(tree)
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"{call}: the {what} tree is not a prefix of the params tree.\n"
-            f"  params: {jax.tree.structure(tree)}\n  {what}: {prefix_def}"
-        ) from err
-    return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]
-
-
-def _bools(call: str, values: list) -> list[bool]:
-    try:
-        return [bool(v) for v in values]
-    except jax.errors.ConcretizationTypeError as err:
-        raise TypeError(
-            f"{call}: mask values must be static Python bools (the mask chooses the "
-            "program's structure), not arrays computed from traced params"
-        ) from err
 
 
 def hide(tree: Any, keep: list[bool]) -> Any:
@@ -122,7 +90,7 @@ def masked(
         raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
 
     def keep_of(tree):
-        return _bools(call, per_leaf(call, "mask", mask, mask_fn, tree))
+        return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree))
 
     def init(params):
         return MaskedState(inner.init(hide(params, keep_of(params))))
@@ -180,7 +148,7 @@ def partition(
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
 
     def labels_of(tree):
-        values = per_leaf(call, "labels", labels, labels_fn, tree)
+        values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)
         unknown = sorted({repr(v) for v in values if not _known(v)})
         if unknown:
             raise ValueError(

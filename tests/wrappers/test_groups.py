@@ -108,6 +108,26 @@ def test_masked_weight_decay_leaves_biases_untouched(x64):
         assert not np.allclose(runs[decayed][-1]["w"], runs[plain][-1]["w"])
 
 
+def test_decay_mask_may_be_a_prefix_of_the_params_like_masked():
+    params = {"enc": {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}, "head": {"w": -jnp.ones(3)}}
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    full = {"enc": {"w": False, "b": False}, "head": {"w": True}}
+    prefix = {"enc": False, "head": True}
+
+    def step(tx):
+        return tx.update(grads, tx.init(params), params)[0]
+
+    for make in (
+        lambda m: gradtx.adamw(0.1, weight_decay=0.5, mask=m),
+        lambda m: gradtx.chain(gradtx.add_l2(0.5, mask=m), gradtx.sgd(0.1)),
+    ):
+        by_prefix, by_full = step(make(prefix)), step(make(full))
+        jax.tree.map(np.testing.assert_array_equal, by_prefix, by_full)
+        assert not np.allclose(by_prefix["head"]["w"], step(make(False))["head"]["w"])
+    with pytest.raises(ValueError, match="not a prefix"):
+        step(gradtx.adamw(0.1, mask={"enc": True}))
+
+
 def test_masked_out_leaves_hold_no_state_and_pass_through():
     params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
     opt = gradtx.masked(gradtx.adam(0.1), {"w": True, "b": False})
