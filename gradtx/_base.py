@@ -33,7 +33,6 @@ import optax
 from gradtx import _checks, _tree
 
 GradientTransformation = optax.GradientTransformationExtraArgs
-Schedule = Callable[[jax.Array], jax.Array]
 
 
 class GradientMap(optax.GradientTransformationExtraArgs):

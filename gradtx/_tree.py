@@ -88,11 +88,6 @@ def ema(decay: Any, old: Any, new: Any) -> Any:
     return jax.tree.map(one, old, new)
 
 
-def count_float(count: jax.Array, like: Any) -> jax.Array:
-    """The int32 step count as a float in ``like``'s dtype (t for bias corrections)."""
-    return count.astype(jnp.result_type(like))
-
-
 def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
     """``1 - decay**t`` in ``decay``'s dtype (t is the 1-based step as an int)."""
     decay = jnp.asarray(decay)
