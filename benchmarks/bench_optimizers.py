@@ -12,8 +12,13 @@ where torch has it), and reports as ratios to optax:
 - step time: median over rounds that alternate between the implementations
   (so a busy machine slows them alike), after warm-up steps;
 - trace, lower and compile time, separately (``jax.jit(f).trace(...)``,
-  ``.lower()``, ``.compile()``); compile is wall time, and the CPU time of the
-  compiling process is given too (steadier on a shared machine);
+  ``.lower()``, ``.compile()``), each the median of ``--compiles`` fresh
+  compiles interleaved across the implementations (full run: 3); compile is
+  wall time, and the CPU time of the compiling process is given too (steadier
+  on a shared machine);
+- the dispatch floor ("jax no-op step"): a jitted, donated step over the same
+  params, optax state and grads that computes nothing; at 1,000 leaves passing
+  the arrays in and out is a large share of every JAX step;
 - optimizer-state bytes (all state arrays; torch: the tensors in ``opt.state``);
 - XLA's temporary memory for the step (``compiled.memory_analysis()``), the
   peak scratch beyond the donated inputs and the outputs.
@@ -142,11 +147,25 @@ def torch_optimizers(name):
 
 
 class JaxRunner:
+    """One jitted, donated ``update + apply`` step; ``compile()`` may be called again."""
+
     def __init__(self, tx, apply, params, grads):
+        self.tx, self.apply = tx, apply
         self.params = jax.tree.map(jnp.asarray, params)
         self.grads = jax.tree.map(jnp.asarray, grads)
         self.state = tx.init(self.params)
         self.state_bytes = sum(x.nbytes for x in jax.tree.leaves(self.state))
+        self.timings = []  # (trace, lower, compile wall, compile cpu) per compile()
+        self.compile()
+        try:
+            self.temp_bytes = self.compiled.memory_analysis().temp_size_in_bytes
+        except Exception:  # not every backend reports it
+            self.temp_bytes = None
+
+    def compile(self):
+        # A new function object each time, so that nothing is reused from an earlier
+        # trace (jax caches traces and executables per function object).
+        tx, apply = self.tx, self.apply
 
         def step(p, s, g):
             u, s = tx.update(g, s, p)
@@ -161,12 +180,10 @@ class JaxRunner:
         c0 = time.process_time()
         self.compiled = lowered.compile()
         t3 = time.perf_counter()
-        self.trace_s, self.lower_s, self.compile_s = t1 - t0, t2 - t1, t3 - t2
-        self.compile_cpu_s = time.process_time() - c0
-        try:
-            self.temp_bytes = self.compiled.memory_analysis().temp_size_in_bytes
-        except Exception:  # not every backend reports it
-            self.temp_bytes = None
+        self.timings.append((t1 - t0, t2 - t1, t3 - t2, time.process_time() - c0))
+
+    def median(self, i):
+        return statistics.median(t[i] for t in self.timings)
 
     def step(self):
         self.params, self.state = self.compiled(self.params, self.state, self.grads)
@@ -176,8 +193,23 @@ class JaxRunner:
         del self.params, self.state, self.grads, self.compiled
 
 
+class NoopRunner(JaxRunner):
+    """The dispatch floor: a jitted, donated step that returns params and state unchanged.
+
+    It takes and returns the same arrays as the optax step (params, optax's state,
+    grads), so its time is what calling any jitted step on this tree costs before
+    it computes anything.
+    """
+
+    def compile(self):
+        jitted = jax.jit(lambda p, s, g: (p, s), donate_argnums=(0, 1))
+        lowered = jitted.trace(self.params, self.state, self.grads).lower()
+        self.compiled = lowered.compile()  # not timed: it is not an optimizer
+
+
 class TorchRunner:
-    trace_s = lower_s = compile_s = compile_cpu_s = temp_bytes = None
+    temp_bytes = None
+    timings = ()
 
     def __init__(self, make, params, grads):
         self.ps = [torch.tensor(v, requires_grad=True) for v in params.values()]
@@ -208,6 +240,11 @@ def bench_one(tree_name, shapes, name, args):
     runners = {}
     for impl, (tx, apply) in jax_optimizers(name).items():
         runners[impl] = JaxRunner(tx, apply, params, grads)
+    jax_runners = list(runners.values())
+    for _ in range(args.compiles - 1):  # interleaved too: a busy spell slows them alike
+        for r in jax_runners:
+            r.compile()
+    runners["jax no-op step"] = NoopRunner(jax_optimizers(name)["optax"][0], None, params, grads)
     if not args.no_torch:
         for impl, make in torch_optimizers(name).items():
             runners[impl] = TorchRunner(make, params, grads)
@@ -231,10 +268,11 @@ def bench_one(tree_name, shapes, name, args):
                 optimizer=name,
                 impl=impl,
                 step_ms=1e3 * statistics.median(times[impl]),
-                trace_s=r.trace_s,
-                lower_s=r.lower_s,
-                compile_s=r.compile_s,
-                compile_cpu_s=r.compile_cpu_s,
+                trace_s=r.median(0) if r.timings else None,
+                lower_s=r.median(1) if r.timings else None,
+                compile_s=r.median(2) if r.timings else None,
+                compile_cpu_s=r.median(3) if r.timings else None,
+                compiles=len(r.timings),
                 state_bytes=r.state_bytes,
                 temp_bytes=r.temp_bytes,
             )
@@ -264,7 +302,7 @@ def table(rows):
             if x["tree"] == r["tree"] and x["optimizer"] == r["optimizer"] and x["impl"] == "optax"
         )
         comp = ""
-        if r["compile_s"] is not None:
+        if r["compile_s"] is not None and r["impl"] != "jax no-op step":
             comp = f"{_ratio(r['compile_s'], ref['compile_s'])} / "
             comp += _ratio(r["compile_cpu_s"], ref["compile_cpu_s"])
         lines.append(
@@ -311,6 +349,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--compiles", type=int, default=None, help="compiles per JAX step (median; full run: 3)"
+    )
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument(
         "--output", default=None, help="Markdown file (full run default: RESULTS.md)"
@@ -319,6 +360,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.steps = args.steps or (2 if args.quick else 4)
+    args.compiles = args.compiles or (1 if args.quick else 3)
     out = args.output or (None if args.quick else str(HERE / "RESULTS.md"))
 
     start = time.time()
@@ -343,6 +385,7 @@ def main(argv=None):
     info["date (UTC)"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     info["settings"] = (
         f"rounds={args.rounds} steps/round={args.steps} warmup={args.warmup} "
+        f"compiles={args.compiles} "
         f"quick={args.quick} float32"
     )
     if out:

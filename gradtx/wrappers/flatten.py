@@ -20,13 +20,14 @@ outside: ``gradtx.masked(gradtx.flatten(tx), mask)``.
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
 
 
@@ -42,15 +43,23 @@ class _Layout(NamedTuple):
     groups: dict  # dtype name -> indices of the leaves of that dtype, in tree order
 
 
+# A (dtype, shape) shared by this many leaves keeps per-leaf buffers: XLA
+# compiles one kernel per distinct fusion, so such leaves share the default
+# path's few kernels, where each concatenated leaf needs a slice kernel of its
+# own (benchmarks/NOTES.md, section 8).
+_SHARED_SHAPE = 4
+
+
 def _layout(tree: Any, max_size: int) -> _Layout:
     leaves, treedef = jax.tree.flatten(tree)
+    kinds = [(jnp.result_type(x).name, jnp.shape(x)) for x in leaves]
+    repeats = collections.Counter(kinds)
     groups: dict[str, list[int]] = {}
-    for i, leaf in enumerate(leaves):
-        name = jnp.result_type(leaf).name
-        if math.prod(jnp.shape(leaf)) > max_size:
-            name = f"{name}_leaf{i}"  # big: its own buffer, no copy in or out
+    for i, (name, shape) in enumerate(kinds):
+        if math.prod(shape) > max_size or repeats[name, shape] >= _SHARED_SHAPE:
+            name = f"{name}_leaf{i}"  # its own buffer, in its own shape: no copy in or out
         groups.setdefault(name, []).append(i)
-    return _Layout(treedef, tuple(jnp.shape(x) for x in leaves), groups)
+    return _Layout(treedef, tuple(shape for _, shape in kinds), groups)
 
 
 def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
@@ -89,6 +98,10 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     its own kernels cost to launch (the ResNet-like tree in
     benchmarks/RESULTS.md ran 3.5x slower with everything concatenated), so
     only the many small leaves (biases, norms, small layers) are fused.
+    Leaves whose dtype and shape are shared by four or more leaves (the
+    repeated blocks of a transformer) keep their own buffers too: XLA
+    compiles their kernels once for all of them, while each concatenated
+    leaf costs a kernel of its own to compile.
 
     ``flatten(tx)`` computes the same updates as ``tx`` for every elementwise
     transform (all of gradtx's optimizers except Ranger's gradient
@@ -120,8 +133,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     """
     call = "gradtx.flatten"
     inner = _with_extra_args(tx, call)
-    if isinstance(max_leaf_size, bool) or not isinstance(max_leaf_size, int) or max_leaf_size < 0:
-        raise ValueError(f"{call}(max_leaf_size={max_leaf_size!r}): expected an int >= 0")
+    _checks.check_int(call, "max_leaf_size", max_leaf_size, 0)
 
     def init(params):
         layout = _layout(params, max_leaf_size)

@@ -221,8 +221,29 @@ def test_big_leaves_keep_their_own_buffer(x64):
         "float64_leaf1": (2, 3, 2),  # k, as it is
         "float64_leaf3": (3, 4),  # w
     }
-    with pytest.raises(ValueError, match="max_leaf_size"):
+    with pytest.raises(ValueError, match=r"gradtx.flatten\(max_leaf_size=-1\)"):
         gradtx.flatten(gradtx.adam(), max_leaf_size=-1)
+    for wrong in (True, 2.0, "8"):
+        with pytest.raises(TypeError, match="gradtx.flatten.*max_leaf_size must be int"):
+            gradtx.flatten(gradtx.adam(), max_leaf_size=wrong)
+
+
+def test_shapes_shared_by_four_leaves_keep_their_own_buffers(x64):
+    # Four (3,)-leaves share a shape: XLA compiles their per-leaf kernels once,
+    # so they stay apart; the three (2,)-leaves and the odd ones are concatenated.
+    rng = np.random.default_rng(3)
+    shapes = {f"r{i}": (3,) for i in range(4)} | {f"t{i}": (2,) for i in range(3)}
+    shapes |= {"u": (5,)}
+    params = {k: jnp.asarray(rng.normal(size=s)) for k, s in shapes.items()}
+    grads = [{k: jnp.asarray(rng.normal(size=s)) for k, s in shapes.items()} for _ in range(3)]
+    ours, state = _run(gradtx.flatten(gradtx.adam(0.01)), params, grads)
+    ref, _ = _run(gradtx.adam(0.01), params, grads)
+    _assert_same(ours, ref, rtol=1e-14)
+    mu = state.inner_state.inner_state[0].mu  # leaves in key order: r0-r3, t0-t2, u
+    assert jax.tree.map(jnp.shape, mu) == {
+        "float64": (11,),  # t0, t1, t2 and u
+        **{f"float64_leaf{i}": (3,) for i in range(4)},
+    }
 
 
 def test_state_is_one_buffer_per_dtype_and_tree_mismatch_is_an_error():
