@@ -20,10 +20,20 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     assert "| tree | optimizer | implementation | step ms |" in text
     assert "- jax: " in text and "- cpu: " in text
     impls = {r["impl"] for r in rows}
-    assert {"optax", "gradtx", "gradtx.flatten", "torch foreach", "torch fused"} <= impls
+    assert impls == {
+        "optax",
+        "gradtx",
+        "gradtx.flatten",
+        "jax no-op step",
+        "torch foreach",
+        "torch fused",
+    }
     assert len({r["tree"] for r in rows}) == 4
     # one row per implementation, tree and optimizer, each with a positive step time
-    assert len(rows) == 4 * 5 and all(r["step_ms"] > 0 for r in rows)
-    optax_rows = [r for r in rows if r["impl"] == "optax"]
-    assert all(r["compile_s"] > 0 and r["state_bytes"] > 0 for r in optax_rows)
+    assert len(rows) == 4 * 6 and all(r["step_ms"] > 0 for r in rows)
+    jax_rows = [r for r in rows if r["impl"] in ("optax", "gradtx", "gradtx.flatten")]
+    assert all(r["compile_s"] > 0 and r["compiles"] == 1 for r in jax_rows)
+    assert all(r["state_bytes"] > 0 for r in jax_rows)
+    # the no-op step computes nothing: no compile time is reported for it
+    assert all(r["compile_s"] is None for r in rows if r["impl"] == "jax no-op step")
     assert json.loads(out.with_suffix(".json").read_text())["rows"] == json.loads(json.dumps(rows))
