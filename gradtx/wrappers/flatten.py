@@ -32,7 +32,8 @@ from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
 
 
 class FlattenState(NamedTuple):
-    """``inner_state``: the wrapped transform's state, over ``{dtype name: 1-D buffer}``."""
+    """``inner_state``: the wrapped transform's state over ``{dtype name: 1-D buffer}``,
+    plus ``"<dtype>_leaf<i>"`` entries for the leaves that keep their own buffer."""
 
     inner_state: Any
 
@@ -108,8 +109,9 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     centralisation, which raises inside), with far fewer XLA operations on
     trees of many leaves: faster to compile and to run (benchmarks/RESULTS.md).
     Its state is ``FlattenState(inner_state)`` where ``inner_state`` is
-    ``tx``'s state over ``{"float32": buffer, "bfloat16": buffer, ...}``; the
-    hyperparameters stay readable and settable with ``get_hyperparams`` /
+    ``tx``'s state over ``{"float32": buffer, "bfloat16": buffer, ...}`` (and
+    ``"float32_leaf7"``-style entries, in the leaf's shape, for leaf 7 when it
+    keeps its own buffer); the hyperparameters stay readable and settable with ``get_hyperparams`` /
     ``set_hyperparams`` as before.
 
     The updates (and params, and a chain's ``grads``) must have the dtypes of
