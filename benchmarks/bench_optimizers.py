@@ -182,9 +182,6 @@ class JaxRunner:
         t3 = time.perf_counter()
         self.timings.append((t1 - t0, t2 - t1, t3 - t2, time.process_time() - c0))
 
-    def median(self, i):
-        return statistics.median(t[i] for t in self.timings)
-
     def step(self):
         self.params, self.state = self.compiled(self.params, self.state, self.grads)
         jax.block_until_ready(self.params)
@@ -238,13 +235,14 @@ def bench_one(tree_name, shapes, name, args):
     params = make_tree(shapes)
     grads = {k: (0.01 * v).astype(np.float32) for k, v in make_tree(shapes, seed=1).items()}
     runners = {}
-    for impl, (tx, apply) in jax_optimizers(name).items():
+    jax_txs = jax_optimizers(name)
+    for impl, (tx, apply) in jax_txs.items():
         runners[impl] = JaxRunner(tx, apply, params, grads)
     jax_runners = list(runners.values())
     for _ in range(args.compiles - 1):  # interleaved too: a busy spell slows them alike
         for r in jax_runners:
             r.compile()
-    runners["jax no-op step"] = NoopRunner(jax_optimizers(name)["optax"][0], None, params, grads)
+    runners["jax no-op step"] = NoopRunner(jax_txs["optax"][0], None, params, grads)
     if not args.no_torch:
         for impl, make in torch_optimizers(name).items():
             runners[impl] = TorchRunner(make, params, grads)
@@ -268,10 +266,10 @@ def bench_one(tree_name, shapes, name, args):
                 optimizer=name,
                 impl=impl,
                 step_ms=1e3 * statistics.median(times[impl]),
-                trace_s=r.median(0) if r.timings else None,
-                lower_s=r.median(1) if r.timings else None,
-                compile_s=r.median(2) if r.timings else None,
-                compile_cpu_s=r.median(3) if r.timings else None,
+                trace_s=_median(r.timings, 0),
+                lower_s=_median(r.timings, 1),
+                compile_s=_median(r.timings, 2),
+                compile_cpu_s=_median(r.timings, 3),
                 compiles=len(r.timings),
                 state_bytes=r.state_bytes,
                 temp_bytes=r.temp_bytes,
@@ -279,6 +277,11 @@ def bench_one(tree_name, shapes, name, args):
         )
         r.close()
     return rows
+
+
+def _median(timings, i):
+    """Median of column ``i`` of a runner's compile timings; None when it has none."""
+    return statistics.median(t[i] for t in timings) if timings else None
 
 
 def _ratio(x, ref):
@@ -302,7 +305,7 @@ def table(rows):
             if x["tree"] == r["tree"] and x["optimizer"] == r["optimizer"] and x["impl"] == "optax"
         )
         comp = ""
-        if r["compile_s"] is not None and r["impl"] != "jax no-op step":
+        if r["compile_s"] is not None:
             comp = f"{_ratio(r['compile_s'], ref['compile_s'])} / "
             comp += _ratio(r["compile_cpu_s"], ref["compile_cpu_s"])
         lines.append(
