@@ -43,7 +43,7 @@ import optax
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import gradtx  # noqa: E402
+import gradtx
 
 HERE = Path(__file__).resolve().parent
 
