@@ -61,12 +61,17 @@ def time_interleaved(fns, rounds, reps=3):
     return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32 * 1024 * 1024)
     parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    n = args.size
+    args = parser.parse_args(argv)
+    # optax relies on implicit promotion (python floats with int32 counts).
+    with jax.numpy_dtype_promotion("standard"):
+        return probe(args.size, args.rounds)
+
+
+def probe(n, rounds):
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     host_p = rng.standard_normal(n, dtype=np.float32)
@@ -84,7 +89,7 @@ def main():
 
     memory = time_interleaved(
         {"xla a+0.5b": xla_axpy, "torch add_": lambda: ta.add_(tb, alpha=0.5)},
-        args.rounds,
+        rounds,
     )
     print("memory speed, ms:", {k: round(v, 2) for k, v in memory.items()})
 
@@ -117,7 +122,7 @@ def main():
 
     adam = time_interleaved(
         {"optax": run_optax, "packed": run_packed, "torch fused": topt.step},
-        args.rounds,
+        rounds,
     )
     ratios = {k: round(v / adam["optax"], 2) for k, v in adam.items()}
     print("adam, ms:", {k: round(v, 2) for k, v in adam.items()})
@@ -127,9 +132,18 @@ def main():
         jax.jit(lambda a: a + 1).lower(g).compile(
             compiler_options={"xla_cpu_use_multi_output_fusion": True}
         )
-        print("xla_cpu_use_multi_output_fusion: accepted")
+        multi_output = "accepted"
     except jax.errors.JaxRuntimeError as err:
-        print("xla_cpu_use_multi_output_fusion: refused:", str(err)[:120])
+        multi_output = "refused: " + str(err)[:120]
+    print("xla_cpu_use_multi_output_fusion:", multi_output)
+    return {
+        "memory_ms": memory,
+        "adam_ms": adam,
+        "kernels": {"optax": kernels(ostep), "packed": kernels(pstep)},
+        # both ran the same number of steps, so their params must agree
+        "params": {"optax": state["o"][0], "packed": state["p"][0]},
+        "multi_output_fusion": multi_output,
+    }
 
 
 if __name__ == "__main__":

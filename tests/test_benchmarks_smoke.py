@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import chex
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_optimizers.py"
 
 
@@ -37,3 +39,18 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     # the no-op step computes nothing: no compile time is reported for it
     assert all(r["compile_s"] is None for r in rows if r["impl"] == "jax no-op step")
     assert json.loads(out.with_suffix(".json").read_text())["rows"] == json.loads(json.dumps(rows))
+
+
+def test_one_pass_probe_runs_and_its_packed_adam_is_adam():
+    path = SCRIPT.parent / "probe_one_pass.py"
+    spec = importlib.util.spec_from_file_location("probe_one_pass", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    out = probe.main(["--size", "4096", "--rounds", "1"])
+    assert set(out["adam_ms"]) == {"optax", "packed", "torch fused"}
+    assert all(t > 0 for t in out["adam_ms"].values())
+    assert out["kernels"]["packed"] < out["kernels"]["optax"]
+    # the packed layout computes optax's Adam, step for step (5 steps each)
+    chex.assert_trees_all_close(
+        out["params"]["packed"], out["params"]["optax"], rtol=1e-5, atol=1e-6
+    )
