@@ -100,9 +100,8 @@ def probe(n, rounds):
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    ostep = jax.jit(optax_step, donate_argnums=(0, 1)).lower(p0, tx.init(p0), g)
-    ostep = ostep.compile()
-    state["o"] = (jnp.asarray(host_p), tx.init(p0))
+    state["o"] = (p0, tx.init(p0))
+    ostep = jax.jit(optax_step, donate_argnums=(0, 1)).lower(*state["o"], g).compile()
     mv0 = jnp.zeros((2, n), jnp.float32)
     pstep = jax.jit(packed_adam_step, donate_argnums=(0, 1, 2))
     pstep = pstep.lower(p0, mv0, jnp.int32(0), g).compile()
@@ -110,7 +109,8 @@ def probe(n, rounds):
     tp = torch.nn.Parameter(torch.from_numpy(host_p.copy()))
     tp.grad = torch.from_numpy(host_g.copy())
     topt = torch.optim.Adam([tp], lr=LR, fused=True)
-    print("kernels: optax", kernels(ostep), "packed", kernels(pstep))
+    n_kernels = {"optax": kernels(ostep), "packed": kernels(pstep)}
+    print("kernels:", n_kernels)
 
     def run_optax():
         state["o"] = ostep(*state["o"], g)
@@ -139,7 +139,7 @@ def probe(n, rounds):
     return {
         "memory_ms": memory,
         "adam_ms": adam,
-        "kernels": {"optax": kernels(ostep), "packed": kernels(pstep)},
+        "kernels": n_kernels,
         # both ran the same number of steps, so their params must agree
         "params": {"optax": state["o"][0], "packed": state["p"][0]},
         "multi_output_fusion": multi_output,

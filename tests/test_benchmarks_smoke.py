@@ -6,13 +6,19 @@ from pathlib import Path
 
 import chex
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_optimizers.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name):
+    """Import ``benchmarks/<name>.py`` (a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_quick_benchmark_writes_the_table(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_optimizers", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_optimizers")
     out = tmp_path / "RESULTS.md"
     rows = bench.main(
         ["--quick", "--optimizers", "adam", "--rounds", "1", "--steps", "1"]
@@ -42,11 +48,7 @@ def test_quick_benchmark_writes_the_table(tmp_path):
 
 
 def test_one_pass_probe_runs_and_its_packed_adam_is_adam():
-    path = SCRIPT.parent / "probe_one_pass.py"
-    spec = importlib.util.spec_from_file_location("probe_one_pass", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    out = probe.main(["--size", "4096", "--rounds", "1"])
+    out = load_script("probe_one_pass").main(["--size", "4096", "--rounds", "1"])
     assert set(out["adam_ms"]) == {"optax", "packed", "torch fused"}
     assert all(t > 0 for t in out["adam_ms"].values())
     assert out["kernels"]["packed"] < out["kernels"]["optax"]
