@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx._checks import check_choice, check_flag
 from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
 
-# mode -> (per-cycle decay, whether gamma applies per step)
+# mode -> the amplitude's per-cycle decay; exp_range's per-step decay is `gamma`
 _MODES = {"triangular": 1.0, "triangular2": 0.5, "exp_range": 1.0}
 
 
