@@ -4,12 +4,15 @@ Why: XLA compiles (and the CPU runs) one kernel per fused group of
 operations, and an elementwise optimizer on a tree of N leaves makes about
 three per leaf (new m, new v, new params).  On trees of many small leaves the
 compile time and the per-step launch overhead grow with N, not with the
-number of floats.  ``flatten(tx)`` keeps the state of ``tx`` as a few flat
-buffers (one per dtype) across steps, so the optimizer's arithmetic is a
-handful of kernels whatever N is.  Per step it concatenates the incoming
+number of floats.  ``flatten(tx)`` keeps the state of ``tx``'s small leaves
+as one flat buffer per dtype across steps, so the optimizer's arithmetic on
+them is a handful of kernels whatever N is.  Per step it concatenates their
 gradients (one operation per dtype) and splits the update back into leaves
 (one ``lax.split`` per dtype, whose pieces XLA fuses into the caller's
-``apply_updates``).
+``apply_updates``).  Big leaves (over ``max_leaf_size``) and leaves whose
+dtype and shape four or more leaves share keep buffers of their own: copying
+the first in and out costs more than it saves, and the second already share
+XLA kernels that concatenation would make distinct.
 
 Elementwise transforms compute exactly the same numbers on the flat buffers:
 each element sees the same scalars and the same operations.  Transforms that
@@ -72,7 +75,7 @@ def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
         )
     flat = {}
     for name, idx in layout.groups.items():
-        if "_leaf" in name:  # a big leaf, left as it is (see ``flatten``)
+        if "_leaf" in name:  # a leaf with its own buffer (big, or of a shared shape)
             flat[name] = leaves[idx[0]]
             continue
         parts = [jnp.ravel(leaves[i]) for i in idx]
