@@ -21,9 +21,14 @@ def global_norm(tree: Any, dtype: Any) -> jax.Array:
     """``sqrt(sum of squares of every leaf)`` computed in ``dtype`` (0 for no leaves).
 
     The sum runs in ``dtype`` (the hyperparameters' float dtype), not in the
-    leaves' dtype, so bfloat16 gradients do not lose the norm to rounding.
+    leaves' dtype, so bfloat16 gradients do not lose the norm to rounding.  A
+    complex leaf counts ``|z|² = Re(z)² + Im(z)²``, as in ``torch.linalg.norm``.
     """
-    squares = [jnp.sum(jnp.square(leaf.astype(dtype))) for leaf in jax.tree.leaves(tree)]
+    parts = []
+    for leaf in jax.tree.leaves(tree):
+        # casting a complex leaf to a real dtype would drop its imaginary part
+        parts += [jnp.real(leaf), jnp.imag(leaf)] if jnp.iscomplexobj(leaf) else [leaf]
+    squares = [jnp.sum(jnp.square(x.astype(dtype))) for x in parts]
     return jnp.sqrt(sum(squares, jnp.zeros([], dtype)))
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gradtx
+from gradtx.transforms.clipping import global_norm
 from tests.reference.harness import assert_trajectories_close, make_problem
 
 
@@ -162,3 +163,18 @@ def test_clipping_is_a_gradient_map():
 def test_bad_arguments(make, exc):
     with pytest.raises(exc, match="gradtx.clip"):
         make()
+
+
+def test_clip_by_global_norm_counts_the_imaginary_part_of_complex_leaves(x64):
+    """Complex gradients: the norm is of |z| (torch's clip_grad_norm_), not of Re(z)."""
+    rng = np.random.default_rng(3)
+    g = {"w": rng.normal(size=(3, 4)) + 1j * rng.normal(size=(3, 4)), "b": rng.normal(size=5)}
+    tensors = [torch.tensor(v, requires_grad=True) for v in g.values()]
+    for t, v in zip(tensors, g.values()):
+        t.grad = torch.tensor(v)
+    torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+    tx = gradtx.clip_by_global_norm(1.0, eps=1e-6)  # torch's eps
+    out, _ = tx.update({k: jnp.asarray(v) for k, v in g.items()}, tx.init(g))
+    for t, k in zip(tensors, g):
+        np.testing.assert_allclose(np.asarray(out[k]), t.grad.numpy(), rtol=1e-13)
+    assert float(global_norm({"z": jnp.array([3j, 4 + 0j])}, jnp.float64)) == 5.0
