@@ -100,3 +100,14 @@ def test_swats_keeps_dtypes_and_state_structure(per_leaf):
         assert [x.dtype for x in jax.tree.leaves(new)] == [x.dtype for x in jax.tree.leaves(state)]
         state = new
     assert u["a"].dtype == jnp.bfloat16 and u["b"].dtype == jnp.float32
+
+
+def test_empty_params_still_advance_the_adaptive_state():
+    """With no leaves there is nothing to project, but every counter still steps."""
+    tx = gradtx.switch_to_sgd(gradtx.adam(1e-3))
+    state = tx.init({})
+    for _ in range(2):
+        _, state = tx.update({}, state, {})
+    counts = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+    assert len(counts) >= 4  # the switch's, the hyperparameters' and adam's stages
+    assert [int(c) for c in counts] == [2] * len(counts)
