@@ -75,7 +75,8 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
         leaves_v, treedef = jax.tree.flatten(state.trace)
         leaves_g, leaves_p = jax.tree.leaves(g), jax.tree.leaves(p)
         if not leaves_v:
-            return p, state._replace(count=count, adaptive=adaptive_state)
+            switch = state.switch._replace(count=count)  # no leaf, so never switched
+            return p, state._replace(count=count, adaptive=adaptive_state, switch=switch)
         dt = state.gamma_avg.dtype
 
         def dot(a, b):  # vdot as a sum: reductions of sharded leaves need no out_sharding

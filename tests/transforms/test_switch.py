@@ -108,6 +108,12 @@ def test_empty_params_still_advance_the_adaptive_state():
     state = tx.init({})
     for _ in range(2):
         _, state = tx.update({}, state, {})
-    counts = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
-    assert len(counts) >= 4  # the switch's, the hyperparameters' and adam's stages
-    assert [int(c) for c in counts] == [2] * len(counts)
+    leaves = jax.tree_util.tree_leaves_with_path(state)
+    counts = {
+        jax.tree_util.keystr(k): int(x)
+        for k, x in leaves
+        if getattr(k[-1], "name", None) == "count"
+    }
+    assert len(counts) == 7  # the switch's (3) and adam's hyperparameters and stages (4)
+    assert counts == dict.fromkeys(counts, 2)
+    assert int(state.inner_state.switch.hyperparams["switch_step"]) == 0
