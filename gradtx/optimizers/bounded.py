@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
-from gradtx._base import chain, hyperparameterized, is_schedule
+from gradtx._base import chain, hyperparameterized
 from gradtx._checks import check_flag, check_hyperparam, is_zero
 from gradtx.transforms.bounds import scale_by_bounded_rms
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
@@ -18,7 +19,8 @@ def _initial_value(learning_rate):
     """The learning rate of the first update: the official code's ``base_lr``."""
     if callable(learning_rate) and not hasattr(learning_rate, "dtype"):
         value = learning_rate(jnp.zeros([], jnp.int32))
-        return value if is_schedule(learning_rate) else float(value)
+        # A concrete value is checked like a number; a traced one is data (see check_hyperparam).
+        return value if isinstance(value, jax.core.Tracer) else float(value)
     return learning_rate
 
 

@@ -60,6 +60,16 @@ def test_schedule_base_lr_is_initial_value(x64):
     "kwargs, err, match",
     [
         (dict(learning_rate=0.0), ValueError, "initial learning rate must be > 0"),
+        (
+            dict(learning_rate=lambda k: 0.0 * k.astype(float)),
+            ValueError,
+            "initial learning rate must be > 0",
+        ),
+        (
+            dict(learning_rate=gradtx.schedules.linear(0.0, 1e-3, 10)),
+            ValueError,
+            "initial learning rate must be > 0",
+        ),
         (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
         (dict(final_lr=-0.1), ValueError, "final_lr must be in"),
         (dict(b1=1.0), ValueError, r"gradtx.adabound\(b1=1.0\)"),
