@@ -145,6 +145,13 @@ TABLE = [
     ("nadam", dict(weight_decay=-1.0), ValueError, "weight_decay"),
     ("nadam", dict(mu_dtype="not a dtype"), TypeError, "mu_dtype"),
     ("nadam", dict(decoupled_weight_decay="yes"), TypeError, "decoupled_weight_decay"),
+    (
+        "nadam",
+        dict(decoupled_weight_decay=True, mask={"w": True}, mask_fn=lambda p: p),
+        ValueError,
+        "mask_fn",
+    ),
+    ("nadam", dict(decoupled_weight_decay=True, mask_fn=3), TypeError, "mask_fn"),
     ("radam", dict(b2=1.0), ValueError, "b2"),
     ("radam", dict(threshold=math.nan), ValueError, "threshold"),
     ("radam", dict(compare="<"), ValueError, "compare"),

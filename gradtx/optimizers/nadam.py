@@ -82,6 +82,7 @@ def nadam(
     check_dtype(call, "nu_dtype", nu_dtype)
     if (mask is not None or mask_fn is not None) and not decoupled_weight_decay:
         raise ValueError(f"{call}: mask and mask_fn need decoupled_weight_decay=True")
+    _decay.check_mask(call, mask, mask_fn)
 
     def build(learning_rate, b1, b2, eps, eps_root, momentum_decay, weight_decay=None):
         head, tail = [], []
