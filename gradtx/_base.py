@@ -39,6 +39,12 @@ class GradientMap(optax.GradientTransformationExtraArgs):
     """A transform whose output is still a gradient (see the module docstring)."""
 
 
+def kind_of(*transforms: Any) -> type[optax.GradientTransformationExtraArgs]:
+    """What wraps or chains ``transforms`` is a ``GradientMap`` iff each of them is one."""
+    maps = transforms and all(isinstance(t, GradientMap) for t in transforms)
+    return GradientMap if maps else GradientTransformation
+
+
 class EmptyState(NamedTuple):
     """State of a stateless transform."""
 
@@ -187,12 +193,7 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
             new_states.append(s)
         return updates, tuple(new_states)
 
-    kind = (
-        GradientMap
-        if txs and all(isinstance(t, GradientMap) for t in txs)
-        else GradientTransformation
-    )
-    return kind(init, update)
+    return kind_of(*txs)(init, update)
 
 
 def named_chain(

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
+from gradtx._base import GradientTransformation, _with_extra_args, kind_of
 
 
 class FlattenState(NamedTuple):
@@ -156,5 +156,4 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             )
         return _unpack(flat, layout), FlattenState(inner_state)
 
-    kind = GradientMap if isinstance(tx, GradientMap) else GradientTransformation
-    return kind(init, update)
+    return kind_of(tx)(init, update)

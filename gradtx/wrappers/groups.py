@@ -15,7 +15,7 @@ import jax
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientMap, GradientTransformation, _with_extra_args
+from gradtx._base import _with_extra_args, kind_of
 
 
 class MaskedNode(NamedTuple):
@@ -107,8 +107,7 @@ def masked(
         merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
         return jax.tree.unflatten(jax.tree.structure(updates), merged), MaskedState(inner_state)
 
-    kind = GradientMap if isinstance(inner, GradientMap) else GradientTransformation
-    return kind(init, update)
+    return kind_of(inner)(init, update)
 
 
 def partition(
@@ -185,5 +184,4 @@ def partition(
                     merged[i] = o
         return jax.tree.unflatten(jax.tree.structure(updates), merged), new_state
 
-    all_maps = all(isinstance(t, GradientMap) for t in txs.values())
-    return (GradientMap if all_maps else GradientTransformation)(init, update)
+    return kind_of(*txs.values())(init, update)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._base import EmptyState, GradientMap, GradientTransformation, _with_extra_args
+from gradtx._base import EmptyState, GradientMap, _with_extra_args, kind_of
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
 from gradtx.transforms.clipping import global_norm
@@ -81,10 +81,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
             grad_norm, global_norm(out, dtype), global_norm(params, dtype), inner_state
         )
 
-    if inner is None:
-        return GradientMap(init, update)
-    kind = GradientMap if isinstance(inner, GradientMap) else GradientTransformation
-    return kind(init, update)
+    return (GradientMap if inner is None else kind_of(inner))(init, update)
 
 
 def _monitors(state: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple, TrackNormsState]]:
