@@ -208,7 +208,8 @@ def ranger(
             eps_on="v",
             head=head,
         )
-        return lookahead(fast, sync_period, slow_step_size)
+        # ranger checked sync_period and slow_step_size already: skip lookahead()'s checks
+        return _lookahead(fast, int(sync_period), slow_step_size=slow_step_size)
 
     values = dict(
         learning_rate=learning_rate,
