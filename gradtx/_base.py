@@ -1,38 +1,43 @@
-"""The transform contract and the hyperparameters-in-state machinery.
+"""The transform contract: chains that thread the gradient, and the keywords they pass.
 
-Two ideas live here.
+``chain`` threads the gradient.  A chain passes its input through its members
+in order.  While the members are *gradient maps* (their output is still a
+gradient: ``add_l2``, ``centralize``, clipping, ``scale``) the updates *are*
+the gradient.  After the first member that is not a map (momentum, a moment
+estimate, the learning rate) the chain freezes the gradient and hands it to
+every later member as the keyword ``grads``.  Statistic transforms
+(``scale_by_rms``, ``rectify``, ...) read it with ``gradient(updates, extra)``:
+so Adam's numerator (momentum of g) and its denominator (RMS of the same g)
+are two members of one sequential chain.
 
-1. ``chain`` threads the gradient.  A chain passes its input through its members
-   in order.  While the members are *gradient maps* (their output is still a
-   gradient: ``add_l2``, ``centralize``, clipping, ``scale``) the updates *are*
-   the gradient.  After the first member that is not a map (momentum, a moment
-   estimate, the learning rate) the chain freezes the gradient and hands it to
-   every later member as the keyword ``grads``.  Statistic transforms
-   (``scale_by_rms``, ``rectify``, ...) estimate from ``grads`` when they get it,
-   else from their input.  This is how Adam's numerator (momentum of g) and its
-   denominator (RMS of the same g) are two members of one sequential chain.
-
-2. Hyperparameters are data.  ``hyperparameterized(build, values)`` stores every
-   numeric hyperparameter in the state (``HyperparamsState.hyperparams``) and
-   rebuilds the inner transform from those arrays at every ``init``/``update``.
-   Factories called *inside* such a build do not store again: the outermost
-   gradtx factory owns the numbers, so each number lives in state exactly once.
+The step count is passed the same way: the factory that owns an optimizer's
+numbers (see ``gradtx._factory``) keeps the one step counter and hands it to
+every member as the keyword ``count``; members read it with
+``step_count(extra)``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _checks, _tree
-
 GradientTransformation = optax.GradientTransformationExtraArgs
+
+Params: TypeAlias = Any
+"""A pytree of arrays: the parameters."""
+Updates: TypeAlias = Any
+"""A pytree shaped like the params: gradients or updates."""
+OptState: TypeAlias = Any
+"""A pytree of arrays: a transform's state."""
+Schedule: TypeAlias = Callable[[jax.Array], jax.Array]
+"""A function of the 0-based step count (a gradtx schedule, or any callable)."""
+ScalarOrSchedule: TypeAlias = float | jax.Array | Schedule
+"""A hyperparameter: a number (kept in state), a JAX array (bound) or a schedule."""
 
 
 class GradientMap(optax.GradientTransformationExtraArgs):
@@ -47,37 +52,6 @@ def kind_of(*transforms: Any) -> type[optax.GradientTransformationExtraArgs]:
 
 class EmptyState(NamedTuple):
     """State of a stateless transform."""
-
-
-class HyperparamsState(NamedTuple):
-    """State of a transform that owns hyperparameters.
-
-    Attributes:
-      count: number of updates so far (int32, saturating).
-      hyperparams: name -> scalar array, or a gradtx schedule (a NamedTuple of
-        arrays) evaluated at ``count``.  These are data: ``set_hyperparams``
-        changes them without recompiling.
-      python_schedules: name -> the value a plain Python callable gives for the
-        next update.  Read-only: the callable is code, not data.
-      inner_state: the state of the transform built from these values.
-    """
-
-    count: jax.Array
-    hyperparams: dict[str, Any]
-    python_schedules: dict[str, jax.Array]
-    inner_state: Any
-
-
-_BUILDING = contextvars.ContextVar("gradtx_building", default=False)
-
-
-@contextlib.contextmanager
-def _building():
-    token = _BUILDING.set(True)
-    try:
-        yield
-    finally:
-        _BUILDING.reset(token)
 
 
 def float_dtype() -> jnp.dtype:
@@ -97,69 +71,80 @@ def _store(value: Any) -> Any:
     return jnp.asarray(value, dtype=dtype)
 
 
-def _current(value: Any, count: jax.Array) -> Any:
-    return value(count) if callable(value) else value
+def gradient(updates: Updates, extra: dict[str, Any]) -> Updates:
+    """The gradient a statistic estimates from: the chain's ``grads`` keyword, else its input.
 
-
-def hyperparameterized(
-    build: Callable[..., optax.GradientTransformation], values: Mapping[str, Any], call: str = ""
-) -> optax.GradientTransformationExtraArgs:
-    """Store ``values`` in state and build the transform from them at each call.
-
-    Args:
-      build: keyword-only function of the hyperparameters returning a transform.
-        Static options are bound into it (``functools.partial``) by the caller.
-      values: name -> number, array, gradtx schedule or plain callable of the
-        0-based step count.
-      call: name used in error messages (default: from ``build``'s name).
-
-    Returns:
-      The transform.  Inside another ``hyperparameterized`` build it is simply
-      ``build(**values)``: the outer transform already owns the numbers.
+    Every transform that keeps a statistic of the gradient (a second moment, a
+    sign, a norm) reads it through this one line, so that placed after momentum
+    in a ``chain`` it still sees the gradient, not the momentum.
     """
-    values = dict(values)
-    if _BUILDING.get():
-        return build(**values)
-    plain = {k: v for k, v in values.items() if callable(v) and not is_schedule(v)}
-    call, seen = call or _checks.call_name(build), set()  # init's tree structures
-
-    def _inner(current):
-        with _building():
-            return build(**current)
-
-    def init(params):
-        params = _checks.check_tree(call, params, "params")
-        seen.add(jax.tree.structure(params))
-        count = jnp.zeros([], jnp.int32)
-        stored = {k: _store(v) for k, v in values.items() if k not in plain}
-        python = {k: _store(fn(count)) for k, fn in plain.items()}
-        current = {k: _current(v, count) for k, v in stored.items()} | python
-        return HyperparamsState(count, stored, python, _inner(current).init(params))
-
-    def update(updates, state, params=None, **extra):
-        updates, params = _checks.check_updates(call, updates, params, seen)
-        current = {k: _current(v, state.count) for k, v in state.hyperparams.items()}
-        current |= state.python_schedules
-        updates, inner_state = _inner(current).update(updates, state.inner_state, params, **extra)
-        new_count = _tree.safe_increment(state.count)
-        python = {
-            k: jnp.asarray(fn(new_count), dtype=state.python_schedules[k].dtype)
-            for k, fn in plain.items()
-        }
-        return updates, HyperparamsState(new_count, state.hyperparams, python, inner_state)
-
-    return GradientTransformation(init, update)
+    grads = extra.get("grads")
+    return updates if grads is None else grads
 
 
-# --------------------------------------------------------------------------- chain
+def step_count(extra: dict[str, Any], call: str) -> jax.Array:
+    """The number of updates before this one (int32, 0 at the first update).
+
+    The factory that owns the optimizer passes it as the keyword ``count``;
+    transforms that need the step (bias corrections, warm-up terms) read it
+    here.  Their factories are declared with ``counted=True``.
+    """
+    count = extra.get("count")
+    if count is None:
+        raise RuntimeError(
+            f"{call}: reads the step count, which the enclosing gradtx factory passes; "
+            "declare the factory that builds it with gradtx.factory(counted=True)"
+        )
+    return count
 
 
-def _with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs:
+def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs:
+    """``tx`` as a transform whose ``update`` accepts (and may ignore) keyword extras."""
     if isinstance(tx, optax.GradientTransformationExtraArgs):
         return tx
     if isinstance(tx, optax.GradientTransformation):
         return optax.with_extra_args_support(tx)
     raise TypeError(f"{call}: expected a GradientTransformation, got {type(tx).__name__}")
+
+
+def transform(
+    init: Callable[[Params], OptState],
+    update: Callable[..., tuple[Updates, OptState]],
+    *,
+    gradient_map: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+    """Wrap a plain ``(init, update)`` pair as a transform gradtx can chain.
+
+    ``update(updates, state, params=None, **extra)``; an ``update`` that takes
+    no keyword extras gets them dropped.  With ``gradient_map=True`` the
+    result is a ``GradientMap``: its output is still a gradient, so statistics
+    after it in a ``chain`` see that output (as after ``clip``).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> halve = gradtx.transform(
+      ...     lambda params: gradtx.EmptyState(),
+      ...     lambda u, s, params=None: (jax.tree.map(lambda x: x / 2, u), s),
+      ...     gradient_map=True,
+      ... )
+      >>> halve.update(jnp.ones(2), halve.init(jnp.ones(2)))[0]
+      Array([0.5, 0.5], dtype=float32)
+    """
+    kind = GradientMap if gradient_map else GradientTransformation
+    takes_extra = any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(update).parameters.values()
+    )
+    if takes_extra:
+        return kind(init, update)
+
+    def update_dropping_extras(updates, state, params=None, **extra):
+        return update(updates, state, params)
+
+    return kind(init, update_dropping_extras)
+
+
+# --------------------------------------------------------------------------- chain
 
 
 def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
@@ -170,15 +155,15 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     The state is a tuple of the members' states.  A chain of gradient maps is
     itself a gradient map.
     """
-    txs = tuple(_with_extra_args(t, "gradtx.chain") for t in transforms)
+    txs = tuple(with_extra_args(t, "gradtx.chain") for t in transforms)
 
     def init(params):
         return tuple(t.init(params) for t in txs)
 
     def update(updates, state, params=None, **extra):
-        if len(state) != len(txs):
+        if not isinstance(state, tuple) or len(state) != len(txs):
             raise ValueError(
-                f"gradtx.chain.update: state has {len(state)} entries, chain has {len(txs)}"
+                f"gradtx.chain.update: the state is not a tuple of {len(txs)} member states"
             )
         grads = extra.pop("grads", None)
         new_states = []
@@ -212,6 +197,8 @@ def named_chain(
         return dict(zip(names, inner.init(params)))
 
     def update(updates, state, params=None, **extra):
+        if not isinstance(state, dict) or set(state) != set(names):
+            raise ValueError(f"gradtx.named_chain.update: the state is not a dict of {names}")
         updates, states = inner.update(updates, tuple(state[n] for n in names), params, **extra)
         return updates, dict(zip(names, states))
 
@@ -223,8 +210,15 @@ def identity() -> GradientMap:
     return GradientMap(lambda params: EmptyState(), lambda u, s, params=None, **extra: (u, s))
 
 
-def stateless(fn: Callable[[Any, Any], Any]) -> optax.GradientTransformationExtraArgs:
-    """A transform from ``fn(updates, params) -> updates``, with no state."""
+def stateless(fn: Callable[[Updates, Params], Updates]) -> optax.GradientTransformationExtraArgs:
+    """A transform from ``fn(updates, params) -> updates``, with no state.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.stateless(lambda u, p: u * 3)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([3., 3.], dtype=float32)
+    """
 
     def update(updates, state, params=None, **extra):
         return fn(updates, params), state
@@ -232,7 +226,7 @@ def stateless(fn: Callable[[Any, Any], Any]) -> optax.GradientTransformationExtr
     return GradientTransformation(lambda params: EmptyState(), update)
 
 
-def apply_updates(params: Any, updates: Any) -> Any:
+def apply_updates(params: Params, updates: Updates) -> Params:
     """``params + updates``, each result in its parameter's dtype.
 
     The sum is taken in the promoted dtype and rounded once, which keeps

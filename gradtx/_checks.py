@@ -1,4 +1,8 @@
-"""Eager argument checks: errors name the call and the argument."""
+"""Argument checks: eager ones at construction, structural ones while tracing.
+
+Every message names the public call and the argument or leaf, e.g.
+``gradtx.adam(b1=1.5): b1 must be in [0, 1)``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx import _tree
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def is_number(v: Any) -> bool:
+    """A Python or NumPy real number (not a bool)."""
+    return isinstance(v, (numbers.Real, np.generic)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_concrete_number(v: Any) -> bool:
+    """A number whose value is known now: Python/NumPy scalars and 0-d NumPy arrays."""
+    if isinstance(v, np.ndarray):
+        return v.ndim == 0 and v.dtype.kind in "iuf"
+    return is_number(v)
 
 
 def check_hyperparam(
@@ -28,11 +44,11 @@ def check_hyperparam(
 ) -> None:
     """Eagerly check one numeric hyperparameter of a factory.
 
-    Python and NumPy numbers are concrete, so they are range-checked (and must
-    not be NaN, nor infinite unless ``finite=False``).  JAX arrays, possibly
-    traced, are data and accepted as is, so jit and eager behave the same.
-    Callables are accepted only where ``schedule`` is true.  Errors name the
-    call and argument, e.g. ``gradtx.adam(b1=1.5): b1 must be in [0, 1)``.
+    Python and NumPy numbers (0-d NumPy arrays included) are concrete, so they
+    are range-checked (and must not be NaN, nor infinite unless
+    ``finite=False``).  JAX arrays, possibly traced, are data: only their
+    shape and kind are checked, so jit and eager behave the same.  Callables
+    are accepted only where ``schedule`` is true.
     """
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         if not schedule:
@@ -47,7 +63,7 @@ def check_hyperparam(
         if isinstance(value, jax.Array):
             return
         value = value.item()
-    if not _is_number(value):
+    if not is_number(value):
         raise TypeError(
             f"{call}({name}={value!r}): {name} must be a real number, got {type(value).__name__}"
         )
@@ -65,16 +81,37 @@ def check_hyperparam(
         raise ValueError(f"{call}({name}={value!r}): {name} must be in {interval}")
 
 
+def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) -> None:
+    """A decay rate must stay below 1 once rounded to ``dtype`` (else ``1 - rate`` is 0)."""
+    rounded = np.asarray(value, dtype=jnp.dtype(dtype))
+    if float(rounded) >= 1.0:
+        raise ValueError(
+            f"{call}({name}={value!r}): {name} rounds to 1.0 {where} {jnp.dtype(dtype)}, "
+            f"so 1 - {name} is 0; use a smaller {name} (or float64 params under jax_enable_x64)"
+        )
+
+
+def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
+    """Each concrete decay rate stays below 1 in the precision the params' statistics use."""
+    dtypes = {_tree.real_dtype(_tree.compute_dtype(x.dtype)) for x in jax.tree.leaves(params)}
+    for name, value in rates.items():
+        if is_concrete_number(value):
+            for dtype in dtypes:
+                check_below_one(call, name, float(value), dtype, "in the statistics' precision,")
+
+
 def check_dtype(call: str, name: str, value: Any) -> None:
-    """``None`` or a floating dtype (a storage dtype such as ``mu_dtype``)."""
+    """``None`` or a floating or complex dtype (a storage dtype such as ``mu_dtype``)."""
     if value is None:
         return
+    if isinstance(value, (jax.Array, np.ndarray)) or is_number(value):
+        raise TypeError(f"{call}({name}=...): {name} must be a dtype or None, not a value")
     try:
         dtype = jnp.dtype(value)
     except TypeError:
         raise TypeError(f"{call}({name}={value!r}): {name} must be a dtype or None") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{call}({name}={dtype}): {name} must be a floating dtype")
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(f"{call}({name}={dtype}): {name} must be a floating or complex dtype")
 
 
 def check_flag(call: str, name: str, value: Any, kind: type | tuple[type, ...]) -> None:
@@ -88,10 +125,10 @@ def check_flag(call: str, name: str, value: Any, kind: type | tuple[type, ...]) 
 
 def check_int(call: str, name: str, value: Any, low: int) -> None:
     """A static integer option (a period, a count): ``TypeError`` unless an int,
-    ``ValueError`` below ``low``; both name the call and the argument."""
-    check_flag(call, name, value, int)
-    if value < low:
-        raise ValueError(f"{call}({name}={value!r}): {name} must be >= {low}")
+    ``ValueError`` outside ``[low, 2**31 - 1]`` (it is compared with int32 counters)."""
+    check_flag(call, name, value, (int, np.integer))
+    if value < low or value > INT32_MAX:
+        raise ValueError(f"{call}({name}={value!r}): {name} must be in [{low}, {INT32_MAX}]")
 
 
 def check_choice(call: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -102,9 +139,26 @@ def check_choice(call: str, name: str, value: Any, choices: tuple[str, ...]) -> 
         raise ValueError(f"{call}({name}={value!r}): {name} must be one of {choices}")
 
 
+def check_static_tree(call: str, name: str, tree: Any, kinds: tuple, what: str) -> None:
+    """``None`` or a pytree whose leaves are all of ``kinds`` (masks: static bools)."""
+    if tree is None:
+        return
+    if callable(tree) and not jax.tree.leaves(tree):
+        raise TypeError(
+            f"{call}({name}=<function>): {name} must be a pytree of {what}; "
+            f"pass a function of the params as {name}_fn"
+        )
+    bad = [leaf for leaf in jax.tree.leaves(tree) if not isinstance(leaf, kinds)]
+    if bad:
+        raise TypeError(
+            f"{call}({name}=...): {name} must be a pytree of {what}, found a "
+            f"{type(bad[0]).__name__} leaf"
+        )
+
+
 def is_zero(value: Any) -> bool:
     """True for a Python/NumPy zero: a stage with a zero weight is left out."""
-    return (_is_number(value) or isinstance(value, np.generic)) and float(value) == 0.0
+    return is_concrete_number(value) and float(value) == 0.0
 
 
 # --------------------------------------------------------------- update-time checks
@@ -135,25 +189,113 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
 
 
-def check_updates(call: str, updates: Any, params: Any, seen: set) -> tuple[Any, Any]:
-    """Trace-time checks of ``update``'s arguments: float leaves, matching trees.
-
-    ``seen`` holds the tree structures ``init`` was called with.  An updates tree
-    that does not match ``params``, or whose leaf count matches none of ``seen``,
-    is a ValueError showing both.  Against ``init`` only leaf counts are compared:
-    wrappers may init with annotated nodes (flax's ``nnx.Param``) and update
-    with plain arrays in the same places.
-    """
+def check_updates(call: str, updates: Any, params: Any) -> tuple[Any, Any]:
+    """Trace-time checks of ``update``'s arguments: float leaves, and updates
+    shaped and typed like the params, leaf by leaf (shapes and dtypes are static)."""
     updates = check_tree(call, updates, "updates")
-    got = jax.tree.structure(updates)
-    if params is not None and jax.tree.structure(params) != got:
+    if params is None:
+        return updates, None
+    params = check_tree(call, params, "params")
+    got, want = jax.tree.structure(updates), jax.tree.structure(params)
+    if got != want:
         raise ValueError(
             f"{call}.update: the updates' tree does not match the params' tree.\n"
-            f"  updates: {got}\n  params: {jax.tree.structure(params)}"
+            f"  updates: {got}\n  params: {want}"
         )
-    if seen and got not in seen and all(got.num_leaves != s.num_leaves for s in seen):
+    for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)):
+        if u.shape != p.shape or u.dtype != p.dtype:
+            raise ValueError(
+                f"{call}.update: updates leaf {jax.tree_util.keystr(path) or '(root)'} is "
+                f"{_aval(u)} but the param is {_aval(p)}; shapes and dtypes must match"
+            )
+    return updates, params
+
+
+def _aval(x: Any) -> str:
+    return f"{jnp.result_type(x).name}{list(jnp.shape(x))}"
+
+
+def outline(tree: Any, limit: int = 400) -> str:
+    """A short picture of a pytree: state types, dict keys, leaves as ``float32[3, 4]``."""
+
+    def draw(node: Any) -> str:
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            inner = ", ".join(f"{f}={draw(v)}" for f, v in zip(node._fields, node))
+            return f"{type(node).__name__}({inner})"
+        if isinstance(node, (tuple, list)):
+            parts = ", ".join(draw(v) for v in node)
+            return f"({parts},)" if isinstance(node, tuple) and len(node) == 1 else f"({parts})"
+        if isinstance(node, dict):
+            return "{" + ", ".join(f"{k!r}: {draw(v)}" for k, v in node.items()) + "}"
+        if node is None:
+            return "None"
+        if hasattr(node, "shape") or isinstance(node, (int, float)):
+            return _aval(node)
+        return type(node).__name__
+
+    text = draw(tree)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_difference(state: Any, expected: Any) -> str:
+    got = jax.tree_util.tree_flatten_with_path(state)[0]
+    want = jax.tree_util.tree_flatten_with_path(expected)[0]
+    for (gp, g), (wp, w) in zip(got, want):
+        if gp != wp:
+            return f"at {jax.tree_util.keystr(wp)} the state has {jax.tree_util.keystr(gp)}"
+        if jnp.shape(g) != tuple(w.shape):
+            return f"at {jax.tree_util.keystr(wp)}: expected {_aval(w)}, got {_aval(g)}"
+    return f"expected {len(want)} leaves, got {len(got)}"
+
+
+def check_state(call: str, state: Any, expected: Any) -> None:
+    """``state`` has the structure and shapes ``init`` makes for these params.
+
+    ``expected`` is ``jax.eval_shape`` of this transform's ``init``: a state
+    made by another optimizer, for other params, or batched by mistake fails
+    here while tracing, naming both structures, instead of running with the
+    stages it happens to have.
+    """
+
+    def fail(reason: str) -> None:
         raise ValueError(
-            f"{call}.update: the updates' tree does not match the tree the state was "
-            f"initialised with.\n  updates: {got}\n  init: {' or '.join(map(str, seen))}"
+            f"{call}.update: the state does not match what {call}.init makes for these "
+            f"params ({reason}).\n  expected: {outline(expected)}\n  got: {outline(state)}"
         )
-    return updates, None if params is None else check_tree(call, params, "params")
+
+    if type(state) is not type(expected):
+        fail(f"it is a {type(state).__name__}, not a {type(expected).__name__}")
+    if set(state.hyperparams) != set(expected.hyperparams):
+        fail(
+            f"hyperparameters {sorted(state.hyperparams)}, expected {sorted(expected.hyperparams)}"
+        )
+    for name, want in expected.hyperparams.items():
+        got = state.hyperparams[name]
+        if jax.tree.structure(got) != jax.tree.structure(want) or any(
+            jnp.shape(g) != tuple(w.shape)
+            for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+        ):
+            fail(f"hyperparameter {name} is {outline(got)}, expected {outline(want)}")
+    if hasattr(expected, "python_schedules") and set(state.python_schedules) != set(
+        expected.python_schedules
+    ):
+        fail("its Python-callable hyperparameters differ")
+    got_tree, want_tree = state.inner_state, expected.inner_state
+    if jax.tree.structure(got_tree) != jax.tree.structure(want_tree) or any(
+        jnp.shape(g) != tuple(w.shape)
+        for g, w in zip(jax.tree.leaves(got_tree), jax.tree.leaves(want_tree))
+    ):
+        fail(_first_difference(got_tree, want_tree))
+
+
+def check_bare_state(call: str, state: Any, expected: Any) -> None:
+    """``check_state`` for a transform that owns no hyperparameters (its state is its own)."""
+    if jax.tree.structure(state) != jax.tree.structure(expected) or any(
+        jnp.shape(g) != tuple(w.shape)
+        for g, w in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
+    ):
+        raise ValueError(
+            f"{call}.update: the state does not match what {call}.init makes for these "
+            f"params ({_first_difference(state, expected)}).\n  expected: {outline(expected)}\n"
+            f"  got: {outline(state)}"
+        )

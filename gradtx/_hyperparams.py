@@ -7,10 +7,14 @@ except fields named ``inner_state``: that is where wrappers (``masked``,
 ``apply_if_finite``, ...) keep the state they wrap, and wrapping an optimizer
 must not rename its hyperparameters.  (Should two locations then get the same
 name, those keep their ``inner_state`` segments.)  A gradtx schedule's fields
-are ``path/name.field``.  Any unique suffix of a full
-name addresses it (``learning_rate``, ``adam/learning_rate``,
-``learning_rate.peak_value``); a suffix that matches none or several is an
-error listing the candidates.
+are ``path/name.field``.  A full name always addresses its own entry; any
+other unique suffix of a full name addresses it too (``learning_rate``,
+``adam/learning_rate``, ``learning_rate.peak_value``); a key that matches
+none or several is an error listing the candidates.
+
+optax's ``inject_hyperparams`` states are locations too (their injected
+numbers), and a state field a transform reports (``reduce_on_plateau``'s
+``scale``, listed in its state class's ``reported``) is read-only entry.
 """
 
 from __future__ import annotations
@@ -20,17 +24,24 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from gradtx._base import HyperparamsState, is_schedule
+from gradtx._base import is_schedule
+from gradtx._factory import HYPERPARAMS_STATES
+
+_LOCATIONS = HYPERPARAMS_STATES + (
+    optax.InjectStatefulHyperparamsState,
+    optax.InjectHyperparamsState,
+)
 
 
-def _locations(
-    state: Any, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], HyperparamsState]]:
-    if isinstance(state, HyperparamsState):
+def _locations(state: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(state, _LOCATIONS):
         yield path, state
         yield from _locations(state.inner_state, path + ("inner_state",))
     elif isinstance(state, tuple) and hasattr(state, "_fields"):
+        if hasattr(type(state), "reported"):
+            yield path, state
         for field, child in zip(state._fields, state):
             yield from _locations(child, path + (field,))
     elif isinstance(state, (tuple, list)):
@@ -75,7 +86,11 @@ def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
         out = []
         for path, loc in _locations(state):
             prefix = shown(path)
-            for name in loc.python_schedules:
+            if not isinstance(loc, _LOCATIONS):  # a state that reports some of its fields
+                for name in type(loc).reported:
+                    out.append(("/".join(prefix + (name,)), path, name, "<reported>"))
+                continue
+            for name in getattr(loc, "python_schedules", {}):
                 out.append(("/".join(prefix + (name,)), path, name, "<python>"))
             for name, value in loc.hyperparams.items():
                 out.append(("/".join(prefix + (name,)), path, name, None))
@@ -132,6 +147,9 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
         if field == "<python>":
             out[short[full]] = locs[path].python_schedules[name]
             continue
+        if field == "<reported>":
+            out[short[full]] = getattr(locs[path], name)
+            continue
         value = locs[path].hyperparams[name]
         if field is not None:
             out[short[full]] = _get_field(value, field)
@@ -157,14 +175,24 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
     return {**state, key: _replace_at(state[key], rest, fn)}
 
 
-def _cast_to(old: jax.Array, new: Any, key: str) -> jax.Array:
+def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -> jax.Array:
+    """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
+    construction takes one (a bool slot; a schedule's 0/1 option fields)."""
     try:
         arr = jnp.asarray(new)
     except (TypeError, ValueError):  # strings, None
         arr = None
-    if arr is None or not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
+    old_dtype = jnp.result_type(old)
+    allowed = jnp.complexfloating if jnp.issubdtype(old_dtype, jnp.complexfloating) else None
+    ok = arr is not None and (
+        (schedule_field or (arr.dtype == jnp.bool_) == (old_dtype == jnp.bool_))
+        and (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_)
+        and (allowed is not None or not jnp.issubdtype(arr.dtype, jnp.complexfloating))
+    )
+    if not ok:
         kind = type(new).__name__ if arr is None else str(arr.dtype)
-        raise TypeError(f"gradtx.set_hyperparams({key}=...): expected a number, got {kind}")
+        want = "a bool" if old_dtype == jnp.bool_ else "a number"
+        raise TypeError(f"gradtx.set_hyperparams({key}=...): expected {want}, got {kind}")
     new = arr
     try:
         return jnp.broadcast_to(new.astype(old.dtype), jnp.shape(old))
@@ -189,10 +217,15 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
       >>> round(float(gradtx.get_hyperparams(state)["learning_rate"]), 6)
       0.0001
     """
+    if values is not None and not isinstance(values, Mapping):
+        raise TypeError(
+            "gradtx.set_hyperparams(state, values): values must be a dict of name -> value "
+            f"(or pass keywords: learning_rate=...), got {type(values).__name__}"
+        )
     changes = {**(dict(values) if values is not None else {}), **kwargs}
     entries = _entries(state)
     for key, value in changes.items():
-        hits = [e for e in entries if _matches(e[0], key)]
+        hits = [e for e in entries if e[0] == key] or [e for e in entries if _matches(e[0], key)]
         if not hits:
             known = sorted(_short_names([e[0] for e in entries]).values())
             raise KeyError(
@@ -208,12 +241,17 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                 f"gradtx.set_hyperparams({key}=...): {name} follows a plain Python callable, "
                 "which is code, not data; use a gradtx.schedules schedule to change it in state"
             )
+        if field == "<reported>":
+            raise ValueError(
+                f"gradtx.set_hyperparams({key}=...): {name} is computed by the transform "
+                "(reported for reading), not a hyperparameter"
+            )
 
         def replace(loc, name=name, field=field, value=value, key=key):
             old = loc.hyperparams[name]
             if field is not None:
                 new = _set_field(
-                    old, field, lambda o, value=value, key=key: _cast_to(o, value, key)
+                    old, field, lambda o, value=value, key=key: _cast_to(o, value, key, True)
                 )
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
@@ -223,7 +261,7 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                         f"({', '.join(f'{name}.{f}' for f in _schedule_fields(old))}) or pass a "
                         f"{type(old).__name__} of the same form"
                     )
-                new = jax.tree.map(lambda o, v: _cast_to(o, v, key), old, value)
+                new = jax.tree.map(lambda o, v: _cast_to(o, v, key, True), old, value)
             else:
                 new = _cast_to(old, value, key)
             return loc._replace(hyperparams={**loc.hyperparams, name: new})

@@ -48,8 +48,11 @@ def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
 
 def abs_sq(x: jax.Array) -> jax.Array:
     """``|x|²`` in ``x``'s dtype: ``x * x`` for real leaves (bit-identical to
-    ``jnp.square``), ``x * conj(x)`` (zero imaginary part) for complex ones."""
-    return x * jnp.conj(x)
+    ``jnp.square``); ``re² + im²`` (zero imaginary part) for complex ones, which
+    stays finite where ``x * conj(x)`` would make ``inf - inf`` in the imaginary part."""
+    if jnp.iscomplexobj(x):
+        return (jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))).astype(x.dtype)
+    return x * x
 
 
 def wider(a: Any, b: Any) -> jnp.dtype:
@@ -65,18 +68,66 @@ def wider(a: Any, b: Any) -> jnp.dtype:
         return jnp.promote_types(a, b)
 
 
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype statistics are computed in: the widest of ``dtypes``, at least float32.
+
+    bfloat16 rounds ``0.999`` to 1.0 and float16 flushes ``(1 - b2) g²`` to 0
+    for gradients below ~1e-2, so low-precision leaves are computed in float32
+    and only the stored result is rounded.  float32, float64 and complex
+    leaves compute in their own dtype (bit-identical to the plain formulas).
+    """
+    out = jnp.dtype(jnp.float32)
+    for d in dtypes:
+        d = jnp.dtype(d)
+        if d.itemsize >= 4 or jnp.issubdtype(d, jnp.complexfloating):
+            out = wider(out, d)
+    return out
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real dtype of a (possibly complex) dtype."""
+    return jnp.finfo(jnp.dtype(dtype)).dtype
+
+
+def square_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
+    """Storage dtype of a statistic of squares (second moments) for one leaf.
+
+    ``requested`` if given (``nu_dtype``, ``dtype=``); else the leaf's dtype,
+    except float16, whose range cannot hold ``(1 - b2) g²`` for gradients below
+    ~1e-2 (it flushes to 0 and the step becomes ``m / eps``): its squares are
+    stored in float32.
+    """
+    if requested is not None:
+        return jnp.dtype(requested)
+    dtype = jnp.dtype(leaf_dtype)
+    return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
+
+
+def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:
+    """``value`` shaped like ``params`` in each leaf's ``square_dtype`` (second moments)."""
+    return jax.tree.map(
+        lambda p: full_like(p, value, square_dtype(jnp.result_type(p), dtype)), params
+    )
+
+
+def div0(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` with ``0 / 0 = 0``: a coordinate whose gradient has always been
+    zero takes no step, also with ``eps = 0``.  NaN and ``x / 0`` stay visible."""
+    return jnp.where((num == 0) & (den == 0), jnp.zeros_like(num), num / den)
+
+
 def ema(decay: Any, old: Any, new: Any) -> Any:
     """``decay * old + (1 - decay) * new`` leaf by leaf, stored in each ``old`` dtype.
 
-    Computed in the wider of the two dtypes: with bfloat16 statistics of
-    float32 gradients, ``1 - 0.999`` in bfloat16 is 0 and the EMA would never
-    move.  With equal dtypes this is the plain formula.
+    Computed in ``compute_dtype`` of both (at least float32): in bfloat16
+    ``1 - 0.999`` is 0 and the EMA would never move.  With equal float32 or
+    float64 dtypes this is the plain formula.
     """
 
     coefs = {}  # dtype -> (d, 1 - d), computed once per dtype rather than per leaf
 
     def one(o, n):
-        dtype = wider(o.dtype, jnp.result_type(n))
+        dtype = compute_dtype(o.dtype, jnp.result_type(n))
         if dtype not in coefs:
             d = jnp.asarray(decay).astype(dtype)
             coefs[dtype] = (d, 1 - d)
@@ -109,13 +160,22 @@ def check_same_structure(call: str, updates: Any, state_tree: Any, what: str = "
         )
 
 
+def _key_name(key: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
 def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) -> list:
     """One value per leaf of ``tree``, from a prefix tree or from ``fn(tree)``.
 
     ``prefix`` may stop above the leaves (``{"encoder": False, "head": True}``
-    masks whole subtrees).  The choice between a tree and a function is the
-    keyword used, never ``callable()``: Equinox modules and other callable
-    pytrees are valid prefixes.
+    masks whole subtrees).  Where its node types differ from the tree's (a
+    dict prefix of a ``flax.nnx.State``, whose leaves also sit under
+    ``Variable.value``), leaves are matched by their key path instead.  The
+    choice between a tree and a function is the keyword used, never
+    ``callable()``: Equinox modules and other callable pytrees are valid prefixes.
     """
     if prefix is not None and fn is not None:
         raise ValueError(f"{call}: give {what} or {what}_fn, not both")
@@ -124,12 +184,27 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     prefix_leaves, prefix_def = jax.tree.flatten(prefix)
     try:
         subtrees = prefix_def.flatten_up_to(tree)
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"{call}: the {what} tree does not match the params tree: it is not a prefix of it.\n"
-            f"  params: {jax.tree.structure(tree)}\n  {what}: {prefix_def}"
-        ) from err
-    return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]
+        return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]
+    except (ValueError, TypeError):
+        pass
+    keyed = [
+        (tuple(_key_name(k) for k in path), v)
+        for path, v in jax.tree_util.tree_flatten_with_path(prefix)[0]
+    ]
+    out = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        names = tuple(_key_name(k) for k in path)
+        hits = [v for p, v in keyed if names[: len(p)] == p]
+        if len(hits) != 1:
+            covered = sorted({"/".join(p) for p, _ in keyed})[:8]
+            raise ValueError(
+                f"{call}: the {what} tree does not match the params: it is not a prefix of "
+                f"them (it gives {len(hits)} values for the leaf {'/'.join(names) or '(root)'}; "
+                f"its entries are {covered}). Give one {what} per params subtree, by the "
+                "params' keys."
+            )
+        out.append(hits[0])
+    return out
 
 
 def static_bools(call: str, values: list) -> list[bool]:
@@ -159,11 +234,12 @@ def flat_buffers():
         _FLAT.reset(token)
 
 
-def check_per_leaf(call: str) -> None:
-    """Raise if called inside ``gradtx.flatten``: this transform needs leaf shapes."""
+def check_per_leaf(call: str, what: str) -> None:
+    """Raise if called inside ``gradtx.flatten``: ``what`` (built by ``call``) needs leaf shapes."""
     if _FLAT.get():
+        who = what if call == what else f"{call}: {what}"
         raise ValueError(
-            f"{call} works per leaf (it needs each parameter's shape) and cannot run inside "
+            f"{who} works per leaf (it needs each parameter's shape) and cannot run inside "
             "gradtx.flatten, which hands transforms flat 1-D buffers; apply it outside: "
             "gradtx.chain(<it>, gradtx.flatten(<the rest>))"
         )

@@ -2,93 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_choice, check_dtype, check_flag, check_hyperparam, is_zero
-from gradtx.transforms.decay import add_l2, check_mask, decoupled_weight_decay
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._factory import (
+    CONVENTION,
+    DECAY_RATE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    WEIGHT_DECAY,
+    Choice,
+    DType,
+    Flag,
+    Function,
+    Mask,
+)
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms
-from gradtx.transforms.scaling import scale_by_learning_rate
+
+ADAM = dict(
+    learning_rate=LEARNING_RATE,
+    b1=DECAY_RATE.schedulable(),
+    b2=DECAY_RATE,
+    eps=NON_NEGATIVE,
+    eps_root=NON_NEGATIVE,
+    weight_decay=WEIGHT_DECAY,
+    decoupled_weight_decay=Flag(),
+    amsgrad=Flag(),
+    max_of=Choice("v", "v_hat", optional=True),
+    mask=Mask(),
+    mask_fn=Function(),
+    mu_dtype=DType(),
+    nu_dtype=DType(),
+    maximize=Flag(),
+    convention=CONVENTION,
+)
 
 
-def check_adam_args(call, learning_rate, b1, b2, eps, eps_root, weight_decay):
-    """The argument checks shared by the Adam family."""
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "b1", b1, low=0.0, high=1.0, high_open=True, schedule=True)
-    check_hyperparam(call, "b2", b2, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "eps_root", eps_root, low=0.0)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-
-
-def _adam(
-    call,
-    learning_rate,
-    b1,
-    b2,
-    eps,
-    eps_root,
-    weight_decay,
-    *,
-    decoupled,
-    amsgrad,
-    max_of,
-    mask=None,
-    mask_fn=None,
-    mu_dtype=None,
-    nu_dtype=None,
-):
-    check_adam_args(call, learning_rate, b1, b2, eps, eps_root, weight_decay)
-    check_flag(call, "amsgrad", amsgrad, bool)
-    check_choice(call, "max_of", max_of, ("v", "v_hat"))
-    check_dtype(call, "mu_dtype", mu_dtype)
-    check_dtype(call, "nu_dtype", nu_dtype)
-    check_mask(call, mask, mask_fn)
-
-    def build(learning_rate, b1, b2, eps, eps_root, weight_decay=None):
-        decay = []
-        if weight_decay is not None and not decoupled:
-            decay = [add_l2(weight_decay, mask=mask, mask_fn=mask_fn)]
-        tail = []
-        if weight_decay is not None and decoupled:
-            tail = [decoupled_weight_decay(weight_decay, mask=mask, mask_fn=mask_fn)]
-        return chain(
-            *decay,
-            add_momentum(b1, ema=True, dtype=mu_dtype),
-            bias_correct(b1),
-            scale_by_rms(
-                b2,
-                eps,
-                eps_root=eps_root,
-                bias_correction=True,
-                amsgrad=amsgrad,
-                max_of=max_of,
-                dtype=nu_dtype,
-            ),
-            *tail,
-            scale_by_learning_rate(learning_rate),
-        )
-
-    values = dict(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
-
-
+@optimizer(
+    references="`torch.optim.Adam` (L2, decoupled, AMSGrad, maximize); `optax.adam` (`eps_root`)",
+    **ADAM,
+)
 def adam(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     *,
-    eps_root: Any = 0.0,
-    weight_decay: Any = 0.0,
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
+    decoupled_weight_decay: bool = False,
     amsgrad: bool = False,
-    max_of: str = "v",
+    max_of: str | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
-):
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """Adam (Kingma & Ba), as ``torch.optim.Adam``.
 
     Update (``t`` from 1)::
@@ -100,24 +75,36 @@ def adam(
 
     With ``amsgrad`` the denominator uses ``max_{s≤t} v_s / (1 - b2^t)``
     (PyTorch, ``max_of="v"``) or ``max_{s≤t} v̂_s`` (optax, ``max_of="v_hat"``).
+    With ``decoupled_weight_decay`` the decay is AdamW's (see ``adamw``).
 
     Chain: ``add_l2 → add_momentum(b1, ema=True) → bias_correct(b1) →
     scale_by_rms(b2, eps, bias_correction=True) → scale_by_learning_rate``; the
     chain hands the gradient to ``scale_by_rms`` as ``grads``.
 
     Differences: equals ``torch.optim.Adam`` (eps outside the root, form E1)
-    and ``optax.adam``.  The paper's "efficient" form puts eps on the
-    uncorrected root (E2), which differs for the same eps.  optax has no L2
-    argument; ``eps_root`` is optax's.
+    and ``optax.adam``; they differ only in AMSGrad's maximum, which
+    ``convention="optax"`` (or ``max_of``) selects.  The paper's "efficient"
+    form puts eps on the uncorrected root (E2), which differs for the same
+    eps.  optax has no L2 argument; ``eps_root`` is optax's.  Moments are
+    computed in at least float32 and stored in the params' dtype (or
+    ``mu_dtype``/``nu_dtype``; float16 params keep ``v`` in float32).
 
     Args:
       learning_rate: η, a number or schedule.
-      b1, b2: moment decay rates in [0, 1).
-      eps: added to the root.  eps_root: added inside the root.
-      weight_decay: λ of the L2 term (use ``adamw`` for decoupled decay).
+      b1: first-moment decay in [0, 1), a number or schedule.
+      b2: second-moment decay in [0, 1).
+      eps: added to the root.
+      eps_root: added inside the root.
+      weight_decay: λ; L2 unless ``decoupled_weight_decay``.
+      decoupled_weight_decay: decay the weights directly (AdamW).
       amsgrad: keep the running max of the second moment.
-      max_of: which second moment AMSGrad maximises (``"v"`` or ``"v_hat"``).
+      max_of: which second moment AMSGrad maximises (``"v"``, ``"v_hat"``;
+        ``None``: the convention's).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
       mu_dtype, nu_dtype: storage dtypes of the moments (e.g. ``jnp.bfloat16``).
+      maximize: ascend the objective instead (torch's ``maximize``).
+      convention: ``"torch"`` or ``"optax"``: whose rule, never whose defaults.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -131,78 +118,104 @@ def adam(
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
-    return _adam(
-        "gradtx.adam",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay,
-        decoupled=False,
-        amsgrad=amsgrad,
-        max_of=max_of,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
+    if max_of is None:
+        max_of = "v_hat" if convention == "optax" else "v"
+    second = scale_by_rms(
+        b2, eps, eps_root=eps_root, bias_correction=True, amsgrad=amsgrad, max_of=max_of,
+        dtype=nu_dtype,
+    )  # fmt: skip
+    return descent(
+        add_momentum(b1, ema=True, dtype=mu_dtype),
+        bias_correct(b1),
+        second,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
+        maximize=maximize,
     )
 
 
+_VARIANT = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "decoupled_weight_decay")}
+
+
+@optimizer(
+    references='`torch.optim.Adam(amsgrad=True)`; `optax.amsgrad` (`convention="optax"`)',
+    **_VARIANT,
+)
 def amsgrad(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     *,
-    eps_root: Any = 0.0,
-    weight_decay: Any = 0.0,
-    max_of: str = "v",
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
+    max_of: str | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
-):
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """AMSGrad (Reddi et al.): Adam with the running max of the second moment.
 
     ``adam(..., amsgrad=True)``.  Default ``max_of="v"``: the max of the raw
     ``v``, bias-corrected afterwards, as ``torch.optim.Adam(amsgrad=True)``.
-    ``max_of="v_hat"`` takes the max of the bias-corrected ``v̂``, as
-    ``optax.amsgrad``; no optax setting reproduces PyTorch.  The paper has
-    neither bias correction nor eps.
+    ``convention="optax"`` (or ``max_of="v_hat"``) takes the max of the
+    bias-corrected ``v̂``, as ``optax.amsgrad``.  The paper has neither bias
+    correction nor eps.
+
+    Chain: Adam's, with ``scale_by_rms(..., amsgrad=True)``.
+
+    Args:
+      learning_rate: η, a number or schedule.
+      b1, b2: moment decay rates in [0, 1).
+      eps: added to the root.
+      eps_root: added inside the root.
+      weight_decay: λ of the L2 term.
+      max_of: ``"v"`` (torch) or ``"v_hat"`` (optax); ``None``: the convention's.
+      mask, mask_fn: which leaves are decayed.
+      mu_dtype, nu_dtype: storage dtypes of the moments.
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``.
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
     """
-    return _adam(
-        "gradtx.amsgrad",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay,
-        decoupled=False,
-        amsgrad=True,
-        max_of=max_of,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-    )
+    return adam(
+        learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+        weight_decay=weight_decay, amsgrad=True, max_of=max_of, mask=mask, mask_fn=mask_fn,
+        mu_dtype=mu_dtype, nu_dtype=nu_dtype, maximize=maximize, convention=convention,
+    )  # fmt: skip
 
 
+@optimizer(
+    references="`torch.optim.AdamW` (AMSGrad, maximize); `optax.adamw`",
+    **{k: v for k, v in ADAM.items() if k != "decoupled_weight_decay"},
+)
 def adamw(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    weight_decay: Any = 1e-2,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: ScalarOrSchedule | None = 1e-2,
     *,
-    eps_root: Any = 0.0,
+    eps_root: float = 0.0,
     amsgrad: bool = False,
-    max_of: str = "v",
+    max_of: str | None = None,
     mask: Any = None,
-    mask_fn: Any = None,
+    mask_fn: Callable | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
-):
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """AdamW: Adam with decoupled weight decay, as ``torch.optim.AdamW``.
 
+    ``adam(..., decoupled_weight_decay=True)`` with the decay as fifth argument.
     Update::
 
       m̂_t, v̂_t as in Adam, from the raw gradient (no λθ term)
@@ -217,22 +230,25 @@ def adamw(
     ``weight_decay = λ_paper / base_lr`` here.  ``mask``/``mask_fn`` pick the
     decayed leaves (e.g. not biases), as optax's ``mask``.
 
+    Args:
+      learning_rate: η, a number or schedule.
+      b1, b2: moment decay rates in [0, 1).
+      eps: added to the root.
+      weight_decay: λ (default 1e-2); ``None`` or 0: no decay.
+      eps_root: added inside the root.
+      amsgrad: keep the running max of the second moment.
+      max_of: AMSGrad's maximum (``None``: the convention's).
+      mask, mask_fn: which leaves are decayed.
+      mu_dtype, nu_dtype: storage dtypes of the moments.
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``.
+
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
-    return _adam(
-        "gradtx.adamw",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay,
-        decoupled=True,
-        amsgrad=amsgrad,
-        max_of=max_of,
-        mask=mask,
-        mask_fn=mask_fn,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-    )
+    return adam(
+        learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+        weight_decay=weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad, max_of=max_of,
+        mask=mask, mask_fn=mask_fn, mu_dtype=mu_dtype, nu_dtype=nu_dtype, maximize=maximize,
+        convention=convention,
+    )  # fmt: skip

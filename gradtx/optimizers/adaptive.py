@@ -2,33 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax.numpy as jnp
 
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import (
+    CONVENTION,
+    DECAY_RATE,
+    LEARNING_RATE,
+    MOMENTUM,
+    NON_NEGATIVE,
+    WEIGHT_DECAY,
+    Flag,
+    OptionalFlag,
+    current_call,
+)
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent, gradient_stages
 from gradtx.transforms.adadelta import scale_by_adadelta
-from gradtx.transforms.decay import add_l2
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.rss import scale_by_rss
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
-def _l2(weight_decay):
-    return [] if weight_decay is None else [add_l2(weight_decay)]
-
-
+@optimizer(
+    references="`torch.optim.Adagrad` (lr_decay, initial accumulator, weight decay, maximize, "
+    "LambdaLR); `optax.adagrad` (`convention=\"optax\"`)",
+    learning_rate=LEARNING_RATE, lr_decay=NON_NEGATIVE, initial_accumulator_value=NON_NEGATIVE,
+    eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY, eps_in_sqrt=OptionalFlag(), maximize=Flag(),
+    convention=CONVENTION,
+)  # fmt: skip
 def adagrad(
-    learning_rate: Any = 1e-2,
+    learning_rate: ScalarOrSchedule = 1e-2,
     *,
-    lr_decay: Any = 0.0,
-    initial_accumulator_value: Any = 0.0,
-    eps: Any = 1e-10,
-    weight_decay: Any = 0.0,
-    eps_in_sqrt: bool = False,
-):
+    lr_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    weight_decay: ScalarOrSchedule | None = None,
+    eps_in_sqrt: bool | None = None,
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """Adagrad (Duchi et al.), as ``torch.optim.Adagrad``.
 
     Update (``t`` from 1, ``k = t - 1``)::
@@ -43,9 +57,10 @@ def adagrad(
 
     Differences: equals ``torch.optim.Adagrad`` (eps outside the root, S_0 = 0,
     eps 1e-10).  ``optax.adagrad`` puts eps inside the root
-    (``eps_in_sqrt=True`` here) and defaults to S_0 = 0.1, eps = 1e-7; it has
-    no ``lr_decay`` (an inverse-time schedule) or weight decay.  With eps = 0 and
-    equal S_0 the two agree.  Where S_t = 0 the step is 0 (optax), not NaN.
+    (``convention="optax"``, or ``eps_in_sqrt=True``) and defaults to S_0 =
+    0.1, eps = 1e-7; it has no ``lr_decay`` (an inverse-time schedule) or
+    weight decay.  Where S_t = 0 the step is 0 (optax), not NaN; a NaN
+    gradient stays NaN (torch).
 
     Args:
       learning_rate: η, a number or schedule (of the 0-based step k).
@@ -53,7 +68,9 @@ def adagrad(
       initial_accumulator_value: S_0 ≥ 0.
       eps: added to the root (inside it with ``eps_in_sqrt``).
       weight_decay: λ of the L2 term.
-      eps_in_sqrt: optax's eps placement.
+      eps_in_sqrt: optax's eps placement (``None``: the convention's).
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -68,51 +85,48 @@ def adagrad(
       Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
       and Stochastic Optimization", JMLR 2011.
     """
-    call = "gradtx.adagrad"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "lr_decay", lr_decay, low=0.0)
-    check_hyperparam(call, "initial_accumulator_value", initial_accumulator_value, low=0.0)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    check_flag(call, "eps_in_sqrt", eps_in_sqrt, bool)
+    if eps_in_sqrt is None:
+        eps_in_sqrt = convention == "optax"
 
-    def build(learning_rate, lr_decay, initial_accumulator_value, eps, weight_decay=None):
-        def decayed(k):
-            decay = jnp.asarray(lr_decay)
-            return learning_rate / (1 + k.astype(decay.dtype) * decay)
+    def decayed(k):
+        decay = jnp.asarray(lr_decay)
+        return learning_rate / (1 + k.astype(decay.dtype) * decay)
 
-        return chain(
-            *_l2(weight_decay),
-            scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
-            scale_by_learning_rate(decayed),
-        )
-
-    values = dict(
-        learning_rate=learning_rate,
-        lr_decay=lr_decay,
-        initial_accumulator_value=initial_accumulator_value,
-        eps=eps,
+    return descent(
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
+        learning_rate=decayed,
+        weight_decay=weight_decay,
+        maximize=maximize,
     )
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
 
 
+@optimizer(
+    references="`torch.optim.RMSprop` (centered, momentum, weight decay, maximize, LambdaLR); "
+    "`optax.rmsprop` (`convention=\"optax\"`, Nesterov, bias correction); NumPy "
+    "(`init_from_first`: v₁ = g₁²)",
+    learning_rate=LEARNING_RATE, decay=DECAY_RATE, eps=NON_NEGATIVE,
+    momentum=MOMENTUM._replace(optional=True), centered=Flag(), weight_decay=WEIGHT_DECAY,
+    nesterov=Flag(), lr_in_momentum=OptionalFlag(), eps_in_sqrt=OptionalFlag(),
+    initial_scale=NON_NEGATIVE, init_from_first=Flag(), bias_correction=Flag(), maximize=Flag(),
+    convention=CONVENTION,
+)  # fmt: skip
 def rmsprop(
-    learning_rate: Any = 1e-2,
-    decay: Any = 0.99,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    decay: float = 0.99,
+    eps: float = 1e-8,
     *,
-    momentum: Any = 0.0,
+    momentum: ScalarOrSchedule | None = None,
     centered: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     nesterov: bool = False,
-    lr_in_momentum: bool = False,
-    eps_in_sqrt: bool = False,
-    initial_scale: Any = 0.0,
+    lr_in_momentum: bool | None = None,
+    eps_in_sqrt: bool | None = None,
+    initial_scale: float = 0.0,
     init_from_first: bool = False,
     bias_correction: bool = False,
-):
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """RMSProp (Tieleman & Hinton), as ``torch.optim.RMSprop``.
 
     Update (``t`` from 1, ``μ`` = momentum, ``ρ`` = decay)::
@@ -120,7 +134,7 @@ def rmsprop(
       g_t = ∇f(θ_{t-1}) + λ θ_{t-1}                       (L2, if weight_decay)
       v_t = ρ v_{t-1} + (1 - ρ) g_t²                      (v_0 = initial_scale)
       ḡ_t = ρ ḡ_{t-1} + (1 - ρ) g_t                       (centered only)
-      d_t = sqrt(v_t - ḡ_t²) + eps   (centered)   else   sqrt(v_t) + eps
+      d_t = sqrt(max(v_t - ḡ_t², 0)) + eps   (centered)   else   sqrt(v_t) + eps
       b_t = μ b_{t-1} + g_t / d_t                         (b_0 = 0; if momentum)
       θ_t = θ_{t-1} - η_t b_t              (without momentum: - η_t g_t / d_t)
 
@@ -129,31 +143,34 @@ def rmsprop(
 
     Differences:
       * PyTorch: equal (decay 0.99, eps outside the root, momentum buffer of
-        ``g/d`` multiplied by the current η, convention (A)).
-      * optax: ``optax.rmsprop`` defaults to decay 0.9 and eps inside the root
-        (``eps_in_sqrt=True`` here), and keeps η inside the momentum buffer,
-        ``b_t = μ b_{t-1} + η_t g_t/d_t`` (convention (B),
-        ``lr_in_momentum=True`` here, as Graves 2013).  (A) and (B) agree for a
-        constant learning rate and differ under a schedule.  optax's Nesterov
-        option is ``nesterov`` here and its ``bias_correction`` is
-        ``bias_correction`` (PyTorch has neither).
-      * The lecture's variant starting from ``v_1 = g_1²`` instead of the EMA
-        from 0 is ``init_from_first=True`` (not with ``centered``: its first
+        ``g/d`` multiplied by the current η, convention (A)).  The centered
+        variance is clamped at 0, where rounding can make torch's negative (NaN).
+      * optax (``convention="optax"``): eps inside the root and η inside the
+        momentum buffer, ``b_t = μ b_{t-1} + η_t g_t/d_t`` (convention (B),
+        as Graves 2013); the fine-grained ``eps_in_sqrt`` and
+        ``lr_in_momentum`` override it.  (A) and (B) agree for a constant
+        learning rate and differ under a schedule.  optax's default decay is
+        0.9; the default here stays torch's.  optax's ``nesterov`` and
+        ``bias_correction`` are here too (not with ``centered``: its first
         variance estimate would be exactly 0).
+      * The lecture's variant starting from ``v_1 = g_1²`` instead of the EMA
+        from 0 is ``init_from_first=True`` (uncentered only, for the same reason).
 
     Args:
       learning_rate: η, a number or schedule.
       decay: ρ (PyTorch's ``alpha``) in [0, 1).
       eps: added to the root (inside it with ``eps_in_sqrt``).
-      momentum: μ in [0, 1]; 0 leaves the buffer out.
+      momentum: μ in [0, 1]; ``None`` or 0 leaves the buffer out.
       centered: divide by the estimated standard deviation instead of the RMS.
       weight_decay: λ of the L2 term.
       nesterov: Nesterov look-ahead ``g/d + μ b_t`` (needs momentum > 0).
-      lr_in_momentum: convention (B), optax's placement of η.
-      eps_in_sqrt: optax's placement of eps.
+      lr_in_momentum: convention (B), optax's placement of η (``None``: the convention's).
+      eps_in_sqrt: optax's placement of eps (``None``: the convention's).
       initial_scale: v_0 (0 in PyTorch, 1 in TF1).
       init_from_first: ``v_1 = g_1²`` (uncentered only).
-      bias_correction: divide ``v`` (and ``ḡ``) by ``1 - ρ^t`` (optax's option).
+      bias_correction: divide ``v`` by ``1 - ρ^t`` (optax's option; uncentered only).
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -167,60 +184,45 @@ def rmsprop(
       lecture 6e, 2012; Graves, "Generating Sequences With Recurrent Neural
       Networks", arXiv:1308.0850, 2013 (centered, with momentum).
     """
-    call = "gradtx.rmsprop"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "decay", decay, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "momentum", momentum, low=0.0, high=1.0, schedule=True)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    check_hyperparam(call, "initial_scale", initial_scale, low=0.0)
-    for name, flag in [
-        ("centered", centered),
-        ("nesterov", nesterov),
-        ("lr_in_momentum", lr_in_momentum),
-        ("eps_in_sqrt", eps_in_sqrt),
-        ("init_from_first", init_from_first),
-        ("bias_correction", bias_correction),
-    ]:
-        check_flag(call, name, flag, bool)
-    if nesterov and is_zero(momentum):
+    call = current_call("gradtx.rmsprop")
+    if nesterov and momentum is None:
         raise ValueError(f"{call}(nesterov=True): Nesterov needs momentum > 0")
-    if centered and init_from_first:
-        # v_1 = g_1² and ḡ_1 = g_1 make the first variance estimate exactly 0
-        # (or a rounding residual of either sign): a step of g/eps or NaN.
-        raise ValueError(f"{call}(centered=True, init_from_first=True): the first variance is 0")
-
-    def build(learning_rate, decay, eps, initial_scale, momentum=None, weight_decay=None):
-        rms = scale_by_rms(
-            decay,
-            eps,
-            initial_scale=initial_scale,
-            eps_in_sqrt=eps_in_sqrt,
-            centered=centered,
-            init_from_first=init_from_first,
-            bias_correction=bias_correction,
+    if lr_in_momentum is None:
+        lr_in_momentum = convention == "optax"
+    if eps_in_sqrt is None:
+        eps_in_sqrt = convention == "optax"
+    rms = scale_by_rms(
+        decay, eps, initial_scale=initial_scale, eps_in_sqrt=eps_in_sqrt, centered=centered,
+        init_from_first=init_from_first, bias_correction=bias_correction,
+    )  # fmt: skip
+    if momentum is None:
+        return descent(
+            rms, learning_rate=learning_rate, weight_decay=weight_decay, maximize=maximize
         )
-        lr = scale_by_learning_rate(learning_rate)
-        if momentum is None:
-            return chain(*_l2(weight_decay), rms, lr)
+    if not lr_in_momentum:
         buffer = add_momentum(momentum, nesterov=nesterov)
-        tail = [lr, buffer] if lr_in_momentum else [buffer, lr]
-        return chain(*_l2(weight_decay), rms, *tail)
-
-    values = dict(learning_rate=learning_rate, decay=decay, eps=eps, initial_scale=initial_scale)
-    for name, value in [("momentum", momentum), ("weight_decay", weight_decay)]:
-        if not is_zero(value):
-            values[name] = value
-    return hyperparameterized(build, values, call)
+        return descent(
+            rms, buffer, learning_rate=learning_rate, weight_decay=weight_decay, maximize=maximize
+        )
+    head = gradient_stages(weight_decay, maximize=maximize)
+    lr = scale_by_learning_rate(learning_rate)
+    return chain(*head, rms, lr, add_momentum(momentum, nesterov=nesterov))
 
 
+@optimizer(
+    references="`torch.optim.Adadelta` (weight decay, maximize); `optax.adadelta(1.0)`",
+    learning_rate=LEARNING_RATE, rho=DECAY_RATE, eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY,
+    maximize=Flag(), convention=CONVENTION,
+)  # fmt: skip
 def adadelta(
-    learning_rate: Any = 1.0,
-    rho: Any = 0.9,
-    eps: Any = 1e-6,
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
     *,
-    weight_decay: Any = 0.0,
-):
+    weight_decay: ScalarOrSchedule | None = None,
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """AdaDelta (Zeiler), as ``torch.optim.Adadelta``.
 
     Update (``t`` from 1, ``RMS[y]_t = sqrt(E[y²]_t + eps)``)::
@@ -234,16 +236,19 @@ def adadelta(
     Chain: ``add_l2 → scale_by_adadelta(rho, eps) → scale_by_learning_rate``.
 
     Differences: equals ``torch.optim.Adadelta`` (the step accumulator holds δ
-    before the learning rate) and ``optax.adadelta(1.0)``.  The default
-    learning rate is 1.0, the paper's (which has none); optax defaults to
-    ``None``, which skips the sign flip so the parameters *ascend* — here the
-    learning rate is always a number.  The paper's experiments used ρ = 0.95.
+    before the learning rate) and ``optax.adadelta(1.0)`` (so
+    ``convention="optax"`` changes nothing).  The default learning rate is
+    1.0, the paper's (which has none); optax defaults to ``None``, which
+    skips the sign flip so the parameters *ascend*: here the learning rate is
+    always a number.  The paper's experiments used ρ = 0.95.
 
     Args:
       learning_rate: η, a number or schedule (1.0: the paper).
       rho: decay of both averages in [0, 1).
       eps: inside both roots.
       weight_decay: λ of the L2 term.
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``: the same rule.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -255,18 +260,9 @@ def adadelta(
     References:
       Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
     """
-    call = "gradtx.adadelta"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "rho", rho, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-
-    def build(learning_rate, rho, eps, weight_decay=None):
-        return chain(
-            *_l2(weight_decay), scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate)
-        )
-
-    values = dict(learning_rate=learning_rate, rho=rho, eps=eps)
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
+    return descent(
+        scale_by_adadelta(rho, eps),
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )

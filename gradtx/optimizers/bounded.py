@@ -7,88 +7,64 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Hyper
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
 from gradtx.transforms.bounds import scale_by_bounded_rms
-from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.momentum import add_momentum
-from gradtx.transforms.scaling import scale_by_learning_rate
 
 
-def _initial_value(learning_rate):
-    """The learning rate of the first update: the official code's ``base_lr``."""
-    if callable(learning_rate) and not hasattr(learning_rate, "dtype"):
-        value = learning_rate(jnp.zeros([], jnp.int32))
-        # A concrete value is checked like a number; a traced one is data (see check_hyperparam).
-        return value if isinstance(value, jax.core.Tracer) else float(value)
-    return learning_rate
-
-
-def _adabound(
-    call, learning_rate, final_lr, b1, b2, gamma, eps, *, amsbound, weight_decay, decoupled, base_lr
-):
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "final_lr", final_lr, low=0.0)
-    check_hyperparam(call, "b1", b1, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "b2", b2, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "gamma", gamma, low=0.0)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    check_flag(call, "amsbound", amsbound, bool)
-    check_flag(call, "decoupled_weight_decay", decoupled, bool)
-    if base_lr is None:
-        base_lr = _initial_value(learning_rate)
-        if isinstance(base_lr, (int, float)) and not isinstance(base_lr, bool) and base_lr <= 0:
-            raise ValueError(
-                f"{call}(learning_rate={base_lr!r}): the bounds scale with learning_rate / base_lr, "
-                "so the initial learning rate must be > 0 (or pass base_lr)"
-            )
-    check_hyperparam(call, "base_lr", base_lr, low=0.0, low_open=True)
-
-    def build(learning_rate, final_lr, base_lr, b1, b2, gamma, eps, weight_decay=None):
-        head, tail = [], []
-        if weight_decay is not None:
-            if decoupled:
-                tail = [decoupled_weight_decay(weight_decay)]
-            else:
-                head = [add_l2(weight_decay)]
-        return chain(
-            *head,
-            add_momentum(b1, ema=True),
-            scale_by_bounded_rms(
-                b1, b2, eps, final_lr=final_lr, base_lr=base_lr, gamma=gamma, amsbound=amsbound
-            ),
-            *tail,
-            scale_by_learning_rate(learning_rate),
+def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``base_lr`` defaults to the learning rate of the first update (the official ``base_lrs``)."""
+    if arguments["base_lr"] is not None:
+        return arguments
+    lr = arguments["learning_rate"]
+    if callable(lr):
+        lr = lr(jnp.zeros([], jnp.int32))
+    if isinstance(lr, jax.core.Tracer):  # a factory called inside a traced function
+        return {**arguments, "base_lr": lr}
+    if float(lr) <= 0:
+        raise ValueError(
+            f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "
+            "base_lr, so the initial learning rate must be > 0 (or pass base_lr)"
         )
-
-    values = dict(
-        learning_rate=learning_rate,
-        final_lr=final_lr,
-        base_lr=base_lr,
-        b1=b1,
-        b2=b2,
-        gamma=gamma,
-        eps=eps,
-    )
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
+    return {**arguments, "base_lr": float(lr)}
 
 
+BOUNDED = dict(
+    learning_rate=LEARNING_RATE,
+    final_lr=NON_NEGATIVE,
+    b1=DECAY_RATE,
+    b2=DECAY_RATE,
+    gamma=NON_NEGATIVE,
+    eps=NON_NEGATIVE,
+    amsbound=Flag(),
+    weight_decay=WEIGHT_DECAY,
+    decoupled_weight_decay=Flag(),
+    base_lr=Hyper(low=0.0, low_open=True, nullable=True),
+)
+
+
+@optimizer(
+    references="`adabound.AdaBound` (the authors') and `torch_optimizer.AdaBound` (L2, LambdaLR, "
+    "ExponentialLR); `pytorch_optimizer.AdaBound` (rel 1e-9: its 1e-15 inside the root)",
+    derive=_base_lr,
+    **BOUNDED,
+)
 def adabound(
-    learning_rate: Any = 1e-3,
-    final_lr: Any = 0.1,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    gamma: Any = 1e-3,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    final_lr: float = 0.1,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    gamma: float = 1e-3,
+    eps: float = 1e-8,
     *,
     amsbound: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    base_lr: Any = None,
-):
+    base_lr: float | None = None,
+) -> GradientTransformation:
     """AdaBound (Luo et al.), as the authors' ``adabound.AdaBound``.
 
     Update (``t`` from 1; ``η_t`` the current learning rate, ``η_0 = base_lr``)::
@@ -148,52 +124,58 @@ def adabound(
       Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of
       Learning Rate", ICLR 2019.  Code: github.com/Luolc/AdaBound.
     """
-    return _adabound(
-        "gradtx.adabound",
-        learning_rate,
-        final_lr,
-        b1,
-        b2,
-        gamma,
-        eps,
-        amsbound=amsbound,
+    bounded = scale_by_bounded_rms(
+        b1, b2, eps, final_lr=final_lr, base_lr=base_lr, gamma=gamma, amsbound=amsbound
+    )
+    return descent(
+        add_momentum(b1, ema=True),
+        bounded,
+        learning_rate=learning_rate,
         weight_decay=weight_decay,
         decoupled=decoupled_weight_decay,
-        base_lr=base_lr,
     )
 
 
+@optimizer(
+    references="the same three (`amsbound=True`)",
+    derive=_base_lr,
+    **{k: v for k, v in BOUNDED.items() if k != "amsbound"},
+)
 def amsbound(
-    learning_rate: Any = 1e-3,
-    final_lr: Any = 0.1,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    gamma: Any = 1e-3,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    final_lr: float = 0.1,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    gamma: float = 1e-3,
+    eps: float = 1e-8,
     *,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    base_lr: Any = None,
-):
+    base_lr: float | None = None,
+) -> GradientTransformation:
     """AMSBound: ``adabound(..., amsbound=True)``.
 
     The second moment is ``max_{s≤t} v_s`` of the raw ``v`` (as the official
     code, ``torch_optimizer`` and ``torch.optim.Adam(amsgrad=True)``); the bias
     correction ``sqrt(1 - b2^t)`` then multiplies the clipped step size.
 
+    Chain: AdaBound's, with ``scale_by_bounded_rms(..., amsbound=True)``.
+
+    Args:
+      learning_rate: η, a number or schedule.
+      final_lr: the SGD learning rate the bounds converge to.
+      b1, b2: moment decay rates in [0, 1).
+      gamma: convergence speed of the bounds.
+      eps: added to ``sqrt(v_t)``.
+      weight_decay: λ (L2 unless ``decoupled_weight_decay``).
+      decoupled_weight_decay: decay outside the adaptive step.
+      base_lr: the learning rate the bounds are relative to.
+
     References:
       Luo, Xiong, Liu & Sun, ICLR 2019, Alg. 3.
     """
-    return _adabound(
-        "gradtx.amsbound",
-        learning_rate,
-        final_lr,
-        b1,
-        b2,
-        gamma,
-        eps,
-        amsbound=True,
-        weight_decay=weight_decay,
-        decoupled=decoupled_weight_decay,
+    return adabound(
+        learning_rate=learning_rate, final_lr=final_lr, b1=b1, b2=b2, gamma=gamma, eps=eps,
+        amsbound=True, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
         base_lr=base_lr,
-    )
+    )  # fmt: skip

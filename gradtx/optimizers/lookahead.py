@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -10,11 +9,13 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, _with_extra_args, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, check_int, is_zero
-from gradtx.optimizers.adam import check_adam_args
-from gradtx.optimizers.radam import radam_chain
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import Flag, Hyper, Int, Transform, current_call
+from gradtx._registry import optimizer
+from gradtx.optimizers.radam import RADAM, radam
 from gradtx.transforms.centralize import centralize
+
+SLOW_STEP_SIZE = Hyper(low=0.0, high=1.0)
 
 
 class LookaheadState(NamedTuple):
@@ -26,8 +27,8 @@ class LookaheadState(NamedTuple):
     inner_state: Any
 
 
-def _lookahead(inner, sync_period, *, slow_step_size):
-    call = "gradtx.lookahead"
+def _lookahead(inner, sync_period, slow_step_size):
+    call = current_call("gradtx.lookahead")
 
     def init(params):
         slow = jax.tree.map(jnp.array, params)  # a copy: φ_0 = θ_0
@@ -36,7 +37,6 @@ def _lookahead(inner, sync_period, *, slow_step_size):
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError(f"{call}: update needs params (the fast weights, to sync them)")
-        _tree.check_same_structure(f"{call}.update", params, state.slow, "slow weights")
         updates, inner_state = inner.update(updates, state.inner_state, params, **extra)
         sync = state.steps_since_sync == sync_period - 1
 
@@ -60,8 +60,16 @@ def _lookahead(inner, sync_period, *, slow_step_size):
     return GradientTransformation(init, update)
 
 
+@optimizer(
+    references="`pytorch_optimizer.Lookahead` (around SGD-momentum and Adam); `optax.lookahead` "
+    "(fast params)",
+    counted=False,
+    inner=Transform(),
+    sync_period=Int(1),
+    slow_step_size=SLOW_STEP_SIZE,
+)
 def lookahead(
-    inner: optax.GradientTransformation, sync_period: int = 5, slow_step_size: Any = 0.5
+    inner: optax.GradientTransformation, sync_period: int = 5, slow_step_size: float = 0.5
 ) -> GradientTransformation:
     """Lookahead (Zhang et al.) around any optimizer, on plain params.
 
@@ -82,8 +90,11 @@ def lookahead(
     away from φ by exactly that change).
 
     Build the inner optimizer as usual (``gradtx.adam(1e-3)``, or any optax
-    transform): its hyperparameters stay in its own state, so
+    transform): its hyperparameters and step count stay in its own state, so
     ``get_hyperparams`` shows them next to ``slow_step_size``.
+
+    Chain: ``inner``, with every ``sync_period``-th update replaced by the
+    move to the interpolated slow weights.
 
     Differences: ``optax.lookahead`` needs ``LookaheadParams(fast, slow)`` in
     place of the params; its fast trajectory equals this one.  Equal to
@@ -111,28 +122,32 @@ def lookahead(
       Zhang, Lucas, Hinton & Ba, "Lookahead Optimizer: k steps forward, 1 step
       back", NeurIPS 2019 (arXiv:1907.08610).
     """
-    call = "gradtx.lookahead"
-    inner = _with_extra_args(inner, f"{call}(inner=...)")
-    check_int(call, "sync_period", sync_period, 1)
-    check_hyperparam(call, "slow_step_size", slow_step_size, low=0.0, high=1.0)
-    build = functools.partial(_lookahead, inner, int(sync_period))
-    return hyperparameterized(build, {"slow_step_size": slow_step_size})
+    return _lookahead(inner, sync_period, slow_step_size)
 
 
+@optimizer(
+    references="`pytorch_optimizer.Ranger(degenerated_to_sgd=True)` (GC on 2-D/3-D/4-D params); "
+    "`pytorch_ranger.Ranger` = `torch_optimizer.Ranger` with GC off (rel 1e-6: that package "
+    "computes in float32)",
+    learning_rate=RADAM["learning_rate"], b1=RADAM["b1"], b2=RADAM["b2"], eps=RADAM["eps"],
+    sync_period=Int(1), slow_step_size=SLOW_STEP_SIZE, threshold=Hyper(),
+    weight_decay=RADAM["weight_decay"], gradient_centralization=Flag(), gc_conv_only=Flag(),
+    channel_axis=Int(low=None),
+)  # fmt: skip
 def ranger(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.95,
-    b2: Any = 0.999,
-    eps: Any = 1e-5,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.95,
+    b2: float = 0.999,
+    eps: float = 1e-5,
     *,
     sync_period: int = 6,
-    slow_step_size: Any = 0.5,
-    threshold: Any = 5.0,
-    weight_decay: Any = 0.0,
+    slow_step_size: float = 0.5,
+    threshold: float = 5.0,
+    weight_decay: ScalarOrSchedule | None = None,
     gradient_centralization: bool = True,
     gc_conv_only: bool = False,
     channel_axis: int = 0,
-):
+) -> GradientTransformation:
     """Ranger (Wright 2019/2020): RAdam with gradient centralisation, inside Lookahead.
 
     Update (``t`` from 1; the RAdam step as in ``radam``, SGD-with-momentum
@@ -182,43 +197,11 @@ def ranger(
       Wright, Ranger-Deep-Learning-Optimizer (GitHub), 2019-2020; Liu et al.
       2020 (RAdam); Zhang et al. 2019 (Lookahead); Yong et al. 2020 (GC).
     """
-    call = "gradtx.ranger"
-    check_adam_args(call, learning_rate, b1, b2, eps, 0.0, weight_decay)
-    check_hyperparam(call, "threshold", threshold)
-    check_hyperparam(call, "slow_step_size", slow_step_size, low=0.0, high=1.0)
-    check_int(call, "sync_period", sync_period, 1)
-    check_flag(call, "gradient_centralization", gradient_centralization, bool)
-    check_flag(call, "gc_conv_only", gc_conv_only, bool)
-    check_flag(call, "channel_axis", channel_axis, int)
-    head = ()
+    head = []
     if gradient_centralization:
-        head = (centralize(channel_axis=channel_axis, conv_only=gc_conv_only),)
-
-    def build(learning_rate, b1, b2, eps, threshold, slow_step_size, weight_decay=None):
-        fast = radam_chain(
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            threshold,
-            weight_decay,
-            decoupled=True,
-            compare=">",
-            untractable="sgd",
-            eps_on="v",
-            head=head,
-        )
-        # ranger checked sync_period and slow_step_size already: skip lookahead()'s checks
-        return _lookahead(fast, int(sync_period), slow_step_size=slow_step_size)
-
-    values = dict(
-        learning_rate=learning_rate,
-        b1=b1,
-        b2=b2,
-        eps=eps,
-        threshold=threshold,
-        slow_step_size=slow_step_size,
-    )
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
+        head = [centralize(channel_axis=channel_axis, conv_only=gc_conv_only)]
+    fast = radam(
+        learning_rate, b1, b2, eps, threshold=threshold, weight_decay=weight_decay,
+        decoupled_weight_decay=True,
+    )  # fmt: skip
+    return _lookahead(chain(*head, fast), sync_period, slow_step_size)

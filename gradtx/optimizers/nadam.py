@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_dtype, check_flag, check_hyperparam, is_zero
-from gradtx.optimizers.adam import check_adam_args
-from gradtx.transforms import decay as _decay
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._factory import NON_NEGATIVE
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
+from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.momentum import add_nesterov_momentum
 from gradtx.transforms.rms import scale_by_rms
-from gradtx.transforms.scaling import scale_by_learning_rate
+
+_NADAM = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "max_of")}
 
 
+@optimizer(
+    references="`torch.optim.NAdam` (momentum_decay, L2, decoupled, maximize); "
+    '`optax.nadam`/`nadamw` (`convention="optax"`)',
+    momentum_decay=NON_NEGATIVE,
+    **_NADAM,
+)
 def nadam(
-    learning_rate: Any = 2e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     *,
-    momentum_decay: Any = 4e-3,
-    weight_decay: Any = 0.0,
+    momentum_decay: float = 4e-3,
+    weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    eps_root: Any = 0.0,
+    eps_root: float = 0.0,
     mask: Any = None,
-    mask_fn: Any = None,
+    mask_fn: Callable | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
-):
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """NAdam (Dozat), as ``torch.optim.NAdam``.
 
     Update (``t`` from 1, ``ψ`` = momentum_decay)::
@@ -47,9 +58,9 @@ def nadam(
       * PyTorch: equal, including ``decoupled_weight_decay=True`` (NAdamW,
         ``θ(1 - ηλ)``).  PyTorch keeps ``Π_t`` in float32 unless torch's default
         dtype is float64; here it is in the hyperparameters' precision.
-      * optax: ``optax.nadam``/``optax.nadamw`` use a constant ``μ = b1``
-        (``Π_t = b1^t``), which is ``momentum_decay=1e6`` here (the schedule
-        underflows to b1); the defaults differ by ~1e-2 after a dozen steps.
+      * optax (``convention="optax"``): ``optax.nadam``/``optax.nadamw`` use a
+        constant ``μ = b1`` (``Π_t = b1^t``); the defaults differ by ~1e-2
+        after a dozen steps.  ``momentum_decay`` is then unused.
       * Paper: Dozat's Alg. 2 schedule is the same ``0.96^{t/250}``; some
         transcriptions also multiply ``v̂`` by b2, which no implementation does.
 
@@ -57,12 +68,15 @@ def nadam(
       learning_rate: η, a number or schedule.
       b1: the momentum EMA rate and the schedule's ceiling, in [0, 1).
       b2: second-moment decay in [0, 1).
-      eps: added to the root.  eps_root: added inside it (optax's).
+      eps: added to the root.
       momentum_decay: ψ ≥ 0 (4e-3 = 1/250).
       weight_decay: λ; L2 unless ``decoupled_weight_decay``.
       decoupled_weight_decay: decay outside the adaptive step (NAdamW).
-      mask, mask_fn: which leaves are decayed (decoupled decay only).
+      eps_root: added inside the root (optax's).
+      mask, mask_fn: which leaves are decayed.
       mu_dtype, nu_dtype: storage dtypes of the moments.
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -74,38 +88,16 @@ def nadam(
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
-    call = "gradtx.nadam"
-    check_adam_args(call, learning_rate, b1, b2, eps, eps_root, weight_decay)
-    check_hyperparam(call, "momentum_decay", momentum_decay, low=0.0)
-    check_flag(call, "decoupled_weight_decay", decoupled_weight_decay, bool)
-    check_dtype(call, "mu_dtype", mu_dtype)
-    check_dtype(call, "nu_dtype", nu_dtype)
-    if (mask is not None or mask_fn is not None) and not decoupled_weight_decay:
-        raise ValueError(f"{call}: mask and mask_fn need decoupled_weight_decay=True")
-    _decay.check_mask(call, mask, mask_fn)
-
-    def build(learning_rate, b1, b2, eps, eps_root, momentum_decay, weight_decay=None):
-        head, tail = [], []
-        if weight_decay is not None and decoupled_weight_decay:
-            tail = [_decay.decoupled_weight_decay(weight_decay, mask=mask, mask_fn=mask_fn)]
-        elif weight_decay is not None:
-            head = [_decay.add_l2(weight_decay)]
-        return chain(
-            *head,
-            add_nesterov_momentum(b1, momentum_decay, dtype=mu_dtype),
-            scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, dtype=nu_dtype),
-            *tail,
-            scale_by_learning_rate(learning_rate),
-        )
-
-    values = dict(
-        learning_rate=learning_rate,
-        b1=b1,
-        b2=b2,
-        eps=eps,
-        eps_root=eps_root,
-        momentum_decay=momentum_decay,
+    numerator = add_nesterov_momentum(
+        b1, momentum_decay, warming=convention == "torch", dtype=mu_dtype
     )
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
+    return descent(
+        numerator,
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, dtype=nu_dtype),
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
+        maximize=maximize,
+    )

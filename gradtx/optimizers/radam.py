@@ -2,70 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_choice, check_flag, check_hyperparam, is_zero
-from gradtx.optimizers.adam import check_adam_args
-from gradtx.transforms.decay import add_l2, decoupled_weight_decay
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._factory import CONVENTION, LEARNING_RATE, Choice, Hyper
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
+from gradtx.optimizers.adam import ADAM
+from gradtx.transforms.decay import decoupled_weight_decay as decay_stage
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rectify import rectify, when_rectified
-from gradtx.transforms.scaling import scale_by_learning_rate
+
+RADAM = dict(
+    learning_rate=LEARNING_RATE,
+    b1=ADAM["b1"],
+    b2=ADAM["b2"],
+    eps=ADAM["eps"],
+    threshold=Hyper(),
+    weight_decay=ADAM["weight_decay"],
+    decoupled_weight_decay=ADAM["decoupled_weight_decay"],
+    compare=Choice(">", ">=", optional=True),
+    untractable=Choice("sgd", "skip"),
+    eps_on=Choice("v", "v_hat", optional=True),
+    maximize=ADAM["maximize"],
+    convention=CONVENTION,
+)
 
 
-def check_radam_options(call, threshold, compare, untractable, eps_on):
-    """The checks of the rectification options shared by RAdam and Ranger."""
-    check_hyperparam(call, "threshold", threshold)
-    check_choice(call, "compare", compare, (">", ">="))
-    check_choice(call, "untractable", untractable, ("sgd", "skip"))
-    check_choice(call, "eps_on", eps_on, ("v", "v_hat"))
-
-
-def radam_chain(
-    learning_rate,
-    b1,
-    b2,
-    eps,
-    threshold,
-    weight_decay,
-    *,
-    decoupled,
-    compare,
-    untractable,
-    eps_on,
-    head=(),
-):
-    """RAdam's chain from plain values (called inside a build; ``head`` goes first)."""
-    l2 = weight_decay is not None and not decoupled
-    tail = []
-    if weight_decay is not None and decoupled:
-        tail = [decoupled_weight_decay(weight_decay)]
-        if untractable == "skip":  # no step, no decay (the authors' code)
-            tail = [when_rectified(tail[0], b2, threshold, compare=compare)]
-    return chain(
-        *head,
-        *([add_l2(weight_decay)] if l2 else []),
-        add_momentum(b1, ema=True),
-        bias_correct(b1),
-        rectify(b2, eps, threshold, compare=compare, untractable=untractable, eps_on=eps_on),
-        *tail,
-        scale_by_learning_rate(learning_rate),
-    )
-
-
+@optimizer(
+    references="`torch.optim.RAdam` (L2, decoupled, maximize); `optax.radam` "
+    '(`convention="optax"`); `pytorch_optimizer.RAdam` (`untractable="skip"`)',
+    **RADAM,
+)
 def radam(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     *,
-    threshold: Any = 5.0,
-    weight_decay: Any = 0.0,
+    threshold: float = 5.0,
+    weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    compare: str = ">",
+    compare: str | None = None,
     untractable: str = "sgd",
-    eps_on: str = "v",
-):
+    eps_on: str | None = None,
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """RAdam (Liu et al.), as ``torch.optim.RAdam``.
 
     Update (``t`` from 1, ``λ`` = weight_decay)::
@@ -85,24 +66,28 @@ def radam(
 
     Differences: the defaults equal ``torch.optim.RAdam`` (eps on the
     uncorrected root, strict ``>``, SGD steps before the threshold, L2 decay
-    or, with ``decoupled_weight_decay``, ``θ(1 - ηλ)`` on every step).  The
+    or, with ``decoupled_weight_decay``, ``θ(1 - ηλ)`` on every step).
+    ``optax.radam`` (``convention="optax"``) puts eps on the corrected root
+    and compares with ``>=`` (``eps_on="v_hat"``, ``compare=">="``).  The
     authors' code and ``pytorch_optimizer.RAdam`` skip the first steps, decay
     included: ``untractable="skip", compare=">=", decoupled_weight_decay=True``.
-    ``optax.radam`` puts eps on the corrected root and compares with ``>=``:
-    ``compare=">=", eps_on="v_hat"``.  The paper's threshold is 4 and it has no
-    eps.  For ``b2=0.999``, ρ_t first exceeds 5 at t = 6.
+    The paper's threshold is 4 and it has no eps.  For ``b2=0.999``, ρ_t
+    first exceeds 5 at t = 6.
 
     Args:
       learning_rate: η, a number or schedule.
-      b1, b2: moment decay rates in [0, 1).
+      b1: first-moment decay in [0, 1), a number or schedule.
+      b2: second-moment decay in [0, 1).
       eps: added to the root of the second moment.
       threshold: ρ_t must pass it for the adaptive step.
       weight_decay: λ.
       decoupled_weight_decay: decay the weights directly instead of the L2 term.
-      compare: ``">"`` or ``">="`` against ``threshold``.
+      compare: ``">"`` or ``">="`` against ``threshold`` (``None``: the convention's).
       untractable: ``"sgd"`` (momentum step) or ``"skip"`` (no step, no decay)
         while ρ_t does not pass the threshold.
-      eps_on: ``"v"`` (E2, PyTorch) or ``"v_hat"`` (E1, optax).
+      eps_on: ``"v"`` (E2, torch) or ``"v_hat"`` (E1, optax); ``None``: the convention's.
+      maximize: ascend the objective instead.
+      convention: ``"torch"`` or ``"optax"``.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -117,26 +102,22 @@ def radam(
       Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
       ICLR 2020 (arXiv:1908.03265).
     """
-    call = "gradtx.radam"
-    check_adam_args(call, learning_rate, b1, b2, eps, 0.0, weight_decay)
-    check_flag(call, "decoupled_weight_decay", decoupled_weight_decay, bool)
-    check_radam_options(call, threshold, compare, untractable, eps_on)
-
-    def build(learning_rate, b1, b2, eps, threshold, weight_decay=None):
-        return radam_chain(
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            threshold,
-            weight_decay,
-            decoupled=decoupled_weight_decay,
-            compare=compare,
-            untractable=untractable,
-            eps_on=eps_on,
-        )
-
-    values = dict(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, threshold=threshold)
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
+    optax_rule = convention == "optax"
+    compare = compare or (">=" if optax_rule else ">")
+    eps_on = eps_on or ("v_hat" if optax_rule else "v")
+    core = [
+        add_momentum(b1, ema=True),
+        bias_correct(b1),
+        rectify(b2, eps, threshold, compare=compare, untractable=untractable, eps_on=eps_on),
+    ]
+    if decoupled_weight_decay and untractable == "skip" and weight_decay is not None:
+        # no step, no decay (the authors' code): the decay runs inside when_rectified
+        core.append(when_rectified(decay_stage(weight_decay), b2, threshold, compare=compare))
+        weight_decay = None
+    return descent(
+        *core,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        maximize=maximize,
+    )

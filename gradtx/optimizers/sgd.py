@@ -1,45 +1,53 @@
-"""Stochastic gradient descent: plain, heavy-ball, Nesterov, L2 or decoupled decay."""
+"""Stochastic gradient descent: plain, heavy-ball, Nesterov; L2 or decoupled decay."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
-from gradtx.transforms.decay import add_l2, decoupled_weight_decay
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._factory import (
+    CONVENTION,
+    LEARNING_RATE,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    DType,
+    Flag,
+    Hyper,
+    current_call,
+)
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum
-from gradtx.transforms.scaling import scale_by_learning_rate
+
+SGD = dict(
+    learning_rate=LEARNING_RATE,
+    momentum=MOMENTUM._replace(optional=True),
+    nesterov=Flag(),
+    dampening=Hyper(0.0, 1.0, optional=True),
+    weight_decay=WEIGHT_DECAY,
+    decoupled_weight_decay=Flag(),
+    accumulator_dtype=DType(),
+    maximize=Flag(),
+    convention=CONVENTION,
+)
 
 
-def _present(*transforms):
-    return [t for t in transforms if t is not None]
-
-
-def _check_momentum(call, momentum, nesterov, dampening):
-    check_hyperparam(call, "momentum", momentum, low=0.0, high=1.0, schedule=True)
-    check_flag(call, "nesterov", nesterov, bool)
-    check_hyperparam(call, "dampening", dampening, low=0.0, high=1.0)
-    if nesterov and is_zero(momentum):
-        raise ValueError(f"{call}(nesterov=True): Nesterov needs momentum > 0")
-    if nesterov and not is_zero(dampening):
-        raise ValueError(
-            f"{call}(nesterov=True, dampening={dampening!r}): Nesterov needs dampening=0"
-        )
-
-
-def _values(**values):
-    """Hyperparameters to store: a zero weight leaves its stage out entirely."""
-    return {k: v for k, v in values.items() if k == "learning_rate" or not is_zero(v)}
-
-
+@optimizer(
+    references="`torch.optim.SGD` (momentum, dampening, Nesterov, L2, maximize); `optax.sgd`",
+    **SGD,
+)
 def sgd(
-    learning_rate: Any = 1e-3,
-    momentum: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: ScalarOrSchedule | None = None,
     *,
     nesterov: bool = False,
-    dampening: Any = 0.0,
-    weight_decay: Any = 0.0,
-):
+    dampening: float | None = None,
+    weight_decay: ScalarOrSchedule | None = None,
+    decoupled_weight_decay: bool = False,
+    accumulator_dtype: Any = None,
+    maximize: bool = False,
+    convention: str = "torch",
+) -> GradientTransformation:
     """Stochastic gradient descent with optional momentum, as ``torch.optim.SGD``.
 
     Update (``t`` from 1, ``λ`` = weight_decay, ``μ`` = momentum, ``τ`` = dampening)::
@@ -47,24 +55,30 @@ def sgd(
       g_t = ∇f(θ_{t-1}) + λ θ_{t-1}                      (L2)
       b_1 = g_1,   b_t = μ b_{t-1} + (1 - τ) g_t          (heavy ball)
       d_t = g_t + μ b_t  if nesterov  else  b_t
-      θ_t = θ_{t-1} - η_t d_t
+      θ_t = θ_{t-1} - η_t d_t        (decoupled: θ_{t-1} - η_t (d_t + λ θ_{t-1}))
 
-    Chain: ``add_l2 → add_momentum → scale_by_learning_rate``.  A zero
-    ``momentum`` or ``weight_decay`` leaves its stage (and its state) out.
+    Chain: ``add_l2 → add_momentum → scale_by_learning_rate``.  A ``None`` or
+    zero ``momentum`` (the default), ``dampening`` or ``weight_decay`` leaves
+    its stage (and its state) out.
 
-    Differences: equals ``torch.optim.SGD`` and ``optax.sgd`` (the learning rate
-    multiplies the whole buffer, convention (A)).  To keep each gradient's own
+    Differences: equals ``torch.optim.SGD`` and ``optax.sgd`` (both multiply
+    the whole buffer by the learning rate, convention (A)), so
+    ``convention="optax"`` changes nothing.  To keep each gradient's own
     learning rate in the buffer (convention (B), Sutskever et al.), chain
     ``scale_by_learning_rate`` before ``add_momentum``.  As in PyTorch, the first
     step ignores ``dampening`` and Nesterov returns the look-ahead point
-    (Bengio et al.'s form), not Sutskever's θ.
+    (Bengio et al.'s form), not Sutskever's θ.  ``maximize`` ascends (torch's).
 
     Args:
       learning_rate: η, a number or schedule.
-      momentum: μ in [0, 1]; 0 means plain SGD.
-      nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
-      dampening: τ, PyTorch's dampening.
-      weight_decay: λ of the L2 term.
+      momentum: μ in [0, 1]; ``None`` or 0 means plain SGD.
+      nesterov: Nesterov momentum (needs momentum > 0 and no dampening).
+      dampening: τ in [0, 1], PyTorch's dampening.
+      weight_decay: λ; L2 unless ``decoupled_weight_decay``.
+      decoupled_weight_decay: decay the weights directly (SGDW).
+      accumulator_dtype: storage dtype of the momentum buffer (optax's name).
+      maximize: ascend the objective instead (torch's ``maximize``).
+      convention: ``"torch"`` or ``"optax"``: the same rule here.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -78,38 +92,44 @@ def sgd(
     References:
       Polyak 1964; Sutskever et al., ICML 2013.
     """
-    call = "gradtx.sgd"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    _check_momentum(call, momentum, nesterov, dampening)
-
-    def build(learning_rate, momentum=None, dampening=0.0, weight_decay=None):
-        return chain(
-            *_present(
-                None if weight_decay is None else add_l2(weight_decay),
-                None
-                if momentum is None
-                else add_momentum(momentum, nesterov=nesterov, dampening=dampening),
-                scale_by_learning_rate(learning_rate),
-            )
+    call = current_call("gradtx.sgd")
+    if nesterov and momentum is None:
+        raise ValueError(f"{call}(nesterov=True): Nesterov needs momentum > 0")
+    if nesterov and dampening is not None:
+        raise ValueError(
+            f"{call}(nesterov=True, dampening={dampening!r}): Nesterov needs dampening=0"
         )
+    core = []
+    if momentum is not None:
+        core = [
+            add_momentum(momentum, nesterov=nesterov, dampening=dampening, dtype=accumulator_dtype)
+        ]
+    return descent(
+        *core,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        maximize=maximize,
+    )
 
-    values = _values(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
-    if "momentum" in values and not is_zero(dampening):
-        values["dampening"] = dampening
-    return hyperparameterized(build, values, call)
 
-
+@optimizer(
+    references="`pytorch_optimizer.SGDW` (momentum, Nesterov, dampening, weight decay)",
+    **{k: v for k, v in SGD.items() if k not in ("decoupled_weight_decay", "convention")},
+)
 def sgdw(
-    learning_rate: Any = 1e-3,
-    momentum: Any = 0.0,
-    weight_decay: Any = 1e-2,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: ScalarOrSchedule | None = None,
+    weight_decay: ScalarOrSchedule | None = 1e-2,
     *,
     nesterov: bool = False,
-    dampening: Any = 0.0,
-):
+    dampening: float | None = None,
+    accumulator_dtype: Any = None,
+    maximize: bool = False,
+) -> GradientTransformation:
     """SGD with momentum and decoupled weight decay (Loshchilov & Hutter's SGDW).
 
+    ``sgd(..., decoupled_weight_decay=True)`` with the decay as third argument.
     Update::
 
       b_1 = g_1,   b_t = μ b_{t-1} + (1 - τ) g_t;   d_t = g_t + μ b_t if nesterov else b_t
@@ -128,27 +148,19 @@ def sgdw(
       weight_decay: λ (default 1e-2).
       nesterov: Nesterov momentum.
       dampening: τ.
+      accumulator_dtype: storage dtype of the momentum buffer.
+      maximize: ascend the objective instead.
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
-    call = "gradtx.sgdw"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    _check_momentum(call, momentum, nesterov, dampening)
-
-    def build(learning_rate, momentum=None, dampening=0.0, weight_decay=None):
-        return chain(
-            *_present(
-                None
-                if momentum is None
-                else add_momentum(momentum, nesterov=nesterov, dampening=dampening),
-                None if weight_decay is None else decoupled_weight_decay(weight_decay),
-                scale_by_learning_rate(learning_rate),
-            )
-        )
-
-    values = _values(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
-    if "momentum" in values and not is_zero(dampening):
-        values["dampening"] = dampening
-    return hyperparameterized(build, values, call)
+    return sgd(
+        learning_rate=learning_rate,
+        momentum=momentum,
+        nesterov=nesterov,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=True,
+        accumulator_dtype=accumulator_dtype,
+        maximize=maximize,
+    )

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from gradtx._base import chain, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam, is_zero
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.bounds import scale_by_bounded_rms
-from gradtx.transforms.decay import add_l2
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.switch import switch_to_sgd
 
 
+@optimizer(
+    references="NumPy transcription of Keskar & Socher's Alg. 1 across the switch (whole tree "
+    "and per leaf); SGD phase vs `pytorch_optimizer.SWATS`; Adam phase vs `torch_optimizer.SWATS`",
+    learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE, nesterov=Flag(),
+    weight_decay=WEIGHT_DECAY, per_leaf=Flag(),
+)  # fmt: skip
 def swats(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-9,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-9,
     *,
     nesterov: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     per_leaf: bool = False,
-):
+) -> GradientTransformation:
     """SWATS (Keskar & Socher): Adam, then SGD with momentum at an estimated rate.
 
     Algorithm 1 of the paper (``k`` from 1, ``g_k`` the gradient plus ``λθ`` if
@@ -44,7 +49,9 @@ def swats(
     and switches each leaf on its own (what both PyTorch packages do per tensor).
     The switch is data (``jnp.where``), inside ``jit``.  Read the outcome with
     ``gradtx.get_hyperparams(state)``: ``switched``, ``switch_step`` and
-    ``sgd_learning_rate`` (Λ); ``set_hyperparams`` can force a switch.
+    ``sgd_learning_rate`` (Λ); ``set_hyperparams`` can force a switch.  A NaN
+    gradient makes the params NaN (visible); under ``apply_if_finite`` the
+    step is skipped whole, the switch statistics included.
 
     Chain: ``add_l2 → switch_to_sgd(chain(add_momentum(b1, ema=True),
     scale_by_bounded_rms(b1, b2, eps), scale_by_learning_rate(α)), b1, b2, eps)``:
@@ -88,25 +95,10 @@ def swats(
       Keskar & Socher, "Improving Generalization Performance by Switching from
       Adam to SGD", arXiv:1712.07628, 2017.
     """
-    call = "gradtx.swats"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_hyperparam(call, "b1", b1, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "b2", b2, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    check_flag(call, "nesterov", nesterov, bool)
-    check_flag(call, "per_leaf", per_leaf, bool)
-
-    def build(learning_rate, b1, b2, eps, weight_decay=None):
-        adam = chain(
-            add_momentum(b1, ema=True),
-            scale_by_bounded_rms(b1, b2, eps),
-            scale_by_learning_rate(learning_rate),
-        )
-        head = [] if weight_decay is None else [add_l2(weight_decay)]
-        return chain(*head, switch_to_sgd(adam, b1, b2, eps, nesterov=nesterov, per_leaf=per_leaf))
-
-    values = dict(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps)
-    if not is_zero(weight_decay):
-        values["weight_decay"] = weight_decay
-    return hyperparameterized(build, values, call)
+    adam = chain(
+        add_momentum(b1, ema=True),
+        scale_by_bounded_rms(b1, b2, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+    switch = switch_to_sgd(adam, b1, b2, eps, nesterov=nesterov, per_leaf=per_leaf)
+    return chain(*gradient_stages(weight_decay), switch)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, hyperparameterized
-from gradtx._checks import check_hyperparam
+from gradtx._base import GradientTransformation, gradient
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, factory
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -20,33 +19,9 @@ class ScaleByAdadeltaState(NamedTuple):
     e_dx2: Any
 
 
-def _scale_by_adadelta(*, rho, eps, dtype):
-    def init(params):
-        return ScaleByAdadeltaState(
-            _tree.zeros_like(params, dtype), _tree.zeros_like(params, dtype)
-        )
-
-    def update(updates, state, params=None, *, grads=None, **extra):
-        grads = updates if grads is None else grads
-        _tree.check_same_structure("gradtx.scale_by_adadelta.update", updates, state.e_g2)
-        e_g2 = jax.tree.map(lambda v, g: _tree.ema(rho, v, _tree.abs_sq(g)), state.e_g2, grads)
-
-        def delta(u, v, x):
-            e = _tree.scalar_like(eps, v)
-            ratio = jnp.sqrt(x + e) / jnp.sqrt(v + e)
-            return (ratio.astype(u.dtype) * u).astype(u.dtype)
-
-        out = jax.tree.map(delta, updates, e_g2, state.e_dx2)
-        # The step accumulator holds the step before the learning rate, as in
-        # PyTorch and optax (the paper has no learning rate).
-        e_dx2 = jax.tree.map(lambda x, d: _tree.ema(rho, x, _tree.abs_sq(d)), state.e_dx2, out)
-        return out, ScaleByAdadeltaState(e_g2, e_dx2)
-
-    return GradientTransformation(init, update)
-
-
+@factory(rho=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
 def scale_by_adadelta(
-    rho: Any = 0.9, eps: Any = 1e-6, *, dtype: Any = None
+    rho: float = 0.9, eps: float = 1e-6, *, dtype: Any = None
 ) -> GradientTransformation:
     """AdaDelta's step: ``u <- RMS[Δx]_{t-1} / RMS[g]_t * u``.
 
@@ -57,14 +32,16 @@ def scale_by_adadelta(
       E[Δx²]_t = rho E[Δx²]_{t-1} + (1 - rho) Δx_t²
 
     and the output is ``Δx_t`` (positive along the gradient: follow it with
-    ``scale_by_learning_rate(1.0)`` to descend).  Both accumulators start at 0.
+    ``scale_by_learning_rate(1.0)`` to descend).  Both accumulators start at 0;
+    with ``eps = 0`` a coordinate with nothing accumulated takes no step.
     ``g`` is the chain's ``grads`` keyword when present, else the input.
 
     Args:
       rho: decay of both averages, in [0, 1).  PyTorch and optax 0.9; the paper's
         experiments 0.95.
       eps: inside both roots (1e-6 everywhere).
-      dtype: storage dtype of the accumulators (``None``: the params' dtype).
+      dtype: storage dtype of the accumulators (``None``: the params' dtype;
+        float32 for float16 params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -75,8 +52,31 @@ def scale_by_adadelta(
     References:
       Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, Alg. 1.
     """
-    call = "gradtx.scale_by_adadelta"
-    check_hyperparam(call, "rho", rho, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    build = functools.partial(_scale_by_adadelta, dtype=dtype)
-    return hyperparameterized(build, {"rho": rho, "eps": eps})
+
+    def init(params):
+        return ScaleByAdadeltaState(
+            _tree.squares_like(params, 0.0, dtype), _tree.squares_like(params, 0.0, dtype)
+        )
+
+    def update(updates, state, params=None, **extra):
+        def sq(x, like):
+            return _tree.abs_sq(x.astype(_tree.compute_dtype(x.dtype, like.dtype)))
+
+        e_g2 = jax.tree.map(
+            lambda v, g: _tree.ema(rho, v, sq(g, v)), state.e_g2, gradient(updates, extra)
+        )
+
+        def delta(u, v, x):
+            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            v, x = jnp.real(v.astype(wide)), jnp.real(x.astype(wide))
+            e = _tree.scalar_like(eps, v)
+            ratio = _tree.div0(jnp.sqrt(x + e), jnp.sqrt(v + e))  # torch's order of operations
+            return (ratio.astype(wide) * u.astype(wide)).astype(u.dtype)
+
+        out = jax.tree.map(delta, updates, e_g2, state.e_dx2)
+        # The step accumulator holds the step before the learning rate, as in
+        # PyTorch and optax (the paper has no learning rate).
+        e_dx2 = jax.tree.map(lambda x, d: _tree.ema(rho, x, sq(d, x)), state.e_dx2, out)
+        return out, ScaleByAdadeltaState(e_g2, e_dx2)
+
+    return GradientTransformation(init, update)

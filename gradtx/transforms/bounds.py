@@ -2,75 +2,34 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, Flag, Hyper, current_call, factory
 
 
 class ScaleByBoundedRmsState(NamedTuple):
-    """``nu``: EMA of g²; ``nu_max``: running max of the raw ``nu`` (AMSBound)."""
+    """``nu``: EMA of g²; ``nu_max``: running max of the raw ``nu`` (AMSBound, else ``None``)."""
 
-    count: jax.Array
     nu: Any
     nu_max: Any
 
 
-def _scale_by_bounded_rms(*, b1, b2, eps, final_lr, base_lr, gamma, bounded, amsbound, dtype):
-    def init(params):
-        empty = jax.tree.map(lambda _: None, params)
-        nu_max = _tree.zeros_like(params, dtype) if amsbound else empty
-        return ScaleByBoundedRmsState(
-            jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype), nu_max
-        )
-
-    def update(updates, state, params=None, *, grads=None, **extra):
-        grads = updates if grads is None else grads
-        count = _tree.safe_increment(state.count)
-        nu = jax.tree.map(
-            lambda v, g: _tree.ema(b2, v, _tree.abs_sq(g.astype(v.dtype))), state.nu, grads
-        )
-        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsbound else state.nu_max
-        # Kingma & Ba's "efficient" form (E2): the bias corrections multiply the
-        # step size, eps sits on the uncorrected root.  AdaBound clips this product,
-        # so the 1/(1 - b1^t) of the first moment lives here, not in bias_correct.
-        step = jnp.sqrt(_tree.bias_correction(b2, count)) / _tree.bias_correction(b1, count)
-        if bounded:
-            ratio = jnp.asarray(final_lr) / jnp.asarray(base_lr)
-            t = count.astype(ratio.dtype)
-            lower = ratio * (1 - 1 / (gamma * t + 1))
-            # gamma = 0 leaves the step unbounded above (no 0 * inf when final_lr = 0)
-            upper = jnp.where(gamma > 0, ratio * (1 + 1 / (gamma * t)), jnp.inf)
-
-        def one(u, v):
-            size = _tree.scalar_like(step, v) / (jnp.sqrt(v) + _tree.scalar_like(eps, v))
-            if bounded:
-                # The size is real (|g|² moments); complex leaves carry it with a zero
-                # imaginary part, and complex values cannot be clipped.
-                r = jnp.real(size)
-                size = jnp.clip(r, _tree.scalar_like(lower, r), _tree.scalar_like(upper, r))
-                size = size.astype(v.dtype)
-            return (size.astype(u.dtype) * u).astype(u.dtype)
-
-        out = jax.tree.map(one, updates, nu_max if amsbound else nu)
-        return out, ScaleByBoundedRmsState(count, nu, nu_max)
-
-    return GradientTransformation(init, update)
-
-
+@factory(counted=True, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE,
+         final_lr=Hyper(low=0.0, nullable=True), base_lr=Hyper(low=0.0, low_open=True, nullable=True),
+         gamma=NON_NEGATIVE, amsbound=Flag(), dtype=DType())  # fmt: skip
 def scale_by_bounded_rms(
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     *,
-    final_lr: Any = None,
-    base_lr: Any = None,
-    gamma: Any = 1e-3,
+    final_lr: float | None = None,
+    base_lr: float | None = None,
+    gamma: float = 1e-3,
     amsbound: bool = False,
     dtype: Any = None,
 ) -> GradientTransformation:
@@ -109,27 +68,52 @@ def scale_by_bounded_rms(
       base_lr: the learning rate ``final_lr`` is relative to; required with ``final_lr``.
       gamma: convergence speed of the bounds (``gamma = 0`` gives ``[0, inf]``).
       amsbound: use the running max of the raw ``v`` (AMSBound).
-      dtype: storage dtype of the second moments (``None``: the params' dtype).
+      dtype: storage dtype of the second moments (``None``: the params' dtype;
+        float32 for float16 params).
     """
-    call = "gradtx.scale_by_bounded_rms"
-    check_hyperparam(call, "b1", b1, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "b2", b2, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "gamma", gamma, low=0.0)
-    check_flag(call, "amsbound", amsbound, bool)
-    values = {"b1": b1, "b2": b2, "eps": eps}
+    call = current_call("gradtx.scale_by_bounded_rms")
     bounded = final_lr is not None
-    if bounded:
-        check_hyperparam(call, "final_lr", final_lr, low=0.0)
-        if base_lr is None:
-            raise ValueError(
-                f"{call}(final_lr={final_lr!r}): give base_lr, the initial learning rate"
-            )
-        check_hyperparam(call, "base_lr", base_lr, low=0.0, low_open=True)
-        values |= {"final_lr": final_lr, "base_lr": base_lr, "gamma": gamma}
-    build = functools.partial(
-        _scale_by_bounded_rms, bounded=bounded, amsbound=amsbound, dtype=dtype
-    )
-    if not bounded:
-        build = functools.partial(build, final_lr=None, base_lr=None, gamma=None)
-    return hyperparameterized(build, values)
+    if bounded and base_lr is None:
+        raise ValueError(f"{call}(final_lr={final_lr!r}): give base_lr, the initial learning rate")
+
+    def init(params):
+        zeros = _tree.squares_like(params, 0.0, dtype)
+        return ScaleByBoundedRmsState(
+            zeros, _tree.squares_like(params, 0.0, dtype) if amsbound else None
+        )
+
+    def update(updates, state, params=None, **extra):
+        t = _tree.safe_increment(step_count(extra, call))
+
+        def second_moment(v, g):
+            return _tree.ema(b2, v, _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype))))
+
+        nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
+        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsbound else None
+        # Kingma & Ba's "efficient" form (E2): the bias corrections multiply the
+        # step size, eps sits on the uncorrected root.  AdaBound clips this product,
+        # so the 1/(1 - b1^t) of the first moment lives here, not in bias_correct.
+        step = jnp.sqrt(_tree.bias_correction(b2, t)) / _tree.bias_correction(b1, t)
+        if bounded:
+            ratio = jnp.asarray(final_lr) / jnp.asarray(base_lr)
+            tf = t.astype(ratio.dtype)
+            lower = ratio * (1 - 1 / (gamma * tf + 1))
+            # gamma = 0 leaves the step unbounded above (no 0 * inf when final_lr = 0)
+            upper = jnp.where(gamma > 0, ratio * (1 + 1 / (gamma * tf)), jnp.inf)
+
+        def one(u, v):
+            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            v = jnp.real(v.astype(wide))
+            size = _tree.scalar_like(step, v) / (jnp.sqrt(v) + _tree.scalar_like(eps, v))
+            if bounded:
+                size = jnp.clip(
+                    size, _tree.scalar_like(lower, size), _tree.scalar_like(upper, size)
+                )
+            uw = u.astype(wide)
+            # A coordinate with no gradient yet (v = 0, eps = 0) takes no step, not 0 * inf.
+            return jnp.where(uw == 0, jnp.zeros_like(uw), size.astype(wide) * uw).astype(u.dtype)
+
+        out = jax.tree.map(one, updates, nu_max if amsbound else nu)
+        return out, ScaleByBoundedRmsState(nu, nu_max)
+
+    return GradientTransformation(init, update)

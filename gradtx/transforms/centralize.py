@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientMap
-from gradtx._checks import check_flag
+from gradtx._factory import Flag, Int, current_call, factory
 
 
-def _centralize(updates, state, params=None, *, channel_axis, min_ndim, **extra):
-    _tree.check_per_leaf("gradtx.centralize")
-
-    def one(g):
-        ndim = jnp.ndim(g)
-        if ndim < min_ndim:
-            return g
-        if not -ndim <= channel_axis < ndim:
-            raise ValueError(
-                f"gradtx.centralize(channel_axis={channel_axis}): out of range for a "
-                f"leaf of shape {jnp.shape(g)}"
-            )
-        keep = channel_axis % ndim
-        axes = tuple(a for a in range(ndim) if a != keep)
-        return g - jnp.mean(g, axis=axes, keepdims=True).astype(g.dtype)
-
-    return jax.tree.map(one, updates), state
-
-
+@factory(kind=GradientMap, channel_axis=Int(low=None), conv_only=Flag())
 def centralize(*, channel_axis: int = 0, conv_only: bool = False) -> GradientMap:
     """Subtract from each output channel's gradient its mean.
 
@@ -62,10 +42,25 @@ def centralize(*, channel_axis: int = 0, conv_only: bool = False) -> GradientMap
       Yong et al., "Gradient Centralization: A New Optimization Technique for
       Deep Neural Networks", ECCV 2020 (arXiv:2004.01461).
     """
-    call = "gradtx.centralize"
-    check_flag(call, "channel_axis", channel_axis, int)
-    check_flag(call, "conv_only", conv_only, bool)
-    update = functools.partial(
-        _centralize, channel_axis=channel_axis, min_ndim=4 if conv_only else 2
-    )
+    call = current_call("gradtx.centralize")
+    min_ndim = 4 if conv_only else 2
+
+    def update(updates, state, params=None, **extra):
+        _tree.check_per_leaf(call, "gradtx.centralize")
+
+        def one(g):
+            ndim = jnp.ndim(g)
+            if ndim < min_ndim:
+                return g
+            if not -ndim <= channel_axis < ndim:
+                raise ValueError(
+                    f"{call}(channel_axis={channel_axis}): out of range for a leaf of shape "
+                    f"{jnp.shape(g)}"
+                )
+            keep = channel_axis % ndim
+            axes = tuple(a for a in range(ndim) if a != keep)
+            return g - jnp.mean(g, axis=axes, keepdims=True).astype(g.dtype)
+
+        return jax.tree.map(one, updates), state
+
     return GradientMap(lambda params: EmptyState(), update)

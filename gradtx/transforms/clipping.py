@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, hyperparameterized
-from gradtx._checks import check_hyperparam, is_zero
+from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule
+from gradtx._factory import Hyper, factory
 
 
 def global_norm(tree: Any, dtype: Any) -> jax.Array:
@@ -32,7 +32,23 @@ def global_norm(tree: Any, dtype: Any) -> jax.Array:
     return jnp.sqrt(sum(squares, jnp.zeros([], dtype)))
 
 
-def _clip(*, max_delta):
+@factory(kind=GradientMap, max_delta=Hyper(low=0.0, schedule=True))
+def clip(max_delta: ScalarOrSchedule) -> GradientMap:
+    """Clip each element of the updates to ``[-max_delta, max_delta]``.
+
+    Equals ``optax.clip`` and ``torch.nn.utils.clip_grad_value_`` (the
+    ``clip_value`` there).  ``max_delta`` is stored in state.
+
+    Args:
+      max_delta: non-negative bound (a number or schedule).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.clip(1.0)
+      >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(jnp.zeros(2)))[0]
+      Array([-1. ,  0.5], dtype=float32)
+    """
+
     def update(updates, state, params=None, **extra):
         def one(u):
             m = _tree.scalar_like(max_delta, u)
@@ -43,41 +59,16 @@ def _clip(*, max_delta):
     return GradientMap(lambda params: EmptyState(), update)
 
 
-def clip(max_delta: Any) -> GradientMap:
-    """Clip each element of the updates to ``[-max_delta, max_delta]``.
-
-    Equals ``optax.clip`` and ``torch.nn.utils.clip_grad_value_`` (the
-    ``clip_value`` there).  ``max_delta`` is stored in state.
-
-    Args:
-      max_delta: non-negative bound (a number or schedule).
-    """
-    check_hyperparam("gradtx.clip", "max_delta", max_delta, low=0.0, schedule=True)
-    return GradientMap(*hyperparameterized(_clip, {"max_delta": max_delta}))
-
-
-def _clip_by_global_norm(*, max_norm, eps=None):
-    def update(updates, state, params=None, **extra):
-        bound = jnp.asarray(max_norm)
-        norm = global_norm(updates, bound.dtype)
-        denom = norm if eps is None else norm + jnp.asarray(eps).astype(bound.dtype)
-        # Clip only when the norm exceeds max_norm: below it the updates pass
-        # bit for bit, and a zero gradient never divides by zero.
-        clipped = denom > bound
-        factor = jnp.where(clipped, bound / jnp.where(clipped, denom, 1), 1)
-        return jax.tree.map(lambda u: u * _tree.scalar_like(factor, u), updates), state
-
-    return GradientMap(lambda params: EmptyState(), update)
-
-
-def clip_by_global_norm(max_norm: Any, *, eps: Any = 0.0) -> GradientMap:
+@factory(kind=GradientMap, max_norm=Hyper(low=0.0, low_open=True, schedule=True),
+         eps=Hyper(low=0.0, optional=True))  # fmt: skip
+def clip_by_global_norm(max_norm: ScalarOrSchedule, *, eps: float | None = None) -> GradientMap:
     """Rescale the updates so that their global norm is at most ``max_norm``.
 
     With ``n = sqrt(sum_i ||u_i||^2)`` over all leaves::
 
       u <- u * max_norm / (n + eps)   if n + eps > max_norm,   else u unchanged
 
-    ``eps=0`` (default) is ``optax.clip_by_global_norm``.  ``eps=1e-6`` is
+    ``eps=None`` or 0 (default) is ``optax.clip_by_global_norm``.  ``eps=1e-6`` is
     ``torch.nn.utils.clip_grad_norm_``, which always multiplies by
     ``min(max_norm / (n + 1e-6), 1)``: the clipped norm lands slightly below
     ``max_norm`` there, and exactly on it here.  A Python zero ``eps`` is not
@@ -89,7 +80,7 @@ def clip_by_global_norm(max_norm: Any, *, eps: Any = 0.0) -> GradientMap:
 
     Args:
       max_norm: positive bound on the global norm (a number or schedule).
-      eps: added to the norm before dividing (torch uses 1e-6).
+      eps: added to the norm before dividing (torch uses 1e-6; ``None``: none).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -98,10 +89,15 @@ def clip_by_global_norm(max_norm: Any, *, eps: Any = 0.0) -> GradientMap:
       >>> tx.update(g, tx.init(g))[0]["w"]
       Array([0.6, 0.8], dtype=float32)
     """
-    call = "gradtx.clip_by_global_norm"
-    check_hyperparam(call, "max_norm", max_norm, low=0.0, low_open=True, schedule=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    values = {"max_norm": max_norm}
-    if not is_zero(eps):
-        values["eps"] = eps
-    return GradientMap(*hyperparameterized(_clip_by_global_norm, values))
+
+    def update(updates, state, params=None, **extra):
+        bound = jnp.asarray(max_norm)
+        norm = global_norm(updates, bound.dtype)
+        denom = norm if eps is None else norm + jnp.asarray(eps).astype(bound.dtype)
+        # Clip only when the norm exceeds max_norm: below it the updates pass
+        # bit for bit, and a zero gradient never divides by zero.
+        clipped = denom > bound
+        factor = jnp.where(clipped, bound / jnp.where(clipped, denom, 1), 1)
+        return jax.tree.map(lambda u: u * _tree.scalar_like(factor, u), updates), state
+
+    return GradientMap(lambda params: EmptyState(), update)

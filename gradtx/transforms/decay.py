@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, GradientTransformation, hyperparameterized
-from gradtx._checks import check_hyperparam
+from gradtx._base import (
+    EmptyState,
+    GradientMap,
+    GradientTransformation,
+    Params,
+    ScalarOrSchedule,
+)
+from gradtx._factory import Function, Hyper, Mask, current_call, factory
+
+DECAY = Hyper(low=0.0, schedule=True)
 
 
-def resolve_mask(call: str, params: Any, mask: Any, mask_fn: Callable | None) -> list | None:
+def resolve_mask(call: str, params: Params, mask: Any, mask_fn: Callable | None) -> list | None:
     """One static bool per leaf of ``params`` (or ``None`` for 'all leaves').
 
     The mask is a pytree of bools (the params' tree or a prefix of it) or a
@@ -25,25 +33,28 @@ def resolve_mask(call: str, params: Any, mask: Any, mask_fn: Callable | None) ->
     return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, params))
 
 
-def check_mask(call: str, mask: Any, mask_fn: Any) -> None:
-    """Eager checks of the ``mask``/``mask_fn`` pair of a factory."""
+def check_mask_pair(mask: Any, mask_fn: Any) -> None:
+    """A body's check that at most one of ``mask`` and ``mask_fn`` is given."""
     if mask is not None and mask_fn is not None:
+        call = current_call("gradtx.decoupled_weight_decay")
         raise ValueError(f"{call}(mask=..., mask_fn=...): give mask or mask_fn, not both")
-    if mask_fn is not None and not callable(mask_fn):
-        raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
 
 
-def _add_scaled_params(call, kind, *, weight_decay, mask, mask_fn):
+def _add_scaled_params(kind, default_call, weight_decay, mask, mask_fn):
+    check_mask_pair(mask, mask_fn)
+
     def update(updates, state, params=None, **extra):
+        call = current_call(default_call)
         if params is None:
             raise ValueError(f"{call}: update needs params (the decay is weight_decay * params)")
-        _tree.check_same_structure(f"{call}.update", updates, params, "params")
         leaf_mask = resolve_mask(call, params, mask, mask_fn)
 
         def one(u, p, keep=True):
             if not keep:
                 return u
-            return (u + _tree.scalar_like(weight_decay, u) * p.astype(u.dtype)).astype(u.dtype)
+            dtype = _tree.compute_dtype(u.dtype, p.dtype)
+            wd = jnp.asarray(weight_decay).astype(dtype)
+            return (u.astype(dtype) + wd * p.astype(dtype)).astype(u.dtype)
 
         if leaf_mask is None:
             return jax.tree.map(one, updates, params), state
@@ -53,7 +64,10 @@ def _add_scaled_params(call, kind, *, weight_decay, mask, mask_fn):
     return kind(lambda params: EmptyState(), update)
 
 
-def add_l2(weight_decay: Any, *, mask: Any = None, mask_fn: Callable | None = None) -> GradientMap:
+@factory(kind=GradientMap, weight_decay=DECAY, mask=Mask(), mask_fn=Function())
+def add_l2(
+    weight_decay: ScalarOrSchedule, *, mask: Any = None, mask_fn: Callable | None = None
+) -> GradientMap:
     """L2 regularisation: ``g <- g + weight_decay * params``.
 
     Put it first in a chain: the term then enters every statistic (momentum,
@@ -62,18 +76,22 @@ def add_l2(weight_decay: Any, *, mask: Any = None, mask_fn: Callable | None = No
 
     Args:
       weight_decay: non-negative coefficient.
-      mask: pytree of bools like the params; ``False`` leaves are not decayed.
+      mask: pytree of bools like the params (or a prefix); ``False`` leaves are not decayed.
       mask_fn: function of the params returning such a mask.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.add_l2(0.5)
+      >>> p = jnp.array([2.0, 4.0])
+      >>> tx.update(jnp.zeros(2), tx.init(p), p)[0]
+      Array([1., 2.], dtype=float32)
     """
-    call = "gradtx.add_l2"
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    check_mask(call, mask, mask_fn)
-    build = functools.partial(_add_scaled_params, call, GradientMap, mask=mask, mask_fn=mask_fn)
-    return GradientMap(*hyperparameterized(build, {"weight_decay": weight_decay}))
+    return _add_scaled_params(GradientMap, "gradtx.add_l2", weight_decay, mask, mask_fn)
 
 
+@factory(weight_decay=DECAY, mask=Mask(), mask_fn=Function())
 def decoupled_weight_decay(
-    weight_decay: Any, *, mask: Any = None, mask_fn: Callable | None = None
+    weight_decay: ScalarOrSchedule, *, mask: Any = None, mask_fn: Callable | None = None
 ) -> GradientTransformation:
     """Decoupled weight decay: ``u <- u + weight_decay * params``, outside the statistics.
 
@@ -86,13 +104,9 @@ def decoupled_weight_decay(
 
     Args:
       weight_decay: non-negative coefficient.
-      mask: pytree of bools like the params; ``False`` leaves are not decayed.
+      mask: pytree of bools like the params (or a prefix); ``False`` leaves are not decayed.
       mask_fn: function of the params returning such a mask.
     """
-    call = "gradtx.decoupled_weight_decay"
-    check_hyperparam(call, "weight_decay", weight_decay, low=0.0, schedule=True)
-    check_mask(call, mask, mask_fn)
-    build = functools.partial(
-        _add_scaled_params, call, GradientTransformation, mask=mask, mask_fn=mask_fn
+    return _add_scaled_params(
+        GradientTransformation, "gradtx.decoupled_weight_decay", weight_decay, mask, mask_fn
     )
-    return hyperparameterized(build, {"weight_decay": weight_decay})

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, hyperparameterized
-from gradtx._checks import check_dtype, check_flag, check_hyperparam, is_zero
+from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
+from gradtx._factory import (
+    DECAY_RATE,
+    MOMENTUM,
+    NON_NEGATIVE,
+    DType,
+    Flag,
+    Hyper,
+    current_call,
+    factory,
+    reads_count,
+)
 
 
 class AddMomentumState(NamedTuple):
-    """``count``: updates so far; ``mu``: the momentum buffer."""
+    """``mu``: the momentum buffer."""
 
-    count: jax.Array
     mu: Any
 
 
@@ -25,9 +33,9 @@ def _heavy_ball(decay, dampening=None, first=None):
     coefs = {}
 
     def one(m, u):
-        # In the wider dtype, stored in the buffer's (a bfloat16 buffer of
-        # float32 gradients keeps its coefficients exact); equal dtypes: no cast.
-        wide = _tree.wider(m.dtype, u.dtype)
+        # In at least float32, stored in the buffer's dtype (bfloat16 buffers and
+        # gradients keep exact coefficients); float32/float64: no cast.
+        wide = _tree.compute_dtype(m.dtype, u.dtype)
         if wide not in coefs:
             d = jnp.asarray(decay).astype(wide)
             coefs[wide] = (
@@ -44,39 +52,14 @@ def _heavy_ball(decay, dampening=None, first=None):
     return one
 
 
-def _add_momentum(*, decay, dampening, ema, nesterov, dtype):
-    def init(params):
-        return AddMomentumState(jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype))
-
-    def update(updates, state, params=None, **extra):
-        if ema:
-            mu = _tree.ema(decay, state.mu, updates)
-        elif dampening is None:
-            # m_0 = 0, so d * m_0 + u_1 = u_1: PyTorch's first-step copy, without a select.
-            mu = jax.tree.map(_heavy_ball(decay), state.mu, updates)
-        else:
-            # PyTorch: the first step copies the gradient, ignoring dampening.
-            first = state.count == 0
-            mu = jax.tree.map(_heavy_ball(decay, dampening, first), state.mu, updates)
-        if nesterov:
-            out = jax.tree.map(
-                lambda u, m: (u + _tree.scalar_like(decay, m) * m).astype(u.dtype), updates, mu
-            )
-        else:
-            out = jax.tree.map(
-                lambda u, m: m if m.dtype == u.dtype else m.astype(u.dtype), updates, mu
-            )
-        return out, AddMomentumState(_tree.safe_increment(state.count), mu)
-
-    return GradientTransformation(init, update)
-
-
+@factory(decay=MOMENTUM, ema=Flag(), nesterov=Flag(), dampening=Hyper(0.0, 1.0, optional=True),
+         dtype=DType())  # fmt: skip
 def add_momentum(
-    decay: Any,
+    decay: ScalarOrSchedule,
     *,
     ema: bool = False,
     nesterov: bool = False,
-    dampening: Any = 0.0,
+    dampening: float | None = None,
     dtype: Any = None,
 ) -> GradientTransformation:
     """Accumulate a momentum buffer and return it (or the Nesterov look-ahead).
@@ -91,58 +74,85 @@ def add_momentum(
     is chosen by placing this before or after ``scale_by_learning_rate``.
 
     Args:
-      decay: momentum coefficient in [0, 1] (schedulable through a named optimizer).
+      decay: momentum coefficient in [0, 1], a number or schedule.
       ema: exponential moving average instead of heavy ball.
       nesterov: return the Nesterov look-ahead combination.
-      dampening: PyTorch's dampening; like PyTorch, ignored on the first step.
+      dampening: PyTorch's dampening (``None`` or 0: none); like PyTorch,
+        ignored on the first step.
       dtype: storage dtype of the buffer (``None``: the params' dtype).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.add_momentum(0.9)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.ones(2), state)
+      >>> tx.update(jnp.ones(2), state)[0]
+      Array([1.9, 1.9], dtype=float32)
     """
-    call = "gradtx.add_momentum"
-    check_hyperparam(call, "decay", decay, low=0.0, high=1.0)
-    check_flag(call, "ema", ema, bool)
-    check_flag(call, "nesterov", nesterov, bool)
-    check_hyperparam(call, "dampening", dampening, low=0.0, high=1.0)
-    check_dtype(call, "dtype", dtype)
-    if ema and not is_zero(dampening):
+    if ema and dampening is not None:
+        call = current_call("gradtx.add_momentum")
         raise ValueError(f"{call}(dampening={dampening!r}): dampening needs ema=False")
-    values = {"decay": decay}
-    if not is_zero(dampening):
-        values["dampening"] = dampening
-    else:
-        values["dampening"] = None
-    build = functools.partial(_add_momentum, ema=ema, nesterov=nesterov, dtype=dtype)
-    if values["dampening"] is None:
-        del values["dampening"]
-        build = functools.partial(build, dampening=None)
-    return hyperparameterized(build, values)
+    if dampening is not None:
+        reads_count()  # PyTorch's first step copies the gradient
 
+    def init(params):
+        return AddMomentumState(_tree.zeros_like(params, dtype))
 
-class BiasCorrectState(NamedTuple):
-    """``count``: updates so far."""
-
-    count: jax.Array
-
-
-def _bias_correct(*, decay):
     def update(updates, state, params=None, **extra):
-        count = _tree.safe_increment(state.count)
-        correction = _tree.bias_correction(decay, count)
-        out = jax.tree.map(lambda u: u / _tree.scalar_like(correction, u), updates)
-        return out, BiasCorrectState(count)
+        if ema:
+            mu = _tree.ema(decay, state.mu, updates)
+        elif dampening is None:
+            # m_0 = 0, so d * m_0 + u_1 = u_1: PyTorch's first-step copy, without a select.
+            mu = jax.tree.map(_heavy_ball(decay), state.mu, updates)
+        else:
+            first = step_count(extra, current_call("gradtx.add_momentum")) == 0
+            mu = jax.tree.map(_heavy_ball(decay, dampening, first), state.mu, updates)
 
-    return GradientTransformation(lambda params: BiasCorrectState(jnp.zeros([], jnp.int32)), update)
+        def out(u, m):
+            if not nesterov:
+                return m if m.dtype == u.dtype else m.astype(u.dtype)
+            wide = _tree.compute_dtype(u.dtype, m.dtype)
+            d = jnp.asarray(decay).astype(wide)
+            return (u.astype(wide) + d * m.astype(wide)).astype(u.dtype)
+
+        return jax.tree.map(out, updates, mu), AddMomentumState(mu)
+
+    return GradientTransformation(init, update)
 
 
-def bias_correct(decay: Any) -> GradientTransformation:
-    """Divide by ``1 - decay**t`` (Adam's first-moment bias correction, t from 1)."""
-    check_hyperparam("gradtx.bias_correct", "decay", decay, low=0.0, high=1.0, high_open=True)
-    return hyperparameterized(_bias_correct, {"decay": decay})
+def _divide_by_correction(updates, decay, t):
+    correction = _tree.bias_correction(decay, t)  # once, in the hyperparameters' precision
+
+    def one(u):
+        dtype = _tree.compute_dtype(u.dtype)
+        return (u.astype(dtype) / correction.astype(dtype)).astype(u.dtype)
+
+    return jax.tree.map(one, updates)
+
+
+@factory(counted=True, decay=DECAY_RATE.schedulable())
+def bias_correct(decay: ScalarOrSchedule) -> GradientTransformation:
+    """Divide by ``1 - decay**t`` (Adam's first-moment bias correction, t from 1).
+
+    Stateless: ``t`` is the owning optimizer's step count.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.bias_correct(0.5)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([2., 2.], dtype=float32)
+    """
+
+    def update(updates, state, params=None, **extra):
+        t = _tree.safe_increment(step_count(extra, current_call("gradtx.bias_correct")))
+        return _divide_by_correction(updates, decay, t), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
 
 
 class AddNesterovMomentumState(NamedTuple):
-    """``count``: updates so far; ``mu_product``: Π_t = Π_{s≤t} μ_s; ``mu``: EMA of g."""
+    """``mu_product``: Π_t = Π_{s≤t} μ_s; ``mu``: EMA of g."""
 
-    count: jax.Array
     mu_product: jax.Array
     mu: Any
 
@@ -154,42 +164,9 @@ def _momentum_schedule(b1, momentum_decay, t):
     )
 
 
-def _add_nesterov_momentum(*, b1, momentum_decay, dtype):
-    b1 = jnp.asarray(b1)
-    momentum_decay = jnp.asarray(momentum_decay).astype(b1.dtype)
-
-    def init(params):
-        # Π_0 = 1, kept as one scalar in the hyperparameters' (full) precision.
-        product = jnp.ones([], b1.dtype)
-        return AddNesterovMomentumState(
-            jnp.zeros([], jnp.int32), product, _tree.zeros_like(params, dtype)
-        )
-
-    def update(updates, state, params=None, **extra):
-        count = _tree.safe_increment(state.count)
-        mu_t = _momentum_schedule(b1, momentum_decay, count)
-        mu_next = _momentum_schedule(b1, momentum_decay, _tree.safe_increment(count))
-        product = state.mu_product * mu_t
-        coef_g = (1 - mu_t) / (1 - product)
-        coef_m = mu_next / (1 - product * mu_next)
-        # The EMA itself uses the constant b1 (PyTorch, optax); only the
-        # combination below uses the schedule.
-        mu = _tree.ema(b1, state.mu, updates)
-
-        def combine(u, m):
-            m = m.astype(u.dtype)
-            return (_tree.scalar_like(coef_g, u) * u + _tree.scalar_like(coef_m, u) * m).astype(
-                u.dtype
-            )
-
-        out = jax.tree.map(combine, updates, mu)
-        return out, AddNesterovMomentumState(count, product, mu)
-
-    return GradientTransformation(init, update)
-
-
+@factory(counted=True, b1=DECAY_RATE, momentum_decay=NON_NEGATIVE, warming=Flag(), dtype=DType())
 def add_nesterov_momentum(
-    b1: Any = 0.9, momentum_decay: Any = 4e-3, *, dtype: Any = None
+    b1: float = 0.9, momentum_decay: float = 4e-3, *, warming: bool = True, dtype: Any = None
 ) -> GradientTransformation:
     """NAdam's bias-corrected Nesterov momentum with Dozat's warming schedule.
 
@@ -201,9 +178,10 @@ def add_nesterov_momentum(
 
     This is the numerator of ``torch.optim.NAdam``; follow it with
     ``scale_by_rms(b2, eps, bias_correction=True)`` for the whole NAdam step.
-    A huge ``momentum_decay`` (e.g. 1e6) makes ``0.96^{tψ}`` underflow to 0, so
-    ``μ_t = b1`` and ``Π_t = b1^t``: Dozat's constant-momentum form, as
-    ``optax.nadam``'s numerator.  ``momentum_decay = 0`` gives a constant ``b1/2``.
+    ``warming=False`` drops the schedule: ``μ_t = b1`` and ``Π_t = b1^t``,
+    Dozat's constant-momentum form and ``optax.nadam``'s numerator (a huge
+    ``momentum_decay`` gives the same).  ``momentum_decay = 0`` gives a
+    constant ``b1/2``.
 
     The input is the gradient ``g`` (put this first after any gradient maps).
     ``Π_t`` is one scalar in the hyperparameters' precision (float64 under x64).
@@ -211,13 +189,40 @@ def add_nesterov_momentum(
     Args:
       b1: the EMA rate and the schedule's ceiling, in [0, 1).
       momentum_decay: ψ ≥ 0 (PyTorch's default 4e-3 = 1/250, the paper's).
+      warming: Dozat's warming schedule of μ_t (``False``: constant ``b1``).
       dtype: storage dtype of ``m`` (``None``: the params' dtype).
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
-    call = "gradtx.add_nesterov_momentum"
-    check_hyperparam(call, "b1", b1, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "momentum_decay", momentum_decay, low=0.0)
-    build = functools.partial(_add_nesterov_momentum, dtype=dtype)
-    return hyperparameterized(build, {"b1": b1, "momentum_decay": momentum_decay})
+
+    def init(params):
+        # Π_0 = 1, kept as one scalar in the hyperparameters' (full) precision.
+        product = jnp.ones([], jnp.asarray(b1).dtype)
+        return AddNesterovMomentumState(product, _tree.zeros_like(params, dtype))
+
+    def update(updates, state, params=None, **extra):
+        beta = jnp.asarray(b1)
+        psi = jnp.asarray(momentum_decay).astype(beta.dtype)
+        t = _tree.safe_increment(step_count(extra, current_call("gradtx.add_nesterov_momentum")))
+        if warming:
+            mu_t = _momentum_schedule(beta, psi, t)
+            mu_next = _momentum_schedule(beta, psi, _tree.safe_increment(t))
+        else:
+            mu_t = mu_next = beta
+        product = state.mu_product * mu_t
+        coef_g = (1 - mu_t) / (1 - product)
+        coef_m = mu_next / (1 - product * mu_next)
+        # The EMA itself uses the constant b1 (PyTorch, optax); only the
+        # combination below uses the schedule.
+        mu = _tree.ema(beta, state.mu, updates)
+
+        def combine(u, m):
+            wide = _tree.compute_dtype(u.dtype, m.dtype)
+            cg, cm = jnp.asarray(coef_g).astype(wide), jnp.asarray(coef_m).astype(wide)
+            return (cg * u.astype(wide) + cm * m.astype(wide)).astype(u.dtype)
+
+        out = jax.tree.map(combine, updates, mu)
+        return out, AddNesterovMomentumState(product, mu)
+
+    return GradientTransformation(init, update)

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, _with_extra_args, hyperparameterized
-from gradtx._checks import check_choice, check_hyperparam
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import (
+    DECAY_RATE,
+    NON_NEGATIVE,
+    Choice,
+    DType,
+    Hyper,
+    Transform,
+    current_call,
+    factory,
+)
+
+COMPARE = Choice(">", ">=")
 
 
 class RectifyState(NamedTuple):
-    """``count``: updates so far; ``nu``: EMA of squared gradients (uncorrected)."""
+    """``nu``: EMA of squared gradients (uncorrected)."""
 
-    count: jax.Array
     nu: Any
 
 
-def rectification(b2: Any, count: jax.Array, threshold: Any, compare: str):
-    """``(tractable, r_t, 1 - b2**t)`` for the 1-based step ``count``, in ``b2``'s dtype.
+def rectification(b2: Any, t: jax.Array, threshold: Any, compare: str):
+    """``(tractable, r_t, 1 - b2**t)`` for the 1-based step ``t``, in ``b2``'s dtype.
 
     ``rho_t = rho_inf - 2 t b2^t / (1 - b2^t)`` with ``rho_inf = 2 / (1 - b2) - 1``
     is the length of the simple moving average that the EMA approximates;
@@ -29,7 +39,7 @@ def rectification(b2: Any, count: jax.Array, threshold: Any, compare: str):
     ``threshold`` (``compare`` is ``">"`` or ``">="``).
     """
     b2 = jnp.asarray(b2)
-    t = count.astype(b2.dtype)
+    t = t.astype(b2.dtype)
     b2_t = b2**t
     correction = 1 - b2_t
     rho_inf = 2 / (1 - b2) - 1
@@ -42,36 +52,12 @@ def rectification(b2: Any, count: jax.Array, threshold: Any, compare: str):
     return tractable, jnp.sqrt(jnp.maximum(ratio, 0)), correction
 
 
-def _rectify(*, b2, eps, threshold, compare, untractable, eps_on, dtype):
-    def init(params):
-        return RectifyState(jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype))
-
-    def update(updates, state, params=None, *, grads=None, **extra):
-        grads = updates if grads is None else grads
-        _tree.check_same_structure("gradtx.rectify.update", updates, state.nu)
-        count = _tree.safe_increment(state.count)
-        nu = jax.tree.map(lambda v, g: _tree.ema(b2, v, _tree.abs_sq(g)), state.nu, grads)
-        tractable, r, correction = rectification(b2, count, threshold, compare)
-
-        def one(u, v):
-            e = _tree.scalar_like(eps, v)
-            c = _tree.scalar_like(correction, v)
-            if eps_on == "v":  # E2: r sqrt(1 - b2^t) / (sqrt(v) + eps)
-                factor = _tree.scalar_like(r, v) * jnp.sqrt(c) / (jnp.sqrt(v) + e)
-            else:  # E1: r / (sqrt(v / (1 - b2^t)) + eps)
-                factor = _tree.scalar_like(r, v) / (jnp.sqrt(v / c) + e)
-            fallback = u if untractable == "sgd" else jnp.zeros_like(u)
-            return jnp.where(tractable, u * factor.astype(u.dtype), fallback)
-
-        return jax.tree.map(one, updates, nu), RectifyState(count, nu)
-
-    return GradientTransformation(init, update)
-
-
+@factory(counted=True, b2=DECAY_RATE, eps=NON_NEGATIVE, threshold=Hyper(), compare=COMPARE,
+         untractable=Choice("sgd", "skip"), eps_on=Choice("v", "v_hat"), dtype=DType())  # fmt: skip
 def rectify(
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    threshold: Any = 5.0,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    threshold: float = 5.0,
     *,
     compare: str = ">",
     untractable: str = "sgd",
@@ -101,44 +87,56 @@ def rectify(
       untractable: ``"sgd"`` passes the input through, ``"skip"`` returns zeros.
       eps_on: ``"v"`` adds eps to ``sqrt(v_t)`` (E2: PyTorch, the authors) or
         ``"v_hat"`` to ``sqrt(v_t / (1 - b2^t))`` (E1: ``optax.radam``).
-      dtype: storage dtype of ``v`` (``None``: the params' dtype).
+      dtype: storage dtype of ``v`` (``None``: the params' dtype; float32 for
+        float16 params).
     """
-    call = "gradtx.rectify"
-    check_hyperparam(call, "b2", b2, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_hyperparam(call, "threshold", threshold)
-    check_choice(call, "compare", compare, (">", ">="))
-    check_choice(call, "untractable", untractable, ("sgd", "skip"))
-    check_choice(call, "eps_on", eps_on, ("v", "v_hat"))
-    build = functools.partial(
-        _rectify, compare=compare, untractable=untractable, eps_on=eps_on, dtype=dtype
-    )
-    return hyperparameterized(build, {"b2": b2, "eps": eps, "threshold": threshold})
+    call = current_call("gradtx.rectify")
 
-
-class WhenRectifiedState(NamedTuple):
-    """``count``: updates so far; ``inner_state``: the wrapped transform's state."""
-
-    count: jax.Array
-    inner_state: Any
-
-
-def _when_rectified(inner, *, b2, threshold, compare):
     def init(params):
-        return WhenRectifiedState(jnp.zeros([], jnp.int32), inner.init(params))
+        return RectifyState(_tree.squares_like(params, 0.0, dtype))
 
     def update(updates, state, params=None, **extra):
-        count = _tree.safe_increment(state.count)
-        tractable, _, _ = rectification(b2, count, threshold, compare)
-        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
-        out = jax.tree.map(lambda a, b: jnp.where(tractable, a, b), out, updates)
-        return out, WhenRectifiedState(count, inner_state)
+        t = _tree.safe_increment(step_count(extra, call))
+
+        def second_moment(v, g):
+            return _tree.ema(b2, v, _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype))))
+
+        nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
+        tractable, r, correction = rectification(b2, t, threshold, compare)
+
+        def one(u, v):
+            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            v = jnp.real(v.astype(wide))
+            e, c, rr = (_tree.scalar_like(x, v) for x in (eps, correction, r))
+            if eps_on == "v":  # E2: r sqrt(1 - b2^t) / (sqrt(v) + eps)
+                den = jnp.sqrt(v) + e
+                factor = rr * jnp.sqrt(c) / den
+            else:  # E1: r / (sqrt(v / (1 - b2^t)) + eps)
+                den = jnp.sqrt(v / c) + e
+                factor = rr / den
+            uw = u.astype(wide)
+            step = jnp.where((uw == 0) & (den == 0), jnp.zeros_like(uw), uw * factor.astype(wide))
+            fallback = uw if untractable == "sgd" else jnp.zeros_like(uw)
+            return jnp.where(tractable, step, fallback).astype(u.dtype)
+
+        return jax.tree.map(one, updates, nu), RectifyState(nu)
 
     return GradientTransformation(init, update)
 
 
+class WhenRectifiedState(NamedTuple):
+    """``inner_state``: the wrapped transform's state."""
+
+    inner_state: Any
+
+
+@factory(counted=True, inner=Transform(), b2=DECAY_RATE, threshold=Hyper(), compare=COMPARE)
 def when_rectified(
-    inner: GradientTransformation, b2: Any = 0.999, threshold: Any = 5.0, *, compare: str = ">"
+    inner: optax.GradientTransformation,
+    b2: float = 0.999,
+    threshold: float = 5.0,
+    *,
+    compare: str = ">",
 ) -> GradientTransformation:
     """Run ``inner`` only on the steps where ``rectify`` rectifies, else pass through.
 
@@ -146,10 +144,13 @@ def when_rectified(
     while the variance is untractable; ``radam(untractable="skip")`` wraps its
     decay in this.  ``inner``'s state is kept (and advanced) on every step.
     """
-    call = "gradtx.when_rectified"
-    inner = _with_extra_args(inner, call)
-    check_hyperparam(call, "b2", b2, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "threshold", threshold)
-    check_choice(call, "compare", compare, (">", ">="))
-    build = functools.partial(_when_rectified, inner, compare=compare)
-    return hyperparameterized(build, {"b2": b2, "threshold": threshold})
+    call = current_call("gradtx.when_rectified")
+
+    def update(updates, state, params=None, **extra):
+        t = _tree.safe_increment(step_count(extra, call))
+        tractable, _, _ = rectification(b2, t, threshold, compare)
+        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        out = jax.tree.map(lambda a, b: jnp.where(tractable, a, b), out, updates)
+        return out, WhenRectifiedState(inner_state)
+
+    return GradientTransformation(lambda params: WhenRectifiedState(inner.init(params)), update)

@@ -2,50 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam
+from gradtx._base import GradientTransformation, gradient
+from gradtx._factory import NON_NEGATIVE, DType, Flag, factory
 
 
 class ScaleByRssState(NamedTuple):
-    """``sum_of_squares``: ``S_t = S_0 + Σ_{s≤t} g_s²``."""
+    """``sum_of_squares``: ``S_t = S_0 + Σ_{s≤t} |g_s|²``."""
 
     sum_of_squares: Any
 
 
-def _scale_by_rss(*, initial_accumulator_value, eps, eps_in_sqrt, dtype):
-    def init(params):
-        return ScaleByRssState(_tree.full_like(params, initial_accumulator_value, dtype))
-
-    def update(updates, state, params=None, *, grads=None, **extra):
-        grads = updates if grads is None else grads
-        _tree.check_same_structure("gradtx.scale_by_rss.update", updates, state.sum_of_squares)
-        total = jax.tree.map(
-            lambda s, g: s + _tree.abs_sq(g.astype(s.dtype)), state.sum_of_squares, grads
-        )
-
-        def scale(u, s):
-            e = _tree.scalar_like(eps, s)
-            denom = jnp.sqrt(s + e) if eps_in_sqrt else jnp.sqrt(s) + e
-            # Where nothing has accumulated (S = 0: zero start, zero gradients) the
-            # step is 0, as in optax, instead of 0/0 when eps = 0.
-            safe = jnp.where(s > 0, denom, jnp.ones_like(denom))
-            return jnp.where(s > 0, u / safe.astype(u.dtype), jnp.zeros_like(u)).astype(u.dtype)
-
-        return jax.tree.map(scale, updates, total), ScaleByRssState(total)
-
-    return GradientTransformation(init, update)
-
-
+@factory(initial_accumulator_value=NON_NEGATIVE, eps=NON_NEGATIVE, eps_in_sqrt=Flag(),
+         dtype=DType())  # fmt: skip
 def scale_by_rss(
-    initial_accumulator_value: Any = 0.0,
-    eps: Any = 1e-10,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
     *,
     eps_in_sqrt: bool = False,
     dtype: Any = None,
@@ -55,9 +32,8 @@ def scale_by_rss(
     ``S_t = S_{t-1} + g_t²`` with ``S_0 = initial_accumulator_value``, and
     ``u <- u / (sqrt(S_t) + eps)`` (PyTorch's Adagrad and the paper's δ), or
     ``u / sqrt(S_t + eps)`` with ``eps_in_sqrt`` (optax's ``scale_by_rss``).
-    Where ``S_t = 0`` the output is 0 (the input is then 0 too unless the
-    chain fed this a different gradient), which only differs from PyTorch
-    where PyTorch returns NaN (``eps = 0``).
+    Where the denominator is 0 (nothing accumulated and ``eps = 0``) a zero
+    input gives 0, as in optax, not ``0 / 0``; a NaN gradient stays NaN.
 
     ``g`` is the chain's ``grads`` keyword when present, else the input, as in
     ``scale_by_rms``.
@@ -67,7 +43,8 @@ def scale_by_rss(
       eps: added outside the root (inside with ``eps_in_sqrt``).  PyTorch 1e-10,
         optax 1e-7.
       eps_in_sqrt: put ``eps`` inside the root (optax's placement).
-      dtype: storage dtype of ``S`` (``None``: the params' dtype).
+      dtype: storage dtype of ``S`` (``None``: the params' dtype; float32 for
+        float16 params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -80,10 +57,24 @@ def scale_by_rss(
       Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
       and Stochastic Optimization", JMLR 2011.
     """
-    call = "gradtx.scale_by_rss"
-    check_hyperparam(call, "initial_accumulator_value", initial_accumulator_value, low=0.0)
-    check_hyperparam(call, "eps", eps, low=0.0)
-    check_flag(call, "eps_in_sqrt", eps_in_sqrt, bool)
-    build = functools.partial(_scale_by_rss, eps_in_sqrt=eps_in_sqrt, dtype=dtype)
-    values = {"initial_accumulator_value": initial_accumulator_value, "eps": eps}
-    return hyperparameterized(build, values)
+
+    def init(params):
+        return ScaleByRssState(_tree.squares_like(params, initial_accumulator_value, dtype))
+
+    def update(updates, state, params=None, **extra):
+        def accumulate(s, g):
+            wide = _tree.compute_dtype(s.dtype, g.dtype)
+            return (s.astype(wide) + _tree.abs_sq(g.astype(wide))).astype(s.dtype)
+
+        total = jax.tree.map(accumulate, state.sum_of_squares, gradient(updates, extra))
+
+        def scale(u, s):
+            wide = _tree.compute_dtype(u.dtype, s.dtype)
+            s = jnp.real(s.astype(wide))
+            e = _tree.scalar_like(eps, s)
+            denom = jnp.sqrt(s + e) if eps_in_sqrt else jnp.sqrt(s) + e
+            return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+
+        return jax.tree.map(scale, updates, total), ScaleByRssState(total)
+
+    return GradientTransformation(init, update)

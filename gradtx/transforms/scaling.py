@@ -2,63 +2,56 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, GradientTransformation, hyperparameterized
-from gradtx._checks import check_flag, check_hyperparam
+from gradtx._base import (
+    EmptyState,
+    GradientMap,
+    GradientTransformation,
+    ScalarOrSchedule,
+    step_count,
+)
+from gradtx._factory import LEARNING_RATE, Flag, Hyper, current_call, factory, reads_count
 
 
-class ScaleByScheduleState(NamedTuple):
-    """Step count for a learning rate given as a callable inside a build."""
+def scaled(updates, factor):
+    """``updates * factor`` leaf by leaf, in at least float32, each in its own dtype."""
 
-    count: jax.Array
+    def one(u):
+        dtype = _tree.compute_dtype(u.dtype)
+        if dtype == u.dtype:
+            return u * _tree.scalar_like(factor, u)
+        return (u.astype(dtype) * jnp.asarray(factor).astype(dtype)).astype(u.dtype)
+
+    return jax.tree.map(one, updates)
 
 
-def _scale(*, factor):
-    def update(updates, state, params=None, **extra):
-        return jax.tree.map(lambda u: u * _tree.scalar_like(factor, u), updates), state
-
-    return GradientMap(lambda params: EmptyState(), update)
-
-
+@factory(kind=GradientMap, factor=Hyper())
 def scale(factor: float) -> GradientMap:
     """Multiply the updates by ``factor`` (stored in state as ``factor``).
 
     A gradient map: a scaled gradient is still a gradient for the statistics
     that follow in a ``chain``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale(-1.0)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([-1., -1.], dtype=float32)
     """
-    check_hyperparam("gradtx.scale", "factor", factor)
-    inner = hyperparameterized(_scale, {"factor": factor})
-    return GradientMap(*inner)
+
+    def update(updates, state, params=None, **extra):
+        return scaled(updates, factor), state
+
+    return GradientMap(lambda params: EmptyState(), update)
 
 
-def _scale_by_learning_rate(*, learning_rate, flip_sign):
-    sign = -1 if flip_sign else 1
-    if not callable(learning_rate):
-
-        def update(updates, state, params=None, **extra):
-            lr = sign * jnp.asarray(learning_rate)
-            return jax.tree.map(lambda u: u * _tree.scalar_like(lr, u), updates), state
-
-        return GradientTransformation(lambda params: EmptyState(), update)
-
-    def init_schedule(params):
-        return ScaleByScheduleState(jnp.zeros([], jnp.int32))
-
-    def update_schedule(updates, state, params=None, **extra):
-        lr = sign * jnp.asarray(learning_rate(state.count))
-        updates = jax.tree.map(lambda u: u * _tree.scalar_like(lr, u), updates)
-        return updates, ScaleByScheduleState(_tree.safe_increment(state.count))
-
-    return GradientTransformation(init_schedule, update_schedule)
-
-
-def scale_by_learning_rate(learning_rate: Any, *, flip_sign: bool = True) -> GradientTransformation:
+@factory(learning_rate=LEARNING_RATE, flip_sign=Flag())
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
     """Multiply the updates by ``-learning_rate`` (a number or a schedule).
 
     ``u <- -eta_k * u`` where ``eta_k`` is ``learning_rate(k)`` for a schedule
@@ -68,9 +61,21 @@ def scale_by_learning_rate(learning_rate: Any, *, flip_sign: bool = True) -> Gra
     Args:
       learning_rate: non-negative number, gradtx schedule or callable.
       flip_sign: ``False`` multiplies by ``+learning_rate`` (for ascent).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_learning_rate(0.5)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+      Array([-0.5, -0.5], dtype=float32)
     """
-    call = "gradtx.scale_by_learning_rate"
-    check_hyperparam(call, "learning_rate", learning_rate, low=0.0, schedule=True)
-    check_flag(call, "flip_sign", flip_sign, bool)
-    build = functools.partial(_scale_by_learning_rate, flip_sign=flip_sign)
-    return hyperparameterized(build, {"learning_rate": learning_rate})
+    sign = -1 if flip_sign else 1
+    if callable(learning_rate):
+        reads_count()  # a schedule made inside a body (adagrad's lr_decay)
+
+    def update(updates, state, params=None, **extra):
+        lr = learning_rate
+        if callable(lr):
+            lr = lr(step_count(extra, current_call("gradtx.scale_by_learning_rate")))
+        return scaled(updates, sign * jnp.asarray(lr)), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)

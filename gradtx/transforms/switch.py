@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -10,21 +9,22 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import (
-    EmptyState,
-    GradientTransformation,
-    HyperparamsState,
-    float_dtype,
-    hyperparameterized,
+from gradtx._base import EmptyState, GradientTransformation, float_dtype, gradient, step_count
+from gradtx._factory import (
+    DECAY_RATE,
+    NON_NEGATIVE,
+    Flag,
+    Transform,
+    UncountedHyperparamsState,
+    current_call,
+    factory,
 )
-from gradtx._checks import check_flag, check_hyperparam
 
 
 class SwitchToSgdState(NamedTuple):
     """State of ``switch_to_sgd``.
 
     Attributes:
-      count: updates so far (``k`` after the update).
       adaptive: the adaptive transform's state (frozen after the switch).
       gamma_avg: ``λ_k``, the EMA of the projected SGD rates ``γ_k``.
       trace: ``v_k``, the SGD momentum buffer (zero until the switch).
@@ -35,14 +35,15 @@ class SwitchToSgdState(NamedTuple):
         entry per leaf (``jax.tree.leaves`` order) with ``per_leaf``.
     """
 
-    count: jax.Array
     adaptive: Any
     gamma_avg: jax.Array
     trace: Any
-    switch: HyperparamsState
+    switch: UncountedHyperparamsState
 
 
-def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
+def _switch_to_sgd(adaptive, momentum, decay, tolerance, nesterov, per_leaf):
+    call = current_call("gradtx.switch_to_sgd")
+
     def init(params):
         shape = (len(jax.tree.leaves(params)),) if per_leaf else ()
         dtype = float_dtype()
@@ -52,31 +53,28 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
             "sgd_learning_rate": jnp.zeros(shape, dtype),
         }
         return SwitchToSgdState(
-            jnp.zeros([], jnp.int32),
             adaptive.init(params),
             jnp.zeros(shape, dtype),
             _tree.zeros_like(params),
-            HyperparamsState(jnp.zeros([], jnp.int32), outcome, {}, EmptyState()),
+            UncountedHyperparamsState(outcome, EmptyState()),
         )
 
-    def update(updates, state, params=None, *, grads=None, **extra):
-        g = updates if grads is None else grads
-        count = _tree.safe_increment(state.count)
+    def update(updates, state, params=None, **extra):
+        g = gradient(updates, extra)
+        count = _tree.safe_increment(step_count(extra, call))
         outcome = state.switch.hyperparams
         if per_leaf:
-            _tree.check_per_leaf("gradtx.switch_to_sgd(per_leaf=True)")
+            _tree.check_per_leaf(call, "gradtx.switch_to_sgd(per_leaf=True)")
         switched, rate = outcome["switched"], outcome["sgd_learning_rate"]
-        kw = extra if grads is None else {**extra, "grads": grads}
-        p, adaptive_state = adaptive.update(updates, state.adaptive, params, **kw)
+        p, adaptive_state = adaptive.update(updates, state.adaptive, params, **extra)
 
         # Projection of the adaptive step p on the gradient (Alg. 1): the SGD rate
         # γ along -g whose step has p as its projection.  Dots in the stored
         # float dtype, summed over the tree unless per_leaf.
         leaves_v, treedef = jax.tree.flatten(state.trace)
         leaves_g, leaves_p = jax.tree.leaves(g), jax.tree.leaves(p)
-        if not leaves_v:
-            switch = state.switch._replace(count=count)  # no leaf, so never switched
-            return p, state._replace(count=count, adaptive=adaptive_state, switch=switch)
+        if not leaves_v:  # no leaf, so never switched
+            return p, state._replace(adaptive=adaptive_state)
         dt = state.gamma_avg.dtype
 
         def dot(a, b):  # vdot as a sum: reductions of sharded leaves need no out_sharding
@@ -117,22 +115,23 @@ def _switch_to_sgd(adaptive, *, momentum, decay, tolerance, nesterov, per_leaf):
             "sgd_learning_rate": jnp.where(switch_now, estimate, rate),
         }
         new_state = SwitchToSgdState(
-            count,
             adaptive_state,
             jnp.where(switched, state.gamma_avg, gamma_avg),
             jax.tree.unflatten(treedef, new_trace),
-            HyperparamsState(count, outcome, {}, EmptyState()),
+            UncountedHyperparamsState(outcome, EmptyState()),
         )
         return jax.tree.unflatten(treedef, out), new_state
 
     return GradientTransformation(init, update)
 
 
+@factory(counted=True, adaptive=Transform(), momentum=DECAY_RATE, decay=DECAY_RATE,
+         tolerance=NON_NEGATIVE, nesterov=Flag(), per_leaf=Flag())  # fmt: skip
 def switch_to_sgd(
-    adaptive: GradientTransformation,
-    momentum: Any = 0.9,
-    decay: Any = 0.999,
-    tolerance: Any = 1e-9,
+    adaptive: optax.GradientTransformation,
+    momentum: float = 0.9,
+    decay: float = 0.999,
+    tolerance: float = 1e-9,
     *,
     nesterov: bool = False,
     per_leaf: bool = False,
@@ -169,15 +168,4 @@ def switch_to_sgd(
       nesterov: Nesterov's look-ahead in the SGD phase.
       per_leaf: estimate and switch leaf by leaf instead of for the whole tree.
     """
-    call = "gradtx.switch_to_sgd"
-    if not isinstance(adaptive, optax.GradientTransformation):
-        raise TypeError(f"{call}: adaptive must be a GradientTransformation")
-    if not isinstance(adaptive, optax.GradientTransformationExtraArgs):
-        adaptive = optax.with_extra_args_support(adaptive)
-    check_hyperparam(call, "momentum", momentum, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "decay", decay, low=0.0, high=1.0, high_open=True)
-    check_hyperparam(call, "tolerance", tolerance, low=0.0)
-    check_flag(call, "nesterov", nesterov, bool)
-    check_flag(call, "per_leaf", per_leaf, bool)
-    build = functools.partial(_switch_to_sgd, adaptive, nesterov=nesterov, per_leaf=per_leaf)
-    return hyperparameterized(build, {"momentum": momentum, "decay": decay, "tolerance": tolerance})
+    return _switch_to_sgd(adaptive, momentum, decay, tolerance, nesterov, per_leaf)

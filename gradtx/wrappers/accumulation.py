@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, _with_extra_args
-from gradtx._checks import check_int
+from gradtx._base import GradientTransformation, with_extra_args
+from gradtx._checks import check_dtype, check_int
 
 
 class AccumulateGradientsState(NamedTuple):
@@ -63,8 +63,9 @@ def accumulate_gradients(
       Array([-0.2], dtype=float32)
     """
     call = "gradtx.accumulate_gradients"
-    inner = _with_extra_args(inner, call)
+    inner = with_extra_args(inner, call)
     check_int(call, "every_k", every_k, 1)
+    check_dtype(call, "dtype", dtype)
 
     def init(params):
         return AccumulateGradientsState(

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, _with_extra_args
+from gradtx._base import GradientTransformation, with_extra_args
 from gradtx._checks import check_int
 
 
@@ -72,7 +72,7 @@ def apply_if_finite(
       (Array([0., 0.], dtype=float32), 1)
     """
     call = "gradtx.apply_if_finite"
-    inner = _with_extra_args(inner, call)
+    inner = with_extra_args(inner, call)
     check_int(call, "max_consecutive_errors", max_consecutive_errors, 0)
 
     def init(params):

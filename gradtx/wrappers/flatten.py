@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, _with_extra_args, kind_of
+from gradtx._base import GradientTransformation, kind_of, with_extra_args
 
 
 class FlattenState(NamedTuple):
@@ -73,6 +73,11 @@ def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
             f"{call}: tree does not match the updates' tree.\n"
             f"  expected: {layout.treedef}\n  got: {treedef}"
         )
+    for i, (leaf, shape) in enumerate(zip(leaves, layout.shapes)):
+        if jnp.shape(leaf) != shape:
+            raise ValueError(
+                f"{call}: leaf {i} has shape {jnp.shape(leaf)}, the updates' has {shape}"
+            )
     flat = {}
     for name, idx in layout.groups.items():
         if "_leaf" in name:  # a leaf with its own buffer (big, or of a shared shape)
@@ -137,7 +142,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
       (2, 3)
     """
     call = "gradtx.flatten"
-    inner = _with_extra_args(tx, call)
+    inner = with_extra_args(tx, call)
     _checks.check_int(call, "max_leaf_size", max_leaf_size, 0)
 
     def init(params):
@@ -147,6 +152,19 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)
+        # The buffers are named by dtype: updates of another dtype than init's params
+        # (or another tree) would meet a state of other names, so say which.
+        expected = jax.eval_shape(init, updates if params is None else params)
+        if jax.tree.structure(expected) != jax.tree.structure(state) or any(
+            jnp.shape(a) != tuple(b.shape)
+            for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
+        ):
+            got = sorted({jnp.result_type(x).name for x in jax.tree.leaves(updates)})
+            raise ValueError(
+                f"{call}.update: the state does not match these updates (dtypes {got}, "
+                f"{len(jax.tree.leaves(updates))} leaves); flatten keeps one buffer per dtype of "
+                "the params given to init, so the updates need the same tree, shapes and dtypes"
+            )
         flat_params = None if params is None else _pack(f"{call}.update(params)", params, layout)
         if extra.get("grads") is not None:
             extra["grads"] = _pack(f"{call}.update(grads)", extra["grads"], layout)

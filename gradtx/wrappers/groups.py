@@ -12,10 +12,11 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import optax
 
-from gradtx import _tree
-from gradtx._base import _with_extra_args, kind_of
+from gradtx import _checks, _tree
+from gradtx._base import kind_of, with_extra_args
 
 
 class MaskedNode(NamedTuple):
@@ -85,9 +86,12 @@ def masked(
       ...     gradtx.masked(gradtx.add_l2(1e-4), mask_fn=no_bias), gradtx.sgd(0.1))
     """
     call = "gradtx.masked"
-    inner = _with_extra_args(inner, call)
+    inner = with_extra_args(inner, call)
     if mask is None and mask_fn is None:
         raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
+    _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
+    if mask_fn is not None and not callable(mask_fn):
+        raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
 
     def keep_of(tree):
         return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree))
@@ -142,7 +146,7 @@ def partition(
     call = "gradtx.partition"
     if not isinstance(transforms, Mapping) or not transforms:
         raise TypeError(f"{call}: transforms must be a non-empty dict label -> transform")
-    txs = {k: _with_extra_args(t, call) for k, t in transforms.items()}
+    txs = {k: with_extra_args(t, call) for k, t in transforms.items()}
     if labels is None and labels_fn is None:
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._base import EmptyState, GradientMap, _with_extra_args, kind_of
+from gradtx._base import EmptyState, GradientMap, kind_of, with_extra_args
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
 from gradtx.transforms.clipping import global_norm
@@ -60,7 +60,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
       {'grad_norm': 2.0, 'update_norm': 1.0, 'param_norm': 5.0}
     """
     call = "gradtx.track_norms"
-    inner = None if inner is None else _with_extra_args(inner, call)
+    inner = None if inner is None else with_extra_args(inner, call)
 
     def init(params):
         nan = jnp.full([], jnp.nan, _float_dtype())

@@ -96,7 +96,7 @@ def test_descends_a_quadratic(make):
         (lambda: gradtx.adadelta(None), r"learning_rate must be a real number", TypeError),
         (lambda: gradtx.nadam(momentum_decay=-1.0), r"momentum_decay must be in", ValueError),
         (lambda: gradtx.nadam(b1=1.0), r"gradtx.nadam\(b1=1.0\)", ValueError),
-        (lambda: gradtx.nadam(mask={"w": True}), r"need decoupled_weight_decay=True", ValueError),
+        (lambda: gradtx.nadam(mask={"w": 1}), r"mask must be a pytree of Python bools", TypeError),
     ],
 )
 def test_bad_arguments(make, message, kind):

@@ -36,10 +36,10 @@ def test_centralize_conv_only_and_channel_last():
     rng = np.random.default_rng(1)
     g = {"w": rng.normal(size=(4, 3)), "conv": rng.normal(size=(2, 2, 3, 5))}
     g = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), g)
-    out, _ = gradtx.centralize(conv_only=True).update(g, None)
+    out, _ = gradtx.centralize(conv_only=True).update(g, gradtx.EmptyState())
     np.testing.assert_array_equal(out["w"], g["w"])
     np.testing.assert_allclose(out["conv"], _np_centralize(np.asarray(g["conv"])), atol=1e-6)
-    out, _ = gradtx.centralize(channel_axis=-1).update(g, None)
+    out, _ = gradtx.centralize(channel_axis=-1).update(g, gradtx.EmptyState())
     for k in g:
         np.testing.assert_allclose(out[k], _np_centralize(np.asarray(g[k]), -1), atol=1e-6)
 
@@ -60,7 +60,7 @@ def test_centralize_errors():
     with pytest.raises(TypeError, match=r"gradtx.centralize\(conv_only=1\)"):
         gradtx.centralize(conv_only=1)
     with pytest.raises(ValueError, match="channel_axis=2"):
-        gradtx.centralize(channel_axis=2).update({"w": jnp.ones((2, 2))}, None)
+        gradtx.centralize(channel_axis=2).update({"w": jnp.ones((2, 2))}, gradtx.EmptyState())
 
 
 def _np_rectify(b2, eps, thr, grads_seq, inputs, compare=">", untractable="sgd", eps_on="v"):
@@ -98,7 +98,7 @@ def test_rectify_matches_transcription_and_reads_grads(x64, opts):
     for t, (g, u, e) in enumerate(zip(gs, us, expected), start=1):
         out, state = update(jnp.asarray(u), state, grads=jnp.asarray(g))
         np.testing.assert_allclose(out, e, rtol=1e-12, err_msg=f"step {t}")
-    assert int(state.inner_state.count) == 12
+    assert int(state.count) == 12
 
 
 def test_rectify_threshold_crossing_step_and_compare():

@@ -1,0 +1,512 @@
+"""Factories: each hyperparameter declared once, checked eagerly, kept in state.
+
+A gradtx factory is a function of its hyperparameters that returns a
+transform, decorated with its arguments' specs::
+
+    @factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, ...)
+    def adam(learning_rate=1e-3, b1=0.9, ...):
+        return descent(add_momentum(b1, ema=True), ..., learning_rate=learning_rate)
+
+Called by a user, the factory checks every argument against its spec (errors
+name the call and the argument, e.g. ``gradtx.adam(b1=1.5): b1 must be in
+[0, 1)``), runs the body once to let it check how the options combine, and
+returns a transform whose state keeps the numbers.  At each ``init`` and
+``update`` that transform rebuilds the body from the stored numbers (the
+Python cost is paid while tracing only).  Called inside another factory's
+body, a factory skips all of that and returns the body's transform: the
+outermost factory owns the numbers, so each one lives in state once, is
+checked once, and errors name the call the user made.
+
+What an argument of a ``Hyper`` spec becomes:
+
+* a Python or NumPy number, or a gradtx schedule: stored in the state, as
+  data (``get_hyperparams``, ``set_hyperparams`` without recompiling, vmap);
+* a plain Python callable of the step count: called each step, its value
+  kept in the state read-only;
+* a JAX array: *bound*: used as given at every update and not stored.  The
+  caller owns it: ``optax.inject_hyperparams(gradtx.adam)`` keeps it in its
+  own state, and a factory called inside a traced function uses its argument;
+* ``None``, or a Python zero where the spec is ``optional``: the stage it
+  weighs is left out (the body receives ``None``).
+
+The one step counter of an optimizer lives in its ``HyperparamsState`` and
+reaches every member as the keyword ``count`` (``gradtx.step_count``).  A
+transform that needs no step (a clip, a stateless decay) has no counter:
+``UncountedHyperparamsState``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple, ParamSpec, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gradtx import _checks, _tree
+from gradtx._base import GradientTransformation, _store, float_dtype, is_schedule, with_extra_args
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class HyperparamsState(NamedTuple):
+    """State of a transform that owns hyperparameters and the step count.
+
+    Attributes:
+      count: updates so far (int32, saturating): the optimizer's one step counter.
+      hyperparams: name -> scalar array, or a gradtx schedule whose fields are
+        arrays (evaluated at ``count``).  Data: ``set_hyperparams`` changes them
+        without recompiling.
+      python_schedules: name -> the value a plain Python callable gives for the
+        next update.  Read-only: the callable is code, not data.
+      inner_state: the state of the transform built from these values.
+    """
+
+    count: jax.Array
+    hyperparams: dict[str, Any]
+    python_schedules: dict[str, jax.Array]
+    inner_state: Any
+
+
+class UncountedHyperparamsState(NamedTuple):
+    """State of a transform that owns hyperparameters but needs no step count."""
+
+    hyperparams: dict[str, Any]
+    inner_state: Any
+
+
+HYPERPARAMS_STATES = (HyperparamsState, UncountedHyperparamsState)
+
+
+# ------------------------------------------------------------------ specs
+
+
+class Hyper(NamedTuple):
+    """Spec of a numeric hyperparameter (kept in state).
+
+    Attributes:
+      low, high: the allowed range (``None``: unbounded).
+      low_open, high_open: exclude the bound itself.
+      schedule: a schedule or callable of the step count is allowed.
+      optional: ``None`` or a Python zero leaves the stage it weighs out.
+      nullable: ``None`` leaves the stage out (a zero is a value).
+      integer: a Python number must be an int (a patience, a period).
+      finite: reject infinities.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    schedule: bool = False
+    optional: bool = False
+    nullable: bool = False
+    integer: bool = False
+    finite: bool = True
+
+    def check(self, call: str, name: str, value: Any) -> Any:
+        if value is None:
+            if self.optional or self.nullable:
+                return None
+            raise TypeError(f"{call}({name}=None): {name} must be a real number, got NoneType")
+        if self.integer and _checks.is_number(value) and not float(value).is_integer():
+            raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
+        _checks.check_hyperparam(
+            call,
+            name,
+            value,
+            low=self.low,
+            high=self.high,
+            low_open=self.low_open,
+            high_open=self.high_open,
+            schedule=self.schedule,
+            finite=self.finite,
+        )
+        if self.is_rate and _checks.is_concrete_number(value):
+            _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
+        if self.optional and _checks.is_zero(value):
+            return None
+        return value
+
+    def schedulable(self) -> Hyper:
+        """The same spec, allowing a schedule."""
+        return self._replace(schedule=True)
+
+    @property
+    def is_rate(self) -> bool:
+        """A decay rate in [0, 1): it must stay below 1 after rounding."""
+        return self.high == 1.0 and self.high_open
+
+
+class Option:
+    """Spec of a static option (it shapes the program, so it is not data)."""
+
+    def check(self, call: str, name: str, value: Any) -> Any:
+        return value
+
+
+class Flag(Option):
+    def check(self, call, name, value):
+        _checks.check_flag(call, name, value, bool)
+        return bool(value)
+
+
+class Choice(Option):
+    """One of ``choices``; with ``optional=True`` also ``None`` ("from the convention")."""
+
+    def __init__(self, *choices: str, optional: bool = False) -> None:
+        self.choices, self.optional = choices, optional
+
+    def check(self, call, name, value):
+        if value is None and self.optional:
+            return None
+        _checks.check_choice(call, name, value, self.choices)
+        return value
+
+
+CONVENTION = Choice("torch", "optax")
+"""Which library's update rule an optimizer follows (never its defaults)."""
+
+
+class DType(Option):
+    """``None`` or a floating or complex dtype (a storage dtype)."""
+
+    def check(self, call, name, value):
+        _checks.check_dtype(call, name, value)
+        return value
+
+
+class Int(Option):
+    """A static int in ``[low, 2**31 - 1]`` (``low=None``: any int, e.g. an axis)."""
+
+    def __init__(self, low: int | None = 0, *, optional: bool = False) -> None:
+        self.low, self.optional = low, optional
+
+    def check(self, call, name, value):
+        if value is None and self.optional:
+            return None
+        if self.low is None:
+            _checks.check_flag(call, name, value, (int, np.integer))
+        else:
+            _checks.check_int(call, name, value, self.low)
+        return int(value)
+
+
+class OptionalFlag(Option):
+    """``None`` ("from the convention") or a bool."""
+
+    def check(self, call, name, value):
+        if value is not None:
+            _checks.check_flag(call, name, value, bool)
+        return value
+
+
+class Mask(Option):
+    """``None`` or a pytree of Python bools (a prefix of the params)."""
+
+    def check(self, call, name, value):
+        _checks.check_static_tree(call, name, value, (bool, np.bool_), "Python bools")
+        return value
+
+
+class Function(Option):
+    """``None`` or a callable."""
+
+    def check(self, call, name, value):
+        if value is not None and not callable(value):
+            raise TypeError(f"{call}({name}={value!r}): {name} must be a function or None")
+        return value
+
+
+class Transform(Option):
+    """A gradient transformation (gradtx or optax)."""
+
+    def check(self, call, name, value):
+        if not isinstance(value, optax.GradientTransformation):
+            raise TypeError(
+                f"{call}({name}=...): {name} must be a GradientTransformation, "
+                f"got {type(value).__name__}"
+            )
+        return with_extra_args(value, f"{call}({name}=...)")
+
+
+class Anything(Option):
+    """Checked by the body (e.g. a pytree of labels)."""
+
+
+LEARNING_RATE = Hyper(low=0.0, schedule=True)
+"""A learning rate: non-negative, a number or a schedule."""
+DECAY_RATE = Hyper(low=0.0, high=1.0, high_open=True)
+"""An EMA decay rate in [0, 1) (b2, rho, decay): must stay below 1 after rounding."""
+MOMENTUM = Hyper(low=0.0, high=1.0, schedule=True)
+"""A momentum coefficient in [0, 1], schedulable."""
+NON_NEGATIVE = Hyper(low=0.0)
+"""Any number >= 0 (eps, a bound)."""
+WEIGHT_DECAY = Hyper(low=0.0, schedule=True, optional=True)
+"""A weight: None or 0 leaves its stage out."""
+
+
+# ------------------------------------------------------------------ building
+
+
+class _Build:
+    """What a body being built reports back: the call's name; whether it reads the step."""
+
+    def __init__(self, call: str) -> None:
+        self.call, self.counted = call, False
+
+
+_BUILD: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("gradtx_build", default=None)
+
+
+@contextlib.contextmanager
+def _building(build: _Build) -> Iterator[_Build]:
+    token = _BUILD.set(build)
+    try:
+        yield build
+    finally:
+        _BUILD.reset(token)
+
+
+def reads_count() -> None:
+    """Called by a body whose transform will read ``step_count``: its owner keeps a counter."""
+    build = _BUILD.get()
+    if build is not None:
+        build.counted = True
+
+
+def current_call(default: str) -> str:
+    """The public call being built or updated (for errors raised by its members)."""
+    build = _BUILD.get()
+    return default if build is None else build.call
+
+
+def _is_bound(value: Any) -> bool:
+    return isinstance(value, jax.Array)
+
+
+def _current(value: Any, count: jax.Array) -> Any:
+    return value(count) if callable(value) else value
+
+
+def hyperparameterized(
+    build: Callable[..., optax.GradientTransformation],
+    values: Mapping[str, Any],
+    call: str = "",
+    *,
+    kind: type[optax.GradientTransformationExtraArgs] = GradientTransformation,
+    counted: bool = False,
+    rates: tuple[str, ...] = (),
+) -> optax.GradientTransformationExtraArgs:
+    """Keep ``values`` in state and build the transform from them at each call.
+
+    ``factory`` is the declarative way to use this; call it directly to give
+    an existing function of hyperparameters gradtx's behaviour.
+
+    Args:
+      build: keyword function of the hyperparameters returning a transform.
+        Static options are bound into it (``functools.partial``).
+      values: name -> number, JAX array, gradtx schedule or plain callable of
+        the 0-based step count (see the module docstring for what each becomes).
+      call: the public name used in error messages (default: ``build``'s name).
+      kind: ``GradientMap`` if the result is still a gradient.
+      counted: the transform reads the step count (``gradtx.step_count``).
+      rates: names of decay rates in [0, 1): checked at ``init`` to stay below
+        1 in the precision the statistics are computed in.
+
+    Returns:
+      The transform.  Inside another factory's body it is simply
+      ``build(**values)``: the outer transform already owns the numbers.
+    """
+    values = dict(values)
+    outer = _BUILD.get()
+    if outer is not None:
+        outer.counted |= counted
+        return build(**values)
+    call = call or _checks.call_name(build)
+    python = {k: v for k, v in values.items() if callable(v) and not is_schedule(v)}
+    bound = {k: v for k, v in values.items() if _is_bound(v)}
+    stored = {k: v for k, v in values.items() if k not in python and k not in bound}
+
+    # Build once now: the body checks how its options combine, and reports
+    # whether one of its members reads the step count.
+    with _building(_Build(call)) as probe:
+        zero = jnp.zeros([], jnp.int32)
+        build(**{k: _current(v, zero) for k, v in values.items()})
+    counted = counted or probe.counted or bool(python)
+    counted = counted or any(is_schedule(v) for v in stored.values())
+
+    def inner(current):
+        with _building(_Build(call)):
+            return build(**current)
+
+    # Leaf counts of the trees init saw: a state without params-shaped buffers
+    # (plain SGD) cannot show that the updates' tree changed, this can.  Counts,
+    # not structures: flax.nnx.Optimizer inits with Param nodes, updates with arrays.
+    seen: set[int] = set()
+
+    def check_seen(updates):
+        n = len(jax.tree.leaves(updates))
+        if seen and n not in seen:
+            raise ValueError(
+                f"{call}.update: the updates' tree does not match the tree the state was "
+                f"initialised with: {n} leaves, init saw {sorted(seen)}.\n"
+                f"  updates: {jax.tree.structure(updates)}"
+            )
+
+    if not values and not counted:
+        # Nothing to own: the state is the body's own, with the update-time checks.
+        tx = inner({})
+
+        def init_bare(params):
+            params = _checks.check_tree(call, params, "params")
+            seen.add(len(jax.tree.leaves(params)))
+            return tx.init(params)
+
+        def update_bare(updates, state, params=None, **extra):
+            updates, params = _checks.check_updates(call, updates, params)
+            check_seen(updates)
+            expected = jax.eval_shape(init_bare, updates if params is None else params)
+            _checks.check_bare_state(call, state, expected)
+            extra.pop("count", None)
+            with _building(_Build(call)):
+                return tx.update(updates, state, params, **extra)
+
+        return kind(init_bare, update_bare)
+
+    def init(params):
+        params = _checks.check_tree(call, params, "params")
+        seen.add(len(jax.tree.leaves(params)))
+        _checks.check_rates(call, {k: stored[k] for k in rates if k in stored}, params)
+        hyperparams = {k: _store(v) for k, v in stored.items()}
+        count = jnp.zeros([], jnp.int32)
+        python_now = {k: _store(fn(count)) for k, fn in python.items()}
+        current = {k: _current(v, count) for k, v in hyperparams.items()}
+        current |= python_now | bound
+        inner_state = inner(current).init(params)
+        if counted:
+            return HyperparamsState(count, hyperparams, python_now, inner_state)
+        return UncountedHyperparamsState(hyperparams, inner_state)
+
+    def update(updates, state, params=None, **extra):
+        updates, params = _checks.check_updates(call, updates, params)
+        check_seen(updates)
+        _checks.check_state(
+            call, state, jax.eval_shape(init, updates if params is None else params)
+        )
+        count = state.count if counted else None
+        current = {k: _current(v, count) for k, v in state.hyperparams.items()}
+        current |= bound
+        extra.pop("count", None)  # an enclosing optimizer's count is not this one's
+        if counted:
+            current |= state.python_schedules
+            extra["count"] = count
+        tx = inner(current)
+        with _building(_Build(call)):
+            updates, inner_state = tx.update(updates, state.inner_state, params, **extra)
+        if not counted:
+            return updates, UncountedHyperparamsState(state.hyperparams, inner_state)
+        new_count = _tree.safe_increment(count)
+        python_next = {
+            k: jnp.asarray(fn(new_count), dtype=state.python_schedules[k].dtype)
+            for k, fn in python.items()
+        }
+        return updates, HyperparamsState(new_count, state.hyperparams, python_next, inner_state)
+
+    return kind(init, update)
+
+
+def factory(
+    *,
+    kind: type[optax.GradientTransformationExtraArgs] = GradientTransformation,
+    counted: bool = False,
+    derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+    **specs: Hyper | Option,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Declare a factory's arguments once: checked eagerly, numbers kept in state.
+
+    Every parameter of the decorated function needs a spec: ``Hyper(...)``
+    for numbers kept in state (``LEARNING_RATE``, ``DECAY_RATE``,
+    ``MOMENTUM``, ``NON_NEGATIVE``, ``WEIGHT_DECAY`` are the common ones),
+    an ``Option`` (``Flag()``, ``Choice(...)``, ``DType()``, ``Int(low)``,
+    ``Mask()``, ``Function()``, ``Transform()``, ``Anything()``) for static
+    ones.  The body receives checked values (``None`` for a left-out optional
+    stage) and returns a transform built from gradtx primitives.
+
+    Args:
+      kind: ``GradientMap`` if the transform's output is still a gradient.
+      counted: the body reads the step count; every named optimizer is
+        counted, so ``optax.tree_utils.tree_get(state, "count")`` finds its
+        one counter.
+      derive: ``derive(call, arguments) -> arguments``, run once on the checked
+        arguments of a user's call: fills in defaults computed from other
+        arguments (AdaBound's ``base_lr`` is the initial learning rate).
+      **specs: one spec per parameter.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> from gradtx import factory, LEARNING_RATE, DECAY_RATE, NON_NEGATIVE
+      >>> @factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE,
+      ...          b2=DECAY_RATE, eps=NON_NEGATIVE)
+      ... def my_adam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+      ...     return gradtx.chain(
+      ...         gradtx.add_momentum(b1, ema=True),
+      ...         gradtx.bias_correct(b1),
+      ...         gradtx.scale_by_rms(b2, eps, bias_correction=True),
+      ...         gradtx.scale_by_learning_rate(learning_rate),
+      ...     )
+      >>> state = my_adam(1e-2).init({"w": jnp.zeros(2)})
+      >>> sorted(gradtx.get_hyperparams(state))
+      ['b1', 'b2', 'eps', 'learning_rate']
+    """
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        signature = inspect.signature(fn)
+        undeclared = set(signature.parameters) ^ set(specs)
+        if undeclared:
+            raise TypeError(
+                f"gradtx.factory({fn.__name__}): specs and parameters differ: {undeclared}"
+            )
+        call = f"gradtx.{fn.__name__}"
+        rates = tuple(k for k, s in specs.items() if isinstance(s, Hyper) and s.is_rate)
+
+        @functools.wraps(fn)
+        def make(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise TypeError(f"{call}: {err}") from None
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            outer = _BUILD.get()
+            if outer is not None:  # inside another factory's body: it owns the numbers
+                for k, spec in specs.items():
+                    if isinstance(spec, Hyper) and spec.optional and _checks.is_zero(arguments[k]):
+                        arguments[k] = None
+                    elif isinstance(spec, Transform):
+                        arguments[k] = with_extra_args(arguments[k], call)
+                outer.counted |= counted
+                return fn(**arguments)
+            for k, spec in specs.items():
+                arguments[k] = spec.check(call, k, arguments[k])
+            if derive is not None:
+                arguments = derive(call, arguments)
+            values = {
+                k: v for k, v in arguments.items() if isinstance(specs[k], Hyper) and v is not None
+            }
+            static = {k: v for k, v in arguments.items() if k not in values}
+            body = functools.partial(fn, **static)
+            return hyperparameterized(  # type: ignore[return-value]
+                body, values, call, kind=kind, counted=counted, rates=rates
+            )
+
+        return make
+
+    return decorate
