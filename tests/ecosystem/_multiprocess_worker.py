@@ -132,15 +132,16 @@ def save_results(name, params, state, losses, traces):
     np.savez(path, **out)
 
 
-def train(step, params, state, start, stop, batch, put_state=lambda s: s):
+def train(step, params, state, start, stop, batch):
     losses = []
     for i in range(start, stop):
         if i == args.die_at:
             os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, as a crashed host
         if i == SET_AT:
-            # The new values are process-local arrays; putting the state back on its
-            # shardings keeps the jitted step's input layout, so it is not traced again.
-            state = put_state(gradtx.set_hyperparams(state, NEW_PEAK))
+            # Under jax.set_mesh the new values are made replicated over the mesh, the
+            # layout the step already has, so it is not traced again.  Every process
+            # must pass the same values: nothing compares them across processes.
+            state = gradtx.set_hyperparams(state, NEW_PEAK)
         params, state, loss = step(params, state, *batch(i))
         losses.append(float(loss))
         print(f"p{args.process_id} step {i} loss {losses[-1]:.17g}", flush=True)
@@ -248,20 +249,19 @@ with jax.set_mesh(mesh):
         step, traces = make_step(
             opt, out_shardings=(param_sh, state_sh, replicated), donate_argnums=(0, 1)
         )
-        put_state = lambda s, sh=state_sh: jax.device_put(s, sh)  # noqa: E731
         if args.mode == "train":
             params = jax.device_put(PARAMS, param_sh)
             # Each device makes its own shards; nothing is built whole and then split.
             state = jax.jit(opt.init, out_shardings=state_sh)(params)
             check_layout(state, state_sh, zero1)
             stop = SAVE_AT if zero1 else STEPS
-            params, state, losses = train(step, params, state, 0, stop, batch, put_state)
+            params, state, losses = train(step, params, state, 0, stop, batch)
             if zero1:
                 with ocp.StandardCheckpointer() as ckpt:
                     ckpt.save(ckpt_dir, {"params": params, "opt_state": state})
                     ckpt.wait_until_finished()
                 print(f"p{pid} saved", flush=True)
-                more = train(step, params, state, SAVE_AT, STEPS, batch, put_state)
+                more = train(step, params, state, SAVE_AT, STEPS, batch)
                 params, state, losses = more[0], more[1], losses + more[2]
         else:
             with ocp.StandardCheckpointer() as ckpt:
@@ -271,7 +271,7 @@ with jax.set_mesh(mesh):
             hp = gradtx.get_hyperparams(state)
             assert all(float(hp[k]) == v for k, v in NEW_PEAK.items())  # set before the save
             check_layout(state, state_sh, zero1)
-            params, state, losses = train(step, params, state, SAVE_AT, STEPS, batch, put_state)
+            params, state, losses = train(step, params, state, SAVE_AT, STEPS, batch)
         check_layout(state, state_sh, zero1)
         if LOOPBACK:
             addresses = listening_addresses()
