@@ -43,7 +43,7 @@ def _env(devices):
     env = {
         k: v
         for k, v in os.environ.items()
-        # gRPC would send the coordinator's 127.0.0.1 traffic through a proxy.
+        # JAX warns that proxy variables can hang jax.distributed.initialize; none is needed.
         if not k.lower().endswith("_proxy")
     }
     env["JAX_PLATFORMS"] = "cpu"
