@@ -11,9 +11,9 @@ Modes:
   resume     new processes: restore that checkpoint and finish the zero1 run.
   reference  one process, one device, no mesh: the numbers the sharded runs must give.
 
-Each process writes ``<dir>/<mode>-<run>-p<id>.npz``: the global params and optimizer
-state (gathered from both processes), the losses, the hyperparameters and the trace
-count.  ``--die-at K`` makes this process SIGKILL itself before step K, to show what
+Each process writes ``<dir>/<mode>-<run>-p<id>.npz`` (the reference
+``reference-p0.npz``): the global params and optimizer state (gathered from both
+processes), the losses, the hyperparameters and the trace count.  ``--die-at K`` makes this process SIGKILL itself before step K, to show what
 happens to the other one.
 """
 
