@@ -13,5 +13,5 @@ def x64():
         yield
 
 
-# A script run in a subprocess with 8 simulated devices; not a test module.
-collect_ignore = ["ecosystem/_sharded_worker.py"]
+# Scripts run in subprocesses with simulated devices; not test modules.
+collect_ignore = ["ecosystem/_sharded_worker.py", "ecosystem/_multiprocess_worker.py"]

@@ -141,7 +141,7 @@ print("max |params(ZeRO-1) - params(plain sharding)|:", diff)
 assert diff < 1e-5
 
 # %% [markdown]
-# ## The same code on several hosts
+# ## The same step on several processes
 # Nothing in `step_fn`, the specs or `zero1` changes. On each host (process):
 #
 # ```python
@@ -150,7 +150,11 @@ assert diff < 1e-5
 # x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), local_batch)
 # ```
 #
-# `jax.devices()` then lists every host's devices, the mesh spans them and the jitted step is
-# one SPMD program; the reductions over `data` cross hosts. Keep `model` within a host (fast
-# links) and `data` across hosts. Save sharded params and optimizer state with orbax, which
-# writes each shard from the process that holds it. See `docs/distributed.md`.
+# `jax.devices()` then lists every process's devices, the mesh spans them and the jitted step
+# is one SPMD program; the reductions over `data` cross processes. Keep `model` within a host
+# (fast links) and `data` across hosts. A notebook is one process, so this one stops here:
+# `tests/ecosystem/test_multiprocess.py` runs two processes of 2 CPU devices each as one
+# 2 x 2 mesh, checks the result against one device, saves and restores with orbax, and kills
+# one process to show the other fails fast. `docs/distributed.md` has its commands, the
+# per-process code, and what to set (`heartbeat_timeout_seconds`, `set_hyperparams` under
+# `jax.set_mesh` with the same value in every process).
