@@ -43,6 +43,7 @@ from gradtx._factory import (
 )
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.optimizers.adam import adam, adamw, amsgrad
+from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
@@ -55,6 +56,7 @@ from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rm
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
+from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -115,6 +117,7 @@ __all__ = [
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
     "ScaleByBoundedRmsState",
+    "ScaleByInfinityNormState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "Schedule",
@@ -130,6 +133,8 @@ __all__ = [
     "adadelta",
     "adagrad",
     "adam",
+    "adamax",
+    "adamaxw",
     "adamw",
     "add_l2",
     "add_momentum",
@@ -164,6 +169,7 @@ __all__ = [
     "scale",
     "scale_by_adadelta",
     "scale_by_bounded_rms",
+    "scale_by_infinity_norm",
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_rss",

@@ -116,8 +116,6 @@ class Hyper(NamedTuple):
             if self.optional or self.nullable:
                 return None
             raise TypeError(f"{call}({name}=None): {name} must be a real number, got NoneType")
-        if self.integer and _checks.is_number(value) and not float(value).is_integer():
-            raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
         _checks.check_hyperparam(
             call,
             name,
@@ -129,6 +127,8 @@ class Hyper(NamedTuple):
             schedule=self.schedule,
             finite=self.finite,
         )
+        if self.integer and _checks.is_number(value) and not float(value).is_integer():
+            raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if self.optional and _checks.is_zero(value):
@@ -193,7 +193,7 @@ class Int(Option):
         if value is None and self.optional:
             return None
         if self.low is None:
-            _checks.check_flag(call, name, value, (int, np.integer))
+            _checks.check_int(call, name, value, -_checks.INT32_MAX)
         else:
             _checks.check_int(call, name, value, self.low)
         return int(value)
@@ -507,6 +507,7 @@ def factory(
                 body, values, call, kind=kind, counted=counted, rates=rates
             )
 
+        make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         return make
 
     return decorate

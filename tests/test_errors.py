@@ -48,9 +48,9 @@ REQUIRED_ARGS = {
     "scale_by_learning_rate": {"learning_rate": 0.1},
     "accumulate_gradients": {"inner": gradtx.sgd(0.1), "every_k": 2},
     "apply_if_finite": {"inner": gradtx.sgd(0.1), "max_consecutive_errors": 2},
-    "masked": {"inner": gradtx.sgd(0.1)},
+    "masked": {"inner": gradtx.sgd(0.1), "mask": {"w": True}},
     "flatten": {"tx": gradtx.sgd(0.1)},
-    "partition": {"transforms": {"a": gradtx.sgd(0.1)}},
+    "partition": {"transforms": {"a": gradtx.sgd(0.1)}, "labels": "a"},
     "switch_to_sgd": {"adaptive": gradtx.scale_by_rms(0.9)},
     "when_rectified": {"inner": gradtx.sgd(0.1)},
     "clip": {"max_delta": 1.0},
@@ -221,8 +221,34 @@ def _factory(name):
     return getattr(S if module == "schedules" else gradtx, attr)
 
 
+def _specs(name):
+    """A factory's declared specs (``gradtx.factory``), or {} for one without."""
+    return getattr(_factory(name), "specs", {})
+
+
+def _valid(spec):
+    """A value the spec accepts, for a required argument."""
+    if isinstance(spec, gradtx.Transform):
+        return gradtx.sgd(0.1)
+    assert isinstance(spec, gradtx.Hyper), spec
+    low = 0.0 if spec.low is None else spec.low
+    return low + 0.5 if spec.high is None else (low + spec.high) / 2
+
+
+def _required(name):
+    """Values for the arguments a factory cannot be built without."""
+    params = inspect.signature(_factory(name)).parameters.values()
+    specs = _specs(name)
+    auto = {
+        p.name: _valid(specs[p.name])
+        for p in params
+        if p.default is inspect.Parameter.empty and p.name in specs
+    }
+    return {**auto, **REQUIRED_ARGS.get(name, {})}
+
+
 def _build(name, **kwargs):
-    return _factory(name)(**{**REQUIRED_ARGS.get(name, {}), **kwargs})
+    return _factory(name)(**{**_required(name), **kwargs})
 
 
 def _expect(name, arg, exc, fn):
@@ -233,16 +259,65 @@ def _expect(name, arg, exc, fn):
     assert re.search(rf"\b{re.escape(arg)}\b", msg), msg
 
 
-def test_table_covers_every_factory():
-    assert {row[0] for row in TABLE} >= set(OPTIMIZER_NAMES)
+def test_every_factory_can_be_built_and_every_optimizer_declares_its_specs():
+    for name in OPTIMIZER_NAMES:
+        assert _specs(name), f"gradtx.{name} is not declared with @optimizer"
     for name in FACTORIES:
         required = [
             p.name
             for p in inspect.signature(_factory(name)).parameters.values()
             if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
         ]
-        missing = set(required) - set(REQUIRED_ARGS.get(name, {}))
+        missing = set(required) - set(_required(name))
         assert not missing, f"add {name}'s required arguments {missing} to REQUIRED_ARGS"
+        _build(name)
+
+
+def _spec_cases():
+    """Bad values derived from each declared spec: every argument of every factory
+    built with ``gradtx.factory`` (all optimizers and primitives) is covered."""
+    out = []
+    for name in FACTORIES:
+        for arg, spec in _specs(name).items():
+            bad = []
+            if isinstance(spec, gradtx.Hyper):
+                bad += [(math.nan, ValueError), ("0.5", TypeError), (False, TypeError)]
+                bad += [(np.ones(2), TypeError), (1j, TypeError)]
+                if spec.finite:
+                    bad.append((math.inf, ValueError))
+                if spec.low is not None:
+                    bad.append((spec.low if spec.low_open else spec.low - 0.5, ValueError))
+                if spec.high is not None:
+                    bad.append((spec.high if spec.high_open else spec.high + 0.5, ValueError))
+                if not spec.schedule:
+                    bad.append((lambda t: 0.1, TypeError))
+                if not (spec.optional or spec.nullable):
+                    bad.append((None, TypeError))
+                if spec.integer:
+                    bad.append((2.5, TypeError))
+            elif isinstance(spec, gradtx.Flag):
+                bad += [(1, TypeError), ("True", TypeError)]
+            elif isinstance(spec, gradtx.Choice):
+                bad += [("no-such-mode", ValueError), (0, TypeError)]
+            elif isinstance(spec, gradtx.DType):
+                bad += [(jnp.int32, ValueError), ("floaty", TypeError), (jnp.ones(2), TypeError)]
+            elif isinstance(spec, gradtx.Int):
+                bad += [(2.5, TypeError), (True, TypeError), (2**31, ValueError)]
+                if spec.low is not None:
+                    bad.append((spec.low - 1, ValueError))
+            elif isinstance(spec, gradtx.Mask):
+                bad += [({"w": 1}, TypeError), (jnp.ones(2), TypeError)]
+            elif isinstance(spec, (gradtx.Function, gradtx.Transform)):
+                bad += [(3, TypeError)]
+            for value, exc in bad:
+                shown = "<function>" if callable(value) and not isinstance(value, type) else repr(value)
+                out.append(pytest.param(name, arg, value, exc, id=f"{name}-{arg}-{shown}"[:60]))
+    return out
+
+
+@pytest.mark.parametrize(("name", "arg", "value", "exc"), _spec_cases())
+def test_every_declared_argument_rejects_bad_values(name, arg, value, exc):
+    _expect(name, arg, exc, lambda: _build(name, **{arg: value}))
 
 
 @pytest.mark.parametrize(("name", "kwargs", "exc", "arg"), TABLE, ids=lambda v: str(v)[:30])
@@ -251,9 +326,12 @@ def test_bad_argument_table(name, kwargs, exc, arg):
 
 
 def _factories_with(kind):
-    """(factory, parameter) for every parameter whose default is of ``kind``."""
+    """(factory, parameter) for every parameter whose default is of ``kind``, in the
+    factories that declare no specs (schedules, wrappers): the others are covered above."""
     out = []
     for name in FACTORIES:
+        if _specs(name):
+            continue
         for p in inspect.signature(_factory(name)).parameters.values():
             if type(p.default) is kind:
                 out.append(pytest.param(name, p.name, id=f"{name}-{p.name}"))

@@ -70,3 +70,25 @@ def assert_trajectories_close(ours, ref, rtol: float = 1e-10, atol: float = 1e-1
             np.testing.assert_allclose(
                 a[k], b[k], rtol=rtol, atol=atol, err_msg=f"leaf {k!r} differs at step {step + 1}"
             )
+
+
+MIXED_SHAPES = {"w": (3, 4), "b": (5,), "k": (2, 3, 2)}
+"""A 2-D, a 1-D and a 3-D leaf: per-leaf statistics (norms, factored moments) meet each."""
+
+
+def assert_matches_optax(ours, theirs, seed: int, *, shapes=MIXED_SHAPES, steps: int = 25,
+                         scale: float = 1.0, extra=None, rtol: float = 1e-10):  # fmt: skip
+    """``ours`` and the optax transform ``theirs`` give the same params after every step."""
+    params, grads = make_problem(seed, steps, shapes, scale)
+    with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+        ref = run_gradtx(theirs, params, grads, extra=extra)
+    assert_trajectories_close(run_gradtx(ours, params, grads, extra=extra), ref, rtol=rtol)
+
+
+def assert_matches_torch(ours, make_torch, seed: int, *, shapes=MIXED_SHAPES, steps: int = 25,
+                         scale: float = 1.0, rtol: float = 1e-10):  # fmt: skip
+    """``ours`` and the torch optimizer ``make_torch(tensors)`` agree after every step."""
+    params, grads = make_problem(seed, steps, shapes, scale)
+    assert_trajectories_close(
+        run_gradtx(ours, params, grads), run_torch(make_torch, params, grads), rtol=rtol
+    )

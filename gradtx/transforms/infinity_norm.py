@@ -1,0 +1,75 @@
+"""Division by an exponentially weighted infinity norm of the gradients (Adamax)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, factory
+
+
+class ScaleByInfinityNormState(NamedTuple):
+    """``nu``: ``u_t = max(decay · u_{t-1}, |g_t| + eps)``, in the params' real dtype."""
+
+    nu: Any
+
+
+@factory(decay=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
+def scale_by_infinity_norm(
+    decay: float = 0.999, eps: float = 1e-8, *, dtype: Any = None
+) -> GradientTransformation:
+    """Divide the updates by an exponentially weighted infinity norm of the gradients.
+
+    ``u_t = max(decay · u_{t-1}, |g_t| + eps)`` (``u_0 = 0``) and
+    ``out = updates / u_t``: Adamax's denominator (Kingma & Ba, §7.1), the
+    limit of Adam's ``(E|g|^p)^{1/p}`` as ``p → ∞``.  It needs no bias
+    correction.  ``eps`` sits inside the max, as in both ``torch.optim.Adamax``
+    and ``optax.scale_by_adamax``.  ``|g|`` is the modulus for complex leaves
+    (torch splits real and imaginary parts instead).  With ``eps = 0`` a
+    coordinate whose gradient has always been zero takes no step.
+
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+
+    Args:
+      decay: b2 in [0, 1).
+      eps: added to ``|g_t|`` inside the max.
+      dtype: storage dtype of ``u`` (``None``: the params' real dtype).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_infinity_norm(0.5, eps=0.0)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([4.0, -1.0]), state)
+      >>> tx.update(jnp.array([1.0, -1.0]), state)[0]  # u_2 = max(0.5 u_1, |g_2|) = [2, 1]
+      Array([ 0.5, -1. ], dtype=float32)
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.
+    """
+
+    def init(params):
+        return ScaleByInfinityNormState(
+            jax.tree.map(
+                lambda p: jnp.zeros_like(p, dtype=dtype or _tree.real_dtype(p.dtype)), params
+            )
+        )
+
+    def update(updates, state, params=None, **extra):
+        def norm(u, g):
+            wide = _tree.compute_dtype(u.dtype, g.dtype)
+            d, e = (jnp.asarray(x).astype(wide) for x in (decay, eps))
+            return jnp.maximum(d * u.astype(wide), jnp.abs(g).astype(wide) + e).astype(u.dtype)
+
+        nu = jax.tree.map(norm, state.nu, gradient(updates, extra))
+
+        def scale(x, u):
+            wide = _tree.compute_dtype(x.dtype, u.dtype)
+            return _tree.div0(x.astype(wide), u.astype(wide)).astype(x.dtype)
+
+        return jax.tree.map(scale, updates, nu), ScaleByInfinityNormState(nu)
+
+    return GradientTransformation(init, update)
