@@ -339,9 +339,7 @@ def _factories_with(kind):
 
 
 @pytest.mark.parametrize(("value", "exc"), BAD_LEARNING_RATES, ids=repr)
-@pytest.mark.parametrize(
-    "name", [p.values[0] for p in _factories_with(float) if p.values[1] == "learning_rate"]
-)
+@pytest.mark.parametrize("name", [n for n in FACTORIES if "learning_rate" in _specs(n)])
 def test_bad_learning_rate(name, value, exc):
     _expect(name, "learning_rate", exc, lambda: _build(name, learning_rate=value))
 
