@@ -1,0 +1,125 @@
+"""The monotone schedules (constant, piecewise constant, exponential, inverse-time,
+inverse square root, polynomial, linear) against torch, optax and closed forms."""
+
+import math
+
+import numpy as np
+import optax
+import pytest
+
+from gradtx import schedules as S
+from tests.schedules.helpers import L, assert_close, check_torch, optax_values, ours
+
+TORCH_CASES = {
+    "multistep": (
+        S.piecewise_constant(0.4, {30: 0.3, 80: 0.3, 150: 0.3, 220: 0.3}),
+        lambda o: L.MultiStepLR(o, [30, 80, 150, 220], gamma=0.3),
+        0.4,
+        300,
+    ),
+    "step": (
+        S.exponential_decay(0.4, 25, 0.7, staircase=True),
+        lambda o: L.StepLR(o, 25, gamma=0.7),
+        0.4,
+        300,
+    ),
+    "exponential": (
+        S.exponential_decay(0.4, 1, 0.99),
+        lambda o: L.ExponentialLR(o, 0.99),
+        0.4,
+        400,
+    ),
+    "polynomial_p2": (
+        S.polynomial(0.4, 0.0, 2.0, 250),
+        lambda o: L.PolynomialLR(o, total_iters=250, power=2.0),
+        0.4,
+        300,
+    ),
+    "polynomial_p05": (
+        S.polynomial(0.4, 0.0, 0.5, 200),
+        lambda o: L.PolynomialLR(o, total_iters=200, power=0.5),
+        0.4,
+        250,
+    ),
+    "linear": (
+        S.linear(0.4 * 0.05, 0.4 * 0.9, 120),
+        lambda o: L.LinearLR(o, start_factor=0.05, end_factor=0.9, total_iters=120),
+        0.4,
+        300,
+    ),
+    "inverse_time": (
+        S.inverse_time_decay(0.3, 20.0, 0.75),
+        lambda o: L.LambdaLR(o, lambda k: (1 + k / 20.0) ** -0.75),
+        0.3,
+        300,
+    ),
+    "inverse_sqrt": (
+        S.inverse_sqrt_decay(0.3),
+        lambda o: L.LambdaLR(o, lambda k: 1 / math.sqrt(k + 1)),
+        0.3,
+        300,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_matches_torch(x64, case):
+    check_torch(*TORCH_CASES[case])
+
+
+def test_closed_forms(x64):
+    k = np.arange(500.0)
+    assert_close(ours(S.inverse_time_decay(0.5, 7.0), 500), 0.5 / (1 + k / 7.0))
+    assert_close(ours(S.inverse_sqrt_decay(0.5), 500), 0.5 / np.sqrt(k + 1))
+    assert_close(ours(S.constant(0.25), 50), np.full(50, 0.25))
+
+
+OPTAX_CASES = {
+    "constant": (S.constant(0.3), lambda: optax.constant_schedule(0.3)),
+    "piecewise": (
+        S.piecewise_constant(0.3, {10: 0.5, 40: 2.0, 90: 0.1}),
+        lambda: optax.piecewise_constant_schedule(0.3, {10: 0.5, 40: 2.0, 90: 0.1}),
+    ),
+    "exponential": (
+        S.exponential_decay(0.3, 7, 0.8, transition_begin=20, end_value=0.01),
+        lambda: optax.exponential_decay(0.3, 7, 0.8, transition_begin=20, end_value=0.01),
+    ),
+    "exponential_staircase_up": (
+        S.exponential_decay(0.3, 9, 1.05, staircase=True, end_value=0.9),
+        lambda: optax.exponential_decay(0.3, 9, 1.05, staircase=True, end_value=0.9),
+    ),
+    "polynomial": (
+        S.polynomial(0.3, 0.02, 1.7, 150, 25),
+        lambda: optax.polynomial_schedule(0.3, 0.02, 1.7, 150, 25),
+    ),
+    "linear": (
+        S.linear(0.0, 0.3, 60, 10),
+        lambda: optax.linear_schedule(0.0, 0.3, 60, 10),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTAX_CASES))
+def test_matches_optax(x64, case):
+    schedule, make = OPTAX_CASES[case]
+    assert_close(ours(schedule, 300), optax_values(make(), 300))
+
+
+BAD = [
+    (lambda: S.exponential_decay(0.1, 0, 0.5), ValueError, r"transition_steps=0"),
+    (lambda: S.exponential_decay(0.1, 5, -0.5), ValueError, r"decay_rate=-0\.5"),
+    (lambda: S.piecewise_constant(0.1, {5: -1.0}), ValueError, r"boundaries_and_scales"),
+    (lambda: S.piecewise_constant(0.1, {-5: 1.0}), ValueError, r"boundaries_and_scales"),
+    (lambda: S.polynomial(0.1, 0.0, -1.0, 10), ValueError, r"polynomial\(power=-1\.0\)"),
+    (lambda: S.linear(0.1, 0.0, 0), ValueError, r"linear\(transition_steps=0\)"),
+    (lambda: S.inverse_time_decay(0.1, 0.0), ValueError, r"decay_steps=0\.0"),
+    (lambda: S.inverse_sqrt_decay("a"), TypeError, r"inverse_sqrt_decay\(init_value='a'\)"),
+    (lambda: S.constant(float("nan")), ValueError, r"constant\(value=nan\)"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD)))
+def test_bad_arguments(i):
+    factory, kind, match = BAD[i]
+    with pytest.raises(kind, match=match):
+        factory()
