@@ -1,7 +1,10 @@
 """Schedules: functions of the 0-based step count ``k``.
 
-A gradtx schedule is a callable NamedTuple whose fields are all numbers
-(1-D arrays for variable-length fields, nested schedules for ``join``).
+A gradtx schedule is a frozen dataclass whose fields are all numbers (1-D
+arrays for variable-length fields, nested schedules for ``join``), registered
+as a JAX pytree and callable on the count.  Like an optax schedule it works
+under ``jax.jit(schedule)``, ``jax.vmap(schedule)`` and ``jax.grad(schedule)``
+(w.r.t. a float count), and a batch of schedules (fields stacked) vmaps too.
 Given as a hyperparameter, it is stored whole in the optimizer state as
 arrays of JAX's default float dtype, so ``set_hyperparams`` can change e.g.
 ``learning_rate.peak_value`` without recompiling, ``jax.vmap`` can sweep it,

@@ -1,10 +1,13 @@
-"""Shared helpers: every field is cast to one float dtype before arithmetic."""
+"""Shared helpers: the schedule class decorator, argument checks, and casts of
+every field to one float dtype before arithmetic."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,69 @@ import numpy as np
 
 from gradtx._base import float_dtype
 from gradtx._checks import check_hyperparam
+
+_T = TypeVar("_T")
+
+
+class Schedule:
+    """Base of the schedule classes (see ``schedule_class``)."""
+
+    # What gradtx._base.is_schedule recognises.
+    _is_gradtx_schedule = True
+
+    def __post_init__(self) -> None:
+        _register_with_flax(type(self))
+
+    def _floats(self) -> tuple[jax.Array, ...]:
+        """Every field, in order, as an array of JAX's default float dtype."""
+        return tuple(as_float(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+
+def schedule_class(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass registered as a JAX pytree whose fields are all leaves.
+
+    Being a pytree, a schedule is stored whole in optimizer state, swept by
+    ``jax.vmap`` over its fields and addressed field by field by
+    ``get_hyperparams``/``set_hyperparams``.  Being an ordinary object (not a
+    tuple), it can be weakly referenced, which ``jax.jit(schedule)`` needs.
+    Equality and hashing are by identity, as for functions (fields may be arrays).
+    """
+    cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+    return jax.tree_util.register_dataclass(cls)
+
+
+_FLAX_REGISTERED: set[type] = set()
+
+
+def _register_with_flax(cls: type) -> None:
+    """Teach ``flax.serialization`` the schedule classes, once flax is imported.
+
+    flax serializes NamedTuples and its own registered types only; a state
+    holding a schedule would otherwise fail in ``flax.serialization.to_bytes``.
+    gradtx does not import flax: a class is registered when one of its
+    instances is built after flax has been imported (the usual order).
+    """
+    if cls in _FLAX_REGISTERED:
+        return
+    serialization = sys.modules.get("flax.serialization")
+    if serialization is None:
+        return
+    _FLAX_REGISTERED.add(cls)
+
+    def to_state_dict(value):
+        return {
+            f.name: serialization.to_state_dict(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+        }
+
+    def from_state_dict(value, state):
+        restored = {
+            f.name: serialization.from_state_dict(getattr(value, f.name), state[f.name], f.name)
+            for f in dataclasses.fields(value)
+        }
+        return dataclasses.replace(value, **restored)
+
+    serialization.register_serialization_state(cls, to_state_dict, from_state_dict, override=True)
 
 
 def as_float(value: Any) -> jax.Array:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 
-from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
+from gradtx.schedules._common import (
+    Schedule,
+    as_count,
+    check_number,
+    check_steps,
+    safe_div,
+    schedule_class,
+)
 
 
-class CosineDecay(NamedTuple):
+@schedule_class
+class CosineDecay(Schedule):
     """``init · ((1 − alpha) · [½(1 + cos(π min(k, T)/T))]^exponent + alpha)``."""
 
     init_value: Any
@@ -18,7 +26,7 @@ class CosineDecay(NamedTuple):
     exponent: Any
 
     def __call__(self, count):
-        init, steps, alpha, exponent = map(as_float, self)
+        init, steps, alpha, exponent = self._floats()
         t = jnp.minimum(as_count(count), steps)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
         return init * ((1 - alpha) * cosine**exponent + alpha)
@@ -41,7 +49,8 @@ def cosine_decay(
     return CosineDecay(init_value, decay_steps, alpha, exponent)
 
 
-class WarmupCosineDecay(NamedTuple):
+@schedule_class
+class WarmupCosineDecay(Schedule):
     """Linear warmup ``init → peak`` over ``warmup_steps``, then cosine ``peak → end``
     until ``decay_steps`` (which counts the warmup), then held at ``end``."""
 
@@ -53,7 +62,7 @@ class WarmupCosineDecay(NamedTuple):
     exponent: Any
 
     def __call__(self, count):
-        init, peak, warmup, decay, end, exponent = map(as_float, self)
+        init, peak, warmup, decay, end, exponent = self._floats()
         t = as_count(count)
         # optax's arithmetic: a linear polynomial, then a cosine with alpha = end/peak.
         warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
@@ -95,7 +104,8 @@ def warmup_cosine_decay(
     return WarmupCosineDecay(init_value, peak_value, warmup_steps, decay_steps, end_value, exponent)
 
 
-class SGDR(NamedTuple):
+@schedule_class
+class SGDR(Schedule):
     """Cosine from ``peak_value`` to ``min_value`` over periods ``T_0 · m^i``, restarting forever."""
 
     peak_value: Any
@@ -104,7 +114,7 @@ class SGDR(NamedTuple):
     min_value: Any
 
     def __call__(self, count):
-        peak, period0, mult, low = map(as_float, self)
+        peak, period0, mult, low = self._floats()
         t = as_count(count)
         flat = mult == 1
         m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite

@@ -3,18 +3,26 @@ with the momentum companions that cycle the other way."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 
 from gradtx._checks import check_choice, check_flag
-from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
+from gradtx.schedules._common import (
+    Schedule,
+    as_count,
+    check_number,
+    check_steps,
+    safe_div,
+    schedule_class,
+)
 
 # mode -> the amplitude's per-cycle decay; exp_range's per-step decay is `gamma`
 _MODES = {"triangular": 1.0, "triangular2": 0.5, "exp_range": 1.0}
 
 
-class Cyclical(NamedTuple):
+@schedule_class
+class Cyclical(Schedule):
     """Triangular waves between ``base_value`` and ``max_value``.
 
     The amplitude is multiplied by ``cycle_decay^(cycle − 1) · gamma^k``, which
@@ -30,7 +38,7 @@ class Cyclical(NamedTuple):
     gamma: Any
 
     def __call__(self, count):
-        base, high, up, down, cycle_decay, gamma = map(as_float, self)
+        base, high, up, down, cycle_decay, gamma = self._floats()
         t = as_count(count)
         # torch CyclicLR's arithmetic, for asymmetric halves too.
         total = up + down
@@ -103,7 +111,8 @@ def _one_cycle(count, total, pct, start, peak, end, three_phase, cosine):
     return jnp.where(cosine != 0, cos_value, linear_value)
 
 
-class OneCycle(NamedTuple):
+@schedule_class
+class OneCycle(Schedule):
     """One-cycle learning rate: ``peak/div_factor → peak → peak/(div_factor·final_div_factor)``.
 
     ``three_phase`` and ``cosine`` are 0/1 flags (numbers, so the schedule stays data).
@@ -118,12 +127,13 @@ class OneCycle(NamedTuple):
     cosine: Any
 
     def __call__(self, count):
-        total, peak, pct, div, final_div, three, cosine = map(as_float, self)
+        total, peak, pct, div, final_div, three, cosine = self._floats()
         initial = peak / div
         return _one_cycle(count, total, pct, initial, peak, initial / final_div, three, cosine)
 
 
-class OneCycleMomentum(NamedTuple):
+@schedule_class
+class OneCycleMomentum(Schedule):
     """One-cycle momentum: ``max → base → max`` on the phases of ``OneCycle``."""
 
     total_steps: Any
@@ -134,7 +144,7 @@ class OneCycleMomentum(NamedTuple):
     cosine: Any
 
     def __call__(self, count):
-        total, low, high, pct, three, cosine = map(as_float, self)
+        total, low, high, pct, three, cosine = self._floats()
         return _one_cycle(count, total, pct, high, low, high, three, cosine)
 
 

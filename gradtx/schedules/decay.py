@@ -1,29 +1,32 @@
 """Monotone schedules: constant, piecewise constant, exponential, inverse-time,
 inverse square root, polynomial and linear.
 
-Each schedule is a callable NamedTuple whose fields are numbers; see the
+Each schedule is a frozen dataclass of numbers registered as a pytree; see the
 package docstring for why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradtx.schedules._common import (
+    Schedule,
     as_count,
     as_float,
     check_number,
     check_steps,
     float_vector,
     safe_div,
+    schedule_class,
 )
 
 
-class Constant(NamedTuple):
+@schedule_class
+class Constant(Schedule):
     """``η_k = value``."""
 
     value: Any
@@ -39,7 +42,8 @@ def constant(value: float) -> Constant:
     return Constant(value)
 
 
-class PiecewiseConstant(NamedTuple):
+@schedule_class
+class PiecewiseConstant(Schedule):
     """``η_k = init_value · Π_{i: k ≥ boundaries[i]} scales[i]``."""
 
     init_value: Any
@@ -76,7 +80,8 @@ def piecewise_constant(
     )
 
 
-class ExponentialDecay(NamedTuple):
+@schedule_class
+class ExponentialDecay(Schedule):
     """``η_k = init_value · decay_rate^((k − transition_begin)/transition_steps)``.
 
     ``staircase`` (0 or 1) floors the exponent; ``end_value`` NaN means unbounded.
@@ -131,7 +136,8 @@ def exponential_decay(
     )
 
 
-class InverseTimeDecay(NamedTuple):
+@schedule_class
+class InverseTimeDecay(Schedule):
     """``η_k = init_value · (1 + k/decay_steps)^(−power)``."""
 
     init_value: Any
@@ -157,7 +163,8 @@ def inverse_time_decay(init_value: float, decay_steps: float, power: float = 1.0
     return InverseTimeDecay(init_value, decay_steps, power)
 
 
-class InverseSqrtDecay(NamedTuple):
+@schedule_class
+class InverseSqrtDecay(Schedule):
     """``η_k = init_value / √(k + 1)``."""
 
     init_value: Any
@@ -182,7 +189,8 @@ def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     return (init - end) * frac ** as_float(power) + end
 
 
-class Polynomial(NamedTuple):
+@schedule_class
+class Polynomial(Schedule):
     """``(init − end)(1 − min(k − begin, T)/T)^power + end`` for ``k ≥ begin``."""
 
     init_value: Any
@@ -192,7 +200,14 @@ class Polynomial(NamedTuple):
     transition_begin: Any
 
     def __call__(self, count):
-        return _polynomial(*self, count)
+        return _polynomial(
+            self.init_value,
+            self.end_value,
+            self.power,
+            self.transition_steps,
+            self.transition_begin,
+            count,
+        )
 
 
 def _check_transition(call, init_value, end_value, transition_steps, transition_begin):
@@ -221,7 +236,8 @@ def polynomial(
     return Polynomial(init_value, end_value, power, transition_steps, transition_begin)
 
 
-class Linear(NamedTuple):
+@schedule_class
+class Linear(Schedule):
     """``init + (end − init) · clip(k − begin, 0, T)/T``."""
 
     init_value: Any
@@ -230,8 +246,14 @@ class Linear(NamedTuple):
     transition_begin: Any
 
     def __call__(self, count):
-        init, end, steps, begin = self
-        return _polynomial(init, end, 1.0, steps, begin, count)
+        return _polynomial(
+            self.init_value,
+            self.end_value,
+            1.0,
+            self.transition_steps,
+            self.transition_begin,
+            count,
+        )
 
 
 def linear(

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 
 from gradtx._base import is_schedule
-from gradtx.schedules._common import as_count, as_float, check_steps, float_vector
+from gradtx.schedules._common import (
+    Schedule,
+    as_count,
+    as_float,
+    check_steps,
+    float_vector,
+    schedule_class,
+)
 
 
 def _join(schedules, boundaries, count, as_boundary):
@@ -19,12 +26,16 @@ def _join(schedules, boundaries, count, as_boundary):
     for i, schedule in enumerate(schedules[1:]):
         b = as_boundary(boundaries, i)
         # Later schedules restart their own count at their boundary, as in optax.
-        shifted = (t - b).astype(count_dtype)
+        # Clamped at 0: before the boundary the value is discarded, and a negative
+        # count could make a NaN there, which jnp.where would still pass to the
+        # gradient (jax.grad(schedule) would be NaN).
+        shifted = jnp.maximum(t - b, 0).astype(count_dtype)
         value = jnp.where(t < b, value, schedule(shifted))
     return value
 
 
-class Join(NamedTuple):
+@schedule_class
+class Join(Schedule):
     """``schedules[i](k − boundaries[i−1])`` for ``boundaries[i−1] ≤ k < boundaries[i]``.
 
     ``schedules`` is a tuple of gradtx schedules (their numbers are leaves of
