@@ -97,28 +97,64 @@ def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.where(den == 0, jnp.ones_like(den), den)
 
 
-def check_number(call: str, name: str, value: Any, **bounds: Any) -> None:
-    """A numeric schedule field: a real number or a scalar array, range-checked.
+def concrete(value: Any) -> Any:
+    """A NumPy scalar or 0-d array as the Python number it holds, so that it is
+    checked (and stored) like one; anything else unchanged.  Only JAX arrays,
+    possibly traced, are data that the factories cannot check."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value
 
-    The message shows the value as given (``first_period=0``, not ``0.0``).
+
+def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
+    """A numeric schedule field: a real number or a scalar JAX array, range-checked.
+
+    Returns the value, NumPy numbers as Python numbers.  The message shows the
+    value as given (``first_period=0``, not ``0.0``).
     """
+    value = concrete(value)
     try:
         check_hyperparam(call, name, value, **bounds)
     except ValueError as err:
         if not isinstance(value, numbers.Integral):
             raise
         raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
+    return value
 
 
-def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> None:
-    """A step count: a non-negative (or positive) integer, or a scalar array."""
+def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> Any:
+    """A step count: a non-negative (or positive) integer, or a scalar JAX array.
+
+    Returns the value, NumPy integers as Python ints.
+    """
+    value = concrete(value)
     if isinstance(value, (jax.Array, np.ndarray)):
-        check_hyperparam(call, name, value)
-        return
+        check_hyperparam(call, name, value)  # a real scalar; raises for an ndarray
+        return value
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{call}({name}={value!r}): {name} must be {'>' if positive else '>='} 0")
+    return value
+
+
+def is_number(value: Any) -> bool:
+    """A concrete real number (after ``concrete``), which cross-argument checks can compare."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def safe_pow(base: jax.Array, exponent: jax.Array) -> jax.Array:
+    """``base ** exponent`` for ``base >= 0`` (``0 ** 0 = 1``) with a finite gradient at
+    ``base = 0``.
+
+    ``jnp.power``'s gradient there is infinite for ``exponent < 1``; where a
+    schedule holds its final value the chain rule multiplies it by 0, which
+    makes ``jax.grad(schedule)`` NaN.  Here the gradient at 0 is 0.
+    """
+    positive = base > 0
+    safe = jnp.where(positive, base, jnp.ones_like(base))
+    at_zero = jnp.where(exponent == 0, 1.0, 0.0)
+    return jnp.where(positive, safe**exponent, at_zero)
 
 
 def float_vector(call: str, name: str, values: Sequence[Any]) -> np.ndarray:

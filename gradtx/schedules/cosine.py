@@ -11,7 +11,9 @@ from gradtx.schedules._common import (
     as_count,
     check_number,
     check_steps,
+    is_number,
     safe_div,
+    safe_pow,
     schedule_class,
 )
 
@@ -29,7 +31,7 @@ class CosineDecay(Schedule):
         init, steps, alpha, exponent = self._floats()
         t = jnp.minimum(as_count(count), steps)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
-        return init * ((1 - alpha) * cosine**exponent + alpha)
+        return init * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
 
 
 def cosine_decay(
@@ -42,10 +44,12 @@ def cosine_decay(
     cosine back up, gradtx holds the final value (use ``sgdr`` for restarts).
     """
     call = "gradtx.schedules.cosine_decay"
-    check_number(call, "init_value", init_value, low=0.0)
-    check_steps(call, "decay_steps", decay_steps)
-    check_number(call, "alpha", alpha)
-    check_number(call, "exponent", exponent, low=0.0)
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    decay_steps = check_steps(call, "decay_steps", decay_steps)
+    # A fraction of init_value (optax; torch's eta_min = alpha · init_value): alpha < 0
+    # would decay below zero, into gradient ascent.
+    alpha = check_number(call, "alpha", alpha, low=0.0, high=1.0)
+    exponent = check_number(call, "exponent", exponent, low=0.0)
     return CosineDecay(init_value, decay_steps, alpha, exponent)
 
 
@@ -70,7 +74,7 @@ class WarmupCosineDecay(Schedule):
         s = jnp.clip(t - warmup, 0, length)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(s, length)))
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
-        decayed = peak * ((1 - alpha) * cosine**exponent + alpha)
+        decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
         return jnp.where(t < warmup, warm, decayed)
 
 
@@ -89,13 +93,13 @@ def warmup_cosine_decay(
     ``SequentialLR([LinearLR(init/peak, 1, W), CosineAnnealingLR(D − W, end)], [W])``.
     """
     call = "gradtx.schedules.warmup_cosine_decay"
-    for name, v in (("init_value", init_value), ("peak_value", peak_value)):
-        check_number(call, name, v, low=0.0)
-    check_number(call, "end_value", end_value, low=0.0)
-    check_number(call, "exponent", exponent, low=0.0)
-    check_steps(call, "warmup_steps", warmup_steps, positive=False)
-    check_steps(call, "decay_steps", decay_steps)
-    if isinstance(decay_steps, int) and isinstance(warmup_steps, int):
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    peak_value = check_number(call, "peak_value", peak_value, low=0.0)
+    end_value = check_number(call, "end_value", end_value, low=0.0)
+    exponent = check_number(call, "exponent", exponent, low=0.0)
+    warmup_steps = check_steps(call, "warmup_steps", warmup_steps, positive=False)
+    decay_steps = check_steps(call, "decay_steps", decay_steps)
+    if is_number(decay_steps) and is_number(warmup_steps):
         if decay_steps <= warmup_steps:
             raise ValueError(
                 f"{call}(warmup_steps={warmup_steps}, decay_steps={decay_steps}): "
@@ -148,8 +152,8 @@ def sgdr(
     ``sgdr_schedule`` needs an explicit finite list of cycles.
     """
     call = "gradtx.schedules.sgdr"
-    check_number(call, "peak_value", peak_value, low=0.0)
-    check_number(call, "first_period", first_period, low=0.0, low_open=True)
-    check_number(call, "period_mult", period_mult, low=1.0)
-    check_number(call, "min_value", min_value, low=0.0)
+    peak_value = check_number(call, "peak_value", peak_value, low=0.0)
+    first_period = check_number(call, "first_period", first_period, low=0.0, low_open=True)
+    period_mult = check_number(call, "period_mult", period_mult, low=1.0)
+    min_value = check_number(call, "min_value", min_value, low=0.0)
     return SGDR(peak_value, first_period, period_mult, min_value)

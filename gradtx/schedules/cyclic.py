@@ -13,6 +13,7 @@ from gradtx.schedules._common import (
     as_count,
     check_number,
     check_steps,
+    is_number,
     safe_div,
     schedule_class,
 )
@@ -77,14 +78,15 @@ def cyclical(
       step_size_down: steps from max back to base.
     """
     call = "gradtx.schedules.cyclical"
-    check_number(call, "base_value", base_value, low=0.0)
-    check_number(call, "max_value", max_value, low=0.0)
-    check_steps(call, "step_size", step_size)
+    base_value = check_number(call, "base_value", base_value, low=0.0)
+    max_value = check_number(call, "max_value", max_value, low=0.0)
+    step_size = check_steps(call, "step_size", step_size)
     if step_size_down is None:
         step_size_down = step_size
-    check_steps(call, "step_size_down", step_size_down)
+    step_size_down = check_steps(call, "step_size_down", step_size_down)
     check_choice(call, "mode", mode, tuple(_MODES))
-    check_number(call, "gamma", gamma, low=0.0, low_open=True)
+    # gamma > 1 grows the amplitude as gamma^k: inf after enough steps, then NaN (inf · 0).
+    gamma = check_number(call, "gamma", gamma, low=0.0, low_open=True, high=1.0)
     if mode != "exp_range" and gamma != 1.0:
         raise ValueError(f"{call}(gamma={gamma!r}): gamma only applies to mode='exp_range'")
     return Cyclical(base_value, max_value, step_size, step_size_down, _MODES[mode], gamma)
@@ -149,11 +151,16 @@ class OneCycleMomentum(Schedule):
 
 
 def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
-    check_steps(call, "total_steps", total_steps)
-    check_number(call, "pct_start", pct_start, low=0.0, high=1.0, low_open=True, high_open=True)
+    """The shared arguments, returned as (total_steps, pct_start, three_phase) with
+    NumPy numbers as Python numbers."""
+    total_steps = check_steps(call, "total_steps", total_steps)
+    pct_start = check_number(
+        call, "pct_start", pct_start, low=0.0, high=1.0, low_open=True, high_open=True
+    )
     check_choice(call, "anneal", anneal, ("cos", "linear"))
     check_flag(call, "three_phase", three_phase, bool)
-    if isinstance(total_steps, int) and isinstance(pct_start, float):
+    three_phase = bool(three_phase)
+    if is_number(total_steps) and is_number(pct_start):
         # Every phase must have positive length (torch divides by zero otherwise).
         warm = pct_start * total_steps
         if warm <= 1 or (three_phase and 2 * warm >= total_steps + 1):
@@ -162,6 +169,7 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
                 "empty; need pct_start·total_steps > 1"
                 + (" and 2·pct_start·total_steps < total_steps + 1" if three_phase else "")
             )
+    return total_steps, pct_start, three_phase
 
 
 def one_cycle(
@@ -184,10 +192,14 @@ def one_cycle(
     for torch's ``cycle_momentum=True``.
     """
     call = "gradtx.schedules.one_cycle"
-    _check_cycle(call, total_steps, pct_start, anneal, three_phase)
-    check_number(call, "peak_value", peak_value, low=0.0)
-    check_number(call, "div_factor", div_factor, low=0.0, low_open=True)
-    check_number(call, "final_div_factor", final_div_factor, low=0.0, low_open=True)
+    total_steps, pct_start, three_phase = _check_cycle(
+        call, total_steps, pct_start, anneal, three_phase
+    )
+    peak_value = check_number(call, "peak_value", peak_value, low=0.0)
+    div_factor = check_number(call, "div_factor", div_factor, low=0.0, low_open=True)
+    final_div_factor = check_number(
+        call, "final_div_factor", final_div_factor, low=0.0, low_open=True
+    )
     return OneCycle(
         total_steps,
         peak_value,
@@ -219,9 +231,11 @@ def one_cycle_momentum(
       gradtx.sgd(one_cycle(1000, 0.1), momentum=one_cycle_momentum(1000))
     """
     call = "gradtx.schedules.one_cycle_momentum"
-    _check_cycle(call, total_steps, pct_start, anneal, three_phase)
-    check_number(call, "base_momentum", base_momentum, low=0.0, high=1.0)
-    check_number(call, "max_momentum", max_momentum, low=0.0, high=1.0)
+    total_steps, pct_start, three_phase = _check_cycle(
+        call, total_steps, pct_start, anneal, three_phase
+    )
+    base_momentum = check_number(call, "base_momentum", base_momentum, low=0.0, high=1.0)
+    max_momentum = check_number(call, "max_momentum", max_momentum, low=0.0, high=1.0)
     return OneCycleMomentum(
         total_steps, base_momentum, max_momentum, pct_start, three_phase, anneal == "cos"
     )

@@ -20,7 +20,9 @@ from gradtx.schedules._common import (
     check_number,
     check_steps,
     float_vector,
+    is_number,
     safe_div,
+    safe_pow,
     schedule_class,
 )
 
@@ -38,8 +40,7 @@ class Constant(Schedule):
 
 def constant(value: float) -> Constant:
     """The schedule that always returns ``value`` (optax ``constant_schedule``)."""
-    check_number("gradtx.schedules.constant", "value", value, low=0.0)
-    return Constant(value)
+    return Constant(check_number("gradtx.schedules.constant", "value", value, low=0.0))
 
 
 @schedule_class
@@ -68,11 +69,21 @@ def piecewise_constant(
         ``MultiStepLR(milestones, gamma)`` is ``{m: gamma for m in milestones}``.
     """
     call = "gradtx.schedules.piecewise_constant"
-    check_number(call, "init_value", init_value, low=0.0)
-    items = sorted((boundaries_and_scales or {}).items())
-    for b, s in items:
-        check_steps(call, "boundaries_and_scales", b, positive=False)
-        check_number(call, "boundaries_and_scales", s, low=0.0)
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    if boundaries_and_scales is None:
+        boundaries_and_scales = {}
+    if not isinstance(boundaries_and_scales, Mapping):
+        raise TypeError(
+            f"{call}(boundaries_and_scales={boundaries_and_scales!r}): boundaries_and_scales "
+            "must be a mapping {step: scale}, e.g. {100: 0.1, 200: 0.1}"
+        )
+    items = sorted(
+        (
+            check_steps(call, "boundaries_and_scales", b, positive=False),
+            check_number(call, "boundaries_and_scales", s, low=0.0),
+        )
+        for b, s in boundaries_and_scales.items()
+    )
     return PiecewiseConstant(
         init_value,
         float_vector(call, "boundaries_and_scales", [b for b, _ in items]),
@@ -96,10 +107,12 @@ class ExponentialDecay(Schedule):
 
     def __call__(self, count):
         init, rate, end = map(as_float, (self.init_value, self.decay_rate, self.end_value))
-        t = as_count(count) - as_float(self.transition_begin)
+        # Clamped at 0: before transition_begin rate^0 = 1 gives init_value, and no
+        # rate^(negative p) can overflow (its inf would make jax.grad NaN).
+        t = jnp.maximum(as_count(count) - as_float(self.transition_begin), 0)
         p = t / as_float(self.transition_steps)
         p = jnp.where(as_float(self.staircase) != 0, jnp.floor(p), p)
-        value = jnp.where(t <= 0, init, init * rate**p)
+        value = init * rate**p
         bounded = jnp.where(rate < 1, jnp.maximum(value, end), jnp.minimum(value, end))
         return jnp.where(jnp.isnan(end), value, bounded)
 
@@ -119,17 +132,31 @@ def exponential_decay(
     ``⌊(k − B)/T⌋``.  ``end_value`` bounds the value (below when ``r < 1``,
     above otherwise), as in optax ``exponential_decay``.  Unlike optax, a
     non-positive ``transition_steps`` or a zero ``decay_rate`` is an error, not
-    a silent constant.
+    a silent constant, and growth (``decay_rate > 1``) needs ``end_value`` and
+    ``init_value > 0``: unbounded, it reaches inf (then NaN updates), and from 0
+    it stays 0 until ``0 · inf`` is NaN.
     """
     call = "gradtx.schedules.exponential_decay"
-    check_number(call, "init_value", init_value, low=0.0)
-    check_steps(call, "transition_steps", transition_steps)
-    check_number(call, "decay_rate", decay_rate, low=0.0, low_open=True)
-    check_steps(call, "transition_begin", transition_begin, positive=False)
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    transition_steps = check_steps(call, "transition_steps", transition_steps)
+    decay_rate = check_number(call, "decay_rate", decay_rate, low=0.0, low_open=True)
+    transition_begin = check_steps(call, "transition_begin", transition_begin, positive=False)
     if not isinstance(staircase, bool):
         raise TypeError(f"{call}(staircase={staircase!r}): staircase must be a bool")
     if end_value is not None:
-        check_number(call, "end_value", end_value, low=0.0)
+        end_value = check_number(call, "end_value", end_value, low=0.0)
+    if is_number(decay_rate) and decay_rate > 1:
+        if end_value is None:
+            raise ValueError(
+                f"{call}(decay_rate={decay_rate!r}): decay_rate > 1 grows without bound "
+                "(to inf, then NaN updates); pass end_value to cap it"
+            )
+        if is_number(init_value) and init_value == 0:
+            raise ValueError(
+                f"{call}(init_value={init_value!r}, decay_rate={decay_rate!r}): growing from "
+                "init_value=0 stays 0 (and is NaN once decay_rate^k overflows); "
+                "init_value must be > 0"
+            )
     end = float("nan") if end_value is None else end_value
     return ExponentialDecay(
         init_value, transition_steps, decay_rate, transition_begin, staircase, end
@@ -157,9 +184,9 @@ def inverse_time_decay(init_value: float, decay_steps: float, power: float = 1.0
     ``decay_steps = T/ρ``.  No torch or optax built-in (torch: ``LambdaLR``).
     """
     call = "gradtx.schedules.inverse_time_decay"
-    check_number(call, "init_value", init_value, low=0.0)
-    check_number(call, "decay_steps", decay_steps, low=0.0, low_open=True)
-    check_number(call, "power", power, low=0.0)
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    decay_steps = check_number(call, "decay_steps", decay_steps, low=0.0, low_open=True)
+    power = check_number(call, "power", power, low=0.0)
     return InverseTimeDecay(init_value, decay_steps, power)
 
 
@@ -175,8 +202,8 @@ class InverseSqrtDecay(Schedule):
 
 def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
     """``η_0 / √(k + 1)`` (no torch or optax built-in; torch: ``LambdaLR``)."""
-    check_number("gradtx.schedules.inverse_sqrt_decay", "init_value", init_value, low=0.0)
-    return InverseSqrtDecay(init_value)
+    call = "gradtx.schedules.inverse_sqrt_decay"
+    return InverseSqrtDecay(check_number(call, "init_value", init_value, low=0.0))
 
 
 def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
@@ -186,7 +213,7 @@ def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     # and a negative base to a fractional power is NaN.
     frac = jnp.maximum(1 - safe_div(t, steps), 0.0)
     init, end = as_float(init), as_float(end)
-    return (init - end) * frac ** as_float(power) + end
+    return (init - end) * safe_pow(frac, as_float(power)) + end
 
 
 @schedule_class
@@ -211,10 +238,13 @@ class Polynomial(Schedule):
 
 
 def _check_transition(call, init_value, end_value, transition_steps, transition_begin):
-    check_number(call, "init_value", init_value, low=0.0)
-    check_number(call, "end_value", end_value, low=0.0)
-    check_steps(call, "transition_steps", transition_steps)
-    check_steps(call, "transition_begin", transition_begin, positive=False)
+    """The four shared arguments, NumPy numbers returned as Python numbers."""
+    return (
+        check_number(call, "init_value", init_value, low=0.0),
+        check_number(call, "end_value", end_value, low=0.0),
+        check_steps(call, "transition_steps", transition_steps),
+        check_steps(call, "transition_begin", transition_begin, positive=False),
+    )
 
 
 def polynomial(
@@ -231,8 +261,10 @@ def polynomial(
     the case ``end_value = 0``.
     """
     call = "gradtx.schedules.polynomial"
-    _check_transition(call, init_value, end_value, transition_steps, transition_begin)
-    check_number(call, "power", power, low=0.0)
+    init_value, end_value, transition_steps, transition_begin = _check_transition(
+        call, init_value, end_value, transition_steps, transition_begin
+    )
+    power = check_number(call, "power", power, low=0.0)
     return Polynomial(init_value, end_value, power, transition_steps, transition_begin)
 
 
@@ -261,7 +293,7 @@ def linear(
 ) -> Linear:
     """Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` is multiplicative:
     ``linear(base·start_factor, base·end_factor, total_iters)``).  A warmup."""
-    _check_transition(
+    init_value, end_value, transition_steps, transition_begin = _check_transition(
         "gradtx.schedules.linear", init_value, end_value, transition_steps, transition_begin
     )
     return Linear(init_value, end_value, transition_steps, transition_begin)

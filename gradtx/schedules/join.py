@@ -14,6 +14,7 @@ from gradtx.schedules._common import (
     as_count,
     as_float,
     check_steps,
+    concrete,
     float_vector,
     schedule_class,
 )
@@ -58,8 +59,22 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
     with a plain Python callable among them the result is a plain callable.
     """
     call = "gradtx.schedules.join"
+    if callable(schedules) or isinstance(schedules, (str, bytes)):
+        raise TypeError(
+            f"{call}(schedules={schedules!r}): schedules must be a list of schedules, "
+            "e.g. join([warmup, decay], [warmup_steps])"
+        )
     schedules = tuple(schedules)
-    boundaries = list(boundaries)
+    try:
+        boundaries = [concrete(b) for b in boundaries]
+    except TypeError:
+        n = max(len(schedules) - 1, 1)
+        example = f"[{boundaries!r}]" if isinstance(boundaries, int) and n == 1 else "[100, 500]"
+        raise TypeError(
+            f"{call}(boundaries={boundaries!r}): boundaries must be a list of steps, one "
+            f"per schedule after the first ({len(schedules) - 1} here): schedules[i + 1] "
+            f"starts at step boundaries[i]; e.g. boundaries={example}"
+        ) from None
     if not schedules:
         raise ValueError(f"{call}(schedules=()): need at least one schedule")
     for s in schedules:
@@ -70,8 +85,7 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
             f"{call}(boundaries={boundaries}): need len(schedules) - 1 = "
             f"{len(schedules) - 1} boundaries, got {len(boundaries)}"
         )
-    for b in boundaries:
-        check_steps(call, "boundaries", b, positive=False)
+    boundaries = [check_steps(call, "boundaries", b, positive=False) for b in boundaries]
     if any(
         isinstance(a, numbers.Number) and isinstance(b, numbers.Number) and b < a
         for a, b in zip(boundaries, boundaries[1:])

@@ -94,6 +94,27 @@ BAD = [
     (lambda: S.sgdr(0.1, 5, min_value=-1), ValueError, r"sgdr\(min_value=-1\)"),
     (lambda: S.cosine_decay(0.1, 0), ValueError, r"cosine_decay\(decay_steps=0\)"),
     (lambda: S.warmup_cosine_decay(0.0, 0.1, 10, 10), ValueError, r"decay_steps counts"),
+    # alpha is a fraction of init_value (optax; torch's eta_min = alpha·init): alpha < 0
+    # decayed below zero, into gradient ascent.
+    (
+        lambda: S.cosine_decay(0.1, 10, alpha=-1.0),
+        ValueError,
+        r"^gradtx\.schedules\.cosine_decay\(alpha=-1\.0\): alpha must be in \[0, 1\]$",
+    ),
+    (lambda: S.cosine_decay(0.1, 10, alpha=1.5), ValueError, r"cosine_decay\(alpha=1\.5\)"),
+    # NumPy numbers are checked like Python numbers.
+    (lambda: S.cosine_decay(0.1, np.array(0)), ValueError, r"cosine_decay\(decay_steps=0\)"),
+    (lambda: S.cosine_decay(0.1, np.array(2.5)), TypeError, r"decay_steps=2\.5\)"),
+    (
+        lambda: S.warmup_cosine_decay(0.0, 0.1, np.int64(10), np.int64(10)),
+        ValueError,
+        r"warmup_steps=10, decay_steps=10\): decay_steps counts",
+    ),
+    (
+        lambda: S.warmup_cosine_decay(0.0, 0.1, np.array(12), np.array(10)),
+        ValueError,
+        r"decay_steps counts",
+    ),
 ]
 
 

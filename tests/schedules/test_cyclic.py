@@ -77,6 +77,22 @@ def test_cyclical_closed_forms(x64):
     assert_close(ours(S.cyclical(base, high, s, mode="exp_range", gamma=0.99), 500), exp)
 
 
+def test_numpy_and_traced_arguments(x64):
+    """NumPy numbers build the same schedule as Python numbers; JAX arrays, even
+    traced ones, are data (unchecked) and give the same values too."""
+    reference = ours(S.cyclical(0.01, 0.2, 20, step_size_down=30), 200)
+    numpy_built = S.cyclical(np.float64(0.01), np.array(0.2), np.int64(20), step_size_down=30)
+    assert type(numpy_built.step_size) is int and type(numpy_built.max_value) is float
+    assert_close(ours(numpy_built, 200), reference)
+
+    @jax.jit
+    def traced(step_size):
+        schedule = S.cyclical(0.01, 0.2, step_size, step_size_down=30)
+        return jax.vmap(schedule)(jnp.arange(200, dtype=jnp.int32))
+
+    assert_close(np.asarray(traced(jnp.asarray(20))), reference)
+
+
 def test_float32_default(x64):
     """Without x64 the values are float32 and still follow the formula."""
     with jax.enable_x64(False):
@@ -96,6 +112,33 @@ BAD = [
     (lambda: S.one_cycle(10, 0.1, three_phase=1), TypeError, r"three_phase=1"),
     (lambda: S.one_cycle(10.0, 0.1), TypeError, r"one_cycle\(total_steps=10\.0\)"),
     (lambda: S.one_cycle(10, -0.1), ValueError, r"one_cycle\(peak_value=-0\.1\)"),
+    # exp_range with gamma > 1 grows to inf, then NaN (inf · 0 at the cycle starts).
+    (
+        lambda: S.cyclical(0.0, 1.0, 5, mode="exp_range", gamma=1.01),
+        ValueError,
+        r"cyclical\(gamma=1\.01\): gamma must be in \(0, 1\]",
+    ),
+    # NumPy numbers are checked like Python numbers (np.array(0) gave NaN).
+    (lambda: S.cyclical(0.0, 1.0, np.array(0)), ValueError, r"cyclical\(step_size=0\): "),
+    (lambda: S.cyclical(0.0, 1.0, np.int64(0)), ValueError, r"cyclical\(step_size=0\): "),
+    (
+        lambda: S.cyclical(0.0, 1.0, 5, step_size_down=np.array(0)),
+        ValueError,
+        r"cyclical\(step_size_down=0\)",
+    ),
+    (lambda: S.one_cycle(np.int64(3), 0.1), ValueError, r"one_cycle\(total_steps=3, pct"),
+    (lambda: S.one_cycle(np.array(3), 0.1), ValueError, r"one_cycle\(total_steps=3, pct"),
+    (lambda: S.one_cycle(np.array(10.0), 0.1), TypeError, r"one_cycle\(total_steps=10\.0\)"),
+    (
+        lambda: S.one_cycle(10, 0.1, pct_start=np.float32(0.05)),
+        ValueError,
+        r"one_cycle\(total_steps=10, pct_start=0\.05.*a phase would be empty",
+    ),
+    (
+        lambda: S.one_cycle_momentum(np.int32(3)),
+        ValueError,
+        r"one_cycle_momentum\(total_steps=3, pct",
+    ),
 ]
 
 

@@ -115,6 +115,35 @@ BAD = [
     (lambda: S.inverse_time_decay(0.1, 0.0), ValueError, r"decay_steps=0\.0"),
     (lambda: S.inverse_sqrt_decay("a"), TypeError, r"inverse_sqrt_decay\(init_value='a'\)"),
     (lambda: S.constant(float("nan")), ValueError, r"constant\(value=nan\)"),
+    # Growth without a cap reaches inf; from 0 it is NaN once decay_rate^k overflows.
+    (
+        lambda: S.exponential_decay(0.1, 1, 1.05),
+        ValueError,
+        r"exponential_decay\(decay_rate=1\.05\): decay_rate > 1 grows without bound",
+    ),
+    (
+        lambda: S.exponential_decay(0.0, 1, 1.05, end_value=1.0),
+        ValueError,
+        r"exponential_decay\(init_value=0\.0, decay_rate=1\.05\): growing from init_value=0",
+    ),
+    (
+        lambda: S.piecewise_constant(0.1, [(5, 0.5)]),
+        TypeError,
+        r"piecewise_constant\(boundaries_and_scales=\[\(5, 0\.5\)\]\): .* must be a mapping",
+    ),
+    # NumPy numbers are checked like Python numbers.
+    (
+        lambda: S.piecewise_constant(0.1, {np.int64(-5): 0.5}),
+        ValueError,
+        r"piecewise_constant\(boundaries_and_scales=-5\)",
+    ),
+    (
+        lambda: S.exponential_decay(0.1, np.array(0), 0.5),
+        ValueError,
+        r"exponential_decay\(transition_steps=0\)",
+    ),
+    (lambda: S.polynomial(0.1, 0.0, 1.0, np.array(0)), ValueError, r"transition_steps=0\)"),
+    (lambda: S.linear(0.1, 0.0, 10, np.array(-1)), ValueError, r"linear\(transition_begin=-1\)"),
 ]
 
 

@@ -34,6 +34,14 @@ def test_join_of_plain_callables_is_plain(x64):
 BAD = [
     (lambda: S.join([S.constant(1.0)], [3]), ValueError, r"join\(boundaries=\[3\]\)"),
     (lambda: S.join([S.constant(1.0)] * 3, [5, 3]), ValueError, r"non-decreasing"),
+    (
+        lambda: S.join([S.constant(1.0)] * 2, 5),
+        TypeError,
+        r"join\(boundaries=5\): boundaries must be a list of steps, one per schedule after "
+        r"the first \(1 here\).*e\.g\. boundaries=\[5\]$",
+    ),
+    (lambda: S.join(S.constant(1.0), []), TypeError, r"join\(schedules=Constant\(.*a list"),
+    (lambda: S.join([S.constant(1.0)] * 2, [np.array(-1)]), ValueError, r"boundaries=-1\)"),
 ]
 
 
