@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-RTOL = 1e-9
+RTOL = 1e-10
 L = torch.optim.lr_scheduler
 
 
