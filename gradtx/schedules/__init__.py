@@ -21,6 +21,7 @@ Names and semantics follow optax where optax has the schedule and
 to its PyTorch and optax equivalent.
 """
 
+from gradtx.schedules.combine import Join, Product, join, product
 from gradtx.schedules.cosine import (
     SGDR,
     CosineDecay,
@@ -39,6 +40,7 @@ from gradtx.schedules.cyclic import (
 )
 from gradtx.schedules.decay import (
     Constant,
+    ConstantWarmup,
     ExponentialDecay,
     InverseSqrtDecay,
     InverseTimeDecay,
@@ -46,6 +48,7 @@ from gradtx.schedules.decay import (
     PiecewiseConstant,
     Polynomial,
     constant,
+    constant_warmup,
     exponential_decay,
     inverse_sqrt_decay,
     inverse_time_decay,
@@ -53,11 +56,13 @@ from gradtx.schedules.decay import (
     piecewise_constant,
     polynomial,
 )
-from gradtx.schedules.join import Join, join
+from gradtx.schedules.swa import SWALR, swa_lr
 
 __all__ = [
     "SGDR",
+    "SWALR",
     "Constant",
+    "ConstantWarmup",
     "CosineDecay",
     "Cyclical",
     "ExponentialDecay",
@@ -69,8 +74,10 @@ __all__ = [
     "OneCycleMomentum",
     "PiecewiseConstant",
     "Polynomial",
+    "Product",
     "WarmupCosineDecay",
     "constant",
+    "constant_warmup",
     "cosine_decay",
     "cyclical",
     "exponential_decay",
@@ -82,6 +89,8 @@ __all__ = [
     "one_cycle_momentum",
     "piecewise_constant",
     "polynomial",
+    "product",
     "sgdr",
+    "swa_lr",
     "warmup_cosine_decay",
 ]

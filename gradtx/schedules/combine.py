@@ -1,4 +1,4 @@
-"""Joining schedules end to end."""
+"""Combining schedules: end to end (``join``) and multiplied (``product``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,28 @@ from gradtx.schedules._common import (
     float_vector,
     schedule_class,
 )
+
+
+def _members(call: str, schedules: Any, example: str) -> tuple:
+    """The member schedules as a non-empty tuple of callables."""
+    if callable(schedules) or isinstance(schedules, (str, bytes)):
+        raise TypeError(
+            f"{call}(schedules={schedules!r}): schedules must be a list of schedules, "
+            f"e.g. {example}"
+        )
+    try:
+        schedules = tuple(schedules)
+    except TypeError:
+        raise TypeError(
+            f"{call}(schedules={schedules!r}): schedules must be a list of schedules, "
+            f"e.g. {example}"
+        ) from None
+    if not schedules:
+        raise ValueError(f"{call}(schedules=()): need at least one schedule")
+    for s in schedules:
+        if not callable(s):
+            raise TypeError(f"{call}(schedules=...): {s!r} is not a schedule")
+    return schedules
 
 
 def _join(schedules, boundaries, count, as_boundary):
@@ -59,12 +81,7 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
     with a plain Python callable among them the result is a plain callable.
     """
     call = "gradtx.schedules.join"
-    if callable(schedules) or isinstance(schedules, (str, bytes)):
-        raise TypeError(
-            f"{call}(schedules={schedules!r}): schedules must be a list of schedules, "
-            "e.g. join([warmup, decay], [warmup_steps])"
-        )
-    schedules = tuple(schedules)
+    schedules = _members(call, schedules, "join([warmup, decay], [warmup_steps])")
     try:
         boundaries = [concrete(b) for b in boundaries]
     except TypeError:
@@ -75,11 +92,6 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
             f"per schedule after the first ({len(schedules) - 1} here): schedules[i + 1] "
             f"starts at step boundaries[i]; e.g. boundaries={example}"
         ) from None
-    if not schedules:
-        raise ValueError(f"{call}(schedules=()): need at least one schedule")
-    for s in schedules:
-        if not callable(s):
-            raise TypeError(f"{call}(schedules=...): {s!r} is not a schedule")
     if len(boundaries) != len(schedules) - 1:
         raise ValueError(
             f"{call}(boundaries={boundaries}): need len(schedules) - 1 = "
@@ -98,3 +110,62 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
         return _join(schedules, boundaries, count, lambda b, i: b[i])
 
     return joined
+
+
+def _product(schedules, count):
+    value = schedules[0](count)
+    for schedule in schedules[1:]:
+        value = value * schedule(count)
+    return value
+
+
+@schedule_class
+class Product(Schedule):
+    """``Π_i schedules[i](k)``; ``schedules`` is a tuple of gradtx schedules."""
+
+    schedules: tuple
+
+    def __call__(self, count):
+        return _product(self.schedules, count)
+
+
+def product(schedules: Sequence[Callable]) -> Product | Callable:
+    """The product of schedules' values at each step: torch ``ChainedScheduler``.
+
+    ``η_k = Π_i schedules[i](k)``.  Give one member the learning rate and the
+    others ``init_value=1`` (they are then factors), e.g. torch's
+    ``ChainedScheduler([ConstantLR(opt, 0.1, 20), ExponentialLR(opt, 0.9)])``
+    with lr 0.05 is ``product([constant_warmup(0.05, 0.1, 20),
+    exponential_decay(1.0, 1, 0.9)])``.
+
+    Args:
+      schedules: one or more schedules (gradtx schedules or plain callables).
+
+    Returns:
+      A ``Product`` when every member is a gradtx schedule (its members' numbers
+      live in optimizer state, as ``learning_rate.schedules.1.decay_rate``);
+      with a plain Python callable among them, a plain callable.
+
+    ``ChainedScheduler`` steps each member on the current lr in turn.  For
+    members whose step multiplies the lr by a factor (``ConstantLR``,
+    ``LinearLR``, ``ExponentialLR``, ``StepLR``, ``MultiStepLR``,
+    ``MultiplicativeLR``, ``PolynomialLR``, and ``CosineAnnealingLR`` with
+    ``eta_min=0`` up to ``T_max``) that is this product, tested.  Members that set
+    the lr outright (``LambdaLR``, ``OneCycleLR``, ``CyclicLR``,
+    ``CosineAnnealingWarmRestarts``) or add to it (``CosineAnnealingLR`` with
+    ``eta_min > 0`` or past ``T_max``) do not compose as a product in torch;
+    there the torch result depends on the members' order, here it does not.
+    Named ``product`` (not ``chain``) because it multiplies: ``gradtx.chain``
+    composes transforms in sequence, which for schedules is ``join``.
+    optax has no equivalent.
+    """
+    schedules = _members(
+        "gradtx.schedules.product", schedules, "product([constant_warmup(...), decay])"
+    )
+    if all(is_schedule(s) for s in schedules):
+        return Product(schedules)
+
+    def multiplied(count):
+        return _product(schedules, count)
+
+    return multiplied

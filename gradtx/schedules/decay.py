@@ -297,3 +297,41 @@ def linear(
         "gradtx.schedules.linear", init_value, end_value, transition_steps, transition_begin
     )
     return Linear(init_value, end_value, transition_steps, transition_begin)
+
+
+@schedule_class
+class ConstantWarmup(Schedule):
+    """``η_k = value · factor`` for ``k < warmup_steps``, then ``value``."""
+
+    value: Any
+    factor: Any
+    warmup_steps: Any
+
+    def __call__(self, count):
+        value, factor, warmup = self._floats()
+        return jnp.where(as_count(count) < warmup, value * factor, value)
+
+
+def constant_warmup(value: float, factor: float, warmup_steps: int) -> ConstantWarmup:
+    """A constant warmup (Goyal et al. 2017): ``value · factor`` for the first
+    ``warmup_steps`` steps, then ``value``.
+
+    ``η_k = value · factor`` if ``k < warmup_steps`` else ``value``.
+
+    Args:
+      value: the value after the warmup (torch: the optimizer's lr).
+      factor: the warmup's fraction of ``value``, in [0, 1].
+      warmup_steps: how many steps use the reduced value, > 0.
+
+    Equals torch ``ConstantLR(factor, total_iters=warmup_steps)``.  Differences:
+    torch's stepped ``ConstantLR`` divides by ``factor`` at ``total_iters`` (a
+    ``ZeroDivisionError`` for ``factor=0``, fine here) and with ``total_iters=0``
+    keeps the factor forever (its closed form does not), so ``warmup_steps=0`` is
+    an error here: use ``constant(value)``.  optax has no equivalent
+    (``join([constant(value·factor), constant(value)], [warmup_steps])``).
+    """
+    call = "gradtx.schedules.constant_warmup"
+    value = check_number(call, "value", value, low=0.0)
+    factor = check_number(call, "factor", factor, low=0.0, high=1.0)
+    warmup_steps = check_steps(call, "warmup_steps", warmup_steps)
+    return ConstantWarmup(value, factor, warmup_steps)

@@ -20,7 +20,12 @@ EXAMPLES = {
     "inverse_sqrt_decay": lambda v: S.inverse_sqrt_decay(v),
     "polynomial": lambda v: S.polynomial(v, 0.02, 1.7, 150, 25),
     "linear": lambda v: S.linear(0.0, v, 60, 10),
-    "cosine_decay": lambda v: S.cosine_decay(v, 150, alpha=0.05, exponent=1.5),
+    "cosine_decay": lambda v: S.cosine_decay(v, 90, alpha=0.05, exponent=1.5, past_end="cycle"),
+    "constant_warmup": lambda v: S.constant_warmup(v, 0.25, 40),
+    "swa_lr": lambda v: S.swa_lr(v, 0.05, 100),
+    "product": lambda v: S.product(
+        [S.constant_warmup(v, 0.1, 20), S.exponential_decay(1.0, 1, 0.99)]
+    ),
     "warmup_cosine_decay": lambda v: S.warmup_cosine_decay(0.0, v, 30, 160, end_value=0.01),
     "sgdr": lambda v: S.sgdr(v, 5, period_mult=2, min_value=0.01),
     "cyclical": lambda v: S.cyclical(0.01, v, 20, mode="exp_range", gamma=0.995),

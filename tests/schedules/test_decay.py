@@ -2,13 +2,25 @@
 inverse square root, polynomial, linear) against torch, optax and closed forms."""
 
 import math
+import warnings
 
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 
+import gradtx
 from gradtx import schedules as S
-from tests.schedules.helpers import L, assert_close, check_torch, optax_values, ours
+from tests.schedules.helpers import (
+    L,
+    assert_close,
+    check_torch,
+    optax_values,
+    ours,
+    ours_plain,
+    torch_lrs,
+)
 
 TORCH_CASES = {
     "multistep": (
@@ -47,6 +59,26 @@ TORCH_CASES = {
         0.4,
         300,
     ),
+    "constant_lr": (
+        S.constant_warmup(0.4, 0.3, 40),
+        lambda o: L.ConstantLR(o, factor=0.3, total_iters=40),
+        0.4,
+        300,
+    ),
+    # MultiplicativeLR with a constant factor is exponential decay, factor as data;
+    # growth (factor > 1) needs a cap, here one it never reaches.
+    "multiplicative": (
+        S.exponential_decay(0.3, 1, 0.98),
+        lambda o: L.MultiplicativeLR(o, lambda k: 0.98),
+        0.3,
+        300,
+    ),
+    "multiplicative_growth": (
+        S.exponential_decay(1e-4, 1, 1.02, end_value=1.0),
+        lambda o: L.MultiplicativeLR(o, lambda k: 1.02),
+        1e-4,
+        300,
+    ),
     "inverse_time": (
         S.inverse_time_decay(0.3, 20.0, 0.75),
         lambda o: L.LambdaLR(o, lambda k: (1 + k / 20.0) ** -0.75),
@@ -65,6 +97,40 @@ TORCH_CASES = {
 @pytest.mark.parametrize("case", sorted(TORCH_CASES))
 def test_matches_torch(x64, case):
     check_torch(*TORCH_CASES[case])
+
+
+def test_multiplicative_lr_with_a_general_lambda(x64):
+    """torch MultiplicativeLR(lr_lambda) multiplies the lr by lr_lambda(k) at step k:
+    any Python lambda becomes a plain callable looking up the running product."""
+    lr_lambda = lambda k: 0.95 if k % 10 else 1.2  # noqa: E731
+    n = 300
+    table = jnp.asarray(0.3 * np.cumprod([1.0] + [lr_lambda(k) for k in range(1, n)]))
+    schedule = lambda k: table[jnp.minimum(k, n - 1)]  # noqa: E731
+    ref = torch_lrs(lambda o: L.MultiplicativeLR(o, lr_lambda), n, 0.3)
+    assert_close(ours_plain(schedule, n), ref)
+    # and it drives an optimizer (readable in state, not settable: it is code)
+    opt = gradtx.sgd(schedule)
+    params = {"w": jnp.zeros(2, jnp.float64)}
+    state = opt.init(params)
+    for _ in range(11):
+        _, state = opt.update({"w": jnp.ones(2, jnp.float64)}, state, params)
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)["learning_rate"], ref[11])
+
+
+def test_constant_warmup_with_factor_zero(x64):
+    """torch's stepped ConstantLR divides by the factor at total_iters
+    (ZeroDivisionError for 0); its closed form, and this schedule, do not."""
+    np.testing.assert_array_equal(ours(S.constant_warmup(0.2, 0.0, 7), 20), [0.0] * 7 + [0.2] * 13)
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.2)
+    sched = L.ConstantLR(opt, factor=0.0, total_iters=7)
+    closed = []
+    for k in range(20):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch deprecates step(epoch)
+            sched.step(k)
+        closed.append(opt.param_groups[0]["lr"])
+    np.testing.assert_array_equal(closed, [0.0] * 7 + [0.2] * 13)
 
 
 def test_closed_forms(x64):
@@ -144,6 +210,14 @@ BAD = [
     ),
     (lambda: S.polynomial(0.1, 0.0, 1.0, np.array(0)), ValueError, r"transition_steps=0\)"),
     (lambda: S.linear(0.1, 0.0, 10, np.array(-1)), ValueError, r"linear\(transition_begin=-1\)"),
+    (
+        lambda: S.constant_warmup(0.1, 1.5, 5),
+        ValueError,
+        r"^gradtx\.schedules\.constant_warmup\(factor=1\.5\): factor must be in \[0, 1\]$",
+    ),
+    (lambda: S.constant_warmup(0.1, 0.5, 0), ValueError, r"constant_warmup\(warmup_steps=0\)"),
+    (lambda: S.constant_warmup(-0.1, 0.5, 5), ValueError, r"constant_warmup\(value=-0\.1\)"),
+    (lambda: S.constant_warmup(0.1, 0.5, 2.0), TypeError, r"constant_warmup\(warmup_steps=2\.0\)"),
 ]
 
 
