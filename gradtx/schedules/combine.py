@@ -74,11 +74,22 @@ class Join(Schedule):
 
 def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Callable:
     """Run ``schedules[0]`` until ``boundaries[0]``, then ``schedules[1]`` restarted
-    at 0, and so on (optax ``join_schedules``, torch ``SequentialLR``).
+    at 0, and so on.
 
-    When every member is a gradtx schedule the result is one too (its numbers
-    live in optimizer state, addressed as ``learning_rate.schedules.1.peak_value``);
-    with a plain Python callable among them the result is a plain callable.
+    ``η_k = schedules[i](k − boundaries[i−1])`` for ``boundaries[i−1] ≤ k <
+    boundaries[i]``.
+
+    Args:
+      schedules: one or more schedules (gradtx schedules or plain callables).
+      boundaries: ``len(schedules) − 1`` non-decreasing steps ≥ 0, a list.
+
+    Returns:
+      A ``Join`` when every member is a gradtx schedule (its members' numbers live
+      in optimizer state, addressed as ``learning_rate.schedules.1.peak_value``);
+      with a plain Python callable among them, a plain callable.
+
+    Equals optax ``join_schedules`` and torch ``SequentialLR(schedulers,
+    milestones)`` (whose members also restart at each milestone).
     """
     call = "gradtx.schedules.join"
     schedules = _members(call, schedules, "join([warmup, decay], [warmup_steps])")

@@ -206,9 +206,17 @@ def sgdr(
 
     ``η_k = η_min + ½(η_max − η_min)(1 + cos(π T_cur/T_i))`` where period ``i``
     lasts ``T_i = first_period · period_mult^i`` steps and ``T_cur`` counts the
-    steps since its start.  Equals torch ``CosineAnnealingWarmRestarts(T_0,
-    T_mult, eta_min)``; ``period_mult`` may also be a real number ≥ 1.  optax
-    ``sgdr_schedule`` needs an explicit finite list of cycles.
+    steps since its start (restart ``n`` at ``T_0 (m^n − 1)/(m − 1)``, closed form).
+
+    Args:
+      peak_value: η_max ≥ 0, at each restart.
+      first_period: T_0 > 0 (a real number).
+      period_mult: m ≥ 1, each period's length over the previous one's.
+      min_value: η_min ≥ 0, approached at the end of each period.
+
+    Equals torch ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)``, where
+    ``T_mult`` must be an integer (here any real ≥ 1).  optax ``sgdr_schedule``
+    needs an explicit finite list of cycles (equal over those).
     """
     call = "gradtx.schedules.sgdr"
     peak_value = check_number(call, "peak_value", peak_value, low=0.0)

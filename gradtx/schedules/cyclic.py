@@ -74,8 +74,12 @@ def cyclical(
       max_value: value at the top of the first cycle.
       step_size: steps from base to max (half a cycle).
       mode: "triangular", "triangular2" or "exp_range".
-      gamma: exp_range's per-step decay of the amplitude (must be 1 otherwise).
+      gamma: exp_range's per-step decay of the amplitude, in (0, 1] (must be 1
+        for the other modes).  torch also takes gamma > 1, which overflows.
       step_size_down: steps from max back to base.
+
+    Equals torch ``CyclicLR(base_lr, max_lr, step_size_up, step_size_down, mode,
+    gamma)``; optax has no equivalent.
     """
     call = "gradtx.schedules.cyclical"
     base_value = check_number(call, "base_value", base_value, low=0.0)
@@ -189,7 +193,23 @@ def one_cycle(
     "linear").  ``three_phase``: rise, fall back to ``η_0`` at ``2·pct_start·T − 2``,
     then anneal to ``η_0/final_div_factor``.  Held at the final value after
     ``T − 1`` (torch raises after ``T`` steps).  Pair with ``one_cycle_momentum``
-    for torch's ``cycle_momentum=True``.
+    for torch's ``cycle_momentum=True``.  Between phase ends the value follows
+    ``b + (a − b)(1 + cos πp)/2`` ("cos") or ``a + (b − a)p`` ("linear"), ``p`` the
+    fraction of the phase done.
+
+    Args:
+      total_steps: T, with every phase non-empty (``pct_start·T > 1``).
+      peak_value: the maximum, ≥ 0 (torch ``max_lr``).
+      pct_start: the fraction of T spent rising, in (0, 1).
+      div_factor: ``peak/η_0`` > 0.
+      final_div_factor: ``η_0/η_final`` > 0.
+      anneal: "cos" or "linear" (torch ``anneal_strategy``).
+      three_phase: torch's three-phase variant.
+
+    Equals torch ``OneCycleLR(max_lr, total_steps, pct_start, anneal_strategy,
+    div_factor, final_div_factor, three_phase)`` for ``T`` steps.  optax's
+    ``cosine_onecycle_schedule`` puts the peak one step later and its
+    ``linear_onecycle_schedule`` has other phases.
     """
     call = "gradtx.schedules.one_cycle"
     total_steps, pct_start, three_phase = _check_cycle(
@@ -229,6 +249,14 @@ def one_cycle_momentum(
     ``three_phase`` as the ``one_cycle`` it accompanies::
 
       gradtx.sgd(one_cycle(1000, 0.1), momentum=one_cycle_momentum(1000))
+
+    Args:
+      total_steps: T, as for ``one_cycle``.
+      base_momentum: the value at the learning rate's peak, in [0, 1].
+      max_momentum: the value at the start and end, in [0, 1].
+      pct_start, anneal, three_phase: as for ``one_cycle``.
+
+    optax has no equivalent.
     """
     call = "gradtx.schedules.one_cycle_momentum"
     total_steps, pct_start, three_phase = _check_cycle(

@@ -39,7 +39,13 @@ class Constant(Schedule):
 
 
 def constant(value: float) -> Constant:
-    """The schedule that always returns ``value`` (optax ``constant_schedule``)."""
+    """The schedule that always returns ``value``: ``η_k = value``.
+
+    Args:
+      value: the value, ≥ 0.
+
+    Equals optax ``constant_schedule``; torch: no scheduler.
+    """
     return Constant(check_number("gradtx.schedules.constant", "value", value, low=0.0))
 
 
@@ -60,13 +66,18 @@ class PiecewiseConstant(Schedule):
 def piecewise_constant(
     init_value: float, boundaries_and_scales: Mapping[int, float] | None = None
 ) -> PiecewiseConstant:
-    """Multiply by ``scale`` from step ``boundary`` on (torch ``MultiStepLR``).
+    """Multiply by ``scale`` from step ``boundary`` on.
+
+    ``η_k = η_0 · Π_{b ≤ k} scale_b``.
 
     Args:
-      init_value: η_0.
-      boundaries_and_scales: ``{step: scale}``; scales multiply, each from its
-        step on (``count >= step``), as optax ``piecewise_constant_schedule``.
-        ``MultiStepLR(milestones, gamma)`` is ``{m: gamma for m in milestones}``.
+      init_value: η_0 ≥ 0.
+      boundaries_and_scales: a mapping ``{step: scale}`` (steps ≥ 0, scales ≥ 0);
+        scales multiply, each from its step on (``count >= step``).
+
+    Equals optax ``piecewise_constant_schedule`` and torch ``MultiStepLR(milestones,
+    gamma)`` as ``{m: gamma for m in milestones}`` (a repeated milestone: multiply
+    its gammas into one scale).
     """
     call = "gradtx.schedules.piecewise_constant"
     init_value = check_number(call, "init_value", init_value, low=0.0)
@@ -126,15 +137,25 @@ def exponential_decay(
     transition_begin: int = 0,
     end_value: float | None = None,
 ) -> ExponentialDecay:
-    """Exponential decay (torch ``ExponentialLR``; ``StepLR`` with ``staircase``).
+    """Exponential decay (or growth) by ``decay_rate`` every ``transition_steps``.
 
-    ``η_k = η_0 · r^((k − B)/T)`` for ``k > B``, else ``η_0``; ``staircase`` uses
-    ``⌊(k − B)/T⌋``.  ``end_value`` bounds the value (below when ``r < 1``,
-    above otherwise), as in optax ``exponential_decay``.  Unlike optax, a
-    non-positive ``transition_steps`` or a zero ``decay_rate`` is an error, not
-    a silent constant, and growth (``decay_rate > 1``) needs ``end_value`` and
-    ``init_value > 0``: unbounded, it reaches inf (then NaN updates), and from 0
-    it stays 0 until ``0 · inf`` is NaN.
+    ``η_k = η_0 · r^(max(k − B, 0)/T)``; ``staircase`` floors the exponent.
+    ``end_value`` bounds the value (below when ``r < 1``, above otherwise).
+
+    Args:
+      init_value: η_0 ≥ 0.
+      transition_steps: T > 0.
+      decay_rate: r > 0; r > 1 grows and then needs ``end_value`` and η_0 > 0.
+      staircase: decay in steps of T (torch ``StepLR``).
+      transition_begin: B ≥ 0, the steps held at η_0 first.
+      end_value: the bound, ≥ 0 (None: unbounded).
+
+    Equals optax ``exponential_decay`` and torch ``ExponentialLR(gamma)`` (T = 1),
+    ``StepLR(step_size, gamma)`` (``staircase``, T = step_size) and
+    ``MultiplicativeLR(lambda k: gamma)`` (T = 1).  Unlike optax, a non-positive
+    ``transition_steps`` or a zero ``decay_rate`` is an error, not a silent
+    constant, and so is growth without ``end_value`` (it reaches inf, then NaN
+    updates) or from ``init_value=0`` (0, then ``0 · inf`` = NaN).
     """
     call = "gradtx.schedules.exponential_decay"
     init_value = check_number(call, "init_value", init_value, low=0.0)
@@ -178,10 +199,15 @@ class InverseTimeDecay(Schedule):
 
 
 def inverse_time_decay(init_value: float, decay_steps: float, power: float = 1.0):
-    """``η_0 (1 + k/decay_steps)^(−power)``: the reciprocal (1/t) schedule.
+    """The reciprocal (1/t) schedule: ``η_k = η_0 (1 + k/decay_steps)^(−power)``.
 
-    With ``power=1`` this is TensorFlow's ``InverseTimeDecay`` with
-    ``decay_steps = T/ρ``.  No torch or optax built-in (torch: ``LambdaLR``).
+    Args:
+      init_value: η_0 ≥ 0.
+      decay_steps: the steps to halve η (with ``power=1``), a real > 0.
+      power: ≥ 0.
+
+    With ``power=1`` this is TensorFlow's ``InverseTimeDecay``.  No torch or
+    optax built-in; torch: ``LambdaLR(lambda k: (1 + k/decay_steps) ** -power)``.
     """
     call = "gradtx.schedules.inverse_time_decay"
     init_value = check_number(call, "init_value", init_value, low=0.0)
@@ -201,7 +227,13 @@ class InverseSqrtDecay(Schedule):
 
 
 def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
-    """``η_0 / √(k + 1)`` (no torch or optax built-in; torch: ``LambdaLR``)."""
+    """Inverse square-root decay: ``η_k = η_0 / √(k + 1)``.
+
+    Args:
+      init_value: η_0 ≥ 0.
+
+    No torch or optax built-in; torch: ``LambdaLR(lambda k: (k + 1) ** -0.5)``.
+    """
     call = "gradtx.schedules.inverse_sqrt_decay"
     return InverseSqrtDecay(check_number(call, "init_value", init_value, low=0.0))
 
@@ -254,11 +286,21 @@ def polynomial(
     transition_steps: int,
     transition_begin: int = 0,
 ) -> Polynomial:
-    """Polynomial decay from ``init_value`` to ``end_value`` (optax ``polynomial_schedule``).
+    """Polynomial decay from ``init_value`` to ``end_value``.
 
-    Held at ``init_value`` before ``transition_begin`` and at ``end_value``
-    after ``transition_begin + transition_steps``.  torch ``PolynomialLR`` is
-    the case ``end_value = 0``.
+    ``η_k = (η_0 − η_end)(1 − t/T)^power + η_end``, ``t = clip(k − B, 0, T)``: held
+    at ``init_value`` before ``transition_begin`` and at ``end_value`` after
+    ``transition_begin + transition_steps``.
+
+    Args:
+      init_value: η_0 ≥ 0.
+      end_value: η_end ≥ 0.
+      power: ≥ 0.
+      transition_steps: T > 0.
+      transition_begin: B ≥ 0.
+
+    Equals optax ``polynomial_schedule`` and, with ``end_value=0`` and B = 0,
+    torch ``PolynomialLR(total_iters=T, power)``.
     """
     call = "gradtx.schedules.polynomial"
     init_value, end_value, transition_steps, transition_begin = _check_transition(
@@ -291,8 +333,20 @@ class Linear(Schedule):
 def linear(
     init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0
 ) -> Linear:
-    """Linear ramp (optax ``linear_schedule``; torch ``LinearLR`` is multiplicative:
-    ``linear(base·start_factor, base·end_factor, total_iters)``).  A warmup."""
+    """Linear ramp (a warmup, or a linear decay) from ``init_value`` to ``end_value``.
+
+    ``η_k = η_0 + (η_end − η_0) · clip(k − B, 0, T)/T``.
+
+    Args:
+      init_value: η_0 ≥ 0.
+      end_value: η_end ≥ 0.
+      transition_steps: T > 0.
+      transition_begin: B ≥ 0, the steps held at η_0 first.
+
+    Equals optax ``linear_schedule``; torch ``LinearLR(start_factor,
+    end_factor, total_iters)`` with lr η is ``linear(η·start_factor,
+    η·end_factor, total_iters)`` (torch's factors multiply the lr).
+    """
     init_value, end_value, transition_steps, transition_begin = _check_transition(
         "gradtx.schedules.linear", init_value, end_value, transition_steps, transition_begin
     )
