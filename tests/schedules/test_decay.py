@@ -117,6 +117,13 @@ def test_multiplicative_lr_with_a_general_lambda(x64):
     np.testing.assert_allclose(gradtx.get_hyperparams(state)["learning_rate"], ref[11])
 
 
+def test_lambda_lr_as_a_plain_callable(x64):
+    """torch LambdaLR(lr_lambda) sets lr = η · lr_lambda(k): a plain callable does it."""
+    ref = torch_lrs(lambda o: L.LambdaLR(o, lambda k: 0.5 + 0.5 * math.cos(k / 10)), 300, 0.3)
+    # the count is int32: convert it, else int32 / 10 computes in float32
+    assert_close(ours_plain(lambda k: 0.3 * (0.5 + 0.5 * jnp.cos(k.astype(float) / 10)), 300), ref)
+
+
 def test_constant_warmup_with_factor_zero(x64):
     """torch's stepped ConstantLR divides by the factor at total_iters
     (ZeroDivisionError for 0); its closed form, and this schedule, do not."""
