@@ -231,3 +231,44 @@ def test_state_with_schedules_round_trips_through_flax_serialization(x64):
     u1, _ = opt.update(grads, state, params)
     u2, _ = opt.update(grads, jax.tree.map(jnp.asarray, restored), params)
     np.testing.assert_array_equal(u1["w"], u2["w"])
+
+
+def test_new_schedules_in_state(x64):
+    """product, swa_lr, constant_warmup and cosine_decay(past_end="cycle") live in
+    state: their fields are reported, set without retracing, and swept by vmap."""
+    lr = S.product([S.constant_warmup(0.1, 0.5, 3), S.exponential_decay(1.0, 1, 0.9)])
+    opt = gradtx.sgd(lr, momentum=S.cosine_decay(0.9, 4, alpha=0.5, past_end="cycle"))
+    params = {"w": jnp.ones(2, jnp.float64)}
+    grads = {"w": jnp.ones(2, jnp.float64)}
+    state, traces = opt.init(params), []
+    step = _step_fn(opt, traces)
+    for _ in range(5):
+        params, state = step(params, state, grads)
+    hp = gradtx.get_hyperparams(state)
+    np.testing.assert_allclose(hp["learning_rate"], 0.1 * 0.9**5, rtol=1e-12)
+    np.testing.assert_allclose(
+        hp["momentum"], 0.9 * (0.5 * 0.5 * (1 + np.cos(np.pi * 5 / 4)) + 0.5)
+    )
+    assert float(hp["learning_rate.schedules.0.warmup_steps"]) == 3
+    assert float(hp["momentum.cycle"]) == 1
+    state = gradtx.set_hyperparams(
+        state, {"learning_rate.schedules.1.decay_rate": 0.5, "momentum.cycle": 0}
+    )
+    hp = gradtx.get_hyperparams(state)
+    np.testing.assert_allclose(hp["learning_rate"], 0.1 * 0.5**5, rtol=1e-12)
+    np.testing.assert_allclose(hp["momentum"], 0.45, rtol=1e-12)  # held at alpha·init
+    params, state = step(params, state, grads)
+    # a whole SWA schedule of the same form, swept over swa values by vmap
+    opt = gradtx.sgd(S.swa_lr(0.2, 0.05, 4))
+    base = opt.init(params)
+    states = jax.vmap(lambda v: gradtx.set_hyperparams(base, {"learning_rate.swa_value": v}))(
+        jnp.asarray([0.01, 0.05], jnp.float64)
+    )
+
+    def run(s):
+        for _ in range(6):
+            _, s = opt.update(grads, s, params)
+        return gradtx.get_hyperparams(s)["learning_rate"]
+
+    np.testing.assert_allclose(jax.jit(jax.vmap(run))(states), [0.01, 0.05], rtol=1e-12)
+    assert len(traces) == 1
