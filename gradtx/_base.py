@@ -60,8 +60,12 @@ def float_dtype() -> jnp.dtype:
 
 
 def is_schedule(value: Any) -> bool:
-    """A gradtx schedule: a callable NamedTuple whose fields are numbers."""
-    return callable(value) and isinstance(value, tuple)
+    """A schedule whose numbers are data: an instance of a ``gradtx.schedules``
+    class (a frozen dataclass registered as a pytree), or a callable NamedTuple
+    of numbers (the earlier form, still accepted)."""
+    if not callable(value) or isinstance(value, type):
+        return False
+    return getattr(value, "_is_gradtx_schedule", False) is True or isinstance(value, tuple)
 
 
 def _store(value: Any) -> Any:

@@ -54,8 +54,15 @@ def _locations(state: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[s
 
 def _schedule_fields(value: Any, prefix: str = "") -> Iterator[str]:
     """Dotted names of a schedule's numeric leaves, through nested schedules and
-    tuples of them (``schedules.1.peak_value``); an array field is one leaf."""
-    if isinstance(value, tuple):
+    tuples of them (``schedules.1.peak_value``); an array field is one leaf.
+    Schedules are dataclasses (``gradtx.schedules``) or NamedTuples."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            child = getattr(value, f.name)
+            yield from _schedule_fields(child, f"{prefix}.{f.name}" if prefix else f.name)
+    elif isinstance(value, tuple):
         keys = value._fields if hasattr(value, "_fields") else [str(i) for i in range(len(value))]
         for key, child in zip(keys, value):
             yield from _schedule_fields(child, f"{prefix}.{key}" if prefix else key)
@@ -64,13 +71,23 @@ def _schedule_fields(value: Any, prefix: str = "") -> Iterator[str]:
 
 
 def _get_field(value: Any, field: str) -> Any:
+    import dataclasses
+
     for key in field.split("."):
-        value = getattr(value, key) if hasattr(value, "_fields") else value[int(key)]
+        named = dataclasses.is_dataclass(value) or hasattr(value, "_fields")
+        value = getattr(value, key) if named else value[int(key)]
     return value
 
 
 def _set_field(value: Any, field: str, fn) -> Any:
+    import dataclasses
+
     key, _, rest = field.partition(".")
+    if dataclasses.is_dataclass(value):
+        child = getattr(value, key)
+        return dataclasses.replace(
+            value, **{key: _set_field(child, rest, fn) if rest else fn(child)}
+        )
     if hasattr(value, "_fields"):
         child = getattr(value, key)
         return value._replace(**{key: _set_field(child, rest, fn) if rest else fn(child)})

@@ -56,6 +56,7 @@ REQUIRED_ARGS = {
     "clip": {"max_delta": 1.0},
     "clip_by_global_norm": {"max_norm": 1.0},
     "schedules.constant": {"value": 0.1},
+    "schedules.constant_warmup": {"value": 0.1, "factor": 0.5, "warmup_steps": 5},
     "schedules.cosine_decay": {"init_value": 0.1, "decay_steps": 10},
     "schedules.cyclical": {"base_value": 0.1, "max_value": 1.0, "step_size": 5},
     "schedules.exponential_decay": {"init_value": 0.1, "transition_steps": 5, "decay_rate": 0.5},
@@ -72,7 +73,9 @@ REQUIRED_ARGS = {
         "power": 1.0,
         "transition_steps": 10,
     },
+    "schedules.product": {"schedules": [S.constant(0.1), S.linear(1.0, 0.5, 10)]},
     "schedules.sgdr": {"peak_value": 0.1, "first_period": 10},
+    "schedules.swa_lr": {"init_value": 0.1, "swa_value": 0.05},
     "schedules.warmup_cosine_decay": {
         "init_value": 0.0,
         "peak_value": 0.1,

@@ -1,7 +1,10 @@
 """Schedules: functions of the 0-based step count ``k``.
 
-A gradtx schedule is a callable NamedTuple whose fields are all numbers
-(1-D arrays for variable-length fields, nested schedules for ``join``).
+A gradtx schedule is a frozen dataclass whose fields are all numbers (1-D
+arrays for variable-length fields, nested schedules for ``join``), registered
+as a JAX pytree and callable on the count.  Like an optax schedule it works
+under ``jax.jit(schedule)``, ``jax.vmap(schedule)`` and ``jax.grad(schedule)``
+(w.r.t. a float count), and a batch of schedules (fields stacked) vmaps too.
 Given as a hyperparameter, it is stored whole in the optimizer state as
 arrays of JAX's default float dtype, so ``set_hyperparams`` can change e.g.
 ``learning_rate.peak_value`` without recompiling, ``jax.vmap`` can sweep it,
@@ -18,6 +21,7 @@ Names and semantics follow optax where optax has the schedule and
 to its PyTorch and optax equivalent.
 """
 
+from gradtx.schedules.combine import Join, Product, join, product
 from gradtx.schedules.cosine import (
     SGDR,
     CosineDecay,
@@ -36,6 +40,7 @@ from gradtx.schedules.cyclic import (
 )
 from gradtx.schedules.decay import (
     Constant,
+    ConstantWarmup,
     ExponentialDecay,
     InverseSqrtDecay,
     InverseTimeDecay,
@@ -43,6 +48,7 @@ from gradtx.schedules.decay import (
     PiecewiseConstant,
     Polynomial,
     constant,
+    constant_warmup,
     exponential_decay,
     inverse_sqrt_decay,
     inverse_time_decay,
@@ -50,11 +56,13 @@ from gradtx.schedules.decay import (
     piecewise_constant,
     polynomial,
 )
-from gradtx.schedules.join import Join, join
+from gradtx.schedules.swa import SWALR, swa_lr
 
 __all__ = [
     "SGDR",
+    "SWALR",
     "Constant",
+    "ConstantWarmup",
     "CosineDecay",
     "Cyclical",
     "ExponentialDecay",
@@ -66,8 +74,10 @@ __all__ = [
     "OneCycleMomentum",
     "PiecewiseConstant",
     "Polynomial",
+    "Product",
     "WarmupCosineDecay",
     "constant",
+    "constant_warmup",
     "cosine_decay",
     "cyclical",
     "exponential_decay",
@@ -79,6 +89,8 @@ __all__ = [
     "one_cycle_momentum",
     "piecewise_constant",
     "polynomial",
+    "product",
     "sgdr",
+    "swa_lr",
     "warmup_cosine_decay",
 ]

@@ -2,48 +2,98 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 
-from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
+from gradtx._checks import check_choice
+from gradtx.schedules._common import (
+    Schedule,
+    as_count,
+    check_number,
+    check_steps,
+    is_number,
+    safe_div,
+    safe_pow,
+    schedule_class,
+)
+
+_PAST_END = ("hold", "cycle")
 
 
-class CosineDecay(NamedTuple):
-    """``init · ((1 − alpha) · [½(1 + cos(π min(k, T)/T))]^exponent + alpha)``."""
+@schedule_class
+class CosineDecay(Schedule):
+    """``init · ((1 − alpha) · [½(1 + cos(π t/T))]^exponent + alpha)`` with
+    ``t = min(k, T)``, or ``t = k`` when ``cycle`` is 1 (torch past ``T``)."""
 
     init_value: Any
     decay_steps: Any
     alpha: Any
     exponent: Any
+    cycle: Any = 0
 
     def __call__(self, count):
-        init, steps, alpha, exponent = map(as_float, self)
-        t = jnp.minimum(as_count(count), steps)
+        init, steps, alpha, exponent, cycle = self._floats()
+        t = as_count(count)
+        t = jnp.where(cycle != 0, t, jnp.minimum(t, steps))
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
-        return init * ((1 - alpha) * cosine**exponent + alpha)
+        return init * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
+
+
+def _check_past_end(call, past_end):
+    check_choice(call, "past_end", past_end, _PAST_END)
+    return int(past_end == "cycle")
 
 
 def cosine_decay(
-    init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+    init_value: float,
+    decay_steps: int,
+    alpha: float = 0.0,
+    exponent: float = 1.0,
+    *,
+    past_end: str = "hold",
 ) -> CosineDecay:
-    """Cosine decay to ``alpha · init_value`` over ``decay_steps``, then held.
+    """Cosine decay from ``init_value`` to ``alpha · init_value`` over ``decay_steps``.
 
-    optax ``cosine_decay_schedule``.  torch ``CosineAnnealingLR(T_max=decay_steps,
-    eta_min=alpha·lr)`` agrees up to ``decay_steps``; past it torch follows the
-    cosine back up, gradtx holds the final value (use ``sgdr`` for restarts).
+    ``η_k = η_0 ((1 − α) c_k^p + α)``, ``c_k = ½(1 + cos(π t/T))``, where
+    ``t = min(k, T)`` (``past_end="hold"``, the default) or ``t = k``
+    (``past_end="cycle"``).
+
+    **Past ``decay_steps`` the default holds ``alpha · init_value``, as optax
+    does; torch's ``CosineAnnealingLR`` instead follows the cosine back up to
+    ``init_value`` at ``2T``, down again at ``3T``, and so on.**  A torch port that
+    runs past ``T_max`` needs ``past_end="cycle"`` (equal to torch's stepped
+    values at every step, tested over several periods); ``sgdr`` restarts
+    instead of rising.
+
+    Args:
+      init_value: η_0, the value at step 0 (torch: the optimizer's lr).
+      decay_steps: T > 0 (torch ``T_max``).
+      alpha: the final value as a fraction of ``init_value``, in [0, 1] (torch:
+        ``eta_min = alpha · lr``).
+      exponent: p ≥ 0, applied to the cosine factor (optax; torch has none: 1).
+      past_end: "hold" (optax) or "cycle" (torch) after ``decay_steps``.
+
+    Equals optax ``cosine_decay_schedule(init_value, decay_steps, alpha, exponent)``
+    (with "hold") and torch ``CosineAnnealingLR(T_max=decay_steps, eta_min=alpha·lr)``
+    (with "cycle"; with "hold" up to ``decay_steps``).
     """
     call = "gradtx.schedules.cosine_decay"
-    check_number(call, "init_value", init_value, low=0.0)
-    check_steps(call, "decay_steps", decay_steps)
-    check_number(call, "alpha", alpha)
-    check_number(call, "exponent", exponent, low=0.0)
-    return CosineDecay(init_value, decay_steps, alpha, exponent)
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    decay_steps = check_steps(call, "decay_steps", decay_steps)
+    # A fraction of init_value (optax; torch's eta_min = alpha · init_value): alpha < 0
+    # would decay below zero, into gradient ascent.
+    alpha = check_number(call, "alpha", alpha, low=0.0, high=1.0)
+    exponent = check_number(call, "exponent", exponent, low=0.0)
+    cycle = _check_past_end(call, past_end)
+    return CosineDecay(init_value, decay_steps, alpha, exponent, cycle)
 
 
-class WarmupCosineDecay(NamedTuple):
+@schedule_class
+class WarmupCosineDecay(Schedule):
     """Linear warmup ``init → peak`` over ``warmup_steps``, then cosine ``peak → end``
-    until ``decay_steps`` (which counts the warmup), then held at ``end``."""
+    until ``decay_steps`` (which counts the warmup), then held at ``end`` (or, when
+    ``cycle`` is 1, following the cosine on)."""
 
     init_value: Any
     peak_value: Any
@@ -51,17 +101,19 @@ class WarmupCosineDecay(NamedTuple):
     decay_steps: Any
     end_value: Any
     exponent: Any
+    cycle: Any = 0
 
     def __call__(self, count):
-        init, peak, warmup, decay, end, exponent = map(as_float, self)
+        init, peak, warmup, decay, end, exponent, cycle = self._floats()
         t = as_count(count)
         # optax's arithmetic: a linear polynomial, then a cosine with alpha = end/peak.
         warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
         length = decay - warmup
-        s = jnp.clip(t - warmup, 0, length)
+        s = jnp.maximum(t - warmup, 0)
+        s = jnp.where(cycle != 0, s, jnp.minimum(s, length))
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(s, length)))
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
-        decayed = peak * ((1 - alpha) * cosine**exponent + alpha)
+        decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
         return jnp.where(t < warmup, warm, decayed)
 
 
@@ -73,29 +125,50 @@ def warmup_cosine_decay(
     end_value: float = 0.0,
     *,
     exponent: float = 1.0,
+    past_end: str = "hold",
 ) -> WarmupCosineDecay:
     """Linear warmup then cosine decay (optax ``warmup_cosine_decay_schedule``).
 
-    ``decay_steps`` includes the warmup, as in optax.  torch:
-    ``SequentialLR([LinearLR(init/peak, 1, W), CosineAnnealingLR(D − W, end)], [W])``.
+    ``η_k = init + (peak − init) k/W`` for ``k < W``, then ``cosine_decay(peak,
+    D − W, alpha=end/peak, exponent)`` at ``k − W``.  ``decay_steps`` counts the
+    warmup, as in optax.  Past ``decay_steps`` the value holds ``end_value``
+    (``past_end="hold"``, optax) or follows the cosine back up
+    (``past_end="cycle"``, torch).
+
+    Args:
+      init_value: the value at step 0.
+      peak_value: the value at the end of the warmup.
+      warmup_steps: W ≥ 0.
+      decay_steps: D > W, the step where the cosine reaches ``end_value``.
+      end_value: the final value.
+      exponent: applied to the cosine factor (optax).
+      past_end: "hold" (optax) or "cycle" (torch) after ``decay_steps``.
+
+    torch: ``SequentialLR([LinearLR(init/peak, 1, W), CosineAnnealingLR(D − W,
+    end)], [W])`` with lr = peak (``init > 0``), equal with ``past_end="cycle"``
+    at every step and with "hold" up to ``D``.
     """
     call = "gradtx.schedules.warmup_cosine_decay"
-    for name, v in (("init_value", init_value), ("peak_value", peak_value)):
-        check_number(call, name, v, low=0.0)
-    check_number(call, "end_value", end_value, low=0.0)
-    check_number(call, "exponent", exponent, low=0.0)
-    check_steps(call, "warmup_steps", warmup_steps, positive=False)
-    check_steps(call, "decay_steps", decay_steps)
-    if isinstance(decay_steps, int) and isinstance(warmup_steps, int):
+    init_value = check_number(call, "init_value", init_value, low=0.0)
+    peak_value = check_number(call, "peak_value", peak_value, low=0.0)
+    end_value = check_number(call, "end_value", end_value, low=0.0)
+    exponent = check_number(call, "exponent", exponent, low=0.0)
+    warmup_steps = check_steps(call, "warmup_steps", warmup_steps, positive=False)
+    decay_steps = check_steps(call, "decay_steps", decay_steps)
+    if is_number(decay_steps) and is_number(warmup_steps):
         if decay_steps <= warmup_steps:
             raise ValueError(
                 f"{call}(warmup_steps={warmup_steps}, decay_steps={decay_steps}): "
                 "decay_steps counts the warmup and must exceed warmup_steps"
             )
-    return WarmupCosineDecay(init_value, peak_value, warmup_steps, decay_steps, end_value, exponent)
+    cycle = _check_past_end(call, past_end)
+    return WarmupCosineDecay(
+        init_value, peak_value, warmup_steps, decay_steps, end_value, exponent, cycle
+    )
 
 
-class SGDR(NamedTuple):
+@schedule_class
+class SGDR(Schedule):
     """Cosine from ``peak_value`` to ``min_value`` over periods ``T_0 · m^i``, restarting forever."""
 
     peak_value: Any
@@ -104,7 +177,7 @@ class SGDR(NamedTuple):
     min_value: Any
 
     def __call__(self, count):
-        peak, period0, mult, low = map(as_float, self)
+        peak, period0, mult, low = self._floats()
         t = as_count(count)
         flat = mult == 1
         m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite
@@ -133,13 +206,21 @@ def sgdr(
 
     ``η_k = η_min + ½(η_max − η_min)(1 + cos(π T_cur/T_i))`` where period ``i``
     lasts ``T_i = first_period · period_mult^i`` steps and ``T_cur`` counts the
-    steps since its start.  Equals torch ``CosineAnnealingWarmRestarts(T_0,
-    T_mult, eta_min)``; ``period_mult`` may also be a real number ≥ 1.  optax
-    ``sgdr_schedule`` needs an explicit finite list of cycles.
+    steps since its start (restart ``n`` at ``T_0 (m^n − 1)/(m − 1)``, closed form).
+
+    Args:
+      peak_value: η_max ≥ 0, at each restart.
+      first_period: T_0 > 0 (a real number).
+      period_mult: m ≥ 1, each period's length over the previous one's.
+      min_value: η_min ≥ 0, approached at the end of each period.
+
+    Equals torch ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)``, where
+    ``T_mult`` must be an integer (here any real ≥ 1).  optax ``sgdr_schedule``
+    needs an explicit finite list of cycles (equal over those).
     """
     call = "gradtx.schedules.sgdr"
-    check_number(call, "peak_value", peak_value, low=0.0)
-    check_number(call, "first_period", first_period, low=0.0, low_open=True)
-    check_number(call, "period_mult", period_mult, low=1.0)
-    check_number(call, "min_value", min_value, low=0.0)
+    peak_value = check_number(call, "peak_value", peak_value, low=0.0)
+    first_period = check_number(call, "first_period", first_period, low=0.0, low_open=True)
+    period_mult = check_number(call, "period_mult", period_mult, low=1.0)
+    min_value = check_number(call, "min_value", min_value, low=0.0)
     return SGDR(peak_value, first_period, period_mult, min_value)

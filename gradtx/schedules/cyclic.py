@@ -3,18 +3,27 @@ with the momentum companions that cycle the other way."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 
 from gradtx._checks import check_choice, check_flag
-from gradtx.schedules._common import as_count, as_float, check_number, check_steps, safe_div
+from gradtx.schedules._common import (
+    Schedule,
+    as_count,
+    check_number,
+    check_steps,
+    is_number,
+    safe_div,
+    schedule_class,
+)
 
 # mode -> the amplitude's per-cycle decay; exp_range's per-step decay is `gamma`
 _MODES = {"triangular": 1.0, "triangular2": 0.5, "exp_range": 1.0}
 
 
-class Cyclical(NamedTuple):
+@schedule_class
+class Cyclical(Schedule):
     """Triangular waves between ``base_value`` and ``max_value``.
 
     The amplitude is multiplied by ``cycle_decay^(cycle − 1) · gamma^k``, which
@@ -30,7 +39,7 @@ class Cyclical(NamedTuple):
     gamma: Any
 
     def __call__(self, count):
-        base, high, up, down, cycle_decay, gamma = map(as_float, self)
+        base, high, up, down, cycle_decay, gamma = self._floats()
         t = as_count(count)
         # torch CyclicLR's arithmetic, for asymmetric halves too.
         total = up + down
@@ -65,18 +74,23 @@ def cyclical(
       max_value: value at the top of the first cycle.
       step_size: steps from base to max (half a cycle).
       mode: "triangular", "triangular2" or "exp_range".
-      gamma: exp_range's per-step decay of the amplitude (must be 1 otherwise).
+      gamma: exp_range's per-step decay of the amplitude, in (0, 1] (must be 1
+        for the other modes).  torch also takes gamma > 1, which overflows.
       step_size_down: steps from max back to base.
+
+    Equals torch ``CyclicLR(base_lr, max_lr, step_size_up, step_size_down, mode,
+    gamma)``; optax has no equivalent.
     """
     call = "gradtx.schedules.cyclical"
-    check_number(call, "base_value", base_value, low=0.0)
-    check_number(call, "max_value", max_value, low=0.0)
-    check_steps(call, "step_size", step_size)
+    base_value = check_number(call, "base_value", base_value, low=0.0)
+    max_value = check_number(call, "max_value", max_value, low=0.0)
+    step_size = check_steps(call, "step_size", step_size)
     if step_size_down is None:
         step_size_down = step_size
-    check_steps(call, "step_size_down", step_size_down)
+    step_size_down = check_steps(call, "step_size_down", step_size_down)
     check_choice(call, "mode", mode, tuple(_MODES))
-    check_number(call, "gamma", gamma, low=0.0, low_open=True)
+    # gamma > 1 grows the amplitude as gamma^k: inf after enough steps, then NaN (inf · 0).
+    gamma = check_number(call, "gamma", gamma, low=0.0, low_open=True, high=1.0)
     if mode != "exp_range" and gamma != 1.0:
         raise ValueError(f"{call}(gamma={gamma!r}): gamma only applies to mode='exp_range'")
     return Cyclical(base_value, max_value, step_size, step_size_down, _MODES[mode], gamma)
@@ -103,7 +117,8 @@ def _one_cycle(count, total, pct, start, peak, end, three_phase, cosine):
     return jnp.where(cosine != 0, cos_value, linear_value)
 
 
-class OneCycle(NamedTuple):
+@schedule_class
+class OneCycle(Schedule):
     """One-cycle learning rate: ``peak/div_factor → peak → peak/(div_factor·final_div_factor)``.
 
     ``three_phase`` and ``cosine`` are 0/1 flags (numbers, so the schedule stays data).
@@ -118,12 +133,13 @@ class OneCycle(NamedTuple):
     cosine: Any
 
     def __call__(self, count):
-        total, peak, pct, div, final_div, three, cosine = map(as_float, self)
+        total, peak, pct, div, final_div, three, cosine = self._floats()
         initial = peak / div
         return _one_cycle(count, total, pct, initial, peak, initial / final_div, three, cosine)
 
 
-class OneCycleMomentum(NamedTuple):
+@schedule_class
+class OneCycleMomentum(Schedule):
     """One-cycle momentum: ``max → base → max`` on the phases of ``OneCycle``."""
 
     total_steps: Any
@@ -134,16 +150,21 @@ class OneCycleMomentum(NamedTuple):
     cosine: Any
 
     def __call__(self, count):
-        total, low, high, pct, three, cosine = map(as_float, self)
+        total, low, high, pct, three, cosine = self._floats()
         return _one_cycle(count, total, pct, high, low, high, three, cosine)
 
 
 def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
-    check_steps(call, "total_steps", total_steps)
-    check_number(call, "pct_start", pct_start, low=0.0, high=1.0, low_open=True, high_open=True)
+    """The shared arguments, returned as (total_steps, pct_start, three_phase) with
+    NumPy numbers as Python numbers."""
+    total_steps = check_steps(call, "total_steps", total_steps)
+    pct_start = check_number(
+        call, "pct_start", pct_start, low=0.0, high=1.0, low_open=True, high_open=True
+    )
     check_choice(call, "anneal", anneal, ("cos", "linear"))
     check_flag(call, "three_phase", three_phase, bool)
-    if isinstance(total_steps, int) and isinstance(pct_start, float):
+    three_phase = bool(three_phase)
+    if is_number(total_steps) and is_number(pct_start):
         # Every phase must have positive length (torch divides by zero otherwise).
         warm = pct_start * total_steps
         if warm <= 1 or (three_phase and 2 * warm >= total_steps + 1):
@@ -152,6 +173,7 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
                 "empty; need pct_start·total_steps > 1"
                 + (" and 2·pct_start·total_steps < total_steps + 1" if three_phase else "")
             )
+    return total_steps, pct_start, three_phase
 
 
 def one_cycle(
@@ -171,13 +193,33 @@ def one_cycle(
     "linear").  ``three_phase``: rise, fall back to ``η_0`` at ``2·pct_start·T − 2``,
     then anneal to ``η_0/final_div_factor``.  Held at the final value after
     ``T − 1`` (torch raises after ``T`` steps).  Pair with ``one_cycle_momentum``
-    for torch's ``cycle_momentum=True``.
+    for torch's ``cycle_momentum=True``.  Between phase ends the value follows
+    ``b + (a − b)(1 + cos πp)/2`` ("cos") or ``a + (b − a)p`` ("linear"), ``p`` the
+    fraction of the phase done.
+
+    Args:
+      total_steps: T, with every phase non-empty (``pct_start·T > 1``).
+      peak_value: the maximum, ≥ 0 (torch ``max_lr``).
+      pct_start: the fraction of T spent rising, in (0, 1).
+      div_factor: ``peak/η_0`` > 0.
+      final_div_factor: ``η_0/η_final`` > 0.
+      anneal: "cos" or "linear" (torch ``anneal_strategy``).
+      three_phase: torch's three-phase variant.
+
+    Equals torch ``OneCycleLR(max_lr, total_steps, pct_start, anneal_strategy,
+    div_factor, final_div_factor, three_phase)`` for ``T`` steps.  optax's
+    ``cosine_onecycle_schedule`` puts the peak one step later and its
+    ``linear_onecycle_schedule`` has other phases.
     """
     call = "gradtx.schedules.one_cycle"
-    _check_cycle(call, total_steps, pct_start, anneal, three_phase)
-    check_number(call, "peak_value", peak_value, low=0.0)
-    check_number(call, "div_factor", div_factor, low=0.0, low_open=True)
-    check_number(call, "final_div_factor", final_div_factor, low=0.0, low_open=True)
+    total_steps, pct_start, three_phase = _check_cycle(
+        call, total_steps, pct_start, anneal, three_phase
+    )
+    peak_value = check_number(call, "peak_value", peak_value, low=0.0)
+    div_factor = check_number(call, "div_factor", div_factor, low=0.0, low_open=True)
+    final_div_factor = check_number(
+        call, "final_div_factor", final_div_factor, low=0.0, low_open=True
+    )
     return OneCycle(
         total_steps,
         peak_value,
@@ -207,11 +249,21 @@ def one_cycle_momentum(
     ``three_phase`` as the ``one_cycle`` it accompanies::
 
       gradtx.sgd(one_cycle(1000, 0.1), momentum=one_cycle_momentum(1000))
+
+    Args:
+      total_steps: T, as for ``one_cycle``.
+      base_momentum: the value at the learning rate's peak, in [0, 1].
+      max_momentum: the value at the start and end, in [0, 1].
+      pct_start, anneal, three_phase: as for ``one_cycle``.
+
+    optax has no equivalent.
     """
     call = "gradtx.schedules.one_cycle_momentum"
-    _check_cycle(call, total_steps, pct_start, anneal, three_phase)
-    check_number(call, "base_momentum", base_momentum, low=0.0, high=1.0)
-    check_number(call, "max_momentum", max_momentum, low=0.0, high=1.0)
+    total_steps, pct_start, three_phase = _check_cycle(
+        call, total_steps, pct_start, anneal, three_phase
+    )
+    base_momentum = check_number(call, "base_momentum", base_momentum, low=0.0, high=1.0)
+    max_momentum = check_number(call, "max_momentum", max_momentum, low=0.0, high=1.0)
     return OneCycleMomentum(
         total_steps, base_momentum, max_momentum, pct_start, three_phase, anneal == "cos"
     )

@@ -1,0 +1,116 @@
+"""join against optax's join_schedules, product against torch's ChainedScheduler,
+and both of plain callables."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gradtx import schedules as S
+from gradtx._base import is_schedule
+from tests.schedules.helpers import (
+    L,
+    assert_close,
+    check_torch,
+    optax_values,
+    ours,
+    ours_plain,
+)
+
+
+def test_matches_optax(x64):
+    ours_join = S.join(
+        [S.linear(0.0, 0.3, 20), S.cosine_decay(0.3, 100), S.constant(0.01)], [20, 120]
+    )
+    theirs = optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, 0.3, 20),
+            optax.cosine_decay_schedule(0.3, 100),
+            optax.constant_schedule(0.01),
+        ],
+        [20, 120],
+    )
+    assert_close(ours(ours_join, 300), optax_values(theirs, 300))
+
+
+def test_join_of_plain_callables_is_plain(x64):
+    j = S.join([lambda k: 0.1 * jnp.ones([]), S.constant(0.2)], [5])
+    assert not is_schedule(j)
+    np.testing.assert_allclose(ours_plain(j, 8), [0.1] * 5 + [0.2] * 3)
+
+
+# ChainedScheduler of members whose step multiplies the lr: the product of their
+# values, the learning rate in one member and factors (init 1) in the others.
+CHAINED = {
+    "constant_exponential": (
+        S.product([S.constant_warmup(0.05, 0.1, 20), S.exponential_decay(1.0, 1, 0.99)]),
+        lambda o: L.ChainedScheduler([L.ConstantLR(o, 0.1, 20), L.ExponentialLR(o, 0.99)]),
+        0.05,
+        300,
+    ),
+    "linear_multistep_cosine_polynomial": (
+        S.product(
+            [
+                S.linear(0.005, 0.05, 50),
+                S.piecewise_constant(1.0, {100: 0.5, 200: 0.5}),
+                S.cosine_decay(1.0, 300),
+                S.polynomial(1.0, 0.0, 0.5, 250),
+            ]
+        ),
+        lambda o: L.ChainedScheduler(
+            [
+                L.LinearLR(o, 0.1, 1.0, 50),
+                L.MultiStepLR(o, [100, 200], 0.5),
+                L.CosineAnnealingLR(o, T_max=300),
+                L.PolynomialLR(o, total_iters=250, power=0.5),
+            ]
+        ),
+        0.05,
+        301,
+    ),
+    "step_multiplicative": (
+        S.product(
+            [S.exponential_decay(0.2, 30, 0.5, staircase=True), S.exponential_decay(1.0, 1, 0.995)]
+        ),
+        lambda o: L.ChainedScheduler(
+            [L.StepLR(o, 30, 0.5), L.MultiplicativeLR(o, lambda k: 0.995)]
+        ),
+        0.2,
+        320,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHAINED))
+def test_product_matches_chained_scheduler(x64, case):
+    check_torch(*CHAINED[case])
+
+
+def test_product_of_plain_callables_is_plain(x64):
+    p = S.product([lambda k: 0.5 * jnp.ones([], jnp.float64), S.linear(0.0, 1.0, 4)])
+    assert not is_schedule(p)
+    np.testing.assert_allclose(ours_plain(p, 6), [0.0, 0.125, 0.25, 0.375, 0.5, 0.5])
+
+
+BAD = [
+    (lambda: S.join([S.constant(1.0)], [3]), ValueError, r"join\(boundaries=\[3\]\)"),
+    (lambda: S.join([S.constant(1.0)] * 3, [5, 3]), ValueError, r"non-decreasing"),
+    (
+        lambda: S.join([S.constant(1.0)] * 2, 5),
+        TypeError,
+        r"join\(boundaries=5\): boundaries must be a list of steps, one per schedule after "
+        r"the first \(1 here\).*e\.g\. boundaries=\[5\]$",
+    ),
+    (lambda: S.join(S.constant(1.0), []), TypeError, r"join\(schedules=Constant\(.*a list"),
+    (lambda: S.join([S.constant(1.0)] * 2, [np.array(-1)]), ValueError, r"boundaries=-1\)"),
+    (lambda: S.product([]), ValueError, r"product\(schedules=\(\)\): need at least one"),
+    (lambda: S.product(S.constant(1.0)), TypeError, r"product\(schedules=Constant\(.*a list"),
+    (lambda: S.product([S.constant(1.0), 0.5]), TypeError, r"product\(schedules=\.\.\.\): 0\.5 is"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD)))
+def test_bad_arguments(i):
+    factory, kind, match = BAD[i]
+    with pytest.raises(kind, match=match):
+        factory()

@@ -1,0 +1,175 @@
+"""cosine_decay, warmup_cosine_decay and sgdr against torch and optax (float64)."""
+
+import numpy as np
+import optax
+import pytest
+
+from gradtx import schedules as S
+from tests.schedules.helpers import L, assert_close, check_torch, optax_values, ours, torch_lrs
+
+# name -> (gradtx schedule, torch scheduler factory, base lr, steps)
+TORCH_CASES = {
+    "cosine": (
+        S.cosine_decay(0.4, 300, alpha=0.1),
+        lambda o: L.CosineAnnealingLR(o, T_max=300, eta_min=0.04),
+        0.4,
+        301,
+    ),
+    "warmup_cosine": (
+        S.warmup_cosine_decay(0.01, 0.5, 50, 300, end_value=0.002),
+        lambda o: L.SequentialLR(
+            o,
+            [
+                L.LinearLR(o, start_factor=0.02, end_factor=1.0, total_iters=50),
+                L.CosineAnnealingLR(o, T_max=250, eta_min=0.002),
+            ],
+            milestones=[50],
+        ),
+        0.5,
+        301,
+    ),
+    # Past T_max torch follows the cosine back up: past_end="cycle", over 3.5 periods.
+    "cosine_cycle": (
+        S.cosine_decay(0.4, 100, alpha=0.1, past_end="cycle"),
+        lambda o: L.CosineAnnealingLR(o, T_max=100, eta_min=0.04),
+        0.4,
+        700,
+    ),
+    "cosine_cycle_to_zero": (
+        S.cosine_decay(0.4, 37, past_end="cycle"),
+        lambda o: L.CosineAnnealingLR(o, T_max=37),
+        0.4,
+        400,
+    ),
+    "warmup_cosine_cycle": (
+        S.warmup_cosine_decay(0.01, 0.5, 50, 300, end_value=0.002, past_end="cycle"),
+        lambda o: L.SequentialLR(
+            o,
+            [
+                L.LinearLR(o, start_factor=0.02, end_factor=1.0, total_iters=50),
+                L.CosineAnnealingLR(o, T_max=250, eta_min=0.002),
+            ],
+            milestones=[50],
+        ),
+        0.5,
+        1200,
+    ),
+    "sgdr_mult1": (
+        S.sgdr(0.3, 40, min_value=0.01),
+        lambda o: L.CosineAnnealingWarmRestarts(o, T_0=40, T_mult=1, eta_min=0.01),
+        0.3,
+        400,
+    ),
+    "sgdr_mult2": (
+        S.sgdr(0.3, 5, period_mult=2, min_value=0.01),
+        lambda o: L.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=0.01),
+        0.3,
+        400,
+    ),
+    "sgdr_mult3": (
+        S.sgdr(0.3, 3, period_mult=3),
+        lambda o: L.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=3),
+        0.3,
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_matches_torch(x64, case):
+    check_torch(*TORCH_CASES[case])
+
+
+def test_past_end_hold_is_the_default(x64):
+    """The default holds alpha·init after T (optax); torch, and "cycle", rise back to
+    init at 2T.  A port that runs past T_max must pass past_end="cycle"."""
+    held = ours(S.cosine_decay(0.4, 100, alpha=0.1), 400)
+    np.testing.assert_allclose(held[100:], 0.04, rtol=1e-14)
+    torch_values = torch_lrs(lambda o: L.CosineAnnealingLR(o, T_max=100, eta_min=0.04), 400, 0.4)
+    cycled = ours(S.cosine_decay(0.4, 100, alpha=0.1, past_end="cycle"), 400)
+    assert_close(held[:101], torch_values[:101])
+    np.testing.assert_allclose([torch_values[200], cycled[200]], 0.4, rtol=1e-12)
+    assert np.max(np.abs(held - torch_values)) > 0.35
+    warm = ours(S.warmup_cosine_decay(0.0, 0.5, 10, 60, end_value=0.01), 200)
+    np.testing.assert_allclose(warm[60:], 0.01, rtol=1e-14)
+
+
+def test_sgdr_restarts(x64):
+    """>= 5 restarts inside the tested range, at torch's steps."""
+    values = ours(S.sgdr(0.3, 5, period_mult=2), 400)
+    restarts = np.flatnonzero(values == 0.3)
+    np.testing.assert_array_equal(restarts, [0, 5, 15, 35, 75, 155, 315])
+
+
+OPTAX_CASES = {
+    "cosine": (
+        S.cosine_decay(0.3, 150, alpha=0.05, exponent=1.5),
+        lambda: optax.cosine_decay_schedule(0.3, 150, alpha=0.05, exponent=1.5),
+    ),
+    "warmup_cosine": (
+        S.warmup_cosine_decay(0.0, 0.3, 30, 160, end_value=0.01, exponent=2.0),
+        lambda: optax.warmup_cosine_decay_schedule(0.0, 0.3, 30, 160, 0.01, exponent=2.0),
+    ),
+    "sgdr": (
+        S.sgdr(0.3, 5, period_mult=2),
+        lambda: optax.sgdr_schedule(
+            [
+                dict(init_value=0.3, peak_value=0.3, warmup_steps=0, decay_steps=5 * 2**i)
+                for i in range(6)
+            ]
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTAX_CASES))
+def test_matches_optax(x64, case):
+    schedule, make = OPTAX_CASES[case]
+    assert_close(ours(schedule, 300), optax_values(make(), 300))
+
+
+BAD = [
+    (lambda: S.sgdr(0.1, 0), ValueError, r"gradtx\.schedules\.sgdr\(first_period=0\)"),
+    (lambda: S.sgdr(0.1, 5, period_mult=0.5), ValueError, r"sgdr\(period_mult=0\.5\)"),
+    (lambda: S.sgdr(0.1, 5, min_value=-1), ValueError, r"sgdr\(min_value=-1\)"),
+    (lambda: S.cosine_decay(0.1, 0), ValueError, r"cosine_decay\(decay_steps=0\)"),
+    (lambda: S.warmup_cosine_decay(0.0, 0.1, 10, 10), ValueError, r"decay_steps counts"),
+    # alpha is a fraction of init_value (optax; torch's eta_min = alpha·init): alpha < 0
+    # decayed below zero, into gradient ascent.
+    (
+        lambda: S.cosine_decay(0.1, 10, alpha=-1.0),
+        ValueError,
+        r"^gradtx\.schedules\.cosine_decay\(alpha=-1\.0\): alpha must be in \[0, 1\]$",
+    ),
+    (lambda: S.cosine_decay(0.1, 10, alpha=1.5), ValueError, r"cosine_decay\(alpha=1\.5\)"),
+    # NumPy numbers are checked like Python numbers.
+    (lambda: S.cosine_decay(0.1, np.array(0)), ValueError, r"cosine_decay\(decay_steps=0\)"),
+    (
+        lambda: S.cosine_decay(0.1, 10, past_end="wrap"),
+        ValueError,
+        r"cosine_decay\(past_end='wrap'\): past_end must be one of \('hold', 'cycle'\)",
+    ),
+    (
+        lambda: S.warmup_cosine_decay(0.0, 0.1, 1, 10, past_end=None),
+        TypeError,
+        r"warmup_cosine_decay\(past_end=None\)",
+    ),
+    (lambda: S.cosine_decay(0.1, np.array(2.5)), TypeError, r"decay_steps=2\.5\)"),
+    (
+        lambda: S.warmup_cosine_decay(0.0, 0.1, np.int64(10), np.int64(10)),
+        ValueError,
+        r"warmup_steps=10, decay_steps=10\): decay_steps counts",
+    ),
+    (
+        lambda: S.warmup_cosine_decay(0.0, 0.1, np.array(12), np.array(10)),
+        ValueError,
+        r"decay_steps counts",
+    ),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD)))
+def test_bad_arguments(i):
+    factory, kind, match = BAD[i]
+    with pytest.raises(kind, match=match):
+        factory()

@@ -1,0 +1,235 @@
+"""The monotone schedules (constant, piecewise constant, exponential, inverse-time,
+inverse square root, polynomial, linear) against torch, optax and closed forms."""
+
+import math
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+import gradtx
+from gradtx import schedules as S
+from tests.schedules.helpers import (
+    L,
+    assert_close,
+    check_torch,
+    optax_values,
+    ours,
+    ours_plain,
+    torch_lrs,
+)
+
+TORCH_CASES = {
+    "multistep": (
+        S.piecewise_constant(0.4, {30: 0.3, 80: 0.3, 150: 0.3, 220: 0.3}),
+        lambda o: L.MultiStepLR(o, [30, 80, 150, 220], gamma=0.3),
+        0.4,
+        300,
+    ),
+    "step": (
+        S.exponential_decay(0.4, 25, 0.7, staircase=True),
+        lambda o: L.StepLR(o, 25, gamma=0.7),
+        0.4,
+        300,
+    ),
+    "exponential": (
+        S.exponential_decay(0.4, 1, 0.99),
+        lambda o: L.ExponentialLR(o, 0.99),
+        0.4,
+        400,
+    ),
+    "polynomial_p2": (
+        S.polynomial(0.4, 0.0, 2.0, 250),
+        lambda o: L.PolynomialLR(o, total_iters=250, power=2.0),
+        0.4,
+        300,
+    ),
+    "polynomial_p05": (
+        S.polynomial(0.4, 0.0, 0.5, 200),
+        lambda o: L.PolynomialLR(o, total_iters=200, power=0.5),
+        0.4,
+        250,
+    ),
+    "linear": (
+        S.linear(0.4 * 0.05, 0.4 * 0.9, 120),
+        lambda o: L.LinearLR(o, start_factor=0.05, end_factor=0.9, total_iters=120),
+        0.4,
+        300,
+    ),
+    "constant_lr": (
+        S.constant_warmup(0.4, 0.3, 40),
+        lambda o: L.ConstantLR(o, factor=0.3, total_iters=40),
+        0.4,
+        300,
+    ),
+    # MultiplicativeLR with a constant factor is exponential decay, factor as data;
+    # growth (factor > 1) needs a cap, here one it never reaches.
+    "multiplicative": (
+        S.exponential_decay(0.3, 1, 0.98),
+        lambda o: L.MultiplicativeLR(o, lambda k: 0.98),
+        0.3,
+        300,
+    ),
+    "multiplicative_growth": (
+        S.exponential_decay(1e-4, 1, 1.02, end_value=1.0),
+        lambda o: L.MultiplicativeLR(o, lambda k: 1.02),
+        1e-4,
+        300,
+    ),
+    "inverse_time": (
+        S.inverse_time_decay(0.3, 20.0, 0.75),
+        lambda o: L.LambdaLR(o, lambda k: (1 + k / 20.0) ** -0.75),
+        0.3,
+        300,
+    ),
+    "inverse_sqrt": (
+        S.inverse_sqrt_decay(0.3),
+        lambda o: L.LambdaLR(o, lambda k: 1 / math.sqrt(k + 1)),
+        0.3,
+        300,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_matches_torch(x64, case):
+    check_torch(*TORCH_CASES[case])
+
+
+def test_multiplicative_lr_with_a_general_lambda(x64):
+    """torch MultiplicativeLR(lr_lambda) multiplies the lr by lr_lambda(k) at step k:
+    any Python lambda becomes a plain callable looking up the running product."""
+    lr_lambda = lambda k: 0.95 if k % 10 else 1.2  # noqa: E731
+    n = 300
+    table = jnp.asarray(0.3 * np.cumprod([1.0] + [lr_lambda(k) for k in range(1, n)]))
+    schedule = lambda k: table[jnp.minimum(k, n - 1)]  # noqa: E731
+    ref = torch_lrs(lambda o: L.MultiplicativeLR(o, lr_lambda), n, 0.3)
+    assert_close(ours_plain(schedule, n), ref)
+    # and it drives an optimizer (readable in state, not settable: it is code)
+    opt = gradtx.sgd(schedule)
+    params = {"w": jnp.zeros(2, jnp.float64)}
+    state = opt.init(params)
+    for _ in range(11):
+        _, state = opt.update({"w": jnp.ones(2, jnp.float64)}, state, params)
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)["learning_rate"], ref[11])
+
+
+def test_lambda_lr_as_a_plain_callable(x64):
+    """torch LambdaLR(lr_lambda) sets lr = η · lr_lambda(k): a plain callable does it."""
+    ref = torch_lrs(lambda o: L.LambdaLR(o, lambda k: 0.5 + 0.5 * math.cos(k / 10)), 300, 0.3)
+    # the count is int32: convert it, else int32 / 10 computes in float32
+    assert_close(ours_plain(lambda k: 0.3 * (0.5 + 0.5 * jnp.cos(k.astype(float) / 10)), 300), ref)
+
+
+def test_constant_warmup_with_factor_zero(x64):
+    """torch's stepped ConstantLR divides by the factor at total_iters
+    (ZeroDivisionError for 0); its closed form, and this schedule, do not."""
+    np.testing.assert_array_equal(ours(S.constant_warmup(0.2, 0.0, 7), 20), [0.0] * 7 + [0.2] * 13)
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.2)
+    sched = L.ConstantLR(opt, factor=0.0, total_iters=7)
+    closed = []
+    for k in range(20):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch deprecates step(epoch)
+            sched.step(k)
+        closed.append(opt.param_groups[0]["lr"])
+    np.testing.assert_array_equal(closed, [0.0] * 7 + [0.2] * 13)
+
+
+def test_closed_forms(x64):
+    k = np.arange(500.0)
+    assert_close(ours(S.inverse_time_decay(0.5, 7.0), 500), 0.5 / (1 + k / 7.0))
+    assert_close(ours(S.inverse_sqrt_decay(0.5), 500), 0.5 / np.sqrt(k + 1))
+    assert_close(ours(S.constant(0.25), 50), np.full(50, 0.25))
+
+
+OPTAX_CASES = {
+    "constant": (S.constant(0.3), lambda: optax.constant_schedule(0.3)),
+    "piecewise": (
+        S.piecewise_constant(0.3, {10: 0.5, 40: 2.0, 90: 0.1}),
+        lambda: optax.piecewise_constant_schedule(0.3, {10: 0.5, 40: 2.0, 90: 0.1}),
+    ),
+    "exponential": (
+        S.exponential_decay(0.3, 7, 0.8, transition_begin=20, end_value=0.01),
+        lambda: optax.exponential_decay(0.3, 7, 0.8, transition_begin=20, end_value=0.01),
+    ),
+    "exponential_staircase_up": (
+        S.exponential_decay(0.3, 9, 1.05, staircase=True, end_value=0.9),
+        lambda: optax.exponential_decay(0.3, 9, 1.05, staircase=True, end_value=0.9),
+    ),
+    "polynomial": (
+        S.polynomial(0.3, 0.02, 1.7, 150, 25),
+        lambda: optax.polynomial_schedule(0.3, 0.02, 1.7, 150, 25),
+    ),
+    "linear": (
+        S.linear(0.0, 0.3, 60, 10),
+        lambda: optax.linear_schedule(0.0, 0.3, 60, 10),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTAX_CASES))
+def test_matches_optax(x64, case):
+    schedule, make = OPTAX_CASES[case]
+    assert_close(ours(schedule, 300), optax_values(make(), 300))
+
+
+BAD = [
+    (lambda: S.exponential_decay(0.1, 0, 0.5), ValueError, r"transition_steps=0"),
+    (lambda: S.exponential_decay(0.1, 5, -0.5), ValueError, r"decay_rate=-0\.5"),
+    (lambda: S.piecewise_constant(0.1, {5: -1.0}), ValueError, r"boundaries_and_scales"),
+    (lambda: S.piecewise_constant(0.1, {-5: 1.0}), ValueError, r"boundaries_and_scales"),
+    (lambda: S.polynomial(0.1, 0.0, -1.0, 10), ValueError, r"polynomial\(power=-1\.0\)"),
+    (lambda: S.linear(0.1, 0.0, 0), ValueError, r"linear\(transition_steps=0\)"),
+    (lambda: S.inverse_time_decay(0.1, 0.0), ValueError, r"decay_steps=0\.0"),
+    (lambda: S.inverse_sqrt_decay("a"), TypeError, r"inverse_sqrt_decay\(init_value='a'\)"),
+    (lambda: S.constant(float("nan")), ValueError, r"constant\(value=nan\)"),
+    # Growth without a cap reaches inf; from 0 it is NaN once decay_rate^k overflows.
+    (
+        lambda: S.exponential_decay(0.1, 1, 1.05),
+        ValueError,
+        r"exponential_decay\(decay_rate=1\.05\): decay_rate > 1 grows without bound",
+    ),
+    (
+        lambda: S.exponential_decay(0.0, 1, 1.05, end_value=1.0),
+        ValueError,
+        r"exponential_decay\(init_value=0\.0, decay_rate=1\.05\): growing from init_value=0",
+    ),
+    (
+        lambda: S.piecewise_constant(0.1, [(5, 0.5)]),
+        TypeError,
+        r"piecewise_constant\(boundaries_and_scales=\[\(5, 0\.5\)\]\): .* must be a mapping",
+    ),
+    # NumPy numbers are checked like Python numbers.
+    (
+        lambda: S.piecewise_constant(0.1, {np.int64(-5): 0.5}),
+        ValueError,
+        r"piecewise_constant\(boundaries_and_scales=-5\)",
+    ),
+    (
+        lambda: S.exponential_decay(0.1, np.array(0), 0.5),
+        ValueError,
+        r"exponential_decay\(transition_steps=0\)",
+    ),
+    (lambda: S.polynomial(0.1, 0.0, 1.0, np.array(0)), ValueError, r"transition_steps=0\)"),
+    (lambda: S.linear(0.1, 0.0, 10, np.array(-1)), ValueError, r"linear\(transition_begin=-1\)"),
+    (
+        lambda: S.constant_warmup(0.1, 1.5, 5),
+        ValueError,
+        r"^gradtx\.schedules\.constant_warmup\(factor=1\.5\): factor must be in \[0, 1\]$",
+    ),
+    (lambda: S.constant_warmup(0.1, 0.5, 0), ValueError, r"constant_warmup\(warmup_steps=0\)"),
+    (lambda: S.constant_warmup(-0.1, 0.5, 5), ValueError, r"constant_warmup\(value=-0\.1\)"),
+    (lambda: S.constant_warmup(0.1, 0.5, 2.0), TypeError, r"constant_warmup\(warmup_steps=2\.0\)"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD)))
+def test_bad_arguments(i):
+    factory, kind, match = BAD[i]
+    with pytest.raises(kind, match=match):
+        factory()
