@@ -313,7 +313,9 @@ def _spec_cases():
             elif isinstance(spec, (gradtx.Function, gradtx.Transform)):
                 bad += [(3, TypeError)]
             for value, exc in bad:
-                shown = "<function>" if callable(value) and not isinstance(value, type) else repr(value)
+                shown = (
+                    "<function>" if callable(value) and not isinstance(value, type) else repr(value)
+                )
                 out.append(pytest.param(name, arg, value, exc, id=f"{name}-{arg}-{shown}"[:60]))
     return out
 

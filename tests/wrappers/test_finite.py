@@ -1,62 +1,26 @@
 """apply_if_finite around every gradtx optimizer."""
 
-import importlib
-import inspect
-import pkgutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gradtx
-import gradtx.optimizers
 from tests.reference.harness import make_problem
+from tests.registry import OPTIMIZER_NAMES, REGISTRY
 
-# Optimizers whose factory needs arguments (or extra settings worth covering).
-# Every public function of gradtx.optimizers.* is found automatically and built
-# with its defaults; only those that cannot be belong here.
-EXPLICIT = {
-    "lookahead": lambda: gradtx.lookahead(gradtx.adam(1e-2)),
+# Every registered optimizer (one entry per case of tests/registry.py), plus
+# settings worth covering on top.
+EXTRA = {
     "sgd_momentum_l2": lambda: gradtx.sgd(0.05, 0.9, nesterov=True, weight_decay=0.1),
     "adam_schedule": lambda: gradtx.adam(lambda t: 1e-2 / (1 + t.astype(jnp.float64))),
     "sgdw_momentum": lambda: gradtx.sgdw(0.05, 0.9, weight_decay=0.1),
 }
-
-
-def all_optimizer_factories():
-    found = {}
-    for info in pkgutil.iter_modules(gradtx.optimizers.__path__):
-        module = importlib.import_module(f"gradtx.optimizers.{info.name}")
-        for name, fn in vars(module).items():
-            if (
-                name in gradtx.__all__
-                and inspect.isfunction(fn)
-                and fn.__module__ == module.__name__
-            ):
-                found[name] = fn
-    factories = {}
-    for name, fn in found.items():
-        if name in EXPLICIT:
-            factories[name] = EXPLICIT[name]
-            continue
-        required = [
-            p.name
-            for p in inspect.signature(fn).parameters.values()
-            if p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        assert not required, f"add a factory for gradtx.{name} (needs {required}) to EXPLICIT"
-        factories[name] = fn
-    factories.update({k: v for k, v in EXPLICIT.items() if k not in found and "_" in k})
-    return factories
-
-
-FACTORIES = all_optimizer_factories()
+FACTORIES = {c.id: (lambda c=c: c.make(c.lr)) for c in REGISTRY} | EXTRA
 
 
 def test_every_optimizer_is_covered():
-    assert {"sgd", "sgdw", "adam", "adamw", "amsgrad"} <= set(FACTORIES)
+    assert set(OPTIMIZER_NAMES) <= {c.name for c in REGISTRY}
 
 
 def _run(opt, params, grads):

@@ -1,7 +1,5 @@
 """gradtx.flatten(tx) computes what tx computes, on flat per-dtype buffers."""
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +7,7 @@ import optax
 import pytest
 
 import gradtx
+from tests.registry import OPTIMIZER_NAMES, REGISTRY
 
 # Keyword arguments that switch on each optimizer's optional stages, so the
 # comparison covers them.  An optimizer exported later and not listed here is
@@ -37,21 +36,21 @@ SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
 STEPS = 13  # past RAdam's threshold (t = 6) and several Lookahead syncs
 
 
+FIRST_CASE = {c.name: c for c in reversed(REGISTRY)}
+
+
 def _optimizers():
-    names = [
-        n
-        for n in gradtx.__all__
-        if inspect.isfunction(getattr(gradtx, n))
-        and getattr(gradtx, n).__module__.startswith("gradtx.optimizers.")
-    ]
     cases = []
-    for name in sorted(names):
-        for kw in OPTIONS.get(name, [{}]):
-            cases.append(pytest.param(name, kw, id=f"{name}-{'-'.join(kw) or 'defaults'}"))
+    for name in OPTIMIZER_NAMES:
+        for kw in OPTIONS.get(name, [None]):
+            label = "registry" if kw is None else "-".join(kw) or "defaults"
+            cases.append(pytest.param(name, kw, id=f"{name}-{label}"))
     return cases
 
 
 def _build(name, kw):
+    if kw is None:  # the registry's settings
+        return FIRST_CASE[name].make(FIRST_CASE[name].lr)
     kw = dict(kw)
     if name == "lookahead":
         kw["inner"] = gradtx.adam(0.01)
