@@ -47,12 +47,18 @@ def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
-    """``|x|²`` in ``x``'s dtype: ``x * x`` for real leaves (bit-identical to
-    ``jnp.square``); ``re² + im²`` (zero imaginary part) for complex ones, which
-    stays finite where ``x * conj(x)`` would make ``inf - inf`` in the imaginary part."""
+    """``|x|²``, real: ``x * x`` for real leaves (bit-identical to ``jnp.square``),
+    ``re² + im²`` in the real dtype for complex ones (``x * conj(x)`` made
+    ``inf - inf = NaN`` in the imaginary part for ``|x|`` beyond ~1.8e19)."""
     if jnp.iscomplexobj(x):
-        return (jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))).astype(x.dtype)
+        return jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))
     return x * x
+
+
+def squared(g: jax.Array, like: jax.Array) -> jax.Array:
+    """``|g|²`` for a statistic stored like ``like``: computed in ``compute_dtype``
+    of both, returned in its real dtype."""
+    return abs_sq(g.astype(compute_dtype(g.dtype, like.dtype)))
 
 
 def wider(a: Any, b: Any) -> jnp.dtype:
@@ -92,14 +98,15 @@ def real_dtype(dtype: Any) -> jnp.dtype:
 def square_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
     """Storage dtype of a statistic of squares (second moments) for one leaf.
 
-    ``requested`` if given (``nu_dtype``, ``dtype=``); else the leaf's dtype,
+    Squares are real: a complex leaf's are stored in its real dtype.  The
+    dtype is ``requested`` if given (``nu_dtype``, ``dtype=``), else the leaf's,
     except float16, whose range cannot hold ``(1 - b2) g²`` for gradients below
     ~1e-2 (it flushes to 0 and the step becomes ``m / eps``): its squares are
     stored in float32.
     """
     if requested is not None:
-        return jnp.dtype(requested)
-    dtype = jnp.dtype(leaf_dtype)
+        return real_dtype(requested)
+    dtype = real_dtype(leaf_dtype)
     return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
 
 

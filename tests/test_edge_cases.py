@@ -5,6 +5,8 @@ Every test runs over the whole registry (``tests/registry.py``).
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -232,3 +234,40 @@ def test_empty_tree(case):
     u, state, out = _steps(case.make(case.lr), {}, lambda i: {}, 2)
     assert u == {} and out == {}
     _finite(state)
+
+
+# ----------------------------------------------- eps = 0 and zero-gradient elements
+
+
+def _factories_with_eps():
+    names = [n for n in gradtx.__all__ if "eps" in getattr(getattr(gradtx, n), "specs", {})]
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _factories_with_eps())
+def test_eps_zero_gives_no_nan_where_the_gradient_was_always_zero(name):
+    # Adam, RMSProp, AdaDelta, ... divided 0 by 0 there; Adagrad guarded.  Now
+    # every denominator that can be 0 is guarded the same way: no step, no NaN.
+    factory = getattr(gradtx, name)
+    specs = factory.specs
+    required = {
+        k: (gradtx.sgd(0.1) if isinstance(s, gradtx.Transform) else 0.1)
+        for k, s in specs.items()
+        if k != "eps" and inspect.signature(factory).parameters[k].default is inspect._empty
+    }
+    opt = factory(**required, eps=0.0)
+    params = {"w": jnp.ones(4)}
+    state = opt.init(params)
+    for i in range(3):
+        g = {"w": jnp.asarray([0.0, 1.0, -2.0, 0.0]) * (i + 1)}
+        u, state = jax.jit(opt.update)(g, state, params)
+        _no_nan((u, state))
+
+
+def test_complex_gradients_beyond_the_square_of_the_float_range_give_no_nan():
+    # g * conj(g) made inf - inf = NaN in the imaginary part for |g| > ~1.8e19.
+    params = {"z": jnp.ones(2, jnp.complex64)}
+    g = {"z": jnp.asarray([1e20 + 1e20j, 3.0 - 1e20j], jnp.complex64)}
+    for opt in (gradtx.adam(1e-2), gradtx.rmsprop(1e-2), gradtx.adagrad(), gradtx.radam()):
+        u, state = opt.update(g, opt.init(params), params)
+        _no_nan((u, state))

@@ -86,7 +86,7 @@ def scale_by_bounded_rms(
         t = _tree.safe_increment(step_count(extra, call))
 
         def second_moment(v, g):
-            return _tree.ema(b2, v, _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype))))
+            return _tree.ema(b2, v, _tree.squared(g, v))
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
         nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsbound else None

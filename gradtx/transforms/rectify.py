@@ -99,7 +99,7 @@ def rectify(
         t = _tree.safe_increment(step_count(extra, call))
 
         def second_moment(v, g):
-            return _tree.ema(b2, v, _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype))))
+            return _tree.ema(b2, v, _tree.squared(g, v))
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
         tractable, r, correction = rectification(b2, t, threshold, compare)

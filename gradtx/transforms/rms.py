@@ -120,7 +120,7 @@ def scale_by_rms(
             correction = _tree.bias_correction(decay, t) if bias_correction else None
 
         def second_moment(v, g):
-            sq = _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype)))
+            sq = _tree.squared(g, v)
             new = _tree.ema(decay, v, sq)
             return jnp.where(first, sq.astype(v.dtype), new) if init_from_first else new
 
@@ -136,13 +136,12 @@ def scale_by_rms(
 
         def scale(u, v, m=None):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
-            v = v.astype(wide)
+            real = _tree.real_dtype(wide)
+            v = v.astype(real)
             v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
             if centered:
-                v_hat = v_hat - _tree.abs_sq(corrected_moment(m.astype(wide), correction))
-            v_hat = jnp.real(v_hat)
-            if centered:
-                v_hat = jnp.maximum(v_hat, 0)
+                mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
+                v_hat = jnp.maximum(v_hat - mean_sq, 0)
             e = _tree.scalar_like(eps, v_hat)
             if eps_in_sqrt:
                 denom = jnp.sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))

@@ -63,8 +63,8 @@ def scale_by_rss(
 
     def update(updates, state, params=None, **extra):
         def accumulate(s, g):
-            wide = _tree.compute_dtype(s.dtype, g.dtype)
-            return (s.astype(wide) + _tree.abs_sq(g.astype(wide))).astype(s.dtype)
+            sq = _tree.squared(g, s)
+            return (s.astype(sq.dtype) + sq).astype(s.dtype)
 
         total = jax.tree.map(accumulate, state.sum_of_squares, gradient(updates, extra))
 

@@ -145,13 +145,24 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     inner = with_extra_args(tx, call)
     _checks.check_int(call, "max_leaf_size", max_leaf_size, 0)
 
+    # Leaf shapes init saw, in order: leaves of swapped sizes under renamed keys fill
+    # the same buffers and would pass every check on the state alone.
+    seen: set[tuple] = set()
+
     def init(params):
         layout = _layout(params, max_leaf_size)
+        seen.add(layout.shapes)
         with _tree.flat_buffers():
             return FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
 
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)
+        if seen and layout.shapes not in seen:
+            raise ValueError(
+                f"{call}.update: the updates' tree does not match the params init saw: shapes "
+                f"{list(layout.shapes)}, "
+                f"init saw {[list(s) for s in seen][0]}"
+            )
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.
         expected = jax.eval_shape(init, updates if params is None else params)

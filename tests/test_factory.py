@@ -1,0 +1,193 @@
+"""The core's update-time checks and eager checks (gradtx/_factory.py, gradtx/_checks.py).
+
+Each test here is a misuse that used to run without an error (or with an
+error that did not say what went wrong).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+from tests.registry import REGISTRY
+
+
+def _params():
+    return {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+
+
+# ---------------------------------------------------------------- foreign states
+
+
+@pytest.mark.parametrize(
+    ("opt", "other"),
+    [
+        (gradtx.sgd(0.1, momentum=0.9), gradtx.sgd(0.1)),  # ran without momentum
+        (gradtx.adamw(weight_decay=0.5), gradtx.adam()),  # ran without the decay
+        (gradtx.sgd(0.1), gradtx.sgd(0.1, momentum=0.9)),
+        (gradtx.adam(), gradtx.radam()),
+        (gradtx.nadam(), gradtx.adam()),
+        (gradtx.rmsprop(centered=True), gradtx.rmsprop()),
+        (gradtx.adam(amsgrad=True), gradtx.adam()),
+    ],
+    ids=["momentum", "decay", "extra-momentum", "radam", "nadam", "centered", "amsgrad"],
+)
+def test_a_state_from_another_optimizer_is_an_error_naming_both(opt, other):
+    params = _params()
+    with pytest.raises(ValueError) as info:
+        jax.jit(opt.update)(params, other.init(params), params)
+    msg = str(info.value)
+    assert "does not match" in msg and "expected:" in msg and "got:" in msg, msg
+
+
+def test_every_case_rejects_the_next_cases_state():
+    params = _params()
+    for case, other in zip(REGISTRY, REGISTRY[1:] + REGISTRY[:1]):
+        opt, foreign = case.make(case.lr), other.make(other.lr)
+        state = foreign.init(params)
+        same = jax.tree.structure(state) == jax.tree.structure(opt.init(params))
+        if same:  # e.g. two variants that differ only in numbers: not foreign
+            continue
+        with pytest.raises(ValueError, match="does not match"):
+            jax.jit(opt.update)(params, state, params)
+
+
+@pytest.mark.parametrize("state", [None, (), {}, [1.0]], ids=["None", "tuple", "dict", "list"])
+def test_a_missing_state_is_an_error_naming_the_call(state):
+    opt = gradtx.adam(1e-3)
+    with pytest.raises(ValueError, match=r"^gradtx\.adam\.update: the state does not match"):
+        opt.update(_params(), state, _params())
+
+
+# ---------------------------------------------------------------- shapes and dtypes
+
+
+def test_a_gradient_of_another_shape_is_not_broadcast():
+    opt = gradtx.adam(1e-2)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    with pytest.raises(ValueError, match=r"updates leaf \['w'\] is float32\[3, 1\].*float32\[3\]"):
+        opt.update({"w": jnp.ones((3, 1))}, state, params)
+    with pytest.raises(ValueError, match=r"updates leaf \['w'\] is float32\[4\]"):
+        opt.update({"w": jnp.ones(4)}, state, params)
+    # Without params the state's buffers show it, naming the leaf.
+    with pytest.raises(ValueError, match=r"\['w'\]: expected float32\[3, 1\], got float32\[3\]"):
+        jax.jit(opt.update)({"w": jnp.ones((3, 1))}, state)
+
+
+def test_a_gradient_of_another_dtype_is_an_error():
+    opt = gradtx.sgd(0.1, momentum=0.9)
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    with pytest.raises(ValueError, match=r"\['w'\] is float32\[3\] but the param is bfloat16\[3\]"):
+        opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+
+
+def test_renamed_keys_with_the_same_leaf_count_say_what_differs():
+    opt = gradtx.adam()
+    state = opt.init({"a": jnp.ones(2), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match="does not match") as info:
+        opt.update({"x": jnp.ones(2), "y": jnp.ones(3)}, state)
+    assert "'a'" in str(info.value) and "'x'" in str(info.value)
+
+
+def test_flatten_rejects_swapped_sizes_and_says_when_the_dtype_differs():
+    opt = gradtx.flatten(gradtx.adam())
+    state = opt.init({"a": jnp.ones(2), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match="does not match"):
+        opt.update({"x": jnp.ones(3), "y": jnp.ones(2)}, state)
+    with pytest.raises(ValueError, match=r"dtypes \['bfloat16'\]"):
+        opt.update({"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(3, jnp.bfloat16)}, state)
+
+
+# ---------------------------------------------------------------- eager checks
+
+
+@pytest.mark.parametrize(
+    ("make", "arg"),
+    [
+        (lambda: gradtx.adam(b2=1 - 1e-8), "b2"),
+        (lambda: gradtx.rmsprop(decay=1 - 1e-9), "decay"),
+        (lambda: gradtx.scale_by_rms(1 - 1e-9), "decay"),
+    ],
+)
+def test_decay_rates_that_round_to_one_are_rejected(make, arg):
+    # In [0, 1) as written, 1.0 once stored: 1 - b2 = 0 gave NaN or inf steps.
+    with pytest.raises(ValueError, match=rf"{arg} rounds to 1.0"):
+        make().init({"w": jnp.ones(2)})
+
+
+def test_decay_rates_are_checked_in_the_precision_the_statistics_use(x64):
+    opt = gradtx.adam(b2=1 - 1e-9)  # fine in float64 ...
+    opt.init({"w": jnp.ones(2, jnp.float64)})
+    with pytest.raises(ValueError, match=r"b2 rounds to 1.0 in the statistics' precision"):
+        opt.init({"w": jnp.ones(2, jnp.float32)})  # ... not for float32 params
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: gradtx.accumulate_gradients(gradtx.sgd(0.1), every_k=n),
+        lambda n: gradtx.lookahead(gradtx.sgd(0.1), sync_period=n),
+        lambda n: gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=n),
+        lambda n: gradtx.ranger(sync_period=n),
+    ],
+)
+def test_integer_options_beyond_int32_are_rejected_at_construction(make):
+    with pytest.raises(ValueError, match=r"must be in \[\d, 2147483647\]"):
+        make(2**31)
+
+
+def test_storage_dtypes_must_be_dtypes_not_values():
+    with pytest.raises(TypeError, match=r"gradtx.adam\(mu_dtype=...\): mu_dtype must be a dtype"):
+        gradtx.adam(mu_dtype=jnp.ones(2))
+    with pytest.raises(ValueError, match=r"dtype must be a floating or complex dtype"):
+        gradtx.accumulate_gradients(gradtx.sgd(0.1), 2, dtype=jnp.int32)
+    for factory in (gradtx.scale_by_rss, gradtx.scale_by_adadelta, gradtx.rectify):
+        with pytest.raises(ValueError, match=r"dtype must be a floating"):
+            factory(dtype=jnp.int8)
+        with pytest.raises(TypeError, match=r"dtype must be a dtype"):
+            factory(dtype=-1.0)
+    # complex moments for complex params are fine (optax accepts them too)
+    gradtx.sgd(0.1, 0.9, accumulator_dtype=jnp.complex64)
+
+
+def test_a_mask_of_arrays_is_rejected_at_construction():
+    with pytest.raises(TypeError, match=r"gradtx.masked\(mask=...\): mask must be a pytree of"):
+        gradtx.masked(gradtx.sgd(0.1), {"w": jnp.array([True, False])})
+    with pytest.raises(TypeError, match=r"gradtx.adamw\(mask=...\): mask must be a pytree of"):
+        gradtx.adamw(mask={"w": 1})
+
+
+def test_ranger_errors_name_ranger():
+    opt = gradtx.ranger()
+    params = _params()
+    with pytest.raises(ValueError, match=r"^gradtx\.ranger: update needs params"):
+        opt.update(params, opt.init(params))
+
+
+def test_jax_arrays_are_bound_to_the_transform_not_stored():
+    # A factory called inside a traced function uses its arguments (and does not
+    # hide them behind values stored at init): here the learning rate is traced.
+    params = {"w": jnp.ones(2)}
+
+    @jax.jit
+    def step(lr, state):
+        return gradtx.sgd(lr).update({"w": jnp.ones(2)}, state, params)[0]
+
+    state = gradtx.sgd(jnp.asarray(0.1)).init(params)
+    np.testing.assert_allclose(step(0.5, state)["w"], [-0.5, -0.5])
+    np.testing.assert_allclose(step(0.25, state)["w"], [-0.25, -0.25])
+    assert "learning_rate" not in gradtx.get_hyperparams(state)
+
+
+def test_the_one_step_count_is_what_optax_tree_utils_find():
+    opt = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-3))
+    params = _params()
+    state = opt.init(params)
+    for _ in range(3):
+        _, state = opt.update(params, state, params)
+    assert int(optax.tree_utils.tree_get(state, "count")) == 3
