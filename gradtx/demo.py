@@ -4,14 +4,15 @@ The digits data ships inside scikit-learn (no download).  Each optimizer trains
 the same network from the same initial weights on the same shuffles; the demo
 prints a table of final train/test loss and accuracy and wall time, and writes
 a PNG of the training curves.  scikit-learn, matplotlib and tqdm are the
-optional ``demo`` extra (``pip install "gradtx[demo]"``) and are imported only
-here, when the demo runs.
+optional ``demo`` extra (from a checkout ``pip install -e '.[demo]'``, otherwise
+``pip install 'gradtx[demo]'``) and are imported only here, when the demo runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -23,6 +24,8 @@ import numpy as np
 import gradtx
 
 DEFAULT_OPTIMIZERS = ("sgd-momentum", "adam", "adamw", "radam", "adabound", "swats", "ranger")
+DEFAULT_OUT = "gradtx_digits.png"  # in the current directory; .gitignore lists it
+INSTALL_HINT = "from a checkout: pip install -e '.[demo]'; otherwise: pip install 'gradtx[demo]'"
 
 
 class Recipe(NamedTuple):
@@ -87,7 +90,7 @@ def _require(module: str, package: str):
     except ImportError:
         raise SystemExit(
             f"python -m gradtx needs {package}, which is not installed. Install the demo "
-            f'extra: pip install "gradtx[demo]" (scikit-learn, matplotlib, tqdm)'
+            f"extra (scikit-learn, matplotlib, tqdm), {INSTALL_HINT}"
         ) from None
 
 
@@ -163,7 +166,13 @@ def make_epoch(opt, data: Data, batch_size: int) -> Callable:
 class Result(NamedTuple):
     name: str
     history: np.ndarray  # (epochs, 4): train loss, train acc, test loss, test acc
-    seconds: float
+    seconds: float  # the epochs' wall time, compilation excluded
+    compile_seconds: float = 0.0
+
+
+def _compile(fn, *args):
+    """Compile a jitted function for these arguments ahead of time."""
+    return fn.lower(*args).compile()
 
 
 def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Result:
@@ -171,8 +180,11 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
     opt = make_optimizer(name)
     params = init_mlp(jax.random.PRNGKey(seed), [data.x_train.shape[1], *hidden, 10])
     state = opt.init(params)
-    epoch = make_epoch(opt, data, batch_size)
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), epochs)  # same shuffles for all
+    # Compile before the progress bar starts, so its rate and ETA time the epochs only.
+    start = time.perf_counter()
+    epoch = _compile(make_epoch(opt, data, batch_size), params, state, keys[0])
+    compile_seconds = time.perf_counter() - start
     history = []
     start = time.perf_counter()
     with tqdm(total=epochs, desc=f"{name:>12}", disable=not progress, leave=True) as bar:
@@ -182,7 +194,7 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
             history.append(metrics)
             bar.set_postfix(train_loss=f"{metrics[0]:.3f}", test_acc=f"{metrics[3]:.3f}")
             bar.update()
-    return Result(name, np.stack(history), time.perf_counter() - start)
+    return Result(name, np.stack(history), time.perf_counter() - start, compile_seconds)
 
 
 # ----------------------------------------------------------------------------- report
@@ -190,7 +202,16 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
 
 def format_table(results: Sequence[Result]) -> str:
     header = ("optimizer", "train loss", "train acc", "test loss", "test acc", "time (s)")
-    rows = [(r.name, *(f"{v:.4f}" for v in r.history[-1]), f"{r.seconds:.1f}") for r in results]
+    header += ("compile (s)",)
+    rows = [
+        (
+            r.name,
+            *(f"{v:.4f}" for v in r.history[-1]),
+            f"{r.seconds:.1f}",
+            f"{r.compile_seconds:.1f}",
+        )
+        for r in results
+    ]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     fmt = lambda row: "  ".join(  # noqa: E731
@@ -235,6 +256,42 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
+    return value
+
+
+def _check_writable(path: str) -> str | None:
+    """Why ``path`` cannot be written, or None.  Opens it for appending (and removes it
+    if it did not exist), which is the test that also holds for root and read-only disks."""
+    if os.path.isdir(path):
+        return f"{path!r} is a directory; give a file name such as {DEFAULT_OUT}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder!r} does not exist"
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    _require("matplotlib", "matplotlib")
+    formats = importlib.import_module("matplotlib.backend_bases").FigureCanvasBase
+    if extension and extension not in formats.get_supported_filetypes():
+        return f"matplotlib cannot write .{extension} files; use one of " + ", ".join(
+            sorted(formats.get_supported_filetypes())
+        )
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        return f"cannot write {path!r}: {exc.strerror}"
+    if not existed:
+        os.remove(path)
+    return None
+
+
 def _hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(_positive_int(t) for t in text.split(",") if t.strip())
@@ -254,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Train a small MLP on scikit-learn's bundled 8x8 digits (1797 images, no download) "
             "with several gradtx optimizers from the same initial weights and data order; print "
             "a table of final train/test loss and accuracy and wall time, and save a PNG of the "
-            "training curves.  Needs the demo extra: pip install 'gradtx[demo]'."
+            f"training curves.  Needs the demo extra, {INSTALL_HINT}."
         ),
         epilog="available optimizers: " + ", ".join(RECIPES),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -269,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hidden", type=_hidden, default="64", help="hidden layer widths, e.g. 128,64"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, split and shuffles")
     parser.add_argument(
-        "--out", default="gradtx_digits.png", help="where to write the PNG of training curves"
+        "--seed", type=_seed, default=0, help="seed for weights, split and shuffles, in [0, 2**32)"
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help="where to write the PNG of training curves"
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -292,6 +351,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if len(set(names)) != len(names):
         parser.error(f"--optimizers: names repeat: {', '.join(names)}")
     args.optimizers = names
+    if not args.no_plot:
+        problem = _check_writable(args.out)  # now, not after all the training
+        if problem:
+            parser.error(f"argument --out: {problem}")
     return args
 
 
