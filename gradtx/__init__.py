@@ -13,6 +13,7 @@ from gradtx._base import (
     stateless,
 )
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
+from gradtx.lr_finder import lr_range_test
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
@@ -101,6 +102,7 @@ __all__ = [
     "hyperparameterized",
     "identity",
     "lookahead",
+    "lr_range_test",
     "masked",
     "nadam",
     "named_chain",
