@@ -24,7 +24,9 @@ import numpy as np
 import gradtx
 
 DEFAULT_OPTIMIZERS = ("sgd-momentum", "adam", "adamw", "radam", "adabound", "swats", "ranger")
-DEFAULT_OUT = "gradtx_digits.png"  # in the current directory; .gitignore lists it
+DEFAULT_OUT = "gradtx_digits.png"  # in the current directory; .gitignore lists both
+DEFAULT_LR_OUT = "gradtx_lr_find.png"
+LR_FIND_RUNS = 3  # initial weights per optimizer in --lr-find, run as one vmapped program
 INSTALL_HINT = "from a checkout: pip install -e '.[demo]'; otherwise: pip install 'gradtx[demo]'"
 
 
@@ -200,6 +202,15 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
 # ----------------------------------------------------------------------------- report
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    fmt = lambda row: "  ".join(  # noqa: E731
+        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+    )
+    return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
+
+
 def format_table(results: Sequence[Result]) -> str:
     header = ("optimizer", "train loss", "train acc", "test loss", "test acc", "time (s)")
     header += ("compile (s)",)
@@ -212,12 +223,7 @@ def format_table(results: Sequence[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    fmt = lambda row: "  ".join(  # noqa: E731
-        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))
-    )
-    return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
+    return _table(header, rows)
 
 
 def plot(results: Sequence[Result], path: str, title: str) -> None:
@@ -240,6 +246,65 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- --lr-find
+
+
+def lr_find(names, data, *, batch_size, hidden, seed, num_steps=100, runs=LR_FIND_RUNS):
+    """``gradtx.lr_range_test`` for each optimizer on the same batches and initial weights.
+
+    ``runs`` initial weights (from ``seed``) are tested together with ``vmap_params``, so
+    each curve comes with a band.  Returns {name: LRRangeTest}.
+    """
+    rng = np.random.default_rng(seed + 2)
+    order = np.stack([rng.permutation(len(data.x_train))[:batch_size] for _ in range(num_steps)])
+    batches = (jnp.asarray(data.x_train[order]), jnp.asarray(data.y_train[order]))
+    sizes = [data.x_train.shape[1], *hidden, 10]
+    keys = jax.random.split(jax.random.PRNGKey(seed), runs)
+    params = jax.vmap(lambda key: init_mlp(key, sizes))(keys)
+
+    def loss_fn(params, batch):
+        return loss_and_accuracy(params, *batch)[0]
+
+    return {
+        name: gradtx.lr_range_test(
+            make_optimizer(name), loss_fn, params, batches, num_steps=num_steps, vmap_params=True
+        )
+        for name in names
+    }
+
+
+def format_lr_table(results: dict[str, Any]) -> str:
+    header = ("optimizer", "suggested lr", "base lr", "max lr", "steps run", "demo's lr")
+    rows = [
+        (
+            name,
+            f"{r.suggested_lr:.3g}",
+            *(f"{b:.3g}" for b in r.bounds),
+            f"{int(np.min(r.steps))}/{len(r.learning_rates)}",
+            f"{RECIPES[name].kwargs['learning_rate']:g}",
+        )
+        for name, r in results.items()
+    ]
+    return _table(header, rows)
+
+
+def plot_lr(results: dict[str, Any], path: str, title: str) -> None:
+    matplotlib = _require("matplotlib", "matplotlib")
+    matplotlib.use("Agg")
+    plt = importlib.import_module("matplotlib.pyplot")
+    cols = min(4, len(results))
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (name, r) in zip(axes.flat, results.items()):
+        r.plot(ax=ax, title=name)
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -330,10 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=_seed, default=0, help="seed for weights, split and shuffles, in [0, 2**32)"
     )
     parser.add_argument(
-        "--out", default=DEFAULT_OUT, help="where to write the PNG of training curves"
+        "--out",
+        help=f"where to write the PNG of training curves (default: {DEFAULT_OUT}; with "
+        f"--lr-find: {DEFAULT_LR_OUT})",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="instead of training, run the learning-rate range test (gradtx.lr_range_test, "
+        f"Smith 2017) for each optimizer from {LR_FIND_RUNS} initial weights: print the "
+        "suggested learning rate and the (base, max) bounds for one_cycle/cyclical, and plot "
+        "loss against learning rate (--epochs is not used)",
+    )
+    parser.add_argument(
+        "--lr-steps", type=_positive_int, default=100, help="steps of the range test"
+    )
     return parser
 
 
@@ -351,6 +429,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if len(set(names)) != len(names):
         parser.error(f"--optimizers: names repeat: {', '.join(names)}")
     args.optimizers = names
+    if args.lr_steps < 3:
+        parser.error("argument --lr-steps: the range test needs at least 3 steps")
+    if args.out is None:
+        args.out = DEFAULT_LR_OUT if args.lr_find else DEFAULT_OUT
     if not args.no_plot:
         problem = _check_writable(args.out)  # now, not after all the training
         if problem:
@@ -358,13 +440,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> list[Result]:
+def main(argv: Sequence[str] | None = None) -> list[Result] | dict[str, Any]:
     args = parse_args(argv)
     for module, package in [("sklearn", "scikit-learn"), ("tqdm", "tqdm")] + (
         [] if args.no_plot else [("matplotlib", "matplotlib")]
     ):
         _require(module, package)  # fail before any training, not after
     data = load_digits(args.seed)
+    batch_size = min(args.batch_size, len(data.x_train))
+    if args.lr_find:
+        return _main_lr_find(args, data, batch_size)
     print(
         f"digits: {len(data.x_train)} train / {len(data.x_test)} test images, MLP "
         f"64-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs, batch {args.batch_size}, "
@@ -375,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
             name,
             data,
             epochs=args.epochs,
-            batch_size=min(args.batch_size, len(data.x_train)),
+            batch_size=batch_size,
             hidden=args.hidden,
             seed=args.seed,
             progress=not args.no_progress,
@@ -387,4 +472,33 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     if not args.no_plot:
         plot(results, args.out, f"MLP on digits, {args.epochs} epochs, seed {args.seed}")
         print(f"\ntraining curves written to {args.out}")
+    return results
+
+
+def _main_lr_find(args: argparse.Namespace, data: Data, batch_size: int) -> dict[str, Any]:
+    print(
+        f"learning-rate range test on digits: MLP 64-{'-'.join(map(str, args.hidden))}-10, "
+        f"{args.lr_steps} steps of batch {batch_size}, learning rate 1e-07 to 10 "
+        f"(exponential), {LR_FIND_RUNS} initial weights per optimizer, JAX on "
+        f"{jax.devices()[0].platform}"
+    )
+    start = time.perf_counter()
+    results = lr_find(
+        args.optimizers,
+        data,
+        batch_size=batch_size,
+        hidden=args.hidden,
+        seed=args.seed,
+        num_steps=args.lr_steps,
+    )
+    print()
+    print(format_lr_table(results))
+    print(
+        f"\n{time.perf_counter() - start:.1f}s.  suggested: where the smoothed loss falls "
+        "fastest; base/max: where it has made 10%/90% of its descent (use them for "
+        "gradtx.schedules.one_cycle or cyclical).  demo's lr: what the training demo uses."
+    )
+    if not args.no_plot:
+        plot_lr(results, args.out, f"learning-rate range test, MLP on digits, seed {args.seed}")
+        print(f"\nloss against learning rate written to {args.out}")
     return results

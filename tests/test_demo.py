@@ -38,6 +38,37 @@ def test_cli_runs_prints_table_and_writes_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
 
+def test_lr_find_prints_suggestions_and_writes_the_plot(tmp_path):
+    out = tmp_path / "lr.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradtx", "--lr-find", "--optimizers", "sgd-momentum,adam",
+         "--hidden", "16", "--lr-steps", "60", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("optimizer"))
+    assert lines[header].split()[1:] == ["suggested", "lr", "base", "lr", "max", "lr", "steps",
+                                         "run", "demo's", "lr"]  # fmt: skip
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2 : header + 4]}
+    assert set(rows) == {"sgd-momentum", "adam"}
+    for values in rows.values():
+        suggested, base, high = map(float, values[:3])
+        run, planned = map(int, values[3].split("/"))
+        assert 1e-7 < base < high < 10 and 1e-7 < suggested < 10 and planned == 60
+        assert 0 < run <= planned
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_lr_find_in_process_matches_the_library():
+    data = demo.load_digits(seed=0)
+    results = demo.lr_find(["adam"], data, batch_size=32, hidden=(8,), seed=0, num_steps=30)
+    result = results["adam"]
+    assert result.losses.shape == (demo.LR_FIND_RUNS, 30)
+    assert result.learning_rates[0] == pytest.approx(1e-7) and result.learning_rates[-1] == 10.0
+
+
 def test_training_is_deterministic_and_learns():
     data = demo.load_digits(seed=3)
     kw = dict(epochs=3, batch_size=128, hidden=(16,), seed=3, progress=False)
@@ -74,6 +105,8 @@ def test_default_optimizers_are_the_seven_and_all_exist():
         (["--out", "/nonexistent/x.png"], "argument --out: folder '/nonexistent' does not exist"),
         (["--out", "{tmp}"], "is a directory; give a file name such as gradtx_digits.png"),
         (["--out", "{tmp}/curves.txt"], "argument --out: matplotlib cannot write .txt files"),
+        (["--lr-find", "--lr-steps", "2"], "the range test needs at least 3 steps"),
+        (["--lr-find", "--out", "/nonexistent/lr.png"], "folder '/nonexistent' does not exist"),
     ],
 )
 def test_bad_options_give_clear_messages(argv, message, capsys, tmp_path):
@@ -150,8 +183,10 @@ def test_default_output_is_ignored_by_git():
     ):
         pytest.skip("not a git checkout")
     assert demo.parse_args([]).out == "gradtx_digits.png"  # written to the current folder
-    proc = subprocess.run(["git", "check-ignore", "-q", "gradtx_digits.png"], cwd=ROOT)
-    assert proc.returncode == 0, "add the demo's default output to .gitignore"
+    assert demo.parse_args(["--lr-find"]).out == "gradtx_lr_find.png"
+    for name in ["gradtx_digits.png", "gradtx_lr_find.png"]:
+        proc = subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT)
+        assert proc.returncode == 0, f"add the demo's default output {name} to .gitignore"
 
 
 def test_help_lists_options_and_optimizers(capsys):
@@ -160,7 +195,8 @@ def test_help_lists_options_and_optimizers(capsys):
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for word in ["--optimizers", "--epochs", "--out", "digits", "swats, ranger", "[0, 2**32)",
-                 "from a checkout: pip install -e '.[demo]'", "pip install 'gradtx[demo]'"]:  # fmt: skip
+                 "from a checkout: pip install -e '.[demo]'", "pip install 'gradtx[demo]'",
+                 "--lr-find", "--lr-steps", "range test"]:  # fmt: skip
         assert word in text
 
 
