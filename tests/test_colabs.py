@@ -32,7 +32,7 @@ def _builder():
 def test_the_numbered_notebooks_are_there():
     names = {p.stem for p in NOTEBOOKS}
     for stem in ["01_quickstart", "02_primitives", "03_optimizer_zoo", "05_sgdm_vs_adam",
-                 "06_vmap_sweep", "07_sharding"]:  # fmt: skip
+                 "06_vmap_sweep", "07_sharding", "08_lr_range_test"]:  # fmt: skip
         assert stem in names
 
 
