@@ -116,9 +116,23 @@ def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor
     return carry[6], carry[0]
 
 
+class _Same:
+    """A static argument of ``_run`` compared by identity, so that any optimizer and loss
+    function (hashable or not) key the compilation cache, and the same ones reuse it."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, _Same) and other.value is self.value
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _run(optimizer, loss_fn, hyperparam, vmap_params, params, batches, lrs, alpha, factor):
-    run = functools.partial(_one_run, optimizer, loss_fn, hyperparam)
+    run = functools.partial(_one_run, optimizer.value, loss_fn.value, hyperparam)
     if vmap_params:
         run = jax.vmap(run, in_axes=(0, None, None, None, None))
     return run(params, batches, lrs, alpha, factor)
@@ -352,6 +366,8 @@ def lr_range_test(
     References:
       Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017 (section
       3.3, the range test); Smith & Topin, "Super-Convergence", 2017 (one cycle).
+      fastai's ``lr_find`` is prior art for reading suggestions off the curve
+      automatically; the rules above are this module's own.
     """
     min_lr = _number("min_lr", min_lr, 0.0)
     max_lr = _number("max_lr", max_lr, min_lr)
@@ -378,9 +394,9 @@ def lr_range_test(
         min_lr * (max_lr / min_lr) ** t if mode == "exponential" else min_lr + (max_lr - min_lr) * t
     )
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(p)), params)  # not weak
-    losses, steps = _run(optimizer, loss_fn, hyperparam, bool(vmap_params), params, batches,
-                         jnp.asarray(lrs, dtype), jnp.asarray(alpha, dtype),
-                         jnp.asarray(diverge_factor, dtype))  # fmt: skip
+    static = (_Same(optimizer), _Same(loss_fn), hyperparam, bool(vmap_params))
+    numbers_ = [jnp.asarray(v, dtype) for v in (lrs, alpha, diverge_factor)]
+    losses, steps = _run(*static, params, batches, *numbers_)
     losses, steps = np.asarray(losses, np.float64), np.asarray(steps)
     runs, run_steps = np.atleast_2d(losses), np.atleast_1d(steps)
     smoothed = np.full_like(runs, np.nan)

@@ -25,8 +25,8 @@ def test_cli_runs_prints_table_and_writes_png(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("optimizer"))
-    assert lines[header].split()[1:] == ["train", "loss", "train", "acc", "test", "loss",
-                                         "test", "acc", "time", "(s)", "compile", "(s)"]  # fmt: skip
+    assert lines[header].split()[1:] == ["train", "loss", "train", "acc", "test", "loss", "test",
+                                         "acc", "time", "(s)", "compile", "(s)"]  # fmt: skip
     rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2 : header + 4]}
     assert set(rows) == {"sgd-momentum", "adam"}
     for values in rows.values():

@@ -115,6 +115,19 @@ def test_the_step_is_traced_once_and_reruns_do_not_retrace():
     assert traces == {"loss": 1, "update": 1}
 
 
+def test_an_unhashable_loss_function_works():
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+
+    class Loss:
+        __hash__ = None  # e.g. a dataclass with eq=True
+
+        def __call__(self, p, b):
+            return loss_fn(p, b)
+
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), Loss(), params, batches)
+    assert result.suggested_lr < 2 / 4.0
+
+
 def test_vmap_params_gives_one_curve_per_run_and_a_band(x64):
     loss_fn, _, batches = quadratic(4.0, noise=0.1)
     starts = 1.0 + jax.random.normal(jax.random.PRNGKey(2), (3, 3))
