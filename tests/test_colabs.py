@@ -3,9 +3,11 @@
 Notebooks are executed with nbclient in a fresh kernel with this checkout on
 ``PYTHONPATH`` (so the install cell is skipped): once with short settings
 (``GRADTX_COLAB_FAST=1``) and once as a Colab user runs them (default settings), so an
-assertion that only fails at full length is caught.  Default-mode seconds on the
-project's 2-core machine, one notebook at a time: 01 5, 02 9, 03 6, 04 11, 05 25, 06 34,
-07 20; all fit the CI budget, so all run.  They are built from
+assertion that only fails at full length is caught.  Seconds (wall, CPU) per notebook
+on the project's 2-core machine, run one at a time while other jobs loaded it, default
+mode: 01 10/6, 02 14/9, 03 11/7, 04 14/10, 05 41/31, 06 65/52, 07 11/10, 08 15/16; fast
+mode 8-19 wall each.  All default runs together cost about 140 s of CPU, which fits the CI
+budget, so every notebook runs in both modes.  They are built from
 ``colabs/src/*.py`` by ``colabs/_build.py`` and committed without outputs.
 """
 

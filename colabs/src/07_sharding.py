@@ -129,7 +129,7 @@ print("after training, mu['w1'] is still", s8.inner_state[0].mu["w1"].sharding.s
 # and training does not shrink differences: an example whose ReLU input is within rounding of
 # 0 switches the unit on in one run and off in the other, and Adam divides by sqrt(v̂), so
 # such a switch moves a weight by about lr. All one can promise is the trivial
-# `2·N·max_step` (about 7.5 for 300 steps): true, and useless as a check. So the N-step
+# `2·N·max_step` (7.5 for 300 steps): true, and useless as a check. So the N-step
 # difference is printed next to its yardstick: a single-device run on the same examples in
 # another order, which changes the summation order in the same way with no sharding at all.
 
@@ -162,6 +162,7 @@ print(f"after {STEPS} steps, max |params - params(1 device)|:")
 print(f"  8 devices:                      {max_diff(p8, p1):.2e}")
 print(f"  1 device, examples permuted:    {max_diff(pr, p1):.2e}  (the yardstick)")
 print(f"final losses: 1 device {float(loss1):.6f}, 8 devices {float(loss8):.6f}")
+print(f"the only a-priori bound after {STEPS} steps, 2·N·max_step: {2 * STEPS * max_step:.2g}")
 
 # %% [markdown]
 # ## ZeRO-1: shard the optimizer state over `data` too
