@@ -42,6 +42,7 @@ from gradtx._factory import (
     hyperparameterized,
 )
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
+from gradtx.lr_finder import lr_range_test
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
@@ -157,6 +158,7 @@ __all__ = [
     "hyperparameterized",
     "identity",
     "lookahead",
+    "lr_range_test",
     "masked",
     "nadam",
     "named_chain",

@@ -4,14 +4,15 @@ The digits data ships inside scikit-learn (no download).  Each optimizer trains
 the same network from the same initial weights on the same shuffles; the demo
 prints a table of final train/test loss and accuracy and wall time, and writes
 a PNG of the training curves.  scikit-learn, matplotlib and tqdm are the
-optional ``demo`` extra (``pip install "gradtx[demo]"``) and are imported only
-here, when the demo runs.
+optional ``demo`` extra (from a checkout ``pip install -e '.[demo]'``, otherwise
+``pip install 'gradtx[demo]'``) and are imported only here, when the demo runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -23,6 +24,10 @@ import numpy as np
 import gradtx
 
 DEFAULT_OPTIMIZERS = ("sgd-momentum", "adam", "adamw", "radam", "adabound", "swats", "ranger")
+DEFAULT_OUT = "gradtx_digits.png"  # in the current directory; .gitignore lists both
+DEFAULT_LR_OUT = "gradtx_lr_find.png"
+LR_FIND_RUNS = 3  # initial weights per optimizer in --lr-find, run as one vmapped program
+INSTALL_HINT = "from a checkout: pip install -e '.[demo]'; otherwise: pip install 'gradtx[demo]'"
 
 
 class Recipe(NamedTuple):
@@ -87,7 +92,7 @@ def _require(module: str, package: str):
     except ImportError:
         raise SystemExit(
             f"python -m gradtx needs {package}, which is not installed. Install the demo "
-            f'extra: pip install "gradtx[demo]" (scikit-learn, matplotlib, tqdm)'
+            f"extra (scikit-learn, matplotlib, tqdm), {INSTALL_HINT}"
         ) from None
 
 
@@ -163,7 +168,13 @@ def make_epoch(opt, data: Data, batch_size: int) -> Callable:
 class Result(NamedTuple):
     name: str
     history: np.ndarray  # (epochs, 4): train loss, train acc, test loss, test acc
-    seconds: float
+    seconds: float  # the epochs' wall time, compilation excluded
+    compile_seconds: float = 0.0
+
+
+def _compile(fn, *args):
+    """Compile a jitted function for these arguments ahead of time."""
+    return fn.lower(*args).compile()
 
 
 def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Result:
@@ -171,8 +182,11 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
     opt = make_optimizer(name)
     params = init_mlp(jax.random.PRNGKey(seed), [data.x_train.shape[1], *hidden, 10])
     state = opt.init(params)
-    epoch = make_epoch(opt, data, batch_size)
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), epochs)  # same shuffles for all
+    # Compile before the progress bar starts, so its rate and ETA time the epochs only.
+    start = time.perf_counter()
+    epoch = _compile(make_epoch(opt, data, batch_size), params, state, keys[0])
+    compile_seconds = time.perf_counter() - start
     history = []
     start = time.perf_counter()
     with tqdm(total=epochs, desc=f"{name:>12}", disable=not progress, leave=True) as bar:
@@ -182,21 +196,34 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
             history.append(metrics)
             bar.set_postfix(train_loss=f"{metrics[0]:.3f}", test_acc=f"{metrics[3]:.3f}")
             bar.update()
-    return Result(name, np.stack(history), time.perf_counter() - start)
+    return Result(name, np.stack(history), time.perf_counter() - start, compile_seconds)
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def format_table(results: Sequence[Result]) -> str:
-    header = ("optimizer", "train loss", "train acc", "test loss", "test acc", "time (s)")
-    rows = [(r.name, *(f"{v:.4f}" for v in r.history[-1]), f"{r.seconds:.1f}") for r in results]
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     fmt = lambda row: "  ".join(  # noqa: E731
         str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))
     )
     return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
+
+
+def format_table(results: Sequence[Result]) -> str:
+    header = ("optimizer", "train loss", "train acc", "test loss", "test acc", "time (s)")
+    header += ("compile (s)",)
+    rows = [
+        (
+            r.name,
+            *(f"{v:.4f}" for v in r.history[-1]),
+            f"{r.seconds:.1f}",
+            f"{r.compile_seconds:.1f}",
+        )
+        for r in results
+    ]
+    return _table(header, rows)
 
 
 def plot(results: Sequence[Result], path: str, title: str) -> None:
@@ -222,6 +249,65 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------- --lr-find
+
+
+def lr_find(names, data, *, batch_size, hidden, seed, num_steps=100, runs=LR_FIND_RUNS):
+    """``gradtx.lr_range_test`` for each optimizer on the same batches and initial weights.
+
+    ``runs`` initial weights (from ``seed``) are tested together with ``vmap_params``, so
+    each curve comes with a band.  Returns {name: LRRangeTest}.
+    """
+    rng = np.random.default_rng(seed + 2)
+    order = np.stack([rng.permutation(len(data.x_train))[:batch_size] for _ in range(num_steps)])
+    batches = (jnp.asarray(data.x_train[order]), jnp.asarray(data.y_train[order]))
+    sizes = [data.x_train.shape[1], *hidden, 10]
+    keys = jax.random.split(jax.random.PRNGKey(seed), runs)
+    params = jax.vmap(lambda key: init_mlp(key, sizes))(keys)
+
+    def loss_fn(params, batch):
+        return loss_and_accuracy(params, *batch)[0]
+
+    return {
+        name: gradtx.lr_range_test(
+            make_optimizer(name), loss_fn, params, batches, num_steps=num_steps, vmap_params=True
+        )
+        for name in names
+    }
+
+
+def format_lr_table(results: dict[str, Any]) -> str:
+    header = ("optimizer", "suggested lr", "base lr", "max lr", "steps run", "demo's lr")
+    rows = [
+        (
+            name,
+            f"{r.suggested_lr:.3g}",
+            *(f"{b:.3g}" for b in r.bounds),
+            f"{int(np.min(r.steps))}/{len(r.learning_rates)}",
+            f"{RECIPES[name].kwargs['learning_rate']:g}",
+        )
+        for name, r in results.items()
+    ]
+    return _table(header, rows)
+
+
+def plot_lr(results: dict[str, Any], path: str, title: str) -> None:
+    matplotlib = _require("matplotlib", "matplotlib")
+    matplotlib.use("Agg")
+    plt = importlib.import_module("matplotlib.pyplot")
+    cols = min(4, len(results))
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (name, r) in zip(axes.flat, results.items()):
+        r.plot(ax=ax, title=name)
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -233,6 +319,42 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
+    return value
+
+
+def _check_writable(path: str) -> str | None:
+    """Why ``path`` cannot be written, or None.  Opens it for appending (and removes it
+    if it did not exist), which is the test that also holds for root and read-only disks."""
+    if os.path.isdir(path):
+        return f"{path!r} is a directory; give a file name such as {DEFAULT_OUT}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder!r} does not exist"
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    _require("matplotlib", "matplotlib")
+    formats = importlib.import_module("matplotlib.backend_bases").FigureCanvasBase
+    if extension and extension not in formats.get_supported_filetypes():
+        return f"matplotlib cannot write .{extension} files; use one of " + ", ".join(
+            sorted(formats.get_supported_filetypes())
+        )
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        return f"cannot write {path!r}: {exc.strerror}"
+    if not existed:
+        os.remove(path)
+    return None
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -254,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Train a small MLP on scikit-learn's bundled 8x8 digits (1797 images, no download) "
             "with several gradtx optimizers from the same initial weights and data order; print "
             "a table of final train/test loss and accuracy and wall time, and save a PNG of the "
-            "training curves.  Needs the demo extra: pip install 'gradtx[demo]'."
+            f"training curves.  Needs the demo extra, {INSTALL_HINT}."
         ),
         epilog="available optimizers: " + ", ".join(RECIPES),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -269,12 +391,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hidden", type=_hidden, default="64", help="hidden layer widths, e.g. 128,64"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, split and shuffles")
     parser.add_argument(
-        "--out", default="gradtx_digits.png", help="where to write the PNG of training curves"
+        "--seed", type=_seed, default=0, help="seed for weights, split and shuffles, in [0, 2**32)"
+    )
+    parser.add_argument(
+        "--out",
+        help=f"where to write the PNG of training curves (default: {DEFAULT_OUT}; with "
+        f"--lr-find: {DEFAULT_LR_OUT})",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="instead of training, run the learning-rate range test (gradtx.lr_range_test, "
+        f"Smith 2017) for each optimizer from {LR_FIND_RUNS} initial weights: print the "
+        "suggested learning rate and the (base, max) bounds for one_cycle/cyclical, and plot "
+        "loss against learning rate (--epochs is not used)",
+    )
+    parser.add_argument(
+        "--lr-steps", type=_positive_int, default=100, help="steps of the range test"
+    )
     return parser
 
 
@@ -292,16 +429,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if len(set(names)) != len(names):
         parser.error(f"--optimizers: names repeat: {', '.join(names)}")
     args.optimizers = names
+    if args.lr_steps < 3:
+        parser.error("argument --lr-steps: the range test needs at least 3 steps")
+    if args.out is None:
+        args.out = DEFAULT_LR_OUT if args.lr_find else DEFAULT_OUT
+    if not args.no_plot:
+        problem = _check_writable(args.out)  # now, not after all the training
+        if problem:
+            parser.error(f"argument --out: {problem}")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> list[Result]:
+def main(argv: Sequence[str] | None = None) -> list[Result] | dict[str, Any]:
     args = parse_args(argv)
     for module, package in [("sklearn", "scikit-learn"), ("tqdm", "tqdm")] + (
         [] if args.no_plot else [("matplotlib", "matplotlib")]
     ):
         _require(module, package)  # fail before any training, not after
     data = load_digits(args.seed)
+    batch_size = min(args.batch_size, len(data.x_train))
+    if args.lr_find:
+        return _main_lr_find(args, data, batch_size)
     print(
         f"digits: {len(data.x_train)} train / {len(data.x_test)} test images, MLP "
         f"64-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs, batch {args.batch_size}, "
@@ -312,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
             name,
             data,
             epochs=args.epochs,
-            batch_size=min(args.batch_size, len(data.x_train)),
+            batch_size=batch_size,
             hidden=args.hidden,
             seed=args.seed,
             progress=not args.no_progress,
@@ -324,4 +472,33 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     if not args.no_plot:
         plot(results, args.out, f"MLP on digits, {args.epochs} epochs, seed {args.seed}")
         print(f"\ntraining curves written to {args.out}")
+    return results
+
+
+def _main_lr_find(args: argparse.Namespace, data: Data, batch_size: int) -> dict[str, Any]:
+    print(
+        f"learning-rate range test on digits: MLP 64-{'-'.join(map(str, args.hidden))}-10, "
+        f"{args.lr_steps} steps of batch {batch_size}, learning rate 1e-07 to 10 "
+        f"(exponential), {LR_FIND_RUNS} initial weights per optimizer, JAX on "
+        f"{jax.devices()[0].platform}"
+    )
+    start = time.perf_counter()
+    results = lr_find(
+        args.optimizers,
+        data,
+        batch_size=batch_size,
+        hidden=args.hidden,
+        seed=args.seed,
+        num_steps=args.lr_steps,
+    )
+    print()
+    print(format_lr_table(results))
+    print(
+        f"\n{time.perf_counter() - start:.1f}s.  suggested: where the smoothed loss falls "
+        "fastest; base/max: where it has made 10%/90% of its descent (use them for "
+        "gradtx.schedules.one_cycle or cyclical).  demo's lr: what the training demo uses."
+    )
+    if not args.no_plot:
+        plot_lr(results, args.out, f"learning-rate range test, MLP on digits, seed {args.seed}")
+        print(f"\nloss against learning rate written to {args.out}")
     return results

@@ -1,0 +1,263 @@
+"""gradtx.lr_range_test: Smith's learning-rate range test as one compiled program."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+from gradtx import schedules
+
+matplotlib.use("Agg")
+
+
+def quadratic(c, noise=0.0, steps=100, seed=0):
+    """0.5·Σ c_k (p_k - b_k)²: curvatures c, c/10, c/100; SGD diverges above 2/c."""
+    curvature = jnp.asarray([c, c / 10, c / 100])  # JAX's default float dtype
+
+    def loss_fn(p, b):
+        return 0.5 * jnp.sum(curvature * (p - b) ** 2)
+
+    targets = noise * jax.random.normal(jax.random.PRNGKey(seed), (steps, 3))
+    return loss_fn, jnp.ones(3), targets
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+@pytest.mark.parametrize("c", [1.0, 4.0, 100.0, 1e4])
+def test_suggestion_and_max_bound_lie_below_the_divergence_point(c, noise):
+    loss_fn, params, batches = quadratic(c, noise)
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, params, batches)
+    edge = 2.0 / c
+    base, high = result.bounds
+    assert edge / 100 < result.suggested_lr < edge
+    assert edge / 100 < high < edge
+    assert base < high
+
+
+def test_linear_mode_finds_the_divergence_point_too():
+    c = 4.0
+    loss_fn, params, batches = quadratic(c, noise=0.1)
+    result = gradtx.lr_range_test(
+        gradtx.sgd(0.1), loss_fn, params, batches, mode="linear", min_lr=1e-3, max_lr=1.0
+    )
+    np.testing.assert_allclose(np.diff(result.learning_rates), (1.0 - 1e-3) / 99)
+    assert result.steps < 100  # it diverged and stopped
+    assert 2 / c / 100 < result.suggested_lr < result.bounds[1] < 2 / c
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: gradtx.sgd(0.1, momentum=0.9), lambda: gradtx.adam(1e-3)], ids=["sgdm", "adam"]
+)
+def test_losses_equal_the_same_steps_run_by_hand(make, x64):
+    key_w, key_x = jax.random.split(jax.random.PRNGKey(1))
+    params = {"w": 0.3 * jax.random.normal(key_w, (4, 2)), "b": jnp.zeros(2)}
+    xs = jax.random.normal(key_x, (7, 16, 4))  # 7 batches, reused cyclically
+    batches = {"x": xs, "y": jnp.tanh(xs @ jnp.ones((4, 2)))}
+
+    def loss_fn(p, batch):
+        return jnp.mean((batch["x"] @ p["w"] + p["b"] - batch["y"]) ** 2)
+
+    opt = make()
+    result = gradtx.lr_range_test(
+        opt, loss_fn, params, batches, min_lr=1e-5, max_lr=1e3, num_steps=60
+    )
+    n = result.steps
+    assert 10 < n < 60  # stopped by the divergence rule
+    assert np.isnan(result.losses[n:]).all() and np.isnan(result.smoothed_losses[n:]).all()
+
+    @jax.jit
+    def step(p, state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+        updates, state = opt.update(grads, state, p)
+        return gradtx.apply_updates(p, updates), state, loss
+
+    state, p, by_hand = opt.init(params), params, []
+    for i, lr in enumerate(result.learning_rates[:n]):
+        state = gradtx.set_hyperparams(state, learning_rate=lr)
+        p, state, loss = step(p, state, jax.tree.map(lambda b, i=i: b[i % 7], batches))
+        by_hand.append(float(loss))
+    np.testing.assert_allclose(result.losses[:n], by_hand, rtol=1e-12)
+
+    # The stop rule, by hand: the debiased running average first exceeds 4x its best.
+    alpha = 1 / (1 + 0.05 * 60)
+    ema, weight, running = 0.0, 0.0, []
+    for loss in by_hand:
+        ema, weight = (1 - alpha) * ema + alpha * loss, (1 - alpha) * weight + alpha
+        running.append(ema / weight)
+    above = np.asarray(running) > 4 * np.minimum.accumulate(running)
+    assert above[-1] and not above[:-1].any()
+
+
+def test_the_step_is_traced_once_and_reruns_do_not_retrace():
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    traces = {"loss": 0, "update": 0}
+
+    def counted_loss(p, b):
+        traces["loss"] += 1
+        return loss_fn(p, b)
+
+    inner = gradtx.adam(1e-3)
+
+    def update(updates, state, params=None):
+        traces["update"] += 1
+        return inner.update(updates, state, params)
+
+    opt = optax.GradientTransformation(inner.init, update)
+    gradtx.lr_range_test(opt, counted_loss, params, batches)
+    assert traces == {"loss": 1, "update": 1}
+    # Other ranges, smoothing and stop factor are data: the compiled test is reused.
+    gradtx.lr_range_test(opt, counted_loss, params, batches, min_lr=1e-4, max_lr=1.0, smoothing=0.1)
+    gradtx.lr_range_test(opt, counted_loss, params, batches, diverge_factor=10.0, mode="linear")
+    assert traces == {"loss": 1, "update": 1}
+
+
+def test_an_unhashable_loss_function_works():
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+
+    class Loss:
+        __hash__ = None  # e.g. a dataclass with eq=True
+
+        def __call__(self, p, b):
+            return loss_fn(p, b)
+
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), Loss(), params, batches)
+    assert result.suggested_lr < 2 / 4.0
+
+
+def test_vmap_params_gives_one_curve_per_run_and_a_band(x64):
+    loss_fn, _, batches = quadratic(4.0, noise=0.1)
+    starts = 1.0 + jax.random.normal(jax.random.PRNGKey(2), (3, 3))
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, starts, batches, vmap_params=True)
+    assert result.losses.shape == result.smoothed_losses.shape == (3, 100)
+    assert result.steps.shape == (3,)
+    for run in range(3):
+        alone = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, starts[run], batches)
+        assert alone.steps == result.steps[run]
+        np.testing.assert_allclose(result.losses[run], alone.losses, rtol=1e-12)
+        np.testing.assert_allclose(result.smoothed_losses[run], alone.smoothed_losses, rtol=1e-12)
+    assert 2 / 4.0 / 100 < result.suggested_lr < result.bounds[1] < 2 / 4.0
+
+
+def test_a_schedule_on_the_learning_rate_is_replaced_by_the_driven_constant():
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    plain = gradtx.lr_range_test(gradtx.sgd(0.1, momentum=0.9), loss_fn, params, batches)
+    scheduled = gradtx.sgd(schedules.one_cycle(1000, 0.1), momentum=0.9)
+    result = gradtx.lr_range_test(scheduled, loss_fn, params, batches)
+    np.testing.assert_array_equal(result.losses, plain.losses)
+    # Other scheduled hyperparameters still follow their schedules.
+    cycled = gradtx.sgd(0.1, momentum=schedules.one_cycle_momentum(100))
+    assert not np.array_equal(
+        gradtx.lr_range_test(cycled, loss_fn, params, batches).losses, plain.losses
+    )
+
+
+def test_parameter_groups_are_driven_by_name():
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    params = {"a": params, "b": params}
+    two = gradtx.partition({"a": gradtx.sgd(0.1), "b": gradtx.sgd(0.1)}, {"a": "a", "b": "b"})
+
+    def loss2(p, b):
+        return loss_fn(p["a"], b) + loss_fn(p["b"], b)
+
+    with pytest.raises(ValueError, match=r"gradtx.lr_range_test: .*'learning_rate'.*ambiguous"):
+        gradtx.lr_range_test(two, loss2, params, batches)
+    result = gradtx.lr_range_test(two, loss2, params, batches, hyperparam="a/learning_rate")
+    assert 2 / 4.0 / 100 < result.suggested_lr < result.bounds[1] < 2 / 4.0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: gradtx.sgd(lambda count: 0.1), "plain Python callable"),
+        (lambda: gradtx.scale(-0.1), "no single hyperparameter 'learning_rate'"),
+        (lambda: gradtx.identity(), "no single hyperparameter 'learning_rate'"),
+    ],
+    ids=["python-callable", "scale", "identity"],
+)
+def test_an_optimizer_without_a_settable_learning_rate_is_a_clear_error(make, message):
+    loss_fn, params, batches = quadratic(4.0)
+    with pytest.raises(ValueError, match=r"^gradtx.lr_range_test: .*" + message):
+        gradtx.lr_range_test(make(), loss_fn, params, batches)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"min_lr": 0.0}, ValueError, r"min_lr=0.0\): min_lr must be in \(0, inf\]"),
+        ({"max_lr": 1e-8}, ValueError, r"max_lr must be in \(1e-07, inf\]"),
+        ({"max_lr": math.nan}, ValueError, "max_lr must be in"),
+        ({"num_steps": 2}, ValueError, "num_steps must be >= 3"),
+        ({"num_steps": 10.0}, TypeError, "num_steps must be an int"),
+        ({"mode": "log"}, ValueError, "mode must be 'exponential' or 'linear'"),
+        ({"smoothing": 1.5}, ValueError, r"smoothing must be in \[0, 1\]"),
+        ({"smoothing": "0.1"}, TypeError, "smoothing must be a real number"),
+        ({"diverge_factor": 1.0}, ValueError, r"diverge_factor must be in \(1, inf\]"),
+    ],
+)
+def test_bad_arguments_name_the_call(kwargs, error, message):
+    loss_fn, params, batches = quadratic(4.0)
+    with pytest.raises(error, match=r"^gradtx.lr_range_test\(.*" + message):
+        gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, params, batches, **kwargs)
+
+
+def test_bad_batches_and_stacked_params_are_errors():
+    loss_fn, params, _ = quadratic(4.0)
+    sgd = gradtx.sgd(0.1)
+    with pytest.raises(ValueError, match="leading step axis"):
+        gradtx.lr_range_test(sgd, loss_fn, params, jnp.float32(0.0))
+    with pytest.raises(ValueError, match="differ in length"):
+        gradtx.lr_range_test(
+            sgd, lambda p, b: loss_fn(p, b[0]), params, (jnp.zeros((3, 3)), jnp.zeros(4))
+        )
+    with pytest.raises(ValueError, match="one leading run axis"):
+        gradtx.lr_range_test(sgd, loss_fn, {"a": jnp.ones((2, 3)), "b": jnp.ones((3,))},
+                             jnp.zeros((1, 3)), vmap_params=True)  # fmt: skip
+
+
+def test_no_descent_warns_and_the_helpers_say_why():
+    with pytest.warns(UserWarning, match="never fell"):
+        result = gradtx.lr_range_test(
+            gradtx.sgd(0.1), lambda p, b: jnp.sum(p) * 0 + 1.0, jnp.ones(2), jnp.zeros((1,))
+        )
+    assert math.isnan(result.suggested_lr) and all(math.isnan(b) for b in result.bounds)
+    with pytest.raises(ValueError, match="LRRangeTest.one_cycle: the test found no bounds"):
+        result.one_cycle(100)
+
+
+def test_schedule_helpers_use_the_bounds():
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, params, batches)
+    base, high = result.bounds
+    cycle = result.one_cycle(1000)
+    assert isinstance(cycle, schedules.OneCycle)
+    np.testing.assert_allclose([float(cycle(0)), float(cycle(299))], [base, high], rtol=1e-5)
+    assert float(result.one_cycle(1000, div_factor=10.0)(0)) == pytest.approx(high / 10, rel=1e-5)
+    wave = result.cyclical(50, mode="triangular2")
+    np.testing.assert_allclose([float(wave(0)), float(wave(50))], [base, high], rtol=1e-5)
+    opt = gradtx.sgd(cycle, momentum=0.9)  # trains with it
+    assert float(gradtx.get_hyperparams(opt.init(params))["learning_rate"]) == pytest.approx(base)
+    assert "LRRangeTest(steps=" in repr(result)
+
+
+def test_plot_marks_the_suggestion_on_a_log_axis(tmp_path):
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, params, batches)
+    fig = result.plot(title="quadratic")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(label.startswith("steepest descent") for label in labels)
+    assert any(label.startswith("bounds") for label in labels)
+    fig.savefig(tmp_path / "one.png")
+    starts = 1.0 + jax.random.normal(jax.random.PRNGKey(2), (3, 3))
+    band = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, starts, batches, vmap_params=True)
+    fig2 = band.plot()
+    labels = [t.get_text() for t in fig2.axes[0].get_legend().get_texts()]
+    assert "smoothed, 3 runs (min to max)" in labels
+    fig2.savefig(tmp_path / "band.png")
+    assert (tmp_path / "band.png").stat().st_size > 10_000
+    matplotlib.pyplot.close("all")
