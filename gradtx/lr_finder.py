@@ -22,15 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import gradtx  # public names only, looked up at call time (gradtx imports this module)
+import gradtx  # public names, looked up at call time (gradtx imports this module)
+from gradtx._base import is_schedule
 
 CALL = "gradtx.lr_range_test"
 _BASE_FRACTION = 0.1  # base_lr: the smoothed loss has made 10% of its descent
 _MAX_FRACTION = 0.9  # max_lr: ... and 90% of it
-
-
-def _is_schedule(value: Any) -> bool:
-    return callable(value) and isinstance(value, tuple)  # a gradtx schedule (a NamedTuple)
 
 
 def _number(name: str, value: Any, low: float, *, high: float = math.inf, closed=False) -> float:
@@ -65,7 +62,7 @@ def _drivable(state: Any, name: str) -> Any:
             return node
         node = node._replace(inner_state=_map_locations(replace, node.inner_state))
         value = node.hyperparams.get(key)
-        if not _is_schedule(value):
+        if not is_schedule(value):
             return node
         found.append(value)
         constant = jnp.zeros((), jax.tree.leaves(value)[0].dtype)
