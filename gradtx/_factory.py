@@ -350,7 +350,12 @@ def hyperparameterized(
     # Leaf counts of the trees init saw: a state without params-shaped buffers
     # (plain SGD) cannot show that the updates' tree changed, this can.  Counts,
     # not structures: flax.nnx.Optimizer inits with Param nodes, updates with arrays.
+    # Leafless trees are not recorded: optax's tree_map_params inits with one.
     seen: set[int] = set()
+
+    def record(params):
+        if jax.tree.leaves(params):
+            seen.add(len(jax.tree.leaves(params)))
 
     def check_seen(updates):
         n = len(jax.tree.leaves(updates))
@@ -367,7 +372,7 @@ def hyperparameterized(
 
         def init_bare(params):
             params = _checks.check_tree(call, params, "params")
-            seen.add(len(jax.tree.leaves(params)))
+            record(params)
             return tx.init(params)
 
         def update_bare(updates, state, params=None, **extra):
@@ -383,7 +388,7 @@ def hyperparameterized(
 
     def init(params):
         params = _checks.check_tree(call, params, "params")
-        seen.add(len(jax.tree.leaves(params)))
+        record(params)
         _checks.check_rates(call, {k: stored[k] for k in rates if k in stored}, params)
         hyperparams = {k: _store(v) for k, v in stored.items()}
         count = jnp.zeros([], jnp.int32)

@@ -60,10 +60,11 @@ def reduce_on_plateau(
     it first folds ``value`` into the plateau statistics, then multiplies the
     updates by the resulting scale.  An update without ``value`` (or
     ``value=None``) leaves the statistics alone and applies the current scale.
-    So torch's habit of one ``scheduler.step(val_loss)`` per epoch is: pass
-    ``value`` on the last update of each epoch only (or on every update, for
-    one metric per step).  The scales equal torch's ``lr / base_lr`` after
-    each ``scheduler.step``::
+    torch's habit of one ``scheduler.step(val_loss)`` per epoch, after that
+    epoch's ``optimizer.step()`` calls, is therefore: pass ``value=val_loss``
+    with the first update after the metric is known (the next epoch's first
+    batch); every update then uses torch's learning rate (tested).  The scales
+    equal torch's ``lr / base_lr`` after each ``scheduler.step``::
 
       better = value < best·(1 − threshold)   (min, rel)   | value < best − threshold (min, abs)
                value > best·(1 + threshold)   (max, rel)   | value > best + threshold (max, abs)
@@ -98,7 +99,7 @@ def reduce_on_plateau(
       >>> opt = gradtx.chain(gradtx.sgd(0.1), gradtx.reduce_on_plateau(patience=0))
       >>> params = jnp.ones(2)
       >>> state = opt.init(params)
-      >>> for loss in [1.0, 1.0]:  # one report per epoch; the second does not improve
+      >>> for loss in [1.0, 1.0]:  # one metric per epoch; the second does not improve
       ...     updates, state = opt.update(jnp.ones(2), state, params, value=loss)
       >>> round(float(gradtx.get_hyperparams(state)["scale"]), 6)
       0.1

@@ -151,7 +151,8 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
 
     def init(params):
         layout = _layout(params, max_leaf_size)
-        seen.add(layout.shapes)
+        if layout.shapes:  # not the leafless tree optax's tree_map_params inits with
+            seen.add(layout.shapes)
         with _tree.flat_buffers():
             return FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
 

@@ -143,3 +143,41 @@ def test_errors():
         gradtx.reduce_on_plateau(patience=2.5)
     with pytest.raises(ValueError, match=r"cooldown=-1"):
         gradtx.reduce_on_plateau(cooldown=-1)
+
+
+def test_one_metric_per_epoch_with_many_updates_per_epoch_like_torch(x64):
+    # torch's habit: optimizer.step() for every batch, scheduler.step(val_loss) once
+    # per epoch.  Here: value= on the first update after the metric is known; the
+    # other updates apply the current scale without counting towards patience.
+    import torch
+
+    steps_per_epoch, epochs = 8, 5
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2, eps=0.0)
+    torch_lrs = []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch):
+            torch_lrs.append(opt.param_groups[0]["lr"])
+            p.grad = torch.ones(2, dtype=torch.float64)
+            opt.step()
+        sched.step(1.0)  # a constant validation loss at the end of the epoch
+    per_epoch = torch_lrs[::steps_per_epoch]
+    assert per_epoch == [0.1, 0.1, 0.1, 0.1, 0.05]
+
+    tx = gradtx.chain(gradtx.sgd(0.1), gradtx.reduce_on_plateau(factor=0.5, patience=2))
+    params = {"w": jnp.zeros(2)}
+    state = tx.init(params)
+    ours, val_loss = [], None
+    for _ in range(epochs):
+        for step in range(steps_per_epoch):
+            extra = {"value": val_loss} if step == 0 and val_loss is not None else {}
+            u, state = tx.update({"w": jnp.ones(2)}, state, params, **extra)
+            ours.append(-float(u["w"][0]))
+        val_loss = 1.0  # evaluated at the end of the epoch
+    np.testing.assert_allclose(ours, torch_lrs, rtol=1e-12)  # every update's rate
+    # the rate in effect, in one line
+    state = tx.update({"w": jnp.ones(2)}, state, params, value=val_loss)[1]
+    sched.step(1.0)
+    lr_in_effect = 0.1 * float(gradtx.get_hyperparams(state)["scale"])
+    assert lr_in_effect == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)

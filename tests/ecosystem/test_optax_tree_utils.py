@@ -1,0 +1,158 @@
+"""optax's own wrappers and tree utilities on gradtx optimizers.
+
+``optax.inject_hyperparams`` follows the injected values on every step,
+``optax.tree_utils.tree_get``/``tree_set`` find one ``count`` and one value
+per hyperparameter name, and ``optax.tree_utils.tree_map_params`` builds
+optimizer-state sharding specs for every optimizer.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import gradtx
+from tests.registry import REGISTRY
+
+
+def _params():
+    return {"w": jnp.ones((4, 2)), "b": jnp.ones(3)}
+
+
+def _run(opt, steps=3, params=None):
+    params = _params() if params is None else params
+    state = opt.init(params)
+    out = []
+    for _ in range(steps):
+        u, state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+        out.append(u)
+    return out, state
+
+
+# ------------------------------------------------------------- inject_hyperparams
+
+
+def test_inject_hyperparams_follows_an_injected_schedule():
+    opt = optax.inject_hyperparams(gradtx.sgd)(learning_rate=lambda c: 1.0 / (c + 1))
+    with jax.numpy_dtype_promotion("standard"):  # the int count in a float lambda
+        updates, _ = _run(opt)
+    steps = [float(u["b"][0]) for u in updates]
+    np.testing.assert_allclose(steps, [-1.0, -0.5, -1 / 3], rtol=1e-6)  # optax.sgd's
+
+
+def test_inject_hyperparams_follows_edits_of_its_state():
+    opt = optax.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
+    params = _params()
+    state = opt.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    ours, theirs = [], []
+    ref = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+    ref_state = ref.init(params)
+    for lr in (0.1, 0.01, 0.3):
+        state.hyperparams["learning_rate"] = jnp.asarray(lr)
+        ref_state.hyperparams["learning_rate"] = jnp.asarray(lr)
+        with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+            u, state = jax.jit(opt.update)(grads, state, params)
+            v, ref_state = jax.jit(ref.update)(grads, ref_state, params)
+        ours.append(u["w"])
+        theirs.append(v["w"])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adagrad", "rmsprop", "nadam", "radam"])
+def test_inject_hyperparams_adds_no_stage_for_zero_defaults(name):
+    factory = getattr(gradtx, name)
+    injected = optax.inject_hyperparams(factory)(learning_rate=0.1)
+    params = _params()
+    state = injected.init(params)
+    # the same stages (chain members and buffers) as the plain optimizer
+    plain = factory(0.1).init(params)
+    assert jax.tree.structure(state.inner_state.inner_state) == jax.tree.structure(
+        plain.inner_state
+    )
+    # no decay stage: no params needed
+    u, _ = injected.update(jax.tree.map(jnp.ones_like, params), state)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u))
+    # the injected numbers live in optax's state only: one value per name
+    assert float(optax.tree_utils.tree_get(state, "learning_rate")) == pytest.approx(0.1)
+
+
+def test_get_and_set_hyperparams_read_inject_hyperparams_states():
+    opt = optax.inject_hyperparams(gradtx.adam)(learning_rate=0.1, b1=0.8)
+    state = opt.init(_params())
+    assert float(gradtx.get_hyperparams(state)["b1"]) == pytest.approx(0.8)
+    state = gradtx.set_hyperparams(state, learning_rate=0.02)
+    assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.02)
+
+
+# -------------------------------------------------------------- tree_get, tree_set
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
+def test_tree_get_finds_one_count_and_one_value_per_hyperparameter(case):
+    opt = case.make(case.lr)
+    _, state = _run(opt, steps=2)
+    assert int(optax.tree_utils.tree_get(state, "count")) == 2
+    for name, value in gradtx.get_hyperparams(state).items():
+        key = name.split("/")[-1].split(".")[0]
+        if "/" in name or "." in name:
+            continue  # groups and schedule fields: addressed by gradtx's full names
+        found = optax.tree_utils.tree_get_all_with_path(state, key)
+        assert len(found) == 1, (key, found)
+        np.testing.assert_allclose(gradtx.get_hyperparams(state)[name], value)
+
+
+def test_tree_set_of_count_and_of_a_hyperparameter_is_consistent(x64):
+    opt = gradtx.chain(gradtx.clip_by_global_norm(10.0), gradtx.adamw(1e-2, weight_decay=0.1))
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    grads = {"w": jnp.asarray([0.3, -0.1])}
+    state = opt.init(params)
+    for _ in range(4):
+        _, state = opt.update(grads, state, params)
+    # Rewind the one counter: every stage's bias correction follows it.
+    rewound = optax.tree_utils.tree_set(state, count=jnp.asarray(1, jnp.int32))
+    fresh = opt.init(params)
+    _, fresh = opt.update(grads, fresh, params)
+    fresh = jax.tree.map(lambda f, s: s if f.shape else f, fresh, state)  # same moments
+    fresh = optax.tree_utils.tree_set(fresh, count=jnp.asarray(1, jnp.int32))
+    u1, _ = opt.update(grads, rewound, params)
+    u2, _ = opt.update(grads, fresh, params)
+    np.testing.assert_array_equal(u1["w"], u2["w"])
+    # tree_set of a hyperparameter is what set_hyperparams does
+    a = optax.tree_utils.tree_set(state, learning_rate=jnp.asarray(3e-3))
+    b = gradtx.set_hyperparams(state, learning_rate=3e-3)
+    np.testing.assert_array_equal(
+        opt.update(grads, a, params)[0]["w"], opt.update(grads, b, params)[0]["w"]
+    )
+
+
+# ---------------------------------------------------------------- tree_map_params
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
+def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
+    opt = case.make(case.lr)
+    params = {"w": jnp.ones((4, 2)), "b": jnp.ones(3)}
+    specs = {"w": P("data", None), "b": P()}
+    _, state = _run(opt, steps=1, params=params)
+    state_specs = optax.tree_utils.tree_map_params(
+        opt,
+        lambda _, spec: spec,
+        state,
+        specs,
+        transform_non_params=lambda _: P(),
+        is_leaf=lambda x: isinstance(x, P),
+    )
+    leaves = jax.tree.leaves(state)
+    spec_leaves = jax.tree.leaves(state_specs, is_leaf=lambda x: isinstance(x, P))
+    assert len(leaves) == len(spec_leaves)
+    for leaf, spec in zip(leaves, spec_leaves):
+        want = {(4, 2): P("data", None), (3,): P()}.get(jnp.shape(leaf), P())
+        assert spec == want, (jnp.shape(leaf), spec)
+    assert any(spec == P("data", None) for spec in spec_leaves) or not any(
+        jnp.shape(leaf) == (4, 2) for leaf in leaves
+    )
