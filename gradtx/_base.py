@@ -54,6 +54,11 @@ class EmptyState(NamedTuple):
     """State of a stateless transform."""
 
 
+REPORTED: dict[type, tuple[str, ...]] = {}
+"""State class -> fields ``get_hyperparams`` reports next to the hyperparameters
+(read-only: computed by the transform, e.g. ``reduce_on_plateau``'s ``scale``)."""
+
+
 def float_dtype() -> jnp.dtype:
     """JAX's default float dtype now: float64 under ``jax_enable_x64``."""
     return jax.dtypes.canonicalize_dtype(jnp.float64)

@@ -197,7 +197,7 @@ def check_updates(call: str, updates: Any, params: Any) -> tuple[Any, Any]:
     if params is None:
         return updates, None
     params = check_tree(call, params, "params")
-    got, want = jax.tree.structure(updates), jax.tree.structure(params)
+    got, want = _tree.structure(updates), _tree.structure(params)
     if got != want:
         raise ValueError(
             f"{call}.update: the updates' tree does not match the params' tree.\n"
@@ -274,7 +274,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
         got = state.hyperparams[name]
         if jnp.ndim(got) == 0 and not jax.tree.leaves(got)[1:] and is_schedule(want):
             continue  # a schedule replaced by a constant (what lr_range_test drives)
-        if jax.tree.structure(got) != jax.tree.structure(want) or any(
+        if _tree.structure(got) != _tree.structure(want) or any(
             jnp.shape(g) != tuple(w.shape)
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want))
         ):
@@ -284,7 +284,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
     ):
         fail("its Python-callable hyperparameters differ")
     got_tree, want_tree = state.inner_state, expected.inner_state
-    if jax.tree.structure(got_tree) != jax.tree.structure(want_tree) or any(
+    if _tree.structure(got_tree) != _tree.structure(want_tree) or any(
         jnp.shape(g) != tuple(w.shape)
         for g, w in zip(jax.tree.leaves(got_tree), jax.tree.leaves(want_tree))
     ):
@@ -293,7 +293,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
 
 def check_bare_state(call: str, state: Any, expected: Any) -> None:
     """``check_state`` for a transform that owns no hyperparameters (its state is its own)."""
-    if jax.tree.structure(state) != jax.tree.structure(expected) or any(
+    if _tree.structure(state) != _tree.structure(expected) or any(
         jnp.shape(g) != tuple(w.shape)
         for g, w in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
     ):

@@ -69,7 +69,7 @@ class HyperparamsState(NamedTuple):
       inner_state: the state of the transform built from these values.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count, as in optax
     hyperparams: dict[str, Any]
     python_schedules: dict[str, jax.Array]
     inner_state: Any
@@ -83,6 +83,9 @@ class UncountedHyperparamsState(NamedTuple):
 
 
 HYPERPARAMS_STATES = (HyperparamsState, UncountedHyperparamsState)
+
+Specs = dict[str, Any]
+"""A factory's specs by parameter name (``Hyper`` or ``Option`` values), shared by variants."""
 
 
 # ------------------------------------------------------------------ specs
@@ -498,7 +501,7 @@ def factory(
                     elif isinstance(spec, Transform):
                         arguments[k] = with_extra_args(arguments[k], call)
                 outer.counted |= counted
-                return fn(**arguments)
+                return fn(**arguments)  # type: ignore[call-arg]
             for k, spec in specs.items():
                 arguments[k] = spec.check(call, k, arguments[k])
             if derive is not None:
@@ -508,9 +511,7 @@ def factory(
             }
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)
-            return hyperparameterized(  # type: ignore[return-value]
-                body, values, call, kind=kind, counted=counted, rates=rates
-            )
+            return hyperparameterized(body, values, call, kind=kind, counted=counted, rates=rates)
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         return make

@@ -14,7 +14,7 @@ none or several is an error listing the candidates.
 
 optax's ``inject_hyperparams`` states are locations too (their injected
 numbers), and a state field a transform reports (``reduce_on_plateau``'s
-``scale``, listed in its state class's ``reported``) is read-only entry.
+``scale``, listed in ``gradtx._base.REPORTED``) is a read-only entry.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._base import is_schedule
+from gradtx._base import REPORTED, is_schedule
 from gradtx._factory import HYPERPARAMS_STATES
 
 _LOCATIONS = HYPERPARAMS_STATES + (
@@ -40,7 +40,7 @@ def _locations(state: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[s
         yield path, state
         yield from _locations(state.inner_state, path + ("inner_state",))
     elif isinstance(state, tuple) and hasattr(state, "_fields"):
-        if hasattr(type(state), "reported"):
+        if type(state) in REPORTED:
             yield path, state
         for field, child in zip(state._fields, state):
             yield from _locations(child, path + (field,))
@@ -86,7 +86,8 @@ def _set_field(value: Any, field: str, fn) -> Any:
     if dataclasses.is_dataclass(value):
         child = getattr(value, key)
         return dataclasses.replace(
-            value, **{key: _set_field(child, rest, fn) if rest else fn(child)}
+            value,  # type: ignore[type-var]
+            **{key: _set_field(child, rest, fn) if rest else fn(child)},
         )
     if hasattr(value, "_fields"):
         child = getattr(value, key)
@@ -104,7 +105,7 @@ def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
         for path, loc in _locations(state):
             prefix = shown(path)
             if not isinstance(loc, _LOCATIONS):  # a state that reports some of its fields
-                for name in type(loc).reported:
+                for name in REPORTED[type(loc)]:
                     out.append(("/".join(prefix + (name,)), path, name, "<reported>"))
                 continue
             for name in getattr(loc, "python_schedules", {}):
@@ -183,7 +184,8 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
         return fn(state)
     head, rest = path[0], path[1:]
     if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return state._replace(**{head: _replace_at(getattr(state, head), rest, fn)})
+        named: Any = state
+        return named._replace(**{head: _replace_at(getattr(state, head), rest, fn)})
     if isinstance(state, (tuple, list)):
         items = list(state)
         items[int(head)] = _replace_at(items[int(head)], rest, fn)

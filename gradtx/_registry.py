@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
+from gradtx._base import GradientTransformation
 from gradtx._factory import Hyper, Option, factory
 
 P = ParamSpec("P")
@@ -63,7 +64,7 @@ def optimizer(
     """
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
-        made = factory(counted=counted, derive=derive, **specs)(fn)
+        made = factory(kind=GradientTransformation, counted=counted, derive=derive, **specs)(fn)
         OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references)
         return made
 

@@ -13,6 +13,11 @@ import jax.numpy as jnp
 INT32_MAX = jnp.iinfo(jnp.int32).max
 
 
+def structure(tree: Any) -> Any:
+    """``jax.tree.structure`` typed as ``Any`` (jaxlib ships no stub for ``PyTreeDef``)."""
+    return jax.tree.structure(tree)
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the int32 maximum instead of wrapping."""
     # min-then-add: two plain operations (jnp.where traces a nested jit).
@@ -159,7 +164,7 @@ def cast_tree(tree: Any, like: Any) -> Any:
 
 def check_same_structure(call: str, updates: Any, state_tree: Any, what: str = "state") -> None:
     """Raise a ValueError showing both structures when they differ."""
-    a, b = jax.tree.structure(updates), jax.tree.structure(state_tree)
+    a, b = structure(updates), structure(state_tree)
     if a != b:
         raise ValueError(
             f"{call}: the updates' tree does not match the {what}'s tree.\n"
@@ -188,7 +193,8 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
         raise ValueError(f"{call}: give {what} or {what}_fn, not both")
     if fn is not None:
         prefix = fn(tree)
-    prefix_leaves, prefix_def = jax.tree.flatten(prefix)
+    prefix_leaves = jax.tree.leaves(prefix)
+    prefix_def = structure(prefix)
     try:
         subtrees = prefix_def.flatten_up_to(tree)
         return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]

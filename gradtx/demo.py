@@ -212,7 +212,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_table(results: Sequence[Result]) -> str:
-    header = ("optimizer", "train loss", "train acc", "test loss", "test acc", "time (s)")
+    header: tuple[str, ...] = ("optimizer", "train loss", "train acc", "test loss", "test acc")
+    header += ("time (s)",)
     header += ("compile (s)",)
     rows = [
         (

@@ -17,13 +17,14 @@ from gradtx._factory import (
     Flag,
     Function,
     Mask,
+    Specs,
 )
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms
 
-ADAM = dict(
+ADAM: Specs = dict(
     learning_rate=LEARNING_RATE,
     b1=DECAY_RATE.schedulable(),
     b2=DECAY_RATE,
@@ -137,7 +138,7 @@ def adam(
     )
 
 
-_VARIANT = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "decoupled_weight_decay")}
+_VARIANT: Specs = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "decoupled_weight_decay")}
 
 
 @optimizer(

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.infinity_norm import scale_by_infinity_norm
 from gradtx.transforms.momentum import add_momentum, bias_correct
 
-ADAMAX = {
+ADAMAX: Specs = {
     k: ADAM[k]
     for k in ("learning_rate", "b1", "b2", "eps", "weight_decay", "decoupled_weight_decay")
     + ("mask", "mask_fn", "maximize", "convention")

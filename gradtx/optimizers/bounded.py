@@ -8,7 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Hyper
+from gradtx._factory import (
+    DECAY_RATE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    WEIGHT_DECAY,
+    Flag,
+    Hyper,
+    Specs,
+)
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.bounds import scale_by_bounded_rms
@@ -32,7 +40,7 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return {**arguments, "base_lr": float(lr)}
 
 
-BOUNDED = dict(
+BOUNDED: Specs = dict(
     learning_rate=LEARNING_RATE,
     final_lr=NON_NEGATIVE,
     b1=DECAY_RATE,

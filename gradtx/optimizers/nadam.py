@@ -6,14 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import NON_NEGATIVE
+from gradtx._factory import NON_NEGATIVE, Specs
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.momentum import add_nesterov_momentum
 from gradtx.transforms.rms import scale_by_rms
 
-_NADAM = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "max_of")}
+_NADAM: Specs = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "max_of")}
 
 
 @optimizer(

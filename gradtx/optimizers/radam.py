@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import CONVENTION, LEARNING_RATE, Choice, Hyper
+from gradtx._factory import CONVENTION, LEARNING_RATE, Choice, Hyper, Specs
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
@@ -11,7 +11,7 @@ from gradtx.transforms.decay import decoupled_weight_decay as decay_stage
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rectify import rectify, when_rectified
 
-RADAM = dict(
+RADAM: Specs = dict(
     learning_rate=LEARNING_RATE,
     b1=ADAM["b1"],
     b2=ADAM["b2"],

@@ -13,13 +13,14 @@ from gradtx._factory import (
     DType,
     Flag,
     Hyper,
+    Specs,
     current_call,
 )
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum
 
-SGD = dict(
+SGD: Specs = dict(
     learning_rate=LEARNING_RATE,
     momentum=MOMENTUM._replace(optional=True),
     nesterov=Flag(),

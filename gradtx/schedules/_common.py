@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from typing_extensions import dataclass_transform
 
 from gradtx._base import float_dtype
 from gradtx._checks import check_hyperparam
@@ -30,9 +31,11 @@ class Schedule:
 
     def _floats(self) -> tuple[jax.Array, ...]:
         """Every field, in order, as an array of JAX's default float dtype."""
-        return tuple(as_float(getattr(self, f.name)) for f in dataclasses.fields(self))
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return tuple(as_float(getattr(self, f.name)) for f in fields)
 
 
+@dataclass_transform(frozen_default=True)
 def schedule_class(cls: type[_T]) -> type[_T]:
     """A frozen dataclass registered as a JAX pytree whose fields are all leaves.
 

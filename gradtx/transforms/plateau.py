@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, float_dtype
+from gradtx._base import REPORTED, GradientTransformation, float_dtype
 from gradtx._factory import NON_NEGATIVE, Choice, Hyper, current_call, factory
 from gradtx.transforms.scaling import scaled
 
@@ -28,7 +28,8 @@ class ReduceOnPlateauState(NamedTuple):
     cooldown_count: jax.Array
     scale: jax.Array
 
-    reported = ("scale",)
+
+REPORTED[ReduceOnPlateauState] = ("scale",)
 
 
 def _improved(value, best, threshold, mode, threshold_mode):

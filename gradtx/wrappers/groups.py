@@ -31,8 +31,8 @@ class MaskedState(NamedTuple):
 
 def hide(tree: Any, keep: list[bool]) -> Any:
     """``tree`` with the leaves where ``keep`` is false replaced by ``MaskedNode()``."""
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef.unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep)])
+    leaves = jax.tree.leaves(tree)
+    return _tree.structure(tree).unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep)])
 
 
 def unhide(out: Any, like: Any) -> list:
@@ -43,7 +43,7 @@ def unhide(out: Any, like: Any) -> list:
     leaves (rather than flattening ``out`` with ``MaskedNode`` as a leaf) keeps
     nodes hidden by an outer wrapper out of the count.
     """
-    return jax.tree.structure(like).flatten_up_to(out)
+    return _tree.structure(like).flatten_up_to(out)
 
 
 def _check_leaves(call: str, updates: Any, n: int) -> list:
