@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -238,7 +238,7 @@ _FLAT = contextvars.ContextVar("gradtx_flat", default=False)
 
 
 @contextlib.contextmanager
-def flat_buffers():
+def flat_buffers() -> Iterator[None]:
     """Mark the transforms traced inside as running on flat buffers."""
     token = _FLAT.set(True)
     try:

@@ -71,7 +71,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def make_optimizer(name: str):
+def make_optimizer(name: str) -> Any:
     """The gradtx optimizer for a demo name (see ``RECIPES``)."""
     recipe = RECIPES[name]
     factory = getattr(gradtx, recipe.factory, None)
@@ -127,13 +127,13 @@ def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict[str, jax.Array]]
     return params
 
 
-def mlp(params, x):
+def mlp(params: Any, x: jax.Array) -> jax.Array:
     for layer in params[:-1]:
         x = jax.nn.relu(x @ layer["w"] + layer["b"])
     return x @ params[-1]["w"] + params[-1]["b"]
 
 
-def loss_and_accuracy(params, x, y):
+def loss_and_accuracy(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     logits = mlp(params, x)
     loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
     return loss, jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
@@ -253,7 +253,10 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
 # ----------------------------------------------------------------------------- --lr-find
 
 
-def lr_find(names, data, *, batch_size, hidden, seed, num_steps=100, runs=LR_FIND_RUNS):
+def lr_find(
+    names: Any, data: Any, *, batch_size: int, hidden: Any, seed: int, num_steps: int = 100,
+    runs: int = LR_FIND_RUNS,
+) -> Any:  # fmt: skip
     """``gradtx.lr_range_test`` for each optimizer on the same batches and initial weights.
 
     ``runs`` initial weights (from ``seed``) are tested together with ``vmap_params``, so

@@ -198,7 +198,9 @@ class InverseTimeDecay(Schedule):
         return as_float(self.init_value) * base ** (-as_float(self.power))
 
 
-def inverse_time_decay(init_value: float, decay_steps: float, power: float = 1.0):
+def inverse_time_decay(
+    init_value: float, decay_steps: float, power: float = 1.0
+) -> InverseTimeDecay:
     """The reciprocal (1/t) schedule: ``η_k = η_0 (1 + k/decay_steps)^(−power)``.
 
     Args:

@@ -30,7 +30,9 @@ class RectifyState(NamedTuple):
     nu: Any
 
 
-def rectification(b2: Any, t: jax.Array, threshold: Any, compare: str):
+def rectification(
+    b2: Any, t: jax.Array, threshold: Any, compare: str
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(tractable, r_t, 1 - b2**t)`` for the 1-based step ``t``, in ``b2``'s dtype.
 
     ``rho_t = rho_inf - 2 t b2^t / (1 - b2^t)`` with ``rho_inf = 2 / (1 - b2) - 1``

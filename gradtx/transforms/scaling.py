@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -11,12 +13,13 @@ from gradtx._base import (
     GradientMap,
     GradientTransformation,
     ScalarOrSchedule,
+    Updates,
     step_count,
 )
 from gradtx._factory import LEARNING_RATE, Flag, Hyper, current_call, factory, reads_count
 
 
-def scaled(updates, factor):
+def scaled(updates: Updates, factor: Any) -> Updates:
     """``updates * factor`` leaf by leaf, in at least float32, each in its own dtype."""
 
     def one(u):
