@@ -247,8 +247,9 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             return None
         if getattr(p, "dtype", None) is not None and p.dtype == getattr(u, "dtype", None):
             return p + u  # the common case, without the casts' tracing cost
-        p = jnp.asarray(p)
-        dtype = jnp.promote_types(p.dtype, jnp.asarray(u).dtype)
-        return (p.astype(dtype) + jnp.asarray(u).astype(dtype)).astype(p.dtype)
+        p, u = jnp.asarray(p), jnp.asarray(u)
+        with jax.numpy_dtype_promotion("standard"):  # an explicit choice, also under strict mode
+            dtype = jnp.promote_types(p.dtype, u.dtype)
+        return (p.astype(dtype) + u.astype(dtype)).astype(p.dtype)
 
     return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)

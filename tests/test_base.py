@@ -1,0 +1,57 @@
+"""The contract's small pieces: identity, stateless, transform, chain's keywords, apply_updates."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+
+def test_identity_and_stateless():
+    g = {"w": jnp.asarray([1.0, 2.0])}
+    tx = gradtx.identity()
+    assert isinstance(tx, gradtx.GradientMap)
+    np.testing.assert_array_equal(tx.update(g, tx.init(g))[0]["w"], g["w"])
+    tx = gradtx.stateless(lambda u, p: jax.tree.map(lambda a, b: a + b, u, p))
+    u, state = tx.update(g, tx.init(g), g)
+    np.testing.assert_array_equal(u["w"], [2.0, 4.0])
+    assert state == gradtx.EmptyState()
+
+
+def test_transform_wraps_a_plain_pair_and_drops_extras_it_does_not_take():
+    tx = gradtx.transform(lambda p: (), lambda u, s, params=None: (u * 2, s))
+    u, _ = tx.update(jnp.ones(2), (), None, value=1.0, anything="ignored")
+    np.testing.assert_array_equal(u, [2.0, 2.0])
+    assert not isinstance(tx, gradtx.GradientMap)
+    assert isinstance(gradtx.transform(lambda p: (), lambda u, s, **k: (u, s), gradient_map=True),
+                      gradtx.GradientMap)  # fmt: skip
+
+
+def test_chain_hands_the_gradient_and_the_count_to_its_members():
+    seen = []
+
+    def record(u, s, params=None, **extra):
+        seen.append((extra.get("grads"), extra.get("count")))
+        return u, s
+
+    probe = gradtx.transform(lambda p: (), record)
+    opt = gradtx.chain(gradtx.add_momentum(0.5), probe)
+    g = jnp.asarray([1.0, -1.0])
+    state = opt.init(g)
+    _, state = opt.update(g, state)
+    np.testing.assert_array_equal(seen[-1][0], g)  # the gradient as it entered momentum
+    assert seen[-1][1] is None  # a plain chain owns no counter
+
+
+def test_step_count_says_which_factory_to_declare():
+    with pytest.raises(RuntimeError, match=r"declare the factory .*counted=True"):
+        gradtx.step_count({}, "my_transform")
+
+
+def test_apply_updates_rounds_once_and_keeps_none_leaves():
+    p = {"w": jnp.asarray([1.0], jnp.bfloat16), "frozen": None}
+    u = {"w": jnp.asarray([1e-3], jnp.float32), "frozen": None}
+    out = gradtx.apply_updates(p, u)
+    assert out["frozen"] is None and out["w"].dtype == jnp.bfloat16
+    assert float(out["w"][0]) == float(jnp.asarray(1.001, jnp.bfloat16))

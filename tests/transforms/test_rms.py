@@ -1,0 +1,110 @@
+"""scale_by_rms: hand-computed steps, its options, and its low-precision storage."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+
+def _steps(tx, grads, params=None):
+    params = jnp.zeros_like(grads[0]) if params is None else params
+    state = tx.init(params)
+    out = []
+    for g in grads:
+        u, state = tx.update(g, state, params)
+        out.append(np.asarray(u))
+    return out, state
+
+
+def test_hand_computed_ema_with_and_without_bias_correction(x64):
+    g1, g2 = jnp.asarray([3.0, -4.0]), jnp.asarray([1.0, 2.0])
+    (u1, u2), _ = _steps(gradtx.scale_by_rms(0.5, eps=0.0), [g1, g2])
+    v1 = 0.5 * np.asarray(g1) ** 2
+    v2 = 0.5 * v1 + 0.5 * np.asarray(g2) ** 2
+    np.testing.assert_allclose(u1, np.asarray(g1) / np.sqrt(v1), rtol=1e-14)
+    np.testing.assert_allclose(u2, np.asarray(g2) / np.sqrt(v2), rtol=1e-14)
+    (_, b2), _ = _steps(gradtx.scale_by_rms(0.5, eps=0.0, bias_correction=True), [g1, g2])
+    np.testing.assert_allclose(b2, np.asarray(g2) / np.sqrt(v2 / (1 - 0.5**2)), rtol=1e-14)
+
+
+def test_eps_inside_and_outside_the_root(x64):
+    g = jnp.asarray([0.3, -0.2])
+    v = 0.1 * np.asarray(g) ** 2
+    (out,), _ = _steps(gradtx.scale_by_rms(0.9, eps=1e-2), [g])
+    np.testing.assert_allclose(out, np.asarray(g) / (np.sqrt(v) + 1e-2), rtol=1e-14)
+    (out,), _ = _steps(gradtx.scale_by_rms(0.9, eps=1e-2, eps_in_sqrt=True), [g])
+    np.testing.assert_allclose(out, np.asarray(g) / np.sqrt(v + 1e-2), rtol=1e-14)
+
+
+def test_amsgrad_max_of_v_or_of_v_hat(x64):
+    grads = [jnp.asarray([4.0]), jnp.asarray([0.1]), jnp.asarray([0.1])]
+    d = 0.5
+    v, v_max, vhat_max = 0.0, 0.0, 0.0
+    want_v, want_vhat = [], []
+    for t, g in enumerate(grads, start=1):
+        v = d * v + (1 - d) * float(g[0]) ** 2
+        v_max = max(v_max, v)
+        vhat_max = max(vhat_max, v / (1 - d**t))
+        want_v.append(float(g[0]) / np.sqrt(v_max / (1 - d**t)))
+        want_vhat.append(float(g[0]) / np.sqrt(vhat_max))
+    for max_of, want in (("v", want_v), ("v_hat", want_vhat)):
+        tx = gradtx.scale_by_rms(d, 0.0, bias_correction=True, amsgrad=True, max_of=max_of)
+        out, _ = _steps(tx, grads)
+        np.testing.assert_allclose([o[0] for o in out], want, rtol=1e-13)
+
+
+def test_centered_variance_is_clamped_at_zero():
+    # A constant gradient: v - ḡ² is 0 in exact arithmetic, either sign in rounding.
+    tx = gradtx.scale_by_rms(0.9, eps=1e-8, centered=True)
+    g = jnp.full(3, 0.7)
+    state = tx.init(g)
+    for _ in range(2000):
+        u, state = tx.update(g, state)
+        assert bool(jnp.all(jnp.isfinite(u)))
+
+
+def test_centered_with_bias_correction_needs_an_initial_scale():
+    with pytest.raises(ValueError, match=r"centered=True, bias_correction=True"):
+        gradtx.scale_by_rms(centered=True, bias_correction=True)
+    with pytest.raises(ValueError, match=r"gradtx.rmsprop\(centered=True, bias_correction=True\)"):
+        gradtx.rmsprop(centered=True, bias_correction=True)
+    tx = gradtx.scale_by_rms(0.9, centered=True, bias_correction=True, initial_scale=0.5)
+    u, _ = tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+    assert bool(jnp.all(jnp.isfinite(u)))
+
+
+def test_reads_the_chains_gradient_after_momentum(x64):
+    g = jnp.asarray([1.0, -3.0])
+    chained = gradtx.chain(gradtx.add_momentum(0.5), gradtx.scale_by_rms(0.9, 0.0))
+    (u,), _ = _steps(chained, [g])
+    # momentum's first output is g itself; the denominator is from g, not from it
+    np.testing.assert_allclose(u, np.asarray(g) / np.sqrt(0.1 * np.asarray(g) ** 2), rtol=1e-14)
+    state = chained.init(g)
+    _, state = chained.update(g, state)
+    u2, _ = chained.update(g, state)
+    v2 = 0.9 * 0.1 * np.asarray(g) ** 2 + 0.1 * np.asarray(g) ** 2
+    np.testing.assert_allclose(u2, 1.5 * np.asarray(g) / np.sqrt(v2), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored"),
+    [(jnp.bfloat16, jnp.bfloat16), (jnp.float16, jnp.float32), (jnp.complex64, jnp.float32)],
+)
+def test_squares_are_stored_where_they_fit(dtype, stored):
+    tx = gradtx.scale_by_rms(0.999, 1e-8)
+    params = jnp.ones(3, dtype)
+    state = tx.init(params)
+    g = jnp.full(3, 1e-3, dtype)  # (1 - b2) g² = 1e-9: below float16's range
+    u, state = jax.jit(tx.update)(g, state)
+    assert state.inner_state.nu.dtype == stored and u.dtype == dtype
+    # v = 1e-9 kept, so the step is g / |g|, not g / eps (float16) or wrong by 0.999 -> 1
+    np.testing.assert_allclose(np.asarray(u.real.astype(jnp.float32)), 1 / np.sqrt(1e-3), rtol=2e-2)
+
+
+def test_hyperparameters_live_in_state():
+    tx = gradtx.scale_by_rms(0.9, 1e-6, eps_root=1e-9)
+    state = tx.init(jnp.ones(2))
+    hp = gradtx.get_hyperparams(state)
+    assert set(hp) == {"decay", "eps", "eps_root", "initial_scale"}
