@@ -49,6 +49,7 @@ from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
+from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
@@ -72,6 +73,7 @@ from gradtx.transforms.rectify import (
     when_rectified,
 )
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
+from gradtx.transforms.rprop import ScaleByRpropState, scale_by_rprop
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
@@ -119,6 +121,7 @@ __all__ = [
     "ScaleByBoundedRmsState",
     "ScaleByInfinityNormState",
     "ScaleByRmsState",
+    "ScaleByRpropState",
     "ScaleByRssState",
     "Schedule",
     "SwitchToSgdState",
@@ -166,12 +169,14 @@ __all__ = [
     "rectify",
     "reduce_on_plateau",
     "rmsprop",
+    "rprop",
     "scale",
     "scale_by_adadelta",
     "scale_by_bounded_rms",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
     "scale_by_rms",
+    "scale_by_rprop",
     "scale_by_rss",
     "schedules",
     "set_hyperparams",
