@@ -45,6 +45,7 @@ from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
@@ -53,6 +54,7 @@ from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.averaging import PolyakAverageState, polyak_average
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
@@ -114,6 +116,7 @@ __all__ = [
     "Option",
     "OptionalFlag",
     "Params",
+    "PolyakAverageState",
     "RectifyState",
     "ReduceOnPlateauState",
     "ScalarOrSchedule",
@@ -146,6 +149,7 @@ __all__ = [
     "amsgrad",
     "apply_if_finite",
     "apply_updates",
+    "asgd",
     "bias_correct",
     "centralize",
     "chain",
@@ -164,6 +168,7 @@ __all__ = [
     "nadam",
     "named_chain",
     "partition",
+    "polyak_average",
     "radam",
     "ranger",
     "rectify",
