@@ -52,6 +52,7 @@ from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd, sgdw
+from gradtx.optimizers.sparse_adam import sparse_adam
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
 from gradtx.transforms.averaging import PolyakAverageState, polyak_average
@@ -60,6 +61,7 @@ from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
+from gradtx.transforms.lazy import LazyState, lazy
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -106,6 +108,7 @@ __all__ = [
     "HyperparamsState",
     "Int",
     "LEARNING_RATE",
+    "LazyState",
     "LookaheadState",
     "MOMENTUM",
     "Mask",
@@ -163,6 +166,7 @@ __all__ = [
     "gradient",
     "hyperparameterized",
     "identity",
+    "lazy",
     "lookahead",
     "masked",
     "nadam",
@@ -187,6 +191,7 @@ __all__ = [
     "set_hyperparams",
     "sgd",
     "sgdw",
+    "sparse_adam",
     "stateless",
     "step_count",
     "swats",
