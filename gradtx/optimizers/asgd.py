@@ -75,7 +75,7 @@ def asgd(
       ...     updates, state = opt.update(params, state, params)  # f = |θ|² / 2
       ...     params = gradtx.apply_updates(params, updates)
       >>> optax.tree_utils.tree_get(state, "ax")  # the average of the last two iterates
-      Array([ 0.76495105, -1.5299021 ], dtype=float32)
+      Array([ 0.7694801, -1.5389602], dtype=float32)
 
     References:
       Polyak & Juditsky, "Acceleration of stochastic approximation by

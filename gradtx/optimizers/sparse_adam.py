@@ -74,10 +74,10 @@ def sparse_adam(
       >>> state = opt.init(table)
       >>> grads = jnp.zeros((3, 2)).at[1].set(0.5)  # only row 1 was looked up
       >>> updates, state = opt.update(grads, state, table)
-      >>> updates
-      Array([[ 0. ,  0. ],
-             [-0.1, -0.1],
-             [ 0. ,  0. ]], dtype=float32)
+      >>> (updates != 0).any(axis=1)  # rows 0 and 2: no step, their moments kept
+      Array([False,  True, False], dtype=bool)
+      >>> updates[1]  # Adam's first step, -η sign(g) (up to eps)
+      Array([-0.09999994, -0.09999994], dtype=float32)
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015

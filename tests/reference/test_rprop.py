@@ -94,9 +94,7 @@ def test_rprop_complex_matches_torch(x64):
 def test_rprop_optax_convention_matches_optax(x64, seed):
     h = _h(seed)
     (em, ep), (lo, hi) = h["etas"], h["step_sizes"]
-    assert_matches_optax(
-        _ours(h, convention="optax"), optax.rprop(h["lr"], em, ep, lo, hi), seed
-    )
+    assert_matches_optax(_ours(h, convention="optax"), optax.rprop(h["lr"], em, ep, lo, hi), seed)
     assert_matches_optax(gradtx.rprop(0.02, convention="optax"), optax.rprop(0.02), seed)
 
 
