@@ -6,10 +6,9 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import Flag
+from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import gradient_stages
-from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.lazy import lazy
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms
@@ -18,7 +17,10 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 
 @optimizer(
     references="`torch.optim.SparseAdam` (sparse COO gradients, maximize)",
-    **{k: ADAM[k] for k in ("learning_rate", "b1", "b2", "eps")},
+    learning_rate=LEARNING_RATE,
+    b1=DECAY_RATE.schedulable(),
+    b2=DECAY_RATE,
+    eps=NON_NEGATIVE,
     maximize=Flag(),
 )
 def sparse_adam(
