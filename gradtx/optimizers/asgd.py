@@ -56,7 +56,12 @@ def asgd(
     float64), so with float64 params it rounds η_k to float32; here they are
     computed at JAX's default float precision.  ``lambd``, ``alpha`` and
     ``t0`` must be ≥ 0 (torch does not check).  optax has no ASGD.  A complex
-    parameter works as in torch (every operation is linear in it).
+    parameter works as in torch (every operation is linear in it).  torch's
+    ``foreach``, ``capturable`` and ``differentiable`` do not apply: they
+    choose how torch runs the same arithmetic (per-tensor loop or fused
+    multi-tensor kernels, CUDA-graph capture, autograd through the step);
+    here the step is one pure function that ``jax.jit`` compiles and fuses
+    and ``jax.grad`` differentiates as it is.
 
     Args:
       learning_rate: η ≥ 0, the initial step (a number or schedule).

@@ -54,6 +54,11 @@ def rprop(
     first update is zero; optax PR #1725 calls this a bug) and does not clip
     ``learning_rate`` into the bounds until a sign product is non-zero; its
     defaults are torch's.  A complex parameter is two real ones, as in torch.
+    torch's ``foreach``, ``capturable`` and ``differentiable`` do not apply:
+    they choose how torch runs the same arithmetic (a loop or fused
+    multi-tensor kernels, CUDA-graph capture, autograd through the step),
+    while here the step is one pure function that ``jax.jit`` compiles and
+    fuses and ``jax.grad`` differentiates as it is.
 
     Args:
       learning_rate: Δ_0 ≥ 0, the initial per-element step size (torch's ``lr``).

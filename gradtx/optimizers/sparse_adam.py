@@ -44,8 +44,8 @@ def sparse_adam(
     (torch's ``step``), so an element's moments are corrected as if it had
     seen every step.  ``eps`` is added to the uncorrected ``sqrt(v_t)`` (the
     paper's efficient form, as torch's SparseAdam; ``adam`` adds it after the
-    correction).  For dense gradients with no zeros this is
-    ``adam(eps=eps · sqrt(1 - b2^t))``.
+    correction).  On gradients without zeros this is Adam with ``eps``
+    replaced by ``eps / sqrt(1 - b2^t)``, and with ``eps = 0`` it is ``adam``.
 
     Chain: ``lazy(add_momentum(b1, ema=True) → scale_by_rms(b2, eps)) →
     bias_correct(b1) → scale_by_learning_rate(k ↦ η_k sqrt(1 - b2^{k+1}))``
@@ -59,8 +59,9 @@ def sparse_adam(
     an embedding lookup the two agree: untouched rows have zero gradients.
     torch rejects complex parameters and requires ``learning_rate > 0`` and
     ``eps > 0``; here complex ones work as in ``adam`` and zeros are allowed
-    (a coordinate with ``v = 0`` and ``eps = 0`` takes no step).  optax has
-    no SparseAdam.
+    (a coordinate with ``v = 0`` and ``eps = 0`` takes no step).  torch's
+    SparseAdam has no implementation flags (``foreach``, ``fused``, ...) to
+    map; optax has no SparseAdam.
 
     Args:
       learning_rate: η, a number or schedule.
