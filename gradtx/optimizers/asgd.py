@@ -40,8 +40,9 @@ def asgd(
 
     The parameters follow SGD with a slowly decaying step; ``ax``, the mean of
     the iterates from step ``t0 + 2`` on (for an integer ``t0``), is the
-    estimate ASGD is for.  Read
-    it with ``optax.tree_utils.tree_get(state, "ax")`` (a tree like the params).
+    estimate ASGD is for.  The averaged params are
+    ``optax.tree_utils.tree_get(state, "ax")`` (a tree like the params), or
+    ``state.inner_state[-1].ax`` if a params key is itself named ``ax``.
 
     Chain: ``add_l2(weight_decay) → add_l2(lambd) →
     scale_by_learning_rate(k ↦ η / (1 + λ η k)^alpha) → polyak_average(t0)``

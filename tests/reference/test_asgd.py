@@ -113,3 +113,12 @@ def test_asgd_average_is_the_mean_of_the_iterates_since_t0(x64):
     for k in range(5, 12):  # then the mean of θ after steps t0 + 2 = 5, ..., k + 1
         mean = np.mean([p["w"] for p in ps[4 : k + 1]], axis=0)
         np.testing.assert_allclose(axs[k]["w"], mean, rtol=1e-12)
+
+
+def test_ax_is_the_last_members_state_too():
+    opt = gradtx.asgd(0.1, t0=0)
+    params = {"ax": jnp.ones(2), "w": jnp.zeros(3)}  # a params key named ax
+    state = opt.init(params)
+    _, state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+    assert isinstance(state.inner_state[-1], gradtx.PolyakAverageState)
+    np.testing.assert_allclose(state.inner_state[-1].ax["ax"], 1 - 0.1 * (1 + 1e-4), rtol=1e-6)
