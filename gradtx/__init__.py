@@ -46,18 +46,23 @@ from gradtx.lr_finder import lr_range_test
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
+from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd, sgdw
+from gradtx.optimizers.sparse_adam import sparse_adam
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.averaging import PolyakAverageState, polyak_average
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
+from gradtx.transforms.lazy import LazyState, lazy
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -73,6 +78,7 @@ from gradtx.transforms.rectify import (
     when_rectified,
 )
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
+from gradtx.transforms.rprop import ScaleByRpropState, scale_by_rprop
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
@@ -103,6 +109,7 @@ __all__ = [
     "HyperparamsState",
     "Int",
     "LEARNING_RATE",
+    "LazyState",
     "LookaheadState",
     "MOMENTUM",
     "Mask",
@@ -113,6 +120,7 @@ __all__ = [
     "Option",
     "OptionalFlag",
     "Params",
+    "PolyakAverageState",
     "RectifyState",
     "ReduceOnPlateauState",
     "ScalarOrSchedule",
@@ -120,6 +128,7 @@ __all__ = [
     "ScaleByBoundedRmsState",
     "ScaleByInfinityNormState",
     "ScaleByRmsState",
+    "ScaleByRpropState",
     "ScaleByRssState",
     "Schedule",
     "SwitchToSgdState",
@@ -144,6 +153,7 @@ __all__ = [
     "amsgrad",
     "apply_if_finite",
     "apply_updates",
+    "asgd",
     "bias_correct",
     "centralize",
     "chain",
@@ -157,28 +167,33 @@ __all__ = [
     "gradient",
     "hyperparameterized",
     "identity",
+    "lazy",
     "lookahead",
     "lr_range_test",
     "masked",
     "nadam",
     "named_chain",
     "partition",
+    "polyak_average",
     "radam",
     "ranger",
     "rectify",
     "reduce_on_plateau",
     "rmsprop",
+    "rprop",
     "scale",
     "scale_by_adadelta",
     "scale_by_bounded_rms",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
     "scale_by_rms",
+    "scale_by_rprop",
     "scale_by_rss",
     "schedules",
     "set_hyperparams",
     "sgd",
     "sgdw",
+    "sparse_adam",
     "stateless",
     "step_count",
     "swats",

@@ -143,6 +143,9 @@ REGISTRY = [
     case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05, complex_ok=True),
     case("swats", lr=0.05, rosen_lr=0.1, complex_ok=True),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
+    case("rprop", lr=0.01, rosen_lr=0.01, complex_ok=True),
+    case("asgd", lr=0.1, rosen_lr=0.015, steps=1000, complex_ok=True),
+    case("sparse_adam", lr=0.05, rosen_lr=0.04, complex_ok=True),
 ]
 
 IDS = [c.id for c in REGISTRY]

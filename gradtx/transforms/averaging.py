@@ -1,0 +1,76 @@
+"""Polyak–Ruppert averaging of the iterates (ASGD's ``ax``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, step_count
+from gradtx._factory import NON_NEGATIVE, DType, current_call, factory
+
+
+class PolyakAverageState(NamedTuple):
+    """``ax``: the averaged iterate (torch ASGD's ``state["ax"]``), shaped like the params."""
+
+    ax: Any
+
+
+@factory(counted=True, t0=NON_NEGATIVE, dtype=DType())
+def polyak_average(t0: float = 1e6, *, dtype: Any = None) -> GradientTransformation:
+    """Keep a running average of the parameters after each update; pass the updates on.
+
+    With ``k`` the 0-based step and ``θ_k' = θ + u`` the parameters this
+    update leads to (``u`` this transform's input: put it last in a chain)::
+
+      μ_k  = 1 / max(1, k - t0)
+      ax  ← θ'                    if μ_k = 1    (k ≤ t0 + 1: ax follows θ)
+      ax  ← ax + μ_k (θ' - ax)    otherwise     (the mean of θ' since k = t0 + 1)
+
+    This is ``torch.optim.ASGD``'s average, with torch's weights: its ``mu``
+    is the value computed at the end of the previous step, which is ``μ_k``.
+    The averaged parameters are ``optax.tree_utils.tree_get(state, "ax")``.
+    ``ax`` is computed in at least float32 and stored in ``dtype``.
+
+    Args:
+      t0: the step after which averaging starts (torch's ``t0``), ≥ 0.
+      dtype: storage dtype of ``ax`` (``None``: the params' dtype).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp, optax
+      >>> tx = gradtx.polyak_average(t0=0)
+      >>> params, state = jnp.zeros(1), tx.init(jnp.zeros(1))
+      >>> for _ in range(3):
+      ...     u, state = tx.update(jnp.ones(1), state, params)
+      ...     params = params + u
+      >>> optax.tree_utils.tree_get(state, "ax")  # steps 1, 2 copy θ (μ = 1); step 3: mean of 2, 3
+      Array([2.5], dtype=float32)
+
+    References:
+      Polyak & Juditsky, "Acceleration of stochastic approximation by
+      averaging", SIAM J. Control Optim. 1992.
+    """
+
+    def init(params):
+        return PolyakAverageState(_tree.zeros_like(params, dtype))
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.polyak_average")
+        if params is None:
+            raise ValueError(f"{call}: update needs params (the average is of params + updates)")
+        start = jnp.asarray(t0)
+        k = step_count(extra, call).astype(start.dtype)
+        mu = 1 / jnp.maximum(jnp.ones_like(k), k - start)
+
+        def one(ax, p, u):
+            wide = _tree.compute_dtype(ax.dtype, p.dtype, u.dtype)
+            new = (p.astype(wide) + u.astype(wide)).astype(p.dtype).astype(wide)
+            m = mu.astype(wide)
+            old = ax.astype(wide)
+            return jnp.where(m == 1, new, old + (new - old) * m).astype(ax.dtype)
+
+        return updates, PolyakAverageState(jax.tree.map(one, state.ax, params, updates))
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,67 @@
+"""Lazy updates: a transform that acts only where the gradient has entries (SparseAdam)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx._base import GradientTransformation, gradient, kind_of
+from gradtx._factory import Transform, factory
+
+
+class LazyState(NamedTuple):
+    """``inner_state``: the wrapped transform's state."""
+
+    inner_state: Any
+
+
+@factory(inner=Transform())
+def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
+    """Run ``inner`` only on the elements where the gradient is non-zero.
+
+    Where ``g = 0`` the output is 0 and every params-shaped buffer of
+    ``inner``'s state (a moment, a step size) keeps its value; elsewhere
+    both are ``inner``'s.  That is ``torch.optim.SparseAdam``'s lazy rule
+    for gradients with a sparse layout (an embedding table's, where the rows a
+    batch did not touch have no entries), read on JAX's dense gradients: an
+    entry is a non-zero element.  State that is not shaped like the params
+    (counters, scalars, factored statistics) advances on every step.
+
+    The buffers are found as ``optax.tree_map_params`` finds them: by
+    initialising ``inner`` on a placeholder params tree.  ``g`` is the
+    chain's ``grads`` keyword when present, else the input.
+
+    Args:
+      inner: the transform to make lazy (a chain of statistics, an optimizer).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.lazy(gradtx.add_momentum(0.5))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([1.0, 1.0]), state)
+      >>> tx.update(jnp.array([1.0, 0.0]), state)[0]  # element 2: no entry, no step, m kept
+      Array([1.5, 0. ], dtype=float32)
+    """
+
+    def init(params):
+        return LazyState(inner.init(params))
+
+    def update(updates, state, params=None, **extra):
+        keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
+        out, new = inner.update(updates, state.inner_state, params, **extra)
+        # A tree like the state: each buffer leaf its params leaf's mask, others True.
+        masks = optax.tree_map_params(
+            inner, lambda _, k: k, new, keep, transform_non_params=lambda _: True
+        )
+
+        def select(k, n, o):
+            return n if k is True else jnp.where(k, n, o)
+
+        inner_state = jax.tree.map(select, masks, new, state.inner_state)
+        out = jax.tree.map(lambda k, u: jnp.where(k, u, jnp.zeros_like(u)), keep, out)
+        return out, LazyState(inner_state)
+
+    return kind_of(inner)(init, update)

@@ -1,0 +1,168 @@
+"""Resilient propagation: per-element step sizes grown and shrunk by the gradient's sign."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _checks, _tree
+from gradtx._base import GradientTransformation, ScalarOrSchedule, float_dtype, gradient, step_count
+from gradtx._factory import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Hyper, current_call, factory
+
+ETA_MINUS = Hyper(low=0.0, high=1.0, low_open=True, high_open=True)
+"""Rprop's shrink factor, in (0, 1) (torch's check)."""
+ETA_PLUS = Hyper(low=1.0, low_open=True)
+"""Rprop's growth factor, > 1 (torch's check)."""
+
+
+class ScaleByRpropState(NamedTuple):
+    """``step_size``: Δ, one step size per element (torch's ``step_size``);
+    ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``),
+    or under optax's rule the last update ``Δ·sign(g)`` (optax's ``prev_updates``);
+    ``base``: the learning rate the step sizes are currently multiples of."""
+
+    step_size: Any
+    prev: Any
+    base: jax.Array
+
+
+def _by_part(fn, *xs):
+    """``fn`` on real arrays; a complex leaf is two real ones (torch's ``view_as_real``)."""
+    if not jnp.iscomplexobj(xs[0]):
+        return fn(*xs)
+    real = fn(*(jnp.real(x) for x in xs))
+    imag = fn(*(jnp.imag(x) for x in xs))
+    return tuple(jax.lax.complex(r, i) for r, i in zip(real, imag))
+
+
+@factory(counted=True, learning_rate=LEARNING_RATE, eta_minus=ETA_MINUS, eta_plus=ETA_PLUS,
+         min_step_size=NON_NEGATIVE, max_step_size=NON_NEGATIVE, convention=CONVENTION)  # fmt: skip
+def scale_by_rprop(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    eta_minus: float = 0.5,
+    eta_plus: float = 1.2,
+    min_step_size: float = 1e-6,
+    max_step_size: float = 50.0,
+    *,
+    convention: str = "torch",
+) -> GradientTransformation:
+    """Rprop's step: ``Δ · sign(g)`` with one step size Δ per element.
+
+    torch's rule (``torch.optim.Rprop``), with ``p = g_t · prev``::
+
+      Δ_t  = clip(Δ_{t-1} · (eta_plus if p > 0, eta_minus if p < 0, 1 if p = 0),
+                  min_step_size, max_step_size)                (Δ_0 = learning_rate)
+      g'_t = 0 where p < 0, else g_t;   out = sign(g'_t) · Δ_t;   prev ← g'_t
+
+    Where the sign flips, the element takes no step and forgets its gradient,
+    so the next step neither grows nor shrinks its Δ.  Only the gradient's sign
+    matters; the output is the (positive) step, flip it with ``scale(-1)``.
+
+    ``convention="optax"`` is ``optax.scale_by_rprop`` (0.2.8) exactly: ``prev``
+    holds the last update ``Δ·sign(g)``, Δ is left unclipped where ``p = 0``
+    (torch clips ``learning_rate`` into the bounds at the first step), and the
+    output is the *previous* step's update, zeroed where the sign flips: every
+    update lags one step and the first is zero (optax PR #1725, open, calls
+    this a bug; gradtx reproduces it only under this convention).
+
+    ``learning_rate`` is the initial step size Δ_0, not a multiplier: each
+    element's Δ then evolves on its own.  Δ_0 is taken at the first update
+    (like torch, which builds its state at the first ``step``), so a value set
+    with ``set_hyperparams`` before it is used as is.  Set later, a new value
+    rescales every Δ by ``new / old`` (then the bounds apply), and likewise a
+    schedule rescales them at each step; with a constant learning rate this is
+    torch's rule exactly.  Step sizes grown from a zero learning rate are not
+    rescaled (there is no ratio).  A complex leaf is two real ones, as in torch.
+
+    Args:
+      learning_rate: Δ_0 ≥ 0, the initial step size (a number or schedule).
+      eta_minus: shrink factor in (0, 1), after a sign change (torch's ``etas[0]``).
+      eta_plus: growth factor > 1, while the sign holds (torch's ``etas[1]``).
+      min_step_size, max_step_size: the bounds of Δ (torch's ``step_sizes``).
+      convention: ``"torch"`` or ``"optax"`` (the rule above).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_rprop(0.1)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([3.0, -1.0]), state)
+      >>> tx.update(jnp.array([2.0, 1.0]), state)[0]  # same sign: x1.2; flipped: no step
+      Array([0.12, 0.  ], dtype=float32)
+
+    References:
+      Riedmiller & Braun, "A direct adaptive method for faster backpropagation
+      learning: the RPROP algorithm", ICNN 1993.
+    """
+    call = current_call("gradtx.scale_by_rprop")
+    if _checks.is_concrete_number(min_step_size) and _checks.is_concrete_number(max_step_size):
+        if float(min_step_size) > float(max_step_size):
+            raise ValueError(
+                f"{call}(min_step_size={min_step_size!r}, max_step_size={max_step_size!r}): "
+                "min_step_size must not exceed max_step_size"
+            )
+
+    def rate():
+        return jnp.asarray(learning_rate).astype(float_dtype())
+
+    def initial(p, lr):
+        if jnp.iscomplexobj(p):
+            return jnp.full_like(p, jax.lax.complex(lr, lr).astype(p.dtype))
+        return jnp.full_like(p, lr.astype(p.dtype))
+
+    def init(params):
+        lr = rate()
+        return ScaleByRpropState(
+            jax.tree.map(lambda p: initial(p, lr), params), _tree.zeros_like(params), lr
+        )
+
+    def torch_rule(g, prev, delta, plus, minus, lo, hi):
+        p = g * prev
+        factor = jnp.where(p > 0, plus, jnp.where(p < 0, minus, jnp.ones_like(p)))
+        delta = jnp.clip(delta * factor, lo, hi)
+        g = jnp.where(p < 0, jnp.zeros_like(g), g)
+        return jnp.sign(g) * delta, g, delta
+
+    def optax_rule(g, prev, delta, plus, minus, lo, hi):
+        p = g * prev
+        grown = jnp.clip(delta * jnp.where(p > 0, plus, minus), lo, hi)
+        delta = jnp.where(p == 0, delta, grown)
+        zero = jnp.zeros_like(g)
+        return jnp.where(p < 0, zero, prev), jnp.where(p < 0, zero, delta * jnp.sign(g)), delta
+
+    rule = torch_rule if convention == "torch" else optax_rule
+
+    def update(updates, state, params=None, **extra):
+        first = step_count(extra, current_call("gradtx.scale_by_rprop")) == 0
+        lr, base = rate(), state.base
+        ratio = lr / jnp.where(base > 0, base, jnp.ones_like(base))
+        rescale = (lr != base) & (base > 0)
+
+        def one(g, delta, prev):
+            wide = _tree.compute_dtype(g.dtype, delta.dtype)
+            real = _tree.real_dtype(wide)
+            hyper = [jnp.asarray(h).astype(real) for h in (eta_plus, eta_minus)]
+            hyper += [jnp.asarray(h).astype(real) for h in (min_step_size, max_step_size)]
+            g, delta, prev = (x.astype(wide) for x in (g, delta, prev))
+            r = ratio.astype(wide)
+            delta = jnp.where(first, initial(delta, lr.astype(real)),
+                              jnp.where(rescale, delta * r, delta))  # fmt: skip
+            if convention == "optax":  # prev is a step: it rescales with Δ
+                prev = jnp.where(rescale & ~first, prev * r, prev)
+            return _by_part(lambda *xs: rule(*xs, *hyper), g, prev, delta)
+
+        grads, treedef = jax.tree.flatten(gradient(updates, extra))
+        steps = treedef.flatten_up_to(state.step_size)
+        prevs = treedef.flatten_up_to(state.prev)
+        results = [one(g, d, p) for g, d, p in zip(grads, steps, prevs)]
+
+        def tree(i, like):
+            return treedef.unflatten(
+                r[i].astype(x.dtype) for r, x in zip(results, treedef.flatten_up_to(like))
+            )
+
+        new = ScaleByRpropState(tree(2, state.step_size), tree(1, state.prev), lr)
+        return tree(0, updates), new
+
+    return GradientTransformation(init, update)

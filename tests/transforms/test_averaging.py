@@ -1,0 +1,50 @@
+"""polyak_average: ax follows the params, then averages them from step t0 + 2."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+
+def _run(tx, params, updates):
+    state, out = tx.init(params), []
+    for u in updates:
+        passed, state = jax.jit(tx.update)(u, state, params)
+        np.testing.assert_array_equal(passed, u)  # the updates pass through
+        params = params + u
+        out.append((params, optax.tree_utils.tree_get(state, "ax")))
+    return out
+
+
+@pytest.mark.parametrize("t0", [0, 2, 3.5])
+def test_torch_weights(t0):
+    """ax ← θ while μ_k = 1 / max(1, k - t0) is 1, then ax ← ax + μ_k (θ - ax)."""
+    updates = [jnp.asarray([float(i), -2.0 * i]) for i in range(1, 9)]
+    out = _run(gradtx.polyak_average(t0), jnp.zeros(2), updates)
+    ax = np.zeros(2)
+    for k, (p, ours) in enumerate(out):
+        mu = 1 / max(1.0, k - t0)
+        ax = np.asarray(p) if mu == 1 else ax + mu * (np.asarray(p) - ax)
+        np.testing.assert_allclose(ours, ax, rtol=1e-6)
+
+
+@pytest.mark.parametrize("t0", [0, 2])
+def test_integer_t0_gives_the_mean_of_the_iterates_from_step_t0_plus_2(t0):
+    updates = [jnp.asarray([float(i) ** 2, -2.0 * i]) for i in range(1, 9)]
+    out = _run(gradtx.polyak_average(t0), jnp.zeros(2), updates)
+    iterates = [np.asarray(p) for p, _ in out]
+    for k in range(t0 + 1, len(out)):
+        mean = np.mean(iterates[t0 + 1 : k + 1], axis=0)
+        np.testing.assert_allclose(out[k][1], mean, rtol=1e-6)
+
+
+def test_ax_dtype_and_missing_params():
+    tx = gradtx.polyak_average(0, dtype=jnp.float32)
+    params = jnp.zeros(2, jnp.bfloat16)
+    state = tx.init(params)
+    assert optax.tree_utils.tree_get(state, "ax").dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"^gradtx.polyak_average: update needs params"):
+        tx.update(jnp.ones(2, jnp.bfloat16), state)

@@ -1,0 +1,58 @@
+"""lazy: the wrapped transform acts only where the gradient is non-zero."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import gradtx
+
+
+def test_zero_gradient_elements_keep_their_buffers_and_take_no_step():
+    tx = gradtx.lazy(gradtx.chain(gradtx.add_momentum(0.9, ema=True), gradtx.scale_by_rms(0.99)))
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    state = tx.init(params)
+    g1 = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    _, state = tx.update(g1, state, params)
+    before = state
+    g2 = {"w": jnp.zeros((3, 2)).at[1].set(2.0), "b": jnp.array([0.0, -1.0])}
+    u, state = jax.jit(tx.update)(g2, state, params)
+    u = jax.tree.map(np.asarray, u)
+    np.testing.assert_array_equal(u["w"][[0, 2]], 0.0)
+    assert np.all(u["w"][1] != 0) and u["b"][0] == 0.0 and u["b"][1] != 0.0
+    (mom, rms), (mom0, rms0) = state.inner_state, before.inner_state
+    pairs = [(mom.inner_state.mu, mom0.inner_state.mu), (rms.inner_state.nu, rms0.inner_state.nu)]
+    for new, old in jax.tree.map(np.asarray, pairs):
+        np.testing.assert_array_equal(new["w"][[0, 2]], old["w"][[0, 2]])
+        assert np.all(new["w"][1] != old["w"][1])
+        assert new["b"][0] == old["b"][0] and new["b"][1] != old["b"][1]
+
+
+def test_where_every_element_has_an_entry_it_is_the_inner_transform():
+    inner = gradtx.adam(0.1)
+    params = {"w": jnp.ones(4)}
+    rng = np.random.default_rng(0)
+    grads = [{"w": jnp.asarray(rng.normal(size=4), jnp.float32)} for _ in range(5)]
+    a, b = gradtx.lazy(inner), inner
+    sa, sb = a.init(params), b.init(params)
+    for g in grads:
+        ua, sa = a.update(g, sa, params)
+        ub, sb = b.update(g, sb, params)
+        np.testing.assert_array_equal(ua["w"], ub["w"])
+    jax.tree.map(np.testing.assert_array_equal, sa.inner_state, sb)
+
+
+def test_state_that_is_not_params_shaped_advances_every_step():
+    """The inner optimizer's count moves on a step with no entries at all."""
+    tx = gradtx.lazy(gradtx.adam(0.1))
+    params = jnp.ones(3)
+    state = tx.init(params)
+    u, state = tx.update(jnp.zeros(3), state, params)
+    np.testing.assert_array_equal(u, 0.0)
+    assert int(optax.tree_utils.tree_get(state, "count")) == 1
+
+
+def test_hyperparams_of_the_inner_transform_stay_addressable():
+    tx = gradtx.lazy(gradtx.adam(0.1))
+    state = gradtx.set_hyperparams(tx.init(jnp.ones(2)), {"learning_rate": 0.5})
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 0.5

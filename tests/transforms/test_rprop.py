@@ -1,0 +1,92 @@
+"""scale_by_rprop: the rule by hand, the learning rate as initial step size
+(set before the first step, rescaling after), bounds, complex leaves, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+
+def _steps(tx, grads, state=None, params=None):
+    params = jnp.zeros(len(grads[0])) if params is None else params
+    state = tx.init(params) if state is None else state
+    outs = []
+    for g in grads:
+        u, state = tx.update(jnp.asarray(g), state)
+        outs.append(np.asarray(u))
+    return outs, state
+
+
+def test_rule_by_hand():
+    tx = gradtx.scale_by_rprop(1.0, 0.5, 2.0, 0.1, 3.0)
+    outs, state = _steps(tx, [[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(outs[0], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(outs[1], [2.0, 0.0, 0.0])  # grow; flip: no step; zero: no step
+    np.testing.assert_allclose(outs[2], [3.0, 0.5, 1.0])  # clipped at 3; after the flip: Δ kept
+    np.testing.assert_allclose(outs[3], [3.0, 1.0, 2.0])
+    np.testing.assert_allclose(optax.tree_utils.tree_get(state, "step_size"), [3.0, 1.0, 2.0])
+
+
+def test_optax_rule_lags_one_step_like_optax():
+    grads = [[1.0, -1.0, 2.0], [1.0, 1.0, 2.0], [-1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    ours, _ = _steps(gradtx.scale_by_rprop(0.1, convention="optax"), grads)
+    ref, _ = _steps(optax.scale_by_rprop(0.1), grads)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    np.testing.assert_array_equal(ours[0], 0.0)
+
+
+def test_learning_rate_set_before_the_first_step_is_the_initial_step_size():
+    tx = gradtx.scale_by_rprop(0.0)
+    state = gradtx.set_hyperparams(tx.init(jnp.zeros(2)), {"learning_rate": 0.25})
+    outs, _ = _steps(tx, [[1.0, -1.0]], state)
+    np.testing.assert_allclose(outs[0], [0.25, -0.25])
+
+
+def test_learning_rate_set_mid_run_rescales_every_step_size():
+    tx = gradtx.scale_by_rprop(0.1, 0.5, 1.2, 1e-6, 50.0)
+    _, state = _steps(tx, [[1.0, 1.0], [1.0, -1.0]])  # Δ = [0.12, 0.05]
+    state = gradtx.set_hyperparams(state, {"learning_rate": 0.2})  # x2
+    outs, state = _steps(tx, [[1.0, 1.0]], state)  # Δ = [0.24 * 1.2, 0.1 (after a flip: x1)]
+    np.testing.assert_allclose(outs[0], [0.288, 0.1], rtol=1e-6)
+    outs, _ = _steps(tx, [[1.0, 1.0]], state)  # no further rescale
+    np.testing.assert_allclose(outs[0], [0.3456, 0.12], rtol=1e-6)
+
+
+def test_a_constant_schedule_changes_nothing_and_a_decaying_one_rescales():
+    grads = [[1.0, -1.0]] * 4
+    plain, _ = _steps(gradtx.scale_by_rprop(0.1), grads)
+    same, _ = _steps(gradtx.scale_by_rprop(gradtx.schedules.constant(0.1)), grads)
+    np.testing.assert_array_equal(plain, same)
+    halving, _ = _steps(gradtx.scale_by_rprop(lambda k: 0.1 * 0.5 ** k.astype(jnp.float32)), grads)
+    np.testing.assert_allclose(halving, np.asarray(plain) * 0.5 ** np.arange(4)[:, None], rtol=1e-6)
+
+
+def test_complex_leaf_is_two_real_leaves():
+    g = [[1.0 + 2.0j, -1.0 + 0.5j], [2.0 - 1.0j, -3.0 + 1.0j], [1.0 - 1.0j, 1.0 + 1.0j]]
+    tx = gradtx.scale_by_rprop(0.1)
+    ours, _ = _steps(tx, g, params=jnp.zeros(2, jnp.complex64))
+    re, _ = _steps(tx, [np.real(x) for x in g])
+    im, _ = _steps(tx, [np.imag(x) for x in g])
+    np.testing.assert_allclose(np.real(ours), re)
+    np.testing.assert_allclose(np.imag(ours), im)
+
+
+def test_jit_and_dtypes():
+    tx = gradtx.scale_by_rprop(0.1)
+    params = {"a": jnp.zeros(3, jnp.bfloat16), "b": jnp.zeros(2)}
+    state = tx.init(params)
+    u, state = jax.jit(tx.update)({"a": jnp.ones(3, jnp.bfloat16), "b": -jnp.ones(2)}, state)
+    assert u["a"].dtype == jnp.bfloat16 and state.inner_state.step_size["a"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(u["b"], [-0.1, -0.1])
+
+
+def test_bounds_must_be_ordered():
+    with pytest.raises(ValueError, match=r"gradtx.rprop\(min_step_size=1.0, max_step_size=0.5"):
+        gradtx.rprop(min_step_size=1.0, max_step_size=0.5)
+    with pytest.raises(ValueError, match=r"eta_minus must be in \(0, 1\)"):
+        gradtx.rprop(eta_minus=1.0)
+    with pytest.raises(ValueError, match=r"eta_plus must be in \(1, inf\)"):
+        gradtx.rprop(eta_plus=1.0)
