@@ -80,6 +80,8 @@ def markdown_table() -> str:
 
 
 if __name__ == "__main__":
-    import gradtx  # noqa: F401  (registers every optimizer)
+    # Run as a script this file is __main__, a second copy of the module: read the
+    # registry that importing gradtx filled, in gradtx._registry.
+    import gradtx._registry
 
-    print(markdown_table())
+    print(gradtx._registry.markdown_table())

@@ -33,8 +33,8 @@ SHAPES = {"w": (3, 4), "b": (5,)}
 STEPS = 3
 
 
-def _torch(build):
-    return ("torch", build)
+def _torch(build, *, sparse=False):
+    return ("torch-sparse" if sparse else "torch", build)
 
 
 def _optax(build):
@@ -75,6 +75,9 @@ REFERENCES = {
     "amsbound": _torch(lambda ps, lr: adabound.AdaBound(ps, lr, final_lr=0.1, amsbound=True)),
     "swats": _torch(lambda ps, lr: pytorch_optimizer.SWATS(ps, lr)),
     "ranger": _torch(lambda ps, lr: pytorch_optimizer.Ranger(ps, lr, degenerated_to_sgd=True)),
+    "rprop": _torch(lambda ps, lr: T.Rprop(ps, lr)),
+    "asgd": _torch(lambda ps, lr: T.ASGD(ps, lr)),
+    "sparse_adam": _torch(lambda ps, lr: T.SparseAdam(ps, lr), sparse=True),
 }
 
 
@@ -100,12 +103,14 @@ def _problem(dtype, seed=0):
 def _reference(case, params, grads, jdtype, tdtype):
     kind, build = REFERENCES[case.id]
     out = []
-    if kind == "torch":
+    if kind.startswith("torch"):
         ts = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
         opt = build(list(ts.values()), case.lr)
         for g in grads:
             for k, t in ts.items():
                 t.grad = torch.tensor(g[k], dtype=tdtype)
+                if kind == "torch-sparse":  # SparseAdam takes sparse gradients only
+                    t.grad = t.grad.to_sparse()
             opt.step()
             out.append({k: t.detach().float().numpy().copy() for k, t in ts.items()})
         return out
