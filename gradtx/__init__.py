@@ -83,6 +83,7 @@ from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
+from gradtx.wrappers.averaging import AverageParamsState, average_params, averaged_params
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
 from gradtx.wrappers.flatten import FlattenState, flatten
 from gradtx.wrappers.groups import MaskedNode, MaskedState, masked, partition
@@ -96,6 +97,7 @@ __all__ = [
     "AddNesterovMomentumState",
     "Anything",
     "ApplyIfFiniteState",
+    "AverageParamsState",
     "CONVENTION",
     "Choice",
     "DECAY_RATE",
@@ -154,6 +156,8 @@ __all__ = [
     "apply_if_finite",
     "apply_updates",
     "asgd",
+    "average_params",
+    "averaged_params",
     "bias_correct",
     "centralize",
     "chain",

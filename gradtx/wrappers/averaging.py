@@ -1,0 +1,159 @@
+"""Averaged parameters kept beside an optimizer: EMA and SWA (``torch.optim.swa_utils``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, Params
+from gradtx._factory import Choice, Hyper, Transform, current_call, factory
+from gradtx.transforms.averaging import PolyakAverageState
+
+
+class AverageParamsState(NamedTuple):
+    """State of ``average_params``.
+
+    Attributes:
+      step: updates of the wrapped optimizer so far (int32): when to average.
+      n_averaged: how many parameter sets the average holds (torch's ``n_averaged``).
+      averaged: the averaged parameters (``gradtx.averaged_params`` returns them).
+      inner_state: the wrapped optimizer's state.
+    """
+
+    step: jax.Array
+    n_averaged: jax.Array
+    averaged: Any
+    inner_state: Any
+
+
+def _no_decay_for_swa(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    if arguments["method"] == "swa":  # a running mean has no decay: keep none in state
+        return {**arguments, "decay": None}
+    return arguments
+
+
+@factory(
+    derive=_no_decay_for_swa,
+    inner=Transform(),
+    method=Choice("ema", "swa"),
+    decay=Hyper(low=0.0, high=1.0, nullable=True),
+    start=Hyper(low=0.0, integer=True),
+    every=Hyper(low=1.0, integer=True),
+)
+def average_params(
+    inner: optax.GradientTransformation,
+    method: str = "ema",
+    decay: float | None = 0.999,
+    start: int = 0,
+    every: int = 1,
+) -> GradientTransformation:
+    """Keep an average of the parameters the optimizer produces, as torch's ``AveragedModel``.
+
+    After update ``t`` (1-based) of ``inner``, with ``θ_t`` the parameters it
+    leads to (``params + updates``), the average is updated when ``t > start``
+    and ``t - start - 1`` is a multiple of ``every``::
+
+      first time:  avg = θ_t                         (torch copies on its first call)
+      then:        avg = avg + w (θ_t - avg),   w = 1 - decay     (method="ema")
+                                                 w = 1 / (n + 1)   (method="swa", n averaged so far)
+
+    That is ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))``
+    (EMA) or ``AveragedModel(model)`` (SWA's running mean) with
+    ``update_parameters(model)`` called after those optimizer steps, equal in
+    float64 (tested).  The updates pass through unchanged: you train the
+    params, and ``gradtx.averaged_params(state)`` returns the average as a
+    params tree (evaluate or checkpoint it; pair SWA with ``schedules.swa_lr``
+    for torch's ``SWALR``).  ``decay``, ``start`` and ``every`` are data in the
+    state; the average is state like any other (jit, vmap, sharding,
+    checkpoints).  Batch-norm statistics are model state, not parameters:
+    recompute them for the averaged params in your model code (torch's
+    ``update_bn``), e.g. one pass over the data with the Flax model in training
+    mode.
+
+    Args:
+      inner: the optimizer whose parameters are averaged.
+      method: ``"ema"`` or ``"swa"`` (the running mean).
+      decay: the EMA's decay in [0, 1] (unused by SWA).
+      start: updates before the first averaging.
+      every: average every ``every``-th update after ``start``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.average_params(gradtx.sgd(0.1), method="swa")
+      >>> params = {"w": jnp.zeros(1)}
+      >>> state = opt.init(params)
+      >>> for _ in range(3):  # params -0.1, -0.2, -0.3: their mean is -0.2
+      ...     updates, state = opt.update({"w": jnp.ones(1)}, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> gradtx.averaged_params(state)["w"].round(6)
+      Array([-0.2], dtype=float32)
+
+    References:
+      Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
+      Generalization", UAI 2018; Polyak & Juditsky 1992.
+    """
+    call = current_call("gradtx.average_params")
+
+    def init(params):
+        zero = jnp.zeros([], jnp.int32)
+        return AverageParamsState(zero, zero, jax.tree.map(jnp.array, params), inner.init(params))
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError(f"{call}: update needs params (the average is of params + updates)")
+        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        step = _tree.safe_increment(state.step)
+        t0, k = jnp.asarray(start).astype(jnp.int32), jnp.asarray(every).astype(jnp.int32)
+        take = (step > t0) & ((step - t0 - 1) % jnp.maximum(k, 1) == 0)
+        first = state.n_averaged == 0
+
+        def one(avg, p, u):
+            new = (p + u.astype(p.dtype)).astype(p.dtype)  # the params apply_updates gives
+            wide = _tree.compute_dtype(avg.dtype, new.dtype)
+            if method == "ema":
+                w = 1 - jnp.asarray(decay).astype(wide)
+            else:
+                w = 1 / (state.n_averaged + 1).astype(wide)
+            old, new_w = avg.astype(wide), new.astype(wide)
+            moved = jnp.where(first, new_w, old + w * (new_w - old)).astype(avg.dtype)
+            return jnp.where(take, moved, avg)
+
+        averaged = jax.tree.map(one, state.averaged, params, out)
+        n_averaged = (state.n_averaged + take.astype(jnp.int32)).astype(jnp.int32)
+        return out, AverageParamsState(step, n_averaged, averaged, inner_state)
+
+    return GradientTransformation(init, update)
+
+
+def _averages(state: Any) -> Iterator[Any]:
+    if isinstance(state, AverageParamsState):
+        yield state.averaged
+        yield from _averages(state.inner_state)
+    elif isinstance(state, PolyakAverageState):
+        yield state.ax
+    elif isinstance(state, (tuple, list)):
+        for child in state:
+            yield from _averages(child)
+    elif isinstance(state, dict):
+        for child in state.values():
+            yield from _averages(child)
+
+
+def averaged_params(state: Any) -> Params:
+    """The averaged parameters in ``state``: ``average_params``'s average, or ASGD's ``ax``.
+
+    Raises ``ValueError`` if the state holds no average, or several (nested
+    averagers, or one per ``partition`` group: read those from the states).
+    """
+    found = list(_averages(state))
+    if len(found) != 1:
+        raise ValueError(
+            f"gradtx.averaged_params: the state holds {len(found)} averages; it needs exactly "
+            "one (from gradtx.average_params or gradtx.asgd)"
+        )
+    return found[0]

@@ -1,0 +1,85 @@
+"""average_params against torch.optim.swa_utils.AveragedModel, float64, step by step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+import gradtx
+from tests.reference.harness import MIXED_SHAPES, make_problem
+
+
+def _torch_run(method, decay, start, every, params, grads, lr):
+    model = torch.nn.ParameterList(
+        [torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)) for v in params.values()]
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    kw = {"multi_avg_fn": get_ema_multi_avg_fn(decay)} if method == "ema" else {}
+    swa = AveragedModel(model, **kw)
+    out = []
+    for t, g in enumerate(grads, start=1):
+        for p, v in zip(model.parameters(), g.values()):
+            p.grad = torch.tensor(v, dtype=torch.float64)
+        opt.step()
+        if t > start and (t - start - 1) % every == 0:
+            swa.update_parameters(model)
+        out.append([p.detach().numpy().copy() for p in swa.module.parameters()])
+    return out
+
+
+@pytest.mark.parametrize("method", ["ema", "swa"])
+@pytest.mark.parametrize(("start", "every"), [(0, 1), (4, 3)])
+def test_average_params_matches_torch_averaged_model(x64, method, start, every):
+    params, grads = make_problem(7, 20, MIXED_SHAPES)
+    # torch's parameter order = the jax tree's leaf order (sorted dict keys)
+    params = dict(sorted(params.items()))
+    grads = [dict(sorted(g.items())) for g in grads]
+    rng = np.random.default_rng(11)
+    lr, decay = float(rng.uniform(0.01, 0.1)), float(rng.uniform(0.5, 0.99))
+    ref = _torch_run(method, decay, start, every, params, grads, lr)
+    opt = gradtx.average_params(
+        gradtx.sgd(lr, momentum=0.9), method=method, decay=decay, start=start, every=every
+    )
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    state = opt.init(p)
+    update = jax.jit(opt.update)
+    for step, (g, want) in enumerate(zip(grads, ref), start=1):
+        u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
+        p = gradtx.apply_updates(p, u)
+        got = gradtx.averaged_params(state)
+        if int(state.inner_state.n_averaged) == 0:
+            continue  # nothing averaged yet: torch's module still holds the initial copy
+        for (k, a), b in zip(got.items(), want):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14, err_msg=f"{k} step {step}")
+
+
+def test_the_updates_pass_through_and_the_average_is_hyperparameterized():
+    inner = gradtx.adam(1e-2)
+    opt = gradtx.average_params(inner, decay=0.9)
+    params = {"w": jnp.ones(3)}
+    g = {"w": jnp.asarray([0.1, -0.2, 0.3])}
+    u, state = opt.update(g, opt.init(params), params)
+    v, _ = inner.update(g, inner.init(params), params)
+    np.testing.assert_array_equal(u["w"], v["w"])
+    state = gradtx.set_hyperparams(state, {"decay": 0.5, "every": 2})
+    assert float(gradtx.get_hyperparams(state)["decay"]) == 0.5
+    assert int(optax.tree_utils.tree_get(state, "count")) == 1  # adam's, the only counter
+    assert "decay" not in gradtx.get_hyperparams(
+        gradtx.average_params(gradtx.sgd(0.1), method="swa").init(params)
+    )
+
+
+def test_averaged_params_reads_asgd_and_refuses_ambiguity():
+    params = {"w": jnp.ones(2)}
+    opt = gradtx.asgd(0.1, t0=0.0)
+    state = opt.init(params)
+    _, state = opt.update({"w": jnp.ones(2)}, state, params)
+    assert gradtx.averaged_params(state)["w"].shape == (2,)
+    with pytest.raises(ValueError, match="holds 0 averages"):
+        gradtx.averaged_params(gradtx.adam().init(params))
+    both = gradtx.average_params(gradtx.asgd(0.1))
+    with pytest.raises(ValueError, match="holds 2 averages"):
+        gradtx.averaged_params(both.init(params))
