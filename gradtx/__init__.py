@@ -80,7 +80,11 @@ from gradtx.transforms.rectify import (
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rprop import ScaleByRpropState, scale_by_rprop
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
-from gradtx.transforms.scaling import scale, scale_by_learning_rate
+from gradtx.transforms.scaling import (
+    scale,
+    scale_by_learning_rate,
+    scale_by_multipliers,
+)
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
 from gradtx.wrappers.averaging import AverageParamsState, average_params, averaged_params
@@ -190,6 +194,7 @@ __all__ = [
     "scale_by_bounded_rms",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
+    "scale_by_multipliers",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",

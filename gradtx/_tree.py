@@ -172,7 +172,8 @@ def check_same_structure(call: str, updates: Any, state_tree: Any, what: str = "
         )
 
 
-def _key_name(key: Any) -> str:
+def key_name(key: Any) -> str:
+    """A key path entry's name: a dict key, attribute name or sequence index."""
     for attr in ("key", "name", "idx"):
         if hasattr(key, attr):
             return str(getattr(key, attr))
@@ -201,12 +202,12 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     except (ValueError, TypeError):
         pass
     keyed = [
-        (tuple(_key_name(k) for k in path), v)
+        (tuple(key_name(k) for k in path), v)
         for path, v in jax.tree_util.tree_flatten_with_path(prefix)[0]
     ]
     out = []
     for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        names = tuple(_key_name(k) for k in path)
+        names = tuple(key_name(k) for k in path)
         hits = [v for p, v in keyed if names[: len(p)] == p]
         if len(hits) != 1:
             covered = sorted({"/".join(p) for p, _ in keyed})[:8]

@@ -14,9 +14,19 @@ from gradtx._base import (
     GradientTransformation,
     ScalarOrSchedule,
     Updates,
+    is_schedule,
     step_count,
 )
-from gradtx._factory import LEARNING_RATE, Flag, Hyper, current_call, factory, reads_count
+from gradtx._checks import check_hyperparam
+from gradtx._factory import (
+    LEARNING_RATE,
+    Flag,
+    Hyper,
+    current_call,
+    factory,
+    hyperparameterized,
+    reads_count,
+)
 
 
 def scaled(updates: Updates, factor: Any) -> Updates:
@@ -82,3 +92,77 @@ def scale_by_learning_rate(
         return scaled(updates, sign * jnp.asarray(lr)), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
+
+
+def _path_name(path: tuple) -> str:
+    return "/".join(_tree.key_name(k) for k in path) or "all"
+
+
+def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
+    """Multiply each leaf's update by its own factor: per-parameter learning rates.
+
+    ``multipliers`` is a pytree whose leaves are numbers or gradtx schedules,
+    a prefix of the params (``{"head": 0.1, "body": 1.0}`` scales whole
+    subtrees).  Put it last in a chain: ``chain(adamw(1e-3),
+    scale_by_multipliers(m))`` trains each leaf with learning rate
+    ``1e-3 · m_leaf``, exactly what torch's parameter groups with those
+    learning rates do for every optimizer whose step is proportional to the
+    learning rate (SGD, Adam and AdamW with their decay, RMSProp, Adagrad,
+    NAdam, RAdam, Lion, ...; not Rprop, whose learning rate is a starting step
+    size, nor AdaBound's bounds).  Layer-wise learning-rate decay over a
+    transformer's blocks is one expression::
+
+      lr_decay = {"embed": 0.8**12, "blocks": [0.8 ** (11 - i) for i in range(12)], "head": 1.0}
+
+    Each multiplier is a hyperparameter in the state named after its key
+    path: ``get_hyperparams`` lists ``blocks/3/multiplier`` and
+    ``set_hyperparams`` changes it without recompiling.  A multiplier given
+    as a schedule makes the transform keep a step count of its own.
+
+    Args:
+      multipliers: a prefix tree of the params with non-negative numbers or
+        gradtx schedules (of the 0-based step) as leaves.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> params = {"body": jnp.ones(2), "head": jnp.ones(2)}
+      >>> opt = gradtx.chain(gradtx.sgd(0.1), gradtx.scale_by_multipliers({"body": 1.0, "head": 0.1}))
+      >>> updates, state = opt.update(params, opt.init(params), params)
+      >>> updates["head"]
+      Array([-0.01, -0.01], dtype=float32)
+      >>> sorted(gradtx.get_hyperparams(state))[:2]
+      ['body/multiplier', 'head/multiplier']
+    """
+    call = "gradtx.scale_by_multipliers"
+    entries = jax.tree_util.tree_flatten_with_path(multipliers, is_leaf=is_schedule)[0]
+    if not entries:
+        raise ValueError(f"{call}(multipliers=...): give at least one multiplier")
+    names = [f"{_path_name(path)}/multiplier" for path, _ in entries]
+    for name, (_, value) in zip(names, entries):
+        if callable(value) and not is_schedule(value):
+            raise TypeError(
+                f"{call}(multipliers=...): the entry {name} is a plain callable; use a number "
+                "or a gradtx schedule (data, settable in the state)"
+            )
+        check_hyperparam(
+            call, f"multipliers[{name.rsplit('/', 1)[0]}]", value, low=0.0, schedule=True
+        )
+    index_tree = jax.tree_util.tree_unflatten(
+        jax.tree.structure(multipliers, is_leaf=is_schedule), list(range(len(entries)))
+    )
+
+    def build(**values):
+        current = [values[name] for name in names]
+
+        def init(params):
+            _tree.per_leaf(call, "multipliers", index_tree, None, params)  # fits the params
+            return EmptyState()
+
+        def update(updates, state, params=None, **extra):
+            index = _tree.per_leaf(call, "multipliers", index_tree, None, updates)
+            leaves = [scaled(u, current[i]) for u, i in zip(jax.tree.leaves(updates), index)]
+            return jax.tree.unflatten(jax.tree.structure(updates), leaves), state
+
+        return GradientTransformation(init, update)
+
+    return hyperparameterized(build, dict(zip(names, (v for _, v in entries))), call)

@@ -1,0 +1,107 @@
+"""scale_by_multipliers: per-parameter learning rates, against partition and torch groups."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import gradtx
+
+
+def _transformer_like(seed=0, blocks=12):
+    rng = np.random.default_rng(seed)
+    block = lambda: {"w": rng.normal(size=(3, 3)), "b": rng.normal(size=(3,))}  # noqa: E731
+    return {"embed": rng.normal(size=(5, 3)), "blocks": [block() for _ in range(blocks)],
+            "head": rng.normal(size=(3, 2))}  # fmt: skip
+
+
+def _run(opt, params, grads):
+    params = jax.tree.map(jnp.asarray, params)
+    state = opt.init(params)
+    update = jax.jit(opt.update)
+    for g in grads:
+        u, state = update(jax.tree.map(jnp.asarray, g), state, params)
+        params = gradtx.apply_updates(params, u)
+    return params, state
+
+
+def test_layerwise_decay_over_12_blocks_equals_12_partition_groups(x64):
+    params = _transformer_like()
+    grads = [_transformer_like(seed) for seed in range(1, 8)]
+    lr, decay = 1e-2, 0.8
+    # the whole layer-wise decay: one expression
+    lr_decay = {"embed": decay**12, "blocks": [decay ** (11 - i) for i in range(12)], "head": 1.0}
+    ours, _ = _run(
+        gradtx.chain(gradtx.adamw(lr, weight_decay=0.1), gradtx.scale_by_multipliers(lr_decay)),
+        params,
+        grads,
+    )
+    groups = {"embed": gradtx.adamw(lr * decay**12, weight_decay=0.1),
+              "head": gradtx.adamw(lr, weight_decay=0.1)}  # fmt: skip
+    groups |= {
+        f"block{i}": gradtx.adamw(lr * decay ** (11 - i), weight_decay=0.1) for i in range(12)
+    }
+    labels = {"embed": "embed", "blocks": [f"block{i}" for i in range(12)], "head": "head"}
+    theirs, _ = _run(gradtx.partition(groups, labels), params, grads)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), ours, theirs)
+
+
+def test_multipliers_equal_torch_parameter_groups(x64):
+    rng = np.random.default_rng(3)
+    params = {"a": rng.normal(size=(4,)), "b": rng.normal(size=(2, 3)), "c": rng.normal(size=(3,))}
+    grads = [{k: rng.normal(size=v.shape) for k, v in params.items()} for _ in range(20)]
+    scales = {"a": 1.0, "b": 0.3, "c": 0.05}
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.AdamW(
+        [{"params": [tensors[k]], "lr": 1e-2 * scales[k]} for k in sorted(params)],
+        weight_decay=0.05,
+    )
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+    ours, _ = _run(
+        gradtx.chain(gradtx.adamw(1e-2, weight_decay=0.05), gradtx.scale_by_multipliers(scales)),
+        params,
+        grads,
+    )
+    for k, t in tensors.items():
+        np.testing.assert_allclose(ours[k], t.detach().numpy(), rtol=1e-10)
+
+
+def test_multipliers_are_settable_hyperparameters_without_retrace():
+    traces = []
+    opt = gradtx.chain(
+        gradtx.sgd(0.1),
+        gradtx.scale_by_multipliers(
+            {"x": 1.0, "y": gradtx.schedules.exponential_decay(1.0, 1, 0.5)}
+        ),
+    )
+
+    @jax.jit
+    def step(params, state):
+        traces.append(1)
+        return opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+
+    params = {"x": jnp.zeros(2), "y": jnp.zeros(2)}
+    state = opt.init(params)
+    u, state = step(params, state)
+    np.testing.assert_allclose(u["y"], -0.1)
+    u, state = step(params, state)
+    np.testing.assert_allclose(u["y"], -0.05)  # the schedule's second value
+    state = gradtx.set_hyperparams(state, {"x/multiplier": 0.25})
+    u, state = step(params, state)
+    np.testing.assert_allclose(u["x"], -0.025)
+    assert len(traces) == 1
+    assert float(gradtx.get_hyperparams(state)["x/multiplier"]) == 0.25
+
+
+def test_bad_multipliers_are_errors():
+    with pytest.raises(ValueError, match=r"multipliers\[a\]=-1.0\): multipliers\[a\] must be in"):
+        gradtx.scale_by_multipliers({"a": -1.0})
+    with pytest.raises(TypeError, match="plain callable"):
+        gradtx.scale_by_multipliers({"a": lambda t: 1.0})
+    tx = gradtx.scale_by_multipliers({"a": 1.0, "b": 2.0})
+    with pytest.raises(ValueError, match="multipliers tree does not match"):
+        tx.init({"a": jnp.ones(2), "c": jnp.ones(2)})
