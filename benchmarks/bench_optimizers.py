@@ -4,10 +4,13 @@
     python benchmarks/bench_optimizers.py --quick    # tiny trees, a smoke test (prints only)
 
 For each tree (ResNet-50-like, transformer-like, 1,000 small leaves, one
-32M-float leaf) and optimizer (Adam, AdamW, SGD with momentum, RAdam) it
-times one jitted, donated ``update + apply_updates`` step of gradtx (default
-path and ``gradtx.flatten``), optax, and ``torch.optim`` (foreach, and fused
-where torch has it), and reports as ratios to optax:
+32M-float leaf) and optimizer (Adam, AdamW, SGD with momentum, RAdam; and
+Adamax, Adafactor, Muon, Lion, LAMB, schedule-free AdamW on the first two
+trees) it times one jitted, donated ``update + apply_updates`` step of gradtx
+(default path and ``gradtx.flatten``), optax, optax under
+``inject_hyperparams`` (optax with runtime hyperparameters, what gradtx always
+has: the comparison that matters for compile time), and ``torch.optim``
+(foreach, and fused where torch has it), and reports as ratios to optax:
 
 - step time: median over rounds that alternate between the implementations
   (so a busy machine slows them alike), after warm-up steps;
@@ -34,7 +37,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -101,45 +106,84 @@ def make_tree(shapes, seed=0):
 
 # ------------------------------------------------------------- optimizers
 
-LR = {"adam": 1e-3, "adamw": 1e-3, "sgd_momentum": 1e-2, "radam": 1e-3}
+
+class Spec(NamedTuple):
+    """One benchmarked optimizer: its optax and gradtx builders, and torch's if it has one."""
+
+    lr: float
+    optax: Callable[[float], Any]  # a factory optax.inject_hyperparams can wrap, lr -> tx
+    gradtx: Callable[[float], Any]
+    torch: tuple | None = None  # (class, kwargs) or None
+    fused: bool = True  # torch has a fused kernel
+
+
+def _muon_optax(lr):
+    return optax.contrib.muon(lr)
+
+
+OPTIMIZERS = {
+    "adam": Spec(1e-3, optax.adam, lambda lr: gradtx.adam(lr), (torch.optim.Adam, {})),
+    "adamw": Spec(
+        1e-3,
+        lambda lr: optax.adamw(lr, weight_decay=1e-2),
+        lambda lr: gradtx.adamw(lr, weight_decay=1e-2),
+        (torch.optim.AdamW, {"weight_decay": 1e-2}),
+    ),
+    "sgd_momentum": Spec(
+        1e-2,
+        lambda lr: optax.sgd(lr, momentum=0.9),
+        lambda lr: gradtx.sgd(lr, momentum=0.9),
+        (torch.optim.SGD, {"momentum": 0.9}),
+    ),
+    "radam": Spec(
+        1e-3, optax.radam, lambda lr: gradtx.radam(lr), (torch.optim.RAdam, {}), fused=False
+    ),
+    "adamax": Spec(
+        2e-3, optax.adamax, lambda lr: gradtx.adamax(lr), (torch.optim.Adamax, {}), fused=False
+    ),
+    "adafactor": Spec(
+        1e-2,
+        optax.adafactor,
+        lambda lr: gradtx.adafactor(lr, convention="optax"),
+        (torch.optim.Adafactor, {}),
+        fused=False,
+    ),
+    "muon": Spec(1e-3, _muon_optax, lambda lr: gradtx.muon(lr, convention="optax")),
+    "lion": Spec(1e-4, optax.lion, lambda lr: gradtx.lion(lr)),
+    "lamb": Spec(1e-3, optax.lamb, lambda lr: gradtx.lamb(lr)),
+    "schedule_free_adamw": Spec(
+        2.5e-3, optax.contrib.schedule_free_adamw, lambda lr: gradtx.schedule_free_adamw(lr)
+    ),
+}
 
 
 def jax_optimizers(name):
-    """name -> {implementation: (transform, apply_updates)}; missing gradtx names are skipped."""
-    lr = LR[name]
-    optax_tx = {
-        "adam": lambda: optax.adam(lr),
-        "adamw": lambda: optax.adamw(lr, weight_decay=1e-2),
-        "sgd_momentum": lambda: optax.sgd(lr, momentum=0.9),
-        "radam": lambda: optax.radam(lr),
-    }[name]()
-    out = {"optax": (optax_tx, optax.apply_updates)}
-    make = {
-        "adam": lambda: gradtx.adam(lr),
-        "adamw": lambda: gradtx.adamw(lr, weight_decay=1e-2),
-        "sgd_momentum": lambda: gradtx.sgd(lr, momentum=0.9),
-        "radam": lambda: gradtx.radam(lr),
-    }[name]
-    if hasattr(gradtx, name.split("_")[0] if name != "sgd_momentum" else "sgd"):
-        out["gradtx"] = (make(), gradtx.apply_updates)
-        if hasattr(gradtx, "flatten"):
-            out["gradtx.flatten"] = (gradtx.flatten(make()), gradtx.apply_updates)
-    else:
-        print(f"  note: gradtx has no {name} yet; skipped", flush=True)
+    """name -> {implementation: (transform, apply_updates)}.
+
+    "optax inject" is ``optax.inject_hyperparams(factory)(lr)``: optax with its
+    hyperparameters as runtime data, the feature gradtx always has, so the fair
+    comparison for compile time.
+    """
+    spec = OPTIMIZERS[name]
+    out = {"optax": (spec.optax(spec.lr), optax.apply_updates)}
+    try:
+        inject = optax.inject_hyperparams(spec.optax)(spec.lr)
+        out["optax inject"] = (inject, optax.apply_updates)
+    except Exception as err:  # some contrib factories take arguments inject cannot wrap
+        print(f"  note: optax.inject_hyperparams({name}) failed: {err}", flush=True)
+    out["gradtx"] = (spec.gradtx(spec.lr), gradtx.apply_updates)
+    out["gradtx.flatten"] = (gradtx.flatten(spec.gradtx(spec.lr)), gradtx.apply_updates)
     return out
 
 
 def torch_optimizers(name):
-    lr = LR[name]
-    cls, kw = {
-        "adam": (torch.optim.Adam, {}),
-        "adamw": (torch.optim.AdamW, {"weight_decay": 1e-2}),
-        "sgd_momentum": (torch.optim.SGD, {"momentum": 0.9}),
-        "radam": (torch.optim.RAdam, {}),
-    }[name]
-    out = {"torch foreach": lambda ps: cls(ps, lr=lr, foreach=True, **kw)}
-    if name != "radam":  # torch.optim.RAdam has no fused kernel
-        out["torch fused"] = lambda ps: cls(ps, lr=lr, fused=True, **kw)
+    spec = OPTIMIZERS[name]
+    if spec.torch is None:
+        return {}
+    cls, kw = spec.torch
+    out = {"torch foreach": lambda ps: cls(ps, lr=spec.lr, foreach=True, **kw)}
+    if spec.fused:
+        out["torch fused"] = lambda ps: cls(ps, lr=spec.lr, fused=True, **kw)
     return out
 
 
@@ -295,23 +339,36 @@ def _num(x, fmt):
 def table(rows):
     head = (
         "| tree | optimizer | implementation | step ms | step vs optax | trace s | lower s "
-        "| compile s | compile vs optax (wall / cpu) | state MB | state vs optax | XLA temp MB |"
+        "| compile s | compile vs optax (wall / cpu) | compile vs optax inject (cpu) | state MB "
+        "| state vs optax | XLA temp MB |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         ref = next(
             x
             for x in rows
             if x["tree"] == r["tree"] and x["optimizer"] == r["optimizer"] and x["impl"] == "optax"
         )
-        comp = ""
+        inject = next(
+            (
+                x
+                for x in rows
+                if x["tree"] == r["tree"]
+                and x["optimizer"] == r["optimizer"]
+                and x["impl"] == "optax inject"
+            ),
+            None,
+        )
+        comp = vs_inject = ""
         if r["compile_s"] is not None:
             comp = f"{_ratio(r['compile_s'], ref['compile_s'])} / "
             comp += _ratio(r["compile_cpu_s"], ref["compile_cpu_s"])
+            if inject is not None:
+                vs_inject = _ratio(r["compile_cpu_s"], inject["compile_cpu_s"])
         lines.append(
             f"| {r['tree']} | {r['optimizer']} | {r['impl']} | {r['step_ms']:.2f} "
             f"| {_ratio(r['step_ms'], ref['step_ms'])} | {_num(r['trace_s'], '.2f')} "
-            f"| {_num(r['lower_s'], '.2f')} | {_num(r['compile_s'], '.2f')} | {comp} "
+            f"| {_num(r['lower_s'], '.2f')} | {_num(r['compile_s'], '.2f')} | {comp} | {vs_inject} "
             f"| {r['state_bytes'] / 2**20:.1f} | {_ratio(r['state_bytes'], ref['state_bytes'])} "
             f"| {_num(None if r['temp_bytes'] is None else r['temp_bytes'] / 2**20, '.1f')} |"
         )
@@ -344,6 +401,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny trees, few steps")
     parser.add_argument("--optimizers", default="adam,adamw,sgd_momentum,radam")
+    parser.add_argument(
+        "--new-optimizers",
+        default="adamax,adafactor,muon,lion,lamb,schedule_free_adamw",
+        help="further optimizers, on the ResNet-like and transformer-like trees only",
+    )
     parser.add_argument("--trees", default="", help="comma-separated substrings of tree names")
     parser.add_argument("--many", type=int, default=1000, help="leaves of the many-leaf tree")
     parser.add_argument(
@@ -373,6 +435,8 @@ def main(argv=None):
         if args.trees and not any(t in tree_name for t in args.trees.split(",")):
             continue
         names = args.optimizers.split(",")
+        if args.new_optimizers and ("resnet" in tree_name or "transformer" in tree_name):
+            names += args.new_optimizers.split(",")
         if "small leaves" in tree_name and args.many_optimizers:
             names = [n for n in names if n in args.many_optimizers.split(",")]
         for name in names:

@@ -21,15 +21,17 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     bench = load_script("bench_optimizers")
     out = tmp_path / "RESULTS.md"
     rows = bench.main(
-        ["--quick", "--optimizers", "adam", "--rounds", "1", "--steps", "1"]
-        + ["--warmup", "1", "--output", str(out)]
+        ["--quick", "--optimizers", "adam", "--new-optimizers", "", "--rounds", "1"]
+        + ["--steps", "1", "--warmup", "1", "--output", str(out)]
     )
     text = out.read_text()
     assert "| tree | optimizer | implementation | step ms |" in text
+    assert "compile vs optax inject (cpu)" in text
     assert "- jax: " in text and "- cpu: " in text
     impls = {r["impl"] for r in rows}
     assert impls == {
         "optax",
+        "optax inject",
         "gradtx",
         "gradtx.flatten",
         "jax no-op step",
@@ -38,8 +40,10 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     }
     assert len({r["tree"] for r in rows}) == 4
     # one row per implementation, tree and optimizer, each with a positive step time
-    assert len(rows) == 4 * 6 and all(r["step_ms"] > 0 for r in rows)
-    jax_rows = [r for r in rows if r["impl"] in ("optax", "gradtx", "gradtx.flatten")]
+    assert len(rows) == 4 * 7 and all(r["step_ms"] > 0 for r in rows)
+    jax_rows = [
+        r for r in rows if r["impl"] in ("optax", "optax inject", "gradtx", "gradtx.flatten")
+    ]
     assert all(r["compile_s"] > 0 and r["compiles"] == 1 for r in jax_rows)
     assert all(r["state_bytes"] > 0 for r in jax_rows)
     # the no-op step computes nothing: no compile time is reported for it
