@@ -214,12 +214,17 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         raise TypeError(f"gradtx.set_hyperparams({key}=...): expected {want}, got {kind}")
     new = arr
     try:
-        return jnp.broadcast_to(new.astype(old.dtype), jnp.shape(old))
+        out = jnp.broadcast_to(new.astype(old.dtype), jnp.shape(old))
     except ValueError:
         raise ValueError(
             f"gradtx.set_hyperparams({key}=...): value of shape {jnp.shape(new)} does not fit "
             f"the stored shape {jnp.shape(old)}; to sweep values, jax.vmap over set_hyperparams"
         ) from None
+    if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
+        # Keep the stored value's placement (replicated over a mesh, say): a value
+        # placed elsewhere is another input type and would recompile the step.
+        out = jax.device_put(out, old.sharding)
+    return out
 
 
 def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:

@@ -249,6 +249,25 @@ _SHARDED = textwrap.dedent(
                 for _ in range(2):
                     _, state = update(grads, state, params)
                 check(label + " update", state, row, rep)
+    # set_hyperparams outside the mesh context keeps the stored value's placement,
+    # so the jitted step is not compiled again.
+    mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Explicit,))
+    params = {"w": jax.device_put(jnp.ones((8, 4)), NamedSharding(mesh, P("d", None)))}
+    opt, traces = gradtx.adam(1e-3), []
+    with jax.set_mesh(mesh):
+        state = opt.init(params)
+
+    @jax.jit
+    def step(p, s):
+        traces.append(1)
+        u, s = opt.update(jax.tree.map(jnp.ones_like, p), s, p)
+        return gradtx.apply_updates(p, u), s
+
+    params, state = step(params, state)
+    state = gradtx.set_hyperparams(state, learning_rate=1e-4)
+    params, state = step(params, state)
+    if len(traces) != 1:
+        bad.append(f"set_hyperparams outside the mesh retraced: {len(traces)} traces")
     print(json.dumps(bad))
     """
 )
