@@ -50,6 +50,7 @@ from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
+from gradtx.optimizers.sign import lion, sign_sgd, signum
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
@@ -57,6 +58,7 @@ from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
+from gradtx.transforms.interpolation import AddInterpolatedMomentumState, add_interpolated_momentum
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -74,6 +76,7 @@ from gradtx.transforms.rectify import (
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
+from gradtx.transforms.sign import scale_by_sign
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
@@ -85,6 +88,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccumulateGradientsState",
+    "AddInterpolatedMomentumState",
     "AddMomentumState",
     "AddNesterovMomentumState",
     "Anything",
@@ -136,6 +140,7 @@ __all__ = [
     "adamax",
     "adamaxw",
     "adamw",
+    "add_interpolated_momentum",
     "add_l2",
     "add_momentum",
     "add_nesterov_momentum",
@@ -156,6 +161,7 @@ __all__ = [
     "gradient",
     "hyperparameterized",
     "identity",
+    "lion",
     "lookahead",
     "masked",
     "nadam",
@@ -173,10 +179,13 @@ __all__ = [
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_rss",
+    "scale_by_sign",
     "schedules",
     "set_hyperparams",
     "sgd",
     "sgdw",
+    "sign_sgd",
+    "signum",
     "stateless",
     "step_count",
     "swats",
