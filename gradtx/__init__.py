@@ -44,7 +44,9 @@ from gradtx._factory import (
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
+from gradtx.optimizers.adan import adan
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.belief import adabelief, yogi
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
@@ -53,6 +55,8 @@ from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.optimizers.sign import lion, sign_sgd, signum
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.additive_rms import ScaleByAdditiveRmsState, scale_by_additive_rms
+from gradtx.transforms.belief import ScaleByBeliefState, scale_by_belief
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
@@ -65,6 +69,10 @@ from gradtx.transforms.momentum import (
     add_momentum,
     add_nesterov_momentum,
     bias_correct,
+)
+from gradtx.transforms.nesterov_estimate import (
+    ScaleByNesterovEstimateState,
+    scale_by_nesterov_estimate,
 )
 from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
@@ -120,8 +128,11 @@ __all__ = [
     "ReduceOnPlateauState",
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
+    "ScaleByAdditiveRmsState",
+    "ScaleByBeliefState",
     "ScaleByBoundedRmsState",
     "ScaleByInfinityNormState",
+    "ScaleByNesterovEstimateState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "Schedule",
@@ -133,6 +144,7 @@ __all__ = [
     "WEIGHT_DECAY",
     "WhenRectifiedState",
     "accumulate_gradients",
+    "adabelief",
     "adabound",
     "adadelta",
     "adagrad",
@@ -140,6 +152,7 @@ __all__ = [
     "adamax",
     "adamaxw",
     "adamw",
+    "adan",
     "add_interpolated_momentum",
     "add_l2",
     "add_momentum",
@@ -174,9 +187,12 @@ __all__ = [
     "rmsprop",
     "scale",
     "scale_by_adadelta",
+    "scale_by_additive_rms",
+    "scale_by_belief",
     "scale_by_bounded_rms",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
+    "scale_by_nesterov_estimate",
     "scale_by_rms",
     "scale_by_rss",
     "scale_by_sign",
@@ -193,4 +209,5 @@ __all__ = [
     "track_norms",
     "transform",
     "when_rectified",
+    "yogi",
 ]

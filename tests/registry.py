@@ -174,6 +174,10 @@ REGISTRY = [
         "signum", lr=0.05, rosen_lr=0.05, steps=1000, complex_ok=True, **decaying("signum", 0.993)
     ),
     case("lion", lr=0.05, rosen_lr=0.05, steps=1000, complex_ok=True, **decaying("lion", 0.993)),
+    case("adabelief", lr=0.05, rosen_lr=0.04, complex_ok=True),
+    case("adabelief", variant="nesterov", lr=0.05, rosen_lr=0.04, nesterov=True, complex_ok=True),
+    case("yogi", lr=0.05, rosen_lr=0.04, complex_ok=True),
+    case("adan", lr=0.05, rosen_lr=0.04, steps=1000, weight_decay=1e-4, complex_ok=True),
     # The default noise (variance 0.01 / t^0.55) leaves the quadratic's iterate ~4e-3
     # from the minimum after 1000 steps, above the contract's 1e-3: a smaller eta here.
 ]
