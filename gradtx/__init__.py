@@ -48,6 +48,7 @@ from gradtx.optimizers.adan import adan
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.belief import adabelief, yogi
 from gradtx.optimizers.bounded import adabound, amsbound
+from gradtx.optimizers.layerwise import fromage, novograd
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
@@ -63,6 +64,7 @@ from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
 from gradtx.transforms.interpolation import AddInterpolatedMomentumState, add_interpolated_momentum
+from gradtx.transforms.layerwise_norm import ScaleByLayerwiseNormState, scale_by_layerwise_norm
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -86,6 +88,7 @@ from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 from gradtx.transforms.sign import scale_by_sign
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
+from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
 from gradtx.wrappers.flatten import FlattenState, flatten
@@ -132,6 +135,7 @@ __all__ = [
     "ScaleByBeliefState",
     "ScaleByBoundedRmsState",
     "ScaleByInfinityNormState",
+    "ScaleByLayerwiseNormState",
     "ScaleByNesterovEstimateState",
     "ScaleByRmsState",
     "ScaleByRssState",
@@ -169,6 +173,7 @@ __all__ = [
     "decoupled_weight_decay",
     "factory",
     "flatten",
+    "fromage",
     "get_hyperparams",
     "get_norms",
     "gradient",
@@ -179,6 +184,7 @@ __all__ = [
     "masked",
     "nadam",
     "named_chain",
+    "novograd",
     "partition",
     "radam",
     "ranger",
@@ -191,11 +197,13 @@ __all__ = [
     "scale_by_belief",
     "scale_by_bounded_rms",
     "scale_by_infinity_norm",
+    "scale_by_layerwise_norm",
     "scale_by_learning_rate",
     "scale_by_nesterov_estimate",
     "scale_by_rms",
     "scale_by_rss",
     "scale_by_sign",
+    "scale_by_trust_ratio",
     "schedules",
     "set_hyperparams",
     "sgd",

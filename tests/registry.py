@@ -174,6 +174,17 @@ REGISTRY = [
         "signum", lr=0.05, rosen_lr=0.05, steps=1000, complex_ok=True, **decaying("signum", 0.993)
     ),
     case("lion", lr=0.05, rosen_lr=0.05, steps=1000, complex_ok=True, **decaying("lion", 0.993)),
+    case(
+        "novograd",
+        lr=0.05,
+        rosen_lr=0.01,
+        steps=1000,
+        complex_ok=True,
+        **decaying("novograd", 0.993),
+    ),
+    case(
+        "fromage", lr=0.1, rosen_lr=0.1, steps=1000, complex_ok=True, **decaying("fromage", 0.995)
+    ),
     case("adabelief", lr=0.05, rosen_lr=0.04, complex_ok=True),
     case("adabelief", variant="nesterov", lr=0.05, rosen_lr=0.04, nesterov=True, complex_ok=True),
     case("yogi", lr=0.05, rosen_lr=0.04, complex_ok=True),
