@@ -51,6 +51,8 @@ from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.layerwise import fromage, novograd
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
+from gradtx.optimizers.noisy import noisy_sgd
+from gradtx.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.optimizers.sign import lion, sign_sgd, signum
@@ -76,6 +78,8 @@ from gradtx.transforms.nesterov_estimate import (
     ScaleByNesterovEstimateState,
     scale_by_nesterov_estimate,
 )
+from gradtx.transforms.noise import AddNoiseState, add_noise
+from gradtx.transforms.optimism import AddOptimismState, add_optimism
 from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
     RectifyState,
@@ -102,6 +106,8 @@ __all__ = [
     "AddInterpolatedMomentumState",
     "AddMomentumState",
     "AddNesterovMomentumState",
+    "AddNoiseState",
+    "AddOptimismState",
     "Anything",
     "ApplyIfFiniteState",
     "CONVENTION",
@@ -161,6 +167,8 @@ __all__ = [
     "add_l2",
     "add_momentum",
     "add_nesterov_momentum",
+    "add_noise",
+    "add_optimism",
     "amsbound",
     "amsgrad",
     "apply_if_finite",
@@ -184,7 +192,10 @@ __all__ = [
     "masked",
     "nadam",
     "named_chain",
+    "noisy_sgd",
     "novograd",
+    "optimistic_adam",
+    "optimistic_gradient_descent",
     "partition",
     "radam",
     "ranger",
