@@ -70,8 +70,8 @@ def adabelief(
       >>> params = {"w": jnp.array([1.0, -2.0])}
       >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
       >>> updates, state = opt.update(grads, opt.init(params))
-      >>> updates["w"]  # first step: m̂ = g, ŝ = 1e-16 / (1 - b2): about -η sign(g) / 0.01
-      Array([-1.,  1.], dtype=float32)
+      >>> updates["w"]  # first step: m̂ = g, ŝ = (0.9 g)² (+ 1e-16): -η sign(g) / 0.9
+      Array([-0.01111111,  0.01111111], dtype=float32)
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in

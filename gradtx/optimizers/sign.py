@@ -160,10 +160,10 @@ def lion(
     Example:
       >>> import gradtx, jax.numpy as jnp
       >>> opt = gradtx.lion(0.1, weight_decay=0.5)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> params = {"w": jnp.array([1.0, -4.0])}
       >>> updates, _ = opt.update({"w": jnp.array([3.0, 0.25])}, opt.init(params), params)
       >>> updates["w"]  # -0.1 · (sign(0.1 g) + 0.5 θ)
-      Array([-0.15,  0.  ], dtype=float32)
+      Array([-0.15,  0.1 ], dtype=float32)
 
     References:
       Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.

@@ -64,10 +64,10 @@ def scale_by_additive_rms(
 
     Example:
       >>> import gradtx, jax.numpy as jnp
-      >>> tx = gradtx.scale_by_additive_rms(0.5, eps=0.0, initial_value=1.0,
+      >>> tx = gradtx.scale_by_additive_rms(0.5, eps=0.0, initial_value=4.5,
       ...                                   bias_correction=False)
-      >>> tx.update(jnp.array([2.0, 0.5]), tx.init(jnp.zeros(2)))[0]  # v = [3, 0.875]
-      Array([1.1547005 , 0.53452253], dtype=float32)
+      >>> tx.update(jnp.array([3.0, 1.0]), tx.init(jnp.zeros(2)))[0]  # v = 4.5 ± 0.5 g² = [9, 4]
+      Array([1. , 0.5], dtype=float32)
 
     References:
       Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
