@@ -33,13 +33,9 @@ OPTIONS = {
     "swats": [dict(learning_rate=0.01)],
 }
 # Optimizers whose every step needs the leaves' shapes (a norm per leaf, a noise
-# draw per leaf): they refuse to run inside flatten (tested below) instead of being
-# compared with it.  Name -> the primitive that refuses.
-PER_LEAF = {
-    "novograd": "scale_by_layerwise_norm",
-    "fromage": "scale_by_trust_ratio",
-    "noisy_sgd": "add_noise",
-}
+# draw per leaf; ``per_leaf`` in tests/registry.py) refuse to run inside flatten
+# (tested below) instead of being compared with it.
+PER_LEAF = sorted({c.name for c in REGISTRY if c.per_leaf})
 SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
 STEPS = 13  # past RAdam's threshold (t = 6) and several Lookahead syncs
 
@@ -211,10 +207,7 @@ def test_inside_a_chain_gets_the_frozen_gradient(x64):
         (lambda: gradtx.ranger(), "centralize"),
         (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd"),
     ]
-    + [
-        pytest.param(lambda name=name: _build(name, None), who, id=name)
-        for name, who in sorted(PER_LEAF.items())
-    ],
+    + [pytest.param(lambda name=name: _build(name, None), "", id=name) for name in PER_LEAF],
 )
 def test_per_leaf_transform_refuses_to_run_flat(make, who):
     params, _ = _problem({k: jnp.float32 for k in SHAPES})
