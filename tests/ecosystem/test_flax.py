@@ -68,7 +68,10 @@ def _flat(tree):
 
 # Every named optimizer of DESIGN.md §3, with its defaults except a learning rate.
 NAMED = ["sgd", "sgdw", "adagrad", "rmsprop", "adadelta", "adam", "amsgrad", "adamw", "radam",
-         "nadam", "adabound", "amsbound", "swats", "ranger"]  # fmt: skip
+         "nadam", "adabound", "amsbound", "swats", "ranger",
+         # optax-only (issue 17)
+         "sign_sgd", "signum", "lion", "novograd", "fromage", "adabelief", "yogi", "adan",
+         "optimistic_gradient_descent", "optimistic_adam", "noisy_sgd"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NAMED)
