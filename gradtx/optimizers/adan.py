@@ -52,11 +52,12 @@ def adan(
     scale_by_nesterov_estimate(b2, b3, eps, eps_root) → decoupled_weight_decay
     → scale_by_learning_rate``.
 
-    Differences: none from ``optax.adan`` (its defaults, bias corrections and
-    positional order; ``mask`` is a pytree of bools, a function goes to
-    ``mask_fn``).  The paper writes its EMAs as ``(1 - β) m + β g`` (β = 1 -
-    b here), has no bias correction and applies the decay proximally,
-    ``θ_t = (θ_{t-1} - η u_t) / (1 + λη)``; optax and gradtx add ``λθ`` to the step.
+    Differences: none from ``optax.adan`` (its defaults, the bias corrections of
+    its code, its positional order; ``mask`` is a pytree of bools, a function
+    goes to ``mask_fn``).  The paper's Algorithm 1 writes its EMAs as
+    ``(1 - β) m + β g`` (β = 1 - b here), shows no bias correction and applies
+    the decay proximally, ``θ_t = (θ_{t-1} - η u_t) / (1 + λη)``; optax and
+    gradtx add ``λθ`` to the step.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -51,10 +51,9 @@ def adabelief(
     ``scale_by_belief(..., nesterov=b1)`` and no ``bias_correct``).
 
     Differences: none from ``optax.adabelief`` (its defaults ``eps = eps_root
-    = 1e-16``; the paper's are ``eps = 1e-8`` added inside the root every
-    step, i.e. ``eps_root`` here, and ``eps = 0``).  ``torch_optimizer`` and the
-    authors' PyTorch code add decoupled decay and rectification, which optax
-    does not have.
+    = 1e-16``; optax notes the paper's as ``eps = 1e-8, eps_root = 0``).  The
+    authors' PyTorch package has further options (decoupled decay,
+    rectification) that optax does not have.
 
     Args:
       learning_rate: η, a number or schedule.
@@ -111,9 +110,9 @@ def yogi(
     scale_by_learning_rate``.
 
     Differences: none from ``optax.yogi`` (both moments start at 1e-6 and are
-    bias-corrected, optax's choices; the paper starts ``v`` at 1e-6 and
-    corrects neither).  Where ``v`` and ``g²`` both overflow to infinity, ``v``
-    stays infinite here and becomes NaN in optax.
+    bias-corrected: optax's choices, which ``optax.yogi`` does not expose).
+    Where ``v`` and ``g²`` both overflow to infinity, ``v`` stays infinite here
+    and becomes NaN in optax.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -47,11 +47,11 @@ def novograd(
     Chain: ``scale_by_layerwise_norm(b2, eps, eps_root) → decoupled_weight_decay
     → add_momentum(b1) → scale_by_learning_rate``.
 
-    Differences: none from ``optax.novograd`` (heavy-ball momentum ``b1 m + ...``;
-    the paper's is ``b1 m + (1 - b1)(...)``, a factor ``1 - b1`` on the step
-    after the first; optax's default eps is 1e-6, the paper's 1e-8).  ``weight_decay``
-    may be a schedule here (optax accepts only a number).  It needs each leaf's
-    shape, so it refuses to run inside ``gradtx.flatten``.
+    Differences: none from ``optax.novograd`` (its defaults, its heavy-ball
+    momentum ``b1 m + ...`` and its first step from ``‖g_1‖²``).  ``weight_decay``
+    may be a schedule here (optax's passes it to ``scale_by_novograd`` as a
+    number).  It needs each leaf's shape, so it refuses to run inside
+    ``gradtx.flatten``.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -137,8 +137,8 @@ def lion(
 
     The step follows the sign of an interpolation between the gradient and
     the momentum *before* it is updated; the momentum itself is a slower EMA.
-    The decay ``λ`` is decoupled and multiplied by the full η (as optax and
-    PyTorch do; the paper scales it by the schedule multiplier only).
+    The decay ``λ`` is decoupled and multiplied by η_t, as in the paper's
+    Algorithm and optax.
 
     Chain: ``add_interpolated_momentum(b1, b2) → scale_by_sign →
     decoupled_weight_decay → scale_by_learning_rate``.

@@ -48,7 +48,7 @@ def scale_by_additive_rms(
     Adam's EMA moves ``v`` toward ``g²`` by ``(1 - decay) |v - g²|``, a step
     that grows with ``v`` itself; Yogi's moves it by ``(1 - decay) g²`` in the
     same direction, so a large ``v`` does not shrink in one jump and the
-    effective learning rate grows slowly (Zaheer et al., §3).  ``v`` stays
+    effective learning rate grows slowly (Zaheer et al.).  ``v`` stays
     non-negative: a step down is at most ``(1 - decay) g² < v``.  Where ``v``
     and ``g²`` are both infinite ``v`` stays infinite (optax's
     ``sign(inf - inf)`` gives NaN).  ``|g|²`` for complex leaves.

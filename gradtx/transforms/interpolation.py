@@ -28,7 +28,7 @@ def add_interpolated_momentum(
       out = b1 m_{t-1} + (1 - b1) u_t        (the interpolation, with weight b1)
       m_t = b2 m_{t-1} + (1 - b2) u_t        (the momentum, an EMA with rate b2)
 
-    Lion's momentum (Chen et al., Algorithm 2): the step is taken along the
+    Lion's momentum (Chen et al.): the step is taken along the
     interpolation (usually through ``scale_by_sign``) while the buffer keeps a
     slower EMA.  ``b1 = b2`` gives ``m_t``'s value before it is stored: an EMA.
     Computed in at least float32 and stored in ``dtype``; the output has the
