@@ -48,8 +48,8 @@ def scale_by_belief(
     AdaBelief's denominator (Zhuang et al.): it measures how far the gradient
     is from its prediction ("belief"), where Adam's measures the gradient
     itself.  ``eps_root`` is added to ``s_t`` every step and so enters the
-    state, as ``optax.scale_by_belief`` does.  The
-    first moment's bias correction is left to ``bias_correct(b1)`` after it.
+    state, as ``optax.scale_by_belief`` does.  The first moment's bias
+    correction is left to ``bias_correct(b1)`` after it.
 
     With ``nesterov = b1`` (the rate of the EMA that made ``m_t``) the output
     is Dozat's bias-corrected look-ahead instead, as ``optax.adabelief(nesterov=True)``
