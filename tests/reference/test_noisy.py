@@ -31,8 +31,10 @@ def test_noisy_sgd_matches_optax_with_a_key(x64, seed):
     )
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_noisy_sgd_matches_optax_with_an_int_seed_and_defaults(x64, seed):
+def test_noisy_sgd_matches_optax_with_an_int_seed_and_defaults(x64):
+    """The other ways to give the key (one seed of hyperparameters: each comparison
+    compiles optax's and gradtx's noise)."""
+    seed = 0
     h = _h(seed)
     assert_matches_optax(
         gradtx.noisy_sgd(h["lr"], key=7 + seed), optax.noisy_sgd(h["lr"], key=7 + seed), seed
