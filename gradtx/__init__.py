@@ -45,23 +45,33 @@ from gradtx._hyperparams import get_hyperparams, set_hyperparams
 from gradtx.lr_finder import lr_range_test
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
+from gradtx.optimizers.adan import adan
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.asgd import asgd
+from gradtx.optimizers.belief import adabelief, yogi
 from gradtx.optimizers.bounded import adabound, amsbound
+from gradtx.optimizers.layerwise import fromage, novograd
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
+from gradtx.optimizers.noisy import noisy_sgd
+from gradtx.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd, sgdw
+from gradtx.optimizers.sign import lion, sign_sgd, signum
 from gradtx.optimizers.sparse_adam import sparse_adam
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.additive_rms import ScaleByAdditiveRmsState, scale_by_additive_rms
 from gradtx.transforms.averaging import PolyakAverageState, polyak_average
+from gradtx.transforms.belief import ScaleByBeliefState, scale_by_belief
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
+from gradtx.transforms.interpolation import AddInterpolatedMomentumState, add_interpolated_momentum
+from gradtx.transforms.layerwise_norm import ScaleByLayerwiseNormState, scale_by_layerwise_norm
 from gradtx.transforms.lazy import LazyState, lazy
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -70,6 +80,12 @@ from gradtx.transforms.momentum import (
     add_nesterov_momentum,
     bias_correct,
 )
+from gradtx.transforms.nesterov_estimate import (
+    ScaleByNesterovEstimateState,
+    scale_by_nesterov_estimate,
+)
+from gradtx.transforms.noise import AddNoiseState, add_noise
+from gradtx.transforms.optimism import AddOptimismState, add_optimism
 from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
     RectifyState,
@@ -85,7 +101,9 @@ from gradtx.transforms.scaling import (
     scale_by_learning_rate,
     scale_by_multipliers,
 )
+from gradtx.transforms.sign import scale_by_sign
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
+from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
 from gradtx.wrappers.averaging import AverageParamsState, average_params, averaged_params
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
@@ -97,8 +115,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccumulateGradientsState",
+    "AddInterpolatedMomentumState",
     "AddMomentumState",
     "AddNesterovMomentumState",
+    "AddNoiseState",
+    "AddOptimismState",
     "Anything",
     "ApplyIfFiniteState",
     "AverageParamsState",
@@ -131,8 +152,12 @@ __all__ = [
     "ReduceOnPlateauState",
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
+    "ScaleByAdditiveRmsState",
+    "ScaleByBeliefState",
     "ScaleByBoundedRmsState",
     "ScaleByInfinityNormState",
+    "ScaleByLayerwiseNormState",
+    "ScaleByNesterovEstimateState",
     "ScaleByRmsState",
     "ScaleByRpropState",
     "ScaleByRssState",
@@ -145,6 +170,7 @@ __all__ = [
     "WEIGHT_DECAY",
     "WhenRectifiedState",
     "accumulate_gradients",
+    "adabelief",
     "adabound",
     "adadelta",
     "adagrad",
@@ -152,9 +178,13 @@ __all__ = [
     "adamax",
     "adamaxw",
     "adamw",
+    "adan",
+    "add_interpolated_momentum",
     "add_l2",
     "add_momentum",
     "add_nesterov_momentum",
+    "add_noise",
+    "add_optimism",
     "amsbound",
     "amsgrad",
     "apply_if_finite",
@@ -170,17 +200,23 @@ __all__ = [
     "decoupled_weight_decay",
     "factory",
     "flatten",
+    "fromage",
     "get_hyperparams",
     "get_norms",
     "gradient",
     "hyperparameterized",
     "identity",
     "lazy",
+    "lion",
     "lookahead",
     "lr_range_test",
     "masked",
     "nadam",
     "named_chain",
+    "noisy_sgd",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_gradient_descent",
     "partition",
     "polyak_average",
     "radam",
@@ -191,17 +227,25 @@ __all__ = [
     "rprop",
     "scale",
     "scale_by_adadelta",
+    "scale_by_additive_rms",
+    "scale_by_belief",
     "scale_by_bounded_rms",
     "scale_by_infinity_norm",
+    "scale_by_layerwise_norm",
     "scale_by_learning_rate",
     "scale_by_multipliers",
+    "scale_by_nesterov_estimate",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",
+    "scale_by_sign",
+    "scale_by_trust_ratio",
     "schedules",
     "set_hyperparams",
     "sgd",
     "sgdw",
+    "sign_sgd",
+    "signum",
     "sparse_adam",
     "stateless",
     "step_count",
@@ -210,4 +254,5 @@ __all__ = [
     "track_norms",
     "transform",
     "when_rectified",
+    "yogi",
 ]

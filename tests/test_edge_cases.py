@@ -105,6 +105,10 @@ def test_counts_saturate_at_int32_max(case):
 # ------------------------------------------------------------------- complex
 
 
+def _kinds(tree):
+    return jax.tree.structure(tree), [jnp.result_type(x) for x in jax.tree.leaves(tree)]
+
+
 def _conj_grad(f):
     # JAX's grad of a real loss of complex z is conj(∂f/∂Re + i ∂f/∂Im); descent
     # uses its conjugate (the convention optax documents).
@@ -120,7 +124,9 @@ def test_complex_params_converge(case):
 
     opt = case.make(case.lr)
     params = {"z": jnp.zeros(2, jnp.complex64)}
-    kinds = jax.tree.map(lambda x: x.dtype, opt.init(params))
+    # Structure and dtypes compared leaf by leaf: a gradtx schedule in the state
+    # compares by identity (its fields may be arrays), so == on mapped trees cannot.
+    kinds = _kinds(opt.init(params))
     grad = _conj_grad(loss)
 
     @jax.jit
@@ -134,7 +140,7 @@ def test_complex_params_converge(case):
 
     params, state = run(params)
     assert params["z"].dtype == jnp.complex64
-    assert jax.tree.map(lambda x: x.dtype, state) == kinds
+    assert _kinds(state) == kinds
     # Weight decay shifts the optimum by O(weight_decay).
     np.testing.assert_allclose(params["z"], target, atol=2e-3)
 
@@ -223,8 +229,11 @@ def test_none_empty_and_scalar_leaves(case):
     assert out["frozen"] is None and out["b"][1] is None and out["empty"] == {}
     _finite(out)
     assert bool(jnp.all(out["w"] < 1)) and bool(jnp.all(out["b"][0] > 1))
-    # A scalar leaf, a Python float and an element of a vector all move alike.
     assert out["s"].shape == () and out["s"].dtype == jnp.float32
+    if case.per_leaf:  # a norm or a noise draw per leaf: the leaves' sizes matter
+        assert bool(out["s"] < 1) and float(out["py"]) < 1
+        return
+    # A scalar leaf, a Python float and an element of a vector all move alike.
     np.testing.assert_allclose(out["s"], out["w"][0], rtol=1e-6)
     np.testing.assert_allclose(out["py"], out["s"], rtol=1e-6)
 

@@ -53,13 +53,14 @@ def _heavy_ball(decay, dampening=None, first=None):
 
 
 @factory(decay=MOMENTUM, ema=Flag(), nesterov=Flag(), dampening=Hyper(0.0, 1.0, optional=True),
-         dtype=DType())  # fmt: skip
+         initial_value=Hyper(optional=True), dtype=DType())  # fmt: skip
 def add_momentum(
     decay: ScalarOrSchedule,
     *,
     ema: bool = False,
     nesterov: bool = False,
     dampening: float | None = None,
+    initial_value: float | None = None,
     dtype: Any = None,
 ) -> GradientTransformation:
     """Accumulate a momentum buffer and return it (or the Nesterov look-ahead).
@@ -68,6 +69,7 @@ def add_momentum(
       ``m_1 = u_1``, ``m_t = decay * m_{t-1} + (1 - dampening) * u_t``; output ``m_t``.
     EMA (``ema=True``, Adam's first moment, convention (C)):
       ``m_0 = 0``, ``m_t = decay * m_{t-1} + (1 - decay) * u_t``.
+    With ``initial_value`` = c, ``m_0 = c`` in both (heavy ball: ``m_1 = decay·c + u_1``).
     Nesterov (``nesterov=True``): output ``u_t + decay * m_t`` (PyTorch and optax).
 
     Where the learning rate sits (inside the buffer, convention (B), or outside)
@@ -79,6 +81,9 @@ def add_momentum(
       nesterov: return the Nesterov look-ahead combination.
       dampening: PyTorch's dampening (``None`` or 0: none); like PyTorch,
         ignored on the first step.
+      initial_value: ``m_0`` for every coordinate (``None`` or 0: zeros).  Yogi
+        starts its EMA at 1e-6 (``optax.scale_by_yogi``); with ``dampening``
+        the first step still copies the input.
       dtype: storage dtype of the buffer (``None``: the params' dtype).
 
     Example:
@@ -96,13 +101,16 @@ def add_momentum(
         reads_count()  # PyTorch's first step copies the gradient
 
     def init(params):
-        return AddMomentumState(_tree.zeros_like(params, dtype))
+        if initial_value is None:
+            return AddMomentumState(_tree.zeros_like(params, dtype))
+        return AddMomentumState(_tree.full_like(params, initial_value, dtype))
 
     def update(updates, state, params=None, **extra):
         if ema:
             mu = _tree.ema(decay, state.mu, updates)
         elif dampening is None:
-            # m_0 = 0, so d * m_0 + u_1 = u_1: PyTorch's first-step copy, without a select.
+            # m_0 = 0 (by default), so d * m_0 + u_1 = u_1: PyTorch's first-step copy,
+            # without a select.
             mu = jax.tree.map(_heavy_ball(decay), state.mu, updates)
         else:
             first = step_count(extra, current_call("gradtx.add_momentum")) == 0

@@ -85,3 +85,24 @@ def test_mu_dtype_option_and_errors():
         gradtx.add_nesterov_momentum(1.0)
     with pytest.raises(ValueError, match="momentum_decay must be in"):
         gradtx.add_nesterov_momentum(0.9, -1.0)
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_add_momentum_initial_value(x64, ema):
+    """``m_0 = c`` (Yogi's 1e-6), by hand; ``None`` and 0 both mean zeros and store nothing."""
+    c, d = 0.25, 0.5
+    g1, g2 = np.array([1.0, -2.0]), np.array([0.5, 4.0])
+    tx = gradtx.add_momentum(d, ema=ema, initial_value=c)
+    state = tx.init(jnp.zeros(2))
+    np.testing.assert_array_equal(state.inner_state.mu, [c, c])
+    u1, state = tx.update(jnp.asarray(g1), state)
+    u2, state = tx.update(jnp.asarray(g2), state)
+    w = 1 - d if ema else 1.0
+    m1 = d * c + w * g1
+    np.testing.assert_allclose(u1, m1, rtol=1e-15)
+    np.testing.assert_allclose(u2, d * m1 + w * g2, rtol=1e-15)
+    assert gradtx.get_hyperparams(state)["initial_value"] == c
+    for none in (None, 0.0):
+        state = gradtx.add_momentum(d, ema=ema, initial_value=none).init(jnp.ones(2))
+        np.testing.assert_array_equal(state.inner_state.mu, [0.0, 0.0])
+        assert "initial_value" not in gradtx.get_hyperparams(state)

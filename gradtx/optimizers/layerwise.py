@@ -1,0 +1,132 @@
+"""Layer-wise methods: NovoGrad and Fromage scale each leaf by its own norms."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
+from gradtx.transforms.decay import decoupled_weight_decay
+from gradtx.transforms.layerwise_norm import scale_by_layerwise_norm
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.trust_ratio import scale_by_trust_ratio
+
+
+@optimizer(
+    references="`optax.novograd` (`eps_root`, weight decay)",
+    learning_rate=LEARNING_RATE,
+    b1=DECAY_RATE,
+    b2=DECAY_RATE,
+    eps=NON_NEGATIVE,
+    eps_root=NON_NEGATIVE,
+    weight_decay=WEIGHT_DECAY,
+)
+def novograd(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.25,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule | None = 0.0,
+) -> GradientTransformation:
+    """NovoGrad (Ginsburg et al.), as ``optax.novograd``.
+
+    Update, for each leaf (layer) with ``‖·‖`` its Frobenius norm::
+
+      v_1 = ‖g_1‖²,   v_t = b2 v_{t-1} + (1 - b2) ‖g_t‖²
+      m_t = b1 m_{t-1} + g_t / (sqrt(v_t + eps_root) + eps) + λ θ_{t-1}     (m_0 = 0)
+      θ_t = θ_{t-1} - η_t m_t
+
+    The second moment is one number per layer, so the normalised gradient
+    keeps each layer's direction and the state is half of Adam's.  The decay
+    ``λθ`` is added after the normalisation and enters the momentum.
+
+    Chain: ``scale_by_layerwise_norm(b2, eps, eps_root) → decoupled_weight_decay
+    → add_momentum(b1) → scale_by_learning_rate``.
+
+    Differences: none from ``optax.novograd`` (its defaults, its heavy-ball
+    momentum ``b1 m + ...`` and its first step from ``‖g_1‖²``).  ``weight_decay``
+    may be a schedule here (optax's passes it to ``scale_by_novograd`` as a
+    number).  It needs each leaf's shape, so it refuses to run inside
+    ``gradtx.flatten``.
+
+    Args:
+      learning_rate: η, a number or schedule.
+      b1: heavy-ball momentum coefficient, in [0, 1).
+      b2: EMA rate of the layer-wise squared norm, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      weight_decay: λ (``None`` or 0: no decay).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.novograd(0.1, eps=0.0)
+      >>> params = {"w": jnp.array([3.0, 4.0])}
+      >>> updates, _ = opt.update({"w": jnp.array([3.0, 4.0])}, opt.init(params), params)
+      >>> updates["w"].round(6)  # -η g / ‖g‖
+      Array([-0.06, -0.08], dtype=float32)
+
+    References:
+      Ginsburg et al., "Stochastic Gradient Methods with Layer-wise Adaptive
+      Moments for Training of Deep Networks", arXiv:1905.11286, 2019.
+    """
+    decay = [] if weight_decay is None else [decoupled_weight_decay(weight_decay)]
+    return descent(
+        scale_by_layerwise_norm(b2, eps, eps_root=eps_root),
+        *decay,
+        add_momentum(b1),
+        learning_rate=learning_rate,
+    )
+
+
+@optimizer(
+    references="`optax.fromage` (schedules)",
+    learning_rate=LEARNING_RATE,
+    min_norm=NON_NEGATIVE,
+)
+def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> GradientTransformation:
+    """Fromage, Frobenius matched gradient descent (Bernstein et al.), as ``optax.fromage``.
+
+    Update, for each leaf (layer) with ``‖·‖`` its Frobenius norm clipped
+    below at ``min_norm``::
+
+      θ_t = (θ_{t-1} - η_t ‖θ_{t-1}‖ / ‖g_t‖ · g_t) / sqrt(1 + η_t²)
+
+    Each layer moves by the fraction η of its own norm (the "deep relative
+    trust" step), and the division by ``sqrt(1 + η²)`` undoes the growth of
+    the norm that a step orthogonal to θ would cause.  With ``c = 1 / sqrt(1 + η²)``
+    the update is ``-η c · trust(g) + (c - 1) θ``.
+
+    Chain: ``scale_by_trust_ratio(min_norm) → scale_by_learning_rate(η c) →
+    decoupled_weight_decay(c - 1)``; ``c`` is computed from the stored η at
+    every step, so setting or scheduling η changes both.
+
+    Differences: none from ``optax.fromage``.  It needs each leaf's shape,
+    so it refuses to run inside ``gradtx.flatten``.
+
+    Args:
+      learning_rate: η, a number or schedule.
+      min_norm: lower bound of the parameter and gradient norms.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.fromage(0.75)  # c = 0.8
+      >>> params = {"w": jnp.array([3.0, 4.0])}
+      >>> updates, _ = opt.update({"w": jnp.array([0.0, 2.0])}, opt.init(params), params)
+      >>> gradtx.apply_updates(params, updates)["w"].round(6)  # (θ - 0.75 · 5/2 · g) · 0.8
+      Array([2.4, 0.2], dtype=float32)
+
+    References:
+      Bernstein et al., "On the Distance Between Two Neural Networks and the
+      Stability of Learning", NeurIPS 2020.
+    """
+    lr = jnp.asarray(learning_rate)
+    shrink = 1 / jnp.sqrt(1 + lr**2)
+    return chain(
+        scale_by_trust_ratio(min_norm),
+        scale_by_learning_rate(lr * shrink),
+        decoupled_weight_decay(shrink - 1),
+    )

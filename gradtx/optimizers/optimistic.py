@@ -1,0 +1,148 @@
+"""Optimistic methods: steps extrapolated from their last change (min-max games)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import (
+    DECAY_RATE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    DType,
+    Flag,
+    Hyper,
+)
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import descent
+from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
+from gradtx.transforms.optimism import add_optimism
+from gradtx.transforms.rms import scale_by_rms
+from gradtx.transforms.scaling import scale_by_learning_rate
+
+
+@optimizer(
+    references="`optax.optimistic_gradient_descent` (schedules)",
+    learning_rate=LEARNING_RATE,
+    alpha=Hyper(schedule=True),
+    beta=Hyper(schedule=True),
+)
+def optimistic_gradient_descent(
+    learning_rate: ScalarOrSchedule,
+    alpha: ScalarOrSchedule = 1.0,
+    beta: ScalarOrSchedule = 1.0,
+) -> GradientTransformation:
+    """Optimistic gradient descent (Mokhtari et al.), as ``optax.optimistic_gradient_descent``.
+
+    Update (``g_0 = g_1``)::
+
+      θ_t = θ_{t-1} - η_t ((α + β) g_t - β g_{t-1})
+
+    With ``α = β = 1``, ``2 g_t - g_{t-1}``: the gradient plus its last
+    change, an approximation of the extra-gradient step with one gradient per
+    step.  On bilinear games it converges in the last iterate where
+    simultaneous gradient descent spirals out.
+
+    Chain: ``add_optimism(alpha, beta) → scale_by_learning_rate``.
+
+    Differences: none from ``optax.optimistic_gradient_descent``; ``alpha`` and
+    ``beta`` may be schedules here (optax's annotation allows them, its
+    ``scale_by_optimistic_gradient`` multiplies by the numbers only).
+
+    Args:
+      learning_rate: η, a number or schedule.
+      alpha: weight of the current gradient.
+      beta: weight of the gradient's last change.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.optimistic_gradient_descent(0.1)
+      >>> params = {"w": jnp.array([1.0])}
+      >>> state = opt.init(params)
+      >>> _, state = opt.update({"w": jnp.array([1.0])}, state)
+      >>> updates, _ = opt.update({"w": jnp.array([3.0])}, state)
+      >>> updates["w"]  # -0.1 · (2 · 3 - 1)
+      Array([-0.5], dtype=float32)
+
+    References:
+      Mokhtari, Ozdaglar & Pattathil, "A Unified Analysis of Extra-gradient and
+      Optimistic Gradient Methods for Saddle Point Problems", AISTATS 2020.
+    """
+    return descent(add_optimism(alpha, beta), learning_rate=learning_rate)
+
+
+@optimizer(
+    references="`optax.optimistic_adam` (`nesterov`, `mu_dtype`)",
+    learning_rate=Hyper(low=0.0),
+    optimism=Hyper(nullable=True),
+    b1=DECAY_RATE,
+    b2=DECAY_RATE,
+    eps=NON_NEGATIVE,
+    eps_root=NON_NEGATIVE,
+    mu_dtype=DType(),
+    nesterov=Flag(),
+)
+def optimistic_adam(
+    learning_rate: float,
+    optimism: float | None = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
+) -> GradientTransformation:
+    """Optimistic Adam (Daskalakis et al.), as ``optax.optimistic_adam``.
+
+    Update (``t`` from 1, ``r_0 = r_1``), with ``o`` the optimism::
+
+      m̂_t, v̂_t as in Adam (with ``nesterov``, Dozat's look-ahead m̂_t)
+      r_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)
+      θ_t = θ_{t-1} - (η r_t + o (r_t - r_{t-1}))
+
+    Adam's step made optimistic: the step plus ``o`` times its last change.
+    The learning rate is the weight of ``r_t``, not a final scale, so it is
+    a number (as in optax); ``optimism=None`` uses the learning rate, as the
+    paper does, and keeps following it when it is set later.
+
+    Chain: ``add_nesterov_momentum(b1, warming=False) → scale_by_rms(b2, eps,
+    eps_root, bias_correction=True) → add_optimism(learning_rate, optimism) →
+    scale_by_learning_rate(1)`` (without ``nesterov``: ``add_momentum(b1,
+    ema=True) → bias_correct(b1)`` first).
+
+    Differences: none from ``optax.optimistic_adam`` (its Nesterov default
+    included).  optax deprecates it for ``optimistic_adam_v2``, whose
+    learning rate multiplies the whole optimistic step; gradtx keeps this one.
+
+    Args:
+      learning_rate: η ≥ 0, the weight of the current Adam step (a number).
+      optimism: o, the weight of its last change (``None``: η).
+      b1: first-moment EMA rate, in [0, 1).
+      b2: second-moment EMA rate, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment.
+      nesterov: Dozat's look-ahead first moment (optax's default ``True``).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.optimistic_adam(1e-2)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, opt.init(params))
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
+    """
+    if nesterov:
+        first = [add_nesterov_momentum(b1, warming=False, dtype=mu_dtype)]
+    else:
+        first = [add_momentum(b1, ema=True, dtype=mu_dtype), bias_correct(b1)]
+    return chain(
+        *first,
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True),
+        add_optimism(learning_rate, learning_rate if optimism is None else optimism),
+        scale_by_learning_rate(1.0),
+    )

@@ -1,0 +1,117 @@
+"""Division by the root of an EMA of the squared prediction error (AdaBelief)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, current_call, factory
+
+
+class ScaleByBeliefState(NamedTuple):
+    """``nu``: ``s_t = decay · s_{t-1} + (1 - decay) |g_t - m_t|² + eps_root``, the
+    EMA of the squared prediction error (AdaBelief's "belief")."""
+
+    nu: Any
+
+
+@factory(
+    counted=True,
+    decay=DECAY_RATE,
+    eps=NON_NEGATIVE,
+    eps_root=NON_NEGATIVE,
+    nesterov=DECAY_RATE._replace(nullable=True),
+    dtype=DType(),
+)
+def scale_by_belief(
+    decay: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: float | None = None,
+    dtype: Any = None,
+) -> GradientTransformation:
+    """Divide the prediction ``m_t`` by the root of the EMA of ``(g_t - m_t)²``.
+
+    The input is the prediction ``m_t`` of the gradient: put this right after
+    ``add_momentum(b1, ema=True)``, whose output is ``m_t``.  With ``g_t`` the
+    gradient (the chain's ``grads``) and ``t`` from 1::
+
+      s_t = decay · s_{t-1} + (1 - decay) |g_t - m_t|² + eps_root     (s_0 = 0)
+      ŝ_t = s_t / (1 - decay^t)
+      out = m_t / (sqrt(ŝ_t) + eps)
+
+    AdaBelief's denominator (Zhuang et al.): it measures how far the gradient
+    is from its prediction ("belief"), where Adam's measures the gradient
+    itself.  ``eps_root`` is added to ``s_t`` every step and so enters the
+    state, as ``optax.scale_by_belief`` does.  The first moment's bias
+    correction is left to ``bias_correct(b1)`` after it.
+
+    With ``nesterov = b1`` (the rate of the EMA that made ``m_t``) the output
+    is Dozat's bias-corrected look-ahead instead, as ``optax.adabelief(nesterov=True)``
+    (no ``bias_correct`` follows then)::
+
+      out = (b1 m_t / (1 - b1^{t+1}) + (1 - b1) g_t / (1 - b1^t)) / (sqrt(ŝ_t) + eps)
+
+    A coordinate whose numerator and denominator are both 0 takes no step.
+    Statistics are computed in at least float32 and stored in ``dtype``.
+
+    Args:
+      decay: the EMA rate of the squared prediction error (AdaBelief's b2), in [0, 1).
+      eps: added outside the root.
+      eps_root: added to ``s_t`` at every step (inside the root).
+      nesterov: ``None``, or the prediction's EMA rate b1 for the Nesterov look-ahead.
+      dtype: storage dtype of ``s`` (``None``: the params' dtype; float32 for float16).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_belief(0.5, eps=0.0, eps_root=0.0)
+      >>> m, g = jnp.array([1.0, -1.0]), jnp.array([3.0, 1.0])  # errors 2 and 2
+      >>> tx.update(m, tx.init(m), grads=g)[0]  # s = 0.5 · 4, ŝ = s / 0.5 = 4
+      Array([ 0.5, -0.5], dtype=float32)
+
+    References:
+      Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
+      Observed Gradients", NeurIPS 2020.
+    """
+    call = current_call("gradtx.scale_by_belief")
+
+    def init(params):
+        return ScaleByBeliefState(_tree.squares_like(params, 0.0, dtype))
+
+    def update(updates, state, params=None, **extra):
+        grads = gradient(updates, extra)
+        t = _tree.safe_increment(step_count(extra, call))
+        correction = _tree.bias_correction(decay, t)
+
+        def second_moment(s, g, m):
+            wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
+            error = g.astype(wide) - m.astype(wide)
+            new = _tree.ema(decay, s.astype(wide), _tree.abs_sq(error))
+            return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
+
+        nu = jax.tree.map(second_moment, state.nu, grads, updates)
+        if nesterov is not None:
+            ahead = _tree.bias_correction(nesterov, _tree.safe_increment(t))
+            now = _tree.bias_correction(nesterov, t)
+
+        def scale(m, s, g):
+            wide = _tree.compute_dtype(m.dtype, s.dtype, g.dtype)
+            s_hat = jnp.real(s.astype(wide))
+            s_hat = s_hat / correction.astype(s_hat.dtype)
+            denom = jnp.sqrt(s_hat) + _tree.scalar_like(eps, s_hat)
+            num = m.astype(wide)
+            if nesterov is not None:
+                b1 = jnp.asarray(nesterov).astype(wide)
+                num = b1 * (num / ahead.astype(wide)) + (1 - b1) * (
+                    g.astype(wide) / now.astype(wide)
+                )
+            return _tree.div0(num, denom.astype(num.dtype)).astype(m.dtype)
+
+        return jax.tree.map(scale, updates, nu, grads), ScaleByBeliefState(nu)
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,102 @@
+"""Division by the root of an EMA of each leaf's squared gradient norm (NovoGrad)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, current_call, factory
+
+
+class ScaleByLayerwiseNormState(NamedTuple):
+    """``nu``: a vector with one entry per leaf (``jax.tree.leaves`` order),
+    ``v_t = decay · v_{t-1} + (1 - decay) ‖g_t‖²`` (``v_1 = ‖g_1‖²``), the EMA of
+    the leaf's squared gradient norm.  One vector, not a params-shaped tree of
+    scalars: it is not sharded like the params (``optax.tree_utils.tree_map_params``
+    gives it a replicated spec)."""
+
+    nu: Any
+
+
+@factory(counted=True, decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, dtype=DType())
+def scale_by_layerwise_norm(
+    decay: float = 0.25, eps: float = 1e-6, *, eps_root: float = 0.0, dtype: Any = None
+) -> GradientTransformation:
+    """Divide each leaf by the root of an EMA of its squared gradient norm.
+
+    For each leaf (a layer's weight or bias), with ``g_t`` its gradient (the
+    chain's ``grads``) and ``‖·‖`` the Frobenius norm over the whole leaf::
+
+      v_1 = ‖g_1‖²,   v_t = decay · v_{t-1} + (1 - decay) ‖g_t‖²
+      out = updates / (sqrt(v_t + eps_root) + eps)
+
+    NovoGrad's layer-wise second moment (Ginsburg et al.): one number per leaf
+    instead of one per coordinate, so the state is a scalar per leaf and the
+    step keeps each layer's gradient direction.  The first step starts from
+    ``‖g_1‖²`` (no bias correction), as the paper and ``optax.scale_by_novograd``.
+    ``v`` is computed in at least float32 and stored in ``dtype`` (by default
+    the widest of the leaves' second-moment dtypes: float32 for float16 params,
+    whose range a sum of squares soon exceeds).
+
+    It needs each leaf's shape, so it refuses to run inside ``gradtx.flatten``.
+
+    Args:
+      decay: NovoGrad's b2, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      dtype: storage dtype of ``v`` (``None``: the params' real dtype).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_layerwise_norm(eps=0.0)
+      >>> g = {"w": jnp.array([[3.0, 0.0], [0.0, -4.0]]), "b": jnp.array([0.5])}
+      >>> out, state = tx.update(g, tx.init(g))
+      >>> out["w"].tolist(), out["b"].tolist()  # ‖w‖ = 5, ‖b‖ = 0.5
+      ([[0.6000000238418579, 0.0], [0.0, -0.800000011920929]], [1.0])
+
+    References:
+      Ginsburg et al., "Stochastic Gradient Methods with Layer-wise Adaptive
+      Moments for Training of Deep Networks", arXiv:1905.11286, 2019.
+    """
+    call = current_call("gradtx.scale_by_layerwise_norm")
+
+    def storage(params):
+        kinds = [_tree.square_dtype(jnp.result_type(p), dtype) for p in jax.tree.leaves(params)]
+        out = jnp.dtype(jnp.float32) if dtype is None else _tree.real_dtype(dtype)
+        for kind in kinds if dtype is None else ():
+            out = _tree.wider(out, kind)
+        return out
+
+    def init(params):
+        return ScaleByLayerwiseNormState(jnp.zeros([len(jax.tree.leaves(params))], storage(params)))
+
+    def update(updates, state, params=None, **extra):
+        _tree.check_per_leaf(call, "gradtx.scale_by_layerwise_norm")
+        first = step_count(extra, call) == 0
+        leaves, treedef = jax.tree.flatten(updates)
+        grads = jax.tree.leaves(gradient(updates, extra))
+        store = state.nu.dtype
+
+        def second_moment(v, g):
+            wide = _tree.compute_dtype(v.dtype, g.dtype)
+            sq = jnp.sum(_tree.abs_sq(g.astype(wide)))
+            return jnp.where(first, sq, _tree.ema(decay, v.astype(sq.dtype), sq)).astype(store)
+
+        nu = [second_moment(state.nu[i], g) for i, g in enumerate(grads)]
+
+        def scale(u, v):
+            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            v = v.astype(_tree.real_dtype(wide))
+            denom = jnp.sqrt(v + _tree.scalar_like(eps_root, v))
+            denom = denom + _tree.scalar_like(eps, denom)
+            return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+
+        out = treedef.unflatten([scale(u, v) for u, v in zip(leaves, nu)])
+        new = jnp.stack(nu) if nu else state.nu
+        return out, ScaleByLayerwiseNormState(new)
+
+    return GradientTransformation(init, update)

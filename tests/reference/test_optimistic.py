@@ -1,0 +1,84 @@
+"""Optimistic gradient descent and optimistic Adam against optax, step by step in float64."""
+
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+from tests.reference.harness import assert_matches_optax
+
+
+def _h(seed):
+    rng = np.random.default_rng(800 + seed)
+    return dict(
+        lr=float(rng.uniform(1e-3, 0.05)),
+        alpha=float(rng.uniform(0.5, 2.0)),
+        beta=float(rng.uniform(0.1, 1.5)),
+        optimism=float(rng.uniform(1e-3, 0.1)),
+        b1=float(rng.uniform(0.7, 0.95)),
+        b2=float(rng.uniform(0.9, 0.999)),
+        eps=float(rng.uniform(1e-8, 1e-3)),
+        eps_root=float(rng.uniform(1e-8, 1e-3)),
+    )
+
+
+# optax deprecates optimistic_adam for optimistic_adam_v2 (inject_hyperparams calls it
+# at every step, so the filter is for the whole module).
+pytestmark = pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimistic_gradient_descent_matches_optax(x64, seed):
+    h = _h(seed)
+    args = h["lr"], h["alpha"], h["beta"]
+    assert_matches_optax(
+        gradtx.optimistic_gradient_descent(*args), optax.optimistic_gradient_descent(*args), seed
+    )
+    assert_matches_optax(  # optax defaults
+        gradtx.optimistic_gradient_descent(h["lr"]),
+        optax.optimistic_gradient_descent(h["lr"]),
+        seed,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimistic_gradient_descent_schedules(x64, seed):
+    """alpha and beta as schedules; optax evaluates them through inject_hyperparams.
+    (gradtx's schedules, in float64: optax's compute in float32.)"""
+    h = _h(seed)
+    lr = gradtx.schedules.linear(h["lr"], 0.0, 30)
+    alpha = gradtx.schedules.linear(h["alpha"], 0.5, 20)
+    beta = gradtx.schedules.linear(h["beta"], 0.0, 15)
+    theirs = optax.inject_hyperparams(optax.optimistic_gradient_descent)(
+        learning_rate=lr, alpha=alpha, beta=beta
+    )
+    assert_matches_optax(gradtx.optimistic_gradient_descent(lr, alpha, beta), theirs, seed)
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimistic_adam_matches_optax(x64, nesterov, seed):
+    h = _h(seed)
+    args = h["lr"], h["optimism"], h["b1"], h["b2"], h["eps"], h["eps_root"]
+    assert_matches_optax(
+        gradtx.optimistic_adam(*args, nesterov=nesterov),
+        optax.optimistic_adam(*args, nesterov=nesterov),
+        seed,
+    )
+    assert_matches_optax(  # optax defaults: optimism = learning rate, Nesterov
+        gradtx.optimistic_adam(h["lr"]), optax.optimistic_adam(h["lr"]), seed
+    )
+
+
+def test_optimistic_adam_optimism_follows_a_new_learning_rate(x64):
+    """optimism=None means "the learning rate", also after set_hyperparams (optax's
+    inject_hyperparams gives the same: its injected learning rate reaches both)."""
+    h = _h(0)
+    ours = gradtx.optimistic_adam(h["lr"])
+    retuned = optax.GradientTransformationExtraArgs(
+        lambda params: gradtx.set_hyperparams(ours.init(params), learning_rate=0.02), ours.update
+    )
+    state = retuned.init({"w": np.zeros(3)})
+    assert set(gradtx.get_hyperparams(state)) == {"learning_rate", "b1", "b2", "eps", "eps_root"}
+    theirs = optax.inject_hyperparams(optax.optimistic_adam)(learning_rate=0.02)
+    assert_matches_optax(retuned, theirs, 0)
