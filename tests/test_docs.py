@@ -60,7 +60,10 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
         if info and info[0] == "python":
             before = [line for line in lines[:i] if line.strip()]
             run = not (before and NOT_RUN.match(before[-1]))
-            body = [line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end]]
+            body = [
+                line[len(indent) :] if line.startswith(indent) else line
+                for line in lines[i + 1 : end]
+            ]
             blocks.append((i + 2, "\n".join(body) + "\n", run))
         i = end + 1
     return blocks
@@ -102,7 +105,11 @@ def test_the_block_parser():
             "```",
         ]
     )
-    assert python_blocks(text) == [(2, "a = 1\n", True), (7, "...\n", False), (12, "b = a + 1\n", True)]
+    assert python_blocks(text) == [
+        (2, "a = 1\n", True),
+        (7, "...\n", False),
+        (12, "b = a + 1\n", True),
+    ]
 
 
 @pytest.mark.parametrize("path", FILES, ids=_rel)
