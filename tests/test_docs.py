@@ -4,7 +4,7 @@ Every fenced ```python block of README.md, CONTRIBUTING.md and docs/*.md is
 executed: one file's blocks in order, in one namespace, in a fresh Python
 process per file (so x64, device counts and dtype-promotion settings made by
 one file cannot reach another).  A block preceded by a ``<!-- not run -->``
-line (a reason may follow: ``<!-- not run: ... -->``) is skipped; keep those
+line (one line; a reason may follow: ``<!-- not run: ... -->``) is skipped; keep those
 for code that is deliberately partial or needs several processes, and say in
 the mark which test runs the same code.
 
