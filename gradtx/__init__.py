@@ -46,6 +46,7 @@ from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
+from gradtx.optimizers.lbfgs import LbfgsState, lbfgs
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
@@ -102,6 +103,7 @@ __all__ = [
     "HyperparamsState",
     "Int",
     "LEARNING_RATE",
+    "LbfgsState",
     "LookaheadState",
     "MOMENTUM",
     "Mask",
@@ -156,6 +158,7 @@ __all__ = [
     "gradient",
     "hyperparameterized",
     "identity",
+    "lbfgs",
     "lookahead",
     "masked",
     "nadam",
