@@ -97,7 +97,7 @@ def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
 
     def loss(q):
         total = jnp.zeros([], dtype)
-        for g, p, x in zip(jax.tree.leaves(grads), leaves, jax.tree.leaves(q)):
+        for g, p, x in zip(jax.tree.leaves(grads), leaves, jax.tree.leaves(q), strict=True):
             step = (x - p).astype(dtype)
             total = total + jnp.sum(jnp.asarray(g).astype(dtype) * step) + 0.5 * jnp.sum(step**2)
         return total
