@@ -49,6 +49,9 @@ class Case:
       lr_key: the ``set_hyperparams`` key of the learning rate.
       needs: keywords ``update`` needs besides grads, state and params:
         ``"value"`` (the loss at params) and ``"value_fn"`` (params -> loss).
+      leafwise: each leaf's update depends on that leaf alone, so regimes
+        placed in different leaves do not meet (False for L-BFGS, whose inner
+        products span all leaves).
     """
 
     id: str
@@ -61,6 +64,7 @@ class Case:
     complex_ok: bool = False
     lr_key: str = "learning_rate"
     needs: tuple[str, ...] = ()
+    leafwise: bool = True
 
     def keywords(self, loss_fn: Callable, params: Any) -> dict[str, Any]:
         """The keywords in ``needs``, for the objective ``loss_fn`` at ``params``."""
@@ -109,7 +113,7 @@ def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     """A registry entry; ``kwargs`` go to ``gradtx.<name>`` after the learning rate."""
     extra = {
         k: kwargs.pop(k)
-        for k in ("steps", "rosen_tol", "complex_ok", "lr_key", "needs")
+        for k in ("steps", "rosen_tol", "complex_ok", "lr_key", "needs", "leafwise")
         if k in kwargs
     }
     if make is None:
@@ -200,7 +204,7 @@ REGISTRY = [
     case("swats", lr=0.05, rosen_lr=0.1, complex_ok=True),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
     # One update is torch's step(closure): up to max_iter iterations, each evaluating the loss.
-    case("lbfgs", lr=1.0, rosen_lr=0.5, steps=20, max_iter=5, needs=LOSS),
+    case("lbfgs", lr=1.0, rosen_lr=0.5, steps=20, max_iter=5, needs=LOSS, leafwise=False),
     case(
         "lbfgs",
         variant="strong-wolfe",
@@ -210,6 +214,7 @@ REGISTRY = [
         history_size=4,
         line_search_fn="strong_wolfe",
         needs=LOSS,
+        leafwise=False,
     ),
 ]
 
