@@ -67,21 +67,23 @@ class _Carry(NamedTuple):
     done: jax.Array
 
 
+def _explicit_sharding(x: jax.Array) -> Any:
+    """``x``'s sharding if its type names mesh axes (an explicit mesh), else None."""
+    typeof = getattr(jax, "typeof", None)  # older JAX has no explicit meshes
+    sharding = None if typeof is None else getattr(typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    return sharding if spec is not None and any(axis is not None for axis in spec) else None
+
+
 def _replicated(x: jax.Array) -> jax.Array:
-    """``x`` without explicit-mesh axes (concatenating sharded leaves needs one sharding)."""
-    spec = getattr(jax.typeof(x).sharding, "spec", None)
-    if spec is not None and any(axis is not None for axis in spec):
-        return jax.sharding.reshard(x, PartitionSpec())
-    return x
+    """``x`` off its explicit mesh axes: concatenating leaves needs one sharding."""
+    return x if _explicit_sharding(x) is None else jax.sharding.reshard(x, PartitionSpec())
 
 
 def _shaped_like(x: jax.Array, like: jax.Array) -> jax.Array:
-    """``x`` (replicated) given ``like``'s explicit-mesh sharding, if it has one."""
-    sharding = jax.typeof(like).sharding
-    spec = getattr(sharding, "spec", None)
-    if spec is not None and any(axis is not None for axis in spec):
-        return jax.sharding.reshard(x, sharding)
-    return x
+    """``x`` (replicated) on ``like``'s explicit sharding, if it has one."""
+    sharding = _explicit_sharding(like)
+    return x if sharding is None else jax.sharding.reshard(x, sharding)
 
 
 def _two_loop(g: jax.Array, mem: LbfgsState) -> jax.Array:
