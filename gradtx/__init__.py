@@ -51,6 +51,7 @@ from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.belief import adabelief, yogi
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.layerwise import fromage, novograd
+from gradtx.optimizers.lbfgs import LbfgsState, lbfgs
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.noisy import noisy_sgd
@@ -137,6 +138,7 @@ __all__ = [
     "Int",
     "LEARNING_RATE",
     "LazyState",
+    "LbfgsState",
     "LookaheadState",
     "MOMENTUM",
     "Mask",
@@ -207,6 +209,7 @@ __all__ = [
     "hyperparameterized",
     "identity",
     "lazy",
+    "lbfgs",
     "lion",
     "lookahead",
     "lr_range_test",

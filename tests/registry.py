@@ -11,13 +11,23 @@ every public factory in ``gradtx.optimizers`` is registered and that every
 registered name has at least one case here.  The contract, error, dtype, Flax
 and interop tests all iterate over these cases, so adding an optimizer = its
 decorator + one ``case`` line here.
+
+An optimizer whose ``update`` needs more than ``(grads, state, params)``
+(L-BFGS evaluates the loss: ``value=`` and ``value_fn=``) says so with
+``needs``; the tests then call ``case.update(opt)`` (gradients without an
+objective: it builds ``local_objective``) or pass ``case.keywords(loss, params)``
+(an objective at hand), and every other case runs exactly as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
+
+import jax
+import jax.numpy as jnp
 
 import gradtx
 from gradtx._registry import OPTIMIZERS
@@ -40,6 +50,11 @@ class Case:
       per_leaf: a step depends on each leaf's shape (a norm per leaf, a noise draw
         per leaf), not only on each coordinate: a scalar leaf does not move like an
         element of a vector, and ``gradtx.flatten`` refuses it.
+      needs: keywords ``update`` needs besides grads, state and params:
+        ``"value"`` (the loss at params) and ``"value_fn"`` (params -> loss).
+      leafwise: each leaf's update depends on that leaf alone, so regimes
+        placed in different leaves do not meet (False for L-BFGS, whose inner
+        products span all leaves).
     """
 
     id: str
@@ -52,13 +67,57 @@ class Case:
     complex_ok: bool = False
     lr_key: str = "learning_rate"
     per_leaf: bool = False
+    needs: tuple[str, ...] = ()
+    leafwise: bool = True
+
+    def keywords(self, loss_fn: Callable, params: Any) -> dict[str, Any]:
+        """The keywords in ``needs``, for the objective ``loss_fn`` at ``params``."""
+        made = {"value": lambda: loss_fn(params), "value_fn": lambda: loss_fn}
+        return {k: made[k]() for k in self.needs}
+
+    def update(self, opt: Any) -> Callable:
+        """``opt.update`` for tests that have gradients but no objective.
+
+        A case with ``needs`` gets, at each call, the keywords of
+        ``local_objective(grads, params)``: the objective whose gradient at
+        the params is the given gradient.  Without ``needs`` this is
+        ``opt.update`` itself.
+        """
+        if not self.needs:
+            return opt.update
+
+        def update(grads, state, params=None, **extra):
+            loss = local_objective(grads, params)
+            return opt.update(grads, state, params, **extra, **self.keywords(loss, params))
+
+        return update
+
+
+def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
+    """``q -> Σ <g, q - p> + |q - p|² / 2`` over the leaves: its gradient at ``p`` is ``g``.
+
+    Computed in the widest of the leaves' dtypes (at least float32), so
+    trees of mixed dtypes sum under strict promotion.
+    """
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
+    with jax.numpy_dtype_promotion("standard"):
+        dtype = functools.reduce(jnp.promote_types, [x.dtype for x in leaves], jnp.float32)
+
+    def loss(q):
+        total = jnp.zeros([], dtype)
+        for g, p, x in zip(jax.tree.leaves(grads), leaves, jax.tree.leaves(q), strict=True):
+            step = (x - p).astype(dtype)
+            total = total + jnp.sum(jnp.asarray(g).astype(dtype) * step) + 0.5 * jnp.sum(step**2)
+        return total
+
+    return loss
 
 
 def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     """A registry entry; ``kwargs`` go to ``gradtx.<name>`` after the learning rate."""
     extra = {
         k: kwargs.pop(k)
-        for k in ("steps", "rosen_tol", "complex_ok", "lr_key", "per_leaf")
+        for k in ("steps", "rosen_tol", "complex_ok", "lr_key", "per_leaf", "needs", "leafwise")
         if k in kwargs
     }
     if make is None:
@@ -71,6 +130,7 @@ def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
 
 
 OPTIMIZER_NAMES = tuple(sorted(OPTIMIZERS))
+LOSS = ("value", "value_fn")
 
 
 def decaying(name, steps, **kwargs):
@@ -199,6 +259,19 @@ REGISTRY = [
     # The default noise (variance 0.01 / t^0.55) leaves the quadratic's iterate ~4e-3
     # from the minimum after 1000 steps, above the contract's 1e-3: a smaller eta here.
     case("noisy_sgd", lr=0.1, rosen_lr=0.015, steps=1000, eta=1e-6, complex_ok=True, per_leaf=True),
+    # One update is torch's step(closure): up to max_iter iterations, each evaluating the loss.
+    case("lbfgs", lr=1.0, rosen_lr=0.5, steps=20, max_iter=5, needs=LOSS, leafwise=False),
+    case(
+        "lbfgs",
+        variant="strong-wolfe",
+        lr=1.0,
+        rosen_lr=1.0,
+        steps=10,
+        history_size=4,
+        line_search_fn="strong_wolfe",
+        needs=LOSS,
+        leafwise=False,
+    ),
 ]
 
 IDS = [c.id for c in REGISTRY]

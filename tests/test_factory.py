@@ -53,7 +53,7 @@ def test_every_case_rejects_the_next_cases_state():
         if same:  # e.g. two variants that differ only in numbers: not foreign
             continue
         with pytest.raises(ValueError, match="does not match"):
-            jax.jit(opt.update)(params, state, params)
+            jax.jit(case.update(opt))(params, state, params)
 
 
 @pytest.mark.parametrize("state", [None, (), {}, [1.0]], ids=["None", "tuple", "dict", "list"])

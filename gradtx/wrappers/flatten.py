@@ -123,7 +123,9 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     ``set_hyperparams`` as before.
 
     The updates (and params, and a chain's ``grads``) must have the dtypes of
-    the params given to ``init``.  The flat buffers do not keep the params'
+    the params given to ``init``.  A ``value_fn`` keyword (the loss as a
+    function of the params, which ``gradtx.lbfgs`` and optax's line searches
+    evaluate) is wrapped to receive the params' tree, not the buffers.  The flat buffers do not keep the params'
     shardings: use it for replicated or single-device params.
 
     Args:
@@ -180,6 +182,9 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         flat_params = None if params is None else _pack(f"{call}.update(params)", params, layout)
         if extra.get("grads") is not None:
             extra["grads"] = _pack(f"{call}.update(grads)", extra["grads"], layout)
+        value_fn = extra.get("value_fn")
+        if value_fn is not None:  # a function of the params: it gets their tree back
+            extra["value_fn"] = lambda flat: value_fn(_unpack(flat, layout))
         with _tree.flat_buffers():
             flat, inner_state = inner.update(
                 _pack(f"{call}.update", updates, layout), state.inner_state, flat_params, **extra

@@ -38,7 +38,7 @@ class NnxMLP(nnx.Module):
         return self.out(jax.nn.relu(self.hidden(x)))
 
 
-def _nnx_curve(tx, steps=STEPS):
+def _nnx_curve(tx, steps=STEPS, case=None):
     x, y = _data()
     model = NnxMLP(nnx.Rngs(1))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -46,7 +46,15 @@ def _nnx_curve(tx, steps=STEPS):
     @nnx.jit
     def step(model, optimizer):
         loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
-        optimizer.update(model, grads)
+        extra = {}
+        if case is not None and case.needs:  # L-BFGS: the loss as a function of the params
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+            def loss_of(p):
+                return jnp.mean((nnx.merge(graphdef, p, rest)(x) - y) ** 2)
+
+            extra = case.keywords(loss_of, nnx.as_pure(params))
+        optimizer.update(model, grads, **extra)
         return loss
 
     return np.array([step(model, optimizer) for _ in range(steps)]), optimizer
@@ -69,7 +77,7 @@ def _flat(tree):
 
 @pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
 def test_nnx_optimizer_takes_every_gradtx_optimizer(case):
-    curve, _ = _nnx_curve(case.make(case.lr), steps=4)
+    curve, _ = _nnx_curve(case.make(case.lr), steps=4, case=case)
     assert np.all(np.isfinite(curve)) and curve[-1] < curve[0], curve
 
 

@@ -23,12 +23,13 @@ def _params():
     return {"w": jnp.ones((4, 2)), "b": jnp.ones(3)}
 
 
-def _run(opt, steps=3, params=None):
+def _run(opt, steps=3, params=None, update=None):
     params = _params() if params is None else params
+    update = update or opt.update
     state = opt.init(params)
     out = []
     for _ in range(steps):
-        u, state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+        u, state = update(jax.tree.map(jnp.ones_like, params), state, params)
         out.append(u)
     return out, state
 
@@ -95,7 +96,7 @@ def test_get_and_set_hyperparams_read_inject_hyperparams_states():
 @pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
 def test_tree_get_finds_one_count_and_one_value_per_hyperparameter(case):
     opt = case.make(case.lr)
-    _, state = _run(opt, steps=2)
+    _, state = _run(opt, steps=2, update=case.update(opt))
     assert int(optax.tree_utils.tree_get(state, "count")) == 2
     for name, value in gradtx.get_hyperparams(state).items():
         key = name.split("/")[-1].split(".")[0]
@@ -138,7 +139,7 @@ def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
     opt = case.make(case.lr)
     params = {"w": jnp.ones((4, 2)), "b": jnp.ones(3)}
     specs = {"w": P("data", None), "b": P()}
-    _, state = _run(opt, steps=1, params=params)
+    _, state = _run(opt, steps=1, params=params, update=case.update(opt))
     state_specs = optax.tree_utils.tree_map_params(
         opt,
         lambda _, spec: spec,

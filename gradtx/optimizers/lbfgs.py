@@ -1,0 +1,358 @@
+"""L-BFGS, as ``torch.optim.LBFGS``: several iterations and function evaluations per step."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import PartitionSpec
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
+from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, Choice, Int, current_call
+from gradtx._registry import optimizer
+from gradtx.transforms.line_search import strong_wolfe
+
+CURVATURE_EPS = 1e-10
+"""A pair (s, y) enters the memory only when ``y · s`` exceeds this (torch's constant)."""
+
+
+class LbfgsState(NamedTuple):
+    """L-BFGS's memory between steps, over the flat params (torch's names in brackets).
+
+    Attributes:
+      d: the last search direction [``d``].
+      t: the last step length [``t``].
+      s: ``(history_size, n)`` ring buffer of steps ``s_k = t d`` [``old_stps``].
+      y: ``(history_size, n)`` ring buffer of gradient changes ``y_k`` [``old_dirs``].
+      rho: ``(history_size,)``: ``1 / (y_k · s_k)`` [``ro``].
+      num_pairs: how many slots of the ring hold a pair (int32) [``len(old_dirs)``].
+      head: the slot the next pair goes to; the newest pair is at ``head - 1``.
+      gamma: the initial inverse Hessian ``γ I``, ``γ = y · s / y · y`` [``H_diag``].
+      prev_grad: the gradient at the start of the last iteration [``prev_flat_grad``].
+      prev_loss: the loss there [``prev_loss``].
+      n_iter: iterations over all steps (int32) [``n_iter``].
+      func_evals: evaluations over all steps, each step's given ``value`` included
+        [``func_evals``].
+      evals: evaluations in the last step, its given ``value`` included
+        (torch's local ``current_evals``).
+    """
+
+    d: jax.Array
+    t: jax.Array
+    s: jax.Array
+    y: jax.Array
+    rho: jax.Array
+    num_pairs: jax.Array
+    head: jax.Array
+    gamma: jax.Array
+    prev_grad: jax.Array
+    prev_loss: jax.Array
+    n_iter: jax.Array
+    func_evals: jax.Array
+    evals: jax.Array
+
+
+class _Carry(NamedTuple):
+    """One step's loop state: the point, the memory, the counters."""
+
+    x: jax.Array
+    loss: jax.Array
+    g: jax.Array
+    mem: LbfgsState
+    n_local: jax.Array
+    done: jax.Array
+
+
+def _explicit_sharding(x: jax.Array) -> Any:
+    """``x``'s sharding if its type names mesh axes (an explicit mesh), else None."""
+    typeof = getattr(jax, "typeof", None)  # older JAX has no explicit meshes
+    sharding = None if typeof is None else getattr(typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    return sharding if spec is not None and any(axis is not None for axis in spec) else None
+
+
+def _replicated(x: jax.Array) -> jax.Array:
+    """``x`` off its explicit mesh axes: concatenating leaves needs one sharding."""
+    return x if _explicit_sharding(x) is None else jax.sharding.reshard(x, PartitionSpec())
+
+
+def _shaped_like(x: jax.Array, like: jax.Array) -> jax.Array:
+    """``x`` (replicated) on ``like``'s explicit sharding, if it has one."""
+    sharding = _explicit_sharding(like)
+    return x if sharding is None else jax.sharding.reshard(x, sharding)
+
+
+def _two_loop(g: jax.Array, mem: LbfgsState) -> jax.Array:
+    """``-H g`` by the two-loop recursion (Nocedal & Wright, Algorithm 7.4), torch's order."""
+    m = mem.rho.shape[0]
+
+    def newest_first(i, carry):
+        q, alpha = carry
+        k = (mem.head - 1 - i + m) % m
+        a = (mem.s[k] @ q) * mem.rho[k]
+        return q + (-a) * mem.y[k], alpha.at[k].set(a)
+
+    q, alpha = lax.fori_loop(0, mem.num_pairs, newest_first, (-g, jnp.zeros_like(mem.rho)))
+
+    def oldest_first(i, r):
+        k = (mem.head - mem.num_pairs + i + m) % m
+        b = (mem.y[k] @ r) * mem.rho[k]
+        return r + (alpha[k] - b) * mem.s[k]
+
+    return lax.fori_loop(0, mem.num_pairs, oldest_first, q * mem.gamma)
+
+
+def _remember(mem: LbfgsState, g: jax.Array, first: jax.Array) -> LbfgsState:
+    """Add the last iteration's pair when ``y · s > 1e-10``; reset the memory on the first."""
+    m = mem.rho.shape[0]
+    y, s = g - mem.prev_grad, mem.d * mem.t
+    ys = y @ s
+    keep = jnp.logical_not(first) & (ys > CURVATURE_EPS)
+
+    def put(buf, row):  # the oldest pair is overwritten once the ring is full
+        return buf.at[mem.head].set(jnp.where(keep, row, buf[mem.head]))
+
+    num_pairs = jnp.where(keep, jnp.minimum(mem.num_pairs + 1, m), mem.num_pairs)
+    head = jnp.where(keep, (mem.head + 1) % m, mem.head)
+    gamma = jnp.where(keep, ys / (y @ y), mem.gamma)
+    return mem._replace(
+        s=put(mem.s, s),
+        y=put(mem.y, y),
+        rho=put(mem.rho, 1.0 / ys),
+        num_pairs=jnp.where(first, 0, num_pairs).astype(jnp.int32),
+        head=jnp.where(first, 0, head).astype(jnp.int32),
+        gamma=jnp.where(first, jnp.ones_like(gamma), gamma),
+    )
+
+
+def _add(count: jax.Array, n: Any) -> jax.Array:
+    """``count + n`` for small ``n >= 0``, saturating at the int32 maximum."""
+    return (jnp.minimum(count, _tree.INT32_MAX - n) + n).astype(jnp.int32)
+
+
+def _flat(leaves: list, dtype: Any) -> jax.Array:
+    """The leaves as one vector (``jax.tree.leaves`` order), in ``dtype``: torch's flat view."""
+    parts = [jnp.ravel(_replicated(jnp.asarray(x))).astype(dtype) for x in leaves]
+    return jnp.concatenate(parts) if parts else jnp.zeros((0,), dtype)
+
+
+def _unflat(x: jax.Array, like: list) -> list:
+    """``x`` cut into ``like``'s leaves, in their shapes, dtypes and explicit shardings."""
+    out, start = [], 0
+    for leaf in like:
+        piece = x[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+        out.append(_shaped_like(piece, leaf))
+        start += leaf.size
+    return out
+
+
+@optimizer(
+    references="`torch.optim.LBFGS` (both `line_search_fn`s, several steps)",
+    learning_rate=LEARNING_RATE,
+    max_iter=Int(1),
+    max_eval=Int(1, optional=True),
+    tolerance_grad=NON_NEGATIVE,
+    tolerance_change=NON_NEGATIVE,
+    history_size=Int(1),
+    line_search_fn=Choice("strong_wolfe", optional=True),
+)
+def lbfgs(
+    learning_rate: ScalarOrSchedule = 1.0,
+    max_iter: int = 20,
+    max_eval: int | None = None,
+    tolerance_grad: float = 1e-7,
+    tolerance_change: float = 1e-9,
+    history_size: int = 100,
+    line_search_fn: str | None = None,
+) -> GradientTransformation:
+    """L-BFGS (Liu & Nocedal), as ``torch.optim.LBFGS``: one update is one ``step(closure)``.
+
+    An update takes the loss and gradient at the params (torch's first call of
+    the closure) and a function of the params giving the loss, which it
+    evaluates (with ``jax.value_and_grad``) inside the compiled step, as
+    torch calls the closure::
+
+      updates, state = opt.update(grads, state, params, value=loss, value_fn=loss_fn)
+
+    One update, on the params flattened into one vector θ (``jax.tree.leaves``
+    order), with ``g = ∇f(θ)``::
+
+      stop if max|g| <= tolerance_grad
+      up to max_iter iterations:
+        first iteration ever: d = -g; memory emptied; γ = 1
+        else: s = t d, y = g - g_prev            (t, d, g_prev: the last iteration's)
+              if y·s > 1e-10: store (s, y, 1/y·s), dropping the oldest past
+                              history_size pairs; γ = y·s / y·y
+              d = -H g       (two-loop recursion, H_0 = γ I)
+        t = min(1, 1/|g|_1) η on the first iteration ever, else η
+        stop if g·d > -tolerance_change
+        line_search_fn=None:           θ += t d; f, g at θ (skipped on the last iteration)
+        line_search_fn="strong_wolfe": t, f, g = strong_wolfe(f, g, d, t); θ += t d
+        stop after max_iter iterations or >= max_eval evaluations, or if
+             max|g| <= tolerance_grad, max|t d| <= tolerance_change, |f - f_prev| < tolerance_change
+
+    The memory, the direction, ``t`` and the counters carry over to the next
+    update, as torch's ``state`` does.  The line search is
+    ``gradtx.transforms.line_search.strong_wolfe`` (``c1 = 1e-4``,
+    ``c2 = 0.9``, at most ``max_eval`` minus the evaluations so far past
+    its first).  ``evals`` in the state counts this update's evaluations,
+    the given ``value`` included (``optax.tree_utils.tree_get(state,
+    "evals")``); ``func_evals`` and ``n_iter`` count over all updates.
+
+    Chain: none: one transform.  The learning rate is the trial step
+    length of every iteration (the line search starts from it), not a
+    factor on the output, so it is not a trailing ``scale_by_learning_rate``.
+
+    Differences: torch's closure is ``value``/``grads`` (its first call) and
+    ``value_fn`` (the later ones); to supply a gradient of your own, give
+    ``value_fn`` a ``jax.custom_vjp``; close over data rather than passing it
+    as extra keywords.  The history is a ring buffer of ``history_size``
+    pairs allocated at ``init`` (``2 history_size n`` floats, torch's lists
+    grow to that).  The flat vector and the memory are in the params' widest
+    dtype, at least float32, and do not keep the params' shardings.  Complex
+    params are refused (torch's documentation requires real ones).  A
+    ``learning_rate`` schedule is evaluated once per update.  As in torch, a
+    line search may take one evaluation past ``max_eval``.  ``optax.lbfgs``
+    does one iteration per update: its direction (``memory_size=10``)
+    chained with ``scale_by_zoom_linesearch(max_linesearch_steps=20)``,
+    called as ``update(grads, state, params, value=, grad=, value_fn=)``
+    with further keywords forwarded to ``value_fn``.  That line search is
+    another zoom (the bracket grows by a factor 2; cubic, then quadratic,
+    then bisection steps inside it; an approximate-Wolfe fallback) and
+    starts at 1, not at ``min(1, 1/|g|_1) η``: its steps are not torch's.
+
+    Args:
+      learning_rate: η, the step length tried each iteration (torch's ``lr``);
+        a number or schedule (one value per update).
+      max_iter: most iterations per update (static).
+      max_eval: most evaluations per update (static); default
+        ``max_iter * 5 // 4``, as torch.
+      tolerance_grad: stop when ``max|g| <= tolerance_grad``.
+      tolerance_change: stop when the directional derivative, the step or the
+        loss change falls below it.
+      history_size: how many (s, y) pairs the memory keeps (static).
+      line_search_fn: ``None`` (fixed steps of η) or ``"strong_wolfe"``.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp, optax
+      >>> def loss(p):
+      ...     return (1 - p["x"]) ** 2 + 100 * (p["y"] - p["x"] ** 2) ** 2
+      >>> opt = gradtx.lbfgs(line_search_fn="strong_wolfe")
+      >>> @jax.jit
+      ... def step(params, state):
+      ...     value, grads = jax.value_and_grad(loss)(params)
+      ...     updates, state = opt.update(grads, state, params, value=value, value_fn=loss)
+      ...     return gradtx.apply_updates(params, updates), state
+      >>> params = {"x": jnp.asarray(-1.5), "y": jnp.asarray(2.0)}
+      >>> state = opt.init(params)
+      >>> params, state = step(params, state)
+      >>> int(optax.tree_utils.tree_get(state, "evals"))  # all of max_eval = 20 * 5 // 4
+      25
+      >>> for _ in range(2):
+      ...     params, state = step(params, state)
+      >>> print(f"{params['x']:.4f} {params['y']:.4f}")
+      1.0000 1.0000
+
+    References:
+      Liu & Nocedal, "On the limited memory BFGS method for large scale
+      optimization", Math. Programming 45, 1989.  Nocedal & Wright,
+      "Numerical Optimization", 2nd ed., §7.2 (Algorithm 7.4, the two-loop
+      recursion; eq. 7.20, γ) and §3.5 (the line search).
+    """
+    if max_eval is None:
+        max_eval = max_iter * 5 // 4
+    call = current_call("gradtx.lbfgs")
+
+    def init(params):
+        leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
+        for x in leaves:
+            if jnp.iscomplexobj(x):
+                raise TypeError(f"{call}: complex params are not supported (torch's are real)")
+        dtype = _tree.compute_dtype(*(x.dtype for x in leaves))
+        n = sum(math.prod(x.shape) for x in leaves)
+        vector, scalar = jnp.zeros(n, dtype), jnp.zeros([], dtype)
+        history, count = jnp.zeros((history_size, n), dtype), jnp.zeros([], jnp.int32)
+        return LbfgsState(
+            d=vector, t=scalar, s=history, y=history, rho=jnp.zeros(history_size, dtype),
+            num_pairs=count, head=count, gamma=jnp.ones([], dtype), prev_grad=vector,
+            prev_loss=scalar, n_iter=count, func_evals=count, evals=count,
+        )  # fmt: skip
+
+    def update(updates, state, params=None, **extra):
+        value_fn, value = extra.get("value_fn"), extra.get("value")
+        if params is None or value is None or value_fn is None:
+            raise ValueError(
+                f"{call}: update needs params, value= (the loss at params) and value_fn= "
+                "(params -> loss), as torch's step needs its closure"
+            )
+        leaves, treedef = jax.tree.flatten(params)
+        leaves = [jnp.asarray(x) for x in leaves]
+        grad_leaves = jax.tree.leaves(gradient(updates, extra))
+        dtype = state.d.dtype
+        lr, tol_grad, tol_change = (
+            jnp.asarray(v).astype(dtype) for v in (learning_rate, tolerance_grad, tolerance_change)
+        )
+
+        def evaluate(x):
+            loss, grads = jax.value_and_grad(value_fn)(treedef.unflatten(_unflat(x, leaves)))
+            return jnp.asarray(loss).astype(dtype), _flat(jax.tree.leaves(grads), dtype)
+
+        def sup(v):
+            return jnp.max(jnp.abs(v), initial=jnp.zeros([], dtype))
+
+        def iteration(c):
+            n_iter = _tree.safe_increment(c.mem.n_iter)
+            first = n_iter == 1
+            mem = _remember(c.mem, c.g, first)
+            d = _two_loop(c.g, mem)
+            ratio = 1.0 / jnp.sum(jnp.abs(c.g))
+            t = jnp.where(first, jnp.where(ratio < 1.0, ratio, 1.0) * lr, lr)
+            mem = mem._replace(d=d, t=t, prev_grad=c.g, prev_loss=c.loss, n_iter=n_iter)
+            c = c._replace(mem=mem, n_local=c.n_local + 1)
+            gtd = c.g @ d
+            return lax.cond(gtd > -tol_change, stop, advance, c, gtd)
+
+        def stop(c, gtd):  # no descent direction: torch breaks before moving
+            return c._replace(done=jnp.asarray(True))
+
+        def advance(c, gtd):
+            mem = c.mem
+            if line_search_fn == "strong_wolfe":
+                found = strong_wolfe(
+                    lambda t: evaluate(c.x + t * mem.d), mem.d, mem.t, c.loss, c.g, gtd,
+                    tolerance_change=tol_change, max_ls=max_eval - mem.evals,
+                )  # fmt: skip
+                t, loss, g, spent = found.step, found.value, found.grad, found.evals
+                x = c.x + t * mem.d
+            else:
+                t, x = mem.t, c.x + mem.t * mem.d
+                last = c.n_local == max_iter  # torch does not re-evaluate after the last one
+                loss, g, spent = lax.cond(
+                    last,
+                    lambda: (c.loss, c.g, jnp.zeros([], jnp.int32)),
+                    lambda: (*evaluate(x), jnp.ones([], jnp.int32)),
+                )
+            evals = mem.evals + spent
+            mem = mem._replace(t=t, evals=evals, func_evals=_add(mem.func_evals, spent))
+            done = (c.n_local == max_iter) | (evals >= max_eval) | (sup(g) <= tol_grad)
+            done |= (sup(mem.d * t) <= tol_change) | (jnp.abs(loss - mem.prev_loss) < tol_change)
+            return _Carry(x, loss, g, mem, c.n_local, done)
+
+        g0 = _flat(grad_leaves, dtype)
+        mem = state._replace(evals=jnp.ones([], jnp.int32), func_evals=_add(state.func_evals, 1))
+        start = _Carry(
+            _flat(leaves, dtype), jnp.asarray(value).astype(dtype), g0, mem,
+            jnp.zeros([], jnp.int32), sup(g0) <= tol_grad,
+        )  # fmt: skip
+        end = lax.while_loop(lambda c: jnp.logical_not(c.done), iteration, start)
+        out = [
+            (new - old).astype(g.dtype)
+            for new, old, g in zip(_unflat(end.x, leaves), leaves, grad_leaves)
+        ]
+        return treedef.unflatten(out), end.mem
+
+    return GradientTransformation(init, update)

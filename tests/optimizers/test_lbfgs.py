@@ -1,0 +1,174 @@
+"""gradtx.lbfgs beyond the torch comparison: gradient regimes, counting, errors.
+
+The step-by-step comparison with torch.optim.LBFGS is
+tests/reference/test_lbfgs.py; the contract tests run lbfgs through
+``case.update`` (tests/registry.py).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+import gradtx
+from tests.registry import local_objective
+
+OPTIONS = {
+    "fixed": dict(max_iter=5),
+    "strong_wolfe": dict(history_size=4, line_search_fn="strong_wolfe"),
+}
+KEYS = ("huge", "tiny", "zero")  # jax.tree.leaves order: torch gets its params in it
+
+
+def _run(opt, params, grads, steps):
+    """``steps`` jitted updates on the local objectives of ``grads(i)``: outputs per step."""
+
+    @jax.jit
+    def step(params, state, g):
+        value_fn = local_objective(g, params)
+        u, state = opt.update(g, state, params, value=value_fn(params), value_fn=value_fn)
+        return gradtx.apply_updates(params, u), state, u
+
+    state, out = opt.init(params), []
+    for i in range(steps):
+        params, state, u = step(params, state, grads(i))
+        out.append((params, state, u))
+    return out
+
+
+def _regimes(scale):
+    signs = [1.0, -1.0, 0.5]
+    return lambda i: {"x": jnp.full(3, scale * signs[i % 3], jnp.float32)}
+
+
+@pytest.mark.parametrize("mode", OPTIONS)
+def test_zero_tiny_and_large_gradients_one_regime_at_a_time(mode):
+    """test_edge_cases' regimes, each in a tree of its own (L-BFGS couples leaves)."""
+    params = {"x": jnp.ones(3, jnp.float32)}
+    # 1e8: the inner products (~|g|²) and the line search's cubic (~|g|⁴) fit in float32.
+    for scale in (0.0, 1e-30, 1e8):
+        out = _run(gradtx.lbfgs(**OPTIONS[mode]), params, _regimes(scale), 20)
+        for p, state, u in out:
+            for leaf in jax.tree.leaves((p, state, u)):
+                if jnp.issubdtype(leaf.dtype, jnp.inexact):
+                    assert bool(jnp.all(jnp.isfinite(leaf))), (scale, leaf)
+        if scale < 1e-7:  # below tolerance_grad: torch returns before moving
+            np.testing.assert_array_equal(out[-1][0]["x"], params["x"])
+        else:
+            assert not np.allclose(out[-1][0]["x"], params["x"])
+
+
+def _first_nan_torch(options, grads, steps):
+    kw = {"lr": 1.0, **options}
+    p = torch.ones(9, dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.LBFGS([p], **kw)
+    for i in range(steps):
+        g = torch.cat([torch.tensor(np.asarray(grads(i)[k])) for k in KEYS])
+        start = p.detach().clone()
+
+        def closure(g=g, start=start):
+            opt.zero_grad()
+            step = p - start
+            loss = (g * step).sum() + 0.5 * (step**2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        if torch.isnan(p).any():
+            return i
+    return None
+
+
+@pytest.mark.parametrize(
+    "mode,scale", [("fixed", 1e30), ("strong_wolfe", 1e30), ("strong_wolfe", 1e15)]
+)
+def test_overflowing_inner_products_turn_nan_where_torch_does(mode, scale):
+    """Overflow in float32 (|g|² at 1e30; the line search's cubic, ~|g|⁴, at 1e15): the
+    params turn NaN at the same step as torch's."""
+    signs = [1.0, -1.0, 0.5]
+
+    def grads(i):
+        s = signs[i % 3]
+        return {
+            "huge": jnp.full(3, scale * s),
+            "tiny": jnp.full(3, 1e-30 * s),
+            "zero": jnp.zeros(3),
+        }
+
+    params = {k: jnp.ones(3, jnp.float32) for k in KEYS}
+    out = _run(gradtx.lbfgs(**OPTIONS[mode]), params, grads, 6)
+    ours = next(i for i, (p, _, _) in enumerate(out) if np.isnan(p["huge"]).any())
+    assert ours == _first_nan_torch(OPTIONS[mode], grads, 6)
+
+
+@pytest.mark.parametrize("mode", OPTIONS)
+def test_state_counts_the_evaluations(mode):
+    calls = []
+
+    def loss(p):
+        jax.debug.callback(lambda: calls.append(1))
+        x = p["x"]
+        return jnp.sum((1 - x) ** 2) + 10 * jnp.sum((x[1:] - x[:-1] ** 2) ** 2)
+
+    opt = gradtx.lbfgs(**OPTIONS[mode])
+
+    @jax.jit
+    def step(params, state):
+        value, grads = jax.value_and_grad(loss)(params)
+        u, state = opt.update(grads, state, params, value=value, value_fn=loss)
+        return gradtx.apply_updates(params, u), state
+
+    params, state = {"x": jnp.asarray([-1.0, 0.5, 2.0])}, opt.init({"x": jnp.zeros(3)})
+    total = 0
+    for _ in range(3):
+        calls.clear()
+        params, state = step(params, state)
+        jax.effects_barrier()
+        evals = int(optax.tree_utils.tree_get(state, "evals"))
+        assert evals == len(calls) > 1  # the given value counts as the first
+        total += evals
+    assert int(optax.tree_utils.tree_get(state, "func_evals")) == total
+
+
+def test_tolerances_are_data():
+    opt = gradtx.lbfgs()
+    params = {"x": jnp.asarray([2.0, -1.0])}
+    value_fn = local_objective({"x": jnp.asarray([0.5, 0.5])}, params)
+    grads = jax.grad(value_fn)(params)
+    traces = []
+
+    @jax.jit
+    def step(state):
+        traces.append(1)
+        return opt.update(grads, state, params, value=value_fn(params), value_fn=value_fn)
+
+    u, _ = step(opt.init(params))
+    assert np.any(np.asarray(u["x"]) != 0)
+    state = gradtx.set_hyperparams(opt.init(params), tolerance_grad=1.0)  # max|g| = 0.5
+    u, state = step(state)
+    np.testing.assert_array_equal(u["x"], [0.0, 0.0])
+    assert int(optax.tree_utils.tree_get(state, "evals")) == 1 and len(traces) == 1
+    assert sorted(gradtx.get_hyperparams(state)) == [
+        "learning_rate",
+        "tolerance_change",
+        "tolerance_grad",
+    ]
+
+
+def test_update_needs_the_loss_and_real_params():
+    opt = gradtx.lbfgs()
+    params = {"x": jnp.ones(2)}
+    state = opt.init(params)
+
+    def loss(p):
+        return jnp.sum(p["x"] ** 2)
+
+    for kwargs in (dict(value=1.0), dict(value_fn=loss)):
+        with pytest.raises(ValueError, match=r"^gradtx\.lbfgs: update needs params, value="):
+            opt.update(params, state, params, **kwargs)
+    with pytest.raises(ValueError, match=r"^gradtx\.lbfgs: update needs params"):
+        opt.update(params, state, value=1.0, value_fn=loss)
+    with pytest.raises(TypeError, match=r"^gradtx\.lbfgs: complex params"):
+        opt.init({"z": jnp.ones(2, jnp.complex64)})
