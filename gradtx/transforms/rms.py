@@ -141,7 +141,8 @@ def scale_by_rms(
             v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
             if centered:
                 mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
-                v_hat = jnp.maximum(v_hat - mean_sq, 0)
+                # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
+                v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
             e = _tree.scalar_like(eps, v_hat)
             if eps_in_sqrt:
                 denom = jnp.sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))

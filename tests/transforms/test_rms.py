@@ -108,3 +108,14 @@ def test_hyperparameters_live_in_state():
     state = tx.init(jnp.ones(2))
     hp = gradtx.get_hyperparams(state)
     assert set(hp) == {"decay", "eps", "eps_root", "initial_scale"}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex64])
+def test_centered_overflow_gives_zero_steps_not_nan(dtype):
+    # v and ḡ² both overflow to inf beyond |g| ~ 1e19: v - ḡ² must not be inf - inf.
+    opt = gradtx.rmsprop(0.01, centered=True)
+    p = jnp.ones(2, dtype)
+    g = jnp.full(2, 1e30, dtype)
+    for update in (opt.update, jax.jit(opt.update)):
+        u, _ = update(g, opt.init(p), p)
+        assert not bool(jnp.any(jnp.isnan(u))), u
