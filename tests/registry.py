@@ -3,7 +3,10 @@
 One ``case(...)`` line per optimizer (or per variant worth covering).  A case
 builds its optimizer from a learning rate: ``case.make(lr)``.  By default that
 is ``gradtx.<name>(lr, **kwargs)``; pass ``make=`` for wrappers such as
-``lookahead`` whose first argument is another optimizer.
+``lookahead`` whose first argument is another optimizer.  An optimizer whose
+``update`` needs keyword extras (``momo``: the loss ``value``) names them in
+``extra_args``; the generic tests call ``case.update_fn(opt, loss)`` instead
+of ``opt.update``, which builds them from the test's objective at the params.
 
 ``OPTIMIZER_NAMES`` are the names in gradtx's own registry (``gradtx._registry``,
 filled by the ``@optimizer`` decorator); ``tests/test_contract.py`` checks that
@@ -18,6 +21,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
+
+import jax
+import jax.numpy as jnp
 
 import gradtx
 from gradtx._registry import OPTIMIZERS
@@ -37,6 +43,7 @@ class Case:
       rosen_tol: distance to the Rosenbrock minimum that counts as converged.
       complex_ok: complex params are supported (conjugate-gradient convention).
       lr_key: the ``set_hyperparams`` key of the learning rate.
+      extra_args: keyword extras ``update`` needs (``"value"``: the loss at the params).
     """
 
     id: str
@@ -48,12 +55,46 @@ class Case:
     rosen_tol: float = 1e-2
     complex_ok: bool = False
     lr_key: str = "learning_rate"
+    extra_args: tuple[str, ...] = ()
+
+    def extras(self, params: Any, loss: Callable | None = None) -> dict[str, Any]:
+        """The keyword extras this case's update needs at ``params``, from ``loss``
+        (default ``stand_in_loss``, for tests whose gradients are synthetic)."""
+        loss = loss or stand_in_loss
+        out = {}
+        for name in self.extra_args:
+            if name != "value":
+                raise NotImplementedError(f"tests/registry.py: no builder for the extra {name!r}")
+            out[name] = loss(params)
+        return out
+
+    def update_fn(self, opt: Any, loss: Callable | None = None) -> Callable:
+        """``opt.update``, given at each call the extras built from ``loss`` at its params
+        (``opt.update`` itself for a case that needs none)."""
+        if not self.extra_args:
+            return opt.update
+
+        def update(grads, state, params=None, **extra):
+            return opt.update(grads, state, params, **self.extras(params, loss), **extra)
+
+        return update
+
+
+def stand_in_loss(params: Any) -> jax.Array:
+    """Half the squared norm of the params (float32): a finite loss value for the
+    tests that feed synthetic gradients rather than differentiate an objective."""
+    total = jnp.zeros([], jnp.float32)
+    for x in jax.tree.leaves(params):
+        total = total + 0.5 * jnp.sum(jnp.abs(jnp.asarray(x)).astype(jnp.float32) ** 2)
+    return total
 
 
 def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     """A registry entry; ``kwargs`` go to ``gradtx.<name>`` after the learning rate."""
     extra = {
-        k: kwargs.pop(k) for k in ("steps", "rosen_tol", "complex_ok", "lr_key") if k in kwargs
+        k: kwargs.pop(k)
+        for k in ("steps", "rosen_tol", "complex_ok", "lr_key", "extra_args")
+        if k in kwargs
     }
     if make is None:
 
