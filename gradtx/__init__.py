@@ -46,6 +46,7 @@ from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
+from gradtx.optimizers.distance import dog, dowg
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
@@ -56,6 +57,12 @@ from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rm
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
+from gradtx.transforms.distance import (
+    ScaleByDistanceOverGradientsState,
+    ScaleByDistanceOverWeightedGradientsState,
+    scale_by_distance_over_gradients,
+    scale_by_distance_over_weighted_gradients,
+)
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -117,6 +124,8 @@ __all__ = [
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
     "ScaleByBoundedRmsState",
+    "ScaleByDistanceOverGradientsState",
+    "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByInfinityNormState",
     "ScaleByRmsState",
     "ScaleByRssState",
@@ -149,6 +158,8 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "decoupled_weight_decay",
+    "dog",
+    "dowg",
     "factory",
     "flatten",
     "get_hyperparams",
@@ -169,6 +180,8 @@ __all__ = [
     "scale",
     "scale_by_adadelta",
     "scale_by_bounded_rms",
+    "scale_by_distance_over_gradients",
+    "scale_by_distance_over_weighted_gradients",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
     "scale_by_rms",

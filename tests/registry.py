@@ -182,6 +182,8 @@ REGISTRY = [
     case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05, complex_ok=True),
     case("swats", lr=0.05, rosen_lr=0.1, complex_ok=True),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
+    case("dog", lr=1.0, rosen_lr=1.0, steps=1500),
+    case("dowg", lr=1.0, rosen_lr=1.0, steps=1500),
 ]
 
 IDS = [c.id for c in REGISTRY]
