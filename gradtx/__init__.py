@@ -46,6 +46,7 @@ from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
+from gradtx.optimizers.cocob import cocob
 from gradtx.optimizers.distance import dog, dowg
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
@@ -56,6 +57,7 @@ from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
+from gradtx.transforms.coin_betting import ScaleByCoinBettingState, scale_by_coin_betting
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.distance import (
     ScaleByDistanceOverGradientsState,
@@ -124,6 +126,7 @@ __all__ = [
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
     "ScaleByBoundedRmsState",
+    "ScaleByCoinBettingState",
     "ScaleByDistanceOverGradientsState",
     "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByInfinityNormState",
@@ -157,6 +160,7 @@ __all__ = [
     "chain",
     "clip",
     "clip_by_global_norm",
+    "cocob",
     "decoupled_weight_decay",
     "dog",
     "dowg",
@@ -180,6 +184,7 @@ __all__ = [
     "scale",
     "scale_by_adadelta",
     "scale_by_bounded_rms",
+    "scale_by_coin_betting",
     "scale_by_distance_over_gradients",
     "scale_by_distance_over_weighted_gradients",
     "scale_by_infinity_norm",

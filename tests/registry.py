@@ -184,6 +184,8 @@ REGISTRY = [
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
     case("dog", lr=1.0, rosen_lr=1.0, steps=1500),
     case("dowg", lr=1.0, rosen_lr=1.0, steps=1500),
+    # COCOB's bets creep along the valley: a smaller alpha and more steps.
+    case("cocob", lr=1.0, rosen_lr=1.0, steps=4000, alpha=10.0),
 ]
 
 IDS = [c.id for c in REGISTRY]
