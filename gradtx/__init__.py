@@ -47,6 +47,7 @@ from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.cocob import cocob
+from gradtx.optimizers.dadapt import dadapt_adamw, prodigy
 from gradtx.optimizers.distance import dog, dowg
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
@@ -58,6 +59,12 @@ from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rm
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.coin_betting import ScaleByCoinBettingState, scale_by_coin_betting
+from gradtx.transforms.dadapt import (
+    ScaleByDadaptAdamState,
+    ScaleByProdigyState,
+    scale_by_dadapt_adam,
+    scale_by_prodigy,
+)
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.distance import (
     ScaleByDistanceOverGradientsState,
@@ -127,9 +134,11 @@ __all__ = [
     "ScaleByAdadeltaState",
     "ScaleByBoundedRmsState",
     "ScaleByCoinBettingState",
+    "ScaleByDadaptAdamState",
     "ScaleByDistanceOverGradientsState",
     "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByInfinityNormState",
+    "ScaleByProdigyState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "Schedule",
@@ -161,6 +170,7 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "cocob",
+    "dadapt_adamw",
     "decoupled_weight_decay",
     "dog",
     "dowg",
@@ -176,6 +186,7 @@ __all__ = [
     "nadam",
     "named_chain",
     "partition",
+    "prodigy",
     "radam",
     "ranger",
     "rectify",
@@ -185,10 +196,12 @@ __all__ = [
     "scale_by_adadelta",
     "scale_by_bounded_rms",
     "scale_by_coin_betting",
+    "scale_by_dadapt_adam",
     "scale_by_distance_over_gradients",
     "scale_by_distance_over_weighted_gradients",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
+    "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rss",
     "schedules",

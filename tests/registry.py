@@ -182,6 +182,9 @@ REGISTRY = [
     case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05, complex_ok=True),
     case("swats", lr=0.05, rosen_lr=0.1, complex_ok=True),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
+    # Learning-rate-free: the learning rate is a multiplier (1 by default).
+    case("prodigy", lr=1.0, rosen_lr=1.0),
+    case("dadapt_adamw", lr=0.5, rosen_lr=0.5),
     case("dog", lr=1.0, rosen_lr=1.0, steps=1500),
     case("dowg", lr=1.0, rosen_lr=1.0, steps=1500),
     # COCOB's bets creep along the valley: a smaller alpha and more steps.
