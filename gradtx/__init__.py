@@ -52,6 +52,7 @@ from gradtx.optimizers.distance import dog, dowg
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
+from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
@@ -90,6 +91,11 @@ from gradtx.transforms.rectify import (
 from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
 from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
+from gradtx.transforms.schedule_free import (
+    ScheduleFreeAveragingState,
+    schedule_free_averaging,
+    schedule_free_eval_params,
+)
 from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
 from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
@@ -142,6 +148,7 @@ __all__ = [
     "ScaleByRmsState",
     "ScaleByRssState",
     "Schedule",
+    "ScheduleFreeAveragingState",
     "SwitchToSgdState",
     "TrackNormsState",
     "Transform",
@@ -204,6 +211,10 @@ __all__ = [
     "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rss",
+    "schedule_free_adamw",
+    "schedule_free_averaging",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "schedules",
     "set_hyperparams",
     "sgd",

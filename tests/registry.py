@@ -182,6 +182,20 @@ REGISTRY = [
     case("amsbound", lr=0.05, rosen_lr=0.1, final_lr=0.1, base_lr=0.05, complex_ok=True),
     case("swats", lr=0.05, rosen_lr=0.1, complex_ok=True),
     case("ranger", lr=0.05, rosen_lr=0.05, steps=1500, complex_ok=True),
+    # Schedule-free: the params are the interpolation y (the average is
+    # schedule_free_eval_params'), which converges too.
+    case("schedule_free_adamw", lr=0.1, rosen_lr=0.05, steps=1000),
+    case(
+        "schedule_free_adamw",
+        variant="warmup-decay-f32",
+        lr=0.1,
+        rosen_lr=0.05,
+        steps=1500,
+        warmup_steps=20,
+        weight_decay=1e-4,
+        state_dtype=jnp.float32,
+    ),
+    case("schedule_free_sgd", lr=0.1, rosen_lr=0.1, steps=1000),
     # Learning-rate-free: the learning rate is a multiplier (1 by default).
     case("prodigy", lr=1.0, rosen_lr=1.0),
     case("dadapt_adamw", lr=0.5, rosen_lr=0.5),
