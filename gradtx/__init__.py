@@ -50,6 +50,7 @@ from gradtx.optimizers.cocob import cocob
 from gradtx.optimizers.dadapt import dadapt_adamw, prodigy
 from gradtx.optimizers.distance import dog, dowg
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
+from gradtx.optimizers.mechanic import MechanicState, mechanize
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -129,6 +130,7 @@ __all__ = [
     "Mask",
     "MaskedNode",
     "MaskedState",
+    "MechanicState",
     "NON_NEGATIVE",
     "OptState",
     "Option",
@@ -190,6 +192,7 @@ __all__ = [
     "identity",
     "lookahead",
     "masked",
+    "mechanize",
     "nadam",
     "named_chain",
     "partition",

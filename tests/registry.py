@@ -203,6 +203,18 @@ REGISTRY = [
     case("dowg", lr=1.0, rosen_lr=1.0, steps=1500),
     # COCOB's bets creep along the valley: a smaller alpha and more steps.
     case("cocob", lr=1.0, rosen_lr=1.0, steps=4000, alpha=10.0),
+    # Mechanic's learned scale keeps growing on a noiseless problem: it circles
+    # the minimum and comes down the valley slowly.  named_chain keeps Adam's
+    # eps apart from Mechanic's own eps in the hyperparameters' names.
+    case(
+        "mechanize",
+        variant="adam",
+        lr=1.0,
+        rosen_lr=1.0,
+        steps=2500,
+        rosen_tol=0.1,
+        make=lambda lr: gradtx.mechanize(gradtx.named_chain(("adam", gradtx.adam(lr)))),
+    ),
 ]
 
 IDS = [c.id for c in REGISTRY]
