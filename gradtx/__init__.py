@@ -51,6 +51,7 @@ from gradtx.optimizers.dadapt import dadapt_adamw, prodigy
 from gradtx.optimizers.distance import dog, dowg
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
 from gradtx.optimizers.mechanic import MechanicState, mechanize
+from gradtx.optimizers.momo import momo, momo_adam
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -81,6 +82,12 @@ from gradtx.transforms.momentum import (
     add_momentum,
     add_nesterov_momentum,
     bias_correct,
+)
+from gradtx.transforms.momo import (
+    ScaleByMomoAdamState,
+    ScaleByMomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
 )
 from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
@@ -146,6 +153,8 @@ __all__ = [
     "ScaleByDistanceOverGradientsState",
     "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByInfinityNormState",
+    "ScaleByMomoAdamState",
+    "ScaleByMomoState",
     "ScaleByProdigyState",
     "ScaleByRmsState",
     "ScaleByRssState",
@@ -193,6 +202,8 @@ __all__ = [
     "lookahead",
     "masked",
     "mechanize",
+    "momo",
+    "momo_adam",
     "nadam",
     "named_chain",
     "partition",
@@ -211,6 +222,8 @@ __all__ = [
     "scale_by_distance_over_weighted_gradients",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
+    "scale_by_momo",
+    "scale_by_momo_adam",
     "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rss",

@@ -215,6 +215,8 @@ REGISTRY = [
         rosen_tol=0.1,
         make=lambda lr: gradtx.mechanize(gradtx.named_chain(("adam", gradtx.adam(lr)))),
     ),
+    case("momo", lr=1.0, rosen_lr=1.0, extra_args=("value",)),
+    case("momo_adam", lr=0.1, rosen_lr=0.1, extra_args=("value",)),
 ]
 
 IDS = [c.id for c in REGISTRY]
