@@ -69,9 +69,10 @@ def _step_sizes(opt, seed, lr):
     params, _ = make_problem(seed, 0, MIXED_SHAPES)
     p = {k: jnp.asarray(v) for k, v in params.items()}
     loss, state, ratios, bounds = make_loss(seed), opt.init(p), [], []
+    update, value_and_grad = jax.jit(opt.update), jax.jit(jax.value_and_grad(loss))
     for step in range(25):
-        value, grads = jax.value_and_grad(loss)(p, step)
-        updates, state = opt.update(grads, state, p, value=value)
+        value, grads = value_and_grad(p, step)
+        updates, state = update(grads, state, p, value=value)
         inner = state.inner_state[0]
         ratios.append(float(-updates["w"][0, 0] / inner.mu["w"][0, 0]) / lr)
         bounds.append(inner.lower_bound)
