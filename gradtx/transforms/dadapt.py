@@ -110,6 +110,13 @@ def scale_by_prodigy(
       weight_decay: λ, decoupled (``None``: none).
       safeguard_warmup: leave η out of s (for warm-up schedules).
 
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_prodigy(eps=0.0, estim_lr0=1e-3)
+      >>> x = jnp.zeros(2)
+      >>> tx.update(jnp.array([0.5, -2.0]), tx.init(x), x)[0]  # first step: d_0 · sign(g)
+      Array([ 0.001, -0.001], dtype=float32)
+
     References:
       Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive
       Parameter-Free Learner", ICML 2024 (arXiv:2306.06101).
@@ -227,6 +234,13 @@ def scale_by_dadapt_adam(
       eps: added to the root.
       estim_lr0: d_0 > 0, the initial under-estimate.
       weight_decay: λ, decoupled (``None``: none).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_dadapt_adam(0.5, eps=0.0, estim_lr0=1e-3)
+      >>> x = jnp.zeros(2)
+      >>> tx.update(jnp.array([0.5, -2.0]), tx.init(x), x)[0]  # first step: η d_0 · sign(g)
+      Array([ 0.0005, -0.0005], dtype=float32)
 
     References:
       Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation",

@@ -147,6 +147,14 @@ def scale_by_momo(
       weight_decay: λ (enters the model as 1 + αλ; ``None``: 0).
       adapt_lower_bound: estimate f* on the fly, from ``lower_bound`` up.
 
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_momo()
+      >>> x = jnp.array([1.0, 2.0])
+      >>> value, g = jax.value_and_grad(lambda x: jnp.sum(x**2))(x)
+      >>> tx.update(g, tx.init(x), x, value=value)[0]  # (f - f*) / ||g||² · g
+      Array([0.5, 1. ], dtype=float32)
+
     References:
       Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for
       Adaptive Learning Rates", ICML 2024 (arXiv:2305.07583).
@@ -240,6 +248,14 @@ def scale_by_momo_adam(
       lower_bound: f*, a lower bound of the loss (0 for most losses).
       weight_decay: λ (enters the model as 1 + αλ; ``None``: 0).
       adapt_lower_bound: estimate f* on the fly, from ``lower_bound`` up.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_momo_adam(learning_rate=0.1, eps=0.0)
+      >>> x = jnp.array([1.0, 2.0])
+      >>> value, g = jax.value_and_grad(lambda x: jnp.sum(x**2))(x)
+      >>> tx.update(g, tx.init(x), x, value=value)[0]  # capped: α · sign(g) at the first step
+      Array([0.1, 0.1], dtype=float32)
 
     References:
       Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for
