@@ -41,39 +41,171 @@ from gradtx._factory import (
     factory,
     hyperparameterized,
 )
-from gradtx._hyperparams import get_hyperparams, set_hyperparams
-from gradtx.lr_finder import lr_range_test
-from gradtx.optimizers.adam import adam, adamw, amsgrad
-from gradtx.optimizers.adamax import adamax, adamaxw
-from gradtx.optimizers.adan import adan
-from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
-from gradtx.optimizers.asgd import asgd
-from gradtx.optimizers.belief import adabelief, yogi
-from gradtx.optimizers.bounded import adabound, amsbound
-from gradtx.optimizers.layerwise import fromage, novograd
-from gradtx.optimizers.lbfgs import LbfgsState, lbfgs
-from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
-from gradtx.optimizers.nadam import nadam
-from gradtx.optimizers.noisy import noisy_sgd
-from gradtx.optimizers.optimistic import optimistic_adam, optimistic_gradient_descent
-from gradtx.optimizers.radam import radam
-from gradtx.optimizers.rprop import rprop
-from gradtx.optimizers.sgd import sgd, sgdw
-from gradtx.optimizers.sign import lion, sign_sgd, signum
-from gradtx.optimizers.sparse_adam import sparse_adam
-from gradtx.optimizers.switching import swats
-from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
-from gradtx.transforms.additive_rms import ScaleByAdditiveRmsState, scale_by_additive_rms
-from gradtx.transforms.averaging import PolyakAverageState, polyak_average
-from gradtx.transforms.belief import ScaleByBeliefState, scale_by_belief
-from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
-from gradtx.transforms.centralize import centralize
-from gradtx.transforms.clipping import clip, clip_by_global_norm
-from gradtx.transforms.decay import add_l2, decoupled_weight_decay
-from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
-from gradtx.transforms.interpolation import AddInterpolatedMomentumState, add_interpolated_momentum
-from gradtx.transforms.layerwise_norm import ScaleByLayerwiseNormState, scale_by_layerwise_norm
-from gradtx.transforms.lazy import LazyState, lazy
+from gradtx._hyperparams import (
+    get_hyperparams,
+    set_hyperparams,
+)
+from gradtx.lr_finder import (
+    lr_range_test,
+)
+from gradtx.optimizers.adam import (
+    adam,
+    adamw,
+    amsgrad,
+)
+from gradtx.optimizers.adamax import (
+    adamax,
+    adamaxw,
+)
+from gradtx.optimizers.adan import (
+    adan,
+)
+from gradtx.optimizers.adaptive import (
+    adadelta,
+    adagrad,
+    rmsprop,
+)
+from gradtx.optimizers.asgd import (
+    asgd,
+)
+from gradtx.optimizers.belief import (
+    adabelief,
+    yogi,
+)
+from gradtx.optimizers.bounded import (
+    adabound,
+    amsbound,
+)
+from gradtx.optimizers.cocob import (
+    cocob,
+)
+from gradtx.optimizers.dadapt import (
+    dadapt_adamw,
+    prodigy,
+)
+from gradtx.optimizers.distance import (
+    dog,
+    dowg,
+)
+from gradtx.optimizers.layerwise import (
+    fromage,
+    novograd,
+)
+from gradtx.optimizers.lbfgs import (
+    LbfgsState,
+    lbfgs,
+)
+from gradtx.optimizers.lookahead import (
+    LookaheadState,
+    lookahead,
+    ranger,
+)
+from gradtx.optimizers.mechanic import (
+    MechanicState,
+    mechanize,
+)
+from gradtx.optimizers.momo import (
+    momo,
+    momo_adam,
+)
+from gradtx.optimizers.nadam import (
+    nadam,
+)
+from gradtx.optimizers.noisy import (
+    noisy_sgd,
+)
+from gradtx.optimizers.optimistic import (
+    optimistic_adam,
+    optimistic_gradient_descent,
+)
+from gradtx.optimizers.radam import (
+    radam,
+)
+from gradtx.optimizers.rprop import (
+    rprop,
+)
+from gradtx.optimizers.schedule_free import (
+    schedule_free_adamw,
+    schedule_free_sgd,
+)
+from gradtx.optimizers.sgd import (
+    sgd,
+    sgdw,
+)
+from gradtx.optimizers.sign import (
+    lion,
+    sign_sgd,
+    signum,
+)
+from gradtx.optimizers.sparse_adam import (
+    sparse_adam,
+)
+from gradtx.optimizers.switching import (
+    swats,
+)
+from gradtx.transforms.adadelta import (
+    ScaleByAdadeltaState,
+    scale_by_adadelta,
+)
+from gradtx.transforms.additive_rms import (
+    ScaleByAdditiveRmsState,
+    scale_by_additive_rms,
+)
+from gradtx.transforms.averaging import (
+    PolyakAverageState,
+    polyak_average,
+)
+from gradtx.transforms.belief import (
+    ScaleByBeliefState,
+    scale_by_belief,
+)
+from gradtx.transforms.bounds import (
+    ScaleByBoundedRmsState,
+    scale_by_bounded_rms,
+)
+from gradtx.transforms.centralize import (
+    centralize,
+)
+from gradtx.transforms.clipping import (
+    clip,
+    clip_by_global_norm,
+)
+from gradtx.transforms.coin_betting import (
+    ScaleByCoinBettingState,
+    scale_by_coin_betting,
+)
+from gradtx.transforms.dadapt import (
+    ScaleByDadaptAdamState,
+    ScaleByProdigyState,
+    scale_by_dadapt_adam,
+    scale_by_prodigy,
+)
+from gradtx.transforms.decay import (
+    add_l2,
+    decoupled_weight_decay,
+)
+from gradtx.transforms.distance import (
+    ScaleByDistanceOverGradientsState,
+    ScaleByDistanceOverWeightedGradientsState,
+    scale_by_distance_over_gradients,
+    scale_by_distance_over_weighted_gradients,
+)
+from gradtx.transforms.infinity_norm import (
+    ScaleByInfinityNormState,
+    scale_by_infinity_norm,
+)
+from gradtx.transforms.interpolation import (
+    AddInterpolatedMomentumState,
+    add_interpolated_momentum,
+)
+from gradtx.transforms.layerwise_norm import (
+    ScaleByLayerwiseNormState,
+    scale_by_layerwise_norm,
+)
+from gradtx.transforms.lazy import (
+    LazyState,
+    lazy,
+)
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -81,36 +213,94 @@ from gradtx.transforms.momentum import (
     add_nesterov_momentum,
     bias_correct,
 )
+from gradtx.transforms.momo import (
+    ScaleByMomoAdamState,
+    ScaleByMomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
+)
 from gradtx.transforms.nesterov_estimate import (
     ScaleByNesterovEstimateState,
     scale_by_nesterov_estimate,
 )
-from gradtx.transforms.noise import AddNoiseState, add_noise
-from gradtx.transforms.optimism import AddOptimismState, add_optimism
-from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
+from gradtx.transforms.noise import (
+    AddNoiseState,
+    add_noise,
+)
+from gradtx.transforms.optimism import (
+    AddOptimismState,
+    add_optimism,
+)
+from gradtx.transforms.plateau import (
+    ReduceOnPlateauState,
+    reduce_on_plateau,
+)
 from gradtx.transforms.rectify import (
     RectifyState,
     WhenRectifiedState,
     rectify,
     when_rectified,
 )
-from gradtx.transforms.rms import ScaleByRmsState, scale_by_rms
-from gradtx.transforms.rprop import ScaleByRpropState, scale_by_rprop
-from gradtx.transforms.rss import ScaleByRssState, scale_by_rss
+from gradtx.transforms.rms import (
+    ScaleByRmsState,
+    scale_by_rms,
+)
+from gradtx.transforms.rprop import (
+    ScaleByRpropState,
+    scale_by_rprop,
+)
+from gradtx.transforms.rss import (
+    ScaleByRssState,
+    scale_by_rss,
+)
 from gradtx.transforms.scaling import (
     scale,
     scale_by_learning_rate,
     scale_by_multipliers,
 )
-from gradtx.transforms.sign import scale_by_sign
-from gradtx.transforms.switch import SwitchToSgdState, switch_to_sgd
-from gradtx.transforms.trust_ratio import scale_by_trust_ratio
-from gradtx.wrappers.accumulation import AccumulateGradientsState, accumulate_gradients
-from gradtx.wrappers.averaging import AverageParamsState, average_params, averaged_params
-from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
-from gradtx.wrappers.flatten import FlattenState, flatten
-from gradtx.wrappers.groups import MaskedNode, MaskedState, masked, partition
-from gradtx.wrappers.monitors import TrackNormsState, get_norms, track_norms
+from gradtx.transforms.schedule_free import (
+    ScheduleFreeAveragingState,
+    schedule_free_averaging,
+    schedule_free_eval_params,
+)
+from gradtx.transforms.sign import (
+    scale_by_sign,
+)
+from gradtx.transforms.switch import (
+    SwitchToSgdState,
+    switch_to_sgd,
+)
+from gradtx.transforms.trust_ratio import (
+    scale_by_trust_ratio,
+)
+from gradtx.wrappers.accumulation import (
+    AccumulateGradientsState,
+    accumulate_gradients,
+)
+from gradtx.wrappers.averaging import (
+    AverageParamsState,
+    average_params,
+    averaged_params,
+)
+from gradtx.wrappers.finite import (
+    ApplyIfFiniteState,
+    apply_if_finite,
+)
+from gradtx.wrappers.flatten import (
+    FlattenState,
+    flatten,
+)
+from gradtx.wrappers.groups import (
+    MaskedNode,
+    MaskedState,
+    masked,
+    partition,
+)
+from gradtx.wrappers.monitors import (
+    TrackNormsState,
+    get_norms,
+    track_norms,
+)
 
 __version__ = "0.1.0"
 
@@ -144,6 +334,7 @@ __all__ = [
     "Mask",
     "MaskedNode",
     "MaskedState",
+    "MechanicState",
     "NON_NEGATIVE",
     "OptState",
     "Option",
@@ -157,13 +348,21 @@ __all__ = [
     "ScaleByAdditiveRmsState",
     "ScaleByBeliefState",
     "ScaleByBoundedRmsState",
+    "ScaleByCoinBettingState",
+    "ScaleByDadaptAdamState",
+    "ScaleByDistanceOverGradientsState",
+    "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByInfinityNormState",
     "ScaleByLayerwiseNormState",
+    "ScaleByMomoAdamState",
+    "ScaleByMomoState",
     "ScaleByNesterovEstimateState",
+    "ScaleByProdigyState",
     "ScaleByRmsState",
     "ScaleByRpropState",
     "ScaleByRssState",
     "Schedule",
+    "ScheduleFreeAveragingState",
     "SwitchToSgdState",
     "TrackNormsState",
     "Transform",
@@ -199,7 +398,11 @@ __all__ = [
     "chain",
     "clip",
     "clip_by_global_norm",
+    "cocob",
+    "dadapt_adamw",
     "decoupled_weight_decay",
+    "dog",
+    "dowg",
     "factory",
     "flatten",
     "fromage",
@@ -214,6 +417,9 @@ __all__ = [
     "lookahead",
     "lr_range_test",
     "masked",
+    "mechanize",
+    "momo",
+    "momo_adam",
     "nadam",
     "named_chain",
     "noisy_sgd",
@@ -222,6 +428,7 @@ __all__ = [
     "optimistic_gradient_descent",
     "partition",
     "polyak_average",
+    "prodigy",
     "radam",
     "ranger",
     "rectify",
@@ -233,16 +440,27 @@ __all__ = [
     "scale_by_additive_rms",
     "scale_by_belief",
     "scale_by_bounded_rms",
+    "scale_by_coin_betting",
+    "scale_by_dadapt_adam",
+    "scale_by_distance_over_gradients",
+    "scale_by_distance_over_weighted_gradients",
     "scale_by_infinity_norm",
     "scale_by_layerwise_norm",
     "scale_by_learning_rate",
+    "scale_by_momo",
+    "scale_by_momo_adam",
     "scale_by_multipliers",
     "scale_by_nesterov_estimate",
+    "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",
     "scale_by_sign",
     "scale_by_trust_ratio",
+    "schedule_free_adamw",
+    "schedule_free_averaging",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "schedules",
     "set_hyperparams",
     "sgd",

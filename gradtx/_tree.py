@@ -24,20 +24,36 @@ def safe_increment(count: jax.Array) -> jax.Array:
     return (jnp.minimum(count, INT32_MAX - 1) + 1).astype(jnp.int32)
 
 
+def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
+    """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given,
+    else the leaf's dtype, except float16's, which is float32.
+
+    float16 cannot hold a statistic's small values: below 6.1e-5 its numbers are
+    subnormal, and XLA on CPU flushes those to zero, so ``(1 - b2) g²``, a
+    learning-rate-free method's first ``1e-6 · g`` or a small momentum vanish.
+    bfloat16 has float32's range: it keeps its own dtype (rounding only).
+    """
+    if requested is not None:
+        return jnp.dtype(requested)
+    dtype = jnp.dtype(leaf_dtype)
+    return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
+
+
 def zeros_like(params: Any, dtype: Any = None) -> Any:
-    """Zeros shaped like ``params`` (in ``dtype`` if given), ``None`` leaves kept."""
-    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype), params)
+    """Zero state buffers shaped like ``params``, each in ``state_dtype``; ``None``
+    leaves kept.  Built from the leaf, so each keeps the leaf's sharding."""
+    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=state_dtype(p.dtype, dtype)), params)
 
 
 def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
-    """``value`` broadcast like ``params``, each in its leaf's (or ``dtype``'s) dtype.
+    """State buffers of ``value`` shaped like ``params``, each in ``state_dtype``.
 
     ``full_like`` (not ``full(shape)``) so the result keeps the leaf's sharding:
     optimizer state follows the params' layout on a mesh.
     """
 
     def one(p):
-        dt = dtype or jnp.result_type(p)
+        dt = state_dtype(jnp.result_type(p), dtype)
         return jnp.full_like(p, jnp.asarray(value).astype(dt), dtype=dt)
 
     return jax.tree.map(one, params)
@@ -103,16 +119,11 @@ def real_dtype(dtype: Any) -> jnp.dtype:
 def square_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
     """Storage dtype of a statistic of squares (second moments) for one leaf.
 
-    Squares are real: a complex leaf's are stored in its real dtype.  The
-    dtype is ``requested`` if given (``nu_dtype``, ``dtype=``), else the leaf's,
-    except float16, whose range cannot hold ``(1 - b2) g²`` for gradients below
-    ~1e-2 (it flushes to 0 and the step becomes ``m / eps``): its squares are
-    stored in float32.
+    Squares are real: a complex leaf's are stored in its real dtype, otherwise
+    ``state_dtype`` (float16's squares in float32: ``(1 - b2) g²`` flushes to 0
+    in float16 for gradients below ~1e-2, and the step becomes ``m / eps``).
     """
-    if requested is not None:
-        return real_dtype(requested)
-    dtype = real_dtype(leaf_dtype)
-    return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
+    return real_dtype(state_dtype(leaf_dtype, requested))
 
 
 def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:

@@ -13,8 +13,9 @@ and interop tests all iterate over these cases, so adding an optimizer = its
 decorator + one ``case`` line here.
 
 An optimizer whose ``update`` needs more than ``(grads, state, params)``
-(L-BFGS evaluates the loss: ``value=`` and ``value_fn=``) says so with
-``needs``; the tests then call ``case.update(opt)`` (gradients without an
+(L-BFGS evaluates the loss: ``value=`` and ``value_fn=``; MoMo and Polyak SGD
+take ``value=``; Sophia ``obj_fn=``; SAM's opaque mode ``grad_fn=``) says so
+with ``needs``; the tests then call ``case.update(opt)`` (gradients without an
 objective: it builds ``local_objective``) or pass ``case.keywords(loss, params)``
 (an objective at hand), and every other case runs exactly as before.
 """
@@ -52,6 +53,12 @@ class Case:
         element of a vector, and ``gradtx.flatten`` refuses it.
       needs: keywords ``update`` needs besides grads, state and params:
         ``"value"`` (the loss at params) and ``"value_fn"`` (params -> loss).
+      moves_low_precision_params: ``False`` for learning-rate-free methods that
+        grow their step from the params' own movement (Prodigy, DoG, Mechanic):
+        their first steps, about 1e-6 of the gradient, are below half an ulp of
+        bfloat16 and float16 params, so those params never move (optax's do not
+        either); such methods need float32 params (docs/errors.md).  D-Adapt
+        grows its estimate from its own sums and descends.
       leafwise: each leaf's update depends on that leaf alone, so regimes
         placed in different leaves do not meet (False for L-BFGS, whose inner
         products span all leaves).
@@ -68,6 +75,7 @@ class Case:
     lr_key: str = "learning_rate"
     per_leaf: bool = False
     needs: tuple[str, ...] = ()
+    moves_low_precision_params: bool = True
     leafwise: bool = True
 
     def keywords(self, loss_fn: Callable, params: Any) -> dict[str, Any]:
@@ -94,10 +102,13 @@ class Case:
 
 
 def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
-    """``q -> Σ <g, q - p> + |q - p|² / 2`` over the leaves: its gradient at ``p`` is ``g``.
+    """``q -> |q - p + g|² / 2`` over the leaves: its gradient at ``p`` is ``g``.
 
-    Computed in the widest of the leaves' dtypes (at least float32), so
-    trees of mixed dtypes sum under strict promotion.
+    The objective of a test that has gradients but no loss: its Hessian is the
+    identity and its value is non-negative (``|g|²/2`` at ``p``), as Polyak-type
+    steps (MoMo) with a lower bound of 0 expect.  Computed in the widest of the
+    leaves' dtypes (at least float32), so trees of mixed dtypes sum under strict
+    promotion.
     """
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
     with jax.numpy_dtype_promotion("standard"):
@@ -106,8 +117,9 @@ def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
     def loss(q):
         total = jnp.zeros([], dtype)
         for g, p, x in zip(jax.tree.leaves(grads), leaves, jax.tree.leaves(q), strict=True):
-            step = (x - p).astype(dtype)
-            total = total + jnp.sum(jnp.asarray(g).astype(dtype) * step) + 0.5 * jnp.sum(step**2)
+            total = total + 0.5 * jnp.sum(
+                jnp.abs((x - p).astype(dtype) + jnp.asarray(g).astype(dtype)) ** 2
+            )
         return total
 
     return loss
@@ -118,6 +130,7 @@ def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     extra = {
         k: kwargs.pop(k)
         for k in ("steps", "rosen_tol", "complex_ok", "lr_key", "per_leaf", "needs", "leafwise")
+        + ("moves_low_precision_params",)
         if k in kwargs
     }
     if make is None:
@@ -272,6 +285,42 @@ REGISTRY = [
         needs=LOSS,
         leafwise=False,
     ),
+    # Schedule-free: the params are the interpolation y (the average is
+    # schedule_free_eval_params'), which converges too.
+    case("schedule_free_adamw", lr=0.1, rosen_lr=0.05, steps=1000),
+    case(
+        "schedule_free_adamw",
+        variant="warmup-decay-f32",
+        lr=0.1,
+        rosen_lr=0.05,
+        steps=1500,
+        warmup_steps=20,
+        weight_decay=1e-4,
+        state_dtype=jnp.float32,
+    ),
+    case("schedule_free_sgd", lr=0.1, rosen_lr=0.1, steps=1000),
+    # Learning-rate-free: the learning rate is a multiplier (1 by default).
+    case("prodigy", lr=1.0, rosen_lr=1.0, moves_low_precision_params=False),
+    case("dadapt_adamw", lr=0.5, rosen_lr=0.5),
+    case("dog", lr=1.0, rosen_lr=1.0, steps=1500, moves_low_precision_params=False),
+    case("dowg", lr=1.0, rosen_lr=1.0, steps=1500),
+    # COCOB's bets creep along the valley: a smaller alpha and more steps.
+    case("cocob", lr=1.0, rosen_lr=1.0, steps=4000, alpha=10.0),
+    # Mechanic's learned scale keeps growing on a noiseless problem: it circles
+    # the minimum and comes down the valley slowly.  named_chain keeps Adam's
+    # eps apart from Mechanic's own eps in the hyperparameters' names.
+    case(
+        "mechanize",
+        variant="adam",
+        lr=1.0,
+        rosen_lr=1.0,
+        steps=2500,
+        rosen_tol=0.1,
+        moves_low_precision_params=False,
+        make=lambda lr: gradtx.mechanize(gradtx.named_chain(("adam", gradtx.adam(lr)))),
+    ),
+    case("momo", lr=1.0, rosen_lr=1.0, needs=("value",)),
+    case("momo_adam", lr=0.1, rosen_lr=0.1, needs=("value",)),
 ]
 
 IDS = [c.id for c in REGISTRY]

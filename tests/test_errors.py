@@ -22,7 +22,7 @@ from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
 
 # Every public factory: optimizers, primitives and wrappers from gradtx.__all__
 # (found by module, so new ones are covered automatically) and the schedules.
-NOT_FACTORIES = {"get_norms"}
+NOT_FACTORIES = {"get_norms", "schedule_free_eval_params"}
 PRIMITIVES = tuple(
     name
     for name in gradtx.__all__

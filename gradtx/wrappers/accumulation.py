@@ -89,10 +89,14 @@ def accumulate_gradients(
                 lambda s, u: (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype), grad_sum, updates
             )
             out, inner_state = inner.update(mean, inner_state, params, **extra)
-            return _tree.cast_tree(out, updates), _tree.zeros_like(grad_sum), inner_state
+            return (
+                _tree.cast_tree(out, updates),
+                jax.tree.map(jnp.zeros_like, grad_sum),
+                inner_state,
+            )
 
         def wait(grad_sum, inner_state):
-            return _tree.zeros_like(updates), grad_sum, inner_state
+            return jax.tree.map(jnp.zeros_like, updates), grad_sum, inner_state
 
         out, grad_sum, inner_state = jax.lax.cond(
             micro_step == every_k, step, wait, grad_sum, state.inner_state

@@ -92,3 +92,49 @@ def assert_matches_torch(ours, make_torch, seed: int, *, shapes=MIXED_SHAPES, st
     assert_trajectories_close(
         run_gradtx(ours, params, grads), run_torch(make_torch, params, grads), rtol=rtol
     )
+
+
+def make_loss(seed: int, shapes=MIXED_SHAPES):
+    """A smooth, non-negative loss of params shaped like ``shapes`` that changes
+    with the step (a minibatch-like sequence): ``loss(params, step)``."""
+    rng = np.random.default_rng(1000 + seed)
+    weights = {k: rng.uniform(0.5, 2.0, size=s) for k, s in shapes.items()}
+    centres = {k: rng.normal(size=s) for k, s in shapes.items()}
+    noise = rng.uniform(0.0, 0.5, size=(1000,))
+
+    def loss(params, step):
+        total, scale = 0.0, jnp.asarray(noise)[step]
+        for k, p in params.items():
+            d = p - centres[k]
+            total = total + jnp.sum(weights[k] * jnp.log(jnp.cosh(d))) + scale * jnp.sum(d * d)
+        return total
+
+    return loss
+
+
+def run_gradtx_on_loss(tx, params: dict, loss, steps: int):
+    """Params after each step, the update given ``value`` and the gradient of
+    ``loss`` at the same params: ``value, grad = jax.value_and_grad(loss)(params, step)``."""
+    assert jax.config.jax_enable_x64, "reference tests run under the x64 fixture"
+    p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+    state = tx.init(p)
+    update = jax.jit(tx.update)
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    out = []
+    for step in range(steps):
+        value, grads = value_and_grad(p, step)
+        u, state = update(grads, state, p, value=value)
+        p = gradtx.apply_updates(p, u)
+        out.append({k: np.asarray(v) for k, v in p.items()})
+    return out
+
+
+def assert_matches_optax_on_loss(ours, theirs, seed: int, *, shapes=MIXED_SHAPES,
+                                 steps: int = 25, rtol: float = 1e-10):  # fmt: skip
+    """As ``assert_matches_optax``, for transforms whose update needs the loss
+    ``value``: both follow their own trajectory on ``make_loss(seed)``."""
+    params, _ = make_problem(seed, 0, shapes)
+    loss = make_loss(seed, shapes)
+    with jax.numpy_dtype_promotion("standard"):
+        ref = run_gradtx_on_loss(theirs, params, loss, steps)
+    assert_trajectories_close(run_gradtx_on_loss(ours, params, loss, steps), ref, rtol=rtol)

@@ -1,0 +1,72 @@
+"""COCOB-Backprop: learning-rate-free descent by betting on each coordinate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
+from gradtx._registry import optimizer
+from gradtx.optimizers._stages import gradient_stages
+from gradtx.transforms.coin_betting import scale_by_coin_betting
+from gradtx.transforms.scaling import scale
+
+
+@optimizer(
+    references="`optax.contrib.cocob` (L2 with mask, scheduled multiplier)",
+    learning_rate=LEARNING_RATE, alpha=Hyper(low=0.0, low_open=True), eps=NON_NEGATIVE,
+    weight_decay=WEIGHT_DECAY, mask=Mask(), mask_fn=Function(),
+)  # fmt: skip
+def cocob(
+    learning_rate: ScalarOrSchedule = 1.0,
+    alpha: float = 100.0,
+    eps: float = 1e-8,
+    weight_decay: ScalarOrSchedule | None = 0.0,
+    mask: Any = None,
+    *,
+    mask_fn: Callable | None = None,
+) -> GradientTransformation:
+    """COCOB-Backprop (Orabona & Tommasi), as ``optax.contrib.cocob``.
+
+    Per coordinate, with c_t = η_t (∇f(x_t) + λ x_t) and x_0 the params given
+    to ``init`` (``t`` from 1)::
+
+      L_t = max(L_{t-1}, |c_t|)  (L_0 = eps),   G_t = G_{t-1} + |c_t|
+      R_t = max(R_{t-1} - c_t (x_t - x_0), 0),   θ_t = θ_{t-1} - c_t
+      x_{t+1} = x_0 + θ_t / (L_t max(G_t + L_t, α L_t)) · (L_t + R_t)
+
+    No learning rate is needed: the bet scales itself.  ``learning_rate``
+    multiplies the gradient the bets see (a number or a schedule).
+
+    Chain: ``add_l2 → scale(learning_rate) → scale_by_coin_betting(alpha, eps)``.
+
+    Differences: equals ``optax.contrib.cocob`` (its ``weight_decay=0.0``
+    default adds nothing; here 0 leaves the stage out).  A mask given as a
+    function goes in ``mask_fn`` (optax takes either in ``mask``).  Real
+    params only.
+
+    Args:
+      learning_rate: η, multiplier of the gradient (a number or schedule).
+      alpha: α > 0, which caps the fraction of the wealth bet early on.
+      eps: L_0, the initial bound on |c|.
+      weight_decay: λ of the L2 term added to the gradient.
+      mask: pytree of bools (or a prefix): which leaves are decayed.
+      mask_fn: function of the params returning such a mask.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.cocob()
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)  # the real initial params: the bets are relative to them
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Orabona & Tommasi, "Training Deep Networks without Learning Rates
+      Through Coin Betting", NeurIPS 2017 (arXiv:1705.07795).
+    """
+    head = gradient_stages(weight_decay, mask=mask, mask_fn=mask_fn)
+    factor = cast(float, learning_rate)  # the factory has evaluated a schedule by now
+    return chain(*head, scale(factor), scale_by_coin_betting(alpha, eps))

@@ -1,0 +1,162 @@
+"""Prodigy and D-Adapt AdamW: AdamW whose learning rate is a growing distance estimate."""
+
+from __future__ import annotations
+
+from gradtx import _checks
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
+from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
+from gradtx._registry import optimizer
+from gradtx.transforms.dadapt import scale_by_dadapt_adam, scale_by_prodigy
+from gradtx.transforms.scaling import scale, scale_by_learning_rate
+
+
+class Betas(Hyper):
+    """Spec of optax's ``betas=(b1, b2)``: two decay rates in [0, 1), kept in state
+    as one array of shape (2,) (``set_hyperparams(betas=(0.9, 0.99))``)."""
+
+    def check(self, call, name, value):
+        if not isinstance(value, (tuple, list)):
+            super().check(call, name, value)  # a bad number is reported as such
+            raise TypeError(f"{call}({name}={value!r}): {name} must be a pair (b1, b2)")
+        if len(value) != 2:
+            raise TypeError(f"{call}({name}={value!r}): {name} must be a pair (b1, b2)")
+        for v in value:
+            super().check(call, name, v)
+            if _checks.is_concrete_number(v):
+                _checks.check_below_one(call, name, float(v), float_dtype(), "stored in")
+        return tuple(value)
+
+
+BETAS = Betas(low=0.0, high=1.0, high_open=True)
+WEIGHT_DECAY = Hyper(low=0.0, optional=True)
+"""optax's ``weight_decay`` here: a number (0 leaves the decay out)."""
+
+
+@optimizer(
+    references="`optax.contrib.prodigy` (schedule, `beta3`, decay, `safeguard_warmup`)",
+    learning_rate=LEARNING_RATE, betas=BETAS, beta3=Hyper(0.0, 1.0, high_open=True, nullable=True),
+    eps=NON_NEGATIVE, estim_lr0=Hyper(low=0.0, low_open=True), estim_lr_coef=NON_NEGATIVE,
+    weight_decay=WEIGHT_DECAY, safeguard_warmup=Flag(),
+)  # fmt: skip
+def prodigy(
+    learning_rate: ScalarOrSchedule = 1.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    beta3: float | None = None,
+    eps: float = 1e-8,
+    estim_lr0: float = 1e-6,
+    estim_lr_coef: float = 1.0,
+    weight_decay: float | None = 0.0,
+    safeguard_warmup: bool = False,
+) -> GradientTransformation:
+    """Prodigy (Mishchenko & Defazio), as ``optax.contrib.prodigy``.
+
+    AdamW on d·g at the step size ``d_t η_t sqrt(1 - b2^t) / (1 - b1^t)``,
+    where d_t, a distance to the solution, is estimated from how the
+    gradients correlate with the distance travelled from x_0 (the params
+    given to ``init``; ``t`` from 1, x_t the params at update t)::
+
+      m_t = b1 m_{t-1} + (1 - b1) d_t g_t,      v_t = b2 v_{t-1} + (1 - b2) d_t² g_t²
+      s_t = b3 s_{t-1} + (d_t η_t c_t / d_0) d_t g_t
+      r_t = b3 r_{t-1} + (d_t / d_0) d_t η_t c_t ⟨g_t, x_0 - x_t⟩
+      d_{t+1} = max(d_t, estim_lr_coef · r_t / ||s_t||₁)
+      x_{t+1} = x_t - η_t d_t c_t (m_t / (sqrt(v_t) + d_{t+1} eps) + λ x_t)
+
+    with c_t = sqrt(1 - b2^t) / (1 - b1^t), b3 = ``beta3`` (default sqrt(b2))
+    and d_0 = ``estim_lr0``.  ``learning_rate`` is a schedule multiplier
+    (peak 1; the authors suggest linear decay with some warm-up).
+
+    Chain: ``scale_by_prodigy(learning_rate, b1, b2, beta3, eps, estim_lr0,
+    estim_lr_coef, weight_decay) → scale_by_learning_rate``.
+
+    Differences: equals ``optax.contrib.prodigy``.  ``betas`` is one
+    hyperparameter of shape (2,) in the state.  Where optax's estimate is
+    0/0 (a zero gradient sum, e.g. ``learning_rate=0``) and turns d into NaN,
+    the estimate here is 0 and d stays.
+
+    Args:
+      learning_rate: η, a schedule multiplier (number or schedule).
+      betas: ``(b1, b2)``, the moment decay rates.
+      beta3: decay of s and r (``None``: sqrt(b2)).
+      eps: added to the root, in units of d.
+      estim_lr0: d_0 > 0, the initial under-estimate of the distance.
+      estim_lr_coef: multiplies each new estimate.
+      weight_decay: λ, decoupled (multiplied by the step size).
+      safeguard_warmup: leave η out of s (for warm-up schedules).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.prodigy()
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)  # the real initial params: x_0
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive
+      Parameter-Free Learner", ICML 2024 (arXiv:2306.06101).
+    """
+    b1, b2 = betas[0], betas[1]
+    direction = scale_by_prodigy(
+        learning_rate, b1, b2, beta3, eps, estim_lr0, estim_lr_coef, weight_decay,
+        safeguard_warmup=safeguard_warmup,
+    )  # fmt: skip
+    return chain(direction, scale_by_learning_rate(learning_rate))
+
+
+@optimizer(
+    references="`optax.contrib.dadapt_adamw` (schedule, decay)",
+    learning_rate=LEARNING_RATE, betas=BETAS, eps=NON_NEGATIVE,
+    estim_lr0=Hyper(low=0.0, low_open=True), weight_decay=WEIGHT_DECAY,
+)  # fmt: skip
+def dadapt_adamw(
+    learning_rate: ScalarOrSchedule = 1.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    estim_lr0: float = 1e-6,
+    weight_decay: float | None = 0.0,
+) -> GradientTransformation:
+    """D-Adapt AdamW (Defazio & Mishchenko), as ``optax.contrib.dadapt_adamw``.
+
+    AdamW at the step size λ_t = d_t η_t sqrt(1 - b2^t) / (1 - b1^t), with
+    d_t estimated from the Adam-weighted sum of past steps (``t`` from 1,
+    β = sqrt(b2), d_0 = ``estim_lr0``)::
+
+      r_t = β r_{t-1} + (1 - β) λ_t ⟨g_t, s_{t-1} / (sqrt(v_{t-1}) + eps)⟩
+      m_t = b1 m_{t-1} + (1 - b1) λ_t g_t,     v_t = b2 v_{t-1} + (1 - b2) g_t²
+      s_t = β s_{t-1} + (1 - β) λ_t g_t
+      x_{t+1} = x_t - m_t / (sqrt(v_t) + eps) - wd λ_t x_t
+      d_{t+1} = max(d_t, r_t / ((1 - β) ||s_t||₁))
+
+    ``learning_rate`` is a schedule multiplier (peak 1).
+
+    Chain: ``scale_by_dadapt_adam(learning_rate, b1, b2, eps, estim_lr0,
+    weight_decay) → scale(-1)``.
+
+    Differences: equals ``optax.contrib.dadapt_adamw``.  ``betas`` is one
+    hyperparameter of shape (2,) in the state.  Where optax's estimate is
+    0/0 (e.g. ``learning_rate=0``) and turns d into NaN, it is 0 here.
+
+    Args:
+      learning_rate: η, a schedule multiplier (number or schedule).
+      betas: ``(b1, b2)``, the moment decay rates.
+      eps: added to the root.
+      estim_lr0: d_0 > 0, the initial under-estimate of the distance.
+      weight_decay: decoupled decay, multiplied by the step size λ_t.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.dadapt_adamw()
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation",
+      ICML 2023 (arXiv:2301.07733).
+    """
+    b1, b2 = betas[0], betas[1]
+    step = scale_by_dadapt_adam(learning_rate, b1, b2, eps, estim_lr0, weight_decay)
+    return chain(step, scale(-1.0))

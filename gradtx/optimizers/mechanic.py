@@ -1,0 +1,160 @@
+"""Mechanic (Cutkosky et al.): learn the scale of any optimizer's steps online."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, float_dtype, gradient, step_count
+from gradtx._factory import NON_NEGATIVE, Int, Transform, current_call
+from gradtx._registry import optimizer
+from gradtx.transforms._sums import tree_dot, tree_norm_scaled
+from gradtx.transforms.distance import copy_params, needs_params
+
+
+class MechanicState(NamedTuple):
+    """State of ``mechanize`` (the vectors have one entry per β in the ladder).
+
+    Attributes:
+      inner_state: the base optimizer's state.
+      initial_params: x_0 (the params of the first update).
+      max_abs_product: m, the running max (discounted by β) of |h| + eps.
+      sum_of_squared_products: v, the β²-discounted sum of h².
+      reward: r, the β-discounted sum of clip(h) s.
+      scale: s, the learned scales; their sum multiplies the base steps.
+    """
+
+    inner_state: Any
+    initial_params: Any
+    max_abs_product: jax.Array
+    sum_of_squared_products: jax.Array
+    reward: jax.Array
+    scale: jax.Array
+
+
+def _mechanize(base, weight_decay, eps, s_init, num_betas):
+    call = current_call("gradtx.mechanize")
+    ladder = np.asarray([1.0 - 0.1**k for k in range(1, num_betas + 1)])  # 0.9, 0.99, ...
+
+    def init(params):
+        dt = float_dtype()
+        zeros = lambda: jnp.zeros([num_betas], dt)  # noqa: E731  distinct buffers
+        scales = jnp.full([num_betas], jnp.asarray(s_init).astype(dt))
+        return MechanicState(
+            base.init(params), copy_params(params), zeros(), zeros(), zeros(), scales
+        )
+
+    def update(updates, state, params=None, **extra):
+        needs_params(call, params, "the steps are taken from the first params")
+        count = step_count(extra, call)
+        inner_extra = {k: v for k, v in extra.items() if k != "count"}  # the base counts itself
+        base_updates, inner_state = base.update(updates, state.inner_state, params, **inner_extra)
+        grads = gradient(updates, extra)
+        # x_0 is the params of the first update (a checkpoint loaded after init counts).
+        x0 = jax.tree.map(lambda p, x: jnp.where(count == 0, p, x), params, state.initial_params)
+
+        dt = state.scale.dtype
+        e, wd = jnp.asarray(eps).astype(dt), jnp.asarray(weight_decay).astype(dt)
+        s_sum = jnp.sum(state.scale)
+        # Norms scaled by the largest entry: a huge gradient's norm stays finite (optax's
+        # overflows to inf, and inf · 0 makes h NaN at the first step).
+        norm_g, norm_x = tree_norm_scaled(grads, dt), tree_norm_scaled(params, dt)
+        coef = wd * s_sum * norm_g / (norm_x + e)
+
+        def wide(*xs):
+            return _tree.compute_dtype(*(x.dtype for x in xs))
+
+        def decayed(g, x):  # Mechanic's own decay, on a copy of the gradient only
+            w = wide(g, x)
+            return g.astype(w) + coef.astype(w) * x.astype(w)
+
+        def travelled(x, x_init):  # Δ_{t-1} = (x_0 - x_t) / (Σ s + eps)
+            w = wide(x)
+            return (x_init.astype(w) - x.astype(w)) / (s_sum + e).astype(w)
+
+        previous = jax.tree.map(travelled, params, x0)
+        h = tree_dot(jax.tree.map(decayed, grads, params), previous, dt)
+        betas = jnp.asarray(ladder, dt)
+        m_old = state.max_abs_product
+        clipped = jnp.clip(h, -m_old, m_old)
+        m = jnp.maximum(betas * m_old, jnp.abs(h) + e)
+        v = betas**2 * state.sum_of_squared_products + h**2
+        r = betas * state.reward + clipped * state.scale
+        wealth = jnp.asarray(s_init).astype(dt) / num_betas * m + jnp.maximum(0, r)
+        s = wealth / (jnp.sqrt(v) + e)
+        total = jnp.sum(s)
+
+        def step(x, x_init, d, u):  # x_{t+1} = x_0 - Σ s (Δ_{t-1} - u_t), as an update
+            w = wide(x, d, u)
+            new = x_init.astype(w) - total.astype(w) * (d.astype(w) - u.astype(w))
+            return (new - x.astype(w)).astype(u.dtype)
+
+        out = jax.tree.map(step, params, x0, previous, base_updates)
+        return out, MechanicState(inner_state, x0, m, v, r, s)
+
+    return GradientTransformation(init, update)
+
+
+@optimizer(
+    references="`optax.contrib.mechanize` (around `gradtx` and `optax` optimizers)",
+    base_optimizer=Transform(), weight_decay=NON_NEGATIVE, eps=NON_NEGATIVE,
+    s_init=NON_NEGATIVE, num_betas=Int(1),
+)  # fmt: skip
+def mechanize(
+    base_optimizer: optax.GradientTransformation,
+    weight_decay: float = 1e-2,
+    eps: float = 1e-8,
+    s_init: float = 1e-6,
+    num_betas: int = 6,
+) -> GradientTransformation:
+    """Mechanic (Cutkosky et al.), as ``optax.contrib.mechanize``: a learned step scale.
+
+    Runs ``base_optimizer`` and replaces its params trajectory by
+    ``x_{t+1} = x_0 - (Σ_i s_i) Δ_t``, where Δ_t sums the base's steps (u_t,
+    signed as updates) and the scales s_i are learned by coin betting, one
+    per β_i = 1 - 0.1^i (``i = 1..num_betas``).  With g_t the gradient, x_0
+    the params of the first update and ``t`` from 1::
+
+      Δ_{t-1} = (x_0 - x_t) / (Σ s + eps),        Δ_t = Δ_{t-1} - u_t
+      h_t = ⟨g_t + λ (Σ s) ||g_t|| / (||x_t|| + eps) · x_t, Δ_{t-1}⟩
+      m_i = max(β_i m_i, |h_t| + eps),   v_i = β_i² v_i + h_t²
+      r_i = β_i r_i + clip(h_t, ±m_i^old) s_i
+      s_i = (s_init / num_betas · m_i + max(0, r_i)) / (sqrt(v_i) + eps)
+      x_{t+1} = x_0 - (Σ s) Δ_t
+
+    (norms and ⟨·,·⟩ over the whole tree).  The base needs no tuned learning
+    rate: keep its schedule's shape, with peak 1 or any constant.
+
+    Chain: ``base_optimizer``, its updates rescaled through the learned Σ s
+    (a wrapper, like ``lookahead``).
+
+    Differences: equals ``optax.contrib.mechanize``.  The base keeps its own
+    step count and hyperparameters (``get_hyperparams`` shows them next to
+    Mechanic's).  Real params only.
+
+    Args:
+      base_optimizer: the optimizer whose steps are scaled (gradtx or optax).
+      weight_decay: λ, Mechanic's own decay (in h only; the base's is separate).
+      eps: added to the norms and roots.
+      s_init: the initial scale, also Mechanic's starting wealth.
+      num_betas: how many β_i (static: it shapes the state).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.mechanize(gradtx.adam(1.0))
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Cutkosky, Defazio & Mehta, "Mechanic: A Learning Rate Tuner", NeurIPS
+      2023 (arXiv:2306.00144).
+    """
+    return _mechanize(base_optimizer, weight_decay, eps, s_init, num_betas)

@@ -1,0 +1,80 @@
+"""Tree-wide sums (inner products, norms) for the transforms that estimate a step size.
+
+Each sum runs in the dtype it is given (the state's scalar dtype, at least
+float32), leaf by leaf in ``jax.tree.leaves`` order, with plain ``jnp.sum``
+reductions (no ``ravel``: sharded leaves need no ``out_sharding``).  A complex
+leaf counts as its real and imaginary parts: the inner product is the real one
+of C^n as R^2n.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def _parts(x: jax.Array) -> list[jax.Array]:
+    return [jnp.real(x), jnp.imag(x)] if jnp.iscomplexobj(x) else [x]
+
+
+def tree_dot(a: Any, b: Any, dtype: Any) -> jax.Array:
+    """``Σ Re(conj(a) · b)`` over the leaves of two trees of one structure, in ``dtype``."""
+    total = jnp.zeros([], dtype)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        for xp, yp in zip(_parts(x), _parts(y)):
+            total = total + jnp.sum(xp.astype(dtype) * yp.astype(dtype))
+    return total
+
+
+def tree_squared_norm(a: Any, dtype: Any) -> jax.Array:
+    """``Σ |a|²`` over the leaves, in ``dtype``."""
+    total = jnp.zeros([], dtype)
+    for x in jax.tree.leaves(a):
+        for xp in _parts(x):
+            xp = xp.astype(dtype)
+            total = total + jnp.sum(xp * xp)
+    return total
+
+
+def tree_norm(a: Any, dtype: Any) -> jax.Array:
+    """The Euclidean norm of the whole tree, in ``dtype``."""
+    return jnp.sqrt(tree_squared_norm(a, dtype))
+
+
+def tree_l1_norm(a: Any, dtype: Any) -> jax.Array:
+    """``Σ |a|`` over the leaves (the modulus for complex leaves), in ``dtype``."""
+    total = jnp.zeros([], dtype)
+    for x in jax.tree.leaves(a):
+        total = total + jnp.sum(jnp.abs(x).astype(dtype))
+    return total
+
+
+def tree_difference_norm(a: Any, b: Any, dtype: Any, squared: bool = False) -> jax.Array:
+    """``||a - b||`` (or its square) over the whole tree, each difference taken in ``dtype``."""
+
+    def diff(x, y):
+        if jnp.iscomplexobj(x):
+            return x - y
+        return x.astype(dtype) - y.astype(dtype)
+
+    sq = tree_squared_norm(jax.tree.map(diff, a, b), dtype)
+    return sq if squared else jnp.sqrt(sq)
+
+
+def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
+    """The Euclidean norm of the whole tree, in ``dtype``, scaled by the largest
+    entry first: finite whenever the norm is (no overflow of the squares)."""
+    leaves = jax.tree.leaves(a)
+    if not leaves:
+        return jnp.zeros([], dtype)
+    peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves]))
+    unit = jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1)
+    # Divide in ``dtype``: in float16 the unit may be subnormal, which XLA flushes to 0.
+    total = jnp.zeros([], dtype)
+    for x in leaves:
+        for xp in _parts(x):
+            total = total + jnp.sum(jnp.square(xp.astype(dtype) / unit))
+    norm = jnp.sqrt(total)
+    return jnp.where(jnp.isfinite(peak), norm * unit, peak)

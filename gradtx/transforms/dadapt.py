@@ -1,0 +1,304 @@
+"""D-Adaptation's distance estimate inside Adam: D-Adapt Adam and Prodigy.
+
+Both keep one scalar d, an under-estimate of the distance to the solution,
+that only grows, and run Adam at the step size ``d · η · bias correction``.
+The estimate and the moments are coupled within a step (the moments are of
+``d·g``, or accumulate the step size; the estimate reads them), so each
+method is one primitive.  Sums run over the whole tree in the state's scalar
+dtype (JAX's default float).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import (
+    GradientTransformation,
+    ScalarOrSchedule,
+    float_dtype,
+    gradient,
+    step_count,
+)
+from gradtx._factory import (
+    DECAY_RATE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    Flag,
+    Hyper,
+    current_call,
+    factory,
+)
+from gradtx.transforms._sums import tree_dot, tree_l1_norm
+from gradtx.transforms.distance import copy_params, needs_params
+
+POSITIVE = Hyper(low=0.0, low_open=True)
+
+
+def adam_correction(b1, b2, t, dtype):
+    """Adam's bias correction of the step, ``sqrt(1 - b2^t) / (1 - b1^t)``, in ``dtype``."""
+    b1, b2 = jnp.asarray(b1).astype(dtype), jnp.asarray(b2).astype(dtype)
+    return jnp.sqrt(_tree.bias_correction(b2, t)) / _tree.bias_correction(b1, t)
+
+
+def _leaves(treedef, *trees):
+    return zip(*(treedef.flatten_up_to(t) for t in trees))
+
+
+class ScaleByProdigyState(NamedTuple):
+    """State of ``scale_by_prodigy``.
+
+    Attributes:
+      mu: m_t, EMA (b1) of d_s g_s.
+      nu: v_t, EMA (b2) of (d_s g_s)².
+      gradient_sum: s_t = b3 s_{t-1} + (d_t η_t c_t / d_0) d_t g_t.
+      initial_params: x_0, the params ``init`` was given.
+      distance: d_t, the distance estimate (non-decreasing, from ``estim_lr0``).
+      numerator: r_t = b3 r_{t-1} + (d_t / d_0) d_t η_t c_t ⟨g_t, x_0 - x_t⟩.
+    """
+
+    mu: Any
+    nu: Any
+    gradient_sum: Any
+    initial_params: Any
+    distance: jax.Array
+    numerator: jax.Array
+
+
+@factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE,
+         b3=Hyper(0.0, 1.0, high_open=True, nullable=True), eps=NON_NEGATIVE,
+         estim_lr0=POSITIVE, estim_lr_coef=NON_NEGATIVE,
+         weight_decay=Hyper(low=0.0, optional=True), safeguard_warmup=Flag())  # fmt: skip
+def scale_by_prodigy(
+    learning_rate: ScalarOrSchedule = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: float | None = None,
+    eps: float = 1e-8,
+    estim_lr0: float = 1e-6,
+    estim_lr_coef: float = 1.0,
+    weight_decay: float | None = None,
+    *,
+    safeguard_warmup: bool = False,
+) -> GradientTransformation:
+    """Prodigy's D-adapted AdamW direction (Mishchenko & Defazio), before ``-η``.
+
+    With g_t the gradient, x_t the params at update t (from 1), d_t the
+    estimate before the update, η_t = ``learning_rate`` and
+    c_t = sqrt(1 - b2^t) / (1 - b1^t)::
+
+      m_t = b1 m_{t-1} + (1 - b1) d_t g_t,      v_t = b2 v_{t-1} + (1 - b2) d_t² g_t²
+      s_t = b3 s_{t-1} + (d_t η_t c_t / d_0) d_t g_t     (safeguard_warmup: d_t / d_0 · d_t g_t)
+      r_t = b3 r_{t-1} + (d_t / d_0) d_t η_t c_t ⟨g_t, x_0 - x_t⟩
+      d_{t+1} = max(d_t, estim_lr_coef · r_t / ||s_t||₁)
+      out = d_t c_t (m_t / (sqrt(v_t) + d_{t+1} eps) + λ x_t)
+
+    (b3 defaults to sqrt(b2); d_0 = ``estim_lr0``; 0/0 in the estimate is 0).
+    Follow it with ``scale_by_learning_rate(η)`` for Prodigy's step.  ``init``
+    copies the params as x_0: give it the real initial params.
+
+    Args:
+      learning_rate: η_t, the schedule value the estimate weighs steps by.
+      b1, b2: moment decay rates in [0, 1).
+      b3: decay of s and r (``None``: sqrt(b2)).
+      eps: added to the root, in units of d.
+      estim_lr0: d_0 > 0, the initial under-estimate.
+      estim_lr_coef: multiplies each new estimate.
+      weight_decay: λ, decoupled (``None``: none).
+      safeguard_warmup: leave η out of s (for warm-up schedules).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_prodigy(eps=0.0, estim_lr0=1e-3)
+      >>> x = jnp.zeros(2)
+      >>> tx.update(jnp.array([0.5, -2.0]), tx.init(x), x)[0]  # first step: d_0 · sign(g)
+      Array([ 0.001, -0.001], dtype=float32)
+
+    References:
+      Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive
+      Parameter-Free Learner", ICML 2024 (arXiv:2306.06101).
+    """
+    call = current_call("gradtx.scale_by_prodigy")
+
+    def init(params):
+        dtype = float_dtype()
+        return ScaleByProdigyState(
+            _tree.zeros_like(params),
+            _tree.squares_like(params),
+            _tree.zeros_like(params),
+            copy_params(params),
+            jnp.asarray(estim_lr0).astype(dtype),
+            jnp.zeros([], dtype),
+        )
+
+    def update(updates, state, params=None, **extra):
+        needs_params(call, params, "the distance from the initial params")
+        grads = gradient(updates, extra)
+        d = state.distance
+        dt = d.dtype
+        t = _tree.safe_increment(step_count(extra, call))
+        d0 = jnp.asarray(estim_lr0).astype(dt)
+        beta3 = jnp.sqrt(jnp.asarray(b2).astype(dt)) if b3 is None else jnp.asarray(b3).astype(dt)
+        correction = adam_correction(b1, b2, t, dt)
+        dlr = d * jnp.asarray(learning_rate).astype(dt) * correction  # the step size d η c
+        moved = jax.tree.map(lambda a, b: a.astype(dt) - b.astype(dt), state.initial_params, params)
+        dot = tree_dot(grads, moved, dt)  # ⟨g_t, x_0 - x_t⟩
+        weight = d if safeguard_warmup else dlr  # s's weight, before the division by d_0
+
+        treedef = jax.tree.structure(updates)
+        moments, mu, nu, s = [], [], [], []
+        for g, m, v, sk in _leaves(treedef, grads, state.mu, state.nu, state.gradient_sum):
+            wide = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)
+            dk, b1k, b2k = (jnp.asarray(c).astype(wide) for c in (d, b1, b2))
+            dg = dk * g.astype(wide)
+            m_new = b1k * m.astype(wide) + (1 - b1k) * dg
+            v_new = b2k * v.astype(wide) + (1 - b2k) * (dg * dg)
+            w, first = weight.astype(wide), d0.astype(wide)
+            s_new = beta3.astype(wide) * sk.astype(wide) + w * dg / first
+            moments.append((m_new, v_new))
+            mu.append(m_new.astype(m.dtype))
+            nu.append(v_new.astype(v.dtype))
+            s.append(s_new.astype(sk.dtype))
+        s = treedef.unflatten(s)
+        numerator = beta3 * state.numerator + (d / d0) * dlr * dot
+        estimate = _tree.div0(jnp.asarray(estim_lr_coef).astype(dt) * numerator,
+                              tree_l1_norm(s, dt))  # fmt: skip
+        new_d = jnp.maximum(d, estimate)
+
+        out = []
+        for (m_new, v_new), (g, x) in zip(moments, _leaves(treedef, grads, params)):
+            wide = m_new.dtype
+            # eps is in units of the new estimate, the step size in the old one (as optax)
+            step = m_new / (jnp.sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide))
+            if weight_decay is not None:
+                step = step + jnp.asarray(weight_decay).astype(wide) * x.astype(wide)
+            out.append(((d * correction).astype(wide) * step).astype(g.dtype))
+        new_state = ScaleByProdigyState(
+            treedef.unflatten(mu), treedef.unflatten(nu), s, state.initial_params, new_d, numerator
+        )
+        return treedef.unflatten(out), new_state
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByDadaptAdamState(NamedTuple):
+    """State of ``scale_by_dadapt_adam``.
+
+    Attributes:
+      mu: m_t, EMA (b1) of the steps' gradients d_s η_s c_s g_s.
+      nu: v_t, EMA (b2) of g_s².
+      gradient_sum: s_t = sqrt(b2) s_{t-1} + (1 - sqrt(b2)) d_t η_t c_t g_t.
+      distance: d_t, the distance estimate (non-decreasing, from ``estim_lr0``).
+      numerator: r_t = sqrt(b2) r_{t-1} + (1 - sqrt(b2)) d_t η_t c_t ⟨g_t, s_{t-1} / (sqrt(v_{t-1}) + eps)⟩.
+    """
+
+    mu: Any
+    nu: Any
+    gradient_sum: Any
+    distance: jax.Array
+    numerator: jax.Array
+
+
+@factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE,
+         eps=NON_NEGATIVE, estim_lr0=POSITIVE, weight_decay=Hyper(low=0.0, optional=True))  # fmt: skip
+def scale_by_dadapt_adam(
+    learning_rate: ScalarOrSchedule = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    estim_lr0: float = 1e-6,
+    weight_decay: float | None = None,
+) -> GradientTransformation:
+    """D-Adapt AdamW's step (Defazio & Mishchenko), learning rate included, before the sign.
+
+    With g_t the gradient, x_t the params at update t (from 1), d_t the
+    estimate before the update, η_t = ``learning_rate``,
+    c_t = sqrt(1 - b2^t) / (1 - b1^t), λ_t = d_t η_t c_t and β = sqrt(b2)::
+
+      r_t = β r_{t-1} + (1 - β) λ_t ⟨g_t, s_{t-1} / (sqrt(v_{t-1}) + eps)⟩
+      m_t = b1 m_{t-1} + (1 - b1) λ_t g_t,     v_t = b2 v_{t-1} + (1 - b2) g_t²
+      s_t = β s_{t-1} + (1 - β) λ_t g_t
+      d_{t+1} = max(d_t, r_t / ((1 - β) ||s_t||₁))
+      out = m_t / (sqrt(v_t) + eps) + λ λ_t x_t
+
+    (d_0 = ``estim_lr0``; 0/0 in the estimate is 0).  The step size sits in
+    the momentum, so the output is the whole step: follow it with
+    ``scale(-1)``.  The estimate reads no params (only the decay does).
+
+    Args:
+      learning_rate: η_t, the schedule value (usually peaking at 1).
+      b1, b2: moment decay rates in [0, 1).
+      eps: added to the root.
+      estim_lr0: d_0 > 0, the initial under-estimate.
+      weight_decay: λ, decoupled (``None``: none).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_dadapt_adam(0.5, eps=0.0, estim_lr0=1e-3)
+      >>> x = jnp.zeros(2)
+      >>> tx.update(jnp.array([0.5, -2.0]), tx.init(x), x)[0]  # first step: η d_0 · sign(g)
+      Array([ 0.0005, -0.0005], dtype=float32)
+
+    References:
+      Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation",
+      ICML 2023 (arXiv:2301.07733).
+    """
+    call = current_call("gradtx.scale_by_dadapt_adam")
+
+    def init(params):
+        dtype = float_dtype()
+        return ScaleByDadaptAdamState(
+            _tree.zeros_like(params),
+            _tree.squares_like(params),
+            _tree.zeros_like(params),
+            jnp.asarray(estim_lr0).astype(dtype),
+            jnp.zeros([], dtype),
+        )
+
+    def update(updates, state, params=None, **extra):
+        if weight_decay is not None:
+            needs_params(call, params, "the decay is weight_decay * params")
+        grads = gradient(updates, extra)
+        d = state.distance
+        dt = d.dtype
+        t = _tree.safe_increment(step_count(extra, call))
+        beta = jnp.sqrt(jnp.asarray(b2).astype(dt))
+        dlr = d * jnp.asarray(learning_rate).astype(dt) * adam_correction(b1, b2, t, dt)
+
+        treedef = jax.tree.structure(updates)
+        xs = (
+            treedef.flatten_up_to(params)
+            if weight_decay is not None
+            else [None] * treedef.num_leaves
+        )
+        weighted, mu, nu, s, out = [], [], [], [], []
+        leaves = _leaves(treedef, grads, state.mu, state.nu, state.gradient_sum)
+        for (g, m, v, sk), x in zip(leaves, xs):
+            wide, kind = _tree.compute_dtype(g.dtype, m.dtype, v.dtype), g.dtype
+            g, e = g.astype(wide), jnp.asarray(eps).astype(wide)
+            b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
+            weighted.append(sk.astype(wide) / (jnp.sqrt(v.astype(wide)) + e))
+            m_new = b1k * m.astype(wide) + ((1 - b1k) * lr) * g
+            v_new = b2k * v.astype(wide) + (1 - b2k) * (g * g)
+            s_new = bk * sk.astype(wide) + ((1 - bk) * lr) * g
+            step = m_new / (jnp.sqrt(v_new) + e)
+            if weight_decay is not None:
+                decay = jnp.asarray(weight_decay).astype(wide) * lr
+                step = step + decay * x.astype(wide)
+            mu.append(m_new.astype(m.dtype))
+            nu.append(v_new.astype(v.dtype))
+            s.append(s_new.astype(sk.dtype))
+            out.append(step.astype(kind))
+        dot = tree_dot(grads, treedef.unflatten(weighted), dt)
+        s = treedef.unflatten(s)
+        numerator = beta * state.numerator + (1 - beta) * dlr * dot
+        estimate = _tree.div0(numerator, (1 - beta) * tree_l1_norm(s, dt))
+        new_state = ScaleByDadaptAdamState(
+            treedef.unflatten(mu), treedef.unflatten(nu), s, jnp.maximum(d, estimate), numerator
+        )
+        return treedef.unflatten(out), new_state
+
+    return GradientTransformation(init, update)

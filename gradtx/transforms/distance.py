@@ -1,0 +1,180 @@
+"""Step sizes from the distance travelled from the initial params: DoG and DoWG.
+
+Both keep the initial params x_0 (so ``init`` needs the real params, not
+placeholders) and one scalar estimate of the distance to the solution, and
+multiply their input by a step size that grows with it.  Norms and sums are
+taken over the whole tree, in the state's scalar dtype (JAX's default float).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx._base import GradientTransformation, float_dtype, gradient, step_count
+from gradtx._factory import NON_NEGATIVE, Choice, Hyper, current_call, factory, reads_count
+from gradtx.transforms._sums import tree_difference_norm, tree_norm, tree_squared_norm
+from gradtx.transforms.scaling import scaled
+
+INIT_STEPS = ("distance", "learning_rate", "heuristic")
+
+
+def copy_params(params: Any) -> Any:
+    """A copy of the params (a distinct buffer, in the params' dtype and sharding)."""
+    return jax.tree.map(jnp.array, params)
+
+
+def needs_params(call: str, params: Any, why: str) -> None:
+    if params is None:
+        raise ValueError(f"{call}: update needs params ({why})")
+
+
+class ScaleByDistanceOverGradientsState(NamedTuple):
+    """State of ``scale_by_distance_over_gradients``.
+
+    Attributes:
+      initial_params: x_0, the params ``init`` was given.
+      max_distance: r̄_t = max(r_ε, max_{s≤t} ||x_s - x_0||).
+      sum_of_squared_norms: G_t = Σ_{s≤t} ||g_s||².
+    """
+
+    initial_params: Any
+    max_distance: jax.Array
+    sum_of_squared_norms: jax.Array
+
+
+@factory(init_step=Choice(*INIT_STEPS), init_value=NON_NEGATIVE, eps=NON_NEGATIVE)
+def scale_by_distance_over_gradients(
+    init_step: str = "heuristic", init_value: float = 1e-6, eps: float = 1e-8
+) -> GradientTransformation:
+    """Multiply the updates by DoG's step size (Ivgi et al.): distance over gradients.
+
+    With x_t the params at update t (from 1) and g_t the gradient::
+
+      r̄_t = max(r̄_{t-1}, ||x_t - x_0||)        (tree norm)
+      G_t = G_{t-1} + ||g_t||²                  (G_0 = 0)
+      u  <- u · r̄_t / sqrt(G_t + eps)
+
+    ``r̄_0`` (the paper's r_ε) by ``init_step``: ``"distance"``: ``init_value``;
+    ``"heuristic"``: ``init_value · (1 + ||x_0||)``; ``"learning_rate"``: 0,
+    and the first update's step size is ``init_value`` instead.
+
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+    ``init`` copies the params as x_0 and reads their norm (``"heuristic"``):
+    give it the real initial params.
+
+    Args:
+      init_step: how ``init_value`` sets the first step (see above).
+      init_value: r_ε, its heuristic factor, or the first step size.
+      eps: added to G_t under the root.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_distance_over_gradients("distance", 0.5, eps=0.0)
+      >>> tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)), jnp.zeros(2))[0]
+      Array([0.3, 0.4], dtype=float32)
+
+    References:
+      Ivgi, Hinder & Carmon, "DoG is SGD's Best Friend: A Parameter-Free
+      Dynamic Step Size Schedule", ICML 2023 (arXiv:2302.12022).
+    """
+    call = current_call("gradtx.scale_by_distance_over_gradients")
+    if init_step == "learning_rate":
+        reads_count()
+
+    def init(params):
+        dtype = float_dtype()
+        value = jnp.asarray(init_value).astype(dtype)
+        if init_step == "distance":
+            r_eps = value
+        elif init_step == "heuristic":
+            r_eps = value * (1 + tree_norm(params, dtype))
+        else:
+            r_eps = jnp.zeros([], dtype)
+        return ScaleByDistanceOverGradientsState(copy_params(params), r_eps, jnp.zeros([], dtype))
+
+    def update(updates, state, params=None, **extra):
+        needs_params(call, params, "the distance from the initial params")
+        dtype = state.max_distance.dtype
+        distance = tree_difference_norm(state.initial_params, params, dtype)
+        max_distance = jnp.maximum(state.max_distance, distance)
+        sum_sq = state.sum_of_squared_norms + tree_squared_norm(gradient(updates, extra), dtype)
+        step = max_distance / jnp.sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
+        if init_step == "learning_rate":
+            first = step_count(extra, call) == 0
+            step = jnp.where(first, jnp.asarray(init_value).astype(dtype), step)
+        new_state = ScaleByDistanceOverGradientsState(state.initial_params, max_distance, sum_sq)
+        return scaled(updates, step), new_state
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByDistanceOverWeightedGradientsState(NamedTuple):
+    """State of ``scale_by_distance_over_weighted_gradients``.
+
+    Attributes:
+      initial_params: x_0, the params ``init`` was given.
+      max_squared_distance: r̄²_t = max(r̄²_0, max_{s≤t} ||x_s - x_0||²).
+      weighted_sum_of_squared_norms: v_t = Σ_{s≤t} r̄²_s ||g_s||².
+    """
+
+    initial_params: Any
+    max_squared_distance: jax.Array
+    weighted_sum_of_squared_norms: jax.Array
+
+
+@factory(init_estim_sq_dist=Hyper(low=0.0, nullable=True), eps=NON_NEGATIVE)
+def scale_by_distance_over_weighted_gradients(
+    init_estim_sq_dist: float | None = None, eps: float = 1e-4
+) -> GradientTransformation:
+    """Multiply the updates by DoWG's step size (Khaled et al.): distance over weighted gradients.
+
+    With x_t the params at update t (from 1) and g_t the gradient::
+
+      r̄²_t = max(r̄²_{t-1}, ||x_t - x_0||²)     (r̄²_0 = init_estim_sq_dist, or eps)
+      v_t = v_{t-1} + r̄²_t ||g_t||²             (v_0 = 0)
+      u  <- u · r̄²_t / (sqrt(v_t) + eps)
+
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+    ``init`` copies the params as x_0: give it the real initial params.
+
+    Args:
+      init_estim_sq_dist: r̄²_0, the initial guess of the squared distance to
+        the solution (``None``: ``eps``).
+      eps: added to the root of v_t (and r̄²_0's default).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_distance_over_weighted_gradients(4.0, eps=0.0)
+      >>> tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)), jnp.zeros(2))[0]
+      Array([1.2, 1.6], dtype=float32)
+
+    References:
+      Khaled, Mishchenko & Jin, "DoWG Unleashed: An Efficient Universal
+      Parameter-Free Gradient Descent Method", NeurIPS 2023 (arXiv:2305.16284).
+    """
+    call = current_call("gradtx.scale_by_distance_over_weighted_gradients")
+
+    def init(params):
+        dtype = float_dtype()
+        first = eps if init_estim_sq_dist is None else init_estim_sq_dist
+        return ScaleByDistanceOverWeightedGradientsState(
+            copy_params(params), jnp.asarray(first).astype(dtype), jnp.zeros([], dtype)
+        )
+
+    def update(updates, state, params=None, **extra):
+        needs_params(call, params, "the distance from the initial params")
+        dtype = state.max_squared_distance.dtype
+        sq_distance = tree_difference_norm(state.initial_params, params, dtype, squared=True)
+        max_sq = jnp.maximum(state.max_squared_distance, sq_distance)
+        grad_sq = tree_squared_norm(gradient(updates, extra), dtype)
+        weighted = max_sq * grad_sq + state.weighted_sum_of_squared_norms
+        step = max_sq / (jnp.sqrt(weighted) + jnp.asarray(eps).astype(dtype))
+        new_state = ScaleByDistanceOverWeightedGradientsState(
+            state.initial_params, max_sq, weighted
+        )
+        return scaled(updates, step), new_state
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,110 @@
+"""Prodigy and D-Adapt AdamW against optax.contrib, step by step in float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+from tests.reference.harness import (
+    MIXED_SHAPES,
+    assert_matches_optax,
+    assert_matches_optax_on_loss,
+    make_loss,
+    make_problem,
+)
+
+
+def _h(seed):
+    rng = np.random.default_rng(1900 + seed)
+    return dict(
+        lr=float(rng.uniform(0.3, 1.5)),
+        betas=(float(rng.uniform(0.7, 0.95)), float(rng.uniform(0.9, 0.999))),
+        beta3=float(rng.uniform(0.8, 0.99)),
+        eps=float(rng.uniform(1e-9, 1e-4)),
+        d0=float(rng.uniform(1e-4, 1e-2)),  # large enough for d to grow within 25 steps
+        coef=float(rng.uniform(0.5, 2.0)),
+        wd=float(rng.uniform(1e-3, 0.1)),
+    )
+
+
+def _schedule(t):
+    # The same plain callable on both sides (optax's own schedules round to float32).
+    return 1.0 / (1.0 + 0.05 * t.astype(jnp.float64))
+
+
+@pytest.mark.parametrize("safeguard_warmup", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prodigy_matches_optax(x64, safeguard_warmup, seed):
+    h = _h(seed)
+    args = (h["lr"], h["betas"], h["beta3"], h["eps"], h["d0"], h["coef"], h["wd"])
+    assert_matches_optax(
+        gradtx.prodigy(*args, safeguard_warmup=safeguard_warmup),
+        optax.contrib.prodigy(*args, safeguard_warmup=safeguard_warmup),
+        seed,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prodigy_schedule_default_beta3_and_defaults_match_optax(x64, seed):
+    h = _h(seed)
+    kw = dict(betas=h["betas"], estim_lr0=h["d0"])  # beta3 = sqrt(b2)
+    assert_matches_optax(
+        gradtx.prodigy(_schedule, **kw), optax.contrib.prodigy(_schedule, **kw), seed
+    )
+    assert_matches_optax(gradtx.prodigy(), optax.contrib.prodigy(), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dadapt_adamw_matches_optax(x64, seed):
+    h = _h(seed)
+    args = (h["lr"], h["betas"], h["eps"], h["d0"], h["wd"])
+    assert_matches_optax(gradtx.dadapt_adamw(*args), optax.contrib.dadapt_adamw(*args), seed)
+    kw = dict(betas=h["betas"], estim_lr0=h["d0"])
+    assert_matches_optax(
+        gradtx.dadapt_adamw(_schedule, **kw), optax.contrib.dadapt_adamw(_schedule, **kw), seed
+    )
+    assert_matches_optax(gradtx.dadapt_adamw(), optax.contrib.dadapt_adamw(), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name", ["prodigy", "dadapt_adamw"])
+def test_on_a_loss_the_estimate_grows_and_matches_optax(x64, name, seed):
+    # Gradients of a real loss correlate with the distance travelled, so d grows
+    # several-fold within the run: the comparison covers the estimate's updates.
+    h = _h(seed)
+    kw = dict(betas=h["betas"], estim_lr0=1e-3)
+    ours, theirs = getattr(gradtx, name)(**kw), getattr(optax.contrib, name)(**kw)
+    assert_matches_optax_on_loss(ours, theirs, seed)
+    params, _ = make_problem(seed, 0, MIXED_SHAPES)
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    loss, state, update = make_loss(seed), ours.init(p), jax.jit(ours.update)
+    for step in range(25):
+        grads = jax.grad(loss)(p, step)
+        updates, state = update(grads, state, p)
+        p = gradtx.apply_updates(p, updates)
+    assert float(state.inner_state[0].distance) > 3e-3
+
+
+def test_betas_is_one_hyperparameter_in_state(x64):
+    opt = gradtx.prodigy(betas=(0.8, 0.99))
+    state = opt.init({"w": jnp.zeros(3)})
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)["betas"], [0.8, 0.99])
+    state = gradtx.set_hyperparams(state, betas=(0.9, 0.999))
+    np.testing.assert_allclose(gradtx.get_hyperparams(state)["betas"], [0.9, 0.999])
+    for bad, exc in [((0.9,), TypeError), (0.9, TypeError), ((0.9, 1.0), ValueError)]:
+        with pytest.raises(exc, match=r"^gradtx\.prodigy\(betas="):
+            gradtx.prodigy(betas=bad)
+
+
+def test_zero_learning_rate_keeps_the_estimate_finite(x64):
+    # optax's estimate is 0/0 = NaN here (a zero gradient sum); gradtx's is 0.
+    for name in ["prodigy", "dadapt_adamw"]:
+        opt = getattr(gradtx, name)(0.0)
+        params = {"w": jnp.ones(3)}
+        state = opt.init(params)
+        for _ in range(3):
+            updates, state = opt.update({"w": jnp.ones(3)}, state, params)
+        assert float(state.inner_state[0].distance) == 1e-6
+        np.testing.assert_array_equal(updates["w"], np.zeros(3))

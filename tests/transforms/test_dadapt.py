@@ -1,0 +1,57 @@
+"""scale_by_prodigy and scale_by_dadapt_adam: Adam at a D-adapted step size."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+
+def test_first_steps_are_the_initial_estimate_times_the_sign(x64):
+    g = jnp.array([0.5, -2.0, 3.0])
+    x = jnp.zeros(3)
+    prodigy = gradtx.scale_by_prodigy(b1=0.8, b2=0.9, eps=0.0, estim_lr0=1e-3)
+    u, state = prodigy.update(g, prodigy.init(x), x)
+    # d0 c m / sqrt(v) with m = (1 - b1) d0 g, v = (1 - b2) d0² g², c = sqrt(1 - b2) / (1 - b1)
+    np.testing.assert_allclose(u, 1e-3 * np.sign(g), rtol=1e-13)
+    assert float(state.inner_state.distance) == 1e-3  # x = x_0: nothing to estimate yet
+    dadapt = gradtx.scale_by_dadapt_adam(0.5, b1=0.8, b2=0.9, eps=0.0, estim_lr0=1e-3)
+    u, state = dadapt.update(g, dadapt.init(x), x)
+    np.testing.assert_allclose(u, 0.5 * 1e-3 * np.sign(g), rtol=1e-13)  # the lr is inside
+    assert int(state.count) == 1
+
+
+@pytest.mark.parametrize("name", ["scale_by_prodigy", "scale_by_dadapt_adam"])
+def test_estimate_grows_monotonically_on_a_quadratic(x64, name):
+    tx = getattr(gradtx, name)(estim_lr0=1e-4)
+    x = jnp.array([1.0, -2.0, 3.0])
+    state, estimates = tx.init(x), []
+    for _ in range(30):
+        u, state = tx.update(x, state, x)  # gradient of |x|² / 2
+        x = x - u  # these primitives stop before the sign
+        estimates.append(float(state.inner_state.distance))
+    assert all(b >= a for a, b in zip(estimates, estimates[1:]))
+    assert estimates[-1] > 10 * 1e-4
+
+
+@pytest.mark.parametrize("name", ["scale_by_prodigy", "scale_by_dadapt_adam"])
+def test_reads_the_gradient_from_the_chain(x64, name):
+    tx, g, x = getattr(gradtx, name)(eps=0.0), jnp.array([1.0, -2.0]), jnp.zeros(2)
+    u, _ = tx.update(jnp.array([7.0, 7.0]), tx.init(x), x, grads=g)
+    np.testing.assert_allclose(np.sign(u), np.sign(g))
+
+
+@pytest.mark.parametrize("name", ["scale_by_prodigy", "scale_by_dadapt_adam"])
+def test_state_is_stable_in_low_precision(name):
+    params = {"a": jnp.ones((2, 3), jnp.float16), "b": jnp.ones(4, jnp.bfloat16)}
+    tx = getattr(gradtx, name)(weight_decay=0.1)
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    u, new = jax.jit(tx.update)(grads, state, params)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+    assert new.inner_state.nu["a"].dtype == jnp.float32  # float16 squares are kept in float32
+    assert u["a"].dtype == jnp.float16 and u["b"].dtype == jnp.bfloat16
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(u))

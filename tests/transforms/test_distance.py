@@ -1,0 +1,86 @@
+"""scale_by_distance_over_gradients (DoG) and scale_by_distance_over_weighted_gradients (DoWG)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+
+def _two_steps(tx, x0, g1, x1, g2):
+    state = tx.init(x0)
+    u1, state = tx.update(g1, state, x0)
+    u2, state = tx.update(g2, state, x1)
+    return u1, u2, state
+
+
+def test_dog_by_hand(x64):
+    x0, x1 = jnp.array([3.0, 4.0]), jnp.array([0.0, 0.0])
+    g1, g2 = jnp.array([1.0, 2.0]), jnp.array([2.0, -1.0])
+    tx = gradtx.scale_by_distance_over_gradients("distance", 0.5, eps=0.0)
+    u1, u2, state = _two_steps(tx, x0, g1, x1, g2)
+    np.testing.assert_allclose(u1, 0.5 / np.sqrt(5.0) * g1, rtol=1e-14)
+    # ||x1 - x0|| = 5 becomes the distance; G = 5 + 5
+    np.testing.assert_allclose(u2, 5.0 / np.sqrt(10.0) * g2, rtol=1e-14)
+    assert float(state.inner_state.max_distance) == 5.0
+    assert float(state.inner_state.sum_of_squared_norms) == 10.0
+
+
+def test_dog_initial_steps(x64):
+    x0, g = jnp.array([3.0, 4.0]), jnp.array([1.0, 2.0])
+    heuristic = gradtx.scale_by_distance_over_gradients("heuristic", 0.1, eps=0.0)
+    u, _ = heuristic.update(g, heuristic.init(x0), x0)
+    np.testing.assert_allclose(u, 0.1 * (1 + 5.0) / np.sqrt(5.0) * g, rtol=1e-14)
+    first = gradtx.scale_by_distance_over_gradients("learning_rate", 0.1)
+    u1, u2, state = _two_steps(first, x0, g, x0 + 1.0, g)
+    np.testing.assert_allclose(u1, 0.1 * g, rtol=1e-14)  # the first step size is the value
+    np.testing.assert_allclose(u2, np.sqrt(2.0) / np.sqrt(10.0 + 1e-8) * g, rtol=1e-14)
+    assert int(state.count) == 2  # the primitive alone owns a counter for that mode
+
+
+def test_dowg_by_hand(x64):
+    x0, x1 = jnp.array([3.0, 4.0]), jnp.array([0.0, 0.0])
+    g1, g2 = jnp.array([1.0, 2.0]), jnp.array([2.0, -1.0])
+    tx = gradtx.scale_by_distance_over_weighted_gradients(4.0, eps=0.0)
+    u1, u2, state = _two_steps(tx, x0, g1, x1, g2)
+    np.testing.assert_allclose(u1, 4.0 / np.sqrt(4.0 * 5.0) * g1, rtol=1e-14)
+    v = 4.0 * 5.0 + 25.0 * 5.0  # r̄² grows to 25 before the second weight
+    np.testing.assert_allclose(u2, 25.0 / np.sqrt(v) * g2, rtol=1e-14)
+    assert float(state.inner_state.max_squared_distance) == 25.0
+    default = gradtx.scale_by_distance_over_weighted_gradients(eps=0.01)
+    assert float(default.init(x0).inner_state.max_squared_distance) == 0.01
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.scale_by_distance_over_gradients("distance", 1.0, eps=0.0),
+        lambda: gradtx.scale_by_distance_over_weighted_gradients(1.0, eps=0.0),
+    ],
+    ids=["dog", "dowg"],
+)
+def test_reads_the_gradient_from_the_chain(x64, make):
+    # After momentum the step size is estimated from the gradient, and scales the input.
+    tx, g, m = make(), jnp.array([3.0, 4.0]), jnp.array([1.0, 1.0])
+    x = jnp.zeros(2)
+    u, _ = tx.update(m, tx.init(x), x, grads=g)
+    np.testing.assert_allclose(u, m / 5.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [gradtx.scale_by_distance_over_gradients, gradtx.scale_by_distance_over_weighted_gradients],
+)
+def test_state_is_stable_and_needs_params(make):
+    params = {"a": jnp.ones((2, 3), jnp.bfloat16), "b": jnp.ones(4, jnp.bfloat16)}
+    tx = make()
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    u, new = jax.jit(tx.update)(grads, state, params)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+    assert u["a"].dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="update needs params"):
+        tx.update(grads, state)

@@ -1,0 +1,59 @@
+"""schedule_free_averaging and schedule_free_eval_params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+
+def _run(tx, y, steps):
+    state, out = tx.init(y), []
+    for u_base in steps:
+        u, state = tx.update(u_base, state, y)
+        y = y + u
+        out.append((y, state))
+    return out
+
+
+def test_two_steps_by_hand(x64):
+    tx = gradtx.schedule_free_averaging(0.5, b1=0.75, weight_lr_power=2.0)
+    y0 = jnp.array([1.0, 2.0])
+    (y1, s1), (y2, s2) = _run(tx, y0, [jnp.array([-1.0, 0.0]), jnp.array([0.0, -1.0])])
+    # step 1: c = 1, so x = z = y0 + u
+    np.testing.assert_allclose(y1, [0.0, 2.0], rtol=1e-14)
+    # step 2: equal weights, c = 1/2: x = (x1 + z2) / 2, y = b1 x + (1 - b1) z2
+    z2, x2 = np.array([0.0, 1.0]), (np.array([0.0, 2.0]) + np.array([0.0, 1.0])) / 2
+    np.testing.assert_allclose(y2, 0.75 * x2 + 0.25 * z2, rtol=1e-14)
+    np.testing.assert_allclose(s2.inner_state.z, z2, rtol=1e-14)
+    np.testing.assert_allclose(gradtx.schedule_free_eval_params(s2, y2), x2, rtol=1e-14)
+    assert float(s2.inner_state.weight_sum) == 0.5
+
+
+def test_warmup_weights_follow_the_running_max(x64):
+    tx = gradtx.schedule_free_averaging(1.0, weight_lr_power=1.0, warmup_steps=4)
+    runs = _run(tx, jnp.zeros(1), [jnp.zeros(1)] * 6)
+    # η_t = t / 4 read at the 1-based step, capped at 1
+    np.testing.assert_allclose([float(s.inner_state.max_learning_rate) for _, s in runs],
+                               [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])  # fmt: skip
+    np.testing.assert_allclose(float(runs[-1][1].inner_state.weight_sum), 4.5)
+
+
+def test_a_zero_learning_rate_moves_nothing():
+    tx = gradtx.schedule_free_averaging(0.0)
+    y = jnp.array([0.1, 0.2, 0.3])
+    for y_next, _ in _run(tx, y, [jnp.zeros(3)] * 3):
+        np.testing.assert_array_equal(y_next, y)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_z_in_its_own_dtype(dtype):
+    params = {"a": jnp.ones((2, 3), jnp.bfloat16)}
+    tx = gradtx.schedule_free_averaging(0.1, dtype=dtype)
+    state = tx.init(params)
+    u, new = jax.jit(tx.update)({"a": jnp.full((2, 3), -0.1, jnp.bfloat16)}, state, params)
+    assert new.inner_state.z["a"].dtype == dtype and u["a"].dtype == jnp.bfloat16
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    with pytest.raises(ValueError, match="update needs params"):
+        tx.update(params, state)
