@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
+from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY, update_fn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,8 +36,7 @@ def _grads(n, dtype=jnp.float32, seed=1):
     return [_params(dtype, seed + i) for i in range(n)]
 
 
-def _run(opt, params, grads, update=None):
-    update = update or opt.update
+def _run(opt, params, grads, update):
     state = opt.init(params)
     for g in grads:
         u, state = update(g, state, params)
@@ -78,14 +77,15 @@ def _rosenbrock(p):
     return (1 - x) ** 2 + 10.0 * (y - x**2) ** 2
 
 
-def _minimize(opt, f, x0, steps):
+def _minimize(case, opt, f, x0, steps):
     params = {"x": jnp.asarray(x0, jnp.float32)}
+    update = update_fn(case, opt, f)
 
     @jax.jit
     def run(params):
         def body(carry, _):
             p, s = carry
-            u, s = opt.update(jax.grad(f)(p), s, p)
+            u, s = update(jax.grad(f)(p), s, p)
             return (gradtx.apply_updates(p, u), s), None
 
         (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), None, length=steps)
@@ -96,9 +96,9 @@ def _minimize(opt, f, x0, steps):
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_converges(case):
-    x = _minimize(case.make(case.lr), _quadratic, [1.5, -1.0], case.steps)
+    x = _minimize(case, case.make(case.lr), _quadratic, [1.5, -1.0], case.steps)
     assert float(jnp.linalg.norm(x)) < 1e-3, x
-    x = _minimize(case.make(case.rosen_lr), _rosenbrock, [-0.5, 0.5], case.steps)
+    x = _minimize(case, case.make(case.rosen_lr), _rosenbrock, [-0.5, 0.5], case.steps)
     assert float(jnp.linalg.norm(x - 1.0)) < case.rosen_tol, x
 
 
@@ -109,8 +109,8 @@ def test_converges(case):
 def test_jit_matches_eager(case):
     opt = case.make(case.lr)
     grads = _grads(4)
-    eager, s_eager = _run(opt, _params(), grads)
-    jitted, s_jit = _run(opt, _params(), grads, jax.jit(opt.update))
+    eager, s_eager = _run(opt, _params(), grads, update_fn(case, opt))
+    jitted, s_jit = _run(opt, _params(), grads, jax.jit(update_fn(case, opt)))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, jitted)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), s_eager, s_jit
@@ -136,7 +136,7 @@ def test_state_and_dtypes_stable(case, dtype, request):
     params = _params(dtype)
     state = opt.init(params)
     before = _signature(state)
-    update = jax.jit(opt.update)
+    update = jax.jit(update_fn(case, opt))
     for g in _grads(3, dtype):
         u, state = update(g, state, params)
         assert _signature(state) == before
@@ -157,11 +157,12 @@ def test_state_and_dtypes_stable(case, dtype, request):
 def test_no_retrace_on_second_step_or_new_learning_rate(case):
     opt = case.make(case.lr)
     traces = []
+    update = update_fn(case, opt)
 
     @jax.jit
     def step(params, state, grads):
         traces.append(1)  # Python side effect: runs once per trace
-        u, state = opt.update(grads, state, params)
+        u, state = update(grads, state, params)
         return gradtx.apply_updates(params, u), state
 
     params = _params()
@@ -179,8 +180,8 @@ def test_no_retrace_on_second_step_or_new_learning_rate(case):
 def test_same_structure_same_program(case):
     a, b = case.make(case.lr), case.make(case.lr * 0.37)
     params, grads = _params(), _grads(1)[0]
-    jaxpr_a = jax.make_jaxpr(a.update)(grads, a.init(params), params)
-    jaxpr_b = jax.make_jaxpr(b.update)(grads, b.init(params), params)
+    jaxpr_a = jax.make_jaxpr(update_fn(case, a))(grads, a.init(params), params)
+    jaxpr_b = jax.make_jaxpr(update_fn(case, b))(grads, b.init(params), params)
     assert str(jaxpr_a) == str(jaxpr_b)
 
 
@@ -198,11 +199,11 @@ def test_vmap_over_learning_rates_equals_separate_runs(case):
 
     states = jax.vmap(init)(lrs)
     batched = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
-    step = jax.jit(jax.vmap(opt.update, in_axes=(None, 0, 0)))
+    step = jax.jit(jax.vmap(update_fn(case, opt), in_axes=(None, 0, 0)))
     for g in grads:
         u, states = step(g, states, batched)
         batched = gradtx.apply_updates(batched, u)
-    one = jax.jit(opt.update)  # hyperparameters are data: one program serves every lr
+    one = jax.jit(update_fn(case, opt))  # hyperparameters are data: one program serves every lr
     for i, lr in enumerate([case.lr * 0.5, case.lr, case.lr * 2.0]):
         alone, _ = _run(case.make(lr), params, grads, one)
         for k in params:
@@ -217,7 +218,7 @@ _SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp
     from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
     import gradtx
-    from tests.registry import REGISTRY
+    from tests.registry import REGISTRY, update_fn
 
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     assert jax.device_count() == 8, jax.devices()
@@ -245,7 +246,7 @@ _SHARDED = textwrap.dedent(
                 label = f"{case.id} {kind}"
                 state = (jax.jit(opt.init) if jit_init else opt.init)(params)
                 check(label + " init", state, row, rep)
-                update = jax.jit(opt.update)
+                update = jax.jit(update_fn(case, opt))
                 for _ in range(2):
                     _, state = update(grads, state, params)
                 check(label + " update", state, row, rep)

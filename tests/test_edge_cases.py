@@ -13,7 +13,7 @@ import pytest
 
 import gradtx
 from gradtx._tree import INT32_MAX
-from tests.registry import IDS, REGISTRY
+from tests.registry import IDS, REGISTRY, update_fn
 
 COMPLEX = [c for c in REGISTRY if c.complex_ok]
 
@@ -22,14 +22,15 @@ def _params(dtype=jnp.float32):
     return {"w": jnp.asarray([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]], dtype), "b": jnp.ones(2, dtype)}
 
 
-def _steps(opt, params, grads, n):
+def _steps(opt, params, grads, n, update=None):
     """``n`` steps in one jitted scan with gradients ``grads(i)``; returns the last outputs."""
+    update = update or opt.update
 
     @jax.jit
     def run(params):
         def body(carry, i):
             _, state, params = carry
-            u, state = opt.update(grads(i), state, params)
+            u, state = update(grads(i), state, params)
             return (u, state, gradtx.apply_updates(params, u)), None
 
         state = opt.init(params)
@@ -64,7 +65,8 @@ def test_zero_huge_and_tiny_gradients(case):
         s = signs[i % 3]
         return {"zero": jnp.zeros(3), "huge": jnp.full(3, 1e30) * s, "tiny": jnp.full(3, 1e-30) * s}
 
-    u, state, out = _steps(case.make(case.lr), params, grads, 50)
+    opt = case.make(case.lr)
+    u, state, out = _steps(opt, params, grads, 50, update_fn(case, opt))
     _no_nan((u, state, out))
     _finite(out)
     _finite((u["zero"], u["tiny"], out["zero"], out["tiny"]))
@@ -91,7 +93,7 @@ def test_counts_saturate_at_int32_max(case):
     state = jax.tree_util.tree_map_with_path(
         lambda path, x: x + (INT32_MAX - 2) if is_count(path) else x, state
     )
-    update = jax.jit(opt.update)
+    update = jax.jit(update_fn(case, opt))
     grads = jax.tree.map(lambda p: p * 0.5 - 0.1, params)
     for _ in range(5):
         u, state = update(grads, state, params)
@@ -216,7 +218,7 @@ def test_none_empty_and_scalar_leaves(case):
         "s": jnp.float32(0.5),
         "py": 0.5,
     }
-    u, _, out = _steps(opt, params, lambda i: grads, 3)
+    u, _, out = _steps(opt, params, lambda i: grads, 3, update_fn(case, opt))
     assert u["frozen"] is None and u["b"][1] is None and u["empty"] == {}
     assert out["frozen"] is None and out["b"][1] is None and out["empty"] == {}
     _finite(out)
@@ -229,6 +231,7 @@ def test_none_empty_and_scalar_leaves(case):
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_empty_tree(case):
-    u, state, out = _steps(case.make(case.lr), {}, lambda i: {}, 2)
+    opt = case.make(case.lr)
+    u, state, out = _steps(opt, {}, lambda i: {}, 2, update_fn(case, opt))
     assert u == {} and out == {}
     _finite(state)

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gradtx
-from tests.registry import REGISTRY
+from tests.registry import REGISTRY, update_fn
 
 SETTINGS = settings(max_examples=6, deadline=None, derandomize=True)
 
@@ -53,8 +53,8 @@ def test_jit_equals_eager(case, layout, dtype, seed):
     opt = case.make(case.lr)
     params = _tree(layout, dtype, seed)
     grads = [_tree(layout, dtype, seed + i + 1) for i in range(3)]
-    eager = _run(opt, params, grads, opt.update)
-    jitted = _run(opt, params, grads, jax.jit(opt.update))
+    eager = _run(opt, params, grads, update_fn(case, opt))
+    jitted = _run(opt, params, grads, jax.jit(update_fn(case, opt)))
     # Low precision: XLA may fuse and keep intermediates wider than eager ops do.
     _close(eager, jitted, FLOATS[dtype])
 
@@ -64,8 +64,9 @@ def test_jit_equals_eager(case, layout, dtype, seed):
 def test_deterministic_run_to_run(case, layout, seed):
     params = _tree(layout, jnp.float32, seed)
     grads = [_tree(layout, jnp.float32, seed + i + 1) for i in range(3)]
-    first = _run(case.make(case.lr), params, grads, jax.jit(case.make(case.lr).update))
-    second = _run(case.make(case.lr), params, grads, jax.jit(case.make(case.lr).update))
+    opts = [case.make(case.lr) for _ in range(4)]
+    first = _run(opts[0], params, grads, jax.jit(update_fn(case, opts[1])))
+    second = _run(opts[2], params, grads, jax.jit(update_fn(case, opts[3])))
     for x, y in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
         np.testing.assert_array_equal(x, y)
 
@@ -76,7 +77,7 @@ def test_learning_rate_zero_leaves_params_unchanged(case, layout, dtype, seed):
     opt = case.make(0.0)
     params = _tree(layout, dtype, seed)
     grads = [_tree(layout, dtype, seed + i + 1) for i in range(3)]
-    out, _ = _run(opt, params, grads, jax.jit(opt.update))
+    out, _ = _run(opt, params, grads, jax.jit(update_fn(case, opt)))
     for x, y in zip(jax.tree.leaves(out), jax.tree.leaves(params)):
         np.testing.assert_array_equal(x, y)
 

@@ -7,7 +7,7 @@ import pytest
 
 import gradtx
 from tests.reference.harness import make_problem
-from tests.registry import OPTIMIZER_NAMES, REGISTRY
+from tests.registry import OPTIMIZER_NAMES, REGISTRY, update_fn
 
 # Every registered optimizer (one entry per case of tests/registry.py), plus
 # settings worth covering on top.
@@ -17,15 +17,16 @@ EXTRA = {
     "sgdw_momentum": lambda: gradtx.sgdw(0.05, 0.9, weight_decay=0.1),
 }
 FACTORIES = {c.id: (lambda c=c: c.make(c.lr)) for c in REGISTRY} | EXTRA
+CASES = {c.id: c for c in REGISTRY}  # the extra keywords a case's update needs
 
 
 def test_every_optimizer_is_covered():
     assert set(OPTIMIZER_NAMES) <= {c.name for c in REGISTRY}
 
 
-def _run(opt, params, grads):
+def _run(opt, params, grads, case=None):
     """Params and inner states after each step, with the same jitted update."""
-    update = jax.jit(opt.update)
+    update = jax.jit(opt.update if case is None else update_fn(case, opt))
     p, state = params, opt.init(params)
     out = []
     for g in grads:
@@ -45,8 +46,9 @@ def test_a_bad_step_changes_nothing(x64, name, bad):
     grads = [{k: jnp.asarray(v) for k, v in g.items()} for g in grads]
     poisoned = {"w": grads[0]["w"].at[1, 2].set(bad), "b": grads[0]["b"]}
     opt = gradtx.apply_if_finite(FACTORIES[name](), max_consecutive_errors=3)
-    with_bad = _run(opt, params, grads[:3] + [poisoned] + grads[3:])
-    without = _run(opt, params, grads)
+    case = CASES.get(name)
+    with_bad = _run(opt, params, grads[:3] + [poisoned] + grads[3:], case)
+    without = _run(opt, params, grads, case)
     p_before, s_before, _ = with_bad[2]
     p_bad, s_bad, u_bad = with_bad[3]
     for leaf in jax.tree.leaves(u_bad):
@@ -61,7 +63,7 @@ def test_a_bad_step_changes_nothing(x64, name, bad):
     final = with_bad[-1][1]
     assert int(final.notfinite_count) == 0 and int(final.total_notfinite) == 1
     # and the wrapper does not change finite steps: same as the bare optimizer
-    bare = _run(FACTORIES[name](), params, grads)
+    bare = _run(FACTORIES[name](), params, grads, case)
     for (p, _, _), (p_ref, _, _) in zip(without, bare):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13), p, p_ref)
 

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import gradtx
-from tests.registry import OPTIMIZER_NAMES, REGISTRY
+from tests.registry import OPTIMIZER_NAMES, REGISTRY, update_fn
 
 # Keyword arguments that switch on each optimizer's optional stages, so the
 # comparison covers them.  An optimizer exported later and not listed here is
@@ -31,6 +31,19 @@ OPTIONS = {
     "lookahead": [dict(inner=None, sync_period=3)],
     # The projection is summed over the tree: flat buffers sum the same terms.
     "swats": [dict(learning_rate=0.01)],
+    # The trust ratio is per leaf (its registry setting refuses, see REFUSES_FLAT).
+    "lars": [dict(learning_rate=0.1, weight_decay=0.01, trust_ratio_mask=False, nesterov=True)],
+    # Transparent mode; the global norm of normalize() sums the same terms.
+    "sam": [dict(optimizer=None, adv_optimizer=None, sync_period=3)],
+}
+# Registry settings that need each leaf's shape or the params' own tree: flatten
+# refuses them with a clear error naming the transform (tested below).
+REFUSES_FLAT = {
+    "lamb": "scale_by_trust_ratio",
+    "lars": "scale_by_trust_ratio",
+    "sm3": "scale_by_sm3",
+    "sophia": "hutchinson_hessian_diagonal",
+    "sam": r"sam\(opaque_mode=True\)",
 }
 SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
 STEPS = 13  # past RAdam's threshold (t = 6) and several Lookahead syncs
@@ -43,6 +56,8 @@ def _optimizers():
     cases = []
     for name in OPTIMIZER_NAMES:
         for kw in OPTIONS.get(name, [None]):
+            if kw is None and name in REFUSES_FLAT:
+                continue  # test_registry_setting_refuses_to_run_flat
             label = "registry" if kw is None else "-".join(kw) or "defaults"
             cases.append(pytest.param(name, kw, id=f"{name}-{label}"))
     return cases
@@ -54,6 +69,9 @@ def _build(name, kw):
     kw = dict(kw)
     if name == "lookahead":
         kw["inner"] = gradtx.adam(0.01)
+    if name == "sam":
+        kw["optimizer"] = gradtx.adam(0.01)
+        kw["adv_optimizer"] = gradtx.chain(gradtx.normalize(), gradtx.scale(-0.05))
     return getattr(gradtx, name)(**kw)
 
 
@@ -67,9 +85,9 @@ def _problem(dtypes, seed=0):
     return params, grads
 
 
-def _run(tx, params, grads, **extra):
+def _run(tx, params, grads, case=None, **extra):
     state = tx.init(params)
-    step = jax.jit(tx.update)
+    step = jax.jit(tx.update if case is None else update_fn(case, tx))
     out = []
     for g in grads:
         updates, state = step(g, state, params, **extra)
@@ -95,8 +113,9 @@ def _assert_same(a, b, rtol=0.0):
 @pytest.mark.parametrize("name,kw", _optimizers())
 def test_flatten_equals_default_path_float64(x64, name, kw):
     params, grads = _problem({k: jnp.float64 for k in SHAPES})
-    ours, state = _run(gradtx.flatten(_build(name, kw)), params, grads)
-    ref, ref_state = _run(_build(name, kw), params, grads)
+    case = FIRST_CASE[name] if kw is None else None  # its extra keywords (Polyak's value)
+    ours, state = _run(gradtx.flatten(_build(name, kw)), params, grads, case)
+    ref, ref_state = _run(_build(name, kw), params, grads, case)
     # Same elementwise operations on the same values; XLA may fuse the two
     # programs differently, which can move a rounding by one ulp.
     _assert_same(ours, ref, rtol=1e-14)
@@ -207,6 +226,15 @@ def test_per_leaf_transform_refuses_to_run_flat(make, who):
     tx = gradtx.flatten(make())
     with pytest.raises(ValueError, match=f"{who}.* works per leaf"):
         tx.update(params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSES_FLAT))
+def test_registry_setting_refuses_to_run_flat(name):
+    params, grads = _problem({k: jnp.float32 for k in SHAPES})
+    case = FIRST_CASE[name]
+    tx = gradtx.flatten(case.make(case.lr))
+    with pytest.raises(ValueError, match=f"{REFUSES_FLAT[name]}.* works per leaf"):
+        update_fn(case, tx)(grads[0], tx.init(params), params)
 
 
 def test_big_leaves_keep_their_own_buffer(x64):
