@@ -92,3 +92,62 @@ def assert_matches_torch(ours, make_torch, seed: int, *, shapes=MIXED_SHAPES, st
     assert_trajectories_close(
         run_gradtx(ours, params, grads), run_torch(make_torch, params, grads), rtol=rtol
     )
+
+
+def run_on_loss(tx, params: dict, loss: Callable, steps: int, keywords: Sequence[str] = ()):
+    """Params after each step of ``tx`` minimising ``loss``, in float64.
+
+    Each step takes ``value, grads = jax.value_and_grad(loss)(params)`` at the
+    current params and passes the extra ``keywords`` ``update`` needs:
+    ``value`` (Polyak), ``obj_fn=loss`` (Sophia's Hessian estimate),
+    ``grad_fn(p, i) = ∇loss(p)`` (SAM's opaque mode).
+    """
+    assert jax.config.jax_enable_x64, "reference tests run under the x64 fixture"
+    p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+    state = tx.init(p)
+
+    @jax.jit
+    def step(p, state):
+        value, grads = jax.value_and_grad(loss)(p)
+        given = {"value": value, "obj_fn": loss, "grad_fn": lambda q, i: jax.grad(loss)(q)}
+        u, state = tx.update(grads, state, p, **{k: given[k] for k in keywords})
+        return gradtx.apply_updates(p, u), state
+
+    out = []
+    for _ in range(steps):
+        p, state = step(p, state)
+        out.append({k: np.asarray(v) for k, v in p.items()})
+    return out
+
+
+def mixed_loss(seed: int) -> Callable:
+    """A smooth, non-separable loss of ``MIXED_SHAPES`` params, bounded below.
+
+    Per-element weights and targets, a quartic term (so the Hessian changes
+    with the params) and a coupling of all elements (so it is not diagonal).
+    """
+    rng = np.random.default_rng(1000 + seed)
+    weights = {k: jnp.asarray(rng.uniform(0.5, 2.0, size=s)) for k, s in MIXED_SHAPES.items()}
+    targets = {k: jnp.asarray(rng.normal(size=s)) for k, s in MIXED_SHAPES.items()}
+
+    def loss(p):
+        total = jnp.zeros([], jnp.float64)
+        coupling = jnp.zeros([], jnp.float64)
+        for k in MIXED_SHAPES:
+            d = p[k] - targets[k]
+            total = total + jnp.sum(weights[k] * d**2 + 0.1 * d**4 + 0.2 * jnp.cos(p[k]))
+            coupling = coupling + jnp.sum(d)
+        return total + 0.05 * coupling**2
+
+    return loss
+
+
+def assert_matches_optax_on_loss(ours, theirs, seed: int, *, keywords: Sequence[str] = (),
+                                 steps: int = 25, rtol: float = 1e-10):  # fmt: skip
+    """``ours`` and ``theirs`` minimising ``mixed_loss(seed)`` from the same params agree
+    after every step, each given ``value``/``obj_fn``/``grad_fn`` as ``keywords`` say."""
+    params, _ = make_problem(seed, 1, MIXED_SHAPES)
+    loss = mixed_loss(seed)
+    with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+        ref = run_on_loss(theirs, params, loss, steps, keywords)
+    assert_trajectories_close(run_on_loss(ours, params, loss, steps, keywords), ref, rtol=rtol)
