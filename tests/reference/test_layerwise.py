@@ -1,12 +1,19 @@
 """LAMB and LARS against optax.lamb and optax.lars, step by step in float64."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import (
+    MIXED_SHAPES,
+    assert_matches_optax,
+    assert_trajectories_close,
+    make_problem,
+    run_gradtx,
+)
 
 
 def _h(seed):
@@ -105,3 +112,23 @@ def test_trust_ratio_options_match_optax(x64, seed):
         optax.scale_by_learning_rate(h["lr"]),
     )
     assert_matches_optax(ours, theirs, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_zero_initialised_leaf_and_zero_update_match_optax(x64, seed):
+    """Where ‖θ‖ = 0 (a zero-initialised bias) or ‖u‖ = 0 (no gradient) the ratio is 1."""
+    h = _h(seed)
+    params, grads = make_problem(seed, 25, MIXED_SHAPES)
+    params["b"] = np.zeros_like(params["b"])
+    for g in grads[:5]:
+        g["k"] = np.zeros_like(g["k"])  # LARS: ‖u‖ = 0 for a few steps
+    for ours, theirs in [
+        (gradtx.lamb(h["lr"]), optax.lamb(h["lr"])),
+        (
+            gradtx.lars(h["lr"], trust_coefficient=h["tc"]),
+            optax.lars(h["lr"], trust_coefficient=h["tc"]),
+        ),
+    ]:
+        with jax.numpy_dtype_promotion("standard"):
+            ref = run_gradtx(theirs, params, grads)
+        assert_trajectories_close(run_gradtx(ours, params, grads), ref)

@@ -45,21 +45,22 @@ def test_sam_opaque_mode_matches_optax(x64, sync_period, seed):
     assert_matches_optax_on_loss(ours, theirs, seed, keywords=("grad_fn",))
 
 
+@pytest.mark.parametrize("opaque_mode", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_sam_with_a_stateful_adversary_matches_optax(x64, seed):
+def test_sam_with_a_stateful_adversary_matches_optax(x64, opaque_mode, seed):
     """An adversary with momentum: reset_state decides whether it carries over cycles."""
     h = _h(seed)
+    keywords = ("grad_fn",) if opaque_mode else ()
     for reset_state in (True, False):
+        kw = dict(sync_period=3, reset_state=reset_state, opaque_mode=opaque_mode)
         ours = gradtx.sam(
             gradtx.sgd(h["lr"], momentum=0.9),
             gradtx.chain(gradtx.normalize(), gradtx.sgd(h["rho"], momentum=0.5)),
-            sync_period=3,
-            reset_state=reset_state,
+            **kw,
         )
         theirs = optax.contrib.sam(
             optax.sgd(h["lr"], momentum=0.9),
             optax.chain(optax.contrib.normalize(), optax.sgd(h["rho"], momentum=0.5)),
-            sync_period=3,
-            reset_state=reset_state,
+            **kw,
         )
-        assert_matches_optax_on_loss(ours, theirs, seed)
+        assert_matches_optax_on_loss(ours, theirs, seed, keywords=keywords)
