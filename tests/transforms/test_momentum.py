@@ -85,3 +85,16 @@ def test_mu_dtype_option_and_errors():
         gradtx.add_nesterov_momentum(1.0)
     with pytest.raises(ValueError, match="momentum_decay must be in"):
         gradtx.add_nesterov_momentum(0.9, -1.0)
+
+
+def test_ema_nesterov_is_the_ema_look_ahead(x64):
+    """add_momentum(ema=True, nesterov=True) returns decay·m_t + (1 - decay)·u_t."""
+    rng = np.random.default_rng(5)
+    tx = gradtx.add_momentum(0.8, ema=True, nesterov=True)
+    state = tx.init(jnp.zeros(3))
+    m = np.zeros(3)
+    for _ in range(4):
+        u = rng.normal(size=3)
+        out, state = tx.update(jnp.asarray(u), state)
+        m = 0.8 * m + 0.2 * u
+        np.testing.assert_allclose(out, 0.8 * m + 0.2 * u, rtol=1e-14)
