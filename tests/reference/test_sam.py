@@ -30,15 +30,14 @@ def _pair(h, **kw):
     return ours, theirs
 
 
-@pytest.mark.parametrize("reset_state", [True, False])
-@pytest.mark.parametrize("sync_period", [2, 3])
+@pytest.mark.parametrize("sync_period, reset_state", [(2, True), (3, False)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sam_matches_optax(x64, sync_period, reset_state, seed):
     ours, theirs = _pair(_h(seed), sync_period=sync_period, reset_state=reset_state)
     assert_matches_optax_on_loss(ours, theirs, seed)
 
 
-@pytest.mark.parametrize("sync_period", [1, 2, 3])
+@pytest.mark.parametrize("sync_period", [1, 3])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sam_opaque_mode_matches_optax(x64, sync_period, seed):
     ours, theirs = _pair(_h(seed), sync_period=sync_period, opaque_mode=True)
