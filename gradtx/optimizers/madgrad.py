@@ -31,8 +31,9 @@ def madgrad(
       z_{k+1} = x_0 - s_{k+1} / (G_{k+1}^{1/3} + eps)
       x_{k+1} = x_k + c (z_{k+1} - x_k)
 
-    Chain: ``add_l2 → dual_average(η, eps) → scale(1 - momentum)``: the
-    learning rate weighs the averaged gradients (the step grows as
+    Chain: ``add_l2 → dual_average(η, eps) → scale(1 - momentum)``.
+
+    The learning rate weighs the averaged gradients (the step grows as
     ``η^{2/3}``), so it is not a last stage.
 
     Differences: optax's signature and defaults (``learning_rate``
