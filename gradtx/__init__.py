@@ -65,8 +65,16 @@ from gradtx.optimizers.adaptive import (
     adagrad,
     rmsprop,
 )
+from gradtx.optimizers.ademamix import (
+    ademamix,
+    simplified_ademamix,
+)
 from gradtx.optimizers.asgd import (
     asgd,
+)
+from gradtx.optimizers.asynchronous import (
+    acprop,
+    adopt,
 )
 from gradtx.optimizers.belief import (
     adabelief,
@@ -87,6 +95,10 @@ from gradtx.optimizers.distance import (
     dog,
     dowg,
 )
+from gradtx.optimizers.large_batch import (
+    lamb,
+    lars,
+)
 from gradtx.optimizers.layerwise import (
     fromage,
     novograd,
@@ -99,6 +111,9 @@ from gradtx.optimizers.lookahead import (
     LookaheadState,
     lookahead,
     ranger,
+)
+from gradtx.optimizers.madgrad import (
+    madgrad,
 )
 from gradtx.optimizers.mechanic import (
     MechanicState,
@@ -118,11 +133,18 @@ from gradtx.optimizers.optimistic import (
     optimistic_adam,
     optimistic_gradient_descent,
 )
+from gradtx.optimizers.polyak import (
+    polyak_sgd,
+)
 from gradtx.optimizers.radam import (
     radam,
 )
 from gradtx.optimizers.rprop import (
     rprop,
+)
+from gradtx.optimizers.sam import (
+    SamState,
+    sam,
 )
 from gradtx.optimizers.schedule_free import (
     schedule_free_adamw,
@@ -136,6 +158,12 @@ from gradtx.optimizers.sign import (
     lion,
     sign_sgd,
     signum,
+)
+from gradtx.optimizers.sm3 import (
+    sm3,
+)
+from gradtx.optimizers.sophia import (
+    sophia,
 )
 from gradtx.optimizers.sparse_adam import (
     sparse_adam,
@@ -190,6 +218,16 @@ from gradtx.transforms.distance import (
     scale_by_distance_over_gradients,
     scale_by_distance_over_weighted_gradients,
 )
+from gradtx.transforms.dual_averaging import (
+    DualAverageState,
+    dual_average,
+)
+from gradtx.transforms.hessian import (
+    HutchinsonState,
+    ScaleByHessianDiagonalState,
+    hutchinson_hessian_diagonal,
+    scale_by_hessian_diagonal,
+)
 from gradtx.transforms.infinity_norm import (
     ScaleByInfinityNormState,
     scale_by_infinity_norm,
@@ -198,6 +236,12 @@ from gradtx.transforms.interpolation import (
     AddInterpolatedMomentumState,
     add_interpolated_momentum,
 )
+from gradtx.transforms.lagged import (
+    ScaleByLaggedBeliefState,
+    ScaleByLaggedRmsState,
+    scale_by_lagged_belief,
+    scale_by_lagged_rms,
+)
 from gradtx.transforms.layerwise_norm import (
     ScaleByLayerwiseNormState,
     scale_by_layerwise_norm,
@@ -205,6 +249,10 @@ from gradtx.transforms.layerwise_norm import (
 from gradtx.transforms.lazy import (
     LazyState,
     lazy,
+)
+from gradtx.transforms.mix import (
+    MixGradientState,
+    mix_gradient,
 )
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -227,6 +275,9 @@ from gradtx.transforms.noise import (
     AddNoiseState,
     add_noise,
 )
+from gradtx.transforms.normalize import (
+    normalize,
+)
 from gradtx.transforms.optimism import (
     AddOptimismState,
     add_optimism,
@@ -234,6 +285,9 @@ from gradtx.transforms.optimism import (
 from gradtx.transforms.plateau import (
     ReduceOnPlateauState,
     reduce_on_plateau,
+)
+from gradtx.transforms.polyak import (
+    scale_by_polyak,
 )
 from gradtx.transforms.rectify import (
     RectifyState,
@@ -265,6 +319,10 @@ from gradtx.transforms.schedule_free import (
 )
 from gradtx.transforms.sign import (
     scale_by_sign,
+)
+from gradtx.transforms.sm3 import (
+    ScaleBySm3State,
+    scale_by_sm3,
 )
 from gradtx.transforms.switch import (
     SwitchToSgdState,
@@ -318,11 +376,13 @@ __all__ = [
     "Choice",
     "DECAY_RATE",
     "DType",
+    "DualAverageState",
     "EmptyState",
     "Flag",
     "FlattenState",
     "Function",
     "GradientMap",
+    "HutchinsonState",
     "Hyper",
     "HyperparamsState",
     "Int",
@@ -335,6 +395,7 @@ __all__ = [
     "MaskedNode",
     "MaskedState",
     "MechanicState",
+    "MixGradientState",
     "NON_NEGATIVE",
     "OptState",
     "Option",
@@ -343,6 +404,7 @@ __all__ = [
     "PolyakAverageState",
     "RectifyState",
     "ReduceOnPlateauState",
+    "SamState",
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
     "ScaleByAdditiveRmsState",
@@ -352,7 +414,10 @@ __all__ = [
     "ScaleByDadaptAdamState",
     "ScaleByDistanceOverGradientsState",
     "ScaleByDistanceOverWeightedGradientsState",
+    "ScaleByHessianDiagonalState",
     "ScaleByInfinityNormState",
+    "ScaleByLaggedBeliefState",
+    "ScaleByLaggedRmsState",
     "ScaleByLayerwiseNormState",
     "ScaleByMomoAdamState",
     "ScaleByMomoState",
@@ -361,6 +426,7 @@ __all__ = [
     "ScaleByRmsState",
     "ScaleByRpropState",
     "ScaleByRssState",
+    "ScaleBySm3State",
     "Schedule",
     "ScheduleFreeAveragingState",
     "SwitchToSgdState",
@@ -371,6 +437,7 @@ __all__ = [
     "WEIGHT_DECAY",
     "WhenRectifiedState",
     "accumulate_gradients",
+    "acprop",
     "adabelief",
     "adabound",
     "adadelta",
@@ -386,6 +453,8 @@ __all__ = [
     "add_nesterov_momentum",
     "add_noise",
     "add_optimism",
+    "ademamix",
+    "adopt",
     "amsbound",
     "amsgrad",
     "apply_if_finite",
@@ -403,31 +472,39 @@ __all__ = [
     "decoupled_weight_decay",
     "dog",
     "dowg",
+    "dual_average",
     "factory",
     "flatten",
     "fromage",
     "get_hyperparams",
     "get_norms",
     "gradient",
+    "hutchinson_hessian_diagonal",
     "hyperparameterized",
     "identity",
+    "lamb",
+    "lars",
     "lazy",
     "lbfgs",
     "lion",
     "lookahead",
     "lr_range_test",
+    "madgrad",
     "masked",
     "mechanize",
+    "mix_gradient",
     "momo",
     "momo_adam",
     "nadam",
     "named_chain",
     "noisy_sgd",
+    "normalize",
     "novograd",
     "optimistic_adam",
     "optimistic_gradient_descent",
     "partition",
     "polyak_average",
+    "polyak_sgd",
     "prodigy",
     "radam",
     "ranger",
@@ -435,6 +512,7 @@ __all__ = [
     "reduce_on_plateau",
     "rmsprop",
     "rprop",
+    "sam",
     "scale",
     "scale_by_adadelta",
     "scale_by_additive_rms",
@@ -444,18 +522,23 @@ __all__ = [
     "scale_by_dadapt_adam",
     "scale_by_distance_over_gradients",
     "scale_by_distance_over_weighted_gradients",
+    "scale_by_hessian_diagonal",
     "scale_by_infinity_norm",
+    "scale_by_lagged_belief",
+    "scale_by_lagged_rms",
     "scale_by_layerwise_norm",
     "scale_by_learning_rate",
     "scale_by_momo",
     "scale_by_momo_adam",
     "scale_by_multipliers",
     "scale_by_nesterov_estimate",
+    "scale_by_polyak",
     "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",
     "scale_by_sign",
+    "scale_by_sm3",
     "scale_by_trust_ratio",
     "schedule_free_adamw",
     "schedule_free_averaging",
@@ -467,6 +550,9 @@ __all__ = [
     "sgdw",
     "sign_sgd",
     "signum",
+    "simplified_ademamix",
+    "sm3",
+    "sophia",
     "sparse_adam",
     "stateless",
     "step_count",

@@ -52,7 +52,8 @@ class Case:
         per leaf), not only on each coordinate: a scalar leaf does not move like an
         element of a vector, and ``gradtx.flatten`` refuses it.
       needs: keywords ``update`` needs besides grads, state and params:
-        ``"value"`` (the loss at params) and ``"value_fn"`` (params -> loss).
+        ``"value"`` (the loss at params), ``"value_fn"`` and ``"obj_fn"``
+        (params -> loss), ``"grad_fn"`` ((params, i) -> gradient).
       moves_low_precision_params: ``False`` for learning-rate-free methods that
         grow their step from the params' own movement (Prodigy, DoG, Mechanic):
         their first steps, about 1e-6 of the gradient, are below half an ulp of
@@ -80,7 +81,12 @@ class Case:
 
     def keywords(self, loss_fn: Callable, params: Any) -> dict[str, Any]:
         """The keywords in ``needs``, for the objective ``loss_fn`` at ``params``."""
-        made = {"value": lambda: loss_fn(params), "value_fn": lambda: loss_fn}
+        made = {
+            "value": lambda: loss_fn(params),
+            "value_fn": lambda: loss_fn,
+            "obj_fn": lambda: loss_fn,
+            "grad_fn": lambda: lambda p, i: jax.grad(loss_fn)(p),
+        }
         return {k: made[k]() for k in self.needs}
 
     def update(self, opt: Any) -> Callable:
@@ -321,6 +327,48 @@ REGISTRY = [
     ),
     case("momo", lr=1.0, rosen_lr=1.0, needs=("value",)),
     case("momo_adam", lr=0.1, rosen_lr=0.1, needs=("value",)),
+    # The trust ratio makes each step η‖θ‖ long: it hovers within ~η of the minimum.
+    case(
+        "lamb",
+        lr=0.05,
+        rosen_lr=0.01,
+        steps=1000,
+        rosen_tol=0.05,
+        weight_decay=1e-4,
+        per_leaf=True,
+    ),
+    case(
+        "lars",
+        lr=0.05,
+        rosen_lr=0.003,
+        steps=1000,
+        trust_coefficient=1.0,
+        weight_decay=1e-4,
+        per_leaf=True,
+    ),
+    case("sm3", lr=0.3, rosen_lr=0.15, steps=1000, per_leaf=True),
+    case("adopt", lr=0.03, rosen_lr=0.02, steps=1500, b2=0.99),
+    case("acprop", lr=0.03, rosen_lr=0.01, steps=1000),
+    case("ademamix", lr=0.03, rosen_lr=0.03, steps=1000, b3=0.99),
+    case("simplified_ademamix", lr=0.01, rosen_lr=0.01, steps=1500, b1=0.9, alpha=1.0),
+    # eps is added to the learning rate (authors' code, optax): a tiny one keeps lr = 0 still.
+    case("madgrad", lr=0.05, rosen_lr=0.05, steps=1000, eps=1e-30),
+    case("polyak_sgd", lr=0.5, rosen_lr=0.5, lr_key="max_learning_rate", needs=("value",)),
+    case(
+        "sam",
+        variant="opaque-sgd",
+        lr=0.1,
+        rosen_lr=0.015,
+        steps=1000,
+        make=lambda lr: gradtx.sam(
+            gradtx.sgd(lr),
+            gradtx.chain(gradtx.normalize(), gradtx.scale(-1e-3)),
+            opaque_mode=True,
+        ),
+        needs=("grad_fn",),
+        per_leaf=True,
+    ),
+    case("sophia", lr=0.01, rosen_lr=0.01, steps=1000, needs=("obj_fn",), per_leaf=True),
 ]
 
 IDS = [c.id for c in REGISTRY]

@@ -112,11 +112,20 @@ def test_the_block_parser():
     ]
 
 
-@pytest.mark.parametrize("path", FILES, ids=_rel)
+def _runnable(path: pathlib.Path) -> list[tuple[int, str]]:
+    return [(line, code) for line, code, run in python_blocks(path.read_text()) if run]
+
+
+WITH_CODE = [p for p in FILES if _runnable(p)]
+
+
+def test_the_set_up_pages_have_code_to_run():
+    assert {"README.md", "docs/optimizers.md"} <= {_rel(p) for p in WITH_CODE}
+
+
+@pytest.mark.parametrize("path", WITH_CODE, ids=_rel)
 def test_python_blocks_run(path, tmp_path):
-    blocks = [(line, code) for line, code, run in python_blocks(path.read_text()) if run]
-    if not blocks:
-        pytest.skip("no Python block to run")
+    blocks = _runnable(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
     env |= {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)} | ENV.get(_rel(path), {})
     proc = subprocess.run(

@@ -22,7 +22,7 @@ from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
 
 # Every public factory: optimizers, primitives and wrappers from gradtx.__all__
 # (found by module, so new ones are covered automatically) and the schedules.
-NOT_FACTORIES = {"get_norms", "schedule_free_eval_params"}
+NOT_FACTORIES = {"get_norms", "schedule_free_eval_params", "averaged_params"}  # readers of a state
 PRIMITIVES = tuple(
     name
     for name in gradtx.__all__
@@ -54,6 +54,7 @@ REQUIRED_ARGS = {
     "switch_to_sgd": {"adaptive": gradtx.scale_by_rms(0.9)},
     "when_rectified": {"inner": gradtx.sgd(0.1)},
     "clip": {"max_delta": 1.0},
+    "scale_by_multipliers": {"multipliers": {"w": 2.0}},
     "clip_by_global_norm": {"max_norm": 1.0},
     "schedules.constant": {"value": 0.1},
     "schedules.constant_warmup": {"value": 0.1, "factor": 0.5, "warmup_steps": 5},

@@ -6,6 +6,7 @@ error that did not say what went wrong).
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,6 +93,36 @@ def test_renamed_keys_with_the_same_leaf_count_say_what_differs():
     with pytest.raises(ValueError, match="does not match") as info:
         opt.update({"x": jnp.ones(2), "y": jnp.ones(3)}, state)
     assert "'a'" in str(info.value) and "'x'" in str(info.value)
+
+
+def _lists_to_dicts(node):
+    if isinstance(node, list):
+        return {i: _lists_to_dicts(v) for i, v in enumerate(node)}
+    if isinstance(node, tuple):
+        items = [_lists_to_dicts(v) for v in node]
+        return type(node)(*items) if hasattr(node, "_fields") else tuple(items)
+    if isinstance(node, dict):
+        return {k: _lists_to_dicts(v) for k, v in node.items()}
+    return node
+
+
+def test_a_list_handed_back_as_a_mapping_with_the_same_keys_is_the_same_state():
+    # Flax NNX's optimizer state returns SM3's per-axis lists as {0: ..., 1: ...}:
+    # the same leaves at the same key paths, accepted and read the same.
+    opt = gradtx.sm3(0.1)
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    grads = {"w": jnp.arange(6.0).reshape(3, 2), "b": jnp.asarray([1.0, -2.0])}
+    state = opt.init(params)
+    _, state = opt.update(grads, state, params)
+    want = opt.update(grads, state, params)
+    got = opt.update(grads, _lists_to_dicts(state), params)
+    chex.assert_trees_all_equal(got[0], want[0])
+    # Another key at the same place is still another state.
+    moved = _lists_to_dicts(state)
+    inner = moved.inner_state[0].accumulators["w"]
+    inner[5] = inner.pop(1)
+    with pytest.raises(ValueError, match=r"accumulators\['w'\]\[1\] the state has .*\['w'\]\[5\]"):
+        opt.update(grads, moved, params)
 
 
 def test_flatten_rejects_swapped_sizes_and_says_when_the_dtype_differs():

@@ -113,6 +113,25 @@ REFERENCES = {
     "mechanize-adam": _optax(lambda lr: optax.contrib.mechanize(optax.adam(lr))),
     "momo": _optax(lambda lr: optax.contrib.momo(lr)),
     "momo_adam": _optax(lambda lr: optax.contrib.momo_adam(lr)),
+    "lamb": _optax(lambda lr: optax.lamb(lr, weight_decay=1e-4)),
+    "lars": _optax(lambda lr: optax.lars(lr, weight_decay=1e-4, trust_coefficient=1.0)),
+    "sm3": _optax(lambda lr: optax.sm3(lr)),
+    "adopt": _optax(lambda lr: optax.contrib.adopt(lr, b2=0.99)),
+    "acprop": _optax(lambda lr: optax.contrib.acprop(lr)),
+    "ademamix": _optax(lambda lr: optax.contrib.ademamix(lr, b3=0.99)),
+    "simplified_ademamix": _optax(
+        lambda lr: optax.contrib.simplified_ademamix(lr, b1=0.9, alpha=1.0)
+    ),
+    "madgrad": _optax(lambda lr: optax.contrib.madgrad(lr, eps=1e-30)),
+    "polyak_sgd": _optax(lambda lr: optax.polyak_sgd(lr)),
+    "sam-opaque-sgd": _optax(
+        lambda lr: optax.contrib.sam(
+            optax.sgd(lr),
+            optax.chain(optax.contrib.normalize(), optax.scale(-1e-3)),
+            opaque_mode=True,
+        )
+    ),
+    "sophia": _optax(lambda lr: optax.contrib.sophia(lr)),
 }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, float_dtype, gradient, step_count
+from gradtx._base import GradientTransformation, float_dtype, gradient
 from gradtx._factory import NON_NEGATIVE, Int, Transform, current_call
 from gradtx._registry import optimizer
 from gradtx.transforms._sums import tree_dot, tree_norm_scaled
@@ -22,6 +22,9 @@ class MechanicState(NamedTuple):
 
     Attributes:
       inner_state: the base optimizer's state.
+      started: False until the first update (which sets x_0).  A flag, not a
+        step count: the base keeps the one count, so ``optax.tree_utils``
+        finds a single ``count`` in the state.
       initial_params: x_0 (the params of the first update).
       max_abs_product: m, the running max (discounted by β) of |h| + eps.
       sum_of_squared_products: v, the β²-discounted sum of h².
@@ -30,6 +33,7 @@ class MechanicState(NamedTuple):
     """
 
     inner_state: Any
+    started: jax.Array
     initial_params: Any
     max_abs_product: jax.Array
     sum_of_squared_products: jax.Array
@@ -46,17 +50,22 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         zeros = lambda: jnp.zeros([num_betas], dt)  # noqa: E731  distinct buffers
         scales = jnp.full([num_betas], jnp.asarray(s_init).astype(dt))
         return MechanicState(
-            base.init(params), copy_params(params), zeros(), zeros(), zeros(), scales
+            base.init(params),
+            jnp.zeros([], bool),
+            copy_params(params),
+            zeros(),
+            zeros(),
+            zeros(),
+            scales,
         )
 
     def update(updates, state, params=None, **extra):
         needs_params(call, params, "the steps are taken from the first params")
-        count = step_count(extra, call)
         inner_extra = {k: v for k, v in extra.items() if k != "count"}  # the base counts itself
         base_updates, inner_state = base.update(updates, state.inner_state, params, **inner_extra)
         grads = gradient(updates, extra)
         # x_0 is the params of the first update (a checkpoint loaded after init counts).
-        x0 = jax.tree.map(lambda p, x: jnp.where(count == 0, p, x), params, state.initial_params)
+        x0 = jax.tree.map(lambda p, x: jnp.where(state.started, x, p), params, state.initial_params)
 
         dt = state.scale.dtype
         e, wd = jnp.asarray(eps).astype(dt), jnp.asarray(weight_decay).astype(dt)
@@ -95,13 +104,14 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
             return (new - x.astype(w)).astype(u.dtype)
 
         out = jax.tree.map(step, params, x0, previous, base_updates)
-        return out, MechanicState(inner_state, x0, m, v, r, s)
+        return out, MechanicState(inner_state, jnp.ones([], bool), x0, m, v, r, s)
 
     return GradientTransformation(init, update)
 
 
 @optimizer(
     references="`optax.contrib.mechanize` (around `gradtx` and `optax` optimizers)",
+    counted=False,
     base_optimizer=Transform(), weight_decay=NON_NEGATIVE, eps=NON_NEGATIVE,
     s_init=NON_NEGATIVE, num_betas=Int(1),
 )  # fmt: skip

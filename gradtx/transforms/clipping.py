@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule
-from gradtx._factory import Hyper, factory
+from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule, step_count
+from gradtx._factory import Hyper, current_call, factory, reads_count
 
 
 def global_norm(tree: Any, dtype: Any) -> jax.Array:
@@ -37,7 +37,9 @@ def clip(max_delta: ScalarOrSchedule) -> GradientMap:
     """Clip each element of the updates to ``[-max_delta, max_delta]``.
 
     Equals ``optax.clip`` and ``torch.nn.utils.clip_grad_value_`` (the
-    ``clip_value`` there).  ``max_delta`` is stored in state.
+    ``clip_value`` there).  ``max_delta`` is stored in state.  Built inside
+    another factory's body from a function of the step count (ADOPT's
+    ``clip_value_fn``), it calls that function with the owner's count.
 
     Args:
       max_delta: non-negative bound (a number or schedule).
@@ -49,9 +51,16 @@ def clip(max_delta: ScalarOrSchedule) -> GradientMap:
       Array([-1. ,  0.5], dtype=float32)
     """
 
+    if callable(max_delta):
+        reads_count()  # a function of the step made inside a body (adopt's clip_value_fn)
+
     def update(updates, state, params=None, **extra):
+        bound = max_delta
+        if callable(bound):
+            bound = bound(step_count(extra, current_call("gradtx.clip")))
+
         def one(u):
-            m = _tree.scalar_like(max_delta, u)
+            m = _tree.scalar_like(bound, u)
             return jnp.clip(u, -m, m)
 
         return jax.tree.map(one, updates), state

@@ -70,7 +70,10 @@ def add_momentum(
     EMA (``ema=True``, Adam's first moment, convention (C)):
       ``m_0 = 0``, ``m_t = decay * m_{t-1} + (1 - decay) * u_t``.
     With ``initial_value`` = c, ``m_0 = c`` in both (heavy ball: ``m_1 = decay·c + u_1``).
-    Nesterov (``nesterov=True``): output ``u_t + decay * m_t`` (PyTorch and optax).
+    Nesterov (``nesterov=True``): output ``u_t + decay * m_t`` (PyTorch and optax);
+      with ``ema`` the EMA's look-ahead ``decay * m_t + (1 - decay) * u_t``
+      (the next EMA step on the same input: ``optax.scale_by_adam(nesterov=True)``'s
+      numerator before bias correction, ADOPT's Nesterov form).
 
     Where the learning rate sits (inside the buffer, convention (B), or outside)
     is chosen by placing this before or after ``scale_by_learning_rate``.
@@ -121,6 +124,8 @@ def add_momentum(
                 return m if m.dtype == u.dtype else m.astype(u.dtype)
             wide = _tree.compute_dtype(u.dtype, m.dtype)
             d = jnp.asarray(decay).astype(wide)
+            if ema:
+                return (d * m.astype(wide) + (1 - d) * u.astype(wide)).astype(u.dtype)
             return (u.astype(wide) + d * m.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(out, updates, mu), AddMomentumState(mu)

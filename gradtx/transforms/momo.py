@@ -93,14 +93,16 @@ class ScaleByMomoState(NamedTuple):
       mu: m_t, the momentum (EMA of g, m_1 = g_1).
       loss_average: f̄_t, the EMA of the loss values (f̄_1 = f_1).
       inner_product_average: γ_t, the EMA of ⟨g_t, x_t⟩.
-      lower_bound: the running estimate of the loss's lower bound
-        (``adapt_lower_bound``, else ``None``).
+      estimated_lower_bound: the running estimate of the loss's lower
+        bound (``adapt_lower_bound``, else ``None``); not ``lower_bound``,
+        the hyperparameter it starts from, so ``optax.tree_utils.tree_get``
+        finds one of each.
     """
 
     mu: Any
     loss_average: jax.Array
     inner_product_average: jax.Array
-    lower_bound: jax.Array | None
+    estimated_lower_bound: jax.Array | None
 
 
 def _scalars(adapt, lower_bound):
@@ -179,7 +181,7 @@ def scale_by_momo(
         low = jnp.asarray(lower_bound).astype(dt)
         tau, new_lb = _polyak(
             alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt),
-            tree_squared_norm(mu, dt), state.lower_bound if adapt_lower_bound else low, low,
+            tree_squared_norm(mu, dt), state.estimated_lower_bound if adapt_lower_bound else low, low,
             adapt_lower_bound,
         )  # fmt: skip
 
@@ -201,15 +203,17 @@ class ScaleByMomoAdamState(NamedTuple):
       nu: v_t, EMA (b2) of g².
       loss_average: f̄_t, EMA (b1) of the loss values.
       inner_product_average: γ_t, EMA (b1) of ⟨g_t, x_t⟩.
-      lower_bound: the running estimate of the loss's lower bound
-        (``adapt_lower_bound``, else ``None``).
+      estimated_lower_bound: the running estimate of the loss's lower
+        bound (``adapt_lower_bound``, else ``None``); not ``lower_bound``,
+        the hyperparameter it starts from, so ``optax.tree_utils.tree_get``
+        finds one of each.
     """
 
     mu: Any
     nu: Any
     loss_average: jax.Array
     inner_product_average: jax.Array
-    lower_bound: jax.Array | None
+    estimated_lower_bound: jax.Array | None
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE,
@@ -293,7 +297,7 @@ def scale_by_momo_adam(
         low = jnp.asarray(lower_bound).astype(dt)
         tau, new_lb = _polyak(
             alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt),
-            tree_dot(mu, direction, dt), state.lower_bound if adapt_lower_bound else low, low,
+            tree_dot(mu, direction, dt), state.estimated_lower_bound if adapt_lower_bound else low, low,
             adapt_lower_bound, bc1=_tree.bias_correction(beta1, t),
         )  # fmt: skip
 

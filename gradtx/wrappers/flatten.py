@@ -113,8 +113,10 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     leaf costs a kernel of its own to compile.
 
     ``flatten(tx)`` computes the same updates as ``tx`` for every elementwise
-    transform (all of gradtx's optimizers except Ranger's gradient
-    centralisation, which raises inside), with far fewer XLA operations on
+    transform (all of gradtx's optimizers except those that need each
+    leaf's shape or the params' own tree, which raise inside: Ranger's
+    gradient centralisation, LAMB's and LARS's trust ratio, SM3, Sophia's
+    Hutchinson estimate, SAM's opaque mode), with far fewer XLA operations on
     trees of many leaves: faster to compile and to run (benchmarks/RESULTS.md).
     Its state is ``FlattenState(inner_state)`` where ``inner_state`` is
     ``tx``'s state over ``{"float32": buffer, "bfloat16": buffer, ...}`` (and

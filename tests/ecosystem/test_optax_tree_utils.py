@@ -93,18 +93,31 @@ def test_get_and_set_hyperparams_read_inject_hyperparams_states():
 # -------------------------------------------------------------- tree_get, tree_set
 
 
+def _same(a, b):
+    """The same tree of equal leaves (a schedule compares by its fields)."""
+    same_tree = jax.tree.structure(a) == jax.tree.structure(b)
+    return same_tree and all(
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
+
+
 @pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
 def test_tree_get_finds_one_count_and_one_value_per_hyperparameter(case):
     opt = case.make(case.lr)
     _, state = _run(opt, steps=2, update=case.update(opt))
     assert int(optax.tree_utils.tree_get(state, "count")) == 2
-    for name, value in gradtx.get_hyperparams(state).items():
-        key = name.split("/")[-1].split(".")[0]
+    hyper = gradtx.get_hyperparams(state)
+    for name, value in hyper.items():
         if "/" in name or "." in name:
             continue  # groups and schedule fields: addressed by gradtx's full names
-        found = optax.tree_utils.tree_get_all_with_path(state, key)
-        assert len(found) == 1, (key, found)
-        np.testing.assert_allclose(gradtx.get_hyperparams(state)[name], value)
+        found = optax.tree_utils.tree_get_all_with_path(state, name)
+        # A wrapper's base optimizer (Mechanic's Adam) may own the same name: one
+        # value per owner, as gradtx's full names ("eps", "adam/eps") show.
+        owners = [n for n in hyper if n.split("/")[-1] == name]
+        assert len(found) == len(owners), (name, found)
+        # A schedule is found as itself; get_hyperparams gives its current value.
+        current = [v(state.count) if callable(v) else v for _, v in found]
+        assert any(_same(v, value) for v in current), (name, found, value)
 
 
 def test_tree_set_of_count_and_of_a_hyperparameter_is_consistent(x64):
@@ -134,6 +147,13 @@ def test_tree_set_of_count_and_of_a_hyperparameter_is_consistent(x64):
 # ---------------------------------------------------------------- tree_map_params
 
 
+def _spec_for(buffer, spec, param):
+    """docs/ecosystem.md's function: the param's spec for a buffer of its shape."""
+    if isinstance(buffer, list):  # SM3: one vector per axis of the param
+        return [P() for _ in buffer]
+    return spec if jnp.shape(buffer) == jnp.shape(param) else P()
+
+
 @pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
 def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
     opt = case.make(case.lr)
@@ -142,11 +162,12 @@ def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
     _, state = _run(opt, steps=1, params=params, update=case.update(opt))
     state_specs = optax.tree_utils.tree_map_params(
         opt,
-        lambda _, spec: spec,
+        _spec_for,
         state,
         specs,
+        params,
         transform_non_params=lambda _: P(),
-        is_leaf=lambda x: isinstance(x, P),
+        is_leaf=lambda x: isinstance(x, (P, list)),
     )
     leaves = jax.tree.leaves(state)
     spec_leaves = jax.tree.leaves(state_specs, is_leaf=lambda x: isinstance(x, P))

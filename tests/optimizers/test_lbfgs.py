@@ -70,8 +70,7 @@ def _first_nan_torch(options, grads, steps):
 
         def closure(g=g, start=start):
             opt.zero_grad()
-            step = p - start
-            loss = (g * step).sum() + 0.5 * (step**2).sum()
+            loss = 0.5 * ((p - start + g) ** 2).sum()  # tests/registry.py's local objective
             loss.backward()
             return loss
 
@@ -82,11 +81,13 @@ def _first_nan_torch(options, grads, steps):
 
 
 @pytest.mark.parametrize(
-    "mode,scale", [("fixed", 1e30), ("strong_wolfe", 1e30), ("strong_wolfe", 1e15)]
+    "mode,scale",
+    [("fixed", 1e30), ("fixed", 1e19), ("strong_wolfe", 1e30), ("strong_wolfe", 1e20)]
+    + [("strong_wolfe", 1e19)],
 )
 def test_overflowing_inner_products_turn_nan_where_torch_does(mode, scale):
-    """Overflow in float32 (|g|² at 1e30; the line search's cubic, ~|g|⁴, at 1e15): the
-    params turn NaN at the same step as torch's."""
+    """Overflow in float32 (the loss ½|q - p + g|² and |g|² pass 3.4e38 from |g| ~ 1e20
+    on): the params turn NaN at the same step as torch's, and at 1e19 in neither."""
     signs = [1.0, -1.0, 0.5]
 
     def grads(i):
@@ -99,8 +100,9 @@ def test_overflowing_inner_products_turn_nan_where_torch_does(mode, scale):
 
     params = {k: jnp.ones(3, jnp.float32) for k in KEYS}
     out = _run(gradtx.lbfgs(**OPTIONS[mode]), params, grads, 6)
-    ours = next(i for i, (p, _, _) in enumerate(out) if np.isnan(p["huge"]).any())
+    ours = next((i for i, (p, _, _) in enumerate(out) if np.isnan(p["huge"]).any()), None)
     assert ours == _first_nan_torch(OPTIONS[mode], grads, 6)
+    assert (ours is None) == (scale < 1e20)
 
 
 @pytest.mark.parametrize("mode", OPTIONS)

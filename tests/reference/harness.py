@@ -94,7 +94,7 @@ def assert_matches_torch(ours, make_torch, seed: int, *, shapes=MIXED_SHAPES, st
     )
 
 
-def make_loss(seed: int, shapes=MIXED_SHAPES):
+def make_loss(seed: int, shapes=MIXED_SHAPES) -> Callable:
     """A smooth, non-negative loss of params shaped like ``shapes`` that changes
     with the step (a minibatch-like sequence): ``loss(params, step)``."""
     rng = np.random.default_rng(1000 + seed)
@@ -112,29 +112,66 @@ def make_loss(seed: int, shapes=MIXED_SHAPES):
     return loss
 
 
-def run_gradtx_on_loss(tx, params: dict, loss, steps: int):
-    """Params after each step, the update given ``value`` and the gradient of
-    ``loss`` at the same params: ``value, grad = jax.value_and_grad(loss)(params, step)``."""
+def mixed_loss(seed: int) -> Callable:
+    """A smooth, non-separable loss of ``MIXED_SHAPES`` params, bounded below:
+    ``loss(params, step)`` (the same at every step).
+
+    Per-element weights and targets, a quartic term (so the Hessian changes
+    with the params) and a coupling of all elements (so it is not diagonal).
+    """
+    rng = np.random.default_rng(1000 + seed)
+    weights = {k: jnp.asarray(rng.uniform(0.5, 2.0, size=s)) for k, s in MIXED_SHAPES.items()}
+    targets = {k: jnp.asarray(rng.normal(size=s)) for k, s in MIXED_SHAPES.items()}
+
+    def loss(p, step=0):
+        total = jnp.zeros([], jnp.float64)
+        coupling = jnp.zeros([], jnp.float64)
+        for k in MIXED_SHAPES:
+            d = p[k] - targets[k]
+            total = total + jnp.sum(weights[k] * d**2 + 0.1 * d**4 + 0.2 * jnp.cos(p[k]))
+            coupling = coupling + jnp.sum(d)
+        return total + 0.05 * coupling**2
+
+    return loss
+
+
+def run_on_loss(tx, params: dict, loss: Callable, steps: int, keywords: Sequence[str] = ("value",)):
+    """Params after each step of ``tx`` minimising ``loss(params, step)``, in float64.
+
+    Each step takes ``value, grads = jax.value_and_grad(loss)(params, step)`` at the
+    current params and passes the extra ``keywords`` ``update`` needs: ``value``
+    (Polyak, MoMo), ``obj_fn`` (Sophia's Hessian estimate), ``grad_fn(p, i)``
+    (SAM's opaque mode).
+    """
     assert jax.config.jax_enable_x64, "reference tests run under the x64 fixture"
     p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
     state = tx.init(p)
-    update = jax.jit(tx.update)
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
+
+    @jax.jit
+    def one(p, state, step):
+        value, grads = jax.value_and_grad(loss)(p, step)
+        given = {
+            "value": value,
+            "obj_fn": lambda q: loss(q, step),
+            "grad_fn": lambda q, i: jax.grad(loss)(q, step),
+        }
+        u, state = tx.update(grads, state, p, **{k: given[k] for k in keywords})
+        return gradtx.apply_updates(p, u), state
+
     out = []
     for step in range(steps):
-        value, grads = value_and_grad(p, step)
-        u, state = update(grads, state, p, value=value)
-        p = gradtx.apply_updates(p, u)
+        p, state = one(p, state, step)
         out.append({k: np.asarray(v) for k, v in p.items()})
     return out
 
 
-def assert_matches_optax_on_loss(ours, theirs, seed: int, *, shapes=MIXED_SHAPES,
+def assert_matches_optax_on_loss(ours, theirs, seed: int, *, keywords: Sequence[str] = ("value",),
+                                 loss: Callable | None = None, shapes=MIXED_SHAPES,
                                  steps: int = 25, rtol: float = 1e-10):  # fmt: skip
-    """As ``assert_matches_optax``, for transforms whose update needs the loss
-    ``value``: both follow their own trajectory on ``make_loss(seed)``."""
-    params, _ = make_problem(seed, 0, shapes)
-    loss = make_loss(seed, shapes)
-    with jax.numpy_dtype_promotion("standard"):
-        ref = run_gradtx_on_loss(theirs, params, loss, steps)
-    assert_trajectories_close(run_gradtx_on_loss(ours, params, loss, steps), ref, rtol=rtol)
+    """``ours`` and the optax ``theirs`` minimising ``loss`` (default ``make_loss(seed)``)
+    from the same params agree after every step, each given the ``keywords``."""
+    params, _ = make_problem(seed, 1, shapes)
+    loss = make_loss(seed, shapes) if loss is None else loss
+    with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+        ref = run_on_loss(theirs, params, loss, steps, keywords)
+    assert_trajectories_close(run_on_loss(ours, params, loss, steps, keywords), ref, rtol=rtol)

@@ -55,7 +55,10 @@ def test_the_base_keeps_its_own_count_and_hyperparameters():
         _, state = opt.update({"w": np.ones(3, np.float32)}, state, params)
     hyper = gradtx.get_hyperparams(state)
     assert {"weight_decay", "eps", "s_init", "adam/eps", "learning_rate"} <= set(hyper)
-    assert int(state.count) == 2 and int(state.inner_state.inner_state["adam"].count) == 2
+    # One step count, the base's: Mechanic itself only marks that x_0 is set.
+    assert "count" not in state._fields and bool(state.inner_state.started)
+    assert int(state.inner_state.inner_state["adam"].count) == 2
+    assert int(optax.tree_utils.tree_get(state, "count")) == 2
 
 
 def test_x0_is_the_params_of_the_first_update(x64):

@@ -75,7 +75,7 @@ def _step_sizes(opt, seed, lr):
         updates, state = update(grads, state, p, value=value)
         inner = state.inner_state[0]
         ratios.append(float(-updates["w"][0, 0] / inner.mu["w"][0, 0]) / lr)
-        bounds.append(inner.lower_bound)
+        bounds.append(inner.estimated_lower_bound)
         p = gradtx.apply_updates(p, updates)
     return np.asarray(ratios), bounds
 

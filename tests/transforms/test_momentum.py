@@ -106,3 +106,16 @@ def test_add_momentum_initial_value(x64, ema):
         state = gradtx.add_momentum(d, ema=ema, initial_value=none).init(jnp.ones(2))
         np.testing.assert_array_equal(state.inner_state.mu, [0.0, 0.0])
         assert "initial_value" not in gradtx.get_hyperparams(state)
+
+
+def test_ema_nesterov_is_the_ema_look_ahead(x64):
+    """add_momentum(ema=True, nesterov=True) returns decay·m_t + (1 - decay)·u_t."""
+    rng = np.random.default_rng(5)
+    tx = gradtx.add_momentum(0.8, ema=True, nesterov=True)
+    state = tx.init(jnp.zeros(3))
+    m = np.zeros(3)
+    for _ in range(4):
+        u = rng.normal(size=3)
+        out, state = tx.update(jnp.asarray(u), state)
+        m = 0.8 * m + 0.2 * u
+        np.testing.assert_allclose(out, 0.8 * m + 0.2 * u, rtol=1e-14)

@@ -60,15 +60,15 @@ def test_adaptive_lower_bound_moves_and_stays_above_the_floor(x64, name):
     tx = getattr(gradtx, name)(learning_rate=1.0, lower_bound=-1.0, adapt_lower_bound=True)
     x = jnp.array([1.0, 2.0])
     state = tx.init(x)
-    bounds = [float(state.inner_state.lower_bound)]
+    bounds = [float(state.inner_state.estimated_lower_bound)]
     for _ in range(10):
         value, g = jax.value_and_grad(_loss)(x)
         u, state = tx.update(g, state, x, value=value)
         x = x - u
-        bounds.append(float(state.inner_state.lower_bound))
+        bounds.append(float(state.inner_state.estimated_lower_bound))
     assert len(set(bounds)) > 2 and min(bounds) >= -1.0
     fixed = getattr(gradtx, name)()
-    assert fixed.init(x).inner_state.lower_bound is None  # no estimate without adapt
+    assert fixed.init(x).inner_state.estimated_lower_bound is None  # no estimate without adapt
 
 
 @pytest.mark.parametrize("name", ["scale_by_momo", "scale_by_momo_adam"])

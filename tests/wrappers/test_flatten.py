@@ -36,6 +36,11 @@ OPTIONS = {
         dict(max_iter=5, history_size=3),
         dict(max_iter=5, history_size=3, line_search_fn="strong_wolfe"),
     ],
+    # The trust ratio is per leaf (the registry's LARS refuses, tested below); masked
+    # off, LARS is elementwise.
+    "lars": [dict(learning_rate=0.1, weight_decay=0.01, trust_ratio_mask=False, nesterov=True)],
+    # Transparent mode: normalize()'s global norm sums the same terms over flat buffers.
+    "sam": [dict(optimizer=None, adv_optimizer=None, sync_period=3)],
 }
 # Optimizers whose every step needs the leaves' shapes (a norm per leaf, a noise
 # draw per leaf; ``per_leaf`` in tests/registry.py) refuse to run inside flatten
@@ -51,9 +56,9 @@ FIRST_CASE = {c.name: c for c in reversed(REGISTRY)}
 def _optimizers():
     cases = []
     for name in OPTIMIZER_NAMES:
-        if name in PER_LEAF:
-            continue
         for kw in OPTIONS.get(name, [None]):
+            if kw is None and name in PER_LEAF:
+                continue  # test_per_leaf_transform_refuses_to_run_flat
             label = "registry" if kw is None else "-".join(kw) or "defaults"
             cases.append(pytest.param(name, kw, id=f"{name}-{label}"))
     return cases
@@ -65,6 +70,9 @@ def _build(name, kw):
     kw = dict(kw)
     if name == "lookahead":
         kw["inner"] = gradtx.adam(0.01)
+    if name == "sam":
+        kw["optimizer"] = gradtx.adam(0.01)
+        kw["adv_optimizer"] = gradtx.chain(gradtx.normalize(), gradtx.scale(-0.05))
     return getattr(gradtx, name)(**kw)
 
 
@@ -209,18 +217,19 @@ def test_inside_a_chain_gets_the_frozen_gradient(x64):
 
 
 @pytest.mark.parametrize(
-    "make,who",
+    "make,who,name",
     [
-        (lambda: gradtx.ranger(), "centralize"),
-        (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd"),
+        (lambda: gradtx.ranger(), "centralize", None),
+        (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd", None),
     ]
-    + [pytest.param(lambda name=name: _build(name, None), "", id=name) for name in PER_LEAF],
+    + [pytest.param(lambda name=name: _build(name, None), "", name, id=name) for name in PER_LEAF],
 )
-def test_per_leaf_transform_refuses_to_run_flat(make, who):
+def test_per_leaf_transform_refuses_to_run_flat(make, who, name):
     params, _ = _problem({k: jnp.float32 for k in SHAPES})
     tx = gradtx.flatten(make())
+    update = tx.update if name is None else FIRST_CASE[name].update(tx)  # Sophia's obj_fn, ...
     with pytest.raises(ValueError, match=f"{who}.* works per leaf"):
-        tx.update(params, tx.init(params), params)
+        update(params, tx.init(params), params)
 
 
 def test_big_leaves_keep_their_own_buffer(x64):

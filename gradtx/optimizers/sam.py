@@ -1,0 +1,177 @@
+"""SAM: sharpness-aware minimisation around any pair of optimizers."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, apply_updates
+from gradtx._factory import Anything, Flag, Int, Transform, current_call
+from gradtx._registry import optimizer
+
+
+class SamState(NamedTuple):
+    """``steps_since_sync``: calls since the last outer step (0..k-1);
+    ``opt_state``, ``adv_state``: the outer and adversarial optimizers' states;
+    ``cache``: the outer params θ between outer steps (``None`` in opaque mode)."""
+
+    steps_since_sync: jax.Array
+    opt_state: Any
+    adv_state: Any
+    cache: Any
+
+
+def _pick(cond: jax.Array, if_true: Any, if_false: Any) -> Any:
+    return jax.tree.map(lambda a, b: jnp.where(cond, a, b), if_true, if_false)
+
+
+def _negated(tree: Any) -> Any:
+    return jax.tree.map(jnp.negative, tree)
+
+
+def _transparent(optimizer, adversary, sync_period, reset_state, call):
+    def init(params):
+        return SamState(
+            jnp.zeros([], jnp.int32),
+            optimizer.init(params),
+            adversary.init(params),
+            jax.tree.map(jnp.array, params),  # θ_0, in the params' dtype and sharding
+        )
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError(f"{call}: update needs params (the adversarial point, to undo it)")
+        first = state.steps_since_sync == 0
+        last = state.steps_since_sync == sync_period - 1
+        ascent, adv_state = adversary.update(updates, state.adv_state, params)
+        ascent = _negated(ascent)
+        step, opt_state = optimizer.update(updates, state.opt_state, state.cache)
+
+        def back_to_cache(c, p, u):
+            # θ + u - p: undo the adversarial moves and take the outer step from θ.
+            wide = _tree.compute_dtype(c.dtype, p.dtype, u.dtype)
+            return ((c.astype(wide) - p.astype(wide)) + u.astype(wide)).astype(u.dtype)
+
+        outer = jax.tree.map(back_to_cache, state.cache, params, step)
+        if reset_state:
+            adv_state = _pick(last, adversary.init(params), adv_state)
+        else:
+            adv_state = _pick(last, state.adv_state, adv_state)
+        new = SamState(
+            ((state.steps_since_sync + 1) % sync_period).astype(jnp.int32),
+            _pick(last, opt_state, state.opt_state),
+            adv_state,
+            _pick(first, params, state.cache),
+        )
+        return _pick(last, outer, ascent), new
+
+    return GradientTransformation(init, update)
+
+
+def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, call):
+    def init(params):
+        return SamState(
+            jnp.zeros([], jnp.int32), optimizer.init(params), adversary.init(params), None
+        )
+
+    def update(updates, state, params=None, **extra):
+        _tree.check_per_leaf(call, "opaque_mode=True (grad_fn takes the params)")
+        grad_fn = extra.get("grad_fn")
+        if params is None or grad_fn is None:
+            raise TypeError(
+                f"{call}(opaque_mode=True).update: needs the params and the gradient as a "
+                "function of them, update(grads, state, params, grad_fn=lambda p, i: ...)"
+            )
+        adv_params, grads, adv_state = params, updates, state.adv_state
+        for i in range(sync_period - 1):
+            ascent, adv_state = adversary.update(grads, adv_state, adv_params)
+            adv_params = apply_updates(adv_params, _negated(ascent))
+            grads = grad_fn(adv_params, i)
+            if batch_axis_name is not None:
+                grads = jax.lax.pmean(grads, axis_name=batch_axis_name)
+        if reset_state:
+            adv_state = adversary.init(params)
+        out, opt_state = optimizer.update(grads, state.opt_state, params)
+        return out, SamState(jnp.zeros([], jnp.int32), opt_state, adv_state, None)
+
+    return GradientTransformation(init, update)
+
+
+@optimizer(
+    references="`optax.contrib.sam` (transparent and opaque modes, `reset_state`)",
+    counted=False, optimizer=Transform(), adv_optimizer=Transform(), sync_period=Int(1),
+    reset_state=Flag(), opaque_mode=Flag(), batch_axis_name=Anything(),
+)  # fmt: skip
+def sam(
+    optimizer: optax.GradientTransformation,
+    adv_optimizer: optax.GradientTransformation,
+    sync_period: int = 2,
+    reset_state: bool = True,
+    opaque_mode: bool = False,
+    batch_axis_name: str | None = None,
+) -> GradientTransformation:
+    """SAM (Foret et al.) around any outer and adversarial optimizer, as ``optax.contrib.sam``.
+
+    Every ``sync_period`` steps make one cycle: ``sync_period - 1``
+    adversarial steps ``θ̃ ← θ̃ - adv(g(θ̃))`` from the outer params ``θ``
+    (with ``adv = chain(normalize(), scale(-ρ))`` that is ``θ̃ = θ + ρ g/‖g‖``),
+    then the outer step ``θ ← θ + optimizer(g(θ̃))`` taken from ``θ``.
+
+    Transparent mode (default): each call is one of those steps.  The
+    params you hold are ``θ̃`` during the adversarial steps and ``θ`` after
+    the last step of each cycle; take the gradient at the params you hold.
+    Opaque mode: each call is a whole cycle, ``update(grads, state, params,
+    grad_fn=lambda p, i: ...)`` with ``grad_fn(θ̃, i)`` the gradient at the
+    ``i``-th adversarial point (``i`` a Python int; the given ``grads`` are
+    at ``θ``); the params only ever hold ``θ``, so state outside the
+    optimizer (batch-norm statistics) sees no adversarial point.
+
+    The adversarial optimizer's state is reset after each cycle
+    (``reset_state``).  The inner optimizers keep their own hyperparameters
+    and step counts (``get_hyperparams`` shows them) and receive no extra
+    keywords.
+
+    Chain: ``optimizer`` evaluated at the adversarial points of
+    ``adv_optimizer``, every ``sync_period``-th step (a wrapper).
+
+    Differences: optax's signature and defaults.  optax blends states with
+    ``c·a + (1-c)·b``, which turns a non-finite value in the discarded one
+    into NaN; here the choice is a select.  In opaque mode ``grad_fn`` takes
+    the params' tree, so it refuses to run inside ``gradtx.flatten``.
+
+    Args:
+      optimizer: the outer optimizer (gradtx or optax).
+      adv_optimizer: the adversarial one; its negated update is applied
+        (``chain(normalize(), scale(-rho))``, or ``sgd(rho)`` after ``normalize()``).
+      sync_period: steps per cycle k ≥ 1 (static): k - 1 adversarial, 1 outer.
+      reset_state: re-initialise the adversarial state after each cycle.
+      opaque_mode: run a whole cycle per call, with ``grad_fn``.
+      batch_axis_name: in opaque mode under ``pmap``/``shard_map``, average the
+        adversarial gradients over this axis (``jax.lax.pmean``).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.sam(gradtx.sgd(0.1), gradtx.chain(gradtx.normalize(), gradtx.scale(-0.05)))
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)
+      >>> f = lambda p: jnp.sum(p["w"] ** 2)
+      >>> for _ in range(2):  # an adversarial step, then the outer step
+      ...     updates, state = opt.update(jax.grad(f)(params), state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+
+    References:
+      Foret, Kleiner, Mobahi & Neyshabur, "Sharpness-Aware Minimization for
+      Efficiently Improving Generalization", ICLR 2021 (arXiv:2010.01412).
+    """
+    call = current_call("gradtx.sam")
+    if batch_axis_name is not None and not isinstance(batch_axis_name, str):
+        raise TypeError(
+            f"{call}(batch_axis_name={batch_axis_name!r}): batch_axis_name must be a str or None"
+        )
+    if opaque_mode:
+        return _opaque(optimizer, adv_optimizer, sync_period, reset_state, batch_axis_name, call)
+    return _transparent(optimizer, adv_optimizer, sync_period, reset_state, call)

@@ -1,0 +1,54 @@
+"""SM3: a memory-efficient Adagrad with per-axis accumulators."""
+
+from __future__ import annotations
+
+from gradtx._base import GradientTransformation, chain
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE
+from gradtx._registry import optimizer
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.sm3 import scale_by_sm3
+
+
+@optimizer(references="`optax.sm3`", learning_rate=NON_NEGATIVE, momentum=DECAY_RATE)
+def sm3(learning_rate: float, momentum: float = 0.9) -> GradientTransformation:
+    """SM3 (Anil et al.), as ``optax.sm3``: SM3-II's step, averaged, times the learning rate.
+
+    For a leaf with axes ``1..k`` (``μ`` one accumulator per row, column,
+    ..., all 0 at first; ``t`` from 1)::
+
+      ν_t = min over the axes of μ_{t-1} + g_t²,   μ_t = max of ν_t along each axis
+      m_t = μ m_{t-1} + (1 - μ) g_t / sqrt(ν_t + 1e-8)     (0 where ν_t = 0)
+      θ_t = θ_{t-1} - η m_t
+
+    A leaf with one axis (or none) accumulates per element, as Adagrad.
+
+    Chain: ``scale_by_sm3 → add_momentum(momentum, ema=True) →
+    scale_by_learning_rate``.
+
+    Differences: optax's signature (``learning_rate`` required and a number,
+    not a schedule; eps fixed at 1e-8).  The momentum is an EMA of the
+    preconditioned gradient (optax's; the paper's SM3 has none).  optax
+    fails on a scalar leaf; here it is one accumulator.  SM3 needs each
+    leaf's axes, so ``sm3`` cannot run inside ``gradtx.flatten``.
+
+    Args:
+      learning_rate: η ≥ 0 (a number).
+      momentum: the EMA rate μ in [0, 1).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.sm3(0.1)
+      >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+      >>> state = opt.init(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(params)
+      >>> updates, state = opt.update(grads, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
+    References:
+      Anil, Gupta, Koren & Singer, "Memory-Efficient Adaptive Optimization",
+      NeurIPS 2019 (arXiv:1901.11150).
+    """
+    return chain(
+        scale_by_sm3(), add_momentum(momentum, ema=True), scale_by_learning_rate(learning_rate)
+    )

@@ -1,0 +1,193 @@
+"""Diagonal Hessian estimates and preconditioning by them (Sophia)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import (
+    DECAY_RATE,
+    NON_NEGATIVE,
+    Anything,
+    DType,
+    Hyper,
+    Transform,
+    current_call,
+    factory,
+)
+
+# Keywords the gradtx core passes between members; the rest are the caller's.
+_INTERNAL = ("count", "grads")
+
+
+class HutchinsonState(NamedTuple):
+    """``key``: the PRNG key of the next probe."""
+
+    key: jax.Array
+
+
+@factory(random_seed=Anything())
+def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> GradientTransformation:
+    """Estimate ``diag(∇²f(θ))`` by Hutchinson's method, from ``obj_fn`` given to ``update``.
+
+    ``update(updates, state, params, obj_fn=f)`` draws a Rademacher vector
+    ``r`` (±1 entries) and returns ``r ⊙ (∇²f(θ) r)``, an unbiased estimate
+    of the Hessian's diagonal, computed as a Jacobian-vector product of
+    ``jax.grad(f)`` (no Hessian is formed).  Its input is ignored.  ``f``
+    takes the params alone and returns the scalar loss, e.g.
+    ``obj_fn=lambda p: loss(p, batch)``.
+
+    The draws equal ``optax.contrib.hutchinson_estimator_diag_hessian``'s for
+    the same key: each call splits the key, then one key per leaf in tree
+    order, float32 signs cast to each leaf's dtype.  It needs the params'
+    own tree (``f`` is called on it), so it refuses to run inside
+    ``gradtx.flatten``.
+
+    Args:
+      random_seed: a JAX PRNG key (``jax.random.PRNGKey(0)`` if ``None``).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> f = lambda w: jnp.sum(jnp.array([1.0, 2.0, 3.0]) * w ** 2)  # diag = 2, 4, 6
+      >>> tx = gradtx.hutchinson_hessian_diagonal()
+      >>> w = jnp.ones(3)
+      >>> tx.update(w, tx.init(w), w, obj_fn=f)[0]  # exact for a diagonal Hessian
+      Array([2., 4., 6.], dtype=float32)
+
+    References:
+      Hutchinson, "A stochastic estimator of the trace of the influence matrix
+      for Laplacian smoothing splines", 1989; Liu et al., "Sophia", 2023.
+    """
+    call = current_call("gradtx.hutchinson_hessian_diagonal")
+    if random_seed is not None and not isinstance(random_seed, jax.Array):
+        raise TypeError(
+            f"{call}(random_seed={random_seed!r}): random_seed must be a JAX PRNG key "
+            "(jax.random.PRNGKey(seed)) or None"
+        )
+
+    def init(params):
+        key = jax.random.PRNGKey(0) if random_seed is None else random_seed
+        return HutchinsonState(jnp.array(key))
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.hutchinson_hessian_diagonal")
+        _tree.check_per_leaf(call, "gradtx.hutchinson_hessian_diagonal")
+        obj_fn = extra.get("obj_fn")
+        if params is None or obj_fn is None:
+            raise TypeError(
+                f"{call}.update: needs the params and the loss as a function of them, "
+                "update(grads, state, params, obj_fn=lambda p: loss(p, batch))"
+            )
+        key, probe = jax.random.split(state.key)
+        leaves, treedef = jax.tree.flatten(params)
+        keys = jax.random.split(probe, len(leaves))
+        signs = [
+            jax.random.rademacher(
+                k, x.shape, jnp.float32, out_sharding=jax.typeof(x).sharding
+            ).astype(x.dtype)
+            for k, x in zip(keys, leaves)
+        ]
+        signs = treedef.unflatten(signs)
+        hvp = jax.jvp(jax.grad(obj_fn), (params,), (signs,))[1]
+        return jax.tree.map(jnp.multiply, hvp, signs), HutchinsonState(key)
+
+    return GradientTransformation(init, update)
+
+
+HUTCHINSON = hutchinson_hessian_diagonal()
+"""The default estimator of ``scale_by_hessian_diagonal`` and ``sophia`` (key 0)."""
+
+
+class ScaleByHessianDiagonalState(NamedTuple):
+    """``hessian``: ``h``, an EMA of the estimates of ``diag(∇²f)``;
+    ``estimator_state``: the estimator's own state."""
+
+    hessian: Any
+    estimator_state: Any
+
+
+@factory(counted=True, b2=DECAY_RATE, gamma=NON_NEGATIVE, eps=NON_NEGATIVE,
+         update_interval=Hyper(low=1.0, integer=True), hessian_diagonal_fn=Transform(),
+         dtype=DType())  # fmt: skip
+def scale_by_hessian_diagonal(
+    b2: float = 0.99,
+    gamma: float = 0.01,
+    eps: float = 1e-8,
+    update_interval: int = 10,
+    hessian_diagonal_fn: optax.GradientTransformation = HUTCHINSON,
+    *,
+    dtype: Any = None,
+) -> GradientTransformation:
+    """Divide by ``max(γ h, eps)``, ``h`` an EMA of diagonal Hessian estimates (Sophia).
+
+    With ``k`` the 0-based step::
+
+      out_k = u_k / max(gamma · h_k, eps)
+      h_{k+1} = b2 h_k + (1 - b2) ĥ_k   if k % update_interval == 0, else h_k
+
+    where ``ĥ_k`` is ``hessian_diagonal_fn``'s estimate at the current params
+    (``h_0 = 0``): the step uses the estimate from before this one, and the
+    estimator runs (and advances its state) only on refresh steps, as in
+    ``optax.contrib.scale_by_sophia``.  Follow it with ``clip`` for Sophia's
+    element-wise clipping.
+
+    The estimator is called as ``hessian_diagonal_fn.update(g, its_state,
+    params, **kw)`` with ``g`` the gradient and ``kw`` the keywords given to
+    this ``update`` (e.g. ``obj_fn`` for the default Hutchinson estimator).
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+
+    Args:
+      b2: the EMA rate of ``h``, in [0, 1); the effective rate per step is
+        ``1 - (1 - b2) / update_interval``.
+      gamma: γ, scales ``h``.
+      eps: floor of the denominator.
+      update_interval: steps between estimates (an integer ≥ 1).
+      hessian_diagonal_fn: a transform returning a diagonal Hessian estimate
+        (default: ``hutchinson_hessian_diagonal()``, key 0).
+      dtype: storage dtype of ``h`` (``None``: the params' dtype).
+
+    References:
+      Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order
+      Optimizer for Language Model Pre-training", ICLR 2024 (arXiv:2305.14342).
+    """
+    estimator = hessian_diagonal_fn
+
+    def init(params):
+        return ScaleByHessianDiagonalState(_tree.zeros_like(params, dtype), estimator.init(params))
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.scale_by_hessian_diagonal")
+        if params is None:
+            raise ValueError(f"{call}: update needs params (the Hessian is estimated there)")
+        count = step_count(extra, call)
+
+        def scale(u, h):
+            wide = _tree.compute_dtype(u.dtype, h.dtype)
+            h = jnp.real(h.astype(wide))
+            floor = jnp.maximum(_tree.scalar_like(gamma, h) * h, _tree.scalar_like(eps, h))
+            return _tree.div0(u.astype(wide), floor.astype(wide)).astype(u.dtype)
+
+        out = jax.tree.map(scale, updates, state.hessian)
+        grads = gradient(updates, extra)
+        given = {k: v for k, v in extra.items() if k not in _INTERNAL}
+
+        def refresh(estimator_state, hessian):
+            estimate, estimator_state = estimator.update(grads, estimator_state, params, **given)
+            return estimator_state, _tree.ema(b2, hessian, estimate)
+
+        period = jnp.asarray(update_interval).astype(count.dtype)
+        estimator_state, hessian = jax.lax.cond(
+            count % period == 0,
+            refresh,
+            lambda e, h: (e, h),
+            state.estimator_state,
+            state.hessian,
+        )
+        return out, ScaleByHessianDiagonalState(hessian, estimator_state)
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,177 @@
+"""Denominators from the previous step's statistics (ADOPT, ACProp).
+
+Adam divides ``g_t`` by a second moment that already contains ``g_t``; these
+divide by the estimate from the steps before, so the current gradient and its
+scale are independent (the "asynchronous" update of ACProp, the reordering of
+ADOPT).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, current_call, factory
+
+
+class ScaleByLaggedRmsState(NamedTuple):
+    """``nu``: ``v_t = decay · v_{t-1} + (1 - decay) · |g_t|²``, with ``v_1 = |g_1|²``."""
+
+    nu: Any
+
+
+@factory(counted=True, decay=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
+def scale_by_lagged_rms(
+    decay: float = 0.9999, eps: float = 1e-6, *, dtype: Any = None
+) -> GradientTransformation:
+    """Divide by the root of the previous step's second moment, floored at ``eps`` (ADOPT).
+
+    With ``t`` from 1::
+
+      v_1 = |g_1|²,   v_t = decay · v_{t-1} + (1 - decay) · |g_t|²
+      out_1 = 0,      out_t = u_t / max(sqrt(v_{t-1}), eps)
+
+    The first gradient only initialises ``v``; the step starts at ``t = 2``,
+    as in ADOPT (Taniguchi et al., Algorithm 1).  ``optax.contrib.scale_by_adopt``
+    computes ``g_1 / eps`` there and discards it (its clip bound and its
+    momentum weight are 0 at the first step): the same numbers.  No bias
+    correction (``v_1`` is not biased).  Follow it with ``clip`` and
+    ``add_momentum(b1, ema=True)`` for ADOPT's whole step.
+
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+    Statistics are computed in at least float32 and stored in ``dtype``.
+
+    Args:
+      decay: b2 in [0, 1).
+      eps: floor of the root (not added to it).
+      dtype: storage dtype of ``v`` (``None``: the params' dtype; float32
+        for float16 params).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_lagged_rms(0.5)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([2.0, -4.0]), state)  # v_1 = g²; out_1 = 0
+      >>> tx.update(jnp.array([1.0, 1.0]), state)[0]  # g_2 / |g_1|
+      Array([0.5 , 0.25], dtype=float32)
+
+    References:
+      Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any β2 with the
+      Optimal Rate", NeurIPS 2024 (arXiv:2411.02853).
+    """
+
+    def init(params):
+        return ScaleByLaggedRmsState(_tree.squares_like(params, 0.0, dtype))
+
+    def update(updates, state, params=None, **extra):
+        first = step_count(extra, current_call("gradtx.scale_by_lagged_rms")) == 0
+
+        def second_moment(v, g):
+            sq = _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype)))
+            return jnp.where(first, sq.astype(v.dtype), _tree.ema(decay, v, sq))
+
+        def scale(u, v):
+            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            root = jnp.sqrt(jnp.real(v.astype(wide)))
+            denom = jnp.maximum(root, _tree.scalar_like(eps, root)).astype(wide)
+            step = _tree.div0(u.astype(wide), denom)
+            return jnp.where(first, jnp.zeros([], wide), step).astype(u.dtype)
+
+        out = jax.tree.map(scale, updates, state.nu)
+        nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
+        return out, ScaleByLaggedRmsState(nu)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByLaggedBeliefState(NamedTuple):
+    """``mu``: the prediction ``m_t``, an EMA of g; ``nu``: the belief
+    ``s_t``, an EMA of the squared prediction error ``|g_t - m_{t-1}|²`` plus ``eps_root``."""
+
+    mu: Any
+    nu: Any
+
+
+@factory(counted=True, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE,
+         dtype=DType())  # fmt: skip
+def scale_by_lagged_belief(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    dtype: Any = None,
+) -> GradientTransformation:
+    """Divide by the root of the previous step's bias-corrected belief (ACProp).
+
+    With ``t`` from 1 (``m_0 = s_0 = 0``)::
+
+      m_t = b1 m_{t-1} + (1 - b1) g_t
+      s_t = b2 s_{t-1} + (1 - b2) |g_t - m_{t-1}|² + eps_root
+      ŝ_{t-1} = s_{t-1} / (1 - b2^{t-1}),   ŝ_0 = 1
+      out_t = u_t / (sqrt(ŝ_{t-1}) + eps)
+
+    AdaBelief's second moment of the prediction error, used one step late
+    (ACProp's asynchronous update), as ``optax.contrib.scale_by_acprop``:
+    the error is taken against the prediction before this step's gradient
+    entered it, ``eps_root`` is added to the stored ``s`` at every step, and
+    the first step divides by ``1 + eps``.  ``m`` is only the prediction: the
+    numerator is the input itself (ACProp has no momentum in it).
+
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+    Statistics are computed in at least float32 and stored in ``dtype``.
+
+    Args:
+      b1: decay of the prediction ``m``, in [0, 1).
+      b2: decay of the belief ``s``, in [0, 1).
+      eps: added to the root.
+      eps_root: added to ``s`` at every step.
+      dtype: storage dtype of ``m`` and ``s`` (``None``: the params' dtype;
+        ``s`` in float32 for float16 params).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_lagged_belief(eps=0.0, eps_root=0.0)
+      >>> tx.update(jnp.array([2.0, -3.0]), tx.init(jnp.zeros(2)))[0]  # ŝ_0 = 1
+      Array([ 2., -3.], dtype=float32)
+
+    References:
+      Zhuang et al., "Momentum Centering and Asynchronous Update for Adaptive
+      Gradient Methods", NeurIPS 2021 (arXiv:2110.05454).
+    """
+
+    def init(params):
+        return ScaleByLaggedBeliefState(
+            _tree.zeros_like(params, dtype), _tree.squares_like(params, 0.0, dtype)
+        )
+
+    def update(updates, state, params=None, **extra):
+        count = step_count(extra, current_call("gradtx.scale_by_lagged_belief"))
+        first = count == 0
+        # s_{t-1} is corrected with 1 - b2^{t-1}; the first step has none (1 instead).
+        correction = _tree.bias_correction(b2, jnp.maximum(count, 1))
+        grads = gradient(updates, extra)
+
+        def belief(s, g, m):
+            wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
+            error = g.astype(wide) - m.astype(wide)
+            new = _tree.ema(b2, s.astype(wide), _tree.abs_sq(error))
+            return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
+
+        def scale(u, s):
+            wide = _tree.compute_dtype(u.dtype, s.dtype)
+            s_hat = jnp.real(s.astype(wide)) / correction.astype(_tree.real_dtype(wide))
+            s_hat = jnp.where(first, jnp.ones([], s_hat.dtype), s_hat)
+            denom = (jnp.sqrt(s_hat) + _tree.scalar_like(eps, s_hat)).astype(wide)
+            return _tree.div0(u.astype(wide), denom).astype(u.dtype)
+
+        out = jax.tree.map(scale, updates, state.nu)
+        nu = jax.tree.map(belief, state.nu, grads, state.mu)
+        mu = _tree.ema(b1, state.mu, grads)
+        return out, ScaleByLaggedBeliefState(mu, nu)
+
+    return GradientTransformation(init, update)

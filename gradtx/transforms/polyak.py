@@ -1,0 +1,94 @@
+"""Polyak's step size, from the loss value passed to ``update``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _tree
+from gradtx._base import EmptyState, GradientTransformation
+from gradtx._factory import NON_NEGATIVE, Choice, Hyper, current_call, factory
+
+# optax's threshold under which the squared norm counts as 0 (float64's epsilon).
+TINY = float(np.finfo(np.float64).eps)
+
+
+def _sum_of_squares(tree, dtype):
+    """``Σ |x|²`` over every element of every leaf, each leaf's sum cast to ``dtype``."""
+    total = jnp.zeros([], dtype)
+    for leaf in jax.tree.leaves(tree):
+        total = total + jnp.sum(jnp.real(_tree.abs_sq(leaf))).astype(dtype)
+    return total
+
+
+@factory(f_min=Hyper(), max_learning_rate=NON_NEGATIVE, eps=NON_NEGATIVE,
+         variant=Choice("sps", "sps+"))  # fmt: skip
+def scale_by_polyak(
+    f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0, variant: str = "sps"
+) -> GradientTransformation:
+    """Multiply the updates by Polyak's step size, from the loss ``value``.
+
+    ``update(updates, state, params, value=f(θ))``::
+
+      γ = min((f(θ) - f_min) / (‖u‖² + eps), max_learning_rate)
+      out = γ · u,   with γ = 0 where ‖u‖² + eps ≤ 2.2e-16 (or both overflow to ∞)
+
+    ``‖u‖²`` is the squared norm of the whole input tree (all leaves).
+    ``variant="sps+"`` uses ``max(f(θ) - f_min, 0)`` (Garrigos et al.).  The
+    norm is the input's, as in ``optax.scale_by_polyak``: placed after
+    ``scale_by_learning_rate(s)`` (as ``gradtx.polyak_sgd`` does) it is
+    ``s²‖g‖²``.  The step is computed in the hyperparameters' precision (at
+    least float32, whatever the leaves' dtype); the threshold is float64's
+    machine epsilon, as optax's.  Where the loss and ``‖u‖²`` are both
+    infinite (an overflowing gradient), optax's ``∞/∞`` gives NaN; here no step.
+
+    Args:
+      f_min: a lower bound on the loss (its minimum where the model
+        interpolates the data: 0).
+      max_learning_rate: the cap on γ.
+      eps: added to the squared norm.
+      variant: ``"sps"`` or ``"sps+"`` (the non-negative part of the gap).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> f = lambda w: jnp.sum(w ** 2)
+      >>> w = jnp.array([1.0, 2.0])
+      >>> tx = gradtx.scale_by_polyak()
+      >>> value, g = jax.value_and_grad(f)(w)  # 5, [2, 4]
+      >>> tx.update(g, tx.init(w), w, value=value)[0]  # γ = 5 / 20
+      Array([0.5, 1. ], dtype=float32)
+
+    References:
+      Loizou, Vaswani, Laradji & Lacoste-Julien, "Stochastic Polyak Step-size
+      for SGD", AISTATS 2021 (arXiv:2002.10542); Garrigos, Gower & Schaipp,
+      "Function Value Learning", 2023 (arXiv:2307.14528).
+    """
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.scale_by_polyak")
+        value = extra.get("value")
+        if value is None:
+            raise TypeError(
+                f"{call}.update: needs the loss as a keyword, update(grads, state, params, "
+                "value=loss): the step is (value - f_min) / ‖g‖²"
+            )
+        cap = jnp.asarray(max_learning_rate)
+        dtype = _tree.compute_dtype(cap.dtype)
+        sq_norm = _sum_of_squares(updates, dtype)
+        gap = jnp.asarray(value).astype(dtype) - jnp.asarray(f_min).astype(dtype)
+        if variant == "sps+":
+            gap = jnp.maximum(gap, 0)
+        denom = sq_norm + jnp.asarray(eps).astype(dtype)
+        # No step where the norm is ~0, nor where both the loss and the norm overflowed.
+        none = (denom <= TINY) | (jnp.isinf(gap) & jnp.isinf(denom))
+        ratio = gap / jnp.where(none, jnp.ones([], dtype), denom)
+        gamma = jnp.where(none, jnp.zeros([], dtype), jnp.minimum(ratio, cap.astype(dtype)))
+
+        def one(u):
+            wide = _tree.compute_dtype(u.dtype, dtype)
+            return (u.astype(wide) * gamma.astype(wide)).astype(u.dtype)
+
+        return jax.tree.map(one, updates), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)

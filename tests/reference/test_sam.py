@@ -1,0 +1,72 @@
+"""SAM against optax.contrib.sam, step by step in float64.
+
+Both sides minimise the same loss, each taking the gradient at the params it
+holds (the adversarial point during adversarial steps); in opaque mode both get
+``grad_fn``.  The outer optimizer is Adam, the adversary ``normalize`` then a
+step of ``rho`` (gradtx: ``scale(-rho)``; optax: ``sgd(rho)``).
+"""
+
+import numpy as np
+import optax
+import optax.contrib
+import pytest
+
+import gradtx
+from tests.reference.harness import assert_matches_optax_on_loss, mixed_loss
+
+
+def _on_loss(ours, theirs, seed, **kw):
+    """This file's comparisons run on the non-separable ``mixed_loss``, with only the
+    keywords each test names."""
+    kw.setdefault("keywords", ())
+    assert_matches_optax_on_loss(ours, theirs, seed, loss=mixed_loss(seed), **kw)
+
+
+def _h(seed):
+    rng = np.random.default_rng(1760 + seed)
+    return dict(lr=float(rng.uniform(1e-3, 0.05)), rho=float(rng.uniform(0.01, 0.2)))
+
+
+def _pair(h, **kw):
+    ours = gradtx.sam(
+        gradtx.adam(h["lr"]), gradtx.chain(gradtx.normalize(), gradtx.scale(-h["rho"])), **kw
+    )
+    theirs = optax.contrib.sam(
+        optax.adam(h["lr"]), optax.chain(optax.contrib.normalize(), optax.sgd(h["rho"])), **kw
+    )
+    return ours, theirs
+
+
+@pytest.mark.parametrize("sync_period, reset_state", [(2, True), (3, False)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sam_matches_optax(x64, sync_period, reset_state, seed):
+    ours, theirs = _pair(_h(seed), sync_period=sync_period, reset_state=reset_state)
+    _on_loss(ours, theirs, seed)
+
+
+@pytest.mark.parametrize("sync_period", [1, 3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sam_opaque_mode_matches_optax(x64, sync_period, seed):
+    ours, theirs = _pair(_h(seed), sync_period=sync_period, opaque_mode=True)
+    _on_loss(ours, theirs, seed, keywords=("grad_fn",))
+
+
+@pytest.mark.parametrize("opaque_mode", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sam_with_a_stateful_adversary_matches_optax(x64, opaque_mode, seed):
+    """An adversary with momentum: reset_state decides whether it carries over cycles."""
+    h = _h(seed)
+    keywords = ("grad_fn",) if opaque_mode else ()
+    for reset_state in (True, False):
+        kw = dict(sync_period=3, reset_state=reset_state, opaque_mode=opaque_mode)
+        ours = gradtx.sam(
+            gradtx.sgd(h["lr"], momentum=0.9),
+            gradtx.chain(gradtx.normalize(), gradtx.sgd(h["rho"], momentum=0.5)),
+            **kw,
+        )
+        theirs = optax.contrib.sam(
+            optax.sgd(h["lr"], momentum=0.9),
+            optax.chain(optax.contrib.normalize(), optax.sgd(h["rho"], momentum=0.5)),
+            **kw,
+        )
+        _on_loss(ours, theirs, seed, keywords=keywords)

@@ -1,0 +1,91 @@
+"""hutchinson_hessian_diagonal and scale_by_hessian_diagonal (Sophia's preconditioner)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax.contrib
+import pytest
+
+import gradtx
+
+
+def _loss(p):
+    return jnp.sum(p["a"] ** 2 * p["b"][0]) + jnp.sum(jnp.sin(p["b"])) + jnp.sum(p["a"]) ** 2
+
+
+def _params():
+    return {"a": jnp.asarray([[0.5, -1.0], [2.0, 0.3]]), "b": jnp.asarray([1.5, -0.7, 0.2])}
+
+
+def test_hutchinson_draws_equal_optax(x64):
+    key = jax.random.PRNGKey(7)
+    ours, theirs = (
+        gradtx.hutchinson_hessian_diagonal(key),
+        optax.contrib.hutchinson_estimator_diag_hessian(key),
+    )
+    p = _params()
+    s_ours, s_theirs = ours.init(p), theirs.init(p)
+    step_ours = jax.jit(lambda s: ours.update(p, s, p, obj_fn=_loss))
+    with jax.numpy_dtype_promotion("standard"):
+        step_theirs = jax.jit(lambda s: theirs.update(p, s, p, obj_fn=_loss))
+    for _ in range(3):
+        a, s_ours = step_ours(s_ours)
+        with jax.numpy_dtype_promotion("standard"):
+            b, s_theirs = step_theirs(s_theirs)
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14), a, b)
+    np.testing.assert_array_equal(s_ours.key, s_theirs.key)
+
+
+def test_hutchinson_is_exact_for_a_diagonal_hessian_and_unbiased(x64):
+    c = jnp.asarray([1.0, 2.0, 3.0])
+    tx = gradtx.hutchinson_hessian_diagonal()
+    w = jnp.ones(3)
+    est, _ = tx.update(w, tx.init(w), w, obj_fn=lambda w: jnp.sum(c * w**2))
+    np.testing.assert_allclose(est, 2 * c)
+    # Non-diagonal: the mean over probes converges to the diagonal.
+    p = _params()
+    diag = jax.hessian(lambda a: _loss({"a": a, "b": p["b"]}))(p["a"]).reshape(4, 4).diagonal()
+    step = jax.jit(lambda state: tx.update(p, state, p, obj_fn=_loss))
+    state, total = tx.init(p), 0.0
+    for _ in range(400):
+        est, state = step(state)
+        total = total + est["a"]
+    np.testing.assert_allclose(np.ravel(total / 400), diag, atol=0.3)
+
+
+def test_hutchinson_arguments():
+    with pytest.raises(TypeError, match=r"gradtx\.hutchinson_hessian_diagonal\(random_seed=3\)"):
+        gradtx.hutchinson_hessian_diagonal(3)
+    tx = gradtx.hutchinson_hessian_diagonal()
+    with pytest.raises(TypeError, match="needs the params and the loss"):
+        tx.update(jnp.ones(2), tx.init(jnp.ones(2)), jnp.ones(2))
+
+
+def _counting():
+    """A diagonal estimate that counts its calls: ĥ = its call number (1, 2, ...)."""
+
+    def init(params):
+        return jnp.zeros([], jnp.int32)
+
+    def update(updates, state, params=None, **extra):
+        assert extra == {"note": "given"}, extra  # the caller's keywords only
+        n = state + 1
+        return jax.tree.map(lambda u: jnp.full_like(u, n), updates), n
+
+    return gradtx.transform(init, update)
+
+
+def test_refresh_schedule_and_scaling(x64):
+    tx = gradtx.scale_by_hessian_diagonal(b2=0.5, gamma=0.5, eps=0.1, update_interval=3,
+                                          hessian_diagonal_fn=_counting())  # fmt: skip
+    g = jnp.ones(2)
+    state = tx.init(g)
+    h, calls = 0.0, 0
+    for k in range(7):
+        out, state = tx.update(g, state, g, note="given")
+        np.testing.assert_allclose(out, g / max(0.5 * h, 0.1))  # the estimate from before
+        if k % 3 == 0:
+            calls += 1
+            h = 0.5 * h + 0.5 * calls
+    assert int(state.inner_state.estimator_state) == calls == 3
+    np.testing.assert_allclose(state.inner_state.hessian, h)
