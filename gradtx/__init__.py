@@ -42,6 +42,7 @@ from gradtx._factory import (
     hyperparameterized,
 )
 from gradtx._hyperparams import get_hyperparams, set_hyperparams
+from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adam import adam, adamw, amsgrad
 from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
@@ -52,10 +53,12 @@ from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
 from gradtx.optimizers.switching import swats
 from gradtx.transforms.adadelta import ScaleByAdadeltaState, scale_by_adadelta
+from gradtx.transforms.block_rms import clip_by_block_rms, scale_by_param_rms
 from gradtx.transforms.bounds import ScaleByBoundedRmsState, scale_by_bounded_rms
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
+from gradtx.transforms.factored import ScaleByFactoredRmsState, scale_by_factored_rms
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
 from gradtx.transforms.momentum import (
     AddMomentumState,
@@ -117,6 +120,7 @@ __all__ = [
     "ScalarOrSchedule",
     "ScaleByAdadeltaState",
     "ScaleByBoundedRmsState",
+    "ScaleByFactoredRmsState",
     "ScaleByInfinityNormState",
     "ScaleByRmsState",
     "ScaleByRssState",
@@ -131,6 +135,7 @@ __all__ = [
     "accumulate_gradients",
     "adabound",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -147,6 +152,7 @@ __all__ = [
     "centralize",
     "chain",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "decoupled_weight_decay",
     "factory",
@@ -169,8 +175,10 @@ __all__ = [
     "scale",
     "scale_by_adadelta",
     "scale_by_bounded_rms",
+    "scale_by_factored_rms",
     "scale_by_infinity_norm",
     "scale_by_learning_rate",
+    "scale_by_param_rms",
     "scale_by_rms",
     "scale_by_rss",
     "schedules",
