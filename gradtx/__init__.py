@@ -48,6 +48,7 @@ from gradtx.optimizers.adamax import adamax, adamaxw
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.bounded import adabound, amsbound
 from gradtx.optimizers.lookahead import LookaheadState, lookahead, ranger
+from gradtx.optimizers.muon import muon
 from gradtx.optimizers.nadam import nadam
 from gradtx.optimizers.radam import radam
 from gradtx.optimizers.sgd import sgd, sgdw
@@ -60,6 +61,7 @@ from gradtx.transforms.clipping import clip, clip_by_global_norm
 from gradtx.transforms.decay import add_l2, decoupled_weight_decay
 from gradtx.transforms.factored import ScaleByFactoredRmsState, scale_by_factored_rms
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState, scale_by_infinity_norm
+from gradtx.transforms.interpolate import interpolate_gradient
 from gradtx.transforms.momentum import (
     AddMomentumState,
     AddNesterovMomentumState,
@@ -67,6 +69,7 @@ from gradtx.transforms.momentum import (
     add_nesterov_momentum,
     bias_correct,
 )
+from gradtx.transforms.orthogonalize import orthogonalize, scale_by_shape
 from gradtx.transforms.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.transforms.rectify import (
     RectifyState,
@@ -162,10 +165,13 @@ __all__ = [
     "gradient",
     "hyperparameterized",
     "identity",
+    "interpolate_gradient",
     "lookahead",
     "masked",
+    "muon",
     "nadam",
     "named_chain",
+    "orthogonalize",
     "partition",
     "radam",
     "ranger",
@@ -181,6 +187,7 @@ __all__ = [
     "scale_by_param_rms",
     "scale_by_rms",
     "scale_by_rss",
+    "scale_by_shape",
     "schedules",
     "set_hyperparams",
     "sgd",
