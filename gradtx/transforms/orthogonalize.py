@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import AxisType, PartitionSpec
 
 from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientTransformation
@@ -51,6 +52,15 @@ def matrix_leaves(call: str, what: str, tree: Any, hint: str = "") -> None:
                 f"{call}: {what} acts on matrices, but the leaf "
                 f"{jax.tree_util.keystr(path) or '(root)'} has shape {jnp.shape(leaf)}.{hint}"
             )
+
+
+def _gram_sharding(x: jax.Array) -> PartitionSpec | None:
+    """Replicated, where ``x`` is sharded on an explicit mesh: ``x xᴴ`` contracts the
+    sharded axis, and JAX then asks for the output's sharding (a small square matrix)."""
+    mesh = getattr(jax.typeof(x).sharding, "mesh", None)
+    if mesh is None or mesh.empty or AxisType.Explicit not in mesh.axis_types:
+        return None
+    return PartitionSpec()
 
 
 PAIRING = (
@@ -136,8 +146,8 @@ def orthogonalize(
             wide = jnp.dtype(dtype) if dtype is not None else _tree.compute_dtype(m.dtype)
             acc = _tree.compute_dtype(wide)  # bfloat16 products accumulate in float32
 
-            def mm(p, q):
-                return jnp.matmul(p, q, preferred_element_type=acc)
+            def mm(p, q, out_sharding=None):
+                return jnp.matmul(p, q, preferred_element_type=acc, out_sharding=out_sharding)
 
             x = m.astype(wide)
             tall = x.shape[0] > x.shape[1]
@@ -150,7 +160,7 @@ def orthogonalize(
             for row in rows:
                 # each step rounds to ``wide`` once, as torch's addmm does
                 a, b, c = (row[i].astype(acc) for i in range(3))
-                gram = mm(x, x.conj().T).astype(wide)
+                gram = mm(x, x.conj().T, _gram_sharding(x)).astype(wide)
                 poly = (b * gram.astype(acc) + c * mm(gram, gram)).astype(wide)
                 x = (a * x.astype(acc) + mm(poly, x)).astype(wide)
             x = x.T if tall else x
