@@ -31,6 +31,21 @@ OPTIONS = {
     "lookahead": [dict(inner=None, sync_period=3)],
     # The projection is summed over the tree: flat buffers sum the same terms.
     "swats": [dict(learning_rate=0.01)],
+    # Its factored moment, clipping and parameter scale need leaf shapes (they raise inside
+    # flatten, tested below); without them every stage is elementwise.
+    "adafactor": [
+        dict(
+            learning_rate=0.1,
+            factored=False,
+            d=None,
+            multiply_by_parameter_scale=False,
+            momentum=0.9,
+            weight_decay=0.1,
+            weight_decay_rate=0.01,
+        )
+    ],
+    # Orthogonalisation needs each matrix: muon refuses to run flat (tested below).
+    "muon": [],
 }
 SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
 STEPS = 13  # past RAdam's threshold (t = 6) and several Lookahead syncs
@@ -200,6 +215,9 @@ def test_inside_a_chain_gets_the_frozen_gradient(x64):
     [
         (lambda: gradtx.ranger(), "centralize"),
         (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd"),
+        (lambda: gradtx.adafactor(), "scale_by_factored_rms"),
+        (lambda: gradtx.muon(), "orthogonalize"),
+        (lambda: gradtx.muon(convention="optax"), "muon"),
     ],
 )
 def test_per_leaf_transform_refuses_to_run_flat(make, who):
