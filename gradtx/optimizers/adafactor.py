@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax.numpy as jnp
 
@@ -21,6 +21,7 @@ from gradtx._factory import (
     Hyper,
     Int,
     Mask,
+    Option,
     current_call,
 )
 from gradtx._registry import optimizer
@@ -82,7 +83,7 @@ def _relative_step(learning_rate: Any) -> Callable:
 
 CLIPPING = Hyper(low=1.0, nullable=True)
 
-ADAFACTOR = dict(
+ADAFACTOR: dict[str, Hyper | Option] = dict(
     learning_rate=LEARNING_RATE,
     beta2_decay=Hyper(high=0.0),
     eps=EpsPair(low=0.0),
@@ -215,20 +216,20 @@ def adafactor(
       Memory Cost", ICML 2018.
     """
     call = current_call("gradtx.adafactor")
-    given = dict(beta2_decay=beta2_decay, decay_rate=decay_rate, d=d)
+    given: dict[str, Any] = dict(beta2_decay=beta2_decay, decay_rate=decay_rate, d=d)
     given = fold(call, ADAFACTOR, {**given, "clipping_threshold": clipping_threshold})
-    beta2_decay, d = given["beta2_decay"], given["d"]
+    exponent, threshold = -given["beta2_decay"], given["d"]
     eps1, eps2 = eps_parts(eps)
     torch_rule = convention == "torch"
     stages = [
         scale_by_factored_rms(
-            -beta2_decay, eps1, decay_offset=decay_offset,
+            exponent, eps1, decay_offset=decay_offset,
             eps_mode="floor" if torch_rule else "add", axes="last" if torch_rule else "largest",
             factored=factored, min_dim_size_to_factor=min_dim_size_to_factor,
         )
     ]  # fmt: skip
-    if d is not None:
-        stages.append(clip_by_block_rms(d))
+    if threshold is not None:
+        stages.append(clip_by_block_rms(threshold))
     step = _relative_step(learning_rate) if torch_rule else learning_rate
     stages.append(scale_by_learning_rate(step, flip_sign=False))
     if multiply_by_parameter_scale:
@@ -238,7 +239,7 @@ def adafactor(
     if weight_decay_rate is not None:
         stages.append(decoupled_weight_decay(weight_decay_rate, mask=mask, mask_fn=mask_fn))
     if weight_decay is not None:
-        decay = learning_rate * weight_decay
+        decay = cast(Any, learning_rate) * weight_decay  # the current values, in the body
         stages.append(decoupled_weight_decay(decay, mask=mask, mask_fn=mask_fn))
     head = gradient_stages(mask=mask, mask_fn=mask_fn, maximize=maximize)
     return chain(*head, *stages, scale(-1.0))

@@ -22,6 +22,7 @@ from gradtx._factory import (
     Hyper,
     Int,
     Mask,
+    Option,
     current_call,
 )
 from gradtx._registry import optimizer
@@ -46,7 +47,7 @@ ADAM_DEFAULTS = dict(
 )
 """optax's AdamW for the leaves that are not matrices (``convention="optax"`` only)."""
 
-MUON = dict(
+MUON: dict[str, Hyper | Option] = dict(
     learning_rate=LEARNING_RATE,
     weight_decay=WEIGHT_DECAY,
     momentum=DECAY_RATE,

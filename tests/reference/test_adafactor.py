@@ -204,3 +204,18 @@ def test_adafactor_errors(kwargs, exc, message):
     with pytest.raises(exc, match=message) as info:
         gradtx.adafactor(**kwargs)
     assert str(info.value).startswith("gradtx.adafactor(")
+
+
+def test_inside_another_factorys_body(x64):
+    # There the outer factory owns the numbers: no derive, the body folds optax's names.
+    @gradtx.factory(counted=True, learning_rate=gradtx.LEARNING_RATE)
+    def wrapped(learning_rate=0.1):
+        return gradtx.adafactor(learning_rate, decay_rate=0.5, clipping_threshold=None)
+
+    params, grads = make_problem(4, 10, TORCH_SHAPES)
+    assert_trajectories_close(
+        run_gradtx(wrapped(), params, grads),
+        run_gradtx(gradtx.adafactor(0.1, beta2_decay=-0.5, d=None), params, grads),
+        rtol=1e-14,
+    )
+    assert sorted(gradtx.get_hyperparams(wrapped().init(params))) == ["learning_rate"]
