@@ -106,7 +106,7 @@ ADAFACTOR: dict[str, Hyper | Option] = dict(
 
 
 @optimizer(
-    references="`torch.optim.Adafactor` (1-D, 2-D, 3-D leaves; beta2_decay, eps, d, weight "
+    references="`torch.optim.Adafactor` (0-D to 3-D leaves; beta2_decay, eps, d, weight "
     'decay, maximize); `optax.adafactor` (`convention="optax"`: factored or not, '
     "parameter scale, clipping, momentum, weight_decay_rate, decay_offset)",
     derive=folding(ADAFACTOR),
