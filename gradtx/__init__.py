@@ -48,6 +48,9 @@ from gradtx._hyperparams import (
 from gradtx.lr_finder import (
     lr_range_test,
 )
+from gradtx.optimizers.adafactor import (
+    adafactor,
+)
 from gradtx.optimizers.adam import (
     adam,
     adamw,
@@ -123,6 +126,9 @@ from gradtx.optimizers.momo import (
     momo,
     momo_adam,
 )
+from gradtx.optimizers.muon import (
+    muon,
+)
 from gradtx.optimizers.nadam import (
     nadam,
 )
@@ -187,6 +193,10 @@ from gradtx.transforms.belief import (
     ScaleByBeliefState,
     scale_by_belief,
 )
+from gradtx.transforms.block_rms import (
+    clip_by_block_rms,
+    scale_by_param_rms,
+)
 from gradtx.transforms.bounds import (
     ScaleByBoundedRmsState,
     scale_by_bounded_rms,
@@ -222,6 +232,10 @@ from gradtx.transforms.dual_averaging import (
     DualAverageState,
     dual_average,
 )
+from gradtx.transforms.factored import (
+    ScaleByFactoredRmsState,
+    scale_by_factored_rms,
+)
 from gradtx.transforms.hessian import (
     HutchinsonState,
     ScaleByHessianDiagonalState,
@@ -231,6 +245,9 @@ from gradtx.transforms.hessian import (
 from gradtx.transforms.infinity_norm import (
     ScaleByInfinityNormState,
     scale_by_infinity_norm,
+)
+from gradtx.transforms.interpolate import (
+    interpolate_gradient,
 )
 from gradtx.transforms.interpolation import (
     AddInterpolatedMomentumState,
@@ -281,6 +298,10 @@ from gradtx.transforms.normalize import (
 from gradtx.transforms.optimism import (
     AddOptimismState,
     add_optimism,
+)
+from gradtx.transforms.orthogonalize import (
+    orthogonalize,
+    scale_by_shape,
 )
 from gradtx.transforms.plateau import (
     ReduceOnPlateauState,
@@ -414,6 +435,7 @@ __all__ = [
     "ScaleByDadaptAdamState",
     "ScaleByDistanceOverGradientsState",
     "ScaleByDistanceOverWeightedGradientsState",
+    "ScaleByFactoredRmsState",
     "ScaleByHessianDiagonalState",
     "ScaleByInfinityNormState",
     "ScaleByLaggedBeliefState",
@@ -441,6 +463,7 @@ __all__ = [
     "adabelief",
     "adabound",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -466,6 +489,7 @@ __all__ = [
     "centralize",
     "chain",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "cocob",
     "dadapt_adamw",
@@ -482,6 +506,7 @@ __all__ = [
     "hutchinson_hessian_diagonal",
     "hyperparameterized",
     "identity",
+    "interpolate_gradient",
     "lamb",
     "lars",
     "lazy",
@@ -495,6 +520,7 @@ __all__ = [
     "mix_gradient",
     "momo",
     "momo_adam",
+    "muon",
     "nadam",
     "named_chain",
     "noisy_sgd",
@@ -502,6 +528,7 @@ __all__ = [
     "novograd",
     "optimistic_adam",
     "optimistic_gradient_descent",
+    "orthogonalize",
     "partition",
     "polyak_average",
     "polyak_sgd",
@@ -522,6 +549,7 @@ __all__ = [
     "scale_by_dadapt_adam",
     "scale_by_distance_over_gradients",
     "scale_by_distance_over_weighted_gradients",
+    "scale_by_factored_rms",
     "scale_by_hessian_diagonal",
     "scale_by_infinity_norm",
     "scale_by_lagged_belief",
@@ -532,11 +560,13 @@ __all__ = [
     "scale_by_momo_adam",
     "scale_by_multipliers",
     "scale_by_nesterov_estimate",
+    "scale_by_param_rms",
     "scale_by_polyak",
     "scale_by_prodigy",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",
+    "scale_by_shape",
     "scale_by_sign",
     "scale_by_sm3",
     "scale_by_trust_ratio",

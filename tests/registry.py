@@ -202,6 +202,11 @@ REGISTRY = [
     case("adagrad", lr=0.5, rosen_lr=0.25, steps=1500, complex_ok=True),
     case("adamax", lr=0.05, rosen_lr=0.05, steps=1000, complex_ok=True),
     case("adamaxw", lr=0.05, rosen_lr=0.05, steps=1000, weight_decay=1e-4, complex_ok=True),
+    # torch's relative step min(lr, 1/sqrt(t)) shrinks: it creeps along the valley (0.02 at 1500).
+    case("adafactor", lr=0.1, rosen_lr=0.1, steps=1500, rosen_tol=0.05, per_leaf=True),
+    # torch's rule takes matrices only; the contract's params include a vector (and its
+    # convergence problems are 2-vectors), which optax's rule gives to its AdamW.
+    case("muon", variant="optax", lr=0.05, rosen_lr=0.05, convention="optax", per_leaf=True),
     case("rmsprop", lr=0.01, rosen_lr=0.0025, steps=1500, complex_ok=True),
     case(
         "rmsprop",

@@ -275,10 +275,10 @@ def test_eps_zero_gives_no_nan_where_the_gradient_was_always_zero(name):
         if k != "eps" and inspect.signature(factory).parameters[k].default is inspect._empty
     }
     opt = factory(**required, eps=0.0)
-    params = {"w": jnp.ones(4)}
+    params = {"w": jnp.ones((2, 4))}  # a matrix: Muon's orthogonalisation takes only those
     state = opt.init(params)
     for i in range(3):
-        g = {"w": jnp.asarray([0.0, 1.0, -2.0, 0.0]) * (i + 1)}
+        g = {"w": jnp.asarray([[0.0, 1.0, -2.0, 0.0], [0.0, 3.0, 1.0, 0.0]]) * (i + 1)}
         u, state = jax.jit(opt.update)(g, state, params)
         _no_nan((u, state))
 

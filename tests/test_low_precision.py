@@ -37,8 +37,11 @@ def _torch(build, *, sparse=False, closure=False):
     return ("torch-sparse" if sparse else "torch-closure" if closure else "torch", build)
 
 
-def _optax(build):
-    return ("optax", build)
+def _optax(build, *, float32=False):
+    """``float32``: optax computes in float32, the params rounded to the low dtype after
+    each step (Muon's Newton-Schulz iterations in bfloat16 drift by percents; gradtx
+    iterates in float32, as for every statistic)."""
+    return ("optax-float32" if float32 else "optax", build)
 
 
 T = torch.optim
@@ -58,6 +61,10 @@ REFERENCES = {
     "adagrad": _torch(lambda ps, lr: T.Adagrad(ps, lr)),
     "adamax": _torch(lambda ps, lr: T.Adamax(ps, lr)),
     "adamaxw": _optax(lambda lr: optax.adamaxw(lr, weight_decay=1e-4)),
+    "adafactor": _torch(lambda ps, lr: T.Adafactor(ps, lr)),
+    "muon-optax": _optax(
+        lambda lr: optax.contrib.muon(lr, weight_decay=0.1, eps=1e-7), float32=True
+    ),  # gradtx keeps torch's defaults under optax's rule
     "rmsprop": _torch(lambda ps, lr: T.RMSprop(ps, lr)),
     "rmsprop-centered-momentum": _torch(
         lambda ps, lr: T.RMSprop(ps, lr, centered=True, momentum=0.9)
@@ -195,15 +202,17 @@ def _reference(case, params, grads, jdtype, tdtype):
             out.append({k: t.detach().float().numpy().copy() for k, t in ts.items()})
         return out
     tx = build(case.lr)
-    p = {k: jnp.asarray(v, jdtype) for k, v in params.items()}
+    work = jnp.float32 if kind == "optax-float32" else jdtype
+    p = {k: jnp.asarray(v, work) for k, v in params.items()}
     with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
         state = tx.init(p)
         for g in grads:
-            g = {k: jnp.asarray(v, jdtype) for k, v in g.items()}
+            g = {k: jnp.asarray(v, work) for k, v in g.items()}
             # the registry's local objective |q - p + g|²/2 at p, for the updates that take it
             extra = case.keywords(local_objective(g, p), p)
             u, state = tx.update(g, state, p, **extra)
             p = optax.apply_updates(p, u)
+            p = {k: v.astype(jdtype).astype(work) for k, v in p.items()}  # the params' dtype
             out.append({k: np.asarray(v.astype(jnp.float32)) for k, v in p.items()})
     return out
 

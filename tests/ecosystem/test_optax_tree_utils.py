@@ -151,6 +151,8 @@ def _spec_for(buffer, spec, param):
     """docs/ecosystem.md's function: the param's spec for a buffer of its shape."""
     if isinstance(buffer, list):  # SM3: one vector per axis of the param
         return [P() for _ in buffer]
+    if isinstance(buffer, gradtx.MaskedNode):  # a leaf a masked stage does not see
+        return buffer
     return spec if jnp.shape(buffer) == jnp.shape(param) else P()
 
 
@@ -167,7 +169,7 @@ def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
         specs,
         params,
         transform_non_params=lambda _: P(),
-        is_leaf=lambda x: isinstance(x, (P, list)),
+        is_leaf=lambda x: isinstance(x, (P, list, gradtx.MaskedNode)),
     )
     leaves = jax.tree.leaves(state)
     spec_leaves = jax.tree.leaves(state_specs, is_leaf=lambda x: isinstance(x, P))

@@ -41,6 +41,19 @@ OPTIONS = {
     "lars": [dict(learning_rate=0.1, weight_decay=0.01, trust_ratio_mask=False, nesterov=True)],
     # Transparent mode: normalize()'s global norm sums the same terms over flat buffers.
     "sam": [dict(optimizer=None, adv_optimizer=None, sync_period=3)],
+    # Its factored moment, clipping and parameter scale need leaf shapes (they raise inside
+    # flatten, tested below); without them every stage is elementwise.
+    "adafactor": [
+        dict(
+            learning_rate=0.1,
+            factored=False,
+            d=None,
+            multiply_by_parameter_scale=False,
+            momentum=0.9,
+            weight_decay=0.1,
+            weight_decay_rate=0.01,
+        )
+    ],
 }
 # Optimizers whose every step needs the leaves' shapes (a norm per leaf, a noise
 # draw per leaf; ``per_leaf`` in tests/registry.py) refuse to run inside flatten
@@ -221,6 +234,9 @@ def test_inside_a_chain_gets_the_frozen_gradient(x64):
     [
         (lambda: gradtx.ranger(), "centralize", None),
         (lambda: gradtx.swats(per_leaf=True), "switch_to_sgd", None),
+        (lambda: gradtx.adafactor(), "scale_by_factored_rms", None),
+        (lambda: gradtx.muon(), "orthogonalize", None),
+        (lambda: gradtx.muon(convention="optax"), "muon", None),
     ]
     + [pytest.param(lambda name=name: _build(name, None), "", name, id=name) for name in PER_LEAF],
 )

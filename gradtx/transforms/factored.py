@@ -1,0 +1,218 @@
+"""Division by a factored estimate of the gradients' RMS (Adafactor)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._factory import Choice, DType, Flag, Hyper, Int, current_call, factory
+
+
+class ScaleByFactoredRmsState(NamedTuple):
+    """Second-moment statistics, per leaf.
+
+    Attributes:
+      nu_row: EMA of the row means of g² (the column axis reduced to size 1),
+        for factored leaves; a one-element placeholder for the others (``None``
+        with ``factored=False``).
+      nu_col: EMA of the column means of g² (the row axis reduced to size 1).
+      nu: EMA of g² for the leaves that are not factored; a one-element
+        placeholder for the factored ones.
+
+    Each field is a tree like the params whatever the shapes, as optax's
+    ``FactoredState``: ``optax.tree_utils.tree_map_params``, which inits on a
+    placeholder without shapes, then sees the same structure as the state.
+    """
+
+    nu_row: Any
+    nu_col: Any
+    nu: Any
+
+
+def factored_axes(
+    shape: tuple[int, ...], axes: str, factored: bool, min_dim_size_to_factor: int
+) -> tuple[int, int] | None:
+    """``(row axis, column axis)`` of a factored leaf, or ``None`` for a full second moment.
+
+    ``axes="last"``: the last two axes (torch); ``"largest"``: the two largest,
+    the largest being the column axis (optax; ties in ``np.argsort`` order).
+    A leaf is factored when it has two or more axes and both chosen axes have
+    at least ``min_dim_size_to_factor`` elements.
+    """
+    if not factored or len(shape) < 2:
+        return None
+    if axes == "last":
+        row, col = len(shape) - 2, len(shape) - 1
+    else:
+        order = np.argsort(shape)
+        row, col = int(order[-2]), int(order[-1])
+    if min(shape[row], shape[col]) < min_dim_size_to_factor:
+        return None
+    return row, col
+
+
+def _reduced_zeros(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
+    """Zeros shaped like ``p`` with ``axis`` reduced to 1, laid out as the reduction of ``p``."""
+    like = jax.eval_shape(lambda x: jnp.mean(x, axis=axis, keepdims=True), p)
+    return jnp.zeros_like(like, dtype=dtype)
+
+
+@factory(counted=True, decay_rate=Hyper(low=0.0), eps=Hyper(low=0.0, nullable=True),
+         decay_offset=Hyper(integer=True, optional=True), eps_mode=Choice("floor", "add"),
+         axes=Choice("last", "largest"), factored=Flag(), min_dim_size_to_factor=Int(0),
+         dtype=DType())  # fmt: skip
+def scale_by_factored_rms(
+    decay_rate: float = 0.8,
+    eps: float | None = None,
+    *,
+    decay_offset: int = 0,
+    eps_mode: str = "floor",
+    axes: str = "last",
+    factored: bool = True,
+    min_dim_size_to_factor: int = 0,
+    dtype: Any = None,
+) -> GradientTransformation:
+    """Divide the updates by a factored estimate of the RMS of the gradients.
+
+    With ``t`` the 1-based step (``t - decay_offset`` in the decay) and
+    ``β_t = 1 - (t - decay_offset)^(-decay_rate)``, for a leaf with row axis
+    ``r`` and column axis ``c`` (a matrix, or a batch of them)::
+
+      R_t = β_t R_{t-1} + (1 - β_t) mean_c(g²)        (row statistics, nu_row)
+      C_t = β_t C_{t-1} + (1 - β_t) mean_r(g²)        (column statistics, nu_col)
+      V̂_t = R_t C_t / mean_r(R_t)                      (rank-1 estimate of E g²)
+
+    and ``V̂_t = β_t V̂_{t-1} + (1 - β_t) g²`` (``nu``) for a leaf that is not
+    factored (fewer than two axes, ``factored=False``, or axes shorter than
+    ``min_dim_size_to_factor``).  The output is ``u / sqrt(V̂_t)``
+    (Shazeer & Stern, Alg. 4 and 5).  ``eps`` (ε, ``None``: the leaf's
+    machine epsilon) enters in one of two places:
+
+    * ``eps_mode="floor"`` (``torch.optim.Adafactor``'s ``eps1``):
+      ``V̂_t = R_t C_t / max(mean_r(R_t), ε)`` and ``u / sqrt(max(V̂_t, ε²))``;
+    * ``eps_mode="add"`` (``optax.scale_by_factored_rms``): ε² is added to
+      every g² before the averages, so optax's ``epsilon`` is ε² here.
+
+    ``axes`` picks the factored axes: ``"last"`` (torch) or ``"largest"``
+    (optax).  ``g`` is the chain's ``grads`` keyword when present, else the
+    input.  Statistics are computed in at least float32 and stored in
+    ``dtype`` (``None``: the params' dtype, float32 for float16).  A
+    coordinate whose gradient has always been 0 (with ``ε = 0``) takes no step.
+    With ``factored=True`` it needs each leaf's shape, so it refuses to run
+    inside ``gradtx.flatten``.
+
+    Args:
+      decay_rate: the decay exponent, >= 0 (torch's ``-beta2_decay``; optax's
+        ``decay_rate``).
+      eps: ε, >= 0, in the gradient's units; ``None``: the machine epsilon
+        of each leaf's dtype.
+      decay_offset: shifts the step of the decay schedule (optax's; a
+        positive offset with a count started at 0 gives ``0^(-decay_rate)``
+        for the first steps, as in optax: it is meant for a restored count).
+      eps_mode: ``"floor"`` (torch) or ``"add"`` (optax), see above.
+      axes: ``"last"`` (torch) or ``"largest"`` (optax).
+      factored: ``False`` keeps a full second moment for every leaf.
+      min_dim_size_to_factor: both factored axes need this many elements
+        (0: every leaf of two or more axes, torch's; optax's default is 128).
+      dtype: storage dtype of the statistics.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_factored_rms()
+      >>> state = tx.init(jnp.zeros((2, 3)))
+      >>> u, state = tx.update(jnp.ones((2, 3)), state)
+      >>> u  # first step: V̂_1 = g² (up to the rank-1 estimate), so |u| = 1
+      Array([[1., 1., 1.],
+             [1., 1., 1.]], dtype=float32)
+      >>> stats = state.inner_state  # the row and column statistics
+      >>> stats.nu_row.shape, stats.nu_col.shape
+      ((2, 1), (1, 3))
+
+    References:
+      Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear
+      Memory Cost", ICML 2018.
+    """
+
+    def plans(tree):
+        return [
+            factored_axes(np.shape(p), axes, factored, min_dim_size_to_factor)
+            for p in jax.tree.leaves(tree)
+        ]
+
+    def init(params):
+        leaves, treedef = jax.tree.flatten(params)
+        plan = plans(params)
+        store = [_tree.square_dtype(jnp.result_type(p), dtype) for p in leaves]
+        rows = [
+            jnp.zeros([1], s) if a is None else _reduced_zeros(p, a[1], s)
+            for p, a, s in zip(leaves, plan, store)
+        ]
+        cols = [
+            jnp.zeros([1], s) if a is None else _reduced_zeros(p, a[0], s)
+            for p, a, s in zip(leaves, plan, store)
+        ]
+        full = [
+            jnp.zeros([1], s) if a is not None else jnp.zeros_like(p, dtype=s)
+            for p, a, s in zip(leaves, plan, store)
+        ]
+        if not factored:
+            return ScaleByFactoredRmsState(None, None, treedef.unflatten(full))
+        return ScaleByFactoredRmsState(*(treedef.unflatten(x) for x in (rows, cols, full)))
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.scale_by_factored_rms")
+        if factored:
+            _tree.check_per_leaf(call, "gradtx.scale_by_factored_rms(factored=True)")
+        rate = jnp.asarray(decay_rate)
+        t = step_count(extra, call).astype(rate.dtype) + 1
+        if decay_offset is not None:
+            t = t - jnp.asarray(decay_offset).astype(rate.dtype)
+        beta = 1 - t ** (-rate)
+
+        leaves, treedef = jax.tree.flatten(updates)
+        grads = treedef.flatten_up_to(gradient(updates, extra))
+        rows, cols, full = (
+            [None] * len(leaves) if x is None else treedef.flatten_up_to(x) for x in state
+        )
+        plan = plans(updates)
+        out, new_rows, new_cols, new_full = [], [], [], []
+        for u, g, row, col, v, axes_ in zip(leaves, grads, rows, cols, full, plan):
+            stat = v if axes_ is None else row
+            wide = _tree.compute_dtype(u.dtype, g.dtype, stat.dtype)
+            real = _tree.real_dtype(wide)
+            b = beta.astype(real)
+            e = jnp.asarray(jnp.finfo(_tree.real_dtype(g.dtype)).eps if eps is None else eps)
+            e = e.astype(real)
+            sq = jnp.real(_tree.abs_sq(g.astype(wide))).astype(real)
+            if eps_mode == "add":
+                sq = sq + e * e
+            floor = e if eps_mode == "floor" else jnp.zeros([], real)
+            if axes_ is None:
+                v = (b * v.astype(real) + (1 - b) * sq).astype(stat.dtype)
+                v_hat = v.astype(real)
+            else:
+                r_ax, c_ax = axes_
+                row = b * row.astype(real) + (1 - b) * jnp.mean(sq, c_ax, keepdims=True)
+                col = b * col.astype(real) + (1 - b) * jnp.mean(sq, r_ax, keepdims=True)
+                row, col = row.astype(stat.dtype), col.astype(stat.dtype)
+                r, c = row.astype(real), col.astype(real)
+                v_hat = _tree.div0(r * c, jnp.maximum(jnp.mean(r, r_ax, keepdims=True), floor))
+            denom = jnp.sqrt(jnp.maximum(v_hat, floor * floor)).astype(wide)
+            out.append(_tree.div0(u.astype(wide), denom).astype(u.dtype))
+            new_rows.append(row)
+            new_cols.append(col)
+            new_full.append(v)
+        new_state = ScaleByFactoredRmsState(
+            *(
+                None if old is None else treedef.unflatten(x)
+                for old, x in zip(state, (new_rows, new_cols, new_full))
+            )
+        )
+        return treedef.unflatten(out), new_state
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,121 @@
+"""scale_by_factored_rms, clip_by_block_rms and scale_by_param_rms (Adafactor's primitives)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx.transforms.factored import factored_axes
+
+
+def test_state_is_row_and_column_statistics():
+    params = {
+        "m": jnp.zeros((2, 3)),
+        "k": jnp.zeros((4, 2, 5)),
+        "v": jnp.zeros(3),
+        "s": jnp.zeros(()),
+    }
+    state = gradtx.scale_by_factored_rms().init(params)
+    inner = state.inner_state
+    assert isinstance(inner, gradtx.ScaleByFactoredRmsState)
+    assert jax.tree.map(jnp.shape, inner.nu_row) == {
+        "m": (2, 1),
+        "k": (4, 2, 1),
+        "v": (1,),  # placeholders: each field is a params-like tree (tree_map_params)
+        "s": (1,),
+    }
+    assert jax.tree.map(jnp.shape, inner.nu_col) == {
+        "m": (1, 3),
+        "k": (4, 1, 5),
+        "v": (1,),
+        "s": (1,),
+    }
+    assert jax.tree.map(jnp.shape, inner.nu) == {"m": (1,), "k": (1,), "v": (3,), "s": ()}
+    # optax's axes: the two largest ("k": 4 and 5), the largest being the column axis
+    inner = gradtx.scale_by_factored_rms(axes="largest").init(params).inner_state
+    assert jax.tree.map(jnp.shape, inner.nu_row)["k"] == (4, 2, 1)
+    assert jax.tree.map(jnp.shape, inner.nu_col)["k"] == (1, 2, 5)
+    # factored=False: no row or column buffers at all
+    inner = gradtx.scale_by_factored_rms(factored=False).init(params).inner_state
+    assert inner.nu_row is None and inner.nu_col is None
+
+
+def test_which_leaves_are_factored():
+    assert factored_axes((3, 4), "last", True, 0) == (0, 1)
+    assert factored_axes((5, 3, 4), "last", True, 0) == (1, 2)
+    assert factored_axes((5, 3, 4), "largest", True, 0) == (2, 0)
+    assert factored_axes((5, 3, 4), "largest", True, 5) is None  # second largest is 4
+    assert factored_axes((5, 3, 4), "last", True, 4) is None
+    assert factored_axes((6,), "last", True, 0) is None
+    assert factored_axes((3, 4), "last", False, 0) is None
+
+
+def test_factored_estimate_by_hand(x64):
+    rng = np.random.default_rng(0)
+    g1, g2 = rng.normal(size=(2, 3, 4))
+    tx = gradtx.scale_by_factored_rms(0.8, 1e-3)  # owns its step count
+    state = tx.init(jnp.zeros((3, 4)))
+    _, state = tx.update(jnp.asarray(g1), state)
+    u, state = tx.update(jnp.asarray(g2), state)
+    beta = 1 - 2.0**-0.8
+    row = beta * np.mean(g1**2, 1, keepdims=True) + (1 - beta) * np.mean(g2**2, 1, keepdims=True)
+    col = beta * np.mean(g1**2, 0, keepdims=True) + (1 - beta) * np.mean(g2**2, 0, keepdims=True)
+    v_hat = row * col / max(row.mean(), 1e-3)
+    np.testing.assert_allclose(u, g2 / np.sqrt(np.maximum(v_hat, 1e-6)), rtol=1e-13)
+    np.testing.assert_allclose(state.inner_state.nu_row, row, rtol=1e-13)
+    # optax's placement: eps² added to every g², no floors
+    tx = gradtx.scale_by_factored_rms(0.8, 1e-3, eps_mode="add")
+    u, _ = tx.update(jnp.asarray(g1), tx.init(jnp.zeros((3, 4))))
+    sq = g1**2 + 1e-6
+    row, col = sq.mean(1, keepdims=True), sq.mean(0, keepdims=True)
+    np.testing.assert_allclose(u, g1 / np.sqrt(row * col / row.mean()), rtol=1e-13)
+
+
+def test_zero_gradient_takes_no_step_without_eps():
+    tx = gradtx.scale_by_factored_rms(eps=0.0)
+    params = {"m": jnp.zeros((2, 3)), "v": jnp.zeros(2)}
+    u, _ = tx.update(params, tx.init(params))
+    assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u))
+
+
+def test_reads_the_chains_gradient():
+    # After momentum, the second moment is still the gradient's.
+    g = jnp.array([[2.0, -2.0], [2.0, 2.0]])
+    tx = gradtx.chain(gradtx.scale(0.5), gradtx.add_momentum(0.9), gradtx.scale_by_factored_rms())
+    u, _ = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(u, g * 0.5 / 1.0, rtol=1e-6)  # V̂ = (0.5 g)² = 1
+
+
+def test_clip_by_block_rms_and_scale_by_param_rms():
+    u = {"a": jnp.array([[3.0, 4.0]]), "b": jnp.array([0.1, -0.1])}
+    clip = gradtx.clip_by_block_rms(2.0)
+    out, _ = clip.update(u, clip.init(u))
+    rms = np.sqrt(12.5)
+    np.testing.assert_allclose(out["a"], u["a"] / (rms / 2.0), rtol=1e-6)
+    np.testing.assert_allclose(out["b"], u["b"])  # RMS 0.1 <= 2: unchanged
+    p = {"a": jnp.array([[0.0, 0.0]]), "b": jnp.array([3.0, 4.0])}
+    tx = gradtx.scale_by_param_rms(0.01)
+    out, _ = tx.update(u, tx.init(p), p)
+    np.testing.assert_allclose(out["a"], u["a"] * 0.01)  # params at 0: the floor
+    np.testing.assert_allclose(out["b"], u["b"] * rms, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"gradtx.scale_by_param_rms: update needs params"):
+        tx.update(u, tx.init(p))
+
+
+@pytest.mark.parametrize(
+    "make, who",
+    [
+        (lambda: gradtx.scale_by_factored_rms(), "scale_by_factored_rms"),
+        (lambda: gradtx.clip_by_block_rms(), "clip_by_block_rms"),
+        (lambda: gradtx.scale_by_param_rms(), "scale_by_param_rms"),
+    ],
+)
+def test_per_leaf_primitives_refuse_to_run_flat(make, who):
+    params = {"m": jnp.ones((2, 3)), "v": jnp.ones(2)}
+    tx = gradtx.flatten(gradtx.chain(make()))
+    with pytest.raises(ValueError, match=f"{who}.* works per leaf"):
+        tx.update(params, tx.init(params), params)
+    # unfactored, the second moment is elementwise and runs flat
+    tx = gradtx.flatten(gradtx.chain(gradtx.scale_by_factored_rms(factored=False)))
+    tx.update(params, tx.init(params), params)
