@@ -1,18 +1,29 @@
 """The registry of named optimizers: one entry per public optimizer.
 
 ``optimizer(references=..., **specs)`` is ``factory(counted=True, **specs)``
-plus an entry here.  The demo's ``--optimizers`` list, the README's and
-``docs/optimizers.md``'s tables (``python -m gradtx._registry``) and, through
-``tests/registry.py``, the contract, error and Flax tests all read it, so a
-new optimizer is covered everywhere by its decorator and one test case.
+plus an entry here.  The demo's ``--optimizers`` list, the README's optimizer
+table and ``docs/optimizers.md``'s catalogue (rendered from the docstrings by
+``gradtx._catalogue``) and, through ``tests/registry.py``, the contract, error
+and Flax tests all read it, so a new optimizer is covered everywhere by its
+decorator and one test case.
+
+``python -m gradtx._registry readme`` prints the README's table,
+``python -m gradtx._registry catalogue`` the catalogue, and
+``python -m gradtx._registry --write`` rewrites both in place, between the
+marker comments of README.md and docs/optimizers.md (``tests/test_registry.py``
+fails while they differ from what the registry renders).
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
+import pathlib
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
+from gradtx import _catalogue
 from gradtx._base import GradientTransformation
 from gradtx._factory import Hyper, Option, factory
 
@@ -34,17 +45,9 @@ class OptimizerInfo(NamedTuple):
     references: str
 
     @property
-    def chain(self) -> str:
-        """The docstring's ``Chain:`` paragraph, on one line."""
-        doc = inspect.getdoc(self.factory) or ""
-        if "Chain:" not in doc:
-            return ""
-        text = doc.split("Chain:", 1)[1].split("\n\n", 1)[0]
-        return " ".join(text.split())
-
-    @property
-    def summary(self) -> str:
-        return (inspect.getdoc(self.factory) or "").split("\n", 1)[0]
+    def doc(self) -> _catalogue.Docstring:
+        """The docstring, split along the template (summary, equations, sections)."""
+        return _catalogue.parse(inspect.getdoc(self.factory) or "")
 
 
 OPTIMIZERS: dict[str, OptimizerInfo] = {}
@@ -71,17 +74,56 @@ def optimizer(
     return decorate
 
 
-def markdown_table() -> str:
-    """The README's optimizer table, from the registry."""
-    rows = ["| optimizer | chain of primitives | tested against |", "|---|---|---|"]
-    for info in sorted(OPTIMIZERS.values(), key=lambda i: i.name):
-        rows.append(f"| `{info.name}` | {info.chain} | {info.references} |")
-    return "\n".join(rows)
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+"""The checkout: README.md and docs/ are there."""
+
+
+def readme_table() -> str:
+    """The README's optimizer table: name, summary, what it is tested against."""
+    return _catalogue.table(OPTIMIZERS.values())
+
+
+def catalogue() -> str:
+    """``docs/optimizers.md``'s catalogue: every optimizer's docstring, by family file."""
+    return _catalogue.catalogue(OPTIMIZERS.values())
+
+
+GENERATED: dict[str, Callable[[], str]] = {
+    "README.md": readme_table,
+    "docs/optimizers.md": catalogue,
+}
+"""The files with a generated block, and what renders it."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gradtx._registry [readme | catalogue | --write]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gradtx._registry",
+        description="Print the README's optimizer table (readme, the default) or "
+        "docs/optimizers.md's catalogue (catalogue), rendered from the registry.",
+    )
+    parser.add_argument("what", nargs="?", choices=("readme", "catalogue"), default="readme")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite the generated blocks of " + ", ".join(GENERATED),
+    )
+    args = parser.parse_args(argv)
+    if args.write:
+        try:
+            changed = _catalogue.write(ROOT, GENERATED)
+        except (OSError, ValueError) as e:  # no checkout, or its markers are missing
+            print(f"python -m gradtx._registry --write: {e}", file=sys.stderr)
+            return 1
+        print(f"rewrote {', '.join(changed)}" if changed else "up to date: " + ", ".join(GENERATED))
+    else:
+        print(GENERATED["README.md" if args.what == "readme" else "docs/optimizers.md"]())
+    return 0
 
 
 if __name__ == "__main__":
-    # Run as a script this file is __main__, a second copy of the module: read the
+    # Run as a script this file is __main__, a second copy of the module: use the
     # registry that importing gradtx filled, in gradtx._registry.
     import gradtx._registry
 
-    print(gradtx._registry.markdown_table())
+    raise SystemExit(gradtx._registry.main())
