@@ -38,11 +38,15 @@ class OptimizerInfo(NamedTuple):
       name: the public name (``gradtx.<name>``).
       factory: the factory.
       references: what it is tested against, step by step (the README's column).
+      takes: the keywords its ``update`` needs besides grads, state and params
+        (``"value"``: the loss at the params; ``"value_fn"``, ``"obj_fn"``: the
+        loss as a function of the params).  The demo passes them.
     """
 
     name: str
     factory: Callable[..., Any]
     references: str
+    takes: tuple[str, ...] = ()
 
     @property
     def doc(self) -> _catalogue.Docstring:
@@ -57,18 +61,20 @@ def optimizer(
     *,
     references: str,
     counted: bool = True,
+    takes: tuple[str, ...] = (),
     derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
     **specs: Hyper | Option,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Declare a named optimizer: ``factory(counted=True, **specs)`` and a registry entry.
 
     ``counted=False`` is for wrappers of another optimizer (``lookahead``),
-    whose inner optimizer keeps the step count.
+    whose inner optimizer keeps the step count.  ``takes`` names the keywords
+    its ``update`` needs (``OptimizerInfo.takes``).
     """
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         made = factory(kind=GradientTransformation, counted=counted, derive=derive, **specs)(fn)
-        OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references)
+        OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes)
         return made
 
     return decorate

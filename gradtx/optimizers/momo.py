@@ -25,6 +25,7 @@ def _signed(direction, learning_rate, weight_decay):
 @optimizer(
     references="`optax.contrib.momo` (`value` from `jax.value_and_grad`; adaptive lower bound, "
     "decay, schedule)",
+    takes=("value",),
     learning_rate=LEARNING_RATE, beta=DECAY_RATE, lower_bound=LOWER_BOUND,
     weight_decay=WEIGHT_DECAY, adapt_lower_bound=Flag(),
 )  # fmt: skip
@@ -88,6 +89,7 @@ def momo(
 @optimizer(
     references="`optax.contrib.momo_adam` (`value` from `jax.value_and_grad`; adaptive lower "
     "bound, decay, schedule)",
+    takes=("value",),
     learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE,
     lower_bound=LOWER_BOUND, weight_decay=WEIGHT_DECAY, adapt_lower_bound=Flag(),
 )  # fmt: skip
