@@ -115,6 +115,8 @@ def momo_adam(
     weight_decay) → decoupled_weight_decay(αλ / (1 + αλ)) → scale(-1)``.
 
     Differences: equals ``optax.contrib.momo_adam`` (the bound as in ``momo``).
+    With ``eps = 0`` a coordinate whose gradient has always been 0 takes no
+    step (optax's ``0 / 0`` in D_t⁻¹ m_t gives NaN, and NaN everywhere).
 
     Args:
       learning_rate: α, the cap on the bias-corrected step size (number or schedule).

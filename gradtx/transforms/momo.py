@@ -244,6 +244,9 @@ def scale_by_momo_adam(
     ``scale_by_momo``).  The decoupled decay and the sign are the next
     stages' (``momo_adam``).
 
+    Differences: with ``eps = 0`` a coordinate whose gradient has always been
+    0 has D_t⁻¹ m_t = 0 here (optax's ``0 / 0`` gives NaN, and a NaN step).
+
     Args:
       learning_rate: α, the cap on the (bias-corrected) step size.
       b1: decay of m, f̄ and γ in [0, 1).
@@ -289,7 +292,8 @@ def scale_by_momo_adam(
         def precondition(m, v):
             wide = _tree.compute_dtype(m.dtype, v.dtype)
             root = jnp.sqrt(v.astype(wide) / correction2.astype(wide))
-            return m.astype(wide) / (jnp.asarray(eps).astype(wide) + root)
+            # eps = 0 and a gradient always 0: m = v = 0, no direction rather than 0/0
+            return _tree.div0(m.astype(wide), jnp.asarray(eps).astype(wide) + root)
 
         direction = jax.tree.map(precondition, mu, nu)
         inner = beta1 * state.inner_product_average + (1 - beta1) * tree_dot(grads, params, dt)
