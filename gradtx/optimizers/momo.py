@@ -59,6 +59,8 @@ def momo(
     Differences: equals ``optax.contrib.momo``.  Without ``adapt_lower_bound``
     the bound is read from the hyperparameter at every step (so setting it
     takes effect); with it, the estimate lives in the state as in optax.
+    Where the loss overflows to ∞ the bound estimate stays, and where
+    ||m_t||² overflows too no step is taken (optax's ``∞/∞`` gives NaN).
 
     Args:
       learning_rate: α, the cap on the step size (a number or schedule).
@@ -117,6 +119,9 @@ def momo_adam(
     weight_decay) → decoupled_weight_decay(αλ / (1 + αλ)) → scale(-1)``.
 
     Differences: equals ``optax.contrib.momo_adam`` (the bound as in ``momo``).
+    With ``eps = 0`` a coordinate whose gradient has always been 0 takes no
+    step (optax's ``0 / 0`` in D_t⁻¹ m_t gives NaN, and NaN everywhere);
+    overflows as in ``momo``.
 
     Args:
       learning_rate: α, the cap on the bias-corrected step size (number or schedule).
