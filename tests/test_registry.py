@@ -15,6 +15,7 @@ import pytest
 
 from gradtx import _catalogue
 from gradtx._registry import GENERATED, OPTIMIZERS, ROOT, catalogue, main, readme_table
+from tests.registry import REGISTRY
 
 FIX = "run python -m gradtx._registry --write"
 
@@ -178,3 +179,11 @@ def test_main_write_without_markers_fails_clearly(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr("gradtx._registry.ROOT", tmp_path)
     assert main(["--write"]) == 1
     assert "expected one line" in capsys.readouterr().err
+
+
+def test_the_keywords_an_update_takes_are_declared_once():
+    # The package registry's ``takes`` (read by the demo) and the test cases' ``needs``
+    # agree; SAM's grad_fn belongs to its opaque mode, a case setting, not the optimizer.
+    for case in REGISTRY:
+        declared = set(OPTIMIZERS[case.name].takes)
+        assert set(case.needs) - {"grad_fn"} == declared, (case.id, case.needs, declared)
