@@ -80,7 +80,7 @@ def optimizer(
     return decorate
 
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 """The checkout: README.md and docs/ are there."""
 
 
@@ -125,11 +125,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(GENERATED["README.md" if args.what == "readme" else "docs/optimizers.md"]())
     return 0
-
-
-if __name__ == "__main__":
-    # Run as a script this file is __main__, a second copy of the module: use the
-    # registry that importing gradtx filled, in gradtx._registry.
-    import gradtx._registry
-
-    raise SystemExit(gradtx._registry.main())
