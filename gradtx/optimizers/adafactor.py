@@ -21,7 +21,7 @@ from gradtx._factory import (
     Hyper,
     Int,
     Mask,
-    Option,
+    Specs,
     current_call,
 )
 from gradtx._registry import optimizer
@@ -83,7 +83,7 @@ def _relative_step(learning_rate: Any) -> Callable:
 
 CLIPPING = Hyper(low=1.0, nullable=True)
 
-ADAFACTOR: dict[str, Hyper | Option] = dict(
+ADAFACTOR: Specs = dict(
     learning_rate=LEARNING_RATE,
     beta2_decay=Hyper(high=0.0),
     eps=EpsPair(low=0.0),

@@ -22,7 +22,7 @@ from gradtx._factory import (
     Hyper,
     Int,
     Mask,
-    Option,
+    Specs,
     current_call,
 )
 from gradtx._registry import optimizer
@@ -47,7 +47,7 @@ ADAM_DEFAULTS = dict(
 )
 """optax's AdamW for the leaves that are not matrices (``convention="optax"`` only)."""
 
-MUON: dict[str, Hyper | Option] = dict(
+MUON: Specs = dict(
     learning_rate=LEARNING_RATE,
     weight_decay=WEIGHT_DECAY,
     momentum=DECAY_RATE,
