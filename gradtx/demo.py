@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradtx
+from gradtx._registry import OPTIMIZERS
 
 DEFAULT_OPTIMIZERS = ("sgd-momentum", "adam", "adamw", "radam", "adabound", "swats", "ranger")
 DEFAULT_OUT = "gradtx_digits.png"  # in the current directory; .gitignore lists both
@@ -68,19 +70,57 @@ RECIPES: dict[str, Recipe] = {
     ),
     "swats": Recipe("swats", {"learning_rate": 1e-3}, "SWATS lr=1e-3"),
     "ranger": Recipe("ranger", {"learning_rate": 1e-3}, "Ranger lr=1e-3"),
+    # torch's Muon takes matrices only; optax's rule gives the biases to AdamW.  At
+    # torch's default lr 1e-3 it barely moves in 40 epochs here; 0.02 is the Muon
+    # authors' learning rate.
+    "muon": Recipe(
+        "muon",
+        {"learning_rate": 0.02, "convention": "optax"},
+        "Muon lr=0.02 (optax's rule: AdamW on the biases)",
+    ),
 }
 
 
-def make_optimizer(name: str) -> Any:
-    """The gradtx optimizer for a demo name (see ``RECIPES``)."""
-    recipe = RECIPES[name]
-    factory = getattr(gradtx, recipe.factory, None)
-    if factory is None:
-        raise SystemExit(
-            f"python -m gradtx: optimizer {name!r} needs gradtx.{recipe.factory}, which this "
-            f"gradtx version does not provide; pick others with --optimizers"
+# optax's optimizers have no default learning rate; the demo gives them Adam's.
+DEMO_LEARNING_RATE = 1e-3
+
+
+def _required(name: str) -> list[str]:
+    parameters = inspect.signature(OPTIMIZERS[name].factory).parameters.values()
+    return [p.name for p in parameters if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
+
+
+def available() -> list[str]:
+    """The demo's names: the recipes above, then every other registered optimizer that
+    needs nothing but a learning rate (not ``lookahead``, ``mechanize`` or ``sam``, which
+    wrap another optimizer), with its own defaults."""
+    others = sorted(
+        n for n in OPTIMIZERS if n not in RECIPES and set(_required(n)) <= {"learning_rate"}
+    )
+    return [*RECIPES, *others]
+
+
+def recipe(name: str) -> Recipe:
+    """How the demo builds ``name``: its recipe, or the registered factory's defaults
+    (``DEMO_LEARNING_RATE`` where it has no default learning rate)."""
+    if name in RECIPES:
+        return RECIPES[name]
+    if _required(name):
+        return Recipe(
+            name, {"learning_rate": DEMO_LEARNING_RATE}, f"{name} lr={DEMO_LEARNING_RATE:g}"
         )
-    return factory(**recipe.kwargs)
+    return Recipe(name, {}, f"{name} (defaults)")
+
+
+def make_optimizer(name: str) -> Any:
+    """The gradtx optimizer for a demo name (see ``available``)."""
+    chosen = recipe(name)
+    return getattr(gradtx, chosen.factory)(**chosen.kwargs)
+
+
+def takes(name: str) -> tuple[str, ...]:
+    """The keywords ``name``'s update needs besides the gradient (the registry's ``takes``)."""
+    return OPTIMIZERS[recipe(name).factory].takes
 
 
 # ----------------------------------------------------------------------------- optional deps
@@ -139,16 +179,25 @@ def loss_and_accuracy(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Arra
     return loss, jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
 
 
-def make_epoch(opt, data: Data, batch_size: int) -> Callable:
-    """One jitted epoch: shuffle, a ``lax.scan`` of minibatch steps, then full-set metrics."""
+def make_epoch(opt, data: Data, batch_size: int, keywords: Sequence[str] = ()) -> Callable:
+    """One jitted epoch: shuffle, a ``lax.scan`` of minibatch steps, then full-set metrics.
+
+    ``keywords``: what the optimizer's update needs besides the gradient: the batch
+    loss ``value`` and, as a function of the params, ``value_fn`` / ``obj_fn``.
+    """
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     n_batches = len(data.x_train) // batch_size
 
     def step(carry, idx):
         params, state = carry
-        grads = jax.grad(lambda p: loss_and_accuracy(p, x_train[idx], y_train[idx])[0])(params)
-        updates, state = opt.update(grads, state, params)
+
+        def batch_loss(p):
+            return loss_and_accuracy(p, x_train[idx], y_train[idx])[0]
+
+        loss, grads = jax.value_and_grad(batch_loss)(params)
+        given = {"value": loss, "value_fn": batch_loss, "obj_fn": batch_loss}
+        updates, state = opt.update(grads, state, params, **{k: given[k] for k in keywords})
         return (gradtx.apply_updates(params, updates), state), None
 
     @jax.jit
@@ -185,7 +234,7 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), epochs)  # same shuffles for all
     # Compile before the progress bar starts, so its rate and ETA time the epochs only.
     start = time.perf_counter()
-    epoch = _compile(make_epoch(opt, data, batch_size), params, state, keys[0])
+    epoch = _compile(make_epoch(opt, data, batch_size, takes(name)), params, state, keys[0])
     compile_seconds = time.perf_counter() - start
     history = []
     start = time.perf_counter()
@@ -382,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
             "a table of final train/test loss and accuracy and wall time, and save a PNG of the "
             f"training curves.  Needs the demo extra, {INSTALL_HINT}."
         ),
-        epilog="available optimizers: " + ", ".join(RECIPES),
+        epilog="available optimizers: "
+        + ", ".join(available())
+        + " (after muon: each optimizer's own defaults; lr=1e-3 where it has none)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -423,16 +474,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in RECIPES]
+    choices = available()
+    unknown = [n for n in names if n not in choices]
     if unknown:
         parser.error(
-            f"unknown optimizer(s) {', '.join(map(repr, unknown))}; choose from {', '.join(RECIPES)}"
+            f"unknown optimizer(s) {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}"
         )
     if not names:
         parser.error("--optimizers: give at least one optimizer name")
     if len(set(names)) != len(names):
         parser.error(f"--optimizers: names repeat: {', '.join(names)}")
     args.optimizers = names
+    if args.lr_find:
+        need_loss = [n for n in names if takes(n)]
+        if need_loss:
+            parser.error(
+                f"--lr-find: the update of {', '.join(need_loss)} needs the loss itself; the "
+                "range test drives optimizers that take the gradient only"
+            )
     if args.lr_steps < 3:
         parser.error("argument --lr-steps: the range test needs at least 3 steps")
     if args.out is None:

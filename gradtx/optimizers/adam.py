@@ -163,13 +163,22 @@ def amsgrad(
 ) -> GradientTransformation:
     """AMSGrad (Reddi et al.): Adam with the running max of the second moment.
 
-    ``adam(..., amsgrad=True)``.  Default ``max_of="v"``: the max of the raw
-    ``v``, bias-corrected afterwards, as ``torch.optim.Adam(amsgrad=True)``.
+    ``adam(..., amsgrad=True)``.  Update (``t`` from 1)::
+
+      g_t = ∇f(θ_{t-1}) + λ θ_{t-1}                         (L2, if weight_decay)
+      m_t = b1 m_{t-1} + (1 - b1) g_t,    m̂_t = m_t / (1 - b1^t)
+      v_t = b2 v_{t-1} + (1 - b2) g_t²
+      v̂_t = max_{s≤t} v_s / (1 - b2^t)                      (max_of="v")
+      v̂_t = max_{s≤t} (v_s / (1 - b2^s))                    (max_of="v_hat")
+      θ_t = θ_{t-1} - η_t m̂_t / (sqrt(v̂_t + eps_root) + eps)
+
+    Chain: Adam's, with ``scale_by_rms(..., amsgrad=True)``.
+
+    Differences: the default ``max_of="v"`` takes the max of the raw ``v``
+    and bias-corrects it afterwards, as ``torch.optim.Adam(amsgrad=True)``;
     ``convention="optax"`` (or ``max_of="v_hat"``) takes the max of the
     bias-corrected ``v̂``, as ``optax.amsgrad``.  The paper has neither bias
     correction nor eps.
-
-    Chain: Adam's, with ``scale_by_rms(..., amsgrad=True)``.
 
     Args:
       learning_rate: η, a number or schedule.
@@ -182,6 +191,16 @@ def amsgrad(
       mu_dtype, nu_dtype: storage dtypes of the moments.
       maximize: ascend the objective instead.
       convention: ``"torch"`` or ``"optax"``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.amsgrad(0.1, b2=0.5)
+      >>> params = {"w": jnp.array([1.0])}
+      >>> state = opt.init(params)
+      >>> _, state = opt.update({"w": jnp.array([2.0])}, state, params)
+      >>> updates, state = opt.update({"w": jnp.array([0.0])}, state, params)
+      >>> updates["w"]  # v̂_2 = max(v_1, v_2) / 0.75 = 2 / 0.75 (Adam: 1 / 0.75, a step of -0.082)
+      Array([-0.05801422], dtype=float32)
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
@@ -243,6 +262,15 @@ def adamw(
       mu_dtype, nu_dtype: storage dtypes of the moments.
       maximize: ascend the objective instead.
       convention: ``"torch"`` or ``"optax"``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.adamw(0.1, weight_decay=0.5, mask={"w": True, "b": False})
+      >>> params = {"w": jnp.array([2.0]), "b": jnp.array([2.0])}
+      >>> grads = {"w": jnp.array([1.0]), "b": jnp.array([1.0])}
+      >>> updates, state = opt.update(grads, opt.init(params), params)
+      >>> updates["w"], updates["b"]  # Adam's first step is -η sign(g); w also decays by η λ θ
+      (Array([-0.2], dtype=float32), Array([-0.1], dtype=float32))
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.

@@ -120,6 +120,13 @@ def adamaxw(
     Chain: Adamax's, with ``decoupled_weight_decay`` before
     ``scale_by_learning_rate``.
 
+    Differences: equals ``optax.adamaxw`` (its signature, defaults and
+    ``mask``; a mask given as a function goes in ``mask_fn``).  torch has no
+    AdamaxW: ``torch.optim.Adamax``'s ``weight_decay`` is L2.  The paper's
+    Adamax has no eps and no weight decay.  The decay is Loshchilov & Hutter's
+    multiplied by the full learning rate, as in optax (their paper multiplies
+    it by the schedule multiplier only: ``weight_decay = λ_paper / base_lr``).
+
     Args:
       learning_rate: η, a number or schedule.
       b1: first-moment decay in [0, 1).
@@ -129,6 +136,14 @@ def adamaxw(
       mask, mask_fn: which leaves are decayed (optax's ``mask``).
       maximize: ascend the objective instead.
       convention: ``"optax"`` (default, optax's optimizer) or ``"torch"``: the same rule.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.adamaxw(0.1, weight_decay=0.5)
+      >>> params = {"w": jnp.array([2.0])}
+      >>> updates, state = opt.update({"w": jnp.array([1.0])}, opt.init(params), params)
+      >>> updates["w"]  # -0.1 · (m_1 / (1 - b1) / u_1 + 0.5 · 2), with m_1 / (1 - b1) = u_1 = 1
+      Array([-0.2], dtype=float32)
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.

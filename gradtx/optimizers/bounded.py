@@ -161,13 +161,29 @@ def amsbound(
     decoupled_weight_decay: bool = False,
     base_lr: float | None = None,
 ) -> GradientTransformation:
-    """AMSBound: ``adabound(..., amsbound=True)``.
+    """AMSBound (Luo et al.): AdaBound with the running max of the second moment.
 
-    The second moment is ``max_{s≤t} v_s`` of the raw ``v`` (as the official
-    code, ``torch_optimizer`` and ``torch.optim.Adam(amsgrad=True)``); the bias
-    correction ``sqrt(1 - b2^t)`` then multiplies the clipped step size.
+    ``adabound(..., amsbound=True)``.  Update (``t`` from 1; ``η_t`` the
+    current learning rate, ``η_0 = base_lr``)::
+
+      g_t  = ∇f(θ_{t-1}) + λ θ_{t-1}                        (L2, if weight_decay)
+      m_t  = b1 m_{t-1} + (1 - b1) g_t,   v_t = b2 v_{t-1} + (1 - b2) g_t²
+      v̄_t  = max(v̄_{t-1}, v_t)                             (v̄_0 = 0)
+      η*_t = final_lr · η_t / η_0
+      s_t  = η_t sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v̄_t) + eps)
+      θ_t  = θ_{t-1} - clip(s_t, η*_t (1 - 1/(γt + 1)), η*_t (1 + 1/(γt))) ⊙ m_t
+
+    The maximum is of the raw ``v`` (as the official code, ``torch_optimizer``
+    and ``torch.optim.Adam(amsgrad=True)``); the bias correction
+    ``sqrt(1 - b2^t)`` multiplies the step size before it is clipped.
 
     Chain: AdaBound's, with ``scale_by_bounded_rms(..., amsbound=True)``.
+
+    Differences: those of ``adabound``: equals ``adabound.AdaBound`` and
+    ``torch_optimizer.AdaBound`` with ``amsbound=True``, and
+    ``pytorch_optimizer.AdaBound`` with ``ams_bound=True`` (rel 1e-9: its
+    1e-15 inside the root).  The paper's Algorithm 3 scales the clipped step
+    by ``1/sqrt(t)`` and has no bias corrections and no eps.
 
     Args:
       learning_rate: η, a number or schedule.
@@ -179,8 +195,18 @@ def amsbound(
       decoupled_weight_decay: decay outside the adaptive step.
       base_lr: the learning rate the bounds are relative to.
 
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.amsbound(1e-3, final_lr=0.1)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = opt.init(params)
+      >>> _, state = opt.update({"w": jnp.array([1.0, 1.0])}, state, params)
+      >>> updates, state = opt.update({"w": jnp.array([0.1, 0.1])}, state, params)
+      >>> params = gradtx.apply_updates(params, updates)
+
     References:
-      Luo, Xiong, Liu & Sun, ICLR 2019, Alg. 3.
+      Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of
+      Learning Rate", ICLR 2019, Algorithm 3.
     """
     return adabound(
         learning_rate=learning_rate, final_lr=final_lr, b1=b1, b2=b2, gamma=gamma, eps=eps,

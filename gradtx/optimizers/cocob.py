@@ -43,8 +43,9 @@ def cocob(
 
     Differences: equals ``optax.contrib.cocob`` (its ``weight_decay=0.0``
     default adds nothing; here 0 leaves the stage out).  A mask given as a
-    function goes in ``mask_fn`` (optax takes either in ``mask``).  Real
-    params only.
+    function goes in ``mask_fn`` (optax takes either in ``mask``).  With
+    ``eps = 0`` a coordinate whose gradient has always been 0 takes no step
+    (optax's ``0 / 0`` gives NaN).  Real params only.
 
     Args:
       learning_rate: η, multiplier of the gradient (a number or schedule).

@@ -71,7 +71,8 @@ def prodigy(
     Differences: equals ``optax.contrib.prodigy``.  ``betas`` is one
     hyperparameter of shape (2,) in the state.  Where optax's estimate is
     0/0 (a zero gradient sum, e.g. ``learning_rate=0``) and turns d into NaN,
-    the estimate here is 0 and d stays.
+    the estimate here is 0 and d stays.  With ``eps = 0`` a coordinate whose
+    gradient has always been 0 takes no step (optax's ``0 / 0`` gives NaN).
 
     Args:
       learning_rate: η, a schedule multiplier (number or schedule).
@@ -135,7 +136,9 @@ def dadapt_adamw(
 
     Differences: equals ``optax.contrib.dadapt_adamw``.  ``betas`` is one
     hyperparameter of shape (2,) in the state.  Where optax's estimate is
-    0/0 (e.g. ``learning_rate=0``) and turns d into NaN, it is 0 here.
+    0/0 (e.g. ``learning_rate=0``) and turns d into NaN, it is 0 here.  With
+    ``eps = 0`` a coordinate whose gradient has always been 0 takes no step
+    and adds nothing to r_t (optax's ``0 / 0`` gives NaN, and NaN d).
 
     Args:
       learning_rate: η, a schedule multiplier (number or schedule).

@@ -152,6 +152,7 @@ def _unflat(x: jax.Array, like: list) -> list:
 
 @optimizer(
     references="`torch.optim.LBFGS` (both `line_search_fn`s, several steps)",
+    takes=("value", "value_fn"),
     learning_rate=LEARNING_RATE,
     max_iter=Int(1),
     max_eval=Int(1, optional=True),

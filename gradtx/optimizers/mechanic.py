@@ -73,7 +73,8 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         # Norms scaled by the largest entry: a huge gradient's norm stays finite (optax's
         # overflows to inf, and inf · 0 makes h NaN at the first step).
         norm_g, norm_x = tree_norm_scaled(grads, dt), tree_norm_scaled(params, dt)
-        coef = wd * s_sum * norm_g / (norm_x + e)
+        # 0/0 with eps = 0 where the params are all 0 and the gradient or Σ s is 0
+        coef = _tree.div0(wd * s_sum * norm_g, norm_x + e)
 
         def wide(*xs):
             return _tree.compute_dtype(*(x.dtype for x in xs))
@@ -84,7 +85,8 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
 
         def travelled(x, x_init):  # Δ_{t-1} = (x_0 - x_t) / (Σ s + eps)
             w = wide(x)
-            return (x_init.astype(w) - x.astype(w)) / (s_sum + e).astype(w)
+            # Σ s is 0 (eps = 0: no wealth) while x has not moved from x_0: 0/0
+            return _tree.div0(x_init.astype(w) - x.astype(w), (s_sum + e).astype(w))
 
         previous = jax.tree.map(travelled, params, x0)
         h = tree_dot(jax.tree.map(decayed, grads, params), previous, dt)
@@ -95,7 +97,7 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         v = betas**2 * state.sum_of_squared_products + h**2
         r = betas * state.reward + clipped * state.scale
         wealth = jnp.asarray(s_init).astype(dt) / num_betas * m + jnp.maximum(0, r)
-        s = wealth / (jnp.sqrt(v) + e)
+        s = _tree.div0(wealth, jnp.sqrt(v) + e)  # eps = 0: wealth and v are 0 until h ≠ 0
         total = jnp.sum(s)
 
         def step(x, x_init, d, u):  # x_{t+1} = x_0 - Σ s (Δ_{t-1} - u_t), as an update
@@ -145,7 +147,8 @@ def mechanize(
 
     Differences: equals ``optax.contrib.mechanize``.  The base keeps its own
     step count and hyperparameters (``get_hyperparams`` shows them next to
-    Mechanic's).  Real params only.
+    Mechanic's).  With ``eps = 0`` the starting wealth is 0 and the scales
+    stay 0, no step (optax's ``0 / 0`` gives NaN).  Real params only.
 
     Args:
       base_optimizer: the optimizer whose steps are scaled (gradtx or optax).

@@ -25,6 +25,7 @@ def _signed(direction, learning_rate, weight_decay):
 @optimizer(
     references="`optax.contrib.momo` (`value` from `jax.value_and_grad`; adaptive lower bound, "
     "decay, schedule)",
+    takes=("value",),
     learning_rate=LEARNING_RATE, beta=DECAY_RATE, lower_bound=LOWER_BOUND,
     weight_decay=WEIGHT_DECAY, adapt_lower_bound=Flag(),
 )  # fmt: skip
@@ -58,6 +59,8 @@ def momo(
     Differences: equals ``optax.contrib.momo``.  Without ``adapt_lower_bound``
     the bound is read from the hyperparameter at every step (so setting it
     takes effect); with it, the estimate lives in the state as in optax.
+    Where the loss overflows to ∞ the bound estimate stays, and where
+    ||m_t||² overflows too no step is taken (optax's ``∞/∞`` gives NaN).
 
     Args:
       learning_rate: α, the cap on the step size (a number or schedule).
@@ -88,6 +91,7 @@ def momo(
 @optimizer(
     references="`optax.contrib.momo_adam` (`value` from `jax.value_and_grad`; adaptive lower "
     "bound, decay, schedule)",
+    takes=("value",),
     learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE,
     lower_bound=LOWER_BOUND, weight_decay=WEIGHT_DECAY, adapt_lower_bound=Flag(),
 )  # fmt: skip
@@ -115,6 +119,9 @@ def momo_adam(
     weight_decay) → decoupled_weight_decay(αλ / (1 + αλ)) → scale(-1)``.
 
     Differences: equals ``optax.contrib.momo_adam`` (the bound as in ``momo``).
+    With ``eps = 0`` a coordinate whose gradient has always been 0 takes no
+    step (optax's ``0 / 0`` in D_t⁻¹ m_t gives NaN, and NaN everywhere);
+    overflows as in ``momo``.
 
     Args:
       learning_rate: α, the cap on the bias-corrected step size (number or schedule).

@@ -11,6 +11,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 
 @optimizer(
     references="`optax.polyak_sgd` (sps, sps+; `value` from `jax.value_and_grad`)",
+    takes=("value",),
     max_learning_rate=NON_NEGATIVE, scaling=LEARNING_RATE, f_min=Hyper(), eps=NON_NEGATIVE,
     variant=Choice("sps", "sps+"),
 )  # fmt: skip

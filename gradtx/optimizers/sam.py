@@ -116,10 +116,16 @@ def sam(
 ) -> GradientTransformation:
     """SAM (Foret et al.) around any outer and adversarial optimizer, as ``optax.contrib.sam``.
 
-    Every ``sync_period`` steps make one cycle: ``sync_period - 1``
-    adversarial steps ``θ̃ ← θ̃ - adv(g(θ̃))`` from the outer params ``θ``
-    (with ``adv = chain(normalize(), scale(-ρ))`` that is ``θ̃ = θ + ρ g/‖g‖``),
-    then the outer step ``θ ← θ + optimizer(g(θ̃))`` taken from ``θ``.
+    Every ``sync_period`` = k steps make one cycle, from the outer params θ
+    (``adv`` = ``adv_optimizer``, ``opt`` = ``optimizer``, ``g(x)`` the
+    gradient at x; for k ≥ 2)::
+
+      θ̃_0 = θ
+      θ̃_i = θ̃_{i-1} - adv(g(θ̃_{i-1}))          i = 1, ..., k - 1   (adversarial steps)
+      θ   ← θ + opt(g(θ̃_{k-1}))                                   (the outer step, at θ)
+
+    With ``adv = chain(normalize(), scale(-ρ))``, ``θ̃_1 = θ + ρ g(θ) / ‖g(θ)‖``:
+    SAM's ascent step.
 
     Transparent mode (default): each call is one of those steps.  The
     params you hold are ``θ̃`` during the adversarial steps and ``θ`` after

@@ -152,6 +152,18 @@ def sgdw(
       accumulator_dtype: storage dtype of the momentum buffer.
       maximize: ascend the objective instead.
 
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.sgdw(0.1, momentum=0.9, weight_decay=0.5)
+      >>> params = {"w": jnp.array([2.0])}
+      >>> state = opt.init(params)
+      >>> updates, state = opt.update({"w": jnp.array([1.0])}, state, params)
+      >>> updates["w"]  # -0.1 · (b_1 + 0.5 · 2), b_1 = g_1 = 1
+      Array([-0.2], dtype=float32)
+      >>> updates, state = opt.update({"w": jnp.array([1.0])}, state, params)
+      >>> updates["w"]  # b_2 = 0.9 · 1 + 1: -0.1 · (1.9 + 1)
+      Array([-0.29000002], dtype=float32)
+
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """

@@ -55,6 +55,7 @@ def _report_win_rate(threshold: Any, every: int) -> GradientTransformation:
 
 @optimizer(
     references="`optax.contrib.sophia` (Hutchinson estimator with `obj_fn`, mask)",
+    takes=("obj_fn",),
     learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE,
     weight_decay=WEIGHT_DECAY._replace(schedule=False), weight_decay_mask=Mask(),
     gamma=NON_NEGATIVE, clip_threshold=Hyper(low=0.0, nullable=True),

@@ -48,6 +48,9 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
     learning rate follows it).  ``init`` copies the params as x_0: give it the
     real initial params.  Real leaves only.
 
+    Differences: with ``eps = 0`` a coordinate whose gradient has always been
+    0 bets nothing here (optax's ``0 / 0`` gives NaN).
+
     Args:
       alpha: α > 0, which caps the fraction of the wealth bet early on.
       eps: L_0, the initial bound on |g| (keeps the first bet finite).
@@ -85,7 +88,9 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
             big_g = big_g + jnp.abs(g)
             reward = jnp.maximum(reward - g * (x - x0), 0)
             theta = theta - g
-            bet = theta / (big_l * jnp.maximum(big_g + big_l, a * big_l)) * (big_l + reward)
+            # L = 0 only while every |g| has been 0 (eps = 0), and then θ = 0: no bet
+            wager = _tree.div0(theta, big_l * jnp.maximum(big_g + big_l, a * big_l))
+            bet = wager * (big_l + reward)
             return -x + (x0 + bet), theta, big_l, big_g, reward
 
         grads = gradient(updates, extra)

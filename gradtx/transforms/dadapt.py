@@ -100,6 +100,9 @@ def scale_by_prodigy(
     Follow it with ``scale_by_learning_rate(η)`` for Prodigy's step.  ``init``
     copies the params as x_0: give it the real initial params.
 
+    Differences: with ``eps = 0`` a coordinate whose gradient has always been
+    0 takes no step here (optax's ``0 / 0`` gives NaN).
+
     Args:
       learning_rate: η_t, the schedule value the estimate weighs steps by.
       b1, b2: moment decay rates in [0, 1).
@@ -172,7 +175,8 @@ def scale_by_prodigy(
         for (m_new, v_new), (g, x) in zip(moments, _leaves(treedef, grads, params)):
             wide = m_new.dtype
             # eps is in units of the new estimate, the step size in the old one (as optax)
-            step = m_new / (jnp.sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide))
+            denom = jnp.sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide)
+            step = _tree.div0(m_new, denom)  # eps = 0 and g always 0: no step
             if weight_decay is not None:
                 step = step + jnp.asarray(weight_decay).astype(wide) * x.astype(wide)
             out.append(((d * correction).astype(wide) * step).astype(g.dtype))
@@ -228,6 +232,10 @@ def scale_by_dadapt_adam(
     the momentum, so the output is the whole step: follow it with
     ``scale(-1)``.  The estimate reads no params (only the decay does).
 
+    Differences: with ``eps = 0`` a coordinate whose gradient has always been
+    0 takes no step and adds nothing to r_t here (optax's ``0 / 0`` gives NaN,
+    and at the first step turns d NaN).
+
     Args:
       learning_rate: η_t, the schedule value (usually peaking at 1).
       b1, b2: moment decay rates in [0, 1).
@@ -280,11 +288,12 @@ def scale_by_dadapt_adam(
             wide, kind = _tree.compute_dtype(g.dtype, m.dtype, v.dtype), g.dtype
             g, e = g.astype(wide), jnp.asarray(eps).astype(wide)
             b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
-            weighted.append(sk.astype(wide) / (jnp.sqrt(v.astype(wide)) + e))
+            # s and v are both 0 until the coordinate's first non-zero gradient (eps = 0)
+            weighted.append(_tree.div0(sk.astype(wide), jnp.sqrt(v.astype(wide)) + e))
             m_new = b1k * m.astype(wide) + ((1 - b1k) * lr) * g
             v_new = b2k * v.astype(wide) + (1 - b2k) * (g * g)
             s_new = bk * sk.astype(wide) + ((1 - bk) * lr) * g
-            step = m_new / (jnp.sqrt(v_new) + e)
+            step = _tree.div0(m_new, jnp.sqrt(v_new) + e)
             if weight_decay is not None:
                 decay = jnp.asarray(weight_decay).astype(wide) * lr
                 step = step + decay * x.astype(wide)

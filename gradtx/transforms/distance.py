@@ -65,6 +65,10 @@ def scale_by_distance_over_gradients(
     ``init`` copies the params as x_0 and reads their norm (``"heuristic"``):
     give it the real initial params.
 
+    Differences: while G_t + eps is 0 (``eps = 0`` and only zero gradients so
+    far) the step size is 0 here; optax's ``r̄ / 0`` times the zero gradient
+    gives NaN.
+
     Args:
       init_step: how ``init_value`` sets the first step (see above).
       init_value: r_ε, its heuristic factor, or the first step size.
@@ -101,7 +105,10 @@ def scale_by_distance_over_gradients(
         distance = tree_difference_norm(state.initial_params, params, dtype)
         max_distance = jnp.maximum(state.max_distance, distance)
         sum_sq = state.sum_of_squared_norms + tree_squared_norm(gradient(updates, extra), dtype)
-        step = max_distance / jnp.sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
+        # With eps = 0, while every gradient has been 0 the root is 0: r̄/0 (or 0/0) would
+        # make ∞·0 = NaN of a zero step; there is nothing to scale yet, so the size is 0.
+        root = jnp.sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
+        step = jnp.where(root == 0, jnp.zeros([], dtype), max_distance / root)
         if init_step == "learning_rate":
             first = step_count(extra, call) == 0
             step = jnp.where(first, jnp.asarray(init_value).astype(dtype), step)
@@ -140,6 +147,10 @@ def scale_by_distance_over_weighted_gradients(
     ``g`` is the chain's ``grads`` keyword when present, else the input.
     ``init`` copies the params as x_0: give it the real initial params.
 
+    Differences: while sqrt(v_t) + eps is 0 (``eps = 0`` and only zero
+    gradients so far) the step size is 0 here; optax's ``r̄² / 0`` times the
+    zero gradient gives NaN.
+
     Args:
       init_estim_sq_dist: r̄²_0, the initial guess of the squared distance to
         the solution (``None``: ``eps``).
@@ -171,7 +182,10 @@ def scale_by_distance_over_weighted_gradients(
         max_sq = jnp.maximum(state.max_squared_distance, sq_distance)
         grad_sq = tree_squared_norm(gradient(updates, extra), dtype)
         weighted = max_sq * grad_sq + state.weighted_sum_of_squared_norms
-        step = max_sq / (jnp.sqrt(weighted) + jnp.asarray(eps).astype(dtype))
+        # With eps = 0, while every gradient has been 0 the denominator is 0: r̄²/0 (or 0/0)
+        # would make ∞·0 = NaN of a zero step; there is nothing to scale yet, so it is 0.
+        den = jnp.sqrt(weighted) + jnp.asarray(eps).astype(dtype)
+        step = jnp.where(den == 0, jnp.zeros([], dtype), max_sq / den)
         new_state = ScaleByDistanceOverWeightedGradientsState(
             state.initial_params, max_sq, weighted
         )

@@ -155,7 +155,13 @@ def scale_by_hessian_diagonal(
       Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order
       Optimizer for Language Model Pre-training", ICLR 2024 (arXiv:2305.14342).
     """
-    estimator = hessian_diagonal_fn
+    # The default is one module-level object shared by every optimizer built with
+    # it; a checked transform remembers the trees it was initialised with, so one
+    # optimizer's params would be checked against another's (an empty tree after a
+    # non-empty one raised).  Each use builds its own: in this body, the bare transform.
+    estimator = (
+        hutchinson_hessian_diagonal() if hessian_diagonal_fn is HUTCHINSON else hessian_diagonal_fn
+    )
 
     def init(params):
         return ScaleByHessianDiagonalState(_tree.zeros_like(params, dtype), estimator.init(params))

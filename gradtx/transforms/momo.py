@@ -76,13 +76,19 @@ def _polyak(alpha, decay, loss, inner, iprod, norm, lb_prev, lower_bound, adapt,
         lb = jnp.where(below, jnp.maximum(halved, lower_bound), lb_prev)
     scaled_lb = lb if bc1 is None else bc1 * lb
     gap = jnp.maximum(decay * (loss - scaled_lb - inner) + iprod, 0)
-    tiny = norm <= _TINY  # no direction: no step
-    t1 = jnp.where(tiny, 0, gap / jnp.where(tiny, 1, norm))
+    # No direction, or a gradient so large that the loss and ||m||² both overflowed
+    # (∞/∞ says nothing about the step; optax's is NaN): no step, as scale_by_polyak.
+    none = (norm <= _TINY) | (jnp.isinf(gap) & jnp.isinf(norm))
+    t1 = jnp.where(none, 0, gap / jnp.where(none, 1, norm))
     tau = jnp.minimum(alpha if bc1 is None else alpha / bc1, t1)
     new_lb = None
     if adapt:
-        model = (loss + iprod - inner) - 0.5 * tau * norm
-        new_lb = jnp.maximum(model if bc1 is None else model / bc1, lower_bound)
+        # no step, no decrease of the model: not 0 · ∞ where ||m||² overflowed
+        model = (loss + iprod - inner) - jnp.where(tau == 0, 0, 0.5 * tau * norm)
+        model = model if bc1 is None else model / bc1
+        # An overflowed loss makes the model +∞, no bound: optax's ∞ estimate
+        # gives ∞ - ∞ = NaN at the next step; the estimate stays instead.
+        new_lb = jnp.where(model == jnp.inf, lb, jnp.maximum(model, lower_bound))
     return tau, new_lb
 
 
@@ -141,6 +147,10 @@ def scale_by_momo(
     starts there and is never below it (the paper's online update).  The
     decoupled decay ``αλ/(1 + αλ) x_t`` and the sign are the next stages'
     (``momo``).
+
+    Differences: where the loss and ||m_t||² both overflow to ∞ (a huge
+    gradient) τ_t = 0 here, and an infinite model leaves the lower-bound
+    estimate as it was (optax's ``∞/∞``, ``0 · ∞`` and ``∞ - ∞`` give NaN).
 
     Args:
       learning_rate: α, the cap on the step size.
@@ -244,6 +254,10 @@ def scale_by_momo_adam(
     ``scale_by_momo``).  The decoupled decay and the sign are the next
     stages' (``momo_adam``).
 
+    Differences: with ``eps = 0`` a coordinate whose gradient has always been
+    0 has D_t⁻¹ m_t = 0 here (optax's ``0 / 0`` gives NaN, and a NaN step);
+    overflows are handled as in ``scale_by_momo``.
+
     Args:
       learning_rate: α, the cap on the (bias-corrected) step size.
       b1: decay of m, f̄ and γ in [0, 1).
@@ -289,7 +303,8 @@ def scale_by_momo_adam(
         def precondition(m, v):
             wide = _tree.compute_dtype(m.dtype, v.dtype)
             root = jnp.sqrt(v.astype(wide) / correction2.astype(wide))
-            return m.astype(wide) / (jnp.asarray(eps).astype(wide) + root)
+            # eps = 0 and a gradient always 0: m = v = 0, no direction rather than 0/0
+            return _tree.div0(m.astype(wide), jnp.asarray(eps).astype(wide) + root)
 
         direction = jax.tree.map(precondition, mu, nu)
         inner = beta1 * state.inner_product_average + (1 - beta1) * tree_dot(grads, params, dt)

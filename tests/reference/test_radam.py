@@ -55,6 +55,22 @@ def test_radam_matches_torch(x64, decay, seed):
     assert_trajectories_close(ours, ref)
 
 
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_radam_maximize_matches_torch(x64, decoupled, seed):
+    """torch.optim.RAdam(maximize=True), with weight decay of either kind."""
+    h = _hparams(seed)
+    kw = dict(weight_decay=h["wd"], decoupled_weight_decay=decoupled, maximize=True)
+    params, grads = make_problem(seed, steps=30)
+    ref = run_torch(
+        lambda ps: torch.optim.RAdam(ps, lr=h["lr"], betas=(h["b1"], h["b2"]), eps=h["eps"], **kw),
+        params,
+        grads,
+    )
+    ours = run_gradtx(gradtx.radam(h["lr"], h["b1"], h["b2"], h["eps"], **kw), params, grads)
+    assert_trajectories_close(ours, ref)
+
+
 def test_radam_default_threshold_crossing_matches_torch(x64):
     # b2 = 0.999: rho_t passes 5 first at t = 6, so steps 1-5 are SGD steps.
     params, grads = make_problem(3, steps=25)

@@ -45,6 +45,7 @@ def _h(seed):
         b1=u(0.7, 0.95),
         b2=u(0.9, 0.999),
         psi=u(1e-3, 0.05),
+        eps=10 ** u(-6, -2),
     )
 
 
@@ -62,6 +63,20 @@ def test_adagrad_matches_torch(x64, full, seed):
     h = _h(seed)
     kw = dict(lr_decay=h["lr_decay"], initial_accumulator_value=h["acc0"], weight_decay=h["wd"])
     kw = kw if full else {}
+    _compare(
+        lambda ps: torch.optim.Adagrad(ps, lr=h["lr"], **kw), gradtx.adagrad(h["lr"], **kw), seed
+    )
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adagrad_eps_maximize_match_torch(x64, maximize, seed):
+    """torch.optim.Adagrad's eps (random) and maximize, with every other argument set."""
+    h = _h(seed)
+    kw = dict(
+        lr_decay=h["lr_decay"], initial_accumulator_value=h["acc0"], weight_decay=h["wd"],
+        eps=h["eps"], maximize=maximize,
+    )  # fmt: skip
     _compare(
         lambda ps: torch.optim.Adagrad(ps, lr=h["lr"], **kw), gradtx.adagrad(h["lr"], **kw), seed
     )
@@ -97,6 +112,20 @@ def test_rmsprop_matches_torch(x64, centered, momentum, seed):
     )
 
 
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rmsprop_eps_maximize_match_torch(x64, centered, maximize, seed):
+    """torch.optim.RMSprop's eps (random) and maximize, with momentum and weight decay."""
+    h = _h(seed)
+    kw = dict(momentum=h["mu"], centered=centered, weight_decay=h["wd"], maximize=maximize)
+    _compare(
+        lambda ps: torch.optim.RMSprop(ps, lr=h["lr"], alpha=h["alpha"], eps=h["eps"], **kw),
+        gradtx.rmsprop(h["lr"], h["alpha"], h["eps"], **kw),
+        seed,
+    )
+
+
 def test_rmsprop_momentum_under_schedule_matches_torch_lambdalr(x64):
     """Convention (A): the current learning rate multiplies the whole buffer."""
     params, grads = make_problem(5)
@@ -127,6 +156,19 @@ def test_adadelta_matches_torch(x64, seed):
     _compare(lambda ps: torch.optim.Adadelta(ps), gradtx.adadelta(), seed)
 
 
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adadelta_eps_maximize_match_torch(x64, maximize, seed):
+    """torch.optim.Adadelta's eps (random) and maximize, with weight decay."""
+    h = _h(seed)
+    kw = dict(weight_decay=h["wd"], maximize=maximize)
+    _compare(
+        lambda ps: torch.optim.Adadelta(ps, lr=10 * h["lr"], rho=h["rho"], eps=h["eps"], **kw),
+        gradtx.adadelta(10 * h["lr"], h["rho"], h["eps"], **kw),
+        seed,
+    )
+
+
 NADAM_CASES = {
     "default": lambda h: {},
     "l2": lambda h: dict(weight_decay=h["wd"]),
@@ -140,6 +182,23 @@ NADAM_CASES = {
 def test_nadam_matches_torch(x64, torch64, case, seed):
     h = _h(seed)
     kw = NADAM_CASES[case](h)
+    _compare(
+        lambda ps: torch.optim.NAdam(ps, lr=h["lr"], betas=(h["b1"], h["b2"]), **kw),
+        gradtx.nadam(h["lr"], h["b1"], h["b2"], **kw),
+        seed,
+    )
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nadam_eps_maximize_match_torch(x64, torch64, decoupled, maximize, seed):
+    """torch.optim.NAdam's eps (random) and maximize, with momentum_decay and weight decay."""
+    h = _h(seed)
+    kw = dict(
+        eps=h["eps"], momentum_decay=h["psi"], weight_decay=h["wd"],
+        decoupled_weight_decay=decoupled, maximize=maximize,
+    )  # fmt: skip
     _compare(
         lambda ps: torch.optim.NAdam(ps, lr=h["lr"], betas=(h["b1"], h["b2"]), **kw),
         gradtx.nadam(h["lr"], h["b1"], h["b2"], **kw),

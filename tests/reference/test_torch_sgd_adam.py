@@ -24,6 +24,7 @@ def _rng_hparams(seed):
         b2=float(rng.uniform(0.9, 0.999)),
         wd=float(rng.uniform(1e-3, 0.1)),
         damp=float(rng.uniform(0.1, 0.5)),
+        eps=float(10 ** rng.uniform(-6, -2)),
     )
 
 
@@ -40,6 +41,18 @@ SGD_CASES = {
     "nesterov_l2": lambda h: (
         dict(lr=h["lr"], momentum=h["mu"], nesterov=True, weight_decay=h["wd"]),
         dict(learning_rate=h["lr"], momentum=h["mu"], nesterov=True, weight_decay=h["wd"]),
+    ),
+    "maximize": lambda h: (
+        dict(
+            lr=h["lr"], momentum=h["mu"], dampening=h["damp"], weight_decay=h["wd"], maximize=True
+        ),
+        dict(
+            learning_rate=h["lr"],
+            momentum=h["mu"],
+            dampening=h["damp"],
+            weight_decay=h["wd"],
+            maximize=True,
+        ),
     ),
 }
 
@@ -95,6 +108,42 @@ def test_adamw_matches_torch(x64, amsgrad, seed):
         grads,
     )
     assert_trajectories_close(ours, ref)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adam_eps_maximize_decoupled_match_torch(x64, decoupled, maximize, seed):
+    """torch.optim.Adam's eps (random), maximize and decoupled_weight_decay; AMSGrad on seed 1."""
+    h = _rng_hparams(seed)
+    kw = dict(weight_decay=h["wd"], amsgrad=seed == 1, maximize=maximize)
+    params, grads = make_problem(seed)
+    ref = run_torch(
+        lambda ps: torch.optim.Adam(
+            ps, lr=h["lr"], betas=(h["b1"], h["b2"]), eps=h["eps"], decoupled_weight_decay=decoupled,
+            **kw,
+        ),
+        params,
+        grads,
+    )  # fmt: skip
+    ours = gradtx.adam(h["lr"], h["b1"], h["b2"], h["eps"], decoupled_weight_decay=decoupled, **kw)
+    assert_trajectories_close(run_gradtx(ours, params, grads), ref)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adamw_eps_maximize_match_torch(x64, maximize, seed):
+    """torch.optim.AdamW's eps (random) and maximize; AMSGrad on seed 1."""
+    h = _rng_hparams(seed)
+    kw = dict(weight_decay=h["wd"], amsgrad=seed == 1, maximize=maximize)
+    params, grads = make_problem(seed)
+    ref = run_torch(
+        lambda ps: torch.optim.AdamW(ps, lr=h["lr"], betas=(h["b1"], h["b2"]), eps=h["eps"], **kw),
+        params,
+        grads,
+    )
+    ours = gradtx.adamw(h["lr"], h["b1"], h["b2"], h["eps"], **kw)
+    assert_trajectories_close(run_gradtx(ours, params, grads), ref)
 
 
 def test_amsgrad_alias_is_torch_amsgrad(x64):

@@ -33,6 +33,27 @@ def test_matches_optax(x64):
     assert_close(ours(ours_join, 300), optax_values(theirs, 300))
 
 
+def test_join_matches_sequential_lr(x64):
+    """SequentialLR restarts each member at its milestone: join's members see count - boundary."""
+    eta = 0.3
+    check_torch(
+        S.join(
+            [
+                S.linear(eta * 0.1, eta, 10),
+                S.exponential_decay(eta, 1, 0.98),
+                S.exponential_decay(eta, 25, 0.5, staircase=True),
+            ],
+            [10, 110],
+        ),
+        lambda o: L.SequentialLR(
+            o, [L.LinearLR(o, 0.1, 1.0, 10), L.ExponentialLR(o, 0.98), L.StepLR(o, 25, 0.5)],
+            milestones=[10, 110],
+        ),
+        eta,
+        300,
+    )  # fmt: skip
+
+
 def test_join_of_plain_callables_is_plain(x64):
     j = S.join([lambda k: 0.1 * jnp.ones([]), S.constant(0.2)], [5])
     assert not is_schedule(j)

@@ -84,3 +84,24 @@ def test_state_is_stable_and_needs_params(make):
     assert u["a"].dtype == jnp.bfloat16
     with pytest.raises(ValueError, match="update needs params"):
         tx.update(grads, state)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.scale_by_distance_over_gradients("heuristic", 1e-3, eps=0.0),
+        lambda: gradtx.scale_by_distance_over_gradients("distance", 0.5, eps=0.0),
+        lambda: gradtx.scale_by_distance_over_weighted_gradients(4.0, eps=0.0),
+    ],
+    ids=["dog-heuristic", "dog-distance", "dowg-init"],
+)
+def test_zero_gradients_with_eps_zero_take_no_step_then_the_first_real_one_moves(make):
+    # r̄ > 0 from the start, eps = 0: the denominator is 0 until a gradient arrives.
+    tx = make()
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    state = tx.init(params)
+    for g in ([0.0, 0.0], [0.0, 0.0], [1.0, -1.0]):
+        u, state = tx.update({"w": jnp.asarray(g)}, state, params)
+        assert bool(jnp.all(jnp.isfinite(u["w"]))), (g, u)
+        assert jax.tree.all(jax.tree.map(lambda x: bool(jnp.all(jnp.isfinite(x))), state))
+    assert bool(jnp.all(u["w"] != 0))  # the first non-zero gradient gives a step

@@ -89,3 +89,17 @@ def test_refresh_schedule_and_scaling(x64):
             h = 0.5 * h + 0.5 * calls
     assert int(state.inner_state.estimator_state) == calls == 3
     np.testing.assert_allclose(state.inner_state.hessian, h)
+
+
+@pytest.mark.parametrize("make", [gradtx.scale_by_hessian_diagonal, lambda: gradtx.sophia(0.1)])
+def test_optimizers_built_with_the_default_estimator_share_nothing(make):
+    # The default is one module-level object; it used to remember every tree any
+    # optimizer had initialised it with, so an empty tree after a non-empty one raised.
+    other = make()
+    other.init({"a": jnp.ones(2), "b": jnp.ones(3)})
+    tx = make()
+    u, state = tx.update({}, tx.init({}), {}, obj_fn=lambda p: jnp.zeros([]))
+    assert u == {}
+    params = {"w": jnp.ones(3)}
+    u, _ = tx.update(params, tx.init(params), params, obj_fn=lambda p: jnp.sum(p["w"] ** 2))
+    assert u["w"].shape == (3,)

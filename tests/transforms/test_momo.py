@@ -89,3 +89,21 @@ def test_state_is_stable_in_low_precision(name):
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new)):
         assert a.dtype == b.dtype and a.shape == b.shape
     assert u["a"].dtype == jnp.float16 and u["b"].dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("adapt", [False, True])
+@pytest.mark.parametrize("value", [np.inf, 3.0])
+def test_an_overflowing_gradient_gives_no_nan(adapt, value):
+    # float32: ||m||² = 2e60 overflows.  With an overflowed loss, optax's τ is ∞/∞
+    # = NaN; with a finite one τ = 0 and the bound's model has 0 · ∞ = NaN.
+    tx = gradtx.scale_by_momo(lower_bound=-1.0, adapt_lower_bound=adapt)
+    x, g = jnp.ones(2), jnp.full(2, 1e30)
+    state = tx.init(x)
+    for _ in range(3):
+        u, state = jax.jit(tx.update)(g, state, x, value=jnp.float32(value))
+        np.testing.assert_array_equal(u, np.zeros(2))  # no step
+        for leaf in jax.tree.leaves(state):
+            assert not bool(jnp.any(jnp.isnan(leaf))), state
+    if adapt:  # an infinite model leaves the estimate; a finite one sets it, finite
+        bound = float(state.inner_state.estimated_lower_bound)
+        assert bound == -1.0 if value == np.inf else np.isfinite(bound)

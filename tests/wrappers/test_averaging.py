@@ -6,19 +6,45 @@ import numpy as np
 import optax
 import pytest
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import (
+    AveragedModel,
+    get_ema_avg_fn,
+    get_ema_multi_avg_fn,
+    get_swa_avg_fn,
+    get_swa_multi_avg_fn,
+)
 
 import gradtx
 from tests.reference.harness import MIXED_SHAPES, make_problem
 
 
-def _torch_run(method, decay, start, every, params, grads, lr):
+@pytest.fixture
+def torch64():
+    """get_swa_multi_avg_fn's weight 1/(n + 1) divides torch's integer counter, so it is
+    in torch's default dtype: float64 here, else rounded to float32 (~1e-8 relative)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+# How AveragedModel is told to average -> gradtx's method.  The default (no function)
+# and both SWA functions are the running mean, both EMA functions the same EMA.
+AVERAGING = {
+    "default": ("swa", lambda decay: {}),
+    "get_swa_avg_fn": ("swa", lambda decay: {"avg_fn": get_swa_avg_fn()}),
+    "get_swa_multi_avg_fn": ("swa", lambda decay: {"multi_avg_fn": get_swa_multi_avg_fn()}),
+    "get_ema_avg_fn": ("ema", lambda decay: {"avg_fn": get_ema_avg_fn(decay)}),
+    "get_ema_multi_avg_fn": ("ema", lambda decay: {"multi_avg_fn": get_ema_multi_avg_fn(decay)}),
+}
+
+
+def _torch_run(averaging, decay, start, every, params, grads, lr):
     model = torch.nn.ParameterList(
         [torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)) for v in params.values()]
     )
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    kw = {"multi_avg_fn": get_ema_multi_avg_fn(decay)} if method == "ema" else {}
-    swa = AveragedModel(model, **kw)
+    swa = AveragedModel(model, **AVERAGING[averaging][1](decay))
     out = []
     for t, g in enumerate(grads, start=1):
         for p, v in zip(model.parameters(), g.values()):
@@ -30,16 +56,17 @@ def _torch_run(method, decay, start, every, params, grads, lr):
     return out
 
 
-@pytest.mark.parametrize("method", ["ema", "swa"])
+@pytest.mark.parametrize("averaging", sorted(AVERAGING))
 @pytest.mark.parametrize(("start", "every"), [(0, 1), (4, 3)])
-def test_average_params_matches_torch_averaged_model(x64, method, start, every):
+def test_average_params_matches_torch_averaged_model(x64, torch64, averaging, start, every):
     params, grads = make_problem(7, 20, MIXED_SHAPES)
     # torch's parameter order = the jax tree's leaf order (sorted dict keys)
     params = dict(sorted(params.items()))
     grads = [dict(sorted(g.items())) for g in grads]
     rng = np.random.default_rng(11)
     lr, decay = float(rng.uniform(0.01, 0.1)), float(rng.uniform(0.5, 0.99))
-    ref = _torch_run(method, decay, start, every, params, grads, lr)
+    ref = _torch_run(averaging, decay, start, every, params, grads, lr)
+    method = AVERAGING[averaging][0]
     opt = gradtx.average_params(
         gradtx.sgd(lr, momentum=0.9), method=method, decay=decay, start=start, every=every
     )

@@ -1,0 +1,127 @@
+"""The registry of named optimizers: one entry per public optimizer.
+
+``optimizer(references=..., **specs)`` is ``factory(counted=True, **specs)``
+plus an entry here.  The demo's ``--optimizers`` list, the README's optimizer
+table and ``docs/optimizers.md``'s catalogue (rendered from the docstrings by
+``gradtx._catalogue``) and, through ``tests/registry.py``, the contract, error
+and Flax tests all read it, so a new optimizer is covered everywhere by its
+decorator and one test case.
+
+``python -m gradtx._registry readme`` prints the README's table,
+``python -m gradtx._registry catalogue`` the catalogue, and
+``python -m gradtx._registry --write`` rewrites both in place, between the
+marker comments of README.md and docs/optimizers.md (``tests/test_registry.py``
+fails while they differ from what the registry renders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple, ParamSpec, TypeVar
+
+from gradtx import _catalogue
+from gradtx._base import GradientTransformation
+from gradtx._factory import Hyper, Option, factory
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class OptimizerInfo(NamedTuple):
+    """A registered optimizer.
+
+    Attributes:
+      name: the public name (``gradtx.<name>``).
+      factory: the factory.
+      references: what it is tested against, step by step (the README's column).
+      takes: the keywords its ``update`` needs besides grads, state and params
+        (``"value"``: the loss at the params; ``"value_fn"``, ``"obj_fn"``: the
+        loss as a function of the params).  The demo passes them.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    references: str
+    takes: tuple[str, ...] = ()
+
+    @property
+    def doc(self) -> _catalogue.Docstring:
+        """The docstring, split along the template (summary, equations, sections)."""
+        return _catalogue.parse(inspect.getdoc(self.factory) or "")
+
+
+OPTIMIZERS: dict[str, OptimizerInfo] = {}
+
+
+def optimizer(
+    *,
+    references: str,
+    counted: bool = True,
+    takes: tuple[str, ...] = (),
+    derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+    **specs: Hyper | Option,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Declare a named optimizer: ``factory(counted=True, **specs)`` and a registry entry.
+
+    ``counted=False`` is for wrappers of another optimizer (``lookahead``),
+    whose inner optimizer keeps the step count.  ``takes`` names the keywords
+    its ``update`` needs (``OptimizerInfo.takes``).
+    """
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        made = factory(kind=GradientTransformation, counted=counted, derive=derive, **specs)(fn)
+        OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes)
+        return made
+
+    return decorate
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+"""The checkout: README.md and docs/ are there."""
+
+
+def readme_table() -> str:
+    """The README's optimizer table: name, summary, what it is tested against."""
+    return _catalogue.table(OPTIMIZERS.values())
+
+
+def catalogue() -> str:
+    """``docs/optimizers.md``'s catalogue: every optimizer's docstring, by family file."""
+    return _catalogue.catalogue(OPTIMIZERS.values())
+
+
+GENERATED: dict[str, Callable[[], str]] = {
+    "README.md": readme_table,
+    "docs/optimizers.md": catalogue,
+}
+"""The files with a generated block, and what renders it."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gradtx._registry [readme | catalogue | --write]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gradtx._registry",
+        description="Print the README's optimizer table (readme, the default) or "
+        "docs/optimizers.md's catalogue (catalogue), rendered from the registry.",
+    )
+    parser.add_argument("what", nargs="?", choices=("readme", "catalogue"), default="readme")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite the generated blocks of " + ", ".join(GENERATED),
+    )
+    args = parser.parse_args(argv)
+    if args.write:
+        try:
+            changed = _catalogue.write(ROOT, GENERATED)
+        except (OSError, ValueError) as e:  # no checkout, or its markers are missing
+            print(f"python -m gradtx._registry --write: {e}", file=sys.stderr)
+            return 1
+        print(f"rewrote {', '.join(changed)}" if changed else "up to date: " + ", ".join(GENERATED))
+    else:
+        print(GENERATED["README.md" if args.what == "readme" else "docs/optimizers.md"]())
+    return 0
