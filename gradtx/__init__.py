@@ -177,6 +177,10 @@ from gradtx.optimizers.sparse_adam import (
 from gradtx.optimizers.switching import (
     swats,
 )
+from gradtx.torch_state import (
+    from_torch_state_dict,
+    to_torch_state_dict,
+)
 from gradtx.transforms.adadelta import (
     ScaleByAdadeltaState,
     scale_by_adadelta,
@@ -499,6 +503,7 @@ __all__ = [
     "dual_average",
     "factory",
     "flatten",
+    "from_torch_state_dict",
     "fromage",
     "get_hyperparams",
     "get_norms",
@@ -588,6 +593,7 @@ __all__ = [
     "step_count",
     "swats",
     "switch_to_sgd",
+    "to_torch_state_dict",
     "track_norms",
     "transform",
     "when_rectified",

@@ -41,6 +41,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
@@ -83,6 +84,33 @@ class UncountedHyperparamsState(NamedTuple):
 
 
 HYPERPARAMS_STATES = (HyperparamsState, UncountedHyperparamsState)
+
+
+class FactoryCall(NamedTuple):
+    """How a user's call made a transform: recorded on its ``init`` (``made_by`` reads it).
+
+    What a transform *is* (``gradtx.adam(amsgrad=True)``, hence ``torch.optim.Adam``) is a
+    property of the object, not of its state: the state holds numbers only, and two
+    optimizers of the same structure share one state layout.
+
+    Attributes:
+      call: the public name, ``"gradtx.adam"``.
+      factory: the public factory (its signature gives the defaults).
+      arguments: every argument after the spec checks and ``derive`` (a pruned
+        optional stage is ``None``; a JAX array given for a number is kept as given).
+    """
+
+    call: str
+    factory: Callable[..., Any]
+    arguments: Mapping[str, Any]
+
+
+def made_by(tx: Any) -> FactoryCall | None:
+    """The ``FactoryCall`` that made ``tx``, or ``None`` (not made by a user's call of a
+    gradtx factory: an optax transform, a ``chain``, a transform made inside another
+    factory's body)."""
+    return getattr(getattr(tx, "init", None), "gradtx_factory_call", None)
+
 
 Specs = dict[str, Any]
 """A factory's specs by parameter name (``Hyper`` or ``Option`` values), shared by variants."""
@@ -511,7 +539,12 @@ def factory(
             }
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)
-            return hyperparameterized(body, values, call, kind=kind, counted=counted, rates=rates)
+            tx = hyperparameterized(body, values, call, kind=kind, counted=counted, rates=rates)
+            # The function object is this call's own (a fresh closure), so the record
+            # cannot leak to another transform; the state stays numbers only.
+            record = FactoryCall(call, make, types.MappingProxyType(arguments))
+            setattr(tx.init, "gradtx_factory_call", record)  # noqa: B010
+            return tx
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         return make

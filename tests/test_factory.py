@@ -222,3 +222,26 @@ def test_the_one_step_count_is_what_optax_tree_utils_find():
     for _ in range(3):
         _, state = opt.update(params, state, params)
     assert int(optax.tree_utils.tree_get(state, "count")) == 3
+
+
+def test_a_users_call_is_recorded_on_init_not_in_the_state():
+    """What a transform is (``gradtx.to_torch_state_dict`` needs the torch class)
+    is read from the object; the state stays numbers only."""
+    from gradtx._factory import made_by
+
+    opt = gradtx.adamw(0.1, amsgrad=True)
+    made = made_by(opt)
+    assert made.call == "gradtx.adamw" and made.factory is gradtx.adamw
+    assert made.arguments["amsgrad"] is True and made.arguments["learning_rate"] == 0.1
+    assert made_by(gradtx.adamw(0.1)).arguments["amsgrad"] is False  # each call its own record
+    assert made_by(gradtx.chain(opt)) is None and made_by(optax.adam(0.1)) is None
+    leaves = jax.tree.leaves(opt.init(_params()))
+    assert all(isinstance(x, jax.Array) for x in leaves)
+
+    @gradtx.factory(counted=True, learning_rate=gradtx.LEARNING_RATE)
+    def wrapped(learning_rate=0.1):
+        inner = gradtx.adam(learning_rate)
+        assert made_by(inner) is None  # built inside a body: the outer call owns it
+        return inner
+
+    assert made_by(wrapped()).call == "gradtx.wrapped"

@@ -1,0 +1,484 @@
+"""Continue a PyTorch run in JAX, and back: torch optimizer state dicts <-> gradtx states.
+
+torch's parameter ``i`` (its index in ``state_dict()["param_groups"][g]["params"]``,
+numbered across the groups in order) is leaf ``i`` of ``jax.tree.leaves(params)``.
+Which torch class a gradtx optimizer is comes from the optimizer object (the
+factory call it records, ``gradtx._factory.made_by``), what each key means
+from the table ``gradtx._torch_table.TABLE``.  Only ``to_torch_state_dict``
+imports torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _checks
+from gradtx._base import is_schedule
+from gradtx._factory import FactoryCall, HyperparamsState, made_by
+from gradtx._hyperparams import set_hyperparams
+from gradtx._torch_table import HOOKS, TABLE, Entry, Pair, Scalar, find_node, map_nodes, numpy_of
+from gradtx.wrappers.averaging import AverageParamsState
+
+FROM, TO = "gradtx.from_torch_state_dict", "gradtx.to_torch_state_dict"
+RTOL = 1e-6
+"""How close a schedule's value must be to torch's (torch's schedulers are recursive)."""
+
+
+def _plain(v: Any) -> Any:
+    """A param-group value with tensors as Python numbers (to compare and to print)."""
+    if isinstance(v, (tuple, list)):
+        return type(v)(_plain(x) for x in v)
+    return float(numpy_of(v)) if hasattr(v, "detach") or isinstance(v, np.ndarray) else v
+
+
+def _show(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else repr(v)  # float32 state: 1e-08, not 9.99e-09
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+        return a is b or (isinstance(a, str) and a == b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(np.array_equal(np.asarray(a, float), np.asarray(b, float)))
+    except (TypeError, ValueError):  # functions, schedules
+        return a is b
+
+
+class _Target(NamedTuple):
+    made: FactoryCall  # the optimizer torch.optim has
+    entry: Entry
+    args: dict[str, Any]  # its arguments, with the options its factory implies
+    average: FactoryCall | None  # gradtx.average_params around it (torch's AveragedModel)
+
+
+def _target(call: str, optimizer: Any, averaged_model_state_dict: Any) -> _Target:
+    made, average = made_by(optimizer), None
+    if made is not None and made.call == "gradtx.average_params":
+        average, made = made, made_by(made.arguments["inner"])
+    if made is None:
+        raise TypeError(
+            f"{call}(optimizer=...): expected an optimizer as a gradtx call such as "
+            f"gradtx.adam(...) returns it, or gradtx.average_params around one, got "
+            f"{type(optimizer).__name__}; chains and other wrappers have no torch.optim class"
+        )
+    entry = TABLE.get(made.call.removeprefix("gradtx."))
+    if entry is None:
+        raise ValueError(
+            f"{call}(optimizer={made.call}(...)): torch.optim has no {made.call}; these "
+            f"have a torch.optim class: {', '.join(sorted(TABLE))}"
+        )
+    if (averaged_model_state_dict is None) != (average is None):
+        raise ValueError(
+            f"{call}(averaged_model_state_dict=...): give the AveragedModel's state_dict() "
+            "exactly when the optimizer is gradtx.average_params(...)"
+        )
+    return _Target(made, entry, {**made.arguments, **entry.implied}, average)
+
+
+def _check_arguments(call: str, t: _Target, stored: Mapping[str, Any]) -> None:
+    """Each gradtx argument torch has no key for is torch's rule: what the factory makes of
+    it when given only the arguments torch has (its default, or one derived from those)."""
+    entry, made = t.entry, t.made
+    names = {n for c in entry.hyperparams.values() for n in c.names}
+    given = set(entry.flags.values()) | {
+        n for c in entry.hyperparams.values() if isinstance(c, (Scalar, Pair)) for n in c.names
+    }
+    reference: Any = made_by(
+        made.factory(**{k: v for k, v in made.arguments.items() if k in given})
+    )
+    for name, value in made.arguments.items():
+        if name in names | given | set(entry.implied) | set(entry.free):
+            continue
+        if name in stored and not is_schedule(stored[name]):
+            value = numpy_of(stored[name]).tolist()  # the state's: set_hyperparams may change it
+        default = reference.arguments[name]
+        if not any(_same(value, ok) for ok in (default, *entry.accepted.get(name, ()))):
+            raise ValueError(
+                f"{call}: the optimizer is {made.call}({name}={_show(value)}), which "
+                f"torch.optim.{entry.torch_class} does not have: it computes as {name}={default!r}"
+            )
+
+
+def _check_group(t: _Target, group: Mapping[str, Any]) -> None:
+    """Options agree (``amsgrad``, ``nesterov``, ...) and optional stages exist on both sides."""
+    for key, name in t.entry.flags.items():
+        ours = t.args[name]
+        if ours is None and name in t.entry.resolve:
+            ours = t.entry.resolve[name](t.args)
+        if key not in group and not isinstance(ours, bool):
+            raise ValueError(f"{FROM}(state_dict=...): the param group has no {key!r}")
+        theirs = group.get(key, False)
+        if not _same(theirs, ours):
+            raise ValueError(
+                f"{FROM}: torch's param group has {key}={theirs!r}, but the optimizer is "
+                f"{t.made.call}({name}={ours!r}); build it with {name}={theirs!r}"
+            )
+    for name, none in t.entry.stages.items():
+        key = next(k for k, c in t.entry.hyperparams.items() if c.names == (name,))
+        theirs, ours = _plain(group[key]), t.args[name]
+        if ours is None and theirs != none:
+            raise ValueError(
+                f"{FROM}: torch's param group has {key}={theirs!r}, but the optimizer is "
+                f"{t.made.call}({name}=None), without that stage; build it with {name}={theirs!r}"
+            )
+        if ours is not None and theirs == none and name in t.entry.strict:
+            raise ValueError(
+                f"{FROM}: torch's param group has {key}={theirs!r} (no such stage), but the "
+                f"optimizer is {t.made.call}({name}={ours!r}); build it with {name}=None"
+            )
+
+
+def _current(t: _Target, hs: HyperparamsState, name: str) -> Any:
+    """Hyperparameter ``name`` as the next update applies it (``None``: a left-out stage)."""
+    if name in hs.hyperparams:
+        value = hs.hyperparams[name]
+        return value(hs.count) if is_schedule(value) else value
+    if name in hs.python_schedules:
+        return hs.python_schedules[name]
+    return t.args.get(name)  # a bound JAX array, or None
+
+
+def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
+    """torch's numbers, stored where gradtx stores numbers (as ``set_hyperparams``); where
+    gradtx follows a schedule, a Python callable or a bound array, checked against it."""
+    count = int(hs.count)
+    python = {k: jnp.asarray(t.args[k](hs.count), v.dtype) for k, v in hs.python_schedules.items()}
+    hs = hs._replace(python_schedules=python)  # their values at the count
+    numbers = {}
+    for key, codec in t.entry.hyperparams.items():
+        if key not in group:
+            raise ValueError(f"{FROM}(state_dict=...): the param group has no {key!r}")
+        for name, want in codec.to_gradtx(group[key]).items():
+            have, stored = _current(t, hs, name), hs.hyperparams.get(name)
+            if have is None:
+                continue  # a stage neither side has (_check_group)
+            if stored is not None and not is_schedule(stored):
+                if np.shape(want) != np.shape(stored):
+                    raise ValueError(
+                        f"{FROM}: torch's {key}={_plain(group[key])!r} does not fit "
+                        f"{t.made.call}({name}={t.made.arguments[name]!r}); build it with "
+                        f"{name}={_plain(group[key])!r}"
+                    )
+                numbers[name] = want
+            elif not np.allclose(numpy_of(have), want, rtol=RTOL, atol=1e-12):
+                where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
+                if name != "learning_rate":
+                    raise ValueError(f"{FROM}: torch's {key}={_plain(group[key])!r} but {where}")
+                raise ValueError(
+                    f"{FROM}: torch's lr={want} but {where}: the torch scheduler's position "
+                    "differs from the optimizer's step count (a scheduler stepped once per "
+                    "epoch?). A gradtx schedule is a function of the optimizer step: give one "
+                    f"that reaches {want} at step {count}, or a constant learning rate"
+                )
+    return set_hyperparams(hs, numbers)
+
+
+def _buffers_in(t: _Target, inner: Any, params: Any, states: dict[int, dict]) -> Any:
+    leaves, treedef = jax.tree.flatten(params)
+    td: Any = treedef
+    for key, buf in t.entry.buffers.items():
+        holders = [i for i, s in states.items() if key in s]
+        node = find_node(inner, buf.state)
+        value = None if node is None else getattr(node, buf.field)
+        if value is None and holders:
+            raise ValueError(
+                f"{FROM}: torch's state of parameter {holders[0]} has {key!r}, which "
+                f"{t.made.call}(...) keeps no buffer for"
+            )
+        if value is None or not holders:
+            continue
+        if buf.scalar:  # one number, repeated in torch's per-parameter states
+            value = jnp.asarray(numpy_of(states[holders[0]][key]), value.dtype)
+        else:
+            parts = td.flatten_up_to(value)
+            for i, p in enumerate(leaves):
+                if not buf.applies(np.ndim(p)):
+                    continue
+                if key not in states[i]:
+                    raise ValueError(f"{FROM}: torch's state of parameter {i} has no {key!r}")
+                arr = numpy_of(states[i][key])
+                if arr.shape != parts[i].shape:
+                    raise ValueError(
+                        f"{FROM}: parameter {i}: torch's {key} has shape {arr.shape}, but leaf "
+                        f"{i} of params has shape {np.shape(p)} (its {key}: {parts[i].shape})"
+                    )
+                parts[i] = jnp.asarray(arr, parts[i].dtype)
+            value = td.unflatten(parts)
+        inner = map_nodes(inner, buf.state, _setter(buf.field, value))
+    return inner
+
+
+def _setter(field: str, value: Any) -> Any:
+    return lambda node: node._replace(**{field: value})
+
+
+def _count(t: _Target, states: dict[int, dict], step: int | None) -> int:
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
+        raise TypeError(f"{FROM}(step={step!r}): step must be an int or None")
+    if step is not None and step < 0:
+        raise ValueError(f"{FROM}(step={step}): step must be >= 0")
+    if not t.entry.step:
+        if states and step is None:
+            raise ValueError(
+                f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count and "
+                "its state shows steps were taken; pass step=, the number of optimizer steps "
+                "taken (it places the schedules and the terms that depend on the step)"
+            )
+        return 0 if step is None else int(step)
+    counts = sorted({float(numpy_of(s["step"])) for s in states.values()})
+    if len(counts) > 1:
+        raise ValueError(f"{FROM}: torch's parameters have taken different steps {counts}")
+    count = int(counts[0]) if counts else (step or 0)
+    if step is not None and step != count:
+        raise ValueError(f"{FROM}(step={step}): torch's state says {count} steps were taken")
+    return count
+
+
+def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
+    """The param group, after checking that every group agrees and that torch's
+    parameters are the params' leaves; and the non-empty per-parameter states."""
+    groups = list(state_dict["param_groups"])
+    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    indices = [i for g in groups for i in g["params"]]
+    if sorted(indices) != list(range(len(paths))):
+        raise ValueError(
+            f"{FROM}: the state dict holds {len(indices)} parameters, params {len(paths)} leaves "
+            "(torch's parameter i is leaf i of jax.tree.leaves(params))"
+        )
+    for j, g in enumerate(groups[1:], start=1):
+        for key in [*t.entry.hyperparams, *t.entry.flags]:
+            ours, theirs = _plain(groups[0].get(key)), _plain(g.get(key))
+            if not _same(ours, theirs):
+                raise ValueError(
+                    f"{FROM}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}), "
+                    "and a gradtx optimizer has one set of hyperparameters: use "
+                    "gradtx.partition with one optimizer per group, each converted from a "
+                    "state dict of its group alone"
+                )
+    names = {i: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
+    order = [names.get(i) for i in range(len(paths))]
+    keys = [p[0].key for p in paths if len(p) == 1 and isinstance(getattr(p[0], "key", 0), str)]
+    if len(keys) == len(paths) and set(keys) == set(order) and keys != order:
+        raise ValueError(
+            f"{FROM}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
+            f"keys), torch's parameters in the order {order}; build params as a list in "
+            "model.parameters() order, or as collections.OrderedDict(model.named_parameters())"
+        )
+    states = {int(i): dict(s) for i, s in state_dict["state"].items() if len(s)}
+    if t.entry.hook != "lbfgs" and states and len(states) != len(paths):
+        raise ValueError(
+            f"{FROM}: torch's parameter {min(set(range(len(paths))) - set(states))} has no "
+            "state but others have (its .grad was None at every step); gradtx keeps one "
+            "state for all parameters"
+        )
+    return groups[0], states
+
+
+def _averaged(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
+    """The keys of an AveragedModel state dict's averaged parameters, checked against params."""
+    keys = [k for k in sd if k != "n_averaged"]
+    if "n_averaged" not in sd or len(keys) != len(leaves):
+        raise ValueError(
+            f"{call}(averaged_model_state_dict=...): expected 'n_averaged' and the {len(leaves)} "
+            f"averaged parameters, in model.parameters() order, got {len(keys)} other entries; "
+            "for a model with buffers keep n_averaged and 'module.' + each name of "
+            "model.named_parameters()"
+        )
+    for i, (k, x) in enumerate(zip(keys, leaves)):
+        if tuple(np.shape(sd[k])) != tuple(np.shape(x)):
+            raise ValueError(
+                f"{call}(averaged_model_state_dict=...): parameter {i} ({k}) has shape "
+                f"{tuple(np.shape(sd[k]))}, leaf {i} of params {tuple(np.shape(x))}"
+            )
+    return keys
+
+
+def from_torch_state_dict(
+    optimizer: Any,
+    params: Any,
+    state_dict: Mapping[str, Any],
+    *,
+    step: int | None = None,
+    averaged_model_state_dict: Mapping[str, Any] | None = None,
+) -> Any:
+    """The state of a gradtx optimizer that continues a torch run from its state dict.
+
+    Every per-parameter buffer and the step count are copied, and the param
+    group's hyperparameters (``lr``, ``betas``, ``eps``, ``weight_decay``,
+    ...) are set into the state as ``gradtx.set_hyperparams`` does.  Where
+    gradtx takes one from a schedule (or a Python callable), its value at the
+    step count must equal torch's (so a scheduler stepped once per epoch is an
+    error).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
+    ``maximize``, a momentum stage, ...): the ``ValueError`` names both
+    values.  Several param groups are accepted when their hyperparameters are
+    equal.  Tensors are read with ``np.asarray(t.detach().cpu())``; torch is
+    not imported.
+
+    Args:
+      optimizer: the gradtx optimizer (``gradtx.adam(amsgrad=True)``), or
+        ``gradtx.average_params`` around one (torch's ``AveragedModel``).
+      params: the parameters, a pytree: torch's parameter ``i`` is leaf ``i`` of
+        ``jax.tree.leaves(params)``.  A dict's keys are sorted: use a list in
+        ``model.parameters()`` order, or a ``collections.OrderedDict``.
+      state_dict: ``torch_optimizer.state_dict()``.
+      step: optimizer steps taken, needed where torch does not record them
+        (SGD, Muon, LBFGS) once its state is not empty; checked elsewhere.
+      averaged_model_state_dict: with ``gradtx.average_params``,
+        ``averaged_model.state_dict()``: ``n_averaged`` and the averaged
+        parameters in order (``torch.optim.swa_utils.AveragedModel``).
+
+    Returns:
+      The state ``optimizer.init(params)`` makes, at torch's step, with its
+      buffers and hyperparameters.
+
+    Example:
+      >>> import gradtx, numpy as np
+      >>> sd = {"state": {0: {"step": 3.0, "exp_avg": np.ones(2), "exp_avg_sq": np.ones(2)}},
+      ...       "param_groups": [{"params": [0], "lr": 0.1, "betas": (0.9, 0.99), "eps": 1e-8,
+      ...                         "weight_decay": 0, "amsgrad": False, "maximize": False}]}
+      >>> state = gradtx.from_torch_state_dict(gradtx.adam(), np.zeros(2), sd)
+      >>> int(state.count), round(float(gradtx.get_hyperparams(state)["b2"]), 6)
+      (3, 0.99)
+
+    References:
+      ``torch.optim.Optimizer.state_dict``; ``docs/ecosystem.md``, "Continuing a PyTorch run".
+    """
+    t = _target(FROM, optimizer, averaged_model_state_dict)
+    leaves, treedef = jax.tree.flatten(params)
+    treedef = cast(Any, treedef)
+    leaves = [x if isinstance(x, jax.Array) else jnp.asarray(numpy_of(x)) for x in leaves]
+    if any(jnp.iscomplexobj(x) for x in leaves):
+        raise TypeError(f"{FROM}: complex params are not supported (torch splits them in two)")
+    tree = treedef.unflatten(leaves)
+    group, states = _group_and_states(t, state_dict, tree)
+    _check_group(t, group)
+    _check_arguments(FROM, t, {})
+    state = optimizer.init(tree)
+    hs = state if t.average is None else state.inner_state.inner_state
+    count = _count(t, states, step)
+    hs = _set_hyperparams(t, hs._replace(count=jnp.asarray(count, jnp.int32)), group)
+    inner = _buffers_in(t, hs.inner_state, tree, states)
+    if t.entry.hook is not None:
+        current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
+        inner = HOOKS[t.entry.hook][0](inner, states, current, count, FROM)
+    hs = hs._replace(inner_state=inner)
+    if averaged_model_state_dict is None:
+        return hs
+    sd = averaged_model_state_dict
+    parts = [jnp.asarray(numpy_of(sd[k]), x.dtype) for k, x in zip(_averaged(FROM, sd, leaves), leaves)]  # fmt: skip
+    n = jnp.asarray(int(numpy_of(sd["n_averaged"])), jnp.int32)
+    return state._replace(inner_state=AverageParamsState(hs.count, n, treedef.unflatten(parts), hs))
+
+
+class _Convert:
+    """Arrays as torch tensors: buffers keep their dtype (bfloat16 goes through float32;
+    ``load_state_dict`` casts to the parameter's), scalars take torch's scalar dtype."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        float64 = torch.get_default_dtype() == torch.float64
+        self.dtype = torch.float64 if float64 else torch.float32
+
+    def tensor(self, x: Any) -> Any:
+        x = np.asarray(x)
+        return self.torch.from_numpy(np.array(x if x.dtype.itemsize > 2 else x.astype(np.float32)))
+
+    def scalar(self, x: Any) -> Any:
+        return self.torch.tensor(float(np.asarray(x)), dtype=self.dtype)
+
+
+def to_torch_state_dict(
+    optimizer: Any,
+    state: Any,
+    params: Any,
+    *,
+    averaged_model_state_dict: Mapping[str, Any] | None = None,
+) -> Any:
+    """A torch state dict that continues a gradtx run in ``torch.optim``.
+
+    ``torch_optimizer.load_state_dict(result)`` takes it for an optimizer of
+    the matching class (``torch.optim.Adam`` for ``gradtx.adam``, ...) made
+    over the same parameters in one param group, in ``jax.tree.leaves``
+    order; its next steps are gradtx's.  The param group holds the current
+    hyperparameters (a schedule's value at the step count: give torch a
+    scheduler placed at that step to follow it on) and torch's defaults for
+    ``foreach``, ``fused``, ``capturable`` and ``differentiable``, which are
+    not state.  Imports torch.
+
+    Args:
+      optimizer: the gradtx optimizer that made ``state``.
+      state: its state.
+      params: the parameters (leaf ``i`` is torch's parameter ``i``).
+      averaged_model_state_dict: with ``gradtx.average_params``, the
+        ``state_dict()`` of the ``AveragedModel`` to fill: ``n_averaged`` and
+        the parameter entries are replaced, in order; other entries are kept.
+
+    Returns:
+      The optimizer's state dict; with ``gradtx.average_params`` the pair
+      ``(optimizer_state_dict, averaged_model_state_dict)``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp, torch
+      >>> opt, params = gradtx.adam(0.1, amsgrad=True), {"w": jnp.zeros(2)}
+      >>> sd = gradtx.to_torch_state_dict(opt, opt.init(params), params)
+      >>> torch.optim.Adam([torch.zeros(2, requires_grad=True)], amsgrad=True).load_state_dict(sd)
+
+    References:
+      ``torch.optim.Optimizer.load_state_dict``; ``docs/ecosystem.md``.
+    """
+    import torch
+
+    t = _target(TO, optimizer, averaged_model_state_dict)
+    leaves = [numpy_of(x) for x in jax.tree.leaves(params)]
+    expected = jax.eval_shape(optimizer.init, jax.tree.map(jnp.asarray, params))
+    if not _checks.same_layout(state, expected):
+        raise ValueError(
+            f"{TO}(state=...): not the state {t.made.call}(...).init makes for these params"
+            f"\n  expected: {_checks.outline(expected)}\n  got: {_checks.outline(state)}"
+        )
+    hs = state if t.average is None else state.inner_state.inner_state
+    _check_arguments(TO, t, hs.hyperparams)
+    count, convert = int(hs.count), _Convert(torch)
+    values = {}
+    for name in (n for c in t.entry.hyperparams.values() for n in c.names):
+        have = _current(t, hs, name)
+        values[name] = t.entry.stages.get(name) if have is None else numpy_of(have)
+    sig = inspect.signature(getattr(torch.optim, t.entry.torch_class).__init__).parameters
+    group = {k: p.default for k, p in sig.items() if k not in ("self", "params")}
+    group |= {key: codec.to_torch(values) for key, codec in t.entry.hyperparams.items()}
+    for key, name in t.entry.flags.items():
+        resolve = t.entry.resolve.get(name)
+        group[key] = resolve(t.args) if t.args[name] is None and resolve else t.args[name]
+    group["params"] = list(range(len(leaves)))
+    out: dict[int, dict[str, Any]] = {i: {} for i in range(len(leaves))}
+    inner = hs.inner_state
+    if t.entry.hook is not None:
+        current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
+        inner = HOOKS[t.entry.hook][1](inner, out, current, count, convert)
+    for key, buf in t.entry.buffers.items() if count > 0 or t.entry.eager else ():
+        node = find_node(inner, buf.state)
+        value = None if node is None else getattr(node, buf.field)
+        if value is None:
+            continue
+        parts = [value] * len(leaves) if buf.scalar else jax.tree.leaves(value)
+        for i, (p, x) in enumerate(zip(leaves, parts)):
+            if buf.applies(p.ndim):
+                out[i][key] = convert.scalar(x) if buf.scalar else convert.tensor(x)
+    for s in out.values() if t.entry.step and (count > 0 or t.entry.eager) else ():
+        s["step"] = convert.scalar(count)
+    result = {"state": {i: s for i, s in out.items() if s}, "param_groups": [group]}
+    if averaged_model_state_dict is None:
+        return result
+    avg, filled = state.inner_state, dict(averaged_model_state_dict)
+    filled["n_averaged"] = torch.tensor(int(avg.n_averaged), dtype=torch.long)
+    for k, x in zip(_averaged(TO, filled, leaves), jax.tree.leaves(avg.averaged)):
+        filled[k] = convert.tensor(x).to(filled[k].dtype)
+    return result, filled

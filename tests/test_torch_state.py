@@ -1,0 +1,480 @@
+"""gradtx.from_torch_state_dict and gradtx.to_torch_state_dict against torch.optim, float64.
+
+For every gradtx optimizer torch.optim has, with options that switch on its
+optional stages: N torch steps, ``from_torch_state_dict``, then M gradtx
+steps equal the last M of N + M torch steps; and N gradtx steps,
+``to_torch_state_dict`` loaded into a fresh torch optimizer (made with
+torch's defaults: every number comes from the dict), then M torch steps
+equal the last M of N + M gradtx steps.  Params are compared after every
+step at 1e-10 relative.  Adding an optimizer is one ``Case`` line.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import functools
+import pathlib
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+import gradtx
+from tests.reference.harness import assert_trajectories_close
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+N, M = 3, 3
+SHAPES = {"a": (3, 4), "b": (5,), "c": ()}  # leaves in jax.tree.leaves order: a, b, c
+
+
+class Case(NamedTuple):
+    """torch.optim.<torch>(**kwargs) is ``same()``; ``like()`` has the same options
+    and other numbers (every number must come from torch's state dict)."""
+
+    id: str
+    torch: str
+    kwargs: dict[str, Any]
+    same: Callable[[], Any]
+    like: Callable[[], Any]
+    shapes: dict[str, tuple[int, ...]] = SHAPES
+    steps_unrecorded: bool = False  # torch keeps no step count: pass step=
+    grads: str = "dense"  # "sparse": SparseAdam's COO gradients; "loss": L-BFGS's closure
+
+
+B, WD = (0.85, 0.97), 0.05
+CASES = [
+    Case("sgd", "SGD", dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=WD, maximize=True),
+         lambda: gradtx.sgd(0.05, 0.8, dampening=0.3, weight_decay=WD, maximize=True),
+         lambda: gradtx.sgd(0.1, 0.5, dampening=0.5, weight_decay=1.0, maximize=True),
+         steps_unrecorded=True),
+    Case("sgd-nesterov", "SGD", dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=WD),
+         lambda: gradtx.sgd(0.05, 0.8, nesterov=True, weight_decay=WD),
+         lambda: gradtx.sgd(0.1, 0.5, nesterov=True, weight_decay=1.0), steps_unrecorded=True),
+    Case("adam", "Adam", dict(lr=0.05, betas=B, eps=1e-6, weight_decay=WD, amsgrad=True, maximize=True),
+         lambda: gradtx.adam(0.05, *B, 1e-6, weight_decay=WD, amsgrad=True, maximize=True),
+         lambda: gradtx.adam(weight_decay=1.0, amsgrad=True, maximize=True)),
+    Case("adamw", "AdamW", dict(lr=0.03, betas=B, eps=1e-7, weight_decay=WD, amsgrad=True),
+         lambda: gradtx.adamw(0.03, *B, 1e-7, WD, amsgrad=True),
+         lambda: gradtx.adamw(amsgrad=True)),
+    Case("amsgrad", "Adam", dict(lr=0.03, betas=B, weight_decay=WD, amsgrad=True),
+         lambda: gradtx.amsgrad(0.03, *B, weight_decay=WD),
+         lambda: gradtx.amsgrad(weight_decay=1.0)),
+    Case("adagrad", "Adagrad", dict(lr=0.05, lr_decay=0.1, weight_decay=WD,
+                                    initial_accumulator_value=0.3, eps=1e-8, maximize=True),
+         lambda: gradtx.adagrad(0.05, lr_decay=0.1, weight_decay=WD,
+                                initial_accumulator_value=0.3, eps=1e-8, maximize=True),
+         lambda: gradtx.adagrad(weight_decay=1.0, maximize=True)),
+    Case("adadelta", "Adadelta", dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=WD, maximize=True),
+         lambda: gradtx.adadelta(0.5, 0.8, 1e-5, weight_decay=WD, maximize=True),
+         lambda: gradtx.adadelta(weight_decay=1.0, maximize=True)),
+    Case("rmsprop", "RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=WD, momentum=0.5,
+                                    centered=True, maximize=True),
+         lambda: gradtx.rmsprop(0.01, 0.9, 1e-6, momentum=0.5, centered=True, weight_decay=WD,
+                                maximize=True),
+         lambda: gradtx.rmsprop(momentum=0.9, centered=True, weight_decay=1.0, maximize=True)),
+    Case("nadam", "NAdam", dict(lr=0.01, betas=B, eps=1e-7, weight_decay=WD, momentum_decay=0.01,
+                                decoupled_weight_decay=True, maximize=True),
+         lambda: gradtx.nadam(0.01, *B, 1e-7, momentum_decay=0.01, weight_decay=WD,
+                              decoupled_weight_decay=True, maximize=True),
+         lambda: gradtx.nadam(weight_decay=1.0, decoupled_weight_decay=True, maximize=True)),
+    # b2 = 0.9: the rectification starts at step 6, inside the M steps
+    Case("radam", "RAdam", dict(lr=0.01, betas=(0.85, 0.9), eps=1e-7, weight_decay=WD,
+                                decoupled_weight_decay=True, maximize=True),
+         lambda: gradtx.radam(0.01, 0.85, 0.9, 1e-7, weight_decay=WD,
+                              decoupled_weight_decay=True, maximize=True),
+         lambda: gradtx.radam(weight_decay=1.0, decoupled_weight_decay=True, maximize=True)),
+    Case("adamax", "Adamax", dict(lr=0.01, betas=B, eps=1e-6, weight_decay=WD, maximize=True),
+         lambda: gradtx.adamax(0.01, *B, 1e-6, weight_decay=WD, maximize=True),
+         lambda: gradtx.adamax(weight_decay=1.0, maximize=True)),
+    Case("rprop", "Rprop", dict(lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-3, 0.05), maximize=True),
+         lambda: gradtx.rprop(0.02, 0.4, 1.3, 1e-3, 0.05, maximize=True),
+         lambda: gradtx.rprop(maximize=True)),
+    # t0 = 2: the running mean starts at step 4, inside the M steps
+    Case("asgd", "ASGD", dict(lr=0.05, lambd=0.1, alpha=0.6, t0=2.0, weight_decay=WD, maximize=True),
+         lambda: gradtx.asgd(0.05, 0.1, 0.6, 2.0, weight_decay=WD, maximize=True),
+         lambda: gradtx.asgd(weight_decay=1.0, maximize=True)),
+    Case("sparse_adam", "SparseAdam", dict(lr=0.02, betas=B, eps=1e-6, maximize=True),
+         lambda: gradtx.sparse_adam(0.02, *B, 1e-6, maximize=True),
+         lambda: gradtx.sparse_adam(maximize=True), shapes={"a": (3, 4), "b": (5,)}, grads="sparse"),
+    Case("lbfgs", "LBFGS", dict(lr=0.5, max_iter=3, history_size=2, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-9, tolerance_change=1e-11),
+         lambda: gradtx.lbfgs(0.5, 3, None, 1e-9, 1e-11, 2, "strong_wolfe"),
+         lambda: gradtx.lbfgs(max_iter=3, history_size=2, line_search_fn="strong_wolfe"),
+         steps_unrecorded=True, grads="loss"),
+    Case("adafactor", "Adafactor", dict(lr=0.05, beta2_decay=-0.6, eps=(1e-20, 2e-3), d=1.5,
+                                        weight_decay=WD, maximize=True),
+         lambda: gradtx.adafactor(0.05, -0.6, (1e-20, 2e-3), 1.5, WD, maximize=True),
+         lambda: gradtx.adafactor(eps=(1e-30, 1e-3), weight_decay=1.0, maximize=True)),
+    Case("muon", "Muon", dict(lr=0.02, weight_decay=WD, momentum=0.9, nesterov=False,
+                              ns_coefficients=(3.0, -4.0, 2.0), eps=1e-6, ns_steps=4,
+                              adjust_lr_fn="match_rms_adamw"),
+         lambda: gradtx.muon(0.02, WD, 0.9, False, (3.0, -4.0, 2.0), 1e-6, 4, "match_rms_adamw"),
+         lambda: gradtx.muon(nesterov=False, ns_steps=4, adjust_lr_fn="match_rms_adamw"),
+         shapes={"a": (3, 4), "b": (4, 2)}, steps_unrecorded=True),
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def torch64(monkeypatch):
+    """torch in float64: its default dtype holds NAdam's mu_product and ASGD's eta, and
+    Muon's Newton-Schulz iteration runs in the params' dtype (torch casts to bfloat16)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self, *a, **k: self.clone())
+    yield
+    torch.set_default_dtype(old)
+
+
+def loss(p, xp):
+    """A smooth non-quadratic loss for L-BFGS: torch (``xp=torch``) or JAX."""
+    total = 0.0
+    for k in sorted(p):
+        x = p[k]
+        total = total + (0.5 * (x - 0.3) ** 2 + 0.3 * xp.cos(2 * x)).sum() + 0.1 * (x**4).sum()
+    return total
+
+
+def problem(case: Case, seed: int = 0):
+    """Initial params and N + M gradients (rows of each leaf zero for SparseAdam)."""
+    rng = np.random.default_rng(seed)
+    params = {k: rng.normal(size=s) for k, s in case.shapes.items()}
+    grads = [{k: rng.normal(size=s) for k, s in case.shapes.items()} for _ in range(N + M)]
+    if case.grads == "sparse":
+        for g in grads:
+            for v in g.values():
+                v[rng.random(v.shape[0]) < 0.4] = 0.0
+    return params, grads
+
+
+def torch_steps(case: Case, tensors: list, opt: Any, grads: list) -> list[dict]:
+    """Params after each torch step; ``tensors`` in jax.tree.leaves order."""
+    keys, out = sorted(case.shapes), []
+    for g in grads:
+        if case.grads == "loss":
+
+            def closure():
+                opt.zero_grad()
+                value = loss(dict(zip(keys, tensors)), torch)
+                value.backward()
+                return value
+
+            opt.step(closure)
+        else:
+            for k, t in zip(keys, tensors):
+                grad = torch.tensor(g[k])
+                t.grad = grad.to_sparse() if case.grads == "sparse" else grad
+            opt.step()
+        out.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors)})
+    return out
+
+
+@functools.cache
+def _jitted_step(tx: Any, grads: str) -> Callable:
+    def step(p, state, g):
+        kw = {}
+        if grads == "loss":
+            value, g = jax.value_and_grad(loss)(p, jnp)
+            kw = dict(value=value, value_fn=lambda q: loss(q, jnp))
+        u, state = tx.update(g, state, p, **kw)
+        return gradtx.apply_updates(p, u), state
+
+    return jax.jit(step)
+
+
+def gradtx_steps(case: Case, tx: Any, params: dict, state: Any, grads: list) -> tuple:
+    """Params after each gradtx step from ``state``, and the last state."""
+    p, out, step = jax.tree.map(jnp.asarray, params), [], _jitted_step(tx, case.grads)
+    for g in grads:
+        p, state = step(p, state, jax.tree.map(jnp.asarray, g))
+        out.append({k: np.asarray(v) for k, v in p.items()})
+    return out, state
+
+
+def tensors_of(params: dict) -> list:
+    return [torch.tensor(params[k], requires_grad=True) for k in sorted(params)]
+
+
+def assert_same_dict(a: Any, b: Any) -> None:
+    """Two state dicts hold the same keys, values, dtypes."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            assert_same_dict(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_dict(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    else:
+        assert a == b or (a != a and b != b), (a, b)
+
+
+def _step(case: Case) -> dict:
+    return {"step": N} if case.steps_unrecorded else {}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_torch_run_continues_in_gradtx(x64, case):
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = getattr(torch.optim, case.torch)(tensors, **case.kwargs)
+    ref = torch_steps(case, tensors, opt, grads[:N])
+    state_dict = copy.deepcopy(opt.state_dict())  # its tensors are the live state
+    ref += torch_steps(case, tensors, opt, grads[N:])
+    tx = case.like()
+    state = gradtx.from_torch_state_dict(tx, ref[N - 1], state_dict, **_step(case))
+    assert int(state.count) == N
+    ours, _ = gradtx_steps(case, tx, ref[N - 1], state, grads[N:])
+    assert_trajectories_close(ours, ref[N:])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_gradtx_run_continues_in_torch(x64, case):
+    params, grads = problem(case)
+    tx = case.same()
+    ref, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
+                              grads[:N])  # fmt: skip
+    state_dict = gradtx.to_torch_state_dict(tx, state, ref[N - 1])
+    # back again, and out: the same dict (L-BFGS's ring may start at another slot)
+    again = gradtx.from_torch_state_dict(tx, ref[N - 1], state_dict, **_step(case))
+    assert_same_dict(gradtx.to_torch_state_dict(tx, again, ref[N - 1]), state_dict)
+    more, _ = gradtx_steps(case, tx, ref[N - 1], state, grads[N:])
+    tensors = tensors_of(ref[N - 1])
+    fresh = getattr(torch.optim, case.torch)(tensors)  # torch's defaults: all from the dict
+    fresh.load_state_dict(state_dict)  # (shares the dict's tensors, which its steps change)
+    assert_trajectories_close(torch_steps(case, tensors, fresh, grads[N:]), more)
+
+
+# ------------------------------------------------------------------ AveragedModel
+
+
+def _swa_torch(params, lr, decay):
+    model = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(params[k])) for k in sorted(params)])  # fmt: skip
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return model, opt, AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+def _swa_steps(model, opt, swa, grads):
+    out = []
+    for g in grads:
+        for p, k in zip(model.parameters(), sorted(g)):
+            p.grad = torch.tensor(g[k])
+        opt.step()
+        swa.update_parameters(model)
+        keys = sorted(g)
+        out.append({k: p.detach().numpy().copy() for k, p in zip(keys, model.parameters())})
+        out.append({k: p.detach().numpy().copy() for k, p in zip(keys, swa.module.parameters())})
+    return out
+
+
+def _swa_gradtx(tx, params, state, grads):
+    p, out = jax.tree.map(jnp.asarray, params), []
+    for g in grads:
+        u, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
+        p = gradtx.apply_updates(p, u)
+        out += [{k: np.asarray(v) for k, v in p.items()}, jax.tree.map(np.asarray, gradtx.averaged_params(state))]  # fmt: skip
+    return out, state
+
+
+def test_averaged_model_both_ways(x64):
+    """average_params(sgd) <-> SGD + AveragedModel(EMA): the params and the average."""
+    case = CASES[0]._replace(shapes={"a": (3, 4), "b": (5,)})
+    params, grads = problem(case, seed=1)
+    model, opt, swa = _swa_torch(params, 0.05, 0.8)
+    ref = _swa_steps(model, opt, swa, grads[:N])
+    sd, swa_sd = copy.deepcopy(opt.state_dict()), copy.deepcopy(swa.state_dict())
+    ref += _swa_steps(model, opt, swa, grads[N:])
+    tx = gradtx.average_params(gradtx.sgd(0.1, momentum=0.5), decay=0.8)
+    state = gradtx.from_torch_state_dict(tx, ref[2 * N - 2], sd, step=N,
+                                         averaged_model_state_dict=swa_sd)  # fmt: skip
+    ours, _ = _swa_gradtx(tx, ref[2 * N - 2], state, grads[N:])
+    assert_trajectories_close(ours, ref[2 * N :])
+
+    tx = gradtx.average_params(gradtx.sgd(0.05, momentum=0.9), decay=0.8)
+    start = jax.tree.map(jnp.asarray, params)
+    ref, state = _swa_gradtx(tx, params, tx.init(start), grads[:N])
+    more, _ = _swa_gradtx(tx, ref[-2], state, grads[N:])
+    model, opt, swa = _swa_torch(ref[-2], 1.0, 0.8)
+    sd, swa_sd = gradtx.to_torch_state_dict(tx, state, ref[-2],
+                                            averaged_model_state_dict=swa.state_dict())  # fmt: skip
+    opt.load_state_dict(sd)
+    swa.load_state_dict(swa_sd)
+    assert int(swa.n_averaged) == N
+    assert_trajectories_close(_swa_steps(model, opt, swa, grads[N:]), more)
+
+
+# ------------------------------------------------------------------ errors and rules
+
+
+def _state_dict(make, shapes=SHAPES, steps=1):
+    params, grads = problem(Case("", "", {}, None, None, shapes=shapes))
+    tensors = tensors_of(params)
+    opt = make(tensors)
+    torch_steps(Case("", "", {}, None, None, shapes=shapes), tensors, opt, grads[:steps])
+    return params, copy.deepcopy(opt.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("make", "ours", "words"),
+    [
+        (lambda ps: torch.optim.Adam(ps, amsgrad=True), gradtx.adam(), ["amsgrad=True", "amsgrad=False"]),
+        (lambda ps: torch.optim.SGD(ps, momentum=0.9, nesterov=True), gradtx.sgd(momentum=0.9), ["nesterov=True", "nesterov=False"]),
+        (lambda ps: torch.optim.RMSprop(ps, centered=True), gradtx.rmsprop(), ["centered=True", "centered=False"]),
+        (lambda ps: torch.optim.Adam(ps, maximize=True), gradtx.adam(), ["maximize=True", "maximize=False"]),
+        (lambda ps: torch.optim.SGD(ps, momentum=0.9), gradtx.sgd(0.1), ["momentum=0.9", "momentum=None"]),
+        (lambda ps: torch.optim.SGD(ps, lr=0.1), gradtx.sgd(0.1, momentum=0.9), ["momentum=0 (no such stage)", "momentum=0.9"]),
+        (lambda ps: torch.optim.Adam(ps, weight_decay=0.1), gradtx.adam(), ["weight_decay=0.1", "weight_decay=None"]),
+        (lambda ps: torch.optim.AdamW(ps), gradtx.adam(), ["decoupled_weight_decay=True", "decoupled_weight_decay=False"]),
+        (torch.optim.Adam, gradtx.adam(eps_root=1e-8), ["eps_root=1e-08", "eps_root=0.0"]),
+        (lambda ps: torch.optim.LBFGS(ps, history_size=5), gradtx.lbfgs(), ["history_size=5", "history_size=100"]),
+        (lambda ps: torch.optim.Adafactor(ps, eps=(1e-30, 1e-3)), gradtx.adafactor(), ["eps=(1e-30, 0.001)", "eps=(0.001,)"]),
+    ],
+)  # fmt: skip
+def test_options_must_agree(make, ours, words):
+    params, state_dict = _state_dict(make, steps=0)
+    with pytest.raises(ValueError) as info:
+        gradtx.from_torch_state_dict(ours, params, state_dict)
+    message = str(info.value)
+    assert message.startswith("gradtx.from_torch_state_dict"), message
+    assert all(w in message for w in words), message
+
+
+def test_what_torch_cannot_hold_is_refused_on_the_way_out():
+    params = {"w": jnp.zeros(3)}
+    opt = gradtx.adam(eps_root=1e-8)
+    with pytest.raises(ValueError, match=r"^gradtx.to_torch_state_dict: .*eps_root=1e-08"):
+        gradtx.to_torch_state_dict(opt, opt.init(params), params)
+    opt = gradtx.adam()  # set later, in the state
+    state = gradtx.set_hyperparams(opt.init(params), eps_root=1e-6)
+    with pytest.raises(ValueError, match=r"^gradtx.to_torch_state_dict: .*eps_root="):
+        gradtx.to_torch_state_dict(opt, state, params)
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx.to_torch_state_dict\(optimizer=gradtx.lion\(...\)\): torch.optim has no",
+    ):
+        gradtx.to_torch_state_dict(gradtx.lion(0.1), gradtx.lion(0.1).init(params), params)
+    with pytest.raises(TypeError, match=r"^gradtx.to_torch_state_dict\(optimizer=...\)"):
+        gradtx.to_torch_state_dict(gradtx.chain(opt), opt.init(params), params)
+    with pytest.raises(ValueError, match=r"^gradtx.to_torch_state_dict\(state=...\)"):
+        gradtx.to_torch_state_dict(opt, gradtx.sgd().init(params), params)
+
+
+def test_shapes_and_counts_must_agree():
+    params, state_dict = _state_dict(torch.optim.Adam)
+    wrong = {"a": np.zeros((4, 3)), "b": np.zeros(5), "c": np.zeros(())}
+    with pytest.raises(ValueError) as info:
+        gradtx.from_torch_state_dict(gradtx.adam(), wrong, state_dict)
+    message = str(info.value)
+    assert message.startswith("gradtx.from_torch_state_dict: parameter 0"), message
+    assert "(3, 4)" in message and "(4, 3)" in message, message
+    with pytest.raises(ValueError, match="holds 3 parameters, params 2 leaves"):
+        gradtx.from_torch_state_dict(
+            gradtx.adam(), {"a": params["a"], "b": params["b"]}, state_dict
+        )
+    with pytest.raises(ValueError, match=r"step=5\): torch's state says 1 steps"):
+        gradtx.from_torch_state_dict(gradtx.adam(), params, state_dict, step=5)
+    _, state_dict = _state_dict(lambda ps: torch.optim.SGD(ps, momentum=0.9))
+    with pytest.raises(ValueError, match=r"step=None\): torch.optim.SGD keeps no step count"):
+        gradtx.from_torch_state_dict(gradtx.sgd(momentum=0.9), params, state_dict)
+
+
+def test_param_groups_sharing_hyperparameters_are_one_optimizer(x64):
+    params, grads = problem(CASES[2])
+    tensors = tensors_of(params)
+    opt = torch.optim.Adam([{"params": tensors[:1]}, {"params": tensors[1:]}], lr=0.05)
+    ref = torch_steps(CASES[2], tensors, opt, grads[:N])
+    state = gradtx.from_torch_state_dict(gradtx.adam(), ref[-1], copy.deepcopy(opt.state_dict()))
+    more = torch_steps(CASES[2], tensors, opt, grads[N:])
+    assert_trajectories_close(gradtx_steps(CASES[2], gradtx.adam(), ref[-1], state, grads[N:])[0], more)  # fmt: skip
+    opt = torch.optim.Adam([{"params": tensors[:1], "lr": 0.1}, {"params": tensors[1:]}])
+    with pytest.raises(ValueError, match=r"groups 0 and 1 differ in lr \(0.1, 0.001\).*gradtx.partition"):  # fmt: skip
+        gradtx.from_torch_state_dict(gradtx.adam(), params, opt.state_dict())
+
+
+def test_a_learning_rate_schedule_is_placed_by_the_step_count(x64):
+    """ExponentialLR stepped with the optimizer = schedules.exponential_decay at the count;
+    stepped once per two steps ("per epoch"), its lr is not the schedule's: an error."""
+    case = CASES[2]
+    params, grads = problem(case)
+    tx = gradtx.adam(gradtx.schedules.exponential_decay(0.05, 1, 0.7))
+    for every, fits in [(1, True), (2, False)]:
+        tensors = tensors_of(params)
+        opt = torch.optim.Adam(tensors, lr=0.05)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, 0.7)
+        ref = []
+        for i, g in enumerate(grads):
+            ref += torch_steps(case, tensors, opt, [g])
+            if (i + 1) % every == 0:
+                scheduler.step()
+            if i + 1 == N:
+                state_dict = copy.deepcopy(opt.state_dict())
+        if not fits:
+            with pytest.raises(ValueError, match="torch's lr=.*scheduler's position differs"):
+                gradtx.from_torch_state_dict(tx, ref[N - 1], state_dict)
+            continue
+        state = gradtx.from_torch_state_dict(tx, ref[N - 1], state_dict)
+        assert_trajectories_close(gradtx_steps(case, tx, ref[N - 1], state, grads[N:])[0], ref[N:])  # fmt: skip
+
+
+def test_parameter_order_recipe(x64):
+    """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
+    model.parameters() order, or an OrderedDict of model.named_parameters(), keeps
+    it; a plain dict sorts its keys ("0.bias" before "0.weight") and is refused."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    for _ in range(N):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+    state_dict = copy.deepcopy(opt.state_dict())
+    as_list = [p.detach().numpy().copy() for p in model.parameters()]
+    ordered = collections.OrderedDict((n, p.detach().numpy().copy()) for n, p in model.named_parameters())  # fmt: skip
+    plain = dict(ordered)
+    assert [k for k, _ in jax.tree_util.tree_flatten_with_path(plain)[0][:2]] != list(ordered)[:2]
+    a = gradtx.from_torch_state_dict(gradtx.adam(), as_list, state_dict)
+    b = gradtx.from_torch_state_dict(gradtx.adam(), ordered, state_dict)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="parameter 0: torch's exp_avg has shape"):
+        gradtx.from_torch_state_dict(gradtx.adam(), plain, state_dict)
+    # built from model.named_parameters(), torch keeps the names: the order is checked by name
+    named = torch.optim.Adam(model.named_parameters(), lr=0.01)
+    with pytest.raises(ValueError, match=r"jax.tree.leaves sorts a dict's keys.*OrderedDict"):
+        gradtx.from_torch_state_dict(gradtx.adam(), plain, named.state_dict())
+
+    def loss_fn(params):  # the recipe's list, continued in gradtx: torch's next step
+        h = jnp.tanh(jnp.asarray(x.numpy()) @ params[0].T + params[1])
+        return jnp.mean((h @ params[2].T + params[3] - jnp.asarray(y.numpy())) ** 2)
+
+    opt.zero_grad()
+    ((model(x) - y) ** 2).mean().backward()
+    opt.step()
+    updates, _ = gradtx.adam().update(jax.grad(loss_fn)(as_list), a, as_list)
+    after = gradtx.apply_updates(as_list, updates)
+    for ours, p in zip(after, model.parameters()):
+        np.testing.assert_allclose(ours, p.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_gradtx_does_not_import_torch():
+    """Importing gradtx and reading a state dict (NumPy arrays here) leaves torch out."""
+    code = (
+        "import sys, numpy as np, gradtx\n"
+        "sd = {'state': {0: {'step': 2.0, 'exp_avg': np.ones(2), 'exp_avg_sq': np.ones(2)}},\n"
+        "      'param_groups': [{'params': [0], 'lr': 0.1, 'betas': (0.9, 0.99), 'eps': 1e-8,\n"
+        "                        'weight_decay': 0, 'amsgrad': False, 'maximize': False}]}\n"
+        "gradtx.from_torch_state_dict(gradtx.adam(), np.zeros(2), sd)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT), timeout=120)
