@@ -115,6 +115,8 @@ class Spec(NamedTuple):
     gradtx: Callable[[float], Any]
     torch: tuple | None = None  # (class, kwargs) or None
     fused: bool = True  # torch has a fused kernel
+    static: tuple[str, ...] = ()  # optax arguments inject_hyperparams must keep static
+    flatten: bool = True  # False: the optimizer works per leaf and refuses gradtx.flatten
 
 
 def _muon_optax(lr):
@@ -147,10 +149,12 @@ OPTIMIZERS = {
         lambda lr: gradtx.adafactor(lr, convention="optax"),
         (torch.optim.Adafactor, {}),
         fused=False,
+        static=("min_dim_size_to_factor",),  # optax compares it with shapes in Python
+        flatten=False,
     ),
-    "muon": Spec(1e-3, _muon_optax, lambda lr: gradtx.muon(lr, convention="optax")),
+    "muon": Spec(1e-3, _muon_optax, lambda lr: gradtx.muon(lr, convention="optax"), flatten=False),
     "lion": Spec(1e-4, optax.lion, lambda lr: gradtx.lion(lr)),
-    "lamb": Spec(1e-3, optax.lamb, lambda lr: gradtx.lamb(lr)),
+    "lamb": Spec(1e-3, optax.lamb, lambda lr: gradtx.lamb(lr), flatten=False),
     "schedule_free_adamw": Spec(
         2.5e-3, optax.contrib.schedule_free_adamw, lambda lr: gradtx.schedule_free_adamw(lr)
     ),
@@ -167,12 +171,13 @@ def jax_optimizers(name):
     spec = OPTIMIZERS[name]
     out = {"optax": (spec.optax(spec.lr), optax.apply_updates)}
     try:
-        inject = optax.inject_hyperparams(spec.optax)(spec.lr)
+        inject = optax.inject_hyperparams(spec.optax, static_args=spec.static)(spec.lr)
         out["optax inject"] = (inject, optax.apply_updates)
     except Exception as err:  # some contrib factories take arguments inject cannot wrap
         print(f"  note: optax.inject_hyperparams({name}) failed: {err}", flush=True)
     out["gradtx"] = (spec.gradtx(spec.lr), gradtx.apply_updates)
-    out["gradtx.flatten"] = (gradtx.flatten(spec.gradtx(spec.lr)), gradtx.apply_updates)
+    if spec.flatten:
+        out["gradtx.flatten"] = (gradtx.flatten(spec.gradtx(spec.lr)), gradtx.apply_updates)
     return out
 
 
@@ -197,7 +202,9 @@ class JaxRunner:
         self.tx, self.apply = tx, apply
         self.params = jax.tree.map(jnp.asarray, params)
         self.grads = jax.tree.map(jnp.asarray, grads)
-        self.state = tx.init(self.params)
+        # A copy of each leaf: an init that keeps the params in its state (schedule-free's
+        # z) would otherwise hand the donated step one buffer twice.
+        self.state = jax.tree.map(jnp.copy, tx.init(self.params))
         self.state_bytes = sum(x.nbytes for x in jax.tree.leaves(self.state))
         self.timings = []  # (trace, lower, compile wall, compile cpu) per compile()
         self.compile()

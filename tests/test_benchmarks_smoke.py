@@ -51,6 +51,23 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["rows"] == json.loads(json.dumps(rows))
 
 
+def test_quick_benchmark_runs_the_new_optimizers(tmp_path):
+    """Each of the further optimizers gets its optax, inject and gradtx rows (optax's
+    adafactor needs a static argument under inject; schedule-free keeps the params in its
+    state, which a donated step must not receive twice); flatten only where allowed."""
+    bench = load_script("bench_optimizers")
+    new = "adamax,adafactor,muon,lion,lamb,schedule_free_adamw"
+    rows = bench.main(
+        ["--quick", "--trees", "resnet", "--optimizers", "adam", "--new-optimizers", new]
+        + ["--rounds", "1", "--steps", "1", "--warmup", "1", "--no-torch"]
+        + ["--output", str(tmp_path / "RESULTS.md")]
+    )
+    for name in new.split(","):
+        impls = {r["impl"] for r in rows if r["optimizer"] == name}
+        flatten = {"gradtx.flatten"} if bench.OPTIMIZERS[name].flatten else set()
+        assert impls == {"optax", "optax inject", "gradtx", "jax no-op step"} | flatten, name
+
+
 def test_one_pass_probe_runs_and_its_packed_adam_is_adam():
     out = load_script("probe_one_pass").main(["--size", "4096", "--rounds", "1"])
     assert set(out["adam_ms"]) == {"optax", "packed", "torch fused"}
