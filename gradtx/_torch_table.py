@@ -149,6 +149,7 @@ class Entry(NamedTuple):
       accepted: further values of such arguments that are torch's rule too.
       resolve: gradtx option -> the value torch stores for gradtx's ``None``.
       hook: the key of ``HOOKS`` for state torch keeps in another form.
+      hook_keys: the per-parameter state keys that hook reads.
     """
 
     torch_class: str
@@ -164,6 +165,7 @@ class Entry(NamedTuple):
     accepted: Mapping[str, tuple[Any, ...]] = {}
     resolve: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {}
     hook: str | None = None
+    hook_keys: tuple[str, ...] = ()
 
 
 LR, EPS, WD = Scalar("learning_rate"), Scalar("eps"), Scalar("weight_decay")
@@ -246,7 +248,7 @@ TABLE: dict[str, Entry] = {
         "ASGD", {"lr": LR, "lambd": Scalar("lambd"), "alpha": Scalar("alpha"), "t0": Scalar("t0"),
                  "weight_decay": WD},
         flags=MAXIMIZE, stages=NO_WD, buffers={"ax": Buffer(PolyakAverageState, "ax")},
-        hook="asgd",
+        hook="asgd", hook_keys=("eta", "mu"),
     ),
     "sparse_adam": Entry(
         "SparseAdam", {"lr": LR, "betas": BETAS, "eps": EPS}, flags=MAXIMIZE, buffers=MOMENTS,
@@ -257,6 +259,8 @@ TABLE: dict[str, Entry] = {
         flags={"max_iter": "max_iter", "max_eval": "max_eval", "history_size": "history_size",
                "line_search_fn": "line_search_fn"},
         step=False, resolve={"max_eval": lambda a: a["max_iter"] * 5 // 4}, hook="lbfgs",
+        hook_keys=("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag",
+                   "prev_flat_grad", "prev_loss", "al"),
     ),
     "adafactor": Entry(
         "Adafactor", {"lr": LR, "beta2_decay": Scalar("beta2_decay"), "eps": EpsPair("eps"),

@@ -26,6 +26,12 @@ from gradtx._torch_table import HOOKS, TABLE, Entry, Pair, Scalar, find_node, ma
 from gradtx.wrappers.averaging import AverageParamsState
 
 FROM, TO = "gradtx.from_torch_state_dict", "gradtx.to_torch_state_dict"
+SD = f"{FROM}(state_dict=...)"  # what torch's state dict holds is wrong for the optimizer
+PARAMS = f"{FROM}(params=...)"
+IMPLEMENTATION = {"params", "param_names", "foreach", "fused", "capturable", "differentiable"}
+"""Param-group keys that are not state: how torch runs, and which tensors it holds."""
+SCHEDULER = {"initial_lr", "swa_lr"}
+"""Param-group keys torch's schedulers add (``LRScheduler``, ``SWALR``)."""
 RTOL = 1e-6
 """How close a schedule's value must be to torch's (torch's schedulers are recursive)."""
 
@@ -108,17 +114,25 @@ def _check_arguments(call: str, t: _Target, stored: Mapping[str, Any]) -> None:
 
 
 def _check_group(t: _Target, group: Mapping[str, Any]) -> None:
-    """Options agree (``amsgrad``, ``nesterov``, ...) and optional stages exist on both sides."""
+    """The keys are the torch class's; options agree (``amsgrad``, ``nesterov``, ...) and
+    optional stages exist on both sides."""
+    known = set(t.entry.hyperparams) | set(t.entry.flags)
+    unknown = sorted(set(group) - known - IMPLEMENTATION - SCHEDULER)
+    missing = sorted(k for k in known if k not in group)
+    if unknown or missing:
+        raise ValueError(
+            f"{SD}: the param group is not one of torch.optim.{t.entry.torch_class}, which "
+            f"{t.made.call}(...) continues: it has {unknown or 'no'} keys that class does not "
+            f"have and lacks {missing or 'none'} of its keys (a state dict of another class?)"
+        )
     for key, name in t.entry.flags.items():
         ours = t.args[name]
         if ours is None and name in t.entry.resolve:
             ours = t.entry.resolve[name](t.args)
-        if key not in group and not isinstance(ours, bool):
-            raise ValueError(f"{FROM}(state_dict=...): the param group has no {key!r}")
-        theirs = group.get(key, False)
+        theirs = group[key]
         if not _same(theirs, ours):
             raise ValueError(
-                f"{FROM}: torch's param group has {key}={theirs!r}, but the optimizer is "
+                f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
                 f"{t.made.call}({name}={ours!r}); build it with {name}={theirs!r}"
             )
     for name, none in t.entry.stages.items():
@@ -126,12 +140,12 @@ def _check_group(t: _Target, group: Mapping[str, Any]) -> None:
         theirs, ours = _plain(group[key]), t.args[name]
         if ours is None and theirs != none:
             raise ValueError(
-                f"{FROM}: torch's param group has {key}={theirs!r}, but the optimizer is "
+                f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
                 f"{t.made.call}({name}=None), without that stage; build it with {name}={theirs!r}"
             )
         if ours is not None and theirs == none and name in t.entry.strict:
             raise ValueError(
-                f"{FROM}: torch's param group has {key}={theirs!r} (no such stage), but the "
+                f"{SD}: torch's param group has {key}={theirs!r} (no such stage), but the "
                 f"optimizer is {t.made.call}({name}={ours!r}); build it with {name}=None"
             )
 
@@ -155,7 +169,7 @@ def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any])
     numbers = {}
     for key, codec in t.entry.hyperparams.items():
         if key not in group:
-            raise ValueError(f"{FROM}(state_dict=...): the param group has no {key!r}")
+            raise ValueError(f"{SD}: the param group has no {key!r}")
         for name, want in codec.to_gradtx(group[key]).items():
             have, stored = _current(t, hs, name), hs.hyperparams.get(name)
             if have is None:
@@ -163,7 +177,7 @@ def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any])
             if stored is not None and not is_schedule(stored):
                 if np.shape(want) != np.shape(stored):
                     raise ValueError(
-                        f"{FROM}: torch's {key}={_plain(group[key])!r} does not fit "
+                        f"{SD}: torch's {key}={_plain(group[key])!r} does not fit "
                         f"{t.made.call}({name}={t.made.arguments[name]!r}); build it with "
                         f"{name}={_plain(group[key])!r}"
                     )
@@ -171,12 +185,18 @@ def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any])
             elif not np.allclose(numpy_of(have), want, rtol=RTOL, atol=1e-12):
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
                 if name != "learning_rate":
-                    raise ValueError(f"{FROM}: torch's {key}={_plain(group[key])!r} but {where}")
+                    raise ValueError(f"{SD}: torch's {key}={_plain(group[key])!r} but {where}")
                 raise ValueError(
-                    f"{FROM}: torch's lr={want} but {where}: the torch scheduler's position "
+                    f"{SD}: torch's lr={want} but {where}: the torch scheduler's position "
                     "differs from the optimizer's step count (a scheduler stepped once per "
                     "epoch?). A gradtx schedule is a function of the optimizer step: give one "
                     f"that reaches {want} at step {count}, or a constant learning rate"
+                    + (
+                        ""
+                        if t.entry.step
+                        else f"; torch.optim.{t.entry.torch_class} keeps no step count, so "
+                        "pass step=, the optimizer steps taken"
+                    )
                 )
     return set_hyperparams(hs, numbers)
 
@@ -184,15 +204,30 @@ def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any])
 def _buffers_in(t: _Target, inner: Any, params: Any, states: dict[int, dict]) -> Any:
     leaves, treedef = jax.tree.flatten(params)
     td: Any = treedef
+    known = {*t.entry.buffers, *t.entry.hook_keys, *(("step",) if t.entry.step else ())}
+    for i, s in states.items():
+        if unknown := sorted(set(s) - known):
+            raise ValueError(
+                f"{SD}: torch's state of parameter {i} has {unknown}, which torch.optim."
+                f"{t.entry.torch_class} does not keep (a state dict of another class?)"
+            )
     for key, buf in t.entry.buffers.items():
         holders = [i for i, s in states.items() if key in s]
         node = find_node(inner, buf.state)
         value = None if node is None else getattr(node, buf.field)
         if value is None and holders:
             raise ValueError(
-                f"{FROM}: torch's state of parameter {holders[0]} has {key!r}, which "
+                f"{SD}: torch's state of parameter {holders[0]} has {key!r}, which "
                 f"{t.made.call}(...) keeps no buffer for"
             )
+        kept = value is not None and bool(jax.tree.leaves(value))  # not a tree of Nones
+        if kept and not holders and states:
+            if any(buf.applies(np.ndim(p)) for p in leaves):
+                raise ValueError(
+                    f"{SD}: torch's state has no {key!r}, which {t.made.call}(...) keeps "
+                    f"(its {buf.state.__name__}.{buf.field}); build the optimizer with the "
+                    "options torch's run had"
+                )
         if value is None or not holders:
             continue
         if buf.scalar:  # one number, repeated in torch's per-parameter states
@@ -203,11 +238,11 @@ def _buffers_in(t: _Target, inner: Any, params: Any, states: dict[int, dict]) ->
                 if not buf.applies(np.ndim(p)):
                     continue
                 if key not in states[i]:
-                    raise ValueError(f"{FROM}: torch's state of parameter {i} has no {key!r}")
+                    raise ValueError(f"{SD}: torch's state of parameter {i} has no {key!r}")
                 arr = numpy_of(states[i][key])
                 if arr.shape != parts[i].shape:
                     raise ValueError(
-                        f"{FROM}: parameter {i}: torch's {key} has shape {arr.shape}, but leaf "
+                        f"{PARAMS}: parameter {i}: torch's {key} has shape {arr.shape}, but leaf "
                         f"{i} of params has shape {np.shape(p)} (its {key}: {parts[i].shape})"
                     )
                 parts[i] = jnp.asarray(arr, parts[i].dtype)
@@ -233,9 +268,19 @@ def _count(t: _Target, states: dict[int, dict], step: int | None) -> int:
                 "taken (it places the schedules and the terms that depend on the step)"
             )
         return 0 if step is None else int(step)
+    if any("step" not in s for s in states.values()):
+        raise ValueError(
+            f"{SD}: a parameter's state has no 'step', which torch.optim."
+            f"{t.entry.torch_class} keeps (a state dict of another class?)"
+        )
     counts = sorted({float(numpy_of(s["step"])) for s in states.values()})
+    if not counts and step:
+        raise ValueError(
+            f"{FROM}(step={step}): torch's state is empty, so no step was taken "
+            f"(torch.optim.{t.entry.torch_class} makes its state at the first step)"
+        )
     if len(counts) > 1:
-        raise ValueError(f"{FROM}: torch's parameters have taken different steps {counts}")
+        raise ValueError(f"{SD}: torch's parameters have taken different steps {counts}")
     count = int(counts[0]) if counts else (step or 0)
     if step is not None and step != count:
         raise ValueError(f"{FROM}(step={step}): torch's state says {count} steps were taken")
@@ -245,12 +290,17 @@ def _count(t: _Target, states: dict[int, dict], step: int | None) -> int:
 def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
     """The param group, after checking that every group agrees and that torch's
     parameters are the params' leaves; and the non-empty per-parameter states."""
+    if not isinstance(state_dict, Mapping) or {"state", "param_groups"} - set(state_dict):
+        raise TypeError(
+            f"{SD}: expected torch_optimizer.state_dict(), a mapping with 'state' and "
+            f"'param_groups', got {type(state_dict).__name__}"
+        )
     groups = list(state_dict["param_groups"])
     paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     indices = [i for g in groups for i in g["params"]]
     if sorted(indices) != list(range(len(paths))):
         raise ValueError(
-            f"{FROM}: the state dict holds {len(indices)} parameters, params {len(paths)} leaves "
+            f"{PARAMS}: the state dict holds {len(indices)} parameters, params {len(paths)} leaves "
             "(torch's parameter i is leaf i of jax.tree.leaves(params))"
         )
     for j, g in enumerate(groups[1:], start=1):
@@ -258,7 +308,7 @@ def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) ->
             ours, theirs = _plain(groups[0].get(key)), _plain(g.get(key))
             if not _same(ours, theirs):
                 raise ValueError(
-                    f"{FROM}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}), "
+                    f"{SD}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}), "
                     "and a gradtx optimizer has one set of hyperparameters: use "
                     "gradtx.partition with one optimizer per group, each converted from a "
                     "state dict of its group alone"
@@ -268,14 +318,14 @@ def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) ->
     keys = [p[0].key for p in paths if len(p) == 1 and isinstance(getattr(p[0], "key", 0), str)]
     if len(keys) == len(paths) and set(keys) == set(order) and keys != order:
         raise ValueError(
-            f"{FROM}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
+            f"{PARAMS}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
             f"keys), torch's parameters in the order {order}; build params as a list in "
             "model.parameters() order, or as collections.OrderedDict(model.named_parameters())"
         )
     states = {int(i): dict(s) for i, s in state_dict["state"].items() if len(s)}
     if t.entry.hook != "lbfgs" and states and len(states) != len(paths):
         raise ValueError(
-            f"{FROM}: torch's parameter {min(set(range(len(paths))) - set(states))} has no "
+            f"{SD}: torch's parameter {min(set(range(len(paths))) - set(states))} has no "
             "state but others have (its .grad was None at every step); gradtx keeps one "
             "state for all parameters"
         )
@@ -330,7 +380,8 @@ def from_torch_state_dict(
         ``model.parameters()`` order, or a ``collections.OrderedDict``.
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
-        (SGD, Muon, LBFGS) once its state is not empty; checked elsewhere.
+        (SGD, Muon, LBFGS) once its state is not empty; elsewhere it must
+        equal torch's count.
       averaged_model_state_dict: with ``gradtx.average_params``,
         ``averaged_model.state_dict()``: ``n_averaged`` and the averaged
         parameters in order (``torch.optim.swa_utils.AveragedModel``).
@@ -343,7 +394,8 @@ def from_torch_state_dict(
       >>> import gradtx, numpy as np
       >>> sd = {"state": {0: {"step": 3.0, "exp_avg": np.ones(2), "exp_avg_sq": np.ones(2)}},
       ...       "param_groups": [{"params": [0], "lr": 0.1, "betas": (0.9, 0.99), "eps": 1e-8,
-      ...                         "weight_decay": 0, "amsgrad": False, "maximize": False}]}
+      ...                         "weight_decay": 0, "amsgrad": False, "maximize": False,
+      ...                         "decoupled_weight_decay": False}]}
       >>> state = gradtx.from_torch_state_dict(gradtx.adam(), np.zeros(2), sd)
       >>> int(state.count), round(float(gradtx.get_hyperparams(state)["b2"]), 6)
       (3, 0.99)
@@ -356,7 +408,7 @@ def from_torch_state_dict(
     treedef = cast(Any, treedef)
     leaves = [x if isinstance(x, jax.Array) else jnp.asarray(numpy_of(x)) for x in leaves]
     if any(jnp.iscomplexobj(x) for x in leaves):
-        raise TypeError(f"{FROM}: complex params are not supported (torch splits them in two)")
+        raise TypeError(f"{PARAMS}: complex params are not supported (torch splits them in two)")
     tree = treedef.unflatten(leaves)
     group, states = _group_and_states(t, state_dict, tree)
     _check_group(t, group)
@@ -368,7 +420,7 @@ def from_torch_state_dict(
     inner = _buffers_in(t, hs.inner_state, tree, states)
     if t.entry.hook is not None:
         current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
-        inner = HOOKS[t.entry.hook][0](inner, states, current, count, FROM)
+        inner = HOOKS[t.entry.hook][0](inner, states, current, count, SD)
     hs = hs._replace(inner_state=inner)
     if averaged_model_state_dict is None:
         return hs

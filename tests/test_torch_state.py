@@ -375,7 +375,7 @@ def test_shapes_and_counts_must_agree():
     with pytest.raises(ValueError) as info:
         gradtx.from_torch_state_dict(gradtx.adam(), wrong, state_dict)
     message = str(info.value)
-    assert message.startswith("gradtx.from_torch_state_dict: parameter 0"), message
+    assert message.startswith("gradtx.from_torch_state_dict(params=...): parameter 0"), message
     assert "(3, 4)" in message and "(4, 3)" in message, message
     with pytest.raises(ValueError, match="holds 3 parameters, params 2 leaves"):
         gradtx.from_torch_state_dict(
@@ -386,6 +386,46 @@ def test_shapes_and_counts_must_agree():
     _, state_dict = _state_dict(lambda ps: torch.optim.SGD(ps, momentum=0.9))
     with pytest.raises(ValueError, match=r"step=None\): torch.optim.SGD keeps no step count"):
         gradtx.from_torch_state_dict(gradtx.sgd(momentum=0.9), params, state_dict)
+
+
+@pytest.mark.parametrize(
+    ("make", "ours", "words"),
+    [
+        (torch.optim.RAdam, gradtx.adam(), ["torch.optim.Adam", "lacks ['amsgrad']"]),
+        (lambda ps: torch.optim.NAdam(ps), gradtx.adam(), ["['momentum_decay']"]),
+        (torch.optim.Adam, gradtx.radam(), ["torch.optim.RAdam", "['amsgrad']"]),
+        (torch.optim.Adamax, gradtx.adam(), ["lacks ['amsgrad', 'decoupled_weight_decay']"]),
+        (torch.optim.SparseAdam, gradtx.adam(), ["'weight_decay']"]),
+        (lambda ps: torch.optim.SGD(ps, momentum=0.9), gradtx.adam(), ["['dampening', 'momentum', 'nesterov']"]),
+        (lambda ps: torch.optim.Adagrad(ps), gradtx.rmsprop(), ["torch.optim.RMSprop"]),
+    ],
+)  # fmt: skip
+def test_a_state_dict_of_another_class_is_refused(make, ours, words):
+    """The param group's keys and the per-parameter state keys are the class's own: a
+    RAdam, NAdam or Adamax dict does not load into gradtx.adam with moments dropped."""
+    params, state_dict = _state_dict(make, steps=0)  # SparseAdam steps on sparse gradients only
+    with pytest.raises(ValueError) as info:
+        gradtx.from_torch_state_dict(ours, params, state_dict)
+    message = str(info.value)
+    assert message.startswith("gradtx.from_torch_state_dict(state_dict=...)"), message
+    assert all(w in message for w in words), message
+
+
+def test_missing_buffers_and_a_bad_step_are_refused():
+    params, state_dict = _state_dict(torch.optim.Adam)
+    for s in state_dict["state"].values():
+        del s["exp_avg_sq"]
+    with pytest.raises(ValueError, match=r"state_dict=...\): torch's state has no 'exp_avg_sq'"):
+        gradtx.from_torch_state_dict(gradtx.adam(), params, state_dict)
+    params, state_dict = _state_dict(torch.optim.Adam)
+    state_dict["state"][1]["exp_inf"] = state_dict["state"][1]["exp_avg"]
+    with pytest.raises(ValueError, match=r"state of parameter 1 has \['exp_inf'\], which torch"):
+        gradtx.from_torch_state_dict(gradtx.adam(), params, state_dict)
+    params, state_dict = _state_dict(torch.optim.Adam, steps=0)
+    with pytest.raises(ValueError, match=r"step=3\): torch's state is empty"):
+        gradtx.from_torch_state_dict(gradtx.adam(), params, state_dict, step=3)
+    with pytest.raises(TypeError, match=r"state_dict=...\): expected torch_optimizer.state_dict"):
+        gradtx.from_torch_state_dict(gradtx.adam(), params, {"state": {}})
 
 
 def test_param_groups_sharing_hyperparameters_are_one_optimizer(x64):
@@ -473,7 +513,8 @@ def test_gradtx_does_not_import_torch():
         "import sys, numpy as np, gradtx\n"
         "sd = {'state': {0: {'step': 2.0, 'exp_avg': np.ones(2), 'exp_avg_sq': np.ones(2)}},\n"
         "      'param_groups': [{'params': [0], 'lr': 0.1, 'betas': (0.9, 0.99), 'eps': 1e-8,\n"
-        "                        'weight_decay': 0, 'amsgrad': False, 'maximize': False}]}\n"
+        "                        'weight_decay': 0, 'amsgrad': False, 'maximize': False,\n"
+        "                        'decoupled_weight_decay': False}]}\n"
         "gradtx.from_torch_state_dict(gradtx.adam(), np.zeros(2), sd)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
