@@ -341,11 +341,17 @@ def _state_dict(make, shapes=SHAPES, steps=1):
     ],
 )  # fmt: skip
 def test_options_must_agree(make, ours, words):
-    params, state_dict = _state_dict(make, steps=0)
+    _assert_refused(make, ours, "gradtx.from_torch_state_dict", words)
+
+
+def _assert_refused(make, ours, start, words):
+    """Importing ``make``'s state dict (before any step) into ``ours`` raises a
+    ValueError that starts with ``start`` and holds each of ``words``."""
+    params, state_dict = _state_dict(make, steps=0)  # SparseAdam steps on sparse gradients only
     with pytest.raises(ValueError) as info:
         gradtx.from_torch_state_dict(ours, params, state_dict)
     message = str(info.value)
-    assert message.startswith("gradtx.from_torch_state_dict"), message
+    assert message.startswith(start), message
     assert all(w in message for w in words), message
 
 
@@ -403,12 +409,7 @@ def test_shapes_and_counts_must_agree():
 def test_a_state_dict_of_another_class_is_refused(make, ours, words):
     """The param group's keys and the per-parameter state keys are the class's own: a
     RAdam, NAdam or Adamax dict does not load into gradtx.adam with moments dropped."""
-    params, state_dict = _state_dict(make, steps=0)  # SparseAdam steps on sparse gradients only
-    with pytest.raises(ValueError) as info:
-        gradtx.from_torch_state_dict(ours, params, state_dict)
-    message = str(info.value)
-    assert message.startswith("gradtx.from_torch_state_dict(state_dict=...)"), message
-    assert all(w in message for w in words), message
+    _assert_refused(make, ours, "gradtx.from_torch_state_dict(state_dict=...)", words)
 
 
 def test_missing_buffers_and_a_bad_step_are_refused():
