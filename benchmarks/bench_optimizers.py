@@ -111,31 +111,30 @@ class Spec(NamedTuple):
     """One benchmarked optimizer: its optax and gradtx builders, and torch's if it has one."""
 
     lr: float
-    optax: Callable[[float], Any]  # a factory optax.inject_hyperparams can wrap, lr -> tx
+    optax: Callable[..., Any]  # optax's factory itself, so inject_hyperparams sees every argument
     gradtx: Callable[[float], Any]
     torch: tuple | None = None  # (class, kwargs) or None
     fused: bool = True  # torch has a fused kernel
     static: tuple[str, ...] = ()  # optax arguments inject_hyperparams must keep static
     flatten: bool = True  # False: the optimizer works per leaf and refuses gradtx.flatten
-
-
-def _muon_optax(lr):
-    return optax.contrib.muon(lr)
+    kwargs: dict[str, Any] = {}  # further arguments, the same on both sides
 
 
 OPTIMIZERS = {
     "adam": Spec(1e-3, optax.adam, lambda lr: gradtx.adam(lr), (torch.optim.Adam, {})),
     "adamw": Spec(
         1e-3,
-        lambda lr: optax.adamw(lr, weight_decay=1e-2),
+        optax.adamw,
         lambda lr: gradtx.adamw(lr, weight_decay=1e-2),
         (torch.optim.AdamW, {"weight_decay": 1e-2}),
+        kwargs={"weight_decay": 1e-2},
     ),
     "sgd_momentum": Spec(
         1e-2,
-        lambda lr: optax.sgd(lr, momentum=0.9),
+        optax.sgd,
         lambda lr: gradtx.sgd(lr, momentum=0.9),
         (torch.optim.SGD, {"momentum": 0.9}),
+        kwargs={"momentum": 0.9},
     ),
     "radam": Spec(
         1e-3, optax.radam, lambda lr: gradtx.radam(lr), (torch.optim.RAdam, {}), fused=False
@@ -152,7 +151,9 @@ OPTIMIZERS = {
         static=("min_dim_size_to_factor",),  # optax compares it with shapes in Python
         flatten=False,
     ),
-    "muon": Spec(1e-3, _muon_optax, lambda lr: gradtx.muon(lr, convention="optax"), flatten=False),
+    "muon": Spec(
+        1e-3, optax.contrib.muon, lambda lr: gradtx.muon(lr, convention="optax"), flatten=False
+    ),
     "lion": Spec(1e-4, optax.lion, lambda lr: gradtx.lion(lr)),
     "lamb": Spec(1e-3, optax.lamb, lambda lr: gradtx.lamb(lr), flatten=False),
     "schedule_free_adamw": Spec(
@@ -169,9 +170,10 @@ def jax_optimizers(name):
     comparison for compile time.
     """
     spec = OPTIMIZERS[name]
-    out = {"optax": (spec.optax(spec.lr), optax.apply_updates)}
+    out = {"optax": (spec.optax(spec.lr, **spec.kwargs), optax.apply_updates)}
     try:
-        inject = optax.inject_hyperparams(spec.optax, static_args=spec.static)(spec.lr)
+        inject = optax.inject_hyperparams(spec.optax, static_args=spec.static)
+        inject = inject(spec.lr, **spec.kwargs)
         out["optax inject"] = (inject, optax.apply_updates)
     except Exception as err:  # some contrib factories take arguments inject cannot wrap
         print(f"  note: optax.inject_hyperparams({name}) failed: {err}", flush=True)
