@@ -167,9 +167,7 @@ def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any])
     python = {k: jnp.asarray(t.args[k](hs.count), v.dtype) for k, v in hs.python_schedules.items()}
     hs = hs._replace(python_schedules=python)  # their values at the count
     numbers = {}
-    for key, codec in t.entry.hyperparams.items():
-        if key not in group:
-            raise ValueError(f"{SD}: the param group has no {key!r}")
+    for key, codec in t.entry.hyperparams.items():  # every key is there (_check_group)
         for name, want in codec.to_gradtx(group[key]).items():
             have, stored = _current(t, hs, name), hs.hyperparams.get(name)
             if have is None:
