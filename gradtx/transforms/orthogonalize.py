@@ -141,7 +141,8 @@ def orthogonalize(
         _tree.check_per_leaf(who, "gradtx.orthogonalize")
         matrix_leaves(who, "gradtx.orthogonalize", updates, PAIRING)
         coefficients = jnp.asarray(ns_coefficients)
-        rows = [coefficients] * ns_steps if coefficients.ndim == 1 else list(coefficients)
+        if coefficients.ndim == 1:
+            coefficients = jnp.broadcast_to(coefficients, (ns_steps, 3))
 
         def one(m):
             wide = jnp.dtype(dtype) if dtype is not None else _tree.compute_dtype(m.dtype)
@@ -158,12 +159,17 @@ def orthogonalize(
             e = jnp.asarray(eps).astype(real)
             norm = jnp.maximum(norm, e) if eps_mode == "floor" else norm + e
             x = _tree.div0(x, norm.astype(wide))
-            for row in rows:
+
+            def iteration(x, row):
                 # each step rounds to ``wide`` once, as torch's addmm does
                 a, b, c = (row[i].astype(acc) for i in range(3))
                 gram = mm(x, x.conj().T, _gram_sharding(x)).astype(wide)
                 poly = (b * gram.astype(acc) + c * mm(gram, gram)).astype(wide)
-                x = (a * x.astype(acc) + mm(poly, x)).astype(wide)
+                return (a * x.astype(acc) + mm(poly, x)).astype(wide), None
+
+            # A loop, not an unrolled chain: XLA compiles one iteration per leaf
+            # instead of ns_steps copies, and the matmuls dominate the step anyway.
+            x, _ = jax.lax.scan(iteration, x, coefficients)
             x = x.T if tall else x
             if adaptive:
                 x = jnp.sum(m.astype(wide).conj() * x) * x
