@@ -136,7 +136,9 @@ def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:
 def div0(num: jax.Array, den: jax.Array) -> jax.Array:
     """``num / den`` with ``0 / 0 = 0``: a coordinate whose gradient has always been
     zero takes no step, also with ``eps = 0``.  NaN and ``x / 0`` stay visible."""
-    return jnp.where((num == 0) & (den == 0), jnp.zeros_like(num), num / den)
+    # The guard goes into the denominator: selecting on the quotient instead costs
+    # about 5% of a memory-bound step on CPU (measured on schedule_free_adamw).
+    return num / jnp.where((num == 0) & (den == 0), jnp.ones_like(den), den)
 
 
 def ema(decay: Any, old: Any, new: Any) -> Any:

@@ -119,16 +119,20 @@ def schedule_free_averaging(
         weight_sum = state.weight_sum + weight
         c = _tree.div0(weight, weight_sum)  # 0 while every weight is 0
         beta = jnp.asarray(b1).astype(rate.dtype)
+        old = state.b1_of_y.astype(rate.dtype)
+        # y_{t+1} - y_t = b1 c (z_{t+1} - x_t) + (1 - b1)(z_{t+1} - z_t) + (b1 - b1_old)(x_t - z_t)
+        # with x_t - z_t = (y_t - z_t) / b1_old: one scalar for each of the two
+        # differences, so each element costs two products and no division, and a
+        # step that moves neither z nor x moves nothing.
+        along_z = beta * c + 1 - beta
+        along_y = (beta - old - beta * c) / old
 
         def one(u, y, z):
             wide = _tree.compute_dtype(u.dtype, y.dtype, z.dtype)
             z_new = (z.astype(wide) + u.astype(wide)).astype(z.dtype)
-            z_old, z_new_w, y = z.astype(wide), z_new.astype(wide), y.astype(wide)
-            old, now, ck = (s.astype(wide) for s in (state.b1_of_y, beta, c))
-            x = (y - (1 - old) * z_old) / old
-            # y_{t+1} - y_t, written so that a step that moves neither z nor x moves nothing:
-            step = now * ck * (z_new_w - x) + (1 - now) * (z_new_w - z_old)
-            step = step + (now - old) * (x - z_old)  # 0 unless b1 was changed
+            z_old = z.astype(wide)
+            step = along_z.astype(wide) * (z_new.astype(wide) - z_old)
+            step = step + along_y.astype(wide) * (y.astype(wide) - z_old)
             return step.astype(u.dtype), z_new
 
         treedef = jax.tree.structure(updates)
