@@ -443,9 +443,9 @@ def main(argv=None):
     for tree_name, shapes in trees(args.quick, args.many).items():
         if args.trees and not any(t in tree_name for t in args.trees.split(",")):
             continue
-        names = args.optimizers.split(",")
+        names = [n for n in args.optimizers.split(",") if n]
         if args.new_optimizers and ("resnet" in tree_name or "transformer" in tree_name):
-            names += args.new_optimizers.split(",")
+            names += [n for n in args.new_optimizers.split(",") if n]
         if "small leaves" in tree_name and args.many_optimizers:
             names = [n for n in names if n in args.many_optimizers.split(",")]
         for name in names:
