@@ -358,11 +358,19 @@ def _asgd_out(inner, out, current, count, convert):
     return inner
 
 
+_LBFGS_HISTORY = ("t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+
+
 def _lbfgs_in(mem, states, current, count, call):
     """torch's lists (oldest pair first) into gradtx's ring buffer, from slot 0."""
     s = states.get(0, {})
     fields = {k: jnp.asarray(int(s[k]), jnp.int32) for k in ("n_iter", "func_evals") if k in s}
     if "d" in s:
+        if missing := [key for key in _LBFGS_HISTORY if key not in s]:
+            raise ValueError(
+                f"{call}: torch's L-BFGS state has 'd' but no {missing}; "
+                "LBFGS.state_dict() holds them all once it has stepped"
+            )
         d, k = numpy_of(s["d"]), len(s["old_dirs"])
         if d.shape != mem.d.shape:
             raise ValueError(

@@ -429,6 +429,29 @@ def test_missing_buffers_and_a_bad_step_are_refused():
         gradtx.from_torch_state_dict(gradtx.adam(), params, {"state": {}})
 
 
+def test_an_lbfgs_state_without_its_history_is_refused(x64):
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=3)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**4).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    params = {"w": w.detach().numpy().copy()}
+    gradtx.from_torch_state_dict(gradtx.lbfgs(max_iter=3), params, opt.state_dict(), step=1)
+    state_dict = copy.deepcopy(opt.state_dict())
+    del state_dict["state"][0]["old_dirs"], state_dict["state"][0]["ro"]
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx.from_torch_state_dict\(state_dict=...\): torch's L-BFGS state has 'd' "
+        r"but no \['old_dirs', 'ro'\]",
+    ):
+        gradtx.from_torch_state_dict(gradtx.lbfgs(max_iter=3), params, state_dict, step=1)
+
+
 def test_param_groups_sharing_hyperparameters_are_one_optimizer(x64):
     params, grads = problem(CASES[2])
     tensors = tensors_of(params)
