@@ -169,6 +169,8 @@ class Entry(NamedTuple):
 
 
 LR, EPS, WD = Scalar("learning_rate"), Scalar("eps"), Scalar("weight_decay")
+_LBFGS_HISTORY = ("t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+"""The keys torch's L-BFGS state holds beside its direction ``d`` once it has stepped."""
 BETAS = Pair("b1", "b2")
 NO_WD = {"weight_decay": 0.0}
 MAXIMIZE = {"maximize": "maximize"}
@@ -259,8 +261,7 @@ TABLE: dict[str, Entry] = {
         flags={"max_iter": "max_iter", "max_eval": "max_eval", "history_size": "history_size",
                "line_search_fn": "line_search_fn"},
         step=False, resolve={"max_eval": lambda a: a["max_iter"] * 5 // 4}, hook="lbfgs",
-        hook_keys=("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag",
-                   "prev_flat_grad", "prev_loss", "al"),
+        hook_keys=("func_evals", "n_iter", "d", *_LBFGS_HISTORY, "al"),
     ),
     "adafactor": Entry(
         "Adafactor", {"lr": LR, "beta2_decay": Scalar("beta2_decay"), "eps": EpsPair("eps"),
@@ -356,9 +357,6 @@ def _asgd_out(inner, out, current, count, convert):
         for s in out.values():
             s.update({k: convert.scalar(v) for k, v in _asgd_terms(current, count).items()})
     return inner
-
-
-_LBFGS_HISTORY = ("t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
 
 
 def _lbfgs_in(mem, states, current, count, call):
