@@ -18,7 +18,12 @@ from gradtx._base import (
     step_count,
     transform,
 )
-from gradtx._factory import (
+from gradtx._factory import HyperparamsState, UncountedHyperparamsState, factory, hyperparameterized
+from gradtx._hyperparams import (
+    get_hyperparams,
+    set_hyperparams,
+)
+from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
     LEARNING_RATE,
@@ -31,19 +36,11 @@ from gradtx._factory import (
     Flag,
     Function,
     Hyper,
-    HyperparamsState,
     Int,
     Mask,
     Option,
     OptionalFlag,
     Transform,
-    UncountedHyperparamsState,
-    factory,
-    hyperparameterized,
-)
-from gradtx._hyperparams import (
-    get_hyperparams,
-    set_hyperparams,
 )
 from gradtx.lr_finder import (
     lr_range_test,

@@ -7,6 +7,9 @@ transform, decorated with its arguments' specs::
     def adam(learning_rate=1e-3, b1=0.9, ...):
         return descent(add_momentum(b1, ema=True), ..., learning_rate=learning_rate)
 
+The specs (``Hyper``, the ``Option`` kinds and the common ranges such as
+``DECAY_RATE``) live in ``gradtx._specs``.
+
 Called by a user, the factory checks every argument against its spec (errors
 name the call and the argument, e.g. ``gradtx.adam(b1=1.5): b1 must be in
 [0, 1)``), runs the body once to let it check how the options combine, and
@@ -47,11 +50,11 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, _store, float_dtype, is_schedule, with_extra_args
+from gradtx._base import GradientTransformation, _store, is_schedule, with_extra_args
+from gradtx._specs import Hyper, Option, Transform
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -114,174 +117,6 @@ def made_by(tx: Any) -> FactoryCall | None:
 
 Specs = dict[str, Any]
 """A factory's specs by parameter name (``Hyper`` or ``Option`` values), shared by variants."""
-
-
-# ------------------------------------------------------------------ specs
-
-
-class Hyper(NamedTuple):
-    """Spec of a numeric hyperparameter (kept in state).
-
-    Attributes:
-      low, high: the allowed range (``None``: unbounded).
-      low_open, high_open: exclude the bound itself.
-      schedule: a schedule or callable of the step count is allowed.
-      optional: ``None`` or a Python zero leaves the stage it weighs out.
-      nullable: ``None`` leaves the stage out (a zero is a value).
-      integer: a Python number must be an int (a patience, a period).
-      finite: reject infinities.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    schedule: bool = False
-    optional: bool = False
-    nullable: bool = False
-    integer: bool = False
-    finite: bool = True
-
-    def check(self, call: str, name: str, value: Any) -> Any:
-        if value is None:
-            if self.optional or self.nullable:
-                return None
-            raise TypeError(f"{call}({name}=None): {name} must be a real number, got NoneType")
-        _checks.check_hyperparam(
-            call,
-            name,
-            value,
-            low=self.low,
-            high=self.high,
-            low_open=self.low_open,
-            high_open=self.high_open,
-            schedule=self.schedule,
-            finite=self.finite,
-        )
-        if self.integer and _checks.is_number(value) and not float(value).is_integer():
-            raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
-        if self.is_rate and _checks.is_concrete_number(value):
-            _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
-        if self.optional and _checks.is_zero(value):
-            return None
-        return value
-
-    def schedulable(self) -> Hyper:
-        """The same spec, allowing a schedule."""
-        return self._replace(schedule=True)
-
-    @property
-    def is_rate(self) -> bool:
-        """A decay rate in [0, 1): it must stay below 1 after rounding."""
-        return self.high == 1.0 and self.high_open
-
-
-class Option:
-    """Spec of a static option (it shapes the program, so it is not data)."""
-
-    def check(self, call: str, name: str, value: Any) -> Any:
-        return value
-
-
-class Flag(Option):
-    def check(self, call, name, value):
-        _checks.check_flag(call, name, value, bool)
-        return bool(value)
-
-
-class Choice(Option):
-    """One of ``choices``; with ``optional=True`` also ``None`` ("from the convention")."""
-
-    def __init__(self, *choices: str, optional: bool = False) -> None:
-        self.choices, self.optional = choices, optional
-
-    def check(self, call, name, value):
-        if value is None and self.optional:
-            return None
-        _checks.check_choice(call, name, value, self.choices)
-        return value
-
-
-CONVENTION = Choice("torch", "optax")
-"""Which library's update rule an optimizer follows (never its defaults)."""
-
-
-class DType(Option):
-    """``None`` or a floating or complex dtype (a storage dtype)."""
-
-    def check(self, call, name, value):
-        _checks.check_dtype(call, name, value)
-        return value
-
-
-class Int(Option):
-    """A static int in ``[low, 2**31 - 1]`` (``low=None``: any int, e.g. an axis)."""
-
-    def __init__(self, low: int | None = 0, *, optional: bool = False) -> None:
-        self.low, self.optional = low, optional
-
-    def check(self, call, name, value):
-        if value is None and self.optional:
-            return None
-        if self.low is None:
-            _checks.check_int(call, name, value, -_checks.INT32_MAX)
-        else:
-            _checks.check_int(call, name, value, self.low)
-        return int(value)
-
-
-class OptionalFlag(Option):
-    """``None`` ("from the convention") or a bool."""
-
-    def check(self, call, name, value):
-        if value is not None:
-            _checks.check_flag(call, name, value, bool)
-        return value
-
-
-class Mask(Option):
-    """``None`` or a pytree of Python bools (a prefix of the params)."""
-
-    def check(self, call, name, value):
-        _checks.check_static_tree(call, name, value, (bool, np.bool_), "Python bools")
-        return value
-
-
-class Function(Option):
-    """``None`` or a callable."""
-
-    def check(self, call, name, value):
-        if value is not None and not callable(value):
-            raise TypeError(f"{call}({name}={value!r}): {name} must be a function or None")
-        return value
-
-
-class Transform(Option):
-    """A gradient transformation (gradtx or optax)."""
-
-    def check(self, call, name, value):
-        if not isinstance(value, optax.GradientTransformation):
-            raise TypeError(
-                f"{call}({name}=...): {name} must be a GradientTransformation, "
-                f"got {type(value).__name__}"
-            )
-        return with_extra_args(value, f"{call}({name}=...)")
-
-
-class Anything(Option):
-    """Checked by the body (e.g. a pytree of labels)."""
-
-
-LEARNING_RATE = Hyper(low=0.0, schedule=True)
-"""A learning rate: non-negative, a number or a schedule."""
-DECAY_RATE = Hyper(low=0.0, high=1.0, high_open=True)
-"""An EMA decay rate in [0, 1) (b2, rho, decay): must stay below 1 after rounding."""
-MOMENTUM = Hyper(low=0.0, high=1.0, schedule=True)
-"""A momentum coefficient in [0, 1], schedulable."""
-NON_NEGATIVE = Hyper(low=0.0)
-"""Any number >= 0 (eps, a bound)."""
-WEIGHT_DECAY = Hyper(low=0.0, schedule=True, optional=True)
-"""A weight: None or 0 leaves its stage out."""
 
 
 # ------------------------------------------------------------------ building

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from gradtx import _catalogue
 from gradtx._base import GradientTransformation
-from gradtx._factory import Hyper, Option, factory
+from gradtx._factory import factory
+from gradtx._specs import Hyper, Option
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradtx._factory import Hyper, Option
+from gradtx._specs import Hyper, Option
 
 
 class Alias(Option):

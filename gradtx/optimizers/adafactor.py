@@ -10,7 +10,9 @@ import jax.numpy as jnp
 
 from gradtx import _checks
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import (
+from gradtx._factory import Specs, current_call
+from gradtx._registry import optimizer
+from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
     LEARNING_RATE,
@@ -21,10 +23,7 @@ from gradtx._factory import (
     Hyper,
     Int,
     Mask,
-    Specs,
-    current_call,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._aliases import Alias, fold, folding
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.block_rms import clip_by_block_rms, scale_by_param_rms

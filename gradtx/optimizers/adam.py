@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import (
+from gradtx._factory import Specs
+from gradtx._registry import optimizer
+from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
     LEARNING_RATE,
@@ -17,9 +19,7 @@ from gradtx._factory import (
     Flag,
     Function,
     Mask,
-    Specs,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms

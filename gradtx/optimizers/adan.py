@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Mask
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum, bias_correct
 from gradtx.transforms.nesterov_estimate import scale_by_nesterov_estimate

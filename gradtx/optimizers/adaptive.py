@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import (
+from gradtx._factory import current_call
+from gradtx._registry import optimizer
+from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
     LEARNING_RATE,
@@ -14,9 +16,7 @@ from gradtx._factory import (
     WEIGHT_DECAY,
     Flag,
     OptionalFlag,
-    current_call,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent, gradient_stages
 from gradtx.transforms.adadelta import scale_by_adadelta
 from gradtx.transforms.momentum import add_momentum

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import (
+from gradtx._registry import optimizer
+from gradtx._specs import (
     DECAY_RATE,
     LEARNING_RATE,
     NON_NEGATIVE,
@@ -16,7 +17,6 @@ from gradtx._factory import (
     Hyper,
     Mask,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.mix import ALPHA, mix_gradient
 from gradtx.transforms.momentum import add_momentum, bias_correct

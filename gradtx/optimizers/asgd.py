@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.averaging import polyak_average
 from gradtx.transforms.decay import add_l2

@@ -8,7 +8,8 @@ from typing import Any
 import jax
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
-from gradtx._factory import (
+from gradtx._registry import optimizer
+from gradtx._specs import (
     DECAY_RATE,
     LEARNING_RATE,
     NON_NEGATIVE,
@@ -18,7 +19,6 @@ from gradtx._factory import (
     Function,
     Mask,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.clipping import clip
 from gradtx.transforms.lagged import scale_by_lagged_belief, scale_by_lagged_rms

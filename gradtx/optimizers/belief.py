@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.additive_rms import scale_by_additive_rms
 from gradtx.transforms.belief import scale_by_belief

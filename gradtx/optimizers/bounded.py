@@ -8,16 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    Flag,
-    Hyper,
-    Specs,
-)
+from gradtx._factory import Specs
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.bounds import scale_by_bounded_rms
 from gradtx.transforms.momentum import add_momentum

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.coin_betting import scale_by_coin_betting
 from gradtx.transforms.scaling import scale

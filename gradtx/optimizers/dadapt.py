@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gradtx import _checks
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
 from gradtx.transforms.dadapt import scale_by_dadapt_adam, scale_by_prodigy
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from gradtx import _checks
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask, Option
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask, Option
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.distance import (
     INIT_STEPS,

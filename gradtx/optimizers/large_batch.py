@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import (
+from gradtx._factory import current_call
+from gradtx._registry import optimizer
+from gradtx._specs import (
     DECAY_RATE,
     LEARNING_RATE,
     NON_NEGATIVE,
@@ -17,9 +19,7 @@ from gradtx._factory import (
     Function,
     Hyper,
     Mask,
-    current_call,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.decay import check_mask_pair, decoupled_weight_decay
 from gradtx.transforms.momentum import add_momentum, bias_correct

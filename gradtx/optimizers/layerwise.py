@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.decay import decoupled_weight_decay
 from gradtx.transforms.layerwise_norm import scale_by_layerwise_norm

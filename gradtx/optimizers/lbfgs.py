@@ -12,8 +12,9 @@ from jax.sharding import PartitionSpec
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, Choice, Int, current_call
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Choice, Int
 from gradtx.transforms.line_search import strong_wolfe
 
 CURVATURE_EPS = 1e-10

@@ -10,8 +10,9 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import Flag, Hyper, Int, Transform, current_call
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
+from gradtx._specs import Flag, Hyper, Int, Transform
 from gradtx.optimizers.radam import RADAM, radam
 from gradtx.transforms.centralize import centralize
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Hyper
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Hyper
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.dual_averaging import dual_average
 from gradtx.transforms.scaling import scale

@@ -11,8 +11,9 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, float_dtype, gradient
-from gradtx._factory import NON_NEGATIVE, Int, Transform, current_call
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
+from gradtx._specs import NON_NEGATIVE, Int, Transform
 from gradtx.transforms._sums import tree_dot, tree_norm_scaled
 from gradtx.transforms.distance import copy_params, needs_params
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
 from gradtx.transforms.decay import decoupled_weight_decay
 from gradtx.transforms.momo import LOWER_BOUND, scale_by_momo, scale_by_momo_adam
 from gradtx.transforms.scaling import scale

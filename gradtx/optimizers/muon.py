@@ -9,7 +9,9 @@ import jax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import (
+from gradtx._factory import Specs, current_call
+from gradtx._registry import optimizer
+from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
     LEARNING_RATE,
@@ -22,10 +24,7 @@ from gradtx._factory import (
     Hyper,
     Int,
     Mask,
-    Specs,
-    current_call,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._aliases import Alias, fold, folding, same
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.interpolate import interpolate_gradient

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import NON_NEGATIVE, Specs
+from gradtx._factory import Specs
 from gradtx._registry import optimizer
+from gradtx._specs import NON_NEGATIVE
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.momentum import add_nesterov_momentum

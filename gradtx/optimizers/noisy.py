@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, Anything, Hyper
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Anything, Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.noise import add_noise
 

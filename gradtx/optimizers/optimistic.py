@@ -5,15 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    DType,
-    Flag,
-    Hyper,
-)
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, DType, Flag, Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
 from gradtx.transforms.optimism import add_optimism

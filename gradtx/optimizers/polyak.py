@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, Choice, Hyper
 from gradtx._registry import optimizer
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Choice, Hyper
 from gradtx.transforms.polyak import scale_by_polyak
 from gradtx.transforms.scaling import scale_by_learning_rate
 

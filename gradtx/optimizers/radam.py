@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import CONVENTION, LEARNING_RATE, Choice, Hyper, Specs
+from gradtx._factory import Specs
 from gradtx._registry import optimizer
+from gradtx._specs import CONVENTION, LEARNING_RATE, Choice, Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.decay import decoupled_weight_decay as decay_stage

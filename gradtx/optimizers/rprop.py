@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx._registry import optimizer
+from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.rprop import ETA_MINUS, ETA_PLUS, scale_by_rprop
 from gradtx.transforms.scaling import scale

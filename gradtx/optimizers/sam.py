@@ -10,8 +10,9 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, apply_updates
-from gradtx._factory import Anything, Flag, Int, Transform, current_call
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
+from gradtx._specs import Anything, Flag, Int, Transform
 
 
 class SamState(NamedTuple):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Hyper
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.schedule_free import (

@@ -5,18 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import (
-    CONVENTION,
-    LEARNING_RATE,
-    MOMENTUM,
-    WEIGHT_DECAY,
-    DType,
-    Flag,
-    Hyper,
-    Specs,
-    current_call,
-)
+from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
+from gradtx._specs import CONVENTION, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, DType, Flag, Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum
 

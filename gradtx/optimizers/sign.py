@@ -6,16 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    WEIGHT_DECAY,
-    DType,
-    Function,
-    Hyper,
-    Mask,
-)
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, WEIGHT_DECAY, DType, Function, Hyper, Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.interpolation import add_interpolated_momentum
 from gradtx.transforms.momentum import add_momentum

@@ -11,7 +11,9 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
-from gradtx._factory import (
+from gradtx._factory import current_call
+from gradtx._registry import optimizer
+from gradtx._specs import (
     DECAY_RATE,
     LEARNING_RATE,
     NON_NEGATIVE,
@@ -23,9 +25,7 @@ from gradtx._factory import (
     Int,
     Mask,
     Transform,
-    current_call,
 )
-from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.clipping import clip
 from gradtx.transforms.hessian import HUTCHINSON, scale_by_hessian_diagonal

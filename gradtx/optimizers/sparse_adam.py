@@ -6,8 +6,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.lazy import lazy
 from gradtx.transforms.momentum import add_momentum, bias_correct

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
-from gradtx._factory import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
 from gradtx._registry import optimizer
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.bounds import scale_by_bounded_rms
 from gradtx.transforms.momentum import add_momentum

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
-from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, factory
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
 
 class ScaleByAdadeltaState(NamedTuple):

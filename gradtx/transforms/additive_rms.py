@@ -9,15 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
-from gradtx._factory import (
-    DECAY_RATE,
-    NON_NEGATIVE,
-    DType,
-    Flag,
-    current_call,
-    factory,
-    reads_count,
-)
+from gradtx._factory import current_call, factory, reads_count
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType, Flag
 
 
 class ScaleByAdditiveRmsState(NamedTuple):

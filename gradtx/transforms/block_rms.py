@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientMap, GradientTransformation
-from gradtx._factory import NON_NEGATIVE, Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, Hyper
 
 
 def leaf_rms(x: jax.Array, dtype: jnp.dtype) -> jax.Array:

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientMap
-from gradtx._factory import Flag, Int, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import Flag, Int
 
 
 @factory(kind=GradientMap, channel_axis=Int(low=None), conv_only=Flag())

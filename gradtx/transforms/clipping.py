@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule, step_count
-from gradtx._factory import Hyper, current_call, factory, reads_count
+from gradtx._factory import current_call, factory, reads_count
+from gradtx._specs import Hyper
 
 
 def global_norm(tree: Any, dtype: Any) -> jax.Array:

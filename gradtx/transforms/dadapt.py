@@ -23,15 +23,8 @@ from gradtx._base import (
     gradient,
     step_count,
 )
-from gradtx._factory import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    Flag,
-    Hyper,
-    current_call,
-    factory,
-)
+from gradtx._factory import current_call, factory
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
 from gradtx.transforms._sums import tree_dot, tree_l1_norm
 from gradtx.transforms.distance import copy_params, needs_params
 

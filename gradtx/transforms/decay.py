@@ -16,7 +16,8 @@ from gradtx._base import (
     Params,
     ScalarOrSchedule,
 )
-from gradtx._factory import Function, Hyper, Mask, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import Function, Hyper, Mask
 
 DECAY = Hyper(low=0.0, schedule=True)
 

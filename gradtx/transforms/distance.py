@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, float_dtype, gradient, step_count
-from gradtx._factory import NON_NEGATIVE, Choice, Hyper, current_call, factory, reads_count
+from gradtx._factory import current_call, factory, reads_count
+from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 from gradtx.transforms._sums import tree_difference_norm, tree_norm, tree_squared_norm
 from gradtx.transforms.scaling import scaled
 

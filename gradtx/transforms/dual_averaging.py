@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient, step_count
-from gradtx._factory import LEARNING_RATE, NON_NEGATIVE, DType, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, DType
 
 
 class DualAverageState(NamedTuple):

@@ -10,7 +10,8 @@ import numpy as np
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
-from gradtx._factory import Choice, DType, Flag, Hyper, Int, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import Choice, DType, Flag, Hyper, Int
 
 
 class ScaleByFactoredRmsState(NamedTuple):

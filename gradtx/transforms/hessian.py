@@ -10,16 +10,8 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
-from gradtx._factory import (
-    DECAY_RATE,
-    NON_NEGATIVE,
-    Anything,
-    DType,
-    Hyper,
-    Transform,
-    current_call,
-    factory,
-)
+from gradtx._factory import current_call, factory
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Anything, DType, Hyper, Transform
 
 # Keywords the gradtx core passes between members; the rest are the caller's.
 _INTERNAL = ("count", "grads")

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, gradient
-from gradtx._factory import MOMENTUM, factory
+from gradtx._factory import factory
+from gradtx._specs import MOMENTUM
 
 
 @factory(weight=MOMENTUM)

@@ -8,7 +8,8 @@ import jax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation
-from gradtx._factory import DECAY_RATE, DType, Hyper, factory
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE, DType, Hyper
 
 
 class AddInterpolatedMomentumState(NamedTuple):

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from gradtx._base import GradientTransformation, gradient, kind_of
-from gradtx._factory import Transform, factory
+from gradtx._factory import factory
+from gradtx._specs import Transform
 
 
 class LazyState(NamedTuple):

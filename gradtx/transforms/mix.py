@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
-from gradtx._factory import DECAY_RATE, DType, Hyper, factory
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE, DType, Hyper
 
 ALPHA = Hyper(low=0.0, schedule=True)
 

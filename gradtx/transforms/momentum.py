@@ -9,17 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
-from gradtx._factory import (
-    DECAY_RATE,
-    MOMENTUM,
-    NON_NEGATIVE,
-    DType,
-    Flag,
-    Hyper,
-    current_call,
-    factory,
-    reads_count,
-)
+from gradtx._factory import current_call, factory, reads_count
+from gradtx._specs import DECAY_RATE, MOMENTUM, NON_NEGATIVE, DType, Flag, Hyper
 
 
 class AddMomentumState(NamedTuple):

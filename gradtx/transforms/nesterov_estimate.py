@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
-from gradtx._factory import DECAY_RATE, NON_NEGATIVE, DType, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
 
 class ScaleByNesterovEstimateState(NamedTuple):

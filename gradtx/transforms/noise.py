@@ -10,7 +10,8 @@ import numpy as np
 
 from gradtx import _tree
 from gradtx._base import GradientMap, step_count
-from gradtx._factory import NON_NEGATIVE, Anything, Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, Anything, Hyper
 
 
 class AddNoiseState(NamedTuple):

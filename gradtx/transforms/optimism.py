@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, step_count
-from gradtx._factory import Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import Hyper
 
 
 class AddOptimismState(NamedTuple):

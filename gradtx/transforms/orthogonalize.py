@@ -11,7 +11,8 @@ from jax.sharding import AxisType, PartitionSpec
 
 from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientTransformation
-from gradtx._factory import Choice, DType, Flag, Hyper, Int, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import Choice, DType, Flag, Hyper, Int
 
 DEFAULT_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 """Jordan's quintic coefficients (torch's and optax's default)."""

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import REPORTED, GradientTransformation, float_dtype
-from gradtx._factory import NON_NEGATIVE, Choice, Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 from gradtx.transforms.scaling import scaled
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation
-from gradtx._factory import NON_NEGATIVE, Choice, Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 
 # optax's threshold under which the squared norm counts as 0 (float64's epsilon).
 TINY = float(np.finfo(np.float64).eps)

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, float_dtype, gradient, step_count
-from gradtx._factory import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Hyper
 
 ETA_MINUS = Hyper(low=0.0, high=1.0, low_open=True, high_open=True)
 """Rprop's shrink factor, in (0, 1) (torch's check)."""

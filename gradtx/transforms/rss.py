@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
-from gradtx._factory import NON_NEGATIVE, DType, Flag, factory
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE, DType, Flag
 
 
 class ScaleByRssState(NamedTuple):

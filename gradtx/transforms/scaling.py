@@ -18,15 +18,8 @@ from gradtx._base import (
     step_count,
 )
 from gradtx._checks import check_hyperparam
-from gradtx._factory import (
-    LEARNING_RATE,
-    Flag,
-    Hyper,
-    current_call,
-    factory,
-    hyperparameterized,
-    reads_count,
-)
+from gradtx._factory import current_call, factory, hyperparameterized, reads_count
+from gradtx._specs import LEARNING_RATE, Flag, Hyper
 
 
 def scaled(updates: Updates, factor: Any) -> Updates:

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, float_dtype, step_count
-from gradtx._factory import NON_NEGATIVE, DType, Hyper, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, DType, Hyper
 from gradtx.transforms.distance import needs_params
 
 B1 = Hyper(low=0.0, high=1.0, low_open=True)

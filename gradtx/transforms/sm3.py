@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
-from gradtx._factory import NON_NEGATIVE, DType, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, DType
 
 
 class ScaleBySm3State(NamedTuple):

@@ -10,15 +10,8 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, float_dtype, gradient, step_count
-from gradtx._factory import (
-    DECAY_RATE,
-    NON_NEGATIVE,
-    Flag,
-    Transform,
-    UncountedHyperparamsState,
-    current_call,
-    factory,
-)
+from gradtx._factory import UncountedHyperparamsState, current_call, factory
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Flag, Transform
 
 
 class SwitchToSgdState(NamedTuple):

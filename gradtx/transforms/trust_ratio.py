@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation
-from gradtx._factory import NON_NEGATIVE, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE
 
 
 def _clipped_norm(x: jax.Array, min_norm: jax.Array) -> jax.Array:

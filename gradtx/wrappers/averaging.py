@@ -11,7 +11,8 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, Params
-from gradtx._factory import Choice, Hyper, Transform, current_call, factory
+from gradtx._factory import current_call, factory
+from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState
 
 

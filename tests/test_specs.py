@@ -1,0 +1,65 @@
+"""The argument specs (gradtx/_specs.py): each kind's eager check, seen through the
+factories that declare it (a decay rate, a static int, a storage dtype, a mask)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import pytest
+
+import gradtx
+
+
+@pytest.mark.parametrize(
+    ("make", "arg"),
+    [
+        (lambda: gradtx.adam(b2=1 - 1e-8), "b2"),
+        (lambda: gradtx.rmsprop(decay=1 - 1e-9), "decay"),
+        (lambda: gradtx.scale_by_rms(1 - 1e-9), "decay"),
+    ],
+)
+def test_decay_rates_that_round_to_one_are_rejected(make, arg):
+    # In [0, 1) as written, 1.0 once stored: 1 - b2 = 0 gave NaN or inf steps.
+    with pytest.raises(ValueError, match=rf"{arg} rounds to 1.0"):
+        make().init({"w": jnp.ones(2)})
+
+
+def test_decay_rates_are_checked_in_the_precision_the_statistics_use(x64):
+    opt = gradtx.adam(b2=1 - 1e-9)  # fine in float64 ...
+    opt.init({"w": jnp.ones(2, jnp.float64)})
+    with pytest.raises(ValueError, match=r"b2 rounds to 1.0 in the statistics' precision"):
+        opt.init({"w": jnp.ones(2, jnp.float32)})  # ... not for float32 params
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: gradtx.accumulate_gradients(gradtx.sgd(0.1), every_k=n),
+        lambda n: gradtx.lookahead(gradtx.sgd(0.1), sync_period=n),
+        lambda n: gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=n),
+        lambda n: gradtx.ranger(sync_period=n),
+    ],
+)
+def test_integer_options_beyond_int32_are_rejected_at_construction(make):
+    with pytest.raises(ValueError, match=r"must be in \[\d, 2147483647\]"):
+        make(2**31)
+
+
+def test_storage_dtypes_must_be_dtypes_not_values():
+    with pytest.raises(TypeError, match=r"gradtx.adam\(mu_dtype=...\): mu_dtype must be a dtype"):
+        gradtx.adam(mu_dtype=jnp.ones(2))
+    with pytest.raises(ValueError, match=r"dtype must be a floating or complex dtype"):
+        gradtx.accumulate_gradients(gradtx.sgd(0.1), 2, dtype=jnp.int32)
+    for factory in (gradtx.scale_by_rss, gradtx.scale_by_adadelta, gradtx.rectify):
+        with pytest.raises(ValueError, match=r"dtype must be a floating"):
+            factory(dtype=jnp.int8)
+        with pytest.raises(TypeError, match=r"dtype must be a dtype"):
+            factory(dtype=-1.0)
+    # complex moments for complex params are fine (optax accepts them too)
+    gradtx.sgd(0.1, 0.9, accumulator_dtype=jnp.complex64)
+
+
+def test_a_mask_of_arrays_is_rejected_at_construction():
+    with pytest.raises(TypeError, match=r"gradtx.masked\(mask=...\): mask must be a pytree of"):
+        gradtx.masked(gradtx.sgd(0.1), {"w": jnp.array([True, False])})
+    with pytest.raises(TypeError, match=r"gradtx.adamw\(mask=...\): mask must be a pytree of"):
+        gradtx.adamw(mask={"w": 1})
