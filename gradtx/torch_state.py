@@ -4,7 +4,8 @@ torch's parameter ``i`` (its index in ``state_dict()["param_groups"][g]["params"
 numbered across the groups in order) is leaf ``i`` of ``jax.tree.leaves(params)``.
 Which torch class a gradtx optimizer is comes from the optimizer object (the
 factory call it records, ``gradtx._factory.made_by``), what each key means
-from the table ``gradtx._torch_table.TABLE``.  Only ``to_torch_state_dict``
+from the table ``gradtx._torch_table.TABLE``; the checks that the two
+describe one optimizer are in ``gradtx._torch_checks``.  Only ``to_torch_state_dict``
 imports torch.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -20,137 +21,29 @@ import numpy as np
 
 from gradtx import _checks
 from gradtx._base import is_schedule
-from gradtx._factory import FactoryCall, HyperparamsState, made_by
+from gradtx._factory import HyperparamsState
 from gradtx._hyperparams import set_hyperparams
-from gradtx._torch_table import HOOKS, TABLE, Entry, Pair, Scalar, find_node, map_nodes, numpy_of
+from gradtx._torch_checks import (
+    FROM,
+    SD,
+    TO,
+    Target,
+    averaged_keys,
+    check_arguments,
+    check_group,
+    plain,
+    same,
+    target,
+)
+from gradtx._torch_table import HOOKS, find_node, map_nodes, numpy_of
 from gradtx.wrappers.averaging import AverageParamsState
 
-FROM, TO = "gradtx.from_torch_state_dict", "gradtx.to_torch_state_dict"
-SD = f"{FROM}(state_dict=...)"  # what torch's state dict holds is wrong for the optimizer
 PARAMS = f"{FROM}(params=...)"
-IMPLEMENTATION = {"params", "param_names", "foreach", "fused", "capturable", "differentiable"}
-"""Param-group keys that are not state: how torch runs, and which tensors it holds."""
-SCHEDULER = {"initial_lr", "swa_lr"}
-"""Param-group keys torch's schedulers add (``LRScheduler``, ``SWALR``)."""
 RTOL = 1e-6
 """How close a schedule's value must be to torch's (torch's schedulers are recursive)."""
 
 
-def _plain(v: Any) -> Any:
-    """A param-group value with tensors as Python numbers (to compare and to print)."""
-    if isinstance(v, (tuple, list)):
-        return type(v)(_plain(x) for x in v)
-    return float(numpy_of(v)) if hasattr(v, "detach") or isinstance(v, np.ndarray) else v
-
-
-def _show(v: Any) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else repr(v)  # float32 state: 1e-08, not 9.99e-09
-
-
-def _same(a: Any, b: Any) -> bool:
-    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
-        return a is b or (isinstance(a, str) and a == b)
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    try:
-        return bool(np.array_equal(np.asarray(a, float), np.asarray(b, float)))
-    except (TypeError, ValueError):  # functions, schedules
-        return a is b
-
-
-class _Target(NamedTuple):
-    made: FactoryCall  # the optimizer torch.optim has
-    entry: Entry
-    args: dict[str, Any]  # its arguments, with the options its factory implies
-    average: FactoryCall | None  # gradtx.average_params around it (torch's AveragedModel)
-
-
-def _target(call: str, optimizer: Any, averaged_model_state_dict: Any) -> _Target:
-    made, average = made_by(optimizer), None
-    if made is not None and made.call == "gradtx.average_params":
-        average, made = made, made_by(made.arguments["inner"])
-    if made is None:
-        raise TypeError(
-            f"{call}(optimizer=...): expected an optimizer as a gradtx call such as "
-            f"gradtx.adam(...) returns it, or gradtx.average_params around one, got "
-            f"{type(optimizer).__name__}; chains and other wrappers have no torch.optim class"
-        )
-    entry = TABLE.get(made.call.removeprefix("gradtx."))
-    if entry is None:
-        raise ValueError(
-            f"{call}(optimizer={made.call}(...)): torch.optim has no {made.call}; these "
-            f"have a torch.optim class: {', '.join(sorted(TABLE))}"
-        )
-    if (averaged_model_state_dict is None) != (average is None):
-        raise ValueError(
-            f"{call}(averaged_model_state_dict=...): give the AveragedModel's state_dict() "
-            "exactly when the optimizer is gradtx.average_params(...)"
-        )
-    return _Target(made, entry, {**made.arguments, **entry.implied}, average)
-
-
-def _check_arguments(call: str, t: _Target, stored: Mapping[str, Any]) -> None:
-    """Each gradtx argument torch has no key for is torch's rule: what the factory makes of
-    it when given only the arguments torch has (its default, or one derived from those)."""
-    entry, made = t.entry, t.made
-    names = {n for c in entry.hyperparams.values() for n in c.names}
-    given = set(entry.flags.values()) | {
-        n for c in entry.hyperparams.values() if isinstance(c, (Scalar, Pair)) for n in c.names
-    }
-    reference: Any = made_by(
-        made.factory(**{k: v for k, v in made.arguments.items() if k in given})
-    )
-    for name, value in made.arguments.items():
-        if name in names | given | set(entry.implied) | set(entry.free):
-            continue
-        if name in stored and not is_schedule(stored[name]):
-            value = numpy_of(stored[name]).tolist()  # the state's: set_hyperparams may change it
-        default = reference.arguments[name]
-        if not any(_same(value, ok) for ok in (default, *entry.accepted.get(name, ()))):
-            raise ValueError(
-                f"{call}: the optimizer is {made.call}({name}={_show(value)}), which "
-                f"torch.optim.{entry.torch_class} does not have: it computes as {name}={default!r}"
-            )
-
-
-def _check_group(t: _Target, group: Mapping[str, Any]) -> None:
-    """The keys are the torch class's; options agree (``amsgrad``, ``nesterov``, ...) and
-    optional stages exist on both sides."""
-    known = set(t.entry.hyperparams) | set(t.entry.flags)
-    unknown = sorted(set(group) - known - IMPLEMENTATION - SCHEDULER)
-    missing = sorted(k for k in known if k not in group)
-    if unknown or missing:
-        raise ValueError(
-            f"{SD}: the param group is not one of torch.optim.{t.entry.torch_class}, which "
-            f"{t.made.call}(...) continues: it has {unknown or 'no'} keys that class does not "
-            f"have and lacks {missing or 'none'} of its keys (a state dict of another class?)"
-        )
-    for key, name in t.entry.flags.items():
-        ours = t.args[name]
-        if ours is None and name in t.entry.resolve:
-            ours = t.entry.resolve[name](t.args)
-        theirs = group[key]
-        if not _same(theirs, ours):
-            raise ValueError(
-                f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
-                f"{t.made.call}({name}={ours!r}); build it with {name}={theirs!r}"
-            )
-    for name, none in t.entry.stages.items():
-        key = next(k for k, c in t.entry.hyperparams.items() if c.names == (name,))
-        theirs, ours = _plain(group[key]), t.args[name]
-        if ours is None and theirs != none:
-            raise ValueError(
-                f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
-                f"{t.made.call}({name}=None), without that stage; build it with {name}={theirs!r}"
-            )
-        if ours is not None and theirs == none and name in t.entry.strict:
-            raise ValueError(
-                f"{SD}: torch's param group has {key}={theirs!r} (no such stage), but the "
-                f"optimizer is {t.made.call}({name}={ours!r}); build it with {name}=None"
-            )
-
-
-def _current(t: _Target, hs: HyperparamsState, name: str) -> Any:
+def _current(t: Target, hs: HyperparamsState, name: str) -> Any:
     """Hyperparameter ``name`` as the next update applies it (``None``: a left-out stage)."""
     if name in hs.hyperparams:
         value = hs.hyperparams[name]
@@ -160,30 +53,30 @@ def _current(t: _Target, hs: HyperparamsState, name: str) -> Any:
     return t.args.get(name)  # a bound JAX array, or None
 
 
-def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
+def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
     """torch's numbers, stored where gradtx stores numbers (as ``set_hyperparams``); where
     gradtx follows a schedule, a Python callable or a bound array, checked against it."""
     count = int(hs.count)
     python = {k: jnp.asarray(t.args[k](hs.count), v.dtype) for k, v in hs.python_schedules.items()}
     hs = hs._replace(python_schedules=python)  # their values at the count
     numbers = {}
-    for key, codec in t.entry.hyperparams.items():  # every key is there (_check_group)
+    for key, codec in t.entry.hyperparams.items():  # every key is there (check_group)
         for name, want in codec.to_gradtx(group[key]).items():
             have, stored = _current(t, hs, name), hs.hyperparams.get(name)
             if have is None:
-                continue  # a stage neither side has (_check_group)
+                continue  # a stage neither side has (check_group)
             if stored is not None and not is_schedule(stored):
                 if np.shape(want) != np.shape(stored):
                     raise ValueError(
-                        f"{SD}: torch's {key}={_plain(group[key])!r} does not fit "
+                        f"{SD}: torch's {key}={plain(group[key])!r} does not fit "
                         f"{t.made.call}({name}={t.made.arguments[name]!r}); build it with "
-                        f"{name}={_plain(group[key])!r}"
+                        f"{name}={plain(group[key])!r}"
                     )
                 numbers[name] = want
             elif not np.allclose(numpy_of(have), want, rtol=RTOL, atol=1e-12):
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
                 if name != "learning_rate":
-                    raise ValueError(f"{SD}: torch's {key}={_plain(group[key])!r} but {where}")
+                    raise ValueError(f"{SD}: torch's {key}={plain(group[key])!r} but {where}")
                 raise ValueError(
                     f"{SD}: torch's lr={want} but {where}: the torch scheduler's position "
                     "differs from the optimizer's step count (a scheduler stepped once per "
@@ -199,7 +92,7 @@ def _set_hyperparams(t: _Target, hs: HyperparamsState, group: Mapping[str, Any])
     return set_hyperparams(hs, numbers)
 
 
-def _buffers_in(t: _Target, inner: Any, params: Any, states: dict[int, dict]) -> Any:
+def _buffers_in(t: Target, inner: Any, params: Any, states: dict[int, dict]) -> Any:
     leaves, treedef = jax.tree.flatten(params)
     td: Any = treedef
     known = {*t.entry.buffers, *t.entry.hook_keys, *(("step",) if t.entry.step else ())}
@@ -253,7 +146,7 @@ def _setter(field: str, value: Any) -> Any:
     return lambda node: node._replace(**{field: value})
 
 
-def _count(t: _Target, states: dict[int, dict], step: int | None) -> int:
+def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
         raise TypeError(f"{FROM}(step={step!r}): step must be an int or None")
     if step is not None and step < 0:
@@ -285,7 +178,7 @@ def _count(t: _Target, states: dict[int, dict], step: int | None) -> int:
     return count
 
 
-def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
+def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
     """The param group, after checking that every group agrees and that torch's
     parameters are the params' leaves; and the non-empty per-parameter states."""
     if not isinstance(state_dict, Mapping) or {"state", "param_groups"} - set(state_dict):
@@ -303,8 +196,8 @@ def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) ->
         )
     for j, g in enumerate(groups[1:], start=1):
         for key in [*t.entry.hyperparams, *t.entry.flags]:
-            ours, theirs = _plain(groups[0].get(key)), _plain(g.get(key))
-            if not _same(ours, theirs):
+            ours, theirs = plain(groups[0].get(key)), plain(g.get(key))
+            if not same(ours, theirs):
                 raise ValueError(
                     f"{SD}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}), "
                     "and a gradtx optimizer has one set of hyperparameters: use "
@@ -328,25 +221,6 @@ def _group_and_states(t: _Target, state_dict: Mapping[str, Any], params: Any) ->
             "state for all parameters"
         )
     return groups[0], states
-
-
-def _averaged(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
-    """The keys of an AveragedModel state dict's averaged parameters, checked against params."""
-    keys = [k for k in sd if k != "n_averaged"]
-    if "n_averaged" not in sd or len(keys) != len(leaves):
-        raise ValueError(
-            f"{call}(averaged_model_state_dict=...): expected 'n_averaged' and the {len(leaves)} "
-            f"averaged parameters, in model.parameters() order, got {len(keys)} other entries; "
-            "for a model with buffers keep n_averaged and 'module.' + each name of "
-            "model.named_parameters()"
-        )
-    for i, (k, x) in enumerate(zip(keys, leaves)):
-        if tuple(np.shape(sd[k])) != tuple(np.shape(x)):
-            raise ValueError(
-                f"{call}(averaged_model_state_dict=...): parameter {i} ({k}) has shape "
-                f"{tuple(np.shape(sd[k]))}, leaf {i} of params {tuple(np.shape(x))}"
-            )
-    return keys
 
 
 def from_torch_state_dict(
@@ -401,7 +275,7 @@ def from_torch_state_dict(
     References:
       ``torch.optim.Optimizer.state_dict``; ``docs/ecosystem.md``, "Continuing a PyTorch run".
     """
-    t = _target(FROM, optimizer, averaged_model_state_dict)
+    t = target(FROM, optimizer, averaged_model_state_dict)
     leaves, treedef = jax.tree.flatten(params)
     treedef = cast(Any, treedef)
     leaves = [x if isinstance(x, jax.Array) else jnp.asarray(numpy_of(x)) for x in leaves]
@@ -409,8 +283,8 @@ def from_torch_state_dict(
         raise TypeError(f"{PARAMS}: complex params are not supported (torch splits them in two)")
     tree = treedef.unflatten(leaves)
     group, states = _group_and_states(t, state_dict, tree)
-    _check_group(t, group)
-    _check_arguments(FROM, t, {})
+    check_group(t, group)
+    check_arguments(FROM, t, {})
     state = optimizer.init(tree)
     hs = state if t.average is None else state.inner_state.inner_state
     count = _count(t, states, step)
@@ -423,7 +297,7 @@ def from_torch_state_dict(
     if averaged_model_state_dict is None:
         return hs
     sd = averaged_model_state_dict
-    parts = [jnp.asarray(numpy_of(sd[k]), x.dtype) for k, x in zip(_averaged(FROM, sd, leaves), leaves)]  # fmt: skip
+    parts = [jnp.asarray(numpy_of(sd[k]), x.dtype) for k, x in zip(averaged_keys(FROM, sd, leaves), leaves)]  # fmt: skip
     n = jnp.asarray(int(numpy_of(sd["n_averaged"])), jnp.int32)
     return state._replace(inner_state=AverageParamsState(hs.count, n, treedef.unflatten(parts), hs))
 
@@ -486,7 +360,7 @@ def to_torch_state_dict(
     """
     import torch
 
-    t = _target(TO, optimizer, averaged_model_state_dict)
+    t = target(TO, optimizer, averaged_model_state_dict)
     leaves = [numpy_of(x) for x in jax.tree.leaves(params)]
     expected = jax.eval_shape(optimizer.init, jax.tree.map(jnp.asarray, params))
     if not _checks.same_layout(state, expected):
@@ -495,7 +369,7 @@ def to_torch_state_dict(
             f"\n  expected: {_checks.outline(expected)}\n  got: {_checks.outline(state)}"
         )
     hs = state if t.average is None else state.inner_state.inner_state
-    _check_arguments(TO, t, hs.hyperparams)
+    check_arguments(TO, t, hs.hyperparams)
     count, convert = int(hs.count), _Convert(torch)
     values = {}
     for name in (n for c in t.entry.hyperparams.values() for n in c.names):
@@ -529,6 +403,6 @@ def to_torch_state_dict(
         return result
     avg, filled = state.inner_state, dict(averaged_model_state_dict)
     filled["n_averaged"] = torch.tensor(int(avg.n_averaged), dtype=torch.long)
-    for k, x in zip(_averaged(TO, filled, leaves), jax.tree.leaves(avg.averaged)):
+    for k, x in zip(averaged_keys(TO, filled, leaves), jax.tree.leaves(avg.averaged)):
         filled[k] = convert.tensor(x).to(filled[k].dtype)
     return result, filled

@@ -1,0 +1,162 @@
+"""Checks that a gradtx optimizer and a torch state dict describe one optimizer.
+
+Shared by ``from_torch_state_dict`` and ``to_torch_state_dict`` (``gradtx.torch_state``):
+which torch class a gradtx optimizer is, whether its arguments are ones that class
+has, whether a param group's keys and options match, and which entries of an
+``AveragedModel`` state dict are the averaged parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gradtx._base import is_schedule
+from gradtx._factory import FactoryCall, made_by
+from gradtx._torch_table import TABLE, Entry, Pair, Scalar, numpy_of
+
+FROM, TO = "gradtx.from_torch_state_dict", "gradtx.to_torch_state_dict"
+SD = f"{FROM}(state_dict=...)"  # what torch's state dict holds is wrong for the optimizer
+
+
+IMPLEMENTATION = {"params", "param_names", "foreach", "fused", "capturable", "differentiable"}
+"""Param-group keys that are not state: how torch runs, and which tensors it holds."""
+
+
+SCHEDULER = {"initial_lr", "swa_lr"}
+"""Param-group keys torch's schedulers add (``LRScheduler``, ``SWALR``)."""
+
+
+def plain(v: Any) -> Any:
+    """A param-group value with tensors as Python numbers (to compare and to print)."""
+    if isinstance(v, (tuple, list)):
+        return type(v)(plain(x) for x in v)
+    return float(numpy_of(v)) if hasattr(v, "detach") or isinstance(v, np.ndarray) else v
+
+
+def show(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else repr(v)  # float32 state: 1e-08, not 9.99e-09
+
+
+def same(a: Any, b: Any) -> bool:
+    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+        return a is b or (isinstance(a, str) and a == b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(np.array_equal(np.asarray(a, float), np.asarray(b, float)))
+    except (TypeError, ValueError):  # functions, schedules
+        return a is b
+
+
+class Target(NamedTuple):
+    made: FactoryCall  # the optimizer torch.optim has
+    entry: Entry
+    args: dict[str, Any]  # its arguments, with the options its factory implies
+    average: FactoryCall | None  # gradtx.average_params around it (torch's AveragedModel)
+
+
+def target(call: str, optimizer: Any, averaged_model_state_dict: Any) -> Target:
+    made, average = made_by(optimizer), None
+    if made is not None and made.call == "gradtx.average_params":
+        average, made = made, made_by(made.arguments["inner"])
+    if made is None:
+        raise TypeError(
+            f"{call}(optimizer=...): expected an optimizer as a gradtx call such as "
+            f"gradtx.adam(...) returns it, or gradtx.average_params around one, got "
+            f"{type(optimizer).__name__}; chains and other wrappers have no torch.optim class"
+        )
+    entry = TABLE.get(made.call.removeprefix("gradtx."))
+    if entry is None:
+        raise ValueError(
+            f"{call}(optimizer={made.call}(...)): torch.optim has no {made.call}; these "
+            f"have a torch.optim class: {', '.join(sorted(TABLE))}"
+        )
+    if (averaged_model_state_dict is None) != (average is None):
+        raise ValueError(
+            f"{call}(averaged_model_state_dict=...): give the AveragedModel's state_dict() "
+            "exactly when the optimizer is gradtx.average_params(...)"
+        )
+    return Target(made, entry, {**made.arguments, **entry.implied}, average)
+
+
+def check_arguments(call: str, t: Target, stored: Mapping[str, Any]) -> None:
+    """Each gradtx argument torch has no key for is torch's rule: what the factory makes of
+    it when given only the arguments torch has (its default, or one derived from those)."""
+    entry, made = t.entry, t.made
+    names = {n for c in entry.hyperparams.values() for n in c.names}
+    given = set(entry.flags.values()) | {
+        n for c in entry.hyperparams.values() if isinstance(c, (Scalar, Pair)) for n in c.names
+    }
+    reference: Any = made_by(
+        made.factory(**{k: v for k, v in made.arguments.items() if k in given})
+    )
+    for name, value in made.arguments.items():
+        if name in names | given | set(entry.implied) | set(entry.free):
+            continue
+        if name in stored and not is_schedule(stored[name]):
+            value = numpy_of(stored[name]).tolist()  # the state's: set_hyperparams may change it
+        default = reference.arguments[name]
+        if not any(same(value, ok) for ok in (default, *entry.accepted.get(name, ()))):
+            raise ValueError(
+                f"{call}: the optimizer is {made.call}({name}={show(value)}), which "
+                f"torch.optim.{entry.torch_class} does not have: it computes as {name}={default!r}"
+            )
+
+
+def check_group(t: Target, group: Mapping[str, Any]) -> None:
+    """The keys are the torch class's; options agree (``amsgrad``, ``nesterov``, ...) and
+    optional stages exist on both sides."""
+    known = set(t.entry.hyperparams) | set(t.entry.flags)
+    unknown = sorted(set(group) - known - IMPLEMENTATION - SCHEDULER)
+    missing = sorted(k for k in known if k not in group)
+    if unknown or missing:
+        raise ValueError(
+            f"{SD}: the param group is not one of torch.optim.{t.entry.torch_class}, which "
+            f"{t.made.call}(...) continues: it has {unknown or 'no'} keys that class does not "
+            f"have and lacks {missing or 'none'} of its keys (a state dict of another class?)"
+        )
+    for key, name in t.entry.flags.items():
+        ours = t.args[name]
+        if ours is None and name in t.entry.resolve:
+            ours = t.entry.resolve[name](t.args)
+        theirs = group[key]
+        if not same(theirs, ours):
+            raise ValueError(
+                f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
+                f"{t.made.call}({name}={ours!r}); build it with {name}={theirs!r}"
+            )
+    for name, none in t.entry.stages.items():
+        key = next(k for k, c in t.entry.hyperparams.items() if c.names == (name,))
+        theirs, ours = plain(group[key]), t.args[name]
+        if ours is None and theirs != none:
+            raise ValueError(
+                f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
+                f"{t.made.call}({name}=None), without that stage; build it with {name}={theirs!r}"
+            )
+        if ours is not None and theirs == none and name in t.entry.strict:
+            raise ValueError(
+                f"{SD}: torch's param group has {key}={theirs!r} (no such stage), but the "
+                f"optimizer is {t.made.call}({name}={ours!r}); build it with {name}=None"
+            )
+
+
+def averaged_keys(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
+    """The keys of an AveragedModel state dict's averaged parameters, checked against params."""
+    keys = [k for k in sd if k != "n_averaged"]
+    if "n_averaged" not in sd or len(keys) != len(leaves):
+        raise ValueError(
+            f"{call}(averaged_model_state_dict=...): expected 'n_averaged' and the {len(leaves)} "
+            f"averaged parameters, in model.parameters() order, got {len(keys)} other entries; "
+            "for a model with buffers keep n_averaged and 'module.' + each name of "
+            "model.named_parameters()"
+        )
+    for i, (k, x) in enumerate(zip(keys, leaves)):
+        if tuple(np.shape(sd[k])) != tuple(np.shape(x)):
+            raise ValueError(
+                f"{call}(averaged_model_state_dict=...): parameter {i} ({k}) has shape "
+                f"{tuple(np.shape(sd[k]))}, leaf {i} of params {tuple(np.shape(x))}"
+            )
+    return keys
