@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from gradtx import __main__ as cli
 from gradtx import demo
 from gradtx._registry import OPTIMIZERS
 
@@ -80,7 +81,7 @@ def test_training_is_deterministic_and_learns():
 
 
 def test_default_optimizers_are_the_seven():
-    args = demo.parse_args([])
+    args = cli.parse_args([])
     assert args.optimizers == ["sgd-momentum", "adam", "adamw", "radam", "adabound", "swats",
                                "ranger"]  # fmt: skip
 
@@ -127,7 +128,7 @@ def test_every_offered_optimizer_trains_an_epoch(name):
 def test_bad_options_give_clear_messages(argv, message, capsys, tmp_path):
     argv = [a.format(tmp=tmp_path) for a in argv]
     with pytest.raises(SystemExit) as exc:
-        demo.parse_args(argv)
+        cli.parse_args(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "usage: python -m gradtx" in err and message in err
@@ -135,12 +136,12 @@ def test_bad_options_give_clear_messages(argv, message, capsys, tmp_path):
 
 def test_out_is_checked_without_leaving_a_file(tmp_path):
     out = tmp_path / "curves.png"
-    assert demo.parse_args(["--out", str(out)]).out == str(out)
+    assert cli.parse_args(["--out", str(out)]).out == str(out)
     assert not out.exists()  # the writability check removes what it created
     out.write_bytes(b"old")
-    demo.parse_args(["--out", str(out)])
+    cli.parse_args(["--out", str(out)])
     assert out.read_bytes() == b"old"  # an existing file is left as it was
-    demo.parse_args(["--out", "/nonexistent/x.png", "--no-plot"])  # not written: not checked
+    cli.parse_args(["--out", "/nonexistent/x.png", "--no-plot"])  # not written: not checked
 
 
 def test_bad_out_fails_before_any_training(tmp_path):
@@ -179,10 +180,10 @@ def test_progress_bar_starts_after_compilation(monkeypatch):
             events.append("epoch")
 
     monkeypatch.setattr(demo, "_compile", logged_compile)
-    real_require = demo._require
+    real_require = demo.require
     monkeypatch.setattr(
         demo,
-        "_require",
+        "require",
         lambda module, package: (
             type("tqdm", (), {"tqdm": Bar}) if module == "tqdm" else real_require(module, package)
         ),
@@ -197,8 +198,8 @@ def test_default_output_is_ignored_by_git():
         os.path.join(ROOT, ".git")
     ):
         pytest.skip("not a git checkout")
-    assert demo.parse_args([]).out == "gradtx_digits.png"  # written to the current folder
-    assert demo.parse_args(["--lr-find"]).out == "gradtx_lr_find.png"
+    assert cli.parse_args([]).out == "gradtx_digits.png"  # written to the current folder
+    assert cli.parse_args(["--lr-find"]).out == "gradtx_lr_find.png"
     for name in ["gradtx_digits.png", "gradtx_lr_find.png"]:
         proc = subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT)
         assert proc.returncode == 0, f"add the demo's default output {name} to .gitignore"
@@ -206,7 +207,7 @@ def test_default_output_is_ignored_by_git():
 
 def test_help_lists_options_and_optimizers(capsys):
     with pytest.raises(SystemExit) as exc:
-        demo.parse_args(["--help"])
+        cli.parse_args(["--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for word in ["--optimizers", "--epochs", "--out", "digits", "swats, ranger", "[0, 2**32)",
@@ -217,4 +218,4 @@ def test_help_lists_options_and_optimizers(capsys):
 
 def test_missing_optional_dependency_names_the_extra():
     with pytest.raises(SystemExit, match=r"needs not-a-pkg.*-e '\.\[demo\]'.*'gradtx\[demo\]'"):
-        demo._require("gradtx_no_such_module", "not-a-pkg")
+        demo.require("gradtx_no_such_module", "not-a-pkg")
