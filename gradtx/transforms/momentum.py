@@ -185,7 +185,9 @@ def add_nesterov_momentum(
     ``warming=False`` drops the schedule: ``μ_t = b1`` and ``Π_t = b1^t``,
     Dozat's constant-momentum form and ``optax.nadam``'s numerator (a huge
     ``momentum_decay`` gives the same).  ``momentum_decay = 0`` gives a
-    constant ``b1/2``.
+    constant ``b1/2``.  With the schedule ``Π_t`` is a running product, as
+    in torch; without it, ``b1^t`` of the current ``b1``, as in optax (they
+    differ once ``set_hyperparams`` changes ``b1``).
 
     The input is the gradient ``g`` (put this first after any gradient maps).
     ``Π_t`` is one scalar in the hyperparameters' precision (float64 under x64).
@@ -212,9 +214,12 @@ def add_nesterov_momentum(
         if warming:
             mu_t = _momentum_schedule(beta, psi, t)
             mu_next = _momentum_schedule(beta, psi, _tree.safe_increment(t))
+            product = state.mu_product * mu_t  # torch keeps the product of the μ_s it used
         else:
             mu_t = mu_next = beta
-        product = state.mu_product * mu_t
+            # b1^t of the current b1, as optax computes it: after set_hyperparams(b1=...)
+            # a running product would mix the old b1 into the new correction.
+            product = beta ** t.astype(beta.dtype)
         coef_g = (1 - mu_t) / (1 - product)
         coef_m = mu_next / (1 - product * mu_next)
         # The EMA itself uses the constant b1 (PyTorch, optax); only the

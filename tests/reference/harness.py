@@ -175,3 +175,32 @@ def assert_matches_optax_on_loss(ours, theirs, seed: int, *, keywords: Sequence[
     with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
         ref = run_on_loss(theirs, params, loss, steps, keywords)
     assert_trajectories_close(run_on_loss(ours, params, loss, steps, keywords), ref, rtol=rtol)
+
+
+def assert_matches_optax_retuned(ours, theirs, seed: int, changes: dict[int, dict], *,
+                                 shapes=MIXED_SHAPES, steps: int = 25, rtol: float = 1e-10):  # fmt: skip
+    """As ``assert_matches_optax``, with hyperparameters changed between steps:
+    ``changes[i]`` (name -> value) is set before step ``i`` (0-based), in gradtx's
+    state by ``set_hyperparams`` and in the state of ``theirs``, an
+    ``optax.inject_hyperparams`` transform, under the name ``theirs`` uses
+    (``{gradtx_name: (optax_name, value)}``)."""
+    params, grads = make_problem(seed, steps, shapes)
+    p0 = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+    trajectories = []
+    for tx, ref in ((ours, False), (theirs, True)):
+        p, state = p0, tx.init(p0)
+        out = []
+        for i, g in enumerate(grads):
+            for name, (their_name, value) in changes.get(i, {}).items():
+                if ref:
+                    old = state.hyperparams[their_name]
+                    state.hyperparams[their_name] = jnp.asarray(value, jnp.asarray(old).dtype)
+                else:
+                    state = gradtx.set_hyperparams(state, **{name: value})
+            g = {k: jnp.asarray(v, jnp.float64) for k, v in g.items()}
+            with jax.numpy_dtype_promotion("standard" if ref else "strict"):
+                u, state = jax.jit(tx.update)(g, state, p)
+            p = gradtx.apply_updates(p, u)
+            out.append({k: np.asarray(v) for k, v in p.items()})
+        trajectories.append(out)
+    assert_trajectories_close(*trajectories, rtol=rtol)

@@ -16,6 +16,7 @@ import torch
 import gradtx
 from tests.reference.harness import (
     assert_matches_optax,
+    assert_matches_optax_retuned,
     assert_matches_torch,
     assert_trajectories_close,
     make_problem,
@@ -144,6 +145,15 @@ def _optax_pair(h, nesterov, variant):
 def test_muon_matches_optax(x64, variant, nesterov, seed):
     ours, theirs = _optax_pair(_h(seed), nesterov, variant)
     assert_matches_optax(ours, theirs, seed, shapes=MIXED)
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_optax_rule_follows_new_decay_rates_as_inject_hyperparams_does(x64, nesterov):
+    h = _h(2)
+    ours = gradtx.muon(h["lr"], weight_decay=0.0, eps=1e-8, nesterov=nesterov, convention="optax")
+    theirs = optax.inject_hyperparams(optax.contrib.muon)(h["lr"], nesterov=nesterov)
+    changes = {7: {"momentum": ("beta", 0.5), "adam_b1": ("adam_b1", 0.7)}}
+    assert_matches_optax_retuned(ours, theirs, 2, changes, shapes=MIXED)
 
 
 def test_match_rms_adamw_is_optax_consistent_rms(x64):

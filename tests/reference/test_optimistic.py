@@ -5,7 +5,7 @@ import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_matches_optax, assert_matches_optax_retuned
 
 
 def _h(seed):
@@ -82,3 +82,14 @@ def test_optimistic_adam_optimism_follows_a_new_learning_rate(x64):
     assert set(gradtx.get_hyperparams(state)) == {"learning_rate", "b1", "b2", "eps", "eps_root"}
     theirs = optax.inject_hyperparams(optax.optimistic_adam)(learning_rate=0.02)
     assert_matches_optax(retuned, theirs, 0)
+
+
+def test_optimistic_adam_follows_a_new_b1_as_inject_hyperparams_does(x64):
+    """Nesterov's bias correction is 1 - b1^t of the current b1, not a running product."""
+    h = _h(1)
+    assert_matches_optax_retuned(
+        gradtx.optimistic_adam(h["lr"]),
+        optax.inject_hyperparams(optax.optimistic_adam)(learning_rate=h["lr"]),
+        1,
+        {8: {"b1": ("b1", 0.5)}, 16: {"b1": ("b1", 0.95)}},
+    )

@@ -12,6 +12,7 @@ import torch_optimizer
 
 import gradtx
 from tests.reference.harness import (
+    assert_matches_optax_retuned,
     assert_trajectories_close,
     make_problem,
     run_gradtx,
@@ -303,6 +304,16 @@ def test_nadam_constant_momentum_matches_optax(x64, seed):
         gradtx.nadam(*args, momentum_decay=1e6, weight_decay=h["wd"], decoupled_weight_decay=True),
         optax.nadamw(*args, weight_decay=h["wd"]),
         seed,
+    )
+
+
+def test_nadam_optax_rule_follows_a_new_b1_as_inject_hyperparams_does(x64):
+    h = _h(0)
+    assert_matches_optax_retuned(
+        gradtx.nadam(h["lr"], h["b1"], h["b2"], convention="optax"),
+        optax.inject_hyperparams(optax.nadam)(h["lr"], h["b1"], h["b2"]),
+        0,
+        {10: {"b1": ("b1", 0.6)}},
     )
 
 
