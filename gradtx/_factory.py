@@ -294,11 +294,28 @@ def hyperparameterized(
     return kind(init, update)
 
 
+def _owning_gradient(tx: Any) -> Any:
+    """``tx`` with its input as the gradient its statistics estimate from.
+
+    An enclosing ``chain`` passes ``grads`` frozen before its first member that
+    is not a gradient map (an optax clip, say).  A named optimizer is a whole
+    update rule of its input, as in ``optax.chain``; given that ``grads`` its
+    momentum would see the clipped gradient and its second moment the raw one.
+    """
+
+    def update(updates, state, params=None, **extra):
+        extra.pop("grads", None)
+        return tx.update(updates, state, params, **extra)
+
+    return type(tx)(tx.init, update)
+
+
 def factory(
     *,
     kind: type[optax.GradientTransformationExtraArgs] = GradientTransformation,
     counted: bool = False,
     derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+    own_gradient: bool = False,
     **specs: Hyper | Option,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Declare a factory's arguments once: checked eagerly, numbers kept in state.
@@ -319,6 +336,8 @@ def factory(
       derive: ``derive(call, arguments) -> arguments``, run once on the checked
         arguments of a user's call: fills in defaults computed from other
         arguments (AdaBound's ``base_lr`` is the initial learning rate).
+      own_gradient: the transform's input is its gradient: a ``grads`` keyword
+        from an enclosing ``chain`` is dropped (every named optimizer).
       **specs: one spec per parameter.
 
     Example:
@@ -364,7 +383,8 @@ def factory(
                     elif isinstance(spec, Transform):
                         arguments[k] = with_extra_args(arguments[k], call)
                 outer.counted |= counted
-                return fn(**arguments)  # type: ignore[call-arg]
+                inner = fn(**arguments)  # type: ignore[call-arg]
+                return _owning_gradient(inner) if own_gradient else inner
             for k, spec in specs.items():
                 arguments[k] = spec.check(call, k, arguments[k])
             if derive is not None:
@@ -379,7 +399,7 @@ def factory(
             # cannot leak to another transform; the state stays numbers only.
             record = FactoryCall(call, make, types.MappingProxyType(arguments))
             setattr(tx.init, "gradtx_factory_call", record)  # noqa: B010
-            return tx
+            return _owning_gradient(tx) if own_gradient else tx
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         return make

@@ -66,7 +66,8 @@ def optimizer(
     derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
     **specs: Hyper | Option,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """Declare a named optimizer: ``factory(counted=True, **specs)`` and a registry entry.
+    """Declare a named optimizer: ``factory(counted=True, own_gradient=True, **specs)`` and a
+    registry entry.
 
     ``counted=False`` is for wrappers of another optimizer (``lookahead``),
     whose inner optimizer keeps the step count.  ``takes`` names the keywords
@@ -74,7 +75,9 @@ def optimizer(
     """
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
-        made = factory(kind=GradientTransformation, counted=counted, derive=derive, **specs)(fn)
+        made = factory(
+            kind=GradientTransformation, counted=counted, derive=derive, own_gradient=True, **specs
+        )(fn)
         OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes)
         return made
 

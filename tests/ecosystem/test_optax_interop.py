@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import gradtx
+from tests.registry import REGISTRY
 
 STEPS = 20
 
@@ -134,3 +135,27 @@ def test_gradtx_hyperparams_are_found_inside_optax_chain(x64):
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 1e-2
     state = gradtx.set_hyperparams(state, learning_rate=1e-3)
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 1e-3
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
+def test_a_named_optimizer_after_an_optax_clip_is_the_same_in_either_chain(case):
+    """A named optimizer is an update rule of its input: after an (unmarked) optax clip
+    inside gradtx.chain, every statistic sees the clipped gradient, as in optax.chain.
+    (Given the frozen ``grads``, Adam's momentum saw the clipped gradient and its
+    second moment the raw one.)"""
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32), "b": jnp.ones(2)}
+    grads = [jax.tree.map(lambda p: jnp.asarray(3 * rng.normal(size=p.shape), p.dtype), params)
+             for _ in range(3)]  # fmt: skip
+    runs = []
+    for chain in (gradtx.chain, optax.chain):
+        opt = chain(optax.clip_by_global_norm(0.5), case.make(case.lr))
+        update, state, p, out = case.update(opt), opt.init(params), params, []
+        with jax.numpy_dtype_promotion("standard"):  # optax's clip is not strict-clean
+            for g in grads:
+                u, state = update(g, state, p)
+                p = gradtx.apply_updates(p, u)
+                out.append(p)
+        runs.append(out)
+    for a, b in zip(*runs):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
