@@ -249,6 +249,23 @@ def test_none_empty_and_scalar_leaves(case):
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_zero_size_leaves_change_nothing_else(case):
+    """A (0, n), (n, 0) or (0,) leaf (an empty embedding table, say) gets an empty update
+    and leaves the other leaves' steps as they are without it (optax's sm3 and muon
+    fail on it)."""
+    opt = case.make(case.lr)
+    w = jnp.asarray([[1.0, -0.5], [0.25, 2.0], [-1.0, 0.5]])
+    empty = {"e": jnp.zeros((0, 2)), "f": jnp.zeros((2, 0)), "v": jnp.zeros((0,))}
+    grads = {"w": 0.5 * w - 0.1, **empty}
+    u, state, out = _steps(opt, {"w": w, **empty}, lambda i: grads, 3, case.update(opt))
+    assert {k: u[k].shape for k in empty} == {k: v.shape for k, v in empty.items()}
+    _finite(state)
+    alone = _steps(opt, {"w": w}, lambda i: {"w": grads["w"]}, 3, case.update(opt))[2]
+    if not case.per_leaf:  # a noise draw per leaf: the other leaves change the draws
+        np.testing.assert_allclose(out["w"], alone["w"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_empty_tree(case):
     opt = case.make(case.lr)
     u, state, out = _steps(opt, {}, lambda i: {}, 2, case.update(opt))

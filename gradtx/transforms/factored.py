@@ -63,6 +63,13 @@ def _reduced_zeros(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
     return jnp.zeros_like(like, dtype=dtype)
 
 
+def _mean0(x: jax.Array, axis: int) -> jax.Array:
+    """The mean over ``axis`` (kept), 0 where the axis is empty: a (n, 0) leaf keeps a
+    zero row statistic, not 0/0 (the update of an empty leaf is empty anyway)."""
+    n = max(x.shape[axis], 1)
+    return jnp.sum(x, axis, keepdims=True) / jnp.asarray(n, x.dtype)
+
+
 @factory(counted=True, decay_rate=Hyper(low=0.0), eps=Hyper(low=0.0, nullable=True),
          decay_offset=Hyper(integer=True, optional=True), eps_mode=Choice("floor", "add"),
          axes=Choice("last", "largest"), factored=Flag(), min_dim_size_to_factor=Int(0),
@@ -198,11 +205,11 @@ def scale_by_factored_rms(
                 v_hat = v.astype(real)
             else:
                 r_ax, c_ax = axes_
-                row = b * row.astype(real) + (1 - b) * jnp.mean(sq, c_ax, keepdims=True)
-                col = b * col.astype(real) + (1 - b) * jnp.mean(sq, r_ax, keepdims=True)
+                row = b * row.astype(real) + (1 - b) * _mean0(sq, c_ax)
+                col = b * col.astype(real) + (1 - b) * _mean0(sq, r_ax)
                 row, col = row.astype(stat.dtype), col.astype(stat.dtype)
                 r, c = row.astype(real), col.astype(real)
-                v_hat = _tree.div0(r * c, jnp.maximum(jnp.mean(r, r_ax, keepdims=True), floor))
+                v_hat = _tree.div0(r * c, jnp.maximum(_mean0(r, r_ax), floor))
             denom = jnp.sqrt(jnp.maximum(v_hat, floor * floor)).astype(wide)
             out.append(_tree.div0(u.astype(wide), denom).astype(u.dtype))
             new_rows.append(row)

@@ -220,7 +220,9 @@ def scale_by_shape(
             fan_in, fan_out = (rows, cols) if layout == "in_out" else (cols, rows)
             wide = _tree.compute_dtype(u.dtype)
             if consistent_rms is None:
-                factor = jnp.asarray(math.sqrt(max(1, fan_out / fan_in)), _tree.real_dtype(wide))
+                # max(fan_in, 1): a (0, n) leaf has nothing to scale.
+                ratio = fan_out / max(fan_in, 1)
+                factor = jnp.asarray(math.sqrt(max(1, ratio)), _tree.real_dtype(wide))
             else:
                 factor = jnp.asarray(consistent_rms).astype(_tree.real_dtype(wide))
                 factor = factor * math.sqrt(max(fan_in, fan_out))

@@ -34,6 +34,13 @@ def _broadcast(vector: jax.Array, ndim: int, axis: int) -> jax.Array:
     return vector.reshape([1] * axis + [vector.shape[0]] + [1] * (ndim - axis - 1))
 
 
+def _cover_max(nu: jax.Array, axis: int) -> jax.Array:
+    """The max of ``nu`` over every axis but ``axis``; 0 where that is empty (a leaf of
+    shape (0, n)): ``nu >= 0``, so 0 is also the max's neutral element."""
+    others = tuple(i for i in range(nu.ndim) if i != axis)
+    return jnp.max(nu, axis=others, initial=jnp.zeros([], nu.dtype))
+
+
 @factory(eps=NON_NEGATIVE, dtype=DType())
 def scale_by_sm3(eps: float = 1e-8, *, dtype: Any = None) -> GradientTransformation:
     """Divide by the root of SM3's cover-based sum of squared gradients.
@@ -103,12 +110,7 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: Any = None) -> GradientTransformat
                     jnp.minimum, [_broadcast(a, g.ndim, r) for r, a in enumerate(acc)]
                 )
                 nu = g2 + cover.astype(g2.dtype)
-                new.append(
-                    [
-                        jnp.max(nu, axis=tuple(i for i in range(g.ndim) if i != r)).astype(a.dtype)
-                        for r, a in enumerate(acc)
-                    ]
-                )
+                new.append([_cover_max(nu, r).astype(a.dtype) for r, a in enumerate(acc)])
             denom = jnp.sqrt(nu + _tree.scalar_like(eps, nu))
             step = jnp.where(nu > 0, u.astype(wide) / denom.astype(wide), jnp.zeros([], wide))
             out.append(step.astype(u.dtype))
