@@ -200,8 +200,9 @@ def lbfgs(
     The memory, the direction, ``t`` and the counters carry over to the next
     update, as torch's ``state`` does.  The line search is
     ``gradtx.transforms.line_search.strong_wolfe`` (``c1 = 1e-4``,
-    ``c2 = 0.9``, at most ``max_eval`` minus the evaluations so far past
-    its first).  ``evals`` in the state counts this update's evaluations,
+    ``c2 = 0.9``, its own ``tolerance_change = 1e-9`` whatever the
+    optimizer's, at most ``max_eval`` minus the evaluations so far past its
+    first), as torch calls its ``_strong_wolfe``.  ``evals`` in the state counts this update's evaluations,
     the given ``value`` included (``optax.tree_utils.tree_get(state,
     "evals")``); ``func_evals`` and ``n_iter`` count over all updates.
 
@@ -326,8 +327,8 @@ def lbfgs(
             if line_search_fn == "strong_wolfe":
                 found = strong_wolfe(
                     lambda t: evaluate(c.x + t * mem.d), mem.d, mem.t, c.loss, c.g, gtd,
-                    tolerance_change=tol_change, max_ls=max_eval - mem.evals,
-                )  # fmt: skip
+                    max_ls=max_eval - mem.evals,
+                )  # fmt: skip  # its own tolerance_change (1e-9): torch passes not the optimizer's
                 t, loss, g, spent = found.step, found.value, found.grad, found.evals
                 x = c.x + t * mem.d
             else:

@@ -51,6 +51,11 @@ def wiggly(p, xp):
     return 0.5 * (x**2).sum() + 2.0 * xp.sin(3 * x).sum() + xp.cos(x[1:] * x[:-1]).sum()
 
 
+def quartic(p, xp):
+    x = _vector(p, xp)
+    return (0.25 * x**4 + 5 * x**2 + xp.sin(3 * x)).sum()
+
+
 def _start(name):
     rng = np.random.default_rng(len(name))
     return {
@@ -58,11 +63,12 @@ def _start(name):
         "rosenbrock-7d": {"a": rng.normal(size=3), "b": rng.normal(size=(2, 2))},
         "logistic": {"w": rng.normal(size=6) * 0.1, "b": np.array(0.3)},
         "wiggly": {"a": rng.normal(size=4) * 2, "b": rng.normal(size=3) * 2},
+        "quartic": {"x": np.array([1.0, -0.7])},
     }[name]
 
 
 FUNCTIONS = {"rosenbrock-2d": rosenbrock, "rosenbrock-7d": rosenbrock,
-             "logistic": logistic, "wiggly": wiggly}  # fmt: skip
+             "logistic": logistic, "wiggly": wiggly, "quartic": quartic}  # fmt: skip
 
 # (id, function, torch.optim.LBFGS keywords, steps)
 CASES = [
@@ -87,6 +93,11 @@ CASES = [
     ("wiggly-wolfe-tolerances", "wiggly",
      dict(lr=1.0, max_iter=4, max_eval=5, history_size=2, tolerance_change=1e-4,
           line_search_fn="strong_wolfe"), 8),
+    # The line search keeps its own tolerance_change (1e-9), not the optimizer's: with
+    # the optimizer's 3.0 its zoom stopped at once and the step did not move.
+    ("quartic-wolfe-coarse-tolerance", "quartic",
+     dict(lr=5.0, max_iter=3, history_size=3, tolerance_change=3.0,
+          line_search_fn="strong_wolfe"), 3),
 ]  # fmt: skip
 
 
