@@ -25,8 +25,10 @@ IMPLEMENTATION = {"params", "param_names", "foreach", "fused", "capturable", "di
 """Param-group keys that are not state: how torch runs, and which tensors it holds."""
 
 
-SCHEDULER = {"initial_lr", "swa_lr"}
-"""Param-group keys torch's schedulers add (``LRScheduler``, ``SWALR``)."""
+SCHEDULER = {"initial_lr", "swa_lr", "max_lr", "min_lr", "base_momentum", "max_momentum"}
+"""Param-group keys torch's schedulers add (``LRScheduler``, ``SWALR``; ``CyclicLR`` and
+``OneCycleLR`` their bounds): not state.  The lr and momentum they set are, and are
+checked against the gradtx schedule at the step count."""
 
 
 def plain(v: Any) -> Any:

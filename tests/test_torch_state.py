@@ -490,6 +490,32 @@ def test_a_learning_rate_schedule_is_placed_by_the_step_count(x64):
         assert_trajectories_close(gradtx_steps(case, tx, ref[N - 1], state, grads[N:])[0], ref[N:])  # fmt: skip
 
 
+@pytest.mark.parametrize("kind", ["one_cycle", "cyclic"])
+def test_a_run_under_a_cyclic_scheduler_continues(x64, kind):
+    """CyclicLR and OneCycleLR add their bounds (max_lr, base_momentum, ...) to the param
+    group; the lr and momentum they set are checked against gradtx's schedules."""
+    case, total = CASES[0], N + M
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = torch.optim.SGD(tensors, lr=0.05, momentum=0.9)
+    S = gradtx.schedules
+    if kind == "one_cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total)
+        tx = gradtx.sgd(S.one_cycle(total, 0.1), S.one_cycle_momentum(total))
+    else:
+        scheduler = torch.optim.lr_scheduler.CyclicLR(opt, 0.01, 0.1, step_size_up=2)
+        tx = gradtx.sgd(S.cyclical(0.01, 0.1, 2), S.cyclical(0.9, 0.8, 2))
+    ref = []
+    for i, g in enumerate(grads[:total]):
+        ref += torch_steps(case, tensors, opt, [g])
+        scheduler.step()
+        if i + 1 == N:
+            state_dict = copy.deepcopy(opt.state_dict())
+    state = gradtx.from_torch_state_dict(tx, ref[N - 1], state_dict, step=N)
+    ours = gradtx_steps(case, tx, ref[N - 1], state, grads[N:total])[0]
+    assert_trajectories_close(ours, ref[N:total])
+
+
 def test_parameter_order_recipe(x64):
     """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
     model.parameters() order, or an OrderedDict of model.named_parameters(), keeps
