@@ -113,13 +113,16 @@ class Buffer(NamedTuple):
 
     ``field`` is a tree like the params, or with ``scalar`` one number torch
     repeats in every parameter's state.  ``ndim``: which parameters torch
-    keeps it for (``">1"``, ``"<=1"``; ``None``: all).
+    keeps it for (``">1"``, ``"<=1"``; ``None``: all).  ``starts``: the
+    hyperparameter that, when not 0, makes torch's step that creates the
+    buffer differ from a later step on a zero buffer (SGD's ``dampening``).
     """
 
     state: type
     field: str
     ndim: str | None = None
     scalar: bool = False
+    starts: str | None = None
 
     def applies(self, ndim: int) -> bool:
         return self.ndim is None or (ndim > 1) == (self.ndim == ">1")
@@ -189,8 +192,8 @@ TABLE: dict[str, Entry] = {
                 "weight_decay": WD},
         flags={"nesterov": "nesterov", **MAXIMIZE},
         stages={"momentum": 0.0, "dampening": 0.0, **NO_WD}, strict=("momentum",),
-        buffers={"momentum_buffer": Buffer(AddMomentumState, "mu")}, step=False,
-        free=("accumulator_dtype", "convention"),  # sgd's conventions are one rule
+        buffers={"momentum_buffer": Buffer(AddMomentumState, "mu", starts="dampening")},
+        step=False, free=("accumulator_dtype", "convention"),  # sgd's conventions are one rule
     ),
     "adam": ADAM,
     "adamw": ADAM._replace(torch_class="AdamW", implied={"decoupled_weight_decay": True}),

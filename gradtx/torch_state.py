@@ -33,6 +33,7 @@ from gradtx._torch_checks import (
     check_group,
     plain,
     same,
+    show,
     target,
 )
 from gradtx._torch_table import HOOKS, find_node, map_nodes, numpy_of
@@ -92,7 +93,8 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
     return set_hyperparams(hs, numbers)
 
 
-def _buffers_in(t: Target, inner: Any, params: Any, states: dict[int, dict]) -> Any:
+def _buffers_in(t: Target, hs: HyperparamsState, params: Any, states: dict[int, dict]) -> Any:
+    inner = hs.inner_state
     leaves, treedef = jax.tree.flatten(params)
     td: Any = treedef
     known = {*t.entry.buffers, *t.entry.hook_keys, *(("step",) if t.entry.step else ())}
@@ -118,6 +120,17 @@ def _buffers_in(t: Target, inner: Any, params: Any, states: dict[int, dict]) -> 
                     f"{SD}: torch's state has no {key!r}, which {t.made.call}(...) keeps "
                     f"(its {buf.state.__name__}.{buf.field}); build the optimizer with the "
                     "options torch's run had"
+                )
+        starts = None if buf.starts is None else _current(t, hs, buf.starts)  # None: no stage
+        if kept and not states and hs.count > 0 and starts is not None:
+            if np.any(numpy_of(starts) != 0):
+                raise ValueError(
+                    f"{SD}: torch's state is empty after {int(hs.count)} steps (no gradient "
+                    f"yet), so its next step starts {key!r} at the gradient, while "
+                    f"{t.made.call}(...) past step 0 applies {buf.starts}="
+                    f"{show(float(numpy_of(starts)))} to it: this state "
+                    "cannot be continued exactly; take torch's state dict after a step "
+                    "with gradients"
                 )
         if value is None or not holders:
             continue
@@ -289,7 +302,7 @@ def from_torch_state_dict(
     hs = state if t.average is None else state.inner_state.inner_state
     count = _count(t, states, step)
     hs = _set_hyperparams(t, hs._replace(count=jnp.asarray(count, jnp.int32)), group)
-    inner = _buffers_in(t, hs.inner_state, tree, states)
+    inner = _buffers_in(t, hs, tree, states)
     if t.entry.hook is not None:
         current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
         inner = HOOKS[t.entry.hook][0](inner, states, current, count, SD)

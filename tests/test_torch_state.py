@@ -516,6 +516,28 @@ def test_a_run_under_a_cyclic_scheduler_continues(x64, kind):
     assert_trajectories_close(ours, ref[N:total])
 
 
+def test_an_empty_sgd_state_past_step_0_continues_only_without_dampening(x64):
+    """Params without gradients for N steps (a scheduler stepping meanwhile): torch's
+    next step starts the momentum buffer at the gradient, undamped, as gradtx does only
+    at step 0."""
+    case = CASES[0]
+    params, grads = problem(case)
+    for dampening in (0.0, 0.5):
+        tensors = tensors_of(params)
+        opt = torch.optim.SGD(tensors, lr=0.05, momentum=0.9, dampening=dampening)
+        for _ in range(N):
+            opt.step()  # no gradients yet: the state stays empty
+        state_dict = copy.deepcopy(opt.state_dict())
+        tx = gradtx.sgd(0.05, 0.9, dampening=dampening)
+        if dampening:
+            with pytest.raises(ValueError, match=r"empty after 3 steps.*dampening=0.5 to it"):
+                gradtx.from_torch_state_dict(tx, params, state_dict, step=N)
+            continue
+        state = gradtx.from_torch_state_dict(tx, params, state_dict, step=N)
+        ours = gradtx_steps(case, tx, params, state, grads[:M])[0]
+        assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
+
+
 def test_parameter_order_recipe(x64):
     """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
     model.parameters() order, or an OrderedDict of model.named_parameters(), keeps
