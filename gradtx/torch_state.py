@@ -54,6 +54,17 @@ def _current(t: Target, hs: HyperparamsState, name: str) -> Any:
     return t.args.get(name)  # a bound JAX array, or None
 
 
+def _atol(have: Any, want: Any, group: Mapping[str, Any]) -> float:
+    """How far a schedule's value may be from torch's, absolutely: a few roundings of
+    the schedule's dtype at the scale of its values (a float32 cosine near its end
+    is off by about eps * initial_lr, a large relative error)."""
+    initial = plain(group.get("initial_lr", 0.0))
+    scale = max(
+        float(np.max(np.abs(want))), abs(initial) if isinstance(initial, (int, float)) else 0.0
+    )
+    return max(1e-12, 8 * float(np.finfo(numpy_of(have).dtype).eps) * scale)
+
+
 def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
     """torch's numbers, stored where gradtx stores numbers (as ``set_hyperparams``); where
     gradtx follows a schedule, a Python callable or a bound array, checked against it."""
@@ -74,7 +85,7 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                         f"{name}={plain(group[key])!r}"
                     )
                 numbers[name] = want
-            elif not np.allclose(numpy_of(have), want, rtol=RTOL, atol=1e-12):
+            elif not np.allclose(numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group)):
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
                 if name != "learning_rate":
                     raise ValueError(f"{SD}: torch's {key}={plain(group[key])!r} but {where}")

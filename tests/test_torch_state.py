@@ -538,6 +538,25 @@ def test_an_empty_sgd_state_past_step_0_continues_only_without_dampening(x64):
         assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
 
 
+def test_a_float32_schedule_near_zero_is_placed_by_its_rounding_not_refused():
+    """JAX's default float32: a cosine's last values are off by about eps * initial_lr,
+    a large relative error, and were refused as a misplaced scheduler."""
+    total = 200
+    tensor = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.Adam([tensor], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    tx = gradtx.adam(gradtx.schedules.cosine_decay(0.1, total, past_end="cycle"))
+    for step in range(1, total):
+        tensor.grad = torch.full((3,), 0.01)
+        opt.step()
+        scheduler.step()
+        if step in (total // 2, total - 2, total - 1):
+            state_dict = copy.deepcopy(opt.state_dict())
+            state = gradtx.from_torch_state_dict(tx, [tensor.detach().numpy()], state_dict)
+            lr = float(gradtx.get_hyperparams(state)["learning_rate"])
+            assert abs(lr - state_dict["param_groups"][0]["lr"]) < 1e-7 * 0.1, step
+
+
 def test_parameter_order_recipe(x64):
     """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
     model.parameters() order, or an OrderedDict of model.named_parameters(), keeps
