@@ -84,6 +84,13 @@ def reduce_on_plateau(
     Differences: torch's ``min_lr`` is absolute, ``min_scale`` is relative to
     the base rate; torch skips reductions smaller than ``eps=1e-8`` in absolute
     learning rate, gradtx applies every reduction (torch with ``eps=0``).
+    Scaling the updates is torch's lowered ``lr`` only for rules whose step
+    is proportional to it (SGD, Adam, RMSprop, ...).  Adafactor, ASGD, Rprop
+    and L-BFGS use the rate inside the rule; for them keep this transform
+    apart (``plateau.update({}, watch, value=metric)``) and give the
+    optimizer ``set_hyperparams(state, learning_rate=base * scale)`` after
+    each report (tested for Adafactor; ASGD's ``eta`` then follows a step
+    earlier than torch's, see ``asgd``).
     optax ``contrib.reduce_on_plateau`` counts patience differently (its
     ``patience = p + 1``), has no max mode and no relative threshold for it.
 

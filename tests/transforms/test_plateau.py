@@ -181,3 +181,39 @@ def test_one_metric_per_epoch_with_many_updates_per_epoch_like_torch(x64):
     sched.step(1.0)
     lr_in_effect = 0.1 * float(gradtx.get_hyperparams(state)["scale"])
     assert lr_in_effect == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+
+
+def test_a_rule_that_uses_the_rate_inside_follows_the_scale_through_set_hyperparams(x64):
+    """Adafactor's step is min(lr, 1/sqrt(t)) times the RMS of the params: not
+    proportional to lr, so scaling its updates is not torch's lowered lr.  The
+    plateau's own state, and set_hyperparams(learning_rate=base * scale) at each
+    report, is."""
+    steps_per_epoch, epochs, base = 3, 6, 0.5
+    params, grads = make_problem(3, steps_per_epoch * epochs)
+    val_losses = [1.0, 0.8, 0.85, 0.9, 0.7, 0.75]
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.Adafactor(list(tensors.values()), lr=base)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0, eps=0.0)
+    ref = []
+    for epoch in range(epochs):
+        for g in grads[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]:
+            for k, t in tensors.items():
+                t.grad = torch.tensor(g[k])
+            opt.step()
+            ref.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+        sched.step(val_losses[epoch])
+
+    tx, plateau = gradtx.adafactor(base), gradtx.reduce_on_plateau(0.5, patience=0)
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    state, watch, ours = tx.init(p), plateau.init({}), []
+    update = jax.jit(tx.update)
+    for epoch in range(epochs):
+        for g in grads[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]:
+            u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
+            p = gradtx.apply_updates(p, u)
+            ours.append({k: np.asarray(v) for k, v in p.items()})
+        _, watch = plateau.update({}, watch, value=val_losses[epoch])
+        scale = gradtx.get_hyperparams(watch)["scale"]
+        state = gradtx.set_hyperparams(state, learning_rate=base * scale)
+    assert float(scale) == 0.125  # three reductions
+    assert_trajectories_close(ours, ref)
