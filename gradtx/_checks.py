@@ -145,7 +145,7 @@ def check_static_tree(call: str, name: str, tree: Any, kinds: tuple, what: str) 
     """``None`` or a pytree whose leaves are all of ``kinds`` (masks: static bools)."""
     if tree is None:
         return
-    if callable(tree) and not jax.tree.leaves(tree):
+    if callable(tree) and jax.tree.leaves(tree) in ([], [tree]):  # a function, not a module
         raise TypeError(
             f"{call}({name}=<function>): {name} must be a pytree of {what}; "
             f"pass a function of the params as {name}_fn"

@@ -63,3 +63,7 @@ def test_a_mask_of_arrays_is_rejected_at_construction():
         gradtx.masked(gradtx.sgd(0.1), {"w": jnp.array([True, False])})
     with pytest.raises(TypeError, match=r"gradtx.adamw\(mask=...\): mask must be a pytree of"):
         gradtx.adamw(mask={"w": 1})
+    # optax's adamw takes a function as mask; gradtx's takes it as mask_fn (a callable
+    # pytree, an Equinox module, can be a mask), and the error says so.
+    with pytest.raises(TypeError, match=r"adamw\(mask=<function>\).*as mask_fn"):
+        gradtx.adamw(mask=lambda p: {"w": True})
