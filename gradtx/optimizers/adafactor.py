@@ -83,7 +83,7 @@ def _relative_step(learning_rate: Any) -> Callable:
 CLIPPING = Hyper(low=1.0, nullable=True)
 
 ADAFACTOR: Specs = dict(
-    learning_rate=LEARNING_RATE,
+    learning_rate=LEARNING_RATE._replace(nullable=True),
     beta2_decay=Hyper(high=0.0),
     eps=EpsPair(low=0.0),
     d=CLIPPING,
@@ -112,7 +112,7 @@ ADAFACTOR: Specs = dict(
     **ADAFACTOR,
 )
 def adafactor(
-    learning_rate: ScalarOrSchedule = 1e-2,
+    learning_rate: ScalarOrSchedule | None = 1e-2,
     beta2_decay: float = -0.8,
     eps: tuple[float | None, float] | float = (None, 1e-3),
     d: float | None = 1.0,
@@ -158,7 +158,8 @@ def adafactor(
       * torch: equal.  ``eps1=None`` is the machine epsilon of each leaf's
         dtype (torch takes the first parameter's for all).
       * optax (``convention="optax"``): equal given optax's values: optax's
-        defaults are ``learning_rate=None`` (here 1.0), ``eps=1e-30``,
+        defaults are ``learning_rate=None`` (no rate stage, as here: ``None``
+        is accepted under this convention only), ``eps=1e-30``,
         ``min_dim_size_to_factor=128``, ``weight_decay=0``.  optax computes
         ``β̂_t`` in float32 for a Python ``decay_rate``, here in the
         hyperparameters' precision; optax keeps the momentum in float32
@@ -177,7 +178,8 @@ def adafactor(
 
     Args:
       learning_rate: η, a number or schedule: the cap of the relative step
-        (torch) or the step's scale (optax), and the decay's factor.
+        (torch) or the step's scale (optax; ``None``: no scale, η = 1), and the
+        decay's factor.
       beta2_decay: the second moment's decay exponent, <= 0.
       eps: ``(eps1, eps2)``: ``eps1`` the floor of the second moment's RMS
         (``None``: each leaf's machine epsilon), ``eps2`` the floor of the
@@ -229,8 +231,14 @@ def adafactor(
     ]  # fmt: skip
     if threshold is not None:
         stages.append(clip_by_block_rms(threshold))
-    step = _relative_step(learning_rate) if torch_rule else learning_rate
-    stages.append(scale_by_learning_rate(step, flip_sign=False))
+    if learning_rate is None and torch_rule:
+        raise TypeError(
+            f"{call}(learning_rate=None): torch's rule caps its relative step at the learning "
+            "rate; None (no learning-rate stage) is optax's, with convention='optax'"
+        )
+    if learning_rate is not None:
+        step = _relative_step(learning_rate) if torch_rule else learning_rate
+        stages.append(scale_by_learning_rate(step, flip_sign=False))
     if multiply_by_parameter_scale:
         stages.append(scale_by_param_rms(eps2))
     if momentum is not None:
@@ -238,7 +246,8 @@ def adafactor(
     if weight_decay_rate is not None:
         stages.append(decoupled_weight_decay(weight_decay_rate, mask=mask, mask_fn=mask_fn))
     if weight_decay is not None:
-        decay = cast(Any, learning_rate) * weight_decay  # the current values, in the body
+        rate = 1.0 if learning_rate is None else learning_rate
+        decay = cast(Any, rate) * weight_decay  # the current values, in the body
         stages.append(decoupled_weight_decay(decay, mask=mask, mask_fn=mask_fn))
     head = gradient_stages(mask=mask, mask_fn=mask_fn, maximize=maximize)
     return chain(*head, *stages, scale(-1.0))

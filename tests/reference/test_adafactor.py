@@ -182,6 +182,15 @@ def test_hyperparameters_in_state_and_aliases():
         np.testing.assert_array_equal(ha[k], hb[k])
 
 
+def test_optax_default_learning_rate_none_is_no_rate_stage(x64):
+    # optax.adafactor's default learning_rate=None leaves the rate out (a step of 1).
+    ours = gradtx.adafactor(None, eps=1e-30, min_dim_size_to_factor=2, convention="optax")
+    theirs = optax.adafactor(min_dim_size_to_factor=2, decay_rate=np.float64(0.8))
+    assert_matches_optax(ours, theirs, 3, shapes=OPTAX_SHAPES)
+    with pytest.raises(TypeError, match=r"adafactor\(learning_rate=None\): torch's rule"):
+        gradtx.adafactor(None)
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, message",
     [
