@@ -26,7 +26,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GradientTransformation = optax.GradientTransformationExtraArgs
+from gradtx import _tree
+
+GradientTransformation: TypeAlias = optax.GradientTransformationExtraArgs
 
 Params: TypeAlias = Any
 """A pytree of arrays: the parameters."""
@@ -167,7 +169,7 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     txs = tuple(with_extra_args(t, "gradtx.chain") for t in transforms)
 
     def init(params):
-        return tuple(t.init(params) for t in txs)
+        return _tree.unaliased(tuple(t.init(params) for t in txs), params)
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, tuple) or len(state) != len(txs):

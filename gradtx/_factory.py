@@ -239,7 +239,7 @@ def hyperparameterized(
         def init_bare(params):
             params = _checks.check_tree(call, params, "params")
             record(params)
-            return tx.init(params)
+            return _tree.unaliased(tx.init(params), params)
 
         def update_bare(updates, state, params=None, **extra):
             updates, params = _checks.check_updates(call, updates, params)
@@ -262,9 +262,13 @@ def hyperparameterized(
         current = {k: _current(v, count) for k, v in hyperparams.items()}
         current |= python_now | bound
         inner_state = inner(current).init(params)
-        if counted:
-            return HyperparamsState(count, hyperparams, python_now, inner_state)
-        return UncountedHyperparamsState(hyperparams, inner_state)
+        state = (
+            HyperparamsState(count, hyperparams, python_now, inner_state)
+            if counted
+            else UncountedHyperparamsState(hyperparams, inner_state)
+        )
+        # The body may keep a hyperparameter, a bound array or the params in its state.
+        return _tree.unaliased(state, (params, bound))
 
     def update(updates, state, params=None, **extra):
         updates, params = _checks.check_updates(call, updates, params)

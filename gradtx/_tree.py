@@ -170,6 +170,29 @@ def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
     return 1 - decay ** t.astype(decay.dtype)
 
 
+def unaliased(state: Any, params: Any = None) -> Any:
+    """``state`` with each array that is also an earlier leaf, or a leaf of ``params``,
+    replaced by a copy.
+
+    An ``init`` that stores one array twice (a zero for two counters, a
+    hyperparameter's value also kept as a buffer, the params themselves) makes a
+    state that cannot be donated to a jitted step: XLA refuses a buffer donated
+    twice or also passed as params.  Traced values (``jax.jit(opt.init)``) are
+    left alone: jit's outputs are separate buffers.
+    """
+    seen = {id(x) for x in jax.tree.leaves(params) if isinstance(x, jax.Array)}
+
+    def fresh(x: Any) -> Any:
+        if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+            return x
+        if id(x) in seen:
+            return jnp.copy(x)
+        seen.add(id(x))
+        return x
+
+    return jax.tree.map(fresh, state)
+
+
 def cast_tree(tree: Any, like: Any) -> Any:
     """Cast each leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
     return jax.tree.map(lambda x, y: x.astype(jnp.result_type(y)), tree, like)

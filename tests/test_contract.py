@@ -6,6 +6,7 @@ vmap sweeps, identical programs for different numbers, and sharding.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -106,15 +107,46 @@ def test_converges(case):
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_jit_matches_eager(case):
+def test_jit_with_the_state_donated_matches_eager(case):
+    # Donated, every state buffer must be its own: not another leaf's, not a param's.
     opt = case.make(case.lr)
     grads = _grads(4)
     eager, s_eager = _run(opt, _params(), grads, case.update(opt))
-    jitted, s_jit = _run(opt, _params(), grads, jax.jit(case.update(opt)))
+    jitted, s_jit = _run(opt, _params(), grads, jax.jit(case.update(opt), donate_argnums=1))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, jitted)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), s_eager, s_jit
     )
+
+
+WRAPPERS = {
+    "apply_if_finite": lambda: gradtx.apply_if_finite(gradtx.adam(0.1), 3),
+    "average_params": lambda: gradtx.average_params(gradtx.sgd(0.1), method="swa"),
+    "reduce_on_plateau": lambda: gradtx.chain(gradtx.adam(0.1), gradtx.reduce_on_plateau()),
+    "accumulate_gradients": lambda: gradtx.accumulate_gradients(gradtx.rprop(0.1), 2),
+    "track_norms": lambda: gradtx.track_norms(gradtx.adam(0.1)),
+    "flatten": lambda: gradtx.flatten(gradtx.schedule_free_adamw(0.1)),
+    "masked": lambda: gradtx.masked(gradtx.schedule_free_sgd(0.1), {"w": True, "b": False}),
+    "partition": lambda: gradtx.partition(
+        {"a": gradtx.dowg(), "b": gradtx.prodigy()}, {"w": "a", "b": "b"}
+    ),
+    "chain": lambda: gradtx.chain(gradtx.lookahead(gradtx.sgd(0.1)), gradtx.scale(1.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(WRAPPERS))
+def test_wrapped_states_can_be_donated_with_the_params(name):
+    opt = WRAPPERS[name]()
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, state, grads):
+        updates, state = opt.update(grads, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    params = _params()
+    state = opt.init(params)
+    for g in _grads(2):
+        params, state = step(params, state, g)
 
 
 # ------------------------------------------------------------ state and dtypes

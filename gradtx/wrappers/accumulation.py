@@ -68,9 +68,10 @@ def accumulate_gradients(
     check_dtype(call, "dtype", dtype)
 
     def init(params):
-        return AccumulateGradientsState(
+        state = AccumulateGradientsState(
             jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype), inner.init(params)
         )
+        return _tree.unaliased(state, params)
 
     def update(updates, state, params=None, **extra):
         if extra.get("grads") is not None:

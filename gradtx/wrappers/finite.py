@@ -77,7 +77,8 @@ def apply_if_finite(
 
     def init(params):
         zero = jnp.zeros([], jnp.int32)
-        return ApplyIfFiniteState(zero, jnp.asarray(True), zero, inner.init(params))
+        state = ApplyIfFiniteState(zero, jnp.asarray(True), zero, inner.init(params))
+        return _tree.unaliased(state, params)
 
     def update(updates, state, params=None, **extra):
         out, inner_state = inner.update(updates, state.inner_state, params, **extra)

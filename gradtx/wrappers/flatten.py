@@ -158,7 +158,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         if layout.shapes:  # not the leafless tree optax's tree_map_params inits with
             seen.add(layout.shapes)
         with _tree.flat_buffers():
-            return FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
+            return _tree.unaliased(FlattenState(inner.init(_pack(f"{call}.init", params, layout))))
 
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)

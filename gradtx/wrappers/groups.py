@@ -97,7 +97,7 @@ def masked(
         return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree))
 
     def init(params):
-        return MaskedState(inner.init(hide(params, keep_of(params))))
+        return _tree.unaliased(MaskedState(inner.init(hide(params, keep_of(params)))), params)
 
     def update(updates, state, params=None, **extra):
         keep = keep_of(params if params is not None else updates)
@@ -168,7 +168,8 @@ def partition(
 
     def init(params):
         values = labels_of(params)
-        return {k: tx.init(hide(params, [v == k for v in values])) for k, tx in txs.items()}
+        state = {k: tx.init(hide(params, [v == k for v in values])) for k, tx in txs.items()}
+        return _tree.unaliased(state, params)
 
     def update(updates, state, params=None, **extra):
         values = labels_of(params if params is not None else updates)

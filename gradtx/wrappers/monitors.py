@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _tree
 from gradtx._base import EmptyState, GradientMap, kind_of, with_extra_args
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
@@ -65,7 +66,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
     def init(params):
         nan = jnp.full([], jnp.nan, _float_dtype())
         inner_state = EmptyState() if inner is None else inner.init(params)
-        return TrackNormsState(nan, nan, nan, inner_state)
+        return _tree.unaliased(TrackNormsState(nan, nan, nan, inner_state), params)
 
     def update(updates, state, params=None, **extra):
         if params is None:
