@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, with_extra_args
+from gradtx._base import GradientTransformation, kind_of, with_extra_args
 from gradtx._checks import check_dtype, check_int
 
 
@@ -105,4 +105,4 @@ def accumulate_gradients(
         micro_step = jnp.where(micro_step == every_k, 0, micro_step).astype(jnp.int32)
         return out, AccumulateGradientsState(micro_step, grad_sum, inner_state)
 
-    return GradientTransformation(init, update)
+    return kind_of(inner)(init, update)  # a wrapped gradient map is still one

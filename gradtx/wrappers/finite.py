@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, with_extra_args
+from gradtx._base import GradientTransformation, kind_of, with_extra_args
 from gradtx._checks import check_int
 
 
@@ -96,4 +96,4 @@ def apply_if_finite(
         )
         return out, ApplyIfFiniteState(notfinite_count, finite, total, inner_state)
 
-    return GradientTransformation(init, update)
+    return kind_of(inner)(init, update)  # a wrapped gradient map is still one

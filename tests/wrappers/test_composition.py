@@ -113,3 +113,30 @@ def test_lookahead_around_a_masked_optimizer(x64):
     # masked-out leaves pass the gradient through as their update (scale(1.0))
     ref_b = run_gradtx(gradtx.lookahead(gradtx.scale(1.0), 3), params, grads)
     assert_trajectories_close([{"b": s["b"]} for s in ours], [{"b": s["b"]} for s in ref_b], 1e-14)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda m: gradtx.apply_if_finite(m, 3), lambda m: gradtx.accumulate_gradients(m, 1)],
+    ids=["apply_if_finite", "accumulate_gradients"],
+)
+def test_a_wrapped_gradient_map_is_still_one(x64, wrap):
+    """Else the chain froze the raw gradient for the statistics after it: momentum saw
+    the clipped gradient and the second moment the raw one."""
+    clip = gradtx.clip_by_global_norm(0.5)
+    assert isinstance(wrap(clip), gradtx.GradientMap)
+
+    def adam_after(first):
+        return gradtx.chain(
+            first,
+            gradtx.add_momentum(0.9, ema=True),
+            gradtx.bias_correct(0.9),
+            gradtx.scale_by_rms(0.999, bias_correction=True),
+            gradtx.scale_by_learning_rate(0.1),
+        )
+
+    params, grads = make_problem(0, 10, scale=3.0)
+    assert_trajectories_close(
+        run_gradtx(adam_after(wrap(clip)), params, grads),
+        run_gradtx(adam_after(clip), params, grads),
+    )
