@@ -122,7 +122,10 @@ def check_flag(call: str, name: str, value: Any, kind: type | tuple[type, ...]) 
         raise TypeError(f"{call}({name}={value!r}): {name} must be a bool")
     if kind is not bool and (not isinstance(value, kind) or isinstance(value, bool)):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise TypeError(f"{call}({name}={value!r}): {name} must be {names}")
+        hint = ""
+        if isinstance(value, jax.Array):  # optax.inject_hyperparams makes numbers arrays
+            hint = f"; under optax.inject_hyperparams list {name!r} in static_args"
+        raise TypeError(f"{call}({name}={value!r}): {name} must be {names}{hint}")
 
 
 def check_int(call: str, name: str, value: Any, low: int) -> None:

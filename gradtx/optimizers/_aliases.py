@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gradtx._specs import Hyper, Option
@@ -42,14 +44,24 @@ class Alias(Option):
 
 
 def same(value: Any, default: Any) -> bool:
-    """``value`` is concretely ``default``: a Python/NumPy value equal to it."""
+    """``value`` is concretely ``default``: a Python/NumPy number or a concrete 0-d JAX
+    array (``optax.inject_hyperparams`` passes every number as one) equal to it."""
     if isinstance(value, (tuple, list)) and isinstance(default, (tuple, list)):
         return len(value) == len(default) and all(same(v, d) for v, d in zip(value, default))
     if value is None or default is None:
         return value is default
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.generic)):
-        return False  # arrays (possibly traced) and other kinds count as given
-    return float(value) == float(default)
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    concrete = isinstance(value, jax.Array) and not traced(value) and value.ndim == 0
+    if not (concrete or isinstance(value, (int, float, np.generic))):
+        return False  # traced arrays and other kinds count as given
+    number = np.asarray(value)  # compared in its own precision: float32(0.8) is 0.8
+    return bool(number == np.asarray(default).astype(number.dtype))
+
+
+def traced(value: Any) -> bool:
+    """A value known only when the step runs (``optax.inject_hyperparams``'s update)."""
+    return isinstance(value, jax.core.Tracer)
 
 
 def fold(call: str, specs: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +70,17 @@ def fold(call: str, specs: dict[str, Any], arguments: dict[str, Any]) -> dict[st
     for name, spec in specs.items():
         if not isinstance(spec, Alias) or same(out[name], spec.default):
             continue
-        if not same(out[spec.target], spec.to_target(spec.default)):
+        if traced(out[name]):
+            # optax.inject_hyperparams hands both names over as traced arrays: the alias
+            # replaces the target where it is not the shared default.  A target that is
+            # None (no such stage) stays None: a stage cannot appear at run time.
+            alias, target = out[name], out[spec.target]
+            if target is not None:
+                given = alias != spec.default
+                out[spec.target] = jnp.where(given, spec.to_target(alias), target)
+            out[name] = spec.default
+            continue
+        if not (traced(out[spec.target]) or same(out[spec.target], spec.to_target(spec.default))):
             raise ValueError(
                 f"{call}({name}=..., {spec.target}=...): {name} is optax's name for "
                 f"{spec.target}; give one of them"

@@ -25,7 +25,7 @@ from gradtx._specs import (
     Int,
     Mask,
 )
-from gradtx.optimizers._aliases import Alias, fold, folding, same
+from gradtx.optimizers._aliases import Alias, fold, folding, same, traced
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.interpolate import interpolate_gradient
 from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
@@ -85,7 +85,7 @@ def _check(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
         out["consistent_rms"] = MATCH_RMS_ADAMW
     if out["convention"] == "torch":
         for name, default in ADAM_DEFAULTS.items():
-            if not (out[name] is None or same(out[name], default)):
+            if not (out[name] is None or same(out[name], default) or traced(out[name])):
                 raise ValueError(
                     f"{call}({name}=...): {name} configures the AdamW that convention='optax' "
                     "uses for leaves that are not matrices; torch's rule takes matrices only "

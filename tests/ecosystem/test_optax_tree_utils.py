@@ -8,6 +8,8 @@ optimizer-state sharding specs for every optimizer.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,3 +182,36 @@ def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
     assert any(spec == P("data", None) for spec in spec_leaves) or not any(
         jnp.shape(leaf) == (4, 2) for leaf in leaves
     )
+
+
+@pytest.mark.parametrize(
+    ("make", "alias", "value", "static"),
+    [
+        (gradtx.adafactor, "decay_rate", 0.5, ("min_dim_size_to_factor", "decay_offset")),
+        (gradtx.adafactor, "clipping_threshold", 2.0, ("min_dim_size_to_factor", "decay_offset")),
+        (functools.partial(gradtx.muon, convention="optax"), "beta", 0.5, ("ns_steps",)),
+    ],
+    ids=["adafactor-decay_rate", "adafactor-clipping_threshold", "muon-beta"],
+)
+def test_inject_hyperparams_with_optax_names_of_torch_numbers(x64, make, alias, value, static):
+    """inject passes both names of an alias pair as arrays: at their shared default they
+    are not 'both given', and an edit of optax's name in inject's state takes effect."""
+    params = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(4, 3))), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: 0.1 * p + 0.05, params)
+    if alias == "beta":
+        params, grads = {"w": params["w"]}, {"w": grads["w"]}
+    for edit, ref in [(None, make(0.01)), (value, make(0.01, **{alias: value}))]:
+        injected = optax.inject_hyperparams(make, static_args=static)(learning_rate=0.01)
+        state, ref_state = injected.init(params), ref.init(params)
+        if edit is not None:
+            state.hyperparams[alias] = jnp.asarray(edit)
+        for _ in range(3):
+            with jax.numpy_dtype_promotion("standard"):  # optax's inject is not strict-clean
+                u, state = jax.jit(injected.update)(grads, state, params)
+            v, ref_state = ref.update(grads, ref_state, params)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), u, v)
+
+
+def test_inject_hyperparams_names_static_args_for_an_int_option():
+    with pytest.raises(TypeError, match=r"list 'min_dim_size_to_factor' in static_args"):
+        optax.inject_hyperparams(gradtx.adafactor)(learning_rate=0.01).init({"w": jnp.ones(2)})
