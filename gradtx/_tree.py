@@ -229,7 +229,16 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     if prefix is not None and fn is not None:
         raise ValueError(f"{call}: give {what} or {what}_fn, not both")
     if fn is not None:
-        prefix = fn(tree)
+        prefix = fn(tree)  # (a function may refuse flat buffers itself, naming its caller)
+    if _FLAT.get() and (fn is not None or not jax.tree_util.treedef_is_leaf(structure(prefix))):
+        # Inside gradtx.flatten the tree is {dtype: 1-D buffer}: a function of it sees
+        # no parameter's shape, and a prefix of the params matches nothing.
+        raise ValueError(
+            f"{call}: {what} (given per parameter) cannot apply inside gradtx.flatten, whose "
+            "flat buffers do not keep the parameters apart; give it outside, around "
+            "flattened optimizers: gradtx.partition({label: gradtx.flatten(...)}, labels) "
+            "or gradtx.masked(gradtx.flatten(...), mask)"
+        )
     prefix_leaves = jax.tree.leaves(prefix)
     prefix_def = structure(prefix)
     try:

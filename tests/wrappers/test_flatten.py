@@ -178,10 +178,23 @@ def test_masked_groups(x64, wrap):
     np.testing.assert_allclose(ours[-1]["b"], params["b"] + sum(g["b"] for g in grads))
 
 
-def test_mask_inside_flatten_is_a_clear_error():
+@pytest.mark.parametrize(
+    "inner",
+    [
+        lambda: gradtx.adamw(0.01, mask={"w": True, "b": False, "k": True, "s": False}),
+        # A function of the params saw the flat buffers: every "leaf" 1-D, no decay at all.
+        lambda: gradtx.adamw(0.01, mask_fn=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+        lambda: gradtx.partition(
+            {"a": gradtx.sgd(0.1), "b": gradtx.adam(0.1)},
+            labels_fn=lambda p: jax.tree.map(lambda x: "a" if x.ndim > 1 else "b", p),
+        ),
+    ],
+    ids=["mask", "mask_fn", "labels_fn"],
+)
+def test_a_mask_or_labels_inside_flatten_is_a_clear_error(inner):
     params, _ = _problem({k: jnp.float32 for k in SHAPES})
-    tx = gradtx.flatten(gradtx.adamw(0.01, mask={"w": True, "b": False, "k": True, "s": False}))
-    with pytest.raises(ValueError, match="mask tree does not match"):
+    tx = gradtx.flatten(inner())
+    with pytest.raises(ValueError, match=r"cannot apply inside gradtx.flatten.*outside"):
         tx.update(params, tx.init(params), params)
 
 
