@@ -26,17 +26,20 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
     """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given,
-    else the leaf's dtype, except float16's, which is float32.
+    else the leaf's dtype, except float16's and bfloat16's, which are float32.
 
     float16 cannot hold a statistic's small values: below 6.1e-5 its numbers are
     subnormal, and XLA on CPU flushes those to zero, so ``(1 - b2) g²``, a
     learning-rate-free method's first ``1e-6 · g`` or a small momentum vanish.
-    bfloat16 has float32's range: it keeps its own dtype (rounding only).
+    bfloat16 has the range but 8 significant bits: a stored EMA whose step
+    changes it by less than half an ulp (``0.999 ν`` rounds back to ``ν``)
+    stops moving, so after a spike Adam's ``ν`` never decays, and a sum of
+    squares stops growing after about 2⁸ terms.
     """
     if requested is not None:
         return jnp.dtype(requested)
     dtype = jnp.dtype(leaf_dtype)
-    return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
+    return jnp.dtype(jnp.float32) if dtype in (jnp.float16, jnp.bfloat16) else dtype
 
 
 def zeros_like(params: Any, dtype: Any = None) -> Any:

@@ -292,3 +292,33 @@ def test_300_steps_on_a_quadratic_descend_in_low_precision(case, dtype):
         assert np.all(losses <= losses[0]), losses
         return
     assert _quadratic(p) < 0.1 * losses[0], (losses[0], float(_quadratic(p)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.adam(1e-3),
+        lambda: gradtx.adagrad(1e-2),
+        lambda: gradtx.adamax(2e-3),
+        lambda: gradtx.rmsprop(1e-3, decay=0.999),
+    ],
+    ids=["adam", "adagrad", "adamax", "rmsprop"],
+)
+def test_bfloat16_statistics_keep_moving_after_a_spike(make):
+    """Stored in bfloat16, 0.999 ν rounds back to ν: after a spike Adam's ν stayed at
+    10.0 (float32: 0.067) and its steps were 12x too small; a sum stopped growing.
+    Stored in float32, the bfloat16 run's last step is the float32 run's."""
+    grads = jnp.concatenate([jnp.full((1, 4), 100.0), jnp.full((3000, 4), 0.01)])
+
+    def last_update(dtype):
+        opt = make()
+        params = jnp.ones(4, dtype)
+
+        def step(state, g):
+            u, state = opt.update(g.astype(dtype), state, params)
+            return state, u
+
+        _, updates = jax.lax.scan(step, opt.init(params), grads)
+        return np.asarray(updates[-1], np.float32)
+
+    np.testing.assert_allclose(last_update(jnp.bfloat16), last_update(jnp.float32), rtol=1e-2)

@@ -14,7 +14,8 @@ from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
 
 class ScaleByInfinityNormState(NamedTuple):
-    """``nu``: ``u_t = max(decay · u_{t-1}, |g_t| + eps)``, in the params' real dtype."""
+    """``nu``: ``u_t = max(decay · u_{t-1}, |g_t| + eps)``, in the params' real dtype
+    (float32 for 16-bit params: ``0.999 u`` rounds back to ``u`` in bfloat16)."""
 
     nu: Any
 
@@ -38,7 +39,8 @@ def scale_by_infinity_norm(
     Args:
       decay: b2 in [0, 1).
       eps: added to ``|g_t|`` inside the max.
-      dtype: storage dtype of ``u`` (``None``: the params' real dtype).
+      dtype: storage dtype of ``u`` (``None``: the params' real dtype, float32 for
+        16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -55,7 +57,7 @@ def scale_by_infinity_norm(
     def init(params):
         return ScaleByInfinityNormState(
             jax.tree.map(
-                lambda p: jnp.zeros_like(p, dtype=dtype or _tree.real_dtype(p.dtype)), params
+                lambda p: jnp.zeros_like(p, dtype=_tree.square_dtype(p.dtype, dtype)), params
             )
         )
 

@@ -62,7 +62,9 @@ def test_state_dtype_and_structure_stable(dtype):
     assert jax.tree.structure(state0) == jax.tree.structure(state1)
     for a, b in zip(jax.tree.leaves(state0), jax.tree.leaves(state1)):
         assert a.dtype == b.dtype and a.shape == b.shape
-    assert state1.inner_state.e_dx2["a"].dtype == dtype
+    # 16-bit params keep their statistics in float32 (a bfloat16 EMA stalls)
+    stored = jnp.float32 if jnp.dtype(dtype).itemsize == 2 else dtype
+    assert state1.inner_state.e_dx2["a"].dtype == stored
     assert u["a"].dtype == dtype
 
 
