@@ -36,7 +36,8 @@ def _number(name: str, value: Any, low: float, *, high: float = math.inf, closed
     value = float(value)
     if not (low <= value if closed else low < value) or not value <= high:
         interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
-        raise ValueError(f"{CALL}({name}={value!r}): {name} must be in {interval}")
+        above = " (above min_lr)" if name == "max_lr" else ""
+        raise ValueError(f"{CALL}({name}={value!r}): {name} must be in {interval}{above}")
     return value
 
 
@@ -190,6 +191,8 @@ class LRRangeTest:
       learning_rates: the planned learning rate of each step, shape ``(num_steps,)``.
       losses: the loss of each step's batch before its update, NaN after the stop;
         shape ``(num_steps,)``, or ``(runs, num_steps)`` with ``vmap_params``.
+        ``losses[i]`` shows the steps taken at ``learning_rates[:i]``, so the rules
+        and ``plot`` read it against ``learning_rates[i - 1]``.
       smoothed_losses: ``losses`` averaged forward and backward, NaN after the stop.
       steps: the number of steps run (an array, one per run, with ``vmap_params``).
       suggested_lr: where the smoothed loss falls fastest against log(learning rate).
@@ -246,8 +249,9 @@ class LRRangeTest:
         """
         plt = importlib.import_module("matplotlib.pyplot")
         fig, ax = plt.subplots(figsize=(6.4, 4.2)) if ax is None else (ax.figure, ax)
-        lrs, raw = self.learning_rates, np.atleast_2d(self.losses)
-        smooth = np.atleast_2d(self.smoothed_losses)
+        # Each loss against the last learning rate that moved the params before it.
+        lrs, raw = self.learning_rates[:-1], np.atleast_2d(self.losses)[:, 1:]
+        smooth = np.atleast_2d(self.smoothed_losses)[:, 1:]
         for run in raw:
             ax.plot(lrs, run, color="0.6", lw=0.8, alpha=0.6 if len(raw) == 1 else 0.3)
         if len(smooth) > 1:
@@ -273,7 +277,7 @@ class LRRangeTest:
             lo, hi = shown.min(), shown.max()
             pad = (hi / lo) ** 0.05 if log_loss else 0.05 * (hi - lo or abs(hi) or 1.0)
             ax.set_ylim(*((lo / pad, hi * pad) if log_loss else (lo - pad, hi + pad)))
-        ax.set_xlim(lrs[0], lrs[-1])
+        ax.set_xlim(lrs[0], lrs[-1])  # (the last rate's effect is never measured)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
@@ -367,7 +371,11 @@ def lr_range_test(
       automatically; the rules above are this module's own.
     """
     min_lr = _number("min_lr", min_lr, 0.0)
+    if not math.isfinite(min_lr):
+        raise ValueError(f"{CALL}(min_lr={min_lr!r}): min_lr must be finite")
     max_lr = _number("max_lr", max_lr, min_lr)
+    if not math.isfinite(max_lr):
+        raise ValueError(f"{CALL}(max_lr={max_lr!r}): max_lr must be finite")
     if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
         raise TypeError(f"{CALL}(num_steps={num_steps!r}): num_steps must be an int")
     if num_steps < 3:
@@ -400,7 +408,9 @@ def lr_range_test(
     for r, (raw, n) in enumerate(zip(runs, run_steps)):
         smoothed[r, :n] = _smooth(raw[:n], alpha, diverge_factor)
     common = int(run_steps.min())
-    suggested, bounds = _rules(lrs[:common], np.median(smoothed[:, :common], axis=0))
+    # losses[i] is measured before step i's update: it shows the steps up to lr_{i-1}.
+    curve = np.median(smoothed[:, :common], axis=0)
+    suggested, bounds = _rules(lrs[: common - 1], curve[1:])
     if not math.isfinite(suggested):
         warnings.warn(
             f"{CALL}: the smoothed loss never fell, so there is no suggestion; start from a "
