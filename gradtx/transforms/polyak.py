@@ -16,10 +16,12 @@ TINY = float(np.finfo(np.float64).eps)
 
 
 def _sum_of_squares(tree, dtype):
-    """``Σ |x|²`` over every element of every leaf, each leaf's sum cast to ``dtype``."""
+    """``Σ |x|²`` over every element of every leaf, summed in at least float32 (a float16
+    sum overflows past 65504: γ = gap / inf was 0, no step), each leaf's cast to ``dtype``."""
     total = jnp.zeros([], dtype)
     for leaf in jax.tree.leaves(tree):
-        total = total + jnp.sum(jnp.real(_tree.abs_sq(leaf))).astype(dtype)
+        wide = leaf.astype(_tree.compute_dtype(leaf.dtype))
+        total = total + jnp.sum(jnp.real(_tree.abs_sq(wide))).astype(dtype)
     return total
 
 

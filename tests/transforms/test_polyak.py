@@ -53,3 +53,11 @@ def test_bfloat16_gradient_computes_the_step_in_float32():
     out, _ = jax.jit(tx.update)(g, tx.init(g), value=jnp.bfloat16(0.05))
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(out, np.float32), 0.5 * 0.01, rtol=2e-2)
+
+
+def test_float16_squared_norm_beyond_65504_still_steps():
+    """‖g‖² = 76800 is inf in float16: summed there, γ = gap / inf was 0 and no step."""
+    g = jnp.full(300, 16.0, jnp.float16)
+    out, _ = gradtx.polyak_sgd().update(g, gradtx.polyak_sgd().init(g), g, value=jnp.float32(100.0))
+    assert out.dtype == jnp.float16
+    np.testing.assert_allclose(np.asarray(out, np.float32), -100.0 / 76800 * 16, rtol=2e-3)
