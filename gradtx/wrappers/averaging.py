@@ -14,6 +14,7 @@ from gradtx._base import GradientTransformation, Params
 from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState
+from gradtx.wrappers.flatten import FlattenState
 
 
 class AverageParamsState(NamedTuple):
@@ -137,6 +138,13 @@ def _averages(state: Any) -> Iterator[Any]:
         yield from _averages(state.inner_state)
     elif isinstance(state, PolyakAverageState):
         yield state.ax
+    elif isinstance(state, FlattenState):
+        if any(True for _ in _averages(state.inner_state)):
+            raise ValueError(
+                "gradtx.averaged_params: the average is inside gradtx.flatten, in its flat "
+                "buffers, which do not keep the params' tree; average outside it: "
+                "gradtx.average_params(gradtx.flatten(...))"
+            )
     elif isinstance(state, (tuple, list)):
         for child in state:
             yield from _averages(child)

@@ -110,3 +110,17 @@ def test_averaged_params_reads_asgd_and_refuses_ambiguity():
     both = gradtx.average_params(gradtx.asgd(0.1))
     with pytest.raises(ValueError, match="holds 2 averages"):
         gradtx.averaged_params(both.init(params))
+
+
+def test_an_average_inside_flatten_is_refused_and_outside_it_is_a_params_tree():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    for inner in (gradtx.average_params(gradtx.sgd(0.1), method="swa"), gradtx.asgd(0.1)):
+        opt = gradtx.flatten(inner)  # the average would be {"float32": a (9,) buffer}
+        _, state = opt.update(params, opt.init(params), params)
+        with pytest.raises(
+            ValueError, match=r"averaged_params: the average is inside gradtx.flatten"
+        ):
+            gradtx.averaged_params(state)
+    opt = gradtx.average_params(gradtx.flatten(gradtx.sgd(0.1)), method="swa")
+    _, state = opt.update(params, opt.init(params), params)
+    assert jax.tree.map(jnp.shape, gradtx.averaged_params(state)) == {"w": (2, 3), "b": (3,)}
