@@ -66,6 +66,15 @@ def _layout(tree: Any, max_size: int) -> _Layout:
     return _Layout(treedef, tuple(shape for _, shape in kinds), groups)
 
 
+def _signature(layout: _Layout) -> tuple:
+    """What init's params fixed: each leaf's shape and which buffer (dtype) holds it."""
+    return layout.shapes, tuple((k, tuple(v)) for k, v in layout.groups.items())
+
+
+def _leaves_of(groups: dict) -> dict:
+    return {name: list(idx) for name, idx in groups.items()}
+
+
 def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
     leaves, treedef = jax.tree.flatten(tree)
     if treedef != layout.treedef:
@@ -156,17 +165,20 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     def init(params):
         layout = _layout(params, max_leaf_size)
         if layout.shapes:  # not the leafless tree optax's tree_map_params inits with
-            seen.add(layout.shapes)
+            seen.add(_signature(layout))
         with _tree.flat_buffers():
             return _tree.unaliased(FlattenState(inner.init(_pack(f"{call}.init", params, layout))))
 
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)
-        if seen and layout.shapes not in seen:
+        if seen and _signature(layout) not in seen:
+            # Dtypes too: leaves of two dtypes swapped between equal-sized groups would
+            # meet each other's state buffers.
+            shapes, groups = next(iter(seen))
             raise ValueError(
                 f"{call}.update: the updates' tree does not match the params init saw: shapes "
-                f"{list(layout.shapes)}, "
-                f"init saw {[list(s) for s in seen][0]}"
+                f"{list(layout.shapes)}, buffers {_leaves_of(layout.groups)}; init saw "
+                f"{list(shapes)}, buffers {_leaves_of(dict(groups))}"
             )
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.

@@ -306,3 +306,14 @@ def test_state_is_one_buffer_per_dtype_and_tree_mismatch_is_an_error():
     assert jax.tree.map(jnp.shape, mu) == {"float32": (29,)}
     with pytest.raises(ValueError, match="does not match"):
         tx.update(params, state, {"w": params["w"]})
+
+
+def test_updates_with_dtypes_swapped_between_equal_buffers_are_refused():
+    """Without params, swapped dtypes of equal-sized groups met each other's moments."""
+    params = {"a": jnp.ones(3, jnp.float32), "b": jnp.ones(3, jnp.bfloat16)}
+    tx = gradtx.flatten(gradtx.adam(0.1))
+    state = tx.init(params)
+    swapped = {"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(3, jnp.float32)}
+    with pytest.raises(ValueError, match=r"buffers \{'bfloat16': \[0\], 'float32': \[1\]\}"):
+        tx.update(swapped, state)
+    tx.update(jax.tree.map(jnp.ones_like, params), state)  # the params' dtypes are fine
