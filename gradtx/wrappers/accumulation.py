@@ -37,8 +37,10 @@ def accumulate_gradients(
     The branch is a ``jax.lax.cond`` (no Python control flow), so the step
     jits once and ``vmap`` works (under ``vmap`` both branches run).
 
-    Place it around the whole optimizer or first in a chain: it must see the
-    gradient.  Given the chain's ``grads`` keyword (i.e. placed after a
+    Place it around the whole optimizer: it must see the gradient, and what
+    follows must run on the k-th call only (a member after it in a chain runs
+    every call, on the zeros in between: Adam's moments would decay).  Given
+    the chain's ``grads`` keyword (i.e. placed after a
     non-map member) it raises, since averaging its input would not average
     the gradient.  Other extras reach ``inner`` on the k-th call only (a
     ``value=loss`` is then the last micro-batch's loss).
@@ -50,8 +52,8 @@ def accumulate_gradients(
     Args:
       inner: the optimizer to run on the accumulated gradient.
       every_k: static int >= 1 (1: ``inner`` every call, still through the buffer).
-      dtype: storage dtype of ``grad_sum`` (``None``: each parameter's dtype;
-        ``jnp.float32`` avoids summing bfloat16 gradients in bfloat16).
+      dtype: storage dtype of ``grad_sum`` (``None``: each parameter's dtype,
+        float32 for 16-bit ones).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
