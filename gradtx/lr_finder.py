@@ -387,10 +387,14 @@ def lr_range_test(
     diverge_factor = _number("diverge_factor", diverge_factor, 1.0)
     leaves = jax.tree.leaves(batches)
     if not leaves or any(jnp.ndim(b) == 0 for b in leaves):
-        raise ValueError(f"{CALL}: batches must be arrays with a leading step axis")
+        raise ValueError(
+            f"{CALL}: batches must be arrays with a leading step axis (a pytree of them, "
+            "such as (xs, ys)); stack an iterator's or a list's batches with jnp.stack"
+        )
     if len({jnp.shape(b)[0] for b in leaves}) != 1:
         raise ValueError(f"{CALL}: the leaves of batches differ in length along the step axis")
-    if vmap_params and len({jnp.shape(p)[:1] for p in jax.tree.leaves(params)}) != 1:
+    runs = {jnp.shape(p)[:1] for p in jax.tree.leaves(params)}
+    if vmap_params and (len(runs) != 1 or () in runs):
         raise ValueError(f"{CALL}(vmap_params=True): params' leaves need one leading run axis")
 
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)

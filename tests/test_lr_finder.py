@@ -230,6 +230,11 @@ def test_bad_batches_and_stacked_params_are_errors():
     with pytest.raises(ValueError, match="one leading run axis"):
         gradtx.lr_range_test(sgd, loss_fn, {"a": jnp.ones((2, 3)), "b": jnp.ones((3,))},
                              jnp.zeros((1, 3)), vmap_params=True)  # fmt: skip
+    with pytest.raises(ValueError, match="one leading run axis"):  # a 0-d leaf has no runs
+        gradtx.lr_range_test(sgd, lambda p, b: p["s"] ** 2, {"s": jnp.float32(1.0)},
+                             jnp.zeros((1, 3)), vmap_params=True)  # fmt: skip
+    with pytest.raises(ValueError, match="stack an iterator's or a list's batches"):
+        gradtx.lr_range_test(sgd, loss_fn, params, iter([jnp.zeros(3)] * 5))
 
 
 def test_no_descent_warns_and_the_helpers_say_why():
