@@ -151,8 +151,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 f"--lr-find: the update of {', '.join(need_loss)} needs the loss itself; the "
                 "range test drives optimizers that take the gradient only"
             )
-    if args.lr_steps < 3:
-        parser.error("argument --lr-steps: the range test needs at least 3 steps")
+    if args.lr_steps < 4:
+        parser.error("argument --lr-steps: the range test needs at least 4 steps")
     if args.out is None:
         args.out = DEFAULT_LR_OUT if args.lr_find else DEFAULT_OUT
     if not args.no_plot:

@@ -77,9 +77,10 @@ def is_schedule(value: Any) -> bool:
 
 def _store(value: Any) -> Any:
     dtype = float_dtype()
+    # A copy, never the caller's array: the state may be donated to a jitted step.
     if is_schedule(value):
-        return jax.tree.map(lambda x: jnp.asarray(x, dtype=dtype), value)
-    return jnp.asarray(value, dtype=dtype)
+        return jax.tree.map(lambda x: jnp.array(x, dtype=dtype, copy=True), value)
+    return jnp.array(value, dtype=dtype, copy=True)
 
 
 def gradient(updates: Updates, extra: dict[str, Any]) -> Updates:

@@ -231,8 +231,6 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     """
     if prefix is not None and fn is not None:
         raise ValueError(f"{call}: give {what} or {what}_fn, not both")
-    if fn is not None:
-        prefix = fn(tree)  # (a function may refuse flat buffers itself, naming its caller)
     if _FLAT.get() and (fn is not None or not jax.tree_util.treedef_is_leaf(structure(prefix))):
         # Inside gradtx.flatten the tree is {dtype: 1-D buffer}: a function of it sees
         # no parameter's shape, and a prefix of the params matches nothing.
@@ -242,6 +240,8 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
             "flattened optimizers: gradtx.partition({label: gradtx.flatten(...)}, labels) "
             "or gradtx.masked(gradtx.flatten(...), mask)"
         )
+    if fn is not None:
+        prefix = fn(tree)
     prefix_leaves = jax.tree.leaves(prefix)
     prefix_def = structure(prefix)
     try:

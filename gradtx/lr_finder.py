@@ -30,12 +30,16 @@ _BASE_FRACTION = 0.1  # base_lr: the smoothed loss has made 10% of its descent
 _MAX_FRACTION = 0.9  # max_lr: ... and 90% of it
 
 
-def _number(name: str, value: Any, low: float, *, high: float = math.inf, closed=False) -> float:
+def _number(
+    name: str, value: Any, low: float, *, high: float = math.inf, closed=False, finite=False
+) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{CALL}({name}={value!r}): {name} must be a real number")
     value = float(value)
-    if not (low <= value if closed else low < value) or not value <= high:
-        interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
+    top = high if not finite else math.nextafter(math.inf, 0.0)
+    if not (low <= value if closed else low < value) or not value <= top:
+        end = ")" if finite else "]"
+        interval = f"{'[' if closed else '('}{low:g}, {high:g}{end}"
         above = " (above min_lr)" if name == "max_lr" else ""
         raise ValueError(f"{CALL}({name}={value!r}): {name} must be in {interval}{above}")
     return value
@@ -340,7 +344,7 @@ def lr_range_test(
       batches: a pytree whose leaves share a leading step axis; step ``i`` uses
         entry ``i mod len``, so a few batches can serve many steps.
       min_lr, max_lr: the first and last learning rate.
-      num_steps: steps planned (at least 3).
+      num_steps: steps planned (at least 4: the rules read 3 losses past the first).
       mode: ``"exponential"`` or ``"linear"``.
       smoothing: the averages' memory as a fraction of ``num_steps``, in [0, 1]:
         the newest loss has weight ``1 / (1 + smoothing * num_steps)`` (0: none).
@@ -370,16 +374,12 @@ def lr_range_test(
       fastai's ``lr_find`` is prior art for reading suggestions off the curve
       automatically; the rules above are this module's own.
     """
-    min_lr = _number("min_lr", min_lr, 0.0)
-    if not math.isfinite(min_lr):
-        raise ValueError(f"{CALL}(min_lr={min_lr!r}): min_lr must be finite")
-    max_lr = _number("max_lr", max_lr, min_lr)
-    if not math.isfinite(max_lr):
-        raise ValueError(f"{CALL}(max_lr={max_lr!r}): max_lr must be finite")
+    min_lr = _number("min_lr", min_lr, 0.0, finite=True)
+    max_lr = _number("max_lr", max_lr, min_lr, finite=True)
     if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
         raise TypeError(f"{CALL}(num_steps={num_steps!r}): num_steps must be an int")
-    if num_steps < 3:
-        raise ValueError(f"{CALL}(num_steps={num_steps}): num_steps must be >= 3")
+    if num_steps < 4:
+        raise ValueError(f"{CALL}(num_steps={num_steps}): num_steps must be >= 4")
     if mode not in ("exponential", "linear"):
         raise ValueError(f"{CALL}(mode={mode!r}): mode must be 'exponential' or 'linear'")
     smoothing = _number("smoothing", smoothing, 0.0, high=1.0, closed=True)

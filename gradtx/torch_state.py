@@ -54,11 +54,11 @@ def _current(t: Target, hs: HyperparamsState, name: str) -> Any:
     return t.args.get(name)  # a bound JAX array, or None
 
 
-def _atol(have: Any, want: Any, group: Mapping[str, Any]) -> float:
+def _atol(have: Any, want: Any, group: Mapping[str, Any], name: str) -> float:
     """How far a schedule's value may be from torch's, absolutely: a few roundings of
     the schedule's dtype at the scale of its values (a float32 cosine near its end
     is off by about eps * initial_lr, a large relative error)."""
-    initial = plain(group.get("initial_lr", 0.0))
+    initial = plain(group.get("initial_lr", 0.0)) if name == "learning_rate" else 0.0
     scale = max(
         float(np.max(np.abs(want))), abs(initial) if isinstance(initial, (int, float)) else 0.0
     )
@@ -85,7 +85,9 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                         f"{name}={plain(group[key])!r}"
                     )
                 numbers[name] = want
-            elif not np.allclose(numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group)):
+            elif not np.allclose(
+                numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group, name)
+            ):
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
                 if name != "learning_rate":
                     raise ValueError(f"{SD}: torch's {key}={plain(group[key])!r} but {where}")
@@ -261,8 +263,8 @@ def from_torch_state_dict(
     group's hyperparameters (``lr``, ``betas``, ``eps``, ``weight_decay``,
     ...) are set into the state as ``gradtx.set_hyperparams`` does.  Where
     gradtx takes one from a schedule (or a Python callable), its value at the
-    step count must equal torch's (so a scheduler stepped once per epoch is an
-    error).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
+    step count must equal torch's, to a few roundings of its dtype (so a
+    scheduler stepped once per epoch is an error).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
     values.  Several param groups are accepted when their hyperparameters are
     equal.  Tensors are read with ``np.asarray(t.detach().cpu())``; torch is
@@ -321,7 +323,8 @@ def from_torch_state_dict(
     if averaged_model_state_dict is None:
         return hs
     sd = averaged_model_state_dict
-    parts = [jnp.asarray(numpy_of(sd[k]), x.dtype) for k, x in zip(averaged_keys(FROM, sd, leaves), leaves)]  # fmt: skip
+    kept = jax.tree.leaves(state.inner_state.averaged)  # its dtypes (float32 for 16-bit params)
+    parts = [jnp.asarray(numpy_of(sd[k]), a.dtype) for k, a in zip(averaged_keys(FROM, sd, leaves), kept)]  # fmt: skip
     n = jnp.asarray(int(numpy_of(sd["n_averaged"])), jnp.int32)
     return state._replace(inner_state=AverageParamsState(hs.count, n, treedef.unflatten(parts), hs))
 

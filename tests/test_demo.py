@@ -120,7 +120,7 @@ def test_every_offered_optimizer_trains_an_epoch(name):
         (["--out", "/nonexistent/x.png"], "argument --out: folder '/nonexistent' does not exist"),
         (["--out", "{tmp}"], "is a directory; give a file name such as gradtx_digits.png"),
         (["--out", "{tmp}/curves.txt"], "argument --out: matplotlib cannot write .txt files"),
-        (["--lr-find", "--lr-steps", "2"], "the range test needs at least 3 steps"),
+        (["--lr-find", "--lr-steps", "3"], "the range test needs at least 4 steps"),
         (["--lr-find", "--out", "/nonexistent/lr.png"], "folder '/nonexistent' does not exist"),
         (["--lr-find", "--optimizers", "adam,lbfgs"], "the update of lbfgs needs the loss"),
     ],

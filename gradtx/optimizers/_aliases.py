@@ -55,7 +55,10 @@ def same(value: Any, default: Any) -> bool:
     concrete = isinstance(value, jax.Array) and not traced(value) and value.ndim == 0
     if not (concrete or isinstance(value, (int, float, np.generic))):
         return False  # traced arrays and other kinds count as given
-    number = np.asarray(value)  # compared in its own precision: float32(0.8) is 0.8
+    number = np.asarray(value)
+    if not np.issubdtype(number.dtype, np.floating):
+        return float(value) == float(default)  # an int is exact: 0 is not 0.95
+    # a float in its own precision: float32(0.8) is the default 0.8
     return bool(number == np.asarray(default).astype(number.dtype))
 
 

@@ -163,7 +163,8 @@ def adafactor(
         ``min_dim_size_to_factor=128``, ``weight_decay=0``.  optax computes
         ``β̂_t`` in float32 for a Python ``decay_rate``, here in the
         hyperparameters' precision; optax keeps the momentum in float32
-        (``dtype_momentum``), here in the params' dtype unless given.
+        (``dtype_momentum``), here in the params' dtype (float32 for 16-bit
+        params) unless given.
       * Arguments of one library only keep their meaning under the other
         convention: ``weight_decay`` is always torch's ``θ(1 - ηλ)``,
         ``weight_decay_rate`` always optax's ``θ - λ'θ`` (not times η);

@@ -87,8 +87,8 @@ def adam(
     ``convention="optax"`` (or ``max_of``) selects.  The paper's "efficient"
     form puts eps on the uncorrected root (E2), which differs for the same
     eps.  optax has no L2 argument; ``eps_root`` is optax's.  Moments are
-    computed in at least float32 and stored in the params' dtype (or
-    ``mu_dtype``/``nu_dtype``; float16 params keep ``v`` in float32).
+    computed in at least float32 and stored in the params' dtype, float32 for
+    16-bit params (or ``mu_dtype``/``nu_dtype``).
 
     Args:
       learning_rate: η, a number or schedule.

@@ -242,6 +242,9 @@ def muon(
     )  # fmt: skip
     if torch_rule:
         return matrices
+    # Which leaves are matrices is a per-leaf question: refuse flat buffers here, where
+    # the error can name muon (built inside gradtx.flatten's init).
+    _tree.check_per_leaf(call, "gradtx.muon")
     others = descent(
         *_ema_momentum(adam_b1, nesterov, mu_dtype),
         scale_by_rms(adam_b2, eps, eps_root=adam_eps_root, bias_correction=True),

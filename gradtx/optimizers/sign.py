@@ -76,7 +76,7 @@ def signum(
     Args:
       learning_rate: η, a number or schedule.
       beta: the EMA rate β, in [0, 1).
-      accumulator_dtype: storage dtype of ``m`` (``None``: the params' dtype).
+      accumulator_dtype: storage dtype of ``m`` (``None``: the params' dtype, float32 for 16-bit ones).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -144,7 +144,7 @@ def lion(
       learning_rate: η, a number or schedule.
       b1: interpolation weight of the previous momentum, in [0, 1].
       b2: the momentum's EMA rate, in [0, 1).
-      mu_dtype: storage dtype of the momentum (``None``: the params' dtype).
+      mu_dtype: storage dtype of the momentum (``None``: the params' dtype, float32 for 16-bit ones).
       weight_decay: λ, a number or schedule (``None`` or 0: no decay).
       mask: which leaves are decayed (a pytree of bools, or a prefix of the params).
       mask_fn: a function of the params returning such a mask (optax's callable ``mask``).

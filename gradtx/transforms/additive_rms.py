@@ -53,7 +53,7 @@ def scale_by_additive_rms(
       initial_value: ``v_0`` (optax's ``initial_accumulator_value``).
       bias_correction: divide ``v`` by ``1 - decay^t``, as ``optax.scale_by_yogi``
         (the paper does not).
-      dtype: storage dtype of ``v`` (``None``: the params' dtype; float32 for float16).
+      dtype: storage dtype of ``v`` (``None``: the params' dtype; float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

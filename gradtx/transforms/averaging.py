@@ -37,7 +37,7 @@ def polyak_average(t0: float = 1e6, *, dtype: Any = None) -> GradientTransformat
 
     Args:
       t0: the step after which averaging starts (torch's ``t0``), ≥ 0.
-      dtype: storage dtype of ``ax`` (``None``: the params' dtype).
+      dtype: storage dtype of ``ax`` (``None``: the params' dtype, float32 for 16-bit ones).
 
     Example:
       >>> import gradtx, jax.numpy as jnp, optax

@@ -66,7 +66,7 @@ def scale_by_belief(
       eps: added outside the root.
       eps_root: added to ``s_t`` at every step (inside the root).
       nesterov: ``None``, or the prediction's EMA rate b1 for the Nesterov look-ahead.
-      dtype: storage dtype of ``s`` (``None``: the params' dtype; float32 for float16).
+      dtype: storage dtype of ``s`` (``None``: the params' dtype; float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

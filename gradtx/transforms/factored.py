@@ -109,7 +109,7 @@ def scale_by_factored_rms(
     ``axes`` picks the factored axes: ``"last"`` (torch) or ``"largest"``
     (optax).  ``g`` is the chain's ``grads`` keyword when present, else the
     input.  Statistics are computed in at least float32 and stored in
-    ``dtype`` (``None``: the params' dtype, float32 for float16).  A
+    ``dtype`` (``None``: the params' dtype, float32 for 16-bit params).  A
     coordinate whose gradient has always been 0 (with ``ε = 0``) takes no step.
     With ``factored=True`` it needs each leaf's shape, so it refuses to run
     inside ``gradtx.flatten``.

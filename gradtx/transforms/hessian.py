@@ -141,7 +141,7 @@ def scale_by_hessian_diagonal(
       update_interval: steps between estimates (an integer ≥ 1).
       hessian_diagonal_fn: a transform returning a diagonal Hessian estimate
         (default: ``hutchinson_hessian_diagonal()``, key 0).
-      dtype: storage dtype of ``h`` (``None``: the params' dtype).
+      dtype: storage dtype of ``h`` (``None``: the params' dtype, float32 for 16-bit ones).
 
     References:
       Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order

@@ -45,7 +45,7 @@ def mix_gradient(
       alpha: the weight α ≥ 0 of the mixed-in term, a number or schedule.
       decay: the EMA rate in [0, 1), a number or schedule; ``None``: no
         average, the current gradient.
-      dtype: storage dtype of ``m`` (``None``: the params' dtype).
+      dtype: storage dtype of ``m`` (``None``: the params' dtype, float32 for 16-bit ones).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -78,7 +78,7 @@ def add_momentum(
       initial_value: ``m_0`` for every coordinate (``None`` or 0: zeros).  Yogi
         starts its EMA at 1e-6 (``optax.scale_by_yogi``); with ``dampening``
         the first step still copies the input.
-      dtype: storage dtype of the buffer (``None``: the params' dtype).
+      dtype: storage dtype of the buffer (``None``: the params' dtype, float32 for 16-bit ones).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -155,7 +155,8 @@ def bias_correct(decay: ScalarOrSchedule) -> GradientTransformation:
 
 
 class AddNesterovMomentumState(NamedTuple):
-    """``mu_product``: Π_t = Π_{s≤t} μ_s; ``mu``: EMA of g."""
+    """``mu_product``: Π_t = Π_{s≤t} μ_s (``b1^t`` without the warming schedule); ``mu``:
+    EMA of g."""
 
     mu_product: jax.Array
     mu: Any
@@ -196,7 +197,7 @@ def add_nesterov_momentum(
       b1: the EMA rate and the schedule's ceiling, in [0, 1).
       momentum_decay: ψ ≥ 0 (PyTorch's default 4e-3 = 1/250, the paper's).
       warming: Dozat's warming schedule of μ_t (``False``: constant ``b1``).
-      dtype: storage dtype of ``m`` (``None``: the params' dtype).
+      dtype: storage dtype of ``m`` (``None``: the params' dtype, float32 for 16-bit ones).
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.

@@ -88,7 +88,9 @@ def add_noise(
     impl = jax.random.key_impl(typed)
 
     def init(params):
-        return AddNoiseState(jax.random.key_data(typed))
+        # key_data is the caller's key's own buffer: copied, so donating the state
+        # does not delete the user's key.
+        return AddNoiseState(jnp.copy(jax.random.key_data(typed)))
 
     def update(updates, state, params=None, **extra):
         _tree.check_per_leaf(call, "gradtx.add_noise")

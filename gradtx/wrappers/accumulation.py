@@ -80,7 +80,7 @@ def accumulate_gradients(
             raise ValueError(
                 f"{call}: received the chain's grads keyword, so it sits after a "
                 "non-map member and its input is not the gradient; put it around the "
-                "whole optimizer or first in the chain"
+                "whole optimizer"
             )
         extra.pop("grads", None)
         _tree.check_same_structure(f"{call}.update", updates, state.grad_sum, "accumulator")

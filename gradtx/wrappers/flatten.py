@@ -167,22 +167,22 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         if layout.shapes:  # not the leafless tree optax's tree_map_params inits with
             seen.add(_signature(layout))
         with _tree.flat_buffers():
-            return _tree.unaliased(FlattenState(inner.init(_pack(f"{call}.init", params, layout))))
+            state = FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
+            return _tree.unaliased(state, params)  # big leaves' buffers are the params
 
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)
-        if seen and _signature(layout) not in seen:
-            # Dtypes too: leaves of two dtypes swapped between equal-sized groups would
-            # meet each other's state buffers.
-            shapes, groups = next(iter(seen))
+        if seen and layout.shapes not in {shapes for shapes, _ in seen}:
             raise ValueError(
                 f"{call}.update: the updates' tree does not match the params init saw: shapes "
-                f"{list(layout.shapes)}, buffers {_leaves_of(layout.groups)}; init saw "
-                f"{list(shapes)}, buffers {_leaves_of(dict(groups))}"
+                f"{list(layout.shapes)}, init saw {list(next(iter(seen))[0])}"
             )
+        known = set(seen)  # (eval_shape of init below records the updates' layout)
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.
         expected = jax.eval_shape(init, updates if params is None else params)
+        if known:  # what init's own params fixed, not what this call showed
+            seen.intersection_update(known)
         if jax.tree.structure(expected) != jax.tree.structure(state) or any(
             jnp.shape(a) != tuple(b.shape)
             for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
@@ -192,6 +192,15 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
                 f"{call}.update: the state does not match these updates (dtypes {got}, "
                 f"{len(jax.tree.leaves(updates))} leaves); flatten keeps one buffer per dtype of "
                 "the params given to init, so the updates need the same tree, shapes and dtypes"
+            )
+        if known and _signature(layout) not in known:
+            # Leaves of two dtypes swapped between equal-sized buffers would pass the
+            # check above and meet each other's state.
+            groups = dict(next(iter(known))[1])
+            raise ValueError(
+                f"{call}.update: these updates' dtypes put the leaves in buffers "
+                f"{_leaves_of(layout.groups)}, init's params in {_leaves_of(groups)}; the "
+                "updates need the params' dtypes"
             )
         flat_params = None if params is None else _pack(f"{call}.update(params)", params, layout)
         if extra.get("grads") is not None:

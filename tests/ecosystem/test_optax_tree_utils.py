@@ -190,15 +190,24 @@ def test_tree_map_params_gives_optimizer_state_sharding_specs(case):
         (gradtx.adafactor, "decay_rate", 0.5, ("min_dim_size_to_factor", "decay_offset")),
         (gradtx.adafactor, "clipping_threshold", 2.0, ("min_dim_size_to_factor", "decay_offset")),
         (functools.partial(gradtx.muon, convention="optax"), "beta", 0.5, ("ns_steps",)),
+        # the torch-named partner edited instead
+        (gradtx.adafactor, "beta2_decay", -0.5, ("min_dim_size_to_factor", "decay_offset")),
+        (functools.partial(gradtx.muon, convention="optax"), "momentum", 0.5, ("ns_steps",)),
     ],
-    ids=["adafactor-decay_rate", "adafactor-clipping_threshold", "muon-beta"],
+    ids=[
+        "adafactor-decay_rate",
+        "adafactor-clipping_threshold",
+        "muon-beta",
+        "adafactor-beta2_decay",
+        "muon-momentum",
+    ],
 )
 def test_inject_hyperparams_with_optax_names_of_torch_numbers(x64, make, alias, value, static):
     """inject passes both names of an alias pair as arrays: at their shared default they
     are not 'both given', and an edit of optax's name in inject's state takes effect."""
     params = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(4, 3))), "b": jnp.ones(3)}
     grads = jax.tree.map(lambda p: 0.1 * p + 0.05, params)
-    if alias == "beta":
+    if alias in ("beta", "momentum"):  # muon: the matrix leaf only
         params, grads = {"w": params["w"]}, {"w": grads["w"]}
     for edit, ref in [(None, make(0.01)), (value, make(0.01, **{alias: value}))]:
         injected = optax.inject_hyperparams(make, static_args=static)(learning_rate=0.01)

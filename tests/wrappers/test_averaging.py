@@ -124,3 +124,23 @@ def test_an_average_inside_flatten_is_refused_and_outside_it_is_a_params_tree():
     opt = gradtx.average_params(gradtx.flatten(gradtx.sgd(0.1)), method="swa")
     _, state = opt.update(params, opt.init(params), params)
     assert jax.tree.map(jnp.shape, gradtx.averaged_params(state)) == {"w": (2, 3), "b": (3,)}
+
+
+def test_a_bfloat16_ema_keeps_moving():
+    """Kept in bfloat16, avg += 0.001 (p - avg) is below half an ulp and the average
+    stood still; it is kept (and returned) in float32 for 16-bit params."""
+
+    def average_after(dtype, steps=500):
+        opt = gradtx.average_params(gradtx.sgd(1.0), method="ema", decay=0.999)
+        params = jnp.ones(3, dtype)
+        state = opt.init(params)
+        for i in range(steps):  # the first call copies 1; the params jump to 2, then stay
+            grads = jnp.full(3, -1.0 if i == 1 else 0.0, dtype)
+            updates, state = opt.update(grads, state, params)
+            params = gradtx.apply_updates(params, updates)
+        return gradtx.averaged_params(state)
+
+    ours = average_after(jnp.bfloat16)
+    assert ours.dtype == jnp.float32
+    np.testing.assert_allclose(ours, average_after(jnp.float32), rtol=1e-3)
+    np.testing.assert_allclose(ours, 2 - 0.999**499, rtol=1e-3)
