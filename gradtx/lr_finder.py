@@ -16,6 +16,7 @@ import importlib
 import math
 import numbers
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -385,7 +386,8 @@ def lr_range_test(
     smoothing = _number("smoothing", smoothing, 0.0, high=1.0, closed=True)
     alpha = 1.0 / (1.0 + smoothing * num_steps)  # weight of the newest loss
     diverge_factor = _number("diverge_factor", diverge_factor, 1.0)
-    leaves = jax.tree.leaves(batches)
+    # An iterator is refused before JAX flattens it (it would warn, then take it as a leaf).
+    leaves = [] if isinstance(batches, Iterator) else jax.tree.leaves(batches)
     if not leaves or any(jnp.ndim(b) == 0 for b in leaves):
         raise ValueError(
             f"{CALL}: batches must be arrays with a leading step axis (a pytree of them, "
