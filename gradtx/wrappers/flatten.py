@@ -162,13 +162,17 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     # the same buffers and would pass every check on the state alone.
     seen: set[tuple] = set()
 
+    def fresh_state(params):
+        layout = _layout(params, max_leaf_size)
+        with _tree.flat_buffers():
+            state = FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
+            return _tree.unaliased(state, params)  # big leaves' buffers are the params
+
     def init(params):
         layout = _layout(params, max_leaf_size)
         if layout.shapes:  # not the leafless tree optax's tree_map_params inits with
             seen.add(_signature(layout))
-        with _tree.flat_buffers():
-            state = FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
-            return _tree.unaliased(state, params)  # big leaves' buffers are the params
+        return fresh_state(params)
 
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)
@@ -177,12 +181,9 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
                 f"{call}.update: the updates' tree does not match the params init saw: shapes "
                 f"{list(layout.shapes)}, init saw {list(next(iter(seen))[0])}"
             )
-        known = set(seen)  # (eval_shape of init below records the updates' layout)
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.
-        expected = jax.eval_shape(init, updates if params is None else params)
-        if known:  # what init's own params fixed, not what this call showed
-            seen.intersection_update(known)
+        expected = jax.eval_shape(fresh_state, updates if params is None else params)
         if jax.tree.structure(expected) != jax.tree.structure(state) or any(
             jnp.shape(a) != tuple(b.shape)
             for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
@@ -193,10 +194,10 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
                 f"{len(jax.tree.leaves(updates))} leaves); flatten keeps one buffer per dtype of "
                 "the params given to init, so the updates need the same tree, shapes and dtypes"
             )
-        if known and _signature(layout) not in known:
+        if seen and _signature(layout) not in seen:
             # Leaves of two dtypes swapped between equal-sized buffers would pass the
             # check above and meet each other's state.
-            groups = dict(next(iter(known))[1])
+            groups = dict(next(iter(seen))[1])
             raise ValueError(
                 f"{call}.update: these updates' dtypes put the leaves in buffers "
                 f"{_leaves_of(layout.groups)}, init's params in {_leaves_of(groups)}; the "
