@@ -292,6 +292,17 @@ class LRRangeTest:
         return fig
 
 
+def _per_step_list(batches: Any) -> bool:
+    """A list of two or more pytrees with equal structure and leaf shapes: a list of
+    per-step batches, whose leaves would otherwise be indexed along the batch axis."""
+    if not isinstance(batches, list) or len(batches) < 2:
+        return False
+    layouts = {
+        (jax.tree.structure(b), tuple(jnp.shape(x) for x in jax.tree.leaves(b))) for b in batches
+    }
+    return len(layouts) == 1
+
+
 def lr_range_test(
     optimizer: Any,
     loss_fn: Any,
@@ -343,7 +354,8 @@ def lr_range_test(
       params: the initial parameters (a pytree); with ``vmap_params``, stacked
         along a leading axis of independent runs.
       batches: a pytree whose leaves share a leading step axis; step ``i`` uses
-        entry ``i mod len``, so a few batches can serve many steps.
+        entry ``i mod len``, so a few batches can serve many steps.  A list of
+        per-step batches (an iterator's, say) is refused: stack it first.
       min_lr, max_lr: the first and last learning rate.
       num_steps: steps planned (at least 4: the rules read 3 losses past the first).
       mode: ``"exponential"`` or ``"linear"``.
@@ -395,6 +407,13 @@ def lr_range_test(
         )
     if len({jnp.shape(b)[0] for b in leaves}) != 1:
         raise ValueError(f"{CALL}: the leaves of batches differ in length along the step axis")
+    if _per_step_list(batches):
+        raise ValueError(
+            f"{CALL}: batches is a list of {len(batches)} pytrees of one structure and "
+            "shapes, which reads as one batch per step, not as arrays with a step axis; "
+            "stack them (jax.tree.map(lambda *b: jnp.stack(b), *batches)), or pass "
+            "stacked arrays in a tuple or dict"
+        )
     runs = {jnp.shape(p)[:1] for p in jax.tree.leaves(params)}
     if vmap_params and (len(runs) != 1 or () in runs):
         raise ValueError(f"{CALL}(vmap_params=True): params' leaves need one leading run axis")

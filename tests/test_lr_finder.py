@@ -235,6 +235,9 @@ def test_bad_batches_and_stacked_params_are_errors():
                              jnp.zeros((1, 3)), vmap_params=True)  # fmt: skip
     with pytest.raises(ValueError, match="stack an iterator's or a list's batches"):
         gradtx.lr_range_test(sgd, loss_fn, params, iter([jnp.zeros(3)] * 5))
+    per_step = [(jnp.zeros((4, 3)), jnp.zeros(4))] * 5  # (x, y) of one step each
+    with pytest.raises(ValueError, match="a list of 5 pytrees .* one batch per step"):
+        gradtx.lr_range_test(sgd, lambda p, b: loss_fn(p, b[0][0]), params, per_step)
 
 
 def test_no_descent_warns_and_the_helpers_say_why():
