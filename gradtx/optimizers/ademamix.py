@@ -62,7 +62,10 @@ def ademamix(
     Differences: optax's signature and defaults (α = 5; the paper's
     experiments use α ≈ 5-10 with warm-up schedules of α and b3, given here
     as schedules).  optax's ``mask`` also takes a function, here ``mask_fn``.
-    ``mu_dtype`` stores all three moments, as in optax.
+    ``mu_dtype`` stores all three moments, as in optax, and keeps storing them
+    in it; optax's update does not cast back, so its moments take the
+    gradients' dtype from the first step on (bfloat16 asked, float32
+    gradients: float32 moments).
 
     Args:
       learning_rate: η, a number or schedule.
