@@ -159,6 +159,9 @@ OPTIMIZERS = {
     "schedule_free_adamw": Spec(
         2.5e-3, optax.contrib.schedule_free_adamw, lambda lr: gradtx.schedule_free_adamw(lr)
     ),
+    "optimistic_adam_v2": Spec(
+        1e-3, optax.optimistic_adam_v2, lambda lr: gradtx.optimistic_adam_v2(lr)
+    ),
 }
 
 

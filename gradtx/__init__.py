@@ -134,6 +134,7 @@ from gradtx.optimizers.noisy import (
 )
 from gradtx.optimizers.optimistic import (
     optimistic_adam,
+    optimistic_adam_v2,
     optimistic_gradient_descent,
 )
 from gradtx.optimizers.polyak import (
@@ -529,6 +530,7 @@ __all__ = [
     "normalize",
     "novograd",
     "optimistic_adam",
+    "optimistic_adam_v2",
     "optimistic_gradient_descent",
     "orthogonalize",
     "partition",

@@ -280,6 +280,7 @@ REGISTRY = [
     case("adan", lr=0.05, rosen_lr=0.04, steps=1000, weight_decay=1e-4, complex_ok=True),
     case("optimistic_gradient_descent", lr=0.1, rosen_lr=0.006, steps=2000, complex_ok=True),
     case("optimistic_adam", lr=0.05, rosen_lr=0.04, complex_ok=True),
+    case("optimistic_adam_v2", lr=0.05, rosen_lr=0.04, complex_ok=True),
     # The default noise (variance 0.01 / t^0.55) leaves the quadratic's iterate ~4e-3
     # from the minimum after 1000 steps, above the contract's 1e-3: a smaller eta here.
     case("noisy_sgd", lr=0.1, rosen_lr=0.015, steps=1000, eta=1e-6, complex_ok=True, per_leaf=True),

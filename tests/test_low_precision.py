@@ -97,6 +97,7 @@ REFERENCES = {
     "adan": _optax(lambda lr: optax.adan(lr, weight_decay=1e-4)),
     "optimistic_gradient_descent": _optax(lambda lr: optax.optimistic_gradient_descent(lr)),
     "optimistic_adam": _optax(lambda lr: optax.optimistic_adam(lr)),
+    "optimistic_adam_v2": _optax(lambda lr: optax.optimistic_adam_v2(lr)),
     "noisy_sgd": _optax(lambda lr: optax.noisy_sgd(lr, eta=1e-6)),
     # L-BFGS: torch's closure is the registry's local objective (gradient g at the
     # step's start point p, Hessian the identity)

@@ -129,13 +129,93 @@ def optimistic_adam(
     References:
       Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
     """
+    return chain(
+        *_adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov),
+        add_optimism(learning_rate, learning_rate if optimism is None else optimism),
+        scale_by_learning_rate(1.0),
+    )
+
+
+def _adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov) -> list[GradientTransformation]:
+    """optax's ``scale_by_adam`` (optionally Nesterov's), the step both versions weigh."""
     if nesterov:
         first = [add_nesterov_momentum(b1, warming=False, dtype=mu_dtype)]
     else:
         first = [add_momentum(b1, ema=True, dtype=mu_dtype), bias_correct(b1)]
-    return chain(
-        *first,
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True),
-        add_optimism(learning_rate, learning_rate if optimism is None else optimism),
-        scale_by_learning_rate(1.0),
+    return [*first, scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True)]
+
+
+@optimizer(
+    references="`optax.optimistic_adam_v2` (`nesterov`, `mu_dtype`, schedules)",
+    learning_rate=LEARNING_RATE,
+    alpha=Hyper(schedule=True),
+    beta=Hyper(schedule=True),
+    b1=DECAY_RATE,
+    b2=DECAY_RATE,
+    eps=NON_NEGATIVE,
+    eps_root=NON_NEGATIVE,
+    mu_dtype=DType(),
+    nesterov=Flag(),
+)
+def optimistic_adam_v2(
+    learning_rate: ScalarOrSchedule,
+    *,
+    alpha: ScalarOrSchedule = 1.0,
+    beta: ScalarOrSchedule = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    nesterov: bool = True,
+) -> GradientTransformation:
+    """Optimistic Adam with a final learning rate, as ``optax.optimistic_adam_v2``.
+
+    Update (``t`` from 1, ``r_0 = r_1``)::
+
+      m̂_t, v̂_t as in Adam (with ``nesterov``, Dozat's look-ahead m̂_t)
+      r_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)
+      θ_t = θ_{t-1} - η_t ((α + β) r_t - β r_{t-1})
+
+    The same algorithm as ``optimistic_adam``, parametrised as
+    ``optimistic_gradient_descent`` on Adam's step: ``alpha`` and ``beta``
+    weigh the step and its last change, and the learning rate scales the
+    whole, so it may be a schedule.  ``optimistic_adam(η, o)`` is
+    ``optimistic_adam_v2(1, alpha=η, beta=o)``.
+
+    Chain: ``add_nesterov_momentum(b1, warming=False) → scale_by_rms(b2, eps,
+    eps_root, bias_correction=True) → add_optimism(alpha, beta) →
+    scale_by_learning_rate`` (without ``nesterov``: ``add_momentum(b1,
+    ema=True) → bias_correct(b1)`` first).
+
+    Differences: none from ``optax.optimistic_adam_v2``; ``alpha`` and
+    ``beta`` may be schedules here (optax's multiplies by numbers only).
+
+    Args:
+      learning_rate: η, a number or schedule.
+      alpha: weight of the current Adam step.
+      beta: weight of its last change.
+      b1: first-moment EMA rate, in [0, 1).
+      b2: second-moment EMA rate, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment.
+      nesterov: Dozat's look-ahead first moment (optax's default ``True``).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> opt = gradtx.optimistic_adam_v2(1e-2, alpha=1.0, beta=0.5, nesterov=False)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> updates, state = opt.update(grads, opt.init(params))
+      >>> updates["w"]  # r_0 = r_1 = sign(g), Adam's first step: a step of η α
+      Array([-0.01,  0.01], dtype=float32)
+
+    References:
+      Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
+    """
+    return descent(
+        *_adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov),
+        add_optimism(alpha, beta),
+        learning_rate=learning_rate,
     )

@@ -1,4 +1,5 @@
-"""Optimistic gradient descent and optimistic Adam against optax, step by step in float64."""
+"""Optimistic gradient descent and optimistic Adam (both interfaces) against optax, step by
+step in float64."""
 
 import numpy as np
 import optax
@@ -92,4 +93,38 @@ def test_optimistic_adam_follows_a_new_b1_as_inject_hyperparams_does(x64):
         optax.inject_hyperparams(optax.optimistic_adam)(learning_rate=h["lr"]),
         1,
         {8: {"b1": ("b1", 0.5)}, 16: {"b1": ("b1", 0.95)}},
+    )
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimistic_adam_v2_matches_optax(x64, nesterov, seed):
+    h = _h(seed)
+    kwargs = dict(alpha=h["alpha"], beta=h["beta"], b1=h["b1"], b2=h["b2"], eps=h["eps"])
+    kwargs |= dict(eps_root=h["eps_root"], nesterov=nesterov)
+    assert_matches_optax(
+        gradtx.optimistic_adam_v2(h["lr"], **kwargs),
+        optax.optimistic_adam_v2(h["lr"], **kwargs),
+        seed,
+    )
+    assert_matches_optax(  # optax defaults
+        gradtx.optimistic_adam_v2(h["lr"]), optax.optimistic_adam_v2(h["lr"]), seed
+    )
+
+
+def test_optimistic_adam_v2_schedules_and_the_first_version(x64):
+    """A scheduled learning rate, alpha and beta (optax's through inject_hyperparams), and
+    the identity optimistic_adam(η, o) == optimistic_adam_v2(1, alpha=η, beta=o)."""
+    h = _h(1)
+    lr = gradtx.schedules.linear(h["lr"], 0.0, 30)
+    alpha = gradtx.schedules.linear(h["alpha"], 0.5, 20)
+    beta = gradtx.schedules.linear(h["beta"], 0.0, 15)
+    theirs = optax.inject_hyperparams(optax.optimistic_adam_v2)(
+        learning_rate=lr, alpha=alpha, beta=beta
+    )
+    assert_matches_optax(gradtx.optimistic_adam_v2(lr, alpha=alpha, beta=beta), theirs, 1)
+    assert_matches_optax(
+        gradtx.optimistic_adam_v2(1.0, alpha=h["lr"], beta=h["optimism"]),
+        optax.optimistic_adam(h["lr"], h["optimism"]),
+        1,
     )
