@@ -140,6 +140,9 @@ from gradtx.optimizers.optimistic import (
 from gradtx.optimizers.polyak import (
     polyak_sgd,
 )
+from gradtx.optimizers.privacy import (
+    dpsgd,
+)
 from gradtx.optimizers.radam import (
     radam,
 )
@@ -312,6 +315,10 @@ from gradtx.transforms.plateau import (
 from gradtx.transforms.polyak import (
     scale_by_polyak,
 )
+from gradtx.transforms.privacy import (
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+)
 from gradtx.transforms.rectify import (
     RectifyState,
     WhenRectifiedState,
@@ -399,6 +406,7 @@ __all__ = [
     "Choice",
     "DECAY_RATE",
     "DType",
+    "DifferentiallyPrivateAggregateState",
     "DualAverageState",
     "EmptyState",
     "Flag",
@@ -496,8 +504,10 @@ __all__ = [
     "cocob",
     "dadapt_adamw",
     "decoupled_weight_decay",
+    "differentially_private_aggregate",
     "dog",
     "dowg",
+    "dpsgd",
     "dual_average",
     "factory",
     "flatten",

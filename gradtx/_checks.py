@@ -194,10 +194,22 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
 
 
-def check_updates(call: str, updates: Any, params: Any) -> tuple[Any, Any]:
+def check_updates(
+    call: str, updates: Any, params: Any, *, example_axis: bool = False
+) -> tuple[Any, Any]:
     """Trace-time checks of ``update``'s arguments: float leaves, and updates
-    shaped and typed like the params, leaf by leaf (shapes and dtypes are static)."""
+    shaped and typed like the params, leaf by leaf (shapes and dtypes are static).
+    With ``example_axis`` (per-example gradients) each update leaf has one more
+    leading axis, of one length for all leaves."""
     updates = check_tree(call, updates, "updates")
+    if example_axis:
+        lengths = {u.shape[:1] for u in jax.tree.leaves(updates)}
+        if () in lengths or len(lengths) > 1:
+            raise ValueError(
+                f"{call}.update: expects per-example gradients, every leaf with one leading "
+                "example axis of the same length (jax.vmap(jax.grad(loss), (None, 0))), got "
+                f"{[_aval(u) for u in jax.tree.leaves(updates)]}"
+            )
     if params is None:
         return updates, None
     params = check_tree(call, params, "params")
@@ -208,12 +220,18 @@ def check_updates(call: str, updates: Any, params: Any) -> tuple[Any, Any]:
             f"  updates: {got}\n  params: {want}"
         )
     for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)):
-        if u.shape != p.shape or u.dtype != p.dtype:
+        if u.shape[example_axis:] != p.shape or u.dtype != p.dtype:
+            each = "each example's " if example_axis else ""
             raise ValueError(
                 f"{call}.update: updates leaf {jax.tree_util.keystr(path) or '(root)'} is "
-                f"{_aval(u)} but the param is {_aval(p)}; shapes and dtypes must match"
+                f"{_aval(u)} but the param is {_aval(p)}; {each}shapes and dtypes must match"
             )
     return updates, params
+
+
+def one_example(updates: Any) -> Any:
+    """Shapes and dtypes of one example of per-example updates: the params' layout."""
+    return jax.tree.map(lambda u: jax.ShapeDtypeStruct(u.shape[1:], u.dtype), updates)
 
 
 def _aval(x: Any) -> str:

@@ -170,6 +170,7 @@ def hyperparameterized(
     kind: type[optax.GradientTransformationExtraArgs] = GradientTransformation,
     counted: bool = False,
     rates: tuple[str, ...] = (),
+    example_axis: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """Keep ``values`` in state and build the transform from them at each call.
 
@@ -186,6 +187,8 @@ def hyperparameterized(
       counted: the transform reads the step count (``gradtx.step_count``).
       rates: names of decay rates in [0, 1): checked at ``init`` to stay below
         1 in the precision the statistics are computed in.
+      example_axis: ``update`` takes per-example gradients, each leaf with one
+        leading example axis before the param's shape (DP-SGD).
 
     Returns:
       The transform.  Inside another factory's body it is simply
@@ -218,6 +221,7 @@ def hyperparameterized(
     # not structures: flax.nnx.Optimizer inits with Param nodes, updates with arrays.
     # Leafless trees are not recorded: optax's tree_map_params inits with one.
     seen: set[int] = set()
+    layout = _checks.one_example if example_axis else (lambda updates: updates)
 
     def record(params):
         if jax.tree.leaves(params):
@@ -242,9 +246,11 @@ def hyperparameterized(
             return _tree.unaliased(tx.init(params), params)
 
         def update_bare(updates, state, params=None, **extra):
-            updates, params = _checks.check_updates(call, updates, params)
+            updates, params = _checks.check_updates(
+                call, updates, params, example_axis=example_axis
+            )
             check_seen(updates)
-            expected = jax.eval_shape(init_bare, updates if params is None else params)
+            expected = jax.eval_shape(init_bare, layout(updates) if params is None else params)
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             with _building(_Build(call)):
@@ -271,10 +277,10 @@ def hyperparameterized(
         return _tree.unaliased(state, (params, bound))
 
     def update(updates, state, params=None, **extra):
-        updates, params = _checks.check_updates(call, updates, params)
+        updates, params = _checks.check_updates(call, updates, params, example_axis=example_axis)
         check_seen(updates)
         _checks.check_state(
-            call, state, jax.eval_shape(init, updates if params is None else params)
+            call, state, jax.eval_shape(init, layout(updates) if params is None else params)
         )
         count = state.count if counted else None
         current = {k: _current(v, count) for k, v in state.hyperparams.items()}
@@ -320,6 +326,7 @@ def factory(
     counted: bool = False,
     derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
     own_gradient: bool = False,
+    example_axis: bool = False,
     **specs: Hyper | Option,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Declare a factory's arguments once: checked eagerly, numbers kept in state.
@@ -342,6 +349,8 @@ def factory(
         arguments (AdaBound's ``base_lr`` is the initial learning rate).
       own_gradient: the transform's input is its gradient: a ``grads`` keyword
         from an enclosing ``chain`` is dropped (every named optimizer).
+      example_axis: ``update`` takes per-example gradients (see
+        ``hyperparameterized``).
       **specs: one spec per parameter.
 
     Example:
@@ -398,7 +407,10 @@ def factory(
             }
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)
-            tx = hyperparameterized(body, values, call, kind=kind, counted=counted, rates=rates)
+            tx = hyperparameterized(
+                body, values, call, kind=kind, counted=counted, rates=rates,
+                example_axis=example_axis,
+            )  # fmt: skip
             # The function object is this call's own (a fresh closure), so the record
             # cannot leak to another transform; the state stays numbers only.
             record = FactoryCall(call, make, types.MappingProxyType(arguments))

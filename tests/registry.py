@@ -148,6 +148,18 @@ def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     return Case(ident, name, make, lr, rosen_lr, **extra)
 
 
+def one_example(opt: Any) -> Any:
+    """``opt``, which takes per-example gradients (DP-SGD), fed a batch of one example:
+    the gradient gains a leading axis of length 1."""
+
+    def update(updates, state, params=None, **extra):
+        return opt.update(
+            jax.tree.map(lambda u: jnp.asarray(u)[None], updates), state, params, **extra
+        )
+
+    return type(opt)(opt.init, update)
+
+
 OPTIMIZER_NAMES = tuple(sorted(OPTIMIZERS))
 LOSS = ("value", "value_fn")
 
@@ -375,6 +387,17 @@ REGISTRY = [
         per_leaf=True,
     ),
     case("sophia", lr=0.01, rosen_lr=0.01, steps=1000, needs=("obj_fn",), per_leaf=True),
+    # Per-example gradients, one example per step; no noise and a clip above every
+    # gradient, so the contract's convergence holds (tests/reference/test_privacy.py
+    # checks noise and clipping against optax).
+    case(
+        "dpsgd",
+        lr=0.1,
+        rosen_lr=0.006,
+        steps=2000,
+        make=lambda lr: one_example(gradtx.dpsgd(lr, 1e6, 0.0, seed=0, momentum=0.5)),
+        per_leaf=True,
+    ),
 ]
 
 IDS = [c.id for c in REGISTRY]

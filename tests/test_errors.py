@@ -40,6 +40,7 @@ FACTORIES = OPTIMIZER_NAMES + PRIMITIVES + SCHEDULES
 # Arguments a factory cannot be built without (e.g. the inner optimizer of a wrapper).
 REQUIRED_ARGS = {
     "lookahead": {"inner": gradtx.sgd(0.1)},
+    "dpsgd": {"seed": 0},
     "add_l2": {"weight_decay": 1e-3},
     "add_momentum": {"decay": 0.9},
     "bias_correct": {"decay": 0.9},
@@ -243,12 +244,13 @@ def _required(name):
     """Values for the arguments a factory cannot be built without."""
     params = inspect.signature(_factory(name)).parameters.values()
     specs = _specs(name)
+    given = REQUIRED_ARGS.get(name, {})
     auto = {
         p.name: _valid(specs[p.name])
         for p in params
-        if p.default is inspect.Parameter.empty and p.name in specs
+        if p.default is inspect.Parameter.empty and p.name in specs and p.name not in given
     }
-    return {**auto, **REQUIRED_ARGS.get(name, {})}
+    return {**auto, **given}
 
 
 def _build(name, **kwargs):

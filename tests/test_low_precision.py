@@ -26,7 +26,7 @@ import pytorch_optimizer
 import torch
 
 import gradtx
-from tests.registry import REGISTRY, local_objective
+from tests.registry import REGISTRY, local_objective, one_example
 
 DTYPES = {"bfloat16": (jnp.bfloat16, torch.bfloat16), "float16": (jnp.float16, torch.float16)}
 SHAPES = {"w": (3, 4), "b": (5,)}
@@ -43,6 +43,9 @@ def _optax(build, *, float32=False):
     iterates in float32, as for every statistic)."""
     return ("optax-float32" if float32 else "optax", build)
 
+
+# optax's dpsgd passes its seed on under the deprecated name (its own warning).
+pytestmark = pytest.mark.filterwarnings('ignore:"seed" is deprecated:DeprecationWarning')
 
 T = torch.optim
 # case id -> the same optimizer in torch (params, lr) or optax (lr), same settings as the case.
@@ -140,6 +143,9 @@ REFERENCES = {
         )
     ),
     "sophia": _optax(lambda lr: optax.contrib.sophia(lr)),
+    "dpsgd": _optax(
+        lambda lr: one_example(optax.contrib.dpsgd(lr, 1e6, 0.0, 0, momentum=0.5)), float32=True
+    ),
 }
 
 

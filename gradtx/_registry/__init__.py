@@ -64,6 +64,7 @@ def optimizer(
     counted: bool = True,
     takes: tuple[str, ...] = (),
     derive: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+    example_axis: bool = False,
     **specs: Hyper | Option,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Declare a named optimizer: ``factory(counted=True, own_gradient=True, **specs)`` and a
@@ -71,13 +72,15 @@ def optimizer(
 
     ``counted=False`` is for wrappers of another optimizer (``lookahead``),
     whose inner optimizer keeps the step count.  ``takes`` names the keywords
-    its ``update`` needs (``OptimizerInfo.takes``).
+    its ``update`` needs (``OptimizerInfo.takes``); ``example_axis``: it takes
+    per-example gradients (DP-SGD).
     """
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         made = factory(
-            kind=GradientTransformation, counted=counted, derive=derive, own_gradient=True, **specs
-        )(fn)
+            kind=GradientTransformation, counted=counted, derive=derive, own_gradient=True,
+            example_axis=example_axis, **specs,
+        )(fn)  # fmt: skip
         OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes)
         return made
 
