@@ -162,6 +162,14 @@ OPTIMIZERS = {
     "optimistic_adam_v2": Spec(
         1e-3, optax.optimistic_adam_v2, lambda lr: gradtx.optimistic_adam_v2(lr)
     ),
+    "galore": Spec(
+        1e-3,
+        optax.contrib.galore,
+        lambda lr: gradtx.galore(lr, rank=32, update_proj_gap=200),
+        static=("rank", "update_proj_gap"),  # shapes and a Python modulus in optax
+        flatten=False,
+        kwargs={"rank": 32, "update_proj_gap": 200},
+    ),
 }
 
 

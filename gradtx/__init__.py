@@ -95,6 +95,9 @@ from gradtx.optimizers.distance import (
     dog,
     dowg,
 )
+from gradtx.optimizers.galore import (
+    galore,
+)
 from gradtx.optimizers.large_batch import (
     lamb,
     lars,
@@ -272,6 +275,11 @@ from gradtx.transforms.lazy import (
     LazyState,
     lazy,
 )
+from gradtx.transforms.low_rank import (
+    GaLoreDimensionNumbers,
+    ScaleByGaloreState,
+    scale_by_galore,
+)
 from gradtx.transforms.mix import (
     MixGradientState,
     mix_gradient,
@@ -412,6 +420,7 @@ __all__ = [
     "Flag",
     "FlattenState",
     "Function",
+    "GaLoreDimensionNumbers",
     "GradientMap",
     "HutchinsonState",
     "Hyper",
@@ -446,6 +455,7 @@ __all__ = [
     "ScaleByDistanceOverGradientsState",
     "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByFactoredRmsState",
+    "ScaleByGaloreState",
     "ScaleByHessianDiagonalState",
     "ScaleByInfinityNormState",
     "ScaleByLaggedBeliefState",
@@ -513,6 +523,7 @@ __all__ = [
     "flatten",
     "from_torch_state_dict",
     "fromage",
+    "galore",
     "get_hyperparams",
     "get_norms",
     "gradient",
@@ -564,6 +575,7 @@ __all__ = [
     "scale_by_distance_over_gradients",
     "scale_by_distance_over_weighted_gradients",
     "scale_by_factored_rms",
+    "scale_by_galore",
     "scale_by_hessian_diagonal",
     "scale_by_infinity_norm",
     "scale_by_lagged_belief",

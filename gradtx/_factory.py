@@ -393,7 +393,7 @@ def factory(
                 for k, spec in specs.items():
                     if isinstance(spec, Hyper) and spec.optional and _checks.is_zero(arguments[k]):
                         arguments[k] = None
-                    elif isinstance(spec, Transform):
+                    elif isinstance(spec, Transform) and arguments[k] is not None:
                         arguments[k] = with_extra_args(arguments[k], call)
                 outer.counted |= counted
                 inner = fn(**arguments)  # type: ignore[call-arg]

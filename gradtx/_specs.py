@@ -155,9 +155,14 @@ class Function(Option):
 
 
 class Transform(Option):
-    """A gradient transformation (gradtx or optax)."""
+    """A gradient transformation (gradtx or optax); ``optional``: or ``None``."""
+
+    def __init__(self, *, optional: bool = False) -> None:
+        self.optional = optional
 
     def check(self, call, name, value):
+        if value is None and self.optional:
+            return None
         if not isinstance(value, optax.GradientTransformation):
             raise TypeError(
                 f"{call}({name}=...): {name} must be a GradientTransformation, "

@@ -387,6 +387,7 @@ REGISTRY = [
         per_leaf=True,
     ),
     case("sophia", lr=0.01, rosen_lr=0.01, steps=1000, needs=("obj_fn",), per_leaf=True),
+    case("galore", lr=0.05, rosen_lr=0.04, rank=1, update_proj_gap=5, per_leaf=True),
     # Per-example gradients, one example per step; no noise and a clip above every
     # gradient, so the contract's convergence holds (tests/reference/test_privacy.py
     # checks noise and clipping against optax).

@@ -143,6 +143,7 @@ REFERENCES = {
         )
     ),
     "sophia": _optax(lambda lr: optax.contrib.sophia(lr)),
+    "galore": _optax(lambda lr: optax.contrib.galore(lr, rank=1, update_proj_gap=5), float32=True),
     "dpsgd": _optax(
         lambda lr: one_example(optax.contrib.dpsgd(lr, 1e6, 0.0, 0, momentum=0.5)), float32=True
     ),

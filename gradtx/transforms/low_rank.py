@@ -1,0 +1,226 @@
+"""Low-rank gradient projection (GaLore): an inner optimizer run on projected matrices."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, chain, step_count
+from gradtx._factory import current_call, factory
+from gradtx._specs import Anything, DType, Hyper, Int, Transform
+from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.rms import scale_by_rms
+
+
+class GaLoreDimensionNumbers(NamedTuple):
+    """Which axes of a leaf form the rows (``reduction_axis``) and the columns
+    (``output_axis``) of the matrix GaLore projects; optax's spelling, whose
+    instances are accepted too."""
+
+    reduction_axis: Sequence[int] | int = 0
+    output_axis: Sequence[int] | int = 1
+
+
+class ScaleByGaloreState(NamedTuple):
+    """``projector``: per leaf, the orthonormal basis P (a (0, 0) array for leaves
+    left whole); ``base_state``: the inner optimizer's state, on the projected
+    (low-rank) gradients."""
+
+    projector: Any
+    base_state: Any
+
+
+class _Layout(NamedTuple):
+    """How one leaf is viewed as an (m, n) matrix, and which side is projected."""
+
+    order: tuple[int, ...]  # transpose to (rows..., columns...)
+    shape: tuple[int, ...]  # the transposed shape
+    m: int
+    n: int
+    rank: int
+    left: bool  # m >= n: P is (m, r) and the projection P^T G is (r, n)
+
+    def matrix(self, x: jax.Array) -> jax.Array:
+        return x.transpose(self.order).reshape(self.m, self.n)
+
+    def leaf(self, x: jax.Array) -> jax.Array:
+        inverse = tuple(sorted(range(len(self.order)), key=self.order.__getitem__))
+        return x.reshape(self.shape).transpose(inverse)
+
+
+def _axes(call: str, value: Any, ndim: int) -> tuple[int, ...]:
+    axes = (value,) if isinstance(value, int) else tuple(value)
+    if not all(isinstance(a, int) and -ndim <= a < ndim for a in axes):
+        raise ValueError(f"{call}: axes {value!r} do not fit a leaf of {ndim} dimensions")
+    return tuple(a % ndim for a in axes)
+
+
+def _layout(call: str, shape: tuple[int, ...], numbers: Any, rank: int) -> _Layout:
+    if len(shape) < 2:
+        raise ValueError(f"{call}: GaLore projects leaves of rank >= 2, got shape {shape}")
+    rows = _axes(call, numbers.reduction_axis, len(shape))
+    columns = _axes(call, numbers.output_axis, len(shape))
+    if sorted(rows + columns) != list(range(len(shape))):
+        raise ValueError(
+            f"{call}: reduction axes {rows} and output axes {columns} must split the "
+            f"axes of shape {shape}, each axis on one side"
+        )
+    m = math.prod(shape[a] for a in rows)
+    n = math.prod(shape[a] for a in columns)
+    order = rows + columns
+    transposed = tuple(shape[a] for a in order)
+    return _Layout(order, transposed, m, n, min(rank, m, n), m >= n)
+
+
+def _numbers(call: str, spec: Any, params: Any) -> list:
+    """Per leaf (``jax.tree.leaves`` order): dimension numbers, or None (left whole)."""
+    leaves = jax.tree.leaves(params)
+    is_numbers = lambda x: hasattr(x, "reduction_axis") and hasattr(x, "output_axis")  # noqa: E731
+    if spec is None:
+        return [GaLoreDimensionNumbers() if jnp.ndim(p) == 2 else None for p in leaves]
+    if callable(spec) and not is_numbers(spec):
+        spec = spec(params)
+    if is_numbers(spec):
+        return [spec if jnp.ndim(p) >= 2 else None for p in leaves]
+    try:
+        full = jax.tree.broadcast(spec, params, is_leaf=lambda x: x is None or is_numbers(x))
+    except ValueError as err:
+        raise ValueError(
+            f"{call}(weight_dimension_numbers=...): not a prefix of the params ({err})"
+        ) from None
+    return jax.tree.leaves(full, is_leaf=lambda x: x is None or is_numbers(x))
+
+
+def _adam() -> GradientTransformation:
+    """optax's ``scale_by_adam()``, the default inner optimizer."""
+    return chain(
+        add_momentum(0.9, ema=True),
+        bias_correct(0.9),
+        scale_by_rms(0.999, 1e-8, bias_correction=True),
+    )
+
+
+@factory(counted=True, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),
+         base_optimizer=Transform(optional=True), weight_dimension_numbers=Anything(),
+         svd_dtype=DType())  # fmt: skip
+def scale_by_galore(
+    rank: int = 128,
+    update_proj_gap: int = 200,
+    scale: float = 1.0,
+    base_optimizer: optax.GradientTransformation | None = None,
+    weight_dimension_numbers: Any = None,
+    *,
+    svd_dtype: Any = jnp.float32,
+) -> GradientTransformation:
+    """Run ``base_optimizer`` on low-rank projections of the matrix gradients.
+
+    Each projected leaf is viewed as an (m, n) matrix G_t.  Every
+    ``update_proj_gap`` steps (from the first) its basis is renewed from the
+    SVD of the current gradient, ``r = min(rank, m, n)``::
+
+      m ≥ n:  P_t = U[:, :r] of G_t,   R_t = P_t^T G_t,   out = scale · P_t B(R_t)
+      m < n:  P_t = V[:, :r] of G_t,   R_t = G_t P_t,     out = scale · B(R_t) P_t^T
+
+    where B is ``base_optimizer`` (its state lives on the (r, n) or (m, r)
+    projections, the memory saving).  Leaves that are not projected pass
+    through B whole.  B gets no params, so it must be a scaling rule
+    (``scale_by_adam``-like), not one with weight decay.
+
+    Args:
+      rank: the largest rank kept (static).
+      update_proj_gap: steps between renewals of the bases (static).
+      scale: multiplies the output.
+      base_optimizer: B (gradtx or optax); ``None``: optax's ``scale_by_adam()``.
+      weight_dimension_numbers: which leaves are projected and how they form
+        a matrix: ``None`` (the 2-D leaves, rows along axis 0); one
+        ``GaLoreDimensionNumbers`` (every leaf of rank >= 2); a pytree of them
+        (a prefix of the params, ``None`` for a leaf left whole); or a function
+        of the params returning either.
+      svd_dtype: the dtype the SVD runs in (optax's float32; ``None``: the
+        gradient's).  The basis is stored in the statistics' dtype.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_galore(rank=1, base_optimizer=gradtx.identity())
+      >>> g = jnp.array([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # rank 2
+      >>> out, _ = tx.update(g, tx.init(g))
+      >>> out  # the rank-1 part along the largest singular vector
+      Array([[3., 0.],
+             [0., 0.],
+             [0., 0.]], dtype=float32)
+
+    References:
+      Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank
+      Projection", ICML 2024 (arXiv:2403.03507).
+    """
+    call = current_call("gradtx.scale_by_galore")
+    _tree.check_per_leaf(call, "gradtx.scale_by_galore")
+    base = _adam() if base_optimizer is None else base_optimizer
+
+    def layouts(params: Any) -> list:
+        numbers = _numbers(call, weight_dimension_numbers, params)
+        return [
+            None if d is None else _layout(call, jnp.shape(p), d, rank)
+            for p, d in zip(jax.tree.leaves(params), numbers, strict=True)
+        ]
+
+    def init(params):
+        leaves, treedef = jax.tree.flatten(params)
+        projectors, proxies = [], []
+        for p, lay in zip(leaves, layouts(params)):
+            dtype = _tree.compute_dtype(p.dtype)
+            if lay is None:
+                projectors.append(jnp.zeros((0, 0), dtype))
+                proxies.append(jnp.zeros_like(p))
+            else:
+                side = lay.m if lay.left else lay.n
+                projectors.append(jnp.zeros((side, lay.rank), dtype))
+                low = (lay.rank, lay.n) if lay.left else (lay.m, lay.rank)
+                proxies.append(jnp.zeros(low, dtype))
+        return ScaleByGaloreState(
+            treedef.unflatten(projectors), base.init(treedef.unflatten(proxies))
+        )
+
+    def update(updates, state, params=None, **extra):
+        leaves, treedef = jax.tree.flatten(updates)
+        count = step_count(extra, call)
+        renew = count % update_proj_gap == 0
+        projectors, low = [], []
+        for g, p, lay in zip(leaves, jax.tree.leaves(state.projector), layouts(updates)):
+            if lay is None:
+                projectors.append(p)
+                low.append(g)
+                continue
+            matrix = lay.matrix(g).astype(p.dtype)
+
+            def basis(matrix=matrix, lay=lay, p=p):
+                x = matrix if svd_dtype is None else matrix.astype(svd_dtype)
+                u, _, vh = jnp.linalg.svd(x, full_matrices=False)
+                new = u[:, : lay.rank] if lay.left else vh[: lay.rank].T
+                # optax rounds the basis to the gradient's dtype; statistics of
+                # 16-bit leaves are kept in float32 here.
+                return new.astype(g.dtype).astype(p.dtype)
+
+            p = jax.lax.cond(renew, basis, lambda p=p: p)
+            projectors.append(p)
+            low.append(p.T @ matrix if lay.left else matrix @ p)
+        # B sees projections, not the params or the chain's grads; the count serves a
+        # default B built here (a B with its own factory keeps its own count).
+        low_tree = treedef.unflatten(low)
+        steps, base_state = base.update(low_tree, state.base_state, None, count=count)
+        out = []
+        for g, p, s, lay in zip(leaves, projectors, jax.tree.leaves(steps), layouts(updates)):
+            if lay is None:
+                out.append(s)
+                continue
+            full = p @ s if lay.left else s @ p.T
+            out.append((_tree.scalar_like(scale, full) * lay.leaf(full)).astype(g.dtype))
+        return treedef.unflatten(out), ScaleByGaloreState(treedef.unflatten(projectors), base_state)
+
+    return GradientTransformation(init, update)
