@@ -267,8 +267,10 @@ def _first_difference(state: Any, expected: Any) -> str:
         where, there = jax.tree_util.keystr(wp), jax.tree_util.keystr(gp)
         if where != there:
             return f"at {where} the state has {there}"
-        if jnp.shape(g) != tuple(w.shape):
+        if jnp.shape(g) != tuple(w.shape) or not same_dtype(g, w.dtype):
             return f"at {jax.tree_util.keystr(wp)}: expected {_aval(w)}, got {_aval(g)}"
+    if len(want) == len(got):  # the same leaves under other nodes (a stage without arrays)
+        return f"its tree is {_tree.structure(state)}, expected {_tree.structure(expected)}"
     return f"expected {len(want)} leaves, got {len(got)}"
 
 
@@ -289,8 +291,23 @@ def same_layout(got: Any, want: Any) -> bool:
         if _tree.structure(as_lists) != _tree.structure(want):
             return False
     return all(
-        jnp.shape(a) == tuple(b.shape) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+        jnp.shape(a) == tuple(b.shape) and same_dtype(a, b.dtype)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
     )
+
+
+def same_dtype(x: Any, dtype: Any) -> bool:
+    """``x`` holds ``dtype``: an array of exactly it, or a Python number that becomes it.
+
+    A float32 state for float64 params (or the reverse) would keep its statistics
+    in the wrong precision, and a real one for complex params would drop the
+    imaginary part when written back, so a state's dtypes are part of its layout.
+    """
+    if isinstance(x, (bool, int, float, complex)):  # weak: takes the array's dtype
+        return jnp.result_type(x, dtype) == dtype and not (
+            isinstance(x, complex) and not jnp.issubdtype(dtype, jnp.complexfloating)
+        )
+    return jnp.result_type(x) == dtype
 
 
 def check_state(call: str, state: Any, expected: Any) -> None:
@@ -320,7 +337,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
         if is_schedule(want) and len(leaves) == 1 and jnp.ndim(leaves[0]) == 0 and leaves[0] is got:
             continue  # a schedule replaced by a constant (what lr_range_test drives)
         if _tree.structure(got) != _tree.structure(want) or any(
-            jnp.shape(g) != tuple(w.shape)
+            jnp.shape(g) != tuple(w.shape) or not same_dtype(g, w.dtype)
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want))
         ):
             fail(f"hyperparameter {name} is {outline(got)}, expected {outline(want)}")
