@@ -194,6 +194,12 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
 
 
+def check_real(call: str, tree: Any, why: str) -> None:
+    """Refuse complex leaves, for a transform whose rule is for real numbers only."""
+    if any(jnp.iscomplexobj(x) for x in jax.tree.leaves(tree)):
+        raise TypeError(f"{call}: complex params are not supported ({why})")
+
+
 def check_updates(
     call: str, updates: Any, params: Any, *, example_axis: bool = False
 ) -> tuple[Any, Any]:

@@ -25,8 +25,10 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 
 def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
-    """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given,
-    else the leaf's dtype, except float16's and bfloat16's, which are float32.
+    """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given
+    (for a complex leaf, a real ``requested`` names the precision: float64 gives
+    complex128, others complex64), else the leaf's dtype, except float16's and
+    bfloat16's, which are float32.
 
     float16 cannot hold a statistic's small values: below 6.1e-5 its numbers are
     subnormal, and XLA on CPU flushes those to zero, so ``(1 - b2) g²``, a
@@ -36,9 +38,16 @@ def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
     stops moving, so after a spike Adam's ``ν`` never decays, and a sum of
     squares stops growing after about 2⁸ terms.
     """
-    if requested is not None:
-        return jnp.dtype(requested)
     dtype = jnp.dtype(leaf_dtype)
+    if requested is not None:
+        requested = jnp.dtype(requested)
+        if jnp.issubdtype(dtype, jnp.complexfloating) and not jnp.issubdtype(
+            requested, jnp.complexfloating
+        ):
+            # A real storage dtype for a complex leaf is a precision: its complex
+            # counterpart (a real buffer would drop the imaginary part).
+            return jnp.dtype(jnp.complex128 if requested == jnp.float64 else jnp.complex64)
+        return requested
     return jnp.dtype(jnp.float32) if dtype in (jnp.float16, jnp.bfloat16) else dtype
 
 
@@ -55,11 +64,11 @@ def full_like(params: Any, value: Any, dtype: Any = None) -> Any:
     optimizer state follows the params' layout on a mesh.
     """
 
-    def one(p):
-        dt = state_dtype(jnp.result_type(p), dtype)
-        return jnp.full_like(p, jnp.asarray(value).astype(dt), dtype=dt)
+    return jax.tree.map(lambda p: _filled(p, value, state_dtype(jnp.result_type(p), dtype)), params)
 
-    return jax.tree.map(one, params)
+
+def _filled(p: Any, value: Any, dtype: Any) -> jax.Array:
+    return jnp.full_like(p, jnp.asarray(value).astype(dtype), dtype=dtype)
 
 
 def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
@@ -132,7 +141,7 @@ def square_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
 def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:
     """``value`` shaped like ``params`` in each leaf's ``square_dtype`` (second moments)."""
     return jax.tree.map(
-        lambda p: full_like(p, value, square_dtype(jnp.result_type(p), dtype)), params
+        lambda p: _filled(p, value, square_dtype(jnp.result_type(p), dtype)), params
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,6 +154,44 @@ def test_complex_params_converge(case):
     assert _kinds(state) == kinds
     # Weight decay shifts the optimum by O(weight_decay).
     np.testing.assert_allclose(params["z"], target, atol=2e-3)
+
+
+REAL_ONLY = {
+    "lbfgs": lambda: gradtx.lbfgs(),
+    "prodigy": lambda: gradtx.prodigy(),
+    "dadapt_adamw": lambda: gradtx.dadapt_adamw(),
+    "cocob": lambda: gradtx.cocob(),
+    "adopt": lambda: gradtx.adopt(1e-3),
+    "sophia": lambda: gradtx.sophia(1e-3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_ONLY))
+def test_real_only_rules_refuse_complex_params_naming_the_call(name):
+    """Their arithmetic is for real numbers (prodigy's and cocob's ran silently to a wrong
+    point, adopt's clip crashed inside JAX): refused at init, or at the first update."""
+    opt = REAL_ONLY[name]()
+    params = {"z": jnp.zeros(2, jnp.complex64)}
+    grads = {"z": jnp.ones(2, jnp.complex64)}
+    with pytest.raises(TypeError, match=rf"^gradtx.{name}: complex params are not supported"):
+        state = opt.init(params)
+        extra = {"obj_fn": lambda p: jnp.sum(jnp.abs(p["z"]) ** 2)} if name == "sophia" else {}
+        extra |= {"value": 0.0, "value_fn": lambda p: 0.0} if name == "lbfgs" else {}
+        opt.update(grads, state, params, **extra)
+
+
+def test_a_real_storage_dtype_for_a_complex_leaf_names_the_precision():
+    """adam(mu_dtype=float32) on complex64 params stores the momentum as complex64 (a
+    float32 buffer dropped the imaginary part: the imaginary coordinate never moved)."""
+    params = {"z": jnp.zeros(2, jnp.complex64)}
+    grads = {"z": jnp.asarray([1.0 + 1.0j, -2.0j], jnp.complex64)}
+    plain, stored = gradtx.adam(0.1), gradtx.adam(0.1, mu_dtype=jnp.float32)
+    state = stored.init(params)
+    assert state.inner_state[0].mu["z"].dtype == jnp.complex64
+    got, _ = stored.update(grads, state, params)
+    want, _ = plain.update(grads, plain.init(params), params)
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
+    assert float(jnp.abs(jnp.imag(got["z"][1]))) > 0.05
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import Hyper
@@ -55,10 +55,14 @@ def clip(max_delta: ScalarOrSchedule) -> GradientMap:
     if callable(max_delta):
         reads_count()  # a function of the step made inside a body (adopt's clip_value_fn)
 
+    call = current_call("gradtx.clip")
+
     def update(updates, state, params=None, **extra):
+        # jnp.clip has no order on complex numbers (torch's clip_grad_value_ neither).
+        _checks.check_real(call, updates, "clipping by value needs real updates")
         bound = max_delta
         if callable(bound):
-            bound = bound(step_count(extra, current_call("gradtx.clip")))
+            bound = bound(step_count(extra, call))
 
         def one(u):
             m = _tree.scalar_like(bound, u)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, gradient
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Hyper
@@ -70,6 +70,7 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
     call = current_call("gradtx.scale_by_coin_betting")
 
     def init(params):
+        _checks.check_real(call, params, "the bets and wealth are real numbers")
         zeros = _tree.zeros_like  # three distinct buffers (donation-safe)
         return ScaleByCoinBettingState(
             copy_params(params), zeros(params), _tree.full_like(params, eps), zeros(params),

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -120,6 +120,7 @@ def scale_by_prodigy(
     call = current_call("gradtx.scale_by_prodigy")
 
     def init(params):
+        _checks.check_real(call, params, "its distance estimate is real arithmetic")
         dtype = float_dtype()
         return ScaleByProdigyState(
             _tree.zeros_like(params),
@@ -250,6 +251,7 @@ def scale_by_dadapt_adam(
     call = current_call("gradtx.scale_by_dadapt_adam")
 
     def init(params):
+        _checks.check_real(call, params, "its distance estimate is real arithmetic")
         dtype = float_dtype()
         return ScaleByDadaptAdamState(
             _tree.zeros_like(params),

@@ -102,7 +102,7 @@ def schedule_free_averaging(
         fdt = float_dtype()
 
         def z0(p):
-            return jnp.array(p) if dtype is None else p.astype(dtype)
+            return jnp.array(p) if dtype is None else p.astype(_tree.state_dtype(p.dtype, dtype))
 
         return ScheduleFreeAveragingState(
             jax.tree.map(z0, params),
