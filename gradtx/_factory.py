@@ -69,7 +69,8 @@ class HyperparamsState(NamedTuple):
         arrays (evaluated at ``count``).  Data: ``set_hyperparams`` changes them
         without recompiling.
       python_schedules: name -> the value a plain Python callable gives for the
-        next update.  Read-only: the callable is code, not data.
+        next update, for ``get_hyperparams``; the update calls the callable at
+        ``count``.  Read-only: the callable is code, not data.
       inner_state: the state of the transform built from these values.
     """
 
@@ -287,7 +288,12 @@ def hyperparameterized(
         current |= bound
         extra.pop("count", None)  # an enclosing optimizer's count is not this one's
         if counted:
-            current |= state.python_schedules
+            # Evaluated at the state's count, not read from python_schedules (the values
+            # shown for the next update): a count set back (tree_set) rewinds them too.
+            current |= {
+                k: jnp.asarray(fn(count), dtype=state.python_schedules[k].dtype)
+                for k, fn in python.items()
+            }
             extra["count"] = count
         tx = inner(current)
         with _building(_Build(call)):

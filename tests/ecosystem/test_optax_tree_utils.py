@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,6 +145,20 @@ def test_tree_set_of_count_and_of_a_hyperparameter_is_consistent(x64):
     np.testing.assert_array_equal(
         opt.update(grads, a, params)[0]["w"], opt.update(grads, b, params)[0]["w"]
     )
+
+
+def test_tree_set_of_count_rewinds_a_plain_python_schedule():
+    """A plain callable is evaluated at the state's count (it was read from the value
+    kept for the next step, so a rewound run kept the later learning rate)."""
+    opt = gradtx.sgd(optax.linear_schedule(1.0, 0.0, 10))
+    params, grads = {"w": jnp.zeros(2)}, {"w": jnp.ones(2)}
+    state = opt.init(params)
+    first, _ = opt.update(grads, state, params)
+    for _ in range(5):
+        _, state = opt.update(grads, state, params)
+    rewound = optax.tree_utils.tree_set(state, count=jnp.asarray(0, jnp.int32))
+    chex.assert_trees_all_equal(opt.update(grads, rewound, params)[0], first)
+    chex.assert_trees_all_equal(jax.jit(opt.update)(grads, rewound, params)[0], first)
 
 
 # ---------------------------------------------------------------- tree_map_params
