@@ -314,3 +314,25 @@ def check_per_leaf(call: str, what: str) -> None:
             "gradtx.flatten, which hands transforms flat 1-D buffers; apply it outside: "
             "gradtx.chain(<it>, gradtx.flatten(<the rest>))"
         )
+
+
+def explicit_sharding(x: jax.Array) -> Any:
+    """``x``'s sharding if its type names mesh axes (an explicit mesh), else None."""
+    typeof = getattr(jax, "typeof", None)  # older JAX has no explicit meshes
+    sharding = None if typeof is None else getattr(typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    return sharding if spec is not None and any(axis is not None for axis in spec) else None
+
+
+def replicated(x: jax.Array) -> jax.Array:
+    """``x`` off its explicit mesh axes (concatenating leaves needs one sharding; an SVD
+    needs its matrix whole)."""
+    return (
+        x if explicit_sharding(x) is None else jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+    )
+
+
+def sharded_like(x: jax.Array, like: jax.Array) -> jax.Array:
+    """``x`` (replicated) on ``like``'s explicit sharding, if it has one."""
+    sharding = explicit_sharding(like)
+    return x if sharding is None else jax.sharding.reshard(x, sharding)

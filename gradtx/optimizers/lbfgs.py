@@ -8,7 +8,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import PartitionSpec
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
@@ -68,25 +67,6 @@ class _Carry(NamedTuple):
     done: jax.Array
 
 
-def _explicit_sharding(x: jax.Array) -> Any:
-    """``x``'s sharding if its type names mesh axes (an explicit mesh), else None."""
-    typeof = getattr(jax, "typeof", None)  # older JAX has no explicit meshes
-    sharding = None if typeof is None else getattr(typeof(x), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    return sharding if spec is not None and any(axis is not None for axis in spec) else None
-
-
-def _replicated(x: jax.Array) -> jax.Array:
-    """``x`` off its explicit mesh axes: concatenating leaves needs one sharding."""
-    return x if _explicit_sharding(x) is None else jax.sharding.reshard(x, PartitionSpec())
-
-
-def _shaped_like(x: jax.Array, like: jax.Array) -> jax.Array:
-    """``x`` (replicated) on ``like``'s explicit sharding, if it has one."""
-    sharding = _explicit_sharding(like)
-    return x if sharding is None else jax.sharding.reshard(x, sharding)
-
-
 def _two_loop(g: jax.Array, mem: LbfgsState) -> jax.Array:
     """``-H g`` by the two-loop recursion (Nocedal & Wright, Algorithm 7.4), torch's order."""
     m = mem.rho.shape[0]
@@ -137,7 +117,7 @@ def _add(count: jax.Array, n: Any) -> jax.Array:
 
 def _flat(leaves: list, dtype: Any) -> jax.Array:
     """The leaves as one vector (``jax.tree.leaves`` order), in ``dtype``: torch's flat view."""
-    parts = [jnp.ravel(_replicated(jnp.asarray(x))).astype(dtype) for x in leaves]
+    parts = [jnp.ravel(_tree.replicated(jnp.asarray(x))).astype(dtype) for x in leaves]
     return jnp.concatenate(parts) if parts else jnp.zeros((0,), dtype)
 
 
@@ -146,7 +126,7 @@ def _unflat(x: jax.Array, like: list) -> list:
     out, start = [], 0
     for leaf in like:
         piece = x[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
-        out.append(_shaped_like(piece, leaf))
+        out.append(_tree.sharded_like(piece, leaf))
         start += leaf.size
     return out
 

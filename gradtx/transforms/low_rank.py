@@ -197,7 +197,9 @@ def scale_by_galore(
                 projectors.append(p)
                 low.append(g)
                 continue
-            matrix = lay.matrix(g).astype(p.dtype)
+            # Whole (off explicit mesh axes): an SVD needs the matrix in one piece, and
+            # the projections are small; the step goes back on the leaf's sharding.
+            matrix = _tree.replicated(lay.matrix(g)).astype(p.dtype)
 
             def basis(matrix=matrix, lay=lay, p=p):
                 x = matrix if svd_dtype is None else matrix.astype(svd_dtype)
@@ -220,7 +222,8 @@ def scale_by_galore(
                 out.append(s)
                 continue
             full = p @ s if lay.left else s @ p.T
-            out.append((_tree.scalar_like(scale, full) * lay.leaf(full)).astype(g.dtype))
+            step = (_tree.scalar_like(scale, full) * lay.leaf(full)).astype(g.dtype)
+            out.append(_tree.sharded_like(step, g))
         return treedef.unflatten(out), ScaleByGaloreState(treedef.unflatten(projectors), base_state)
 
     return GradientTransformation(init, update)
