@@ -26,6 +26,7 @@ from gradtx._hyperparams import (
 from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
+    INITIAL_VALUE,
     LEARNING_RATE,
     MOMENTUM,
     NON_NEGATIVE,
@@ -425,6 +426,7 @@ __all__ = [
     "HutchinsonState",
     "Hyper",
     "HyperparamsState",
+    "INITIAL_VALUE",
     "Int",
     "LEARNING_RATE",
     "LazyState",

@@ -409,7 +409,9 @@ def factory(
             if derive is not None:
                 arguments = derive(call, arguments)
             values = {
-                k: v for k, v in arguments.items() if isinstance(specs[k], Hyper) and v is not None
+                k: v
+                for k, v in arguments.items()
+                if isinstance(specs[k], Hyper) and not specs[k].init_only and v is not None
             }
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)

@@ -28,6 +28,9 @@ class Hyper(NamedTuple):
       nullable: ``None`` leaves the stage out (a zero is a value).
       integer: a Python number must be an int (a patience, a period).
       finite: reject infinities.
+      init_only: read only by ``init`` (a starting value): checked, then bound
+        into the transform instead of kept in state, since changing it later
+        would have no effect (``set_hyperparams`` does not list it).
     """
 
     low: float | None = None
@@ -39,6 +42,7 @@ class Hyper(NamedTuple):
     nullable: bool = False
     integer: bool = False
     finite: bool = True
+    init_only: bool = False
 
     def check(self, call: str, name: str, value: Any) -> Any:
         if value is None:
@@ -183,5 +187,7 @@ MOMENTUM = Hyper(low=0.0, high=1.0, schedule=True)
 """A momentum coefficient in [0, 1], schedulable."""
 NON_NEGATIVE = Hyper(low=0.0)
 """Any number >= 0 (eps, a bound)."""
+INITIAL_VALUE = Hyper(low=0.0, init_only=True)
+"""A statistic's starting value >= 0 (Adagrad's accumulator): read by init only."""
 WEIGHT_DECAY = Hyper(low=0.0, schedule=True, optional=True)
 """A weight: None or 0 leaves its stage out."""

@@ -71,12 +71,14 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
     count = int(hs.count)
     python = {k: jnp.asarray(t.args[k](hs.count), v.dtype) for k, v in hs.python_schedules.items()}
     hs = hs._replace(python_schedules=python)  # their values at the count
-    numbers = {}
+    numbers, specs = {}, getattr(t.made.factory, "specs", {})
     for key, codec in t.entry.hyperparams.items():  # every key is there (check_group)
         for name, want in codec.to_gradtx(group[key]).items():
             have, stored = _current(t, hs, name), hs.hyperparams.get(name)
             if have is None:
                 continue  # a stage neither side has (check_group)
+            if getattr(specs.get(name), "init_only", False):
+                continue  # a starting value (Adagrad's): torch's buffers already hold it
             if stored is not None and not is_schedule(stored):
                 if np.shape(want) != np.shape(stored):
                     raise ValueError(

@@ -10,6 +10,7 @@ from gradtx._registry import optimizer
 from gradtx._specs import (
     CONVENTION,
     DECAY_RATE,
+    INITIAL_VALUE,
     LEARNING_RATE,
     MOMENTUM,
     NON_NEGATIVE,
@@ -28,7 +29,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 @optimizer(
     references="`torch.optim.Adagrad` (lr_decay, initial accumulator, weight decay, maximize, "
     "LambdaLR); `optax.adagrad` (`convention=\"optax\"`)",
-    learning_rate=LEARNING_RATE, lr_decay=NON_NEGATIVE, initial_accumulator_value=NON_NEGATIVE,
+    learning_rate=LEARNING_RATE, lr_decay=NON_NEGATIVE, initial_accumulator_value=INITIAL_VALUE,
     eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY, eps_in_sqrt=OptionalFlag(), maximize=Flag(),
     convention=CONVENTION,
 )  # fmt: skip
@@ -107,7 +108,7 @@ def adagrad(
     learning_rate=LEARNING_RATE, decay=DECAY_RATE, eps=NON_NEGATIVE,
     momentum=MOMENTUM._replace(optional=True), centered=Flag(), weight_decay=WEIGHT_DECAY,
     nesterov=Flag(), lr_in_momentum=OptionalFlag(), eps_in_sqrt=OptionalFlag(),
-    initial_scale=NON_NEGATIVE, init_from_first=Flag(), bias_correction=Flag(), maximize=Flag(),
+    initial_scale=INITIAL_VALUE, init_from_first=Flag(), bias_correction=Flag(), maximize=Flag(),
     convention=CONVENTION,
 )  # fmt: skip
 def rmsprop(

@@ -101,7 +101,7 @@ def dog(
 
 @optimizer(
     references="`optax.contrib.dowg` (L2 with mask)",
-    learning_rate=LEARNING_RATE, init_estim_sq_dist=Hyper(low=0.0, nullable=True),
+    learning_rate=LEARNING_RATE, init_estim_sq_dist=Hyper(low=0.0, nullable=True, init_only=True),
     eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY, mask=Mask(), mask_fn=Function(),
 )  # fmt: skip
 def dowg(

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType, Flag
+from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, DType, Flag
 
 
 class ScaleByAdditiveRmsState(NamedTuple):
@@ -19,7 +19,7 @@ class ScaleByAdditiveRmsState(NamedTuple):
     nu: Any
 
 
-@factory(decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, initial_value=NON_NEGATIVE,
+@factory(decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, initial_value=INITIAL_VALUE,
          bias_correction=Flag(), dtype=DType())  # fmt: skip
 def scale_by_additive_rms(
     decay: float = 0.999,

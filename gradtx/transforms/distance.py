@@ -133,7 +133,7 @@ class ScaleByDistanceOverWeightedGradientsState(NamedTuple):
     weighted_sum_of_squared_norms: jax.Array
 
 
-@factory(init_estim_sq_dist=Hyper(low=0.0, nullable=True), eps=NON_NEGATIVE)
+@factory(init_estim_sq_dist=Hyper(low=0.0, nullable=True, init_only=True), eps=NON_NEGATIVE)
 def scale_by_distance_over_weighted_gradients(
     init_estim_sq_dist: float | None = None, eps: float = 1e-4
 ) -> GradientTransformation:

@@ -44,7 +44,7 @@ def _heavy_ball(decay, dampening=None, first=None):
 
 
 @factory(decay=MOMENTUM, ema=Flag(), nesterov=Flag(), dampening=Hyper(0.0, 1.0, optional=True),
-         initial_value=Hyper(optional=True), dtype=DType())  # fmt: skip
+         initial_value=Hyper(optional=True, init_only=True), dtype=DType())  # fmt: skip
 def add_momentum(
     decay: ScalarOrSchedule,
     *,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Choice, DType, Flag
+from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, Choice, DType, Flag
 
 
 class ScaleByRmsState(NamedTuple):
@@ -27,7 +27,8 @@ def corrected_moment(x: jax.Array, correction: jax.Array | None) -> jax.Array:
     return x if correction is None else x / correction.astype(x.dtype)
 
 
-@factory(decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, initial_scale=NON_NEGATIVE,
+@factory(decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE,
+         initial_scale=INITIAL_VALUE,
          eps_in_sqrt=Flag(), bias_correction=Flag(), centered=Flag(), amsgrad=Flag(),
          max_of=Choice("v", "v_hat"), init_from_first=Flag(), dtype=DType())  # fmt: skip
 def scale_by_rms(

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
 from gradtx._factory import factory
-from gradtx._specs import NON_NEGATIVE, DType, Flag
+from gradtx._specs import INITIAL_VALUE, NON_NEGATIVE, DType, Flag
 
 
 class ScaleByRssState(NamedTuple):
@@ -19,7 +19,7 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: Any
 
 
-@factory(initial_accumulator_value=NON_NEGATIVE, eps=NON_NEGATIVE, eps_in_sqrt=Flag(),
+@factory(initial_accumulator_value=INITIAL_VALUE, eps=NON_NEGATIVE, eps_in_sqrt=Flag(),
          dtype=DType())  # fmt: skip
 def scale_by_rss(
     initial_accumulator_value: float = 0.0,

@@ -19,14 +19,15 @@ def _grads(i):
     [
         (
             gradtx.adagrad(0.1, lr_decay=0.01, weight_decay=0.1),
-            {"learning_rate", "lr_decay", "initial_accumulator_value", "eps", "weight_decay"},
+            {"learning_rate", "lr_decay", "eps", "weight_decay"},
         ),
-        (gradtx.adagrad(), {"learning_rate", "lr_decay", "initial_accumulator_value", "eps"}),
+        # starting values are read by init only: bound, not stored
+        (gradtx.adagrad(initial_accumulator_value=0.1), {"learning_rate", "lr_decay", "eps"}),
         (
             gradtx.rmsprop(momentum=0.9, weight_decay=0.1),
-            {"learning_rate", "decay", "eps", "initial_scale", "momentum", "weight_decay"},
+            {"learning_rate", "decay", "eps", "momentum", "weight_decay"},
         ),
-        (gradtx.rmsprop(), {"learning_rate", "decay", "eps", "initial_scale"}),
+        (gradtx.rmsprop(initial_scale=1.0), {"learning_rate", "decay", "eps"}),
         (gradtx.adadelta(weight_decay=0.1), {"learning_rate", "rho", "eps", "weight_decay"}),
         (
             gradtx.nadam(weight_decay=0.1, decoupled_weight_decay=True),
