@@ -23,6 +23,7 @@ from gradtx import _checks
 from gradtx._base import is_schedule
 from gradtx._factory import HyperparamsState
 from gradtx._hyperparams import set_hyperparams
+from gradtx._specs import Hyper
 from gradtx._torch_checks import (
     FROM,
     SD,
@@ -186,6 +187,18 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
                 "its state shows steps were taken; pass step=, the number of optimizer steps "
                 "taken (it places the schedules and the terms that depend on the step)"
             )
+        specs = getattr(t.made.factory, "specs", {})
+        # a number given as a schedule or a callable (not an option such as mask_fn)
+        scheduled = sorted(
+            k for k, v in t.args.items() if isinstance(specs.get(k), Hyper) and callable(v)
+        )
+        if step is None and scheduled:
+            raise ValueError(
+                f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count "
+                f"(and here no state), so the position of {t.made.call}'s schedule of "
+                f"{', '.join(scheduled)} cannot be read; pass step=, the number of optimizer "
+                "steps taken (0 at the start)"
+            )
         return 0 if step is None else int(step)
     if any("step" not in s for s in states.values()):
         raise ValueError(
@@ -280,8 +293,8 @@ def from_torch_state_dict(
         ``model.parameters()`` order, or a ``collections.OrderedDict``.
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
-        (SGD, Muon, LBFGS) once its state is not empty; elsewhere it must
-        equal torch's count.
+        (SGD, Muon, LBFGS) once its state is not empty or when a hyperparameter
+        follows a schedule; elsewhere it must equal torch's count.
       averaged_model_state_dict: with ``gradtx.average_params``,
         ``averaged_model.state_dict()``: ``n_averaged`` and the averaged
         parameters in order (``torch.optim.swa_utils.AveragedModel``).

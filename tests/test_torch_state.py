@@ -392,6 +392,15 @@ def test_shapes_and_counts_must_agree():
     _, state_dict = _state_dict(lambda ps: torch.optim.SGD(ps, momentum=0.9))
     with pytest.raises(ValueError, match=r"step=None\): torch.optim.SGD keeps no step count"):
         gradtx.from_torch_state_dict(gradtx.sgd(momentum=0.9), params, state_dict)
+    # Without momentum torch keeps no state at all: a schedule's position is unknown (it
+    # was taken for step 0, silently, when the schedule had the same value there).
+    _, state_dict = _state_dict(lambda ps: torch.optim.SGD(ps, lr=0.1))
+    sgd = gradtx.sgd(gradtx.schedules.exponential_decay(0.1, 10, 0.5, staircase=True))
+    with pytest.raises(ValueError, match=r"no state\), so the position of gradtx.sgd's sched"):
+        gradtx.from_torch_state_dict(sgd, params, state_dict)
+    state = gradtx.from_torch_state_dict(sgd, params, state_dict, step=1)
+    assert int(state.count) == 1
+    gradtx.from_torch_state_dict(gradtx.sgd(0.1), params, state_dict)  # constant: any step
 
 
 @pytest.mark.parametrize(
