@@ -94,6 +94,22 @@ def as_count(count: Any) -> jax.Array:
     return jnp.asarray(count).astype(float_dtype())
 
 
+def periods(t: jax.Array, period: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(q, r)`` with ``t = q · period + r`` and ``0 <= r < period`` (``period > 0``).
+
+    ``t / period - floor(t / period)`` loses the fraction's low bits as ``t``
+    grows (float32: 3e-4 of a cycle at 20k steps); ``t - q · period`` is exact for
+    whole numbers below 2^24, and one step of correction undoes a quotient that
+    rounded across a whole number.
+    """
+    q = jnp.floor(safe_div(t, period))
+    r = t - q * period
+    low, high = r < 0, r >= period
+    q = jnp.where(low, q - 1, jnp.where(high, q + 1, q))
+    r = jnp.where(low, r + period, jnp.where(high, r - period, r))
+    return q, r
+
+
 def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
     """``num / den`` with a zero denominator replaced by 1, so a branch that a
     ``jnp.where`` discards never makes a NaN (``jax_debug_nans`` stays quiet)."""

@@ -13,6 +13,7 @@ from gradtx.schedules._common import (
     check_number,
     check_steps,
     is_number,
+    periods,
     safe_div,
     safe_pow,
     schedule_class,
@@ -35,7 +36,8 @@ class CosineDecay(Schedule):
     def __call__(self, count):
         init, steps, alpha, exponent, cycle = self._floats()
         t = as_count(count)
-        t = jnp.where(cycle != 0, t, jnp.minimum(t, steps))
+        # past the end the cosine repeats every 2T: reduced first, so it keeps its digits
+        t = jnp.where(cycle != 0, periods(t, 2 * steps)[1], jnp.minimum(t, steps))
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
         return init * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
 
@@ -110,7 +112,7 @@ class WarmupCosineDecay(Schedule):
         warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
         length = decay - warmup
         s = jnp.maximum(t - warmup, 0)
-        s = jnp.where(cycle != 0, s, jnp.minimum(s, length))
+        s = jnp.where(cycle != 0, periods(s, 2 * length)[1], jnp.minimum(s, length))
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(s, length)))
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
         decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)

@@ -14,6 +14,7 @@ from gradtx.schedules._common import (
     check_number,
     check_steps,
     is_number,
+    periods,
     safe_div,
     schedule_class,
 )
@@ -44,8 +45,9 @@ class Cyclical(Schedule):
         # torch CyclicLR's arithmetic, for asymmetric halves too.
         total = up + down
         ratio = up / total
-        cycle = jnp.floor(1 + t / total)
-        x = 1.0 + t / total - cycle
+        done, into = periods(t, total)
+        cycle = 1 + done
+        x = into / total
         rise = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
         scale = cycle_decay ** (cycle - 1) * gamma**t
         return base + ((high - base) * rise) * scale

@@ -1,5 +1,7 @@
 """cosine_decay, warmup_cosine_decay and sgdr against torch and optax (float64)."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -92,6 +94,20 @@ def test_past_end_hold_is_the_default(x64):
     assert np.max(np.abs(held - torch_values)) > 0.35
     warm = ours(S.warmup_cosine_decay(0.0, 0.5, 10, 60, end_value=0.01), 200)
     np.testing.assert_allclose(warm[60:], 0.01, rtol=1e-14)
+
+
+def test_float32_cosine_past_the_end_keeps_its_digits():
+    """Past the end the cosine is taken of t mod 2T (cos of a large float32 t/T was off by
+    2e-3 of init_value at t/T ~ 1e4)."""
+    counts = np.arange(10_000_000 - 5000, 10_000_000, 13)
+    for steps in (7, 1000):
+        want = 0.5 * (1 + np.cos(np.pi * (counts % (2 * steps)) / steps))
+        with jax.enable_x64(False):
+            a = S.cosine_decay(1.0, steps, past_end="cycle")
+            b = S.warmup_cosine_decay(0.0, 1.0, 0, steps, past_end="cycle")
+            got = [np.asarray(jax.vmap(f)(jnp.asarray(counts, jnp.int32))) for f in (a, b)]
+        for g in got:
+            np.testing.assert_allclose(g, want, atol=1e-6)
 
 
 def test_sgdr_restarts(x64):

@@ -102,6 +102,21 @@ def test_float32_default(x64):
     np.testing.assert_allclose(float(v), 0.1, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("up", "down"), [(3, 3), (5, 2), (500, 500)])
+def test_float32_keeps_its_digits_late_in_the_run(up, down):
+    """The position in the cycle is reduced before dividing: 1 + t/total - cycle lost the
+    fraction's low bits (3e-4 of the amplitude at 20k steps, so from_torch_state_dict
+    refused a correctly placed CyclicLR run)."""
+    counts = np.arange(1_000_000 - 3000, 1_000_000, 7)
+    total = up + down
+    x = (counts % total) / total
+    want = np.where(x <= up / total, x / (up / total), (1 - x) / (1 - up / total))
+    with jax.enable_x64(False):
+        schedule = S.cyclical(0.0, 1.0, up, step_size_down=down)
+        got = np.asarray(jax.vmap(schedule)(jnp.asarray(counts, jnp.int32)))
+    np.testing.assert_allclose(got, want, atol=4e-7)
+
+
 BAD = [
     (lambda: S.cyclical(0.0, 1.0, 0), ValueError, r"cyclical\(step_size=0\)"),
     (lambda: S.cyclical(0.0, 1.0, 5, mode="tri"), ValueError, r"cyclical\(mode='tri'\)"),
