@@ -408,11 +408,10 @@ def factory(
                 arguments[k] = spec.check(call, k, arguments[k])
             if derive is not None:
                 arguments = derive(call, arguments)
-            values = {
-                k: v
-                for k, v in arguments.items()
-                if isinstance(specs[k], Hyper) and not specs[k].init_only and v is not None
+            stored = {
+                k for k, spec in specs.items() if isinstance(spec, Hyper) and not spec.init_only
             }
+            values = {k: v for k, v in arguments.items() if k in stored and v is not None}
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)
             tx = hyperparameterized(
