@@ -90,7 +90,10 @@ def reduce_on_plateau(
     apart (``plateau.update({}, watch, value=metric)``) and give the
     optimizer ``set_hyperparams(state, learning_rate=base * scale)`` after
     each report (tested for Adafactor; ASGD's ``eta`` then follows a step
-    earlier than torch's, see ``asgd``).
+    earlier than torch's, see ``asgd``).  Keep it apart too after an
+    optimizer that takes the batch loss as ``value`` (``polyak_sgd``, ``momo``,
+    ``momo_adam``, ``lbfgs``): in one chain every update's loss would reach the
+    plateau as a metric report (optax's shares the keyword the same way).
     optax ``contrib.reduce_on_plateau`` counts patience differently (its
     ``patience = p + 1``), has no max mode and no relative threshold for it.
 
