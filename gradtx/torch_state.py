@@ -375,9 +375,10 @@ def to_torch_state_dict(
     over the same parameters in one param group, in ``jax.tree.leaves``
     order; its next steps are gradtx's.  The param group holds the current
     hyperparameters (a schedule's value at the step count: give torch a
-    scheduler placed at that step to follow it on; one made with
-    ``last_epoch=step`` reads ``initial_lr`` from the group, which this dict
-    leaves out: set it to the schedule's base rate) and torch's defaults for
+    scheduler placed at that step to follow it on: made with
+    ``last_epoch=step - 1``, since its constructor takes one step, it reads
+    ``initial_lr`` from the group, which this dict leaves out: set it to the
+    schedule's base rate) and torch's defaults for
     ``foreach``, ``fused``, ``capturable`` and ``differentiable``, which are
     not state.  Imports torch.
 

@@ -499,6 +499,34 @@ def test_a_learning_rate_schedule_is_placed_by_the_step_count(x64):
         assert_trajectories_close(gradtx_steps(case, tx, ref[N - 1], state, grads[N:])[0], ref[N:])  # fmt: skip
 
 
+def test_a_scheduled_gradtx_run_continues_under_a_torch_scheduler(x64):
+    """to_torch_state_dict's recipe: the scheduler made with last_epoch=step - 1 (its
+    constructor takes a step) and initial_lr set continues the gradtx schedule."""
+    case = CASES[2]
+    params, grads = problem(case)
+    schedules = gradtx.schedules
+    for tx, make in [
+        (gradtx.adam(schedules.cosine_decay(0.05, 10)),
+         lambda opt, last: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10, last_epoch=last)),
+        (gradtx.adam(schedules.exponential_decay(0.05, 2, 0.5, staircase=True)),
+         lambda opt, last: torch.optim.lr_scheduler.StepLR(opt, 2, 0.5, last_epoch=last)),
+    ]:  # fmt: skip
+        ours, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
+                                   grads)  # fmt: skip
+        _, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
+                                grads[:N])  # fmt: skip
+        tensors = tensors_of(ours[N - 1])
+        opt = torch.optim.Adam(tensors)
+        opt.load_state_dict(gradtx.to_torch_state_dict(tx, state, ours[N - 1]))
+        opt.param_groups[0]["initial_lr"] = 0.05
+        scheduler = make(opt, N - 1)
+        theirs = []
+        for g in grads[N:]:
+            theirs += torch_steps(case, tensors, opt, [g])
+            scheduler.step()
+        assert_trajectories_close(theirs, ours[N:])
+
+
 @pytest.mark.parametrize("kind", ["one_cycle", "cyclic"])
 def test_a_run_under_a_cyclic_scheduler_continues(x64, kind):
     """CyclicLR and OneCycleLR add their bounds (max_lr, base_momentum, ...) to the param
