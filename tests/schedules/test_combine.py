@@ -54,6 +54,25 @@ def test_join_matches_sequential_lr(x64):
     )  # fmt: skip
 
 
+def test_join_with_a_member_that_continues_the_rate(x64):
+    """torch's MultiplicativeLR has no closed form: after a milestone it continues from the
+    rate before it, so its gradtx member starts at torch's rate at the milestone."""
+    eta, milestone = 0.4, 10
+    at_milestone = eta * 0.9 ** (milestone - 1) * 0.99
+    check_torch(
+        S.join(
+            [S.exponential_decay(eta, 1, 0.9), S.exponential_decay(at_milestone, 1, 0.99)],
+            [milestone],
+        ),
+        lambda o: L.SequentialLR(
+            o, [L.ExponentialLR(o, 0.9), L.MultiplicativeLR(o, lambda epoch: 0.99)],
+            milestones=[milestone],
+        ),
+        eta,
+        300,
+    )  # fmt: skip
+
+
 def test_join_of_plain_callables_is_plain(x64):
     j = S.join([lambda k: 0.1 * jnp.ones([]), S.constant(0.2)], [5])
     assert not is_schedule(j)
