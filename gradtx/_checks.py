@@ -69,7 +69,10 @@ def check_hyperparam(
         raise TypeError(
             f"{call}({name}={value!r}): {name} must be a real number, got {type(value).__name__}"
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{call}({name}={value!r}): {name} must be finite") from None
     if np.isnan(value):
         raise ValueError(f"{call}({name}=nan): {name} must not be NaN")
     if finite and np.isinf(value):

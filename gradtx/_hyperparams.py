@@ -197,11 +197,17 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
 def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -> jax.Array:
     """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
     construction takes one (a bool slot; a schedule's 0/1 option fields)."""
-    try:
-        arr = jnp.asarray(new)
-    except (TypeError, ValueError):  # strings, None
-        arr = None
     old_dtype = jnp.result_type(old)
+    try:
+        if (
+            isinstance(new, int)
+            and not isinstance(new, bool)
+            and jnp.issubdtype(old_dtype, jnp.inexact)
+        ):
+            new = float(new)  # a Python int beyond int32 is still a number for a float slot
+        arr = jnp.asarray(new)
+    except (TypeError, ValueError, OverflowError):  # strings, None, ints beyond floats
+        arr = None
     allowed = jnp.complexfloating if jnp.issubdtype(old_dtype, jnp.complexfloating) else None
     ok = arr is not None and (
         (schedule_field or (arr.dtype == jnp.bool_) == (old_dtype == jnp.bool_))

@@ -8,6 +8,7 @@ shapes the program, so it is checked and kept as Python.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -66,6 +67,8 @@ class Hyper(NamedTuple):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if self.optional and _checks.is_zero(value):
             return None
+        if isinstance(value, numbers.Real) and not isinstance(value, (int, float, np.generic)):
+            return float(value)  # a Fraction or Decimal: JAX takes floats
         return value
 
     def schedulable(self) -> Hyper:

@@ -7,10 +7,12 @@ over the whole registry.
 
 from __future__ import annotations
 
+import fractions
 import inspect
 import math
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -369,6 +371,21 @@ def test_every_flag_rejects_non_bools(name, arg):
 def test_every_mode_rejects_unknown_strings(name, arg):
     _expect(name, arg, ValueError, lambda: _build(name, **{arg: "no-such-mode"}))
     _expect(name, arg, TypeError, lambda: _build(name, **{arg: 0}))
+
+
+def test_numbers_of_other_python_types():
+    """An int beyond float's range names the call (it was a bare OverflowError); a Fraction
+    is a number everywhere (fromage failed inside JAX); set_hyperparams takes an int beyond
+    int32 for a float slot (it failed converting to int32)."""
+    with pytest.raises(ValueError, match=r"^gradtx.adam\(learning_rate=1000.*must be finite"):
+        gradtx.adam(10**400)
+    params, grads = {"w": jnp.ones(2)}, {"w": jnp.asarray([1.0, -2.0])}
+    a, b = gradtx.fromage(fractions.Fraction(1, 10)), gradtx.fromage(0.1)
+    chex.assert_trees_all_equal(
+        a.update(grads, a.init(params), params)[0], b.update(grads, b.init(params), params)[0]
+    )
+    state = gradtx.set_hyperparams(gradtx.adam(0.1).init(params), learning_rate=2**40)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 2.0**40
 
 
 def test_arrays_are_data_and_not_range_checked():
