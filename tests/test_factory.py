@@ -64,6 +64,22 @@ def test_a_missing_state_is_an_error_naming_the_call(state):
         opt.update(_params(), state, _params())
 
 
+def test_a_state_of_other_dtypes_is_refused(x64):
+    """A state's dtypes are part of its layout: a float32 state ran float64 params with
+    float32 statistics, a real one dropped complex params' imaginary part, and a bool b1
+    put in by tree_set gave NaN steps."""
+    opt = gradtx.adam(0.1)
+    p32, p64 = {"w": jnp.ones(3, jnp.float32)}, {"w": jnp.ones(3, jnp.float64)}
+    pc = {"w": jnp.ones(3, jnp.complex64)}
+    for state, params in [(opt.init(p32), p64), (opt.init(p64), p32), (opt.init(p32), pc)]:
+        with pytest.raises(ValueError, match=r"state does not match .* expected \w+\[3\], got"):
+            opt.update(params, state, params)
+    bad = optax.tree_utils.tree_set(opt.init(p32), b1=jnp.asarray(True))
+    with pytest.raises(ValueError, match="hyperparameter b1 is bool"):
+        opt.update(p32, bad, p32)
+    opt.update(p32, optax.tree_utils.tree_set(opt.init(p32), b1=0.5), p32)  # a Python number
+
+
 # ---------------------------------------------------------------- shapes and dtypes
 
 
