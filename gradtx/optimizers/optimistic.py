@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, DType, Flag, Hyper
 from gradtx.optimizers._stages import descent
@@ -64,16 +65,22 @@ def optimistic_gradient_descent(
     return descent(add_optimism(alpha, beta), learning_rate=learning_rate)
 
 
-@optimizer(
-    references="`optax.optimistic_adam` (`nesterov`, `mu_dtype`)",
-    learning_rate=Hyper(low=0.0),
-    optimism=Hyper(nullable=True),
+ADAM_STEP: Specs = dict(
     b1=DECAY_RATE,
     b2=DECAY_RATE,
     eps=NON_NEGATIVE,
     eps_root=NON_NEGATIVE,
     mu_dtype=DType(),
     nesterov=Flag(),
+)
+"""The options of optax's ``scale_by_adam``, the step both optimistic Adams weigh."""
+
+
+@optimizer(
+    references="`optax.optimistic_adam` (`nesterov`, `mu_dtype`)",
+    learning_rate=Hyper(low=0.0),
+    optimism=Hyper(nullable=True),
+    **ADAM_STEP,
 )
 def optimistic_adam(
     learning_rate: float,
@@ -150,12 +157,7 @@ def _adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov) -> list[GradientTransf
     learning_rate=LEARNING_RATE,
     alpha=Hyper(schedule=True),
     beta=Hyper(schedule=True),
-    b1=DECAY_RATE,
-    b2=DECAY_RATE,
-    eps=NON_NEGATIVE,
-    eps_root=NON_NEGATIVE,
-    mu_dtype=DType(),
-    nesterov=Flag(),
+    **ADAM_STEP,
 )
 def optimistic_adam_v2(
     learning_rate: ScalarOrSchedule,
