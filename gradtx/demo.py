@@ -69,6 +69,18 @@ RECIPES: dict[str, Recipe] = {
     # torch's Muon takes matrices only; optax's rule gives the biases to AdamW.  At
     # torch's default lr 1e-3 it barely moves in 40 epochs here; 0.02 is the Muon
     # authors' learning rate.
+    # Per-example gradients, each clipped to norm 1, with noise of std 0.5 / batch.
+    "dpsgd": Recipe(
+        "dpsgd",
+        {
+            "learning_rate": 0.05,
+            "l2_norm_clip": 1.0,
+            "noise_multiplier": 0.5,
+            "seed": 0,
+            "momentum": 0.9,
+        },
+        "DP-SGD lr=0.05 clip=1 noise=0.5 momentum=0.9",
+    ),  # fmt: skip
     "muon": Recipe(
         "muon",
         {"learning_rate": 0.02, "convention": "optax"},
@@ -117,6 +129,11 @@ def make_optimizer(name: str) -> Any:
 def takes(name: str) -> tuple[str, ...]:
     """The keywords ``name``'s update needs besides the gradient (the registry's ``takes``)."""
     return OPTIMIZERS[recipe(name).factory].takes
+
+
+def per_example(name: str) -> bool:
+    """``name``'s update takes per-example gradients (DP-SGD)."""
+    return OPTIMIZERS[recipe(name).factory].example_axis
 
 
 # ----------------------------------------------------------------------------- optional deps
@@ -176,11 +193,14 @@ def loss_and_accuracy(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Arra
     return loss, jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
 
 
-def make_epoch(opt, data: Data, batch_size: int, keywords: Sequence[str] = ()) -> Callable:
+def make_epoch(
+    opt, data: Data, batch_size: int, keywords: Sequence[str] = (), per_example: bool = False
+) -> Callable:
     """One jitted epoch: shuffle, a ``lax.scan`` of minibatch steps, then full-set metrics.
 
     ``keywords``: what the optimizer's update needs besides the gradient: the batch
     loss ``value`` and, as a function of the params, ``value_fn`` / ``obj_fn``.
+    ``per_example``: give the update one gradient per example (DP-SGD).
     """
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
@@ -193,6 +213,14 @@ def make_epoch(opt, data: Data, batch_size: int, keywords: Sequence[str] = ()) -
             return loss_and_accuracy(p, x_train[idx], y_train[idx])[0]
 
         loss, grads = jax.value_and_grad(batch_loss)(params)
+        if per_example:
+
+            def example_loss(p, x, y):
+                return loss_and_accuracy(p, x[None], y[None])[0]
+
+            grads = jax.vmap(jax.grad(example_loss), (None, 0, 0))(
+                params, x_train[idx], y_train[idx]
+            )
         given = {"value": loss, "value_fn": batch_loss, "obj_fn": batch_loss}
         updates, state = opt.update(grads, state, params, **{k: given[k] for k in keywords})
         return (gradtx.apply_updates(params, updates), state), None
@@ -231,7 +259,9 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), epochs)  # same shuffles for all
     # Compile before the progress bar starts, so its rate and ETA time the epochs only.
     start = time.perf_counter()
-    epoch = _compile(make_epoch(opt, data, batch_size, takes(name)), params, state, keys[0])
+    epoch = _compile(
+        make_epoch(opt, data, batch_size, takes(name), per_example(name)), params, state, keys[0]
+    )
     compile_seconds = time.perf_counter() - start
     history = []
     start = time.perf_counter()

@@ -99,7 +99,7 @@ def test_every_offered_optimizer_trains_an_epoch(name):
     small = demo.Data(data.x_train[:96], data.y_train[:96], data.x_test[:32], data.y_test[:32])
     opt = demo.make_optimizer(name)
     params = demo.init_mlp(jax.random.PRNGKey(0), [64, 8, 10])
-    epoch = demo.make_epoch(opt, small, 32, demo.takes(name))
+    epoch = demo.make_epoch(opt, small, 32, demo.takes(name), demo.per_example(name))
     _, _, metrics = epoch(params, opt.init(params), jax.random.PRNGKey(1))
     assert np.isfinite(np.asarray(metrics)).all(), metrics
 

@@ -42,12 +42,14 @@ class OptimizerInfo(NamedTuple):
       takes: the keywords its ``update`` needs besides grads, state and params
         (``"value"``: the loss at the params; ``"value_fn"``, ``"obj_fn"``: the
         loss as a function of the params).  The demo passes them.
+      example_axis: ``update`` takes per-example gradients (DP-SGD).
     """
 
     name: str
     factory: Callable[..., Any]
     references: str
     takes: tuple[str, ...] = ()
+    example_axis: bool = False
 
     @property
     def doc(self) -> _catalogue.Docstring:
@@ -81,7 +83,7 @@ def optimizer(
             kind=GradientTransformation, counted=counted, derive=derive, own_gradient=True,
             example_axis=example_axis, **specs,
         )(fn)  # fmt: skip
-        OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes)
+        OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes, example_axis)
         return made
 
     return decorate
