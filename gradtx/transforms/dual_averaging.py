@@ -84,8 +84,10 @@ def dual_average(
         def accumulate(total, g, square):
             wide = _tree.compute_dtype(total.dtype, g.dtype)
             g = g.astype(wide)
-            term = _tree.abs_sq(g) if square else g
-            return (total.astype(wide) + weight.astype(wide) * term).astype(total.dtype)
+            if square:  # |g|² is real: summed in the real dtype, no complex-to-real cast
+                wide = _tree.real_dtype(wide)
+                g = _tree.abs_sq(g).astype(wide)
+            return (total.astype(wide) + weight.astype(wide) * g).astype(total.dtype)
 
         grads = gradient(updates, extra)
         squares = jax.tree.map(lambda t, g: accumulate(t, g, True), state.sum_of_squares, grads)

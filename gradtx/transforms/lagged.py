@@ -160,7 +160,8 @@ def scale_by_lagged_belief(
         def belief(s, g, m):
             wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
             error = g.astype(wide) - m.astype(wide)
-            new = _tree.ema(b2, s.astype(wide), _tree.abs_sq(error))
+            real = _tree.real_dtype(wide)  # |error|² is real, so is the state
+            new = _tree.ema(b2, s.astype(real), _tree.abs_sq(error).astype(real))
             return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
 
         def scale(u, s):
