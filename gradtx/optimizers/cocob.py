@@ -7,7 +7,14 @@ from typing import Any, cast
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
+from gradtx._specs import (
+    INITIAL_VALUE,
+    LEARNING_RATE,
+    WEIGHT_DECAY,
+    Function,
+    Hyper,
+    Mask,
+)
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.coin_betting import scale_by_coin_betting
 from gradtx.transforms.scaling import scale
@@ -15,7 +22,7 @@ from gradtx.transforms.scaling import scale
 
 @optimizer(
     references="`optax.contrib.cocob` (L2 with mask, scheduled multiplier)",
-    learning_rate=LEARNING_RATE, alpha=Hyper(low=0.0, low_open=True), eps=NON_NEGATIVE,
+    learning_rate=LEARNING_RATE, alpha=Hyper(low=0.0, low_open=True), eps=INITIAL_VALUE,
     weight_decay=WEIGHT_DECAY, mask=Mask(), mask_fn=Function(),
 )  # fmt: skip
 def cocob(
@@ -50,7 +57,7 @@ def cocob(
     Args:
       learning_rate: η, multiplier of the gradient (a number or schedule).
       alpha: α > 0, which caps the fraction of the wealth bet early on.
-      eps: L_0, the initial bound on |c|.
+      eps: L_0, the initial bound on |c| (read by ``init`` only).
       weight_decay: λ of the L2 term added to the gradient.
       mask: pytree of bools (or a prefix): which leaves are decayed.
       mask_fn: function of the params returning such a mask.

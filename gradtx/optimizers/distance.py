@@ -135,7 +135,8 @@ def dowg(
       learning_rate: multiplier of the DoWG step, a number or schedule.
       init_estim_sq_dist: r̄²_0, the initial guess of the squared distance to
         the solution (``None``: ``eps``).
-      eps: added to the root of v_t (and r̄²_0's default).
+      eps: added to the root of v_t (and r̄²_0's default, read by ``init``: a
+        later ``set_hyperparams`` changes only the root's term).
       weight_decay: λ of the L2 term added to the gradient (``None``: none).
       mask: pytree of bools (or a prefix): which leaves are decayed.
       mask_fn: function of the params returning such a mask.

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, gradient
 from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Hyper
+from gradtx._specs import INITIAL_VALUE, Hyper
 from gradtx.transforms.distance import copy_params, needs_params
 
 
@@ -32,7 +32,7 @@ class ScaleByCoinBettingState(NamedTuple):
     reward: Any
 
 
-@factory(alpha=Hyper(low=0.0, low_open=True), eps=NON_NEGATIVE)
+@factory(alpha=Hyper(low=0.0, low_open=True), eps=INITIAL_VALUE)
 def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTransformation:
     """Replace the updates by COCOB-Backprop's bet (Orabona & Tommasi, Alg. 2).
 
@@ -54,7 +54,8 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
 
     Args:
       alpha: α > 0, which caps the fraction of the wealth bet early on.
-      eps: L_0, the initial bound on |g| (keeps the first bet finite).
+      eps: L_0, the initial bound on |g| (keeps the first bet finite; read by
+        ``init`` only).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -155,7 +155,8 @@ def scale_by_distance_over_weighted_gradients(
     Args:
       init_estim_sq_dist: r̄²_0, the initial guess of the squared distance to
         the solution (``None``: ``eps``).
-      eps: added to the root of v_t (and r̄²_0's default).
+      eps: added to the root of v_t (and r̄²_0's default, read by ``init``: a
+        later ``set_hyperparams`` changes only the root's term).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
