@@ -291,7 +291,7 @@ def hyperparameterized(
             # Evaluated at the state's count, not read from python_schedules (the values
             # shown for the next update): a count set back (tree_set) rewinds them too.
             current |= {
-                k: jnp.asarray(fn(count), dtype=state.python_schedules[k].dtype)
+                k: jnp.asarray(fn(count), dtype=jnp.result_type(state.python_schedules[k]))
                 for k, fn in python.items()
             }
             extra["count"] = count
@@ -302,7 +302,7 @@ def hyperparameterized(
             return updates, UncountedHyperparamsState(state.hyperparams, inner_state)
         new_count = _tree.safe_increment(count)
         python_next = {
-            k: jnp.asarray(fn(new_count), dtype=state.python_schedules[k].dtype)
+            k: jnp.asarray(fn(new_count), dtype=jnp.result_type(state.python_schedules[k]))
             for k, fn in python.items()
         }
         return updates, HyperparamsState(new_count, state.hyperparams, python_next, inner_state)

@@ -163,6 +163,7 @@ REAL_ONLY = {
     "cocob": lambda: gradtx.cocob(),
     "adopt": lambda: gradtx.adopt(1e-3),
     "sophia": lambda: gradtx.sophia(1e-3),
+    "galore": lambda: gradtx.galore(1e-3),
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import LEARNING_RATE, MOMENTUM, NON_NEGATIVE, Anything, Flag
 from gradtx.optimizers._stages import descent
@@ -14,7 +13,8 @@ from gradtx.transforms.privacy import differentially_private_aggregate
 
 
 @optimizer(
-    references="`optax.contrib.dpsgd` (momentum, Nesterov; the same noise for the same seed)",
+    references="`optax.contrib.dpsgd` (momentum, Nesterov; the same noise for the same seed, "
+    "float32/float64)",
     example_axis=True,
     learning_rate=LEARNING_RATE,
     l2_norm_clip=NON_NEGATIVE,
@@ -45,8 +45,11 @@ def dpsgd(
     Chain: ``differentially_private_aggregate(C, σ, seed) → add_momentum(μ,
     nesterov) → scale_by_learning_rate`` (no momentum stage for ``None``).
 
-    Differences: none from ``optax.contrib.dpsgd``; the noise is optax's for the
-    same ``seed`` (an int, or a ``jax.random.key``).  The privacy accounting (ε, δ
+    Differences: none from ``optax.contrib.dpsgd`` for float32 and float64
+    params; the noise is optax's for the same ``seed`` (an int, or a
+    ``jax.random.key``).  16-bit leaves are summed and noised in float32 (see
+    ``differentially_private_aggregate``).  ``nesterov`` without momentum (or
+    with 0) is plain SGD, as in optax.  The privacy accounting (ε, δ
     from σ, the sampling rate and the steps) is not part of the optimizer.
     ``optax.MultiSteps`` and ``gradtx.accumulate_gradients`` do not compose with
     it (they would average privatized gradients); use larger batches instead.
@@ -57,7 +60,7 @@ def dpsgd(
       noise_multiplier: σ ≥ 0, the noise's standard deviation in units of C.
       seed: an int seed or a PRNG key for the noise.
       momentum: μ in [0, 1]; ``None``: plain SGD.
-      nesterov: Nesterov momentum (needs momentum).
+      nesterov: Nesterov momentum (without momentum: plain SGD).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -75,8 +78,7 @@ def dpsgd(
     References:
       Abadi et al., "Deep Learning with Differential Privacy", CCS 2016.
     """
-    if nesterov and momentum is None:
-        raise ValueError(f"{current_call('gradtx.dpsgd')}(nesterov=True): Nesterov needs momentum")
+    # Nesterov with no momentum is g + 0 · m: plain SGD, which optax also runs.
     core = [] if momentum is None else [add_momentum(momentum, nesterov=nesterov)]
     return descent(
         differentially_private_aggregate(l2_norm_clip, noise_multiplier, seed),

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, chain, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import Anything, DType, Hyper, Int, Transform
@@ -171,6 +171,9 @@ def scale_by_galore(
         ]
 
     def init(params):
+        # An SVD basis of a complex matrix needs conjugate transposes and a complex SVD
+        # (optax's casts to float32, dropping the imaginary part): refused.
+        _checks.check_real(call, params, "the projections are real SVD bases")
         leaves, treedef = jax.tree.flatten(params)
         projectors, proxies = [], []
         for p, lay in zip(leaves, layouts(params)):

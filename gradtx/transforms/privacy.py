@@ -60,9 +60,12 @@ def differentially_private_aggregate(
       out = (Σ_i g̃_i + C · noise_multiplier · ξ) / B,      ξ ~ N(0, I)
 
     The noise is ``optax.contrib.differentially_private_aggregate``'s, number for
-    number: each step splits the state's key into the next key and one key per
-    leaf (in ``jax.tree.leaves`` order), drawing in the leaf's dtype, so the same
-    ``key`` or ``seed`` gives optax's noise.  It must be the first stage of a
+    number, for float32 and float64 trees: each step splits the state's key into
+    the next key and one key per leaf (in ``jax.tree.leaves`` order), drawing in
+    the leaf's dtype, so the same ``key`` or ``seed`` gives optax's noise.  A
+    bfloat16 or float16 leaf's sum and noise are computed in float32 (optax draws
+    in the 16-bit dtype), and a float32 leaf in a tree with float64 ones keeps
+    float32 (optax promotes it): other draws there.  It must be the first stage of a
     chain (later stages see params-shaped values), and wrappers that aggregate
     gradients themselves (``accumulate_gradients``, ``optax.MultiSteps``) do not
     compose with it.  It is a gradient map: statistics after it see the private

@@ -159,6 +159,9 @@ def test_tree_set_of_count_rewinds_a_plain_python_schedule():
     rewound = optax.tree_utils.tree_set(state, count=jnp.asarray(0, jnp.int32))
     chex.assert_trees_all_equal(opt.update(grads, rewound, params)[0], first)
     chex.assert_trees_all_equal(jax.jit(opt.update)(grads, rewound, params)[0], first)
+    # a state restored with Python scalars (a JSON checkpoint) still updates
+    restored = jax.tree.map(lambda x: x.item() if jnp.ndim(x) == 0 else x, rewound)
+    chex.assert_trees_all_equal(opt.update(grads, restored, params)[0], first)
 
 
 # ---------------------------------------------------------------- tree_map_params

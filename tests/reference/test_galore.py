@@ -92,5 +92,7 @@ def test_galore_errors_name_the_call():
     bad = gradtx.galore(0.1, weight_dimension_numbers=gradtx.GaLoreDimensionNumbers(0, 0))
     with pytest.raises(ValueError, match="gradtx.galore: reduction axes .* must split"):
         bad.init({"w": np.zeros((2, 3), np.float32)})
+    with pytest.raises(TypeError, match="gradtx.galore: complex params are not supported"):
+        gradtx.galore(0.1).init({"w": np.zeros((2, 3), np.complex64)})
     with pytest.raises(ValueError, match="cannot run inside gradtx.flatten"):
         gradtx.flatten(gradtx.galore(0.1)).init({"w": np.zeros((2, 3), np.float32)})
