@@ -14,13 +14,13 @@ from gradtx.transforms.optimism import add_optimism
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.scaling import scale_by_learning_rate
 
-
-@optimizer(
-    references="`optax.optimistic_gradient_descent` (schedules)",
-    learning_rate=LEARNING_RATE,
-    alpha=Hyper(schedule=True),
-    beta=Hyper(schedule=True),
+OPTIMISM: Specs = dict(
+    learning_rate=LEARNING_RATE, alpha=Hyper(schedule=True), beta=Hyper(schedule=True)
 )
+"""optax's optimistic step: a final learning rate, the weights of a step and its change."""
+
+
+@optimizer(references="`optax.optimistic_gradient_descent` (schedules)", **OPTIMISM)
 def optimistic_gradient_descent(
     learning_rate: ScalarOrSchedule,
     alpha: ScalarOrSchedule = 1.0,
@@ -154,9 +154,7 @@ def _adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov) -> list[GradientTransf
 
 @optimizer(
     references="`optax.optimistic_adam_v2` (`nesterov`, `mu_dtype`, schedules)",
-    learning_rate=LEARNING_RATE,
-    alpha=Hyper(schedule=True),
-    beta=Hyper(schedule=True),
+    **OPTIMISM,
     **ADAM_STEP,
 )
 def optimistic_adam_v2(
