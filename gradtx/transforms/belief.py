@@ -92,7 +92,8 @@ def scale_by_belief(
         def second_moment(s, g, m):
             wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
             error = g.astype(wide) - m.astype(wide)
-            new = _tree.ema(decay, s.astype(wide), _tree.abs_sq(error))
+            real = _tree.real_dtype(wide)  # |error|² is real, so is the state
+            new = _tree.ema(decay, s.astype(real), _tree.abs_sq(error).astype(real))
             return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
 
         nu = jax.tree.map(second_moment, state.nu, grads, updates)

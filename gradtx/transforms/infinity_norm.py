@@ -63,7 +63,8 @@ def scale_by_infinity_norm(
 
     def update(updates, state, params=None, **extra):
         def norm(u, g):
-            wide = _tree.compute_dtype(u.dtype, g.dtype)
+            # |g| is real: the norm is kept in the real dtype (no complex-to-real cast)
+            wide = _tree.real_dtype(_tree.compute_dtype(u.dtype, g.dtype))
             d, e = (jnp.asarray(x).astype(wide) for x in (decay, eps))
             return jnp.maximum(d * u.astype(wide), jnp.abs(g).astype(wide) + e).astype(u.dtype)
 

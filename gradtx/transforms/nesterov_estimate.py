@@ -97,7 +97,8 @@ def scale_by_nesterov_estimate(
         def second_moment(n, g, d):
             wide = _tree.compute_dtype(n.dtype, d.dtype)
             ahead = g.astype(wide) + (1 - jnp.asarray(b2).astype(wide)) * d.astype(wide)
-            return _tree.ema(b3, n.astype(wide), _tree.abs_sq(ahead)).astype(n.dtype)
+            real = _tree.real_dtype(wide)  # |ahead|² is real, so is the state
+            return _tree.ema(b3, n.astype(real), _tree.abs_sq(ahead).astype(real)).astype(n.dtype)
 
         nu = jax.tree.map(second_moment, state.nu, grads, diffs)
 
