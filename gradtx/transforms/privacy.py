@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientMap
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Anything
@@ -18,27 +18,6 @@ class DifferentiallyPrivateAggregateState(NamedTuple):
     """``rng_key``: the PRNG key of the next step, as raw key data (``jax.random.key_data``)."""
 
     rng_key: jax.Array
-
-
-def _batch_size(call: str, leaves: list, params: Any) -> int:
-    """The leading (example) axis all leaves share, checked against the params' shapes."""
-    if not leaves:
-        return 0
-    sizes = {jnp.shape(g)[:1] for g in leaves}
-    if () in sizes or len(sizes) != 1:
-        raise ValueError(
-            f"{call}.update: expects per-example gradients, every leaf with one leading "
-            f"example axis of the same length (jax.vmap(jax.grad(loss), (None, 0))), got "
-            f"shapes {[jnp.shape(g) for g in leaves]}"
-        )
-    if params is not None:
-        shapes = [jnp.shape(p) for p in jax.tree.leaves(params)]
-        if shapes != [jnp.shape(g)[1:] for g in leaves]:
-            raise ValueError(
-                f"{call}.update: per-example gradients must be the params' shapes behind one "
-                f"example axis; params {shapes}, gradients {[jnp.shape(g) for g in leaves]}"
-            )
-    return sizes.pop()[0]
 
 
 @factory(kind=GradientMap, example_axis=True, l2_norm_clip=NON_NEGATIVE, noise_multiplier=NON_NEGATIVE,
@@ -101,12 +80,15 @@ def differentially_private_aggregate(
         return DifferentiallyPrivateAggregateState(jnp.copy(jax.random.key_data(typed)))
 
     def update(updates, state, params=None, **extra):
+        # Its own factory checks the example axis; built inside another's body (which
+        # may not declare one), it checks here with the same rule.
+        updates, params = _checks.check_updates(call, updates, params, example_axis=True)
         leaves, treedef = jax.tree.flatten(updates)
-        size = _batch_size(call, leaves, params)
+        size = leaves[0].shape[0] if leaves else 0
         # The norms in the leaves' widest dtype (at least float32), each leaf's sum and
         # noise in its own (at least float32): optax's dtypes for float32 and float64.
         wide = _tree.compute_dtype(*(g.dtype for g in leaves))
-        squares = [jnp.sum(jnp.abs(g.astype(wide)) ** 2, tuple(range(1, g.ndim))) for g in leaves]
+        squares = [jnp.sum(_tree.abs_sq(g.astype(wide)), tuple(range(1, g.ndim))) for g in leaves]
         norms = jnp.sqrt(sum(squares, jnp.zeros([size], wide)))
         clip = jnp.asarray(l2_norm_clip).astype(wide)
         # optax's nan_to_num: a NaN factor (a NaN norm, or C = 0 on a zero gradient)
