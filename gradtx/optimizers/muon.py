@@ -26,16 +26,15 @@ from gradtx._specs import (
     Mask,
 )
 from gradtx.optimizers._aliases import Alias, fold, folding, same, traced
-from gradtx.optimizers._stages import descent
+from gradtx.optimizers._stages import adam_stages, descent, ema_momentum
 from gradtx.transforms.interpolate import interpolate_gradient
-from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
+from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.orthogonalize import (
     DEFAULT_NS_COEFFICIENTS,
     NS_COEFFICIENTS,
     orthogonalize,
     scale_by_shape,
 )
-from gradtx.transforms.rms import scale_by_rms
 from gradtx.wrappers.groups import partition
 
 MATCH_RMS_ADAMW = 0.2
@@ -93,13 +92,6 @@ def _check(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
                 )
             out[name] = None  # unused: not stored
     return out
-
-
-def _ema_momentum(decay: Any, nesterov: bool, dtype: Any) -> list:
-    """optax's bias-corrected EMA, Nesterov or not (its Muon and its AdamW)."""
-    if nesterov:
-        return [add_nesterov_momentum(decay, warming=False, dtype=dtype)]
-    return [add_momentum(decay, ema=True, dtype=dtype), bias_correct(decay)]
 
 
 @optimizer(
@@ -232,7 +224,7 @@ def muon(
         numerator = [add_momentum(momentum, ema=True, dtype=mu_dtype)]
         numerator += [interpolate_gradient(momentum)] if nesterov else []
     else:
-        numerator = _ema_momentum(momentum, nesterov, mu_dtype)
+        numerator = ema_momentum(momentum, nesterov, mu_dtype)
     matrices = descent(
         *numerator,
         orthogonalize(ns_coefficients, ns_steps, eps, eps_mode="floor" if torch_rule else "add",
@@ -247,8 +239,7 @@ def muon(
     # the error can name muon (built inside gradtx.flatten's init).
     _tree.check_per_leaf(call, "gradtx.muon")
     others = descent(
-        *_ema_momentum(adam_b1, nesterov, mu_dtype),
-        scale_by_rms(adam_b2, eps, eps_root=adam_eps_root, bias_correction=True),
+        *adam_stages(adam_b1, adam_b2, eps, adam_eps_root, nesterov=nesterov, mu_dtype=mu_dtype),
         learning_rate=learning_rate if adam_learning_rate is None else adam_learning_rate,
         weight_decay=adam_weight_decay, decoupled=True,
     )  # fmt: skip

@@ -8,10 +8,8 @@ from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, DType, Flag, Hyper
-from gradtx.optimizers._stages import descent
-from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
+from gradtx.optimizers._stages import adam_stages, descent
 from gradtx.transforms.optimism import add_optimism
-from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 OPTIMISM: Specs = dict(
@@ -137,19 +135,10 @@ def optimistic_adam(
       Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
     """
     return chain(
-        *_adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov),
+        *adam_stages(b1, b2, eps, eps_root, nesterov=nesterov, mu_dtype=mu_dtype),
         add_optimism(learning_rate, learning_rate if optimism is None else optimism),
         scale_by_learning_rate(1.0),
     )
-
-
-def _adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov) -> list[GradientTransformation]:
-    """optax's ``scale_by_adam`` (optionally Nesterov's), the step both versions weigh."""
-    if nesterov:
-        first = [add_nesterov_momentum(b1, warming=False, dtype=mu_dtype)]
-    else:
-        first = [add_momentum(b1, ema=True, dtype=mu_dtype), bias_correct(b1)]
-    return [*first, scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True)]
 
 
 @optimizer(
@@ -215,7 +204,7 @@ def optimistic_adam_v2(
       Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
     """
     return descent(
-        *_adam_step(b1, b2, eps, eps_root, mu_dtype, nesterov),
+        *adam_stages(b1, b2, eps, eps_root, nesterov=nesterov, mu_dtype=mu_dtype),
         add_optimism(alpha, beta),
         learning_rate=learning_rate,
     )
