@@ -195,7 +195,8 @@ def scale_by_galore(
         count = step_count(extra, call)
         renew = count % update_proj_gap == 0
         projectors, low = [], []
-        for g, p, lay in zip(leaves, jax.tree.leaves(state.projector), layouts(updates)):
+        lays = layouts(updates)
+        for g, p, lay in zip(leaves, jax.tree.leaves(state.projector), lays):
             if lay is None:
                 projectors.append(p)
                 low.append(g)
@@ -220,7 +221,7 @@ def scale_by_galore(
         low_tree = treedef.unflatten(low)
         steps, base_state = base.update(low_tree, state.base_state, None, count=count)
         out = []
-        for g, p, s, lay in zip(leaves, projectors, jax.tree.leaves(steps), layouts(updates)):
+        for g, p, s, lay in zip(leaves, projectors, jax.tree.leaves(steps), lays):
             if lay is None:
                 out.append(s)
                 continue
