@@ -42,7 +42,7 @@ def scale_by_adadelta(
         experiments 0.95.
       eps: inside both roots (1e-6 everywhere).
       dtype: storage dtype of the accumulators (``None``: the params' dtype;
-        float32 for 16-bit params params).
+        float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

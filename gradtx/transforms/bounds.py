@@ -70,7 +70,7 @@ def scale_by_bounded_rms(
       gamma: convergence speed of the bounds (``gamma = 0`` gives ``[0, inf]``).
       amsbound: use the running max of the raw ``v`` (AMSBound).
       dtype: storage dtype of the second moments (``None``: the params' dtype;
-        float32 for 16-bit params params).
+        float32 for 16-bit params).
     """
     call = current_call("gradtx.scale_by_bounded_rms")
     bounded = final_lr is not None

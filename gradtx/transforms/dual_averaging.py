@@ -50,7 +50,7 @@ def dual_average(
       learning_rate: η, a number or schedule (of the 0-based step).
       eps: added to η and to the cube root.
       dtype: storage dtype of ``G`` and ``s`` (``None``: the params' dtype;
-        ``G`` in float32 for 16-bit params params).
+        ``G`` in float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -132,7 +132,7 @@ def scale_by_lagged_belief(
       eps: added to the root.
       eps_root: added to ``s`` at every step.
       dtype: storage dtype of ``m`` and ``s`` (``None``: the params' dtype;
-        ``s`` in float32 for 16-bit params params).
+        ``s`` in float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

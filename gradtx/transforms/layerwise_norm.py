@@ -40,7 +40,7 @@ def scale_by_layerwise_norm(
     step keeps each layer's gradient direction.  The first step starts from
     ``‖g_1‖²`` (no bias correction), as the paper and ``optax.scale_by_novograd``.
     ``v`` is computed in at least float32 and stored in ``dtype`` (by default
-    the widest of the leaves' second-moment dtypes: float32 for 16-bit params params,
+    the widest of the leaves' second-moment dtypes: float32 for 16-bit params,
     whose range a sum of squares soon exceeds).
 
     It needs each leaf's shape, so it refuses to run inside ``gradtx.flatten``.

@@ -57,7 +57,7 @@ def scale_by_nesterov_estimate(
       eps: added outside the root.
       eps_root: added inside the root.
       dtype: storage dtype of ``v`` and ``n`` (``None``: the params' dtype;
-        ``n`` in float32 for 16-bit params params).
+        ``n`` in float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -75,7 +75,7 @@ def scale_by_rms(
       init_from_first: ``v_1 = g_1**2`` instead of the EMA from ``v_0`` (the
         RMSProp variant in some lecture notes; not with ``centered``).
       dtype: storage dtype of the statistics (``None``: the params' dtype;
-        float32 for 16-bit params params, whose range cannot hold small squares).
+        float32 for 16-bit params, whose range cannot hold small squares).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

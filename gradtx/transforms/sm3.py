@@ -66,7 +66,7 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: Any = None) -> GradientTransformat
     Args:
       eps: added inside the root.
       dtype: storage dtype of the accumulators (``None``: the params' dtype,
-        float32 for 16-bit params params).
+        float32 for 16-bit params).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
