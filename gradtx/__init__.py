@@ -328,6 +328,10 @@ from gradtx.transforms.privacy import (
     DifferentiallyPrivateAggregateState,
     differentially_private_aggregate,
 )
+from gradtx.transforms.quasi_newton import (
+    ScaleByLbfgsState,
+    scale_by_lbfgs,
+)
 from gradtx.transforms.rectify import (
     RectifyState,
     WhenRectifiedState,
@@ -369,6 +373,10 @@ from gradtx.transforms.switch import (
 )
 from gradtx.transforms.trust_ratio import (
     scale_by_trust_ratio,
+)
+from gradtx.transforms.zoom import (
+    ScaleByZoomLinesearchState,
+    scale_by_zoom_linesearch,
 )
 from gradtx.wrappers.accumulation import (
     AccumulateGradientsState,
@@ -458,6 +466,7 @@ __all__ = [
     "ScaleByDistanceOverWeightedGradientsState",
     "ScaleByFactoredRmsState",
     "ScaleByGaloreState",
+    "ScaleByLbfgsState",
     "ScaleByHessianDiagonalState",
     "ScaleByInfinityNormState",
     "ScaleByLaggedBeliefState",
@@ -470,6 +479,7 @@ __all__ = [
     "ScaleByRmsState",
     "ScaleByRpropState",
     "ScaleByRssState",
+    "ScaleByZoomLinesearchState",
     "ScaleBySm3State",
     "Schedule",
     "ScheduleFreeAveragingState",
@@ -578,6 +588,8 @@ __all__ = [
     "scale_by_distance_over_weighted_gradients",
     "scale_by_factored_rms",
     "scale_by_galore",
+    "scale_by_lbfgs",
+    "scale_by_zoom_linesearch",
     "scale_by_hessian_diagonal",
     "scale_by_infinity_norm",
     "scale_by_lagged_belief",

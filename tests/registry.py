@@ -309,6 +309,20 @@ REGISTRY = [
         needs=LOSS,
         leafwise=False,
     ),
+    # optax's rule: one iteration per update, its zoom line search (optax.lbfgs()).
+    case(
+        "lbfgs",
+        variant="optax",
+        lr=1.0,
+        rosen_lr=1.0,
+        steps=30,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+        convention="optax",
+        needs=LOSS,
+        leafwise=False,
+        complex_ok=True,
+    ),
     # Schedule-free: the params are the interpolation y (the average is
     # schedule_free_eval_params'), which converges too.
     case("schedule_free_adamw", lr=0.1, rosen_lr=0.05, steps=1000),

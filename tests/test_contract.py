@@ -114,9 +114,14 @@ def test_jit_with_the_state_donated_matches_eager(case):
     eager, s_eager = _run(opt, _params(), grads, case.update(opt))
     jitted, s_jit = _run(opt, _params(), grads, jax.jit(case.update(opt), donate_argnums=1))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, jitted)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), s_eager, s_jit
-    )
+
+    def close(path, a, b):
+        # A line search's errors are differences of O(1) losses, clipped at 0: their
+        # absolute rounding is the loss's (float32: ~2e-7), whatever their own size.
+        loose = jax.tree_util.keystr(path).endswith(("decrease_error", "curvature_error"))
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 if loose else 1e-7)
+
+    jax.tree_util.tree_map_with_path(close, s_eager, s_jit)
 
 
 WRAPPERS = {

@@ -144,7 +144,7 @@ def test_complex_params_converge(case):
     def run(params):
         def body(carry, _):
             params, state = carry
-            u, state = opt.update(grad(params), state, params)
+            u, state = opt.update(grad(params), state, params, **case.keywords(loss, params))
             return (gradtx.apply_updates(params, u), state), None
 
         return jax.lax.scan(body, (params, opt.init(params)), None, length=case.steps)[0]

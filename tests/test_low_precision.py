@@ -109,6 +109,8 @@ REFERENCES = {
         lambda ps, lr: T.LBFGS(ps, lr, history_size=4, line_search_fn="strong_wolfe"),
         closure=True,
     ),
+    # optax's L-BFGS computes its memory and line search in float32 here, as gradtx does.
+    "lbfgs-optax": _optax(lambda lr: _grad_keyword(optax.lbfgs()), float32=True),
     "schedule_free_adamw": _optax(lambda lr: optax.contrib.schedule_free_adamw(lr)),
     "schedule_free_adamw-warmup-decay-f32": _optax(
         lambda lr: optax.contrib.schedule_free_adamw(
@@ -148,6 +150,15 @@ REFERENCES = {
         lambda lr: one_example(optax.contrib.dpsgd(lr, 1e6, 0.0, 0, momentum=0.5)), float32=True
     ),
 }
+
+
+def _grad_keyword(tx):
+    """``tx`` given its gradient also as ``grad=`` (optax's line searches need it)."""
+
+    def update(updates, state, params=None, **extra):
+        return tx.update(updates, state, params, grad=updates, **extra)
+
+    return optax.GradientTransformationExtraArgs(tx.init, update)
 
 
 def _cosine(lr, steps):

@@ -10,11 +10,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
+from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, gradient
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Choice, Int
+from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Choice, Int, OptionalFlag
+from gradtx.optimizers._aliases import same, traced
 from gradtx.transforms.line_search import strong_wolfe
+from gradtx.transforms.quasi_newton import scale_by_lbfgs
+from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.zoom import scale_by_zoom_linesearch
 
 CURVATURE_EPS = 1e-10
 """A pair (s, y) enters the memory only when ``y · s`` exceeds this (torch's constant)."""
@@ -131,9 +135,36 @@ def _unflat(x: jax.Array, like: list) -> list:
     return out
 
 
+TORCH_LOOP = {"max_iter": 20, "tolerance_grad": 1e-7, "tolerance_change": 1e-9}
+"""torch's per-step loop controls, with their defaults: optax's rule has no loop."""
+
+
+def _check(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments of one convention given to the other are refused, not ignored."""
+    out = dict(arguments)
+    if out["convention"] == "torch":
+        if out["scale_init_precond"] is not None:
+            raise ValueError(
+                f"{call}(scale_init_precond=...): optax's option, taken with "
+                "convention='optax' only (torch's rule scales the first step by min(1, 1/|g|_1))"
+            )
+        return out
+    for name, default in TORCH_LOOP.items():
+        if not (out[name] is None or same(out[name], default) or traced(out[name])):
+            raise ValueError(
+                f"{call}({name}=...): torch's loop control; convention='optax' does one "
+                "iteration per update, so it has no meaning there"
+            )
+        if name != "max_iter":
+            out[name] = None  # unused: not stored
+    return out
+
+
 @optimizer(
-    references="`torch.optim.LBFGS` (both `line_search_fn`s, several steps)",
+    references="`torch.optim.LBFGS` (both `line_search_fn`s, several steps); `optax.lbfgs` "
+    '(`convention="optax"`: memory, scaling, zoom line search or none)',
     takes=("value", "value_fn"),
+    derive=_check,
     learning_rate=LEARNING_RATE,
     max_iter=Int(1),
     max_eval=Int(1, optional=True),
@@ -141,6 +172,8 @@ def _unflat(x: jax.Array, like: list) -> list:
     tolerance_change=NON_NEGATIVE,
     history_size=Int(1),
     line_search_fn=Choice("strong_wolfe", optional=True),
+    convention=CONVENTION,
+    scale_init_precond=OptionalFlag(),
 )
 def lbfgs(
     learning_rate: ScalarOrSchedule = 1.0,
@@ -150,6 +183,9 @@ def lbfgs(
     tolerance_change: float = 1e-9,
     history_size: int = 100,
     line_search_fn: str | None = None,
+    *,
+    convention: str = "torch",
+    scale_init_precond: bool | None = None,
 ) -> GradientTransformation:
     """L-BFGS (Liu & Nocedal), as ``torch.optim.LBFGS``: one update is one ``step(closure)``.
 
@@ -189,6 +225,8 @@ def lbfgs(
     Chain: none: one transform.  The learning rate is the trial step
     length of every iteration (the line search starts from it), not a
     factor on the output, so it is not a trailing ``scale_by_learning_rate``.
+    With ``convention="optax"``: ``scale_by_lbfgs → scale_by_learning_rate
+    → scale_by_zoom_linesearch``.
 
     Differences: torch's closure is ``value``/``grads`` (its first call) and
     ``value_fn`` (the later ones); to supply a gradient of your own, give
@@ -199,14 +237,28 @@ def lbfgs(
     dtype, at least float32, and do not keep the params' shardings.  Complex
     params are refused (torch's documentation requires real ones).  A
     ``learning_rate`` schedule is evaluated once per update.  As in torch, a
-    line search may take one evaluation past ``max_eval``.  ``optax.lbfgs``
-    does one iteration per update: its direction (``memory_size=10``)
-    chained with ``scale_by_zoom_linesearch(max_linesearch_steps=20)``,
-    called as ``update(grads, state, params, value=, grad=, value_fn=)``
-    with further keywords forwarded to ``value_fn``.  That line search is
-    another zoom (the bracket grows by a factor 2; cubic, then quadratic,
-    then bisection steps inside it; an approximate-Wolfe fallback) and
-    starts at 1, not at ``min(1, 1/|g|_1) η``: its steps are not torch's.
+    line search may take one evaluation past ``max_eval``.
+
+    ``convention="optax"`` is ``optax.lbfgs``'s rule: one iteration per
+    update, no loop, and the line search is optax's zoom::
+
+      d = H g         scale_by_lbfgs(memory_size=history_size, scale_init_precond)
+      u = -η d        scale_by_learning_rate(learning_rate)
+      u = t u         scale_by_zoom_linesearch(max_eval or 20, initial_guess_strategy="one"),
+                      only with line_search_fn="strong_wolfe" (its conditions are strong
+                      Wolfe ones, c1 = 1e-4, c2 = 0.9; t = 1 without it)
+
+    So ``optax.lbfgs()`` is ``lbfgs(history_size=10,
+    line_search_fn="strong_wolfe", convention="optax")`` and
+    ``optax.lbfgs(linesearch=None)`` drops ``line_search_fn``; optax's
+    ``learning_rate=None`` is η = 1.  Its first step is scaled by
+    ``min(1, 1/‖g‖_2)`` (γ_0), later ones by ``γ = y·s / y·y``
+    (``scale_init_precond=False``: 1).  Under this convention ``max_iter``,
+    ``tolerance_grad`` and ``tolerance_change`` must keep their defaults
+    (they control torch's loop), complex params are taken as optax takes
+    them, and keywords of ``update`` that ``value_fn`` names are passed to it
+    (optax's data keywords); ``grad=`` is not needed.  For optax's other
+    line searches or options, chain the primitives yourself.
 
     Args:
       learning_rate: η, the step length tried each iteration (torch's ``lr``);
@@ -219,6 +271,9 @@ def lbfgs(
         loss change falls below it.
       history_size: how many (s, y) pairs the memory keeps (static).
       line_search_fn: ``None`` (fixed steps of η) or ``"strong_wolfe"``.
+      convention: ``"torch"`` or ``"optax"`` (the rules above).
+      scale_init_precond: optax's option (``convention="optax"`` only; ``None``
+        is its default, ``True``).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp, optax
@@ -246,9 +301,26 @@ def lbfgs(
       "Numerical Optimization", 2nd ed., §7.2 (Algorithm 7.4, the two-loop
       recursion; eq. 7.20, γ) and §3.5 (the line search).
     """
+    call = current_call("gradtx.lbfgs")
+    _check(call, {"convention": convention, "scale_init_precond": scale_init_precond,
+                  "max_iter": max_iter, "tolerance_grad": tolerance_grad,
+                  "tolerance_change": tolerance_change})  # fmt: skip  # nested calls skip derive
+    if convention == "optax":
+        return chain(
+            scale_by_lbfgs(history_size, scale_init_precond is not False),
+            scale_by_learning_rate(learning_rate),
+            *(
+                [
+                    scale_by_zoom_linesearch(
+                        20 if max_eval is None else max_eval, initial_guess_strategy="one"
+                    )
+                ]  # fmt: skip
+                if line_search_fn == "strong_wolfe"
+                else []
+            ),
+        )
     if max_eval is None:
         max_eval = max_iter * 5 // 4
-    call = current_call("gradtx.lbfgs")
 
     def init(params):
         leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]

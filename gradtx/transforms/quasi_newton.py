@@ -1,0 +1,153 @@
+"""The L-BFGS direction: the updates times a limited-memory inverse-Hessian estimate."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, step_count
+from gradtx._factory import current_call, factory
+from gradtx._specs import Flag, Int
+
+
+class ScaleByLbfgsState(NamedTuple):
+    """The last point and the ring of the last ``memory_size`` differences.
+
+    Attributes:
+      prev_params: the params ``w_{k-1}`` at the last update.
+      prev_updates: the updates ``u_{k-1}`` it was given (the gradient there).
+      s: per leaf, ``(memory_size, *shape)``: the differences ``w_j - w_{j-1}``;
+        slot ``(j - 1) mod memory_size`` holds the pair made at update ``j``.
+      y: the same for ``u_j - u_{j-1}``.
+      rho: ``(memory_size,)``: ``1 / Re⟨y_j, s_j⟩`` (0 for an empty slot or a
+        zero product).
+    """
+
+    prev_params: Any
+    prev_updates: Any
+    s: Any
+    y: Any
+    rho: jax.Array
+
+
+def _vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
+    """``Re Σ_leaves vdot(a, b)`` (``a`` conjugated), in ``dtype``, leaf sums in leaves order."""
+    total = jnp.zeros([], dtype)
+    for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        total = total + jnp.real(jnp.vdot(x, z)).astype(dtype)
+    return total
+
+
+@factory(counted=True, memory_size=Int(1), scale_init_precond=Flag())
+def scale_by_lbfgs(
+    memory_size: int = 10, scale_init_precond: bool = True
+) -> GradientTransformation:
+    """Multiply the updates by L-BFGS's inverse-Hessian estimate, as ``optax.scale_by_lbfgs``.
+
+    At update ``k`` (from 0), with params ``w_k`` and updates ``u_k`` (the
+    gradient), the pair of the last step enters a ring of ``m = memory_size``::
+
+      s_k = w_k - w_{k-1},  y_k = u_k - u_{k-1},  ρ_k = 1 / Re⟨y_k, s_k⟩   (0 if that is 0;
+                                                        nothing is stored at k = 0)
+      γ_k = Re⟨y_k, s_k⟩ / ‖y_k‖²  (1 if ‖y_k‖ = 0);  γ_0 = min(1, 1 / ‖u_0‖)
+      out = H_k u_k   by the two-loop recursion over the ring, newest pair first,
+                      from H = γ_k I (γ = 1 throughout with scale_init_precond=False)
+
+    The output is the direction ``H u``, a descent direction to be negated:
+    ``gradtx.lbfgs(convention="optax")`` chains it with ``scale(-η)`` and
+    ``scale_by_zoom_linesearch``.  The pair is made from the params as they
+    come, so the memory describes the steps actually taken after any line
+    search.  ``γ_0`` caps the first step's length at 1 (optax's heuristic).
+
+    Differences: the ring keeps the differences in at least float32 and the
+    recursion runs in that precision (optax: the leaves' dtype), with the
+    result cast back to each leaf's dtype; ``ρ`` is in the leaves' widest such
+    dtype (optax: JAX's default float).  float32 and float64 leaves get
+    optax's numbers.  Complex leaves are taken as optax does (``Re`` of the
+    conjugated inner products).
+
+    Args:
+      memory_size: how many pairs the ring keeps (static).
+      scale_init_precond: start the recursion from ``γ_k I``, not ``I``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_lbfgs(memory_size=3)
+      >>> params = jnp.array([3.0, 4.0])
+      >>> tx.update(params, tx.init(params), params)[0]  # γ_0 = 1 / ‖u‖ = 1/5
+      Array([0.6, 0.8], dtype=float32)
+
+    References:
+      Nocedal & Wright, "Numerical Optimization", 2nd ed., Algorithm 7.4 (the
+      two-loop recursion) and eq. 7.20 (γ).  Liu & Nocedal, "On the limited
+      memory BFGS method for large scale optimization", Math. Programming 45, 1989.
+    """
+    m = memory_size
+
+    def init(params):
+        def ring(p):
+            p = jnp.asarray(p)
+            return jnp.zeros((m, *p.shape), _tree.compute_dtype(p.dtype))
+
+        leaves = [jnp.asarray(p) for p in jax.tree.leaves(params)]
+        dtype = _tree.real_dtype(_tree.compute_dtype(*(x.dtype for x in leaves)))
+        return ScaleByLbfgsState(
+            prev_params=jax.tree.map(jnp.zeros_like, params),
+            prev_updates=jax.tree.map(jnp.zeros_like, params),
+            s=jax.tree.map(ring, params), y=jax.tree.map(ring, params), rho=jnp.zeros(m, dtype),
+        )  # fmt: skip
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.scale_by_lbfgs")
+        if params is None:
+            raise ValueError(f"{call}.update: needs params (the pairs are differences of them)")
+        count = step_count(extra, call)
+        dtype = state.rho.dtype
+        started = count > 0
+
+        def diff(new, old):
+            wide = _tree.compute_dtype(jnp.result_type(new))
+            return jnp.where(started, new.astype(wide) - old.astype(wide), jnp.zeros([], wide))
+
+        s_k = jax.tree.map(diff, params, state.prev_params)
+        y_k = jax.tree.map(diff, updates, state.prev_updates)
+        ys, yy = _vdot(y_k, s_k, dtype), _vdot(y_k, y_k, dtype)
+        rho_k = jnp.where(ys == 0, jnp.zeros([], dtype), 1 / jnp.where(ys == 0, 1, ys))
+        slot = (count - 1) % m  # the newest pair; the oldest is at count % m
+        s = jax.tree.map(lambda ring, x: ring.at[slot].set(x), state.s, s_k)
+        y = jax.tree.map(lambda ring, x: ring.at[slot].set(x), state.y, y_k)
+        rho = state.rho.at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
+        if scale_init_precond:
+            gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
+            norm = jnp.sqrt(_vdot(updates, updates, dtype))
+            gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / norm))
+        else:
+            gamma = jnp.ones([], dtype)
+
+        def pair(j):
+            k = (count + j) % m  # j = 0 is the oldest slot, m - 1 the newest
+            return k, jax.tree.map(lambda r: r[k], s), jax.tree.map(lambda r: r[k], y)
+
+        def newest_first(i, carry):
+            q, alpha = carry
+            k, s_j, y_j = pair(m - 1 - i)
+            a = rho[k] * _vdot(s_j, q, dtype)
+            return jax.tree.map(lambda v, w: v - a.astype(v.dtype) * w, q, y_j), alpha.at[k].set(a)
+
+        def oldest_first(i, r):
+            k, s_j, y_j = pair(i)
+            b = rho[k] * _vdot(y_j, r, dtype)
+            c = alpha[k] - b
+            return jax.tree.map(lambda v, w: v + c.astype(v.dtype) * w, r, s_j)
+
+        q0 = jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates)
+        q, alpha = lax.fori_loop(0, m, newest_first, (q0, jnp.zeros(m, dtype)))
+        r = lax.fori_loop(0, m, oldest_first, jax.tree.map(lambda v: gamma.astype(v.dtype) * v, q))
+        out = jax.tree.map(lambda v, u: v.astype(u.dtype), r, updates)
+        return out, ScaleByLbfgsState(params, updates, s, y, rho)
+
+    return GradientTransformation(init, update)

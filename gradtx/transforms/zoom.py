@@ -1,0 +1,338 @@
+"""optax's zoom line search: a step length meeting the strong Wolfe conditions, as a transform."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, gradient
+from gradtx._factory import current_call, factory
+from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
+
+_OWN_KEYWORDS = frozenset({"value", "grad", "grads", "value_fn", "count"})
+"""Keywords of ``update`` that are not data for ``value_fn``."""
+
+
+class ScaleByZoomLinesearchState(NamedTuple):
+    """The last search's outcome.
+
+    Attributes:
+      stepsize: the step length η it took (the next search's guess with
+        ``initial_guess_strategy="keep"``); optax's ``learning_rate``.
+      value: the loss at the accepted point ``w + η u``.
+      grad: the gradient there (``optax.value_and_grad_from_state`` reads both).
+      num_linesearch_steps: evaluations of ``value_fn`` the search made (int32).
+      decrease_error: how far the accepted point misses sufficient decrease (0: met).
+      curvature_error: how far it misses the curvature condition (0: met).
+    """
+
+    stepsize: jax.Array
+    value: jax.Array
+    grad: Any
+    num_linesearch_steps: jax.Array
+    decrease_error: jax.Array
+    curvature_error: jax.Array
+
+
+class _Search(NamedTuple):
+    """The loop's carry: the last trial, the bracket, the best safe point, the flags."""
+
+    evals: jax.Array
+    stepsize: jax.Array
+    value: jax.Array
+    grad: Any
+    slope: jax.Array
+    decrease_error: jax.Array
+    curvature_error: jax.Array
+    bracketed: jax.Array  # the zoom phase: [low, high] holds a point meeting both conditions
+    done: jax.Array
+    failed: jax.Array
+    low: jax.Array  # the bracket's end with the lower value (not the smaller step)
+    value_low: jax.Array
+    slope_low: jax.Array
+    high: jax.Array
+    value_high: jax.Array
+    slope_high: jax.Array
+    ref: jax.Array  # a third point for the cubic fit
+    value_ref: jax.Array
+    safe: jax.Array  # the best step meeting sufficient decrease (0: none yet)
+    value_safe: jax.Array
+    grad_safe: Any
+
+
+def cubic_minimizer(a, fa, sa, b, fb, c, fc):
+    """The critical point of the cubic through ``(a, fa)``, ``(b, fb)``, ``(c, fc)``
+    with slope ``sa`` at ``a``; NaN where it has none (the caller then falls back)."""
+    db, dc = b - a, c - a
+    denom = (db * dc) ** 2 * (db - dc)
+    # The cubic's two top coefficients solve a 2x2 system; as one matrix product (not
+    # two sums written out) it rounds as optax's does, and the search is sensitive to that.
+    system = jnp.array([[dc**2, -(db**2)], [-(dc**3), db**3]])
+    rhs = jnp.array([fb - fa - sa * db, fc - fa - sa * dc])
+    cube, square = jnp.dot(system, rhs, precision=lax.Precision.HIGHEST) / denom
+    return a + (-square + jnp.sqrt(square * square - 3.0 * cube * sa)) / (3.0 * cube)
+
+
+def quadratic_minimizer(a, fa, sa, b, fb):
+    """The critical point of the parabola through ``(a, fa)`` and ``(b, fb)`` with slope
+    ``sa`` at ``a``."""
+    db = b - a
+    curvature = (fb - fa - sa * db) / db**2
+    return a - sa / (2.0 * curvature)
+
+
+def _real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
+    total = jnp.zeros([], dtype)
+    for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        total = total + jnp.real(jnp.vdot(x, z)).astype(dtype)
+    return total
+
+
+def _data_keywords(call: str, value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``update`` that ``value_fn`` names (optax forwards those)."""
+    try:
+        names = set(inspect.signature(value_fn).parameters)
+    except (TypeError, ValueError):
+        names = set()
+    return {k: v for k, v in extra.items() if k in names and k not in _OWN_KEYWORDS}
+
+
+@factory(
+    max_linesearch_steps=Int(1), max_learning_rate=Hyper(low=0.0, low_open=True, nullable=True),
+    tol=NON_NEGATIVE, increase_factor=Hyper(low=1.0), slope_rtol=Hyper(low=0.0, high=1.0),
+    curv_rtol=Hyper(low=0.0, finite=False), approx_dec_rtol=Hyper(low=0.0, nullable=True),
+    stepsize_precision=NON_NEGATIVE, initial_guess_strategy=Choice("one", "keep"),
+)  # fmt: skip
+def scale_by_zoom_linesearch(
+    max_linesearch_steps: int,
+    max_learning_rate: float | None = None,
+    tol: float = 0.0,
+    increase_factor: float = 2.0,
+    slope_rtol: float = 1e-4,
+    curv_rtol: float = 0.9,
+    approx_dec_rtol: float | None = 1e-6,
+    stepsize_precision: float = 1e-5,
+    initial_guess_strategy: str = "keep",
+) -> GradientTransformation:
+    """Scale the updates by a step length found by a zoom line search, as ``optax``'s.
+
+    ``update(updates, state, params, value=f(w), value_fn=f, **data)``
+    searches along the direction ``u`` (the updates) from the params ``w``
+    for a step η meeting (``φ(η) = f(w + η u)``, ``φ'(η) = Re⟨∇f(w + η u), u⟩``)::
+
+      decrease:  φ(η) <= φ(0) + c1 η φ'(0) + tol,  or, with approx_dec_rtol = c3,
+                 Hager & Zhang's approximate form: φ'(η) <= (2 c1 - 1) φ'(0) and
+                 φ(η) <= φ(0) + c3 |φ(0)|   (either suffices)
+      curvature: |φ'(η)| <= c2 |φ'(0)| + tol
+      out = η u
+
+    Expanding phase (Nocedal & Wright, Algorithm 3.5): try η = η_0 (1, or
+    the last search's η with ``initial_guess_strategy="keep"``), then
+    ``increase_factor`` times the last trial (capped at
+    ``max_learning_rate``), until a trial meets both conditions or brackets
+    such a point: it misses the decrease or does not lower the loss below
+    the last trial (``[last, trial]``), or its slope is ≥ 0 (``[trial,
+    last]``).  Zoom phase (Algorithm 3.6): try the minimiser of the cubic
+    through both ends and the last discarded end, unless it lies within 20%
+    of the bracket's length from an end; else the parabola's, unless
+    within 10%; else the middle; then shrink the bracket around the trial.
+    The search stops at a point meeting both conditions, after
+    ``max_linesearch_steps`` evaluations, or once the bracket is shorter
+    than ``stepsize_precision`` with a safe point in hand.  Stopping without
+    both conditions it takes the lowest trial that met the decrease
+    condition, else (if no such trial) the last one, or η = 0 if that one's
+    loss was not finite.  Each trial evaluates ``jax.value_and_grad(value_fn)``
+    inside the compiled step (a ``lax.while_loop``).
+
+    The gradient at ``w`` is the keyword ``grad`` if given, else the chain's
+    gradient (``grads``; optax needs ``grad=``).  Other keywords that
+    ``value_fn`` names are passed to it (data), as optax does.  The state keeps
+    the accepted point's ``value`` and ``grad``, so
+    ``optax.value_and_grad_from_state`` can reuse them.
+
+    Differences from ``optax.scale_by_zoom_linesearch``: its ``verbose``
+    printing is left out; the state names optax's ``learning_rate`` ``stepsize``
+    (so ``get_hyperparams`` and ``tree_get`` see no second learning rate) and
+    holds its ``info`` fields directly.  Scalars are computed in the params'
+    widest real dtype, at least float32, and a trial point in at least float32
+    per leaf.  Bad arguments are refused at construction (optax takes
+    ``max_linesearch_steps=0`` and still evaluates once).
+
+    Args:
+      max_linesearch_steps: most evaluations per search (static).
+      max_learning_rate: a cap on η (``None``: none).
+      tol: slack on both conditions.
+      increase_factor: growth of η in the expanding phase (≥ 1).
+      slope_rtol: c1, the sufficient-decrease fraction.
+      curv_rtol: c2, the curvature fraction (``inf`` keeps only the decrease
+        condition: a backtracking search).
+      approx_dec_rtol: c3 (``None``: only Armijo's decrease condition).
+      stepsize_precision: the bracket length below which a safe point is taken.
+      initial_guess_strategy: ``"one"`` or ``"keep"`` (the last search's η).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> f = lambda w: jnp.sum((w - 1.0) ** 2)
+      >>> tx = gradtx.chain(gradtx.scale(-1.0), gradtx.scale_by_zoom_linesearch(10))
+      >>> w = jnp.array([3.0, -1.0])
+      >>> value, g = jax.value_and_grad(f)(w)
+      >>> updates, state = tx.update(g, tx.init(w), w, value=value, value_fn=f)
+      >>> gradtx.apply_updates(w, updates)  # η = 1/2 lands on the minimum
+      Array([1., 1.], dtype=float32)
+
+    References:
+      Nocedal & Wright, "Numerical Optimization", 2nd ed., Algorithms 3.5 and
+      3.6.  Hager & Zhang, "Algorithm 851: CG_DESCENT", ACM TOMS 32, 2006
+      (eq. 23, the approximate Wolfe condition).
+    """
+
+    def init(params):
+        leaves = [jnp.asarray(p) for p in jax.tree.leaves(params)]
+        dtype = _tree.real_dtype(_tree.compute_dtype(*(x.dtype for x in leaves)))
+        return ScaleByZoomLinesearchState(
+            stepsize=jnp.ones([], dtype), value=jnp.full([], jnp.inf, dtype),
+            grad=jax.tree.map(jnp.zeros_like, params), num_linesearch_steps=jnp.zeros([], jnp.int32),
+            decrease_error=jnp.full([], jnp.inf, dtype), curvature_error=jnp.full([], jnp.inf, dtype),
+        )  # fmt: skip
+
+    def update(updates, state, params=None, **extra):
+        call = current_call("gradtx.scale_by_zoom_linesearch")
+        value, value_fn = extra.get("value"), extra.get("value_fn")
+        if params is None or value is None or value_fn is None:
+            raise ValueError(
+                f"{call}.update: needs params, value= (the loss at params) and value_fn= "
+                "(params -> loss): the search evaluates the loss along the updates"
+            )
+        grad = extra["grad"] if extra.get("grad") is not None else gradient(updates, extra)
+        data = _data_keywords(call, value_fn, extra)
+        dtype = state.stepsize.dtype
+
+        def number(v):
+            return None if v is None else jnp.asarray(v).astype(dtype)
+
+        c1, c2, slack = number(slope_rtol), number(curv_rtol), number(tol)
+        grow, precision = number(increase_factor), number(stepsize_precision)
+        c3, cap = number(approx_dec_rtol), number(max_learning_rate)
+
+        def like_params(tree):
+            return jax.tree.map(lambda x, p: jnp.asarray(x).astype(p.dtype), tree, params)
+
+        def at(stepsize):
+            def point(p, u):
+                wide = _tree.compute_dtype(p.dtype)
+                return (p.astype(wide) + stepsize.astype(wide) * u.astype(wide)).astype(p.dtype)
+
+            loss, g = jax.value_and_grad(value_fn)(jax.tree.map(point, params, updates), **data)
+            g = like_params(g)
+            return (
+                jnp.asarray(loss).astype(dtype),
+                g,
+                _real_vdot(jax.tree.map(jnp.conj, g), updates, dtype),
+            )
+
+        f0 = jnp.asarray(value).astype(dtype)
+        grad0 = like_params(grad)
+        s0 = _real_vdot(updates, grad0, dtype)
+
+        def errors(stepsize, f, s):
+            decrease = f - f0 - c1 * stepsize * s0
+            if c3 is not None:
+                approximate = jnp.maximum(s - (2 * c1 - 1.0) * s0, f - f0 - c3 * jnp.abs(f0))
+                decrease = jnp.minimum(approximate, decrease)
+            curvature = jnp.abs(s) - c2 * jnp.abs(s0)
+            # Only a violation counts; a NaN (outside the domain) is an infinite one.
+            decrease, curvature = (jnp.maximum(e, 0.0) for e in (decrease, curvature))
+            return tuple(jnp.where(jnp.isnan(e), jnp.inf, e) for e in (decrease, curvature))
+
+        def zoom_trial(c):
+            left, right = jnp.minimum(c.low, c.high), jnp.maximum(c.low, c.high)
+            length = right - left
+            cubic = cubic_minimizer(c.low, c.value_low, c.slope_low, c.high, c.value_high,
+                                    c.ref, c.value_ref)  # fmt: skip
+            quad = quadratic_minimizer(c.low, c.value_low, c.slope_low, c.high, c.value_high)
+            use_cubic = (cubic > left + 0.2 * length) & (cubic < right - 0.2 * length)
+            use_quad = (quad > left + 0.1 * length) & (quad < right - 0.1 * length)
+            middle = (c.low + c.high) / 2.0
+            return jnp.where(use_cubic, cubic, jnp.where(use_quad, quad, middle))
+
+        def step(c):
+            first = c.evals == 0
+            expand = jnp.where(first, guess, grow * c.stepsize)
+            capped = jnp.asarray(False) if cap is None else expand >= cap
+            expand = expand if cap is None else jnp.minimum(expand, cap)
+            trial = jnp.where(c.bracketed, zoom_trial(c), expand)
+            f, g, s = at(trial)
+            decrease, curvature = errors(trial, f, s)
+            met = jnp.maximum(decrease, curvature) <= slack
+            sufficient = decrease <= slack
+            new = (trial, f, s)
+            low = (c.low, c.value_low, c.slope_low)
+            high = (c.high, c.value_high, c.slope_high)
+
+            # Expanding: [last, trial] brackets if the trial is too high; [trial, last]
+            # if it is low enough and climbs.
+            last = (c.stepsize, c.value, c.slope)
+            too_high = (decrease > 0) | ((f >= c.value) & ~first)
+            climbs = (s >= 0) & ~too_high
+            e_low, e_high = _pick(climbs, new, last), _pick(climbs, last, new)
+            e_done = met | (capped & ~(too_high | climbs | met))
+            e_safe = sufficient
+
+            # Zooming: the trial replaces the end that keeps a lower value at `low`.
+            up = (decrease > 0) | (f >= c.value_low)
+            flip = (s * (c.high - c.low) >= 0) & ~up
+            z_high = _pick(up, new, _pick(flip, low, high))
+            z_low = _pick(up, low, new)
+            z_ref = _pick(up | flip, high[:2], low[:2])
+            z_safe = sufficient & (f < c.value_safe)
+
+            zoom = c.bracketed
+            take_safe = jnp.where(zoom, z_safe, e_safe)
+            safe = _pick(take_safe, (trial, f, g), (c.safe, c.value_safe, c.grad_safe))
+            new_low = _pick(zoom, z_low, e_low)
+            new_high = _pick(zoom, z_high, e_high)
+            new_ref = _pick(zoom, z_ref, e_low[:2])
+            done = jnp.where(zoom, met, e_done)
+            short = zoom & (jnp.abs(c.high - c.low) <= precision)
+            failed = ((c.evals + 1 >= max_linesearch_steps) | (short & (safe[0] > 0))) & ~done
+            # On failure: the best safe point, or no step at all if this trial left the domain.
+            fallback = failed & ((safe[0] > 0) | jnp.isinf(decrease))
+            stepsize, f, g = _pick(fallback, safe, (trial, f, g))
+            return _Search(
+                _tree.safe_increment(c.evals), stepsize, f, g, s, decrease, curvature,
+                c.bracketed | too_high | climbs | met, done, failed,
+                *new_low, *new_high, *new_ref, *safe,
+            )  # fmt: skip
+
+        guess = jnp.ones([], dtype) if initial_guess_strategy == "one" else state.stepsize
+        zero, inf = jnp.zeros([], dtype), jnp.full([], jnp.inf, dtype)
+        start = _Search(
+            jnp.zeros([], jnp.int32), zero, f0, grad0, s0, inf, inf,
+            jnp.asarray(False), jnp.asarray(False), jnp.asarray(False),
+            zero, f0, s0, zero, f0, s0, zero, f0, zero, f0, grad0,
+        )  # fmt: skip
+        end = lax.while_loop(lambda c: ~(c.done | c.failed), step, start)
+
+        def scaled(u):
+            wide = _tree.compute_dtype(u.dtype)
+            return (end.stepsize.astype(wide) * u.astype(wide)).astype(u.dtype)
+
+        new_state = ScaleByZoomLinesearchState(
+            end.stepsize, end.value, end.grad, end.evals, end.decrease_error, end.curvature_error
+        )
+        return jax.tree.map(scaled, updates), new_state
+
+    return GradientTransformation(init, update)
+
+
+def _pick(condition: jax.Array, yes: tuple, no: tuple) -> tuple:
+    """``yes`` where ``condition`` holds, else ``no``, member by member (pytrees too)."""
+    return tuple(
+        jax.tree.map(lambda a, b: jnp.where(condition, a, b), y, n) for y, n in zip(yes, no)
+    )
