@@ -38,7 +38,8 @@ def _vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
     """``Re Σ_leaves vdot(a, b)`` (``a`` conjugated), in ``dtype``, leaf sums in leaves order."""
     total = jnp.zeros([], dtype)
     for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        total = total + jnp.real(jnp.vdot(x, z)).astype(dtype)
+        wide = _tree.compute_dtype(x.dtype, z.dtype)  # a 16-bit dot product is noise
+        total = total + jnp.real(jnp.vdot(x.astype(wide), z.astype(wide))).astype(dtype)
     return total
 
 

@@ -90,7 +90,8 @@ def quadratic_minimizer(a, fa, sa, b, fb):
 def _real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
     total = jnp.zeros([], dtype)
     for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        total = total + jnp.real(jnp.vdot(x, z)).astype(dtype)
+        wide = _tree.compute_dtype(x.dtype, z.dtype)  # a 16-bit dot product is noise
+        total = total + jnp.real(jnp.vdot(x.astype(wide), z.astype(wide))).astype(dtype)
     return total
 
 
