@@ -76,6 +76,13 @@ def target(call: str, optimizer: Any, averaged_model_state_dict: Any) -> Target:
             f"{call}(optimizer={made.call}(...)): torch.optim has no {made.call}; these "
             f"have a torch.optim class: {', '.join(sorted(TABLE))}"
         )
+    convention = made.arguments.get("convention", "torch")
+    if convention != "torch" and "convention" not in entry.free:
+        raise ValueError(
+            f"{call}(optimizer={made.call}(convention={convention!r})): that is optax's "
+            f"rule; a torch.optim.{entry.torch_class} state continues torch's "
+            "(convention='torch')"
+        )
     if (averaged_model_state_dict is None) != (average is None):
         raise ValueError(
             f"{call}(averaged_model_state_dict=...): give the AveragedModel's state_dict() "

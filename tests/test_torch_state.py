@@ -461,6 +461,18 @@ def test_an_lbfgs_state_without_its_history_is_refused(x64):
         gradtx.from_torch_state_dict(gradtx.lbfgs(max_iter=3), params, state_dict, step=1)
 
 
+def test_an_optimizer_under_optaxs_rule_is_refused(x64):
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    params = {"w": w.detach().numpy().copy()}
+    for name, torch_opt in [("lbfgs", torch.optim.LBFGS([w])), ("rprop", torch.optim.Rprop([w]))]:
+        ours = getattr(gradtx, name)(convention="optax")
+        pattern = rf"optimizer=gradtx\.{name}\(convention='optax'\)\): that is optax's rule"
+        with pytest.raises(ValueError, match=pattern):
+            gradtx.from_torch_state_dict(ours, params, torch_opt.state_dict(), step=1)
+        with pytest.raises(ValueError, match=pattern):
+            gradtx.to_torch_state_dict(ours, ours.init(params), params)
+
+
 def test_param_groups_sharing_hyperparameters_are_one_optimizer(x64):
     params, grads = problem(CASES[2])
     tensors = tensors_of(params)
