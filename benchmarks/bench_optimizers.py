@@ -118,6 +118,7 @@ class Spec(NamedTuple):
     static: tuple[str, ...] = ()  # optax arguments inject_hyperparams must keep static
     flatten: bool = True  # False: the optimizer works per leaf and refuses gradtx.flatten
     kwargs: dict[str, Any] = {}  # further arguments, the same on both sides
+    loss: bool = False  # update takes value= and value_fn= (a line search evaluates the loss)
 
 
 OPTIMIZERS = {
@@ -170,7 +171,29 @@ OPTIMIZERS = {
         flatten=False,
         kwargs={"rank": 32, "update_proj_gap": 200},
     ),
+    # optax.lbfgs(): memory 10 and its zoom line search; the loss is local_loss below.
+    "lbfgs": Spec(
+        1.0,
+        optax.lbfgs,
+        lambda lr: gradtx.lbfgs(
+            lr, history_size=10, line_search_fn="strong_wolfe", convention="optax"
+        ),
+        static=("memory_size", "scale_init_precond", "linesearch"),
+        flatten=False,
+        loss=True,
+    ),
 }
+
+
+def local_loss(params, grads):
+    """``q -> |q - p + g|² / 2``: a loss whose gradient at the params ``p`` is the
+    benchmark's ``g``, for the optimizers whose update evaluates the loss."""
+
+    def loss(q):
+        return sum(0.5 * jnp.sum((a - b + c) ** 2) for a, b, c in zip(
+            jax.tree.leaves(q), jax.tree.leaves(params), jax.tree.leaves(grads)))  # fmt: skip
+
+    return loss
 
 
 def jax_optimizers(name):
@@ -211,8 +234,8 @@ def torch_optimizers(name):
 class JaxRunner:
     """One jitted, donated ``update + apply`` step; ``compile()`` may be called again."""
 
-    def __init__(self, tx, apply, params, grads):
-        self.tx, self.apply = tx, apply
+    def __init__(self, tx, apply, params, grads, keywords=None):
+        self.tx, self.apply, self.keywords = tx, apply, keywords
         self.params = jax.tree.map(jnp.asarray, params)
         self.grads = jax.tree.map(jnp.asarray, grads)
         # A copy of each leaf: an init that keeps the params in its state (schedule-free's
@@ -229,10 +252,10 @@ class JaxRunner:
     def compile(self):
         # A new function object each time, so that nothing is reused from an earlier
         # trace (jax caches traces and executables per function object).
-        tx, apply = self.tx, self.apply
+        tx, apply, keywords = self.tx, self.apply, self.keywords
 
         def step(p, s, g):
-            u, s = tx.update(g, s, p)
+            u, s = tx.update(g, s, p, **(keywords(p, g) if keywords else {}))
             return apply(p, u), s
 
         jitted = jax.jit(step, donate_argnums=(0, 1))
@@ -301,7 +324,7 @@ def bench_one(tree_name, shapes, name, args):
     runners = {}
     jax_txs = jax_optimizers(name)
     for impl, (tx, apply) in jax_txs.items():
-        runners[impl] = JaxRunner(tx, apply, params, grads)
+        runners[impl] = JaxRunner(tx, apply, params, grads, _keywords(name, impl))
     jax_runners = list(runners.values())
     for _ in range(args.compiles - 1):  # interleaved too: a busy spell slows them alike
         for r in jax_runners:
@@ -341,6 +364,19 @@ def bench_one(tree_name, shapes, name, args):
         )
         r.close()
     return rows
+
+
+def _keywords(name, impl):
+    """The update's keywords for optimizers that take the loss (optax's also ``grad=``)."""
+    if not OPTIMIZERS[name].loss:
+        return None
+
+    def keywords(p, g):
+        loss = local_loss(p, g)
+        extra = {"value": loss(p), "value_fn": loss}
+        return extra | {"grad": g} if impl.startswith("optax") else extra
+
+    return keywords
 
 
 def _median(timings, i):

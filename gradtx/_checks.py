@@ -69,6 +69,7 @@ def check_hyperparam(
         raise TypeError(
             f"{call}({name}={value!r}): {name} must be a real number, got {type(value).__name__}"
         )
+    given = value  # shown as the caller wrote it (patience=-1, not -1.0)
     try:
         value = float(value)
     except OverflowError:  # an int beyond float's range
@@ -76,14 +77,14 @@ def check_hyperparam(
     if np.isnan(value):
         raise ValueError(f"{call}({name}=nan): {name} must not be NaN")
     if finite and np.isinf(value):
-        raise ValueError(f"{call}({name}={value!r}): {name} must be finite")
+        raise ValueError(f"{call}({name}={given!r}): {name} must be finite")
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
     if bad_low or bad_high:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ValueError(f"{call}({name}={value!r}): {name} must be in {interval}")
+        raise ValueError(f"{call}({name}={given!r}): {name} must be in {interval}")
 
 
 def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) -> None:

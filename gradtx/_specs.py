@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 import optax
 
@@ -157,7 +158,13 @@ class Function(Option):
 
     def check(self, call, name, value):
         if value is not None and not callable(value):
-            raise TypeError(f"{call}({name}={value!r}): {name} must be a function or None")
+            hint = (
+                "; optax.inject_hyperparams calls callable arguments as schedules: "
+                f"pass static_args=({name!r},)"
+                if isinstance(value, jax.Array)
+                else ""
+            )
+            raise TypeError(f"{call}({name}={value!r}): {name} must be a function or None{hint}")
         return value
 
 

@@ -237,6 +237,8 @@ def _valid(spec):
     """A value the spec accepts, for a required argument."""
     if isinstance(spec, gradtx.Transform):
         return gradtx.sgd(0.1)
+    if isinstance(spec, gradtx.Int):
+        return max(spec.low or 0, 1)
     assert isinstance(spec, gradtx.Hyper), spec
     low = 0.0 if spec.low is None else spec.low
     return low + 0.5 if spec.high is None else (low + spec.high) / 2

@@ -3,6 +3,8 @@ factories that declare it (a decay rate, a static int, a storage dtype, a mask).
 
 from __future__ import annotations
 
+import fractions
+
 import jax.numpy as jnp
 import pytest
 
@@ -67,3 +69,10 @@ def test_a_mask_of_arrays_is_rejected_at_construction():
     # pytree, an Equinox module, can be a mask), and the error says so.
     with pytest.raises(TypeError, match=r"adamw\(mask=<function>\).*as mask_fn"):
         gradtx.adamw(mask=lambda p: {"w": True})
+
+
+def test_a_rejected_number_is_shown_as_given():
+    with pytest.raises(ValueError, match=r"^gradtx\.reduce_on_plateau\(patience=-1\): patience"):
+        gradtx.reduce_on_plateau(patience=-1)
+    with pytest.raises(ValueError, match=r"^gradtx\.adam\(b1=Fraction\(3, 2\)\): b1 must"):
+        gradtx.adam(b1=fractions.Fraction(3, 2))

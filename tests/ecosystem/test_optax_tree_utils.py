@@ -67,6 +67,17 @@ def test_inject_hyperparams_follows_edits_of_its_state():
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
+def test_inject_hyperparams_of_a_function_argument_says_to_keep_it_static():
+    # inject_hyperparams evaluates every callable argument as a schedule of the count.
+    with pytest.raises(TypeError, match=r"pass static_args=\('clip_value_fn',\)"):
+        optax.inject_hyperparams(gradtx.adopt)(1e-3).init(_params())
+    opt = optax.inject_hyperparams(gradtx.adopt, static_args=("clip_value_fn",))(1e-3)
+    state = opt.init(_params())
+    with jax.numpy_dtype_promotion("standard"):
+        updates, _ = opt.update(_params(), state, _params())
+    assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))  # ADOPT's first step
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad", "rmsprop", "nadam", "radam"])
 def test_inject_hyperparams_adds_no_stage_for_zero_defaults(name):
     factory = getattr(gradtx, name)
