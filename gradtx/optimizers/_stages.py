@@ -10,8 +10,6 @@ import optax
 
 from gradtx._base import chain
 from gradtx.transforms.decay import add_l2, check_mask_pair, decoupled_weight_decay
-from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
-from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 
 
@@ -54,24 +52,3 @@ def descent(
     if weight_decay is not None and decoupled:
         tail.append(decoupled_weight_decay(weight_decay, mask=mask, mask_fn=mask_fn))
     return chain(*head, *core, *tail, scale_by_learning_rate(learning_rate))
-
-
-def ema_momentum(
-    decay: Any, nesterov: bool, dtype: Any = None
-) -> list[optax.GradientTransformation]:
-    """optax's bias-corrected EMA of the gradient, or its Nesterov look-ahead (the
-    numerator of its ``scale_by_adam``, its Muon's momentum)."""
-    if nesterov:
-        return [add_nesterov_momentum(decay, warming=False, dtype=dtype)]
-    return [add_momentum(decay, ema=True, dtype=dtype), bias_correct(decay)]
-
-
-def adam_stages(
-    b1: Any, b2: Any, eps: Any, eps_root: Any, *, nesterov: bool = False, mu_dtype: Any = None
-) -> list[optax.GradientTransformation]:
-    """optax's ``scale_by_adam``: ``ema_momentum`` over the root of the bias-corrected
-    second moment (optimistic Adam's step, Muon's AdamW for other leaves)."""
-    return [
-        *ema_momentum(b1, nesterov, mu_dtype),
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True),
-    ]

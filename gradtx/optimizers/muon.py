@@ -26,7 +26,8 @@ from gradtx._specs import (
     Mask,
 )
 from gradtx.optimizers._aliases import Alias, fold, folding, same, traced
-from gradtx.optimizers._stages import adam_stages, descent, ema_momentum
+from gradtx.optimizers._stages import descent
+from gradtx.transforms._adam import adam_stages, ema_momentum
 from gradtx.transforms.interpolate import interpolate_gradient
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.orthogonalize import (

@@ -8,7 +8,8 @@ from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, DType, Flag, Hyper
-from gradtx.optimizers._stages import adam_stages, descent
+from gradtx.optimizers._stages import descent
+from gradtx.transforms._adam import adam_stages
 from gradtx.transforms.optimism import add_optimism
 from gradtx.transforms.scaling import scale_by_learning_rate
 

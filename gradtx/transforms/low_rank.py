@@ -14,8 +14,7 @@ from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, chain, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import Anything, DType, Hyper, Int, Transform
-from gradtx.transforms.momentum import add_momentum, bias_correct
-from gradtx.transforms.rms import scale_by_rms
+from gradtx.transforms._adam import adam_stages
 
 
 class GaLoreDimensionNumbers(NamedTuple):
@@ -97,15 +96,6 @@ def _numbers(call: str, spec: Any, params: Any) -> list:
     return jax.tree.leaves(full, is_leaf=lambda x: x is None or is_numbers(x))
 
 
-def _adam() -> GradientTransformation:
-    """optax's ``scale_by_adam()``, the default inner optimizer."""
-    return chain(
-        add_momentum(0.9, ema=True),
-        bias_correct(0.9),
-        scale_by_rms(0.999, 1e-8, bias_correction=True),
-    )
-
-
 @factory(counted=True, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),
          base_optimizer=Transform(optional=True), weight_dimension_numbers=Anything(),
          svd_dtype=DType())  # fmt: skip
@@ -161,7 +151,7 @@ def scale_by_galore(
     """
     call = current_call("gradtx.scale_by_galore")
     _tree.check_per_leaf(call, "gradtx.scale_by_galore")
-    base = _adam() if base_optimizer is None else base_optimizer
+    base = chain(*adam_stages(0.9, 0.999, 1e-8, 0.0)) if base_optimizer is None else base_optimizer
 
     def layouts(params: Any) -> list:
         numbers = _numbers(call, weight_dimension_numbers, params)
