@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -135,6 +136,9 @@ def _unflat(x: jax.Array, like: list) -> list:
     return out
 
 
+UPDATE_KEYWORDS = frozenset({"value", "value_fn", "grad", "grads", "count"})
+"""What ``update`` takes besides data for ``value_fn`` (``grads``, ``count``: from gradtx)."""
+
 TORCH_LOOP = {"max_iter": 20, "tolerance_grad": 1e-7, "tolerance_change": 1e-9}
 """torch's per-step loop controls, with their defaults: optax's rule has no loop."""
 
@@ -157,7 +161,28 @@ def _check(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
             )
         if name != "max_iter":
             out[name] = None  # unused: not stored
+    if out["line_search_fn"] is None and out["max_eval"] is not None:
+        raise ValueError(
+            f"{call}(max_eval=...): under convention='optax' max_eval bounds the line "
+            "search's evaluations, and line_search_fn=None has none"
+        )
     return out
+
+
+def _check_keywords(call: str, extra: dict[str, Any], *, data: bool) -> None:
+    """A keyword meant as data that would not reach ``value_fn`` is an error, not dropped."""
+    value_fn = extra.get("value_fn")
+    try:
+        names = set(inspect.signature(value_fn).parameters) if data and value_fn else set()
+    except (TypeError, ValueError):
+        names = set()
+    unknown = sorted(k for k in extra if k not in UPDATE_KEYWORDS | names)
+    if unknown:
+        why = (
+            "value_fn has no parameters of those names" if data
+            else "torch's rule calls value_fn(params) alone: close over data (functools.partial)"
+        )  # fmt: skip
+        raise TypeError(f"{call}.update: unexpected keywords {unknown}; {why}")
 
 
 @optimizer(
@@ -237,7 +262,8 @@ def lbfgs(
     dtype, at least float32, and do not keep the params' shardings.  Complex
     params are refused (torch's documentation requires real ones).  A
     ``learning_rate`` schedule is evaluated once per update.  As in torch, a
-    line search may take one evaluation past ``max_eval``.
+    line search may take one evaluation past ``max_eval``.  Keywords of
+    ``update`` other than ``value``, ``value_fn`` and ``grad`` are refused.
 
     ``convention="optax"`` is ``optax.lbfgs``'s rule: one iteration per
     update, no loop, and the line search is optax's zoom::
@@ -257,8 +283,12 @@ def lbfgs(
     ``tolerance_grad`` and ``tolerance_change`` must keep their defaults
     (they control torch's loop), complex params are taken as optax takes
     them, and keywords of ``update`` that ``value_fn`` names are passed to it
-    (optax's data keywords); ``grad=`` is not needed.  For optax's other
-    line searches or options, chain the primitives yourself.
+    (optax's data keywords; others are an error, as in optax).  The gradient
+    given as the update's input is taken as ∇f at the params, so ``grad=`` is
+    not needed; pass it when the input is something else (say, clipped
+    gradients from an enclosing chain), as optax's search reads ``grad``.
+    ``max_eval`` needs ``line_search_fn="strong_wolfe"`` here.  For optax's
+    other line searches or options, chain the primitives yourself.
 
     Args:
       learning_rate: η, the step length tried each iteration (torch's ``lr``);
@@ -304,21 +334,24 @@ def lbfgs(
     call = current_call("gradtx.lbfgs")
     _check(call, {"convention": convention, "scale_init_precond": scale_init_precond,
                   "max_iter": max_iter, "tolerance_grad": tolerance_grad,
-                  "tolerance_change": tolerance_change})  # fmt: skip  # nested calls skip derive
+                  "tolerance_change": tolerance_change, "max_eval": max_eval,
+                  "line_search_fn": line_search_fn})  # fmt: skip  # nested calls skip derive
     if convention == "optax":
-        return chain(
+        search = [scale_by_zoom_linesearch(20 if max_eval is None else max_eval,
+                                           initial_guess_strategy="one")]  # fmt: skip
+        inner = chain(
             scale_by_lbfgs(history_size, scale_init_precond is not False),
             scale_by_learning_rate(learning_rate),
-            *(
-                [
-                    scale_by_zoom_linesearch(
-                        20 if max_eval is None else max_eval, initial_guess_strategy="one"
-                    )
-                ]  # fmt: skip
-                if line_search_fn == "strong_wolfe"
-                else []
-            ),
+            *(search if line_search_fn == "strong_wolfe" else []),
         )
+
+        def update_optax(updates, state, params=None, **extra):
+            _check_keywords(call, extra, data=True)
+            if extra.get("grad") is None:  # the input is ∇f at the params, as for torch's rule
+                extra["grad"] = updates
+            return inner.update(updates, state, params, **extra)
+
+        return GradientTransformation(inner.init, update_optax)
     if max_eval is None:
         max_eval = max_iter * 5 // 4
 
@@ -338,6 +371,7 @@ def lbfgs(
         )  # fmt: skip
 
     def update(updates, state, params=None, **extra):
+        _check_keywords(call, extra, data=False)
         value_fn, value = extra.get("value_fn"), extra.get("value")
         if params is None or value is None or value_fn is None:
             raise ValueError(

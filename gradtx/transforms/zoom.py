@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient
+from gradtx._base import GradientTransformation
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
 
@@ -95,7 +95,7 @@ def _real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
     return total
 
 
-def _data_keywords(call: str, value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
+def _data_keywords(value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
     """The keywords of ``update`` that ``value_fn`` names (optax forwards those)."""
     try:
         names = set(inspect.signature(value_fn).parameters)
@@ -146,16 +146,21 @@ def scale_by_zoom_linesearch(
     The search stops at a point meeting both conditions, after
     ``max_linesearch_steps`` evaluations, or once the bracket is shorter
     than ``stepsize_precision`` with a safe point in hand.  Stopping without
-    both conditions it takes the lowest trial that met the decrease
-    condition, else (if no such trial) the last one, or η = 0 if that one's
-    loss was not finite.  Each trial evaluates ``jax.value_and_grad(value_fn)``
-    inside the compiled step (a ``lax.while_loop``).
+    both conditions it takes the safe point: the last trial that met the
+    decrease condition while expanding, replaced while zooming by any lower
+    one that meets it; without one, the last trial, or η = 0 if that trial's
+    decrease error was infinite (its loss or slope not finite).  Each trial
+    evaluates ``jax.value_and_grad(value_fn)`` inside the compiled step (a
+    ``lax.while_loop``).
 
-    The gradient at ``w`` is the keyword ``grad`` if given, else the chain's
-    gradient (``grads``; optax needs ``grad=``).  Other keywords that
-    ``value_fn`` names are passed to it (data), as optax does.  The state keeps
-    the accepted point's ``value`` and ``grad``, so
-    ``optax.value_and_grad_from_state`` can reuse them.
+    The gradient at ``w`` is the keyword ``grad``; without it the search
+    evaluates ``jax.grad(value_fn)`` at ``w`` once more (optax requires
+    ``grad=``).  It is never the chain's ``grads``: after a gradient map
+    (``clip``, ``scale``) that is the map's output, not ∇f.  Other keywords
+    that ``value_fn`` names are passed to it (data), as optax does; the rest
+    are left to the chain's other members.  The state keeps the accepted
+    point's ``value`` and ``grad``, so ``optax.value_and_grad_from_state``
+    can reuse them.
 
     Differences from ``optax.scale_by_zoom_linesearch``: its ``verbose``
     printing is left out; the state names optax's ``learning_rate`` ``stepsize``
@@ -210,8 +215,10 @@ def scale_by_zoom_linesearch(
                 f"{call}.update: needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss): the search evaluates the loss along the updates"
             )
-        grad = extra["grad"] if extra.get("grad") is not None else gradient(updates, extra)
-        data = _data_keywords(call, value_fn, extra)
+        data = _data_keywords(value_fn, extra)
+        grad = extra.get("grad")
+        if grad is None:
+            grad = jax.grad(value_fn)(params, **data)
         dtype = state.stepsize.dtype
 
         def number(v):

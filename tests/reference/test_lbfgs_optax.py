@@ -235,12 +235,54 @@ def test_value_and_grad_from_state_reuses_the_search():
     np.testing.assert_allclose(calls[1:], [wiggly(q) for q in want[:4]], rtol=1e-12)
 
 
+def test_inside_a_chain_after_clipping_it_matches_optax_given_grad():
+    # The clipped input drives the memory; the search needs the true gradient (grad=).
+    params = _params(4, "rosenbrock")
+
+    def run(opt, p):
+        state, out = opt.init(p), []
+
+        @jax.jit
+        def step(p, state):
+            value, grad = jax.value_and_grad(rosenbrock)(p)
+            u, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=rosenbrock)
+            return optax.apply_updates(p, u), state
+
+        for _ in range(STEPS):
+            p, state = step(p, state)
+            out.append(p)
+        return out
+
+    with jax.numpy_dtype_promotion("standard"):
+        want = run(optax.chain(optax.clip_by_global_norm(1.0), optax.lbfgs()), params)
+    ours = gradtx.lbfgs(history_size=10, line_search_fn="strong_wolfe", convention="optax")
+    _assert_same(want, run(gradtx.chain(gradtx.clip_by_global_norm(1.0), ours), params))
+
+
+def test_keywords_that_would_not_reach_value_fn_are_refused():
+    w = {"x": jnp.array([1.0, 2.0])}
+
+    def f(p, batch=0.0):
+        return jnp.sum((p["x"] - batch) ** 2)
+
+    value, g = jax.value_and_grad(f)(w)
+    opt = gradtx.lbfgs(line_search_fn="strong_wolfe", convention="optax")
+    with pytest.raises(TypeError, match=r"gradtx\.lbfgs\.update: unexpected keywords \['btach'\]"):
+        opt.update(g, opt.init(w), w, value=value, value_fn=f, btach=1.0)
+    opt.update(g, opt.init(w), w, value=value, value_fn=f, batch=1.0)
+    torch_rule = gradtx.lbfgs()
+    with pytest.raises(TypeError, match=r"\['batch'\]; torch's rule calls value_fn\(params\)"):
+        torch_rule.update(g, torch_rule.init(w), w, value=value, value_fn=f, batch=1.0)
+
+
 def test_the_optax_rule_refuses_torch_loop_controls():
     for name, value in [("max_iter", 5), ("tolerance_grad", 1e-3), ("tolerance_change", 0.0)]:
         with pytest.raises(ValueError, match=rf"gradtx\.lbfgs\({name}=.*convention='optax'"):
             gradtx.lbfgs(convention="optax", **{name: value})
     with pytest.raises(ValueError, match=r"gradtx\.lbfgs\(scale_init_precond=.*optax"):
         gradtx.lbfgs(scale_init_precond=False)
+    with pytest.raises(ValueError, match=r"gradtx\.lbfgs\(max_eval=.*line_search_fn=None"):
+        gradtx.lbfgs(max_eval=5, convention="optax")
     # Not stored where they have no meaning.
     state = gradtx.lbfgs(convention="optax").init({"x": jnp.zeros(2)})
     assert sorted(gradtx.get_hyperparams(state)) == ["learning_rate"]

@@ -53,7 +53,7 @@ def _searches(tx, f, points, *, optax_keywords):
     @jax.jit
     def search(p, d, state):
         value, grad = jax.value_and_grad(f)(p)
-        extra = {"grad": grad} if optax_keywords else {"grads": grad}
+        extra = {"grad": grad}
         updates, state = tx.update(d, state, p, value=value, value_fn=f, **extra)
         return updates, state
 
@@ -121,6 +121,23 @@ def test_the_searches_reach_every_outcome():
     assert outcomes - {""} == {
         "first guess", "expanded", "zoomed", "safe fallback", "no step", "left the domain",
     }  # fmt: skip
+
+
+def test_without_grad_the_search_takes_the_gradient_of_value_fn():
+    # After a gradient map the chain's gradient is the map's output (here -2 g): the
+    # search must not take it for ∇f, or its first slope has the wrong sign.
+    def f(w):
+        return jnp.sum((w**2 - 1.0) ** 2) + 0.3 * jnp.sum(w)
+
+    w = jnp.array([-2.0, 0.5, 1.7])
+    value, g = jax.value_and_grad(f)(w)
+    ours = gradtx.chain(gradtx.scale(-2.0), gradtx.scale_by_zoom_linesearch(20))
+    ref = optax.chain(optax.scale(-2.0), optax.scale_by_zoom_linesearch(20))
+    got, _ = ours.update(g, ours.init(w), w, value=value, value_fn=f)
+    with jax.numpy_dtype_promotion("standard"):
+        want, _ = ref.update(g, ref.init(w), w, value=value, grad=g, value_fn=f)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert float(f(w + got)) < float(value)
 
 
 def test_data_keywords_reach_value_fn():
