@@ -79,6 +79,17 @@ def scalar_like(value: Any, leaf: jax.Array) -> jax.Array:
     return jnp.asarray(value).astype(jnp.result_type(leaf))
 
 
+def real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
+    """``Re Σ vdot(a, b)`` over the leaves of two trees (``a`` conjugated), summed in
+    leaves order in ``dtype``; each leaf's product in at least float32 (a 16-bit dot
+    product is noise).  optax's ``tree.vdot`` in the same order of operations."""
+    total = jnp.zeros([], dtype)
+    for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        wide = compute_dtype(x.dtype, z.dtype)
+        total = total + jnp.real(jnp.vdot(x.astype(wide), z.astype(wide))).astype(dtype)
+    return total
+
+
 def abs_sq(x: jax.Array) -> jax.Array:
     """``|x|²``, real: ``x * x`` for real leaves (bit-identical to ``jnp.square``),
     ``re² + im²`` in the real dtype for complex ones (``x * conj(x)`` made

@@ -34,15 +34,6 @@ class ScaleByLbfgsState(NamedTuple):
     rho: jax.Array
 
 
-def _vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
-    """``Re Σ_leaves vdot(a, b)`` (``a`` conjugated), in ``dtype``, leaf sums in leaves order."""
-    total = jnp.zeros([], dtype)
-    for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        wide = _tree.compute_dtype(x.dtype, z.dtype)  # a 16-bit dot product is noise
-        total = total + jnp.real(jnp.vdot(x.astype(wide), z.astype(wide))).astype(dtype)
-    return total
-
-
 @factory(counted=True, memory_size=Int(1), scale_init_precond=Flag())
 def scale_by_lbfgs(
     memory_size: int = 10, scale_init_precond: bool = True
@@ -116,7 +107,7 @@ def scale_by_lbfgs(
 
         s_k = jax.tree.map(diff, params, state.prev_params)
         y_k = jax.tree.map(diff, updates, state.prev_updates)
-        ys, yy = _vdot(y_k, s_k, dtype), _vdot(y_k, y_k, dtype)
+        ys, yy = _tree.real_vdot(y_k, s_k, dtype), _tree.real_vdot(y_k, y_k, dtype)
         rho_k = jnp.where(ys == 0, jnp.zeros([], dtype), 1 / jnp.where(ys == 0, 1, ys))
         slot = (count - 1) % m  # the newest pair; the oldest is at count % m
         s = jax.tree.map(lambda ring, x: ring.at[slot].set(x), state.s, s_k)
@@ -124,7 +115,7 @@ def scale_by_lbfgs(
         rho = state.rho.at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
         if scale_init_precond:
             gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
-            norm = jnp.sqrt(_vdot(updates, updates, dtype))
+            norm = jnp.sqrt(_tree.real_vdot(updates, updates, dtype))
             gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / norm))
         else:
             gamma = jnp.ones([], dtype)
@@ -136,12 +127,12 @@ def scale_by_lbfgs(
         def newest_first(i, carry):
             q, alpha = carry
             k, s_j, y_j = pair(m - 1 - i)
-            a = rho[k] * _vdot(s_j, q, dtype)
+            a = rho[k] * _tree.real_vdot(s_j, q, dtype)
             return jax.tree.map(lambda v, w: v - a.astype(v.dtype) * w, q, y_j), alpha.at[k].set(a)
 
         def oldest_first(i, r):
             k, s_j, y_j = pair(i)
-            b = rho[k] * _vdot(y_j, r, dtype)
+            b = rho[k] * _tree.real_vdot(y_j, r, dtype)
             c = alpha[k] - b
             return jax.tree.map(lambda v, w: v + c.astype(v.dtype) * w, r, s_j)
 

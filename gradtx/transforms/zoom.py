@@ -87,14 +87,6 @@ def quadratic_minimizer(a, fa, sa, b, fb):
     return a - sa / (2.0 * curvature)
 
 
-def _real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
-    total = jnp.zeros([], dtype)
-    for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        wide = _tree.compute_dtype(x.dtype, z.dtype)  # a 16-bit dot product is noise
-        total = total + jnp.real(jnp.vdot(x.astype(wide), z.astype(wide))).astype(dtype)
-    return total
-
-
 def _data_keywords(value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
     """The keywords of ``update`` that ``value_fn`` names (optax forwards those)."""
     try:
@@ -241,12 +233,12 @@ def scale_by_zoom_linesearch(
             return (
                 jnp.asarray(loss).astype(dtype),
                 g,
-                _real_vdot(jax.tree.map(jnp.conj, g), updates, dtype),
+                _tree.real_vdot(jax.tree.map(jnp.conj, g), updates, dtype),
             )
 
         f0 = jnp.asarray(value).astype(dtype)
         grad0 = like_params(grad)
-        s0 = _real_vdot(updates, grad0, dtype)
+        s0 = _tree.real_vdot(updates, grad0, dtype)
 
         def errors(stepsize, f, s):
             decrease = f - f0 - c1 * stepsize * s0
