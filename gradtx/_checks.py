@@ -55,6 +55,9 @@ def check_hyperparam(
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         if not schedule:
             raise TypeError(f"{call}({name}=...): {name} must be a number, not a schedule")
+        if low is not None or high is not None:
+            bounds = (low, high, low_open, high_open)
+            _check_schedule_range(call, name, value, bounds)
         return
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         dtype = jnp.result_type(value)
@@ -78,13 +81,59 @@ def check_hyperparam(
         raise ValueError(f"{call}({name}=nan): {name} must not be NaN")
     if finite and np.isinf(value):
         raise ValueError(f"{call}({name}={given!r}): {name} must be finite")
+    bounds = (low, high, low_open, high_open)
+    if _outside(value, bounds):
+        raise ValueError(f"{call}({name}={given!r}): {name} must be in {_interval(bounds)}")
+
+
+def _outside(value: float, bounds: tuple) -> bool:
+    low, high, low_open, high_open = bounds
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ValueError(f"{call}({name}={given!r}): {name} must be in {interval}")
+    return bool(bad_low or bad_high)
+
+
+def _interval(bounds: tuple) -> str:
+    low, high, low_open, high_open = bounds
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    return f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+
+
+def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) -> None:
+    """Refuse a gradtx schedule whose values leave the hyperparameter's range.
+
+    The schedule is evaluated at every step up to 2**16 (or up to the sum of its
+    fields, if smaller), at each field's value and its neighbours (boundaries,
+    ends of phases) and at the powers of 2 up to int32's maximum.  That catches
+    ``momentum=linear(0.5, 1.5, 10)``; a value out of range between those steps
+    of a longer schedule can pass.  A schedule that is not a gradtx one, holds
+    traced fields, or cannot take a vector of counts is not checked.
+    """
+    if not is_schedule(schedule):
+        return
+    fields = jax.tree.leaves(schedule)
+    if any(isinstance(x, jax.core.Tracer) for x in fields):
+        return
+    knots = np.concatenate([np.ravel(np.asarray(x, dtype=np.float64)) for x in fields] or [[]])
+    knots = knots[np.isfinite(knots) & (np.abs(knots) < INT32_MAX)]
+    dense = int(min(2**16, 2 + np.sum(np.abs(knots))))
+    near = (np.floor(knots)[:, None] + np.arange(-1, 2)).ravel()
+    powers = np.minimum(2.0 ** np.arange(32), INT32_MAX)
+    counts = np.concatenate([np.arange(dense), near, powers])
+    counts = np.unique(np.clip(counts, 0, INT32_MAX)).astype(np.int32)
+    try:
+        values = np.asarray(schedule(jnp.asarray(counts)), dtype=np.float64)
+    except Exception:  # noqa: BLE001  (an unusual schedule: not checked, as a plain callable)
+        return
+    if values.shape != counts.shape:
+        return
+    for count, v in zip(counts, values):
+        if np.isfinite(v) and _outside(float(v), bounds):
+            raise ValueError(
+                f"{call}({name}={type(schedule).__name__}(...)): the schedule reaches "
+                f"{float(v):g} at step {int(count)}; {name} must be in {_interval(bounds)}"
+            )
 
 
 def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) -> None:

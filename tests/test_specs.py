@@ -76,3 +76,17 @@ def test_a_rejected_number_is_shown_as_given():
         gradtx.reduce_on_plateau(patience=-1)
     with pytest.raises(ValueError, match=r"^gradtx\.adam\(b1=Fraction\(3, 2\)\): b1 must"):
         gradtx.adam(b1=fractions.Fraction(3, 2))
+
+
+def test_a_schedule_leaving_the_range_is_refused_at_construction():
+    S = gradtx.schedules
+    with pytest.raises(ValueError, match=r"sgd\(momentum=Linear\(...\)\): the schedule reaches "
+                                         r"1\.1 at step 6; momentum must be in \[0, 1\]"):  # fmt: skip
+        gradtx.sgd(0.1, momentum=S.linear(0.5, 1.5, 10))
+    # A momentum that leaves the range at a join's boundary, past the dense steps.
+    late = S.join([S.constant(0.9), S.constant(1.2)], [100_000])
+    with pytest.raises(ValueError, match=r"momentum=Join\(...\)\): .* 1\.2 at step 100000;"):
+        gradtx.sgd(0.1, momentum=late)
+    # Within range: accepted (a cosine to 0, a one-cycle momentum, a warm-up).
+    gradtx.sgd(S.cosine_decay(1.0, 100), momentum=S.one_cycle_momentum(1000))
+    gradtx.adam(S.warmup_cosine_decay(0.0, 1e-3, 10, 1000))
