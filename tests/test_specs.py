@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fractions
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -87,6 +88,11 @@ def test_a_schedule_leaving_the_range_is_refused_at_construction():
     late = S.join([S.constant(0.9), S.constant(1.2)], [100_000])
     with pytest.raises(ValueError, match=r"momentum=Join\(...\)\): .* 1\.2 at step 100000;"):
         gradtx.sgd(0.1, momentum=late)
-    # Within range: accepted (a cosine to 0, a one-cycle momentum, a warm-up).
+    # The same inside jit, where a factory may be called.
+    with pytest.raises(ValueError, match=r"sgd\(momentum=Linear\(...\)\): the schedule"):
+        jax.jit(lambda x: gradtx.sgd(0.1, momentum=S.linear(0.5, 1.5, 10)).init(x))(jnp.ones(2))
+    # Within range: accepted (a cosine to 0, a one-cycle momentum, a warm-up), and a
+    # decay that underflows to 0 far out is not taken for a max_norm of 0.
     gradtx.sgd(S.cosine_decay(1.0, 100), momentum=S.one_cycle_momentum(1000))
     gradtx.adam(S.warmup_cosine_decay(0.0, 1e-3, 10, 1000))
+    gradtx.clip_by_global_norm(S.exponential_decay(10.0, 1000, 0.9))

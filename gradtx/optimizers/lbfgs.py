@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -19,7 +18,7 @@ from gradtx.optimizers._aliases import same, traced
 from gradtx.transforms.line_search import strong_wolfe
 from gradtx.transforms.quasi_newton import scale_by_lbfgs
 from gradtx.transforms.scaling import scale_by_learning_rate
-from gradtx.transforms.zoom import scale_by_zoom_linesearch
+from gradtx.transforms.zoom import UPDATE_KEYWORDS, parameter_names, scale_by_zoom_linesearch
 
 CURVATURE_EPS = 1e-10
 """A pair (s, y) enters the memory only when ``y · s`` exceeds this (torch's constant)."""
@@ -136,9 +135,6 @@ def _unflat(x: jax.Array, like: list) -> list:
     return out
 
 
-UPDATE_KEYWORDS = frozenset({"value", "value_fn", "grad", "grads", "count"})
-"""What ``update`` takes besides data for ``value_fn`` (``grads``, ``count``: from gradtx)."""
-
 TORCH_LOOP = {"max_iter": 20, "tolerance_grad": 1e-7, "tolerance_change": 1e-9}
 """torch's per-step loop controls, with their defaults: optax's rule has no loop."""
 
@@ -172,10 +168,7 @@ def _check(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
 def _check_keywords(call: str, extra: dict[str, Any], *, data: bool) -> None:
     """A keyword meant as data that would not reach ``value_fn`` is an error, not dropped."""
     value_fn = extra.get("value_fn")
-    try:
-        names = set(inspect.signature(value_fn).parameters) if data and value_fn else set()
-    except (TypeError, ValueError):
-        names = set()
+    names = parameter_names(value_fn) if data and value_fn is not None else set()
     unknown = sorted(k for k in extra if k not in UPDATE_KEYWORDS | names)
     if unknown:
         why = (

@@ -60,7 +60,11 @@ def scale_by_lbfgs(
     result cast back to each leaf's dtype; ``ρ`` is in the leaves' widest such
     dtype (optax: JAX's default float).  float32 and float64 leaves get
     optax's numbers.  Complex leaves are taken as optax does (``Re`` of the
-    conjugated inner products).
+    conjugated inner products).  The state's fields are named after the math
+    (optax's ``params``, ``updates``, ``diff_params_memory``,
+    ``diff_updates_memory``, ``weights_memory`` are ``prev_params``,
+    ``prev_updates``, ``s``, ``y``, ``rho``), and its count is the
+    enclosing factory's.
 
     Args:
       memory_size: how many pairs the ring keeps (static).

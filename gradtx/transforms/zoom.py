@@ -15,8 +15,8 @@ from gradtx._base import GradientTransformation
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
 
-_OWN_KEYWORDS = frozenset({"value", "grad", "grads", "value_fn", "count"})
-"""Keywords of ``update`` that are not data for ``value_fn``."""
+UPDATE_KEYWORDS = frozenset({"value", "value_fn", "grad", "grads", "count"})
+"""Keywords of ``update`` that are not data for ``value_fn`` (``grads``, ``count``: gradtx's)."""
 
 
 class ScaleByZoomLinesearchState(NamedTuple):
@@ -87,13 +87,18 @@ def quadratic_minimizer(a, fa, sa, b, fb):
     return a - sa / (2.0 * curvature)
 
 
-def _data_keywords(value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
-    """The keywords of ``update`` that ``value_fn`` names (optax forwards those)."""
+def parameter_names(value_fn: Callable) -> set[str]:
+    """The names ``value_fn`` takes (none if its signature cannot be read)."""
     try:
-        names = set(inspect.signature(value_fn).parameters)
+        return set(inspect.signature(value_fn).parameters)
     except (TypeError, ValueError):
-        names = set()
-    return {k: v for k, v in extra.items() if k in names and k not in _OWN_KEYWORDS}
+        return set()
+
+
+def data_keywords(value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``update`` that ``value_fn`` names: its data (optax forwards those)."""
+    names = parameter_names(value_fn) - UPDATE_KEYWORDS
+    return {k: v for k, v in extra.items() if k in names}
 
 
 @factory(
@@ -207,7 +212,7 @@ def scale_by_zoom_linesearch(
                 f"{call}.update: needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss): the search evaluates the loss along the updates"
             )
-        data = _data_keywords(value_fn, extra)
+        data = data_keywords(value_fn, extra)
         grad = extra.get("grad")
         if grad is None:
             grad = jax.grad(value_fn)(params, **data)

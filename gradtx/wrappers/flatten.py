@@ -24,6 +24,7 @@ outside: ``gradtx.masked(gradtx.flatten(tx), mask)``.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -133,10 +134,11 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     keeps its own buffer); the hyperparameters stay readable and settable with ``get_hyperparams`` /
     ``set_hyperparams`` as before.
 
-    The updates (and params, and a chain's ``grads``) must have the dtypes of
-    the params given to ``init``.  A ``value_fn`` keyword (the loss as a
-    function of the params, which ``gradtx.lbfgs`` and optax's line searches
-    evaluate) is wrapped to receive the params' tree, not the buffers.  The flat buffers do not keep the params'
+    The updates (and params, a chain's ``grads`` and a ``grad`` keyword) must
+    have the dtypes of the params given to ``init``.  A ``value_fn`` keyword
+    (the loss as a function of the params, which ``gradtx.lbfgs`` and optax's
+    line searches evaluate) is wrapped to receive the params' tree, not the
+    buffers, and its data keywords.  The flat buffers do not keep the params'
     shardings: use it for replicated or single-device params.
 
     Args:
@@ -204,11 +206,17 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
                 "updates need the params' dtypes"
             )
         flat_params = None if params is None else _pack(f"{call}.update(params)", params, layout)
-        if extra.get("grads") is not None:
-            extra["grads"] = _pack(f"{call}.update(grads)", extra["grads"], layout)
+        for key in ("grads", "grad"):  # the chain's gradient, and optax's line searches' one
+            if extra.get(key) is not None:
+                extra[key] = _pack(f"{call}.update({key})", extra[key], layout)
         value_fn = extra.get("value_fn")
         if value_fn is not None:  # a function of the params: it gets their tree back
-            extra["value_fn"] = lambda flat: value_fn(_unpack(flat, layout))
+            # Wrapped, so its signature (read to pick data keywords) stays value_fn's.
+            @functools.wraps(value_fn)
+            def flat_value_fn(flat, *args, **data):
+                return value_fn(_unpack(flat, layout), *args, **data)
+
+            extra["value_fn"] = flat_value_fn
         with _tree.flat_buffers():
             flat, inner_state = inner.update(
                 _pack(f"{call}.update", updates, layout), state.inner_state, flat_params, **extra

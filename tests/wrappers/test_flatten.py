@@ -35,6 +35,7 @@ OPTIONS = {
     "lbfgs": [
         dict(max_iter=5, history_size=3),
         dict(max_iter=5, history_size=3, line_search_fn="strong_wolfe"),
+        dict(history_size=3, line_search_fn="strong_wolfe", convention="optax"),
     ],
     # The trust ratio is per leaf (the registry's LARS refuses, tested below); masked
     # off, LARS is elementwise.
@@ -135,6 +136,31 @@ def test_flatten_equals_default_path_float64(x64, name, kw):
     # programs differently, which can move a rounding by one ulp.
     _assert_same(ours, ref, rtol=1e-14)
     assert gradtx.get_hyperparams(state).keys() == gradtx.get_hyperparams(ref_state).keys()
+
+
+def test_line_search_data_keywords_and_grad_pass_through(x64):
+    """value_fn keeps its data keywords and a grad= keyword is flattened too."""
+    params, grads = _problem({k: jnp.float64 for k in SHAPES})
+    target = jax.tree.map(lambda g: 0.3 * g, grads[0])
+
+    def loss(p, target):
+        return sum(jnp.sum((a - b) ** 2 + 0.1 * a**4) for a, b in zip(
+            jax.tree.leaves(p), jax.tree.leaves(target)))  # fmt: skip
+
+    def run(tx):
+        state, p, out = tx.init(params), params, []
+        for _ in range(6):
+            value, g = jax.value_and_grad(loss)(p, target)
+            u, state = tx.update(g, state, p, value=value, grad=g, value_fn=loss, target=target)
+            p = gradtx.apply_updates(p, u)
+            out.append(p)
+        return out
+
+    for make in [
+        lambda: gradtx.lbfgs(history_size=3, line_search_fn="strong_wolfe", convention="optax"),
+        lambda: gradtx.chain(gradtx.scale(-0.1), gradtx.scale_by_zoom_linesearch(10)),
+    ]:
+        _assert_same(run(gradtx.flatten(make())), run(make()), rtol=1e-12)
 
 
 def test_mixed_float32_bfloat16_leaves():
