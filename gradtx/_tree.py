@@ -86,7 +86,14 @@ def real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
     total = jnp.zeros([], dtype)
     for x, z in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         wide = compute_dtype(x.dtype, z.dtype)
-        total = total + jnp.real(jnp.vdot(x.astype(wide), z.astype(wide))).astype(dtype)
+        x, z = jnp.conj(x.astype(wide)), z.astype(wide)
+        # A contraction over every axis, not vdot's ravel: on an explicit mesh the
+        # sharded axes are summed into a replicated scalar (optax's order too).
+        sharding = explicit_sharding(x)
+        out = None if sharding is None else jax.sharding.NamedSharding(
+            sharding.mesh, jax.sharding.PartitionSpec())  # fmt: skip
+        dot = jnp.tensordot(x, z, x.ndim, precision=jax.lax.Precision.HIGHEST, out_sharding=out)
+        total = total + jnp.real(dot).astype(dtype)
     return total
 
 

@@ -86,8 +86,9 @@ def scale_by_lbfgs(
 
     def init(params):
         def ring(p):
-            p = jnp.asarray(p)
-            return jnp.zeros((m, *p.shape), _tree.compute_dtype(p.dtype))
+            # Broadcast from the leaf, so each slot keeps the leaf's sharding on a mesh.
+            zero = jnp.zeros_like(p, dtype=_tree.compute_dtype(jnp.result_type(p)))
+            return jnp.broadcast_to(zero[None], (m, *jnp.shape(p)))
 
         leaves = [jnp.asarray(p) for p in jax.tree.leaves(params)]
         dtype = _tree.real_dtype(_tree.compute_dtype(*(x.dtype for x in leaves)))
