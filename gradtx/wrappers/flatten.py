@@ -179,9 +179,17 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     def update(updates, state, params=None, **extra):
         layout = _layout(updates, max_leaf_size)
         if seen and layout.shapes not in {shapes for shapes, _ in seen}:
+            got, want = list(layout.shapes), list(next(iter(seen))[0])
+            paths = [
+                jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(updates)
+            ]
+            first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+            where = (
+                f"{len(got)} leaves, init saw {len(want)}" if first is None
+                else f"leaf {paths[first] or '(root)'} is {got[first]}, init saw {want[first]}"
+            )  # fmt: skip
             raise ValueError(
-                f"{call}.update: the updates' tree does not match the params init saw: shapes "
-                f"{list(layout.shapes)}, init saw {list(next(iter(seen))[0])}"
+                f"{call}.update: the updates' tree does not match the params init saw: {where}"
             )
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.

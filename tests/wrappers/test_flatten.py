@@ -332,6 +332,11 @@ def test_state_is_one_buffer_per_dtype_and_tree_mismatch_is_an_error():
     assert jax.tree.map(jnp.shape, mu) == {"float32": (29,)}
     with pytest.raises(ValueError, match="does not match"):
         tx.update(params, state, {"w": params["w"]})
+    wrong = {**params, "k": jnp.zeros((2, 2, 3), jnp.float32)}
+    with pytest.raises(
+        ValueError, match=r"params init saw: leaf \['k'\] is \(2, 2, 3\), init saw \(2, 3, 2\)$"
+    ):
+        tx.update(wrong, state)
 
 
 def test_updates_with_dtypes_swapped_between_equal_buffers_are_refused():
