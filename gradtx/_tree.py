@@ -97,6 +97,17 @@ def real_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
     return total
 
 
+def sum_of_squares(tree: Any, dtype: Any) -> jax.Array:
+    """``Σ |x|²`` over every element of every leaf (optax's squared ``tree.norm``), each
+    leaf's sum in at least float32 (a float16 sum overflows past 65504), cast to
+    ``dtype`` and added in leaves order."""
+    total = jnp.zeros([], dtype)
+    for leaf in jax.tree.leaves(tree):
+        wide = leaf.astype(compute_dtype(leaf.dtype))
+        total = total + jnp.sum(jnp.real(abs_sq(wide))).astype(dtype)
+    return total
+
+
 def abs_sq(x: jax.Array) -> jax.Array:
     """``|x|²``, real: ``x * x`` for real leaves (bit-identical to ``jnp.square``),
     ``re² + im²`` in the real dtype for complex ones (``x * conj(x)`` made

@@ -330,13 +330,14 @@ def lbfgs(
                   "tolerance_change": tolerance_change, "max_eval": max_eval,
                   "line_search_fn": line_search_fn})  # fmt: skip  # nested calls skip derive
     if convention == "optax":
-        search = [scale_by_zoom_linesearch(20 if max_eval is None else max_eval,
-                                           initial_guess_strategy="one")]  # fmt: skip
-        inner = chain(
+        stages = [
             scale_by_lbfgs(history_size, scale_init_precond is not False),
             scale_by_learning_rate(learning_rate),
-            *(search if line_search_fn == "strong_wolfe" else []),
-        )
+        ]
+        if line_search_fn == "strong_wolfe":
+            length = 20 if max_eval is None else max_eval
+            stages.append(scale_by_zoom_linesearch(length, initial_guess_strategy="one"))
+        inner = chain(*stages)
 
         def update_optax(updates, state, params=None, **extra):
             _check_keywords(call, extra, data=True)

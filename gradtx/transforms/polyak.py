@@ -15,16 +15,6 @@ from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 TINY = float(np.finfo(np.float64).eps)
 
 
-def _sum_of_squares(tree, dtype):
-    """``Σ |x|²`` over every element of every leaf, summed in at least float32 (a float16
-    sum overflows past 65504: γ = gap / inf was 0, no step), each leaf's cast to ``dtype``."""
-    total = jnp.zeros([], dtype)
-    for leaf in jax.tree.leaves(tree):
-        wide = leaf.astype(_tree.compute_dtype(leaf.dtype))
-        total = total + jnp.sum(jnp.real(_tree.abs_sq(wide))).astype(dtype)
-    return total
-
-
 @factory(f_min=Hyper(), max_learning_rate=NON_NEGATIVE, eps=NON_NEGATIVE,
          variant=Choice("sps", "sps+"))  # fmt: skip
 def scale_by_polyak(
@@ -78,7 +68,7 @@ def scale_by_polyak(
             )
         cap = jnp.asarray(max_learning_rate)
         dtype = _tree.compute_dtype(cap.dtype)
-        sq_norm = _sum_of_squares(updates, dtype)
+        sq_norm = _tree.sum_of_squares(updates, dtype)
         gap = jnp.asarray(value).astype(dtype) - jnp.asarray(f_min).astype(dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)

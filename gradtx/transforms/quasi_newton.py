@@ -112,7 +112,7 @@ def scale_by_lbfgs(
 
         s_k = jax.tree.map(diff, params, state.prev_params)
         y_k = jax.tree.map(diff, updates, state.prev_updates)
-        ys, yy = _tree.real_vdot(y_k, s_k, dtype), _tree.real_vdot(y_k, y_k, dtype)
+        ys, yy = _tree.real_vdot(y_k, s_k, dtype), _tree.sum_of_squares(y_k, dtype)
         rho_k = jnp.where(ys == 0, jnp.zeros([], dtype), 1 / jnp.where(ys == 0, 1, ys))
         slot = (count - 1) % m  # the newest pair; the oldest is at count % m
         s = jax.tree.map(lambda ring, x: ring.at[slot].set(x), state.s, s_k)
@@ -120,7 +120,7 @@ def scale_by_lbfgs(
         rho = state.rho.at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
         if scale_init_precond:
             gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
-            norm = jnp.sqrt(_tree.real_vdot(updates, updates, dtype))
+            norm = jnp.sqrt(_tree.sum_of_squares(updates, dtype))
             gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / norm))
         else:
             gamma = jnp.ones([], dtype)
