@@ -38,7 +38,9 @@ def numpy_of(x: Any) -> np.ndarray:
     """A torch tensor (read without importing torch), JAX array or number as NumPy."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
-        return (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
+        # A copy: .numpy() shares the tensor's memory, which torch's next step overwrites
+        # in place, and jnp.asarray would keep sharing it on CPU.
+        return np.array((x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy())
     return np.asarray(x)
 
 

@@ -374,21 +374,27 @@ def to_torch_state_dict(
     the matching class (``torch.optim.Adam`` for ``gradtx.adam``, ...) made
     over the same parameters in one param group, in ``jax.tree.leaves``
     order; its next steps are gradtx's.  The param group holds the current
-    hyperparameters (a schedule's value at the step count: give torch a
-    scheduler placed at that step to follow it on: made with
-    ``last_epoch=step - 1``, since its constructor takes one step, it reads
-    ``initial_lr`` from the group, which this dict leaves out: set it to the
-    schedule's base rate) and torch's defaults for
-    ``foreach``, ``fused``, ``capturable`` and ``differentiable``, which are
-    not state.  Imports torch.
+    hyperparameters (a schedule's value at the step count) and torch's
+    defaults for ``foreach``, ``fused``, ``capturable`` and
+    ``differentiable``, which are not state.  To follow a schedule on, make
+    the torch scheduler as in a fresh run (optimizer made with the base rate,
+    then the scheduler), then load this dict and set
+    ``scheduler.last_epoch = step``.  Making the scheduler with
+    ``last_epoch=step - 1`` instead is wrong for StepLR, MultiStepLR and
+    LinearLR: their constructor's step applies a factor to the loaded rate a
+    second time.  Imports torch.
 
     Args:
       optimizer: the gradtx optimizer that made ``state``.
       state: its state.
       params: the parameters (leaf ``i`` is torch's parameter ``i``).
       averaged_model_state_dict: with ``gradtx.average_params``, the
-        ``state_dict()`` of the ``AveragedModel`` to fill: ``n_averaged`` and
-        the parameter entries are replaced, in order; other entries are kept.
+        ``state_dict()`` of the ``AveragedModel`` to fill, holding
+        ``n_averaged`` and the parameter entries only (in order; they are
+        replaced).  For a model with buffers keep ``n_averaged`` and
+        ``"module." + name`` for each name of ``model.named_parameters()``,
+        and load the result with ``load_state_dict(..., strict=False)``,
+        which leaves the buffers as they are.
 
     Returns:
       The optimizer's state dict; with ``gradtx.average_params`` the pair

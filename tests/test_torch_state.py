@@ -229,10 +229,11 @@ def test_torch_run_continues_in_gradtx(x64, case):
     tensors = tensors_of(params)
     opt = getattr(torch.optim, case.torch)(tensors, **case.kwargs)
     ref = torch_steps(case, tensors, opt, grads[:N])
-    state_dict = copy.deepcopy(opt.state_dict())  # its tensors are the live state
-    ref += torch_steps(case, tensors, opt, grads[N:])
     tx = case.like()
-    state = gradtx.from_torch_state_dict(tx, ref[N - 1], state_dict, **_step(case))
+    # the live dict: torch's next steps write its tensors in place, and must not reach
+    # the gradtx state
+    state = gradtx.from_torch_state_dict(tx, ref[N - 1], opt.state_dict(), **_step(case))
+    ref += torch_steps(case, tensors, opt, grads[N:])
     assert int(state.count) == N
     ours, _ = gradtx_steps(case, tx, ref[N - 1], state, grads[N:])
     assert_trajectories_close(ours, ref[N:])
@@ -311,6 +312,35 @@ def test_averaged_model_both_ways(x64):
     swa.load_state_dict(swa_sd)
     assert int(swa.n_averaged) == N
     assert_trajectories_close(_swa_steps(model, opt, swa, grads[N:]), more)
+
+
+def test_an_averaged_model_with_buffers_both_ways(x64):
+    """A model with BatchNorm: its averaged params travel as their named entries, and
+    ``load_state_dict(strict=False)`` keeps the buffers."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    swa = AveragedModel(model)
+    model(torch.randn(8, 3))  # moves the running statistics
+    swa.update_parameters(model)
+    names = ["module." + name for name, _ in model.named_parameters()]
+    params = [jnp.asarray(p.detach().numpy()) for p in model.parameters()]
+    tx = gradtx.average_params(gradtx.sgd(0.1), method="swa")
+    only_params = {k: v for k, v in swa.state_dict().items() if k in ["n_averaged", *names]}
+    state = gradtx.from_torch_state_dict(tx, params, torch.optim.SGD(model.parameters()).state_dict(),
+                                         step=1, averaged_model_state_dict=only_params)  # fmt: skip
+    grads = [jnp.ones_like(p) for p in params]
+    updates, state = tx.update(grads, state, params)
+    _, filled = gradtx.to_torch_state_dict(tx, state, gradtx.apply_updates(params, updates),
+                                           averaged_model_state_dict=only_params)  # fmt: skip
+    buffers = {k: v.clone() for k, v in swa.state_dict().items() if k not in filled}
+    assert len(buffers) == 3  # running_mean, running_var, num_batches_tracked
+    result = swa.load_state_dict(filled, strict=False)
+    assert set(result.missing_keys) <= set(buffers) and not result.unexpected_keys
+    for k, v in buffers.items():
+        assert torch.equal(swa.state_dict()[k], v)
+    for ours, theirs in zip(jax.tree.leaves(gradtx.averaged_params(state)), swa.module.parameters()):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12)
+    assert int(swa.n_averaged) == 2
 
 
 # ------------------------------------------------------------------ errors and rules
@@ -511,32 +541,45 @@ def test_a_learning_rate_schedule_is_placed_by_the_step_count(x64):
         assert_trajectories_close(gradtx_steps(case, tx, ref[N - 1], state, grads[N:])[0], ref[N:])  # fmt: skip
 
 
-def test_a_scheduled_gradtx_run_continues_under_a_torch_scheduler(x64):
-    """to_torch_state_dict's recipe: the scheduler made with last_epoch=step - 1 (its
-    constructor takes a step) and initial_lr set continues the gradtx schedule."""
+_LR = torch.optim.lr_scheduler
+_SCHEDULES = gradtx.schedules
+
+
+@pytest.mark.parametrize(
+    "schedule, make",
+    [
+        # N = 3 is a milestone of the first two: a scheduler made with last_epoch=N - 1
+        # would apply its factor to the loaded rate a second time
+        (_SCHEDULES.exponential_decay(0.05, 3, 0.5, staircase=True),
+         lambda opt: _LR.StepLR(opt, 3, 0.5)),
+        (_SCHEDULES.piecewise_constant(0.05, {2: 0.5, 3: 0.5, 5: 0.5}),
+         lambda opt: _LR.MultiStepLR(opt, [2, 3, 5], 0.5)),
+        (_SCHEDULES.linear(0.01, 0.05, 4), lambda opt: _LR.LinearLR(opt, 0.2, 1.0, 4)),
+        (_SCHEDULES.exponential_decay(0.05, 1, 0.9), lambda opt: _LR.ExponentialLR(opt, 0.9)),
+        (_SCHEDULES.cosine_decay(0.05, 4, past_end="cycle"),
+         lambda opt: _LR.CosineAnnealingLR(opt, 4)),
+    ],
+    ids=["step", "multistep", "linear", "exponential", "cosine"],
+)
+def test_a_scheduled_gradtx_run_continues_under_a_torch_scheduler(x64, schedule, make):
+    """to_torch_state_dict's recipe: the optimizer and its scheduler made as in a fresh
+    run, then the state dict loaded and ``scheduler.last_epoch = step``."""
     case = CASES[2]
     params, grads = problem(case)
-    schedules = gradtx.schedules
-    for tx, make in [
-        (gradtx.adam(schedules.cosine_decay(0.05, 10)),
-         lambda opt, last: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10, last_epoch=last)),
-        (gradtx.adam(schedules.exponential_decay(0.05, 2, 0.5, staircase=True)),
-         lambda opt, last: torch.optim.lr_scheduler.StepLR(opt, 2, 0.5, last_epoch=last)),
-    ]:  # fmt: skip
-        ours, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
-                                   grads)  # fmt: skip
-        _, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
-                                grads[:N])  # fmt: skip
-        tensors = tensors_of(ours[N - 1])
-        opt = torch.optim.Adam(tensors)
-        opt.load_state_dict(gradtx.to_torch_state_dict(tx, state, ours[N - 1]))
-        opt.param_groups[0]["initial_lr"] = 0.05
-        scheduler = make(opt, N - 1)
-        theirs = []
-        for g in grads[N:]:
-            theirs += torch_steps(case, tensors, opt, [g])
-            scheduler.step()
-        assert_trajectories_close(theirs, ours[N:])
+    tx = gradtx.adam(schedule)
+    ours, _ = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)), grads)
+    _, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
+                            grads[:N])  # fmt: skip
+    tensors = tensors_of(ours[N - 1])
+    opt = torch.optim.Adam(tensors, lr=0.05)
+    scheduler = make(opt)
+    opt.load_state_dict(gradtx.to_torch_state_dict(tx, state, ours[N - 1]))
+    scheduler.last_epoch = N
+    theirs = []
+    for g in grads[N:]:
+        theirs += torch_steps(case, tensors, opt, [g])
+        scheduler.step()
+    assert_trajectories_close(theirs, ours[N:])
 
 
 @pytest.mark.parametrize("kind", ["one_cycle", "cyclic"])
