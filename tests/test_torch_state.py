@@ -338,7 +338,9 @@ def test_an_averaged_model_with_buffers_both_ways(x64):
     assert set(result.missing_keys) <= set(buffers) and not result.unexpected_keys
     for k, v in buffers.items():
         assert torch.equal(swa.state_dict()[k], v)
-    for ours, theirs in zip(jax.tree.leaves(gradtx.averaged_params(state)), swa.module.parameters()):
+    for ours, theirs in zip(
+        jax.tree.leaves(gradtx.averaged_params(state)), swa.module.parameters()
+    ):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12)
     assert int(swa.n_averaged) == 2
 
@@ -550,14 +552,20 @@ _SCHEDULES = gradtx.schedules
     [
         # N = 3 is a milestone of the first two: a scheduler made with last_epoch=N - 1
         # would apply its factor to the loaded rate a second time
-        (_SCHEDULES.exponential_decay(0.05, 3, 0.5, staircase=True),
-         lambda opt: _LR.StepLR(opt, 3, 0.5)),
-        (_SCHEDULES.piecewise_constant(0.05, {2: 0.5, 3: 0.5, 5: 0.5}),
-         lambda opt: _LR.MultiStepLR(opt, [2, 3, 5], 0.5)),
+        (
+            _SCHEDULES.exponential_decay(0.05, 3, 0.5, staircase=True),
+            lambda opt: _LR.StepLR(opt, 3, 0.5),
+        ),
+        (
+            _SCHEDULES.piecewise_constant(0.05, {2: 0.5, 3: 0.5, 5: 0.5}),
+            lambda opt: _LR.MultiStepLR(opt, [2, 3, 5], 0.5),
+        ),
         (_SCHEDULES.linear(0.01, 0.05, 4), lambda opt: _LR.LinearLR(opt, 0.2, 1.0, 4)),
         (_SCHEDULES.exponential_decay(0.05, 1, 0.9), lambda opt: _LR.ExponentialLR(opt, 0.9)),
-        (_SCHEDULES.cosine_decay(0.05, 4, past_end="cycle"),
-         lambda opt: _LR.CosineAnnealingLR(opt, 4)),
+        (
+            _SCHEDULES.cosine_decay(0.05, 4, past_end="cycle"),
+            lambda opt: _LR.CosineAnnealingLR(opt, 4),
+        ),
     ],
     ids=["step", "multistep", "linear", "exponential", "cosine"],
 )
