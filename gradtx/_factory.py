@@ -60,6 +60,21 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def shown_key(name: str) -> str:
+    """The key of a plain callable's shown value in ``python_schedules``.
+
+    It is not the hyperparameter's name, so optax's ``tree_set`` of that name finds
+    nothing to edit and raises (the update calls the callable, code, not this value),
+    as it raises on a schedule inside ``optax.inject_hyperparams``.
+    """
+    return f"{name}()"
+
+
+def shown_name(key: str) -> str:
+    """The hyperparameter whose shown value is ``python_schedules[key]``."""
+    return key.removesuffix("()")
+
+
 class HyperparamsState(NamedTuple):
     """State of a transform that owns hyperparameters and the step count.
 
@@ -68,8 +83,8 @@ class HyperparamsState(NamedTuple):
       hyperparams: name -> scalar array, or a gradtx schedule whose fields are
         arrays (evaluated at ``count``).  Data: ``set_hyperparams`` changes them
         without recompiling.
-      python_schedules: name -> the value a plain Python callable gives for the
-        next update, for ``get_hyperparams``; the update calls the callable at
+      python_schedules: ``name()`` -> the value a plain Python callable gives for
+        the next update, for ``get_hyperparams``; the update calls the callable at
         ``count``.  Read-only: the callable is code, not data.
       inner_state: the state of the transform built from these values.
     """
@@ -270,7 +285,9 @@ def hyperparameterized(
         current |= python_now | bound
         inner_state = inner(current).init(params)
         state = (
-            HyperparamsState(count, hyperparams, python_now, inner_state)
+            HyperparamsState(
+                count, hyperparams, {shown_key(k): v for k, v in python_now.items()}, inner_state
+            )
             if counted
             else UncountedHyperparamsState(hyperparams, inner_state)
         )
@@ -291,7 +308,9 @@ def hyperparameterized(
             # Evaluated at the state's count, not read from python_schedules (the values
             # shown for the next update): a count set back (tree_set) rewinds them too.
             current |= {
-                k: jnp.asarray(fn(count), dtype=jnp.result_type(state.python_schedules[k]))
+                k: jnp.asarray(
+                    fn(count), dtype=jnp.result_type(state.python_schedules[shown_key(k)])
+                )
                 for k, fn in python.items()
             }
             extra["count"] = count
@@ -302,7 +321,9 @@ def hyperparameterized(
             return updates, UncountedHyperparamsState(state.hyperparams, inner_state)
         new_count = _tree.safe_increment(count)
         python_next = {
-            k: jnp.asarray(fn(new_count), dtype=jnp.result_type(state.python_schedules[k]))
+            shown_key(k): jnp.asarray(
+                fn(new_count), dtype=jnp.result_type(state.python_schedules[shown_key(k)])
+            )
             for k, fn in python.items()
         }
         return updates, HyperparamsState(new_count, state.hyperparams, python_next, inner_state)

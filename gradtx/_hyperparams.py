@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx._base import REPORTED, is_schedule
-from gradtx._factory import HYPERPARAMS_STATES
+from gradtx._factory import HYPERPARAMS_STATES, shown_key, shown_name
 
 _LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,
@@ -108,7 +108,8 @@ def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
                 for name in REPORTED[type(loc)]:
                     out.append(("/".join(prefix + (name,)), path, name, "<reported>"))
                 continue
-            for name in getattr(loc, "python_schedules", {}):
+            for key in getattr(loc, "python_schedules", {}):
+                name = shown_name(key)
                 out.append(("/".join(prefix + (name,)), path, name, "<python>"))
             for name, value in loc.hyperparams.items():
                 out.append(("/".join(prefix + (name,)), path, name, None))
@@ -163,7 +164,7 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
     out = {}
     for full, path, name, field in entries:
         if field == "<python>":
-            out[short[full]] = locs[path].python_schedules[name]
+            out[short[full]] = locs[path].python_schedules[shown_key(name)]
             continue
         if field == "<reported>":
             out[short[full]] = getattr(locs[path], name)

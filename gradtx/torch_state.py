@@ -21,7 +21,7 @@ import numpy as np
 
 from gradtx import _checks
 from gradtx._base import is_schedule
-from gradtx._factory import HyperparamsState
+from gradtx._factory import HyperparamsState, shown_key, shown_name
 from gradtx._hyperparams import set_hyperparams
 from gradtx._specs import Hyper
 from gradtx._torch_checks import (
@@ -50,8 +50,8 @@ def _current(t: Target, hs: HyperparamsState, name: str) -> Any:
     if name in hs.hyperparams:
         value = hs.hyperparams[name]
         return value(hs.count) if is_schedule(value) else value
-    if name in hs.python_schedules:
-        return hs.python_schedules[name]
+    if shown_key(name) in hs.python_schedules:
+        return hs.python_schedules[shown_key(name)]
     return t.args.get(name)  # a bound JAX array, or None
 
 
@@ -70,7 +70,10 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
     """torch's numbers, stored where gradtx stores numbers (as ``set_hyperparams``); where
     gradtx follows a schedule, a Python callable or a bound array, checked against it."""
     count = int(hs.count)
-    python = {k: jnp.asarray(t.args[k](hs.count), v.dtype) for k, v in hs.python_schedules.items()}
+    python = {
+        k: jnp.asarray(t.args[shown_name(k)](hs.count), v.dtype)
+        for k, v in hs.python_schedules.items()
+    }
     hs = hs._replace(python_schedules=python)  # their values at the count
     numbers, specs = {}, getattr(t.made.factory, "specs", {})
     for key, codec in t.entry.hyperparams.items():  # every key is there (check_group)

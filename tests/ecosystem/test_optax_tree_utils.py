@@ -175,6 +175,23 @@ def test_tree_set_of_count_rewinds_a_plain_python_schedule():
     chex.assert_trees_all_equal(opt.update(grads, restored, params)[0], first)
 
 
+def test_tree_set_of_a_scheduled_hyperparameter():
+    """A plain callable is code: tree_set finds no value of that name to edit, and raises
+    (as on optax's injected schedules), where it edited a shown value that the update
+    ignored.  A gradtx schedule is replaced by the constant, which the update follows."""
+    params, grads = {"w": jnp.zeros(2)}, {"w": jnp.ones(2)}
+    opt = gradtx.sgd(lambda count: 0.1 / (1.0 + count.astype(jnp.float32)))
+    state = opt.init(params)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == np.float32(0.1)
+    with pytest.raises(KeyError, match="learning_rate"):
+        optax.tree_utils.tree_set(state, learning_rate=jnp.asarray(0.5))
+    assert optax.tree_utils.tree_get(state, "learning_rate") is None  # its default
+    opt = gradtx.sgd(gradtx.schedules.cosine_decay(0.1, 10))
+    state = optax.tree_utils.tree_set(opt.init(params), learning_rate=jnp.asarray(0.5))
+    chex.assert_trees_all_close(opt.update(grads, state, params)[0], {"w": -0.5 * jnp.ones(2)})
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 0.5
+
+
 # ---------------------------------------------------------------- tree_map_params
 
 
