@@ -16,6 +16,7 @@ from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import Hyper
+from gradtx.transforms.scaling import scaled
 
 
 def global_norm(tree: Any, dtype: Any) -> jax.Array:
@@ -112,6 +113,7 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule, *, eps: float | None = None)
         # bit for bit, and a zero gradient never divides by zero.
         clipped = denom > bound
         factor = jnp.where(clipped, bound / jnp.where(clipped, denom, 1), 1)
-        return jax.tree.map(lambda u: u * _tree.scalar_like(factor, u), updates), state
+        # in at least float32: cast to float16 first, max_norm / norm flushes to 0
+        return scaled(updates, factor), state
 
     return GradientMap(lambda params: EmptyState(), update)

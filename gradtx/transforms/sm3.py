@@ -58,7 +58,9 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: Any = None) -> GradientTransformat
     Adagrad.  ``optax.scale_by_sm3`` with its default ``b2 = 1``; its
     momentum is a separate stage here (``add_momentum(b1, ema=True)`` after
     this, as ``gradtx.sm3`` does).  Statistics are computed in at least
-    float32 and stored in ``dtype`` (float16 leaves: float32).
+    float32 and stored in ``dtype`` (float16 leaves: float32).  A NaN
+    gradient gives NaN steps wherever it reaches through the covers (optax's
+    step is 0 there once its accumulator is NaN).
 
     ``g`` is the chain's ``grads`` keyword when present, else the input.  It
     needs each leaf's axes, so it refuses to run inside ``gradtx.flatten``.
@@ -112,7 +114,10 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: Any = None) -> GradientTransformat
                 nu = g2 + cover.astype(g2.dtype)
                 new.append([_cover_max(nu, r).astype(a.dtype) for r, a in enumerate(acc)])
             denom = jnp.sqrt(nu + _tree.scalar_like(eps, nu))
-            step = jnp.where(nu > 0, u.astype(wide) / denom.astype(wide), jnp.zeros([], wide))
+            # nu == 0 only where every gradient so far was 0; a NaN nu must give a NaN step,
+            # not the 0 that a test of nu > 0 gives it (optax's does).
+            x = u.astype(wide)
+            step = jnp.where(nu == 0, x * jnp.zeros([], wide), x / denom.astype(wide))
             out.append(step.astype(u.dtype))
         return treedef.unflatten(out), ScaleBySm3State(treedef.unflatten(new))
 

@@ -14,6 +14,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
+from gradtx.transforms.scaling import scaled
 
 UPDATE_KEYWORDS = frozenset({"value", "value_fn", "grad", "grads", "count"})
 """Keywords of ``update`` that are not data for ``value_fn`` (``grads``, ``count``: gradtx's)."""
@@ -324,14 +325,10 @@ def scale_by_zoom_linesearch(
         )  # fmt: skip
         end = lax.while_loop(lambda c: ~(c.done | c.failed), step, start)
 
-        def scaled(u):
-            wide = _tree.compute_dtype(u.dtype)
-            return (end.stepsize.astype(wide) * u.astype(wide)).astype(u.dtype)
-
         new_state = ScaleByZoomLinesearchState(
             end.stepsize, end.value, end.grad, end.evals, end.decrease_error, end.curvature_error
         )
-        return jax.tree.map(scaled, updates), new_state
+        return scaled(updates, end.stepsize), new_state
 
     return GradientTransformation(init, update)
 

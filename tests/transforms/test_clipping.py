@@ -146,6 +146,17 @@ def test_norm_of_bfloat16_is_taken_in_float32():
     np.testing.assert_allclose(np.asarray(out["w"], np.float32), 1 / np.sqrt(1000), rtol=1e-2)
 
 
+def test_float16_updates_are_scaled_in_float32():
+    """max_norm / norm cast to float16 first flushed to 0 (max_norm=1e-4 on a norm of
+    4e3) or to a coarse subnormal (1e-3: 19% off); the float32 product fits float16."""
+    g = jnp.asarray([1e3, -2e3, 5e2, 3e3], jnp.float32)
+    for max_norm in (1e-3, 1e-4):
+        tx = gradtx.clip_by_global_norm(max_norm)
+        want = tx.update(g, tx.init(g))[0].astype(jnp.float16)
+        g16 = g.astype(jnp.float16)
+        np.testing.assert_array_equal(tx.update(g16, tx.init(g16))[0], want)
+
+
 def test_clipping_is_a_gradient_map():
     assert isinstance(gradtx.clip(1.0), gradtx.GradientMap)
     assert isinstance(gradtx.clip_by_global_norm(1.0), gradtx.GradientMap)

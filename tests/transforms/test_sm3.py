@@ -72,3 +72,19 @@ def test_refuses_flat_buffers():
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
     with pytest.raises(ValueError, match="scale_by_sm3 works per leaf"):
         tx.update(params, tx.init(params), params)
+
+
+def test_a_nan_gradient_gives_nan_steps_not_zeros():
+    """A test of ``nu > 0`` is false for NaN: the step was 0, and the coordinate, its
+    accumulator NaN, never moved again (optax's step turns 0 the same way)."""
+    tx = gradtx.scale_by_sm3()
+    for params in (jnp.zeros(2), jnp.zeros((2, 2))):
+        state = tx.init(params)
+        bad = jnp.full(params.shape, 1.0).at[0].set(jnp.nan)
+        u, state = tx.update(bad, state, params)
+        assert np.isnan(np.asarray(u)[0]).all()
+        u, _ = tx.update(jnp.ones_like(params), state, params)
+        assert np.isnan(np.asarray(u)[0]).all()  # the poisoned coordinate stays visible
+    # where every gradient so far was 0 the step is still 0
+    u, _ = tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)), jnp.zeros(2))
+    np.testing.assert_array_equal(u, np.zeros(2))
