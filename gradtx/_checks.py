@@ -161,6 +161,25 @@ def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) 
         )
 
 
+def check_stored(call: str, name: str, given: Any, dtype: Any, *, integer: bool) -> None:
+    """A number keeps its meaning once stored in ``dtype``: a finite one does not overflow
+    to inf, and an integer (a count of steps) is not rounded to a neighbour."""
+    dtype, value = jnp.dtype(dtype), float(given)
+    with np.errstate(over="ignore"):
+        stored = float(np.asarray(value, dtype=dtype))
+    if np.isfinite(value) and not np.isfinite(stored):
+        raise ValueError(
+            f"{call}({name}={given!r}): {name} overflows to inf when stored in {dtype} "
+            f"(at most {float(jnp.finfo(dtype).max):g})"
+        )
+    if integer and np.isfinite(value) and stored != value:
+        raise ValueError(
+            f"{call}({name}={given!r}): {name} is stored in {dtype}, which rounds it to "
+            f"{stored:.0f} (not every integer above 2**{jnp.finfo(dtype).nmant + 1} is "
+            "exact there; jax_enable_x64 stores float64)"
+        )
+
+
 def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
     """Each concrete decay rate stays below 1 in the precision the params' statistics use."""
     dtypes = {_tree.real_dtype(_tree.compute_dtype(x.dtype)) for x in jax.tree.leaves(params)}
@@ -175,7 +194,13 @@ def check_dtype(call: str, name: str, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, (jax.Array, np.ndarray)) or is_number(value):
-        raise TypeError(f"{call}({name}=...): {name} must be a dtype or None, not a value")
+        hint = (
+            "; optax.inject_hyperparams calls a dtype (a callable) as a schedule: "
+            f"pass static_args=({name!r},)"
+            if isinstance(value, jax.Array)
+            else ""
+        )
+        raise TypeError(f"{call}({name}=...): {name} must be a dtype or None, not a value{hint}")
     try:
         dtype = jnp.dtype(value)
     except TypeError:
@@ -295,10 +320,16 @@ def check_updates(
         )
     for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)):
         if u.shape[example_axis:] != p.shape or u.dtype != p.dtype:
-            each = "each example's " if example_axis else ""
+            where = jax.tree_util.keystr(path) or "(root)"
+            if example_axis:
+                raise ValueError(
+                    f"{call}.update: updates leaf {where} is {_aval(u)}, which is not a "
+                    f"leading example axis followed by the param's {_aval(p)}; per-example "
+                    "updates must have shape (examples, *param.shape) and the param's dtype"
+                )
             raise ValueError(
-                f"{call}.update: updates leaf {jax.tree_util.keystr(path) or '(root)'} is "
-                f"{_aval(u)} but the param is {_aval(p)}; {each}shapes and dtypes must match"
+                f"{call}.update: updates leaf {where} is "
+                f"{_aval(u)} but the param is {_aval(p)}; shapes and dtypes must match"
             )
     return updates, params
 

@@ -317,8 +317,11 @@ def hyperparameterized(
         tx = inner(current)
         with _building(_Build(call)):
             updates, inner_state = tx.update(updates, state.inner_state, params, **extra)
+        # An eager body may return a hyperparameter as a buffer (rprop's base rate) or
+        # keep the params (optax's L-BFGS): one array twice cannot be donated.
         if not counted:
-            return updates, UncountedHyperparamsState(state.hyperparams, inner_state)
+            new_state = UncountedHyperparamsState(state.hyperparams, inner_state)
+            return updates, _tree.unaliased(new_state, params)
         new_count = _tree.safe_increment(count)
         python_next = {
             shown_key(k): jnp.asarray(
@@ -326,7 +329,8 @@ def hyperparameterized(
             )
             for k, fn in python.items()
         }
-        return updates, HyperparamsState(new_count, state.hyperparams, python_next, inner_state)
+        new_state = HyperparamsState(new_count, state.hyperparams, python_next, inner_state)
+        return updates, _tree.unaliased(new_state, params)
 
     return kind(init, update)
 

@@ -64,6 +64,8 @@ class Hyper(NamedTuple):
         )
         if self.integer and _checks.is_number(value) and not float(value).is_integer():
             raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
+        if _checks.is_concrete_number(value):
+            _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if self.optional and _checks.is_zero(value):

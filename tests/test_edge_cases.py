@@ -164,6 +164,7 @@ REAL_ONLY = {
     "adopt": lambda: gradtx.adopt(1e-3),
     "sophia": lambda: gradtx.sophia(1e-3),
     "galore": lambda: gradtx.galore(1e-3),
+    "mechanize": lambda: gradtx.mechanize(gradtx.sgd(0.1)),
 }
 
 

@@ -47,6 +47,43 @@ def test_integer_options_beyond_int32_are_rejected_at_construction(make):
         make(2**31)
 
 
+@pytest.mark.parametrize(
+    ("make", "arg"),
+    [
+        (lambda v: gradtx.adam(v), "learning_rate"),
+        (lambda v: gradtx.sgd(0.1, weight_decay=v), "weight_decay"),
+        (lambda v: gradtx.adam(eps=v), "eps"),
+        (lambda v: gradtx.clip_by_global_norm(v), "max_norm"),
+        (lambda v: gradtx.scale(v), "factor"),
+    ],
+)
+def test_a_finite_number_that_overflows_where_it_is_stored_is_rejected(make, arg):
+    # 1e39 passed the finiteness check and was stored as inf: steps of -inf
+    with pytest.raises(ValueError, match=rf"{arg}=1e\+39\): {arg} overflows to inf"):
+        make(1e39)
+    make(3e38)
+
+
+@pytest.mark.parametrize(
+    ("make", "arg"),
+    [
+        (lambda n: gradtx.average_params(gradtx.sgd(0.1), start=n), "start"),
+        (lambda n: gradtx.reduce_on_plateau(patience=n), "patience"),
+        (lambda n: gradtx.sophia(1e-3, update_interval=n), "update_interval"),
+    ],
+)
+def test_an_integer_that_float32_storage_would_round_is_rejected(make, arg):
+    # start=2**24 + 1 was stored as 2**24: averaging began a step early
+    with pytest.raises(ValueError, match=rf"{arg}=16777217\): .* rounds it to 16777216"):
+        make(2**24 + 1)
+    make(2**24)
+    make(2**25)  # a larger integer that float32 holds exactly
+
+
+def test_integers_are_stored_exactly_in_float64(x64):
+    gradtx.average_params(gradtx.sgd(0.1), start=2**24 + 1)
+
+
 def test_storage_dtypes_must_be_dtypes_not_values():
     with pytest.raises(TypeError, match=r"gradtx.adam\(mu_dtype=...\): mu_dtype must be a dtype"):
         gradtx.adam(mu_dtype=jnp.ones(2))

@@ -13,7 +13,6 @@ from gradtx._registry import optimizer
 from gradtx._specs import (
     LEARNING_RATE,
     WEIGHT_DECAY,
-    Anything,
     DType,
     Function,
     Hyper,
@@ -22,14 +21,14 @@ from gradtx._specs import (
     Transform,
 )
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.low_rank import scale_by_galore
+from gradtx.transforms.low_rank import DimensionNumbers, scale_by_galore
 
 
 @optimizer(
     references="`optax.contrib.galore` (rank, gap, scale, base optimizers, dimension numbers)",
     learning_rate=LEARNING_RATE, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),
     base_optimizer=Transform(optional=True), weight_decay=WEIGHT_DECAY, mask=Mask(),
-    weight_dimension_numbers=Anything(), mask_fn=Function(), svd_dtype=DType(),
+    weight_dimension_numbers=DimensionNumbers(), mask_fn=Function(), svd_dtype=DType(),
 )  # fmt: skip
 def galore(
     learning_rate: ScalarOrSchedule,

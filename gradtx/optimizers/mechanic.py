@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, float_dtype, gradient
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
@@ -47,6 +47,7 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
     ladder = np.asarray([1.0 - 0.1**k for k in range(1, num_betas + 1)])  # 0.9, 0.99, ...
 
     def init(params):
+        _checks.check_real(call, params, "its scale is bet on real inner products")
         dt = float_dtype()
         zeros = lambda: jnp.zeros([num_betas], dt)  # noqa: E731  distinct buffers
         scales = jnp.full([num_betas], jnp.asarray(s_init).astype(dt))

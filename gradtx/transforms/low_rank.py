@@ -13,7 +13,7 @@ import optax
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, chain, step_count
 from gradtx._factory import current_call, factory
-from gradtx._specs import Anything, DType, Hyper, Int, Transform
+from gradtx._specs import DType, Hyper, Int, Option, Transform
 from gradtx.transforms._adam import adam_stages
 
 
@@ -24,6 +24,26 @@ class GaLoreDimensionNumbers(NamedTuple):
 
     reduction_axis: Sequence[int] | int = 0
     output_axis: Sequence[int] | int = 1
+
+
+def _is_numbers(x: Any) -> bool:
+    return hasattr(x, "reduction_axis") and hasattr(x, "output_axis")
+
+
+class DimensionNumbers(Option):
+    """``None``, a function of the params, or a pytree (a prefix of the params) whose
+    leaves are dimension numbers or ``None``."""
+
+    def check(self, call: str, name: str, value: Any) -> Any:
+        if value is None or (callable(value) and not _is_numbers(value)):
+            return value
+        for x in jax.tree.leaves(value, is_leaf=_is_numbers):
+            if not _is_numbers(x):
+                raise TypeError(
+                    f"{call}({name}=...): expected GaLoreDimensionNumbers (or optax's), None, "
+                    f"or a pytree of them, got {x!r}"
+                )
+        return value
 
 
 class ScaleByGaloreState(NamedTuple):
@@ -80,11 +100,11 @@ def _layout(call: str, shape: tuple[int, ...], numbers: Any, rank: int) -> _Layo
 def _numbers(call: str, spec: Any, params: Any) -> list:
     """Per leaf (``jax.tree.leaves`` order): dimension numbers, or None (left whole)."""
     leaves = jax.tree.leaves(params)
-    is_numbers = lambda x: hasattr(x, "reduction_axis") and hasattr(x, "output_axis")  # noqa: E731
+    is_numbers = _is_numbers
     if spec is None:
         return [GaLoreDimensionNumbers() if jnp.ndim(p) == 2 else None for p in leaves]
     if callable(spec) and not is_numbers(spec):
-        spec = spec(params)
+        spec = DimensionNumbers().check(call, "weight_dimension_numbers", spec(params))
     if is_numbers(spec):
         return [spec if jnp.ndim(p) >= 2 else None for p in leaves]
     try:
@@ -97,7 +117,7 @@ def _numbers(call: str, spec: Any, params: Any) -> list:
 
 
 @factory(counted=True, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),
-         base_optimizer=Transform(optional=True), weight_dimension_numbers=Anything(),
+         base_optimizer=Transform(optional=True), weight_dimension_numbers=DimensionNumbers(),
          svd_dtype=DType())  # fmt: skip
 def scale_by_galore(
     rank: int = 128,

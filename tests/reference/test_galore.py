@@ -94,5 +94,14 @@ def test_galore_errors_name_the_call():
         bad.init({"w": np.zeros((2, 3), np.float32)})
     with pytest.raises(TypeError, match="gradtx.galore: complex params are not supported"):
         gradtx.galore(0.1).init({"w": np.zeros((2, 3), np.complex64)})
+    for wrong in (float("nan"), "rows", True, 3):
+        with pytest.raises(TypeError, match=r"gradtx.galore\(weight_dimension_numbers=...\)"):
+            gradtx.galore(0.1, weight_dimension_numbers=wrong)
+    by_function = gradtx.galore(0.1, weight_dimension_numbers=lambda params: {"w": "rows"})
+    with pytest.raises(TypeError, match="expected GaLoreDimensionNumbers .* got 'rows'"):
+        by_function.init({"w": np.zeros((2, 3), np.float32)})
+    with pytest.raises(TypeError, match=r"pass static_args=\('svd_dtype',\)"):
+        injected = optax.inject_hyperparams(gradtx.galore, static_args=("rank", "update_proj_gap"))
+        injected(0.1).init({"w": np.zeros((2, 3), np.float32)})
     with pytest.raises(ValueError, match="cannot run inside gradtx.flatten"):
         gradtx.flatten(gradtx.galore(0.1)).init({"w": np.zeros((2, 3), np.float32)})

@@ -106,8 +106,11 @@ def test_per_example_shapes_are_checked():
         opt.update({"w": jnp.zeros(3), "b": jnp.zeros(())}, state, params)
     with pytest.raises(ValueError, match="per-example gradients"):  # two example counts
         opt.update({"w": jnp.zeros((2, 3)), "b": jnp.zeros(4)}, state, params)
-    with pytest.raises(ValueError, match=r"leaf \['w'\] is float32\[2, 4\].*each example's"):
+    with pytest.raises(ValueError, match=r"leaf \['w'\] is float32\[2, 4\], which is not a"):
         opt.update({"w": jnp.zeros((2, 4)), "b": jnp.zeros(2)}, state, params)
+    one = {"w": jnp.zeros(3)}  # no example axis: the message printed the same shape twice
+    with pytest.raises(ValueError, match=r"float32\[3\], which is not a leading example axis"):
+        opt.update(one, opt.init(one), one)
     with pytest.raises(ValueError, match=r"gradtx.dpsgd\(l2_norm_clip=-1.0\)"):
         gradtx.dpsgd(0.1, -1.0, 1.0, seed=0)
     with pytest.raises(ValueError, match="cannot run inside gradtx.flatten"):
