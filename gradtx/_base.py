@@ -242,17 +242,35 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """``params + updates``, each result in its parameter's dtype.
 
     The sum is taken in the promoted dtype and rounded once, which keeps
-    bfloat16 params as accurate as the update allows.
+    bfloat16 params as accurate as the update allows.  An update must have its
+    param's shape (nothing is broadcast), and a complex update is refused for
+    a real param, and an inexact one for an integer param (the cast back would
+    drop the imaginary part, or truncate).
     """
 
-    def add(p, u):
+    def add(path, p, u):
         if p is None:
             return None
+        if jnp.shape(p) != jnp.shape(u):
+            raise ValueError(
+                f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'} "
+                f"has shape {jnp.shape(u)}, its param {jnp.shape(p)}; nothing is broadcast"
+            )
         if getattr(p, "dtype", None) is not None and p.dtype == getattr(u, "dtype", None):
             return p + u  # the common case, without the casts' tracing cost
         p, u = jnp.asarray(p), jnp.asarray(u)
         with jax.numpy_dtype_promotion("standard"):  # an explicit choice, also under strict mode
             dtype = jnp.promote_types(p.dtype, u.dtype)
+        truncated = dtype != p.dtype and not jnp.issubdtype(p.dtype, jnp.inexact)
+        if truncated or (
+            jnp.issubdtype(dtype, jnp.complexfloating)
+            and not jnp.issubdtype(p.dtype, jnp.complexfloating)
+        ):
+            raise TypeError(
+                f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'} "
+                f"is {u.dtype}, its param {p.dtype}: the sum cast back to {p.dtype} would "
+                "lose part of the update"
+            )
         return (p.astype(dtype) + u.astype(dtype)).astype(p.dtype)
 
-    return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)
+    return jax.tree_util.tree_map_with_path(add, params, updates, is_leaf=lambda x: x is None)

@@ -49,6 +49,22 @@ def test_step_count_says_which_factory_to_declare():
         gradtx.step_count({}, "my_transform")
 
 
+def test_apply_updates_refuses_what_it_would_broadcast_or_cast_away():
+    # optax broadcasts a (3,) update over (2, 3) params, truncates a float update on an
+    # int param and drops a complex update's imaginary part on a real one
+    p = {"w": jnp.ones((2, 3)), "n": jnp.asarray([2, 3]), "r": jnp.zeros(2)}
+    ok = {"w": jnp.zeros((2, 3)), "n": jnp.asarray([1, 1]), "r": jnp.zeros(2, jnp.float16)}
+    out = gradtx.apply_updates(p, ok)
+    np.testing.assert_array_equal(out["n"], [3, 4])
+    assert out["r"].dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"leaf \['w'\] has shape \(3,\), its param \(2, 3\)"):
+        gradtx.apply_updates(p, {**ok, "w": jnp.zeros(3)})
+    with pytest.raises(TypeError, match=r"leaf \['n'\] is float32, its param int32"):
+        gradtx.apply_updates(p, {**ok, "n": jnp.asarray([0.6, -0.4])})
+    with pytest.raises(TypeError, match=r"leaf \['r'\] is complex64, its param float32"):
+        gradtx.apply_updates(p, {**ok, "r": jnp.ones(2, jnp.complex64)})
+
+
 def test_apply_updates_rounds_once_and_keeps_none_leaves():
     p = {"w": jnp.asarray([1.0], jnp.bfloat16), "frozen": None}
     u = {"w": jnp.asarray([1e-3], jnp.float32), "frozen": None}
