@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _tree
-from gradtx._base import GradientTransformation, kind_of, with_extra_args
-from gradtx._checks import check_dtype, check_int
+from gradtx import _checks, _tree
+from gradtx._base import GradientTransformation, kind_of
+from gradtx._specs import Transform
+from gradtx.wrappers._state import StateCheck
 
 
 class AccumulateGradientsState(NamedTuple):
@@ -65,15 +66,19 @@ def accumulate_gradients(
       Array([-0.2], dtype=float32)
     """
     call = "gradtx.accumulate_gradients"
-    inner = with_extra_args(inner, call)
-    check_int(call, "every_k", every_k, 1)
-    check_dtype(call, "dtype", dtype)
+    inner = Transform().check(call, "inner", inner)
+    _checks.check_int(call, "every_k", every_k, 1)
+    _checks.check_dtype(call, "dtype", dtype)
 
     def init(params):
+        params = _checks.check_tree(call, params, "params")
+        checked.record(params)
         state = AccumulateGradientsState(
             jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype), inner.init(params)
         )
         return _tree.unaliased(state, params)
+
+    checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
         if extra.get("grads") is not None:
@@ -83,7 +88,8 @@ def accumulate_gradients(
                 "whole optimizer"
             )
         extra.pop("grads", None)
-        _tree.check_same_structure(f"{call}.update", updates, state.grad_sum, "accumulator")
+        updates, params = _checks.check_updates(call, updates, params)
+        checked.check(state, updates, params)
         grad_sum = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
         micro_step = state.micro_step + 1
 

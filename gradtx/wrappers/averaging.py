@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Params
+from gradtx._base import GradientTransformation, Params, apply_updates
 from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState
@@ -119,22 +119,36 @@ def average_params(
         take = (step > t0) & ((step - t0 - 1) % jnp.maximum(k, 1) == 0)
         first = state.n_averaged == 0
 
-        def one(avg, p, u):
-            new = (p + u.astype(p.dtype)).astype(p.dtype)  # the params apply_updates gives
+        def one(avg, new):
             wide = _tree.compute_dtype(avg.dtype, new.dtype)
             if method == "ema":
                 w = 1 - jnp.asarray(decay).astype(wide)
             else:
                 w = 1 / (state.n_averaged + 1).astype(wide)
-            old, new_w = avg.astype(wide), new.astype(wide)
+            old, new_w = avg.astype(wide), _exactly(new, wide)
             moved = jnp.where(first, new_w, old + w * (new_w - old)).astype(avg.dtype)
             return jnp.where(take, moved, avg)
 
-        averaged = jax.tree.map(one, state.averaged, params, out)
-        n_averaged = (state.n_averaged + take.astype(jnp.int32)).astype(jnp.int32)
+        # The params the user's apply_updates gives: the sum in the promoted dtype,
+        # rounded once to the param's dtype.
+        averaged = jax.tree.map(one, state.averaged, apply_updates(params, out))
+        n_averaged = jnp.where(take, _tree.safe_increment(state.n_averaged), state.n_averaged)
         return out, AverageParamsState(step, n_averaged, averaged, inner_state)
 
     return GradientTransformation(init, update)
+
+
+def _exactly(x: jax.Array, wide: Any) -> jax.Array:
+    """``x`` cast to the wider dtype ``wide``, holding exactly ``x``'s values.
+
+    Under jit XLA may drop a rounding to a 16-bit dtype that a widening cast
+    follows (it allows excess precision), so the average would be of params
+    ``apply_updates`` never gave, and jit would differ from eager.  Across an
+    optimization barrier the rounded value is materialised.
+    """
+    if x.dtype == wide:
+        return x
+    return jax.lax.optimization_barrier(x).astype(wide)
 
 
 def _averages(state: Any) -> Iterator[Any]:

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, kind_of, with_extra_args
+from gradtx._base import GradientTransformation, kind_of
 from gradtx._checks import check_int
+from gradtx._specs import Transform
+from gradtx.wrappers._state import StateCheck
 
 
 class ApplyIfFiniteState(NamedTuple):
@@ -72,15 +74,19 @@ def apply_if_finite(
       (Array([0., 0.], dtype=float32), 1)
     """
     call = "gradtx.apply_if_finite"
-    inner = with_extra_args(inner, call)
+    inner = Transform().check(call, "inner", inner)
     check_int(call, "max_consecutive_errors", max_consecutive_errors, 0)
 
     def init(params):
+        checked.record(params)
         zero = jnp.zeros([], jnp.int32)
         state = ApplyIfFiniteState(zero, jnp.asarray(True), zero, inner.init(params))
         return _tree.unaliased(state, params)
 
+    checked = StateCheck(call, init)
+
     def update(updates, state, params=None, **extra):
+        checked.check(state, updates, params)
         out, inner_state = inner.update(updates, state.inner_state, params, **extra)
         finite = jnp.logical_and(all_finite(updates), all_finite(out))
         notfinite_count = jnp.where(finite, 0, _tree.safe_increment(state.notfinite_count)).astype(

@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, kind_of, with_extra_args
+from gradtx._base import GradientTransformation, kind_of
+from gradtx._specs import Transform
+from gradtx.wrappers._state import is_probing
 
 
 class FlattenState(NamedTuple):
@@ -108,6 +110,21 @@ def _unpack(flat: dict[str, jax.Array], layout: _Layout) -> Any:
     return layout.treedef.unflatten(out)
 
 
+def _fits(tree: Any, treedef: Any) -> bool:
+    """``tree`` has ``treedef``'s nodes, where a leaf may stand for a one-leaf node.
+
+    ``flax.nnx.Optimizer`` inits with ``nnx.Param`` nodes and updates with plain
+    arrays in their places; other keys or nesting do not fit.
+    """
+    if _tree.structure(tree) == treedef:
+        return True
+    try:
+        parts = _tree.structure(tree).flatten_up_to(treedef.unflatten([0] * treedef.num_leaves))
+    except (ValueError, TypeError):
+        return False
+    return all(len(jax.tree.leaves(part)) == 1 for part in parts)
+
+
 def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     """Run ``tx`` on flat buffers, one per dtype, kept flat across steps.
 
@@ -157,12 +174,13 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
       (2, 3)
     """
     call = "gradtx.flatten"
-    inner = with_extra_args(tx, call)
+    inner = Transform().check(call, "tx", tx)
     _checks.check_int(call, "max_leaf_size", max_leaf_size, 0)
 
     # Leaf shapes init saw, in order: leaves of swapped sizes under renamed keys fill
     # the same buffers and would pass every check on the state alone.
     seen: set[tuple] = set()
+    trees: list[Any] = []  # and their trees: leaves under other keys fill the same buffers
 
     def fresh_state(params):
         layout = _layout(params, max_leaf_size)
@@ -171,12 +189,18 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             return _tree.unaliased(state, params)  # big leaves' buffers are the params
 
     def init(params):
+        params = _checks.check_tree(call, params, "params")  # named by the user's path
         layout = _layout(params, max_leaf_size)
-        if layout.shapes:  # not the leafless tree optax's tree_map_params inits with
+        # Not the leafless tree optax's tree_map_params inits with, nor an outer
+        # wrapper's probe of the state's layout (its updates are not yet checked).
+        if layout.shapes and not is_probing():
             seen.add(_signature(layout))
+            if layout.treedef not in trees:
+                trees.append(layout.treedef)
         return fresh_state(params)
 
     def update(updates, state, params=None, **extra):
+        updates = _checks.check_tree(call, updates, "updates")
         layout = _layout(updates, max_leaf_size)
         if seen and layout.shapes not in {shapes for shapes, _ in seen}:
             got, want = list(layout.shapes), list(next(iter(seen))[0])
@@ -190,6 +214,11 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             )  # fmt: skip
             raise ValueError(
                 f"{call}.update: the updates' tree does not match the params init saw: {where}"
+            )
+        if trees and not any(_fits(updates, tree) for tree in trees):
+            raise ValueError(
+                f"{call}.update: the updates' tree does not match the params init saw.\n"
+                f"  updates: {layout.treedef}\n  init saw: {trees[0]}"
             )
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.

@@ -16,7 +16,9 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import kind_of, with_extra_args
+from gradtx._base import kind_of
+from gradtx._specs import Transform
+from gradtx.wrappers._state import StateCheck
 
 
 class MaskedNode(NamedTuple):
@@ -86,7 +88,7 @@ def masked(
       ...     gradtx.masked(gradtx.add_l2(1e-4), mask_fn=no_bias), gradtx.sgd(0.1))
     """
     call = "gradtx.masked"
-    inner = with_extra_args(inner, call)
+    inner = Transform().check(call, "inner", inner)
     if mask is None and mask_fn is None:
         raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
     _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
@@ -97,11 +99,15 @@ def masked(
         return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree))
 
     def init(params):
+        checked.record(params)
         return _tree.unaliased(MaskedState(inner.init(hide(params, keep_of(params)))), params)
+
+    checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
         keep = keep_of(params if params is not None else updates)
         leaves = _check_leaves(call, updates, len(keep))
+        checked.check(state, updates, params)
         out, inner_state = inner.update(
             hide(updates, keep),
             state.inner_state,
@@ -146,7 +152,7 @@ def partition(
     call = "gradtx.partition"
     if not isinstance(transforms, Mapping) or not transforms:
         raise TypeError(f"{call}: transforms must be a non-empty dict label -> transform")
-    txs = {k: with_extra_args(t, call) for k, t in transforms.items()}
+    txs = {k: Transform().check(call, f"transforms[{k!r}]", t) for k, t in transforms.items()}
     if labels is None and labels_fn is None:
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
 
@@ -167,13 +173,17 @@ def partition(
             return False
 
     def init(params):
+        checked.record(params)
         values = labels_of(params)
         state = {k: tx.init(hide(params, [v == k for v in values])) for k, tx in txs.items()}
         return _tree.unaliased(state, params)
 
+    checked = StateCheck(call, init)
+
     def update(updates, state, params=None, **extra):
         values = labels_of(params if params is not None else updates)
         leaves = _check_leaves(call, updates, len(values))
+        checked.check(state, updates, params)
         merged = list(leaves)
         new_state = {}
         for k, tx in txs.items():

@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, kind_of, with_extra_args
+from gradtx._base import EmptyState, GradientMap, kind_of
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
+from gradtx._specs import Transform
 from gradtx.transforms.clipping import global_norm
+from gradtx.wrappers._state import StateCheck
 
 
 class TrackNormsState(NamedTuple):
@@ -61,16 +63,20 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
       {'grad_norm': 2.0, 'update_norm': 1.0, 'param_norm': 5.0}
     """
     call = "gradtx.track_norms"
-    inner = None if inner is None else with_extra_args(inner, call)
+    inner = Transform(optional=True).check(call, "inner", inner)
 
     def init(params):
+        checked.record(params)
         nan = jnp.full([], jnp.nan, _float_dtype())
         inner_state = EmptyState() if inner is None else inner.init(params)
         return _tree.unaliased(TrackNormsState(nan, nan, nan, inner_state), params)
 
+    checked = StateCheck(call, init)
+
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError(f"{call}: update needs params (it records their norm)")
+        checked.check(state, updates, params)
         dtype = state.grad_norm.dtype
         grads = extra.get("grads")
         grad_norm = global_norm(updates if grads is None else grads, dtype)

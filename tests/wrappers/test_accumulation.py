@@ -101,3 +101,48 @@ def test_grads_keyword_is_refused_and_extras_pass():
 def test_bad_every_k(k, exc):
     with pytest.raises(exc, match="every_k"):
         gradtx.accumulate_gradients(gradtx.sgd(), k)
+
+
+def test_python_float_leaves_work_like_scalar_arrays():
+    """init raised AttributeError: 'float' object has no attribute 'dtype'."""
+    opt = gradtx.accumulate_gradients(gradtx.sgd(0.1), 2)
+    state = opt.init({"a": 1.0})
+    ref_state = opt.init({"a": jnp.asarray(1.0)})
+    for g in (0.5, 1.5):
+        u, state = opt.update({"a": g}, state)
+        v, ref_state = opt.update({"a": jnp.asarray(g)}, ref_state)
+    np.testing.assert_allclose(u["a"], -0.1)
+    np.testing.assert_array_equal(u["a"], v["a"])
+
+
+def test_bad_updates_are_named():
+    """A float0 leaf and an update of another shape gave raw JAX errors."""
+    opt = gradtx.accumulate_gradients(gradtx.sgd(0.1), 2)
+    params = {"w": jnp.ones(2), "n": jnp.ones(2)}
+    state = opt.init(params)
+    float0 = {"w": jnp.ones(2), "n": np.zeros(2, jax.dtypes.float0)}
+    with pytest.raises(
+        TypeError, match=r"^gradtx\.accumulate_gradients: updates leaf \['n'\] has dtype"
+    ):
+        opt.update(float0, state, params)
+    with pytest.raises(TypeError, match=r"^gradtx\.accumulate_gradients: params leaf \['n'\]"):
+        opt.init({"w": jnp.ones(2), "n": jnp.zeros(2, jnp.int32)})
+    short = {"w": jnp.ones(2), "n": jnp.ones(1)}
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx\.accumulate_gradients\.update: updates leaf \['n'\] is float32\[1\] but "
+        r"the param is float32\[2\]",
+    ):
+        opt.update(short, state, params)
+    with pytest.raises(  # without params, the state holds a sum of the params' shape
+        ValueError, match=r"^gradtx\.accumulate_gradients\.update: the state does not match"
+    ):
+        jax.jit(opt.update)(short, state)
+
+
+def test_a_state_for_other_params_is_not_broadcast():
+    """A () sum met (4,) gradients and was broadcast: the step ran on the wrong sum."""
+    opt = gradtx.accumulate_gradients(gradtx.sgd(0.1), 1)
+    state = opt.init({"w": jnp.ones(())})
+    with pytest.raises(ValueError, match=r"expected float32\[4\], got float32\[\]"):
+        opt.update({"w": jnp.ones(4)}, state, {"w": jnp.ones(4)})

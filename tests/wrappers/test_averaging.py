@@ -144,3 +144,82 @@ def test_a_bfloat16_ema_keeps_moving():
     assert ours.dtype == jnp.float32
     np.testing.assert_allclose(ours, average_after(jnp.float32), rtol=1e-3)
     np.testing.assert_allclose(ours, 2 - 0.999**499, rtol=1e-3)
+
+
+def test_n_averaged_saturates_at_the_int32_maximum():
+    """It wrapped to -2**31, and SWA's weight 1/(n + 1) became inf two updates later."""
+    opt = gradtx.average_params(gradtx.sgd(0.1), method="swa")
+    params = jnp.ones(2)
+    state = opt.init(params)
+    top = jnp.iinfo(jnp.int32).max
+    resumed = state.inner_state._replace(
+        step=jnp.asarray(top - 5, jnp.int32), n_averaged=jnp.asarray(top, jnp.int32)
+    )
+    state = state._replace(inner_state=resumed)
+    for _ in range(2):
+        _, state = opt.update(jnp.ones(2), state, params)
+        assert int(state.inner_state.n_averaged) == top
+    # the average (still 1) moves by 1/2**31 of the step towards 0.9: still 1 in float32
+    np.testing.assert_array_equal(gradtx.averaged_params(state), np.ones(2, np.float32))
+
+
+def _fixed_float32_updates(values):
+    """An inner optimizer whose updates are float32 whatever the params' dtype (as
+    optax.adam(mu_dtype=jnp.float32) gives for bfloat16 params)."""
+    return gradtx.transform(lambda p: gradtx.EmptyState(), lambda u, s, p=None: (values, s))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_the_average_is_of_the_params_apply_updates_gives(jit):
+    """bfloat16 params, float32 updates: apply_updates adds in float32 and rounds once; the
+    average rounded the update to bfloat16 first (1 + 0.0039138 gave 1.0, not 1.0078125)."""
+    params = jnp.asarray(np.random.RandomState(0).uniform(0.5, 2.0, 256), jnp.bfloat16)
+    updates = jnp.asarray(np.random.RandomState(1).uniform(-0.02, 0.02, 256), jnp.float32)
+    updates = updates.at[0].set(0.0039138175)
+    params = params.at[0].set(1.0)
+    opt = gradtx.average_params(_fixed_float32_updates(updates), decay=0.5)
+    update = jax.jit(opt.update) if jit else opt.update
+    _, state = update(jnp.zeros(256, jnp.bfloat16), opt.init(params), params)
+    expected = gradtx.apply_updates(params, updates)  # the first average is a copy of them
+    assert float(expected[0]) == 1.0078125
+    np.testing.assert_array_equal(gradtx.averaged_params(state), expected.astype(jnp.float32))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_jit_equals_eager_for_16_bit_params(dtype):
+    """XLA dropped the rounding of params + updates to bfloat16 under jit (excess
+    precision), so the jitted average was of params apply_updates never gave."""
+
+    def run(jit):
+        opt = gradtx.average_params(gradtx.adam(0.1), decay=0.5)
+        params = jnp.asarray([0.5, -1.0, 1.5, 0.3, 1e-5, 3e-7], dtype)
+        state = opt.init(params)
+        update = jax.jit(opt.update) if jit else opt.update
+        for k in range(6):
+            grads = (jnp.cos(jnp.arange(6.0) + k) * 0.3).astype(dtype)
+            updates, state = update(grads, state, params)
+            params = gradtx.apply_updates(params, updates)
+        return params, gradtx.averaged_params(state)
+
+    (p_eager, avg_eager), (p_jit, avg_jit) = run(False), run(True)
+    np.testing.assert_array_equal(p_jit, p_eager)
+    np.testing.assert_array_equal(avg_jit, avg_eager)
+
+
+@pytest.mark.parametrize("name", ["start", "every"])
+def test_a_step_count_float32_would_round_is_refused(name):
+    """Stored in float32, start=2**24 + 1 became 2**24: the averaging began a step early."""
+    gradtx.average_params(gradtx.sgd(0.1), **{name: 2**24})  # exact in float32
+    with pytest.raises(ValueError, match=rf"^gradtx\.average_params\({name}=16777217\): {name} is"):
+        gradtx.average_params(gradtx.sgd(0.1), **{name: 2**24 + 1})
+
+
+def test_a_step_count_above_2_to_the_24_is_exact_under_x64(x64):
+    opt = gradtx.average_params(gradtx.sgd(0.1), method="swa", start=2**24 + 1)
+    params = jnp.ones(1)
+    state = opt.init(params)
+    resumed = state.inner_state._replace(step=jnp.asarray(2**24, jnp.int32))
+    _, state = opt.update(jnp.ones(1), state._replace(inner_state=resumed), params)
+    assert int(state.inner_state.n_averaged) == 0  # update 2**24 + 1 is not after start
+    _, state = opt.update(jnp.ones(1), state, params)
+    assert int(state.inner_state.n_averaged) == 1

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 import gradtx
 from tests.registry import OPTIMIZER_NAMES, REGISTRY
@@ -349,3 +350,41 @@ def test_updates_with_dtypes_swapped_between_equal_buffers_are_refused():
         with pytest.raises(ValueError, match=r"in buffers \{'bfloat16': \[0\], 'float32': \[1\]\}"):
             tx.update(swapped, state)
     tx.update(jax.tree.map(jnp.ones_like, params), state)  # the params' dtypes are fine
+
+
+def test_updates_under_other_keys_are_refused():
+    """Leaves of the same shapes under other keys fill the same buffers: they were taken."""
+    tx = gradtx.flatten(gradtx.adam(0.1))
+    state = tx.init({"a": jnp.ones(3), "b": jnp.ones(2)})
+    other = {"x": jnp.ones(3), "y": jnp.ones(2)}
+    match = r"^gradtx\.flatten\.update: the updates' tree does not match the params init saw"
+    with pytest.raises(ValueError, match=match):
+        tx.update(other, state)
+    with pytest.raises(ValueError, match=match):
+        tx.update(other, state, other)
+    tx.update({"a": jnp.ones(3), "b": jnp.ones(2)}, state)
+
+
+def test_nnx_params_nodes_at_init_and_arrays_at_update_fit():
+    """flax.nnx.Optimizer inits with nnx.Param nodes and updates with arrays in their place."""
+    model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    ref_model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, gradtx.flatten(gradtx.adam(0.1)), wrt=nnx.Param)
+    ref_opt = nnx.Optimizer(ref_model, gradtx.adam(0.1), wrt=nnx.Param)
+    for _ in range(2):
+        for m, o in ((model, opt), (ref_model, ref_opt)):
+            o.update(m, nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2))) ** 2))(m))
+    np.testing.assert_array_equal(model.kernel[...], ref_model.kernel[...])
+    np.testing.assert_array_equal(model.bias[...], ref_model.bias[...])
+
+
+def test_an_integer_leaf_is_named_by_its_path():
+    """It was named by the flat buffer: 'gradtx.adam: params leaf ['int32']'."""
+    tx = gradtx.flatten(gradtx.adam(0.1))
+    with pytest.raises(
+        TypeError, match=r"^gradtx\.flatten: params leaf \['step'\] has dtype int32"
+    ):
+        tx.init({"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)})
+    state = tx.init({"w": jnp.ones(3), "n": jnp.ones(())})
+    with pytest.raises(TypeError, match=r"^gradtx\.flatten: updates leaf \['n'\] has dtype int32"):
+        tx.update({"w": jnp.ones(3), "n": jnp.zeros((), jnp.int32)}, state)

@@ -1,0 +1,88 @@
+"""The wrappers not built by ``factory`` check their arguments and states as factories do."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+
+WRAPPERS = {
+    "masked": lambda inner: gradtx.masked(inner, {"w": True, "b": False}),
+    "partition": lambda inner: gradtx.partition({"x": inner}, {"w": "x", "b": "x"}),
+    "apply_if_finite": lambda inner: gradtx.apply_if_finite(inner, 2),
+    "track_norms": lambda inner: gradtx.track_norms(inner),
+    "accumulate_gradients": lambda inner: gradtx.accumulate_gradients(inner, 2),
+}
+FOREIGN = {
+    "adam": lambda: gradtx.adam(0.1),
+    "sgd": lambda: gradtx.sgd(0.1),
+    "chain(sgd, adam)": lambda: gradtx.chain(gradtx.sgd(0.1), gradtx.adam(0.1)),
+}
+
+
+@pytest.mark.parametrize("foreign", sorted(FOREIGN))
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+def test_a_foreign_state_is_refused_under_the_wrappers_name(name, foreign):
+    """They raised AttributeError or TypeError from reading a field the state lacked."""
+    opt = WRAPPERS[name](gradtx.adam(0.1))
+    state = FOREIGN[foreign]().init(PARAMS)
+    pattern = rf"^gradtx\.{name}\.update: the state does not match what gradtx\.{name}\.init"
+    with pytest.raises(ValueError, match=pattern):
+        opt.update(PARAMS, state, PARAMS)
+    with pytest.raises(ValueError, match=pattern):
+        jax.jit(opt.update)(PARAMS, state, PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+def test_a_state_made_for_other_params_is_refused(name):
+    opt = WRAPPERS[name](gradtx.adam(0.1))
+    state = opt.init({"w": jnp.ones((3, 2)), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match=rf"^gradtx\.{name}\.update: the state does not match"):
+        opt.update(PARAMS, state, PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(set(WRAPPERS) - {"track_norms"}))  # it needs params
+def test_fewer_leaves_than_init_saw_are_refused_around_a_stateless_inner(name):
+    """Checking the state probes the inner init with the updates; that must not teach the
+    inner sgd (whose state has no params-shaped buffer) the smaller tree."""
+    opt = WRAPPERS[name](gradtx.sgd(0.1))
+    state = opt.init(PARAMS)
+    # masked and partition refuse it against the mask; the others against init's tree
+    with pytest.raises(ValueError, match=r"^gradtx\.\w+\.update: the (updates|state)"):
+        opt.update({"w": jnp.ones((2, 3))}, state)
+    opt.update(PARAMS, state)  # the right tree still works
+
+
+def test_the_states_the_wrappers_make_are_accepted_nested_and_jitted():
+    masked = gradtx.masked(
+        gradtx.accumulate_gradients(gradtx.adam(0.1), 2), {"w": True, "b": False}
+    )
+    opt = gradtx.apply_if_finite(gradtx.track_norms(masked), 3)
+    state = opt.init(PARAMS)
+    update = jax.jit(opt.update)
+    for _ in range(3):
+        updates, state = update(PARAMS, state, PARAMS)
+    np.testing.assert_array_equal(updates["b"], PARAMS["b"])  # masked out: passed through
+    assert int(state.inner_state.inner_state.inner_state.micro_step) == 1
+
+
+@pytest.mark.parametrize(
+    "make, call, name",
+    [
+        (lambda t: gradtx.track_norms(t), "track_norms", "inner"),
+        (lambda t: gradtx.masked(t, {"w": True}), "masked", "inner"),
+        (lambda t: gradtx.apply_if_finite(t, 1), "apply_if_finite", "inner"),
+        (lambda t: gradtx.accumulate_gradients(t, 2), "accumulate_gradients", "inner"),
+        (lambda t: gradtx.flatten(t), "flatten", "tx"),
+        (lambda t: gradtx.partition({"a": t}, {"w": "a"}), "partition", "transforms['a']"),
+    ],
+)
+def test_a_non_transform_is_named_by_its_argument(make, call, name):
+    """track_norms("adam") said 'gradtx.track_norms: expected a GradientTransformation'."""
+    message = f"gradtx.{call}({name}=...): {name} must be a GradientTransformation, got str"
+    with pytest.raises(TypeError) as info:
+        make("adam")
+    assert str(info.value) == message
