@@ -10,7 +10,9 @@ name, those keep their ``inner_state`` segments.)  A gradtx schedule's fields
 are ``path/name.field``.  A full name always addresses its own entry; any
 other unique suffix of a full name addresses it too (``learning_rate``,
 ``adam/learning_rate``, ``learning_rate.peak_value``); a key that matches
-none or several is an error listing the candidates.
+none or several is an error listing the candidates.  Two locations whose names
+print alike (a '/' inside a ``named_chain`` name or ``partition`` label:
+``"a/b"`` and ``"a"`` > ``"b"``) are an error naming both, not one value lost.
 
 optax's ``inject_hyperparams`` states are locations too (their injected
 numbers), and a state field a transform reports (``reduce_on_plateau``'s
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _checks
 from gradtx._base import REPORTED, is_schedule
 from gradtx._factory import HYPERPARAMS_STATES, shown_key, shown_name
 
@@ -97,8 +100,13 @@ def _set_field(value: Any, field: str, fn) -> Any:
     return type(value)(items)
 
 
-def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
-    """(full name, location path, hyperparameter, dotted schedule field or None)."""
+def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str | None]]:
+    """(full name, location path, hyperparameter, dotted schedule field or None).
+
+    Raises ``ValueError`` (naming ``call``) where two locations print the same full
+    name: a '/' inside a key (``named_chain(("a/b", ...), ("a", named_chain(("b",
+    ...))))``) reads as a path separator, and one of the two values would be lost.
+    """
 
     def collect(shown):
         out = []
@@ -123,7 +131,32 @@ def _entries(state: Any) -> list[tuple[str, tuple[str, ...], str, str | None]]:
     seen: dict[str, int] = {}
     for entry in short:
         seen[entry[0]] = seen.get(entry[0], 0) + 1
-    return [s if seen[s[0]] == 1 else r for s, r in zip(short, raw)]
+    entries = [s if seen[s[0]] == 1 else r for s, r in zip(short, raw)]
+    located: dict[str, tuple[str, ...]] = {}
+    for full, path, _, _ in entries:
+        other = located.setdefault(full, path)
+        if other != path:
+            raise ValueError(
+                f"{call}: the hyperparameters at state paths {_shown_path(other)} and "
+                f"{_shown_path(path)} are both named {full!r} (a '/' inside a named_chain "
+                "name, partition label or dict key reads as a path separator); rename one"
+            )
+    return entries
+
+
+def _shown_path(path: tuple[str, ...]) -> str:
+    return "".join(f"[{key!r}]" for key in path) or "[]"
+
+
+def _find(entries: list, key: str, call: str) -> tuple[str, tuple[str, ...], str, str | None]:
+    """The one entry ``key`` addresses: its full name, else its only '/'-suffix match."""
+    hits = [e for e in entries if e[0] == key] or [e for e in entries if _matches(e[0], key)]
+    if not hits:
+        known = sorted(_short_names([e[0] for e in entries]).values())
+        raise KeyError(f"{call}: unknown hyperparameter {key!r}; known: {known}")
+    if len(hits) > 1:
+        raise KeyError(f"{call}: {key!r} is ambiguous; use one of {[h[0] for h in hits]}")
+    return hits[0]
 
 
 def _short_names(full_names: list[str]) -> dict[str, str]:
@@ -158,7 +191,7 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
       >>> round(float(gradtx.get_hyperparams(state)["learning_rate"]), 6)
       0.001
     """
-    entries = _entries(state)
+    entries = _entries(state, "gradtx.get_hyperparams")
     short = _short_names([e[0] for e in entries])
     locs = dict(_locations(state))
     out = {}
@@ -199,6 +232,8 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
     """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
     construction takes one (a bool slot; a schedule's 0/1 option fields)."""
     old_dtype = jnp.result_type(old)
+    if _checks.is_concrete_number(new) and jnp.issubdtype(old_dtype, jnp.floating):
+        _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=False)
     try:
         if (
             isinstance(new, int)
@@ -254,19 +289,10 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
             f"(or pass keywords: learning_rate=...), got {type(values).__name__}"
         )
     changes = {**(dict(values) if values is not None else {}), **kwargs}
-    entries = _entries(state)
+    call = "gradtx.set_hyperparams"
+    entries = _entries(state, call)
     for key, value in changes.items():
-        hits = [e for e in entries if e[0] == key] or [e for e in entries if _matches(e[0], key)]
-        if not hits:
-            known = sorted(_short_names([e[0] for e in entries]).values())
-            raise KeyError(
-                f"gradtx.set_hyperparams: unknown hyperparameter {key!r}; known: {known}"
-            )
-        if len(hits) > 1:
-            raise KeyError(
-                f"gradtx.set_hyperparams: {key!r} is ambiguous; use one of {[h[0] for h in hits]}"
-            )
-        _, path, name, field = hits[0]
+        _, path, name, field = _find(entries, key, call)
         if field == "<python>":
             raise ValueError(
                 f"gradtx.set_hyperparams({key}=...): {name} follows a plain Python callable, "
@@ -298,5 +324,5 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
             return loc._replace(hyperparams={**loc.hyperparams, name: new})
 
         state = _replace_at(state, path, replace)
-        entries = _entries(state)
+        entries = _entries(state, call)
     return state

@@ -25,6 +25,7 @@ import numpy as np
 
 import gradtx  # public names, looked up at call time (gradtx imports this module)
 from gradtx._base import is_schedule
+from gradtx._hyperparams import _entries, _find, _locations, _replace_at
 
 CALL = "gradtx.lr_range_test"
 _BASE_FRACTION = 0.1  # base_lr: the smoothed loss has made 10% of its descent
@@ -49,8 +50,9 @@ def _number(
 def _drivable(state: Any, name: str) -> Any:
     """``state`` with hyperparameter ``name`` settable by ``set_hyperparams``.
 
-    A gradtx schedule stored under ``name`` is replaced by a constant (the test sets
-    the value at every step, so the schedule would be ignored anyway)."""
+    The gradtx schedule that ``name`` addresses is replaced by a constant (the test
+    sets the value at every step, so the schedule would be ignored anyway); others
+    under the same hyperparameter name, in other groups, run as usual."""
     try:
         gradtx.set_hyperparams(state, {name: 0.0})
         return state
@@ -61,32 +63,22 @@ def _drivable(state: Any, name: str) -> Any:
         ) from None
     except ValueError as exc:
         reason = str(exc)
-    key, found = name.rsplit("/", 1)[-1], []
-
-    def replace(node):  # each HyperparamsState: its inner states first, then itself
-        if not isinstance(node, gradtx.HyperparamsState):
-            return node
-        node = node._replace(inner_state=_map_locations(replace, node.inner_state))
-        value = node.hyperparams.get(key)
-        if not is_schedule(value):
-            return node
-        found.append(value)
-        constant = jnp.zeros((), jax.tree.leaves(value)[0].dtype)
-        return node._replace(hyperparams={**node.hyperparams, key: constant})
-
-    new_state = _map_locations(replace, state)
-    if len(found) != 1:
+    # The entry set_hyperparams resolved name to, found the same way (two locations that
+    # print one name raise here, naming both).
+    _, path, key, field = _find(_entries(state, CALL), name, CALL)
+    value = dict(_locations(state))[path].hyperparams.get(key) if field is None else None
+    if not is_schedule(value):
         raise ValueError(
             f"{CALL}: set_hyperparams cannot drive {name!r} ({reason}). Build the optimizer "
             "with a number (or one gradtx schedule) for it; a plain Python callable is code, "
             "not data, and cannot be replaced"
         )
+    constant = jnp.zeros((), jax.tree.leaves(value)[0].dtype)
+    new_state = _replace_at(
+        state, path, lambda loc: loc._replace(hyperparams={**loc.hyperparams, key: constant})
+    )
     gradtx.set_hyperparams(new_state, {name: 0.0})  # now it can
     return new_state
-
-
-def _map_locations(fn, tree):
-    return jax.tree.map(fn, tree, is_leaf=lambda x: isinstance(x, gradtx.HyperparamsState))
 
 
 def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor):
@@ -343,9 +335,11 @@ def lr_range_test(
 
     The optimizer is used as built: its other hyperparameters, schedules included, run
     as usual.  A gradtx schedule on the driven hyperparameter is replaced by a constant
-    for the test; a plain Python callable there is an error, as is an optimizer with no
-    such hyperparameter.  Repeated calls with the same optimizer, ``loss_fn`` and shapes
-    reuse the compiled program (other ranges and smoothing included).
+    for the test, only the one ``hyperparam`` names (``"a/learning_rate"`` leaves group
+    ``b``'s schedule running); a plain Python callable there is an error, as is an
+    optimizer with no such hyperparameter.  Repeated calls with the same optimizer,
+    ``loss_fn`` and shapes reuse the compiled program (other ranges and smoothing
+    included).
 
     Args:
       optimizer: a gradtx optimizer (or any transform whose state holds the

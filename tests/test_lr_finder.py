@@ -284,3 +284,36 @@ def test_plot_marks_the_suggestion_on_a_log_axis(tmp_path):
     fig2.savefig(tmp_path / "band.png")
     assert (tmp_path / "band.png").stat().st_size > 10_000
     matplotlib.pyplot.close("all")
+
+
+def test_one_groups_schedule_is_driven_and_the_others_run_on(x64):
+    """``hyperparam="a/learning_rate"`` replaces group a's schedule only: group b's
+    schedule, under the same name, runs as usual.  Every learning_rate schedule was
+    replaced, which set_hyperparams refused to drive."""
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    params = {"a": params, "b": params}
+
+    def loss2(p, b):
+        return loss_fn(p["a"], b) + loss_fn(p["b"], b)
+
+    b_lr = schedules.linear(0.2, 0.0, 20)
+    opt = gradtx.partition(
+        {"a": gradtx.sgd(schedules.cosine_decay(0.1, 100)), "b": gradtx.sgd(b_lr)},
+        {"a": "a", "b": "b"},
+    )
+    result = gradtx.lr_range_test(
+        opt, loss2, params, batches, num_steps=30, hyperparam="a/learning_rate"
+    )
+    # by hand: group a at each planned rate, group b on its schedule
+    by_hand_opt = gradtx.partition(
+        {"a": gradtx.sgd(0.1), "b": gradtx.sgd(b_lr)}, {"a": "a", "b": "b"}
+    )
+    state, p, by_hand = by_hand_opt.init(params), params, []
+    for i, lr in enumerate(result.learning_rates[: result.steps]):
+        state = gradtx.set_hyperparams(state, {"a/learning_rate": lr})
+        loss, grads = jax.value_and_grad(loss2)(p, batches[i])
+        updates, state = by_hand_opt.update(grads, state, p)
+        p = gradtx.apply_updates(p, updates)
+        by_hand.append(float(loss))
+    assert result.steps > 20
+    np.testing.assert_allclose(result.losses[: result.steps], by_hand, rtol=1e-12)

@@ -61,7 +61,9 @@ def test_a_finite_number_that_overflows_where_it_is_stored_is_rejected(make, arg
     # 1e39 passed the finiteness check and was stored as inf: steps of -inf
     with pytest.raises(ValueError, match=rf"{arg}=1e\+39\): {arg} overflows to inf"):
         make(1e39)
-    make(3e38)
+    state = make(3e38).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=rf"set_hyperparams\({arg}=1e\+39\): .* overflows"):
+        gradtx.set_hyperparams(state, {arg: 1e39})
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from gradtx._checks import check_choice
@@ -182,23 +183,61 @@ class SGDR(Schedule):
         peak, period0, mult, low = self._floats()
         t = as_count(count)
         flat = mult == 1
-        m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite
-
-        def start(n):
-            # First step of restart n: T_0 (m^n − 1)/(m − 1).  Rounded when it is
-            # an integer in exact arithmetic, so restarts land on the same step
-            # as torch's integer bookkeeping even if pow is off by an ulp.
-            s = period0 * (m**n - 1) / (m - 1)
-            exact = (m == jnp.round(m)) & (period0 == jnp.round(period0))
-            return jnp.where(exact, jnp.round(s), s)
-
-        n = jnp.floor(jnp.log1p(t * (m - 1) / period0) / jnp.log(m))
-        n = jnp.where(t < start(n), n - 1, n)
-        n = jnp.where(t >= start(n + 1), n + 1, n)
-        n_flat = jnp.floor(t / period0)
-        t_cur = jnp.where(flat, t - n_flat * period0, t - start(n))
-        period = jnp.where(flat, period0, period0 * m**n)
+        m = jnp.where(flat, 2.0, mult)  # keeps the geometric branches finite
+        counted_start, counted_period, found = _counted_restart(t, period0, m)
+        closed_start, closed_period = _closed_form_restart(t, period0, m)
+        start = jnp.where(found, counted_start, closed_start)
+        period = jnp.where(found, counted_period, closed_period)
+        t_cur = jnp.where(flat, periods(t, period0)[1], t - start)
+        period = jnp.where(flat, period0, period)
         return low + (peak - low) * (1 + jnp.cos(jnp.pi * t_cur / period)) / 2
+
+
+# Restart 64 of a period_mult >= 2 starts at (2^64 − 1) · T_0 or later, beyond any count;
+# only an m close to 1 (thousands of restarts) leaves a count to the closed form.
+_MAX_RESTARTS = 64
+
+
+def _counted_restart(t, period0, m):
+    """Start and length of the period holding ``t``, and whether it is among the first
+    ``_MAX_RESTARTS``.
+
+    Restart ``n`` starts at ``T_0 · G_n`` with ``G_{n+1} = m · G_n + 1``.  For a
+    whole ``m`` every ``G_n`` is a whole number, exact while below 2^24 (float32),
+    so restarts land on torch's steps; for any ``m`` the first ones are exact
+    (``G_1 = 1``).  The closed form ``T_0 (m^n − 1)/(m − 1)`` rounded before it
+    divided (``5 · (4^11 − 1)`` exceeds 2^24, which put restart 11 of
+    ``sgdr(1, 5, period_mult=4)`` one step late), and a jitted ``m ** 1.0`` is not
+    always ``m`` (``sgdr(1, 7, period_mult=1.01)`` gave its low at restart 1, step 7).
+    """
+
+    def step(_, carry):
+        g, power = carry
+        g_next = g * m + 1
+        # Only restarts that have begun are taken, so g stays below t / T_0 (finite).
+        begun = period0 * g_next <= t
+        return jnp.where(begun, g_next, g), jnp.where(begun, power * m, power)
+
+    zero = jnp.zeros_like(t * period0 * m)
+    g, power = jax.lax.fori_loop(0, _MAX_RESTARTS, step, (zero, zero + 1))
+    found = period0 * (g * m + 1) > t
+    return period0 * g, period0 * power, found
+
+
+def _closed_form_restart(t, period0, m):
+    """Start and length of the period holding ``t`` (``m > 1``), in closed form: past
+    ``_MAX_RESTARTS``, where counting restarts one by one would take too long."""
+
+    def start(n):
+        # The geometric sum before T_0, so the product is rounded once.
+        return period0 * ((m**n - 1) / (m - 1))
+
+    # A first guess from the logarithm, then one step either way where it rounded
+    # across a restart.
+    n = jnp.floor(jnp.log1p(t * (m - 1) / period0) / jnp.log1p(m - 1))
+    n = jnp.where(t < start(n), n - 1, n)
+    n = jnp.where(t >= start(n + 1), n + 1, n)
+    return start(n), period0 * m**n
 
 
 def sgdr(

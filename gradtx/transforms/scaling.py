@@ -109,7 +109,8 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
 
     Each multiplier is a hyperparameter in the state named after its key
     path: ``get_hyperparams`` lists ``blocks/3/multiplier`` and
-    ``set_hyperparams`` changes it without recompiling.  A multiplier given
+    ``set_hyperparams`` changes it without recompiling (so two key paths that
+    print alike, ``{"a/b": x, "a": {"b": y}}``, are refused).  A multiplier given
     as a schedule makes the transform keep a step count of its own.
 
     Args:
@@ -131,6 +132,16 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
     if not entries:
         raise ValueError(f"{call}(multipliers=...): give at least one multiplier")
     names = [f"{_path_name(path)}/multiplier" for path, _ in entries]
+    first: dict[str, tuple] = {}
+    for name, (path, _) in zip(names, entries):
+        other = first.setdefault(name, path)
+        if other is not path:
+            # One name, one hyperparameter: both would read and set the same value.
+            raise ValueError(
+                f"{call}(multipliers=...): the entries at {jax.tree_util.keystr(other)} and "
+                f"{jax.tree_util.keystr(path)} would both be named {name!r} (a '/' inside a "
+                "key reads as a path separator); rename one of them"
+            )
     for name, (_, value) in zip(names, entries):
         if callable(value) and not is_schedule(value):
             raise TypeError(

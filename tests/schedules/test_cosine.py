@@ -117,6 +117,56 @@ def test_sgdr_restarts(x64):
     np.testing.assert_array_equal(restarts, [0, 5, 15, 35, 75, 155, 315])
 
 
+def _sgdr_restarts(first_period, mult, below):
+    """Restart steps of torch's integer bookkeeping (T_i = T_0 · m^i), below ``below``."""
+    starts, start, period = [], 0, first_period
+    while start < below:
+        starts.append(start)
+        start, period = start + period, period * mult
+    return np.asarray(starts), period
+
+
+@pytest.mark.parametrize("first_period, mult", [(5, 4), (7, 4), (100, 4), (3, 5), (1, 3), (1, 2)])
+def test_float32_sgdr_restarts_land_on_torchs_steps_below_2_24(first_period, mult):
+    """Every restart below 2^24 is at peak in float32, and the step before it at the end of
+    the previous period, as integer bookkeeping says.  The closed form rounded
+    ``T_0 (m^n − 1)`` past 2^24 before dividing by m − 1: restart 11 of
+    ``sgdr(1, 5, period_mult=4)``, at 6990505, came one step late."""
+    starts, _ = _sgdr_restarts(first_period, mult, 2**24)
+    periods = first_period * mult ** np.arange(len(starts))
+    counts = np.concatenate([starts, starts[1:] - 1])
+    # float64 cosine of the exact position in the period
+    t_cur = np.concatenate([np.zeros(len(starts)), periods[:-1] - 1.0])
+    want = 0.05 + 0.95 * (1 + np.cos(np.pi * t_cur / np.concatenate([periods, periods[:-1]]))) / 2
+    with jax.enable_x64(False):
+        schedule = S.sgdr(1.0, first_period, period_mult=mult, min_value=0.05)
+        got = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(counts, jnp.int32)))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got[: len(starts)], np.float32(1.0))
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+def test_sgdr_real_period_mult_restarts_at_its_first_period(x64):
+    """With a real period_mult the first period still ends at first_period: a jitted
+    ``m ** 1.0`` is not always m, and ``sgdr(1, 7, period_mult=1.01)`` was at its low at
+    step 7.  Past 64 restarts the closed form takes over, equal to exact bookkeeping."""
+    mult = 1.01
+    counts = np.arange(3000)
+    starts, periods = [0.0], [7.0]
+    while starts[-1] + periods[-1] <= counts[-1]:
+        starts.append(starts[-1] + periods[-1])
+        periods.append(periods[-1] * mult)
+    assert len(starts) > 64
+    i = np.searchsorted(starts, counts, side="right") - 1
+    t_cur = counts - np.asarray(starts)[i]
+    want = 0.1 + 0.9 * (1 + np.cos(np.pi * t_cur / np.asarray(periods)[i])) / 2
+    schedule = S.sgdr(1.0, 7, period_mult=mult, min_value=0.1)
+    # Python-number fields are constants under jit, the case that was off.
+    for got in (ours(schedule, len(counts)), jax.jit(jax.vmap(schedule))(jnp.asarray(counts))):
+        assert got[7] == 1.0
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 OPTAX_CASES = {
     "cosine": (
         S.cosine_decay(0.3, 150, alpha=0.05, exponent=1.5),

@@ -105,3 +105,22 @@ def test_bad_multipliers_are_errors():
     tx = gradtx.scale_by_multipliers({"a": 1.0, "b": 2.0})
     with pytest.raises(ValueError, match="multipliers tree does not match"):
         tx.init({"a": jnp.ones(2), "c": jnp.ones(2)})
+
+
+def test_key_paths_that_print_alike_are_refused():
+    """``{"a/b": x, "a": {"b": y}}`` names both entries ``a/b/multiplier``: one hyperparameter,
+    so both leaves were scaled by the same value (0.5 for both here)."""
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx\.scale_by_multipliers\(multipliers=\.\.\.\): the entries at "
+        r"\['a'\]\['b'\] and \['a/b'\] would both be named 'a/b/multiplier'",
+    ):
+        gradtx.scale_by_multipliers({"a/b": 0.5, "a": {"b": 2.0}})
+    # A '/' inside a key that repeats no other path is kept, each entry its own value.
+    params = {"a/b": jnp.ones(2), "c": {"d": jnp.ones(2)}}
+    opt = gradtx.chain(gradtx.sgd(1.0), gradtx.scale_by_multipliers({"a/b": 0.5, "c": 2.0}))
+    updates, state = opt.update(params, opt.init(params), params)
+    np.testing.assert_array_equal(updates["a/b"], np.float32(-0.5))
+    np.testing.assert_array_equal(updates["c"]["d"], np.float32(-2.0))
+    hyper = gradtx.get_hyperparams(state)
+    assert (float(hyper["b/multiplier"]), float(hyper["c/multiplier"])) == (0.5, 2.0)

@@ -129,3 +129,48 @@ def test_gradtx_schedules_in_groups_are_addressed_by_label_and_field():
     assert float(hp["b/learning_rate"]) == pytest.approx(0.2)
     with pytest.raises(KeyError, match="ambiguous"):
         gradtx.set_hyperparams(state, {"learning_rate.init_value": 0.5})
+
+
+@pytest.mark.parametrize(
+    "make, first, second",
+    [
+        (
+            lambda: gradtx.named_chain(
+                ("a/b", gradtx.sgd(0.1)), ("a", gradtx.named_chain(("b", gradtx.sgd(0.2))))
+            ),
+            r"\['a/b'\]",
+            r"\['a'\]\['b'\]",
+        ),
+        (
+            lambda: gradtx.partition(
+                {"a/b": gradtx.sgd(0.1), "a": gradtx.named_chain(("b", gradtx.sgd(0.2)))},
+                {"w": "a/b", "b": "a"},
+            ),
+            r"\['a'\]\['b'\]",
+            r"\['a/b'\]",
+        ),
+    ],
+    ids=["named_chain", "partition"],
+)
+def test_names_that_print_alike_are_an_error_naming_both_locations(make, first, second):
+    """A '/' inside a name can print two locations alike: get_hyperparams kept one of the
+    two learning rates (0.2) and set_hyperparams called the name ambiguous, listing it twice."""
+    state = make().init(PARAMS)
+    both = (
+        rf"the hyperparameters at state paths {first} and {second} are both named "
+        r"'a/b/learning_rate' \(a '/' inside"
+    )
+    with pytest.raises(ValueError, match=rf"^gradtx\.get_hyperparams: {both}"):
+        gradtx.get_hyperparams(state)
+    with pytest.raises(ValueError, match=rf"^gradtx\.set_hyperparams: {both}"):
+        gradtx.set_hyperparams(state, {"a/b/learning_rate": 0.5})
+
+
+def test_a_slash_inside_a_name_that_repeats_no_other_path_is_kept():
+    opt = gradtx.named_chain(("a/b", gradtx.sgd(0.1)), ("c", gradtx.sgd(0.2)))
+    state = gradtx.set_hyperparams(opt.init(PARAMS), {"a/b/learning_rate": 0.5})
+    hp = gradtx.get_hyperparams(state)
+    assert {k: float(v) for k, v in hp.items()} == {
+        "b/learning_rate": 0.5,
+        "c/learning_rate": float(np.float32(0.2)),
+    }
