@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks
-from gradtx._base import float_dtype, with_extra_args
+from gradtx._base import float_dtype, is_schedule, with_extra_args
 
 
 class Hyper(NamedTuple):
@@ -66,6 +66,11 @@ class Hyper(NamedTuple):
             raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
         if _checks.is_concrete_number(value):
             _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
+        elif is_schedule(value):  # stored too: its int fields are counts of steps
+            for path, leaf in jax.tree_util.tree_leaves_with_path(value):
+                if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, bool):
+                    field = f"{name}{jax.tree_util.keystr(path)}"
+                    _checks.check_stored(call, field, leaf, float_dtype(), integer=True)
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if self.optional and _checks.is_zero(value):

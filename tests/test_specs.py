@@ -82,8 +82,17 @@ def test_an_integer_that_float32_storage_would_round_is_rejected(make, arg):
     make(2**25)  # a larger integer that float32 holds exactly
 
 
+def test_a_schedules_step_count_that_float32_would_round_is_rejected():
+    # a schedule given for a hyperparameter is stored as data, its fields in float32
+    late = gradtx.schedules.linear(1.0, 0.0, 2**24 + 1)
+    with pytest.raises(ValueError, match=r"learning_rate.transition_steps=16777217\): .* rounds"):
+        gradtx.sgd(late)
+    gradtx.sgd(gradtx.schedules.linear(1.0, 0.0, 2**24))
+
+
 def test_integers_are_stored_exactly_in_float64(x64):
     gradtx.average_params(gradtx.sgd(0.1), start=2**24 + 1)
+    gradtx.sgd(gradtx.schedules.linear(1.0, 0.0, 2**24 + 1))
 
 
 def test_storage_dtypes_must_be_dtypes_not_values():
