@@ -261,9 +261,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         p, u = jnp.asarray(p), jnp.asarray(u)
         with jax.numpy_dtype_promotion("standard"):  # an explicit choice, also under strict mode
             dtype = jnp.promote_types(p.dtype, u.dtype)
-        truncated = dtype != p.dtype and not jnp.issubdtype(p.dtype, jnp.inexact)
+        truncated = jnp.issubdtype(u.dtype, jnp.inexact) and not jnp.issubdtype(
+            p.dtype, jnp.inexact
+        )
         if truncated or (
-            jnp.issubdtype(dtype, jnp.complexfloating)
+            jnp.issubdtype(u.dtype, jnp.complexfloating)
             and not jnp.issubdtype(p.dtype, jnp.complexfloating)
         ):
             raise TypeError(

@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gradtx import _checks
@@ -233,7 +234,9 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
     construction takes one (a bool slot; a schedule's 0/1 option fields)."""
     old_dtype = jnp.result_type(old)
     if _checks.is_concrete_number(new) and jnp.issubdtype(old_dtype, jnp.floating):
-        _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=False)
+        # an int given is taken as a count of steps: it must not be rounded
+        integer = isinstance(new, (int, np.integer)) and not isinstance(new, bool)
+        _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=integer)
     try:
         if (
             isinstance(new, int)

@@ -285,7 +285,8 @@ def from_torch_state_dict(
     scheduler stepped once per epoch is an error).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
     values.  Several param groups are accepted when their hyperparameters are
-    equal.  Tensors are read with ``np.asarray(t.detach().cpu())``; torch is
+    equal.  Tensors are copied with ``np.array(t.detach().cpu())`` (the state
+    does not share torch's memory, which its next step overwrites); torch is
     not imported.
 
     Args:

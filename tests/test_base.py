@@ -1,5 +1,6 @@
 """The contract's small pieces: identity, stateless, transform, chain's keywords, apply_updates."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,6 +64,12 @@ def test_apply_updates_refuses_what_it_would_broadcast_or_cast_away():
         gradtx.apply_updates(p, {**ok, "n": jnp.asarray([0.6, -0.4])})
     with pytest.raises(TypeError, match=r"leaf \['r'\] is complex64, its param float32"):
         gradtx.apply_updates(p, {**ok, "r": jnp.ones(2, jnp.complex64)})
+    # integers onto integers are exact, as in optax: a wider or Python int is taken
+    small = {"n": jnp.asarray([1, 2], jnp.int8), "k": jnp.asarray(3, jnp.int8)}
+    out = gradtx.apply_updates(small, {"n": jnp.asarray([1, 1], jnp.int32), "k": 2})
+    chex.assert_trees_all_equal(
+        out, {"n": jnp.asarray([2, 3], jnp.int8), "k": jnp.asarray(5, jnp.int8)}
+    )
 
 
 def test_apply_updates_rounds_once_and_keeps_none_leaves():

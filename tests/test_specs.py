@@ -90,6 +90,18 @@ def test_a_schedules_step_count_that_float32_would_round_is_rejected():
     gradtx.sgd(gradtx.schedules.linear(1.0, 0.0, 2**24))
 
 
+def test_set_hyperparams_refuses_what_construction_refuses():
+    state = gradtx.average_params(gradtx.sgd(gradtx.schedules.linear(1.0, 0.0, 8))).init(
+        {"w": jnp.ones(2)}
+    )
+    for key in ("start", "learning_rate.transition_steps"):
+        with pytest.raises(ValueError, match=rf"\({key}=16777217\): .* rounds it to 16777216"):
+            gradtx.set_hyperparams(state, {key: 2**24 + 1})
+        gradtx.set_hyperparams(state, {key: 2**25})
+    with pytest.raises(ValueError, match=r"start overflows to inf"):
+        gradtx.set_hyperparams(state, start=10**400)
+
+
 def test_integers_are_stored_exactly_in_float64(x64):
     gradtx.average_params(gradtx.sgd(0.1), start=2**24 + 1)
     gradtx.sgd(gradtx.schedules.linear(1.0, 0.0, 2**24 + 1))

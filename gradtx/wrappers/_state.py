@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from gradtx import _checks
-from gradtx._base import is_schedule
 
 _PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("gradtx_probing", default=False)
 
@@ -65,25 +63,4 @@ class StateCheck:
             )
         with probing():
             expected = jax.eval_shape(self.init, updates if params is None else params)
-        _checks.check_bare_state(self.call, state, _as_driven(state, expected))
-
-
-def _as_driven(got: Any, want: Any) -> Any:
-    """``want`` with a scalar where ``got`` holds one in place of a schedule.
-
-    ``lr_range_test`` drives a hyperparameter by replacing its schedule with a
-    constant, which the factories' own check accepts (``_checks.check_state``).
-    """
-    if is_schedule(want):
-        leaves = jax.tree.leaves(got)
-        driven = len(leaves) == 1 and leaves[0] is got and jnp.ndim(got) == 0
-        return got if driven else want
-    if type(got) is not type(want):
-        return want
-    if isinstance(want, tuple) and hasattr(want, "_fields") and len(got) == len(want):
-        return type(want)(*(_as_driven(g, w) for g, w in zip(got, want)))
-    if isinstance(want, (tuple, list)) and len(got) == len(want):
-        return type(want)(_as_driven(g, w) for g, w in zip(got, want))
-    if isinstance(want, dict) and set(got) == set(want):
-        return {k: _as_driven(got[k], w) for k, w in want.items()}
-    return want
+        _checks.check_bare_state(self.call, state, expected)

@@ -71,7 +71,9 @@ def accumulate_gradients(
     _checks.check_dtype(call, "dtype", dtype)
 
     def init(params):
-        params = _checks.check_tree(call, params, "params")
+        # Only arrays (Python numbers become scalar ones); which dtypes make sense is the
+        # inner optimizer's rule (an optax inner may take int leaves or other dtypes).
+        params = jax.tree.map(jnp.asarray, params)
         checked.record(params)
         state = AccumulateGradientsState(
             jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype), inner.init(params)
@@ -88,8 +90,16 @@ def accumulate_gradients(
                 "whole optimizer"
             )
         extra.pop("grads", None)
-        updates, params = _checks.check_updates(call, updates, params)
+        updates = jax.tree_util.tree_map_with_path(_array(call), updates)
         checked.check(state, updates, params)
+        _tree.check_same_structure(f"{call}.update", updates, state.grad_sum, "accumulator")
+        leaves = jax.tree_util.tree_leaves_with_path(updates)
+        for (path, u), s in zip(leaves, jax.tree.leaves(state.grad_sum)):
+            if u.shape != s.shape:  # the sum would broadcast
+                raise ValueError(
+                    f"{call}.update: updates leaf {jax.tree_util.keystr(path)} is "
+                    f"{u.dtype.name}{list(u.shape)} but the param is {s.dtype.name}{list(s.shape)}"
+                )
         grad_sum = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
         micro_step = state.micro_step + 1
 
@@ -114,3 +124,15 @@ def accumulate_gradients(
         return out, AccumulateGradientsState(micro_step, grad_sum, inner_state)
 
     return kind_of(inner)(init, update)  # a wrapped gradient map is still one
+
+
+def _array(call: str):
+    def leaf(path, x):
+        if getattr(x, "dtype", None) == jax.dtypes.float0:
+            raise TypeError(
+                f"{call}: updates leaf {jax.tree_util.keystr(path)} has dtype float0 (the "
+                "gradient of an integer input); give zeros of the param's dtype there"
+            )
+        return jnp.asarray(x)
+
+    return leaf

@@ -86,3 +86,19 @@ def test_a_non_transform_is_named_by_its_argument(make, call, name):
     with pytest.raises(TypeError) as info:
         make("adam")
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+def test_a_schedule_replaced_by_a_python_number_is_accepted(name):
+    """optax's tree_set may put a Python float where a schedule was (the bare optimizer
+    takes it); the wrappers' check crashed on it with AttributeError."""
+    import optax
+
+    opt = WRAPPERS[name](gradtx.sgd(gradtx.schedules.cosine_decay(0.1, 10)))
+    state = optax.tree_utils.tree_set(opt.init(PARAMS), learning_rate=0.5)
+    grads = jax.tree.map(jnp.ones_like, PARAMS)
+    for update in (opt.update, jax.jit(opt.update)):
+        s = state
+        for _ in range(2):  # accumulate_gradients steps every second call
+            u, s = update(grads, s, PARAMS)
+        np.testing.assert_allclose(u["w"], -0.5)
