@@ -151,6 +151,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 f"--lr-find: the update of {', '.join(need_loss)} needs the loss itself; the "
                 "range test drives optimizers that take the gradient only"
             )
+        per_example = [n for n in names if demo.per_example(n)]
+        if per_example:
+            parser.error(
+                f"--lr-find: the update of {', '.join(per_example)} takes per-example "
+                "gradients; the range test drives optimizers that take the batch gradient"
+            )
     if args.lr_steps < 4:
         parser.error("argument --lr-steps: the range test needs at least 4 steps")
     if args.out is None:

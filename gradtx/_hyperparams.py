@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks
+from gradtx import _checks, _tree
 from gradtx._base import REPORTED, is_schedule
 from gradtx._factory import HYPERPARAMS_STATES, shown_key, shown_name
 
@@ -210,7 +210,7 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
             out[short[full]] = value(locs[path].count)
         else:
             out[short[full]] = value
-    return out
+    return {k: _tree.bare(v) for k, v in out.items()}
 
 
 def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
@@ -232,6 +232,10 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
 def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -> jax.Array:
     """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
     construction takes one (a bool slot; a schedule's 0/1 option fields)."""
+    if _tree.bare(old) is not old and not is_schedule(old):
+        # a wrapped leaf (an nnx.Optimizer's OptArray): replace the array, keep the
+        # wrapper, so the state's structure and a jitted step's trace stay the same
+        return jax.tree.map(lambda leaf: _cast_to(leaf, new, key, schedule_field), old)
     old_dtype = jnp.result_type(old)
     if _checks.is_concrete_number(new) and jnp.issubdtype(old_dtype, jnp.floating):
         # an int given is taken as a count of steps: it must not be rounded

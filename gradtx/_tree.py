@@ -211,6 +211,15 @@ def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
     return 1 - decay ** t.astype(decay.dtype)
 
 
+def bare(x: Any) -> Any:
+    """The array inside a one-leaf wrapper (Flax NNX's ``OptArray`` around each state
+    leaf of ``nnx.Optimizer``); anything else as it is."""
+    if isinstance(x, jax.Array):
+        return x
+    leaves = jax.tree.leaves(x)
+    return leaves[0] if len(leaves) == 1 and leaves[0] is not x else x
+
+
 def unaliased(state: Any, params: Any = None) -> Any:
     """``state`` with each array that is also an earlier leaf, or a leaf of ``params``,
     replaced by a copy.

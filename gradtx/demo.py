@@ -356,6 +356,15 @@ def lr_find(
     }
 
 
+def _demo_lr(name: str) -> str:
+    """The learning rate the demo trains ``name`` with: its recipe's, else the default."""
+    chosen = recipe(name)
+    if "learning_rate" in chosen.kwargs:
+        return f"{chosen.kwargs['learning_rate']:g}"
+    param = inspect.signature(getattr(gradtx, chosen.factory)).parameters.get("learning_rate")
+    return "—" if param is None or param.default is param.empty else f"{param.default:g}"
+
+
 def format_lr_table(results: dict[str, Any]) -> str:
     header = ("optimizer", "suggested lr", "base lr", "max lr", "steps run", "demo's lr")
     rows = [
@@ -364,7 +373,7 @@ def format_lr_table(results: dict[str, Any]) -> str:
             f"{r.suggested_lr:.3g}",
             *(f"{b:.3g}" for b in r.bounds),
             f"{int(np.min(r.steps))}/{len(r.learning_rates)}",
-            f"{RECIPES[name].kwargs['learning_rate']:g}",
+            _demo_lr(name),
         )
         for name, r in results.items()
     ]

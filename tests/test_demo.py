@@ -70,6 +70,17 @@ def test_lr_find_in_process_matches_the_library():
     assert result.learning_rates[0] == pytest.approx(1e-7) and result.learning_rates[-1] == 10.0
 
 
+def test_lr_table_shows_the_demos_lr_of_optimizers_without_a_recipe():
+    """It read RECIPES[name] and raised KeyError for the 40 optimizers without one."""
+    data = demo.load_digits(seed=0)
+    results = demo.lr_find(
+        ["adabelief", "prodigy"], data, batch_size=32, hidden=(8,), seed=0, num_steps=30
+    )
+    rows = {line.split()[0]: line.split() for line in demo.format_lr_table(results).splitlines()}
+    assert rows["adabelief"][-1] == "0.001"  # the demo's lr where the factory needs one
+    assert rows["prodigy"][-1] == "1"  # the factory's default
+
+
 def test_training_is_deterministic_and_learns():
     data = demo.load_digits(seed=3)
     kw = dict(epochs=3, batch_size=128, hidden=(16,), seed=3, progress=False)
@@ -123,6 +134,7 @@ def test_every_offered_optimizer_trains_an_epoch(name):
         (["--lr-find", "--lr-steps", "3"], "the range test needs at least 4 steps"),
         (["--lr-find", "--out", "/nonexistent/lr.png"], "folder '/nonexistent' does not exist"),
         (["--lr-find", "--optimizers", "adam,lbfgs"], "the update of lbfgs needs the loss"),
+        (["--lr-find", "--optimizers", "dpsgd"], "the update of dpsgd takes per-example"),
     ],
 )
 def test_bad_options_give_clear_messages(argv, message, capsys, tmp_path):

@@ -123,4 +123,4 @@ def get_norms(state: Any) -> dict[str, jax.Array]:
     if len(set(names)) != len(names):
         names = [f"{name}#{i}" for name, i in found]
     short = _short_names(names)
-    return {short[n]: v for n, v in zip(names, found.values())}
+    return {short[n]: _tree.bare(v) for n, v in zip(names, found.values())}

@@ -142,6 +142,35 @@ def test_nnx_optimizer_takes_a_composed_optimizer():
     assert np.all(np.isfinite(curve)) and curve[-1] < curve[0], curve
 
 
+def test_nnx_set_hyperparams_keeps_the_state_and_the_trace():
+    """nnx.Optimizer wraps each state leaf (OptArray): set_hyperparams returned a bare array
+    there, which changed the state's structure (a retrace, and an orbax checkpoint that no
+    longer restored into a fresh optimizer); get_hyperparams returned the wrappers."""
+    x = jnp.ones((4, 2))
+    traces = []
+
+    @nnx.jit
+    def step(model, opt):
+        traces.append(1)
+        grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+        opt.update(model, grads)
+
+    model = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, gradtx.adamw(gradtx.schedules.linear(1e-2, 0.0, 10)), wrt=nnx.Param)
+    step(model, opt)
+    before = jax.tree.structure(nnx.state(opt))
+    opt.opt_state = gradtx.set_hyperparams(
+        opt.opt_state, {"weight_decay": 0.5, "learning_rate.end_value": 1e-3}
+    )
+    assert jax.tree.structure(nnx.state(opt)) == before
+    step(model, opt)
+    assert len(traces) == 1
+    values = gradtx.get_hyperparams(opt.opt_state)
+    assert all(isinstance(v, jax.Array) for v in values.values()), values
+    assert float(values["weight_decay"]) == 0.5
+    np.testing.assert_allclose(float(values["learning_rate.end_value"]), 1e-3)
+
+
 class LinenMLP(linen.Module):
     @linen.compact
     def __call__(self, x):
