@@ -98,7 +98,8 @@ def _switch_to_sgd(adaptive, momentum, decay, tolerance, nesterov, per_leaf):
             new_trace.append(jnp.where(on, v_new, jnp.zeros_like(v)))
             out.append(jnp.where(on, (-(1 - b1) * lr * direction).astype(pi.dtype), pi))
 
-        # The paper's `continue`: the adaptive statistics stop once switched.
+        # The paper's `continue`: the adaptive statistics stop once switched.  The inner
+        # state is not laid out per leaf, so with per_leaf they stop when all have.
         adaptive_state = jax.tree.map(
             lambda old, new: jnp.where(jnp.all(switched), old, new), state.adaptive, adaptive_state
         )
@@ -147,7 +148,9 @@ def switch_to_sgd(
     with ``per_leaf``, leaf by leaf (one switch per leaf).  Both phases are
     computed and selected with ``jnp.where``: no Python control flow, so it
     jits, vmaps and never retraces.  The adaptive state stops changing after
-    the switch.
+    the switch; with ``per_leaf``, once every leaf has switched (the inner
+    state is not laid out per leaf, so a leaf that switched earlier keeps
+    updating its unused statistics until then; its steps are SGD's).
 
     The outcome lives in the state's ``switch`` entry as hyperparameters:
     ``gradtx.get_hyperparams(state)`` shows ``switched``, ``switch_step`` and
