@@ -492,3 +492,42 @@ def check_bare_state(call: str, state: Any, expected: Any) -> None:
             f"params ({_first_difference(state, expected)}).\n  expected: {outline(expected)}\n"
             f"  got: {outline(state)}"
         )
+
+
+# While a wrapper traces an ``init`` only to learn its state's layout, the
+# inits traced inside must not take the tree they see for the user's.
+probing = _tree.Flag("gradtx_probing")
+
+
+def probe_init(init: Any, tree: Any) -> Any:
+    """``jax.eval_shape(init, tree)``: the state's layout, learnt without recording ``tree``."""
+    with probing():
+        return jax.eval_shape(init, tree)
+
+
+class LeafCounts:
+    """The leaf counts of the trees ``init`` saw, to refuse updates of another tree.
+
+    A state without params-shaped buffers (plain SGD) cannot show that the
+    updates' tree changed; this can.  Counts, not structures: an
+    ``flax.nnx.Optimizer`` inits with ``Param`` nodes and updates with arrays.
+    Leafless trees are not recorded: optax's ``tree_map_params`` inits with one.
+    """
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+        self.seen: set[int] = set()
+
+    def record(self, params: Any) -> None:
+        n = len(jax.tree.leaves(params))
+        if n and not probing.is_on():
+            self.seen.add(n)
+
+    def check(self, updates: Any) -> None:
+        n = len(jax.tree.leaves(updates))
+        if self.seen and n not in self.seen:
+            raise ValueError(
+                f"{self.call}.update: the updates' tree does not match the tree the state was "
+                f"initialised with: {n} leaves, init saw {sorted(self.seen)}.\n"
+                f"  updates: {jax.tree.structure(updates)}"
+            )

@@ -232,25 +232,8 @@ def hyperparameterized(
         with _building(_Build(call)):
             return build(**current)
 
-    # Leaf counts of the trees init saw: a state without params-shaped buffers
-    # (plain SGD) cannot show that the updates' tree changed, this can.  Counts,
-    # not structures: flax.nnx.Optimizer inits with Param nodes, updates with arrays.
-    # Leafless trees are not recorded: optax's tree_map_params inits with one.
-    seen: set[int] = set()
+    counts = _checks.LeafCounts(call)
     layout = _checks.one_example if example_axis else (lambda updates: updates)
-
-    def record(params):
-        if jax.tree.leaves(params):
-            seen.add(len(jax.tree.leaves(params)))
-
-    def check_seen(updates):
-        n = len(jax.tree.leaves(updates))
-        if seen and n not in seen:
-            raise ValueError(
-                f"{call}.update: the updates' tree does not match the tree the state was "
-                f"initialised with: {n} leaves, init saw {sorted(seen)}.\n"
-                f"  updates: {jax.tree.structure(updates)}"
-            )
 
     if not values and not counted:
         # Nothing to own: the state is the body's own, with the update-time checks.
@@ -258,15 +241,15 @@ def hyperparameterized(
 
         def init_bare(params):
             params = _checks.check_tree(call, params, "params")
-            record(params)
+            counts.record(params)
             return _tree.unaliased(tx.init(params), params)
 
         def update_bare(updates, state, params=None, **extra):
             updates, params = _checks.check_updates(
                 call, updates, params, example_axis=example_axis
             )
-            check_seen(updates)
-            expected = jax.eval_shape(init_bare, layout(updates) if params is None else params)
+            counts.check(updates)
+            expected = _checks.probe_init(init_bare, layout(updates) if params is None else params)
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             with _building(_Build(call)):
@@ -276,7 +259,7 @@ def hyperparameterized(
 
     def init(params):
         params = _checks.check_tree(call, params, "params")
-        record(params)
+        counts.record(params)
         _checks.check_rates(call, {k: stored[k] for k in rates if k in stored}, params)
         hyperparams = {k: _store(v) for k, v in stored.items()}
         count = jnp.zeros([], jnp.int32)
@@ -296,9 +279,9 @@ def hyperparameterized(
 
     def update(updates, state, params=None, **extra):
         updates, params = _checks.check_updates(call, updates, params, example_axis=example_axis)
-        check_seen(updates)
+        counts.check(updates)
         _checks.check_state(
-            call, state, jax.eval_shape(init, layout(updates) if params is None else params)
+            call, state, _checks.probe_init(init, layout(updates) if params is None else params)
         )
         count = state.count if counted else None
         current = {k: _current(v, count) for k, v in state.hyperparams.items()}

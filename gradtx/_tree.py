@@ -278,7 +278,9 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     """
     if prefix is not None and fn is not None:
         raise ValueError(f"{call}: give {what} or {what}_fn, not both")
-    if _FLAT.get() and (fn is not None or not jax.tree_util.treedef_is_leaf(structure(prefix))):
+    if flat_buffers.is_on() and (
+        fn is not None or not jax.tree_util.treedef_is_leaf(structure(prefix))
+    ):
         # Inside gradtx.flatten the tree is {dtype: 1-D buffer}: a function of it sees
         # no parameter's shape, and a prefix of the params matches nothing.
         raise ValueError(
@@ -326,26 +328,34 @@ def static_bools(call: str, values: list) -> list[bool]:
         ) from err
 
 
+class Flag:
+    """A context-local switch, on for the code run (and traced) inside ``with flag():``."""
+
+    def __init__(self, name: str) -> None:
+        self._on = contextvars.ContextVar(name, default=False)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        token = self._on.set(True)
+        try:
+            yield
+        finally:
+            self._on.reset(token)
+
+    def is_on(self) -> bool:
+        return self._on.get()
+
+
 # The flat-buffer mode (``gradtx.flatten``) runs transforms on 1-D buffers, so a
 # transform that needs each leaf's own shape (centralisation, per-leaf norms)
 # would silently compute something else there.  Such transforms call
 # ``check_per_leaf`` and fail loudly instead.
-_FLAT = contextvars.ContextVar("gradtx_flat", default=False)
-
-
-@contextlib.contextmanager
-def flat_buffers() -> Iterator[None]:
-    """Mark the transforms traced inside as running on flat buffers."""
-    token = _FLAT.set(True)
-    try:
-        yield
-    finally:
-        _FLAT.reset(token)
+flat_buffers = Flag("gradtx_flat")
 
 
 def check_per_leaf(call: str, what: str) -> None:
     """Raise if called inside ``gradtx.flatten``: ``what`` (built by ``call``) needs leaf shapes."""
-    if _FLAT.get():
+    if flat_buffers.is_on():
         who = what if call == what else f"{call}: {what}"
         raise ValueError(
             f"{who} works per leaf (it needs each parameter's shape) and cannot run inside "

@@ -100,20 +100,19 @@ def _layout(call: str, shape: tuple[int, ...], numbers: Any, rank: int) -> _Layo
 def _numbers(call: str, spec: Any, params: Any) -> list:
     """Per leaf (``jax.tree.leaves`` order): dimension numbers, or None (left whole)."""
     leaves = jax.tree.leaves(params)
-    is_numbers = _is_numbers
     if spec is None:
         return [GaLoreDimensionNumbers() if jnp.ndim(p) == 2 else None for p in leaves]
-    if callable(spec) and not is_numbers(spec):
+    if callable(spec) and not _is_numbers(spec):
         spec = DimensionNumbers().check(call, "weight_dimension_numbers", spec(params))
-    if is_numbers(spec):
+    if _is_numbers(spec):
         return [spec if jnp.ndim(p) >= 2 else None for p in leaves]
     try:
-        full = jax.tree.broadcast(spec, params, is_leaf=lambda x: x is None or is_numbers(x))
+        full = jax.tree.broadcast(spec, params, is_leaf=lambda x: x is None or _is_numbers(x))
     except ValueError as err:
         raise ValueError(
             f"{call}(weight_dimension_numbers=...): not a prefix of the params ({err})"
         ) from None
-    return jax.tree.leaves(full, is_leaf=lambda x: x is None or is_numbers(x))
+    return jax.tree.leaves(full, is_leaf=lambda x: x is None or _is_numbers(x))
 
 
 @factory(counted=True, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),

@@ -34,7 +34,6 @@ import jax.numpy as jnp
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, kind_of
 from gradtx._specs import Transform
-from gradtx.wrappers._state import is_probing
 
 
 class FlattenState(NamedTuple):
@@ -193,7 +192,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         layout = _layout(params, max_leaf_size)
         # Not the leafless tree optax's tree_map_params inits with, nor an outer
         # wrapper's probe of the state's layout (its updates are not yet checked).
-        if layout.shapes and not is_probing():
+        if layout.shapes and not _checks.probing.is_on():
             seen.add(_signature(layout))
             if layout.treedef not in trees:
                 trees.append(layout.treedef)

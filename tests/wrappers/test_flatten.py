@@ -365,6 +365,21 @@ def test_updates_under_other_keys_are_refused():
     tx.update({"a": jnp.ones(3), "b": jnp.ones(2)}, state)
 
 
+def test_an_outer_factorys_state_probe_does_not_teach_flatten_other_keys():
+    """A factory checks its state by tracing its init on the updates; the flatten inside
+    must not record that tree as one init saw, or updates under other keys get through."""
+    flat = gradtx.flatten(gradtx.sgd(0.1))
+    outer = gradtx.hyperparameterized(
+        lambda scale: optax.chain(flat, optax.scale(scale)), {"scale": 2.0}, "outer"
+    )
+    state = outer.init({"a": jnp.ones(3), "b": jnp.ones(2)})
+    match = r"^gradtx\.flatten\.update: the updates' tree does not match the params init saw"
+    for _ in range(2):
+        with pytest.raises(ValueError, match=match):
+            outer.update({"c": jnp.ones(3), "d": jnp.ones(2)}, state)
+    outer.update({"a": jnp.ones(3), "b": jnp.ones(2)}, state)
+
+
 def test_nnx_params_nodes_at_init_and_arrays_at_update_fit():
     """flax.nnx.Optimizer inits with nnx.Param nodes and updates with arrays in their place."""
     model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
