@@ -153,6 +153,13 @@ def partition(
     if not isinstance(transforms, Mapping) or not transforms:
         raise TypeError(f"{call}: transforms must be a non-empty dict label -> transform")
     txs = {k: Transform().check(call, f"transforms[{k!r}]", t) for k, t in transforms.items()}
+    try:
+        sorted(txs)  # the state keeps them in a dict, whose keys JAX sorts
+    except TypeError:
+        raise TypeError(
+            f"{call}: the transforms' labels {', '.join(sorted(map(repr, txs)))} cannot be sorted "
+            "together (JAX sorts a dict's keys); use labels of one type, e.g. all strings"
+        ) from None
     if labels is None and labels_fn is None:
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
 

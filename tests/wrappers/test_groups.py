@@ -246,3 +246,13 @@ def test_masked_inside_a_group():
     np.testing.assert_array_equal(u["w"], -2.0 * np.ones(2))
     np.testing.assert_array_equal(u["e"], 3.0 * np.ones(3))
     np.testing.assert_array_equal(u["b"], np.zeros(4))
+
+
+def test_partition_refuses_labels_that_cannot_be_sorted_together():
+    """JAX sorts the state's dict keys: 0 and "0" would fail later, inside init."""
+    with pytest.raises(
+        TypeError, match=r"^gradtx\.partition: the transforms' labels '0', 0 cannot"
+    ):
+        gradtx.partition({0: gradtx.sgd(0.1), "0": gradtx.adam(0.1)}, {"a": 0, "b": "0"})
+    tx = gradtx.partition({0: gradtx.sgd(0.1), 1: gradtx.adam(0.1)}, {"a": 0, "b": 1})
+    tx.init({"a": jnp.ones(2), "b": jnp.ones(2)})  # one kind of label is fine
