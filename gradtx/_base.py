@@ -170,7 +170,7 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     txs = tuple(with_extra_args(t, "gradtx.chain") for t in transforms)
 
     def init(params):
-        return _tree.unaliased(tuple(t.init(params) for t in txs), params)
+        return _tree.settled(tuple(t.init(params) for t in txs), params)
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, tuple) or len(state) != len(txs):

@@ -242,7 +242,7 @@ def hyperparameterized(
         def init_bare(params):
             params = _checks.check_tree(call, params, "params")
             counts.record(params)
-            return _tree.unaliased(tx.init(params), params)
+            return _tree.settled(tx.init(params), params)
 
         def update_bare(updates, state, params=None, **extra):
             updates, params = _checks.check_updates(
@@ -275,7 +275,7 @@ def hyperparameterized(
             else UncountedHyperparamsState(hyperparams, inner_state)
         )
         # The body may keep a hyperparameter, a bound array or the params in its state.
-        return _tree.unaliased(state, (params, bound))
+        return _tree.settled(state, (params, bound))
 
     def update(updates, state, params=None, **extra):
         updates, params = _checks.check_updates(call, updates, params, example_axis=example_axis)
@@ -304,7 +304,7 @@ def hyperparameterized(
         # keep the params (optax's L-BFGS): one array twice cannot be donated.
         if not counted:
             new_state = UncountedHyperparamsState(state.hyperparams, inner_state)
-            return updates, _tree.unaliased(new_state, params)
+            return updates, _tree.settled(new_state, params)
         new_count = _tree.safe_increment(count)
         python_next = {
             shown_key(k): jnp.asarray(
@@ -313,7 +313,7 @@ def hyperparameterized(
             for k, fn in python.items()
         }
         new_state = HyperparamsState(new_count, state.hyperparams, python_next, inner_state)
-        return updates, _tree.unaliased(new_state, params)
+        return updates, _tree.settled(new_state, params)
 
     return kind(init, update)
 

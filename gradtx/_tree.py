@@ -220,20 +220,29 @@ def bare(x: Any) -> Any:
     return leaves[0] if len(leaves) == 1 and leaves[0] is not x else x
 
 
-def unaliased(state: Any, params: Any = None) -> Any:
-    """``state`` with each array that is also an earlier leaf, or a leaf of ``params``,
-    replaced by a copy.
+def settled(state: Any, params: Any = None) -> Any:
+    """``state`` as ``init`` and ``update`` return it: strongly typed, no buffer twice.
 
-    An ``init`` that stores one array twice (a zero for two counters, a
-    hyperparameter's value also kept as a buffer, the params themselves) makes a
-    state that cannot be donated to a jitted step: XLA refuses a buffer donated
-    twice or also passed as params.  Traced values (``jax.jit(opt.init)``) are
-    left alone: jit's outputs are separate buffers.
+    - A leaf made from weak-typed params (``jnp.asarray(0.5)``, a Python float
+      leaf) is weak at ``init`` but strong once an update mixes in a stored
+      number, so the state's type would change after one step (a retrace of a
+      jitted step, a promoted ``lax.scan`` carry).  Weak leaves are made strong,
+      of the same dtype.
+    - An ``init`` that stores one array twice (a zero for two counters, a
+      hyperparameter's value also kept as a buffer, the params themselves)
+      makes a state that cannot be donated to a jitted step: XLA refuses a
+      buffer donated twice or also passed as params.  Each array that is also
+      an earlier leaf, or a leaf of ``params``, is copied.  Traced values
+      (``jax.jit(opt.init)``) need no copy: jit's outputs are separate buffers.
     """
     seen = {id(x) for x in jax.tree.leaves(params) if isinstance(x, jax.Array)}
 
     def fresh(x: Any) -> Any:
-        if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        if not isinstance(x, jax.Array):
+            return x
+        if x.weak_type:
+            return jnp.asarray(x, x.dtype)  # a new buffer
+        if isinstance(x, jax.core.Tracer):
             return x
         if id(x) in seen:
             return jnp.copy(x)

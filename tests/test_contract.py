@@ -190,6 +190,32 @@ def test_state_and_dtypes_stable(case, dtype, request):
             assert value.dtype == gradtx._base.float_dtype()
 
 
+def _with_weak(tree, value):
+    """``tree`` with a weak-typed scalar leaf, as a Python float in the params gives."""
+    return {**tree, "s": jnp.asarray(value)}
+
+
+def _typed(tree):
+    return jax.tree.structure(tree), [
+        (jnp.result_type(x), x.weak_type) for x in jax.tree.leaves(tree)
+    ]
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_state_type_stable_with_weak_typed_params(case):
+    """An update must not turn a state leaf made from weak-typed params strong (or the
+    reverse): the state's type would change after one step, and a jitted step retrace."""
+    opt = case.make(case.lr)
+    params = _with_weak(_params(), 0.5)
+    assert params["s"].weak_type
+    state = opt.init(params)
+    before = _typed(state)
+    update = jax.jit(case.update(opt))
+    for g in _grads(2):
+        _, state = update(_with_weak(g, -0.25), state, params)
+        assert _typed(state) == before
+
+
 # ------------------------------------------------------------------- retracing
 
 

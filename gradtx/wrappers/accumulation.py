@@ -78,7 +78,7 @@ def accumulate_gradients(
         state = AccumulateGradientsState(
             jnp.zeros([], jnp.int32), _tree.zeros_like(params, dtype), inner.init(params)
         )
-        return _tree.unaliased(state, params)
+        return _tree.settled(state, params)
 
     checked = StateCheck(call, init)
 

@@ -81,7 +81,7 @@ def apply_if_finite(
         checked.record(params)
         zero = jnp.zeros([], jnp.int32)
         state = ApplyIfFiniteState(zero, jnp.asarray(True), zero, inner.init(params))
-        return _tree.unaliased(state, params)
+        return _tree.settled(state, params)
 
     checked = StateCheck(call, init)
 

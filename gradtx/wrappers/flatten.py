@@ -185,7 +185,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         layout = _layout(params, max_leaf_size)
         with _tree.flat_buffers():
             state = FlattenState(inner.init(_pack(f"{call}.init", params, layout)))
-            return _tree.unaliased(state, params)  # big leaves' buffers are the params
+            return _tree.settled(state, params)  # big leaves' buffers are the params
 
     def init(params):
         params = _checks.check_tree(call, params, "params")  # named by the user's path

@@ -100,7 +100,7 @@ def masked(
 
     def init(params):
         checked.record(params)
-        return _tree.unaliased(MaskedState(inner.init(hide(params, keep_of(params)))), params)
+        return _tree.settled(MaskedState(inner.init(hide(params, keep_of(params)))), params)
 
     checked = StateCheck(call, init)
 
@@ -183,7 +183,7 @@ def partition(
         checked.record(params)
         values = labels_of(params)
         state = {k: tx.init(hide(params, [v == k for v in values])) for k, tx in txs.items()}
-        return _tree.unaliased(state, params)
+        return _tree.settled(state, params)
 
     checked = StateCheck(call, init)
 

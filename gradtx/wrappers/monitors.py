@@ -69,7 +69,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
         checked.record(params)
         nan = jnp.full([], jnp.nan, _float_dtype())
         inner_state = EmptyState() if inner is None else inner.init(params)
-        return _tree.unaliased(TrackNormsState(nan, nan, nan, inner_state), params)
+        return _tree.settled(TrackNormsState(nan, nan, nan, inner_state), params)
 
     checked = StateCheck(call, init)
 
