@@ -77,10 +77,16 @@ def fold(call: str, specs: dict[str, Any], arguments: dict[str, Any]) -> dict[st
             # optax.inject_hyperparams hands both names over as traced arrays: the alias
             # replaces the target where it is not the shared default.  A target that is
             # None (no such stage) stays None: a stage cannot appear at run time.
+            # Off the default the alias is the value; at it the target is, plus the
+            # alias's offset from the default (exactly 0), so that a derivative with
+            # respect to either name (jax.grad from the default) still flows.
             alias, target = out[name], out[spec.target]
-            if target is not None:
+            if target is not None and same(target, spec.to_target(spec.default)):
+                out[spec.target] = spec.to_target(alias)
+            elif target is not None:
+                offset = spec.to_target(alias) - spec.to_target(spec.default)
                 given = alias != spec.default
-                out[spec.target] = jnp.where(given, spec.to_target(alias), target)
+                out[spec.target] = jnp.where(given, spec.to_target(alias), target + offset)
             out[name] = spec.default
             continue
         if not (traced(out[spec.target]) or same(out[spec.target], spec.to_target(spec.default))):
