@@ -174,6 +174,18 @@ def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:
     )
 
 
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    """``sqrt(x)`` with derivative 0 at ``x = 0``, for norms.
+
+    ``jnp.sqrt``'s derivative at 0 is inf, and inf times the 0 that follows
+    (a clamp, a zero leaf) is NaN: ``jax.grad`` through the norm of a zero
+    leaf (a zero-initialised bias) would be NaN where the true derivative is
+    finite.  Values are ``jnp.sqrt``'s, bit for bit, NaN included.
+    """
+    zero = x == 0
+    return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, x)))
+
+
 def div0(num: jax.Array, den: jax.Array) -> jax.Array:
     """``num / den`` with ``0 / 0 = 0``: a coordinate whose gradient has always been
     zero takes no step, also with ``eps = 0``.  NaN and ``x / 0`` stay visible."""

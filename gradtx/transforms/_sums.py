@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx import _tree
+
 
 def _parts(x: jax.Array) -> list[jax.Array]:
     return [jnp.real(x), jnp.imag(x)] if jnp.iscomplexobj(x) else [x]
@@ -40,7 +42,7 @@ def tree_squared_norm(a: Any, dtype: Any) -> jax.Array:
 
 def tree_norm(a: Any, dtype: Any) -> jax.Array:
     """The Euclidean norm of the whole tree, in ``dtype``."""
-    return jnp.sqrt(tree_squared_norm(a, dtype))
+    return _tree.safe_sqrt(tree_squared_norm(a, dtype))
 
 
 def tree_l1_norm(a: Any, dtype: Any) -> jax.Array:
@@ -60,7 +62,7 @@ def tree_difference_norm(a: Any, b: Any, dtype: Any, squared: bool = False) -> j
         return x.astype(dtype) - y.astype(dtype)
 
     sq = tree_squared_norm(jax.tree.map(diff, a, b), dtype)
-    return sq if squared else jnp.sqrt(sq)
+    return sq if squared else _tree.safe_sqrt(sq)
 
 
 def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:

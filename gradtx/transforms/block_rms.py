@@ -13,7 +13,7 @@ from gradtx._specs import NON_NEGATIVE, Hyper
 
 def leaf_rms(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     """``sqrt(mean(|x|²))`` over the whole leaf, computed in ``dtype`` (0-D leaves too)."""
-    return jnp.sqrt(jnp.mean(jnp.real(_tree.abs_sq(x.astype(dtype)))))
+    return _tree.safe_sqrt(jnp.mean(jnp.real(_tree.abs_sq(x.astype(dtype)))))
 
 
 @factory(kind=GradientMap, threshold=Hyper(low=1.0))

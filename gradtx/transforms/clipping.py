@@ -31,7 +31,7 @@ def global_norm(tree: Any, dtype: Any) -> jax.Array:
         # casting a complex leaf to a real dtype would drop its imaginary part
         parts += [jnp.real(leaf), jnp.imag(leaf)] if jnp.iscomplexobj(leaf) else [leaf]
     squares = [jnp.sum(jnp.square(x.astype(dtype))) for x in parts]
-    return jnp.sqrt(sum(squares, jnp.zeros([], dtype)))
+    return _tree.safe_sqrt(sum(squares, jnp.zeros([], dtype)))
 
 
 @factory(kind=GradientMap, max_delta=Hyper(low=0.0, schedule=True))

@@ -156,7 +156,7 @@ def orthogonalize(
             tall = x.shape[0] > x.shape[1]
             x = x.T if tall else x
             real = _tree.real_dtype(acc)
-            norm = jnp.sqrt(jnp.sum(jnp.real(_tree.abs_sq(x.astype(acc))).astype(real)))
+            norm = _tree.safe_sqrt(jnp.sum(jnp.real(_tree.abs_sq(x.astype(acc))).astype(real)))
             e = jnp.asarray(eps).astype(real)
             norm = jnp.maximum(norm, e) if eps_mode == "floor" else norm + e
             x = _tree.div0(x, norm.astype(wide))

@@ -42,8 +42,8 @@ def rectification(
     tractable = rho_t > threshold if compare == ">" else rho_t >= threshold
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     # Below rho_t = 4 the ratio is negative; that branch is never selected, the
-    # clamp only keeps NaNs out of the unselected values.
-    return tractable, jnp.sqrt(jnp.maximum(ratio, 0)), correction
+    # clamp (and safe_sqrt, for derivatives) only keep NaNs out of the unselected values.
+    return tractable, _tree.safe_sqrt(jnp.maximum(ratio, 0)), correction
 
 
 @factory(counted=True, b2=DECAY_RATE, eps=NON_NEGATIVE, threshold=Hyper(), compare=COMPARE,

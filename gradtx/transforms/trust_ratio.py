@@ -13,7 +13,7 @@ from gradtx._specs import NON_NEGATIVE
 
 def _clipped_norm(x: jax.Array, min_norm: jax.Array) -> jax.Array:
     """``‖x‖`` (Frobenius, over the whole leaf), or ``min_norm`` where it is not above it."""
-    norm = jnp.sqrt(jnp.sum(jnp.real(_tree.abs_sq(x))))
+    norm = _tree.safe_sqrt(jnp.sum(jnp.real(_tree.abs_sq(x))))
     return jnp.where(norm <= min_norm, min_norm, norm)
 
 

@@ -153,8 +153,9 @@ def partition(
     if not isinstance(transforms, Mapping) or not transforms:
         raise TypeError(f"{call}: transforms must be a non-empty dict label -> transform")
     txs = {k: Transform().check(call, f"transforms[{k!r}]", t) for k, t in transforms.items()}
+    labels_given: list[Any] = list(txs)
     try:
-        sorted(txs)  # the state keeps them in a dict, whose keys JAX sorts
+        sorted(labels_given)  # the state keeps them in a dict, whose keys JAX sorts
     except TypeError:
         raise TypeError(
             f"{call}: the transforms' labels {', '.join(sorted(map(repr, txs)))} cannot be sorted "

@@ -1,0 +1,95 @@
+"""Differentiating through gradtx: derivatives of a loss after optimizer steps.
+
+Meta-learning and hyperparameter tuning take ``jax.grad`` through ``update``.
+Norms of a leaf that is exactly zero (a zero-initialised bias, a first step
+with no distance travelled yet) used ``jnp.sqrt``, whose infinite derivative
+at 0 times the zero that follows made NaN where the true derivative is
+finite; ``_tree.safe_sqrt`` keeps the values and gives 0 there.  References:
+optax's same optimizer (its ``safe_norm``) and central finite differences.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+
+def _p0():
+    return {"w": jnp.array([0.3, -0.7]), "b": jnp.zeros(1)}  # "b": a zero-initialised bias
+
+
+def _loss(p):
+    return (jnp.tanh(p["w"] @ jnp.array([1.0, 2.0]) + p["b"][0]) - 0.3) ** 2
+
+
+def _after(opt, p, steps=1):
+    state = opt.init(p)
+    for _ in range(steps):
+        u, state = opt.update(jax.grad(_loss)(p), state, p)
+        p = jax.tree.map(jnp.add, p, u)
+    return _loss(p)
+
+
+PAIRS = {
+    "lamb": (lambda: gradtx.lamb(0.05), lambda: optax.lamb(0.05)),
+    "lars": (lambda: gradtx.lars(0.05), lambda: optax.lars(0.05)),
+    "fromage": (lambda: gradtx.fromage(0.05), lambda: optax.fromage(0.05)),
+    "scale_by_trust_ratio": (gradtx.scale_by_trust_ratio, optax.scale_by_trust_ratio),
+    "adafactor": (
+        lambda: gradtx.adafactor(0.1, convention="optax"),
+        lambda: optax.adafactor(0.1),
+    ),
+    "scale_by_param_rms": (gradtx.scale_by_param_rms, optax.scale_by_param_block_rms),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_a_zero_leaf_has_optaxs_finite_derivative(x64, name):
+    ours, theirs = PAIRS[name]
+    p0 = _p0()
+    got = jax.grad(lambda p: _after(ours(), p))(p0)
+    with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+        want = jax.grad(lambda p: _after(theirs(), p))(p0)
+    assert np.all(np.isfinite(got["b"])), got
+    for k in p0:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-14)
+
+
+def _central(f, x, h=1e-6):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def test_radams_derivative_in_b2_across_the_untractable_steps(x64):
+    """The rectifier's sqrt(max(ratio, 0)) is evaluated (and not selected) while
+    rho_t <= 5; its derivative there was NaN."""
+
+    def f(b2):
+        return _after(gradtx.radam(0.05, b2=b2), _p0(), steps=8)
+
+    np.testing.assert_allclose(jax.grad(f)(0.9), _central(f, 0.9), rtol=1e-6)
+
+
+def test_dogs_derivative_in_the_initial_params(x64):
+    """DoG's first step divides by max(r_eps, ‖x_1 - x_0‖), a norm of zero at step 1
+    (optax's contrib.dog is NaN here too)."""
+    direction = jnp.array([0.6, -0.8])
+
+    def f(s):
+        p0 = _p0()
+        p = {"w": p0["w"] + s * direction, "b": p0["b"]}
+        return _after(gradtx.dog(), p, steps=3)
+
+    got = jax.grad(f)(0.0)
+    assert np.isfinite(got)
+    np.testing.assert_allclose(got, _central(f, 0.0), rtol=1e-5)
+
+
+def test_safe_sqrt_is_sqrt():
+    x = jnp.array([0.0, 1e-30, 2.0, jnp.inf, jnp.nan, -1.0], jnp.float32)
+    np.testing.assert_array_equal(gradtx._tree.safe_sqrt(x), jnp.sqrt(x))
+    assert float(jax.grad(gradtx._tree.safe_sqrt)(0.0)) == 0.0
