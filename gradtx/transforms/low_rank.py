@@ -47,7 +47,7 @@ class DimensionNumbers(Option):
 
 
 class ScaleByGaloreState(NamedTuple):
-    """``projector``: per leaf, the orthonormal basis P (a (0, 0) array for leaves
+    """``projector``: per leaf, the orthonormal basis P (a 0-d zero for leaves
     left whole); ``base_state``: the inner optimizer's state, on the projected
     (low-rank) gradients."""
 
@@ -188,7 +188,7 @@ def scale_by_galore(
         for p, lay in zip(leaves, layouts(params)):
             dtype = _tree.compute_dtype(p.dtype)
             if lay is None:
-                projectors.append(jnp.zeros((0, 0), dtype))
+                projectors.append(jnp.zeros((), dtype))  # orbax refuses zero-size arrays
                 proxies.append(jnp.zeros_like(p))
             else:
                 side = lay.m if lay.left else lay.n

@@ -9,6 +9,7 @@ import pytest
 from flax import serialization
 
 import gradtx
+from tests.registry import REGISTRY
 
 STEPS, SAVE_AT = 12, 5
 
@@ -102,6 +103,20 @@ def test_resume_is_bitwise_and_hyperparams_come_back(backend, tmp_path):
     resumed = _train(step, restored["params"], restored["opt_state"], STEPS - SAVE_AT)
     _assert_bitwise(resumed, reference)  # continues exactly as if never interrupted
     assert not np.array_equal(reference[0]["dense"]["w"], uninterrupted[0]["dense"]["w"])
+
+
+def test_every_optimizers_state_saves_with_orbax(tmp_path):
+    """Every registry optimizer's state, fresh and after one step, through orbax's
+    StandardCheckpointer (which refuses zero-size arrays) and back, bitwise."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.array([0.5, -0.25])}
+    grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
+    states = {}
+    for case in REGISTRY:
+        opt = case.make(case.lr)
+        state = opt.init(params)
+        states[case.id] = (state, case.update(opt)(grads, state, params)[1])
+    restored = _save_restore_orbax(tmp_path, "standard", states)
+    _assert_bitwise(restored, states)
 
 
 def test_resume_without_changes_equals_uninterrupted(tmp_path):
