@@ -154,10 +154,43 @@ def _find(entries: list, key: str, call: str) -> tuple[str, tuple[str, ...], str
     hits = [e for e in entries if e[0] == key] or [e for e in entries if _matches(e[0], key)]
     if not hits:
         known = sorted(_short_names([e[0] for e in entries]).values())
-        raise KeyError(f"{call}: unknown hyperparameter {key!r}; known: {known}")
+        raise KeyError(
+            f"{call}: unknown hyperparameter {key!r}; known: {known}{_why(key, entries)}"
+        )
     if len(hits) > 1:
         raise KeyError(f"{call}: {key!r} is ambiguous; use one of {[h[0] for h in hits]}")
     return hits[0]
+
+
+def _why(key: str, entries: list) -> str:
+    """Why ``key`` may be missing: a name kept at other paths only, or a stage left out
+    at construction (a Python zero for an optional number such as ``weight_decay``)."""
+    last = key.rsplit("/", 1)[-1]
+    name = last.split(".", 1)[0]
+    elsewhere = [e[0] for e in entries if e[0].rsplit("/", 1)[-1] == name]
+    why = f". {name} is kept at {elsewhere} only" if elsewhere else ""
+    if name in _optional_names():
+        value = key[: len(key) - len(last)] + name + ".value"
+        why += (
+            f". A {name} of None or a Python zero given at construction leaves its stage "
+            "out, so there is nothing to set; to set it later, construct it with a nonzero "
+            f"number, or with gradtx.schedules.constant(0.0) where {name} may be a schedule "
+            f"and set {value!r}"
+        )
+    return why
+
+
+def _optional_names() -> frozenset[str]:
+    """The numbers whose Python zero (or ``None``) leaves a stage out, over gradtx's factories."""
+    import gradtx  # the factories, once gradtx is imported
+    from gradtx._specs import Hyper
+
+    names = set()
+    for attr in getattr(gradtx, "__all__", ()):
+        specs = getattr(getattr(gradtx, attr, None), "specs", None)
+        if isinstance(specs, dict):
+            names |= {k for k, spec in specs.items() if isinstance(spec, Hyper) and spec.optional}
+    return frozenset(names)
 
 
 def _short_names(full_names: list[str]) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Continue a PyTorch run in JAX, and back: torch optimizer state dicts <-> gradtx states.
 
 torch's parameter ``i`` (its index in ``state_dict()["param_groups"][g]["params"]``,
-numbered across the groups in order) is leaf ``i`` of ``jax.tree.leaves(params)``.
+numbered across the groups in order) is leaf ``i`` of ``jax.tree.leaves(params)``; a
+dict holding some of the groups (one group of a ``gradtx.partition``) maps its indices,
+in increasing order, to the leaves.
 Which torch class a gradtx optimizer is comes from the optimizer object (the
 factory call it records, ``gradtx._factory.made_by``), what each key means
 from the table ``gradtx._torch_table.TABLE``; the checks that the two
@@ -112,7 +114,11 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
     return set_hyperparams(hs, numbers)
 
 
-def _buffers_in(t: Target, hs: HyperparamsState, params: Any, states: dict[int, dict]) -> Any:
+def _buffers_in(
+    t: Target, hs: HyperparamsState, params: Any, states: dict[int, dict], index: list[int]
+) -> Any:
+    """The buffers of ``states`` (keyed by leaf) in the inner state; ``index[i]`` is torch's
+    index of leaf ``i``, for the messages."""
     inner = hs.inner_state
     leaves, treedef = jax.tree.flatten(params)
     td: Any = treedef
@@ -120,7 +126,7 @@ def _buffers_in(t: Target, hs: HyperparamsState, params: Any, states: dict[int, 
     for i, s in states.items():
         if unknown := sorted(set(s) - known):
             raise ValueError(
-                f"{SD}: torch's state of parameter {i} has {unknown}, which torch.optim."
+                f"{SD}: torch's state of parameter {index[i]} has {unknown}, which torch.optim."
                 f"{t.entry.torch_class} does not keep (a state dict of another class?)"
             )
     for key, buf in t.entry.buffers.items():
@@ -129,7 +135,7 @@ def _buffers_in(t: Target, hs: HyperparamsState, params: Any, states: dict[int, 
         value = None if node is None else getattr(node, buf.field)
         if value is None and holders:
             raise ValueError(
-                f"{SD}: torch's state of parameter {holders[0]} has {key!r}, which "
+                f"{SD}: torch's state of parameter {index[holders[0]]} has {key!r}, which "
                 f"{t.made.call}(...) keeps no buffer for"
             )
         kept = value is not None and bool(jax.tree.leaves(value))  # not a tree of Nones
@@ -161,11 +167,11 @@ def _buffers_in(t: Target, hs: HyperparamsState, params: Any, states: dict[int, 
                 if not buf.applies(np.ndim(p)):
                     continue
                 if key not in states[i]:
-                    raise ValueError(f"{SD}: torch's state of parameter {i} has no {key!r}")
+                    raise ValueError(f"{SD}: torch's state of parameter {index[i]} has no {key!r}")
                 arr = numpy_of(states[i][key])
                 if arr.shape != parts[i].shape:
                     raise ValueError(
-                        f"{PARAMS}: parameter {i}: torch's {key} has shape {arr.shape}, but leaf "
+                        f"{PARAMS}: parameter {index[i]}: torch's {key} has shape {arr.shape}, but leaf "
                         f"{i} of params has shape {np.shape(p)} (its {key}: {parts[i].shape})"
                     )
                 parts[i] = jnp.asarray(arr, parts[i].dtype)
@@ -224,7 +230,8 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
 
 def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
     """The param group, after checking that every group agrees and that torch's
-    parameters are the params' leaves; and the non-empty per-parameter states."""
+    parameters are the params' leaves; the non-empty per-parameter states, keyed by
+    leaf; and torch's index of each leaf."""
     if not isinstance(state_dict, Mapping) or {"state", "param_groups"} - set(state_dict):
         raise TypeError(
             f"{SD}: expected torch_optimizer.state_dict(), a mapping with 'state' and "
@@ -232,12 +239,26 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
         )
     groups = list(state_dict["param_groups"])
     paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    indices = [i for g in groups for i in g["params"]]
-    if sorted(indices) != list(range(len(paths))):
+    indices = [int(i) for g in groups for i in g["params"]]
+    if len(indices) != len(paths):
+        partial = sorted(indices) != list(range(len(indices)))  # some groups of a larger dict
         raise ValueError(
-            f"{PARAMS}: the state dict holds {len(indices)} parameters, params {len(paths)} leaves "
-            "(torch's parameter i is leaf i of jax.tree.leaves(params))"
+            f"{PARAMS}: the state dict's param groups hold {len(indices)} parameters, params "
+            f"{len(paths)} leaves (torch's parameters, in index order, are the leaves of "
+            "jax.tree.leaves(params))"
+            + (
+                f"; for the group(s) of parameters {sorted(indices)}, give the params with "
+                "the other groups' leaves replaced by gradtx.MaskedNode(), as partition does"
+                if partial
+                else ""
+            )
         )
+    if len(set(indices)) != len(indices):
+        again = sorted({i for i in indices if indices.count(i) > 1})
+        raise ValueError(f"{SD}: the param groups list parameter indices {again} more than once")
+    # torch's indices in increasing order are the leaves: 0..n-1 for a whole state dict,
+    # any k indices for one group taken out of a larger one (a group of a partition)
+    leaf = {i: n for n, i in enumerate(sorted(indices))}
     for j, g in enumerate(groups[1:], start=1):
         for key in [*t.entry.hyperparams, *t.entry.flags]:
             ours, theirs = plain(groups[0].get(key)), plain(g.get(key))
@@ -245,11 +266,13 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
                 raise ValueError(
                     f"{SD}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}), "
                     "and a gradtx optimizer has one set of hyperparameters: use "
-                    "gradtx.partition with one optimizer per group, each converted from a "
-                    "state dict of its group alone"
+                    "gradtx.partition with one optimizer per group and convert each group "
+                    'alone, from dict(state_dict, param_groups=[state_dict["param_groups"][g]]) '
+                    "with params whose other groups' leaves are gradtx.MaskedNode() (as "
+                    'partition hides them); docs/ecosystem.md, "Continuing a PyTorch run"'
                 )
-    names = {i: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
-    order = [names.get(i) for i in range(len(paths))]
+    names = {leaf[int(i)]: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
+    order = [names.get(n) for n in range(len(paths))]
     keys = [p[0].key for p in paths if len(p) == 1 and isinstance(getattr(p[0], "key", 0), str)]
     if len(keys) == len(paths) and set(keys) == set(order) and keys != order:
         raise ValueError(
@@ -257,14 +280,18 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
             f"keys), torch's parameters in the order {order}; build params as a list in "
             "model.parameters() order, or as collections.OrderedDict(model.named_parameters())"
         )
-    states = {int(i): dict(s) for i, s in state_dict["state"].items() if len(s)}
+    # the states of these groups' parameters, by leaf (a state dict of one group may keep
+    # the other groups' states: they are not read)
+    states = {
+        leaf[int(i)]: dict(s) for i, s in state_dict["state"].items() if len(s) and int(i) in leaf
+    }
     if t.entry.hook != "lbfgs" and states and len(states) != len(paths):
+        missing = sorted(indices)[min(set(range(len(paths))) - set(states))]
         raise ValueError(
-            f"{SD}: torch's parameter {min(set(range(len(paths))) - set(states))} has no "
-            "state but others have (its .grad was None at every step); gradtx keeps one "
-            "state for all parameters"
+            f"{SD}: torch's parameter {missing} has no state but others have (its .grad was "
+            "None at every step); gradtx keeps one state for all parameters"
         )
-    return groups[0], states
+    return groups[0], states, sorted(indices)
 
 
 def from_torch_state_dict(
@@ -285,15 +312,22 @@ def from_torch_state_dict(
     scheduler stepped once per epoch is an error).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
     values.  Several param groups are accepted when their hyperparameters are
-    equal.  Tensors are copied with ``np.array(t.detach().cpu())`` (the state
-    does not share torch's memory, which its next step overwrites); torch is
-    not imported.
+    equal.  Groups that differ are a ``gradtx.partition`` with one optimizer per
+    group: convert each group alone, from
+    ``dict(state_dict, param_groups=[state_dict["param_groups"][g]])`` with the
+    params that partition gives its optimizer (the other groups' leaves
+    replaced by ``gradtx.MaskedNode()``); the group's parameter indices, in
+    increasing order, are those params' leaves, and the other groups' states
+    are not read (``docs/ecosystem.md``, "Continuing a PyTorch run").  Tensors
+    are copied with ``np.array(t.detach().cpu())`` (the state does not share
+    torch's memory, which its next step overwrites); torch is not imported.
 
     Args:
       optimizer: the gradtx optimizer (``gradtx.adam(amsgrad=True)``), or
         ``gradtx.average_params`` around one (torch's ``AveragedModel``).
       params: the parameters, a pytree: torch's parameter ``i`` is leaf ``i`` of
-        ``jax.tree.leaves(params)``.  A dict's keys are sorted: use a list in
+        ``jax.tree.leaves(params)`` (for the groups of a partial dict, the ``i``-th
+        smallest index).  A dict's keys are sorted: use a list in
         ``model.parameters()`` order, or a ``collections.OrderedDict``.
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
@@ -327,14 +361,14 @@ def from_torch_state_dict(
     if any(jnp.iscomplexobj(x) for x in leaves):
         raise TypeError(f"{PARAMS}: complex params are not supported (torch splits them in two)")
     tree = treedef.unflatten(leaves)
-    group, states = _group_and_states(t, state_dict, tree)
+    group, states, index = _group_and_states(t, state_dict, tree)
     check_group(t, group)
     check_arguments(FROM, t, {})
     state = optimizer.init(tree)
     hs = state if t.average is None else state.inner_state.inner_state
     count = _count(t, states, step)
     hs = _set_hyperparams(t, hs._replace(count=jnp.asarray(count, jnp.int32)), group)
-    inner = _buffers_in(t, hs, tree, states)
+    inner = _buffers_in(t, hs, tree, states, index)
     if t.entry.hook is not None:
         current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
         inner = HOOKS[t.entry.hook][0](inner, states, current, count, SD)

@@ -415,7 +415,7 @@ def test_shapes_and_counts_must_agree():
     message = str(info.value)
     assert message.startswith("gradtx.from_torch_state_dict(params=...): parameter 0"), message
     assert "(3, 4)" in message and "(4, 3)" in message, message
-    with pytest.raises(ValueError, match="holds 3 parameters, params 2 leaves"):
+    with pytest.raises(ValueError, match="groups hold 3 parameters, params 2 leaves"):
         gradtx.from_torch_state_dict(
             gradtx.adam(), {"a": params["a"], "b": params["b"]}, state_dict
         )
@@ -514,8 +514,86 @@ def test_param_groups_sharing_hyperparameters_are_one_optimizer(x64):
     more = torch_steps(CASES[2], tensors, opt, grads[N:])
     assert_trajectories_close(gradtx_steps(CASES[2], gradtx.adam(), ref[-1], state, grads[N:])[0], more)  # fmt: skip
     opt = torch.optim.Adam([{"params": tensors[:1], "lr": 0.1}, {"params": tensors[1:]}])
-    with pytest.raises(ValueError, match=r"groups 0 and 1 differ in lr \(0.1, 0.001\).*gradtx.partition"):  # fmt: skip
+    match = r"groups 0 and 1 differ in lr \(0.1, 0.001\).*gradtx.partition.*gradtx.MaskedNode"
+    with pytest.raises(ValueError, match=match):
         gradtx.from_torch_state_dict(gradtx.adam(), params, opt.state_dict())
+
+
+def test_param_groups_that_differ_continue_as_a_partition(x64):
+    """docs/ecosystem.md's recipe: a two-group torch AdamW (its own lr and weight_decay
+    per group), N torch steps, each group converted alone into the partition's state,
+    M gradtx steps == the last M of N + M torch steps; back to torch, M more steps
+    equal torch's too.  A group's parameter indices (2, 3 here) are its leaves in order."""
+    rng = np.random.default_rng(3)
+    init = [rng.normal(size=s) for s in [(3, 4), (4,), (4, 2), (2,)]]
+    grads = [[rng.normal(size=x.shape) for x in init] for _ in range(2 * N + M)]
+    labels = ["enc", "enc", "head", "head"]
+    opts = {"enc": gradtx.adamw(1e-2, weight_decay=0.0), "head": gradtx.adamw(3e-2, weight_decay=0.1)}  # fmt: skip
+    opt = gradtx.partition(opts, labels)
+
+    def make(tensors):
+        return torch.optim.AdamW(
+            [{"params": tensors[:2], "lr": 1e-2, "weight_decay": 0.0},
+             {"params": tensors[2:], "lr": 3e-2, "weight_decay": 0.1}]
+        )  # fmt: skip
+
+    def run_torch(tensors, torch_opt, steps):
+        for g in steps:
+            for p, x in zip(tensors, g):
+                p.grad = torch.tensor(x)
+            torch_opt.step()
+            yield [p.detach().numpy().copy() for p in tensors]
+
+    def only(label, tree):  # what partition gives the optimizer of ``label``
+        return [x if lab == label else gradtx.MaskedNode() for x, lab in zip(tree, labels)]
+
+    tensors = [torch.tensor(x, requires_grad=True) for x in init]
+    ref = list(run_torch(tensors, make(tensors), grads))
+    tensors = [torch.tensor(x, requires_grad=True) for x in init]
+    torch_opt = make(tensors)
+    list(run_torch(tensors, torch_opt, grads[:N]))
+    sd = copy.deepcopy(torch_opt.state_dict())
+    assert sd["param_groups"][1]["params"] == [2, 3]
+    params = [jnp.asarray(t.detach().numpy()) for t in tensors]
+    state = {
+        label: gradtx.from_torch_state_dict(
+            opts[label], only(label, params), dict(sd, param_groups=[g])
+        )
+        for label, g in zip(["enc", "head"], sd["param_groups"])
+    }
+    for k in range(N, N + M):
+        updates, state = opt.update([jnp.asarray(g) for g in grads[k]], state, params)
+        params = gradtx.apply_updates(params, updates)
+        for ours, theirs in zip(params, ref[k], strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=0)
+    # a group's dict holding only its own states reads the same
+    g = sd["param_groups"][1]
+    alone = {"state": {i: sd["state"][i] for i in g["params"]}, "param_groups": [g]}
+    head = gradtx.from_torch_state_dict(opts["head"], only("head", ref[N - 1]), alone)
+    assert int(head.count) == N and float(gradtx.get_hyperparams(head)["weight_decay"]) == 0.1
+    # and back: one dict per group, numbered on across the groups, loads into torch
+    merged: dict = {"state": {}, "param_groups": []}
+    for label in ["enc", "head"]:
+        part = gradtx.to_torch_state_dict(opts[label], state[label], only(label, params))
+        first = sum(len(g["params"]) for g in merged["param_groups"])
+        merged["state"] |= {first + i: s for i, s in part["state"].items()}
+        group = part["param_groups"][0]
+        merged["param_groups"].append(dict(group, params=[first + i for i in group["params"]]))
+    tensors = [torch.tensor(np.asarray(x), requires_grad=True) for x in params]
+    torch_opt = make(tensors)
+    torch_opt.load_state_dict(merged)
+    more = run_torch(tensors, torch_opt, grads[N + M :])
+    for k, after in enumerate(more, start=N + M):
+        for ours, theirs in zip(after, ref[k], strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=0)
+    # the message of a real mismatch: the counts
+    with pytest.raises(ValueError, match=r"param groups hold 2 parameters, params 4 leaves.*parameters \[2, 3\].*MaskedNode"):  # fmt: skip
+        gradtx.from_torch_state_dict(opts["head"], params, alone)
+    wrong = only("head", [None, None, jnp.zeros((2, 4)), params[3]])
+    with pytest.raises(ValueError, match=r"parameter 2: torch's exp_avg has shape \(4, 2\)"):
+        gradtx.from_torch_state_dict(opts["head"], wrong, alone)  # torch's index, not the leaf's
+    with pytest.raises(ValueError, match=r"indices \[2\] more than once"):
+        gradtx.from_torch_state_dict(opts["head"], params[:2], dict(alone, param_groups=[dict(g, params=[2, 2])]))  # fmt: skip
 
 
 def test_a_learning_rate_schedule_is_placed_by_the_step_count(x64):

@@ -98,11 +98,17 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
     a prefix of the params (``{"head": 0.1, "body": 1.0}`` scales whole
     subtrees).  Put it last in a chain: ``chain(adamw(1e-3),
     scale_by_multipliers(m))`` trains each leaf with learning rate
-    ``1e-3 · m_leaf``, exactly what torch's parameter groups with those
-    learning rates do for every optimizer whose step is proportional to the
-    learning rate (SGD, Adam and AdamW with their decay, RMSProp, Adagrad,
-    NAdam, RAdam, Lion, ...; not Rprop, whose learning rate is a starting step
-    size, nor AdaBound's bounds).  Layer-wise learning-rate decay over a
+    ``1e-3 · m_leaf``.  That is exactly what torch's parameter groups with
+    those learning rates do where the step is proportional to the learning
+    rate: SGD, Adam and AdamW with their decay, NAdam, RAdam, Adamax,
+    Adagrad, Adadelta, RMSprop, SparseAdam, Muon, Lion, LAMB, ....  Not for
+    ASGD (``lr/(1 + λ·lr·t)^α``), Adafactor (``min(lr, 1/√t)``), Rprop (step
+    sizes clipped to absolute bounds), LBFGS, AdaBound and AMSBound (absolute bounds),
+    SWATS, the learning-rate-free ones (D-Adaptation, Prodigy, DoG, DoWG,
+    COCOB, MoMo), MADGRAD, Fromage, Ranger and the schedule-free ones: give
+    those ``gradtx.partition`` with one optimizer per group
+    (``docs/porting_from_pytorch.md``, "Parameter groups").  Layer-wise
+    learning-rate decay over a
     transformer's blocks is one expression::
 
       lr_decay = {"embed": 0.8**12, "blocks": [0.8 ** (11 - i) for i in range(12)], "head": 1.0}

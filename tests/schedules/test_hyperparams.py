@@ -272,3 +272,43 @@ def test_new_schedules_in_state(x64):
 
     np.testing.assert_allclose(jax.jit(jax.vmap(run))(states), [0.01, 0.05], rtol=1e-12)
     assert len(traces) == 1
+
+
+def test_a_stage_left_out_by_a_python_zero_is_explained_and_a_constant_keeps_it(x64):
+    """torch lets a group built with weight_decay=0 get a decay later; in gradtx a Python
+    zero leaves the stage out, the KeyError says so, and the way it names (a constant
+    schedule, its ``.value`` set later) equals torch changing the group's weight_decay."""
+    labels = ["enc", "head"]
+    left_out = gradtx.partition(
+        {"enc": gradtx.adamw(1e-2, weight_decay=0.0), "head": gradtx.adamw(3e-2, weight_decay=0.1)},
+        labels,
+    )
+    params = [jnp.ones(3), jnp.ones(2)]
+    with pytest.raises(KeyError, match=r"Python zero given at construction leaves its stage out.*'enc/weight_decay.value'"):  # fmt: skip
+        gradtx.set_hyperparams(left_out.init(params), {"enc/weight_decay": 0.05})
+    kept = gradtx.partition(
+        {"enc": gradtx.adamw(1e-2, weight_decay=gradtx.schedules.constant(0.0)),
+         "head": gradtx.adamw(3e-2, weight_decay=0.1)},
+        labels,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    init = [rng.normal(size=3), rng.normal(size=2)]
+    grads = [[rng.normal(size=3), rng.normal(size=2)] for _ in range(8)]
+    tensors = [torch.tensor(x, requires_grad=True) for x in init]
+    opt = torch.optim.AdamW(
+        [{"params": tensors[:1], "lr": 1e-2, "weight_decay": 0.0},
+         {"params": tensors[1:], "lr": 3e-2, "weight_decay": 0.1}]
+    )  # fmt: skip
+    params = [jnp.asarray(x) for x in init]
+    state = kept.init(params)
+    for k, g in enumerate(grads):
+        if k == 4:
+            opt.param_groups[0]["weight_decay"] = 0.05
+            state = gradtx.set_hyperparams(state, {"enc/weight_decay.value": 0.05})
+        for t, x in zip(tensors, g):
+            t.grad = torch.tensor(x)
+        opt.step()
+        updates, state = kept.update([jnp.asarray(x) for x in g], state, params)
+        params = gradtx.apply_updates(params, updates)
+        for ours, t in zip(params, tensors):
+            np.testing.assert_allclose(ours, t.detach().numpy(), rtol=1e-10, atol=0)
