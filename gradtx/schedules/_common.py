@@ -90,24 +90,144 @@ def as_float(value: Any) -> jax.Array:
 
 
 def as_count(count: Any) -> jax.Array:
-    """The 0-based step count (int32, or float inside ``join``) as a float."""
+    """The 0-based step count (int32, or a float under ``jax.grad``) as a float.
+
+    A float32 holds every whole number only up to 2^24: step boundaries and
+    positions inside a period use ``count_ge``/``count_periods``, which work on
+    an integer count as an integer.  What a float count feeds must be smooth in
+    it (a ramp or a decay), where rounding the count is rounding the value.
+    """
     return jnp.asarray(count).astype(float_dtype())
 
 
+def is_integer(count: Any) -> bool:
+    """Whether the count has an integer dtype (the optimizer's step counter)."""
+    return bool(jnp.issubdtype(jnp.asarray(count).dtype, jnp.integer))
+
+
+def ceil_to(value: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """``ceil(value)`` in the integer ``dtype``, clipped to its range, and where
+    ``value`` lies above that range (or is NaN).
+
+    A field given as numbers (a NumPy float64 vector) is converted in NumPy, so a
+    boundary above 2^24 is not first rounded to float32; a JAX array (stored in
+    state, or traced) is converted from its own dtype.
+    """
+    info = jnp.iinfo(dtype)
+    # -2^(bits-1) and 2^(bits-1) are exact in any float dtype; the largest float
+    # below the latter converts without overflow.
+    if not isinstance(value, jax.Array):  # tracers are jax.Arrays too
+        ceiled = np.ceil(np.asarray(value, np.float64))
+        past = ~(ceiled < float(info.max) + 1)  # NaN too
+        kept = np.where(past, 0.0, np.maximum(ceiled, float(info.min)))
+        return jnp.asarray(kept.astype(dtype)), jnp.asarray(past)
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.integer):
+        if jnp.iinfo(value.dtype).max <= info.max and jnp.iinfo(value.dtype).min >= info.min:
+            return value.astype(dtype), jnp.zeros(value.shape, bool)
+        above = value > info.max
+        return jnp.clip(value, info.min, info.max).astype(dtype), above
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        value = value.astype(float_dtype())
+    up = jnp.ceil(value)
+    limit = np.asarray(float(info.max) + 1, value.dtype)
+    above = ~(up < limit)
+    top = np.nextafter(limit, np.asarray(0, value.dtype))
+    inside = jnp.clip(jnp.where(above, 0, up), float(info.min), top)
+    return inside.astype(dtype), above
+
+
+def count_ge(count: Any, boundary: Any) -> jax.Array:
+    """``count >= boundary``, exact at every integer count.
+
+    For an integer count this is ``count >= ceil(boundary)`` in the count's own
+    integer dtype; a float count (under ``jax.grad``) is compared as a float.
+    """
+    count = jnp.asarray(count)
+    if not is_integer(count):
+        return count.astype(float_dtype()) >= as_float(boundary)
+    up, above = ceil_to(boundary, count.dtype)
+    return ~above & (count >= up)
+
+
+def count_shift(count: Any, start: Any) -> jax.Array:
+    """``max(count − ceil(start), 0)`` for an integer count, in its integer dtype:
+    the steps since ``start`` (``start >= 0``), exact at every count."""
+    count = jnp.asarray(count)
+    up, above = ceil_to(start, count.dtype)
+    since = jnp.maximum(count - jnp.maximum(up, 0), 0)
+    return jnp.where(above, jnp.zeros_like(since), since)
+
+
+def whole(value: jax.Array) -> jax.Array:
+    """Where a float field holds a whole number."""
+    return jnp.ceil(value) == value
+
+
+def count_periods(count: Any, period: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(q, r)`` with ``count = q · period + r`` and ``0 <= r < period``, as floats
+    (``period > 0``, a float field).
+
+    Exact at every count when the count is an integer (the optimizer's int32 step
+    counter, up to 2^31 − 1) and ``period`` a whole number: the remainder is
+    taken in the count's integer dtype, and only ``r`` (exact: ``r < period``)
+    and ``q`` are converted to floats.  Otherwise (a fractional period, or a float
+    count) ``periods`` of the count as a float: exact for whole numbers below
+    2^24 in float32 (2^53 in float64), and beyond that off by the count's
+    rounding, and more for a fractional period.  ``d r/d period = −q`` either way.
+    """
+    q, r = periods(as_count(count), period)
+    count = jnp.asarray(count)
+    if not is_integer(count):
+        return q, r
+    up, above = ceil_to(period, count.dtype)
+    exact = whole(period) & ~above & (up >= 1)
+    p = jnp.where(exact, up, jnp.ones_like(up))
+    q_int = jnp.floor_divide(count, p)
+    q_exact = q_int.astype(r.dtype)
+    # (count - q·p) ∈ [0, p): no overflow.  The last term is 0, there for the gradient.
+    r_exact = (count - q_int * p).astype(r.dtype) - q_exact * (
+        period - jax.lax.stop_gradient(period)
+    )
+    return jnp.where(exact, q_exact, q), jnp.where(exact, r_exact, r)
+
+
 def periods(t: jax.Array, period: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(q, r)`` with ``t = q · period + r`` and ``0 <= r < period`` (``period > 0``).
+    """``(q, r)`` with ``t = q · period + r`` and ``0 <= r < period`` (``period > 0``),
+    all floats (``count_periods`` takes an integer count).
 
     ``t / period - floor(t / period)`` loses the fraction's low bits as ``t``
     grows (float32: 3e-4 of a cycle at 20k steps); ``t - q · period`` is exact for
-    whole numbers below 2^24, and one step of correction undoes a quotient that
-    rounded across a whole number.
+    whole numbers below 2^24.  A quotient that rounded across a whole number is
+    corrected by one, and ``r`` is computed from the final ``q`` by
+    ``_sub_product``, whose rounding does not depend on whether XLA fuses a
+    multiply and a subtract (it does under ``jit``, not eagerly).
     """
     q = jnp.floor(safe_div(t, period))
-    r = t - q * period
-    low, high = r < 0, r >= period
-    q = jnp.where(low, q - 1, jnp.where(high, q + 1, q))
-    r = jnp.where(low, r + period, jnp.where(high, r - period, r))
-    return q, r
+    r = _sub_product(t, q, period)
+    q = jnp.where(r < 0, q - 1, jnp.where(r >= period, q + 1, q))
+    return q, _sub_product(t, q, period)
+
+
+def _split(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``x = hi + lo`` with ``hi`` the leading half of ``x``'s significand (bits
+    masked off: no arithmetic to fuse) and ``lo`` the rest, which carries the
+    gradient."""
+    bits = {jnp.dtype(jnp.float32): (jnp.uint32, 0xFFFFF000)}
+    bits[jnp.dtype(jnp.float64)] = (jnp.uint64, 0xFFFFFFFFF8000000)
+    uint, mask = bits[jnp.dtype(x.dtype)]
+    raw = jax.lax.bitcast_convert_type(jax.lax.stop_gradient(x), uint)
+    hi = jax.lax.bitcast_convert_type(raw & jnp.asarray(mask, uint), x.dtype)
+    return hi, x - hi
+
+
+def _sub_product(t: jax.Array, q: jax.Array, p: jax.Array) -> jax.Array:
+    """``t - q · p`` from partial products that are exact (halves of the
+    significands), so that fused and unfused arithmetic round alike."""
+    t, q, p = jnp.broadcast_arrays(t, q, p)
+    q_hi, q_lo = _split(q)
+    p_hi, p_lo = _split(p)
+    return ((t - q_hi * p_hi) - (q_hi * p_lo + q_lo * p_hi)) - q_lo * p_lo
 
 
 def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -176,12 +296,25 @@ def safe_pow(base: jax.Array, exponent: jax.Array) -> jax.Array:
     return jnp.where(positive, safe**exponent, at_zero)
 
 
-def float_vector(call: str, name: str, values: Sequence[Any]) -> np.ndarray:
-    """A variable-length numeric field, kept as one 1-D array leaf."""
-    try:
-        out = np.asarray([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{call}({name}=...): {name} must hold real numbers") from None
-    if np.isnan(out).any():
+def float_vector(call: str, name: str, values: Sequence[Any]) -> np.ndarray | jax.Array:
+    """A variable-length numeric field, kept as one 1-D array leaf.
+
+    Numbers (concrete JAX arrays included) give a float64 NumPy vector, checked
+    for NaN.  With a traced value among them (under ``jit``, ``vmap`` or
+    ``grad``) the vector is a JAX array of JAX's default float dtype,
+    differentiable in those entries.
+    """
+    out: list[Any] = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except jax.errors.ConcretizationTypeError:
+            out.append(v)  # traced: data the factory cannot check
+        except (TypeError, ValueError):
+            raise TypeError(f"{call}({name}=...): {name} must hold real numbers") from None
+    if any(isinstance(v, float) and np.isnan(v) for v in out):
         raise ValueError(f"{call}({name}=...): {name} must not hold NaN")
-    return out
+    if all(isinstance(v, float) for v in out):
+        return np.asarray(out, dtype=np.float64)
+    dtype = float_dtype()
+    return jnp.stack([jnp.asarray(v).astype(dtype).reshape(()) for v in out])

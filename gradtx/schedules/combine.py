@@ -6,6 +6,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from gradtx._base import is_schedule
@@ -15,8 +16,12 @@ from gradtx.schedules._common import (
     as_float,
     check_steps,
     concrete,
+    count_ge,
+    count_shift,
     float_vector,
+    is_integer,
     schedule_class,
+    whole,
 )
 
 
@@ -43,8 +48,6 @@ def _members(call: str, schedules: Any, example: str) -> tuple:
 
 
 def _join(schedules, boundaries, count, as_boundary):
-    t = as_count(count)
-    count_dtype = jnp.asarray(count).dtype
     value = schedules[0](count)
     for i, schedule in enumerate(schedules[1:]):
         b = as_boundary(boundaries, i)
@@ -52,9 +55,30 @@ def _join(schedules, boundaries, count, as_boundary):
         # Clamped at 0: before the boundary the value is discarded, and a negative
         # count could make a NaN there, which jnp.where would still pass to the
         # gradient (jax.grad(schedule) would be NaN).
-        shifted = jnp.maximum(t - b, 0).astype(count_dtype)
-        value = jnp.where(t < b, value, schedule(shifted))
+        if not is_integer(count):
+            after = schedule(jnp.maximum(as_count(count) - as_float(b), 0))
+        elif _whole_number(b):
+            after = schedule(count_shift(count, b))
+        else:
+            # A float array (stored in state, or traced).  Fractional, it gives the
+            # member the float count k − b, as optax does.  Whole, the integer count
+            # k − b, exact at every count, plus a term that is 0 but has the
+            # gradient w.r.t. b of the float count's value (slope · d(k − b)/db).
+            shift = jnp.maximum(as_count(count) - as_float(b), 0)
+            shifted, slope = jax.jvp(schedule, (shift,), (jnp.ones_like(shift),))
+            slope = jnp.where(jnp.isfinite(slope), slope, jnp.zeros_like(slope))
+            exact = schedule(count_shift(count, b))
+            exact = exact + slope * (shift - jax.lax.stop_gradient(shift))
+            after = jnp.where(whole(as_float(b)), exact, shifted)
+        value = jnp.where(count_ge(count, b), after, value)
     return value
+
+
+def _whole_number(b: Any) -> bool:
+    """A boundary known (without tracing) to be a whole number."""
+    if isinstance(b, jax.Array):
+        return bool(jnp.issubdtype(b.dtype, jnp.integer))
+    return float(b).is_integer()
 
 
 @schedule_class
@@ -69,7 +93,7 @@ class Join(Schedule):
     boundaries: Any
 
     def __call__(self, count):
-        return _join(self.schedules, self.boundaries, count, lambda b, i: as_float(b)[i])
+        return _join(self.schedules, self.boundaries, count, lambda b, i: b[i])
 
 
 def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Callable:
@@ -81,7 +105,9 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
 
     Args:
       schedules: one or more schedules (gradtx schedules or plain callables).
-      boundaries: ``len(schedules) − 1`` non-decreasing steps ≥ 0, a list.
+      boundaries: ``len(schedules) − 1`` non-decreasing steps ≥ 0, a list (JAX
+        arrays, traced too, are accepted; a fractional float array starts its
+        member at the float count ``k − boundary``, as optax does).
 
     Returns:
       A ``Join`` when every member is a gradtx schedule (its members' numbers live

@@ -11,13 +11,19 @@ from gradtx._checks import check_choice
 from gradtx.schedules._common import (
     Schedule,
     as_count,
+    ceil_to,
     check_number,
     check_steps,
+    count_ge,
+    count_periods,
+    count_shift,
+    is_integer,
     is_number,
     periods,
     safe_div,
     safe_pow,
     schedule_class,
+    whole,
 )
 
 _PAST_END = ("hold", "cycle")
@@ -37,8 +43,9 @@ class CosineDecay(Schedule):
     def __call__(self, count):
         init, steps, alpha, exponent, cycle = self._floats()
         t = as_count(count)
-        # past the end the cosine repeats every 2T: reduced first, so it keeps its digits
-        t = jnp.where(cycle != 0, periods(t, 2 * steps)[1], jnp.minimum(t, steps))
+        # past the end the cosine repeats every 2T: reduced first (on the integer
+        # count), so it keeps its digits
+        t = jnp.where(cycle != 0, count_periods(count, 2 * steps)[1], jnp.minimum(t, steps))
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
         return init * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
 
@@ -113,11 +120,18 @@ class WarmupCosineDecay(Schedule):
         warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
         length = decay - warmup
         s = jnp.maximum(t - warmup, 0)
-        s = jnp.where(cycle != 0, periods(s, 2 * length)[1], jnp.minimum(s, length))
+        cycled = periods(s, 2 * length)[1]
+        if is_integer(count):
+            # A whole warmup: the steps past it counted and reduced as integers,
+            # exact at every count (the last term is 0, there for d/d warmup_steps).
+            exact = count_periods(count_shift(count, warmup), 2 * length)[1]
+            exact = exact + (s - jax.lax.stop_gradient(s))
+            cycled = jnp.where(whole(warmup), exact, cycled)
+        s = jnp.where(cycle != 0, cycled, jnp.minimum(s, length))
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(s, length)))
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
         decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
-        return jnp.where(t < warmup, warm, decayed)
+        return jnp.where(count_ge(count, warmup), decayed, warm)
 
 
 def warmup_cosine_decay(
@@ -184,11 +198,11 @@ class SGDR(Schedule):
         t = as_count(count)
         flat = mult == 1
         m = jnp.where(flat, 2.0, mult)  # keeps the geometric branches finite
-        counted_start, counted_period, found = _counted_restart(t, period0, m)
+        counted_since, counted_period, found = _counted_restart(count, period0, m)
         closed_start, closed_period = _closed_form_restart(t, period0, m)
-        start = jnp.where(found, counted_start, closed_start)
+        t_cur = jnp.where(found, counted_since, t - closed_start)
         period = jnp.where(found, counted_period, closed_period)
-        t_cur = jnp.where(flat, periods(t, period0)[1], t - start)
+        t_cur = jnp.where(flat, count_periods(count, period0)[1], t_cur)
         period = jnp.where(flat, period0, period)
         return low + (peak - low) * (1 + jnp.cos(jnp.pi * t_cur / period)) / 2
 
@@ -198,9 +212,9 @@ class SGDR(Schedule):
 _MAX_RESTARTS = 64
 
 
-def _counted_restart(t, period0, m):
-    """Start and length of the period holding ``t``, and whether it is among the first
-    ``_MAX_RESTARTS``.
+def _counted_restart(count, period0, m):
+    """Steps since the start of the period holding ``count``, its length, and whether
+    it is among the first ``_MAX_RESTARTS``.
 
     Restart ``n`` starts at ``T_0 · G_n`` with ``G_{n+1} = m · G_n + 1``.  For a
     whole ``m`` every ``G_n`` is a whole number, exact while below 2^24 (float32),
@@ -209,19 +223,47 @@ def _counted_restart(t, period0, m):
     divided (``5 · (4^11 − 1)`` exceeds 2^24, which put restart 11 of
     ``sgdr(1, 5, period_mult=4)`` one step late), and a jitted ``m ** 1.0`` is not
     always ``m`` (``sgdr(1, 7, period_mult=1.01)`` gave its low at restart 1, step 7).
+
+    An integer count with a whole ``T_0`` and a whole ``m`` is counted in the
+    count's integer dtype (``G_n ≤ ⌊k/T_0⌋``), so restarts and the steps since
+    the last one are exact at every count; the float ``G_n`` follows the same
+    restarts and carries the gradient with respect to ``T_0`` and ``m``.
     """
+    t = as_count(count)
+    integer = is_integer(count)
+    exact = jnp.zeros((), bool)
+    if integer:
+        count = jnp.asarray(count)
+        p0_int, p0_above = ceil_to(period0, count.dtype)
+        m_int, _ = ceil_to(m, count.dtype)  # an m beyond the dtype: no second restart
+        exact = whole(period0) & whole(m) & ~p0_above & (p0_int >= 1) & (m_int >= 1)
+        periods0 = jnp.floor_divide(count, jnp.where(exact, p0_int, jnp.ones_like(p0_int)))
+        # g · m + 1 <= k / T_0 without forming g · m (it could overflow)
+        limit = jnp.floor_divide(periods0 - 1, jnp.where(exact, m_int, jnp.ones_like(m_int)))
 
     def step(_, carry):
-        g, power = carry
+        g, power, g_int = carry
         g_next = g * m + 1
         # Only restarts that have begun are taken, so g stays below t / T_0 (finite).
         begun = period0 * g_next <= t
-        return jnp.where(begun, g_next, g), jnp.where(begun, power * m, power)
+        if integer:
+            begun = jnp.where(exact, g_int <= limit, begun)
+            g_int = jnp.where(begun & exact, g_int * m_int + 1, g_int)
+        return jnp.where(begun, g_next, g), jnp.where(begun, power * m, power), g_int
 
     zero = jnp.zeros_like(t * period0 * m)
-    g, power = jax.lax.fori_loop(0, _MAX_RESTARTS, step, (zero, zero + 1))
+    zero_int = jnp.zeros(zero.shape, jnp.asarray(count).dtype) if integer else zero
+    g, power, g_int = jax.lax.fori_loop(0, _MAX_RESTARTS, step, (zero, zero + 1, zero_int))
+    start = period0 * g
+    since = t - start
     found = period0 * (g * m + 1) > t
-    return period0 * g, period0 * power, found
+    if integer:
+        # count - T_0 · G_n is in [0, k]: no overflow.  The last term is 0 (gradient).
+        since_int = (count - p0_int * g_int).astype(t.dtype)
+        since = jnp.where(exact, since_int - (start - jax.lax.stop_gradient(start)), since)
+        # a whole m >= 2 needs more than 2^64 steps for _MAX_RESTARTS restarts
+        found = found | exact
+    return since, period0 * power, found
 
 
 def _closed_form_restart(t, period0, m):
@@ -248,6 +290,9 @@ def sgdr(
     ``η_k = η_min + ½(η_max − η_min)(1 + cos(π T_cur/T_i))`` where period ``i``
     lasts ``T_i = first_period · period_mult^i`` steps and ``T_cur`` counts the
     steps since its start (restart ``n`` at ``T_0 (m^n − 1)/(m − 1)``, closed form).
+    With a whole ``first_period`` and ``period_mult`` (torch's case) the restarts
+    and ``T_cur`` are integer arithmetic on the count, exact at every count; a
+    fractional one is float arithmetic on the count (exact to 2^24 in float32).
 
     Args:
       peak_value: η_max ≥ 0, at each restart.

@@ -13,8 +13,8 @@ from gradtx.schedules._common import (
     as_count,
     check_number,
     check_steps,
+    count_periods,
     is_number,
-    periods,
     safe_div,
     schedule_class,
 )
@@ -45,7 +45,8 @@ class Cyclical(Schedule):
         # torch CyclicLR's arithmetic, for asymmetric halves too.
         total = up + down
         ratio = up / total
-        done, into = periods(t, total)
+        # Integer arithmetic on the count for whole step sizes: exact at every count.
+        done, into = count_periods(count, total)
         cycle = 1 + done
         x = into / total
         rise = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))

@@ -19,11 +19,16 @@ from gradtx.schedules._common import (
     as_float,
     check_number,
     check_steps,
+    count_ge,
+    count_periods,
+    count_shift,
     float_vector,
+    is_integer,
     is_number,
     safe_div,
     safe_pow,
     schedule_class,
+    whole,
 )
 
 
@@ -58,8 +63,9 @@ class PiecewiseConstant(Schedule):
     scales: Any  # 1-D array
 
     def __call__(self, count):
-        t = as_count(count)[..., None]
-        factors = jnp.where(t >= as_float(self.boundaries), as_float(self.scales), 1.0)
+        # Compared as integers (count >= ceil(boundary)): exact at every count.
+        reached = count_ge(jnp.asarray(count)[..., None], self.boundaries)
+        factors = jnp.where(reached, as_float(self.scales), 1.0)
         return as_float(self.init_value) * jnp.prod(factors, axis=-1)
 
 
@@ -120,9 +126,15 @@ class ExponentialDecay(Schedule):
         init, rate, end = map(as_float, (self.init_value, self.decay_rate, self.end_value))
         # Clamped at 0: before transition_begin rate^0 = 1 gives init_value, and no
         # rate^(negative p) can overflow (its inf would make jax.grad NaN).
-        t = jnp.maximum(as_count(count) - as_float(self.transition_begin), 0)
-        p = t / as_float(self.transition_steps)
-        p = jnp.where(as_float(self.staircase) != 0, jnp.floor(p), p)
+        begin, steps = as_float(self.transition_begin), as_float(self.transition_steps)
+        t = jnp.maximum(as_count(count) - begin, 0)
+        p = t / steps
+        stairs = jnp.floor(p)
+        if is_integer(count):
+            # Whole steps counted as integers: the stairs land on their steps at every count.
+            exact = count_periods(count_shift(count, begin), steps)[0]
+            stairs = jnp.where(whole(begin), exact, stairs)
+        p = jnp.where(as_float(self.staircase) != 0, stairs, p)
         value = init * rate**p
         bounded = jnp.where(rate < 1, jnp.maximum(value, end), jnp.minimum(value, end))
         return jnp.where(jnp.isnan(end), value, bounded)
@@ -365,7 +377,7 @@ class ConstantWarmup(Schedule):
 
     def __call__(self, count):
         value, factor, warmup = self._floats()
-        return jnp.where(as_count(count) < warmup, value * factor, value)
+        return jnp.where(count_ge(count, warmup), value, value * factor)
 
 
 def constant_warmup(value: float, factor: float, warmup_steps: int) -> ConstantWarmup:
