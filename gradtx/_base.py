@@ -188,7 +188,7 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
                 out, s = tx.update(updates, s, params, grads=grads, **extra)
             updates = out
             new_states.append(s)
-        return updates, tuple(new_states)
+        return updates, _tree.settled(tuple(new_states), params)
 
     return kind_of(*txs)(init, update)
 

@@ -253,7 +253,8 @@ def hyperparameterized(
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             with _building(_Build(call)):
-                return tx.update(updates, state, params, **extra)
+                updates, state = tx.update(updates, state, params, **extra)
+            return updates, _tree.settled(state, params)
 
         return kind(init_bare, update_bare)
 

@@ -167,15 +167,15 @@ def _why(key: str, entries: list) -> str:
     at construction (a Python zero for an optional number such as ``weight_decay``)."""
     last = key.rsplit("/", 1)[-1]
     name = last.split(".", 1)[0]
-    elsewhere = [e[0] for e in entries if e[0].rsplit("/", 1)[-1] == name]
+    elsewhere = [e[0] for e in entries if e[0].rsplit("/", 1)[-1].split(".", 1)[0] == name]
     why = f". {name} is kept at {elsewhere} only" if elsewhere else ""
     if name in _optional_names():
         value = key[: len(key) - len(last)] + name + ".value"
         why += (
-            f". A {name} of None or a Python zero given at construction leaves its stage "
-            "out, so there is nothing to set; to set it later, construct it with a nonzero "
-            f"number, or with gradtx.schedules.constant(0.0) where {name} may be a schedule "
-            f"and set {value!r}"
+            f". Where the optimizer takes {name}, None or a Python zero given at "
+            "construction leaves its stage out, so there is nothing to set; to set it later, "
+            f"construct it with a nonzero number, or with gradtx.schedules.constant(0.0) where "
+            f"{name} may be a schedule and set {value!r}"
         )
     return why
 

@@ -350,7 +350,7 @@ def _asgd_in(inner, states, current, count, call):
         for key, want in _asgd_terms(current, count).items():
             if not np.isclose(float(numpy_of(s[key])), want, rtol=1e-6, atol=0):
                 raise ValueError(
-                    f"{call}: torch's {key}={float(numpy_of(s[key]))} (parameter {i}) is not "
+                    f"{call}: torch's {key}={float(numpy_of(s[key]))} (leaf {i}) is not "
                     f"{want}, gradtx's at step {count} from lr, lambd, alpha and t0: did the "
                     "learning rate change during the torch run? (torch's eta follows it late)"
                 )

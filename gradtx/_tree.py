@@ -183,7 +183,7 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
     finite.  Values are ``jnp.sqrt``'s, bit for bit, NaN included.
     """
     zero = x == 0
-    return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, x)))
+    return jnp.where(zero, x * 0, jnp.sqrt(jnp.where(zero, 1, x)))  # x * 0: sqrt(-0.) is -0.
 
 
 def div0(num: jax.Array, den: jax.Array) -> jax.Array:

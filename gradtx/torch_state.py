@@ -281,7 +281,8 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
             "model.parameters() order, or as collections.OrderedDict(model.named_parameters())"
         )
     # the states of these groups' parameters, by leaf (a state dict of one group may keep
-    # the other groups' states: they are not read)
+    # the other groups' states: they are not read; the first group's dict cannot be told
+    # from a whole one, so states outside the groups are never an error)
     states = {
         leaf[int(i)]: dict(s) for i, s in state_dict["state"].items() if len(s) and int(i) in leaf
     }
@@ -451,7 +452,7 @@ def to_torch_state_dict(
 
     t = target(TO, optimizer, averaged_model_state_dict)
     leaves = [numpy_of(x) for x in jax.tree.leaves(params)]
-    expected = jax.eval_shape(optimizer.init, jax.tree.map(jnp.asarray, params))
+    expected = _checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
     if not _checks.same_layout(state, expected):
         raise ValueError(
             f"{TO}(state=...): not the state {t.made.call}(...).init makes for these params"

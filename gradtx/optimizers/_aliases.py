@@ -84,8 +84,10 @@ def fold(call: str, specs: dict[str, Any], arguments: dict[str, Any]) -> dict[st
             if target is not None and same(target, spec.to_target(spec.default)):
                 out[spec.target] = spec.to_target(alias)
             elif target is not None:
-                offset = spec.to_target(alias) - spec.to_target(spec.default)
+                default = spec.to_target(spec.default)
+                offset = spec.to_target(alias) - default
                 given = alias != spec.default
+                offset = jnp.where(target == default, offset, 0)  # a set target: its own
                 out[spec.target] = jnp.where(given, spec.to_target(alias), target + offset)
             out[name] = spec.default
             continue

@@ -16,8 +16,8 @@ from gradtx import _checks
 class StateCheck:
     """``record(params)`` in ``init``; ``check(state, updates, params)`` in ``update``.
 
-    The leaf counts are compared first: probing the inner transform's ``init``
-    with updates of the wrong tree would teach it that tree.
+    The leaf counts catch a changed tree that a state without params-shaped
+    buffers cannot show, and they are compared first, for the clearer message.
     """
 
     def __init__(self, call: str, init: Callable[[Any], Any]) -> None:

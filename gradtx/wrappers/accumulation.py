@@ -121,7 +121,8 @@ def accumulate_gradients(
             micro_step == every_k, step, wait, grad_sum, state.inner_state
         )
         micro_step = jnp.where(micro_step == every_k, 0, micro_step).astype(jnp.int32)
-        return out, AccumulateGradientsState(micro_step, grad_sum, inner_state)
+        new_state = AccumulateGradientsState(micro_step, grad_sum, inner_state)
+        return out, _tree.settled(new_state, params)
 
     return kind_of(inner)(init, update)  # a wrapped gradient map is still one
 

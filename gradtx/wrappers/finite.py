@@ -100,6 +100,7 @@ def apply_if_finite(
         inner_state = jax.tree.map(
             lambda new, old: jnp.where(accept, new, old), inner_state, state.inner_state
         )
-        return out, ApplyIfFiniteState(notfinite_count, finite, total, inner_state)
+        new_state = ApplyIfFiniteState(notfinite_count, finite, total, inner_state)
+        return out, _tree.settled(new_state, params)
 
     return kind_of(inner)(init, update)  # a wrapped gradient map is still one

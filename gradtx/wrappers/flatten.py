@@ -221,7 +221,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             )
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.
-        expected = jax.eval_shape(fresh_state, updates if params is None else params)
+        expected = _checks.probe_init(fresh_state, updates if params is None else params)
         if jax.tree.structure(expected) != jax.tree.structure(state) or any(
             jnp.shape(a) != tuple(b.shape)
             for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
@@ -257,6 +257,6 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             flat, inner_state = inner.update(
                 _pack(f"{call}.update", updates, layout), state.inner_state, flat_params, **extra
             )
-        return _unpack(flat, layout), FlattenState(inner_state)
+        return _unpack(flat, layout), _tree.settled(FlattenState(inner_state), params)
 
     return kind_of(tx)(init, update)

@@ -115,7 +115,8 @@ def masked(
             **_hidden_extra(extra, keep),
         )
         merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
-        return jax.tree.unflatten(jax.tree.structure(updates), merged), MaskedState(inner_state)
+        out = jax.tree.unflatten(jax.tree.structure(updates), merged)
+        return out, _tree.settled(MaskedState(inner_state), params)
 
     return kind_of(inner)(init, update)
 
@@ -205,6 +206,8 @@ def partition(
             for i, (o, kept) in enumerate(zip(unhide(out, updates), keep)):
                 if kept:
                     merged[i] = o
-        return jax.tree.unflatten(jax.tree.structure(updates), merged), new_state
+        return jax.tree.unflatten(jax.tree.structure(updates), merged), _tree.settled(
+            new_state, params
+        )
 
     return kind_of(*txs.values())(init, update)

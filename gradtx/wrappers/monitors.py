@@ -84,9 +84,10 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
             out, inner_state = updates, state.inner_state
         else:
             out, inner_state = inner.update(updates, state.inner_state, params, **extra)
-        return out, TrackNormsState(
+        new_state = TrackNormsState(
             grad_norm, global_norm(out, dtype), global_norm(params, dtype), inner_state
         )
+        return out, _tree.settled(new_state, params)
 
     return (GradientMap if inner is None else kind_of(inner))(init, update)
 

@@ -37,7 +37,7 @@ def _loss_after_steps(opt, steps=3):
     return loss(p)
 
 
-CLIPPING = ("min_dim_size_to_factor",)
+ADAFACTOR_STATIC = ("min_dim_size_to_factor",)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ CLIPPING = ("min_dim_size_to_factor",)
         (lambda x: gradtx.adafactor(0.1, clipping_threshold=x), 1.0),
         (lambda x: gradtx.muon(0.05, beta=x, convention="optax"), 0.95),
         (
-            lambda x: optax.inject_hyperparams(gradtx.adafactor, static_args=CLIPPING)(
+            lambda x: optax.inject_hyperparams(gradtx.adafactor, static_args=ADAFACTOR_STATIC)(
                 learning_rate=0.1, decay_rate=x
             ),
             0.8,
@@ -74,3 +74,36 @@ def test_the_derivative_through_an_optax_name_at_its_default(x64, make, default)
     assert abs(float(fd)) > 1e-3
     np.testing.assert_allclose(jax.grad(f)(default), fd, rtol=1e-5)
     np.testing.assert_allclose(jax.grad(f)(default), jax.grad(f)(default + 1e-9), rtol=1e-6)
+
+
+def test_under_jit_both_names_are_traced_and_a_set_target_keeps_its_value(x64):
+    """Inside a jitted update optax.inject_hyperparams hands over both names traced:
+    at the shared default the alias's derivative flows, and a target set away from its
+    default is the value (the alias at its default adds nothing to it)."""
+    make = optax.inject_hyperparams(gradtx.adafactor, static_args=ADAFACTOR_STATIC)
+    p = jnp.array([[0.3, -0.7, 1.1], [0.5, 0.2, -0.4]])
+
+    def loss(q):
+        return jnp.sum(jnp.sin(q) ** 2 + q**4)
+
+    def after(opt, hyper):
+        state = opt.init(p)
+        state = state._replace(hyperparams={**state.hyperparams, **hyper})
+        q = p
+        for _ in range(3):
+            u, state = jax.jit(opt.update)(jax.grad(loss)(q), state, q)
+            q = q + u
+        return loss(q)
+
+    at_default = make(learning_rate=0.1)
+    by_alias = jax.grad(lambda x: after(at_default, {"decay_rate": x}))(0.8)
+    by_target = jax.grad(lambda x: after(at_default, {"beta2_decay": -x}))(0.8)
+    np.testing.assert_allclose(by_alias, by_target, rtol=1e-12)
+    assert abs(float(by_alias)) > 1e-3
+    set_target = make(learning_rate=0.1, beta2_decay=-0.5)
+    np.testing.assert_allclose(
+        after(set_target, {}),
+        _loss_after_steps(gradtx.adafactor(0.1, beta2_decay=-0.5)),
+        rtol=1e-12,
+    )
+    assert float(jax.grad(lambda x: after(set_target, {"decay_rate": x}))(0.8)) == 0.0
