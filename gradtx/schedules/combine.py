@@ -75,9 +75,13 @@ def _join(schedules, boundaries, count, as_boundary):
 
 
 def _whole_number(b: Any) -> bool:
-    """A boundary known (without tracing) to be a whole number."""
+    """A boundary known (without tracing) to be a whole number.  A concrete float array
+    (an eager step reading the state) is one too: nothing differentiates with respect
+    to it, so it needs no jvp (which costs an eager step more than the rest)."""
     if isinstance(b, jax.Array):
-        return bool(jnp.issubdtype(b.dtype, jnp.integer))
+        if jnp.issubdtype(b.dtype, jnp.integer):
+            return True
+        return not isinstance(b, jax.core.Tracer) and float(b).is_integer()
     return float(b).is_integer()
 
 
