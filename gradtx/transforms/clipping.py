@@ -16,6 +16,7 @@ from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import Hyper
+from gradtx.transforms._sums import tree_norm
 from gradtx.transforms.scaling import scaled
 
 
@@ -26,12 +27,7 @@ def global_norm(tree: Any, dtype: Any) -> jax.Array:
     leaves' dtype, so bfloat16 gradients do not lose the norm to rounding.  A
     complex leaf counts ``|z|² = Re(z)² + Im(z)²``, as in ``torch.linalg.norm``.
     """
-    parts = []
-    for leaf in jax.tree.leaves(tree):
-        # casting a complex leaf to a real dtype would drop its imaginary part
-        parts += [jnp.real(leaf), jnp.imag(leaf)] if jnp.iscomplexobj(leaf) else [leaf]
-    squares = [jnp.sum(jnp.square(x.astype(dtype))) for x in parts]
-    return _tree.safe_sqrt(sum(squares, jnp.zeros([], dtype)))
+    return tree_norm(tree, dtype)
 
 
 @factory(kind=GradientMap, max_delta=Hyper(low=0.0, schedule=True))
