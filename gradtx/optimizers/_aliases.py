@@ -74,17 +74,17 @@ def fold(call: str, specs: dict[str, Any], arguments: dict[str, Any]) -> dict[st
         if not isinstance(spec, Alias) or same(out[name], spec.default):
             continue
         if traced(out[name]):
-            # optax.inject_hyperparams hands both names over as traced arrays: the alias
-            # replaces the target where it is not the shared default.  A target that is
-            # None (no such stage) stays None: a stage cannot appear at run time.
-            # Off the default the alias is the value; at it the target is, plus the
-            # alias's offset from the default (exactly 0), so that a derivative with
-            # respect to either name (jax.grad from the default) still flows.
+            # A traced alias beside a default target is the value.  Under
+            # optax.inject_hyperparams both names are traced: off the shared default the
+            # alias is the value; at it the target is, plus (while the target is at its
+            # default) the alias's offset from the default, exactly 0, so that jax.grad
+            # from the default flows to either name.  A target that is None (no such
+            # stage) stays None: a stage cannot appear at run time.
             alias, target = out[name], out[spec.target]
-            if target is not None and same(target, spec.to_target(spec.default)):
+            default = spec.to_target(spec.default)
+            if target is not None and same(target, default):
                 out[spec.target] = spec.to_target(alias)
             elif target is not None:
-                default = spec.to_target(spec.default)
                 offset = spec.to_target(alias) - default
                 given = alias != spec.default
                 offset = jnp.where(target == default, offset, 0)  # a set target: its own
