@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
@@ -16,6 +19,8 @@ from gradtx._specs import (
     NON_NEGATIVE,
     WEIGHT_DECAY,
     Flag,
+    Function,
+    Mask,
     OptionalFlag,
 )
 from gradtx.optimizers._stages import descent, gradient_stages
@@ -30,8 +35,8 @@ from gradtx.transforms.scaling import scale_by_learning_rate
     references="`torch.optim.Adagrad` (lr_decay, initial accumulator, weight decay, maximize, "
     "LambdaLR); `optax.adagrad` (`convention=\"optax\"`)",
     learning_rate=LEARNING_RATE, lr_decay=NON_NEGATIVE, initial_accumulator_value=INITIAL_VALUE,
-    eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY, eps_in_sqrt=OptionalFlag(), maximize=Flag(),
-    convention=CONVENTION,
+    eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY, eps_in_sqrt=OptionalFlag(), mask=Mask(),
+    mask_fn=Function(), maximize=Flag(), convention=CONVENTION,
 )  # fmt: skip
 def adagrad(
     learning_rate: ScalarOrSchedule = 1e-2,
@@ -41,6 +46,8 @@ def adagrad(
     eps: float = 1e-10,
     weight_decay: ScalarOrSchedule | None = None,
     eps_in_sqrt: bool | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -70,6 +77,8 @@ def adagrad(
       eps: added to the root (inside it with ``eps_in_sqrt``).
       weight_decay: λ of the L2 term.
       eps_in_sqrt: optax's eps placement (``None``: the convention's).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
       maximize: ascend the objective instead.
       convention: ``"torch"`` or ``"optax"``.
 
@@ -97,6 +106,8 @@ def adagrad(
         scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
         learning_rate=decayed,
         weight_decay=weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
         maximize=maximize,
     )
 
@@ -108,8 +119,8 @@ def adagrad(
     learning_rate=LEARNING_RATE, decay=DECAY_RATE, eps=NON_NEGATIVE,
     momentum=MOMENTUM._replace(optional=True), centered=Flag(), weight_decay=WEIGHT_DECAY,
     nesterov=Flag(), lr_in_momentum=OptionalFlag(), eps_in_sqrt=OptionalFlag(),
-    initial_scale=INITIAL_VALUE, init_from_first=Flag(), bias_correction=Flag(), maximize=Flag(),
-    convention=CONVENTION,
+    initial_scale=INITIAL_VALUE, init_from_first=Flag(), bias_correction=Flag(), mask=Mask(),
+    mask_fn=Function(), maximize=Flag(), convention=CONVENTION,
 )  # fmt: skip
 def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
@@ -125,6 +136,8 @@ def rmsprop(
     initial_scale: float = 0.0,
     init_from_first: bool = False,
     bias_correction: bool = False,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -170,6 +183,8 @@ def rmsprop(
       initial_scale: v_0 (0 in PyTorch, 1 in TF1).
       init_from_first: ``v_1 = g_1²`` (uncentered only).
       bias_correction: divide ``v`` by ``1 - ρ^t`` (optax's option; uncentered only).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
       maximize: ascend the objective instead.
       convention: ``"torch"`` or ``"optax"``.
 
@@ -196,24 +211,19 @@ def rmsprop(
         decay, eps, initial_scale=initial_scale, eps_in_sqrt=eps_in_sqrt, centered=centered,
         init_from_first=init_from_first, bias_correction=bias_correction,
     )  # fmt: skip
-    if momentum is None:
-        return descent(
-            rms, learning_rate=learning_rate, weight_decay=weight_decay, maximize=maximize
-        )
-    if not lr_in_momentum:
-        buffer = add_momentum(momentum, nesterov=nesterov)
-        return descent(
-            rms, buffer, learning_rate=learning_rate, weight_decay=weight_decay, maximize=maximize
-        )
-    head = gradient_stages(weight_decay, maximize=maximize)
+    # descent's chain, [-g] [+λθ] rms [buffer] × -η, with the buffer after η under (B)
+    head = gradient_stages(weight_decay, mask=mask, mask_fn=mask_fn, maximize=maximize)
     lr = scale_by_learning_rate(learning_rate)
-    return chain(*head, rms, lr, add_momentum(momentum, nesterov=nesterov))
+    if momentum is None:
+        return chain(*head, rms, lr)
+    buffer = add_momentum(momentum, nesterov=nesterov)
+    return chain(*head, rms, *((lr, buffer) if lr_in_momentum else (buffer, lr)))
 
 
 @optimizer(
     references="`torch.optim.Adadelta` (weight decay, maximize); `optax.adadelta(1.0)`",
     learning_rate=LEARNING_RATE, rho=DECAY_RATE, eps=NON_NEGATIVE, weight_decay=WEIGHT_DECAY,
-    maximize=Flag(), convention=CONVENTION,
+    mask=Mask(), mask_fn=Function(), maximize=Flag(), convention=CONVENTION,
 )  # fmt: skip
 def adadelta(
     learning_rate: ScalarOrSchedule = 1.0,
@@ -221,6 +231,8 @@ def adadelta(
     eps: float = 1e-6,
     *,
     weight_decay: ScalarOrSchedule | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -248,6 +260,8 @@ def adadelta(
       rho: decay of both averages in [0, 1).
       eps: inside both roots.
       weight_decay: λ of the L2 term.
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
       maximize: ascend the objective instead.
       convention: ``"torch"`` or ``"optax"``: the same rule.
 
@@ -265,5 +279,7 @@ def adadelta(
         scale_by_adadelta(rho, eps),
         learning_rate=learning_rate,
         weight_decay=weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
         maximize=maximize,
     )

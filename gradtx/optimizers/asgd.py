@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Function, Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.averaging import polyak_average
 from gradtx.transforms.decay import add_l2
@@ -17,7 +20,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
     references="`torch.optim.ASGD` (lambd, alpha, t0, weight decay, maximize, complex; "
     "params and `ax` every step)",
     learning_rate=LEARNING_RATE, lambd=NON_NEGATIVE, alpha=NON_NEGATIVE, t0=NON_NEGATIVE,
-    weight_decay=WEIGHT_DECAY, maximize=Flag(),
+    weight_decay=WEIGHT_DECAY, mask=Mask(), mask_fn=Function(), maximize=Flag(),
 )  # fmt: skip
 def asgd(
     learning_rate: ScalarOrSchedule = 1e-2,
@@ -26,6 +29,8 @@ def asgd(
     t0: float = 1e6,
     *,
     weight_decay: ScalarOrSchedule | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     maximize: bool = False,
 ) -> GradientTransformation:
     """Averaged SGD (Polyak & Juditsky), as ``torch.optim.ASGD``.
@@ -70,6 +75,9 @@ def asgd(
       alpha: the power of the step's decay, ≥ 0.
       t0: the step after which averaging starts, ≥ 0 (torch's default 1e6).
       weight_decay: w, an L2 term added to the gradient.
+      mask, mask_fn: which leaves get the ``weight_decay`` term (a pytree of bools
+        or a prefix of the params, or a function of the params returning one);
+        ``lambd``'s decay applies to every leaf, as in torch.
       maximize: ascend the objective instead (torch's).
 
     Example:
@@ -95,7 +103,7 @@ def asgd(
         return lr / (1 + lam * lr * k.astype(lr.dtype)) ** power
 
     return chain(
-        *gradient_stages(weight_decay, maximize=maximize),
+        *gradient_stages(weight_decay, mask=mask, mask_fn=mask_fn, maximize=maximize),
         add_l2(lambd),
         scale_by_learning_rate(step),
         polyak_average(t0),

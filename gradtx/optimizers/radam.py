@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
@@ -23,6 +26,8 @@ RADAM: Specs = dict(
     compare=Choice(">", ">=", optional=True),
     untractable=Choice("sgd", "skip"),
     eps_on=Choice("v", "v_hat", optional=True),
+    mask=ADAM["mask"],
+    mask_fn=ADAM["mask_fn"],
     maximize=ADAM["maximize"],
     convention=CONVENTION,
 )
@@ -45,6 +50,8 @@ def radam(
     compare: str | None = None,
     untractable: str = "sgd",
     eps_on: str | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -87,6 +94,8 @@ def radam(
       untractable: ``"sgd"`` (momentum step) or ``"skip"`` (no step, no decay)
         while ρ_t does not pass the threshold.
       eps_on: ``"v"`` (E2, torch) or ``"v_hat"`` (E1, optax); ``None``: the convention's.
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
       maximize: ascend the objective instead.
       convention: ``"torch"`` or ``"optax"``.
 
@@ -113,12 +122,15 @@ def radam(
     ]
     if decoupled_weight_decay and untractable == "skip" and weight_decay is not None:
         # no step, no decay (the authors' code): the decay runs inside when_rectified
-        core.append(when_rectified(decay_stage(weight_decay), b2, threshold, compare=compare))
+        decay = decay_stage(weight_decay, mask=mask, mask_fn=mask_fn)
+        core.append(when_rectified(decay, b2, threshold, compare=compare))
         weight_decay = None
     return descent(
         *core,
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         decoupled=decoupled_weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
         maximize=maximize,
     )

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
-from gradtx._specs import CONVENTION, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, DType, Flag, Hyper
+from gradtx._specs import (
+    CONVENTION,
+    LEARNING_RATE,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    DType,
+    Flag,
+    Function,
+    Hyper,
+    Mask,
+)
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum
 
@@ -18,6 +29,8 @@ SGD: Specs = dict(
     dampening=Hyper(0.0, 1.0, optional=True),
     weight_decay=WEIGHT_DECAY,
     decoupled_weight_decay=Flag(),
+    mask=Mask(),
+    mask_fn=Function(),
     accumulator_dtype=DType(),
     maximize=Flag(),
     convention=CONVENTION,
@@ -36,6 +49,8 @@ def sgd(
     dampening: float | None = None,
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     accumulator_dtype: Any = None,
     maximize: bool = False,
     convention: str = "torch",
@@ -68,6 +83,8 @@ def sgd(
       dampening: τ in [0, 1], PyTorch's dampening.
       weight_decay: λ; L2 unless ``decoupled_weight_decay``.
       decoupled_weight_decay: decay the weights directly (SGDW).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
       accumulator_dtype: storage dtype of the momentum buffer (optax's name).
       maximize: ascend the objective instead (torch's ``maximize``).
       convention: ``"torch"`` or ``"optax"``: the same rule here.
@@ -101,6 +118,8 @@ def sgd(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         decoupled=decoupled_weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
         maximize=maximize,
     )
 
@@ -116,6 +135,8 @@ def sgdw(
     *,
     nesterov: bool = False,
     dampening: float | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
     accumulator_dtype: Any = None,
     maximize: bool = False,
 ) -> GradientTransformation:
@@ -140,6 +161,7 @@ def sgdw(
       weight_decay: λ (default 1e-2).
       nesterov: Nesterov momentum.
       dampening: τ.
+      mask, mask_fn: which leaves are decayed.
       accumulator_dtype: storage dtype of the momentum buffer.
       maximize: ascend the objective instead.
 
@@ -165,6 +187,8 @@ def sgdw(
         dampening=dampening,
         weight_decay=weight_decay,
         decoupled_weight_decay=True,
+        mask=mask,
+        mask_fn=mask_fn,
         accumulator_dtype=accumulator_dtype,
         maximize=maximize,
     )
