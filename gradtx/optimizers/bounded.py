@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -10,7 +11,16 @@ import jax.numpy as jnp
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Hyper
+from gradtx._specs import (
+    DECAY_RATE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    WEIGHT_DECAY,
+    Flag,
+    Function,
+    Hyper,
+    Mask,
+)
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.bounds import scale_by_bounded_rms
 from gradtx.transforms.momentum import add_momentum
@@ -44,6 +54,8 @@ BOUNDED: Specs = dict(
     weight_decay=WEIGHT_DECAY,
     decoupled_weight_decay=Flag(),
     base_lr=Hyper(low=0.0, low_open=True, nullable=True),
+    mask=Mask(),
+    mask_fn=Function(),
 )
 
 
@@ -65,6 +77,8 @@ def adabound(
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     base_lr: float | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """AdaBound (Luo et al.), as the authors' ``adabound.AdaBound``.
 
@@ -111,6 +125,8 @@ def adabound(
       decoupled_weight_decay: decay ``θ ← θ(1 - η_t λ)`` outside the adaptive step.
       base_lr: the learning rate the bounds are relative to (default: the
         initial learning rate).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -134,6 +150,8 @@ def adabound(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         decoupled=decoupled_weight_decay,
+        mask=mask,
+        mask_fn=mask_fn,
     )
 
 
@@ -153,6 +171,8 @@ def amsbound(
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     base_lr: float | None = None,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """AMSBound (Luo et al.): AdaBound with the running max of the second moment.
 
@@ -187,6 +207,8 @@ def amsbound(
       weight_decay: λ (L2 unless ``decoupled_weight_decay``).
       decoupled_weight_decay: decay outside the adaptive step.
       base_lr: the learning rate the bounds are relative to.
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -204,5 +226,5 @@ def amsbound(
     return adabound(
         learning_rate=learning_rate, final_lr=final_lr, b1=b1, b2=b2, gamma=gamma, eps=eps,
         amsbound=True, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-        base_lr=base_lr,
+        base_lr=base_lr, mask=mask, mask_fn=mask_fn,
     )  # fmt: skip

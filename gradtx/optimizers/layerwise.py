@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY
+from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Mask
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.decay import decoupled_weight_decay
+from gradtx.transforms.decay import check_mask_pair, decoupled_weight_decay
 from gradtx.transforms.layerwise_norm import scale_by_layerwise_norm
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate
@@ -23,6 +26,8 @@ from gradtx.transforms.trust_ratio import scale_by_trust_ratio
     eps=NON_NEGATIVE,
     eps_root=NON_NEGATIVE,
     weight_decay=WEIGHT_DECAY,
+    mask=Mask(),
+    mask_fn=Function(),
 )
 def novograd(
     learning_rate: ScalarOrSchedule,
@@ -31,6 +36,9 @@ def novograd(
     eps: float = 1e-6,
     eps_root: float = 0.0,
     weight_decay: ScalarOrSchedule | None = 0.0,
+    *,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """NovoGrad (Ginsburg et al.), as ``optax.novograd``.
 
@@ -60,6 +68,8 @@ def novograd(
       eps: added outside the root.
       eps_root: added inside the root.
       weight_decay: λ (``None`` or 0: no decay).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -73,7 +83,10 @@ def novograd(
       Ginsburg et al., "Stochastic Gradient Methods with Layer-wise Adaptive
       Moments for Training of Deep Networks", arXiv:1905.11286, 2019.
     """
-    decay = [] if weight_decay is None else [decoupled_weight_decay(weight_decay)]
+    check_mask_pair(mask, mask_fn)
+    decay = []
+    if weight_decay is not None:
+        decay = [decoupled_weight_decay(weight_decay, mask=mask, mask_fn=mask_fn)]
     return descent(
         scale_by_layerwise_norm(b2, eps, eps_root=eps_root),
         *decay,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -12,7 +13,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import Flag, Hyper, Int, Transform
+from gradtx._specs import Flag, Function, Hyper, Int, Mask, Transform
 from gradtx.optimizers.radam import RADAM, radam
 from gradtx.transforms.centralize import centralize
 
@@ -133,7 +134,7 @@ def lookahead(
     learning_rate=RADAM["learning_rate"], b1=RADAM["b1"], b2=RADAM["b2"], eps=RADAM["eps"],
     sync_period=Int(1), slow_step_size=SLOW_STEP_SIZE, threshold=Hyper(),
     weight_decay=RADAM["weight_decay"], gradient_centralization=Flag(), gc_conv_only=Flag(),
-    channel_axis=Int(low=None),
+    channel_axis=Int(low=None), mask=Mask(), mask_fn=Function(),
 )  # fmt: skip
 def ranger(
     learning_rate: ScalarOrSchedule = 1e-3,
@@ -148,6 +149,8 @@ def ranger(
     gradient_centralization: bool = True,
     gc_conv_only: bool = False,
     channel_axis: int = 0,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """Ranger (Wright 2019/2020): RAdam with gradient centralisation, inside Lookahead.
 
@@ -184,6 +187,8 @@ def ranger(
       gc_conv_only: centralise only leaves with four or more axes.
       channel_axis: output-channel axis for centralisation (``-1`` for Flax
         and Haiku kernels; see ``centralize``).
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -203,6 +208,6 @@ def ranger(
         head = [centralize(channel_axis=channel_axis, conv_only=gc_conv_only)]
     fast = radam(
         learning_rate, b1, b2, eps, threshold=threshold, weight_decay=weight_decay,
-        decoupled_weight_decay=True,
+        decoupled_weight_decay=True, mask=mask, mask_fn=mask_fn,
     )  # fmt: skip
     return _lookahead(chain(*head, fast), sync_period, slow_step_size)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Hyper
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.dual_averaging import dual_average
 from gradtx.transforms.scaling import scale
@@ -13,13 +16,17 @@ from gradtx.transforms.scaling import scale
 @optimizer(
     references="`optax.contrib.madgrad` (L2)",
     learning_rate=LEARNING_RATE, momentum=Hyper(low=0.0, high=1.0),
-    weight_decay=WEIGHT_DECAY._replace(schedule=False), eps=NON_NEGATIVE,
+    weight_decay=WEIGHT_DECAY._replace(schedule=False), eps=NON_NEGATIVE, mask=Mask(),
+    mask_fn=Function(),
 )  # fmt: skip
 def madgrad(
     learning_rate: ScalarOrSchedule,
     momentum: float = 0.9,
     weight_decay: float | None = 0.0,
     eps: float = 1e-6,
+    *,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """MADGRAD (Defazio & Jelassi), as ``optax.contrib.madgrad``.
 
@@ -50,6 +57,8 @@ def madgrad(
       momentum: in [0, 1]; ``c = 1 - momentum`` is the step towards ``z``.
       weight_decay: λ of the L2 term (0: none).
       eps: added to η and to the cube root.
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -66,7 +75,7 @@ def madgrad(
       JMLR 2022 (arXiv:2101.11075).
     """
     return chain(
-        *gradient_stages(weight_decay),
+        *gradient_stages(weight_decay, mask=mask, mask_fn=mask_fn),
         dual_average(learning_rate, eps),
         scale(1 - momentum),
     )

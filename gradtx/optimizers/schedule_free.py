@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Hyper
+from gradtx._specs import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Function, Hyper, Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.schedule_free import (
@@ -22,19 +23,22 @@ SCHEDULE_FREE: dict[str, Any] = dict(
     b1=B1,
     weight_decay=WEIGHT_DECAY,
     weight_lr_power=NON_NEGATIVE,
+    mask=Mask(),
+    mask_fn=Function(),
     state_dtype=DType(),
 )
 
 
 def _schedule_free(base, learning_rate, warmup_steps, b1, weight_decay, weight_lr_power,
-                   state_dtype, decoupled):  # fmt: skip
+                   state_dtype, decoupled, mask, mask_fn):  # fmt: skip
     rate = learning_rate
     if warmup_steps is not None:  # the base step reads the warm-up at the 0-based step
 
         def rate(t):
             return warmup_learning_rate(learning_rate, warmup_steps, t)
 
-    step = descent(*base, learning_rate=rate, weight_decay=weight_decay, decoupled=decoupled)
+    step = descent(*base, learning_rate=rate, weight_decay=weight_decay, decoupled=decoupled,
+                   mask=mask, mask_fn=mask_fn)  # fmt: skip
     averaging = schedule_free_averaging(
         learning_rate, b1, weight_lr_power, warmup_steps=warmup_steps, dtype=state_dtype
     )
@@ -54,6 +58,9 @@ def schedule_free_adamw(
     weight_decay: ScalarOrSchedule | None = 0.0,
     weight_lr_power: float = 2.0,
     state_dtype: Any = None,
+    *,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """Schedule-free AdamW (Defazio et al.), as ``optax.contrib.schedule_free_adamw``.
 
@@ -92,6 +99,8 @@ def schedule_free_adamw(
       weight_decay: λ, decoupled (applied at y, scaled by η).
       weight_lr_power: exponent of η̄ in the averaging weights.
       state_dtype: storage dtype of z (``None``: the params').
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -109,7 +118,7 @@ def schedule_free_adamw(
     """
     base = [scale_by_rms(b2, eps, bias_correction=True)]
     return _schedule_free(base, learning_rate, warmup_steps, b1, weight_decay, weight_lr_power,
-                          state_dtype, decoupled=True)  # fmt: skip
+                          state_dtype, decoupled=True, mask=mask, mask_fn=mask_fn)  # fmt: skip
 
 
 @optimizer(
@@ -123,6 +132,9 @@ def schedule_free_sgd(
     weight_decay: ScalarOrSchedule | None = None,
     weight_lr_power: float = 2.0,
     state_dtype: Any = None,
+    *,
+    mask: Any = None,
+    mask_fn: Callable | None = None,
 ) -> GradientTransformation:
     """Schedule-free SGD (Defazio et al.), as ``optax.contrib.schedule_free_sgd``.
 
@@ -147,6 +159,8 @@ def schedule_free_sgd(
       weight_decay: λ of the L2 term, taken at y (``None``: none).
       weight_lr_power: exponent of η̄ in the averaging weights.
       state_dtype: storage dtype of z (``None``: the params').
+      mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
+        of the params, or a function of the params returning one).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -162,4 +176,4 @@ def schedule_free_sgd(
       Scheduled", NeurIPS 2024 (arXiv:2405.15682).
     """
     return _schedule_free([], learning_rate, warmup_steps, b1, weight_decay, weight_lr_power,
-                          state_dtype, decoupled=False)  # fmt: skip
+                          state_dtype, decoupled=False, mask=mask, mask_fn=mask_fn)  # fmt: skip

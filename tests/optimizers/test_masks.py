@@ -1,12 +1,19 @@
 """``mask=``/``mask_fn=`` of sgd, sgdw, radam, rmsprop, adagrad, adadelta and asgd
 against torch's two parameter groups, one with ``weight_decay=λ`` and one with 0,
-step by step in float64."""
+step by step in float64; and of adabound, amsbound, ranger, madgrad, novograd and
+the schedule-free pair, whose leaves evolve independently, against their reference
+run twice on the whole tree (with ``λ`` for the decayed leaf, with 0 for the other)."""
 
 from __future__ import annotations
 
+import warnings
+
+import adabound
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import optax.contrib
 import pytest
 import pytorch_optimizer
 import torch
@@ -160,3 +167,129 @@ def test_mask_fn_equals_the_mask_it_returns(x64):
         np.testing.assert_array_equal(a["b"], b["b"])
         np.testing.assert_array_equal(a["w"], c["w"])
     assert np.max(np.abs(by_dict[-1]["b"] - unmasked[-1]["b"])) > 1e-4
+
+
+# Optimizers whose leaves evolve independently, each given the whole tree as one group:
+# the masked run's "w" is the reference's run with weight_decay=WD, its "b" the
+# reference's run with weight_decay=0.  name: (runner of the reference, given the decay,
+# the params and the gradients; gradtx's optimizer of the decay and mask keywords).
+
+
+def _torch_whole_tree(make):
+    def run(wd, params, grads):
+        with warnings.catch_warnings():  # adabound's add_(scalar, tensor) overloads
+            warnings.simplefilter("ignore", UserWarning)
+            return _run_torch_one_group(lambda ts: make(ts, wd), params, grads)
+
+    return run
+
+
+def _optax_whole_tree(make):
+    def run(wd, params, grads):
+        with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+            return _run_gradtx(make(wd), params, grads)
+
+    return run
+
+
+def _run_torch_one_group(make_opt, params, grads):
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = make_opt(list(tensors.values()))
+    out = []
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+        out.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+    return out
+
+
+def _madgrad_lr(lr, eps):
+    """η'_k with (η'_k + eps) sqrt(k + 1) equal to optax's float32 weight, in float64
+    (as tests/reference/test_madgrad.py): every other operation then agrees to 1e-10."""
+
+    def schedule(k):
+        rounded = (lr + eps) * jnp.sqrt(k + 1)  # optax's expression: float32
+        return rounded.astype(jnp.float64) / jnp.sqrt((k + 1).astype(jnp.float64)) - eps
+
+    with jax.numpy_dtype_promotion("standard"):
+        return jax.jit(schedule)
+
+
+BOUND = dict(lr=0.03, final_lr=0.05, betas=(0.8, 0.95), gamma=0.2, eps=1e-7)
+INDEPENDENT = {
+    "adabound": (
+        _torch_whole_tree(lambda ts, wd: adabound.AdaBound(ts, **BOUND, weight_decay=wd)),
+        lambda **kw: gradtx.adabound(0.03, 0.05, 0.8, 0.95, 0.2, 1e-7, **kw),
+    ),
+    "adabound_decoupled": (
+        _torch_whole_tree(
+            lambda ts, wd: pytorch_optimizer.AdaBound(
+                ts, **BOUND, weight_decay=wd, weight_decouple=True
+            )
+        ),
+        lambda **kw: gradtx.adabound(
+            0.03, 0.05, 0.8, 0.95, 0.2, 1e-7, decoupled_weight_decay=True, **kw
+        ),
+    ),
+    "amsbound": (
+        _torch_whole_tree(
+            lambda ts, wd: adabound.AdaBound(ts, **BOUND, weight_decay=wd, amsbound=True)
+        ),
+        lambda **kw: gradtx.amsbound(0.03, 0.05, 0.8, 0.95, 0.2, 1e-7, **kw),
+    ),
+    # b2 = 0.9 rectifies at step 6 (strict >), k = 3 syncs at steps 3 and 6, and
+    # "w" is centralised (two axes): every stage is in the run
+    "ranger": (
+        _torch_whole_tree(
+            lambda ts, wd: pytorch_optimizer.Ranger(
+                ts,
+                lr=0.03,
+                betas=(0.85, 0.9),
+                alpha=0.6,
+                k=3,
+                eps=1e-6,
+                weight_decay=wd,
+                degenerated_to_sgd=True,
+            )
+        ),
+        lambda **kw: gradtx.ranger(0.03, 0.85, 0.9, 1e-6, sync_period=3, slow_step_size=0.6, **kw),
+    ),
+    "madgrad": (
+        _optax_whole_tree(lambda wd: optax.contrib.madgrad(0.02, 0.7, wd, 1e-5)),
+        lambda **kw: gradtx.madgrad(_madgrad_lr(0.02, 1e-5), 0.7, eps=1e-5, **kw),
+    ),
+    "novograd": (
+        _optax_whole_tree(lambda wd: optax.novograd(0.04, 0.8, 0.4, 1e-5, 1e-7, wd)),
+        lambda **kw: gradtx.novograd(0.04, 0.8, 0.4, 1e-5, 1e-7, **kw),
+    ),
+    "schedule_free_adamw": (
+        _optax_whole_tree(
+            lambda wd: optax.contrib.schedule_free_adamw(0.05, None, 0.8, 0.95, 1e-6, wd, 1.5)
+        ),
+        lambda **kw: gradtx.schedule_free_adamw(
+            0.05, None, 0.8, 0.95, 1e-6, weight_lr_power=1.5, **kw
+        ),
+    ),
+    "schedule_free_sgd": (
+        _optax_whole_tree(lambda wd: optax.contrib.schedule_free_sgd(0.05, None, 0.8, wd, 1.5)),
+        lambda **kw: gradtx.schedule_free_sgd(0.05, None, 0.8, weight_lr_power=1.5, **kw),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDEPENDENT))
+def test_mask_matches_the_reference_with_and_without_decay_leaf_by_leaf(x64, name):
+    run_reference, make = INDEPENDENT[name]
+    params, grads = _problem(2)
+    decayed = run_reference(WD, params, grads)
+    plain = run_reference(0.0, params, grads)
+    ours = _run_gradtx(make(weight_decay=WD, mask=MASK), params, grads)
+    for step, (a, w_ref, b_ref) in enumerate(zip(ours, decayed, plain, strict=True)):
+        for k, ref in (("w", w_ref), ("b", b_ref)):
+            assert a[k].dtype == np.float64
+            np.testing.assert_allclose(
+                a[k], ref[k], rtol=1e-10, atol=1e-14, err_msg=f"leaf {k!r} at step {step + 1}"
+            )
+    # the decay changes "b" in this run: the mask is what keeps it off
+    assert np.max(np.abs(decayed[-1]["b"] - plain[-1]["b"])) > 1e-4
