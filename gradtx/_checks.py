@@ -111,9 +111,10 @@ def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) ->
     values and their neighbours (boundaries, ends of phases) and at the powers
     of 2 up to int32's maximum: that catches ``momentum=linear(0.5, 1.5, 10)``,
     while a value out of range between those steps of a longer schedule can
-    pass.  The range is taken with its ends included (a decay that underflows
-    to an open end far out is harmless), and a range of [0, inf) is not
-    checked: gradtx's schedule constructors already keep their values there.
+    pass.  An open low end is taken as included (a decay that underflows to it
+    far out is harmless); an open high end is not (a ``b1`` reaching 1 makes
+    ``1 - b1^t`` zero).  A range of [0, inf) is not checked: gradtx's schedule
+    constructors already keep their values there.
     A plain callable, a schedule holding traced fields or one that cannot take
     a vector of counts is not checked.
     """
@@ -140,9 +141,8 @@ def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) ->
         return
     if values.shape != counts.shape:
         return
-    bad = np.isfinite(values) & (
-        (values < (-np.inf if low is None else low)) | (values > (np.inf if high is None else high))
-    )
+    above = False if high is None else (values >= high) if bounds[3] else (values > high)
+    bad = np.isfinite(values) & ((values < (-np.inf if low is None else low)) | above)
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(

@@ -156,3 +156,8 @@ def test_a_schedule_leaving_the_range_is_refused_at_construction():
     gradtx.sgd(S.cosine_decay(1.0, 100), momentum=S.one_cycle_momentum(1000))
     gradtx.adam(S.warmup_cosine_decay(0.0, 1e-3, 10, 1000))
     gradtx.clip_by_global_norm(S.exponential_decay(10.0, 1000, 0.9))
+    # An open high end is excluded: a b1 reaching 1 would make 1 - b1^t zero (inf steps).
+    with pytest.raises(ValueError, match=r"adam\(b1=Linear\(...\)\): the schedule reaches "
+                                         r"1 at step 3; b1 must be in \[0, 1\)"):  # fmt: skip
+        gradtx.adam(b1=S.linear(0.9, 1.0, 3))
+    gradtx.adam(b1=S.linear(0.9, 0.99, 3))

@@ -159,6 +159,9 @@ def rmsprop(
       * PyTorch: equal (decay 0.99, eps outside the root, momentum buffer of
         ``g/d`` multiplied by the current η, convention (A)).  The centered
         variance is clamped at 0, where rounding can make torch's negative (NaN).
+        A step whose momentum (a schedule, or a value set in state) is 0 leaves
+        the buffer as it is, as torch skips it; under optax's rule the buffer
+        becomes that step's input.
       * optax (``convention="optax"``): eps inside the root and η inside the
         momentum buffer, ``b_t = μ b_{t-1} + η_t g_t/d_t`` (convention (B),
         as Graves 2013); the fine-grained ``eps_in_sqrt`` and
@@ -216,7 +219,7 @@ def rmsprop(
     lr = scale_by_learning_rate(learning_rate)
     if momentum is None:
         return chain(*head, rms, lr)
-    buffer = add_momentum(momentum, nesterov=nesterov)
+    buffer = add_momentum(momentum, nesterov=nesterov, pause_at_zero=convention == "torch")
     return chain(*head, rms, *((lr, buffer) if lr_in_momentum else (buffer, lr)))
 
 

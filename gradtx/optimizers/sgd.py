@@ -20,7 +20,14 @@ from gradtx._specs import (
     Mask,
 )
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import add_momentum, check_damped_start
+
+
+def _torch_start(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    if arguments.get("convention", "torch") == "torch":
+        return check_damped_start(call, arguments, "momentum")
+    return arguments
+
 
 SGD: Specs = dict(
     learning_rate=LEARNING_RATE,
@@ -39,6 +46,7 @@ SGD: Specs = dict(
 
 @optimizer(
     references="`torch.optim.SGD` (momentum, dampening, Nesterov, L2, maximize); `optax.sgd`",
+    derive=_torch_start,
     **SGD,
 )
 def sgd(
@@ -69,8 +77,13 @@ def sgd(
     its stage (and its state) out.
 
     Differences: equals ``torch.optim.SGD`` and ``optax.sgd`` (both multiply
-    the whole buffer by the learning rate, convention (A)), so
-    ``convention="optax"`` changes nothing.  To keep each gradient's own
+    the whole buffer by the learning rate, convention (A)).  They differ only
+    where a momentum schedule or a value set in state is 0 at a step: torch
+    skips its buffer then (kept for later steps, the step undamped), optax's
+    recurrence makes it ``(1 - τ) g_t``; ``convention`` picks which.  With
+    dampening, a momentum schedule that is 0 at step 0 is refused under torch's
+    rule (torch's undamped start at its first non-zero step cannot be told from
+    the step count).  To keep each gradient's own
     learning rate in the buffer (convention (B), Sutskever et al.), chain
     ``scale_by_learning_rate`` before ``add_momentum``.  As in PyTorch, the first
     step ignores ``dampening`` and Nesterov returns the look-ahead point
@@ -87,7 +100,7 @@ def sgd(
         of the params, or a function of the params returning one).
       accumulator_dtype: storage dtype of the momentum buffer (optax's name).
       maximize: ascend the objective instead (torch's ``maximize``).
-      convention: ``"torch"`` or ``"optax"``: the same rule here.
+      convention: ``"torch"`` or ``"optax"``: the buffer at a step whose momentum is 0.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -111,7 +124,13 @@ def sgd(
     core = []
     if momentum is not None:
         core = [
-            add_momentum(momentum, nesterov=nesterov, dampening=dampening, dtype=accumulator_dtype)
+            add_momentum(
+                momentum,
+                nesterov=nesterov,
+                dampening=dampening,
+                pause_at_zero=convention == "torch",
+                dtype=accumulator_dtype,
+            )
         ]
     return descent(
         *core,
@@ -126,6 +145,7 @@ def sgd(
 
 @optimizer(
     references="`pytorch_optimizer.SGDW` (momentum, Nesterov, dampening, weight decay)",
+    derive=_torch_start,
     **{k: v for k, v in SGD.items() if k not in ("decoupled_weight_decay", "convention")},
 )
 def sgdw(

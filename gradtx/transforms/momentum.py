@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
@@ -43,8 +44,37 @@ def _heavy_ball(decay, dampening=None, first=None):
     return one
 
 
+def check_damped_start(
+    call: str, arguments: dict[str, Any], momentum: str = "decay"
+) -> dict[str, Any]:
+    """Refuse a momentum schedule that is 0 at step 0 together with dampening (a
+    ``derive`` hook: it sees the user's schedule, not its value at one step).
+
+    torch copies the gradient into the buffer at its first step with momentum
+    != 0, undamped; a buffer paused at 0 cannot tell that step from a later one
+    by the step count, so the combination is refused rather than guessed.
+    """
+    decay, dampening = arguments[momentum], arguments["dampening"]
+    if dampening is None or not callable(decay) or not arguments.get("pause_at_zero", True):
+        return arguments
+    try:
+        with jax.ensure_compile_time_eval():
+            at_zero = bool(np.asarray(decay(jnp.asarray(0, jnp.int32))) == 0)
+    except Exception:  # noqa: BLE001  (a traced or unusual schedule: not checked)
+        at_zero = False
+    if at_zero:
+        raise ValueError(
+            f"{call}({momentum}=..., dampening={dampening!r}): the {momentum} schedule is 0 at "
+            "step 0; torch starts its buffer, undamped, at the first step with momentum != 0, "
+            "which a step count cannot tell once the momentum has been 0 (start the schedule "
+            "above 0, or drop dampening)"
+        )
+    return arguments
+
+
 @factory(decay=MOMENTUM, ema=Flag(), nesterov=Flag(), dampening=Hyper(0.0, 1.0, optional=True),
-         initial_value=Hyper(optional=True, init_only=True), dtype=DType())  # fmt: skip
+         initial_value=Hyper(optional=True, init_only=True), pause_at_zero=Flag(),
+         dtype=DType(), derive=check_damped_start)  # fmt: skip
 def add_momentum(
     decay: ScalarOrSchedule,
     *,
@@ -52,6 +82,7 @@ def add_momentum(
     nesterov: bool = False,
     dampening: float | None = None,
     initial_value: float | None = None,
+    pause_at_zero: bool = False,
     dtype: Any = None,
 ) -> GradientTransformation:
     """Accumulate a momentum buffer and return it (or the Nesterov look-ahead).
@@ -78,6 +109,11 @@ def add_momentum(
       initial_value: ``m_0`` for every coordinate (``None`` or 0: zeros).  Yogi
         starts its EMA at 1e-6 (``optax.scale_by_yogi``); with ``dampening``
         the first step still copies the input.
+      pause_at_zero: a step whose ``decay`` is 0 (a schedule or a value set in
+        state; a Python 0 removes the stage) leaves the buffer as it is and
+        returns its input undamped, as torch's SGD and RMSprop skip their
+        buffer while the momentum is 0.  Without it the recurrence gives
+        ``m_t = (1 - dampening) u_t`` (optax's ``trace``).  Heavy ball only.
       dtype: storage dtype of the buffer (``None``: the params' dtype, float32 for 16-bit ones).
 
     Example:
@@ -91,6 +127,9 @@ def add_momentum(
     if ema and dampening is not None:
         call = current_call("gradtx.add_momentum")
         raise ValueError(f"{call}(dampening={dampening!r}): dampening needs ema=False")
+    if ema and pause_at_zero:
+        call = current_call("gradtx.add_momentum")
+        raise ValueError(f"{call}(pause_at_zero=True): pause_at_zero needs ema=False")
     if dampening is not None:
         reads_count()  # PyTorch's first step copies the gradient
 
@@ -110,7 +149,14 @@ def add_momentum(
             first = step_count(extra, current_call("gradtx.add_momentum")) == 0
             mu = jax.tree.map(_heavy_ball(decay, dampening, first), state.mu, updates)
 
+        if pause_at_zero and not ema:
+            off = jnp.asarray(decay) == 0
+            mu = jax.tree.map(lambda new, old: jnp.where(off, old, new), mu, state.mu)
+
         def out(u, m):
+            if pause_at_zero and not ema and not nesterov:
+                # the held buffer is not the step: the input passes through undamped
+                return jnp.where(off, u, m.astype(u.dtype))
             if not nesterov:
                 return m if m.dtype == u.dtype else m.astype(u.dtype)
             wide = _tree.compute_dtype(u.dtype, m.dtype)

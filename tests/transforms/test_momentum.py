@@ -1,11 +1,14 @@
-"""add_nesterov_momentum: NAdam's numerator with Dozat's warming momentum schedule."""
+"""add_nesterov_momentum: NAdam's numerator with Dozat's warming momentum schedule;
+add_momentum at a step whose momentum is 0 (torch's pause, optax's recurrence)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gradtx
+from gradtx import schedules
 
 
 def _numpy_nadam_numerator(grads, b1, psi):
@@ -119,3 +122,159 @@ def test_ema_nesterov_is_the_ema_look_ahead(x64):
         out, state = tx.update(jnp.asarray(u), state)
         m = 0.8 * m + 0.2 * u
         np.testing.assert_allclose(out, 0.8 * m + 0.2 * u, rtol=1e-14)
+
+
+# momentum per step: 0 at the third and fourth steps, as a set_hyperparams edit or
+# a torch param_groups edit between steps
+_MOMENTA = [0.8, 0.7, 0.0, 0.0, 0.6, 0.9]
+
+
+def _torch_with_momenta(torch_class, kwargs, p0, grads):
+    import torch
+
+    t = torch.tensor(p0, requires_grad=True)
+    opt = torch_class([t], **kwargs)
+    out = []
+    for mu, g in zip(_MOMENTA, grads, strict=True):
+        opt.param_groups[0]["momentum"] = mu
+        t.grad = torch.tensor(g)
+        opt.step()
+        out.append(t.detach().numpy().copy())
+    return out
+
+
+def _gradtx_with_momenta(tx, p0, grads):
+    p = jnp.asarray(p0)
+    state = tx.init(p)
+    step = jax.jit(tx.update)
+    out = []
+    for mu, g in zip(_MOMENTA, grads, strict=True):
+        state = gradtx.set_hyperparams(state, momentum=mu)
+        u, state = step(jnp.asarray(g), state, p)
+        p = gradtx.apply_updates(p, u)
+        out.append(np.asarray(p))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sgd", "sgd_dampening", "sgd_nesterov", "sgd_l2", "rmsprop", "rmsprop_centered"],
+)
+def test_zero_momentum_step_pauses_the_buffer_as_torch(x64, name):
+    """torch's SGD and RMSprop skip their buffer at a step whose momentum is 0 (kept for
+    later steps, the step undamped); ``pause_at_zero`` under torch's convention."""
+    import torch
+
+    cases = {
+        "sgd": (torch.optim.SGD, dict(lr=0.1), lambda: gradtx.sgd(0.1, 0.5)),
+        "sgd_dampening": (
+            torch.optim.SGD,
+            dict(lr=0.1, dampening=0.4),
+            lambda: gradtx.sgd(0.1, 0.5, dampening=0.4),
+        ),
+        "sgd_nesterov": (
+            torch.optim.SGD,
+            dict(lr=0.1, nesterov=True, momentum=0.5),
+            lambda: gradtx.sgd(0.1, 0.5, nesterov=True),
+        ),
+        "sgd_l2": (
+            torch.optim.SGD,
+            dict(lr=0.1, weight_decay=0.3, dampening=0.2),
+            lambda: gradtx.sgd(0.1, 0.5, weight_decay=0.3, dampening=0.2),
+        ),
+        "rmsprop": (
+            torch.optim.RMSprop,
+            dict(lr=0.01, alpha=0.9, momentum=0.5),
+            lambda: gradtx.rmsprop(0.01, 0.9, momentum=0.5),
+        ),
+        "rmsprop_centered": (
+            torch.optim.RMSprop,
+            dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True),
+            lambda: gradtx.rmsprop(0.01, 0.9, momentum=0.5, centered=True),
+        ),
+    }
+    torch_class, kwargs, make = cases[name]
+    rng = np.random.default_rng(5)
+    p0 = rng.normal(size=(3, 2))
+    grads = [rng.normal(size=(3, 2)) for _ in _MOMENTA]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ref = _torch_with_momenta(torch_class, kwargs, p0, grads)
+    finally:
+        torch.set_default_dtype(old)
+    ours = _gradtx_with_momenta(make(), p0, grads)
+    for a, b in zip(ours, ref, strict=True):
+        chex.assert_trees_all_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_zero_momentum_step_under_optax_convention_is_optax_trace(x64):
+    """optax's ``trace`` at momentum 0 makes the buffer the step's input."""
+    import optax
+
+    rng = np.random.default_rng(6)
+    p0 = rng.normal(size=(4,))
+    grads = [rng.normal(size=(4,)) for _ in _MOMENTA]
+    ref_tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.5)
+    p = jnp.asarray(p0)
+    state = ref_tx.init(p)
+    ref = []
+    with jax.numpy_dtype_promotion("standard"):
+        for mu, g in zip(_MOMENTA, grads, strict=True):
+            state.hyperparams["momentum"] = jnp.asarray(mu)
+            u, state = ref_tx.update(jnp.asarray(g), state, p)
+            p = optax.apply_updates(p, u)
+            ref.append(np.asarray(p))
+    ours = _gradtx_with_momenta(gradtx.sgd(0.1, 0.5, convention="optax"), p0, grads)
+    torch_rule = _gradtx_with_momenta(gradtx.sgd(0.1, 0.5), p0, grads)
+    for a, b in zip(ours, ref, strict=True):
+        chex.assert_trees_all_close(a, b, rtol=1e-12, atol=1e-15)
+    assert np.max(np.abs(torch_rule[-1] - ours[-1])) > 1e-3  # the two rules differ here
+
+
+def test_zero_momentum_from_a_schedule_pauses_too(x64):
+    """A schedule that passes through 0 (torch's OneCycleLR with base_momentum=0)."""
+    import torch
+
+    n = 8
+    rng = np.random.default_rng(7)
+    p0 = rng.normal(size=(5,))
+    grads = [rng.normal(size=(5,)) for _ in range(n)]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        t = torch.tensor(p0, requires_grad=True)
+        opt = torch.optim.SGD([t], lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=0.1, total_steps=n, base_momentum=0.0, max_momentum=0.9,
+            pct_start=0.25, anneal_strategy="linear",
+        )  # fmt: skip
+        ref = []
+        for g in grads:
+            t.grad = torch.tensor(g)
+            opt.step()
+            sched.step()
+            ref.append(t.detach().numpy().copy())
+    finally:
+        torch.set_default_dtype(old)
+    momentum = schedules.one_cycle_momentum(n, 0.0, 0.9, pct_start=0.25, anneal="linear")
+    assert float(momentum(jnp.asarray(1))) == 0.0
+    tx = gradtx.sgd(schedules.one_cycle(n, 0.1, pct_start=0.25, anneal="linear"), momentum)
+    p = jnp.asarray(p0)
+    state = tx.init(p)
+    for g, r in zip(grads, ref, strict=True):
+        u, state = tx.update(jnp.asarray(g), state, p)
+        p = gradtx.apply_updates(p, u)
+        chex.assert_trees_all_close(np.asarray(p), r, rtol=1e-12, atol=1e-15)
+
+
+def test_pause_errors():
+    with pytest.raises(ValueError, match=r"gradtx.add_momentum\(pause_at_zero=True\)"):
+        gradtx.add_momentum(0.9, ema=True, pause_at_zero=True)
+    warm = schedules.linear(0.0, 0.9, 10)
+    with pytest.raises(ValueError, match=r"gradtx.sgd\(momentum=\.\.\., dampening=0.5\)"):
+        gradtx.sgd(0.1, warm, dampening=0.5)
+    with pytest.raises(ValueError, match=r"gradtx.add_momentum\(decay=\.\.\., dampening"):
+        gradtx.add_momentum(warm, dampening=0.5, pause_at_zero=True)
+    gradtx.sgd(0.1, warm)  # without dampening the paused buffer is exact
+    gradtx.sgd(0.1, warm, dampening=0.5, convention="optax")  # optax's recurrence
