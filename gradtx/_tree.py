@@ -207,8 +207,10 @@ def ema(decay: Any, old: Any, new: Any) -> Any:
     def one(o, n):
         dtype = compute_dtype(o.dtype, jnp.result_type(n))
         if dtype not in coefs:
-            d = jnp.asarray(decay).astype(dtype)
-            coefs[dtype] = (d, 1 - d)
+            # 1 - decay in the stored precision, then rounded once (torch and optax form it
+            # in double): float32 params under x64 get torch's weight, not 1 - f32(decay)
+            decay_ = jnp.asarray(decay)
+            coefs[dtype] = (decay_.astype(dtype), (1 - decay_).astype(dtype))
         d, rest = coefs[dtype]
         if o.dtype == dtype and n.dtype == dtype:
             return d * o + rest * n

@@ -32,7 +32,7 @@ def _heavy_ball(decay, dampening=None, first=None):
             d = jnp.asarray(decay).astype(wide)
             coefs[wide] = (
                 d,
-                None if dampening is None else 1 - jnp.asarray(dampening).astype(wide),
+                None if dampening is None else (1 - jnp.asarray(dampening)).astype(wide),
             )
         d, damp = coefs[wide]
         store = m.dtype
@@ -162,7 +162,8 @@ def add_momentum(
             wide = _tree.compute_dtype(u.dtype, m.dtype)
             d = jnp.asarray(decay).astype(wide)
             if ema:
-                return (d * m.astype(wide) + (1 - d) * u.astype(wide)).astype(u.dtype)
+                rest = (1 - jnp.asarray(decay)).astype(wide)
+                return (d * m.astype(wide) + rest * u.astype(wide)).astype(u.dtype)
             return (u.astype(wide) + d * m.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(out, updates, mu), AddMomentumState(mu)

@@ -119,3 +119,17 @@ def test_centered_overflow_gives_zero_steps_not_nan(dtype):
     for update in (opt.update, jax.jit(opt.update)):
         u, _ = update(g, opt.init(p), p)
         assert not bool(jnp.any(jnp.isnan(u))), u
+
+
+def test_ema_weight_of_float32_params_is_rounded_once_under_x64(x64):
+    """torch forms ``1 - b2`` in double and rounds it once to float32; so does the EMA of
+    float32 params when the rate is stored in float64 (1 - f32(b2) is 19% off here)."""
+    b2 = 0.9999999
+    g = jnp.asarray([0.3, -1.2, 0.05], jnp.float32)
+    tx = gradtx.scale_by_rms(b2)
+    _, state = tx.update(g, tx.init(jnp.zeros(3, jnp.float32)))
+    nu = state.inner_state.nu
+    assert nu.dtype == jnp.float32
+    expected = np.float32(1 - b2) * np.square(np.asarray(g))
+    np.testing.assert_array_equal(np.asarray(nu), expected)
+    assert not np.allclose(expected, (np.float32(1) - np.float32(b2)) * np.square(np.asarray(g)))
