@@ -140,10 +140,10 @@ class Entry(NamedTuple):
         (``amsgrad``, ``ns_steps``); the two must agree.
       stages: gradtx hyperparameter that may be left out (``None``) -> the
         torch value meaning "no such stage" (``weight_decay=0``).
-      strict: stages whose presence must agree both ways, because gradtx's
-        keeps a buffer torch has only for a value other than "none" (SGD's
-        ``momentum``).  Other stages present in gradtx take torch's value,
-        which is exact (``weight_decay=0`` adds zero).
+      strict: stages whose presence must agree both ways (Adafactor's ``d``).
+        Other stages present in gradtx take torch's value, which is exact
+        (``weight_decay=0`` adds zero; SGD's and RMSprop's momentum buffer
+        pauses at a momentum of 0, as torch's).
       buffers: torch per-parameter state key -> the gradtx state field.
       step: torch keeps a per-parameter ``step`` (the gradtx ``count``).
       eager: torch builds the state with the optimizer (Adagrad).
@@ -193,9 +193,9 @@ TABLE: dict[str, Entry] = {
         "SGD", {"lr": LR, "momentum": Scalar("momentum"), "dampening": Scalar("dampening"),
                 "weight_decay": WD},
         flags={"nesterov": "nesterov", **MAXIMIZE},
-        stages={"momentum": 0.0, "dampening": 0.0, **NO_WD}, strict=("momentum",),
+        stages={"momentum": 0.0, "dampening": 0.0, **NO_WD},
         buffers={"momentum_buffer": Buffer(AddMomentumState, "mu", starts="dampening")},
-        step=False, free=("accumulator_dtype", "convention"),  # sgd's conventions are one rule
+        step=False, free=("accumulator_dtype",),
     ),
     "adam": ADAM,
     "adamw": ADAM._replace(torch_class="AdamW", implied={"decoupled_weight_decay": True}),
@@ -217,7 +217,7 @@ TABLE: dict[str, Entry] = {
         "RMSprop", {"lr": LR, "momentum": Scalar("momentum"), "alpha": Scalar("decay"),
                     "eps": EPS, "weight_decay": WD},
         flags={"centered": "centered", **MAXIMIZE},
-        stages={"momentum": 0.0, **NO_WD}, strict=("momentum",),
+        stages={"momentum": 0.0, **NO_WD},
         buffers={"square_avg": Buffer(ScaleByRmsState, "nu"),
                  "momentum_buffer": Buffer(AddMomentumState, "mu"),
                  "grad_avg": Buffer(ScaleByRmsState, "mean")},

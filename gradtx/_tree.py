@@ -207,16 +207,28 @@ def ema(decay: Any, old: Any, new: Any) -> Any:
     def one(o, n):
         dtype = compute_dtype(o.dtype, jnp.result_type(n))
         if dtype not in coefs:
-            # 1 - decay in the stored precision, then rounded once (torch and optax form it
-            # in double): float32 params under x64 get torch's weight, not 1 - f32(decay)
-            decay_ = jnp.asarray(decay)
-            coefs[dtype] = (decay_.astype(dtype), (1 - decay_).astype(dtype))
+            coefs[dtype] = (jnp.asarray(decay).astype(dtype), one_minus(decay, dtype))
         d, rest = coefs[dtype]
         if o.dtype == dtype and n.dtype == dtype:
             return d * o + rest * n
         return (d * o.astype(dtype) + rest * n.astype(dtype)).astype(o.dtype)
 
     return jax.tree.map(one, old, new)
+
+
+def one_minus(rate: Any, dtype: Any) -> jax.Array:
+    """``1 - rate`` in ``dtype``, formed in the wider of the rate's stored dtype and
+    ``dtype`` and rounded once.
+
+    torch and optax's functions form ``1 - b`` in double: a float64 rate (x64)
+    gives float32 params their weight, not ``1 - f32(b)``; a 16-bit rate (as
+    ``optax.inject_hyperparams`` stores it for 16-bit params) is widened first.
+    """
+    rate = jnp.asarray(rate)
+    real = real_dtype(dtype)  # a complex statistic's weight is real
+    floating = jnp.issubdtype(rate.dtype, jnp.floating)
+    wide = rate.dtype if floating and jnp.finfo(rate.dtype).bits > jnp.finfo(real).bits else real
+    return (1 - rate.astype(wide)).astype(dtype)
 
 
 def bias_correction(decay: Any, t: jax.Array) -> jax.Array:

@@ -364,7 +364,6 @@ def _state_dict(make, shapes=SHAPES, steps=1):
         (lambda ps: torch.optim.RMSprop(ps, centered=True), gradtx.rmsprop(), ["centered=True", "centered=False"]),
         (lambda ps: torch.optim.Adam(ps, maximize=True), gradtx.adam(), ["maximize=True", "maximize=False"]),
         (lambda ps: torch.optim.SGD(ps, momentum=0.9), gradtx.sgd(0.1), ["momentum=0.9", "momentum=None"]),
-        (lambda ps: torch.optim.SGD(ps, lr=0.1), gradtx.sgd(0.1, momentum=0.9), ["momentum=0 (no such stage)", "momentum=0.9"]),
         (lambda ps: torch.optim.Adam(ps, weight_decay=0.1), gradtx.adam(), ["weight_decay=0.1", "weight_decay=None"]),
         (lambda ps: torch.optim.AdamW(ps), gradtx.adam(), ["decoupled_weight_decay=True", "decoupled_weight_decay=False"]),
         (torch.optim.Adam, gradtx.adam(eps_root=1e-8), ["eps_root=1e-08", "eps_root=0.0"]),
@@ -496,7 +495,9 @@ def test_an_lbfgs_state_without_its_history_is_refused(x64):
 def test_an_optimizer_under_optaxs_rule_is_refused(x64):
     w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
     params = {"w": w.detach().numpy().copy()}
-    for name, torch_opt in [("lbfgs", torch.optim.LBFGS([w])), ("rprop", torch.optim.Rprop([w]))]:
+    torch_opts = [("lbfgs", torch.optim.LBFGS([w])), ("rprop", torch.optim.Rprop([w])),
+                  ("sgd", torch.optim.SGD([w], momentum=0.9))]  # fmt: skip
+    for name, torch_opt in torch_opts:
         ours = getattr(gradtx, name)(convention="optax")
         pattern = rf"optimizer=gradtx\.{name}\(convention='optax'\)\): that is optax's rule"
         with pytest.raises(ValueError, match=pattern):
@@ -717,6 +718,27 @@ def test_an_empty_sgd_state_past_step_0_continues_only_without_dampening(x64):
         state = gradtx.from_torch_state_dict(tx, params, state_dict, step=N)
         ours = gradtx_steps(case, tx, params, state, grads[:M])[0]
         assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
+
+
+def test_a_momentum_of_0_in_torchs_group_continues_in_a_paused_buffer(x64):
+    """torch's group momentum set to 0 mid-run (OneCycleLR with base_momentum=0, a
+    param-group edit) keeps its buffer; gradtx's stage takes the 0 and pauses alike."""
+    case = CASES[0]
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = torch.optim.SGD(tensors, lr=0.05, momentum=0.9)
+    torch_steps(case, tensors, opt, grads[:2])
+    opt.param_groups[0]["momentum"] = 0.0
+    state_dict = copy.deepcopy(opt.state_dict())
+    tx = gradtx.sgd(0.05, 0.9)
+    state = gradtx.from_torch_state_dict(tx, params, state_dict, step=2)
+    assert float(gradtx.get_hyperparams(state)["momentum"]) == 0.0
+    p = {k: jnp.asarray(t.detach().numpy()) for k, t in zip(sorted(params), tensors)}
+    ours = gradtx_steps(case, tx, p, state, grads[2:4])[0]
+    assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[2:4]))
+    back = gradtx.to_torch_state_dict(tx, state, p)
+    assert back["param_groups"][0]["momentum"] == 0.0
+    assert all("momentum_buffer" in v for v in back["state"].values())
 
 
 def test_a_float32_schedule_near_zero_is_placed_by_its_rounding_not_refused():

@@ -24,6 +24,8 @@ from gradtx.transforms.momentum import add_momentum, check_damped_start
 
 
 def _torch_start(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """sgd's and sgdw's ``derive``: torch's rule pauses the buffer, which cannot follow a
+    damped momentum schedule that starts at 0 (``check_damped_start``)."""
     if arguments.get("convention", "torch") == "torch":
         return check_damped_start(call, arguments, "momentum")
     return arguments

@@ -109,7 +109,7 @@ def scale_by_belief(
             num = m.astype(wide)
             if nesterov is not None:
                 b1 = jnp.asarray(nesterov).astype(wide)
-                num = b1 * (num / ahead.astype(wide)) + (1 - b1) * (
+                num = b1 * (num / ahead.astype(wide)) + _tree.one_minus(nesterov, wide) * (
                     g.astype(wide) / now.astype(wide)
                 )
             return _tree.div0(num, denom.astype(num.dtype)).astype(m.dtype)

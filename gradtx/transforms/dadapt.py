@@ -151,8 +151,8 @@ def scale_by_prodigy(
             wide = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)
             dk, b1k, b2k = (jnp.asarray(c).astype(wide) for c in (d, b1, b2))
             dg = dk * g.astype(wide)
-            m_new = b1k * m.astype(wide) + (1 - b1k) * dg
-            v_new = b2k * v.astype(wide) + (1 - b2k) * (dg * dg)
+            m_new = b1k * m.astype(wide) + _tree.one_minus(b1, wide) * dg
+            v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (dg * dg)
             w, first = weight.astype(wide), d0.astype(wide)
             s_new = beta3.astype(wide) * sk.astype(wide) + w * dg / first
             moments.append((m_new, v_new))
@@ -285,8 +285,8 @@ def scale_by_dadapt_adam(
             b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
             # s and v are both 0 until the coordinate's first non-zero gradient (eps = 0)
             weighted.append(_tree.div0(sk.astype(wide), jnp.sqrt(v.astype(wide)) + e))
-            m_new = b1k * m.astype(wide) + ((1 - b1k) * lr) * g
-            v_new = b2k * v.astype(wide) + (1 - b2k) * (g * g)
+            m_new = b1k * m.astype(wide) + (_tree.one_minus(b1, wide) * lr) * g
+            v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (g * g)
             s_new = bk * sk.astype(wide) + ((1 - bk) * lr) * g
             step = _tree.div0(m_new, jnp.sqrt(v_new) + e)
             if weight_decay is not None:

@@ -37,7 +37,8 @@ def interpolate_gradient(weight: ScalarOrSchedule) -> GradientTransformation:
         def one(u, g):
             wide = _tree.compute_dtype(u.dtype, g.dtype)
             w = jnp.asarray(weight).astype(wide)
-            return (w * u.astype(wide) + (1 - w) * g.astype(wide)).astype(u.dtype)
+            rest = _tree.one_minus(weight, wide)
+            return (w * u.astype(wide) + rest * g.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(one, updates, gradient(updates, extra)), state
 

@@ -32,7 +32,7 @@ def _heavy_ball(decay, dampening=None, first=None):
             d = jnp.asarray(decay).astype(wide)
             coefs[wide] = (
                 d,
-                None if dampening is None else (1 - jnp.asarray(dampening)).astype(wide),
+                None if dampening is None else _tree.one_minus(dampening, wide),
             )
         d, damp = coefs[wide]
         store = m.dtype
@@ -153,18 +153,22 @@ def add_momentum(
             off = jnp.asarray(decay) == 0
             mu = jax.tree.map(lambda new, old: jnp.where(off, old, new), mu, state.mu)
 
-        def out(u, m):
-            if pause_at_zero and not ema and not nesterov:
-                # the held buffer is not the step: the input passes through undamped
-                return jnp.where(off, u, m.astype(u.dtype))
+        def look(u, m):
             if not nesterov:
                 return m if m.dtype == u.dtype else m.astype(u.dtype)
             wide = _tree.compute_dtype(u.dtype, m.dtype)
             d = jnp.asarray(decay).astype(wide)
             if ema:
-                rest = (1 - jnp.asarray(decay)).astype(wide)
+                rest = _tree.one_minus(decay, wide)
                 return (d * m.astype(wide) + rest * u.astype(wide)).astype(u.dtype)
             return (u.astype(wide) + d * m.astype(wide)).astype(u.dtype)
+
+        def out(u, m):
+            if pause_at_zero and not ema:
+                # the held buffer is not the step (and 0 · an inf buffer would be NaN):
+                # the input passes through undamped
+                return jnp.where(off, u, look(u, m))
+            return look(u, m)
 
         return jax.tree.map(out, updates, mu), AddMomentumState(mu)
 
