@@ -13,5 +13,18 @@ def x64():
         yield
 
 
+@pytest.fixture
+def torch64():
+    """torch's default dtype float64 for one test, restored after: torch keeps some
+    scalars in it (NAdam's momentum product, ASGD's eta and mu), which in float32
+    would cap agreement with a float64 run at ~1e-7."""
+    import torch  # only the tests that compare with torch import it
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 # Scripts run in subprocesses with simulated devices; not test modules.
 collect_ignore = ["ecosystem/_sharded_worker.py", "ecosystem/_multiprocess_worker.py"]

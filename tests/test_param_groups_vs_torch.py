@@ -33,13 +33,7 @@ NOT_PROPORTIONAL = [  # the last entry: an lr at which the non-linear part shows
 M = 0.1  # group 1's lr over group 0's
 
 
-@pytest.fixture(autouse=True)
-def torch64():
-    """torch in float64: its default dtype holds NAdam's mu_product and ASGD's eta."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("torch64")  # torch in float64 (conftest)
 
 
 def _run(torch_class, kwargs, make, lr, steps=30):

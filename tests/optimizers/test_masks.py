@@ -93,13 +93,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def torch64():
-    """torch in float64: its default dtype holds ASGD's eta and mu."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("torch64")  # torch in float64 (conftest)
 
 
 def _problem(seed=0):
@@ -110,19 +104,15 @@ def _problem(seed=0):
 
 
 def _run_torch(torch_class, kwargs, params, grads):
-    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    groups = [
-        {"params": [tensors["w"]], "weight_decay": WD},
-        {"params": [tensors["b"]], "weight_decay": 0.0},
-    ]
-    opt = torch_class(groups, **kwargs)
-    out = []
-    for g in grads:
-        for k, t in tensors.items():
-            t.grad = torch.tensor(g[k])
-        opt.step()
-        out.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
-    return out
+    def groups(tensors):
+        w, b = tensors
+        return torch_class(
+            [{"params": [w], "weight_decay": WD}, {"params": [b], "weight_decay": 0.0}],
+            **kwargs,
+        )
+
+    assert list(params) == ["w", "b"]
+    return _run_torch_optimizer(groups, params, grads)
 
 
 def _run_gradtx(tx, params, grads):
@@ -179,7 +169,7 @@ def _torch_whole_tree(make):
     def run(wd, params, grads):
         with warnings.catch_warnings():  # adabound's add_(scalar, tensor) overloads
             warnings.simplefilter("ignore", UserWarning)
-            return _run_torch_one_group(lambda ts: make(ts, wd), params, grads)
+            return _run_torch_optimizer(lambda ts: make(ts, wd), params, grads)
 
     return run
 
@@ -192,7 +182,8 @@ def _optax_whole_tree(make):
     return run
 
 
-def _run_torch_one_group(make_opt, params, grads):
+def _run_torch_optimizer(make_opt, params, grads):
+    """Params after each step of ``make_opt(tensors)``, the params' tensors in order."""
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     opt = make_opt(list(tensors.values()))
     out = []

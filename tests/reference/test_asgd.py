@@ -12,16 +12,6 @@ import gradtx
 from tests.reference.harness import MIXED_SHAPES, assert_trajectories_close, make_problem
 
 
-@pytest.fixture
-def torch64():
-    """torch keeps ASGD's eta and mu in its default dtype: float64 here, else
-    eta is rounded to float32 and agreement stops at ~1e-7."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _h(seed):
     rng = np.random.default_rng(1700 + seed)
     return dict(

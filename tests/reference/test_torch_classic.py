@@ -22,16 +22,6 @@ from tests.reference.harness import (
 SEEDS = [0, 1]
 
 
-@pytest.fixture
-def torch64():
-    """torch's NAdam keeps its momentum product in the default dtype (float32
-    unless the default is float64), which would cap agreement at ~1e-7."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _h(seed):
     rng = np.random.default_rng(2000 + seed)
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731

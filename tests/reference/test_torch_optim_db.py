@@ -345,15 +345,6 @@ def _assert_close(ours, ref, where):
         assert ours == ref and type(ours) is type(ref), f"{where}: {ours!r} != torch's {ref!r}"
 
 
-@pytest.fixture
-def torch64():
-    """torch's default dtype float64 (NAdam's and ASGD's scalars), restored after."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 @pytest.mark.parametrize(
     "cls_name,config", CONFIGS, ids=[_id(cls_name, config) for cls_name, config in CONFIGS]
 )
