@@ -115,16 +115,16 @@ class Buffer(NamedTuple):
 
     ``field`` is a tree like the params, or with ``scalar`` one number torch
     repeats in every parameter's state.  ``ndim``: which parameters torch
-    keeps it for (``">1"``, ``"<=1"``; ``None``: all).  ``starts``: the
-    hyperparameter that, when not 0, makes torch's step that creates the
-    buffer differ from a later step on a zero buffer (SGD's ``dampening``).
+    keeps it for (``">1"``, ``"<=1"``; ``None``: all).  ``filled``: a bool
+    field of the same state that is ``True`` once torch would have the buffer
+    (SGD's with dampening, whose first step copies the gradient undamped).
     """
 
     state: type
     field: str
     ndim: str | None = None
     scalar: bool = False
-    starts: str | None = None
+    filled: str | None = None
 
     def applies(self, ndim: int) -> bool:
         return self.ndim is None or (ndim > 1) == (self.ndim == ">1")
@@ -194,7 +194,7 @@ TABLE: dict[str, Entry] = {
                 "weight_decay": WD},
         flags={"nesterov": "nesterov", **MAXIMIZE},
         stages={"momentum": 0.0, "dampening": 0.0, **NO_WD},
-        buffers={"momentum_buffer": Buffer(AddMomentumState, "mu", starts="dampening")},
+        buffers={"momentum_buffer": Buffer(AddMomentumState, "mu", filled="started")},
         step=False, free=("accumulator_dtype",),
     ),
     "adam": ADAM,

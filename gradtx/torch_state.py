@@ -36,7 +36,6 @@ from gradtx._torch_checks import (
     check_group,
     plain,
     same,
-    show,
     target,
 )
 from gradtx._torch_table import HOOKS, find_node, map_nodes, numpy_of
@@ -146,17 +145,6 @@ def _buffers_in(
                     f"(its {buf.state.__name__}.{buf.field}); build the optimizer with the "
                     "options torch's run had"
                 )
-        starts = None if buf.starts is None else _current(t, hs, buf.starts)  # None: no stage
-        if kept and not states and hs.count > 0 and starts is not None:
-            if np.any(numpy_of(starts) != 0):
-                raise ValueError(
-                    f"{SD}: torch's state is empty after {int(hs.count)} steps (no gradient "
-                    f"yet), so its next step starts {key!r} at the gradient, while "
-                    f"{t.made.call}(...) past step 0 applies {buf.starts}="
-                    f"{show(float(numpy_of(starts)))} to it: this state "
-                    "cannot be continued exactly; take torch's state dict after a step "
-                    "with gradients"
-                )
         if value is None or not holders:
             continue
         if buf.scalar:  # one number, repeated in torch's per-parameter states
@@ -177,6 +165,8 @@ def _buffers_in(
                 parts[i] = jnp.asarray(arr, parts[i].dtype)
             value = td.unflatten(parts)
         inner = map_nodes(inner, buf.state, _setter(buf.field, value))
+        if buf.filled is not None and getattr(node, buf.filled) is not None:
+            inner = map_nodes(inner, buf.state, _setter(buf.filled, jnp.ones([], jnp.bool_)))
     return inner
 
 
@@ -482,6 +472,9 @@ def to_torch_state_dict(
         value = None if node is None else getattr(node, buf.field)
         if value is None:
             continue
+        if buf.filled is not None and getattr(node, buf.filled) is not None:
+            if not bool(getattr(node, buf.filled)):
+                continue  # torch makes the buffer at its first step that fills it
         parts = [value] * len(leaves) if buf.scalar else jax.tree.leaves(value)
         for i, (p, x) in enumerate(zip(leaves, parts)):
             if buf.applies(p.ndim):

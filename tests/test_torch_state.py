@@ -698,10 +698,10 @@ def test_a_run_under_a_cyclic_scheduler_continues(x64, kind):
     assert_trajectories_close(ours, ref[N:total])
 
 
-def test_an_empty_sgd_state_past_step_0_continues_only_without_dampening(x64):
+def test_an_empty_sgd_state_past_step_0_continues_exactly(x64):
     """Params without gradients for N steps (a scheduler stepping meanwhile): torch's
-    next step starts the momentum buffer at the gradient, undamped, as gradtx does only
-    at step 0."""
+    next step starts the momentum buffer at the gradient, undamped; gradtx's buffer is
+    not ``started`` yet and does the same, with and without dampening."""
     case = CASES[0]
     params, grads = problem(case)
     for dampening in (0.0, 0.5):
@@ -711,13 +711,31 @@ def test_an_empty_sgd_state_past_step_0_continues_only_without_dampening(x64):
             opt.step()  # no gradients yet: the state stays empty
         state_dict = copy.deepcopy(opt.state_dict())
         tx = gradtx.sgd(0.05, 0.9, dampening=dampening)
-        if dampening:
-            with pytest.raises(ValueError, match=r"empty after 3 steps.*dampening=0.5 to it"):
-                gradtx.from_torch_state_dict(tx, params, state_dict, step=N)
-            continue
         state = gradtx.from_torch_state_dict(tx, params, state_dict, step=N)
         ours = gradtx_steps(case, tx, params, state, grads[:M])[0]
         assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
+
+
+def test_a_damped_buffer_not_started_goes_to_torch_without_it(x64):
+    """gradtx steps with momentum 0 first (set in state), so its damped buffer is not
+    started: the state dict has no momentum_buffer, as torch's own, and once the
+    momentum is 0.9 the two continue alike (the buffer starts at the gradient)."""
+    case = CASES[0]
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = torch.optim.SGD(tensors, lr=0.05, momentum=0.0, dampening=0.5)
+    ref = torch_steps(case, tensors, opt, grads[:2])
+    tx = gradtx.sgd(0.05, 0.9, dampening=0.5)
+    state = gradtx.set_hyperparams(tx.init(params), momentum=0.0)
+    ours, state = gradtx_steps(case, tx, params, state, grads[:2])
+    assert_trajectories_close(ours, ref)
+    back = gradtx.to_torch_state_dict(tx, state, ours[-1])
+    assert back["state"] == {} == opt.state_dict()["state"]
+    opt.load_state_dict(back)
+    opt.param_groups[0]["momentum"] = 0.9
+    state = gradtx.set_hyperparams(state, momentum=0.9)
+    ours = gradtx_steps(case, tx, ours[-1], state, grads[2 : 2 + M])[0]
+    assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[2 : 2 + M]))
 
 
 def test_a_momentum_of_0_in_torchs_group_continues_in_a_paused_buffer(x64):

@@ -20,16 +20,7 @@ from gradtx._specs import (
     Mask,
 )
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.momentum import add_momentum, check_damped_start
-
-
-def _torch_start(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """sgd's and sgdw's ``derive``: torch's rule pauses the buffer, which cannot follow a
-    damped momentum schedule that starts at 0 (``check_damped_start``)."""
-    if arguments.get("convention", "torch") == "torch":
-        return check_damped_start(call, arguments, "momentum")
-    return arguments
-
+from gradtx.transforms.momentum import add_momentum
 
 SGD: Specs = dict(
     learning_rate=LEARNING_RATE,
@@ -48,7 +39,6 @@ SGD: Specs = dict(
 
 @optimizer(
     references="`torch.optim.SGD` (momentum, dampening, Nesterov, L2, maximize); `optax.sgd`",
-    derive=_torch_start,
     **SGD,
 )
 def sgd(
@@ -82,10 +72,9 @@ def sgd(
     the whole buffer by the learning rate, convention (A)).  They differ only
     where a momentum schedule or a value set in state is 0 at a step: torch
     skips its buffer then (kept for later steps, the step undamped), optax's
-    recurrence makes it ``(1 - τ) g_t``; ``convention`` picks which.  With
-    dampening, a momentum schedule that is 0 at step 0 is refused under torch's
-    rule (torch's undamped start at its first non-zero step cannot be told from
-    the step count).  To keep each gradient's own
+    recurrence makes it ``(1 - τ) g_t``; ``convention`` picks which (with
+    dampening, torch fills the buffer undamped at its first step with momentum
+    != 0, a flag in the state).  To keep each gradient's own
     learning rate in the buffer (convention (B), Sutskever et al.), chain
     ``scale_by_learning_rate`` before ``add_momentum``.  As in PyTorch, the first
     step ignores ``dampening`` and Nesterov returns the look-ahead point
@@ -147,7 +136,6 @@ def sgd(
 
 @optimizer(
     references="`pytorch_optimizer.SGDW` (momentum, Nesterov, dampening, weight decay)",
-    derive=_torch_start,
     **{k: v for k, v in SGD.items() if k not in ("decoupled_weight_decay", "convention")},
 )
 def sgdw(

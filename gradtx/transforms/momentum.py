@@ -6,18 +6,25 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
-from gradtx._factory import current_call, factory, reads_count
+from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, MOMENTUM, NON_NEGATIVE, DType, Flag, Hyper
 
 
 class AddMomentumState(NamedTuple):
-    """``mu``: the momentum buffer."""
+    """State of ``add_momentum``.
+
+    Attributes:
+      mu: the momentum buffer.
+      started: with ``dampening`` only (else ``None``), whether a step has
+        filled the buffer: until then a step copies its input into it, undamped
+        (torch's first step with momentum != 0).
+    """
 
     mu: Any
+    started: Any = None
 
 
 def _heavy_ball(decay, dampening=None, first=None):
@@ -44,37 +51,9 @@ def _heavy_ball(decay, dampening=None, first=None):
     return one
 
 
-def check_damped_start(
-    call: str, arguments: dict[str, Any], momentum: str = "decay"
-) -> dict[str, Any]:
-    """Refuse a momentum schedule that is 0 at step 0 together with dampening (a
-    ``derive`` hook: it sees the user's schedule, not its value at one step).
-
-    torch copies the gradient into the buffer at its first step with momentum
-    != 0, undamped; a buffer paused at 0 cannot tell that step from a later one
-    by the step count, so the combination is refused rather than guessed.
-    """
-    decay, dampening = arguments[momentum], arguments["dampening"]
-    if dampening is None or not callable(decay) or not arguments.get("pause_at_zero", True):
-        return arguments
-    try:
-        with jax.ensure_compile_time_eval():
-            at_zero = bool(np.asarray(decay(jnp.asarray(0, jnp.int32))) == 0)
-    except Exception:  # noqa: BLE001  (a traced or unusual schedule: not checked)
-        at_zero = False
-    if at_zero:
-        raise ValueError(
-            f"{call}({momentum}=..., dampening={dampening!r}): the {momentum} schedule is 0 at "
-            "step 0; torch starts its buffer, undamped, at the first step with momentum != 0, "
-            "which a step count cannot tell once the momentum has been 0 (start the schedule "
-            "above 0, or drop dampening)"
-        )
-    return arguments
-
-
 @factory(decay=MOMENTUM, ema=Flag(), nesterov=Flag(), dampening=Hyper(0.0, 1.0, optional=True),
          initial_value=Hyper(optional=True, init_only=True), pause_at_zero=Flag(),
-         dtype=DType(), derive=check_damped_start)  # fmt: skip
+         dtype=DType())  # fmt: skip
 def add_momentum(
     decay: ScalarOrSchedule,
     *,
@@ -105,7 +84,7 @@ def add_momentum(
       ema: exponential moving average instead of heavy ball.
       nesterov: return the Nesterov look-ahead combination.
       dampening: PyTorch's dampening (``None`` or 0: none); like PyTorch,
-        ignored on the first step.
+        ignored on the step that first fills the buffer (``started`` in state).
       initial_value: ``m_0`` for every coordinate (``None`` or 0: zeros).  Yogi
         starts its EMA at 1e-6 (``optax.scale_by_yogi``); with ``dampening``
         the first step still copies the input.
@@ -114,6 +93,8 @@ def add_momentum(
         returns its input undamped, as torch's SGD and RMSprop skip their
         buffer while the momentum is 0.  Without it the recurrence gives
         ``m_t = (1 - dampening) u_t`` (optax's ``trace``).  Heavy ball only.
+        With dampening the buffer is first filled, undamped, at the first step
+        whose ``decay`` is not 0, as in torch.
       dtype: storage dtype of the buffer (``None``: the params' dtype, float32 for 16-bit ones).
 
     Example:
@@ -130,13 +111,14 @@ def add_momentum(
     if ema and pause_at_zero:
         call = current_call("gradtx.add_momentum")
         raise ValueError(f"{call}(pause_at_zero=True): pause_at_zero needs ema=False")
-    if dampening is not None:
-        reads_count()  # PyTorch's first step copies the gradient
 
     def init(params):
+        # With dampening the step that fills the buffer differs from a step on a zero
+        # buffer, and under pause_at_zero it need not be step 0: a flag, not the count.
+        started = None if dampening is None else jnp.zeros([], jnp.bool_)
         if initial_value is None:
-            return AddMomentumState(_tree.zeros_like(params, dtype))
-        return AddMomentumState(_tree.full_like(params, initial_value, dtype))
+            return AddMomentumState(_tree.zeros_like(params, dtype), started)
+        return AddMomentumState(_tree.full_like(params, initial_value, dtype), started)
 
     def update(updates, state, params=None, **extra):
         if ema:
@@ -146,12 +128,17 @@ def add_momentum(
             # without a select.
             mu = jax.tree.map(_heavy_ball(decay), state.mu, updates)
         else:
-            first = step_count(extra, current_call("gradtx.add_momentum")) == 0
+            first = jnp.logical_not(state.started)
             mu = jax.tree.map(_heavy_ball(decay, dampening, first), state.mu, updates)
 
-        if pause_at_zero and not ema:
+        filled = state.started
+        if pause_at_zero:
             off = jnp.asarray(decay) == 0
             mu = jax.tree.map(lambda new, old: jnp.where(off, old, new), mu, state.mu)
+            if dampening is not None:
+                filled = jnp.logical_or(state.started, jnp.logical_not(off))
+        elif dampening is not None:
+            filled = jnp.ones([], jnp.bool_)
 
         def look(u, m):
             if not nesterov:
@@ -164,13 +151,13 @@ def add_momentum(
             return (u.astype(wide) + d * m.astype(wide)).astype(u.dtype)
 
         def out(u, m):
-            if pause_at_zero and not ema:
+            if pause_at_zero:
                 # the held buffer is not the step (and 0 · an inf buffer would be NaN):
                 # the input passes through undamped
                 return jnp.where(off, u, look(u, m))
             return look(u, m)
 
-        return jax.tree.map(out, updates, mu), AddMomentumState(mu)
+        return jax.tree.map(out, updates, mu), AddMomentumState(mu, filled)
 
     return GradientTransformation(init, update)
 

@@ -271,10 +271,43 @@ def test_zero_momentum_from_a_schedule_pauses_too(x64):
 def test_pause_errors():
     with pytest.raises(ValueError, match=r"gradtx.add_momentum\(pause_at_zero=True\)"):
         gradtx.add_momentum(0.9, ema=True, pause_at_zero=True)
-    warm = schedules.linear(0.0, 0.9, 10)
-    with pytest.raises(ValueError, match=r"gradtx.sgd\(momentum=\.\.\., dampening=0.5\)"):
-        gradtx.sgd(0.1, warm, dampening=0.5)
-    with pytest.raises(ValueError, match=r"gradtx.add_momentum\(decay=\.\.\., dampening"):
-        gradtx.add_momentum(warm, dampening=0.5, pause_at_zero=True)
-    gradtx.sgd(0.1, warm)  # without dampening the paused buffer is exact
-    gradtx.sgd(0.1, warm, dampening=0.5, convention="optax")  # optax's recurrence
+
+
+@pytest.mark.parametrize("how", ["set_hyperparams", "schedule"])
+def test_damped_buffer_starts_at_the_first_nonzero_momentum(x64, how):
+    """With dampening torch fills its buffer undamped at its first step with momentum
+    != 0, here the third: gradtx keeps whether that step has come in the state."""
+    import torch
+
+    momenta = [0.0, 0.0, 0.8, 0.0, 0.6, 0.9]
+    rng = np.random.default_rng(8)
+    p0 = rng.normal(size=(3, 2))
+    grads = [rng.normal(size=(3, 2)) for _ in momenta]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        t = torch.tensor(p0, requires_grad=True)
+        opt = torch.optim.SGD([t], lr=0.1, momentum=0.5, dampening=0.3, weight_decay=0.2)
+        ref = []
+        for mu, g in zip(momenta, grads, strict=True):
+            opt.param_groups[0]["momentum"] = mu
+            t.grad = torch.tensor(g)
+            opt.step()
+            ref.append(t.detach().numpy().copy())
+    finally:
+        torch.set_default_dtype(old)
+    if how == "schedule":
+        values = [schedules.constant(v) for v in (0.0, 0.8, 0.0, 0.6, 0.9)]
+        momentum = schedules.join(values, [2, 3, 4, 5])
+    else:
+        momentum = 0.5
+    tx = gradtx.sgd(0.1, momentum, dampening=0.3, weight_decay=0.2)
+    p = jnp.asarray(p0)
+    state = tx.init(p)
+    step = jax.jit(tx.update)
+    for mu, g, r in zip(momenta, grads, ref, strict=True):
+        if how == "set_hyperparams":
+            state = gradtx.set_hyperparams(state, momentum=mu)
+        u, state = step(jnp.asarray(g), state, p)
+        p = gradtx.apply_updates(p, u)
+        chex.assert_trees_all_close(np.asarray(p), r, rtol=1e-12, atol=1e-15)
