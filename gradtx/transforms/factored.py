@@ -180,7 +180,10 @@ def scale_by_factored_rms(
         t = step_count(extra, call).astype(rate.dtype) + 1
         if decay_offset is not None:
             t = t - jnp.asarray(decay_offset).astype(rate.dtype)
-        beta = 1 - t ** (-rate)
+        # 1 - β_t is formed as t^(-rate) and rounded on its own: formed as 1 - β_t after β_t
+        # is rounded to a float32 statistic's dtype, it loses its digits as t grows.
+        rest = t ** (-rate)
+        beta = 1 - rest
 
         leaves, treedef = jax.tree.flatten(updates)
         grads = treedef.flatten_up_to(gradient(updates, extra))
@@ -193,7 +196,7 @@ def scale_by_factored_rms(
             stat = v if axes_ is None else row
             wide = _tree.compute_dtype(u.dtype, g.dtype, stat.dtype)
             real = _tree.real_dtype(wide)
-            b = beta.astype(real)
+            b, a = beta.astype(real), rest.astype(real)
             e = jnp.asarray(jnp.finfo(_tree.real_dtype(g.dtype)).eps if eps is None else eps)
             e = e.astype(real)
             sq = jnp.real(_tree.abs_sq(g.astype(wide))).astype(real)
@@ -201,12 +204,12 @@ def scale_by_factored_rms(
                 sq = sq + e * e
             floor = e if eps_mode == "floor" else jnp.zeros([], real)
             if axes_ is None:
-                v = (b * v.astype(real) + (1 - b) * sq).astype(stat.dtype)
+                v = (b * v.astype(real) + a * sq).astype(stat.dtype)
                 v_hat = v.astype(real)
             else:
                 r_ax, c_ax = axes_
-                row = b * row.astype(real) + (1 - b) * _mean0(sq, c_ax)
-                col = b * col.astype(real) + (1 - b) * _mean0(sq, r_ax)
+                row = b * row.astype(real) + a * _mean0(sq, c_ax)
+                col = b * col.astype(real) + a * _mean0(sq, r_ax)
                 row, col = row.astype(stat.dtype), col.astype(stat.dtype)
                 r, c = row.astype(real), col.astype(real)
                 v_hat = _tree.div0(r * c, jnp.maximum(_mean0(r, r_ax), floor))

@@ -72,6 +72,24 @@ def test_factored_estimate_by_hand(x64):
     np.testing.assert_allclose(u, g1 / np.sqrt(row * col / row.mean()), rtol=1e-13)
 
 
+def test_float32_statistics_late_in_a_long_run(x64):
+    """1 - β_t = t^(-0.8) is rounded once into a float32 statistic's dtype, not formed
+    as 1 - float32(β_t): at t = 10^8 that was 5% off (torch's lerp weight is
+    t^(-0.8) too)."""
+    tx = gradtx.scale_by_factored_rms(0.8, eps=0.0)
+    params = {"v": jnp.zeros(3, jnp.float32), "m": jnp.zeros((2, 3), jnp.float32)}
+    state = tx.init(params)
+    t = 10**8
+    state = state._replace(count=jnp.asarray(t - 1, jnp.int32))
+    g = {"v": jnp.full(3, 2.0, jnp.float32), "m": jnp.full((2, 3), 2.0, jnp.float32)}
+    _, state = tx.update(g, state)
+    want = np.float32(t**-0.8) * np.float32(4.0)
+    inner = state.inner_state
+    np.testing.assert_allclose(inner.nu["v"], np.full(3, want), rtol=1e-6)
+    np.testing.assert_allclose(inner.nu_row["m"], np.full((2, 1), want), rtol=1e-6)
+    np.testing.assert_allclose(inner.nu_col["m"], np.full((1, 3), want), rtol=1e-6)
+
+
 def test_zero_gradient_takes_no_step_without_eps():
     tx = gradtx.scale_by_factored_rms(eps=0.0)
     params = {"m": jnp.zeros((2, 3)), "v": jnp.zeros(2)}
