@@ -310,12 +310,16 @@ _SHARDED = textwrap.dedent(
             for case in REGISTRY:
                 opt = case.make(case.lr)
                 label = f"{case.id} {kind}"
-                state = (jax.jit(opt.init) if jit_init else opt.init)(params)
+                update = case.update(opt)
+                if jit_init:  # one program: init, then an update of its state
+                    state, after = jax.jit(lambda p, g: (s := opt.init(p), update(g, s, p)[1]))(
+                        params, grads
+                    )
+                else:
+                    state = opt.init(params)
+                    after = jax.jit(update)(grads, state, params)[1]
                 check(label + " init", state, row, rep)
-                update = jax.jit(case.update(opt))
-                for _ in range(2):
-                    _, state = update(grads, state, params)
-                check(label + " update", state, row, rep)
+                check(label + " update", after, row, rep)
     # set_hyperparams outside the mesh context keeps the stored value's placement,
     # so the jitted step is not compiled again.
     mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Explicit,))

@@ -150,9 +150,11 @@ def test_line_search_data_keywords_and_grad_pass_through(x64):
 
     def run(tx):
         state, p, out = tx.init(params), params, []
+        # jitted: an eager line search compiles its loop at every call
+        step = jax.jit(tx.update, static_argnames="value_fn")
         for _ in range(6):
             value, g = jax.value_and_grad(loss)(p, target)
-            u, state = tx.update(g, state, p, value=value, grad=g, value_fn=loss, target=target)
+            u, state = step(g, state, p, value=value, grad=g, value_fn=loss, target=target)
             p = gradtx.apply_updates(p, u)
             out.append(p)
         return out
