@@ -20,6 +20,20 @@ class ScaleByBeliefState(NamedTuple):
     nu: Any
 
 
+def belief_ema(decay: Any, eps_root: Any):
+    """``(s, g, m) -> b s + (1 - b) |g - m|² + eps_root`` for one leaf: AdaBelief's
+    second moment of the prediction error, in at least float32, stored in ``s``'s dtype."""
+
+    def one(s, g, m):
+        wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
+        error = g.astype(wide) - m.astype(wide)
+        real = _tree.real_dtype(wide)  # |error|² is real, so is the state
+        new = _tree.ema(decay, s.astype(real), _tree.abs_sq(error).astype(real))
+        return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
+
+    return one
+
+
 @factory(
     counted=True,
     decay=DECAY_RATE,
@@ -89,14 +103,7 @@ def scale_by_belief(
         t = _tree.safe_increment(step_count(extra, call))
         correction = _tree.bias_correction(decay, t)
 
-        def second_moment(s, g, m):
-            wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
-            error = g.astype(wide) - m.astype(wide)
-            real = _tree.real_dtype(wide)  # |error|² is real, so is the state
-            new = _tree.ema(decay, s.astype(real), _tree.abs_sq(error).astype(real))
-            return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
-
-        nu = jax.tree.map(second_moment, state.nu, grads, updates)
+        nu = jax.tree.map(belief_ema(decay, eps_root), state.nu, grads, updates)
         if nesterov is not None:
             ahead = _tree.bias_correction(nesterov, _tree.safe_increment(t))
             now = _tree.bias_correction(nesterov, t)

@@ -17,6 +17,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
+from gradtx.transforms.belief import belief_ema
 
 
 class ScaleByLaggedRmsState(NamedTuple):
@@ -157,13 +158,6 @@ def scale_by_lagged_belief(
         correction = _tree.bias_correction(b2, jnp.maximum(count, 1))
         grads = gradient(updates, extra)
 
-        def belief(s, g, m):
-            wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
-            error = g.astype(wide) - m.astype(wide)
-            real = _tree.real_dtype(wide)  # |error|² is real, so is the state
-            new = _tree.ema(b2, s.astype(real), _tree.abs_sq(error).astype(real))
-            return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
-
         def scale(u, s):
             wide = _tree.compute_dtype(u.dtype, s.dtype)
             s_hat = jnp.real(s.astype(wide)) / correction.astype(_tree.real_dtype(wide))
@@ -172,7 +166,7 @@ def scale_by_lagged_belief(
             return _tree.div0(u.astype(wide), denom).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.nu)
-        nu = jax.tree.map(belief, state.nu, grads, state.mu)
+        nu = jax.tree.map(belief_ema(b2, eps_root), state.nu, grads, state.mu)
         mu = _tree.ema(b1, state.mu, grads)
         return out, ScaleByLaggedBeliefState(mu, nu)
 
