@@ -129,13 +129,13 @@ def test_ema_nesterov_is_the_ema_look_ahead(x64):
 _MOMENTA = [0.8, 0.7, 0.0, 0.0, 0.6, 0.9]
 
 
-def _torch_with_momenta(torch_class, kwargs, p0, grads):
+def _torch_with_momenta(torch_class, kwargs, p0, grads, momenta=_MOMENTA):
     import torch
 
     t = torch.tensor(p0, requires_grad=True)
     opt = torch_class([t], **kwargs)
     out = []
-    for mu, g in zip(_MOMENTA, grads, strict=True):
+    for mu, g in zip(momenta, grads, strict=True):
         opt.param_groups[0]["momentum"] = mu
         t.grad = torch.tensor(g)
         opt.step()
@@ -143,13 +143,15 @@ def _torch_with_momenta(torch_class, kwargs, p0, grads):
     return out
 
 
-def _gradtx_with_momenta(tx, p0, grads):
+def _gradtx_with_momenta(tx, p0, grads, momenta=_MOMENTA):
+    """``momenta=None``: the optimizer's own (a schedule), not set between steps."""
     p = jnp.asarray(p0)
     state = tx.init(p)
     step = jax.jit(tx.update)
     out = []
-    for mu, g in zip(_MOMENTA, grads, strict=True):
-        state = gradtx.set_hyperparams(state, momentum=mu)
+    for i, g in enumerate(grads):
+        if momenta is not None:
+            state = gradtx.set_hyperparams(state, momentum=momenta[i])
         u, state = step(jnp.asarray(g), state, p)
         p = gradtx.apply_updates(p, u)
         out.append(np.asarray(p))
@@ -160,7 +162,7 @@ def _gradtx_with_momenta(tx, p0, grads):
     "name",
     ["sgd", "sgd_dampening", "sgd_nesterov", "sgd_l2", "rmsprop", "rmsprop_centered"],
 )
-def test_zero_momentum_step_pauses_the_buffer_as_torch(x64, name):
+def test_zero_momentum_step_pauses_the_buffer_as_torch(x64, torch64, name):
     """torch's SGD and RMSprop skip their buffer at a step whose momentum is 0 (kept for
     later steps, the step undamped); ``pause_at_zero`` under torch's convention."""
     import torch
@@ -197,12 +199,7 @@ def test_zero_momentum_step_pauses_the_buffer_as_torch(x64, name):
     rng = np.random.default_rng(5)
     p0 = rng.normal(size=(3, 2))
     grads = [rng.normal(size=(3, 2)) for _ in _MOMENTA]
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        ref = _torch_with_momenta(torch_class, kwargs, p0, grads)
-    finally:
-        torch.set_default_dtype(old)
+    ref = _torch_with_momenta(torch_class, kwargs, p0, grads)
     ours = _gradtx_with_momenta(make(), p0, grads)
     for a, b in zip(ours, ref, strict=True):
         chex.assert_trees_all_close(a, b, rtol=1e-12, atol=1e-15)
@@ -232,7 +229,7 @@ def test_zero_momentum_step_under_optax_convention_is_optax_trace(x64):
     assert np.max(np.abs(torch_rule[-1] - ours[-1])) > 1e-3  # the two rules differ here
 
 
-def test_zero_momentum_from_a_schedule_pauses_too(x64):
+def test_zero_momentum_from_a_schedule_pauses_too(x64, torch64):
     """A schedule that passes through 0 (torch's OneCycleLR with base_momentum=0)."""
     import torch
 
@@ -240,23 +237,18 @@ def test_zero_momentum_from_a_schedule_pauses_too(x64):
     rng = np.random.default_rng(7)
     p0 = rng.normal(size=(5,))
     grads = [rng.normal(size=(5,)) for _ in range(n)]
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        t = torch.tensor(p0, requires_grad=True)
-        opt = torch.optim.SGD([t], lr=0.1, momentum=0.9)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=0.1, total_steps=n, base_momentum=0.0, max_momentum=0.9,
-            pct_start=0.25, anneal_strategy="linear",
-        )  # fmt: skip
-        ref = []
-        for g in grads:
-            t.grad = torch.tensor(g)
-            opt.step()
-            sched.step()
-            ref.append(t.detach().numpy().copy())
-    finally:
-        torch.set_default_dtype(old)
+    t = torch.tensor(p0, requires_grad=True)
+    opt = torch.optim.SGD([t], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=n, base_momentum=0.0, max_momentum=0.9,
+        pct_start=0.25, anneal_strategy="linear",
+    )  # fmt: skip
+    ref = []
+    for g in grads:
+        t.grad = torch.tensor(g)
+        opt.step()
+        sched.step()
+        ref.append(t.detach().numpy().copy())
     momentum = schedules.one_cycle_momentum(n, 0.0, 0.9, pct_start=0.25, anneal="linear")
     assert float(momentum(jnp.asarray(1))) == 0.0
     tx = gradtx.sgd(schedules.one_cycle(n, 0.1, pct_start=0.25, anneal="linear"), momentum)
@@ -274,7 +266,7 @@ def test_pause_errors():
 
 
 @pytest.mark.parametrize("how", ["set_hyperparams", "schedule"])
-def test_damped_buffer_starts_at_the_first_nonzero_momentum(x64, how):
+def test_damped_buffer_starts_at_the_first_nonzero_momentum(x64, torch64, how):
     """With dampening torch fills its buffer undamped at its first step with momentum
     != 0, here the third: gradtx keeps whether that step has come in the state."""
     import torch
@@ -283,31 +275,14 @@ def test_damped_buffer_starts_at_the_first_nonzero_momentum(x64, how):
     rng = np.random.default_rng(8)
     p0 = rng.normal(size=(3, 2))
     grads = [rng.normal(size=(3, 2)) for _ in momenta]
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        t = torch.tensor(p0, requires_grad=True)
-        opt = torch.optim.SGD([t], lr=0.1, momentum=0.5, dampening=0.3, weight_decay=0.2)
-        ref = []
-        for mu, g in zip(momenta, grads, strict=True):
-            opt.param_groups[0]["momentum"] = mu
-            t.grad = torch.tensor(g)
-            opt.step()
-            ref.append(t.detach().numpy().copy())
-    finally:
-        torch.set_default_dtype(old)
+    kwargs = dict(lr=0.1, dampening=0.3, weight_decay=0.2)
+    ref = _torch_with_momenta(torch.optim.SGD, kwargs, p0, grads, momenta)
     if how == "schedule":
         values = [schedules.constant(v) for v in (0.0, 0.8, 0.0, 0.6, 0.9)]
-        momentum = schedules.join(values, [2, 3, 4, 5])
+        tx = gradtx.sgd(0.1, schedules.join(values, [2, 3, 4, 5]), dampening=0.3, weight_decay=0.2)
+        ours = _gradtx_with_momenta(tx, p0, grads, None)
     else:
-        momentum = 0.5
-    tx = gradtx.sgd(0.1, momentum, dampening=0.3, weight_decay=0.2)
-    p = jnp.asarray(p0)
-    state = tx.init(p)
-    step = jax.jit(tx.update)
-    for mu, g, r in zip(momenta, grads, ref, strict=True):
-        if how == "set_hyperparams":
-            state = gradtx.set_hyperparams(state, momentum=mu)
-        u, state = step(jnp.asarray(g), state, p)
-        p = gradtx.apply_updates(p, u)
-        chex.assert_trees_all_close(np.asarray(p), r, rtol=1e-12, atol=1e-15)
+        tx = gradtx.sgd(0.1, 0.5, dampening=0.3, weight_decay=0.2)
+        ours = _gradtx_with_momenta(tx, p0, grads, momenta)
+    for a, b in zip(ours, ref, strict=True):
+        chex.assert_trees_all_close(a, b, rtol=1e-12, atol=1e-15)
