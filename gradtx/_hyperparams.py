@@ -358,7 +358,9 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                         f"({', '.join(f'{name}.{f}' for f in _schedule_fields(old))}) or pass a "
                         f"{type(old).__name__} of the same form"
                     )
-                new = jax.tree.map(lambda o, v: _cast_to(o, v, key, True), old, value)
+                # the new schedule's leaves lead: where an nnx.Optimizer wraps the stored
+                # fields (OptArray), each wrapper is one subtree under a leaf of the value
+                new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
             else:
                 new = _cast_to(old, value, key)
             return loc._replace(hyperparams={**loc.hyperparams, name: new})

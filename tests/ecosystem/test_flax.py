@@ -169,6 +169,17 @@ def test_nnx_set_hyperparams_keeps_the_state_and_the_trace():
     assert all(isinstance(v, jax.Array) for v in values.values()), values
     assert float(values["weight_decay"]) == 0.5
     np.testing.assert_allclose(float(values["learning_rate.end_value"]), 1e-3)
+    # a whole schedule of the same form: its fields sit under the value's leaves
+    # (this raised a pytree structure error)
+    opt.opt_state = gradtx.set_hyperparams(
+        opt.opt_state, learning_rate=gradtx.schedules.linear(2e-2, 4e-3, 10)
+    )
+    assert jax.tree.structure(nnx.state(opt)) == before
+    step(model, opt)
+    assert len(traces) == 1
+    values = gradtx.get_hyperparams(opt.opt_state)
+    np.testing.assert_allclose(float(values["learning_rate.init_value"]), 2e-2)
+    np.testing.assert_allclose(float(values["learning_rate.end_value"]), 4e-3)
 
 
 class LinenMLP(linen.Module):
