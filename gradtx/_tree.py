@@ -231,10 +231,24 @@ def one_minus(rate: Any, dtype: Any) -> jax.Array:
     return (1 - rate.astype(wide)).astype(dtype)
 
 
+def neg_log(decay: jax.Array) -> jax.Array:
+    """``-ln(decay)`` for a decay rate in [0, 1), from ``1 - decay`` (exact for decay >= 1/2),
+    so a rate near 1 keeps its digits; ``inf`` at 0."""
+    return -jnp.log1p(-(1 - decay))
+
+
 def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
-    """``1 - decay**t`` in ``decay``'s dtype (t is the 1-based step as an int)."""
+    """``1 - decay**t`` in ``decay``'s dtype (t is the 1-based step as an int).
+
+    Formed as ``-expm1(-t ln(1/decay))`` past step 1 (within a few ulps): as
+    ``1 - decay**t`` it cancels, relative error ~eps / (1 - decay**t) (float32: 3e-4
+    at b2 = 0.9999 on step 2), where torch forms it in Python floats.
+    """
     decay = jnp.asarray(decay)
-    return 1 - decay ** t.astype(decay.dtype)
+    positive = decay > 0  # 1 at decay 0; the select keeps log(0)'s inf out of derivatives
+    x = t.astype(decay.dtype) * neg_log(jnp.where(positive, decay, jnp.ones([], decay.dtype)))
+    later = jnp.where(positive, -jnp.expm1(-x), jnp.ones([], decay.dtype))
+    return jnp.where(t == 1, 1 - decay, later)  # exact at the first step (Adam's first step is η)
 
 
 def bare(x: Any) -> Any:

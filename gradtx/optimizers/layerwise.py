@@ -137,9 +137,11 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Gradient
       Stability of Learning", NeurIPS 2020.
     """
     lr = jnp.asarray(learning_rate)
-    shrink = 1 / jnp.sqrt(1 + lr**2)
+    # 1/sqrt(1 + η²) - 1 as expm1(-½ log1p(η²)): as a difference it cancels (float32:
+    # 5% off at η = 1e-3, and 0 at η = 1e-4); optax forms it in Python floats
+    shrink_minus_1 = jnp.expm1(-0.5 * jnp.log1p(lr**2))
     return chain(
         scale_by_trust_ratio(min_norm),
-        scale_by_learning_rate(lr * shrink),
-        decoupled_weight_decay(shrink - 1),
+        scale_by_learning_rate(lr * (1 + shrink_minus_1)),
+        decoupled_weight_decay(shrink_minus_1),
     )

@@ -91,3 +91,16 @@ def test_fromage_zero_leaf_and_min_norm_zero(x64):
     assert_trajectories_close(out, ref)
     c = 1 / np.sqrt(1 + 0.05**2)
     np.testing.assert_allclose(out[0]["z"], -0.05 * c * grads[0]["z"], rtol=1e-13)
+
+
+@pytest.mark.parametrize("lr", [1e-2, 1e-3, 1e-4])
+def test_fromage_decay_in_float32(lr):
+    """With a zero gradient the step is only the shrink (c - 1) θ, c = 1/sqrt(1 + η²):
+    formed as a difference in float32 it was 5% off at η = 1e-3 and 0 at 1e-4 (optax
+    forms it in Python floats)."""
+    theta = np.array([3.0, -4.0, 0.5], np.float32)
+    tx = gradtx.fromage(lr)
+    params = jax.numpy.asarray(theta)
+    updates, _ = tx.update(jax.numpy.zeros(3), tx.init(params), params)
+    c_minus_1 = 1 / np.sqrt(1 + np.float64(np.float32(lr)) ** 2) - 1
+    np.testing.assert_allclose(np.asarray(updates, np.float64), c_minus_1 * theta, rtol=1e-6)

@@ -118,6 +118,27 @@ def test_rectify_threshold_crossing_step_and_compare():
         assert bool(jnp.any(out != 0)) is steps
 
 
+@pytest.mark.parametrize("b2", [0.5, 0.9, 0.999, 0.9999, 0.99999, 0.999999])
+def test_rectification_in_float32_follows_float64(b2):
+    """rho_t and r_t in float32 against the float64 formula (of the same float32 b2):
+    rho_t = rho_inf - 2 t b2^t / (1 - b2^t) was a difference of two numbers near
+    rho_inf (2e5 at 0.99999), which took the rectified branch at step 5 and gave r_t
+    31% off at 0.9999."""
+    from gradtx.transforms.rectify import rectification
+
+    b = float(np.float32(b2))
+    rho_inf = 2 / (1 - b) - 1
+    for t in [1, 2, 4, 5, 6, 7, 10, 100, 10**4, 10**6]:
+        rho = rho_inf - 2 * t * b**t / (1 - b**t)
+        tractable, r, _ = rectification(jnp.float32(b2), jnp.asarray(t, jnp.int32), 5.0, ">")
+        assert bool(tractable) == (rho > 5), (b2, t, rho)
+        if rho > 5:
+            want = math.sqrt(
+                (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
+            )
+            assert abs(float(r) - want) <= 2e-6 * want, (b2, t, float(r), want)
+
+
 def test_rectify_hyperparams_and_errors():
     state = gradtx.rectify(0.99, 1e-6, 4.0).init(jnp.zeros(2))
     hp = gradtx.get_hyperparams(state)
