@@ -55,12 +55,17 @@ def rectification(
     ``h(x) = 1 - x / (e^x - 1)``: each part is formed without cancellation.
     """
     b2 = jnp.asarray(b2)
+    threshold = jnp.asarray(threshold).astype(b2.dtype)
+    return _tree.once(lambda b, k, th: _rectification(b, k, th, compare), b2, t, threshold)
+
+
+def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: str) -> tuple:
     dtype = b2.dtype
+    correction = _tree.bias_correction(b2, t)  # 1 - b2^t
     t = t.astype(dtype)
     c = 1 - b2  # exact for b2 >= 1/2
     L = _tree.neg_log(b2)  # inf at b2 = 0
     x = t * L
-    correction = _tree.bias_correction(b2, t)  # 1 - b2^t
     small_c = c <= 1 / 16
     cs = jnp.where(small_c, c, jnp.zeros([], dtype))
     tail = 2 * cs * _polynomial(cs, _LOG_TAIL) / jnp.where(small_c, L, jnp.ones([], dtype))
@@ -72,7 +77,6 @@ def rectification(
     rho_inf = 2 / c - 1
     # rho_1 = 1 for every b2 (one sample), exactly, as a threshold of 1 expects
     rho_t = jnp.where(t == 1, jnp.ones([], dtype), ahead - 1 + (2 / L) * h)
-    threshold = jnp.asarray(threshold).astype(dtype)
     tractable = rho_t > threshold if compare == ">" else rho_t >= threshold
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     # Below rho_t = 4 the ratio is negative; that branch is never selected, the
