@@ -254,18 +254,13 @@ def once(fn: Any, *operands: Any) -> Any:
 def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
     """``1 - decay**t`` in ``decay``'s dtype (t is the 1-based step as an int).
 
-    Formed as ``-expm1(-t ln(1/decay))`` past step 1 (within a few ulps): as
-    ``1 - decay**t`` it cancels, relative error ~eps / (1 - decay**t) (float32: 3e-4
-    at b2 = 0.9999 on step 2), where torch forms it in Python floats.
+    As optax forms it.  In float32 the difference cancels, relative error
+    ~eps / (1 - decay**t) where torch forms it in Python floats (3e-4 at b2 = 0.9999
+    on step 2); ``-expm1(t ln decay)`` keeps the digits but was left out for now: it
+    measured slower to compile (benchmarks/NOTES.md section 20).
     """
-    return once(_bias_correction, decay, t)
-
-
-def _bias_correction(decay: jax.Array, t: jax.Array) -> jax.Array:
-    positive = decay > 0  # 1 at decay 0; the select keeps log(0)'s inf out of derivatives
-    x = t.astype(decay.dtype) * neg_log(jnp.where(positive, decay, jnp.ones([], decay.dtype)))
-    later = jnp.where(positive, -jnp.expm1(-x), jnp.ones([], decay.dtype))
-    return jnp.where(t == 1, 1 - decay, later)  # exact at the first step (Adam's first step is η)
+    decay = jnp.asarray(decay)
+    return 1 - decay ** t.astype(decay.dtype)
 
 
 def bare(x: Any) -> Any:

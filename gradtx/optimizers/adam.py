@@ -200,7 +200,7 @@ def amsgrad(
       >>> _, state = opt.update({"w": jnp.array([2.0])}, state, params)
       >>> updates, state = opt.update({"w": jnp.array([0.0])}, state, params)
       >>> updates["w"]  # v̂_2 = max(v_1, v_2) / 0.75 = 2 / 0.75 (Adam: 1 / 0.75, a step of -0.082)
-      Array([-0.05801423], dtype=float32)
+      Array([-0.05801422], dtype=float32)
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
