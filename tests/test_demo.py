@@ -102,16 +102,41 @@ def test_every_registered_optimizer_is_offered_but_the_wrappers():
     assert set(OPTIMIZERS) - offered == {"lookahead", "mechanize", "sam"}  # need an optimizer
 
 
-@pytest.mark.parametrize("name", demo.available())
-def test_every_offered_optimizer_trains_an_epoch(name):
-    # A short epoch on a slice of the data: the update gets the keywords it takes
-    # (L-BFGS the loss and its function, Sophia obj_fn, ...) and the metrics are finite.
+def _small_epoch(name):
     data = demo.load_digits(seed=0)
     small = demo.Data(data.x_train[:96], data.y_train[:96], data.x_test[:32], data.y_test[:32])
     opt = demo.make_optimizer(name)
     params = demo.init_mlp(jax.random.PRNGKey(0), [64, 8, 10])
     epoch = demo.make_epoch(opt, small, 32, demo.takes(name), demo.per_example(name))
-    _, _, metrics = epoch(params, opt.init(params), jax.random.PRNGKey(1))
+    return epoch, params, opt.init(params)
+
+
+@pytest.mark.parametrize("name", demo.available())
+def test_every_offered_optimizer_builds_a_well_typed_epoch(name):
+    # Traced, not compiled: the update gets the keywords it takes (L-BFGS the loss and
+    # its function, Sophia obj_fn, ...) and returns a state of the same structure.
+    epoch, params, state = _small_epoch(name)
+    new_params, new_state, metrics = jax.eval_shape(epoch, params, state, jax.random.PRNGKey(1))
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), new_params) == jax.tree.map(
+        lambda x: (x.shape, x.dtype), params
+    )
+    assert metrics.shape == (4,)
+
+
+def _one_per_signature():
+    """The first demo name for each way of calling the update (plain, per-example, with
+    the loss, with the loss function, with ``obj_fn``): each compiled path runs once."""
+    seen = {}
+    for name in demo.available():
+        seen.setdefault((demo.takes(name), demo.per_example(name)), name)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("name", _one_per_signature())
+def test_one_optimizer_per_update_signature_trains_an_epoch(name):
+    epoch, params, state = _small_epoch(name)
+    _, _, metrics = epoch(params, state, jax.random.PRNGKey(1))
     assert np.isfinite(np.asarray(metrics)).all(), metrics
 
 
