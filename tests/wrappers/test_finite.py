@@ -24,10 +24,15 @@ def test_every_optimizer_is_covered():
     assert set(OPTIMIZER_NAMES) <= {c.name for c in REGISTRY}
 
 
-def _run(opt, params, grads, name=None):
-    """Params and inner states after each step, with the same jitted update
-    (for a case whose update needs the loss, ``case.update``: see tests/registry.py)."""
-    update = jax.jit(CASES[name].update(opt) if name in CASES else opt.update)
+def _jitted(opt, name=None):
+    """``opt``'s update, jitted (for a case whose update needs the loss, ``case.update``:
+    see tests/registry.py)."""
+    return jax.jit(CASES[name].update(opt) if name in CASES else opt.update)
+
+
+def _run(opt, params, grads, name=None, update=None):
+    """Params, states and updates after each step (``update``: a jitted one to reuse)."""
+    update = update or _jitted(opt, name)
     p, state = params, opt.init(params)
     out = []
     for g in grads:
@@ -47,8 +52,9 @@ def test_a_bad_step_changes_nothing(x64, name, bad):
     grads = [{k: jnp.asarray(v) for k, v in g.items()} for g in grads]
     poisoned = {"w": grads[0]["w"].at[1, 2].set(bad), "b": grads[0]["b"]}
     opt = gradtx.apply_if_finite(FACTORIES[name](), max_consecutive_errors=3)
-    with_bad = _run(opt, params, grads[:3] + [poisoned] + grads[3:], name)
-    without = _run(opt, params, grads, name)
+    update = _jitted(opt, name)  # one program for both runs
+    with_bad = _run(opt, params, grads[:3] + [poisoned] + grads[3:], name, update)
+    without = _run(opt, params, grads, name, update)
     p_before, s_before, _ = with_bad[2]
     p_bad, s_bad, u_bad = with_bad[3]
     for leaf in jax.tree.leaves(u_bad):
