@@ -74,6 +74,34 @@ def test_radams_derivative_in_b2_across_the_untractable_steps(x64):
     np.testing.assert_allclose(jax.grad(f)(0.9), _central(f, 0.9), rtol=1e-6)
 
 
+def _one_sided(f, x, h=1e-5):
+    return (-3 * f(x) + 4 * f(x + h) - f(x + 2 * h)) / (2 * h)
+
+
+@pytest.mark.parametrize("which", ["b1", "b2"])
+def test_adams_derivative_in_a_decay_rate_of_zero(x64, which):
+    """1 - b^t is formed through log1p(b - 1), whose derivative is 0 * inf = NaN at
+    b = 0 (Adam without momentum); the bias correction declares its own."""
+
+    def f(b):
+        return _after(gradtx.adam(0.05, **{which: b}), _p0(), steps=4)
+
+    got = jax.grad(f)(0.0)
+    assert np.isfinite(got) and got != 0
+    np.testing.assert_allclose(got, _one_sided(f, 0.0), rtol=1e-6)
+
+
+def test_radams_derivative_in_b2_of_zero(x64):
+    """Below b2 = 2/3 rho_inf < 5: no step is rectified and the loss does not depend
+    on b2 through the rectifier.  Its 1/ln(b2) terms made the derivative NaN at 0."""
+
+    def f(b2):
+        return _after(gradtx.radam(0.05, b2=b2), _p0(), steps=8)
+
+    for b2 in (0.0, 1e-30, 0.3):
+        np.testing.assert_allclose(jax.grad(f)(b2), _one_sided(f, b2), atol=1e-9)
+
+
 def test_dogs_derivative_in_the_initial_params(x64):
     """DoG's first step divides by max(r_eps, ‖x_1 - x_0‖), a norm of zero at step 1
     (optax's contrib.dog is NaN here too)."""

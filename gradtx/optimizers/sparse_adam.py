@@ -90,7 +90,7 @@ def sparse_adam(
     def step_size(k):
         lr = jnp.asarray(learning_rate)
         decay = jnp.asarray(b2).astype(lr.dtype)
-        return lr * jnp.sqrt(1 - decay ** _tree.safe_increment(k).astype(lr.dtype))
+        return lr * jnp.sqrt(_tree.bias_correction(decay, _tree.safe_increment(k)))
 
     return chain(
         *gradient_stages(maximize=maximize),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -56,15 +57,24 @@ def rectification(
     """
     b2 = jnp.asarray(b2)
     threshold = jnp.asarray(threshold).astype(b2.dtype)
-    return _tree.once(lambda b, k, th: _rectification(b, k, th, compare), b2, t, threshold)
+    return _tree.once(_RECTIFICATION[compare], b2, t, threshold)
 
 
 def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: str) -> tuple:
     dtype = b2.dtype
     correction = _tree.bias_correction(b2, t)  # 1 - b2^t
     t = t.astype(dtype)
+    rho_inf = 2 / (1 - b2) - 1
+    # Below b2 = 1/2 nothing cancels and rho_t is formed as it reads: the rewritten
+    # form's 1/ln(b2) terms have infinite derivatives at b2 = 0 (NaN gradients in
+    # b2 through the unselected branch).  Each form sees a b2 it is finite at.
+    direct = b2 < 0.5
+    low = jnp.where(direct, b2, jnp.zeros([], dtype))
+    power = low**t
+    rho_low = rho_inf - 2 * t * power / (1 - power)
+    b2 = jnp.where(direct, jnp.full([], 0.75, dtype), b2)
     c = 1 - b2  # exact for b2 >= 1/2
-    L = _tree.neg_log(b2)  # inf at b2 = 0
+    L = _tree.neg_log(b2)
     x = t * L
     small_c = c <= 1 / 16
     cs = jnp.where(small_c, c, jnp.zeros([], dtype))
@@ -74,14 +84,19 @@ def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: s
     xs = jnp.where(small_x, x, jnp.zeros([], dtype))
     xl = jnp.clip(jnp.where(small_x, jnp.ones([], dtype), x), None, 40.0)  # x/expm1(x) ~ 0 past 40
     h = jnp.where(small_x, _polynomial(xs, _BERNOULLI_TAIL), 1 - xl / jnp.expm1(xl))
-    rho_inf = 2 / c - 1
+    rho_t = jnp.where(direct, rho_low, ahead - 1 + (2 / L) * h)
     # rho_1 = 1 for every b2 (one sample), exactly, as a threshold of 1 expects
-    rho_t = jnp.where(t == 1, jnp.ones([], dtype), ahead - 1 + (2 / L) * h)
+    rho_t = jnp.where(t == 1, jnp.ones([], dtype), rho_t)
     tractable = rho_t > threshold if compare == ">" else rho_t >= threshold
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     # Below rho_t = 4 the ratio is negative; that branch is never selected, the
     # clamp (and safe_sqrt, for derivatives) only keep NaNs out of the unselected values.
     return tractable, _tree.safe_sqrt(jnp.maximum(ratio, 0)), correction
+
+
+_RECTIFICATION = {  # one function object per comparison, for _tree.once
+    compare: functools.partial(_rectification, compare=compare) for compare in COMPARE.choices
+}
 
 
 @factory(counted=True, b2=DECAY_RATE, eps=NON_NEGATIVE, threshold=Hyper(), compare=COMPARE,

@@ -48,7 +48,8 @@ def test_inject_hyperparams_follows_an_injected_schedule():
     np.testing.assert_allclose(steps, [-1.0, -0.5, -1 / 3], rtol=1e-6)  # optax.sgd's
 
 
-def test_inject_hyperparams_follows_edits_of_its_state():
+def test_inject_hyperparams_follows_edits_of_its_state(x64):
+    # float64: in float32 optax's 1 - b^t loses digits that gradtx's bias correction keeps
     opt = optax.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
     params = _params()
     state = opt.init(params)
@@ -64,7 +65,7 @@ def test_inject_hyperparams_follows_edits_of_its_state():
             v, ref_state = jax.jit(ref.update)(grads, ref_state, params)
         ours.append(u["w"])
         theirs.append(v["w"])
-    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
 
 
 def test_inject_hyperparams_of_a_function_argument_says_to_keep_it_static():

@@ -1,5 +1,6 @@
 """Unit tests for centralize and rectify (and when_rectified)."""
 
+import functools
 import math
 
 import jax
@@ -176,3 +177,33 @@ def test_rectify_keeps_dtypes():
                 lambda x: x.dtype, state
             )
             state = new_state
+
+
+def test_the_rectification_is_traced_once_for_eager_steps_and_gradients(monkeypatch):
+    """``_tree.once`` runs it in a conditional; built per call, eager steps and eager
+    ``jax.grad`` traced and compiled that conditional at every step (0.2 s a step)."""
+    from gradtx.transforms import rectify as module
+
+    traces = []
+    original = module._rectification
+
+    def counted(*args, **kwargs):
+        traces.append(1)  # Python side effect: runs once per trace
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_rectification", counted)
+    monkeypatch.setattr(module, "_RECTIFICATION", {">": functools.partial(counted, compare=">")})
+    opt = gradtx.rectify(0.99)
+    params = jnp.ones(3)
+    state = opt.init(params)
+    for _ in range(3):
+        _, state = opt.update(params, state, params)
+    assert len(traces) == 1
+
+    def loss(b2):
+        s = gradtx.set_hyperparams(opt.init(params), b2=b2)
+        return jnp.sum(opt.update(params, s, params)[0])
+
+    for _ in range(3):
+        jax.grad(loss)(0.9)
+    assert len(traces) == 1  # the derivative differentiates the same trace
