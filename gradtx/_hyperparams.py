@@ -358,6 +358,14 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                         f"({', '.join(f'{name}.{f}' for f in _schedule_fields(old))}) or pass a "
                         f"{type(old).__name__} of the same form"
                     )
+                try:  # the same members (a Join's), so that a jitted step keeps its program
+                    jax.tree.structure(value).flatten_up_to(old)
+                except (ValueError, TypeError) as err:
+                    raise ValueError(
+                        f"gradtx.set_hyperparams({key}=...): {name} follows a "
+                        f"{type(old).__name__} schedule of another form (members or fields); "
+                        f"pass one of the same form, or build a new optimizer for this one"
+                    ) from err
                 # the new schedule's leaves lead: where an nnx.Optimizer wraps the stored
                 # fields (OptArray), each wrapper is one subtree under a leaf of the value
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)

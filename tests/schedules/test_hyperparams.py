@@ -169,6 +169,15 @@ def test_nested_join_in_state(x64):
     assert len(traces) == 1
 
 
+def test_a_join_of_other_members_is_refused_by_name():
+    """It raised jax's pytree structure error, naming neither the call nor the name."""
+    state = gradtx.sgd(S.join([S.linear(0.0, 0.1, 3), S.constant(0.1)], [3])).init(jnp.ones(2))
+    longer = S.join([S.linear(0.0, 0.1, 3), S.constant(0.1), S.constant(0.01)], [3, 6])
+    with pytest.raises(ValueError, match=r"set_hyperparams\(learning_rate=...\): learning_rate "
+                       r"follows a Join schedule of another form"):  # fmt: skip
+        gradtx.set_hyperparams(state, learning_rate=longer)
+
+
 def test_vmap_over_peak_equals_separate_runs(x64):
     peaks = jnp.asarray([0.01, 0.05, 0.2], jnp.float64)
     params, grads = make_problem(4, steps=12)
