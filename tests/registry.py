@@ -131,6 +131,26 @@ def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
     return loss
 
 
+def signature(tree: Any) -> tuple[Any, list[tuple[Any, Any]]]:
+    """A tree's structure with each leaf's shape and dtype: what a jitted step keys on."""
+    return jax.tree.structure(tree), [
+        (jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree)
+    ]
+
+
+def assert_types_kept(before: Any, state: Any, updates: Any, params: Any, dtype: Any) -> None:
+    """After a step: the state's ``signature`` is still ``before``, the updates and the
+    updated params are of the params' ``dtype`` and finite, and every floating
+    hyperparameter is at JAX's default float precision (never the params' dtype)."""
+    assert signature(state) == before
+    assert all(x.dtype == dtype for x in jax.tree.leaves(updates))
+    assert all(x.dtype == dtype for x in jax.tree.leaves(params))
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+    for value in gradtx.get_hyperparams(state).values():
+        if jnp.issubdtype(value.dtype, jnp.floating):
+            assert value.dtype == gradtx._base.float_dtype()
+
+
 def case(name, *, lr, rosen_lr, variant=None, make=None, **kwargs) -> Case:
     """A registry entry; ``kwargs`` go to ``gradtx.<name>`` after the learning rate."""
     extra = {

@@ -3,10 +3,12 @@
 For each case of ``tests/registry.py``, with params and gradients in the low
 dtype:
 
-* the first three steps give torch's (or optax's) params in the same dtype,
-  within a few units in the last place of that dtype (the references round
+* the first three steps give torch's (or optax's, jitted) params in the same
+  dtype, within a few units in the last place of that dtype (torch rounds
   every intermediate to the dtype; gradtx computes statistics in float32 and
-  rounds the stored results, so the two agree to rounding, not bit for bit);
+  rounds the stored results, so the two agree to rounding, not bit for bit),
+  and keep the state's structure, shapes and dtypes and the params' dtype
+  (float32 and float64: tests/test_contract.py);
 * zero, tiny (1e-3, 1e-6) and huge (1e3) gradients give finite updates;
 * 300 steps on a quadratic stay finite and descend.
 
@@ -26,7 +28,7 @@ import pytorch_optimizer
 import torch
 
 import gradtx
-from tests.registry import REGISTRY, local_objective, one_example
+from tests.registry import REGISTRY, assert_types_kept, local_objective, one_example, signature
 
 DTYPES = {"bfloat16": (jnp.bfloat16, torch.bfloat16), "float16": (jnp.float16, torch.float16)}
 SHAPES = {"w": (3, 4), "b": (5,)}
@@ -223,14 +225,17 @@ def _reference(case, params, grads, jdtype, tdtype):
     tx = build(case.lr)
     work = jnp.float32 if kind == "optax-float32" else jdtype
     p = {k: jnp.asarray(v, work) for k, v in params.items()}
+
+    @jax.jit  # one compile for all steps (optax's line searches retrace eagerly)
+    def step(g, state, p):
+        # the registry's local objective |q - p + g|²/2 at p, for the updates that take it
+        u, state = tx.update(g, state, p, **case.keywords(local_objective(g, p), p))
+        return optax.apply_updates(p, u), state
+
     with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
         state = tx.init(p)
         for g in grads:
-            g = {k: jnp.asarray(v, work) for k, v in g.items()}
-            # the registry's local objective |q - p + g|²/2 at p, for the updates that take it
-            extra = case.keywords(local_objective(g, p), p)
-            u, state = tx.update(g, state, p, **extra)
-            p = optax.apply_updates(p, u)
+            p, state = step({k: jnp.asarray(v, work) for k, v in g.items()}, state, p)
             p = {k: v.astype(jdtype).astype(work) for k, v in p.items()}  # the params' dtype
             out.append({k: np.asarray(v.astype(jnp.float32)) for k, v in p.items()})
     return out
@@ -239,12 +244,15 @@ def _reference(case, params, grads, jdtype, tdtype):
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
 def test_first_steps_equal_the_reference_in_low_precision(case, dtype):
+    """The params after each step within a few ulps of the reference's, the state's
+    structure, shapes and dtypes unchanged by each step, the updates in ``dtype``."""
     jdtype, tdtype = DTYPES[dtype]
     params, grads = _problem(jdtype)
     ref = _reference(case, params, grads, jdtype, tdtype)
     opt = case.make(case.lr)
     p = {k: jnp.asarray(v, jdtype) for k, v in params.items()}
     state = opt.init(p)
+    before = signature(state)
     update = jax.jit(case.update(opt))
     ulp = float(jnp.finfo(jdtype).eps)
     # Rounding errors scale with the values involved: the params and the steps taken.
@@ -259,6 +267,7 @@ def test_first_steps_equal_the_reference_in_low_precision(case, dtype):
     for step, (g, want) in enumerate(zip(grads, ref)):
         u, state = update({k: jnp.asarray(v, jdtype) for k, v in g.items()}, state, p)
         p = gradtx.apply_updates(p, u)
+        assert_types_kept(before, state, u, p, jdtype)
         for k in want:
             got = np.asarray(p[k].astype(jnp.float32))
             travelled[k] = travelled[k] + np.abs(want[k] - previous[k])
@@ -275,6 +284,7 @@ def test_first_steps_equal_the_reference_in_low_precision(case, dtype):
     for scale in (0.0, 1e-6, 1e-3, 1e3):
         g = {k: jnp.full(s, scale, jdtype) for k, s in SHAPES.items()}
         u, state = update(g, state, p)
+        assert signature(state) == before
         for v in u.values():
             assert bool(jnp.all(jnp.isfinite(v))), f"{case.id} {dtype} gradient {scale}: {v}"
 
