@@ -163,7 +163,7 @@ def test_wrapped_states_can_be_donated_with_the_params(name):
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_state_and_dtypes_stable_in_float64(case):
-    # float32 is checked with the retrace test below, bfloat16 and float16 with the
+    # float32 is checked by the one-program test below, bfloat16 and float16 with the
     # low-precision references (tests/test_low_precision.py): one compile each.
     opt = case.make(case.lr)
     params = _params(jnp.float64)
