@@ -82,18 +82,20 @@ def check_hyperparam(
     if finite and np.isinf(value):
         raise ValueError(f"{call}({name}={given!r}): {name} must be finite")
     bounds = (low, high, low_open, high_open)
-    if _outside(value, bounds):
-        raise ValueError(f"{call}({name}={given!r}): {name} must be in {_interval(bounds)}")
+    if outside(value, bounds):
+        raise ValueError(f"{call}({name}={given!r}): {name} must be in {interval(bounds)}")
 
 
-def _outside(value: float, bounds: tuple) -> bool:
+def outside(value: float, bounds: tuple) -> bool:
+    """``value`` lies outside ``(low, high, low_open, high_open)`` (``None``: unbounded)."""
     low, high, low_open, high_open = bounds
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
     return bool(bad_low or bad_high)
 
 
-def _interval(bounds: tuple) -> str:
+def interval(bounds: tuple) -> str:
+    """``(low, high, low_open, high_open)`` written as an interval: ``[0, 1)``."""
     low, high, low_open, high_open = bounds
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
@@ -107,27 +109,44 @@ _KNOTS = 64
 def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) -> None:
     """Refuse a gradtx schedule whose values leave the hyperparameter's range.
 
+    A range of [0, inf) is not checked here: gradtx's schedule constructors
+    already keep their values there.  See ``schedule_outside`` for what is
+    evaluated and what is not checked.
+    """
+    low, high = bounds[0], bounds[1]
+    if high is None and (low is None or low == 0):
+        return
+    where = schedule_outside(schedule, bounds)
+    if where is not None:
+        raise ValueError(
+            f"{call}({name}={type(schedule).__name__}(...)): the schedule {where}; "
+            f"{name} must be in {interval(bounds)}"
+        )
+
+
+def schedule_outside(schedule: Any, bounds: tuple, *, nan: bool = False) -> str | None:
+    """Where a gradtx schedule leaves ``bounds`` (``"reaches -1 at step 0"``), or ``None``.
+
     The schedule is evaluated at every step below 2**16, at its first 64 fields'
     values and their neighbours (boundaries, ends of phases) and at the powers
     of 2 up to int32's maximum: that catches ``momentum=linear(0.5, 1.5, 10)``,
     while a value out of range between those steps of a longer schedule can
     pass.  An open low end is taken as included (a decay that underflows to it
     far out is harmless); an open high end is not (a ``b1`` reaching 1 makes
-    ``1 - b1^t`` zero).  A range of [0, inf) is not checked: gradtx's schedule
-    constructors already keep their values there.
-    A plain callable, a schedule holding traced fields or one that cannot take
-    a vector of counts is not checked.
+    ``1 - b1^t`` zero).  A NaN value is outside only where ``nan`` is true.  A
+    plain callable, a schedule holding traced fields or one that cannot take a
+    vector of counts is not checked (``None``).
     """
     low, high = bounds[0], bounds[1]
-    if not is_schedule(schedule) or (high is None and (low is None or low == 0)):
-        return
+    if not is_schedule(schedule) or (high is None and low is None and not nan):
+        return None
     fields = jax.tree.leaves(schedule)
     if any(isinstance(x, jax.core.Tracer) for x in fields):
-        return
+        return None
     try:
         knots = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in fields] + [[]])
     except (TypeError, ValueError):  # a non-numeric field: not a schedule this can read
-        return
+        return None
     knots = knots[np.isfinite(knots) & (np.abs(knots) < INT32_MAX)][:_KNOTS]
     near = np.floor(knots)[:, None] + np.arange(-1.0, 2.0)
     powers = np.minimum(2.0 ** np.arange(32), INT32_MAX)
@@ -138,17 +157,16 @@ def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) ->
         with jax.ensure_compile_time_eval():  # concrete even where a factory runs under jit
             values = np.asarray(schedule(jnp.asarray(counts, jnp.int32)), np.float64)
     except Exception:  # noqa: BLE001  (an unusual schedule: unchecked, as a plain callable)
-        return
+        return None
     if values.shape != counts.shape:
-        return
+        return None
     above = False if high is None else (values >= high) if bounds[3] else (values > high)
     bad = np.isfinite(values) & ((values < (-np.inf if low is None else low)) | above)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"{call}({name}={type(schedule).__name__}(...)): the schedule reaches "
-            f"{values[i]:g} at step {int(counts[i])}; {name} must be in {_interval(bounds)}"
-        )
+    bad |= np.isnan(values) & nan
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return f"reaches {values[i]:g} at step {int(counts[i])}"
 
 
 def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) -> None:

@@ -16,6 +16,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -471,3 +472,92 @@ def test_set_hyperparams_rejects_non_numbers():
         gradtx.set_hyperparams(state, learning_rate=None)
     with pytest.raises(KeyError, match="unknown hyperparameter 'lr'"):
         gradtx.set_hyperparams(state, lr=0.1)
+
+
+def _set(opt, values):
+    return gradtx.set_hyperparams(opt.init(_params()), values)
+
+
+@pytest.mark.parametrize(
+    ("make", "values", "message"),
+    [
+        (lambda: gradtx.adam(0.1), {"learning_rate": -1.0}, r"learning_rate must be in \[0, inf\)$"),
+        (lambda: gradtx.adam(0.1), {"learning_rate": np.float32(-2)}, r"must be in \[0, inf\)$"),
+        (lambda: gradtx.adam(0.1), {"b1": 1.0}, r"b1=1.0\): b1 must be in \[0, 1\)$"),
+        (lambda: gradtx.adam(0.1), {"b2": 0.99999999}, r"\[0, 1\) \(stored as 1 in float32\)$"),
+        (lambda: gradtx.adam(0.1), {"b1": math.nan}, r"b1=nan\): b1 must not be NaN$"),
+        (lambda: gradtx.adam(0.1), {"eps": math.inf}, r"eps=inf\): eps must be in \[0, inf\)$"),
+        (lambda: gradtx.adam(lambda c: 0.1), {"b1": 1.0}, r"b1 must be in \[0, 1\)$"),
+        (lambda: gradtx.prodigy(), {"betas": (0.9, 1.5)}, r"betas must be in \[0, 1\)$"),
+        (
+            lambda: gradtx.adam(S.cosine_decay(0.1, 100)),
+            {"learning_rate.init_value": -1.0},
+            r"init_value=...\): the CosineDecay schedule reaches -1 at step 0; learning_rate "
+            r"must be in \[0, inf\)$",
+        ),
+        (
+            lambda: gradtx.adam(S.cosine_decay(0.1, 100)),
+            {"learning_rate.alpha": math.nan},
+            r"alpha=...\): the CosineDecay schedule reaches nan at step 0; learning_rate "
+            r"must be in \[0, inf\)$",
+        ),
+        (
+            lambda: gradtx.sgd(0.1, momentum=S.linear(0.5, 0.9, 10)),
+            {"momentum": S.linear(0.5, 1.5, 10)},
+            r"the Linear schedule reaches 1.1 at step 6; momentum must be in \[0, 1\]$",
+        ),
+        (
+            lambda: optax.inject_hyperparams(optax.adam)(0.1),
+            {"learning_rate": math.nan},
+            r"learning_rate must not be NaN$",
+        ),
+    ],
+    ids=["negative-lr", "numpy-lr", "adam-b1-one", "b2-rounds-to-one", "nan", "inf",
+         "callable-lr-beside", "array-slot", "schedule-field", "schedule-field-nan",
+         "schedule-leaves-range", "optax-inject-nan"],
+)  # fmt: skip
+def test_set_hyperparams_refuses_what_the_factory_would(make, values, message):
+    """A concrete value is checked as the factory checks it at construction, as stored:
+    out of range, NaN, rounding to a refused value, or a schedule leaving the range.
+    The state holds numbers, not its factory, so the ranges are those of every factory
+    whose hyperparameters the location holds (Adam's ``b1`` may not be 1; Lion's may)."""
+    with pytest.raises(ValueError, match=r"^gradtx.set_hyperparams\(" + f".*{message}"):
+        _set(make(), values)
+
+
+def test_set_hyperparams_keeps_what_the_factory_accepts():
+    lion = _set(gradtx.lion(0.1), {"b1": 1.0})  # Lion's b1 is in [0, 1]
+    assert float(gradtx.get_hyperparams(lion)["b1"]) == 1.0
+    ademamix = _set(gradtx.simplified_ademamix(0.1), {"b1": 1.0})
+    assert float(gradtx.get_hyperparams(ademamix)["b1"]) == 1.0
+    # optax's own states take any number but NaN; a JAX array is data, possibly traced,
+    # and is not range-checked (as at construction)
+    injected = _set(optax.inject_hyperparams(optax.adam)(0.1), {"learning_rate": -1.0})
+    assert float(gradtx.get_hyperparams(injected)["learning_rate"]) == -1.0
+    traced = _set(gradtx.adam(0.1), {"learning_rate": jnp.asarray(-1.0)})
+    assert float(gradtx.get_hyperparams(traced)["learning_rate"]) == -1.0
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_set_hyperparams_takes_back_every_value_the_factory_stored(case):
+    """No value a factory stored is refused: every number, array and schedule field of
+    every registry optimizer, set to what it holds (the range check never refuses what
+    the factory that made the state accepts)."""
+    state = case.make(case.lr).init(_params())
+    shown = gradtx.get_hyperparams(state)
+    settable = [
+        key
+        for key, value in shown.items()
+        if not key.endswith("()")  # a plain callable's value, read-only
+        and not any(k.startswith(key + ".") for k in shown)  # a schedule: set its fields
+        and not (case.name == "reduce_on_plateau" and key.endswith("scale"))
+    ]
+    assert settable, shown
+    for key in settable:
+        value = np.asarray(shown[key])
+        given = value.tolist() if value.dtype != np.bool_ else bool(value)
+        try:
+            gradtx.set_hyperparams(state, {key: given})
+        except ValueError as err:
+            if "computed by the transform" not in str(err):
+                raise
