@@ -110,13 +110,14 @@ def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) ->
     """Refuse a gradtx schedule whose values leave the hyperparameter's range.
 
     A range of [0, inf) is not checked here: gradtx's schedule constructors
-    already keep their values there.  See ``schedule_outside`` for what is
+    already keep their values there.  See ``schedule_values`` for what is
     evaluated and what is not checked.
     """
     low, high = bounds[0], bounds[1]
     if high is None and (low is None or low == 0):
         return
-    where = schedule_outside(schedule, bounds)
+    probed = schedule_values(schedule)
+    where = None if probed is None else first_outside(*probed, bounds)
     if where is not None:
         raise ValueError(
             f"{call}({name}={type(schedule).__name__}(...)): the schedule {where}; "
@@ -124,21 +125,24 @@ def _check_schedule_range(call: str, name: str, schedule: Any, bounds: tuple) ->
         )
 
 
-def schedule_outside(schedule: Any, bounds: tuple, *, nan: bool = False) -> str | None:
-    """Where a gradtx schedule leaves ``bounds`` (``"reaches -1 at step 0"``), or ``None``.
+@jax.jit
+def _evaluate(schedule: Any, counts: jax.Array) -> jax.Array:
+    # one compiled program per schedule form: an eager evaluation of 2**16 counts
+    # costs up to 0.1 s a call (SGDR), and set_hyperparams may check one every step
+    return schedule(counts)
 
-    The schedule is evaluated at every step below 2**16, at its first 64 fields'
-    values and their neighbours (boundaries, ends of phases) and at the powers
-    of 2 up to int32's maximum: that catches ``momentum=linear(0.5, 1.5, 10)``,
-    while a value out of range between those steps of a longer schedule can
-    pass.  An open low end is taken as included (a decay that underflows to it
-    far out is harmless); an open high end is not (a ``b1`` reaching 1 makes
-    ``1 - b1^t`` zero).  A NaN value is outside only where ``nan`` is true.  A
-    plain callable, a schedule holding traced fields or one that cannot take a
-    vector of counts is not checked (``None``).
+
+def schedule_values(schedule: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(counts, values)``: a gradtx schedule evaluated where it may leave a range.
+
+    The counts are every step below 2**16, the first 64 fields' values and their
+    neighbours (boundaries, ends of phases) and the powers of 2 up to int32's
+    maximum: that catches ``momentum=linear(0.5, 1.5, 10)``, while a value out of
+    range between those steps of a longer schedule can pass.  A plain callable, a
+    schedule holding traced fields or one that cannot take a vector of counts
+    gives ``None`` (not checked).
     """
-    low, high = bounds[0], bounds[1]
-    if not is_schedule(schedule) or (high is None and low is None and not nan):
+    if not is_schedule(schedule):
         return None
     fields = jax.tree.leaves(schedule)
     if any(isinstance(x, jax.core.Tracer) for x in fields):
@@ -153,16 +157,39 @@ def schedule_outside(schedule: Any, bounds: tuple, *, nan: bool = False) -> str 
     counts = np.zeros(_DENSE_STEPS + 3 * _KNOTS + 32)  # one length: no recompiling per call
     picked = np.concatenate([np.arange(_DENSE_STEPS), near.ravel(), powers])
     counts[: picked.size] = np.clip(picked, 0, INT32_MAX)
-    try:
-        with jax.ensure_compile_time_eval():  # concrete even where a factory runs under jit
-            values = np.asarray(schedule(jnp.asarray(counts, jnp.int32)), np.float64)
-    except Exception:  # noqa: BLE001  (an unusual schedule: unchecked, as a plain callable)
+    values = None
+    with jax.ensure_compile_time_eval():  # concrete even where a factory runs under jit
+        steps = jnp.asarray(counts, jnp.int32)
+        for evaluate in (_evaluate, lambda s, c: s(c)):  # eagerly where it cannot be jitted
+            try:
+                values = np.asarray(evaluate(schedule, steps), np.float64)
+                break
+            except Exception:  # noqa: BLE001, S112  (unusual: unchecked, as a plain callable)
+                continue
+    if values is None or values.shape != counts.shape:
         return None
-    if values.shape != counts.shape:
-        return None
+    return counts, values
+
+
+def first_outside(
+    counts: np.ndarray,
+    values: np.ndarray,
+    bounds: tuple,
+    *,
+    nan: bool = False,
+    finite: bool = False,
+) -> str | None:
+    """Where ``values`` (at ``counts``) first leave ``bounds``: ``"reaches -1 at step 0"``.
+
+    An open low end is taken as included (a decay that underflows to it far out
+    is harmless); an open high end is not (a ``b1`` reaching 1 makes ``1 - b1^t``
+    zero).  An infinite value is judged by its sign against the bounds, and is
+    outside where ``finite`` is true; a NaN is outside only where ``nan`` is true.
+    """
+    low, high = bounds[0], bounds[1]
     above = False if high is None else (values >= high) if bounds[3] else (values > high)
-    bad = np.isfinite(values) & ((values < (-np.inf if low is None else low)) | above)
-    bad |= np.isnan(values) & nan
+    bad = ~np.isnan(values) & ((values < (-np.inf if low is None else low)) | above)
+    bad |= (np.isnan(values) & nan) | (np.isinf(values) & finite)
     if not bad.any():
         return None
     i = int(np.argmax(bad))
@@ -176,6 +203,18 @@ def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) 
         raise ValueError(
             f"{call}({name}={value!r}): {name} rounds to 1.0 {where} {jnp.dtype(dtype)}, "
             f"so 1 - {name} is 0; use a smaller {name} (or float64 params under jax_enable_x64)"
+        )
+
+
+def check_rounded(call: str, name: str, given: Any, dtype: Any, bounds: tuple) -> None:
+    """A number in its range stays there once stored in ``dtype``: ``eta_plus=1.00000001``
+    is 1.0 in float32, outside (1, inf); ``max_norm=1e-50`` is 0, outside (0, inf)."""
+    with np.errstate(over="ignore", under="ignore"):
+        stored = float(np.asarray(float(given), dtype=jnp.dtype(dtype)))
+    if np.isfinite(stored) and outside(stored, bounds):
+        raise ValueError(
+            f"{call}({name}={given!r}): {name} rounds to {stored:g} stored in "
+            f"{jnp.dtype(dtype)}, outside {interval(bounds)} (jax_enable_x64 stores float64)"
         )
 
 

@@ -335,6 +335,12 @@ def _owning_gradient(tx: Any) -> Any:
     return type(tx)(tx.init, update)
 
 
+DECLARED: list[tuple[str, dict[str, Hyper]]] = []
+"""Every ``@factory``'s call name and its numbers kept in state (name -> ``Hyper``), in
+the order declared: gradtx's and a user's.  ``set_hyperparams`` infers a state's ranges
+from them (``gradtx._set_checks``)."""
+
+
 def factory(
     *,
     kind: type[optax.GradientTransformationExtraArgs] = GradientTransformation,
@@ -434,6 +440,8 @@ def factory(
             return _owning_gradient(tx) if own_gradient else tx
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
+        kept = {k: s for k, s in specs.items() if isinstance(s, Hyper) and not s.init_only}
+        DECLARED.append((call, kept))
         return make
 
     return decorate

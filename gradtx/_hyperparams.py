@@ -21,6 +21,7 @@ numbers), and a state field a transform reports (``reduce_on_plateau``'s
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks, _tree
+from gradtx import _checks, _set_checks, _tree
 from gradtx._base import REPORTED, is_schedule
-from gradtx._factory import HYPERPARAMS_STATES, shown_key, shown_name
+from gradtx._factory import DECLARED, HYPERPARAMS_STATES, shown_key, shown_name
 
 _LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,
@@ -181,115 +182,8 @@ def _why(key: str, entries: list) -> str:
 
 
 def _optional_names() -> frozenset[str]:
-    """The numbers whose Python zero (or ``None``) leaves a stage out, over gradtx's factories."""
-    return frozenset(k for specs in _declarations() for k, s in specs.items() if s.optional)
-
-
-_DECLARED: list[dict[str, Any]] = []
-
-
-def _declarations() -> list[dict[str, Any]]:
-    """Each public gradtx factory's numeric hyperparameters, name -> spec (``Hyper``),
-    read once gradtx is imported, then kept."""
-    import gradtx
-    from gradtx._specs import Hyper
-
-    if not _DECLARED:
-        for attr in getattr(gradtx, "__all__", ()):
-            specs = getattr(getattr(gradtx, attr, None), "specs", None)
-            if isinstance(specs, dict):
-                hypers = {k: v for k, v in specs.items() if isinstance(v, Hyper)}
-                _DECLARED.append({k: v for k, v in hypers.items() if not v.init_only})
-    return _DECLARED
-
-
-def _ranges(name: str, names: Any) -> list[tuple]:
-    """The ranges ``name`` may take in a location holding the hyperparameters ``names``,
-    as ``(low, high, low_open, high_open, finite)``, leaving out any range inside another.
-
-    The state holds numbers, not the factory that made them: the ranges are those of
-    the factories that could have made the location, whose hyperparameters are
-    ``names`` but for stages a zero leaves out (the one that made it is among them);
-    where none could, those of every factory declaring ``name``.
-    """
-    names = set(names)
-    owners = [
-        specs
-        for specs in _declarations()
-        if names <= specs.keys()
-        and all(specs[k].optional or specs[k].nullable for k in specs.keys() - names)
-    ]
-    specs = [o[name] for o in owners] or [o[name] for o in _declarations() if name in o]
-    found = {(s.low, s.high, s.low_open, s.high_open, s.finite) for s in specs}
-    return sorted((r for r in found if not any(o != r and _inside(r, o) for o in found)), key=str)
-
-
-def _inside(a: tuple, b: tuple) -> bool:
-    """Range ``a`` lies within range ``b``."""
-    low_ok = b[0] is None or (
-        a[0] is not None and (a[0] > b[0] or (a[0] == b[0] and (a[2] or not b[2])))
-    )
-    high_ok = b[1] is None or (
-        a[1] is not None and (a[1] < b[1] or (a[1] == b[1] and (a[3] or not b[3])))
-    )
-    return low_ok and high_ok and (a[4] or not b[4])
-
-
-def _allows(bounds: tuple, value: float) -> bool:
-    return not (bounds[4] and np.isinf(value)) and not _checks.outside(value, bounds[:4])
-
-
-def _shown_range(bounds: tuple) -> str:
-    shown = _checks.interval(bounds[:4])
-    if not bounds[4]:  # infinities allowed
-        shown = shown.replace("(-inf", "[-inf").replace("inf)", "inf]")
-    return shown
-
-
-def _check_range(key: str, name: str, value: Any, old: Any, names: Any) -> None:
-    """Refuse a concrete number (or numbers, for an array slot) that is NaN, or that no
-    gradtx factory taking ``name`` allows once stored in ``old``'s dtype.
-
-    ``names`` are the hyperparameters held beside it (``()`` for optax's
-    ``inject_hyperparams`` states, which get the NaN check only); ``_ranges`` says
-    which factories' ranges apply.  A value the factory that made the state takes
-    passes; one that none of them takes is refused (a negative learning rate, ``b1 = 1``
-    for Adam, a ``b2`` that rounds to 1 in float32).  A JAX array is data, possibly
-    traced, and is not checked, as at construction.
-    """
-    dtype = jnp.result_type(_tree.bare(old))
-    if isinstance(value, (jax.Array, bool)) or not jnp.issubdtype(dtype, jnp.floating):
-        return
-    try:
-        given = np.asarray(value, np.float64)
-    except (TypeError, ValueError, OverflowError):  # not a number: _cast_to said so
-        return
-    with np.errstate(over="ignore", invalid="ignore"):
-        stored = given.astype(dtype).astype(np.float64)
-    if np.isnan(stored).any():
-        raise ValueError(f"gradtx.set_hyperparams({key}={value!r}): {name} must not be NaN")
-    ranges = _ranges(name, names) if names else []
-    for number in stored.ravel() if ranges else ():
-        if not any(_allows(r, number) for r in ranges):
-            rounded = "" if number in given else f" (stored as {number:g} in {dtype})"
-            raise ValueError(
-                f"gradtx.set_hyperparams({key}={value!r}): {name} must be in "
-                f"{' or '.join(map(_shown_range, ranges))}{rounded}"
-            )
-
-
-def _check_schedule(key: str, name: str, schedule: Any, names: Any) -> None:
-    """Refuse a concrete schedule whose values leave the ranges of ``name`` (as in
-    ``_check_range``) or are NaN.  Its fields may be NaN (``exponential_decay``'s absent
-    ``end_value``); set here, they bypass the constructor's checks, so [0, inf) is
-    checked too."""
-    ranges = _ranges(name, names) if names else []
-    misses = [_checks.schedule_outside(schedule, r[:4], nan=True) for r in ranges]
-    if misses and all(misses):
-        raise ValueError(
-            f"gradtx.set_hyperparams({key}=...): the {type(schedule).__name__} schedule "
-            f"{misses[0]}; {name} must be in {' or '.join(map(_shown_range, ranges))}"
-        )
+    """The numbers whose Python zero (or ``None``) leaves a stage out, over the factories."""
+    return frozenset(k for _, specs in DECLARED for k, s in specs.items() if s.optional)
 
 
 def _short_names(full_names: list[str]) -> dict[str, str]:
@@ -375,11 +269,13 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=integer)
     try:
         if (
-            isinstance(new, int)
-            and not isinstance(new, bool)
+            isinstance(new, numbers.Real)
+            and not isinstance(new, (bool, float, np.generic))
             and jnp.issubdtype(old_dtype, jnp.inexact)
         ):
-            new = float(new)  # a Python int beyond int32 is still a number for a float slot
+            # a Python int beyond int32 or a Fraction is still a number for a float
+            # slot, as the factories take it
+            new = float(new)
         arr = jnp.asarray(new)
     except (TypeError, ValueError, OverflowError):  # strings, None, ints beyond floats
         arr = None
@@ -453,10 +349,13 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                 shown = getattr(loc, "python_schedules", {})
                 names = (*loc.hyperparams, *map(shown_name, shown))
             if field is not None:
-                new = _set_field(
-                    old, field, lambda o, value=value, key=key: _cast_to(o, value, key, True)
-                )
-                _check_schedule(key, name, new, names)
+
+                def cast(o, value=value, key=key):
+                    _set_checks.check_field(key, value)
+                    return _cast_to(o, value, key, True)
+
+                new = _set_field(old, field, cast)
+                _set_checks.check_schedule(key, name, new, names)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     raise ValueError(
@@ -475,11 +374,12 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                     ) from err
                 # the new schedule's leaves lead: where an nnx.Optimizer wraps the stored
                 # fields (OptArray), each wrapper is one subtree under a leaf of the value
+                _set_checks.check_field(key, value)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
-                _check_schedule(key, name, new, names)
+                _set_checks.check_schedule(key, name, new, names)
             else:
                 new = _cast_to(old, value, key)
-                _check_range(key, name, value, old, names)
+                _set_checks.check_number(key, name, value, old, names)
             return loc._replace(hyperparams={**loc.hyperparams, name: new})
 
         state = _replace_at(state, path, replace)

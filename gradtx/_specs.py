@@ -62,7 +62,7 @@ class Hyper(NamedTuple):
             schedule=self.schedule,
             finite=self.finite,
         )
-        if self.integer and _checks.is_number(value) and not float(value).is_integer():
+        if self.integer and _checks.is_concrete_number(value) and not float(value).is_integer():
             raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
         if _checks.is_concrete_number(value):
             _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
@@ -73,6 +73,9 @@ class Hyper(NamedTuple):
                     _checks.check_stored(call, field, leaf, float_dtype(), integer=True)
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
+        if _checks.is_concrete_number(value):
+            bounds = (self.low, self.high, self.low_open, self.high_open)
+            _checks.check_rounded(call, name, value, float_dtype(), bounds)
         if self.optional and _checks.is_zero(value):
             return None
         if isinstance(value, numbers.Real) and not isinstance(value, (int, float, np.generic)):

@@ -478,50 +478,81 @@ def _set(opt, values):
     return gradtx.set_hyperparams(opt.init(_params()), values)
 
 
+@pytest.fixture
+def custom_sgd():
+    """A user's factory, declared for this test only: declarations widen what
+    set_hyperparams takes for every state holding the same names."""
+    from gradtx._factory import DECLARED
+
+    before = len(DECLARED)
+
+    @gradtx.factory(learning_rate=gradtx.Hyper(), momentum=gradtx.Hyper(low=-1.0, high=2.0))
+    def custom_sgd(learning_rate=0.1, momentum=0.5):
+        return gradtx.sgd(learning_rate, momentum)
+
+    yield custom_sgd
+    del DECLARED[before:]
+
+
+_AS_ADAM = r" \(as for gradtx.acprop, gradtx.adabelief, gradtx.adam and 5 more, the factories"
+
+
 @pytest.mark.parametrize(
-    ("make", "values", "message"),
+    ("make", "values", "error", "message"),
     [
-        (lambda: gradtx.adam(0.1), {"learning_rate": -1.0}, r"learning_rate must be in \[0, inf\)$"),
-        (lambda: gradtx.adam(0.1), {"learning_rate": np.float32(-2)}, r"must be in \[0, inf\)$"),
-        (lambda: gradtx.adam(0.1), {"b1": 1.0}, r"b1=1.0\): b1 must be in \[0, 1\)$"),
-        (lambda: gradtx.adam(0.1), {"b2": 0.99999999}, r"\[0, 1\) \(stored as 1 in float32\)$"),
-        (lambda: gradtx.adam(0.1), {"b1": math.nan}, r"b1=nan\): b1 must not be NaN$"),
-        (lambda: gradtx.adam(0.1), {"eps": math.inf}, r"eps=inf\): eps must be in \[0, inf\)$"),
-        (lambda: gradtx.adam(lambda c: 0.1), {"b1": 1.0}, r"b1 must be in \[0, 1\)$"),
-        (lambda: gradtx.prodigy(), {"betas": (0.9, 1.5)}, r"betas must be in \[0, 1\)$"),
-        (
-            lambda: gradtx.adam(S.cosine_decay(0.1, 100)),
-            {"learning_rate.init_value": -1.0},
-            r"init_value=...\): the CosineDecay schedule reaches -1 at step 0; learning_rate "
-            r"must be in \[0, inf\)$",
-        ),
-        (
-            lambda: gradtx.adam(S.cosine_decay(0.1, 100)),
-            {"learning_rate.alpha": math.nan},
-            r"alpha=...\): the CosineDecay schedule reaches nan at step 0; learning_rate "
-            r"must be in \[0, inf\)$",
-        ),
-        (
-            lambda: gradtx.sgd(0.1, momentum=S.linear(0.5, 0.9, 10)),
-            {"momentum": S.linear(0.5, 1.5, 10)},
-            r"the Linear schedule reaches 1.1 at step 6; momentum must be in \[0, 1\]$",
-        ),
-        (
-            lambda: optax.inject_hyperparams(optax.adam)(0.1),
-            {"learning_rate": math.nan},
-            r"learning_rate must not be NaN$",
-        ),
+        (lambda: gradtx.adam(0.1), {"learning_rate": -0.1}, ValueError,
+         r"learning_rate=-0.1\): learning_rate must be in \[0, inf\)" + _AS_ADAM),
+        (lambda: gradtx.adam(0.1), {"learning_rate": np.float32(-2)}, ValueError,
+         r"must be in \[0, inf\)" + _AS_ADAM),
+        (lambda: gradtx.adam(0.1), {"b1": 1.0}, ValueError,
+         r"b1=1.0\): b1 must be in \[0, 1\)" + _AS_ADAM),
+        (lambda: gradtx.adam(0.1), {"b2": 0.99999999}, ValueError,
+         r"b2 rounds to 1 stored in float32, so 1 - b2 is 0, outside \[0, 1\) \(jax_enable"),
+        (lambda: gradtx.schedule_free_sgd(0.1), {"b1": 1e-50}, ValueError,
+         r"b1 rounds to 0 stored in float32, outside \(0, 1\] \(jax_enable_x64"),
+        (lambda: gradtx.adam(0.1), {"b1": math.nan}, ValueError, r"b1=nan\): b1 must not be NaN$"),
+        (lambda: gradtx.adam(0.1), {"eps": math.inf}, ValueError,
+         r"eps=inf\): eps must be in \[0, inf\)" + _AS_ADAM),
+        (lambda: gradtx.adam(lambda c: 0.1), {"b1": 1.0}, ValueError,
+         r"b1 must be in \[0, 1\)" + _AS_ADAM),
+        (lambda: gradtx.prodigy(), {"betas": (0.9, 1.5)}, ValueError,
+         r"betas must be in \[0, 1\) \(as for gradtx.prodigy, the factories whose"),
+        (lambda: gradtx.reduce_on_plateau(), {"patience": 2.5}, TypeError,
+         r"patience=2.5\): patience must be an int$"),
+        (lambda: gradtx.adam(S.cosine_decay(0.1, 100)), {"learning_rate.init_value": -1.0},
+         ValueError, r"init_value=...\): the CosineDecay schedule reaches -1 at step 0; "
+         r"learning_rate must be in \[0, inf\)" + _AS_ADAM),
+        (lambda: gradtx.adam(S.cosine_decay(0.1, 100)), {"learning_rate.alpha": math.nan},
+         ValueError, r"alpha=...\): the CosineDecay schedule reaches nan at step 0; "),
+        (lambda: gradtx.sgd(0.1, momentum=S.constant(0.5)), {"momentum.value": -math.inf},
+         ValueError, r"momentum.value=-inf\): momentum.value must be finite$"),
+        (lambda: gradtx.adam(S.constant(0.1)), {"learning_rate": S.Constant(math.inf)},
+         ValueError, r"learning_rate=...\): learning_rate must be finite$"),
+        (lambda: gradtx.adam(S.exponential_decay(0.1, 10, 0.9)),
+         {"learning_rate.decay_rate": 1.1}, ValueError,
+         r"the ExponentialDecay schedule reaches inf at step \d+; learning_rate must be in"),
+        (lambda: gradtx.sgd(0.1, momentum=S.linear(0.5, 0.9, 10)),
+         {"momentum": S.linear(0.5, 1.5, 10)}, ValueError,
+         r"the Linear schedule reaches 1.1 at step 6; momentum must be in \[0, 1\] \(as for"),
+        (lambda: gradtx.scale_by_multipliers({"w": S.constant(1.0), "b": 1.0}),
+         {"w/multiplier.value": math.nan}, ValueError,
+         r"the Constant schedule reaches nan at step 0; w/multiplier must not be NaN$"),
+        (lambda: optax.inject_hyperparams(optax.adam)(0.1), {"learning_rate": math.nan},
+         ValueError, r"learning_rate must not be NaN$"),
     ],
-    ids=["negative-lr", "numpy-lr", "adam-b1-one", "b2-rounds-to-one", "nan", "inf",
-         "callable-lr-beside", "array-slot", "schedule-field", "schedule-field-nan",
-         "schedule-leaves-range", "optax-inject-nan"],
+    ids=["negative-lr", "numpy-lr", "adam-b1-one", "b2-rounds-to-one", "rounds-to-zero",
+         "nan", "inf", "callable-lr-beside", "array-slot", "int-count",
+         "schedule-field", "schedule-field-nan", "schedule-field-inf", "schedule-with-inf",
+         "schedule-grows-to-inf", "schedule-leaves-range",
+         "undeclared-schedule-nan", "optax-inject-nan"],
 )  # fmt: skip
-def test_set_hyperparams_refuses_what_the_factory_would(make, values, message):
-    """A concrete value is checked as the factory checks it at construction, as stored:
-    out of range, NaN, rounding to a refused value, or a schedule leaving the range.
+def test_set_hyperparams_refuses_what_the_factory_would(make, values, error, message):
+    """A concrete value is checked as the factory checks it at construction: range, NaN,
+    infinities, ints for counts, rounding where stored, a schedule leaving the range.
     The state holds numbers, not its factory, so the ranges are those of every factory
-    whose hyperparameters the location holds (Adam's ``b1`` may not be 1; Lion's may)."""
-    with pytest.raises(ValueError, match=r"^gradtx.set_hyperparams\(" + f".*{message}"):
+    whose numbers the location holds (Adam's ``b1`` may not be 1; Lion's may), a user's
+    ``@gradtx.factory`` included (below); the message names them."""
+    with pytest.raises(error, match=r"^gradtx.set_hyperparams\(" + f".*{message}"):
         _set(make(), values)
 
 
@@ -532,10 +563,32 @@ def test_set_hyperparams_keeps_what_the_factory_accepts():
     assert float(gradtx.get_hyperparams(ademamix)["b1"]) == 1.0
     # optax's own states take any number but NaN; a JAX array is data, possibly traced,
     # and is not range-checked (as at construction)
+    fraction = _set(gradtx.adam(0.1), {"learning_rate": fractions.Fraction(1, 4)})
+    assert float(gradtx.get_hyperparams(fraction)["learning_rate"]) == 0.25  # as factories do
     injected = _set(optax.inject_hyperparams(optax.adam)(0.1), {"learning_rate": -1.0})
     assert float(gradtx.get_hyperparams(injected)["learning_rate"]) == -1.0
     traced = _set(gradtx.adam(0.1), {"learning_rate": jnp.asarray(-1.0)})
     assert float(gradtx.get_hyperparams(traced)["learning_rate"]) == -1.0
+
+
+def test_set_hyperparams_takes_the_ranges_of_a_users_factory(custom_sgd):
+    custom = _set(custom_sgd(), {"momentum": 1.5, "learning_rate": -0.1})
+    assert float(gradtx.get_hyperparams(custom)["momentum"]) == 1.5
+    with pytest.raises(ValueError, match=r"momentum=2.5\): momentum must be in \[-1, 2\] "
+                       r"\(as for gradtx.custom_sgd, gradtx.sgd, "):  # fmt: skip
+        _set(custom_sgd(), {"momentum": 2.5})
+
+
+def test_a_number_that_rounds_out_of_its_range_is_refused_at_construction():
+    with pytest.raises(ValueError, match=r"^gradtx.rprop\(eta_plus=1.00000001\): eta_plus "
+                       r"rounds to 1 stored in float32, outside \(1, inf\)"):  # fmt: skip
+        gradtx.rprop(0.1, eta_plus=1.00000001)
+    with pytest.raises(ValueError, match=r"max_norm rounds to 0 stored in float32, outside"):
+        gradtx.clip_by_global_norm(1e-50)
+    # a count of steps given as a 0-d NumPy array is a number like any other
+    with pytest.raises(TypeError, match=r"^gradtx.average_params\(start=array\(0.5\)\): start "
+                       r"must be an int"):  # fmt: skip
+        gradtx.average_params(gradtx.sgd(0.1), start=np.array(0.5))
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
