@@ -187,6 +187,7 @@ def hyperparameterized(
     counted: bool = False,
     rates: tuple[str, ...] = (),
     example_axis: bool = False,
+    declared: Mapping[str, Hyper] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Keep ``values`` in state and build the transform from them at each call.
 
@@ -205,6 +206,9 @@ def hyperparameterized(
         1 in the precision the statistics are computed in.
       example_axis: ``update`` takes per-example gradients, each leaf with one
         leading example axis before the param's shape (DP-SGD).
+      declared: the specs of the numbers kept in state (``factory`` passes them):
+        ``init`` records them as the maker of its state's structure, for
+        ``set_hyperparams``' checks.
 
     Returns:
       The transform.  Inside another factory's body it is simply
@@ -276,7 +280,10 @@ def hyperparameterized(
             else UncountedHyperparamsState(hyperparams, inner_state)
         )
         # The body may keep a hyperparameter, a bound array or the params in its state.
-        return _tree.settled(state, (params, bound))
+        state = _tree.settled(state, (params, bound))
+        if declared is not None:
+            _remember_maker(state, call, declared)
+        return state
 
     def update(updates, state, params=None, **extra):
         updates, params = _checks.check_updates(call, updates, params, example_axis=example_axis)
@@ -338,7 +345,23 @@ def _owning_gradient(tx: Any) -> Any:
 DECLARED: list[tuple[str, dict[str, Hyper]]] = []
 """Every ``@factory``'s call name and its numbers kept in state (name -> ``Hyper``), in
 the order declared: gradtx's and a user's.  ``set_hyperparams`` infers a state's ranges
-from them (``gradtx._set_checks``)."""
+from them where it does not know the state's maker (``gradtx._set_checks``)."""
+
+MAKERS: dict[Any, dict[str, Mapping[str, Hyper]]] = {}
+"""The structure of each state a factory's ``init`` made in this process -> the factories
+that made one of that structure (call -> numbers kept in state): ``set_hyperparams``
+checks a value with its maker's ranges.  The oldest entries go past ``_MAKERS_KEPT``."""
+
+_MAKERS_KEPT = 4096
+
+
+def _remember_maker(state: Any, call: str, declared: Mapping[str, Hyper]) -> None:
+    structure = jax.tree.structure(state)
+    makers = MAKERS.pop(structure, {})  # put back last: the newest entry
+    makers[call] = declared
+    MAKERS[structure] = makers
+    while len(MAKERS) > _MAKERS_KEPT:
+        del MAKERS[next(iter(MAKERS))]
 
 
 def factory(
@@ -400,6 +423,7 @@ def factory(
             )
         call = f"gradtx.{fn.__name__}"
         rates = tuple(k for k, s in specs.items() if isinstance(s, Hyper) and s.is_rate)
+        kept = {k: s for k, s in specs.items() if isinstance(s, Hyper) and not s.init_only}
 
         @functools.wraps(fn)
         def make(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -431,7 +455,7 @@ def factory(
             body = functools.partial(fn, **static)
             tx = hyperparameterized(
                 body, values, call, kind=kind, counted=counted, rates=rates,
-                example_axis=example_axis,
+                example_axis=example_axis, declared=kept,
             )  # fmt: skip
             # The function object is this call's own (a fresh closure), so the record
             # cannot leak to another transform; the state stays numbers only.
@@ -440,7 +464,6 @@ def factory(
             return _owning_gradient(tx) if own_gradient else tx
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
-        kept = {k: s for k, s in specs.items() if isinstance(s, Hyper) and not s.init_only}
         DECLARED.append((call, kept))
         return make
 

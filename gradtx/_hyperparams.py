@@ -344,10 +344,7 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
 
         def replace(loc, name=name, field=field, value=value, key=key):
             old = loc.hyperparams[name]
-            names = ()
-            if isinstance(loc, HYPERPARAMS_STATES):
-                shown = getattr(loc, "python_schedules", {})
-                names = (*loc.hyperparams, *map(shown_name, shown))
+            location = loc if isinstance(loc, HYPERPARAMS_STATES) else None  # not optax's
             if field is not None:
 
                 def cast(o, value=value, key=key):
@@ -355,7 +352,7 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                     return _cast_to(o, value, key, True)
 
                 new = _set_field(old, field, cast)
-                _set_checks.check_schedule(key, name, new, names)
+                _set_checks.check_schedule(key, name, new, location)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     raise ValueError(
@@ -376,10 +373,10 @@ def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kw
                 # fields (OptArray), each wrapper is one subtree under a leaf of the value
                 _set_checks.check_field(key, value)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
-                _set_checks.check_schedule(key, name, new, names)
+                _set_checks.check_schedule(key, name, new, location)
             else:
                 new = _cast_to(old, value, key)
-                _set_checks.check_number(key, name, value, old, names)
+                _set_checks.check_number(key, name, value, old, location)
             return loc._replace(hyperparams={**loc.hyperparams, name: new})
 
         state = _replace_at(state, path, replace)

@@ -2,24 +2,24 @@
 
 A concrete number (Python, NumPy) is checked as the factory that made the state
 checked it at construction: its range, NaN and infinities, whole numbers for a
-count, and a decay rate that would round to 1 where it is stored.  A JAX array
-is data, possibly traced, and is taken as it is, as at construction.
+count, and rounding where it is stored.  A JAX array is data, possibly traced,
+and is taken as it is, as at construction.
 
-The state holds numbers, not the factory that made them (two optimizers of
-one structure share one state layout), so the factory is inferred from the
-names a location holds: the *candidates* are the ``@factory`` declarations
-(``gradtx._factory.DECLARED``: gradtx's and a user's) whose numbers kept in
-state are those names, less stages a zero or ``None`` leaves out.  A value
-passes if one candidate takes it, so the factory that made the state, always a
-candidate, never sees a value it accepts refused.  Where no declaration
-matches (a number given as a JAX array is bound, not stored, so its factory's
-names are not all there), every declaration of the name is a candidate, and a
-name no factory declares gets the NaN check only.
+The state holds numbers, not the factory that made them (two optimizers of one
+structure share one state layout), so the maker is looked up by the state's
+structure: each ``@factory``'s ``init`` records itself as the maker of the
+structure it made (``gradtx._factory.MAKERS``), and only factories of identical
+structure share an entry.  A state whose structure no ``init`` of this process
+made (restored in a fresh process before any ``init``; wrapped leaves, as an
+``nnx.Optimizer``'s) is matched by its names instead: the *candidates* are the
+``@factory`` declarations (``gradtx._factory.DECLARED``: gradtx's and a user's)
+whose numbers kept in state are the names the location holds, less stages a
+zero or ``None`` leaves out, else every declaration of the name.  A value passes
+if one candidate takes it; a name no candidate declares gets the NaN check only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 import jax
@@ -27,22 +27,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _checks, _tree
-from gradtx._factory import DECLARED
+from gradtx._factory import DECLARED, MAKERS, shown_name
 
 _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, finite
 
 
-def _candidates(name: str, names: Collection[str]) -> list[tuple[str, Any]]:
-    """``(call, spec of name)`` of each factory that may have made a location holding
-    ``names`` (see the module docstring)."""
-    held = set(names)
+def _candidates(name: str, location: Any) -> tuple[list[tuple[str, Any]], bool]:
+    """``(call, spec of name)`` of each factory that may have made ``location``, and
+    whether those are known to have made it (see the module docstring)."""
+    makers = MAKERS.get(jax.tree.structure(location))
+    if makers is not None:
+        return [(call, specs[name]) for call, specs in makers.items() if name in specs], True
+    shown = getattr(location, "python_schedules", {})
+    held = {*location.hyperparams, *map(shown_name, shown)}
     exact = [
         (call, specs[name])
         for call, specs in DECLARED
         if held <= specs.keys()
         and all(s.optional or s.nullable for k, s in specs.items() if k not in held)
     ]
-    return exact or [(call, specs[name]) for call, specs in DECLARED if name in specs]
+    return exact or [(call, specs[name]) for call, specs in DECLARED if name in specs], False
 
 
 def _widest(specs: list[Any]) -> list[_Range]:
@@ -65,7 +69,7 @@ def _allows(bounds: _Range, value: float) -> bool:
     return not (bounds[4] and np.isinf(value)) and not _checks.outside(value, bounds[:4])
 
 
-def _shown(ranges: list[_Range], calls: list[str] | None = None) -> str:
+def _shown(ranges: list[_Range], calls: list[str] | None = None, made: bool = False) -> str:
     intervals = []
     for r in ranges:
         shown = _checks.interval(r[:4])
@@ -76,6 +80,8 @@ def _shown(ranges: list[_Range], calls: list[str] | None = None) -> str:
         return " or ".join(intervals)
     names = sorted(set(calls))
     who = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if made:
+        return f"{' or '.join(intervals)}, as {who}, which made this state, takes it"
     return (
         f"{' or '.join(intervals)} (as for {who}, the factories whose numbers this state "
         "holds; a JAX array is taken unchecked)"
@@ -86,21 +92,18 @@ def _is_data(value: Any) -> bool:
     return any(isinstance(x, jax.Array) for x in jax.tree.leaves(value))
 
 
-def check_number(key: str, name: str, value: Any, old: Any, names: Collection[str]) -> None:
+def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> None:
     """Refuse a concrete number (or numbers, for an array slot) for the hyperparameter
-    ``name`` stored like ``old``, held beside ``names`` (empty for optax's
-    ``inject_hyperparams`` states: NaN is then the only check)."""
+    ``name`` of ``location``, stored like ``old`` (for optax's ``inject_hyperparams``
+    states, ``location`` is ``None``: NaN is then the only check)."""
     dtype = jnp.result_type(_tree.bare(old))
-    if _is_data(value) or isinstance(value, bool) or not jnp.issubdtype(dtype, jnp.floating):
+    if _is_data(value) or not jnp.issubdtype(dtype, jnp.floating):
         return
-    try:
-        given = np.asarray(value, np.float64)
-    except (TypeError, ValueError, OverflowError):  # not a number: _cast_to said so
-        return
+    given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
     call = f"gradtx.set_hyperparams({key}={value!r})"
     if np.isnan(given).any():
         raise ValueError(f"{call}: {name} must not be NaN")
-    candidates = _candidates(name, names) if names else []
+    candidates, made = ([], False) if location is None else _candidates(name, location)
     if not candidates:
         return
     calls, specs = [c for c, _ in candidates], [s for _, s in candidates]
@@ -113,7 +116,7 @@ def check_number(key: str, name: str, value: Any, old: Any, names: Collection[st
     for number, kept in zip(given.ravel(), stored.ravel()):
         taking = [r for r in ranges if _allows(r, number)]
         if not taking:
-            raise ValueError(f"{call}: {name} must be in {_shown(ranges, calls)}")
+            raise ValueError(f"{call}: {name} must be in {_shown(ranges, calls, made)}")
         if not any(_allows(r, kept) for r in taking):
             why = f", so 1 - {name} is 0" if kept == 1 and taking[0][1] == 1.0 else ""
             raise ValueError(
@@ -137,7 +140,7 @@ def check_field(key: str, value: Any) -> None:
             raise ValueError(f"gradtx.set_hyperparams({key}={shown}): {key} must be finite")
 
 
-def check_schedule(key: str, name: str, schedule: Any, names: Collection[str]) -> None:
+def check_schedule(key: str, name: str, schedule: Any, location: Any) -> None:
     """Refuse a concrete schedule whose values are NaN or leave every candidate's range
     for ``name``, infinities included where the range is finite ([0, inf) too: fields
     set here bypassed the schedule's constructor, which keeps a learning rate there and
@@ -145,12 +148,12 @@ def check_schedule(key: str, name: str, schedule: Any, names: Collection[str]) -
     probed = _checks.schedule_values(schedule)
     if probed is None:
         return
-    candidates = _candidates(name, names) if names else []
+    candidates, made = ([], False) if location is None else _candidates(name, location)
     calls = [c for c, _ in candidates]
     ranges = _widest([s for _, s in candidates]) or [(None, None, False, False, False)]
     misses = [_checks.first_outside(*probed, r[:4], nan=True, finite=r[4]) for r in ranges]
     if all(misses):
-        what = f"must be in {_shown(ranges, calls)}" if candidates else "must not be NaN"
+        what = f"must be in {_shown(ranges, calls, made)}" if candidates else "must not be NaN"
         raise ValueError(
             f"gradtx.set_hyperparams({key}=...): the {type(schedule).__name__} schedule "
             f"{misses[0]}; {name} {what}"

@@ -480,9 +480,9 @@ def _set(opt, values):
 
 @pytest.fixture
 def custom_sgd():
-    """A user's factory, declared for this test only: declarations widen what
-    set_hyperparams takes for every state holding the same names."""
-    from gradtx._factory import DECLARED
+    """A user's factory, declared for this test only (declarations and makers are
+    process-wide: a wrapper of ``sgd`` makes states of ``sgd``'s structure)."""
+    from gradtx._factory import DECLARED, MAKERS
 
     before = len(DECLARED)
 
@@ -492,9 +492,23 @@ def custom_sgd():
 
     yield custom_sgd
     del DECLARED[before:]
+    for makers in MAKERS.values():
+        makers.pop("gradtx.custom_sgd", None)
 
 
-_AS_ADAM = r" \(as for gradtx.acprop, gradtx.adabelief, gradtx.adam and 5 more, the factories"
+@pytest.fixture
+def unknown_makers():
+    """As in a fresh process that restored a state before any ``init``: no maker known."""
+    from gradtx._factory import MAKERS
+
+    kept = dict(MAKERS)
+    MAKERS.clear()
+    yield
+    MAKERS.clear()
+    MAKERS.update(kept)
+
+
+_AS_ADAM = r", as gradtx.adam, which made this state, takes it$"
 
 
 @pytest.mark.parametrize(
@@ -515,8 +529,12 @@ _AS_ADAM = r" \(as for gradtx.acprop, gradtx.adabelief, gradtx.adam and 5 more, 
          r"eps=inf\): eps must be in \[0, inf\)" + _AS_ADAM),
         (lambda: gradtx.adam(lambda c: 0.1), {"b1": 1.0}, ValueError,
          r"b1 must be in \[0, 1\)" + _AS_ADAM),
+        (lambda: gradtx.sm3(0.1, momentum=0.5), {"momentum": 1.0}, ValueError,
+         r"momentum must be in \[0, 1\), as gradtx.sm3, which made this state, takes it$"),
+        (lambda: gradtx.bias_correct(0.9), {"decay": 1.0}, ValueError,
+         r"decay must be in \[0, 1\), as gradtx.bias_correct, which made this state, takes"),
         (lambda: gradtx.prodigy(), {"betas": (0.9, 1.5)}, ValueError,
-         r"betas must be in \[0, 1\) \(as for gradtx.prodigy, the factories whose"),
+         r"betas must be in \[0, 1\), as gradtx.prodigy, which made this state, takes it$"),
         (lambda: gradtx.reduce_on_plateau(), {"patience": 2.5}, TypeError,
          r"patience=2.5\): patience must be an int$"),
         (lambda: gradtx.adam(S.cosine_decay(0.1, 100)), {"learning_rate.init_value": -1.0},
@@ -533,7 +551,8 @@ _AS_ADAM = r" \(as for gradtx.acprop, gradtx.adabelief, gradtx.adam and 5 more, 
          r"the ExponentialDecay schedule reaches inf at step \d+; learning_rate must be in"),
         (lambda: gradtx.sgd(0.1, momentum=S.linear(0.5, 0.9, 10)),
          {"momentum": S.linear(0.5, 1.5, 10)}, ValueError,
-         r"the Linear schedule reaches 1.1 at step 6; momentum must be in \[0, 1\] \(as for"),
+         r"the Linear schedule reaches 1.1 at step 6; momentum must be in \[0, 1\], as "
+         r"gradtx.sgd, which made this state, takes it$"),
         (lambda: gradtx.scale_by_multipliers({"w": S.constant(1.0), "b": 1.0}),
          {"w/multiplier.value": math.nan}, ValueError,
          r"the Constant schedule reaches nan at step 0; w/multiplier must not be NaN$"),
@@ -541,30 +560,34 @@ _AS_ADAM = r" \(as for gradtx.acprop, gradtx.adabelief, gradtx.adam and 5 more, 
          ValueError, r"learning_rate must not be NaN$"),
     ],
     ids=["negative-lr", "numpy-lr", "adam-b1-one", "b2-rounds-to-one", "rounds-to-zero",
-         "nan", "inf", "callable-lr-beside", "array-slot", "int-count",
+         "nan", "inf", "callable-lr-beside", "sm3-momentum-one", "bias-correct-one", "array-slot",
+         "int-count",
          "schedule-field", "schedule-field-nan", "schedule-field-inf", "schedule-with-inf",
          "schedule-grows-to-inf", "schedule-leaves-range",
          "undeclared-schedule-nan", "optax-inject-nan"],
 )  # fmt: skip
 def test_set_hyperparams_refuses_what_the_factory_would(make, values, error, message):
-    """A concrete value is checked as the factory checks it at construction: range, NaN,
-    infinities, ints for counts, rounding where stored, a schedule leaving the range.
-    The state holds numbers, not its factory, so the ranges are those of every factory
-    whose numbers the location holds (Adam's ``b1`` may not be 1; Lion's may), a user's
-    ``@gradtx.factory`` included (below); the message names them."""
+    """A concrete value is checked as the factory that made the state checks it at
+    construction: range, NaN, infinities, ints for counts, rounding where stored, a
+    schedule leaving the range.  The maker is known by the state's structure (sm3's
+    momentum may not be 1, SGD's may); the message names it."""
     with pytest.raises(error, match=r"^gradtx.set_hyperparams\(" + f".*{message}"):
         _set(make(), values)
 
 
 def test_set_hyperparams_keeps_what_the_factory_accepts():
-    lion = _set(gradtx.lion(0.1), {"b1": 1.0})  # Lion's b1 is in [0, 1]
-    assert float(gradtx.get_hyperparams(lion)["b1"]) == 1.0
-    ademamix = _set(gradtx.simplified_ademamix(0.1), {"b1": 1.0})
-    assert float(gradtx.get_hyperparams(ademamix)["b1"]) == 1.0
-    # optax's own states take any number but NaN; a JAX array is data, possibly traced,
-    # and is not range-checked (as at construction)
+    for opt, key in [
+        (gradtx.lion(0.1), "b1"),  # Lion's b1 is in [0, 1]
+        (gradtx.simplified_ademamix(0.1), "b1"),
+        (gradtx.simplified_ademamix(0.1, alpha=jnp.asarray(5.0)), "b1"),  # alpha not stored
+        (gradtx.sgd(0.1, momentum=0.5), "momentum"),
+        (gradtx.add_momentum(0.9), "decay"),
+    ]:
+        assert float(gradtx.get_hyperparams(_set(opt, {key: 1.0}))[key]) == 1.0
     fraction = _set(gradtx.adam(0.1), {"learning_rate": fractions.Fraction(1, 4)})
     assert float(gradtx.get_hyperparams(fraction)["learning_rate"]) == 0.25  # as factories do
+    # optax's own states take any number but NaN; a JAX array is data, possibly traced,
+    # and is not range-checked (as at construction)
     injected = _set(optax.inject_hyperparams(optax.adam)(0.1), {"learning_rate": -1.0})
     assert float(gradtx.get_hyperparams(injected)["learning_rate"]) == -1.0
     traced = _set(gradtx.adam(0.1), {"learning_rate": jnp.asarray(-1.0)})
@@ -574,9 +597,28 @@ def test_set_hyperparams_keeps_what_the_factory_accepts():
 def test_set_hyperparams_takes_the_ranges_of_a_users_factory(custom_sgd):
     custom = _set(custom_sgd(), {"momentum": 1.5, "learning_rate": -0.1})
     assert float(gradtx.get_hyperparams(custom)["momentum"]) == 1.5
-    with pytest.raises(ValueError, match=r"momentum=2.5\): momentum must be in \[-1, 2\] "
-                       r"\(as for gradtx.custom_sgd, gradtx.sgd, "):  # fmt: skip
+    with pytest.raises(ValueError, match=r"momentum=2.5\): momentum must be in \[-1, 2\], as "
+                       r"gradtx.custom_sgd, gradtx.sgd, which made this state, takes it$"):  # fmt: skip
         _set(custom_sgd(), {"momentum": 2.5})
+
+
+def test_set_hyperparams_infers_the_ranges_where_no_init_made_the_state(unknown_makers):
+    """A state restored before any ``init`` of its structure: the ranges are those of
+    the declarations whose numbers the state holds, and the message says so.  Adam's
+    ``b1 = 1`` is still refused (no factory with exactly Adam's numbers takes it); sm3's
+    ``momentum = 1`` is taken, since SGD holds the same names and takes it."""
+    adam = gradtx.adam(0.1).init(_params())
+    sm3 = gradtx.sm3(0.1, momentum=0.5).init(_params())
+    from gradtx._factory import MAKERS
+
+    MAKERS.clear()
+    with pytest.raises(ValueError, match=r"b1=1.0\): b1 must be in \[0, 1\) \(as for "
+                       r"gradtx.acprop, gradtx.adabelief, gradtx.adam and 5 more, the factories "
+                       r"whose numbers this state holds; a JAX array is taken unchecked\)$"):  # fmt: skip
+        gradtx.set_hyperparams(adam, b1=1.0)
+    assert float(gradtx.get_hyperparams(gradtx.set_hyperparams(sm3, momentum=1.0))["momentum"]) == 1
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\] \(as for gradtx.sgd"):
+        gradtx.set_hyperparams(sm3, momentum=1.5)
 
 
 def test_a_number_that_rounds_out_of_its_range_is_refused_at_construction():
@@ -592,11 +634,14 @@ def test_a_number_that_rounds_out_of_its_range_is_refused_at_construction():
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_set_hyperparams_takes_back_every_value_the_factory_stored(case):
-    """No value a factory stored is refused: every number, array and schedule field of
-    every registry optimizer, set to what it holds (the range check never refuses what
-    the factory that made the state accepts)."""
+def test_set_hyperparams_takes_back_every_value_the_factory_stored(case, unknown_makers):
+    """Every number, array and schedule field of every registry optimizer, at its
+    registry settings, set back to what it holds, is taken: with the maker known by
+    the state's structure, and with the ranges inferred from the names alone."""
+    from gradtx._factory import MAKERS
+
     state = case.make(case.lr).init(_params())
+    assert MAKERS, "init records the state's maker"
     shown = gradtx.get_hyperparams(state)
     settable = [
         key
@@ -606,11 +651,14 @@ def test_set_hyperparams_takes_back_every_value_the_factory_stored(case):
         and not (case.name == "reduce_on_plateau" and key.endswith("scale"))
     ]
     assert settable, shown
-    for key in settable:
-        value = np.asarray(shown[key])
-        given = value.tolist() if value.dtype != np.bool_ else bool(value)
-        try:
-            gradtx.set_hyperparams(state, {key: given})
-        except ValueError as err:
-            if "computed by the transform" not in str(err):
-                raise
+    for known in (True, False):
+        if not known:
+            MAKERS.clear()
+        for key in settable:
+            value = np.asarray(shown[key])
+            given = value.tolist() if value.dtype != np.bool_ else bool(value)
+            try:
+                gradtx.set_hyperparams(state, {key: given})
+            except ValueError as err:
+                if "computed by the transform" not in str(err):
+                    raise
