@@ -21,6 +21,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import FAST_COMPILE
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COLABS = ROOT / "colabs"
 NOTEBOOKS = sorted(COLABS.glob("[0-9][0-9]_*.ipynb"))
@@ -73,7 +75,7 @@ def test_notebook_runs(path, mode, monkeypatch):
     else:
         monkeypatch.delenv("GRADTX_COLAB_FAST", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", FAST_COMPILE)  # the tests' flag only: 07 adds its own
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLABS)}}

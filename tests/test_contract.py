@@ -339,7 +339,7 @@ _SHARDED = textwrap.dedent(
 
 def test_state_follows_param_sharding_on_8_devices():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"  # after the conftest's
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(

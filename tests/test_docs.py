@@ -22,13 +22,15 @@ import sys
 
 import pytest
 
+from tests.conftest import FAST_COMPILE
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FILES = sorted(
     [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")],
     key=lambda p: str(p.relative_to(ROOT)),
 )
-# Extra environment per file: the sharding examples need 8 (simulated) devices.
-ENV = {"docs/distributed.md": {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}}
+# Extra XLA flags per file: the sharding examples need 8 (simulated) devices.
+XLA_FLAGS = {"docs/distributed.md": "--xla_force_host_platform_device_count=8"}
 TIMEOUT_S = 300  # per file; each file should take a few seconds
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})(?P<info>[^`]*)$")
@@ -127,7 +129,8 @@ def test_the_set_up_pages_have_code_to_run():
 def test_python_blocks_run(path, tmp_path):
     blocks = _runnable(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-    env |= {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)} | ENV.get(_rel(path), {})
+    flags = [FAST_COMPILE, XLA_FLAGS.get(_rel(path), "")]
+    env |= {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "XLA_FLAGS": " ".join(flags)}
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER],
         input=json.dumps([_rel(path), blocks]),

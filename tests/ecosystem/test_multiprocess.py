@@ -48,10 +48,8 @@ def _env(devices):
     }
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    else:
-        env.pop("XLA_FLAGS", None)
+    if devices > 1:  # after the conftest's flags
+        env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={devices}"
     return env
 
 
