@@ -186,7 +186,8 @@ def adafactor(
         (``None``: each leaf's machine epsilon), ``eps2`` the floor of the
         parameter scale; or one number, optax's ``eps`` added to G²
         (``eps1 = sqrt(eps)``, ``eps2 = 1e-3``).
-      d: the update clipping threshold (>= 1; ``None``: no clipping).
+      d: the update clipping threshold (>= 1, as torch requires, under either
+        convention: optax takes any threshold; ``None``: no clipping).
       weight_decay: λ, decoupled and times η (torch's).
       maximize: ascend the objective instead.
       factored: ``False`` keeps a full second moment for every leaf (optax's).

@@ -56,7 +56,9 @@ def novograd(
     → add_momentum(b1) → scale_by_learning_rate``.
 
     Differences: none from ``optax.novograd`` (its defaults, its heavy-ball
-    momentum ``b1 m + ...`` and its first step from ``‖g_1‖²``).  ``weight_decay``
+    momentum ``b1 m + ...`` and its first step from ``‖g_1‖²``) but one: with
+    ``eps = eps_root = 0`` a layer whose gradients have all been 0 gets a step
+    of 0, where optax's ``0/0`` is NaN.  ``weight_decay``
     may be a schedule here (optax's passes it to ``scale_by_novograd`` as a
     number).  It needs each leaf's shape, so it refuses to run inside
     ``gradtx.flatten``.
