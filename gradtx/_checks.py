@@ -358,7 +358,7 @@ def check_real(call: str, tree: Any, why: str) -> None:
 
 
 def check_updates(
-    call: str, updates: Any, params: Any, *, example_axis: bool = False
+    call: str, updates: Any, params: Any, *, example_axis: bool = False, widened: bool = False
 ) -> tuple[Any, Any]:
     """Trace-time checks of ``update``'s arguments: float leaves, and updates
     shaped and typed like the params, leaf by leaf (shapes and dtypes are static).
@@ -383,7 +383,9 @@ def check_updates(
             f"  updates: {got}\n  params: {want}"
         )
     for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)):
-        if u.shape[example_axis:] != p.shape or u.dtype != p.dtype:
+        # Inside a gradtx call, 16-bit params' updates arrive in float32 (_factory._widened).
+        same = u.dtype == p.dtype or (widened and u.dtype == _tree.compute_dtype(p.dtype))
+        if u.shape[example_axis:] != p.shape or not same:
             where = jax.tree_util.keystr(path) or "(root)"
             if example_axis:
                 raise ValueError(

@@ -157,6 +157,25 @@ def _building(build: _Build) -> Iterator[_Build]:
         _BUILD.reset(token)
 
 
+def _widened(updates: Any, params: Any) -> tuple[Any, bool]:
+    """The updates a body is handed: 16-bit leaves in float32 where this is the outermost
+    gradtx call and the params are given (a stage's float16 output below 6e-5, Adam's
+    ``(1 - b1) g`` for gradients below ~6e-4, would lose its digits on the way to the
+    next stage); the result is rounded once, at the end.  Without params the stages
+    could not tell the state's dtypes from the updates' (``probe_init``), so 16-bit
+    updates are handed on as they are."""
+    if _BUILD.get() is not None or params is None:
+        return updates, False
+    leaves = jax.tree.leaves(updates)
+    if all(_tree.compute_dtype(u.dtype) == u.dtype for u in leaves):
+        return updates, False
+    return jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates), True
+
+
+def _narrowed(out: Any, given: Any) -> Any:
+    return jax.tree.map(lambda u, g: u.astype(g.dtype), out, given)
+
+
 def reads_count() -> None:
     """Called by a body whose transform will read ``step_count``: its owner keeps a counter."""
     build = _BUILD.get()
@@ -250,14 +269,16 @@ def hyperparameterized(
 
         def update_bare(updates, state, params=None, **extra):
             updates, params = _checks.check_updates(
-                call, updates, params, example_axis=example_axis
+                call, updates, params, example_axis=example_axis, widened=_BUILD.get() is not None
             )
             counts.check(updates)
             expected = _checks.probe_init(init_bare, layout(updates) if params is None else params)
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
+            given, (updates, widened) = updates, _widened(updates, params)
             with _building(_Build(call)):
                 updates, state = tx.update(updates, state, params, **extra)
+            updates = _narrowed(updates, given) if widened else updates
             return updates, _tree.settled(state, params)
 
         return kind(init_bare, update_bare)
@@ -286,7 +307,9 @@ def hyperparameterized(
         return state
 
     def update(updates, state, params=None, **extra):
-        updates, params = _checks.check_updates(call, updates, params, example_axis=example_axis)
+        updates, params = _checks.check_updates(
+            call, updates, params, example_axis=example_axis, widened=_BUILD.get() is not None
+        )
         counts.check(updates)
         _checks.check_state(
             call, state, _checks.probe_init(init, layout(updates) if params is None else params)
@@ -306,8 +329,10 @@ def hyperparameterized(
             }
             extra["count"] = count
         tx = inner(current)
+        given, (updates, widened) = updates, _widened(updates, params)
         with _building(_Build(call)):
             updates, inner_state = tx.update(updates, state.inner_state, params, **extra)
+        updates = _narrowed(updates, given) if widened else updates
         # An eager body may return a hyperparameter as a buffer (rprop's base rate) or
         # keep the params (optax's L-BFGS): one array twice cannot be donated.
         if not counted:

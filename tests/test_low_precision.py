@@ -353,3 +353,43 @@ def test_bfloat16_statistics_keep_moving(make, grads):
         return np.asarray(updates[-1], np.float32)
 
     np.testing.assert_allclose(last_update(jnp.bfloat16), last_update(jnp.float32), rtol=1e-2)
+
+
+# Gradients in float16's subnormal range (below 6.1e-5) and just above it, each exact
+# in float16; params exact in float16 too, so the float32 run sees the same numbers.
+SMALL = {
+    "w": np.array([[1e-6, -3e-7, 1e-7, 2e-5]] * 3),
+    "b": np.array([4e-4, -6e-5, 5e-8, 0, 1e-3]),
+}
+SMALL_PARAMS = {"w": np.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": np.linspace(0.5, 2.5, 5)}
+# Steps that pass through params rounded to float16 (an interpolated point, a loss
+# evaluated at trial params): their float16 steps are off by up to an ulp of the params.
+ROUNDS_PARAMS = {"lbfgs", "lbfgs-strong-wolfe", "schedule_free_adamw", "schedule_free_sgd",
+                 "sam-opaque-sgd"}  # fmt: skip
+# adafactor's eps1 is the gradient dtype's machine epsilon (9.8e-4 in float16): by design.
+SMALL_CASES = [c for c in REGISTRY if c.id != "adafactor"]
+
+
+@pytest.mark.parametrize("case", SMALL_CASES, ids=[c.id for c in SMALL_CASES])
+def test_small_float16_gradients_step_as_in_float32(case):
+    """Stages hand each other float32 for 16-bit params: Adam's ``(1 - b1) g`` handed on
+    in float16 below its smallest normal kept only its absolute spacing of 6e-8, so a
+    gradient of 1e-6 stepped 18% too far, 3e-7 twice too far and 1e-7 not at all.
+    The first float16 step is the float32 step rounded once (one ulp; and one of the
+    params where the step passes through rounded params)."""
+
+    def first_update(dtype):
+        with jax.numpy_dtype_promotion("standard"):
+            p = {k: jnp.asarray(np.asarray(v, np.float16), dtype) for k, v in SMALL_PARAMS.items()}
+            g = {k: jnp.asarray(np.asarray(v, np.float16), dtype) for k, v in SMALL.items()}
+        opt = case.make(case.lr)
+        u, _ = jax.jit(case.update(opt))(g, opt.init(p), p)
+        return {k: np.asarray(v.astype(jnp.float32)) for k, v in u.items()}
+
+    low, high = first_update(jnp.float16), first_update(jnp.float32)
+    for k in low:
+        want = high[k].astype(np.float16).astype(np.float32)
+        tol = np.spacing(np.abs(want).astype(np.float16)).astype(np.float32)
+        if case.id in ROUNDS_PARAMS:
+            tol = tol + np.spacing(np.abs(SMALL_PARAMS[k]).astype(np.float16)).astype(np.float32)
+        np.testing.assert_array_less(np.abs(low[k] - want), tol * 1.01, err_msg=k)

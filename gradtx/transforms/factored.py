@@ -197,13 +197,20 @@ def scale_by_factored_rms(
             [None] * len(leaves) if x is None else treedef.flatten_up_to(x) for x in state
         )
         plan = plans(updates)
+        # eps=None is the machine epsilon of the params' dtype: the updates of 16-bit
+        # params arrive in float32 inside a named optimizer (_factory._widened).
+        owns = (
+            [g.dtype for g in grads]
+            if params is None
+            else [p.dtype for p in treedef.flatten_up_to(params)]
+        )
         out, new_rows, new_cols, new_full = [], [], [], []
-        for u, g, row, col, v, axes_ in zip(leaves, grads, rows, cols, full, plan):
+        for u, g, own, row, col, v, axes_ in zip(leaves, grads, owns, rows, cols, full, plan):
             stat = v if axes_ is None else row
             wide = _tree.compute_dtype(u.dtype, g.dtype, stat.dtype)
             real = _tree.real_dtype(wide)
             a = rest.astype(real)
-            e = jnp.asarray(jnp.finfo(_tree.real_dtype(g.dtype)).eps if eps is None else eps)
+            e = jnp.asarray(jnp.finfo(_tree.real_dtype(own)).eps if eps is None else eps)
             e = e.astype(real)
             sq = jnp.real(_tree.abs_sq(g.astype(wide))).astype(real)
             if eps_mode == "add":

@@ -82,7 +82,9 @@ def differentially_private_aggregate(
     def update(updates, state, params=None, **extra):
         # Its own factory checks the example axis; built inside another's body (which
         # may not declare one), it checks here with the same rule.
-        updates, params = _checks.check_updates(call, updates, params, example_axis=True)
+        updates, params = _checks.check_updates(
+            call, updates, params, example_axis=True, widened=True
+        )
         leaves, treedef = jax.tree.flatten(updates)
         size = leaves[0].shape[0] if leaves else 0
         # The norms in the leaves' widest dtype (at least float32), each leaf's sum and

@@ -145,6 +145,7 @@ def scale_by_lbfgs(
         q, alpha = lax.fori_loop(0, m, newest_first, (q0, jnp.zeros(m, dtype)))
         r = lax.fori_loop(0, m, oldest_first, jax.tree.map(lambda v: gamma.astype(v.dtype) * v, q))
         out = jax.tree.map(lambda v, u: v.astype(u.dtype), r, updates)
-        return out, ScaleByLbfgsState(params, updates, s, y, rho)
+        kept = jax.tree.map(lambda u, old: u.astype(old.dtype), updates, state.prev_updates)
+        return out, ScaleByLbfgsState(params, kept, s, y, rho)
 
     return GradientTransformation(init, update)
