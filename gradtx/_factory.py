@@ -157,23 +157,21 @@ def _building(build: _Build) -> Iterator[_Build]:
         _BUILD.reset(token)
 
 
-def _widened(updates: Any, params: Any) -> tuple[Any, bool]:
-    """The updates a body is handed: 16-bit leaves in float32 where this is the outermost
-    gradtx call and the params are given (a stage's float16 output below 6e-5, Adam's
-    ``(1 - b1) g`` for gradients below ~6e-4, would lose its digits on the way to the
-    next stage); the result is rounded once, at the end.  Without params the stages
-    could not tell the state's dtypes from the updates' (``probe_init``), so 16-bit
-    updates are handed on as they are."""
-    if _BUILD.get() is not None or params is None:
-        return updates, False
-    leaves = jax.tree.leaves(updates)
-    if all(_tree.compute_dtype(u.dtype) == u.dtype for u in leaves):
-        return updates, False
-    return jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates), True
-
-
-def _narrowed(out: Any, given: Any) -> Any:
-    return jax.tree.map(lambda u, g: u.astype(g.dtype), out, given)
+def _run_body(call: str, run: Callable[[Any], tuple[Any, Any]], updates: Any, params: Any):
+    """``run(updates)``, the body's update, inside ``call``'s build.  The outermost gradtx
+    call given the params hands its body 16-bit updates in float32 and rounds the result
+    once (a stage's float16 output below 6e-5, Adam's ``(1 - b1) g`` for gradients below
+    ~6e-4, would lose its digits on the way to the next stage).  Without params the
+    stages could not tell the state's dtypes from the updates' (``probe_init``), so
+    16-bit updates are handed on as they are."""
+    wide = _BUILD.get() is None and params is not None
+    wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(updates))
+    handed = (
+        jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates) if wide else updates
+    )
+    with _building(_Build(call)):
+        out, state = run(handed)
+    return (jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates) if wide else out), state
 
 
 def reads_count() -> None:
@@ -275,10 +273,9 @@ def hyperparameterized(
             expected = _checks.probe_init(init_bare, layout(updates) if params is None else params)
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
-            given, (updates, widened) = updates, _widened(updates, params)
-            with _building(_Build(call)):
-                updates, state = tx.update(updates, state, params, **extra)
-            updates = _narrowed(updates, given) if widened else updates
+            updates, state = _run_body(
+                call, lambda u: tx.update(u, state, params, **extra), updates, params
+            )
             return updates, _tree.settled(state, params)
 
         return kind(init_bare, update_bare)
@@ -329,10 +326,9 @@ def hyperparameterized(
             }
             extra["count"] = count
         tx = inner(current)
-        given, (updates, widened) = updates, _widened(updates, params)
-        with _building(_Build(call)):
-            updates, inner_state = tx.update(updates, state.inner_state, params, **extra)
-        updates = _narrowed(updates, given) if widened else updates
+        updates, inner_state = _run_body(
+            call, lambda u: tx.update(u, state.inner_state, params, **extra), updates, params
+        )
         # An eager body may return a hyperparameter as a buffer (rprop's base rate) or
         # keep the params (optax's L-BFGS): one array twice cannot be donated.
         if not counted:

@@ -7,8 +7,8 @@ import jax
 import pytest
 
 # Most of a test's time is XLA compiling small programs; its CPU IR emitters compile
-# them in ~60% of the time its default fusion emitters take, and give the same bits
-# (tests/test_compile_flags.py checks every optimizer).  Set before JAX starts its
+# them in ~60% of the time its default fusion emitters take, and give the same numbers
+# to rounding (tests/test_compile_flags.py bounds the gap for every optimizer).  Set before JAX starts its
 # backend; subprocesses that copy the environment inherit it.
 FAST_COMPILE = "--xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), FAST_COMPILE]))

@@ -379,9 +379,8 @@ def test_small_float16_gradients_step_as_in_float32(case):
     params where the step passes through rounded params)."""
 
     def first_update(dtype):
-        with jax.numpy_dtype_promotion("standard"):
-            p = {k: jnp.asarray(np.asarray(v, np.float16), dtype) for k, v in SMALL_PARAMS.items()}
-            g = {k: jnp.asarray(np.asarray(v, np.float16), dtype) for k, v in SMALL.items()}
+        p = {k: jnp.asarray(np.asarray(v, np.float16), dtype) for k, v in SMALL_PARAMS.items()}
+        g = {k: jnp.asarray(np.asarray(v, np.float16), dtype) for k, v in SMALL.items()}
         opt = case.make(case.lr)
         u, _ = jax.jit(case.update(opt))(g, opt.init(p), p)
         return {k: np.asarray(v.astype(jnp.float32)) for k, v in u.items()}
