@@ -515,7 +515,8 @@ def check_state(call: str, state: Any, expected: Any) -> None:
         expected.python_schedules
     ):
         fail("its Python-callable hyperparameters differ")
-    got_tree, want_tree = state.inner_state, expected.inner_state
+    got_tree = state.inner_state
+    want_tree = as_driven(got_tree, expected.inner_state)  # a wrapped optimizer's, too
     if not same_layout(got_tree, want_tree):
         fail(_first_difference(got_tree, want_tree))
 
@@ -527,24 +528,24 @@ def driven(got: Any, want: Any) -> bool:
     return is_schedule(want) and len(leaves) == 1 and jnp.ndim(leaves[0]) == 0 and leaves[0] is got
 
 
-def _as_driven(got: Any, want: Any) -> Any:
+def as_driven(got: Any, want: Any) -> Any:
     """``want`` with the scalar that ``got`` holds where it drives a schedule."""
     if driven(got, want):
         return jax.ShapeDtypeStruct((), jnp.result_type(got))
     if type(got) is not type(want) or is_schedule(want):
         return want
     if isinstance(want, (tuple, list)) and len(got) == len(want):
-        parts = [_as_driven(g, w) for g, w in zip(got, want)]
+        parts = [as_driven(g, w) for g, w in zip(got, want)]
         return type(want)(*parts) if hasattr(want, "_fields") else type(want)(parts)
     if isinstance(want, dict) and set(got) == set(want):
-        return {k: _as_driven(got[k], w) for k, w in want.items()}
+        return {k: as_driven(got[k], w) for k, w in want.items()}
     return want
 
 
 def check_bare_state(call: str, state: Any, expected: Any) -> None:
     """``check_state`` for a transform that owns no hyperparameters (its state is its
     own, though it may hold another's: a driven schedule inside is allowed)."""
-    expected = _as_driven(state, expected)
+    expected = as_driven(state, expected)
     if not same_layout(state, expected):
         raise ValueError(
             f"{call}.update: the state does not match what {call}.init makes for these "

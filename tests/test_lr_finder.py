@@ -163,6 +163,35 @@ def test_a_schedule_on_the_learning_rate_is_replaced_by_the_driven_constant():
     )
 
 
+WRAPPERS = {
+    "flatten": gradtx.flatten,
+    "lookahead": gradtx.lookahead,
+    "average_params": gradtx.average_params,
+    "mechanize": gradtx.mechanize,
+    "partition-flatten": lambda tx: gradtx.partition({"all": gradtx.flatten(tx)}, "all"),
+}
+
+
+@pytest.mark.parametrize("wrap", WRAPPERS.values(), ids=WRAPPERS.keys())
+def test_a_schedule_inside_a_wrapper_is_driven_as_outside(wrap):
+    """The wrapped optimizer's state holds the driven number where init made a
+    schedule; the wrappers' own state checks once refused it."""
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    plain = gradtx.lr_range_test(wrap(gradtx.sgd(0.1, momentum=0.9)), loss_fn, params, batches)
+    scheduled = wrap(gradtx.sgd(schedules.one_cycle(1000, 0.1), momentum=0.9))
+    result = gradtx.lr_range_test(scheduled, loss_fn, params, batches)
+    np.testing.assert_array_equal(result.losses, plain.losses)
+    # optax's tree_set does the same replacement, and the next steps use the number.
+    state = optax.tree_utils.tree_set(scheduled.init(params), learning_rate=jnp.asarray(0.003))
+    constant = wrap(gradtx.sgd(0.003, momentum=0.9))
+    fixed = constant.init(params)
+    for batch in batches[:3]:
+        g = jax.grad(loss_fn)(params, batch)
+        u, state = scheduled.update(g, state, params)
+        v, fixed = constant.update(g, fixed, params)
+        np.testing.assert_array_equal(u, v)
+
+
 def test_parameter_groups_are_driven_by_name():
     loss_fn, params, batches = quadratic(4.0, noise=0.1)
     params = {"a": params, "b": params}
