@@ -255,9 +255,10 @@ def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
 def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     steps = as_float(steps)
     t = jnp.clip(as_count(count) - as_float(begin), 0, steps)
-    # Clamped: XLA may turn t/steps into t·(1/steps), one ulp above 1 at the end,
-    # and a negative base to a fractional power is NaN.
-    frac = jnp.maximum(1 - safe_div(t, steps), 0.0)
+    # (T - t)/T and not 1 - t/T: XLA may turn t/T into t·(1/T), an ulp off 1 at t = T,
+    # and a small power makes that ulp a large value (0.1 → 0.025 of init in float64);
+    # T - t is 0 exactly there.  The clamp keeps a fractional power's base nonnegative.
+    frac = jnp.maximum(safe_div(steps - t, steps), 0.0)
     init, end = as_float(init), as_float(end)
     return (init - end) * safe_pow(frac, as_float(power)) + end
 
