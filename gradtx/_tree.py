@@ -361,6 +361,10 @@ def key_name(key: Any) -> str:
     return str(key)
 
 
+def _leafless(node: Any) -> bool:
+    return not jax.tree.leaves(node)
+
+
 def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) -> list:
     """One value per leaf of ``tree``, from a prefix tree or from ``fn(tree)``.
 
@@ -397,7 +401,7 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
         (tuple(key_name(k) for k in path), v)
         for path, v in jax.tree_util.tree_flatten_with_path(prefix)[0]
     ]
-    out = []
+    out, used = [], set()
     for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
         names = tuple(key_name(k) for k in path)
         hits = [v for p, v in keyed if names[: len(p)] == p]
@@ -410,6 +414,22 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
                 "params' keys."
             )
         out.append(hits[0])
+        used.update(p for p, _ in keyed if names[: len(p)] == p)
+    # An entry at or below a leafless node (a group's leaf hidden by partition, an empty
+    # subtree) names a part of the params too.
+    empty = [
+        tuple(key_name(k) for k in path)
+        for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_leafless)[0]
+        if _leafless(node)
+    ]
+    used.update(p for p, _ in keyed if any(p[: len(q)] == q for q in empty))
+    unused = sorted("/".join(p) or "(root)" for p, _ in keyed if p not in used)
+    if unused:  # e.g. a module since renamed or removed: its setting would apply to nothing
+        raise ValueError(
+            f"{call}: the {what} tree does not match the params: it is not a prefix of them "
+            f"(its entries {unused[:8]} name no parameter). Give one {what} per params "
+            "subtree, by the params' keys."
+        )
     return out
 
 

@@ -128,6 +128,21 @@ def test_decay_mask_may_be_a_prefix_of_the_params_like_masked():
         step(gradtx.adamw(0.1, mask={"enc": True}))
 
 
+def test_an_entry_that_names_no_parameter_is_refused():
+    # A module since renamed or removed: its setting would silently apply to nothing
+    # (optax.masked refuses such a mask too).
+    params = {"enc": jnp.ones(2), "head": jnp.ones(2)}
+    stale = {"enc": True, "dec": False, "head": True}
+    for tx in (
+        gradtx.masked(gradtx.add_l2(0.1), stale),
+        gradtx.adamw(0.1, weight_decay=0.1, mask=stale),
+        gradtx.partition({True: gradtx.sgd(0.1), False: gradtx.adam()}, stale),
+        gradtx.scale_by_multipliers({"enc": 1.0, "dec": 0.1, "head": 1.0}),
+    ):
+        with pytest.raises(ValueError, match=r"its entries \['dec'\] name no parameter"):
+            tx.update(params, tx.init(params), params)
+
+
 def test_masked_out_leaves_hold_no_state_and_pass_through():
     params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
     opt = gradtx.masked(gradtx.adam(0.1), {"w": True, "b": False})
