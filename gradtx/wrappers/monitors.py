@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientMap, kind_of
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
@@ -77,8 +77,13 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
         if params is None:
             raise ValueError(f"{call}: update needs params (it records their norm)")
         checked.check(state, updates, params)
+        # Its own check, as clip_by_global_norm's: the norms read every leaf, an inner
+        # optimizer may be optax's (which checks nothing), and there may be none.
+        # Float32 updates for 16-bit params are what a gradtx call hands its stages.
+        updates, params = _checks.check_updates(call, updates, params, widened=True)
         dtype = state.grad_norm.dtype
         grads = extra.get("grads")
+        grads = None if grads is None else _checks.check_tree(call, grads, "grads")
         grad_norm = global_norm(updates if grads is None else grads, dtype)
         if inner is None:
             out, inner_state = updates, state.inner_state

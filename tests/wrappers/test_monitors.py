@@ -79,3 +79,32 @@ def test_needs_params():
     opt = gradtx.track_norms()
     with pytest.raises(ValueError, match="needs params"):
         opt.update({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}))
+
+
+@pytest.mark.parametrize(
+    "grads, error, message",
+    [
+        ({"w": jnp.ones(5)}, ValueError, r"updates leaf \['w'\] is float32\[5\] but the param"),
+        ({"w": jnp.ones(2, jnp.bfloat16)}, ValueError, r"updates leaf \['w'\] is bfloat16\[2\]"),
+        ({"w": jnp.ones(2, jnp.int32)}, TypeError, r"updates leaf \['w'\] has dtype int32"),
+    ],
+    ids=["shape", "dtype", "integer"],
+)
+def test_updates_are_checked_against_the_params_as_clip_does(grads, error, message):
+    # Without an inner optimizer nothing else checks what the norms read.
+    opt = gradtx.track_norms()
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(error, match=r"^gradtx.track_norms(.update)?: " + message):
+        opt.update(grads, opt.init(params), params)
+
+
+def test_python_float_leaves_work_as_zero_d_arrays():
+    params, grads = {"s": 1.5, "w": jnp.arange(3.0)}, {"s": 0.5, "w": jnp.ones(3)}
+    for opt in (
+        gradtx.track_norms(gradtx.adam(0.01)),
+        gradtx.chain(gradtx.adam(0.01), gradtx.track_norms()),
+    ):
+        _, state = opt.update(grads, opt.init(params), params)
+        norms = gradtx.get_norms(state)
+        np.testing.assert_allclose(norms["grad_norm"], np.sqrt(0.25 + 3.0), rtol=1e-6)
+        np.testing.assert_allclose(norms["param_norm"], np.sqrt(2.25 + 5.0), rtol=1e-6)
