@@ -11,6 +11,11 @@ import optax
 from gradtx._base import GradientTransformation, gradient, kind_of
 from gradtx._factory import factory
 from gradtx._specs import Transform
+from gradtx.wrappers.flatten import FlattenState
+from gradtx.wrappers.groups import MaskedNode
+
+# Leaves a masked stage hides: gradtx's masked and partition, and optax's masked.
+HIDDEN = (MaskedNode, optax.MaskedNode)
 
 
 class LazyState(NamedTuple):
@@ -51,11 +56,24 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
         return LazyState(inner.init(params))
 
     def update(updates, state, params=None, **extra):
+        is_flat = lambda s: isinstance(s, FlattenState)  # noqa: E731
+        if any(map(is_flat, jax.tree.leaves(state, is_leaf=is_flat))):
+            raise ValueError(
+                "gradtx.lazy: the inner optimizer keeps its buffers flat (gradtx.flatten), "
+                "where no element can be told from its parameter's; make the optimizer "
+                "inside flatten lazy instead: gradtx.flatten(gradtx.lazy(...))"
+            )
         keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extra)
         # A tree like the state: each buffer leaf its params leaf's mask, others True.
+        # A masked stage's hidden leaf (masked, partition) stays hidden in the masks.
         masks = optax.tree_map_params(
-            inner, lambda _, k: k, new, keep, transform_non_params=lambda _: True
+            inner,
+            lambda b, k: b if isinstance(b, HIDDEN) else k,
+            new,
+            keep,
+            transform_non_params=lambda _: True,
+            is_leaf=lambda b: isinstance(b, HIDDEN),
         )
 
         def select(k, n, o):

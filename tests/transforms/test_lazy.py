@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import gradtx
 
@@ -56,3 +57,58 @@ def test_hyperparams_of_the_inner_transform_stay_addressable():
     tx = gradtx.lazy(gradtx.adam(0.1))
     state = gradtx.set_hyperparams(tx.init(jnp.ones(2)), {"learning_rate": 0.5})
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 0.5
+
+
+def _sparse_run(tx, steps=5):
+    params = {"a": jnp.ones(4), "b": jnp.ones((2, 3))}
+    state, out = tx.init(params), []
+    key = jax.random.PRNGKey(3)
+    for _ in range(steps):
+        key, k1, k2 = jax.random.split(key, 3)
+        grads = {
+            name: jax.random.normal(k1, p.shape, p.dtype)
+            * jax.random.bernoulli(k2, 0.5, p.shape).astype(p.dtype)
+            for name, p in params.items()
+        }
+        u, state = tx.update(grads, state, params)
+        params = gradtx.apply_updates(params, u)
+        out.append(params)
+    return out
+
+
+def test_around_masked_stages_it_equals_lazy_inside_them(x64):
+    # masked and partition hide leaves from their inner state (MaskedNode): the
+    # masks of the lazy rule keep them hidden.
+    labels = {"a": "x", "b": "y"}
+    mask = {"a": True, "b": False}
+    pairs = [
+        (
+            gradtx.lazy(
+                gradtx.partition({"x": gradtx.adam(0.1), "y": gradtx.sgd(0.1, 0.9)}, labels)
+            ),
+            gradtx.partition(
+                {"x": gradtx.lazy(gradtx.adam(0.1)), "y": gradtx.lazy(gradtx.sgd(0.1, 0.9))}, labels
+            ),
+        ),
+        (
+            gradtx.lazy(gradtx.masked(gradtx.adam(0.1), mask)),
+            gradtx.masked(gradtx.lazy(gradtx.adam(0.1)), mask),
+        ),
+        (
+            gradtx.lazy(optax.masked(gradtx.adam(0.1), mask)),
+            gradtx.masked(gradtx.lazy(gradtx.adam(0.1)), mask),
+        ),
+    ]
+    for outside, inside in pairs:
+        for a, b in zip(_sparse_run(outside), _sparse_run(inside)):
+            jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14), a, b)
+
+
+def test_flat_buffers_are_refused_and_lazy_inside_flatten_works(x64):
+    tx = gradtx.lazy(gradtx.flatten(gradtx.adam(0.1)))
+    params = {"a": jnp.ones(4)}
+    with pytest.raises(ValueError, match=r"gradtx.lazy: .*gradtx.flatten\(gradtx.lazy"):
+        tx.update(params, tx.init(params), params)
+    flat = _sparse_run(gradtx.flatten(gradtx.lazy(gradtx.adam(0.1))))
+    for a, b in zip(flat, _sparse_run(gradtx.lazy(gradtx.adam(0.1)))):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14), a, b)
