@@ -401,7 +401,8 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
         (tuple(key_name(k) for k in path), v)
         for path, v in jax.tree_util.tree_flatten_with_path(prefix)[0]
     ]
-    out, used = [], set()
+    out: list = []
+    used: set[tuple[str, ...]] = set()
     for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
         names = tuple(key_name(k) for k in path)
         hits = [v for p, v in keyed if names[: len(p)] == p]
