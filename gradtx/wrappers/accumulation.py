@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, kind_of
+from gradtx._base import GradientTransformation, float_dtype, kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -34,6 +34,9 @@ def accumulate_gradients(
     k hands ``grad_sum / k`` to ``inner``, returns its updates and resets the
     buffer.  So k micro-batches of equal size give exactly one step on the
     full batch's gradient; the memory cost is one buffer like the params.
+    Integer gradient leaves (an optax inner may take them) are averaged in
+    the default float dtype, and ``inner``'s updates for them returned in the
+    dtype it gives, as ``inner`` alone would.
 
     The branch is a ``jax.lax.cond`` (no Python control flow), so the step
     jits once and ``vmap`` works (under ``vmap`` both branches run).
@@ -103,19 +106,33 @@ def accumulate_gradients(
         grad_sum = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
         micro_step = state.micro_step + 1
 
+        # Integer gradients (an optax inner may take them) are averaged as true
+        # division gives, and the inner's updates for them kept in its dtype: cast back,
+        # the mean of 1 and 2 was 1 and optax.sgd(0.1)'s -0.1 became 0.
+        exact = [jnp.issubdtype(u.dtype, jnp.inexact) for u in jax.tree.leaves(updates)]
+
+        def mean_of(s, u, exact):
+            mean = s / jnp.asarray(every_k, s.dtype) if exact else s.astype(float_dtype()) / every_k
+            return mean.astype(u.dtype) if exact else mean
+
         def step(grad_sum, inner_state):
-            mean = jax.tree.map(
-                lambda s, u: (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype), grad_sum, updates
+            treedef = jax.tree.structure(updates)
+            mean = treedef.unflatten(
+                map(mean_of, treedef.flatten_up_to(grad_sum), jax.tree.leaves(updates), exact)
             )
             out, inner_state = inner.update(mean, inner_state, params, **extra)
-            return (
-                _tree.cast_tree(out, updates),
-                jax.tree.map(jnp.zeros_like, grad_sum),
-                inner_state,
+            out = treedef.unflatten(
+                x.astype(u.dtype) if e else x
+                for x, u, e in zip(treedef.flatten_up_to(out), jax.tree.leaves(updates), exact)
             )
+            return out, jax.tree.map(jnp.zeros_like, grad_sum), inner_state
 
         def wait(grad_sum, inner_state):
-            return jax.tree.map(jnp.zeros_like, updates), grad_sum, inner_state
+            if all(exact):
+                return jax.tree.map(jnp.zeros_like, updates), grad_sum, inner_state
+            like = jax.eval_shape(step, grad_sum, inner_state)[0]
+            zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like)
+            return zeros, grad_sum, inner_state
 
         out, grad_sum, inner_state = jax.lax.cond(
             micro_step == every_k, step, wait, grad_sum, state.inner_state

@@ -160,6 +160,24 @@ def test_what_an_optax_inner_takes_passes_through():
     assert u["w"].dtype == jnp.bfloat16
 
 
+def test_integer_gradients_are_averaged_and_stepped_as_the_inner_does(x64):
+    # They were cast back to int: the mean of 1 and 2 was 1, optax.sgd(0.1)'s step 0.
+    params = {"w": jnp.zeros(2), "n": jnp.asarray(0, jnp.int32)}
+    grads = [
+        {"w": jnp.full(2, 1.0), "n": jnp.asarray(1, jnp.int32)},
+        {"w": jnp.full(2, 2.0), "n": jnp.asarray(2, jnp.int32)},
+    ]
+    for inner, want in ((optax.scale(1.0), 1.5), (optax.sgd(0.1), -0.15)):
+        opt = gradtx.accumulate_gradients(inner, 2)
+        state = opt.init(params)
+        with jax.numpy_dtype_promotion("standard"):  # optax's sgd mixes weak types
+            u, state = jax.jit(opt.update)(grads[0], state, params)
+            assert u["n"].dtype == jnp.float64 and float(u["n"]) == 0.0
+            u, state = opt.update(grads[1], state, params)
+        np.testing.assert_allclose(u["n"], want, rtol=1e-15)
+        np.testing.assert_allclose(u["w"], [want, want], rtol=1e-15)
+
+
 def test_a_state_for_other_params_is_not_broadcast():
     """A () sum met (4,) gradients and was broadcast: the step ran on the wrong sum."""
     opt = gradtx.accumulate_gradients(gradtx.sgd(0.1), 1)
