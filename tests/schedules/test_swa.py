@@ -65,6 +65,26 @@ def test_switch_to_swa_mid_run_as_torch_documents(x64, anneal):
     np.testing.assert_allclose(ref[b + 20 :], 0.05, rtol=1e-15)
 
 
+def test_switch_without_annealing_as_torch_runs_it(x64):
+    """With anneal_epochs=0 torch's SWALR sets the lr to swa_lr when it is created,
+    so the scheduler before it decays from swa_lr, and the switch is at B + 1."""
+    swa_start, n = 160, 300
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.3)
+    scheduler = L.MultiplicativeLR(opt, lambda k: 0.99)
+    swa_scheduler = SWALR(opt, swa_lr=0.05, anneal_epochs=0)
+    ref = []
+    for i in range(n):
+        ref.append(opt.param_groups[0]["lr"])
+        opt.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (swa_scheduler if i > swa_start else scheduler).step()
+    b = swa_start + 1
+    lr = S.join([S.exponential_decay(0.05, 1, 0.99), S.constant(0.05)], [b + 1])
+    assert_close(ours(lr, n), np.asarray(ref))
+
+
 BAD = [
     (lambda: S.swa_lr(0.1, 0.05, -1), ValueError, r"swa_lr\(anneal_steps=-1\): .* >= 0"),
     (lambda: S.swa_lr(0.1, 0.05, 2.5), TypeError, r"swa_lr\(anneal_steps=2\.5\)"),
