@@ -159,6 +159,19 @@ def count_shift(count: Any, start: Any) -> jax.Array:
     return jnp.where(above, jnp.zeros_like(since), since)
 
 
+def steps_since(count: Any, start: Any) -> jax.Array:
+    """``max(count − start, 0)`` as a float.  For an integer count and a whole
+    ``start`` the difference is taken in integers, so it is exact at every count
+    (a float32 count past 2^24 is a multiple of 2 or more: an 8-step ramp from
+    2^25 would take 0, 0, 0, 0.5, ...); the float difference's derivative with
+    respect to ``start`` is kept."""
+    t = jnp.maximum(as_count(count) - as_float(start), 0)
+    if not is_integer(count):
+        return t
+    exact = as_count(count_shift(count, start)) + (t - jax.lax.stop_gradient(t))
+    return jnp.where(whole(as_float(start)), exact, t)
+
+
 def whole(value: jax.Array) -> jax.Array:
     """Where a float field holds a whole number."""
     return jnp.ceil(value) == value

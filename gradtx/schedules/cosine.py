@@ -23,6 +23,7 @@ from gradtx.schedules._common import (
     safe_div,
     safe_pow,
     schedule_class,
+    steps_since,
     whole,
 )
 
@@ -119,7 +120,7 @@ class WarmupCosineDecay(Schedule):
         # optax's arithmetic: a linear polynomial, then a cosine with alpha = end/peak.
         warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
         length = decay - warmup
-        s = jnp.maximum(t - warmup, 0)
+        s = steps_since(count, warmup)
         cycled = periods(s, 2 * length)[1]
         if is_integer(count):
             # A whole warmup: the steps past it counted and reduced as integers,

@@ -28,6 +28,7 @@ from gradtx.schedules._common import (
     safe_div,
     safe_pow,
     schedule_class,
+    steps_since,
     whole,
 )
 
@@ -127,7 +128,7 @@ class ExponentialDecay(Schedule):
         # Clamped at 0: before transition_begin rate^0 = 1 gives init_value, and no
         # rate^(negative p) can overflow (its inf would make jax.grad NaN).
         begin, steps = as_float(self.transition_begin), as_float(self.transition_steps)
-        t = jnp.maximum(as_count(count) - begin, 0)
+        t = steps_since(count, self.transition_begin)
         p = t / steps
         stairs = jnp.floor(p)
         if is_integer(count):
@@ -254,7 +255,7 @@ def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
 
 def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     steps = as_float(steps)
-    t = jnp.clip(as_count(count) - as_float(begin), 0, steps)
+    t = jnp.minimum(steps_since(count, begin), steps)
     # (T - t)/T and not 1 - t/T: XLA may turn t/T into t·(1/T), an ulp off 1 at t = T,
     # and a small power makes that ulp a large value (0.1 → 0.025 of init in float64);
     # T - t is 0 exactly there.  The clamp keeps a fractional power's base nonnegative.

@@ -82,6 +82,28 @@ CASES = {
         lambda k: 0.5 ** (max(k - 2**25, 0) // 3),
         [2**25 - 1, 2**25 + 2, 2**25 + 3, 2**25 + 11, 2**25 + 13],
     ),
+    # Ramps that start past 2^24: the steps since their start are counted as integers
+    # (a float32 count there is a multiple of 2 or 4: 0, 0, 0, 0.5, ... before).
+    "linear_from_2_25": (
+        S.linear(0.0, 1.0, 8, transition_begin=2**25),
+        lambda k: min(max(k - 2**25, 0), 8) / 8,
+        [2**25 - 1] + [2**25 + d for d in range(10)],
+    ),
+    "polynomial_from_2_25": (
+        S.polynomial(1.0, 0.0, 0.5, 8, transition_begin=2**25),
+        lambda k: (1 - min(max(k - 2**25, 0), 8) / 8) ** 0.5,
+        [2**25 + d for d in range(10)],
+    ),
+    "exponential_from_2_25": (
+        S.exponential_decay(1.0, 1, 0.5, transition_begin=2**25),
+        lambda k: 0.5 ** max(k - 2**25, 0),
+        [2**25 + d for d in range(6)],
+    ),
+    "warmup_cosine_hold_2_25": (
+        S.warmup_cosine_decay(0.0, 1.0, 2**25, 2**25 + 8, 0.0),
+        lambda k: k / 2**25 if k < 2**25 else _cos(min(k - 2**25, 8), 8),
+        [2**25 + d for d in range(10)],
+    ),
     "join": (
         S.join([S.constant(1.0), S.cyclical(0.01, 0.1, 100)], [B]),
         lambda k: 1.0 if k < B else 0.01 + 0.09 * _tri(k - B, 100, 100),
