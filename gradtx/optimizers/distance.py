@@ -68,8 +68,10 @@ def dog(
     option (its value sets r̄_0 in the state at ``init``, or the first step);
     the other numbers are kept in state.  A mask given as a function goes in
     ``mask_fn`` (optax takes either in ``mask``).  The authors recommend
-    averaging the iterates; that is not part of the update.  Where r̄_t and
-    G_t + eps are both 0 the step is 0 (optax's ``0 / 0`` gives NaN).
+    averaging the iterates; that is not part of the update.  Where G_t + eps
+    and the gradient are 0 (``eps = 0``, only zero gradients so far) the step
+    is 0 (optax's ``r̄/0 · 0`` gives NaN); a non-zero gradient whose square
+    underflows to 0 gives ±∞, as in optax.
 
     Args:
       learning_rate: multiplier of the DoG step, a number or schedule.
@@ -127,9 +129,11 @@ def dowg(
     eps) → scale_by_learning_rate``.
 
     Differences: equals ``optax.contrib.dowg``.  A mask given as a function
-    goes in ``mask_fn`` (optax takes either in ``mask``).  Where r̄²_t and
-    sqrt(v_t) + eps are both 0 (``eps = 0`` and its default r̄²_0) the step
-    is 0 (optax's ``0 / 0`` gives NaN).
+    goes in ``mask_fn`` (optax takes either in ``mask``).  Where
+    sqrt(v_t) + eps is 0 and r̄²_t or the gradient is 0 (``eps = 0`` and its
+    default r̄²_0, or only zero gradients so far) the step is 0 (optax's
+    ``0 / 0`` gives NaN); a non-zero gradient whose square underflows to 0
+    gives ±∞, as in optax.
 
     Args:
       learning_rate: multiplier of the DoWG step, a number or schedule.

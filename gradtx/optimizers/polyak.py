@@ -39,7 +39,8 @@ def polyak_sgd(
     Differences: optax's signature and defaults; as in optax the norm is
     the scaled gradient's, so ``s`` scales the capped step by ``s`` and the
     uncapped one by ``1/s``.  The step is computed in at least float32
-    whatever the params' dtype.
+    whatever the params' dtype.  A ``value`` that is not a scalar (per-example
+    losses) is refused; optax broadcasts it into one step size per element.
 
     Args:
       max_learning_rate: the cap on γ.

@@ -40,6 +40,14 @@ def tree_squared_norm(a: Any, dtype: Any) -> jax.Array:
     return total
 
 
+def tree_is_zero(a: Any) -> jax.Array:
+    """Whether every element of every leaf is 0 (a scalar bool)."""
+    zero = jnp.asarray(True)
+    for x in jax.tree.leaves(a):
+        zero = zero & jnp.all(x == 0)
+    return zero
+
+
 def tree_norm(a: Any, dtype: Any) -> jax.Array:
     """The Euclidean norm of the whole tree, in ``dtype``."""
     return _tree.safe_sqrt(tree_squared_norm(a, dtype))

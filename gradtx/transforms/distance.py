@@ -16,7 +16,12 @@ import jax.numpy as jnp
 from gradtx._base import GradientTransformation, float_dtype, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
-from gradtx.transforms._sums import tree_difference_norm, tree_norm, tree_squared_norm
+from gradtx.transforms._sums import (
+    tree_difference_norm,
+    tree_is_zero,
+    tree_norm,
+    tree_squared_norm,
+)
 from gradtx.transforms.scaling import scaled
 
 INIT_STEPS = ("distance", "learning_rate", "heuristic")
@@ -105,11 +110,15 @@ def scale_by_distance_over_gradients(
         dtype = state.max_distance.dtype
         distance = tree_difference_norm(state.initial_params, params, dtype)
         max_distance = jnp.maximum(state.max_distance, distance)
-        sum_sq = state.sum_of_squared_norms + tree_squared_norm(gradient(updates, extra), dtype)
+        grads = gradient(updates, extra)
+        sum_sq = state.sum_of_squared_norms + tree_squared_norm(grads, dtype)
         # With eps = 0, while every gradient has been 0 the root is 0: r̄/0 (or 0/0) would
-        # make ∞·0 = NaN of a zero step; there is nothing to scale yet, so the size is 0.
+        # make ∞·0 = NaN of a zero step; there is nothing to scale, so the size is 0.  A
+        # non-zero gradient whose square underflowed to 0 gets r̄/0 = ∞, as in optax: a
+        # size of 0 there would stop the optimizer without a sign.
         root = jnp.sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
-        step = jnp.where(root == 0, jnp.zeros([], dtype), max_distance / root)
+        nothing = (root == 0) & tree_is_zero(grads)
+        step = jnp.where(nothing, jnp.zeros([], dtype), max_distance / root)
         if init_step == "learning_rate":
             first = step_count(extra, call) == 0
             step = jnp.where(first, jnp.asarray(init_value).astype(dtype), step)
@@ -182,12 +191,16 @@ def scale_by_distance_over_weighted_gradients(
         dtype = state.max_squared_distance.dtype
         sq_distance = tree_difference_norm(state.initial_params, params, dtype, squared=True)
         max_sq = jnp.maximum(state.max_squared_distance, sq_distance)
-        grad_sq = tree_squared_norm(gradient(updates, extra), dtype)
+        grads = gradient(updates, extra)
+        grad_sq = tree_squared_norm(grads, dtype)
         weighted = max_sq * grad_sq + state.weighted_sum_of_squared_norms
-        # With eps = 0, while every gradient has been 0 the denominator is 0: r̄²/0 (or 0/0)
-        # would make ∞·0 = NaN of a zero step; there is nothing to scale yet, so it is 0.
+        # With eps = 0, while every gradient (or r̄²) has been 0 the denominator is 0:
+        # r̄²/0 (or 0/0) would make ∞·0 = NaN of a zero step; there is nothing to scale,
+        # so it is 0.  A non-zero gradient whose square underflowed to 0 gets r̄²/0 = ∞,
+        # as in optax: a size of 0 there would stop the optimizer without a sign.
         den = jnp.sqrt(weighted) + jnp.asarray(eps).astype(dtype)
-        step = jnp.where(den == 0, jnp.zeros([], dtype), max_sq / den)
+        nothing = (den == 0) & ((max_sq == 0) | tree_is_zero(grads))
+        step = jnp.where(nothing, jnp.zeros([], dtype), max_sq / den)
         new_state = ScaleByDistanceOverWeightedGradientsState(
             state.initial_params, max_sq, weighted
         )

@@ -66,10 +66,15 @@ def scale_by_polyak(
                 f"{call}.update: needs the loss as a keyword, update(grads, state, params, "
                 "value=loss): the step is (value - f_min) / ‖g‖²"
             )
+        value = jnp.asarray(value)
+        if value.shape != ():  # per-example losses would give one step size per element
+            raise ValueError(
+                f"{call}.update: value must be the scalar loss, got shape {value.shape}"
+            )
         cap = jnp.asarray(max_learning_rate)
         dtype = _tree.compute_dtype(cap.dtype)
         sq_norm = _tree.sum_of_squares(updates, dtype)
-        gap = jnp.asarray(value).astype(dtype) - jnp.asarray(f_min).astype(dtype)
+        gap = value.astype(dtype) - jnp.asarray(f_min).astype(dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
         denom = sq_norm + jnp.asarray(eps).astype(dtype)

@@ -105,3 +105,24 @@ def test_zero_gradients_with_eps_zero_take_no_step_then_the_first_real_one_moves
         assert bool(jnp.all(jnp.isfinite(u["w"]))), (g, u)
         assert jax.tree.all(jax.tree.map(lambda x: bool(jnp.all(jnp.isfinite(x))), state))
     assert bool(jnp.all(u["w"] != 0))  # the first non-zero gradient gives a step
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.scale_by_distance_over_gradients("distance", 0.5, eps=0.0),
+        lambda: gradtx.scale_by_distance_over_weighted_gradients(4.0, eps=0.0),
+    ],
+    ids=["dog", "dowg"],
+)
+def test_zero_gradients_step_zero_and_underflowing_ones_stay_visible(make):
+    # float32: a gradient of 1e-20 squares to 0.  The size was 0 there, so the
+    # optimizer stopped without a sign; now r̄/0 = ∞ as in optax.
+    tx = make()
+    params = jnp.ones(3)
+    state = tx.init(params)
+    out, _ = tx.update(jnp.zeros(3), state, params)
+    np.testing.assert_array_equal(out, np.zeros(3))
+    tiny = jnp.asarray([1e-20, -2e-20, 3e-20])
+    out, _ = tx.update(tiny, state, params)
+    np.testing.assert_array_equal(out, [np.inf, -np.inf, np.inf])

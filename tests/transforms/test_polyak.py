@@ -47,6 +47,14 @@ def test_value_is_required():
         opt.update(jnp.ones(2), opt.init(jnp.ones(2)), jnp.ones(2))
 
 
+def test_value_of_per_example_losses_is_refused():
+    # It broadcast: one step size per element (optax's polyak_sgd does the same).
+    opt = gradtx.polyak_sgd()
+    w = jnp.asarray([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"polyak_sgd\.update: value must be the scalar loss"):
+        opt.update(2 * w, opt.init(w), w, value=w**2)
+
+
 def test_bfloat16_gradient_computes_the_step_in_float32():
     tx = gradtx.scale_by_polyak(max_learning_rate=10.0)
     g = jnp.full(1000, 0.01, jnp.bfloat16)  # ‖g‖² = 0.1: bfloat16 sums lose it
