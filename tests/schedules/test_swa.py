@@ -41,16 +41,13 @@ def test_swa_rising_to_a_larger_rate(x64):
     )
 
 
-@pytest.mark.parametrize("anneal", ["cos", "linear"])
-def test_switch_to_swa_mid_run_as_torch_documents(x64, anneal):
-    """torch's SWALR example: another scheduler until swa_start, then SWALR, created
-    at the start but first stepped after epoch swa_start + 1.  That is a join whose
-    SWA member starts from the first schedule's value at B = swa_start + 1."""
-    swa_start, n = 160, 400
+def _torch_switch(swa_start, n, anneal_epochs, anneal="cos"):
+    """torch's documented pattern: MultiplicativeLR (0.99) until swa_start, then
+    SWALR (swa_lr 0.05), both created at the start; the lr of each of n steps."""
     p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.SGD([p], lr=0.3)
     scheduler = L.MultiplicativeLR(opt, lambda k: 0.99)
-    swa_scheduler = SWALR(opt, swa_lr=0.05, anneal_epochs=20, anneal_strategy=anneal)
+    swa_scheduler = SWALR(opt, swa_lr=0.05, anneal_epochs=anneal_epochs, anneal_strategy=anneal)
     ref = []
     for i in range(n):
         ref.append(opt.param_groups[0]["lr"])
@@ -58,10 +55,20 @@ def test_switch_to_swa_mid_run_as_torch_documents(x64, anneal):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             (swa_scheduler if i > swa_start else scheduler).step()
+    return np.asarray(ref)
+
+
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+def test_switch_to_swa_mid_run_as_torch_documents(x64, anneal):
+    """torch's SWALR example: another scheduler until swa_start, then SWALR, created
+    at the start but first stepped after epoch swa_start + 1.  That is a join whose
+    SWA member starts from the first schedule's value at B = swa_start + 1."""
+    swa_start, n = 160, 400
+    ref = _torch_switch(swa_start, n, 20, anneal)
     decay = S.exponential_decay(0.3, 1, 0.99)
     b = swa_start + 1
     lr = S.join([decay, S.swa_lr(float(decay(b)), 0.05, 20, anneal=anneal)], [b])
-    assert_close(ours(lr, n), np.asarray(ref))
+    assert_close(ours(lr, n), ref)
     np.testing.assert_allclose(ref[b + 20 :], 0.05, rtol=1e-15)
 
 
@@ -69,20 +76,10 @@ def test_switch_without_annealing_as_torch_runs_it(x64):
     """With anneal_epochs=0 torch's SWALR sets the lr to swa_lr when it is created,
     so the scheduler before it decays from swa_lr, and the switch is at B + 1."""
     swa_start, n = 160, 300
-    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=0.3)
-    scheduler = L.MultiplicativeLR(opt, lambda k: 0.99)
-    swa_scheduler = SWALR(opt, swa_lr=0.05, anneal_epochs=0)
-    ref = []
-    for i in range(n):
-        ref.append(opt.param_groups[0]["lr"])
-        opt.step()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            (swa_scheduler if i > swa_start else scheduler).step()
+    ref = _torch_switch(swa_start, n, 0)
     b = swa_start + 1
     lr = S.join([S.exponential_decay(0.05, 1, 0.99), S.constant(0.05)], [b + 1])
-    assert_close(ours(lr, n), np.asarray(ref))
+    assert_close(ours(lr, n), ref)
 
 
 BAD = [
