@@ -105,9 +105,9 @@ def masked(
     checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
+        checked.check(state, updates, params)  # first: a changed tree, named as such
         keep = keep_of(params if params is not None else updates)
         leaves = _check_leaves(call, updates, len(keep))
-        checked.check(state, updates, params)
         out, inner_state = inner.update(
             hide(updates, keep),
             state.inner_state,
@@ -190,9 +190,9 @@ def partition(
     checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
+        checked.check(state, updates, params)  # first: a changed tree, named as such
         values = labels_of(params if params is not None else updates)
         leaves = _check_leaves(call, updates, len(values))
-        checked.check(state, updates, params)
         merged = list(leaves)
         new_state = {}
         for k, tx in txs.items():

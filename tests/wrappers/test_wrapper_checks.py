@@ -50,7 +50,7 @@ def test_fewer_leaves_than_init_saw_are_refused_around_a_stateless_inner(name):
     inner sgd (whose state has no params-shaped buffer) the smaller tree."""
     opt = WRAPPERS[name](gradtx.sgd(0.1))
     state = opt.init(PARAMS)
-    # masked and partition refuse it against the mask; the others against init's tree
+    # refused against the tree init saw, before masked and partition read their masks
     with pytest.raises(ValueError, match=r"^gradtx\.\w+\.update: the (updates|state)"):
         opt.update({"w": jnp.ones((2, 3))}, state)
     opt.update(PARAMS, state)  # the right tree still works
