@@ -66,6 +66,7 @@ def polyak_average(t0: float = 1e6, *, dtype: Any = None) -> GradientTransformat
         mu = 1 / jnp.maximum(jnp.ones_like(k), k - start)
 
         def one(ax, p, u):
+            u = as_returned(u, p)  # the params the user will hold: a 16-bit update rounded
             wide = _tree.compute_dtype(ax.dtype, p.dtype, u.dtype)
             new = (p.astype(wide) + u.astype(wide)).astype(p.dtype).astype(wide)
             m = mu.astype(wide)
@@ -75,3 +76,17 @@ def polyak_average(t0: float = 1e6, *, dtype: Any = None) -> GradientTransformat
         return updates, PolyakAverageState(jax.tree.map(one, state.ax, params, updates))
 
     return GradientTransformation(init, update)
+
+
+def as_returned(u: jax.Array, p: Any) -> jax.Array:
+    """The update ``u`` of param ``p`` as the outermost gradtx call returns it.
+
+    Inside a call, 16-bit params' updates are float32 and rounded once at the
+    end (``gradtx._factory._run_body``); a stage that forms the params the user
+    will hold must round first, across an optimization barrier (under jit XLA may drop a
+    rounding that a widening cast follows).
+    """
+    dtype = jnp.result_type(p)
+    if u.dtype == dtype or u.dtype != _tree.compute_dtype(dtype):
+        return u
+    return jax.lax.optimization_barrier(u.astype(dtype))

@@ -13,7 +13,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation, Params, apply_updates
 from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
-from gradtx.transforms.averaging import PolyakAverageState
+from gradtx.transforms.averaging import PolyakAverageState, as_returned
 from gradtx.wrappers.flatten import FlattenState
 
 
@@ -129,9 +129,11 @@ def average_params(
             moved = jnp.where(first, new_w, old + w * (new_w - old)).astype(avg.dtype)
             return jnp.where(take, moved, avg)
 
-        # The params the user's apply_updates gives: the sum in the promoted dtype,
-        # rounded once to the param's dtype.
-        averaged = jax.tree.map(one, state.averaged, apply_updates(params, out))
+        # The params the user's apply_updates gives: the update as the user gets it
+        # (rounded to a 16-bit param's dtype), the sum in the promoted dtype, rounded
+        # once to the param's dtype.
+        returned = jax.tree.map(as_returned, out, params)
+        averaged = jax.tree.map(one, state.averaged, apply_updates(params, returned))
         n_averaged = jnp.where(take, _tree.safe_increment(state.n_averaged), state.n_averaged)
         return out, AverageParamsState(step, n_averaged, averaged, inner_state)
 
