@@ -351,6 +351,15 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
 
 
+def scalar_loss(call: str, value: Any) -> jax.Array:
+    """``value`` (a loss passed to ``update``) as an array, refused unless a scalar:
+    per-example losses would give per-element step sizes."""
+    value = jnp.asarray(value)
+    if value.shape != ():
+        raise ValueError(f"{call}: value must be the scalar loss, got shape {value.shape}")
+    return value
+
+
 def check_real(call: str, tree: Any, why: str) -> None:
     """Refuse complex leaves, for a transform whose rule is for real numbers only."""
     if any(jnp.iscomplexobj(x) for x in jax.tree.leaves(tree)):

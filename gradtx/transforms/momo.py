@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -45,10 +45,7 @@ def loss_value(call: str, extra: dict[str, Any], dtype: Any) -> jax.Array:
             "value, grads = jax.value_and_grad(loss)(params); "
             "opt.update(grads, state, params, value=value)"
         )
-    value = jnp.asarray(value)
-    if value.shape != ():
-        raise ValueError(f"{call}: value must be the scalar loss, got shape {value.shape}")
-    return value.astype(dtype)
+    return _checks.scalar_loss(call, value).astype(dtype)
 
 
 def _polyak(alpha, decay, loss, inner, iprod, norm, lb_prev, lower_bound, adapt, bc1=None):

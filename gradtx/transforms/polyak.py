@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientTransformation
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
@@ -66,11 +66,7 @@ def scale_by_polyak(
                 f"{call}.update: needs the loss as a keyword, update(grads, state, params, "
                 "value=loss): the step is (value - f_min) / ‖g‖²"
             )
-        value = jnp.asarray(value)
-        if value.shape != ():  # per-example losses would give one step size per element
-            raise ValueError(
-                f"{call}.update: value must be the scalar loss, got shape {value.shape}"
-            )
+        value = _checks.scalar_loss(f"{call}.update", value)
         cap = jnp.asarray(max_learning_rate)
         dtype = _tree.compute_dtype(cap.dtype)
         sq_norm = _tree.sum_of_squares(updates, dtype)
