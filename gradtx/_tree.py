@@ -405,7 +405,8 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     used: set[tuple[str, ...]] = set()
     for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
         names = tuple(key_name(k) for k in path)
-        hits = [v for p, v in keyed if names[: len(p)] == p]
+        matching = [(p, v) for p, v in keyed if names[: len(p)] == p]
+        hits = [v for _, v in matching]
         if len(hits) != 1:
             covered = sorted({"/".join(p) for p, _ in keyed})[:8]
             raise ValueError(
@@ -415,7 +416,7 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
                 "params' keys."
             )
         out.append(hits[0])
-        used.update(p for p, _ in keyed if names[: len(p)] == p)
+        used.update(p for p, _ in matching)
     # An entry at or below a leafless node (a group's leaf hidden by partition, an empty
     # subtree) names a part of the params too.
     empty = [
