@@ -111,9 +111,10 @@ def accumulate_gradients(
         # the mean of 1 and 2 was 1 and optax.sgd(0.1)'s -0.1 became 0.
         exact = [jnp.issubdtype(u.dtype, jnp.inexact) for u in jax.tree.leaves(updates)]
 
-        def mean_of(s, u, exact):
-            mean = s / jnp.asarray(every_k, s.dtype) if exact else s.astype(float_dtype()) / every_k
-            return mean.astype(u.dtype) if exact else mean
+        def mean_of(s, u, inexact):
+            if not inexact:
+                return s.astype(float_dtype()) / every_k
+            return (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype)
 
         def step(grad_sum, inner_state):
             treedef = jax.tree.structure(updates)
