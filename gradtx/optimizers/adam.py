@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jax.typing import DTypeLike
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
@@ -60,8 +62,8 @@ def adam(
     max_of: str | None = None,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -156,8 +158,8 @@ def amsgrad(
     max_of: str | None = None,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -228,8 +230,8 @@ def adamw(
     max_of: str | None = None,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jax.typing import DTypeLike
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -39,7 +41,7 @@ def ademamix(
     alpha: ScalarOrSchedule = 5.0,
     eps: float = 1e-8,
     eps_root: float = 0.0,
-    mu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
     weight_decay: float | None = 0.0,
     mask: Any = None,
     *,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
 from gradtx._registry import optimizer
@@ -41,7 +42,7 @@ def adopt(
     b1: float = 0.9,
     b2: float = 0.9999,
     eps: float = 1e-6,
-    mu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
     *,
     nesterov: bool = False,
     use_clipping: bool = True,

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._registry import optimizer
@@ -41,7 +42,7 @@ def galore(
     weight_dimension_numbers: Any = None,
     *,
     mask_fn: Callable | None = None,
-    svd_dtype: Any = jnp.float32,
+    svd_dtype: DTypeLike = jnp.float32,
 ) -> GradientTransformation:
     """GaLore (Zhao et al.), as ``optax.contrib.galore``: Adam on low-rank gradients.
 

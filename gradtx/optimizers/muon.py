@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule
@@ -117,8 +118,8 @@ def muon(
     adaptive: bool = False,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    mu_dtype: Any = None,
-    ns_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    ns_dtype: DTypeLike | None = None,
     adam_b1: float = 0.9,
     adam_b2: float = 0.999,
     adam_eps_root: float = 0.0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jax.typing import DTypeLike
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
@@ -35,8 +37,8 @@ def nadam(
     eps_root: float = 0.0,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from jax.typing import DTypeLike
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._factory import Specs
@@ -88,7 +88,7 @@ def optimistic_adam(
     b2: float = 0.999,
     eps: float = 1e-8,
     eps_root: float = 0.0,
-    mu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
     *,
     nesterov: bool = True,
 ) -> GradientTransformation:
@@ -156,7 +156,7 @@ def optimistic_adam_v2(
     b2: float = 0.999,
     eps: float = 1e-8,
     eps_root: float = 0.0,
-    mu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
     nesterov: bool = True,
 ) -> GradientTransformation:
     """Optimistic Adam with a final learning rate, as ``optax.optimistic_adam_v2``.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jax.typing import DTypeLike
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Function, Hyper, Mask
@@ -57,7 +59,7 @@ def schedule_free_adamw(
     eps: float = 1e-8,
     weight_decay: ScalarOrSchedule | None = 0.0,
     weight_lr_power: float = 2.0,
-    state_dtype: Any = None,
+    state_dtype: DTypeLike | None = None,
     *,
     mask: Any = None,
     mask_fn: Callable | None = None,
@@ -131,7 +133,7 @@ def schedule_free_sgd(
     b1: float = 0.9,
     weight_decay: ScalarOrSchedule | None = None,
     weight_lr_power: float = 2.0,
-    state_dtype: Any = None,
+    state_dtype: DTypeLike | None = None,
     *,
     mask: Any = None,
     mask_fn: Callable | None = None,

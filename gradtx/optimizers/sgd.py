@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jax.typing import DTypeLike
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
@@ -51,7 +53,7 @@ def sgd(
     decoupled_weight_decay: bool = False,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    accumulator_dtype: Any = None,
+    accumulator_dtype: DTypeLike | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -147,7 +149,7 @@ def sgdw(
     dampening: float | None = None,
     mask: Any = None,
     mask_fn: Callable | None = None,
-    accumulator_dtype: Any = None,
+    accumulator_dtype: DTypeLike | None = None,
     maximize: bool = False,
 ) -> GradientTransformation:
     """SGD with momentum and decoupled weight decay (Loshchilov & Hutter's SGDW).

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jax.typing import DTypeLike
+
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, WEIGHT_DECAY, DType, Function, Hyper, Mask
@@ -56,7 +58,7 @@ def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
     accumulator_dtype=DType(),
 )
 def signum(
-    learning_rate: ScalarOrSchedule, beta: float = 0.9, accumulator_dtype: Any = None
+    learning_rate: ScalarOrSchedule, beta: float = 0.9, accumulator_dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """Signum: signSGD on an EMA of the gradients (Bernstein et al.), as ``optax.signum``.
 
@@ -113,7 +115,7 @@ def lion(
     learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.99,
-    mu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
     weight_decay: ScalarOrSchedule | None = 1e-3,
     mask: Any = None,
     *,

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
@@ -74,7 +75,7 @@ def sophia(
     clip_threshold: float | None = 1.0,
     update_interval: int = 10,
     hessian_diagonal_fn: optax.GradientTransformation = HUTCHINSON,
-    mu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
     verbose: bool = False,
     print_win_rate_every_n_steps: int = 0,
     *,

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import optax
+from jax.typing import DTypeLike
 
 from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
 from gradtx.transforms.rms import scale_by_rms
 
 
 def ema_momentum(
-    decay: Any, nesterov: bool, dtype: Any = None
+    decay: Any, nesterov: bool, dtype: DTypeLike | None = None
 ) -> list[optax.GradientTransformation]:
     """optax's bias-corrected EMA of the gradient, or its Nesterov look-ahead (the
     numerator of its ``scale_by_adam``, its Muon's momentum)."""
@@ -22,7 +23,13 @@ def ema_momentum(
 
 
 def adam_stages(
-    b1: Any, b2: Any, eps: Any, eps_root: Any, *, nesterov: bool = False, mu_dtype: Any = None
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+    *,
+    nesterov: bool = False,
+    mu_dtype: DTypeLike | None = None,
 ) -> list[optax.GradientTransformation]:
     """optax's ``scale_by_adam``: ``ema_momentum`` over the root of the bias-corrected
     second moment (optimistic Adam's step, Muon's AdamW for other leaves)."""

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
@@ -22,7 +23,7 @@ class ScaleByAdadeltaState(NamedTuple):
 
 @factory(rho=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
 def scale_by_adadelta(
-    rho: float = 0.9, eps: float = 1e-6, *, dtype: Any = None
+    rho: float = 0.9, eps: float = 1e-6, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """AdaDelta's step: ``u <- RMS[Δx]_{t-1} / RMS[g]_t * u``.
 

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -28,7 +29,7 @@ def scale_by_additive_rms(
     eps_root: float = 0.0,
     initial_value: float = 1e-6,
     bias_correction: bool = True,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide the updates by the root of Yogi's additively updated second moment.
 

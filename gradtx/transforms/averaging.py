@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, step_count
@@ -20,7 +21,7 @@ class PolyakAverageState(NamedTuple):
 
 
 @factory(counted=True, t0=NON_NEGATIVE, dtype=DType())
-def polyak_average(t0: float = 1e6, *, dtype: Any = None) -> GradientTransformation:
+def polyak_average(t0: float = 1e6, *, dtype: DTypeLike | None = None) -> GradientTransformation:
     """Keep a running average of the parameters after each update; pass the updates on.
 
     With ``k`` the 0-based step and ``θ_k' = θ + u`` the parameters this

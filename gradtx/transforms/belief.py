@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -48,7 +49,7 @@ def scale_by_belief(
     eps_root: float = 1e-16,
     *,
     nesterov: float | None = None,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide the prediction ``m_t`` by the root of the EMA of ``(g_t - m_t)²``.
 

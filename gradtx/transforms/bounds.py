@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -32,7 +33,7 @@ def scale_by_bounded_rms(
     base_lr: float | None = None,
     gamma: float = 1e-3,
     amsbound: bool = False,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Multiply the updates by AdaBound's clipped per-parameter step size.
 

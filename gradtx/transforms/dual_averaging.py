@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient, step_count
@@ -24,7 +25,7 @@ class DualAverageState(NamedTuple):
 
 @factory(counted=True, learning_rate=LEARNING_RATE, eps=NON_NEGATIVE, dtype=DType())
 def dual_average(
-    learning_rate: ScalarOrSchedule, eps: float = 1e-6, *, dtype: Any = None
+    learning_rate: ScalarOrSchedule, eps: float = 1e-6, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """The step to MADGRAD's dual-averaging iterate ``z``.
 

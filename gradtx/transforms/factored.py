@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -88,7 +89,7 @@ def scale_by_factored_rms(
     axes: str = "last",
     factored: bool = True,
     min_dim_size_to_factor: int = 0,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide the updates by a factored estimate of the RMS of the gradients.
 

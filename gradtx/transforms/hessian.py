@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -113,7 +114,7 @@ def scale_by_hessian_diagonal(
     update_interval: int = 10,
     hessian_diagonal_fn: optax.GradientTransformation = HUTCHINSON,
     *,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide by ``max(γ h, eps)``, ``h`` an EMA of diagonal Hessian estimates (Sophia).
 

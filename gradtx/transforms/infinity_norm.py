@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
@@ -22,7 +23,7 @@ class ScaleByInfinityNormState(NamedTuple):
 
 @factory(decay=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
 def scale_by_infinity_norm(
-    decay: float = 0.999, eps: float = 1e-8, *, dtype: Any = None
+    decay: float = 0.999, eps: float = 1e-8, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """Divide the updates by an exponentially weighted infinity norm of the gradients.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation
@@ -20,7 +21,7 @@ class AddInterpolatedMomentumState(NamedTuple):
 
 @factory(b1=Hyper(0.0, 1.0), b2=DECAY_RATE, dtype=DType())
 def add_interpolated_momentum(
-    b1: float = 0.9, b2: float = 0.99, *, dtype: Any = None
+    b1: float = 0.9, b2: float = 0.99, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """Output an interpolation of the input with the previous momentum, then update it.
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -28,7 +29,7 @@ class ScaleByLaggedRmsState(NamedTuple):
 
 @factory(counted=True, decay=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
 def scale_by_lagged_rms(
-    decay: float = 0.9999, eps: float = 1e-6, *, dtype: Any = None
+    decay: float = 0.9999, eps: float = 1e-6, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """Divide by the root of the previous step's second moment, floored at ``eps`` (ADOPT).
 
@@ -106,7 +107,7 @@ def scale_by_lagged_belief(
     eps: float = 1e-16,
     eps_root: float = 1e-16,
     *,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide by the root of the previous step's bias-corrected belief (ACProp).
 

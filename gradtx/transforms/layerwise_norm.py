@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -25,7 +26,7 @@ class ScaleByLayerwiseNormState(NamedTuple):
 
 @factory(counted=True, decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, dtype=DType())
 def scale_by_layerwise_norm(
-    decay: float = 0.25, eps: float = 1e-6, *, eps_root: float = 0.0, dtype: Any = None
+    decay: float = 0.25, eps: float = 1e-6, *, eps_root: float = 0.0, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """Divide each leaf by the root of an EMA of its squared gradient norm.
 

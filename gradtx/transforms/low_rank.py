@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, chain, step_count
@@ -125,7 +126,7 @@ def scale_by_galore(
     base_optimizer: optax.GradientTransformation | None = None,
     weight_dimension_numbers: Any = None,
     *,
-    svd_dtype: Any = jnp.float32,
+    svd_dtype: DTypeLike = jnp.float32,
 ) -> GradientTransformation:
     """Run ``base_optimizer`` on low-rank projections of the matrix gradients.
 

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
@@ -27,7 +28,7 @@ def mix_gradient(
     alpha: ScalarOrSchedule,
     decay: ScalarOrSchedule | None = None,
     *,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Add ``alpha`` times the gradient, or an EMA of it, to the updates.
 

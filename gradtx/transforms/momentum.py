@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
@@ -62,7 +63,7 @@ def add_momentum(
     dampening: float | None = None,
     initial_value: float | None = None,
     pause_at_zero: bool = False,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Accumulate a momentum buffer and return it (or the Nesterov look-ahead).
 
@@ -209,7 +210,11 @@ def _momentum_schedule(b1, momentum_decay, t):
 
 @factory(counted=True, b1=DECAY_RATE, momentum_decay=NON_NEGATIVE, warming=Flag(), dtype=DType())
 def add_nesterov_momentum(
-    b1: float = 0.9, momentum_decay: float = 4e-3, *, warming: bool = True, dtype: Any = None
+    b1: float = 0.9,
+    momentum_decay: float = 4e-3,
+    *,
+    warming: bool = True,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """NAdam's bias-corrected Nesterov momentum with Dozat's warming schedule.
 

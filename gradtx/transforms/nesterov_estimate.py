@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -31,7 +32,7 @@ def scale_by_nesterov_estimate(
     eps: float = 1e-8,
     eps_root: float = 1e-8,
     *,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Add the EMA of gradient differences, divide by the RMS of the extrapolated gradient.
 

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.sharding import AxisType, PartitionSpec
+from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
 from gradtx._base import EmptyState, GradientTransformation
@@ -82,7 +83,7 @@ def orthogonalize(
     *,
     eps_mode: str = "floor",
     adaptive: bool = False,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Replace each matrix of the updates by a Newton-Schulz approximation of its polar factor.
 

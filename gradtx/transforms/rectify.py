@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -109,7 +110,7 @@ def rectify(
     compare: str = ">",
     untractable: str = "sgd",
     eps_on: str = "v",
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """RAdam's rectified adaptive step: ``u <- r_t sqrt(1 - b2^t) u / (sqrt(v_t) + eps)``.
 

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, gradient, step_count
@@ -43,7 +44,7 @@ def scale_by_rms(
     amsgrad: bool = False,
     max_of: str = "v",
     init_from_first: bool = False,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide the updates by the root of an EMA of squared gradients.
 

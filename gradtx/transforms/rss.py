@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
@@ -26,7 +27,7 @@ def scale_by_rss(
     eps: float = 1e-10,
     *,
     eps_in_sqrt: bool = False,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Divide the updates by the root of the sum of all squared gradients so far.
 

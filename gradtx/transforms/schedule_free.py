@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, float_dtype, step_count
@@ -54,7 +55,7 @@ def schedule_free_averaging(
     weight_lr_power: float = 2.0,
     *,
     warmup_steps: int | None = None,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Turn a base optimizer's steps into schedule-free ones (Defazio et al.).
 

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, gradient
@@ -42,7 +43,7 @@ def _cover_max(nu: jax.Array, axis: int) -> jax.Array:
 
 
 @factory(eps=NON_NEGATIVE, dtype=DType())
-def scale_by_sm3(eps: float = 1e-8, *, dtype: Any = None) -> GradientTransformation:
+def scale_by_sm3(eps: float = 1e-8, *, dtype: DTypeLike | None = None) -> GradientTransformation:
     """Divide by the root of SM3's cover-based sum of squared gradients.
 
     For a leaf with axes ``1..k`` (the cover: one set per row, one per

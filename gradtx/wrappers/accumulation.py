@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, float_dtype, kind_of
@@ -25,7 +26,7 @@ class AccumulateGradientsState(NamedTuple):
 
 
 def accumulate_gradients(
-    inner: optax.GradientTransformation, every_k: int, *, dtype: Any = None
+    inner: optax.GradientTransformation, every_k: int, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:
     """Run ``inner`` once every ``every_k`` calls, on the mean gradient.
 
