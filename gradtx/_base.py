@@ -40,6 +40,10 @@ Schedule: TypeAlias = Callable[[jax.Array], jax.Array]
 """A function of the 0-based step count (a gradtx schedule, or any callable)."""
 ScalarOrSchedule: TypeAlias = float | jax.Array | Schedule
 """A hyperparameter: a number (kept in state), a JAX array (bound) or a schedule."""
+MaskTree: TypeAlias = Any
+"""A pytree of bools shaped like the params (or a prefix of them): where a stage applies."""
+MaskFn: TypeAlias = Callable[[Params], MaskTree]
+"""A function of the params returning their ``MaskTree``."""
 
 
 class GradientMap(optax.GradientTransformationExtraArgs):

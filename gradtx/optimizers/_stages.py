@@ -3,12 +3,11 @@ weight decay go, and the learning rate at the end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import optax
 
-from gradtx._base import chain
+from gradtx._base import MaskFn, MaskTree, chain
 from gradtx.transforms.decay import add_l2, check_mask_pair, decoupled_weight_decay
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 
@@ -17,8 +16,8 @@ def gradient_stages(
     weight_decay: Any = None,
     *,
     decoupled: bool = False,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
 ) -> list[optax.GradientTransformation]:
     """The gradient maps at the head: ``-g`` (maximize), then ``+ λθ`` (L2), as torch orders them."""
@@ -34,8 +33,8 @@ def descent(
     learning_rate: Any,
     weight_decay: Any = None,
     decoupled: bool = False,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """An optimizer's chain: ``[-g] [+λθ L2] core... [+λθ decoupled] × -η``.

@@ -9,7 +9,7 @@ from typing import Any, cast
 import jax.numpy as jnp
 
 from gradtx import _checks
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -128,8 +128,8 @@ def adafactor(
     momentum: float | None = None,
     dtype_momentum: Any = None,
     weight_decay_rate: ScalarOrSchedule | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     convention: str = "torch",
 ) -> GradientTransformation:
     """Adafactor (Shazeer & Stern), as ``torch.optim.Adafactor``.

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -60,8 +57,8 @@ def adam(
     decoupled_weight_decay: bool = False,
     amsgrad: bool = False,
     max_of: str | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     maximize: bool = False,
@@ -156,8 +153,8 @@ def amsgrad(
     eps_root: float = 0.0,
     weight_decay: ScalarOrSchedule | None = None,
     max_of: str | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     maximize: bool = False,
@@ -228,8 +225,8 @@ def adamw(
     eps_root: float = 0.0,
     amsgrad: bool = False,
     max_of: str | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     maximize: bool = False,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
@@ -32,8 +29,8 @@ def adamax(
     *,
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -104,8 +101,8 @@ def adamaxw(
     eps: float = 1e-8,
     weight_decay: ScalarOrSchedule | None = 1e-4,
     *,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
     convention: str = "optax",
 ) -> GradientTransformation:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Mask
 from gradtx.optimizers._stages import descent
@@ -33,9 +30,9 @@ def adan(
     eps: float = 1e-8,
     eps_root: float = 1e-8,
     weight_decay: ScalarOrSchedule | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Adan (Xie et al.), as ``optax.adan``.
 

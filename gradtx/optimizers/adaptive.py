@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import jax.numpy as jnp
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -46,8 +43,8 @@ def adagrad(
     eps: float = 1e-10,
     weight_decay: ScalarOrSchedule | None = None,
     eps_in_sqrt: bool | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -136,8 +133,8 @@ def rmsprop(
     initial_scale: float = 0.0,
     init_from_first: bool = False,
     bias_correction: bool = False,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -234,8 +231,8 @@ def adadelta(
     eps: float = 1e-6,
     *,
     weight_decay: ScalarOrSchedule | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import (
     DECAY_RATE,
@@ -43,9 +40,9 @@ def ademamix(
     eps_root: float = 0.0,
     mu_dtype: DTypeLike | None = None,
     weight_decay: float | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """AdEMAMix (Pagliardini et al.), as ``optax.contrib.ademamix``.
 
@@ -121,9 +118,9 @@ def simplified_ademamix(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     weight_decay: float | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Simplified AdEMAMix (Morwani et al.), as ``optax.contrib.simplified_ademamix``.
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import jax.numpy as jnp
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Function, Mask
 from gradtx.optimizers._stages import gradient_stages
@@ -29,8 +26,8 @@ def asgd(
     t0: float = 1e6,
     *,
     weight_decay: ScalarOrSchedule | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
 ) -> GradientTransformation:
     """Averaged SGD (Polyak & Juditsky), as ``torch.optim.ASGD``.

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
+from gradtx._base import (
+    GradientTransformation,
+    MaskFn,
+    MaskTree,
+    ScalarOrSchedule,
+    chain,
+    float_dtype,
+)
 from gradtx._registry import optimizer
 from gradtx._specs import (
     DECAY_RATE,
@@ -114,9 +120,9 @@ def acprop(
     eps: float = 1e-16,
     eps_root: float = 1e-16,
     weight_decay: float | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """ACProp (Zhuang et al.), as ``optax.contrib.acprop``: AdaBelief's scale, one step late.
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -77,8 +76,8 @@ def adabound(
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     base_lr: float | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """AdaBound (Luo et al.), as the authors' ``adabound.AdaBound``.
 
@@ -171,8 +170,8 @@ def amsbound(
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     base_lr: float | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """AMSBound (Luo et al.): AdaBound with the running max of the second moment.
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import (
     INITIAL_VALUE,
@@ -30,9 +29,9 @@ def cocob(
     alpha: float = 100.0,
     eps: float = 1e-8,
     weight_decay: ScalarOrSchedule | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """COCOB-Backprop (Orabona & Tommasi), as ``optax.contrib.cocob``.
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from gradtx import _checks
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask, Option
 from gradtx.optimizers._stages import descent
@@ -43,9 +40,9 @@ def dog(
     init_step: tuple[str, float] = ("heuristic", 1e-6),
     eps: float = 1e-8,
     weight_decay: ScalarOrSchedule | None = None,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """DoG, distance over gradients (Ivgi et al.), as ``optax.contrib.dog``.
 
@@ -111,9 +108,9 @@ def dowg(
     init_estim_sq_dist: float | None = None,
     eps: float = 1e-4,
     weight_decay: ScalarOrSchedule | None = None,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """DoWG, distance over weighted gradients (Khaled et al.), as ``optax.contrib.dowg``.
 

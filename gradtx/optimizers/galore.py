@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import (
     LEARNING_RATE,
@@ -38,10 +37,10 @@ def galore(
     scale: float = 1.0,
     base_optimizer: optax.GradientTransformation | None = None,
     weight_decay: ScalarOrSchedule | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     weight_dimension_numbers: Any = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
     svd_dtype: DTypeLike = jnp.float32,
 ) -> GradientTransformation:
     """GaLore (Zhao et al.), as ``optax.contrib.galore``: Adam on low-rank gradients.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -41,9 +40,9 @@ def lamb(
     eps: float = 1e-6,
     eps_root: float = 0.0,
     weight_decay: ScalarOrSchedule | None = 0.0,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """LAMB (You et al.): Adam's step, decoupled decay, then a layer-wise trust ratio.
 
@@ -121,15 +120,15 @@ def _all(name: str, mask: Any, mask_fn: Any) -> bool | None:
 def lars(
     learning_rate: ScalarOrSchedule,
     weight_decay: ScalarOrSchedule | None = 0.0,
-    weight_decay_mask: Any = True,
+    weight_decay_mask: MaskTree = True,
     trust_coefficient: float = 0.001,
     eps: float = 0.0,
-    trust_ratio_mask: Any = True,
+    trust_ratio_mask: MaskTree = True,
     momentum: float = 0.9,
     nesterov: bool = False,
     *,
-    weight_decay_mask_fn: Callable | None = None,
-    trust_ratio_mask_fn: Callable | None = None,
+    weight_decay_mask_fn: MaskFn | None = None,
+    trust_ratio_mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """LARS (You et al.): SGD with momentum on layer-wise trust-ratio-scaled gradients.
 

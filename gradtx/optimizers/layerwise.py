@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import jax.numpy as jnp
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Mask
 from gradtx.optimizers._stages import descent
@@ -37,8 +34,8 @@ def novograd(
     eps_root: float = 0.0,
     weight_decay: ScalarOrSchedule | None = 0.0,
     *,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """NovoGrad (Ginsburg et al.), as ``optax.novograd``.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -10,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import Flag, Function, Hyper, Int, Mask, Transform
@@ -149,8 +148,8 @@ def ranger(
     gradient_centralization: bool = True,
     gc_conv_only: bool = False,
     channel_axis: int = 0,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Ranger (Wright 2019/2020): RAdam with gradient centralisation, inside Lookahead.
 

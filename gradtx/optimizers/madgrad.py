@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
 from gradtx.optimizers._stages import gradient_stages
@@ -25,8 +22,8 @@ def madgrad(
     weight_decay: float | None = 0.0,
     eps: float = 1e-6,
     *,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """MADGRAD (Defazio & Jelassi), as ``optax.contrib.madgrad``.
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -116,8 +115,8 @@ def muon(
     *,
     consistent_rms: float | None = None,
     adaptive: bool = False,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     mu_dtype: DTypeLike | None = None,
     ns_dtype: DTypeLike | None = None,
     adam_b1: float = 0.9,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE
@@ -35,8 +32,8 @@ def nadam(
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     eps_root: float = 0.0,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     maximize: bool = False,

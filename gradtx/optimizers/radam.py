@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import CONVENTION, LEARNING_RATE, Choice, Hyper
@@ -50,8 +47,8 @@ def radam(
     compare: str | None = None,
     untractable: str = "sgd",
     eps_on: str | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     maximize: bool = False,
     convention: str = "torch",
 ) -> GradientTransformation:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Function, Hyper, Mask
 from gradtx.optimizers._stages import descent
@@ -61,8 +60,8 @@ def schedule_free_adamw(
     weight_lr_power: float = 2.0,
     state_dtype: DTypeLike | None = None,
     *,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Schedule-free AdamW (Defazio et al.), as ``optax.contrib.schedule_free_adamw``.
 
@@ -135,8 +134,8 @@ def schedule_free_sgd(
     weight_lr_power: float = 2.0,
     state_dtype: DTypeLike | None = None,
     *,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Schedule-free SGD (Defazio et al.), as ``optax.contrib.schedule_free_sgd``.
 

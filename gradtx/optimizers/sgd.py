@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -51,8 +48,8 @@ def sgd(
     dampening: float | None = None,
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     accumulator_dtype: DTypeLike | None = None,
     maximize: bool = False,
     convention: str = "torch",
@@ -147,8 +144,8 @@ def sgdw(
     *,
     nesterov: bool = False,
     dampening: float | None = None,
-    mask: Any = None,
-    mask_fn: Callable | None = None,
+    mask: MaskTree | None = None,
+    mask_fn: MaskFn | None = None,
     accumulator_dtype: DTypeLike | None = None,
     maximize: bool = False,
 ) -> GradientTransformation:

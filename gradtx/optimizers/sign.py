@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE, LEARNING_RATE, WEIGHT_DECAY, DType, Function, Hyper, Mask
 from gradtx.optimizers._stages import descent
@@ -117,9 +114,9 @@ def lion(
     b2: float = 0.99,
     mu_dtype: DTypeLike | None = None,
     weight_decay: ScalarOrSchedule | None = 1e-3,
-    mask: Any = None,
+    mask: MaskTree | None = None,
     *,
-    mask_fn: Callable | None = None,
+    mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Lion (Chen et al.), as ``optax.lion``.
 

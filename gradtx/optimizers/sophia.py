@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -11,7 +10,14 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
+from gradtx._base import (
+    EmptyState,
+    GradientTransformation,
+    MaskFn,
+    MaskTree,
+    ScalarOrSchedule,
+    step_count,
+)
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
@@ -70,7 +76,7 @@ def sophia(
     b2: float = 0.99,
     eps: float = 1e-8,
     weight_decay: float | None = 1e-4,
-    weight_decay_mask: Any = None,
+    weight_decay_mask: MaskTree | None = None,
     gamma: float = 0.01,
     clip_threshold: float | None = 1.0,
     update_interval: int = 10,
@@ -79,7 +85,7 @@ def sophia(
     verbose: bool = False,
     print_win_rate_every_n_steps: int = 0,
     *,
-    weight_decay_mask_fn: Callable | None = None,
+    weight_decay_mask_fn: MaskFn | None = None,
 ) -> GradientTransformation:
     """Sophia (Liu et al.), as ``optax.contrib.sophia``.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -13,6 +12,8 @@ from gradtx._base import (
     EmptyState,
     GradientMap,
     GradientTransformation,
+    MaskFn,
+    MaskTree,
     Params,
     ScalarOrSchedule,
 )
@@ -22,7 +23,9 @@ from gradtx._specs import Function, Hyper, Mask
 DECAY = Hyper(low=0.0, schedule=True)
 
 
-def resolve_mask(call: str, params: Params, mask: Any, mask_fn: Callable | None) -> list | None:
+def resolve_mask(
+    call: str, params: Params, mask: MaskTree | None, mask_fn: MaskFn | None
+) -> list | None:
     """One static bool per leaf of ``params`` (or ``None`` for 'all leaves').
 
     The mask is a pytree of bools (the params' tree or a prefix of it) or a
@@ -67,7 +70,7 @@ def _add_scaled_params(kind, default_call, weight_decay, mask, mask_fn):
 
 @factory(kind=GradientMap, weight_decay=DECAY, mask=Mask(), mask_fn=Function())
 def add_l2(
-    weight_decay: ScalarOrSchedule, *, mask: Any = None, mask_fn: Callable | None = None
+    weight_decay: ScalarOrSchedule, *, mask: MaskTree | None = None, mask_fn: MaskFn | None = None
 ) -> GradientMap:
     """L2 regularisation: ``g <- g + weight_decay * params``.
 
@@ -92,7 +95,7 @@ def add_l2(
 
 @factory(weight_decay=DECAY, mask=Mask(), mask_fn=Function())
 def decoupled_weight_decay(
-    weight_decay: ScalarOrSchedule, *, mask: Any = None, mask_fn: Callable | None = None
+    weight_decay: ScalarOrSchedule, *, mask: MaskTree | None = None, mask_fn: MaskFn | None = None
 ) -> GradientTransformation:
     """Decoupled weight decay: ``u <- u + weight_decay * params``, outside the statistics.
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import kind_of
+from gradtx._base import MaskFn, MaskTree, kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -66,7 +66,10 @@ def _hidden_extra(extra: dict, keep: list[bool]) -> dict:
 
 
 def masked(
-    inner: optax.GradientTransformation, mask: Any = None, *, mask_fn: Callable | None = None
+    inner: optax.GradientTransformation,
+    mask: MaskTree | None = None,
+    *,
+    mask_fn: MaskFn | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Apply ``inner`` to the leaves where the mask is true; pass the others through.
 
