@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _set_checks, _tree
-from gradtx._base import REPORTED, is_schedule
+from gradtx._base import REPORTED, OptState, is_schedule
 from gradtx._factory import DECLARED, HYPERPARAMS_STATES, shown_key, shown_name
 
 _LOCATIONS = HYPERPARAMS_STATES + (
@@ -205,7 +205,7 @@ def _matches(full: str, key: str) -> bool:
     return full == key or full.endswith("/" + key)
 
 
-def get_hyperparams(state: Any) -> dict[str, jax.Array]:
+def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
     """The hyperparameters in ``state``, as the next update will apply them.
 
     A scheduled hyperparameter is reported at the current step, next to its
@@ -304,7 +304,9 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
     return out
 
 
-def set_hyperparams(state: Any, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+def set_hyperparams(
+    state: OptState, values: Mapping[str, Any] | None = None, /, **kwargs: Any
+) -> OptState:
     """Return ``state`` with some hyperparameters replaced.
 
     Values keep the stored dtype and shape, so a jitted step taking the state

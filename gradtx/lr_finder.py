@@ -16,15 +16,16 @@ import importlib
 import math
 import numbers
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import gradtx  # public names, looked up at call time (gradtx imports this module)
-from gradtx._base import is_schedule
+from gradtx._base import Params, is_schedule
 from gradtx._hyperparams import _entries, _find, _locations, _replace_at
 
 CALL = "gradtx.lr_range_test"
@@ -296,9 +297,9 @@ def _per_step_list(batches: Any) -> bool:
 
 
 def lr_range_test(
-    optimizer: Any,
-    loss_fn: Any,
-    params: Any,
+    optimizer: optax.GradientTransformation,
+    loss_fn: Callable,
+    params: Params,
     batches: Any,
     *,
     min_lr: float = 1e-7,

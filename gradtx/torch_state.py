@@ -20,9 +20,10 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from gradtx import _checks
-from gradtx._base import is_schedule
+from gradtx._base import OptState, Params, is_schedule
 from gradtx._factory import HyperparamsState, shown_key, shown_name
 from gradtx._hyperparams import set_hyperparams
 from gradtx._specs import Hyper
@@ -286,13 +287,13 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
 
 
 def from_torch_state_dict(
-    optimizer: Any,
-    params: Any,
+    optimizer: optax.GradientTransformation,
+    params: Params,
     state_dict: Mapping[str, Any],
     *,
     step: int | None = None,
     averaged_model_state_dict: Mapping[str, Any] | None = None,
-) -> Any:
+) -> OptState:
     """The state of a gradtx optimizer that continues a torch run from its state dict.
 
     Every per-parameter buffer and the step count are copied, and the param
@@ -391,9 +392,9 @@ class _Convert:
 
 
 def to_torch_state_dict(
-    optimizer: Any,
-    state: Any,
-    params: Any,
+    optimizer: optax.GradientTransformation,
+    state: OptState,
+    params: Params,
     *,
     averaged_model_state_dict: Mapping[str, Any] | None = None,
 ) -> Any:

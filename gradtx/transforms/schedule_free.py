@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, float_dtype, step_count
+from gradtx._base import GradientTransformation, OptState, Params, float_dtype, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, DType, Hyper
 from gradtx.transforms.distance import needs_params
@@ -153,7 +153,7 @@ def schedule_free_averaging(
     return GradientTransformation(init, update)
 
 
-def schedule_free_eval_params(state: Any, params: Any) -> Any:
+def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     """The averaged params x at which to evaluate a schedule-free optimizer.
 
     ``x = (y - (1 - b1) z) / b1`` leaf by leaf, from the params y the caller

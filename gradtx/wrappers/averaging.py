@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Params, apply_updates
+from gradtx._base import GradientTransformation, OptState, Params, apply_updates
 from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState, as_returned
@@ -174,7 +174,7 @@ def _averages(state: Any) -> Iterator[Any]:
             yield from _averages(child)
 
 
-def averaged_params(state: Any) -> Params:
+def averaged_params(state: OptState) -> Params:
     """The averaged parameters in ``state``: ``average_params``'s average, or ASGD's ``ax``.
 
     Raises ``ValueError`` if the state holds no average, or several (nested

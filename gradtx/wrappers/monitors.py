@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import EmptyState, GradientMap, kind_of
+from gradtx._base import EmptyState, GradientMap, OptState, kind_of
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
 from gradtx._specs import Transform
@@ -113,7 +113,7 @@ def _monitors(state: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple, T
             yield from _monitors(child, path + (str(key),))
 
 
-def get_norms(state: Any) -> dict[str, jax.Array]:
+def get_norms(state: OptState) -> dict[str, jax.Array]:
     """The norms every ``track_norms`` in ``state`` recorded at the last update.
 
     Keys are ``grad_norm``, ``update_norm``, ``param_norm``, each the shortest
