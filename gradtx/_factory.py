@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, _store, is_schedule, with_extra_args
+from gradtx._base import GradientTransformation, OptState, _store, is_schedule, with_extra_args
 from gradtx._specs import Hyper, Option, Transform
 
 P = ParamSpec("P")
@@ -92,14 +92,14 @@ class HyperparamsState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count, as in optax
     hyperparams: dict[str, Any]
     python_schedules: dict[str, jax.Array]
-    inner_state: Any
+    inner_state: OptState
 
 
 class UncountedHyperparamsState(NamedTuple):
     """State of a transform that owns hyperparameters but needs no step count."""
 
     hyperparams: dict[str, Any]
-    inner_state: Any
+    inner_state: OptState
 
 
 HYPERPARAMS_STATES = (HyperparamsState, UncountedHyperparamsState)

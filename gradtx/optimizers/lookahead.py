@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import (
+    GradientTransformation,
+    MaskFn,
+    MaskTree,
+    OptState,
+    Params,
+    ScalarOrSchedule,
+    chain,
+)
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import Flag, Function, Hyper, Int, Mask, Transform
@@ -24,8 +32,8 @@ class LookaheadState(NamedTuple):
     ``slow``: the slow weights φ; ``inner_state``: the inner optimizer's state."""
 
     steps_since_sync: jax.Array
-    slow: Any
-    inner_state: Any
+    slow: Params
+    inner_state: OptState
 
 
 def _lookahead(inner, sync_period, slow_step_size):

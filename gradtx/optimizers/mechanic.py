@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, float_dtype, gradient
+from gradtx._base import GradientTransformation, OptState, Params, float_dtype, gradient
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE, Int, Transform
@@ -33,9 +33,9 @@ class MechanicState(NamedTuple):
       scale: s, the learned scales; their sum multiplies the base steps.
     """
 
-    inner_state: Any
+    inner_state: OptState
     started: jax.Array
-    initial_params: Any
+    initial_params: Params
     max_abs_product: jax.Array
     sum_of_squared_products: jax.Array
     reward: jax.Array

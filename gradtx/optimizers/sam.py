@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, apply_updates
+from gradtx._base import GradientTransformation, OptState, apply_updates
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import Anything, Flag, Int, Transform
@@ -21,8 +21,8 @@ class SamState(NamedTuple):
     ``cache``: the outer params θ between outer steps (``None`` in opaque mode)."""
 
     steps_since_sync: jax.Array
-    opt_state: Any
-    adv_state: Any
+    opt_state: OptState
+    adv_state: OptState
     cache: Any
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient
+from gradtx._base import GradientTransformation, Updates, gradient
 from gradtx._factory import factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
@@ -17,8 +17,8 @@ from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 class ScaleByAdadeltaState(NamedTuple):
     """``e_g2``: E[g²], the EMA of squared gradients; ``e_dx2``: E[Δx²], of squared steps."""
 
-    e_g2: Any
-    e_dx2: Any
+    e_g2: Updates
+    e_dx2: Updates
 
 
 @factory(rho=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, Updates, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, DType, Flag
 
@@ -17,7 +17,7 @@ from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, DType, Flag
 class ScaleByAdditiveRmsState(NamedTuple):
     """``nu``: ``v_t = v_{t-1} - (1 - decay) sign(v_{t-1} - g_t²) g_t²`` (Yogi's second moment)."""
 
-    nu: Any
+    nu: Updates
 
 
 @factory(decay=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, initial_value=INITIAL_VALUE,

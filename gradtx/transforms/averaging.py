@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, step_count
+from gradtx._base import GradientTransformation, Params, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, DType
 
@@ -17,7 +17,7 @@ from gradtx._specs import NON_NEGATIVE, DType
 class PolyakAverageState(NamedTuple):
     """``ax``: the averaged iterate (torch ASGD's ``state["ax"]``), shaped like the params."""
 
-    ax: Any
+    ax: Params
 
 
 @factory(counted=True, t0=NON_NEGATIVE, dtype=DType())

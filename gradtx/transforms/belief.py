@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, Updates, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
@@ -18,7 +18,7 @@ class ScaleByBeliefState(NamedTuple):
     """``nu``: ``s_t = decay · s_{t-1} + (1 - decay) |g_t - m_t|² + eps_root``, the
     EMA of the squared prediction error (AdaBelief's "belief")."""
 
-    nu: Any
+    nu: Updates
 
 
 def belief_ema(decay: Any, eps_root: Any):

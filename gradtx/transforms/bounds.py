@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, Updates, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType, Flag, Hyper
 
@@ -17,8 +17,8 @@ from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType, Flag, Hyper
 class ScaleByBoundedRmsState(NamedTuple):
     """``nu``: EMA of g²; ``nu_max``: running max of the raw ``nu`` (AMSBound, else ``None``)."""
 
-    nu: Any
-    nu_max: Any
+    nu: Updates
+    nu_max: Updates
 
 
 @factory(counted=True, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE,

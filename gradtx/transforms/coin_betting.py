@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, gradient
+from gradtx._base import GradientTransformation, Params, Updates, gradient
 from gradtx._factory import current_call, factory
 from gradtx._specs import INITIAL_VALUE, Hyper
 from gradtx.transforms.distance import copy_params, needs_params
@@ -25,11 +25,11 @@ class ScaleByCoinBettingState(NamedTuple):
       reward: R_t = max(R_{t-1} - g_t (x_t - x_0), 0).
     """
 
-    initial_params: Any
-    negative_gradient_sum: Any
-    max_abs_gradient: Any
-    abs_gradient_sum: Any
-    reward: Any
+    initial_params: Params
+    negative_gradient_sum: Updates
+    max_abs_gradient: Updates
+    abs_gradient_sum: Updates
+    reward: Updates
 
 
 @factory(alpha=Hyper(low=0.0, low_open=True), eps=INITIAL_VALUE)

@@ -10,7 +10,7 @@ dtype (JAX's default float).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,9 @@ import jax.numpy as jnp
 from gradtx import _checks, _tree
 from gradtx._base import (
     GradientTransformation,
+    Params,
     ScalarOrSchedule,
+    Updates,
     float_dtype,
     gradient,
     step_count,
@@ -53,10 +55,10 @@ class ScaleByProdigyState(NamedTuple):
       numerator: r_t = b3 r_{t-1} + (d_t / d_0) d_t η_t c_t ⟨g_t, x_0 - x_t⟩.
     """
 
-    mu: Any
-    nu: Any
-    gradient_sum: Any
-    initial_params: Any
+    mu: Updates
+    nu: Updates
+    gradient_sum: Updates
+    initial_params: Params
     distance: jax.Array
     numerator: jax.Array
 
@@ -193,9 +195,9 @@ class ScaleByDadaptAdamState(NamedTuple):
       numerator: r_t = sqrt(b2) r_{t-1} + (1 - sqrt(b2)) d_t η_t c_t ⟨g_t, s_{t-1} / (sqrt(v_{t-1}) + eps)⟩.
     """
 
-    mu: Any
-    nu: Any
-    gradient_sum: Any
+    mu: Updates
+    nu: Updates
+    gradient_sum: Updates
     distance: jax.Array
     numerator: jax.Array
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx._base import GradientTransformation, float_dtype, gradient, step_count
+from gradtx._base import GradientTransformation, Params, float_dtype, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 from gradtx.transforms._sums import (
@@ -46,7 +46,7 @@ class ScaleByDistanceOverGradientsState(NamedTuple):
       sum_of_squared_norms: G_t = Σ_{s≤t} ||g_s||².
     """
 
-    initial_params: Any
+    initial_params: Params
     max_distance: jax.Array
     sum_of_squared_norms: jax.Array
 
@@ -137,7 +137,7 @@ class ScaleByDistanceOverWeightedGradientsState(NamedTuple):
       weighted_sum_of_squared_norms: v_t = Σ_{s≤t} r̄²_s ||g_s||².
     """
 
-    initial_params: Any
+    initial_params: Params
     max_squared_distance: jax.Array
     weighted_sum_of_squared_norms: jax.Array
 

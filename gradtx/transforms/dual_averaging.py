@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient, step_count
+from gradtx._base import (
+    GradientTransformation,
+    Params,
+    ScalarOrSchedule,
+    Updates,
+    gradient,
+    step_count,
+)
 from gradtx._factory import current_call, factory
 from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, DType
 
@@ -18,9 +25,9 @@ class DualAverageState(NamedTuple):
     """``sum_of_squares``: ``G_k = Σ λ_j g_j²``; ``sum_of_gradients``:
     ``s_k = Σ λ_j g_j``; ``x0``: the params ``init`` was given (the centre)."""
 
-    sum_of_squares: Any
-    sum_of_gradients: Any
-    x0: Any
+    sum_of_squares: Updates
+    sum_of_gradients: Updates
+    x0: Params
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, eps=NON_NEGATIVE, dtype=DType())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, OptState, Updates, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Anything, DType, Hyper, Transform
 
@@ -100,8 +100,8 @@ class ScaleByHessianDiagonalState(NamedTuple):
     """``hessian``: ``h``, an EMA of the estimates of ``diag(∇²f)``;
     ``estimator_state``: the estimator's own state."""
 
-    hessian: Any
-    estimator_state: Any
+    hessian: Updates
+    estimator_state: OptState
 
 
 @factory(counted=True, b2=DECAY_RATE, gamma=NON_NEGATIVE, eps=NON_NEGATIVE,

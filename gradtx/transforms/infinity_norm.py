@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient
+from gradtx._base import GradientTransformation, Updates, gradient
 from gradtx._factory import factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
@@ -18,7 +18,7 @@ class ScaleByInfinityNormState(NamedTuple):
     """``nu``: ``u_t = max(decay · u_{t-1}, |g_t| + eps)``, in the params' real dtype
     (float32 for 16-bit params: ``0.999 u`` rounds back to ``u`` in bfloat16)."""
 
-    nu: Any
+    nu: Updates
 
 
 @factory(decay=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation
+from gradtx._base import GradientTransformation, Updates
 from gradtx._factory import factory
 from gradtx._specs import DECAY_RATE, DType, Hyper
 
@@ -16,7 +16,7 @@ from gradtx._specs import DECAY_RATE, DType, Hyper
 class AddInterpolatedMomentumState(NamedTuple):
     """``mu``: ``m_t = b2 m_{t-1} + (1 - b2) u_t``, the EMA of the inputs."""
 
-    mu: Any
+    mu: Updates
 
 
 @factory(b1=Hyper(0.0, 1.0), b2=DECAY_RATE, dtype=DType())

@@ -8,14 +8,14 @@ ADOPT).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, Updates, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 from gradtx.transforms.belief import belief_ema
@@ -24,7 +24,7 @@ from gradtx.transforms.belief import belief_ema
 class ScaleByLaggedRmsState(NamedTuple):
     """``nu``: ``v_t = decay · v_{t-1} + (1 - decay) · |g_t|²``, with ``v_1 = |g_1|²``."""
 
-    nu: Any
+    nu: Updates
 
 
 @factory(counted=True, decay=DECAY_RATE, eps=NON_NEGATIVE, dtype=DType())
@@ -95,8 +95,8 @@ class ScaleByLaggedBeliefState(NamedTuple):
     """``mu``: the prediction ``m_t``, an EMA of g; ``nu``: the belief
     ``s_t``, an EMA of the squared prediction error ``|g_t - m_{t-1}|²`` plus ``eps_root``."""
 
-    mu: Any
-    nu: Any
+    mu: Updates
+    nu: Updates
 
 
 @factory(counted=True, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._base import GradientTransformation, gradient, kind_of
+from gradtx._base import GradientTransformation, OptState, gradient, kind_of
 from gradtx._factory import factory
 from gradtx._specs import Transform
 from gradtx.wrappers.flatten import FlattenState
@@ -21,7 +21,7 @@ HIDDEN = (MaskedNode, optax.MaskedNode)
 class LazyState(NamedTuple):
     """``inner_state``: the wrapped transform's state."""
 
-    inner_state: Any
+    inner_state: OptState
 
 
 @factory(inner=Transform())

@@ -12,7 +12,7 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, chain, step_count
+from gradtx._base import GradientTransformation, OptState, chain, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DType, Hyper, Int, Option, Transform
 from gradtx.transforms._adam import adam_stages
@@ -53,7 +53,7 @@ class ScaleByGaloreState(NamedTuple):
     (low-rank) gradients."""
 
     projector: Any
-    base_state: Any
+    base_state: OptState
 
 
 class _Layout(NamedTuple):

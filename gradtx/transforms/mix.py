@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
+from gradtx._base import GradientTransformation, ScalarOrSchedule, Updates, gradient
 from gradtx._factory import factory
 from gradtx._specs import DECAY_RATE, DType, Hyper
 
@@ -20,7 +20,7 @@ class MixGradientState(NamedTuple):
     """``mu``: ``m_t = decay · m_{t-1} + (1 - decay) · g_t`` (AdEMAMix's slow EMA),
     or ``None`` when the gradient itself is mixed in."""
 
-    mu: Any
+    mu: Updates
 
 
 @factory(alpha=ALPHA, decay=DECAY_RATE.schedulable()._replace(nullable=True), dtype=DType())

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, step_count
+from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, Updates, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, MOMENTUM, NON_NEGATIVE, DType, Flag, Hyper
 
@@ -24,7 +24,7 @@ class AddMomentumState(NamedTuple):
         (torch's first step with momentum != 0).
     """
 
-    mu: Any
+    mu: Updates
     started: Any = None
 
 
@@ -198,7 +198,7 @@ class AddNesterovMomentumState(NamedTuple):
     EMA of g."""
 
     mu_product: jax.Array
-    mu: Any
+    mu: Updates
 
 
 def _momentum_schedule(b1, momentum_decay, t):

@@ -20,6 +20,7 @@ from gradtx import _checks, _tree
 from gradtx._base import (
     GradientTransformation,
     ScalarOrSchedule,
+    Updates,
     float_dtype,
     gradient,
     step_count,
@@ -95,7 +96,7 @@ class ScaleByMomoState(NamedTuple):
         finds one of each.
     """
 
-    mu: Any
+    mu: Updates
     loss_average: jax.Array
     inner_product_average: jax.Array
     estimated_lower_bound: jax.Array | None
@@ -209,8 +210,8 @@ class ScaleByMomoAdamState(NamedTuple):
         finds one of each.
     """
 
-    mu: Any
-    nu: Any
+    mu: Updates
+    nu: Updates
     loss_average: jax.Array
     inner_product_average: jax.Array
     estimated_lower_bound: jax.Array | None

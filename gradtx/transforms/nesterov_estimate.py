@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, Updates, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
 
@@ -19,9 +19,9 @@ class ScaleByNesterovEstimateState(NamedTuple):
     differences ``g_t - g_{t-1}``; ``nu``: ``n_t``, the EMA of the squared
     extrapolated gradient ``|g_t + (1 - b2)(g_t - g_{t-1})|²``."""
 
-    previous_grad: Any
-    mu_diff: Any
-    nu: Any
+    previous_grad: Updates
+    mu_diff: Updates
+    nu: Updates
 
 
 @factory(counted=True, b2=DECAY_RATE, b3=DECAY_RATE, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, step_count
+from gradtx._base import GradientTransformation, ScalarOrSchedule, Updates, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import Hyper
 
@@ -16,7 +16,7 @@ from gradtx._specs import Hyper
 class AddOptimismState(NamedTuple):
     """``previous``: the last input ``u_{t-1}``."""
 
-    previous: Any
+    previous: Updates
 
 
 @factory(counted=True, alpha=Hyper(schedule=True), beta=Hyper(schedule=True))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, step_count
+from gradtx._base import GradientTransformation, Params, Updates, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import Flag, Int
 
@@ -27,8 +27,8 @@ class ScaleByLbfgsState(NamedTuple):
         zero product).
     """
 
-    prev_params: Any
-    prev_updates: Any
+    prev_params: Params
+    prev_updates: Updates
     s: Any
     y: Any
     rho: jax.Array

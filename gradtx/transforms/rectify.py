@@ -11,7 +11,7 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, OptState, Updates, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Choice, DType, Hyper, Transform
 
@@ -21,7 +21,7 @@ COMPARE = Choice(">", ">=")
 class RectifyState(NamedTuple):
     """``nu``: EMA of squared gradients (uncorrected)."""
 
-    nu: Any
+    nu: Updates
 
 
 # Taylor coefficients: (L - c) / c² = Σ c^k / (k + 2) for L = -ln(1 - c), and
@@ -175,7 +175,7 @@ def rectify(
 class WhenRectifiedState(NamedTuple):
     """``inner_state``: the wrapped transform's state."""
 
-    inner_state: Any
+    inner_state: OptState
 
 
 @factory(counted=True, inner=Transform(), b2=DECAY_RATE, threshold=Hyper(), compare=COMPARE)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, gradient, step_count
+from gradtx._base import GradientTransformation, Updates, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, Choice, DType, Flag
 
@@ -18,9 +18,9 @@ class ScaleByRmsState(NamedTuple):
     """``nu``: EMA of |g|²; ``nu_max``: its running max (AMSGrad, else ``None``);
     ``mean``: EMA of g (centered, else ``None``)."""
 
-    nu: Any
-    nu_max: Any
-    mean: Any
+    nu: Updates
+    nu_max: Updates
+    mean: Updates
 
 
 def corrected_moment(x: jax.Array, correction: jax.Array | None) -> jax.Array:

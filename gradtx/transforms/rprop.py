@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, float_dtype, gradient, step_count
+from gradtx._base import (
+    GradientTransformation,
+    ScalarOrSchedule,
+    Updates,
+    float_dtype,
+    gradient,
+    step_count,
+)
 from gradtx._factory import current_call, factory
 from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Hyper
 
@@ -24,8 +31,8 @@ class ScaleByRpropState(NamedTuple):
     or under optax's rule the last update ``Δ·sign(g)`` (optax's ``prev_updates``);
     ``base``: the learning rate the step sizes are currently multiples of."""
 
-    step_size: Any
-    prev: Any
+    step_size: Updates
+    prev: Updates
     base: jax.Array
 
 

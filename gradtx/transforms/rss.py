@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient
+from gradtx._base import GradientTransformation, Updates, gradient
 from gradtx._factory import factory
 from gradtx._specs import INITIAL_VALUE, NON_NEGATIVE, DType, Flag
 
@@ -17,7 +17,7 @@ from gradtx._specs import INITIAL_VALUE, NON_NEGATIVE, DType, Flag
 class ScaleByRssState(NamedTuple):
     """``sum_of_squares``: ``S_t = S_0 + Σ_{s≤t} |g_s|²``."""
 
-    sum_of_squares: Any
+    sum_of_squares: Updates
 
 
 @factory(initial_accumulator_value=INITIAL_VALUE, eps=NON_NEGATIVE, eps_in_sqrt=Flag(),

@@ -41,7 +41,7 @@ class ScheduleFreeAveragingState(NamedTuple):
         (the one ``schedule_free_eval_params`` inverts).
     """
 
-    z: Any
+    z: Params
     weight_sum: jax.Array
     max_learning_rate: jax.Array
     b1_of_y: jax.Array

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation
+from gradtx._base import GradientTransformation, Updates
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
 from gradtx.transforms.scaling import scaled
@@ -35,7 +35,7 @@ class ScaleByZoomLinesearchState(NamedTuple):
 
     stepsize: jax.Array
     value: jax.Array
-    grad: Any
+    grad: Updates
     num_linesearch_steps: jax.Array
     decrease_error: jax.Array
     curvature_error: jax.Array

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, float_dtype, kind_of
+from gradtx._base import GradientTransformation, OptState, Updates, float_dtype, kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -21,8 +21,8 @@ class AccumulateGradientsState(NamedTuple):
     ``inner_state``: the wrapped optimizer's state."""
 
     micro_step: jax.Array
-    grad_sum: Any
-    inner_state: Any
+    grad_sum: Updates
+    inner_state: OptState
 
 
 def accumulate_gradients(

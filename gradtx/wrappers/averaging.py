@@ -29,8 +29,8 @@ class AverageParamsState(NamedTuple):
 
     step: jax.Array
     n_averaged: jax.Array
-    averaged: Any
-    inner_state: Any
+    averaged: Params
+    inner_state: OptState
 
 
 def _no_decay_for_swa(call: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, kind_of
+from gradtx._base import GradientTransformation, OptState, kind_of
 from gradtx._checks import check_int
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
@@ -28,7 +28,7 @@ class ApplyIfFiniteState(NamedTuple):
     notfinite_count: jax.Array
     last_finite: jax.Array
     total_notfinite: jax.Array
-    inner_state: Any
+    inner_state: OptState
 
 
 def all_finite(tree: Any) -> jax.Array:

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, kind_of
+from gradtx._base import GradientTransformation, OptState, kind_of
 from gradtx._specs import Transform
 
 
@@ -40,7 +40,7 @@ class FlattenState(NamedTuple):
     """``inner_state``: the wrapped transform's state over ``{dtype name: 1-D buffer}``,
     plus ``"<dtype>_leaf<i>"`` entries for the leaves that keep their own buffer."""
 
-    inner_state: Any
+    inner_state: OptState
 
 
 class _Layout(NamedTuple):

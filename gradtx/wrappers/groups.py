@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import MaskFn, MaskTree, kind_of
+from gradtx._base import MaskFn, MaskTree, OptState, kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -28,7 +28,7 @@ class MaskedNode(NamedTuple):
 class MaskedState(NamedTuple):
     """``inner_state``: the inner transform's state over the unmasked leaves."""
 
-    inner_state: Any
+    inner_state: OptState
 
 
 def hide(tree: Any, keep: list[bool]) -> Any:

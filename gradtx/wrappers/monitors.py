@@ -32,7 +32,7 @@ class TrackNormsState(NamedTuple):
     grad_norm: jax.Array
     update_norm: jax.Array
     param_norm: jax.Array
-    inner_state: Any
+    inner_state: OptState
 
 
 def track_norms(inner: optax.GradientTransformation | None = None) -> optax.GradientTransformation:
