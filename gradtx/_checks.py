@@ -244,6 +244,17 @@ def check_stored(call: str, name: str, given: Any, dtype: Any, *, integer: bool)
         )
 
 
+def check_stored_values(call: str, name: str, values: Any, dtype: Any) -> None:
+    """``check_stored`` of the largest finite magnitude among ``values`` (a number or a
+    NumPy array of them, as a schedule's fields are)."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        return
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size:
+        check_stored(call, name, float(finite.max()), dtype, integer=False)
+
+
 def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
     """Each concrete decay rate stays below 1 in the precision the params' statistics use."""
     dtypes = {_tree.real_dtype(_tree.compute_dtype(x.dtype)) for x in jax.tree.leaves(params)}

@@ -285,18 +285,17 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         and (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_)
         and (allowed is not None or not jnp.issubdtype(arr.dtype, jnp.complexfloating))
     )
-    if not ok:
+    if arr is None or not ok:
         kind = type(new).__name__ if arr is None else str(arr.dtype)
         want = "a bool" if old_dtype == jnp.bool_ else "a number"
         raise TypeError(f"gradtx.set_hyperparams({key}=...): expected {want}, got {kind}")
-    new = arr
-    try:
-        out = jnp.broadcast_to(new.astype(old.dtype), jnp.shape(old))
-    except ValueError:
+    if arr.shape != jnp.shape(old):
+        # exactly: a number broadcast over a pair would set b2 to b1, say
         raise ValueError(
-            f"gradtx.set_hyperparams({key}=...): value of shape {jnp.shape(new)} does not fit "
+            f"gradtx.set_hyperparams({key}=...): value of shape {arr.shape} does not fit "
             f"the stored shape {jnp.shape(old)}; to sweep values, jax.vmap over set_hyperparams"
-        ) from None
+        )
+    out = arr.astype(old.dtype)
     if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
         # Keep the stored value's placement (replicated over a mesh, say): a value
         # placed elsewhere is another input type and would recompile the step.

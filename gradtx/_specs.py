@@ -68,9 +68,11 @@ class Hyper(NamedTuple):
             _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
         elif is_schedule(value):  # stored too: its int fields are counts of steps
             for path, leaf in jax.tree_util.tree_leaves_with_path(value):
+                field = f"{name}{jax.tree_util.keystr(path)}"
                 if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, bool):
-                    field = f"{name}{jax.tree_util.keystr(path)}"
                     _checks.check_stored(call, field, leaf, float_dtype(), integer=True)
+                elif isinstance(leaf, (float, np.floating, np.ndarray)):
+                    _checks.check_stored_values(call, field, leaf, float_dtype())
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if _checks.is_concrete_number(value):

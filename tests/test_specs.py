@@ -102,6 +102,54 @@ def test_set_hyperparams_refuses_what_construction_refuses():
         gradtx.set_hyperparams(state, start=10**400)
 
 
+@pytest.mark.parametrize(
+    ("make", "shown", "fraction"),
+    [
+        (lambda v: gradtx.sgd(gradtx.schedules.constant(v)), r"learning_rate.value", (1, 10)),
+        (lambda v: gradtx.sgd(gradtx.schedules.piecewise_constant(0.1, {0: v})),
+         r"learning_rate.scales", (1, 2)),
+        (lambda v: gradtx.muon(ns_coefficients=(3.4445, -4.775, v)), "ns_coefficients",
+         (20315, 10000)),
+        (lambda v: gradtx.adafactor(eps=(v, 1e-3)), r"eps\[0\]", (1, 10**30)),
+        (lambda v: gradtx.dog(init_step=("distance", v)), "init_step", (1, 10)),
+        (lambda v: gradtx.scale_by_multipliers({"w": v}), r"multipliers\[w\]", (1, 10)),
+    ],
+)  # fmt: skip
+def test_numbers_inside_schedules_and_tuples_must_fit_where_they_are_stored(make, shown, fraction):
+    # Each was accepted and stored as inf: params of -inf or NaN after one step.
+    with pytest.raises(ValueError, match=rf"\({shown}=1e\+39\): {shown} overflows to inf"):
+        make(1e39)
+    # A Fraction is a number there too (it failed inside JAX at init).
+    opt = make(fractions.Fraction(*fraction))
+    params = {"w": jnp.ones((2, 3))}
+    updates, _ = opt.update(params, opt.init(params), params)
+    assert jnp.isfinite(updates["w"]).all()
+
+
+def test_a_schedules_step_count_beyond_int32_is_refused():
+    # The step counter is an int32: 2**31 failed at init with a bare OverflowError.
+    with pytest.raises(ValueError, match=r"cosine_decay\(decay_steps=2147483648\): .* at most "
+                                         r"2147483647, the largest step count an int32 holds"):  # fmt: skip
+        gradtx.schedules.cosine_decay(0.1, 2**31)
+    gradtx.schedules.cosine_decay(0.1, 2**31 - 1)  # (float32 storage then refuses it as rounded)
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "value"),
+    [
+        (lambda: gradtx.prodigy(), "betas", (0.5,)),
+        (lambda: gradtx.prodigy(), "betas", 0.5),
+        (lambda: gradtx.muon(), "ns_coefficients", 2.0),
+        (lambda: gradtx.adam(0.1), "learning_rate", (0.1, 0.2)),
+    ],
+)
+def test_set_hyperparams_takes_only_the_stored_shape(make, key, value):
+    # betas=0.5 was broadcast to (0.5, 0.5): b2 silently set to b1.
+    state = make().init({"w": jnp.ones((2, 3))})
+    with pytest.raises(ValueError, match=rf"set_hyperparams\({key}=...\): value of shape"):
+        gradtx.set_hyperparams(state, {key: value})
+
+
 def test_integers_are_stored_exactly_in_float64(x64):
     gradtx.average_params(gradtx.sgd(0.1), start=2**24 + 1)
     gradtx.sgd(gradtx.schedules.linear(1.0, 0.0, 2**24 + 1))

@@ -8,7 +8,6 @@ from typing import Any, cast
 
 import jax.numpy as jnp
 
-from gradtx import _checks
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
@@ -50,10 +49,11 @@ class EpsPair(Hyper):
             raise TypeError(
                 f"{call}({name}={value!r}): {name} must be a pair (eps1, eps2) or a number"
             )
-        for i, x in enumerate(value):
-            if not (i == 0 and x is None):
-                _checks.check_hyperparam(call, f"{name}[{i}]", x, low=0.0)
-        return (value[1],) if value[0] is None else tuple(value)
+        checked = [
+            x if i == 0 and x is None else Hyper(low=0.0).check(call, f"{name}[{i}]", x)
+            for i, x in enumerate(value)
+        ]
+        return (checked[1],) if checked[0] is None else tuple(checked)
 
 
 def eps_parts(eps: Any) -> tuple[Any, Any]:

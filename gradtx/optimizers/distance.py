@@ -26,8 +26,7 @@ class InitStep(Option):
             )
         tag, number = value
         _checks.check_choice(call, name, tag, INIT_STEPS)
-        _checks.check_hyperparam(call, name, number, low=0.0)
-        return (tag, number)
+        return (tag, Hyper(low=0.0).check(call, name, number))
 
 
 @optimizer(

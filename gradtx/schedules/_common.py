@@ -271,6 +271,8 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
         if not isinstance(value, numbers.Integral):
             raise
         raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
+    if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
+        return float(value)  # a Fraction or Decimal: JAX takes floats
     return value
 
 
@@ -287,6 +289,12 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
         raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{call}({name}={value!r}): {name} must be {'>' if positive else '>='} 0")
+    counter = jax.dtypes.canonicalize_dtype(np.int64)  # int32, or int64 under x64
+    if int(value) > np.iinfo(counter).max:
+        raise ValueError(
+            f"{call}({name}={value!r}): {name} must be at most {np.iinfo(counter).max}, "
+            f"the largest step count an {counter} holds"
+        )
     return value
 
 

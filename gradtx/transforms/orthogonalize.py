@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.sharding import AxisType, PartitionSpec
 from jax.typing import DTypeLike
 
-from gradtx import _checks, _tree
+from gradtx import _tree
 from gradtx._base import EmptyState, GradientTransformation
 from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, DType, Flag, Hyper, Int
@@ -35,12 +35,12 @@ class NsCoefficients(Hyper):
             super().check(call, name, value)  # NaN, strings, callables: their own errors
             raise TypeError(f"{call}({name}={value!r}): {kind}")
         table = bool(value) and all(isinstance(row, (tuple, list)) for row in value)
+        rows = []
         for row in value if table else [value]:
             if not isinstance(row, (tuple, list)) or len(row) != 3:
                 raise TypeError(f"{call}({name}={value!r}): {kind}")
-            for x in row:
-                _checks.check_hyperparam(call, name, x)
-        return tuple(tuple(row) for row in value) if table else tuple(value)
+            rows.append(tuple(Hyper().check(call, name, x) for x in row))
+        return tuple(rows) if table else rows[0]
 
 
 NS_COEFFICIENTS = NsCoefficients()

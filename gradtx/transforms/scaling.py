@@ -17,7 +17,6 @@ from gradtx._base import (
     is_schedule,
     step_count,
 )
-from gradtx._checks import check_hyperparam
 from gradtx._factory import current_call, factory, hyperparameterized, reads_count
 from gradtx._specs import LEARNING_RATE, Flag, Hyper
 
@@ -148,15 +147,15 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
                 f"{jax.tree_util.keystr(path)} would both be named {name!r} (a '/' inside a "
                 "key reads as a path separator); rename one of them"
             )
+    checked = []
     for name, (_, value) in zip(names, entries):
         if callable(value) and not is_schedule(value):
             raise TypeError(
                 f"{call}(multipliers=...): the entry {name} is a plain callable; use a number "
                 "or a gradtx schedule (data, settable in the state)"
             )
-        check_hyperparam(
-            call, f"multipliers[{name.rsplit('/', 1)[0]}]", value, low=0.0, schedule=True
-        )
+        shown = f"multipliers[{name.rsplit('/', 1)[0]}]"
+        checked.append(Hyper(low=0.0, schedule=True).check(call, shown, value))
     index_tree = jax.tree_util.tree_unflatten(
         jax.tree.structure(multipliers, is_leaf=is_schedule), list(range(len(entries)))
     )
@@ -175,4 +174,4 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
 
         return GradientTransformation(init, update)
 
-    return hyperparameterized(build, dict(zip(names, (v for _, v in entries))), call)
+    return hyperparameterized(build, dict(zip(names, checked)), call)
