@@ -82,6 +82,22 @@ def _drivable(state: Any, name: str) -> Any:
     return new_state
 
 
+def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, **ends: float) -> None:
+    """The ends of the sweep are values ``name`` may take, as ``set_hyperparams`` would
+    check them against the factory that made the state (``b1`` driven to 1.5, or a
+    ``max_lr`` that overflows the stored float32, is refused here, before compiling).
+    The state is only traced for its structure: nothing is allocated."""
+    one = jax.tree.map(
+        lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
+    )
+    state = _drivable(jax.eval_shape(optimizer.init, one), name)
+    for end, value in ends.items():
+        try:
+            gradtx.set_hyperparams(state, {name: value})
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{CALL}({end}={value!r}): {name} cannot take it: {exc}") from None
+
+
 def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor):
     """Losses of one range test (NaN where not run) and the number of steps run."""
     dtype, num_steps = lrs.dtype, lrs.shape[0]
@@ -143,24 +159,21 @@ def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
-def _smooth(raw: np.ndarray, alpha: float, factor: float) -> np.ndarray:
-    """The loss averaged forward, then backward: no lag behind the learning rate.
+def _smooth(raw: np.ndarray, alpha: float) -> np.ndarray:
+    """The loss averaged forward, then backward up to the best point of the forward
+    average (no lag behind the learning rate there); past it, the forward average.
 
-    Past the best point of the running average, losses above the level that stops the
-    test are clipped to it, so the blow-up at the end does not leak into earlier steps."""
+    The backward pass stops at the best point so that the blow-up after it, which
+    depends on where the test stops, never reaches the falling part the rules read:
+    the curve up to there is the same for any ``diverge_factor`` and any constant
+    added to the loss.  It meets the forward average at the best point."""
     running = _ema(raw, alpha)
     finite = np.isfinite(running)
     if not finite.any():
         return np.full_like(raw, np.nan)
     best_at = int(np.argmin(np.where(finite, running, np.inf)))  # raw is finite up to here
-    best = running[best_at]
-    level = best + (factor - 1) * abs(best) if np.isfinite(factor) else np.inf
-    if not np.isfinite(level):  # diverge_factor=inf: clip at the largest finite loss
-        level = np.max(raw[np.isfinite(raw)])
-    tail = raw[best_at + 1 :]
-    tail = np.where(np.isfinite(tail) & (tail <= level), tail, level)
-    clipped = np.concatenate([raw[: best_at + 1], tail])
-    return _ema(_ema(clipped, alpha)[::-1], alpha)[::-1]
+    head = _ema(_ema(raw[: best_at + 1], alpha)[::-1], alpha)[::-1]
+    return np.concatenate([head, running[best_at + 1 :]])
 
 
 def _rules(lrs: np.ndarray, curve: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -191,7 +204,9 @@ class LRRangeTest:
         shape ``(num_steps,)``, or ``(runs, num_steps)`` with ``vmap_params``.
         ``losses[i]`` shows the steps taken at ``learning_rates[:i]``, so the rules
         and ``plot`` read it against ``learning_rates[i - 1]``.
-      smoothed_losses: ``losses`` averaged forward and backward, NaN after the stop.
+      smoothed_losses: ``losses`` averaged forward and backward up to the best point of
+        the forward average, so that the blow-up past it never reaches the rules, and
+        forward only after it; NaN after the stop.
       steps: the number of steps run (an array, one per run, with ``vmap_params``).
       suggested_lr: where the smoothed loss falls fastest against log(learning rate).
       bounds: ``(base_lr, max_lr)`` for ``cyclical`` or ``one_cycle``.
@@ -409,9 +424,12 @@ def lr_range_test(
             "stack them (jax.tree.map(lambda *b: jnp.stack(b), *batches)), or pass "
             "stacked arrays in a tuple or dict"
         )
+    if not isinstance(vmap_params, (bool, np.bool_)):
+        raise TypeError(f"{CALL}(vmap_params={vmap_params!r}): vmap_params must be a bool")
     runs = {jnp.shape(p)[:1] for p in jax.tree.leaves(params)}
     if vmap_params and (len(runs) != 1 or () in runs):
         raise ValueError(f"{CALL}(vmap_params=True): params' leaves need one leading run axis")
+    _check_range(optimizer, params, hyperparam, bool(vmap_params), min_lr=min_lr, max_lr=max_lr)
 
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     t = np.linspace(0.0, 1.0, num_steps)
@@ -426,17 +444,25 @@ def lr_range_test(
     runs, run_steps = np.atleast_2d(losses), np.atleast_1d(steps)
     smoothed = np.full_like(runs, np.nan)
     for r, (raw, n) in enumerate(zip(runs, run_steps)):
-        smoothed[r, :n] = _smooth(raw[:n], alpha, diverge_factor)
+        smoothed[r, :n] = _smooth(raw[:n], alpha)
     common = int(run_steps.min())
     # losses[i] is measured before step i's update: it shows the steps up to lr_{i-1}.
     curve = np.median(smoothed[:, :common], axis=0)
     suggested, bounds = _rules(lrs[: common - 1], curve[1:])
     if not math.isfinite(suggested):
-        warnings.warn(
-            f"{CALL}: the smoothed loss never fell, so there is no suggestion; start from a "
-            f"smaller min_lr (now {min_lr:g}) or run more steps",
-            stacklevel=2,
-        )
+        if not np.isfinite(runs[:, 0]).all():
+            why = "the loss at the initial params is not finite; fix the model or loss_fn"
+        elif common < num_steps:
+            why = (
+                f"the loss diverged after {common} of {num_steps} steps, before the smoothed "
+                f"loss fell; lower max_lr (now {max_lr:g}) or run more steps"
+            )
+        else:
+            why = (
+                f"the smoothed loss never fell; start from a smaller min_lr (now {min_lr:g}) "
+                "or run more steps"
+            )
+        warnings.warn(f"{CALL}: no suggestion: {why}", stacklevel=2)
     return LRRangeTest(
         learning_rates=lrs,
         losses=losses,

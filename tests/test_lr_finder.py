@@ -269,6 +269,64 @@ def test_bad_batches_and_stacked_params_are_errors():
         gradtx.lr_range_test(sgd, lambda p, b: loss_fn(p, b[0][0]), params, per_step)
 
 
+def test_the_suggestion_does_not_depend_on_where_the_test_stops(x64):
+    # The stop rule and a constant added to the loss change nothing up to the best
+    # point; the curve the rules read ends there (the blow-up after it used to be
+    # averaged back into the descent, moving the bounds with diverge_factor).
+    loss_fn, params, batches = quadratic(4.0, noise=0.1)
+    sgd = gradtx.sgd(0.1)
+    base = gradtx.lr_range_test(sgd, loss_fn, params, batches)
+    assert base.steps < 100 and base.bounds[1] < 0.5  # it stopped, past the minimum
+    for factor in (1e3, 1e6, math.inf):
+        other = gradtx.lr_range_test(sgd, loss_fn, params, batches, diverge_factor=factor)
+        assert other.steps > base.steps
+        assert (other.suggested_lr, other.bounds) == (base.suggested_lr, base.bounds)
+    for shift in (-1.0, -100.0):
+        shifted = gradtx.lr_range_test(
+            sgd, lambda p, b, c=shift: loss_fn(p, b) + c, params, batches
+        )
+        assert shifted.suggested_lr == base.suggested_lr
+        np.testing.assert_allclose(shifted.bounds, base.bounds, rtol=1e-12)
+
+
+def test_a_sweep_that_diverges_within_ten_steps_still_suggests(x64):
+    # lr grows 12x a step: the loss falls from 6 to 0.23, then blows up at steps 8-9.
+    # The blow-up averaged back used to hide the fall (no suggestion, a warning).
+    loss_fn, params, _ = quadratic(4.0)
+    result = gradtx.lr_range_test(gradtx.sgd(0.1), loss_fn, params, jnp.zeros((10, 3)),
+                                  max_lr=1e100)  # fmt: skip
+    assert result.steps == 10 and np.isfinite(result.suggested_lr)
+    assert result.bounds[0] < result.suggested_lr <= result.bounds[1] < 0.5  # SGD diverges above
+
+
+def test_no_suggestion_warnings_say_what_went_wrong():
+    with pytest.warns(UserWarning, match="the loss at the initial params is not finite"):
+        gradtx.lr_range_test(
+            gradtx.sgd(0.1), lambda p, b: jnp.sum(p) * jnp.nan, jnp.ones(2), jnp.zeros((1,))
+        )
+    with pytest.warns(UserWarning, match=r"diverged after 2 of 100 steps.*lower max_lr"):
+        gradtx.lr_range_test(  # curvature 4e30: the first step already diverges
+            gradtx.sgd(0.1), lambda p, b: 2e30 * jnp.sum(p**2), jnp.ones(2), jnp.zeros((1,))
+        )
+
+
+@pytest.mark.parametrize(
+    "opt, kwargs, error, message",
+    [
+        (gradtx.adam(0.1), {"hyperparam": "b1", "max_lr": 1.5}, ValueError,
+         r"\(max_lr=1.5\): b1 cannot take it: .*b1 must be in \[0, 1\)"),
+        (gradtx.sgd(0.1), {"max_lr": 1e39}, ValueError,
+         r"\(max_lr=1e\+39\): learning_rate cannot take it: .*overflows to inf"),
+        (gradtx.sgd(0.1), {"vmap_params": 1}, TypeError,
+         r"\(vmap_params=1\): vmap_params must be a bool"),
+    ],
+)  # fmt: skip
+def test_the_sweep_must_stay_in_the_hyperparameters_range(opt, kwargs, error, message):
+    loss_fn, params, batches = quadratic(4.0)
+    with pytest.raises(error, match=r"^gradtx.lr_range_test" + message):
+        gradtx.lr_range_test(opt, loss_fn, params, batches, **kwargs)
+
+
 def test_no_descent_warns_and_the_helpers_say_why():
     with pytest.warns(UserWarning, match="never fell"):
         result = gradtx.lr_range_test(
