@@ -199,6 +199,13 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
                 f"{', '.join(scheduled)} cannot be read; pass step=, the number of optimizer "
                 "steps taken (0 at the start)"
             )
+        if step is None and t.average is not None and _averaging_window(t) != (0, 1):
+            raise ValueError(
+                f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count "
+                "(and here no state), so where gradtx.average_params' start and every place "
+                "the next averages cannot be read; pass step=, the number of optimizer steps "
+                "taken (0 at the start)"
+            )
         return 0 if step is None else int(step)
     if any("step" not in s for s in states.values()):
         raise ValueError(
@@ -217,6 +224,27 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
     if step is not None and step != count:
         raise ValueError(f"{FROM}(step={step}): torch's state says {count} steps were taken")
     return count
+
+
+def _averaging_window(t: Target) -> tuple[Any, Any]:
+    """``(start, every)`` of the ``gradtx.average_params`` around the optimizer."""
+    assert t.average is not None
+    return t.average.arguments.get("start", 0), t.average.arguments.get("every", 1)
+
+
+def _check_n_averaged(t: Target, count: int, n: int) -> None:
+    """torch's ``n_averaged`` is the number of averages ``average_params`` makes in
+    ``count`` steps (the ``t > start`` with ``t - start - 1`` a multiple of ``every``)."""
+    start, every = _averaging_window(t)
+    if not all(isinstance(x, (int, np.integer)) for x in (start, every)):
+        return  # bound JAX arrays: data, not checked
+    expected = 0 if count <= start else (count - start - 1) // every + 1
+    if n != expected:
+        raise ValueError(
+            f"{FROM}(averaged_model_state_dict=...): n_averaged is {n}, but "
+            f"gradtx.average_params(start={start}, every={every}) averages {expected} times "
+            f"in {count} steps; build it with the start and every that torch's run used"
+        )
 
 
 def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
@@ -319,8 +347,10 @@ def from_torch_state_dict(
         ``gradtx.average_params`` around one (torch's ``AveragedModel``).
       params: the parameters, a pytree: torch's parameter ``i`` is leaf ``i`` of
         ``jax.tree.leaves(params)`` (for the groups of a partial dict, the ``i``-th
-        smallest index).  A dict's keys are sorted: use a list in
-        ``model.parameters()`` order, or a ``collections.OrderedDict``.
+        smallest index).  torch numbers its parameters group after group, in each
+        group's ``params`` order: ``model.parameters()`` order for one group made
+        from it, not for groups that interleave the model's parameters.  A dict's
+        keys are sorted: use a list, or a ``collections.OrderedDict``.
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
         (SGD, Muon, LBFGS) once its state is not empty or when a hyperparameter
@@ -370,6 +400,8 @@ def from_torch_state_dict(
     sd = averaged_model_state_dict
     kept = jax.tree.leaves(state.inner_state.averaged)  # its dtypes (float32 for 16-bit params)
     parts = [jnp.asarray(numpy_of(sd[k]), a.dtype) for k, a in zip(averaged_keys(FROM, sd, leaves), kept)]  # fmt: skip
+    if t.entry.step or step is not None:  # else averaging every step (see _count)
+        _check_n_averaged(t, count, int(numpy_of(sd["n_averaged"])))
     n = jnp.asarray(int(numpy_of(sd["n_averaged"])), jnp.int32)
     return state._replace(inner_state=AverageParamsState(hs.count, n, treedef.unflatten(parts), hs))
 
@@ -409,7 +441,12 @@ def to_torch_state_dict(
     ``differentiable``, which are not state.  To follow a schedule on, make
     the torch scheduler as in a fresh run (optimizer made with the base rate,
     then the scheduler), then load this dict and set
-    ``scheduler.last_epoch = step``.  Making the scheduler with
+    ``scheduler.last_epoch = step``.  That places the schedulers whose position
+    is ``last_epoch`` alone (StepLR, MultiStepLR, LinearLR, ExponentialLR,
+    CosineAnnealingLR, ConstantLR, PolynomialLR, CyclicLR); not the others:
+    CosineAnnealingWarmRestarts keeps ``T_cur``, SequentialLR and ChainedScheduler
+    their members' positions, and OneCycleLR and SWALR keys in the param group
+    that this dict replaces (see ``docs/ecosystem.md``).  Making the scheduler with
     ``last_epoch=step - 1`` instead is wrong for StepLR, MultiStepLR and
     LinearLR: their constructor's step applies a factor to the loaded rate a
     second time.  Imports torch.

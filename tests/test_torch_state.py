@@ -314,6 +314,35 @@ def test_averaged_model_both_ways(x64):
     assert_trajectories_close(_swa_steps(model, opt, swa, grads[N:]), more)
 
 
+def test_where_averages_fall_must_be_known_and_agree(x64):
+    """SGD without momentum keeps no state, so its step count cannot be read: with
+    ``start`` or ``every`` it was taken as 0 and the next averages fell late.  And
+    ``n_averaged`` must be the count ``start`` and ``every`` give at that step."""
+    model = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(3, dtype=torch.float64))])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    swa = AveragedModel(model)
+    for _ in range(3):  # three steps, averaged after each
+        model[0].grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+        swa.update_parameters(model)
+    params = [jnp.asarray(model[0].detach().numpy())]
+    sd, swa_sd = opt.state_dict(), swa.state_dict()
+    late = gradtx.average_params(gradtx.sgd(0.1), method="swa", start=1)
+    with pytest.raises(ValueError, match=r"\(step=None\): .* start and every .* pass step="):
+        gradtx.from_torch_state_dict(late, params, sd, averaged_model_state_dict=swa_sd)
+    with pytest.raises(ValueError, match=r"n_averaged is 3, but .*\(start=1, every=1\) averages "
+                                         r"2 times in 3 steps"):  # fmt: skip
+        gradtx.from_torch_state_dict(late, params, sd, step=3, averaged_model_state_dict=swa_sd)
+    sparse = gradtx.average_params(gradtx.sgd(0.1), method="swa", every=2)
+    with pytest.raises(ValueError, match=r"averages 2 times in 3 steps"):
+        gradtx.from_torch_state_dict(sparse, params, sd, step=3, averaged_model_state_dict=swa_sd)
+    every = gradtx.average_params(gradtx.sgd(0.1), method="swa")
+    state = gradtx.from_torch_state_dict(every, params, sd, averaged_model_state_dict=swa_sd)
+    np.testing.assert_allclose(
+        gradtx.averaged_params(state)[0], swa.module[0].detach().numpy(), rtol=1e-15
+    )
+
+
 def test_an_averaged_model_with_buffers_both_ways(x64):
     """A model with BatchNorm: its averaged params travel as their named entries, and
     ``load_state_dict(strict=False)`` keeps the buffers."""
