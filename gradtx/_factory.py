@@ -329,11 +329,12 @@ def hyperparameterized(
         updates, inner_state = _run_body(
             call, lambda u: tx.update(u, state.inner_state, params, **extra), updates, params
         )
-        # An eager body may return a hyperparameter as a buffer (rprop's base rate) or
-        # keep the params (optax's L-BFGS): one array twice cannot be donated.
+        # An eager body may return a hyperparameter as a buffer (rprop's base rate, a
+        # bound JAX array too) or keep the params (optax's L-BFGS): one array twice
+        # cannot be donated, nor one the caller still holds.
         if not counted:
             new_state = UncountedHyperparamsState(state.hyperparams, inner_state)
-            return updates, _tree.settled(new_state, params)
+            return updates, _tree.settled(new_state, (params, bound))
         new_count = _tree.safe_increment(count)
         python_next = {
             shown_key(k): jnp.asarray(
@@ -342,7 +343,7 @@ def hyperparameterized(
             for k, fn in python.items()
         }
         new_state = HyperparamsState(new_count, state.hyperparams, python_next, inner_state)
-        return updates, _tree.settled(new_state, params)
+        return updates, _tree.settled(new_state, (params, bound))
 
     return kind(init, update)
 

@@ -296,6 +296,10 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
             f"the stored shape {jnp.shape(old)}; to sweep values, jax.vmap over set_hyperparams"
         )
     out = arr.astype(old.dtype)
+    if isinstance(out, jax.Array) and not isinstance(out, jax.core.Tracer):
+        # The caller's array (or one value given for two names) would otherwise be the
+        # state's buffer too: donating the state would delete it, or donate it twice.
+        out = jnp.copy(out)
     if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
         # Keep the stored value's placement (replicated over a mesh, say): a value
         # placed elsewhere is another input type and would recompile the step.

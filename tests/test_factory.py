@@ -205,3 +205,33 @@ def test_a_users_call_is_recorded_on_init_not_in_the_state():
         return inner
 
     assert made_by(wrapped()).call == "gradtx.wrapped"
+
+
+@pytest.mark.parametrize(
+    ("factory", "name", "others"),
+    [
+        (gradtx.rprop, "learning_rate", {}),
+        (gradtx.schedule_free_adamw, "b1", {"learning_rate": 1e-3}),
+        (gradtx.schedule_free_sgd, "b1", {"learning_rate": 1e-3}),
+    ],
+)
+def test_a_bound_array_is_never_a_buffer_of_the_state(factory, name, others):
+    # An eager update returned the caller's array as a state buffer (rprop's base rate,
+    # schedule-free's b1 of y): donating that state deleted the caller's array, and
+    # through optax.inject_hyperparams the step donated one buffer twice.
+    value = jnp.asarray(0.5, jnp.float32)
+    opt, params = factory(**others, **{name: value}), {"w": jnp.ones(3)}
+    grads = {"w": jnp.asarray([1.0, -2.0, 0.5])}
+
+    def step(p, s):
+        u, s = opt.update(grads, s, p)
+        return gradtx.apply_updates(p, u), s
+
+    _, state = opt.update(grads, opt.init(params), params)  # eager
+    pointer = value.unsafe_buffer_pointer()
+    assert all(x.unsafe_buffer_pointer() != pointer for x in jax.tree.leaves(state))
+    jax.jit(step, donate_argnums=(0, 1))({"w": jnp.ones(3)}, state)
+    assert float(value) == 0.5  # the caller's array is still alive
+    injected = optax.inject_hyperparams(factory)(**others, **{name: value})
+    _, s = injected.update(grads, injected.init(params), params)
+    jax.jit(lambda p, s: injected.update(grads, s, p), donate_argnums=(1,))(params, s)

@@ -321,3 +321,20 @@ def test_a_stage_left_out_by_a_python_zero_is_explained_and_a_constant_keeps_it(
         params = gradtx.apply_updates(params, updates)
         for ours, t in zip(params, tensors):
             np.testing.assert_allclose(ours, t.detach().numpy(), rtol=1e-10, atol=0)
+
+
+def test_a_set_array_is_copied_into_the_state():
+    # The caller's array became the state's buffer: donating the state deleted it, one
+    # array set for two names (or into two states) was donated twice.
+    opt, params = gradtx.adam(1e-3), {"w": jnp.ones(3)}
+    step = jax.jit(
+        lambda p, s: opt.update(jax.tree.map(jnp.ones_like, p), s, p), donate_argnums=(1,)
+    )
+    x = jnp.asarray(0.9, jnp.float32)
+    shared = gradtx.set_hyperparams(opt.init(params), b1=x, b2=x)
+    other = gradtx.set_hyperparams(opt.init(params), b1=x)
+    pointers = {v.unsafe_buffer_pointer() for v in jax.tree.leaves((shared, other))}
+    assert x.unsafe_buffer_pointer() not in pointers
+    step(params, shared)
+    step(params, other)
+    assert float(x) == np.float32(0.9)
