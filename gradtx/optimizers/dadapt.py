@@ -6,7 +6,7 @@ from gradtx import _checks
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
 from gradtx._registry import optimizer
 from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
-from gradtx.transforms.dadapt import scale_by_dadapt_adam, scale_by_prodigy
+from gradtx.transforms.dadapt import ESTIM_LR0, scale_by_dadapt_adam, scale_by_prodigy
 from gradtx.transforms.scaling import scale, scale_by_learning_rate
 
 
@@ -35,7 +35,7 @@ WEIGHT_DECAY = Hyper(low=0.0, optional=True)
 @optimizer(
     references="`optax.contrib.prodigy` (schedule, `beta3`, decay, `safeguard_warmup`)",
     learning_rate=LEARNING_RATE, betas=BETAS, beta3=Hyper(0.0, 1.0, high_open=True, nullable=True),
-    eps=NON_NEGATIVE, estim_lr0=Hyper(low=0.0, low_open=True), estim_lr_coef=NON_NEGATIVE,
+    eps=NON_NEGATIVE, estim_lr0=ESTIM_LR0, estim_lr_coef=NON_NEGATIVE,
     weight_decay=WEIGHT_DECAY, safeguard_warmup=Flag(),
 )  # fmt: skip
 def prodigy(
@@ -108,7 +108,7 @@ def prodigy(
 @optimizer(
     references="`optax.contrib.dadapt_adamw` (schedule, decay)",
     learning_rate=LEARNING_RATE, betas=BETAS, eps=NON_NEGATIVE,
-    estim_lr0=Hyper(low=0.0, low_open=True), weight_decay=WEIGHT_DECAY,
+    estim_lr0=ESTIM_LR0, weight_decay=WEIGHT_DECAY,
 )  # fmt: skip
 def dadapt_adamw(
     learning_rate: ScalarOrSchedule = 1.0,

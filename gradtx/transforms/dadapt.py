@@ -30,7 +30,9 @@ from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
 from gradtx.transforms._sums import tree_dot, tree_l1_norm
 from gradtx.transforms.distance import copy_params, needs_params
 
-POSITIVE = Hyper(low=0.0, low_open=True)
+ESTIM_LR0 = Hyper(low=0.0, low_open=True, init_only=True)
+"""d_0: ``init`` starts the distance estimate there (Prodigy's update also divides by
+it, where it cancels), so it is bound, not kept: setting it later would change nothing."""
 
 
 def adam_correction(b1, b2, t, dtype):
@@ -65,7 +67,7 @@ class ScaleByProdigyState(NamedTuple):
 
 @factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE,
          b3=Hyper(0.0, 1.0, high_open=True, nullable=True), eps=NON_NEGATIVE,
-         estim_lr0=POSITIVE, estim_lr_coef=NON_NEGATIVE,
+         estim_lr0=ESTIM_LR0, estim_lr_coef=NON_NEGATIVE,
          weight_decay=Hyper(low=0.0, optional=True), safeguard_warmup=Flag())  # fmt: skip
 def scale_by_prodigy(
     learning_rate: ScalarOrSchedule = 1.0,
@@ -203,7 +205,7 @@ class ScaleByDadaptAdamState(NamedTuple):
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE,
-         eps=NON_NEGATIVE, estim_lr0=POSITIVE, weight_decay=Hyper(low=0.0, optional=True))  # fmt: skip
+         eps=NON_NEGATIVE, estim_lr0=ESTIM_LR0, weight_decay=Hyper(low=0.0, optional=True))  # fmt: skip
 def scale_by_dadapt_adam(
     learning_rate: ScalarOrSchedule = 1.0,
     b1: float = 0.9,

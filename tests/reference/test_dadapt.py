@@ -108,3 +108,16 @@ def test_zero_learning_rate_keeps_the_estimate_finite(x64):
             updates, state = opt.update({"w": jnp.ones(3)}, state, params)
         assert float(state.inner_state[0].distance) == 1e-6
         np.testing.assert_array_equal(updates["w"], np.zeros(3))
+
+
+@pytest.mark.parametrize("make", [gradtx.prodigy, gradtx.dadapt_adamw])
+def test_the_initial_estimate_is_bound_not_settable(make):
+    # init copies d_0 into the distance estimate: set_hyperparams(estim_lr0=...) was
+    # accepted and listed by get_hyperparams, and changed nothing.
+    state = make().init({"w": jnp.ones(3)})
+    assert "estim_lr0" not in gradtx.get_hyperparams(state)
+    with pytest.raises(KeyError, match="unknown hyperparameter 'estim_lr0'"):
+        gradtx.set_hyperparams(state, estim_lr0=1e-2)
+    assert float(make(estim_lr0=1e-2).init({"w": jnp.ones(3)}).inner_state[0].distance) == (
+        pytest.approx(1e-2)
+    )
