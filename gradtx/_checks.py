@@ -244,6 +244,28 @@ def check_stored(call: str, name: str, given: Any, dtype: Any, *, integer: bool)
         )
 
 
+def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
+    """A plain callable hyperparameter's value at ``count``: one real number, as the
+    hyperparameter is.  Its shape and dtype are known while tracing, so this holds
+    under jit too (a vector learning rate was broadcast over the leaves' last axis)."""
+    value = fn(count)
+    try:
+        arr = jnp.asarray(value)
+    except TypeError:
+        arr = None
+    if arr is None or not (
+        jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)
+    ):
+        kind = type(value).__name__ if arr is None else str(arr.dtype)
+        raise TypeError(f"{call}({name}=<function>): it returned {kind}, not a real number")
+    if arr.shape != ():
+        raise ValueError(
+            f"{call}({name}=<function>): it returned shape {arr.shape}; a hyperparameter is "
+            "one number (for one per parameter, use scale_by_multipliers or partition)"
+        )
+    return arr
+
+
 def check_stored_values(call: str, name: str, values: Any, dtype: Any) -> None:
     """``check_stored`` of the largest finite magnitude among ``values`` (a number or a
     NumPy array of them, as a schedule's fields are)."""

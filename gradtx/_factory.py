@@ -286,7 +286,9 @@ def hyperparameterized(
         _checks.check_rates(call, {k: stored[k] for k in rates if k in stored}, params)
         hyperparams = {k: _store(v) for k, v in stored.items()}
         count = jnp.zeros([], jnp.int32)
-        python_now = {k: _store(fn(count)) for k, fn in python.items()}
+        python_now = {
+            k: _store(_checks.callable_value(call, k, fn, count)) for k, fn in python.items()
+        }
         current = {k: _current(v, count) for k, v in hyperparams.items()}
         current |= python_now | bound
         inner_state = inner(current).init(params)
@@ -320,7 +322,8 @@ def hyperparameterized(
             # shown for the next update): a count set back (tree_set) rewinds them too.
             current |= {
                 k: jnp.asarray(
-                    fn(count), dtype=jnp.result_type(state.python_schedules[shown_key(k)])
+                    _checks.callable_value(call, k, fn, count),
+                    dtype=jnp.result_type(state.python_schedules[shown_key(k)]),
                 )
                 for k, fn in python.items()
             }
@@ -338,7 +341,8 @@ def hyperparameterized(
         new_count = _tree.safe_increment(count)
         python_next = {
             shown_key(k): jnp.asarray(
-                fn(new_count), dtype=jnp.result_type(state.python_schedules[shown_key(k)])
+                _checks.callable_value(call, k, fn, new_count),
+                dtype=jnp.result_type(state.python_schedules[shown_key(k)]),
             )
             for k, fn in python.items()
         }

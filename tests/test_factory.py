@@ -235,3 +235,25 @@ def test_a_bound_array_is_never_a_buffer_of_the_state(factory, name, others):
     injected = optax.inject_hyperparams(factory)(**others, **{name: value})
     _, s = injected.update(grads, injected.init(params), params)
     jax.jit(lambda p, s: injected.update(grads, s, p), donate_argnums=(1,))(params, s)
+
+
+@pytest.mark.parametrize(
+    ("fn", "error", "message"),
+    [
+        (lambda c: jnp.asarray([0.1, 0.2, 0.3]), ValueError, r"returned shape \(3,\); a hyper"),
+        (lambda c: 0.1j, TypeError, "returned complex64, not a real number"),
+        (lambda c: "0.1", TypeError, "returned str, not a real number"),
+    ],
+)
+def test_a_plain_callable_must_return_one_real_number(fn, error, message):
+    # A vector learning rate was broadcast over the leaves' last axis (one rate per
+    # column, no error); a complex or string one failed inside float().
+    params = {"w": jnp.ones((2, 3))}
+    match = r"^gradtx.sgd\(learning_rate=<function>\): it " + message
+    with pytest.raises(error, match=match):
+        gradtx.sgd(fn).init(params)
+    state = gradtx.sgd(0.1).init(params)
+    with pytest.raises(error, match=match):  # while tracing, as eagerly
+        jax.jit(lambda p, s: gradtx.sgd(fn).update(p, s, p))(params, state)
+    with pytest.raises(error, match=r"^gradtx.adabound\(learning_rate=<function>\): it "):
+        gradtx.adabound(fn)

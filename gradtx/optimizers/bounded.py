@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx import _checks
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
@@ -31,7 +32,7 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return arguments
     lr = arguments["learning_rate"]
     if callable(lr):
-        lr = lr(jnp.zeros([], jnp.int32))
+        lr = _checks.callable_value(call, "learning_rate", lr, jnp.zeros([], jnp.int32))
     if isinstance(lr, jax.core.Tracer):  # a factory called inside a traced function
         return {**arguments, "base_lr": lr}
     if float(lr) <= 0:
