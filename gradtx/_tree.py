@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 INT32_MAX = jnp.iinfo(jnp.int32).max
 
@@ -436,13 +437,27 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
 
 
 def static_bools(call: str, values: list) -> list[bool]:
-    try:
-        return [bool(v) for v in values]
-    except jax.errors.ConcretizationTypeError as err:
-        raise TypeError(
-            f"{call}: mask values must be static Python bools (the mask chooses the "
-            "program's structure), not arrays computed from traced params"
-        ) from err
+    """A mask's values (``mask_fn``'s, say) as bools: Python or NumPy bools, or 0-d
+    concrete bool arrays; not strings or numbers, which ``bool()`` would take by
+    truthiness ("no_decay" is True), as ``mask=`` refuses them."""
+    out = []
+    for v in values:
+        if isinstance(v, jax.core.Tracer):
+            raise TypeError(
+                f"{call}: mask values must be static Python bools (the mask chooses the "
+                "program's structure), not arrays computed from traced params"
+            )
+        is_array = isinstance(v, (jax.Array, np.ndarray))
+        if not (
+            isinstance(v, (bool, np.bool_)) or (is_array and v.dtype == bool and v.ndim == 0)
+        ):
+            kind = f"{v.dtype}{list(v.shape)}" if is_array else repr(v)
+            raise TypeError(
+                f"{call}: mask values must be static Python bools, one per parameter "
+                f"(or subtree), got {kind}"
+            )
+        out.append(bool(v))
+    return out
 
 
 class Flag:

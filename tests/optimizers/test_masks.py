@@ -284,3 +284,29 @@ def test_mask_matches_the_reference_with_and_without_decay_leaf_by_leaf(x64, nam
             )
     # the decay changes "b" in this run: the mask is what keeps it off
     assert np.max(np.abs(decayed[-1]["b"] - plain[-1]["b"])) > 1e-4
+
+
+@pytest.mark.parametrize(
+    ("mask_fn", "shown"),
+    [
+        (lambda p: {"w": "decay", "b": "no_decay"}, "'no_decay'"),
+        (lambda p: {"w": 1, "b": 0}, "0"),
+        (lambda p: jax.tree.map(lambda x: x > 0, p), r"bool\[3\]"),
+    ],
+)
+def test_mask_fn_values_are_checked_as_masks_are(mask_fn, shown):
+    # Strings and ints were taken by truthiness ("no_decay" decayed), an elementwise
+    # array failed with NumPy's "truth value ... is ambiguous".
+    params = {"w": jnp.ones(3), "b": -jnp.ones(3)}
+    for opt in (
+        gradtx.adamw(0.1, weight_decay=0.5, mask_fn=mask_fn),
+        gradtx.masked(gradtx.sgd(0.1), mask_fn=mask_fn),
+    ):
+        with pytest.raises(
+            TypeError, match=rf"mask values must be static Python bools, .* got {shown}"
+        ):
+            opt.update(params, opt.init(params), params)
+    kept = gradtx.masked(gradtx.sgd(0.1), mask_fn=lambda p: {"w": True, "b": np.False_})
+    updates, _ = kept.update(params, kept.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.1 * np.ones(3), rtol=1e-6)
+    np.testing.assert_array_equal(updates["b"], -np.ones(3))  # unmasked: passed through
