@@ -448,9 +448,7 @@ def static_bools(call: str, values: list) -> list[bool]:
                 "program's structure), not arrays computed from traced params"
             )
         is_array = isinstance(v, (jax.Array, np.ndarray))
-        if not (
-            isinstance(v, (bool, np.bool_)) or (is_array and v.dtype == bool and v.ndim == 0)
-        ):
+        if not (isinstance(v, (bool, np.bool_)) or (is_array and v.dtype == bool and v.ndim == 0)):
             kind = f"{v.dtype}{list(v.shape)}" if is_array else repr(v)
             raise TypeError(
                 f"{call}: mask values must be static Python bools, one per parameter "

@@ -6,9 +6,10 @@ from typing import Any
 
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, MOMENTUM, NON_NEGATIVE, Anything, Flag
+from gradtx._specs import LEARNING_RATE, MOMENTUM, NON_NEGATIVE, Flag
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.noise import Seed
 from gradtx.transforms.privacy import differentially_private_aggregate
 
 
@@ -19,7 +20,7 @@ from gradtx.transforms.privacy import differentially_private_aggregate
     learning_rate=LEARNING_RATE,
     l2_norm_clip=NON_NEGATIVE,
     noise_multiplier=NON_NEGATIVE,
-    seed=Anything(),
+    seed=Seed(),
     momentum=MOMENTUM._replace(optional=True),
     nesterov=Flag(),
 )
@@ -81,7 +82,7 @@ def dpsgd(
     # Nesterov with no momentum is g + 0 · m: plain SGD, which optax also runs.
     core = [] if momentum is None else [add_momentum(momentum, nesterov=nesterov)]
     return descent(
-        differentially_private_aggregate(l2_norm_clip, noise_multiplier, seed),
+        differentially_private_aggregate(l2_norm_clip, noise_multiplier, seed=seed),
         *core,
         learning_rate=learning_rate,
     )

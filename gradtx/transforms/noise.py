@@ -11,7 +11,7 @@ import numpy as np
 from gradtx import _tree
 from gradtx._base import GradientMap, step_count
 from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Anything, Hyper
+from gradtx._specs import NON_NEGATIVE, Anything, Hyper, Option
 
 
 class AddNoiseState(NamedTuple):
@@ -43,7 +43,24 @@ def _typed_key(call: str, key: Any, seed: Any) -> jax.Array:
             f"{call}({name}={key!r}): {name} must be an int seed or a PRNG key "
             "(jax.random.key), like optax's"
         )
-    return jax.random.key(key)
+    try:
+        return jax.random.key(key)
+    except OverflowError:
+        raise ValueError(f"{call}({name}={key!r}): {name} does not fit in 64 bits") from None
+
+
+class Seed(Option):
+    """A required ``seed``: an int seed or a PRNG key, checked as the noise checks it
+    (``None`` would mean seed 0 there, which a required argument must not)."""
+
+    def check(self, call, name, value):
+        if value is None:
+            raise TypeError(
+                f"{call}({name}=None): {name} must be an int seed or a PRNG key "
+                "(jax.random.key), like optax's"
+            )
+        _typed_key(call, None, value)
+        return value
 
 
 @factory(kind=GradientMap, counted=True, eta=NON_NEGATIVE, gamma=Hyper(), key=Anything(),

@@ -115,3 +115,20 @@ def test_per_example_shapes_are_checked():
         gradtx.dpsgd(0.1, -1.0, 1.0, seed=0)
     with pytest.raises(ValueError, match="cannot run inside gradtx.flatten"):
         gradtx.flatten(gradtx.dpsgd(0.1, 1.0, 1.0, seed=0)).init({"w": jnp.zeros(3)})
+
+
+def test_dpsgd_needs_its_seed():
+    # seed=None was taken as seed 0 (the noise of seed=0); a bad one named `key`.
+    with pytest.raises(TypeError, match=r"^gradtx.dpsgd\(seed=None\): seed must be an int seed"):
+        gradtx.dpsgd(0.1, 1.0, 0.1, seed=None)
+    with pytest.raises(TypeError, match=r"^gradtx.dpsgd\(seed=2.5\): seed must be an int seed"):
+        gradtx.dpsgd(0.1, 1.0, 0.1, seed=2.5)
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.ones((2, 3))}
+    by_int, by_key = (
+        gradtx.dpsgd(0.1, 1.0, 1.0, seed=3),
+        gradtx.dpsgd(0.1, 1.0, 1.0, seed=jax.random.key(3)),
+    )
+    np.testing.assert_array_equal(
+        by_int.update(grads, by_int.init(params), params)[0]["w"],
+        by_key.update(grads, by_key.init(params), params)[0]["w"],
+    )

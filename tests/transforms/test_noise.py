@@ -85,3 +85,10 @@ def test_refuses_flat_buffers():
     tx = gradtx.flatten(gradtx.noisy_sgd(0.1))
     with pytest.raises(ValueError, match="gradtx.noisy_sgd: gradtx.add_noise works per leaf"):
         tx.update(params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("name", ["key", "seed"])
+def test_a_seed_beyond_64_bits_names_the_call(name):
+    # It was a bare OverflowError from jax.random.key.
+    with pytest.raises(ValueError, match=rf"^gradtx.add_noise\({name}=\d+\): {name} does not fit"):
+        gradtx.add_noise(**{name: 2**70})
