@@ -187,6 +187,15 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
             f"  params: {jax.tree.structure(params)}\n  state: {jax.tree.structure(averaging.z)}"
         )
 
+    for (path, y), z in zip(
+        jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(averaging.z)
+    ):
+        if jnp.shape(y) != z.shape:  # broadcasting would give params of another shape
+            raise ValueError(
+                f"{call}: params leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(y)}, "
+                f"the optimizer's {z.shape}"
+            )
+
     def one(y, z):
         y = jnp.asarray(y)
         wide = _tree.compute_dtype(y.dtype, z.dtype)

@@ -57,3 +57,14 @@ def test_z_in_its_own_dtype(dtype):
     assert jax.tree.structure(new) == jax.tree.structure(state)
     with pytest.raises(ValueError, match="update needs params"):
         tx.update(params, state)
+
+
+@pytest.mark.parametrize("shape", [(1,), (2, 3)])
+def test_eval_params_of_another_shape_are_refused(shape):
+    # They were broadcast against z: eval params of a shape the model does not have.
+    opt = gradtx.schedule_free_adamw(0.1)
+    state = opt.init({"w": jnp.ones(3)})
+    with pytest.raises(
+        ValueError, match=r"params leaf \['w'\] has shape .*, the optimizer's \(3,\)"
+    ):
+        gradtx.schedule_free_eval_params(state, {"w": jnp.ones(shape)})
