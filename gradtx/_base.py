@@ -146,6 +146,9 @@ def transform(
       >>> halve.update(jnp.ones(2), halve.init(jnp.ones(2)))[0]
       Array([0.5, 0.5], dtype=float32)
     """
+    for name, fn in (("init", init), ("update", update)):
+        if not callable(fn):
+            raise TypeError(f"gradtx.transform({name}={fn!r}): {name} must be a function")
     kind = GradientMap if gradient_map else GradientTransformation
     takes_extra = any(
         p.kind is inspect.Parameter.VAR_KEYWORD
@@ -235,6 +238,8 @@ def stateless(fn: Callable[[Updates, Params], Updates]) -> optax.GradientTransfo
       >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
       Array([3., 3.], dtype=float32)
     """
+    if not callable(fn):
+        raise TypeError(f"gradtx.stateless(fn={fn!r}): fn must be a function")
 
     def update(updates, state, params=None, **extra):
         return fn(updates, params), state
@@ -255,6 +260,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     def add(path, p, u):
         if p is None:
             return None
+        if u is None:
+            raise ValueError(
+                f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'} "
+                "is None, its param an array"
+            )
         if jnp.shape(p) != jnp.shape(u):
             raise ValueError(
                 f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'} "
@@ -279,4 +289,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             )
         return (p.astype(dtype) + u.astype(dtype)).astype(p.dtype)
 
-    return jax.tree_util.tree_map_with_path(add, params, updates, is_leaf=lambda x: x is None)
+    none = lambda x: x is None  # noqa: E731
+    trees = jax.tree.structure(params, is_leaf=none), jax.tree.structure(updates, is_leaf=none)
+    if not trees[0] == trees[1]:
+        raise ValueError(
+            "gradtx.apply_updates: the updates' tree does not match the params' tree.\n"
+            f"  params:  {trees[0]}\n  updates: {trees[1]}"
+        )
+    return jax.tree_util.tree_map_with_path(add, params, updates, is_leaf=none)

@@ -78,3 +78,24 @@ def test_apply_updates_rounds_once_and_keeps_none_leaves():
     out = gradtx.apply_updates(p, u)
     assert out["frozen"] is None and out["w"].dtype == jnp.bfloat16
     assert float(out["w"][0]) == float(jnp.asarray(1.001, jnp.bfloat16))
+
+
+def test_apply_updates_names_a_tree_mismatch_and_a_missing_update():
+    # A raw pytree error from tree_map, and a None update reported as "shape ()".
+    with pytest.raises(
+        ValueError, match=r"^gradtx.apply_updates: the updates' tree does not match"
+    ):
+        gradtx.apply_updates({"w": jnp.ones(2), "b": jnp.ones(1)}, {"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"updates leaf \['w'\] is None, its param an array"):
+        gradtx.apply_updates({"w": jnp.ones(2)}, {"w": None})
+    assert gradtx.apply_updates({"w": None}, {"w": None}) == {"w": None}  # a frozen leaf
+
+
+def test_transform_and_stateless_take_functions():
+    # Each was accepted, then failed at update with "'int' object is not callable".
+    with pytest.raises(TypeError, match=r"^gradtx.stateless\(fn=3\): fn must be a function"):
+        gradtx.stateless(3)
+    with pytest.raises(TypeError, match=r"^gradtx.transform\(update=4\): update must be a"):
+        gradtx.transform(lambda p: gradtx.EmptyState(), 4)
+    with pytest.raises(TypeError, match=r"^gradtx.transform\(init=3\): init must be a function"):
+        gradtx.transform(3, lambda u, s, p=None: (u, s))
