@@ -290,8 +290,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         return (p.astype(dtype) + u.astype(dtype)).astype(p.dtype)
 
     none = lambda x: x is None  # noqa: E731
-    trees = jax.tree.structure(params, is_leaf=none), jax.tree.structure(updates, is_leaf=none)
-    if not trees[0] == trees[1]:
+    trees: tuple[Any, Any] = (
+        jax.tree.structure(params, is_leaf=none),
+        jax.tree.structure(updates, is_leaf=none),
+    )
+    if trees[0] != trees[1]:
         raise ValueError(
             "gradtx.apply_updates: the updates' tree does not match the params' tree.\n"
             f"  params:  {trees[0]}\n  updates: {trees[1]}"
