@@ -48,6 +48,8 @@ def same(value: Any, default: Any) -> bool:
     array (``optax.inject_hyperparams`` passes every number as one) equal to it."""
     if isinstance(value, (tuple, list)) and isinstance(default, (tuple, list)):
         return len(value) == len(default) and all(same(v, d) for v, d in zip(value, default))
+    if isinstance(value, (tuple, list)) or isinstance(default, (tuple, list)):
+        return False  # a number for a tuple's default (or the reverse) is given, not default
     if value is None or default is None:
         return value is default
     if isinstance(value, (bool, np.bool_)):

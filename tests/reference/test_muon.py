@@ -188,3 +188,12 @@ def test_hyperparameters_in_state():
     assert float(h["momentum"]) == pytest.approx(0.9)
     h = gradtx.get_hyperparams(gradtx.muon(adjust_lr_fn="match_rms_adamw").init(params["w"]))
     assert float(h["consistent_rms"]) == pytest.approx(0.2)
+
+
+def test_optaxs_ns_coeffs_spelling_refuses_a_number():
+    # The alias compared a number with its default triple: NumPy's "truth value of an
+    # array ... is ambiguous".
+    with pytest.raises(
+        TypeError, match=r"^gradtx.muon\(ns_coeffs=3.5\): ns_coeffs must be a triple"
+    ):
+        gradtx.muon(ns_coeffs=3.5)
