@@ -57,7 +57,14 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
       for Laplacian smoothing splines", 1989; Liu et al., "Sophia", 2023.
     """
     call = current_call("gradtx.hutchinson_hessian_diagonal")
-    if random_seed is not None and not isinstance(random_seed, jax.Array):
+    raw_key = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    if random_seed is not None and not (
+        isinstance(random_seed, jax.Array)
+        and (
+            (jnp.issubdtype(random_seed.dtype, jax.dtypes.prng_key) and random_seed.shape == ())
+            or (random_seed.dtype == raw_key.dtype and random_seed.shape == raw_key.shape)
+        )
+    ):
         raise TypeError(
             f"{call}(random_seed={random_seed!r}): random_seed must be a JAX PRNG key "
             "(jax.random.PRNGKey(seed)) or None"

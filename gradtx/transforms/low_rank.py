@@ -44,6 +44,10 @@ class DimensionNumbers(Option):
                     f"{call}({name}=...): expected GaLoreDimensionNumbers (or optax's), None, "
                     f"or a pytree of them, got {x!r}"
                 )
+            for axes in (x.reduction_axis, x.output_axis):
+                listed = axes if isinstance(axes, (tuple, list)) else [axes]
+                if not all(isinstance(a, int) and not isinstance(a, bool) for a in listed):
+                    raise TypeError(f"{call}({name}={x!r}): axes must be ints or tuples of ints")
         return value
 
 

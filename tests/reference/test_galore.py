@@ -105,3 +105,9 @@ def test_galore_errors_name_the_call():
         injected(0.1).init({"w": np.zeros((2, 3), np.float32)})
     with pytest.raises(ValueError, match="cannot run inside gradtx.flatten"):
         gradtx.flatten(gradtx.galore(0.1)).init({"w": np.zeros((2, 3), np.float32)})
+
+
+def test_dimension_numbers_take_integer_axes():
+    # A float axis passed construction, then init failed with "'float' object is not iterable".
+    with pytest.raises(TypeError, match=r"weight_dimension_numbers=.*axes must be ints"):
+        gradtx.galore(1e-3, weight_dimension_numbers=gradtx.GaLoreDimensionNumbers(0.5, 1))

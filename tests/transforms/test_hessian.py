@@ -103,3 +103,13 @@ def test_optimizers_built_with_the_default_estimator_share_nothing(make):
     params = {"w": jnp.ones(3)}
     u, _ = tx.update(params, tx.init(params), params, obj_fn=lambda p: jnp.sum(p["w"] ** 2))
     assert u["w"].shape == (3,)
+
+
+def test_random_seed_must_be_a_key():
+    # Any JAX array passed construction, then failed in update with a raw PRNG error.
+    with pytest.raises(
+        TypeError, match=r"hutchinson_hessian_diagonal\(random_seed=.*must be a JAX PRNG"
+    ):
+        gradtx.hutchinson_hessian_diagonal(random_seed=jnp.ones(3))
+    gradtx.hutchinson_hessian_diagonal(random_seed=jax.random.PRNGKey(0))
+    gradtx.hutchinson_hessian_diagonal(random_seed=jax.random.key(0))
