@@ -16,7 +16,7 @@ def leaf_rms(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     return _tree.safe_sqrt(jnp.mean(jnp.real(_tree.abs_sq(x.astype(dtype)))))
 
 
-@factory(kind=GradientMap, threshold=Hyper(low=1.0))
+@factory(kind=GradientMap, threshold=Hyper(low=0.0, low_open=True))
 def clip_by_block_rms(threshold: float = 1.0) -> GradientMap:
     """Rescale each leaf so that its RMS is at most ``threshold``.
 
@@ -27,7 +27,8 @@ def clip_by_block_rms(threshold: float = 1.0) -> GradientMap:
     inside ``gradtx.flatten``.
 
     Args:
-      threshold: the largest RMS a leaf keeps, >= 1 (torch's range).
+      threshold: the largest RMS a leaf keeps, > 0 (optax's range; torch's
+        Adafactor takes ``d >= 1``, as ``gradtx.adafactor`` does).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -162,3 +163,18 @@ def test_per_leaf_primitives_refuse_to_run_flat(make, who):
     # unfactored, the second moment is elementwise and runs flat
     tx = gradtx.flatten(gradtx.chain(gradtx.scale_by_factored_rms(factored=False)))
     tx.update(params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.5, 3.0])
+def test_clip_by_block_rms_takes_optaxs_range(x64, threshold):
+    # optax's clip_by_block_rms takes any positive threshold; gradtx's refused < 1
+    # (torch Adafactor's range for d, which gradtx.adafactor keeps).
+    u = {"a": jnp.array([[3.0, 4.0]]), "b": jnp.array([0.1, -0.1]), "c": jnp.array(0.2)}
+    ours = gradtx.clip_by_block_rms(threshold)
+    theirs = optax.clip_by_block_rms(threshold)
+    got = ours.update(u, ours.init(u))[0]
+    want = theirs.update(u, theirs.init(u))[0]
+    for k in u:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-14)
+    with pytest.raises(ValueError, match=r"clip_by_block_rms\(threshold=0.0\): threshold must be"):
+        gradtx.clip_by_block_rms(0.0)
