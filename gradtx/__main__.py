@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
+        # "%(default).0s" prints nothing, and stops the formatter appending "(default: None)"
         help=f"where to write the PNG of training curves (default: {DEFAULT_OUT}; with "
-        f"--lr-find: {DEFAULT_LR_OUT})",
+        f"--lr-find: {DEFAULT_LR_OUT})%(default).0s",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> list[demo.Result] | dict[str, Any
         return _main_lr_find(args, data, batch_size)
     print(
         f"digits: {len(data.x_train)} train / {len(data.x_test)} test images, MLP "
-        f"64-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs, batch {args.batch_size}, "
+        f"64-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs, batch {batch_size}, "
         f"JAX on {jax.devices()[0].platform}"
     )
     results = [
