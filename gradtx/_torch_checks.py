@@ -132,6 +132,8 @@ def check_group(t: Target, group: Mapping[str, Any]) -> None:
         if ours is None and name in t.entry.resolve:
             ours = t.entry.resolve[name](t.args)
         theirs = group[key]
+        if key in t.entry.synonyms:
+            theirs, ours = (t.entry.synonyms[key].get(v, v) for v in (theirs, ours))
         if not same(theirs, ours):
             raise ValueError(
                 f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "

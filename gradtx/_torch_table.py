@@ -153,6 +153,8 @@ class Entry(NamedTuple):
         what the factory makes of its default (or one of ``accepted``).
       accepted: further values of such arguments that are torch's rule too.
       resolve: gradtx option -> the value torch stores for gradtx's ``None``.
+      synonyms: torch flag key -> {value: the value it means} (Muon's
+        ``adjust_lr_fn=None`` is ``"original"``), applied to both sides.
       hook: the key of ``HOOKS`` for state torch keeps in another form.
       hook_keys: the per-parameter state keys that hook reads.
     """
@@ -169,6 +171,7 @@ class Entry(NamedTuple):
     free: tuple[str, ...] = ()
     accepted: Mapping[str, tuple[Any, ...]] = {}
     resolve: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {}
+    synonyms: Mapping[str, Mapping[Any, Any]] = {}
     hook: str | None = None
     hook_keys: tuple[str, ...] = ()
 
@@ -282,7 +285,7 @@ TABLE: dict[str, Entry] = {
                  "ns_coefficients": Vector("ns_coefficients"), "eps": EPS},
         flags={"nesterov": "nesterov", "ns_steps": "ns_steps", "adjust_lr_fn": "adjust_lr_fn"},
         stages=NO_WD, buffers={"momentum_buffer": Buffer(AddMomentumState, "mu")}, step=False,
-        free=("mu_dtype", "ns_dtype"),
+        free=("mu_dtype", "ns_dtype"), synonyms={"adjust_lr_fn": {None: "original"}},
     ),
 }  # fmt: skip
 """gradtx optimizer name -> its ``torch.optim`` entry."""

@@ -860,3 +860,20 @@ def test_gradtx_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT), timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours"), [("original", None), (None, "original"), ("original", "original")]
+)
+def test_muons_original_adjustment_has_two_spellings(x64, theirs, ours):
+    # torch reads adjust_lr_fn=None as "original": each was refused against the other.
+    w = torch.ones(3, 2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Muon([w], adjust_lr_fn=theirs)
+    w.grad = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
+    opt.step()
+    params = [jnp.asarray(w.detach().numpy())]
+    tx = gradtx.muon(adjust_lr_fn=ours)
+    state = gradtx.from_torch_state_dict(tx, params, opt.state_dict(), step=1)
+    torch.optim.Muon([w], adjust_lr_fn=theirs).load_state_dict(
+        gradtx.to_torch_state_dict(tx, state, params)
+    )
