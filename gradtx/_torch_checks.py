@@ -119,7 +119,10 @@ def check_group(t: Target, group: Mapping[str, Any]) -> None:
     """The keys are the torch class's; options agree (``amsgrad``, ``nesterov``, ...) and
     optional stages exist on both sides."""
     known = set(t.entry.hyperparams) | set(t.entry.flags)
-    unknown = sorted(set(group) - known - IMPLEMENTATION - SCHEDULER)
+    # A key no torch optimizer has is the user's own (a group's "name"): torch keeps it,
+    # and so it tells nothing about the class.
+    anyones = {k for e in TABLE.values() for k in (*e.hyperparams, *e.flags)}
+    unknown = sorted((set(group) & anyones) - known - IMPLEMENTATION - SCHEDULER)
     missing = sorted(k for k in known if k not in group)
     if unknown or missing:
         raise ValueError(

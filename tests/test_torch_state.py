@@ -877,3 +877,14 @@ def test_muons_original_adjustment_has_two_spellings(x64, theirs, ours):
     torch.optim.Muon([w], adjust_lr_fn=theirs).load_state_dict(
         gradtx.to_torch_state_dict(tx, state, params)
     )
+
+
+def test_a_users_own_key_in_the_param_group_is_kept_out_of_the_check(x64):
+    # torch keeps any key a user adds to a group ("name", say); it was refused as "a
+    # state dict of another class".
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [w], "name": "decoder"}], lr=0.01)
+    w.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    state = gradtx.from_torch_state_dict(gradtx.adam(0.01), [jnp.ones(3)], opt.state_dict())
+    assert int(state.count) == 1
