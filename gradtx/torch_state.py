@@ -43,6 +43,12 @@ from gradtx._torch_table import HOOKS, find_node, map_nodes, numpy_of
 from gradtx.wrappers.averaging import AverageParamsState
 
 PARAMS = f"{FROM}(params=...)"
+FROZEN = (
+    "a parameter torch never steps (requires_grad=False) has no state: make it a None leaf "
+    "of params and leave its index out of the groups' params, "
+    "dict(state_dict, param_groups=[dict(g, params=[i for i in g['params'] if i != k]) for g "
+    "in state_dict['param_groups']])"
+)
 RTOL = 1e-6
 """How close a schedule's value must be to torch's (torch's schedulers are recursive)."""
 
@@ -271,6 +277,7 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
                 if partial
                 else ""
             )
+            + (f"; {FROZEN}" if len(indices) > len(paths) else "")
         )
     if len(set(indices)) != len(indices):
         again = sorted({i for i in indices if indices.count(i) > 1})
@@ -309,7 +316,7 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
         missing = sorted(indices)[min(set(range(len(paths))) - set(states))]
         raise ValueError(
             f"{SD}: torch's parameter {missing} has no state but others have (its .grad was "
-            "None at every step); gradtx keeps one state for all parameters"
+            f"None at every step); gradtx keeps one state for all parameters: {FROZEN}"
         )
     return groups[0], states, sorted(indices)
 

@@ -888,3 +888,38 @@ def test_a_users_own_key_in_the_param_group_is_kept_out_of_the_check(x64):
     opt.step()
     state = gradtx.from_torch_state_dict(gradtx.adam(0.01), [jnp.ones(3)], opt.state_dict())
     assert int(state.count) == 1
+
+
+def test_a_frozen_parameter_continues_as_a_none_leaf(x64):
+    """torch's group keeps a requires_grad=False parameter, with no state; the errors
+    name the recipe (a None leaf, its index left out), and the recipe continues torch."""
+    torch.manual_seed(0)
+    w, f, b = (torch.randn(3, dtype=torch.float64, requires_grad=r) for r in (True, False, True))
+    opt = torch.optim.Adam([w, f, b], lr=0.01)
+
+    def torch_step():
+        opt.zero_grad()
+        (w.sin().sum() + (b**2).sum() + (f * w).sum()).backward()
+        opt.step()
+
+    for _ in range(3):
+        torch_step()
+    sd, tx = opt.state_dict(), gradtx.adam(0.01)
+    arrays = [jnp.asarray(x.detach().numpy()) for x in (w, f, b)]
+    with pytest.raises(ValueError, match=r"parameter 1 has no state .* make it a None leaf"):
+        gradtx.from_torch_state_dict(tx, arrays, sd)
+    params = [arrays[0], None, arrays[2]]
+    with pytest.raises(ValueError, match=r"hold 3 parameters, params 2 leaves .* a None leaf"):
+        gradtx.from_torch_state_dict(tx, params, sd)
+    groups = [dict(g, params=[i for i in g["params"] if i != 1]) for g in sd["param_groups"]]
+    state = gradtx.from_torch_state_dict(tx, params, dict(sd, param_groups=groups))
+
+    def loss(p):
+        return jnp.sin(p[0]).sum() + (p[2] ** 2).sum() + (arrays[1] * p[0]).sum()
+
+    for _ in range(3):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        params = gradtx.apply_updates(params, updates)
+        torch_step()
+    for ours, theirs in ((params[0], w), (params[2], b)):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12)
