@@ -187,6 +187,11 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
     if step is not None and step < 0:
         raise ValueError(f"{FROM}(step={step}): step must be >= 0")
     if not t.entry.step:
+        if states and step == 0:
+            raise ValueError(
+                f"{FROM}(step=0): torch's state for torch.optim.{t.entry.torch_class} shows "
+                "steps were taken (it makes its state at the first step); pass their number"
+            )
         if states and step is None:
             raise ValueError(
                 f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count and "

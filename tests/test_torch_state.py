@@ -923,3 +923,13 @@ def test_a_frozen_parameter_continues_as_a_none_leaf(x64):
         torch_step()
     for ours, theirs in ((params[0], w), (params[2], b)):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12)
+
+
+def test_step_0_is_refused_where_torchs_state_shows_steps():
+    # SGD's momentum buffers exist only after a step: step=0 was accepted.
+    w = torch.ones(3, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    w.grad = torch.ones(3)
+    opt.step()
+    with pytest.raises(ValueError, match=r"\(step=0\): torch's state .* shows steps were taken"):
+        gradtx.from_torch_state_dict(gradtx.sgd(0.1, 0.9), [jnp.ones(3)], opt.state_dict(), step=0)
