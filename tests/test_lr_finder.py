@@ -404,3 +404,10 @@ def test_one_groups_schedule_is_driven_and_the_others_run_on(x64):
         by_hand.append(float(loss))
     assert result.steps > 20
     np.testing.assert_allclose(result.losses[: result.steps], by_hand, rtol=1e-12)
+
+
+def test_a_loss_that_is_not_one_number_names_the_call():
+    # It failed inside jax.grad ("Gradient only defined for scalar-output functions").
+    with pytest.raises(ValueError, match=r"^gradtx.lr_range_test: loss_fn\(params, batch\) "
+                                         r"must return one real number, got float32\[3\]"):  # fmt: skip
+        gradtx.lr_range_test(gradtx.sgd(0.1), lambda p, b: p**2, jnp.ones(3), jnp.zeros((1,)))
