@@ -98,22 +98,28 @@ def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, **ends: 
             raise type(exc)(f"{CALL}({end}={value!r}): {name} cannot take it: {exc}") from None
 
 
-def _check_loss(loss_fn: Callable, params: Any, batches: Any, vmapped: bool) -> None:
-    """``loss_fn(params, batch)`` is one real number (traced for its shape only)."""
-    one = jax.tree.map(
-        lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
-    )
-    batch = jax.tree.map(
-        lambda b: jax.ShapeDtypeStruct(jnp.shape(b)[1:], jnp.result_type(b)), batches
-    )
-    out = jax.eval_shape(loss_fn, one, batch)
-    if (
-        not isinstance(out, jax.ShapeDtypeStruct)
-        or out.shape != ()
-        or not jnp.issubdtype(out.dtype, jnp.floating)
-    ):
-        shown = f"{out.dtype}{list(out.shape)}" if isinstance(out, jax.ShapeDtypeStruct) else out
-        raise ValueError(f"{CALL}: loss_fn(params, batch) must return one real number, got {shown}")
+def _scalar_loss(loss_fn: Callable) -> Callable:
+    """``loss_fn``, refusing an output that is not one real number while it is traced
+    (before ``jax.grad``'s own error, which does not name the call)."""
+
+    def loss(params, batch):
+        out = loss_fn(params, batch)
+        if not (
+            isinstance(out, jax.Array)
+            and out.shape == ()
+            and jnp.issubdtype(out.dtype, jnp.floating)
+        ):
+            shown = (
+                f"{out.dtype}{list(out.shape)}"
+                if isinstance(out, jax.Array)
+                else type(out).__name__
+            )
+            raise ValueError(
+                f"{CALL}: loss_fn(params, batch) must return one real number, got {shown}"
+            )
+        return out
+
+    return loss
 
 
 def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor):
@@ -128,7 +134,7 @@ def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor
             lambda b: jax.lax.dynamic_index_in_dim(b, i % num_batches, 0, False), batches
         )
         state = gradtx.set_hyperparams(state, {hyperparam: lrs[i]})
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        loss, grads = jax.value_and_grad(_scalar_loss(loss_fn))(params, batch)
         updates, state = optimizer.update(grads, state, params)
         params = gradtx.apply_updates(params, updates)
         loss = jnp.asarray(loss).astype(dtype)
@@ -448,7 +454,6 @@ def lr_range_test(
     if vmap_params and (len(runs) != 1 or () in runs):
         raise ValueError(f"{CALL}(vmap_params=True): params' leaves need one leading run axis")
     _check_range(optimizer, params, hyperparam, bool(vmap_params), min_lr=min_lr, max_lr=max_lr)
-    _check_loss(loss_fn, params, batches, bool(vmap_params))
 
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     t = np.linspace(0.0, 1.0, num_steps)
