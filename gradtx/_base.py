@@ -114,6 +114,21 @@ def step_count(extra: dict[str, Any], call: str) -> jax.Array:
     return count
 
 
+INTERNAL_EXTRAS = ("grads", "count")
+"""Keywords gradtx passes between its own transforms: the chain's gradient, the step."""
+
+
+def extras_for(tx: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """The keyword extras ``tx.update`` gets: all of them for gradtx's own transforms;
+    a foreign one (optax's) does not know gradtx's ``grads`` and ``count``, and may hand
+    them on (optax's line searches pass unknown keywords to ``value_fn``), so not those.
+    """
+    module = getattr(tx.update, "__module__", None) or ""
+    if module == "gradtx" or module.startswith("gradtx."):
+        return extra
+    return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
+
+
 def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs:
     """``tx`` as a transform whose ``update`` accepts (and may ignore) keyword extras."""
     if isinstance(tx, optax.GradientTransformationExtraArgs):
@@ -154,8 +169,12 @@ def transform(
         p.kind is inspect.Parameter.VAR_KEYWORD
         for p in inspect.signature(update).parameters.values()
     )
-    if takes_extra:
-        return kind(init, update)
+    if takes_extra:  # written for gradtx: it is given grads and count (see extras_for)
+
+        def update_with_extras(updates, state, params=None, **extra):
+            return update(updates, state, params, **extra)
+
+        return kind(init, update_with_extras)
 
     def update_dropping_extras(updates, state, params=None, **extra):
         return update(updates, state, params)
@@ -188,11 +207,11 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
         new_states = []
         for tx, s in zip(txs, state):
             if grads is None:
-                out, s = tx.update(updates, s, params, **extra)
+                out, s = tx.update(updates, s, params, **extras_for(tx, extra))
                 if not isinstance(tx, GradientMap):
                     grads = updates  # the gradient as it entered this member
             else:
-                out, s = tx.update(updates, s, params, grads=grads, **extra)
+                out, s = tx.update(updates, s, params, **extras_for(tx, {**extra, "grads": grads}))
             updates = out
             new_states.append(s)
         return updates, _tree.settled(tuple(new_states), params)

@@ -293,7 +293,9 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         # exactly: a number broadcast over a pair would set b2 to b1, say
         raise ValueError(
             f"gradtx.set_hyperparams({key}=...): value of shape {arr.shape} does not fit "
-            f"the stored shape {jnp.shape(old)}; to sweep values, jax.vmap over set_hyperparams"
+            f"the stored shape {jnp.shape(old)}, and nothing is broadcast; for a state batched "
+            "by jax.vmap, set it under vmap: jax.vmap(lambda s: gradtx.set_hyperparams(s, "
+            "...))(states), with one value or one per member"
         )
     out = arr.astype(old.dtype)
     if isinstance(out, jax.Array) and not isinstance(out, jax.core.Tracer):

@@ -185,12 +185,14 @@ def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
 
 def _smooth(raw: np.ndarray, alpha: float) -> np.ndarray:
     """The loss averaged forward, then backward up to the best point of the forward
-    average (no lag behind the learning rate there); past it, the forward average.
+    average; past it, the forward average.
 
     The backward pass stops at the best point so that the blow-up after it, which
     depends on where the test stops, never reaches the falling part the rules read:
     the curve up to there is the same for any ``diverge_factor`` and any constant
-    added to the loss.  It meets the forward average at the best point."""
+    added to the loss.  The price: the curve's minimum is the forward average's,
+    which trails the raw loss's by about ``1/alpha`` steps (a clipped tail averaged
+    back, as before 2026-12-02, moved the bounds with ``diverge_factor`` instead)."""
     running = _ema(raw, alpha)
     finite = np.isfinite(running)
     if not finite.any():
@@ -362,8 +364,10 @@ def lr_range_test(
     are not computed.  Measuring the memory in the test's length keeps the smoothing
     the same width on the learning-rate axis whatever ``num_steps`` is.
 
-    The rules, on the loss averaged forward then backward (so it does not lag behind
-    the learning rate), between its highest point before its minimum and the minimum:
+    The rules, on the loss averaged forward then backward (so its descent does not lag
+    behind the learning rate; its minimum, that of the forward average, trails the
+    raw loss's by about ``1 + smoothing * num_steps`` steps), between its
+    highest point before its minimum and the minimum:
 
     * ``suggested_lr``: the learning rate where that curve falls most steeply against
       log(learning rate), i.e. where training makes the most progress per step;

@@ -4,6 +4,8 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import optax.contrib
 import pytest
 
 import gradtx
@@ -99,3 +101,44 @@ def test_transform_and_stateless_take_functions():
         gradtx.transform(lambda p: gradtx.EmptyState(), 4)
     with pytest.raises(TypeError, match=r"^gradtx.transform\(init=3\): init must be a function"):
         gradtx.transform(3, lambda u, s, p=None: (u, s))
+
+
+def test_optax_members_do_not_get_gradtxs_internal_keywords(x64):
+    # gradtx.chain passed its `grads` (and a factory's `count`) to every member after a
+    # non-map: optax's line searches hand unknown keywords to value_fn (TypeError), and
+    # optax's schedule-free got `grads` twice.  optax.chain is the reference.
+    def f(w):
+        return jnp.sum((w - jnp.arange(3.0)) ** 2 * jnp.asarray([1.0, 3.0, 10.0]))
+
+    w = jnp.asarray([1.0, -1.0, 2.0])
+    for members in (
+        (gradtx.sgd(0.05), optax.scale_by_backtracking_linesearch(max_backtracking_steps=10)),
+        (optax.clip_by_global_norm(1.0), optax.contrib.schedule_free_adamw(0.1)),
+    ):
+        ours, theirs = gradtx.chain(*members), optax.chain(*members)
+        runs = []
+        for tx in (ours, theirs):
+            params, state = w, tx.init(w)
+            with jax.numpy_dtype_promotion("standard"):  # optax is not strict-clean
+                for _ in range(3):
+                    value, grad = jax.value_and_grad(f)(params)
+                    updates, state = tx.update(
+                        grad, state, params, value=value, grad=grad, value_fn=f
+                    )
+                    params = optax.apply_updates(params, updates)
+            runs.append(params)
+        np.testing.assert_allclose(runs[0], runs[1], rtol=1e-14)
+
+
+def test_a_transform_written_for_gradtx_still_reads_the_chains_gradient():
+    seen = []
+
+    def update(updates, state, params=None, **extra):
+        seen.append(extra.get("grads"))
+        return updates, state
+
+    spy = gradtx.transform(lambda p: gradtx.EmptyState(), update)
+    tx = gradtx.chain(gradtx.add_momentum(0.9), spy)
+    g = jnp.asarray([1.0, 2.0])
+    tx.update(g, tx.init(g))
+    np.testing.assert_array_equal(seen[0], g)

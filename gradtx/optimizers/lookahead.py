@@ -17,6 +17,7 @@ from gradtx._base import (
     Params,
     ScalarOrSchedule,
     chain,
+    extras_for,
 )
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
@@ -46,7 +47,9 @@ def _lookahead(inner, sync_period, slow_step_size):
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError(f"{call}: update needs params (the fast weights, to sync them)")
-        updates, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        updates, inner_state = inner.update(
+            updates, state.inner_state, params, **extras_for(inner, extra)
+        )
         sync = state.steps_since_sync == sync_period - 1
 
         def slow_step(p, u, s):

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, Params, float_dtype, gradient
+from gradtx._base import GradientTransformation, OptState, Params, extras_for, float_dtype, gradient
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE, Int, Transform
@@ -64,7 +64,9 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
     def update(updates, state, params=None, **extra):
         needs_params(call, params, "the steps are taken from the first params")
         inner_extra = {k: v for k, v in extra.items() if k != "count"}  # the base counts itself
-        base_updates, inner_state = base.update(updates, state.inner_state, params, **inner_extra)
+        base_updates, inner_state = base.update(
+            updates, state.inner_state, params, **extras_for(base, inner_extra)
+        )
         grads = gradient(updates, extra)
         # x_0 is the params of the first update (a checkpoint loaded after init counts).
         x0 = jax.tree.map(lambda p, x: jnp.where(state.started, x, p), params, state.initial_params)

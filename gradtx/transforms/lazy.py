@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._base import GradientTransformation, OptState, gradient, kind_of
+from gradtx._base import GradientTransformation, OptState, extras_for, gradient, kind_of
 from gradtx._factory import factory
 from gradtx._specs import Transform
 from gradtx.wrappers.flatten import FlattenState
@@ -64,7 +64,7 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
                 "inside flatten lazy instead: gradtx.flatten(gradtx.lazy(...))"
             )
         keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
-        out, new = inner.update(updates, state.inner_state, params, **extra)
+        out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.
         # A masked stage's hidden leaf (masked, partition) stays hidden in the masks.
         masks = optax.tree_map_params(

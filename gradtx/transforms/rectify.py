@@ -11,7 +11,7 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, Updates, gradient, step_count
+from gradtx._base import GradientTransformation, OptState, Updates, extras_for, gradient, step_count
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Choice, DType, Hyper, Transform
 
@@ -197,7 +197,9 @@ def when_rectified(
     def update(updates, state, params=None, **extra):
         t = _tree.safe_increment(step_count(extra, call))
         tractable, _, _ = rectification(b2, t, threshold, compare)
-        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        out, inner_state = inner.update(
+            updates, state.inner_state, params, **extras_for(inner, extra)
+        )
         out = jax.tree.map(lambda a, b: jnp.where(tractable, a, b), out, updates)
         return out, WhenRectifiedState(inner_state)
 

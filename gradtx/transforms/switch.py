@@ -9,7 +9,14 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation, float_dtype, gradient, step_count
+from gradtx._base import (
+    EmptyState,
+    GradientTransformation,
+    extras_for,
+    float_dtype,
+    gradient,
+    step_count,
+)
 from gradtx._factory import UncountedHyperparamsState, current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Flag, Transform
 
@@ -59,7 +66,9 @@ def _switch_to_sgd(adaptive, momentum, decay, tolerance, nesterov, per_leaf):
         if per_leaf:
             _tree.check_per_leaf(call, "gradtx.switch_to_sgd(per_leaf=True)")
         switched, rate = outcome["switched"], outcome["sgd_learning_rate"]
-        p, adaptive_state = adaptive.update(updates, state.adaptive, params, **extra)
+        p, adaptive_state = adaptive.update(
+            updates, state.adaptive, params, **extras_for(adaptive, extra)
+        )
 
         # Projection of the adaptive step p on the gradient (Alg. 1): the SGD rate
         # γ along -g whose step has p as its projection.  Dots in the stored

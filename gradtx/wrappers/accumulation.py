@@ -10,7 +10,7 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, Updates, float_dtype, kind_of
+from gradtx._base import GradientTransformation, OptState, Updates, extras_for, float_dtype, kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -122,7 +122,7 @@ def accumulate_gradients(
             mean = treedef.unflatten(
                 map(mean_of, treedef.flatten_up_to(grad_sum), jax.tree.leaves(updates), exact)
             )
-            out, inner_state = inner.update(mean, inner_state, params, **extra)
+            out, inner_state = inner.update(mean, inner_state, params, **extras_for(inner, extra))
             out = treedef.unflatten(
                 x.astype(u.dtype) if e else x
                 for x, u, e in zip(treedef.flatten_up_to(out), jax.tree.leaves(updates), exact)

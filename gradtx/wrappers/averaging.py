@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, Params, apply_updates
+from gradtx._base import GradientTransformation, OptState, Params, apply_updates, extras_for
 from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState, as_returned
@@ -113,7 +113,9 @@ def average_params(
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError(f"{call}: update needs params (the average is of params + updates)")
-        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        out, inner_state = inner.update(
+            updates, state.inner_state, params, **extras_for(inner, extra)
+        )
         step = _tree.safe_increment(state.step)
         t0, k = jnp.asarray(start).astype(jnp.int32), jnp.asarray(every).astype(jnp.int32)
         take = (step > t0) & ((step - t0 - 1) % jnp.maximum(k, 1) == 0)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, kind_of
+from gradtx._base import GradientTransformation, OptState, extras_for, kind_of
 from gradtx._checks import check_int
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
@@ -87,7 +87,9 @@ def apply_if_finite(
 
     def update(updates, state, params=None, **extra):
         checked.check(state, updates, params)
-        out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+        out, inner_state = inner.update(
+            updates, state.inner_state, params, **extras_for(inner, extra)
+        )
         finite = jnp.logical_and(all_finite(updates), all_finite(out))
         notfinite_count = jnp.where(finite, 0, _tree.safe_increment(state.notfinite_count)).astype(
             jnp.int32

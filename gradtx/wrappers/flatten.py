@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, kind_of
+from gradtx._base import GradientTransformation, OptState, extras_for, kind_of
 from gradtx._specs import Transform
 
 
@@ -256,7 +256,10 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             extra["value_fn"] = flat_value_fn
         with _tree.flat_buffers():
             flat, inner_state = inner.update(
-                _pack(f"{call}.update", updates, layout), state.inner_state, flat_params, **extra
+                _pack(f"{call}.update", updates, layout),
+                state.inner_state,
+                flat_params,
+                **extras_for(inner, extra),
             )
         return _unpack(flat, layout), _tree.settled(FlattenState(inner_state), params)
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import MaskFn, MaskTree, OptState, kind_of
+from gradtx._base import MaskFn, MaskTree, OptState, extras_for, kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -115,7 +115,7 @@ def masked(
             hide(updates, keep),
             state.inner_state,
             None if params is None else hide(params, keep),
-            **_hidden_extra(extra, keep),
+            **extras_for(inner, _hidden_extra(extra, keep)),
         )
         merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
         out = jax.tree.unflatten(jax.tree.structure(updates), merged)
@@ -204,7 +204,7 @@ def partition(
                 hide(updates, keep),
                 state[k],
                 None if params is None else hide(params, keep),
-                **_hidden_extra(extra, keep),
+                **extras_for(tx, _hidden_extra(extra, keep)),
             )
             for i, (o, kept) in enumerate(zip(unhide(out, updates), keep)):
                 if kept:

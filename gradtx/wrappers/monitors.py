@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _checks, _tree
-from gradtx._base import EmptyState, GradientMap, OptState, kind_of
+from gradtx._base import EmptyState, GradientMap, OptState, extras_for, kind_of
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._hyperparams import _short_names
 from gradtx._specs import Transform
@@ -88,7 +88,9 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
         if inner is None:
             out, inner_state = updates, state.inner_state
         else:
-            out, inner_state = inner.update(updates, state.inner_state, params, **extra)
+            out, inner_state = inner.update(
+                updates, state.inner_state, params, **extras_for(inner, extra)
+            )
         new_state = TrackNormsState(
             grad_norm, global_norm(out, dtype), global_norm(params, dtype), inner_state
         )
