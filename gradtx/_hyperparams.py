@@ -121,8 +121,12 @@ def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str
             for key in getattr(loc, "python_schedules", {}):
                 name = shown_name(key)
                 out.append(("/".join(prefix + (name,)), path, name, "<python>"))
+            # optax.inject_hyperparams recomputes a scheduled value from its own count at
+            # every update: setting it would be shown by get_hyperparams, then overwritten
+            recomputed = getattr(loc, "hyperparams_states", {})
             for name, value in loc.hyperparams.items():
-                out.append(("/".join(prefix + (name,)), path, name, None))
+                field = "<injected schedule>" if name in recomputed else None
+                out.append(("/".join(prefix + (name,)), path, name, field))
                 if is_schedule(value):
                     for field in _schedule_fields(value):
                         out.append(("/".join(prefix + (f"{name}.{field}",)), path, name, field))
@@ -230,6 +234,9 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
             out[short[full]] = getattr(locs[path], name)
             continue
         value = locs[path].hyperparams[name]
+        if field == "<injected schedule>":
+            out[short[full]] = value
+            continue
         if field is not None:
             out[short[full]] = _get_field(value, field)
         elif is_schedule(value):
@@ -342,6 +349,13 @@ def set_hyperparams(
             raise ValueError(
                 f"gradtx.set_hyperparams({key}=...): {name} follows a plain Python callable, "
                 "which is code, not data; use a gradtx.schedules schedule to change it in state"
+            )
+        if field == "<injected schedule>":
+            raise ValueError(
+                f"gradtx.set_hyperparams({key}=...): optax.inject_hyperparams recomputes {name} "
+                "from its schedule at every update, so a value set here would be overwritten; "
+                "pass a gradtx schedule to the optimizer itself (its fields are settable), or "
+                "inject a number"
             )
         if field == "<reported>":
             raise ValueError(

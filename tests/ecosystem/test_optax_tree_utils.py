@@ -271,3 +271,18 @@ def test_inject_hyperparams_with_optax_names_of_torch_numbers(x64, make, alias, 
 def test_inject_hyperparams_names_static_args_for_an_int_option():
     with pytest.raises(TypeError, match=r"list 'min_dim_size_to_factor' in static_args"):
         optax.inject_hyperparams(gradtx.adafactor)(learning_rate=0.01).init({"w": jnp.ones(2)})
+
+
+def test_set_hyperparams_refuses_what_inject_hyperparams_recomputes():
+    # It was accepted and shown by get_hyperparams, then overwritten by inject's schedule
+    # at the next update: the step ran at the schedule's rate, not the value set.
+    opt = optax.inject_hyperparams(gradtx.adam)(
+        learning_rate=lambda c: 0.1 / (jnp.asarray(c, jnp.float32) + 1.0), b1=0.9
+    )
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    with pytest.raises(ValueError, match=r"set_hyperparams\(learning_rate=...\): optax.inject"):
+        gradtx.set_hyperparams(state, learning_rate=0.0)
+    state = gradtx.set_hyperparams(state, b1=0.5)  # an injected number stays settable
+    assert float(gradtx.get_hyperparams(state)["b1"]) == 0.5
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
