@@ -154,6 +154,14 @@ def _shown_path(path: tuple[str, ...]) -> str:
     return "".join(f"[{key!r}]" for key in path) or "[]"
 
 
+NONE_FOUND = (
+    "no gradtx optimizer's or optax.inject_hyperparams' state is in this tree. An "
+    "nnx.Optimizer keeps it as optimizer.opt_state and a flax TrainState as "
+    "state.opt_state: pass that (nnx.split and nnx.state turn it into plain State "
+    "dicts, which this does not read)"
+)
+
+
 def _find(entries: list, key: str, call: str) -> tuple[str, tuple[str, ...], str, str | None]:
     """The one entry ``key`` addresses: its full name, else its only '/'-suffix match."""
     hits = [e for e in entries if e[0] == key] or [e for e in entries if _matches(e[0], key)]
@@ -223,6 +231,8 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
       0.001
     """
     entries = _entries(state, "gradtx.get_hyperparams")
+    if next(_locations(state), None) is None:  # {} would hide a state from the wrong place
+        raise ValueError(f"gradtx.get_hyperparams: found no hyperparameters: {NONE_FOUND}")
     short = _short_names([e[0] for e in entries])
     locs = dict(_locations(state))
     out = {}
@@ -343,6 +353,8 @@ def set_hyperparams(
     changes = {**(dict(values) if values is not None else {}), **kwargs}
     call = "gradtx.set_hyperparams"
     entries = _entries(state, call)
+    if changes and next(_locations(state), None) is None:
+        raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
     for key, value in changes.items():
         _, path, name, field = _find(entries, key, call)
         if field == "<python>":

@@ -240,3 +240,22 @@ def test_linen_train_state_learning_rate_change_without_retrace():
     frozen = step(state)
     assert len(traces) == 1
     jax.tree.map(np.testing.assert_array_equal, frozen.params, state.params)  # lr 0: no move
+
+
+def test_hyperparams_of_a_container_name_where_the_optimizer_state_is():
+    # nnx.split / nnx.state and a whole TrainState gave {} (and set_hyperparams "known:
+    # []"): their optimizer state is not where the functions look.
+    model = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, gradtx.adam(1e-2), wrt=nnx.Param)
+    _, split_state = nnx.split((model, opt))
+    for wrong in (split_state, nnx.state(opt)):
+        with pytest.raises(ValueError, match=r"found no hyperparameters: .*optimizer.opt_state"):
+            gradtx.get_hyperparams(wrong)
+        with pytest.raises(KeyError, match=r"unknown hyperparameter 'learning_rate': no gradtx"):
+            gradtx.set_hyperparams(wrong, learning_rate=1e-3)
+    assert float(gradtx.get_hyperparams(opt.opt_state)["learning_rate"]) == pytest.approx(1e-2)
+    params = {"w": jnp.ones(2)}
+    ts = train_state.TrainState.create(apply_fn=None, params=params, tx=gradtx.adam(1e-2))
+    with pytest.raises(ValueError, match=r"a flax TrainState as state.opt_state"):
+        gradtx.get_hyperparams(ts)
+    assert float(gradtx.get_hyperparams(ts.opt_state)["learning_rate"]) == pytest.approx(1e-2)
