@@ -135,7 +135,10 @@ def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs
         return tx
     if isinstance(tx, optax.GradientTransformation):
         return optax.with_extra_args_support(tx)
-    raise TypeError(f"{call}: expected a GradientTransformation, got {type(tx).__name__}")
+    hint = (  # optax.MultiSteps is a wrapper object, not a transform
+        "; pass its .gradient_transformation()" if hasattr(tx, "gradient_transformation") else ""
+    )
+    raise TypeError(f"{call}: expected a GradientTransformation, got {type(tx).__name__}{hint}")
 
 
 def transform(

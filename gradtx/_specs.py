@@ -81,7 +81,7 @@ class Hyper(NamedTuple):
         if self.optional and _checks.is_zero(value):
             return None
         if isinstance(value, numbers.Real) and not isinstance(value, (int, float, np.generic)):
-            return float(value)  # a Fraction or Decimal: JAX takes floats
+            return float(value)  # a Fraction: JAX takes floats
         return value
 
     def schedulable(self) -> Hyper:

@@ -142,3 +142,9 @@ def test_a_transform_written_for_gradtx_still_reads_the_chains_gradient():
     g = jnp.asarray([1.0, 2.0])
     tx.update(g, tx.init(g))
     np.testing.assert_array_equal(seen[0], g)
+
+
+def test_optax_multisteps_is_named_with_its_transform():
+    with pytest.raises(TypeError, match=r"got MultiSteps; pass its .gradient_transformation\(\)"):
+        gradtx.chain(optax.MultiSteps(optax.sgd(0.1), 2))
+    gradtx.chain(optax.MultiSteps(optax.sgd(0.1), 2).gradient_transformation())

@@ -272,7 +272,7 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
             raise
         raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
     if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
-        return float(value)  # a Fraction or Decimal: JAX takes floats
+        return float(value)  # a Fraction: JAX takes floats
     return value
 
 

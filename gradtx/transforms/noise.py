@@ -46,7 +46,7 @@ def _typed_key(call: str, key: Any, seed: Any) -> jax.Array:
     try:
         return jax.random.key(key)
     except OverflowError:
-        raise ValueError(f"{call}({name}={key!r}): {name} does not fit in 64 bits") from None
+        raise ValueError(f"{call}({name}={key!r}): {name} must be in [-2**63, 2**63)") from None
 
 
 class Seed(Option):

@@ -115,9 +115,10 @@ def scale_by_lbfgs(
         ys, yy = _tree.real_vdot(y_k, s_k, dtype), _tree.sum_of_squares(y_k, dtype)
         rho_k = jnp.where(ys == 0, jnp.zeros([], dtype), 1 / jnp.where(ys == 0, 1, ys))
         slot = (count - 1) % m  # the newest pair; the oldest is at count % m
-        s = jax.tree.map(lambda ring, x: ring.at[slot].set(x), state.s, s_k)
-        y = jax.tree.map(lambda ring, x: ring.at[slot].set(x), state.y, y_k)
-        rho = state.rho.at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
+        # jnp.asarray: a state restored from a checkpoint may hold NumPy arrays (no .at)
+        s = jax.tree.map(lambda ring, x: jnp.asarray(ring).at[slot].set(x), state.s, s_k)
+        y = jax.tree.map(lambda ring, x: jnp.asarray(ring).at[slot].set(x), state.y, y_k)
+        rho = jnp.asarray(state.rho).at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
         if scale_init_precond:
             gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
             norm = jnp.sqrt(_tree.sum_of_squares(updates, dtype))

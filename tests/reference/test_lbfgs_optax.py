@@ -9,6 +9,7 @@ drawn at random.  The line search's own decisions are compared one by one in
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -292,3 +293,24 @@ def test_the_optax_rule_refuses_torch_loop_controls():
     # Not stored where they have no meaning.
     state = gradtx.lbfgs(convention="optax").init({"x": jnp.zeros(2)})
     assert sorted(gradtx.get_hyperparams(state)) == ["learning_rate"]
+
+
+def test_a_state_restored_as_numpy_arrays_continues_eagerly(x64):
+    # flax.serialization restores NumPy arrays; the eager update called .at on them.
+    opt = gradtx.lbfgs(convention="optax")
+    params = jnp.asarray([1.0, -2.0, 0.5])
+
+    def f(w):
+        return jnp.sum(w**4) + jnp.sum(w**2)
+
+    def step(state, params):
+        value, grad = jax.value_and_grad(f)(params)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
+        return state, optax.apply_updates(params, updates)
+
+    with jax.numpy_dtype_promotion("standard"):
+        state, params = step(opt.init(params), params)
+        restored = jax.tree.map(np.asarray, state)
+        a = step(state, params)
+        b = step(restored, params)
+    chex.assert_trees_all_close(a, b, rtol=0, atol=0)

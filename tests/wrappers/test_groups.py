@@ -271,3 +271,10 @@ def test_partition_refuses_labels_that_cannot_be_sorted_together():
         gradtx.partition({0: gradtx.sgd(0.1), "0": gradtx.adam(0.1)}, {"a": 0, "b": "0"})
     tx = gradtx.partition({0: gradtx.sgd(0.1), 1: gradtx.adam(0.1)}, {"a": 0, "b": 1})
     tx.init({"a": jnp.ones(2), "b": jnp.ones(2)})  # one kind of label is fine
+
+
+def test_a_function_given_as_labels_points_to_labels_fn():
+    # optax.multi_transform takes a function as its labels; here it read as a label
+    # ("labels <function ...> have no transform").
+    with pytest.raises(TypeError, match=r"partition\(labels=<function>\): .* as labels_fn"):
+        gradtx.partition({"a": gradtx.sgd(0.1)}, lambda p: {"w": "a"})
