@@ -436,26 +436,25 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     return out
 
 
-def static_bools(call: str, values: list) -> list[bool]:
-    """A mask's values (``mask_fn``'s, say) as bools: Python or NumPy bools, or 0-d
-    concrete bool arrays; not strings or numbers, which ``bool()`` would take by
-    truthiness ("no_decay" is True), as ``mask=`` refuses them."""
-    out = []
-    for v in values:
+def static_bools(call: str, values: list, tree: Any) -> list[bool]:
+    """A mask's values, one per leaf of ``tree`` (``mask_fn``'s, say), as bools: Python
+    or NumPy bools only, as ``mask=`` takes them; strings and numbers would be taken by
+    truthiness ("no_decay" is True)."""
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    for v, path in zip(values, paths):
         if isinstance(v, jax.core.Tracer):
             raise TypeError(
                 f"{call}: mask values must be static Python bools (the mask chooses the "
                 "program's structure), not arrays computed from traced params"
             )
-        is_array = isinstance(v, (jax.Array, np.ndarray))
-        if not (isinstance(v, (bool, np.bool_)) or (is_array and v.dtype == bool and v.ndim == 0)):
+        if not isinstance(v, (bool, np.bool_)):
+            is_array = isinstance(v, (jax.Array, np.ndarray))
             kind = f"{v.dtype}{list(v.shape)}" if is_array else repr(v)
             raise TypeError(
                 f"{call}: mask values must be static Python bools, one per parameter "
-                f"(or subtree), got {kind}"
+                f"(or subtree), got {kind} for {path or '(root)'}"
             )
-        out.append(bool(v))
-    return out
+    return [bool(v) for v in values]
 
 
 class Flag:

@@ -877,6 +877,13 @@ def test_muons_original_adjustment_has_two_spellings(x64, theirs, ours):
     torch.optim.Muon([w], adjust_lr_fn=theirs).load_state_dict(
         gradtx.to_torch_state_dict(tx, state, params)
     )
+    grad = np.arange(6.0).reshape(3, 2)[::-1].copy()  # one more step each: the same rule
+    updates, _ = tx.update([jnp.asarray(grad)], state, params)
+    w.grad = torch.from_numpy(grad)
+    opt.step()
+    np.testing.assert_allclose(
+        gradtx.apply_updates(params, updates)[0], w.detach().numpy(), rtol=1e-12
+    )
 
 
 def test_a_users_own_key_in_the_param_group_is_kept_out_of_the_check(x64):

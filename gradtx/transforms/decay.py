@@ -34,7 +34,7 @@ def resolve_mask(
     """
     if mask is None and mask_fn is None:
         return None
-    return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, params))
+    return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, params), params)
 
 
 def check_mask_pair(mask: Any, mask_fn: Any) -> None:

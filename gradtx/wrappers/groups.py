@@ -99,7 +99,7 @@ def masked(
         raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
 
     def keep_of(tree):
-        return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree))
+        return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree), tree)
 
     def init(params):
         checked.record(params)

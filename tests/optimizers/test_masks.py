@@ -290,7 +290,8 @@ def test_mask_matches_the_reference_with_and_without_decay_leaf_by_leaf(x64, nam
     ("mask_fn", "shown"),
     [
         (lambda p: {"w": "decay", "b": "no_decay"}, "'no_decay'"),
-        (lambda p: {"w": 1, "b": 0}, "0"),
+        (lambda p: {"w": 1, "b": 0}, r"0 for \['b'\]"),
+        (lambda p: {"w": True, "b": jnp.asarray(False)}, r"bool\[\] for \['b'\]"),
         (lambda p: jax.tree.map(lambda x: x > 0, p), r"bool\[3\]"),
     ],
 )
