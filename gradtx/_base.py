@@ -119,14 +119,15 @@ INTERNAL_EXTRAS = ("grads", "count")
 
 
 def extras_for(tx: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """The keyword extras ``tx.update`` gets: all of them for gradtx's own transforms;
-    a foreign one (optax's) does not know gradtx's ``grads`` and ``count``, and may hand
-    them on (optax's line searches pass unknown keywords to ``value_fn``), so not those.
-    """
+    """The keyword extras ``tx.update`` gets: all of them, but for one of optax's (its
+    update defined in optax), not gradtx's ``grads`` and ``count``: optax does not know
+    them and may hand them on (its line searches pass unknown keywords to ``value_fn``,
+    its schedule-free takes a ``grads`` of its own).  Everything else, a user's own
+    transform included, may read them (``gradient``, ``step_count``)."""
     module = getattr(tx.update, "__module__", None) or ""
-    if module == "gradtx" or module.startswith("gradtx."):
-        return extra
-    return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
+    if module == "optax" or module.startswith("optax."):
+        return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
+    return extra
 
 
 def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs:
@@ -172,12 +173,8 @@ def transform(
         p.kind is inspect.Parameter.VAR_KEYWORD
         for p in inspect.signature(update).parameters.values()
     )
-    if takes_extra:  # written for gradtx: it is given grads and count (see extras_for)
-
-        def update_with_extras(updates, state, params=None, **extra):
-            return update(updates, state, params, **extra)
-
-        return kind(init, update_with_extras)
+    if takes_extra:
+        return kind(init, update)
 
     def update_dropping_extras(updates, state, params=None, **extra):
         return update(updates, state, params)

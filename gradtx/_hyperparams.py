@@ -155,11 +155,31 @@ def _shown_path(path: tuple[str, ...]) -> str:
 
 
 NONE_FOUND = (
-    "no gradtx optimizer's or optax.inject_hyperparams' state is in this tree. An "
-    "nnx.Optimizer keeps it as optimizer.opt_state and a flax TrainState as "
-    "state.opt_state: pass that (nnx.split and nnx.state turn it into plain State "
-    "dicts, which this does not read)"
+    "this tree holds an optimizer state where it is not read. An nnx.Optimizer keeps it "
+    "as optimizer.opt_state and a flax TrainState as state.opt_state: pass that "
+    "(nnx.split and nnx.state turn it into plain State dicts, which this does not read)"
 )
+
+
+def _unreadable(state: Any) -> bool:
+    """``state`` holds a location that ``_locations`` cannot reach: inside a node it does
+    not walk (a dataclass such as a TrainState), or turned into a dict (nnx.split)."""
+    if next(_locations(state), None) is not None:
+        return False
+    hidden = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, _LOCATIONS))
+    if any(isinstance(x, _LOCATIONS) for x in hidden):
+        return True
+
+    def as_dict(node: Any) -> bool:
+        if isinstance(node, Mapping):
+            if {"hyperparams", "inner_state"} <= {str(k) for k in node}:
+                return True
+            return any(as_dict(v) for v in node.values())
+        if isinstance(node, (tuple, list)):
+            return any(as_dict(v) for v in node)
+        return False
+
+    return as_dict(state)
 
 
 def _find(entries: list, key: str, call: str) -> tuple[str, tuple[str, ...], str, str | None]:
@@ -231,7 +251,7 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
       0.001
     """
     entries = _entries(state, "gradtx.get_hyperparams")
-    if next(_locations(state), None) is None:  # {} would hide a state from the wrong place
+    if _unreadable(state):  # {} would hide a state passed from the wrong place
         raise ValueError(f"gradtx.get_hyperparams: found no hyperparameters: {NONE_FOUND}")
     short = _short_names([e[0] for e in entries])
     locs = dict(_locations(state))
@@ -353,7 +373,7 @@ def set_hyperparams(
     changes = {**(dict(values) if values is not None else {}), **kwargs}
     call = "gradtx.set_hyperparams"
     entries = _entries(state, call)
-    if changes and next(_locations(state), None) is None:
+    if changes and _unreadable(state):
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
     for key, value in changes.items():
         _, path, name, field = _find(entries, key, call)

@@ -130,18 +130,23 @@ def test_optax_members_do_not_get_gradtxs_internal_keywords(x64):
         np.testing.assert_allclose(runs[0], runs[1], rtol=1e-14)
 
 
-def test_a_transform_written_for_gradtx_still_reads_the_chains_gradient():
+def test_a_users_own_transform_still_reads_the_chains_gradient():
+    # Only optax's transforms are kept from gradtx's keywords: a user's own, however
+    # built, reads the chain's grads (gradtx.gradient) as before.
     seen = []
 
     def update(updates, state, params=None, **extra):
-        seen.append(extra.get("grads"))
+        seen.append(gradtx.gradient(updates, extra))
         return updates, state
 
-    spy = gradtx.transform(lambda p: gradtx.EmptyState(), update)
-    tx = gradtx.chain(gradtx.add_momentum(0.9), spy)
     g = jnp.asarray([1.0, 2.0])
-    tx.update(g, tx.init(g))
-    np.testing.assert_array_equal(seen[0], g)
+    for spy in (
+        gradtx.transform(lambda p: gradtx.EmptyState(), update),
+        optax.GradientTransformationExtraArgs(lambda p: gradtx.EmptyState(), update),
+    ):
+        tx = gradtx.chain(gradtx.add_momentum(0.9, ema=True), spy)
+        tx.update(g, tx.init(g))
+        np.testing.assert_array_equal(seen[-1], g)  # not the momentum 0.1 g
 
 
 def test_optax_multisteps_is_named_with_its_transform():
