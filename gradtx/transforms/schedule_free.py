@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -181,25 +182,31 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
             "one (pass the state of a schedule-free optimizer, such as schedule_free_adamw's)"
         )
     averaging = found[0]
-    if str(jax.tree.structure(averaging.z)) != str(jax.tree.structure(params)):
+
+    # A one-leaf wrapper (nnx's Param around a param, OptArray around a state leaf) is
+    # looked through: nnx.state(model, nnx.Param) goes with optimizer.opt_state.
+    def wrapped(x: Any) -> bool:  # a one-leaf node that is not a container
+        return not isinstance(x, (Mapping, list, tuple)) and _tree.bare(x) is not x
+
+    trees = [jax.tree.structure(t, is_leaf=wrapped) for t in (params, averaging.z)]
+    if str(trees[0]) != str(trees[1]):
         raise ValueError(
             f"{call}: the params' tree does not match the optimizer's.\n"
-            f"  params: {jax.tree.structure(params)}\n  state: {jax.tree.structure(averaging.z)}"
+            f"  params: {trees[0]}\n  state: {trees[1]}"
         )
-
-    for (path, y), z in zip(
-        jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(averaging.z)
-    ):
-        if jnp.shape(y) != z.shape:  # broadcasting would give params of another shape
+    leaves = jax.tree_util.tree_leaves_with_path(params, is_leaf=wrapped)
+    for (path, y), z in zip(leaves, jax.tree.leaves(averaging.z, is_leaf=wrapped)):
+        if jnp.shape(_tree.bare(y)) != jnp.shape(_tree.bare(z)):  # broadcasting: wrong shapes
             raise ValueError(
-                f"{call}: params leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(y)}, "
-                f"the optimizer's {z.shape}"
+                f"{call}: params leaf {jax.tree_util.keystr(path)} has shape "
+                f"{jnp.shape(_tree.bare(y))}, the optimizer's {jnp.shape(_tree.bare(z))}"
             )
 
-    def one(y, z):
-        y = jnp.asarray(y)
+    def one(given, z):
+        y, z = jnp.asarray(_tree.bare(given)), _tree.bare(z)
         wide = _tree.compute_dtype(y.dtype, z.dtype)
-        b1 = averaging.b1_of_y.astype(wide)
-        return ((y.astype(wide) - (1 - b1) * z.astype(wide)) / b1).astype(y.dtype)
+        b1 = jnp.asarray(_tree.bare(averaging.b1_of_y)).astype(wide)
+        x = ((y.astype(wide) - (1 - b1) * z.astype(wide)) / b1).astype(y.dtype)
+        return jax.tree.map(lambda _: x, given) if wrapped(given) else x  # in its wrapper
 
-    return jax.tree.map(one, params, averaging.z)
+    return jax.tree.map(one, params, averaging.z, is_leaf=wrapped)

@@ -264,3 +264,20 @@ def test_hyperparams_of_a_container_name_where_the_optimizer_state_is():
     # a state with no hyperparameters at all is an empty answer, not an error
     assert gradtx.get_hyperparams(optax.adam(0.1).init(params)) == {}
     assert gradtx.get_hyperparams(gradtx.centralize().init(params)) == {}
+
+
+def test_schedule_free_eval_params_takes_nnx_states_as_they_are():
+    # It refused optimizer.opt_state with nnx.state(model, nnx.Param) (the wrappers made
+    # the trees differ); only both through nnx.as_pure worked.
+    x = jnp.ones((4, 3))
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, gradtx.schedule_free_adamw(1e-2), wrt=nnx.Param)
+    for _ in range(3):
+        opt.update(model, nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model))
+    params = nnx.state(model, nnx.Param)
+    pure = gradtx.schedule_free_eval_params(nnx.as_pure(opt.opt_state), nnx.as_pure(params))
+    wrapped = gradtx.schedule_free_eval_params(opt.opt_state, params)
+    assert jax.tree.structure(wrapped) == jax.tree.structure(params)  # Params, for nnx.update
+    for a, b in zip(jax.tree.leaves(nnx.as_pure(wrapped)), jax.tree.leaves(pure)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(pure["kernel"], nnx.as_pure(params)["kernel"])  # x is not y
