@@ -440,8 +440,7 @@ def static_bools(call: str, values: list, tree: Any) -> list[bool]:
     """A mask's values, one per leaf of ``tree`` (``mask_fn``'s, say), as bools: Python
     or NumPy bools only, as ``mask=`` takes them; strings and numbers would be taken by
     truthiness ("no_decay" is True)."""
-    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-    for v, path in zip(values, paths):
+    for i, v in enumerate(values):
         if isinstance(v, jax.core.Tracer):
             raise TypeError(
                 f"{call}: mask values must be static Python bools (the mask chooses the "
@@ -450,6 +449,7 @@ def static_bools(call: str, values: list, tree: Any) -> list[bool]:
         if not isinstance(v, (bool, np.bool_)):
             is_array = isinstance(v, (jax.Array, np.ndarray))
             kind = f"{v.dtype}{list(v.shape)}" if is_array else repr(v)
+            path = jax.tree_util.keystr(jax.tree_util.tree_flatten_with_path(tree)[0][i][0])
             raise TypeError(
                 f"{call}: mask values must be static Python bools, one per parameter "
                 f"(or subtree), got {kind} for {path or '(root)'}"
