@@ -10,12 +10,16 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, Updates, gradient, step_count
+from gradtx._base import (
+    INTERNAL_EXTRAS,
+    GradientTransformation,
+    OptState,
+    Updates,
+    gradient,
+    step_count,
+)
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Anything, DType, Hyper, Transform
-
-# Keywords the gradtx core passes between members; the rest are the caller's.
-_INTERNAL = ("count", "grads")
 
 
 class HutchinsonState(NamedTuple):
@@ -180,7 +184,7 @@ def scale_by_hessian_diagonal(
 
         out = jax.tree.map(scale, updates, state.hessian)
         grads = gradient(updates, extra)
-        given = {k: v for k, v in extra.items() if k not in _INTERNAL}
+        given = {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
 
         def refresh(estimator_state, hessian):
             estimate, estimator_state = estimator.update(grads, estimator_state, params, **given)
