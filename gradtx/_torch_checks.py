@@ -30,6 +30,9 @@ SCHEDULER = {"initial_lr", "swa_lr", "max_lr", "min_lr", "base_momentum", "max_m
 ``OneCycleLR`` their bounds): not state.  The lr and momentum they set are, and are
 checked against the gradtx schedule at the step count."""
 
+TORCH_KEYS = frozenset(k for e in TABLE.values() for k in (*e.hyperparams, *e.flags))
+"""Every param-group key of a torch optimizer gradtx continues; any other is a user's."""
+
 
 def plain(v: Any) -> Any:
     """A param-group value with tensors as Python numbers (to compare and to print)."""
@@ -121,8 +124,7 @@ def check_group(t: Target, group: Mapping[str, Any]) -> None:
     known = set(t.entry.hyperparams) | set(t.entry.flags)
     # A key no torch optimizer has is the user's own (a group's "name"): torch keeps it,
     # and so it tells nothing about the class.
-    anyones = {k for e in TABLE.values() for k in (*e.hyperparams, *e.flags)}
-    unknown = sorted((set(group) & anyones) - known - IMPLEMENTATION - SCHEDULER)
+    unknown = sorted((set(group) & TORCH_KEYS) - known - IMPLEMENTATION - SCHEDULER)
     missing = sorted(k for k in known if k not in group)
     if unknown or missing:
         raise ValueError(
