@@ -334,15 +334,21 @@ def check_choice(call: str, name: str, value: Any, choices: tuple[str, ...]) -> 
         raise ValueError(f"{call}({name}={value!r}): {name} must be one of {choices}")
 
 
-def check_static_tree(call: str, name: str, tree: Any, kinds: tuple, what: str) -> None:
-    """``None`` or a pytree whose leaves are all of ``kinds`` (masks: static bools)."""
-    if tree is None:
-        return
-    if callable(tree) and jax.tree.leaves(tree) in ([], [tree]):  # a function, not a module
+def refuse_function(call: str, name: str, tree: Any, what: str) -> None:
+    """A function given for a pytree (optax takes one as a mask or labels) points to the
+    ``{name}_fn`` argument; a callable pytree (an Equinox module) is a tree."""
+    if callable(tree) and jax.tree.leaves(tree) in ([], [tree]):
         raise TypeError(
             f"{call}({name}=<function>): {name} must be a pytree of {what}; "
             f"pass a function of the params as {name}_fn"
         )
+
+
+def check_static_tree(call: str, name: str, tree: Any, kinds: tuple, what: str) -> None:
+    """``None`` or a pytree whose leaves are all of ``kinds`` (masks: static bools)."""
+    if tree is None:
+        return
+    refuse_function(call, name, tree, what)
     bad = [leaf for leaf in jax.tree.leaves(tree) if not isinstance(leaf, kinds)]
     if bad:
         raise TypeError(

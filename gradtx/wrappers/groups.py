@@ -167,11 +167,7 @@ def partition(
         ) from None
     if labels is None and labels_fn is None:
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
-    if callable(labels) and jax.tree.leaves(labels) in ([], [labels]):  # a function, not a module
-        raise TypeError(
-            f"{call}(labels=<function>): labels must be a pytree of labels; pass a function "
-            "of the params as labels_fn"
-        )
+    _checks.refuse_function(call, "labels", labels, "labels")
 
     def labels_of(tree):
         values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)
