@@ -393,7 +393,14 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
 def scalar_loss(call: str, value: Any) -> jax.Array:
     """``value`` (a loss passed to ``update``) as an array, refused unless a scalar:
     per-example losses would give per-element step sizes."""
-    value = jnp.asarray(value)
+    try:
+        value = jnp.asarray(value)
+    except TypeError:
+        raise TypeError(
+            f"{call}: value must be the scalar loss, a real number, got {type(value).__name__}"
+        ) from None
+    if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
+        raise TypeError(f"{call}: value must be the scalar loss, a real number, got {value.dtype}")
     if value.shape != ():
         raise ValueError(f"{call}: value must be the scalar loss, got shape {value.shape}")
     return value

@@ -193,14 +193,29 @@ def loss_and_accuracy(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Arra
     return loss, jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
 
 
+def evaluation_point(name: str) -> Callable | None:
+    """``(state, params) -> params`` at which ``name``'s metrics are taken, ``None`` for
+    the params themselves: schedule-free methods train at an interpolation and are
+    evaluated at their average (``schedule_free_eval_params``)."""
+    if recipe(name).factory.startswith("schedule_free_"):
+        return gradtx.schedule_free_eval_params
+    return None
+
+
 def make_epoch(
-    opt, data: Data, batch_size: int, keywords: Sequence[str] = (), per_example: bool = False
+    opt,
+    data: Data,
+    batch_size: int,
+    keywords: Sequence[str] = (),
+    per_example: bool = False,
+    evaluate: Callable | None = None,
 ) -> Callable:
     """One jitted epoch: shuffle, a ``lax.scan`` of minibatch steps, then full-set metrics.
 
     ``keywords``: what the optimizer's update needs besides the gradient: the batch
     loss ``value`` and, as a function of the params, ``value_fn`` / ``obj_fn``.
     ``per_example``: give the update one gradient per example (DP-SGD).
+    ``evaluate``: where the metrics are taken (``evaluation_point``).
     """
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
@@ -231,9 +246,8 @@ def make_epoch(
         (params, state), _ = jax.lax.scan(
             step, (params, state), order.reshape(n_batches, batch_size)
         )
-        metrics = loss_and_accuracy(params, x_train, y_train) + loss_and_accuracy(
-            params, x_test, y_test
-        )
+        at = params if evaluate is None else evaluate(state, params)
+        metrics = loss_and_accuracy(at, x_train, y_train) + loss_and_accuracy(at, x_test, y_test)
         return params, state, jnp.stack(metrics)
 
     return epoch
@@ -260,7 +274,10 @@ def train(name, data, *, epochs, batch_size, hidden, seed, progress=True) -> Res
     # Compile before the progress bar starts, so its rate and ETA time the epochs only.
     start = time.perf_counter()
     epoch = _compile(
-        make_epoch(opt, data, batch_size, takes(name), per_example(name)), params, state, keys[0]
+        make_epoch(opt, data, batch_size, takes(name), per_example(name), evaluation_point(name)),
+        params,
+        state,
+        keys[0],
     )
     compile_seconds = time.perf_counter() - start
     history = []

@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import gradtx
 from gradtx import __main__ as cli
 from gradtx import demo
 from gradtx._registry import OPTIMIZERS
@@ -107,8 +109,29 @@ def _small_epoch(name):
     small = demo.Data(data.x_train[:96], data.y_train[:96], data.x_test[:32], data.y_test[:32])
     opt = demo.make_optimizer(name)
     params = demo.init_mlp(jax.random.PRNGKey(0), [64, 8, 10])
-    epoch = demo.make_epoch(opt, small, 32, demo.takes(name), demo.per_example(name))
+    epoch = demo.make_epoch(
+        opt, small, 32, demo.takes(name), demo.per_example(name), demo.evaluation_point(name)
+    )
     return epoch, params, opt.init(params)
+
+
+def test_schedule_free_metrics_are_taken_at_the_average():
+    # The demo reports what the docstrings say to evaluate: x, not the iterate y.
+    name = "schedule_free_adamw"
+    data = demo.load_digits(seed=0)
+    small = demo.Data(data.x_train[:96], data.y_train[:96], data.x_test[:32], data.y_test[:32])
+    opt = demo.make_optimizer(name)
+    params = demo.init_mlp(jax.random.PRNGKey(0), [64, 8, 10])
+    epoch = demo.make_epoch(opt, small, 32, evaluate=demo.evaluation_point(name))
+    params, state, metrics = epoch(params, opt.init(params), jax.random.PRNGKey(1))
+    at = gradtx.schedule_free_eval_params(state, params)
+    want = demo.loss_and_accuracy(at, jnp.asarray(small.x_test), jnp.asarray(small.y_test))
+    # eager here, fused in the jitted epoch: equal to rounding
+    assert float(metrics[2]) == pytest.approx(float(want[0]), rel=1e-6)
+    assert float(metrics[3]) == float(want[1])
+    y_loss = demo.loss_and_accuracy(params, jnp.asarray(small.x_test), jnp.asarray(small.y_test))
+    assert float(y_loss[0]) != pytest.approx(float(want[0]), rel=1e-4), (y_loss, want)
+    assert demo.evaluation_point("adam") is None
 
 
 @pytest.mark.parametrize("name", demo.available())

@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+import gradtx
 from gradtx import _catalogue
 from gradtx._registry import GENERATED, OPTIMIZERS, ROOT, catalogue, main, readme_table
 from tests.registry import REGISTRY
@@ -40,6 +41,26 @@ def test_every_optimizer_is_in_the_table_and_the_catalogue():
     for name in OPTIMIZERS:
         assert f"\n| `{name}` |" in table
         assert f"\n### `{name}`\n" in cat
+
+
+def test_the_readme_counts_the_registered_optimizers():
+    # The two counts in README.md's prose are written by hand: checked here.
+    text = " ".join((ROOT / "README.md").read_text().split())
+    n = len(OPTIMIZERS)
+    assert f"gradtx has {n} named optimizers" in text, f"README.md: say {n} named optimizers"
+    assert f"| optimizers | {n}: all of torch.optim's" in text, f"README.md: say {n} optimizers"
+
+
+def test_registering_a_name_twice_is_refused():
+    from gradtx._registry import optimizer
+
+    with pytest.raises(ValueError, match="'sign_sgd' is already registered"):
+
+        @optimizer(references="x")
+        def sign_sgd():
+            """A copy left unrenamed."""
+
+    assert OPTIMIZERS["sign_sgd"].factory is gradtx.sign_sgd
 
 
 def test_the_generated_markdown_adds_no_python_blocks():

@@ -83,6 +83,8 @@ def optimizer(
             kind=GradientTransformation, counted=counted, derive=derive, own_gradient=True,
             example_axis=example_axis, **specs,
         )(fn)  # fmt: skip
+        if fn.__name__ in OPTIMIZERS:  # a copied file left unrenamed would replace a row
+            raise ValueError(f"gradtx._registry.optimizer: {fn.__name__!r} is already registered")
         OPTIMIZERS[fn.__name__] = OptimizerInfo(fn.__name__, made, references, takes, example_axis)
         return made
 

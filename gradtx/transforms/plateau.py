@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import REPORTED, GradientTransformation, float_dtype
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
@@ -147,11 +147,7 @@ def reduce_on_plateau(
     def update(updates, state, params=None, **extra):
         value = extra.get("value")
         if value is not None:
-            if jnp.ndim(value) != 0:
-                raise ValueError(
-                    f"{call}.update: value must be a scalar, got shape {jnp.shape(value)}"
-                )
-            state = report(state, value)
+            state = report(state, _checks.scalar_loss(f"{call}.update", value))
         return scaled(updates, state.scale), state
 
     return GradientTransformation(init, update)

@@ -175,7 +175,7 @@ def partition(
         if unknown:
             raise ValueError(
                 f"{call}: labels {', '.join(unknown)} have no transform; "
-                f"transforms are given for {sorted(map(repr, txs))}"
+                f"transforms are given for {', '.join(sorted(map(repr, txs)))}"
             )
         return values
 

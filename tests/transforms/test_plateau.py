@@ -131,8 +131,11 @@ def test_errors():
     tx = gradtx.reduce_on_plateau()
     p = {"w": jnp.ones(2)}
     state = tx.init(p)
-    with pytest.raises(ValueError, match="must be a scalar"):
+    with pytest.raises(ValueError, match=r"reduce_on_plateau\.update: value must be the scalar"):
         tx.update(p, state, p, value=jnp.ones(2))
+    for bad in ("x", 1j, None.__class__):
+        with pytest.raises(TypeError, match=r"reduce_on_plateau\.update: value must be the scalar"):
+            tx.update(p, state, p, value=bad)
     with pytest.raises(ValueError, match=r"reduce_on_plateau\(factor=1\.0\)"):
         gradtx.reduce_on_plateau(factor=1.0)
     with pytest.raises(ValueError, match=r"mode='best'"):
