@@ -196,8 +196,9 @@ def div0(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.where((num == 0) & (den == 0), jnp.ones_like(den), den)
 
 
-def ema(decay: Any, old: Any, new: Any) -> Any:
-    """``decay * old + (1 - decay) * new`` leaf by leaf, stored in each ``old`` dtype.
+def ema(decay: Any, old: Any, new: Any, *, wide: bool = False) -> Any:
+    """``decay * old + (1 - decay) * new`` leaf by leaf, stored in each ``old`` dtype
+    (``wide``: left in the dtype it was computed in; ``stored_like`` rounds it).
 
     Computed in ``compute_dtype`` of both (at least float32): in bfloat16
     ``1 - 0.999`` is 0 and the EMA would never move.  With equal float32 or
@@ -213,9 +214,17 @@ def ema(decay: Any, old: Any, new: Any) -> Any:
         d, rest = coefs[dtype]
         if o.dtype == dtype and n.dtype == dtype:
             return d * o + rest * n
-        return (d * o.astype(dtype) + rest * n.astype(dtype)).astype(o.dtype)
+        out = d * o.astype(dtype) + rest * n.astype(dtype)
+        return out if wide else out.astype(o.dtype)
 
     return jax.tree.map(one, old, new)
+
+
+def stored_like(tree: Any, like: Any) -> Any:
+    """Each leaf of ``tree`` in the dtype of ``like``'s leaf: a statistic computed wide,
+    rounded for the state.  The step reads the unrounded one (optax's ``trace`` and
+    ``scale_by_adam`` cast ``accumulator_dtype``/``mu_dtype`` for storage only)."""
+    return jax.tree.map(lambda x, s: x if x.dtype == s.dtype else x.astype(s.dtype), tree, like)
 
 
 def one_minus(rate: Any, dtype: Any) -> jax.Array:

@@ -67,13 +67,14 @@ def mix_gradient(
 
     def update(updates, state, params=None, **extra):
         grads = gradient(updates, extra)
-        mu = None if decay is None else _tree.ema(decay, state.mu, grads)
+        mu = None if decay is None else _tree.ema(decay, state.mu, grads, wide=True)
 
         def one(u, m):
             wide = _tree.compute_dtype(u.dtype, m.dtype)
             a = jnp.asarray(alpha).astype(wide)
             return (u.astype(wide) + a * m.astype(wide)).astype(u.dtype)
 
-        return jax.tree.map(one, updates, grads if mu is None else mu), MixGradientState(mu)
+        out = jax.tree.map(one, updates, grads if mu is None else mu)
+        return out, MixGradientState(None if mu is None else _tree.stored_like(mu, state.mu))
 
     return GradientTransformation(init, update)

@@ -29,12 +29,13 @@ class AddMomentumState(NamedTuple):
 
 
 def _heavy_ball(decay, dampening=None, first=None):
-    """``m <- decay * m + (1 - dampening) * u`` for one leaf, coefficients cast once per dtype."""
+    """``m <- decay * m + (1 - dampening) * u`` for one leaf, coefficients cast once per dtype;
+    the result in the dtype it is computed in (``_tree.stored_like`` rounds it)."""
     coefs = {}
 
     def one(m, u):
-        # In at least float32, stored in the buffer's dtype (bfloat16 buffers and
-        # gradients keep exact coefficients); float32/float64: no cast.
+        # In at least float32 (bfloat16 buffers and gradients keep exact
+        # coefficients); float32/float64: no cast.
         wide = _tree.compute_dtype(m.dtype, u.dtype)
         if wide not in coefs:
             d = jnp.asarray(decay).astype(wide)
@@ -43,11 +44,10 @@ def _heavy_ball(decay, dampening=None, first=None):
                 None if dampening is None else _tree.one_minus(dampening, wide),
             )
         d, damp = coefs[wide]
-        store = m.dtype
         m, u = m.astype(wide), u.astype(wide)
         if damp is None:
-            return (d * m + u).astype(store)
-        return jnp.where(first, u, d * m + damp * u).astype(store)
+            return d * m + u
+        return jnp.where(first, u, d * m + damp * u)
 
     return one
 
@@ -122,8 +122,10 @@ def add_momentum(
         return AddMomentumState(_tree.full_like(params, initial_value, dtype), started)
 
     def update(updates, state, params=None, **extra):
+        # mu as computed (at least float32): the step reads it unrounded, the state
+        # keeps it in the buffer's dtype, as optax's trace and scale_by_adam do.
         if ema:
-            mu = _tree.ema(decay, state.mu, updates)
+            mu = _tree.ema(decay, state.mu, updates, wide=True)
         elif dampening is None:
             # m_0 = 0 (by default), so d * m_0 + u_1 = u_1: PyTorch's first-step copy,
             # without a select.
@@ -135,7 +137,9 @@ def add_momentum(
         filled = state.started
         if pause_at_zero:
             off = jnp.asarray(decay) == 0
-            mu = jax.tree.map(lambda new, old: jnp.where(off, old, new), mu, state.mu)
+            mu = jax.tree.map(
+                lambda new, old: jnp.where(off, old.astype(new.dtype), new), mu, state.mu
+            )
             if dampening is not None:
                 filled = jnp.logical_or(state.started, jnp.logical_not(off))
         elif dampening is not None:
@@ -158,7 +162,8 @@ def add_momentum(
                 return jnp.where(off, u, look(u, m))
             return look(u, m)
 
-        return jax.tree.map(out, updates, mu), AddMomentumState(mu, filled)
+        stored = _tree.stored_like(mu, state.mu)
+        return jax.tree.map(out, updates, mu), AddMomentumState(stored, filled)
 
     return GradientTransformation(init, update)
 
@@ -268,7 +273,7 @@ def add_nesterov_momentum(
         coef_m = mu_next / (1 - product * mu_next)
         # The EMA itself uses the constant b1 (PyTorch, optax); only the
         # combination below uses the schedule.
-        mu = _tree.ema(beta, state.mu, updates)
+        mu = _tree.ema(beta, state.mu, updates, wide=True)  # stored rounded, used as is
 
         def combine(u, m):
             wide = _tree.compute_dtype(u.dtype, m.dtype)
@@ -276,6 +281,6 @@ def add_nesterov_momentum(
             return (cg * u.astype(wide) + cm * m.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(combine, updates, mu)
-        return out, AddNesterovMomentumState(product, mu)
+        return out, AddNesterovMomentumState(product, _tree.stored_like(mu, state.mu))
 
     return GradientTransformation(init, update)

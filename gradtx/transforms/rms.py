@@ -113,19 +113,23 @@ def scale_by_rms(
             first = t == 1
             correction = _tree.bias_correction(decay, t) if bias_correction else None
 
+        # The statistics as computed (at least float32) make this step; the state keeps
+        # them in its dtypes (``_tree.stored_like``).
         def second_moment(v, g):
             sq = _tree.squared(g, v)
-            new = _tree.ema(decay, v, sq)
-            return jnp.where(first, sq.astype(v.dtype), new) if init_from_first else new
+            new = _tree.ema(decay, v, sq, wide=True)
+            return jnp.where(first, sq.astype(new.dtype), new) if init_from_first else new
 
         nu = jax.tree.map(second_moment, state.nu, grads)
-        mean = None if not centered else _tree.ema(decay, state.mean, grads)
+        mean = None if not centered else _tree.ema(decay, state.mean, grads, wide=True)
         nu_max = state.nu_max
         if amsgrad and max_of == "v":
-            nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
+            nu_max = jax.tree.map(lambda m, v: jnp.maximum(m.astype(v.dtype), v), nu_max, nu)
         elif amsgrad:
             nu_max = jax.tree.map(
-                lambda m, v: jnp.maximum(m, corrected_moment(v, correction)), state.nu_max, nu
+                lambda m, v: jnp.maximum(m.astype(v.dtype), corrected_moment(v, correction)),
+                nu_max,
+                nu,
             )
 
         def scale(u, v, m=None):
@@ -146,6 +150,10 @@ def scale_by_rms(
 
         second = nu_max if amsgrad else nu
         out = jax.tree.map(scale, updates, second, *([mean] if centered else []))
-        return out, ScaleByRmsState(nu, nu_max, mean)
+        return out, ScaleByRmsState(
+            _tree.stored_like(nu, state.nu),
+            None if nu_max is None else _tree.stored_like(nu_max, state.nu_max),
+            None if mean is None else _tree.stored_like(mean, state.mean),
+        )
 
     return GradientTransformation(init, update)

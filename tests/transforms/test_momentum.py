@@ -5,6 +5,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -286,3 +287,63 @@ def test_damped_buffer_starts_at_the_first_nonzero_momentum(x64, torch64, how):
         ours = _gradtx_with_momenta(tx, p0, grads, momenta)
     for a, b in zip(ours, ref, strict=True):
         chex.assert_trees_all_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+_INJECT = optax.inject_hyperparams
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (
+            lambda d: gradtx.sgd(0.1, momentum=0.9, accumulator_dtype=d, convention="optax"),
+            lambda d: _INJECT(optax.sgd, static_args="accumulator_dtype")(
+                0.1, momentum=0.9, accumulator_dtype=d
+            ),
+        ),
+        (
+            lambda d: gradtx.sgd(
+                0.1, momentum=0.9, nesterov=True, accumulator_dtype=d, convention="optax"
+            ),
+            lambda d: _INJECT(optax.sgd, static_args=("accumulator_dtype", "nesterov"))(
+                0.1, momentum=0.9, nesterov=True, accumulator_dtype=d
+            ),
+        ),
+        (
+            lambda d: gradtx.adam(0.1, mu_dtype=d, convention="optax"),
+            lambda d: _INJECT(optax.adam, static_args="mu_dtype")(0.1, mu_dtype=d),
+        ),
+        (
+            lambda d: gradtx.nadam(0.1, mu_dtype=d, convention="optax"),
+            lambda d: _INJECT(optax.nadam, static_args="mu_dtype")(0.1, mu_dtype=d),
+        ),
+        (
+            lambda d: gradtx.amsgrad(0.1, mu_dtype=d, convention="optax"),
+            lambda d: _INJECT(optax.amsgrad, static_args="mu_dtype")(0.1, mu_dtype=d),
+        ),
+    ],
+    ids=["sgd", "sgd-nesterov", "adam", "nadam", "amsgrad"],
+)
+def test_a_narrower_storage_dtype_rounds_the_state_not_the_step(x64, ours, theirs):
+    # optax casts mu (accumulator_dtype) for storage only and steps with the moment as
+    # computed.  With its hyperparameters injected (arrays of the params' precision,
+    # not weak Python floats that would round b1·mu in the storage dtype), the two are
+    # the same arithmetic: float64 params, float32 moments, <= 1e-10.
+    rng = np.random.default_rng(3)
+    params = {"w": jnp.asarray(rng.normal(size=(3, 4))), "b": jnp.asarray(rng.normal(size=5))}
+    grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), params)]
+    grads += [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), params)]
+    grads *= 6
+    runs = []
+    for tx in (ours(jnp.float32), theirs(jnp.float32)):
+        p, state, trajectory = params, tx.init(params), []
+        for g in grads:
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes the two precisions
+                u, state = tx.update(g, state, p)
+            p = optax.apply_updates(p, u)
+            trajectory.append(p)
+        runs.append((trajectory, state))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        chex.assert_trees_all_close(a, b, rtol=1e-10, atol=0)
+    mu = [x for x in jax.tree.leaves(runs[0][1]) if x.ndim > 0]
+    assert {x.dtype for x in mu} >= {jnp.dtype(jnp.float32)}  # still stored narrow
