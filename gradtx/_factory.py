@@ -157,21 +157,29 @@ def _building(build: _Build) -> Iterator[_Build]:
         _BUILD.reset(token)
 
 
-def _run_body(call: str, run: Callable[[Any], tuple[Any, Any]], updates: Any, params: Any):
-    """``run(updates)``, the body's update, inside ``call``'s build.  The outermost gradtx
-    call given the params hands its body 16-bit updates in float32 and rounds the result
-    once (a stage's float16 output below 6e-5, Adam's ``(1 - b1) g`` for gradients below
-    ~6e-4, would lose its digits on the way to the next stage).  Without params the
-    stages could not tell the state's dtypes from the updates' (``probe_init``), so
-    16-bit updates are handed on as they are."""
+def _run_body(
+    call: str, run: Callable[[Any], tuple[Any, Any]], updates: Any, params: Any, state: Any
+):
+    """``run(updates)``, the body's update of ``state``, inside ``call``'s build.  The
+    outermost gradtx call given the params hands its body 16-bit updates in float32 and
+    rounds the result once (a stage's float16 output below 6e-5, Adam's ``(1 - b1) g``
+    for gradients below ~6e-4, would lose its digits on the way to the next stage).
+    Without params the stages could not tell the state's dtypes from the updates'
+    (``probe_init``), so 16-bit updates are handed on as they are.  The new state keeps
+    the old one's dtypes: an optax member (``mechanize(optax.adam(...))``) promotes its
+    16-bit moments to float32 when handed float32 updates."""
     wide = _BUILD.get() is None and params is not None
     wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(updates))
     handed = (
         jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates) if wide else updates
     )
     with _building(_Build(call)):
-        out, state = run(handed)
-    return (jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates) if wide else out), state
+        out, new_state = run(handed)
+    if not wide:
+        return out, new_state
+    if jax.tree.structure(new_state) == jax.tree.structure(state):
+        new_state = _tree.stored_like(new_state, state)
+    return jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates), new_state
 
 
 def reads_count() -> None:
@@ -274,7 +282,7 @@ def hyperparameterized(
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             updates, state = _run_body(
-                call, lambda u: tx.update(u, state, params, **extra), updates, params
+                call, lambda u: tx.update(u, state, params, **extra), updates, params, state
             )
             return updates, _tree.settled(state, params)
 
@@ -330,7 +338,11 @@ def hyperparameterized(
             extra["count"] = count
         tx = inner(current)
         updates, inner_state = _run_body(
-            call, lambda u: tx.update(u, state.inner_state, params, **extra), updates, params
+            call,
+            lambda u: tx.update(u, state.inner_state, params, **extra),
+            updates,
+            params,
+            state.inner_state,
         )
         # An eager body may return a hyperparameter as a buffer (rprop's base rate, a
         # bound JAX array too) or keep the params (optax's L-BFGS): one array twice
