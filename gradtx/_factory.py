@@ -177,7 +177,7 @@ def _run_body(
         out, new_state = run(handed)
     if not wide:
         return out, new_state
-    if jax.tree.structure(new_state) == jax.tree.structure(state):
+    if _tree.structure(new_state) == _tree.structure(state):
         new_state = _tree.stored_like(new_state, state)
     return jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates), new_state
 
