@@ -176,16 +176,44 @@ def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:
     )
 
 
+@jax.custom_jvp
 def safe_sqrt(x: jax.Array) -> jax.Array:
-    """``sqrt(x)`` with derivative 0 at ``x = 0``, for norms.
+    """``sqrt(x)`` with derivative 0 at ``x = 0``, for norms and the roots of statistics.
 
     ``jnp.sqrt``'s derivative at 0 is inf, and inf times the 0 that follows
-    (a clamp, a zero leaf) is NaN: ``jax.grad`` through the norm of a zero
-    leaf (a zero-initialised bias) would be NaN where the true derivative is
-    finite.  Values are ``jnp.sqrt``'s, bit for bit, NaN included.
+    (a clamp, a zero leaf, the zero tangent of a sum of squares that is 0) is
+    NaN: ``jax.grad`` through the norm of a zero leaf (a zero-initialised
+    bias), or through Adam's denominator for a coordinate whose gradient is
+    always 0, would be NaN where the true derivative is finite.  Values are
+    ``jnp.sqrt``'s, bit for bit (the rule changes derivatives only, so the
+    compiled step is the same).
     """
+    return jnp.sqrt(x)
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    (x,), (t,) = primals, tangents
+    y = jnp.sqrt(x)
     zero = x == 0
-    return jnp.where(zero, x * 0, jnp.sqrt(jnp.where(zero, 1, x)))  # x * 0: sqrt(-0.) is -0.
+    return y, jnp.where(zero, jnp.zeros_like(t), t / (2 * jnp.where(zero, jnp.ones_like(y), y)))
+
+
+@jax.custom_jvp
+def safe_cbrt(x: jax.Array) -> jax.Array:
+    """``cbrt(x)`` with derivative 0 at ``x = 0`` (``safe_sqrt``'s reason), values bit
+    for bit ``jnp.cbrt``'s."""
+    return jnp.cbrt(x)
+
+
+@safe_cbrt.defjvp
+def _safe_cbrt_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    (x,), (t,) = primals, tangents
+    y = jnp.cbrt(x)
+    zero = x == 0
+    return y, jnp.where(
+        zero, jnp.zeros_like(t), t / (3 * jnp.where(zero, jnp.ones_like(y), y) ** 2)
+    )
 
 
 def div0(num: jax.Array, den: jax.Array) -> jax.Array:

@@ -4,11 +4,15 @@ Meta-learning and hyperparameter tuning take ``jax.grad`` through ``update``.
 Norms of a leaf that is exactly zero (a zero-initialised bias, a first step
 with no distance travelled yet) used ``jnp.sqrt``, whose infinite derivative
 at 0 times the zero that follows made NaN where the true derivative is
-finite; ``_tree.safe_sqrt`` keeps the values and gives 0 there.  References:
+finite; ``_tree.safe_sqrt`` keeps the values and gives 0 there.  The same held
+for the roots of statistics (Adam's denominator) at a coordinate whose
+gradient is always 0: NaN for 29 registry cases before.  References:
 optax's same optimizer (its ``safe_norm``) and central finite differences.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,7 @@ import optax
 import pytest
 
 import gradtx
+from tests.registry import REGISTRY
 
 
 def _p0():
@@ -122,3 +127,56 @@ def test_safe_sqrt_is_sqrt_bit_for_bit():
     got, want = np.asarray(gradtx._tree.safe_sqrt(x)), np.asarray(jnp.sqrt(x))
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     assert float(jax.grad(gradtx._tree.safe_sqrt)(0.0)) == 0.0
+
+
+# A coordinate whose gradient is 0 at every step (an input feature that is always 0,
+# padding): its statistics stay exactly 0, and a bare sqrt or cbrt of them gave
+# 0 · inf = NaN for the whole derivative (optax's adam and madgrad too).
+def _dead_loss(p):
+    x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0], [2.0, 0.3, 0.0]])  # feature 3 always 0
+    return jnp.mean((x @ p - jnp.array([1.0, 0.0, -1.0])) ** 2)
+
+
+def _dead_after(case, lr, steps=3):
+    opt = case.make(lr)
+    p = jnp.array([0.1, -0.2, 0.3])
+    state = opt.init(p)
+    for _ in range(steps):
+        u, state = opt.update(jax.grad(_dead_loss)(p), state, p, **case.keywords(_dead_loss, p))
+        p = p + u
+    return _dead_loss(p)
+
+
+# L-BFGS's loop (lax.while_loop) has no reverse-mode derivative; DP-SGD's registry case
+# takes per-example gradients.
+_DIFFERENTIABLE = [c for c in REGISTRY if c.name not in ("lbfgs", "dpsgd")]
+
+
+@pytest.mark.parametrize("case", _DIFFERENTIABLE, ids=[c.id for c in _DIFFERENTIABLE])
+def test_a_dead_coordinate_leaves_the_learning_rate_derivative_finite(x64, case):
+    lr = jnp.asarray(case.lr)
+    got = jax.grad(lambda lr: _dead_after(case, lr))(lr)
+    _, forward = jax.jvp(lambda lr: _dead_after(case, lr), (lr,), (jnp.ones_like(lr),))
+    assert np.isfinite(got) and np.isfinite(forward), (case.id, got, forward)
+    # float32 state (one case) rounds; COCOB does not depend on lr here (~1e-16)
+    np.testing.assert_allclose(forward, got, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        gradtx.adam,
+        gradtx.rmsprop,
+        gradtx.adagrad,
+        gradtx.prodigy,
+        gradtx.madgrad,
+        lambda lr: gradtx.mechanize(gradtx.adam(lr)),
+    ],
+    ids=["adam", "rmsprop", "adagrad", "prodigy", "madgrad", "mechanize"],
+)
+def test_a_dead_coordinate_has_the_finite_difference_derivative(x64, make):
+    case = dataclasses.replace(REGISTRY[0], make=make, needs=())
+    lr, h = 0.05, 1e-6
+    got = jax.grad(lambda lr: _dead_after(case, lr))(lr)
+    want = (_dead_after(case, lr + h) - _dead_after(case, lr - h)) / (2 * h)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)

@@ -101,7 +101,7 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         v = betas**2 * state.sum_of_squared_products + h**2
         r = betas * state.reward + clipped * state.scale
         wealth = jnp.asarray(s_init).astype(dt) / num_betas * m + jnp.maximum(0, r)
-        s = _tree.div0(wealth, jnp.sqrt(v) + e)  # eps = 0: wealth and v are 0 until h ≠ 0
+        s = _tree.div0(wealth, _tree.safe_sqrt(v) + e)  # eps = 0: wealth and v are 0 until h ≠ 0
         total = jnp.sum(s)
 
         def step(x, x_init, d, u):  # x_{t+1} = x_0 - Σ s (Δ_{t-1} - u_t), as an update

@@ -86,5 +86,5 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
     for x in leaves:
         for xp in _parts(x):
             total = total + jnp.sum(jnp.square(xp.astype(dtype) / unit))
-    norm = jnp.sqrt(total)
+    norm = _tree.safe_sqrt(total)
     return jnp.where(jnp.isfinite(peak), norm * unit, peak)

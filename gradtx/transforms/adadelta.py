@@ -71,7 +71,8 @@ def scale_by_adadelta(
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             v, x = jnp.real(v.astype(wide)), jnp.real(x.astype(wide))
             e = _tree.scalar_like(eps, v)
-            ratio = _tree.div0(jnp.sqrt(x + e), jnp.sqrt(v + e))  # torch's order of operations
+            # torch's order of operations
+            ratio = _tree.div0(_tree.safe_sqrt(x + e), _tree.safe_sqrt(v + e))
             return (ratio.astype(wide) * u.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(delta, updates, e_g2, state.e_dx2)

@@ -95,7 +95,7 @@ def scale_by_additive_rms(
             v_hat = jnp.real(v.astype(wide))
             if correction is not None:
                 v_hat = v_hat / correction.astype(v_hat.dtype)
-            denom = jnp.sqrt(v_hat + _tree.scalar_like(eps_root, v_hat))
+            denom = _tree.safe_sqrt(v_hat + _tree.scalar_like(eps_root, v_hat))
             denom = denom + _tree.scalar_like(eps, denom)
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 

@@ -113,7 +113,7 @@ def scale_by_belief(
             wide = _tree.compute_dtype(m.dtype, s.dtype, g.dtype)
             s_hat = jnp.real(s.astype(wide))
             s_hat = s_hat / correction.astype(s_hat.dtype)
-            denom = jnp.sqrt(s_hat) + _tree.scalar_like(eps, s_hat)
+            denom = _tree.safe_sqrt(s_hat) + _tree.scalar_like(eps, s_hat)
             num = m.astype(wide)
             if nesterov is not None:
                 b1 = jnp.asarray(nesterov).astype(wide)

@@ -106,7 +106,7 @@ def scale_by_bounded_rms(
         def one(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             v = jnp.real(v.astype(wide))
-            size = _tree.scalar_like(step, v) / (jnp.sqrt(v) + _tree.scalar_like(eps, v))
+            size = _tree.scalar_like(step, v) / (_tree.safe_sqrt(v) + _tree.scalar_like(eps, v))
             if bounded:
                 size = jnp.clip(
                     size, _tree.scalar_like(lower, size), _tree.scalar_like(upper, size)

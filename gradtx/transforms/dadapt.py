@@ -173,7 +173,7 @@ def scale_by_prodigy(
         for (m_new, v_new), (g, x) in zip(moments, _leaves(treedef, grads, params)):
             wide = m_new.dtype
             # eps is in units of the new estimate, the step size in the old one (as optax)
-            denom = jnp.sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide)
+            denom = _tree.safe_sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide)
             step = _tree.div0(m_new, denom)  # eps = 0 and g always 0: no step
             if weight_decay is not None:
                 step = step + jnp.asarray(weight_decay).astype(wide) * x.astype(wide)
@@ -288,11 +288,11 @@ def scale_by_dadapt_adam(
             g, e = g.astype(wide), jnp.asarray(eps).astype(wide)
             b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
             # s and v are both 0 until the coordinate's first non-zero gradient (eps = 0)
-            weighted.append(_tree.div0(sk.astype(wide), jnp.sqrt(v.astype(wide)) + e))
+            weighted.append(_tree.div0(sk.astype(wide), _tree.safe_sqrt(v.astype(wide)) + e))
             m_new = b1k * m.astype(wide) + (_tree.one_minus(b1, wide) * lr) * g
             v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (g * g)
             s_new = bk * sk.astype(wide) + ((1 - bk) * lr) * g
-            step = _tree.div0(m_new, jnp.sqrt(v_new) + e)
+            step = _tree.div0(m_new, _tree.safe_sqrt(v_new) + e)
             if weight_decay is not None:
                 decay = jnp.asarray(weight_decay).astype(wide) * lr
                 step = step + decay * x.astype(wide)

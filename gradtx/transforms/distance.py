@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import _tree
 from gradtx._base import GradientTransformation, Params, float_dtype, gradient, step_count
 from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
@@ -116,7 +117,7 @@ def scale_by_distance_over_gradients(
         # make ∞·0 = NaN of a zero step; there is nothing to scale, so the size is 0.  A
         # non-zero gradient whose square underflowed to 0 gets r̄/0 = ∞, as in optax: a
         # size of 0 there would stop the optimizer without a sign.
-        root = jnp.sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
+        root = _tree.safe_sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
         nothing = (root == 0) & tree_is_zero(grads)
         step = jnp.where(nothing, jnp.zeros([], dtype), max_distance / root)
         if init_step == "learning_rate":
@@ -198,7 +199,7 @@ def scale_by_distance_over_weighted_gradients(
         # r̄²/0 (or 0/0) would make ∞·0 = NaN of a zero step; there is nothing to scale,
         # so it is 0.  A non-zero gradient whose square underflowed to 0 gets r̄²/0 = ∞,
         # as in optax: a size of 0 there would stop the optimizer without a sign.
-        den = jnp.sqrt(weighted) + jnp.asarray(eps).astype(dtype)
+        den = _tree.safe_sqrt(weighted) + jnp.asarray(eps).astype(dtype)
         nothing = (den == 0) & ((max_sq == 0) | tree_is_zero(grads))
         step = jnp.where(nothing, jnp.zeros([], dtype), max_sq / den)
         new_state = ScaleByDistanceOverWeightedGradientsState(

@@ -103,7 +103,7 @@ def dual_average(
 
         def step(u, sq, s, x0, x):
             wide = _tree.compute_dtype(u.dtype, sq.dtype, s.dtype, x.dtype)
-            root = jnp.cbrt(jnp.real(sq.astype(wide)))
+            root = _tree.safe_cbrt(jnp.real(sq.astype(wide)))
             sigma = (root + _tree.scalar_like(eps, root)).astype(wide)
             z = x0.astype(wide) - _tree.div0(s.astype(wide), sigma)
             return (z - x.astype(wide)).astype(u.dtype)

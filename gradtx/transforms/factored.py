@@ -227,7 +227,7 @@ def scale_by_factored_rms(
                 row, col = row.astype(stat.dtype), col.astype(stat.dtype)
                 r, c = row.astype(real), col.astype(real)
                 v_hat = _tree.div0(r * c, jnp.maximum(_mean0(r, r_ax), floor))
-            denom = jnp.sqrt(jnp.maximum(v_hat, floor * floor)).astype(wide)
+            denom = _tree.safe_sqrt(jnp.maximum(v_hat, floor * floor)).astype(wide)
             out.append(_tree.div0(u.astype(wide), denom).astype(u.dtype))
             new_rows.append(row)
             new_cols.append(col)

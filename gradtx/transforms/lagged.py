@@ -79,7 +79,7 @@ def scale_by_lagged_rms(
 
         def scale(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
-            root = jnp.sqrt(jnp.real(v.astype(wide)))
+            root = _tree.safe_sqrt(jnp.real(v.astype(wide)))
             denom = jnp.maximum(root, _tree.scalar_like(eps, root)).astype(wide)
             step = _tree.div0(u.astype(wide), denom)
             return jnp.where(first, jnp.zeros([], wide), step).astype(u.dtype)
@@ -163,7 +163,7 @@ def scale_by_lagged_belief(
             wide = _tree.compute_dtype(u.dtype, s.dtype)
             s_hat = jnp.real(s.astype(wide)) / correction.astype(_tree.real_dtype(wide))
             s_hat = jnp.where(first, jnp.ones([], s_hat.dtype), s_hat)
-            denom = (jnp.sqrt(s_hat) + _tree.scalar_like(eps, s_hat)).astype(wide)
+            denom = (_tree.safe_sqrt(s_hat) + _tree.scalar_like(eps, s_hat)).astype(wide)
             return _tree.div0(u.astype(wide), denom).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.nu)

@@ -93,7 +93,7 @@ def scale_by_layerwise_norm(
         def scale(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             v = v.astype(_tree.real_dtype(wide))
-            denom = jnp.sqrt(v + _tree.scalar_like(eps_root, v))
+            denom = _tree.safe_sqrt(v + _tree.scalar_like(eps_root, v))
             denom = denom + _tree.scalar_like(eps, denom)
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 

@@ -293,7 +293,7 @@ def scale_by_momo_adam(
 
         def precondition(m, v):
             wide = _tree.compute_dtype(m.dtype, v.dtype)
-            root = jnp.sqrt(v.astype(wide) / correction2.astype(wide))
+            root = _tree.safe_sqrt(v.astype(wide) / correction2.astype(wide))
             # eps = 0 and a gradient always 0: m = v = 0, no direction rather than 0/0
             return _tree.div0(m.astype(wide), jnp.asarray(eps).astype(wide) + root)
 

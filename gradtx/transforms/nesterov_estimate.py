@@ -109,7 +109,7 @@ def scale_by_nesterov_estimate(
             rest = 1 - jnp.asarray(b2).astype(wide)
             num = u.astype(wide) + rest * (v.astype(wide) / c2.astype(wide))
             n_hat = jnp.real(n.astype(wide)) / c3
-            denom = jnp.sqrt(n_hat + _tree.scalar_like(eps_root, n_hat))
+            denom = _tree.safe_sqrt(n_hat + _tree.scalar_like(eps_root, n_hat))
             denom = denom + _tree.scalar_like(eps, denom)
             return _tree.div0(num, denom.astype(wide)).astype(u.dtype)
 

@@ -91,7 +91,7 @@ def differentially_private_aggregate(
         # noise in its own (at least float32): optax's dtypes for float32 and float64.
         wide = _tree.compute_dtype(*(g.dtype for g in leaves))
         squares = [jnp.sum(_tree.abs_sq(g.astype(wide)), tuple(range(1, g.ndim))) for g in leaves]
-        norms = jnp.sqrt(sum(squares, jnp.zeros([size], wide)))
+        norms = _tree.safe_sqrt(sum(squares, jnp.zeros([size], wide)))
         clip = jnp.asarray(l2_norm_clip).astype(wide)
         # optax's nan_to_num: a NaN factor (a NaN norm, or C = 0 on a zero gradient)
         # counts as 1.

@@ -121,7 +121,7 @@ def scale_by_lbfgs(
         rho = jnp.asarray(state.rho).at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
         if scale_init_precond:
             gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
-            norm = jnp.sqrt(_tree.sum_of_squares(updates, dtype))
+            norm = _tree.safe_sqrt(_tree.sum_of_squares(updates, dtype))
             gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / norm))
         else:
             gamma = jnp.ones([], dtype)

@@ -157,10 +157,10 @@ def rectify(
             v = jnp.real(v.astype(wide))
             e, c, rr = (_tree.scalar_like(x, v) for x in (eps, correction, r))
             if eps_on == "v":  # E2: r sqrt(1 - b2^t) / (sqrt(v) + eps)
-                den = jnp.sqrt(v) + e
+                den = _tree.safe_sqrt(v) + e
                 factor = rr * jnp.sqrt(c) / den
             else:  # E1: r / (sqrt(v / (1 - b2^t)) + eps)
-                den = jnp.sqrt(v / c) + e
+                den = _tree.safe_sqrt(v / c) + e
                 factor = rr / den
             uw = u.astype(wide)
             step = jnp.where((uw == 0) & (den == 0), jnp.zeros_like(uw), uw * factor.astype(wide))

@@ -143,9 +143,9 @@ def scale_by_rms(
                 v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
             e = _tree.scalar_like(eps, v_hat)
             if eps_in_sqrt:
-                denom = jnp.sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))
+                denom = _tree.safe_sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))
             else:
-                denom = jnp.sqrt(v_hat + _tree.scalar_like(eps_root, v_hat)) + e
+                denom = _tree.safe_sqrt(v_hat + _tree.scalar_like(eps_root, v_hat)) + e
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         second = nu_max if amsgrad else nu

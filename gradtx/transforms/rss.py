@@ -74,7 +74,7 @@ def scale_by_rss(
             wide = _tree.compute_dtype(u.dtype, s.dtype)
             s = jnp.real(s.astype(wide))
             e = _tree.scalar_like(eps, s)
-            denom = jnp.sqrt(s + e) if eps_in_sqrt else jnp.sqrt(s) + e
+            denom = _tree.safe_sqrt(s + e) if eps_in_sqrt else _tree.safe_sqrt(s) + e
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(scale, updates, total), ScaleByRssState(total)

@@ -114,7 +114,7 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: DTypeLike | None = None) -> Gradie
                 )
                 nu = g2 + cover.astype(g2.dtype)
                 new.append([_cover_max(nu, r).astype(a.dtype) for r, a in enumerate(acc)])
-            denom = jnp.sqrt(nu + _tree.scalar_like(eps, nu))
+            denom = _tree.safe_sqrt(nu + _tree.scalar_like(eps, nu))
             # nu == 0 only where every gradient so far was 0; a NaN nu must give a NaN step,
             # not the 0 that a test of nu > 0 gives it (optax's does).
             x = u.astype(wide)
