@@ -57,8 +57,11 @@ def apply_if_finite(
     ``max_consecutive_errors=0`` never skips (it only counts).
 
     Both branches are computed and selected with ``jnp.where`` (no Python
-    control flow), so the wrapper works under ``jit`` and ``vmap``.  Extras,
-    ``grads`` included, reach ``inner`` unchanged.
+    control flow), so the wrapper works under ``jit`` and ``vmap``.  Extras
+    reach ``inner`` unchanged, but for a step skipped because its gradient is
+    not finite: ``inner`` then runs, discarded, on zeros (the gradient and
+    ``grads``), so ``jax.grad`` across the skipped step is finite (optax's
+    wrapper gives NaN there).
 
     Args:
       inner: the transform to protect (usually the whole optimizer).
@@ -87,10 +90,24 @@ def apply_if_finite(
 
     def update(updates, state, params=None, **extra):
         checked.check(state, updates, params)
-        out, inner_state = inner.update(
-            updates, state.inner_state, params, **extras_for(inner, extra)
+        given = all_finite(updates)
+        # A step that will be skipped whatever inner returns runs inner on zeros: its
+        # discarded result then carries a zero derivative, not 0 · inf = NaN through
+        # jax.grad (a meta-gradient across a skipped step).
+        skipped = jnp.logical_and(
+            jnp.logical_not(given),
+            _tree.safe_increment(state.notfinite_count) <= max_consecutive_errors,
         )
-        finite = jnp.logical_and(all_finite(updates), all_finite(out))
+
+        def clean(tree):
+            return jax.tree.map(lambda u: jnp.where(skipped, jnp.zeros_like(u), u), tree)
+
+        if "grads" in extra and extra["grads"] is not None:
+            extra = {**extra, "grads": clean(extra["grads"])}
+        out, inner_state = inner.update(
+            clean(updates), state.inner_state, params, **extras_for(inner, extra)
+        )
+        finite = jnp.logical_and(given, all_finite(out))
         notfinite_count = jnp.where(finite, 0, _tree.safe_increment(state.notfinite_count)).astype(
             jnp.int32
         )
