@@ -33,6 +33,7 @@ import optax
 from gradtx import _checks, _set_checks, _tree
 from gradtx._base import REPORTED, OptState, is_schedule
 from gradtx._factory import DECLARED, HYPERPARAMS_STATES, shown_key, shown_name
+from gradtx.schedules._common import check_rate, concrete
 
 _LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,
@@ -403,6 +404,10 @@ def set_hyperparams(
                 def cast(o, value=value, key=key):
                     _set_checks.check_field(key, value)
                     return _cast_to(o, value, key, True)
+
+                parent, _, last = field.rpartition(".")
+                if last in getattr(_get_field(old, parent) if parent else old, "_rates", ()):
+                    check_rate(call, key, concrete(value))  # raised to the step count
 
                 new = _set_field(old, field, cast)
                 _set_checks.check_schedule(key, name, new, location)

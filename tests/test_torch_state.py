@@ -807,6 +807,29 @@ def test_a_float32_schedule_near_zero_is_placed_by_its_rounding_not_refused():
             assert abs(lr - state_dict["param_groups"][0]["lr"]) < 1e-7 * 0.1, step
 
 
+def test_a_float32_rate_compounded_over_the_steps_is_accepted():
+    """JAX's default float32: ExponentialLR(0.999)'s rate, rounded to float32 and raised
+    to the 300th power, is 3.9e-6 from torch's double; a float32 gradtx run is there
+    too, so the import continues from gradtx's own value.  A schedule at another
+    position (two steps per decay) is still refused."""
+    tensor = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.Adam([tensor], lr=0.01)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, 0.999)
+    for k in range(300):
+        tensor.grad = torch.full((3,), float(np.sin(k)))
+        opt.step()
+        scheduler.step()
+    params, state_dict = [tensor.detach().numpy()], opt.state_dict()
+    schedule = gradtx.schedules.exponential_decay(0.01, 1, 0.999)
+    state = gradtx.from_torch_state_dict(gradtx.adam(schedule), params, state_dict)
+    lr = float(gradtx.get_hyperparams(state)["learning_rate"])
+    assert lr == float(schedule(jnp.asarray(300)))
+    assert 1e-6 < abs(lr / state_dict["param_groups"][0]["lr"] - 1) < 300 * 2.0**-23
+    other = gradtx.adam(gradtx.schedules.exponential_decay(0.01, 2, 0.999))
+    with pytest.raises(ValueError, match="scheduler's position differs"):
+        gradtx.from_torch_state_dict(other, params, state_dict)
+
+
 def test_parameter_order_recipe(x64):
     """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
     model.parameters() order, or an OrderedDict of model.named_parameters(), keeps

@@ -25,6 +25,8 @@ class Schedule:
 
     # What gradtx._base.is_schedule recognises.
     _is_gradtx_schedule = True
+    # Fields raised to the step count (``check_rate``), checked by set_hyperparams too.
+    _rates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _register_with_flax(type(self))
@@ -273,6 +275,23 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
         raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
     if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
         return float(value)  # a Fraction: JAX takes floats
+    return value
+
+
+def check_rate(call: str, name: str, value: Any) -> Any:
+    """A rate raised to the step count (``r^k``) that is not 1 must not be stored as 1.0:
+    ``decay_rate=0.99999999`` is 1.0 in float32 and the schedule would never change.
+    (A rate that stays apart from 1 is still rounded, by up to 6e-8 relative in
+    float32, and that compounds: ``r^k`` is then off by up to about ``k · 6e-8``;
+    docs/schedules.md.)"""
+    if is_number(value) and value != 1:
+        dtype = float_dtype()
+        if float(np.asarray(value, dtype)) == 1.0:
+            raise ValueError(
+                f"{call}({name}={value!r}): {name} rounds to 1.0 in {jnp.dtype(dtype)}, the "
+                "schedules' precision, so the schedule would never change; enable "
+                "jax_enable_x64 or use a rate further from 1"
+            )
     return value
 
 

@@ -12,6 +12,7 @@ from gradtx.schedules._common import (
     Schedule,
     as_count,
     check_number,
+    check_rate,
     check_steps,
     count_periods,
     is_number,
@@ -31,6 +32,8 @@ class Cyclical(Schedule):
     covers the three modes without branching: triangular (1, 1), triangular2
     (½, 1), exp_range (1, γ).
     """
+
+    _rates = ("gamma",)
 
     base_value: Any
     max_value: Any
@@ -93,7 +96,9 @@ def cyclical(
     step_size_down = check_steps(call, "step_size_down", step_size_down)
     check_choice(call, "mode", mode, tuple(_MODES))
     # gamma > 1 grows the amplitude as gamma^k: inf after enough steps, then NaN (inf · 0).
-    gamma = check_number(call, "gamma", gamma, low=0.0, low_open=True, high=1.0)
+    gamma = check_rate(
+        call, "gamma", check_number(call, "gamma", gamma, low=0.0, low_open=True, high=1.0)
+    )
     if mode != "exp_range" and gamma != 1.0:
         raise ValueError(f"{call}(gamma={gamma!r}): gamma only applies to mode='exp_range'")
     return Cyclical(base_value, max_value, step_size, step_size_down, _MODES[mode], gamma)

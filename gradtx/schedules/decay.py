@@ -18,6 +18,7 @@ from gradtx.schedules._common import (
     as_count,
     as_float,
     check_number,
+    check_rate,
     check_steps,
     count_ge,
     count_periods,
@@ -116,6 +117,8 @@ class ExponentialDecay(Schedule):
     ``staircase`` (0 or 1) floors the exponent; ``end_value`` NaN means unbounded.
     """
 
+    _rates = ("decay_rate",)
+
     init_value: Any
     transition_steps: Any
     decay_rate: Any
@@ -174,6 +177,7 @@ def exponential_decay(
     init_value = check_number(call, "init_value", init_value, low=0.0)
     transition_steps = check_steps(call, "transition_steps", transition_steps)
     decay_rate = check_number(call, "decay_rate", decay_rate, low=0.0, low_open=True)
+    check_rate(call, "decay_rate", decay_rate)
     transition_begin = check_steps(call, "transition_begin", transition_begin, positive=False)
     if not isinstance(staircase, bool):
         raise TypeError(f"{call}(staircase={staircase!r}): staircase must be a bool")

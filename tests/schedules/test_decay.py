@@ -245,3 +245,28 @@ def test_bad_arguments(i):
     factory, kind, match = BAD[i]
     with pytest.raises(kind, match=match):
         factory()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: S.exponential_decay(0.1, 1, r, end_value=None if r < 1 else 1.0),
+        lambda r: S.cyclical(1e-3, 0.1, 20, mode="exp_range", gamma=min(r, 1.0)),
+    ],
+    ids=["exponential_decay", "cyclical"],
+)
+def test_a_rate_that_rounds_to_one_is_refused_without_x64(make):
+    # 0.99999999 is 1.0 in float32: torch's ExponentialLR(0.99999999) decays to 0.905
+    # of its start over 10^7 steps, a float32 schedule would never move.
+    with pytest.raises(ValueError, match=r"rounds to 1\.0 in float32, the schedules' precision"):
+        make(0.99999999)
+    with jax.enable_x64(True):
+        assert make(0.99999999) is not None
+    make(0.9999999)  # far enough from 1 for float32
+
+
+def test_a_rate_set_in_state_that_rounds_to_one_is_refused():
+    opt = gradtx.sgd(S.exponential_decay(0.1, 1, 0.9))
+    state = opt.init({"w": jnp.zeros(2)})
+    with pytest.raises(ValueError, match="decay_rate"):
+        gradtx.set_hyperparams(state, {"learning_rate.decay_rate": 0.99999999})
