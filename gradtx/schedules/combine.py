@@ -119,7 +119,9 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
       with a plain Python callable among them, a plain callable.
 
     Equals optax ``join_schedules`` and torch ``SequentialLR(schedulers,
-    milestones)`` (whose members also restart at each milestone).
+    milestones)`` (whose members also restart at each milestone), but for a
+    first member that is a ``SequentialLR`` or ``ChainedScheduler`` itself,
+    which torch steps once more at construction (docs/porting_from_pytorch.md).
     """
     call = "gradtx.schedules.join"
     schedules = _members(call, schedules, "join([warmup, decay], [warmup_steps])")

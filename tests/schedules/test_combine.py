@@ -15,6 +15,7 @@ from tests.schedules.helpers import (
     optax_values,
     ours,
     ours_plain,
+    torch_lrs,
 )
 
 
@@ -71,6 +72,26 @@ def test_join_with_a_member_that_continues_the_rate(x64):
         eta,
         300,
     )  # fmt: skip
+
+
+def test_join_of_a_sequential_lr_member_one_step_ahead(x64):
+    """A SequentialLR member of a SequentialLR: torch's constructor steps the inner
+    schedulers once more (its ``last_epoch -= 1`` reaches the member, not the member's
+    schedulers), so the first member runs one step ahead of ``join``'s: the recipe of
+    docs/porting_from_pytorch.md gives it ``k + 1``."""
+    eta = 0.1
+    inner = S.join([S.constant_warmup(eta, 0.5, 3), S.exponential_decay(eta, 1, 0.9)], [3])
+
+    def make(o):
+        first = L.SequentialLR(
+            o, [L.ConstantLR(o, factor=0.5, total_iters=3), L.ExponentialLR(o, 0.9)], [3]
+        )
+        return L.SequentialLR(o, [first, L.StepLR(o, 5, 0.5)], milestones=[8])
+
+    ref = torch_lrs(make, 300, eta)
+    second = S.exponential_decay(eta, 5, 0.5, staircase=True)
+    assert_close(ours_plain(S.join([lambda k: inner(k + 1), second], [8]), 300), ref)
+    assert np.max(np.abs(ours(S.join([inner, second], [8]), 300) - ref)) > 1e-3  # without it
 
 
 def test_join_of_plain_callables_is_plain(x64):
