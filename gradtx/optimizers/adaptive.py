@@ -253,7 +253,9 @@ def adadelta(
     ``convention="optax"`` changes nothing).  The default learning rate is
     1.0, the paper's (which has none); optax defaults to ``None``, which
     skips the sign flip so the parameters *ascend*: here the learning rate is
-    always a number.  The paper's experiments used ρ = 0.95.
+    always a number.  The paper's experiments used ρ = 0.95.  For complex
+    params both averages hold ``|g|²`` and ``|δ|²`` (torch's ``g·conj(g)``);
+    optax squares ``g`` itself, which rotates its steps.
 
     Args:
       learning_rate: η, a number or schedule (1.0: the paper).

@@ -137,7 +137,9 @@ def simplified_ademamix(
     Differences: optax's signature and defaults (α = 0: a heavy-ball Adam
     whose momentum is a sum, so η is about ``1 - b1`` times Adam's); its
     ``mask`` also takes a function, here ``mask_fn``.  optax writes the
-    second-moment EMA as ``g² + b2 (v - g²)``: equal up to rounding.
+    second-moment EMA as ``g² + b2 (v - g²)``: equal up to rounding; for
+    complex params it squares ``g`` itself, where gradtx keeps ``|g|²`` (as
+    every second moment here), so optax's steps are rotated.
 
     Args:
       learning_rate: η, a number or schedule.
