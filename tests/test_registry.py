@@ -51,6 +51,25 @@ def test_the_readme_counts_the_registered_optimizers():
     assert f"| optimizers | {n}: all of torch.optim's" in text, f"README.md: say {n} optimizers"
 
 
+def test_optaxs_own_optimizers_take_optaxs_positional_arguments():
+    # An optimizer whose rule defaults to optax's (no torch counterpart) is called as
+    # optax's is: the same positional parameters in the same order, none left out.
+    # (lookahead, a wrapper from the first round's sources, names its optimizer
+    # ``inner``; its positions are optax's.)
+    import optax
+
+    for name in OPTIMIZERS:
+        theirs = getattr(optax, name, None) or getattr(optax.contrib, name, None)
+        ours = inspect.signature(getattr(gradtx, name)).parameters
+        convention = ours["convention"].default if "convention" in ours else "optax"
+        if theirs is None or convention != "optax" or name == "lookahead":
+            continue
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        want = [p.name for p in inspect.signature(theirs).parameters.values() if p.kind in kinds]
+        got = [p.name for p in ours.values() if p.kind in kinds]
+        assert got[: len(want)] == want, (name, got, want)
+
+
 def test_registering_a_name_twice_is_refused():
     from gradtx._registry import optimizer
 
