@@ -44,6 +44,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import re
 import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, ParamSpec, TypeVar
@@ -180,6 +181,24 @@ def _run_body(
     if _tree.structure(new_state) == _tree.structure(state):
         new_state = _tree.stored_like(new_state, state)
     return jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates), new_state
+
+
+def _optax_spelling(name: str, err: TypeError) -> str:
+    """A hint for a keyword that optax's function of the same name takes."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+    theirs = getattr(optax, name, None) or getattr(optax.contrib, name, None)
+    if found is None or not callable(theirs):
+        return ""
+    try:
+        taken = inspect.signature(theirs).parameters
+    except (TypeError, ValueError):
+        return ""
+    if found.group(1) not in taken:
+        return ""
+    return (
+        f" (optax.{name} takes it; gradtx spells some of optax's arguments otherwise or "
+        "not at all: docs/ecosystem.md, 'optax arguments spelled otherwise')"
+    )
 
 
 def reads_count() -> None:
@@ -468,7 +487,7 @@ def factory(
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as err:
-                raise TypeError(f"{call}: {err}") from None
+                raise TypeError(f"{call}: {err}{_optax_spelling(fn.__name__, err)}") from None
             bound.apply_defaults()
             arguments = dict(bound.arguments)
             outer = _BUILD.get()

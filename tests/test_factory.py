@@ -257,3 +257,12 @@ def test_a_plain_callable_must_return_one_real_number(fn, error, message):
         jax.jit(lambda p, s: gradtx.sgd(fn).update(p, s, p))(params, state)
     with pytest.raises(error, match=r"^gradtx.adabound\(learning_rate=<function>\): it "):
         gradtx.adabound(fn)
+
+
+def test_an_optax_keyword_gradtx_does_not_take_points_to_the_spellings():
+    with pytest.raises(TypeError, match=r"'nesterov' \(optax\.adam takes it; .*docs/ecosystem\.md"):
+        gradtx.adam(0.1, nesterov=True)
+    with pytest.raises(TypeError, match=r"'weight_decay_mask' \(optax\.adadelta takes it"):
+        gradtx.adadelta(0.1, weight_decay_mask={"w": True})
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'foo'$"):
+        gradtx.adam(0.1, foo=1)
