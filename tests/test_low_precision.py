@@ -18,158 +18,21 @@ on the first step; float16 flushed ``(1 - b2) g²`` and ``eps = 1e-8`` to 0.
 
 from __future__ import annotations
 
-import adabound
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-import pytorch_optimizer
 import torch
 
 import gradtx
-from tests.registry import REGISTRY, assert_types_kept, local_objective, one_example, signature
+from tests.registry import REGISTRY, assert_types_kept, run_reference, signature
 
 DTYPES = {"bfloat16": (jnp.bfloat16, torch.bfloat16), "float16": (jnp.float16, torch.float16)}
 SHAPES = {"w": (3, 4), "b": (5,)}
 STEPS = 3
 
-
-def _torch(build, *, sparse=False, closure=False):
-    return ("torch-sparse" if sparse else "torch-closure" if closure else "torch", build)
-
-
-def _optax(build, *, float32=False):
-    """``float32``: optax computes in float32, the params rounded to the low dtype after
-    each step (Muon's Newton-Schulz iterations in bfloat16 drift by percents; gradtx
-    iterates in float32, as for every statistic)."""
-    return ("optax-float32" if float32 else "optax", build)
-
-
 # optax's dpsgd passes its seed on under the deprecated name (its own warning).
 pytestmark = pytest.mark.filterwarnings('ignore:"seed" is deprecated:DeprecationWarning')
-
-T = torch.optim
-# case id -> the same optimizer in torch (params, lr) or optax (lr), same settings as the case.
-REFERENCES = {
-    "sgd": _torch(lambda ps, lr: T.SGD(ps, lr)),
-    "sgd-momentum": _torch(lambda ps, lr: T.SGD(ps, lr, momentum=0.9)),
-    "sgd-nesterov-l2": _torch(
-        lambda ps, lr: T.SGD(ps, lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    ),
-    "sgd-dampening": _torch(lambda ps, lr: T.SGD(ps, lr, momentum=0.9, dampening=0.5)),
-    "sgdw": _torch(lambda ps, lr: pytorch_optimizer.SGDW(ps, lr, momentum=0.9, weight_decay=1e-4)),
-    "adam": _torch(lambda ps, lr: T.Adam(ps, lr)),
-    "adam-l2": _torch(lambda ps, lr: T.Adam(ps, lr, weight_decay=1e-4)),
-    "amsgrad": _torch(lambda ps, lr: T.Adam(ps, lr, amsgrad=True)),
-    "adamw": _torch(lambda ps, lr: T.AdamW(ps, lr, weight_decay=1e-4)),
-    "adagrad": _torch(lambda ps, lr: T.Adagrad(ps, lr)),
-    "adamax": _torch(lambda ps, lr: T.Adamax(ps, lr)),
-    "adamaxw": _optax(lambda lr: optax.adamaxw(lr, weight_decay=1e-4)),
-    "adafactor": _torch(lambda ps, lr: T.Adafactor(ps, lr)),
-    "muon-optax": _optax(
-        lambda lr: optax.contrib.muon(lr, weight_decay=0.1, eps=1e-7), float32=True
-    ),  # gradtx keeps torch's defaults under optax's rule
-    "rmsprop": _torch(lambda ps, lr: T.RMSprop(ps, lr)),
-    "rmsprop-centered-momentum": _torch(
-        lambda ps, lr: T.RMSprop(ps, lr, centered=True, momentum=0.9)
-    ),
-    "adadelta": _torch(lambda ps, lr: T.Adadelta(ps, lr, rho=0.95, eps=1e-5)),
-    "nadam": _torch(lambda ps, lr: T.NAdam(ps, lr)),
-    "nadam-decoupled": _torch(
-        lambda ps, lr: T.NAdam(ps, lr, weight_decay=1e-4, decoupled_weight_decay=True)
-    ),
-    "radam": _torch(lambda ps, lr: T.RAdam(ps, lr)),
-    "lookahead-sgd": _torch(
-        lambda ps, lr: pytorch_optimizer.Lookahead(T.SGD(ps, lr, momentum=0.9), k=5, alpha=0.5)
-    ),
-    "adabound": _torch(lambda ps, lr: adabound.AdaBound(ps, lr, final_lr=0.1)),
-    "amsbound": _torch(lambda ps, lr: adabound.AdaBound(ps, lr, final_lr=0.1, amsbound=True)),
-    "swats": _torch(lambda ps, lr: pytorch_optimizer.SWATS(ps, lr)),
-    "ranger": _torch(lambda ps, lr: pytorch_optimizer.Ranger(ps, lr, degenerated_to_sgd=True)),
-    "rprop": _torch(lambda ps, lr: T.Rprop(ps, lr)),
-    "asgd": _torch(lambda ps, lr: T.ASGD(ps, lr)),
-    "sparse_adam": _torch(lambda ps, lr: T.SparseAdam(ps, lr), sparse=True),
-    # optax-only optimizers, with the registry's settings
-    "sign_sgd": _optax(lambda lr: optax.sign_sgd(_cosine(lr, 2000))),
-    "signum": _optax(lambda lr: optax.signum(_cosine(lr, 1000))),
-    "lion": _optax(lambda lr: optax.lion(_cosine(lr, 1000))),
-    "novograd": _optax(lambda lr: optax.novograd(_cosine(lr, 1000))),
-    "fromage": _optax(lambda lr: optax.fromage(_cosine(lr, 1000))),
-    "adabelief": _optax(lambda lr: optax.adabelief(lr)),
-    "adabelief-nesterov": _optax(lambda lr: optax.adabelief(lr, nesterov=True)),
-    "yogi": _optax(lambda lr: optax.yogi(lr)),
-    "adan": _optax(lambda lr: optax.adan(lr, weight_decay=1e-4)),
-    "optimistic_gradient_descent": _optax(lambda lr: optax.optimistic_gradient_descent(lr)),
-    "optimistic_adam": _optax(lambda lr: optax.optimistic_adam(lr)),
-    "optimistic_adam_v2": _optax(lambda lr: optax.optimistic_adam_v2(lr)),
-    "noisy_sgd": _optax(lambda lr: optax.noisy_sgd(lr, eta=1e-6)),
-    # L-BFGS: torch's closure is the registry's local objective (gradient g at the
-    # step's start point p, Hessian the identity)
-    "lbfgs": _torch(lambda ps, lr: T.LBFGS(ps, lr, max_iter=5), closure=True),
-    "lbfgs-strong-wolfe": _torch(
-        lambda ps, lr: T.LBFGS(ps, lr, history_size=4, line_search_fn="strong_wolfe"),
-        closure=True,
-    ),
-    # optax's L-BFGS computes its memory and line search in float32 here, as gradtx does.
-    "lbfgs-optax": _optax(lambda lr: _grad_keyword(optax.lbfgs()), float32=True),
-    "schedule_free_adamw": _optax(lambda lr: optax.contrib.schedule_free_adamw(lr)),
-    "schedule_free_adamw-warmup-decay-f32": _optax(
-        lambda lr: optax.contrib.schedule_free_adamw(
-            lr, warmup_steps=20, weight_decay=1e-4, state_dtype=jnp.float32
-        )
-    ),
-    "schedule_free_sgd": _optax(lambda lr: optax.contrib.schedule_free_sgd(lr)),
-    "prodigy": _optax(lambda lr: optax.contrib.prodigy(lr)),
-    "dadapt_adamw": _optax(lambda lr: optax.contrib.dadapt_adamw(lr)),
-    "dog": _optax(lambda lr: optax.contrib.dog(lr)),
-    "dowg": _optax(lambda lr: optax.contrib.dowg(lr)),
-    "cocob": _optax(lambda lr: optax.contrib.cocob(lr, alpha=10.0)),
-    "mechanize-adam": _optax(lambda lr: optax.contrib.mechanize(optax.adam(lr))),
-    "momo": _optax(lambda lr: optax.contrib.momo(lr)),
-    "momo_adam": _optax(lambda lr: optax.contrib.momo_adam(lr)),
-    "lamb": _optax(lambda lr: optax.lamb(lr, weight_decay=1e-4)),
-    "lars": _optax(lambda lr: optax.lars(lr, weight_decay=1e-4, trust_coefficient=1.0)),
-    "sm3": _optax(lambda lr: optax.sm3(lr)),
-    "adopt": _optax(lambda lr: optax.contrib.adopt(lr, b2=0.99)),
-    "acprop": _optax(lambda lr: optax.contrib.acprop(lr)),
-    "ademamix": _optax(lambda lr: optax.contrib.ademamix(lr, b3=0.99)),
-    "simplified_ademamix": _optax(
-        lambda lr: optax.contrib.simplified_ademamix(lr, b1=0.9, alpha=1.0)
-    ),
-    "madgrad": _optax(lambda lr: optax.contrib.madgrad(lr, eps=1e-30)),
-    "polyak_sgd": _optax(lambda lr: optax.polyak_sgd(lr)),
-    "sam-opaque-sgd": _optax(
-        lambda lr: optax.contrib.sam(
-            optax.sgd(lr),
-            optax.chain(optax.contrib.normalize(), optax.scale(-1e-3)),
-            opaque_mode=True,
-        )
-    ),
-    "sophia": _optax(lambda lr: optax.contrib.sophia(lr)),
-    "galore": _optax(lambda lr: optax.contrib.galore(lr, rank=1, update_proj_gap=5), float32=True),
-    "dpsgd": _optax(
-        lambda lr: one_example(optax.contrib.dpsgd(lr, 1e6, 0.0, 0, momentum=0.5)), float32=True
-    ),
-}
-
-
-def _grad_keyword(tx):
-    """``tx`` given its gradient also as ``grad=`` (optax's line searches need it)."""
-
-    def update(updates, state, params=None, **extra):
-        return tx.update(updates, state, params, grad=updates, **extra)
-
-    return optax.GradientTransformationExtraArgs(tx.init, update)
-
-
-def _cosine(lr, steps):
-    return optax.cosine_decay_schedule(lr, steps, alpha=1e-3)  # the registry's ``decaying``
-
-
-def test_every_case_has_a_low_precision_reference():
-    missing = {c.id for c in REGISTRY} - set(REFERENCES)
-    assert not missing, f"add a torch or optax reference for {sorted(missing)}"
 
 
 def _problem(dtype, seed=0):
@@ -186,61 +49,6 @@ def _problem(dtype, seed=0):
     return low(params), [low(g) for g in grads]
 
 
-def _reference(case, params, grads, jdtype, tdtype):
-    kind, build = REFERENCES[case.id]
-    out = []
-    if kind.startswith("torch"):
-        # L-BFGS flattens the params and computes in at least float32 (its history and
-        # dot products in bfloat16 are noise): the reference is torch in float32 with
-        # the params rounded to the low dtype after each step, the same policy.
-        work = torch.float32 if kind == "torch-closure" else tdtype
-        ts = {k: torch.tensor(v, dtype=work, requires_grad=True) for k, v in params.items()}
-        opt = build(list(ts.values()), case.lr)
-        for g in grads:
-            if kind == "torch-closure":
-                start = {k: t.detach().clone() for k, t in ts.items()}
-                gt = {k: torch.tensor(g[k], dtype=work) for k in ts}
-
-                def closure(start=start, gt=gt):
-                    opt.zero_grad()
-                    loss = sum(  # the registry's local objective
-                        0.5 * ((t - start[k] + gt[k]) ** 2).sum() for k, t in ts.items()
-                    )
-                    loss.backward()
-                    return loss
-
-                opt.step(closure)
-                with torch.no_grad():
-                    for t in ts.values():
-                        t.copy_(t.to(tdtype).to(work))
-                out.append({k: t.detach().float().numpy().copy() for k, t in ts.items()})
-                continue
-            for k, t in ts.items():
-                t.grad = torch.tensor(g[k], dtype=tdtype)
-                if kind == "torch-sparse":  # SparseAdam takes sparse gradients only
-                    t.grad = t.grad.to_sparse()
-            opt.step()
-            out.append({k: t.detach().float().numpy().copy() for k, t in ts.items()})
-        return out
-    tx = build(case.lr)
-    work = jnp.float32 if kind == "optax-float32" else jdtype
-    p = {k: jnp.asarray(v, work) for k, v in params.items()}
-
-    @jax.jit  # one compile for all steps (optax's line searches retrace eagerly)
-    def step(g, state, p):
-        # the registry's local objective |q - p + g|²/2 at p, for the updates that take it
-        u, state = tx.update(g, state, p, **case.keywords(local_objective(g, p), p))
-        return optax.apply_updates(p, u), state
-
-    with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
-        state = tx.init(p)
-        for g in grads:
-            p, state = step({k: jnp.asarray(v, work) for k, v in g.items()}, state, p)
-            p = {k: v.astype(jdtype).astype(work) for k, v in p.items()}  # the params' dtype
-            out.append({k: np.asarray(v.astype(jnp.float32)) for k, v in p.items()})
-    return out
-
-
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("case", REGISTRY, ids=[c.id for c in REGISTRY])
 def test_first_steps_equal_the_reference_in_low_precision(case, dtype):
@@ -248,7 +56,7 @@ def test_first_steps_equal_the_reference_in_low_precision(case, dtype):
     structure, shapes and dtypes unchanged by each step, the updates in ``dtype``."""
     jdtype, tdtype = DTYPES[dtype]
     params, grads = _problem(jdtype)
-    ref = _reference(case, params, grads, jdtype, tdtype)
+    ref = run_reference(case, params, grads, jdtype, tdtype)
     opt = case.make(case.lr)
     p = {k: jnp.asarray(v, jdtype) for k, v in params.items()}
     state = opt.init(p)
@@ -257,7 +65,7 @@ def test_first_steps_equal_the_reference_in_low_precision(case, dtype):
     ulp = float(jnp.finfo(jdtype).eps)
     # Rounding errors scale with the values involved: the params and the steps taken.
     previous, travelled = dict(params), {k: np.zeros_like(v) for k, v in params.items()}
-    if REFERENCES[case.id][0] == "torch-closure":
+    if case.reference[0] == "torch-closure":
         # L-BFGS evaluates the loss inside an update at params rounded to their dtype
         # (the model's dtype), torch in float32 at unrounded ones, so the tolerance
         # tests (gradient size 1e-7, loss change) stop them after different numbers
