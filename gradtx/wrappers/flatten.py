@@ -188,6 +188,13 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             return _tree.settled(state, params)  # big leaves' buffers are the params
 
     def init(params):
+        if type(params).__name__ == "_ParamsPlaceholder" and "optax" in type(params).__module__:
+            raise ValueError(
+                f"{call}: the state is flat buffers (one per dtype), not trees shaped like "
+                "the params, so optax.tree_utils.tree_map_params cannot map it (nor do the "
+                "buffers keep the params' shardings: flatten is for replicated or "
+                "single-device params)"
+            )
         params = _checks.check_tree(call, params, "params")  # named by the user's path
         layout = _layout(params, max_leaf_size)
         # Not the leafless tree optax's tree_map_params inits with, nor an outer

@@ -405,3 +405,13 @@ def test_an_integer_leaf_is_named_by_its_path():
     state = tx.init({"w": jnp.ones(3), "n": jnp.ones(())})
     with pytest.raises(TypeError, match=r"^gradtx\.flatten: updates leaf \['n'\] has dtype int32"):
         tx.update({"w": jnp.ones(3), "n": jnp.zeros((), jnp.int32)}, state)
+
+
+def test_tree_map_params_on_a_flat_state_says_why_not():
+    # optax inits on a leafless placeholder: flatten would pack nothing, and optax's
+    # mapping then failed with a pytree structure error.
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    opt = gradtx.flatten(gradtx.adam(0.1))
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="flatten: the state is flat buffers.*tree_map_params"):
+        optax.tree_utils.tree_map_params(opt, lambda p: "p", state, transform_non_params=str)
