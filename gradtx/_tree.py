@@ -176,8 +176,28 @@ def squares_like(params: Any, value: Any = 0.0, dtype: Any = None) -> Any:
     )
 
 
-@jax.custom_jvp
-def safe_sqrt(x: jax.Array) -> jax.Array:
+def _root_with_zero_derivative_at_zero(root: Callable, n: int, doc: str) -> Callable:
+    """``root`` (the n-th root) with a custom JVP whose derivative at 0 is 0."""
+
+    @jax.custom_jvp
+    def fn(x: jax.Array) -> jax.Array:
+        return root(x)
+
+    @fn.defjvp
+    def _jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+        (x,), (t,) = primals, tangents
+        y = root(x)
+        zero = x == 0
+        slope = n * jnp.where(zero, jnp.ones_like(y), y) ** (n - 1)  # d x / d y
+        return y, jnp.where(zero, jnp.zeros_like(t), t / slope)
+
+    fn.__doc__ = doc
+    return fn
+
+
+safe_sqrt = _root_with_zero_derivative_at_zero(
+    jnp.sqrt,
+    2,
     """``sqrt(x)`` with derivative 0 at ``x = 0``, for norms and the roots of statistics.
 
     ``jnp.sqrt``'s derivative at 0 is inf, and inf times the 0 that follows
@@ -187,33 +207,14 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
     always 0, would be NaN where the true derivative is finite.  Values are
     ``jnp.sqrt``'s, bit for bit (the rule changes derivatives only, so the
     compiled step is the same).
-    """
-    return jnp.sqrt(x)
-
-
-@safe_sqrt.defjvp
-def _safe_sqrt_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
-    (x,), (t,) = primals, tangents
-    y = jnp.sqrt(x)
-    zero = x == 0
-    return y, jnp.where(zero, jnp.zeros_like(t), t / (2 * jnp.where(zero, jnp.ones_like(y), y)))
-
-
-@jax.custom_jvp
-def safe_cbrt(x: jax.Array) -> jax.Array:
+    """,
+)
+safe_cbrt = _root_with_zero_derivative_at_zero(
+    jnp.cbrt,
+    3,
     """``cbrt(x)`` with derivative 0 at ``x = 0`` (``safe_sqrt``'s reason), values bit
-    for bit ``jnp.cbrt``'s."""
-    return jnp.cbrt(x)
-
-
-@safe_cbrt.defjvp
-def _safe_cbrt_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
-    (x,), (t,) = primals, tangents
-    y = jnp.cbrt(x)
-    zero = x == 0
-    return y, jnp.where(
-        zero, jnp.zeros_like(t), t / (3 * jnp.where(zero, jnp.ones_like(y), y) ** 2)
-    )
+    for bit ``jnp.cbrt``'s.""",
+)
 
 
 def div0(num: jax.Array, den: jax.Array) -> jax.Array:
