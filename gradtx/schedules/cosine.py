@@ -293,7 +293,12 @@ def sgdr(
     steps since its start (restart ``n`` at ``T_0 (m^n − 1)/(m − 1)``, closed form).
     With a whole ``first_period`` and ``period_mult`` (torch's case) the restarts
     and ``T_cur`` are integer arithmetic on the count, exact at every count; a
-    fractional one is float arithmetic on the count (exact to 2^24 in float32).
+    fractional one is float arithmetic on the count (exact to 2^24 in float32),
+    from ``period_mult`` as stored: a value float32 cannot hold (1.2, 1.01;
+    1.5 and 1.25 it can) moves the restarts by its rounding compounded over
+    them (one step late at step 15,474 for ``sgdr(1, 100, period_mult=1.2)``,
+    and for m near 1 the closed form's ``m − 1`` magnifies it: 0.04 of the
+    peak off at 1.001); under x64 it is a double.
 
     Args:
       peak_value: η_max ≥ 0, at each restart.

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
+from gradtx._base import float_dtype
 from gradtx._checks import check_choice, check_flag
 from gradtx.schedules._common import (
     Schedule,
@@ -173,13 +175,25 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
     check_flag(call, "three_phase", three_phase, bool)
     three_phase = bool(three_phase)
     if is_number(total_steps) and is_number(pct_start):
-        # Every phase must have positive length (torch divides by zero otherwise).
+        # Every phase must have positive length (torch divides by zero otherwise), also
+        # with the phase ends as the schedule computes them, from the stored pct_start
+        # (0.99999999 is 1.0 in float32: the last step would be the peak).
         warm = pct_start * total_steps
-        if warm <= 1 or (three_phase and 2 * warm >= total_steps + 1):
+        dtype = np.dtype(float_dtype())
+        pct, total = np.asarray(pct_start, dtype), np.asarray(total_steps, dtype)
+        e1, e2, last = pct * total - 1, 2 * pct * total - 2, total - 1
+        stored_ok = 0 < e1 and (e2 < last if three_phase else e1 < last)
+        exact_ok = warm > 1 and not (three_phase and 2 * warm >= total_steps + 1)
+        if not exact_ok or not stored_ok:
             raise ValueError(
                 f"{call}(total_steps={total_steps}, pct_start={pct_start}): a phase would be "
-                "empty; need pct_start·total_steps > 1"
-                + (" and 2·pct_start·total_steps < total_steps + 1" if three_phase else "")
+                + (
+                    "empty; need pct_start·total_steps > 1"
+                    + (" and 2·pct_start·total_steps < total_steps + 1" if three_phase else "")
+                    if not exact_ok
+                    else f"empty once pct_start is stored in {dtype} (the schedules' "
+                    "precision); enable jax_enable_x64 or move pct_start from that edge"
+                )
             )
     return total_steps, pct_start, three_phase
 

@@ -162,3 +162,16 @@ def test_bad_arguments(i):
     factory, kind, match = BAD[i]
     with pytest.raises(kind, match=match):
         factory()
+
+
+@pytest.mark.parametrize("make", [S.one_cycle, lambda t, v, **kw: S.one_cycle_momentum(t, **kw)])
+@pytest.mark.parametrize(
+    "kw", [dict(pct_start=0.99999999), dict(pct_start=0.50499999, three_phase=True)]
+)
+def test_a_pct_start_whose_float32_phase_is_empty_is_refused(make, kw):
+    # In double each phase has a step, but with pct_start stored in float32 the last
+    # step fell in the previous phase (the peak at step T - 1, where torch is at its end).
+    with pytest.raises(ValueError, match=r"empty once pct_start is stored in float32"):
+        make(100, 0.1, **kw)
+    with jax.enable_x64(True):
+        make(100, 0.1, **kw)
