@@ -322,6 +322,25 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def half_cosine(rest: jax.Array, length: jax.Array) -> jax.Array:
+    """``½(1 + cos(π t/T))`` for ``rest = T − t`` (formed exactly by the caller), as
+    ``sin²(π rest/(2T))``.
+
+    Near the end ``1 + cos`` cancels: its float32 error of ~6e-8 is 21% of the
+    value at step 9,999 of 10,000 (torch's doubles and this form: 1e-7).
+    ``rest`` may be negative (a cycle's second half): the square is even.
+    """
+    return jnp.sin(0.5 * jnp.pi * safe_div(rest, length)) ** 2
+
+
+def lerp(a: jax.Array, b: jax.Array, p: jax.Array, q: jax.Array) -> jax.Array:
+    """``a + (b − a) p`` with ``q = 1 − p`` (formed exactly by the caller), written from
+    the end of smaller magnitude, so a value near a small end keeps its relative
+    precision (``b + (a − b) q`` cancelled to 4.8% off at step 1 of a float32 warm-up
+    from 0 over 10^6 steps)."""
+    return jnp.where(jnp.abs(a) <= jnp.abs(b), a + (b - a) * p, b + (a - b) * q)
+
+
 def safe_pow(base: jax.Array, exponent: jax.Array) -> jax.Array:
     """``base ** exponent`` for ``base >= 0`` (``0 ** 0 = 1``) with a finite gradient at
     ``base = 0``.

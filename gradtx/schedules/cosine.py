@@ -17,8 +17,10 @@ from gradtx.schedules._common import (
     count_ge,
     count_periods,
     count_shift,
+    half_cosine,
     is_integer,
     is_number,
+    lerp,
     periods,
     safe_div,
     safe_pow,
@@ -47,7 +49,7 @@ class CosineDecay(Schedule):
         # past the end the cosine repeats every 2T: reduced first (on the integer
         # count), so it keeps its digits
         t = jnp.where(cycle != 0, count_periods(count, 2 * steps)[1], jnp.minimum(t, steps))
-        cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(t, steps)))
+        cosine = half_cosine(steps - t, steps)
         return init * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
 
 
@@ -118,7 +120,8 @@ class WarmupCosineDecay(Schedule):
         init, peak, warmup, decay, end, exponent, cycle = self._floats()
         t = as_count(count)
         # optax's arithmetic: a linear polynomial, then a cosine with alpha = end/peak.
-        warm = (init - peak) * (1 - safe_div(jnp.clip(t, 0, warmup), warmup)) + peak
+        ramp = jnp.clip(t, 0, warmup)
+        warm = lerp(init, peak, safe_div(ramp, warmup), safe_div(warmup - ramp, warmup))
         length = decay - warmup
         s = steps_since(count, warmup)
         cycled = periods(s, 2 * length)[1]
@@ -129,7 +132,7 @@ class WarmupCosineDecay(Schedule):
             exact = exact + (s - jax.lax.stop_gradient(s))
             cycled = jnp.where(whole(warmup), exact, cycled)
         s = jnp.where(cycle != 0, cycled, jnp.minimum(s, length))
-        cosine = 0.5 * (1 + jnp.cos(jnp.pi * safe_div(s, length)))
+        cosine = half_cosine(length - s, length)
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
         decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
         return jnp.where(count_ge(count, warmup), decayed, warm)
@@ -205,7 +208,7 @@ class SGDR(Schedule):
         period = jnp.where(found, counted_period, closed_period)
         t_cur = jnp.where(flat, count_periods(count, period0)[1], t_cur)
         period = jnp.where(flat, period0, period)
-        return low + (peak - low) * (1 + jnp.cos(jnp.pi * t_cur / period)) / 2
+        return low + (peak - low) * half_cosine(period - t_cur, period)
 
 
 # Restart 64 of a period_mult >= 2 starts at (2^64 − 1) · T_0 or later, beyond any count;

@@ -17,7 +17,9 @@ from gradtx.schedules._common import (
     check_rate,
     check_steps,
     count_periods,
+    half_cosine,
     is_number,
+    lerp,
     safe_div,
     schedule_class,
 )
@@ -121,10 +123,9 @@ def _one_cycle(count, total, pct, start, peak, end, three_phase, cosine):
     hi = jnp.where(in1, e1, jnp.where(in2, e2, last))
     a = jnp.where(in1, start, jnp.where(in2 | ~three, peak, start))
     b = jnp.where(in1, peak, jnp.where(in2, start, end))
-    p = safe_div(t - lo, hi - lo)
-    cos_value = b + (a - b) / 2.0 * (jnp.cos(jnp.pi * p) + 1)
-    linear_value = (b - a) * p + a
-    return jnp.where(cosine != 0, cos_value, linear_value)
+    p, q = safe_div(t - lo, hi - lo), safe_div(hi - t, hi - lo)
+    cos_value = b + (a - b) * half_cosine(hi - t, hi - lo)
+    return jnp.where(cosine != 0, cos_value, lerp(a, b, p, q))
 
 
 @schedule_class

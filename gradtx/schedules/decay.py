@@ -26,6 +26,7 @@ from gradtx.schedules._common import (
     float_vector,
     is_integer,
     is_number,
+    lerp,
     safe_div,
     safe_pow,
     schedule_class,
@@ -264,8 +265,10 @@ def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     # and a small power makes that ulp a large value (0.1 → 0.025 of init in float64);
     # T - t is 0 exactly there.  The clamp keeps a fractional power's base nonnegative.
     frac = jnp.maximum(safe_div(steps - t, steps), 0.0)
-    init, end = as_float(init), as_float(end)
-    return (init - end) * safe_pow(frac, as_float(power)) + end
+    init, end, power = as_float(init), as_float(end), as_float(power)
+    # A straight line from the end of smaller magnitude (lerp); other powers as written.
+    linear = lerp(init, end, safe_div(t, steps), frac)
+    return jnp.where(power == 1, linear, (init - end) * safe_pow(frac, power) + end)
 
 
 @schedule_class
