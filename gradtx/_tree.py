@@ -186,7 +186,7 @@ def _root_with_zero_derivative_at_zero(root: Callable, n: int, doc: str) -> Call
     @fn.defjvp
     def _jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
         (x,), (t,) = primals, tangents
-        y = root(x)
+        y = fn(x)  # itself, so that the rule's own derivative is safe at 0 too
         zero = x == 0
         slope = n * jnp.where(zero, jnp.ones_like(y), y) ** (n - 1)  # d x / d y
         return y, jnp.where(zero, jnp.zeros_like(t), t / slope)

@@ -180,3 +180,22 @@ def test_a_dead_coordinate_has_the_finite_difference_derivative(x64, make):
     got = jax.grad(lambda lr: _dead_after(case, lr))(lr)
     want = (_dead_after(case, lr + h) - _dead_after(case, lr - h)) / (2 * h)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
+def test_second_derivatives_through_a_dead_coordinate_are_finite(x64):
+    # The roots' rule at 0 is itself differentiated by grad-of-grad and hessian: the
+    # rule must not use jnp.sqrt (inf at 0 again).  Against finite differences of the
+    # first derivative.
+    for make in (gradtx.adam, gradtx.adagrad, gradtx.rmsprop):
+        case = dataclasses.replace(REGISTRY[0], make=make, needs=())
+
+        def first(lr, case=case):
+            return jax.grad(lambda lr: _dead_after(case, lr))(lr)
+
+        lr, h = 0.05, 1e-6
+        got = jax.grad(first)(lr)
+        want = (first(lr + h) - first(lr - h)) / (2 * h)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        assert np.isfinite(jax.hessian(lambda lr, case=case: _dead_after(case, lr))(lr))
+    for root in (gradtx._tree.safe_sqrt, gradtx._tree.safe_cbrt):
+        assert float(jax.grad(jax.grad(root))(0.0)) == 0.0
