@@ -73,8 +73,6 @@ def adopt(
     clipping on with ``c(t) = t^{1/4}``, the paper's practical variant).
     optax divides ``g_1`` by ``eps`` and then discards it; here ``n_1 = 0``
     directly (the same steps, without the overflow a tiny eps can cause).
-    With a narrower ``mu_dtype`` the step uses the stored (rounded) momentum,
-    optax the unrounded one.
 
     Args:
       learning_rate: η, a number or schedule.
