@@ -74,19 +74,18 @@ def _atol(have: Any, want: Any, group: Mapping[str, Any], name: str) -> float:
     return max(1e-12, 8 * float(np.finfo(numpy_of(have).dtype).eps) * scale)
 
 
-def _relative(have: Any, want: Any) -> float:
-    want = np.asarray(want, np.float64)
-    return float(np.max(np.abs(numpy_of(have).astype(np.float64) - want) / np.abs(want)))
-
-
-def _compounded(have: Any, want: Any, count: int) -> bool:
-    """Whether a float32 schedule's value is no farther from torch's than a rate rounded
-    to float32 and raised to the step count can put it (up to ``count`` · 2^-24
-    relative, doubled for the rest of the arithmetic; docs/schedules.md): gradtx's own
-    float32 run would be there too.  A scheduler stepped per epoch is far outside."""
-    if numpy_of(have).dtype != np.float32 or not np.all(np.asarray(want) != 0):
+def _equal_in_double(t: Target, name: str, want: Any, group: Mapping[str, Any], count: int):
+    """Whether the schedule given for ``name``, evaluated in float64 at ``count``, is
+    torch's value.  A float32 schedule's own rounding can put it farther from torch's
+    doubles than the usual tolerance (a rate raised to the step count compounds its
+    rounding: docs/schedules.md); its value in double says whether the schedule is
+    torch's, and the import then continues from gradtx's float32 value."""
+    given = t.made.arguments.get(name)
+    if given is None or not is_schedule(given):
         return False
-    return _relative(have, want) <= max(count, 1) * 2.0**-23
+    with jax.enable_x64(True):
+        value = np.asarray(given(jnp.asarray(count, jnp.int32)), np.float64)
+    return bool(np.allclose(value, want, rtol=RTOL, atol=_atol(value, want, group, name)))
 
 
 def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
@@ -116,7 +115,7 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                 numbers[name] = want
             elif not np.allclose(
                 numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group, name)
-            ) and not _compounded(have, want, count):
+            ) and not _equal_in_double(t, name, want, group, count):
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
                 if name != "learning_rate":
                     raise ValueError(f"{SD}: torch's {key}={plain(group[key])!r} but {where}")
