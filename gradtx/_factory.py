@@ -166,9 +166,10 @@ def _run_body(
     rounds the result once (a stage's float16 output below 6e-5, Adam's ``(1 - b1) g``
     for gradients below ~6e-4, would lose its digits on the way to the next stage).
     Without params the stages could not tell the state's dtypes from the updates'
-    (``probe_init``), so 16-bit updates are handed on as they are.  The new state keeps
-    the old one's dtypes: an optax member (``mechanize(optax.adam(...))``) promotes its
-    16-bit moments to float32 when handed float32 updates."""
+    (``probe_init``), so 16-bit updates are handed on as they are.  A 16-bit state leaf
+    that the widened updates promoted is rounded back: an optax member
+    (``mechanize(optax.adam(...))``) promotes its 16-bit moments to float32 when handed
+    float32 updates."""
     wide = _BUILD.get() is None and params is not None
     wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(updates))
     handed = (
@@ -179,7 +180,13 @@ def _run_body(
     if not wide:
         return out, new_state
     if _tree.structure(new_state) == _tree.structure(state):
-        new_state = _tree.stored_like(new_state, state)
+        # Only what the widening promoted (a 16-bit leaf now in its compute dtype): any
+        # other change of dtype is the body's own and stays for the state check to see.
+        def back(new: Any, old: Any) -> Any:
+            widened = new.dtype != old.dtype and new.dtype == _tree.compute_dtype(old.dtype)
+            return new.astype(old.dtype) if widened else new
+
+        new_state = jax.tree.map(back, new_state, state)
     return jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates), new_state
 
 
