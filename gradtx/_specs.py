@@ -125,10 +125,20 @@ CONVENTION = Choice("torch", "optax")
 
 
 class DType(Option):
-    """``None`` or a floating or complex dtype (a storage dtype)."""
+    """``None`` or a floating or complex dtype (a storage dtype); ``wide``: at least 32
+    bits (a dtype XLA's linear algebra runs in: its SVD has no 16-bit kernel)."""
+
+    def __init__(self, *, wide: bool = False) -> None:
+        self.wide = wide
 
     def check(self, call, name, value):
         _checks.check_dtype(call, name, value)
+        if self.wide and value is not None and np.dtype(value).itemsize < 4:
+            raise ValueError(
+                f"{call}({name}={np.dtype(value).name}): {name} must be float32, float64 "
+                "or complex (the SVD has no 16-bit kernel); None runs it in the gradient's "
+                "dtype, float32 for 16-bit gradients"
+            )
         return value
 
 

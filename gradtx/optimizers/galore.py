@@ -28,7 +28,7 @@ from gradtx.transforms.low_rank import DimensionNumbers, scale_by_galore
     references="`optax.contrib.galore` (rank, gap, scale, base optimizers, dimension numbers)",
     learning_rate=LEARNING_RATE, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),
     base_optimizer=Transform(optional=True), weight_decay=WEIGHT_DECAY, mask=Mask(),
-    weight_dimension_numbers=DimensionNumbers(), mask_fn=Function(), svd_dtype=DType(),
+    weight_dimension_numbers=DimensionNumbers(), mask_fn=Function(), svd_dtype=DType(wide=True),
 )  # fmt: skip
 def galore(
     learning_rate: ScalarOrSchedule,

@@ -122,7 +122,7 @@ def _numbers(call: str, spec: Any, params: Any) -> list:
 
 @factory(counted=True, rank=Int(1), update_proj_gap=Int(1), scale=Hyper(),
          base_optimizer=Transform(optional=True), weight_dimension_numbers=DimensionNumbers(),
-         svd_dtype=DType())  # fmt: skip
+         svd_dtype=DType(wide=True))  # fmt: skip
 def scale_by_galore(
     rank: int = 128,
     update_proj_gap: int = 200,

@@ -104,7 +104,17 @@ def accumulate_gradients(
                     f"{call}.update: updates leaf {jax.tree_util.keystr(path)} is "
                     f"{u.dtype.name}{list(u.shape)} but the param is {s.dtype.name}{list(s.shape)}"
                 )
-        grad_sum = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
+
+        def add(s, g):
+            # In at least float32: a narrower dtype= rounds what is stored, not the sum
+            # the step averages (a bfloat16 buffer dropped a second micro-batch of 0.003
+            # after one of 1.0; a float16 one overflowed a sum it never stored).
+            if not jnp.issubdtype(g.dtype, jnp.inexact):
+                return s + g.astype(s.dtype)
+            wide = _tree.compute_dtype(s.dtype, g.dtype)
+            return s.astype(wide) + g.astype(wide)
+
+        grad_sum = jax.tree.map(add, state.grad_sum, updates)
         micro_step = state.micro_step + 1
 
         # Integer gradients (an optax inner may take them) are averaged as true
@@ -127,14 +137,15 @@ def accumulate_gradients(
                 x.astype(u.dtype) if e else x
                 for x, u, e in zip(treedef.flatten_up_to(out), jax.tree.leaves(updates), exact)
             )
-            return out, jax.tree.map(jnp.zeros_like, grad_sum), inner_state
+            return out, jax.tree.map(jnp.zeros_like, state.grad_sum), inner_state
 
         def wait(grad_sum, inner_state):
+            kept = _tree.stored_like(grad_sum, state.grad_sum)
             if all(exact):
-                return jax.tree.map(jnp.zeros_like, updates), grad_sum, inner_state
+                return jax.tree.map(jnp.zeros_like, updates), kept, inner_state
             like = jax.eval_shape(step, grad_sum, inner_state)[0]
             zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like)
-            return zeros, grad_sum, inner_state
+            return zeros, kept, inner_state
 
         out, grad_sum, inner_state = jax.lax.cond(
             micro_step == every_k, step, wait, grad_sum, state.inner_state

@@ -111,3 +111,11 @@ def test_dimension_numbers_take_integer_axes():
     # A float axis passed construction, then init failed with "'float' object is not iterable".
     with pytest.raises(TypeError, match=r"weight_dimension_numbers=.*axes must be ints"):
         gradtx.galore(1e-3, weight_dimension_numbers=gradtx.GaLoreDimensionNumbers(0.5, 1))
+
+
+@pytest.mark.parametrize("make", [gradtx.galore, lambda lr, **kw: gradtx.scale_by_galore(**kw)])
+def test_a_16_bit_svd_dtype_is_refused_at_construction(make):
+    # XLA's SVD has no 16-bit kernel: the first update raised NotImplementedError.
+    for dtype in ("bfloat16", "float16"):
+        with pytest.raises(ValueError, match=rf"svd_dtype={dtype}\): svd_dtype must be float32"):
+            make(1e-2, rank=2, svd_dtype=dtype)

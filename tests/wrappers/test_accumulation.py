@@ -184,3 +184,21 @@ def test_a_state_for_other_params_is_not_broadcast():
     state = opt.init({"w": jnp.ones(())})
     with pytest.raises(ValueError, match=r"expected float32\[4\], got float32\[\]"):
         opt.update({"w": jnp.ones(4)}, state, {"w": jnp.ones(4)})
+
+
+@pytest.mark.parametrize(
+    "dtype, grads, want",
+    [
+        (jnp.bfloat16, [1.0, 0.003], -0.5015),  # the 0.003 was lost in a bfloat16 sum
+        (jnp.float16, [6e4, 6e4], -6e4),  # a float16 sum overflowed, though never stored
+    ],
+)
+def test_a_narrower_dtype_rounds_the_stored_sum_not_the_mean(dtype, grads, want):
+    params = {"w": jnp.zeros(3, jnp.float32)}
+    opt = gradtx.accumulate_gradients(gradtx.sgd(1.0), every_k=2, dtype=dtype)
+    state = opt.init(params)
+    _, state = opt.update({"w": jnp.full(3, grads[0])}, state, params)
+    assert state.grad_sum["w"].dtype == dtype
+    u, state = opt.update({"w": jnp.full(3, grads[1])}, state, params)
+    np.testing.assert_allclose(u["w"], want, rtol=1e-6)
+    assert state.grad_sum["w"].dtype == dtype
