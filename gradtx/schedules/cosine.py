@@ -206,8 +206,12 @@ class SGDR(Schedule):
         closed_start, closed_period = _closed_form_restart(t, period0, m)
         t_cur = jnp.where(found, counted_since, t - closed_start)
         period = jnp.where(found, counted_period, closed_period)
-        t_cur = jnp.where(flat, count_periods(count, period0)[1], t_cur)
-        period = jnp.where(flat, period0, period)
+        # At m = 1 the periods' first-order dependence on m, as zero-valued terms for
+        # d/d period_mult: restart n starts at T_0 (n + n(n − 1)/2 · dm), lasts T_0 (1 + n dm).
+        n, into = count_periods(count, period0)
+        dm = mult - jax.lax.stop_gradient(mult)
+        t_cur = jnp.where(flat, into - dm * period0 * n * (n - 1) / 2, t_cur)
+        period = jnp.where(flat, period0 * (1 + dm * n), period)
         return low + (peak - low) * half_cosine(period - t_cur, period)
 
 

@@ -261,3 +261,17 @@ def test_float32_values_keep_their_relative_precision_near_a_small_end():
     assert float(S.one_cycle(T, 1.0)(T - 2)) == pytest.approx(
         4e-6 + (1 - 4e-6) * 0.5 * (1 + np.cos(np.pi * (T - 2 - 2999) / (T - 1 - 2999))), rel=1e-6
     )
+
+
+def test_sgdr_derivative_in_period_mult_at_one(x64):
+    # At m = 1 the schedule takes its flat branch, which did not depend on m: the
+    # derivative was 0.  Restart 1 at T_0 (1 + dm·0), lasting T_0 (1 + dm): at step
+    # 1500 of T_0 = 1000 the value ½(1 + cos(π·500/(1000 m))) has derivative π/4.
+    def value(m):
+        return S.SGDR(jnp.asarray(1.0), jnp.asarray(1000.0), m, jnp.asarray(0.0))(1500)
+
+    assert float(jax.grad(value)(jnp.asarray(1.0))) == pytest.approx(np.pi / 4, rel=1e-12)
+    h = 1e-7
+    fd = (value(jnp.asarray(1.0 + h)) - value(jnp.asarray(1.0))) / h
+    assert float(jax.grad(value)(jnp.asarray(1.0))) == pytest.approx(float(fd), rel=1e-5)
+    assert float(value(jnp.asarray(1.0))) == pytest.approx(0.5, rel=1e-15)
