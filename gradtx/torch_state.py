@@ -81,10 +81,16 @@ def _equal_in_double(t: Target, name: str, want: Any, group: Mapping[str, Any], 
     rounding: docs/schedules.md); its value in double says whether the schedule is
     torch's, and the import then continues from gradtx's float32 value."""
     given = t.made.arguments.get(name)
-    if given is None or not is_schedule(given):
+    if given is None or not callable(given):
         return False
     with jax.enable_x64(True):
-        value = np.asarray(given(jnp.asarray(count, jnp.int32)), np.float64)
+        # An optax schedule or a plain callable gets an int64 count: with int32, optax's
+        # count / steps stays float32 under x64.
+        count_in = jnp.asarray(count, jnp.int32) if is_schedule(given) else jnp.asarray(count)
+        try:
+            value = np.asarray(given(count_in), np.float64)
+        except Exception:  # a callable that does not run eagerly in float64: no verdict
+            return False
     return bool(np.allclose(value, want, rtol=RTOL, atol=_atol(value, want, group, name)))
 
 
@@ -129,6 +135,12 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                         if t.entry.step
                         else f"; torch.optim.{t.entry.torch_class} keeps no step count, so "
                         "pass step=, the optimizer steps taken"
+                    )
+                    + (
+                        "; a float32 schedule is also compared in float64, from its numbers "
+                        "as given: give them as Python floats, not float32 arrays"
+                        if numpy_of(have).dtype == np.float32
+                        else ""
                     )
                 )
     return set_hyperparams(hs, numbers)

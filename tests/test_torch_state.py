@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -829,6 +830,9 @@ def test_a_float32_rate_compounded_over_the_steps_is_accepted():
     other = gradtx.adam(gradtx.schedules.exponential_decay(0.01, 2, 0.999))
     with pytest.raises(ValueError, match="scheduler's position differs"):
         gradtx.from_torch_state_dict(other, params, state_dict)
+    # optax's schedule and a plain callable are compared in float64 too
+    for same in (optax.exponential_decay(0.01, 1, 0.999), lambda c: 0.01 * 0.999**c):
+        gradtx.from_torch_state_dict(gradtx.adam(same), params, state_dict)
     # near misses: schedules whose float64 value is not torch's, by less than their step
     # count times float32's epsilon
     torch_lr = state_dict["param_groups"][0]["lr"]

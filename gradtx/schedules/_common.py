@@ -330,7 +330,8 @@ def half_cosine(rest: jax.Array, length: jax.Array) -> jax.Array:
     value at step 9,999 of 10,000 (torch's doubles and this form: 1e-7).
     ``rest`` may be negative (a cycle's second half): the square is even.
     """
-    return jnp.sin(0.5 * jnp.pi * safe_div(rest, length)) ** 2
+    # A period of length 0 (an array field) is at its start, as 1 + cos(0) gave.
+    return jnp.where(length == 0, 1.0, jnp.sin(0.5 * jnp.pi * safe_div(rest, length)) ** 2)
 
 
 def lerp(a: jax.Array, b: jax.Array, p: jax.Array, q: jax.Array) -> jax.Array:

@@ -266,8 +266,12 @@ def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     # T - t is 0 exactly there.  The clamp keeps a fractional power's base nonnegative.
     frac = jnp.maximum(safe_div(steps - t, steps), 0.0)
     init, end, power = as_float(init), as_float(end), as_float(power)
-    # A straight line from the end of smaller magnitude (lerp); other powers as written.
-    linear = lerp(init, end, safe_div(t, steps), frac)
+    # A straight line from the end of smaller magnitude (lerp; T = 0, an array field:
+    # the end); other powers as written.
+    linear = lerp(init, end, jnp.where(steps == 0, 1.0, safe_div(t, steps)), frac)
+    # d/d power at power = 1, as a zero-valued term (the line does not read the power)
+    sg = jax.lax.stop_gradient
+    linear = linear + sg(init - end) * (safe_pow(sg(frac), power) - sg(safe_pow(frac, power)))
     return jnp.where(power == 1, linear, (init - end) * safe_pow(frac, power) + end)
 
 

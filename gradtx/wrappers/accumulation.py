@@ -109,9 +109,10 @@ def accumulate_gradients(
             # In at least float32: a narrower dtype= rounds what is stored, not the sum
             # the step averages (a bfloat16 buffer dropped a second micro-batch of 0.003
             # after one of 1.0; a float16 one overflowed a sum it never stored).
-            if not jnp.issubdtype(g.dtype, jnp.inexact):
-                return s + g.astype(s.dtype)
-            wide = _tree.compute_dtype(s.dtype, g.dtype)
+            floats = [d for d in (s.dtype, g.dtype) if jnp.issubdtype(d, jnp.inexact)]
+            if not floats:
+                return s + g.astype(s.dtype)  # integers into an integer sum
+            wide = _tree.compute_dtype(*floats)  # integer gradients too, into a float sum
             return s.astype(wide) + g.astype(wide)
 
         grad_sum = jax.tree.map(add, state.grad_sum, updates)

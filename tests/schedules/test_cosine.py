@@ -256,6 +256,10 @@ def test_float32_values_keep_their_relative_precision_near_a_small_end():
     np.testing.assert_allclose(np.asarray(jax.vmap(sgdr)(jnp.asarray(k))), want, rtol=1e-6)
     for warm in (S.linear(0.0, 1e-3, 10**6), S.warmup_cosine_decay(0.0, 1e-3, 10**6, 2 * 10**6)):
         assert float(warm(1)) == pytest.approx(1e-9, rel=1e-6)
+    start = S.one_cycle(T, 1.0, div_factor=1e4)  # a small start, a cosine rise
+    k = np.arange(0, 4)
+    want = 1e-4 + (1 - 1e-4) * 0.5 * (1 - np.cos(np.pi * k / 2999))
+    np.testing.assert_allclose(np.asarray(jax.vmap(start)(jnp.asarray(k))), want, rtol=1e-6)
     end = S.one_cycle(T, 1.0, anneal="linear")
     assert float(end(T - 1)) == float(end(5 * T)) == pytest.approx(4e-6, rel=1e-6)
     assert float(S.one_cycle(T, 1.0)(T - 2)) == pytest.approx(

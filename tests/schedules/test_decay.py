@@ -270,3 +270,25 @@ def test_a_rate_set_in_state_that_rounds_to_one_is_refused():
     state = opt.init({"w": jnp.zeros(2)})
     with pytest.raises(ValueError, match="decay_rate"):
         gradtx.set_hyperparams(state, {"learning_rate.decay_rate": 0.99999999})
+
+
+def test_polynomial_derivative_in_power_at_one(x64):
+    # power == 1 takes the straight line (written from its smaller end), which does not
+    # read the power: its derivative is carried by a zero-valued term, as optax's.
+    def ours(power):
+        return S.polynomial(1.0, 0.1, power, 100)(50)
+
+    def theirs(power):
+        return optax.polynomial_schedule(1.0, 0.1, power, 100)(jnp.asarray(50.0))
+
+    for power in (1.0, 2.0):
+        with jax.numpy_dtype_promotion("standard"):
+            want = jax.grad(theirs)(power)
+        np.testing.assert_allclose(jax.grad(ours)(power), want, rtol=1e-12)
+
+
+def test_zero_length_array_fields_keep_their_values():
+    # Python 0 is refused; a JAX array 0 (data) gives the end of a line, the start of a cosine.
+    assert float(S.linear(0.0, 1.0, jnp.asarray(0))(5)) == 1.0
+    assert float(S.linear(1.0, 0.0, jnp.asarray(0))(5)) == 0.0
+    assert float(S.cosine_decay(1.0, jnp.asarray(0), 0.1)(5)) == 1.0

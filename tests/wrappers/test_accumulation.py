@@ -202,3 +202,13 @@ def test_a_narrower_dtype_rounds_the_stored_sum_not_the_mean(dtype, grads, want)
     u, state = opt.update({"w": jnp.full(3, grads[1])}, state, params)
     np.testing.assert_allclose(u["w"], want, rtol=1e-6)
     assert state.grad_sum["w"].dtype == dtype
+
+
+def test_integer_gradients_are_summed_in_float32_too():
+    # 1000 + 3 in bfloat16 is 1004: the sum the step averages is formed in float32.
+    opt = gradtx.accumulate_gradients(optax.sgd(1.0), every_k=2, dtype=jnp.bfloat16)
+    p = jnp.zeros(1, jnp.int32)
+    state = opt.init(p)
+    _, state = opt.update(jnp.array([1000]), state, p)
+    u, _ = opt.update(jnp.array([3]), state, p)
+    np.testing.assert_allclose(u, [-501.5])
