@@ -124,11 +124,8 @@ def _one_cycle(count, total, pct, start, peak, end, three_phase, cosine):
     a = jnp.where(in1, start, jnp.where(in2 | ~three, peak, start))
     b = jnp.where(in1, peak, jnp.where(in2, start, end))
     p, q = safe_div(t - lo, hi - lo), safe_div(hi - t, hi - lo)
-    cos_value = jnp.where(  # from the end of smaller magnitude, as lerp
-        jnp.abs(a) <= jnp.abs(b),
-        a + (b - a) * half_cosine(t - lo, hi - lo),
-        b + (a - b) * half_cosine(hi - t, hi - lo),
-    )
+    # the cosine's weights of b and of a: sin² and cos² of π p/2, from exact distances
+    cos_value = lerp(a, b, half_cosine(t - lo, hi - lo), half_cosine(hi - t, hi - lo))
     return jnp.where(cosine != 0, cos_value, lerp(a, b, p, q))
 
 
