@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,16 @@ from gradtx._base import (
 )
 from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Anything, DType, Hyper, Transform
+
+
+def _is_one_key(x: Any) -> bool:
+    """One typed PRNG key, or one raw key (``jax.random.PRNGKey(seed)``'s data)."""
+    if not isinstance(x, jax.Array):
+        return False
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return x.shape == ()
+    raw = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    return x.dtype == raw.dtype and x.shape == raw.shape
 
 
 class HutchinsonState(NamedTuple):
@@ -61,14 +71,7 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
       for Laplacian smoothing splines", 1989; Liu et al., "Sophia", 2023.
     """
     call = current_call("gradtx.hutchinson_hessian_diagonal")
-    raw_key = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
-    if random_seed is not None and not (
-        isinstance(random_seed, jax.Array)
-        and (
-            (jnp.issubdtype(random_seed.dtype, jax.dtypes.prng_key) and random_seed.shape == ())
-            or (random_seed.dtype == raw_key.dtype and random_seed.shape == raw_key.shape)
-        )
-    ):
+    if random_seed is not None and not _is_one_key(random_seed):
         raise TypeError(
             f"{call}(random_seed={random_seed!r}): random_seed must be a JAX PRNG key "
             "(jax.random.PRNGKey(seed)) or None"
