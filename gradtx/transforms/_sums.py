@@ -48,6 +48,15 @@ def tree_is_zero(a: Any) -> jax.Array:
     return zero
 
 
+def tree_is_zero_where(pred: jax.Array, a: Any) -> jax.Array:
+    """``pred & tree_is_zero(a)``, reading ``a`` only where ``pred`` holds.
+
+    For a rare case (a sum that would show it is 0): a conditional costs a few
+    microseconds, another pass over a large tree a share of the whole step.
+    """
+    return jax.lax.cond(pred, lambda: tree_is_zero(a), lambda: jnp.asarray(False))
+
+
 def tree_norm(a: Any, dtype: Any) -> jax.Array:
     """The Euclidean norm of the whole tree, in ``dtype``."""
     return _tree.safe_sqrt(tree_squared_norm(a, dtype))
@@ -74,11 +83,25 @@ def tree_difference_norm(a: Any, b: Any, dtype: Any, squared: bool = False) -> j
 
 
 def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
-    """The Euclidean norm of the whole tree, in ``dtype``, scaled by the largest
-    entry first: finite whenever the norm is (no overflow of the squares)."""
+    """The Euclidean norm of the whole tree, in ``dtype``, finite whenever the norm
+    is: where the plain sum of squares overflows (or is so small that squares below
+    the smallest normal number could matter) it is taken again scaled by the largest
+    entry.  The plain sum is one pass over the tree; the scaled one two, so it runs
+    only then (a conditional)."""
     leaves = jax.tree.leaves(a)
     if not leaves:
         return jnp.zeros([], dtype)
+    total = tree_squared_norm(leaves, dtype)
+    info = jnp.finfo(dtype)
+    size = sum(int(jnp.size(x)) * len(_parts(x)) for x in leaves)
+    # Each square that underflows loses at most the smallest normal number; above
+    # this floor their sum is below the rounding of the total.
+    floor = jnp.asarray(size * float(info.tiny) / float(info.eps), dtype)
+    plain = jnp.isfinite(total) & (total > floor)
+    return jax.lax.cond(plain, lambda: _tree.safe_sqrt(total), lambda: _norm_by_peak(leaves, dtype))
+
+
+def _norm_by_peak(leaves: list[jax.Array], dtype: Any) -> jax.Array:
     peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves]))
     unit = jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1)
     # Divide in ``dtype``: in float16 the unit may be subnormal, which XLA flushes to 0.

@@ -19,7 +19,7 @@ from gradtx._factory import current_call, factory, reads_count
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 from gradtx.transforms._sums import (
     tree_difference_norm,
-    tree_is_zero,
+    tree_is_zero_where,
     tree_norm,
     tree_squared_norm,
 )
@@ -118,7 +118,7 @@ def scale_by_distance_over_gradients(
         # non-zero gradient whose square underflowed to 0 gets r̄/0 = ∞, as in optax: a
         # size of 0 there would stop the optimizer without a sign.
         root = _tree.safe_sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
-        nothing = (root == 0) & tree_is_zero(grads)
+        nothing = tree_is_zero_where(root == 0, grads)
         step = jnp.where(nothing, jnp.zeros([], dtype), max_distance / root)
         if init_step == "learning_rate":
             first = step_count(extra, call) == 0
@@ -200,7 +200,7 @@ def scale_by_distance_over_weighted_gradients(
         # so it is 0.  A non-zero gradient whose square underflowed to 0 gets r̄²/0 = ∞,
         # as in optax: a size of 0 there would stop the optimizer without a sign.
         den = _tree.safe_sqrt(weighted) + jnp.asarray(eps).astype(dtype)
-        nothing = (den == 0) & ((max_sq == 0) | tree_is_zero(grads))
+        nothing = ((den == 0) & (max_sq == 0)) | tree_is_zero_where(den == 0, grads)
         step = jnp.where(nothing, jnp.zeros([], dtype), max_sq / den)
         new_state = ScaleByDistanceOverWeightedGradientsState(
             state.initial_params, max_sq, weighted
