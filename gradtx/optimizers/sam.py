@@ -50,14 +50,16 @@ def _transparent(optimizer, adversary, sync_period, reset_state, call):
         last = state.steps_since_sync == sync_period - 1
         ascent, adv_state = adversary.update(updates, state.adv_state, params)
         ascent = _negated(ascent)
-        step, opt_state = optimizer.update(updates, state.opt_state, state.cache)
+        # θ of this cycle: the params held at its first step (with k = 1, this step's).
+        cache = _pick(first, params, state.cache)
+        step, opt_state = optimizer.update(updates, state.opt_state, cache)
 
         def back_to_cache(c, p, u):
             # θ + u - p: undo the adversarial moves and take the outer step from θ.
             wide = _tree.compute_dtype(c.dtype, p.dtype, u.dtype)
             return ((c.astype(wide) - p.astype(wide)) + u.astype(wide)).astype(u.dtype)
 
-        outer = jax.tree.map(back_to_cache, state.cache, params, step)
+        outer = jax.tree.map(back_to_cache, cache, params, step)
         if reset_state:
             adv_state = _pick(last, adversary.init(params), adv_state)
         else:
@@ -66,7 +68,7 @@ def _transparent(optimizer, adversary, sync_period, reset_state, call):
             ((state.steps_since_sync + 1) % sync_period).astype(jnp.int32),
             _pick(last, opt_state, state.opt_state),
             adv_state,
-            _pick(first, params, state.cache),
+            cache,
         )
         return _pick(last, outer, ascent), new
 
@@ -149,6 +151,9 @@ def sam(
     ``c·a + (1-c)·b``, which turns a non-finite value in the discarded one
     into NaN; here the choice is a select.  In opaque mode ``grad_fn`` takes
     the params' tree, so it refuses to run inside ``gradtx.flatten``.
+    With ``sync_period=1`` (no adversarial step) this is ``optimizer`` itself
+    in both modes; optax's transparent mode then steps from the params of
+    the call before.
 
     Args:
       optimizer: the outer optimizer (gradtx or optax).

@@ -84,8 +84,9 @@ def scale_by_additive_rms(
             sq = jnp.real(_tree.abs_sq(g.astype(wide)))
             old = jnp.real(v.astype(wide))
             step = (1 - jnp.asarray(decay).astype(sq.dtype)) * sq
-            # sign(v - g²) as a select: the same numbers, and no inf - inf.
-            new = jnp.where(old > sq, old - step, jnp.where(old < sq, old + step, old))
+            # sign(v - g²) as a select: the same numbers, and no inf - inf.  The last
+            # branch takes what is neither above nor equal, so a NaN reaches v.
+            new = jnp.where(old > sq, old - step, jnp.where(old == sq, old, old + step))
             return new.astype(v.dtype)
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))

@@ -70,3 +70,13 @@ def test_sam_with_a_stateful_adversary_matches_optax(x64, opaque_mode, seed):
             **kw,
         )
         _on_loss(ours, theirs, seed, keywords=keywords)
+
+
+@pytest.mark.parametrize("opaque_mode", [False, True])
+def test_sam_with_one_step_per_cycle_is_the_outer_optimizer(x64, opaque_mode):
+    """``sync_period=1`` has no adversarial step: the outer optimizer's own steps, each
+    from the params held (optax's transparent mode steps from the call before's)."""
+    h = _h(0)
+    ours, _ = _pair(h, sync_period=1, opaque_mode=opaque_mode)
+    theirs = optax.with_extra_args_support(optax.adam(h["lr"]))
+    _on_loss(ours, theirs, 0, keywords=("grad_fn",) if opaque_mode else ())

@@ -57,6 +57,16 @@ def test_infinite_squares_stay_infinite_not_nan():
         np.testing.assert_array_equal(out, [0.0, 0.0])
 
 
+def test_a_nan_gradient_reaches_the_second_moment():
+    """NaN is neither above nor below v: the select must not keep the old v (optax's
+    sign(NaN) gives NaN too, and docs/errors.md promises NaN moments)."""
+    tx = gradtx.scale_by_additive_rms(bias_correction=False)
+    state = tx.init(jnp.zeros(2))
+    _, state = tx.update(jnp.ones(2), state, grads=jnp.array([jnp.nan, 1.0]))
+    nu = np.asarray(state.inner_state.nu)
+    assert np.isnan(nu[0]) and np.isfinite(nu[1])
+
+
 def test_complex_gradients_use_the_modulus(x64):
     tx = gradtx.scale_by_additive_rms(0.5, eps=0.0, initial_value=0.0, bias_correction=False)
     z = jnp.array([3.0 + 4.0j])
