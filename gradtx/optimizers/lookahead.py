@@ -24,6 +24,7 @@ from gradtx._registry import optimizer
 from gradtx._specs import Flag, Function, Hyper, Int, Mask, Transform
 from gradtx.optimizers.radam import RADAM, radam
 from gradtx.transforms.centralize import centralize
+from gradtx.transforms.rectify import THRESHOLD
 
 SLOW_STEP_SIZE = Hyper(low=0.0, high=1.0)
 
@@ -142,7 +143,7 @@ def lookahead(
     "`pytorch_ranger.Ranger` = `torch_optimizer.Ranger` with GC off (rel 1e-6: that package "
     "computes in float32)",
     learning_rate=RADAM["learning_rate"], b1=RADAM["b1"], b2=RADAM["b2"], eps=RADAM["eps"],
-    sync_period=Int(1), slow_step_size=SLOW_STEP_SIZE, threshold=Hyper(),
+    sync_period=Int(1), slow_step_size=SLOW_STEP_SIZE, threshold=THRESHOLD,
     weight_decay=RADAM["weight_decay"], gradient_centralization=Flag(), gc_conv_only=Flag(),
     channel_axis=Int(low=None), mask=Mask(), mask_fn=Function(),
 )  # fmt: skip
@@ -191,7 +192,7 @@ def ranger(
       eps: added to the root of the second moment.
       sync_period: Lookahead's k (static).
       slow_step_size: Lookahead's α.
-      threshold: RAdam's ρ_t threshold (strict).
+      threshold: RAdam's ρ_t threshold (strict), at least 4.
       weight_decay: λ of the decoupled decay ``θ(1 − ηλ)``.
       gradient_centralization: centralise leaves with two or more axes.
       gc_conv_only: centralise only leaves with four or more axes.

@@ -5,19 +5,19 @@ from __future__ import annotations
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
-from gradtx._specs import CONVENTION, LEARNING_RATE, Choice, Hyper
+from gradtx._specs import CONVENTION, LEARNING_RATE, Choice
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.decay import decoupled_weight_decay as decay_stage
 from gradtx.transforms.momentum import add_momentum, bias_correct
-from gradtx.transforms.rectify import rectify, when_rectified
+from gradtx.transforms.rectify import THRESHOLD, rectify, when_rectified
 
 RADAM: Specs = dict(
     learning_rate=LEARNING_RATE,
     b1=ADAM["b1"],
     b2=ADAM["b2"],
     eps=ADAM["eps"],
-    threshold=Hyper(),
+    threshold=THRESHOLD,
     weight_decay=ADAM["weight_decay"],
     decoupled_weight_decay=ADAM["decoupled_weight_decay"],
     compare=Choice(">", ">=", optional=True),
@@ -84,7 +84,8 @@ def radam(
       b1: first-moment decay in [0, 1), a number or schedule.
       b2: second-moment decay in [0, 1).
       eps: added to the root of the second moment.
-      threshold: ρ_t must pass it for the adaptive step.
+      threshold: ρ_t must pass it for the adaptive step; at least 4 (r_t's root is
+        of a negative number for 2 < ρ_t < 4).
       weight_decay: λ.
       decoupled_weight_decay: decay the weights directly instead of the L2 term.
       compare: ``">"`` or ``">="`` against ``threshold`` (``None``: the convention's).

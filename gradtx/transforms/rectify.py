@@ -16,6 +16,9 @@ from gradtx._factory import current_call, factory
 from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Choice, DType, Hyper, Transform
 
 COMPARE = Choice(">", ">=")
+# r_t's root is of a negative number for 2 < rho_t < 4: a threshold below 4 would
+# select it (optax's step is NaN there).
+THRESHOLD = Hyper(low=4.0)
 
 
 class RectifyState(NamedTuple):
@@ -100,7 +103,7 @@ _RECTIFICATION = {  # one function object per comparison, for _tree.once
 }
 
 
-@factory(counted=True, b2=DECAY_RATE, eps=NON_NEGATIVE, threshold=Hyper(), compare=COMPARE,
+@factory(counted=True, b2=DECAY_RATE, eps=NON_NEGATIVE, threshold=THRESHOLD, compare=COMPARE,
          untractable=Choice("sgd", "skip"), eps_on=Choice("v", "v_hat"), dtype=DType())  # fmt: skip
 def rectify(
     b2: float = 0.999,
@@ -129,7 +132,8 @@ def rectify(
     Args:
       b2: second-moment decay in [0, 1).
       eps: added to the root.
-      threshold: rho_t must exceed it (5 in code; the paper says 4).
+      threshold: rho_t must exceed it (5 in code; the paper says 4); at least 4,
+        where r_t is real.
       compare: ``">"`` (PyTorch, official Ranger) or ``">="`` (optax, the
         authors' RAdam, pytorch-optimizer).
       untractable: ``"sgd"`` passes the input through, ``"skip"`` returns zeros.
@@ -178,7 +182,7 @@ class WhenRectifiedState(NamedTuple):
     inner_state: OptState
 
 
-@factory(counted=True, inner=Transform(), b2=DECAY_RATE, threshold=Hyper(), compare=COMPARE)
+@factory(counted=True, inner=Transform(), b2=DECAY_RATE, threshold=THRESHOLD, compare=COMPARE)
 def when_rectified(
     inner: optax.GradientTransformation,
     b2: float = 0.999,

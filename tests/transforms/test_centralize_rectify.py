@@ -112,11 +112,13 @@ def test_rectify_threshold_crossing_step_and_compare():
         out, state = tx.update(g, state)
         moved.append(bool(jnp.any(out != 0)))
     assert moved == [False] * 5 + [True] * 2
-    # rho_1 = 1 exactly: ">" skips at threshold 1, ">=" steps.
+    # rho_1 = 1 exactly: against 1 (a threshold the factories refuse, as r_t is not real
+    # past it), ">" is not tractable and ">=" is.
+    from gradtx.transforms.rectify import rectification
+
     for compare, steps in [(">", False), (">=", True)]:
-        tx = gradtx.rectify(0.9, 0.0, 1.0, compare=compare, untractable="skip")
-        out, _ = tx.update(g, tx.init(g))
-        assert bool(jnp.any(out != 0)) is steps
+        tractable, _, _ = rectification(jnp.float32(0.9), jnp.asarray(1, jnp.int32), 1.0, compare)
+        assert bool(tractable) is steps
 
 
 @pytest.mark.parametrize("b2", [0.5, 0.9, 0.999, 0.9999, 0.99999, 0.999999])
@@ -152,6 +154,10 @@ def test_rectify_hyperparams_and_errors():
         gradtx.rectify(compare="<")
     with pytest.raises(ValueError, match="untractable"):
         gradtx.rectify(untractable="adam")
+    # Below 4, 2 < rho_t < 4 would pass: r_t's root of a negative number (optax: NaN).
+    for make in (gradtx.rectify, gradtx.radam, gradtx.ranger):
+        with pytest.raises(ValueError, match=r"threshold=3.5\): threshold must be in \[4, "):
+            make(threshold=3.5)
 
 
 def test_when_rectified_gates_inner_transform():
