@@ -146,7 +146,8 @@ def adafactor(
 
     ``convention="optax"`` follows ``optax.adafactor`` instead: ``eps1²`` is
     added to every ``G²`` (optax's ``eps``) and not used as a floor, the
-    factored axes are the two largest, and ``ρ_t = η_t`` (no ``1/√t``).
+    factored axes are the two largest (of equal sizes, the later axis, as
+    optax's ``argsort``), and ``ρ_t = η_t`` (no ``1/√t``).
 
     Chain: ``scale(-1) [maximize] → scale_by_factored_rms(-beta2_decay, eps1) →
     clip_by_block_rms(d) → scale_by_learning_rate(min(η, 1/√t)) [optax: η] →
@@ -156,7 +157,10 @@ def adafactor(
 
     Differences:
       * torch: equal.  ``eps1=None`` is the machine epsilon of each leaf's
-        dtype (torch takes the first parameter's for all).
+        dtype (torch takes the first parameter's for all).  A NaN in one
+        coordinate of a 1-D leaf makes the whole leaf NaN here (its RMS is
+        NaN); torch's Python ``max(1, RMS)`` drops that NaN and only the
+        coordinate goes NaN, with the others' steps shrunk.
       * optax (``convention="optax"``): equal given optax's values: optax's
         defaults are ``learning_rate=None`` (no rate stage, as here: ``None``
         is accepted under this convention only), ``eps=1e-30``,
@@ -172,8 +176,10 @@ def adafactor(
         ``min_dim_size_to_factor``, ``factored``, ``decay_offset`` and
         ``multiply_by_parameter_scale`` apply to both rules.
       * ``decay_rate`` and ``clipping_threshold`` are optax's names for
-        ``-beta2_decay`` and ``d`` (same defaults): given, they replace them
-        and are stored under torch's names.
+        ``-beta2_decay`` and ``d`` (same defaults): given a value other than
+        that default, they replace them (which must then keep theirs) and are
+        stored under torch's names; given the default, they count as not
+        given.
       * Paper: ρ_t caps at 1e-2 (η here, as torch), eps1 = 1e-30 is added
         to G² (optax's placement), and no weight decay.
 
@@ -184,15 +190,17 @@ def adafactor(
       beta2_decay: the second moment's decay exponent, <= 0.
       eps: ``(eps1, eps2)``: ``eps1`` the floor of the second moment's RMS
         (``None``: each leaf's machine epsilon), ``eps2`` the floor of the
-        parameter scale; or one number, optax's ``eps`` added to G²
-        (``eps1 = sqrt(eps)``, ``eps2 = 1e-3``).
+        parameter scale; or one number, optax's ``eps``: ``eps1 = sqrt(eps)``
+        (so ``eps`` is added to G² under ``convention="optax"`` and floors G²
+        under torch's) and ``eps2 = 1e-3``.
       d: the update clipping threshold (>= 1, as torch requires, under either
         convention: optax takes any threshold; ``None``: no clipping).
       weight_decay: λ, decoupled and times η (torch's).
       maximize: ascend the objective instead.
       factored: ``False`` keeps a full second moment for every leaf (optax's).
-      min_dim_size_to_factor: factor only leaves whose factored axes have at
-        least this many elements (optax's; 0 factors every leaf of >= 2 axes).
+      min_dim_size_to_factor: factor only leaves whose two factored axes each
+        have at least this many elements (optax's; 0 factors every leaf of >= 2
+        axes).
       decay_rate: optax's name for ``-beta2_decay``.
       decay_offset: shifts the step of ``β̂_t`` (optax's, for fine-tuning
         with a restored count).

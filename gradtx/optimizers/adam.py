@@ -87,7 +87,9 @@ def adam(
     form puts eps on the uncorrected root (E2), which differs for the same
     eps.  optax has no L2 argument; ``eps_root`` is optax's.  Moments are
     computed in at least float32 and stored in the params' dtype, float32 for
-    16-bit params (or ``mu_dtype``/``nu_dtype``).
+    16-bit params (or ``mu_dtype``/``nu_dtype``).  For complex params
+    torch treats each as two real ones; here the second moment holds
+    ``|g|²`` per element, as in optax.
 
     Args:
       learning_rate: η, a number or schedule.
@@ -177,7 +179,7 @@ def amsgrad(
     and bias-corrects it afterwards, as ``torch.optim.Adam(amsgrad=True)``;
     ``convention="optax"`` (or ``max_of="v_hat"``) takes the max of the
     bias-corrected ``v̂``, as ``optax.amsgrad``.  The paper has neither bias
-    correction nor eps.
+    correction nor eps.  Complex params as in ``adam``.
 
     Args:
       learning_rate: η, a number or schedule.
@@ -247,7 +249,8 @@ def adamw(
     PyTorch's 1e-2; optax's is 1e-4).  Both multiply λ by the full learning
     rate; the paper multiplies it by the schedule multiplier only, which is
     ``weight_decay = λ_paper / base_lr`` here.  ``mask``/``mask_fn`` pick the
-    decayed leaves (e.g. not biases), as optax's ``mask``.
+    decayed leaves (e.g. not biases), as optax's ``mask``.  Complex params
+    as in ``adam``.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -65,7 +65,8 @@ def adagrad(
     (``convention="optax"``, or ``eps_in_sqrt=True``) and defaults to S_0 =
     0.1, eps = 1e-7; it has no ``lr_decay`` (an inverse-time schedule) or
     weight decay.  Where S_t = 0 the step is 0 (optax), not NaN; a NaN
-    gradient stays NaN (torch).
+    gradient stays NaN (torch).  For complex params torch treats each as two
+    real ones; here S holds ``|g|²`` per element, as in optax.
 
     Args:
       learning_rate: η, a number or schedule (of the 0-based step k).
@@ -169,6 +170,8 @@ def rmsprop(
         variance estimate would be exactly 0).
       * The lecture's variant starting from ``v_1 = g_1²`` instead of the EMA
         from 0 is ``init_from_first=True`` (uncentered only, for the same reason).
+      * Complex params: torch treats each as two real ones; here v holds
+        ``|g|²`` per element, as in optax.
 
     Args:
       learning_rate: η, a number or schedule.
@@ -254,8 +257,9 @@ def adadelta(
     1.0, the paper's (which has none); optax defaults to ``None``, which
     skips the sign flip so the parameters *ascend*: here the learning rate is
     always a number.  The paper's experiments used ρ = 0.95.  For complex
-    params both averages hold ``|g|²`` and ``|δ|²`` (torch's ``g·conj(g)``);
-    optax squares ``g`` itself, which rotates its steps.
+    params both averages hold ``|g|²`` and ``|δ|²``; torch treats each
+    complex param as two real ones, and optax squares ``g`` itself, which
+    rotates its steps.
 
     Args:
       learning_rate: η, a number or schedule (1.0: the paper).

@@ -56,7 +56,7 @@ def prodigy(
     given to ``init``; ``t`` from 1, x_t the params at update t)::
 
       m_t = b1 m_{t-1} + (1 - b1) d_t g_t,      v_t = b2 v_{t-1} + (1 - b2) d_t² g_t²
-      s_t = b3 s_{t-1} + (d_t η_t c_t / d_0) d_t g_t
+      s_t = b3 s_{t-1} + (d_t η_t c_t / d_0) d_t g_t     (safeguard_warmup: d_t / d_0 · d_t g_t)
       r_t = b3 r_{t-1} + (d_t / d_0) d_t η_t c_t ⟨g_t, x_0 - x_t⟩
       d_{t+1} = max(d_t, estim_lr_coef · r_t / ||s_t||₁)
       x_{t+1} = x_t - η_t d_t c_t (m_t / (sqrt(v_t) + d_{t+1} eps) + λ x_t)
@@ -82,7 +82,7 @@ def prodigy(
       estim_lr0: d_0 > 0, the initial under-estimate of the distance.
       estim_lr_coef: multiplies each new estimate.
       weight_decay: λ, decoupled (multiplied by the step size).
-      safeguard_warmup: leave η out of s (for warm-up schedules).
+      safeguard_warmup: leave η_t c_t out of s (for warm-up schedules).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp

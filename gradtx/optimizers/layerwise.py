@@ -112,9 +112,10 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Gradient
     the norm that a step orthogonal to θ would cause.  With ``c = 1 / sqrt(1 + η²)``
     the update is ``-η c · trust(g) + (c - 1) θ``.
 
-    Chain: ``scale_by_trust_ratio(min_norm) → scale_by_learning_rate(η c) →
-    decoupled_weight_decay(c - 1)``; ``c`` is computed from the stored η at
-    every step, so setting or scheduling η changes both.
+    Chain: ``scale_by_trust_ratio(min_norm) → scale_by_learning_rate(η c)``,
+    then ``+ (c - 1) θ`` (``decoupled_weight_decay``'s stage with a negative
+    coefficient, which its public factory refuses); ``c`` is computed from
+    the stored η at every step, so setting or scheduling η changes both.
 
     Differences: none from ``optax.fromage``.  It needs each leaf's shape,
     so it refuses to run inside ``gradtx.flatten``.

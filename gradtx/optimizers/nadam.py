@@ -59,10 +59,14 @@ def nadam(
         ``θ(1 - ηλ)``).  PyTorch keeps ``Π_t`` in float32 unless torch's default
         dtype is float64; here it is in the hyperparameters' precision.
       * optax (``convention="optax"``): ``optax.nadam``/``optax.nadamw`` use a
-        constant ``μ = b1`` (``Π_t = b1^t``); the defaults differ by ~1e-2
-        after a dozen steps.  ``momentum_decay`` is then unused.
+        constant ``μ = b1`` (``Π_t = b1^t``).  torch's ``μ_t`` starts near
+        ``b1 / 2`` and nears ``b1`` only after tens of thousands of steps, so
+        with the defaults the two rules' steps differ by 40-50% over the first
+        dozen steps.  ``momentum_decay`` is then unused.
       * Paper: Dozat's Alg. 2 schedule is the same ``0.96^{t/250}``; some
         transcriptions also multiply ``v̂`` by b2, which no implementation does.
+      * Complex params: torch treats each as two real ones; here the second
+        moment holds ``|g|²`` per element, as in optax.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -96,7 +96,8 @@ def optimistic_adam(
 
     Update (``t`` from 1, ``r_0 = r_1``), with ``o`` the optimism::
 
-      m̂_t, v̂_t as in Adam (with ``nesterov``, Dozat's look-ahead m̂_t)
+      m̂_t, v̂_t as in Adam; with ``nesterov`` (Dozat's look-ahead, constant b1)
+        m̂_t = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g_t / (1 - b1^t)
       r_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)
       θ_t = θ_{t-1} - (η r_t + o (r_t - r_{t-1}))
 
@@ -163,7 +164,8 @@ def optimistic_adam_v2(
 
     Update (``t`` from 1, ``r_0 = r_1``)::
 
-      m̂_t, v̂_t as in Adam (with ``nesterov``, Dozat's look-ahead m̂_t)
+      m̂_t, v̂_t as in Adam; with ``nesterov`` (Dozat's look-ahead, constant b1)
+        m̂_t = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g_t / (1 - b1^t)
       r_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)
       θ_t = θ_{t-1} - η_t ((α + β) r_t - β r_{t-1})
 

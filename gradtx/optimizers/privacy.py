@@ -43,6 +43,9 @@ def dpsgd(
       m_t = μ m_{t-1} + g_t   (m_0 = 0; with ``nesterov`` the step uses g_t + μ m_t)
       θ_t = θ_{t-1} - η_t m_t
 
+    ``‖g_{t,i}‖`` is example i's gradient norm over the whole params tree
+    (all leaves together), as in optax.
+
     Chain: ``differentially_private_aggregate(C, σ, seed) → add_momentum(μ,
     nesterov) → scale_by_learning_rate`` (no momentum stage for ``None``).
 

@@ -77,7 +77,8 @@ def radam(
     authors' code and ``pytorch_optimizer.RAdam`` skip the first steps, decay
     included: ``untractable="skip", compare=">=", decoupled_weight_decay=True``.
     The paper's threshold is 4 and it has no eps.  For ``b2=0.999``, ρ_t
-    first exceeds 5 at t = 6.
+    first exceeds 5 at t = 6.  For complex params torch treats each as two
+    real ones; here v holds ``|g|²`` per element, as in optax.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -54,6 +54,8 @@ def rprop(
     first update is zero; optax PR #1725 calls this a bug) and does not clip
     ``learning_rate`` into the bounds until a sign product is non-zero; its
     defaults are torch's.  A complex parameter is two real ones, as in torch.
+    A NaN gradient makes its coordinate NaN here (docs/errors.md); torch's
+    ``sign(NaN) = 0`` skips it and keeps the parameter finite.
     torch's ``foreach``, ``capturable`` and ``differentiable`` do not apply:
     they choose how torch runs the same arithmetic (a loop or fused
     multi-tensor kernels, CUDA-graph capture, autograd through the step),

@@ -134,9 +134,9 @@ def sam(
     params you hold are ``θ̃`` during the adversarial steps and ``θ`` after
     the last step of each cycle; take the gradient at the params you hold.
     Opaque mode: each call is a whole cycle, ``update(grads, state, params,
-    grad_fn=lambda p, i: ...)`` with ``grad_fn(θ̃, i)`` the gradient at the
-    ``i``-th adversarial point (``i`` a Python int; the given ``grads`` are
-    at ``θ``); the params only ever hold ``θ``, so state outside the
+    grad_fn=lambda p, i: ...)`` with ``grad_fn(θ̃_{i+1}, i)`` the gradient
+    at θ̃_{i+1} (``i = 0, ..., k - 2``, a Python int, as optax counts; the
+    given ``grads`` are at ``θ``); the params only ever hold ``θ``, so state outside the
     optimizer (batch-norm statistics) sees no adversarial point.
 
     The adversarial optimizer's state is reset after each cycle

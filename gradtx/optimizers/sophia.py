@@ -91,7 +91,7 @@ def sophia(
 
     ``update(grads, state, params, obj_fn=lambda p: loss(p, batch))`` with the
     default Hutchinson estimator (keywords go to ``hessian_diagonal_fn``).
-    With ``k`` the 0-based step (``m_0 = h_0 = 0``)::
+    With ``k`` the 0-based step (``m_{-1} = 0``, ``h_0 = 0``)::
 
       m_k = b1 m_{k-1} + (1 - b1) g_k,    m̂_k = m_k / (1 - b1^{k+1})
       u_k = clip(m̂_k / max(γ h_k, eps), ±clip_threshold)

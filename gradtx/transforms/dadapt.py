@@ -108,7 +108,7 @@ def scale_by_prodigy(
       estim_lr0: d_0 > 0, the initial under-estimate.
       estim_lr_coef: multiplies each new estimate.
       weight_decay: λ, decoupled (``None``: none).
-      safeguard_warmup: leave η out of s (for warm-up schedules).
+      safeguard_warmup: leave η_t c_t out of s (for warm-up schedules).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
