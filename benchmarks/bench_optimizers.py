@@ -6,7 +6,7 @@
 For each tree (ResNet-50-like, transformer-like, 1,000 small leaves, one
 32M-float leaf) and optimizer (Adam, AdamW, SGD with momentum, RAdam; and
 Adamax, Adafactor, Muon, Lion, LAMB, schedule-free AdamW on the first two
-trees) it times one jitted, donated ``update + apply_updates`` step of gradtx
+trees; ``--new-optimizers catalogue`` for every other optimizer optax has) it times one jitted, donated ``update + apply_updates`` step of gradtx
 (default path and ``gradtx.flatten``), optax, optax under
 ``inject_hyperparams`` (optax with runtime hyperparameters, what gradtx always
 has: the comparison that matters for compile time), and ``torch.optim``
@@ -118,7 +118,7 @@ class Spec(NamedTuple):
     static: tuple[str, ...] = ()  # optax arguments inject_hyperparams must keep static
     flatten: bool = True  # False: the optimizer works per leaf and refuses gradtx.flatten
     kwargs: dict[str, Any] = {}  # further arguments, the same on both sides
-    loss: bool = False  # update takes value= and value_fn= (a line search evaluates the loss)
+    takes: tuple[str, ...] = ()  # keywords update needs: "value", "value_fn", "obj_fn"
 
 
 OPTIMIZERS = {
@@ -180,9 +180,100 @@ OPTIMIZERS = {
         ),
         static=("memory_size", "scale_init_precond", "linesearch"),
         flatten=False,
-        loss=True,
+        takes=("value", "value_fn"),
     ),
 }
+
+
+def _same(name, lr, optax_factory=None, takes=(), static=(), flatten=True, **gradtx_only):
+    """A catalogue row: ``gradtx.<name>(lr, **gradtx_only)`` against optax's factory of
+    the same name (``gradtx_only``: ``convention="optax"`` where torch's rule is the default)."""
+    factory = optax_factory or getattr(optax, name, None) or getattr(optax.contrib, name)
+    make = getattr(gradtx, name)
+    return Spec(
+        lr,
+        factory,
+        lambda lr: make(lr, **gradtx_only),
+        takes=takes,
+        static=static,
+        flatten=flatten,
+    )
+
+
+def _optax_sam(learning_rate, rho=0.05):
+    return optax.contrib.sam(
+        optax.sgd(learning_rate), optax.chain(optax.contrib.normalize(), optax.sgd(rho))
+    )
+
+
+def _optax_mechanize(learning_rate):
+    return optax.contrib.mechanize(optax.adam(learning_rate))
+
+
+# Every other optimizer optax has, with optax's defaults on both sides (optax's rule
+# where gradtx defaults to torch's), for ``--new-optimizers catalogue``; not
+# lookahead, whose optax params are (fast, slow) pairs, nor DP-SGD, which takes
+# per-example gradients.
+OPTIMIZERS |= {
+    "adabelief": _same("adabelief", 1e-3),
+    "adadelta": _same("adadelta", 1.0, convention="optax"),
+    "adagrad": Spec(
+        1e-2,
+        optax.adagrad,
+        lambda lr: gradtx.adagrad(lr, initial_accumulator_value=0.1, eps=1e-7, convention="optax"),
+    ),
+    "rmsprop": Spec(
+        1e-3,
+        optax.rmsprop,
+        lambda lr: gradtx.rmsprop(lr, decay=0.9, eps=1e-8, convention="optax"),
+    ),
+    "nadam": _same("nadam", 2e-3, convention="optax"),
+    "amsgrad": _same("amsgrad", 1e-3, convention="optax"),
+    "adamaxw": Spec(
+        2e-3,
+        optax.adamaxw,
+        lambda lr: gradtx.adamaxw(lr, weight_decay=1e-4, convention="optax"),
+        kwargs={"weight_decay": 1e-4},
+    ),
+    "adan": _same("adan", 1e-3),
+    "fromage": _same("fromage", 1e-2, flatten=False),
+    "lars": _same("lars", 1e-2, flatten=False),
+    "novograd": _same("novograd", 1e-3, flatten=False),
+    "noisy_sgd": _same("noisy_sgd", 1e-2, flatten=False),
+    "optimistic_gradient_descent": _same("optimistic_gradient_descent", 1e-2),
+    "optimistic_adam": _same("optimistic_adam", 1e-3),
+    "polyak_sgd": _same("polyak_sgd", 1.0, takes=("value",)),
+    "rprop": _same("rprop", 1e-3, convention="optax"),
+    "sign_sgd": _same("sign_sgd", 1e-3),
+    "signum": _same("signum", 1e-3),
+    "sm3": _same("sm3", 1e-2, flatten=False),
+    "yogi": _same("yogi", 1e-3),
+    "schedule_free_sgd": _same("schedule_free_sgd", 1.0),
+    "prodigy": _same("prodigy", 1.0),
+    "dadapt_adamw": _same("dadapt_adamw", 1.0),
+    "cocob": _same("cocob", 1.0),
+    "dog": _same("dog", 1.0),
+    "dowg": _same("dowg", 1.0),
+    "momo": _same("momo", 1.0, takes=("value",)),
+    "momo_adam": _same("momo_adam", 1e-2, takes=("value",)),
+    "adopt": _same("adopt", 1e-3, static=("clip_value_fn",)),  # a function, not a schedule
+    "ademamix": _same("ademamix", 1e-3),
+    "simplified_ademamix": _same("simplified_ademamix", 1e-3),
+    "acprop": _same("acprop", 1e-3),
+    "madgrad": _same("madgrad", 1e-2),
+    "sophia": _same("sophia", 1e-3, takes=("obj_fn",), flatten=False),
+    "sam": Spec(
+        1e-2,
+        _optax_sam,
+        lambda lr: gradtx.sam(
+            gradtx.sgd(lr), gradtx.chain(gradtx.normalize(), gradtx.scale(-0.05))
+        ),
+    ),
+    "mechanize": Spec(
+        1e-3, _optax_mechanize, lambda lr: gradtx.mechanize(gradtx.adam(lr)), flatten=False
+    ),
+}
+CATALOGUE = tuple(OPTIMIZERS)[13:]  # the rows above, after the issues' own
 
 
 def local_loss(params, grads):
@@ -196,7 +287,7 @@ def local_loss(params, grads):
     return loss
 
 
-def jax_optimizers(name):
+def jax_optimizers(name, flatten=True):
     """name -> {implementation: (transform, apply_updates)}.
 
     "optax inject" is ``optax.inject_hyperparams(factory)(lr)``: optax with its
@@ -212,7 +303,7 @@ def jax_optimizers(name):
     except Exception as err:  # some contrib factories take arguments inject cannot wrap
         print(f"  note: optax.inject_hyperparams({name}) failed: {err}", flush=True)
     out["gradtx"] = (spec.gradtx(spec.lr), gradtx.apply_updates)
-    if spec.flatten:
+    if spec.flatten and flatten:
         out["gradtx.flatten"] = (gradtx.flatten(spec.gradtx(spec.lr)), gradtx.apply_updates)
     return out
 
@@ -322,7 +413,7 @@ def bench_one(tree_name, shapes, name, args):
     params = make_tree(shapes)
     grads = {k: (0.01 * v).astype(np.float32) for k, v in make_tree(shapes, seed=1).items()}
     runners = {}
-    jax_txs = jax_optimizers(name)
+    jax_txs = jax_optimizers(name, flatten=not args.no_flatten)
     for impl, (tx, apply) in jax_txs.items():
         runners[impl] = JaxRunner(tx, apply, params, grads, _keywords(name, impl))
     jax_runners = list(runners.values())
@@ -367,14 +458,19 @@ def bench_one(tree_name, shapes, name, args):
 
 
 def _keywords(name, impl):
-    """The update's keywords for optimizers that take the loss (optax's also ``grad=``)."""
-    if not OPTIMIZERS[name].loss:
+    """The update's keywords for optimizers that take the loss (optax's line search
+    also ``grad=``)."""
+    takes = OPTIMIZERS[name].takes
+    if not takes:
         return None
 
     def keywords(p, g):
         loss = local_loss(p, g)
-        extra = {"value": loss(p), "value_fn": loss}
-        return extra | {"grad": g} if impl.startswith("optax") else extra
+        made = {"value": lambda: loss(p), "value_fn": lambda: loss, "obj_fn": lambda: loss}
+        extra = {k: made[k]() for k in takes}
+        if "value_fn" in takes and impl.startswith("optax"):
+            extra["grad"] = g
+        return extra
 
     return keywords
 
@@ -460,7 +556,8 @@ def main(argv=None):
     parser.add_argument(
         "--new-optimizers",
         default="adamax,adafactor,muon,lion,lamb,schedule_free_adamw",
-        help="further optimizers, on the ResNet-like and transformer-like trees only",
+        help="further optimizers, on the ResNet-like and transformer-like trees only "
+        "('catalogue': every other optimizer optax has)",
     )
     parser.add_argument("--trees", default="", help="comma-separated substrings of tree names")
     parser.add_argument("--many", type=int, default=1000, help="leaves of the many-leaf tree")
@@ -474,6 +571,7 @@ def main(argv=None):
         "--compiles", type=int, default=None, help="compiles per JAX step (median; full run: 3)"
     )
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-flatten", action="store_true", help="no gradtx.flatten rows")
     parser.add_argument(
         "--output", default=None, help="Markdown file (full run default: RESULTS.md)"
     )
@@ -492,7 +590,8 @@ def main(argv=None):
             continue
         names = [n for n in args.optimizers.split(",") if n]
         if args.new_optimizers and ("resnet" in tree_name or "transformer" in tree_name):
-            names += [n for n in args.new_optimizers.split(",") if n]
+            for n in args.new_optimizers.split(","):
+                names += list(CATALOGUE) if n == "catalogue" else [n] if n else []
         if "small leaves" in tree_name and args.many_optimizers:
             names = [n for n in names if n in args.many_optimizers.split(",")]
         for name in names:
