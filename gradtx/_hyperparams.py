@@ -293,6 +293,22 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
     return {**state, key: _replace_at(state[key], rest, fn)}
 
 
+def _check_whole(key: str, new: Any, dtype: Any) -> None:
+    """An integer slot (a count, a step) takes whole numbers its dtype holds: the cast
+    would truncate 2.5 to 2 and wrap 2**40 to 0."""
+    if isinstance(new, (bool, np.bool_)):
+        return
+    number = np.asarray(new, np.float64)
+    if not np.all(np.isfinite(number) & (number == np.round(number))):
+        raise TypeError(f"gradtx.set_hyperparams({key}={new!r}): {key} must be an int")
+    info = jnp.iinfo(dtype)
+    if not np.all((number >= info.min) & (number <= info.max)):
+        raise ValueError(
+            f"gradtx.set_hyperparams({key}={new!r}): {key} is stored in {jnp.dtype(dtype)}, "
+            f"which holds [{info.min}, {info.max}]"
+        )
+
+
 def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -> jax.Array:
     """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
     construction takes one (a bool slot; a schedule's 0/1 option fields)."""
@@ -305,6 +321,8 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         # an int given is taken as a count of steps: it must not be rounded
         integer = isinstance(new, (int, np.integer)) and not isinstance(new, bool)
         _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=integer)
+    if _checks.is_concrete_number(new) and jnp.issubdtype(old_dtype, jnp.integer):
+        _check_whole(key, new, old_dtype)
     try:
         if (
             isinstance(new, numbers.Real)

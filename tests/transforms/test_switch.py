@@ -56,6 +56,21 @@ def test_forced_switch_in_jit_without_retrace(x64):
     assert bool(hp["switched"]) and int(hp["switch_step"]) == 0  # forced, not detected
 
 
+def test_the_int32_switch_step_takes_whole_numbers_it_holds():
+    """Cast as given, 2.5 would be stored as 2 and 2**40 wrap to 0."""
+    state = gradtx.swats().init({"w": jnp.ones(2)})
+    assert (
+        int(gradtx.get_hyperparams(gradtx.set_hyperparams(state, switch_step=7))["switch_step"])
+        == 7
+    )
+    with pytest.raises(
+        TypeError, match=r"set_hyperparams\(switch_step=2.5\): switch_step must be an int"
+    ):
+        gradtx.set_hyperparams(state, switch_step=2.5)
+    with pytest.raises(ValueError, match=r"switch_step is stored in int32, which holds"):
+        gradtx.set_hyperparams(state, switch_step=2**40)
+
+
 def test_per_leaf_state_has_one_entry_per_leaf():
     tx = gradtx.swats(per_leaf=True)
     state = tx.init({"a": jnp.ones(2), "b": jnp.ones(3), "c": jnp.ones(())})
