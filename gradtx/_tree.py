@@ -154,6 +154,16 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     return out
 
 
+def as_float(value: Any) -> jax.Array:
+    """A hyperparameter as the step computes with it: in JAX's default float dtype or
+    wider.  A learning rate given as an int or 16-bit array must not narrow the numbers
+    formed with it (an int32 one truncated b2 to 0; a bfloat16 one rounded it)."""
+    x = jnp.asarray(value)
+    default = jax.dtypes.canonicalize_dtype(jnp.float64)
+    dtype = wider(x.dtype, default) if jnp.issubdtype(x.dtype, jnp.floating) else default
+    return x.astype(dtype)
+
+
 def real_dtype(dtype: Any) -> jnp.dtype:
     """The real dtype of a (possibly complex) dtype."""
     return jnp.finfo(jnp.dtype(dtype)).dtype
@@ -301,8 +311,8 @@ def _conditional(fn: Any) -> Any:
 
 
 def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
-    """``1 - decay**t`` in ``decay``'s dtype (t is the 1-based step as an int), for a
-    decay in [0, 1].
+    """``1 - decay**t`` in ``decay``'s dtype or JAX's default float, the wider (t is the
+    1-based step as an int), for a decay in [0, 1].
 
     Formed as ``(1 - decay) / (expm1(ln decay) / expm1(t ln decay))``, to a few
     units in the last place whatever the decay (``ln decay`` as ``log1p(decay - 1)``,
@@ -315,7 +325,7 @@ def bias_correction(decay: Any, t: jax.Array) -> jax.Array:
     ops (logarithm, expm1, divisions) out of the per-leaf fusions, as it did the
     power.
     """
-    decay = jnp.asarray(decay)
+    decay = as_float(decay)
     return _one_minus_power(decay, t.astype(decay.dtype))
 
 

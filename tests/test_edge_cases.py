@@ -361,3 +361,19 @@ def test_complex_gradients_beyond_the_square_of_the_float_range_give_no_nan():
     for opt in (gradtx.adam(1e-2), gradtx.rmsprop(1e-2), gradtx.adagrad(), gradtx.radam()):
         u, state = opt.update(g, opt.init(params), params)
         _no_nan((u, state))
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_a_learning_rate_array_of_another_dtype_narrows_nothing(case):
+    """A learning rate given as an int or bfloat16 JAX array (data, taken as given)
+    steps as the same number given as a float: step sizes formed from it once cast
+    b2, lambd, alpha and eps to its dtype (an int truncated them to 0)."""
+    w = jnp.asarray([[1.0, -0.5], [0.25, 2.0], [-1.0, 0.5]])
+    grads = {"w": 0.5 * w - 0.1, "b": jnp.asarray([0.3, -0.2])}
+    params = {"w": w, "b": jnp.asarray([0.5, 1.5])}
+    ref = case.make(1.0)
+    want = _steps(ref, params, lambda i: grads, 3, case.update(ref))[2]
+    for lr in (jnp.asarray(1, jnp.int32), jnp.asarray(1.0, jnp.bfloat16)):
+        opt = case.make(lr)
+        got = _steps(opt, params, lambda i: grads, 3, case.update(opt))[2]
+        chex.assert_trees_all_equal(got, want)

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import jax.numpy as jnp
 
+from gradtx import _tree
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import Specs, current_call
 from gradtx._registry import optimizer
@@ -74,7 +75,7 @@ def _relative_step(learning_rate: Any) -> Callable:
     """torch's ``ρ_t = min(η, 1/√t)`` as a function of the 0-based step count."""
 
     def rho(count):
-        lr = jnp.asarray(learning_rate)
+        lr = _tree.as_float(learning_rate)
         return jnp.minimum(lr, 1 / jnp.sqrt(count.astype(lr.dtype) + 1))
 
     return rho

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
+from gradtx import _tree
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
@@ -97,8 +96,9 @@ def adagrad(
         eps_in_sqrt = convention == "optax"
 
     def decayed(k):
-        decay = jnp.asarray(lr_decay)
-        return learning_rate / (1 + k.astype(decay.dtype) * decay)
+        lr, decay = _tree.as_float(learning_rate), _tree.as_float(lr_decay)
+        dtype = _tree.wider(lr.dtype, decay.dtype)
+        return lr.astype(dtype) / (1 + k.astype(dtype) * decay.astype(dtype))
 
     return descent(
         scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from gradtx import _tree
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
 from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Function, Mask
@@ -95,7 +96,7 @@ def asgd(
     """
 
     def step(k):
-        lr = jnp.asarray(learning_rate)
+        lr = _tree.as_float(learning_rate)
         lam, power = (jnp.asarray(x).astype(lr.dtype) for x in (lambd, alpha))
         return lr / (1 + lam * lr * k.astype(lr.dtype)) ** power
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import jax
+import numpy as np
+
 from gradtx import _checks
 from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
 from gradtx._registry import optimizer
@@ -15,11 +18,14 @@ class Betas(Hyper):
     as one array of shape (2,) (``set_hyperparams(betas=(0.9, 0.99))``)."""
 
     def check(self, call, name, value):
+        given = value
+        if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 1:
+            value = tuple(value)  # optax takes an array of the two as well
         if not isinstance(value, (tuple, list)):
             super().check(call, name, value)  # a bad number is reported as such
-            raise TypeError(f"{call}({name}={value!r}): {name} must be a pair (b1, b2)")
+            raise TypeError(f"{call}({name}={given!r}): {name} must be a pair (b1, b2)")
         if len(value) != 2:
-            raise TypeError(f"{call}({name}={value!r}): {name} must be a pair (b1, b2)")
+            raise TypeError(f"{call}({name}={given!r}): {name} must be a pair (b1, b2)")
         for v in value:
             super().check(call, name, v)
             if _checks.is_concrete_number(v):

@@ -88,7 +88,7 @@ def sparse_adam(
     """
 
     def step_size(k):
-        lr = jnp.asarray(learning_rate)
+        lr = _tree.as_float(learning_rate)
         decay = jnp.asarray(b2).astype(lr.dtype)
         return lr * jnp.sqrt(_tree.bias_correction(decay, _tree.safe_increment(k)))
 

@@ -85,7 +85,7 @@ def dual_average(
         if params is None:
             raise ValueError(f"{call}: update needs params (the step is z - params)")
         k = step_count(extra, call)
-        lr = jnp.asarray(learning_rate)
+        lr = _tree.as_float(learning_rate)
         steps = _tree.safe_increment(k).astype(lr.dtype)  # k + 1, saturating
         weight = (lr + jnp.asarray(eps).astype(lr.dtype)) * jnp.sqrt(steps)
 

@@ -67,8 +67,8 @@ def scale_by_polyak(
                 "value=loss): the step is (value - f_min) / ‖g‖²"
             )
         value = _checks.scalar_loss(f"{call}.update", value)
-        cap = jnp.asarray(max_learning_rate)
-        dtype = _tree.compute_dtype(cap.dtype)
+        cap = _tree.as_float(max_learning_rate)
+        dtype = cap.dtype
         sq_norm = _tree.sum_of_squares(updates, dtype)
         gap = value.astype(dtype) - jnp.asarray(f_min).astype(dtype)
         if variant == "sps+":

@@ -121,3 +121,15 @@ def test_the_initial_estimate_is_bound_not_settable(make):
     assert float(make(estim_lr0=1e-2).init({"w": jnp.ones(3)}).inner_state[0].distance) == (
         pytest.approx(1e-2)
     )
+
+
+@pytest.mark.parametrize("name", ["prodigy", "dadapt_adamw"])
+def test_betas_as_an_array_of_two_as_optax_takes_them(x64, name):
+    betas = np.array([0.85, 0.99])
+    ours = getattr(gradtx, name)(betas=betas)
+    assert_matches_optax(ours, getattr(optax.contrib, name)(betas=betas), 0)
+    assert_matches_optax(getattr(gradtx, name)(betas=jnp.asarray(betas)), ours, 0)
+    with pytest.raises(
+        TypeError, match=r"betas=array\(\[0.9, 0.9, 0.9\]\)\): betas must be a pair"
+    ):
+        getattr(gradtx, name)(betas=np.array([0.9, 0.9, 0.9]))
