@@ -93,9 +93,13 @@ def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: s
     rho_t = jnp.where(t == 1, jnp.ones([], dtype), rho_t)
     tractable = rho_t > threshold if compare == ">" else rho_t >= threshold
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-    # Below rho_t = 4 the ratio is negative; that branch is never selected, the
-    # clamp (and safe_sqrt, for derivatives) only keep NaNs out of the unselected values.
-    return tractable, _tree.safe_sqrt(jnp.maximum(ratio, 0)), correction
+    # Between rho_t = 2 and 4 the ratio is negative.  The factories refuse a threshold
+    # that would select it, but a JAX array is data and is not checked: there r_t is
+    # NaN (as optax's), not a silent zero step.  Unselected, the clamp (and safe_sqrt,
+    # for derivatives) keep NaNs out, since 0 * NaN would reach the gradients.
+    r = _tree.safe_sqrt(jnp.maximum(ratio, 0))
+    r = jnp.where(tractable & (ratio < 0), jnp.full([], jnp.nan, dtype), r)
+    return tractable, r, correction
 
 
 _RECTIFICATION = {  # one function object per comparison, for _tree.once
@@ -133,7 +137,8 @@ def rectify(
       b2: second-moment decay in [0, 1).
       eps: added to the root.
       threshold: rho_t must exceed it (5 in code; the paper says 4); at least 4,
-        where r_t is real.
+        where r_t is real (a JAX array is not checked: below 4 its steps with
+        2 < rho_t < 4 are NaN, as optax's).
       compare: ``">"`` (PyTorch, official Ranger) or ``">="`` (optax, the
         authors' RAdam, pytorch-optimizer).
       untractable: ``"sgd"`` passes the input through, ``"skip"`` returns zeros.

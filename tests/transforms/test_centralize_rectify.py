@@ -160,6 +160,22 @@ def test_rectify_hyperparams_and_errors():
             make(threshold=3.5)
 
 
+@pytest.mark.parametrize("make", [gradtx.rectify, gradtx.radam, gradtx.ranger])
+def test_a_threshold_below_four_given_as_data_steps_nan_not_zero(make):
+    # A JAX array is data, so it is not range-checked: at b2 = 0.999, rho_4 = 3.998
+    # passes a threshold of 3 while r_4 is the root of a negative number.
+    tx = make(threshold=jnp.asarray(3.0))
+    g = jnp.full(3, 0.5)
+    state = tx.init(g)
+    outs = []
+    for _ in range(6):
+        out, state = tx.update(g, state, g)
+        outs.append(np.asarray(out))
+    assert np.all(np.isnan(outs[3])), outs[3]
+    assert np.all(np.isfinite(outs[:3])) and np.all(np.isfinite(outs[4:]))
+    assert np.all(np.asarray(outs[4]) != 0)
+
+
 def test_when_rectified_gates_inner_transform():
     tx = gradtx.when_rectified(gradtx.scale(3.0), 0.999, 5.0)
     u = jnp.ones(2)
