@@ -199,3 +199,17 @@ def test_second_derivatives_through_a_dead_coordinate_are_finite(x64):
         assert np.isfinite(jax.hessian(lambda lr, case=case: _dead_after(case, lr))(lr))
     for root in (gradtx._tree.safe_sqrt, gradtx._tree.safe_cbrt):
         assert float(jax.grad(jax.grad(root))(0.0)) == 0.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e200, 1e-200])
+def test_the_overflow_proof_norm_has_the_norms_derivative(x64, scale):
+    # Mechanize's norms: past float64's range (or below its normals) the sum of squares
+    # is taken scaled by the largest entry, u ‖x / u‖; u's own derivative must not
+    # count (the product does not depend on u), or the largest entry's slope is off
+    # by ‖x‖ / u (1e200) or NaN (1e-200).
+    from gradtx.transforms._sums import tree_norm_scaled
+
+    x = [jnp.array([3.0, -4.0]) * scale, jnp.array([[12.0]]) * scale]
+    got = jax.grad(lambda x: tree_norm_scaled(x, jnp.float64))(x)
+    for g, leaf in zip(got, x):
+        np.testing.assert_allclose(g, leaf / (13 * scale), rtol=1e-14)

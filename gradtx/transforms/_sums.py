@@ -103,7 +103,9 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
 
 def _norm_by_peak(leaves: list[jax.Array], dtype: Any) -> jax.Array:
     peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves]))
-    unit = jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1)
+    # u ‖x / u‖ does not depend on u: its derivative must not flow through u (through
+    # the max it came out wrong, by ‖x‖ / u at the largest entry).
+    unit = jax.lax.stop_gradient(jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1))
     # Divide in ``dtype``: in float16 the unit may be subnormal, which XLA flushes to 0.
     total = jnp.zeros([], dtype)
     for x in leaves:
