@@ -132,8 +132,9 @@ def mechanize(
 
     Runs ``base_optimizer`` and replaces its params trajectory by
     ``x_{t+1} = x_0 - (Σ_i s_i) Δ_t``, where Δ_t sums the base's steps negated
-    (u_t signed as updates, so Δ_t points from x_{t+1} back to x_0) and the scales s_i are learned by coin betting, one
-    per β_i = 1 - 0.1^i (``i = 1..num_betas``).  With g_t the gradient, x_0
+    (u_t signed as updates, so Δ_t points from x_{t+1} back to x_0) and the
+    scales s_i are learned by coin betting, one per β_i = 1 - 0.1^i
+    (``i = 1..num_betas``).  With g_t the gradient, x_0
     the params of the first update and ``t`` from 1::
 
       Δ_{t-1} = (x_0 - x_t) / (Σ s + eps),        Δ_t = Δ_{t-1} - u_t

@@ -36,7 +36,9 @@ it, where it cancels), so it is bound, not kept: setting it later would change n
 
 
 def adam_correction(b1, b2, t, dtype):
-    """Adam's bias correction of the step, ``sqrt(1 - b2^t) / (1 - b1^t)``, in ``dtype``."""
+    """Adam's bias correction of the step, ``sqrt(1 - b2^t) / (1 - b1^t)``, with the
+    decays cast to ``dtype`` (the result is in the wider of ``dtype`` and JAX's default
+    float, as ``bias_correction`` forms it)."""
     b1, b2 = jnp.asarray(b1).astype(dtype), jnp.asarray(b2).astype(dtype)
     return jnp.sqrt(_tree.bias_correction(b2, t)) / _tree.bias_correction(b1, t)
 
