@@ -106,27 +106,6 @@ def test_converges(case):
 # ------------------------------------------------------------------- jit/eager
 
 
-@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_jit_with_the_state_donated_matches_eager(case):
-    # Donated, every state buffer must be its own: not another leaf's, not a param's.
-    opt = case.make(case.lr)
-    grads = _grads(4)
-    eager, s_eager = _run(opt, _params(), grads, case.update(opt))
-    step = jax.jit(case.update(opt), donate_argnums=1)
-    jitted, s_jit = _run(opt, _params(), grads, step)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, jitted)
-
-    def close(path, a, b):
-        # A line search's errors are differences of O(1) losses, clipped at 0: their
-        # absolute rounding is the loss's (float32: ~2e-7), whatever their own size.
-        loose = jax.tree_util.keystr(path).endswith(("decrease_error", "curvature_error"))
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 if loose else 1e-7)
-
-    jax.tree_util.tree_map_with_path(close, s_eager, s_jit)
-    # so must those of a state an eager update returned (rprop's kept its rate twice)
-    step(grads[0], s_eager, eager)
-
-
 WRAPPERS = {
     "apply_if_finite": lambda: gradtx.apply_if_finite(gradtx.adam(0.1), 3),
     "average_params": lambda: gradtx.average_params(gradtx.sgd(0.1), method="swa"),
@@ -217,33 +196,57 @@ def test_same_structure_same_program(case):
 # ------------------------------------------------------------ retracing, vmap
 
 
+def _close_states(s_eager, s_jit):
+    def close(path, a, b):
+        # A line search's errors are differences of O(1) losses, clipped at 0: their
+        # absolute rounding is the loss's (float32: ~2e-7), whatever their own size.
+        loose = jax.tree_util.keystr(path).endswith(("decrease_error", "curvature_error"))
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 if loose else 1e-7)
+
+    jax.tree_util.tree_map_with_path(close, s_eager, s_jit)
+
+
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(case):
     """Hyperparameters are data: separate runs at three learning rates, then a
     ``set_hyperparams`` mid-run, are one trace of a jitted step, which keeps the
-    float32 types; a vmapped step over the three rates gives the same params."""
+    float32 types; a vmapped step over the three rates gives the same params.  The
+    jitted step takes its state donated and equals the eager one (one compile serves
+    both checks: CI time)."""
     rates = [case.lr * 0.5, case.lr, case.lr * 2.0]
     opt = case.make(case.lr)
     update = case.update(opt)
     params, grads = _params(), _grads(4)
     traces = []
 
-    @jax.jit
+    # Donated, every state buffer must be its own: not another leaf's, not a param's.
+    @functools.partial(jax.jit, donate_argnums=1)
     def one(params, state, g):
         traces.append(1)  # Python side effect: runs once per trace
         u, state = update(g, state, params)
         return u, gradtx.apply_updates(params, u), state
 
+    # A state that keeps the gradient (adan) hands it to the next, donated, step: each
+    # run takes fresh gradients, of the same values.
+    eager, s_eager = _run(opt, params, _grads(4), update)
+    p, state = params, opt.init(params)
+    for g in _grads(4):
+        _, p, state = one(p, state, g)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, p)
+    _close_states(s_eager, state)
+    # so must those of a state an eager update returned (rprop's kept its rate twice)
+    one(eager, s_eager, _grads(1)[0])
+
     alone = []
     for lr in rates:
         p, state = params, case.make(lr).init(params)
         before = signature(state)
-        for g in grads:
+        for g in _grads(4):
             u, p, state = one(p, state, g)
             assert_types_kept(before, state, u, p, jnp.float32)
         alone.append(p)
     state = gradtx.set_hyperparams(state, {case.lr_key: case.lr / 3})
-    u, p, state = one(p, state, grads[0])
+    u, p, state = one(p, state, _grads(1)[0])
     assert_types_kept(before, state, u, p, jnp.float32)
     assert len(traces) == 1
     np.testing.assert_allclose(gradtx.get_hyperparams(state)[case.lr_key], case.lr / 3, rtol=1e-6)
