@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import gradtx  # public names, looked up at call time (gradtx imports this module)
-from gradtx._base import Params, is_schedule
+from gradtx._base import Params, float_dtype, is_schedule
 from gradtx._hyperparams import _entries, _find, _locations, _replace_at
 
 CALL = "gradtx.lr_range_test"
@@ -459,7 +459,7 @@ def lr_range_test(
         raise ValueError(f"{CALL}(vmap_params=True): params' leaves need one leading run axis")
     _check_range(optimizer, params, hyperparam, bool(vmap_params), min_lr=min_lr, max_lr=max_lr)
 
-    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    dtype = float_dtype()
     t = np.linspace(0.0, 1.0, num_steps)
     lrs = (
         min_lr * (max_lr / min_lr) ** t if mode == "exponential" else min_lr + (max_lr - min_lr) * t
