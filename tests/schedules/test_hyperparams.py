@@ -338,3 +338,32 @@ def test_a_set_array_is_copied_into_the_state():
     step(params, shared)
     step(params, other)
     assert float(x) == np.float32(0.9)
+
+
+def test_set_hyperparams_does_not_recompile_the_step():
+    # A set value placed on a device (committed) where the stored one was not is another
+    # input to jit: no retrace, but a second compile of the whole step.
+    opt, params = gradtx.adam(1e-3), {"w": jnp.ones(3)}
+    step = jax.jit(lambda p, s: opt.update(jax.tree.map(jnp.ones_like, p), s, p)[1])
+    compiles = []
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    state = step(params, opt.init(params))
+    placed = jax.device_put(jnp.asarray(0.5, jnp.float32), jax.devices()[0])
+    assert placed.committed
+    states = [
+        gradtx.set_hyperparams(state, learning_rate=1e-4),
+        gradtx.set_hyperparams(state, learning_rate=placed),
+        jax.vmap(lambda lr: gradtx.set_hyperparams(state, learning_rate=lr))(jnp.ones(2)),
+    ]
+    assert not any(x.committed for x in jax.tree.leaves(states))
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        step(params, states[0])
+        step(params, states[1])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert compiles == []
