@@ -2,7 +2,7 @@
 
 Notebooks are executed with nbclient in a fresh kernel with this checkout on
 ``PYTHONPATH`` (so the install cell is skipped), once each: as a Colab user runs them
-(default settings), except 05, 06 and 08, which run with short settings
+(default settings), except 02, 05, 06, 07 and 08, which run with short settings
 (``GRADTX_COLAB_FAST=1``).  Seconds (wall, CPU) per notebook on the project's 2-core
 machine, run one at a time while other jobs loaded it, default mode: 01 10/6, 02 14/9,
 03 11/7, 04 14/10, 05 41/31, 06 65/52, 07 11/10, 08 15/16; fast mode 8-19 wall each.
@@ -10,7 +10,8 @@ Running every notebook in both modes brought CI within 15 s of its 25-minute bud
 (stop 28), so each runs once; the default runs of 05 and 06 (full-length training
 loops) are left to ``GRADTX_COLAB_FULL=1``, which runs every notebook in both modes.
 08's default run (a 40-epoch training and four range tests) took 45 s of a full local
-run at stop 39, 17 s in fast mode, so it joined them.  They are built from
+run at stop 39, 17 s in fast mode, so it joined them.  At stop 40, run alone: 02 took 34 s by default and 14 s
+short, 07 24 s and 12 s, so they joined too; 01, 03 and 04 gain under 5 s each.  They are built from
 ``colabs/src/*.py`` by ``colabs/_build.py`` and committed without outputs.
 """
 
@@ -61,7 +62,7 @@ def test_notebook_is_built_from_its_source_without_outputs(path):
 
 
 # full length: GRADTX_COLAB_FULL=1
-_SHORT = {"05_sgdm_vs_adam", "06_vmap_sweep", "08_lr_range_test"}
+_SHORT = {"02_primitives", "05_sgdm_vs_adam", "06_vmap_sweep", "07_sharding", "08_lr_range_test"}
 _RUNS = [
     (path, mode)
     for path in NOTEBOOKS

@@ -139,22 +139,6 @@ def test_wrapped_states_can_be_donated_with_the_params(name):
 # ------------------------------------------------------------ state and dtypes
 
 
-@pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_state_and_dtypes_stable_in_float64(case):
-    # float32 is checked by the one-program test below, bfloat16 and float16 with the
-    # low-precision references (tests/test_low_precision.py): one compile each.
-    opt = case.make(case.lr)
-    params = _params(jnp.float64)
-    state = opt.init(params)
-    before = signature(state)
-    update = jax.jit(case.update(opt))
-    for g in _grads(3, jnp.float64):
-        u, state = update(g, state, params)
-        params = gradtx.apply_updates(params, u)
-        assert_types_kept(before, state, u, params, jnp.float64)
-
-
 def _with_weak(tree, value):
     """``tree`` with a weak-typed scalar leaf, as a Python float in the params gives."""
     return {**tree, "s": jnp.asarray(value)}

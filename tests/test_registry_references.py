@@ -3,10 +3,12 @@
 ``case.reference`` (tests/registry.py) is the same optimizer with the same
 settings in torch or optax; here both take three steps from the same params and
 gradients in float64 and agree to 1e-10 relative after each (1e-6 for the two
-references that compute in float32 under x64, said where they are declared).  The sweeps over
-random hyperparameters, shapes and options are in tests/reference/; this test
-makes every registry entry name a reference it matches, so an optimizer cannot
-join the registry without one.
+references that compute in float32 under x64, said where they are declared).
+Each step also keeps the state's structure, shapes and dtypes and gives float64
+params and updates (float32: tests/test_contract.py; bfloat16 and float16:
+tests/test_low_precision.py).  The sweeps over random hyperparameters, shapes and
+options are in tests/reference/; this test makes every registry entry name a
+reference it matches, so an optimizer cannot join the registry without one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 import torch
 
 import gradtx
-from tests.registry import REGISTRY, run_reference
+from tests.registry import REGISTRY, assert_types_kept, run_reference, signature
 
 SHAPES = {"w": (3, 4), "b": (5,)}
 
@@ -40,10 +42,13 @@ def test_first_steps_equal_the_reference_in_float64(x64, torch64, case):
     opt = case.make(case.lr)
     p = {k: jnp.asarray(v) for k, v in params.items()}
     state = opt.init(p)
+    before = signature(state)
     update = jax.jit(case.update(opt))
     for step, (g, want) in enumerate(zip(grads, ref, strict=True)):
         u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
         p = gradtx.apply_updates(p, u)
+        # and the state's structure, shapes and dtypes stay (one compile serves both)
+        assert_types_kept(before, state, u, p, jnp.float64)
         for k in want:
             np.testing.assert_allclose(
                 np.asarray(p[k]), want[k], rtol=case.reference.rtol, atol=1e-12,
