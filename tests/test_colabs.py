@@ -10,9 +10,10 @@ Running every notebook in both modes brought CI within 15 s of its 25-minute bud
 (stop 28), so each runs once; the default runs of 05 and 06 (full-length training
 loops) are left to ``GRADTX_COLAB_FULL=1``, which runs every notebook in both modes.
 08's default run (a 40-epoch training and four range tests) took 45 s of a full local
-run at stop 39, 17 s in fast mode, so it joined them.  At stop 40, run alone: 02 took 34 s by default and 14 s
-short, 07 24 s and 12 s, so they joined too; 01, 03 and 04 gain under 5 s each.  They are built from
-``colabs/src/*.py`` by ``colabs/_build.py`` and committed without outputs.
+run at stop 39, 17 s in fast mode, so it joined them.  At stop 40, run alone, 02
+took 34 s by default and 14 s short, 07 24 s and 12 s, so they joined too; 01, 03
+and 04 gain under 5 s each.  They are built from ``colabs/src/*.py`` by
+``colabs/_build.py`` and committed without outputs.
 """
 
 import importlib.util
