@@ -6,6 +6,7 @@ vmap sweeps, identical programs for different numbers, and sharding.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -190,25 +191,50 @@ def _close_states(s_eager, s_jit):
     jax.tree_util.tree_map_with_path(close, s_eager, s_jit)
 
 
+@contextlib.contextmanager
+def _compiles():
+    """XLA compiles (whole programs, not traces) while the block runs, in a list."""
+    seen = []
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+
+
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(case):
     """Hyperparameters are data: separate runs at three learning rates, then a
-    ``set_hyperparams`` mid-run, are one trace of a jitted step, which keeps the
-    float32 types; a vmapped step over the three rates gives the same params.  The
-    jitted step takes its state donated and equals the eager one (one compile serves
-    both checks: CI time)."""
+    ``set_hyperparams`` mid-run, are one trace and one compile of a jitted step, which
+    keeps the float32 types; a vmapped step over the three rates (states set under
+    vmap) is compiled once and gives the same params.  The jitted step takes its state
+    donated and equals the eager one (one compile serves both checks: CI time)."""
     rates = [case.lr * 0.5, case.lr, case.lr * 2.0]
     opt = case.make(case.lr)
     update = case.update(opt)
     params, grads = _params(), _grads(4)
     traces = []
 
+    compiled = []
+
     # Donated, every state buffer must be its own: not another leaf's, not a param's.
     @functools.partial(jax.jit, donate_argnums=1)
-    def one(params, state, g):
+    def stepped(params, state, g):
         traces.append(1)  # Python side effect: runs once per trace
         u, state = update(g, state, params)
         return u, gradtx.apply_updates(params, u), state
+
+    def one(params, state, g):
+        # compiles counted too: an input placed differently compiles again, no retrace
+        with _compiles() as seen:
+            out = stepped(params, state, g)
+        compiled.extend(seen)
+        return out
 
     # A state that keeps the gradient (adan) hands it to the next, donated, step: each
     # run takes fresh gradients, of the same values.
@@ -232,7 +258,7 @@ def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(ca
     state = gradtx.set_hyperparams(state, {case.lr_key: case.lr / 3})
     u, p, state = one(p, state, _grads(1)[0])
     assert_types_kept(before, state, u, p, jnp.float32)
-    assert len(traces) == 1
+    assert len(traces) == 1 and len(compiled) == 1, (len(traces), len(compiled))
     np.testing.assert_allclose(gradtx.get_hyperparams(state)[case.lr_key], case.lr / 3, rtol=1e-6)
 
     def init(lr):
@@ -241,9 +267,13 @@ def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(ca
     states = jax.vmap(init)(jnp.asarray(rates, jnp.float32))
     batched = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
     step = jax.jit(jax.vmap(update, in_axes=(None, 0, 0)))
+    compiled = []
     for g in grads:
-        u, states = step(g, states, batched)
+        with _compiles() as seen:
+            u, states = step(g, states, batched)
+        compiled.extend(seen)
         batched = gradtx.apply_updates(batched, u)
+    assert len(compiled) == 1, len(compiled)  # states set under vmap: still one compile
     for i, p in enumerate(alone):
         for k in params:
             np.testing.assert_allclose(batched[k][i], p[k], rtol=1e-5, atol=1e-7)
