@@ -354,18 +354,17 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
             "...))(states), with one value or one per member"
         )
     out = arr.astype(old.dtype)
+    # Keep the stored value's placement (replicated over a mesh, say), and an unplaced
+    # (uncommitted) one unplaced: either way a changed placement is another jit input,
+    # and the step would compile again (no retrace).
+    placed = isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer) and old.committed
     if isinstance(out, jax.Array) and not isinstance(out, jax.core.Tracer):
-        # The caller's array (or one value given for two names) would otherwise be the
-        # state's buffer too: donating the state would delete it, or donate it twice.
-        out = jnp.copy(out)
-    if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer) and old.committed:
-        # Keep the stored value's placement (replicated over a mesh, say): a value
-        # placed elsewhere is another input type and would recompile the step.
+        # A copy: the caller's array (or one value given for two names) would otherwise
+        # be the state's buffer too, and donating the state would delete it or donate it
+        # twice.  A placed one is copied through the host, which unplaces it.
+        out = jnp.copy(out) if placed or not out.committed else jnp.asarray(np.asarray(out))
+    if placed:
         out = jax.device_put(out, old.sharding)
-    elif isinstance(out, jax.Array) and not isinstance(out, jax.core.Tracer) and out.committed:
-        # An uncommitted value stays uncommitted (jit compiles a committed input
-        # separately, so the step would compile twice), whatever the caller passed.
-        out = jnp.asarray(np.asarray(out))
     return out
 
 
