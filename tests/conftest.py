@@ -1,6 +1,7 @@
 """Test configuration: strict dtype promotion everywhere, x64 only where asked, and
 XLA's faster-compiling CPU emitters."""
 
+import contextlib
 import os
 
 import jax
@@ -14,6 +15,23 @@ FAST_COMPILE = "--xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), FAST_COMPILE]))
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@contextlib.contextmanager
+def xla_compiles():
+    """XLA compiles (whole programs, not traces) while the block runs, in a list of
+    their durations: jit compiles an input placed differently again, without a trace."""
+    seen = []
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
 
 
 @pytest.fixture

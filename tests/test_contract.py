@@ -6,7 +6,6 @@ vmap sweeps, identical programs for different numbers, and sharding.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import json
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 import gradtx
+from tests.conftest import xla_compiles
 from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY, assert_types_kept, signature
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,22 +191,6 @@ def _close_states(s_eager, s_jit):
     jax.tree_util.tree_map_with_path(close, s_eager, s_jit)
 
 
-@contextlib.contextmanager
-def _compiles():
-    """XLA compiles (whole programs, not traces) while the block runs, in a list."""
-    seen = []
-
-    def count(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            seen.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(count)
-    try:
-        yield seen
-    finally:
-        jax.monitoring.unregister_event_duration_listener(count)
-
-
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
 def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(case):
     """Hyperparameters are data: separate runs at three learning rates, then a
@@ -231,7 +215,7 @@ def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(ca
 
     def one(params, state, g):
         # compiles counted too: an input placed differently compiles again, no retrace
-        with _compiles() as seen:
+        with xla_compiles() as seen:
             out = stepped(params, state, g)
         compiled.extend(seen)
         return out
@@ -269,7 +253,7 @@ def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(ca
     step = jax.jit(jax.vmap(update, in_axes=(None, 0, 0)))
     compiled = []
     for g in grads:
-        with _compiles() as seen:
+        with xla_compiles() as seen:
             u, states = step(g, states, batched)
         compiled.extend(seen)
         batched = gradtx.apply_updates(batched, u)

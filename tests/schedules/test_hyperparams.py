@@ -10,6 +10,7 @@ import torch
 
 import gradtx
 from gradtx import schedules as S
+from tests.conftest import xla_compiles
 from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx, run_torch
 
 L = torch.optim.lr_scheduler
@@ -345,12 +346,6 @@ def test_set_hyperparams_does_not_recompile_the_step():
     # input to jit: no retrace, but a second compile of the whole step.
     opt, params = gradtx.adam(1e-3), {"w": jnp.ones(3)}
     step = jax.jit(lambda p, s: opt.update(jax.tree.map(jnp.ones_like, p), s, p)[1])
-    compiles = []
-
-    def count(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
     state = step(params, opt.init(params))
     placed = jax.device_put(jnp.asarray(0.5, jnp.float32), jax.devices()[0])
     assert placed.committed
@@ -360,10 +355,7 @@ def test_set_hyperparams_does_not_recompile_the_step():
         jax.vmap(lambda lr: gradtx.set_hyperparams(state, learning_rate=lr))(jnp.ones(2)),
     ]
     assert not any(x.committed for x in jax.tree.leaves(states))
-    jax.monitoring.register_event_duration_secs_listener(count)
-    try:
+    with xla_compiles() as compiles:
         step(params, states[0])
         step(params, states[1])
-    finally:
-        jax.monitoring.unregister_event_duration_listener(count)
     assert compiles == []
