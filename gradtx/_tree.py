@@ -542,9 +542,11 @@ def check_per_leaf(call: str, what: str) -> None:
 
 
 def explicit_sharding(x: jax.Array) -> Any:
-    """``x``'s sharding if its type names mesh axes (an explicit mesh), else None."""
+    """``x``'s sharding if its type names mesh axes (an explicit mesh), else None; ``x``
+    an array or its type."""
     typeof = getattr(jax, "typeof", None)  # older JAX has no explicit meshes
-    sharding = None if typeof is None else getattr(typeof(x), "sharding", None)
+    aval = x if isinstance(x, jax.core.ShapedArray) else None if typeof is None else typeof(x)
+    sharding = getattr(aval, "sharding", None)
     spec = getattr(sharding, "spec", None)
     return sharding if spec is not None and any(axis is not None for axis in spec) else None
 
@@ -561,3 +563,35 @@ def sharded_like(x: jax.Array, like: jax.Array) -> jax.Array:
     """``x`` (replicated) on ``like``'s explicit sharding, if it has one."""
     sharding = explicit_sharding(like)
     return x if sharding is None else jax.sharding.reshard(x, sharding)
+
+
+_LOOP_BODIES: dict[Any, Callable] = {}
+_LOOP_BODIES_KEPT = 16
+
+
+def loop_body(build: Callable[..., Callable], config: tuple, operands: Any) -> Callable:
+    """``build(*config)``: a ``lax`` loop body that reads everything that may change
+    between updates from its ``operands``, the configuration (a ``value_fn``, static
+    sizes) from its closure.
+
+    ``lax.while_loop`` finds its trace and its compiled loop again by the body's
+    identity.  A body built afresh at each update is traced and compiled again on
+    every eager call (L-BFGS's loop: about a second a step), so for an eager call
+    (no tracer among ``operands``) the body built last time for the same ``build``
+    and ``config`` is returned.  A traced update builds its own: a body kept here must
+    not close over a tracer.  The oldest bodies go (and the ``value_fn`` each holds)
+    past a few.
+    """
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(operands)):
+        return build(*config)
+    key = (build, config)
+    try:
+        body = _LOOP_BODIES.pop(key)  # re-inserted below: the newest
+    except TypeError:  # a value_fn that cannot be hashed: nothing to key on
+        return build(*config)
+    except KeyError:
+        body = build(*config)
+    if len(_LOOP_BODIES) >= _LOOP_BODIES_KEPT:
+        del _LOOP_BODIES[next(iter(_LOOP_BODIES))]
+    _LOOP_BODIES[key] = body
+    return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -125,14 +126,87 @@ def _flat(leaves: list, dtype: Any) -> jax.Array:
     return jnp.concatenate(parts) if parts else jnp.zeros((0,), dtype)
 
 
-def _unflat(x: jax.Array, like: list) -> list:
-    """``x`` cut into ``like``'s leaves, in their shapes, dtypes and explicit shardings."""
+def _unflat(x: jax.Array, like: tuple) -> list:
+    """``x`` cut into leaves of the types ``like`` (shapes, dtypes, explicit shardings)."""
     out, start = [], 0
     for leaf in like:
         piece = x[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
         out.append(_tree.sharded_like(piece, leaf))
         start += leaf.size
     return out
+
+
+class _Numbers(NamedTuple):
+    """The update's hyperparameters that are data, passed to the loop as operands."""
+
+    lr: jax.Array
+    tol_grad: jax.Array
+    tol_change: jax.Array
+
+
+def _not_done(operands: tuple) -> jax.Array:
+    return jnp.logical_not(operands[0].done)
+
+
+def _sup(v: jax.Array) -> jax.Array:
+    return jnp.max(jnp.abs(v), initial=jnp.zeros([], v.dtype))
+
+
+def _body(
+    value_fn: Callable[[Any], Any],
+    treedef: Any,
+    avals: tuple,
+    max_iter: int,
+    max_eval: int,
+    line_search_fn: str | None,
+) -> Callable[[Any], Any]:
+    """One iteration of torch's loop, over ``(carry, numbers)``.  Everything that may
+    change between updates is an operand; what the closure holds is the configuration."""
+
+    def evaluate(x, dtype):
+        loss, grads = jax.value_and_grad(value_fn)(treedef.unflatten(_unflat(x, avals)))
+        return jnp.asarray(loss).astype(dtype), _flat(jax.tree.leaves(grads), dtype)
+
+    def iteration(operands):
+        c, n = operands
+        n_iter = _tree.safe_increment(c.mem.n_iter)
+        first = n_iter == 1
+        mem = _remember(c.mem, c.g, first)
+        d = _two_loop(c.g, mem)
+        ratio = 1.0 / jnp.sum(jnp.abs(c.g))
+        t = jnp.where(first, jnp.where(ratio < 1.0, ratio, 1.0) * n.lr, n.lr)
+        mem = mem._replace(d=d, t=t, prev_grad=c.g, prev_loss=c.loss, n_iter=n_iter)
+        c = c._replace(mem=mem, n_local=c.n_local + 1)
+        gtd = c.g @ d
+        return lax.cond(gtd > -n.tol_change, stop, advance, c, gtd, n), n
+
+    def stop(c, gtd, n):  # no descent direction: torch breaks before moving
+        return c._replace(done=jnp.asarray(True))
+
+    def advance(c, gtd, n):
+        mem, dtype = c.mem, c.x.dtype
+        if line_search_fn == "strong_wolfe":
+            found = strong_wolfe(
+                lambda t: evaluate(c.x + t * mem.d, dtype), mem.d, mem.t, c.loss, c.g, gtd,
+                max_ls=max_eval - mem.evals,
+            )  # fmt: skip  # its own tolerance_change (1e-9): torch passes not the optimizer's
+            t, loss, g, spent = found.step, found.value, found.grad, found.evals
+            x = c.x + t * mem.d
+        else:
+            t, x = mem.t, c.x + mem.t * mem.d
+            last = c.n_local == max_iter  # torch does not re-evaluate after the last one
+            loss, g, spent = lax.cond(
+                last,
+                lambda: (c.loss, c.g, jnp.zeros([], jnp.int32)),
+                lambda: (*evaluate(x, dtype), jnp.ones([], jnp.int32)),
+            )
+        evals = mem.evals + spent
+        mem = mem._replace(t=t, evals=evals, func_evals=_add(mem.func_evals, spent))
+        done = (c.n_local == max_iter) | (evals >= max_eval) | (_sup(g) <= n.tol_grad)
+        done |= (_sup(mem.d * t) <= n.tol_change) | (jnp.abs(loss - mem.prev_loss) < n.tol_change)
+        return _Carry(x, loss, g, mem, c.n_local, done)
+
+    return iteration
 
 
 TORCH_LOOP = {"max_iter": 20, "tolerance_grad": 1e-7, "tolerance_change": 1e-9}
@@ -376,65 +450,21 @@ def lbfgs(
         leaves = [jnp.asarray(x) for x in leaves]
         grad_leaves = jax.tree.leaves(gradient(updates, extra))
         dtype = state.d.dtype
-        lr, tol_grad, tol_change = (
-            jnp.asarray(v).astype(dtype) for v in (learning_rate, tolerance_grad, tolerance_change)
-        )
-
-        def evaluate(x):
-            loss, grads = jax.value_and_grad(value_fn)(treedef.unflatten(_unflat(x, leaves)))
-            return jnp.asarray(loss).astype(dtype), _flat(jax.tree.leaves(grads), dtype)
-
-        def sup(v):
-            return jnp.max(jnp.abs(v), initial=jnp.zeros([], dtype))
-
-        def iteration(c):
-            n_iter = _tree.safe_increment(c.mem.n_iter)
-            first = n_iter == 1
-            mem = _remember(c.mem, c.g, first)
-            d = _two_loop(c.g, mem)
-            ratio = 1.0 / jnp.sum(jnp.abs(c.g))
-            t = jnp.where(first, jnp.where(ratio < 1.0, ratio, 1.0) * lr, lr)
-            mem = mem._replace(d=d, t=t, prev_grad=c.g, prev_loss=c.loss, n_iter=n_iter)
-            c = c._replace(mem=mem, n_local=c.n_local + 1)
-            gtd = c.g @ d
-            return lax.cond(gtd > -tol_change, stop, advance, c, gtd)
-
-        def stop(c, gtd):  # no descent direction: torch breaks before moving
-            return c._replace(done=jnp.asarray(True))
-
-        def advance(c, gtd):
-            mem = c.mem
-            if line_search_fn == "strong_wolfe":
-                found = strong_wolfe(
-                    lambda t: evaluate(c.x + t * mem.d), mem.d, mem.t, c.loss, c.g, gtd,
-                    max_ls=max_eval - mem.evals,
-                )  # fmt: skip  # its own tolerance_change (1e-9): torch passes not the optimizer's
-                t, loss, g, spent = found.step, found.value, found.grad, found.evals
-                x = c.x + t * mem.d
-            else:
-                t, x = mem.t, c.x + mem.t * mem.d
-                last = c.n_local == max_iter  # torch does not re-evaluate after the last one
-                loss, g, spent = lax.cond(
-                    last,
-                    lambda: (c.loss, c.g, jnp.zeros([], jnp.int32)),
-                    lambda: (*evaluate(x), jnp.ones([], jnp.int32)),
-                )
-            evals = mem.evals + spent
-            mem = mem._replace(t=t, evals=evals, func_evals=_add(mem.func_evals, spent))
-            done = (c.n_local == max_iter) | (evals >= max_eval) | (sup(g) <= tol_grad)
-            done |= (sup(mem.d * t) <= tol_change) | (jnp.abs(loss - mem.prev_loss) < tol_change)
-            return _Carry(x, loss, g, mem, c.n_local, done)
-
+        given = (learning_rate, tolerance_grad, tolerance_change)
+        numbers = _Numbers(*(jnp.asarray(v).astype(dtype) for v in given))
         g0 = _flat(grad_leaves, dtype)
         mem = state._replace(evals=jnp.ones([], jnp.int32), func_evals=_add(state.func_evals, 1))
         start = _Carry(
             _flat(leaves, dtype), jnp.asarray(value).astype(dtype), g0, mem,
-            jnp.zeros([], jnp.int32), sup(g0) <= tol_grad,
+            jnp.zeros([], jnp.int32), _sup(g0) <= numbers.tol_grad,
         )  # fmt: skip
-        end = lax.while_loop(lambda c: jnp.logical_not(c.done), iteration, start)
+        avals = tuple(jax.typeof(x) for x in leaves)
+        config = (value_fn, treedef, avals, max_iter, max_eval, line_search_fn)
+        body = _tree.loop_body(_body, config, (start, numbers))
+        end, _ = lax.while_loop(_not_done, body, (start, numbers))
         out = [
             (new - old).astype(g.dtype)
-            for new, old, g in zip(_unflat(end.x, leaves), leaves, grad_leaves)
+            for new, old, g in zip(_unflat(end.x, avals), leaves, grad_leaves)
         ]
         return treedef.unflatten(out), end.mem
 

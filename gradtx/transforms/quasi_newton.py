@@ -126,27 +126,41 @@ def scale_by_lbfgs(
         else:
             gamma = jnp.ones([], dtype)
 
-        def pair(j):
-            k = (count + j) % m  # j = 0 is the oldest slot, m - 1 the newest
-            return k, jax.tree.map(lambda r: r[k], s), jax.tree.map(lambda r: r[k], y)
-
-        def newest_first(i, carry):
-            q, alpha = carry
-            k, s_j, y_j = pair(m - 1 - i)
-            a = rho[k] * _tree.real_vdot(s_j, q, dtype)
-            return jax.tree.map(lambda v, w: v - a.astype(v.dtype) * w, q, y_j), alpha.at[k].set(a)
-
-        def oldest_first(i, r):
-            k, s_j, y_j = pair(i)
-            b = rho[k] * _tree.real_vdot(y_j, r, dtype)
-            c = alpha[k] - b
-            return jax.tree.map(lambda v, w: v + c.astype(v.dtype) * w, r, s_j)
-
         q0 = jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates)
-        q, alpha = lax.fori_loop(0, m, newest_first, (q0, jnp.zeros(m, dtype)))
-        r = lax.fori_loop(0, m, oldest_first, jax.tree.map(lambda v: gamma.astype(v.dtype) * v, q))
+        memory = (s, y, rho, count % m)
+        (q, alpha), _ = lax.fori_loop(0, m, _newest_first, ((q0, jnp.zeros(m, dtype)), memory))
+        r = jax.tree.map(lambda v: gamma.astype(v.dtype) * v, q)
+        (r, _), _ = lax.fori_loop(0, m, _oldest_first, ((r, alpha), memory))
         out = jax.tree.map(lambda v, u: v.astype(u.dtype), r, updates)
         kept = jax.tree.map(lambda u, old: u.astype(old.dtype), updates, state.prev_updates)
         return out, ScaleByLbfgsState(params, kept, s, y, rho)
 
     return GradientTransformation(init, update)
+
+
+# The recursion's loop bodies take the memory as an operand, so that ``lax.fori_loop``
+# finds its trace and its compiled loop again on an eager update (by the body's identity).
+
+
+def _pair(memory: tuple, j: Any) -> tuple:
+    """Slot ``j`` of the ring in age order (0 the oldest, m - 1 the newest): k, s, y."""
+    s, y, rho, oldest = memory
+    k = (oldest + j) % rho.shape[0]
+    return k, jax.tree.map(lambda r: r[k], s), jax.tree.map(lambda r: r[k], y)
+
+
+def _newest_first(i: Any, carry: tuple) -> tuple:
+    (q, alpha), memory = carry
+    rho = memory[2]
+    k, s_j, y_j = _pair(memory, rho.shape[0] - 1 - i)
+    a = rho[k] * _tree.real_vdot(s_j, q, rho.dtype)
+    q = jax.tree.map(lambda v, w: v - a.astype(v.dtype) * w, q, y_j)
+    return (q, alpha.at[k].set(a)), memory
+
+
+def _oldest_first(i: Any, carry: tuple) -> tuple:
+    (r, alpha), memory = carry
+    rho = memory[2]
+    k, s_j, y_j = _pair(memory, i)
+    c = alpha[k] - rho[k] * _tree.real_vdot(y_j, r, rho.dtype)
+    return (jax.tree.map(lambda v, w: v + c.astype(v.dtype) * w, r, s_j), alpha), memory

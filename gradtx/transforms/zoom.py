@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gradtx import _tree
@@ -226,96 +227,9 @@ def scale_by_zoom_linesearch(
         grow, precision = number(increase_factor), number(stepsize_precision)
         c3, cap = number(approx_dec_rtol), number(max_learning_rate)
 
-        def like_params(tree):
-            return jax.tree.map(lambda x, p: jnp.asarray(x).astype(p.dtype), tree, params)
-
-        def at(stepsize):
-            def point(p, u):
-                wide = _tree.compute_dtype(p.dtype)
-                return (p.astype(wide) + stepsize.astype(wide) * u.astype(wide)).astype(p.dtype)
-
-            loss, g = jax.value_and_grad(value_fn)(jax.tree.map(point, params, updates), **data)
-            g = like_params(g)
-            return (
-                jnp.asarray(loss).astype(dtype),
-                g,
-                _tree.real_vdot(jax.tree.map(jnp.conj, g), updates, dtype),
-            )
-
         f0 = jnp.asarray(value).astype(dtype)
-        grad0 = like_params(grad)
+        grad0 = _like(grad, params)
         s0 = _tree.real_vdot(updates, grad0, dtype)
-
-        def errors(stepsize, f, s):
-            decrease = f - f0 - c1 * stepsize * s0
-            if c3 is not None:
-                approximate = jnp.maximum(s - (2 * c1 - 1.0) * s0, f - f0 - c3 * jnp.abs(f0))
-                decrease = jnp.minimum(approximate, decrease)
-            curvature = jnp.abs(s) - c2 * jnp.abs(s0)
-            # Only a violation counts; a NaN (outside the domain) is an infinite one.
-            decrease, curvature = (jnp.maximum(e, 0.0) for e in (decrease, curvature))
-            return tuple(jnp.where(jnp.isnan(e), jnp.inf, e) for e in (decrease, curvature))
-
-        def zoom_trial(c):
-            left, right = jnp.minimum(c.low, c.high), jnp.maximum(c.low, c.high)
-            length = right - left
-            cubic = cubic_minimizer(c.low, c.value_low, c.slope_low, c.high, c.value_high,
-                                    c.ref, c.value_ref)  # fmt: skip
-            quad = quadratic_minimizer(c.low, c.value_low, c.slope_low, c.high, c.value_high)
-            use_cubic = (cubic > left + 0.2 * length) & (cubic < right - 0.2 * length)
-            use_quad = (quad > left + 0.1 * length) & (quad < right - 0.1 * length)
-            middle = (c.low + c.high) / 2.0
-            return jnp.where(use_cubic, cubic, jnp.where(use_quad, quad, middle))
-
-        def step(c):
-            first = c.evals == 0
-            expand = jnp.where(first, guess, grow * c.stepsize)
-            capped = jnp.asarray(False) if cap is None else expand >= cap
-            expand = expand if cap is None else jnp.minimum(expand, cap)
-            trial = jnp.where(c.bracketed, zoom_trial(c), expand)
-            f, g, s = at(trial)
-            decrease, curvature = errors(trial, f, s)
-            met = jnp.maximum(decrease, curvature) <= slack
-            sufficient = decrease <= slack
-            new = (trial, f, s)
-            low = (c.low, c.value_low, c.slope_low)
-            high = (c.high, c.value_high, c.slope_high)
-
-            # Expanding: [last, trial] brackets if the trial is too high; [trial, last]
-            # if it is low enough and climbs.
-            last = (c.stepsize, c.value, c.slope)
-            too_high = (decrease > 0) | ((f >= c.value) & ~first)
-            climbs = (s >= 0) & ~too_high
-            e_low, e_high = _pick(climbs, new, last), _pick(climbs, last, new)
-            e_done = met | (capped & ~(too_high | climbs | met))
-            e_safe = sufficient
-
-            # Zooming: the trial replaces the end that keeps a lower value at `low`.
-            up = (decrease > 0) | (f >= c.value_low)
-            flip = (s * (c.high - c.low) >= 0) & ~up
-            z_high = _pick(up, new, _pick(flip, low, high))
-            z_low = _pick(up, low, new)
-            z_ref = _pick(up | flip, high[:2], low[:2])
-            z_safe = sufficient & (f < c.value_safe)
-
-            zoom = c.bracketed
-            take_safe = jnp.where(zoom, z_safe, e_safe)
-            safe = _pick(take_safe, (trial, f, g), (c.safe, c.value_safe, c.grad_safe))
-            new_low = _pick(zoom, z_low, e_low)
-            new_high = _pick(zoom, z_high, e_high)
-            new_ref = _pick(zoom, z_ref, e_low[:2])
-            done = jnp.where(zoom, met, e_done)
-            short = zoom & (jnp.abs(c.high - c.low) <= precision)
-            failed = ((c.evals + 1 >= max_linesearch_steps) | (short & (safe[0] > 0))) & ~done
-            # On failure: the best safe point, or no step at all if this trial left the domain.
-            fallback = failed & ((safe[0] > 0) | jnp.isinf(decrease))
-            stepsize, f, g = _pick(fallback, safe, (trial, f, g))
-            return _Search(
-                _tree.safe_increment(c.evals), stepsize, f, g, s, decrease, curvature,
-                c.bracketed | too_high | climbs | met, done, failed,
-                *new_low, *new_high, *new_ref, *safe,
-            )  # fmt: skip
-
         guess = jnp.ones([], dtype) if initial_guess_strategy == "one" else state.stepsize
         zero, inf = jnp.zeros([], dtype), jnp.full([], jnp.inf, dtype)
         start = _Search(
@@ -323,7 +237,15 @@ def scale_by_zoom_linesearch(
             jnp.asarray(False), jnp.asarray(False), jnp.asarray(False),
             zero, f0, s0, zero, f0, s0, zero, f0, zero, f0, grad0,
         )  # fmt: skip
-        end = lax.while_loop(lambda c: ~(c.done | c.failed), step, start)
+        # Array data are operands; anything else (a flag, a string) value_fn is given as is.
+        arrays = {k: v for k, v in data.items() if _is_array_data(v)}
+        fixed = tuple((k, v) for k, v in data.items() if k not in arrays)
+        context = _Context(
+            params, updates, arrays, f0, s0, guess, c1, c2, c3, slack, grow, cap, precision
+        )
+        config = (value_fn, fixed, max_linesearch_steps)
+        step = _tree.loop_body(_search_step, config, (start, context))
+        end, _ = lax.while_loop(_searching, step, (start, context))
 
         new_state = ScaleByZoomLinesearchState(
             end.stepsize, end.value, end.grad, end.evals, end.decrease_error, end.curvature_error
@@ -331,6 +253,139 @@ def scale_by_zoom_linesearch(
         return scaled(updates, end.stepsize), new_state
 
     return GradientTransformation(init, update)
+
+
+class _Context(NamedTuple):
+    """What a search reads and does not change: the loop's second operand.  ``c3`` and
+    ``cap`` may be None (left out of the program)."""
+
+    params: Any
+    updates: Any
+    data: dict[str, Any]
+    f0: jax.Array
+    s0: jax.Array
+    guess: jax.Array
+    c1: jax.Array
+    c2: jax.Array
+    c3: jax.Array | None
+    slack: jax.Array
+    grow: jax.Array
+    cap: jax.Array | None
+    precision: jax.Array
+
+
+def _searching(operands: tuple) -> jax.Array:
+    c = operands[0]
+    return ~(c.done | c.failed)
+
+
+def _like(tree: Any, params: Any) -> Any:
+    return jax.tree.map(lambda x, p: jnp.asarray(x).astype(p.dtype), tree, params)
+
+
+def _errors(x: _Context, stepsize: jax.Array, f: jax.Array, s: jax.Array) -> tuple:
+    """The decrease and curvature conditions' violations at a trial (0: met)."""
+    decrease = f - x.f0 - x.c1 * stepsize * x.s0
+    if x.c3 is not None:
+        approximate = jnp.maximum(s - (2 * x.c1 - 1.0) * x.s0, f - x.f0 - x.c3 * jnp.abs(x.f0))
+        decrease = jnp.minimum(approximate, decrease)
+    curvature = jnp.abs(s) - x.c2 * jnp.abs(x.s0)
+    # Only a violation counts; a NaN (outside the domain) is an infinite one.
+    decrease, curvature = (jnp.maximum(e, 0.0) for e in (decrease, curvature))
+    return tuple(jnp.where(jnp.isnan(e), jnp.inf, e) for e in (decrease, curvature))
+
+
+def _zoom_trial(c: _Search) -> jax.Array:
+    left, right = jnp.minimum(c.low, c.high), jnp.maximum(c.low, c.high)
+    length = right - left
+    cubic = cubic_minimizer(c.low, c.value_low, c.slope_low, c.high, c.value_high,
+                            c.ref, c.value_ref)  # fmt: skip
+    quad = quadratic_minimizer(c.low, c.value_low, c.slope_low, c.high, c.value_high)
+    use_cubic = (cubic > left + 0.2 * length) & (cubic < right - 0.2 * length)
+    use_quad = (quad > left + 0.1 * length) & (quad < right - 0.1 * length)
+    middle = (c.low + c.high) / 2.0
+    return jnp.where(use_cubic, cubic, jnp.where(use_quad, quad, middle))
+
+
+def _is_array_data(value: Any) -> bool:
+    leaves = jax.tree.leaves(value)
+    return bool(leaves) and all(isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves)
+
+
+def _search_step(
+    value_fn: Callable, fixed: tuple, max_linesearch_steps: int
+) -> Callable[[tuple], tuple]:
+    """One trial of the search, over ``(carry, context)``: ``_tree.loop_body``'s rule,
+    every number an operand; the closure holds ``value_fn``, its data that are not
+    arrays (``fixed``: name-value pairs) and the static bound."""
+
+    def at(x: _Context, stepsize: jax.Array) -> tuple:
+        dtype = x.f0.dtype
+
+        def point(p, u):
+            wide = _tree.compute_dtype(p.dtype)
+            return (p.astype(wide) + stepsize.astype(wide) * u.astype(wide)).astype(p.dtype)
+
+        trial = jax.tree.map(point, x.params, x.updates)
+        loss, g = jax.value_and_grad(value_fn)(trial, **x.data, **dict(fixed))
+        g = _like(g, x.params)
+        return (
+            jnp.asarray(loss).astype(dtype),
+            g,
+            _tree.real_vdot(jax.tree.map(jnp.conj, g), x.updates, dtype),
+        )
+
+    def step(operands: tuple) -> tuple:
+        c, x = operands
+        first = c.evals == 0
+        expand = jnp.where(first, x.guess, x.grow * c.stepsize)
+        capped = jnp.asarray(False) if x.cap is None else expand >= x.cap
+        expand = expand if x.cap is None else jnp.minimum(expand, x.cap)
+        trial = jnp.where(c.bracketed, _zoom_trial(c), expand)
+        f, g, s = at(x, trial)
+        decrease, curvature = _errors(x, trial, f, s)
+        met = jnp.maximum(decrease, curvature) <= x.slack
+        sufficient = decrease <= x.slack
+        new = (trial, f, s)
+        low = (c.low, c.value_low, c.slope_low)
+        high = (c.high, c.value_high, c.slope_high)
+
+        # Expanding: [last, trial] brackets if the trial is too high; [trial, last]
+        # if it is low enough and climbs.
+        last = (c.stepsize, c.value, c.slope)
+        too_high = (decrease > 0) | ((f >= c.value) & ~first)
+        climbs = (s >= 0) & ~too_high
+        e_low, e_high = _pick(climbs, new, last), _pick(climbs, last, new)
+        e_done = met | (capped & ~(too_high | climbs | met))
+        e_safe = sufficient
+
+        # Zooming: the trial replaces the end that keeps a lower value at `low`.
+        up = (decrease > 0) | (f >= c.value_low)
+        flip = (s * (c.high - c.low) >= 0) & ~up
+        z_high = _pick(up, new, _pick(flip, low, high))
+        z_low = _pick(up, low, new)
+        z_ref = _pick(up | flip, high[:2], low[:2])
+        z_safe = sufficient & (f < c.value_safe)
+
+        zoom = c.bracketed
+        take_safe = jnp.where(zoom, z_safe, e_safe)
+        safe = _pick(take_safe, (trial, f, g), (c.safe, c.value_safe, c.grad_safe))
+        new_low = _pick(zoom, z_low, e_low)
+        new_high = _pick(zoom, z_high, e_high)
+        new_ref = _pick(zoom, z_ref, e_low[:2])
+        done = jnp.where(zoom, met, e_done)
+        short = zoom & (jnp.abs(c.high - c.low) <= x.precision)
+        failed = ((c.evals + 1 >= max_linesearch_steps) | (short & (safe[0] > 0))) & ~done
+        # On failure: the best safe point, or no step at all if this trial left the domain.
+        fallback = failed & ((safe[0] > 0) | jnp.isinf(decrease))
+        stepsize, f, g = _pick(fallback, safe, (trial, f, g))
+        return _Search(
+            _tree.safe_increment(c.evals), stepsize, f, g, s, decrease, curvature,
+            c.bracketed | too_high | climbs | met, done, failed,
+            *new_low, *new_high, *new_ref, *safe,
+        ), x  # fmt: skip
+
+    return step
 
 
 def _pick(condition: jax.Array, yes: tuple, no: tuple) -> tuple:

@@ -5,6 +5,7 @@ tests/reference/test_lbfgs.py; the contract tests run lbfgs through
 ``case.update`` (tests/registry.py).
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,6 +158,50 @@ def test_tolerances_are_data():
         "tolerance_change",
         "tolerance_grad",
     ]
+
+
+EAGER = {
+    "torch": dict(),
+    "torch-strong-wolfe": dict(line_search_fn="strong_wolfe"),
+    "optax": dict(convention="optax"),
+    "optax-zoom": dict(convention="optax", line_search_fn="strong_wolfe"),
+}
+
+
+def _eager_steps(opt, params, loss, steps):
+    state = opt.init(params)
+    for _ in range(steps):
+        value, grads = jax.value_and_grad(loss)(params)
+        u, state = opt.update(grads, state, params, value=value, value_fn=loss, grad=grads)
+        params = gradtx.apply_updates(params, u)
+    return params, state
+
+
+def _rosenbrock(p):
+    return (1 - p["x"]) ** 2 + 100 * (p["y"] - p["x"] ** 2) ** 2
+
+
+@pytest.mark.parametrize("options", EAGER.values(), ids=EAGER)
+def test_eager_updates_compile_their_loops_once(options, x64):
+    """torch's habit, an eager step per batch: the loops (the iterations, the line
+    search, the two-loop recursion) were traced and compiled again at every update,
+    about a second each.  Two steps settle the inputs' placement; the next compile
+    nothing.  Another learning rate after that (bodies are shared by configuration)
+    still steps as the same optimizer jitted."""
+    from tests.conftest import xla_compiles
+
+    params = {"x": jnp.asarray(-1.5, jnp.float64), "y": jnp.asarray(2.0, jnp.float64)}
+    opt = gradtx.lbfgs(**options)
+    params, state = _eager_steps(opt, params, _rosenbrock, 2)
+    with xla_compiles() as compiles:
+        _eager_steps(opt, params, _rosenbrock, 2)
+    assert compiles == []
+    other = gradtx.lbfgs(0.25, **options)
+    got = _eager_steps(other, params, _rosenbrock, 2)
+    want = _eager_steps(other, params, jax.jit(lambda p: _rosenbrock(p)), 2)  # fresh bodies
+    chex.assert_trees_all_close(got, want, rtol=1e-10)
+    if "line_search_fn" not in options:  # (a search may accept the same point from either)
+        assert not np.allclose(got[0]["x"], _eager_steps(opt, params, _rosenbrock, 2)[0]["x"])
 
 
 def test_update_needs_the_loss_and_real_params():

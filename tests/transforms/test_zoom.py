@@ -141,14 +141,18 @@ def test_without_grad_the_search_takes_the_gradient_of_value_fn():
 
 
 def test_data_keywords_reach_value_fn():
-    def f(p, target):
-        return jnp.sum((p - target) ** 2)
+    """Arrays as data, and a keyword that is not an array (a flag the loss branches
+    on in Python) as given."""
+
+    def f(p, target, norm):
+        assert norm in ("l2", "l1")
+        return jnp.sum((p - target) ** 2) if norm == "l2" else jnp.sum(jnp.abs(p - target))
 
     target = jnp.array([1.0, -2.0])
     tx = gradtx.chain(gradtx.scale(-1.0), gradtx.scale_by_zoom_linesearch(10))
     w = jnp.zeros(2)
-    value, g = jax.value_and_grad(f)(w, target)
-    updates, state = tx.update(g, tx.init(w), w, value=value, value_fn=f, target=target)
+    value, g = jax.value_and_grad(f)(w, target, "l2")
+    updates, state = tx.update(g, tx.init(w), w, value=value, value_fn=f, target=target, norm="l2")
     np.testing.assert_allclose(gradtx.apply_updates(w, updates), target)
     assert float(optax.tree_utils.tree_get(state, "value")) == 0.0
 
