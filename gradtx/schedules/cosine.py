@@ -249,19 +249,12 @@ def _counted_restart(count, period0, m):
         # g · m + 1 <= k / T_0 without forming g · m (it could overflow)
         limit = jnp.floor_divide(periods0 - 1, jnp.where(exact, m_int, jnp.ones_like(m_int)))
 
-    def step(_, carry):
-        g, power, g_int = carry
-        g_next = g * m + 1
-        # Only restarts that have begun are taken, so g stays below t / T_0 (finite).
-        begun = period0 * g_next <= t
-        if integer:
-            begun = jnp.where(exact, g_int <= limit, begun)
-            g_int = jnp.where(begun & exact, g_int * m_int + 1, g_int)
-        return jnp.where(begun, g_next, g), jnp.where(begun, power * m, power), g_int
-
     zero = jnp.zeros_like(t * period0 * m)
     zero_int = jnp.zeros(zero.shape, jnp.asarray(count).dtype) if integer else zero
-    g, power, g_int = jax.lax.fori_loop(0, _MAX_RESTARTS, step, (zero, zero + 1, zero_int))
+    whole_counts = (exact, limit, m_int) if integer else None
+    (g, power, g_int), _ = jax.lax.fori_loop(
+        0, _MAX_RESTARTS, _next_restart, ((zero, zero + 1, zero_int), (t, period0, m, whole_counts))
+    )
     start = period0 * g
     since = t - start
     found = period0 * (g * m + 1) > t
@@ -272,6 +265,22 @@ def _counted_restart(count, period0, m):
         # a whole m >= 2 needs more than 2^64 steps for _MAX_RESTARTS restarts
         found = found | exact
     return since, period0 * power, found
+
+
+def _next_restart(_: Any, carry: tuple) -> tuple:
+    """One restart of ``_restart``'s count, if it has begun by ``t``.  A module-level body
+    with the numbers as operands: ``fori_loop`` finds its compiled loop again by the
+    body's identity, so an eager schedule call (a printed rate) compiles it once."""
+    (g, power, g_int), numbers = carry
+    t, period0, m, whole_counts = numbers
+    g_next = g * m + 1
+    # Only restarts that have begun are taken, so g stays below t / T_0 (finite).
+    begun = period0 * g_next <= t
+    if whole_counts is not None:
+        exact, limit, m_int = whole_counts
+        begun = jnp.where(exact, g_int <= limit, begun)
+        g_int = jnp.where(begun & exact, g_int * m_int + 1, g_int)
+    return (jnp.where(begun, g_next, g), jnp.where(begun, power * m, power), g_int), numbers
 
 
 def _closed_form_restart(t, period0, m):

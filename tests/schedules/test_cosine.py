@@ -279,3 +279,18 @@ def test_sgdr_derivative_in_period_mult_at_one(x64):
     fd = (value(jnp.asarray(1.0 + h)) - value(jnp.asarray(1.0))) / h
     assert float(jax.grad(value)(jnp.asarray(1.0))) == pytest.approx(float(fd), rel=1e-5)
     assert float(value(jnp.asarray(1.0))) == pytest.approx(0.5, rel=1e-15)
+
+
+@pytest.mark.parametrize("count", [jnp.int32, float], ids=["int-count", "float-count"])
+def test_an_eager_sgdr_compiles_its_restart_loop_once(count):
+    """A rate printed at each step (torch's ``get_last_lr`` habit) evaluates the schedule
+    eagerly; its restart-counting loop was traced and compiled again at every call."""
+    from tests.conftest import xla_compiles
+
+    schedule = S.sgdr(0.1, 5, period_mult=2)
+    schedule(count(3))  # the first call compiles each operation once
+    with xla_compiles() as compiles:
+        values = [float(schedule(count(k))) for k in (4, 17, 40)]
+    assert compiles == []
+    # restarts at 5, 15, 35: 4 is late in period 0, 17 and 40 early in periods 2 and 3
+    assert values[0] < values[1] and values[0] < values[2]
