@@ -54,7 +54,15 @@ def tree_is_zero_where(pred: jax.Array, a: Any) -> jax.Array:
     For a rare case (a sum that would show it is 0): a conditional costs a few
     microseconds, another pass over a large tree a share of the whole step.
     """
-    return jax.lax.cond(pred, lambda: tree_is_zero(a), lambda: jnp.asarray(False))
+    return jax.lax.cond(pred, tree_is_zero, _false, a)
+
+
+# Branches are module-level functions of their operands: a conditional finds its
+# compiled branches again by their identity, so an eager step compiles them once.
+
+
+def _false(a: Any) -> jax.Array:
+    return jnp.asarray(False)
 
 
 def tree_norm(a: Any, dtype: Any) -> jax.Array:
@@ -98,7 +106,15 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
     # this floor their sum is below the rounding of the total.
     floor = jnp.asarray(size * float(info.tiny) / float(info.eps), dtype)
     plain = jnp.isfinite(total) & (total > floor)
-    return jax.lax.cond(plain, lambda: _tree.safe_sqrt(total), lambda: _norm_by_peak(leaves, dtype))
+    return jax.lax.cond(plain, _root, _root_by_peak, total, leaves)
+
+
+def _root(total: jax.Array, leaves: list[jax.Array]) -> jax.Array:
+    return _tree.safe_sqrt(total)
+
+
+def _root_by_peak(total: jax.Array, leaves: list[jax.Array]) -> jax.Array:
+    return _norm_by_peak(leaves, total.dtype)
 
 
 def _norm_by_peak(leaves: list[jax.Array], dtype: Any) -> jax.Array:

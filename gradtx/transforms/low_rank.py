@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -219,15 +220,8 @@ def scale_by_galore(
             # the projections are small; the step goes back on the leaf's sharding.
             matrix = _tree.replicated(lay.matrix(g)).astype(p.dtype)
 
-            def basis(matrix=matrix, lay=lay, p=p):
-                x = matrix if svd_dtype is None else matrix.astype(svd_dtype)
-                u, _, vh = jnp.linalg.svd(x, full_matrices=False)
-                new = u[:, : lay.rank] if lay.left else vh[: lay.rank].T
-                # optax rounds the basis to the gradient's dtype; statistics of
-                # 16-bit leaves are kept in float32 here.
-                return new.astype(g.dtype).astype(p.dtype)
-
-            p = jax.lax.cond(renew, basis, lambda p=p: p)
+            basis = _new_basis(lay.rank, lay.left, svd_dtype, jnp.dtype(g.dtype))
+            p = jax.lax.cond(renew, basis, _kept_basis, matrix, p)
             projectors.append(p)
             low.append(p.T @ matrix if lay.left else matrix @ p)
         # B sees projections, not the params or the chain's grads; the count serves a
@@ -245,3 +239,24 @@ def scale_by_galore(
         return treedef.unflatten(out), ScaleByGaloreState(treedef.unflatten(projectors), base_state)
 
     return GradientTransformation(init, update)
+
+
+# Module-level branches, one per configuration: a conditional finds its compiled
+# branches again by their identity, so an eager step compiles them once.
+
+
+@functools.cache
+def _new_basis(rank: int, left: bool, svd_dtype: Any, grad_dtype: Any) -> Callable:
+    def basis(matrix: jax.Array, p: jax.Array) -> jax.Array:
+        x = matrix if svd_dtype is None else matrix.astype(svd_dtype)
+        u, _, vh = jnp.linalg.svd(x, full_matrices=False)
+        new = u[:, :rank] if left else vh[:rank].T
+        # optax rounds the basis to the gradient's dtype; statistics of 16-bit leaves
+        # are kept in float32 here.
+        return new.astype(grad_dtype).astype(p.dtype)
+
+    return basis
+
+
+def _kept_basis(matrix: jax.Array, p: jax.Array) -> jax.Array:
+    return p

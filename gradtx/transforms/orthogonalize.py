@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -150,9 +152,6 @@ def orthogonalize(
             wide = jnp.dtype(dtype) if dtype is not None else _tree.compute_dtype(m.dtype)
             acc = _tree.compute_dtype(wide)  # bfloat16 products accumulate in float32
 
-            def mm(p, q, out_sharding=None):
-                return jnp.matmul(p, q, preferred_element_type=acc, out_sharding=out_sharding)
-
             x = m.astype(wide)
             tall = x.shape[0] > x.shape[1]
             x = x.T if tall else x
@@ -162,16 +161,9 @@ def orthogonalize(
             norm = jnp.maximum(norm, e) if eps_mode == "floor" else norm + e
             x = _tree.div0(x, norm.astype(wide))
 
-            def iteration(x, row):
-                # each step rounds to ``wide`` once, as torch's addmm does
-                a, b, c = (row[i].astype(acc) for i in range(3))
-                gram = mm(x, x.conj().T, _gram_sharding(x)).astype(wide)
-                poly = (b * gram.astype(acc) + c * mm(gram, gram)).astype(wide)
-                return (a * x.astype(acc) + mm(poly, x)).astype(wide), None
-
             # A loop, not an unrolled chain: XLA compiles one iteration per leaf
             # instead of ns_steps copies, and the matmuls dominate the step anyway.
-            x, _ = jax.lax.scan(iteration, x, coefficients)
+            x, _ = jax.lax.scan(_newton_schulz_step(jnp.dtype(wide), acc), x, coefficients)
             x = x.T if tall else x
             if adaptive:
                 x = jnp.sum(m.astype(wide).conj() * x) * x
@@ -180,6 +172,24 @@ def orthogonalize(
         return jax.tree.map(one, updates), state
 
     return GradientTransformation(init, update)
+
+
+@functools.cache
+def _newton_schulz_step(wide: Any, acc: Any) -> Callable:
+    """One iteration, in ``wide`` with products accumulated in ``acc``: one function per
+    pair of dtypes, so that ``lax.scan`` finds its compiled loop again on an eager step."""
+
+    def mm(p, q, out_sharding=None):
+        return jnp.matmul(p, q, preferred_element_type=acc, out_sharding=out_sharding)
+
+    def iteration(x, row):
+        # each step rounds to ``wide`` once, as torch's addmm does
+        a, b, c = (row[i].astype(acc) for i in range(3))
+        gram = mm(x, x.conj().T, _gram_sharding(x)).astype(wide)
+        poly = (b * gram.astype(acc) + c * mm(gram, gram)).astype(wide)
+        return (a * x.astype(acc) + mm(poly, x)).astype(wide), None
+
+    return iteration
 
 
 @factory(consistent_rms=Hyper(low=0.0, nullable=True), layout=Choice("in_out", "out_in"))
