@@ -252,9 +252,19 @@ def test_sgd_on_complex_equals_sgd_on_real_pairs():
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_none_empty_and_scalar_leaves(case):
-    opt = case.make(case.lr)
-    params = {
+def test_none_empty_scalar_and_zero_size_leaves_and_an_empty_tree(case):
+    """Odd trees, three steps each, in one program (one compile: CI time):
+
+    * ``None`` leaves, empty subtrees, a scalar leaf and a Python float: the
+      structure kept, and a scalar or a float moving as an element of a vector;
+    * a (0, n), (n, 0) or (0,) leaf (an empty embedding table, say): an empty
+      update, and the other leaves' steps as without it (optax's sm3 and muon fail
+      on it);
+    * an empty tree: empty updates and a finite state.
+    """
+    # one optimizer per tree: an optimizer refuses a tree of another size than its init's
+    opts = [case.make(case.lr) for _ in range(4)]
+    odd = {
         "w": jnp.ones(3),
         "frozen": None,
         "b": (jnp.ones(2), None),
@@ -262,7 +272,7 @@ def test_none_empty_and_scalar_leaves(case):
         "s": jnp.float32(1.0),
         "py": 1.0,  # Python floats are leaves too
     }
-    grads = {
+    odd_grads = {
         "w": jnp.full(3, 0.5),
         "frozen": None,
         "b": (jnp.full(2, -0.5), None),
@@ -270,43 +280,44 @@ def test_none_empty_and_scalar_leaves(case):
         "s": jnp.float32(0.5),
         "py": 0.5,
     }
-    u, _, out = _steps(opt, params, lambda i: grads, 3, case.update(opt))
+    w = jnp.asarray([[1.0, -0.5], [0.25, 2.0], [-1.0, 0.5]])
+    empty = {"e": jnp.zeros((0, 2)), "f": jnp.zeros((2, 0)), "v": jnp.zeros((0,))}
+    sized_grads = {"w": 0.5 * w - 0.1, **empty}
+
+    @jax.jit
+    def runs(odd, sized, alone):
+        trees = (odd, sized, alone, {})
+        grads = (odd_grads, sized_grads, {"w": sized_grads["w"]}, {})
+        return [
+            _scan(opt, tree, lambda i, g=g: g, 3, case.update(opt))
+            for opt, tree, g in zip(opts, trees, grads)
+        ]
+
+    (u, _, out), (u_sized, state_sized, out_sized), (_, _, alone), nothing = runs(
+        odd, {"w": w, **empty}, {"w": w}
+    )
     assert u["frozen"] is None and u["b"][1] is None and u["empty"] == {}
     assert out["frozen"] is None and out["b"][1] is None and out["empty"] == {}
     _finite(out)
     assert bool(jnp.all(out["w"] < 1)) and bool(jnp.all(out["b"][0] > 1))
     assert out["s"].shape == () and out["s"].dtype == jnp.float32
-    if case.per_leaf:  # a norm or a noise draw per leaf: the leaves' sizes matter
+
+    assert {k: u_sized[k].shape for k in empty} == {k: v.shape for k, v in empty.items()}
+    _finite(state_sized)
+
+    u_nothing, state_nothing, out_nothing = nothing
+    assert u_nothing == {} and out_nothing == {}
+    _finite(state_nothing)
+
+    if case.per_leaf:
+        # a norm or a noise draw per leaf: the leaves' sizes matter, and the other
+        # leaves change the draws
         assert bool(out["s"] < 1) and float(out["py"]) < 1
         return
     # A scalar leaf, a Python float and an element of a vector all move alike.
     np.testing.assert_allclose(out["s"], out["w"][0], rtol=1e-6)
     np.testing.assert_allclose(out["py"], out["s"], rtol=1e-6)
-
-
-@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_zero_size_leaves_change_nothing_else(case):
-    """A (0, n), (n, 0) or (0,) leaf (an empty embedding table, say) gets an empty update
-    and leaves the other leaves' steps as they are without it (optax's sm3 and muon
-    fail on it)."""
-    opt = case.make(case.lr)
-    w = jnp.asarray([[1.0, -0.5], [0.25, 2.0], [-1.0, 0.5]])
-    empty = {"e": jnp.zeros((0, 2)), "f": jnp.zeros((2, 0)), "v": jnp.zeros((0,))}
-    grads = {"w": 0.5 * w - 0.1, **empty}
-    u, state, out = _steps(opt, {"w": w, **empty}, lambda i: grads, 3, case.update(opt))
-    assert {k: u[k].shape for k in empty} == {k: v.shape for k, v in empty.items()}
-    _finite(state)
-    alone = _steps(opt, {"w": w}, lambda i: {"w": grads["w"]}, 3, case.update(opt))[2]
-    if not case.per_leaf:  # a noise draw per leaf: the other leaves change the draws
-        np.testing.assert_allclose(out["w"], alone["w"], rtol=1e-6)
-
-
-@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
-def test_empty_tree(case):
-    opt = case.make(case.lr)
-    u, state, out = _steps(opt, {}, lambda i: {}, 2, case.update(opt))
-    assert u == {} and out == {}
-    _finite(state)
+    np.testing.assert_allclose(out_sized["w"], alone["w"], rtol=1e-6)
 
 
 # ----------------------------------------------- eps = 0 and zero-gradient elements
