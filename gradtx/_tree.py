@@ -595,3 +595,17 @@ def loop_body(build: Callable[..., Callable], config: tuple, operands: Any) -> C
         del _LOOP_BODIES[next(iter(_LOOP_BODIES))]
     _LOOP_BODIES[key] = body
     return body
+
+
+def split_data(extra: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+    """``extra`` as ``(arrays, fixed)``: the keywords whose leaves are all arrays (loop
+    operands) and the rest as name-value pairs (a ``value_fn``, a flag or a string a
+    loss branches on in Python: part of ``loop_body``'s configuration)."""
+
+    def arrays_only(value: Any) -> bool:
+        leaves = jax.tree.leaves(value)
+        kinds = (jax.Array, np.ndarray, np.generic)
+        return bool(leaves) and all(isinstance(x, kinds) for x in leaves)
+
+    arrays = {k: v for k, v in extra.items() if arrays_only(v)}
+    return arrays, tuple((k, v) for k, v in extra.items() if k not in arrays)

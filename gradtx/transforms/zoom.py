@@ -8,7 +8,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from gradtx import _tree
@@ -237,9 +236,7 @@ def scale_by_zoom_linesearch(
             jnp.asarray(False), jnp.asarray(False), jnp.asarray(False),
             zero, f0, s0, zero, f0, s0, zero, f0, zero, f0, grad0,
         )  # fmt: skip
-        # Array data are operands; anything else (a flag, a string) value_fn is given as is.
-        arrays = {k: v for k, v in data.items() if _is_array_data(v)}
-        fixed = tuple((k, v) for k, v in data.items() if k not in arrays)
+        arrays, fixed = _tree.split_data(data)  # a flag, a string: given as is
         context = _Context(
             params, updates, arrays, f0, s0, guess, c1, c2, c3, slack, grow, cap, precision
         )
@@ -305,11 +302,6 @@ def _zoom_trial(c: _Search) -> jax.Array:
     use_quad = (quad > left + 0.1 * length) & (quad < right - 0.1 * length)
     middle = (c.low + c.high) / 2.0
     return jnp.where(use_cubic, cubic, jnp.where(use_quad, quad, middle))
-
-
-def _is_array_data(value: Any) -> bool:
-    leaves = jax.tree.leaves(value)
-    return bool(leaves) and all(isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves)
 
 
 def _search_step(

@@ -86,6 +86,39 @@ def accumulate_gradients(
 
     checked = StateCheck(call, init)
 
+    # The conditional's branches take every array as an operand and are built once per
+    # wrapper (and non-array extras, a value_fn say): a conditional finds its compiled
+    # branches again by their identity, so an eager micro-step compiles nothing new.
+    def branches(fixed):
+        def step(grad_sum, inner_state, updates, params, arrays, buffer):
+            leaves = jax.tree.leaves(updates)
+            treedef = jax.tree.structure(updates)
+            mean = treedef.unflatten(map(mean_of, treedef.flatten_up_to(grad_sum), leaves))
+            out, inner_state = inner.update(mean, inner_state, params, **arrays, **dict(fixed))
+            out = treedef.unflatten(
+                x.astype(u.dtype) if _inexact(u) else x
+                for x, u in zip(treedef.flatten_up_to(out), leaves)
+            )
+            return out, jax.tree.map(jnp.zeros_like, buffer), inner_state
+
+        def wait(grad_sum, inner_state, updates, params, arrays, buffer):
+            kept = _tree.stored_like(grad_sum, buffer)
+            if all(_inexact(u) for u in jax.tree.leaves(updates)):
+                return jax.tree.map(jnp.zeros_like, updates), kept, inner_state
+            like = jax.eval_shape(step, grad_sum, inner_state, updates, params, arrays, buffer)
+            zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like[0])
+            return zeros, kept, inner_state
+
+        def mean_of(s, u):
+            # Integer gradients (an optax inner may take them) are averaged as true
+            # division gives, and the inner's updates for them kept in its dtype: cast
+            # back, the mean of 1 and 2 was 1 and optax.sgd(0.1)'s -0.1 became 0.
+            if not _inexact(u):
+                return s.astype(float_dtype()) / every_k
+            return (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype)
+
+        return step, wait
+
     def update(updates, state, params=None, **extra):
         if extra.get("grads") is not None:
             raise ValueError(
@@ -118,44 +151,19 @@ def accumulate_gradients(
         grad_sum = jax.tree.map(add, state.grad_sum, updates)
         micro_step = state.micro_step + 1
 
-        # Integer gradients (an optax inner may take them) are averaged as true
-        # division gives, and the inner's updates for them kept in its dtype: cast back,
-        # the mean of 1 and 2 was 1 and optax.sgd(0.1)'s -0.1 became 0.
-        exact = [jnp.issubdtype(u.dtype, jnp.inexact) for u in jax.tree.leaves(updates)]
-
-        def mean_of(s, u, inexact):
-            if not inexact:
-                return s.astype(float_dtype()) / every_k
-            return (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype)
-
-        def step(grad_sum, inner_state):
-            treedef = jax.tree.structure(updates)
-            mean = treedef.unflatten(
-                map(mean_of, treedef.flatten_up_to(grad_sum), jax.tree.leaves(updates), exact)
-            )
-            out, inner_state = inner.update(mean, inner_state, params, **extras_for(inner, extra))
-            out = treedef.unflatten(
-                x.astype(u.dtype) if e else x
-                for x, u, e in zip(treedef.flatten_up_to(out), jax.tree.leaves(updates), exact)
-            )
-            return out, jax.tree.map(jnp.zeros_like, state.grad_sum), inner_state
-
-        def wait(grad_sum, inner_state):
-            kept = _tree.stored_like(grad_sum, state.grad_sum)
-            if all(exact):
-                return jax.tree.map(jnp.zeros_like, updates), kept, inner_state
-            like = jax.eval_shape(step, grad_sum, inner_state)[0]
-            zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like)
-            return zeros, kept, inner_state
-
-        out, grad_sum, inner_state = jax.lax.cond(
-            micro_step == every_k, step, wait, grad_sum, state.inner_state
-        )
+        arrays, fixed = _tree.split_data(extras_for(inner, extra))
+        operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
+        step, wait = _tree.loop_body(branches, (fixed,), operands)
+        out, grad_sum, inner_state = jax.lax.cond(micro_step == every_k, step, wait, *operands)
         micro_step = jnp.where(micro_step == every_k, 0, micro_step).astype(jnp.int32)
         new_state = AccumulateGradientsState(micro_step, grad_sum, inner_state)
         return out, _tree.settled(new_state, params)
 
     return kind_of(inner)(init, update)  # a wrapped gradient map is still one
+
+
+def _inexact(u: jax.Array) -> bool:
+    return bool(jnp.issubdtype(u.dtype, jnp.inexact))
 
 
 def _array(call: str):
