@@ -73,11 +73,7 @@ def scale_by_polyak(
         gap = value.astype(dtype) - jnp.asarray(f_min).astype(dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
-        denom = sq_norm + jnp.asarray(eps).astype(dtype)
-        # No step where the norm is ~0, nor where both the loss and the norm overflowed.
-        none = (denom <= TINY) | (jnp.isinf(gap) & jnp.isinf(denom))
-        ratio = gap / jnp.where(none, jnp.ones([], dtype), denom)
-        gamma = jnp.where(none, jnp.zeros([], dtype), jnp.minimum(ratio, cap.astype(dtype)))
+        gamma = _tree.once(_step_size, sq_norm, gap, jnp.asarray(eps).astype(dtype), cap)
 
         def one(u):
             wide = _tree.compute_dtype(u.dtype, dtype)
@@ -86,3 +82,14 @@ def scale_by_polyak(
         return jax.tree.map(one, updates), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
+
+
+def _step_size(sq_norm: jax.Array, gap: jax.Array, eps: jax.Array, cap: jax.Array) -> jax.Array:
+    """γ from the tree-wide scalars, computed once per step (``_tree.once``: XLA on CPU
+    would copy these scalar operations into each leaf's kernel, one compile each)."""
+    dtype = sq_norm.dtype
+    denom = sq_norm + eps
+    # No step where the norm is ~0, nor where both the loss and the norm overflowed.
+    none = (denom <= TINY) | (jnp.isinf(gap) & jnp.isinf(denom))
+    ratio = gap / jnp.where(none, jnp.ones([], dtype), denom)
+    return jnp.where(none, jnp.zeros([], dtype), jnp.minimum(ratio, cap.astype(dtype)))
