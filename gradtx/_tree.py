@@ -570,13 +570,13 @@ _LOOP_BODIES_KEPT = 16
 
 
 def loop_body(build: Callable[..., Callable], config: tuple, operands: Any) -> Callable:
-    """``build(*config)``: a ``lax`` loop body that reads everything that may change
-    between updates from its ``operands``, the configuration (a ``value_fn``, static
-    sizes) from its closure.
+    """``build(*config)``: a ``lax`` loop body (or a conditional's branches) that reads
+    everything that may change between updates from its ``operands``, the
+    configuration (a ``value_fn``, static sizes) from its closure.
 
-    ``lax.while_loop`` finds its trace and its compiled loop again by the body's
-    identity.  A body built afresh at each update is traced and compiled again on
-    every eager call (L-BFGS's loop: about a second a step), so for an eager call
+    ``lax.while_loop`` and ``lax.cond`` find their trace and compiled program again by
+    the body's identity.  A body built afresh at each update is traced and compiled
+    again on every eager call (L-BFGS's loop: about a second a step), so for an eager call
     (no tracer among ``operands``) the body built last time for the same ``build``
     and ``config`` is returned.  A traced update builds its own: a body kept here must
     not close over a tracer.  The oldest bodies go (and the ``value_fn`` each holds)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import gradtx
+from tests.conftest import xla_compiles
 from tests.registry import local_objective
 
 OPTIONS = {
@@ -188,8 +189,6 @@ def test_eager_updates_compile_their_loops_once(options, x64):
     about a second each.  Two steps settle the inputs' placement; the next compile
     nothing.  Another learning rate after that (bodies are shared by configuration)
     still steps as the same optimizer jitted."""
-    from tests.conftest import xla_compiles
-
     params = {"x": jnp.asarray(-1.5, jnp.float64), "y": jnp.asarray(2.0, jnp.float64)}
     opt = gradtx.lbfgs(**options)
     params, state = _eager_steps(opt, params, _rosenbrock, 2)

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from gradtx import schedules as S
+from tests.conftest import xla_compiles
 from tests.schedules.helpers import L, assert_close, check_torch, optax_values, ours, torch_lrs
 
 # name -> (gradtx schedule, torch scheduler factory, base lr, steps)
@@ -285,8 +286,6 @@ def test_sgdr_derivative_in_period_mult_at_one(x64):
 def test_an_eager_sgdr_compiles_its_restart_loop_once(count):
     """A rate printed at each step (torch's ``get_last_lr`` habit) evaluates the schedule
     eagerly; its restart-counting loop was traced and compiled again at every call."""
-    from tests.conftest import xla_compiles
-
     schedule = S.sgdr(0.1, 5, period_mult=2)
     schedule(count(3))  # the first call compiles each operation once
     with xla_compiles() as compiles:

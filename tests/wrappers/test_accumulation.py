@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import gradtx
+from tests.conftest import xla_compiles
 from tests.reference.harness import assert_trajectories_close, make_problem
 
 
@@ -94,7 +95,6 @@ def test_eager_micro_steps_compile_nothing_after_the_first_cycle(x64):
     each update, so both were traced and compiled again at every micro-step (68 ms a
     step on a two-leaf tree).  An inner that takes the loss gets its value_fn through
     (a non-array extra); its steps equal the same run jitted."""
-    from tests.conftest import xla_compiles
 
     def loss(p):
         return jnp.sum((p["w"] - 1.0) ** 2) + jnp.sum(p["b"] ** 4)
