@@ -46,6 +46,9 @@ from gradtx._specs import (
 from gradtx.lr_finder import (
     lr_range_test,
 )
+from gradtx.optimizers._lbfgs_loop import (
+    LbfgsState,
+)
 from gradtx.optimizers.adafactor import (
     adafactor,
 )
@@ -108,7 +111,6 @@ from gradtx.optimizers.layerwise import (
     novograd,
 )
 from gradtx.optimizers.lbfgs import (
-    LbfgsState,
     lbfgs,
 )
 from gradtx.optimizers.lookahead import (
