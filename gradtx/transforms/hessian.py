@@ -110,6 +110,36 @@ HUTCHINSON = hutchinson_hessian_diagonal()
 """The default estimator of ``scale_by_hessian_diagonal`` and ``sophia`` (key 0)."""
 
 
+_BARE: list[GradientTransformation] = []
+
+
+def _bare_hutchinson() -> GradientTransformation:
+    """The default estimator as a body member (no memory of trees, so one serves every
+    optimizer), the same object at every update, so that the refresh branch is found
+    again by ``_tree.loop_body``.  Called inside a factory body, where a factory call
+    returns its bare transform."""
+    if not _BARE:
+        _BARE.append(hutchinson_hessian_diagonal())
+    return _BARE[0]
+
+
+def _refresh(estimator: Any, fixed: tuple) -> Any:
+    """The refresh branch: estimate at the params, fold into the EMA.  Reads every
+    array from its operands; ``fixed`` holds the keywords that are not arrays (``obj_fn``)."""
+
+    def refresh(estimator_state, hessian, grads, params, arrays, b2):
+        estimate, estimator_state = estimator.update(
+            grads, estimator_state, params, **arrays, **dict(fixed)
+        )
+        return estimator_state, _tree.ema(b2, hessian, estimate)
+
+    return refresh
+
+
+def _keep(estimator_state: Any, hessian: Any, *_: Any) -> tuple[Any, Any]:
+    return estimator_state, hessian
+
+
 class ScaleByHessianDiagonalState(NamedTuple):
     """``hessian``: ``h``, an EMA of the estimates of ``diag(∇²f)``;
     ``estimator_state``: the estimator's own state."""
@@ -162,13 +192,7 @@ def scale_by_hessian_diagonal(
       Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order
       Optimizer for Language Model Pre-training", ICLR 2024 (arXiv:2305.14342).
     """
-    # The default is one module-level object shared by every optimizer built with
-    # it; a checked transform remembers the trees it was initialised with, so one
-    # optimizer's params would be checked against another's (an empty tree after a
-    # non-empty one raised).  Each use builds its own: in this body, the bare transform.
-    estimator = (
-        hutchinson_hessian_diagonal() if hessian_diagonal_fn is HUTCHINSON else hessian_diagonal_fn
-    )
+    estimator = _bare_hutchinson() if hessian_diagonal_fn is HUTCHINSON else hessian_diagonal_fn
 
     def init(params):
         return ScaleByHessianDiagonalState(_tree.zeros_like(params, dtype), estimator.init(params))
@@ -186,21 +210,15 @@ def scale_by_hessian_diagonal(
             return _tree.div0(u.astype(wide), floor.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.hessian)
-        grads = gradient(updates, extra)
         given = {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
-
-        def refresh(estimator_state, hessian):
-            estimate, estimator_state = estimator.update(grads, estimator_state, params, **given)
-            return estimator_state, _tree.ema(b2, hessian, estimate)
-
+        arrays, fixed = _tree.split_data(given)
+        operands = (
+            state.estimator_state, state.hessian, gradient(updates, extra), params, arrays,
+            jnp.asarray(b2),
+        )  # fmt: skip
+        refresh = _tree.loop_body(_refresh, (estimator, fixed), operands)
         period = jnp.asarray(update_interval).astype(count.dtype)
-        estimator_state, hessian = jax.lax.cond(
-            count % period == 0,
-            refresh,
-            lambda e, h: (e, h),
-            state.estimator_state,
-            state.hessian,
-        )
+        estimator_state, hessian = jax.lax.cond(count % period == 0, refresh, _keep, *operands)
         return out, ScaleByHessianDiagonalState(hessian, estimator_state)
 
     return GradientTransformation(init, update)
