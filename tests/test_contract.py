@@ -38,6 +38,10 @@ def _grads(n, dtype=jnp.float32, seed=1):
     return [_params(dtype, seed + i) for i in range(n)]
 
 
+def _fixed_objective(params):
+    return sum(jnp.sum(jnp.sin(x) ** 2) for x in jax.tree.leaves(params))
+
+
 def _run(opt, params, grads, update=None, state=None):
     update = update or opt.update
     state = opt.init(params) if state is None else state
@@ -224,9 +228,19 @@ def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(ca
     # run takes fresh gradients, of the same values.
     # Eager steps compile nothing after the first two (the second settles the state's
     # placement): a conditional or loop whose body is a new function at each update was
-    # traced and compiled again at every eager step.  (A case that needs the loss gets a
-    # new objective per step here: tests/optimizers/test_lbfgs.py covers L-BFGS's loops.)
+    # traced and compiled again at every eager step.  A case that needs the loss gets a
+    # new objective per step in `update`, so it is counted with one fixed objective.
     first, rest = _grads(4)[:2], _grads(4)[2:]
+    counted = update
+    if case.needs:
+
+        def counted(g, state, params):
+            return opt.update(g, state, params, **case.keywords(_fixed_objective, params))
+
+        q, s_q = _run(opt, params, first, counted)
+        with xla_compiles() as seen:
+            _run(opt, q, rest, counted, s_q)
+        assert seen == [], f"{len(seen)} compiles in two eager steps"
     eager, s_eager = _run(opt, params, first, update)
     with xla_compiles() as seen:
         eager, s_eager = _run(opt, eager, rest, update, s_eager)
