@@ -83,22 +83,28 @@ def scale_by_layerwise_norm(
         grads = jax.tree.leaves(gradient(updates, extra))
         store = state.nu.dtype
 
-        def second_moment(v, g):
-            wide = _tree.compute_dtype(v.dtype, g.dtype)
-            sq = jnp.sum(_tree.abs_sq(g.astype(wide)))
-            return jnp.where(first, sq, _tree.ema(decay, v.astype(sq.dtype), sq)).astype(store)
+        if not grads:
+            return updates, state
 
-        nu = [second_moment(state.nu[i], g) for i, g in enumerate(grads)]
+        def square_norm(g):
+            return jnp.sum(_tree.abs_sq(g.astype(_tree.compute_dtype(store, g.dtype))))
 
-        def scale(u, v):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
-            v = v.astype(_tree.real_dtype(wide))
-            denom = _tree.safe_sqrt(v + _tree.scalar_like(eps_root, v))
-            denom = denom + _tree.scalar_like(eps, denom)
-            return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+        # The per-leaf scalars as vectors: one kernel for them all, where XLA would
+        # otherwise copy them into each leaf's kernel (compile time; where the leaves
+        # share a dtype the numbers are the same, else each is summed in the widest).
+        squares = [square_norm(g) for g in grads]
+        real = jnp.result_type(*squares)
+        sq = jnp.stack([x.astype(real) for x in squares])
+        nu = jnp.where(first, sq, _tree.ema(decay, state.nu.astype(real), sq)).astype(store)
+        v = nu.astype(real)
+        denom = _tree.safe_sqrt(v + _tree.scalar_like(eps_root, v))
+        denom = denom + _tree.scalar_like(eps, denom)
 
-        out = treedef.unflatten([scale(u, v) for u, v in zip(leaves, nu)])
-        new = jnp.stack(nu) if nu else state.nu
-        return out, ScaleByLayerwiseNormState(new)
+        def scale(u, d):
+            wide = _tree.compute_dtype(u.dtype, d.dtype)
+            return _tree.div0(u.astype(wide), d.astype(wide)).astype(u.dtype)
+
+        out = treedef.unflatten([scale(u, denom[i]) for i, u in enumerate(leaves)])
+        return out, ScaleByLayerwiseNormState(nu)
 
     return GradientTransformation(init, update)
