@@ -231,7 +231,6 @@ def test_one_program_serves_every_learning_rate_and_vmap_equals_separate_runs(ca
     # traced and compiled again at every eager step.  A case that needs the loss gets a
     # new objective per step in `update`, so it is counted with one fixed objective.
     first, rest = _grads(4)[:2], _grads(4)[2:]
-    counted = update
     if case.needs:
 
         def counted(g, state, params):

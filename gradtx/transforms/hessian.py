@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -110,17 +111,13 @@ HUTCHINSON = hutchinson_hessian_diagonal()
 """The default estimator of ``scale_by_hessian_diagonal`` and ``sophia`` (key 0)."""
 
 
-_BARE: list[GradientTransformation] = []
-
-
+@functools.cache
 def _bare_hutchinson() -> GradientTransformation:
     """The default estimator as a body member (no memory of trees, so one serves every
     optimizer), the same object at every update, so that the refresh branch is found
     again by ``_tree.loop_body``.  Called inside a factory body, where a factory call
     returns its bare transform."""
-    if not _BARE:
-        _BARE.append(hutchinson_hessian_diagonal())
-    return _BARE[0]
+    return hutchinson_hessian_diagonal()
 
 
 def _refresh(estimator: Any, fixed: tuple) -> Any:

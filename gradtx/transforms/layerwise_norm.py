@@ -90,8 +90,8 @@ def scale_by_layerwise_norm(
             return jnp.sum(_tree.abs_sq(g.astype(_tree.compute_dtype(store, g.dtype))))
 
         # The per-leaf scalars as vectors: one kernel for them all, where XLA would
-        # otherwise copy them into each leaf's kernel (compile time; where the leaves
-        # share a dtype the numbers are the same, else each is summed in the widest).
+        # otherwise copy them into each leaf's kernel (compile time).  Each sum is in its
+        # leaf's dtype as before; the EMA is in the widest, the same where leaves agree.
         squares = [square_norm(g) for g in grads]
         real = jnp.result_type(*squares)
         sq = jnp.stack([x.astype(real) for x in squares])
