@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -55,3 +56,23 @@ def test_state_is_stable_in_low_precision(name):
     assert new.inner_state.nu["a"].dtype == jnp.float32  # float16 squares are kept in float32
     assert u["a"].dtype == jnp.float16 and u["b"].dtype == jnp.bfloat16
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(u))
+
+
+def test_dadapt_eps_zero_leaf_without_gradient_changes_nothing(x64):
+    """With eps = 0 a coordinate whose gradient has always been 0 has s = v = 0: its term
+    of ⟨g, s / sqrt(v)⟩ is 0/0.  The other leaf must then step exactly as optax's
+    D-Adapt AdamW on that leaf alone.  optax runs with eps = 1e-300: at its first step
+    s = v = 0 too (its 0/0 turns d NaN), and from then on sqrt(v) + 1e-300 = sqrt(v)."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(3, 4)))
+    ours = gradtx.dadapt_adamw(0.7, betas=(0.8, 0.95), eps=0.0, estim_lr0=1e-3)
+    theirs = optax.contrib.dadapt_adamw(0.7, betas=(0.8, 0.95), eps=1e-300, estim_lr0=1e-3)
+    params, ref = {"a": x, "b": jnp.ones(5)}, x
+    state, ref_state = ours.init(params), theirs.init(ref)
+    for _ in range(20):
+        u, state = ours.update({"a": jnp.sin(params["a"]), "b": jnp.zeros(5)}, state, params)
+        v, ref_state = theirs.update(jnp.sin(ref), ref_state, ref)
+        np.testing.assert_allclose(u["a"], v, rtol=1e-10, atol=0)
+        np.testing.assert_array_equal(u["b"], 0.0)
+        params, ref = gradtx.apply_updates(params, u), optax.apply_updates(ref, v)
+    assert float(state.inner_state[0].distance) > 1e-3  # the estimate moved
