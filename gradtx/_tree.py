@@ -259,6 +259,39 @@ def ema(decay: Any, old: Any, new: Any, *, wide: bool = False) -> Any:
     return jax.tree.map(one, old, new)
 
 
+def ema_of_square(decay: Any, old: Any, grads: Any, *, wide: bool = False) -> Any:
+    """``ema(decay, old, |g|²)``, the weight applied before the second factor:
+    ``decay * v + ((1 - decay) g) g``, torch's ``addcmul`` order.
+
+    ``g²`` alone overflows float32 beyond about 1.8e19; weighted first, the term
+    stays finite up to about 1.8e19 / sqrt(1 - decay) (5.8e20 at 0.999), as in
+    torch, whose Adam, RMSprop and Adadelta still step there.  A complex ``g``
+    weighs its real and imaginary parts alike.  Elsewhere it differs from
+    weighting the square by an ulp at most.
+    """
+
+    def weighted(rest: jax.Array, g: jax.Array) -> jax.Array:
+        if jnp.iscomplexobj(g):
+            re, im = jnp.real(g), jnp.imag(g)
+            return (rest * re) * re + (rest * im) * im
+        return (rest * g) * g
+
+    coefs = {}  # dtype -> (d, 1 - d), as in ``ema``
+
+    def one(o, g):
+        dtype = compute_dtype(o.dtype, g.dtype)
+        real = real_dtype(dtype)
+        if real not in coefs:
+            coefs[real] = (jnp.asarray(decay).astype(real), one_minus(decay, real))
+        d, rest = coefs[real]
+        if o.dtype == real and g.dtype == dtype:
+            return d * o + weighted(rest, g)
+        out = d * o.astype(real) + weighted(rest, g.astype(dtype))
+        return out if wide else out.astype(o.dtype)
+
+    return jax.tree.map(one, old, grads)
+
+
 def stored_like(tree: Any, like: Any) -> Any:
     """Each leaf of ``tree`` in the dtype of ``like``'s leaf: a statistic computed wide,
     rounded for the state.  The step reads the unrounded one (optax's ``trace`` and

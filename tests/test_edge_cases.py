@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 
 import gradtx
 from gradtx._tree import INT32_MAX
@@ -80,9 +81,61 @@ def test_zero_huge_and_tiny_gradients(case):
     _no_nan((u, state, out))
     _finite(out)
     _finite((u["zero"], u["tiny"], out["zero"], out["tiny"]))
-    # g² overflows float32 for |g| > ~1.8e19 (as in PyTorch and optax): an
-    # adaptive optimizer's second moment for the "huge" leaf may be inf and its
-    # step 0, but never NaN.
+    # (1 - b2) g² overflows float32 for |g| beyond ~1e21: an adaptive optimizer's
+    # second moment for the "huge" leaf may be inf and its step 0, but never NaN.
+
+
+T = torch.optim
+HUGE_VS_TORCH = {
+    "adam": (lambda: gradtx.adam(1e-3), lambda ps: T.Adam(ps, 1e-3)),
+    "adamw": (lambda: gradtx.adamw(1e-3), lambda ps: T.AdamW(ps, 1e-3)),
+    "amsgrad": (lambda: gradtx.amsgrad(1e-3), lambda ps: T.Adam(ps, 1e-3, amsgrad=True)),
+    "radam": (lambda: gradtx.radam(1e-3), lambda ps: T.RAdam(ps, 1e-3)),
+    "rmsprop": (lambda: gradtx.rmsprop(1e-3), lambda ps: T.RMSprop(ps, 1e-3)),
+    "adadelta": (lambda: gradtx.adadelta(1.0), lambda ps: T.Adadelta(ps, 1.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_VS_TORCH))
+def test_huge_float32_gradients_step_as_torch(name):
+    """Between ~1.8e19 (where g² overflows float32) and ~5.8e20 (where (1 - b2) g²
+    does), torch's Adam, RMSprop and Adadelta still step: they weight before squaring
+    and bias-correct after the root.  gradtx's step was 0 there (NaN-free, but not
+    torch's numbers).  Float32 on both sides, 6 steps."""
+    ours, theirs = HUGE_VS_TORCH[name]
+    g = np.asarray([1e20, -3e19, 1e19, 2.0], np.float32)
+    opt = ours()
+    params = {"w": jnp.zeros(4, jnp.float32)}
+    state = opt.init(params)
+    w = torch.zeros(4, dtype=torch.float32, requires_grad=True)
+    ref = theirs([w])
+    for i in range(6):
+        grad = g * np.float32(1.0 if i % 3 else 0.5)
+        u, state = opt.update({"w": jnp.asarray(grad)}, state, params)
+        params = gradtx.apply_updates(params, u)
+        w.grad = torch.from_numpy(grad.copy())
+        ref.step()
+        np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=2e-6, atol=0)
+    assert bool(jnp.all(params["w"] != 0))
+
+
+def test_rprop_reads_the_sign_of_gradients_whose_product_is_subnormal():
+    """g · prev below float32's smallest normal number is flushed to 0 by XLA on CPU,
+    and the step size stopped growing for gradients below ~1e-19; torch's product
+    keeps them.  Float32, 5 steps, against torch."""
+    g = np.asarray([1e-20, -1e-19, 3e-21, 1e-10], np.float32)
+    opt = gradtx.rprop(0.01)
+    params = {"w": jnp.zeros(4, jnp.float32)}
+    state = opt.init(params)
+    w = torch.zeros(4, dtype=torch.float32, requires_grad=True)
+    ref = T.Rprop([w], 0.01)
+    for _ in range(5):
+        u, state = opt.update({"w": jnp.asarray(g)}, state, params)
+        params = gradtx.apply_updates(params, u)
+        w.grad = torch.from_numpy(g.copy())
+        ref.step()
+    np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(np.abs(params["w"]), 0.074416, rtol=1e-6)  # Δ grew 4 times
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=IDS)

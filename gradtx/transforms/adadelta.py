@@ -62,7 +62,7 @@ def scale_by_adadelta(
 
     def update(updates, state, params=None, **extra):
         e_g2 = jax.tree.map(
-            lambda v, g: _tree.ema(rho, v, _tree.squared(g, v)),
+            lambda v, g: _tree.ema_of_square(rho, v, g),
             state.e_g2,
             gradient(updates, extra),
         )
@@ -78,7 +78,7 @@ def scale_by_adadelta(
         out = jax.tree.map(delta, updates, e_g2, state.e_dx2)
         # The step accumulator holds the step before the learning rate, as in
         # PyTorch and optax (the paper has no learning rate).
-        e_dx2 = jax.tree.map(lambda x, d: _tree.ema(rho, x, _tree.squared(d, x)), state.e_dx2, out)
+        e_dx2 = _tree.ema_of_square(rho, state.e_dx2, out)
         return out, ScaleByAdadeltaState(e_g2, e_dx2)
 
     return GradientTransformation(init, update)

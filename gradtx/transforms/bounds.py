@@ -88,7 +88,7 @@ def scale_by_bounded_rms(
         t = _tree.safe_increment(step_count(extra, call))
 
         def second_moment(v, g):
-            return _tree.ema(b2, v, _tree.squared(g, v))
+            return _tree.ema_of_square(b2, v, g)
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
         nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsbound else None

@@ -156,7 +156,7 @@ def rectify(
         t = _tree.safe_increment(step_count(extra, call))
 
         def second_moment(v, g):
-            return _tree.ema(b2, v, _tree.squared(g, v))
+            return _tree.ema_of_square(b2, v, g)
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
         tractable, r, correction = rectification(b2, t, threshold, compare)

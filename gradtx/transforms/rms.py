@@ -53,7 +53,9 @@ def scale_by_rms(
     ``u <- u / (sqrt(v̂_t + eps_root) + eps)`` (PyTorch's and Adam's E1 form), or
     ``u / sqrt(v̂_t + eps)`` with ``eps_in_sqrt`` (optax's RMSProp default).
     A coordinate whose denominator is 0 (a zero gradient so far, ``eps = 0``)
-    takes no step instead of ``0 / 0``.
+    takes no step instead of ``0 / 0``.  As in torch's Adam, the EMA weights g
+    before squaring it and the bias correction divides the root, so neither
+    overflows float32 before ``(1 - decay) g²`` does.
 
     ``g`` is the chain's ``grads`` keyword when present (the gradient that
     entered the chain, see ``gradtx.chain``), else the input updates: so the
@@ -116,9 +118,10 @@ def scale_by_rms(
         # The statistics as computed (at least float32) make this step; the state keeps
         # them in its dtypes (``_tree.stored_like``).
         def second_moment(v, g):
-            sq = _tree.squared(g, v)
-            new = _tree.ema(decay, v, sq, wide=True)
-            return jnp.where(first, sq.astype(new.dtype), new) if init_from_first else new
+            new = _tree.ema_of_square(decay, v, g, wide=True)
+            if not init_from_first:
+                return new
+            return jnp.where(first, _tree.squared(g, v).astype(new.dtype), new)
 
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = None if not centered else _tree.ema(decay, state.mean, grads, wide=True)
@@ -144,8 +147,16 @@ def scale_by_rms(
             e = _tree.scalar_like(eps, v_hat)
             if eps_in_sqrt:
                 denom = _tree.safe_sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))
-            else:
+            elif correction is None or centered or (amsgrad and max_of == "v_hat"):
                 denom = _tree.safe_sqrt(v_hat + _tree.scalar_like(eps_root, v_hat)) + e
+            else:
+                # sqrt(v̂ + eps_root) as sqrt(v + eps_root c) / sqrt(c), c = 1 - decay^t:
+                # v̂ = v / c overflows float32 from |g| ~ 1.8e19 where v stays finite
+                # (to ~5.8e20 at decay 0.999), and torch's Adam, which divides the root,
+                # keeps stepping there.
+                c = correction.astype(real)
+                root = _tree.safe_sqrt(v + _tree.scalar_like(eps_root, v) * c)
+                denom = root / jnp.sqrt(c) + e
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         second = nu_max if amsgrad else nu

@@ -130,7 +130,7 @@ def test_ema_weight_of_float32_params_is_rounded_once_under_x64(x64):
     _, state = tx.update(g, tx.init(jnp.zeros(3, jnp.float32)))
     nu = state.inner_state.nu
     assert nu.dtype == jnp.float32
-    expected = np.float32(1 - b2) * np.square(np.asarray(g))
+    expected = (np.float32(1 - b2) * np.asarray(g)) * np.asarray(g)  # torch's addcmul order
     np.testing.assert_array_equal(np.asarray(nu), expected)
     assert not np.allclose(expected, (np.float32(1) - np.float32(b2)) * np.square(np.asarray(g)))
 
