@@ -58,7 +58,7 @@ def scale_by_rprop(
 ) -> GradientTransformation:
     """Rprop's step: ``Δ · sign(g)`` with one step size Δ per element.
 
-    torch's rule (``torch.optim.Rprop``), with ``p = g_t · prev``::
+    torch's rule (``torch.optim.Rprop``), with ``p = sign(g_t) · sign(prev)``::
 
       Δ_t  = clip(Δ_{t-1} · (eta_plus if p > 0, eta_minus if p < 0, 1 if p = 0),
                   min_step_size, max_step_size)                (Δ_0 = learning_rate)
@@ -67,6 +67,8 @@ def scale_by_rprop(
     Where the sign flips, the element takes no step and forgets its gradient,
     so the next step neither grows nor shrinks its Δ.  Only the gradient's sign
     matters; the output is the (positive) step, flip it with ``scale(-1)``.
+    torch forms ``g_t · prev``, which underflows to 0 for gradients below about
+    4e-23 in float32: there torch's Δ stops growing and gradtx's does not.
 
     ``convention="optax"`` is ``optax.scale_by_rprop`` (0.2.8) exactly: ``prev``
     holds the last update ``Δ·sign(g)``, Δ is left unclipped where ``p = 0``
@@ -126,7 +128,9 @@ def scale_by_rprop(
         )
 
     def torch_rule(g, prev, delta, plus, minus, lo, hi):
-        p = g * prev
+        # the signs' product: XLA on CPU flushes a subnormal g · prev to 0, so gradients
+        # below ~1e-19 in float32 never grew their Δ; torch's product keeps them
+        p = jnp.sign(g) * jnp.sign(prev)
         factor = jnp.where(p > 0, plus, jnp.where(p < 0, minus, jnp.ones_like(p)))
         delta = jnp.clip(delta * factor, lo, hi)
         g = jnp.where(p < 0, jnp.zeros_like(g), g)
