@@ -40,31 +40,6 @@ def tree_squared_norm(a: Any, dtype: Any) -> jax.Array:
     return total
 
 
-def tree_is_zero(a: Any) -> jax.Array:
-    """Whether every element of every leaf is 0 (a scalar bool)."""
-    zero = jnp.asarray(True)
-    for x in jax.tree.leaves(a):
-        zero = zero & jnp.all(x == 0)
-    return zero
-
-
-def tree_is_zero_where(pred: jax.Array, a: Any) -> jax.Array:
-    """``pred & tree_is_zero(a)``, reading ``a`` only where ``pred`` holds.
-
-    For a rare case (a sum that would show it is 0): a conditional costs a few
-    microseconds, another pass over a large tree a share of the whole step.
-    """
-    return jax.lax.cond(pred, tree_is_zero, _false, a)
-
-
-# Branches are module-level functions of their operands: a conditional finds its
-# compiled branches again by their identity, so an eager step compiles them once.
-
-
-def _false(a: Any) -> jax.Array:
-    return jnp.asarray(False)
-
-
 def tree_norm(a: Any, dtype: Any) -> jax.Array:
     """The Euclidean norm of the whole tree, in ``dtype``."""
     return _tree.safe_sqrt(tree_squared_norm(a, dtype))
@@ -107,6 +82,10 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
     floor = jnp.asarray(size * float(info.tiny) / float(info.eps), dtype)
     plain = jnp.isfinite(total) & (total > floor)
     return jax.lax.cond(plain, _root, _root_by_peak, total, leaves)
+
+
+# Branches are module-level functions of their operands: a conditional finds its
+# compiled branches again by their identity, so an eager step compiles them once.
 
 
 def _root(total: jax.Array, leaves: list[jax.Array]) -> jax.Array:
