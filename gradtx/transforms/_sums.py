@@ -21,22 +21,46 @@ def _parts(x: jax.Array) -> list[jax.Array]:
     return [jnp.real(x), jnp.imag(x)] if jnp.iscomplexobj(x) else [x]
 
 
-def tree_dot(a: Any, b: Any, dtype: Any) -> jax.Array:
-    """``Σ Re(conj(a) · b)`` over the leaves of two trees of one structure, in ``dtype``."""
-    total = jnp.zeros([], dtype)
+def tree_dot(a: Any, b: Any, dtype: Any, *, once: bool = False) -> jax.Array:
+    """``Σ Re(conj(a) · b)`` over the leaves of two trees of one structure, in ``dtype``
+    (``once``: see ``_total``)."""
+    partials = []
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         for xp, yp in zip(_parts(x), _parts(y)):
-            total = total + jnp.sum(xp.astype(dtype) * yp.astype(dtype))
-    return total
+            partials.append(jnp.sum(xp.astype(dtype) * yp.astype(dtype)))
+    return _total(partials, dtype, once)
 
 
-def tree_squared_norm(a: Any, dtype: Any) -> jax.Array:
-    """``Σ |a|²`` over the leaves, in ``dtype``."""
-    total = jnp.zeros([], dtype)
+def tree_squared_norm(a: Any, dtype: Any, *, once: bool = False) -> jax.Array:
+    """``Σ |a|²`` over the leaves, in ``dtype`` (``once``: see ``_total``)."""
+    partials = []
     for x in jax.tree.leaves(a):
         for xp in _parts(x):
             xp = xp.astype(dtype)
-            total = total + jnp.sum(xp * xp)
+            partials.append(jnp.sum(xp * xp))
+    return _total(partials, dtype, once)
+
+
+def _total(partials: list[jax.Array], dtype: Any, once: bool) -> jax.Array:
+    """The per-leaf sums added in leaf order.
+
+    XLA may copy that chain of scalar adds into every kernel that reads the total
+    (each leaf's step: on a 161-leaf tree, 161 adds in each of 161 kernels); it turns
+    a reduction over the stacked sums back into the chain.  ``once`` adds them in a
+    conditional (``_tree.once``), which XLA does not fuse: MoMo compiled in 1.85x
+    optax's inject time without it, 0.57x with it.  Where the copies do not happen
+    (DoG, DoWG, Prodigy, Mechanize) the conditional cost 15-25% more compile time,
+    so it is not the default.  The numbers are the same.
+    """
+    if once and partials:
+        return _tree.once(_chain_sum, jnp.stack(partials))
+    return _chain_sum(partials, dtype)
+
+
+def _chain_sum(partials: Any, dtype: Any = None) -> jax.Array:
+    total = jnp.zeros([], partials.dtype if dtype is None else dtype)
+    for i in range(len(partials)):
+        total = total + partials[i]
     return total
 
 

@@ -177,12 +177,12 @@ def scale_by_momo(
         b = jnp.where(first, 0, jnp.asarray(beta).astype(dt))  # m_1 = g_1, f̄_1 = f_1
         loss = b * state.loss_average + (1 - b) * value
         mu = _tree.ema(b, state.mu, grads)
-        inner = b * state.inner_product_average + (1 - b) * tree_dot(grads, params, dt)
+        inner = b * state.inner_product_average + (1 - b) * tree_dot(grads, params, dt, once=True)
         alpha = jnp.asarray(learning_rate).astype(dt)
         low = jnp.asarray(lower_bound).astype(dt)
         tau, new_lb = _polyak(
-            alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt),
-            tree_squared_norm(mu, dt), state.estimated_lower_bound if adapt_lower_bound else low, low,
+            alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt, once=True),
+            tree_squared_norm(mu, dt, once=True), state.estimated_lower_bound if adapt_lower_bound else low, low,
             adapt_lower_bound,
         )  # fmt: skip
 
@@ -298,12 +298,14 @@ def scale_by_momo_adam(
             return _tree.div0(m.astype(wide), jnp.asarray(eps).astype(wide) + root)
 
         direction = jax.tree.map(precondition, mu, nu)
-        inner = beta1 * state.inner_product_average + (1 - beta1) * tree_dot(grads, params, dt)
+        inner = beta1 * state.inner_product_average + (1 - beta1) * tree_dot(
+            grads, params, dt, once=True
+        )
         alpha = jnp.asarray(learning_rate).astype(dt)
         low = jnp.asarray(lower_bound).astype(dt)
         tau, new_lb = _polyak(
-            alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt),
-            tree_dot(mu, direction, dt), state.estimated_lower_bound if adapt_lower_bound else low, low,
+            alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt, once=True),
+            tree_dot(mu, direction, dt, once=True), state.estimated_lower_bound if adapt_lower_bound else low, low,
             adapt_lower_bound, bc1=_tree.bias_correction(beta1, t),
         )  # fmt: skip
 
