@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -243,20 +244,7 @@ def ema(decay: Any, old: Any, new: Any, *, wide: bool = False) -> Any:
     ``1 - 0.999`` is 0 and the EMA would never move.  With equal float32 or
     float64 dtypes this is the plain formula.
     """
-
-    coefs = {}  # dtype -> (d, 1 - d), computed once per dtype rather than per leaf
-
-    def one(o, n):
-        dtype = compute_dtype(o.dtype, jnp.result_type(n))
-        if dtype not in coefs:
-            coefs[dtype] = (jnp.asarray(decay).astype(dtype), one_minus(decay, dtype))
-        d, rest = coefs[dtype]
-        if o.dtype == dtype and n.dtype == dtype:
-            return d * o + rest * n
-        out = d * o.astype(dtype) + rest * n.astype(dtype)
-        return out if wide else out.astype(o.dtype)
-
-    return jax.tree.map(one, old, new)
+    return _weighted_average(decay, old, new, wide, operator.mul, real_weights=False)
 
 
 def ema_of_square(decay: Any, old: Any, grads: Any, *, wide: bool = False) -> Any:
@@ -269,27 +257,36 @@ def ema_of_square(decay: Any, old: Any, grads: Any, *, wide: bool = False) -> An
     weighs its real and imaginary parts alike.  Elsewhere it differs from
     weighting the square by an ulp at most.
     """
+    return _weighted_average(decay, old, grads, wide, _weighted_square, real_weights=True)
 
-    def weighted(rest: jax.Array, g: jax.Array) -> jax.Array:
-        if jnp.iscomplexobj(g):
-            re, im = jnp.real(g), jnp.imag(g)
-            return (rest * re) * re + (rest * im) * im
-        return (rest * g) * g
 
-    coefs = {}  # dtype -> (d, 1 - d), as in ``ema``
+def _weighted_square(rest: jax.Array, g: jax.Array) -> jax.Array:
+    if jnp.iscomplexobj(g):
+        re, im = jnp.real(g), jnp.imag(g)
+        return (rest * re) * re + (rest * im) * im
+    return (rest * g) * g
 
-    def one(o, g):
-        dtype = compute_dtype(o.dtype, g.dtype)
-        real = real_dtype(dtype)
-        if real not in coefs:
-            coefs[real] = (jnp.asarray(decay).astype(real), one_minus(decay, real))
-        d, rest = coefs[real]
-        if o.dtype == real and g.dtype == dtype:
-            return d * o + weighted(rest, g)
-        out = d * o.astype(real) + weighted(rest, g.astype(dtype))
+
+def _weighted_average(
+    decay: Any, old: Any, new: Any, wide: bool, term: Callable, *, real_weights: bool
+) -> Any:
+    """``decay * old + term(1 - decay, new)`` leaf by leaf, in ``compute_dtype`` of
+    both; the statistic and its weights are real where ``real_weights`` (a second
+    moment of a complex gradient), else in that dtype."""
+    coefs = {}  # dtype -> (d, 1 - d), computed once per dtype rather than per leaf
+
+    def one(o, n):
+        dtype = compute_dtype(o.dtype, jnp.result_type(n))
+        stat = real_dtype(dtype) if real_weights else dtype
+        if stat not in coefs:
+            coefs[stat] = (jnp.asarray(decay).astype(stat), one_minus(decay, stat))
+        d, rest = coefs[stat]
+        if o.dtype == stat and n.dtype == dtype:
+            return d * o + term(rest, n)
+        out = d * o.astype(stat) + term(rest, n.astype(dtype))
         return out if wide else out.astype(o.dtype)
 
-    return jax.tree.map(one, old, grads)
+    return jax.tree.map(one, old, new)
 
 
 def stored_like(tree: Any, like: Any) -> Any:
