@@ -53,15 +53,20 @@ def _total(partials: list[jax.Array], dtype: Any, once: bool) -> jax.Array:
     so it is not the default.  The numbers are the same.
     """
     if once and partials:
-        return _tree.once(_chain_sum, jnp.stack(partials))
+        return _tree.once(_stacked_sum, jnp.stack(partials))
     return _chain_sum(partials, dtype)
 
 
-def _chain_sum(partials: Any, dtype: Any = None) -> jax.Array:
-    total = jnp.zeros([], partials.dtype if dtype is None else dtype)
-    for i in range(len(partials)):
-        total = total + partials[i]
+def _chain_sum(partials: list[jax.Array], dtype: Any) -> jax.Array:
+    total = jnp.zeros([], dtype)
+    for x in partials:
+        total = total + x
     return total
+
+
+def _stacked_sum(stacked: jax.Array) -> jax.Array:
+    """``_chain_sum`` of the rows of ``stacked`` (``_tree.once`` takes arrays)."""
+    return _chain_sum([stacked[i] for i in range(stacked.shape[0])], stacked.dtype)
 
 
 def tree_norm(a: Any, dtype: Any) -> jax.Array:

@@ -139,24 +139,25 @@ def scale_by_rms(
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             real = _tree.real_dtype(wide)
             v = v.astype(real)
-            v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
-            if centered:
-                mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
-                # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
-                v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
-            e = _tree.scalar_like(eps, v_hat)
-            if eps_in_sqrt:
-                denom = _tree.safe_sqrt(v_hat + e + _tree.scalar_like(eps_root, v_hat))
-            elif correction is None or centered or (amsgrad and max_of == "v_hat"):
-                denom = _tree.safe_sqrt(v_hat + _tree.scalar_like(eps_root, v_hat)) + e
-            else:
+            e, e_root = _tree.scalar_like(eps, v), _tree.scalar_like(eps_root, v)
+            root_first = not (correction is None or centered or eps_in_sqrt)
+            if root_first and not (amsgrad and max_of == "v_hat"):
                 # sqrt(v̂ + eps_root) as sqrt(v + eps_root c) / sqrt(c), c = 1 - decay^t:
                 # v̂ = v / c overflows float32 from |g| ~ 1.8e19 where v stays finite
                 # (to ~5.8e20 at decay 0.999), and torch's Adam, which divides the root,
                 # keeps stepping there.
                 c = correction.astype(real)
-                root = _tree.safe_sqrt(v + _tree.scalar_like(eps_root, v) * c)
-                denom = root / jnp.sqrt(c) + e
+                denom = _tree.safe_sqrt(v + e_root * c) / jnp.sqrt(c) + e
+                return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+            v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
+            if centered:
+                mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
+                # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
+                v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
+            if eps_in_sqrt:
+                denom = _tree.safe_sqrt(v_hat + e + e_root)
+            else:
+                denom = _tree.safe_sqrt(v_hat + e_root) + e
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         second = nu_max if amsgrad else nu
