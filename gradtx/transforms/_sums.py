@@ -9,6 +9,7 @@ of C^n as R^2n.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -96,10 +97,9 @@ def tree_difference_norm(a: Any, b: Any, dtype: Any, squared: bool = False) -> j
 
 def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
     """The Euclidean norm of the whole tree, in ``dtype``, finite whenever the norm
-    is: where the plain sum of squares overflows (or is so small that squares below
-    the smallest normal number could matter) it is taken again scaled by the largest
-    entry.  The plain sum is one pass over the tree; the scaled one two, so it runs
-    only then (a conditional)."""
+    is.  Where the plain sum of squares overflows (or is so small that squares below
+    the smallest normal number could matter) it is taken again with every entry
+    scaled by a power of two, in a conditional that runs only then."""
     leaves = jax.tree.leaves(a)
     if not leaves:
         return jnp.zeros([], dtype)
@@ -110,30 +110,33 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
     # this floor their sum is below the rounding of the total.
     floor = jnp.asarray(size * float(info.tiny) / float(info.eps), dtype)
     plain = jnp.isfinite(total) & (total > floor)
-    return jax.lax.cond(plain, _root, _root_by_peak, total, leaves)
+    return jax.lax.cond(plain, _root, _root_scaled, total, floor, leaves)
 
 
 # Branches are module-level functions of their operands: a conditional finds its
 # compiled branches again by their identity, so an eager step compiles them once.
 
 
-def _root(total: jax.Array, leaves: list[jax.Array]) -> jax.Array:
+def _root(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) -> jax.Array:
     return _tree.safe_sqrt(total)
 
 
-def _root_by_peak(total: jax.Array, leaves: list[jax.Array]) -> jax.Array:
-    return _norm_by_peak(leaves, total.dtype)
-
-
-def _norm_by_peak(leaves: list[jax.Array], dtype: Any) -> jax.Array:
-    peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves]))
-    # u ‖x / u‖ does not depend on u: its derivative must not flow through u (through
-    # the max it came out wrong, by ‖x‖ / u at the largest entry).
-    unit = jax.lax.stop_gradient(jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1))
-    # Divide in ``dtype``: in float16 the unit may be subnormal, which XLA flushes to 0.
-    total = jnp.zeros([], dtype)
+def _root_scaled(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) -> jax.Array:
+    """The norm as ``‖x·2^k‖ / 2^k``, one pass.  Where the sum overflowed, ``k < 0``
+    so that ``size`` squares of the largest finite number sum to a finite number
+    (the entries whose scaled squares then underflow weigh less than the rounding
+    of a sum above the largest finite number).  Where it was below ``floor``,
+    ``k`` is just large enough that every normal entry's scaled square is normal:
+    larger, the derivative's intermediate ``1 / (2^2k ‖x‖)`` underflows.  A power
+    of two scales exactly, and ``k`` is a constant: no derivative flows through it."""
+    dtype = total.dtype
+    info = jnp.finfo(dtype)
+    bits = math.log2(max(sum(int(jnp.size(x)) * len(_parts(x)) for x in leaves), 2))
+    down = -math.ceil((info.maxexp + 1 + bits) / 2)
+    up = math.ceil(-info.minexp / 2) + 1
+    scale = jnp.where(total > floor, jnp.asarray(2.0**down, dtype), jnp.asarray(2.0**up, dtype))
+    scaled = jnp.zeros([], dtype)
     for x in leaves:
         for xp in _parts(x):
-            total = total + jnp.sum(jnp.square(xp.astype(dtype) / unit))
-    norm = _tree.safe_sqrt(total)
-    return jnp.where(jnp.isfinite(peak), norm * unit, peak)
+            scaled = scaled + jnp.sum(jnp.square(xp.astype(dtype) * scale))
+    return _tree.safe_sqrt(scaled) / scale
