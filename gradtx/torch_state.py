@@ -284,6 +284,29 @@ def _check_n_averaged(t: Target, count: int, n: int) -> None:
         )
 
 
+def _torch_names_of(paths: list, names: list) -> list | None:
+    """The torch name each leaf's path spells, when every leaf's does: the path's keys
+    joined by dots (``{"ln": {"weight": ...}}`` → ``ln.weight``), equal to one of
+    torch's ``param_names`` or ending in ``.`` and it (a prefix such as Flax's
+    ``params``), each name once.  None where the paths do not spell them."""
+    if None in names or len(set(names)) != len(names):
+        return None
+    spelt = []
+    for path in paths:
+        parts = []
+        for k in path:
+            part = getattr(k, "key", getattr(k, "name", getattr(k, "idx", None)))
+            if not isinstance(part, (str, int)):
+                return None
+            parts.append(str(part))
+        joined = ".".join(parts)
+        match = [joined] if joined in names else [n for n in names if joined.endswith("." + n)]
+        if len(match) != 1:
+            return None
+        spelt.append(match[0])
+    return spelt if len(set(spelt)) == len(spelt) else None
+
+
 def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
     """The param group, after checking that every group agrees and that torch's
     parameters are the params' leaves; the non-empty per-parameter states, keyed by
@@ -330,8 +353,8 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
                 )
     names = {leaf[int(i)]: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
     order = [names.get(n) for n in range(len(paths))]
-    keys = [p[0].key for p in paths if len(p) == 1 and isinstance(getattr(p[0], "key", 0), str)]
-    if len(keys) == len(paths) and set(keys) == set(order) and keys != order:
+    keys = _torch_names_of(paths, order)
+    if keys is not None and keys != order:
         raise ValueError(
             f"{PARAMS}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
             f"keys), torch's parameters in the order {order}; build params as a list in "

@@ -872,6 +872,22 @@ def test_parameter_order_recipe(x64):
     with pytest.raises(ValueError, match=r"jax.tree.leaves sorts a dict's keys.*OrderedDict"):
         gradtx.from_torch_state_dict(gradtx.adam(), plain, named.state_dict())
 
+    # nested dicts (Flax's layout), with or without a prefix such as Flax's "params",
+    # are checked by the dotted path: "ln.bias" sorts before "ln.weight", equal shapes
+    ln = torch.nn.Sequential(collections.OrderedDict(ln=torch.nn.LayerNorm(3)))
+    ln_opt = torch.optim.Adam(ln.named_parameters(), lr=0.01)
+    ln(x).pow(3).sum().backward()
+    ln_opt.step()
+    w, bias = (p.detach().numpy().copy() for p in ln.parameters())
+    for nested in ({"ln": {"weight": w, "bias": bias}}, {"params": {"ln": {"weight": w, "bias": bias}}}):  # fmt: skip
+        with pytest.raises(ValueError, match=r"order \['ln.bias', 'ln.weight'\]"):
+            gradtx.from_torch_state_dict(gradtx.adam(), nested, ln_opt.state_dict())
+    kept = {"ln": collections.OrderedDict(weight=w, bias=bias)}
+    got = gradtx.from_torch_state_dict(gradtx.adam(), kept, ln_opt.state_dict())
+    np.testing.assert_array_equal(
+        got.inner_state[0].mu["ln"]["weight"], ln_opt.state[ln.ln.weight]["exp_avg"]
+    )
+
     def loss_fn(params):  # the recipe's list, continued in gradtx: torch's next step
         h = jnp.tanh(jnp.asarray(x.numpy()) @ params[0].T + params[1])
         return jnp.mean((h @ params[2].T + params[3] - jnp.asarray(y.numpy())) ** 2)
