@@ -125,6 +125,15 @@ class FactoryCall(NamedTuple):
     arguments: Mapping[str, Any]
 
 
+class Bound(NamedTuple):
+    """What ``derive`` returns for a declared number that this configuration reads
+    only in ``init`` (DoG's ``init_value`` unless it is the first step size): the
+    body gets ``value`` as a constant and the state keeps none, so
+    ``set_hyperparams`` refuses to set what would change nothing."""
+
+    value: Any
+
+
 def made_by(tx: Any) -> FactoryCall | None:
     """The ``FactoryCall`` that made ``tx``, or ``None`` (not made by a user's call of a
     gradtx factory: an optax transform, a ``chain``, a transform made inside another
@@ -454,7 +463,8 @@ def factory(
         one counter.
       derive: ``derive(call, arguments) -> arguments``, run once on the checked
         arguments of a user's call: fills in defaults computed from other
-        arguments (AdaBound's ``base_lr`` is the initial learning rate).
+        arguments (AdaBound's ``base_lr`` is the initial learning rate), or
+        wraps in ``Bound`` a number this configuration reads only in ``init``.
       own_gradient: the transform's input is its gradient: a ``grads`` keyword
         from an enclosing ``chain`` is dropped (every named optimizer).
       example_axis: ``update`` takes per-example gradients (see
@@ -514,7 +524,12 @@ def factory(
             stored = {
                 k for k, spec in specs.items() if isinstance(spec, Hyper) and not spec.init_only
             }
-            values = {k: v for k, v in arguments.items() if k in stored and v is not None}
+            values = {
+                k: v
+                for k, v in arguments.items()
+                if k in stored and v is not None and not isinstance(v, Bound)
+            }
+            arguments = {k: v.value if isinstance(v, Bound) else v for k, v in arguments.items()}
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)
             tx = hyperparameterized(

@@ -22,7 +22,7 @@ from gradtx._base import (
     gradient,
     step_count,
 )
-from gradtx._factory import current_call, factory, reads_count
+from gradtx._factory import Bound, current_call, factory, reads_count
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper
 from gradtx.transforms._sums import (
     tree_difference_norm,
@@ -58,7 +58,15 @@ class ScaleByDistanceOverGradientsState(NamedTuple):
     sum_of_squared_norms: jax.Array
 
 
-@factory(init_step=Choice(*INIT_STEPS), init_value=NON_NEGATIVE, eps=NON_NEGATIVE)
+def _init_value_read_by_init(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    # r̄_0 comes from init_value in init: only the "learning_rate" mode reads it later
+    if arguments["init_step"] == "learning_rate":
+        return arguments
+    return {**arguments, "init_value": Bound(arguments["init_value"])}
+
+
+@factory(derive=_init_value_read_by_init,
+         init_step=Choice(*INIT_STEPS), init_value=NON_NEGATIVE, eps=NON_NEGATIVE)  # fmt: skip
 def scale_by_distance_over_gradients(
     init_step: str = "heuristic", init_value: float = 1e-6, eps: float = 1e-8
 ) -> GradientTransformation:
@@ -84,7 +92,9 @@ def scale_by_distance_over_gradients(
 
     Args:
       init_step: how ``init_value`` sets the first step (see above).
-      init_value: r_ε, its heuristic factor, or the first step size.
+      init_value: r_ε, its heuristic factor, or the first step size.  Only as the
+        first step size is it kept in the state (settable); otherwise ``init``
+        reads it once and ``set_hyperparams`` refuses it.
       eps: added to G_t under the root.
 
     Example:

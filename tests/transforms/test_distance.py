@@ -126,3 +126,24 @@ def test_zero_gradients_step_zero_and_underflowing_ones_stay_visible(make):
     tiny = jnp.asarray([1e-20, -2e-20, 3e-20])
     out, _ = tx.update(tiny, state, params)
     np.testing.assert_array_equal(out, [np.inf, -np.inf, np.inf])
+
+
+@pytest.mark.parametrize("mode", ["distance", "heuristic"])
+def test_dog_init_value_read_by_init_is_not_a_settable_hyperparameter(mode):
+    # r̄_0 is made from init_value in init: a value set later would change nothing,
+    # so the state keeps none and set_hyperparams refuses it
+    tx = gradtx.scale_by_distance_over_gradients(mode, 1e-3)
+    state = tx.init(jnp.ones(3))
+    assert sorted(gradtx.get_hyperparams(state)) == ["eps"]
+    with pytest.raises(KeyError, match="unknown hyperparameter 'init_value'"):
+        gradtx.set_hyperparams(state, {"init_value": 0.5})
+
+
+def test_dog_first_step_size_set_later_is_used(x64):
+    x, g = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25])
+    tx = gradtx.scale_by_distance_over_gradients("learning_rate", 1e-3)
+    state = gradtx.set_hyperparams(tx.init(x), {"init_value": 0.5})
+    fresh = gradtx.scale_by_distance_over_gradients("learning_rate", 0.5)
+    got = tx.update(g, state, x)[0]
+    np.testing.assert_array_equal(got, fresh.update(g, fresh.init(x), x)[0])
+    np.testing.assert_allclose(got, 0.5 * g, rtol=1e-15)
