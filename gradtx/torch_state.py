@@ -104,6 +104,7 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
     }
     hs = hs._replace(python_schedules=python)  # their values at the count
     numbers, specs = {}, getattr(t.made.factory, "specs", {})
+    torch_keys: dict[str, str] = {}  # gradtx's name -> torch's key it came from
     for key, codec in t.entry.hyperparams.items():  # every key is there (check_group)
         for name, want in codec.to_gradtx(group[key]).items():
             have, stored = _current(t, hs, name), hs.hyperparams.get(name)
@@ -119,6 +120,7 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                         f"{name}={plain(group[key])!r}"
                     )
                 numbers[name] = want
+                torch_keys[name] = key
             elif not np.allclose(
                 numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group, name)
             ) and not _equal_in_double(t, name, want, group, count):
@@ -143,7 +145,20 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                         else ""
                     )
                 )
-    return set_hyperparams(hs, numbers)
+    try:
+        return set_hyperparams(hs, numbers)
+    except (ValueError, TypeError):
+        for name, want in numbers.items():  # name torch's value that gradtx refuses
+            try:
+                set_hyperparams(hs, {name: want})
+            except (ValueError, TypeError) as err:
+                key = torch_keys[name]
+                reason = str(err).split("): ", 1)[-1]
+                raise ValueError(
+                    f"{SD}: torch's {key}={plain(group[key])!r} ({t.made.call}'s {name}) "
+                    f"is outside what gradtx takes: {reason}"
+                ) from None
+        raise
 
 
 def _buffers_in(

@@ -993,3 +993,27 @@ def test_step_0_is_refused_where_torchs_state_shows_steps():
     opt.step()
     with pytest.raises(ValueError, match=r"\(step=0\): torch's state .* shows steps were taken"):
         gradtx.from_torch_state_dict(gradtx.sgd(0.1, 0.9), [jnp.ones(3)], opt.state_dict(), step=0)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "make", "key"),
+    [
+        ("RMSprop", {"alpha": 1.0}, lambda: gradtx.rmsprop(), "alpha=1.0"),
+        (
+            "SGD",
+            {"momentum": 0.9, "dampening": -0.5},
+            lambda: gradtx.sgd(momentum=0.9, dampening=0.1),
+            "dampening=-0.5",
+        ),  # fmt: skip
+    ],
+)
+def test_a_torch_value_gradtx_refuses_is_named_as_torch_spells_it(cls, kwargs, make, key):
+    # not as a set_hyperparams call the user never made
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = getattr(torch.optim, cls)([w], **kwargs)
+    w.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    with pytest.raises(
+        ValueError, match=rf"from_torch_state_dict\(state_dict=...\): torch's {key}"
+    ):
+        gradtx.from_torch_state_dict(make(), [np.ones(3)], opt.state_dict(), step=1)
