@@ -135,14 +135,8 @@ def _root_scaled(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) ->
     down = -math.ceil((info.maxexp + 1 + bits) / 2)
     up = math.ceil(-info.minexp / 2) + 1
     scale = jnp.where(total > floor, jnp.asarray(2.0**down, dtype), jnp.asarray(2.0**up, dtype))
-    # Leaves of one shape are summed stacked: one kernel per distinct shape, not per
-    # leaf (this branch runs rarely; its kernels are compiled at every compile).
-    groups: dict[Any, list[jax.Array]] = {}
+    scaled = jnp.zeros([], dtype)
     for x in leaves:
         for xp in _parts(x):
-            groups.setdefault((xp.shape, xp.dtype), []).append(xp)
-    scaled = jnp.zeros([], dtype)
-    for xs in groups.values():
-        stacked = jnp.stack(xs) if len(xs) > 1 else xs[0]
-        scaled = scaled + jnp.sum(jnp.square(stacked.astype(dtype) * scale))
+            scaled = scaled + jnp.sum(jnp.square(xp.astype(dtype) * scale))
     return _tree.safe_sqrt(scaled) / scale
