@@ -152,6 +152,13 @@ def _scaled_nonzero(updates: Updates, step: jax.Array) -> Updates:
     return jax.tree.map(lambda u, s: jnp.where(u == 0, u, s), updates, scaled(updates, step))
 
 
+def _dowg_step(max_sq: jax.Array, weighted: jax.Array, eps: jax.Array) -> jax.Array:
+    """``r̄² / (sqrt(v) + eps)``, 0 for 0/0; once per step (``_tree.once``): XLA copied
+    these scalar ops into every leaf's kernel."""
+    den = _tree.safe_sqrt(weighted) + eps
+    return jnp.where((den == 0) & (max_sq == 0), jnp.zeros_like(den), max_sq / den)
+
+
 class ScaleByDistanceOverWeightedGradientsState(NamedTuple):
     """State of ``scale_by_distance_over_weighted_gradients``.
 
@@ -222,8 +229,7 @@ def scale_by_distance_over_weighted_gradients(
         # (``_scaled_nonzero``) or while r̄² is 0 (its default r̄²_0 = eps): 0/0, and
         # the size is 0.  A non-zero gradient whose square underflowed to 0 gets
         # r̄²/0 = ∞, as in optax: a size of 0 there would stop the optimizer without a sign.
-        den = _tree.safe_sqrt(weighted) + jnp.asarray(eps).astype(dtype)
-        step = jnp.where((den == 0) & (max_sq == 0), jnp.zeros([], dtype), max_sq / den)
+        step = _tree.once(_dowg_step, max_sq, weighted, jnp.asarray(eps).astype(dtype))
         new_state = ScaleByDistanceOverWeightedGradientsState(
             state.initial_params, max_sq, weighted
         )
