@@ -129,7 +129,8 @@ def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
     identity and its value is non-negative (``|g|²/2`` at ``p``), as Polyak-type
     steps (MoMo) with a lower bound of 0 expect.  Computed in the widest of the
     leaves' dtypes (at least float32), so trees of mixed dtypes sum under strict
-    promotion.
+    promotion, and a trial point wider than the params (a line search's) is taken
+    as it is.
     """
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
     with jax.numpy_dtype_promotion("standard"):
@@ -139,7 +140,7 @@ def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
         total = jnp.zeros([], dtype)
         for g, p, x in zip(jax.tree.leaves(grads), leaves, jax.tree.leaves(q), strict=True):
             total = total + 0.5 * jnp.sum(
-                jnp.abs((x - p).astype(dtype) + jnp.asarray(g).astype(dtype)) ** 2
+                jnp.abs(x.astype(dtype) - p.astype(dtype) + jnp.asarray(g).astype(dtype)) ** 2
             )
         return total
 

@@ -165,7 +165,9 @@ def scale_by_zoom_linesearch(
     (so ``get_hyperparams`` and ``tree_get`` see no second learning rate) and
     holds its ``info`` fields directly.  Scalars are computed in the params'
     widest real dtype, at least float32, and a trial point in at least float32
-    per leaf.  Bad arguments are refused at construction (optax takes
+    per leaf: ``value_fn`` gets it in that dtype, as optax's promotion gives it
+    (rounded to 16-bit params, small steps fell on the params and the search
+    never moved).  Bad arguments are refused at construction (optax takes
     ``max_linesearch_steps=0`` and still evaluates once).
 
     Args:
@@ -315,17 +317,16 @@ def _search_step(
         dtype = x.f0.dtype
 
         def point(p, u):
+            # Left in the wider dtype, as optax's promotion leaves it: a 16-bit trial
+            # rounded back to the params' dtype falls on the params themselves for
+            # small steps, and the search saw a flat loss and never moved.
             wide = _tree.compute_dtype(p.dtype)
-            return (p.astype(wide) + stepsize.astype(wide) * u.astype(wide)).astype(p.dtype)
+            return p.astype(wide) + stepsize.astype(wide) * u.astype(wide)
 
         trial = jax.tree.map(point, x.params, x.updates)
         loss, g = jax.value_and_grad(value_fn)(trial, **x.data, **dict(fixed))
-        g = _like(g, x.params)
-        return (
-            jnp.asarray(loss).astype(dtype),
-            g,
-            _tree.real_vdot(jax.tree.map(jnp.conj, g), x.updates, dtype),
-        )
+        slope = _tree.real_vdot(jax.tree.map(jnp.conj, g), x.updates, dtype)
+        return jnp.asarray(loss).astype(dtype), _like(g, x.params), slope
 
     def step(operands: tuple) -> tuple:
         c, x = operands

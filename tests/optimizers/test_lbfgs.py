@@ -218,3 +218,31 @@ def test_update_needs_the_loss_and_real_params():
         opt.update(params, state, value=1.0, value_fn=loss)
     with pytest.raises(TypeError, match=r"^gradtx\.lbfgs: complex params"):
         opt.init({"z": jnp.ones(2, jnp.complex64)})
+
+
+def test_bfloat16_trial_points_are_not_rounded_back_onto_the_params():
+    # Gradients far below a bfloat16 ulp of the params: trial points rounded to
+    # bfloat16 fell on the params themselves (η = 1 and 2 alike), the search saw a
+    # flat loss and L-BFGS never moved (L/L0 = 1 after every step).  Kept in float32,
+    # as optax's promotion keeps them, the run converges as the float32 run does.
+    scale = jnp.linspace(1.0, 3.0, 16)
+
+    def loss(p):
+        return 1e-4 * 0.5 * jnp.sum(scale * (p["x"].astype(jnp.float32) - 0.3) ** 2)
+
+    def run(dtype):
+        opt = gradtx.lbfgs(1.0, history_size=10, line_search_fn="strong_wolfe", convention="optax")
+        p = {"x": jnp.linspace(-1.0, 1.0, 16).astype(dtype)}
+        state = opt.init(p)
+        step = jax.jit(
+            lambda p, s: opt.update(jax.grad(loss)(p), s, p, value=loss(p), value_fn=loss)
+        )
+        for _ in range(10):
+            u, state = step(p, state)
+            p = gradtx.apply_updates(p, u)
+        return p["x"]
+
+    wide, narrow = run(jnp.float32), run(jnp.bfloat16)
+    np.testing.assert_allclose(wide, 0.3, rtol=1e-4)
+    # the bfloat16 run ends at the bfloat16 number nearest the minimum (0.30078125)
+    np.testing.assert_allclose(np.asarray(narrow, np.float32), 0.3, atol=2**-8)
