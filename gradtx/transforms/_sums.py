@@ -105,7 +105,7 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
         return jnp.zeros([], dtype)
     total = tree_squared_norm(leaves, dtype)
     info = jnp.finfo(dtype)
-    size = sum(int(jnp.size(x)) * len(_parts(x)) for x in leaves)
+    size = _real_size(leaves)
     # Each square that underflows loses at most the smallest normal number; above
     # this floor their sum is below the rounding of the total.
     floor = jnp.asarray(size * float(info.tiny) / float(info.eps), dtype)
@@ -131,12 +131,15 @@ def _root_scaled(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) ->
     of two scales exactly, and ``k`` is a constant: no derivative flows through it."""
     dtype = total.dtype
     info = jnp.finfo(dtype)
-    bits = math.log2(max(sum(int(jnp.size(x)) * len(_parts(x)) for x in leaves), 2))
+    bits = math.log2(max(_real_size(leaves), 2))
     down = -math.ceil((info.maxexp + 1 + bits) / 2)
     up = math.ceil(-info.minexp / 2) + 1
     scale = jnp.where(total > floor, jnp.asarray(2.0**down, dtype), jnp.asarray(2.0**up, dtype))
-    scaled = jnp.zeros([], dtype)
-    for x in leaves:
-        for xp in _parts(x):
-            scaled = scaled + jnp.sum(jnp.square(xp.astype(dtype) * scale))
-    return _tree.safe_sqrt(scaled) / scale
+    # each part cast before it is scaled: a float16 leaf times 2^64 would overflow
+    scaled = [xp.astype(dtype) * scale for x in leaves for xp in _parts(x)]
+    return _tree.safe_sqrt(tree_squared_norm(scaled, dtype)) / scale
+
+
+def _real_size(leaves: list[jax.Array]) -> int:
+    """How many real numbers the leaves hold (a complex entry is two)."""
+    return sum(int(jnp.size(x)) * len(_parts(x)) for x in leaves)

@@ -148,16 +148,16 @@ def scale_by_rms(
                 # keeps stepping there.
                 c = correction.astype(real)
                 denom = _tree.safe_sqrt(v + e_root * c) / jnp.sqrt(c) + e
-                return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
-            v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
-            if centered:
-                mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
-                # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
-                v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
-            if eps_in_sqrt:
-                denom = _tree.safe_sqrt(v_hat + e + e_root)
             else:
-                denom = _tree.safe_sqrt(v_hat + e_root) + e
+                v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
+                if centered:
+                    mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
+                    # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
+                    v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
+                if eps_in_sqrt:
+                    denom = _tree.safe_sqrt(v_hat + e + e_root)
+                else:
+                    denom = _tree.safe_sqrt(v_hat + e_root) + e
             return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         second = nu_max if amsgrad else nu

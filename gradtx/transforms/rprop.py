@@ -130,15 +130,15 @@ def scale_by_rprop(
     def rate():
         return jnp.asarray(learning_rate).astype(float_dtype())
 
-    def initial(p, lr):
-        if jnp.iscomplexobj(p):
-            return jnp.full_like(p, jax.lax.complex(lr, lr).astype(p.dtype))
-        return jnp.full_like(p, lr.astype(p.dtype))
+    def initial(p, lr):  # Δ_0 = lr, on both parts of a complex leaf
+        return jax.lax.complex(lr, lr) if jnp.iscomplexobj(p) else lr
 
     def init(params):
         lr = rate()
         return ScaleByRpropState(
-            jax.tree.map(lambda p: initial(p, lr), params), _tree.zeros_like(params), lr
+            jax.tree.map(lambda p: jnp.full_like(p, initial(p, lr).astype(p.dtype)), params),
+            _tree.zeros_like(params),
+            lr,
         )
 
     def torch_rule(g, prev, delta, plus, minus, lo, hi):
@@ -171,9 +171,7 @@ def scale_by_rprop(
             hyper = [jnp.asarray(h).astype(real) for h in (eta_plus, eta_minus)]
             hyper += [jnp.asarray(h).astype(real) for h in (min_step_size, max_step_size)]
             g, delta, prev = (x.astype(wide) for x in (g, delta, prev))
-            b = start.astype(real)
-            b = jax.lax.complex(b, b) if jnp.iscomplexobj(delta) else b
-            delta = delta * keep.astype(wide) + b
+            delta = delta * keep.astype(wide) + initial(delta, start.astype(real))
             if convention == "optax":  # prev is a step: it rescales with Δ
                 prev = prev * ratio.astype(wide)
             return _by_part(lambda *xs: rule(*xs, *hyper), g, prev, delta)
