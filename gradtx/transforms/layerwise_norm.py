@@ -104,7 +104,15 @@ def scale_by_layerwise_norm(
             wide = _tree.compute_dtype(u.dtype, d.dtype)
             return _tree.div0(u.astype(wide), d.astype(wide)).astype(u.dtype)
 
-        out = treedef.unflatten([scale(u, denom[i]) for i, u in enumerate(leaves)])
+        out = treedef.unflatten(map(scale, leaves, _tree.once(_entries, denom)))
         return out, ScaleByLayerwiseNormState(nu)
 
     return GradientTransformation(init, update)
+
+
+def _entries(vector: jax.Array) -> tuple[jax.Array, ...]:
+    """The vector's entries as separate scalars, split in ``_tree.once``: a leaf's kernel
+    that sliced entry ``i`` itself held ``i`` as a constant, so no two leaves' kernels were
+    alike and XLA compiled each one (it compiles a kernel once for all identical
+    fusions); as separate buffers, leaves of one shape share one kernel."""
+    return tuple(vector[i] for i in range(vector.shape[0]))
