@@ -15,6 +15,7 @@ from gradtx._factory import current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState, as_returned
 from gradtx.wrappers.flatten import FlattenState
+from gradtx.wrappers.groups import MaskedNode
 
 
 class AverageParamsState(NamedTuple):
@@ -180,7 +181,8 @@ def averaged_params(state: OptState) -> Params:
     """The averaged parameters in ``state``: ``average_params``'s average, or ASGD's ``ax``.
 
     Raises ``ValueError`` if the state holds no average, or several (nested
-    averagers, or one per ``partition`` group: read those from the states).
+    averagers, or one per ``partition`` group: read those from the states), or
+    one of only some leaves (inside ``masked`` or ``partition``).
     """
     found = list(_averages(state))
     if len(found) != 1:
@@ -188,4 +190,16 @@ def averaged_params(state: OptState) -> Params:
             f"gradtx.averaged_params: the state holds {len(found)} averages; it needs exactly "
             "one (from gradtx.average_params or gradtx.asgd)"
         )
+    if any(map(_is_hidden, jax.tree.leaves(found[0], is_leaf=_is_hidden))):
+        raise ValueError(
+            "gradtx.averaged_params: the average is inside gradtx.masked or gradtx.partition "
+            "(or optax's), so it holds only the leaves given to it, MaskedNode() elsewhere, "
+            "not a params tree; average outside it: "
+            "gradtx.average_params(gradtx.partition(...)), or read the group's own leaves "
+            "from its state"
+        )
     return found[0]
+
+
+def _is_hidden(x: Any) -> bool:
+    return isinstance(x, (MaskedNode, optax.MaskedNode))

@@ -126,6 +126,26 @@ def test_an_average_inside_flatten_is_refused_and_outside_it_is_a_params_tree():
     assert jax.tree.map(jnp.shape, gradtx.averaged_params(state)) == {"w": (2, 3), "b": (3,)}
 
 
+@pytest.mark.parametrize(
+    "hide",
+    [
+        lambda avg: gradtx.partition({"x": avg, "y": gradtx.sgd(0.1)}, {"w": "x", "b": "y"}),
+        lambda avg: gradtx.masked(avg, {"w": True, "b": False}),
+        lambda avg: optax.masked(avg, {"w": True, "b": False}),
+    ],
+    ids=["partition", "masked", "optax.masked"],
+)
+def test_an_average_of_some_leaves_is_refused_and_of_all_is_a_params_tree(hide):
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    opt = hide(gradtx.average_params(gradtx.sgd(0.1), method="swa"))
+    _, state = opt.update(params, opt.init(params), params)
+    with pytest.raises(ValueError, match=r"averaged_params: the average is inside gradtx.masked"):
+        gradtx.averaged_params(state)  # was {"w": ..., "b": MaskedNode()}, no error
+    opt = gradtx.average_params(hide(gradtx.sgd(0.1)), method="swa")
+    _, state = opt.update(params, opt.init(params), params)
+    assert jax.tree.map(jnp.shape, gradtx.averaged_params(state)) == {"w": (2, 3), "b": (3,)}
+
+
 def test_a_bfloat16_ema_keeps_moving():
     """Kept in bfloat16, avg += 0.001 (p - avg) is below half an ulp and the average
     stood still; it is kept (and returned) in float32 for 16-bit params."""
