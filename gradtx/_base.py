@@ -226,9 +226,23 @@ def named_chain(
 
     Names address hyperparameters: ``set_hyperparams(state, {"adam/learning_rate": 1e-4})``.
     """
+    for pair in transforms:
+        bare = isinstance(pair, optax.GradientTransformation)  # itself a 2-tuple
+        if bare or not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            kinds = () if bare or not isinstance(pair, tuple) else map(type, pair)
+            shown = f"({', '.join(k.__name__ for k in kinds)})" if kinds else type(pair).__name__
+            raise TypeError(
+                "gradtx.named_chain: each argument is a (name, transform) pair, as "
+                f"named_chain(('adam', gradtx.adam(1e-3))), got {shown}"
+            )
+        if not isinstance(pair[1], optax.GradientTransformation):
+            raise TypeError(
+                f"gradtx.named_chain(({pair[0]!r}, ...)): the transform must be a "
+                f"GradientTransformation, got {type(pair[1]).__name__}"
+            )
     names = [n for n, _ in transforms]
-    if len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"gradtx.named_chain: names must be unique strings, got {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"gradtx.named_chain: names must be unique, got {names}")
     inner = chain(*(t for _, t in transforms))
 
     def init(params):

@@ -1,5 +1,7 @@
 """The wrappers not built by ``factory`` check their arguments and states as factories do."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,6 +88,30 @@ def test_a_non_transform_is_named_by_its_argument(make, call, name):
     with pytest.raises(TypeError) as info:
         make("adam")
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        ((gradtx.sgd(0.1),), "got GradientTransformationExtraArgs"),  # was: init fns as names
+        ((("a",),), r"got \(str\)"),
+        (((1, gradtx.sgd(0.1)),), r"got \(int, GradientTransformationExtraArgs\)"),
+        (("adam",), "got str"),
+    ],
+)
+def test_named_chain_names_a_missing_pair(args, shown):
+    """named_chain(adam) reported 'names must be unique strings, got [<function ...>]'."""
+    with pytest.raises(TypeError, match=r"gradtx.named_chain: each argument is a \(name, "):
+        gradtx.named_chain(*args)
+    with pytest.raises(TypeError, match=shown):
+        gradtx.named_chain(*args)
+
+
+def test_named_chain_names_its_own_non_transform():
+    """named_chain(("a", 3)) said 'gradtx.chain: expected a GradientTransformation'."""
+    message = "gradtx.named_chain(('a', ...)): the transform must be a GradientTransformation"
+    with pytest.raises(TypeError, match=re.escape(message) + ", got int"):
+        gradtx.named_chain(("a", 3))
 
 
 @pytest.mark.parametrize("name", sorted(WRAPPERS))
