@@ -420,6 +420,10 @@ DECLARED: list[tuple[str, dict[str, Hyper]]] = []
 the order declared: gradtx's and a user's.  ``set_hyperparams`` infers a state's ranges
 from them where it does not know the state's maker (``gradtx._set_checks``)."""
 
+TAKES: dict[str, tuple[dict[str, Hyper], bool]] = {}
+"""Every ``@factory``'s call name -> all its numbers (those ``init`` only reads too) and
+whether it has a ``derive`` (which may ``Bound`` one): why a number is not in a state."""
+
 MAKERS: dict[Any, dict[str, Mapping[str, Hyper]]] = {}
 """The structure of each state a factory's ``init`` made in this process -> the factories
 that made one of that structure (call -> numbers kept in state): ``set_hyperparams``
@@ -544,6 +548,7 @@ def factory(
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         DECLARED.append((call, kept))
+        TAKES[call] = ({k: s for k, s in specs.items() if isinstance(s, Hyper)}, derive is not None)
         return make
 
     return decorate

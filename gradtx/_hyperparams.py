@@ -32,7 +32,7 @@ import optax
 
 from gradtx import _checks, _set_checks, _tree
 from gradtx._base import REPORTED, OptState, is_schedule
-from gradtx._factory import DECLARED, HYPERPARAMS_STATES, shown_key, shown_name
+from gradtx._factory import HYPERPARAMS_STATES, MAKERS, TAKES, shown_key, shown_name
 from gradtx.schedules._common import check_rate, concrete
 
 _LOCATIONS = HYPERPARAMS_STATES + (
@@ -183,40 +183,68 @@ def _unreadable(state: Any) -> bool:
     return as_dict(state)
 
 
-def _find(entries: list, key: str, call: str) -> tuple[str, tuple[str, ...], str, str | None]:
+def _find(
+    entries: list, key: str, call: str, state: Any = None
+) -> tuple[str, tuple[str, ...], str, str | None]:
     """The one entry ``key`` addresses: its full name, else its only '/'-suffix match."""
     hits = [e for e in entries if e[0] == key] or [e for e in entries if _matches(e[0], key)]
     if not hits:
         known = sorted(_short_names([e[0] for e in entries]).values())
         raise KeyError(
-            f"{call}: unknown hyperparameter {key!r}; known: {known}{_why(key, entries)}"
+            f"{call}: unknown hyperparameter {key!r}; known: {known}{_why(key, entries, state)}"
         )
     if len(hits) > 1:
         raise KeyError(f"{call}: {key!r} is ambiguous; use one of {[h[0] for h in hits]}")
     return hits[0]
 
 
-def _why(key: str, entries: list) -> str:
-    """Why ``key`` may be missing: a name kept at other paths only, or a stage left out
-    at construction (a Python zero for an optional number such as ``weight_decay``)."""
+def _why(key: str, entries: list, state: Any) -> str:
+    """Why ``key`` may be missing: a name kept at other paths only, or a number that the
+    factory that made the state takes but did not keep, for the reasons its declaration
+    allows (a JAX array is bound; a zero or ``None`` leaves a stage out; a number read
+    by ``init`` only is not kept)."""
     last = key.rsplit("/", 1)[-1]
     name = last.split(".", 1)[0]
     elsewhere = [e[0] for e in entries if e[0].rsplit("/", 1)[-1].split(".", 1)[0] == name]
     why = f". {name} is kept at {elsewhere} only" if elsewhere else ""
-    if name in _optional_names():
-        value = key[: len(key) - len(last)] + name + ".value"
-        why += (
-            f". Where the optimizer takes {name}, None or a Python zero given at "
-            "construction leaves its stage out, so there is nothing to set; to set it later, "
-            f"construct it with a nonzero number, or with gradtx.schedules.constant(0.0) where "
-            f"{name} may be a schedule and set {value!r}"
+    makers = {
+        call
+        for _, loc in _locations(state)
+        if isinstance(loc, HYPERPARAMS_STATES)
+        for call in MAKERS.get(jax.tree.structure(loc), {})
+    }
+    takes = [(c, *TAKES[c]) for c in sorted(makers) if name in TAKES.get(c, ({},))[0]]
+    who = " or ".join(f"{c}()" for c, _, _ in takes)
+    if not takes:  # a state this process did not make: any factory's declaration
+        takes = [(c, specs, derive) for c, (specs, derive) in TAKES.items() if name in specs]
+        who = "an optimizer"
+    if not takes:
+        return why
+    specs = [s[name] for _, s, _ in takes]
+    reasons = []
+    if not all(s.init_only for s in specs):
+        reasons.append(
+            "a JAX array given for it at construction is bound, not stored (a Python "
+            "number is kept and settable)"
         )
-    return why
-
-
-def _optional_names() -> frozenset[str]:
-    """The numbers whose Python zero (or ``None``) leaves a stage out, over the factories."""
-    return frozenset(k for _, specs in DECLARED for k, s in specs.items() if s.optional)
+    if any(s.optional or s.nullable for s in specs):
+        value = key[: len(key) - len(last)] + name + ".value"
+        zero = "None or a Python zero" if any(s.optional for s in specs) else "None"
+        reasons.append(
+            f"{zero} given at construction leaves its stage out; to set it later, construct "
+            "it with a nonzero number"
+            + (
+                f", or with gradtx.schedules.constant(0.0) and set {value!r}"
+                if any(s.schedule for s in specs)
+                else ""
+            )
+        )
+    if any(s.init_only for s in specs) or any(derive for _, _, derive in takes):
+        reasons.append(
+            "a number read by init only is not kept (a later value would change nothing): "
+            f"build and init an optimizer with the new {name}"
+        )
+    return f"{why}. {who} takes {name} but this state does not keep it: " + "; ".join(reasons)
 
 
 def _short_names(full_names: list[str]) -> dict[str, str]:
@@ -398,7 +426,7 @@ def set_hyperparams(
     if changes and _unreadable(state):
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
     for key, value in changes.items():
-        _, path, name, field = _find(entries, key, call)
+        _, path, name, field = _find(entries, key, call, state)
         if field == "<python>":
             raise ValueError(
                 f"gradtx.set_hyperparams({key}=...): {name} follows a plain Python callable, "

@@ -66,7 +66,7 @@ def _drivable(state: Any, name: str) -> Any:
         reason = str(exc)
     # The entry set_hyperparams resolved name to, found the same way (two locations that
     # print one name raise here, naming both).
-    _, path, key, field = _find(_entries(state, CALL), name, CALL)
+    _, path, key, field = _find(_entries(state, CALL), name, CALL, state)
     value = dict(_locations(state))[path].hyperparams.get(key) if field is None else None
     if not is_schedule(value):
         raise ValueError(

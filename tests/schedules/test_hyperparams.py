@@ -284,6 +284,43 @@ def test_new_schedules_in_state(x64):
     assert len(traces) == 1
 
 
+@pytest.mark.parametrize(
+    "make, name, reason, not_said",
+    [
+        (  # bound, not stored: the message named only a Python zero, which was not given
+            lambda: gradtx.adamw(1e-3, weight_decay=jnp.asarray(0.1)),
+            "weight_decay",
+            r"gradtx.adamw\(\) takes weight_decay but this state does not keep it: a JAX array",
+            "read by init only",
+        ),
+        (  # init-only: the message advised a constant schedule, which cocob(eps=) refuses
+            lambda: gradtx.cocob(1.0, eps=1e-3),
+            "eps",
+            r"gradtx.cocob\(\) takes eps .*: a number read by init only is not kept",
+            "schedules.constant",
+        ),
+        (  # init-only, and the message gave no reason at all
+            lambda: gradtx.adagrad(0.1, initial_accumulator_value=0.5),
+            "initial_accumulator_value",
+            r"gradtx.adagrad\(\) takes initial_accumulator_value .*read by init only",
+            "Python zero",
+        ),
+        (  # a number whose stage no zero leaves out
+            lambda: gradtx.adam(b2=jnp.asarray(0.99)),
+            "b2",
+            r"gradtx.adam\(\) takes b2 but this state does not keep it: a JAX array",
+            "Python zero",
+        ),
+    ],
+    ids=["array", "init-only", "init-only-no-reason", "array-not-optional"],
+)
+def test_a_number_not_in_the_state_is_explained_by_its_own_reason(make, name, reason, not_said):
+    state = make().init({"w": jnp.ones(2)})
+    with pytest.raises(KeyError, match=reason) as info:
+        gradtx.set_hyperparams(state, {name: 0.5})
+    assert not_said not in str(info.value)
+
+
 def test_a_stage_left_out_by_a_python_zero_is_explained_and_a_constant_keeps_it(x64):
     """torch lets a group built with weight_decay=0 get a decay later; in gradtx a Python
     zero leaves the stage out, the KeyError says so, and the way it names (a constant
