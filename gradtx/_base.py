@@ -228,9 +228,10 @@ def named_chain(
     """
     for pair in transforms:
         bare = isinstance(pair, optax.GradientTransformation)  # itself a 2-tuple
-        if bare or not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
-            kinds = () if bare or not isinstance(pair, tuple) else map(type, pair)
-            shown = f"({', '.join(k.__name__ for k in kinds)})" if kinds else type(pair).__name__
+        sequence = isinstance(pair, (tuple, list)) and not bare  # a list: from a config file
+        if not sequence or len(pair) != 2 or not isinstance(pair[0], str):
+            kinds = tuple(map(type, pair)) if sequence else ()
+            shown = f"({', '.join(k.__name__ for k in kinds)})" if sequence else type(pair).__name__
             raise TypeError(
                 "gradtx.named_chain: each argument is a (name, transform) pair, as "
                 f"named_chain(('adam', gradtx.adam(1e-3))), got {shown}"

@@ -420,9 +420,10 @@ DECLARED: list[tuple[str, dict[str, Hyper]]] = []
 the order declared: gradtx's and a user's.  ``set_hyperparams`` infers a state's ranges
 from them where it does not know the state's maker (``gradtx._set_checks``)."""
 
-TAKES: dict[str, tuple[dict[str, Hyper], bool]] = {}
+TAKES: dict[str, tuple[dict[str, Hyper], set[str]]] = {}
 """Every ``@factory``'s call name -> all its numbers (those ``init`` only reads too) and
-whether it has a ``derive`` (which may ``Bound`` one): why a number is not in a state."""
+the names its ``derive`` has bound (``Bound``) in this process: why a number is not in
+a state."""
 
 MAKERS: dict[Any, dict[str, Mapping[str, Hyper]]] = {}
 """The structure of each state a factory's ``init`` made in this process -> the factories
@@ -525,6 +526,7 @@ def factory(
                 arguments[k] = spec.check(call, k, arguments[k])
             if derive is not None:
                 arguments = derive(call, arguments)
+                TAKES[call][1].update(k for k, v in arguments.items() if isinstance(v, Bound))
             stored = {
                 k for k, spec in specs.items() if isinstance(spec, Hyper) and not spec.init_only
             }
@@ -548,7 +550,7 @@ def factory(
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         DECLARED.append((call, kept))
-        TAKES[call] = ({k: s for k, s in specs.items() if isinstance(s, Hyper)}, derive is not None)
+        TAKES[call] = ({k: s for k, s in specs.items() if isinstance(s, Hyper)}, set())
         return make
 
     return decorate

@@ -200,24 +200,30 @@ def _find(
 
 def _why(key: str, entries: list, state: Any) -> str:
     """Why ``key`` may be missing: a name kept at other paths only, or a number that the
-    factory that made the state takes but did not keep, for the reasons its declaration
-    allows (a JAX array is bound; a zero or ``None`` leaves a stage out; a number read
-    by ``init`` only is not kept)."""
+    factory that made the addressed state takes but did not keep, for the reasons its
+    declaration allows (a JAX array is bound; a zero or ``None`` leaves a stage out; a
+    number read by ``init`` only is not kept)."""
     last = key.rsplit("/", 1)[-1]
     name = last.split(".", 1)[0]
+    prefix = key[: len(key) - len(last)].rstrip("/")
     elsewhere = [e[0] for e in entries if e[0].rsplit("/", 1)[-1].split(".", 1)[0] == name]
     why = f". {name} is kept at {elsewhere} only" if elsewhere else ""
-    makers = {
-        call
-        for _, loc in _locations(state)
+    here = [
+        loc
+        for path, loc in _locations(state)
         if isinstance(loc, HYPERPARAMS_STATES)
-        for call in MAKERS.get(jax.tree.structure(loc), {})
-    }
+        and (not prefix or _matches("/".join(p for p in path if p != "inner_state"), prefix))
+    ]
+    if not here or any(name in loc.hyperparams or name in _shown_schedules(loc) for loc in here):
+        return why  # not gradtx's state, or kept there: the field, not the number, is unknown
+    makers = {call for loc in here for call in MAKERS.get(jax.tree.structure(loc), {})}
     takes = [(c, *TAKES[c]) for c in sorted(makers) if name in TAKES.get(c, ({},))[0]]
-    who = " or ".join(f"{c}()" for c, _, _ in takes)
-    if not takes:  # a state this process did not make: any factory's declaration
-        takes = [(c, specs, derive) for c, (specs, derive) in TAKES.items() if name in specs]
-        who = "an optimizer"
+    calls = [f"{c}()" for c, _, _ in takes]
+    where = repr(prefix) if prefix else "this state"
+    lead = f"{' or '.join(calls)} take{'s' if len(calls) == 1 else ''} {name} but {where} does not keep it"
+    if not makers:  # a state this process did not make: any factory's declaration
+        takes = [(c, specs, bound) for c, (specs, bound) in TAKES.items() if name in specs]
+        lead = f"a state may lack a number its optimizer takes, as {name}"
     if not takes:
         return why
     specs = [s[name] for _, s, _ in takes]
@@ -227,24 +233,32 @@ def _why(key: str, entries: list, state: Any) -> str:
             "a JAX array given for it at construction is bound, not stored (a Python "
             "number is kept and settable)"
         )
-    if any(s.optional or s.nullable for s in specs):
+    if any(s.optional for s in specs):
         value = key[: len(key) - len(last)] + name + ".value"
-        zero = "None or a Python zero" if any(s.optional for s in specs) else "None"
         reasons.append(
-            f"{zero} given at construction leaves its stage out; to set it later, construct "
-            "it with a nonzero number"
+            "None or a Python zero given at construction leaves its stage out; to set it "
+            "later, construct it with a nonzero number"
             + (
                 f", or with gradtx.schedules.constant(0.0) and set {value!r}"
                 if any(s.schedule for s in specs)
                 else ""
             )
         )
-    if any(s.init_only for s in specs) or any(derive for _, _, derive in takes):
+    elif any(s.nullable for s in specs):
+        reasons.append(
+            "None given at construction leaves its stage out; to set it later, construct "
+            "it with a number"
+        )
+    if any(s.init_only for s in specs) or any(name in bound for _, _, bound in takes):
         reasons.append(
             "a number read by init only is not kept (a later value would change nothing): "
             f"build and init an optimizer with the new {name}"
         )
-    return f"{why}. {who} takes {name} but this state does not keep it: " + "; ".join(reasons)
+    return f"{why}. {lead}: " + "; ".join(reasons)
+
+
+def _shown_schedules(loc: Any) -> set[str]:
+    return {shown_name(k) for k in getattr(loc, "python_schedules", {})}
 
 
 def _short_names(full_names: list[str]) -> dict[str, str]:

@@ -482,7 +482,7 @@ def _set(opt, values):
 def custom_sgd():
     """A user's factory, declared for this test only (declarations and makers are
     process-wide: a wrapper of ``sgd`` makes states of ``sgd``'s structure)."""
-    from gradtx._factory import DECLARED, MAKERS
+    from gradtx._factory import DECLARED, MAKERS, TAKES
 
     before = len(DECLARED)
 
@@ -492,6 +492,7 @@ def custom_sgd():
 
     yield custom_sgd
     del DECLARED[before:]
+    TAKES.pop("gradtx.custom_sgd", None)
     for makers in MAKERS.values():
         makers.pop("gradtx.custom_sgd", None)
 

@@ -5,6 +5,7 @@ plain callables and eager argument checks."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 
@@ -319,6 +320,33 @@ def test_a_number_not_in_the_state_is_explained_by_its_own_reason(make, name, re
     with pytest.raises(KeyError, match=reason) as info:
         gradtx.set_hyperparams(state, {name: 0.5})
     assert not_said not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda: gradtx.adam(1e-3), "momentum"),  # a typo: adam takes no momentum
+        (lambda: gradtx.adam(gradtx.schedules.constant(1e-3)), "learning_rate.foo"),  # a field
+        (lambda: optax.inject_hyperparams(optax.sgd)(0.1), "eps"),  # optax's state
+    ],
+    ids=["not-taken", "field", "optax-inject"],
+)
+def test_no_reason_is_given_where_none_applies(make, key):
+    """The reasons were added for every name some factory takes, here all false."""
+    with pytest.raises(KeyError) as info:
+        gradtx.set_hyperparams(make().init({"w": jnp.ones(2)}), {key: 0.5})
+    assert "does not keep it" not in str(info.value)
+    assert "may lack" not in str(info.value)
+
+
+def test_the_reason_names_the_group_the_key_addresses():
+    opt = gradtx.partition(
+        {"enc": gradtx.adamw(1e-2, weight_decay=0.1), "dec": gradtx.sgd(0.1)},
+        {"w": "enc", "b": "dec"},
+    )
+    state = opt.init({"w": jnp.ones(2), "b": jnp.ones(2)})
+    with pytest.raises(KeyError, match=r"gradtx.sgd\(\) takes weight_decay but 'dec' does not"):
+        gradtx.set_hyperparams(state, {"dec/weight_decay": 0.5})
 
 
 def test_a_stage_left_out_by_a_python_zero_is_explained_and_a_constant_keeps_it(x64):

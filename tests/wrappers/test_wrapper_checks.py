@@ -107,6 +107,12 @@ def test_named_chain_names_a_missing_pair(args, shown):
         gradtx.named_chain(*args)
 
 
+def test_named_chain_takes_pairs_as_lists():
+    """As optax.named_chain does: pairs read from a config file are lists."""
+    opt = gradtx.named_chain(["adam", gradtx.adam(1e-3)], ["sgd", gradtx.sgd(0.1)])
+    assert set(opt.init(PARAMS)) == {"adam", "sgd"}
+
+
 def test_named_chain_names_its_own_non_transform():
     """named_chain(("a", 3)) said 'gradtx.chain: expected a GradientTransformation'."""
     message = "gradtx.named_chain(('a', ...)): the transform must be a GradientTransformation"
