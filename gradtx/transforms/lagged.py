@@ -72,9 +72,12 @@ def scale_by_lagged_rms(
 
     def update(updates, state, params=None, **extra):
         later = step_count(extra, current_call("gradtx.scale_by_lagged_rms")) > 0
-        # v_1 as the EMA with rate 0 (v_0 = 0), not a select per element: the select made
-        # each shape's kernel larger and compiled ADOPT in 1.34-1.41x optax's time.
-        rate = jnp.where(later, jnp.asarray(decay), jnp.zeros_like(jnp.asarray(decay)))
+        # v_1 as the EMA with rate 0 (v_0 = 0 from init), not a select per element: the
+        # select made each kernel larger, ADOPT compiled in 1.28-1.42x optax inject's time
+        # (benchmarks/NOTES.md section 28).  A count set back to 0 over a v that holds
+        # inf gives NaN there (0 * inf), where the select gave |g|².
+        rate = jnp.asarray(decay)
+        rate = jnp.where(later, rate, jnp.zeros_like(rate))
 
         def second_moment(v, g):
             sq = _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype)))
