@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from gradtx import _tree
@@ -104,8 +106,14 @@ def scale_by_layerwise_norm(
             wide = _tree.compute_dtype(u.dtype, d.dtype)
             return _tree.div0(u.astype(wide), d.astype(wide)).astype(u.dtype)
 
-        out = treedef.unflatten(map(scale, leaves, _tree.once(_entries, denom)))
-        return out, ScaleByLayerwiseNormState(nu)
+        # A leaf whose shape another leaf shares reads its entry as its own buffer (see
+        # _entries); a leaf of a shape of its own has a kernel of its own anyway.
+        kinds = collections.Counter((u.shape, u.dtype) for u in leaves)
+        shared = [i for i, u in enumerate(leaves) if kinds[u.shape, u.dtype] > 1]
+        split = _tree.once(_entries, denom[np.asarray(shared, int)]) if shared else ()
+        entries = dict(zip(shared, split))
+        out = [scale(u, entries[i] if i in entries else denom[i]) for i, u in enumerate(leaves)]
+        return treedef.unflatten(out), ScaleByLayerwiseNormState(nu)
 
     return GradientTransformation(init, update)
 
@@ -114,5 +122,6 @@ def _entries(vector: jax.Array) -> tuple[jax.Array, ...]:
     """The vector's entries as separate scalars, split in ``_tree.once``: a leaf's kernel
     that sliced entry ``i`` itself held ``i`` as a constant, so no two leaves' kernels were
     alike and XLA compiled each one (it compiles a kernel once for all identical
-    fusions); as separate buffers, leaves of one shape share one kernel."""
+    fusions); as separate buffers, leaves of one shape share one kernel.  Each split costs
+    a small kernel of its own, so only leaves of a shared shape are split."""
     return tuple(vector[i] for i in range(vector.shape[0]))
