@@ -230,8 +230,8 @@ def named_chain(
         bare = isinstance(pair, optax.GradientTransformation)  # itself a 2-tuple
         sequence = isinstance(pair, (tuple, list)) and not bare  # a list: from a config file
         if not sequence or len(pair) != 2 or not isinstance(pair[0], str):
-            kinds = tuple(map(type, pair)) if sequence else ()
-            shown = f"({', '.join(k.__name__ for k in kinds)})" if sequence else type(pair).__name__
+            kinds = ", ".join(type(x).__name__ for x in pair) if sequence else ""
+            shown = f"({kinds})" if sequence else type(pair).__name__
             raise TypeError(
                 "gradtx.named_chain: each argument is a (name, transform) pair, as "
                 f"named_chain(('adam', gradtx.adam(1e-3))), got {shown}"

@@ -217,11 +217,13 @@ def _why(key: str, entries: list, state: Any) -> str:
     if not here or any(name in loc.hyperparams or name in _shown_schedules(loc) for loc in here):
         return why  # not gradtx's state, or kept there: the field, not the number, is unknown
     makers = {call for loc in here for call in MAKERS.get(jax.tree.structure(loc), {})}
-    takes = [(c, *TAKES[c]) for c in sorted(makers) if name in TAKES.get(c, ({},))[0]]
-    calls = [f"{c}()" for c, _, _ in takes]
-    where = repr(prefix) if prefix else "this state"
-    lead = f"{' or '.join(calls)} take{'s' if len(calls) == 1 else ''} {name} but {where} does not keep it"
-    if not makers:  # a state this process did not make: any factory's declaration
+    if makers:
+        takes = [(c, *TAKES[c]) for c in sorted(makers) if name in TAKES.get(c, ({},))[0]]
+        calls = " or ".join(f"{c}()" for c, _, _ in takes)
+        verb = "takes" if len(takes) == 1 else "take"
+        where = repr(prefix) if prefix else "this state"
+        lead = f"{calls} {verb} {name} but {where} does not keep it"
+    else:  # a state this process did not make: any factory's declaration
         takes = [(c, specs, bound) for c, (specs, bound) in TAKES.items() if name in specs]
         lead = f"a state may lack a number its optimizer takes, as {name}"
     if not takes:
