@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag, Function, Mask
+from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, STEP, WEIGHT_DECAY, Flag, Function, Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.averaging import polyak_average
 from gradtx.transforms.decay import add_l2
@@ -17,7 +17,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 @optimizer(
     references="`torch.optim.ASGD` (lambd, alpha, t0, weight decay, maximize, complex; "
     "params and `ax` every step)",
-    learning_rate=LEARNING_RATE, lambd=NON_NEGATIVE, alpha=NON_NEGATIVE, t0=NON_NEGATIVE,
+    learning_rate=LEARNING_RATE, lambd=NON_NEGATIVE, alpha=NON_NEGATIVE, t0=STEP,
     weight_decay=WEIGHT_DECAY, mask=Mask(), mask_fn=Function(), maximize=Flag(),
 )  # fmt: skip
 def asgd(

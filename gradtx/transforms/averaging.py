@@ -11,7 +11,7 @@ from jax.typing import DTypeLike
 from gradtx import _tree
 from gradtx._base import GradientTransformation, Params, step_count
 from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, DType
+from gradtx._specs import STEP, DType
 
 
 class PolyakAverageState(NamedTuple):
@@ -20,7 +20,7 @@ class PolyakAverageState(NamedTuple):
     ax: Params
 
 
-@factory(counted=True, t0=NON_NEGATIVE, dtype=DType())
+@factory(counted=True, t0=STEP, dtype=DType())
 def polyak_average(t0: float = 1e6, *, dtype: DTypeLike | None = None) -> GradientTransformation:
     """Keep a running average of the parameters after each update; pass the updates on.
 

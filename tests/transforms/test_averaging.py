@@ -48,3 +48,20 @@ def test_ax_dtype_and_missing_params():
     assert optax.tree_utils.tree_get(state, "ax").dtype == jnp.float32
     with pytest.raises(ValueError, match=r"^gradtx.polyak_average: update needs params"):
         tx.update(jnp.ones(2, jnp.bfloat16), state)
+
+
+def test_a_whole_t0_is_held_exactly_or_refused(x64):
+    """t0 is compared with the step count: float32 would store 16777217 as 16777216 and
+    start the mean one step early, so it is refused; float64 holds it (and a fraction
+    is a real t0, as in torch)."""
+    big = 2**24 + 1
+    with jax.enable_x64(False):
+        for make in (gradtx.polyak_average, gradtx.asgd):
+            with pytest.raises(ValueError, match=r"\(t0=16777217\): t0 is stored in float32"):
+                make(t0=big)
+        gradtx.polyak_average(t0=2**24)  # exact in float32
+        state = gradtx.asgd().init(jnp.zeros(2))
+        with pytest.raises(ValueError, match=r"^gradtx.set_hyperparams\(t0=16777217\)"):
+            gradtx.set_hyperparams(state, t0=big)
+    state = gradtx.polyak_average(t0=big).init(jnp.zeros(2))
+    assert float(optax.tree_utils.tree_get(state, "t0")) == big
