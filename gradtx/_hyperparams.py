@@ -134,7 +134,7 @@ def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str
         return out
 
     raw = collect(lambda path: path)
-    short = collect(lambda path: tuple(p for p in path if p != "inner_state"))
+    short = collect(_without_wrappers)
     seen: dict[str, int] = {}
     for entry in short:
         seen[entry[0]] = seen.get(entry[0], 0) + 1
@@ -149,6 +149,11 @@ def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str
                 "name, partition label or dict key reads as a path separator); rename one"
             )
     return entries
+
+
+def _without_wrappers(path: tuple[str, ...]) -> tuple[str, ...]:
+    """A state path as names show it: a wrapper's ``inner_state`` step left out."""
+    return tuple(p for p in path if p != "inner_state")
 
 
 def _shown_path(path: tuple[str, ...]) -> str:
@@ -212,7 +217,10 @@ def _why(key: str, entries: list, state: Any) -> str:
         loc
         for path, loc in _locations(state)
         if isinstance(loc, HYPERPARAMS_STATES)
-        and (not prefix or _matches("/".join(p for p in path if p != "inner_state"), prefix))
+        and (
+            not prefix
+            or any(_matches("/".join(p), prefix) for p in (_without_wrappers(path), path))
+        )
     ]
     if not here or any(name in loc.hyperparams or name in _shown_schedules(loc) for loc in here):
         return why  # not gradtx's state, or kept there: the field, not the number, is unknown
