@@ -611,7 +611,7 @@ def check_bare_state(call: str, state: Any, expected: Any) -> None:
 
 # While a wrapper traces an ``init`` only to learn its state's layout, the
 # inits traced inside must not take the tree they see for the user's.
-probing = _tree.Flag("gradtx_probing")
+probing = _tree.Flag(__name__, "probing")
 
 
 def probe_init(init: Any, tree: Any) -> Any:

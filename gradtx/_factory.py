@@ -40,13 +40,11 @@ transform that needs no step (a clip, a stateless decay) has no counter:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import inspect
 import re
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import jax
@@ -155,16 +153,7 @@ class _Build:
         self.call, self.counted = call, False
 
 
-_BUILD: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("gradtx_build", default=None)
-
-
-@contextlib.contextmanager
-def _building(build: _Build) -> Iterator[_Build]:
-    token = _BUILD.set(build)
-    try:
-        yield build
-    finally:
-        _BUILD.reset(token)
+_BUILD: _tree.ContextLocal[_Build | None] = _tree.ContextLocal(__name__, "_BUILD", None)
 
 
 def _run_body(
@@ -184,7 +173,7 @@ def _run_body(
     handed = (
         jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates) if wide else updates
     )
-    with _building(_Build(call)):
+    with _BUILD.set_to(_Build(call)):
         out, new_state = run(handed)
     if not wide:
         return out, new_state
@@ -286,14 +275,15 @@ def hyperparameterized(
 
     # Build once now: the body checks how its options combine, and reports
     # whether one of its members reads the step count.
-    with _building(_Build(call)) as probe:
+    probe = _Build(call)
+    with _BUILD.set_to(probe):
         zero = jnp.zeros([], jnp.int32)
         build(**{k: _current(v, zero) for k, v in values.items()})
     counted = counted or probe.counted or bool(python)
     counted = counted or any(is_schedule(v) for v in stored.values())
 
     def inner(current):
-        with _building(_Build(call)):
+        with _BUILD.set_to(_Build(call)):
             return build(**current)
 
     counts = _checks.LeafCounts(call)

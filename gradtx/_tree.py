@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import operator
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -535,29 +536,59 @@ def static_bools(call: str, values: list, tree: Any) -> list[bool]:
     return [bool(v) for v in values]
 
 
-class Flag:
-    """A context-local switch, on for the code run (and traced) inside ``with flag():``."""
+T = TypeVar("T")
 
-    def __init__(self, name: str) -> None:
-        self._on = contextvars.ContextVar(name, default=False)
+
+class ContextLocal(Generic[T]):
+    """A context-local value (a ``ContextVar``) held by the module global ``name``.
+
+    It pickles as a reference to that global: ``cloudpickle`` pickles a transform's
+    closures by value, with the globals they read, and a ``ContextVar`` does not pickle.
+    """
+
+    def __init__(self, module: str, name: str, default: T) -> None:
+        self._where = (module, name)
+        self._var: contextvars.ContextVar[T] = contextvars.ContextVar(
+            f"{module}.{name}", default=default
+        )
+
+    def get(self) -> T:
+        return self._var.get()
 
     @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        token = self._on.set(True)
+    def set_to(self, value: T) -> Iterator[T]:
+        token = self._var.set(value)
         try:
-            yield
+            yield value
         finally:
-            self._on.reset(token)
+            self._var.reset(token)
+
+    def __reduce__(self) -> tuple[Callable[[str, str], Any], tuple[str, str]]:
+        return _module_global, self._where
+
+
+def _module_global(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
+
+
+class Flag(ContextLocal[bool]):
+    """A context-local switch, on for the code run (and traced) inside ``with flag():``."""
+
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(module, name, False)
+
+    def __call__(self) -> contextlib.AbstractContextManager[bool]:
+        return self.set_to(True)
 
     def is_on(self) -> bool:
-        return self._on.get()
+        return self.get()
 
 
 # The flat-buffer mode (``gradtx.flatten``) runs transforms on 1-D buffers, so a
 # transform that needs each leaf's own shape (centralisation, per-leaf norms)
 # would silently compute something else there.  Such transforms call
 # ``check_per_leaf`` and fail loudly instead.
-flat_buffers = Flag("gradtx_flat")
+flat_buffers = Flag(__name__, "flat_buffers")
 
 
 def check_per_leaf(call: str, what: str) -> None:

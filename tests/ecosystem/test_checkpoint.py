@@ -1,6 +1,7 @@
 """Optimizer state through orbax and flax.serialization: hyperparameters come back, and
 training resumed from a checkpoint continues bitwise as if never interrupted."""
 
+import cloudpickle
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,6 +118,24 @@ def test_every_optimizers_state_saves_with_orbax(tmp_path):
         states[case.id] = (state, case.update(opt)(grads, state, params)[1])
     restored = _save_restore_orbax(tmp_path, "standard", states)
     _assert_bitwise(restored, states)
+
+
+def test_every_optimizer_and_state_cloudpickle_and_step_alike():
+    """cloudpickle (what Ray, Dask and multiprocessing spawn use to ship a training
+    function) carries every registry optimizer and its state; the copies' next step is
+    bitwise the original's.  A closure is pickled with the globals it reads, so a
+    context-local switch read inside one must pickle too (``_tree.ContextLocal``)."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.array([0.5, -0.25])}
+    grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
+    for case in REGISTRY:
+        opt = case.make(case.lr)
+        state = case.update(opt)(grads, opt.init(params), params)[1]
+        copied, copied_state = cloudpickle.loads(cloudpickle.dumps((opt, state)))
+        _assert_bitwise(copied_state, state)
+        _assert_bitwise(
+            case.update(copied)(grads, copied_state, params),
+            case.update(opt)(grads, state, params),
+        )
 
 
 def test_resume_without_changes_equals_uninterrupted(tmp_path):
