@@ -137,6 +137,11 @@ def _root_scaled(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) ->
     scale = jnp.where(total > floor, jnp.asarray(2.0**down, dtype), jnp.asarray(2.0**up, dtype))
     # each part cast before it is scaled: a float16 leaf times 2^64 would overflow
     scaled = [xp.astype(dtype) * scale for x in leaves for xp in _parts(x)]
+    # Without the barrier XLA folded this branch to NaN for leaves that are
+    # compile-time constants (0, 1e-200, 1e200 in float64; float32 alike), where the
+    # same program on arguments is right: its rewrites of the scaled products do not
+    # keep the exact scaling.  The barrier keeps the scaled entries as computed.
+    scaled = jax.lax.optimization_barrier(scaled)
     return _tree.safe_sqrt(tree_squared_norm(scaled, dtype)) / scale
 
 

@@ -38,6 +38,15 @@ def test_float32_norm_is_the_exact_norm_rounded(case):
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=0)
 
 
+@pytest.mark.parametrize("case", sorted(F32_CASES))
+def test_float32_norm_of_constants_under_jit(case):
+    """Leaves closed over by a jitted function are constants that XLA folds (as params
+    closed over in a jitted training loop are); the folded norm is the same number."""
+    leaves = [jnp.asarray(x) for x in F32_CASES[case]]
+    got = float(jax.jit(lambda: tree_norm_scaled(leaves, jnp.float32))())
+    np.testing.assert_allclose(got, _exact(leaves), rtol=2e-6, atol=0)
+
+
 @pytest.mark.parametrize("scale", [1e-160, 1.0, 1e160, 1e300])
 def test_float64_norm_at_the_ends_of_the_range(x64, scale):
     leaves = [jnp.array([3.0, -4.0]) * scale, jnp.array([[12.0], [0.5]]) * scale]
