@@ -213,3 +213,48 @@ def test_the_overflow_proof_norm_has_the_norms_derivative(x64, scale):
     got = jax.grad(lambda x: tree_norm_scaled(x, jnp.float64))(x)
     for g, leaf in zip(got, x):
         np.testing.assert_allclose(g, leaf / (13 * scale), rtol=1e-14)
+
+
+def _fd(f, x, h=1e-6):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def test_adabound_without_an_upper_bound_has_the_learning_rate_derivative(x64):
+    # gamma = 0 selects an infinite upper bound; the 1/(gamma t) of the branch not
+    # taken must not reach the derivative (it made d/dlr NaN).
+    def after(lr):
+        return _after(gradtx.adabound(lr, final_lr=0.1, gamma=0.0), _p0(), steps=3)
+
+    got = jax.grad(after)(0.05)
+    np.testing.assert_allclose(got, _fd(after, 0.05), rtol=1e-6)
+
+
+def test_a_leaf_whose_update_is_zero_keeps_the_trust_ratios_derivatives(x64):
+    # A leaf the loss reads through a dead unit (here: times 0) gets a zero update, so
+    # its trust ratio is 1 by rule; c ‖θ‖ / ‖u‖ of the branch not taken must not make
+    # its derivatives NaN (optax's LARS and LAMB give NaN there).
+    x = jnp.array([1.0, 2.0])
+
+    def loss(p):
+        return (jnp.tanh(p["w"] @ x + 0.0 * jnp.sum(p["v"])) - 0.3) ** 2
+
+    def after(opt, p):
+        state = opt.init(p)
+        for _ in range(2):
+            u, state = opt.update(jax.grad(loss)(p), state, p)
+            p = jax.tree.map(jnp.add, p, u)
+        return loss(p) + jnp.sum(p["v"] ** 2)  # the final loss reads v directly
+
+    p0 = {"w": jnp.array([0.3, -0.7]), "v": jnp.array([0.5, -1.5])}
+    for opt in (gradtx.lars(0.1), gradtx.lamb(0.1, weight_decay=0.0)):
+        got = jax.grad(lambda p, opt=opt: after(opt, p))(p0)
+        np.testing.assert_allclose(got["v"], 2 * p0["v"], rtol=1e-12)  # v never moves
+        for i in range(2):
+            e = jnp.zeros(2).at[i].set(1.0)
+            want = _fd(lambda h, opt=opt: after(opt, {**p0, "w": p0["w"] + h * e}), 0.0)
+            np.testing.assert_allclose(got["w"][i], want, rtol=1e-6)
+
+    def in_c(c):
+        return after(gradtx.lars(0.1, trust_coefficient=c), p0)
+
+    np.testing.assert_allclose(jax.grad(in_c)(0.001), _fd(in_c, 0.001, 1e-7), rtol=1e-6)

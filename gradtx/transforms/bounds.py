@@ -100,8 +100,10 @@ def scale_by_bounded_rms(
             ratio = jnp.asarray(final_lr) / jnp.asarray(base_lr)
             tf = t.astype(ratio.dtype)
             lower = ratio * (1 - 1 / (gamma * tf + 1))
-            # gamma = 0 leaves the step unbounded above (no 0 * inf when final_lr = 0)
-            upper = jnp.where(gamma > 0, ratio * (1 + 1 / (gamma * tf)), jnp.inf)
+            # gamma = 0 leaves the step unbounded above (no 0 * inf when final_lr = 0);
+            # the inner where keeps 1/0 out of the derivative of the branch not taken
+            some = gamma > 0
+            upper = jnp.where(some, ratio * (1 + 1 / jnp.where(some, gamma * tf, 1)), jnp.inf)
 
         def one(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
