@@ -288,7 +288,9 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     bfloat16 params as accurate as the update allows.  An update must have its
     param's shape (nothing is broadcast), and a complex update is refused for
     a real param, and an inexact one for an integer param (the cast back would
-    drop the imaginary part, or truncate).
+    drop the imaginary part, or truncate).  A ``float0`` update (the gradient of
+    an int or bool leaf under ``jax.grad(..., allow_int=True)``, passed through
+    ``masked`` or ``partition``) carries no value and leaves its param as it is.
     """
 
     def add(path, p, u):
@@ -306,6 +308,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             )
         if getattr(p, "dtype", None) is not None and p.dtype == getattr(u, "dtype", None):
             return p + u  # the common case, without the casts' tracing cost
+        if getattr(u, "dtype", None) == jax.dtypes.float0:
+            return p  # JAX's zero tangent of an int or bool leaf (grad with allow_int)
         p, u = jnp.asarray(p), jnp.asarray(u)
         with jax.numpy_dtype_promotion("standard"):  # an explicit choice, also under strict mode
             dtype = jnp.promote_types(p.dtype, u.dtype)

@@ -82,6 +82,28 @@ def test_apply_updates_rounds_once_and_keeps_none_leaves():
     assert float(out["w"][0]) == float(jnp.asarray(1.001, jnp.bfloat16))
 
 
+def test_an_int_leaf_masked_out_keeps_its_value_under_jit():
+    # jax.grad(..., allow_int=True) gives an int leaf a float0 gradient; masked and
+    # partition pass it on, and apply_updates leaves the leaf as it is (optax's
+    # apply_updates raises on float0).
+    params = {"w": jnp.ones(2), "n": jnp.asarray(5, jnp.int32), "on": jnp.asarray(True)}
+    labels = {"w": "a", "n": "f", "on": "f"}
+    for opt in (
+        gradtx.masked(gradtx.adam(0.1), {"w": True, "n": False, "on": False}),
+        gradtx.partition({"a": gradtx.adam(0.1), "f": optax.set_to_zero()}, labels),
+    ):
+
+        @jax.jit
+        def step(p, s, opt=opt):
+            g = jax.grad(lambda q: jnp.sum(q["w"] ** 2), allow_int=True)(p)
+            u, s = opt.update(g, s, p)
+            return gradtx.apply_updates(p, u), s
+
+        out, _ = step(params, opt.init(params))
+        assert out["n"].dtype == jnp.int32 and int(out["n"]) == 5 and bool(out["on"])
+        np.testing.assert_allclose(out["w"], 0.9, rtol=1e-6)
+
+
 def test_apply_updates_names_a_tree_mismatch_and_a_missing_update():
     # A raw pytree error from tree_map, and a None update reported as "shape ()".
     with pytest.raises(
