@@ -309,7 +309,15 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         if getattr(p, "dtype", None) is not None and p.dtype == getattr(u, "dtype", None):
             return p + u  # the common case, without the casts' tracing cost
         if getattr(u, "dtype", None) == jax.dtypes.float0:
-            return p  # JAX's zero tangent of an int or bool leaf (grad with allow_int)
+            # JAX's zero tangent of an int or bool leaf (grad with allow_int); for an
+            # inexact param it means the trees were mixed up
+            if jnp.issubdtype(jnp.result_type(p), jnp.inexact):
+                raise TypeError(
+                    f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'}"
+                    f" is float0 (the gradient of an int or bool leaf), its param "
+                    f"{jnp.result_type(p)}"
+                )
+            return p
         p, u = jnp.asarray(p), jnp.asarray(u)
         with jax.numpy_dtype_promotion("standard"):  # an explicit choice, also under strict mode
             dtype = jnp.promote_types(p.dtype, u.dtype)

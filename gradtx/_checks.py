@@ -6,6 +6,7 @@ Every message names the public call and the argument or leaf, e.g.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -241,6 +242,19 @@ def check_stored(call: str, name: str, given: Any, dtype: Any, *, integer: bool)
             f"{call}({name}={given!r}): {name} is stored in {dtype}, which rounds it to "
             f"{stored:.0f} (not every integer above 2**{jnp.finfo(dtype).nmant + 1} is "
             "exact there; jax_enable_x64 stores float64)"
+        )
+
+
+def check_step_number(call: str, name: str, given: Any, dtype: Any) -> None:
+    """A step number the int32 step count can reach keeps its whole part once stored in
+    ``dtype`` (16777217 or 16777217.5 would be 16777216 in float32: another step).
+    Beyond the count's reach (a t0 of 1e12 that turns averaging off) rounding is moot."""
+    value = float(given)
+    stored = float(np.asarray(value, dtype=jnp.dtype(dtype)))
+    if value <= INT32_MAX and math.floor(stored) != math.floor(value):
+        raise ValueError(
+            f"{call}({name}={given!r}): {name} is stored in {jnp.dtype(dtype)}, which rounds "
+            f"it to {stored:.0f}, another step (jax_enable_x64 stores float64)"
         )
 
 

@@ -29,8 +29,8 @@ class Hyper(NamedTuple):
       optional: ``None`` or a Python zero leaves the stage it weighs out.
       nullable: ``None`` leaves the stage out (a zero is a value).
       integer: a Python number must be an int (a patience, a period).
-      whole_exact: a whole number must be stored exactly (it is compared with
-        the step count, where a neighbour would move the step it names).
+      whole_exact: the whole part must survive storage (the number is compared
+        with the step count, where a neighbour would move the step it names).
       finite: reject infinities.
       init_only: read only by ``init`` (a starting value): checked, then bound
         into the transform instead of kept in state, since changing it later
@@ -68,8 +68,9 @@ class Hyper(NamedTuple):
         if self.integer and _checks.is_concrete_number(value) and not float(value).is_integer():
             raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
         if _checks.is_concrete_number(value):
-            whole = self.integer or (self.whole_exact and float(value).is_integer())
-            _checks.check_stored(call, name, value, float_dtype(), integer=whole)
+            _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
+            if self.whole_exact:
+                _checks.check_step_number(call, name, value, float_dtype())
         elif is_schedule(value):  # stored too: its int fields are counts of steps
             for path, leaf in jax.tree_util.tree_leaves_with_path(value):
                 field = f"{name}{jax.tree_util.keystr(path)}"
@@ -224,7 +225,8 @@ MOMENTUM = Hyper(low=0.0, high=1.0, schedule=True)
 NON_NEGATIVE = Hyper(low=0.0)
 """Any number >= 0 (eps, a bound)."""
 STEP = Hyper(low=0.0, whole_exact=True)
-"""A step number >= 0, not necessarily whole (ASGD's t0); a whole one is held exactly."""
+"""A step number >= 0, not necessarily whole (ASGD's t0): one the step count can reach
+keeps its whole part where it is stored."""
 INITIAL_VALUE = Hyper(low=0.0, init_only=True)
 """A statistic's starting value >= 0 (Adagrad's accumulator): read by init only."""
 WEIGHT_DECAY = Hyper(low=0.0, schedule=True, optional=True)

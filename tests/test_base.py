@@ -102,6 +102,9 @@ def test_an_int_leaf_masked_out_keeps_its_value_under_jit():
         out, _ = step(params, opt.init(params))
         assert out["n"].dtype == jnp.int32 and int(out["n"]) == 5 and bool(out["on"])
         np.testing.assert_allclose(out["w"], 0.9, rtol=1e-6)
+    float0 = np.zeros(2, jax.dtypes.float0)
+    with pytest.raises(TypeError, match=r"^gradtx.apply_updates: updates leaf \['w'\] is float0"):
+        gradtx.apply_updates({"w": jnp.ones(2)}, {"w": float0})
 
 
 def test_apply_updates_names_a_tree_mismatch_and_a_missing_update():

@@ -102,8 +102,8 @@ def scale_by_bounded_rms(
             lower = ratio * (1 - 1 / (gamma * tf + 1))
             # gamma = 0 leaves the step unbounded above (no 0 * inf when final_lr = 0);
             # the inner where keeps 1/0 out of the derivative of the branch not taken
-            some = gamma > 0
-            upper = jnp.where(some, ratio * (1 + 1 / jnp.where(some, gamma * tf, 1)), jnp.inf)
+            capped = gamma > 0
+            upper = jnp.where(capped, ratio * (1 + 1 / jnp.where(capped, gamma * tf, 1)), jnp.inf)
 
         def one(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)

@@ -70,10 +70,11 @@ def scale_by_trust_ratio(
             p_norm = _clipped_norm(p.astype(wide), low)
             u_norm = _clipped_norm(u.astype(wide), low)
             ratio = jnp.asarray(trust_coefficient).astype(real) * p_norm
-            one = (p_norm == 0) | (u_norm == 0)
+            unscaled = (p_norm == 0) | (u_norm == 0)
             # the inner where keeps x/0 out of the derivative of the branch not taken
-            den = jnp.where(one, jnp.ones_like(u_norm), u_norm + jnp.asarray(eps).astype(real))
-            ratio = jnp.where(one, jnp.ones_like(ratio), ratio / den)
+            e = jnp.asarray(eps).astype(real)
+            den = jnp.where(unscaled, jnp.ones_like(u_norm), u_norm + e)
+            ratio = jnp.where(unscaled, jnp.ones_like(ratio), ratio / den)
             return (u.astype(wide) * ratio.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(one, updates, params), state

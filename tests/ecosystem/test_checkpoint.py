@@ -121,10 +121,10 @@ def test_every_optimizers_state_saves_with_orbax(tmp_path):
 
 
 def test_every_optimizer_and_state_cloudpickle_and_step_alike():
-    """cloudpickle (what Ray, Dask and multiprocessing spawn use to ship a training
-    function) carries every registry optimizer and its state; the copies' next step is
-    bitwise the original's.  A closure is pickled with the globals it reads, so a
-    context-local switch read inside one must pickle too (``_tree.ContextLocal``)."""
+    """cloudpickle (what Ray, Dask and joblib use to ship a training function) carries
+    every registry optimizer and its state; the copies' next step is bitwise the
+    original's.  A closure is pickled with the globals it reads, so a context-local
+    switch read inside one must pickle too (``_tree.ContextLocal``), as itself."""
     params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.array([0.5, -0.25])}
     grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
     for case in REGISTRY:
@@ -136,6 +136,8 @@ def test_every_optimizer_and_state_cloudpickle_and_step_alike():
             case.update(copied)(grads, copied_state, params),
             case.update(opt)(grads, state, params),
         )
+    for switch in (gradtx._factory._BUILD, gradtx._tree.flat_buffers, gradtx._checks.probing):
+        assert cloudpickle.loads(cloudpickle.dumps(switch)) is switch
 
 
 def test_resume_without_changes_equals_uninterrupted(tmp_path):

@@ -349,6 +349,15 @@ def test_the_reason_names_the_group_the_key_addresses():
         gradtx.set_hyperparams(state, {"dec/weight_decay": 0.5})
 
 
+def test_the_reason_is_found_for_a_key_written_as_the_raw_state_path():
+    # Nested wrappers: get_hyperparams names the outer averages' numbers by their raw
+    # paths ('inner_state/decay'), so a key may be written that way too.
+    opt = gradtx.average_params(gradtx.average_params(gradtx.sgd(0.1)))
+    state = opt.init(jnp.ones(2))
+    with pytest.raises(KeyError, match=r"gradtx.sgd\(\) takes momentum but 'inner_state/inner"):
+        gradtx.set_hyperparams(state, {"inner_state/inner_state/momentum": 0.9})
+
+
 def test_a_stage_left_out_by_a_python_zero_is_explained_and_a_constant_keeps_it(x64):
     """torch lets a group built with weight_decay=0 get a decay later; in gradtx a Python
     zero leaves the stage out, the KeyError says so, and the way it names (a constant

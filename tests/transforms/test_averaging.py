@@ -50,16 +50,18 @@ def test_ax_dtype_and_missing_params():
         tx.update(jnp.ones(2, jnp.bfloat16), state)
 
 
-def test_a_whole_t0_is_held_exactly_or_refused(x64):
-    """t0 is compared with the step count: float32 would store 16777217 as 16777216 and
-    start the mean one step early, so it is refused; float64 holds it (and a fraction
-    is a real t0, as in torch)."""
+def test_a_t0_the_count_can_reach_keeps_its_whole_part_or_is_refused(x64):
+    """t0 is compared with the step count: float32 would store 16777217 (or 16777217.5)
+    as 16777216 and start the mean one step early, so it is refused; float64 holds it.
+    A t0 beyond the int32 count's reach (1e12: no averaging) may round."""
     big = 2**24 + 1
     with jax.enable_x64(False):
         for make in (gradtx.polyak_average, gradtx.asgd):
-            with pytest.raises(ValueError, match=r"\(t0=16777217\): t0 is stored in float32"):
-                make(t0=big)
-        gradtx.polyak_average(t0=2**24)  # exact in float32
+            for t0 in (big, big + 0.5):
+                with pytest.raises(ValueError, match=rf"\(t0={t0}\): t0 is stored in float32"):
+                    make(t0=t0)
+        for t0 in (2**24, 1e6 + 0.3, 1e12, 1e30):
+            gradtx.polyak_average(t0=t0)  # the whole part survives, or no step reaches it
         state = gradtx.asgd().init(jnp.zeros(2))
         with pytest.raises(ValueError, match=r"^gradtx.set_hyperparams\(t0=16777217\)"):
             gradtx.set_hyperparams(state, t0=big)
