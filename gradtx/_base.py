@@ -311,11 +311,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         if getattr(u, "dtype", None) == jax.dtypes.float0:
             # JAX's zero tangent of an int or bool leaf (grad with allow_int); for an
             # inexact param it means the trees were mixed up
-            if jnp.issubdtype(jnp.result_type(p), jnp.inexact):
+            param = jnp.result_type(p)
+            if jnp.issubdtype(param, jnp.inexact):
                 raise TypeError(
                     f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'}"
-                    f" is float0 (the gradient of an int or bool leaf), its param "
-                    f"{jnp.result_type(p)}"
+                    f" is float0 (the gradient of an int or bool leaf), its param {param}"
                 )
             return p
         p, u = jnp.asarray(p), jnp.asarray(u)

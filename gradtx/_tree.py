@@ -556,10 +556,10 @@ class ContextLocal(Generic[T]):
         return self._var.get()
 
     @contextlib.contextmanager
-    def set_to(self, value: T) -> Iterator[T]:
+    def set_to(self, value: T) -> Iterator[None]:
         token = self._var.set(value)
         try:
-            yield value
+            yield
         finally:
             self._var.reset(token)
 
@@ -577,7 +577,7 @@ class Flag(ContextLocal[bool]):
     def __init__(self, module: str, name: str) -> None:
         super().__init__(module, name, False)
 
-    def __call__(self) -> contextlib.AbstractContextManager[bool]:
+    def __call__(self) -> contextlib.AbstractContextManager[None]:
         return self.set_to(True)
 
     def is_on(self) -> bool:
