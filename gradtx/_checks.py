@@ -654,7 +654,8 @@ class LeafCounts:
 
     def check(self, updates: Any) -> None:
         n = len(jax.tree.leaves(updates))
-        if self.seen and n not in self.seen:
+        # no leaves: an empty group of a partition sharing this optimizer with others
+        if n and self.seen and n not in self.seen:
             raise ValueError(
                 f"{self.call}.update: the updates' tree does not match the tree the state was "
                 f"initialised with: {n} leaves, init saw {sorted(self.seen)}.\n"

@@ -47,7 +47,8 @@ FROZEN = (
     "a parameter torch never steps (requires_grad=False) has no state: make it a None leaf "
     "of params and leave its index out of the groups' params, "
     "dict(state_dict, param_groups=[dict(g, params=[i for i in g['params'] if i != k]) for g "
-    "in state_dict['param_groups']])"
+    "in state_dict['param_groups']]), and its name out of the groups' param_names where "
+    "they have them"
 )
 RTOL = 1e-6
 """How close a schedule's value must be to torch's (torch's schedulers are recursive)."""
@@ -366,14 +367,23 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
                     "with params whose other groups' leaves are gradtx.MaskedNode() (as "
                     'partition hides them); docs/ecosystem.md, "Continuing a PyTorch run"'
                 )
+    for j, g in enumerate(groups):
+        # a name list that lost step with the indices would name every later leaf wrongly
+        if "param_names" in g and len(g["param_names"]) != len(g["params"]):
+            raise ValueError(
+                f"{SD}: param group {j} lists {len(g['params'])} parameters but "
+                f"{len(g['param_names'])} param_names; {FROZEN}"
+            )
     names = {leaf[int(i)]: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
     order = [names.get(n) for n in range(len(paths))]
     keys = _torch_names_of(paths, order)
     if keys is not None and keys != order:
         raise ValueError(
             f"{PARAMS}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
-            f"keys), torch's parameters in the order {order}; build params as a list in "
-            "model.parameters() order, or as collections.OrderedDict(model.named_parameters())"
+            f"keys), torch's parameters in the order {order} (group by group, as the state "
+            "dict numbers them); build params with its leaves in torch's order: a list, or a "
+            "collections.OrderedDict of the groups' param_names in that order (model.parameters() "
+            "order only where the groups follow the model)"
         )
     # the states of these groups' parameters, by leaf (a state dict of one group may keep
     # the other groups' states: they are not read; the first group's dict cannot be told

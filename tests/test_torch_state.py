@@ -985,6 +985,39 @@ def test_a_frozen_parameter_continues_as_a_none_leaf(x64):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12)
 
 
+def test_a_frozen_parameters_name_left_in_param_names_is_refused(x64):
+    """A group built from named_parameters() keeps the frozen parameter's name; leaving
+    only its index out shifted every later name, the name check was skipped, and a
+    params dict whose sorted leaves differ from torch's order took another parameter's
+    state.  The refusal names the recipe; with both left out the check runs again."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        collections.OrderedDict(ln1=torch.nn.LayerNorm(3), ln2=torch.nn.LayerNorm(3))
+    ).double()
+    model.ln1.bias.requires_grad_(False)
+    opt = torch.optim.Adam(model.named_parameters(), lr=0.01)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for _ in range(2):
+        opt.zero_grad()
+        (model(x) ** 3).sum().backward()
+        opt.step()
+    sd = opt.state_dict()
+    got = {n: jnp.asarray(p.detach().numpy()) for n, p in model.named_parameters()}
+    params = {  # sorted leaves: ln1.weight, ln2.bias, ln2.weight; torch's: ..., ln2.weight, ln2.bias
+        "ln1": {"weight": got["ln1.weight"], "bias": None},
+        "ln2": {"weight": got["ln2.weight"], "bias": got["ln2.bias"]},
+    }
+    only_index = [dict(g, params=[i for i in g["params"] if i != 1]) for g in sd["param_groups"]]
+    with pytest.raises(ValueError, match=r"group 0 lists 3 parameters but 4 param_names"):
+        gradtx.from_torch_state_dict(gradtx.adam(0.01), params, dict(sd, param_groups=only_index))
+    both = [
+        dict(o, param_names=[n for i, n in zip(g["params"], g["param_names"]) if i != 1])
+        for g, o in zip(sd["param_groups"], only_index)
+    ]
+    with pytest.raises(ValueError, match=r"params' leaves are in the order"):
+        gradtx.from_torch_state_dict(gradtx.adam(0.01), params, dict(sd, param_groups=both))
+
+
 def test_step_0_is_refused_where_torchs_state_shows_steps():
     # SGD's momentum buffers exist only after a step: step=0 was accepted.
     w = torch.ones(3, requires_grad=True)

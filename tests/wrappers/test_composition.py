@@ -140,3 +140,15 @@ def test_a_wrapped_gradient_map_is_still_one(x64, wrap):
         run_gradtx(adam_after(wrap(clip)), params, grads),
         run_gradtx(adam_after(clip), params, grads),
     )
+
+
+def test_one_optimizer_shared_by_a_group_with_no_leaves(x64):
+    # The empty group's update (no leaves) was refused as a tree that does not match
+    # the other group's init; optax.multi_transform runs a shared optax.adam the same way.
+    params = {"w": jnp.ones((3, 2)), "b": jnp.arange(2.0)}
+    grads = jax.tree.map(lambda p: p + 0.5, params)
+    opt = gradtx.adam(1e-2)
+    tx = gradtx.partition({"a": opt, "b": opt}, {"w": "a", "b": "a"})
+    updates, _ = tx.update(grads, tx.init(params), params)
+    expected, _ = opt.update(grads, opt.init(params), params)
+    jax.tree.map(lambda u, e: np.testing.assert_array_equal(u, e), updates, expected)
