@@ -8,6 +8,7 @@ them (global norms, for instance, run over the visible leaves only).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
@@ -58,11 +59,36 @@ def _check_leaves(call: str, updates: Any, n: int) -> list:
     return leaves
 
 
-def _hidden_extra(extra: dict, keep: list[bool]) -> dict:
-    """Extras for an inner transform: the chain's ``grads`` hidden like the updates."""
-    if extra.get("grads") is None:
-        return extra
-    return {**extra, "grads": hide(extra["grads"], keep)}
+def _hidden_extra(extra: dict, keep: list[bool], params: Any) -> dict:
+    """Extras for an inner transform, as it sees the tree: the chain's ``grads`` and a
+    line search's ``grad`` hidden like the updates; a function of the params
+    (``value_fn``, ``obj_fn``, ``grad_fn``) called on the whole tree, its hidden leaves
+    held at ``params``, since the user wrote it for the whole model."""
+    out = dict(extra)
+    for key in ("grads", "grad"):
+        if out.get(key) is not None:
+            out[key] = hide(out[key], keep)
+    if params is None:
+        return out
+    held = jax.tree.leaves(params)
+
+    def whole(seen):
+        cut = unhide(seen, params)
+        return _tree.structure(params).unflatten(
+            [s if k else x for s, x, k in zip(cut, held, keep)]
+        )
+
+    for key in ("value_fn", "obj_fn", "grad_fn"):
+        fn = out.get(key)
+        if fn is None:
+            continue
+        # Wrapped, so its signature (read to pick data keywords) stays the user's.
+        if key == "grad_fn":  # its gradient is of the whole tree: hidden like the updates
+            wrapped = lambda p, *a, _fn=fn, **d: hide(_fn(whole(p), *a, **d), keep)  # noqa: E731
+        else:
+            wrapped = lambda p, *a, _fn=fn, **d: _fn(whole(p), *a, **d)  # noqa: E731
+        out[key] = functools.wraps(fn)(wrapped)
+    return out
 
 
 def masked(
@@ -115,7 +141,7 @@ def masked(
             hide(updates, keep),
             state.inner_state,
             None if params is None else hide(params, keep),
-            **extras_for(inner, _hidden_extra(extra, keep)),
+            **extras_for(inner, _hidden_extra(extra, keep, params)),
         )
         merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
         out = jax.tree.unflatten(jax.tree.structure(updates), merged)
@@ -205,7 +231,7 @@ def partition(
                 hide(updates, keep),
                 state[k],
                 None if params is None else hide(params, keep),
-                **extras_for(tx, _hidden_extra(extra, keep)),
+                **extras_for(tx, _hidden_extra(extra, keep, params)),
             )
             for i, (o, kept) in enumerate(zip(unhide(out, updates), keep)):
                 if kept:

@@ -278,3 +278,67 @@ def test_a_function_given_as_labels_points_to_labels_fn():
     # ("labels <function ...> have no transform").
     with pytest.raises(TypeError, match=r"partition\(labels=<function>\): .* as labels_fn"):
         gradtx.partition({"a": gradtx.sgd(0.1)}, lambda p: {"w": "a"})
+
+
+@pytest.mark.parametrize("wrap", ["partition", "masked"])
+def test_a_function_of_the_params_gets_the_whole_tree(x64, wrap):
+    # value_fn reached the inner L-BFGS with the other group's leaves hidden, and the
+    # user's loss failed on a MaskedNode; it now sees them held at the params.
+    b = jnp.array([0.3, -0.2])
+    w0 = jnp.array([1.5, -0.5, 0.25])
+
+    def loss(p):
+        return jnp.sum(jnp.cosh(p["w"] - 0.5) * (1.0 + p["b"][0] ** 2)) + jnp.sum(p["b"] ** 3)
+
+    lbfgs = gradtx.lbfgs(0.5, max_iter=4)
+    if wrap == "partition":
+        tx = gradtx.partition({"q": lbfgs, "s": gradtx.sgd(0.1)}, {"w": "q", "b": "s"})
+    else:
+        tx = gradtx.masked(lbfgs, {"w": True, "b": False})
+    params = {"w": w0, "b": b}
+    state = tx.init(params)
+    alone, alone_state = {"w": w0}, lbfgs.init({"w": w0})
+    for _ in range(3):
+        held = params["b"]  # the other leaves, as value_fn sees them in this step
+
+        def loss_w(p, held=held):
+            return loss({"w": p["w"], "b": held})
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, state = tx.update(grads, state, params, value=value, value_fn=loss)
+        params = gradtx.apply_updates(params, updates)
+
+        value, grads = jax.value_and_grad(loss_w)(alone)
+        updates, alone_state = lbfgs.update(grads, alone_state, alone, value=value, value_fn=loss_w)
+        alone = gradtx.apply_updates(alone, updates)
+        np.testing.assert_allclose(params["w"], alone["w"], rtol=1e-12)
+
+
+def test_a_gradient_function_gets_the_whole_tree_and_its_gradient_is_hidden(x64):
+    # SAM's opaque mode calls grad_fn(params, i): the user's function of the whole model.
+    def loss(p):
+        return jnp.sum(jnp.sin(p["w"]) * (1 + p["b"][0] ** 2)) + jnp.sum(p["b"] ** 2)
+
+    def make():
+        return gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), sync_period=2, opaque_mode=True)
+
+    b = jnp.array([0.3, 0.2])
+    tx = gradtx.partition({"q": make(), "s": gradtx.sgd(0.0)}, {"w": "q", "b": "s"})
+    params = {"w": jnp.array([0.5, 1.0, -1.0]), "b": b}
+    state = tx.init(params)
+    alone, inner = {"w": params["w"]}, make()
+    alone_state = inner.init(alone)
+
+    def loss_w(p):
+        return loss({"w": p["w"], "b": b})
+
+    for _ in range(4):
+        updates, state = tx.update(
+            jax.grad(loss)(params), state, params, grad_fn=lambda p, i: jax.grad(loss)(p)
+        )
+        params = gradtx.apply_updates(params, updates)
+        updates, alone_state = inner.update(
+            jax.grad(loss_w)(alone), alone_state, alone, grad_fn=lambda p, i: jax.grad(loss_w)(p)
+        )
+        alone = gradtx.apply_updates(alone, updates)
+        np.testing.assert_allclose(params["w"], alone["w"], rtol=1e-12)
