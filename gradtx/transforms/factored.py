@@ -125,9 +125,10 @@ def scale_by_factored_rms(
         ``decay_rate``).
       eps: ε, >= 0, in the gradient's units; ``None``: the machine epsilon
         of each leaf's dtype.
-      decay_offset: shifts the step of the decay schedule (optax's; a
-        positive offset with a count started at 0 gives ``0^(-decay_rate)``
-        for the first steps, as in optax: it is meant for a restored count).
+      decay_offset: shifts the step of the decay schedule (optax's, meant for
+        a restored count); the shifted step is held at 1 until the count
+        passes the offset (β_t = 0 there), where optax's ``0^(-decay_rate)``
+        makes the step NaN.
       eps_mode: ``"floor"`` (torch) or ``"add"`` (optax), see above.
       axes: ``"last"`` (torch) or ``"largest"`` (optax).
       factored: ``False`` keeps a full second moment for every leaf.
@@ -185,7 +186,8 @@ def scale_by_factored_rms(
         rate = jnp.asarray(decay_rate)
         t = step_count(extra, call).astype(rate.dtype) + 1
         if decay_offset is not None:
-            t = t - jnp.asarray(decay_offset).astype(rate.dtype)
+            # held at 1 until the count passes the offset, where optax's 0^(-rate) is a NaN step
+            t = jnp.maximum(t - jnp.asarray(decay_offset).astype(rate.dtype), 1)
         # The EMA as v + w (g² - v), w = 1 - β_t = t^(-rate) (torch's lerp): w keeps its
         # digits as t grows (1 - β_t formed after rounding β_t loses them: 5% at t = 1e8
         # in float32), and v rests at g² exactly (β_t v + w g² with β_t rounded apart

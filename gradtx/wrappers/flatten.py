@@ -18,7 +18,9 @@ Elementwise transforms compute exactly the same numbers on the flat buffers:
 each element sees the same scalars and the same operations.  Transforms that
 need each leaf's shape (``centralize``) refuse to run inside (see
 ``_tree.check_per_leaf``); masks given as param-shaped trees must be applied
-outside: ``gradtx.masked(gradtx.flatten(tx), mask)``.
+outside: ``gradtx.masked(gradtx.flatten(tx), mask)``.  optax's masks, labels and
+per-leaf transforms cannot be detected and would read each buffer as one leaf: they
+belong outside too (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -178,3 +178,18 @@ def test_clip_by_block_rms_takes_optaxs_range(x64, threshold):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-14)
     with pytest.raises(ValueError, match=r"clip_by_block_rms\(threshold=0.0\): threshold must be"):
         gradtx.clip_by_block_rms(0.0)
+
+
+def test_a_positive_decay_offset_on_a_fresh_count_takes_the_first_squares(x64):
+    # t - decay_offset <= 0 gave 0^(-rate) and NaN params from the first step on (as
+    # optax does); the shifted step is held at 1, so beta_t = 0 until the count passes it.
+    grads = [jnp.array([[1.0, -2.0], [3.0, 0.5]]), jnp.array([[0.5, 1.0], [-1.0, 2.0]])]
+    params = jnp.zeros((2, 2))
+    shifted = gradtx.scale_by_factored_rms(decay_offset=2, min_dim_size_to_factor=1)
+    fresh = gradtx.scale_by_factored_rms(min_dim_size_to_factor=1)
+    s1 = shifted.init(params)
+    for g in grads:  # steps 1 and 2: t - 2 <= 0, held at 1, as a fresh count's first step
+        u1, s1 = shifted.update(g, s1, params)
+        u2, _ = fresh.update(g, fresh.init(params), params)
+        np.testing.assert_allclose(u1, u2, rtol=1e-14)
+        assert np.isfinite(np.asarray(u1)).all()
