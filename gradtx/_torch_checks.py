@@ -118,6 +118,18 @@ def check_arguments(call: str, t: Target, stored: Mapping[str, Any]) -> None:
             )
 
 
+LATER = ("maximize", "decoupled_weight_decay")
+"""Options torch added in recent versions (``maximize`` in 1.11, AdamW's decay as Adam's
+``decoupled_weight_decay`` in 2.7): its ``__setstate__`` gives an older state dict's
+group each one missing, as False, and so does ``with_later_keys``.  Older options
+(``amsgrad``, ``nesterov``) are always written: their absence marks another class."""
+
+
+def with_later_keys(t: Target, group: Mapping[str, Any]) -> dict[str, Any]:
+    """``group`` as torch loads it: a flag an older torch did not write is False."""
+    return {**{k: False for k in LATER if k in t.entry.flags and k not in group}, **group}
+
+
 def check_group(t: Target, group: Mapping[str, Any]) -> None:
     """The keys are the torch class's; options agree (``amsgrad``, ``nesterov``, ...) and
     optional stages exist on both sides."""

@@ -38,6 +38,7 @@ from gradtx._torch_checks import (
     plain,
     same,
     target,
+    with_later_keys,
 )
 from gradtx._torch_table import HOOKS, find_node, map_nodes, numpy_of
 from gradtx.wrappers.averaging import AverageParamsState
@@ -272,7 +273,11 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
             f"(torch.optim.{t.entry.torch_class} makes its state at the first step)"
         )
     if len(counts) > 1:
-        raise ValueError(f"{SD}: torch's parameters have taken different steps {counts}")
+        # Adagrad makes every state at construction: a frozen parameter's stays at step 0
+        frozen = (
+            f"; a parameter at step 0 is one torch never stepped: {FROZEN}" if 0 in counts else ""
+        )
+        raise ValueError(f"{SD}: torch's parameters have taken different steps {counts}{frozen}")
     count = int(counts[0]) if counts else (step or 0)
     if step is not None and step != count:
         raise ValueError(f"{FROM}(step={step}): torch's state says {count} steps were taken")
@@ -334,6 +339,14 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
         )
     groups = list(state_dict["param_groups"])
     paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    ids = [*(i for g in groups for i in g["params"]), *state_dict["state"]]
+    named = [i for i in ids if not (isinstance(i, (int, np.integer)) or str(i).isdigit())]
+    if named:
+        raise TypeError(
+            f"{SD}: the state dict keys its parameters by name ({named[0]!r}, ...), as "
+            "torch.distributed.checkpoint's get_optimizer_state_dict and FSDP's "
+            "optim_state_dict write it; pass torch_optimizer.state_dict(), which numbers them"
+        )
     indices = [int(i) for g in groups for i in g["params"]]
     if len(indices) != len(paths):
         partial = sorted(indices) != list(range(len(indices)))  # some groups of a larger dict
@@ -470,6 +483,7 @@ def from_torch_state_dict(
         raise TypeError(f"{PARAMS}: complex params are not supported (torch splits them in two)")
     tree = treedef.unflatten(leaves)
     group, states, index = _group_and_states(t, state_dict, tree)
+    group = with_later_keys(t, group)
     check_group(t, group)
     check_arguments(FROM, t, {})
     state = optimizer.init(tree)
