@@ -119,8 +119,8 @@ def check_arguments(call: str, t: Target, stored: Mapping[str, Any]) -> None:
 
 
 LATER = ("maximize", "decoupled_weight_decay")
-"""Options torch added in recent versions (``maximize`` in 1.11, AdamW's decay as Adam's
-``decoupled_weight_decay`` in 2.7): its ``__setstate__`` gives an older state dict's
+"""Options torch added to its classes over its versions (``maximize``; Adam's, NAdam's and
+RAdam's ``decoupled_weight_decay``): its ``__setstate__`` gives an older state dict's
 group each one missing, as False, and so does ``with_later_keys``.  Older options
 (``amsgrad``, ``nesterov``) are always written: their absence marks another class."""
 

@@ -1095,8 +1095,8 @@ def test_adagrads_frozen_parameter_at_step_0_names_the_recipe(x64):
 
 @pytest.mark.parametrize("key", ["decoupled_weight_decay", "maximize"])
 def test_an_older_torchs_group_without_a_later_flag_loads_as_torch_loads_it(x64, key):
-    # torch <= 2.6 wrote Adam's groups without decoupled_weight_decay (older ones without
-    # maximize); torch's load_state_dict takes them as False, gradtx refused the dict.
+    # An older torch wrote Adam's groups without decoupled_weight_decay (older still,
+    # without maximize); torch's load_state_dict takes them as False, gradtx refused the dict.
     w = torch.linspace(-1, 1, 3, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.01)
     w.grad = torch.ones(3, dtype=torch.float64)
