@@ -340,7 +340,7 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
     groups = list(state_dict["param_groups"])
     paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     ids = [*(i for g in groups for i in g["params"]), *state_dict["state"]]
-    named = [i for i in ids if not (isinstance(i, (int, np.integer)) or str(i).isdigit())]
+    named = [i for i in ids if not str(i).isdigit()]  # ints, numpy ints, "0" are indices
     if named:
         raise TypeError(
             f"{SD}: the state dict keys its parameters by name ({named[0]!r}, ...), as "

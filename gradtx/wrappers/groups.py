@@ -49,6 +49,13 @@ def unhide(out: Any, like: Any) -> list:
     return _tree.structure(like).flatten_up_to(out)
 
 
+def fill(out: Any, like: Any, keep: list[bool]) -> Any:
+    """``like`` with the kept leaves taken from ``out`` (a result for ``hide(like, keep)``)."""
+    return _tree.structure(like).unflatten(
+        [o if k else x for o, x, k in zip(unhide(out, like), jax.tree.leaves(like), keep)]
+    )
+
+
 def _check_leaves(call: str, updates: Any, n: int) -> list:
     leaves = jax.tree.leaves(updates)
     if len(leaves) != n:
@@ -70,24 +77,18 @@ def _hidden_extra(extra: dict, keep: list[bool], params: Any) -> dict:
             out[key] = hide(out[key], keep)
     if params is None:
         return out
-    held = jax.tree.leaves(params)
 
-    def whole(seen):
-        cut = unhide(seen, params)
-        return _tree.structure(params).unflatten(
-            [s if k else x for s, x, k in zip(cut, held, keep)]
-        )
+    def on_whole(fn: Callable, hide_result: bool) -> Callable:
+        @functools.wraps(fn)  # so its signature (read to pick data keywords) stays the user's
+        def wrapped(seen, *args, **data):
+            result = fn(fill(seen, params, keep), *args, **data)
+            return hide(result, keep) if hide_result else result
+
+        return wrapped
 
     for key in ("value_fn", "obj_fn", "grad_fn"):
-        fn = out.get(key)
-        if fn is None:
-            continue
-        # Wrapped, so its signature (read to pick data keywords) stays the user's.
-        if key == "grad_fn":  # its gradient is of the whole tree: hidden like the updates
-            wrapped = lambda p, *a, _fn=fn, **d: hide(_fn(whole(p), *a, **d), keep)  # noqa: E731
-        else:
-            wrapped = lambda p, *a, _fn=fn, **d: _fn(whole(p), *a, **d)  # noqa: E731
-        out[key] = functools.wraps(fn)(wrapped)
+        if out.get(key) is not None:  # grad_fn's gradient is of the whole tree: hidden
+            out[key] = on_whole(out[key], hide_result=key == "grad_fn")
     return out
 
 
@@ -136,16 +137,14 @@ def masked(
     def update(updates, state, params=None, **extra):
         checked.check(state, updates, params)  # first: a changed tree, named as such
         keep = keep_of(params if params is not None else updates)
-        leaves = _check_leaves(call, updates, len(keep))
+        _check_leaves(call, updates, len(keep))
         out, inner_state = inner.update(
             hide(updates, keep),
             state.inner_state,
             None if params is None else hide(params, keep),
             **extras_for(inner, _hidden_extra(extra, keep, params)),
         )
-        merged = [o if k else u for o, u, k in zip(unhide(out, updates), leaves, keep)]
-        out = jax.tree.unflatten(jax.tree.structure(updates), merged)
-        return out, _tree.settled(MaskedState(inner_state), params)
+        return fill(out, updates, keep), _tree.settled(MaskedState(inner_state), params)
 
     return kind_of(inner)(init, update)
 
