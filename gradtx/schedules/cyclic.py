@@ -49,14 +49,14 @@ class Cyclical(Schedule):
     def __call__(self, count):
         base, high, up, down, cycle_decay, gamma = self._floats()
         t = as_count(count)
-        # torch CyclicLR's arithmetic, for asymmetric halves too.
+        # torch CyclicLR's rise, x/ratio up and (x − 1)/(ratio − 1) down, for asymmetric
+        # halves too, written as into/up and (total − into)/down: the steps left are
+        # formed exactly, so the falling end keeps float32's relative precision.
         total = up + down
-        ratio = up / total
         # Integer arithmetic on the count for whole step sizes: exact at every count.
         done, into = count_periods(count, total)
         cycle = 1 + done
-        x = into / total
-        rise = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+        rise = jnp.where(into <= up, into / up, (total - into) / down)
         scale = cycle_decay ** (cycle - 1) * gamma**t
         return base + ((high - base) * rise) * scale
 

@@ -117,6 +117,18 @@ def test_float32_keeps_its_digits_late_in_the_run(up, down):
     np.testing.assert_allclose(got, want, atol=4e-7)
 
 
+def test_float32_falling_half_keeps_its_relative_precision_near_the_base():
+    """The falling ramp is (total − into)/down from the exact integer remainder; from the
+    rounded position (x − 1)/(ratio − 1) was 1.7e-4 off at the low end of a long half."""
+    up, down = 2000, 8000
+    counts = np.concatenate([np.arange(9_900, 10_000), np.arange(19_990, 20_000)])
+    into = counts % (up + down)
+    want = np.where(into <= up, into / up, (up + down - into) / down)
+    with jax.enable_x64(False):
+        got = np.asarray(jax.vmap(S.cyclical(0.0, 1.0, up, step_size_down=down))(counts))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 BAD = [
     (lambda: S.cyclical(0.0, 1.0, 0), ValueError, r"cyclical\(step_size=0\)"),
     (lambda: S.cyclical(0.0, 1.0, 5, mode="tri"), ValueError, r"cyclical\(mode='tri'\)"),

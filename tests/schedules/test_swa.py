@@ -2,6 +2,8 @@
 
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,17 @@ def test_bad_arguments(i):
     factory, kind, match = BAD[i]
     with pytest.raises(kind, match=match):
         factory()
+
+
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+def test_float32_anneal_keeps_its_relative_precision_near_a_small_end(anneal):
+    """a and 1 − a each come from their own end (k and A − k, exact): swa a + init (1 − a)
+    was 21% off torch's doubles at step 4,999 of a 5,000-step cosine anneal to 0."""
+    A, k = 5000, np.arange(4_900, 5_000)
+    x = k / A
+    a = 0.5 * (1 - np.cos(np.pi * x)) if anneal == "cos" else x
+    for init, swa in ((0.1, 0.0), (0.0, 0.1), (0.1, 1e-6)):
+        want = swa * a + init * (1 - a)
+        with jax.enable_x64(False):
+            got = np.asarray(jax.vmap(S.swa_lr(init, swa, A, anneal=anneal))(jnp.asarray(k)))
+        np.testing.assert_allclose(got, want, rtol=1e-6)
