@@ -136,10 +136,16 @@ def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs
         return tx
     if isinstance(tx, optax.GradientTransformation):
         return optax.with_extra_args_support(tx)
-    hint = (  # optax.MultiSteps is a wrapper object, not a transform
-        "; pass its .gradient_transformation()" if hasattr(tx, "gradient_transformation") else ""
-    )
-    raise TypeError(f"{call}: expected a GradientTransformation, got {type(tx).__name__}{hint}")
+    shown = type(tx).__name__
+    raise TypeError(f"{call}: expected a GradientTransformation, got {shown}{multisteps_hint(tx)}")
+
+
+def multisteps_hint(value: Any) -> str:
+    """What to pass instead of an ``optax.MultiSteps``, a wrapper object whose transform
+    is a method's result; ``""`` for anything else."""
+    if callable(getattr(value, "gradient_transformation", None)):
+        return "; pass its .gradient_transformation()"
+    return ""
 
 
 def transform(
@@ -239,7 +245,7 @@ def named_chain(
         if not isinstance(pair[1], optax.GradientTransformation):
             raise TypeError(
                 f"gradtx.named_chain(({pair[0]!r}, ...)): the transform must be a "
-                f"GradientTransformation, got {type(pair[1]).__name__}"
+                f"GradientTransformation, got {type(pair[1]).__name__}{multisteps_hint(pair[1])}"
             )
     names = [n for n, _ in transforms]
     if len(set(names)) != len(names):

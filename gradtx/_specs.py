@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks
-from gradtx._base import float_dtype, is_schedule, with_extra_args
+from gradtx._base import float_dtype, is_schedule, multisteps_hint, with_extra_args
 
 
 class Hyper(NamedTuple):
@@ -207,7 +207,7 @@ class Transform(Option):
         if not isinstance(value, optax.GradientTransformation):
             raise TypeError(
                 f"{call}({name}=...): {name} must be a GradientTransformation, "
-                f"got {type(value).__name__}"
+                f"got {type(value).__name__}{multisteps_hint(value)}"
             )
         return with_extra_args(value, f"{call}({name}=...)")
 

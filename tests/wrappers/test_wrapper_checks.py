@@ -5,6 +5,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -88,6 +89,10 @@ def test_a_non_transform_is_named_by_its_argument(make, call, name):
     with pytest.raises(TypeError) as info:
         make("adam")
     assert str(info.value) == message
+    # optax.MultiSteps is an object whose transform is a method's result
+    with pytest.raises(TypeError) as info:
+        make(optax.MultiSteps(gradtx.sgd(0.1), 2))
+    assert str(info.value).endswith("got MultiSteps; pass its .gradient_transformation()")
 
 
 @pytest.mark.parametrize(
@@ -118,6 +123,8 @@ def test_named_chain_names_its_own_non_transform():
     message = "gradtx.named_chain(('a', ...)): the transform must be a GradientTransformation"
     with pytest.raises(TypeError, match=re.escape(message) + ", got int"):
         gradtx.named_chain(("a", 3))
+    with pytest.raises(TypeError, match=r"got MultiSteps; pass its \.gradient_transformation"):
+        gradtx.named_chain(("a", optax.MultiSteps(gradtx.sgd(0.1), 2)))
 
 
 @pytest.mark.parametrize("name", sorted(WRAPPERS))
