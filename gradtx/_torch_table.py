@@ -146,6 +146,8 @@ class Entry(NamedTuple):
         pauses at a momentum of 0, as torch's).
       buffers: torch per-parameter state key -> the gradtx state field.
       step: torch keeps a per-parameter ``step`` (the gradtx ``count``).
+      int_step: that ``step`` is a Python int (SparseAdam), not a tensor: one in
+        torch's default float32 would round the bias corrections after a load.
       eager: torch builds the state with the optimizer (Adagrad).
       implied: options the gradtx factory fixes (``adamw``: decoupled decay).
       free: gradtx arguments torch has no counterpart of that are not its
@@ -166,6 +168,7 @@ class Entry(NamedTuple):
     strict: tuple[str, ...] = ()
     buffers: Mapping[str, Buffer] = {}
     step: bool = True
+    int_step: bool = False
     eager: bool = False
     implied: Mapping[str, Any] = {}
     free: tuple[str, ...] = ()
@@ -262,6 +265,7 @@ TABLE: dict[str, Entry] = {
     ),
     "sparse_adam": Entry(
         "SparseAdam", {"lr": LR, "betas": BETAS, "eps": EPS}, flags=MAXIMIZE, buffers=MOMENTS,
+        int_step=True,
     ),
     "lbfgs": Entry(
         "LBFGS", {"lr": LR, "tolerance_grad": Scalar("tolerance_grad"),

@@ -618,7 +618,7 @@ def to_torch_state_dict(
             if buf.applies(p.ndim):
                 out[i][key] = convert.scalar(x) if buf.scalar else convert.tensor(x)
     for s in out.values() if t.entry.step and (count > 0 or t.entry.eager) else ():
-        s["step"] = convert.scalar(count)
+        s["step"] = int(count) if t.entry.int_step else convert.scalar(count)
     result = {"state": {i: s for i, s in out.items() if s}, "param_groups": [group]}
     if averaged_model_state_dict is None:
         return result

@@ -257,6 +257,31 @@ def test_gradtx_run_continues_in_torch(x64, case):
     assert_trajectories_close(torch_steps(case, tensors, fresh, grads[N:]), more)
 
 
+def _kinds(state: dict) -> dict:
+    return {
+        i: {k: (type(v), getattr(v, "dtype", None)) for k, v in s.items()} for i, s in state.items()
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_the_state_torch_loads_holds_torchs_kinds_of_value(x64, case):
+    """Under torch's default float32, as users have it, torch keeps SparseAdam's step as
+    an int: exported as a float32 tensor, it rounded torch's bias corrections after the
+    load (2e-7 off)."""
+    torch.set_default_dtype(torch.float32)  # the fixture restores it
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = getattr(torch.optim, case.torch)(tensors, **case.kwargs)
+    torch_steps(case, tensors, opt, grads[:N])
+    tx = case.same()
+    _, state = gradtx_steps(case, tx, params, tx.init(jax.tree.map(jnp.asarray, params)),
+                            grads[:N])  # fmt: skip
+    theirs = opt.state_dict()["state"]
+    for s in theirs.values():  # L-BFGS's scratch list, which its next step rewrites
+        s.pop("al", None)
+    assert _kinds(gradtx.to_torch_state_dict(tx, state, params)["state"]) == _kinds(theirs)
+
+
 # ------------------------------------------------------------------ AveragedModel
 
 
