@@ -513,3 +513,19 @@ def set_hyperparams(
         state = _replace_at(state, path, replace)
         entries = _entries(state, call)
     return state
+
+
+def keep_hyperparams(fresh: OptState, old: OptState) -> OptState:
+    """``fresh`` (a new ``init`` of the transform that made ``old``) with the values of
+    ``old``'s hyperparameters: a state reset keeps what ``set_hyperparams`` set, as a
+    constant of optax's own closures survives its re-initialisation.  Step counts and
+    the transforms' statistics stay fresh."""
+
+    def take(new: Any, was: Any) -> Any:
+        if not isinstance(new, _LOCATIONS):
+            return new
+        inner = keep_hyperparams(new.inner_state, was.inner_state)
+        return new._replace(hyperparams=dict(was.hyperparams), inner_state=inner)
+
+    located = lambda x: isinstance(x, _LOCATIONS)  # noqa: E731
+    return jax.tree.map(take, fresh, old, is_leaf=located)

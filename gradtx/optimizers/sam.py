@@ -11,6 +11,7 @@ import optax
 from gradtx import _tree
 from gradtx._base import GradientTransformation, OptState, apply_updates
 from gradtx._factory import current_call
+from gradtx._hyperparams import keep_hyperparams
 from gradtx._registry import optimizer
 from gradtx._specs import Anything, Flag, Int, Transform
 
@@ -61,7 +62,8 @@ def _transparent(optimizer, adversary, sync_period, reset_state, call):
 
         outer = jax.tree.map(back_to_cache, cache, params, step)
         if reset_state:
-            adv_state = _pick(last, adversary.init(params), adv_state)
+            fresh = keep_hyperparams(adversary.init(params), adv_state)
+            adv_state = _pick(last, fresh, adv_state)
         else:
             adv_state = _pick(last, state.adv_state, adv_state)
         new = SamState(
@@ -97,7 +99,7 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
             if batch_axis_name is not None:
                 grads = jax.lax.pmean(grads, axis_name=batch_axis_name)
         if reset_state:
-            adv_state = adversary.init(params)
+            adv_state = keep_hyperparams(adversary.init(params), adv_state)
         out, opt_state = optimizer.update(grads, state.opt_state, params)
         return out, SamState(jnp.zeros([], jnp.int32), opt_state, adv_state, None)
 
@@ -140,7 +142,8 @@ def sam(
     optimizer (batch-norm statistics) sees no adversarial point.
 
     The adversarial optimizer's state is reset after each cycle
-    (``reset_state``).  The inner optimizers keep their own hyperparameters
+    (``reset_state``), keeping its hyperparameters as ``set_hyperparams`` left
+    them (its statistics and step count start again).  The inner optimizers keep their own hyperparameters
     and step counts (``get_hyperparams`` shows them) and receive no extra
     keywords.
 
@@ -160,7 +163,7 @@ def sam(
       adv_optimizer: the adversarial one; its negated update is applied
         (``chain(normalize(), scale(-rho))``, or ``sgd(rho)`` after ``normalize()``).
       sync_period: steps per cycle k ≥ 1 (static): k - 1 adversarial, 1 outer.
-      reset_state: re-initialise the adversarial state after each cycle.
+      reset_state: re-initialise the adversarial statistics after each cycle.
       opaque_mode: run a whole cycle per call, with ``grad_fn``.
       batch_axis_name: in opaque mode under ``pmap``/``shard_map``, average the
         adversarial gradients over this axis (``jax.lax.pmean``).

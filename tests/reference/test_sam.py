@@ -80,3 +80,28 @@ def test_sam_with_one_step_per_cycle_is_the_outer_optimizer(x64, opaque_mode):
     ours, _ = _pair(h, sync_period=1, opaque_mode=opaque_mode)
     theirs = optax.with_extra_args_support(optax.adam(h["lr"]))
     _on_loss(ours, theirs, 0, keywords=("grad_fn",) if opaque_mode else ())
+
+
+@pytest.mark.parametrize("opaque_mode", [False, True])
+def test_a_reset_keeps_the_adversarys_hyperparameters_as_set(x64, opaque_mode):
+    """The reset after each cycle re-initialised the adversary's state, hyperparameters
+    included: a radius set by set_hyperparams went back to the built one after the
+    first cycle.  Set it instead of building it, and the run is still optax's."""
+    h = _h(0)
+    kw = dict(sync_period=3, opaque_mode=opaque_mode)
+    built = gradtx.sam(
+        gradtx.sgd(h["lr"], momentum=0.9),
+        gradtx.chain(gradtx.normalize(), gradtx.sgd(2 * h["rho"], momentum=0.5)),
+        **kw,
+    )
+
+    def init(params):  # the adversary's sgd is the chain's member 1
+        return gradtx.set_hyperparams(built.init(params), **{"1/learning_rate": h["rho"]})
+
+    theirs = optax.contrib.sam(
+        optax.sgd(h["lr"], momentum=0.9),
+        optax.chain(optax.contrib.normalize(), optax.sgd(h["rho"], momentum=0.5)),
+        **kw,
+    )
+    ours = optax.GradientTransformationExtraArgs(init, built.update)
+    _on_loss(ours, theirs, 0, keywords=("grad_fn",) if opaque_mode else ())
