@@ -100,7 +100,8 @@ class Case:
             "value": lambda: loss_fn(params),
             "value_fn": lambda: loss_fn,
             "obj_fn": lambda: loss_fn,
-            "grad_fn": lambda: lambda p, i: jax.grad(loss_fn)(p),
+            # conj: descent on complex params takes the conjugate of jax.grad (as optax)
+            "grad_fn": lambda: lambda p, i: jax.tree.map(jnp.conj, jax.grad(loss_fn)(p)),
         }
         return {k: made[k]() for k in self.needs}
 
@@ -433,6 +434,7 @@ REGISTRY = [
     case(
         "adafactor",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.1,
         steps=1500,
         rosen_tol=0.05,
@@ -445,6 +447,7 @@ REGISTRY = [
         "muon",
         variant="optax",
         lr=0.05,
+        complex_ok=True,
         rosen_lr=0.05,
         convention="optax",
         per_leaf=True,
@@ -738,6 +741,7 @@ REGISTRY = [
     case(
         "schedule_free_adamw",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.05,
         steps=1000,
         reference=optax_ref(lambda lr: optax.contrib.schedule_free_adamw(lr)),
@@ -746,6 +750,7 @@ REGISTRY = [
         "schedule_free_adamw",
         variant="warmup-decay-f32",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.05,
         steps=1500,
         warmup_steps=20,
@@ -761,6 +766,7 @@ REGISTRY = [
     case(
         "schedule_free_sgd",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.1,
         steps=1000,
         reference=optax_ref(lambda lr: optax.contrib.schedule_free_sgd(lr)),
@@ -782,6 +788,7 @@ REGISTRY = [
     case(
         "dog",
         lr=1.0,
+        complex_ok=True,
         rosen_lr=1.0,
         steps=1500,
         moves_low_precision_params=False,
@@ -790,6 +797,7 @@ REGISTRY = [
     case(
         "dowg",
         lr=1.0,
+        complex_ok=True,
         rosen_lr=1.0,
         steps=1500,
         reference=optax_ref(lambda lr: optax.contrib.dowg(lr)),
@@ -820,6 +828,7 @@ REGISTRY = [
     case(
         "momo",
         lr=1.0,
+        complex_ok=True,
         rosen_lr=1.0,
         needs=("value",),
         reference=optax_ref(lambda lr: optax.contrib.momo(lr)),
@@ -827,6 +836,7 @@ REGISTRY = [
     case(
         "momo_adam",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.1,
         needs=("value",),
         reference=optax_ref(lambda lr: optax.contrib.momo_adam(lr)),
@@ -855,6 +865,7 @@ REGISTRY = [
     case(
         "sm3",
         lr=0.3,
+        complex_ok=True,
         rosen_lr=0.15,
         steps=1000,
         per_leaf=True,
@@ -871,6 +882,7 @@ REGISTRY = [
     case(
         "acprop",
         lr=0.03,
+        complex_ok=True,
         rosen_lr=0.01,
         steps=1000,
         reference=optax_ref(lambda lr: optax.contrib.acprop(lr)),
@@ -878,6 +890,7 @@ REGISTRY = [
     case(
         "ademamix",
         lr=0.03,
+        complex_ok=True,
         rosen_lr=0.03,
         steps=1000,
         b3=0.99,
@@ -888,6 +901,7 @@ REGISTRY = [
     case(
         "simplified_ademamix",
         lr=0.01,
+        complex_ok=True,
         rosen_lr=0.005,
         steps=1500,
         b1=0.9,
@@ -898,6 +912,7 @@ REGISTRY = [
     case(
         "madgrad",
         lr=0.05,
+        complex_ok=True,
         rosen_lr=0.05,
         steps=1000,
         eps=1e-30,
@@ -907,6 +922,7 @@ REGISTRY = [
     case(
         "polyak_sgd",
         lr=0.5,
+        complex_ok=True,
         rosen_lr=0.5,
         lr_key="max_learning_rate",
         needs=("value",),
@@ -916,6 +932,7 @@ REGISTRY = [
         "sam",
         variant="opaque-sgd",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.015,
         steps=1000,
         make=lambda lr: gradtx.sam(
@@ -959,6 +976,7 @@ REGISTRY = [
     case(
         "dpsgd",
         lr=0.1,
+        complex_ok=True,
         rosen_lr=0.006,
         steps=2000,
         make=lambda lr: one_example(gradtx.dpsgd(lr, 1e6, 0.0, seed=0, momentum=0.5)),

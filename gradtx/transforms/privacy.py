@@ -87,9 +87,9 @@ def differentially_private_aggregate(
         )
         leaves, treedef = jax.tree.flatten(updates)
         size = leaves[0].shape[0] if leaves else 0
-        # The norms in the leaves' widest dtype (at least float32), each leaf's sum and
-        # noise in its own (at least float32): optax's dtypes for float32 and float64.
-        wide = _tree.compute_dtype(*(g.dtype for g in leaves))
+        # The norms in the leaves' widest real dtype (at least float32), each leaf's sum
+        # and noise in its own (at least float32): optax's dtypes for float32 and float64.
+        wide = _tree.real_dtype(_tree.compute_dtype(*(g.dtype for g in leaves)))
         squares = [jnp.sum(_tree.abs_sq(g.astype(wide)), tuple(range(1, g.ndim))) for g in leaves]
         norms = _tree.safe_sqrt(sum(squares, jnp.zeros([size], wide)))
         clip = jnp.asarray(l2_norm_clip).astype(wide)
