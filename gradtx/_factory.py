@@ -485,10 +485,16 @@ def factory(
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         signature = inspect.signature(fn)
-        undeclared = set(signature.parameters) ^ set(specs)
-        if undeclared:
+        unspecified = sorted(set(signature.parameters) - set(specs))
+        stray = sorted(set(specs) - set(signature.parameters))
+        if unspecified or stray:
+            said = [f"parameters without a spec: {unspecified}"] if unspecified else []
+            said += [f"specs without a parameter: {stray}"] if stray else []
+            raise TypeError(f"the decorator of gradtx.{fn.__name__}: {'; '.join(said)}")
+        if signature.return_annotation is inspect.Signature.empty:
             raise TypeError(
-                f"gradtx.factory({fn.__name__}): specs and parameters differ: {undeclared}"
+                f"the decorator of gradtx.{fn.__name__}: annotate what it returns "
+                "(-> GradientTransformation, or GradientMap)"
             )
         call = f"gradtx.{fn.__name__}"
         rates = tuple(k for k, s in specs.items() if isinstance(s, Hyper) and s.is_rate)

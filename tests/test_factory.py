@@ -266,3 +266,25 @@ def test_an_optax_keyword_gradtx_does_not_take_points_to_the_spellings():
         gradtx.adadelta(0.1, weight_decay_mask={"w": True})
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'foo'$"):
         gradtx.adam(0.1, foo=1)
+
+
+def test_a_decorator_says_which_names_lack_a_spec_or_a_parameter_and_wants_a_return_type():
+    """It said 'gradtx.factory(f): specs and parameters differ: {...}', one set for a
+    missing spec and a stray one alike, under @optimizer too; an unannotated factory
+    was accepted, and users' type checkers then saw Any."""
+
+    def make(b1: float = 0.9, eps: float = 1e-8) -> optax.GradientTransformation:
+        return gradtx.scale(-b1)
+
+    with pytest.raises(TypeError) as info:
+        gradtx.factory(beta1=gradtx.DECAY_RATE, eps=gradtx.NON_NEGATIVE)(make)
+    assert str(info.value) == (
+        "the decorator of gradtx.make: parameters without a spec: ['b1']; "
+        "specs without a parameter: ['beta1']"
+    )
+
+    def bare(b1=0.9):
+        return gradtx.scale(-b1)
+
+    with pytest.raises(TypeError, match=r"gradtx.bare: annotate what it returns"):
+        gradtx.factory(b1=gradtx.DECAY_RATE)(bare)
