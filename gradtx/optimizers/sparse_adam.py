@@ -56,7 +56,9 @@ def sparse_adam(
     gradients are dense, so here the entries are the non-zero elements.  An
     entry whose value is exactly zero (stored explicitly, or duplicates that
     cancel) moves torch's moments towards zero and stays still here.  Under
-    an embedding lookup the two agree: untouched rows have zero gradients.
+    an embedding lookup rows never looked up agree; a looked-up row is stored
+    whole by torch, so its elements whose gradient is zero (after a ReLU or
+    dropout) move on momentum in torch and stay still here.
     torch rejects complex parameters and requires ``learning_rate > 0`` and
     ``eps > 0``; here complex ones work as in ``adam`` and zeros are allowed
     (a coordinate with ``v = 0`` and ``eps = 0`` takes no step).  torch's
