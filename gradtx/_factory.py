@@ -491,11 +491,6 @@ def factory(
             said = [f"parameters without a spec: {unspecified}"] if unspecified else []
             said += [f"specs without a parameter: {stray}"] if stray else []
             raise TypeError(f"the decorator of gradtx.{fn.__name__}: {'; '.join(said)}")
-        if signature.return_annotation is inspect.Signature.empty:
-            raise TypeError(
-                f"the decorator of gradtx.{fn.__name__}: annotate what it returns "
-                "(-> GradientTransformation, or GradientMap)"
-            )
         call = f"gradtx.{fn.__name__}"
         rates = tuple(k for k, s in specs.items() if isinstance(s, Hyper) and s.is_rate)
         kept = {k: s for k, s in specs.items() if isinstance(s, Hyper) and not s.init_only}
