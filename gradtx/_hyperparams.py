@@ -401,7 +401,8 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         # exactly: a number broadcast over a pair would set b2 to b1, say
         raise ValueError(
             f"gradtx.set_hyperparams({key}=...): value of shape {arr.shape} does not fit "
-            f"the stored shape {jnp.shape(old)}, and nothing is broadcast; for a state batched "
+            f"the stored shape {jnp.shape(old)}, and nothing is broadcast: give it in the form "
+            "the optimizer was built with (a pair for a pair); for a state batched "
             "by jax.vmap, set it under vmap: jax.vmap(lambda s: gradtx.set_hyperparams(s, "
             "...))(states), with one value or one per member"
         )
@@ -506,6 +507,7 @@ def set_hyperparams(
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
                 _set_checks.check_schedule(key, name, new, location)
             else:
+                value = _set_checks.in_stored_form(key, name, value, old, location)
                 new = _cast_to(old, value, key)
                 _set_checks.check_number(key, name, value, old, location)
             return loc._replace(hyperparams={**loc.hyperparams, name: new})

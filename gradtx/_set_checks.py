@@ -28,6 +28,7 @@ import numpy as np
 
 from gradtx import _checks, _tree
 from gradtx._factory import DECLARED, MAKERS, shown_name
+from gradtx._specs import Hyper
 
 _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, finite
 
@@ -90,6 +91,23 @@ def _shown(ranges: list[_Range], calls: list[str] | None = None, made: bool = Fa
 
 def _is_data(value: Any) -> bool:
     return any(isinstance(x, jax.Array) for x in jax.tree.leaves(value))
+
+
+def in_stored_form(key: str, name: str, value: Any, old: Any, location: Any) -> Any:
+    """A tuple or list given for ``name`` as the factory that made ``location`` takes and
+    stores it, checked by that factory's own spec (Adafactor keeps ``eps=(None, eps2)``
+    as ``(eps2,)``).  Anything else, and numbers already in the stored form (as
+    ``get_hyperparams`` shows them), unchanged."""
+    if location is None or not isinstance(value, (tuple, list)):
+        return value
+    try:
+        stored = None not in value and np.shape(value) == np.shape(_tree.bare(old))
+    except ValueError:  # ragged: not an array of numbers
+        stored = False
+    if stored:
+        return value
+    own = [s for _, s in _candidates(name, location)[0] if type(s).check is not Hyper.check]
+    return own[0].check("gradtx.set_hyperparams", key, value) if own else value
 
 
 def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> None:

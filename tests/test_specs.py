@@ -137,7 +137,6 @@ def test_a_schedules_step_count_beyond_int32_is_refused():
 @pytest.mark.parametrize(
     ("make", "key", "value"),
     [
-        (lambda: gradtx.prodigy(), "betas", (0.5,)),
         (lambda: gradtx.prodigy(), "betas", 0.5),
         (lambda: gradtx.muon(), "ns_coefficients", 2.0),
         (lambda: gradtx.adam(0.1), "learning_rate", (0.1, 0.2)),
@@ -209,3 +208,19 @@ def test_a_schedule_leaving_the_range_is_refused_at_construction():
                                          r"1 at step 3; b1 must be in \[0, 1\)"):  # fmt: skip
         gradtx.adam(b1=S.linear(0.9, 1.0, 3))
     gradtx.adam(b1=S.linear(0.9, 0.99, 3))
+
+
+def test_set_hyperparams_takes_a_tuple_in_the_form_the_factory_takes():
+    """Adafactor keeps eps=(None, eps2) as (eps2,): the pair was refused ('expected a
+    number, got tuple') and only the stored form [eps2] was taken."""
+    params = {"w": jnp.ones((4, 3))}
+    state = gradtx.adafactor(0.01).init(params)
+    want = gradtx.get_hyperparams(gradtx.adafactor(0.01, eps=(None, 2e-3)).init(params))["eps"]
+    for given in ((None, 2e-3), [2e-3], jnp.asarray([2e-3])):
+        got = gradtx.get_hyperparams(gradtx.set_hyperparams(state, eps=given))["eps"]
+        assert got.shape == want.shape == (1,) and float(got[0]) == float(want[0])
+    # checked by the factory's own spec, as construction checks it
+    with pytest.raises(ValueError, match=r"set_hyperparams\(eps\[1\]=-1.0\): eps\[1\] must be in"):
+        gradtx.set_hyperparams(state, eps=(None, -1.0))
+    with pytest.raises(TypeError, match=r"set_hyperparams\(betas=\(0.5,\)\): betas must be a pair"):
+        gradtx.set_hyperparams(gradtx.prodigy().init(params), betas=(0.5,))
