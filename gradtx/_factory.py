@@ -132,6 +132,14 @@ class Bound(NamedTuple):
     value: Any
 
 
+class Unused(NamedTuple):
+    """What ``derive`` returns for a declared number this configuration does not read
+    (``average_params``' ``decay`` for ``method="swa"``): the body gets ``None``, the
+    state keeps nothing, and ``set_hyperparams`` refusing the name gives ``why``."""
+
+    why: str
+
+
 def made_by(tx: Any) -> FactoryCall | None:
     """The ``FactoryCall`` that made ``tx``, or ``None`` (not made by a user's call of a
     gradtx factory: an optax transform, a ``chain``, a transform made inside another
@@ -415,6 +423,10 @@ TAKES: dict[str, tuple[dict[str, Hyper], set[str]]] = {}
 the names its ``derive`` has bound (``Bound``) in this process: why a number is not in
 a state."""
 
+UNUSED: dict[str, dict[str, str]] = {}
+"""Every ``@factory``'s call name -> the numbers its ``derive`` has returned as ``Unused``
+in this process, with why."""
+
 MAKERS: dict[Any, dict[str, Mapping[str, Hyper]]] = {}
 """The structure of each state a factory's ``init`` made in this process -> the factories
 that made one of that structure (call -> numbers kept in state): ``set_hyperparams``
@@ -518,6 +530,9 @@ def factory(
             if derive is not None:
                 arguments = derive(call, arguments)
                 TAKES[call][1].update(k for k, v in arguments.items() if isinstance(v, Bound))
+                unused = {k: v.why for k, v in arguments.items() if isinstance(v, Unused)}
+                UNUSED.setdefault(call, {}).update(unused)
+                arguments |= dict.fromkeys(unused)
             stored = {
                 k for k, spec in specs.items() if isinstance(spec, Hyper) and not spec.init_only
             }

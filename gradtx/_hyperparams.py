@@ -32,7 +32,7 @@ import optax
 
 from gradtx import _checks, _set_checks, _tree
 from gradtx._base import REPORTED, OptState, is_schedule
-from gradtx._factory import HYPERPARAMS_STATES, MAKERS, TAKES, shown_key, shown_name
+from gradtx._factory import HYPERPARAMS_STATES, MAKERS, TAKES, UNUSED, shown_key, shown_name
 from gradtx.schedules._common import check_rate, concrete
 
 _LOCATIONS = HYPERPARAMS_STATES + (
@@ -237,7 +237,7 @@ def _why(key: str, entries: list, state: Any) -> str:
     if not takes:
         return why
     specs = [s[name] for _, s, _ in takes]
-    reasons = []
+    reasons = sorted({UNUSED[c][name] for c, _, _ in takes if name in UNUSED.get(c, {})})
     if not all(s.init_only for s in specs):
         reasons.append(
             "a JAX array given for it at construction is bound, not stored (a Python "

@@ -11,7 +11,7 @@ import optax
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, OptState, Params, apply_updates, extras_for
-from gradtx._factory import current_call, factory
+from gradtx._factory import Unused, current_call, factory
 from gradtx._specs import Choice, Hyper, Transform
 from gradtx.transforms.averaging import PolyakAverageState, as_returned
 from gradtx.wrappers.flatten import FlattenState
@@ -35,8 +35,8 @@ class AverageParamsState(NamedTuple):
 
 
 def _no_decay_for_swa(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    if arguments["method"] == "swa":  # a running mean has no decay: keep none in state
-        return {**arguments, "decay": None}
+    if arguments["method"] == "swa":
+        return {**arguments, "decay": Unused("method='swa' is a running mean, without a decay")}
     return arguments
 
 

@@ -276,3 +276,10 @@ def test_sixteen_bit_averages_are_of_the_params_the_user_holds(dtype, jit):
         else:
             got = np.asarray(gradtx.averaged_params(state), np.float64)
             np.testing.assert_array_equal(got, held[-1])
+
+
+def test_setting_decay_on_a_running_mean_says_swa_has_none():
+    """The refusal blamed a JAX array or None given at construction, neither given."""
+    state = gradtx.average_params(gradtx.sgd(0.1), method="swa").init({"w": jnp.zeros(2)})
+    with pytest.raises(KeyError, match=r"does not keep it: method='swa' is a running mean"):
+        gradtx.set_hyperparams(state, decay=0.9)
