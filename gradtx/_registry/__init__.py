@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:  # no checkout, or its markers are missing
             print(f"python -m gradtx._registry --write: {e}", file=sys.stderr)
             return 1
-        print(f"rewrote {', '.join(changed)}" if changed else "up to date: " + ", ".join(GENERATED))
+        # the checkout gradtx is imported from, which an editable install may place
+        # elsewhere than the working directory
+        done = f"rewrote {', '.join(changed)}" if changed else "up to date: " + ", ".join(GENERATED)
+        print(f"{done} (in {ROOT})")
     else:
         print(GENERATED["README.md" if args.what == "readme" else "docs/optimizers.md"]())
     return 0
