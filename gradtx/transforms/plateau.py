@@ -35,9 +35,20 @@ REPORTED[ReduceOnPlateauState] = ("scale",)
 
 def _improved(value, best, threshold, mode, threshold_mode):
     # torch's _is_better, term for term, so float64 decisions agree exactly.
+    rel = threshold_mode == "rel"
     if mode == "min":
-        return value < (best * (1.0 - threshold) if threshold_mode == "rel" else best - threshold)
-    return value > (best * (threshold + 1.0) if threshold_mode == "rel" else best + threshold)
+        torchs = value < (best * (1.0 - threshold) if rel else best - threshold)
+    else:
+        torchs = value > (best * (threshold + 1.0) if rel else best + threshold)
+    if value.dtype == jnp.float64:
+        return torchs
+    # In float32, rounding best·(1 − t) or best − t moves the boundary by an ulp of best,
+    # a large part of the margin (6e-4 of it for a relative t = 1e-4).  The same test as
+    # a gain against the margin: the difference of two float32 numbers near each other
+    # is exact, and best·t keeps its relative precision.  (Before a first report best is
+    # infinite, and torch's form decides.)
+    gain = best - value if mode == "min" else value - best
+    return jnp.where(jnp.isfinite(best), gain > (best * threshold if rel else threshold), torchs)
 
 
 COUNT = Hyper(low=0.0, integer=True)

@@ -220,3 +220,34 @@ def test_a_rule_that_uses_the_rate_inside_follows_the_scale_through_set_hyperpar
         state = gradtx.set_hyperparams(state, learning_rate=base * scale)
     assert float(scale) == 0.125  # three reductions
     assert_trajectories_close(ours, ref)
+
+
+def _near_the_boundary(rng, mode, threshold_mode, threshold, sign):
+    """float32 metrics within a few ulps of torch's boundary for the best so far."""
+    values = [float(np.float32(sign * rng.uniform(1, 100)))]
+    for _ in range(6):
+        best = min(values) if mode == "min" else max(values)
+        step = best * threshold if threshold_mode == "rel" else threshold
+        edge = best - step if mode == "min" else best + step
+        values.append(float(np.float32(edge + rng.normal() * abs(edge) * 3e-7)))
+    return values
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize(("threshold_mode", "threshold"), [("rel", 1e-4), ("abs", 1e-3)])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_float32_decisions_near_the_threshold_are_torchs(mode, threshold_mode, threshold, sign):
+    """torch compares float32 metrics in doubles; best·(1 − t) rounded to float32 moved
+    the boundary by an ulp of best, and 17 of 120 such runs decided otherwise."""
+    kw = dict(mode=mode, factor=0.5, patience=0, threshold=threshold, threshold_mode=threshold_mode)
+    tx = gradtx.reduce_on_plateau(**kw)
+    ones = {"w": jnp.ones(1)}
+    update = jax.jit(lambda s, v: tx.update(ones, s, ones, value=v))
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        values = _near_the_boundary(rng, mode, threshold_mode, threshold, sign)
+        state, got = tx.init(ones), []
+        for v in values:
+            u, state = update(state, jnp.float32(v))
+            got.append(float(u["w"][0]))
+        np.testing.assert_array_equal(got, torch_scales(values, **kw))
