@@ -164,8 +164,13 @@ class _Build:
 _BUILD: _tree.ContextLocal[_Build | None] = _tree.ContextLocal(__name__, "_BUILD", None)
 
 
-def _run_body(
-    call: str, run: Callable[[Any], tuple[Any, Any]], updates: Any, params: Any, state: Any
+def run_body(
+    call: str,
+    run: Callable[[Any], tuple[Any, Any]],
+    updates: Any,
+    params: Any,
+    state: Any,
+    like: Any = None,
 ):
     """``run(updates)``, the body's update of ``state``, inside ``call``'s build.  The
     outermost gradtx call given the params hands its body 16-bit updates in float32 and
@@ -175,9 +180,12 @@ def _run_body(
     (``probe_init``), so 16-bit updates are handed on as they are.  A 16-bit state leaf
     that the widened updates promoted is rounded back: an optax member
     (``mechanize(optax.adam(...))``) promotes its 16-bit moments to float32 when handed
-    float32 updates."""
+    float32 updates.  ``like`` (default ``updates``): the gradients whose dtypes decide
+    and receive the result, where ``updates`` are already wider (a mean that
+    ``accumulate_gradients`` keeps in float32)."""
+    like = updates if like is None else like
     wide = _BUILD.get() is None and params is not None
-    wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(updates))
+    wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(like))
     handed = (
         jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates) if wide else updates
     )
@@ -193,7 +201,7 @@ def _run_body(
             return new.astype(old.dtype) if widened else new
 
         new_state = jax.tree.map(back, new_state, state)
-    return jax.tree.map(lambda o, u: o.astype(u.dtype), out, updates), new_state
+    return jax.tree.map(lambda o, u: o.astype(u.dtype), out, like), new_state
 
 
 def _optax_spelling(name: str, err: TypeError) -> str:
@@ -314,7 +322,7 @@ def hyperparameterized(
             expected = _checks.probe_init(init_bare, layout(updates) if params is None else params)
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
-            updates, state = _run_body(
+            updates, state = run_body(
                 call, lambda u: tx.update(u, state, params, **extra), updates, params, state
             )
             return updates, _tree.settled(state, params)
@@ -370,7 +378,7 @@ def hyperparameterized(
             }
             extra["count"] = count
         tx = inner(current)
-        updates, inner_state = _run_body(
+        updates, inner_state = run_body(
             call,
             lambda u: tx.update(u, state.inner_state, params, **extra),
             updates,

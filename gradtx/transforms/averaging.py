@@ -83,7 +83,7 @@ def as_returned(u: jax.Array, p: Any) -> jax.Array:
     """The update ``u`` of param ``p`` as the outermost gradtx call returns it.
 
     Inside a call, 16-bit params' updates are float32 and rounded once at the
-    end (``gradtx._factory._run_body``); a stage that forms the params the user
+    end (``gradtx._factory.run_body``); a stage that forms the params the user
     will hold must round first, across an optimization barrier (under jit XLA may drop a
     rounding that a widening cast follows).
     """

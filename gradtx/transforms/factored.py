@@ -201,7 +201,7 @@ def scale_by_factored_rms(
         )
         plan = plans(updates)
         # eps=None is the machine epsilon of the params' dtype: the updates of 16-bit
-        # params arrive in float32 inside a named optimizer (_factory._run_body).
+        # params arrive in float32 inside a named optimizer (_factory.run_body).
         owns = (
             [g.dtype for g in grads]
             if params is None

@@ -10,7 +10,16 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, Updates, extras_for, float_dtype, kind_of
+from gradtx._base import (
+    GradientTransformation,
+    OptState,
+    Updates,
+    extras_for,
+    float_dtype,
+    is_optaxs,
+    kind_of,
+)
+from gradtx._factory import run_body
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -93,8 +102,22 @@ def accumulate_gradients(
         def step(grad_sum, inner_state, updates, params, arrays, buffer):
             leaves = jax.tree.leaves(updates)
             treedef = jax.tree.structure(updates)
-            mean = treedef.unflatten(map(mean_of, treedef.flatten_up_to(grad_sum), leaves))
-            out, inner_state = inner.update(mean, inner_state, params, **arrays, **dict(fixed))
+            # Given the params, the mean of 16-bit gradients goes on to a gradtx inner in
+            # its wider sum's dtype, as a gradtx optimizer hands its stages 16-bit
+            # updates: rounded to float16 first, a mean of 1e-7 gradients lost a fifth of
+            # its step.  optax's keep 16-bit state, which a float32 mean would promote.
+            keep = params is not None and not is_optaxs(inner)
+            means = [mean_of(s, u, keep) for s, u in zip(treedef.flatten_up_to(grad_sum), leaves)]
+            # an integer gradient's step stays in the dtype the inner gives it
+            like = treedef.unflatten(u if _inexact(u) else m for u, m in zip(leaves, means))
+            out, inner_state = run_body(
+                call,
+                lambda m: inner.update(m, inner_state, params, **arrays, **dict(fixed)),
+                treedef.unflatten(means),
+                params,
+                inner_state,
+                like=like,
+            )
             out = treedef.unflatten(
                 x.astype(u.dtype) if _inexact(u) else x
                 for x, u in zip(treedef.flatten_up_to(out), leaves)
@@ -109,13 +132,15 @@ def accumulate_gradients(
             zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like[0])
             return zeros, kept, inner_state
 
-        def mean_of(s, u):
+        def mean_of(s, u, keep):
             # Integer gradients (an optax inner may take them) are averaged as true
             # division gives, and the inner's updates for them kept in its dtype: cast
             # back, the mean of 1 and 2 was 1 and optax.sgd(0.1)'s -0.1 became 0.
             if not _inexact(u):
                 return s.astype(float_dtype()) / every_k
-            return (s / jnp.asarray(every_k, s.dtype)).astype(u.dtype)
+            mean = s / jnp.asarray(every_k, s.dtype)
+            wide = _tree.compute_dtype(u.dtype)
+            return mean.astype(wide) if keep and s.dtype == wide else mean.astype(u.dtype)
 
         return step, wait
 
