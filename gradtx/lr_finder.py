@@ -36,6 +36,11 @@ _MAX_FRACTION = 0.9  # max_lr: ... and 90% of it
 def _number(
     name: str, value: Any, low: float, *, high: float = math.inf, closed=False, finite=False
 ) -> float:
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:
+        try:  # a concrete JAX or NumPy scalar, as a number
+            value = value.item()
+        except jax.errors.ConcretizationTypeError:
+            pass
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{CALL}({name}={value!r}): {name} must be a real number")
     value = float(value)
@@ -48,14 +53,15 @@ def _number(
     return value
 
 
-def _drivable(state: Any, name: str) -> Any:
-    """``state`` with hyperparameter ``name`` settable by ``set_hyperparams``.
+def _drivable(state: Any, name: str, probe: Any) -> Any:
+    """``state`` with hyperparameter ``name`` settable by ``set_hyperparams`` (tried with
+    ``probe``, the sweep's first value: 0 is outside some ranges, ``max_norm``'s).
 
     The gradtx schedule that ``name`` addresses is replaced by a constant (the test
     sets the value at every step, so the schedule would be ignored anyway); others
     under the same hyperparameter name, in other groups, run as usual."""
     try:
-        gradtx.set_hyperparams(state, {name: 0.0})
+        gradtx.set_hyperparams(state, {name: probe})
         return state
     except KeyError as exc:
         raise ValueError(
@@ -78,7 +84,7 @@ def _drivable(state: Any, name: str) -> Any:
     new_state = _replace_at(
         state, path, lambda loc: loc._replace(hyperparams={**loc.hyperparams, key: constant})
     )
-    gradtx.set_hyperparams(new_state, {name: 0.0})  # now it can
+    gradtx.set_hyperparams(new_state, {name: probe})  # now it can
     return new_state
 
 
@@ -90,7 +96,7 @@ def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, **ends: 
     one = jax.tree.map(
         lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
     )
-    state = _drivable(jax.eval_shape(optimizer.init, one), name)
+    state = _drivable(jax.eval_shape(optimizer.init, one), name, ends["min_lr"])
     for end, value in ends.items():
         try:
             gradtx.set_hyperparams(state, {name: value})
@@ -126,7 +132,7 @@ def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor
     """Losses of one range test (NaN where not run) and the number of steps run."""
     dtype, num_steps = lrs.dtype, lrs.shape[0]
     num_batches = jax.tree.leaves(batches)[0].shape[0]
-    state = _drivable(optimizer.init(params), hyperparam)
+    state = _drivable(optimizer.init(params), hyperparam, lrs[0])
 
     def body(carry):
         i, params, state, ema, weight, best, losses, _ = carry
@@ -203,9 +209,14 @@ def _smooth(raw: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _rules(lrs: np.ndarray, curve: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """Steepest descent and Smith's bounds on a smoothed curve (see ``lr_range_test``)."""
+    """Steepest descent and Smith's bounds on a smoothed curve (see ``lr_range_test``),
+    read up to its first non-finite point: a run that ends on an overflow or a NaN
+    (``diverge_factor=inf`` always does) still fell before it."""
     nan = (math.nan, (math.nan, math.nan))
-    if len(curve) < 3 or not np.isfinite(curve).all():
+    finite = np.isfinite(curve)
+    end = len(curve) if finite.all() else int(np.argmin(finite))
+    lrs, curve = lrs[:end], curve[:end]
+    if len(curve) < 3:
         return nan
     low = int(np.argmin(curve))
     top = int(np.argmax(curve[: low + 1]))
@@ -263,9 +274,15 @@ class LRRangeTest:
     def one_cycle(self, total_steps: int, **kwargs: Any) -> gradtx.schedules.OneCycle:
         """``schedules.one_cycle`` from ``base_lr`` up to ``max_lr`` and down.
 
-        ``peak_value=max_lr`` and ``div_factor=max_lr/base_lr``; other keywords pass on.
+        ``peak_value=max_lr`` and ``div_factor=max_lr/base_lr`` (yours, if given); other
+        keywords pass on.
         """
         base, high = self._checked_bounds("one_cycle")
+        if "peak_value" in kwargs:
+            raise TypeError(
+                "LRRangeTest.one_cycle: peak_value is the test's max_lr; to choose your own, "
+                "call gradtx.schedules.one_cycle directly"
+            )
         kwargs.setdefault("div_factor", high / base)
         return gradtx.schedules.one_cycle(total_steps, high, **kwargs)
 
@@ -310,6 +327,11 @@ class LRRangeTest:
         if log_loss is None:
             log_loss = shown.size > 0 and shown.min() > 0 and shown.max() > 100 * shown.min()
         ax.set_xscale("log")
+        if log_loss and shown.size and not shown.min() > 0:
+            raise ValueError(
+                "LRRangeTest.plot(log_loss=True): the smoothed losses are not all positive; "
+                "plot them on a linear scale"
+            )
         if log_loss:
             ax.set_yscale("log")
         if shown.size:
@@ -425,6 +447,8 @@ def lr_range_test(
       fastai's ``lr_find`` is prior art for reading suggestions off the curve
       automatically; the rules above are this module's own.
     """
+    if not isinstance(hyperparam, str):
+        raise TypeError(f"{CALL}(hyperparam={hyperparam!r}): hyperparam must be a name (a str)")
     min_lr = _number("min_lr", min_lr, 0.0, finite=True)
     max_lr = _number("max_lr", max_lr, min_lr, finite=True)
     if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
@@ -445,6 +469,8 @@ def lr_range_test(
         )
     if len({jnp.shape(b)[0] for b in leaves}) != 1:
         raise ValueError(f"{CALL}: the leaves of batches differ in length along the step axis")
+    if jnp.shape(leaves[0])[0] == 0:
+        raise ValueError(f"{CALL}: batches have no steps (a leading step axis of length 0)")
     if _per_step_list(batches):
         raise ValueError(
             f"{CALL}: batches is a list of {len(batches)} pytrees of one structure and "
@@ -455,8 +481,11 @@ def lr_range_test(
     if not isinstance(vmap_params, (bool, np.bool_)):
         raise TypeError(f"{CALL}(vmap_params={vmap_params!r}): vmap_params must be a bool")
     runs = {jnp.shape(p)[:1] for p in jax.tree.leaves(params)}
-    if vmap_params and (len(runs) != 1 or () in runs):
-        raise ValueError(f"{CALL}(vmap_params=True): params' leaves need one leading run axis")
+    if vmap_params and (len(runs) != 1 or () in runs or (0,) in runs):
+        raise ValueError(
+            f"{CALL}(vmap_params=True): params' leaves need one leading run axis, of one "
+            "or more runs"
+        )
     _check_range(optimizer, params, hyperparam, bool(vmap_params), min_lr=min_lr, max_lr=max_lr)
 
     dtype = float_dtype()
@@ -482,8 +511,9 @@ def lr_range_test(
             why = "the loss at the initial params is not finite; fix the model or loss_fn"
         elif common < num_steps:
             why = (
-                f"the loss diverged after {common} of {num_steps} steps, before the smoothed "
-                f"loss fell; lower max_lr (now {max_lr:g}) or run more steps"
+                f"the loss diverged after {common} of {num_steps} steps (at learning rate "
+                f"{lrs[common - 1]:g}), before the smoothed loss fell; lower max_lr (now "
+                f"{max_lr:g}) or run more steps"
             )
         else:
             why = (

@@ -267,6 +267,41 @@ def test_bad_batches_and_stacked_params_are_errors():
     per_step = [(jnp.zeros((4, 3)), jnp.zeros(4))] * 5  # (x, y) of one step each
     with pytest.raises(ValueError, match="a list of 5 pytrees .* one batch per step"):
         gradtx.lr_range_test(sgd, lambda p, b: loss_fn(p, b[0][0]), params, per_step)
+    # these failed inside JAX or NumPy
+    with pytest.raises(ValueError, match="batches have no steps"):
+        gradtx.lr_range_test(sgd, loss_fn, params, jnp.zeros((0, 3)))
+    with pytest.raises(ValueError, match="of one or more runs"):
+        gradtx.lr_range_test(sgd, loss_fn, jnp.ones((0, 3)), jnp.zeros((1, 3)), vmap_params=True)
+    with pytest.raises(TypeError, match=r"hyperparam=None\): hyperparam must be a name"):
+        gradtx.lr_range_test(sgd, loss_fn, params, jnp.zeros((1, 3)), hyperparam=None)
+
+
+def test_a_run_that_ends_on_an_overflow_still_suggests_from_its_fall():
+    """The last loss, inf (diverge_factor=inf always stops on one), made the whole curve
+    unreadable: no suggestion, and a warning that the loss never fell."""
+    loss_fn = lambda p, b: 2.0 * jnp.sum(p**2)  # noqa: E731  SGD diverges above 0.5
+    run = lambda **kw: gradtx.lr_range_test(  # noqa: E731
+        gradtx.sgd(0.1), loss_fn, jnp.ones(3), jnp.zeros((1,)), max_lr=1e4, **kw
+    )
+    endless = run(diverge_factor=math.inf)
+    assert not np.isfinite(endless.losses[endless.steps - 1])
+    stopped = run()
+    assert endless.suggested_lr == stopped.suggested_lr < 0.5
+    assert endless.bounds == stopped.bounds
+
+
+def test_a_hyperparameter_whose_range_excludes_zero_is_driven():
+    """The check that the name can be set tried 0, outside max_norm's range, and blamed
+    a plain Python callable."""
+    opt = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.sgd(0.01))
+    loss_fn, params, batches = quadratic(4.0)
+    found = gradtx.lr_range_test(
+        opt, loss_fn, params, batches, hyperparam="max_norm", min_lr=0.01, max_lr=10.0
+    )
+    assert found.learning_rates[0] == 0.01 and np.isfinite(found.losses[0])
+    # and a concrete JAX scalar is a number
+    gradtx.lr_range_test(opt, loss_fn, params, batches, hyperparam="max_norm",
+                         min_lr=jnp.float32(0.01), max_lr=10.0)  # fmt: skip
 
 
 def test_the_suggestion_does_not_depend_on_where_the_test_stops(x64):
@@ -411,3 +446,16 @@ def test_a_loss_that_is_not_one_number_names_the_call():
     with pytest.raises(ValueError, match=r"^gradtx.lr_range_test: loss_fn\(params, batch\) "
                                          r"must return one real number, got float32\[3\]"):  # fmt: skip
         gradtx.lr_range_test(gradtx.sgd(0.1), lambda p, b: p**2, jnp.ones(3), jnp.zeros((1,)))
+
+
+def test_the_helpers_refuse_what_they_cannot_draw_or_pass_on():
+    """plot(log_loss=True) of negative losses failed in matplotlib, and one_cycle with
+    peak_value in TypeError's words ('multiple values')."""
+    loss_fn, params, batches = quadratic(4.0)
+    found = gradtx.lr_range_test(
+        gradtx.sgd(0.1), lambda p, b: loss_fn(p, b) - 100.0, params, batches
+    )
+    with pytest.raises(ValueError, match=r"plot\(log_loss=True\): the smoothed losses are not"):
+        found.plot(log_loss=True)
+    with pytest.raises(TypeError, match="one_cycle: peak_value is the test's max_lr"):
+        found.one_cycle(1000, peak_value=0.1)
