@@ -31,6 +31,12 @@ class Schedule:
     def __post_init__(self) -> None:
         _register_with_flax(type(self))
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickling builds no instance through __init__: a state unpickled in a fresh
+        # process that imported flax must still serialize with flax.
+        _register_with_flax(type(self))
+        self.__dict__.update(state)
+
     def _floats(self) -> tuple[jax.Array, ...]:
         """Every field, in order, as an array of JAX's default float dtype."""
         fields = dataclasses.fields(self)  # type: ignore[arg-type]
@@ -48,6 +54,7 @@ def schedule_class(cls: type[_T]) -> type[_T]:
     Equality and hashing are by identity, as for functions (fields may be arrays).
     """
     cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+    _register_with_flax(cls)  # gradtx imported after flax
     return jax.tree_util.register_dataclass(cls)
 
 
@@ -59,8 +66,8 @@ def _register_with_flax(cls: type) -> None:
 
     flax serializes NamedTuples and its own registered types only; a state
     holding a schedule would otherwise fail in ``flax.serialization.to_bytes``.
-    gradtx does not import flax: a class is registered when one of its
-    instances is built after flax has been imported (the usual order).
+    gradtx does not import flax: a class is registered when it is defined, or
+    one of its instances built or unpickled, after flax has been imported.
     """
     if cls in _FLAX_REGISTERED:
         return

@@ -433,3 +433,20 @@ def test_set_hyperparams_does_not_recompile_the_step():
         step(params, states[0])
         step(params, states[1])
     assert compiles == []
+
+
+def test_a_schedule_unpickled_without_being_built_is_known_to_flax(monkeypatch):
+    """Registration with flax.serialization happened when an instance was built: a state
+    unpickled in a fresh process that imported flax (no schedule built there) could not
+    be saved ('can not serialize WarmupCosineDecay')."""
+    import pickle
+
+    from gradtx.schedules import _common
+
+    seen = []
+    monkeypatch.setattr(_common, "_register_with_flax", seen.append)
+    schedule = S.warmup_cosine_decay(0.0, 0.1, 5, 50)
+    seen.clear()
+    again = pickle.loads(pickle.dumps(schedule))
+    assert seen == [type(schedule)]
+    assert float(again(7)) == float(schedule(7))
