@@ -163,7 +163,9 @@ def _shown_path(path: tuple[str, ...]) -> str:
 NONE_FOUND = (
     "this tree holds an optimizer state where it is not read. An nnx.Optimizer keeps it "
     "as optimizer.opt_state and a flax TrainState as state.opt_state: pass that "
-    "(nnx.split and nnx.state turn it into plain State dicts, which this does not read)"
+    "(nnx.split and nnx.state turn it into plain State dicts, which this does not read; "
+    "so does a checkpoint restored without a target: restore into "
+    "jax.eval_shape(optimizer.init, params))"
 )
 
 

@@ -159,3 +159,14 @@ def test_state_dict_has_named_fields_and_hyperparams(x64):
     assert float(sd["hyperparams"]["b1"]) == 0.8 and sd["hyperparams"]["b1"].dtype == jnp.float64
     back = serialization.from_state_dict(state, sd)
     _assert_bitwise(back, state)
+
+
+def test_a_state_restored_without_a_target_is_named_with_the_fix(tmp_path):
+    """orbax without a target gives plain dicts; the refusal spoke of nnx only."""
+    state = gradtx.adam(1e-3).init({"w": jnp.ones(3)})
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(tmp_path / "state", state)
+    ckpt.wait_until_finished()
+    plain = ckpt.restore(tmp_path / "state")
+    with pytest.raises(ValueError, match=r"restored without a target: restore into jax.eval_shape"):
+        gradtx.get_hyperparams(plain)
