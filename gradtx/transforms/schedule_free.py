@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
@@ -159,7 +160,8 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
 
     ``x = (y - (1 - b1) z) / b1`` leaf by leaf, from the params y the caller
     holds and the z and b1 that ``schedule_free_averaging`` keeps in ``state``
-    (any gradtx state holding exactly one, e.g. ``schedule_free_adamw``'s).
+    (any gradtx state holding exactly one, e.g. ``schedule_free_adamw``'s, also
+    as one group of a ``partition``: the other groups' params come back as given).
     Each leaf keeps its dtype.
 
     Example:
@@ -188,14 +190,26 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     def wrapped(x: Any) -> bool:  # a one-leaf node that is not a container
         return not isinstance(x, (Mapping, list, tuple)) and _tree.bare(x) is not x
 
-    trees = [jax.tree.structure(t, is_leaf=wrapped) for t in (params, averaging.z)]
-    if str(trees[0]) != str(trees[1]):
+    # A leaf a partition or mask hides from the optimizer (its z is a MaskedNode) is not
+    # averaged: its params are given back as they are.
+    from gradtx.wrappers.groups import MaskedNode  # (the wrappers import the transforms)
+
+    def hidden(x: Any) -> bool:
+        return isinstance(x, (MaskedNode, optax.MaskedNode))
+
+    def leafy(x: Any) -> bool:
+        return wrapped(x) or hidden(x)
+
+    params_def, z_def = (jax.tree.structure(t, is_leaf=leafy) for t in (params, averaging.z))
+    if str(params_def) != str(z_def):
         raise ValueError(
             f"{call}: the params' tree does not match the optimizer's.\n"
-            f"  params: {trees[0]}\n  state: {trees[1]}"
+            f"  params: {params_def}\n  state: {z_def}"
         )
-    leaves = jax.tree_util.tree_leaves_with_path(params, is_leaf=wrapped)
-    for (path, y), z in zip(leaves, jax.tree.leaves(averaging.z, is_leaf=wrapped)):
+    leaves = jax.tree_util.tree_leaves_with_path(params, is_leaf=leafy)
+    for (path, y), z in zip(leaves, jax.tree.leaves(averaging.z, is_leaf=leafy)):
+        if hidden(z) or hidden(y):
+            continue
         if jnp.shape(_tree.bare(y)) != jnp.shape(_tree.bare(z)):  # broadcasting: wrong shapes
             raise ValueError(
                 f"{call}: params leaf {jax.tree_util.keystr(path)} has shape "
@@ -203,10 +217,12 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
             )
 
     def one(given, z):
+        if hidden(z) or hidden(given):
+            return given
         y, z = jnp.asarray(_tree.bare(given)), _tree.bare(z)
         wide = _tree.compute_dtype(y.dtype, z.dtype)
         b1 = jnp.asarray(_tree.bare(averaging.b1_of_y)).astype(wide)
         x = ((y.astype(wide) - (1 - b1) * z.astype(wide)) / b1).astype(y.dtype)
         return jax.tree.map(lambda _: x, given) if wrapped(given) else x  # in its wrapper
 
-    return jax.tree.map(one, params, averaging.z, is_leaf=wrapped)
+    return jax.tree.map(one, params, averaging.z, is_leaf=leafy)

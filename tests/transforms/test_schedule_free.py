@@ -68,3 +68,22 @@ def test_eval_params_of_another_shape_are_refused(shape):
         ValueError, match=r"params leaf \['w'\] has shape .*, the optimizer's \(3,\)"
     ):
         gradtx.schedule_free_eval_params(state, {"w": jnp.ones(shape)})
+
+
+def test_eval_params_of_one_partition_group_leave_the_others_as_given(x64):
+    """A partition's schedule-free group was refused (its z holds MaskedNodes where the
+    other groups' leaves are)."""
+    params = {"enc": jnp.ones((3, 2)), "head": jnp.ones(2)}
+    grads = {"enc": jnp.full((3, 2), 0.5), "head": jnp.full(2, -0.3)}
+    sf = gradtx.schedule_free_adamw(1e-2, warmup_steps=2)
+    opt = gradtx.partition({"a": sf, "b": gradtx.sgd(0.1)}, {"enc": "a", "head": "b"})
+    state, p = opt.init(params), params
+    alone_state, alone = sf.init(params["enc"]), params["enc"]
+    for _ in range(3):
+        u, state = opt.update(grads, state, p)
+        p = gradtx.apply_updates(p, u)
+        v, alone_state = sf.update(grads["enc"], alone_state, alone)
+        alone = gradtx.apply_updates(alone, v)
+    x = gradtx.schedule_free_eval_params(state, p)
+    np.testing.assert_array_equal(x["enc"], gradtx.schedule_free_eval_params(alone_state, alone))
+    np.testing.assert_array_equal(x["head"], p["head"])
