@@ -365,7 +365,8 @@ def _check_whole(key: str, new: Any, dtype: Any) -> None:
 
 def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -> jax.Array:
     """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
-    construction takes one (a bool slot; a schedule's 0/1 option fields)."""
+    construction takes one (a bool slot; ``schedule_field``: a schedule's 0/1 option
+    field, or a whole schedule, whose constructor checked its fields)."""
     if _tree.bare(old) is not old and not is_schedule(old):
         # a wrapped leaf (an nnx.Optimizer's OptArray): replace the array, keep the
         # wrapper, so the state's structure and a jitted step's trace stay the same
@@ -476,14 +477,15 @@ def set_hyperparams(
             old = loc.hyperparams[name]
             location = loc if isinstance(loc, HYPERPARAMS_STATES) else None  # not optax's
             if field is not None:
-
-                def cast(o, value=value, key=key):
-                    _set_checks.check_field(key, value)
-                    return _cast_to(o, value, key, True)
-
                 parent, _, last = field.rpartition(".")
-                if last in getattr(_get_field(old, parent) if parent else old, "_rates", ()):
+                owner = _get_field(old, parent) if parent else old
+                if last in getattr(owner, "_rates", ()):
                     check_rate(call, key, concrete(value))  # raised to the step count
+                flag = last in getattr(owner, "_flags", ())
+
+                def cast(o, value=value, key=key, flag=flag):
+                    _set_checks.check_field(key, value)
+                    return _cast_to(o, value, key, flag)
 
                 new = _set_field(old, field, cast)
                 _set_checks.check_schedule(key, name, new, location)

@@ -27,6 +27,8 @@ class Schedule:
     _is_gradtx_schedule = True
     # Fields raised to the step count (``check_rate``), checked by set_hyperparams too.
     _rates: tuple[str, ...] = ()
+    # 0/1 option fields: the only ones set_hyperparams lets a bool set.
+    _flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _register_with_flax(type(self))

@@ -37,6 +37,8 @@ class CosineDecay(Schedule):
     """``init · ((1 − alpha) · [½(1 + cos(π t/T))]^exponent + alpha)`` with
     ``t = min(k, T)``, or ``t = k`` when ``cycle`` is 1 (torch past ``T``)."""
 
+    _flags = ("cycle",)
+
     init_value: Any
     decay_steps: Any
     alpha: Any
@@ -107,6 +109,8 @@ class WarmupCosineDecay(Schedule):
     """Linear warmup ``init → peak`` over ``warmup_steps``, then cosine ``peak → end``
     until ``decay_steps`` (which counts the warmup), then held at ``end`` (or, when
     ``cycle`` is 1, following the cosine on)."""
+
+    _flags = ("cycle",)
 
     init_value: Any
     peak_value: Any

@@ -136,6 +136,8 @@ class OneCycle(Schedule):
     ``three_phase`` and ``cosine`` are 0/1 flags (numbers, so the schedule stays data).
     """
 
+    _flags = ("three_phase", "cosine")
+
     total_steps: Any
     peak_value: Any
     pct_start: Any
@@ -153,6 +155,8 @@ class OneCycle(Schedule):
 @schedule_class
 class OneCycleMomentum(Schedule):
     """One-cycle momentum: ``max → base → max`` on the phases of ``OneCycle``."""
+
+    _flags = ("three_phase", "cosine")
 
     total_steps: Any
     base_momentum: Any

@@ -119,6 +119,7 @@ class ExponentialDecay(Schedule):
     """
 
     _rates = ("decay_rate",)
+    _flags = ("staircase",)
 
     init_value: Any
     transition_steps: Any

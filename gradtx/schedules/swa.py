@@ -25,6 +25,8 @@ class SWALR(Schedule):
     ``f(x) = ½(1 − cos πx)`` (``cosine`` 1) or ``x`` (``cosine`` 0); ``a_k = 1``
     when ``A = 0``."""
 
+    _flags = ("cosine",)
+
     init_value: Any
     swa_value: Any
     anneal_steps: Any

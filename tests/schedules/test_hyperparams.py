@@ -450,3 +450,13 @@ def test_a_schedule_unpickled_without_being_built_is_known_to_flax(monkeypatch):
     again = pickle.loads(pickle.dumps(schedule))
     assert seen == [type(schedule)]
     assert float(again(7)) == float(schedule(7))
+
+
+def test_a_bool_sets_only_a_schedules_option_fields():
+    """set_hyperparams took True for any field (a learning rate of 1.0); construction
+    refuses a bool where a number goes."""
+    state = gradtx.sgd(S.cosine_decay(0.1, 100)).init({"w": jnp.ones(3)})
+    with pytest.raises(TypeError, match=r"learning_rate.init_value=...\): expected a number"):
+        gradtx.set_hyperparams(state, {"learning_rate.init_value": True})
+    cycled = gradtx.set_hyperparams(state, {"learning_rate.cycle": True})
+    assert float(gradtx.get_hyperparams(cycled)["learning_rate.cycle"]) == 1.0
