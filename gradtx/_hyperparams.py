@@ -491,18 +491,21 @@ def set_hyperparams(
                 _set_checks.check_schedule(key, name, new, location)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
+                    kind = type(old).__name__
+                    article = "an" if kind[0] in "AEIOU" else "a"
+                    # the fields under the key as given: a group's prefix addresses them
+                    fields = ", ".join(f"{key}.{f}" for f in _schedule_fields(old))
                     raise ValueError(
-                        f"gradtx.set_hyperparams({key}=...): {name} follows a "
-                        f"{type(old).__name__} schedule; set its fields "
-                        f"({', '.join(f'{name}.{f}' for f in _schedule_fields(old))}) or pass a "
-                        f"{type(old).__name__} of the same form"
+                        f"gradtx.set_hyperparams({key}=...): {name} follows {article} {kind} "
+                        f"schedule; set its fields ({fields}) or pass {article} {kind} of the "
+                        "same form"
                     )
                 try:  # the same members (a Join's), so that a jitted step keeps its program
                     jax.tree.structure(value).flatten_up_to(old)
                 except (ValueError, TypeError) as err:
                     raise ValueError(
-                        f"gradtx.set_hyperparams({key}=...): {name} follows a "
-                        f"{type(old).__name__} schedule of another form (members or fields); "
+                        f"gradtx.set_hyperparams({key}=...): {name} follows a schedule "
+                        f"({type(old).__name__}) of another form (members or fields); "
                         f"pass one of the same form, or build a new optimizer for this one"
                     ) from err
                 # the new schedule's leaves lead: where an nnx.Optimizer wraps the stored

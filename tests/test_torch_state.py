@@ -601,7 +601,7 @@ def test_param_groups_that_differ_continue_as_a_partition(x64):
             yield [p.detach().numpy().copy() for p in tensors]
 
     def only(label, tree):  # what partition gives the optimizer of ``label``
-        return [x if lab == label else gradtx.MaskedNode() for x, lab in zip(tree, labels)]
+        return [x if lab == label or x is None else gradtx.MaskedNode() for x, lab in zip(tree, labels)]  # fmt: skip
 
     tensors = [torch.tensor(x, requires_grad=True) for x in init]
     ref = list(run_torch(tensors, make(tensors), grads))
@@ -1139,3 +1139,46 @@ def test_an_older_torchs_group_without_a_later_flag_loads_as_torch_loads_it(x64,
     with pytest.raises(ValueError, match=r"lacks \['betas'\]"):  # a key torch never fills
         del old["param_groups"][0]["betas"]
         gradtx.from_torch_state_dict(tx, params, old)
+
+
+def test_a_frozen_parameter_in_one_of_differing_groups_continues(x64):
+    """docs/ecosystem.md's two recipes together: the group helper made a frozen None a
+    MaskedNode, where partition keeps None in every group's state, and the first update
+    refused the state."""
+    rng = np.random.default_rng(5)
+    init = [rng.normal(size=s) for s in [(3, 2), (2,), (2, 2), (2,)]]
+    grads = [[rng.normal(size=x.shape) for x in init] for _ in range(N + M)]
+    labels = ["a", "a", "b", "b"]
+    opts = {"a": gradtx.adam(1e-2), "b": gradtx.adam(3e-2, b1=0.8)}
+    opt = gradtx.partition(opts, labels)
+    tensors = [torch.tensor(x, requires_grad=i != 2) for i, x in enumerate(init)]
+    torch_opt = torch.optim.Adam([{"params": tensors[:2], "lr": 1e-2},
+                                  {"params": tensors[2:], "lr": 3e-2, "betas": (0.8, 0.999)}])  # fmt: skip
+
+    def torch_step(g):
+        for i, (p, x) in enumerate(zip(tensors, g)):
+            p.grad = None if i == 2 else torch.tensor(x)
+        torch_opt.step()
+
+    for g in grads[:N]:
+        torch_step(g)
+    sd = torch_opt.state_dict()
+    params = [None if i == 2 else jnp.asarray(t.detach().numpy()) for i, t in enumerate(tensors)]
+
+    def only(label, tree):
+        return [x if lab == label or x is None else gradtx.MaskedNode() for x, lab in zip(tree, labels)]  # fmt: skip
+
+    state = {}
+    for label, group in zip("ab", sd["param_groups"]):
+        group = dict(group, params=[i for i in group["params"] if i != 2])  # the frozen one
+        state[label] = gradtx.from_torch_state_dict(
+            opts[label], only(label, params), dict(sd, param_groups=[group])
+        )
+    for g in grads[N:]:
+        grad = [None if i == 2 else jnp.asarray(x) for i, x in enumerate(g)]
+        updates, state = opt.update(grad, state, params)
+        params = gradtx.apply_updates(params, updates)
+        torch_step(g)
+    for ours, theirs in zip(params, tensors):
+        if ours is not None:
+            np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=0)

@@ -176,7 +176,7 @@ def test_a_join_of_other_members_is_refused_by_name():
     state = gradtx.sgd(S.join([S.linear(0.0, 0.1, 3), S.constant(0.1)], [3])).init(jnp.ones(2))
     longer = S.join([S.linear(0.0, 0.1, 3), S.constant(0.1), S.constant(0.01)], [3, 6])
     with pytest.raises(ValueError, match=r"set_hyperparams\(learning_rate=...\): learning_rate "
-                       r"follows a Join schedule of another form"):  # fmt: skip
+                       r"follows a schedule \(Join\) of another form"):  # fmt: skip
         gradtx.set_hyperparams(state, learning_rate=longer)
 
 
@@ -460,3 +460,20 @@ def test_a_bool_sets_only_a_schedules_option_fields():
         gradtx.set_hyperparams(state, {"learning_rate.init_value": True})
     cycled = gradtx.set_hyperparams(state, {"learning_rate.cycle": True})
     assert float(gradtx.get_hyperparams(cycled)["learning_rate.cycle"]) == 1.0
+
+
+def test_replacing_a_groups_schedule_by_a_number_names_its_fields_under_the_group():
+    """The advice dropped the group: 'learning_rate.init_value' was ambiguous where another
+    group follows the same kind of schedule."""
+    opt = gradtx.partition(
+        {
+            "a": gradtx.sgd(S.exponential_decay(0.1, 5, 0.5)),
+            "c": gradtx.sgd(S.exponential_decay(0.2, 5, 0.5)),
+        },
+        {"w": "a", "b": "c"},
+    )
+    state = opt.init({"w": jnp.ones(2), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"follows an ExponentialDecay schedule; set its fields "
+                       r"\(a/learning_rate.init_value, "):  # fmt: skip
+        gradtx.set_hyperparams(state, {"a/learning_rate": 0.2})
+    gradtx.set_hyperparams(state, {"a/learning_rate.init_value": 0.2})
