@@ -5,6 +5,7 @@ ASGD, Adafactor and Rprop, where ``partition`` with one optimizer per group is."
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -74,3 +75,38 @@ def test_asgd_adafactor_and_rprop_groups_need_partition(x64, torch_class, kwargs
     theirs, ours = _run(torch_class, kwargs, make, lr)
     np.testing.assert_allclose(ours["partition"], theirs, rtol=1e-10, atol=0)
     assert np.max(np.abs(ours["multipliers"] - theirs) / np.abs(theirs)) > 1e-3
+
+
+def test_a_group_added_mid_run_continues_as_torchs_add_param_group(x64):
+    """docs/porting_from_pytorch.md's recipe: a partition over the grown params, its state
+    from init with each old group's state carried over leaf for leaf."""
+    rng = np.random.default_rng(0)
+    init = {"w0": rng.normal(size=(3, 2)), "w1": rng.normal(size=2), "z": rng.normal(size=4)}
+    grads = [{k: rng.normal(size=v.shape) for k, v in init.items()} for _ in range(10)]
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in init.items()}
+    torch_opt = T.Adam([tensors["w0"], tensors["w1"]], lr=1e-2)
+    opt = gradtx.partition({"a": gradtx.adam(1e-2)}, {"w0": "a", "w1": "a"})
+    params = {k: jnp.asarray(init[k]) for k in ("w0", "w1")}
+    state = opt.init(params)
+    for k, g in enumerate(grads):
+        if k == 5:
+            torch_opt.add_param_group({"params": [tensors["z"]], "lr": 3e-2, "betas": (0.8, 0.99)})
+            params = {**params, "z": jnp.asarray(init["z"])}
+            grown = gradtx.partition(
+                {"a": gradtx.adam(1e-2), "b": gradtx.adam(3e-2, b1=0.8, b2=0.99)},
+                {"w0": "a", "w1": "a", "z": "b"},
+            )
+            fresh = grown.init(params)
+            state = {
+                label: jax.tree.unflatten(jax.tree.structure(fresh[label]), jax.tree.leaves(state[label]))
+                if label in state else fresh[label]
+                for label in fresh
+            }  # fmt: skip
+            opt = grown
+        for name, t in tensors.items():
+            t.grad = torch.tensor(g[name]) if name in params else None
+        torch_opt.step()
+        updates, state = opt.update({n: jnp.asarray(g[n]) for n in params}, state, params)
+        params = gradtx.apply_updates(params, updates)
+    for name, value in params.items():
+        np.testing.assert_allclose(value, tensors[name].detach().numpy(), rtol=1e-10, atol=0)
