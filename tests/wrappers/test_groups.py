@@ -73,8 +73,10 @@ def test_partition_errors():
         opt.init(params)
     with pytest.raises(ValueError, match="not a prefix"):
         gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": "a"}).init(params)
+    with pytest.raises(ValueError, match="not both"):  # at construction: it was at init
+        gradtx.partition({"a": gradtx.sgd()}, "a", labels_fn=lambda p: "a")
     with pytest.raises(ValueError, match="not both"):
-        gradtx.partition({"a": gradtx.sgd()}, "a", labels_fn=lambda p: "a").init(params)
+        gradtx.masked(gradtx.sgd(), True, mask_fn=lambda p: True)
     with pytest.raises(ValueError, match="give labels"):
         gradtx.partition({"a": gradtx.sgd()})
     with pytest.raises(TypeError, match="non-empty dict"):
