@@ -90,7 +90,12 @@ def differentially_private_aggregate(
         # The norms in the leaves' widest real dtype (at least float32), each leaf's sum
         # and noise in its own (at least float32): optax's dtypes for float32 and float64.
         wide = _tree.real_dtype(_tree.compute_dtype(*(g.dtype for g in leaves)))
-        squares = [jnp.sum(_tree.abs_sq(g.astype(wide)), tuple(range(1, g.ndim))) for g in leaves]
+        squares = [
+            jnp.sum(
+                _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, wide))), tuple(range(1, g.ndim))
+            )
+            for g in leaves
+        ]
         norms = _tree.safe_sqrt(sum(squares, jnp.zeros([size], wide)))
         clip = jnp.asarray(l2_norm_clip).astype(wide)
         # optax's nan_to_num: a NaN factor (a NaN norm, or C = 0 on a zero gradient)

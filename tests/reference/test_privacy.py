@@ -132,3 +132,16 @@ def test_dpsgd_needs_its_seed():
         by_int.update(grads, by_int.init(params), params)[0]["w"],
         by_key.update(grads, by_key.init(params), params)[0]["w"],
     )
+
+
+def test_complex_per_example_gradients_are_clipped_by_their_modulus(x64):
+    """The norms taken in the real dtype dropped the imaginary parts first: [3j, 4j] with
+    a clip of 1 came back unclipped; optax's clip gives [0.6j, 0.8j]."""
+    g = jnp.array([[3j, 4j], [0.3 + 0.4j, 0.0], [1.0 - 2.0j, 2.0j]])
+    tx = gradtx.differentially_private_aggregate(1.0, 0.0)
+    theirs = optax.contrib.differentially_private_aggregate(1.0, 0.0, jax.random.key(0))
+    out, _ = tx.update(g, tx.init(jnp.zeros(2, g.dtype)), jnp.zeros(2, g.dtype))
+    with jax.numpy_dtype_promotion("standard"):
+        ref, _ = theirs.update(g, theirs.init(jnp.zeros(2, g.dtype)))
+    np.testing.assert_allclose(out, ref, rtol=1e-14)
+    np.testing.assert_allclose(out, (jnp.array([0.6j, 0.8j]) + g[1] + g[2] / 3) / 3, rtol=1e-14)
