@@ -16,10 +16,9 @@ from gradtx._base import (
     Updates,
     extras_for,
     float_dtype,
-    is_optaxs,
     kind_of,
 )
-from gradtx._factory import run_body
+from gradtx._factory import made_by, run_body
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -102,22 +101,25 @@ def accumulate_gradients(
         def step(grad_sum, inner_state, updates, params, arrays, buffer):
             leaves = jax.tree.leaves(updates)
             treedef = jax.tree.structure(updates)
-            # Given the params, the mean of 16-bit gradients goes on to a gradtx inner in
-            # its wider sum's dtype, as a gradtx optimizer hands its stages 16-bit
-            # updates: rounded to float16 first, a mean of 1e-7 gradients lost a fifth of
-            # its step.  optax's keep 16-bit state, which a float32 mean would promote.
-            keep = params is not None and not is_optaxs(inner)
-            means = [mean_of(s, u, keep) for s, u in zip(treedef.flatten_up_to(grad_sum), leaves)]
-            # an integer gradient's step stays in the dtype the inner gives it
-            like = treedef.unflatten(u if _inexact(u) else m for u, m in zip(leaves, means))
-            out, inner_state = run_body(
-                call,
-                lambda m: inner.update(m, inner_state, params, **arrays, **dict(fixed)),
-                treedef.unflatten(means),
-                params,
-                inner_state,
-                like=like,
-            )
+            # Given the params, the mean of 16-bit gradients goes on to an optimizer a
+            # gradtx factory made in its wider sum's dtype, as such an optimizer hands
+            # its stages 16-bit updates: rounded to float16 first, a mean of 1e-7
+            # gradients lost a fifth of its step.  Anything else (optax's, a chain, a
+            # flatten) gets it rounded to the gradients' dtype, as before.
+            keep = params is not None and made_by(inner) is not None
+            sums = treedef.flatten_up_to(grad_sum)
+            means = [mean_of(s, u, keep) for s, u in zip(sums, leaves)]
+
+            def run(m):
+                return inner.update(m, inner_state, params, **arrays, **dict(fixed))
+
+            if keep:
+                # an integer gradient's step stays in the float dtype of its mean
+                like = treedef.unflatten(u if _inexact(u) else m for u, m in zip(leaves, means))
+                means_tree = treedef.unflatten(means)
+                out, inner_state = run_body(call, run, means_tree, params, inner_state, like)
+            else:
+                out, inner_state = run(treedef.unflatten(means))
             out = treedef.unflatten(
                 x.astype(u.dtype) if _inexact(u) else x
                 for x, u in zip(treedef.flatten_up_to(out), leaves)
@@ -139,8 +141,7 @@ def accumulate_gradients(
             if not _inexact(u):
                 return s.astype(float_dtype()) / every_k
             mean = s / jnp.asarray(every_k, s.dtype)
-            wide = _tree.compute_dtype(u.dtype)
-            return mean.astype(wide) if keep and s.dtype == wide else mean.astype(u.dtype)
+            return mean.astype(_tree.compute_dtype(u.dtype) if keep else u.dtype)
 
         return step, wait
 

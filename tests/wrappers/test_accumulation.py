@@ -247,16 +247,12 @@ def test_integer_gradients_are_summed_in_float32_too():
 
 @pytest.mark.parametrize(
     "make",
-    [
-        lambda: gradtx.sgd(100.0, momentum=0.9),
-        lambda: gradtx.chain(gradtx.identity(), optax.sgd(100.0)),
-    ],
-    ids=["gradtx", "optax-member"],
+    [lambda: gradtx.sgd(100.0, momentum=0.9), lambda: gradtx.adam(1e-3)],
+    ids=["sgd", "adam"],
 )
 def test_the_mean_of_float16_gradients_is_stepped_in_float32_and_rounded_once(make):
     """The float32 mean was rounded to float16 before the inner optimizer: a step from
-    gradients of 1e-7 came out a fifth short.  (An optax inner itself gets the float16
-    mean: its state is in the params' dtype.)"""
+    gradients of 1e-7 came out a fifth short."""
     params = {"w": jnp.ones(4, jnp.float16)}
     micro = [
         jnp.asarray([1e-7, 2e-7, 3e-7, 1e-6], jnp.float16),
@@ -276,3 +272,28 @@ def test_the_mean_of_float16_gradients_is_stepped_in_float32_and_rounded_once(ma
         want, ref_state = ref.update(mean, ref_state, wide)
     assert u["w"].dtype == jnp.float16
     np.testing.assert_array_equal(u["w"], want["w"].astype(jnp.float16))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda spy: optax.chain(spy, optax.sgd(0.1, momentum=0.9)),
+        lambda spy: gradtx.chain(spy, optax.sgd(0.1, momentum=0.9)),
+        lambda spy: gradtx.flatten(gradtx.chain(spy, gradtx.adam(1e-3))),
+    ],
+    ids=["optax", "gradtx-chain", "flatten"],
+)
+def test_an_inner_no_gradtx_factory_made_gets_the_mean_in_the_gradients_dtype(make):
+    """optax's keep 16-bit state (a float32 mean would promote it, an error under strict
+    promotion), and flatten's buffers follow the gradients' dtypes."""
+    seen = []
+    spy = optax.GradientTransformation(
+        lambda p: optax.EmptyState(), lambda u, s, p=None: (seen.append(u) or u, s)
+    )
+    params = {"w": jnp.ones(3, jnp.float16)}
+    opt = gradtx.accumulate_gradients(make(spy), 2)
+    state = opt.init(params)
+    for _ in range(2):
+        u, state = opt.update({"w": jnp.full(3, 0.5, jnp.float16)}, state, params)
+    assert seen and all(x.dtype == jnp.float16 for x in jax.tree.leaves(seen))
+    assert u["w"].dtype == jnp.float16 and bool(jnp.all(jnp.isfinite(u["w"])))
