@@ -97,15 +97,15 @@ def in_stored_form(key: str, name: str, value: Any, old: Any, location: Any) -> 
     """A tuple or list given for ``name`` as the factory that made ``location`` takes and
     stores it, checked by that factory's own spec (Adafactor keeps ``eps=(None, eps2)``
     as ``(eps2,)``).  Anything else, and numbers already in the stored form (as
-    ``get_hyperparams`` shows them), unchanged."""
+    ``get_hyperparams`` shows them, traced ones too), unchanged."""
     if location is None or not isinstance(value, (tuple, list)):
         return value
-    try:
-        stored = None not in value and np.shape(value) == np.shape(_tree.bare(old))
-    except ValueError:  # ragged: not an array of numbers
-        stored = False
-    if stored:
-        return value
+    if not any(x is None for x in value):
+        try:  # jnp: a tuple of traced numbers has a shape too
+            if jnp.shape(jnp.asarray(value)) == jnp.shape(_tree.bare(old)):
+                return value
+        except (TypeError, ValueError):  # ragged, or not numbers: the spec says what
+            pass
     own = [s for _, s in _candidates(name, location)[0] if type(s).check is not Hyper.check]
     return own[0].check("gradtx.set_hyperparams", key, value) if own else value
 

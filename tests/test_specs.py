@@ -224,3 +224,8 @@ def test_set_hyperparams_takes_a_tuple_in_the_form_the_factory_takes():
         gradtx.set_hyperparams(state, eps=(None, -1.0))
     with pytest.raises(TypeError, match=r"set_hyperparams\(betas=\(0.5,\)\): betas must be a pair"):
         gradtx.set_hyperparams(gradtx.prodigy().init(params), betas=(0.5,))
+    # a pair of traced values is data, taken as it is (it crashed in the form check)
+    prodigy = gradtx.prodigy().init(params)
+    set_pair = jax.jit(lambda s, a, b: gradtx.set_hyperparams(s, betas=(a, b)))
+    got = gradtx.get_hyperparams(set_pair(prodigy, 0.8, 0.9))["betas"]
+    assert got.tolist() == pytest.approx([0.8, 0.9])
