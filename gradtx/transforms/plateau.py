@@ -44,11 +44,14 @@ def _improved(value, best, threshold, mode, threshold_mode):
         return torchs
     # In float32, rounding best·(1 − t) or best − t moves the boundary by an ulp of best,
     # a large part of the margin (6e-4 of it for a relative t = 1e-4).  The same test as
-    # a gain against the margin: the difference of two float32 numbers near each other
-    # is exact, and best·t keeps its relative precision.  (Before a first report best is
-    # infinite, and torch's form decides.)
+    # a gain against the margin is exact where the gain is, for a value within a factor
+    # of 2 of best (Sterbenz), and best·t keeps its relative precision; elsewhere, and
+    # before a first report (best infinite), torch's form decides.
     gain = best - value if mode == "min" else value - best
-    return jnp.where(jnp.isfinite(best), gain > (best * threshold if rel else threshold), torchs)
+    exact = jnp.isfinite(best) & (
+        jnp.abs(value - best) <= jnp.minimum(jnp.abs(value), jnp.abs(best))
+    )
+    return jnp.where(exact, gain > (best * threshold if rel else threshold), torchs)
 
 
 COUNT = Hyper(low=0.0, integer=True)

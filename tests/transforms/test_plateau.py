@@ -238,13 +238,14 @@ def _near_the_boundary(rng, mode, threshold_mode, threshold, sign):
 @pytest.mark.parametrize("sign", [1, -1])
 def test_float32_decisions_near_the_threshold_are_torchs(mode, threshold_mode, threshold, sign):
     """torch compares float32 metrics in doubles; best·(1 − t) rounded to float32 moved
-    the boundary by an ulp of best, and 17 of 120 such runs decided otherwise."""
+    the boundary by an ulp of best, and 17 of 120 such runs decided otherwise.  (Where
+    best − value is not exact, torch's form decides, as before.)"""
     kw = dict(mode=mode, factor=0.5, patience=0, threshold=threshold, threshold_mode=threshold_mode)
     tx = gradtx.reduce_on_plateau(**kw)
     ones = {"w": jnp.ones(1)}
     update = jax.jit(lambda s, v: tx.update(ones, s, ones, value=v))
     rng = np.random.default_rng(0)
-    for _ in range(10):
+    for _ in range(40):
         values = _near_the_boundary(rng, mode, threshold_mode, threshold, sign)
         state, got = tx.init(ones), []
         for v in values:
