@@ -96,7 +96,8 @@ def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, **ends: 
     one = jax.tree.map(
         lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
     )
-    state = _drivable(jax.eval_shape(optimizer.init, one), name, ends["min_lr"])
+    # probed with an array (data, taken unchecked), so a range error below names the end
+    state = _drivable(jax.eval_shape(optimizer.init, one), name, jnp.asarray(ends["min_lr"]))
     for end, value in ends.items():
         try:
             gradtx.set_hyperparams(state, {name: value})
@@ -215,6 +216,8 @@ def _rules(lrs: np.ndarray, curve: np.ndarray) -> tuple[float, tuple[float, floa
     nan = (math.nan, (math.nan, math.nan))
     finite = np.isfinite(curve)
     end = len(curve) if finite.all() else int(np.argmin(finite))
+    if end < len(curve) and curve[end] == -math.inf:
+        return nan  # a loss unbounded below: its fall is the divergence, not a rate's
     lrs, curve = lrs[:end], curve[:end]
     if len(curve) < 3:
         return nan
@@ -510,10 +513,11 @@ def lr_range_test(
         if not np.isfinite(runs[:, 0]).all():
             why = "the loss at the initial params is not finite; fix the model or loss_fn"
         elif common < num_steps:
+            # losses[i] shows the steps up to lrs[i - 1]
             why = (
                 f"the loss diverged after {common} of {num_steps} steps (at learning rate "
-                f"{lrs[common - 1]:g}), before the smoothed loss fell; lower max_lr (now "
-                f"{max_lr:g}) or run more steps"
+                f"{lrs[max(common - 2, 0)]:g}), before the smoothed loss fell; lower max_lr "
+                f"(now {max_lr:g}) or run more steps"
             )
         else:
             why = (
