@@ -492,12 +492,11 @@ def set_hyperparams(
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     kind = type(old).__name__
-                    article = "an" if kind[0] in "AEIOU" else "a"
                     # the fields under the key as given: a group's prefix addresses them
                     fields = ", ".join(f"{key}.{f}" for f in _schedule_fields(old))
                     raise ValueError(
-                        f"gradtx.set_hyperparams({key}=...): {name} follows {article} {kind} "
-                        f"schedule; set its fields ({fields}) or pass {article} {kind} of the "
+                        f"gradtx.set_hyperparams({key}=...): {name} follows the schedule "
+                        f"{kind}; set its fields ({fields}) or pass another {kind} of the "
                         "same form"
                     )
                 try:  # the same members (a Join's), so that a jitted step keeps its program

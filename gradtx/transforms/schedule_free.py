@@ -194,8 +194,8 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     # averaged: its params are given back as they are.
     from gradtx.wrappers.groups import MaskedNode  # (the wrappers import the transforms)
 
-    def hidden(x: Any) -> bool:
-        return isinstance(x, (MaskedNode, optax.MaskedNode))
+    def hidden(x: Any) -> bool:  # a frozen (None) leaf too, which optax.masked hides
+        return x is None or isinstance(x, (MaskedNode, optax.MaskedNode))
 
     def leafy(x: Any) -> bool:
         return wrapped(x) or hidden(x)

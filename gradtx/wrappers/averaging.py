@@ -36,7 +36,7 @@ class AverageParamsState(NamedTuple):
 
 def _no_decay_for_swa(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
     if arguments["method"] == "swa":
-        return {**arguments, "decay": Unused("method='swa' is a running mean, without a decay")}
+        return {**arguments, "decay": Unused("method='swa' (a running mean) keeps no decay")}
     return arguments
 
 

@@ -473,7 +473,7 @@ def test_replacing_a_groups_schedule_by_a_number_names_its_fields_under_the_grou
         {"w": "a", "b": "c"},
     )
     state = opt.init({"w": jnp.ones(2), "b": jnp.ones(2)})
-    with pytest.raises(ValueError, match=r"follows an ExponentialDecay schedule; set its fields "
+    with pytest.raises(ValueError, match=r"follows the schedule ExponentialDecay; set its fields "
                        r"\(a/learning_rate.init_value, "):  # fmt: skip
         gradtx.set_hyperparams(state, {"a/learning_rate": 0.2})
     gradtx.set_hyperparams(state, {"a/learning_rate.init_value": 0.2})

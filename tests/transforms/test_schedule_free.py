@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -87,3 +88,14 @@ def test_eval_params_of_one_partition_group_leave_the_others_as_given(x64):
     x = gradtx.schedule_free_eval_params(state, p)
     np.testing.assert_array_equal(x["enc"], gradtx.schedule_free_eval_params(alone_state, alone))
     np.testing.assert_array_equal(x["head"], p["head"])
+
+
+def test_eval_params_pass_a_frozen_none_leaf_through_under_optaxs_mask(x64):
+    """optax.masked hides a None leaf as a MaskedNode: the structures differed."""
+    params = {"enc": jnp.ones((3, 2)), "frozen": None}
+    opt = optax.masked(gradtx.schedule_free_adamw(1e-2), {"enc": True, "frozen": False})
+    state = opt.init(params)
+    updates, state = opt.update({"enc": jnp.full((3, 2), 0.5), "frozen": None}, state, params)
+    params = gradtx.apply_updates(params, updates)
+    x = gradtx.schedule_free_eval_params(state, params)
+    assert x["frozen"] is None and x["enc"].shape == (3, 2)

@@ -279,7 +279,8 @@ def test_sixteen_bit_averages_are_of_the_params_the_user_holds(dtype, jit):
 
 
 def test_setting_decay_on_a_running_mean_says_swa_has_none():
-    """The refusal blamed a JAX array or None given at construction, neither given."""
+    """The refusal named only a JAX array or None given at construction, neither given;
+    the reasons a configuration keeps no decay now come first."""
     state = gradtx.average_params(gradtx.sgd(0.1), method="swa").init({"w": jnp.zeros(2)})
-    with pytest.raises(KeyError, match=r"does not keep it: method='swa' is a running mean"):
+    with pytest.raises(KeyError, match=r"does not keep it: method='swa' \(a running mean\) keeps"):
         gradtx.set_hyperparams(state, decay=0.9)
