@@ -294,3 +294,22 @@ def test_every_public_function_annotates_what_it_returns():
         and inspect.signature(getattr(gradtx, name)).return_annotation is inspect.Signature.empty
     ]
     assert not bare, f"annotate what these return: {bare}"
+
+
+def test_the_arguments_typed_scalar_or_schedule_are_those_that_take_a_schedule():
+    """The docs say a schedule goes where the signature says ScalarOrSchedule: nadam's b1
+    and dpsgd's momentum took one while typed float."""
+    from gradtx._factory import DECLARED
+
+    differ = []
+    for call, specs in DECLARED:
+        factory = getattr(gradtx, call.removeprefix("gradtx."), None)
+        if factory is None:
+            continue
+        parameters = inspect.signature(factory).parameters
+        for name, spec in specs.items():
+            if isinstance(spec, gradtx.Hyper) and name in parameters:
+                typed = "Schedule" in str(parameters[name].annotation)
+                if typed != bool(spec.schedule):
+                    differ.append(f"{call}({name})")
+    assert not differ, f"annotation and spec disagree on taking a schedule: {differ}"

@@ -24,7 +24,7 @@ _NADAM: Specs = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "max_of")
 )
 def nadam(
     learning_rate: ScalarOrSchedule = 2e-3,
-    b1: float = 0.9,
+    b1: ScalarOrSchedule = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
     *,

@@ -29,7 +29,7 @@ def dpsgd(
     l2_norm_clip: float,
     noise_multiplier: float,
     seed: Any,
-    momentum: float | None = None,
+    momentum: ScalarOrSchedule | None = None,
     nesterov: bool = False,
 ) -> GradientTransformation:
     """DP-SGD (Abadi et al.), as ``optax.contrib.dpsgd``.
