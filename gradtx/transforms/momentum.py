@@ -213,9 +213,10 @@ def _momentum_schedule(b1, momentum_decay, t):
     )
 
 
-@factory(counted=True, b1=DECAY_RATE, momentum_decay=NON_NEGATIVE, warming=Flag(), dtype=DType())
+@factory(counted=True, b1=DECAY_RATE.schedulable(), momentum_decay=NON_NEGATIVE, warming=Flag(),
+         dtype=DType())  # fmt: skip
 def add_nesterov_momentum(
-    b1: float = 0.9,
+    b1: ScalarOrSchedule = 0.9,
     momentum_decay: float = 4e-3,
     *,
     warming: bool = True,
@@ -242,7 +243,7 @@ def add_nesterov_momentum(
     ``Π_t`` is one scalar in the hyperparameters' precision (float64 under x64).
 
     Args:
-      b1: the EMA rate and the schedule's ceiling, in [0, 1).
+      b1: the EMA rate and the schedule's ceiling, in [0, 1); a number or schedule.
       momentum_decay: ψ ≥ 0 (PyTorch's default 4e-3 = 1/250, the paper's).
       warming: Dozat's warming schedule of μ_t (``False``: constant ``b1``).
       dtype: storage dtype of ``m`` (``None``: the params' dtype, float32 for 16-bit ones).
