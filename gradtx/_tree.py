@@ -489,11 +489,15 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
         hits = [v for _, v in matching]
         if len(hits) != 1:
             covered = sorted({"/".join(p) for p, _ in keyed})[:8]
+            # JAX reads a None in the prefix as an empty subtree, not as a value
+            nones = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=lambda x: x is None)
+            where = ["/".join(key_name(k) for k in p) for p, v in nones[0] if v is None]
+            hint = f"; {where[:4]} hold None, which JAX reads as no subtree" if where else ""
             raise ValueError(
                 f"{call}: the {what} tree does not match the params: it is not a prefix of "
                 f"them (it gives {len(hits)} values for the leaf {'/'.join(names) or '(root)'}; "
-                f"its entries are {covered}). Give one {what} per params subtree, by the "
-                "params' keys."
+                f"its entries are {covered}{hint}). Give one {what} per params subtree, by "
+                "the params' keys."
             )
         out.append(hits[0])
         used.update(p for p, _ in matching)

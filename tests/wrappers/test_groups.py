@@ -73,6 +73,8 @@ def test_partition_errors():
         opt.init(params)
     with pytest.raises(ValueError, match="not a prefix"):
         gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": "a"}).init(params)
+    with pytest.raises(ValueError, match=r"\['w'\] hold None, which JAX reads as no subtree"):
+        gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": None, "b": "a"}).init(params)
     with pytest.raises(ValueError, match="not both"):  # at construction: it was at init
         gradtx.partition({"a": gradtx.sgd()}, "a", labels_fn=lambda p: "a")
     with pytest.raises(ValueError, match="not both"):
