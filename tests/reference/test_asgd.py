@@ -112,3 +112,27 @@ def test_ax_is_the_last_members_state_too():
     _, state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
     assert isinstance(state.inner_state[-1], gradtx.PolyakAverageState)
     np.testing.assert_allclose(state.inner_state[-1].ax["ax"], 1 - 0.1 * (1 + 1e-4), rtol=1e-6)
+
+
+def test_a_torch_scheduler_is_followed_by_the_schedule_one_step_later(x64, torch64):
+    """torch computes ASGD's eta at the end of a step, from the lr of then: under a
+    scheduler each step uses the rate of the step before.  The schedule read one step
+    late (docs/porting_from_pytorch.md's recipe) gives torch's numbers."""
+    params, grads = make_problem(0, 20, MIXED_SHAPES, 1.0)
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.ASGD(list(tensors.values()), lr=0.1, lambd=0.05, t0=3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    ref = []
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+        sched.step()
+        ref.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+    decay = gradtx.schedules.exponential_decay(0.1, 5, 0.5, staircase=True)
+    late = gradtx.asgd(lambda k: decay(jnp.maximum(k - 1, 0)), lambd=0.05, t0=3)
+    assert_trajectories_close(_ours_run(late, params, grads)[0], ref)
+    with pytest.raises(AssertionError):  # read at its own step, it is a step ahead
+        assert_trajectories_close(
+            _ours_run(gradtx.asgd(decay, lambd=0.05, t0=3), params, grads)[0], ref
+        )
