@@ -441,8 +441,16 @@ def key_name(key: Any) -> str:
     return str(key)
 
 
-def _leafless(node: Any) -> bool:
+def leafless(node: Any) -> bool:
+    """A node without leaves: ``None``, a ``MaskedNode`` (a leaf partition or a mask hides),
+    an empty container."""
     return not jax.tree.leaves(node)
+
+
+def refuse_both(call: str, what: str, prefix: Any, fn: Callable | None) -> None:
+    """``what`` is given as a tree or as ``what_fn``, a function of the params: not both."""
+    if prefix is not None and fn is not None:
+        raise ValueError(f"{call}: give {what} or {what}_fn, not both")
 
 
 def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) -> list:
@@ -455,8 +463,7 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     choice between a tree and a function is the keyword used, never
     ``callable()``: Equinox modules and other callable pytrees are valid prefixes.
     """
-    if prefix is not None and fn is not None:
-        raise ValueError(f"{call}: give {what} or {what}_fn, not both")
+    refuse_both(call, what, prefix, fn)
     if flat_buffers.is_on() and (
         fn is not None or not jax.tree_util.treedef_is_leaf(structure(prefix))
     ):
@@ -505,8 +512,8 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     # subtree) names a part of the params too.
     empty = [
         tuple(key_name(k) for k in path)
-        for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_leafless)[0]
-        if _leafless(node)
+        for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=leafless)[0]
+        if leafless(node)
     ]
     used.update(p for p, _ in keyed if any(p[: len(q)] == q for q in empty))
     unused = sorted("/".join(p) or "(root)" for p, _ in keyed if p not in used)

@@ -39,9 +39,8 @@ def resolve_mask(
 
 def check_mask_pair(mask: Any, mask_fn: Any) -> None:
     """A body's check that at most one of ``mask`` and ``mask_fn`` is given."""
-    if mask is not None and mask_fn is not None:
-        call = current_call("gradtx.decoupled_weight_decay")
-        raise ValueError(f"{call}(mask=..., mask_fn=...): give mask or mask_fn, not both")
+    call = current_call("gradtx.decoupled_weight_decay")
+    _tree.refuse_both(f"{call}(mask=..., mask_fn=...)", "mask", mask, mask_fn)
 
 
 def _add_scaled_params(kind, default_call, weight_decay, mask, mask_fn):

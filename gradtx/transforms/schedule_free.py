@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
@@ -190,12 +189,9 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     def wrapped(x: Any) -> bool:  # a one-leaf node that is not a container
         return not isinstance(x, (Mapping, list, tuple)) and _tree.bare(x) is not x
 
-    # A leaf a partition or mask hides from the optimizer (its z is a MaskedNode) is not
-    # averaged: its params are given back as they are.
-    from gradtx.wrappers.groups import MaskedNode  # (the wrappers import the transforms)
-
-    def hidden(x: Any) -> bool:  # a frozen (None) leaf too, which optax.masked hides
-        return x is None or isinstance(x, (MaskedNode, optax.MaskedNode))
+    # A leaf a partition or mask hides from the optimizer (its z is a MaskedNode), or a
+    # frozen None, is not averaged: its params are given back as they are.
+    hidden = _tree.leafless
 
     def leafy(x: Any) -> bool:
         return wrapped(x) or hidden(x)

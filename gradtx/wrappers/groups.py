@@ -121,8 +121,7 @@ def masked(
     inner = Transform().check(call, "inner", inner)
     if mask is None and mask_fn is None:
         raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
-    if mask is not None and mask_fn is not None:  # as init would find
-        raise ValueError(f"{call}: give mask or mask_fn, not both")
+    _tree.refuse_both(call, "mask", mask, mask_fn)  # at construction, not first at init
     _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
     if mask_fn is not None and not callable(mask_fn):
         raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
@@ -194,8 +193,7 @@ def partition(
         ) from None
     if labels is None and labels_fn is None:
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
-    if labels is not None and labels_fn is not None:  # as init would find
-        raise ValueError(f"{call}: give labels or labels_fn, not both")
+    _tree.refuse_both(call, "labels", labels, labels_fn)  # at construction, not first at init
     _checks.refuse_function(call, "labels", labels, "labels")
 
     def labels_of(tree):
