@@ -124,16 +124,10 @@ def extras_for(tx: Any, extra: dict[str, Any]) -> dict[str, Any]:
     them and may hand them on (its line searches pass unknown keywords to ``value_fn``,
     its schedule-free takes a ``grads`` of its own).  Everything else, a user's own
     transform included, may read them (``gradient``, ``step_count``)."""
-    if is_optaxs(tx):
+    module = getattr(tx.update, "__module__", None) or ""
+    if module == "optax" or module.startswith("optax."):
         return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
     return extra
-
-
-def is_optaxs(tx: Any) -> bool:
-    """Whether ``tx.update`` is defined in optax (one of optax's transforms, or a plain
-    ``(init, update)`` pair optax's ``with_extra_args_support`` wrapped)."""
-    module = getattr(tx.update, "__module__", None) or ""
-    return module == "optax" or module.startswith("optax.")
 
 
 def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs:

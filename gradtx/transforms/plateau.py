@@ -48,9 +48,7 @@ def _improved(value, best, threshold, mode, threshold_mode):
     # of 2 of best (Sterbenz), and best·t keeps its relative precision; elsewhere, and
     # before a first report (best infinite), torch's form decides.
     gain = best - value if mode == "min" else value - best
-    exact = jnp.isfinite(best) & (
-        jnp.abs(value - best) <= jnp.minimum(jnp.abs(value), jnp.abs(best))
-    )
+    exact = jnp.isfinite(best) & (jnp.abs(gain) <= jnp.minimum(jnp.abs(value), jnp.abs(best)))
     return jnp.where(exact, gain > (best * threshold if rel else threshold), torchs)
 
 
