@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import optax
 
-from gradtx import _checks
+from gradtx import _checks, _tree
 from gradtx._base import float_dtype, is_schedule, multisteps_hint, with_extra_args
 
 
@@ -85,8 +85,14 @@ class Hyper(NamedTuple):
             _checks.check_rounded(call, name, value, float_dtype(), bounds)
         if self.optional and _checks.is_zero(value):
             return None
-        if isinstance(value, numbers.Real) and not isinstance(value, (int, float, np.generic)):
-            return float(value)  # a Fraction: JAX takes floats
+        if self.integer:
+            return value
+        if isinstance(value, jax.Array):
+            # an int or 16-bit array must not set the dtype the step computes in (an int
+            # max_norm made an int norm; a bfloat16 b1 rounded Nesterov's products)
+            return _tree.as_float(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, (float, np.floating)):
+            return float(value)  # an int (2**31 overflows int32), a Fraction
         return value
 
     def schedulable(self) -> Hyper:

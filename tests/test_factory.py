@@ -177,6 +177,42 @@ def test_jax_arrays_are_bound_to_the_transform_not_stored():
     assert "learning_rate" not in gradtx.get_hyperparams(state)
 
 
+def _steps(opt, n=3):
+    p, g = {"w": jnp.array([1.0, -2.0, 3.0])}, {"w": jnp.array([0.5, 0.25, -1.0])}
+    state, out = opt.init(p), []
+    for _ in range(n):
+        u, state = opt.update(g, state, p)
+        out.append(np.asarray(u["w"]))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("make", "array"),
+    [
+        (lambda v: gradtx.clip_by_global_norm(v), jnp.asarray(1)),  # an int norm truncated
+        (lambda v: gradtx.clip_by_global_norm(v), jnp.asarray(1.0, jnp.float16)),
+        (lambda v: gradtx.add_noise(v, 0.55, key=1), jnp.asarray(1)),  # gamma cast to 0
+        (lambda v: gradtx.nadam(0.1, b1=v), jnp.asarray(0)),  # crashed at step 2
+        (lambda v: gradtx.nadam(0.1, b1=v), jnp.asarray(0.9, jnp.bfloat16)),
+        (lambda v: gradtx.add_nesterov_momentum(v), jnp.asarray(0.9, jnp.bfloat16)),
+        (lambda v: gradtx.adafactor(0.1, decay_rate=v), jnp.asarray(1)),  # int ** -1
+        (lambda v: gradtx.adafactor(0.1, decay_rate=v), jnp.asarray(0.8, jnp.bfloat16)),
+    ],
+)
+def test_an_int_or_16_bit_array_hyperparameter_computes_as_its_value(make, array):
+    """A JAX array is bound as it is given, but at least in JAX's default float dtype:
+    its int or 16-bit dtype must not become the dtype the step computes in."""
+    exact = float(np.asarray(array, np.float64))  # the value the array holds
+    np.testing.assert_allclose(_steps(make(array)), _steps(make(exact)), rtol=1e-6)
+
+
+def test_a_python_int_beyond_int32_is_taken_as_a_float():
+    p = {"w": jnp.ones(2)}
+    state = gradtx.adagrad(0.1, initial_accumulator_value=2**31).init(p)
+    np.testing.assert_array_equal(state.inner_state[0].sum_of_squares["w"], [2.0**31, 2.0**31])
+    assert np.isfinite(_steps(gradtx.fromage(2**31))).all()
+
+
 def test_the_one_step_count_is_what_optax_tree_utils_find():
     opt = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-3))
     params = _params()
