@@ -78,8 +78,10 @@ def add_noise(
     (Neelakantan et al. use ``gamma = 0.55``).  The draw is ``optax.add_noise``'s,
     number for number: the state keeps the PRNG key, each step splits it into
     the next key and a sample key, and the sample key is split once per leaf
-    (in ``jax.tree.leaves`` order) to draw that leaf's noise in its own dtype.
-    The same ``key`` or ``seed`` therefore gives optax's noise, and the draw
+    (in ``jax.tree.leaves`` order) to draw that leaf's noise in its own dtype
+    (the params', when given).  The same ``key`` or ``seed`` therefore gives
+    optax's noise; a 16-bit leaf adds it in float32 and rounds once, where optax
+    adds in 16 bits (the sums may differ in the last place).  The draw
     depends on the leaves' shapes, so this refuses to run inside ``gradtx.flatten``.
 
     It is a gradient map: statistics after it in a chain see the noisy gradient.
@@ -117,13 +119,16 @@ def add_noise(
         next_key, sample = jax.random.split(jax.random.wrap_key_data(state.rng_key, impl=impl))
         leaves, treedef = jax.tree.flatten(updates)
         keys = jax.random.split(sample, len(leaves))
+        # the leaf's own dtype is the params' (16-bit updates arrive widened with them)
+        own = [u.dtype for u in leaves] if params is None else treedef.flatten_up_to(params)
 
-        def noisy(u, k):
-            xi = jax.random.normal(k, u.shape, u.dtype, out_sharding=jax.typeof(u).sharding)
+        def noisy(u, k, dtype):
+            dtype = getattr(dtype, "dtype", dtype)
+            xi = jax.random.normal(k, u.shape, dtype, out_sharding=jax.typeof(u).sharding)
             wide = _tree.compute_dtype(u.dtype)
             return (u.astype(wide) + std.astype(wide) * xi.astype(wide)).astype(u.dtype)
 
-        out = treedef.unflatten([noisy(u, keys[i]) for i, u in enumerate(leaves)])
+        out = treedef.unflatten([noisy(u, keys[i], own[i]) for i, u in enumerate(leaves)])
         return out, AddNoiseState(jax.random.key_data(next_key))
 
     return GradientMap(init, update)

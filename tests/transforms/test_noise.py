@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradtx
@@ -51,6 +52,25 @@ def test_no_variance_no_noise_and_low_precision():
         out, _ = jax.jit(tx.update)(g, tx.init(g))
         assert out.dtype == dtype
         np.testing.assert_array_equal(out, g)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("with_params", [False, True])
+def test_a_16_bit_leaf_draws_optaxs_noise_with_or_without_params(dtype, with_params):
+    """With params, 16-bit updates reach the body widened to float32; the noise is still
+    drawn in the leaf's own dtype, as optax draws it (the sum is then rounded once)."""
+    p = {"a": jnp.ones(6, dtype)}
+    ours, theirs = gradtx.add_noise(0.3, 0.6, key=3), optax.add_noise(0.3, 0.6, key=3)
+    s, o = ours.init(p), theirs.init(p)
+    for t in (1, 2, 3):
+        g = {"a": jnp.full(6, t, dtype)}
+        u, s = ours.update(g, s, p if with_params else None)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int count with floats
+            v, o = theirs.update(g, o, p)
+        assert u["a"].dtype == dtype
+        # the same draw; the sums differ by optax's 16-bit rounding at most
+        ulp = float(jnp.finfo(dtype).eps) * 4 * t
+        np.testing.assert_allclose(np.asarray(u["a"], float), np.asarray(v["a"], float), atol=ulp)
 
 
 def test_is_a_gradient_map_statistics_see_the_noisy_gradient(x64):
