@@ -448,13 +448,24 @@ def set_hyperparams(
             "gradtx.set_hyperparams(state, values): values must be a dict of name -> value "
             f"(or pass keywords: learning_rate=...), got {type(values).__name__}"
         )
-    changes = {**(dict(values) if values is not None else {}), **kwargs}
     call = "gradtx.set_hyperparams"
+    twice = sorted(set(values or {}) & set(kwargs))
+    if twice:
+        raise TypeError(f"{call}: {twice[0]!r} is given both in values and as a keyword")
+    changes = {**(dict(values) if values is not None else {}), **kwargs}
     entries = _entries(state, call)
     if changes and _unreadable(state):
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
+    named: dict[str, list[tuple[Any, str]]] = {}  # two keys for one number would race
     for key, value in changes.items():
         _, path, name, field = _find(entries, key, call, state)
+        slot = named.setdefault(repr((path, name)), [])
+        for other_field, other in slot:  # the same field, or a whole schedule and its field
+            if None in (field, other_field) or field == other_field:
+                raise ValueError(
+                    f"{call}: {other!r} and {key!r} name the same hyperparameter; give one"
+                )
+        slot.append((field, key))
         if field == "<python>":
             raise ValueError(
                 f"gradtx.set_hyperparams({key}=...): {name} follows a plain Python callable, "

@@ -474,6 +474,28 @@ def test_set_hyperparams_rejects_non_numbers():
         gradtx.set_hyperparams(state, lr=0.1)
 
 
+@pytest.mark.parametrize(
+    ("values", "keywords", "message"),
+    [
+        ({"opt/b2": 0.99, "b2": 0.98}, {}, "name the same hyperparameter"),
+        ({"learning_rate": 0.2}, {"learning_rate": 0.3}, "both in values and as a keyword"),
+        (
+            {"learning_rate": gradtx.schedules.cosine_decay(0.2, 9), "learning_rate.alpha": 0.1},
+            {},
+            "name the same hyperparameter",
+        ),
+    ],
+)
+def test_set_hyperparams_refuses_two_keys_for_one_number(values, keywords, message):
+    # one of the two used to win silently
+    opt = gradtx.named_chain(("opt", gradtx.adam(gradtx.schedules.cosine_decay(0.1, 9))))
+    state = opt.init(_params())
+    with pytest.raises((TypeError, ValueError), match=message):
+        gradtx.set_hyperparams(state, values, **keywords)
+    ok = gradtx.set_hyperparams(state, {"learning_rate.init_value": 0.2, "b1": 0.5})
+    assert float(gradtx.get_hyperparams(ok)["b1"]) == 0.5
+
+
 def _set(opt, values):
     return gradtx.set_hyperparams(opt.init(_params()), values)
 
