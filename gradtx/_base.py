@@ -220,7 +220,8 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
                 out, s = tx.update(updates, s, params, **extras_for(tx, {**extra, "grads": grads}))
             updates = out
             new_states.append(s)
-        return updates, _tree.settled(tuple(new_states), params)
+        # a last member may return its state as the updates (momentum): not one buffer
+        return updates, _tree.settled(tuple(new_states), (params, updates))
 
     return kind_of(*txs)(init, update)
 

@@ -325,7 +325,7 @@ def hyperparameterized(
             updates, state = run_body(
                 call, lambda u: tx.update(u, state, params, **extra), updates, params, state
             )
-            return updates, _tree.settled(state, params)
+            return updates, _tree.settled(state, (params, updates))
 
         return kind(init_bare, update_bare)
 
@@ -386,11 +386,12 @@ def hyperparameterized(
             state.inner_state,
         )
         # An eager body may return a hyperparameter as a buffer (rprop's base rate, a
-        # bound JAX array too) or keep the params (optax's L-BFGS): one array twice
-        # cannot be donated, nor one the caller still holds.
+        # bound JAX array too), keep the params (optax's L-BFGS) or return its state as
+        # the updates (a chain ending in momentum): one array twice cannot be donated,
+        # nor one the caller still holds.
         if not counted:
             new_state = UncountedHyperparamsState(state.hyperparams, inner_state)
-            return updates, _tree.settled(new_state, (params, bound))
+            return updates, _tree.settled(new_state, (params, bound, updates))
         new_count = _tree.safe_increment(count)
         python_next = {
             shown_key(k): jnp.asarray(
@@ -400,7 +401,7 @@ def hyperparameterized(
             for k, fn in python.items()
         }
         new_state = HyperparamsState(new_count, state.hyperparams, python_next, inner_state)
-        return updates, _tree.settled(new_state, (params, bound))
+        return updates, _tree.settled(new_state, (params, bound, updates))
 
     return kind(init, update)
 

@@ -398,7 +398,8 @@ def settled(state: Any, params: Any = None) -> Any:
       hyperparameter's value also kept as a buffer, the params themselves)
       makes a state that cannot be donated to a jitted step: XLA refuses a
       buffer donated twice or also passed as params.  Each array that is also
-      an earlier leaf, or a leaf of ``params``, is copied.  Traced values
+      an earlier leaf, or a leaf of ``params`` (the caller passes there what
+      else it returns or holds: the updates, bound arrays), is copied.  Traced values
       (``jax.jit(opt.init)``) need no copy: jit's outputs are separate buffers.
     """
     seen = {id(x) for x in jax.tree.leaves(params) if isinstance(x, jax.Array)}

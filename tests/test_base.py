@@ -178,3 +178,16 @@ def test_optax_multisteps_is_named_with_its_transform():
     with pytest.raises(TypeError, match=r"got MultiSteps; pass its .gradient_transformation\(\)"):
         gradtx.chain(optax.MultiSteps(optax.sgd(0.1), 2))
     gradtx.chain(optax.MultiSteps(optax.sgd(0.1), 2).gradient_transformation())
+
+
+def test_a_chain_ending_in_momentum_returns_no_state_buffer_as_the_updates():
+    # eagerly, optax.trace returns its new buffer as the updates: the chain copies it
+    opt = gradtx.chain(gradtx.scale(0.5), optax.trace(0.9))
+    p = {"w": jnp.ones(3)}
+    state = opt.init(p)
+    apply = jax.jit(gradtx.apply_updates, donate_argnums=(1,))
+    for _ in range(2):
+        updates, state = opt.update({"w": jnp.ones(3)}, state, p)
+        assert updates["w"] is not state[1].trace["w"]
+        p = apply(p, updates)
+    np.testing.assert_allclose(state[1].trace["w"], [0.95, 0.95, 0.95], rtol=1e-6)

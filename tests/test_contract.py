@@ -144,6 +144,23 @@ def test_wrapped_states_can_be_donated_with_the_params(name):
         params, state = step(params, state, g)
 
 
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_an_eager_update_returns_no_state_buffer_as_the_updates(case):
+    """Eagerly, a transform may return its state's own array as the updates (a chain
+    ending in momentum: LARS); donating the updates to a jitted apply then deleted the
+    state's buffer before the next update."""
+    opt = case.make(case.lr)
+    apply = jax.jit(gradtx.apply_updates, donate_argnums=(1,))
+    params = _params()
+    state = opt.init(params)
+    update = case.update(opt)
+    for g in _grads(2):
+        updates, state = update(g, state, params)
+        held = {id(x) for x in jax.tree.leaves(updates)}
+        assert not [x for x in jax.tree.leaves(state) if id(x) in held]
+        params = apply(params, updates)
+
+
 # ------------------------------------------------------------ state and dtypes
 
 
