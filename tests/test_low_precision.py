@@ -175,7 +175,9 @@ SMALL_PARAMS = {"w": np.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": np.linspace(
 ROUNDS_PARAMS = {"lbfgs", "lbfgs-strong-wolfe", "schedule_free_adamw", "schedule_free_sgd",
                  "sam-opaque-sgd"}  # fmt: skip
 # adafactor's eps1 is the gradient dtype's machine epsilon (9.8e-4 in float16): by design.
-SMALL_CASES = [c for c in REGISTRY if c.id != "adafactor"]
+# noisy_sgd draws its noise in the leaf's dtype, as optax does (tests/transforms/test_noise.py):
+# a float16 draw is not the float32 draw rounded.
+SMALL_CASES = [c for c in REGISTRY if c.id not in ("adafactor", "noisy_sgd")]
 
 
 @pytest.mark.parametrize("case", SMALL_CASES, ids=[c.id for c in SMALL_CASES])
