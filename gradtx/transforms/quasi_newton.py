@@ -43,8 +43,8 @@ def scale_by_lbfgs(
     At update ``k`` (from 0), with params ``w_k`` and updates ``u_k`` (the
     gradient), the pair of the last step enters a ring of ``m = memory_size``::
 
-      s_k = w_k - w_{k-1},  y_k = u_k - u_{k-1},  ρ_k = 1 / Re⟨y_k, s_k⟩   (0 if that is 0;
-                                                        nothing is stored at k = 0)
+      s_k = w_k - w_{k-1},  y_k = u_k - u_{k-1},  ρ_k = 1 / Re⟨y_k, s_k⟩   (0 if that is 0
+                                          or overflows; nothing is stored at k = 0)
       γ_k = Re⟨y_k, s_k⟩ / ‖y_k‖²  (1 if ‖y_k‖ = 0);  γ_0 = min(1, 1 / ‖u_0‖)
       out = H_k u_k   by the two-loop recursion over the ring, newest pair first,
                       from H = γ_k I (γ = 1 throughout with scale_init_precond=False)
@@ -59,7 +59,12 @@ def scale_by_lbfgs(
     recursion runs in that precision (optax: the leaves' dtype), with the
     result cast back to each leaf's dtype; ``ρ`` is in the leaves' widest such
     dtype (optax: JAX's default float).  float32 and float64 leaves get
-    optax's numbers.  Complex leaves are taken as optax does (``Re`` of the
+    optax's numbers, but where ``Re⟨y, s⟩`` is subnormal, so that its
+    reciprocal overflows: such a pair is dropped (``ρ = 0``), as a zero
+    product is, where optax keeps ``ρ = ∞`` and the recursion forms ``∞ - ∞``.
+    That happens only where subnormals survive (on a GPU; XLA's CPU backend
+    flushes them to 0), past convergence: on a GPU, L-BFGS on a quadratic
+    in float32 reached a loss of 1e-42 and then NaN params.  Complex leaves are taken as optax does (``Re`` of the
     conjugated inner products).  The state's fields are named after the math
     (optax's ``params``, ``updates``, ``diff_params_memory``,
     ``diff_updates_memory``, ``weights_memory`` are ``prev_params``,
@@ -113,7 +118,8 @@ def scale_by_lbfgs(
         s_k = jax.tree.map(diff, params, state.prev_params)
         y_k = jax.tree.map(diff, updates, state.prev_updates)
         ys, yy = _tree.real_vdot(y_k, s_k, dtype), _tree.sum_of_squares(y_k, dtype)
-        rho_k = jnp.where(ys == 0, jnp.zeros([], dtype), 1 / jnp.where(ys == 0, 1, ys))
+        inverse = 1 / jnp.where(ys == 0, 1, ys)
+        rho_k = jnp.where((ys == 0) | jnp.isinf(inverse), jnp.zeros([], dtype), inverse)
         slot = (count - 1) % m  # the newest pair; the oldest is at count % m
         # jnp.asarray: a state restored from a checkpoint may hold NumPy arrays (no .at)
         s = jax.tree.map(lambda ring, x: jnp.asarray(ring).at[slot].set(x), state.s, s_k)
