@@ -40,7 +40,16 @@ from gradtx._torch_checks import (
     target,
     with_later_keys,
 )
-from gradtx._torch_table import HOOKS, find_node, map_nodes, numpy_of
+from gradtx._torch_table import (
+    HOOKS,
+    EpsPair,
+    Pair,
+    Scalar,
+    Vector,
+    find_node,
+    map_nodes,
+    numpy_of,
+)
 from gradtx.wrappers.averaging import AverageParamsState
 
 PARAMS = f"{FROM}(params=...)"
@@ -53,6 +62,49 @@ FROZEN = (
 )
 RTOL = 1e-6
 """How close a schedule's value must be to torch's (torch's schedulers are recursive)."""
+
+
+WANT = {
+    Scalar: "a real number",
+    Pair: "a pair of real numbers",
+    Vector: "a tuple of real numbers",
+    EpsPair: "a pair (eps1 or None, eps2) of real numbers",
+}
+"""What torch keeps for a param-group key, by the codec that reads it."""
+
+
+def _real(x: Any) -> float | None:
+    """``x`` as a float where it is a real number as torch keeps one: a Python or NumPy
+    number, or a one-element tensor (torch takes ``lr=torch.tensor([0.1])``); ``None``
+    for anything else (a string, a bool, None, a complex number, a tuple)."""
+    array = None if isinstance(x, (tuple, list)) else numpy_of(x)
+    if array is None or array.dtype.kind not in "iuf" or array.size != 1:
+        return None
+    return float(array.reshape(()))
+
+
+def _numbers(t: Target, j: int, group: Mapping[str, Any]) -> dict[str, Any]:
+    """Param group ``j`` with its hyperparameters as Python floats; a ``TypeError`` where
+    one is not the numbers torch keeps (a string, a bool or None read as a number, a
+    short tuple as a pair).  A missing key is ``check_group``'s error."""
+    out = dict(group)
+    for key, codec in t.entry.hyperparams.items():
+        if key not in group:
+            continue
+        value, scalar = group[key], isinstance(codec, Scalar)
+        items = [value] if scalar else list(value) if isinstance(value, (tuple, list)) else []
+        numbers = [_real(x) for x in items]
+        size = 1 if scalar else len(items) if type(codec) is Vector else 2
+        # Adafactor's eps is (eps1 or None, eps2)
+        none = [n == 0 and x is None and type(codec) is EpsPair for n, x in enumerate(items)]
+        bad = [r is None and not ok for r, ok in zip(numbers, none)]
+        if not items or len(items) != size or any(bad):
+            raise TypeError(
+                f"{SD}: param group {j} has {key}={value!r}; torch.optim."
+                f"{t.entry.torch_class} keeps {WANT[type(codec)]} there"
+            )
+        out[key] = numbers[0] if scalar else tuple(numbers)
+    return out
 
 
 def _current(t: Target, hs: HyperparamsState, name: str) -> Any:
@@ -178,6 +230,14 @@ def _buffers_in(
                 f"{SD}: torch's state of parameter {index[i]} has {unknown}, which torch.optim."
                 f"{t.entry.torch_class} does not keep (a state dict of another class?)"
             )
+        for key, value in s.items():  # L-BFGS keeps lists of tensors
+            kinds = {str(getattr(x, "dtype", type(x).__name__)) for x in _listed(value)}
+            if complex_kinds := sorted(k for k in kinds if "complex" in k):
+                raise ValueError(
+                    f"{SD}: torch's state of parameter {index[i]} has a complex {key} "
+                    f"({complex_kinds[0]}), but the params are real (copying it would drop "
+                    "its imaginary part)"
+                )
     for key, buf in t.entry.buffers.items():
         holders = [i for i, s in states.items() if key in s]
         node = find_node(inner, buf.state)
@@ -220,15 +280,32 @@ def _buffers_in(
     return inner
 
 
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def _setter(field: str, value: Any) -> Any:
     return lambda node: node._replace(**{field: value})
 
 
-def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
+def _step_of(value: Any, k: int) -> float:
+    """torch's ``step`` in the state of its parameter ``k``: a whole number of steps that
+    gradtx's int32 count holds (2.5 was read as 2, -1 as -1, 1e10 overflowed)."""
+    step = _real(value)
+    if step is None or not (step.is_integer() and 0 <= step <= _checks.INT32_MAX):
+        raise ValueError(
+            f"{SD}: torch's state of parameter {k} has step={value if step is None else step!r}, "
+            f"not a number of steps taken (a whole number in [0, {_checks.INT32_MAX}], "
+            "gradtx's int32 count)"
+        )
+    return step
+
+
+def _count(t: Target, states: dict[int, dict], step: int | None, index: list[int]) -> int:
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
         raise TypeError(f"{FROM}(step={step!r}): step must be an int or None")
-    if step is not None and step < 0:
-        raise ValueError(f"{FROM}(step={step}): step must be >= 0")
+    if step is not None and not 0 <= step <= _checks.INT32_MAX:
+        raise ValueError(f"{FROM}(step={step}): step must be in [0, {_checks.INT32_MAX}]")
     if not t.entry.step:
         if states and step == 0:
             raise ValueError(
@@ -266,7 +343,7 @@ def _count(t: Target, states: dict[int, dict], step: int | None) -> int:
             f"{SD}: a parameter's state has no 'step', which torch.optim."
             f"{t.entry.torch_class} keeps (a state dict of another class?)"
         )
-    counts = sorted({float(numpy_of(s["step"])) for s in states.values()})
+    counts = sorted({_step_of(s["step"], index[i]) for i, s in states.items()})
     if not counts and step:
         raise ValueError(
             f"{FROM}(step={step}): torch's state is empty, so no step was taken "
@@ -368,6 +445,7 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
     # torch's indices in increasing order are the leaves: 0..n-1 for a whole state dict,
     # any k indices for one group taken out of a larger one (a group of a partition)
     leaf = {i: n for n, i in enumerate(sorted(indices))}
+    groups = [_numbers(t, j, g) for j, g in enumerate(groups)]
     for j, g in enumerate(groups[1:], start=1):
         for key in [*t.entry.hyperparams, *t.entry.flags]:
             ours, theirs = plain(groups[0].get(key)), plain(g.get(key))
@@ -488,7 +566,7 @@ def from_torch_state_dict(
     check_arguments(FROM, t, {})
     state = optimizer.init(tree)
     hs = state if t.average is None else state.inner_state.inner_state
-    count = _count(t, states, step)
+    count = _count(t, states, step, index)
     hs = _set_hyperparams(t, hs._replace(count=jnp.asarray(count, jnp.int32)), group)
     inner = _buffers_in(t, hs, tree, states, index)
     if t.entry.hook is not None:

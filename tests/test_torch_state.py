@@ -15,6 +15,7 @@ import collections
 import copy
 import functools
 import pathlib
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -1182,3 +1183,77 @@ def test_a_frozen_parameter_in_one_of_differing_groups_continues(x64):
     for ours, theirs in zip(params, tensors):
         if ours is not None:
             np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("step", [2.5, -1.0, 1e10, float("nan"), float("inf")])
+def test_a_steps_count_torch_cannot_have_taken_is_refused(step):
+    # 2.5 was read as the count 2 (torch continues from 3.5), -1 as -1 (the next update
+    # NaN, where torch raises), and 1e10 overflowed gradtx's int32 count unnamed.
+    params, state_dict = _state_dict(torch.optim.Adam)
+    state_dict["state"][1]["step"] = torch.tensor(step)
+    with pytest.raises(
+        ValueError,
+        match=rf"^gradtx\.from_torch_state_dict\(state_dict=\.\.\.\): torch's state of "
+        rf"parameter 1 has step={step}, not a number of steps taken \(a whole number in "
+        r"\[0, 2147483647\]",
+    ):
+        gradtx.from_torch_state_dict(gradtx.adam(), params, state_dict)
+
+
+def test_a_step_argument_beyond_the_int32_count_is_refused():
+    params, state_dict = _state_dict(lambda ps: torch.optim.SGD(ps, lr=0.1))
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx\.from_torch_state_dict\(step=2147483648\): step must be in \[0, 2147",
+    ):
+        gradtx.from_torch_state_dict(gradtx.sgd(0.1), params, state_dict, step=2**31)
+
+
+@pytest.mark.parametrize(
+    ("make", "ours", "key"),
+    [
+        (torch.optim.Adam, gradtx.adam(), "exp_avg"),
+        (torch.optim.NAdam, gradtx.nadam(), "mu_product"),  # one number in every state
+    ],
+)
+def test_a_complex_state_tensor_for_real_params_is_refused(make, ours, key):
+    # its imaginary part was dropped silently (complex params are refused before this)
+    params, state_dict = _state_dict(make)
+    state_dict["state"][1][key] = state_dict["state"][1][key] + 1j
+    with pytest.raises(
+        ValueError,
+        match=rf"^gradtx\.from_torch_state_dict\(state_dict=\.\.\.\): torch's state of "
+        rf"parameter 1 has a complex {key} \(torch\.complex128\), but the params are real",
+    ):
+        gradtx.from_torch_state_dict(ours, params, state_dict)
+
+
+@pytest.mark.parametrize(
+    ("make", "ours", "key", "value", "want"),
+    [
+        (torch.optim.Adam, gradtx.adam(), "lr", "0.5", "a real number"),  # was read as 0.5
+        (torch.optim.Adam, gradtx.adam(), "lr", True, "a real number"),  # was read as 1.0
+        (torch.optim.Adam, gradtx.adam(), "lr", None, "a real number"),
+        (torch.optim.Adam, gradtx.adam(), "eps", 1e-8 + 0j, "a real number"),
+        (torch.optim.Adam, gradtx.adam(), "betas", (0.5,), "a pair of real numbers"),
+        (torch.optim.Adam, gradtx.adam(), "betas", "x", "a pair of real numbers"),
+        (torch.optim.Adam, gradtx.adam(), "betas", (0.9, "0.999"), "a pair of real numbers"),
+        (torch.optim.Adafactor, gradtx.adafactor(), "eps", (None,), "a pair (eps1 or None, eps2) of real numbers"),
+    ],
+)  # fmt: skip
+def test_a_param_group_value_of_the_wrong_kind_is_refused(make, ours, key, value, want):
+    params, state_dict = _state_dict(lambda ps: make([{"params": ps[:1]}, {"params": ps[1:]}]))
+    state_dict["param_groups"][1][key] = value
+    with pytest.raises(
+        TypeError,
+        match=rf"^gradtx\.from_torch_state_dict\(state_dict=\.\.\.\): param group 1 has "
+        rf"{key}={re.escape(repr(value))}; torch\.optim\.\w+ keeps {re.escape(want)} there",
+    ):
+        gradtx.from_torch_state_dict(ours, params, state_dict)
+
+
+def test_a_learning_rate_torch_keeps_as_a_one_element_tensor_continues():
+    # torch takes lr=torch.tensor([0.01]); its float() was a raw TypeError
+    params, state_dict = _state_dict(lambda ps: torch.optim.Adam(ps, lr=torch.tensor([0.01])))
+    state = gradtx.from_torch_state_dict(gradtx.adam(0.01), params, state_dict)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.01)
