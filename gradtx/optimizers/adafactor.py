@@ -169,7 +169,10 @@ def adafactor(
         ``β̂_t`` in float32 for a Python ``decay_rate``, here in the
         hyperparameters' precision; optax keeps the momentum in float32
         (``dtype_momentum``), here in the params' dtype (float32 for 16-bit
-        params) unless given.
+        params) unless given.  With ``decay_offset > 0`` optax's first step
+        takes ``0^(-decay_rate)`` and its params turn NaN for good; here
+        ``β̂_t`` is 0 until the count passes the offset and the steps stay
+        finite (``scale_by_factored_rms``).
       * Arguments of one library only keep their meaning under the other
         convention: ``weight_decay`` is always torch's ``θ(1 - ηλ)``,
         ``weight_decay_rate`` always optax's ``θ - λ'θ`` (not times η);

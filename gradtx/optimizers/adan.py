@@ -54,7 +54,11 @@ def adan(
     goes to ``mask_fn``).  The paper's Algorithm 1 writes its EMAs as
     ``(1 - β) m + β g`` (β = 1 - b here), shows no bias correction and applies
     the decay proximally, ``θ_t = (θ_{t-1} - η u_t) / (1 + λη)``; optax and
-    gradtx add ``λθ`` to the step.
+    gradtx add ``λθ`` to the step.  optax and gradtx also weight ``Δ_t`` in
+    ``n_t``, and ``v_t`` in ``u_t``, by ``1 - b2`` (0.08 by default), where the
+    paper's ``1 - β2`` is ``b2`` (0.92), as in the authors' code (sail-sg/Adan)
+    and ``pytorch_optimizer.Adan``; gradtx follows optax, so the steps differ
+    from theirs from the second on (optax PR #1715, open, calls this a bug).
 
     Args:
       learning_rate: η, a number or schedule.

@@ -45,9 +45,10 @@ def madgrad(
     ``learning_rate=0`` still moves the params by about ``eps^{2/3}``.  optax
     computes ``sqrt(k + 1)`` of the int32 count, which JAX evaluates in
     float32 even under x64 (λ_k then has float32 precision); here it is in
-    the hyperparameters' precision, so float64 runs agree with optax to
-    about 1e-8 relative.  The params given to ``init`` are the centre
-    ``x_0``: initialise with the real params.
+    the hyperparameters' precision: float64 runs match a float64 evaluation
+    of the update to 1e-13 and differ from optax by up to about 1e-5 relative
+    over 20 steps (1e-8 to 1e-6 in most probes).  The params given to
+    ``init`` are the centre ``x_0``: initialise with the real params.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -82,8 +82,14 @@ def schedule_free_adamw(
     → scale_by_learning_rate → schedule_free_averaging(learning_rate, b1,
     weight_lr_power)``.
 
-    Differences: equals ``optax.contrib.schedule_free_adamw``; the state keeps
-    z and the averaging weights as optax's does (``z`` in ``state_dtype``).
+    Differences: equals ``optax.contrib.schedule_free_adamw`` without
+    warm-up.  With ``warmup_steps``, optax's ``warmup_constant_schedule``
+    takes the int32 count in float32 even under x64 (1/3 of the way is
+    0.33333337), so under x64 optax's params are off the float64 values by
+    up to about 4e-6 relative (2e-5 for ``schedule_free_sgd``; 8- and
+    20-step probes); gradtx forms the warm-up in the hyperparameters'
+    precision and matches a float64 evaluation.  The state keeps z and the
+    averaging weights as optax's does (``z`` in ``state_dtype``).
     Its numbers are hyperparameters in state; changing ``b1`` between steps is
     exact here (the b1 that formed y is kept to recover x).  The output is
     computed as the difference ``y_{t+1} - y_t`` term by term, so a step that
@@ -150,8 +156,9 @@ def schedule_free_sgd(
     Chain: ``add_l2 → scale_by_learning_rate → schedule_free_averaging(learning_rate,
     b1, weight_lr_power)``.
 
-    Differences: as for ``schedule_free_adamw``; the decay is L2 (added to
-    the gradient), as optax's.
+    Differences: as for ``schedule_free_adamw``, including optax's float32
+    warm-up (up to about 2e-5 relative from optax under x64 with
+    ``warmup_steps``); the decay is L2 (added to the gradient), as optax's.
 
     Args:
       learning_rate: η after warm-up.

@@ -74,24 +74,62 @@ def test_join_with_a_member_that_continues_the_rate(x64):
     )  # fmt: skip
 
 
-def test_join_of_a_sequential_lr_member_one_step_ahead(x64):
-    """A SequentialLR member of a SequentialLR: torch's constructor steps the inner
-    schedulers once more (its ``last_epoch -= 1`` reaches the member, not the member's
-    schedulers), so the first member runs one step ahead of ``join``'s: the recipe of
-    docs/porting_from_pytorch.md gives it ``k + 1``."""
-    eta = 0.1
-    inner = S.join([S.constant_warmup(eta, 0.5, 3), S.exponential_decay(eta, 1, 0.9)], [3])
+ETA = 0.1
+# A SequentialLR's first member whose values torch keeps when the SequentialLR is itself
+# the first member of another: (torch's, gradtx's).
+INNER_FIRST = {
+    "LinearLR": (lambda o: L.LinearLR(o, 0.1, 1.0, 5), S.linear(ETA * 0.1, ETA, 5)),
+    "StepLR": (lambda o: L.StepLR(o, 2, 0.5), S.exponential_decay(ETA, 2, 0.5, staircase=True)),
+    "MultiStepLR": (
+        lambda o: L.MultiStepLR(o, [1, 3], 0.5),
+        S.piecewise_constant(ETA, {1: 0.5, 3: 0.5}),
+    ),
+    "ConstantLR": (lambda o: L.ConstantLR(o, 0.5, 3), S.constant_warmup(ETA, 0.5, 3)),
+}
+
+
+def _nested_sequential_lr(first):
+    """SequentialLR([SequentialLR([first, ExponentialLR, StepLR], [5, 9]), StepLR], [14])."""
 
     def make(o):
-        first = L.SequentialLR(
-            o, [L.ConstantLR(o, factor=0.5, total_iters=3), L.ExponentialLR(o, 0.9)], [3]
-        )
-        return L.SequentialLR(o, [first, L.StepLR(o, 5, 0.5)], milestones=[8])
+        inner = L.SequentialLR(o, [first(o), L.ExponentialLR(o, 0.9), L.StepLR(o, 3, 0.7)], [5, 9])
+        return L.SequentialLR(o, [inner, L.StepLR(o, 4, 0.5)], milestones=[14])
 
-    ref = torch_lrs(make, 300, eta)
-    second = S.exponential_decay(eta, 5, 0.5, staircase=True)
-    assert_close(ours_plain(S.join([lambda k: inner(k + 1), second], [8]), 300), ref)
-    assert np.max(np.abs(ours(S.join([inner, second], [8]), 300) - ref)) > 1e-3  # without it
+    return torch_lrs(make, 40, ETA)
+
+
+def _nested_join(first):
+    """The recipe of docs/porting_from_pytorch.md: the inner milestones, each minus 1."""
+    rest = [S.exponential_decay(ETA, 1, 0.9), S.exponential_decay(ETA, 3, 0.7, staircase=True)]
+    inner = S.join([first, *rest], [5 - 1, 9 - 1])
+    return S.join([inner, S.exponential_decay(ETA, 4, 0.5, staircase=True)], [14])
+
+
+@pytest.mark.parametrize("name", sorted(INNER_FIRST))
+def test_join_of_a_sequential_lr_member(x64, name):
+    """A SequentialLR first member of a SequentialLR: the outer constructor steps it once
+    more, which advances its count (its milestones arrive one step early) but not its
+    members'.  A LinearLR, StepLR, MultiStepLR or ConstantLR first member of it keeps
+    torch's values: ``join`` with each inner milestone minus 1 matches torch."""
+    torch_first, ours_first = INNER_FIRST[name]
+    ref = _nested_sequential_lr(torch_first)
+    assert_close(ours(_nested_join(ours_first), 40), ref)
+    # The early milestones matter: join with the milestones as written differs.
+    rest = [S.exponential_decay(ETA, 1, 0.9), S.exponential_decay(ETA, 3, 0.7, staircase=True)]
+    as_written = S.join(
+        [S.join([ours_first, *rest], [5, 9]), S.exponential_decay(ETA, 4, 0.5, staircase=True)],
+        [14],
+    )
+    assert np.max(np.abs(ours(as_written, 40) - ref) / ref) > 1e-3
+
+
+def test_join_of_a_sequential_lr_member_with_an_exponential_lr_first(x64):
+    """The same nesting with an ExponentialLR inner first member: its values run one step
+    ahead as well, so it also takes ``k + 1``."""
+    exp = S.exponential_decay(ETA, 1, 0.8)
+    ref = _nested_sequential_lr(lambda o: L.ExponentialLR(o, 0.8))
+    assert_close(ours_plain(_nested_join(lambda k: exp(k + 1)), 40), ref)
+    assert np.max(np.abs(ours(_nested_join(exp), 40) - ref) / ref) > 1e-3  # without the shift
 
 
 def test_join_of_plain_callables_is_plain(x64):
