@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jax.typing import DTypeLike
 
 from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
-from gradtx._factory import Specs
+from gradtx._factory import Specs, Unused
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE
+from gradtx.optimizers._aliases import same, traced
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.momentum import add_nesterov_momentum
@@ -16,7 +19,24 @@ from gradtx.transforms.rms import scale_by_rms
 _NADAM: Specs = {k: v for k, v in ADAM.items() if k not in ("amsgrad", "max_of")}
 
 
+TORCH_MOMENTUM_DECAY = 4e-3
+
+
+def _no_warming_under_optax(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """torch's ``momentum_decay`` under optax's rule (a constant b1) is refused, not ignored."""
+    if arguments["convention"] != "optax":
+        return arguments
+    given = arguments["momentum_decay"]
+    if not (same(given, TORCH_MOMENTUM_DECAY) or traced(given)):
+        raise ValueError(
+            f"{call}(momentum_decay={given!r}): torch's warming of b1; convention='optax' "
+            "keeps b1 constant, so it has no meaning there"
+        )
+    return {**arguments, "momentum_decay": Unused("convention='optax' keeps b1 constant")}
+
+
 @optimizer(
+    derive=_no_warming_under_optax,
     references="`torch.optim.NAdam` (momentum_decay, L2, decoupled, maximize); "
     '`optax.nadam`/`nadamw` (`convention="optax"`)',
     momentum_decay=NON_NEGATIVE,
@@ -28,7 +48,7 @@ def nadam(
     b2: float = 0.999,
     eps: float = 1e-8,
     *,
-    momentum_decay: float = 4e-3,
+    momentum_decay: float = TORCH_MOMENTUM_DECAY,
     weight_decay: ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     eps_root: float = 0.0,
@@ -63,7 +83,8 @@ def nadam(
         ``b1 / 2`` and nears ``b1`` only after tens of thousands of steps, so
         with the defaults the two rules' steps differ by tens of percent early
         on (40-48% of torch's step over the first four steps of a constant
-        gradient, 15% at the twelfth).  ``momentum_decay`` is then unused.
+        gradient, 15% at the twelfth).  ``momentum_decay`` is then refused
+        unless at its default (it has no meaning there).
       * Paper: Dozat's Alg. 2 schedule is the same ``0.96^{t/250}``; some
         transcriptions also multiply ``v̂`` by b2, which no implementation does.
       * Complex params: torch treats each as two real ones; here the second
@@ -93,8 +114,9 @@ def nadam(
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
+    warming = convention == "torch"  # optax's rule reads no momentum_decay (None here)
     numerator = add_nesterov_momentum(
-        b1, momentum_decay, warming=convention == "torch", dtype=mu_dtype
+        b1, momentum_decay if warming else 0.0, warming=warming, dtype=mu_dtype
     )
     return descent(
         numerator,

@@ -97,6 +97,11 @@ def test_descends_a_quadratic(make):
         (lambda: gradtx.adadelta(None), r"learning_rate must be a real number", TypeError),
         (lambda: gradtx.nadam(momentum_decay=-1.0), r"momentum_decay must be in", ValueError),
         (lambda: gradtx.nadam(b1=1.0), r"gradtx.nadam\(b1=1.0\)", ValueError),
+        (  # torch's warming of b1, which optax's rule does not have: refused, not ignored
+            lambda: gradtx.nadam(convention="optax", momentum_decay=0.3),
+            r"gradtx.nadam\(momentum_decay=0.3\): .* has no meaning there",
+            ValueError,
+        ),
         (lambda: gradtx.nadam(mask={"w": 1}), r"mask must be a pytree of Python bools", TypeError),
     ],
 )
