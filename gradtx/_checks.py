@@ -6,6 +6,7 @@ Every message names the public call and the argument or leaf, e.g.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Mapping
@@ -258,6 +259,18 @@ def check_step_number(call: str, name: str, given: Any, dtype: Any) -> None:
         )
 
 
+def check_takes_a_count(call: str, name: str, fn: Any) -> None:
+    """A plain callable hyperparameter must take one argument, the step count."""
+    try:
+        inspect.signature(fn).bind(0)
+    except TypeError:
+        raise TypeError(
+            f"{call}({name}=<function>): a schedule takes one argument, the step count"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): its call will say
+        pass
+
+
 def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
     """A plain callable hyperparameter's value at ``count``: one real number, as the
     hyperparameter is.  Its shape and dtype are known while tracing, so this holds
@@ -265,7 +278,7 @@ def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
     value = fn(count)
     try:
         arr = jnp.asarray(value)
-    except TypeError:
+    except (TypeError, ValueError):  # None is a ValueError
         arr = None
     if arr is None or not (
         jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)

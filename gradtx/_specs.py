@@ -65,6 +65,8 @@ class Hyper(NamedTuple):
             schedule=self.schedule,
             finite=self.finite,
         )
+        if callable(value) and not is_schedule(value):
+            _checks.check_takes_a_count(call, name, value)
         if self.integer and _checks.is_concrete_number(value) and not float(value).is_integer():
             raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
         if _checks.is_concrete_number(value):

@@ -106,6 +106,9 @@ BAD_LEARNING_RATES = [
 # (factory, kwargs, exception, argument named in the message)
 TABLE = [
     ("sgd", dict(momentum=-0.1), ValueError, "momentum"),
+    ("sgd", dict(learning_rate=lambda: 0.1), TypeError, "learning_rate"),  # no count taken
+    ("adopt", dict(clip_value_fn=None), TypeError, "clip_value_fn"),  # failed at update
+    ("nadam", dict(convention="optax", momentum_decay=0.3), ValueError, "momentum_decay"),
     ("sgd", dict(momentum=1.5), ValueError, "momentum"),
     ("sgd", dict(momentum="0.9"), TypeError, "momentum"),
     ("sgd", dict(nesterov=True), ValueError, "nesterov"),

@@ -281,6 +281,7 @@ def test_a_bound_array_is_never_a_buffer_of_the_state(factory, name, others):
         (lambda c: jnp.asarray([0.1, 0.2, 0.3]), ValueError, r"returned shape \(3,\); a hyper"),
         (lambda c: 0.1j, TypeError, "returned complex64, not a real number"),
         (lambda c: "0.1", TypeError, "returned str, not a real number"),
+        (lambda c: None, TypeError, "returned NoneType, not a real number"),
     ],
 )
 def test_a_plain_callable_must_return_one_real_number(fn, error, message):

@@ -15,6 +15,7 @@ from gradtx._base import (
     chain,
     float_dtype,
 )
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import (
     DECAY_RATE,
@@ -100,6 +101,11 @@ def adopt(
     """
     stages = [scale_by_lagged_rms(b2, eps)]
     if use_clipping:
+        if clip_value_fn is None:
+            raise TypeError(
+                f"{current_call('gradtx.adopt')}(clip_value_fn=None): use_clipping=True "
+                "needs the bound as a function of the step count (or use_clipping=False)"
+            )
         stages.append(clip(clip_value_fn))
     stages.append(add_momentum(b1, ema=True, nesterov=nesterov, dtype=mu_dtype))
     return chain(*stages, scale_by_learning_rate(learning_rate))

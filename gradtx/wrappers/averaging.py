@@ -37,6 +37,8 @@ class AverageParamsState(NamedTuple):
 def _no_decay_for_swa(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
     if arguments["method"] == "swa":
         return {**arguments, "decay": Unused("method='swa' (a running mean) keeps no decay")}
+    if arguments["decay"] is None:
+        raise TypeError(f"{call}(decay=None): method='ema' needs a decay in [0, 1]")
     return arguments
 
 

@@ -284,3 +284,9 @@ def test_setting_decay_on_a_running_mean_says_swa_has_none():
     state = gradtx.average_params(gradtx.sgd(0.1), method="swa").init({"w": jnp.zeros(2)})
     with pytest.raises(KeyError, match=r"does not keep it: method='swa' \(a running mean\) keeps"):
         gradtx.set_hyperparams(state, decay=0.9)
+
+
+def test_an_ema_without_a_decay_is_refused_at_construction():
+    with pytest.raises(TypeError, match=r"average_params\(decay=None\): method='ema' needs"):
+        gradtx.average_params(gradtx.sgd(0.1), decay=None)
+    gradtx.average_params(gradtx.sgd(0.1), method="swa", decay=None)  # swa keeps no decay
