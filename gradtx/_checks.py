@@ -417,20 +417,56 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
 
 
-def scalar_loss(call: str, value: Any) -> jax.Array:
-    """``value`` (a loss passed to ``update``) as an array, refused unless a scalar:
-    per-example losses would give per-element step sizes."""
+def scalar_loss(call: str, value: Any, what: str = "value") -> jax.Array:
+    """``value`` (a loss passed to ``update``, or ``what`` returned it) as an array,
+    refused unless a real scalar: per-example losses would give per-element steps."""
     try:
         value = jnp.asarray(value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(
-            f"{call}: value must be the scalar loss, a real number, got {type(value).__name__}"
+            f"{call}: {what} must be the scalar loss, a real number, got {type(value).__name__}"
         ) from None
     if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
-        raise TypeError(f"{call}: value must be the scalar loss, a real number, got {value.dtype}")
+        raise TypeError(f"{call}: {what} must be the scalar loss, a real number, got {value.dtype}")
     if value.shape != ():
-        raise ValueError(f"{call}: value must be the scalar loss, got shape {value.shape}")
+        raise ValueError(f"{call}: {what} must be the scalar loss, got shape {value.shape}")
     return value
+
+
+def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Refuse ``fn``, a loss of the params passed to ``update`` (``value_fn``, ``obj_fn``),
+    unless it is callable and returns a real scalar at ``args`` (its shape only is
+    traced: the function itself goes on unwrapped, so eager loops keep their cache)."""
+    if not callable(fn):
+        raise TypeError(f"{call}: {name} must be a function of the params, got {type(fn).__name__}")
+    out = jax.eval_shape(lambda *a: fn(*a, **kwargs), *args)  # data keywords: any type
+    dtype = getattr(out, "dtype", None)
+    if dtype is None or not (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ):
+        shown = type(out).__name__ if dtype is None else str(dtype)
+        raise TypeError(f"{call}: {name} must return the scalar loss, a real number, got {shown}")
+    if out.shape != ():
+        raise ValueError(f"{call}: {name} must return the scalar loss, got shape {out.shape}")
+
+
+def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
+    """``grads`` that ``name`` returned, refused unless a tree of the params' structure,
+    shapes and dtypes (a loss, or a gradient of other params, failed deep inside)."""
+    got, want = _tree.structure(grads), _tree.structure(params)
+    if got != want:
+        raise TypeError(
+            f"{call}: {name} must return the gradient, a tree like the params; got {got}"
+        )
+    for path, g, p in zip(
+        jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(grads), jax.tree.leaves(params)
+    ):
+        if jnp.shape(g) != jnp.shape(p) or jnp.result_type(g) != jnp.result_type(p):
+            raise TypeError(
+                f"{call}: {name} returned {jnp.result_type(g)}{list(jnp.shape(g))} at leaf "
+                f"{jax.tree_util.keystr(path[0])}, where the param is {jnp.result_type(p)}{list(jnp.shape(p))}"
+            )
+    return grads
 
 
 def check_real(call: str, tree: Any, why: str) -> None:

@@ -688,3 +688,37 @@ def test_set_hyperparams_takes_back_every_value_the_factory_stored(case, unknown
             except ValueError as err:
                 if "computed by the transform" not in str(err):
                     raise
+
+
+def _loss_of(p):
+    return jnp.sum(p["w"] ** 2)
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "error", "message"),
+    [
+        (lambda: gradtx.lbfgs(), dict(value=jnp.ones(2), value_fn=_loss_of), ValueError,
+         r"gradtx.lbfgs: value must be the scalar loss, got shape \(2,\)"),
+        (lambda: gradtx.lbfgs(), dict(value=1.0, value_fn=3), TypeError,
+         "gradtx.lbfgs: value_fn must be a function of the params, got int"),
+        (lambda: gradtx.lbfgs(line_search_fn="strong_wolfe", convention="optax"),
+         dict(value=1.0, value_fn=lambda p: p["w"]),
+         ValueError, r"value_fn must return the scalar loss, got shape \(3,\)"),
+        (lambda: gradtx.sophia(0.1), dict(obj_fn=lambda p: p["w"]), ValueError,
+         r"gradtx.sophia.update: obj_fn must return the scalar loss, got shape \(3,\)"),
+        (lambda: gradtx.sophia(0.1), dict(obj_fn=3), TypeError, "obj_fn must be a function"),
+        (lambda: gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True),
+         dict(grad_fn=lambda p, i: _loss_of(p)), TypeError,
+         r"sam\(opaque_mode=True\).update: grad_fn must return the gradient, a tree like"),
+        (lambda: gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True),
+         dict(grad_fn=lambda p, i: {"w": p["w"][:2]}), TypeError,
+         r"grad_fn returned float32\[2\] at leaf \['w'\], where the param is float32\[3\]"),
+        (lambda: gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True),
+         dict(grad_fn=3), TypeError, "grad_fn must be a function"),
+    ],
+)  # fmt: skip
+def test_update_time_functions_and_losses_are_checked_naming_the_call(make, extra, error, message):
+    # each failed deep inside JAX or inside the inner optimizer, naming neither
+    opt, p = make(), {"w": jnp.array([1.0, -2.0, 3.0])}
+    with pytest.raises(error, match=message):
+        opt.update({"w": jnp.ones(3)}, opt.init(p), p, **extra)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
 from gradtx.transforms.line_search import strong_wolfe
 from gradtx.transforms.zoom import UPDATE_KEYWORDS, parameter_names
@@ -259,6 +259,8 @@ def torch_lbfgs(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss), as torch's step needs its closure"
             )
+        value = _checks.scalar_loss(call, value)
+        _checks.loss_function(call, "value_fn", value_fn, params)
         leaves, treedef = jax.tree.flatten(params)
         leaves = [jnp.asarray(x) for x in leaves]
         grad_leaves = jax.tree.leaves(gradient(updates, extra))

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, OptState, apply_updates
 from gradtx._factory import current_call
 from gradtx._hyperparams import keep_hyperparams
@@ -91,11 +91,18 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
                 f"{call}(opaque_mode=True).update: needs the params and the gradient as a "
                 "function of them, update(grads, state, params, grad_fn=lambda p, i: ...)"
             )
+        if not callable(grad_fn):
+            raise TypeError(
+                f"{call}(opaque_mode=True).update: grad_fn must be a function (params, i) -> "
+                f"gradient, got {type(grad_fn).__name__}"
+            )
         adv_params, grads, adv_state = params, updates, state.adv_state
         for i in range(sync_period - 1):
             ascent, adv_state = adversary.update(grads, adv_state, adv_params)
             adv_params = apply_updates(adv_params, _negated(ascent))
-            grads = grad_fn(adv_params, i)
+            grads = _checks.gradient_like(
+                f"{call}(opaque_mode=True).update", "grad_fn", grad_fn(adv_params, i), adv_params
+            )
             if batch_axis_name is not None:
                 grads = jax.lax.pmean(grads, axis_name=batch_axis_name)
         if reset_state:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import (
     INTERNAL_EXTRAS,
     GradientTransformation,
@@ -91,6 +91,7 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
                 f"{call}.update: needs the params and the loss as a function of them, "
                 "update(grads, state, params, obj_fn=lambda p: loss(p, batch))"
             )
+        _checks.loss_function(f"{call}.update", "obj_fn", obj_fn, params)
         key, probe = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(probe, len(leaves))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradtx import _tree
+from gradtx import _checks, _tree
 from gradtx._base import GradientTransformation, Updates
 from gradtx._factory import current_call, factory
 from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
@@ -216,6 +216,8 @@ def scale_by_zoom_linesearch(
                 "(params -> loss): the search evaluates the loss along the updates"
             )
         data = data_keywords(value_fn, extra)
+        value = _checks.scalar_loss(f"{call}.update", value)
+        _checks.loss_function(f"{call}.update", "value_fn", value_fn, params, **data)
         grad = extra.get("grad")
         if grad is None:
             grad = jax.grad(value_fn)(params, **data)
