@@ -294,8 +294,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     The sum is taken in the promoted dtype and rounded once, which keeps
     bfloat16 params as accurate as the update allows.  An update must have its
     param's shape (nothing is broadcast), and a complex update is refused for
-    a real param, and an inexact one for an integer param (the cast back would
-    drop the imaginary part, or truncate).  A ``float0`` update (the gradient of
+    a real param, an inexact one for an integer param (the cast back would
+    drop the imaginary part, or truncate), and a bool one for any other param.  A ``float0`` update (the gradient of
     an int or bool leaf under ``jax.grad(..., allow_int=True)``, passed through
     ``masked`` or ``partition``) carries no value and leaves its param as it is.
     """
@@ -326,6 +326,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
                 )
             return p
         p, u = jnp.asarray(p), jnp.asarray(u)
+        if u.dtype == jnp.bool_:  # a mask handed over as a step: True would add 1
+            raise TypeError(
+                f"gradtx.apply_updates: updates leaf {jax.tree_util.keystr(path) or '(root)'} "
+                f"is bool, its param {p.dtype}: an update is a number"
+            )
         with jax.numpy_dtype_promotion("standard"):  # an explicit choice, also under strict mode
             dtype = jnp.promote_types(p.dtype, u.dtype)
         truncated = jnp.issubdtype(u.dtype, jnp.inexact) and not jnp.issubdtype(

@@ -66,6 +66,8 @@ def test_apply_updates_refuses_what_it_would_broadcast_or_cast_away():
         gradtx.apply_updates(p, {**ok, "n": jnp.asarray([0.6, -0.4])})
     with pytest.raises(TypeError, match=r"leaf \['r'\] is complex64, its param float32"):
         gradtx.apply_updates(p, {**ok, "r": jnp.ones(2, jnp.complex64)})
+    with pytest.raises(TypeError, match=r"leaf \['r'\] is bool, its param float32"):
+        gradtx.apply_updates(p, {**ok, "r": jnp.array([True, False])})  # was added as 1.0
     # integers onto integers are exact, as in optax: a wider or Python int is taken
     small = {"n": jnp.asarray([1, 2], jnp.int8), "k": jnp.asarray(3, jnp.int8)}
     out = gradtx.apply_updates(small, {"n": jnp.asarray([1, 1], jnp.int32), "k": 2})

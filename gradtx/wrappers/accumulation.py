@@ -157,8 +157,13 @@ def accumulate_gradients(
         checked.check(state, updates, params)
         _tree.check_same_structure(f"{call}.update", updates, state.grad_sum, "accumulator")
         leaves = jax.tree_util.tree_leaves_with_path(updates)
-        for (path, u), s in zip(leaves, jax.tree.leaves(state.grad_sum)):
-            if u.shape != s.shape:  # the sum would broadcast
+        like = jax.tree.leaves(state.grad_sum if params is None else params)
+        for (path, u), s in zip(leaves, like):
+            s = jnp.asarray(s)
+            # the sum would broadcast; a float of another width than the param's would
+            # come back in that width (bfloat16 updates for float32 params)
+            other = params is not None and u.dtype != s.dtype and _inexact(u) and _inexact(s)
+            if u.shape != s.shape or other:
                 raise ValueError(
                     f"{call}.update: updates leaf {jax.tree_util.keystr(path)} is "
                     f"{u.dtype.name}{list(u.shape)} but the param is {s.dtype.name}{list(s.shape)}"

@@ -297,3 +297,11 @@ def test_an_inner_no_gradtx_factory_made_gets_the_mean_in_the_gradients_dtype(ma
         u, state = opt.update({"w": jnp.full(3, 0.5, jnp.float16)}, state, params)
     assert seen and all(x.dtype == jnp.float16 for x in jax.tree.leaves(seen))
     assert u["w"].dtype == jnp.float16 and bool(jnp.all(jnp.isfinite(u["w"])))
+
+
+def test_gradients_of_another_float_width_than_the_params_are_refused():
+    # bfloat16 gradients for float32 params came back as bfloat16 updates; every other
+    # transform refuses them
+    opt, p = gradtx.accumulate_gradients(gradtx.adam(0.1), 2), {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match=r"updates leaf \['w'\] is bfloat16\[3\] but the param"):
+        opt.update({"w": jnp.ones(3, jnp.bfloat16)}, opt.init(p), p)
