@@ -161,8 +161,10 @@ def accumulate_gradients(
         for (path, u), s in zip(leaves, like):
             s = jnp.asarray(s)
             # the sum would broadcast; a float of another width than the param's would
-            # come back in that width (bfloat16 updates for float32 params)
-            other = params is not None and u.dtype != s.dtype and _inexact(u) and _inexact(s)
+            # come back in that width (bfloat16 updates for float32 params), where the
+            # gradtx inner itself refuses such gradients (an optax inner's rules stand)
+            ours = params is not None and made_by(inner) is not None
+            other = ours and u.dtype != s.dtype and _inexact(u) and _inexact(s)
             if u.shape != s.shape or other:
                 raise ValueError(
                     f"{call}.update: updates leaf {jax.tree_util.keystr(path)} is "
