@@ -174,6 +174,8 @@ def transform(
     for name, fn in (("init", init), ("update", update)):
         if not callable(fn):
             raise TypeError(f"gradtx.transform({name}={fn!r}): {name} must be a function")
+    if not isinstance(gradient_map, bool):
+        raise TypeError(f"gradtx.transform(gradient_map={gradient_map!r}): must be a bool")
     kind = GradientMap if gradient_map else GradientTransformation
     takes_extra = any(
         p.kind is inspect.Parameter.VAR_KEYWORD

@@ -504,6 +504,14 @@ def factory(
       ['b1', 'b2', 'eps', 'learning_rate']
     """
 
+    not_specs = {k: v for k, v in specs.items() if not isinstance(v, (Hyper, Option))}
+    if not_specs:
+        name, value = next(iter(not_specs.items()))
+        raise TypeError(
+            f"gradtx.factory({name}={value!r}): a spec is Hyper(...) or an Option "
+            "(Flag(), Choice(...), ...), not a default value; defaults go in the signature"
+        )
+
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         signature = inspect.signature(fn)
         unspecified = sorted(set(signature.parameters) - set(specs))

@@ -350,3 +350,11 @@ def test_the_arguments_typed_scalar_or_schedule_are_those_that_take_a_schedule()
                 if typed != bool(spec.schedule):
                     differ.append(f"{call}({name})")
     assert not differ, f"annotation and spec disagree on taking a schedule: {differ}"
+
+
+def test_a_default_given_as_a_spec_and_a_non_bool_gradient_map_are_refused():
+    # each was accepted, then failed at the call: 'int' object has no attribute 'check'
+    with pytest.raises(TypeError, match=r"gradtx.factory\(learning_rate=3\): a spec is Hyper"):
+        gradtx.factory(learning_rate=3)
+    with pytest.raises(TypeError, match=r"gradtx.transform\(gradient_map=1\): must be a bool"):
+        gradtx.transform(lambda p: (), lambda u, s, p=None: (u, s), gradient_map=1)

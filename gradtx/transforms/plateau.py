@@ -158,6 +158,12 @@ def reduce_on_plateau(
 
     def update(updates, state, params=None, **extra):
         value = extra.get("value")
+        misnamed = [k for k in ("loss", "metric") if k in extra]
+        if value is None and misnamed:  # torch's scheduler.step(metric): an easy slip
+            raise TypeError(
+                f"{call}.update: the metric goes in value= (got {misnamed[0]}=), "
+                "update(grads, state, params, value=metric)"
+            )
         if value is not None:
             state = report(state, _checks.scalar_loss(f"{call}.update", value))
         return scaled(updates, state.scale), state

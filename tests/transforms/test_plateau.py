@@ -136,6 +136,8 @@ def test_errors():
     for bad in ("x", 1j, None.__class__):
         with pytest.raises(TypeError, match=r"reduce_on_plateau\.update: value must be the scalar"):
             tx.update(p, state, p, value=bad)
+    with pytest.raises(TypeError, match=r"the metric goes in value= \(got loss=\)"):
+        tx.update(p, state, p, loss=1.0)  # was ignored: no report, no reduction
     with pytest.raises(ValueError, match=r"reduce_on_plateau\(factor=1\.0\)"):
         gradtx.reduce_on_plateau(factor=1.0)
     with pytest.raises(ValueError, match=r"mode='best'"):
