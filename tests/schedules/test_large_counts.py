@@ -279,3 +279,10 @@ def test_grad_wrt_a_join_boundary(x64, b):
         np.testing.assert_allclose(float(f(x)), ref_value, rtol=1e-12)
         np.testing.assert_allclose(g, ref_grad, rtol=1e-9)
         np.testing.assert_allclose(g, _fd(f, x), rtol=1e-5)
+
+
+def test_a_python_int_field_beyond_int32_is_a_float():
+    # each raised a raw OverflowError at the first call (the int went to JAX as int32)
+    np.testing.assert_allclose(S.constant(2**31)(0), 2.0**31, rtol=1e-7)
+    np.testing.assert_allclose(S.sgdr(0.1, first_period=2**40)(3), 0.1, rtol=1e-6)
+    np.testing.assert_allclose(S.sgdr(0.1, first_period=2**40)(3), S.sgdr(0.1, 2.0**40)(3))
