@@ -104,7 +104,11 @@ def lookahead(
 
     Build the inner optimizer as usual (``gradtx.adam(1e-3)``, or any optax
     transform): its hyperparameters and step count stay in its own state, so
-    ``get_hyperparams`` shows them next to ``slow_step_size``.
+    ``get_hyperparams`` shows them next to ``slow_step_size``.  Like every
+    named optimizer it takes its input as the gradient: placed in a chain
+    after a member that is not a gradient map, its inner's statistics see
+    that member's output, not the chain's gradient (``average_params`` and
+    ``lazy``, which wrap an optimizer from outside, pass the gradient on).
 
     Chain: ``inner``, with every ``sync_period``-th update replaced by the
     move to the interpolated slow weights.
