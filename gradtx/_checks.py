@@ -417,6 +417,16 @@ def check_tree(call: str, tree: Any, what: str) -> Any:
     return jax.tree_util.tree_map_with_path(_leaf(call, what), tree)
 
 
+def no_more_positional(call: str, more: tuple) -> None:
+    """``update`` takes three positional arguments; the rest are keywords (a loss passed
+    fourth was a TypeError naming an inner function)."""
+    if more:
+        raise TypeError(
+            f"{call}.update: takes (updates, state, params) and keywords, got "
+            f"{3 + len(more)} positional arguments (a loss goes in value=)"
+        )
+
+
 def scalar_loss(call: str, value: Any, what: str = "value") -> jax.Array:
     """``value`` (a loss passed to ``update``, or ``what`` returned it) as an array,
     refused unless a real scalar: per-example losses would give per-element steps."""

@@ -354,7 +354,8 @@ def hyperparameterized(
             _remember_maker(state, call, declared)
         return state
 
-    def update(updates, state, params=None, **extra):
+    def update(updates, state, params=None, *more, **extra):
+        _checks.no_more_positional(call, more)
         updates, params = _checks.check_updates(
             call, updates, params, example_axis=example_axis, widened=_BUILD.get() is not None
         )
@@ -406,7 +407,7 @@ def hyperparameterized(
     return kind(init, update)
 
 
-def _owning_gradient(tx: Any) -> Any:
+def _owning_gradient(tx: Any, call: str) -> Any:
     """``tx`` with its input as the gradient its statistics estimate from.
 
     An enclosing ``chain`` passes ``grads`` frozen before its first member that
@@ -415,7 +416,8 @@ def _owning_gradient(tx: Any) -> Any:
     momentum would see the clipped gradient and its second moment the raw one.
     """
 
-    def update(updates, state, params=None, **extra):
+    def update(updates, state, params=None, *more, **extra):
+        _checks.no_more_positional(call, more)
         extra.pop("grads", None)
         return tx.update(updates, state, params, **extra)
 
@@ -541,7 +543,7 @@ def factory(
                         arguments[k] = with_extra_args(arguments[k], call)
                 outer.counted |= counted
                 inner = fn(**arguments)  # type: ignore[call-arg]
-                return _owning_gradient(inner) if own_gradient else inner
+                return _owning_gradient(inner, call) if own_gradient else inner
             for k, spec in specs.items():
                 arguments[k] = spec.check(call, k, arguments[k])
             if derive is not None:
@@ -569,7 +571,7 @@ def factory(
             # cannot leak to another transform; the state stays numbers only.
             record = FactoryCall(call, make, types.MappingProxyType(arguments))
             setattr(tx.init, "gradtx_factory_call", record)  # noqa: B010
-            return _owning_gradient(tx) if own_gradient else tx
+            return _owning_gradient(tx, call) if own_gradient else tx
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         DECLARED.append((call, kept))

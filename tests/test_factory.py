@@ -358,3 +358,10 @@ def test_a_default_given_as_a_spec_and_a_non_bool_gradient_map_are_refused():
         gradtx.factory(learning_rate=3)
     with pytest.raises(TypeError, match=r"gradtx.transform\(gradient_map=1\): must be a bool"):
         gradtx.transform(lambda p: (), lambda u, s, p=None: (u, s), gradient_map=1)
+
+
+@pytest.mark.parametrize("make", [lambda: gradtx.adam(0.1), lambda: gradtx.scale_by_rms()])
+def test_a_fourth_positional_argument_of_update_names_the_call(make):
+    opt, p = make(), {"w": jnp.ones(2)}
+    with pytest.raises(TypeError, match=r"\.update: takes \(updates, state, params\) and keywords"):
+        opt.update(p, opt.init(p), p, 1.0)  # named an inner function before
