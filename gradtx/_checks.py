@@ -62,6 +62,8 @@ def check_hyperparam(
             _check_schedule_range(call, name, value, bounds)
         return
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        if np.dtype(getattr(value, "dtype", float)).itemsize > 8 and jnp.isrealobj(value):
+            raise TypeError(f"{call}({name}=...): {name} must be at most float64, got longdouble")
         dtype = jnp.result_type(value)
         if jnp.ndim(value) != 0 or not (
             jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)

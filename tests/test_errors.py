@@ -107,6 +107,9 @@ BAD_LEARNING_RATES = [
 TABLE = [
     ("sgd", dict(momentum=-0.1), ValueError, "momentum"),
     ("sgd", dict(learning_rate=lambda: 0.1), TypeError, "learning_rate"),  # no count taken
+    ("sgd", dict(learning_rate=np.longdouble(0.1)), TypeError, "learning_rate"),  # no JAX dtype
+    ("muon", dict(beta=jnp.asarray(1j)), TypeError, "beta"),  # raw float() errors before
+    ("adafactor", dict(decay_rate=jnp.asarray(1j)), TypeError, "decay_rate"),
     ("adopt", dict(clip_value_fn=None), TypeError, "clip_value_fn"),  # failed at update
     ("nadam", dict(convention="optax", momentum_decay=0.3), ValueError, "momentum_decay"),
     ("sgd", dict(momentum=1.5), ValueError, "momentum"),

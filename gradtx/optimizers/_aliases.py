@@ -58,6 +58,8 @@ def same(value: Any, default: Any) -> bool:
     if not (concrete or isinstance(value, (int, float, np.generic))):
         return False  # traced arrays and other kinds count as given
     number = np.asarray(value)
+    if np.issubdtype(number.dtype, np.complexfloating):
+        return False  # given; the spec's check refuses it
     if not np.issubdtype(number.dtype, np.floating):
         return float(value) == float(default)  # an int is exact: 0 is not 0.95
     # a float in its own precision: float32(0.8) is the default 0.8
