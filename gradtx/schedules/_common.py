@@ -100,6 +100,20 @@ def as_float(value: Any) -> jax.Array:
     return jnp.asarray(value).astype(float_dtype())
 
 
+def count_array(count: Any) -> jax.Array:
+    """The step count as an array; a Python int beyond JAX's default int (int32 unless
+    x64) is refused by name (a raw OverflowError before; the step counters saturate at
+    its maximum, so only a direct call can pass one)."""
+    if isinstance(count, int) and not isinstance(count, bool):
+        top = np.iinfo(jax.dtypes.canonicalize_dtype(np.int64)).max
+        if not -top - 1 <= count <= top:
+            raise ValueError(
+                f"gradtx.schedules: count {count} is beyond {top}, the largest step count "
+                "of JAX's default int (jax_enable_x64 gives int64 counts)"
+            )
+    return jnp.asarray(count)
+
+
 def as_count(count: Any) -> jax.Array:
     """The 0-based step count (int32, or a float under ``jax.grad``) as a float.
 
@@ -108,12 +122,12 @@ def as_count(count: Any) -> jax.Array:
     an integer count as an integer.  What a float count feeds must be smooth in
     it (a ramp or a decay), where rounding the count is rounding the value.
     """
-    return jnp.asarray(count).astype(float_dtype())
+    return count_array(count).astype(float_dtype())
 
 
 def is_integer(count: Any) -> bool:
     """Whether the count has an integer dtype (the optimizer's step counter)."""
-    return bool(jnp.issubdtype(jnp.asarray(count).dtype, jnp.integer))
+    return bool(jnp.issubdtype(count_array(count).dtype, jnp.integer))
 
 
 def ceil_to(value: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
@@ -154,7 +168,7 @@ def count_ge(count: Any, boundary: Any) -> jax.Array:
     For an integer count this is ``count >= ceil(boundary)`` in the count's own
     integer dtype; a float count (under ``jax.grad``) is compared as a float.
     """
-    count = jnp.asarray(count)
+    count = count_array(count)
     if not is_integer(count):
         return count.astype(float_dtype()) >= as_float(boundary)
     up, above = ceil_to(boundary, count.dtype)
@@ -164,7 +178,7 @@ def count_ge(count: Any, boundary: Any) -> jax.Array:
 def count_shift(count: Any, start: Any) -> jax.Array:
     """``max(count − ceil(start), 0)`` for an integer count, in its integer dtype:
     the steps since ``start`` (``start >= 0``), exact at every count."""
-    count = jnp.asarray(count)
+    count = count_array(count)
     up, above = ceil_to(start, count.dtype)
     since = jnp.maximum(count - jnp.maximum(up, 0), 0)
     return jnp.where(above, jnp.zeros_like(since), since)
@@ -201,7 +215,7 @@ def count_periods(count: Any, period: jax.Array) -> tuple[jax.Array, jax.Array]:
     rounding, and more for a fractional period.  ``d r/d period = −q`` either way.
     """
     q, r = periods(as_count(count), period)
-    count = jnp.asarray(count)
+    count = count_array(count)
     if not is_integer(count):
         return q, r
     up, above = ceil_to(period, count.dtype)

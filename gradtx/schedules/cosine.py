@@ -14,6 +14,7 @@ from gradtx.schedules._common import (
     ceil_to,
     check_number,
     check_steps,
+    count_array,
     count_ge,
     count_periods,
     count_shift,
@@ -245,7 +246,7 @@ def _counted_restart(count, period0, m):
     integer = is_integer(count)
     exact = jnp.zeros((), bool)
     if integer:
-        count = jnp.asarray(count)
+        count = count_array(count)
         p0_int, p0_above = ceil_to(period0, count.dtype)
         m_int, _ = ceil_to(m, count.dtype)  # an m beyond the dtype: no second restart
         exact = whole(period0) & whole(m) & ~p0_above & (p0_int >= 1) & (m_int >= 1)
@@ -254,7 +255,7 @@ def _counted_restart(count, period0, m):
         limit = jnp.floor_divide(periods0 - 1, jnp.where(exact, m_int, jnp.ones_like(m_int)))
 
     zero = jnp.zeros_like(t * period0 * m)
-    zero_int = jnp.zeros(zero.shape, jnp.asarray(count).dtype) if integer else zero
+    zero_int = jnp.zeros(zero.shape, count_array(count).dtype) if integer else zero
     whole_counts = (exact, limit, m_int) if integer else None
     (g, power, g_int), _ = jax.lax.fori_loop(
         0, _MAX_RESTARTS, _next_restart, ((zero, zero + 1, zero_int), (t, period0, m, whole_counts))

@@ -20,6 +20,7 @@ from gradtx.schedules._common import (
     check_number,
     check_rate,
     check_steps,
+    count_array,
     count_ge,
     count_periods,
     count_shift,
@@ -67,7 +68,7 @@ class PiecewiseConstant(Schedule):
 
     def __call__(self, count):
         # Compared as integers (count >= ceil(boundary)): exact at every count.
-        reached = count_ge(jnp.asarray(count)[..., None], self.boundaries)
+        reached = count_ge(count_array(count)[..., None], self.boundaries)
         factors = jnp.where(reached, as_float(self.scales), 1.0)
         return as_float(self.init_value) * jnp.prod(factors, axis=-1)
 

@@ -286,3 +286,17 @@ def test_a_python_int_field_beyond_int32_is_a_float():
     np.testing.assert_allclose(S.constant(2**31)(0), 2.0**31, rtol=1e-7)
     np.testing.assert_allclose(S.sgdr(0.1, first_period=2**40)(3), 0.1, rtol=1e-6)
     np.testing.assert_allclose(S.sgdr(0.1, first_period=2**40)(3), S.sgdr(0.1, 2.0**40)(3))
+
+
+@pytest.mark.parametrize("name", ["cosine_decay", "piecewise_constant", "sgdr", "cyclical"])
+def test_a_python_count_beyond_the_default_int_names_the_problem(name):
+    # a direct call (plotting a schedule) with 2**31 raised a raw OverflowError
+    schedule = {
+        "cosine_decay": lambda: S.cosine_decay(0.1, 1000),
+        "piecewise_constant": lambda: S.piecewise_constant(0.1, {10: 0.5}),
+        "sgdr": lambda: S.sgdr(0.1, 100),
+        "cyclical": lambda: S.cyclical(0.01, 0.1, 10),
+    }[name]()
+    with pytest.raises(ValueError, match=r"count 2147483648 is beyond 2147483647"):
+        schedule(2**31)
+    assert np.isfinite(schedule(2**31 - 1))
