@@ -296,8 +296,8 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
         if not isinstance(value, numbers.Integral):
             raise
         raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
-    if isinstance(value, numbers.Real) and not isinstance(value, float):
-        return float(value)  # an int (2**31 overflowed int32), a Fraction
+    if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
+        return float(value)  # a Fraction: JAX takes floats
     return value
 
 
