@@ -12,6 +12,7 @@ import numbers
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -91,8 +92,10 @@ class Hyper(NamedTuple):
             return value
         if isinstance(value, jax.Array):
             # an int or 16-bit array must not set the dtype the step computes in (an int
-            # max_norm made an int norm; a bfloat16 b1 rounded Nesterov's products)
-            return _tree.as_float(value)
+            # max_norm made an int norm; a bfloat16 b1 rounded Nesterov's products); a
+            # float32 or float64 one stays as given (derive compares it in its precision)
+            narrow = not jnp.issubdtype(value.dtype, jnp.floating) or value.dtype.itemsize < 4
+            return _tree.as_float(value) if narrow else value
         if isinstance(value, numbers.Real) and not isinstance(value, (float, np.floating)):
             return float(value)  # an int (2**31 overflows int32), a Fraction
         return value

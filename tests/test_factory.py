@@ -196,7 +196,6 @@ def _steps(opt, n=3):
         (lambda v: gradtx.nadam(0.1, b1=v), jnp.asarray(0.9, jnp.bfloat16)),
         (lambda v: gradtx.add_nesterov_momentum(v), jnp.asarray(0.9, jnp.bfloat16)),
         (lambda v: gradtx.adafactor(0.1, decay_rate=v), jnp.asarray(1)),  # int ** -1
-        (lambda v: gradtx.adafactor(0.1, decay_rate=v), jnp.asarray(0.8, jnp.bfloat16)),
     ],
 )
 def test_an_int_or_16_bit_array_hyperparameter_computes_as_its_value(make, array):
@@ -204,6 +203,17 @@ def test_an_int_or_16_bit_array_hyperparameter_computes_as_its_value(make, array
     its int or 16-bit dtype must not become the dtype the step computes in."""
     exact = float(np.asarray(array, np.float64))  # the value the array holds
     np.testing.assert_allclose(_steps(make(array)), _steps(make(exact)), rtol=1e-6)
+
+
+def test_a_float32_array_of_a_default_is_still_the_default_under_x64(x64):
+    """Only int and 16-bit arrays are widened: a float32 array holding a default (as
+    optax.inject_hyperparams passes every number) must not read as a value given."""
+    f32 = jnp.float32
+    optax.inject_hyperparams(gradtx.nadam, hyperparam_dtype=f32)(1e-3, convention="optax")
+    gradtx.lbfgs(convention="optax", tolerance_grad=jnp.asarray(1e-7, f32))
+    optax.inject_hyperparams(gradtx.muon, static_args=("ns_steps",), hyperparam_dtype=f32)(
+        0.02, convention="torch"
+    )
 
 
 def test_a_python_int_beyond_int32_is_taken_as_a_float():
