@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gradtx import _tree
@@ -174,7 +175,7 @@ def transform(
     for name, fn in (("init", init), ("update", update)):
         if not callable(fn):
             raise TypeError(f"gradtx.transform({name}={fn!r}): {name} must be a function")
-    if not isinstance(gradient_map, bool):
+    if not isinstance(gradient_map, (bool, np.bool_)):
         raise TypeError(f"gradtx.transform(gradient_map={gradient_map!r}): must be a bool")
     kind = GradientMap if gradient_map else GradientTransformation
     takes_extra = any(

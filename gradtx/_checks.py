@@ -463,8 +463,10 @@ def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> N
 
 
 def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
-    """``grads`` that ``name`` returned, refused unless a tree of the params' structure,
-    shapes and dtypes (a loss, or a gradient of other params, failed deep inside)."""
+    """``grads`` that ``name`` returned, refused unless a tree of the params' structure
+    and shapes, each leaf inexact and complex where its param is (a loss, or a gradient
+    of other params, failed deep inside; a wider float, as a mixed-precision loss
+    gives, is taken)."""
     got, want = _tree.structure(grads), _tree.structure(params)
     if got != want:
         raise TypeError(
@@ -473,7 +475,12 @@ def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
     for path, g, p in zip(
         jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(grads), jax.tree.leaves(params)
     ):
-        if jnp.shape(g) != jnp.shape(p) or jnp.result_type(g) != jnp.result_type(p):
+        kind, want_kind = jnp.result_type(g), jnp.result_type(p)
+        inexact = jnp.issubdtype(kind, jnp.inexact)
+        same_kind = jnp.issubdtype(kind, jnp.complexfloating) == jnp.issubdtype(
+            want_kind, jnp.complexfloating
+        )
+        if jnp.shape(g) != jnp.shape(p) or not (inexact and same_kind):
             raise TypeError(
                 f"{call}: {name} returned {jnp.result_type(g)}{list(jnp.shape(g))} at leaf "
                 f"{jax.tree_util.keystr(path[0])}, where the param is {jnp.result_type(p)}{list(jnp.shape(p))}"

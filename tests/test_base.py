@@ -193,3 +193,28 @@ def test_a_chain_ending_in_momentum_returns_no_state_buffer_as_the_updates():
         assert updates["w"] is not state[1].trace["w"]
         p = apply(p, updates)
     np.testing.assert_allclose(state[1].trace["w"], [0.95, 0.95, 0.95], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.partition(
+            {"x": optax.trace(0.9), "y": optax.trace(0.5)}, {"a": "x", "b": "y"}
+        ),
+        lambda: gradtx.masked(optax.trace(0.9), {"a": True, "b": False}),
+        lambda: gradtx.track_norms(optax.trace(0.9)),
+        lambda: gradtx.apply_if_finite(optax.trace(0.9), 3),
+    ],
+    ids=["partition", "masked", "track_norms", "apply_if_finite"],
+)
+def test_a_wrapper_of_a_member_returning_its_state_copies_it(make):
+    # eagerly, optax.trace returns its new buffer as the updates; the wrapper's state
+    # must not hold that buffer, or donating the updates deletes it
+    opt, p = make(), {"a": jnp.ones(3), "b": jnp.ones(2)}
+    state = opt.init(p)
+    apply = jax.jit(gradtx.apply_updates, donate_argnums=(1,))
+    for _ in range(2):
+        updates, state = opt.update({"a": jnp.ones(3), "b": jnp.ones(2)}, state, p)
+        held = {id(x) for x in jax.tree.leaves(updates)}
+        assert not [x for x in jax.tree.leaves(state) if id(x) in held]
+        p = apply(p, updates)

@@ -725,3 +725,12 @@ def test_update_time_functions_and_losses_are_checked_naming_the_call(make, extr
     opt, p = make(), {"w": jnp.array([1.0, -2.0, 3.0])}
     with pytest.raises(error, match=message):
         opt.update({"w": jnp.ones(3)}, opt.init(p), p, **extra)
+
+
+def test_sams_grad_fn_may_return_a_wider_float_than_bfloat16_params():
+    # a mixed-precision loss gives float32 gradients; the inner optimizer takes them
+    p = {"w": jnp.ones(3, jnp.bfloat16)}
+    opt = gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True, sync_period=2)
+    widened = lambda q, i: jax.tree.map(lambda x: x.astype(jnp.float32), q)  # noqa: E731
+    u, _ = opt.update(p, opt.init(p), p, grad_fn=widened)
+    assert u["w"].dtype == jnp.bfloat16

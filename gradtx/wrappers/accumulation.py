@@ -190,7 +190,7 @@ def accumulate_gradients(
         out, grad_sum, inner_state = jax.lax.cond(micro_step == every_k, step, wait, *operands)
         micro_step = jnp.where(micro_step == every_k, 0, micro_step).astype(jnp.int32)
         new_state = AccumulateGradientsState(micro_step, grad_sum, inner_state)
-        return out, _tree.settled(new_state, params)
+        return out, _tree.settled(new_state, (params, out))
 
     return kind_of(inner)(init, update)  # a wrapped gradient map is still one
 

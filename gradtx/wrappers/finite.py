@@ -120,6 +120,6 @@ def apply_if_finite(
             lambda new, old: jnp.where(accept, new, old), inner_state, state.inner_state
         )
         new_state = ApplyIfFiniteState(notfinite_count, finite, total, inner_state)
-        return out, _tree.settled(new_state, params)
+        return out, _tree.settled(new_state, (params, out))
 
     return kind_of(inner)(init, update)  # a wrapped gradient map is still one

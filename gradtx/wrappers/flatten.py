@@ -270,6 +270,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
                 flat_params,
                 **extras_for(inner, extra),
             )
-        return _unpack(flat, layout), _tree.settled(FlattenState(inner_state), params)
+        out = _unpack(flat, layout)
+        return out, _tree.settled(FlattenState(inner_state), (params, out))
 
     return kind_of(tx)(init, update)

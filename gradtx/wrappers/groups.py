@@ -145,7 +145,8 @@ def masked(
             None if params is None else hide(params, keep),
             **extras_for(inner, _hidden_extra(extra, keep, params)),
         )
-        return fill(out, updates, keep), _tree.settled(MaskedState(inner_state), params)
+        out = fill(out, updates, keep)
+        return out, _tree.settled(MaskedState(inner_state), (params, out))
 
     return kind_of(inner)(init, update)
 
@@ -237,8 +238,7 @@ def partition(
             for i, (o, kept) in enumerate(zip(unhide(out, updates), keep)):
                 if kept:
                     merged[i] = o
-        return jax.tree.unflatten(jax.tree.structure(updates), merged), _tree.settled(
-            new_state, params
-        )
+        out = jax.tree.unflatten(jax.tree.structure(updates), merged)
+        return out, _tree.settled(new_state, (params, out))
 
     return kind_of(*txs.values())(init, update)

@@ -94,7 +94,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
         new_state = TrackNormsState(
             grad_norm, global_norm(out, dtype), global_norm(params, dtype), inner_state
         )
-        return out, _tree.settled(new_state, params)
+        return out, _tree.settled(new_state, (params, out))
 
     return (GradientMap if inner is None else kind_of(inner))(init, update)
 
