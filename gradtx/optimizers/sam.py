@@ -124,7 +124,7 @@ def sam(
     sync_period: int = 2,
     reset_state: bool = True,
     opaque_mode: bool = False,
-    batch_axis_name: str | None = None,
+    batch_axis_name: str | tuple[str, ...] | None = None,
 ) -> GradientTransformation:
     """SAM (Foret et al.) around any outer and adversarial optimizer, as ``optax.contrib.sam``.
 
@@ -172,8 +172,10 @@ def sam(
       sync_period: steps per cycle k ≥ 1 (static): k - 1 adversarial, 1 outer.
       reset_state: re-initialise the adversarial statistics after each cycle.
       opaque_mode: run a whole cycle per call, with ``grad_fn``.
-      batch_axis_name: in opaque mode under ``pmap``/``shard_map``, average the
-        adversarial gradients over this axis (``jax.lax.pmean``).
+      batch_axis_name: in opaque mode under ``pmap``/``shard_map`` (or a named
+        ``vmap``), average the adversarial gradients over this axis, or these axes
+        for a tuple (``jax.lax.pmean``); refused in transparent mode, whose
+        gradients come in already averaged (optax ignores it there).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -190,9 +192,16 @@ def sam(
       Efficiently Improving Generalization", ICLR 2021 (arXiv:2010.01412).
     """
     call = current_call("gradtx.sam")
-    if batch_axis_name is not None and not isinstance(batch_axis_name, str):
+    names = batch_axis_name if isinstance(batch_axis_name, tuple) else (batch_axis_name,)
+    if batch_axis_name is not None and not (names and all(isinstance(n, str) for n in names)):
         raise TypeError(
-            f"{call}(batch_axis_name={batch_axis_name!r}): batch_axis_name must be a str or None"
+            f"{call}(batch_axis_name={batch_axis_name!r}): batch_axis_name must be an axis "
+            "name, a tuple of them (a mesh of several data axes) or None"
+        )
+    if batch_axis_name is not None and not opaque_mode:
+        raise ValueError(
+            f"{call}(batch_axis_name={batch_axis_name!r}): used in opaque mode only (the "
+            "transparent mode takes gradients already averaged); pass opaque_mode=True"
         )
     if opaque_mode:
         return _opaque(optimizer, adv_optimizer, sync_period, reset_state, batch_axis_name, call)

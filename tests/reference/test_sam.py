@@ -6,6 +6,8 @@ holds (the adversarial point during adversarial steps); in opaque mode both get
 step of ``rho`` (gradtx: ``scale(-rho)``; optax: ``sgd(rho)``).
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.contrib
@@ -105,3 +107,25 @@ def test_a_reset_keeps_the_adversarys_hyperparameters_as_set(x64, opaque_mode):
     )
     ours = optax.GradientTransformationExtraArgs(init, built.update)
     _on_loss(ours, theirs, 0, keywords=("grad_fn",) if opaque_mode else ())
+
+
+def test_a_tuple_of_batch_axes_averages_over_all_of_them():
+    # optax and jax.lax.pmean take a tuple (a mesh of several data axes); gradtx refused it
+    p = {"w": jnp.array([1.0, -2.0])}
+    shifts = jnp.arange(4.0).reshape(2, 2)  # one gradient per member of a 2 x 2 mesh
+    mean = float(jnp.mean(shifts))
+
+    def run(axis, shift):
+        opt = gradtx.sam(
+            gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True, sync_period=2, batch_axis_name=axis
+        )
+        grad_fn = lambda q, i: {"w": q["w"] + shift}  # noqa: E731
+        return opt.update(p, opt.init(p), p, grad_fn=grad_fn)[0]["w"]  # one first gradient
+
+    both = jax.vmap(jax.vmap(lambda s: run(("a", "b"), s), axis_name="b"), axis_name="a")(shifts)
+    alone = gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True, sync_period=2)
+    want = alone.update(p, alone.init(p), p, grad_fn=lambda q, i: {"w": q["w"] + mean})[0]["w"]
+    for member in both.reshape(4, 2):
+        np.testing.assert_allclose(member, want, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"batch_axis_name=.*used in opaque mode only"):
+        gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), batch_axis_name="a")
