@@ -258,3 +258,38 @@ def test_a_leaf_whose_update_is_zero_keeps_the_trust_ratios_derivatives(x64):
         return after(gradtx.lars(0.1, trust_coefficient=c), p0)
 
     np.testing.assert_allclose(jax.grad(in_c)(0.001), _fd(in_c, 0.001, 1e-7), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.radam(0.05, eps=0.0),
+        lambda: gradtx.ranger(0.05, eps=0.0),
+        lambda: gradtx.swats(0.05, eps=0.0),
+        lambda: gradtx.dowg(1.0, eps=0.0),
+        lambda: gradtx.chain(gradtx.scale_by_sm3(eps=0.0), gradtx.scale(-0.3)),
+        lambda: gradtx.adopt(0.03, eps=0.0),
+    ],
+    ids=["radam", "ranger", "swats", "dowg", "scale_by_sm3", "adopt"],
+)
+def test_eps_0_reverse_mode_equals_forward_mode(x64, make):
+    """With eps = 0 a coordinate whose gradient is always 0 (or ADOPT's first step) is a
+    0/0 the step takes as 0.  Guards that selected on the quotient left x/0 in the
+    branch not taken, and jax.grad made 0 * inf = NaN of it where jacfwd was finite."""
+    x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0]])  # the third weight's gradient is 0
+
+    def loss(w):
+        return jnp.sum((jnp.tanh(x @ w) - jnp.array([0.3, -0.2])) ** 2)
+
+    def after(w):
+        opt = make()
+        state = opt.init(w)
+        for _ in range(2):
+            u, state = opt.update(jax.grad(loss)(w), state, w)
+            w = w + u
+        return loss(w)
+
+    w0 = jnp.array([0.3, -0.7, 0.2])
+    reverse, forward = jax.grad(after)(w0), jax.jacfwd(after)(w0)
+    assert np.isfinite(np.asarray(reverse)).all(), reverse
+    np.testing.assert_allclose(reverse, forward, rtol=1e-10, atol=1e-14)

@@ -108,12 +108,15 @@ def scale_by_bounded_rms(
         def one(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             v = jnp.real(v.astype(wide))
-            size = _tree.scalar_like(step, v) / (_tree.safe_sqrt(v) + _tree.scalar_like(eps, v))
+            uw = u.astype(wide)
+            den = _tree.safe_sqrt(v) + _tree.scalar_like(eps, v)
+            # 1 where it will not be read: the derivative of that branch is then not 0 * inf
+            den = jnp.where(uw == 0, jnp.ones_like(den), den)
+            size = _tree.scalar_like(step, v) / den
             if bounded:
                 size = jnp.clip(
                     size, _tree.scalar_like(lower, size), _tree.scalar_like(upper, size)
                 )
-            uw = u.astype(wide)
             # A coordinate with no gradient yet (v = 0, eps = 0) takes no step, not 0 * inf.
             return jnp.where(uw == 0, jnp.zeros_like(uw), size.astype(wide) * uw).astype(u.dtype)
 

@@ -155,8 +155,7 @@ def _scaled_nonzero(updates: Updates, step: jax.Array) -> Updates:
 def _dowg_step(max_sq: jax.Array, weighted: jax.Array, eps: jax.Array) -> jax.Array:
     """``r̄² / (sqrt(v) + eps)``, 0 for 0/0; once per step (``_tree.once``): XLA copied
     these scalar ops into every leaf's kernel."""
-    den = _tree.safe_sqrt(weighted) + eps
-    return jnp.where((den == 0) & (max_sq == 0), jnp.zeros_like(den), max_sq / den)
+    return _tree.div0(max_sq, _tree.safe_sqrt(weighted) + eps)
 
 
 class ScaleByDistanceOverWeightedGradientsState(NamedTuple):

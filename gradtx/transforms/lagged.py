@@ -87,6 +87,8 @@ def scale_by_lagged_rms(
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             root = _tree.safe_sqrt(jnp.real(v.astype(wide)))
             denom = jnp.maximum(root, _tree.scalar_like(eps, root)).astype(wide)
+            # the first step is 0 whatever u / denom is: keep u / 0 out of its derivative
+            denom = jnp.where(later, denom, jnp.ones_like(denom))
             step = _tree.div0(u.astype(wide), denom)
             return jnp.where(later, step, jnp.zeros([], wide)).astype(u.dtype)
 

@@ -165,14 +165,18 @@ def rectify(
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             v = jnp.real(v.astype(wide))
             e, c, rr = (_tree.scalar_like(x, v) for x in (eps, correction, r))
+            uw = u.astype(wide)
+            # 0/0 (eps = 0, no gradient yet) is a step of 0; the guard sits in the
+            # denominator, so the derivative of the branch not taken is not 0 * inf
             if eps_on == "v":  # E2: r sqrt(1 - b2^t) / (sqrt(v) + eps)
                 den = _tree.safe_sqrt(v) + e
-                factor = rr * jnp.sqrt(c) / den
+                dead = (uw == 0) & (den == 0)
+                factor = rr * jnp.sqrt(c) / jnp.where(dead, jnp.ones_like(den), den)
             else:  # E1: r / (sqrt(v / (1 - b2^t)) + eps)
                 den = _tree.safe_sqrt(v / c) + e
-                factor = rr / den
-            uw = u.astype(wide)
-            step = jnp.where((uw == 0) & (den == 0), jnp.zeros_like(uw), uw * factor.astype(wide))
+                dead = (uw == 0) & (den == 0)
+                factor = rr / jnp.where(dead, jnp.ones_like(den), den)
+            step = jnp.where(dead, jnp.zeros_like(uw), uw * factor.astype(wide))
             fallback = uw if untractable == "sgd" else jnp.zeros_like(uw)
             return jnp.where(tractable, step, fallback).astype(u.dtype)
 

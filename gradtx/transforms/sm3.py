@@ -118,6 +118,7 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: DTypeLike | None = None) -> Gradie
             # nu == 0 only where every gradient so far was 0; a NaN nu must give a NaN step,
             # not the 0 that a test of nu > 0 gives it (optax's does).
             x = u.astype(wide)
+            denom = jnp.where(nu == 0, jnp.ones_like(denom), denom)  # not read there: no 0 * inf
             step = jnp.where(nu == 0, x * jnp.zeros([], wide), x / denom.astype(wide))
             out.append(step.astype(u.dtype))
         return treedef.unflatten(out), ScaleBySm3State(treedef.unflatten(new))
