@@ -62,8 +62,11 @@ def check_hyperparam(
             _check_schedule_range(call, name, value, bounds)
         return
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
-        if np.dtype(getattr(value, "dtype", float)).itemsize > 8 and jnp.isrealobj(value):
-            raise TypeError(f"{call}({name}=...): {name} must be at most float64, got longdouble")
+        given = np.dtype(getattr(value, "dtype", float))  # a longdouble has no JAX dtype
+        if (given.kind == "f" and given.itemsize > 8) or (
+            given.kind == "c" and given.itemsize > 16
+        ):
+            raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {given}")
         dtype = jnp.result_type(value)
         if jnp.ndim(value) != 0 or not (
             jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
@@ -464,9 +467,9 @@ def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> N
 
 def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
     """``grads`` that ``name`` returned, refused unless a tree of the params' structure
-    and shapes, each leaf inexact and complex where its param is (a loss, or a gradient
-    of other params, failed deep inside; a wider float, as a mixed-precision loss
-    gives, is taken)."""
+    and shapes, each leaf of its param's dtype or that dtype's compute dtype (a 16-bit
+    param's float32 gradient, as a mixed-precision loss gives, which the inner
+    optimizer takes); a loss, or a gradient of other params, failed deep inside."""
     got, want = _tree.structure(grads), _tree.structure(params)
     if got != want:
         raise TypeError(
@@ -476,11 +479,9 @@ def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
         jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(grads), jax.tree.leaves(params)
     ):
         kind, want_kind = jnp.result_type(g), jnp.result_type(p)
-        inexact = jnp.issubdtype(kind, jnp.inexact)
-        same_kind = jnp.issubdtype(kind, jnp.complexfloating) == jnp.issubdtype(
-            want_kind, jnp.complexfloating
-        )
-        if jnp.shape(g) != jnp.shape(p) or not (inexact and same_kind):
+        # the param's dtype, or its compute dtype (a 16-bit param's float32 gradient)
+        taken = kind in (want_kind, _tree.compute_dtype(want_kind))
+        if jnp.shape(g) != jnp.shape(p) or not taken:
             raise TypeError(
                 f"{call}: {name} returned {jnp.result_type(g)}{list(jnp.shape(g))} at leaf "
                 f"{jax.tree_util.keystr(path[0])}, where the param is {jnp.result_type(p)}{list(jnp.shape(p))}"

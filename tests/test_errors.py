@@ -718,6 +718,9 @@ def _loss_of(p):
          r"grad_fn returned float32\[2\] at leaf \['w'\], where the param is float32\[3\]"),
         (lambda: gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True),
          dict(grad_fn=3), TypeError, "grad_fn must be a function"),
+        (lambda: gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), opaque_mode=True),
+         dict(grad_fn=lambda p, i: {"w": p["w"].astype(jnp.bfloat16)}), TypeError,
+         r"grad_fn returned bfloat16\[3\] at leaf \['w'\], where the param is float32"),
     ],
 )  # fmt: skip
 def test_update_time_functions_and_losses_are_checked_naming_the_call(make, extra, error, message):

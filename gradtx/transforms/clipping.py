@@ -102,7 +102,7 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule, *, eps: float | None = None)
     """
 
     def update(updates, state, params=None, **extra):
-        bound = jnp.asarray(max_norm)
+        bound = _tree.as_float(max_norm)  # a float32 array under x64: the norm in float64
         norm = global_norm(updates, bound.dtype)
         denom = norm if eps is None else norm + jnp.asarray(eps).astype(bound.dtype)
         # Clip only when the norm exceeds max_norm: below it the updates pass

@@ -189,3 +189,13 @@ def test_clip_by_global_norm_counts_the_imaginary_part_of_complex_leaves(x64):
     for t, k in zip(tensors, g):
         np.testing.assert_allclose(np.asarray(out[k]), t.grad.numpy(), rtol=1e-13)
     assert float(global_norm({"z": jnp.array([3j, 4 + 0j])}, jnp.float64)) == 5.0
+
+
+def test_a_float32_max_norm_array_clips_float64_updates_in_float64(x64):
+    # optax.inject_hyperparams(..., hyperparam_dtype=float32) hands such a bound: the
+    # norm was taken in float32, 3e-8 off optax's
+    g = jnp.array([3.0, 4.0, 1e-3])
+    tx = gradtx.clip_by_global_norm(jnp.asarray(0.5, jnp.float32))
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes the two
+        want = optax.clip_by_global_norm(jnp.asarray(0.5, jnp.float32)).update(g, ())[0]
+    np.testing.assert_allclose(tx.update(g, tx.init(g))[0], want, rtol=1e-15)
