@@ -298,9 +298,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     bfloat16 params as accurate as the update allows.  An update must have its
     param's shape (nothing is broadcast), and a complex update is refused for
     a real param, an inexact one for an integer param (the cast back would
-    drop the imaginary part, or truncate), and a bool one for any other param.  A ``float0`` update (the gradient of
-    an int or bool leaf under ``jax.grad(..., allow_int=True)``, passed through
-    ``masked`` or ``partition``) carries no value and leaves its param as it is.
+    drop the imaginary part, or truncate), and a bool one for any other param.
+    A ``float0`` update (the gradient of an int or bool leaf under
+    ``jax.grad(..., allow_int=True)``, passed through ``masked`` or
+    ``partition``) carries no value and leaves its param as it is.
     """
 
     def add(path, p, u):

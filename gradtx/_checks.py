@@ -432,6 +432,15 @@ def no_more_positional(call: str, more: tuple) -> None:
         )
 
 
+def _real_scalar(call: str, subject: str, dtype: Any, shape: Any) -> None:
+    """Refuse a loss of another kind than a real scalar: ``subject`` says whose, e.g.
+    ``"value must be"`` or ``"value_fn must return"``."""
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{call}: {subject} the scalar loss, a real number, got {dtype}")
+    if shape != ():
+        raise ValueError(f"{call}: {subject} the scalar loss, got shape {shape}")
+
+
 def scalar_loss(call: str, value: Any, what: str = "value") -> jax.Array:
     """``value`` (a loss passed to ``update``, or ``what`` returned it) as an array,
     refused unless a real scalar: per-example losses would give per-element steps."""
@@ -441,10 +450,7 @@ def scalar_loss(call: str, value: Any, what: str = "value") -> jax.Array:
         raise TypeError(
             f"{call}: {what} must be the scalar loss, a real number, got {type(value).__name__}"
         ) from None
-    if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
-        raise TypeError(f"{call}: {what} must be the scalar loss, a real number, got {value.dtype}")
-    if value.shape != ():
-        raise ValueError(f"{call}: {what} must be the scalar loss, got shape {value.shape}")
+    _real_scalar(call, f"{what} must be", value.dtype, value.shape)
     return value
 
 
@@ -455,14 +461,11 @@ def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> N
     if not callable(fn):
         raise TypeError(f"{call}: {name} must be a function of the params, got {type(fn).__name__}")
     out = jax.eval_shape(lambda *a: fn(*a, **kwargs), *args)  # data keywords: any type
-    dtype = getattr(out, "dtype", None)
-    if dtype is None or not (
-        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
-    ):
-        shown = type(out).__name__ if dtype is None else str(dtype)
-        raise TypeError(f"{call}: {name} must return the scalar loss, a real number, got {shown}")
-    if out.shape != ():
-        raise ValueError(f"{call}: {name} must return the scalar loss, got shape {out.shape}")
+    if getattr(out, "dtype", None) is None:
+        raise TypeError(
+            f"{call}: {name} must return the scalar loss, a real number, got {type(out).__name__}"
+        )
+    _real_scalar(call, f"{name} must return", out.dtype, out.shape)
 
 
 def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
@@ -483,8 +486,8 @@ def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:
         taken = kind in (want_kind, _tree.compute_dtype(want_kind))
         if jnp.shape(g) != jnp.shape(p) or not taken:
             raise TypeError(
-                f"{call}: {name} returned {jnp.result_type(g)}{list(jnp.shape(g))} at leaf "
-                f"{jax.tree_util.keystr(path[0])}, where the param is {jnp.result_type(p)}{list(jnp.shape(p))}"
+                f"{call}: {name} returned {kind}{list(jnp.shape(g))} at leaf "
+                f"{jax.tree_util.keystr(path[0])}, where the param is {want_kind}{list(jnp.shape(p))}"
             )
     return grads
 

@@ -120,10 +120,10 @@ def add_noise(
         leaves, treedef = jax.tree.flatten(updates)
         keys = jax.random.split(sample, len(leaves))
         # the leaf's own dtype is the params' (16-bit updates arrive widened with them)
-        own = [u.dtype for u in leaves] if params is None else treedef.flatten_up_to(params)
+        own = leaves if params is None else treedef.flatten_up_to(params)
+        own = [jnp.result_type(x) for x in own]
 
         def noisy(u, k, dtype):
-            dtype = getattr(dtype, "dtype", dtype)
             xi = jax.random.normal(k, u.shape, dtype, out_sharding=jax.typeof(u).sharding)
             wide = _tree.compute_dtype(u.dtype)
             return (u.astype(wide) + std.astype(wide) * xi.astype(wide)).astype(u.dtype)

@@ -64,8 +64,8 @@ def scale_by_lbfgs(
     product is, where optax keeps ``ρ = ∞`` and the recursion forms ``∞ - ∞``.
     That happens only where subnormals survive (on a GPU; XLA's CPU backend
     flushes them to 0), past convergence: on a GPU, L-BFGS on a quadratic
-    in float32 reached a loss of 1e-42 and then NaN params.  Complex leaves are taken as optax does (``Re`` of the
-    conjugated inner products).  The state's fields are named after the math
+    in float32 reached a loss of 1e-42 and then NaN params.  Complex leaves
+    are taken as optax does (``Re`` of the conjugated inner products).  The state's fields are named after the math
     (optax's ``params``, ``updates``, ``diff_params_memory``,
     ``diff_updates_memory``, ``weights_memory`` are ``prev_params``,
     ``prev_updates``, ``s``, ``y``, ``rho``), and its count is the

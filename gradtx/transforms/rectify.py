@@ -169,13 +169,11 @@ def rectify(
             # 0/0 (eps = 0, no gradient yet) is a step of 0; the guard sits in the
             # denominator, so the derivative of the branch not taken is not 0 * inf
             if eps_on == "v":  # E2: r sqrt(1 - b2^t) / (sqrt(v) + eps)
-                den = _tree.safe_sqrt(v) + e
-                dead = (uw == 0) & (den == 0)
-                factor = rr * jnp.sqrt(c) / jnp.where(dead, jnp.ones_like(den), den)
+                num, den = rr * jnp.sqrt(c), _tree.safe_sqrt(v) + e
             else:  # E1: r / (sqrt(v / (1 - b2^t)) + eps)
-                den = _tree.safe_sqrt(v / c) + e
-                dead = (uw == 0) & (den == 0)
-                factor = rr / jnp.where(dead, jnp.ones_like(den), den)
+                num, den = rr, _tree.safe_sqrt(v / c) + e
+            dead = (uw == 0) & (den == 0)
+            factor = num / jnp.where(dead, jnp.ones_like(den), den)
             step = jnp.where(dead, jnp.zeros_like(uw), uw * factor.astype(wide))
             fallback = uw if untractable == "sgd" else jnp.zeros_like(uw)
             return jnp.where(tractable, step, fallback).astype(u.dtype)
