@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any
+from typing import NamedTuple
+from typing import TypeAlias
 
 import jax
 import jax.numpy as jnp

@@ -44,16 +44,27 @@ import functools
 import inspect
 import re
 import types
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import NamedTuple
+from typing import ParamSpec
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, _store, is_schedule, with_extra_args
-from gradtx._specs import Hyper, Option, Transform
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import _store
+from gradtx._base import is_schedule
+from gradtx._base import with_extra_args
+from gradtx._specs import Hyper
+from gradtx._specs import Option
+from gradtx._specs import Transform
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -22,7 +22,8 @@ numbers), and a state field a transform reports (``reduce_on_plateau``'s
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -30,10 +31,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks, _set_checks, _tree
-from gradtx._base import REPORTED, OptState, is_schedule
-from gradtx._factory import HYPERPARAMS_STATES, MAKERS, TAKES, UNUSED, shown_key, shown_name
-from gradtx.schedules._common import check_rate, concrete
+from gradtx import _checks
+from gradtx import _set_checks
+from gradtx import _tree
+from gradtx._base import REPORTED
+from gradtx._base import OptState
+from gradtx._base import is_schedule
+from gradtx._factory import HYPERPARAMS_STATES
+from gradtx._factory import MAKERS
+from gradtx._factory import TAKES
+from gradtx._factory import UNUSED
+from gradtx._factory import shown_key
+from gradtx._factory import shown_name
+from gradtx.schedules._common import check_rate
+from gradtx.schedules._common import concrete
 
 _LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,

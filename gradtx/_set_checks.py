@@ -26,8 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _checks, _tree
-from gradtx._factory import DECLARED, MAKERS, shown_name
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._factory import DECLARED
+from gradtx._factory import MAKERS
+from gradtx._factory import shown_name
 from gradtx._specs import Hyper
 
 _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, finite

@@ -9,15 +9,20 @@ shapes the program, so it is checked and kept as Python.
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks, _tree
-from gradtx._base import float_dtype, is_schedule, multisteps_hint, with_extra_args
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import float_dtype
+from gradtx._base import is_schedule
+from gradtx._base import multisteps_hint
+from gradtx._base import with_extra_args
 
 
 class Hyper(NamedTuple):

@@ -9,13 +9,19 @@ has, whether a param group's keys and options match, and which entries of an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
 from gradtx._base import is_schedule
-from gradtx._factory import FactoryCall, made_by
-from gradtx._torch_table import TABLE, Entry, Pair, Scalar, numpy_of
+from gradtx._factory import FactoryCall
+from gradtx._factory import made_by
+from gradtx._torch_table import TABLE
+from gradtx._torch_table import Entry
+from gradtx._torch_table import Pair
+from gradtx._torch_table import Scalar
+from gradtx._torch_table import numpy_of
 
 FROM, TO = "gradtx.from_torch_state_dict", "gradtx.to_torch_state_dict"
 SD = f"{FROM}(state_dict=...)"  # what torch's state dict holds is wrong for the optimizer

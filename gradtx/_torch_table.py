@@ -16,8 +16,10 @@ Param-group keys that choose how torch runs the same arithmetic
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +29,8 @@ from gradtx.transforms.adadelta import ScaleByAdadeltaState
 from gradtx.transforms.averaging import PolyakAverageState
 from gradtx.transforms.factored import ScaleByFactoredRmsState
 from gradtx.transforms.infinity_norm import ScaleByInfinityNormState
-from gradtx.transforms.momentum import AddMomentumState, AddNesterovMomentumState
+from gradtx.transforms.momentum import AddMomentumState
+from gradtx.transforms.momentum import AddNesterovMomentumState
 from gradtx.transforms.rectify import RectifyState
 from gradtx.transforms.rms import ScaleByRmsState
 from gradtx.transforms.rprop import ScaleByRpropState

@@ -7,8 +7,11 @@ import contextvars
 import functools
 import importlib
 import operator
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+from typing import Generic
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp

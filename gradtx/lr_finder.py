@@ -16,7 +16,8 @@ import importlib
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -25,8 +26,13 @@ import numpy as np
 import optax
 
 import gradtx  # public names, looked up at call time (gradtx imports this module)
-from gradtx._base import Params, float_dtype, is_schedule
-from gradtx._hyperparams import _entries, _find, _locations, _replace_at
+from gradtx._base import Params
+from gradtx._base import float_dtype
+from gradtx._base import is_schedule
+from gradtx._hyperparams import _entries
+from gradtx._hyperparams import _find
+from gradtx._hyperparams import _locations
+from gradtx._hyperparams import _replace_at
 
 CALL = "gradtx.lr_range_test"
 _BASE_FRACTION = 0.1  # base_lr: the smoothed loss has made 10% of its descent

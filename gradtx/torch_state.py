@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -23,33 +24,33 @@ import numpy as np
 import optax
 
 from gradtx import _checks
-from gradtx._base import OptState, Params, is_schedule
-from gradtx._factory import HyperparamsState, shown_key, shown_name
+from gradtx._base import OptState
+from gradtx._base import Params
+from gradtx._base import is_schedule
+from gradtx._factory import HyperparamsState
+from gradtx._factory import shown_key
+from gradtx._factory import shown_name
 from gradtx._hyperparams import set_hyperparams
 from gradtx._specs import Hyper
-from gradtx._torch_checks import (
-    FROM,
-    SD,
-    TO,
-    Target,
-    averaged_keys,
-    check_arguments,
-    check_group,
-    plain,
-    same,
-    target,
-    with_later_keys,
-)
-from gradtx._torch_table import (
-    HOOKS,
-    EpsPair,
-    Pair,
-    Scalar,
-    Vector,
-    find_node,
-    map_nodes,
-    numpy_of,
-)
+from gradtx._torch_checks import FROM
+from gradtx._torch_checks import SD
+from gradtx._torch_checks import TO
+from gradtx._torch_checks import Target
+from gradtx._torch_checks import averaged_keys
+from gradtx._torch_checks import check_arguments
+from gradtx._torch_checks import check_group
+from gradtx._torch_checks import plain
+from gradtx._torch_checks import same
+from gradtx._torch_checks import target
+from gradtx._torch_checks import with_later_keys
+from gradtx._torch_table import HOOKS
+from gradtx._torch_table import EpsPair
+from gradtx._torch_table import Pair
+from gradtx._torch_table import Scalar
+from gradtx._torch_table import Vector
+from gradtx._torch_table import find_node
+from gradtx._torch_table import map_nodes
+from gradtx._torch_table import numpy_of
 from gradtx.wrappers.averaging import AverageParamsState
 
 PARAMS = f"{FROM}(params=...)"

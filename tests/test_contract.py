@@ -21,7 +21,11 @@ import pytest
 
 import gradtx
 from tests.conftest import xla_compiles
-from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY, assert_types_kept, signature
+from tests.registry import IDS
+from tests.registry import OPTIMIZER_NAMES
+from tests.registry import REGISTRY
+from tests.registry import assert_types_kept
+from tests.registry import signature
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

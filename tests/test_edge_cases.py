@@ -17,7 +17,10 @@ import torch
 
 import gradtx
 from gradtx._tree import INT32_MAX
-from tests.registry import IDS, REGISTRY, local_objective, signature
+from tests.registry import IDS
+from tests.registry import REGISTRY
+from tests.registry import local_objective
+from tests.registry import signature
 
 COMPLEX = [c for c in REGISTRY if c.complex_ok]
 # One leaf per regime below only keeps the regimes apart for optimizers that act

@@ -21,7 +21,9 @@ import pytest
 
 import gradtx
 import gradtx.schedules as S
-from tests.registry import IDS, OPTIMIZER_NAMES, REGISTRY
+from tests.registry import IDS
+from tests.registry import OPTIMIZER_NAMES
+from tests.registry import REGISTRY
 
 # Every public factory: optimizers, primitives and wrappers from gradtx.__all__
 # (found by module, so new ones are covered automatically) and the schedules.
@@ -510,7 +512,9 @@ def _set(opt, values):
 def custom_sgd():
     """A user's factory, declared for this test only (declarations and makers are
     process-wide: a wrapper of ``sgd`` makes states of ``sgd``'s structure)."""
-    from gradtx._factory import DECLARED, MAKERS, TAKES
+    from gradtx._factory import DECLARED
+    from gradtx._factory import MAKERS
+    from gradtx._factory import TAKES
 
     before = len(DECLARED)
 

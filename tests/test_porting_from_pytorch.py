@@ -30,7 +30,8 @@ import functools
 import inspect
 import pathlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 import torch

@@ -15,7 +15,12 @@ import pytest
 
 import gradtx
 from gradtx import _catalogue
-from gradtx._registry import GENERATED, OPTIMIZERS, ROOT, catalogue, main, readme_table
+from gradtx._registry import GENERATED
+from gradtx._registry import OPTIMIZERS
+from gradtx._registry import ROOT
+from gradtx._registry import catalogue
+from gradtx._registry import main
+from gradtx._registry import readme_table
 from tests.registry import REGISTRY
 
 FIX = "run python -m gradtx._registry --write"

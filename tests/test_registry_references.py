@@ -20,7 +20,10 @@ import pytest
 import torch
 
 import gradtx
-from tests.registry import REGISTRY, assert_types_kept, run_reference, signature
+from tests.registry import REGISTRY
+from tests.registry import assert_types_kept
+from tests.registry import run_reference
+from tests.registry import signature
 
 SHAPES = {"w": (3, 4), "b": (5,)}
 

@@ -21,12 +21,16 @@ import inspect
 import pathlib
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any
+from typing import NamedTuple
+from typing import ParamSpec
+from typing import TypeVar
 
 from gradtx import _catalogue
 from gradtx._base import GradientTransformation
 from gradtx._factory import factory
-from gradtx._specs import Hyper, Option
+from gradtx._specs import Hyper
+from gradtx._specs import Option
 
 P = ParamSpec("P")
 T = TypeVar("T")

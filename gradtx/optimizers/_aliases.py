@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._specs import Hyper, Option
+from gradtx._specs import Hyper
+from gradtx._specs import Option
 
 
 class Alias(Option):

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, gradient
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import gradient
 from gradtx.transforms.line_search import strong_wolfe
-from gradtx.transforms.zoom import UPDATE_KEYWORDS, parameter_names
+from gradtx.transforms.zoom import UPDATE_KEYWORDS
+from gradtx.transforms.zoom import parameter_names
 
 CURVATURE_EPS = 1e-10
 """A pair (s, y) enters the memory only when ``y · s`` exceeds this (torch's constant)."""

@@ -7,9 +7,14 @@ from typing import Any
 
 import optax
 
-from gradtx._base import MaskFn, MaskTree, chain
-from gradtx.transforms.decay import add_l2, check_mask_pair, decoupled_weight_decay
-from gradtx.transforms.scaling import scale, scale_by_learning_rate
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import chain
+from gradtx.transforms.decay import add_l2
+from gradtx.transforms.decay import check_mask_pair
+from gradtx.transforms.decay import decoupled_weight_decay
+from gradtx.transforms.scaling import scale
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 def gradient_stages(

@@ -4,33 +4,41 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
+from typing import cast
 
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
-from gradtx._factory import Specs, current_call
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
+from gradtx._factory import Specs
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    CONVENTION,
-    DECAY_RATE,
-    LEARNING_RATE,
-    WEIGHT_DECAY,
-    DType,
-    Flag,
-    Function,
-    Hyper,
-    Int,
-    Mask,
-)
-from gradtx.optimizers._aliases import Alias, fold, folding
+from gradtx._specs import CONVENTION
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Int
+from gradtx._specs import Mask
+from gradtx.optimizers._aliases import Alias
+from gradtx.optimizers._aliases import fold
+from gradtx.optimizers._aliases import folding
 from gradtx.optimizers._stages import gradient_stages
-from gradtx.transforms.block_rms import clip_by_block_rms, scale_by_param_rms
+from gradtx.transforms.block_rms import clip_by_block_rms
+from gradtx.transforms.block_rms import scale_by_param_rms
 from gradtx.transforms.decay import decoupled_weight_decay
 from gradtx.transforms.factored import scale_by_factored_rms
 from gradtx.transforms.momentum import add_momentum
-from gradtx.transforms.scaling import scale, scale_by_learning_rate
+from gradtx.transforms.scaling import scale
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 OPTAX_MIN_SCALE = 1e-3
 """optax's fixed floor of the parameter scale (torch's ``eps2`` default too)."""

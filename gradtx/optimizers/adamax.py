@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.infinity_norm import scale_by_infinity_norm
-from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
 
 ADAMAX: Specs = {
     k: ADAM[k]

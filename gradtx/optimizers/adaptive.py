@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    CONVENTION,
-    DECAY_RATE,
-    INITIAL_VALUE,
-    LEARNING_RATE,
-    MOMENTUM,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    Flag,
-    Function,
-    Mask,
-    OptionalFlag,
-)
-from gradtx.optimizers._stages import descent, gradient_stages
+from gradtx._specs import CONVENTION
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import INITIAL_VALUE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import MOMENTUM
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Mask
+from gradtx._specs import OptionalFlag
+from gradtx.optimizers._stages import descent
+from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.adadelta import scale_by_adadelta
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.rms import scale_by_rms

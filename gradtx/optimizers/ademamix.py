@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    DType,
-    Function,
-    Hyper,
-    Mask,
-)
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.mix import ALPHA, mix_gradient
-from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.mix import ALPHA
+from gradtx.transforms.mix import mix_gradient
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
 from gradtx.transforms.rms import scale_by_rms
 
 DECAY = WEIGHT_DECAY._replace(schedule=False)

@@ -5,9 +5,19 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, STEP, WEIGHT_DECAY, Flag, Function, Mask
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import STEP
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.averaging import polyak_average
 from gradtx.transforms.decay import add_l2

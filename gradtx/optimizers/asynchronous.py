@@ -7,29 +7,26 @@ from collections.abc import Callable
 import jax
 from jax.typing import DTypeLike
 
-from gradtx._base import (
-    GradientTransformation,
-    MaskFn,
-    MaskTree,
-    ScalarOrSchedule,
-    chain,
-    float_dtype,
-)
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
+from gradtx._base import float_dtype
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    DType,
-    Flag,
-    Function,
-    Mask,
-)
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.clipping import clip
-from gradtx.transforms.lagged import scale_by_lagged_belief, scale_by_lagged_rms
+from gradtx.transforms.lagged import scale_by_lagged_belief
+from gradtx.transforms.lagged import scale_by_lagged_rms
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate
 

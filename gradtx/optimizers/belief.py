@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.additive_rms import scale_by_additive_rms
 from gradtx.transforms.belief import scale_by_belief
-from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
 
 # optax.scale_by_yogi's default, which optax.yogi does not expose: both moments start here.
 YOGI_INITIAL_VALUE = 1e-6

@@ -8,19 +8,20 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    Flag,
-    Function,
-    Hyper,
-    Mask,
-)
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.bounds import scale_by_bounded_rms
 from gradtx.transforms.momentum import add_momentum

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import cast
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    INITIAL_VALUE,
-    LEARNING_RATE,
-    WEIGHT_DECAY,
-    Function,
-    Hyper,
-    Mask,
-)
+from gradtx._specs import INITIAL_VALUE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.coin_betting import scale_by_coin_betting
 from gradtx.transforms.scaling import scale

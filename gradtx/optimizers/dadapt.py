@@ -6,11 +6,20 @@ import jax
 import numpy as np
 
 from gradtx import _checks
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain, float_dtype
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
+from gradtx._base import float_dtype
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
-from gradtx.transforms.dadapt import ESTIM_LR0, scale_by_dadapt_adam, scale_by_prodigy
-from gradtx.transforms.scaling import scale, scale_by_learning_rate
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
+from gradtx.transforms.dadapt import ESTIM_LR0
+from gradtx.transforms.dadapt import scale_by_dadapt_adam
+from gradtx.transforms.dadapt import scale_by_prodigy
+from gradtx.transforms.scaling import scale
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 class Betas(Hyper):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from gradtx import _checks
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask, Option
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
+from gradtx._specs import Option
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.distance import (
-    INIT_STEPS,
-    scale_by_distance_over_gradients,
-    scale_by_distance_over_weighted_gradients,
-)
+from gradtx.transforms.distance import INIT_STEPS
+from gradtx.transforms.distance import scale_by_distance_over_gradients
+from gradtx.transforms.distance import scale_by_distance_over_weighted_gradients
 
 
 class InitStep(Option):

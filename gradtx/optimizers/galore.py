@@ -8,20 +8,22 @@ import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    LEARNING_RATE,
-    WEIGHT_DECAY,
-    DType,
-    Function,
-    Hyper,
-    Int,
-    Mask,
-    Transform,
-)
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Int
+from gradtx._specs import Mask
+from gradtx._specs import Transform
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.low_rank import DimensionNumbers, scale_by_galore
+from gradtx.transforms.low_rank import DimensionNumbers
+from gradtx.transforms.low_rank import scale_by_galore
 
 
 @optimizer(

@@ -6,22 +6,26 @@ from typing import Any
 
 import numpy as np
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    Flag,
-    Function,
-    Hyper,
-    Mask,
-)
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import gradient_stages
-from gradtx.transforms.decay import check_mask_pair, decoupled_weight_decay
-from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.decay import check_mask_pair
+from gradtx.transforms.decay import decoupled_weight_decay
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio

@@ -5,11 +5,21 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Mask
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Function
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import descent
-from gradtx.transforms.decay import check_mask_pair, decoupled_weight_decay
+from gradtx.transforms.decay import check_mask_pair
+from gradtx.transforms.decay import decoupled_weight_decay
 from gradtx.transforms.layerwise_norm import scale_by_layerwise_norm
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Choice, Int, OptionalFlag
-from gradtx.optimizers._aliases import same, traced
-from gradtx.optimizers._lbfgs_loop import check_keywords, torch_lbfgs
+from gradtx._specs import CONVENTION
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import Int
+from gradtx._specs import OptionalFlag
+from gradtx.optimizers._aliases import same
+from gradtx.optimizers._aliases import traced
+from gradtx.optimizers._lbfgs_loop import check_keywords
+from gradtx.optimizers._lbfgs_loop import torch_lbfgs
 from gradtx.transforms.quasi_newton import scale_by_lbfgs
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.zoom import scale_by_zoom_linesearch

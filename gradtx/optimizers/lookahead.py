@@ -9,20 +9,24 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import (
-    GradientTransformation,
-    MaskFn,
-    MaskTree,
-    OptState,
-    Params,
-    ScalarOrSchedule,
-    chain,
-    extras_for,
-)
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import OptState
+from gradtx._base import Params
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
+from gradtx._base import extras_for
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import Flag, Function, Hyper, Int, Mask, Transform
-from gradtx.optimizers.radam import RADAM, radam
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Int
+from gradtx._specs import Mask
+from gradtx._specs import Transform
+from gradtx.optimizers.radam import RADAM
+from gradtx.optimizers.radam import radam
 from gradtx.transforms.centralize import centralize
 from gradtx.transforms.rectify import THRESHOLD
 

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Function, Hyper, Mask
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.dual_averaging import dual_average
 from gradtx.transforms.scaling import scale

@@ -9,13 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, Params, extras_for, float_dtype, gradient
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import Params
+from gradtx._base import extras_for
+from gradtx._base import float_dtype
+from gradtx._base import gradient
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import NON_NEGATIVE, Int, Transform
-from gradtx.transforms._sums import tree_dot, tree_norm_scaled
-from gradtx.transforms.distance import copy_params, needs_params
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Int
+from gradtx._specs import Transform
+from gradtx.transforms._sums import tree_dot
+from gradtx.transforms._sums import tree_norm_scaled
+from gradtx.transforms.distance import copy_params
+from gradtx.transforms.distance import needs_params
 
 
 class MechanicState(NamedTuple):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
 from gradtx.transforms.decay import decoupled_weight_decay
-from gradtx.transforms.momo import LOWER_BOUND, scale_by_momo, scale_by_momo_adam
+from gradtx.transforms.momo import LOWER_BOUND
+from gradtx.transforms.momo import scale_by_momo
+from gradtx.transforms.momo import scale_by_momo_adam
 from gradtx.transforms.scaling import scale
 
 WEIGHT_DECAY = Hyper(low=0.0, optional=True)

@@ -8,34 +8,39 @@ import jax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
-from gradtx._factory import Specs, current_call
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._factory import Specs
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    CONVENTION,
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    Choice,
-    DType,
-    Flag,
-    Function,
-    Hyper,
-    Int,
-    Mask,
-)
-from gradtx.optimizers._aliases import Alias, fold, folding, same, traced
+from gradtx._specs import CONVENTION
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Choice
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Int
+from gradtx._specs import Mask
+from gradtx.optimizers._aliases import Alias
+from gradtx.optimizers._aliases import fold
+from gradtx.optimizers._aliases import folding
+from gradtx.optimizers._aliases import same
+from gradtx.optimizers._aliases import traced
 from gradtx.optimizers._stages import descent
-from gradtx.transforms._adam import adam_stages, ema_momentum
+from gradtx.transforms._adam import adam_stages
+from gradtx.transforms._adam import ema_momentum
 from gradtx.transforms.interpolate import interpolate_gradient
 from gradtx.transforms.momentum import add_momentum
-from gradtx.transforms.orthogonalize import (
-    DEFAULT_NS_COEFFICIENTS,
-    NS_COEFFICIENTS,
-    orthogonalize,
-    scale_by_shape,
-)
+from gradtx.transforms.orthogonalize import DEFAULT_NS_COEFFICIENTS
+from gradtx.transforms.orthogonalize import NS_COEFFICIENTS
+from gradtx.transforms.orthogonalize import orthogonalize
+from gradtx.transforms.orthogonalize import scale_by_shape
 from gradtx.wrappers.groups import partition
 
 MATCH_RMS_ADAMW = 0.2

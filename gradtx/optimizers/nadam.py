@@ -6,11 +6,16 @@ from typing import Any
 
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
-from gradtx._factory import Specs, Unused
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._factory import Specs
+from gradtx._factory import Unused
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE
-from gradtx.optimizers._aliases import same, traced
+from gradtx.optimizers._aliases import same
+from gradtx.optimizers._aliases import traced
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.momentum import add_nesterov_momentum

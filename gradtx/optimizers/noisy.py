@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Anything, Hyper
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Anything
+from gradtx._specs import Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.noise import add_noise
 

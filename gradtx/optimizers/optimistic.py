@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, DType, Flag, Hyper
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
 from gradtx.optimizers._stages import descent
 from gradtx.transforms._adam import adam_stages
 from gradtx.transforms.optimism import add_optimism

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, Choice, Hyper
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import Hyper
 from gradtx.transforms.polyak import scale_by_polyak
 from gradtx.transforms.scaling import scale_by_learning_rate
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
 from gradtx._factory import Specs
 from gradtx._registry import optimizer
-from gradtx._specs import CONVENTION, LEARNING_RATE, Choice
+from gradtx._specs import CONVENTION
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import Choice
 from gradtx.optimizers._stages import descent
 from gradtx.optimizers.adam import ADAM
 from gradtx.transforms.decay import decoupled_weight_decay as decay_stage
-from gradtx.transforms.momentum import add_momentum, bias_correct
-from gradtx.transforms.rectify import THRESHOLD, rectify, when_rectified
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
+from gradtx.transforms.rectify import THRESHOLD
+from gradtx.transforms.rectify import rectify
+from gradtx.transforms.rectify import when_rectified
 
 RADAM: Specs = dict(
     learning_rate=LEARNING_RATE,

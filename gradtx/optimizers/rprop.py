@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Flag
+from gradtx._specs import CONVENTION
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
 from gradtx.optimizers._stages import gradient_stages
-from gradtx.transforms.rprop import ETA_MINUS, ETA_PLUS, scale_by_rprop
+from gradtx.transforms.rprop import ETA_MINUS
+from gradtx.transforms.rprop import ETA_PLUS
+from gradtx.transforms.rprop import scale_by_rprop
 from gradtx.transforms.scaling import scale
 
 

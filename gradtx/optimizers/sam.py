@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, apply_updates
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import apply_updates
 from gradtx._factory import current_call
 from gradtx._hyperparams import keep_hyperparams
 from gradtx._registry import optimizer
-from gradtx._specs import Anything, Flag, Int, Transform
+from gradtx._specs import Anything
+from gradtx._specs import Flag
+from gradtx._specs import Int
+from gradtx._specs import Transform
 
 
 class SamState(NamedTuple):

@@ -6,17 +6,25 @@ from typing import Any
 
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, WEIGHT_DECAY, DType, Function, Hyper, Mask
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.rms import scale_by_rms
-from gradtx.transforms.schedule_free import (
-    B1,
-    WARMUP_STEPS,
-    schedule_free_averaging,
-    warmup_learning_rate,
-)
+from gradtx.transforms.schedule_free import B1
+from gradtx.transforms.schedule_free import WARMUP_STEPS
+from gradtx.transforms.schedule_free import schedule_free_averaging
+from gradtx.transforms.schedule_free import warmup_learning_rate
 
 SCHEDULE_FREE: dict[str, Any] = dict(
     learning_rate=Hyper(low=0.0),

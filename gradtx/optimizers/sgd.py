@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from jax.typing import DTypeLike
 
-from gradtx._base import GradientTransformation, MaskFn, MaskTree, ScalarOrSchedule
-from gradtx._factory import Specs, current_call
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._factory import Specs
+from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    CONVENTION,
-    LEARNING_RATE,
-    MOMENTUM,
-    WEIGHT_DECAY,
-    DType,
-    Flag,
-    Function,
-    Hyper,
-    Mask,
-)
+from gradtx._specs import CONVENTION
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import MOMENTUM
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.momentum import add_momentum
 

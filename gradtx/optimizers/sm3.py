@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
 from gradtx.transforms.momentum import add_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.sm3 import scale_by_sm3

@@ -10,33 +10,31 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import (
-    EmptyState,
-    GradientTransformation,
-    MaskFn,
-    MaskTree,
-    ScalarOrSchedule,
-    step_count,
-)
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import step_count
 from gradtx._factory import current_call
 from gradtx._registry import optimizer
-from gradtx._specs import (
-    DECAY_RATE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    WEIGHT_DECAY,
-    DType,
-    Flag,
-    Function,
-    Hyper,
-    Int,
-    Mask,
-    Transform,
-)
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Int
+from gradtx._specs import Mask
+from gradtx._specs import Transform
 from gradtx.optimizers._stages import descent
 from gradtx.transforms.clipping import clip
-from gradtx.transforms.hessian import HUTCHINSON, scale_by_hessian_diagonal
-from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.hessian import HUTCHINSON
+from gradtx.transforms.hessian import scale_by_hessian_diagonal
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
 
 
 def _report_win_rate(threshold: Any, every: int) -> GradientTransformation:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.lazy import lazy
-from gradtx.transforms.momentum import add_momentum, bias_correct
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import bias_correct
 from gradtx.transforms.rms import scale_by_rms
 from gradtx.transforms.scaling import scale_by_learning_rate
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from gradtx._base import GradientTransformation, ScalarOrSchedule, chain
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import chain
 from gradtx._registry import optimizer
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, WEIGHT_DECAY, Flag
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import WEIGHT_DECAY
+from gradtx._specs import Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.bounds import scale_by_bounded_rms
 from gradtx.transforms.momentum import add_momentum

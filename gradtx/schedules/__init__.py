@@ -21,42 +21,40 @@ Names and semantics follow optax where optax has the schedule and
 to its PyTorch and optax equivalent.
 """
 
-from gradtx.schedules.combine import Join, Product, join, product
-from gradtx.schedules.cosine import (
-    SGDR,
-    CosineDecay,
-    WarmupCosineDecay,
-    cosine_decay,
-    sgdr,
-    warmup_cosine_decay,
-)
-from gradtx.schedules.cyclic import (
-    Cyclical,
-    OneCycle,
-    OneCycleMomentum,
-    cyclical,
-    one_cycle,
-    one_cycle_momentum,
-)
-from gradtx.schedules.decay import (
-    Constant,
-    ConstantWarmup,
-    ExponentialDecay,
-    InverseSqrtDecay,
-    InverseTimeDecay,
-    Linear,
-    PiecewiseConstant,
-    Polynomial,
-    constant,
-    constant_warmup,
-    exponential_decay,
-    inverse_sqrt_decay,
-    inverse_time_decay,
-    linear,
-    piecewise_constant,
-    polynomial,
-)
-from gradtx.schedules.swa import SWALR, swa_lr
+from gradtx.schedules.combine import Join
+from gradtx.schedules.combine import Product
+from gradtx.schedules.combine import join
+from gradtx.schedules.combine import product
+from gradtx.schedules.cosine import SGDR
+from gradtx.schedules.cosine import CosineDecay
+from gradtx.schedules.cosine import WarmupCosineDecay
+from gradtx.schedules.cosine import cosine_decay
+from gradtx.schedules.cosine import sgdr
+from gradtx.schedules.cosine import warmup_cosine_decay
+from gradtx.schedules.cyclic import Cyclical
+from gradtx.schedules.cyclic import OneCycle
+from gradtx.schedules.cyclic import OneCycleMomentum
+from gradtx.schedules.cyclic import cyclical
+from gradtx.schedules.cyclic import one_cycle
+from gradtx.schedules.cyclic import one_cycle_momentum
+from gradtx.schedules.decay import Constant
+from gradtx.schedules.decay import ConstantWarmup
+from gradtx.schedules.decay import ExponentialDecay
+from gradtx.schedules.decay import InverseSqrtDecay
+from gradtx.schedules.decay import InverseTimeDecay
+from gradtx.schedules.decay import Linear
+from gradtx.schedules.decay import PiecewiseConstant
+from gradtx.schedules.decay import Polynomial
+from gradtx.schedules.decay import constant
+from gradtx.schedules.decay import constant_warmup
+from gradtx.schedules.decay import exponential_decay
+from gradtx.schedules.decay import inverse_sqrt_decay
+from gradtx.schedules.decay import inverse_time_decay
+from gradtx.schedules.decay import linear
+from gradtx.schedules.decay import piecewise_constant
+from gradtx.schedules.decay import polynomial
+from gradtx.schedules.swa import SWALR
+from gradtx.schedules.swa import swa_lr
 
 __all__ = [
     "SGDR",

@@ -7,7 +7,8 @@ import dataclasses
 import numbers
 import sys
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradtx._base import is_schedule
-from gradtx.schedules._common import (
-    Schedule,
-    as_count,
-    as_float,
-    check_steps,
-    concrete,
-    count_ge,
-    count_shift,
-    float_vector,
-    is_integer,
-    schedule_class,
-    whole,
-)
+from gradtx.schedules._common import Schedule
+from gradtx.schedules._common import as_count
+from gradtx.schedules._common import as_float
+from gradtx.schedules._common import check_steps
+from gradtx.schedules._common import concrete
+from gradtx.schedules._common import count_ge
+from gradtx.schedules._common import count_shift
+from gradtx.schedules._common import float_vector
+from gradtx.schedules._common import is_integer
+from gradtx.schedules._common import schedule_class
+from gradtx.schedules._common import whole
 
 
 def _members(call: str, schedules: Any, example: str) -> tuple:

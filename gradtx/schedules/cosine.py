@@ -8,27 +8,25 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._checks import check_choice
-from gradtx.schedules._common import (
-    Schedule,
-    as_count,
-    ceil_to,
-    check_number,
-    check_steps,
-    count_array,
-    count_ge,
-    count_periods,
-    count_shift,
-    half_cosine,
-    is_integer,
-    is_number,
-    lerp,
-    periods,
-    safe_div,
-    safe_pow,
-    schedule_class,
-    steps_since,
-    whole,
-)
+from gradtx.schedules._common import Schedule
+from gradtx.schedules._common import as_count
+from gradtx.schedules._common import ceil_to
+from gradtx.schedules._common import check_number
+from gradtx.schedules._common import check_steps
+from gradtx.schedules._common import count_array
+from gradtx.schedules._common import count_ge
+from gradtx.schedules._common import count_periods
+from gradtx.schedules._common import count_shift
+from gradtx.schedules._common import half_cosine
+from gradtx.schedules._common import is_integer
+from gradtx.schedules._common import is_number
+from gradtx.schedules._common import lerp
+from gradtx.schedules._common import periods
+from gradtx.schedules._common import safe_div
+from gradtx.schedules._common import safe_pow
+from gradtx.schedules._common import schedule_class
+from gradtx.schedules._common import steps_since
+from gradtx.schedules._common import whole
 
 _PAST_END = ("hold", "cycle")
 

@@ -13,27 +13,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx.schedules._common import (
-    Schedule,
-    as_count,
-    as_float,
-    check_number,
-    check_rate,
-    check_steps,
-    count_array,
-    count_ge,
-    count_periods,
-    count_shift,
-    float_vector,
-    is_integer,
-    is_number,
-    lerp,
-    safe_div,
-    safe_pow,
-    schedule_class,
-    steps_since,
-    whole,
-)
+from gradtx.schedules._common import Schedule
+from gradtx.schedules._common import as_count
+from gradtx.schedules._common import as_float
+from gradtx.schedules._common import check_number
+from gradtx.schedules._common import check_rate
+from gradtx.schedules._common import check_steps
+from gradtx.schedules._common import count_array
+from gradtx.schedules._common import count_ge
+from gradtx.schedules._common import count_periods
+from gradtx.schedules._common import count_shift
+from gradtx.schedules._common import float_vector
+from gradtx.schedules._common import is_integer
+from gradtx.schedules._common import is_number
+from gradtx.schedules._common import lerp
+from gradtx.schedules._common import safe_div
+from gradtx.schedules._common import safe_pow
+from gradtx.schedules._common import schedule_class
+from gradtx.schedules._common import steps_since
+from gradtx.schedules._common import whole
 
 
 @schedule_class

@@ -8,7 +8,9 @@ from typing import Any
 import optax
 from jax.typing import DTypeLike
 
-from gradtx.transforms.momentum import add_momentum, add_nesterov_momentum, bias_correct
+from gradtx.transforms.momentum import add_momentum
+from gradtx.transforms.momentum import add_nesterov_momentum
+from gradtx.transforms.momentum import bias_correct
 from gradtx.transforms.rms import scale_by_rms
 
 

@@ -9,9 +9,18 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Updates, gradient, step_count
-from gradtx._factory import current_call, factory, reads_count
-from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, DType, Flag
+from gradtx._base import GradientTransformation
+from gradtx._base import Updates
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._factory import reads_count
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import INITIAL_VALUE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
+from gradtx._specs import Flag
 
 
 class ScaleByAdditiveRmsState(NamedTuple):

@@ -6,9 +6,13 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, GradientTransformation
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Hyper
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._base import GradientTransformation
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Hyper
 
 
 def leaf_rms(x: jax.Array, dtype: jnp.dtype) -> jax.Array:

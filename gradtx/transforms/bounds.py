@@ -9,9 +9,17 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Updates, gradient, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType, Flag, Hyper
+from gradtx._base import GradientTransformation
+from gradtx._base import Updates
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
 
 
 class ScaleByBoundedRmsState(NamedTuple):

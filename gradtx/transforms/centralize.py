@@ -6,9 +6,12 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap
-from gradtx._factory import current_call, factory
-from gradtx._specs import Flag, Int
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import Flag
+from gradtx._specs import Int
 
 
 @factory(kind=GradientMap, channel_axis=Int(low=None), conv_only=Flag())

@@ -12,9 +12,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
-from gradtx._base import EmptyState, GradientMap, ScalarOrSchedule, step_count
-from gradtx._factory import current_call, factory, reads_count
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._factory import reads_count
 from gradtx._specs import Hyper
 from gradtx.transforms._sums import tree_norm
 from gradtx.transforms.scaling import scaled

@@ -7,11 +7,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, Params, Updates, gradient
-from gradtx._factory import current_call, factory
-from gradtx._specs import INITIAL_VALUE, Hyper
-from gradtx.transforms.distance import copy_params, needs_params
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import Params
+from gradtx._base import Updates
+from gradtx._base import gradient
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import INITIAL_VALUE
+from gradtx._specs import Hyper
+from gradtx.transforms.distance import copy_params
+from gradtx.transforms.distance import needs_params
 
 
 class ScaleByCoinBettingState(NamedTuple):

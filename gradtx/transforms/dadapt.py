@@ -15,20 +15,26 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
-from gradtx._base import (
-    GradientTransformation,
-    Params,
-    ScalarOrSchedule,
-    Updates,
-    float_dtype,
-    gradient,
-    step_count,
-)
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
-from gradtx.transforms._sums import tree_dot, tree_l1_norm
-from gradtx.transforms.distance import copy_params, needs_params
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import Params
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import float_dtype
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
+from gradtx.transforms._sums import tree_dot
+from gradtx.transforms._sums import tree_l1_norm
+from gradtx.transforms.distance import copy_params
+from gradtx.transforms.distance import needs_params
 
 ESTIM_LR0 = Hyper(low=0.0, low_open=True, init_only=True)
 """d_0: ``init`` starts the distance estimate there (Prodigy's update also divides by

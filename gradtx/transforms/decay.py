@@ -8,17 +8,18 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import (
-    EmptyState,
-    GradientMap,
-    GradientTransformation,
-    MaskFn,
-    MaskTree,
-    Params,
-    ScalarOrSchedule,
-)
-from gradtx._factory import current_call, factory
-from gradtx._specs import Function, Hyper, Mask
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._base import GradientTransformation
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import Params
+from gradtx._base import ScalarOrSchedule
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import Function
+from gradtx._specs import Hyper
+from gradtx._specs import Mask
 
 DECAY = Hyper(low=0.0, schedule=True)
 

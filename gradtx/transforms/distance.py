@@ -8,27 +8,29 @@ taken over the whole tree, in the state's scalar dtype (JAX's default float).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import (
-    GradientTransformation,
-    Params,
-    Updates,
-    float_dtype,
-    gradient,
-    step_count,
-)
-from gradtx._factory import Bound, current_call, factory, reads_count
-from gradtx._specs import NON_NEGATIVE, Choice, Hyper
-from gradtx.transforms._sums import (
-    tree_difference_norm,
-    tree_norm,
-    tree_squared_norm,
-)
+from gradtx._base import GradientTransformation
+from gradtx._base import Params
+from gradtx._base import Updates
+from gradtx._base import float_dtype
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import Bound
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._factory import reads_count
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import Hyper
+from gradtx.transforms._sums import tree_difference_norm
+from gradtx.transforms._sums import tree_norm
+from gradtx.transforms._sums import tree_squared_norm
 from gradtx.transforms.scaling import scaled
 
 INIT_STEPS = ("distance", "learning_rate", "heuristic")

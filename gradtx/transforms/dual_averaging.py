@@ -9,16 +9,17 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import (
-    GradientTransformation,
-    Params,
-    ScalarOrSchedule,
-    Updates,
-    gradient,
-    step_count,
-)
-from gradtx._factory import current_call, factory
-from gradtx._specs import LEARNING_RATE, NON_NEGATIVE, DType
+from gradtx._base import GradientTransformation
+from gradtx._base import Params
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
 
 
 class DualAverageState(NamedTuple):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +11,16 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import Choice, DType, Flag, Hyper, Int
+from gradtx._base import GradientTransformation
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import Choice
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
+from gradtx._specs import Int
 
 
 class ScaleByFactoredRmsState(NamedTuple):

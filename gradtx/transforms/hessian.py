@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx import _checks, _tree
-from gradtx._base import (
-    INTERNAL_EXTRAS,
-    GradientTransformation,
-    OptState,
-    Updates,
-    gradient,
-    step_count,
-)
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Anything, DType, Hyper, Transform
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import INTERNAL_EXTRAS
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import Updates
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Anything
+from gradtx._specs import DType
+from gradtx._specs import Hyper
+from gradtx._specs import Transform
 
 
 def _is_one_key(x: Any) -> bool:

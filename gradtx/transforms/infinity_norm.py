@@ -9,9 +9,13 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Updates, gradient
+from gradtx._base import GradientTransformation
+from gradtx._base import Updates
+from gradtx._base import gradient
 from gradtx._factory import factory
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
 
 
 class ScaleByInfinityNormState(NamedTuple):

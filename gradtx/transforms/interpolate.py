@@ -6,7 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, gradient
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import gradient
 from gradtx._factory import factory
 from gradtx._specs import MOMENTUM
 

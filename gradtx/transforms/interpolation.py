@@ -8,9 +8,12 @@ import jax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Updates
+from gradtx._base import GradientTransformation
+from gradtx._base import Updates
 from gradtx._factory import factory
-from gradtx._specs import DECAY_RATE, DType, Hyper
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import DType
+from gradtx._specs import Hyper
 
 
 class AddInterpolatedMomentumState(NamedTuple):

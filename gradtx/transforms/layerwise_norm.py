@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import collections
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,9 +12,14 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, DType
+from gradtx._base import GradientTransformation
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
 
 
 class ScaleByLayerwiseNormState(NamedTuple):

@@ -8,7 +8,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx._base import GradientTransformation, OptState, extras_for, gradient, kind_of
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import extras_for
+from gradtx._base import gradient
+from gradtx._base import kind_of
 from gradtx._factory import factory
 from gradtx._specs import Transform
 from gradtx.wrappers.flatten import FlattenState

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, chain, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import DType, Hyper, Int, Option, Transform
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import chain
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DType
+from gradtx._specs import Hyper
+from gradtx._specs import Int
+from gradtx._specs import Option
+from gradtx._specs import Transform
 from gradtx.transforms._adam import adam_stages
 
 

@@ -9,9 +9,14 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, Updates, gradient
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import gradient
 from gradtx._factory import factory
-from gradtx._specs import DECAY_RATE, DType, Hyper
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import DType
+from gradtx._specs import Hyper
 
 ALPHA = Hyper(low=0.0, schedule=True)
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, Updates, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, MOMENTUM, NON_NEGATIVE, DType, Flag, Hyper
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import MOMENTUM
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
 
 
 class AddMomentumState(NamedTuple):

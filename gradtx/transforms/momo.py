@@ -10,24 +10,30 @@ in the state's scalar dtype (JAX's default float).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _checks, _tree
-from gradtx._base import (
-    GradientTransformation,
-    ScalarOrSchedule,
-    Updates,
-    float_dtype,
-    gradient,
-    step_count,
-)
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, LEARNING_RATE, NON_NEGATIVE, Flag, Hyper
-from gradtx.transforms._sums import tree_dot, tree_squared_norm
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import float_dtype
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
+from gradtx.transforms._sums import tree_dot
+from gradtx.transforms._sums import tree_squared_norm
 from gradtx.transforms.distance import needs_params
 
 # Below this squared norm of the momentum no step is taken (float64's machine

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _tree
-from gradtx._base import GradientMap, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Anything, Hyper, Option
+from gradtx._base import GradientMap
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Anything
+from gradtx._specs import Hyper
+from gradtx._specs import Option
 
 
 class AddNoiseState(NamedTuple):

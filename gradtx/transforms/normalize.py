@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientMap, float_dtype
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._base import float_dtype
 from gradtx._factory import factory
 from gradtx.transforms.clipping import global_norm
 

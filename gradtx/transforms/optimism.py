@@ -8,8 +8,12 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, ScalarOrSchedule, Updates, step_count
-from gradtx._factory import current_call, factory
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
 from gradtx._specs import Hyper
 
 

@@ -9,13 +9,20 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import AxisType, PartitionSpec
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation
-from gradtx._factory import current_call, factory
-from gradtx._specs import Choice, DType, Flag, Hyper, Int
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import Choice
+from gradtx._specs import DType
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
+from gradtx._specs import Int
 
 DEFAULT_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 """Jordan's quintic coefficients (torch's and optax's default)."""

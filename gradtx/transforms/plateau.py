@@ -8,10 +8,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
-from gradtx._base import REPORTED, GradientTransformation, float_dtype
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Choice, Hyper
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import REPORTED
+from gradtx._base import GradientTransformation
+from gradtx._base import float_dtype
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import Hyper
 from gradtx.transforms.scaling import scaled
 
 

@@ -6,10 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _checks, _tree
-from gradtx._base import EmptyState, GradientTransformation
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Choice, Hyper
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import Hyper
 
 # optax's threshold under which the squared norm counts as 0 (float64's epsilon).
 TINY = float(np.finfo(np.float64).eps)

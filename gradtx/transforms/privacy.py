@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
+from gradtx import _checks
+from gradtx import _tree
 from gradtx._base import GradientMap
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Anything
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Anything
 from gradtx.transforms.noise import _typed_key
 
 

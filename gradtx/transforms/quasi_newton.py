@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, Params, Updates, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import Flag, Int
+from gradtx._base import GradientTransformation
+from gradtx._base import Params
+from gradtx._base import Updates
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import Flag
+from gradtx._specs import Int
 
 
 class ScaleByLbfgsState(NamedTuple):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,9 +12,20 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, Updates, extras_for, gradient, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Choice, DType, Hyper, Transform
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import Updates
+from gradtx._base import extras_for
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import DType
+from gradtx._specs import Hyper
+from gradtx._specs import Transform
 
 COMPARE = Choice(">", ">=")
 # r_t's root is of a negative number for 2 < rho_t < 4: a threshold below 4 would

@@ -8,10 +8,21 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, Updates, gradient, step_count
-from gradtx._factory import current_call, factory, reads_count
-from gradtx._specs import DECAY_RATE, INITIAL_VALUE, NON_NEGATIVE, Choice, DType, Flag
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import Updates
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._factory import reads_count
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import INITIAL_VALUE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import DType
+from gradtx._specs import Flag
 
 
 class ScaleByRmsState(NamedTuple):

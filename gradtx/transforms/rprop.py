@@ -7,17 +7,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
-from gradtx._base import (
-    GradientTransformation,
-    ScalarOrSchedule,
-    Updates,
-    float_dtype,
-    gradient,
-    step_count,
-)
-from gradtx._factory import current_call, factory
-from gradtx._specs import CONVENTION, LEARNING_RATE, NON_NEGATIVE, Hyper
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import float_dtype
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import CONVENTION
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Hyper
 
 ETA_MINUS = Hyper(low=0.0, high=1.0, low_open=True, high_open=True)
 """Rprop's shrink factor, in (0, 1) (torch's check)."""

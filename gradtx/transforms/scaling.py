@@ -8,17 +8,20 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import (
-    EmptyState,
-    GradientMap,
-    GradientTransformation,
-    ScalarOrSchedule,
-    Updates,
-    is_schedule,
-    step_count,
-)
-from gradtx._factory import current_call, factory, hyperparameterized, reads_count
-from gradtx._specs import LEARNING_RATE, Flag, Hyper
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._base import GradientTransformation
+from gradtx._base import ScalarOrSchedule
+from gradtx._base import Updates
+from gradtx._base import is_schedule
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._factory import hyperparameterized
+from gradtx._factory import reads_count
+from gradtx._specs import LEARNING_RATE
+from gradtx._specs import Flag
+from gradtx._specs import Hyper
 
 
 def scaled(updates: Updates, factor: Any) -> Updates:

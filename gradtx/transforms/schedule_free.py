@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, Params, float_dtype, step_count
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, DType, Hyper
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import Params
+from gradtx._base import float_dtype
+from gradtx._base import step_count
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
+from gradtx._specs import Hyper
 from gradtx.transforms.distance import needs_params
 
 B1 = Hyper(low=0.0, high=1.0, low_open=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradtx._base import EmptyState, GradientTransformation
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
 from gradtx._factory import factory
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, gradient
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, DType
+from gradtx._base import GradientTransformation
+from gradtx._base import gradient
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import DType
 
 
 class ScaleBySm3State(NamedTuple):

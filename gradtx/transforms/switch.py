@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import (
-    EmptyState,
-    GradientTransformation,
-    extras_for,
-    float_dtype,
-    gradient,
-    step_count,
-)
-from gradtx._factory import UncountedHyperparamsState, current_call, factory
-from gradtx._specs import DECAY_RATE, NON_NEGATIVE, Flag, Transform
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._base import extras_for
+from gradtx._base import float_dtype
+from gradtx._base import gradient
+from gradtx._base import step_count
+from gradtx._factory import UncountedHyperparamsState
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import DECAY_RATE
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Flag
+from gradtx._specs import Transform
 
 
 class SwitchToSgdState(NamedTuple):

@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._base import EmptyState, GradientTransformation
-from gradtx._factory import current_call, factory
+from gradtx._base import EmptyState
+from gradtx._base import GradientTransformation
+from gradtx._factory import current_call
+from gradtx._factory import factory
 from gradtx._specs import NON_NEGATIVE
 
 

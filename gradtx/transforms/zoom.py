@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, Updates
-from gradtx._factory import current_call, factory
-from gradtx._specs import NON_NEGATIVE, Choice, Hyper, Int
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import Updates
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import NON_NEGATIVE
+from gradtx._specs import Choice
+from gradtx._specs import Hyper
+from gradtx._specs import Int
 from gradtx.transforms.scaling import scaled
 
 UPDATE_KEYWORDS = frozenset({"value", "value_fn", "grad", "grads", "count"})

@@ -9,16 +9,16 @@ import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx import _checks, _tree
-from gradtx._base import (
-    GradientTransformation,
-    OptState,
-    Updates,
-    extras_for,
-    float_dtype,
-    kind_of,
-)
-from gradtx._factory import made_by, run_body
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import Updates
+from gradtx._base import extras_for
+from gradtx._base import float_dtype
+from gradtx._base import kind_of
+from gradtx._factory import made_by
+from gradtx._factory import run_body
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 

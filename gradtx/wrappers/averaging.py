@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, Params, apply_updates, extras_for
-from gradtx._factory import Unused, current_call, factory
-from gradtx._specs import Choice, Hyper, Transform
-from gradtx.transforms.averaging import PolyakAverageState, as_returned
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import Params
+from gradtx._base import apply_updates
+from gradtx._base import extras_for
+from gradtx._factory import Unused
+from gradtx._factory import current_call
+from gradtx._factory import factory
+from gradtx._specs import Choice
+from gradtx._specs import Hyper
+from gradtx._specs import Transform
+from gradtx.transforms.averaging import PolyakAverageState
+from gradtx.transforms.averaging import as_returned
 from gradtx.wrappers.flatten import FlattenState
 from gradtx.wrappers.groups import MaskedNode
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, OptState, extras_for, kind_of
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import extras_for
+from gradtx._base import kind_of
 from gradtx._checks import check_int
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck

@@ -28,13 +28,18 @@ from __future__ import annotations
 import collections
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks, _tree
-from gradtx._base import GradientTransformation, OptState, extras_for, kind_of
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import GradientTransformation
+from gradtx._base import OptState
+from gradtx._base import extras_for
+from gradtx._base import kind_of
 from gradtx._specs import Transform
 
 

@@ -9,15 +9,23 @@ them (global norms, for instance, run over the visible leaves only).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Hashable
+from collections.abc import Mapping
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import numpy as np
 import optax
 
-from gradtx import _checks, _tree
-from gradtx._base import MaskFn, MaskTree, OptState, extras_for, kind_of
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import MaskFn
+from gradtx._base import MaskTree
+from gradtx._base import OptState
+from gradtx._base import extras_for
+from gradtx._base import kind_of
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from collections.abc import Mapping
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _checks, _tree
-from gradtx._base import EmptyState, GradientMap, OptState, extras_for, kind_of
+from gradtx import _checks
+from gradtx import _tree
+from gradtx._base import EmptyState
+from gradtx._base import GradientMap
+from gradtx._base import OptState
+from gradtx._base import extras_for
 from gradtx._base import float_dtype as _float_dtype
+from gradtx._base import kind_of
 from gradtx._hyperparams import _short_names
 from gradtx._specs import Transform
 from gradtx.transforms.clipping import global_norm

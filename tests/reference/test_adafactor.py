@@ -8,13 +8,11 @@ import pytest
 import torch
 
 import gradtx
-from tests.reference.harness import (
-    assert_matches_optax,
-    assert_matches_torch,
-    assert_trajectories_close,
-    make_problem,
-    run_gradtx,
-)
+from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_matches_torch
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
 
 # "k"'s two largest axes are not its last two (torch factors the last two).
 TORCH_SHAPES = {"w": (3, 4), "b": (5,), "k": (4, 2, 3), "s": ()}

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import gradtx
-from tests.reference.harness import assert_matches_optax, assert_matches_torch
+from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_matches_torch
 
 
 def _h(seed):

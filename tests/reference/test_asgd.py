@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import gradtx
-from tests.reference.harness import MIXED_SHAPES, assert_trajectories_close, make_problem
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
 
 
 def _h(seed):

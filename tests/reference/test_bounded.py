@@ -12,12 +12,10 @@ import torch
 import torch_optimizer
 
 import gradtx
-from tests.reference.harness import (
-    assert_trajectories_close,
-    make_problem,
-    run_gradtx,
-    run_torch,
-)
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
+from tests.reference.harness import run_torch
 
 STEPS = 30
 

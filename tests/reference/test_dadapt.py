@@ -7,13 +7,11 @@ import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import (
-    MIXED_SHAPES,
-    assert_matches_optax,
-    assert_matches_optax_on_loss,
-    make_loss,
-    make_problem,
-)
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_matches_optax_on_loss
+from tests.reference.harness import make_loss
+from tests.reference.harness import make_problem
 
 
 def _h(seed):

@@ -19,7 +19,9 @@ import pytest
 import torch
 
 import gradtx
-from tests.reference.torch_branches import STEP, missing, taken
+from tests.reference.torch_branches import STEP
+from tests.reference.torch_branches import missing
+from tests.reference.torch_branches import taken
 
 _RNG = np.random.default_rng(7)
 _X, _Y = _RNG.normal(size=(40, 6)), np.sign(_RNG.normal(size=40))

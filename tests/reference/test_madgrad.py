@@ -16,13 +16,11 @@ import optax.contrib
 import pytest
 
 import gradtx
-from tests.reference.harness import (
-    MIXED_SHAPES,
-    assert_matches_optax,
-    assert_trajectories_close,
-    make_problem,
-    run_gradtx,
-)
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
 
 
 def _h(seed):

@@ -5,7 +5,8 @@ import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import assert_matches_optax, assert_matches_optax_on_loss
+from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_matches_optax_on_loss
 
 
 def _h(seed):

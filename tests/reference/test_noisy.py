@@ -50,7 +50,8 @@ def test_noisy_sgd_matches_optax_with_an_int_seed_and_defaults(x64):
 def test_noisy_sgd_noise_is_the_difference_and_keys_differ(x64):
     """The trajectory minus plain SGD's is the noise: non-zero, annealed, and another key
     gives another draw (so the comparison above is not vacuous)."""
-    from tests.reference.harness import make_problem, run_gradtx
+    from tests.reference.harness import make_problem
+    from tests.reference.harness import run_gradtx
 
     params, grads = make_problem(0, 25)
     a = run_gradtx(gradtx.noisy_sgd(0.1, 0.5, 0.55, key=1), params, grads)

@@ -6,7 +6,8 @@ import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import assert_matches_optax, assert_matches_optax_retuned
+from tests.reference.harness import assert_matches_optax
+from tests.reference.harness import assert_matches_optax_retuned
 
 
 def _h(seed):

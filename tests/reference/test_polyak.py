@@ -10,12 +10,10 @@ import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import (
-    MIXED_SHAPES,
-    assert_matches_optax_on_loss,
-    make_problem,
-    mixed_loss,
-)
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_matches_optax_on_loss
+from tests.reference.harness import make_problem
+from tests.reference.harness import mixed_loss
 
 
 def _on_loss(ours, theirs, seed, **kw):

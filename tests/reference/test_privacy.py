@@ -10,7 +10,8 @@ import optax
 import pytest
 
 import gradtx
-from tests.reference.harness import MIXED_SHAPES, assert_trajectories_close
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_trajectories_close
 
 EXAMPLES = 4
 

@@ -8,7 +8,10 @@ import pytorch_optimizer
 import torch
 
 import gradtx
-from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx, run_torch
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
+from tests.reference.harness import run_torch
 
 
 def _hparams(seed):

@@ -10,7 +10,8 @@ import optax.contrib
 import pytest
 
 import gradtx
-from tests.reference.harness import assert_matches_optax_on_loss, mixed_loss
+from tests.reference.harness import assert_matches_optax_on_loss
+from tests.reference.harness import mixed_loss
 
 
 def _on_loss(ours, theirs, seed, **kw):

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import gradtx
-from tests.reference.harness import MIXED_SHAPES, assert_trajectories_close, run_gradtx
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import run_gradtx
 
 
 def _h(seed):

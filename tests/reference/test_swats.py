@@ -9,12 +9,10 @@ import pytorch_optimizer
 import torch_optimizer
 
 import gradtx
-from tests.reference.harness import (
-    assert_trajectories_close,
-    make_problem,
-    run_gradtx,
-    run_torch,
-)
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
+from tests.reference.harness import run_torch
 
 
 def swats_reference(x, grad_fn, steps, lr, b1, b2, eps, *, wd=0.0, nesterov=False):

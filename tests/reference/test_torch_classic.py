@@ -11,13 +11,11 @@ import torch
 import torch_optimizer
 
 import gradtx
-from tests.reference.harness import (
-    assert_matches_optax_retuned,
-    assert_trajectories_close,
-    make_problem,
-    run_gradtx,
-    run_torch,
-)
+from tests.reference.harness import assert_matches_optax_retuned
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
+from tests.reference.harness import run_torch
 
 SEEDS = [0, 1]
 

@@ -47,7 +47,9 @@ import torch
 from torch.testing._internal.common_optimizers import optim_db
 
 import gradtx
-from tests.reference.harness import MIXED_SHAPES, assert_trajectories_close, make_problem
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
 
 STEPS = 10
 RTOL, ATOL = 1e-10, 1e-12

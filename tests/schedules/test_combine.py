@@ -8,15 +8,13 @@ import pytest
 
 from gradtx import schedules as S
 from gradtx._base import is_schedule
-from tests.schedules.helpers import (
-    L,
-    assert_close,
-    check_torch,
-    optax_values,
-    ours,
-    ours_plain,
-    torch_lrs,
-)
+from tests.schedules.helpers import L
+from tests.schedules.helpers import assert_close
+from tests.schedules.helpers import check_torch
+from tests.schedules.helpers import optax_values
+from tests.schedules.helpers import ours
+from tests.schedules.helpers import ours_plain
+from tests.schedules.helpers import torch_lrs
 
 
 def test_matches_optax(x64):

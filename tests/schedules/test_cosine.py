@@ -8,7 +8,12 @@ import pytest
 
 from gradtx import schedules as S
 from tests.conftest import xla_compiles
-from tests.schedules.helpers import L, assert_close, check_torch, optax_values, ours, torch_lrs
+from tests.schedules.helpers import L
+from tests.schedules.helpers import assert_close
+from tests.schedules.helpers import check_torch
+from tests.schedules.helpers import optax_values
+from tests.schedules.helpers import ours
+from tests.schedules.helpers import torch_lrs
 
 # name -> (gradtx schedule, torch scheduler factory, base lr, steps)
 TORCH_CASES = {

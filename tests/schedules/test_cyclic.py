@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from gradtx import schedules as S
-from tests.schedules.helpers import L, assert_close, check_torch, ours
+from tests.schedules.helpers import L
+from tests.schedules.helpers import assert_close
+from tests.schedules.helpers import check_torch
+from tests.schedules.helpers import ours
 
 TORCH_CASES = {}
 

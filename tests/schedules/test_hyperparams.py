@@ -12,7 +12,10 @@ import torch
 import gradtx
 from gradtx import schedules as S
 from tests.conftest import xla_compiles
-from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx, run_torch
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
+from tests.reference.harness import run_torch
 
 L = torch.optim.lr_scheduler
 T = 30

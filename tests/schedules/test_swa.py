@@ -10,7 +10,11 @@ import torch
 from torch.optim.swa_utils import SWALR
 
 from gradtx import schedules as S
-from tests.schedules.helpers import L, assert_close, check_torch, ours, torch_lrs
+from tests.schedules.helpers import L
+from tests.schedules.helpers import assert_close
+from tests.schedules.helpers import check_torch
+from tests.schedules.helpers import ours
+from tests.schedules.helpers import torch_lrs
 
 
 @pytest.mark.parametrize("anneal", ["cos", "linear"])

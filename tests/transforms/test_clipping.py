@@ -9,7 +9,8 @@ import torch
 
 import gradtx
 from gradtx.transforms.clipping import global_norm
-from tests.reference.harness import assert_trajectories_close, make_problem
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
 
 
 def _tree(seed, scale=1.0):

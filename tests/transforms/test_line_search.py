@@ -15,8 +15,11 @@ import pytest
 import torch
 import torch.optim.lbfgs as torch_lbfgs
 
-from gradtx.transforms.line_search import cubic_interpolate, strong_wolfe
-from tests.reference.torch_branches import LINE_SEARCH, missing, taken
+from gradtx.transforms.line_search import cubic_interpolate
+from gradtx.transforms.line_search import strong_wolfe
+from tests.reference.torch_branches import LINE_SEARCH
+from tests.reference.torch_branches import missing
+from tests.reference.torch_branches import taken
 
 # The first five take every branch between them (checked below; found by
 # tracing torch over seeds 0..1999).  Left out: searches far along a fast

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from optax.contrib._muon import orthogonalize_via_newton_schulz
 from torch.optim._muon import _zeropower_via_newtonschulz

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 import gradtx
-from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx, run_torch
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
+from tests.reference.harness import run_torch
 
 
 def metrics(seed, n=150, mode="min"):

@@ -9,7 +9,8 @@ import pytest
 
 import gradtx
 from tests.conftest import xla_compiles
-from tests.reference.harness import assert_trajectories_close, make_problem
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
 
 
 def _jnp(tree):

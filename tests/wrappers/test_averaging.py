@@ -6,16 +6,15 @@ import numpy as np
 import optax
 import pytest
 import torch
-from torch.optim.swa_utils import (
-    AveragedModel,
-    get_ema_avg_fn,
-    get_ema_multi_avg_fn,
-    get_swa_avg_fn,
-    get_swa_multi_avg_fn,
-)
+from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import get_ema_avg_fn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+from torch.optim.swa_utils import get_swa_avg_fn
+from torch.optim.swa_utils import get_swa_multi_avg_fn
 
 import gradtx
-from tests.reference.harness import MIXED_SHAPES, make_problem
+from tests.reference.harness import MIXED_SHAPES
+from tests.reference.harness import make_problem
 
 
 @pytest.fixture

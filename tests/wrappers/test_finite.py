@@ -7,7 +7,8 @@ import pytest
 
 import gradtx
 from tests.reference.harness import make_problem
-from tests.registry import OPTIMIZER_NAMES, REGISTRY
+from tests.registry import OPTIMIZER_NAMES
+from tests.registry import REGISTRY
 
 # Every registered optimizer (one entry per case of tests/registry.py), plus
 # settings worth covering on top.

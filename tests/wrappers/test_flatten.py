@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 
 import gradtx
-from tests.registry import OPTIMIZER_NAMES, REGISTRY
+from tests.registry import OPTIMIZER_NAMES
+from tests.registry import REGISTRY
 
 # Keyword arguments that switch on each optimizer's optional stages, so the
 # comparison covers them.  An optimizer exported later and not listed here is

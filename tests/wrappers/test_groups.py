@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import gradtx
-from tests.reference.harness import assert_trajectories_close, make_problem, run_gradtx
+from tests.reference.harness import assert_trajectories_close
+from tests.reference.harness import make_problem
+from tests.reference.harness import run_gradtx
 
 
 def _jnp(tree):
