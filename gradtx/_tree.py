@@ -159,11 +159,22 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     return out
 
 
+def ints_as_floats(value: Any) -> Any:
+    """A Python or NumPy integer (or bool) value as a float64 NumPy value, before JAX
+    sees it: JAX's default int refuses a Python int beyond int32 and wraps a NumPy
+    int64 one without a word.  Anything else is returned as it is."""
+    if isinstance(value, int):
+        return np.float64(value)
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "iub":
+        return value.astype(np.float64)
+    return value
+
+
 def as_float(value: Any) -> jax.Array:
     """A hyperparameter as the step computes with it: in JAX's default float dtype or
     wider.  A learning rate given as an int or 16-bit array must not narrow the numbers
     formed with it (an int32 one truncated b2 to 0; a bfloat16 one rounded it)."""
-    x = jnp.asarray(value)
+    x = jnp.asarray(ints_as_floats(value))
     default = jax.dtypes.canonicalize_dtype(jnp.float64)
     dtype = wider(x.dtype, default) if jnp.issubdtype(x.dtype, jnp.floating) else default
     return x.astype(dtype)

@@ -17,6 +17,7 @@ from typing_extensions import dataclass_transform
 
 from gradtx._base import float_dtype
 from gradtx._checks import check_hyperparam
+from gradtx._tree import ints_as_floats
 
 _T = TypeVar("_T")
 
@@ -98,21 +99,33 @@ def _register_with_flax(cls: type) -> None:
 def as_float(value: Any) -> jax.Array:
     """A field as an array of JAX's default float dtype (fields may be stored
     numbers, Python numbers or batched arrays under ``vmap``)."""
-    return jnp.asarray(value).astype(float_dtype())
+    return jnp.asarray(ints_as_floats(value)).astype(float_dtype())
 
 
 def count_array(count: Any) -> jax.Array:
-    """The step count as an array; a Python int beyond JAX's default int (int32 unless
-    x64) is refused by name (a raw OverflowError before; the step counters saturate at
-    its maximum, so only a direct call can pass one)."""
+    """The step count as an array.  A Python or NumPy integer outside the range of JAX's
+    default int (int32 unless x64) is refused by name: JAX raised a raw OverflowError
+    for the one and wrapped the other.  The step counters saturate at that int's
+    maximum, so only a direct call can pass one."""
     if isinstance(count, int) and not isinstance(count, bool):
-        top = np.iinfo(jax.dtypes.canonicalize_dtype(np.int64)).max
-        if not -top - 1 <= count <= top:
-            raise ValueError(
-                f"gradtx.schedules: count {count} is beyond {top}, the largest step count "
-                "of JAX's default int (jax_enable_x64 gives int64 counts)"
-            )
+        (low, high), values = _int_range(np.int64), (count,)
+    elif isinstance(count, (np.ndarray, np.generic)) and count.dtype.kind in "iu":
+        # JAX would wrap a NumPy int64 count beyond int32 without a word.
+        (low, high), values = _int_range(count.dtype), np.ravel(count).tolist()
+    else:
+        return jnp.asarray(count)
+    outside = [v for v in values if not low <= v <= high]
+    if outside:
+        raise ValueError(
+            f"gradtx.schedules: count {outside[0]} is outside [{low}, {high}], the range "
+            f"of step counts in JAX's default int (jax_enable_x64 gives 64-bit counts)"
+        )
     return jnp.asarray(count)
+
+
+def _int_range(dtype: Any) -> tuple[int, int]:
+    info = np.iinfo(jax.dtypes.canonicalize_dtype(dtype))
+    return int(info.min), int(info.max)
 
 
 def as_count(count: Any) -> jax.Array:

@@ -6,6 +6,7 @@ boundaries are computed on the integer count, so eager, jitted and optimizer
 values equal an exact reference (Python integers and float64) far beyond it.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -290,9 +291,27 @@ def test_a_python_count_beyond_the_default_int_names_the_problem(name):
         "sgdr": lambda: S.sgdr(0.1, 100),
         "cyclical": lambda: S.cyclical(0.01, 0.1, 10),
     }[name]()
-    with pytest.raises(ValueError, match=r"count 2147483648 is beyond 2147483647"):
+    outside = r"count 2147483648 is outside \[-2147483648, 2147483647\]"
+    with pytest.raises(ValueError, match=outside):
         schedule(2**31)
+    # JAX wrapped a NumPy int64 count to -2^31 without a word (a wrong value, no error)
+    with pytest.raises(ValueError, match=outside):
+        schedule(np.int64(2**31))
+    with pytest.raises(ValueError, match=outside):
+        schedule(np.array([3, 2**31], np.int64))
     assert np.isfinite(schedule(2**31 - 1))
+    chex.assert_trees_all_equal(schedule(np.int64(12)), schedule(12))
+
+
+def test_an_integer_value_beyond_int32_is_the_number_given():
+    # constant(2**31) raised a raw OverflowError at its first call; a NumPy int64
+    # value was wrapped to -2^31 (a negative learning rate)
+    for value in (2**31, np.int64(2**31), np.array(2**31, np.int64)):
+        chex.assert_trees_all_equal(S.constant(value)(0), jnp.float32(2.0**31))
+    opt = gradtx.sgd(np.int64(2**31))
+    params = {"w": jnp.ones(2)}
+    updates, _ = opt.update(params, opt.init(params), params)
+    chex.assert_trees_all_equal(updates["w"], jnp.full(2, -(2.0**31), jnp.float32))
 
 
 def test_a_whole_period_float32_would_round_is_refused_when_stored():
