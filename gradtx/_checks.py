@@ -454,6 +454,15 @@ def scalar_loss(call: str, value: Any, what: str = "value") -> jax.Array:
     return value
 
 
+def passed_function(call: str, params: Any, extra: Mapping[str, Any], name: str, usage: str) -> Any:
+    """The function ``name`` that ``update`` was given next to the params; where either
+    is missing, a TypeError naming ``call`` and showing the call (``usage``)."""
+    fn = extra.get(name)
+    if params is None or fn is None:
+        raise TypeError(f"{call}: needs the params and {name}, {usage}")
+    return fn
+
+
 def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> None:
     """Refuse ``fn``, a loss of the params passed to ``update`` (``value_fn``, ``obj_fn``),
     unless it is callable and returns a real scalar at ``args`` (its shape only is

@@ -92,12 +92,11 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
 
     def update(updates, state, params=None, **extra):
         _tree.check_per_leaf(call, "opaque_mode=True (grad_fn takes the params)")
-        grad_fn = extra.get("grad_fn")
-        if params is None or grad_fn is None:
-            raise TypeError(
-                f"{call}(opaque_mode=True).update: needs the params and the gradient as a "
-                "function of them, update(grads, state, params, grad_fn=lambda p, i: ...)"
-            )
+        grad_fn = _checks.passed_function(
+            f"{call}(opaque_mode=True).update", params, extra, "grad_fn",
+            "the gradient as a function of them: update(grads, state, params, "
+            "grad_fn=lambda p, i: ...)",
+        )  # fmt: skip
         if not callable(grad_fn):
             raise TypeError(
                 f"{call}(opaque_mode=True).update: grad_fn must be a function (params, i) -> "

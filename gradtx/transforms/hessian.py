@@ -91,12 +91,11 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
     def update(updates, state, params=None, **extra):
         call = current_call("gradtx.hutchinson_hessian_diagonal")
         _tree.check_per_leaf(call, "gradtx.hutchinson_hessian_diagonal")
-        obj_fn = extra.get("obj_fn")
-        if params is None or obj_fn is None:
-            raise TypeError(
-                f"{call}.update: needs the params and the loss as a function of them, "
-                "update(grads, state, params, obj_fn=lambda p: loss(p, batch))"
-            )
+        obj_fn = _checks.passed_function(
+            f"{call}.update", params, extra, "obj_fn",
+            "the loss as a function of them: update(grads, state, params, "
+            "obj_fn=lambda p: loss(p, batch))",
+        )  # fmt: skip
         _checks.loss_function(f"{call}.update", "obj_fn", obj_fn, params)
         key, probe = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(params)

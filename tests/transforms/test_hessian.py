@@ -59,7 +59,9 @@ def test_hutchinson_arguments():
     with pytest.raises(TypeError, match=r"gradtx\.hutchinson_hessian_diagonal\(random_seed=3\)"):
         gradtx.hutchinson_hessian_diagonal(3)
     tx = gradtx.hutchinson_hessian_diagonal()
-    with pytest.raises(TypeError, match="needs the params and the loss"):
+    with pytest.raises(
+        TypeError, match="needs the params and obj_fn, the loss as a function of them"
+    ):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)), jnp.ones(2))
 
 
