@@ -10,6 +10,7 @@ dtype (JAX's default float).
 
 from __future__ import annotations
 
+from typing import Any
 from typing import NamedTuple
 
 import jax
@@ -51,6 +52,20 @@ def adam_correction(b1, b2, t, dtype):
 
 def _leaves(treedef, *trees):
     return zip(*(treedef.flatten_up_to(t) for t in trees))
+
+
+def _start(call: str, params: Params, estim_lr0: Any) -> dict[str, Any]:
+    """The fields both states start with: zero moments and gradient sum, d_0 and a zero
+    numerator."""
+    _checks.check_real(call, params, "its distance estimate is real arithmetic")
+    dtype = float_dtype()
+    return dict(
+        mu=_tree.zeros_like(params),
+        nu=_tree.squares_like(params),
+        gradient_sum=_tree.zeros_like(params),
+        distance=jnp.asarray(estim_lr0).astype(dtype),
+        numerator=jnp.zeros([], dtype),
+    )
 
 
 class ScaleByProdigyState(NamedTuple):
@@ -132,16 +147,8 @@ def scale_by_prodigy(
     call = current_call("gradtx.scale_by_prodigy")
 
     def init(params):
-        _checks.check_real(call, params, "its distance estimate is real arithmetic")
-        dtype = float_dtype()
-        return ScaleByProdigyState(
-            _tree.zeros_like(params),
-            _tree.squares_like(params),
-            _tree.zeros_like(params),
-            copy_params(params),
-            jnp.asarray(estim_lr0).astype(dtype),
-            jnp.zeros([], dtype),
-        )
+        start = _start(call, params, estim_lr0)
+        return ScaleByProdigyState(initial_params=copy_params(params), **start)
 
     def update(updates, state, params=None, **extra):
         needs_params(call, params, "the distance from the initial params")
@@ -276,15 +283,7 @@ def scale_by_dadapt_adam(
     call = current_call("gradtx.scale_by_dadapt_adam")
 
     def init(params):
-        _checks.check_real(call, params, "its distance estimate is real arithmetic")
-        dtype = float_dtype()
-        return ScaleByDadaptAdamState(
-            _tree.zeros_like(params),
-            _tree.squares_like(params),
-            _tree.zeros_like(params),
-            jnp.asarray(estim_lr0).astype(dtype),
-            jnp.zeros([], dtype),
-        )
+        return ScaleByDadaptAdamState(**_start(call, params, estim_lr0))
 
     def update(updates, state, params=None, **extra):
         if weight_decay is not None:
