@@ -145,6 +145,8 @@ def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str
         return out
 
     raw = collect(lambda path: path)
+    if not raw:
+        _refuse_non_state(state, call)
     short = collect(_without_wrappers)
     seen: dict[str, int] = {}
     for entry in short:
@@ -160,6 +162,19 @@ def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str
                 "name, partition label or dict key reads as a path separator); rename one"
             )
     return entries
+
+
+def _refuse_non_state(state: Any, call: str) -> None:
+    """A tree with a function or a string among its leaves is no optimizer state (no
+    state holds either); the likely mistake is passing the optimizer itself, whose
+    ``init`` and ``update`` are leaves of its NamedTuple."""
+    for leaf in jax.tree.leaves(state):
+        if callable(leaf) or isinstance(leaf, (str, bytes)):
+            raise TypeError(
+                f"{call}: expected an optimizer state, got a tree holding "
+                f"a {type(leaf).__name__}; pass the state, opt.init(params) or "
+                "the one update returned, not the optimizer"
+            )
 
 
 def _without_wrappers(path: tuple[str, ...]) -> tuple[str, ...]:

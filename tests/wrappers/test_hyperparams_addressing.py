@@ -174,3 +174,19 @@ def test_a_slash_inside_a_name_that_repeats_no_other_path_is_kept():
         "b/learning_rate": 0.5,
         "c/learning_rate": float(np.float32(0.2)),
     }
+
+
+@pytest.mark.parametrize("call", ["get_hyperparams", "set_hyperparams"])
+@pytest.mark.parametrize("make", [lambda: gradtx.adam(1e-3), lambda: ("lr", gradtx.sgd(0.1))])
+def test_an_optimizer_in_place_of_its_state_is_refused(call, make):
+    # get_hyperparams(opt) gave {} and set_hyperparams(opt, ...) "unknown
+    # hyperparameter": the optimizer's functions are leaves, no state is among them
+    fn = getattr(gradtx, call)
+    args = {"learning_rate": 0.1} if call == "set_hyperparams" else {}
+    with pytest.raises(TypeError, match=rf"gradtx\.{call}: expected an optimizer state, got a "):
+        fn(make(), **args)
+
+
+def test_a_state_without_hyperparameters_still_reads_as_none():
+    assert gradtx.get_hyperparams(gradtx.identity().init(PARAMS)) == {}
+    assert gradtx.get_hyperparams(()) == {}
