@@ -69,14 +69,14 @@ def adamax(
       convention: ``"torch"`` or ``"optax"``: the same rule.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.adamax(1e-2)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> updates["w"]
-      Array([-0.01,  0.01], dtype=float32)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.adamax(0.1, b1=0.0, b2=0.5)
+      >>> params = {"w": jnp.array([1.0])}
+      >>> _, state = opt.update({"w": jnp.array([4.0])}, opt.init(params), params)
+      >>> updates, state = opt.update({"w": jnp.array([1.0])}, state, params)
+      >>> # b1 = 0: m̂_2 = g_2 = 1; u_2 = max(0.5 · 4, 1 + eps) = 2 keeps the old peak
+      >>> updates["w"]  # -0.1 · 1 / 2 (Adam's sqrt(v̂_2) = sqrt(4.5 / 0.75) = 2.45: -0.041)
+      Array([-0.05], dtype=float32)
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.

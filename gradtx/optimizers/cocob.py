@@ -59,18 +59,19 @@ def cocob(
       learning_rate: η, multiplier of the gradient (a number or schedule).
       alpha: α > 0, which caps the fraction of the wealth bet early on.
       eps: L_0, the initial bound on |c| (read by ``init`` only).
-      weight_decay: λ of the L2 term added to the gradient.
-      mask: pytree of bools (or a prefix): which leaves are decayed.
-      mask_fn: function of the params returning such a mask.
+      weight_decay: λ in c_t (0 leaves the L2 stage out).
+      mask, mask_fn: the leaves λ applies to: a pytree of bools (or a prefix),
+        or a function of the params returning one.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.cocob()
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.cocob(alpha=4.0)
       >>> params = {"w": jnp.array([1.0, -2.0])}
       >>> state = opt.init(params)  # the real initial params: the bets are relative to them
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, state = opt.update({"w": jnp.array([0.5, -300.0])}, state, params)
+      >>> # t = 1: L_1 = G_1 = |g|, R_1 = 0, θ_1 = -g, and α L_1 > G_1 + L_1
+      >>> updates["w"]  # -g / (|g| · α |g|) · |g| = -sign(g) / α, whatever the size of g
+      Array([-0.25,  0.25], dtype=float32)
 
     References:
       Orabona & Tommasi, "Training Deep Networks without Learning Rates

@@ -81,17 +81,18 @@ def dog(
       init_step: ``(tag, value)``, see above.
       eps: added under the root of G_t.
       weight_decay: λ of the L2 term added to the gradient (``None``: none).
-      mask: pytree of bools (or a prefix): which leaves are decayed.
-      mask_fn: function of the params returning such a mask.
+      mask: which leaves are decayed, a pytree of bools or a prefix of the params.
+      mask_fn: a function of the params returning ``mask``.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.dog()
-      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> opt = gradtx.dog(init_step=("distance", 0.5))
+      >>> params = {"w": jnp.array([3.0, 4.0])}
       >>> state = opt.init(params)  # the real initial params: x_0 and r̄_0 come from them
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)  # (6, 8), of norm 10
       >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates["w"]  # r̄_1 = r̄_0 = 0.5, G_1 = 100: a step of length 0.5 along -g
+      Array([-0.3, -0.4], dtype=float32)
 
     References:
       Ivgi, Hinder & Carmon, "DoG is SGD's Best Friend: A Parameter-Free
@@ -120,7 +121,7 @@ def dowg(
 ) -> GradientTransformation:
     """DoWG, distance over weighted gradients (Khaled et al.), as ``optax.contrib.dowg``.
 
-    Update (``t`` from 1, x_0 the params given to ``init``)::
+    Update (``t`` from 1, x_0 as in ``dog``)::
 
       g_t = ∇f(x_t) + λ x_t                              (L2, if weight_decay)
       r̄²_t = max(r̄²_{t-1}, ||x_t - x_0||²),   v_t = v_{t-1} + r̄²_t ||g_t||²
@@ -144,18 +145,16 @@ def dowg(
         the solution (``None``: ``eps``).
       eps: added to the root of v_t (and r̄²_0's default, read by ``init``: a
         later ``set_hyperparams`` changes only the root's term).
-      weight_decay: λ of the L2 term added to the gradient (``None``: none).
-      mask: pytree of bools (or a prefix): which leaves are decayed.
-      mask_fn: function of the params returning such a mask.
+      weight_decay, mask, mask_fn: the L2 term and the leaves it decays, as in ``dog``.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.dowg()
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.dowg()  # r̄²_0 = eps = 1e-4
+      >>> params = {"w": jnp.array([1.0])}
+      >>> updates, _ = opt.update({"w": jnp.array([2.0])}, opt.init(params), params)
+      >>> # v_1 = 1e-4 · 2² and sqrt(v_1) = 0.02: the step is 1e-4 / (0.02 + 1e-4) · 2
+      >>> updates["w"]  # = 0.01 / 1.005, about sqrt(r̄²_0): the first step's length
+      Array([-0.00995025], dtype=float32)
 
     References:
       Khaled, Mishchenko & Jin, "DoWG Unleashed: An Efficient Universal

@@ -76,13 +76,13 @@ def lamb(
       mask_fn: a function of the params returning such a mask.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.lamb(1e-2, weight_decay=1e-4)
-      >>> params = {"w": jnp.array([[1.0, -2.0]]), "b": jnp.array([0.5])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.lamb(1e-2)
+      >>> params = {"a": jnp.array([2.0]), "b": jnp.array([-0.5])}
+      >>> grads = {"a": jnp.array([100.0]), "b": jnp.array([0.1])}
+      >>> # Adam's first step is r = sign(g) = 1 per leaf, rescaled to length η ‖θ‖
+      >>> opt.update(grads, opt.init(params), params)[0]  # -0.01 · 2 and -0.01 · 0.5
+      {'a': Array([-0.02], dtype=float32), 'b': Array([-0.005], dtype=float32)}
 
     References:
       You et al., "Large Batch Optimization for Deep Learning: Training BERT in
@@ -167,13 +167,15 @@ def lars(
       trust_ratio_mask_fn: a function of the params returning ``trust_ratio_mask``.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.lars(0.1, weight_decay=1e-4, trust_ratio_mask={"w": True, "b": False})
-      >>> params = {"w": jnp.array([[1.0, -2.0]]), "b": jnp.array([0.5])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.lars(0.1, trust_coefficient=0.02, trust_ratio_mask={"w": True, "b": False})
+      >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([0.5])}
+      >>> grads = {"w": jnp.array([6.0, 8.0]), "b": jnp.array([2.0])}
+      >>> updates, state = opt.update(grads, opt.init(params), params)
+      >>> updates["w"]  # trust ratio c ‖w‖ / ‖g‖ = 0.02 · 5 / 10: -0.1 · 0.01 · (6, 8)
+      Array([-0.006, -0.008], dtype=float32)
+      >>> updates["b"]  # outside the trust-ratio mask: the plain SGD step -0.1 · 2
+      Array([-0.2], dtype=float32)
 
     References:
       You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks",

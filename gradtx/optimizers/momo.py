@@ -79,12 +79,13 @@ def momo(
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
+      >>> loss = lambda p: jnp.sum(p["w"] ** 2)  # its minimum is 0, the default f*
+      >>> params = {"w": jnp.array([3.0])}
+      >>> value, grads = jax.value_and_grad(loss)(params)  # f = 9, g = 6
       >>> opt = gradtx.momo()
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> value, grads = jax.value_and_grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params, value=value)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, state = opt.update(grads, opt.init(params), params, value=value)
+      >>> updates["w"]  # m_1 = g; Polyak step (f - f*) / g² = 9 / 36 below α = 1: -0.25 · 6
+      Array([-1.5], dtype=float32)
 
     References:
       Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for
@@ -136,22 +137,23 @@ def momo_adam(
       b1: decay of m, f̄ and γ in [0, 1).
       b2: decay of v in [0, 1).
       eps: added to the root in D.
-      lower_bound: f*, a lower bound of the loss (0 for most losses).
-      weight_decay: λ (``0``: none).
-      adapt_lower_bound: estimate f* on the fly, from ``lower_bound`` up.
+      lower_bound: f*, as in ``momo``.
+      weight_decay: λ of the decoupled decay, as in ``momo``.
+      adapt_lower_bound: replace f* by a running estimate, never below ``lower_bound``.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.momo_adam()
+      >>> opt = gradtx.momo_adam(learning_rate=1.0)
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
       >>> value, grads = jax.value_and_grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params, value=value)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, _ = opt.update(grads, opt.init(params), params, value=value)
+      >>> # t = 1: m = 0.1 g, D⁻¹m = 0.1 sign(g), τ = 0.1 f / ⟨m, D⁻¹m⟩ = 0.5 / 0.06 < α / c1
+      >>> updates["w"]  # so both coordinates move τ · 0.1 = f / Σ|g| = 5 / 6 (momo: 0.5 and 1)
+      Array([-0.83333343,  0.83333343], dtype=float32)
 
     References:
-      Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for
-      Adaptive Learning Rates", ICML 2024 (arXiv:2305.07583).
+      Schaipp et al., "MoMo: Momentum Models for Adaptive Learning Rates", ICML 2024,
+      which derives MoMo-Adam alongside MoMo.
     """
     direction = scale_by_momo_adam(
         learning_rate, b1, b2, eps, lower_bound, weight_decay, adapt_lower_bound=adapt_lower_bound

@@ -133,12 +133,13 @@ def optimistic_adam(
       nesterov: Dozat's look-ahead first moment (optax's default ``True``).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.optimistic_adam(1e-2)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, opt.init(params))
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.optimistic_adam(0.1, b1=0.0, nesterov=False)  # o = η = 0.1
+      >>> _, state = opt.update({"w": jnp.array([1.0])}, opt.init({"w": jnp.zeros(1)}))
+      >>> updates, state = opt.update({"w": jnp.array([-1.0])}, state)
+      >>> # b1 = 0: r_t = g_t / |g_t| (v̂_2 = 1), so r_1 = 1 and r_2 = -1
+      >>> updates["w"]  # -(η r_2 + o (r_2 - r_1)) = 0.1 + 0.2 (Adam alone: 0.1)
+      Array([0.3], dtype=float32)
 
     References:
       Daskalakis et al., "Training GANs with Optimism", ICLR 2018.
@@ -194,12 +195,7 @@ def optimistic_adam_v2(
       learning_rate: η, a number or schedule.
       alpha: weight of the current Adam step.
       beta: weight of its last change.
-      b1: first-moment EMA rate, in [0, 1).
-      b2: second-moment EMA rate, in [0, 1).
-      eps: added outside the root.
-      eps_root: added inside the root.
-      mu_dtype: storage dtype of the first moment.
-      nesterov: Dozat's look-ahead first moment (optax's default ``True``).
+      b1, b2, eps, eps_root, mu_dtype, nesterov: Adam's step, as in ``optimistic_adam``.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp

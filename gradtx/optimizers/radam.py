@@ -110,10 +110,11 @@ def radam(
       >>> import gradtx, jax, jax.numpy as jnp
       >>> opt = gradtx.radam(1e-2)
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)  # (2, -4)
+      >>> updates, state = opt.update(grads, opt.init(params), params)
+      >>> # ρ_∞ = 1999 and ρ_1 = 1999 - 2 · 0.999 / 0.001 = 1, not above the threshold 5
+      >>> updates["w"]  # so SGD with momentum: -η m̂_1 = -0.01 g (Adam: -0.01 sign(g))
+      Array([-0.02,  0.04], dtype=float32)
 
     References:
       Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",

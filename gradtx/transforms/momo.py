@@ -260,9 +260,9 @@ def scale_by_momo_adam(
       b1: decay of m, f̄ and γ in [0, 1).
       b2: decay of v in [0, 1).
       eps: added to the root in D.
-      lower_bound: f*, a lower bound of the loss (0 for most losses).
-      weight_decay: λ (enters the model as 1 + αλ; ``None``: 0).
-      adapt_lower_bound: estimate f* on the fly, from ``lower_bound`` up.
+      lower_bound: f*, as in ``scale_by_momo``.
+      weight_decay: λ, which enters only the model's 1 + αλ (``None``: 0).
+      adapt_lower_bound: replace f* by a running estimate, never below ``lower_bound``.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -273,8 +273,8 @@ def scale_by_momo_adam(
       Array([0.1, 0.1], dtype=float32)
 
     References:
-      Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for
-      Adaptive Learning Rates", ICML 2024 (arXiv:2305.07583).
+      Schaipp et al., "MoMo: Momentum Models for Adaptive Learning Rates", ICML 2024,
+      which derives MoMo-Adam alongside MoMo.
     """
     call = current_call("gradtx.scale_by_momo_adam")
 
