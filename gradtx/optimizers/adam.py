@@ -112,12 +112,16 @@ def adam(
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.adam(1e-2)
+      >>> opt = gradtx.adam(learning_rate=0.1)
       >>> params = {"w": jnp.array([1.0, -2.0])}
       >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)  # 2w = (2, -4)
       >>> updates, state = opt.update(grads, state, params)
+      >>> updates["w"]  # t = 1: m̂_1 = g, v̂_1 = g², so the step is -η g / |g| = -η sign(g)
+      Array([-0.1,  0.1], dtype=float32)
       >>> params = gradtx.apply_updates(params, updates)
+      >>> params["w"]
+      Array([ 0.9, -1.9], dtype=float32)
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.

@@ -81,12 +81,13 @@ def adan(
       mask_fn: a function of the params returning such a mask (optax's callable ``mask``).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.adan(1e-2, weight_decay=1e-2)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.adan(0.1, weight_decay=0.5)
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, opt.init(params), params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, state = opt.update({"w": jnp.array([2.0, -4.0])}, opt.init(params), params)
+      >>> # t = 1: Δ_1 = 0, so v_1 = 0, m̂_1 = g, n̂_1 = g² and u_1 = sign(g)
+      >>> updates["w"]  # -η (sign(g) + λ θ): -0.1 (1 + 0.5) and -0.1 (-1 - 1)
+      Array([-0.15,  0.2 ], dtype=float32)
 
     References:
       Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster

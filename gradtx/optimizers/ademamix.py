@@ -83,13 +83,14 @@ def ademamix(
       mask_fn: a function of the params returning such a mask.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.ademamix(1e-3, alpha=gradtx.schedules.linear(0.0, 5.0, 1000))
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.ademamix(0.1, b3=0.75, alpha=2.0)
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, _ = opt.update({"w": jnp.array([2.0, -4.0])}, opt.init(params), params)
+      >>> # t = 1: m̂1 = g, v̂ = g², and the slow m2 = (1 - b3) g is not bias-corrected
+      >>> updates["w"]  # -η (1 + α (1 - b3)) sign(g) = -0.1 · 1.5 sign(g) (Adam: -0.1 sign(g))
+      Array([-0.15,  0.15], dtype=float32)
+      >>> # with the default b3 = 0.9999, m2 starts at 1e-4 g and builds up over thousands of steps
 
     References:
       Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster,
@@ -156,13 +157,15 @@ def simplified_ademamix(
       mask_fn: a function of the params returning such a mask.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.simplified_ademamix(1e-4, alpha=2.0)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.simplified_ademamix(0.01, alpha=2.0)  # b1 = 0.99
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> grads = {"w": jnp.array([2.0, -4.0])}
+      >>> _, state = opt.update(grads, opt.init(params), params)
+      >>> updates, state = opt.update(grads, state, params)  # the same g again: v̂_2 = g²
+      >>> # m_2 = b1 g + g, a sum: the step is -η (1 + b1 + α) sign(g) = -0.01 · 3.99 sign(g)
+      >>> updates["w"].round(6)
+      Array([-0.0399,  0.0399], dtype=float32)
 
     References:
       Morwani et al., "Connections between Schedule-Free Optimizers, AdEMAMix,

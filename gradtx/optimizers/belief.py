@@ -126,12 +126,13 @@ def yogi(
       eps: added outside the root (1e-3, larger than Adam's).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.yogi(1e-2)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, opt.init(params))
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.yogi(0.1, b1=0.0, b2=0.5, eps=0.0)
+      >>> _, state = opt.update({"w": jnp.array([4.0])}, opt.init({"w": jnp.zeros(1)}))
+      >>> updates, state = opt.update({"w": jnp.array([1.0])}, state)  # a smaller gradient
+      >>> # v_1 ≈ 0.5 · 16 = 8; v_2 = 8 - 0.5 · 1² = 7.5 (Adam's: 0.5 · 8 + 0.5 · 1 = 4.5)
+      >>> updates["w"]  # -0.1 · 1 / sqrt(7.5 / 0.75) = -0.1 / sqrt(10) (Adam: -0.1 / sqrt(6))
+      Array([-0.03162278], dtype=float32)
 
     References:
       Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.

@@ -130,13 +130,15 @@ def adabound(
         of the params, or a function of the params returning one).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.adabound(1e-3, final_lr=0.1)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.adabound(1e-3, final_lr=0.1, gamma=1.0)  # at t = 1: s in [0.05, 0.2]
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> grads = {"w": jnp.array([0.1, -4.0])}
+      >>> updates, state = opt.update(grads, opt.init(params), params)
+      >>> # m_1 = 0.1 g and s_1 = η / (0.1 |g|): 0.1 for g = 0.1, inside the bounds, so
+      >>> # Adam's step -η sign(g); 0.0025 for g = -4, raised to 0.05: SGD's -0.05 m_1
+      >>> updates["w"].round(6)
+      Array([-0.001,  0.02 ], dtype=float32)
 
     References:
       Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of
@@ -213,12 +215,13 @@ def amsbound(
 
     Example:
       >>> import gradtx, jax.numpy as jnp
-      >>> opt = gradtx.amsbound(1e-3, final_lr=0.1)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> _, state = opt.update({"w": jnp.array([1.0, 1.0])}, state, params)
-      >>> updates, state = opt.update({"w": jnp.array([0.1, 0.1])}, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> opt = gradtx.amsbound(0.1, b1=0.0, b2=0.5)  # the bounds stay wide: [2e-4, 50.1]
+      >>> params = {"w": jnp.array([1.0])}
+      >>> _, state = opt.update({"w": jnp.array([2.0])}, opt.init(params), params)
+      >>> updates, state = opt.update({"w": jnp.array([1.0])}, state, params)
+      >>> # v_1 = 2, v_2 = 1.5 < v̄_2 = 2; b1 = 0: m_2 = g_2 = 1
+      >>> updates["w"]  # -0.1 sqrt(0.75 / 2) (adabound's sqrt(0.75 / 1.5): -0.0707)
+      Array([-0.06123725], dtype=float32)
 
     References:
       Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of

@@ -100,13 +100,15 @@ def prodigy(
       safeguard_warmup: leave η_t c_t out of s (for warm-up schedules).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.prodigy()
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.prodigy(estim_lr0=0.01)
       >>> params = {"w": jnp.array([1.0, -2.0])}
       >>> state = opt.init(params)  # the real initial params: x_0
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, state = opt.update({"w": jnp.array([2.0, -4.0])}, state, params)
+      >>> # t = 1: m_1 = 0.1 d g, sqrt(v_1) = sqrt(0.001) d |g|, c_1 = sqrt(0.001) / 0.1
+      >>> updates["w"]  # so Adam's first step times d_1 = d_0: -0.01 sign(g)
+      Array([-0.01,  0.01], dtype=float32)
+      >>> # x_1 = x_0, so r_1 = 0 and d_2 = d_0: d grows once the params have moved
 
     References:
       Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive
@@ -163,13 +165,13 @@ def dadapt_adamw(
       weight_decay: decoupled decay, multiplied by the step size λ_t.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.dadapt_adamw()
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.dadapt_adamw(estim_lr0=0.01)
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, state = opt.update({"w": jnp.array([2.0, -4.0])}, opt.init(params), params)
+      >>> # t = 1: λ_1 = d_0 sqrt(0.001) / 0.1, m_1 = 0.1 λ_1 g, sqrt(v_1) = sqrt(0.001) |g|
+      >>> updates["w"]  # -m_1 / sqrt(v_1) = -d_0 sign(g); r_1 = 0 (s_0 = 0) keeps d_2 = d_0
+      Array([-0.01,  0.01], dtype=float32)
 
     References:
       Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation",

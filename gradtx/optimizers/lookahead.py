@@ -129,15 +129,17 @@ def lookahead(
       slow_step_size: α in [0, 1] (stored in state, settable).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.lookahead(gradtx.adam(1e-2), sync_period=5, slow_step_size=0.5)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.lookahead(gradtx.sgd(1.0), sync_period=2, slow_step_size=0.5)
+      >>> params = {"w": jnp.zeros(1)}  # φ_0 = 0
       >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
-      >>> sorted(gradtx.get_hyperparams(state))[:2]
-      ['b1', 'b2']
+      >>> for _ in range(2):  # SGD steps of -1: θ = -1, then θ + u_2 = -2 at the sync
+      ...     updates, state = opt.update({"w": jnp.ones(1)}, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> params["w"]  # φ = 0 + 0.5 (-2 - 0): the sync's update is 0 (SGD alone: -2)
+      Array([-1.], dtype=float32)
+      >>> sorted(gradtx.get_hyperparams(state))  # the inner's, next to slow_step_size
+      ['learning_rate', 'slow_step_size']
 
     References:
       Zhang, Lucas, Hinton & Ba, "Lookahead Optimizer: k steps forward, 1 step
@@ -210,13 +212,16 @@ def ranger(
         of the params, or a function of the params returning one).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
+      >>> import gradtx, jax.numpy as jnp
       >>> opt = gradtx.ranger(1e-2)
       >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> grads = {"w": jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]]), "b": jnp.ones(2)}
+      >>> updates, state = opt.update(grads, opt.init(params), params)
+      >>> # t = 1 is before RAdam's threshold: -η m̂_1 = -η g, of the centred g for the
+      >>> # 2-D "w" (rows minus their means 2 and 1: -1, 0, 1; -1, -1, 2); "b" as is
+      >>> updates
+      {'b': Array([-0.01, -0.01], dtype=float32), 'w': Array([[ 0.01, -0.  , -0.01],
+             [ 0.01,  0.01, -0.02]], dtype=float32)}
 
     References:
       Wright, Ranger-Deep-Learning-Optimizer (GitHub), 2019-2020; Liu et al.

@@ -68,13 +68,14 @@ def madgrad(
         of the params, or a function of the params returning one).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.madgrad(1e-2)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.madgrad(0.125, eps=0.0)  # eps = 0 for round numbers; c = 0.1
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> state = opt.init(params)  # the real initial params: x_0
+      >>> updates, state = opt.update({"w": jnp.array([8.0, -1.0])}, state, params)
+      >>> # k = 0: λ_0 = η, z_1 - x_0 = -η g / (η g²)^{1/3} = -η^{2/3} g^{1/3} = -0.25 g^{1/3}
+      >>> updates["w"].round(6)  # c (z_1 - x_0): -0.1 · 0.25 · (2, -1), a cube root of g
+      Array([-0.05 ,  0.025], dtype=float32)
 
     References:
       Defazio & Jelassi, "Adaptivity without Compromise: A Momentumized,

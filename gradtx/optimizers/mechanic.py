@@ -185,13 +185,13 @@ def mechanize(
       num_betas: how many β_i (static: it shapes the state).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.mechanize(gradtx.adam(1.0))
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.mechanize(gradtx.adam(1.0), s_init=0.01)
       >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> updates, state = opt.update({"w": jnp.array([2.0, -4.0])}, opt.init(params), params)
+      >>> # t = 1: Δ_0 = 0, so h_1 = 0 and each s_i = (s_init / 6 · eps) / eps: Σ s = s_init
+      >>> updates["w"].round(6)  # s_init times Adam's first step -1.0 · sign(g)
+      Array([-0.01,  0.01], dtype=float32)
 
     References:
       Cutkosky, Defazio & Mehta, "Mechanic: A Learning Rate Tuner", NeurIPS

@@ -59,10 +59,12 @@ def noisy_sgd(
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.noisy_sgd(0.1, key=jax.random.key(0))
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> updates, state = opt.update({"w": jnp.array([1.0, 1.0])}, opt.init(params))
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> opt = gradtx.noisy_sgd(0.1, eta=0.04, key=jax.random.key(0))
+      >>> params = {"w": jnp.zeros(1000)}
+      >>> updates, state = opt.update({"w": jnp.zeros(1000)}, opt.init(params))
+      >>> # g = 0: the update is the noise alone, -η sqrt(eta / 1^gamma) ξ = -0.1 · 0.2 ξ
+      >>> round(float(jnp.std(updates["w"])), 2)  # 1000 draws: about 0.02
+      0.02
 
     References:
       Neelakantan et al., "Adding Gradient Noise Improves Learning for Very Deep

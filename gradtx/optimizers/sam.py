@@ -186,12 +186,17 @@ def sam(
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
       >>> opt = gradtx.sam(gradtx.sgd(0.1), gradtx.chain(gradtx.normalize(), gradtx.scale(-0.05)))
-      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> params = {"w": jnp.array([3.0, -4.0])}
       >>> state = opt.init(params)
       >>> f = lambda p: jnp.sum(p["w"] ** 2)
       >>> for _ in range(2):  # an adversarial step, then the outer step
       ...     updates, state = opt.update(jax.grad(f)(params), state, params)
       ...     params = gradtx.apply_updates(params, updates)
+      ...     print(params["w"])
+      [ 3.03 -4.04]
+      [ 2.394 -3.192]
+      >>> # up 0.05 along g / ||g|| = (6, -8) / 10; then back to (3, -4) and an SGD step
+      >>> # with the gradient taken there, (6.06, -8.08): 3 - 0.606 and -4 + 0.808
 
     References:
       Foret, Kleiner, Mobahi & Neyshabur, "Sharpness-Aware Minimization for

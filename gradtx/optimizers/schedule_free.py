@@ -118,14 +118,18 @@ def schedule_free_adamw(
         of the params, or a function of the params returning one).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.schedule_free_adamw(1e-2, warmup_steps=10)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.schedule_free_adamw(0.1)  # b1 = 0.9, no warm-up
       >>> params = {"w": jnp.array([1.0, -2.0])}
       >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
-      >>> eval_params = gradtx.schedule_free_eval_params(state, params)
+      >>> for _ in range(3):  # a constant g: v̂ = g², each z step is -0.1 sign(g)
+      ...     updates, state = opt.update({"w": jnp.array([2.0, -4.0])}, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> # z = 0.9, 0.8, 0.7 (and -1.9, -1.8, -1.7); equal weights: x is their mean
+      >>> gradtx.schedule_free_eval_params(state, params)["w"]  # evaluate here
+      Array([ 0.8, -1.8], dtype=float32)
+      >>> params["w"].round(6)  # train here: y = 0.9 x + 0.1 z, 0.72 + 0.07 and -1.62 - 0.17
+      Array([ 0.79, -1.79], dtype=float32)
 
     References:
       Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less
@@ -179,13 +183,17 @@ def schedule_free_sgd(
         of the params, or a function of the params returning one).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.schedule_free_sgd(0.1)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.schedule_free_sgd(1.0)  # b1 = 0.9
+      >>> params, g = {"w": jnp.zeros(1)}, {"w": jnp.ones(1)}
+      >>> updates, state = opt.update(g, opt.init(params), params)
+      >>> params = gradtx.apply_updates(params, updates)  # z = x = y = -1: an SGD step
+      >>> updates, state = opt.update(g, state, params)
+      >>> params = gradtx.apply_updates(params, updates)  # z = -2, x = (-1 + -2) / 2
+      >>> gradtx.schedule_free_eval_params(state, params)["w"].round(6)
+      Array([-1.5], dtype=float32)
+      >>> params["w"].round(6)  # y = 0.9 x + 0.1 z = -1.35 - 0.2, ahead of x
+      Array([-1.55], dtype=float32)
 
     References:
       Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less

@@ -39,13 +39,17 @@ def sm3(learning_rate: float, momentum: float = 0.9) -> GradientTransformation:
       momentum: the EMA rate μ in [0, 1).
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.sm3(0.1)
-      >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
-      >>> state = opt.init(params)
-      >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(params)
-      >>> updates, state = opt.update(grads, state, params)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.sm3(1.0, momentum=0.0)
+      >>> params = {"w": jnp.zeros((2, 2))}
+      >>> g1 = {"w": jnp.array([[1.0, 0.0], [0.0, 2.0]])}
+      >>> _, state = opt.update(g1, opt.init(params), params)  # rows' μ (1, 4), columns' (1, 4)
+      >>> updates, state = opt.update({"w": jnp.ones((2, 2))}, state, params)
+      >>> # ν_2 = min(row, column) + 1 = (2, 2; 2, 5): the zeros of g1 get 1 from the
+      >>> # cover (Adagrad's sums: 2, 1; 1, 5); the step is -1 / sqrt(ν_2)
+      >>> updates["w"]
+      Array([[-0.70710677, -0.70710677],
+             [-0.70710677, -0.4472136 ]], dtype=float32)
 
     References:
       Anil, Gupta, Koren & Singer, "Memory-Efficient Adaptive Optimization",

@@ -135,12 +135,17 @@ def sophia(
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
-      >>> f = lambda p: jnp.sum(p["w"] ** 2)
-      >>> opt = gradtx.sophia(1e-2)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> f = lambda p: jnp.sum(p["w"] ** 2)  # Hessian diagonal 2: Hutchinson's ĥ is exact
+      >>> opt = gradtx.sophia(1.0, b1=0.0, b2=0.0, gamma=1.0, weight_decay=0.0)
+      >>> params = {"w": jnp.array([0.5, -3.0])}
       >>> state = opt.init(params)
-      >>> updates, state = opt.update(jax.grad(f)(params), state, params, obj_fn=f)
-      >>> params = gradtx.apply_updates(params, updates)
+      >>> for _ in range(2):
+      ...     updates, state = opt.update(jax.grad(f)(params), state, params, obj_fn=f)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> # k = 0: h_0 = 0, so u_0 = clip(g / eps) = sign(g): w = (-0.5, -2), h_1 = 2
+      >>> # k = 1: u_1 = clip(g / 2) = clip(w): the Newton step for -0.5, clipped to 1 for -2
+      >>> params["w"]
+      Array([ 0., -1.], dtype=float32)
 
     References:
       Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order

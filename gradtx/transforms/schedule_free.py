@@ -172,15 +172,17 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     Each leaf keeps its dtype.
 
     Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> opt = gradtx.schedule_free_sgd(0.1)
-      >>> params = {"w": jnp.array([1.0, -2.0])}
-      >>> state = opt.init(params)
-      >>> for _ in range(3):
-      ...     grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
-      ...     updates, state = opt.update(grads, state, params)
-      ...     params = gradtx.apply_updates(params, updates)
-      >>> x = gradtx.schedule_free_eval_params(state, params)
+      >>> import gradtx, jax.numpy as jnp
+      >>> opt = gradtx.schedule_free_sgd(1.0, b1=0.5)
+      >>> y = {"w": jnp.zeros(1)}
+      >>> state = opt.init(y)
+      >>> for _ in range(2):  # a constant gradient 1: z = -1, then -2
+      ...     updates, state = opt.update({"w": jnp.ones(1)}, state, y)
+      ...     y = gradtx.apply_updates(y, updates)
+      >>> y["w"]  # y = 0.5 x + 0.5 z with x = (-1 + -2) / 2
+      Array([-1.75], dtype=float32)
+      >>> gradtx.schedule_free_eval_params(state, y)["w"]  # x = (-1.75 - 0.5 · -2) / 0.5
+      Array([-1.5], dtype=float32)
     """
     call = "gradtx.schedule_free_eval_params"
     is_ours = lambda s: isinstance(s, ScheduleFreeAveragingState)  # noqa: E731
