@@ -93,6 +93,9 @@ def _path_name(path: tuple) -> str:
     return "/".join(_tree.key_name(k) for k in path) or "all"
 
 
+MULTIPLIER = Hyper(low=0.0, schedule=True)
+
+
 def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
     """Multiply each leaf's update by its own factor: per-parameter learning rates.
 
@@ -116,9 +119,10 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
       lr_decay = {"embed": 0.8**12, "blocks": [0.8 ** (11 - i) for i in range(12)], "head": 1.0}
 
     Each multiplier is a hyperparameter in the state named after its key
-    path: ``get_hyperparams`` lists ``blocks/3/multiplier`` and
-    ``set_hyperparams`` changes it without recompiling (so two key paths that
-    print alike, ``{"a/b": x, "a": {"b": y}}``, are refused).  A multiplier given
+    path, ``blocks/3/multiplier``, which ``set_hyperparams`` changes without
+    recompiling (so two key paths that print alike, ``{"a/b": x, "a": {"b":
+    y}}``, are refused).  ``get_hyperparams`` shows each by its shortest
+    unambiguous suffix (here ``3/multiplier``); both names address it.  A multiplier given
     as a schedule makes the transform keep a step count of its own.
 
     Args:
@@ -158,7 +162,7 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
                 "or a gradtx schedule (data, settable in the state)"
             )
         shown = f"multipliers[{name.rsplit('/', 1)[0]}]"
-        checked.append(Hyper(low=0.0, schedule=True).check(call, shown, value))
+        checked.append(MULTIPLIER.check(call, shown, value))
     index_tree = jax.tree_util.tree_unflatten(
         jax.tree.structure(multipliers, is_leaf=is_schedule), list(range(len(entries)))
     )
@@ -177,4 +181,6 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
 
         return GradientTransformation(init, update)
 
-    return hyperparameterized(build, dict(zip(names, checked)), call)
+    # declared: set_hyperparams checks a new multiplier against the same range
+    declared = dict.fromkeys(names, MULTIPLIER)
+    return hyperparameterized(build, dict(zip(names, checked)), call, declared=declared)

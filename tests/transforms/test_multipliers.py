@@ -133,6 +133,20 @@ def test_bad_multipliers_are_errors():
         tx.init({"a": jnp.ones(2), "c": jnp.ones(2)})
 
 
+def test_set_hyperparams_checks_a_multiplier_as_the_constructor_does():
+    # a negative or infinite multiplier was stored (NaN only was refused): the
+    # state's maker was not recorded, so no range was known
+    params = {"a": jnp.ones(2), "b": jnp.ones(2)}
+    lr_decay = {"a": 2.0, "b": gradtx.schedules.linear(1.0, 0.0, 10)}
+    state = gradtx.chain(gradtx.adam(1e-3), gradtx.scale_by_multipliers(lr_decay)).init(params)
+    for key, bad in [("a/multiplier", -1.0), ("a/multiplier", np.inf),
+                     ("b/multiplier.init_value", -1.0)]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^gradtx\.set_hyperparams\({key}="):
+            gradtx.set_hyperparams(state, {key: bad})
+    state = gradtx.set_hyperparams(state, {"a/multiplier": 0.0})  # the range's edge is in it
+    assert float(gradtx.get_hyperparams(state)["a/multiplier"]) == 0.0
+
+
 def test_key_paths_that_print_alike_are_refused():
     """``{"a/b": x, "a": {"b": y}}`` names both entries ``a/b/multiplier``: one hyperparameter,
     so both leaves were scaled by the same value (0.5 for both here)."""
