@@ -32,10 +32,19 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
     if arguments["base_lr"] is not None:
         return arguments
     lr = arguments["learning_rate"]
-    if callable(lr):
-        lr = _checks.callable_value(call, "learning_rate", lr, jnp.zeros([], jnp.int32))
     if isinstance(lr, jax.core.Tracer):  # a factory called inside a traced function
         return {**arguments, "base_lr": lr}
+    if isinstance(lr, jax.Array):
+        # optax.inject_hyperparams passes the current learning rate as an array, anew at
+        # each update (a tracer under jit): taking it as base_lr would hold the bounds
+        # still where torch's scheduler moves them, and change the state's structure.
+        raise ValueError(
+            f"{call}(learning_rate=<array>): base_lr defaults to the initial learning "
+            "rate, which a learning rate given as a JAX array (as optax.inject_hyperparams "
+            "passes it, anew at each update) does not tell; pass base_lr"
+        )
+    if callable(lr):
+        lr = _checks.callable_value(call, "learning_rate", lr, jnp.zeros([], jnp.int32))
     if float(lr) <= 0:
         raise ValueError(
             f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "
@@ -125,7 +134,8 @@ def adabound(
       weight_decay: λ (L2, as the official code, unless ``decoupled_weight_decay``).
       decoupled_weight_decay: decay ``θ ← θ(1 - η_t λ)`` outside the adaptive step.
       base_lr: the learning rate the bounds are relative to (default: the
-        initial learning rate).
+        initial learning rate; required where the learning rate is a JAX array,
+        as ``optax.inject_hyperparams`` passes it: pass it there too).
       mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
         of the params, or a function of the params returning one).
 
@@ -209,7 +219,8 @@ def amsbound(
       eps: added to ``sqrt(v_t)``.
       weight_decay: λ (L2 unless ``decoupled_weight_decay``).
       decoupled_weight_decay: decay outside the adaptive step.
-      base_lr: the learning rate the bounds are relative to.
+      base_lr: the learning rate the bounds are relative to (default and
+        ``optax.inject_hyperparams`` as in ``adabound``).
       mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
         of the params, or a function of the params returning one).
 

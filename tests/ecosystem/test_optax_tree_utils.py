@@ -9,6 +9,7 @@ optimizer-state sharding specs for every optimizer.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import chex
 import jax
@@ -286,3 +287,56 @@ def test_set_hyperparams_refuses_what_inject_hyperparams_recomputes():
     state = gradtx.set_hyperparams(state, b1=0.5)  # an injected number stays settable
     assert float(gradtx.get_hyperparams(state)["b1"]) == 0.5
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
+
+
+def _injectable():
+    """Registry optimizers whose only required argument is the learning rate."""
+    out, seen = [], set()
+    for case in REGISTRY:
+        params = inspect.signature(getattr(gradtx, case.name)).parameters
+        required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+        if case.name not in seen and not case.needs and required in ([], ["learning_rate"]):
+            seen.add(case.name)
+            out.append(case)
+    return out
+
+
+@pytest.mark.parametrize("case", _injectable(), ids=lambda c: c.name)
+def test_inject_hyperparams_of_every_optimizer_under_jit_equals_the_optimizer(x64, case):
+    # adabound's base_lr was read from the learning rate at init (stored) and bound at
+    # a jitted update (a tracer): the two states differed and update refused its own
+    factory = getattr(gradtx, case.name)
+    params = inspect.signature(factory).parameters
+    # options inject_hyperparams would otherwise turn into arrays (ints, flags, names)
+    static = tuple(
+        n for n, p in params.items()
+        if n != "learning_rate" and (isinstance(p.default, (int, str)) or callable(p.default))
+    )  # fmt: skip
+    kwargs = {"base_lr": case.lr} if "base_lr" in params else {}
+    injected = optax.inject_hyperparams(factory, static_args=static)(case.lr, **kwargs)
+    plain = factory(case.lr)
+    params = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "v": jnp.array([[0.3, -0.7, 0.2]])}
+    state, plain_state = injected.init(params), plain.init(params)
+    update = jax.jit(injected.update)
+    for k in range(3):
+        grads = jax.tree.map(lambda x, k=k: jnp.sin((k + 1) * x), params)
+        with jax.numpy_dtype_promotion("standard"):  # optax's own state arithmetic
+            got, state = update(grads, state, params)
+        want, plain_state = plain.update(grads, plain_state, params)
+        chex.assert_trees_all_close(got, want, rtol=1e-12, atol=1e-300)
+        params = gradtx.apply_updates(params, want)
+
+
+@pytest.mark.parametrize("name", ["adabound", "amsbound"])
+def test_inject_hyperparams_of_adabound_asks_for_base_lr(x64, name):
+    # the injected learning rate is the current one at each update, so the initial one
+    # (the bounds' reference) must be given; a schedule then moves the bounds as torch's
+    factory = getattr(gradtx, name)
+    with pytest.raises(ValueError, match=rf"gradtx\.{name}\(learning_rate=<array>\): base_lr"):
+        optax.inject_hyperparams(factory)(learning_rate=0.05).init(_params())
+    schedule = gradtx.schedules.exponential_decay(0.05, 1, 0.5)
+    injected = optax.inject_hyperparams(factory)(learning_rate=schedule, base_lr=0.05)
+    with jax.numpy_dtype_promotion("standard"):
+        got, _ = _run(injected, update=jax.jit(injected.update))
+    want, _ = _run(factory(schedule))
+    chex.assert_trees_all_close(got, want, rtol=1e-12)
