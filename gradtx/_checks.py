@@ -6,6 +6,7 @@ Every message names the public call and the argument or leaf, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
@@ -571,6 +572,10 @@ def outline(tree: Any, limit: int = 400) -> str:
             return f"({parts},)" if isinstance(node, tuple) and len(node) == 1 else f"({parts})"
         if isinstance(node, dict):
             return "{" + ", ".join(f"{k!r}: {draw(v)}" for k, v in node.items()) + "}"
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):  # a schedule
+            fields = dataclasses.fields(node)
+            inner = ", ".join(f"{f.name}={draw(getattr(node, f.name))}" for f in fields)
+            return f"{type(node).__name__}({inner})"
         if node is None:
             return "None"
         if hasattr(node, "shape") or isinstance(node, (int, float)):

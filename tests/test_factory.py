@@ -375,3 +375,17 @@ def test_a_fourth_positional_argument_of_update_names_the_call(make):
     opt, p = make(), {"w": jnp.ones(2)}
     with pytest.raises(TypeError, match=r"\.update: takes \(updates, state, params\) and keywords"):
         opt.update(p, opt.init(p), p, 1.0)  # named an inner function before
+
+
+def test_a_restored_schedule_of_other_field_shapes_is_named_with_its_fields():
+    # the message said "learning_rate is PiecewiseConstant, expected PiecewiseConstant"
+    params = {"w": jnp.ones(3)}
+    saved = gradtx.adam(gradtx.schedules.piecewise_constant(0.1, {3: 0.5, 6: 0.5})).init(params)
+    opt = gradtx.adam(gradtx.schedules.piecewise_constant(0.1, {3: 0.5}))
+    with pytest.raises(
+        ValueError,
+        match=r"learning_rate is PiecewiseConstant\(init_value=float32\[\], "
+        r"boundaries=float32\[2\], scales=float32\[2\]\), expected PiecewiseConstant\("
+        r"init_value=float32\[\], boundaries=float32\[1\], scales=float32\[1\]\)",
+    ):
+        opt.update(params, saved, params)
