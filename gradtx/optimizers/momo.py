@@ -130,7 +130,9 @@ def momo_adam(
     Differences: equals ``optax.contrib.momo_adam`` (the bound as in ``momo``).
     With ``eps = 0`` a coordinate whose gradient has always been 0 takes no
     step (optax's ``0 / 0`` in D_t⁻¹ m_t gives NaN, and NaN everywhere);
-    overflows as in ``momo``.
+    overflows as in ``momo``.  For complex params optax squares ``g`` itself
+    in v_t, where gradtx keeps ``|g|²`` (as every second moment here): the
+    steps differ unless the gradients are real.
 
     Args:
       learning_rate: α, the cap on the bias-corrected step size (number or schedule).

@@ -32,7 +32,11 @@ def sm3(learning_rate: float, momentum: float = 0.9) -> GradientTransformation:
     not a schedule; eps fixed at 1e-8).  The momentum is an EMA of the
     preconditioned gradient (optax's; the paper's SM3 has none).  optax
     fails on a scalar leaf; here it is one accumulator.  SM3 needs each
-    leaf's axes, so ``sm3`` cannot run inside ``gradtx.flatten``.
+    leaf's axes, so ``sm3`` cannot run inside ``gradtx.flatten``.  A NaN in
+    one gradient entry makes its row's and column's accumulators NaN, and
+    from then on every step in that row and column is NaN (the failure shows);
+    optax's ``0 where not ν > 0`` gives those entries a step of 0 instead, so
+    they stop learning without a sign.
 
     Args:
       learning_rate: η ≥ 0 (a number).
