@@ -54,8 +54,9 @@ class GradientMap(optax.GradientTransformationExtraArgs):
 
 
 def kind_of(*transforms: Any) -> type[optax.GradientTransformationExtraArgs]:
-    """What wraps or chains ``transforms`` is a ``GradientMap`` iff each of them is one."""
-    maps = transforms and all(isinstance(t, GradientMap) for t in transforms)
+    """What wraps or chains ``transforms`` is a ``GradientMap`` iff each of them is one
+    (so an empty chain, the identity, is one)."""
+    maps = all(isinstance(t, GradientMap) for t in transforms)
     return GradientMap if maps else GradientTransformation
 
 
@@ -130,7 +131,30 @@ def extras_for(tx: Any, extra: dict[str, Any]) -> dict[str, Any]:
     module = getattr(tx.update, "__module__", None) or ""
     if module == "optax" or module.startswith("optax."):
         return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
-    return extra
+    named = keywords_taken(tx.update)
+    if named is None:
+        return extra
+    # A user's update without **kwargs gets gradtx's own keywords only where it names
+    # them; what the caller passed reaches it as given.
+    return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS or k in named}
+
+
+def keywords_taken(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """The keywords ``fn`` takes after ``(updates, state, params)``; ``None`` where it
+    takes any (``**extra``, or a signature that cannot be read)."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_VARKEYWORDS:
+        return None  # the common case, read without building a signature
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in parameters[3:] if p.kind in named) | frozenset(
+        p.name for p in parameters[:3] if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
 
 
 def with_extra_args(tx: Any, call: str) -> optax.GradientTransformationExtraArgs:
@@ -159,8 +183,9 @@ def transform(
 ) -> optax.GradientTransformationExtraArgs:
     """Wrap a plain ``(init, update)`` pair as a transform gradtx can chain.
 
-    ``update(updates, state, params=None, **extra)``; an ``update`` that takes
-    no keyword extras gets them dropped.  With ``gradient_map=True`` the
+    ``update(updates, state, params=None, **extra)``; an ``update`` without
+    ``**extra`` gets the extras it names (``grads``, ``count``, ``value``, ...)
+    and no others.  With ``gradient_map=True`` the
     result is a ``GradientMap``: its output is still a gradient, so statistics
     after it in a ``chain`` see that output (as after ``clip``).
 
@@ -180,17 +205,14 @@ def transform(
     if not isinstance(gradient_map, (bool, np.bool_)):
         raise TypeError(f"gradtx.transform(gradient_map={gradient_map!r}): must be a bool")
     kind = GradientMap if gradient_map else GradientTransformation
-    takes_extra = any(
-        p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in inspect.signature(update).parameters.values()
-    )
-    if takes_extra:
+    named = keywords_taken(update)
+    if named is None:
         return kind(init, update)
 
-    def update_dropping_extras(updates, state, params=None, **extra):
-        return update(updates, state, params)
+    def update_with_its_extras(updates, state, params=None, **extra):
+        return update(updates, state, params, **{k: v for k, v in extra.items() if k in named})
 
-    return kind(init, update_dropping_extras)
+    return kind(init, update_with_its_extras)
 
 
 # --------------------------------------------------------------------------- chain
@@ -216,14 +238,19 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
             )
         grads = extra.pop("grads", None)
         new_states = []
-        for tx, s in zip(txs, state):
+        for i, (tx, s) in enumerate(zip(txs, state)):
             if grads is None:
-                out, s = tx.update(updates, s, params, **extras_for(tx, extra))
+                result = tx.update(updates, s, params, **extras_for(tx, extra))
                 if not isinstance(tx, GradientMap):
                     grads = updates  # the gradient as it entered this member
             else:
-                out, s = tx.update(updates, s, params, **extras_for(tx, {**extra, "grads": grads}))
-            updates = out
+                result = tx.update(updates, s, params, **extras_for(tx, {**extra, "grads": grads}))
+            if not isinstance(result, tuple) or len(result) != 2:
+                raise TypeError(
+                    f"gradtx.chain.update: member {i} returned {type(result).__name__}, "
+                    "not the pair (updates, state)"
+                )
+            updates, s = result
             new_states.append(s)
         # a last member may return its state as the updates (momentum): not one buffer
         return updates, _tree.settled(tuple(new_states), (params, updates))

@@ -176,6 +176,61 @@ def test_a_users_own_transform_still_reads_the_chains_gradient():
         np.testing.assert_array_equal(seen[-1], g)  # not the momentum 0.1 g
 
 
+def test_a_users_update_gets_the_extras_it_names_and_no_others():
+    # an update naming grads (without **extra) got grads=None, so it read the momentum
+    def update(updates, state, params=None, *, grads=None, value=None):
+        assert value is None  # passed nowhere here
+        g = updates if grads is None else grads
+        return jax.tree.map(lambda u, g: u / jnp.abs(g), updates, g), state
+
+    for spy in (
+        gradtx.transform(lambda p: gradtx.EmptyState(), update),
+        # optax's own kind of transform, not wrapped by gradtx.transform: it raised
+        # "unexpected keyword argument 'count'" from inside gradtx.chain
+        optax.GradientTransformationExtraArgs(
+            lambda p: gradtx.EmptyState(),
+            lambda u, s, params=None, *, grads=None: update(u, s, grads=grads),
+        ),
+    ):
+        tx = gradtx.chain(gradtx.add_momentum(0.9), spy)
+        params = jnp.zeros(1)
+        state = tx.init(params)
+        for g in (2.0, 4.0):
+            u, state = tx.update(jnp.array([g]), state, params)
+        np.testing.assert_allclose(u, [(0.9 * 2.0 + 4.0) / 4.0], rtol=1e-6)
+    counted = gradtx.chain(
+        gradtx.adam(0.1), gradtx.transform(lambda p: (), lambda u, s, p=None: (u, s))
+    )
+    counted.update(jnp.ones(1), counted.init(jnp.ones(1)), jnp.ones(1))  # count not passed on
+
+
+@pytest.mark.parametrize("make", [lambda: gradtx.chain(), lambda: gradtx.named_chain()])
+def test_an_empty_chain_is_a_gradient_map(make):
+    # it is the identity; as a non-map it froze the gradient for the statistics after it
+    # (an empty list of clips before L2 made scale_by_rms miss the L2 term)
+    empty = make()
+    assert isinstance(empty, gradtx.GradientMap)
+    flat = gradtx.chain(gradtx.add_l2(0.3), gradtx.add_momentum(0.5), gradtx.scale_by_rms(0.9))
+    nested = gradtx.chain(
+        empty, *[gradtx.add_l2(0.3), gradtx.add_momentum(0.5), gradtx.scale_by_rms(0.9)]
+    )
+    params = jnp.array([1.0, -2.0])
+    fs, ns = flat.init(params), nested.init(params)
+    for g in ([0.1, 0.2], [-0.3, 0.05]):
+        want, fs = flat.update(jnp.array(g), fs, params)
+        got, ns = nested.update(jnp.array(g), ns, params)
+        chex.assert_trees_all_equal(got, want)
+
+
+def test_a_chain_member_that_returns_no_pair_is_named():
+    # it was unpacked anyway, and the next member was blamed for the shape it got
+    bad = gradtx.transform(lambda p: gradtx.EmptyState(), lambda u, s, params=None: u)
+    opt = gradtx.chain(gradtx.clip(1.0), bad, gradtx.sgd(0.1))
+    params = jnp.ones(2)
+    with pytest.raises(TypeError, match=r"^gradtx\.chain\.update: member 1 returned ArrayImpl, "):
+        opt.update(params, opt.init(params), params)
+
+
 def test_optax_multisteps_is_named_with_its_transform():
     with pytest.raises(TypeError, match=r"got MultiSteps; pass its .gradient_transformation\(\)"):
         gradtx.chain(optax.MultiSteps(optax.sgd(0.1), 2))
