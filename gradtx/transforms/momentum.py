@@ -63,9 +63,17 @@ def _heavy_ball(decay, dampening=None, first=None):
     return one
 
 
+def _ema_rate(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """With ``ema`` the decay weighs the input by ``1 - decay``: it must stay below 1
+    after rounding, as every EMA rate (a heavy ball may take 1)."""
+    if arguments["ema"]:
+        DECAY_RATE.schedulable().check(call, "decay", arguments["decay"])
+    return arguments
+
+
 @factory(decay=MOMENTUM, ema=Flag(), nesterov=Flag(), dampening=Hyper(0.0, 1.0, optional=True),
          initial_value=Hyper(optional=True, init_only=True), pause_at_zero=Flag(),
-         dtype=DType())  # fmt: skip
+         dtype=DType(), derive=_ema_rate)  # fmt: skip
 def add_momentum(
     decay: ScalarOrSchedule,
     *,
@@ -92,7 +100,8 @@ def add_momentum(
     is chosen by placing this before or after ``scale_by_learning_rate``.
 
     Args:
-      decay: momentum coefficient in [0, 1], a number or schedule.
+      decay: momentum coefficient in [0, 1] (with ``ema``, [0, 1)), a number or
+        schedule.
       ema: exponential moving average instead of heavy ball.
       nesterov: return the Nesterov look-ahead combination.
       dampening: PyTorch's dampening (``None`` or 0: none); like PyTorch,

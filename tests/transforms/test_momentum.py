@@ -355,3 +355,18 @@ def test_a_narrower_storage_dtype_rounds_the_state_not_the_step(x64, ours, their
     # the momentum is still stored narrow: float32 leaves shaped like the params
     shaped = [x for x in jax.tree.leaves(runs[0][1]) if x.shape in ((3, 4), (5,))]
     assert sum(x.dtype == jnp.float32 for x in shaped) >= 2
+
+
+@pytest.mark.parametrize(
+    "decay, message",
+    [
+        (1.0, r"decay must be in \[0, 1\)"),
+        (0.999999999, r"decay rounds to 1.0 stored in float32"),
+        (gradtx.schedules.linear(0.5, 1.0, 10), r"the schedule reaches 1 at step 10"),
+    ],
+)
+def test_an_ema_decay_that_is_or_rounds_to_one_is_refused(decay, message):
+    # 1 - decay weighs the input: every update was 0, without a word
+    with pytest.raises(ValueError, match=rf"^gradtx\.add_momentum\(decay=.*{message}"):
+        gradtx.add_momentum(decay, ema=True)
+    gradtx.add_momentum(decay)  # a heavy ball may take 1
