@@ -57,6 +57,7 @@ import optax
 
 from gradtx import _checks
 from gradtx import _tree
+from gradtx._base import GradientMap
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import _store
@@ -218,7 +219,8 @@ def run_body(
 def _optax_spelling(name: str, err: TypeError) -> str:
     """A hint for a keyword that optax's function of the same name takes."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-    theirs = getattr(optax, name, None) or getattr(optax.contrib, name, None)
+    where = "optax" if callable(getattr(optax, name, None)) else "optax.contrib"
+    theirs = getattr(optax if where == "optax" else optax.contrib, name, None)
     if found is None or not callable(theirs):
         return ""
     try:
@@ -228,7 +230,7 @@ def _optax_spelling(name: str, err: TypeError) -> str:
     if found.group(1) not in taken:
         return ""
     return (
-        f" (optax.{name} takes it; gradtx spells some of optax's arguments otherwise or "
+        f" ({where}.{name} takes it; gradtx spells some of optax's arguments otherwise or "
         "not at all: docs/ecosystem.md, 'optax arguments spelled otherwise')"
     )
 
@@ -276,7 +278,8 @@ def hyperparameterized(
       values: name -> number, JAX array, gradtx schedule or plain callable of
         the 0-based step count (see the module docstring for what each becomes).
       call: the public name used in error messages (default: ``build``'s name).
-      kind: ``GradientMap`` if the result is still a gradient.
+      kind: ``GradientMap`` if the result is still a gradient (a ``build`` that
+        returns a ``GradientMap`` makes one whatever ``kind`` says).
       counted: the transform reads the step count (``gradtx.step_count``).
       rates: names of decay rates in [0, 1): checked at ``init`` to stay below
         1 in the precision the statistics are computed in.
@@ -305,7 +308,11 @@ def hyperparameterized(
     probe = _Build(call)
     with _BUILD.set_to(probe):
         zero = jnp.zeros([], jnp.int32)
-        build(**{k: _current(v, zero) for k, v in values.items()})
+        built = build(**{k: _current(v, zero) for k, v in values.items()})
+    if isinstance(built, GradientMap):
+        # a body that is a map (a clip in a user's factory) makes one: otherwise the
+        # statistics after it in a chain would read the unclipped gradient
+        kind = GradientMap
     counted = counted or probe.counted or bool(python)
     counted = counted or any(is_schedule(v) for v in stored.values())
 
@@ -486,7 +493,8 @@ def factory(
     stage) and returns a transform built from gradtx primitives.
 
     Args:
-      kind: ``GradientMap`` if the transform's output is still a gradient.
+      kind: ``GradientMap`` if the transform's output is still a gradient (a body
+        that returns a ``GradientMap`` makes one without it).
       counted: the body reads the step count; every named optimizer is
         counted, so ``optax.tree_utils.tree_get(state, "count")`` finds its
         one counter.

@@ -389,3 +389,36 @@ def test_a_restored_schedule_of_other_field_shapes_is_named_with_its_fields():
         r"init_value=float32\[\], boundaries=float32\[1\], scales=float32\[1\]\)",
     ):
         opt.update(params, saved, params)
+
+
+@pytest.mark.parametrize(
+    "make, where",
+    [
+        (lambda: gradtx.adam(nesterov=True), "optax.adam"),
+        # optax has muon in optax.contrib only: the hint said optax.muon
+        (lambda: gradtx.muon(preconditioning="schatten"), "optax.contrib.muon"),
+    ],
+)
+def test_an_argument_only_optax_spells_so_is_pointed_to_optax(make, where):
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '\w+' \({where} takes it;"):
+        make()
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'bogus'$"):
+        gradtx.adam(bogus=1)
+
+
+def test_a_factory_whose_body_is_a_gradient_map_is_one():
+    # without kind=GradientMap a user's clip factory was a non-map: momentum after it
+    # saw the clipped gradient and scale_by_rms the raw one
+    @gradtx.factory(max_delta=gradtx.Hyper(low=0.0))
+    def my_clip(max_delta=0.7):
+        return gradtx.clip(max_delta)
+
+    assert isinstance(my_clip(0.7), gradtx.GradientMap)
+    params = jnp.zeros(2)
+    ours = gradtx.chain(my_clip(0.7), gradtx.add_momentum(0.5), gradtx.scale_by_rms(0.9))
+    theirs = gradtx.chain(gradtx.clip(0.7), gradtx.add_momentum(0.5), gradtx.scale_by_rms(0.9))
+    s, t = ours.init(params), theirs.init(params)
+    for g in ([3.0, -0.2], [0.1, 5.0]):
+        got, s = ours.update(jnp.array(g), s, params)
+        want, t = theirs.update(jnp.array(g), t, params)
+        chex.assert_trees_all_equal(got, want)
