@@ -242,6 +242,28 @@ def reads_count() -> None:
         build.counted = True
 
 
+def _check_direct(build: Any, values: Any, call: str) -> None:
+    """A direct call of ``hyperparameterized`` (no declared specs): ``build`` a function
+    taking ``values`` and returning a transform, built once as the user's own call, so
+    that the gradtx primitives inside check their numbers (a negative learning rate)
+    under their own names; inside the owner they trust it, which has none."""
+    shown = f"gradtx.hyperparameterized({call or 'build'})"
+    if not callable(build):
+        raise TypeError(f"{shown}: build must be a function returning a transform")
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise TypeError(f"{shown}: values must be a mapping of names to numbers")
+    try:
+        inspect.signature(build).bind(**values)
+    except TypeError as err:
+        raise TypeError(f"{shown}: build does not take these values: {err}") from None
+    except ValueError:  # no signature to read (a builtin): the build itself tells
+        pass
+    zero = jnp.zeros([], jnp.int32)
+    built = build(**{k: _current(v, zero) for k, v in values.items()})
+    if not isinstance(built, optax.GradientTransformation):
+        raise TypeError(f"{shown}: build returned {type(built).__name__}, not a transform")
+
+
 def current_call(default: str) -> str:
     """The public call being built or updated (for errors raised by its members)."""
     build = _BUILD.get()
@@ -293,11 +315,13 @@ def hyperparameterized(
       The transform.  Inside another factory's body it is simply
       ``build(**values)``: the outer transform already owns the numbers.
     """
-    values = dict(values)
     outer = _BUILD.get()
     if outer is not None:
         outer.counted |= counted
         return build(**values)
+    if declared is None:  # a user's own call: no specs, so its primitives check the numbers
+        _check_direct(build, values, call)
+    values = dict(values)
     call = call or _checks.call_name(build)
     python = {k: v for k, v in values.items() if callable(v) and not is_schedule(v)}
     bound = {k: v for k, v in values.items() if _is_bound(v)}

@@ -7,6 +7,7 @@ error that did not say what went wrong).
 from __future__ import annotations
 
 import inspect
+import math
 
 import chex
 import jax
@@ -422,3 +423,26 @@ def test_a_factory_whose_body_is_a_gradient_map_is_one():
         got, s = ours.update(jnp.array(g), s, params)
         want, t = theirs.update(jnp.array(g), t, params)
         chex.assert_trees_all_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "build, values, error, message",
+    [
+        # the primitives inside trusted the owner, which had no specs: an ascent, NaN steps
+        (lambda lr: gradtx.scale_by_learning_rate(lr), {"lr": -1.0}, ValueError,
+         r"^gradtx\.scale_by_learning_rate\(learning_rate=-1.0\): learning_rate must be in"),
+        (lambda lr: gradtx.scale_by_learning_rate(lr), {"lr": math.nan}, ValueError,
+         r"^gradtx\.scale_by_learning_rate\(learning_rate=nan\): learning_rate must not be NaN"),
+        (3, {"lr": 1.0}, TypeError, r"^gradtx\.hyperparameterized\(build\): build must be a"),
+        (lambda lr, mom: gradtx.sgd(lr, momentum=mom), {"lr": 1.0}, TypeError,
+         r"^gradtx\.hyperparameterized\(build\): build does not take these values: .*'mom'"),
+        (lambda lr: 3, {"lr": 1.0}, TypeError, r"build returned int, not a transform$"),
+    ],
+)  # fmt: skip
+def test_a_direct_hyperparameterized_call_is_checked(build, values, error, message):
+    with pytest.raises(error, match=message):
+        gradtx.hyperparameterized(build, values)
+    good = gradtx.hyperparameterized(lambda lr: gradtx.scale_by_learning_rate(lr), {"lr": 0.1})
+    chex.assert_trees_all_close(
+        good.update(jnp.ones(2), good.init(jnp.ones(2)))[0], -0.1 * jnp.ones(2)
+    )
