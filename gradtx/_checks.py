@@ -72,7 +72,8 @@ def check_hyperparam(
         if jnp.ndim(value) != 0 or not (
             jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
         ):
-            raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {dtype}")
+            shape = f"{given}{list(jnp.shape(value))}" if jnp.ndim(value) else str(dtype)
+            raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {shape}")
         if isinstance(value, jax.Array):
             return
         value = value.item()

@@ -7,6 +7,7 @@ import fractions
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import gradtx
@@ -229,3 +230,18 @@ def test_set_hyperparams_takes_a_tuple_in_the_form_the_factory_takes():
     set_pair = jax.jit(lambda s, a, b: gradtx.set_hyperparams(s, betas=(a, b)))
     got = gradtx.get_hyperparams(set_pair(prodigy, 0.8, 0.9))["betas"]
     assert got.tolist() == pytest.approx([0.8, 0.9])
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(np.array([0.1]), r"float64\[1\]"), (jnp.ones((2, 3)), r"float32\[2, 3\]"),
+     (jnp.array(1 + 1j), "complex64"), (np.array(True), "bool")],
+)  # fmt: skip
+def test_an_array_that_is_no_real_scalar_is_shown_with_its_shape(value, shown):
+    # a (1,)-shaped array said "got float64", as if its dtype were the problem
+    with pytest.raises(
+        TypeError,
+        match=rf"^gradtx\.scale_by_learning_rate\(learning_rate=\.\.\.\): learning_rate must "
+        rf"be a real scalar, got {shown}$",
+    ):
+        gradtx.scale_by_learning_rate(value)
