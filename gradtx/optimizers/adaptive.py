@@ -169,7 +169,8 @@ def rmsprop(
         ``lr_in_momentum`` override it.  (A) and (B) agree for a constant
         learning rate and differ under a schedule.  optax's default decay is
         0.9; the default here stays torch's.  optax's ``nesterov`` and
-        ``bias_correction`` are here too (not with ``centered``: its first
+        ``bias_correction`` are here too (``bias_correction`` with
+        ``centered`` needs ``initial_scale > 0``: from 0 the first centred
         variance estimate would be exactly 0).
       * The lecture's variant starting from ``v_1 = g_1²`` instead of the EMA
         from 0 is ``init_from_first=True`` (uncentered only, for the same reason).

@@ -170,8 +170,10 @@ def muon(
     Differences:
       * torch runs Newton-Schulz in bfloat16 whatever the params' dtype;
         here in the params' dtype, at least float32 (``ns_dtype=jnp.bfloat16``
-        for torch's cast: bit for bit on small matrices, within a bfloat16 ulp
-        on larger ones, whose sums XLA orders otherwise).  With that cast
+        for torch's cast: the iteration bit for bit on small matrices, within a
+        bfloat16 ulp on larger ones, whose sums XLA orders otherwise; the
+        params after a step within an ulp, since torch decays them first and
+        then adds the step, where gradtx adds one update).  With that cast
         removed, torch and gradtx agree to 1e-10.
         torch refuses ``ns_steps >= 100`` (for speed); any count runs here.
       * optax: equal given optax's values (its defaults: ``weight_decay=0``,
