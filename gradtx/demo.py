@@ -83,6 +83,10 @@ RECIPES: dict[str, Recipe] = {
         },
         "DP-SGD lr=0.05 clip=1 noise=0.5 momentum=0.9",
     ),  # fmt: skip
+    # torch's default (lr 1, no line search) diverges on minibatches
+    "lbfgs": Recipe(
+        "lbfgs", {"line_search_fn": "strong_wolfe"}, "L-BFGS (strong Wolfe line search)"
+    ),
     "muon": Recipe(
         "muon",
         {"learning_rate": 0.02, "convention": "optax"},
