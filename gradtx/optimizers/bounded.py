@@ -32,16 +32,16 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
     if arguments["base_lr"] is not None:
         return arguments
     lr = arguments["learning_rate"]
-    if isinstance(lr, jax.core.Tracer):  # a factory called inside a traced function
-        return {**arguments, "base_lr": lr}
     if isinstance(lr, jax.Array):
         # optax.inject_hyperparams passes the current learning rate as an array, anew at
         # each update (a tracer under jit): taking it as base_lr would hold the bounds
-        # still where torch's scheduler moves them, and change the state's structure.
+        # still where torch's scheduler moves them.  Concrete or traced, an array is
+        # refused alike, so that jit and eager agree.
         raise ValueError(
             f"{call}(learning_rate=<array>): base_lr defaults to the initial learning "
-            "rate, which a learning rate given as a JAX array (as optax.inject_hyperparams "
-            "passes it, anew at each update) does not tell; pass base_lr"
+            "rate, which a learning rate given as a JAX array does not tell "
+            "(optax.inject_hyperparams passes the current one at each update); pass "
+            "base_lr (in a sweep over learning rates, base_lr=learning_rate)"
         )
     if callable(lr):
         lr = _checks.callable_value(call, "learning_rate", lr, jnp.zeros([], jnp.int32))

@@ -303,8 +303,8 @@ def _injectable():
 
 @pytest.mark.parametrize("case", _injectable(), ids=lambda c: c.name)
 def test_inject_hyperparams_of_every_optimizer_under_jit_equals_the_optimizer(x64, case):
-    # adabound's base_lr was read from the learning rate at init (stored) and bound at
-    # a jitted update (a tracer): the two states differed and update refused its own
+    # every optimizer, jitted under inject, equals itself (AdaBound's base_lr given:
+    # test_inject_hyperparams_of_adabound_asks_for_base_lr says why)
     factory = getattr(gradtx, case.name)
     params = inspect.signature(factory).parameters
     # options inject_hyperparams would otherwise turn into arrays (ints, flags, names)
@@ -331,9 +331,17 @@ def test_inject_hyperparams_of_every_optimizer_under_jit_equals_the_optimizer(x6
 def test_inject_hyperparams_of_adabound_asks_for_base_lr(x64, name):
     # the injected learning rate is the current one at each update, so the initial one
     # (the bounds' reference) must be given; a schedule then moves the bounds as torch's
+    # Without it, base_lr was stored at an eager init and bound at a jitted update (the
+    # states differed, and update refused its own), or bound at both under jit, where
+    # an injected schedule left the bounds where they started.
     factory = getattr(gradtx, name)
-    with pytest.raises(ValueError, match=rf"gradtx\.{name}\(learning_rate=<array>\): base_lr"):
+    refused = rf"gradtx\.{name}\(learning_rate=<array>\): base_lr"
+    with pytest.raises(ValueError, match=refused):
         optax.inject_hyperparams(factory)(learning_rate=0.05).init(_params())
+    with pytest.raises(ValueError, match=refused):
+        jax.jit(optax.inject_hyperparams(factory)(learning_rate=0.05).init)(_params())
+    with pytest.raises(ValueError, match=refused):
+        factory(jnp.asarray(0.05))
     schedule = gradtx.schedules.exponential_decay(0.05, 1, 0.5)
     injected = optax.inject_hyperparams(factory)(learning_rate=schedule, base_lr=0.05)
     with jax.numpy_dtype_promotion("standard"):
