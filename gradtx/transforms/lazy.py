@@ -15,11 +15,25 @@ from gradtx._base import gradient
 from gradtx._base import kind_of
 from gradtx._factory import factory
 from gradtx._specs import Transform
+from gradtx.optimizers.lookahead import LookaheadState
+from gradtx.optimizers.sam import SamState
+from gradtx.wrappers.accumulation import AccumulateGradientsState
+from gradtx.wrappers.averaging import AverageParamsState
 from gradtx.wrappers.flatten import FlattenState
 from gradtx.wrappers.groups import MaskedNode
 
 # Leaves a masked stage hides: gradtx's masked and partition, and optax's masked.
 HIDDEN = (MaskedNode, optax.MaskedNode)
+
+# Wrappers whose params-shaped buffers are bookkeeping, not statistics: a gradient sum
+# to clear, SAM's saved params, slow weights to sync, an average of the params.  Kept
+# where g = 0 they would carry a sum into the next cycle or step from stale params.
+BOOKKEEPING = {
+    AccumulateGradientsState: "accumulate_gradients",
+    SamState: "sam",
+    LookaheadState: "lookahead",
+    AverageParamsState: "average_params",
+}
 
 
 class LazyState(NamedTuple):
@@ -42,7 +56,10 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
 
     The buffers are found as ``optax.tree_map_params`` finds them: by
     initialising ``inner`` on a placeholder params tree.  ``g`` is the
-    chain's ``grads`` keyword when present, else the input.
+    chain's ``grads`` keyword when present, else the input.  Wrappers whose
+    params-shaped buffers are bookkeeping (``accumulate_gradients``, ``sam``,
+    ``lookahead``, ``average_params``) and ``flatten`` are refused inside:
+    make the optimizer they wrap lazy instead.
 
     Args:
       inner: the transform to make lazy (a chain of statistics, an optimizer).
@@ -67,6 +84,15 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
                 "where no element can be told from its parameter's; make the optimizer "
                 "inside flatten lazy instead: gradtx.flatten(gradtx.lazy(...))"
             )
+        is_kept = lambda s: isinstance(s, tuple(BOOKKEEPING))  # noqa: E731
+        for s in jax.tree.leaves(state, is_leaf=is_kept):
+            if is_kept(s):
+                name = BOOKKEEPING[type(s)]
+                raise ValueError(
+                    f"gradtx.lazy: the inner optimizer holds gradtx.{name}, whose buffers "
+                    "must change where the gradient is 0 too; make the optimizer inside it "
+                    f"lazy instead: gradtx.{name}(gradtx.lazy(...))"
+                )
         keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.

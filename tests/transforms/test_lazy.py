@@ -1,5 +1,6 @@
 """lazy: the wrapped transform acts only where the gradient is non-zero."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,3 +113,33 @@ def test_flat_buffers_are_refused_and_lazy_inside_flatten_works(x64):
     flat = _sparse_run(gradtx.flatten(gradtx.lazy(gradtx.adam(0.1))))
     for a, b in zip(flat, _sparse_run(gradtx.lazy(gradtx.adam(0.1)))):
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14), a, b)
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("accumulate_gradients", lambda: gradtx.accumulate_gradients(gradtx.sgd(1.0), 2)),
+        ("sam", lambda: gradtx.sam(gradtx.sgd(1.0), gradtx.sgd(0.1), sync_period=2)),
+        ("lookahead", lambda: gradtx.lookahead(gradtx.sgd(1.0), sync_period=2)),
+        ("lookahead", lambda: gradtx.ranger(1e-3)),
+        ("average_params", lambda: gradtx.average_params(gradtx.sgd(1.0), decay=0.5)),
+    ],
+)
+def test_wrappers_whose_buffers_are_bookkeeping_are_refused_inside_lazy(name, make):
+    # lazy kept their params-shaped buffers where g = 0: accumulate_gradients' sum of a
+    # cycle leaked into the next (updates [0, 0], [-1, 0], [0, 0], [-1, -1.5] for the
+    # gradients [1, 1], [1, 0], [1, 1], [1, 1]), sam stepped from stale params
+    tx = gradtx.lazy(make())
+    params = {"a": jnp.ones(2)}
+    with pytest.raises(
+        ValueError, match=rf"^gradtx\.lazy: .* gradtx\.{name}, .*gradtx\.{name}\(gradtx\.lazy"
+    ):
+        tx.update(params, tx.init(params), params)
+    inside = gradtx.accumulate_gradients(gradtx.lazy(gradtx.sgd(1.0)), 2)
+    state, out = inside.init(params), []
+    for g in ([1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]):
+        u, state = inside.update({"a": jnp.array(g)}, state, params)
+        out.append(u["a"])
+    chex.assert_trees_all_close(
+        out, [jnp.zeros(2), jnp.array([-1.0, -0.5]), jnp.zeros(2), -jnp.ones(2)]
+    )
