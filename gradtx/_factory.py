@@ -61,6 +61,7 @@ from gradtx._base import GradientMap
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import _store
+from gradtx._base import extras_for
 from gradtx._base import is_schedule
 from gradtx._base import with_extra_args
 from gradtx._specs import Hyper
@@ -365,7 +366,11 @@ def hyperparameterized(
             _checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             updates, state = run_body(
-                call, lambda u: tx.update(u, state, params, **extra), updates, params, state
+                call,
+                lambda u: tx.update(u, state, params, **extras_for(tx, extra)),
+                updates,
+                params,
+                state,
             )
             return updates, _tree.settled(state, (params, updates))
 
@@ -423,7 +428,7 @@ def hyperparameterized(
         tx = inner(current)
         updates, inner_state = run_body(
             call,
-            lambda u: tx.update(u, state.inner_state, params, **extra),
+            lambda u: tx.update(u, state.inner_state, params, **extras_for(tx, extra)),
             updates,
             params,
             state.inner_state,
@@ -461,7 +466,7 @@ def _owning_gradient(tx: Any, call: str) -> Any:
     def update(updates, state, params=None, *more, **extra):
         _checks.no_more_positional(call, more)
         extra.pop("grads", None)
-        return tx.update(updates, state, params, **extra)
+        return tx.update(updates, state, params, **extras_for(tx, extra))
 
     return type(tx)(tx.init, update)
 

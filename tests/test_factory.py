@@ -446,3 +446,20 @@ def test_a_direct_hyperparameterized_call_is_checked(build, values, error, messa
     chex.assert_trees_all_close(
         good.update(jnp.ones(2), good.init(jnp.ones(2)))[0], -0.1 * jnp.ones(2)
     )
+
+
+def test_a_counted_factory_over_an_optax_style_body_without_kwargs_runs():
+    # the owner passed count (and grads) to a body that names neither: "unexpected
+    # keyword argument 'count'" with a schedule as the learning rate
+    @gradtx.factory(learning_rate=gradtx.Hyper(low=0.0, schedule=True), counted=True)
+    def mine(learning_rate=0.1):
+        def update(updates, state, params=None):
+            return jax.tree.map(lambda u: -learning_rate * u, updates), state
+
+        return optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update)
+
+    tx = mine(gradtx.schedules.exponential_decay(0.1, 1, 0.5))
+    state = tx.init(jnp.ones(2))
+    for want in (-0.1, -0.05):
+        u, state = tx.update(jnp.ones(2), state)
+        chex.assert_trees_all_close(u, jnp.full(2, want))
