@@ -284,7 +284,8 @@ def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
     under jit too (a vector learning rate was broadcast over the leaves' last axis)."""
     value = fn(count)
     try:
-        arr = jnp.asarray(value)
+        # a Python int beyond int32 raised, a NumPy int64 one was wrapped negative
+        arr = jnp.asarray(_tree.ints_as_floats(value))
     except (TypeError, ValueError):  # None is a ValueError
         arr = None
     if arr is None or not (

@@ -413,6 +413,8 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
             # a Python int beyond int32 or a Fraction is still a number for a float
             # slot, as the factories take it
             new = float(new)
+        if jnp.issubdtype(old_dtype, jnp.inexact):
+            new = _tree.ints_as_floats(new)  # JAX would wrap a NumPy int64 beyond int32
         arr = jnp.asarray(new)
     except (TypeError, ValueError, OverflowError):  # strings, None, ints beyond floats
         arr = None

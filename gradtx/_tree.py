@@ -160,12 +160,12 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
 
 
 def ints_as_floats(value: Any) -> Any:
-    """A Python or NumPy integer (or bool) value as a float64 NumPy value, before JAX
-    sees it: JAX's default int refuses a Python int beyond int32 and wraps a NumPy
-    int64 one without a word.  Anything else is returned as it is."""
-    if isinstance(value, int):
+    """A Python or NumPy integer value as a float64 NumPy value, before JAX sees it:
+    JAX's default int refuses a Python int beyond int32 and wraps a NumPy int64 one
+    without a word.  Anything else (a bool included) is returned as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return np.float64(value)
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "iub":
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "iu":
         return value.astype(np.float64)
     return value
 

@@ -308,10 +308,18 @@ def test_an_integer_value_beyond_int32_is_the_number_given():
     # value was wrapped to -2^31 (a negative learning rate)
     for value in (2**31, np.int64(2**31), np.array(2**31, np.int64)):
         chex.assert_trees_all_equal(S.constant(value)(0), jnp.float32(2.0**31))
-    opt = gradtx.sgd(np.int64(2**31))
     params = {"w": jnp.ones(2)}
-    updates, _ = opt.update(params, opt.init(params), params)
-    chex.assert_trees_all_equal(updates["w"], jnp.full(2, -(2.0**31), jnp.float32))
+    # the same through set_hyperparams and a plain callable's value (both wrapped before)
+    given = gradtx.set_hyperparams(gradtx.sgd(0.1).init(params), learning_rate=np.int64(2**31))
+    for opt, state in [
+        (gradtx.sgd(np.int64(2**31)), None),
+        (gradtx.sgd(0.1), given),
+        (gradtx.sgd(lambda count: np.int64(2**31)), None),
+        (gradtx.sgd(lambda count: 2**31), None),  # a Python int: a raw OverflowError
+    ]:
+        state = opt.init(params) if state is None else state
+        updates, _ = opt.update(params, state, params)
+        chex.assert_trees_all_equal(updates["w"], jnp.full(2, -(2.0**31), jnp.float32))
 
 
 def test_a_whole_period_float32_would_round_is_refused_when_stored():
