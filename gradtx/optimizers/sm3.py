@@ -33,10 +33,12 @@ def sm3(learning_rate: float, momentum: float = 0.9) -> GradientTransformation:
     preconditioned gradient (optax's; the paper's SM3 has none).  optax
     fails on a scalar leaf; here it is one accumulator.  SM3 needs each
     leaf's axes, so ``sm3`` cannot run inside ``gradtx.flatten``.  A NaN in
-    one gradient entry makes its row's and column's accumulators NaN, and
-    from then on every step in that row and column is NaN (the failure shows);
-    optax's ``0 where not ν > 0`` gives those entries a step of 0 instead, so
-    they stop learning without a sign.
+    one gradient entry makes its row's and column's accumulators NaN: the
+    next step is NaN along that row and column, and the one after in the
+    whole leaf, since every column's maximum then meets the NaN row (the
+    failure shows).  optax's ``0 where not ν > 0`` gives those entries, then
+    the whole leaf, a preconditioned gradient of 0 instead: they stop
+    learning without a sign, moved only by the momentum left over.
 
     Args:
       learning_rate: η ≥ 0 (a number).
