@@ -123,11 +123,12 @@ INTERNAL_EXTRAS = ("grads", "count")
 
 
 def extras_for(tx: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """The keyword extras ``tx.update`` gets: all of them, but for one of optax's (its
-    update defined in optax), not gradtx's ``grads`` and ``count``: optax does not know
-    them and may hand them on (its line searches pass unknown keywords to ``value_fn``,
-    its schedule-free takes a ``grads`` of its own).  Everything else, a user's own
-    transform included, may read them (``gradient``, ``step_count``)."""
+    """The keyword extras ``tx.update`` gets.  One of optax's (its update defined in
+    optax) gets all but gradtx's ``grads`` and ``count``: optax does not know them and
+    may hand them on (its line searches pass unknown keywords to ``value_fn``, its
+    schedule-free takes a ``grads`` of its own).  Any other gets them where its update
+    takes ``**kwargs`` or names them (``gradient``, ``step_count`` read them), and the
+    caller's keywords in any case."""
     module = getattr(tx.update, "__module__", None) or ""
     if module == "optax" or module.startswith("optax."):
         return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
