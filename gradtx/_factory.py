@@ -248,7 +248,7 @@ def _check_direct(build: Any, values: Any, call: str) -> None:
     taking ``values`` and returning a transform, built once as the user's own call, so
     that the gradtx primitives inside check their numbers (a negative learning rate)
     under their own names; inside the owner they trust it, which has none."""
-    shown = f"gradtx.hyperparameterized({call or 'build'})"
+    shown = f"gradtx.hyperparameterized({call or getattr(build, '__name__', 'build')})"
     if not callable(build):
         raise TypeError(f"{shown}: build must be a function returning a transform")
     if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):

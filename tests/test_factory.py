@@ -435,7 +435,7 @@ def test_a_factory_whose_body_is_a_gradient_map_is_one():
          r"^gradtx\.scale_by_learning_rate\(learning_rate=nan\): learning_rate must not be NaN"),
         (3, {"lr": 1.0}, TypeError, r"^gradtx\.hyperparameterized\(build\): build must be a"),
         (lambda lr, mom: gradtx.sgd(lr, momentum=mom), {"lr": 1.0}, TypeError,
-         r"^gradtx\.hyperparameterized\(build\): build does not take these values: .*'mom'"),
+         r"^gradtx\.hyperparameterized\(<lambda>\): build does not take these values: .*'mom'"),
         (lambda lr: 3, {"lr": 1.0}, TypeError, r"build returned int, not a transform$"),
     ],
 )  # fmt: skip

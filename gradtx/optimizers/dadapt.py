@@ -108,7 +108,7 @@ def prodigy(
       >>> # t = 1: m_1 = 0.1 d g, sqrt(v_1) = sqrt(0.001) d |g|, c_1 = sqrt(0.001) / 0.1
       >>> updates["w"]  # so Adam's first step times d_1 = d_0: -0.01 sign(g)
       Array([-0.01,  0.01], dtype=float32)
-      >>> # x_1 = x_0, so r_1 = 0 and d_2 = d_0: d grows once the params have moved
+      >>> # the params at t = 1 are x_0, so r_1 = 0 and d stays d_0: it grows once they move
 
     References:
       Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive

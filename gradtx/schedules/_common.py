@@ -108,13 +108,13 @@ def count_array(count: Any) -> jax.Array:
     for the one and wrapped the other.  The step counters saturate at that int's
     maximum, so only a direct call can pass one."""
     if isinstance(count, int) and not isinstance(count, bool):
-        (low, high), values = _int_range(np.int64), (count,)
-    elif isinstance(count, (np.ndarray, np.generic)) and count.dtype.kind in "iu":
+        (low, high), extremes = _int_range(np.int64), (count, count)
+    elif isinstance(count, (np.ndarray, np.generic)) and count.dtype.kind in "iu" and count.size:
         # JAX would wrap a NumPy int64 count beyond int32 without a word.
-        (low, high), values = _int_range(count.dtype), np.ravel(count).tolist()
+        (low, high), extremes = _int_range(count.dtype), (int(np.min(count)), int(np.max(count)))
     else:
         return jnp.asarray(count)
-    outside = [v for v in values if not low <= v <= high]
+    outside = [v for v in extremes if not low <= v <= high]
     if outside:
         raise ValueError(
             f"gradtx.schedules: count {outside[0]} is outside [{low}, {high}], the range "
