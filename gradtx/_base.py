@@ -113,7 +113,9 @@ def step_count(extra: dict[str, Any], call: str) -> jax.Array:
     if count is None:
         raise RuntimeError(
             f"{call}: reads the step count, which the enclosing gradtx factory passes; "
-            "declare the factory that builds it with gradtx.factory(counted=True)"
+            "declare the factory that builds it with gradtx.factory(counted=True), and "
+            "do not put an optax transform between them inside a gradtx.chain (gradtx "
+            "keeps its count from optax's, which may hand keywords on)"
         )
     return count
 
@@ -132,11 +134,16 @@ def extras_for(tx: Any, extra: dict[str, Any]) -> dict[str, Any]:
     module = getattr(tx.update, "__module__", None) or ""
     if module == "optax" or module.startswith("optax."):
         return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
-    named = keywords_taken(tx.update)
+    return extras_taken(tx.update, extra)
+
+
+def extras_taken(update: Callable[..., Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` for ``update``: gradtx's own keywords only where it takes ``**kwargs``
+    or names them (an optax combinator takes them and hands them to gradtx members
+    inside); what the caller passed reaches it as given."""
+    named = keywords_taken(update)
     if named is None:
         return extra
-    # A user's update without **kwargs gets gradtx's own keywords only where it names
-    # them; what the caller passed reaches it as given.
     return {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS or k in named}
 
 

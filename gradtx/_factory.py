@@ -61,7 +61,7 @@ from gradtx._base import GradientMap
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import _store
-from gradtx._base import extras_for
+from gradtx._base import extras_taken
 from gradtx._base import is_schedule
 from gradtx._base import with_extra_args
 from gradtx._specs import Hyper
@@ -248,7 +248,8 @@ def _check_direct(build: Any, values: Any, call: str) -> None:
     taking ``values`` and returning a transform, built once as the user's own call, so
     that the gradtx primitives inside check their numbers (a negative learning rate)
     under their own names; inside the owner they trust it, which has none."""
-    shown = f"gradtx.hyperparameterized({call or getattr(build, '__name__', 'build')})"
+    named = getattr(getattr(build, "func", build), "__name__", "build")  # a partial's function
+    shown = f"gradtx.hyperparameterized({call or named})"
     if not callable(build):
         raise TypeError(f"{shown}: build must be a function returning a transform")
     if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
@@ -367,7 +368,7 @@ def hyperparameterized(
             extra.pop("count", None)
             updates, state = run_body(
                 call,
-                lambda u: tx.update(u, state, params, **extras_for(tx, extra)),
+                lambda u: tx.update(u, state, params, **extras_taken(tx.update, extra)),
                 updates,
                 params,
                 state,
@@ -428,7 +429,7 @@ def hyperparameterized(
         tx = inner(current)
         updates, inner_state = run_body(
             call,
-            lambda u: tx.update(u, state.inner_state, params, **extras_for(tx, extra)),
+            lambda u: tx.update(u, state.inner_state, params, **extras_taken(tx.update, extra)),
             updates,
             params,
             state.inner_state,
@@ -466,7 +467,7 @@ def _owning_gradient(tx: Any, call: str) -> Any:
     def update(updates, state, params=None, *more, **extra):
         _checks.no_more_positional(call, more)
         extra.pop("grads", None)
-        return tx.update(updates, state, params, **extras_for(tx, extra))
+        return tx.update(updates, state, params, **extras_taken(tx.update, extra))
 
     return type(tx)(tx.init, update)
 

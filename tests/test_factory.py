@@ -463,3 +463,17 @@ def test_a_counted_factory_over_an_optax_style_body_without_kwargs_runs():
     for want in (-0.1, -0.05):
         u, state = tx.update(jnp.ones(2), state)
         chex.assert_trees_all_close(u, jnp.full(2, want))
+
+
+def test_a_counted_body_that_is_an_optax_combinator_hands_the_count_on():
+    # filtering the owner's keywords by module dropped count for optax.chain, which
+    # takes **kwargs and hands it to the gradtx members inside (bias_correct reads it)
+    tx = gradtx.hyperparameterized(
+        lambda b1: optax.chain(gradtx.add_momentum(b1, ema=True), gradtx.bias_correct(b1)),
+        {"b1": 0.9},
+        counted=True,
+    )
+    state = tx.init(jnp.ones(2))
+    for _ in range(3):
+        u, state = tx.update(jnp.ones(2), state)
+        chex.assert_trees_all_close(u, jnp.ones(2), rtol=1e-6)  # a constant input, debiased
