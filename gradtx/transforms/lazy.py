@@ -17,6 +17,7 @@ from gradtx._factory import factory
 from gradtx._specs import Transform
 from gradtx.optimizers.lookahead import LookaheadState
 from gradtx.optimizers.sam import SamState
+from gradtx.transforms.averaging import PolyakAverageState
 from gradtx.wrappers.accumulation import AccumulateGradientsState
 from gradtx.wrappers.averaging import AverageParamsState
 from gradtx.wrappers.flatten import FlattenState
@@ -29,10 +30,14 @@ HIDDEN = (MaskedNode, optax.MaskedNode)
 # to clear, SAM's saved params, slow weights to sync, an average of the params.  Kept
 # where g = 0 they would carry a sum into the next cycle or step from stale params.
 BOOKKEEPING = {
-    AccumulateGradientsState: "accumulate_gradients",
-    SamState: "sam",
-    LookaheadState: "lookahead",
-    AverageParamsState: "average_params",
+    AccumulateGradientsState: "gradtx.accumulate_gradients",
+    SamState: "gradtx.sam",
+    LookaheadState: "gradtx.lookahead",
+    AverageParamsState: "gradtx.average_params",
+    PolyakAverageState: "gradtx.polyak_average",  # asgd's average: nothing to wrap inside
+    optax.MultiStepsState: "optax.MultiSteps",
+    optax.LookaheadState: "optax.lookahead",
+    optax.contrib.SAMState: "optax.contrib.sam",
 }
 
 
@@ -58,8 +63,10 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     initialising ``inner`` on a placeholder params tree.  ``g`` is the
     chain's ``grads`` keyword when present, else the input.  Wrappers whose
     params-shaped buffers are bookkeeping (``accumulate_gradients``, ``sam``,
-    ``lookahead``, ``average_params``) and ``flatten`` are refused inside:
-    make the optimizer they wrap lazy instead.
+    ``lookahead``, ``average_params``, optax's ``MultiSteps``, ``lookahead``
+    and ``sam``) and ``flatten`` are refused inside: make the optimizer they
+    wrap lazy instead.  So is a parameter average (``polyak_average``,
+    ``asgd``'s), which has nothing inside to make lazy.
 
     Args:
       inner: the transform to make lazy (a chain of statistics, an optimizer).
@@ -87,11 +94,11 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
         is_kept = lambda s: isinstance(s, tuple(BOOKKEEPING))  # noqa: E731
         for s in jax.tree.leaves(state, is_leaf=is_kept):
             if is_kept(s):
-                name = BOOKKEEPING[type(s)]
+                name = next(n for kind, n in BOOKKEEPING.items() if isinstance(s, kind))
                 raise ValueError(
-                    f"gradtx.lazy: the inner optimizer holds gradtx.{name}, whose buffers "
-                    "must change where the gradient is 0 too; make the optimizer inside it "
-                    f"lazy instead: gradtx.{name}(gradtx.lazy(...))"
+                    f"gradtx.lazy: the inner optimizer holds {name}, whose buffers must "
+                    "change where the gradient is 0 too; make the optimizer inside it lazy "
+                    f"instead ({name}(gradtx.lazy(...)))"
                 )
         keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
