@@ -36,8 +36,9 @@ def sm3(learning_rate: float, momentum: float = 0.9) -> GradientTransformation:
     one gradient entry makes its row's and column's accumulators NaN: the
     next step is NaN along that row and column, and the one after in the
     whole leaf, since every column's maximum then meets the NaN row (the
-    failure shows).  optax's ``0 where not ν > 0`` gives those entries, then
-    the whole leaf, a preconditioned gradient of 0 instead: they stop
+    failure shows).  optax's ``0 where not ν > 0`` keeps the NaN at that
+    entry only (its momentum holds it) and gives the rest of its row and
+    column, then of the leaf, a preconditioned gradient of 0: they stop
     learning without a sign, moved only by the momentum left over.
 
     Args:
