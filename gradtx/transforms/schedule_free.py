@@ -22,6 +22,7 @@ from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import DType
 from gradtx._specs import Hyper
 from gradtx.transforms.distance import needs_params
+from gradtx.wrappers.flatten import FlattenState
 
 B1 = Hyper(low=0.0, high=1.0, low_open=True)
 """Schedule-free's interpolation weight b1 in (0, 1]."""
@@ -186,6 +187,14 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     """
     call = "gradtx.schedule_free_eval_params"
     is_ours = lambda s: isinstance(s, ScheduleFreeAveragingState)  # noqa: E731
+    is_flat = lambda s: isinstance(s, FlattenState)  # noqa: E731
+    for flat in (s for s in jax.tree.leaves(state, is_leaf=is_flat) if is_flat(s)):
+        if any(map(is_ours, jax.tree.leaves(flat, is_leaf=is_ours))):
+            raise ValueError(
+                f"{call}: the schedule-free optimizer is inside gradtx.flatten, whose flat "
+                "buffers do not keep the params' tree, so z cannot be read per leaf; keep "
+                "schedule-free optimizers outside flatten"
+            )
     found = [s for s in jax.tree.leaves(state, is_leaf=is_ours) if is_ours(s)]
     if len(found) != 1:
         raise ValueError(

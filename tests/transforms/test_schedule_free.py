@@ -99,3 +99,14 @@ def test_eval_params_pass_a_frozen_none_leaf_through_under_optaxs_mask(x64):
     params = gradtx.apply_updates(params, updates)
     x = gradtx.schedule_free_eval_params(state, params)
     assert x["frozen"] is None and x["enc"].shape == (3, 2)
+
+
+def test_eval_params_of_a_schedule_free_optimizer_inside_flatten_names_flatten():
+    # it said only that the params' tree did not match the state's {'float32': *}
+    opt = gradtx.flatten(gradtx.schedule_free_adamw(0.1))
+    params = {"w": jnp.ones(2), "b": jnp.ones(3)}
+    updates, state = opt.update(params, opt.init(params), params)
+    with pytest.raises(
+        ValueError, match=r"^gradtx\.schedule_free_eval_params: .* inside gradtx\.flatten"
+    ):
+        gradtx.schedule_free_eval_params(state, gradtx.apply_updates(params, updates))
