@@ -26,18 +26,24 @@ from gradtx.wrappers.groups import MaskedNode
 # Leaves a masked stage hides: gradtx's masked and partition, and optax's masked.
 HIDDEN = (MaskedNode, optax.MaskedNode)
 
-# Wrappers whose params-shaped buffers are bookkeeping, not statistics: a gradient sum
-# to clear, SAM's saved params, slow weights to sync, an average of the params.  Kept
-# where g = 0 they would carry a sum into the next cycle or step from stale params.
-BOOKKEEPING = {
-    AccumulateGradientsState: "gradtx.accumulate_gradients",
-    SamState: "gradtx.sam",
-    LookaheadState: "gradtx.lookahead",
-    AverageParamsState: "gradtx.average_params",
-    PolyakAverageState: "gradtx.polyak_average",  # asgd's average: nothing to wrap inside
-    optax.MultiStepsState: "optax.MultiSteps",
-    optax.LookaheadState: "optax.lookahead",
-    optax.contrib.SAMState: "optax.contrib.sam",
+# What lazy cannot wrap, and why: flat buffers, and wrappers whose params-shaped
+# buffers are bookkeeping, not statistics (a gradient sum to clear, SAM's saved params,
+# slow weights to sync, an average of the params).  Kept where g = 0 they would carry a
+# sum into the next cycle or step from stale params.
+_MUST_MOVE = "whose buffers must change where the gradient is 0 too"
+REFUSED = {
+    FlattenState: (
+        "gradtx.flatten",
+        "whose buffers are flat, where no element can be told from its parameter's",
+    ),
+    AccumulateGradientsState: ("gradtx.accumulate_gradients", _MUST_MOVE),
+    SamState: ("gradtx.sam", _MUST_MOVE),
+    LookaheadState: ("gradtx.lookahead", _MUST_MOVE),
+    AverageParamsState: ("gradtx.average_params", _MUST_MOVE),
+    PolyakAverageState: ("gradtx.polyak_average", _MUST_MOVE),  # asgd's: nothing inside
+    optax.MultiStepsState: ("optax.MultiSteps", _MUST_MOVE),
+    optax.LookaheadState: ("optax.lookahead", _MUST_MOVE),
+    optax.contrib.SAMState: ("optax.contrib.sam", _MUST_MOVE),
 }
 
 
@@ -84,21 +90,13 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
         return LazyState(inner.init(params))
 
     def update(updates, state, params=None, **extra):
-        is_flat = lambda s: isinstance(s, FlattenState)  # noqa: E731
-        if any(map(is_flat, jax.tree.leaves(state, is_leaf=is_flat))):
-            raise ValueError(
-                "gradtx.lazy: the inner optimizer keeps its buffers flat (gradtx.flatten), "
-                "where no element can be told from its parameter's; make the optimizer "
-                "inside flatten lazy instead: gradtx.flatten(gradtx.lazy(...))"
-            )
-        is_kept = lambda s: isinstance(s, tuple(BOOKKEEPING))  # noqa: E731
-        for s in jax.tree.leaves(state, is_leaf=is_kept):
-            if is_kept(s):
-                name = next(n for kind, n in BOOKKEEPING.items() if isinstance(s, kind))
+        refused = lambda s: isinstance(s, tuple(REFUSED))  # noqa: E731
+        for s in jax.tree.leaves(state, is_leaf=refused):
+            if refused(s):
+                name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
                 raise ValueError(
-                    f"gradtx.lazy: the inner optimizer holds {name}, whose buffers must "
-                    "change where the gradient is 0 too; make the optimizer inside it lazy "
-                    f"instead ({name}(gradtx.lazy(...)))"
+                    f"gradtx.lazy: the inner optimizer holds {name}, {why}; make the "
+                    f"optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
                 )
         keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
