@@ -220,8 +220,8 @@ def run_body(
 def _optax_spelling(name: str, err: TypeError) -> str:
     """A hint for a keyword that optax's function of the same name takes."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-    where = "optax" if callable(getattr(optax, name, None)) else "optax.contrib"
-    theirs = getattr(optax if where == "optax" else optax.contrib, name, None)
+    module = optax if callable(getattr(optax, name, None)) else optax.contrib
+    theirs = getattr(module, name, None)
     if found is None or not callable(theirs):
         return ""
     try:
@@ -231,7 +231,7 @@ def _optax_spelling(name: str, err: TypeError) -> str:
     if found.group(1) not in taken:
         return ""
     return (
-        f" ({where}.{name} takes it; gradtx spells some of optax's arguments otherwise or "
+        f" ({module.__name__}.{name} takes it; gradtx spells some of optax's arguments otherwise or "
         "not at all: docs/ecosystem.md, 'optax arguments spelled otherwise')"
     )
 
