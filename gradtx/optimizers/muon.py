@@ -54,7 +54,7 @@ ADAM_DEFAULTS = dict(
 MUON: Specs = dict(
     learning_rate=LEARNING_RATE,
     weight_decay=WEIGHT_DECAY,
-    momentum=DECAY_RATE,
+    momentum=DECAY_RATE.schedulable(),
     nesterov=Flag(),
     ns_coefficients=NS_COEFFICIENTS,
     eps=NON_NEGATIVE,
@@ -71,7 +71,7 @@ MUON: Specs = dict(
     adam_eps_root=NON_NEGATIVE,
     adam_weight_decay=WEIGHT_DECAY,
     adam_learning_rate=LEARNING_RATE._replace(nullable=True),
-    beta=Alias("momentum", DECAY_RATE, 0.95),
+    beta=Alias("momentum", DECAY_RATE.schedulable(), 0.95),
     ns_coeffs=Alias("ns_coefficients", NS_COEFFICIENTS, DEFAULT_NS_COEFFICIENTS),
     convention=CONVENTION,
 )
@@ -111,7 +111,7 @@ def _check(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
 def muon(
     learning_rate: ScalarOrSchedule = 1e-3,
     weight_decay: ScalarOrSchedule | None = 0.1,
-    momentum: float = 0.95,
+    momentum: ScalarOrSchedule = 0.95,
     nesterov: bool = True,
     ns_coefficients: Any = DEFAULT_NS_COEFFICIENTS,
     eps: float = 1e-7,
@@ -129,7 +129,7 @@ def muon(
     adam_eps_root: float = 0.0,
     adam_weight_decay: ScalarOrSchedule | None = 0.0,
     adam_learning_rate: ScalarOrSchedule | None = None,
-    beta: float = 0.95,
+    beta: ScalarOrSchedule = 0.95,
     ns_coeffs: Any = DEFAULT_NS_COEFFICIENTS,
     convention: str = "torch",
 ) -> GradientTransformation:
@@ -190,7 +190,8 @@ def muon(
     Args:
       learning_rate: η, a number or schedule.
       weight_decay: λ, decoupled, times η (both libraries).
-      momentum: μ in [0, 1).
+      momentum: μ in [0, 1), a number or schedule (torch's ``OneCycleLR`` and
+        ``CyclicLR`` cycle it: ``schedules.one_cycle_momentum``, ``cyclical``).
       nesterov: use the Nesterov look-ahead of the momentum.
       ns_coefficients: ``(a, b, c)``, or (optax) a table of triples, one per iteration.
       eps: guards the normalisation (optax: also AdamW's eps).

@@ -105,10 +105,11 @@ def reduce_on_plateau(
     Scaling the updates is torch's lowered ``lr`` only for rules whose step
     is proportional to it (SGD, Adam, RMSprop, ...).  Adafactor, ASGD, Rprop
     and L-BFGS use the rate inside the rule; for them keep this transform
-    apart (``plateau.update({}, watch, value=metric)``) and give the
-    optimizer ``set_hyperparams(state, learning_rate=base * scale)`` after
-    each report (tested for Adafactor; ASGD's ``eta`` then follows a step
-    earlier than torch's, see ``asgd``).  Keep it apart too after an
+    apart (``plateau.update({}, watch, value=metric)``).  Adafactor and L-BFGS
+    then take ``set_hyperparams(state, learning_rate=base * scale)`` after
+    each report, ASGD one update later (torch computes the next step's
+    ``eta`` at the end of a step, see ``asgd``), and Rprop not at all (torch
+    reads its ``lr`` only at the first step).  Keep it apart too after an
     optimizer that takes the batch loss as ``value`` (``polyak_sgd``, ``momo``,
     ``momo_adam``, ``lbfgs``): in one chain every update's loss would reach the
     plateau as a metric report (optax's shares the keyword the same way).

@@ -71,6 +71,27 @@ def test_muon_torch_defaults(x64, torch_in_float64, seed):
     assert_matches_torch(gradtx.muon(), torch.optim.Muon, seed, shapes=MATRICES)
 
 
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_under_one_cycle_with_cycled_momentum_matches_torch(x64, torch_in_float64, nesterov):
+    """torch's OneCycleLR cycles Muon's momentum (cycle_momentum=True by default): a
+    momentum schedule, as SGD's momentum and Adam's b1 take."""
+    total = 12
+    opt = gradtx.muon(
+        gradtx.schedules.one_cycle(total, 0.02),
+        momentum=gradtx.schedules.one_cycle_momentum(total),
+        nesterov=nesterov,
+    )
+
+    def make(ps):
+        torch_opt = torch.optim.Muon(ps, lr=0.02, nesterov=nesterov)
+        torch_opt.scheduler = torch.optim.lr_scheduler.OneCycleLR(torch_opt, 0.02, total)
+        return torch_opt
+
+    params, grads = make_problem(0, total, shapes=MATRICES)
+    ref = run_torch(make, params, grads, after_step=lambda o, i: o.scheduler.step())
+    assert_trajectories_close(run_gradtx(opt, params, grads), ref)
+
+
 class _Both:
     """torch's documented pairing: Muon for the matrices, AdamW for the other params."""
 

@@ -191,16 +191,33 @@ def test_one_metric_per_epoch_with_many_updates_per_epoch_like_torch(x64):
     assert lr_in_effect == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
 
 
-def test_a_rule_that_uses_the_rate_inside_follows_the_scale_through_set_hyperparams(x64):
-    """Adafactor's step is min(lr, 1/sqrt(t)) times the RMS of the params: not
-    proportional to lr, so scaling its updates is not torch's lowered lr.  The
-    plateau's own state, and set_hyperparams(learning_rate=base * scale) at each
-    report, is."""
-    steps_per_epoch, epochs, base = 3, 6, 0.5
+# How each rule that reads the rate inside follows torch's ReduceLROnPlateau (the
+# porting table's recipe): "report", set_hyperparams(learning_rate=base * scale) right
+# after each report; "next update", one update later (ASGD computes its eta at the end
+# of a step, from the rate of that step); "never", not at all (Rprop reads lr only at
+# its first step, to fill the step sizes).
+_RATE_INSIDE = [
+    ("adafactor", 0.5, {}, {}, "report"),
+    ("asgd", 0.05, {"lambd": 0.1, "t0": 0}, {"lambd": 0.1, "t0": 0}, "next update"),
+    ("rprop", 0.05, {}, {}, "never"),
+]
+
+
+@pytest.mark.parametrize(("name", "base", "torch_kw", "kw", "when"), _RATE_INSIDE)
+def test_a_rule_that_uses_the_rate_inside_follows_the_scale_through_set_hyperparams(
+    x64, torch64, name, base, torch_kw, kw, when
+):
+    """Adafactor's step is min(lr, 1/sqrt(t)) times the RMS of the params, ASGD's eta
+    and Rprop's step sizes are their own: none is proportional to lr, so scaling their
+    updates is not torch's lowered lr.  The plateau's own state, and set_hyperparams
+    at the time the porting table gives, is."""
+    steps_per_epoch, epochs = 3, 6
     params, grads = make_problem(3, steps_per_epoch * epochs)
     val_losses = [1.0, 0.8, 0.85, 0.9, 0.7, 0.75]
+    torch_class = {"adafactor": torch.optim.Adafactor, "asgd": torch.optim.ASGD,
+                   "rprop": torch.optim.Rprop}[name]  # fmt: skip
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    opt = torch.optim.Adafactor(list(tensors.values()), lr=base)
+    opt = torch_class(list(tensors.values()), lr=base, **torch_kw)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0, eps=0.0)
     ref = []
     for epoch in range(epochs):
@@ -210,21 +227,72 @@ def test_a_rule_that_uses_the_rate_inside_follows_the_scale_through_set_hyperpar
             opt.step()
             ref.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
         sched.step(val_losses[epoch])
+    assert opt.param_groups[0]["lr"] == base * 0.125  # three reductions
 
-    tx, plateau = gradtx.adafactor(base), gradtx.reduce_on_plateau(0.5, patience=0)
+    tx, plateau = getattr(gradtx, name)(base, **kw), gradtx.reduce_on_plateau(0.5, patience=0)
     p = {k: jnp.asarray(v) for k, v in params.items()}
-    state, watch, ours = tx.init(p), plateau.init({}), []
+    state, watch, ours, pending = tx.init(p), plateau.init({}), [], None
     update = jax.jit(tx.update)
     for epoch in range(epochs):
         for g in grads[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]:
             u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
             p = gradtx.apply_updates(p, u)
             ours.append({k: np.asarray(v) for k, v in p.items()})
+            if pending is not None:
+                state, pending = gradtx.set_hyperparams(state, learning_rate=pending), None
         _, watch = plateau.update({}, watch, value=val_losses[epoch])
-        scale = gradtx.get_hyperparams(watch)["scale"]
-        state = gradtx.set_hyperparams(state, learning_rate=base * scale)
-    assert float(scale) == 0.125  # three reductions
+        rate = base * gradtx.get_hyperparams(watch)["scale"]
+        if when == "report":
+            state = gradtx.set_hyperparams(state, learning_rate=rate)
+        elif when == "next update":
+            pending = rate
+    assert float(gradtx.get_hyperparams(watch)["scale"]) == 0.125
     assert_trajectories_close(ours, ref)
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_lbfgs_follows_the_scale_through_set_hyperparams_at_each_report(x64, line_search_fn):
+    """torch's LBFGS reads lr at each step (its first step is min(1, 1/|g|_1)·lr, then
+    lr): set_hyperparams at the report, as for Adafactor."""
+    base, val_losses = 0.5, [1.0, 0.8, 0.85, 0.9, 0.7, 0.75]
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(20, 3)), (rng.uniform(size=20) < 0.5).astype(np.float64)
+    start = {"w": rng.normal(size=3) * 0.1, "b": np.array(0.3)}
+
+    def loss(p, xp):
+        z = xp.matmul(x if xp is jnp else torch.tensor(x), p["w"]) + p["b"]
+        t = y if xp is jnp else torch.tensor(y)
+        return xp.mean(xp.log(1 + xp.exp(-z)) + (1 - t) * z) + 0.01 * xp.sum(p["w"] ** 2)
+
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+    kw = dict(max_iter=3, history_size=3, line_search_fn=line_search_fn)
+    opt = torch.optim.LBFGS(list(tensors.values()), lr=base, **kw)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0, eps=0.0)
+
+    def closure():
+        opt.zero_grad()
+        value = loss(tensors, torch)
+        value.backward()
+        return value
+
+    tx, plateau = gradtx.lbfgs(base, **kw), gradtx.reduce_on_plateau(0.5, patience=0)
+    p = {k: jnp.asarray(v) for k, v in start.items()}
+    state, watch = tx.init(p), plateau.init({})
+    value_fn = lambda q: loss(q, jnp)  # noqa: E731
+    for epoch in range(6):
+        for _ in range(2):
+            opt.step(closure)
+            value, g = jax.value_and_grad(value_fn)(p)
+            u, state = tx.update(g, state, p, value=value, value_fn=value_fn)
+            p = gradtx.apply_updates(p, u)
+            for k, t in tensors.items():
+                np.testing.assert_allclose(p[k], t.detach().numpy(), rtol=1e-10, atol=1e-12)
+        sched.step(val_losses[epoch])
+        _, watch = plateau.update({}, watch, value=val_losses[epoch])
+        state = gradtx.set_hyperparams(
+            state, learning_rate=base * gradtx.get_hyperparams(watch)["scale"]
+        )
+    assert opt.param_groups[0]["lr"] == base * 0.125
 
 
 def _near_the_boundary(rng, mode, threshold_mode, threshold, sign):
