@@ -321,17 +321,28 @@ def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
                 check_below_one(call, name, float(value), dtype, "in the statistics' precision,")
 
 
+def inject_hint(name: str, value: Any, what: str) -> str:
+    """The hint for a callable argument that ``optax.inject_hyperparams`` called as a
+    schedule (it calls every callable argument not in ``static_args``): shown when the
+    value is a JAX array, or when the call runs inside inject, whatever it returned."""
+    frame = inspect.currentframe()
+    inside = False
+    while frame is not None and not inside:
+        inside = frame.f_code.co_filename.replace("\\", "/").endswith("optax/schedules/_inject.py")
+        frame = frame.f_back
+    if not (inside or isinstance(value, jax.Array)):
+        return ""
+    return (
+        f"; optax.inject_hyperparams calls {what} as a schedule: pass static_args=({name!r},)"
+    )
+
+
 def check_dtype(call: str, name: str, value: Any) -> None:
     """``None`` or a floating or complex dtype (a storage dtype such as ``mu_dtype``)."""
     if value is None:
         return
     if isinstance(value, (jax.Array, np.ndarray)) or is_number(value):
-        hint = (
-            "; optax.inject_hyperparams calls a dtype (a callable) as a schedule: "
-            f"pass static_args=({name!r},)"
-            if isinstance(value, jax.Array)
-            else ""
-        )
+        hint = inject_hint(name, value, "a dtype (a callable)")
         raise TypeError(f"{call}({name}=...): {name} must be a dtype or None, not a value{hint}")
     try:
         dtype = jnp.dtype(value)

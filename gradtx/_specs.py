@@ -201,12 +201,7 @@ class Function(Option):
 
     def check(self, call, name, value):
         if value is not None and not callable(value):
-            hint = (
-                "; optax.inject_hyperparams calls callable arguments as schedules: "
-                f"pass static_args=({name!r},)"
-                if isinstance(value, jax.Array)
-                else ""
-            )
+            hint = _checks.inject_hint(name, value, "a function argument")
             raise TypeError(f"{call}({name}={value!r}): {name} must be a function or None{hint}")
         return value
 

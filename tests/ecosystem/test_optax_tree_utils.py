@@ -80,6 +80,17 @@ def test_inject_hyperparams_of_a_function_argument_says_to_keep_it_static():
     assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))  # ADOPT's first step
 
 
+def test_inject_hyperparams_of_a_mask_fn_returning_python_bools_says_to_keep_it_static():
+    # The function's value at the count is Python bools, not an array: the hint stands.
+    mask_fn = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)  # noqa: E731
+    with pytest.raises(TypeError, match=r"mask_fn=False\).*pass static_args=\('mask_fn',\)"):
+        optax.inject_hyperparams(gradtx.adamw)(0.05, weight_decay=0.3, mask_fn=mask_fn).init(
+            _params()
+        )
+    with pytest.raises(TypeError, match=r"must be a function or None$"):
+        gradtx.adamw(mask_fn=True)  # outside inject, no hint
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad", "rmsprop", "nadam", "radam"])
 def test_inject_hyperparams_adds_no_stage_for_zero_defaults(name):
     factory = getattr(gradtx, name)
