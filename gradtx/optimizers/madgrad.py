@@ -21,7 +21,7 @@ from gradtx.transforms.scaling import scale
 
 @optimizer(
     references="`optax.contrib.madgrad` (L2)",
-    learning_rate=LEARNING_RATE, momentum=Hyper(low=0.0, high=1.0),
+    learning_rate=LEARNING_RATE, momentum=Hyper(low=0.0, high=1.0, high_open=True),
     weight_decay=WEIGHT_DECAY._replace(schedule=False), eps=NON_NEGATIVE, mask=Mask(),
     mask_fn=Function(),
 )  # fmt: skip
@@ -58,10 +58,12 @@ def madgrad(
     of the update to 1e-13 and differ from optax by up to about 1e-5 relative
     over 20 steps (1e-8 to 1e-6 in most probes).  The params given to
     ``init`` are the centre ``x_0``: initialise with the real params.
+    ``momentum=1`` (``c = 0``: the params never move) is refused, as the
+    authors' code refuses it; optax takes it.
 
     Args:
       learning_rate: η, a number or schedule.
-      momentum: in [0, 1]; ``c = 1 - momentum`` is the step towards ``z``.
+      momentum: in [0, 1); ``c = 1 - momentum`` is the step towards ``z``.
       weight_decay: λ of the L2 term (0: none).
       eps: added to η and to the cube root.
       mask, mask_fn: which leaves are decayed (a pytree of bools or a prefix
