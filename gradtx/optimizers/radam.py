@@ -85,7 +85,10 @@ def radam(
     authors' code and ``pytorch_optimizer.RAdam`` skip the first steps, decay
     included: ``untractable="skip", compare=">=", decoupled_weight_decay=True``.
     The paper's threshold is 4 and it has no eps.  For ``b2=0.999``, ρ_t
-    first exceeds 5 at t = 6.  For complex params torch treats each as two
+    first exceeds 5 at t = 6.  ρ_t is computed without the cancellation
+    torch's and optax's formula suffers for b2 near 1: within about 1e-6
+    of 1 they can switch to rectified steps on another step than the exact
+    rule does, as here (docs/errors.md).  For complex params torch treats each as two
     real ones; here v holds ``|g|²`` per element, as in optax.
 
     Args:

@@ -60,7 +60,10 @@ def rprop(
     ``optax.rprop``'s rule: optax 0.2.8 emits each step one update late (the
     first update is zero; optax PR #1725 calls this a bug) and does not clip
     ``learning_rate`` into the bounds until a sign product is non-zero; its
-    defaults are torch's.  A complex parameter is two real ones, as in torch.
+    defaults are torch's.  Under both conventions ``eta_minus`` must be in
+    (0, 1) and ``eta_plus`` above 1, torch's ranges; optax also takes
+    ``eta_plus=1`` (steps never grow) and ``eta_minus`` of 0 or 1.
+    A complex parameter is two real ones, as in torch.
     A NaN gradient makes its coordinate NaN here (docs/errors.md); torch's
     ``sign(NaN) = 0`` skips it and keeps the parameter finite.
     torch's ``foreach``, ``capturable`` and ``differentiable`` do not apply:
