@@ -332,9 +332,7 @@ def inject_hint(name: str, value: Any, what: str) -> str:
         frame = frame.f_back
     if not (inside or isinstance(value, jax.Array)):
         return ""
-    return (
-        f"; optax.inject_hyperparams calls {what} as a schedule: pass static_args=({name!r},)"
-    )
+    return f"; optax.inject_hyperparams calls {what} as a schedule: pass static_args=({name!r},)"
 
 
 def check_dtype(call: str, name: str, value: Any) -> None:
