@@ -92,7 +92,7 @@ def scale_by_additive_rms(
             wide = _tree.compute_dtype(v.dtype, g.dtype)
             sq = jnp.real(_tree.abs_sq(g.astype(wide)))
             old = jnp.real(v.astype(wide))
-            step = (1 - jnp.asarray(decay).astype(sq.dtype)) * sq
+            step = _tree.one_minus(decay, sq.dtype) * sq
             # sign(v - g²) as a select: the same numbers, and no inf - inf.  The last
             # branch takes what is neither above nor equal, so a NaN reaches v.
             new = jnp.where(old > sq, old - step, jnp.where(old == sq, old, old + step))

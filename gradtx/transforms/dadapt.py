@@ -54,6 +54,16 @@ def _leaves(treedef, *trees):
     return zip(*(treedef.flatten_up_to(t) for t in trees))
 
 
+def _estimate(numerator: jax.Array, total: jax.Array) -> jax.Array:
+    """``numerator / ‖s‖₁`` where the sum is positive, else 0 (no estimate: d stays).
+    A zero sum with a non-zero numerator comes from ``s`` underflowing in the leaves'
+    dtype while the numerator, summed in the state's wider one, did not (tiny
+    gradients with x64 on), or from an exact cancellation in ``s``; optax's d then
+    becomes infinite and the params NaN."""
+    some = total > 0
+    return jnp.where(some, numerator / jnp.where(some, total, 1), 0)
+
+
 def _start(call: str, params: Params, estim_lr0: Any) -> dict[str, Any]:
     """The fields both states start with: zero moments and gradient sum, d_0 and a zero
     numerator."""
@@ -180,8 +190,7 @@ def scale_by_prodigy(
             s.append(s_new.astype(sk.dtype))
         s = treedef.unflatten(s)
         numerator = beta3 * state.numerator + (d / d0) * dlr * dot
-        estimate = _tree.div0(jnp.asarray(estim_lr_coef).astype(dt) * numerator,
-                              tree_l1_norm(s, dt))  # fmt: skip
+        estimate = _estimate(jnp.asarray(estim_lr_coef).astype(dt) * numerator, tree_l1_norm(s, dt))
         new_d = jnp.maximum(d, estimate)
 
         out = []
@@ -310,7 +319,7 @@ def scale_by_dadapt_adam(
             weighted.append(sk.astype(wide) / (_tree.safe_sqrt(v.astype(wide)) + _floor(e)))
             m_new = b1k * m.astype(wide) + (_tree.one_minus(b1, wide) * lr) * g
             v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (g * g)
-            s_new = bk * sk.astype(wide) + ((1 - bk) * lr) * g
+            s_new = bk * sk.astype(wide) + (_tree.one_minus(beta, wide) * lr) * g
             step = _tree.div0(m_new, _tree.safe_sqrt(v_new) + e)
             if weight_decay is not None:
                 decay = jnp.asarray(weight_decay).astype(wide) * lr
@@ -322,7 +331,7 @@ def scale_by_dadapt_adam(
         dot = tree_dot(grads, treedef.unflatten(weighted), dt)
         s = treedef.unflatten(s)
         numerator = beta * state.numerator + (1 - beta) * dlr * dot
-        estimate = _tree.div0(numerator, (1 - beta) * tree_l1_norm(s, dt))
+        estimate = _estimate(numerator, (1 - beta) * tree_l1_norm(s, dt))
         new_state = ScaleByDadaptAdamState(
             treedef.unflatten(mu), treedef.unflatten(nu), s, jnp.maximum(d, estimate), numerator
         )

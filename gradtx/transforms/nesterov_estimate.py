@@ -103,7 +103,7 @@ def scale_by_nesterov_estimate(
 
         def second_moment(n, g, d):
             wide = _tree.compute_dtype(n.dtype, d.dtype)
-            ahead = g.astype(wide) + (1 - jnp.asarray(b2).astype(wide)) * d.astype(wide)
+            ahead = g.astype(wide) + _tree.one_minus(b2, wide) * d.astype(wide)
             real = _tree.real_dtype(wide)  # |ahead|² is real, so is the state
             return _tree.ema(b3, n.astype(real), _tree.abs_sq(ahead).astype(real)).astype(n.dtype)
 
@@ -112,7 +112,7 @@ def scale_by_nesterov_estimate(
         def scale(u, v, n):
             wide = _tree.compute_dtype(u.dtype, v.dtype, n.dtype)
             c2, c3 = (c.astype(_tree.real_dtype(wide)) for c in corrections)
-            rest = 1 - jnp.asarray(b2).astype(wide)
+            rest = _tree.one_minus(b2, wide)
             num = u.astype(wide) + rest * (v.astype(wide) / c2.astype(wide))
             n_hat = jnp.real(n.astype(wide)) / c3
             denom = _tree.safe_sqrt(n_hat + _tree.scalar_like(eps_root, n_hat))

@@ -236,8 +236,9 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
             return given
         y, z = jnp.asarray(_tree.bare(given)), _tree.bare(z)
         wide = _tree.compute_dtype(y.dtype, z.dtype)
-        b1 = jnp.asarray(_tree.bare(averaging.b1_of_y)).astype(wide)
-        x = ((y.astype(wide) - (1 - b1) * z.astype(wide)) / b1).astype(y.dtype)
+        b1 = jnp.asarray(_tree.bare(averaging.b1_of_y))
+        rest = _tree.one_minus(b1, wide)
+        x = ((y.astype(wide) - rest * z.astype(wide)) / b1.astype(wide)).astype(y.dtype)
         return jax.tree.map(lambda _: x, given) if wrapped(given) else x  # in its wrapper
 
     return jax.tree.map(one, params, averaging.z, is_leaf=leafy)

@@ -137,7 +137,7 @@ def average_params(
         def one(avg, new):
             wide = _tree.compute_dtype(avg.dtype, new.dtype)
             if method == "ema":
-                w = 1 - jnp.asarray(decay).astype(wide)
+                w = _tree.one_minus(decay, wide)
             else:
                 w = 1 / (state.n_averaged + 1).astype(wide)
             old, new_w = avg.astype(wide), _exactly(new, wide)

@@ -82,3 +82,15 @@ def test_low_precision_storage(dtype):
     out, state = jax.jit(tx.update)(params, tx.init(params))
     assert out["w"].dtype == dtype
     assert state.inner_state.nu["w"].dtype == jnp.float32  # 16-bit params: float32 state
+
+
+def test_float32_moments_under_x64_take_their_weight_from_the_float64_rate(x64):
+    """1 - b2 is formed from the stored float64 b2 and rounded once, as the bias
+    correction is: with 1 - float32(b2) the two did not cancel, and Yogi's first step
+    in float32 was 8e-5 off at b2 = 0.9999 (optax's float32 step: 1e-7)."""
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=20)
+    tx = gradtx.scale_by_additive_rms(0.9999, eps=1e-8, bias_correction=True, initial_value=0.0)
+    ours, _ = tx.update(jnp.asarray(g, jnp.float32), tx.init(jnp.zeros(20, jnp.float32)))
+    exact, _ = _numpy_yogi_denominator([g], 0.9999, 1e-8, 0.0, 0.0, True)
+    np.testing.assert_allclose(ours, (g * exact[0]).astype(np.float32), rtol=1e-6)

@@ -76,3 +76,20 @@ def test_dadapt_eps_zero_leaf_without_gradient_changes_nothing(x64):
         np.testing.assert_array_equal(u["b"], 0.0)
         params, ref = gradtx.apply_updates(params, u), optax.apply_updates(ref, v)
     assert float(state.inner_state[0].distance) > 1e-3  # the estimate moved
+
+
+@pytest.mark.parametrize("name", ["prodigy", "dadapt_adamw"])
+def test_tiny_float32_gradients_under_x64_keep_the_estimate(x64, name):
+    """The numerator is summed in the state's float64 and stays non-zero; ‖s‖₁, summed
+    from float32 leaves in which w·g underflowed, is 0.  That x/0 made d infinite and
+    the params NaN; no estimate is taken (d stays) where the sum is 0."""
+    opt = getattr(gradtx, name)(1.0)
+    params = {"bias": jnp.zeros(3, jnp.float32)}
+    state = opt.init(params)
+    for _ in range(3):
+        updates, state = opt.update({"bias": jnp.full(3, 1e-30, jnp.float32)}, state, params)
+        params = gradtx.apply_updates(params, updates)
+    assert bool(jnp.all(jnp.isfinite(params["bias"])))
+    assert bool(jnp.all(params["bias"] < 0))  # it moved against the gradient
+    distance = [x for x in jax.tree.leaves(state) if x.dtype == jnp.float64 and x.shape == ()]
+    assert 1e-6 in [float(x) for x in distance]  # d_0, as with x64 off

@@ -165,6 +165,18 @@ def test_a_bfloat16_ema_keeps_moving():
     np.testing.assert_allclose(ours, 2 - 0.999**499, rtol=1e-3)
 
 
+def test_a_float32_ema_under_x64_takes_its_weight_from_the_float64_decay(x64):
+    """1 - decay is formed in float64 and rounded once (torch forms it in double):
+    1 - float32(0.9999999) is 1.19e-7."""
+    opt = gradtx.average_params(gradtx.sgd(1.0), method="ema", decay=0.9999999)
+    params = jnp.zeros(3, jnp.float32)
+    state = opt.init(params)
+    for grads in (jnp.zeros(3, jnp.float32), jnp.full(3, -1.0, jnp.float32)):
+        updates, state = opt.update(grads, state, params)  # copies 0, then moves toward 1
+        params = gradtx.apply_updates(params, updates)
+    np.testing.assert_array_equal(gradtx.averaged_params(state), np.float32(1e-7))
+
+
 def test_n_averaged_saturates_at_the_int32_maximum():
     """It wrapped to -2**31, and SWA's weight 1/(n + 1) became inf two updates later."""
     opt = gradtx.average_params(gradtx.sgd(0.1), method="swa")
