@@ -677,10 +677,18 @@ def check_state(call: str, state: Any, expected: Any) -> None:
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want))
         ):
             fail(f"hyperparameter {name} is {outline(got)}, expected {outline(want)}")
-    if hasattr(expected, "python_schedules") and set(state.python_schedules) != set(
-        expected.python_schedules
+    if "count" in expected._fields and (  # not tuple.count
+        jnp.shape(state.count) != () or not same_dtype(state.count, expected.count.dtype)
     ):
-        fail("its Python-callable hyperparameters differ")
+        fail(f"its count is {outline(state.count)}, expected {outline(expected.count)}")
+    if hasattr(expected, "python_schedules"):
+        if set(state.python_schedules) != set(expected.python_schedules):
+            fail("its Python-callable hyperparameters differ")
+        for name, want in expected.python_schedules.items():
+            got = state.python_schedules[name]
+            # the value's dtype is the one the learning rate is computed in
+            if jnp.shape(got) != tuple(want.shape) or not same_dtype(got, want.dtype):
+                fail(f"the shown value of {name} is {outline(got)}, expected {outline(want)}")
     got_tree = state.inner_state
     want_tree = as_driven(got_tree, expected.inner_state)  # a wrapped optimizer's, too
     if not same_layout(got_tree, want_tree):

@@ -83,6 +83,32 @@ def test_a_state_of_other_dtypes_is_refused(x64):
     opt.update(p32, optax.tree_utils.tree_set(opt.init(p32), b1=0.5), p32)  # a Python number
 
 
+def test_a_state_whose_count_or_shown_schedule_value_is_off_is_refused():
+    """The count and a Python callable's shown value are part of the layout: a count of
+    shape (4,) failed deep inside with a broadcasting error, a float count ran, and an
+    int32 shown value made the learning rate an int (every update 0)."""
+    opt = gradtx.adam(lambda count: 0.5 / (1 + count.astype(jnp.float32)))
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    bad = [
+        (state._replace(count=jnp.zeros(4, jnp.int32)), r"its count is int32\[4\]"),
+        (state._replace(count=jnp.float32(0)), r"its count is float32\[\]"),
+        (
+            state._replace(python_schedules={"learning_rate()": jnp.int32(0)}),
+            r"shown value of learning_rate\(\) is int32\[\], expected float32\[\]",
+        ),
+        (
+            state._replace(python_schedules={"learning_rate()": jnp.zeros(5)}),
+            r"shown value of learning_rate\(\) is float32\[5\]",
+        ),
+    ]
+    for wrong, match in bad:
+        for update in (opt.update, jax.jit(opt.update)):
+            with pytest.raises(ValueError, match=r"state does not match.*" + match):
+                update(params, wrong, params)
+    opt.update(params, state, params)
+
+
 # ---------------------------------------------------------------- shapes and dtypes
 
 

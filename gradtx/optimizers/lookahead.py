@@ -55,7 +55,8 @@ def _lookahead(inner, sync_period, slow_step_size):
         updates, inner_state = inner.update(
             updates, state.inner_state, params, **extras_for(inner, extra)
         )
-        sync = state.steps_since_sync == sync_period - 1
+        # >=: a state saved with a longer period syncs at once instead of never
+        sync = state.steps_since_sync >= sync_period - 1
 
         def slow_step(p, u, s):
             # φ_new = φ + α(θ + u − φ)

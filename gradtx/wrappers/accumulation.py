@@ -98,7 +98,7 @@ def accumulate_gradients(
     # wrapper (and non-array extras, a value_fn say): a conditional finds its compiled
     # branches again by their identity, so an eager micro-step compiles nothing new.
     def branches(fixed):
-        def step(grad_sum, inner_state, updates, params, arrays, buffer):
+        def step(grad_sum, inner_state, updates, params, arrays, buffer, count):
             leaves = jax.tree.leaves(updates)
             treedef = jax.tree.structure(updates)
             # Given the params, the mean of 16-bit gradients goes on to an optimizer a
@@ -108,7 +108,7 @@ def accumulate_gradients(
             # flatten) gets it rounded to the gradients' dtype, as before.
             keep = params is not None and made_by(inner) is not None
             sums = treedef.flatten_up_to(grad_sum)
-            means = [mean_of(s, u, keep) for s, u in zip(sums, leaves)]
+            means = [mean_of(s, u, keep, count) for s, u in zip(sums, leaves)]
 
             def run(m):
                 return inner.update(m, inner_state, params, **arrays, **dict(fixed))
@@ -126,21 +126,25 @@ def accumulate_gradients(
             )
             return out, jax.tree.map(jnp.zeros_like, buffer), inner_state
 
-        def wait(grad_sum, inner_state, updates, params, arrays, buffer):
+        def wait(grad_sum, inner_state, updates, params, arrays, buffer, count):
             kept = _tree.stored_like(grad_sum, buffer)
             if all(_inexact(u) for u in jax.tree.leaves(updates)):
                 return jax.tree.map(jnp.zeros_like, updates), kept, inner_state
-            like = jax.eval_shape(step, grad_sum, inner_state, updates, params, arrays, buffer)
+            like = jax.eval_shape(
+                step, grad_sum, inner_state, updates, params, arrays, buffer, count
+            )
             zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like[0])
             return zeros, kept, inner_state
 
-        def mean_of(s, u, keep):
+        def mean_of(s, u, keep, count):
             # Integer gradients (an optax inner may take them) are averaged as true
             # division gives, and the inner's updates for them kept in its dtype: cast
             # back, the mean of 1 and 2 was 1 and optax.sgd(0.1)'s -0.1 became 0.
+            # count is every_k but after a restore with a smaller every_k (the sum then
+            # holds more micro-batches: their mean)
             if not _inexact(u):
-                return s.astype(float_dtype()) / every_k
-            mean = s / jnp.asarray(every_k, s.dtype)
+                return s.astype(float_dtype()) / count.astype(float_dtype())
+            mean = s / count.astype(s.dtype)
             return mean.astype(_tree.compute_dtype(u.dtype) if keep else u.dtype)
 
         return step, wait
@@ -186,9 +190,11 @@ def accumulate_gradients(
 
         arrays, fixed = _tree.split_data(extras_for(inner, extra))
         operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
-        step, wait = _tree.loop_body(branches, (fixed,), operands)
-        out, grad_sum, inner_state = jax.lax.cond(micro_step == every_k, step, wait, *operands)
-        micro_step = jnp.where(micro_step == every_k, 0, micro_step).astype(jnp.int32)
+        step, wait = _tree.loop_body(branches, (fixed,), (*operands, micro_step))
+        # >=: a state saved with a larger every_k steps at once instead of never
+        ready = micro_step >= every_k
+        out, grad_sum, inner_state = jax.lax.cond(ready, step, wait, *operands, micro_step)
+        micro_step = jnp.where(ready, 0, micro_step).astype(jnp.int32)
         new_state = AccumulateGradientsState(micro_step, grad_sum, inner_state)
         return out, _tree.settled(new_state, (params, out))
 

@@ -123,6 +123,32 @@ def test_lookahead_vmap_over_slow_step_size(x64):
         np.testing.assert_allclose(batched["w"][i], ref["w"], rtol=1e-12)
 
 
+def test_a_state_saved_with_a_longer_sync_period_syncs_at_once(x64):
+    """Resumed with sync_period lowered from 6 to 3 after 4 fast steps, the next step
+    syncs (it compared steps_since_sync == k - 1 and never synced again), then every 3."""
+    params, grads = _problem(steps=10)
+    six = gradtx.lookahead(gradtx.sgd(0.1), sync_period=6, slow_step_size=0.5)
+    three = gradtx.lookahead(gradtx.sgd(0.1), sync_period=3, slow_step_size=0.5)
+    p = jax.tree.map(jnp.asarray, params)
+    state = six.init(p)
+    for g in grads[:4]:
+        u, state = six.update(jax.tree.map(jnp.asarray, g), state, p)
+        p = gradtx.apply_updates(p, u)
+    counts = []
+    for g in grads[4:]:
+        slow = state.inner_state.slow
+        u, state = three.update(jax.tree.map(jnp.asarray, g), state, p)
+        p = gradtx.apply_updates(p, u)
+        counts.append(int(state.inner_state.steps_since_sync))
+        # a sync lands the fast weights on the new slow ones; between syncs slow stays
+        synced = counts[-1] == 0
+        np.testing.assert_equal(
+            bool(np.allclose(p["w"], state.inner_state.slow["w"], rtol=1e-12)), synced
+        )
+        np.testing.assert_equal(bool(np.all(state.inner_state.slow["w"] == slow["w"])), not synced)
+    assert counts == [0, 1, 2, 0, 1, 2]
+
+
 def test_lookahead_errors():
     with pytest.raises(ValueError, match=r"gradtx.lookahead\(sync_period=0\)"):
         gradtx.lookahead(gradtx.sgd(0.1), 0)

@@ -306,3 +306,26 @@ def test_gradients_of_another_float_width_than_the_params_are_refused():
     opt, p = gradtx.accumulate_gradients(gradtx.adam(0.1), 2), {"w": jnp.ones(3)}
     with pytest.raises(ValueError, match=r"updates leaf \['w'\] is bfloat16\[3\] but the param"):
         opt.update({"w": jnp.ones(3, jnp.bfloat16)}, opt.init(p), p)
+
+
+def test_a_state_saved_with_a_larger_every_k_steps_on_the_mean_of_what_it_holds(x64):
+    """Resumed with every_k lowered from 4 to 2 after 3 micro-steps, the next call
+    steps on the mean of the 4 gradients held (it compared micro_step == every_k and
+    never stepped again), then every 2 calls."""
+    params = {"w": jnp.zeros(2)}
+    grads = [{"w": jnp.array([1.0, 2.0]) * (i + 1)} for i in range(8)]
+    four = gradtx.accumulate_gradients(gradtx.sgd(0.1), every_k=4)
+    two = gradtx.accumulate_gradients(gradtx.sgd(0.1), every_k=2)
+    state = four.init(params)
+    for g in grads[:3]:
+        _, state = four.update(g, state, params)
+    update = jax.jit(two.update)
+    outs = []
+    for g in grads[3:]:
+        u, state = update(g, state, params)
+        outs.append(np.asarray(u["w"]))
+    np.testing.assert_allclose(outs[0], -0.1 * np.mean([g["w"] for g in grads[:4]], axis=0))
+    np.testing.assert_array_equal(outs[1], 0.0)
+    np.testing.assert_allclose(outs[2], -0.1 * np.mean([g["w"] for g in grads[4:6]], axis=0))
+    np.testing.assert_array_equal(outs[3], 0.0)
+    np.testing.assert_allclose(outs[4], -0.1 * np.mean([g["w"] for g in grads[6:8]], axis=0))
