@@ -54,6 +54,18 @@ def test_the_readme_counts_the_registered_optimizers():
     n = len(OPTIMIZERS)
     assert f"gradtx has {n} named optimizers" in text, f"README.md: say {n} named optimizers"
     assert f"| optimizers | {n}: all of torch.optim's" in text, f"README.md: say {n} optimizers"
+    # ... and so are the names of those whose references are neither torch.optim nor optax
+    shown = {"adabound": "AdaBound", "amsbound": "AMSBound", "swats": "SWATS", "sgdw": "SGDW",
+             "ranger": "Ranger"}  # fmt: skip
+    others = [
+        name
+        for name, entry in OPTIMIZERS.items()
+        if "torch.optim." not in entry.references and "optax." not in entry.references
+    ]
+    assert sorted(others) == sorted(shown), f"README.md: list {others} after 'plus'; here too"
+    listed = list(shown.values())
+    assert f"plus {', '.join(listed[:-1])} and {listed[-1]}" in text, "README.md's prose list"
+    assert f"catalogue, plus {', '.join(listed)} |" in text, "README.md's table row"
 
 
 def test_optaxs_own_optimizers_take_optaxs_positional_arguments():
