@@ -600,15 +600,34 @@ def outline(tree: Any, limit: int = 400) -> str:
 def _first_difference(state: Any, expected: Any) -> str:
     got = jax.tree_util.tree_flatten_with_path(state)[0]
     want = jax.tree_util.tree_flatten_with_path(expected)[0]
+    got_paths = {jax.tree_util.keystr(p) for p, _ in got}
+    want_paths = {jax.tree_util.keystr(p) for p, _ in want}
     for (gp, g), (wp, w) in zip(got, want):
         where, there = jax.tree_util.keystr(wp), jax.tree_util.keystr(gp)
         if where != there:
+            missing = [
+                jax.tree_util.keystr(p) for p, _ in want if jax.tree_util.keystr(p) not in got_paths
+            ]
+            extra = [
+                jax.tree_util.keystr(p) for p, _ in got if jax.tree_util.keystr(p) not in want_paths
+            ]
+            frozen = (
+                "; a param that is None (frozen) in one tree and not in the other leaves such a gap"
+            )
+            if missing and not extra:
+                return f"the state has no leaf at {missing[0]}{_more(missing)}{frozen}"
+            if extra and not missing:
+                return f"the state has a leaf at {extra[0]}{_more(extra)}, which init does not make{frozen}"
             return f"at {where} the state has {there}"
         if jnp.shape(g) != tuple(w.shape) or not same_dtype(g, w.dtype):
             return f"at {jax.tree_util.keystr(wp)}: expected {_aval(w)}, got {_aval(g)}"
     if len(want) == len(got):  # the same leaves under other nodes (a stage without arrays)
         return f"its tree is {_tree.structure(state)}, expected {_tree.structure(expected)}"
     return f"expected {len(want)} leaves, got {len(got)}"
+
+
+def _more(paths: list[str]) -> str:
+    return f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
 
 
 def _numbered(node: Any) -> bool:

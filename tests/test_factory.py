@@ -170,6 +170,16 @@ def test_a_list_handed_back_as_a_mapping_with_the_same_keys_is_the_same_state():
         opt.update(grads, moved, params)
 
 
+def test_a_param_frozen_in_one_tree_only_is_named_as_a_gap():
+    # the states come from another object, as a checkpoint restored in a new process
+    opt, made = gradtx.adam(0.1), gradtx.adam(0.1)
+    full, frozen = {"a": jnp.ones(2), "b": jnp.ones(3)}, {"a": jnp.ones(2), "b": None}
+    with pytest.raises(ValueError, match=r"has no leaf at \[0\]\.mu\['b'\] .*None \(frozen\)"):
+        opt.update(full, made.init(frozen), full)
+    with pytest.raises(ValueError, match=r"has a leaf at \[0\]\.mu\['b'\] .*None \(frozen\)"):
+        gradtx.adam(0.1).update(frozen, made.init(full), frozen)
+
+
 def test_flatten_rejects_swapped_sizes_and_says_when_the_dtype_differs():
     opt = gradtx.flatten(gradtx.adam())
     state = opt.init({"a": jnp.ones(2), "b": jnp.ones(3)})
