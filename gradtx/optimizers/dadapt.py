@@ -86,9 +86,9 @@ def prodigy(
     Differences: equals ``optax.contrib.prodigy``.  ``betas`` is one
     hyperparameter of shape (2,) in the state.  Where optax's estimate is
     0/0 (a zero gradient sum, e.g. ``learning_rate=0``) and turns d into NaN,
-    the estimate here is 0 and d stays; so where the sum alone is 0 (float32
-    leaves with x64 on, in which tiny gradients' terms underflow) and optax's d
-    becomes infinite.  With ``eps = 0`` a coordinate whose
+    the estimate here is 0 and d stays.  So it is where the sum alone is 0
+    (float32 leaves with x64 on, in which tiny gradients' terms underflow),
+    where optax's d becomes infinite.  With ``eps = 0`` a coordinate whose
     gradient has always been 0 takes no step (optax's ``0 / 0`` gives NaN).
 
     Args:

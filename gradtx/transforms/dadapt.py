@@ -55,12 +55,13 @@ def _leaves(treedef, *trees):
 
 
 def _estimate(numerator: jax.Array, total: jax.Array) -> jax.Array:
-    """``numerator / ‖s‖₁`` where the sum is positive, else 0 (no estimate: d stays).
+    """``numerator / ‖s‖₁`` where the sum is not 0, else 0 (no estimate: d stays; a NaN
+    sum still reaches d).
     A zero sum with a non-zero numerator comes from ``s`` underflowing in the leaves'
     dtype while the numerator, summed in the state's wider one, did not (tiny
     gradients with x64 on), or from an exact cancellation in ``s``; optax's d then
     becomes infinite and the params NaN."""
-    some = total > 0
+    some = total != 0
     return jnp.where(some, numerator / jnp.where(some, total, 1), 0)
 
 
