@@ -324,8 +324,14 @@ def test_a_state_saved_with_a_larger_every_k_steps_on_the_mean_of_what_it_holds(
     for g in grads[3:]:
         u, state = update(g, state, params)
         outs.append(np.asarray(u["w"]))
-    np.testing.assert_allclose(outs[0], -0.1 * np.mean([g["w"] for g in grads[:4]], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        outs[0], -0.1 * np.mean([g["w"] for g in grads[:4]], axis=0), rtol=1e-12
+    )
     np.testing.assert_array_equal(outs[1], 0.0)
-    np.testing.assert_allclose(outs[2], -0.1 * np.mean([g["w"] for g in grads[4:6]], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        outs[2], -0.1 * np.mean([g["w"] for g in grads[4:6]], axis=0), rtol=1e-12
+    )
     np.testing.assert_array_equal(outs[3], 0.0)
-    np.testing.assert_allclose(outs[4], -0.1 * np.mean([g["w"] for g in grads[6:8]], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        outs[4], -0.1 * np.mean([g["w"] for g in grads[6:8]], axis=0), rtol=1e-12
+    )
