@@ -188,8 +188,10 @@ from gradtx.transforms.rectify import RectifyState
 from gradtx.transforms.rectify import WhenRectifiedState
 from gradtx.transforms.rectify import rectify
 from gradtx.transforms.rectify import when_rectified
+from gradtx.transforms.rms import ScaleByRmsCorrectedMaxState
 from gradtx.transforms.rms import ScaleByRmsState
 from gradtx.transforms.rms import scale_by_rms
+from gradtx.transforms.rprop import ScaleByRpropOptaxState
 from gradtx.transforms.rprop import ScaleByRpropState
 from gradtx.transforms.rprop import scale_by_rprop
 from gradtx.transforms.rss import ScaleByRssState
@@ -295,7 +297,9 @@ __all__ = [
     "ScaleByMomoState",
     "ScaleByNesterovEstimateState",
     "ScaleByProdigyState",
+    "ScaleByRmsCorrectedMaxState",
     "ScaleByRmsState",
+    "ScaleByRpropOptaxState",
     "ScaleByRpropState",
     "ScaleByRssState",
     "ScaleByZoomLinesearchState",

@@ -26,11 +26,25 @@ from gradtx._specs import Flag
 
 
 class ScaleByRmsState(NamedTuple):
-    """``nu``: EMA of |g|²; ``nu_max``: its running max (AMSGrad, else ``None``);
-    ``mean``: EMA of g (centered, else ``None``)."""
+    """``nu``: EMA of |g|²; ``nu_max``: its running max (AMSGrad with ``max_of="v"``,
+    torch's, else ``None``); ``mean``: EMA of g (centered, else ``None``)."""
 
     nu: Updates
     nu_max: Updates
+    mean: Updates
+
+
+class ScaleByRmsCorrectedMaxState(NamedTuple):
+    """State of ``scale_by_rms(amsgrad=True, max_of="v_hat")`` (optax's AMSGrad).
+
+    ``nu``: EMA of |g|²; ``nu_hat_max``: the running max of the bias-corrected
+    ``v̂``; ``mean``: EMA of g (centered, else ``None``).  A class of its own: the
+    max of the raw ``v`` (``ScaleByRmsState.nu_max``) is another number, so a state
+    of one rule is refused by the other instead of being corrected twice or not at
+    all."""
+
+    nu: Updates
+    nu_hat_max: Updates
     mean: Updates
 
 
@@ -85,7 +99,8 @@ def scale_by_rms(
         clamped at 0 (rounding can make it negative).
       amsgrad: divide by the running max of the second moment.
       max_of: ``"v"`` keeps the max of the raw ``v`` then bias-corrects it
-        (PyTorch); ``"v_hat"`` keeps the max of the corrected ``v̂`` (optax).
+        (PyTorch); ``"v_hat"`` keeps the max of the corrected ``v̂`` (optax), in a
+        state of its own (``ScaleByRmsCorrectedMaxState``).
       init_from_first: ``v_1 = g_1**2`` instead of the EMA from ``v_0`` (the
         RMSProp variant in some lecture notes; not with ``centered``).
       dtype: storage dtype of the statistics (``None``: the params' dtype;
@@ -111,8 +126,10 @@ def scale_by_rms(
     if bias_correction or init_from_first:
         reads_count()
 
+    state_class = ScaleByRmsCorrectedMaxState if amsgrad and max_of == "v_hat" else ScaleByRmsState
+
     def init(params):
-        return ScaleByRmsState(
+        return state_class(
             _tree.squares_like(params, initial_scale, dtype),
             _tree.squares_like(params, 0.0, dtype) if amsgrad else None,
             _tree.zeros_like(params, dtype) if centered else None,
@@ -136,7 +153,7 @@ def scale_by_rms(
 
         nu = jax.tree.map(second_moment, state.nu, grads)
         mean = None if not centered else _tree.ema(decay, state.mean, grads, wide=True)
-        nu_max = state.nu_max
+        nu_max = state[1]  # nu_max or nu_hat_max
         if amsgrad and max_of == "v":
             nu_max = jax.tree.map(lambda m, v: jnp.maximum(m.astype(v.dtype), v), nu_max, nu)
         elif amsgrad:
@@ -173,9 +190,9 @@ def scale_by_rms(
 
         second = nu_max if amsgrad else nu
         out = jax.tree.map(scale, updates, second, *([mean] if centered else []))
-        return out, ScaleByRmsState(
+        return out, state_class(
             _tree.stored_like(nu, state.nu),
-            None if nu_max is None else _tree.stored_like(nu_max, state.nu_max),
+            None if nu_max is None else _tree.stored_like(nu_max, state[1]),
             None if mean is None else _tree.stored_like(mean, state.mean),
         )
 

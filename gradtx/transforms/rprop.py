@@ -30,12 +30,22 @@ ETA_PLUS = Hyper(low=1.0, low_open=True)
 
 class ScaleByRpropState(NamedTuple):
     """``step_size``: Δ, one step size per element (torch's ``step_size``);
-    ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``),
-    or under optax's rule the last update ``Δ·sign(g)`` (optax's ``prev_updates``);
+    ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``);
     ``base``: the learning rate the step sizes are currently multiples of."""
 
     step_size: Updates
     prev: Updates
+    base: jax.Array
+
+
+class ScaleByRpropOptaxState(NamedTuple):
+    """State of ``scale_by_rprop(convention="optax")``: ``step_size`` and ``base`` as in
+    ``ScaleByRpropState``; ``prev_update``: the last update ``Δ·sign(g)``, zeroed where
+    the sign flipped (optax's ``prev_updates``).  A class of its own: torch's rule keeps
+    a gradient there, so a state of one rule is refused by the other."""
+
+    step_size: Updates
+    prev_update: Updates
     base: jax.Array
 
 
@@ -87,8 +97,9 @@ def scale_by_rprop(
     torch forms ``g_t · prev``, which underflows to 0 for gradients below about
     4e-23 in float32: there torch's Δ stops growing and gradtx's does not.
 
-    ``convention="optax"`` is ``optax.scale_by_rprop`` (0.2.8) exactly: ``prev``
-    holds the last update ``Δ·sign(g)``, Δ is left unclipped where ``p = 0``
+    ``convention="optax"`` is ``optax.scale_by_rprop`` (0.2.8) exactly: the state
+    (``ScaleByRpropOptaxState``) holds the last update ``Δ·sign(g)`` as
+    ``prev_update`` in place of ``prev``, Δ is left unclipped where ``p = 0``
     (torch clips ``learning_rate`` into the bounds at the first step), and the
     output is the *previous* step's update, zeroed where the sign flips: every
     update lags one step and the first is zero (optax PR #1725, open, calls
@@ -136,9 +147,11 @@ def scale_by_rprop(
     def initial(p, lr):  # Δ_0 = lr, on both parts of a complex leaf
         return jax.lax.complex(lr, lr) if jnp.iscomplexobj(p) else lr
 
+    state_class = ScaleByRpropState if convention == "torch" else ScaleByRpropOptaxState
+
     def init(params):
         lr = rate()
-        return ScaleByRpropState(
+        return state_class(
             jax.tree.map(lambda p: jnp.full_like(p, initial(p, lr).astype(p.dtype)), params),
             _tree.zeros_like(params),
             lr,
@@ -181,7 +194,7 @@ def scale_by_rprop(
 
         grads, treedef = jax.tree.flatten(gradient(updates, extra))
         steps = treedef.flatten_up_to(state.step_size)
-        prevs = treedef.flatten_up_to(state.prev)
+        prevs = treedef.flatten_up_to(state[1])  # prev or prev_update
         results = [one(g, d, p) for g, d, p in zip(grads, steps, prevs)]
 
         def tree(i, like):
@@ -189,7 +202,7 @@ def scale_by_rprop(
                 r[i].astype(x.dtype) for r, x in zip(results, treedef.flatten_up_to(like))
             )
 
-        new = ScaleByRpropState(tree(2, state.step_size), tree(1, state.prev), lr)
+        new = state_class(tree(2, state.step_size), tree(1, state[1]), lr)
         return tree(0, updates), new
 
     return GradientTransformation(init, update)

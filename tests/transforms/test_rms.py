@@ -147,3 +147,18 @@ def test_float32_bias_correction_keeps_its_digits(decay):
     np.testing.assert_allclose(got, want, rtol=4 * float(np.finfo(np.float32).eps))
     # step 1: 1 - decay to the last bit (Adam's first step is exactly -lr sign(g))
     assert got[0] == np.float32(1) - np.float32(decay)
+
+
+def test_the_max_of_v_and_the_max_of_v_hat_are_states_of_their_own():
+    """torch's AMSGrad keeps the max of v, optax's the max of v̂: one held in place of
+    the other was bias-corrected twice (16x too small a step) or not at all."""
+    params = jnp.ones(3)
+    raw = gradtx.scale_by_rms(0.999, bias_correction=True, amsgrad=True, max_of="v")
+    corrected = gradtx.scale_by_rms(0.999, bias_correction=True, amsgrad=True, max_of="v_hat")
+    assert type(raw.init(params).inner_state) is gradtx.ScaleByRmsState
+    assert type(corrected.init(params).inner_state) is gradtx.ScaleByRmsCorrectedMaxState
+    for opt, other in [(gradtx.amsgrad(0.1), gradtx.amsgrad(0.1, convention="optax")),
+                       (gradtx.adam(0.1, amsgrad=True, max_of="v_hat"), gradtx.amsgrad(0.1))]:  # fmt: skip
+        for a, b in [(opt, other), (other, opt)]:
+            with pytest.raises(ValueError, match=r"state does not match .*nu_(hat_)?max"):
+                a.update(params, b.init(params), params)

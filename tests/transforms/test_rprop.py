@@ -90,3 +90,14 @@ def test_bounds_must_be_ordered():
         gradtx.rprop(eta_minus=1.0)
     with pytest.raises(ValueError, match=r"eta_plus must be in \(1, inf\)"):
         gradtx.rprop(eta_plus=1.0)
+
+
+def test_torchs_and_optaxs_rules_keep_states_of_their_own():
+    """torch's rule keeps the last gradient, optax's the last update: one read as the
+    other emitted a stored gradient as a step."""
+    params = jnp.ones(3)
+    torch_rule, optax_rule = gradtx.rprop(0.1), gradtx.rprop(0.1, convention="optax")
+    assert isinstance(optax_rule.init(params).inner_state[0], gradtx.ScaleByRpropOptaxState)
+    for a, b in [(torch_rule, optax_rule), (optax_rule, torch_rule)]:
+        with pytest.raises(ValueError, match=r"state does not match .*prev"):
+            a.update(params, b.init(params), params)
