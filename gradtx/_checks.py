@@ -602,30 +602,35 @@ def outline(tree: Any, limit: int = 400) -> str:
 def _first_difference(state: Any, expected: Any) -> str:
     got = jax.tree_util.tree_flatten_with_path(state)[0]
     want = jax.tree_util.tree_flatten_with_path(expected)[0]
-    got_paths = {jax.tree_util.keystr(p) for p, _ in got}
-    want_paths = {jax.tree_util.keystr(p) for p, _ in want}
+    got_keys = {jax.tree_util.keystr(p): p for p, _ in got}
+    want_keys = {jax.tree_util.keystr(p): p for p, _ in want}
+    missing = [k for k in want_keys if k not in got_keys]
+    extra = [k for k in got_keys if k not in want_keys]
+    if missing and not extra:
+        hint = _frozen(missing, want_keys, got_keys)
+        return f"the state has no leaf at {missing[0]}{_more(missing)}{hint}"
+    if extra and not missing:
+        hint = _frozen(extra, got_keys, want_keys)
+        return f"the state has a leaf at {extra[0]}{_more(extra)}, which init does not make{hint}"
     for (gp, g), (wp, w) in zip(got, want):
         where, there = jax.tree_util.keystr(wp), jax.tree_util.keystr(gp)
         if where != there:
-            missing = [
-                jax.tree_util.keystr(p) for p, _ in want if jax.tree_util.keystr(p) not in got_paths
-            ]
-            extra = [
-                jax.tree_util.keystr(p) for p, _ in got if jax.tree_util.keystr(p) not in want_paths
-            ]
-            frozen = (
-                "; a param that is None (frozen) in one tree and not in the other leaves such a gap"
-            )
-            if missing and not extra:
-                return f"the state has no leaf at {missing[0]}{_more(missing)}{frozen}"
-            if extra and not missing:
-                return f"the state has a leaf at {extra[0]}{_more(extra)}, which init does not make{frozen}"
             return f"at {where} the state has {there}"
         if jnp.shape(g) != tuple(w.shape) or not same_dtype(g, w.dtype):
             return f"at {jax.tree_util.keystr(wp)}: expected {_aval(w)}, got {_aval(g)}"
     if len(want) == len(got):  # the same leaves under other nodes (a stage without arrays)
         return f"its tree is {_tree.structure(state)}, expected {_tree.structure(expected)}"
     return f"expected {len(want)} leaves, got {len(got)}"
+
+
+def _frozen(paths: list[str], here: dict[str, Any], other: dict[str, Any]) -> str:
+    """The likely cause where a leaf stands in one tree only but its field holds other
+    params' leaves in the other tree: a param ``None`` (frozen) in one tree only (a
+    whole field in one tree only is an option's, such as ``centered``'s)."""
+    fields = {jax.tree_util.keystr(p[:-1]) for p in other.values() if p}
+    if any(jax.tree_util.keystr(here[k][:-1]) in fields for k in paths):
+        return "; a param that is None (frozen) in one tree and not in the other leaves such a gap"
+    return ""
 
 
 def _more(paths: list[str]) -> str:
@@ -698,13 +703,12 @@ def check_state(call: str, state: Any, expected: Any) -> None:
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want))
         ):
             fail(f"hyperparameter {name} is {outline(got)}, expected {outline(want)}")
-    # any integer scalar (optax's tree_set under x64 writes an int64 one; the update
-    # stores int32 again); a float count or one of another shape is another state's
+    # int32 only: a narrower count wrapped the saturation bound (int8: NaN steps), and an
+    # int64 one (tree_set under x64) came back int32, which a scan's carry refuses
     if "count" in expected._fields and (  # not tuple.count
-        jnp.shape(state.count) != ()
-        or not jnp.issubdtype(jnp.result_type(state.count), jnp.integer)
+        jnp.shape(state.count) != () or not same_dtype(state.count, expected.count.dtype)
     ):
-        fail(f"its count is {outline(state.count)}, expected an integer scalar")
+        fail(f"its count is {outline(state.count)}, expected {outline(expected.count)}")
     if hasattr(expected, "python_schedules"):
         if set(state.python_schedules) != set(expected.python_schedules):
             fail("its Python-callable hyperparameters differ")

@@ -93,6 +93,7 @@ def test_a_state_whose_count_or_shown_schedule_value_is_off_is_refused():
     bad = [
         (state._replace(count=jnp.zeros(4, jnp.int32)), r"its count is int32\[4\]"),
         (state._replace(count=jnp.float32(0)), r"its count is float32\[\]"),
+        (state._replace(count=jnp.asarray(5, jnp.int8)), r"its count is int8\[\]"),
         (
             state._replace(python_schedules={"learning_rate()": jnp.int32(0)}),
             r"shown value of learning_rate\(\) is int32\[\], expected float32\[\]",
@@ -178,6 +179,13 @@ def test_a_param_frozen_in_one_tree_only_is_named_as_a_gap():
         opt.update(full, made.init(frozen), full)
     with pytest.raises(ValueError, match=r"has a leaf at \[0\]\.mu\['b'\] .*None \(frozen\)"):
         gradtx.adam(0.1).update(frozen, made.init(full), frozen)
+    # a field of one option only (centered's mean) is not a frozen param
+    with pytest.raises(ValueError, match=r"leaf at \[0\]\.mean\['a'\] \(and 1 more\)[^;]*$"):
+        gradtx.rmsprop(0.1).update(full, gradtx.rmsprop(0.1, centered=True).init(full), full)
+    # a gap at the end of the tree is named too
+    sgd = gradtx.sgd(0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"no leaf at \[0\]\.mu\['b'\]; .*None \(frozen\)"):
+        sgd.update(full, gradtx.sgd(0.1, momentum=0.9).init(frozen), full)
 
 
 def test_flatten_rejects_swapped_sizes_and_says_when_the_dtype_differs():
