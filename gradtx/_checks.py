@@ -619,8 +619,27 @@ def _first_difference(state: Any, expected: Any) -> str:
         if jnp.shape(g) != tuple(w.shape) or not same_dtype(g, w.dtype):
             return f"at {jax.tree_util.keystr(wp)}: expected {_aval(w)}, got {_aval(g)}"
     if len(want) == len(got):  # the same leaves under other nodes (a stage without arrays)
+        got_empty, want_empty = _empty_nodes(state), _empty_nodes(expected)
+        extra = [k for k in got_empty if k not in want_empty]
+        missing = [k for k in want_empty if k not in got_empty]
+        if extra and missing:
+            return (
+                f"it has a node without arrays (a masked-out or frozen leaf, a stage without "
+                f"state) at {extra[0]}, where init has one at {missing[0]}"
+            )
         return f"its tree is {_tree.structure(state)}, expected {_tree.structure(expected)}"
     return f"expected {len(want)} leaves, got {len(got)}"
+
+
+def _empty_nodes(tree: Any) -> list[str]:
+    """The key paths of the nodes that hold no arrays (``None``, ``MaskedNode()``, an
+    empty state)."""
+
+    def empty(x: Any) -> bool:
+        return x is None or not jax.tree.leaves(x)
+
+    found = jax.tree_util.tree_flatten_with_path(tree, is_leaf=empty)[0]
+    return [jax.tree_util.keystr(p) for p, x in found if empty(x)]
 
 
 def _frozen(paths: list[str], here: dict[str, Any], other: dict[str, Any]) -> str:

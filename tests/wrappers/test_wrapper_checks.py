@@ -141,3 +141,15 @@ def test_a_schedule_replaced_by_a_python_number_is_accepted(name):
         for _ in range(2):  # accumulate_gradients steps every second call
             u, s = update(grads, s, PARAMS)
         np.testing.assert_allclose(u["w"], -0.5)
+
+
+def test_a_masked_state_for_other_params_names_the_masked_out_leaf():
+    # Masked-out leaves hold no arrays: the leaves agree and only the empty nodes differ.
+    params, other = {"a": jnp.ones(2), "b": jnp.ones(3)}, {"a": jnp.ones(2), "c": jnp.ones(3)}
+    opt = gradtx.masked(gradtx.adam(0.1), {"a": True, "b": False})
+    state = gradtx.masked(gradtx.adam(0.1), {"a": True, "c": False}).init(other)
+    with pytest.raises(
+        ValueError,
+        match=r"node without arrays .* at \S+mu\['c'\], where init has one at \S+mu\['b'\]\)",
+    ):
+        opt.update(params, state, params)
