@@ -602,15 +602,15 @@ def outline(tree: Any, limit: int = 400) -> str:
 def _first_difference(state: Any, expected: Any) -> str:
     got = jax.tree_util.tree_flatten_with_path(state)[0]
     want = jax.tree_util.tree_flatten_with_path(expected)[0]
-    got_keys = {jax.tree_util.keystr(p): p for p, _ in got}
-    want_keys = {jax.tree_util.keystr(p): p for p, _ in want}
-    missing = [k for k in want_keys if k not in got_keys]
-    extra = [k for k in got_keys if k not in want_keys]
+    got_keys = [jax.tree_util.keystr(p) for p, _ in got]
+    want_keys = [jax.tree_util.keystr(p) for p, _ in want]
+    missing = [k for k in want_keys if k not in set(got_keys)]
+    extra = [k for k in got_keys if k not in set(want_keys)]
     if missing and not extra:
-        hint = _frozen(missing, want_keys, got_keys)
+        hint = _frozen(missing, state)
         return f"the state has no leaf at {missing[0]}{_more(missing)}{hint}"
     if extra and not missing:
-        hint = _frozen(extra, got_keys, want_keys)
+        hint = _frozen(extra, expected)
         return f"the state has a leaf at {extra[0]}{_more(extra)}, which init does not make{hint}"
     for (gp, g), (wp, w) in zip(got, want):
         where, there = jax.tree_util.keystr(wp), jax.tree_util.keystr(gp)
@@ -622,11 +622,13 @@ def _first_difference(state: Any, expected: Any) -> str:
         got_empty, want_empty = _empty_nodes(state), _empty_nodes(expected)
         extra = [k for k in got_empty if k not in want_empty]
         missing = [k for k in want_empty if k not in got_empty]
+        what = "a node without arrays (a masked-out or frozen param, a stage without state)"
         if extra and missing:
-            return (
-                f"it has a node without arrays (a masked-out or frozen leaf, a stage without "
-                f"state) at {extra[0]}, where init has one at {missing[0]}"
-            )
+            return f"it has {what} at {extra[0]}, where init has one at {missing[0]}"
+        if extra:
+            return f"it has {what} at {extra[0]}{_more(extra)}, which init does not make"
+        if missing:
+            return f"init makes {what} at {missing[0]}{_more(missing)}, which the state lacks"
         return f"its tree is {_tree.structure(state)}, expected {_tree.structure(expected)}"
     return f"expected {len(want)} leaves, got {len(got)}"
 
@@ -642,13 +644,17 @@ def _empty_nodes(tree: Any) -> list[str]:
     return [jax.tree_util.keystr(p) for p, x in found if empty(x)]
 
 
-def _frozen(paths: list[str], here: dict[str, Any], other: dict[str, Any]) -> str:
-    """The likely cause where a leaf stands in one tree only but its field holds other
-    params' leaves in the other tree: a param ``None`` (frozen) in one tree only (a
-    whole field in one tree only is an option's, such as ``centered``'s)."""
-    fields = {jax.tree_util.keystr(p[:-1]) for p in other.values() if p}
-    if any(jax.tree_util.keystr(here[k][:-1]) in fields for k in paths):
-        return "; a param that is None (frozen) in one tree and not in the other leaves such a gap"
+def _frozen(paths: list[str], other: Any) -> str:
+    """The likely cause where leaves stand in one tree only and the other tree holds a
+    param's empty node (``None``, ``MaskedNode()``) there or above them: a param frozen
+    or masked out in one tree only.  Only nodes under a key or index count: an option's
+    field left ``None`` (``nu_max`` without AMSGrad) ends in an attribute."""
+    empties = [e for e in _empty_nodes(other) if e.endswith("]")]
+    if any(p == e or p.startswith((e + "[", e + ".")) for p in paths for e in empties):
+        return (
+            "; a param that is None (frozen) or masked out in one tree and not in the other "
+            "leaves such a gap"
+        )
     return ""
 
 

@@ -182,6 +182,11 @@ def test_a_param_frozen_in_one_tree_only_is_named_as_a_gap():
     # a field of one option only (centered's mean) is not a frozen param
     with pytest.raises(ValueError, match=r"leaf at \[0\]\.mean\['a'\] \(and 1 more\)[^;]*$"):
         gradtx.rmsprop(0.1).update(full, gradtx.rmsprop(0.1, centered=True).init(full), full)
+    # a None only in the state: no leaf differs, the empty node is named
+    with pytest.raises(
+        ValueError, match=r"node without arrays .* at \[0\]\.mu\['b'\] \(and 1 more\)"
+    ):
+        gradtx.adam(0.1).update({"a": full["a"]}, made.init(frozen), {"a": full["a"]})
     # a gap at the end of the tree is named too
     sgd = gradtx.sgd(0.1, momentum=0.9)
     with pytest.raises(ValueError, match=r"no leaf at \[0\]\.mu\['b'\]; .*None \(frozen\)"):
