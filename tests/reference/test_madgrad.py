@@ -73,3 +73,10 @@ def test_madgrad_plain_learning_rate_is_within_optax_float32_weights(x64, seed):
     with jax.numpy_dtype_promotion("standard"):
         ref = run_gradtx(theirs, params, grads)
     assert_trajectories_close(run_gradtx(ours, params, grads), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_a_momentum_of_one_is_refused():
+    # c = 1 - momentum = 0: the params would never move (the authors' code refuses it).
+    with pytest.raises(ValueError, match=r"madgrad\(momentum=1\.0\): momentum must be in \[0, 1\)"):
+        gradtx.madgrad(0.1, momentum=1.0)
+    gradtx.madgrad(0.1, momentum=0.0)
