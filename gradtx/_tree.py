@@ -25,6 +25,13 @@ def structure(tree: Any) -> Any:
     return jax.tree.structure(tree)
 
 
+def nodes(tree: Any, kinds: type | tuple[type, ...]) -> list[Any]:
+    """The nodes of ``tree`` that are instances of ``kinds``, outermost first (the walk
+    does not look inside one it found)."""
+    found = lambda x: isinstance(x, kinds)  # noqa: E731
+    return [x for x in jax.tree.leaves(tree, is_leaf=found) if found(x)]
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the int32 maximum instead of wrapping."""
     # min-then-add: two plain operations (jnp.where traces a nested jit).

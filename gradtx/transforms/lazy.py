@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import extras_for
@@ -90,14 +91,12 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
         return LazyState(inner.init(params))
 
     def update(updates, state, params=None, **extra):
-        refused = lambda s: isinstance(s, tuple(REFUSED))  # noqa: E731
-        for s in jax.tree.leaves(state, is_leaf=refused):
-            if refused(s):
-                name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
-                raise ValueError(
-                    f"gradtx.lazy: the inner optimizer holds {name}, {why}; make the "
-                    f"optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
-                )
+        for s in _tree.nodes(state, tuple(REFUSED)):
+            name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
+            raise ValueError(
+                f"gradtx.lazy: the inner optimizer holds {name}, {why}; make the "
+                f"optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
+            )
         keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.

@@ -186,16 +186,14 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
       Array([-1.5], dtype=float32)
     """
     call = "gradtx.schedule_free_eval_params"
-    is_ours = lambda s: isinstance(s, ScheduleFreeAveragingState)  # noqa: E731
-    is_flat = lambda s: isinstance(s, FlattenState)  # noqa: E731
-    for flat in (s for s in jax.tree.leaves(state, is_leaf=is_flat) if is_flat(s)):
-        if any(map(is_ours, jax.tree.leaves(flat, is_leaf=is_ours))):
+    for flat in _tree.nodes(state, FlattenState):
+        if _tree.nodes(flat, ScheduleFreeAveragingState):
             raise ValueError(
                 f"{call}: the schedule-free optimizer is inside gradtx.flatten, whose flat "
                 "buffers do not keep the params' tree, so z cannot be read per leaf; keep "
                 "schedule-free optimizers outside flatten"
             )
-    found = [s for s in jax.tree.leaves(state, is_leaf=is_ours) if is_ours(s)]
+    found = _tree.nodes(state, ScheduleFreeAveragingState)
     if len(found) != 1:
         raise ValueError(
             f"{call}: the state holds {len(found)} schedule_free_averaging states; expected "

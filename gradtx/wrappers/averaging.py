@@ -202,7 +202,7 @@ def averaged_params(state: OptState) -> Params:
             f"gradtx.averaged_params: the state holds {len(found)} averages; it needs exactly "
             "one (from gradtx.average_params or gradtx.asgd)"
         )
-    if any(map(_is_hidden, jax.tree.leaves(found[0], is_leaf=_is_hidden))):
+    if _tree.nodes(found[0], (MaskedNode, optax.MaskedNode)):
         raise ValueError(
             "gradtx.averaged_params: the average is inside gradtx.masked or gradtx.partition "
             "(or optax's), so it holds only the leaves given to it, MaskedNode() elsewhere, "
@@ -211,7 +211,3 @@ def averaged_params(state: OptState) -> Params:
             "from its state"
         )
     return found[0]
-
-
-def _is_hidden(x: Any) -> bool:
-    return isinstance(x, (MaskedNode, optax.MaskedNode))
