@@ -604,8 +604,9 @@ def _first_difference(state: Any, expected: Any) -> str:
     want = jax.tree_util.tree_flatten_with_path(expected)[0]
     got_keys = [jax.tree_util.keystr(p) for p, _ in got]
     want_keys = [jax.tree_util.keystr(p) for p, _ in want]
-    missing = [k for k in want_keys if k not in set(got_keys)]
-    extra = [k for k in got_keys if k not in set(want_keys)]
+    got_set, want_set = set(got_keys), set(want_keys)
+    missing = [k for k in want_keys if k not in got_set]
+    extra = [k for k in got_keys if k not in want_set]
     if missing and not extra:
         hint = _frozen(missing, state)
         return f"the state has no leaf at {missing[0]}{_more(missing)}{hint}"
@@ -730,9 +731,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
             fail(f"hyperparameter {name} is {outline(got)}, expected {outline(want)}")
     # int32 only: a narrower count wrapped the saturation bound (int8: NaN steps), and an
     # int64 one (tree_set under x64) came back int32, which a scan's carry refuses
-    if "count" in expected._fields and (  # not tuple.count
-        jnp.shape(state.count) != () or not same_dtype(state.count, expected.count.dtype)
-    ):
+    if "count" in expected._fields and not same_layout(state.count, expected.count):
         fail(f"its count is {outline(state.count)}, expected {outline(expected.count)}")
     if hasattr(expected, "python_schedules"):
         if set(state.python_schedules) != set(expected.python_schedules):
@@ -740,7 +739,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
         for name, want in expected.python_schedules.items():
             got = state.python_schedules[name]
             # the value's dtype is the one the learning rate is computed in
-            if jnp.shape(got) != tuple(want.shape) or not same_dtype(got, want.dtype):
+            if not same_layout(got, want):
                 fail(f"the shown value of {name} is {outline(got)}, expected {outline(want)}")
     got_tree = state.inner_state
     want_tree = as_driven(got_tree, expected.inner_state)  # a wrapped optimizer's, too
