@@ -126,7 +126,8 @@ def scale_by_rms(
     if bias_correction or init_from_first:
         reads_count()
 
-    state_class = ScaleByRmsCorrectedMaxState if amsgrad and max_of == "v_hat" else ScaleByRmsState
+    corrected_max = amsgrad and max_of == "v_hat"  # the max of v̂, already corrected
+    state_class = ScaleByRmsCorrectedMaxState if corrected_max else ScaleByRmsState
 
     def init(params):
         return state_class(
@@ -169,7 +170,7 @@ def scale_by_rms(
             v = v.astype(real)
             e, e_root = _tree.scalar_like(eps, v), _tree.scalar_like(eps_root, v)
             root_first = not (correction is None or centered or eps_in_sqrt)
-            if root_first and not (amsgrad and max_of == "v_hat"):
+            if root_first and not corrected_max:
                 # sqrt(v̂ + eps_root) as sqrt(v + eps_root c) / sqrt(c), c = 1 - decay^t:
                 # v̂ = v / c overflows float32 from |g| ~ 1.8e19 where v stays finite
                 # (to ~5.8e20 at decay 0.999), and torch's Adam, which divides the root,
@@ -177,7 +178,7 @@ def scale_by_rms(
                 c = correction.astype(real)
                 denom = _tree.safe_sqrt(v + e_root * c) / jnp.sqrt(c) + e
             else:
-                v_hat = v if amsgrad and max_of == "v_hat" else corrected_moment(v, correction)
+                v_hat = v if corrected_max else corrected_moment(v, correction)
                 if centered:
                     mean_sq = _tree.abs_sq(corrected_moment(m.astype(wide), correction))
                     # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
