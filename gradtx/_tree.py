@@ -428,7 +428,8 @@ def settled(state: Any, params: Any = None) -> Any:
     def fresh(x: Any) -> Any:
         if not isinstance(x, jax.Array):
             return x
-        if x.weak_type:
+        # A typed PRNG key array has no weak_type (it is never weak).
+        if getattr(x, "weak_type", False):
             return jnp.asarray(x, x.dtype)  # a new buffer
         if isinstance(x, jax.core.Tracer):
             return x

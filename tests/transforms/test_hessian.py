@@ -19,8 +19,9 @@ def _params():
     return {"a": jnp.asarray([[0.5, -1.0], [2.0, 0.3]]), "b": jnp.asarray([1.5, -0.7, 0.2])}
 
 
-def test_hutchinson_draws_equal_optax(x64):
-    key = jax.random.PRNGKey(7)
+@pytest.mark.parametrize("make_key", [jax.random.PRNGKey, jax.random.key], ids=["raw", "typed"])
+def test_hutchinson_draws_equal_optax(x64, make_key):
+    key = make_key(7)
     ours, theirs = (
         gradtx.hutchinson_hessian_diagonal(key),
         optax.contrib.hutchinson_estimator_diag_hessian(key),
@@ -35,7 +36,7 @@ def test_hutchinson_draws_equal_optax(x64):
         with jax.numpy_dtype_promotion("standard"):
             b, s_theirs = step_theirs(s_theirs)
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14), a, b)
-    np.testing.assert_array_equal(s_ours.key, s_theirs.key)
+    chex.assert_trees_all_equal(s_ours.key, s_theirs.key)
 
 
 def test_hutchinson_is_exact_for_a_diagonal_hessian_and_unbiased(x64):
