@@ -201,7 +201,8 @@ def muon(
       adaptive: scale by ``⟨M_t, O_t⟩`` (optax's).
       mask, mask_fn: which matrices are decayed (optax's ``weight_decay_mask``).
       mu_dtype: storage dtype of the momentum (and of AdamW's).
-      ns_dtype: dtype of the Newton-Schulz iteration (torch: bfloat16).
+      ns_dtype: dtype of the Newton-Schulz iteration (torch: bfloat16); for complex
+        params a real dtype names the precision (float64: complex128, others complex64).
       adam_b1, adam_b2, adam_eps_root, adam_weight_decay, adam_learning_rate:
         optax's AdamW for other leaves (``convention="optax"``).
       beta: optax's name for ``momentum``.

@@ -120,7 +120,8 @@ def orthogonalize(
       eps: guards the normalisation of a zero matrix.
       eps_mode: ``"floor"`` (torch) or ``"add"`` (optax), see above.
       adaptive: scale by ``⟨M, O⟩`` (optax's ``adaptive``).
-      dtype: the dtype of the iteration.
+      dtype: the dtype of the iteration; for a complex leaf a real dtype names the
+        precision (float64: complex128, others complex64).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -156,7 +157,10 @@ def orthogonalize(
             coefficients = jnp.broadcast_to(coefficients, (ns_steps, 3))
 
         def one(m):
-            wide = jnp.dtype(dtype) if dtype is not None else _tree.compute_dtype(m.dtype)
+            # A real dtype for a complex leaf names the precision, as for statistics.
+            wide = (
+                _tree.compute_dtype(m.dtype) if dtype is None else _tree.state_dtype(m.dtype, dtype)
+            )
             acc = _tree.compute_dtype(wide)  # bfloat16 products accumulate in float32
 
             x = m.astype(wide)

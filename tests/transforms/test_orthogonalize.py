@@ -135,3 +135,20 @@ def test_interpolate_gradient_reads_the_chains_gradient():
                       gradtx.interpolate_gradient(0.25))  # fmt: skip
     u, _ = tx.update(g, tx.init(g))
     np.testing.assert_allclose(u, 0.25 * (0.5 * 3 * g) + 0.75 * 3 * g)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_a_real_dtype_names_the_precision_of_a_complex_leaf(x64, adaptive):
+    rng = np.random.default_rng(8)
+    m = rng.normal(size=(4, 3)) + 1j * rng.normal(size=(4, 3))
+    cubic = dict(ns_coefficients=(1.5, -0.5, 0.0), ns_steps=60, adaptive=adaptive)
+    # float64 for a complex128 leaf: the iteration in complex128, whose polar factor is U Vᴴ
+    u, _, vh = np.linalg.svd(m, full_matrices=False)
+    polar = u @ vh
+    expected = np.vdot(polar, m).conjugate() * polar if adaptive else polar
+    np.testing.assert_allclose(_ours(m, dtype=jnp.float64, **cubic), expected, rtol=1e-10)
+    # float32 and bfloat16 for a complex64 leaf: complex64, the imaginary part kept
+    m64 = m.astype(np.complex64)
+    plain = _ours(m64, **cubic)
+    for dtype in (jnp.float32, jnp.bfloat16):
+        np.testing.assert_array_equal(_ours(m64, dtype=dtype, **cubic), plain)
