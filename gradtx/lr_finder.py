@@ -358,14 +358,17 @@ class LRRangeTest:
 
 
 def _per_step_list(batches: Any) -> bool:
-    """A list of two or more pytrees with equal structure and leaf shapes: a list of
-    per-step batches, whose leaves would otherwise be indexed along the batch axis."""
-    if not isinstance(batches, list) or len(batches) < 2:
+    """A list of per-step batches, whose leaves would otherwise be indexed along the
+    batch axis: a list of containers of one structure (one batch, or a smaller last
+    batch, included), or of two or more arrays of one shape."""
+    if not isinstance(batches, list) or not batches:
         return False
-    layouts = {
-        (jax.tree.structure(b), tuple(jnp.shape(x) for x in jax.tree.leaves(b))) for b in batches
-    }
-    return len(layouts) == 1
+    structures = {jax.tree.structure(b) for b in batches}
+    if len(structures) != 1:
+        return False
+    if not jax.tree_util.treedef_is_leaf(structures.pop()):
+        return True
+    return len(batches) >= 2 and len({jnp.shape(b) for b in batches}) == 1
 
 
 def lr_range_test(
@@ -476,17 +479,17 @@ def lr_range_test(
             f"{CALL}: batches must be arrays with a leading step axis (a pytree of them, "
             "such as (xs, ys)); stack an iterator's or a list's batches with jnp.stack"
         )
+    if _per_step_list(batches):
+        raise ValueError(
+            f"{CALL}: batches is a list of {len(batches)} pytrees of one structure, "
+            "which reads as one batch per step, not as arrays with a step axis; "
+            "stack them (jax.tree.map(lambda *b: jnp.stack(b), *batches)), or pass "
+            "stacked arrays in a tuple or dict (batches of unequal sizes cut to one first)"
+        )
     if len({jnp.shape(b)[0] for b in leaves}) != 1:
         raise ValueError(f"{CALL}: the leaves of batches differ in length along the step axis")
     if jnp.shape(leaves[0])[0] == 0:
         raise ValueError(f"{CALL}: batches have no steps (a leading step axis of length 0)")
-    if _per_step_list(batches):
-        raise ValueError(
-            f"{CALL}: batches is a list of {len(batches)} pytrees of one structure and "
-            "shapes, which reads as one batch per step, not as arrays with a step axis; "
-            "stack them (jax.tree.map(lambda *b: jnp.stack(b), *batches)), or pass "
-            "stacked arrays in a tuple or dict"
-        )
     if not isinstance(vmap_params, (bool, np.bool_)):
         raise TypeError(f"{CALL}(vmap_params={vmap_params!r}): vmap_params must be a bool")
     runs = {jnp.shape(p)[:1] for p in jax.tree.leaves(params)}

@@ -267,6 +267,13 @@ def test_bad_batches_and_stacked_params_are_errors():
     per_step = [(jnp.zeros((4, 3)), jnp.zeros(4))] * 5  # (x, y) of one step each
     with pytest.raises(ValueError, match="a list of 5 pytrees .* one batch per step"):
         gradtx.lr_range_test(sgd, lambda p, b: loss_fn(p, b[0][0]), params, per_step)
+    # one batch, or a smaller last batch: the rows were read as steps
+    step = lambda p, b: loss_fn(p, b[0][0])  # noqa: E731
+    with pytest.raises(ValueError, match="a list of 1 pytrees .* one batch per step"):
+        gradtx.lr_range_test(sgd, step, params, per_step[:1])
+    ragged = per_step[:2] + [(jnp.zeros((2, 3)), jnp.zeros(2))]
+    with pytest.raises(ValueError, match="a list of 3 pytrees .* one batch per step"):
+        gradtx.lr_range_test(sgd, step, params, ragged)
     # these failed inside JAX or NumPy
     with pytest.raises(ValueError, match="batches have no steps"):
         gradtx.lr_range_test(sgd, loss_fn, params, jnp.zeros((0, 3)))
