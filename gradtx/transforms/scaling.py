@@ -110,7 +110,8 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
     ASGD (``lr/(1 + λ·lr·t)^α``), Adafactor (``min(lr, 1/√t)``), Rprop (step
     sizes clipped to absolute bounds), LBFGS, AdaBound and AMSBound (absolute bounds),
     SWATS, the learning-rate-free ones (D-Adaptation, Prodigy, DoG, DoWG,
-    COCOB, MoMo), MADGRAD, Fromage, Ranger and the schedule-free ones: give
+    COCOB, Mechanize, MoMo), MADGRAD, Fromage, Lookahead (and Ranger) and the
+    schedule-free ones: give
     those ``gradtx.partition`` with one optimizer per group
     (``docs/porting_from_pytorch.md``, "Parameter groups").  Layer-wise
     learning-rate decay over a
