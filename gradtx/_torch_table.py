@@ -162,6 +162,10 @@ class Entry(NamedTuple):
         ``adjust_lr_fn=None`` is ``"original"``), applied to both sides.
       hook: the key of ``HOOKS`` for state torch keeps in another form.
       hook_keys: the per-parameter state keys that hook reads.
+      late: gradtx hyperparameter -> why torch's param group holds its value for
+        the step after next, not the next (ASGD's next step uses the ``eta`` its
+        last one computed from the lr of then); it is compared and written at
+        the step count + 1, and the hook checks and writes the next step's.
     """
 
     torch_class: str
@@ -180,6 +184,7 @@ class Entry(NamedTuple):
     synonyms: Mapping[str, Mapping[Any, Any]] = {}
     hook: str | None = None
     hook_keys: tuple[str, ...] = ()
+    late: Mapping[str, str] = {}
 
 
 LR, EPS, WD = Scalar("learning_rate"), Scalar("eps"), Scalar("weight_decay")
@@ -265,6 +270,11 @@ TABLE: dict[str, Entry] = {
                  "weight_decay": WD},
         flags=MAXIMIZE, stages=NO_WD, buffers={"ax": Buffer(PolyakAverageState, "ax")},
         hook="asgd", hook_keys=("eta", "mu"),
+        late={"learning_rate": "torch.optim.ASGD's step uses the eta computed at the end of "
+              "the step before, from the lr of then (its first step, the lr), so the group's lr "
+              "is the step after next's (at step 0, the first two steps'); a torch scheduler's "
+              "rate read one step late is that: lambda k: s(jnp.maximum(k - 1, 0)) "
+              "(docs/porting_from_pytorch.md, ASGD)"},
     ),
     "sparse_adam": Entry(
         "SparseAdam", {"lr": LR, "betas": BETAS, "eps": EPS}, flags=MAXIMIZE, buffers=MOMENTS,
@@ -362,7 +372,10 @@ def _asgd_in(inner, states, current, count, call):
                 raise ValueError(
                     f"{call}: torch's {key}={float(numpy_of(s[key]))} (leaf {i}) is not "
                     f"{want}, gradtx's at step {count} from lr, lambd, alpha and t0: did the "
-                    "learning rate change during the torch run? (torch's eta follows it late)"
+                    "learning rate change during the torch run? torch's eta follows it one "
+                    "step late: under a torch scheduler give gradtx.asgd the schedule read "
+                    "one step late, lambda k: s(jnp.maximum(k - 1, 0)) "
+                    "(docs/porting_from_pytorch.md, ASGD)"
                 )
     return inner
 

@@ -108,13 +108,15 @@ def _numbers(t: Target, j: int, group: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _current(t: Target, hs: HyperparamsState, name: str) -> Any:
-    """Hyperparameter ``name`` as the next update applies it (``None``: a left-out stage)."""
+def _current(t: Target, hs: HyperparamsState, name: str, ahead: int = 0) -> Any:
+    """Hyperparameter ``name`` as the next update applies it (``None``: a left-out stage),
+    or with ``ahead`` the update that many steps after it."""
     if name in hs.hyperparams:
         value = hs.hyperparams[name]
-        return value(hs.count) if is_schedule(value) else value
+        return value(hs.count + ahead) if is_schedule(value) else value
     if shown_key(name) in hs.python_schedules:
-        return hs.python_schedules[shown_key(name)]
+        kept = hs.python_schedules[shown_key(name)]
+        return jnp.asarray(t.args[name](hs.count + ahead), kept.dtype) if ahead else kept
     return t.args.get(name)  # a bound JAX array, or None
 
 
@@ -176,10 +178,22 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                     )
                 numbers[name] = want
                 torch_keys[name] = key
-            elif not np.allclose(
-                numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group, name)
-            ) and not _equal_in_double(t, name, want, group, count):
-                where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {count}"
+                continue
+            # torch's value for the step after next (ASGD's lr): the next step's is the
+            # hook's to check, but at step 0, where torch's first step uses this value too
+            late = t.entry.late.get(name)
+            for at in ([0, 1] if count == 0 else [count + 1]) if late else [count]:
+                have = _current(t, hs, name, at - count)
+                if np.allclose(
+                    numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group, name)
+                ) or _equal_in_double(t, name, want, group, at):
+                    continue
+                where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {at}"
+                if late:
+                    raise ValueError(
+                        f"{SD}: torch's {key}={plain(group[key])!r} but {where}, which must "
+                        f"be torch's {key}: {late}"
+                    )
                 if name != "learning_rate":
                     raise ValueError(f"{SD}: torch's {key}={plain(group[key])!r} but {where}")
                 raise ValueError(
@@ -507,7 +521,11 @@ def from_torch_state_dict(
     ...) are set into the state as ``gradtx.set_hyperparams`` does.  Where
     gradtx takes one from a schedule (or a Python callable), its value at the
     step count must equal torch's, to a few roundings of its dtype (so a
-    scheduler stepped once per epoch is an error).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
+    scheduler stepped once per epoch is an error); ASGD's ``lr`` at the step
+    count + 1, since torch's next step uses the ``eta`` it computed from the
+    lr before (a torch scheduler's schedule read one step late,
+    ``lambda k: s(jnp.maximum(k - 1, 0))``, continues exactly).  Complex params
+    are refused (torch splits them in two).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
     values.  Several param groups are accepted when their hyperparameters are
     equal.  Groups that differ are a ``gradtx.partition`` with one optimizer per
@@ -615,8 +633,9 @@ def to_torch_state_dict(
     the matching class (``torch.optim.Adam`` for ``gradtx.adam``, ...) made
     over the same parameters in one param group, in ``jax.tree.leaves``
     order; its next steps are gradtx's.  The param group holds the current
-    hyperparameters (a schedule's value at the step count) and torch's
-    defaults for ``foreach``, ``fused``, ``capturable`` and
+    hyperparameters (a schedule's value at the step count; ASGD's ``lr`` at
+    the step count + 1, which torch reads into the ``eta`` of the step after
+    next) and torch's defaults for ``foreach``, ``fused``, ``capturable`` and
     ``differentiable``, which are not state.  To follow a schedule on, make
     the torch scheduler as in a fresh run (optimizer made with the base rate,
     then the scheduler), then load this dict and set
@@ -628,7 +647,8 @@ def to_torch_state_dict(
     that this dict replaces (see ``docs/ecosystem.md``).  Making the scheduler with
     ``last_epoch=step - 1`` instead is wrong for StepLR, MultiStepLR and
     LinearLR: their constructor's step applies a factor to the loaded rate a
-    second time.  Imports torch.
+    second time.  Complex params are refused: torch's adaptive optimizers
+    keep their statistics per real and imaginary part.  Imports torch.
 
     Args:
       optimizer: the gradtx optimizer that made ``state``.
@@ -659,6 +679,12 @@ def to_torch_state_dict(
 
     t = target(TO, optimizer, averaged_model_state_dict)
     leaves = [numpy_of(x) for x in jax.tree.leaves(params)]
+    if any(np.iscomplexobj(x) for x in leaves):
+        # torch's adaptive optimizers keep a statistic per real and imaginary part, where
+        # gradtx keeps one per element: torch loaded such a state and failed at its step
+        raise TypeError(
+            f"{TO}(params=...): complex params are not supported (torch splits them in two)"
+        )
     expected = _checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
     if not _checks.same_layout(state, expected):
         raise ValueError(
@@ -670,7 +696,15 @@ def to_torch_state_dict(
     count, convert = int(hs.count), _Convert(torch)
     values = {}
     for name in (n for c in t.entry.hyperparams.values() for n in c.names):
-        have = _current(t, hs, name)
+        late = t.entry.late.get(name)
+        have = _current(t, hs, name, 1 if late else 0)
+        if late and count == 0 and have is not None:
+            first = numpy_of(_current(t, hs, name))
+            if not np.array_equal(first, numpy_of(have)):
+                raise ValueError(
+                    f"{TO}(state=...): {t.made.call}'s {name} is {first} at step 0 and "
+                    f"{numpy_of(have)} at step 1, which torch takes from one lr: {late}"
+                )
         values[name] = t.entry.stages.get(name) if have is None else numpy_of(have)
     sig = inspect.signature(getattr(torch.optim, t.entry.torch_class).__init__).parameters
     group = {k: p.default for k, p in sig.items() if k not in ("self", "params")}

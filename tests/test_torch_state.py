@@ -1259,3 +1259,110 @@ def test_a_learning_rate_torch_keeps_as_a_one_element_tensor_continues():
     params, state_dict = _state_dict(lambda ps: torch.optim.Adam(ps, lr=torch.tensor([0.01])))
     state = gradtx.from_torch_state_dict(gradtx.adam(0.01), params, state_dict)
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == pytest.approx(0.01)
+
+
+def test_complex_params_are_refused_both_ways():
+    # to_torch_state_dict took them: torch loaded Adam's real |g|² where it keeps one
+    # square per real and imaginary part, and its next step raised
+    params = {"w": jnp.asarray([1.0 + 2.0j, -0.5j])}
+    for opt in [gradtx.adam(0.1), gradtx.sgd(0.1, 0.9), gradtx.rprop(0.1)]:
+        with pytest.raises(
+            TypeError,
+            match=r"^gradtx\.to_torch_state_dict\(params=\.\.\.\): complex params are not "
+            r"supported \(torch splits them in two\)$",
+        ):
+            gradtx.to_torch_state_dict(opt, opt.init(params), params)
+    tensor = torch.tensor(np.asarray(params["w"]), requires_grad=True)
+    torch_opt = torch.optim.Adam([tensor], lr=0.1)
+    tensor.grad = torch.ones_like(tensor)
+    torch_opt.step()
+    with pytest.raises(
+        TypeError,
+        match=r"^gradtx\.from_torch_state_dict\(params=\.\.\.\): complex params are not "
+        r"supported \(torch splits them in two\)$",
+    ):
+        gradtx.from_torch_state_dict(gradtx.adam(0.1), params, torch_opt.state_dict())
+
+
+_ASGD = next(c for c in CASES if c.id == "asgd")
+
+
+@pytest.mark.parametrize(
+    "schedule, make",
+    [
+        # milestones at 2 and 4: a state dict taken just after one has lr != the eta's lr
+        (_SCHEDULES.exponential_decay(0.05, 2, 0.5, staircase=True), lambda o: _LR.StepLR(o, 2, 0.5)),
+        (_SCHEDULES.exponential_decay(0.05, 1, 0.7), lambda o: _LR.ExponentialLR(o, 0.7)),
+    ],
+    ids=["step", "exponential"],
+)  # fmt: skip
+def test_a_scheduled_asgd_run_continues_both_ways_with_the_schedule_read_one_step_late(
+    x64, schedule, make
+):
+    """torch's ASGD steps with the eta it computed from the lr before, so its group's lr is
+    the schedule's value one step on: it was compared at the step count (every state
+    dict taken after an lr change refused, blaming a scheduler stepped per epoch) and
+    written there (the run continued in torch silently off by a step of the schedule)."""
+    case = _ASGD
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    torch_opt = torch.optim.ASGD(tensors, **case.kwargs)
+    scheduler = make(torch_opt)
+    ref, state_dicts = [], []
+    for g in grads:
+        state_dicts.append(copy.deepcopy(torch_opt.state_dict()))
+        ref += torch_steps(case, tensors, torch_opt, [g])
+        scheduler.step()
+    late = lambda k: schedule(jnp.maximum(k - 1, 0))  # noqa: E731
+    tx = gradtx.asgd(late, 0.1, 0.6, 2.0, weight_decay=WD, maximize=True)
+    start = jax.tree.map(jnp.asarray, params)
+    ours, _ = gradtx_steps(case, tx, params, tx.init(start), grads)
+    assert_trajectories_close(ours, ref)  # the recipe is torch's run
+    for n in range(len(grads)):
+        before = params if n == 0 else ref[n - 1]
+        state = gradtx.from_torch_state_dict(tx, before, state_dicts[n])
+        assert_trajectories_close(gradtx_steps(case, tx, before, state, grads[n:])[0], ref[n:])
+        _, state = gradtx_steps(case, tx, params, tx.init(start), grads[:n])
+        resumed = tensors_of(params if n == 0 else ours[n - 1])
+        torch_opt = torch.optim.ASGD(resumed, lr=case.kwargs["lr"])
+        scheduler = make(torch_opt)
+        torch_opt.load_state_dict(gradtx.to_torch_state_dict(tx, state, before))
+        scheduler.last_epoch = n
+        theirs = []
+        for g in grads[n:]:
+            theirs += torch_steps(case, resumed, torch_opt, [g])
+            scheduler.step()
+        assert_trajectories_close(theirs, ours[n:])
+
+
+def test_an_asgd_schedule_not_read_one_step_late_is_refused_for_what_it_is(x64):
+    """Read at its own step, a torch scheduler's schedule is a step ahead of torch's ASGD:
+    refused, naming the recipe.  It was let through where the lr had not changed at the
+    last step (steps 1, 3, 5, continuing 1e-2 off), and refused elsewhere blaming a
+    scheduler stepped once per epoch."""
+    case = _ASGD
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    torch_opt = torch.optim.ASGD(tensors, **case.kwargs)
+    scheduler = _LR.StepLR(torch_opt, 2, 0.5)
+    schedule = _SCHEDULES.exponential_decay(0.05, 2, 0.5, staircase=True)
+    tx = gradtx.asgd(schedule, 0.1, 0.6, 2.0, weight_decay=WD, maximize=True)
+    for g in grads[:5]:
+        torch_steps(case, tensors, torch_opt, [g])
+        scheduler.step()
+        here = {k: t.detach().numpy().copy() for k, t in zip(sorted(params), tensors)}
+        with pytest.raises(ValueError) as info:
+            gradtx.from_torch_state_dict(tx, here, torch_opt.state_dict())
+        message = str(info.value)
+        assert message.startswith("gradtx.from_torch_state_dict(state_dict=...): torch's ")
+        assert "epoch" not in message, message
+        assert "read one step late" in message and "s(jnp.maximum(k - 1, 0))" in message
+    # going back from step 0, torch's first two steps take one lr: a schedule that moves
+    # between them has no torch state
+    tx = gradtx.asgd(_SCHEDULES.exponential_decay(0.05, 1, 0.7))
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx\.to_torch_state_dict\(state=\.\.\.\): gradtx\.asgd's learning_rate is "
+        r"0\.05 at step 0 and 0\.0349+6 at step 1, which torch takes from one lr",
+    ):
+        gradtx.to_torch_state_dict(tx, tx.init(params), params)
