@@ -227,9 +227,10 @@ def scale_by_galore(
                 projectors.append(p)
                 low.append(g)
                 continue
-            # Whole (off explicit mesh axes): an SVD needs the matrix in one piece, and
-            # the projections are small; the step goes back on the leaf's sharding.
-            matrix = _tree.replicated(lay.matrix(g)).astype(p.dtype)
+            # Whole (off explicit mesh axes) before the reshape, which cannot merge a
+            # split axis into another: an SVD needs the matrix in one piece, and the
+            # projections are small; the step goes back on the leaf's sharding.
+            matrix = lay.matrix(_tree.replicated(g)).astype(p.dtype)
 
             basis = _new_basis(lay.rank, lay.left, svd_dtype, jnp.dtype(g.dtype))
             p = jax.lax.cond(renew, basis, _kept_basis, matrix, p)

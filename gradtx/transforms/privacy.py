@@ -112,7 +112,9 @@ def differentially_private_aggregate(
 
         def private(g, k):
             dtype = _tree.compute_dtype(g.dtype)
-            total = jnp.tensordot(factor.astype(dtype), g.astype(dtype), axes=1)
+            total = jnp.tensordot(
+                factor.astype(dtype), g.astype(dtype), axes=1, out_sharding=_summed(factor, g)
+            )
             xi = jax.random.normal(k, total.shape, dtype)
             return ((total + std.astype(dtype) * xi) / size).astype(g.dtype)
 
@@ -120,3 +122,15 @@ def differentially_private_aggregate(
         return out, DifferentiallyPrivateAggregateState(jax.random.key_data(next_key))
 
     return GradientMap(init, update)
+
+
+def _summed(factor: jax.Array, g: jax.Array) -> Any:
+    """The sharding of ``Σ_i factor_i · g_i`` on an explicit mesh (else None): ``g``'s
+    without the example axis.  With the examples split over devices (data parallelism)
+    the contraction is over a sharded axis, which JAX refuses to place by itself."""
+    own = _tree.explicit_sharding(g)
+    sharding = own or _tree.explicit_sharding(factor)
+    if sharding is None:
+        return None
+    spec = () if own is None else tuple(own.spec)[1:]
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))

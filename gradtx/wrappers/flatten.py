@@ -101,18 +101,28 @@ def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
         if "_leaf" in name:  # a leaf with its own buffer (big, or of a shared shape)
             flat[name] = leaves[idx[0]]
             continue
-        parts = [jnp.ravel(leaves[i]) for i in idx]
+        # Whole (off explicit mesh axes): a leaf split off its first axis cannot be
+        # raveled, and leaves of different shardings cannot be concatenated.
+        parts = [jnp.ravel(_tree.replicated(leaves[i])) for i in idx]
         flat[name] = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     return flat
 
 
-def _unpack(flat: dict[str, jax.Array], layout: _Layout) -> Any:
+def _unpack(flat: dict[str, jax.Array], layout: _Layout, like: Any) -> Any:
+    """The buffers cut back into leaves, each on the explicit sharding of ``like``'s
+    leaf (the updates, whose tree ``layout`` was read from)."""
+    likes = jax.tree.leaves(like)
     out: list[Any] = [None] * len(layout.shapes)
     for name, idx in layout.groups.items():
+        if "_leaf" in name:  # its own buffer, in the leaf's shape and sharding
+            out[idx[0]] = flat[name]
+            continue
         sizes = [math.prod(layout.shapes[i]) for i in idx]
         pieces = [flat[name]] if len(idx) == 1 else jax.lax.split(flat[name], sizes)
         for i, piece in zip(idx, pieces):
-            out[i] = piece if piece.shape == layout.shapes[i] else piece.reshape(layout.shapes[i])
+            if piece.shape != layout.shapes[i]:
+                piece = piece.reshape(layout.shapes[i])
+            out[i] = _tree.sharded_like(piece, likes[i])
     return layout.treedef.unflatten(out)
 
 
@@ -162,7 +172,11 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     (the loss as a function of the params, which ``gradtx.lbfgs`` and optax's
     line searches evaluate) is wrapped to receive the params' tree, not the
     buffers, and its data keywords.  The flat buffers do not keep the params'
-    shardings: use it for replicated or single-device params.
+    shardings: on an explicit mesh (``AxisType.Explicit``) the leaves that share a
+    buffer are gathered whole into it (replicated) and the updates go back on each
+    leaf's sharding; leaves with a buffer of their own keep theirs.  Sharded params
+    work, but every device then holds the shared buffers' whole state: it is meant
+    for replicated or single-device params.
 
     Args:
       tx: any gradient transformation whose math is elementwise (or reduces
@@ -265,7 +279,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             # Wrapped, so its signature (read to pick data keywords) stays value_fn's.
             @functools.wraps(value_fn)
             def flat_value_fn(flat, *args, **data):
-                return value_fn(_unpack(flat, layout), *args, **data)
+                return value_fn(_unpack(flat, layout, updates), *args, **data)
 
             extra["value_fn"] = flat_value_fn
         with _tree.flat_buffers():
@@ -275,7 +289,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
                 flat_params,
                 **extras_for(inner, extra),
             )
-        out = _unpack(flat, layout)
+        out = _unpack(flat, layout, updates)
         return out, _tree.settled(FlattenState(inner_state), (params, out))
 
     return kind_of(tx)(init, update)
