@@ -649,9 +649,11 @@ def explicit_sharding(x: jax.Array) -> Any:
 def replicated(x: jax.Array) -> jax.Array:
     """``x`` off its explicit mesh axes (concatenating leaves needs one sharding; an SVD
     needs its matrix whole)."""
-    return (
-        x if explicit_sharding(x) is None else jax.sharding.reshard(x, jax.sharding.PartitionSpec())
-    )
+    sharding = explicit_sharding(x)
+    if sharding is None:
+        return x
+    # on x's own mesh: a bare PartitionSpec needs a `jax.set_mesh` context
+    return jax.sharding.reshard(x, sharding.update(spec=jax.sharding.PartitionSpec()))
 
 
 def sharded_like(x: jax.Array, like: jax.Array) -> jax.Array:

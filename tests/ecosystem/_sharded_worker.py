@@ -152,6 +152,12 @@ def explicit_transforms():
                 same_sharding(u, p)
             same_sharding(got[1], p)
             print(f"OK explicit flatten {size}", flush=True)
+    # outside jax.set_mesh, with arrays on an explicit mesh all the same: the gather
+    # named no mesh (a bare PartitionSpec), which only the context supplies
+    opt = gradtx.flatten(gradtx.adam(0.1), max_leaf_size=100)
+    got = steps(opt, put(params, mixed), [put(t, mixed) for t in grads])
+    assert_close(got, steps(opt, params, grads))
+    print("OK explicit flatten outside set_mesh", flush=True)
 
     # dpsgd: per-example gradients split over "data" along the example axis (data
     # parallelism); summing them over examples raised.
