@@ -434,8 +434,9 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
             f"gradtx.set_hyperparams({key}=...): value of shape {arr.shape} does not fit "
             f"the stored shape {jnp.shape(old)}, and nothing is broadcast: give it in the form "
             "the optimizer was built with (a pair for a pair); for a state batched "
-            "by jax.vmap, set it under vmap: jax.vmap(lambda s: gradtx.set_hyperparams(s, "
-            "...))(states), with one value or one per member"
+            "by jax.vmap or replicated by jax.pmap, set it under vmap: "
+            "jax.vmap(lambda s: gradtx.set_hyperparams(s, ...))(states), with one value "
+            "or one per member"
         )
     out = arr.astype(old.dtype)
     # Keep the stored value's placement (replicated over a mesh, say), and an unplaced
