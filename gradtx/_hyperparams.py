@@ -44,7 +44,9 @@ from gradtx._factory import UNUSED
 from gradtx._factory import shown_key
 from gradtx._factory import shown_name
 from gradtx.schedules._common import check_rate
+from gradtx.schedules._common import check_stored_steps
 from gradtx.schedules._common import concrete
+from gradtx.schedules._common import step_field
 
 _LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,
@@ -521,6 +523,9 @@ def set_hyperparams(
                 owner = _get_field(old, parent) if parent else old
                 if last in getattr(owner, "_rates", ()):
                     check_rate(call, key, concrete(value))  # raised to the step count
+                if last in getattr(owner, "_steps", ()):  # boundaries, compared with the count
+                    stored = jnp.result_type(_tree.bare(_get_field(old, field)))
+                    check_stored_steps(call, key, value, stored)
                 flag = last in getattr(owner, "_flags", ())
 
                 def cast(o, value=value, key=key, flag=flag):
@@ -550,6 +555,11 @@ def set_hyperparams(
                 # the new schedule's leaves lead: where an nnx.Optimizer wraps the stored
                 # fields (OptArray), each wrapper is one subtree under a leaf of the value
                 _set_checks.check_field(key, value)
+                stored = jnp.result_type(jax.tree.leaves(old)[0])  # every field's dtype
+                for at, leaf in jax.tree_util.tree_leaves_with_path(value):
+                    if step_field(value, at):  # boundaries, compared with the count
+                        where = f"{key}{jax.tree_util.keystr(at)}"
+                        check_stored_steps(call, where, leaf, stored)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
                 _set_checks.check_schedule(key, name, new, location)
             else:

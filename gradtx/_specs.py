@@ -23,6 +23,8 @@ from gradtx._base import float_dtype
 from gradtx._base import is_schedule
 from gradtx._base import multisteps_hint
 from gradtx._base import with_extra_args
+from gradtx.schedules._common import check_stored_steps
+from gradtx.schedules._common import step_field
 
 
 class Hyper(NamedTuple):
@@ -86,6 +88,8 @@ class Hyper(NamedTuple):
                     _checks.check_stored(call, field, leaf, float_dtype(), integer=True)
                 elif isinstance(leaf, (float, np.floating, np.ndarray)):
                     _checks.check_stored_values(call, field, leaf, float_dtype())
+                    if step_field(value, path):  # boundaries: float vectors of steps
+                        check_stored_steps(call, field, leaf, float_dtype())
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if _checks.is_concrete_number(value):

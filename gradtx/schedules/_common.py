@@ -17,6 +17,7 @@ from typing_extensions import dataclass_transform
 
 from gradtx._base import float_dtype
 from gradtx._checks import check_hyperparam
+from gradtx._checks import check_stored
 from gradtx._tree import ints_as_floats
 
 _T = TypeVar("_T")
@@ -31,6 +32,9 @@ class Schedule:
     _rates: tuple[str, ...] = ()
     # 0/1 option fields: the only ones set_hyperparams lets a bool set.
     _flags: tuple[str, ...] = ()
+    # Float vectors of steps compared with the count (``step_field``): a whole number
+    # the stored dtype would round names another step.
+    _steps: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _register_with_flax(type(self))
@@ -45,6 +49,38 @@ class Schedule:
         """Every field, in order, as an array of JAX's default float dtype."""
         fields = dataclasses.fields(self)  # type: ignore[arg-type]
         return tuple(as_float(getattr(self, f.name)) for f in fields)
+
+
+def step_field(schedule: Any, path: Sequence[Any]) -> bool:
+    """Whether the leaf at ``path`` (``jax.tree_util`` keys) of ``schedule`` is a field of
+    steps of its owner (``_steps``), nested schedules included.  Int fields are steps
+    by their type; these are float vectors (``float_vector``), which scales are too."""
+    owner = schedule
+    for key in path[:-1]:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            owner = getattr(owner, key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            owner = owner[key.idx]
+        else:
+            return False
+    last = path[-1] if path else None
+    return isinstance(last, jax.tree_util.GetAttrKey) and last.name in getattr(owner, "_steps", ())
+
+
+def check_stored_steps(call: str, name: str, values: Any, dtype: Any) -> None:
+    """Refuse a concrete field of steps (``step_field``) that ``dtype`` would round: a
+    boundary of 100000037 stored as 100000040 in float32 moves the step it names, as
+    an int field (``transition_steps``) would.  JAX arrays are data, taken as given."""
+    if any(isinstance(x, jax.Array) for x in jax.tree.leaves(values)):
+        return
+    try:
+        steps = np.asarray(values, np.float64)
+    except (TypeError, ValueError, OverflowError):  # not numbers: the cast says what
+        return
+    for i, step in enumerate(steps.ravel()):
+        shown = int(step) if np.isfinite(step) and step == np.floor(step) else float(step)
+        where = f"{name}[{i}]" if steps.ndim else name
+        check_stored(call, where, shown, dtype, integer=True)
 
 
 @dataclass_transform(frozen_default=True)
@@ -211,6 +247,27 @@ def steps_since(count: Any, start: Any) -> jax.Array:
     return jnp.where(whole(as_float(start)), exact, t)
 
 
+def steps_left(count: Any, length: Any, start: Any) -> jax.Array:
+    """``T − t`` with ``t = clip(count − start, 0, T)`` (``T = length``), as a float.
+
+    For an integer count and whole ``length`` and ``start`` it is formed in
+    integers, so a ramp's last steps keep their digits however long it is (from a
+    float32 count, ``T − t`` two steps before the end of ``2^31 − 1`` steps came out
+    0); the float difference's derivatives with respect to the fields are kept.
+    """
+    steps = as_float(length)
+    rest = steps - jnp.minimum(steps_since(count, start), steps)
+    if not is_integer(count):
+        return rest
+    count = count_array(count)
+    up, above = ceil_to(length, count.dtype)
+    up = jnp.maximum(up, 0)
+    # both in [0, int max]: no overflow
+    left = up - jnp.minimum(count_shift(count, start), up)
+    exact = as_count(left) + (rest - jax.lax.stop_gradient(rest))
+    return jnp.where(whole(steps) & whole(as_float(start)) & ~above, exact, rest)
+
+
 def whole(value: jax.Array) -> jax.Array:
     """Where a float field holds a whole number."""
     return jnp.ceil(value) == value
@@ -360,8 +417,8 @@ def is_number(value: Any) -> bool:
 
 
 def half_cosine(rest: jax.Array, length: jax.Array) -> jax.Array:
-    """``½(1 + cos(π t/T))`` for ``rest = T − t`` (formed exactly by the caller), as
-    ``sin²(π rest/(2T))``.
+    """``½(1 + cos(π t/T))`` for ``rest = T − t`` as ``sin²(π rest/(2T))``; the caller
+    forms ``rest``, exactly where it can (docs/schedules.md).
 
     Near the end ``1 + cos`` cancels: its float32 error of ~6e-8 is 21% of the
     value at step 9,999 of 10,000 (torch's doubles and this form: 1e-7).

@@ -92,6 +92,8 @@ class Join(Schedule):
     this one); ``boundaries`` is a 1-D array.
     """
 
+    _steps = ("boundaries",)
+
     schedules: tuple
     boundaries: Any
 

@@ -30,6 +30,7 @@ from gradtx.schedules._common import lerp
 from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import safe_pow
 from gradtx.schedules._common import schedule_class
+from gradtx.schedules._common import steps_left
 from gradtx.schedules._common import steps_since
 from gradtx.schedules._common import whole
 
@@ -59,6 +60,8 @@ def constant(value: float) -> Constant:
 @schedule_class
 class PiecewiseConstant(Schedule):
     """``η_k = init_value · Π_{i: k ≥ boundaries[i]} scales[i]``."""
+
+    _steps = ("boundaries",)
 
     init_value: Any
     boundaries: Any  # 1-D array
@@ -259,12 +262,13 @@ def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
 
 
 def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
+    rest = steps_left(count, steps, begin)
     steps = as_float(steps)
     t = jnp.minimum(steps_since(count, begin), steps)
     # (T - t)/T and not 1 - t/T: XLA may turn t/T into t·(1/T), an ulp off 1 at t = T,
     # and a small power makes that ulp a large value (0.1 → 0.025 of init in float64);
     # T - t is 0 exactly there.  The clamp keeps a fractional power's base nonnegative.
-    frac = jnp.maximum(safe_div(steps - t, steps), 0.0)
+    frac = jnp.maximum(safe_div(rest, steps), 0.0)
     init, end, power = as_float(init), as_float(end), as_float(power)
     # A straight line from the end of smaller magnitude (lerp; T = 0, an array field:
     # the end); other powers as written.

@@ -17,6 +17,7 @@ from gradtx._factory import current_call
 from gradtx._factory import factory
 from gradtx._specs import STEP
 from gradtx._specs import DType
+from gradtx.schedules._common import count_shift
 
 
 class PolyakAverageState(NamedTuple):
@@ -68,8 +69,15 @@ def polyak_average(t0: float = 1e6, *, dtype: DTypeLike | None = None) -> Gradie
         if params is None:
             raise ValueError(f"{call}: update needs params (the average is of params + updates)")
         start = jnp.asarray(t0)
-        k = step_count(extra, call).astype(start.dtype)
-        mu = 1 / jnp.maximum(jnp.ones_like(k), k - start)
+        count = step_count(extra, call)
+        # k - t0 as (k - ceil t0) in integers plus (ceil t0 - t0), both exact: from a
+        # float32 k past 2^24 (a multiple of 2 or more there) the weights from t0 = 2^25
+        # were 1, 1/4, 1/4, 1/4 instead of 1/2, 1/3, 1/4, 1/5.  Below 1 (k <= t0) either
+        # way, so the weight is 1 there.  A t0 below 0 (a JAX array, unchecked) is taken
+        # as a float.
+        past = count_shift(count, start).astype(start.dtype) + (jnp.ceil(start) - start)
+        late = jnp.where(start < 0, count.astype(start.dtype) - start, past)
+        mu = 1 / jnp.maximum(jnp.ones_like(late), late)
 
         def one(ax, p, u):
             u = as_returned(u, p)  # the params the user will hold: a 16-bit update rounded

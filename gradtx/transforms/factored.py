@@ -21,6 +21,8 @@ from gradtx._specs import DType
 from gradtx._specs import Flag
 from gradtx._specs import Hyper
 from gradtx._specs import Int
+from gradtx.schedules._common import as_float
+from gradtx.schedules._common import steps_since
 
 
 class ScaleByFactoredRmsState(NamedTuple):
@@ -192,10 +194,18 @@ def scale_by_factored_rms(
         if factored:
             _tree.check_per_leaf(call, "gradtx.scale_by_factored_rms(factored=True)")
         rate = jnp.asarray(decay_rate)
-        t = step_count(extra, call).astype(rate.dtype) + 1
-        if decay_offset is not None:
-            # held at 1 until the count passes the offset, where optax's 0^(-rate) is a NaN step
-            t = jnp.maximum(t - jnp.asarray(decay_offset).astype(rate.dtype), 1)
+        count = step_count(extra, call)
+        if decay_offset is None:
+            t = count.astype(rate.dtype) + 1
+        else:
+            # Held at 1 until the count passes the offset, where optax's 0^(-rate) is a NaN
+            # step.  count - offset is taken in integers (steps_since), as optax takes it in
+            # int32: a float32 count past 2^24 is a multiple of 2 or more, so the shifted
+            # steps 2, 3, ... rounded to their neighbours (updates 11x off optax's).  A
+            # negative offset only adds to a count that is large already.
+            offset = jnp.asarray(decay_offset)
+            since = steps_since(count, jnp.maximum(offset, 0)) + as_float(jnp.maximum(-offset, 0))
+            t = since.astype(rate.dtype) + 1
         # The EMA as v + w (g² - v), w = 1 - β_t = t^(-rate) (torch's lerp): w keeps its
         # digits as t grows (1 - β_t formed after rounding β_t loses them: 5% at t = 1e8
         # in float32), and v rests at g² exactly (β_t v + w g² with β_t rounded apart

@@ -2,6 +2,7 @@
 torch, numbers in state (get/set without retracing, vmap sweeps), nesting,
 plain callables and eager argument checks."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -480,3 +481,36 @@ def test_replacing_a_groups_schedule_by_a_number_names_its_fields_under_the_grou
                        r"\(a/learning_rate.init_value, "):  # fmt: skip
         gradtx.set_hyperparams(state, {"a/learning_rate": 0.2})
     gradtx.set_hyperparams(state, {"a/learning_rate.init_value": 0.2})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("learning_rate.boundaries", [10**8 + 37], r"learning_rate.boundaries\[0\]"),
+        ("learning_rate.boundaries", np.asarray([10**8 + 37.0]), r"learning_rate.boundaries\[0\]"),
+        (
+            "learning_rate",
+            S.piecewise_constant(1.0, {10**8 + 37: 0.1}),
+            r"learning_rate.boundaries\[0\]",
+        ),
+    ],
+)
+def test_set_hyperparams_refuses_a_boundary_float32_would_round(key, value, shown):
+    """As at construction: 10^8 + 37 was stored as 100000040 and moved the step."""
+    opt = gradtx.sgd(S.piecewise_constant(1.0, {10: 0.1}))
+    state = opt.init({"w": jnp.zeros(1)})
+    with pytest.raises(
+        ValueError,
+        match=rf"^gradtx.set_hyperparams\({shown}=100000037\): {shown} is stored in "
+        r"float32, which rounds it to 100000040",
+    ):
+        gradtx.set_hyperparams(state, {key: value})
+    new = gradtx.set_hyperparams(state, {"learning_rate.boundaries": [10**8 + 40]})
+    chex.assert_trees_all_equal(
+        gradtx.get_hyperparams(new)["learning_rate.boundaries"], jnp.asarray([1.0000004e8])
+    )
+    joined = gradtx.sgd(S.join([S.constant(1.0), S.piecewise_constant(1.0, {3: 0.5})], [5]))
+    with pytest.raises(ValueError, match=r"schedules.1.boundaries\[0\]=100000037\): "):
+        gradtx.set_hyperparams(
+            joined.init({"w": jnp.zeros(1)}), {"learning_rate.schedules.1.boundaries": [10**8 + 37]}
+        )

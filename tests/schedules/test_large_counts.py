@@ -326,3 +326,96 @@ def test_a_whole_period_float32_would_round_is_refused_when_stored():
     # a Python int field taken as a float slipped past this check (the restarts moved)
     with pytest.raises(ValueError, match=r"first_period is stored in float32, which rounds it"):
         gradtx.sgd(S.sgdr(0.1, first_period=2**24 + 1))
+
+
+T_LONG = 2**31 - 128  # a float32 holds it: state keeps it
+
+
+@pytest.mark.parametrize(
+    ("schedule", "exact", "counts"),
+    [
+        (
+            S.linear(1.0, 0.0, T_LONG),
+            lambda k: (T_LONG - min(k, T_LONG)) / T_LONG,
+            [T_LONG - 3, T_LONG - 2, T_LONG - 1, 2**30 + 50],
+        ),
+        (
+            S.linear(0.5, 0.0, 2**30, transition_begin=2**25 + 4),
+            lambda k: 0.5 * (2**30 - (k - 2**25 - 4)) / 2**30,
+            [2**30 + 2**25 + d for d in (-40, -1, 0, 1, 2, 3)],
+        ),
+        (
+            S.polynomial(1.0, 0.0, 0.5, 2**30),
+            lambda k: ((2**30 - k) / 2**30) ** 0.5,
+            [2**30 - 1000, 2**30 - 100, 2**30 - 40, 2**30 - 1],
+        ),
+        (
+            S.polynomial(2.0, 0.0, 2.0, 2**30, transition_begin=5),
+            lambda k: 2.0 * ((2**30 + 5 - k) / 2**30) ** 2,
+            [2**30 + d for d in (-40, 0, 3, 4)],
+        ),
+    ],
+)
+def test_a_long_ramps_last_steps_keep_their_relative_precision(schedule, exact, counts):
+    """T - t is formed on the integer count: from the float32 count (a multiple of 128
+    near 2^31) linear(1, 0, T) two steps from its end gave 0 and a square root's base
+    40 steps from its end was 1.3x off.  Eager, jitted, stored and in an optimizer."""
+    want = np.asarray([exact(k) for k in counts])
+    assert np.all(want > 0)
+    ks = jnp.asarray(counts, jnp.int32)
+    stored = _stored(schedule)
+    for got in (
+        [schedule(k) for k in ks],
+        [jax.jit(lambda s, k: s(k))(stored, k) for k in ks],
+        jax.vmap(stored)(ks),
+    ):
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-6, atol=0)
+    opt = gradtx.sgd(schedule)
+    params = {"w": jnp.ones(1)}
+    for k, w in zip(counts, want):
+        state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(k, jnp.int32))
+        lr = -jax.jit(opt.update)(params, state)[0]["w"][0]
+        np.testing.assert_allclose(float(lr), w, rtol=2e-6, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "exact"),
+    [
+        (
+            lambda b: S.piecewise_constant(1.0, {5: 0.5, b: 0.1}),
+            "boundaries[1]",
+            lambda k, b: 0.5 if k < b else 0.5 * 0.1,
+        ),
+        (
+            lambda b: S.join([S.constant(1.0), S.constant(0.1)], [b]),
+            "boundaries[0]",
+            lambda k, b: 1.0 if k < b else 0.1,
+        ),
+        (
+            # the second member restarts its count at step 4: its boundary b is step b + 4
+            lambda b: S.join([S.constant(1.0), S.piecewise_constant(1.0, {b: 0.1})], [4]),
+            "schedules[1].boundaries[0]",
+            lambda k, b: 1.0 if k < b + 4 else 0.1,
+        ),
+    ],
+)
+def test_a_boundary_float32_would_round_is_refused_when_stored(make, field, exact):
+    """A boundary is a float vector in state, as an int field is a float: 10^8 + 37
+    stored as 100000040 kept the rate until step 100000040, so it is refused as
+    transition_steps is.  One float32 holds is taken, and float64 holds both."""
+    shown = field.replace("[", r"\[").replace("]", r"\]")
+    with pytest.raises(
+        ValueError,
+        match=rf"^gradtx.sgd\(learning_rate.{shown}=100000037\): learning_rate.{shown} is "
+        r"stored in float32, which rounds it to 100000040 \(not every integer",
+    ):
+        gradtx.sgd(make(10**8 + 37))
+    b = 10**8 + 40
+    opt = gradtx.sgd(make(b))
+    params = {"w": jnp.ones(1)}
+    for k in (b - 1, b, b + 3, b + 4):
+        state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(k, jnp.int32))
+        lr = -jax.jit(opt.update)(params, state)[0]["w"][0]
+        chex.assert_trees_all_equal(lr, jnp.float32(exact(k, b)))
+    with jax.enable_x64(True):
+        gradtx.sgd(make(10**8 + 37))

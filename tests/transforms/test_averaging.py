@@ -67,3 +67,20 @@ def test_a_t0_the_count_can_reach_keeps_its_whole_part_or_is_refused(x64):
             gradtx.set_hyperparams(state, t0=big)
     state = gradtx.polyak_average(t0=big).init(jnp.zeros(2))
     assert float(optax.tree_utils.tree_get(state, "t0")) == big
+
+
+@pytest.mark.parametrize("t0", [2**25, 2**30, 2**24 + 2])
+def test_torch_weights_past_2_24_in_float32(t0):
+    """k - t0 is formed in integers: a float32 k past 2^24 is a multiple of 2 or more,
+    and from t0 = 2^25 the means 2.5, 3, 3.5 came out 3, 3.25, 3.6875."""
+    tx = gradtx.polyak_average(t0)
+    params = jnp.zeros(2)
+    state = optax.tree_utils.tree_set(tx.init(params), count=jnp.asarray(t0 - 1, jnp.int32))
+    ax = np.zeros(2)
+    for i in range(1, 9):
+        u = jnp.asarray([1.0, -3.0])
+        _, state = jax.jit(tx.update)(u, state, params)
+        params = params + u
+        mu = 1 / max(1, (t0 - 2 + i) - t0)  # torch's rule at the 0-based step k
+        ax = np.asarray(params, np.float64) if mu == 1 else ax + mu * (np.asarray(params) - ax)
+        np.testing.assert_allclose(optax.tree_utils.tree_get(state, "ax"), ax, rtol=1e-6)

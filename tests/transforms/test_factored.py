@@ -1,5 +1,6 @@
 """scale_by_factored_rms, clip_by_block_rms and scale_by_param_rms (Adafactor's primitives)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +194,23 @@ def test_a_positive_decay_offset_on_a_fresh_count_takes_the_first_squares(x64):
         u2, _ = fresh.update(g, fresh.init(params), params)
         np.testing.assert_allclose(u1, u2, rtol=1e-14)
         assert np.isfinite(np.asarray(u1)).all()
+
+
+@pytest.mark.parametrize("count", [2**25, 2**25 + 1, 2**24 + 1])
+def test_decay_offset_past_2_24_matches_optax_in_float32(count):
+    """count + 1 - decay_offset is formed in integers, as optax forms it in int32: from
+    a float32 count past 2^24 (a multiple of 2 there) t - offset = 2 became 1 or 3, and
+    the updates were 11x off optax's at the next step."""
+    offset = count - (count % 2**24)  # 2^25 or 2^24: the shifted step starts near 1
+    rng = np.random.default_rng(1)
+    params = {"w": jnp.asarray(rng.normal(size=4), jnp.float32)}
+    grads = [{"w": jnp.asarray(rng.normal(size=4), jnp.float32)} for _ in range(4)]
+    kw = dict(decay_offset=offset, multiply_by_parameter_scale=False)
+    ours = gradtx.adafactor(0.1, convention="optax", eps=(1e-15, 1e-3), **kw)
+    theirs = optax.adafactor(0.1, eps=1e-30, **kw)
+    s = optax.tree_utils.tree_set(ours.init(params), count=jnp.asarray(count, jnp.int32))
+    r = optax.tree_utils.tree_set(theirs.init(params), count=jnp.asarray(count, jnp.int32))
+    for g in grads:
+        u, s = ours.update(g, s, params)
+        v, r = theirs.update(g, r, params)
+        chex.assert_trees_all_close(u, v, rtol=1e-6, atol=0)
