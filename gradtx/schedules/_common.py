@@ -4,6 +4,7 @@ every field to one float dtype before arithmetic."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import sys
 from collections.abc import Sequence
@@ -16,8 +17,8 @@ import numpy as np
 from typing_extensions import dataclass_transform
 
 from gradtx._base import float_dtype
+from gradtx._checks import INT32_MAX
 from gradtx._checks import check_hyperparam
-from gradtx._checks import check_stored
 from gradtx._tree import ints_as_floats
 
 _T = TypeVar("_T")
@@ -68,19 +69,30 @@ def step_field(schedule: Any, path: Sequence[Any]) -> bool:
 
 
 def check_stored_steps(call: str, name: str, values: Any, dtype: Any) -> None:
-    """Refuse a concrete field of steps (``step_field``) that ``dtype`` would round: a
-    boundary of 100000037 stored as 100000040 in float32 moves the step it names, as
-    an int field (``transition_steps``) would.  JAX arrays are data, taken as given."""
+    """Refuse a concrete field of steps (``step_field``) that ``dtype`` would move to
+    another step: a schedule changes at the first count ``>= boundary``, so a boundary
+    of 100000037 stored as 100000040 in float32 changes it 3 steps late (a fractional
+    2.3, stored as 2.2999999523, still names step 3).  Beyond the count's reach
+    (2**31 - 1) rounding is moot.  JAX arrays are data, taken as given."""
     if any(isinstance(x, jax.Array) for x in jax.tree.leaves(values)):
         return
     try:
         steps = np.asarray(values, np.float64)
     except (TypeError, ValueError, OverflowError):  # not numbers: the cast says what
         return
+    dtype = jnp.dtype(dtype)
     for i, step in enumerate(steps.ravel()):
-        shown = int(step) if np.isfinite(step) and step == np.floor(step) else float(step)
-        where = f"{name}[{i}]" if steps.ndim else name
-        check_stored(call, where, shown, dtype, integer=True)
+        stored = float(np.asarray(step, dtype))
+        if not (np.isfinite(step) and np.isfinite(stored) and step <= INT32_MAX):
+            continue  # an overflow is its own error; inf, nan and the unreachable are moot
+        if math.ceil(stored) != math.ceil(step):
+            where = f"{name}[{i}]" if steps.ndim else name
+            shown = int(step) if step == math.floor(step) else float(step)
+            raise ValueError(
+                f"{call}({where}={shown}): {where} is stored in {dtype}, which rounds it to "
+                f"{stored:.10g}, so the schedule would change at step {math.ceil(stored)}, "
+                f"not {math.ceil(step)} (jax_enable_x64 stores float64)"
+            )
 
 
 @dataclass_transform(frozen_default=True)

@@ -514,3 +514,10 @@ def test_set_hyperparams_refuses_a_boundary_float32_would_round(key, value, show
         gradtx.set_hyperparams(
             joined.init({"w": jnp.zeros(1)}), {"learning_rate.schedules.1.boundaries": [10**8 + 37]}
         )
+    # Taken: a fraction float32 rounds within its step (2.3 stored as 2.2999999523 still
+    # changes the rate at step 3), and a boundary the int32 count never reaches.
+    for taken in (2.3, 1e12):
+        new = gradtx.set_hyperparams(state, {"learning_rate.boundaries": [taken]})
+        chex.assert_trees_all_equal(
+            gradtx.get_hyperparams(new)["learning_rate.boundaries"], jnp.asarray([taken])
+        )

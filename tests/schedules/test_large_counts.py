@@ -407,7 +407,8 @@ def test_a_boundary_float32_would_round_is_refused_when_stored(make, field, exac
     with pytest.raises(
         ValueError,
         match=rf"^gradtx.sgd\(learning_rate.{shown}=100000037\): learning_rate.{shown} is "
-        r"stored in float32, which rounds it to 100000040 \(not every integer",
+        r"stored in float32, which rounds it to 100000040, so the schedule would change at "
+        r"step 100000040, not 100000037",
     ):
         gradtx.sgd(make(10**8 + 37))
     b = 10**8 + 40
