@@ -359,16 +359,19 @@ class LRRangeTest:
 
 def _per_step_list(batches: Any) -> bool:
     """A list of per-step batches, whose leaves would otherwise be indexed along the
-    batch axis: a list of containers of one structure (one batch, or a smaller last
-    batch, included), or of two or more arrays of one shape."""
+    batch axis: a list of one container, or of two or more pytrees of one structure
+    whose leaves either match (shapes and all) or differ in leading length (a smaller
+    last batch, which stacked arrays never have)."""
     if not isinstance(batches, list) or not batches:
         return False
     structures = {jax.tree.structure(b) for b in batches}
     if len(structures) != 1:
         return False
-    if not jax.tree_util.treedef_is_leaf(structures.pop()):
-        return True
-    return len(batches) >= 2 and len({jnp.shape(b) for b in batches}) == 1
+    if len(batches) == 1:
+        return not jax.tree_util.treedef_is_leaf(structures.pop())
+    shapes = {tuple(jnp.shape(x) for x in jax.tree.leaves(b)) for b in batches}
+    lengths = {jnp.shape(x)[:1] for x in jax.tree.leaves(batches)}
+    return len(shapes) == 1 or len(lengths) > 1
 
 
 def lr_range_test(
@@ -481,7 +484,8 @@ def lr_range_test(
         )
     if _per_step_list(batches):
         raise ValueError(
-            f"{CALL}: batches is a list of {len(batches)} pytrees of one structure, "
+            f"{CALL}: batches is a list of {len(batches)} pytree"
+            f"{'s' if len(batches) > 1 else ''} of one structure, "
             "which reads as one batch per step, not as arrays with a step axis; "
             "stack them (jax.tree.map(lambda *b: jnp.stack(b), *batches)), or pass "
             "stacked arrays in a tuple or dict (batches of unequal sizes cut to one first)"

@@ -269,11 +269,17 @@ def test_bad_batches_and_stacked_params_are_errors():
         gradtx.lr_range_test(sgd, lambda p, b: loss_fn(p, b[0][0]), params, per_step)
     # one batch, or a smaller last batch: the rows were read as steps
     step = lambda p, b: loss_fn(p, b[0][0])  # noqa: E731
-    with pytest.raises(ValueError, match="a list of 1 pytrees .* one batch per step"):
+    with pytest.raises(ValueError, match="a list of 1 pytree of .* one batch per step"):
         gradtx.lr_range_test(sgd, step, params, per_step[:1])
     ragged = per_step[:2] + [(jnp.zeros((2, 3)), jnp.zeros(2))]
     with pytest.raises(ValueError, match="a list of 3 pytrees .* one batch per step"):
         gradtx.lr_range_test(sgd, step, params, ragged)
+    # taken: a list of stacked pairs, one per source, every leaf 5 steps long
+    sources = [(jnp.zeros((5, 4, 3)), jnp.zeros((5, 4))), (jnp.zeros((5, 2, 3)), jnp.zeros((5, 2)))]
+    found = gradtx.lr_range_test(
+        sgd, lambda p, b: loss_fn(p, b[1][0][0]), params, sources, num_steps=5
+    )
+    assert found.steps == 5
     # these failed inside JAX or NumPy
     with pytest.raises(ValueError, match="batches have no steps"):
         gradtx.lr_range_test(sgd, loss_fn, params, jnp.zeros((0, 3)))
