@@ -120,6 +120,11 @@ def _current(t: Target, hs: HyperparamsState, name: str, ahead: int = 0) -> Any:
     return t.args.get(name)  # a bound JAX array, or None
 
 
+def _after(count: int) -> int:
+    """The step after ``count``: the same at the int32 maximum, where the count saturates."""
+    return min(count + 1, _checks.INT32_MAX)
+
+
 def _atol(have: Any, want: Any, group: Mapping[str, Any], name: str) -> float:
     """How far a schedule's value may be from torch's, absolutely: a few roundings of
     the schedule's dtype at the scale of its values (a float32 cosine near its end
@@ -182,7 +187,10 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
             # torch's value for the step after next (ASGD's lr): the next step's is the
             # hook's to check, but at step 0, where torch's first step uses this value too
             late = t.entry.late.get(name)
-            for at in ([0, 1] if count == 0 else [count + 1]) if late else [count]:
+            steps = [count]
+            if late:
+                steps = [0, 1] if count == 0 else [_after(count)]
+            for at in steps:
                 have = _current(t, hs, name, at - count)
                 if np.allclose(
                     numpy_of(have), want, rtol=RTOL, atol=_atol(have, want, group, name)
@@ -577,7 +585,10 @@ def from_torch_state_dict(
     treedef = cast(Any, treedef)
     leaves = [x if isinstance(x, jax.Array) else jnp.asarray(numpy_of(x)) for x in leaves]
     if any(jnp.iscomplexobj(x) for x in leaves):
-        raise TypeError(f"{PARAMS}: complex params are not supported (torch splits them in two)")
+        raise TypeError(
+            f"{PARAMS}: complex params are not supported (torch's adaptive optimizers keep "
+            "their statistics per real and imaginary part, gradtx's per element)"
+        )
     tree = treedef.unflatten(leaves)
     group, states, index = _group_and_states(t, state_dict, tree)
     group = with_later_keys(t, group)
@@ -683,7 +694,8 @@ def to_torch_state_dict(
         # torch's adaptive optimizers keep a statistic per real and imaginary part, where
         # gradtx keeps one per element: torch loaded such a state and failed at its step
         raise TypeError(
-            f"{TO}(params=...): complex params are not supported (torch splits them in two)"
+            f"{TO}(params=...): complex params are not supported (torch's adaptive optimizers keep "
+            "their statistics per real and imaginary part, gradtx's per element)"
         )
     expected = _checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
     if not _checks.same_layout(state, expected):
@@ -697,7 +709,7 @@ def to_torch_state_dict(
     values = {}
     for name in (n for c in t.entry.hyperparams.values() for n in c.names):
         late = t.entry.late.get(name)
-        have = _current(t, hs, name, 1 if late else 0)
+        have = _current(t, hs, name, _after(count) - count if late else 0)
         if late and count == 0 and have is not None:
             first = numpy_of(_current(t, hs, name))
             if not np.array_equal(first, numpy_of(have)):

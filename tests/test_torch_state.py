@@ -1263,13 +1263,15 @@ def test_a_learning_rate_torch_keeps_as_a_one_element_tensor_continues():
 
 def test_complex_params_are_refused_both_ways():
     # to_torch_state_dict took them: torch loaded Adam's real |g|² where it keeps one
-    # square per real and imaginary part, and its next step raised
+    # square per real and imaginary part, and its next step raised.  SGD's and Rprop's
+    # states would carry over, but one rule holds for every optimizer, both ways.
     params = {"w": jnp.asarray([1.0 + 2.0j, -0.5j])}
     for opt in [gradtx.adam(0.1), gradtx.sgd(0.1, 0.9), gradtx.rprop(0.1)]:
         with pytest.raises(
             TypeError,
             match=r"^gradtx\.to_torch_state_dict\(params=\.\.\.\): complex params are not "
-            r"supported \(torch splits them in two\)$",
+            r"supported \(torch's adaptive optimizers keep their statistics per real and imaginary "
+            r"part, gradtx's per element\)$",
         ):
             gradtx.to_torch_state_dict(opt, opt.init(params), params)
     tensor = torch.tensor(np.asarray(params["w"]), requires_grad=True)
@@ -1279,7 +1281,8 @@ def test_complex_params_are_refused_both_ways():
     with pytest.raises(
         TypeError,
         match=r"^gradtx\.from_torch_state_dict\(params=\.\.\.\): complex params are not "
-        r"supported \(torch splits them in two\)$",
+        r"supported \(torch's adaptive optimizers keep their statistics per real and imaginary "
+        r"part, gradtx's per element\)$",
     ):
         gradtx.from_torch_state_dict(gradtx.adam(0.1), params, torch_opt.state_dict())
 
@@ -1366,3 +1369,13 @@ def test_an_asgd_schedule_not_read_one_step_late_is_refused_for_what_it_is(x64):
         r"0\.05 at step 0 and 0\.0349+6 at step 1, which torch takes from one lr",
     ):
         gradtx.to_torch_state_dict(tx, tx.init(params), params)
+
+
+def test_asgd_at_a_saturated_count_writes_the_rate_it_will_keep():
+    # count + 1 wrapped to -2**31 in int32, where the schedule gave its first rate
+    params = {"w": jnp.ones(2)}
+    opt = gradtx.asgd(gradtx.schedules.piecewise_constant(0.05, {10: 0.5}))
+    for count in (2**31 - 2, 2**31 - 1):
+        state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(count, jnp.int32))
+        state_dict = gradtx.to_torch_state_dict(opt, state, params)
+        assert state_dict["param_groups"][0]["lr"] == pytest.approx(0.025, rel=1e-7)
