@@ -101,11 +101,24 @@ def _pack(call: str, tree: Any, layout: _Layout) -> dict[str, jax.Array]:
         if "_leaf" in name:  # a leaf with its own buffer (big, or of a shared shape)
             flat[name] = leaves[idx[0]]
             continue
-        # Whole (off explicit mesh axes): a leaf split off its first axis cannot be
-        # raveled, and leaves of different shardings cannot be concatenated.
-        parts = [jnp.ravel(_tree.replicated(leaves[i])) for i in idx]
+        parts = _ravelled([leaves[i] for i in idx])
         flat[name] = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     return flat
+
+
+def _ravelled(leaves: list[jax.Array]) -> list[jax.Array]:
+    """The leaves of one shared buffer, each as a vector.  On an explicit mesh, leaves
+    split along their first axis alike ravel and concatenate as they are (the buffer
+    stays split); otherwise they are gathered whole first: a leaf split past its first
+    axis cannot be raveled, nor leaves of different shardings concatenated."""
+    firsts, split_later = set(), False
+    for leaf in leaves:
+        sharding = _tree.explicit_sharding(leaf)
+        spec = () if sharding is None else tuple(sharding.spec)
+        firsts.add(spec[0] if spec else None)
+        split_later = split_later or any(axis is not None for axis in spec[1:])
+    whole = split_later or len(firsts) > 1
+    return [jnp.ravel(_tree.replicated(x) if whole else x) for x in leaves]
 
 
 def _unpack(flat: dict[str, jax.Array], layout: _Layout, like: Any) -> Any:
@@ -172,11 +185,12 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     (the loss as a function of the params, which ``gradtx.lbfgs`` and optax's
     line searches evaluate) is wrapped to receive the params' tree, not the
     buffers, and its data keywords.  The flat buffers do not keep the params'
-    shardings: on an explicit mesh (``AxisType.Explicit``) the leaves that share a
-    buffer are gathered whole into it (replicated) and the updates go back on each
-    leaf's sharding; leaves with a buffer of their own keep theirs.  Sharded params
-    work, but every device then holds the shared buffers' whole state: it is meant
-    for replicated or single-device params.
+    shardings in general: on an explicit mesh (``AxisType.Explicit``) leaves that
+    share a buffer and are all split along their first axis alike keep that split
+    in it; other shared leaves are gathered whole into it (replicated), and the
+    updates go back on each leaf's sharding.  Leaves with a buffer of their own keep
+    theirs.  Sharded params work, but every device may then hold a shared buffer's
+    whole state: it is meant for replicated or single-device params.
 
     Args:
       tx: any gradient transformation whose math is elementwise (or reduces

@@ -152,6 +152,18 @@ def explicit_transforms():
                 same_sharding(u, p)
             same_sharding(got[1], p)
             print(f"OK explicit flatten {size}", flush=True)
+    # every leaf split along its first axis alike: the buffer and its state stay split
+    # (gathering them whole cost every device the whole state)
+    rows = {"w1": P("data", None), "b1": P("data"), "w2": P("data", None)}
+    opt = gradtx.flatten(gradtx.adam(0.1))
+    want = steps(opt, params, grads)
+    with jax.set_mesh(mesh):
+        p = put(params, rows)
+        got = steps(opt, p, [put(t, rows) for t in grads])
+        assert_close(got, want)
+        moments = [x for x in jax.tree.leaves(got[2]) if x.ndim == 1 and x.size > 8]
+        assert moments and all(x.sharding.spec == P("data") for x in moments), moments
+        print("OK explicit flatten split rows", flush=True)
     # outside jax.set_mesh, with arrays on an explicit mesh all the same: the gather
     # named no mesh (a bare PartitionSpec), which only the context supplies
     opt = gradtx.flatten(gradtx.adam(0.1), max_leaf_size=100)

@@ -49,6 +49,13 @@ def test_transforms_that_reshape_or_contract_on_an_explicit_mesh():
     now each equals its unsharded run (float64, rel 1e-12) and returns updates on the
     params' shardings."""
     lines = _worker("explicit-transforms").stdout.splitlines()
-    for check in ("flatten 65536", "flatten 100", "flatten outside set_mesh", "dpsgd", "galore"):
+    for check in (
+        "flatten 65536",
+        "flatten 100",
+        "flatten split rows",
+        "flatten outside set_mesh",
+        "dpsgd",
+        "galore",
+    ):
         assert f"OK explicit {check}" in lines, lines
     assert lines[-1] == "ALL OK"
