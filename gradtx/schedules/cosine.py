@@ -25,6 +25,7 @@ from gradtx.schedules._common import periods
 from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import safe_pow
 from gradtx.schedules._common import schedule_class
+from gradtx.schedules._common import steps_left
 from gradtx.schedules._common import steps_since
 from gradtx.schedules._common import whole
 
@@ -46,11 +47,10 @@ class CosineDecay(Schedule):
 
     def __call__(self, count):
         init, steps, alpha, exponent, cycle = self._floats()
-        t = as_count(count)
         # past the end the cosine repeats every 2T: reduced first (on the integer
-        # count), so it keeps its digits
-        t = jnp.where(cycle != 0, count_periods(count, 2 * steps)[1], jnp.minimum(t, steps))
-        cosine = half_cosine(steps - t, steps)
+        # count), so it keeps its digits; before it T - t is formed on the count too
+        cycled = steps - count_periods(count, 2 * steps)[1]
+        cosine = half_cosine(jnp.where(cycle != 0, cycled, steps_left(count, steps, 0)), steps)
         return init * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
 
 
@@ -134,8 +134,8 @@ class WarmupCosineDecay(Schedule):
             exact = count_periods(count_shift(count, warmup), 2 * length)[1]
             exact = exact + (s - jax.lax.stop_gradient(s))
             cycled = jnp.where(whole(warmup), exact, cycled)
-        s = jnp.where(cycle != 0, cycled, jnp.minimum(s, length))
-        cosine = half_cosine(length - s, length)
+        rest = jnp.where(cycle != 0, length - cycled, steps_left(count, length, warmup))
+        cosine = half_cosine(rest, length)
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
         decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)
         return jnp.where(count_ge(count, warmup), decayed, warm)

@@ -6,6 +6,8 @@ boundaries are computed on the integer count, so eager, jitted and optimizer
 values equal an exact reference (Python integers and float64) far beyond it.
 """
 
+import math
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -354,12 +356,23 @@ T_LONG = 2**31 - 128  # a float32 holds it: state keeps it
             lambda k: 2.0 * ((2**30 + 5 - k) / 2**30) ** 2,
             [2**30 + d for d in (-40, 0, 3, 4)],
         ),
+        (
+            S.cosine_decay(1.0, 2**30),
+            lambda k: math.sin(math.pi * (2**30 - k) / 2**31) ** 2,
+            [2**30 - 40, 2**30 - 20, 2**30 - 1],
+        ),
+        (
+            S.warmup_cosine_decay(0.0, 1.0, 2**25, 2**30 + 2**25),
+            lambda k: math.sin(math.pi * (2**30 + 2**25 - k) / 2**31) ** 2,
+            [2**30 + 2**25 + d for d in (-40, -20, -1)],
+        ),
     ],
 )
 def test_a_long_ramps_last_steps_keep_their_relative_precision(schedule, exact, counts):
     """T - t is formed on the integer count: from the float32 count (a multiple of 128
-    near 2^31) linear(1, 0, T) two steps from its end gave 0 and a square root's base
-    40 steps from its end was 1.3x off.  Eager, jitted, stored and in an optimizer."""
+    near 2^31) linear(1, 0, T) two steps from its end gave 0, a square root's base 40
+    steps from its end was 1.3x off, and a cosine was 0 from 20 steps before its end.
+    Eager, jitted, stored and in an optimizer."""
     want = np.asarray([exact(k) for k in counts])
     assert np.all(want > 0)
     ks = jnp.asarray(counts, jnp.int32)
