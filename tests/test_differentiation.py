@@ -294,3 +294,47 @@ def test_eps_0_reverse_mode_equals_forward_mode(x64, make):
     reverse, forward = jax.grad(after)(w0), jax.jacfwd(after)(w0)
     assert np.isfinite(np.asarray(reverse)).all(), reverse
     np.testing.assert_allclose(reverse, forward, rtol=1e-10, atol=1e-14)
+
+
+def _central_difference(f, x, direction, h=1e-6):
+    return (f(x + h * direction) - f(x - h * direction)) / (2 * h)
+
+
+def test_sophias_clipped_first_step_with_eps_0_has_the_finite_difference_derivative(x64):
+    """With eps = 0 and no curvature yet, u/0 = ±inf is clipped to ±threshold, a locally
+    constant step; the inf tangent times the clip's 0 made grad and jvp NaN."""
+    x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0], [2.0, 0.3, 0.0]])
+
+    def loss(w):
+        return jnp.mean((jnp.tanh(x @ w) - jnp.array([1.0, 0.0, -1.0])) ** 2)
+
+    def after(w):
+        opt = gradtx.sophia(0.01, eps=0.0)
+        state = opt.init(w)
+        for _ in range(4):
+            u, state = opt.update(jax.grad(loss)(w), state, w, obj_fn=loss)
+            w = w + u
+        return loss(w)
+
+    w0, d = jnp.array([0.1, -0.2, 0.3]), jnp.array([0.6, -0.8, 0.5])
+    want = _central_difference(after, w0, d)
+    np.testing.assert_allclose(jax.grad(after)(w0) @ d, want, rtol=1e-7)
+    np.testing.assert_allclose(jax.jvp(after, (w0,), (d,))[1], want, rtol=1e-7)
+
+
+def test_lbfgs_first_scaling_of_a_zero_gradient_has_a_finite_tangent(x64):
+    """optax's rule scales the first step by min(1, 1/‖g‖): at g = 0 that is 1, but the
+    0/0 tangent of 1/‖g‖ made forward-mode derivatives (L-BFGS's only ones) NaN."""
+
+    def after(w):
+        opt = gradtx.chain(gradtx.scale_by_lbfgs(), gradtx.scale(-0.1))
+        state = opt.init(w)
+        for k in range(3):
+            g = jax.grad(lambda v: jnp.sum(jnp.sin(v) * v))(w) * float(k > 0)  # zero at first
+            u, state = opt.update(g, state, w)
+            w = w + u
+        return jnp.sum(w**2)
+
+    w0, d = jnp.array([0.3, -0.7]), jnp.array([1.0, 0.5])
+    want = _central_difference(after, w0, d)
+    np.testing.assert_allclose(jax.jvp(after, (w0,), (d,))[1], want, rtol=1e-7)

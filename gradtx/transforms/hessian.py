@@ -210,7 +210,13 @@ def scale_by_hessian_diagonal(
             wide = _tree.compute_dtype(u.dtype, h.dtype)
             h = jnp.real(h.astype(wide))
             floor = jnp.maximum(_tree.scalar_like(gamma, h) * h, _tree.scalar_like(eps, h))
-            return _tree.div0(u.astype(wide), floor.astype(wide)).astype(u.dtype)
+            num, floor = u.astype(wide), floor.astype(wide)
+            # u/0 (eps = 0, no curvature yet) is ±inf as IEEE gives it, and Sophia's clip
+            # makes it ±threshold; its derivative is that constant's, 0, where the inf
+            # tangent times the clip's 0 was NaN
+            scaled = num / jnp.where(floor > 0, floor, 1)
+            flat = jax.lax.stop_gradient(_tree.div0(num, floor))
+            return jnp.where(floor > 0, scaled, flat).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.hessian)
         given = {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}

@@ -134,7 +134,9 @@ def scale_by_lbfgs(
         if scale_init_precond:
             gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
             norm = _tree.safe_sqrt(_tree.sum_of_squares(updates, dtype))
-            gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / norm))
+            # 1/norm guarded inside too: a zero first gradient gave min(1, inf) = 1, but its
+            # 0/0 tangent reached forward-mode derivatives as NaN
+            gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / jnp.where(norm > 0, norm, 1)))
         else:
             gamma = jnp.ones([], dtype)
 
