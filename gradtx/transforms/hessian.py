@@ -40,7 +40,7 @@ def _is_one_key(x: Any) -> bool:
 
 
 class HutchinsonState(NamedTuple):
-    """``key``: the PRNG key of the next probe."""
+    """``key``: the PRNG key of the next probe, as raw key data."""
 
     key: jax.Array
 
@@ -84,9 +84,14 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
             "(jax.random.PRNGKey(seed)) or None"
         )
 
+    # A typed key is stored as its raw data (as add_noise and dpsgd store theirs), which
+    # every checkpoint format can write (flax's to_bytes cannot write a key array).
+    typed = random_seed is not None and jnp.issubdtype(random_seed.dtype, jax.dtypes.prng_key)
+    impl = jax.random.key_impl(random_seed) if random_seed is not None and typed else None
+
     def init(params):
         key = jax.random.PRNGKey(0) if random_seed is None else random_seed
-        return HutchinsonState(jnp.array(key))
+        return HutchinsonState(jnp.array(jax.random.key_data(key) if typed else key))
 
     def update(updates, state, params=None, **extra):
         call = current_call("gradtx.hutchinson_hessian_diagonal")
@@ -97,7 +102,8 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
             "obj_fn=lambda p: loss(p, batch))",
         )  # fmt: skip
         _checks.loss_function(f"{call}.update", "obj_fn", obj_fn, params)
-        key, probe = jax.random.split(state.key)
+        key = jax.random.wrap_key_data(state.key, impl=impl) if typed else state.key
+        key, probe = jax.random.split(key)
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(probe, len(leaves))
         signs = [
@@ -108,6 +114,7 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
         ]
         signs = treedef.unflatten(signs)
         hvp = jax.jvp(jax.grad(obj_fn), (params,), (signs,))[1]
+        key = jax.random.key_data(key) if typed else key
         return jax.tree.map(jnp.multiply, hvp, signs), HutchinsonState(key)
 
     return GradientTransformation(init, update)
