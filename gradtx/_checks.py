@@ -25,7 +25,16 @@ INT32_MAX = int(np.iinfo(np.int32).max)
 
 def is_number(v: Any) -> bool:
     """A Python or NumPy real number (not a bool)."""
-    return isinstance(v, (numbers.Real, np.generic)) and not isinstance(v, (bool, np.bool_))
+    if isinstance(v, np.generic):  # np.str_ and np.datetime64 are np.generic too
+        return v.dtype.kind != "b" and is_numeric_dtype(v.dtype)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_numeric_dtype(dtype: Any) -> bool:
+    """A bool, integer, floating or complex dtype, ml_dtypes' (bfloat16, whose NumPy
+    kind is "V") included; not a string, date, duration or object dtype."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "biufc" or (dtype.kind == "V" and jnp.issubdtype(dtype, jnp.number))
 
 
 def is_concrete_number(v: Any) -> bool:
@@ -68,6 +77,10 @@ def check_hyperparam(
             given.kind == "c" and given.itemsize > 16
         ):
             raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {given}")
+        if not is_numeric_dtype(given):
+            # strings, dates and objects: JAX's own message would name neither call nor name
+            kind = {"U": "str", "S": "bytes"}.get(given.kind, given.name)
+            raise TypeError(f"{call}({name}={value!r}): {name} must be a real number, got {kind}")
         dtype = jnp.result_type(value)
         if jnp.ndim(value) != 0 or not (
             jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
@@ -283,9 +296,17 @@ def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
     hyperparameter is.  Its shape and dtype are known while tracing, so this holds
     under jit too (a vector learning rate was broadcast over the leaves' last axis)."""
     value = fn(count)
+    if isinstance(value, numbers.Rational) and not isinstance(value, (int, np.generic)):
+        # a Fraction, as the factories take it; JAX has no array of them
+        value = float(value)
     try:
         # a Python int beyond int32 raised, a NumPy int64 one was wrapped negative
         arr = jnp.asarray(_tree.ints_as_floats(value))
+    except OverflowError:  # a Python int beyond float's range
+        raise ValueError(
+            f"{call}({name}=<function>): it returned an int beyond float's range "
+            f"({len(str(abs(value)))} digits), not a finite number"
+        ) from None
     except (TypeError, ValueError):  # None is a ValueError
         arr = None
     if arr is None or not (
@@ -350,6 +371,12 @@ def check_dtype(call: str, name: str, value: Any) -> None:
         raise TypeError(f"{call}({name}={value!r}): {name} must be a dtype or None") from None
     if not jnp.issubdtype(dtype, jnp.inexact):
         raise ValueError(f"{call}({name}={dtype}): {name} must be a floating or complex dtype")
+    # longdouble and complex256 are NumPy dtypes with no JAX array to hold them
+    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
+        raise ValueError(
+            f"{call}({name}={dtype}): {name} must be a dtype JAX holds "
+            "(at most float64 or complex128)"
+        )
 
 
 def check_flag(call: str, name: str, value: Any, kind: type | tuple[type, ...]) -> None:

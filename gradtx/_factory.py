@@ -217,6 +217,27 @@ def run_body(
     return jax.tree.map(lambda o, u: o.astype(u.dtype), out, like), new_state
 
 
+# torch.optim's keywords that gradtx spells as optax does: (torch's, gradtx's, optimizers
+# it applies to; None: any optimizer taking gradtx's names)
+_TORCH_SPELLINGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...] = (
+    ("lr", ("learning_rate",), None),
+    ("betas", ("b1", "b2"), None),
+    ("alpha", ("decay",), ("rmsprop",)),  # torch's other alphas (ASGD's) mean other things
+)
+
+
+def _torch_spelling(fn: Callable[..., Any], given: Any) -> str:
+    """A hint for a torch.optim keyword among ``given`` that ``fn`` takes under optax's
+    name; whichever error binding raised (``lion(lr=1e-4)`` first misses learning_rate)."""
+    taken = inspect.signature(fn).parameters
+    for theirs, ours, only in _TORCH_SPELLINGS:
+        if theirs in given and theirs not in taken and (only is None or fn.__name__ in only):
+            if all(k in taken for k in ours):
+                shown = " and ".join(f"{k}=" for k in ours)
+                return f" (torch's {theirs}=; gradtx.{fn.__name__} takes {shown})"
+    return ""
+
+
 def _optax_spelling(name: str, err: TypeError) -> str:
     """A hint for a keyword that optax's function of the same name takes."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
@@ -580,7 +601,8 @@ def factory(
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as err:
-                raise TypeError(f"{call}: {err}{_optax_spelling(fn.__name__, err)}") from None
+                hint = _torch_spelling(fn, kwargs) or _optax_spelling(fn.__name__, err)
+                raise TypeError(f"{call}: {err}{hint}") from None
             bound.apply_defaults()
             arguments = dict(bound.arguments)
             outer = _BUILD.get()

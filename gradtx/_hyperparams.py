@@ -380,11 +380,14 @@ def _check_whole(key: str, new: Any, dtype: Any) -> None:
     would truncate 2.5 to 2 and wrap 2**40 to 0."""
     if isinstance(new, (bool, np.bool_)):
         return
-    number = np.asarray(new, np.float64)
-    if not np.all(np.isfinite(number) & (number == np.round(number))):
-        raise TypeError(f"gradtx.set_hyperparams({key}={new!r}): {key} must be an int")
     info = jnp.iinfo(dtype)
-    if not np.all((number >= info.min) & (number <= info.max)):
+    try:
+        number = np.asarray(new, np.float64)
+    except OverflowError:  # a Python int beyond float's range: whole, but out of range
+        number = None
+    if number is not None and not np.all(np.isfinite(number) & (number == np.round(number))):
+        raise TypeError(f"gradtx.set_hyperparams({key}={new!r}): {key} must be an int")
+    if number is None or not np.all((number >= info.min) & (number <= info.max)):
         raise ValueError(
             f"gradtx.set_hyperparams({key}={new!r}): {key} is stored in {jnp.dtype(dtype)}, "
             f"which holds [{info.min}, {info.max}]"
@@ -484,6 +487,12 @@ def set_hyperparams(
     if twice:
         raise TypeError(f"{call}: {twice[0]!r} is given both in values and as a keyword")
     changes = {**(dict(values) if values is not None else {}), **kwargs}
+    for key in changes:
+        if not isinstance(key, str):  # keys are matched as names and suffixes of names
+            raise TypeError(
+                f"{call}(values={{{key!r}: ...}}): a key must be a str naming a "
+                f"hyperparameter, got {type(key).__name__}"
+            )
     entries = _entries(state, call)
     if changes and _unreadable(state):
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")

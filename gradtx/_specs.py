@@ -187,9 +187,10 @@ class OptionalFlag(Option):
     """``None`` ("from the convention") or a bool."""
 
     def check(self, call, name, value):
-        if value is not None:
-            _checks.check_flag(call, name, value, bool)
-        return value
+        if value is None:
+            return None
+        _checks.check_flag(call, name, value, bool)
+        return bool(value)  # callers test ``is False``, which np.False_ is not
 
 
 class Mask(Option):

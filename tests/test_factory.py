@@ -6,6 +6,7 @@ error that did not say what went wrong).
 
 from __future__ import annotations
 
+import fractions
 import inspect
 import math
 
@@ -342,6 +343,9 @@ def test_a_bound_array_is_never_a_buffer_of_the_state(factory, name, others):
         (lambda c: 0.1j, TypeError, "returned complex64, not a real number"),
         (lambda c: "0.1", TypeError, "returned str, not a real number"),
         (lambda c: None, TypeError, "returned NoneType, not a real number"),
+        # float() raised OverflowError, naming neither the call nor the argument
+        (lambda c: 10**400, ValueError, r"returned an int beyond float's range \(401 digits\)"),
+        (lambda c: -(10**400), ValueError, r"returned an int beyond float's range \(401 digits\)"),
     ],
 )
 def test_a_plain_callable_must_return_one_real_number(fn, error, message):
@@ -356,6 +360,43 @@ def test_a_plain_callable_must_return_one_real_number(fn, error, message):
         jax.jit(lambda p, s: gradtx.sgd(fn).update(p, s, p))(params, state)
     with pytest.raises(error, match=r"^gradtx.adabound\(learning_rate=<function>\): it "):
         gradtx.adabound(fn)
+
+
+def test_a_plain_callable_may_return_a_fraction_as_a_number_given_may_be():
+    params = {"w": jnp.ones(2)}
+    grads = {"w": jnp.asarray([1.0, -2.0])}
+    # it was refused: "it returned Fraction, not a real number"
+    opt = gradtx.sgd(lambda c: fractions.Fraction(1, 10))
+    updates, _ = opt.update(grads, opt.init(params), params)
+    chex.assert_trees_all_equal(updates, {"w": jnp.asarray([-0.1, 0.2])})
+
+
+@pytest.mark.parametrize(
+    ("make", "hint"),
+    [
+        (lambda: gradtx.adam(lr=1e-3), r"adam: got an unexpected keyword argument 'lr' \(torch's "
+         r"lr=; gradtx\.adam takes learning_rate=\)$"),
+        (lambda: gradtx.adam(1e-3, betas=(0.9, 0.99)), r"adam: got an unexpected keyword "
+         r"argument 'betas' \(torch's betas=; gradtx\.adam takes b1= and b2=\)$"),
+        # binding reports the missing learning_rate first: the hint is still the point
+        (lambda: gradtx.lion(lr=1e-4), r"lion: missing a required argument: 'learning_rate' "
+         r"\(torch's lr=; gradtx\.lion takes learning_rate=\)$"),
+        (lambda: gradtx.lion(1e-4, betas=(0.9, 0.99)), r"lion: got an unexpected keyword "
+         r"argument 'betas' \(torch's betas=; gradtx\.lion takes b1= and b2=\)$"),
+        (lambda: gradtx.rmsprop(1e-3, alpha=0.9), r"rmsprop: got an unexpected keyword "
+         r"argument 'alpha' \(torch's alpha=; gradtx\.rmsprop takes decay=\)$"),
+    ],
+)  # fmt: skip
+def test_a_torch_keyword_points_to_gradtxs_spelling(make, hint):
+    with pytest.raises(TypeError, match=r"^gradtx\." + hint):
+        make()
+
+
+def test_a_torch_keyword_gradtx_takes_as_it_is_or_means_otherwise_gets_no_hint():
+    # prodigy takes betas itself; alpha is rmsprop's decay only in torch's RMSprop
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'alpha'$"):
+        gradtx.adam(1e-3, alpha=0.9)
+    assert gradtx.prodigy(betas=(0.9, 0.99)) is not None
 
 
 def test_an_optax_keyword_gradtx_does_not_take_points_to_the_spellings():

@@ -106,13 +106,14 @@ def test_set_hyperparams_refuses_what_construction_refuses():
 @pytest.mark.parametrize(
     ("make", "shown", "fraction"),
     [
-        (lambda v: gradtx.sgd(gradtx.schedules.constant(v)), r"learning_rate.value", (1, 10)),
+        # a schedule refuses it itself, as built (its fields are stored in float32)
+        (lambda v: gradtx.sgd(gradtx.schedules.constant(v)), "value", (1, 10)),
         (lambda v: gradtx.sgd(gradtx.schedules.piecewise_constant(0.1, {0: v})),
-         r"learning_rate.scales", (1, 2)),
-        (lambda v: gradtx.muon(ns_coefficients=(3.4445, -4.775, v)), "ns_coefficients",
+         "boundaries_and_scales", (1, 2)),
+        (lambda v: gradtx.muon(ns_coefficients=(3.4445, -4.775, v)), r"ns_coefficients\[2\]",
          (20315, 10000)),
         (lambda v: gradtx.adafactor(eps=(v, 1e-3)), r"eps\[0\]", (1, 10**30)),
-        (lambda v: gradtx.dog(init_step=("distance", v)), "init_step", (1, 10)),
+        (lambda v: gradtx.dog(init_step=("distance", v)), r"init_step\[1\]", (1, 10)),
         (lambda v: gradtx.scale_by_multipliers({"w": v}), r"multipliers\[w\]", (1, 10)),
     ],
 )  # fmt: skip
@@ -125,6 +126,15 @@ def test_numbers_inside_schedules_and_tuples_must_fit_where_they_are_stored(make
     params = {"w": jnp.ones((2, 3))}
     updates, _ = opt.update(params, opt.init(params), params)
     assert jnp.isfinite(updates["w"]).all()
+
+
+def test_a_schedule_built_under_x64_is_checked_again_by_the_factory_without_it():
+    with jax.enable_x64(True):
+        schedule = gradtx.schedules.constant(1e39)
+    with pytest.raises(
+        ValueError, match=r"\(learning_rate.value=1e\+39\): learning_rate.value overflows to inf"
+    ):
+        gradtx.sgd(schedule)
 
 
 def test_a_schedules_step_count_beyond_int32_is_refused():
@@ -245,3 +255,97 @@ def test_an_array_that_is_no_real_scalar_is_shown_with_its_shape(value, shown):
         rf"be a real scalar, got {shown}$",
     ):
         gradtx.scale_by_learning_rate(value)
+
+
+@pytest.mark.parametrize("flag", [np.True_, np.False_, True, False])
+def test_an_optional_flag_is_stored_as_a_python_bool(flag):
+    # a factory may test ``is False``, which np.False_ is not
+    taken = gradtx._specs.OptionalFlag().check("gradtx.f", "flag", flag)
+    assert type(taken) is bool
+    assert taken is bool(flag)
+    assert gradtx._specs.OptionalFlag().check("gradtx.f", "flag", None) is None
+
+
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda: gradtx.adam(1e-3, mu_dtype=np.longdouble), r"adam\(mu_dtype=float128\)"),
+        (lambda: gradtx.adam(1e-3, nu_dtype="complex256"), r"adam\(nu_dtype=complex256\)"),
+        (
+            lambda: gradtx.accumulate_gradients(gradtx.sgd(0.1), 2, dtype=np.longdouble),
+            r"accumulate_gradients\(dtype=float128\)",
+        ),
+    ],
+)
+def test_a_storage_dtype_jax_cannot_hold_is_refused_at_construction(make, shown):
+    # init failed inside JAX ("JAX only supports number, bool, and string dtypes")
+    with pytest.raises(
+        ValueError, match=rf"^gradtx\.{shown}: \w+ must be a dtype JAX holds \(at most float64"
+    ):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (np.str_("0.1"), "str"),
+        (np.bytes_(b"0.1"), "bytes"),
+        (np.datetime64("2020"), r"datetime64\[Y\]"),
+        (np.timedelta64(1), "timedelta64"),
+        (np.array(0.1, dtype=object), "object"),
+    ],
+)
+def test_a_numpy_value_that_is_no_number_gets_gradtxs_message(value, kind):
+    # JAX's own message ("data type '.1' not understood") named neither call nor argument
+    with pytest.raises(
+        TypeError,
+        match=rf"^gradtx\.adam\(learning_rate=.*\): learning_rate must be a real "
+        rf"number, got {kind}$",
+    ):
+        gradtx.adam(value)
+    state = gradtx.adam(1e-3).init({"w": jnp.ones(2)})
+    with pytest.raises(
+        TypeError, match=r"^gradtx\.set_hyperparams\(learning_rate=\.\.\.\): expected a number, got"
+    ):
+        gradtx.set_hyperparams(state, learning_rate=value)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda: gradtx.prodigy(betas=(0.9, 1.0)),
+            ValueError,
+            r"prodigy\(betas\[1\]=1\.0\): betas\[1\] must be in \[0, 1\)$",
+        ),
+        (
+            lambda: gradtx.dadapt_adamw(betas=(True, 0.9)),
+            TypeError,
+            r"dadapt_adamw\(betas\[0\]=True\): betas\[0\] must be a real number, got bool$",
+        ),
+        (
+            lambda: gradtx.prodigy(betas=(0.99999999, 0.9)),
+            ValueError,
+            r"prodigy\(betas\[0\]=0\.99999999\): betas\[0\] rounds to 1\.0 stored in float32",
+        ),
+        (
+            lambda: gradtx.muon(0.02, ns_coeffs=(3.0, float("nan"), 2.0)),
+            ValueError,
+            r"muon\(ns_coeffs\[1\]=nan\): ns_coeffs\[1\] must not be NaN$",
+        ),
+        (
+            lambda: gradtx.muon(0.02, ns_coeffs=((3.0, 1.0, 2.0), (3.0, 1.0, "2"))),
+            TypeError,
+            r"muon\(ns_coeffs\[1\]\[2\]='2'\): ns_coeffs\[1\]\[2\] must be a real number",
+        ),
+        (
+            lambda: gradtx.dog(init_step=("distance", -1.0)),
+            ValueError,
+            r"dog\(init_step\[1\]=-1\.0\): init_step\[1\] must be in \[0, inf\)$",
+        ),
+    ],
+)
+def test_a_bad_element_of_a_pair_or_triple_is_named_by_its_index(make, error, message):
+    # as adafactor's eps[1]: "betas=1.0" read as if the whole pair were 1.0
+    with pytest.raises(error, match=r"^gradtx\." + message):
+        make()

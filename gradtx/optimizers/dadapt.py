@@ -35,10 +35,11 @@ class Betas(Hyper):
             raise TypeError(f"{call}({name}={given!r}): {name} must be a pair (b1, b2)")
         if len(value) != 2:
             raise TypeError(f"{call}({name}={given!r}): {name} must be a pair (b1, b2)")
-        for v in value:
-            super().check(call, name, v)
+        for i, v in enumerate(value):
+            element = f"{name}[{i}]"  # which of the two is wrong
+            super().check(call, element, v)
             if _checks.is_concrete_number(v):
-                _checks.check_below_one(call, name, float(v), float_dtype(), "stored in")
+                _checks.check_below_one(call, element, float(v), float_dtype(), "stored in")
         return tuple(value)
 
 

@@ -33,7 +33,7 @@ class InitStep(Option):
             )
         tag, number = value
         _checks.check_choice(call, name, tag, INIT_STEPS)
-        return (tag, Hyper(low=0.0).check(call, name, number))
+        return (tag, Hyper(low=0.0).check(call, f"{name}[1]", number))
 
 
 @optimizer(

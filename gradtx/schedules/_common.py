@@ -19,6 +19,7 @@ from typing_extensions import dataclass_transform
 from gradtx._base import float_dtype
 from gradtx._checks import INT32_MAX
 from gradtx._checks import check_hyperparam
+from gradtx._checks import check_stored
 from gradtx._tree import ints_as_floats
 
 _T = TypeVar("_T")
@@ -378,7 +379,15 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
     except ValueError as err:
         if not isinstance(value, numbers.Integral):
             raise
-        raise ValueError(str(err).replace(f"={float(value)!r})", f"={value!r})", 1)) from None
+        try:
+            shown = float(value)
+        except OverflowError:  # an int beyond float's range: say where it overflows
+            check_stored(call, name, value, float_dtype(), integer=False)
+            raise
+        raise ValueError(str(err).replace(f"={shown!r})", f"={value!r})", 1)) from None
+    if is_number(value):
+        # the fields are stored in the default float dtype: 1e39 would be inf in float32
+        check_stored(call, name, value, float_dtype(), integer=False)
     if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
         return float(value)  # a Fraction: JAX takes floats
     return value

@@ -45,10 +45,11 @@ class NsCoefficients(Hyper):
             raise TypeError(f"{call}({name}={value!r}): {kind}")
         table = bool(value) and all(isinstance(row, (tuple, list)) for row in value)
         rows = []
-        for row in value if table else [value]:
+        for r, row in enumerate(value if table else [value]):
             if not isinstance(row, (tuple, list)) or len(row) != 3:
                 raise TypeError(f"{call}({name}={value!r}): {kind}")
-            rows.append(tuple(Hyper().check(call, name, x) for x in row))
+            at = f"{name}[{r}]" if table else name  # the element that is wrong is named
+            rows.append(tuple(Hyper().check(call, f"{at}[{i}]", x) for i, x in enumerate(row)))
         return tuple(rows) if table else rows[0]
 
 

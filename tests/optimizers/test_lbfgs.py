@@ -246,3 +246,26 @@ def test_bfloat16_trial_points_are_not_rounded_back_onto_the_params():
     np.testing.assert_allclose(wide, 0.3, rtol=1e-4)
     # the bfloat16 run ends at the bfloat16 number nearest the minimum (0.30078125)
     np.testing.assert_allclose(np.asarray(narrow, np.float32), 0.3, atol=2**-8)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_numpy_bool_scale_init_precond_is_taken_as_the_python_bool(flag):
+    # np.False_ is not False: the option was tested with ``is not False`` and so
+    # np.False_ scaled the first preconditioner as True does.
+    scales = jnp.array([1.0, 10.0, 100.0])
+
+    def loss(p):
+        return 0.5 * jnp.sum(scales * p["w"] ** 2)
+
+    def run(value):
+        opt = gradtx.lbfgs(0.5, convention="optax", scale_init_precond=value)
+        params = {"w": jnp.ones(3)}
+        state = opt.init(params)
+        for _ in range(3):
+            grads = jax.grad(loss)(params)
+            updates, state = opt.update(grads, state, params, value=loss(params), value_fn=loss)
+            params = gradtx.apply_updates(params, updates)
+        return params
+
+    chex.assert_trees_all_equal(run(np.bool_(flag)), run(flag))
+    assert not np.array_equal(run(np.bool_(flag))["w"], run(not flag)["w"])

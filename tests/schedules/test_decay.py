@@ -2,6 +2,7 @@
 inverse square root, polynomial, linear) against torch, optax and closed forms."""
 
 import math
+import re
 import warnings
 
 import jax
@@ -290,3 +291,42 @@ def test_zero_length_array_fields_keep_their_values():
     assert float(S.linear(0.0, 1.0, jnp.asarray(0))(5)) == 1.0
     assert float(S.linear(1.0, 0.0, jnp.asarray(0))(5)) == 0.0
     assert float(S.cosine_decay(1.0, jnp.asarray(0), 0.1)(5)) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda v: S.constant(v), "constant(value"),
+        (lambda v: S.linear(v, 0.0, 10), "linear(init_value"),
+        (lambda v: S.polynomial(1.0, v, 2.0, 10), "polynomial(end_value"),
+        (lambda v: S.inverse_time_decay(1.0, v, 0.5), "inverse_time_decay(decay_steps"),
+    ],
+)
+@pytest.mark.parametrize("value", [1e39, 10**39, np.float64(1e39)])
+def test_a_finite_field_that_overflows_float32_is_refused_without_x64(make, field, value):
+    # 1e39 is inf in float32: linear(1e39, 0, 10) was nan at every step, constant inf.
+    shown = "10{39}" if isinstance(value, int) else r"1e\+39"
+    match = rf"^gradtx\.schedules\.{re.escape(field)}={shown}\): \w+ overflows to inf "
+    with pytest.raises(
+        ValueError, match=match + r"when stored in float32 \(at most 3\.40282e\+38\)$"
+    ):
+        make(value)
+    with jax.enable_x64(True):
+        assert float(make(value)(0)) >= 0.0  # float64 holds it
+    assert float(S.constant(3e38)(0)) == np.float32(3e38)
+
+
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda v: S.constant(v), "constant(value"),
+        (lambda v: S.cosine_decay(v, 100), "cosine_decay(init_value"),
+        (lambda v: S.exponential_decay(1.0, 10, 0.5, end_value=v), "exponential_decay(end_value"),
+    ],
+)
+@pytest.mark.parametrize("sign", [1, -1])
+def test_an_int_beyond_floats_range_is_refused_by_name(make, shown, sign):
+    # float(10**400) raises OverflowError, which named neither the call nor the field
+    given = rf"^gradtx\.schedules\.{re.escape(shown)}=-?10{{400}}\): \w+ overflows to -?inf when"
+    with pytest.raises(ValueError, match=given):
+        make(sign * 10**400)

@@ -2,6 +2,8 @@
 torch, numbers in state (get/set without retracing, vmap sweeps), nesting,
 plain callables and eager argument checks."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -521,3 +523,27 @@ def test_set_hyperparams_refuses_a_boundary_float32_would_round(key, value, show
         chex.assert_trees_all_equal(
             gradtx.get_hyperparams(new)["learning_rate.boundaries"], jnp.asarray([taken])
         )
+
+
+@pytest.mark.parametrize("key", [1, None, b"learning_rate", ("learning_rate",)])
+def test_set_hyperparams_refuses_a_key_that_is_no_string_by_name(key):
+    # it raised "can only concatenate str (not "int") to str" from the suffix match
+    state = gradtx.adam(1e-3).init({"w": jnp.ones(2)})
+    with pytest.raises(
+        TypeError,
+        match=rf"^gradtx\.set_hyperparams\(values=\{{{re.escape(repr(key))}: \.\.\.\}}\): a key "
+        rf"must be a str naming a hyperparameter, got {type(key).__name__}$",
+    ):
+        gradtx.set_hyperparams(state, {key: 0.1})
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_set_hyperparams_refuses_an_int_beyond_floats_range_for_an_int_slot(sign):
+    # float(10**400) raised OverflowError, naming neither the call nor the key
+    state = gradtx.swats(1e-3).init({"w": jnp.ones(3)})
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx\.set_hyperparams\(switch_step=-?10{400}\): switch_step is stored in "
+        r"int32, which holds \[-2147483648, 2147483647\]$",
+    ):
+        gradtx.set_hyperparams(state, switch_step=sign * 10**400)
