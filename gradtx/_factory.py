@@ -432,7 +432,10 @@ def hyperparameterized(
         _checks.check_state(
             call, state, _checks.probe_init(init, layout(updates) if params is None else params)
         )
-        count = state.count if counted else None
+        # a JAX int32 also where a checkpoint gave a NumPy count or tree_set a Python int:
+        # a Python callable evaluated on those computed in float64 (0.9 ** count), one
+        # rounding apart from the uninterrupted run's float32
+        count = jnp.asarray(state.count, jnp.int32) if counted else None
         current = {k: _current(v, count) for k, v in state.hyperparams.items()}
         current |= bound
         extra.pop("count", None)  # an enclosing optimizer's count is not this one's

@@ -567,3 +567,17 @@ def test_a_counted_body_that_is_an_optax_combinator_hands_the_count_on():
     for _ in range(3):
         u, state = tx.update(jnp.ones(2), state)
         chex.assert_trees_all_close(u, jnp.ones(2), rtol=1e-6)  # a constant input, debiased
+
+
+def test_a_callable_is_evaluated_on_a_jax_count_whatever_the_state_holds():
+    """A checkpoint restores the count as a NumPy array, tree_set may put a Python int:
+    evaluated on those, 0.9 ** count was computed in float64 and rounded, one ulp from
+    the uninterrupted run's float32 (0.00729 against 0.007289999)."""
+    opt = gradtx.sgd(lambda c: 1e-2 * 0.9**c)  # a float times an int32: standard promotion
+    params = {"w": jnp.ones(2)}
+    state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(3, jnp.int32))
+    with jax.numpy_dtype_promotion("standard"):
+        want = opt.update(params, state, params)[0]
+        for count in (np.asarray(3, np.int32), np.int32(3), 3):
+            restored = optax.tree_utils.tree_set(state, count=count)
+            chex.assert_trees_all_equal(opt.update(params, restored, params)[0], want)
