@@ -136,9 +136,19 @@ def _register_with_flax(cls: type) -> None:
         }
 
     def from_state_dict(value, state):
+        names = [f.name for f in dataclasses.fields(value)]
+        if not isinstance(state, dict) or set(state) != set(names):
+            # a checkpoint of another hyperparameter form (a number, another schedule)
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"flax.serialization: the target holds a {type(value).__name__} schedule "
+                f"(fields {names}) where the state dict has {got}, at path "
+                f"{serialization.current_path()}: restore into an optimizer built with the "
+                "hyperparameter's form at saving"
+            )
         restored = {
-            f.name: serialization.from_state_dict(getattr(value, f.name), state[f.name], f.name)
-            for f in dataclasses.fields(value)
+            name: serialization.from_state_dict(getattr(value, name), state[name], name)
+            for name in names
         }
         return dataclasses.replace(value, **restored)
 

@@ -170,3 +170,22 @@ def test_a_state_restored_without_a_target_is_named_with_the_fix(tmp_path):
     plain = ckpt.restore(tmp_path / "state")
     with pytest.raises(ValueError, match=r"restored without a target: restore into jax.eval_shape"):
         gradtx.get_hyperparams(plain)
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [lambda: gradtx.sgd(0.1), lambda: gradtx.sgd(gradtx.schedules.cosine_decay(0.1, 4))],
+    ids=["number", "other schedule"],
+)
+def test_flax_refuses_a_schedule_target_of_another_form_by_path(saved):
+    """A checkpoint of a number, or of another schedule class, restored into a target
+    built with a schedule raised a bare IndexError or KeyError from inside gradtx."""
+    params = {"w": jnp.ones(3)}
+    target = gradtx.sgd(gradtx.schedules.linear(0.1, 0.0, 4)).init(params)
+    data = serialization.to_bytes(saved().init(params))
+    with pytest.raises(
+        ValueError,
+        match=r"^flax.serialization: the target holds a Linear schedule .* at path "
+        r"\./hyperparams/learning_rate:",
+    ):
+        serialization.from_bytes(target, data)
