@@ -134,7 +134,10 @@ class WarmupCosineDecay(Schedule):
             exact = count_periods(count_shift(count, warmup), 2 * length)[1]
             exact = exact + (s - jax.lax.stop_gradient(s))
             cycled = jnp.where(whole(warmup), exact, cycled)
-        rest = jnp.where(cycle != 0, length - cycled, steps_left(count, length, warmup))
+        # T - t as decay - count (the warmup's own value is taken before it ends): length
+        # = decay - warmup, rounded in float32 past 2^24, would send steps_left to the
+        # float count
+        rest = jnp.where(cycle != 0, length - cycled, steps_left(count, decay, 0))
         cosine = half_cosine(rest, length)
         alpha = jnp.where(peak == 0, 0.0, safe_div(end, peak))
         decayed = peak * ((1 - alpha) * safe_pow(cosine, exponent) + alpha)

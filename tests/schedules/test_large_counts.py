@@ -362,6 +362,12 @@ T_LONG = 2**31 - 128  # a float32 holds it: state keeps it
             [2**30 - 40, 2**30 - 20, 2**30 - 1],
         ),
         (
+            # decay - warmup is not a float32 number: T - t is formed from decay_steps
+            S.warmup_cosine_decay(0.0, 1.0, 1000, 2**30),
+            lambda k: math.sin(math.pi * (2**30 - k) / (2 * (2**30 - 1000))) ** 2,
+            [2**30 - 40, 2**30 - 3, 2**30 - 1],
+        ),
+        (
             S.warmup_cosine_decay(0.0, 1.0, 2**25, 2**30 + 2**25),
             lambda k: math.sin(math.pi * (2**30 + 2**25 - k) / 2**31) ** 2,
             [2**30 + 2**25 + d for d in (-40, -20, -1)],
