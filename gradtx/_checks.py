@@ -303,6 +303,11 @@ def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
         # a Python int beyond int32 raised, a NumPy int64 one was wrapped negative
         arr = jnp.asarray(_tree.ints_as_floats(value))
     except OverflowError:  # a Python int beyond float's range
+        if not isinstance(value, int):
+            raise TypeError(
+                f"{call}({name}=<function>): it returned {type(value).__name__} holding an "
+                "int beyond float's range, not one real number"
+            ) from None
         raise ValueError(
             f"{call}({name}=<function>): it returned an int beyond float's range "
             f"({len(str(abs(value)))} digits), not a finite number"

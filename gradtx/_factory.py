@@ -226,14 +226,25 @@ _TORCH_SPELLINGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...
 )
 
 
+def _int32_count(count: Any) -> jax.Array:
+    """The step count as a JAX int32; a NumPy or Python one (a checkpoint's, tree_set's)
+    beyond int32 is held at its bounds, as the counter itself saturates, not wrapped."""
+    if not isinstance(count, jax.Array):
+        count = min(max(int(count), -_checks.INT32_MAX - 1), _checks.INT32_MAX)
+    return jnp.asarray(count, jnp.int32)
+
+
 def _torch_spelling(fn: Callable[..., Any], given: Any) -> str:
     """A hint for a torch.optim keyword among ``given`` that ``fn`` takes under optax's
     name; whichever error binding raised (``lion(lr=1e-4)`` first misses learning_rate)."""
     taken = inspect.signature(fn).parameters
     for theirs, ours, only in _TORCH_SPELLINGS:
         if theirs in given and theirs not in taken and (only is None or fn.__name__ in only):
+            if theirs == "betas" and "b3" in taken:
+                ours = (*ours, "b3")  # torch's Adan and AdEMAMix take three
             if all(k in taken for k in ours):
-                shown = " and ".join(f"{k}=" for k in ours)
+                names = [f"{k}=" for k in ours]
+                shown = " and ".join([", ".join(names[:-1]), names[-1]] if ours[1:] else names)
                 return f" (torch's {theirs}=; gradtx.{fn.__name__} takes {shown})"
     return ""
 
@@ -435,7 +446,7 @@ def hyperparameterized(
         # a JAX int32 also where a checkpoint gave a NumPy count or tree_set a Python int:
         # a Python callable evaluated on those computed in float64 (0.9 ** count), one
         # rounding apart from the uninterrupted run's float32
-        count = jnp.asarray(state.count, jnp.int32) if counted else None
+        count = _int32_count(state.count) if counted else None
         current = {k: _current(v, count) for k, v in state.hyperparams.items()}
         current |= bound
         extra.pop("count", None)  # an enclosing optimizer's count is not this one's

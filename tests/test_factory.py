@@ -385,6 +385,8 @@ def test_a_plain_callable_may_return_a_fraction_as_a_number_given_may_be():
          r"argument 'betas' \(torch's betas=; gradtx\.lion takes b1= and b2=\)$"),
         (lambda: gradtx.rmsprop(1e-3, alpha=0.9), r"rmsprop: got an unexpected keyword "
          r"argument 'alpha' \(torch's alpha=; gradtx\.rmsprop takes decay=\)$"),
+        (lambda: gradtx.adan(1e-3, betas=(0.98, 0.92, 0.99)), r"adan: got an unexpected "
+         r"keyword argument 'betas' \(torch's betas=; gradtx\.adan takes b1=, b2= and b3=\)$"),
     ],
 )  # fmt: skip
 def test_a_torch_keyword_points_to_gradtxs_spelling(make, hint):
@@ -581,3 +583,24 @@ def test_a_callable_is_evaluated_on_a_jax_count_whatever_the_state_holds():
         for count in (np.asarray(3, np.int32), np.int32(3), 3):
             restored = optax.tree_utils.tree_set(state, count=count)
             chex.assert_trees_all_equal(opt.update(params, restored, params)[0], want)
+
+
+def test_a_count_beyond_int32_from_a_checkpoint_is_held_at_the_counters_bound():
+    """Converted to int32, a NumPy int64 count past 2**31 - 1 wrapped negative (an inf
+    step from 0.9 ** count) and a Python int raised a bare OverflowError."""
+    opt = gradtx.sgd(lambda c: 1e-2 * 0.5 ** (c % 7).astype(jnp.float32))
+    params = {"w": jnp.ones(2)}
+    state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(2**31 - 1, jnp.int32))
+    want = opt.update(params, state, params)[0]
+    for count in (np.int64(2**31 + 5), 2**31 + 5, 10**30):
+        restored = optax.tree_utils.tree_set(state, count=count)
+        chex.assert_trees_all_equal(opt.update(params, restored, params)[0], want)
+
+
+def test_a_callable_returning_a_list_of_a_huge_int_gets_the_usual_refusal():
+    opt = gradtx.sgd(lambda c: [10**400])
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(
+        TypeError, match=r"^gradtx\.sgd\(learning_rate=<function>\): it returned list"
+    ):
+        opt.update(params, opt.init(params), params)
