@@ -421,14 +421,17 @@ def check_rate(call: str, name: str, value: Any) -> Any:
 
 
 def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> Any:
-    """A step count: a non-negative (or positive) integer, or a scalar JAX array.
+    """A step count: a non-negative (or positive) integer (a whole float taken as one,
+    as torch's schedulers take it), or a scalar JAX array.
 
-    Returns the value, NumPy integers as Python ints.
+    Returns the value, NumPy integers and whole floats as Python ints.
     """
     value = concrete(value)
     if isinstance(value, (jax.Array, np.ndarray)):
         check_hyperparam(call, name, value)  # a real scalar; raises for an ndarray
         return value
+    if isinstance(value, (float, np.floating)) and value.is_integer():
+        value = int(value)  # torch's schedulers take 10.0 steps as 10
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
     if value < 0 or (positive and value == 0):

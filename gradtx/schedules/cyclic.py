@@ -180,7 +180,8 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
     check_flag(call, "three_phase", three_phase, bool)
     three_phase = bool(three_phase)
     if is_number(total_steps) and is_number(pct_start):
-        # Every phase must have positive length (torch divides by zero otherwise), also
+        # Every phase must have positive length (torch divides by zero at 0 and runs a
+        # phase that ends before it starts below), also
         # with the phase ends as the schedule computes them, from the stored pct_start
         # (0.99999999 is 1.0 in float32: the last step would be the peak).
         warm = pct_start * total_steps

@@ -5,6 +5,7 @@ import math
 import re
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -330,3 +331,21 @@ def test_an_int_beyond_floats_range_is_refused_by_name(make, shown, sign):
     given = rf"^gradtx\.schedules\.{re.escape(shown)}=-?10{{400}}\): \w+ overflows to -?inf when"
     with pytest.raises(ValueError, match=given):
         make(sign * 10**400)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: S.cosine_decay(0.1, n),
+        lambda n: S.exponential_decay(0.1, n, 0.5, staircase=True),
+        lambda n: S.linear(0.1, 0.0, n),
+        lambda n: S.piecewise_constant(0.1, {n: 0.5}),
+    ],
+    ids=["cosine_decay", "exponential_decay", "linear", "piecewise_constant"],
+)
+def test_a_whole_float_step_count_is_taken_as_torch_takes_it(make):
+    # torch's CosineAnnealingLR(opt, 10.0), StepLR(opt, 10.0, ...): the int's values
+    counts = jnp.arange(0, 14, dtype=jnp.int32)
+    chex.assert_trees_all_equal(jax.vmap(make(10.0))(counts), jax.vmap(make(10))(counts))
+    with pytest.raises(TypeError, match=r"=10\.5\): .* must be an int"):
+        make(10.5)
