@@ -217,6 +217,18 @@ def run_body(
     return jax.tree.map(lambda o, u: o.astype(u.dtype), out, like), new_state
 
 
+def widened(update_dtype: Any, param_dtype: Any) -> bool:
+    """Whether an enclosing gradtx call handed an update of a 16-bit param widened to its
+    compute dtype (``run_body``): a wrapper that compares the updates' dtypes with the
+    params' takes it as the param's own."""
+    update_dtype, param_dtype = jnp.dtype(update_dtype), jnp.dtype(param_dtype)
+    return (
+        _BUILD.get() is not None
+        and update_dtype != param_dtype
+        and update_dtype == _tree.compute_dtype(param_dtype)
+    )
+
+
 # torch.optim's keywords that gradtx spells as optax does: (torch's, gradtx's, optimizers
 # it applies to; None: any optimizer taking gradtx's names)
 _TORCH_SPELLINGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...] = (

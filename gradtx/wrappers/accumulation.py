@@ -19,6 +19,7 @@ from gradtx._base import float_dtype
 from gradtx._base import kind_of
 from gradtx._factory import made_by
 from gradtx._factory import run_body
+from gradtx._factory import widened
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -169,6 +170,7 @@ def accumulate_gradients(
             # gradtx inner itself refuses such gradients (an optax inner's rules stand)
             ours = params is not None and made_by(inner) is not None
             other = ours and u.dtype != s.dtype and _inexact(u) and _inexact(s)
+            other = other and not widened(u.dtype, s.dtype)
             if u.shape != s.shape or other:
                 raise ValueError(
                     f"{call}.update: updates leaf {jax.tree_util.keystr(path)} is "

@@ -40,6 +40,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import extras_for
 from gradtx._base import kind_of
+from gradtx._factory import widened
 from gradtx._specs import Transform
 
 
@@ -73,6 +74,16 @@ def _layout(tree: Any, max_size: int) -> _Layout:
             name = f"{name}_leaf{i}"  # its own buffer, in its own shape: no copy in or out
         groups.setdefault(name, []).append(i)
     return _Layout(treedef, tuple(shape for _, shape in kinds), groups)
+
+
+def _is_widened(updates: Any, params: Any) -> bool:
+    """Updates of the params' tree, some widened by an enclosing call, the rest as the
+    params (``widened``)."""
+    if _tree.structure(updates) != _tree.structure(params):
+        return False
+    pairs = zip(jax.tree.leaves(updates), jax.tree.leaves(params))
+    dtypes = [(jnp.result_type(u), jnp.result_type(p)) for u, p in pairs]
+    return any(widened(u, p) for u, p in dtypes) and all(u == p or widened(u, p) for u, p in dtypes)
 
 
 def _signature(layout: _Layout) -> tuple:
@@ -242,7 +253,13 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra):
         updates = _checks.check_tree(call, updates, "updates")
-        layout = _layout(updates, max_leaf_size)
+        like = updates
+        if params is not None and _is_widened(updates, params):
+            # an enclosing gradtx call handed 16-bit updates in float32: the buffers
+            # stay named by the params' dtypes, as init made them, and hold the wider
+            # values for the inner optimizer
+            like = params
+        layout = _layout(like, max_leaf_size)
         if seen and layout.shapes not in {shapes for shapes, _ in seen}:
             got, want = list(layout.shapes), list(next(iter(seen))[0])
             paths = [

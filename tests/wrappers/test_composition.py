@@ -1,5 +1,6 @@
 """Every wrapper with schedules, under jax.vmap, and without retracing."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -154,3 +155,37 @@ def test_one_optimizer_shared_by_a_group_with_no_leaves(x64):
     updates, _ = tx.update(grads, tx.init(params), params)
     expected, _ = opt.update(grads, opt.init(params), params)
     jax.tree.map(lambda u, e: np.testing.assert_array_equal(u, e), updates, expected)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize(
+    "inner",
+    [
+        lambda: gradtx.flatten(gradtx.adam(0.1)),
+        lambda: gradtx.accumulate_gradients(gradtx.adam(0.1), 2),
+    ],
+    ids=["flatten", "accumulate_gradients"],
+)
+@pytest.mark.parametrize(
+    "outer",
+    [gradtx.average_params, lambda t: gradtx.lookahead(t, sync_period=10)],
+    ids=["average_params", "lookahead"],
+)
+def test_16_bit_updates_widened_by_an_outer_wrapper_reach_flatten_and_accumulation(
+    dtype, inner, outer
+):
+    """average_params and lookahead hand 16-bit updates to their inner optimizer in
+    float32; flatten and accumulate_gradients compared those with the params' dtypes and
+    refused the user's own gradients.  The inner's steps are unchanged, bit for bit."""
+    params = {
+        "w": jnp.linspace(-1, 1, 6, dtype=dtype).reshape(2, 3),
+        "b": jnp.asarray([0.5, -0.25], dtype),
+    }
+    wrapped, alone = outer(inner()), inner()
+    s_wrapped, s_alone = wrapped.init(params), alone.init(params)
+    for _ in range(4):
+        grads = jax.tree.map(lambda x: (0.3 * x + 0.01).astype(x.dtype), params)
+        u_wrapped, s_wrapped = wrapped.update(grads, s_wrapped, params)
+        u_alone, s_alone = alone.update(grads, s_alone, params)
+        chex.assert_trees_all_equal(u_wrapped, u_alone)
+        params = gradtx.apply_updates(params, u_wrapped)
