@@ -6,7 +6,7 @@ names, ``partition`` labels), tuple indices and NamedTuple fields above it,
 except fields named ``inner_state``: that is where wrappers (``masked``,
 ``apply_if_finite``, ...) keep the state they wrap, and wrapping an optimizer
 must not rename its hyperparameters.  (Should two locations then get the same
-name, those keep their ``inner_state`` segments.)  A gradtx schedule's fields
+name, those keep their ``inner_state`` segments below the wrappers around both.)  A gradtx schedule's fields
 are ``path/name.field``.  A full name always addresses its own entry; any
 other unique suffix of a full name addresses it too (``learning_rate``,
 ``adam/learning_rate``, ``learning_rate.peak_value``); a key that matches
@@ -150,10 +150,23 @@ def _entries(state: Any, call: str) -> list[tuple[str, tuple[str, ...], str, str
     if not raw:
         _refuse_non_state(state, call)
     short = collect(_without_wrappers)
-    seen: dict[str, int] = {}
-    for entry in short:
-        seen[entry[0]] = seen.get(entry[0], 0) + 1
-    entries = [s if seen[s[0]] == 1 else r for s, r in zip(short, raw)]
+    clashes: dict[str, list[tuple[str, ...]]] = {}
+    for s, r in zip(short, raw):
+        clashes.setdefault(s[0], []).append(r[1])
+    entries = []
+    for s, r in zip(short, raw):
+        paths = clashes[s[0]]
+        if len(paths) == 1:
+            entries.append(s)
+            continue
+        # The clashing names keep their inner_state segments, but not those of the
+        # wrappers around all of them: apply_if_finite(mechanize(adam)) names Adam's eps
+        # inner_state/eps, as mechanize(adam) does, not inner_state/inner_state/eps.
+        common = len(_common_prefix(paths))
+        path = r[1]
+        kept = tuple(p for i, p in enumerate(path) if i >= common or p != "inner_state")
+        tail = r[0][len("/".join(path)) + 1 :] if path else r[0]
+        entries.append(("/".join(kept + (tail,)), *r[1:]))
     located: dict[str, tuple[str, ...]] = {}
     for full, path, _, _ in entries:
         other = located.setdefault(full, path)
@@ -177,6 +190,14 @@ def _refuse_non_state(state: Any, call: str) -> None:
                 f"a {type(leaf).__name__}; pass the state, opt.init(params) or "
                 "the one update returned, not the optimizer"
             )
+
+
+def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
+    first = paths[0]
+    n = 0
+    while n < len(first) and all(len(p) > n and p[n] == first[n] for p in paths):
+        n += 1
+    return first[:n]
 
 
 def _without_wrappers(path: tuple[str, ...]) -> tuple[str, ...]:

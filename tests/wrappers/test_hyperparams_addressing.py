@@ -190,3 +190,22 @@ def test_an_optimizer_in_place_of_its_state_is_refused(call, make):
 def test_a_state_without_hyperparameters_still_reads_as_none():
     assert gradtx.get_hyperparams(gradtx.identity().init(PARAMS)) == {}
     assert gradtx.get_hyperparams(()) == {}
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda t: t, lambda t: gradtx.apply_if_finite(t, 2), lambda t: gradtx.lazy(t)],
+    ids=["bare", "apply_if_finite", "lazy"],
+)
+def test_clashing_names_do_not_change_when_the_optimizer_is_wrapped(wrap):
+    """mechanize(adam) names mechanize's eps 'eps' and Adam's 'inner_state/eps'.  Under
+    apply_if_finite both names gained the wrapper's inner_state, so 'inner_state/eps'
+    became mechanize's: set_hyperparams set the other eps, without a word."""
+    state = wrap(gradtx.mechanize(gradtx.adam(0.1, eps=1e-8), eps=1e-3)).init({"w": jnp.ones(2)})
+    assert {k for k in gradtx.get_hyperparams(state) if k.endswith("eps")} == {
+        "eps",
+        "inner_state/eps",
+    }
+    state = gradtx.set_hyperparams(state, {"inner_state/eps": 0.5})
+    got = gradtx.get_hyperparams(state)
+    np.testing.assert_allclose([got["eps"], got["inner_state/eps"]], [1e-3, 0.5], rtol=1e-7)
