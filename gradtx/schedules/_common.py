@@ -430,16 +430,17 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
     if isinstance(value, (jax.Array, np.ndarray)):
         check_hyperparam(call, name, value)  # a real scalar; raises for an ndarray
         return value
+    given = value  # shown in errors as the user wrote it
     if isinstance(value, (float, np.floating)) and value.is_integer():
         value = int(value)  # torch's schedulers take 10.0 steps as 10
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
+        raise TypeError(f"{call}({name}={given!r}): {name} must be an int")
     if value < 0 or (positive and value == 0):
-        raise ValueError(f"{call}({name}={value!r}): {name} must be {'>' if positive else '>='} 0")
+        raise ValueError(f"{call}({name}={given!r}): {name} must be {'>' if positive else '>='} 0")
     counter = jax.dtypes.canonicalize_dtype(np.int64)  # int32, or int64 under x64
     if int(value) > np.iinfo(counter).max:
         raise ValueError(
-            f"{call}({name}={value!r}): {name} must be at most {np.iinfo(counter).max}, "
+            f"{call}({name}={given!r}): {name} must be at most {np.iinfo(counter).max}, "
             f"the largest step count an {counter} holds"
         )
     return value

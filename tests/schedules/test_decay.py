@@ -236,7 +236,7 @@ BAD = [
     ),
     (lambda: S.constant_warmup(0.1, 0.5, 0), ValueError, r"constant_warmup\(warmup_steps=0\)"),
     (lambda: S.constant_warmup(-0.1, 0.5, 5), ValueError, r"constant_warmup\(value=-0\.1\)"),
-    (lambda: S.constant_warmup(0.1, 0.5, 2.0), TypeError, r"constant_warmup\(warmup_steps=2\.0\)"),
+    (lambda: S.constant_warmup(0.1, 0.5, 2.5), TypeError, r"constant_warmup\(warmup_steps=2\.5\)"),
 ]
 
 
