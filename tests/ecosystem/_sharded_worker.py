@@ -134,6 +134,18 @@ def explicit_transforms():
             out.append(u)
         return out, p, s
 
+    def on_mesh(opt, tree, grads, specs, grad_specs=None):
+        """The steps on the mesh (grads split by grad_specs, default specs) equal the
+        unsharded ones, and each update is on its param's sharding."""
+        want = steps(opt, tree, grads)
+        with jax.set_mesh(mesh):
+            p = put(tree, specs)
+            got = steps(opt, p, [put(t, grad_specs or specs) for t in grads])
+            assert_close(got, want)
+            for u in got[0]:
+                same_sharding(u, p)
+        return got, p
+
     # flatten: w1 split off its first axis (raveling it raised); with max_leaf_size=100,
     # w1 keeps its own buffer (on both axes) and b1 (replicated) and w2 (split) share
     # one (concatenating them raised).
@@ -147,19 +159,12 @@ def explicit_transforms():
     for label, size, specs in (
         ("65536", 2**16, param_specs), ("100", 100, mixed), ("split rows", 2**16, rows)
     ):  # fmt: skip
-        opt = gradtx.flatten(gradtx.adam(0.1), max_leaf_size=size)
-        want = steps(opt, params, grads)
-        with jax.set_mesh(mesh):
-            p = put(params, specs)
-            got = steps(opt, p, [put(t, specs) for t in grads])
-            assert_close(got, want)
-            for u in got[0]:
-                same_sharding(u, p)
-            same_sharding(got[1], p)
-            if specs is rows:
-                moments = [x for x in jax.tree.leaves(got[2]) if x.ndim == 1 and x.size > 8]
-                assert moments and all(x.sharding.spec == P("data") for x in moments), moments
-            print(f"OK explicit flatten {label}", flush=True)
+        got, p = on_mesh(gradtx.flatten(gradtx.adam(0.1), max_leaf_size=size), params, grads, specs)
+        same_sharding(got[1], p)
+        if specs is rows:
+            moments = [x for x in jax.tree.leaves(got[2]) if x.ndim == 1 and x.size > 8]
+            assert moments and all(x.sharding.spec == P("data") for x in moments), moments
+        print(f"OK explicit flatten {label}", flush=True)
     # outside jax.set_mesh, with arrays on an explicit mesh all the same: the gather
     # named no mesh (a bare PartitionSpec), which only the context supplies
     opt = gradtx.flatten(gradtx.adam(0.1), max_leaf_size=100)
@@ -174,15 +179,10 @@ def explicit_transforms():
         for _ in range(2)
     ]
     example_specs = jax.tree.map(lambda s: P("data", *s), param_specs)
+    # each update on its param's sharding: the example axis summed away
     opt = gradtx.dpsgd(0.1, l2_norm_clip=1.0, noise_multiplier=0.7, seed=0)
-    want = steps(opt, params, per_example)
-    with jax.set_mesh(mesh):
-        p = put(params, param_specs)
-        got = steps(opt, p, [put(t, example_specs) for t in per_example])
-        assert_close(got, want)
-        for u in got[0]:
-            same_sharding(u, p)  # the example axis summed away, the rest as the params
-        print("OK explicit dpsgd", flush=True)
+    on_mesh(opt, params, per_example, param_specs, example_specs)
+    print("OK explicit dpsgd", flush=True)
 
     # galore: a 3-D leaf split on an axis merged into the projected matrix (the reshape
     # to the matrix raised); bases renewed every 2 steps.
@@ -190,15 +190,8 @@ def explicit_transforms():
     grads = [{"k": jnp.asarray(rng.normal(size=(2, 4, 8)))} for _ in range(3)]
     numbers = gradtx.GaLoreDimensionNumbers(reduction_axis=(0, 1), output_axis=2)
     opt = gradtx.galore(0.1, rank=2, update_proj_gap=2, weight_dimension_numbers={"k": numbers})
-    want = steps(opt, kernel, grads)
-    with jax.set_mesh(mesh):
-        specs = {"k": P(None, "data", "model")}
-        p = put(kernel, specs)
-        got = steps(opt, p, [put(t, specs) for t in grads])
-        assert_close(got, want)
-        for u in got[0]:
-            same_sharding(u, p)
-        print("OK explicit galore", flush=True)
+    on_mesh(opt, kernel, grads, {"k": P(None, "data", "model")})
+    print("OK explicit galore", flush=True)
 
 
 if sys.argv[1:] == ["explicit-transforms"]:
