@@ -120,6 +120,13 @@ def _current(t: Target, hs: HyperparamsState, name: str, ahead: int = 0) -> Any:
     return t.args.get(name)  # a bound JAX array, or None
 
 
+# One rule both ways, though SGD's, ASGD's and Rprop's states would carry over.
+_COMPLEX = (
+    "complex params are not supported (torch's adaptive optimizers keep their statistics "
+    "per real and imaginary part, gradtx's per element)"
+)
+
+
 def _after(count: int) -> int:
     """The step after ``count``: the same at the int32 maximum, where the count saturates."""
     return min(count + 1, _checks.INT32_MAX)
@@ -533,7 +540,8 @@ def from_torch_state_dict(
     count + 1, since torch's next step uses the ``eta`` it computed from the
     lr before (a torch scheduler's schedule read one step late,
     ``lambda k: s(jnp.maximum(k - 1, 0))``, continues exactly).  Complex params
-    are refused (torch splits them in two).  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
+    are refused: torch's adaptive optimizers keep their statistics per real and
+    imaginary part.  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
     values.  Several param groups are accepted when their hyperparameters are
     equal.  Groups that differ are a ``gradtx.partition`` with one optimizer per
@@ -585,10 +593,7 @@ def from_torch_state_dict(
     treedef = cast(Any, treedef)
     leaves = [x if isinstance(x, jax.Array) else jnp.asarray(numpy_of(x)) for x in leaves]
     if any(jnp.iscomplexobj(x) for x in leaves):
-        raise TypeError(
-            f"{PARAMS}: complex params are not supported (torch's adaptive optimizers keep "
-            "their statistics per real and imaginary part, gradtx's per element)"
-        )
+        raise TypeError(f"{PARAMS}: {_COMPLEX}")
     tree = treedef.unflatten(leaves)
     group, states, index = _group_and_states(t, state_dict, tree)
     group = with_later_keys(t, group)
@@ -693,10 +698,7 @@ def to_torch_state_dict(
     if any(np.iscomplexobj(x) for x in leaves):
         # torch's adaptive optimizers keep a statistic per real and imaginary part, where
         # gradtx keeps one per element: torch loaded such a state and failed at its step
-        raise TypeError(
-            f"{TO}(params=...): complex params are not supported (torch's adaptive optimizers keep "
-            "their statistics per real and imaginary part, gradtx's per element)"
-        )
+        raise TypeError(f"{TO}(params=...): {_COMPLEX}")
     expected = _checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
     if not _checks.same_layout(state, expected):
         raise ValueError(
