@@ -59,6 +59,17 @@ def test_eps_zero_leaves_never_moved_coordinates_at_zero():
     np.testing.assert_array_equal(np.asarray(out), [0.0, 1.0, 0.0])
 
 
+def test_a_zero_norm_is_floored_at_the_smallest_normal_number():
+    # decay = 0, eps = 0: u_2 = |g_2| = 0 under a non-zero input.  torch divides by 0
+    # (inf); the floor gives input / tiny, still far from a usable step, and NaN stays NaN.
+    tx = gradtx.scale_by_infinity_norm(0.0, eps=0.0)
+    state = tx.init(jnp.zeros(3))
+    x = jnp.asarray([0.5, 0.0, jnp.nan])
+    out, _ = tx.update(x, state, grads=jnp.asarray([0.0, 0.0, 1.0]))
+    tiny = np.finfo(np.float32).tiny
+    np.testing.assert_array_equal(np.asarray(out), [np.float32(0.5) / tiny, 0.0, np.nan])
+
+
 def test_sixteen_bit_params_keep_the_norm_in_float32():
     # 0.999 u rounds back to u in bfloat16: the norm would never decay.
     tx = gradtx.scale_by_infinity_norm(0.999, eps=0.0)
