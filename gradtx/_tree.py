@@ -258,6 +258,22 @@ def div0(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.where((num == 0) & (den == 0), jnp.ones_like(den), den)
 
 
+@jax.custom_jvp
+def quotient(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` for a real ``den`` floored away from 0 (``max(u, tiny)``), whose
+    derivative ``(dnum - q · dden) / den`` never forms ``1 / den²``.  JAX's rule
+    multiplies ``num · dden`` by ``den⁻²``, which overflows for ``den`` near the
+    smallest normal number: a zero tangent times it was NaN in forward mode."""
+    return num / den.astype(num.dtype)
+
+
+@quotient.defjvp
+def _quotient_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    (num, den), (t_num, t_den) = primals, tangents
+    q = quotient(num, den)  # itself, so that the rule's own derivative is safe too
+    return q, quotient(t_num - q * t_den.astype(q.dtype), den)
+
+
 def ema(decay: Any, old: Any, new: Any, *, wide: bool = False) -> Any:
     """``decay * old + (1 - decay) * new`` leaf by leaf, stored in each ``old`` dtype
     (``wide``: left in the dtype it was computed in; ``stored_like`` rounds it).

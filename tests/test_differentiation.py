@@ -270,8 +270,10 @@ def test_a_leaf_whose_update_is_zero_keeps_the_trust_ratios_derivatives(x64):
         lambda: gradtx.dowg(1.0, eps=0.0),
         lambda: gradtx.chain(gradtx.scale_by_sm3(eps=0.0), gradtx.scale(-0.3)),
         lambda: gradtx.adopt(0.03, eps=0.0),
+        lambda: gradtx.adamax(0.03, eps=0.0),
+        lambda: gradtx.dadapt_adamw(1.0, eps=0.0),
     ],
-    ids=["radam", "ranger", "swats", "dowg", "scale_by_sm3", "adopt"],
+    ids=["radam", "ranger", "swats", "dowg", "scale_by_sm3", "adopt", "adamax", "dadapt_adamw"],
 )
 def test_eps_0_reverse_mode_equals_forward_mode(x64, make):
     """With eps = 0 a coordinate whose gradient is always 0 (or ADOPT's first step) is a
@@ -320,6 +322,28 @@ def test_sophias_clipped_first_step_with_eps_0_has_the_finite_difference_derivat
     want = _central_difference(after, w0, d)
     np.testing.assert_allclose(jax.grad(after)(w0) @ d, want, rtol=1e-7)
     np.testing.assert_allclose(jax.jvp(after, (w0,), (d,))[1], want, rtol=1e-7)
+
+
+def test_dadapt_with_eps_0_has_a_forward_mode_derivative_in_the_learning_rate(x64):
+    """D-Adapt AdamW floors eps at the smallest normal number; a never-moved coordinate
+    divides 0 by it, and JAX's quotient rule multiplied that zero tangent by 1/tiny² =
+    inf: jax.jvp was NaN where jax.grad and finite differences agree."""
+    x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0], [2.0, 0.3, 0.0]])  # w[2]'s gradient is 0
+
+    def loss(w):
+        return jnp.mean((jnp.tanh(x @ w) - jnp.array([1.0, 0.0, -1.0])) ** 2)
+
+    def after(lr):
+        opt, w = gradtx.dadapt_adamw(lr, eps=0.0), jnp.array([0.1, -0.2, 0.3])
+        state = opt.init(w)
+        for _ in range(4):
+            u, state = opt.update(jax.grad(loss)(w), state, w)
+            w = w + u
+        return loss(w)
+
+    forward = jax.jvp(after, (0.5,), (1.0,))[1]
+    np.testing.assert_allclose(forward, jax.grad(after)(0.5), rtol=1e-10)
+    np.testing.assert_allclose(forward, _central_difference(after, 0.5, 1.0, 1e-7), rtol=1e-4)
 
 
 def test_lbfgs_first_scaling_of_a_zero_gradient_has_a_finite_tangent(x64):

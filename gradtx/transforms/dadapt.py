@@ -317,7 +317,8 @@ def scale_by_dadapt_adam(
             wide, kind = _tree.compute_dtype(g.dtype, m.dtype, v.dtype), g.dtype
             g, e = g.astype(wide), jnp.asarray(eps).astype(wide)
             b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
-            weighted.append(sk.astype(wide) / (_tree.safe_sqrt(v.astype(wide)) + _floor(e)))
+            root = _tree.safe_sqrt(v.astype(wide))
+            weighted.append(_tree.quotient(sk.astype(wide), root + _floor(e)))
             m_new = b1k * m.astype(wide) + (_tree.one_minus(b1, wide) * lr) * g
             v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (g * g)
             s_new = bk * sk.astype(wide) + (_tree.one_minus(beta, wide) * lr) * g

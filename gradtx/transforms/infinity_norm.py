@@ -87,7 +87,7 @@ def scale_by_infinity_norm(
             # A floor instead of div0's compare-and-select: one max per element, which
             # made Adamax's step compile about 7% faster (benchmarks/NOTES.md §31).
             den = jnp.maximum(u.astype(real), jnp.finfo(real).tiny)
-            return (x.astype(wide) / den.astype(wide)).astype(x.dtype)
+            return _tree.quotient(x.astype(wide), den).astype(x.dtype)
 
         return jax.tree.map(scale, updates, nu), ScaleByInfinityNormState(nu)
 

@@ -49,7 +49,11 @@ def scale_by_lagged_rms(
     computes ``g_1 / eps`` there and discards it (its clip bound and its
     momentum weight are 0 at the first step): the same numbers.  No bias
     correction (``v_1`` is not biased).  Follow it with ``clip`` and
-    ``add_momentum(b1, ema=True)`` for ADOPT's whole step.
+    ``add_momentum(b1, ema=True)`` for ADOPT's whole step.  ``eps`` is
+    floored at the dtype's smallest normal number, which changes nothing
+    unless ``eps = 0`` (or subnormal): then a coordinate whose gradient has
+    always been 0 takes no step, and ``u / 0`` is ``u / tiny``, huge rather
+    than ±inf (ADOPT's ``clip`` bounds either alike).
 
     ``g`` is the chain's ``grads`` keyword when present, else the input.
     Statistics are computed in at least float32 and stored in ``dtype``.
@@ -92,10 +96,15 @@ def scale_by_lagged_rms(
         def scale(u, v):
             wide = _tree.compute_dtype(u.dtype, v.dtype)
             root = _tree.safe_sqrt(jnp.real(v.astype(wide)))
-            denom = jnp.maximum(root, _tree.scalar_like(eps, root)).astype(wide)
-            # the first step is 0 whatever u / denom is: keep u / 0 out of its derivative
+            # eps floored at the smallest normal number: with eps = 0 a never-moved
+            # coordinate gets 0 / tiny = 0 with one max, not div0's compare-and-select
+            # (compile 1.16x -> 1.06x optax inject, benchmarks/NOTES.md section 31)
+            floor = _tree.scalar_like(eps, root)
+            floor = jnp.maximum(floor, jnp.finfo(floor.dtype).tiny)
+            denom = jnp.maximum(root, floor).astype(wide)
+            # the first step is 0 whatever u / denom is: keep u / tiny out of its derivative
             denom = jnp.where(later, denom, jnp.ones_like(denom))
-            step = _tree.div0(u.astype(wide), denom)
+            step = _tree.quotient(u.astype(wide), denom)
             return jnp.where(later, step, jnp.zeros([], wide)).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.nu)
