@@ -431,7 +431,8 @@ def lr_range_test(
       batches: a pytree whose leaves share a leading step axis; step ``i`` uses
         entry ``i mod len``, so a few batches can serve many steps.  A list of
         per-step batches (an iterator's, say) is refused: stack it first.
-      min_lr, max_lr: the first and last learning rate.
+      min_lr, max_lr: the first and last learning rate (``min_lr`` a normal number
+        of JAX's float dtype: float32 unless x64 is on).
       num_steps: steps planned (at least 4: the rules read 3 losses past the first).
       mode: ``"exponential"`` or ``"linear"``.
       smoothing: the averages' memory as a fraction of ``num_steps``, in [0, 1]:
@@ -466,6 +467,13 @@ def lr_range_test(
         raise TypeError(f"{CALL}(hyperparam={hyperparam!r}): hyperparam must be a name (a str)")
     min_lr = _number("min_lr", min_lr, 0.0, finite=True)
     max_lr = _number("max_lr", max_lr, min_lr, finite=True)
+    tiny = np.finfo(float_dtype()).tiny
+    if min_lr < tiny:  # a max_lr that overflows is the hyperparameter's check (_check_range)
+        raise ValueError(
+            f"{CALL}(min_lr={min_lr!r}): the learning rates are {np.dtype(float_dtype()).name} "
+            f"(JAX's float dtype), where it would be 0 or subnormal; min_lr must be at "
+            f"least {tiny:g}"
+        )
     if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
         raise TypeError(f"{CALL}(num_steps={num_steps!r}): num_steps must be an int")
     if num_steps < 4:

@@ -233,6 +233,11 @@ def test_an_optimizer_without_a_settable_learning_rate_is_a_clear_error(make, me
             ValueError,
             r"max_lr must be in \(1, inf\) \(above min_lr",
         ),
+        (
+            {"min_lr": 1e-46},
+            ValueError,
+            r"min_lr=1e-46\): the learning rates are float32 .* at least 1.17549e-38",
+        ),
         ({"num_steps": 3}, ValueError, "num_steps must be >= 4"),
         ({"num_steps": 10.0}, TypeError, "num_steps must be an int"),
         ({"mode": "log"}, ValueError, "mode must be 'exponential' or 'linear'"),
