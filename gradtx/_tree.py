@@ -258,20 +258,42 @@ def div0(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.where((num == 0) & (den == 0), jnp.ones_like(den), den)
 
 
+def at_least_tiny(x: jax.Array) -> jax.Array:
+    """``max(x, tiny)``: a denominator floored at its dtype's smallest normal number, so
+    that ``0 / 0`` is 0 with one ``max`` (where ``div0``'s compare-and-select cost a
+    compile-time goal its margin: benchmarks/NOTES.md sections 26 and 31).  Divide by it
+    with ``quotient``."""
+    return jnp.maximum(x, jnp.finfo(x.dtype).tiny)
+
+
 @jax.custom_jvp
 def quotient(num: jax.Array, den: jax.Array) -> jax.Array:
-    """``num / den`` for a real ``den`` floored away from 0 (``max(u, tiny)``), whose
-    derivative ``(dnum - q · dden) / den`` never forms ``1 / den²``.  JAX's rule
-    multiplies ``num · dden`` by ``den⁻²``, which overflows for ``den`` near the
-    smallest normal number: a zero tangent times it was NaN in forward mode."""
+    """``num / den`` (``den`` cast to ``num``'s dtype: give both in one precision) for a
+    ``den`` floored away from 0 (``at_least_tiny``), with derivatives of every order that
+    never form ``1 / den²``.  JAX's rule multiplies ``num · dden`` by ``den⁻²``, which
+    overflows at the floor: a zero tangent times it was NaN."""
     return num / den.astype(num.dtype)
 
 
 @quotient.defjvp
 def _quotient_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
     (num, den), (t_num, t_den) = primals, tangents
-    q = quotient(num, den)  # itself, so that the rule's own derivative is safe too
-    return q, quotient(t_num - q * t_den.astype(q.dtype), den)
+    q = quotient(num, den)
+    # times a reciprocal with the same care, so that reverse mode (which transposes
+    # this product) and its derivatives stay off JAX's division rule too
+    return q, (t_num - q * t_den.astype(q.dtype)) * _reciprocal(den).astype(q.dtype)
+
+
+@jax.custom_jvp
+def _reciprocal(den: jax.Array) -> jax.Array:
+    return 1 / den
+
+
+@_reciprocal.defjvp
+def _reciprocal_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    (den,), (t_den,) = primals, tangents
+    r = _reciprocal(den)
+    return r, -(r * (t_den * r))  # t·r first: r² overflows at the floor, 0 · r does not
 
 
 def ema(decay: Any, old: Any, new: Any, *, wide: bool = False) -> Any:

@@ -346,6 +346,37 @@ def test_dadapt_with_eps_0_has_a_forward_mode_derivative_in_the_learning_rate(x6
     np.testing.assert_allclose(forward, _central_difference(after, 0.5, 1.0, 1e-7), rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "make, lr",
+    [
+        (lambda lr: gradtx.adamax(lr, eps=0.0), 0.05),
+        (lambda lr: gradtx.adopt(lr, eps=0.0, use_clipping=False), 0.05),
+        (lambda lr: gradtx.dadapt_adamw(lr, eps=0.0), 0.5),
+    ],
+    ids=["adamax", "adopt", "dadapt_adamw"],
+)
+def test_floored_quotients_have_second_derivatives_with_eps_0(x64, make, lr):
+    """The floored denominators' quotient (``_tree.quotient``) at a never-moved coordinate:
+    a tangent divided by the floor was transposed by jax.grad into a plain division,
+    whose own derivative formed 1/tiny² and made jax.hessian NaN."""
+    x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0], [2.0, 0.3, 0.0]])  # w[2]'s gradient is 0
+
+    def loss(w):
+        return jnp.mean((jnp.tanh(x @ w) - jnp.array([1.0, 0.0, -1.0])) ** 2)
+
+    def after(lr):
+        opt, w = make(lr), jnp.array([0.1, -0.2, 0.3])
+        state = opt.init(w)
+        for _ in range(4):
+            u, state = opt.update(jax.grad(loss)(w), state, w)
+            w = w + u
+        return loss(w)
+
+    want = _central_difference(jax.grad(after), lr, 1.0, 1e-6 * lr)
+    for second in (jax.hessian(after), jax.jacfwd(jax.jacfwd(after)), jax.grad(jax.grad(after))):
+        np.testing.assert_allclose(second(lr), want, rtol=1e-5)
+
+
 def test_lbfgs_first_scaling_of_a_zero_gradient_has_a_finite_tangent(x64):
     """optax's rule scales the first step by min(1, 1/‖g‖): at g = 0 that is 1, but the
     0/0 tangent of 1/‖g‖ made forward-mode derivatives (L-BFGS's only ones) NaN."""

@@ -211,14 +211,6 @@ def scale_by_prodigy(
     return GradientTransformation(init, update)
 
 
-def _floor(eps: jax.Array) -> jax.Array:
-    # ``max(eps, tiny)``: with eps = 0, s and v are both 0 until a coordinate's first
-    # non-zero gradient, and this makes that 0/0 a 0.  A select (``div0``) does the
-    # same, but XLA on CPU does not fuse it into the reduction of ⟨g, s / root⟩: the
-    # quotient was written out per leaf, and the step took 1.1-1.23x optax's.
-    return jnp.maximum(eps, jnp.finfo(eps.dtype).tiny)
-
-
 class ScaleByDadaptAdamState(NamedTuple):
     """State of ``scale_by_dadapt_adam``.
 
@@ -318,7 +310,12 @@ def scale_by_dadapt_adam(
             g, e = g.astype(wide), jnp.asarray(eps).astype(wide)
             b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
             root = _tree.safe_sqrt(v.astype(wide))
-            weighted.append(_tree.quotient(sk.astype(wide), root + _floor(e)))
+            # eps floored: with eps = 0, s and v are both 0 until a coordinate's first
+            # non-zero gradient, and the floor makes that 0/0 a 0.  div0's select does
+            # the same, but XLA on CPU does not fuse it into the reduction of
+            # ⟨g, s / root⟩: the quotient was written out per leaf, and the step took
+            # 1.1-1.23x optax's.
+            weighted.append(_tree.quotient(sk.astype(wide), root + _tree.at_least_tiny(e)))
             m_new = b1k * m.astype(wide) + (_tree.one_minus(b1, wide) * lr) * g
             v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (g * g)
             s_new = bk * sk.astype(wide) + (_tree.one_minus(beta, wide) * lr) * g

@@ -42,8 +42,9 @@ def scale_by_infinity_norm(
     changes nothing when ``eps`` is normal (``u_t ≥ eps``).  With ``eps = 0``
     it differs from torch and optax only where ``u_t`` is 0 or subnormal:
     ``updates / u_t`` with ``u_t = 0`` and ``updates ≠ 0`` (``decay = 0``) is
-    ``updates / tiny``, huge, not ±inf, and a subnormal ``u_t`` (kept on GPUs;
-    XLA's CPU backend flushes it to 0) gives a smaller quotient.
+    ``updates / tiny``, a huge number (±inf, as torch's, once ``|updates|``
+    reaches about 4), and a subnormal ``u_t`` (kept on GPUs; XLA's CPU backend
+    flushes it to 0) gives a smaller quotient.
 
     ``g`` is the chain's ``grads`` keyword when present, else the input.
 
@@ -86,8 +87,7 @@ def scale_by_infinity_norm(
             real = _tree.real_dtype(wide)
             # A floor instead of div0's compare-and-select: one max per element, which
             # made Adamax's step compile about 7% faster (benchmarks/NOTES.md §31).
-            den = jnp.maximum(u.astype(real), jnp.finfo(real).tiny)
-            return _tree.quotient(x.astype(wide), den).astype(x.dtype)
+            return _tree.quotient(x.astype(wide), _tree.at_least_tiny(u.astype(real)))
 
         return jax.tree.map(scale, updates, nu), ScaleByInfinityNormState(nu)
 
