@@ -488,8 +488,10 @@ def set_hyperparams(
     does not recompile.  Keys are names as ``get_hyperparams`` reports them, or
     any unique suffix; pass keys that are not identifiers in ``values``.  A
     Python or NumPy number must be in the range the factory that made the state
-    allows, once stored (``b1=1.0`` is refused for Adam, a NaN anywhere); a JAX
-    array is data, possibly traced, and is taken as it is (docs/errors.md).
+    allows, once stored (``b1=1.0`` is refused for Adam, a NaN anywhere), and a
+    schedule's fields must be ones its constructor takes (step counts may be
+    fractions); a JAX array is data, possibly traced, and is taken as it is
+    (docs/errors.md).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -564,6 +566,7 @@ def set_hyperparams(
 
                 new = _set_field(old, field, cast)
                 _set_checks.check_schedule(key, name, new, location)
+                _set_checks.check_remade(key, value, new, old)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     kind = type(old).__name__
@@ -592,6 +595,7 @@ def set_hyperparams(
                         check_stored_steps(call, where, leaf, stored)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
                 _set_checks.check_schedule(key, name, new, location)
+                _set_checks.check_remade(key, value, new, old)
             else:
                 value = _set_checks.in_stored_form(key, name, value, old, location)
                 new = _cast_to(old, value, key)

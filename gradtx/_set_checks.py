@@ -20,6 +20,7 @@ if one candidate takes it; a name no candidate declares gets the NaN check only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -28,10 +29,13 @@ import numpy as np
 
 from gradtx import _checks
 from gradtx import _tree
+from gradtx import schedules
+from gradtx._base import is_schedule
 from gradtx._factory import DECLARED
 from gradtx._factory import MAKERS
 from gradtx._factory import shown_name
 from gradtx._specs import Hyper
+from gradtx.schedules._common import steps_as_data
 
 _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, finite
 
@@ -179,3 +183,144 @@ def check_schedule(key: str, name: str, schedule: Any, location: Any) -> None:
             f"gradtx.set_hyperparams({key}=...): the {type(schedule).__name__} schedule "
             f"{misses[0]}; {name} {what}"
         )
+
+
+_VECTORS = ("boundaries", "scales")  # the fields that hold one number per boundary
+
+
+class _NotConcrete(Exception):
+    """A field that is traced, batched (a vmapped sweep's) or wrapped: data, not checked."""
+
+
+def _number(field: str, value: Any) -> Any:
+    if isinstance(value, jax.core.Tracer):
+        raise _NotConcrete
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise _NotConcrete from err
+    if array.dtype.kind not in "biuf" or array.ndim != (field in _VECTORS):
+        raise _NotConcrete
+    return array.tolist()
+
+
+def _remade(schedule: Any) -> Any:
+    """``schedule`` rebuilt by its public constructor from its stored fields, which
+    checks them as construction does (ranges, whole step counts, one field against
+    another); ``_NotConcrete`` where a field is data."""
+    v = {
+        f.name: getattr(schedule, f.name)
+        if f.name == "schedules"
+        else _number(f.name, getattr(schedule, f.name))
+        for f in dataclasses.fields(schedule)
+    }
+    members = [_remade(m) if is_schedule(m) else m for m in v.get("schedules", ())]
+    past_end = "cycle" if v.get("cycle") else "hold"
+    anneal = "cos" if v.get("cosine") else "linear"
+    make = {
+        "Constant": lambda: schedules.constant(v["value"]),
+        "ConstantWarmup": lambda: schedules.constant_warmup(
+            v["value"], v["factor"], v["warmup_steps"]
+        ),
+        "CosineDecay": lambda: schedules.cosine_decay(
+            v["init_value"], v["decay_steps"], v["alpha"], v["exponent"], past_end=past_end
+        ),
+        "WarmupCosineDecay": lambda: schedules.warmup_cosine_decay(
+            v["init_value"],
+            v["peak_value"],
+            v["warmup_steps"],
+            v["decay_steps"],
+            v["end_value"],
+            exponent=v["exponent"],
+            past_end=past_end,
+        ),  # fmt: skip
+        "SGDR": lambda: schedules.sgdr(
+            v["peak_value"],
+            v["first_period"],
+            period_mult=v["period_mult"],
+            min_value=v["min_value"],
+        ),  # fmt: skip
+        # exp_range takes every gamma in (0, 1]; the amplitude's cycle_decay has no
+        # argument of its own (the mode picks it), so the values' probe checks it
+        "Cyclical": lambda: schedules.cyclical(
+            v["base_value"],
+            v["max_value"],
+            v["step_size"],
+            mode="exp_range",
+            gamma=v["gamma"],
+            step_size_down=v["step_size_down"],
+        ),  # fmt: skip
+        "OneCycle": lambda: schedules.one_cycle(
+            v["total_steps"],
+            v["peak_value"],
+            pct_start=v["pct_start"],
+            div_factor=v["div_factor"],
+            final_div_factor=v["final_div_factor"],
+            anneal=anneal,
+            three_phase=bool(v["three_phase"]),
+        ),  # fmt: skip
+        "OneCycleMomentum": lambda: schedules.one_cycle_momentum(
+            v["total_steps"],
+            v["base_momentum"],
+            v["max_momentum"],
+            pct_start=v["pct_start"],
+            anneal=anneal,
+            three_phase=bool(v["three_phase"]),
+        ),  # fmt: skip
+        "PiecewiseConstant": lambda: schedules.piecewise_constant(
+            v["init_value"], dict(zip(v["boundaries"], v["scales"]))
+        ),
+        "ExponentialDecay": lambda: schedules.exponential_decay(
+            v["init_value"],
+            v["transition_steps"],
+            v["decay_rate"],
+            staircase=bool(v["staircase"]),
+            transition_begin=v["transition_begin"],
+            end_value=None if np.isnan(v["end_value"]) else v["end_value"],
+        ),  # fmt: skip
+        "InverseTimeDecay": lambda: schedules.inverse_time_decay(
+            v["init_value"], v["decay_steps"], v["power"]
+        ),
+        "InverseSqrtDecay": lambda: schedules.inverse_sqrt_decay(v["init_value"]),
+        "Polynomial": lambda: schedules.polynomial(
+            v["init_value"],
+            v["end_value"],
+            v["power"],
+            v["transition_steps"],
+            v["transition_begin"],
+        ),  # fmt: skip
+        "Linear": lambda: schedules.linear(
+            v["init_value"], v["end_value"], v["transition_steps"], v["transition_begin"]
+        ),
+        "SWALR": lambda: schedules.swa_lr(
+            v["init_value"], v["swa_value"], v["anneal_steps"], anneal=anneal
+        ),
+        "Join": lambda: schedules.join(members, v["boundaries"]),
+        "Product": lambda: schedules.product(members),
+    }.get(type(schedule).__name__)
+    return schedule if make is None else make()  # a user's own Schedule subclass
+
+
+def check_remade(key: str, given: Any, schedule: Any, old: Any) -> None:
+    """Refuse fields that the schedule's constructor refuses (``decay_steps=0``, a
+    ``decay_steps`` at or below ``warmup_steps``): set here, they bypassed it.  A
+    fraction of a step, or a count the step counter never reaches, is taken, as a JAX
+    array's would be (``steps_as_data``).
+    Only a change is judged: ``old``, as stored, must pass (a step count of 2**31 - 1
+    is stored as 2**31 in float32, which its constructor would refuse)."""
+    if any(isinstance(x, jax.Array) for x in jax.tree.leaves(given)):
+        return  # data, as at construction
+    with steps_as_data():
+        try:
+            _remade(old)
+        except (_NotConcrete, TypeError, ValueError):
+            return
+        try:
+            _remade(schedule)
+        except _NotConcrete:
+            return
+        except (TypeError, ValueError) as err:
+            raise type(err)(
+                f"gradtx.set_hyperparams({key}=...): the {type(schedule).__name__} schedule "
+                f"it makes is one its constructor refuses: {err}"
+            ) from None

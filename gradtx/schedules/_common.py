@@ -20,6 +20,7 @@ from gradtx._base import float_dtype
 from gradtx._checks import INT32_MAX
 from gradtx._checks import check_hyperparam
 from gradtx._checks import check_stored
+from gradtx._tree import Flag
 from gradtx._tree import ints_as_floats
 
 _T = TypeVar("_T")
@@ -420,6 +421,13 @@ def check_rate(call: str, name: str, value: Any) -> Any:
     return value
 
 
+# On while set_hyperparams checks a schedule's stored fields by its constructor: a
+# step count there is data, as a JAX array's is, and only its sign is checked.  A
+# fraction has a meaning (a boundary changes the rate at its ceiling, a warmup ramps
+# over it), and so has a count the step counter never reaches.
+steps_as_data = Flag(__name__, "steps_as_data")
+
+
 def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> Any:
     """A step count: a non-negative (or positive) integer (a whole float taken as one,
     as torch's schedulers take it), or a scalar JAX array.
@@ -433,10 +441,13 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
     given = value  # shown in errors as the user wrote it
     if isinstance(value, (float, np.floating)) and value.is_integer():
         value = int(value)  # torch's schedulers take 10.0 steps as 10
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+    data = isinstance(given, (float, np.floating)) and steps_as_data.is_on()
+    if not (isinstance(value, numbers.Integral) or data) or isinstance(value, bool):
         raise TypeError(f"{call}({name}={given!r}): {name} must be an int")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{call}({name}={given!r}): {name} must be {'>' if positive else '>='} 0")
+    if data:
+        return value
     counter = jax.dtypes.canonicalize_dtype(np.int64)  # int32, or int64 under x64
     if int(value) > np.iinfo(counter).max:
         raise ValueError(

@@ -547,3 +547,58 @@ def test_set_hyperparams_refuses_an_int_beyond_floats_range_for_an_int_slot(sign
         r"int32, which holds \[-2147483648, 2147483647\]$",
     ):
         gradtx.set_hyperparams(state, switch_step=sign * 10**400)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "key", "value", "message"),
+    [
+        (
+            S.cosine_decay(1.0, 100),
+            "decay_steps",
+            0,
+            r"cosine_decay\(decay_steps=0.0\): decay_steps must be > 0",
+        ),
+        (S.cosine_decay(1.0, 100), "decay_steps", -5, "decay_steps must be > 0"),
+        (S.warmup_cosine_decay(0.0, 1.0, 10, 100), "warmup_steps", 100, "must exceed warmup_steps"),
+        (S.warmup_cosine_decay(0.0, 1.0, 10, 100), "decay_steps", 5, "must exceed warmup_steps"),
+        (S.linear(1.0, 0.0, 10), "transition_steps", 0, "transition_steps must be > 0"),
+        (S.one_cycle(100, 1.0), "pct_start", 0.005, "a phase would be empty"),
+        (
+            S.join([S.constant(1.0), S.linear(1.0, 0.0, 10)], [5]),
+            "schedules.1.transition_steps",
+            -1,
+            "must be > 0",
+        ),
+    ],
+)
+def test_set_hyperparams_refuses_what_the_schedules_constructor_refuses(
+    schedule, key, value, message
+):
+    # The fields were checked only by the values they give: these give finite values in
+    # range, from a schedule no constructor would make (a cosine of 0 steps, a warmup
+    # as long as the whole decay).
+    state = gradtx.sgd(schedule).init({"w": jnp.zeros(1)})
+    with pytest.raises(
+        ValueError,
+        match=rf"^gradtx.set_hyperparams\(learning_rate.{re.escape(key)}=...\): the "
+        rf"{type(schedule).__name__} schedule it makes is one its constructor refuses: .*{message}",
+    ):
+        gradtx.set_hyperparams(state, {f"learning_rate.{key}": value})
+
+
+def test_set_hyperparams_takes_step_counts_as_data():
+    # A fraction of a step and a count the counter never reaches are data (as a JAX
+    # array's value is): the constructor's int check does not apply.
+    state = gradtx.sgd(S.warmup_cosine_decay(0.0, 1.0, 10, 100)).init({"w": jnp.zeros(1)})
+    new = gradtx.set_hyperparams(state, {"learning_rate.warmup_steps": 5.5})
+    new = gradtx.set_hyperparams(new, {"learning_rate.decay_steps": 1e12})
+    got = gradtx.get_hyperparams(new)
+    chex.assert_trees_all_equal(got["learning_rate.warmup_steps"], jnp.asarray(5.5))
+    chex.assert_trees_all_equal(got["learning_rate.decay_steps"], jnp.asarray(1e12))
+    # A stored field its constructor would refuse (set as a JAX array: data, unchecked)
+    # does not block changing another one.
+    odd = gradtx.set_hyperparams(state, {"learning_rate.decay_steps": jnp.asarray(5.0)})
+    odd = gradtx.set_hyperparams(odd, {"learning_rate.peak_value": 0.5})
+    chex.assert_trees_all_equal(
+        gradtx.get_hyperparams(odd)["learning_rate.peak_value"], jnp.asarray(0.5)
+    )
