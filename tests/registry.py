@@ -73,7 +73,9 @@ class Case:
         grows its estimate from its own sums and descends.
       leafwise: each leaf's update depends on that leaf alone, so regimes
         placed in different leaves do not meet (False for L-BFGS, whose inner
-        products span all leaves).
+        products span all leaves, and for every optimizer with a tree-wide
+        quantity: a norm, a distance, a step size, a loss ratio, SAM's
+        direction, dpsgd's per-example clip, noisy_sgd's keys split per leaf).
       reference: the same optimizer with the same settings in torch
         (``torch_ref``) or optax (``optax_ref``), which ``run_reference`` runs
         (tests/test_registry_references.py in float64,
@@ -688,6 +690,7 @@ REGISTRY = [
     # from the minimum after 1000 steps, above the contract's 1e-3: a smaller eta here.
     case(
         "noisy_sgd",
+        leafwise=False,
         lr=0.1,
         rosen_lr=0.015,
         steps=1000,
@@ -775,6 +778,7 @@ REGISTRY = [
     # Learning-rate-free: the learning rate is a multiplier (1 by default).
     case(
         "prodigy",
+        leafwise=False,
         lr=1.0,
         rosen_lr=1.0,
         moves_low_precision_params=False,
@@ -782,12 +786,14 @@ REGISTRY = [
     ),
     case(
         "dadapt_adamw",
+        leafwise=False,
         lr=0.5,
         rosen_lr=0.5,
         reference=optax_ref(lambda lr: optax.contrib.dadapt_adamw(lr)),
     ),
     case(
         "dog",
+        leafwise=False,
         lr=1.0,
         complex_ok=True,
         rosen_lr=1.0,
@@ -797,6 +803,7 @@ REGISTRY = [
     ),
     case(
         "dowg",
+        leafwise=False,
         lr=1.0,
         complex_ok=True,
         rosen_lr=1.0,
@@ -817,6 +824,7 @@ REGISTRY = [
     # eps apart from Mechanic's own eps in the hyperparameters' names.
     case(
         "mechanize",
+        leafwise=False,
         variant="adam",
         lr=1.0,
         rosen_lr=1.0,
@@ -828,6 +836,7 @@ REGISTRY = [
     ),
     case(
         "momo",
+        leafwise=False,
         lr=1.0,
         complex_ok=True,
         rosen_lr=1.0,
@@ -836,6 +845,7 @@ REGISTRY = [
     ),
     case(
         "momo_adam",
+        leafwise=False,
         lr=0.1,
         complex_ok=True,
         rosen_lr=0.1,
@@ -922,6 +932,7 @@ REGISTRY = [
     ),
     case(
         "polyak_sgd",
+        leafwise=False,
         lr=0.5,
         complex_ok=True,
         rosen_lr=0.5,
@@ -931,6 +942,7 @@ REGISTRY = [
     ),
     case(
         "sam",
+        leafwise=False,
         variant="opaque-sgd",
         lr=0.1,
         complex_ok=True,
@@ -976,6 +988,7 @@ REGISTRY = [
     # checks noise and clipping against optax).
     case(
         "dpsgd",
+        leafwise=False,
         lr=0.1,
         complex_ok=True,
         rosen_lr=0.006,
