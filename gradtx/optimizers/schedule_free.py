@@ -97,7 +97,10 @@ def schedule_free_adamw(
     up to about 4e-6 relative (2e-5 for ``schedule_free_sgd``; 8- and
     20-step probes); gradtx forms the warm-up in the hyperparameters'
     precision and matches a float64 evaluation.  The state keeps z and the
-    averaging weights as optax's does (``z`` in ``state_dtype``).
+    averaging weights as optax's does (``z`` in ``state_dtype``); with a
+    narrower ``state_dtype`` than the params (float32 z, float64 params)
+    optax forms ``(1 - b1) z`` in z's dtype and gradtx in the params', about
+    1e-8 relative apart from the first step.
     Its numbers are hyperparameters in state; changing ``b1`` between steps is
     exact here (the b1 that formed y is kept to recover x).  The output is
     computed as the difference ``y_{t+1} - y_t`` term by term, so a step that
