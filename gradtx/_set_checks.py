@@ -21,6 +21,8 @@ if one candidate takes it; a name no candidate declares gets the NaN check only.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -204,101 +206,57 @@ def _number(field: str, value: Any) -> Any:
     return array.tolist()
 
 
+_CONSTRUCTORS: dict[str, Callable[..., Any]] = {
+    "Constant": schedules.constant,
+    "ConstantWarmup": schedules.constant_warmup,
+    "CosineDecay": schedules.cosine_decay,
+    "WarmupCosineDecay": schedules.warmup_cosine_decay,
+    "SGDR": schedules.sgdr,
+    "Cyclical": schedules.cyclical,
+    "OneCycle": schedules.one_cycle,
+    "OneCycleMomentum": schedules.one_cycle_momentum,
+    "PiecewiseConstant": schedules.piecewise_constant,
+    "ExponentialDecay": schedules.exponential_decay,
+    "InverseTimeDecay": schedules.inverse_time_decay,
+    "InverseSqrtDecay": schedules.inverse_sqrt_decay,
+    "Polynomial": schedules.polynomial,
+    "Linear": schedules.linear,
+    "SWALR": schedules.swa_lr,
+    "Join": schedules.join,
+    "Product": schedules.product,
+}
+
+
 def _remade(schedule: Any) -> Any:
     """``schedule`` rebuilt by its public constructor from its stored fields, which
     checks them as construction does (ranges, whole step counts, one field against
-    another); ``_NotConcrete`` where a field is data."""
+    another); ``_NotConcrete`` where a field is data.  A constructor argument is the
+    field of its name, or what the fields say of it (``past_end="cycle"`` for a
+    ``cycle`` of 1, a NaN ``end_value`` for None, ...)."""
+    make = _CONSTRUCTORS.get(type(schedule).__name__)
+    if make is None:  # a user's own Schedule subclass
+        return schedule
     v = {
         f.name: getattr(schedule, f.name)
         if f.name == "schedules"
         else _number(f.name, getattr(schedule, f.name))
         for f in dataclasses.fields(schedule)
     }
-    members = [_remade(m) if is_schedule(m) else m for m in v.get("schedules", ())]
-    past_end = "cycle" if v.get("cycle") else "hold"
-    anneal = "cos" if v.get("cosine") else "linear"
-    make = {
-        "Constant": lambda: schedules.constant(v["value"]),
-        "ConstantWarmup": lambda: schedules.constant_warmup(
-            v["value"], v["factor"], v["warmup_steps"]
-        ),
-        "CosineDecay": lambda: schedules.cosine_decay(
-            v["init_value"], v["decay_steps"], v["alpha"], v["exponent"], past_end=past_end
-        ),
-        "WarmupCosineDecay": lambda: schedules.warmup_cosine_decay(
-            v["init_value"],
-            v["peak_value"],
-            v["warmup_steps"],
-            v["decay_steps"],
-            v["end_value"],
-            exponent=v["exponent"],
-            past_end=past_end,
-        ),  # fmt: skip
-        "SGDR": lambda: schedules.sgdr(
-            v["peak_value"],
-            v["first_period"],
-            period_mult=v["period_mult"],
-            min_value=v["min_value"],
-        ),  # fmt: skip
+    end_value = v.get("end_value")
+    derived = {
+        "schedules": [_remade(m) if is_schedule(m) else m for m in v.get("schedules", ())],
+        "past_end": "cycle" if v.get("cycle") else "hold",
+        "anneal": "cos" if v.get("cosine") else "linear",
         # exp_range takes every gamma in (0, 1]; the amplitude's cycle_decay has no
         # argument of its own (the mode picks it), so the values' probe checks it
-        "Cyclical": lambda: schedules.cyclical(
-            v["base_value"],
-            v["max_value"],
-            v["step_size"],
-            mode="exp_range",
-            gamma=v["gamma"],
-            step_size_down=v["step_size_down"],
-        ),  # fmt: skip
-        "OneCycle": lambda: schedules.one_cycle(
-            v["total_steps"],
-            v["peak_value"],
-            pct_start=v["pct_start"],
-            div_factor=v["div_factor"],
-            final_div_factor=v["final_div_factor"],
-            anneal=anneal,
-            three_phase=bool(v["three_phase"]),
-        ),  # fmt: skip
-        "OneCycleMomentum": lambda: schedules.one_cycle_momentum(
-            v["total_steps"],
-            v["base_momentum"],
-            v["max_momentum"],
-            pct_start=v["pct_start"],
-            anneal=anneal,
-            three_phase=bool(v["three_phase"]),
-        ),  # fmt: skip
-        "PiecewiseConstant": lambda: schedules.piecewise_constant(
-            v["init_value"], dict(zip(v["boundaries"], v["scales"]))
-        ),
-        "ExponentialDecay": lambda: schedules.exponential_decay(
-            v["init_value"],
-            v["transition_steps"],
-            v["decay_rate"],
-            staircase=bool(v["staircase"]),
-            transition_begin=v["transition_begin"],
-            end_value=None if np.isnan(v["end_value"]) else v["end_value"],
-        ),  # fmt: skip
-        "InverseTimeDecay": lambda: schedules.inverse_time_decay(
-            v["init_value"], v["decay_steps"], v["power"]
-        ),
-        "InverseSqrtDecay": lambda: schedules.inverse_sqrt_decay(v["init_value"]),
-        "Polynomial": lambda: schedules.polynomial(
-            v["init_value"],
-            v["end_value"],
-            v["power"],
-            v["transition_steps"],
-            v["transition_begin"],
-        ),  # fmt: skip
-        "Linear": lambda: schedules.linear(
-            v["init_value"], v["end_value"], v["transition_steps"], v["transition_begin"]
-        ),
-        "SWALR": lambda: schedules.swa_lr(
-            v["init_value"], v["swa_value"], v["anneal_steps"], anneal=anneal
-        ),
-        "Join": lambda: schedules.join(members, v["boundaries"]),
-        "Product": lambda: schedules.product(members),
-    }.get(type(schedule).__name__)
-    return schedule if make is None else make()  # a user's own Schedule subclass
+        "mode": "exp_range",
+        "three_phase": bool(v.get("three_phase")),
+        "staircase": bool(v.get("staircase")),
+        "end_value": None if end_value is not None and np.isnan(end_value) else end_value,
+        "boundaries_and_scales": dict(zip(v.get("boundaries", ()), v.get("scales", ()))),
+    }
+    names = inspect.signature(make).parameters
+    return make(**{name: derived[name] if name in derived else v[name] for name in names})
 
 
 def check_remade(key: str, given: Any, schedule: Any, old: Any) -> None:
