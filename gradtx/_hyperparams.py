@@ -520,6 +520,9 @@ def set_hyperparams(
     if changes and _unreadable(state):
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
     named: dict[str, list[tuple[Any, str]]] = {}  # two keys for one number would race
+    # A schedule is checked once all of its keys are in (warmup_steps and decay_steps
+    # moved together): its path, name, first form, and the keys and values given.
+    schedules: dict[str, tuple[Any, str, Any, list[str], list[Any]]] = {}
     for key, value in changes.items():
         _, path, name, field = _find(entries, key, call, state)
         slot = named.setdefault(repr((path, name)), [])
@@ -565,8 +568,9 @@ def set_hyperparams(
                     return _cast_to(o, value, key, flag)
 
                 new = _set_field(old, field, cast)
-                _set_checks.check_schedule(key, name, new, location)
-                _set_checks.check_remade(key, value, new, old)
+                pending = schedules.setdefault(repr((path, name)), (path, name, old, [], []))
+                pending[3].append(key)
+                pending[4].append(value)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     kind = type(old).__name__
@@ -594,8 +598,9 @@ def set_hyperparams(
                         where = f"{key}{jax.tree_util.keystr(at)}"
                         check_stored_steps(call, where, leaf, stored)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
-                _set_checks.check_schedule(key, name, new, location)
-                _set_checks.check_remade(key, value, new, old)
+                pending = schedules.setdefault(repr((path, name)), (path, name, old, [], []))
+                pending[3].append(key)
+                pending[4].append(value)
             else:
                 value = _set_checks.in_stored_form(key, name, value, old, location)
                 new = _cast_to(old, value, key)
@@ -604,6 +609,16 @@ def set_hyperparams(
 
         state = _replace_at(state, path, replace)
         entries = _entries(state, call)
+    for path, name, first, keys, given in schedules.values():
+        shown = "=..., ".join(keys)  # the message's ``set_hyperparams(<shown>=...)``
+
+        def check(loc, name=name, first=first, shown=shown, given=given):
+            location = loc if isinstance(loc, HYPERPARAMS_STATES) else None  # not optax's
+            _set_checks.check_schedule(shown, name, loc.hyperparams[name], location)
+            _set_checks.check_remade(shown, given, loc.hyperparams[name], first)
+            return loc
+
+        _replace_at(state, path, check)
     return state
 
 

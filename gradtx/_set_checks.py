@@ -264,8 +264,9 @@ def check_remade(key: str, given: Any, schedule: Any, old: Any) -> None:
     ``decay_steps`` at or below ``warmup_steps``): set here, they bypassed it.  A
     fraction of a step, or a count the step counter never reaches, is taken, as a JAX
     array's would be (``steps_as_data``).
-    Only a change is judged: ``old``, as stored, must pass (a step count of 2**31 - 1
-    is stored as 2**31 in float32, which its constructor would refuse)."""
+    Only a change is judged: ``old``, as stored before this call, must pass (one whose
+    fields were set as JAX arrays may not).  Within ``jax.jit`` the stored fields are
+    traced and nothing is checked, as for every value set there."""
     if any(isinstance(x, jax.Array) for x in jax.tree.leaves(given)):
         return  # data, as at construction
     with steps_as_data():

@@ -467,12 +467,12 @@ def lr_range_test(
         raise TypeError(f"{CALL}(hyperparam={hyperparam!r}): hyperparam must be a name (a str)")
     min_lr = _number("min_lr", min_lr, 0.0, finite=True)
     max_lr = _number("max_lr", max_lr, min_lr, finite=True)
-    tiny = np.finfo(float_dtype()).tiny
+    tiny = float(np.finfo(float_dtype()).tiny)
     if min_lr < tiny:  # a max_lr that overflows is the hyperparameter's check (_check_range)
         raise ValueError(
             f"{CALL}(min_lr={min_lr!r}): the learning rates are {np.dtype(float_dtype()).name} "
             f"(JAX's float dtype), where it would be 0 or subnormal; min_lr must be at "
-            f"least {tiny:g}"
+            f"least {tiny!r}"
         )
     if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
         raise TypeError(f"{CALL}(num_steps={num_steps!r}): num_steps must be an int")

@@ -236,7 +236,7 @@ def test_an_optimizer_without_a_settable_learning_rate_is_a_clear_error(make, me
         (
             {"min_lr": 1e-46},
             ValueError,
-            r"min_lr=1e-46\): the learning rates are float32 .* at least 1.17549e-38",
+            r"min_lr=1e-46\): the learning rates are float32 .* at least 1.1754943508222875e-38",
         ),
         ({"num_steps": 3}, ValueError, "num_steps must be >= 4"),
         ({"num_steps": 10.0}, TypeError, "num_steps must be an int"),

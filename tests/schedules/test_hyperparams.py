@@ -602,3 +602,35 @@ def test_set_hyperparams_takes_step_counts_as_data():
     chex.assert_trees_all_equal(
         gradtx.get_hyperparams(odd)["learning_rate.peak_value"], jnp.asarray(0.5)
     )
+
+
+def test_set_hyperparams_checks_a_schedules_fields_together_once_all_are_set():
+    # Lengthening a warm-up and its decay in one call was refused in one key order (the
+    # warm-up checked against the old decay), taken in the other.
+    state = gradtx.sgd(S.warmup_cosine_decay(0.0, 1.0, 10, 100)).init({"w": jnp.zeros(1)})
+    for keys in (("warmup_steps", "decay_steps"), ("decay_steps", "warmup_steps")):
+        values = {"warmup_steps": 150, "decay_steps": 300}
+        new = gradtx.set_hyperparams(state, {f"learning_rate.{k}": values[k] for k in keys})
+        got = gradtx.get_hyperparams(new)
+        assert (
+            float(got["learning_rate.warmup_steps"]),
+            float(got["learning_rate.decay_steps"]),
+        ) == (150, 300)
+    shrunk = {"learning_rate.decay_steps": 8, "learning_rate.warmup_steps": 4}
+    gradtx.set_hyperparams(state, shrunk)
+    joined = gradtx.sgd(S.join([S.constant(1.0), S.warmup_cosine_decay(0.0, 1.0, 10, 100)], [5]))
+    gradtx.set_hyperparams(
+        joined.init({"w": jnp.zeros(1)}),
+        {
+            "learning_rate.schedules.1.warmup_steps": 150,
+            "learning_rate.schedules.1.decay_steps": 300,
+        },
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^gradtx.set_hyperparams\(learning_rate.warmup_steps=..., "
+        r"learning_rate.decay_steps=...\): the WarmupCosineDecay schedule .* must exceed",
+    ):
+        gradtx.set_hyperparams(
+            state, {"learning_rate.warmup_steps": 150, "learning_rate.decay_steps": 120}
+        )
