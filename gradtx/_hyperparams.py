@@ -521,8 +521,9 @@ def set_hyperparams(
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
     named: dict[str, list[tuple[Any, str]]] = {}  # two keys for one number would race
     # A schedule is checked once all of its keys are in (warmup_steps and decay_steps
-    # moved together): its path, name, first form, and the keys and values given.
-    schedules: dict[str, tuple[Any, str, Any, list[str], list[Any]]] = {}
+    # moved together): its path, name, first form, the keys given, and the schedule
+    # with only the numbers set (a JAX array is data, not judged by its constructor).
+    schedules: dict[str, list[Any]] = {}
     for key, value in changes.items():
         _, path, name, field = _find(entries, key, call, state)
         slot = named.setdefault(repr((path, name)), [])
@@ -568,9 +569,10 @@ def set_hyperparams(
                     return _cast_to(o, value, key, flag)
 
                 new = _set_field(old, field, cast)
-                pending = schedules.setdefault(repr((path, name)), (path, name, old, [], []))
+                pending = schedules.setdefault(repr((path, name)), [path, name, old, [], old])
                 pending[3].append(key)
-                pending[4].append(value)
+                if not _set_checks.holds_array(value):
+                    pending[4] = _set_field(pending[4], field, cast)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     kind = type(old).__name__
@@ -598,9 +600,10 @@ def set_hyperparams(
                         where = f"{key}{jax.tree_util.keystr(at)}"
                         check_stored_steps(call, where, leaf, stored)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
-                pending = schedules.setdefault(repr((path, name)), (path, name, old, [], []))
+                pending = schedules.setdefault(repr((path, name)), [path, name, old, [], old])
                 pending[3].append(key)
-                pending[4].append(value)
+                if not _set_checks.holds_array(value):
+                    pending[4] = new
             else:
                 value = _set_checks.in_stored_form(key, name, value, old, location)
                 new = _cast_to(old, value, key)
@@ -609,13 +612,13 @@ def set_hyperparams(
 
         state = _replace_at(state, path, replace)
         entries = _entries(state, call)
-    for path, name, first, keys, given in schedules.values():
+    for path, name, first, keys, numbers_set in schedules.values():
         shown = "=..., ".join(keys)  # the message's ``set_hyperparams(<shown>=...)``
 
-        def check(loc, name=name, first=first, shown=shown, given=given):
+        def check(loc, name=name, first=first, shown=shown, numbers_set=numbers_set):
             location = loc if isinstance(loc, HYPERPARAMS_STATES) else None  # not optax's
             _set_checks.check_schedule(shown, name, loc.hyperparams[name], location)
-            _set_checks.check_remade(shown, given, loc.hyperparams[name], first)
+            _set_checks.check_remade(shown, numbers_set, first)
             return loc
 
         _replace_at(state, path, check)

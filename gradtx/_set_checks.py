@@ -242,8 +242,7 @@ def _remade(schedule: Any) -> Any:
         else _number(f.name, getattr(schedule, f.name))
         for f in dataclasses.fields(schedule)
     }
-    end_value = v.get("end_value")
-    derived = {
+    derived: dict[str, Any] = {
         "schedules": [_remade(m) if is_schedule(m) else m for m in v.get("schedules", ())],
         "past_end": "cycle" if v.get("cycle") else "hold",
         "anneal": "cos" if v.get("cosine") else "linear",
@@ -252,23 +251,30 @@ def _remade(schedule: Any) -> Any:
         "mode": "exp_range",
         "three_phase": bool(v.get("three_phase")),
         "staircase": bool(v.get("staircase")),
-        "end_value": None if end_value is not None and np.isnan(end_value) else end_value,
         "boundaries_and_scales": dict(zip(v.get("boundaries", ()), v.get("scales", ()))),
     }
+    if make is schedules.exponential_decay and np.isnan(v["end_value"]):
+        derived["end_value"] = None  # its "no end value", stored as NaN
     names = inspect.signature(make).parameters
     return make(**{name: derived[name] if name in derived else v[name] for name in names})
 
 
-def check_remade(key: str, given: Any, schedule: Any, old: Any) -> None:
+def holds_array(value: Any) -> bool:
+    """Whether a value given to set_hyperparams holds a JAX array: data, taken as given."""
+    return any(isinstance(x, jax.Array) for x in jax.tree.leaves(value))
+
+
+def check_remade(key: str, schedule: Any, old: Any) -> None:
     """Refuse fields that the schedule's constructor refuses (``decay_steps=0``, a
     ``decay_steps`` at or below ``warmup_steps``): set here, they bypassed it.  A
     fraction of a step, or a count the step counter never reaches, is taken, as a JAX
     array's would be (``steps_as_data``).
-    Only a change is judged: ``old``, as stored before this call, must pass (one whose
-    fields were set as JAX arrays may not).  Within ``jax.jit`` the stored fields are
-    traced and nothing is checked, as for every value set there."""
-    if any(isinstance(x, jax.Array) for x in jax.tree.leaves(given)):
-        return  # data, as at construction
+    ``schedule`` is ``old`` with only the numbers of this call set (JAX arrays are
+    data, left out).  Only a change is judged: ``old``, as stored before this call,
+    must pass (one whose fields were set as JAX arrays may not).  Within ``jax.jit``
+    the stored fields are traced and nothing is checked, as for every value set there."""
+    if schedule is old:
+        return  # only JAX arrays were set: data, as at construction
     with steps_as_data():
         try:
             _remade(old)

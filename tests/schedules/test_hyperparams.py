@@ -634,3 +634,14 @@ def test_set_hyperparams_checks_a_schedules_fields_together_once_all_are_set():
         gradtx.set_hyperparams(
             state, {"learning_rate.warmup_steps": 150, "learning_rate.decay_steps": 120}
         )
+
+
+def test_a_jax_array_set_with_a_number_leaves_the_number_checked():
+    # The array is data; the number beside it in the same call is still judged by the
+    # constructor (it was let through with the array).
+    state = gradtx.sgd(S.warmup_cosine_decay(0.0, 1.0, 10, 100)).init({"w": jnp.zeros(1)})
+    both = {"learning_rate.init_value": jnp.asarray(0.0), "learning_rate.decay_steps": 5}
+    with pytest.raises(ValueError, match="must exceed warmup_steps"):
+        gradtx.set_hyperparams(state, both)
+    # and the array alone is taken as data
+    gradtx.set_hyperparams(state, {"learning_rate.decay_steps": jnp.asarray(5.0)})
