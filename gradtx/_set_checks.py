@@ -232,7 +232,7 @@ def _remade(schedule: Any) -> Any:
     checks them as construction does (ranges, whole step counts, one field against
     another); ``_NotConcrete`` where a field is data.  A constructor argument is the
     field of its name, or what the fields say of it (``past_end="cycle"`` for a
-    ``cycle`` of 1, a NaN ``end_value`` for None, ...)."""
+    ``cycle`` of 1, exponential_decay's NaN ``end_value`` for None, ...)."""
     make = _CONSTRUCTORS.get(type(schedule).__name__)
     if make is None:  # a user's own Schedule subclass
         return schedule
