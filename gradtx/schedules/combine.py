@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._base import is_schedule
 from gradtx.schedules._common import Schedule
@@ -80,7 +81,9 @@ def _whole_number(b: Any) -> bool:
     if isinstance(b, jax.Array):
         if jnp.issubdtype(b.dtype, jnp.integer):
             return True
-        return not isinstance(b, jax.core.Tracer) and float(b).is_integer()
+        if isinstance(b, jax.core.Tracer):
+            return False
+        return bool(np.all(np.mod(np.asarray(b), 1) == 0))  # one per run when batched
     return float(b).is_integer()
 
 
@@ -98,7 +101,8 @@ class Join(Schedule):
     boundaries: Any
 
     def __call__(self, count):
-        return _join(self.schedules, self.boundaries, count, lambda b, i: b[i])
+        # the last axis: a state made under jax.vmap holds one row of boundaries per run
+        return _join(self.schedules, self.boundaries, count, lambda b, i: b[..., i])
 
 
 def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Callable:

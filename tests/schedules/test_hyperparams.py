@@ -645,3 +645,17 @@ def test_a_jax_array_set_with_a_number_leaves_the_number_checked():
         gradtx.set_hyperparams(state, both)
     # and the array alone is taken as data
     gradtx.set_hyperparams(state, {"learning_rate.decay_steps": jnp.asarray(5.0)})
+
+
+def test_get_hyperparams_reads_a_join_in_a_state_made_under_vmap():
+    # Its boundaries are one row per run there: the join indexed the runs instead of the
+    # boundaries, and a concrete row was refused by a scalar conversion (TypeError).
+    opt = gradtx.sgd(S.join([S.constant(1.0), S.linear(1.0, 0.0, 10)], [5]))
+    states = jax.vmap(opt.init)({"w": jnp.zeros((3, 2))})
+    states = jax.vmap(lambda s, b: gradtx.set_hyperparams(s, {"learning_rate.boundaries": b}))(
+        states, jnp.asarray([[5.0], [2.0], [7.0]])
+    )
+    states = states._replace(count=jnp.asarray([6, 6, 6]))
+    got = gradtx.get_hyperparams(states)["learning_rate"]
+    chex.assert_trees_all_close(got, jax.vmap(gradtx.get_hyperparams)(states)["learning_rate"])
+    chex.assert_trees_all_close(got, jnp.asarray([0.9, 0.6, 1.0]))
