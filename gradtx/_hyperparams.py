@@ -571,7 +571,7 @@ def set_hyperparams(
                 new = _set_field(old, field, cast)
                 pending = schedules.setdefault(repr((path, name)), [path, name, old, [], old])
                 pending[3].append(key)
-                if not _set_checks.holds_array(value):
+                if not _set_checks.is_data(value):
                     pending[4] = _set_field(pending[4], field, cast)
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
@@ -602,7 +602,7 @@ def set_hyperparams(
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
                 pending = schedules.setdefault(repr((path, name)), [path, name, old, [], old])
                 pending[3].append(key)
-                if not _set_checks.holds_array(value):
+                if not _set_checks.is_data(value):
                     pending[4] = new
             else:
                 value = _set_checks.in_stored_form(key, name, value, old, location)

@@ -98,7 +98,8 @@ def _shown(ranges: list[_Range], calls: list[str] | None = None, made: bool = Fa
     )
 
 
-def _is_data(value: Any) -> bool:
+def is_data(value: Any) -> bool:
+    """Whether a value given to set_hyperparams holds a JAX array: data, taken as given."""
     return any(isinstance(x, jax.Array) for x in jax.tree.leaves(value))
 
 
@@ -124,7 +125,7 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     ``name`` of ``location``, stored like ``old`` (for optax's ``inject_hyperparams``
     states, ``location`` is ``None``: NaN is then the only check)."""
     dtype = jnp.result_type(_tree.bare(old))
-    if _is_data(value) or not jnp.issubdtype(dtype, jnp.floating):
+    if is_data(value) or not jnp.issubdtype(dtype, jnp.floating):
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
     call = f"gradtx.set_hyperparams({key}={value!r})"
@@ -156,7 +157,7 @@ def check_field(key: str, value: Any) -> None:
     """A schedule's fields are finite numbers or NaN (some schedules' "absent", as
     ``exponential_decay``'s ``end_value``), as its constructor takes them."""
     for field in jax.tree.leaves(value):
-        if _is_data(field):
+        if is_data(field):
             continue
         try:
             given = np.asarray(field, np.float64)
@@ -257,11 +258,6 @@ def _remade(schedule: Any) -> Any:
         derived["end_value"] = None  # its "no end value", stored as NaN
     names = inspect.signature(make).parameters
     return make(**{name: derived[name] if name in derived else v[name] for name in names})
-
-
-def holds_array(value: Any) -> bool:
-    """Whether a value given to set_hyperparams holds a JAX array: data, taken as given."""
-    return any(isinstance(x, jax.Array) for x in jax.tree.leaves(value))
 
 
 def check_remade(key: str, schedule: Any, old: Any) -> None:
