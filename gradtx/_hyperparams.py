@@ -21,6 +21,7 @@ numbers), and a state field a transform reports (``reduce_on_plateau``'s
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -75,7 +76,6 @@ def _schedule_fields(value: Any, prefix: str = "") -> Iterator[str]:
     """Dotted names of a schedule's numeric leaves, through nested schedules and
     tuples of them (``schedules.1.peak_value``); an array field is one leaf.
     Schedules are dataclasses (``gradtx.schedules``) or NamedTuples."""
-    import dataclasses
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
@@ -90,7 +90,6 @@ def _schedule_fields(value: Any, prefix: str = "") -> Iterator[str]:
 
 
 def _get_field(value: Any, field: str) -> Any:
-    import dataclasses
 
     for key in field.split("."):
         named = dataclasses.is_dataclass(value) or hasattr(value, "_fields")
@@ -99,7 +98,6 @@ def _get_field(value: Any, field: str) -> Any:
 
 
 def _set_field(value: Any, field: str, fn) -> Any:
-    import dataclasses
 
     key, _, rest = field.partition(".")
     if dataclasses.is_dataclass(value):
@@ -521,9 +519,8 @@ def set_hyperparams(
         raise KeyError(f"{call}: unknown hyperparameter {next(iter(changes))!r}: {NONE_FOUND}")
     named: dict[str, list[tuple[Any, str]]] = {}  # two keys for one number would race
     # A schedule is checked once all of its keys are in (warmup_steps and decay_steps
-    # moved together): its path, name, first form, the keys given, and the schedule
-    # with only the numbers set (a JAX array is data, not judged by its constructor).
-    schedules: dict[str, list[Any]] = {}
+    # moved together): see _PendingSchedule.
+    schedules: dict[str, _PendingSchedule] = {}
     for key, value in changes.items():
         _, path, name, field = _find(entries, key, call, state)
         slot = named.setdefault(repr((path, name)), [])
@@ -569,10 +566,11 @@ def set_hyperparams(
                     return _cast_to(o, value, key, flag)
 
                 new = _set_field(old, field, cast)
-                pending = schedules.setdefault(repr((path, name)), [path, name, old, [], old])
-                pending[3].append(key)
-                if not _set_checks.is_data(value):
-                    pending[4] = _set_field(pending[4], field, cast)
+                pending = schedules.setdefault(
+                    repr((path, name)), _PendingSchedule(path, name, old)
+                )
+                data = _set_checks.is_data(value)
+                pending.note(key, None if data else _set_field(pending.numbers, field, cast))
             elif is_schedule(old):
                 if not is_schedule(value) or type(value) is not type(old):
                     kind = type(old).__name__
@@ -600,10 +598,10 @@ def set_hyperparams(
                         where = f"{key}{jax.tree_util.keystr(at)}"
                         check_stored_steps(call, where, leaf, stored)
                 new = jax.tree.map(lambda v, o: _cast_to(o, v, key, True), value, old)
-                pending = schedules.setdefault(repr((path, name)), [path, name, old, [], old])
-                pending[3].append(key)
-                if not _set_checks.is_data(value):
-                    pending[4] = new
+                pending = schedules.setdefault(
+                    repr((path, name)), _PendingSchedule(path, name, old)
+                )
+                pending.note(key, None if _set_checks.is_data(value) else new)
             else:
                 value = _set_checks.in_stored_form(key, name, value, old, location)
                 new = _cast_to(old, value, key)
@@ -612,17 +610,38 @@ def set_hyperparams(
 
         state = _replace_at(state, path, replace)
         entries = _entries(state, call)
-    for path, name, first, keys, numbers_set in schedules.values():
-        shown = "=..., ".join(keys)  # the message's ``set_hyperparams(<shown>=...)``
-
-        def check(loc, name=name, first=first, shown=shown, numbers_set=numbers_set):
-            location = loc if isinstance(loc, HYPERPARAMS_STATES) else None  # not optax's
-            _set_checks.check_schedule(shown, name, loc.hyperparams[name], location)
-            _set_checks.check_remade(shown, numbers_set, first)
-            return loc
-
-        _replace_at(state, path, check)
+    for pending in schedules.values():
+        _replace_at(state, pending.path, pending.check)
     return state
+
+
+@dataclasses.dataclass
+class _PendingSchedule:
+    """A schedule ``set_hyperparams`` changes, checked once all its keys are in: its
+    location, its form before the call, the keys given, and that form with only the
+    numbers set (a JAX array is data, which its constructor does not judge)."""
+
+    path: tuple[str, ...]
+    name: str
+    first: Any
+    keys: list[str] = dataclasses.field(default_factory=list)
+    numbers: Any = None
+
+    def __post_init__(self) -> None:
+        self.numbers = self.first
+
+    def note(self, key: str, numbers: Any) -> None:
+        """``key`` given; ``numbers``: the schedule with its number set (None for data)."""
+        self.keys.append(key)
+        if numbers is not None:
+            self.numbers = numbers
+
+    def check(self, loc: Any) -> Any:
+        shown = "=..., ".join(self.keys)  # the message's ``set_hyperparams(<shown>=...)``
+        location = loc if isinstance(loc, HYPERPARAMS_STATES) else None  # not optax's
+        _set_checks.check_schedule(shown, self.name, loc.hyperparams[self.name], location)
+        _set_checks.check_remade(shown, self.numbers, self.first)
+        return loc
 
 
 def keep_hyperparams(fresh: OptState, old: OptState) -> OptState:
