@@ -324,28 +324,6 @@ def test_sophias_clipped_first_step_with_eps_0_has_the_finite_difference_derivat
     np.testing.assert_allclose(jax.jvp(after, (w0,), (d,))[1], want, rtol=1e-7)
 
 
-def test_dadapt_with_eps_0_has_a_forward_mode_derivative_in_the_learning_rate(x64):
-    """D-Adapt AdamW floors eps at the smallest normal number; a never-moved coordinate
-    divides 0 by it, and JAX's quotient rule multiplied that zero tangent by 1/tiny² =
-    inf: jax.jvp was NaN where jax.grad and finite differences agree."""
-    x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0], [2.0, 0.3, 0.0]])  # w[2]'s gradient is 0
-
-    def loss(w):
-        return jnp.mean((jnp.tanh(x @ w) - jnp.array([1.0, 0.0, -1.0])) ** 2)
-
-    def after(lr):
-        opt, w = gradtx.dadapt_adamw(lr, eps=0.0), jnp.array([0.1, -0.2, 0.3])
-        state = opt.init(w)
-        for _ in range(4):
-            u, state = opt.update(jax.grad(loss)(w), state, w)
-            w = w + u
-        return loss(w)
-
-    forward = jax.jvp(after, (0.5,), (1.0,))[1]
-    np.testing.assert_allclose(forward, jax.grad(after)(0.5), rtol=1e-10)
-    np.testing.assert_allclose(forward, _central_difference(after, 0.5, 1.0, 1e-7), rtol=1e-4)
-
-
 @pytest.mark.parametrize(
     "make, lr",
     [
@@ -355,10 +333,12 @@ def test_dadapt_with_eps_0_has_a_forward_mode_derivative_in_the_learning_rate(x6
     ],
     ids=["adamax", "adopt", "dadapt_adamw"],
 )
-def test_floored_quotients_have_second_derivatives_with_eps_0(x64, make, lr):
+def test_floored_quotients_have_derivatives_with_eps_0(x64, make, lr):
     """The floored denominators' quotient (``_tree.quotient``) at a never-moved coordinate:
-    a tangent divided by the floor was transposed by jax.grad into a plain division,
-    whose own derivative formed 1/tiny² and made jax.hessian NaN."""
+    JAX's quotient rule multiplied the zero tangent by 1/tiny² = inf, so jax.jvp was NaN
+    (D-Adapt's, where jax.grad and finite differences agree); a tangent divided by the
+    floor was transposed by jax.grad into a plain division, whose own derivative made
+    jax.hessian NaN."""
     x = jnp.array([[1.0, 2.0, 0.0], [0.5, -1.0, 0.0], [2.0, 0.3, 0.0]])  # w[2]'s gradient is 0
 
     def loss(w):
@@ -372,6 +352,9 @@ def test_floored_quotients_have_second_derivatives_with_eps_0(x64, make, lr):
             w = w + u
         return loss(w)
 
+    forward = jax.jvp(after, (lr,), (1.0,))[1]
+    np.testing.assert_allclose(forward, jax.grad(after)(lr), rtol=1e-10)
+    np.testing.assert_allclose(forward, _central_difference(after, lr, 1.0, 1e-7), rtol=1e-4)
     want = _central_difference(jax.grad(after), lr, 1.0, 1e-6 * lr)
     for second in (jax.hessian(after), jax.jacfwd(jax.jacfwd(after)), jax.grad(jax.grad(after))):
         np.testing.assert_allclose(second(lr), want, rtol=1e-5)
