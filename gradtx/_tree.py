@@ -39,10 +39,11 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 
 def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
-    """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given
-    (for a complex leaf, a real ``requested`` names the precision: float64 gives
-    complex128, others complex64), else the leaf's dtype, except float16's and
-    bfloat16's, which are float32.
+    """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given,
+    else the leaf's dtype, except float16's and bfloat16's, which are float32.
+    ``requested`` names a precision where its kind is not the leaf's: a real one
+    for a complex leaf gives the complex dtype (float64: complex128, others
+    complex64), a complex one for a real leaf the real dtype of its parts.
 
     float16 cannot hold a statistic's small values: below 6.1e-5 its numbers are
     subnormal, and XLA on CPU flushes those to zero, so ``(1 - b2) g²``, a
@@ -55,12 +56,15 @@ def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
     dtype = jnp.dtype(leaf_dtype)
     if requested is not None:
         requested = jnp.dtype(requested)
-        if jnp.issubdtype(dtype, jnp.complexfloating) and not jnp.issubdtype(
-            requested, jnp.complexfloating
-        ):
+        complex_leaf = jnp.issubdtype(dtype, jnp.complexfloating)
+        if complex_leaf and not jnp.issubdtype(requested, jnp.complexfloating):
             # A real storage dtype for a complex leaf is a precision: its complex
             # counterpart (a real buffer would drop the imaginary part).
             return jnp.dtype(jnp.complex128 if requested == jnp.float64 else jnp.complex64)
+        if not complex_leaf and jnp.issubdtype(requested, jnp.complexfloating):
+            # and the mirror: a complex buffer for a real leaf doubles the memory, and
+            # each update would cast it back to the leaf's real dtype
+            return real_dtype(requested)
         return requested
     return jnp.dtype(jnp.float32) if dtype in (jnp.float16, jnp.bfloat16) else dtype
 

@@ -6,6 +6,7 @@ Every test runs over the whole registry (``tests/registry.py``).
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import chex
 import jax
@@ -292,6 +293,35 @@ def test_a_real_storage_dtype_for_a_complex_leaf_names_the_precision():
     want, _ = plain.update(grads, plain.init(params), params)
     chex.assert_trees_all_close(got, want, rtol=1e-6)
     assert float(jnp.abs(jnp.imag(got["z"][1]))) > 0.05
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda dtype: gradtx.adam(0.1, mu_dtype=dtype, nu_dtype=dtype),
+        lambda dtype: gradtx.sgd(0.1, 0.9, accumulator_dtype=dtype),
+        lambda dtype: gradtx.muon(0.1, ns_dtype=dtype, mu_dtype=dtype),
+        lambda dtype: gradtx.galore(0.1, rank=1, svd_dtype=dtype),
+        lambda dtype: gradtx.schedule_free_sgd(0.1, state_dtype=dtype),
+    ],
+    ids=["adam", "sgd", "muon", "galore", "schedule_free_sgd"],
+)
+def test_a_complex_storage_dtype_for_a_real_leaf_names_the_precision(make):
+    """The mirror rule: complex64 for float32 params stores float32.  A complex buffer
+    took twice the memory and each update cast it back to real, which JAX deprecates
+    (a DeprecationWarning now, an error later): under ``-W error`` the step failed."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32).reshape(2, 3)}
+    grads = {"w": jnp.asarray([[0.5, -1.0, 2.0], [0.25, 1.5, -0.75]], jnp.float32)}
+    stored, plain = make(jnp.complex64), make(jnp.float32)
+    state = stored.init(params)
+    assert not any(jnp.iscomplexobj(x) for x in jax.tree.leaves(state))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, state = stored.update(grads, state, params)
+        got, _ = stored.update(grads, state, params)
+    want, want_state = plain.update(grads, plain.init(params), params)
+    want, _ = plain.update(grads, want_state, params)
+    chex.assert_trees_all_equal(got, want)
 
 
 @pytest.mark.parametrize(

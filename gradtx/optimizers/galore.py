@@ -81,7 +81,8 @@ def galore(
       weight_dimension_numbers: which leaves are projected, as which matrix
         (see ``scale_by_galore``).
       mask_fn: function of the params returning such a mask.
-      svd_dtype: the dtype of the SVD (optax's float32; ``None``: the gradient's).
+      svd_dtype: the dtype of the SVD (optax's float32; ``None``: the gradient's;
+        a complex dtype names its parts' precision).
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp

@@ -169,7 +169,8 @@ def scale_by_galore(
         (a prefix of the params, ``None`` for a leaf left whole); or a function
         of the params returning either.
       svd_dtype: the dtype the SVD runs in (optax's float32; ``None``: the
-        gradient's).  The basis is stored in the statistics' dtype.
+        gradient's; a complex dtype names its parts' precision).  The basis is
+        stored in the statistics' dtype.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -260,8 +261,10 @@ def scale_by_galore(
 @functools.cache
 def _new_basis(rank: int, left: bool, svd_dtype: Any, grad_dtype: Any) -> Callable:
     def basis(matrix: jax.Array, p: jax.Array) -> jax.Array:
-        x = matrix if svd_dtype is None else matrix.astype(svd_dtype)
-        u, _, vh = jnp.linalg.svd(x, full_matrices=False)
+        # a complex svd_dtype names a precision, as for statistics (the leaves are real)
+        if svd_dtype is not None:
+            matrix = matrix.astype(_tree.state_dtype(matrix.dtype, svd_dtype))
+        u, _, vh = jnp.linalg.svd(matrix, full_matrices=False)
         new = u[:, :rank] if left else vh[:rank].T
         # optax rounds the basis to the gradient's dtype; statistics of 16-bit leaves
         # are kept in float32 here.
