@@ -75,8 +75,14 @@ def _reduced_zeros(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
 
 
 def _lerp(v: jax.Array, target: jax.Array, weight: jax.Array) -> jax.Array:
+    """torch's ``lerp``: ``v + w (target - v)`` for ``w < 1/2``, else ``target + (w - 1)
+    (target - v)``, so that ``w = 1`` gives the target exactly (the first form then
+    cancels: torch's Adafactor with ``beta2_decay=0`` keeps ``v = g²``, and the first
+    form left a falling gradient's ``g²`` to rounding, or 0)."""
+    high = weight >= 0.5  # a scalar: one select of the base per element
+    out = jnp.where(high, target, v) + jnp.where(high, weight - 1, weight) * (target - v)
     # An overflowed statistic stays inf, as β v + w g² keeps it (inf - inf is NaN).
-    return jnp.where(v == jnp.inf, v, v + weight * (target - v))
+    return jnp.where(v == jnp.inf, v, out)
 
 
 def _mean0(x: jax.Array, axis: int) -> jax.Array:
@@ -206,10 +212,10 @@ def scale_by_factored_rms(
             offset = jnp.asarray(decay_offset)
             since = steps_since(count, jnp.maximum(offset, 0)) + as_float(jnp.maximum(-offset, 0))
             t = since.astype(rate.dtype) + 1
-        # The EMA as v + w (g² - v), w = 1 - β_t = t^(-rate) (torch's lerp): w keeps its
-        # digits as t grows (1 - β_t formed after rounding β_t loses them: 5% at t = 1e8
-        # in float32), and v rests at g² exactly (β_t v + w g² with β_t rounded apart
-        # from w settled ~δ/w away, 3% at t = 1e8).
+        # The EMA as torch's lerp of v towards g² by w = 1 - β_t = t^(-rate) (``_lerp``):
+        # w keeps its digits as t grows (1 - β_t formed after rounding β_t loses them:
+        # 5% at t = 1e8 in float32), and v rests at g² exactly (β_t v + w g² with β_t
+        # rounded apart from w settled ~δ/w away, 3% at t = 1e8).
         rest = t ** (-rate)
 
         leaves, treedef = jax.tree.flatten(updates)

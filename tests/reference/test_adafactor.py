@@ -65,6 +65,32 @@ def test_adafactor_torch_defaults_and_small_gradients(x64, seed):
     assert_matches_torch(gradtx.adafactor(), torch.optim.Adafactor, seed, shapes=TORCH_SHAPES)
 
 
+@pytest.mark.parametrize("eps", [(None, 1e-3), (0.0, 1e-3)], ids=["eps1-default", "eps1-0"])
+def test_adafactor_at_beta2_decay_0_keeps_a_falling_gradients_square(x64, eps):
+    """With beta2_decay = 0 each step's weight is 1: torch's lerp gives v = g² exactly.
+    v + 1·(g² - v) cancelled once the gradient fell by 1e4 (5e-9 relative off torch
+    after one step) or to 1e-20 (v = 0, and with eps1 = 0 a NaN step)."""
+    params = {"b": np.linspace(0.5, 1.5, 5), "w": np.full((2, 3), 0.5)}
+    falls = [
+        {"b": np.array([10.0, 1, 1, 1, 1]), "w": np.full((2, 3), 3.0)},
+        {"b": np.array([1e-4, 1, 1, 1, 1e-20]), "w": np.array([[1e-20, 3, 3], [1e-4, 3, 3]])},
+        {"b": np.array([1e-12, 2, 1, 1, 1e-20]), "w": np.full((2, 3), 1e-20)},
+    ]
+    ts = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    ref = torch.optim.Adafactor(list(ts.values()), lr=0.01, beta2_decay=0.0, eps=eps)
+    opt = gradtx.adafactor(0.01, beta2_decay=0.0, eps=eps)
+    ours = jax.tree.map(jnp.asarray, params)
+    state = opt.init(ours)
+    for grads in falls:
+        for k, t in ts.items():
+            t.grad = torch.tensor(grads[k])
+        ref.step()
+        updates, state = opt.update(jax.tree.map(jnp.asarray, grads), state, ours)
+        ours = gradtx.apply_updates(ours, updates)
+        for k, t in ts.items():
+            np.testing.assert_allclose(np.asarray(ours[k]), t.detach().numpy(), rtol=1e-12)
+
+
 OPTAX_CASES = {
     "defaults": (dict(), dict()),
     "unfactored": (dict(factored=False), dict(factored=False)),
