@@ -159,7 +159,7 @@ def _dowg_step(max_sq: jax.Array, weighted: jax.Array, eps: jax.Array) -> jax.Ar
     per step (``_tree.once``): XLA copied these scalar ops into every leaf's kernel.
 
     Finite, so a zero update times it is 0 without a test per element (that test
-    was most of the compile time this step had above optax's)."""
+    was about half of what this step's compile took above optax inject's)."""
     step = _tree.div0(max_sq, _tree.safe_sqrt(weighted) + eps)
     return jnp.minimum(step, jnp.finfo(step.dtype).max)
 
