@@ -115,7 +115,9 @@ def step_count(extra: dict[str, Any], call: str) -> jax.Array:
             f"{call}: reads the step count, which the enclosing gradtx factory passes; "
             "declare the factory that builds it with gradtx.factory(counted=True), and "
             "do not put an optax transform between them inside a gradtx.chain (gradtx "
-            "keeps its count from optax's, which may hand keywords on)"
+            "keeps its count from optax's, which may hand keywords on), nor a wrapper "
+            "that hands its inner no keywords (sam, mechanize): build that wrapper and "
+            "its inner outside the factory's body"
         )
     return count
 

@@ -571,6 +571,43 @@ def test_a_counted_body_that_is_an_optax_combinator_hands_the_count_on():
         chex.assert_trees_all_close(u, jnp.ones(2), rtol=1e-6)  # a constant input, debiased
 
 
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("wrap", "grads"),
+    [
+        (lambda tx: gradtx.accumulate_gradients(tx, 2), [1.0, 3.0, -1.0, 0.0, 0.5, 2.5]),
+        (lambda tx: gradtx.accumulate_gradients(tx, 3), [1.0, 3.0, -1.0, 0.0, 0.5, 2.5]),
+        (lambda tx: gradtx.apply_if_finite(tx, 3), [2.0, NAN, -0.5, NAN, NAN, 1.5]),
+        (
+            lambda tx: gradtx.apply_if_finite(gradtx.accumulate_gradients(tx, 2), 3),
+            [2.0, 1.0, NAN, -0.5, 0.25, 1.5],
+        ),
+    ],
+    ids=["accumulate-2", "accumulate-3", "apply_if_finite", "finite-over-accumulate"],
+)
+def test_a_wrapper_in_a_factory_body_hands_its_inner_the_inners_own_count(x64, wrap, grads):
+    """Built in a user's factory body, adam reads the factory's count, one per call.
+    accumulate_gradients and apply_if_finite call it on some calls only, and handed
+    that count on: Adam's bias corrections ran ahead (-0.111 against -0.147 after two
+    accumulated steps), and a skipped NaN step still moved them."""
+
+    @gradtx.factory(learning_rate=gradtx.LEARNING_RATE)
+    def wrapped_adam(learning_rate=0.1):
+        return wrap(gradtx.adam(learning_rate))
+
+    def run(opt):
+        params = {"w": jnp.zeros(1)}
+        state = opt.init(params)
+        for g in grads:
+            u, state = opt.update({"w": jnp.asarray([g])}, state, params)
+            params = gradtx.apply_updates(params, u)
+        return params
+
+    chex.assert_trees_all_close(run(wrapped_adam()), run(wrap(gradtx.adam(0.1))), rtol=1e-14)
+
+
 def test_a_callable_is_evaluated_on_a_jax_count_whatever_the_state_holds():
     """A checkpoint restores the count as a NumPy array, tree_set may put a Python int:
     evaluated on those, 0.9 ** count was computed in float64 and rounded, one ulp from

@@ -190,6 +190,11 @@ def accumulate_gradients(
         grad_sum = jax.tree.map(add, state.grad_sum, updates)
         micro_step = state.micro_step + 1
 
+        if extra.get("count") is not None:
+            # Inside a factory's body the count is the factory's, one per call; the
+            # inner steps once per every_k calls, and reads how many steps it took.
+            done = (extra["count"] - state.micro_step) // every_k
+            extra = {**extra, "count": done.astype(jnp.int32)}
         arrays, fixed = _tree.split_data(extras_for(inner, extra))
         operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
         step, wait = _tree.loop_body(branches, (fixed,), (*operands, micro_step))

@@ -108,6 +108,13 @@ def apply_if_finite(
 
         if "grads" in extra and extra["grads"] is not None:
             extra = {**extra, "grads": clean(extra["grads"])}
+        if extra.get("count") is not None:
+            # Inside a factory's body the count is the factory's, one per call; the
+            # inner reads how many steps it took, the skipped ones not among them (a
+            # non-finite step taken after max_consecutive_errors counts as skipped
+            # here, its state being non-finite anyway).
+            done = extra["count"] - state.total_notfinite
+            extra = {**extra, "count": done.astype(jnp.int32)}
         out, inner_state = inner.update(
             clean(updates), state.inner_state, params, **extras_for(inner, extra)
         )
