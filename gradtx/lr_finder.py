@@ -94,11 +94,13 @@ def _drivable(state: Any, name: str, probe: Any) -> Any:
     return new_state
 
 
-def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, **ends: float) -> None:
-    """The ends of the sweep are values ``name`` may take, as ``set_hyperparams`` would
-    check them against the factory that made the state (``b1`` driven to 1.5, or a
-    ``max_lr`` that overflows the stored float32, is refused here, before compiling).
-    The state is only traced for its structure: nothing is allocated."""
+def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, ends: dict) -> None:
+    """The values in ``ends`` (the sweep's ends, and one of its values that is not a
+    whole number) are values ``name`` may take, as ``set_hyperparams`` would check them
+    against the factory that made the state (``b1`` driven to 1.5, a ``max_lr`` that
+    overflows the stored float32, an integer such as ``average_params``' ``every``
+    driven through fractions, is refused here, before compiling).  The state is only
+    traced for its structure: nothing is allocated."""
     one = jax.tree.map(
         lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
     )
@@ -510,13 +512,17 @@ def lr_range_test(
             f"{CALL}(vmap_params=True): params' leaves need one leading run axis, of one "
             "or more runs"
         )
-    _check_range(optimizer, params, hyperparam, bool(vmap_params), min_lr=min_lr, max_lr=max_lr)
-
-    dtype = float_dtype()
     t = np.linspace(0.0, 1.0, num_steps)
     lrs = (
         min_lr * (max_lr / min_lr) ** t if mode == "exponential" else min_lr + (max_lr - min_lr) * t
     )
+    ends = {"min_lr": min_lr, "max_lr": max_lr}
+    fractions = [float(v) for v in lrs if float(v) != round(float(v))]
+    if fractions:
+        ends["a step's value"] = fractions[0]
+    _check_range(optimizer, params, hyperparam, bool(vmap_params), ends)
+
+    dtype = float_dtype()
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(p)), params)  # not weak
     static = (_Same(optimizer), _Same(loss_fn), hyperparam, bool(vmap_params))
     numbers_ = [jnp.asarray(v, dtype) for v in (lrs, alpha, diverge_factor)]

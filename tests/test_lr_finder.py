@@ -372,6 +372,10 @@ def test_no_suggestion_warnings_say_what_went_wrong():
          r"\(max_lr=1e\+39\): learning_rate cannot take it: .*overflows to inf"),
         (gradtx.sgd(0.1), {"vmap_params": 1}, TypeError,
          r"\(vmap_params=1\): vmap_params must be a bool"),
+        # an integer hyperparameter between whole ends: its steps were truncated silently
+        (gradtx.average_params(gradtx.sgd(0.1)),
+         {"hyperparam": "every", "min_lr": 1.0, "max_lr": 10.0, "num_steps": 8}, TypeError,
+         r"\(a step's value=1.38949.*\): every cannot take it: .*every must be an int"),
     ],
 )  # fmt: skip
 def test_the_sweep_must_stay_in_the_hyperparameters_range(opt, kwargs, error, message):
