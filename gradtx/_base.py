@@ -293,6 +293,7 @@ def named_chain(
     names = [n for n, _ in transforms]
     if len(set(names)) != len(names):
         raise ValueError(f"gradtx.named_chain: names must be unique, got {names}")
+    _tree.refuse_reserved("gradtx.named_chain", "the name", names)
     inner = chain(*(t for _, t in transforms))
 
     def init(params):

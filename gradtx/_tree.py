@@ -32,6 +32,16 @@ def nodes(tree: Any, kinds: type | tuple[type, ...]) -> list[Any]:
     return [x for x in jax.tree.leaves(tree, is_leaf=found) if found(x)]
 
 
+def refuse_reserved(call: str, what: str, names: Any) -> None:
+    """A group label or chain name of ``inner_state``, which hyperparameter names skip
+    (the field wrappers keep their inner optimizer in), so its own could not be named."""
+    if "inner_state" in list(names):
+        raise ValueError(
+            f"{call}: {what} 'inner_state' is reserved (hyperparameter names skip path "
+            "parts of that name, so this one's could not be addressed); choose another"
+        )
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the int32 maximum instead of wrapping."""
     # min-then-add: two plain operations (jnp.where traces a nested jit).

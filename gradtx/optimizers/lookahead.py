@@ -99,7 +99,11 @@ def lookahead(
 
       φ ← φ + α (θ + u_t − φ),   θ ← φ        (α = slow_step_size)
 
-    Between syncs the updates are the inner ones.  The inner state is kept
+    The sync is an update, ``φ − θ`` rounded to the params' dtype, so ``θ +
+    (φ − θ)`` is φ up to half an ulp of θ (exact in float64 tests; in bfloat16
+    the params can sit a visible step from the φ kept in the state, which
+    torch-style implementations copy exactly).  Between syncs the updates are
+    the inner ones.  The inner state is kept
     across syncs (the official code's ``pullback_momentum="none"``).  Updates
     are ordinary updates: apply them with ``apply_updates``, take gradients at
     the params, and chain further transforms after it if you like (each step

@@ -200,6 +200,7 @@ def partition(
             f"{call}: the transforms' labels {', '.join(sorted(map(repr, txs)))} cannot be sorted "
             "together (JAX sorts a dict's keys); use labels of one type, e.g. all strings"
         ) from None
+    _tree.refuse_reserved(call, "the label", labels_given)
     if labels is None and labels_fn is None:
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
     _tree.refuse_both(call, "labels", labels, labels_fn)  # at construction, not first at init

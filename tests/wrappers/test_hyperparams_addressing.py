@@ -75,6 +75,24 @@ def test_groups_are_addressed_by_label():
         gradtx.set_hyperparams(state, momentum=0.9)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.named_chain(("inner_state", gradtx.adam(0.1))),
+        lambda: gradtx.partition(
+            {"inner_state": gradtx.adam(0.1), "b": gradtx.sgd(0.1)}, {"w": "inner_state"}
+        ),
+    ],
+    ids=["named_chain", "partition"],
+)
+def test_inner_state_is_not_a_name_or_label(make):
+    """Names skip path parts called inner_state (where wrappers keep their inner), so a
+    group of that label listed its learning rate as plain 'learning_rate', and
+    set_hyperparams('inner_state/learning_rate') was an unknown name."""
+    with pytest.raises(ValueError, match=r"'inner_state' is reserved"):
+        make()
+
+
 def test_masked_state_in_named_chain():
     opt = gradtx.named_chain(
         ("decay", gradtx.masked(gradtx.add_l2(0.1), NO_BIAS)),
