@@ -137,7 +137,8 @@ def dowg(
     sqrt(v_t) + eps is 0 and r̄²_t or the gradient is 0 (``eps = 0`` and its
     default r̄²_0, or only zero gradients so far) the step is 0 (optax's
     ``0 / 0`` gives NaN); a non-zero gradient whose square underflows to 0
-    is scaled by the dtype's largest number (a huge step, optax's is ±∞).
+    is scaled by the largest number of the narrowest leaf dtype (a huge step;
+    optax's is ±∞).
 
     Args:
       learning_rate: multiplier of the DoWG step, a number or schedule.

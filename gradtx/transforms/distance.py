@@ -154,14 +154,15 @@ def _scaled_nonzero(updates: Updates, step: jax.Array) -> Updates:
     return jax.tree.map(lambda u, s: jnp.where(u == 0, u, s), updates, scaled(updates, step))
 
 
-def _dowg_step(max_sq: jax.Array, weighted: jax.Array, eps: jax.Array) -> jax.Array:
-    """``r̄² / (sqrt(v) + eps)``, 0 for 0/0, at most the dtype's largest number; once
-    per step (``_tree.once``): XLA copied these scalar ops into every leaf's kernel.
+def _dowg_step(max_sq: jax.Array, weighted: jax.Array, eps: jax.Array, cap: jax.Array) -> jax.Array:
+    """``r̄² / (sqrt(v) + eps)``, 0 for 0/0, at most ``cap``; once per step
+    (``_tree.once``): XLA copied these scalar ops into every leaf's kernel.
 
-    Finite, so a zero update times it is 0 without a test per element (that test
-    was about half of what this step's compile took above optax inject's)."""
-    step = _tree.div0(max_sq, _tree.safe_sqrt(weighted) + eps)
-    return jnp.minimum(step, jnp.finfo(step.dtype).max)
+    ``cap`` is the largest number of the narrowest dtype a leaf is scaled in, so the
+    size stays finite there and a zero update times it is 0 without a test per
+    element (that test was about half of what this step's compile took above optax
+    inject's)."""
+    return jnp.minimum(_tree.div0(max_sq, _tree.safe_sqrt(weighted) + eps), cap)
 
 
 class ScaleByDistanceOverWeightedGradientsState(NamedTuple):
@@ -195,9 +196,10 @@ def scale_by_distance_over_weighted_gradients(
 
     Differences: while sqrt(v_t) + eps is 0 (``eps = 0`` and only zero
     gradients so far) the zero gradient gives a zero step here; optax's
-    ``r̄² / 0`` times it gives NaN.  The size is capped at the dtype's largest
-    number, so a gradient whose square underflows (below ~1e-23 in float32)
-    with ``eps = 0`` takes a huge step where optax's is infinite.
+    ``r̄² / 0`` times it gives NaN.  The size is capped at the largest number
+    of the narrowest leaf dtype, so a gradient whose square underflows (below
+    ~1e-23 in float32) with ``eps = 0`` takes a huge step where optax's is
+    infinite.
 
     Args:
       init_estim_sq_dist: r̄²_0, the initial guess of the squared distance to
@@ -233,11 +235,15 @@ def scale_by_distance_over_weighted_gradients(
         grad_sq = tree_squared_norm(grads, dtype)
         weighted = max_sq * grad_sq + state.weighted_sum_of_squared_norms
         # With eps = 0 the denominator is 0 while every gradient has been 0 or while r̄²
-        # is 0 (its default r̄²_0 = eps): r̄²/0 is the largest number (zero updates stay
-        # 0) and 0/0 is 0.  A non-zero gradient whose square underflowed to 0 gets that
-        # huge size, where optax's r̄²/0 is ∞: a size of 0 there would stop the
-        # optimizer without a sign.
-        step = _tree.once(_dowg_step, max_sq, weighted, jnp.asarray(eps).astype(dtype))
+        # is 0 (its default r̄²_0 = eps): r̄²/0 is capped (zero updates stay 0) and 0/0
+        # is 0.  A non-zero gradient whose square underflowed to 0 gets that huge size,
+        # where optax's r̄²/0 is ∞: a size of 0 there would stop the optimizer without
+        # a sign.  The cap is the narrowest leaf's: the size is kept in JAX's float
+        # dtype (float64 under x64), and float64's largest number is ∞ in float32.
+        widths = [jnp.finfo(_tree.compute_dtype(u.dtype)).max for u in jax.tree.leaves(updates)]
+        cap = min(map(float, widths), default=float(jnp.finfo(dtype).max))
+        operands = (max_sq, weighted, jnp.asarray(eps).astype(dtype), jnp.asarray(cap, dtype))
+        step = _tree.once(_dowg_step, *operands)
         new_state = ScaleByDistanceOverWeightedGradientsState(
             state.initial_params, max_sq, weighted
         )

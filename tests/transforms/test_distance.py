@@ -107,6 +107,20 @@ def test_zero_gradients_with_eps_zero_take_no_step_then_the_first_real_one_moves
     assert bool(jnp.all(u["w"] != 0))  # the first non-zero gradient gives a step
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_dowg_zero_gradients_with_eps_zero_stay_zero_under_x64(x64, dtype):
+    """With x64 the size is float64; capped at float64's largest number it was ∞ in a
+    float32 leaf, and 0 · ∞ made a zero gradient's step NaN."""
+    params = {"a": jnp.ones(3, dtype), "b": jnp.ones(2, jnp.float64)}
+    for tx in (
+        gradtx.scale_by_distance_over_weighted_gradients(4.0, eps=0.0),
+        gradtx.dowg(0.1, init_estim_sq_dist=1.0, eps=0.0),
+    ):
+        out, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+        for leaf in jax.tree.leaves(out):
+            np.testing.assert_array_equal(np.asarray(leaf, np.float64), 0.0)
+
+
 _HUGE = float(jnp.finfo(jnp.float32).max)
 
 
