@@ -81,8 +81,9 @@ def _lerp(v: jax.Array, target: jax.Array, weight: jax.Array) -> jax.Array:
     form left a falling gradient's ``g²`` to rounding, or 0)."""
     high = weight >= 0.5  # a scalar: one select of the base per element
     out = jnp.where(high, target, v) + jnp.where(high, weight - 1, weight) * (target - v)
-    # An overflowed statistic stays inf, as β v + w g² keeps it (inf - inf is NaN).
-    return jnp.where(v == jnp.inf, v, out)
+    # An overflowed statistic or square gives inf, as β v + w g² does (either form
+    # forms inf - inf, NaN, from one of them); a NaN stays NaN (max passes it on).
+    return jnp.where(jnp.maximum(v, target) == jnp.inf, jnp.inf, out)
 
 
 def _mean0(x: jax.Array, axis: int) -> jax.Array:

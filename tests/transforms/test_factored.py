@@ -124,6 +124,21 @@ def test_zero_gradient_takes_no_step_without_eps():
     assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u))
 
 
+@pytest.mark.parametrize("shape", [(3,), (3, 4)], ids=["1-D", "2-D"])
+def test_an_overflowing_square_gives_a_zero_step_as_optax(shape):
+    """g = 1e20 squares to inf in float32; a full statistic is then inf and the step 0,
+    as optax's.  torch's lerp form, at a weight of 1/2 or more, formed inf - inf = NaN.
+    (A factored one gives inf/inf = NaN in both libraries.)"""
+    grads = jnp.full(shape, 1e20, jnp.float32)
+    params = jnp.ones(shape)
+    ours = gradtx.scale_by_factored_rms(factored=False)
+    theirs = optax.scale_by_factored_rms(factored=False)
+    got = ours.update(grads, ours.init(params), params)[0]
+    want = theirs.update(grads, theirs.init(params), params)[0]
+    chex.assert_trees_all_equal(got, want)
+    assert not bool(jnp.any(jnp.isnan(got)))
+
+
 def test_reads_the_chains_gradient():
     # After momentum, the second moment is still the gradient's.
     g = jnp.array([[2.0, -2.0], [2.0, 2.0]])
