@@ -94,19 +94,20 @@ def _drivable(state: Any, name: str, probe: Any) -> Any:
     return new_state
 
 
-def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, ends: dict) -> None:
-    """The values in ``ends`` (the sweep's ends, and one of its values that is not a
-    whole number) are values ``name`` may take, as ``set_hyperparams`` would check them
-    against the factory that made the state (``b1`` driven to 1.5, a ``max_lr`` that
-    overflows the stored float32, an integer such as ``average_params``' ``every``
-    driven through fractions, is refused here, before compiling).  The state is only
-    traced for its structure: nothing is allocated."""
+def _check_range(optimizer: Any, params: Any, name: str, vmapped: bool, values: dict) -> None:
+    """``values`` (the sweep's ends, or one of its values that is not a whole number,
+    by what to call them) are values ``name`` may take, as ``set_hyperparams`` would
+    check them against the factory that made the state (``b1`` driven to 1.5, a
+    ``max_lr`` that overflows the stored float32, an integer such as
+    ``average_params``' ``every`` driven through fractions, is refused here, before
+    compiling).  The state is only traced for its structure: nothing is allocated."""
     one = jax.tree.map(
         lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
     )
     # probed with an array (data, taken unchecked), so a range error below names the end
-    state = _drivable(jax.eval_shape(optimizer.init, one), name, jnp.asarray(ends["min_lr"]))
-    for end, value in ends.items():
+    probe = jnp.asarray(next(iter(values.values())))
+    state = _drivable(jax.eval_shape(optimizer.init, one), name, probe)
+    for end, value in values.items():
         try:
             gradtx.set_hyperparams(state, {name: value})
         except (ValueError, TypeError) as exc:
@@ -512,15 +513,15 @@ def lr_range_test(
             f"{CALL}(vmap_params=True): params' leaves need one leading run axis, of one "
             "or more runs"
         )
+    vmapped = bool(vmap_params)
+    _check_range(optimizer, params, hyperparam, vmapped, {"min_lr": min_lr, "max_lr": max_lr})
     t = np.linspace(0.0, 1.0, num_steps)
     lrs = (
         min_lr * (max_lr / min_lr) ** t if mode == "exponential" else min_lr + (max_lr - min_lr) * t
     )
-    ends = {"min_lr": min_lr, "max_lr": max_lr}
-    fractions = [float(v) for v in lrs if float(v) != round(float(v))]
-    if fractions:
-        ends["a step's value"] = fractions[0]
-    _check_range(optimizer, params, hyperparam, bool(vmap_params), ends)
+    fraction = next((float(v) for v in lrs if np.isfinite(v) and v != np.round(v)), None)
+    if fraction is not None:
+        _check_range(optimizer, params, hyperparam, vmapped, {"a step's value": fraction})
 
     dtype = float_dtype()
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(p)), params)  # not weak

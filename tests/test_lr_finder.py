@@ -370,6 +370,9 @@ def test_no_suggestion_warnings_say_what_went_wrong():
          r"\(max_lr=1.5\): b1 cannot take it: .*b1 must be in \[0, 1\)"),
         (gradtx.sgd(0.1), {"max_lr": 1e39}, ValueError,
          r"\(max_lr=1e\+39\): learning_rate cannot take it: .*overflows to inf"),
+        # sweep values beyond float64 (inf) are not looked at for fractions first
+        (gradtx.sgd(0.1), {"min_lr": 1e-10, "max_lr": 1e300, "num_steps": 4}, ValueError,
+         r"\(max_lr=1e\+300\): learning_rate cannot take it: .*overflows to inf"),
         (gradtx.sgd(0.1), {"vmap_params": 1}, TypeError,
          r"\(vmap_params=1\): vmap_params must be a bool"),
         # an integer hyperparameter between whole ends: its steps were truncated silently
