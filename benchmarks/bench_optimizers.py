@@ -13,9 +13,9 @@ has: the comparison that matters for compile time), and ``torch.optim``
 (foreach, and fused where torch has it), and reports as ratios to optax:
 
 - step time: median over rounds that alternate between the implementations
-  (so a busy machine slows them alike), after warm-up steps; each round starts
-  one implementation later than the last, so that none always runs right after
-  the same other one (NOTES.md section 32);
+  (so a busy machine slows them alike), after warm-up steps; each round runs
+  them in its own order (a seeded shuffle), so that none always runs right
+  after the same other one (NOTES.md section 32);
 - trace, lower and compile time, separately (``jax.jit(f).trace(...)``,
   ``.lower()``, ``.compile()``), each the median of ``--compiles`` fresh
   compiles interleaved across the implementations (full run: 3); compile is
@@ -434,10 +434,10 @@ def bench_one(tree_name, shapes, name, args):
         for _ in range(args.warmup):
             r.step()
     times = {k: [] for k in runners}
-    order = list(runners)
-    for k in range(args.rounds):  # interleaved: each round runs every implementation
-        for impl in order[k % len(order) :] + order[: k % len(order)]:
-            r = runners[impl]
+    names, shuffle = list(runners), np.random.default_rng(0)
+    for _ in range(args.rounds):  # interleaved: each round runs every implementation
+        for i in shuffle.permutation(len(names)):
+            impl, r = names[i], runners[names[i]]
             for _ in range(args.steps):
                 t0 = time.perf_counter()
                 r.step()

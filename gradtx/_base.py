@@ -116,7 +116,7 @@ def step_count(extra: dict[str, Any], call: str) -> jax.Array:
             "declare the factory that builds it with gradtx.factory(counted=True), and "
             "do not put an optax transform between them inside a gradtx.chain (gradtx "
             "keeps its count from optax's, which may hand keywords on), nor a wrapper "
-            "that hands its inner no keywords (sam, mechanize): build that wrapper and "
+            "that hands its inner no count (sam, mechanize): build that wrapper and "
             "its inner outside the factory's body"
         )
     return count

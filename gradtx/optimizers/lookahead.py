@@ -100,9 +100,9 @@ def lookahead(
       φ ← φ + α (θ + u_t − φ),   θ ← φ        (α = slow_step_size)
 
     The sync is an update, ``φ − θ`` rounded to the params' dtype, so ``θ +
-    (φ − θ)`` is φ up to half an ulp of θ (exact in float64 tests; in bfloat16
-    the params can sit a visible step from the φ kept in the state, which
-    torch-style implementations copy exactly).  Between syncs the updates are
+    (φ − θ)`` is φ within about one ulp of the larger of θ and φ (in bfloat16
+    a visible step from the φ kept in the state, which torch-style
+    implementations copy exactly).  Between syncs the updates are
     the inner ones.  The inner state is kept
     across syncs (the official code's ``pullback_momentum="none"``).  Updates
     are ordinary updates: apply them with ``apply_updates``, take gradients at

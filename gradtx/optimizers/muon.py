@@ -202,7 +202,8 @@ def muon(
       mask, mask_fn: which matrices are decayed (optax's ``weight_decay_mask``).
       mu_dtype: storage dtype of the momentum (and of AdamW's).
       ns_dtype: dtype of the Newton-Schulz iteration (torch: bfloat16); for complex
-        params a real dtype names the precision (float64: complex128, others complex64).
+        params a real dtype names the precision (float64: complex128, others complex64),
+        for real ones a complex dtype its parts' (complex64: float32).
       adam_b1, adam_b2, adam_eps_root, adam_weight_decay, adam_learning_rate:
         optax's AdamW for other leaves (``convention="optax"``).
       beta: optax's name for ``momentum``.

@@ -122,7 +122,8 @@ def orthogonalize(
       eps_mode: ``"floor"`` (torch) or ``"add"`` (optax), see above.
       adaptive: scale by ``⟨M, O⟩`` (optax's ``adaptive``).
       dtype: the dtype of the iteration; for a complex leaf a real dtype names the
-        precision (float64: complex128, others complex64).
+        precision (float64: complex128, others complex64), for a real leaf a
+        complex one names its parts' (complex64: float32).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -57,7 +57,10 @@ def accumulate_gradients(
     the chain's ``grads`` keyword (i.e. placed after a
     non-map member) it raises, since averaging its input would not average
     the gradient.  Other extras reach ``inner`` on the k-th call only (a
-    ``value=loss`` is then the last micro-batch's loss).
+    ``value=loss`` is then the last micro-batch's loss).  An optimizer built
+    inside a user's factory body reads the factory's count, one per call; it
+    gets its own steps instead (calls less the pending micro-steps, over
+    ``every_k``: shifted after a restore under another ``every_k``).
 
     Differences: ``optax.MultiSteps`` keeps a running mean instead of a sum
     and returns an extra state wrapper; torch users divide the loss by k and
@@ -192,7 +195,9 @@ def accumulate_gradients(
 
         if extra.get("count") is not None:
             # Inside a factory's body the count is the factory's, one per call; the
-            # inner steps once per every_k calls, and reads how many steps it took.
+            # inner steps once per every_k calls, and reads how many steps it took
+            # (as if every_k had always been this one: a state restored under another
+            # every_k shifts that count, documented).
             done = (extra["count"] - state.micro_step) // every_k
             extra = {**extra, "count": done.astype(jnp.int32)}
         arrays, fixed = _tree.split_data(extras_for(inner, extra))

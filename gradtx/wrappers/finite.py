@@ -65,7 +65,10 @@ def apply_if_finite(
     reach ``inner`` unchanged, but for a step skipped because its gradient is
     not finite: ``inner`` then runs, discarded, on zeros (the gradient and
     ``grads``), so ``jax.grad`` across the skipped step is finite (optax's
-    wrapper gives NaN there).
+    wrapper gives NaN there); and but for the step count of an optimizer
+    built inside a user's factory body, which is the factory's calls less the
+    non-finite steps (so a non-finite step taken after
+    ``max_consecutive_errors`` leaves it one behind).
 
     Args:
       inner: the transform to protect (usually the whole optimizer).
@@ -110,9 +113,9 @@ def apply_if_finite(
             extra = {**extra, "grads": clean(extra["grads"])}
         if extra.get("count") is not None:
             # Inside a factory's body the count is the factory's, one per call; the
-            # inner reads how many steps it took, the skipped ones not among them (a
-            # non-finite step taken after max_consecutive_errors counts as skipped
-            # here, its state being non-finite anyway).
+            # inner reads how many steps it took, the skipped ones not among them.  The
+            # state counts non-finite steps, not skipped ones (optax's fields): one
+            # taken after max_consecutive_errors is missed (documented).
             done = extra["count"] - state.total_notfinite
             extra = {**extra, "count": done.astype(jnp.int32)}
         out, inner_state = inner.update(
