@@ -230,9 +230,12 @@ def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) 
 
 def check_rounded(call: str, name: str, given: Any, dtype: Any, bounds: tuple) -> None:
     """A number in its range stays there once stored in ``dtype``: ``eta_plus=1.00000001``
-    is 1.0 in float32, outside (1, inf); ``max_norm=1e-50`` is 0, outside (0, inf)."""
+    is 1.0 in float32, outside (1, inf); ``max_norm=1e-50`` is 0, outside (0, inf), and
+    so is 1e-40, a subnormal number XLA on CPU flushes to 0."""
     with np.errstate(over="ignore", under="ignore"):
         stored = float(np.asarray(float(given), dtype=jnp.dtype(dtype)))
+    if abs(stored) < float(jnp.finfo(jnp.dtype(dtype)).tiny):
+        stored = 0.0
     if np.isfinite(stored) and outside(stored, bounds):
         raise ValueError(
             f"{call}({name}={given!r}): {name} rounds to {stored:g} stored in "

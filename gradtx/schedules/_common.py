@@ -19,6 +19,7 @@ from typing_extensions import dataclass_transform
 from gradtx._base import float_dtype
 from gradtx._checks import INT32_MAX
 from gradtx._checks import check_hyperparam
+from gradtx._checks import check_rounded
 from gradtx._checks import check_stored
 from gradtx._tree import Flag
 from gradtx._tree import ints_as_floats
@@ -397,8 +398,12 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
             raise
         raise ValueError(str(err).replace(f"={shown!r})", f"={value!r})", 1)) from None
     if is_number(value):
-        # the fields are stored in the default float dtype: 1e39 would be inf in float32
+        # the fields are stored in the default float dtype: 1e39 would be inf in float32,
+        # and a positive 1e-46 (0) or 1e-40 (subnormal: XLA on CPU flushes it) would be
+        # 0, outside an open range such as one_cycle's div_factor's (a NaN or inf rate)
         check_stored(call, name, value, float_dtype(), integer=False)
+        if bounds.get("low_open") and bounds.get("low") == 0:
+            check_rounded(call, name, value, float_dtype(), (0.0, None, True, False))
     if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
         return float(value)  # a Fraction: JAX takes floats
     return value
@@ -415,8 +420,8 @@ def check_rate(call: str, name: str, value: Any) -> Any:
         if float(np.asarray(value, dtype)) == 1.0:
             raise ValueError(
                 f"{call}({name}={value!r}): {name} rounds to 1.0 in {jnp.dtype(dtype)}, the "
-                "schedules' precision, so the schedule would never change; enable "
-                "jax_enable_x64 or use a rate further from 1"
+                f"schedules' precision, so every power of {name} would be 1; enable "
+                "jax_enable_x64 or use a value further from 1"
             )
     return value
 

@@ -12,6 +12,7 @@ from gradtx.schedules._common import Schedule
 from gradtx.schedules._common import as_count
 from gradtx.schedules._common import ceil_to
 from gradtx.schedules._common import check_number
+from gradtx.schedules._common import check_rate
 from gradtx.schedules._common import check_steps
 from gradtx.schedules._common import count_array
 from gradtx.schedules._common import count_ge
@@ -198,6 +199,8 @@ def warmup_cosine_decay(
 class SGDR(Schedule):
     """Cosine from ``peak_value`` to ``min_value`` over periods ``T_0 · m^i``, restarting forever."""
 
+    _rates = ("period_mult",)
+
     peak_value: Any
     first_period: Any
     period_mult: Any
@@ -335,6 +338,8 @@ def sgdr(
     call = "gradtx.schedules.sgdr"
     peak_value = check_number(call, "peak_value", peak_value, low=0.0)
     first_period = check_number(call, "first_period", first_period, low=0.0, low_open=True)
-    period_mult = check_number(call, "period_mult", period_mult, low=1.0)
+    period_mult = check_rate(
+        call, "period_mult", check_number(call, "period_mult", period_mult, low=1.0)
+    )
     min_value = check_number(call, "min_value", min_value, low=0.0)
     return SGDR(peak_value, first_period, period_mult, min_value)

@@ -276,7 +276,10 @@ def _polynomial(init, end, power, steps, begin, count) -> jax.Array:
     # d/d power at power = 1, as a zero-valued term (the line does not read the power)
     sg = jax.lax.stop_gradient
     linear = linear + sg(init - end) * (safe_pow(sg(frac), power) - sg(safe_pow(frac, power)))
-    return jnp.where(power == 1, linear, (init - end) * safe_pow(frac, power) + end)
+    # Before the ramp (frac = 1) the value is init itself: (init - end) + end cancels
+    # where init is far smaller than end (0 for 1e-8 and 1 in float32).
+    curve = jnp.where(frac == 1, init, (init - end) * safe_pow(frac, power) + end)
+    return jnp.where(power == 1, linear, curve)
 
 
 @schedule_class

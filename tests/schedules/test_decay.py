@@ -252,8 +252,10 @@ def test_bad_arguments(i):
     [
         lambda r: S.exponential_decay(0.1, 1, r, end_value=None if r < 1 else 1.0),
         lambda r: S.cyclical(1e-3, 0.1, 20, mode="exp_range", gamma=min(r, 1.0)),
+        # sgdr's period_mult of 1.00000001 ran as 1: restarts every 5 steps forever
+        lambda r: S.sgdr(1.0, 5, period_mult=2 - r),
     ],
-    ids=["exponential_decay", "cyclical"],
+    ids=["exponential_decay", "cyclical", "sgdr"],
 )
 def test_a_rate_that_rounds_to_one_is_refused_without_x64(make):
     # 0.99999999 is 1.0 in float32: torch's ExponentialLR(0.99999999) decays to 0.905
@@ -270,6 +272,35 @@ def test_a_rate_set_in_state_that_rounds_to_one_is_refused():
     state = opt.init({"w": jnp.zeros(2)})
     with pytest.raises(ValueError, match="decay_rate"):
         gradtx.set_hyperparams(state, {"learning_rate.decay_rate": 0.99999999})
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda v: S.inverse_time_decay(1.0, v), "inverse_time_decay(decay_steps"),
+        (lambda v: S.one_cycle(100, 1.0, div_factor=v), "one_cycle(div_factor"),
+        (lambda v: S.one_cycle(100, 1.0, final_div_factor=v), "one_cycle(final_div_factor"),
+    ],
+)
+@pytest.mark.parametrize("value", [1e-46, 1e-40], ids=["zero", "subnormal"])
+def test_a_positive_field_that_float32_stores_as_zero_is_refused(make, field, value):
+    """1e-46 is 0 in float32, and 1e-40 a subnormal that XLA on CPU flushes to 0: the
+    schedules divided by it (inverse_time_decay NaN at step 0, one_cycle inf)."""
+    match = rf"^gradtx\.schedules\.{re.escape(field)}=1e-4[06]\): \w+ rounds to 0 stored in "
+    with pytest.raises(ValueError, match=match + r"float32, outside \(0, inf\)"):
+        make(value)
+    with jax.enable_x64(True):
+        assert np.isfinite(float(make(value)(0)))  # float64 holds it
+
+
+def test_polynomial_starts_at_init_before_its_ramp():
+    """(init - end) · 1 + end cancelled for a power other than 1: polynomial(1e-8, 1, 2,
+    100) was 0.0 at step 0 in float32, not 1e-8 (as optax's formula gives)."""
+    for begin in (0, 5):
+        schedule = S.polynomial(1e-8, 1.0, 2.0, 100, transition_begin=begin)
+        for k in range(begin + 1):
+            assert float(schedule(k)) == np.float32(1e-8)
+    assert float(schedule(55)) == pytest.approx(0.75, rel=1e-6)
 
 
 def test_polynomial_derivative_in_power_at_one(x64):
