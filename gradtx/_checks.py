@@ -234,12 +234,18 @@ def check_rounded(call: str, name: str, given: Any, dtype: Any, bounds: tuple) -
     so is 1e-40, a subnormal number XLA on CPU flushes to 0."""
     with np.errstate(over="ignore", under="ignore"):
         stored = float(np.asarray(float(given), dtype=jnp.dtype(dtype)))
-    if abs(stored) < float(jnp.finfo(jnp.dtype(dtype)).tiny):
+    flushed = 0 < abs(stored) < float(jnp.finfo(jnp.dtype(dtype)).tiny)
+    if flushed:
         stored = 0.0
     if np.isfinite(stored) and outside(stored, bounds):
+        how = (
+            f"is a subnormal number in {jnp.dtype(dtype)}, which XLA on CPU flushes to 0:"
+            if flushed
+            else f"rounds to {stored:g} stored in {jnp.dtype(dtype)},"
+        )
         raise ValueError(
-            f"{call}({name}={given!r}): {name} rounds to {stored:g} stored in "
-            f"{jnp.dtype(dtype)}, outside {interval(bounds)} (jax_enable_x64 stores float64)"
+            f"{call}({name}={given!r}): {name} {how} outside {interval(bounds)} "
+            "(jax_enable_x64 stores float64)"
         )
 
 

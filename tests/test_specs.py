@@ -27,6 +27,19 @@ def test_decay_rates_that_round_to_one_are_rejected(make, arg):
         make().init({"w": jnp.ones(2)})
 
 
+@pytest.mark.parametrize("value", [1e-40, 1e-50], ids=["subnormal", "zero"])
+def test_a_positive_number_float32_stores_as_zero_or_subnormal_is_refused(value):
+    """XLA on CPU flushes a subnormal float32 to 0, so alpha=1e-40 was COCOB's 0, outside
+    (0, inf): refused at construction and, by a review's finding, by set_hyperparams."""
+    how = r"(rounds to 0 stored in float32,|is a subnormal number in float32, .* to 0:)"
+    with pytest.raises(ValueError, match=rf"alpha {how} outside \(0, inf\)"):
+        gradtx.cocob(alpha=value)
+    state = gradtx.cocob(alpha=100.0).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=rf"set_hyperparams\(alpha={value}\): alpha {how}"):
+        gradtx.set_hyperparams(state, {"alpha": value})
+    gradtx.cocob(alpha=2e-38)  # a normal number
+
+
 def test_decay_rates_are_checked_in_the_precision_the_statistics_use(x64):
     opt = gradtx.adam(b2=1 - 1e-9)  # fine in float64 ...
     opt.init({"w": jnp.ones(2, jnp.float64)})

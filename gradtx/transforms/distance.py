@@ -199,7 +199,8 @@ def scale_by_distance_over_weighted_gradients(
     ``r̄² / 0`` times it gives NaN.  The size is capped at the largest number
     of the narrowest leaf dtype, so a gradient whose square underflows (below
     ~1e-23 in float32) with ``eps = 0`` takes a huge step where optax's is
-    infinite.
+    infinite (with float32 and float64 leaves under x64, float32's cap makes an
+    underflowed float64 gradient's step tiny instead).
 
     Args:
       init_estim_sq_dist: r̄²_0, the initial guess of the squared distance to
