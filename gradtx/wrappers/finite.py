@@ -65,10 +65,10 @@ def apply_if_finite(
     reach ``inner`` unchanged, but for a step skipped because its gradient is
     not finite: ``inner`` then runs, discarded, on zeros (the gradient and
     ``grads``), so ``jax.grad`` across the skipped step is finite (optax's
-    wrapper gives NaN there); and but for the step count of an optimizer
-    built inside a user's factory body, which is the factory's calls less the
-    non-finite steps (so a non-finite step taken after
-    ``max_consecutive_errors`` leaves it one behind).
+    wrapper gives NaN there).  An optimizer built inside a user's factory
+    body, which would read the factory's count (one per call), gets the calls
+    less the non-finite steps instead (a non-finite step taken after
+    ``max_consecutive_errors`` leaves that one behind).
 
     Args:
       inner: the transform to protect (usually the whole optimizer).
