@@ -228,24 +228,33 @@ def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) 
         )
 
 
+def as_stored(given: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``given`` (numbers, as float64) as ``dtype`` holds them for XLA on CPU, and which
+    of them were subnormal there: those are 0, as XLA flushes them."""
+    with np.errstate(over="ignore", under="ignore"):
+        stored = np.asarray(given, np.float64).astype(jnp.dtype(dtype)).astype(np.float64)
+    flushed = (stored != 0) & (np.abs(stored) < float(jnp.finfo(jnp.dtype(dtype)).tiny))
+    return np.where(flushed, 0.0, stored), flushed
+
+
+def rounding_note(stored: float, flushed: bool, dtype: Any, why: str = "") -> str:
+    """How a number changed once stored in ``dtype``, for a message that goes on
+    ``outside (low, high)``."""
+    if flushed:
+        return f"is a subnormal number in {jnp.dtype(dtype)}, which XLA on CPU flushes to 0:"
+    return f"rounds to {stored:g} stored in {jnp.dtype(dtype)}{why},"
+
+
 def check_rounded(call: str, name: str, given: Any, dtype: Any, bounds: tuple) -> None:
     """A number in its range stays there once stored in ``dtype``: ``eta_plus=1.00000001``
     is 1.0 in float32, outside (1, inf); ``max_norm=1e-50`` is 0, outside (0, inf), and
     so is 1e-40, a subnormal number XLA on CPU flushes to 0."""
-    with np.errstate(over="ignore", under="ignore"):
-        stored = float(np.asarray(float(given), dtype=jnp.dtype(dtype)))
-    flushed = 0 < abs(stored) < float(jnp.finfo(jnp.dtype(dtype)).tiny)
-    if flushed:
-        stored = 0.0
+    kept, flushed = as_stored(float(given), dtype)
+    stored = float(kept)
     if np.isfinite(stored) and outside(stored, bounds):
-        how = (
-            f"is a subnormal number in {jnp.dtype(dtype)}, which XLA on CPU flushes to 0:"
-            if flushed
-            else f"rounds to {stored:g} stored in {jnp.dtype(dtype)},"
-        )
         raise ValueError(
-            f"{call}({name}={given!r}): {name} {how} outside {interval(bounds)} "
-            "(jax_enable_x64 stores float64)"
+            f"{call}({name}={given!r}): {name} {rounding_note(stored, bool(flushed), dtype)} "
+            f"outside {interval(bounds)} (jax_enable_x64 stores float64)"
         )
 
 

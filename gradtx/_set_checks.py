@@ -139,22 +139,14 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     finite = given[np.isfinite(given)]
     if all(s.integer for s in specs) and not np.all(finite == np.round(finite)):
         raise TypeError(f"{call}: {name} must be an int")
-    with np.errstate(over="ignore", under="ignore"):
-        stored = given.astype(dtype).astype(np.float64)
-    # a subnormal number is 0 to XLA on CPU, which flushes it (as _checks.check_rounded)
-    flushed = (stored != 0) & (np.abs(stored) < float(jnp.finfo(dtype).tiny))
-    stored[flushed] = 0.0
+    stored, flushed = _checks.as_stored(given, dtype)
     for number, kept, flush in zip(given.ravel(), stored.ravel(), flushed.ravel()):
         taking = [r for r in ranges if _allows(r, number)]
         if not taking:
             raise ValueError(f"{call}: {name} must be in {_shown(ranges, calls, made)}")
         if not any(_allows(r, kept) for r in taking):
             why = f", so 1 - {name} is 0" if kept == 1 and taking[0][1] == 1.0 else ""
-            how = (
-                f"is a subnormal number in {jnp.dtype(dtype)}, which XLA on CPU flushes to 0:"
-                if flush
-                else f"rounds to {kept:g} stored in {jnp.dtype(dtype)}{why},"
-            )
+            how = _checks.rounding_note(kept, bool(flush), dtype, why)
             raise ValueError(
                 f"{call}: {name} {how} outside {_shown(taking)} (jax_enable_x64 stores float64)"
             )
