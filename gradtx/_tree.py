@@ -35,7 +35,7 @@ def nodes(tree: Any, kinds: type | tuple[type, ...]) -> list[Any]:
 def refuse_reserved(call: str, what: str, names: Any) -> None:
     """A group label or chain name of ``inner_state``, which hyperparameter names skip
     (the field wrappers keep their inner optimizer in), so its own could not be named."""
-    if "inner_state" in list(names):
+    if "inner_state" in names:
         raise ValueError(
             f"{call}: {what} 'inner_state' is reserved (hyperparameter names skip path "
             "parts of that name, so this one's could not be addressed); choose another"

@@ -525,7 +525,7 @@ def lr_range_test(
 
     dtype = float_dtype()
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(p)), params)  # not weak
-    static = (_Same(optimizer), _Same(loss_fn), hyperparam, bool(vmap_params))
+    static = (_Same(optimizer), _Same(loss_fn), hyperparam, vmapped)
     numbers_ = [jnp.asarray(v, dtype) for v in (lrs, alpha, diverge_factor)]
     losses, steps = _run(*static, params, batches, *numbers_)
     losses, steps = np.asarray(losses, np.float64), np.asarray(steps)

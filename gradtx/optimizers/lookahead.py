@@ -102,9 +102,9 @@ def lookahead(
     The sync is an update, ``φ − θ`` rounded to the params' dtype, so ``θ +
     (φ − θ)`` is φ within about one ulp of the larger of θ and φ (in bfloat16
     a visible step from the φ kept in the state, which torch-style
-    implementations copy exactly).  Between syncs the updates are
-    the inner ones.  The inner state is kept
-    across syncs (the official code's ``pullback_momentum="none"``).  Updates
+    implementations copy exactly).  Between syncs the updates are the inner
+    ones.  The inner state is kept across syncs (the official code's
+    ``pullback_momentum="none"``).  Updates
     are ordinary updates: apply them with ``apply_updates``, take gradients at
     the params, and chain further transforms after it if you like (each step
     uses the params it is given, so the slow weights stay consistent with
