@@ -872,6 +872,30 @@ def test_a_float32_rate_compounded_over_the_steps_is_accepted():
             gradtx.from_torch_state_dict(gradtx.adam(near), params, state_dict)
 
 
+def test_a_float64_schedule_must_be_torchs_within_its_drift(x64):
+    """No relative tolerance: a cosine one step longer than torch's (1e-8 relative at
+    step 3) or a rate 1e-9 off is refused; torch's own drift from the closed form, a
+    cosine cycling past T_max for 3,000 steps (about a few thousand roundings of a
+    double), is accepted."""
+    tensor = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.Adam([tensor], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 7, eta_min=0.001)
+    for k in range(3000):
+        tensor.grad = torch.full((3,), float(np.sin(k)))
+        opt.step()
+        scheduler.step()
+        if k == 2:
+            early = copy.deepcopy(opt.state_dict())
+    params = [tensor.detach().numpy()]
+    cosine = functools.partial(gradtx.schedules.cosine_decay, 0.1, alpha=0.01, past_end="cycle")
+    for state_dict in (early, opt.state_dict()):
+        gradtx.from_torch_state_dict(gradtx.adam(cosine(7)), params, state_dict)
+    lr = early["param_groups"][0]["lr"]
+    for near in (cosine(8), gradtx.schedules.constant(lr * (1 + 1e-9))):
+        with pytest.raises(ValueError, match="scheduler's position differs"):
+            gradtx.from_torch_state_dict(gradtx.adam(near), params, early)
+
+
 def test_parameter_order_recipe(x64):
     """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
     model.parameters() order, or an OrderedDict of model.named_parameters(), keeps
