@@ -209,6 +209,13 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                 ) or _equal_in_double(t, name, want, group, at):
                     continue
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {at}"
+                if isinstance(t.args.get(name), jax.Array):
+                    raise ValueError(
+                        f"{SD}: torch's {key}={plain(group[key])!r} but {where}, a JAX "
+                        "array bound into the optimizer, not kept in its state (docs/design.md),"
+                        f" so torch's value cannot be written there: build it with {name}="
+                        f"{plain(group[key])!r}, a Python number"
+                    )
                 if late:
                     raise ValueError(
                         f"{SD}: torch's {key}={plain(group[key])!r} but {where}, which must "

@@ -896,6 +896,19 @@ def test_a_float64_schedule_must_be_torchs_within_its_drift(x64):
             gradtx.from_torch_state_dict(gradtx.adam(near), params, early)
 
 
+def test_a_bound_learning_rate_other_than_torchs_is_refused_as_bound(x64):
+    """A JAX-array learning rate is bound, not stored: the refusal says so, not that a
+    scheduler is misplaced (there is none); torch's own value, as an array, continues."""
+    tensor = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.Adam([tensor], lr=0.01)
+    tensor.grad = torch.ones(3)
+    opt.step()
+    params = [tensor.detach().numpy()]
+    with pytest.raises(ValueError, match=r"is 0.05 at step 1, a JAX array bound into the optimizer.*learning_rate=0.01"):  # fmt: skip
+        gradtx.from_torch_state_dict(gradtx.adam(jnp.asarray(0.05)), params, opt.state_dict())
+    gradtx.from_torch_state_dict(gradtx.adam(jnp.asarray(0.01)), params, opt.state_dict())
+
+
 def test_parameter_order_recipe(x64):
     """torch's parameter i is leaf i of jax.tree.leaves(params): a list in
     model.parameters() order, or an OrderedDict of model.named_parameters(), keeps
