@@ -164,9 +164,15 @@ def check_group(t: Target, group: Mapping[str, Any]) -> None:
                 f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
                 f"{t.made.call}({name}={ours!r}); build it with {name}={theirs!r}"
             )
+    def key_of(name: str) -> str:
+        return next(k for k, c in t.entry.hyperparams.items() if c.names == (name,))
+
     for name, none in t.entry.stages.items():
-        key = next(k for k, c in t.entry.hyperparams.items() if c.names == (name,))
+        key = key_of(name)
         theirs, ours = plain(group[key]), t.args[name]
+        need = t.entry.inert.get(name)
+        if need and t.args[need] is None and plain(group[key_of(need)]) == t.entry.stages[need]:
+            continue  # neither side has the stage it belongs to: torch ignores it
         if ours is None and theirs != none:
             raise ValueError(
                 f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "

@@ -144,6 +144,9 @@ class Entry(NamedTuple):
       stages: gradtx hyperparameter that may be left out (``None``) -> the
         torch value meaning "no such stage" (``weight_decay=0``).
       strict: stages whose presence must agree both ways (Adafactor's ``d``).
+      inert: stage -> the stage without which torch ignores it (SGD's dampening
+        without momentum): its value is not checked where neither side has that
+        stage (a paused one, torch's momentum of 0, may resume).
         Other stages present in gradtx take torch's value, which is exact
         (``weight_decay=0`` adds zero; SGD's and RMSprop's momentum buffer
         pauses at a momentum of 0, as torch's).
@@ -173,6 +176,7 @@ class Entry(NamedTuple):
     flags: Mapping[str, str] = {}
     stages: Mapping[str, float] = {}
     strict: tuple[str, ...] = ()
+    inert: Mapping[str, str] = {}
     buffers: Mapping[str, Buffer] = {}
     step: bool = True
     int_step: bool = False
@@ -207,7 +211,7 @@ TABLE: dict[str, Entry] = {
         "SGD", {"lr": LR, "momentum": Scalar("momentum"), "dampening": Scalar("dampening"),
                 "weight_decay": WD},
         flags={"nesterov": "nesterov", **MAXIMIZE},
-        stages={"momentum": 0.0, "dampening": 0.0, **NO_WD},
+        stages={"momentum": 0.0, "dampening": 0.0, **NO_WD}, inert={"dampening": "momentum"},
         buffers={"momentum_buffer": Buffer(AddMomentumState, "mu", filled="started")},
         step=False, free=("accumulator_dtype",),
     ),

@@ -817,6 +817,20 @@ def test_a_momentum_of_0_in_torchs_group_continues_in_a_paused_buffer(x64):
     assert all("momentum_buffer" in v for v in back["state"].values())
 
 
+def test_dampening_without_momentum_on_both_sides_is_torchs_no_op(x64):
+    """torch ignores dampening where momentum is 0: gradtx.sgd without momentum takes
+    that group; with a momentum stage (paused at torch's 0, and it may resume) the
+    dampening must agree."""
+    tensors = [torch.zeros(3, requires_grad=True)]
+    opt = torch.optim.SGD(tensors, lr=0.1, momentum=0.0, dampening=0.5)
+    tensors[0].grad = torch.ones(3, dtype=tensors[0].dtype)
+    opt.step()
+    params = [tensors[0].detach().numpy()]
+    gradtx.from_torch_state_dict(gradtx.sgd(0.1), params, opt.state_dict())
+    with pytest.raises(ValueError, match="dampening=0.5, but the optimizer is gradtx.sgd"):
+        gradtx.from_torch_state_dict(gradtx.sgd(0.1, 0.9), params, opt.state_dict())
+
+
 def test_a_float32_schedule_near_zero_is_placed_by_its_rounding_not_refused():
     """JAX's default float32: a cosine's last values are off by about eps * initial_lr,
     a large relative error, and were refused as a misplaced scheduler."""
