@@ -190,7 +190,7 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                 if np.shape(want) != np.shape(stored):
                     raise ValueError(
                         f"{SD}: torch's {key}={plain(group[key])!r} does not fit "
-                        f"{t.made.call}({name}={t.made.arguments[name]!r}); build it with "
+                        f"{t.made.call}'s {name}, of another form; build it with "
                         f"{name}={plain(group[key])!r}"
                     )
                 numbers[name] = want

@@ -831,6 +831,15 @@ def test_dampening_without_momentum_on_both_sides_is_torchs_no_op(x64):
         gradtx.from_torch_state_dict(gradtx.sgd(0.1, 0.9), params, opt.state_dict())
 
 
+def test_adafactors_eps_of_another_form_is_refused_as_the_user_spelled_it():
+    """eps=(None, 1e-3) keeps one number; torch's (1e-12, 1e-3) is named, not gradtx's
+    internal (0.001,)."""
+    tensors = [torch.zeros(2, 3, requires_grad=True)]
+    opt = torch.optim.Adafactor(tensors, eps=(1e-12, 1e-3))
+    with pytest.raises(ValueError, match=r"does not fit gradtx.adafactor's eps, of another form; build it with eps=\(1e-12, 0.001\)$"):  # fmt: skip
+        gradtx.from_torch_state_dict(gradtx.adafactor(), [np.zeros((2, 3))], opt.state_dict())
+
+
 def test_a_float32_schedule_near_zero_is_placed_by_its_rounding_not_refused():
     """JAX's default float32: a cosine's last values are off by about eps * initial_lr,
     a large relative error, and were refused as a misplaced scheduler."""
