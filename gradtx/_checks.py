@@ -309,11 +309,26 @@ def check_takes_a_count(call: str, name: str, fn: Any) -> None:
         pass
 
 
+_TRACING_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerArrayConversionError,
+)
+
+
 def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
     """A plain callable hyperparameter's value at ``count``: one real number, as the
     hyperparameter is.  Its shape and dtype are known while tracing, so this holds
     under jit too (a vector learning rate was broadcast over the leaves' last axis)."""
-    value = fn(count)
+    try:
+        value = fn(count)
+    except _TRACING_ERRORS as err:
+        raise TypeError(
+            f"{call}({name}=<function>): the schedule is called with the step count as a "
+            "traced JAX array (in every update, eager ones too: init's layout is traced to "
+            "check the state), so Python control flow on it fails; write it with jnp.minimum,"
+            f" jnp.where or jax.lax.cond ({type(err).__name__})"
+        ) from err
     if isinstance(value, numbers.Rational) and not isinstance(value, (int, np.generic)):
         # a Fraction, as the factories take it; JAX has no array of them
         value = float(value)

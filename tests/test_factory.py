@@ -362,6 +362,22 @@ def test_a_plain_callable_must_return_one_real_number(fn, error, message):
         gradtx.adabound(fn)
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [lambda c: 1e-3 * min(1.0, (c + 1) / 10), lambda c: 1e-3 * float(c), lambda c: [1e-3][c]],
+    ids=["bool", "float", "index"],
+)
+def test_a_callable_with_python_control_flow_on_the_count_is_named(fn):
+    """The count is traced in every update (init's layout is traced to check the state):
+    Python's min, float() or an index on it raised JAX's own error, naming neither
+    the call nor the argument, and speaking of jit in an eager update."""
+    params = {"w": jnp.ones(3)}
+    opt = gradtx.adam(fn)
+    state = opt.init(params)
+    with pytest.raises(TypeError, match=r"^gradtx.adam\(learning_rate=<function>\): the schedule is called with the step count as a traced JAX array.*jnp.where"):  # fmt: skip
+        opt.update(params, state, params)
+
+
 def test_a_plain_callable_may_return_a_fraction_as_a_number_given_may_be():
     params = {"w": jnp.ones(2)}
     grads = {"w": jnp.asarray([1.0, -2.0])}
