@@ -261,22 +261,27 @@ def _torch_spelling(fn: Callable[..., Any], given: Any) -> str:
     return ""
 
 
-def _optax_spelling(name: str, err: TypeError) -> str:
-    """A hint for a keyword that optax's function of the same name takes."""
+def _optax_spelling(name: str, err: TypeError, kwargs: Mapping[str, Any], ours: Any) -> str:
+    """A hint for a keyword that optax's function of the same name takes: the one the
+    error names, or one gradtx does not take (a missing argument's error names only
+    gradtx's own, ``lookahead(fast_optimizer=...)`` lacking ``inner``)."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
     module = optax if callable(getattr(optax, name, None)) else optax.contrib
     theirs = getattr(module, name, None)
-    if found is None or not callable(theirs):
+    if not callable(theirs):
         return ""
     try:
         taken = inspect.signature(theirs).parameters
     except (TypeError, ValueError):
         return ""
-    if found.group(1) not in taken:
+    strays = [found.group(1)] if found else [k for k in kwargs if k not in ours.parameters]
+    stray = next((k for k in strays if k in taken), None)
+    if stray is None:
         return ""
+    said = "it" if found else f"{stray}="
     return (
-        f" ({module.__name__}.{name} takes it; gradtx spells some of optax's arguments otherwise or "
-        "not at all: docs/ecosystem.md, 'optax arguments spelled otherwise')"
+        f" ({module.__name__}.{name} takes {said}; gradtx spells some of optax's arguments "
+        "otherwise or not at all: docs/ecosystem.md, 'optax arguments spelled otherwise')"
     )
 
 
@@ -627,7 +632,9 @@ def factory(
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as err:
-                hint = _torch_spelling(fn, kwargs) or _optax_spelling(fn.__name__, err)
+                hint = _torch_spelling(fn, kwargs) or _optax_spelling(
+                    fn.__name__, err, kwargs, signature
+                )
                 raise TypeError(f"{call}: {err}{hint}") from None
             bound.apply_defaults()
             arguments = dict(bound.arguments)

@@ -515,6 +515,12 @@ def test_an_argument_only_optax_spells_so_is_pointed_to_optax(make, where):
         gradtx.adam(bogus=1)
 
 
+def test_optaxs_keyword_for_a_missing_argument_is_named():
+    # the error named only gradtx's missing 'inner', not the fast_optimizer= given
+    with pytest.raises(TypeError, match=r"'inner' \(optax.lookahead takes fast_optimizer=; "):
+        gradtx.lookahead(fast_optimizer=gradtx.sgd(0.1), sync_period=5, slow_step_size=0.5)
+
+
 def test_a_factory_whose_body_is_a_gradient_map_is_one():
     # without kind=GradientMap a user's clip factory was a non-map: momentum after it
     # saw the clipped gradient and scale_by_rms the raw one

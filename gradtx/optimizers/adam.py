@@ -256,7 +256,8 @@ def adamw(
     rate; the paper multiplies it by the schedule multiplier only, which is
     ``weight_decay = λ_paper / base_lr`` here.  ``mask``/``mask_fn`` pick the
     decayed leaves (e.g. not biases), as optax's ``mask``.  Complex params
-    as in ``adam``.
+    as in ``adam``.  The fifth positional argument is λ, torch's order; optax's
+    is ``eps_root`` (λ its seventh): give those two by keyword when porting.
 
     Args:
       learning_rate: η, a number or schedule.
