@@ -742,3 +742,23 @@ def test_sams_grad_fn_may_return_a_wider_float_than_bfloat16_params():
     widened = lambda q, i: jax.tree.map(lambda x: x.astype(jnp.float32), q)  # noqa: E731
     u, _ = opt.update(p, opt.init(p), p, grad_fn=widened)
     assert u["w"].dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: gradtx.adafactor(eps=jnp.array([1e-30, 1e-3])), r"eps must be a pair \(eps1, eps2\) or a number, got an array of shape \(2,\)"),  # fmt: skip
+        (lambda: gradtx.prodigy(betas=np.array([[0.9, 0.99]])), r"betas must be a pair \(b1, b2\)$"),  # fmt: skip
+    ],
+)
+def test_a_pair_given_as_an_array_of_another_form_is_named_a_pair(make, message):
+    # "must be a real scalar": the error named a scalar where a pair was wanted
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_adafactors_eps_pair_may_be_a_numpy_array(x64):
+    params = jnp.ones((3, 2))
+    a, b = gradtx.adafactor(eps=np.array([1e-30, 1e-3])), gradtx.adafactor(eps=(1e-30, 1e-3))
+    np.testing.assert_array_equal(a.update(params, a.init(params), params)[0],
+                                  b.update(params, b.init(params), params)[0])  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 from typing import cast
 
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation
@@ -52,6 +53,13 @@ class EpsPair(Hyper):
     """
 
     def check(self, call, name, value):
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = value.tolist()
+        if not isinstance(value, (tuple, list)) and np.ndim(value) > 0:
+            raise TypeError(
+                f"{call}({name}=...): {name} must be a pair (eps1, eps2) or a number, got an "
+                f"array of shape {np.shape(value)} (give the pair as a tuple)"
+            )
         if not isinstance(value, (tuple, list)):
             return super().check(call, name, value)  # optax's eps: a number >= 0
         if len(value) != 2:

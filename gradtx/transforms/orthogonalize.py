@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import AxisType
 from jax.sharding import PartitionSpec
 from jax.typing import DTypeLike
@@ -33,6 +34,8 @@ class NsCoefficients(Hyper):
 
     def check(self, call, name, value):
         kind = f"{name} must be a triple (a, b, c) of numbers or a tuple of such triples"
+        if isinstance(value, np.ndarray):  # optax takes one: its numbers, as a tuple's
+            value = value.tolist()
         if isinstance(value, jax.Array):  # bound: used as given
             shape = value.shape
             if not (shape == (3,) or (len(shape) == 2 and shape[1] == 3 and shape[0] > 0)) or (

@@ -216,3 +216,13 @@ def test_optaxs_ns_coeffs_spelling_refuses_a_number():
         TypeError, match=r"^gradtx.muon\(ns_coeffs=3.5\): ns_coeffs must be a triple"
     ):
         gradtx.muon(ns_coeffs=3.5)
+
+
+def test_ns_coefficients_as_a_numpy_array_are_optaxs_triple(x64):
+    # optax takes a NumPy triple; it was refused as "must be a real scalar"
+    params = jnp.ones((3, 2))
+    given = np.array((3.0, -3.2, 1.2))
+    for make in (lambda c: gradtx.muon(ns_coeffs=c), lambda c: gradtx.muon(ns_coefficients=c)):
+        a, b = make(given), make(tuple(given.tolist()))
+        np.testing.assert_array_equal(a.update(params, a.init(params), params)[0],
+                                      b.update(params, b.init(params), params)[0])  # fmt: skip
