@@ -164,6 +164,7 @@ def check_group(t: Target, group: Mapping[str, Any]) -> None:
                 f"{SD}: torch's param group has {key}={theirs!r}, but the optimizer is "
                 f"{t.made.call}({name}={ours!r}); build it with {name}={theirs!r}"
             )
+
     def key_of(name: str) -> str:
         return next(k for k, c in t.entry.hyperparams.items() if c.names == (name,))
 

@@ -747,8 +747,14 @@ def test_sams_grad_fn_may_return_a_wider_float_than_bfloat16_params():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: gradtx.adafactor(eps=jnp.array([1e-30, 1e-3])), r"eps must be a pair \(eps1, eps2\) or a number, got an array of shape \(2,\)"),  # fmt: skip
-        (lambda: gradtx.prodigy(betas=np.array([[0.9, 0.99]])), r"betas must be a pair \(b1, b2\)$"),  # fmt: skip
+        (
+            lambda: gradtx.adafactor(eps=jnp.array([1e-30, 1e-3])),
+            r"eps must be a pair \(eps1, eps2\) or a number, got an array of shape \(2,\)",
+        ),  # fmt: skip
+        (
+            lambda: gradtx.prodigy(betas=np.array([[0.9, 0.99]])),
+            r"betas must be a pair \(b1, b2\)$",
+        ),  # fmt: skip
     ],
 )
 def test_a_pair_given_as_an_array_of_another_form_is_named_a_pair(make, message):
