@@ -235,6 +235,8 @@ _TORCH_SPELLINGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...
     ("lr", ("learning_rate",), None),
     ("betas", ("b1", "b2"), None),
     ("alpha", ("decay",), ("rmsprop",)),  # torch's other alphas (ASGD's) mean other things
+    ("etas", ("eta_minus", "eta_plus"), ("rprop",)),
+    ("step_sizes", ("min_step_size", "max_step_size"), ("rprop",)),
 )
 
 

@@ -403,6 +403,11 @@ def test_a_plain_callable_may_return_a_fraction_as_a_number_given_may_be():
          r"argument 'alpha' \(torch's alpha=; gradtx\.rmsprop takes decay=\)$"),
         (lambda: gradtx.adan(1e-3, betas=(0.98, 0.92, 0.99)), r"adan: got an unexpected "
          r"keyword argument 'betas' \(torch's betas=; gradtx\.adan takes b1=, b2= and b3=\)$"),
+        (lambda: gradtx.rprop(1e-3, etas=(0.5, 1.2)), r"rprop: got an unexpected keyword "
+         r"argument 'etas' \(torch's etas=; gradtx\.rprop takes eta_minus= and eta_plus=\)$"),
+        (lambda: gradtx.rprop(1e-3, step_sizes=(1e-6, 50)), r"rprop: got an unexpected keyword "
+         r"argument 'step_sizes' \(torch's step_sizes=; gradtx\.rprop takes min_step_size= and "
+         r"max_step_size=\)$"),
     ],
 )  # fmt: skip
 def test_a_torch_keyword_points_to_gradtxs_spelling(make, hint):
