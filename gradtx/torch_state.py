@@ -664,7 +664,9 @@ def to_torch_state_dict(
     hyperparameters (a schedule's value at the step count; ASGD's ``lr`` at
     the step count + 1, which torch reads into the ``eta`` of the step after
     next) and torch's defaults for ``foreach``, ``fused``, ``capturable`` and
-    ``differentiable``, which are not state.  To follow a schedule on, make
+    ``differentiable``, which are not state (``load_state_dict`` replaces the
+    whole param group: an optimizer made with ``fused=True`` runs unfused after
+    it unless the flag is set again on its group).  To follow a schedule on, make
     the torch scheduler as in a fresh run (optimizer made with the base rate,
     then the scheduler), then load this dict and set
     ``scheduler.last_epoch = step``.  That places the schedulers whose position
