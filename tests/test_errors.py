@@ -301,7 +301,7 @@ def _spec_cases():
             bad = []
             if isinstance(spec, gradtx.Hyper):
                 bad += [(math.nan, ValueError), ("0.5", TypeError), (False, TypeError)]
-                bad += [(np.ones(3), TypeError), (1j, TypeError)]  # 3: not a pair either
+                bad += [(np.ones(4), TypeError), (1j, TypeError)]  # 4: not a pair or triple either
                 if spec.finite:
                     bad.append((math.inf, ValueError))
                 if spec.low is not None:
