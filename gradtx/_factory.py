@@ -175,6 +175,12 @@ class _Build:
 
 
 _BUILD: _tree.ContextLocal[_Build | None] = _tree.ContextLocal(__name__, "_BUILD", None)
+"""Set while a body is built: a gradtx factory called then returns its bare body (the
+outer call owns the numbers and the count)."""
+_RUN: _tree.ContextLocal[_Build | None] = _tree.ContextLocal(__name__, "_RUN", None)
+"""Set while a body's update runs (``run_body``), with ``_BUILD`` unset: a factory that
+foreign code calls then (``optax.inject_hyperparams`` builds its optimizer in its
+``init`` and again in each ``update``) is a call of its own in both, one state layout."""
 
 
 def run_body(
@@ -197,12 +203,12 @@ def run_body(
     and receive the result, where ``updates`` are already wider (a mean that
     ``accumulate_gradients`` keeps in float32)."""
     like = updates if like is None else like
-    wide = _BUILD.get() is None and params is not None
+    wide = _RUN.get() is None and params is not None
     wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(like))
     handed = (
         jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates) if wide else updates
     )
-    with _BUILD.set_to(_Build(call)):
+    with _RUN.set_to(_Build(call)), _BUILD.set_to(None):
         out, new_state = run(handed)
     if not wide:
         return out, new_state
@@ -223,7 +229,7 @@ def widened(update_dtype: Any, param_dtype: Any) -> bool:
     params' takes it as the param's own."""
     update_dtype, param_dtype = jnp.dtype(update_dtype), jnp.dtype(param_dtype)
     return (
-        _BUILD.get() is not None
+        _RUN.get() is not None
         and update_dtype != param_dtype
         and update_dtype == _tree.compute_dtype(param_dtype)
     )
@@ -319,7 +325,7 @@ def _check_direct(build: Any, values: Any, call: str) -> None:
 
 def current_call(default: str) -> str:
     """The public call being built or updated (for errors raised by its members)."""
-    build = _BUILD.get()
+    build = _BUILD.get() or _RUN.get()  # a build inside a run resets _BUILD on entry
     return default if build is None else build.call
 
 
@@ -411,7 +417,7 @@ def hyperparameterized(
 
         def update_bare(updates, state, params=None, **extra):
             updates, params = _checks.check_updates(
-                call, updates, params, example_axis=example_axis, widened=_BUILD.get() is not None
+                call, updates, params, example_axis=example_axis, widened=_RUN.get() is not None
             )
             counts.check(updates)
             expected = _checks.probe_init(init_bare, layout(updates) if params is None else params)
@@ -456,7 +462,7 @@ def hyperparameterized(
     def update(updates, state, params=None, *more, **extra):
         _checks.no_more_positional(call, more)
         updates, params = _checks.check_updates(
-            call, updates, params, example_axis=example_axis, widened=_BUILD.get() is not None
+            call, updates, params, example_axis=example_axis, widened=_RUN.get() is not None
         )
         counts.check(updates)
         _checks.check_state(

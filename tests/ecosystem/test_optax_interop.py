@@ -6,6 +6,7 @@ optimizers are self-contained so they are exact inside it, and a lone gradtx
 statistic inside it estimates from its input, exactly like optax's own.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -159,3 +160,33 @@ def test_a_named_optimizer_after_an_optax_clip_is_the_same_in_either_chain(case,
         runs.append(out)
     for a, b in zip(*runs):
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12), a, b)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda inner: gradtx.lookahead(inner, sync_period=2, slow_step_size=0.5),
+        lambda inner: gradtx.average_params(inner, decay=0.9),
+        gradtx.mechanize,
+        lambda inner: gradtx.chain(inner, gradtx.scale(0.5)),
+    ],
+    ids=["lookahead", "average_params", "mechanize", "chain"],
+)
+@pytest.mark.parametrize("factory", [gradtx.adam, gradtx.sgd, gradtx.rprop])
+def test_an_injected_gradtx_optimizer_inside_a_gradtx_wrapper(x64, wrap, factory):
+    """optax.inject_hyperparams builds its optimizer in init and again in each update:
+    inside a gradtx wrapper's update that second build took the bare body of a factory
+    called inside another's build, a state layout other than init's ('ArrayImpl' object
+    has no attribute 'mu', 'the state is not a tuple of 2 member states')."""
+    params = {"w": jnp.asarray([1.0, -2.0, 0.5]), "b": jnp.asarray(0.3)}
+    grads = [jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 1)), params) for k in range(3)]
+    injected, plain = wrap(optax.inject_hyperparams(factory)(learning_rate=0.1)), wrap(factory(0.1))
+    trajectories = []
+    for opt in (injected, plain):
+        p, state, out = params, opt.init(params), []
+        for g in grads:
+            updates, state = opt.update(g, state, p)
+            p = optax.apply_updates(p, updates)
+            out.append(p)
+        trajectories.append(out)
+    chex.assert_trees_all_close(*trajectories, rtol=1e-14, atol=0)
