@@ -7,6 +7,7 @@ import contextvars
 import functools
 import importlib
 import operator
+import threading
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -714,36 +715,86 @@ def sharded_like(x: jax.Array, like: jax.Array) -> jax.Array:
     return x if sharding is None else jax.sharding.reshard(x, sharding)
 
 
-_LOOP_BODIES: dict[Any, Callable] = {}
+_LOOP_BODIES: dict[Any, tuple[Any, Any]] = {}
 _LOOP_BODIES_KEPT = 16
+_LOOP_BODIES_LOCK = threading.Lock()
 
 
-def loop_body(build: Callable[..., Callable], config: tuple, operands: Any) -> Callable:
-    """``build(*config)``: a ``lax`` loop body (or a conditional's branches) that reads
-    everything that may change between updates from its ``operands``, the
-    configuration (a ``value_fn``, static sizes) from its closure.
+def loop_body(
+    build: Callable[..., Any],
+    config: tuple,
+    operands: Any,
+    args: tuple | None = None,
+    probe: tuple[Callable[..., Any], tuple] | None = None,
+) -> Any:
+    """``build(*config)``: a ``lax`` loop body (or a conditional's branches, a tuple of
+    them) that reads everything that may change between updates from its
+    ``operands``, the configuration (a ``value_fn``, static sizes) from its closure;
+    ``args``: the body's arguments as the loop calls it (default ``(operands,)``);
+    ``probe``: ``(fn, fn_args)``, the user's function the body calls, as it calls it
+    (its only part that may read data from outside), traced instead of the body.
 
     ``lax.while_loop`` and ``lax.cond`` find their trace and compiled program again by
     the body's identity.  A body built afresh at each update is traced and compiled
     again on every eager call (L-BFGS's loop: about a second a step), so for an eager call
     (no tracer among ``operands``) the body built last time for the same ``build``
-    and ``config`` is returned.  A traced update builds its own: a body kept here must
-    not close over a tracer.  The oldest bodies go (and the ``value_fn`` each holds)
-    past a few.
+    and ``config`` is returned, but only while it still traces to the same program
+    with the same constants: a ``value_fn`` that reads data changing between steps (a
+    bound method reading ``self.batch``, a global) traces to new constants, and the
+    kept body's trace would have used the old data.  So each eager call traces the
+    ``probe`` (a loss: milliseconds), or the fresh body, and compares.  A traced update builds its own: a body kept
+    here must not close over a tracer.  The oldest bodies go (and the ``value_fn``
+    each holds) past a few.
     """
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(operands)):
         return build(*config)
     key = (build, config)
     try:
-        body = _LOOP_BODIES.pop(key)  # re-inserted below: the newest
+        hash(key)
     except TypeError:  # a value_fn that cannot be hashed: nothing to key on
         return build(*config)
-    except KeyError:
-        body = build(*config)
-    if len(_LOOP_BODIES) >= _LOOP_BODIES_KEPT:
-        del _LOOP_BODIES[next(iter(_LOOP_BODIES))]
-    _LOOP_BODIES[key] = body
-    return body
+    fresh = build(*config)
+    if probe is None:
+        seen = _traced(fresh, (operands,) if args is None else args)
+    else:
+        seen = _traced(probe[0], probe[1])
+    with _LOOP_BODIES_LOCK:
+        kept = _LOOP_BODIES.pop(key, None)  # re-inserted below: the newest
+        if kept is not None and _same_trace(kept[1], seen):
+            fresh = kept[0]
+        while len(_LOOP_BODIES) >= _LOOP_BODIES_KEPT:
+            del _LOOP_BODIES[next(iter(_LOOP_BODIES))]
+        _LOOP_BODIES[key] = (fresh, seen)
+    return fresh
+
+
+def _traced(body: Any, args: tuple) -> list[tuple[str, list]]:
+    """Each body's program as text and its constants (NumPy ones copied: a NumPy array
+    the caller changes in place would otherwise compare equal to its old self)."""
+    out = []
+    for fn in body if isinstance(body, tuple) else (body,):
+        # a fresh function: make_jaxpr keeps traces by the function (a bound method
+        # is equal to the last one), and the kept trace holds the old data
+        closed = jax.make_jaxpr(lambda *a, fn=fn: fn(*a))(*args)
+        consts = [np.array(c) if isinstance(c, np.ndarray) else c for c in closed.consts]
+        out.append((str(closed.jaxpr), consts))
+    return out
+
+
+def _same_trace(a: list[tuple[str, list]], b: list[tuple[str, list]]) -> bool:
+    def same(x: Any, y: Any) -> bool:
+        if x is y:
+            return True
+        try:
+            a, b = np.asarray(x), np.asarray(y)
+        except TypeError:  # no NumPy form (a typed PRNG key): traced afresh
+            return False
+        return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
+
+    return len(a) == len(b) and all(
+        text == other and len(c) == len(d) and all(map(same, c, d))
+        for (text, c), (other, d) in zip(a, b)
+    )
 
 
 def split_data(extra: dict[str, Any]) -> tuple[dict[str, Any], tuple]:

@@ -202,7 +202,8 @@ def accumulate_gradients(
             extra = {**extra, "count": done.astype(jnp.int32)}
         arrays, fixed = _tree.split_data(extras_for(inner, extra))
         operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
-        step, wait = _tree.loop_body(branches, (fixed,), (*operands, micro_step))
+        given = (*operands, micro_step)
+        step, wait = _tree.loop_body(branches, (fixed,), given, args=given)
         # >=: a state saved with a larger every_k steps at once instead of never
         ready = micro_step >= every_k
         out, grad_sum, inner_state = jax.lax.cond(ready, step, wait, *operands, micro_step)

@@ -152,3 +152,29 @@ def test_random_seed_must_be_a_key():
         gradtx.hutchinson_hessian_diagonal(random_seed=jnp.ones(3))
     gradtx.hutchinson_hessian_diagonal(random_seed=jax.random.PRNGKey(0))
     gradtx.hutchinson_hessian_diagonal(random_seed=jax.random.key(0))
+
+
+def test_an_eager_objective_reading_new_data_each_step_is_traced_again(x64):
+    """The refresh branch kept for eager steps was traced once with obj_fn's data of
+    then: a global changing between steps gave optax's numbers for two steps only."""
+    state_of = {}
+
+    def loss(q):
+        return jnp.sum(state_of["target"] * q**2)
+
+    def run(opt, fresh):
+        p, out = jnp.asarray([0.3, -0.2]), []
+        state = opt.init(p)
+        for k in range(4):
+            state_of["target"] = jnp.asarray([1.0, 2.0]) * (k + 1)
+            fn = (lambda q, t=state_of["target"]: jnp.sum(t * q**2)) if fresh else loss
+            updates, state = opt.update(jax.grad(fn)(p), state, p, obj_fn=fn)
+            p = p + updates
+            out.append(p)
+        return out
+
+    ours = gradtx.sophia(0.01, update_interval=1, weight_decay=None, clip_threshold=None)
+    theirs = optax.contrib.sophia(0.01, update_interval=1, weight_decay=0.0, clip_threshold=None)
+    with jax.numpy_dtype_promotion("standard"):  # optax is not clean under strict
+        want = run(theirs, fresh=False)
+    chex.assert_trees_all_close(run(ours, fresh=False), want, rtol=1e-12)

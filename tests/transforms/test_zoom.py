@@ -168,3 +168,29 @@ def test_bad_arguments_name_the_call():
     w = jnp.ones(2)
     with pytest.raises(ValueError, match=r"gradtx\.scale_by_zoom_linesearch\.update: needs"):
         tx.update(w, tx.init(w), w, value=1.0)
+
+
+def test_an_eager_loss_reading_a_changing_global_is_traced_again(x64):
+    """The search body kept for eager steps was traced once with value_fn's data of
+    then: a global target moving each step was searched towards the old one."""
+    data = {}
+
+    def loss(q):
+        return jnp.sum((q - data["target"]) ** 2)
+
+    def run(opt):
+        p, out = jnp.zeros(2), []
+        state = opt.init(p)
+        for k in range(4):
+            data["target"] = jnp.asarray([1.0, 2.0]) * (k + 1)
+            value, grads = jax.value_and_grad(loss)(p)
+            updates, state = opt.update(grads, state, p, value=value, value_fn=loss, grad=grads)
+            p = p + updates
+            out.append(np.asarray(p))
+        return out
+
+    ours = run(gradtx.chain(gradtx.sgd(0.5), gradtx.scale_by_zoom_linesearch(10)))
+    with jax.numpy_dtype_promotion("standard"):  # optax is not clean under strict
+        theirs = run(optax.chain(optax.sgd(0.5), optax.scale_by_zoom_linesearch(10)))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    np.testing.assert_allclose(ours[-1], [4.0, 8.0], rtol=1e-12)  # each step the minimum

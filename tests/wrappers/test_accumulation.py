@@ -335,3 +335,22 @@ def test_a_state_saved_with_a_larger_every_k_steps_on_the_mean_of_what_it_holds(
     np.testing.assert_allclose(
         outs[4], -0.1 * np.mean([g["w"] for g in grads[6:8]], axis=0), rtol=1e-12
     )
+
+
+def test_an_eager_inner_loss_reading_new_data_each_step_is_traced_again(x64):
+    """The branches kept for eager steps held value_fn (a keyword that is not an array)
+    and were traced once: L-BFGS inside stepped towards the first step's target."""
+    data = {}
+
+    def loss(q):
+        return jnp.sum((q - data["target"]) ** 2)
+
+    opt = gradtx.accumulate_gradients(gradtx.lbfgs(1.0, max_iter=3), every_k=1)
+    p = jnp.zeros(2)
+    state = opt.init(p)
+    for k in range(3):
+        data["target"] = jnp.asarray([1.0, 2.0]) * (k + 1)
+        value, grads = jax.value_and_grad(loss)(p)
+        updates, state = opt.update(grads, state, p, value=value, value_fn=loss)
+        p = p + updates
+        chex.assert_trees_all_close(p, data["target"], rtol=1e-12)  # a quadratic's minimum
