@@ -344,7 +344,8 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
 
     A scheduled hyperparameter is reported at the current step, next to its
     schedule's fields (``learning_rate.peak_value``).  Names are the shortest
-    unambiguous suffixes (see the module docstring).
+    unambiguous suffixes (see the module docstring).  The values are copies, which
+    a later step that donates the state leaves alone.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -375,7 +376,13 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
             out[short[full]] = value(locs[path].count)
         else:
             out[short[full]] = value
-    return {k: _tree.bare(v) for k, v in out.items()}
+    # copies: the state's own arrays are deleted by the next step that donates the state
+    # (a logged learning rate raised "Array has been deleted" one step later)
+    return {k: jax.tree.map(_own, _tree.bare(v)) for k, v in out.items()}
+
+
+def _own(x: Any) -> Any:
+    return jnp.array(x, copy=True)
 
 
 def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:

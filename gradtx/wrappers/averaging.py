@@ -194,7 +194,8 @@ def averaged_params(state: OptState) -> Params:
 
     Raises ``ValueError`` if the state holds no average, or several (nested
     averagers, or one per ``partition`` group: read those from the states), or
-    one of only some leaves (inside ``masked`` or ``partition``).
+    one of only some leaves (inside ``masked`` or ``partition``).  The arrays are
+    copies, which a later step that donates the state leaves alone.
     """
     found = list(_averages(state))
     if len(found) != 1:
@@ -210,4 +211,5 @@ def averaged_params(state: OptState) -> Params:
             "gradtx.average_params(gradtx.partition(...)), or read the group's own leaves "
             "from its state"
         )
-    return found[0]
+    # a copy: the state's own arrays are deleted by the next step that donates the state
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), found[0])

@@ -301,3 +301,18 @@ def test_an_ema_without_a_decay_is_refused_at_construction():
     with pytest.raises(TypeError, match=r"average_params\(decay=None\): method='ema' needs"):
         gradtx.average_params(gradtx.sgd(0.1), decay=None)
     gradtx.average_params(gradtx.sgd(0.1), method="swa", decay=None)  # swa keeps no decay
+
+
+def test_what_the_readers_return_outlives_the_next_donated_step():
+    """get_hyperparams and averaged_params returned the state's own arrays: the next
+    step that donates the state deleted them ("Array has been deleted")."""
+    opt = gradtx.average_params(gradtx.adam(gradtx.schedules.cosine_decay(0.01, 10)), decay=0.9)
+    params = {"w": jnp.ones(3)}
+    step = jax.jit(lambda p, s: opt.update(p, s, p), donate_argnums=(1,))
+    _, state = step(params, opt.init(params))
+    hyperparams, average = gradtx.get_hyperparams(state), gradtx.averaged_params(state)
+    step(params, state)
+    assert all(not x.is_deleted() for x in jax.tree.leaves((hyperparams, average)))
+    assert float(hyperparams["learning_rate"]) == pytest.approx(
+        float(gradtx.schedules.cosine_decay(0.01, 10)(1))
+    )
