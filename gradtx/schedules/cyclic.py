@@ -85,7 +85,9 @@ def cyclical(
       mode: "triangular", "triangular2" or "exp_range".
       gamma: exp_range's per-step decay of the amplitude, in (0, 1] (must be 1
         for the other modes).  torch also takes gamma > 1, which overflows.
-      step_size_down: steps from max back to base.
+      step_size_down: steps from max back to base (``None``: ``step_size``,
+        filled in here: setting ``learning_rate.step_size`` in a state later
+        leaves it, so set both for a symmetric cycle).
 
     Equals torch ``CyclicLR(base_lr, max_lr, step_size_up, step_size_down, mode,
     gamma)``; optax has no equivalent.
