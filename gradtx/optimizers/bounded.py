@@ -44,7 +44,10 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
             "base_lr (in a sweep over learning rates, base_lr=learning_rate)"
         )
     if callable(lr):
-        lr = _checks.callable_value(call, "learning_rate", lr, jnp.zeros([], jnp.int32))
+        # evaluated now, also where the factory is called under jit (a Flax
+        # create_train_state): its value at step 0 is a number, not a tracer
+        with jax.ensure_compile_time_eval():
+            lr = _checks.callable_value(call, "learning_rate", lr, jnp.zeros([], jnp.int32))
     if float(lr) <= 0:
         raise ValueError(
             f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "

@@ -92,3 +92,19 @@ def test_amsbound_is_adabound_with_amsbound(x64):
         ua, sa = a.update(jnp.asarray(g), sa, params)
         ub, sb = b.update(jnp.asarray(g), sb, params)
         np.testing.assert_array_equal(ua, ub)
+
+
+@pytest.mark.parametrize("factory", [gradtx.adabound, gradtx.amsbound])
+def test_a_scheduled_optimizer_built_under_jit_takes_the_schedules_first_value(factory, x64):
+    """A Flax create_train_state under jit: base_lr (the schedule at step 0) was formed
+    from a tracer, and float() of it raised JAX's ConcretizationTypeError."""
+    schedule = gradtx.schedules.linear(1e-3, 1e-4, 100)
+    params = {"w": jnp.asarray([1.0, -2.0, 0.5])}
+
+    def step(p):
+        tx = factory(schedule)
+        return tx.update(p, tx.init(p), p)[0]
+
+    np.testing.assert_allclose(jax.jit(step)(params)["w"], step(params)["w"], rtol=1e-14)
+    state = jax.jit(lambda p: factory(schedule).init(p))(params)
+    assert float(gradtx.get_hyperparams(state)["base_lr"]) == 1e-3
