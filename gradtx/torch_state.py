@@ -148,15 +148,18 @@ def _atol(have: Any, want: Any, group: Mapping[str, Any], name: str, count: int)
     return eps * scale
 
 
-def _equal_in_double(t: Target, name: str, want: Any, group: Mapping[str, Any], count: int):
+def _equal_in_double(
+    t: Target, name: str, want: Any, group: Mapping[str, Any], count: int
+) -> bool | None:
     """Whether the schedule given for ``name``, evaluated in float64 at ``count``, is
-    torch's value.  A float32 schedule's own rounding can put it farther from torch's
-    doubles than the usual tolerance (a rate raised to the step count compounds its
-    rounding: docs/schedules.md); its value in double says whether the schedule is
-    torch's, and the import then continues from gradtx's float32 value."""
+    torch's value (``None``: no schedule to evaluate so, no verdict).  This decides
+    where it can: a float32 schedule's own rounding can put it farther from torch's
+    doubles than a few of its roundings (a rate raised to the step count compounds
+    it: docs/schedules.md), and float32's tolerance would take a cosine one step
+    longer than torch's; the import then continues from gradtx's float32 value."""
     given = t.made.arguments.get(name)
     if given is None or not callable(given):
-        return False
+        return None
     with jax.enable_x64(True):
         # An optax schedule or a plain callable gets an int64 count: with int32, optax's
         # count / steps stays float32 under x64.
@@ -164,7 +167,7 @@ def _equal_in_double(t: Target, name: str, want: Any, group: Mapping[str, Any], 
         try:
             value = np.asarray(given(count_in), np.float64)
         except Exception:  # a callable that does not run eagerly in float64: no verdict
-            return False
+            return None
     return bool(np.allclose(value, want, rtol=0, atol=_atol(value, want, group, name, count)))
 
 
@@ -204,9 +207,11 @@ def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) 
                 steps = [0, 1] if count == 0 else [_after(count)]
             for at in steps:
                 have = _current(t, hs, name, at - count)
-                if np.allclose(
-                    numpy_of(have), want, rtol=0, atol=_atol(have, want, group, name, at)
-                ) or _equal_in_double(t, name, want, group, at):
+                verdict = _equal_in_double(t, name, want, group, at)
+                if verdict is None:
+                    atol = _atol(have, want, group, name, at)
+                    verdict = bool(np.allclose(numpy_of(have), want, rtol=0, atol=atol))
+                if verdict:
                     continue
                 where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {at}"
                 if isinstance(t.args.get(name), jax.Array):

@@ -755,6 +755,10 @@ def test_sams_grad_fn_may_return_a_wider_float_than_bfloat16_params():
             lambda: gradtx.prodigy(betas=np.array([[0.9, 0.99]])),
             r"betas must be a pair \(b1, b2\)$",
         ),  # fmt: skip
+        (
+            lambda: gradtx.prodigy(betas=(0.9, (0.99, 0.5))),
+            r"betas\[1\]=\(0.99, 0.5\)\): betas\[1\] must be a real number, got tuple$",
+        ),  # fmt: skip
     ],
 )
 def test_a_pair_given_as_an_array_of_another_form_is_named_a_pair(make, message):

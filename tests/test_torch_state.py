@@ -895,28 +895,39 @@ def test_a_float32_rate_compounded_over_the_steps_is_accepted():
             gradtx.from_torch_state_dict(gradtx.adam(near), params, state_dict)
 
 
-def test_a_float64_schedule_must_be_torchs_within_its_drift(x64):
-    """No relative tolerance: a cosine one step longer than torch's (1e-8 relative at
-    step 3) or a rate 1e-9 off is refused; torch's own drift from the closed form, a
-    cosine cycling past T_max for 3,000 steps (about a few thousand roundings of a
+@pytest.mark.parametrize("double", [True, False], ids=["x64", "float32"])
+def test_a_schedule_must_be_torchs_within_its_drift(double):
+    """No relative tolerance, and in float32 the schedule's value in double decides: a
+    cosine one step longer than torch's (T_max 1001 against 1000: 4.4e-8 relative at
+    step 3) or a constant 1e-9 off is refused; torch's own drift from the closed form,
+    a cosine cycling past T_max for 3,000 steps (a few thousand roundings of a
     double), is accepted."""
-    tensor = torch.zeros(3, requires_grad=True)
-    opt = torch.optim.Adam([tensor], lr=0.1)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 7, eta_min=0.001)
-    for k in range(3000):
-        tensor.grad = torch.full((3,), float(np.sin(k)))
-        opt.step()
-        scheduler.step()
-        if k == 2:
-            early = copy.deepcopy(opt.state_dict())
-    params = [tensor.detach().numpy()]
-    cosine = functools.partial(gradtx.schedules.cosine_decay, 0.1, alpha=0.01, past_end="cycle")
-    for state_dict in (early, opt.state_dict()):
-        gradtx.from_torch_state_dict(gradtx.adam(cosine(7)), params, state_dict)
-    lr = early["param_groups"][0]["lr"]
-    for near in (cosine(8), gradtx.schedules.constant(lr * (1 + 1e-9))):
-        with pytest.raises(ValueError, match="scheduler's position differs"):
-            gradtx.from_torch_state_dict(gradtx.adam(near), params, early)
+    with jax.enable_x64(double):
+        tensor = torch.zeros(3, requires_grad=True)
+        opt = torch.optim.Adam([tensor], lr=0.1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 7, eta_min=0.001)
+        for k in range(3000):
+            tensor.grad = torch.full((3,), float(np.sin(k)))
+            opt.step()
+            scheduler.step()
+        params = [tensor.detach().numpy()]
+        cycling = gradtx.schedules.cosine_decay(0.1, 7, alpha=0.01, past_end="cycle")
+        gradtx.from_torch_state_dict(gradtx.adam(cycling), params, opt.state_dict())
+        opt = torch.optim.Adam([tensor], lr=0.1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 1000)
+        for k in range(3):
+            tensor.grad = torch.full((3,), float(np.sin(k)))
+            opt.step()
+            scheduler.step()
+        state_dict = opt.state_dict()
+        gradtx.from_torch_state_dict(gradtx.adam(gradtx.schedules.cosine_decay(0.1, 1000)), params, state_dict)  # fmt: skip
+        lr = state_dict["param_groups"][0]["lr"]
+        for near in (
+            gradtx.schedules.cosine_decay(0.1, 1001),
+            gradtx.schedules.constant(lr * (1 + 1e-9)),
+        ):
+            with pytest.raises(ValueError, match="scheduler's position differs"):
+                gradtx.from_torch_state_dict(gradtx.adam(near), params, state_dict)
 
 
 def test_a_bound_learning_rate_other_than_torchs_is_refused_as_bound(x64):

@@ -30,7 +30,7 @@ class Betas(Hyper):
         given = value
         if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 1:
             value = tuple(value)  # optax takes an array of the two as well
-        if np.ndim(value) > 1:
+        if isinstance(value, (np.ndarray, jax.Array)) and value.ndim > 1:
             raise TypeError(f"{call}({name}={given!r}): {name} must be a pair (b1, b2)")
         if not isinstance(value, (tuple, list)):
             super().check(call, name, value)  # a bad number is reported as such
