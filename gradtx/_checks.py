@@ -326,8 +326,8 @@ def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
         raise TypeError(
             f"{call}({name}=<function>): the schedule is called with the step count as a "
             "traced JAX array (in every update, eager ones too: init's layout is traced to "
-            "check the state), so Python control flow on it fails; write it with jnp.minimum,"
-            f" jnp.where or jax.lax.cond ({type(err).__name__})"
+            "check the state), so Python control flow on it (or on another traced value) "
+            f"fails; write it with jnp.minimum, jnp.where or jax.lax.cond ({type(err).__name__})"
         ) from err
     if isinstance(value, numbers.Rational) and not isinstance(value, (int, np.generic)):
         # a Fraction, as the factories take it; JAX has no array of them

@@ -382,7 +382,7 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
 
 
 def _own(x: Any) -> Any:
-    return jnp.array(x, copy=True)
+    return jnp.array(x, copy=True) if isinstance(x, jax.Array) else x  # NumPy: no donation
 
 
 def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import hashlib
 import importlib
 import operator
 import threading
@@ -724,27 +725,26 @@ def loop_body(
     build: Callable[..., Any],
     config: tuple,
     operands: Any,
+    probes: tuple[tuple[Callable[..., Any], tuple], ...] = (),
     args: tuple | None = None,
-    probe: tuple[Callable[..., Any], tuple] | None = None,
 ) -> Any:
     """``build(*config)``: a ``lax`` loop body (or a conditional's branches, a tuple of
     them) that reads everything that may change between updates from its
-    ``operands``, the configuration (a ``value_fn``, static sizes) from its closure;
-    ``args``: the body's arguments as the loop calls it (default ``(operands,)``);
-    ``probe``: ``(fn, fn_args)``, the user's function the body calls, as it calls it
-    (its only part that may read data from outside), traced instead of the body.
+    ``operands``, the configuration (a ``value_fn``, static sizes) from its closure.
 
     ``lax.while_loop`` and ``lax.cond`` find their trace and compiled program again by
     the body's identity.  A body built afresh at each update is traced and compiled
-    again on every eager call (L-BFGS's loop: about a second a step), so for an eager call
-    (no tracer among ``operands``) the body built last time for the same ``build``
-    and ``config`` is returned, but only while it still traces to the same program
-    with the same constants: a ``value_fn`` that reads data changing between steps (a
-    bound method reading ``self.batch``, a global) traces to new constants, and the
-    kept body's trace would have used the old data.  So each eager call traces the
-    ``probe`` (a loss: milliseconds), or the fresh body, and compares.  A traced update builds its own: a body kept
-    here must not close over a tracer.  The oldest bodies go (and the ``value_fn``
-    each holds) past a few.
+    again on every eager call (L-BFGS's loop: about a second a step), so for an eager
+    call (no tracer among ``operands``) the body built last time for the same
+    ``build`` and ``config`` is returned, but only while the user's functions it calls
+    still trace to the same program with the same constants: a ``value_fn`` that reads
+    data changing between steps (a bound method reading ``self.batch``, a global)
+    traces to new constants, and the kept body's trace holds the old data.  So each
+    eager call traces ``probes``, ``(fn, fn_args)`` pairs: each user function as the
+    body calls it (a loss: milliseconds).  One that cannot be traced so makes the
+    whole body be traced with ``args`` (default ``(operands,)``), as the loop calls
+    it.  A traced update builds its own: a body kept here must not close over a
+    tracer.  The oldest bodies go (and the ``value_fn`` each holds) past a few.
     """
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(operands)):
         return build(*config)
@@ -754,13 +754,13 @@ def loop_body(
     except TypeError:  # a value_fn that cannot be hashed: nothing to key on
         return build(*config)
     fresh = build(*config)
-    if probe is None:
-        seen = _traced(fresh, (operands,) if args is None else args)
-    else:
-        seen = _traced(probe[0], probe[1])
+    try:
+        seen = [_traced(fn, fn_args) for fn, fn_args in probes]
+    except Exception:  # e.g. a function of data keywords the probe does not pass
+        seen = [_traced(fn, (operands,) if args is None else args) for fn in _members(fresh)]
     with _LOOP_BODIES_LOCK:
         kept = _LOOP_BODIES.pop(key, None)  # re-inserted below: the newest
-        if kept is not None and _same_trace(kept[1], seen):
+        if kept is not None and len(kept[1]) == len(seen) and all(map(_same, kept[1], seen)):
             fresh = kept[0]
         while len(_LOOP_BODIES) >= _LOOP_BODIES_KEPT:
             del _LOOP_BODIES[next(iter(_LOOP_BODIES))]
@@ -768,33 +768,44 @@ def loop_body(
     return fresh
 
 
-def _traced(body: Any, args: tuple) -> list[tuple[str, list]]:
-    """Each body's program as text and its constants (NumPy ones copied: a NumPy array
-    the caller changes in place would otherwise compare equal to its old self)."""
-    out = []
-    for fn in body if isinstance(body, tuple) else (body,):
-        # a fresh function: make_jaxpr keeps traces by the function (a bound method
-        # is equal to the last one), and the kept trace holds the old data
-        closed = jax.make_jaxpr(lambda *a, fn=fn: fn(*a))(*args)
-        consts = [np.array(c) if isinstance(c, np.ndarray) else c for c in closed.consts]
-        out.append((str(closed.jaxpr), consts))
-    return out
+def _members(body: Any) -> tuple:
+    return body if isinstance(body, tuple) else (body,)
 
 
-def _same_trace(a: list[tuple[str, list]], b: list[tuple[str, list]]) -> bool:
+def _traced(fn: Callable[..., Any], args: tuple) -> tuple[str, list]:
+    """``fn``'s program as text and its constants: JAX arrays as they are (immutable),
+    NumPy ones as a digest of their bytes (one the caller changes in place would
+    compare equal to itself; a copy would hold a dataset once per kept body)."""
+    # a fresh function: make_jaxpr keeps traces by the function (a bound method is
+    # equal to the last one), and the kept trace holds the old data
+    closed = jax.make_jaxpr(lambda *a: fn(*a))(*args)
+    consts = [_digest(c) if isinstance(c, np.ndarray) else c for c in closed.consts]
+    return str(closed.jaxpr), consts
+
+
+def _digest(x: np.ndarray) -> tuple:
+    data = np.ascontiguousarray(x)
+    return x.shape, x.dtype.str, hashlib.blake2b(data.view(np.uint8).data).digest()
+
+
+def _same(a: tuple[str, list], b: tuple[str, list]) -> bool:
+    """The same program and the same constants, bit for bit (a NaN equals itself, so data
+    with one keeps its body; -0.0 differs from 0.0, as copysign tells them apart)."""
+
     def same(x: Any, y: Any) -> bool:
         if x is y:
             return True
+        if isinstance(x, tuple) or isinstance(y, tuple):
+            return x == y
+        if any(isinstance(z, jax.Array) and z.is_deleted() for z in (x, y)):
+            return False  # the old batch, donated or deleted since: traced afresh
         try:
-            a, b = np.asarray(x), np.asarray(y)
+            u, v = np.asarray(x), np.asarray(y)
         except TypeError:  # no NumPy form (a typed PRNG key): traced afresh
             return False
-        return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
+        return u.shape == v.shape and u.dtype == v.dtype and _digest(u) == _digest(v)
 
-    return len(a) == len(b) and all(
-        text == other and len(c) == len(d) and all(map(same, c, d))
-        for (text, c), (other, d) in zip(a, b)
-    )
+    return a[0] == b[0] and len(a[1]) == len(b[1]) and all(map(same, a[1], b[1]))
 
 
 def split_data(extra: dict[str, Any]) -> tuple[dict[str, Any], tuple]:

@@ -280,8 +280,8 @@ def torch_lbfgs(
         )  # fmt: skip
         avals = tuple(jax.typeof(x) for x in leaves)
         config = (value_fn, treedef, avals, max_iter, max_eval, line_search_fn)
-        probe = (value_fn, (params,))  # the loop calls value_fn(params) alone
-        body = _tree.loop_body(_body, config, (start, numbers), probe=probe)
+        probes = ((value_fn, (params,)),)  # the loop calls value_fn(params) alone
+        body = _tree.loop_body(_body, config, (start, numbers), probes)
         end, _ = lax.while_loop(_not_done, body, (start, numbers))
         out = [
             (new - old).astype(g.dtype)

@@ -202,8 +202,7 @@ def scale_by_hessian_diagonal(
       Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order
       Optimizer for Language Model Pre-training", ICLR 2024 (arXiv:2305.14342).
     """
-    default = _bare_hutchinson()
-    estimator = default if hessian_diagonal_fn is HUTCHINSON else hessian_diagonal_fn
+    estimator = _bare_hutchinson() if hessian_diagonal_fn is HUTCHINSON else hessian_diagonal_fn
 
     def init(params):
         return ScaleByHessianDiagonalState(_tree.zeros_like(params, dtype), estimator.init(params))
@@ -233,13 +232,9 @@ def scale_by_hessian_diagonal(
             state.estimator_state, state.hessian, gradient(updates, extra), params, arrays,
             jnp.asarray(b2),
         )  # fmt: skip
-        obj_fn = dict(fixed).get("obj_fn")
-        # the default estimator's only outside reads are obj_fn's (a user's estimator:
-        # the whole branch is traced to compare)
-        probe = (obj_fn, (params,)) if estimator is default and callable(obj_fn) else None
-        refresh = _tree.loop_body(
-            _refresh, (estimator, fixed), operands, args=operands, probe=probe
-        )
+        # obj_fn is what may read data from outside (an estimator is a transform: pure)
+        probes = tuple((fn, (params,)) for _, fn in fixed if callable(fn))
+        refresh = _tree.loop_body(_refresh, (estimator, fixed), operands, probes, args=operands)
         period = jnp.asarray(update_interval).astype(count.dtype)
         estimator_state, hessian = jax.lax.cond(count % period == 0, refresh, _keep, *operands)
         return out, ScaleByHessianDiagonalState(hessian, estimator_state)

@@ -252,8 +252,8 @@ def scale_by_zoom_linesearch(
             params, updates, arrays, f0, s0, guess, c1, c2, c3, slack, grow, cap, precision
         )
         config = (value_fn, fixed, max_linesearch_steps)
-        probe = (lambda p, a: value_fn(p, **a, **dict(fixed)), (params, arrays))
-        step = _tree.loop_body(_search_step, config, (start, context), probe=probe)
+        probes = ((lambda p, a: value_fn(p, **a, **dict(fixed)), (params, arrays)),)
+        step = _tree.loop_body(_search_step, config, (start, context), probes)
         end, _ = lax.while_loop(_searching, step, (start, context))
 
         new_state = ScaleByZoomLinesearchState(

@@ -203,7 +203,9 @@ def accumulate_gradients(
         arrays, fixed = _tree.split_data(extras_for(inner, extra))
         operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
         given = (*operands, micro_step)
-        step, wait = _tree.loop_body(branches, (fixed,), given, args=given)
+        # the inner's functions (a value_fn) are what may read data from outside
+        probes = tuple((fn, (params,)) for _, fn in fixed if callable(fn))
+        step, wait = _tree.loop_body(branches, (fixed,), given, probes, args=given)
         # >=: a state saved with a larger every_k steps at once instead of never
         ready = micro_step >= every_k
         out, grad_sum, inner_state = jax.lax.cond(ready, step, wait, *operands, micro_step)
