@@ -378,11 +378,7 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
             out[short[full]] = value
     # copies: the state's own arrays are deleted by the next step that donates the state
     # (a logged learning rate raised "Array has been deleted" one step later)
-    return {k: jax.tree.map(_own, _tree.bare(v)) for k, v in out.items()}
-
-
-def _own(x: Any) -> Any:
-    return jnp.array(x, copy=True) if isinstance(x, jax.Array) else x  # NumPy: no donation
+    return {k: jax.tree.map(_tree.own_copy, _tree.bare(v)) for k, v in out.items()}
 
 
 def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:

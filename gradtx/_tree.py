@@ -452,6 +452,15 @@ def _one_minus_power_jvp(primals: tuple, tangents: tuple) -> tuple:
     return _one_minus_power(decay, t), -t * decay ** (t - 1) * tangents[0]
 
 
+def own_copy(x: Any) -> Any:
+    """A copy of a state's array, for a reader to keep: the next step that donates the
+    state deletes the state's own (and a NumPy one, from a restored checkpoint, would
+    be the state's to change)."""
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    return jnp.array(x, copy=True) if isinstance(x, jax.Array) else x
+
+
 def bare(x: Any) -> Any:
     """The array inside a one-leaf wrapper (Flax NNX's ``OptArray`` around each state
     leaf of ``nnx.Optimizer``); anything else as it is."""
@@ -716,6 +725,17 @@ def sharded_like(x: jax.Array, like: jax.Array) -> jax.Array:
     return x if sharding is None else jax.sharding.reshard(x, sharding)
 
 
+def cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any) -> Any:
+    """``lax.cond``, but for an eager call (no tracer among ``pred`` and ``operands``) the
+    branch taken, called as it is.  An eager ``lax.cond`` traces and compiles both
+    branches again for branches built afresh at each update, and one kept from update
+    to update would hold the data a user's function read when it was first traced (an
+    inner's value_fn, a schedule reading a global); a Python branch reads them now."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((pred, operands))):
+        return jax.lax.cond(pred, true_fn, false_fn, *operands)
+    return (true_fn if bool(pred) else false_fn)(*operands)
+
+
 _LOOP_BODIES: dict[Any, tuple[Any, Any]] = {}
 _LOOP_BODIES_KEPT = 16
 _LOOP_BODIES_LOCK = threading.Lock()
@@ -799,6 +819,13 @@ def _same(a: tuple[str, list], b: tuple[str, list]) -> bool:
             return x == y
         if any(isinstance(z, jax.Array) and z.is_deleted() for z in (x, y)):
             return False  # the old batch, donated or deleted since: traced afresh
+        keys = [
+            jax.dtypes.issubdtype(getattr(z, "dtype", None), jax.dtypes.prng_key) for z in (x, y)
+        ]
+        if any(keys):  # a typed key has no NumPy form: the same kind of key, the same bits
+            if not all(keys) or x.dtype != y.dtype:
+                return False
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
         try:
             u, v = np.asarray(x), np.asarray(y)
         except TypeError:  # no NumPy form (a typed PRNG key): traced afresh

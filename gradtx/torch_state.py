@@ -165,10 +165,12 @@ def _equal_in_double(
         # count / steps stays float32 under x64.
         count_in = jnp.asarray(count, jnp.int32) if is_schedule(given) else jnp.asarray(count)
         try:
-            value = np.asarray(given(count_in), np.float64)
+            value = np.asarray(given(count_in))
         except Exception:  # a callable that does not run eagerly in float64: no verdict
             return None
-    return bool(np.allclose(value, want, rtol=0, atol=_atol(value, want, group, name, count)))
+    # the tolerance of the dtype it computes in (float32 constants keep it in float32)
+    atol = _atol(value, want, group, name, count)
+    return bool(np.allclose(value.astype(np.float64), want, rtol=0, atol=atol))
 
 
 def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:

@@ -127,9 +127,8 @@ HUTCHINSON = hutchinson_hessian_diagonal()
 @functools.cache
 def _bare_hutchinson() -> GradientTransformation:
     """The default estimator as a body member (no memory of trees, so one serves every
-    optimizer), the same object at every update, so that the refresh branch is found
-    again by ``_tree.loop_body``.  Called inside a factory body, where a factory call
-    returns its bare transform."""
+    optimizer).  Called inside a factory body, where a factory call returns its bare
+    transform."""
     return hutchinson_hessian_diagonal()
 
 
@@ -232,11 +231,9 @@ def scale_by_hessian_diagonal(
             state.estimator_state, state.hessian, gradient(updates, extra), params, arrays,
             jnp.asarray(b2),
         )  # fmt: skip
-        # obj_fn is what may read data from outside (an estimator is a transform: pure)
-        probes = tuple((fn, (params,)) for _, fn in fixed if callable(fn))
-        refresh = _tree.loop_body(_refresh, (estimator, fixed), operands, probes, args=operands)
         period = jnp.asarray(update_interval).astype(count.dtype)
-        estimator_state, hessian = jax.lax.cond(count % period == 0, refresh, _keep, *operands)
+        refresh = _refresh(estimator, fixed)
+        estimator_state, hessian = _tree.cond(count % period == 0, refresh, _keep, *operands)
         return out, ScaleByHessianDiagonalState(hessian, estimator_state)
 
     return GradientTransformation(init, update)

@@ -98,9 +98,8 @@ def accumulate_gradients(
 
     checked = StateCheck(call, init)
 
-    # The conditional's branches take every array as an operand and are built once per
-    # wrapper (and non-array extras, a value_fn say): a conditional finds its compiled
-    # branches again by their identity, so an eager micro-step compiles nothing new.
+    # The conditional's branches take every array as an operand, the non-array extras
+    # (a value_fn) from their closure; an eager micro-step runs the branch taken.
     def branches(fixed):
         def step(grad_sum, inner_state, updates, params, arrays, buffer, count):
             leaves = jax.tree.leaves(updates)
@@ -202,13 +201,9 @@ def accumulate_gradients(
             extra = {**extra, "count": done.astype(jnp.int32)}
         arrays, fixed = _tree.split_data(extras_for(inner, extra))
         operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
-        given = (*operands, micro_step)
-        # the inner's functions (a value_fn) are what may read data from outside
-        probes = tuple((fn, (params,)) for _, fn in fixed if callable(fn))
-        step, wait = _tree.loop_body(branches, (fixed,), given, probes, args=given)
         # >=: a state saved with a larger every_k steps at once instead of never
         ready = micro_step >= every_k
-        out, grad_sum, inner_state = jax.lax.cond(ready, step, wait, *operands, micro_step)
+        out, grad_sum, inner_state = _tree.cond(ready, *branches(fixed), *operands, micro_step)
         micro_step = jnp.where(ready, 0, micro_step).astype(jnp.int32)
         new_state = AccumulateGradientsState(micro_step, grad_sum, inner_state)
         return out, _tree.settled(new_state, (params, out))

@@ -212,6 +212,4 @@ def averaged_params(state: OptState) -> Params:
             "from its state"
         )
     # a copy: the state's own arrays are deleted by the next step that donates the state
-    return jax.tree.map(
-        lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, found[0]
-    )
+    return jax.tree.map(_tree.own_copy, found[0])

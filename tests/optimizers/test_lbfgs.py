@@ -337,3 +337,21 @@ def test_kept_bodies_survive_nan_data_and_a_deleted_old_batch(x64):
         chex.assert_trees_all_close(p, data["target"], rtol=1e-12)
         old, data["target"] = data["target"], jnp.asarray([1.0, 2.0]) * (k + 2)
         old.delete()
+
+
+def test_a_typed_key_made_anew_with_the_same_bits_keeps_the_body(x64):
+    # a typed key has no NumPy form: compared as "different", it recompiled every step
+    held = {}
+
+    def loss(q):
+        return jnp.sum((q - jax.random.normal(held["key"], (2,))) ** 2)
+
+    opt = gradtx.lbfgs(1.0, max_iter=3)
+    params, state = jnp.zeros(2), opt.init(jnp.zeros(2))
+    for k in range(4):
+        held["key"] = jax.random.key(0)  # a new object, the same key
+        with xla_compiles() as compiles:
+            value, grads = jax.value_and_grad(loss)(params)
+            updates, state = opt.update(grads, state, params, value=value, value_fn=loss)
+        params = params + updates
+        assert k < 2 or compiles == []

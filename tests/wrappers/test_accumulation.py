@@ -354,3 +354,17 @@ def test_an_eager_inner_loss_reading_new_data_each_step_is_traced_again(x64):
         updates, state = opt.update(grads, state, p, value=value, value_fn=loss)
         p = p + updates
         chex.assert_trees_all_close(p, data["target"], rtol=1e-12)  # a quadratic's minimum
+
+
+def test_an_eager_inner_reads_a_schedule_of_a_changing_global_each_step():
+    """An eager micro-step runs the branch taken: branches kept from step to step held
+    a plain-callable learning rate's value from their first trace (-0.1 thrice where
+    the global went 0.1, 0.2, 0.3)."""
+    rate = {"now": 0.1}
+    opt = gradtx.accumulate_gradients(gradtx.sgd(lambda c: rate["now"]), every_k=1)
+    params = {"w": jnp.ones(2)}
+    state = opt.init(params)
+    for now in (0.1, 0.2, 0.3):
+        rate["now"] = now
+        updates, state = opt.update(params, state, params)
+        np.testing.assert_allclose(updates["w"], -now, rtol=1e-6)
