@@ -745,15 +745,14 @@ def loop_body(
     build: Callable[..., Any],
     config: tuple,
     operands: Any,
-    probes: tuple[tuple[Callable[..., Any], tuple], ...] = (),
-    args: tuple | None = None,
+    probes: tuple[tuple[Callable[..., Any], tuple], ...],
 ) -> Any:
-    """``build(*config)``: a ``lax`` loop body (or a conditional's branches, a tuple of
-    them) that reads everything that may change between updates from its
-    ``operands``, the configuration (a ``value_fn``, static sizes) from its closure.
+    """``build(*config)``: a ``lax.while_loop`` body that reads everything that may
+    change between updates from its ``operands`` (the carry), the configuration (a
+    ``value_fn``, static sizes) from its closure.
 
-    ``lax.while_loop`` and ``lax.cond`` find their trace and compiled program again by
-    the body's identity.  A body built afresh at each update is traced and compiled
+    ``lax.while_loop`` finds its trace and compiled program again by the body's
+    identity.  A body built afresh at each update is traced and compiled
     again on every eager call (L-BFGS's loop: about a second a step), so for an eager
     call (no tracer among ``operands``) the body built last time for the same
     ``build`` and ``config`` is returned, but only while the user's functions it calls
@@ -761,9 +760,10 @@ def loop_body(
     data changing between steps (a bound method reading ``self.batch``, a global)
     traces to new constants, and the kept body's trace holds the old data.  So each
     eager call traces ``probes``, ``(fn, fn_args)`` pairs: each user function as the
-    body calls it (a loss: milliseconds).  One that cannot be traced so makes the
-    whole body be traced with ``args`` (default ``(operands,)``), as the loop calls
-    it.  A traced update builds its own: a body kept here must not close over a
+    body calls it (a loss: milliseconds; the body's other parts are gradtx's own).
+    One that cannot be traced so makes the whole body be traced.  (A conditional whose
+    branches hold arbitrary user code runs the branch taken instead: ``cond``.)  A
+    traced update builds its own: a body kept here must not close over a
     tracer.  The oldest bodies go (and the ``value_fn`` each holds) past a few.
     """
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(operands)):
@@ -777,7 +777,7 @@ def loop_body(
     try:
         seen = [_traced(fn, fn_args) for fn, fn_args in probes]
     except Exception:  # e.g. a function of data keywords the probe does not pass
-        seen = [_traced(fn, (operands,) if args is None else args) for fn in _members(fresh)]
+        seen = [_traced(fresh, (operands,))]
     with _LOOP_BODIES_LOCK:
         kept = _LOOP_BODIES.pop(key, None)  # re-inserted below: the newest
         if kept is not None and len(kept[1]) == len(seen) and all(map(_same, kept[1], seen)):
@@ -786,10 +786,6 @@ def loop_body(
             del _LOOP_BODIES[next(iter(_LOOP_BODIES))]
         _LOOP_BODIES[key] = (fresh, seen)
     return fresh
-
-
-def _members(body: Any) -> tuple:
-    return body if isinstance(body, tuple) else (body,)
 
 
 def _traced(fn: Callable[..., Any], args: tuple) -> tuple[str, list]:
@@ -828,7 +824,7 @@ def _same(a: tuple[str, list], b: tuple[str, list]) -> bool:
             x, y = jax.random.key_data(x), jax.random.key_data(y)
         try:
             u, v = np.asarray(x), np.asarray(y)
-        except TypeError:  # no NumPy form (a typed PRNG key): traced afresh
+        except TypeError:  # another type with no NumPy form: traced afresh
             return False
         return u.shape == v.shape and u.dtype == v.dtype and _digest(u) == _digest(v)
 
