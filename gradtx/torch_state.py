@@ -168,6 +168,8 @@ def _equal_in_double(
             value = np.asarray(given(count_in))
         except Exception:  # a callable that does not run eagerly in float64: no verdict
             return None
+    if not np.issubdtype(value.dtype, np.floating):  # a callable returning an int
+        value = value.astype(np.float64)
     # the tolerance of the dtype it computes in (float32 constants keep it in float32)
     atol = _atol(value, want, group, name, count)
     return bool(np.allclose(value.astype(np.float64), want, rtol=0, atol=atol))

@@ -1450,3 +1450,15 @@ def test_asgd_at_a_saturated_count_writes_the_rate_it_will_keep():
         state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(count, jnp.int32))
         state_dict = gradtx.to_torch_state_dict(opt, state, params)
         assert state_dict["param_groups"][0]["lr"] == pytest.approx(0.025, rel=1e-7)
+
+
+def test_a_plain_callable_returning_an_int_is_compared_as_a_number():
+    # the float64 verdict took the tolerance of the value's dtype: an int has none
+    tensor = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.SGD([tensor], lr=1.0)
+    tensor.grad = torch.ones(3)
+    opt.step()
+    params = [tensor.detach().numpy()]
+    gradtx.from_torch_state_dict(gradtx.sgd(lambda c: 1), params, opt.state_dict(), step=1)
+    with pytest.raises(ValueError, match="scheduler's position differs"):
+        gradtx.from_torch_state_dict(gradtx.sgd(lambda c: 2), params, opt.state_dict(), step=1)
