@@ -859,6 +859,17 @@ def test_a_float32_schedule_near_zero_is_placed_by_its_rounding_not_refused():
             assert abs(lr - state_dict["param_groups"][0]["lr"]) < 1e-7 * 0.1, step
 
 
+def _scheduled_adam_run(tensor, lr, make_scheduler, steps):
+    """``steps`` of torch's Adam on ``tensor`` (gradients sin k) under a scheduler."""
+    opt = torch.optim.Adam([tensor], lr=lr)
+    scheduler = make_scheduler(opt)
+    for k in range(steps):
+        tensor.grad = torch.full(tuple(tensor.shape), float(np.sin(k)), dtype=tensor.dtype)
+        opt.step()
+        scheduler.step()
+    return opt
+
+
 def test_a_float32_rate_compounded_over_the_steps_is_accepted():
     """JAX's default float32: ExponentialLR(0.999)'s rate, rounded to float32 and raised
     to the 300th power, is 3.9e-6 from torch's double; the schedule evaluated in
@@ -866,12 +877,7 @@ def test_a_float32_rate_compounded_over_the_steps_is_accepted():
     schedule at another position (two steps per decay) or with other numbers is still
     refused."""
     tensor = torch.zeros(3, requires_grad=True)
-    opt = torch.optim.Adam([tensor], lr=0.01)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, 0.999)
-    for k in range(300):
-        tensor.grad = torch.full((3,), float(np.sin(k)))
-        opt.step()
-        scheduler.step()
+    opt = _scheduled_adam_run(tensor, 0.01, lambda o: _LR.ExponentialLR(o, 0.999), 300)
     params, state_dict = [tensor.detach().numpy()], opt.state_dict()
     schedule = gradtx.schedules.exponential_decay(0.01, 1, 0.999)
     state = gradtx.from_torch_state_dict(gradtx.adam(schedule), params, state_dict)
@@ -904,21 +910,11 @@ def test_a_schedule_must_be_torchs_within_its_drift(double):
     double), is accepted."""
     with jax.enable_x64(double):
         tensor = torch.zeros(3, requires_grad=True)
-        opt = torch.optim.Adam([tensor], lr=0.1)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 7, eta_min=0.001)
-        for k in range(3000):
-            tensor.grad = torch.full((3,), float(np.sin(k)))
-            opt.step()
-            scheduler.step()
+        opt = _scheduled_adam_run(tensor, 0.1, lambda o: _LR.CosineAnnealingLR(o, 7, 0.001), 3000)
         params = [tensor.detach().numpy()]
         cycling = gradtx.schedules.cosine_decay(0.1, 7, alpha=0.01, past_end="cycle")
         gradtx.from_torch_state_dict(gradtx.adam(cycling), params, opt.state_dict())
-        opt = torch.optim.Adam([tensor], lr=0.1)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 1000)
-        for k in range(3):
-            tensor.grad = torch.full((3,), float(np.sin(k)))
-            opt.step()
-            scheduler.step()
+        opt = _scheduled_adam_run(tensor, 0.1, lambda o: _LR.CosineAnnealingLR(o, 1000), 3)
         state_dict = opt.state_dict()
         gradtx.from_torch_state_dict(gradtx.adam(gradtx.schedules.cosine_decay(0.1, 1000)), params, state_dict)  # fmt: skip
         lr = state_dict["param_groups"][0]["lr"]
