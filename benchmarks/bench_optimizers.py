@@ -149,14 +149,21 @@ OPTIMIZERS = {
     "adafactor": Spec(
         1e-2,
         optax.adafactor,
-        lambda lr: gradtx.adafactor(lr, convention="optax"),
+        # optax's values on both sides: gradtx's defaults are torch's, which factor every
+        # leaf of >= 2 axes and floor at the machine epsilon, another optimizer than
+        # optax's defaults (128, eps=1e-30) under the same rule.
+        lambda lr: gradtx.adafactor(lr, eps=1e-30, min_dim_size_to_factor=128, convention="optax"),
         (torch.optim.Adafactor, {}),
         fused=False,
         static=("min_dim_size_to_factor",),  # optax compares it with shapes in Python
         flatten=False,
     ),
     "muon": Spec(
-        1e-3, optax.contrib.muon, lambda lr: gradtx.muon(lr, convention="optax"), flatten=False
+        1e-3,
+        optax.contrib.muon,
+        # optax's values: gradtx's defaults are torch's (weight_decay=0.1, eps=1e-7)
+        lambda lr: gradtx.muon(lr, weight_decay=0.0, eps=1e-8, convention="optax"),
+        flatten=False,
     ),
     "lion": Spec(1e-4, optax.lion, lambda lr: gradtx.lion(lr)),
     "lamb": Spec(1e-3, optax.lamb, lambda lr: gradtx.lamb(lr), flatten=False),
