@@ -253,8 +253,13 @@ def scale_by_factored_rms(
                 col = _lerp(col.astype(real), _mean0(sq, r_ax), a)
                 row, col = row.astype(stat.dtype), col.astype(stat.dtype)
                 r, c = row.astype(real), col.astype(real)
-                v_hat = _tree.div0(r * c, jnp.maximum(_mean0(r, r_ax), floor))
-            denom = _tree.safe_sqrt(jnp.maximum(v_hat, floor * floor)).astype(wide)
+                mean = jnp.maximum(_mean0(r, r_ax), floor)
+                # A mean of 0 has every R_i = 0 (R >= 0), so R C is 0 or NaN there and
+                # the guard of 0/0 can be on the scalar: equal to div0 on every element.
+                v_hat = r * c / jnp.where(mean == 0, jnp.ones_like(mean), mean)
+            if eps_mode == "floor":
+                v_hat = jnp.maximum(v_hat, floor * floor)
+            denom = _tree.safe_sqrt(v_hat).astype(wide)
             out.append(_tree.div0(u.astype(wide), denom).astype(u.dtype))
             new_rows.append(row)
             new_cols.append(col)

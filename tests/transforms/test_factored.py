@@ -117,11 +117,21 @@ def test_float32_statistics_stay_unbiased_late_in_a_run(x64):
     assert abs(np.mean(ours / exact - 1)) <= 1.2 * floor + 1e-6
 
 
-def test_zero_gradient_takes_no_step_without_eps():
-    tx = gradtx.scale_by_factored_rms(eps=0.0)
+@pytest.mark.parametrize("eps_mode", ["floor", "add"])
+def test_zero_gradient_takes_no_step_without_eps(eps_mode):
+    tx = gradtx.scale_by_factored_rms(eps=0.0, eps_mode=eps_mode)
     params = {"m": jnp.zeros((2, 3)), "v": jnp.zeros(2)}
     u, _ = tx.update(params, tx.init(params))
     assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u))
+    # a first step with a zero row and column in a factored leaf: their coordinates
+    # stay at 0, the others divide by the rank-1 estimate
+    g = jnp.asarray([[0.0, 0.0, 0.0], [0.0, 3.0, 4.0]])
+    u, _ = tx.update({"m": g, "v": jnp.zeros(2)}, tx.init(params))
+    sq = np.asarray(g) ** 2
+    row, col = sq.mean(1, keepdims=True), sq.mean(0, keepdims=True)
+    v_hat = row * col / row.mean()
+    want = np.divide(np.asarray(g), np.sqrt(v_hat), out=np.zeros((2, 3)), where=v_hat > 0)
+    np.testing.assert_allclose(u["m"], want, rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(3,), (3, 4)], ids=["1-D", "2-D"])
