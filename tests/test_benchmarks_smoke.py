@@ -5,6 +5,10 @@ import json
 from pathlib import Path
 
 import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -78,3 +82,40 @@ def test_one_pass_probe_runs_and_its_packed_adam_is_adam():
     chex.assert_trees_all_close(
         out["params"]["packed"], out["params"]["optax"], rtol=1e-5, atol=1e-6
     )
+
+
+def _bench():
+    if not hasattr(_bench, "module"):
+        _bench.module = load_script("bench_optimizers")
+    return _bench.module
+
+
+@pytest.mark.parametrize("name", list(load_script("bench_optimizers").OPTIMIZERS))
+def test_each_row_times_the_same_optimizer_on_both_sides(name, x64):
+    """A row compares gradtx with optax only if both compute the same steps: where
+    gradtx's defaults are torch's, the spec must give it optax's values (Adafactor's
+    and Muon's rows timed another configuration until they did).  Three of the
+    benchmark's own steps (fixed gradients, the loss keywords it passes) on a tree
+    with a 4-D, a 2-D whose axes reach 128 and two small leaves."""
+    bench = _bench()
+    rng = np.random.default_rng(0)
+    shapes = {"conv": (3, 3, 16, 160), "dense": (130, 200), "bias": (160,), "small": (4, 5)}
+    params = {k: jnp.asarray(rng.standard_normal(s)) for k, s in shapes.items()}
+    grads = {k: jnp.asarray(rng.standard_normal(s)) for k, s in shapes.items()}
+    made = bench.jax_optimizers(name, flatten=False)
+    out = {}
+    for impl in ("optax", "gradtx"):
+        tx, apply = made[impl]
+        keywords = bench._keywords(name, impl)
+        # optax's own code mixes Python floats with int32 counts: it runs under JAX's
+        # standard promotion, gradtx under the suite's strict one
+        promotion = "standard" if impl == "optax" else "strict"
+        with jax.numpy_dtype_promotion(promotion):
+            p, s = params, tx.init(params)
+            for _ in range(3):
+                u, s = tx.update(grads, s, p, **(keywords(p, grads) if keywords else {}))
+                p = apply(p, u)
+        out[impl] = p
+    for key in shapes:
+        got, want = out["gradtx"][key], out["optax"][key]
+        assert float(jnp.max(jnp.abs(got - want))) <= 1e-7 * float(jnp.max(jnp.abs(want))), key
