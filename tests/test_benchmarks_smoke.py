@@ -84,20 +84,17 @@ def test_one_pass_probe_runs_and_its_packed_adam_is_adam():
     )
 
 
-def _bench():
-    if not hasattr(_bench, "module"):
-        _bench.module = load_script("bench_optimizers")
-    return _bench.module
+BENCH = load_script("bench_optimizers")
 
 
-@pytest.mark.parametrize("name", list(load_script("bench_optimizers").OPTIMIZERS))
+@pytest.mark.parametrize("name", list(BENCH.OPTIMIZERS))
 def test_each_row_times_the_same_optimizer_on_both_sides(name, x64):
     """A row compares gradtx with optax only if both compute the same steps: where
     gradtx's defaults are torch's, the spec must give it optax's values (Adafactor's
     and Muon's rows timed another configuration until they did).  Three of the
     benchmark's own steps (fixed gradients, the loss keywords it passes) on a tree
     with a 4-D, a 2-D whose axes reach 128 and two small leaves."""
-    bench = _bench()
+    bench = BENCH
     rng = np.random.default_rng(0)
     shapes = {"conv": (3, 3, 16, 160), "dense": (130, 200), "bias": (160,), "small": (4, 5)}
     params = {k: jnp.asarray(rng.standard_normal(s)) for k, s in shapes.items()}
