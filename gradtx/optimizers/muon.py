@@ -185,7 +185,7 @@ def muon(
         ``ns_coefficients`` (same defaults): given, they replace them and are
         stored under torch's names.  ``consistent_rms`` (optax) and
         ``adaptive`` apply under both conventions; the ``adam_*`` arguments
-        only under optax's (an error under torch's).
+        only under optax's (under torch's, a value other than the default is an error).
 
     Args:
       learning_rate: η, a number or schedule.
