@@ -64,7 +64,7 @@ class DimensionNumbers(Option):
 
 
 class ScaleByGaloreState(NamedTuple):
-    """``projector``: per leaf, the orthonormal basis P (a 0-d zero for leaves
+    """``projector``: per leaf, the orthonormal basis P (zeros of the leaf's shape for leaves
     left whole); ``base_state``: the inner optimizer's state, on the projected
     (low-rank) gradients."""
 
@@ -206,7 +206,11 @@ def scale_by_galore(
         for p, lay in zip(leaves, layouts(params)):
             dtype = _tree.compute_dtype(p.dtype)
             if lay is None:
-                projectors.append(jnp.zeros((), dtype))  # orbax refuses zero-size arrays
+                # Zeros of the leaf's shape: orbax refuses zero-size arrays, and Flax
+                # gives every state entry its param's sharding annotation, which a
+                # smaller placeholder cannot take (a bias's P("model") on a 0-D or a
+                # (1,) placeholder failed on a mesh).
+                projectors.append(jnp.zeros_like(p, dtype))
                 proxies.append(jnp.zeros_like(p))
             else:
                 side = lay.m if lay.left else lay.n
@@ -221,28 +225,31 @@ def scale_by_galore(
         leaves, treedef = jax.tree.flatten(updates)
         count = step_count(extra, call)
         renew = count % update_proj_gap == 0
-        projectors, low = [], []
+        projectors, bases, low = [], [], []
         lays = layouts(updates)
-        for g, p, lay in zip(leaves, jax.tree.leaves(state.projector), lays):
+        for g, kept, lay in zip(leaves, jax.tree.leaves(state.projector), lays):
             if lay is None:
-                projectors.append(p)
+                projectors.append(kept)
+                bases.append(None)
                 low.append(g)
                 continue
             # Whole (off explicit mesh axes) before the reshape, which cannot merge a
             # split axis into another: an SVD needs the matrix in one piece, and the
-            # projections are small; the step goes back on the leaf's sharding.
-            matrix = lay.matrix(_tree.replicated(g)).astype(p.dtype)
-
+            # projections are small; the step goes back on the leaf's sharding.  The
+            # basis is whole too, and is stored on the sharding it came with (Flax
+            # annotates it as its param).
+            matrix = lay.matrix(_tree.replicated(g)).astype(kept.dtype)
             basis = _new_basis(lay.rank, lay.left, svd_dtype, jnp.dtype(g.dtype))
-            p = jax.lax.cond(renew, basis, _kept_basis, matrix, p)
-            projectors.append(p)
+            p = jax.lax.cond(renew, basis, _kept_basis, matrix, _tree.replicated(kept))
+            projectors.append(_tree.sharded_like(p, kept))
+            bases.append(p)
             low.append(p.T @ matrix if lay.left else matrix @ p)
         # B sees projections, not the params or the chain's grads; the count serves a
         # default B built here (a B with its own factory keeps its own count).
         low_tree = treedef.unflatten(low)
         steps, base_state = base.update(low_tree, state.base_state, None, count=count)
         out = []
-        for g, p, s, lay in zip(leaves, projectors, jax.tree.leaves(steps), lays):
+        for g, p, s, lay in zip(leaves, bases, jax.tree.leaves(steps), lays):
             if lay is None:
                 out.append(s)
                 continue

@@ -282,3 +282,40 @@ def test_schedule_free_eval_params_takes_nnx_states_as_they_are():
     for a, b in zip(jax.tree.leaves(nnx.as_pure(wrapped)), jax.tree.leaves(pure)):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(pure["kernel"], nnx.as_pure(params)["kernel"])  # x is not y
+
+
+@pytest.mark.parametrize("axis_type", ["Auto", "Explicit"])
+def test_galore_takes_nnx_sharding_annotations(axis_type):
+    """nnx gives every state entry its param's sharding annotation: GaLore's placeholder
+    for the bias (it was 0-D, which P("model") cannot shard) and its basis (replicated
+    by the SVD, where the kept one carried the kernel's annotation) now take it, and the
+    steps are those of the same model without annotations."""
+    types = (getattr(jax.sharding.AxisType, axis_type),)
+    mesh = jax.make_mesh((1,), ("model",), axis_types=types)
+
+    def run(annotated):
+        def init(base, names):
+            return nnx.with_partitioning(base, names) if annotated else base
+
+        model = nnx.Linear(
+            4, 6,
+            kernel_init=init(nnx.initializers.lecun_normal(), (None, "model")),
+            bias_init=init(nnx.initializers.normal(), ("model",)),
+            rngs=nnx.Rngs(0),
+        )  # fmt: skip
+        opt = nnx.Optimizer(model, gradtx.galore(0.05, rank=1, update_proj_gap=2), wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, opt):
+            loss = lambda m: jnp.sum(m(jnp.ones((2, 4))) ** 2)  # noqa: E731
+            opt.update(model, nnx.grad(loss)(model))
+
+        for _ in range(3):
+            step(model, opt)
+        return np.asarray(model.kernel[...]), np.asarray(model.bias[...])
+
+    with jax.set_mesh(mesh):
+        got = run(annotated=True)
+    want = run(annotated=False)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
