@@ -112,8 +112,10 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule, *, eps: float | None = None)
         norm = global_norm(updates, bound.dtype)
         denom = norm if eps is None else norm + jnp.asarray(eps).astype(bound.dtype)
         # Clip only when the norm exceeds max_norm: below it the updates pass
-        # bit for bit, and a zero gradient never divides by zero.
-        clipped = denom > bound
+        # bit for bit, and a zero gradient never divides by zero.  A NaN norm
+        # "exceeds" it, so that every leaf turns NaN (as optax's and torch's do)
+        # instead of the others passing unclipped.
+        clipped = ~(denom <= bound)
         factor = jnp.where(clipped, bound / jnp.where(clipped, denom, 1), 1)
         # in at least float32: cast to float16 first, max_norm / norm flushes to 0
         return scaled(updates, factor), state

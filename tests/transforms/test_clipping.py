@@ -1,5 +1,6 @@
 """clip and clip_by_global_norm against optax and torch.nn.utils, in float64."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,6 +91,22 @@ def test_zero_gradient_does_not_divide_by_zero(x64):
     tx = gradtx.clip_by_global_norm(1.0)
     out, _ = tx.update(g, tx.init(g))
     np.testing.assert_array_equal(out["w"], np.zeros(3))
+
+
+@pytest.mark.parametrize("eps", [None, 1e-6])
+def test_a_nan_gradient_makes_every_leaf_nan_as_optax_and_torch(x64, eps):
+    """A NaN norm is not "at most max_norm": the other leaves do not pass unclipped
+    (a NaN in a frozen leaf, zeroed later in the chain, hid a step of 5x the bound)."""
+    g = {"w": jnp.asarray([30.0, 40.0]), "frozen": jnp.asarray([jnp.nan])}
+    tx = gradtx.clip_by_global_norm(1.0, eps=eps)
+    out, _ = tx.update(g, tx.init(g))
+    want, _ = optax.clip_by_global_norm(1.0).update(g, None)
+    chex.assert_trees_all_equal(out, want)
+    assert bool(jnp.all(jnp.isnan(out["w"])))
+    w, frozen = torch.tensor([30.0, 40.0]), torch.tensor([float("nan")])
+    w.grad, frozen.grad = w.clone(), frozen.clone()
+    torch.nn.utils.clip_grad_norm_([w, frozen], 1.0)
+    assert torch.isnan(w.grad).all()
 
 
 def test_statistics_after_clipping_see_the_clipped_gradient(x64):
