@@ -54,6 +54,18 @@ class LazyState(NamedTuple):
     inner_state: OptState
 
 
+def _has_entry(g: jax.Array) -> jax.Array:
+    """``g != 0``, also where ``g`` is subnormal: XLA on CPU compares a subnormal as 0
+    (flush to zero), while torch's sparse gradient stores it and its element moves.
+    The bits without the sign are tested instead."""
+    if jnp.iscomplexobj(g):
+        return _has_entry(jnp.real(g)) | _has_entry(jnp.imag(g))
+    if not jnp.issubdtype(g.dtype, jnp.floating):
+        return g != 0
+    bits = jax.lax.bitcast_convert_type(g, jnp.dtype(f"uint{8 * g.dtype.itemsize}"))
+    return jnp.left_shift(bits, 1) != 0
+
+
 @factory(inner=Transform())
 def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     """Run ``inner`` only on the elements where the gradient is non-zero.
@@ -63,7 +75,8 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     both are ``inner``'s.  That is ``torch.optim.SparseAdam``'s lazy rule
     for gradients with a sparse layout (an embedding table's, where the rows a
     batch did not touch have no entries), read on JAX's dense gradients: an
-    entry is a non-zero element.  State that is not shaped like the params
+    entry is a non-zero element (a subnormal one too, which XLA on CPU would
+    compare equal to 0).  State that is not shaped like the params
     (counters, scalars, factored statistics) advances on every step.
 
     The buffers are found as ``optax.tree_map_params`` finds them: by
@@ -97,7 +110,7 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
                 f"gradtx.lazy: the inner optimizer holds {name}, {why}; make the "
                 f"optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             )
-        keep = jax.tree.map(lambda g: g != 0, gradient(updates, extra))
+        keep = jax.tree.map(_has_entry, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.
         # A masked stage's hidden leaf (masked, partition) stays hidden in the masks.

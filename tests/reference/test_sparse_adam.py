@@ -3,6 +3,7 @@ step in float64.  Each step touches a few rows (an embedding lookup), some
 steps touch none of a leaf, and one entry comes as two duplicates that torch
 sums when it coalesces."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -106,3 +107,23 @@ def test_sparse_adam_on_gradients_without_zeros_is_adam_when_eps_is_zero(x64):
     grads = [{"w": rng.normal(size=(4, 3))} for _ in range(25)]
     ref = run_gradtx(gradtx.adam(0.01, eps=0.0), params, grads)
     assert_trajectories_close(run_gradtx(gradtx.sparse_adam(0.01, eps=0.0), params, grads), ref)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_subnormal_gradient_entry_moves_its_element_as_in_torch(dtype, x64):
+    """XLA on CPU compares a subnormal as 0; torch's sparse gradient stores it, and
+    the element takes its momentum step (it stood still here: 0.08 off torch)."""
+    tiny = 1e-40 if dtype == "float32" else 1e-310
+    grads = [np.array(g, dtype) for g in ([1.0, 0.5], [0.8, -0.3], [tiny, 0.2])]
+    w = torch.zeros(2, dtype=getattr(torch, dtype), requires_grad=True)
+    opt = torch.optim.SparseAdam([w], lr=0.1)
+    tx = gradtx.sparse_adam(0.1)
+    params = {"w": jnp.zeros(2, dtype)}
+    state = tx.init(params)
+    for g in grads:
+        w.grad = torch.from_numpy(g).to_sparse()
+        opt.step()
+        updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+        params = gradtx.apply_updates(params, updates)
+    rtol = 1e-6 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=rtol)
