@@ -147,6 +147,9 @@ def masked(
         checked.check(state, updates, params)  # first: a changed tree, named as such
         keep = keep_of(params if params is not None else updates)
         _check_leaves(call, updates, len(keep))
+        # the leaves passed through unchanged too, as every factory checks its own (an
+        # update of another shape would broadcast in optax.apply_updates)
+        _checks.check_updates(call, updates, params, widened=True)
         out, inner_state = inner.update(
             hide(updates, keep),
             state.inner_state,

@@ -162,6 +162,15 @@ def test_masked_out_leaves_hold_no_state_and_pass_through():
     assert jax.tree.structure(state) == jax.tree.structure(opt.init(params))
 
 
+def test_a_masked_out_leaf_of_another_shape_is_refused_as_a_factory_refuses_it():
+    """It passes through unchanged, and optax.apply_updates would broadcast it."""
+    params = {"w": jnp.ones((3, 3)), "b": jnp.ones(2)}
+    opt = gradtx.masked(gradtx.adam(0.1), {"w": True, "b": False})
+    g = {"w": jnp.ones((3, 3)), "b": jnp.ones(1)}
+    with pytest.raises(ValueError, match=r"gradtx\.masked\.update: updates leaf \['b'\] is "):
+        opt.update(g, opt.init(params), params)
+
+
 @jax.tree_util.register_pytree_node_class
 class Module:
     """A callable pytree, like an Equinox module."""
