@@ -16,6 +16,7 @@ from typing import Any
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -72,6 +73,19 @@ def _check_leaves(call: str, updates: Any, n: int) -> list:
             f"updates: {jax.tree.structure(updates)}"
         )
     return leaves
+
+
+def _check_hidden_shapes(call: str, updates: Any, params: Any, keep: list[bool]) -> None:
+    """The leaves ``masked`` passes through unchanged keep their params' shapes, as a
+    factory checks its own (one of another shape would broadcast in
+    ``optax.apply_updates``).  Their dtypes are free: integer leaves pass, as in optax."""
+    pairs = zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params), keep)
+    for (path, u), p, k in pairs:
+        if not k and jnp.shape(u) != jnp.shape(p):
+            raise ValueError(
+                f"{call}.update: updates leaf {jax.tree_util.keystr(path)} has shape "
+                f"{list(jnp.shape(u))} but the param has {list(jnp.shape(p))}"
+            )
 
 
 def _hidden_extra(extra: dict, keep: list[bool], params: Any) -> dict:
@@ -147,9 +161,8 @@ def masked(
         checked.check(state, updates, params)  # first: a changed tree, named as such
         keep = keep_of(params if params is not None else updates)
         _check_leaves(call, updates, len(keep))
-        # the leaves passed through unchanged too, as every factory checks its own (an
-        # update of another shape would broadcast in optax.apply_updates)
-        _checks.check_updates(call, updates, params, widened=True)
+        if params is not None:
+            _check_hidden_shapes(call, updates, params, keep)
         out, inner_state = inner.update(
             hide(updates, keep),
             state.inner_state,
