@@ -188,6 +188,25 @@ def test_tree_set_of_count_rewinds_a_plain_python_schedule():
     chex.assert_trees_all_equal(opt.update(grads, restored, params)[0], first)
 
 
+def test_tree_set_of_count_to_a_python_zero_steps_under_jit_in_x64(x64):
+    """A Python 0 reaches a jitted step as a weakly typed int64 under x64; it is taken
+    as eagerly (it was refused under jit only, as an int64 count), and the count comes
+    back int32.  A NumPy int64 is refused, with the fix in the message."""
+    opt = gradtx.chain(gradtx.clip_by_global_norm(10.0), gradtx.adam(1e-2))
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 0.1)}
+    _, state = opt.update(grads, opt.init(params), params)
+    rewound = optax.tree_utils.tree_set(state, count=0)
+    eager, _ = opt.update(grads, rewound, params)
+    jitted, after = jax.jit(opt.update)(grads, rewound, params)
+    chex.assert_trees_all_close(jitted, eager, rtol=1e-15)
+    assert {str(v.dtype) for _, v in optax.tree_utils.tree_get_all_with_path(after, "count")} == {
+        "int32"
+    }
+    wide = optax.tree_utils.tree_set(state, count=np.int64(0))
+    with pytest.raises(ValueError, match=r"set it as jnp\.asarray\(n, jnp\.int32\)"):
+        opt.update(grads, wide, params)
+
+
 def test_tree_set_of_a_scheduled_hyperparameter():
     """A plain callable is code: tree_set finds no value of that name to edit, and raises
     (as on optax's injected schedules), where it edited a shown value that the update
