@@ -757,13 +757,9 @@ def same_dtype(x: Any, dtype: Any) -> bool:
     in the wrong precision, and a real one for complex params would drop the
     imaginary part when written back, so a state's dtypes are part of its layout.
     """
-    # weak: a Python number, or one passed to a jitted function (a weakly typed tracer,
-    # int64 under x64 for a Python 0 that eagerly would have been taken), takes the
-    # array's dtype
-    weak = getattr(getattr(x, "aval", x), "weak_type", False)
-    if isinstance(x, (bool, int, float, complex)) or weak:
+    if isinstance(x, (bool, int, float, complex)):  # weak: takes the array's dtype
         return jnp.result_type(x, dtype) == dtype and not (
-            jnp.iscomplexobj(x) and not jnp.issubdtype(dtype, jnp.complexfloating)
+            isinstance(x, complex) and not jnp.issubdtype(dtype, jnp.complexfloating)
         )
     return jnp.result_type(x) == dtype
 
@@ -801,9 +797,12 @@ def check_state(call: str, state: Any, expected: Any) -> None:
     # int32 only: a narrower count wrapped the saturation bound (int8: NaN steps), and an
     # int64 one (tree_set under x64) came back int32, which a scan's carry refuses
     if "count" in expected._fields and not same_layout(state.count, expected.count):
+        # a Python int reaches a jitted step as a weak int64 under x64: refused, where a
+        # value past int32 would wrap (eagerly it is taken, and saturates)
         fail(
             f"its count is {outline(state.count)}, expected {outline(expected.count)}: set "
-            "it as jnp.asarray(n, jnp.int32)"
+            "it as jnp.asarray(n, jnp.int32) (under x64 a Python int passed to a jitted "
+            "step is an int64)"
         )
     if hasattr(expected, "python_schedules"):
         if set(state.python_schedules) != set(expected.python_schedules):
