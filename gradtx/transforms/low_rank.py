@@ -28,6 +28,7 @@ from gradtx._specs import Int
 from gradtx._specs import Option
 from gradtx._specs import Transform
 from gradtx.transforms._adam import adam_stages
+from gradtx.wrappers.groups import MaskedNode
 
 
 class GaLoreDimensionNumbers(NamedTuple):
@@ -64,7 +65,7 @@ class DimensionNumbers(Option):
 
 
 class ScaleByGaloreState(NamedTuple):
-    """``projector``: per leaf, the orthonormal basis P (zeros of the leaf's shape for leaves
+    """``projector``: per leaf, the orthonormal basis P (``MaskedNode()`` for leaves
     left whole); ``base_state``: the inner optimizer's state, on the projected
     (low-rank) gradients."""
 
@@ -206,11 +207,11 @@ def scale_by_galore(
         for p, lay in zip(leaves, layouts(params)):
             dtype = _tree.compute_dtype(p.dtype)
             if lay is None:
-                # Zeros of the leaf's shape: orbax refuses zero-size arrays, and Flax
-                # gives every state entry its param's sharding annotation, which a
-                # smaller placeholder cannot take (a bias's P("model") on a 0-D or a
-                # (1,) placeholder failed on a mesh).
-                projectors.append(jnp.zeros_like(p, dtype))
+                # No array: orbax refuses zero-size ones, Flax gives every state entry
+                # its param's sharding annotation (a bias's P("model") on a 0-D or a
+                # (1,) placeholder failed on a mesh), and zeros of the leaf's shape
+                # would cost a copy of every leaf left whole.
+                projectors.append(MaskedNode())
                 proxies.append(jnp.zeros_like(p))
             else:
                 side = lay.m if lay.left else lay.n
@@ -227,7 +228,8 @@ def scale_by_galore(
         renew = count % update_proj_gap == 0
         projectors, bases, low = [], [], []
         lays = layouts(updates)
-        for g, kept, lay in zip(leaves, jax.tree.leaves(state.projector), lays):
+        kept_bases = jax.tree.leaves(state.projector, is_leaf=lambda x: isinstance(x, MaskedNode))
+        for g, kept, lay in zip(leaves, kept_bases, lays):
             if lay is None:
                 projectors.append(kept)
                 bases.append(None)
