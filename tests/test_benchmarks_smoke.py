@@ -113,6 +113,6 @@ def test_each_row_times_the_same_optimizer_on_both_sides(name, x64):
                 u, s = tx.update(grads, s, p, **(keywords(p, grads) if keywords else {}))
                 p = apply(p, u)
         out[impl] = p
-    for key in shapes:
-        got, want = out["gradtx"][key], out["optax"][key]
-        assert float(jnp.max(jnp.abs(got - want))) <= 1e-7 * float(jnp.max(jnp.abs(want))), key
+    for key in shapes:  # the three steps taken, not the params they moved
+        got, want = out["gradtx"][key] - params[key], out["optax"][key] - params[key]
+        assert float(jnp.max(jnp.abs(got - want))) <= 1e-6 * float(jnp.max(jnp.abs(want))), key

@@ -255,7 +255,9 @@ def scale_by_factored_rms(
                 r, c = row.astype(real), col.astype(real)
                 mean = jnp.maximum(_mean0(r, r_ax), floor)
                 # A mean of 0 has every R_i = 0 (R >= 0), so R C is 0 or NaN there and
-                # the guard of 0/0 can be on the scalar: equal to div0 on every element.
+                # the guard of 0/0 can be on the scalar (div0's per element compares cost
+                # compile time).  XLA may then divide by the scalar as a product with its
+                # reciprocal: within an ulp of the quotient (torch's is the quotient).
                 v_hat = r * c / jnp.where(mean == 0, jnp.ones_like(mean), mean)
             if eps_mode == "floor":
                 v_hat = jnp.maximum(v_hat, floor * floor)

@@ -78,10 +78,13 @@ def _check_leaves(call: str, updates: Any, n: int) -> list:
 def _check_hidden_shapes(call: str, updates: Any, params: Any, keep: list[bool]) -> None:
     """The leaves ``masked`` passes through unchanged keep their params' shapes, as a
     factory checks its own (one of another shape would broadcast in
-    ``optax.apply_updates``).  Their dtypes are free: integer leaves pass, as in optax."""
+    ``optax.apply_updates``), or have one more leading axis (per-example gradients on
+    their way to a later ``dp_aggregate``).  Their dtypes are free: integer leaves
+    pass, as in optax."""
     pairs = zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params), keep)
     for (path, u), p, k in pairs:
-        if not k and jnp.shape(u) != jnp.shape(p):
+        shape = jnp.shape(u)
+        if not k and shape != jnp.shape(p) and shape[1:] != jnp.shape(p):
             raise ValueError(
                 f"{call}.update: updates leaf {jax.tree_util.keystr(path)} has shape "
                 f"{list(jnp.shape(u))} but the param has {list(jnp.shape(p))}"

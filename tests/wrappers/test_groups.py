@@ -169,6 +169,12 @@ def test_a_masked_out_leaf_of_another_shape_is_refused_as_a_factory_refuses_it()
     g = {"w": jnp.ones((3, 3)), "b": jnp.ones(1)}
     with pytest.raises(ValueError, match=r"gradtx\.masked\.update: updates leaf \['b'\] has sha"):
         opt.update(g, opt.init(params), params)
+    # per-example gradients passing through, for a later aggregation, are taken
+    examples = {"w": jnp.ones((8, 3, 3)), "b": jnp.ones((8, 2))}
+    private = gradtx.differentially_private_aggregate(1.0, 0.0, seed=0)
+    dp = gradtx.masked(private, {"w": True, "b": False})
+    u, _ = dp.update(examples, dp.init(params), params)
+    assert u["w"].shape == (3, 3) and u["b"].shape == (8, 2)
     # an integer leaf masked out passes, as in optax
     params = {"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)}
     opt = gradtx.masked(gradtx.adam(0.1), {"w": True, "step": False})
