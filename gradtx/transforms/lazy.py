@@ -19,6 +19,7 @@ from gradtx._specs import Transform
 from gradtx.optimizers.lookahead import LookaheadState
 from gradtx.optimizers.sam import SamState
 from gradtx.transforms.averaging import PolyakAverageState
+from gradtx.transforms.low_rank import ScaleByGaloreState
 from gradtx.wrappers.accumulation import AccumulateGradientsState
 from gradtx.wrappers.averaging import AverageParamsState
 from gradtx.wrappers.flatten import FlattenState
@@ -45,6 +46,10 @@ REFUSED = {
     optax.MultiStepsState: ("optax.MultiSteps", _MUST_MOVE),
     optax.LookaheadState: ("optax.lookahead", _MUST_MOVE),
     optax.contrib.SAMState: ("optax.contrib.sam", _MUST_MOVE),
+    ScaleByGaloreState: (
+        "gradtx.galore",
+        "whose statistics live in a projected space, where no element is a parameter's",
+    ),
 }
 
 
@@ -86,7 +91,8 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     ``lookahead``, ``average_params``, optax's ``MultiSteps``, ``lookahead``
     and ``sam``) and ``flatten`` are refused inside: make the optimizer they
     wrap lazy instead.  So is a parameter average (``polyak_average``,
-    ``asgd``'s), which has nothing inside to make lazy.
+    ``asgd``'s), which has nothing inside to make lazy, and ``galore``, whose
+    statistics are of the projected gradients.
 
     Args:
       inner: the transform to make lazy (a chain of statistics, an optimizer).
@@ -106,10 +112,12 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     def update(updates, state, params=None, **extra):
         for s in _tree.nodes(state, tuple(REFUSED)):
             name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
-            raise ValueError(
-                f"gradtx.lazy: the inner optimizer holds {name}, {why}; make the "
-                f"optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
+            hint = (
+                "it cannot be lazy"
+                if isinstance(s, ScaleByGaloreState)
+                else f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             )
+            raise ValueError(f"gradtx.lazy: the inner optimizer holds {name}, {why}; {hint}")
         keep = jax.tree.map(_has_entry, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.

@@ -228,8 +228,9 @@ def scale_by_galore(
         renew = count % update_proj_gap == 0
         projectors, bases, low = [], [], []
         lays = layouts(updates)
-        kept_bases = jax.tree.leaves(state.projector, is_leaf=lambda x: isinstance(x, MaskedNode))
-        for g, kept, lay in zip(leaves, kept_bases, lays):
+        # cut at the updates' leaves: a MaskedNode is a basis not kept, or a leaf that an
+        # enclosing masked or partition hides (then absent from the updates too)
+        for g, kept, lay in zip(leaves, treedef.flatten_up_to(state.projector), lays):
             if lay is None:
                 projectors.append(kept)
                 bases.append(None)

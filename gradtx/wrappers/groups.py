@@ -79,12 +79,15 @@ def _check_hidden_shapes(call: str, updates: Any, params: Any, keep: list[bool])
     """The leaves ``masked`` passes through unchanged keep their params' shapes, as a
     factory checks its own (one of another shape would broadcast in
     ``optax.apply_updates``), or have one more leading axis (per-example gradients on
-    their way to a later ``dp_aggregate``).  Their dtypes are free: integer leaves
+    their way to a later ``differentially_private_aggregate``, where every leaf has it).  Their dtypes are free: integer leaves
     pass, as in optax."""
-    pairs = zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params), keep)
-    for (path, u), p, k in pairs:
+    pairs = list(zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)))
+    # per-example only where every leaf has one more axis, of one length
+    leading = {jnp.shape(u)[:1] if jnp.ndim(u) == jnp.ndim(p) + 1 else None for (_, u), p in pairs}
+    examples = len(leading) == 1 and None not in leading
+    for ((path, u), p), k in zip(pairs, keep):
         shape = jnp.shape(u)
-        if not k and shape != jnp.shape(p) and shape[1:] != jnp.shape(p):
+        if not k and shape != jnp.shape(p) and not (examples and shape[1:] == jnp.shape(p)):
             raise ValueError(
                 f"{call}.update: updates leaf {jax.tree_util.keystr(path)} has shape "
                 f"{list(jnp.shape(u))} but the param has {list(jnp.shape(p))}"

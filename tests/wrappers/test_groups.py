@@ -175,6 +175,10 @@ def test_a_masked_out_leaf_of_another_shape_is_refused_as_a_factory_refuses_it()
     dp = gradtx.masked(private, {"w": True, "b": False})
     u, _ = dp.update(examples, dp.init(params), params)
     assert u["w"].shape == (3, 3) and u["b"].shape == (8, 2)
+    # ... but not one more axis where the other leaves have none: a (1, 2) update
+    # for a (2,) param would broadcast the param to (1, 2)
+    with pytest.raises(ValueError, match=r"updates leaf \['b'\] has shape \[1, 2\]"):
+        opt.update({"w": jnp.ones((3, 3)), "b": jnp.ones((1, 2))}, opt.init(params), params)
     # an integer leaf masked out passes, as in optax
     params = {"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)}
     opt = gradtx.masked(gradtx.adam(0.1), {"w": True, "step": False})
@@ -368,3 +372,24 @@ def test_a_gradient_function_gets_the_whole_tree_and_its_gradient_is_hidden(x64)
         )
         alone = gradtx.apply_updates(alone, updates)
         np.testing.assert_allclose(params["w"], alone["w"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("wrap", ["masked", "partition"])
+def test_galore_inside_a_masked_or_partition_steps_as_alone_on_its_leaves(wrap, x64):
+    """The enclosing wrapper's hidden leaves are not GaLore's own bases (it paired a
+    projected leaf with one of them and crashed)."""
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(6, 4))), "v": jnp.asarray(rng.normal(size=(5, 3)))}
+    galore = gradtx.galore(0.1, rank=2)
+    if wrap == "masked":
+        opt = gradtx.masked(galore, {"w": True, "v": False})
+    else:
+        opt = gradtx.partition({"g": galore, "s": gradtx.sgd(0.1)}, {"w": "g", "v": "s"})
+    alone = gradtx.galore(0.1, rank=2)
+    state, solo = opt.init(params), alone.init({"w": params["w"]})
+    for _ in range(3):
+        grads = jax.tree.map(lambda p: jnp.sin(p) + p, params)
+        u, state = opt.update(grads, state, params)
+        want, solo = alone.update({"w": grads["w"]}, solo, {"w": params["w"]})
+        np.testing.assert_allclose(u["w"], want["w"], rtol=1e-12)
+        params = gradtx.apply_updates(params, u)
