@@ -33,6 +33,7 @@ HIDDEN = (MaskedNode, optax.MaskedNode)
 # slow weights to sync, an average of the params).  Kept where g = 0 they would carry a
 # sum into the next cycle or step from stale params.
 _MUST_MOVE = "whose buffers must change where the gradient is 0 too"
+_PROJECTED = "whose statistics live in a projected space, where no element is a parameter's"
 REFUSED = {
     FlattenState: (
         "gradtx.flatten",
@@ -46,10 +47,8 @@ REFUSED = {
     optax.MultiStepsState: ("optax.MultiSteps", _MUST_MOVE),
     optax.LookaheadState: ("optax.lookahead", _MUST_MOVE),
     optax.contrib.SAMState: ("optax.contrib.sam", _MUST_MOVE),
-    ScaleByGaloreState: (
-        "gradtx.galore",
-        "whose statistics live in a projected space, where no element is a parameter's",
-    ),
+    ScaleByGaloreState: ("gradtx.galore", _PROJECTED),
+    optax.contrib.GaLoreState: ("optax.contrib.galore", _PROJECTED),
 }
 
 
@@ -114,7 +113,7 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
             name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
             hint = (
                 "it cannot be lazy"
-                if isinstance(s, ScaleByGaloreState)
+                if isinstance(s, (ScaleByGaloreState, optax.contrib.GaLoreState))
                 else f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             )
             raise ValueError(f"gradtx.lazy: the inner optimizer holds {name}, {why}; {hint}")

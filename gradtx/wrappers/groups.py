@@ -16,7 +16,6 @@ from typing import Any
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -73,25 +72,6 @@ def _check_leaves(call: str, updates: Any, n: int) -> list:
             f"updates: {jax.tree.structure(updates)}"
         )
     return leaves
-
-
-def _check_hidden_shapes(call: str, updates: Any, params: Any, keep: list[bool]) -> None:
-    """The leaves ``masked`` passes through unchanged keep their params' shapes, as a
-    factory checks its own (one of another shape would broadcast in
-    ``optax.apply_updates``), or have one more leading axis (per-example gradients on
-    their way to a later ``differentially_private_aggregate``, where every leaf has it).  Their dtypes are free: integer leaves
-    pass, as in optax."""
-    pairs = list(zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)))
-    # per-example only where every leaf has one more axis, of one length
-    leading = {jnp.shape(u)[:1] if jnp.ndim(u) == jnp.ndim(p) + 1 else None for (_, u), p in pairs}
-    examples = len(leading) == 1 and None not in leading
-    for ((path, u), p), k in zip(pairs, keep):
-        shape = jnp.shape(u)
-        if not k and shape != jnp.shape(p) and not (examples and shape[1:] == jnp.shape(p)):
-            raise ValueError(
-                f"{call}.update: updates leaf {jax.tree_util.keystr(path)} has shape "
-                f"{list(jnp.shape(u))} but the param has {list(jnp.shape(p))}"
-            )
 
 
 def _hidden_extra(extra: dict, keep: list[bool], params: Any) -> dict:
@@ -167,8 +147,6 @@ def masked(
         checked.check(state, updates, params)  # first: a changed tree, named as such
         keep = keep_of(params if params is not None else updates)
         _check_leaves(call, updates, len(keep))
-        if params is not None:
-            _check_hidden_shapes(call, updates, params, keep)
         out, inner_state = inner.update(
             hide(updates, keep),
             state.inner_state,
