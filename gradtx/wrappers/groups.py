@@ -108,7 +108,10 @@ def masked(
 ) -> optax.GradientTransformationExtraArgs:
     """Apply ``inner`` to the leaves where the mask is true; pass the others through.
 
-    Masked-out leaves hold no state in ``inner`` and leave unchanged.  The
+    Masked-out leaves hold no state in ``inner`` and leave unchanged and
+    unchecked, as in optax (integer leaves, per-example gradients for a later
+    group's aggregation; one of another shape than its param is refused by
+    ``gradtx.apply_updates``, and broadcast by ``optax.apply_updates``).  The
     chain's ``grads`` keyword reaches ``inner`` masked the same way.  A masked
     gradient map is a gradient map.
 
