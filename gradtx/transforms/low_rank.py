@@ -228,8 +228,9 @@ def scale_by_galore(
         renew = count % update_proj_gap == 0
         projectors, bases, low = [], [], []
         lays = layouts(updates)
-        # cut at the updates' leaves: a MaskedNode is a basis not kept, or a leaf that an
-        # enclosing masked or partition hides (then absent from the updates too)
+        # cut at the updates' leaves, so that the leaves an enclosing masked or partition
+        # hides (a MaskedNode in both trees) are passed over; a MaskedNode met here is a
+        # leaf left whole
         for g, kept, lay in zip(leaves, treedef.flatten_up_to(state.projector), lays):
             if lay is None:
                 projectors.append(kept)
