@@ -113,7 +113,7 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
             name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
             hint = (
                 "it cannot be lazy"
-                if isinstance(s, (ScaleByGaloreState, optax.contrib.GaLoreState))
+                if why == _PROJECTED  # nothing inside to make lazy
                 else f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             )
             raise ValueError(f"gradtx.lazy: the inner optimizer holds {name}, {why}; {hint}")
