@@ -14,7 +14,6 @@ from gradtx._base import ScalarOrSchedule
 from gradtx._base import Updates
 from gradtx._base import float_dtype
 from gradtx._base import gradient
-from gradtx._base import step_count
 from gradtx._factory import current_call
 from gradtx._factory import factory
 from gradtx._specs import CONVENTION
@@ -29,9 +28,11 @@ ETA_PLUS = Hyper(low=1.0, low_open=True)
 
 
 class ScaleByRpropState(NamedTuple):
-    """``step_size``: Δ, one step size per element (torch's ``step_size``);
-    ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``);
-    ``base``: the learning rate the step sizes are currently multiples of."""
+    """``step_size``: Δ, one step size per element (torch's ``step_size``) in units of
+    ``base``, the learning rate of the last update: the next update starts from
+    ``step_size · learning_rate / base``.  Before the first update both are 1, so
+    that Δ_0 is the learning rate then, to the last bit.
+    ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``)."""
 
     step_size: Updates
     prev: Updates
@@ -58,18 +59,18 @@ def _by_part(fn, *xs):
     return tuple(jax.lax.complex(r, i) for r, i in zip(real, imag))
 
 
-def _rescaling(count, lr, base):
-    """``(a, b, r)``: the step sizes' update ``Δ ← a·Δ + b`` (Δ_0 = lr at the first
-    step; ``Δ · lr/base`` after the learning rate changed; else Δ itself, each exact)
-    and ``r``, the ratio that rescales optax's ``prev``.  One multiply-add per element
-    compiles to less than two selects, and computed once (``_tree.once``) these
-    scalar ops are not copied into every leaf's kernel: with both, the step compiled
-    in 1.9x the time of ``optax.inject_hyperparams(optax.rprop)``."""
-    first = count == 0
-    one, zero = jnp.ones_like(lr), jnp.zeros_like(lr)
-    rescale = (lr != base) & (base > 0) & ~first
-    ratio = jnp.where(rescale, lr / jnp.where(base > 0, base, one), one)
-    return jnp.where(first, zero, ratio), jnp.where(first, lr, zero), ratio
+def _factors(lr, base, plus, minus):
+    """``(r, r·eta_plus, r·eta_minus)``, ``r = lr / base`` the step sizes' rescaling (1
+    where the learning rate is unchanged, exactly, or ``base`` is 0: Δ grown from a
+    zero rate has no ratio).  Folded into the factors each element's Δ is multiplied
+    by anyway, the rescaling costs no operation per element but the one where the
+    sign product is 0; computed once (``_tree.once``), these scalar ops are not
+    copied into every leaf's kernel.  With a multiply-add per element and a select
+    on "first step" instead, the step compiled in 1.3x the time of
+    ``optax.inject_hyperparams(optax.rprop)`` (benchmarks/NOTES.md section 35)."""
+    one = jnp.ones_like(lr)
+    ratio = jnp.where((lr != base) & (base > 0), lr / jnp.where(base > 0, base, one), one)
+    return ratio, ratio * plus, ratio * minus
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, eta_minus=ETA_MINUS, eta_plus=ETA_PLUS,
@@ -109,10 +110,15 @@ def scale_by_rprop(
     element's Δ then evolves on its own.  Δ_0 is taken at the first update
     (like torch, which builds its state at the first ``step``), so a value set
     with ``set_hyperparams`` before it is used as is.  Set later, a new value
-    rescales every Δ by ``new / old`` (then the bounds apply), and likewise a
-    schedule rescales them at each step; with a constant learning rate this is
-    torch's rule exactly.  Step sizes grown from a zero learning rate are not
-    rescaled (there is no ratio).  A complex leaf is two real ones, as in torch.
+    rescales every Δ by ``r = new / old`` (then the bounds apply), and likewise
+    a schedule rescales them at each step; with a constant learning rate this is
+    torch's rule exactly.  The ratio is folded into the step's factor, ``Δ ·
+    (r·eta_plus)`` rather than ``(Δ·r) · eta_plus`` (within a rounding of each
+    other; equal when ``r = 1``).  Under optax's rule the update a step emits
+    was computed the step before, so a new learning rate shows in the updates
+    one step later, like everything else there.  Step sizes grown from a zero
+    learning rate are not rescaled (there is no ratio).  A complex leaf is two
+    real ones, as in torch.
 
     Args:
       learning_rate: Δ_0 ≥ 0, the initial step size (a number or schedule).
@@ -150,26 +156,32 @@ def scale_by_rprop(
     state_class = ScaleByRpropState if convention == "torch" else ScaleByRpropOptaxState
 
     def init(params):
-        lr = rate()
+        one = jnp.ones((), float_dtype())  # Δ in units of base: Δ_0 = lr at the first update
         return state_class(
-            jax.tree.map(lambda p: jnp.full_like(p, initial(p, lr).astype(p.dtype)), params),
+            jax.tree.map(lambda p: jnp.full_like(p, initial(p, one).astype(p.dtype)), params),
             _tree.zeros_like(params),
-            lr,
+            one,
         )
 
-    def torch_rule(g, prev, delta, plus, minus, lo, hi):
+    def torch_rule(g, prev, delta, ratio, plus, minus, lo, hi):
         # the signs' product: XLA on CPU flushes a subnormal g · prev to 0, so gradients
         # below ~1e-19 in float32 never grew their Δ; torch's product keeps them
         p = jnp.sign(g) * jnp.sign(prev)
-        factor = jnp.where(p > 0, plus, jnp.where(p < 0, minus, jnp.ones_like(p)))
-        delta = jnp.clip(delta * factor, lo, hi)
+        # two clipped products, not one product of a three-way select: that product,
+        # read by the clip and by the parameter's update, was computed again in the
+        # update's kernel and split same-shaped leaves' kernels (1.6x the compile)
+        shrunk = jnp.clip(delta * minus, lo, hi)
+        delta = jnp.where(p < 0, shrunk, jnp.clip(delta * jnp.where(p > 0, plus, ratio), lo, hi))
         g = jnp.where(p < 0, jnp.zeros_like(g), g)
         return jnp.sign(g) * delta, g, delta
 
-    def optax_rule(g, prev, delta, plus, minus, lo, hi):
+    def optax_rule(g, prev, delta, ratio, plus, minus, lo, hi):
+        # Δ·r and Δ·(r·eta) as two products, not one Δ·select read by the clip and the
+        # select: with that one, XLA ordered the inputs of the first leaf of each shape
+        # unlike the others', so each shape compiled one kernel more
         p = g * prev
         grown = jnp.clip(delta * jnp.where(p > 0, plus, minus), lo, hi)
-        delta = jnp.where(p == 0, delta, grown)
+        delta = jnp.where(p == 0, delta * ratio, grown)
         zero = jnp.zeros_like(g)
         return jnp.where(p < 0, zero, prev), jnp.where(p < 0, zero, delta * jnp.sign(g)), delta
 
@@ -177,20 +189,15 @@ def scale_by_rprop(
 
     def update(updates, state, params=None, **extra):
         lr = rate()
-        keep, start, ratio = _tree.once(
-            _rescaling, step_count(extra, current_call("gradtx.scale_by_rprop")), lr, state.base
-        )
+        factors = _tree.once(_factors, lr, state.base, eta_plus, eta_minus)
 
         def one(g, delta, prev):
             wide = _tree.compute_dtype(g.dtype, delta.dtype)
             real = _tree.real_dtype(wide)
-            hyper = [jnp.asarray(h).astype(real) for h in (eta_plus, eta_minus)]
-            hyper += [jnp.asarray(h).astype(real) for h in (min_step_size, max_step_size)]
+            scalars = [x.astype(real) for x in factors]
+            scalars += [jnp.asarray(h).astype(real) for h in (min_step_size, max_step_size)]
             g, delta, prev = (x.astype(wide) for x in (g, delta, prev))
-            delta = delta * keep.astype(wide) + initial(delta, start.astype(real))
-            if convention == "optax":  # prev is a step: it rescales with Δ
-                prev = prev * ratio.astype(wide)
-            return _by_part(lambda *xs: rule(*xs, *hyper), g, prev, delta)
+            return _by_part(lambda *xs: rule(*xs, *scalars), g, prev, delta)
 
         grads, treedef = jax.tree.flatten(gradient(updates, extra))
         steps = treedef.flatten_up_to(state.step_size)

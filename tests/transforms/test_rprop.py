@@ -101,3 +101,40 @@ def test_torchs_and_optaxs_rules_keep_states_of_their_own():
     for a, b in [(torch_rule, optax_rule), (optax_rule, torch_rule)]:
         with pytest.raises(ValueError, match=r"state does not match .*prev"):
             a.update(params, b.init(params), params)
+
+
+@pytest.mark.parametrize("convention", ["torch", "optax"])
+def test_the_first_step_size_is_the_learning_rate_to_the_bit(convention):
+    """Before the first update Δ and base are 1 (Δ in units of base), so Δ_0 = 1 · lr."""
+    tx = gradtx.scale_by_rprop(0.1, min_step_size=0.0, convention=convention)
+    state = tx.init(jnp.zeros(3))
+    np.testing.assert_array_equal(optax.tree_utils.tree_get(state, "step_size"), 1.0)
+    _, state = _steps(tx, [[1.0, -2.0, 0.0]], state)
+    np.testing.assert_array_equal(optax.tree_utils.tree_get(state, "step_size"), np.float32(0.1))
+
+
+@pytest.mark.parametrize("convention", ["torch", "optax"])
+def test_a_state_whose_step_sizes_start_at_the_learning_rate_steps_the_same(convention):
+    """States made before Δ was kept in units of base (Δ = lr, base = lr at init, as in
+    older checkpoints) give the same steps: lr / base is 1 exactly."""
+    tx = gradtx.scale_by_rprop(0.1, convention=convention)
+    grads = [[1.0, -1.0, 2.0], [1.0, 1.0, -2.0], [-1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    new = tx.init(jnp.zeros(3))
+    lr = jnp.asarray(0.1, jnp.float32)
+    old = jax.tree.map(lambda x: x, new)
+    inner = old.inner_state._replace(step_size=jnp.full(3, lr), base=lr)
+    old = old._replace(inner_state=inner)
+    ours, _ = _steps(tx, grads, new)
+    theirs, _ = _steps(tx, grads, old)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_under_optax_rule_a_new_rate_shows_one_step_later():
+    """The update a step emits under optax's rule was computed the step before."""
+    tx = gradtx.scale_by_rprop(0.1, 0.5, 1.2, 1e-6, 50.0, convention="optax")
+    outs, state = _steps(tx, [[1.0, 1.0], [1.0, 1.0]])  # emits 0, then Δ_0 = 0.1
+    np.testing.assert_allclose(outs[1], [0.1, 0.1], rtol=1e-6)
+    state = gradtx.set_hyperparams(state, {"learning_rate": 0.2})  # x2
+    outs, _ = _steps(tx, [[1.0, 1.0], [1.0, 1.0]], state)
+    np.testing.assert_allclose(outs[0], [0.12, 0.12], rtol=1e-6)  # computed before the change
+    np.testing.assert_allclose(outs[1], [0.288, 0.288], rtol=1e-6)  # 0.12 · 2 · 1.2
