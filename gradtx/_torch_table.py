@@ -347,7 +347,11 @@ def find_node(tree: Any, cls: type) -> Any:
 
 
 def _rprop_in(inner, states, current, count, call):
-    """``base``, the learning rate the step sizes are multiples of: torch's current one."""
+    """``base``, the learning rate torch's step sizes were last used with: its current
+    one.  Before torch's first step there are none, and ``init``'s (Δ = base = 1, so
+    Δ_0 = lr at the first update) stand."""
+    if count == 0:
+        return inner
     lr = current("learning_rate")
     return map_nodes(inner, ScaleByRpropState, lambda s: s._replace(base=jnp.asarray(lr, s.base.dtype)))  # fmt: skip
 

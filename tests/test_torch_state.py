@@ -774,6 +774,18 @@ def test_an_empty_sgd_state_past_step_0_continues_exactly(x64):
         assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
 
 
+def test_an_rprop_state_from_before_torchs_first_step_starts_at_the_learning_rate(x64):
+    """torch's dict before its first step holds no step sizes: gradtx keeps init's
+    (Δ = base = 1), so its first step size is torch's lr, not 1 (review R1)."""
+    case = next(c for c in CASES if c.id == "rprop")
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = torch.optim.Rprop(tensors, **case.kwargs)
+    state = gradtx.from_torch_state_dict(case.like(), params, copy.deepcopy(opt.state_dict()))
+    ours = gradtx_steps(case, case.like(), params, state, grads[:M])[0]
+    assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
+
+
 def test_a_damped_buffer_not_started_goes_to_torch_without_it(x64):
     """gradtx steps with momentum 0 first (set in state), so its damped buffer is not
     started: the state dict has no momentum_buffer, as torch's own, and once the

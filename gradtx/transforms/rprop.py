@@ -28,10 +28,10 @@ ETA_PLUS = Hyper(low=1.0, low_open=True)
 
 
 class ScaleByRpropState(NamedTuple):
-    """``step_size``: Δ, one step size per element (torch's ``step_size``) in units of
-    ``base``, the learning rate of the last update: the next update starts from
-    ``step_size · learning_rate / base``.  Before the first update both are 1, so
-    that Δ_0 is the learning rate then, to the last bit.
+    """``step_size``: Δ, one step size per element (torch's ``step_size``);
+    ``base``: the learning rate of the update that set Δ.  The next update starts
+    from ``step_size · learning_rate / base``.  Before the first update both are 1,
+    so that Δ_0 is the learning rate then, to the last bit.
     ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``)."""
 
     step_size: Updates
@@ -156,7 +156,7 @@ def scale_by_rprop(
     state_class = ScaleByRpropState if convention == "torch" else ScaleByRpropOptaxState
 
     def init(params):
-        one = jnp.ones((), float_dtype())  # Δ in units of base: Δ_0 = lr at the first update
+        one = jnp.ones((), float_dtype())  # Δ = base = 1: Δ_0 = 1 · lr / 1 at the first update
         return state_class(
             jax.tree.map(lambda p: jnp.full_like(p, initial(p, one).astype(p.dtype)), params),
             _tree.zeros_like(params),

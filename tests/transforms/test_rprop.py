@@ -138,3 +138,16 @@ def test_under_optax_rule_a_new_rate_shows_one_step_later():
     outs, _ = _steps(tx, [[1.0, 1.0], [1.0, 1.0]], state)
     np.testing.assert_allclose(outs[0], [0.12, 0.12], rtol=1e-6)  # computed before the change
     np.testing.assert_allclose(outs[1], [0.288, 0.288], rtol=1e-6)  # 0.12 · 2 · 1.2
+
+
+@pytest.mark.parametrize("convention", ["torch", "optax"])
+def test_a_new_rate_rescales_the_step_sizes_that_shrink_grow_or_hold(convention):
+    """The ratio reaches all three factors: a flip (eta_minus), a held sign (eta_plus)
+    and a zero gradient (1), at the step right after the rate changes."""
+    tx = gradtx.scale_by_rprop(0.1, 0.5, 1.2, 1e-6, 50.0, convention=convention)
+    _, state = _steps(tx, [[1.0, 1.0, 1.0]])  # Δ = 0.1 each
+    state = gradtx.set_hyperparams(state, {"learning_rate": 0.3})  # x3
+    _, state = _steps(tx, [[-1.0, 1.0, 0.0]], state)
+    np.testing.assert_allclose(
+        optax.tree_utils.tree_get(state, "step_size"), [0.15, 0.36, 0.3], rtol=1e-6
+    )
