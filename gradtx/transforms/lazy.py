@@ -43,7 +43,7 @@ REFUSED = {
     SamState: ("gradtx.sam", _MUST_MOVE),
     LookaheadState: ("gradtx.lookahead", _MUST_MOVE),
     AverageParamsState: ("gradtx.average_params", _MUST_MOVE),
-    PolyakAverageState: ("gradtx.polyak_average", _MUST_MOVE),  # asgd's: nothing inside
+    PolyakAverageState: ("gradtx.polyak_average", _MUST_MOVE),  # asgd's too
     optax.MultiStepsState: ("optax.MultiSteps", _MUST_MOVE),
     optax.LookaheadState: ("optax.lookahead", _MUST_MOVE),
     optax.contrib.SAMState: ("optax.contrib.sam", _MUST_MOVE),
@@ -111,11 +111,15 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     def update(updates, state, params=None, **extra):
         for s in _tree.nodes(state, tuple(REFUSED)):
             name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
-            hint = (
-                "it cannot be lazy"
-                if why == _PROJECTED  # nothing inside to make lazy
-                else f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
-            )
+            if why == _PROJECTED:  # nothing inside to make lazy
+                hint = "it cannot be lazy"
+            elif isinstance(s, PolyakAverageState):  # a stage of a chain, not a wrapper
+                hint = (
+                    "chain it after the lazy stages instead "
+                    "(gradtx.chain(gradtx.lazy(...), gradtx.polyak_average(t0)))"
+                )
+            else:
+                hint = f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             raise ValueError(f"gradtx.lazy: the inner optimizer holds {name}, {why}; {hint}")
         keep = jax.tree.map(_has_entry, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
