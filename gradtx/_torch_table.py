@@ -347,10 +347,11 @@ def find_node(tree: Any, cls: type) -> Any:
 
 
 def _rprop_in(inner, states, current, count, call):
-    """``base``, the learning rate torch's step sizes were last used with: its current
-    one.  Before torch's first step there are none, and ``init``'s (Δ = base = 1, so
-    Δ_0 = lr at the first update) stand."""
-    if count == 0:
+    """``base``, the learning rate torch's step sizes stand for: its current one.  Where
+    torch holds no state (before its first step) ``init``'s Δ = base = 1 stand, so
+    Δ_0 = lr at the first update.  (A state at step 0 exists too, left by a ``step``
+    that raised after torch made it: its step sizes are lr, and base is set.)"""
+    if not states:
         return inner
     lr = current("learning_rate")
     return map_nodes(inner, ScaleByRpropState, lambda s: s._replace(base=jnp.asarray(lr, s.base.dtype)))  # fmt: skip

@@ -786,6 +786,24 @@ def test_an_rprop_state_from_before_torchs_first_step_starts_at_the_learning_rat
     assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
 
 
+def test_an_rprop_state_made_at_step_0_starts_from_its_step_sizes(x64):
+    """torch leaves a state at step 0 (step sizes lr, prev 0) when its step raises after
+    making it: gradtx takes its step sizes with torch's rate as base (review R2: with
+    init's base of 1 the first step was lr², not lr)."""
+    case = next(c for c in CASES if c.id == "rprop")
+    params, grads = problem(case)
+    tensors = tensors_of(params)
+    opt = torch.optim.Rprop(tensors, **case.kwargs)
+    lr = case.kwargs["lr"]
+    made = {i: {"step": torch.tensor(0.0), "prev": torch.zeros_like(t),
+                "step_size": torch.full_like(t, lr)} for i, t in enumerate(tensors)}  # fmt: skip
+    state_dict = {"state": made, "param_groups": opt.state_dict()["param_groups"]}
+    opt.load_state_dict(copy.deepcopy(state_dict))
+    state = gradtx.from_torch_state_dict(case.like(), params, state_dict)
+    ours = gradtx_steps(case, case.like(), params, state, grads[:M])[0]
+    assert_trajectories_close(ours, torch_steps(case, tensors, opt, grads[:M]))
+
+
 def test_a_damped_buffer_not_started_goes_to_torch_without_it(x64):
     """gradtx steps with momentum 0 first (set in state), so its damped buffer is not
     started: the state dict has no momentum_buffer, as torch's own, and once the

@@ -29,9 +29,11 @@ ETA_PLUS = Hyper(low=1.0, low_open=True)
 
 class ScaleByRpropState(NamedTuple):
     """``step_size``: Δ, one step size per element (torch's ``step_size``);
-    ``base``: the learning rate of the update that set Δ.  The next update starts
-    from ``step_size · learning_rate / base``.  Before the first update both are 1,
-    so that Δ_0 is the learning rate then, to the last bit.
+    ``base``: the learning rate Δ stands for (the last update's, or torch's current
+    one after ``from_torch_state_dict``).  The next update starts from
+    ``step_size · learning_rate / base`` (from ``step_size`` where base is 0).
+    Before the first update both are 1, so that Δ_0 is the learning rate then, to
+    the last bit.
     ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``)."""
 
     step_size: Updates
