@@ -535,10 +535,11 @@ def scalar_loss(call: str, value: Any, what: str = "value") -> jax.Array:
 
 def passed_function(call: str, params: Any, extra: Mapping[str, Any], name: str, usage: str) -> Any:
     """The function ``name`` that ``update`` was given next to the params; where either
-    is missing, a TypeError naming ``call`` and showing the call (``usage``)."""
+    is missing, a ValueError naming ``call`` and showing the call (``usage``), as for
+    every input ``update`` needs (the params, ``value``)."""
     fn = extra.get(name)
     if params is None or fn is None:
-        raise TypeError(f"{call}: needs the params and {name}, {usage}")
+        raise ValueError(f"{call}: update needs the params and {name}, {usage}")
     return fn
 
 

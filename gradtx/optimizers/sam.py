@@ -93,7 +93,7 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
     def update(updates, state, params=None, **extra):
         _tree.check_per_leaf(call, "opaque_mode=True (grad_fn takes the params)")
         grad_fn = _checks.passed_function(
-            f"{call}(opaque_mode=True).update", params, extra, "grad_fn",
+            f"{call}(opaque_mode=True)", params, extra, "grad_fn",
             "the gradient as a function of them: update(grads, state, params, "
             "grad_fn=lambda p, i: ...)",
         )  # fmt: skip

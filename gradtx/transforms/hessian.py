@@ -97,7 +97,7 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
         call = current_call("gradtx.hutchinson_hessian_diagonal")
         _tree.check_per_leaf(call, "gradtx.hutchinson_hessian_diagonal")
         obj_fn = _checks.passed_function(
-            f"{call}.update", params, extra, "obj_fn",
+            call, params, extra, "obj_fn",
             "the loss as a function of them: update(grads, state, params, "
             "obj_fn=lambda p: loss(p, batch))",
         )  # fmt: skip

@@ -67,9 +67,9 @@ def scale_by_polyak(
         call = current_call("gradtx.scale_by_polyak")
         value = extra.get("value")
         if value is None:
-            raise TypeError(
-                f"{call}.update: needs the loss as a keyword, update(grads, state, params, "
-                "value=loss): the step is (value - f_min) / ‖g‖²"
+            raise ValueError(
+                f"{call}: update needs the loss as the keyword value, update(grads, state, "
+                "params, value=loss): the step is (value - f_min) / ‖g‖²"
             )
         value = _checks.scalar_loss(f"{call}.update", value)
         cap = _tree.as_float(max_learning_rate)

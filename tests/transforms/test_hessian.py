@@ -66,7 +66,7 @@ def test_hutchinson_arguments():
         gradtx.hutchinson_hessian_diagonal(3)
     tx = gradtx.hutchinson_hessian_diagonal()
     with pytest.raises(
-        TypeError, match="needs the params and obj_fn, the loss as a function of them"
+        ValueError, match="update needs the params and obj_fn, the loss as a function of them"
     ):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)), jnp.ones(2))
 
