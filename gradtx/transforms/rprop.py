@@ -32,8 +32,9 @@ class ScaleByRpropState(NamedTuple):
     ``base``: the learning rate Δ stands for (the last update's, or torch's current
     one after ``from_torch_state_dict``).  The next update starts from
     ``step_size · learning_rate / base`` (from ``step_size`` where base is 0).
-    Before the first update both are 1, so that Δ_0 is the learning rate then, to
-    the last bit.
+    Before the first update both are the learning rate ``init`` saw (1 if it was
+    0), so that Δ_0 is the learning rate at the first update: exactly, or within a
+    rounding if it was set since.
     ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``)."""
 
     step_size: Updates
@@ -111,7 +112,10 @@ def scale_by_rprop(
     ``learning_rate`` is the initial step size Δ_0, not a multiplier: each
     element's Δ then evolves on its own.  Δ_0 is taken at the first update
     (like torch, which builds its state at the first ``step``), so a value set
-    with ``set_hyperparams`` before it is used as is.  Set later, a new value
+    with ``set_hyperparams`` before it is used (as the init's Δ times new / old:
+    within a rounding of the value).  Under ``gradtx.lazy`` an element's Δ
+    changes only at updates where it has an entry: a rate changed in between is
+    not applied to it.  Set later, a new value
     rescales every Δ by ``r = new / old`` (then the bounds apply), and likewise
     a schedule rescales them at each step; with a constant learning rate this is
     torch's rule exactly.  The ratio is folded into the step's factor, ``Δ ·
@@ -158,11 +162,16 @@ def scale_by_rprop(
     state_class = ScaleByRpropState if convention == "torch" else ScaleByRpropOptaxState
 
     def init(params):
-        one = jnp.ones((), float_dtype())  # Δ = base = 1: Δ_0 = 1 · lr / 1 at the first update
+        # Δ = base = lr, so that the first update's ratio is 1 (lr unchanged) or new / old
+        # (set since).  Not Δ = base = 1 with Δ_0 = 1 · lr / 1: under gradtx.lazy an element
+        # without an entry at the first update kept Δ = 1 as base became lr, a step of 1
+        # later (review R3).  A rate of 0 has no ratio: there both are 1.
+        lr = rate()
+        start = jnp.where(lr == 0, jnp.ones_like(lr), lr)
         return state_class(
-            jax.tree.map(lambda p: jnp.full_like(p, initial(p, one).astype(p.dtype)), params),
+            jax.tree.map(lambda p: jnp.full_like(p, initial(p, start).astype(p.dtype)), params),
             _tree.zeros_like(params),
-            one,
+            start,
         )
 
     def torch_rule(g, prev, delta, ratio, plus, minus, lo, hi):

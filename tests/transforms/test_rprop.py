@@ -105,10 +105,10 @@ def test_torchs_and_optaxs_rules_keep_states_of_their_own():
 
 @pytest.mark.parametrize("convention", ["torch", "optax"])
 def test_the_first_step_size_is_the_learning_rate_to_the_bit(convention):
-    """Before the first update Δ and base are 1 (Δ in units of base), so Δ_0 = 1 · lr."""
+    """Δ and base start at the learning rate: the first update's ratio is 1 exactly."""
     tx = gradtx.scale_by_rprop(0.1, min_step_size=0.0, convention=convention)
     state = tx.init(jnp.zeros(3))
-    np.testing.assert_array_equal(optax.tree_utils.tree_get(state, "step_size"), 1.0)
+    np.testing.assert_array_equal(optax.tree_utils.tree_get(state, "step_size"), np.float32(0.1))
     _, state = _steps(tx, [[1.0, -2.0, 0.0]], state)
     np.testing.assert_array_equal(optax.tree_utils.tree_get(state, "step_size"), np.float32(0.1))
 
@@ -151,3 +151,39 @@ def test_a_new_rate_rescales_the_step_sizes_that_shrink_grow_or_hold(convention)
     np.testing.assert_allclose(
         optax.tree_utils.tree_get(state, "step_size"), [0.15, 0.36, 0.3], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("convention", ["torch", "optax"])
+def test_under_lazy_an_element_without_an_entry_keeps_the_initial_step_size(convention):
+    """An element first touched at the second update starts from lr, not from 1 (review
+    R3: Δ = base = 1 at init left it at 1 while base became lr)."""
+    tx = gradtx.lazy(gradtx.rprop(0.01, convention=convention))
+    params = jnp.zeros(2)
+    state = tx.init(params)
+    outs = []
+    for g in ([1.0, 0.0], [1.0, 1.0], [1.0, 1.0]):
+        u, state = tx.update(jnp.array(g), state, params)
+        outs.append(np.asarray(u))
+    want = [[-0.01, 0.0], [-0.012, -0.01], [-0.0144, -0.012]]
+    if convention == "optax":  # one step late: the first update is 0
+        want = [[0.0, 0.0], [-0.01, 0.0], [-0.012, -0.01]]
+    np.testing.assert_allclose(outs, want, rtol=1e-6)
+
+
+def test_the_derivative_by_the_learning_rate_flows_at_every_rate():
+    """d/dlr through unrolled steps, against central differences (review R3: with
+    base = 1 at init it was 0 at lr = 1)."""
+
+    def loss(lr):
+        tx = gradtx.rprop(lr)
+        p = jnp.array([1.0, -2.0])
+        state = tx.init(p)
+        for _ in range(3):  # ascent: no sign flips, so the loss is smooth in lr
+            u, state = tx.update(p, state, p)
+            p = p - u
+        return jnp.sum(p**2)
+
+    for lr in (0.3, 1.0):
+        h = 1e-3
+        numeric = (loss(lr + h) - loss(lr - h)) / (2 * h)
+        np.testing.assert_allclose(jax.grad(loss)(lr), numeric, rtol=1e-3)
