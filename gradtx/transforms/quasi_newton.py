@@ -112,7 +112,7 @@ def scale_by_lbfgs(
     def update(updates, state, params=None, **extra):
         call = current_call("gradtx.scale_by_lbfgs")
         if params is None:
-            raise ValueError(f"{call}.update: needs params (the pairs are differences of them)")
+            raise ValueError(f"{call}: update needs params (the pairs are differences of them)")
         count = step_count(extra, call)
         dtype = state.rho.dtype
         started = count > 0

@@ -219,7 +219,7 @@ def scale_by_zoom_linesearch(
         value, value_fn = extra.get("value"), extra.get("value_fn")
         if params is None or value is None or value_fn is None:
             raise ValueError(
-                f"{call}.update: needs params, value= (the loss at params) and value_fn= "
+                f"{call}: update needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss): the search evaluates the loss along the updates"
             )
         data = data_keywords(value_fn, extra)

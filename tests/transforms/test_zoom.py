@@ -166,7 +166,7 @@ def test_bad_arguments_name_the_call():
         gradtx.scale_by_zoom_linesearch(5, increase_factor=0.5)
     tx = gradtx.scale_by_zoom_linesearch(5)
     w = jnp.ones(2)
-    with pytest.raises(ValueError, match=r"gradtx\.scale_by_zoom_linesearch\.update: needs"):
+    with pytest.raises(ValueError, match=r"gradtx\.scale_by_zoom_linesearch: update needs"):
         tx.update(w, tx.init(w), w, value=1.0)
 
 
