@@ -190,3 +190,36 @@ def test_an_injected_gradtx_optimizer_inside_a_gradtx_wrapper(x64, wrap, factory
             out.append(p)
         trajectories.append(out)
     chex.assert_trees_all_close(*trajectories, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda tx: gradtx.lazy(tx),
+        lambda tx: gradtx.masked(tx, {"w": True, "b": False}),
+        lambda tx: gradtx.apply_if_finite(tx, 3),
+        lambda tx: gradtx.partition({"x": tx, "y": gradtx.sgd(0.1)}, {"w": "x", "b": "y"}),
+        lambda tx: gradtx.flatten(tx),
+        lambda tx: gradtx.accumulate_gradients(tx, 2),
+        lambda tx: gradtx.lookahead(tx, 2),
+    ],
+    ids=["lazy", "masked", "apply_if_finite", "partition", "flatten", "accumulate", "lookahead"],
+)
+def test_a_gradtx_wrapper_takes_the_state_of_an_optax_named_chain(wrap, x64):
+    """named_chain's state is an OrderedDict; the wrappers' state check took it for a
+    plain dict and refused the state their own init had made.  The numbers are those of
+    the same members in optax.chain."""
+    params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array([0.5, 0.25, -1.0])}
+    grads = {"w": jnp.array([1.0, 0.0]), "b": jnp.array([0.3, -0.2, 0.1])}
+    named = wrap(
+        optax.named_chain(("decay", optax.add_decayed_weights(0.1)), ("adam", gradtx.adam(0.1)))
+    )
+    plain = wrap(optax.chain(optax.add_decayed_weights(0.1), gradtx.adam(0.1)))
+    outs = []
+    for tx in (named, plain):
+        state, ups = tx.init(params), []
+        for _ in range(3):
+            u, state = jax.jit(tx.update)(grads, state, params)
+            ups.append(u)
+        outs.append(ups)
+    chex.assert_trees_all_close(outs[0], outs[1], rtol=1e-12)
