@@ -349,17 +349,16 @@ def find_node(tree: Any, cls: type) -> Any:
 def _rprop_in(inner, states, current, count, call):
     """``base``, the learning rate torch's step sizes stand for: its current one.  Where
     torch holds no state (before its first step) the step sizes are set to that rate
-    too (1 if it is 0), as ``init`` would with it, so Δ_0 is torch's lr to the bit.
-    (A state at step 0 exists too, left by a ``step`` that raised after torch made it:
-    its step sizes are lr, and base is set.)"""
+    too, as ``init`` would with it, so Δ_0 is torch's lr to the bit.  (A state at step
+    0 exists too, left by a ``step`` that raised after torch made it: its step sizes
+    are lr, and base is set.)"""
     lr = current("learning_rate")
     if states:
         return map_nodes(inner, ScaleByRpropState, lambda s: s._replace(base=jnp.asarray(lr, s.base.dtype)))  # fmt: skip
-    start = lr if lr != 0 else 1.0
 
     def fresh(s):
-        sizes = jax.tree.map(lambda d: jnp.full_like(d, start), s.step_size)
-        return s._replace(step_size=sizes, base=jnp.asarray(start, s.base.dtype))
+        sizes = jax.tree.map(lambda d: jnp.full_like(d, lr), s.step_size)
+        return s._replace(step_size=sizes, base=jnp.asarray(lr, s.base.dtype))
 
     return map_nodes(inner, ScaleByRpropState, fresh)
 

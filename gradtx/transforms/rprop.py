@@ -14,6 +14,7 @@ from gradtx._base import ScalarOrSchedule
 from gradtx._base import Updates
 from gradtx._base import float_dtype
 from gradtx._base import gradient
+from gradtx._base import step_count
 from gradtx._factory import current_call
 from gradtx._factory import factory
 from gradtx._specs import CONVENTION
@@ -32,9 +33,9 @@ class ScaleByRpropState(NamedTuple):
     ``base``: the learning rate Δ stands for (the last update's, or torch's current
     one after ``from_torch_state_dict``).  The next update starts from
     ``step_size · learning_rate / base`` (from ``step_size`` where base is 0).
-    Before the first update both are the learning rate ``init`` saw (1 if it was
-    0), so that Δ_0 is the learning rate at the first update: exactly, or within a
-    rounding if it was set since.
+    Before the first update both are the learning rate ``init`` saw, so that Δ_0 is
+    the learning rate at the first update: exactly, or within a rounding if it was
+    set since (from a rate of 0, exactly under torch's rule; optax's keeps 0).
     ``prev``: the last gradient, zeroed where its sign flipped (torch's ``prev``)."""
 
     step_size: Updates
@@ -62,18 +63,23 @@ def _by_part(fn, *xs):
     return tuple(jax.lax.complex(r, i) for r, i in zip(real, imag))
 
 
-def _factors(lr, base, plus, minus):
-    """``(r, r·eta_plus, r·eta_minus)``, ``r = lr / base`` the step sizes' rescaling (1
-    where the learning rate is unchanged, exactly, or ``base`` is 0: Δ grown from a
-    zero rate has no ratio).  Folded into the factors each element's Δ is multiplied
-    by anyway, the rescaling costs no operation per element but the one where the
-    sign product is 0; computed once (``_tree.once``), these scalar ops are not
-    copied into every leaf's kernel.  With a multiply-add per element and a select
-    on "first step" instead, the step compiled in 1.3x the time of
+def _factors(count, lr, base, plus, minus, lo):
+    """``(r, r·eta_plus, r·eta_minus, floor)``: ``r = lr / base`` the step sizes'
+    rescaling (1 where ``base`` is 0: Δ grown from a zero rate has no ratio), and the
+    lower bound torch's rule clips to.  That bound is ``max(lr, min_step_size)`` at
+    the first update of a state made with a rate of 0 (Δ = 0 then): torch's
+    ``clip(lr)`` for Δ_0, whatever rate was set since ``init``, with no additive term
+    per element.  Folded into the factors each element's Δ is multiplied by anyway,
+    the rescaling costs no operation per element but the one where optax's rule
+    holds Δ; computed once (``_tree.once``), these scalar ops are not copied into
+    every leaf's kernel.  With a multiply-add per element and a select on "first
+    step" instead, the step compiled in 1.3x the time of
     ``optax.inject_hyperparams(optax.rprop)`` (benchmarks/NOTES.md section 35)."""
-    one = jnp.ones_like(lr)
-    ratio = jnp.where((lr != base) & (base > 0), lr / jnp.where(base > 0, base, one), one)
-    return ratio, ratio * plus, ratio * minus
+    # lr / base is 1 exactly where they are equal: no select, so d/dlr flows there too
+    ratio = jnp.where(base > 0, lr / jnp.where(base > 0, base, jnp.ones_like(base)), 1)
+    ratio = ratio.astype(jnp.result_type(lr))
+    floor = jnp.where((count == 0) & (base == 0), jnp.maximum(lr, lo), lo)
+    return ratio, ratio * plus, ratio * minus, floor
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, eta_minus=ETA_MINUS, eta_plus=ETA_PLUS,
@@ -113,9 +119,11 @@ def scale_by_rprop(
     element's Δ then evolves on its own.  Δ_0 is taken at the first update
     (like torch, which builds its state at the first ``step``), so a value set
     with ``set_hyperparams`` before it is used (as the init's Δ times new / old:
-    within a rounding of the value).  Under ``gradtx.lazy`` an element's Δ
-    changes only at updates where it has an entry: a rate changed in between is
-    not applied to it.  Set later, a new value
+    within a rounding of the value; from a rate of 0, torch's ``clip(lr)``
+    exactly, while optax's rule, which reads the rate only at ``init``, keeps Δ =
+    0).  Under ``gradtx.lazy`` an element's Δ changes only at updates where it
+    has an entry, by that update's ratio alone: rates changed while it had none
+    are not applied to it.  Set later, a new value
     rescales every Δ by ``r = new / old`` (then the bounds apply), and likewise
     a schedule rescales them at each step; with a constant learning rate this is
     torch's rule exactly.  The ratio is folded into the step's factor, ``Δ ·
@@ -162,16 +170,15 @@ def scale_by_rprop(
     state_class = ScaleByRpropState if convention == "torch" else ScaleByRpropOptaxState
 
     def init(params):
-        # Δ = base = lr, so that the first update's ratio is 1 (lr unchanged) or new / old
-        # (set since).  Not Δ = base = 1 with Δ_0 = 1 · lr / 1: under gradtx.lazy an element
-        # without an entry at the first update kept Δ = 1 as base became lr, a step of 1
-        # later (review R3).  A rate of 0 has no ratio: there both are 1.
+        # Δ = base = lr: the first update's ratio is 1 (lr unchanged) or new / old (set
+        # since).  Δ holds its own value, not one relative to the scalar base: under
+        # gradtx.lazy an element without an entry keeps Δ while base moves on (with Δ =
+        # base = 1 it kept 1 and later stepped by 1, review R3).
         lr = rate()
-        start = jnp.where(lr == 0, jnp.ones_like(lr), lr)
         return state_class(
-            jax.tree.map(lambda p: jnp.full_like(p, initial(p, start).astype(p.dtype)), params),
+            jax.tree.map(lambda p: jnp.full_like(p, initial(p, lr).astype(p.dtype)), params),
             _tree.zeros_like(params),
-            start,
+            lr,
         )
 
     def torch_rule(g, prev, delta, ratio, plus, minus, lo, hi):
@@ -200,13 +207,18 @@ def scale_by_rprop(
 
     def update(updates, state, params=None, **extra):
         lr = rate()
-        factors = _tree.once(_factors, lr, state.base, eta_plus, eta_minus)
+        count = step_count(extra, current_call("gradtx.scale_by_rprop"))
+        *factors, floor = _tree.once(
+            _factors, count, lr, state.base, eta_plus, eta_minus, min_step_size
+        )
+        # optax's rule reads the rate only at init: a state made with 0 keeps Δ = 0
+        lo = floor if convention == "torch" else min_step_size
 
         def one(g, delta, prev):
             wide = _tree.compute_dtype(g.dtype, delta.dtype)
             real = _tree.real_dtype(wide)
             scalars = [x.astype(real) for x in factors]
-            scalars += [jnp.asarray(h).astype(real) for h in (min_step_size, max_step_size)]
+            scalars += [jnp.asarray(h).astype(real) for h in (lo, max_step_size)]
             g, delta, prev = (x.astype(wide) for x in (g, delta, prev))
             return _by_part(lambda *xs: rule(*xs, *scalars), g, prev, delta)
 

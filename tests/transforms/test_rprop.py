@@ -42,7 +42,11 @@ def test_learning_rate_set_before_the_first_step_is_the_initial_step_size():
     tx = gradtx.scale_by_rprop(0.0)
     state = gradtx.set_hyperparams(tx.init(jnp.zeros(2)), {"learning_rate": 0.25})
     outs, _ = _steps(tx, [[1.0, -1.0]], state)
-    np.testing.assert_allclose(outs[0], [0.25, -0.25])
+    np.testing.assert_array_equal(outs[0], [0.25, -0.25])  # torch's clip(lr), exactly
+    tx = gradtx.scale_by_rprop(0.0, convention="optax")  # optax reads the rate at init only
+    state = gradtx.set_hyperparams(tx.init(jnp.zeros(2)), {"learning_rate": 0.25})
+    outs, _ = _steps(tx, [[1.0, -1.0]] * 3, state)
+    np.testing.assert_array_equal(outs, 0.0)
 
 
 def test_learning_rate_set_mid_run_rescales_every_step_size():
@@ -171,19 +175,33 @@ def test_under_lazy_an_element_without_an_entry_keeps_the_initial_step_size(conv
 
 
 def test_the_derivative_by_the_learning_rate_flows_at_every_rate():
-    """d/dlr through unrolled steps, against central differences (review R3: with
-    base = 1 at init it was 0 at lr = 1)."""
+    """d/dlr through unrolled steps, against central differences, at the rate the
+    optimizer was built with too (review R4: a select on lr = base made it 0 there)."""
 
-    def loss(lr):
-        tx = gradtx.rprop(lr)
+    def loss(lr, built=None):
+        tx = gradtx.rprop(lr if built is None else built)
         p = jnp.array([1.0, -2.0])
         state = tx.init(p)
+        if built is not None:
+            state = gradtx.set_hyperparams(state, learning_rate=lr)
         for _ in range(3):  # ascent: no sign flips, so the loss is smooth in lr
             u, state = tx.update(p, state, p)
             p = p - u
         return jnp.sum(p**2)
 
-    for lr in (0.3, 1.0):
+    for lr, built in ((0.3, None), (1.0, None), (0.01, 0.01), (1.0, 0.0)):
         h = 1e-3
-        numeric = (loss(lr + h) - loss(lr - h)) / (2 * h)
-        np.testing.assert_allclose(jax.grad(loss)(lr), numeric, rtol=1e-3)
+        numeric = (loss(lr + h, built) - loss(lr - h, built)) / (2 * h)
+        np.testing.assert_allclose(jax.grad(loss)(lr, built), numeric, rtol=1e-3)
+
+
+@pytest.mark.parametrize("convention", ["torch", "optax"])
+def test_under_lazy_a_warmup_from_zero_grows_every_element_from_the_floor(convention):
+    """A schedule from 0: Δ_0 = 0 (torch's rule clips it to min_step_size) for every
+    element, touched at the first update or later (review R4: with Δ = base = 1 for a
+    rate of 0, a later-touched element stepped by 1)."""
+    lr = optax.linear_schedule(0.0, 0.1, 4)
+    grads = [[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    lazy, _ = _steps(gradtx.lazy(gradtx.rprop(lr, convention=convention)), grads)
+    dense, _ = _steps(gradtx.rprop(lr, convention=convention), [[1.0, 1.0]] * 4)
+    assert np.abs(np.asarray(lazy)).max() <= np.abs(np.asarray(dense)).max() < 1e-5
