@@ -394,7 +394,13 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
         items[int(head)] = _replace_at(items[int(head)], rest, fn)
         return type(state)(items)
     key = next(k for k in state if str(k) == head)
-    return {**state, key: _replace_at(state[key], rest, fn)}
+    rebuilt = {**state, key: _replace_at(state[key], rest, fn)}
+    # the mapping's own type (optax.named_chain's OrderedDict, flax's FrozenDict): a
+    # plain dict is another pytree, which a scan's carry or a wrapper's check refuses
+    try:
+        return type(state)(rebuilt)
+    except TypeError:  # a mapping not built from a dict (defaultdict): the dict
+        return rebuilt
 
 
 def _check_whole(key: str, new: Any, dtype: Any) -> None:

@@ -223,3 +223,21 @@ def test_a_gradtx_wrapper_takes_the_state_of_an_optax_named_chain(wrap, x64):
             ups.append(u)
         outs.append(ups)
     chex.assert_trees_all_close(outs[0], outs[1], rtol=1e-12)
+
+
+def test_set_hyperparams_keeps_an_optax_named_chains_state_an_ordered_dict(x64):
+    """A plain dict in its place is another pytree: a scan's carry and the wrappers'
+    state check refused it (review R4)."""
+    chain = optax.named_chain(("decay", optax.add_decayed_weights(0.1)), ("adam", gradtx.adam(0.1)))
+    params = jnp.array([1.0, -2.0])
+    state = gradtx.set_hyperparams(chain.init(params), b1=0.8)
+    assert type(state) is type(chain.init(params))
+    assert gradtx.get_hyperparams(state)["b1"] == 0.8
+
+    def body(s, _):
+        _, s = chain.update(params, s, params)
+        return gradtx.set_hyperparams(s, b1=0.7), None
+
+    jax.lax.scan(body, state, None, length=2)
+    lazy = gradtx.lazy(chain)
+    lazy.update(params, gradtx.set_hyperparams(lazy.init(params), b1=0.8), params)
