@@ -123,7 +123,8 @@ def scale_by_rprop(
     exactly, while optax's rule, which reads the rate only at ``init``, keeps Δ =
     0).  Under ``gradtx.lazy`` an element's Δ changes only at updates where it
     has an entry, by that update's ratio alone: rates changed while it had none
-    are not applied to it.  Set later, a new value
+    are not applied to it, and from a rate of 0 at ``init`` an element without
+    an entry at the first update starts from ``min_step_size``.  Set later, a new value
     rescales every Δ by ``r = new / old`` (then the bounds apply), and likewise
     a schedule rescales them at each step; with a constant learning rate this is
     torch's rule exactly.  The ratio is folded into the step's factor, ``Δ ·
