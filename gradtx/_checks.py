@@ -6,7 +6,6 @@ Every message names the public call and the argument or leaf, e.g.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import inspect
 import math
@@ -837,12 +836,7 @@ def as_driven(got: Any, want: Any) -> Any:
         parts = [as_driven(g, w) for g, w in zip(got, want)]
         return type(want)(*parts) if hasattr(want, "_fields") else type(want)(parts)
     if isinstance(want, dict) and set(got) == set(want):
-        entries = {k: as_driven(got[k], w) for k, w in want.items()}
-        # the mapping's own type: optax.named_chain's state is an OrderedDict, and a
-        # plain dict in its place made every wrapper refuse the state its init made
-        if type(want) in (dict, collections.OrderedDict):
-            return type(want)(entries)
-        return want
+        return _tree.with_entries(want, {k: as_driven(got[k], w) for k, w in want.items()})
     return want
 
 

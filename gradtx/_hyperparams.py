@@ -21,7 +21,6 @@ numbers), and a state field a transform reports (``reduce_on_plateau``'s
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import numbers
 from collections.abc import Iterator
@@ -395,17 +394,7 @@ def _replace_at(state: Any, path: tuple[str, ...], fn) -> Any:
         items[int(head)] = _replace_at(items[int(head)], rest, fn)
         return type(state)(items)
     key = next(k for k in state if str(k) == head)
-    # the mapping's own type (optax.named_chain's OrderedDict, flax's FrozenDict): a
-    # plain dict is another pytree, which a scan's carry or a wrapper's check refuses
-    if isinstance(state, dict):  # a copy keeps a subclass (OrderedDict, defaultdict)
-        copied = copy.copy(state)
-        copied[key] = _replace_at(state[key], rest, fn)
-        return copied
-    rebuilt = {**state, key: _replace_at(state[key], rest, fn)}
-    try:
-        return type(state)(rebuilt)
-    except TypeError:  # a mapping not built from a dict: the dict
-        return rebuilt
+    return _tree.with_entries(state, {key: _replace_at(state[key], rest, fn)})
 
 
 def _check_whole(key: str, new: Any, dtype: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import functools
 import hashlib
 import importlib
@@ -459,6 +460,23 @@ def own_copy(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.copy()
     return jnp.array(x, copy=True) if isinstance(x, jax.Array) else x
+
+
+def with_entries(mapping: Any, entries: Any) -> Any:
+    """``mapping`` with ``entries`` in place of its own, of its own type: a plain dict
+    is another pytree than optax.named_chain's OrderedDict (or a defaultdict, flax's
+    FrozenDict), which a scan's carry or a state check refuses.  A dict subclass is
+    copied and updated; another mapping is rebuilt from a dict where its type takes
+    one, else it becomes that dict."""
+    if isinstance(mapping, dict):
+        copied = copy.copy(mapping)
+        copied.update(entries)
+        return copied
+    rebuilt = {**mapping, **entries}
+    try:
+        return type(mapping)(rebuilt)
+    except TypeError:
+        return rebuilt
 
 
 def bare(x: Any) -> Any:
