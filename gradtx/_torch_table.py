@@ -34,6 +34,7 @@ from gradtx.transforms.momentum import AddNesterovMomentumState
 from gradtx.transforms.rectify import RectifyState
 from gradtx.transforms.rms import ScaleByRmsState
 from gradtx.transforms.rprop import ScaleByRpropState
+from gradtx.transforms.rprop import _step_size_ratio
 from gradtx.transforms.rss import ScaleByRssState
 
 
@@ -368,7 +369,7 @@ def _rprop_out(inner, out, current, count, convert):
     lr = jnp.asarray(current("learning_rate"))
 
     def rescale(s):
-        ratio = jnp.where((s.base > 0) & (lr != s.base), lr / jnp.where(s.base > 0, s.base, 1), 1)
+        ratio = _step_size_ratio(lr, s.base)
         return s._replace(step_size=jax.tree.map(lambda d: d * ratio.astype(d.dtype), s.step_size))
 
     return map_nodes(inner, ScaleByRpropState, rescale)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from typing import NamedTuple
 
 import jax
@@ -75,11 +76,20 @@ def _factors(count, lr, base, plus, minus, lo):
     every leaf's kernel.  With a multiply-add per element and a select on "first
     step" instead, the step compiled in 1.3x the time of
     ``optax.inject_hyperparams(optax.rprop)`` (benchmarks/NOTES.md section 35)."""
-    # lr / base is 1 exactly where they are equal: no select, so d/dlr flows there too
-    ratio = jnp.where(base > 0, lr / jnp.where(base > 0, base, jnp.ones_like(base)), 1)
-    ratio = ratio.astype(jnp.result_type(lr))
+    ratio = _step_size_ratio(lr, base)
     floor = jnp.where((count == 0) & (base == 0), jnp.maximum(lr, lo), lo)
     return ratio, ratio * plus, ratio * minus, floor
+
+
+def _step_size_ratio(lr: Any, base: Any) -> jax.Array:
+    """``lr / base``, by which a new learning rate rescales the step sizes kept for
+    ``base``; 1 where ``base`` is 0 (Δ grown from a zero rate has no ratio).  Where the
+    two are equal the quotient is 1 exactly: no select on it, so d/dlr flows there."""
+    lr, base = jnp.asarray(lr), jnp.asarray(base)
+    positive = base > 0
+    return jnp.where(
+        positive, lr / jnp.where(positive, base, jnp.ones_like(base)), jnp.ones_like(lr)
+    )
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, eta_minus=ETA_MINUS, eta_plus=ETA_PLUS,
