@@ -34,21 +34,39 @@ HIDDEN = (MaskedNode, optax.MaskedNode)
 # sum into the next cycle or step from stale params.
 _MUST_MOVE = "whose buffers must change where the gradient is 0 too"
 _PROJECTED = "whose statistics live in a projected space, where no element is a parameter's"
+
+
+class _Refusal(NamedTuple):
+    """A state lazy refuses: who makes it, why, and what to do instead (``None``: make
+    the optimizer the wrapper holds lazy)."""
+
+    name: str
+    why: str
+    hint: str | None = None
+
+
+_CANNOT = "it cannot be lazy"  # nothing inside to make lazy
 REFUSED = {
-    FlattenState: (
+    FlattenState: _Refusal(
         "gradtx.flatten",
         "whose buffers are flat, where no element can be told from its parameter's",
     ),
-    AccumulateGradientsState: ("gradtx.accumulate_gradients", _MUST_MOVE),
-    SamState: ("gradtx.sam", _MUST_MOVE),
-    LookaheadState: ("gradtx.lookahead", _MUST_MOVE),
-    AverageParamsState: ("gradtx.average_params", _MUST_MOVE),
-    PolyakAverageState: ("gradtx.polyak_average", _MUST_MOVE),  # asgd's too
-    optax.MultiStepsState: ("optax.MultiSteps", _MUST_MOVE),
-    optax.LookaheadState: ("optax.lookahead", _MUST_MOVE),
-    optax.contrib.SAMState: ("optax.contrib.sam", _MUST_MOVE),
-    ScaleByGaloreState: ("gradtx.galore", _PROJECTED),
-    optax.contrib.GaLoreState: ("optax.contrib.galore", _PROJECTED),
+    AccumulateGradientsState: _Refusal("gradtx.accumulate_gradients", _MUST_MOVE),
+    SamState: _Refusal("gradtx.sam", _MUST_MOVE),
+    LookaheadState: _Refusal("gradtx.lookahead", _MUST_MOVE),
+    AverageParamsState: _Refusal("gradtx.average_params", _MUST_MOVE),
+    # asgd's too; a stage of a chain, not a wrapper
+    PolyakAverageState: _Refusal(
+        "gradtx.polyak_average",
+        _MUST_MOVE,
+        "chain it after the lazy stages instead "
+        "(gradtx.chain(gradtx.lazy(...), gradtx.polyak_average(t0)))",
+    ),
+    optax.MultiStepsState: _Refusal("optax.MultiSteps", _MUST_MOVE),
+    optax.LookaheadState: _Refusal("optax.lookahead", _MUST_MOVE),
+    optax.contrib.SAMState: _Refusal("optax.contrib.sam", _MUST_MOVE),
+    ScaleByGaloreState: _Refusal("gradtx.galore", _PROJECTED, _CANNOT),
+    optax.contrib.GaLoreState: _Refusal("optax.contrib.galore", _PROJECTED, _CANNOT),
 }
 
 
@@ -110,16 +128,8 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra):
         for s in _tree.nodes(state, tuple(REFUSED)):
-            name, why = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
-            if why == _PROJECTED:  # nothing inside to make lazy
-                hint = "it cannot be lazy"
-            elif isinstance(s, PolyakAverageState):  # a stage of a chain, not a wrapper
-                hint = (
-                    "chain it after the lazy stages instead "
-                    "(gradtx.chain(gradtx.lazy(...), gradtx.polyak_average(t0)))"
-                )
-            else:
-                hint = f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
+            name, why, hint = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
+            hint = hint or f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             raise ValueError(f"gradtx.lazy: the inner optimizer holds {name}, {why}; {hint}")
         keep = jax.tree.map(_has_entry, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
