@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _checks
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -135,8 +136,10 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.
         # A masked stage's hidden leaf (masked, partition) stays hidden in the masks.
+        # The layout is init's with a number wherever one drives a schedule now
+        # (optax's tree_set replaces a schedule so): init's schedule there did not fit.
         masks = optax.tree_map_params(
-            inner,
+            lambda placeholder: _checks.as_driven(new, inner.init(placeholder)),
             lambda b, k: b if isinstance(b, HIDDEN) else k,
             new,
             keep,

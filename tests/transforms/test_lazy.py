@@ -79,6 +79,22 @@ def _sparse_run(tx, steps=5):
     return out
 
 
+def test_a_schedule_replaced_by_a_number_with_optax_tree_set_is_followed(x64):
+    # optax.tree_map_params inits the inner optimizer afresh, with the schedule where the
+    # state now holds a number: lazy raised a pytree structure error
+    tx = gradtx.lazy(gradtx.adam(gradtx.schedules.cosine_decay(1e-2, 10)))
+    params = {"a": jnp.ones(4), "b": jnp.ones((2, 3))}
+    state = optax.tree_utils.tree_set(tx.init(params), learning_rate=0.5)
+
+    class Replaced:  # the same optimizer with its state replaced before the first update
+        init = staticmethod(lambda p: state)
+        update = staticmethod(tx.update)
+
+    got, want = _sparse_run(Replaced), _sparse_run(gradtx.lazy(gradtx.adam(0.5)))
+    for a, b in zip(got, want):
+        chex.assert_trees_all_close(a, b, rtol=1e-15, atol=0)
+
+
 def test_around_masked_stages_it_equals_lazy_inside_them(x64):
     # masked and partition hide leaves from their inner state (MaskedNode): the
     # masks of the lazy rule keep them hidden.
