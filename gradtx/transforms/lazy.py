@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from typing import NamedTuple
 
 import jax
@@ -77,6 +78,19 @@ class LazyState(NamedTuple):
     inner_state: OptState
 
 
+def _mask(keep: jax.Array, buffer: Any) -> Any:
+    """The mask of one params leaf's slot in a params-like tree of the state: its
+    ``keep`` where the buffer has the param's shape; ``True`` (advance) for what is
+    not per element (Adafactor's factored rows and columns and their placeholders,
+    SM3's per-axis vectors); a masked stage's hidden leaf as it is.  Mapped with
+    ``keep`` leading, so a slot may hold a subtree (SM3's list)."""
+    if isinstance(buffer, HIDDEN):
+        return buffer
+    if isinstance(buffer, jax.Array) and buffer.shape == jnp.shape(keep):
+        return keep
+    return jax.tree.map(lambda _: True, buffer)
+
+
 def _has_entry(g: jax.Array) -> jax.Array:
     """``g != 0``, also where ``g`` is subnormal: XLA on CPU compares a subnormal as 0
     (flush to zero), while torch's sparse gradient stores it and its element moves.
@@ -100,7 +114,8 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     batch did not touch have no entries), read on JAX's dense gradients: an
     entry is a non-zero element (a subnormal one too, which XLA on CPU would
     compare equal to 0).  State that is not shaped like the params
-    (counters, scalars, factored statistics) advances on every step.
+    (counters, scalars, Adafactor's factored rows and columns, SM3's per-axis
+    accumulators) advances on every step.
 
     The buffers are found as ``optax.tree_map_params`` finds them: by
     initialising ``inner`` on a placeholder params tree.  ``g`` is the
@@ -140,11 +155,11 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
         # (optax's tree_set replaces a schedule so): init's schedule there did not fit.
         masks = optax.tree_map_params(
             lambda placeholder: _checks.as_driven(new, inner.init(placeholder)),
-            lambda b, k: b if isinstance(b, HIDDEN) else k,
+            lambda buffers, k: jax.tree.map(_mask, k, buffers),
             new,
             keep,
             transform_non_params=lambda _: True,
-            is_leaf=lambda b: isinstance(b, HIDDEN),
+            is_leaf=lambda _: True,  # the whole params-like tree: keep leads (_mask)
         )
 
         def select(k, n, o):

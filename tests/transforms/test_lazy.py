@@ -79,6 +79,56 @@ def _sparse_run(tx, steps=5):
     return out
 
 
+def _params_like(state, params):
+    """The trees of ``state`` keyed like ``params``: the slots lazy masks."""
+    found = []
+    is_slot = lambda t: isinstance(t, dict) and set(t) == set(params)  # noqa: E731
+    jax.tree.map(lambda t: found.append(t) if is_slot(t) else None, state, is_leaf=is_slot)
+    return found
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.adafactor(0.1),
+        lambda: gradtx.adafactor(0.1, momentum=0.9, convention="optax"),
+        lambda: gradtx.sm3(0.3),
+    ],
+    ids=["adafactor", "adafactor-optax-momentum", "sm3"],
+)
+def test_statistics_not_shaped_like_their_params_advance_and_the_rest_is_lazy(make, x64):
+    # Adafactor's factored rows and columns and SM3's per-axis vectors sit in
+    # params-like trees: lazy broadcast its masks over them (Adafactor's state then had
+    # the params' shapes and the next update refused it; SM3 raised a structure error)
+    inner = make()
+    tx = gradtx.lazy(inner)
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2), "k": jnp.ones((2, 2, 3))}
+    state = tx.init(params)
+    rng = np.random.default_rng(0)
+    per_element = advancing = 0
+    for _ in range(4):
+        grads = {
+            k: jnp.asarray(rng.normal(size=p.shape) * (rng.random(p.shape) < 0.5))
+            for k, p in params.items()
+        }
+        want, full = inner.update(grads, state.inner_state, params)
+        got, new = tx.update(grads, state, params)
+        for k, g in grads.items():
+            chex.assert_trees_all_equal(got[k], jnp.where(g != 0, want[k], 0.0))
+        slots = zip(*(_params_like(s, params) for s in (full, state.inner_state, new.inner_state)))
+        for inner_new, old, ours in slots:
+            for k, g in grads.items():
+                for x, y, z in zip(*(jax.tree.leaves(t[k]) for t in (inner_new, old, ours))):
+                    if x.shape == g.shape:  # per element: kept where g has no entry
+                        chex.assert_trees_all_equal(z, jnp.where(g != 0, x, y))
+                        per_element += 1
+                    else:  # factored, per axis, placeholders: the inner's step
+                        chex.assert_trees_all_equal(z, x)
+                        advancing += 1
+        state, params = new, gradtx.apply_updates(params, got)
+    assert per_element and advancing
+
+
 def test_a_schedule_replaced_by_a_number_with_optax_tree_set_is_followed(x64):
     # optax.tree_map_params inits the inner optimizer afresh, with the schedule where the
     # state now holds a number: lazy raised a pytree structure error
