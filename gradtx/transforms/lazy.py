@@ -82,8 +82,9 @@ def _mask(keep: jax.Array, buffer: Any) -> Any:
     """The mask of one params leaf's slot in a params-like tree of the state: its
     ``keep`` where the buffer has the param's shape; ``True`` (advance) for what is
     not per element (Adafactor's factored rows and columns and their placeholders,
-    SM3's per-axis vectors); a masked stage's hidden leaf as it is.  Mapped with
-    ``keep`` leading, so a slot may hold a subtree (SM3's list)."""
+    SM3's per-axis vectors, optax L-BFGS's memory stacked over the history); a
+    masked stage's hidden leaf as it is.  Mapped with ``keep`` leading, so a slot
+    may hold a subtree (SM3's list)."""
     if isinstance(buffer, HIDDEN):
         return buffer
     if isinstance(buffer, jax.Array) and buffer.shape == jnp.shape(keep):
@@ -115,7 +116,8 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     entry is a non-zero element (a subnormal one too, which XLA on CPU would
     compare equal to 0).  State that is not shaped like the params
     (counters, scalars, Adafactor's factored rows and columns, SM3's per-axis
-    accumulators) advances on every step.
+    accumulators, the stacked memory of ``lbfgs(convention="optax")``) advances
+    on every step.
 
     The buffers are found as ``optax.tree_map_params`` finds them: by
     initialising ``inner`` on a placeholder params tree.  ``g`` is the
