@@ -21,6 +21,7 @@ from gradtx._specs import Transform
 from gradtx.optimizers.lookahead import LookaheadState
 from gradtx.optimizers.sam import SamState
 from gradtx.transforms.averaging import PolyakAverageState
+from gradtx.transforms.factored import ScaleByFactoredRmsState
 from gradtx.transforms.low_rank import ScaleByGaloreState
 from gradtx.wrappers.accumulation import AccumulateGradientsState
 from gradtx.wrappers.averaging import AverageParamsState
@@ -76,6 +77,20 @@ class LazyState(NamedTuple):
     """``inner_state``: the wrapped transform's state."""
 
     inner_state: OptState
+
+
+def _factored_advance(masks: Any) -> Any:
+    """``masks`` with ``True`` for Adafactor's row and column statistics, whatever their
+    shape: an (n, 1) param's row statistic keeps the param's shape, so ``_mask`` took
+    it for a per-element buffer (optax's ``FactoredState`` drops the reduced axis)."""
+
+    def advance(node):
+        if not isinstance(node, ScaleByFactoredRmsState):
+            return node
+        everywhere = lambda t: jax.tree.map(lambda _: True, t)  # noqa: E731
+        return node._replace(nu_row=everywhere(node.nu_row), nu_col=everywhere(node.nu_col))
+
+    return jax.tree.map(advance, masks, is_leaf=lambda n: isinstance(n, ScaleByFactoredRmsState))
 
 
 def _mask(keep: jax.Array, buffer: Any) -> Any:
@@ -163,6 +178,7 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
             transform_non_params=lambda _: True,
             is_leaf=lambda _: True,  # the whole params-like tree: keep leads (_mask)
         )
+        masks = _factored_advance(masks)
 
         def select(k, n, o):
             return n if k is True else jnp.where(k, n, o)

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 import gradtx
+from gradtx import _tree
 from tests.registry import IDS
 from tests.registry import REGISTRY
 
@@ -146,6 +147,40 @@ def test_every_optimizer_is_lazy_per_element_and_advances_the_rest(case, x64):
         assert per_element, "no per-element buffer found"
     if case.name in ("adafactor", "sm3"):
         assert advancing, "no buffer found that is not shaped like its param"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.adafactor(0.1),
+        lambda: gradtx.adafactor(0.1, convention="optax", min_dim_size_to_factor=1),
+    ],
+    ids=["torch", "optax-convention"],
+)
+def test_factored_statistics_advance_also_where_shaped_like_their_param(make):
+    # an (n, 1) param's row statistic and a (1, n) param's column statistic have the
+    # param's shape: by shape alone they were kept where g = 0
+    inner = make()
+    tx = gradtx.lazy(inner)
+    params = {"r": jnp.full((3, 1), 0.5), "c": jnp.full((1, 4), -0.3), "m": jnp.full((2, 3), 0.2)}
+    state = tx.init(params)
+    rng = np.random.default_rng(1)
+    shaped_like = 0
+    for _ in range(3):
+        grads = {
+            k: jnp.asarray(rng.normal(size=p.shape) * (rng.random(p.shape) < 0.5), p.dtype)
+            for k, p in params.items()
+        }
+        _, full = inner.update(grads, state.inner_state, params)
+        _, new = tx.update(grads, state, params)
+        kind = gradtx.ScaleByFactoredRmsState
+        (theirs,), (ours,) = _tree.nodes(full, kind), _tree.nodes(new, kind)
+        for f in ("nu_row", "nu_col"):
+            for k, p in params.items():
+                chex.assert_trees_all_close(getattr(ours, f)[k], getattr(theirs, f)[k], rtol=1e-6)
+                shaped_like += getattr(ours, f)[k].shape == p.shape
+        state = new
+    assert shaped_like  # the (n, 1) / (1, n) cases were there
 
 
 def test_a_schedule_replaced_by_a_number_with_optax_tree_set_is_followed(x64):
