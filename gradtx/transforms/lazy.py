@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gradtx import _checks
@@ -93,16 +94,48 @@ def _factored_advance(masks: Any) -> Any:
     return jax.tree.map(advance, masks, is_leaf=lambda n: isinstance(n, ScaleByFactoredRmsState))
 
 
+def _layout(inner: optax.GradientTransformation, state: Any) -> Any:
+    """What ``optax.tree_map_params`` inits to find ``inner``'s params-like trees: its
+    state on optax's params placeholder, with a number wherever ``state`` holds one
+    in place of a schedule (optax's ``tree_set`` replaces a schedule so; init's
+    schedule there would not fit).  An init that cannot run on the placeholder
+    (``optax.lbfgs``'s line search reads a params leaf) is named."""
+
+    def init(placeholder):
+        try:
+            made = inner.init(placeholder)
+        except Exception as err:
+            raise ValueError(
+                "gradtx.lazy: the inner optimizer's init fails on the params placeholder of "
+                f"optax.tree_map_params ({type(err).__name__}: {err}), which lazy needs to "
+                "find its params-shaped buffers (gradtx's optimizers init on it: "
+                'gradtx.lbfgs(convention="optax") for optax.lbfgs)'
+            ) from err
+        return _checks.as_driven(state, made)
+
+    return init
+
+
+def _slot_masks(keep: Any, buffers: Any) -> Any:
+    """The masks of one params-like tree of the state (a slot per params leaf), walked
+    with the gradient's ``keep`` down to whichever ends first: a masked stage's hidden
+    node (a leaf's or, from an optax mask that is a prefix of the params, a subtree's)
+    stays as it is; at a leaf of ``keep``, ``_mask``.  Neither tree can lead a plain
+    ``tree.map``: a hidden subtree ends the buffers early, SM3's per-axis list late."""
+    if isinstance(buffers, HIDDEN):
+        return buffers
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(keep)):
+        return _mask(keep, buffers)
+    # one level down: keep's children, each with the buffers' subtree in its place
+    return jax.tree.map(_slot_masks, keep, buffers, is_leaf=lambda x: x is not keep)
+
+
 def _mask(keep: jax.Array, buffer: Any) -> Any:
-    """The mask of one params leaf's slot in a params-like tree of the state: its
-    ``keep`` where the buffer has the param's shape; ``True`` (advance) for what is
-    not per element (Adafactor's factored rows and columns and their placeholders,
-    SM3's per-axis vectors, optax L-BFGS's memory stacked over the history); a
-    masked stage's hidden leaf as it is.  Mapped with ``keep`` leading, so a slot
-    may hold a subtree (SM3's list)."""
-    if isinstance(buffer, HIDDEN):
-        return buffer
-    if isinstance(buffer, jax.Array) and buffer.shape == jnp.shape(keep):
+    """The mask of one params leaf's slot: its ``keep`` where the buffer has the param's
+    shape; ``True`` (advance) for what is not per element (Adafactor's factored rows
+    and columns and their placeholders, SM3's per-axis vectors, optax L-BFGS's memory
+    stacked over the history)."""
+    if isinstance(buffer, (jax.Array, np.ndarray)) and buffer.shape == keep.shape:
         return keep
     return jax.tree.map(lambda _: True, buffer)
 
@@ -135,14 +168,16 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     on every step.
 
     The buffers are found as ``optax.tree_map_params`` finds them: by
-    initialising ``inner`` on a placeholder params tree.  ``g`` is the
-    chain's ``grads`` keyword when present, else the input.  Wrappers whose
-    params-shaped buffers are bookkeeping (``accumulate_gradients``, ``sam``,
-    ``lookahead``, ``average_params``, optax's ``MultiSteps``, ``lookahead``
-    and ``sam``) and ``flatten`` are refused inside: make the optimizer they
-    wrap lazy instead.  So is a parameter average (``polyak_average``,
-    ``asgd``'s), which has nothing inside to make lazy, and ``galore``, whose
-    statistics are of the projected gradients.
+    initialising ``inner`` on a placeholder params tree (an ``inner`` whose
+    ``init`` cannot run on it, ``optax.lbfgs``, is refused at ``init``).
+    ``g`` is the chain's ``grads`` keyword when present, else the input.
+    Wrappers whose params-shaped buffers are bookkeeping
+    (``accumulate_gradients``, ``sam``, ``lookahead``, ``average_params``,
+    optax's ``MultiSteps``, ``lookahead`` and ``sam``) and ``flatten`` are
+    refused inside, at ``init``: make the optimizer they wrap lazy instead.
+    So is a parameter average (``polyak_average``, ``asgd``'s), which has
+    nothing inside to make lazy, and ``galore``, whose statistics are of the
+    projected gradients.
 
     Args:
       inner: the transform to make lazy (a chain of statistics, an optimizer).
@@ -156,27 +191,32 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
       Array([1.5, 0. ], dtype=float32)
     """
 
-    def init(params):
-        return LazyState(inner.init(params))
-
-    def update(updates, state, params=None, **extra):
+    def refuse(state):
         for s in _tree.nodes(state, tuple(REFUSED)):
             name, why, hint = next(v for kind, v in REFUSED.items() if isinstance(s, kind))
             hint = hint or f"make the optimizer inside it lazy instead ({name}(gradtx.lazy(...)))"
             raise ValueError(f"gradtx.lazy: the inner optimizer holds {name}, {why}; {hint}")
+
+    def init(params):
+        inner_state = inner.init(params)
+        # what the first update would refuse, refused now
+        refuse(inner_state)
+        optax.tree_map_params(_layout(inner, inner_state), lambda b: b, inner_state)
+        return LazyState(inner_state)
+
+    def update(updates, state, params=None, **extra):
+        refuse(state)
         keep = jax.tree.map(_has_entry, gradient(updates, extra))
         out, new = inner.update(updates, state.inner_state, params, **extras_for(inner, extra))
         # A tree like the state: each buffer leaf its params leaf's mask, others True.
         # A masked stage's hidden leaf (masked, partition) stays hidden in the masks.
-        # The layout is init's with a number wherever one drives a schedule now
-        # (optax's tree_set replaces a schedule so): init's schedule there did not fit.
         masks = optax.tree_map_params(
-            lambda placeholder: _checks.as_driven(new, inner.init(placeholder)),
-            lambda buffers, k: jax.tree.map(_mask, k, buffers),
+            _layout(inner, new),
+            lambda buffers, k: _slot_masks(k, buffers),
             new,
             keep,
             transform_non_params=lambda _: True,
-            is_leaf=lambda _: True,  # the whole params-like tree: keep leads (_mask)
+            is_leaf=lambda _: True,  # each params-like tree whole, for _slot_masks
         )
         masks = _factored_advance(masks)
 
