@@ -108,8 +108,8 @@ def _layout(inner: optax.GradientTransformation, state: Any) -> Any:
             raise ValueError(
                 "gradtx.lazy: the inner optimizer's init fails on the params placeholder of "
                 f"optax.tree_map_params ({type(err).__name__}: {err}), which lazy needs to "
-                "find its params-shaped buffers (gradtx's optimizers init on it: "
-                'gradtx.lbfgs(convention="optax") for optax.lbfgs)'
+                "find its params-shaped buffers (optax's zoom line search, in optax.lbfgs, "
+                'reads a params leaf there; gradtx.lbfgs(convention="optax") does not)'
             ) from err
         return _checks.as_driven(state, made)
 
@@ -130,14 +130,17 @@ def _slot_masks(keep: Any, buffers: Any) -> Any:
     return jax.tree.map(_slot_masks, keep, buffers, is_leaf=lambda x: x is not keep)
 
 
-def _mask(keep: jax.Array, buffer: Any) -> Any:
-    """The mask of one params leaf's slot: its ``keep`` where the buffer has the param's
-    shape; ``True`` (advance) for what is not per element (Adafactor's factored rows
-    and columns and their placeholders, SM3's per-axis vectors, optax L-BFGS's memory
-    stacked over the history)."""
-    if isinstance(buffer, (jax.Array, np.ndarray)) and buffer.shape == keep.shape:
-        return keep
-    return jax.tree.map(lambda _: True, buffer)
+def _mask(keep: jax.Array, buffers: Any) -> Any:
+    """The masks of one params leaf's slot (a buffer, or a subtree of them): ``keep``
+    for each buffer with the param's shape; ``True`` (advance) for what is not per
+    element (Adafactor's factored rows and columns and their placeholders, SM3's
+    per-axis vectors of a matrix, optax L-BFGS's memory stacked over the history)."""
+
+    def one(buffer):
+        per_element = isinstance(buffer, (jax.Array, np.ndarray)) and buffer.shape == keep.shape
+        return keep if per_element else True
+
+    return jax.tree.map(one, buffers)
 
 
 def _has_entry(g: jax.Array) -> jax.Array:
@@ -164,8 +167,8 @@ def lazy(inner: optax.GradientTransformation) -> GradientTransformation:
     entry is a non-zero element (a subnormal one too, which XLA on CPU would
     compare equal to 0).  State that is not shaped like the params
     (counters, scalars, Adafactor's factored rows and columns, SM3's per-axis
-    accumulators, the stacked memory of ``lbfgs(convention="optax")``) advances
-    on every step.
+    accumulators of a matrix, the stacked memory of ``lbfgs(convention="optax")``)
+    advances on every step.
 
     The buffers are found as ``optax.tree_map_params`` finds them: by
     initialising ``inner`` on a placeholder params tree (an ``inner`` whose

@@ -184,6 +184,28 @@ def test_factored_statistics_advance_also_where_shaped_like_their_param(make):
     assert shaped_like  # the (n, 1) / (1, n) cases were there
 
 
+def test_per_element_buffers_in_a_tuple_per_param_are_lazy():
+    # a transform keeping a pair of buffers per param: the whole pair advanced
+    pair = lambda t: isinstance(t, tuple)  # noqa: E731
+
+    def init(params):
+        return jax.tree.map(lambda x: (jnp.zeros_like(x), jnp.zeros_like(x)), params)
+
+    def update(g, state, params=None):
+        new = jax.tree.map(
+            lambda x, s: (0.5 * s[0] + x, 0.5 * s[1] + x * x), g, state, is_leaf=pair
+        )
+        return jax.tree.map(lambda s: s[0], new, is_leaf=pair), new
+
+    tx = gradtx.lazy(optax.GradientTransformation(init, update))
+    state = tx.init({"a": jnp.ones(2)})
+    _, state = tx.update({"a": jnp.array([1.0, 1.0])}, state)
+    _, state = tx.update({"a": jnp.array([1.0, 0.0])}, state)
+    chex.assert_trees_all_equal(
+        state.inner_state, {"a": (jnp.array([1.5, 1.0]), jnp.array([1.5, 1.0]))}
+    )
+
+
 def test_a_schedule_replaced_by_a_number_with_optax_tree_set_is_followed(x64):
     # optax.tree_map_params inits the inner optimizer afresh, with the schedule where the
     # state now holds a number: lazy raised a pytree structure error
