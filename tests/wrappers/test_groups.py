@@ -9,6 +9,7 @@ import gradtx
 from tests.reference.harness import assert_trajectories_close
 from tests.reference.harness import make_problem
 from tests.reference.harness import run_gradtx
+from tests.registry import REGISTRY
 
 
 def _jnp(tree):
@@ -31,6 +32,28 @@ def test_partition_equals_two_optimizers_on_the_two_halves(x64):
         [{"b": g["b"]} for g in grads],
     )
     assert_trajectories_close(ours, [w | b for w, b in zip(w_alone, b_alone)], rtol=1e-14)
+
+
+@pytest.mark.parametrize("case", [c for c in REGISTRY if not c.needs], ids=lambda c: c.id)
+def test_every_optimizer_in_a_group_steps_as_alone_on_its_leaves(case, x64):
+    # masked and partition give a group's optimizer only its leaves: its tree-wide sums
+    # (norms, inner products, a noise key per leaf) are those of the group alone.
+    # Cases that need a loss are left out (their objective would see the whole tree).
+    params, grads = make_problem(2, steps=6, shapes={"w": (3, 2), "b": (4,), "k": (2, 2, 3)})
+    alone = run_gradtx(case.make(case.lr), {n: params[n] for n in "wk"},
+                       [{n: g[n] for n in "wk"} for g in grads])  # fmt: skip
+    labels = {"w": "x", "b": "y", "k": "x"}
+    passed = np.cumsum([g["b"] for g in grads], axis=0) + params["b"]  # masked: as given
+    for opt, hidden in (
+        (gradtx.masked(case.make(case.lr), {"w": True, "b": False, "k": True}), passed),
+        (gradtx.partition({"x": case.make(case.lr), "y": gradtx.sgd(0.0)}, labels),
+         [params["b"]] * len(grads)),
+    ):  # fmt: skip
+        ours = run_gradtx(opt, params, grads)
+        for a, b, h in zip(ours, alone, hidden):
+            np.testing.assert_allclose(a["b"], h, rtol=1e-14)
+            for n in "wk":
+                np.testing.assert_allclose(a[n], b[n], rtol=1e-12, atol=1e-14)
 
 
 def test_partition_state_is_keyed_by_label_and_addressable(x64):
