@@ -85,6 +85,14 @@ def _sparse_run(tx, steps=5, params=None):
     return out
 
 
+def _sparse_grads(rng, params):
+    """Normal gradients with about half the elements 0 (no entry), in each param's dtype."""
+    return {
+        k: jnp.asarray(rng.normal(size=p.shape) * (rng.random(p.shape) < 0.5), p.dtype)
+        for k, p in params.items()
+    }
+
+
 def _params_like(state, params):
     """The trees of ``state`` keyed like ``params``: the slots lazy masks."""
     found = []
@@ -124,10 +132,7 @@ def test_every_optimizer_is_lazy_per_element_and_advances_the_rest(case, x64):
     per_element = advancing = 0
     close = functools.partial(chex.assert_trees_all_close, rtol=1e-14, atol=0)
     for _ in range(3):
-        grads = {
-            k: jnp.asarray(rng.normal(size=p.shape) * (rng.random(p.shape) < 0.5), p.dtype)
-            for k, p in params.items()
-        }
+        grads = _sparse_grads(rng, params)
         want, full = reference(grads, state.inner_state, params)
         got, new = step(grads, state, params)
         for k, g in grads.items():
@@ -168,10 +173,7 @@ def test_factored_statistics_advance_also_where_shaped_like_their_param(make):
     rng = np.random.default_rng(1)
     shaped_like = 0
     for _ in range(3):
-        grads = {
-            k: jnp.asarray(rng.normal(size=p.shape) * (rng.random(p.shape) < 0.5), p.dtype)
-            for k, p in params.items()
-        }
+        grads = _sparse_grads(rng, params)
         _, full = inner.update(grads, state.inner_state, params)
         _, new = tx.update(grads, state, params)
         kind = gradtx.ScaleByFactoredRmsState
