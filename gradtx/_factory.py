@@ -56,7 +56,10 @@ import jax.numpy as jnp
 import optax
 
 from gradtx import _checks
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientMap
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -204,9 +207,11 @@ def run_body(
     ``accumulate_gradients`` keeps in float32)."""
     like = updates if like is None else like
     wide = _RUN.get() is None and params is not None
-    wide = wide and any(_tree.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(like))
+    wide = wide and any(_dtypes.compute_dtype(u.dtype) != u.dtype for u in jax.tree.leaves(like))
     handed = (
-        jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates) if wide else updates
+        jax.tree.map(lambda u: u.astype(_dtypes.compute_dtype(u.dtype)), updates)
+        if wide
+        else updates
     )
     with _RUN.set_to(_Build(call)), _BUILD.set_to(None):
         out, new_state = run(handed)
@@ -216,7 +221,7 @@ def run_body(
         # Only what the widening promoted (a 16-bit leaf now in its compute dtype): any
         # other change of dtype is the body's own and stays for the state check to see.
         def back(new: Any, old: Any) -> Any:
-            widened = new.dtype != old.dtype and new.dtype == _tree.compute_dtype(old.dtype)
+            widened = new.dtype != old.dtype and new.dtype == _dtypes.compute_dtype(old.dtype)
             return new.astype(old.dtype) if widened else new
 
         new_state = jax.tree.map(back, new_state, state)
@@ -231,7 +236,7 @@ def widened(update_dtype: Any, param_dtype: Any) -> bool:
     return (
         _RUN.get() is not None
         and update_dtype != param_dtype
-        and update_dtype == _tree.compute_dtype(param_dtype)
+        and update_dtype == _dtypes.compute_dtype(param_dtype)
     )
 
 
@@ -403,8 +408,8 @@ def hyperparameterized(
         with _BUILD.set_to(_Build(call)):
             return build(**current)
 
-    counts = _checks.LeafCounts(call)
-    layout = _checks.one_example if example_axis else (lambda updates: updates)
+    counts = _update_checks.LeafCounts(call)
+    layout = _update_checks.one_example if example_axis else (lambda updates: updates)
 
     if not values and not counted:
         # Nothing to own: the state is the body's own, with the update-time checks.
@@ -416,12 +421,14 @@ def hyperparameterized(
             return _tree.settled(tx.init(params), params)
 
         def update_bare(updates, state, params=None, **extra):
-            updates, params = _checks.check_updates(
+            updates, params = _update_checks.check_updates(
                 call, updates, params, example_axis=example_axis, widened=_RUN.get() is not None
             )
             counts.check(updates)
-            expected = _checks.probe_init(init_bare, layout(updates) if params is None else params)
-            _checks.check_bare_state(call, state, expected)
+            expected = _update_checks.probe_init(
+                init_bare, layout(updates) if params is None else params
+            )
+            _update_checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             updates, state = run_body(
                 call,
@@ -461,12 +468,14 @@ def hyperparameterized(
 
     def update(updates, state, params=None, *more, **extra):
         _checks.no_more_positional(call, more)
-        updates, params = _checks.check_updates(
+        updates, params = _update_checks.check_updates(
             call, updates, params, example_axis=example_axis, widened=_RUN.get() is not None
         )
         counts.check(updates)
-        _checks.check_state(
-            call, state, _checks.probe_init(init, layout(updates) if params is None else params)
+        _update_checks.check_state(
+            call,
+            state,
+            _update_checks.probe_init(init, layout(updates) if params is None else params),
         )
         # a JAX int32 also where a checkpoint gave a NumPy count or tree_set a Python int:
         # a Python callable evaluated on those computed in float64 (0.9 ** count), one
@@ -501,7 +510,7 @@ def hyperparameterized(
         if not counted:
             new_state = UncountedHyperparamsState(state.hyperparams, inner_state)
             return updates, _tree.settled(new_state, (params, bound, updates))
-        new_count = _tree.safe_increment(count)
+        new_count = _numerics.safe_increment(count)
         python_next = {
             shown_key(k): jnp.asarray(
                 _checks.callable_value(call, k, fn, new_count),

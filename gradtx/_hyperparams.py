@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks
+from gradtx import _dtypes
 from gradtx import _set_checks
 from gradtx import _tree
 from gradtx._base import REPORTED
@@ -441,7 +442,7 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
             # slot, as the factories take it
             new = float(new)
         if jnp.issubdtype(old_dtype, jnp.inexact):
-            new = _tree.ints_as_floats(new)  # JAX would wrap a NumPy int64 beyond int32
+            new = _dtypes.ints_as_floats(new)  # JAX would wrap a NumPy int64 beyond int32
         arr = jnp.asarray(new)
     except (TypeError, ValueError, OverflowError):  # strings, None, ints beyond floats
         arr = None

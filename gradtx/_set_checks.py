@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _checks
+from gradtx import _ranges
 from gradtx import _tree
 from gradtx import schedules
 from gradtx._base import is_schedule
@@ -76,13 +77,13 @@ def _inside(a: _Range, b: _Range) -> bool:
 
 
 def _allows(bounds: _Range, value: float) -> bool:
-    return not (bounds[4] and np.isinf(value)) and not _checks.outside(value, bounds[:4])
+    return not (bounds[4] and np.isinf(value)) and not _ranges.outside(value, bounds[:4])
 
 
 def _shown(ranges: list[_Range], calls: list[str] | None = None, made: bool = False) -> str:
     intervals = []
     for r in ranges:
-        shown = _checks.interval(r[:4])
+        shown = _ranges.interval(r[:4])
         if not r[4]:  # infinities allowed
             shown = shown.replace("(-inf", "[-inf").replace("inf)", "inf]")
         intervals.append(shown)
@@ -172,13 +173,13 @@ def check_schedule(key: str, name: str, schedule: Any, location: Any) -> None:
     for ``name``, infinities included where the range is finite ([0, inf) too: fields
     set here bypassed the schedule's constructor, which keeps a learning rate there and
     refuses growth without bound)."""
-    probed = _checks.schedule_values(schedule)
+    probed = _ranges.schedule_values(schedule)
     if probed is None:
         return
     candidates, made = ([], False) if location is None else _candidates(name, location)
     calls = [c for c, _ in candidates]
     ranges = _widest([s for _, s in candidates]) or [(None, None, False, False, False)]
-    misses = [_checks.first_outside(*probed, r[:4], nan=True, finite=r[4]) for r in ranges]
+    misses = [_ranges.first_outside(*probed, r[:4], nan=True, finite=r[4]) for r in ranges]
     if all(misses):
         what = f"must be in {_shown(ranges, calls, made)}" if candidates else "must not be NaN"
         raise ValueError(

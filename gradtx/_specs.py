@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks
-from gradtx import _tree
+from gradtx import _dtypes
 from gradtx._base import float_dtype
 from gradtx._base import is_schedule
 from gradtx._base import multisteps_hint
@@ -104,7 +104,7 @@ class Hyper(NamedTuple):
             # max_norm made an int norm; a bfloat16 b1 rounded Nesterov's products); a
             # float32 or float64 one stays as given (derive compares it in its precision)
             narrow = not jnp.issubdtype(value.dtype, jnp.floating) or value.dtype.itemsize < 4
-            return _tree.as_float(value) if narrow else value
+            return _dtypes.as_float(value) if narrow else value
         if isinstance(value, numbers.Real) and not isinstance(value, (float, np.floating)):
             return float(value)  # an int (2**31 overflows int32), a Fraction
         return value

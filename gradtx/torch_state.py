@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks
+from gradtx import _update_checks
 from gradtx._base import OptState
 from gradtx._base import Params
 from gradtx._base import is_schedule
@@ -722,11 +723,11 @@ def to_torch_state_dict(
         # torch's adaptive optimizers keep a statistic per real and imaginary part, where
         # gradtx keeps one per element: torch loaded such a state and failed at its step
         raise TypeError(f"{TO}(params=...): {_COMPLEX}")
-    expected = _checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
-    if not _checks.same_layout(state, expected):
+    expected = _update_checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
+    if not _update_checks.same_layout(state, expected):
         raise ValueError(
             f"{TO}(state=...): not the state {t.made.call}(...).init makes for these params"
-            f"\n  expected: {_checks.outline(expected)}\n  got: {_checks.outline(state)}"
+            f"\n  expected: {_update_checks.outline(expected)}\n  got: {_update_checks.outline(state)}"
         )
     hs = state if t.average is None else state.inner_state.inner_state
     check_arguments(TO, t, hs.hyperparams)

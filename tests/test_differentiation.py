@@ -4,7 +4,7 @@ Meta-learning and hyperparameter tuning take ``jax.grad`` through ``update``.
 Norms of a leaf that is exactly zero (a zero-initialised bias, a first step
 with no distance travelled yet) used ``jnp.sqrt``, whose infinite derivative
 at 0 times the zero that follows made NaN where the true derivative is
-finite; ``_tree.safe_sqrt`` keeps the values and gives 0 there.  The same held
+finite; ``_numerics.safe_sqrt`` keeps the values and gives 0 there.  The same held
 for the roots of statistics (Adam's denominator) at a coordinate whose
 gradient is always 0: NaN for 29 registry cases before.  References:
 optax's same optimizer (its ``safe_norm``) and central finite differences.
@@ -124,9 +124,9 @@ def test_dogs_derivative_in_the_initial_params(x64):
 
 def test_safe_sqrt_is_sqrt_bit_for_bit():
     x = jnp.array([0.0, -0.0, 1e-45, 1e-30, 2.0, jnp.inf, jnp.nan, -1.0], jnp.float32)
-    got, want = np.asarray(gradtx._tree.safe_sqrt(x)), np.asarray(jnp.sqrt(x))
+    got, want = np.asarray(gradtx._numerics.safe_sqrt(x)), np.asarray(jnp.sqrt(x))
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
-    assert float(jax.grad(gradtx._tree.safe_sqrt)(0.0)) == 0.0
+    assert float(jax.grad(gradtx._numerics.safe_sqrt)(0.0)) == 0.0
 
 
 # A coordinate whose gradient is 0 at every step (an input feature that is always 0,
@@ -197,7 +197,7 @@ def test_second_derivatives_through_a_dead_coordinate_are_finite(x64):
         want = (first(lr + h) - first(lr - h)) / (2 * h)
         np.testing.assert_allclose(got, want, rtol=1e-5)
         assert np.isfinite(jax.hessian(lambda lr, case=case: _dead_after(case, lr))(lr))
-    for root in (gradtx._tree.safe_sqrt, gradtx._tree.safe_cbrt):
+    for root in (gradtx._numerics.safe_sqrt, gradtx._numerics.safe_cbrt):
         assert float(jax.grad(jax.grad(root))(0.0)) == 0.0
 
 
@@ -334,7 +334,7 @@ def test_sophias_clipped_first_step_with_eps_0_has_the_finite_difference_derivat
     ids=["adamax", "adopt", "dadapt_adamw"],
 )
 def test_floored_quotients_have_derivatives_with_eps_0(x64, make, lr):
-    """The floored denominators' quotient (``_tree.quotient``) at a never-moved coordinate:
+    """The floored denominators' quotient (``_numerics.quotient``) at a never-moved coordinate:
     JAX's quotient rule multiplied the zero tangent by 1/tiny² = inf, so jax.jvp was NaN
     (D-Adapt's, where jax.grad and finite differences agree); a tangent divided by the
     floor was transposed by jax.grad into a plain division, whose own derivative made

@@ -259,7 +259,7 @@ SHORT_OF_THE_TARGET = {"lamb", "lars"}
 
 def test_every_optimizer_is_run_on_complex_params_or_refuses_them():
     """A new optimizer whose rule is for real numbers only must refuse complex params
-    (``_checks.check_real``) and join REAL_ONLY; any other is run on them above."""
+    (``_update_checks.check_real``) and join REAL_ONLY; any other is run on them above."""
     unchecked = {c.name for c in REGISTRY if not c.complex_ok}
     assert unchecked <= set(REAL_ONLY) | SHORT_OF_THE_TARGET, (
         f"{sorted(unchecked - set(REAL_ONLY) - SHORT_OF_THE_TARGET)}: give the case "

@@ -17,8 +17,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradtx import _checks
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import gradient
@@ -174,7 +177,7 @@ def _body(
 
     def iteration(operands):
         c, n = operands
-        n_iter = _tree.safe_increment(c.mem.n_iter)
+        n_iter = _numerics.safe_increment(c.mem.n_iter)
         first = n_iter == 1
         mem = _remember(c.mem, c.g, first)
         d = _two_loop(c.g, mem)
@@ -246,7 +249,7 @@ def torch_lbfgs(
         for x in leaves:
             if jnp.iscomplexobj(x):
                 raise TypeError(f"{call}: complex params are not supported (torch's are real)")
-        dtype = _tree.compute_dtype(*(x.dtype for x in leaves))
+        dtype = _dtypes.compute_dtype(*(x.dtype for x in leaves))
         n = sum(math.prod(x.shape) for x in leaves)
         vector, scalar = jnp.zeros(n, dtype), jnp.zeros([], dtype)
         history, count = jnp.zeros((history_size, n), dtype), jnp.zeros([], jnp.int32)
@@ -264,8 +267,8 @@ def torch_lbfgs(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss), as torch's step needs its closure"
             )
-        value = _checks.scalar_loss(call, value)
-        _checks.loss_function(call, "value_fn", value_fn, params)
+        value = _update_checks.scalar_loss(call, value)
+        _update_checks.loss_function(call, "value_fn", value_fn, params)
         leaves, treedef = jax.tree.flatten(params)
         leaves = [jnp.asarray(x) for x in leaves]
         grad_leaves = jax.tree.leaves(gradient(updates, extra))
@@ -281,7 +284,7 @@ def torch_lbfgs(
         avals = tuple(jax.typeof(x) for x in leaves)
         config = (value_fn, treedef, avals, max_iter, max_eval, line_search_fn)
         probes = ((value_fn, (params,)),)  # the loop calls value_fn(params) alone
-        body = _tree.loop_body(_body, config, (start, numbers), probes)
+        body = _control.loop_body(_body, config, (start, numbers), probes)
         end, _ = lax.while_loop(_not_done, body, (start, numbers))
         out = [
             (new - old).astype(g.dtype)

@@ -10,7 +10,7 @@ from typing import cast
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _tree
+from gradtx import _dtypes
 from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
@@ -91,7 +91,7 @@ def _relative_step(learning_rate: Any) -> Callable:
     """torch's ``ρ_t = min(η, 1/√t)`` as a function of the 0-based step count."""
 
     def rho(count):
-        lr = _tree.as_float(learning_rate)
+        lr = _dtypes.as_float(learning_rate)
         return jnp.minimum(lr, 1 / jnp.sqrt(count.astype(lr.dtype) + 1))
 
     return rho

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradtx import _tree
+from gradtx import _dtypes
 from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
@@ -99,8 +99,8 @@ def adagrad(
         eps_in_sqrt = convention == "optax"
 
     def decayed(k):
-        lr, decay = _tree.as_float(learning_rate), _tree.as_float(lr_decay)
-        dtype = _tree.wider(lr.dtype, decay.dtype)
+        lr, decay = _dtypes.as_float(learning_rate), _dtypes.as_float(lr_decay)
+        dtype = _dtypes.wider(lr.dtype, decay.dtype)
         return lr.astype(dtype) / (1 + k.astype(dtype) * decay.astype(dtype))
 
     return descent(

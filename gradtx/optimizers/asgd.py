@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _dtypes
 from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
@@ -106,7 +106,7 @@ def asgd(
     """
 
     def step(k):
-        lr = _tree.as_float(learning_rate)
+        lr = _dtypes.as_float(learning_rate)
         lam, power = (jnp.asarray(x).astype(lr.dtype) for x in (lambd, alpha))
         return lr / (1 + lam * lr * k.astype(lr.dtype)) ** power
 

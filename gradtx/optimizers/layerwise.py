@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _dtypes
 from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
@@ -152,7 +152,7 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Gradient
       Bernstein et al., "On the Distance Between Two Neural Networks and the
       Stability of Learning", NeurIPS 2020.
     """
-    lr = _tree.as_float(learning_rate)
+    lr = _dtypes.as_float(learning_rate)
     # 1/sqrt(1 + η²) - 1 as expm1(-½ log1p(η²)): as a difference it cancels (float32:
     # 5% off at η = 1e-3, and 0 at η = 1e-4); optax forms it in Python floats
     shrink_minus_1 = jnp.expm1(-0.5 * jnp.log1p(lr**2))

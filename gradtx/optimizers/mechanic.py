@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks
-from gradtx import _tree
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import Params
@@ -57,7 +59,7 @@ def _travel_scale(den):
     It is 0 only with eps = 0 and no wealth: the scales are 0 and x stays at x_0, so
     Δ_{t-1} is 0 (per coordinate 0/0 would be NaN, and params changed outside the
     optimizer would give ±∞).  A per-element guard, or this select outside
-    ``_tree.once``, was copied into every leaf's kernels (9-15% more compile time)."""
+    ``_control.once``, was copied into every leaf's kernels (9-15% more compile time)."""
     return jnp.where(den == 0, jnp.full_like(den, jnp.inf), den)
 
 
@@ -66,7 +68,7 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
     ladder = np.asarray([1.0 - 0.1**k for k in range(1, num_betas + 1)])  # 0.9, 0.99, ...
 
     def init(params):
-        _checks.check_real(call, params, "its scale is bet on real inner products")
+        _update_checks.check_real(call, params, "its scale is bet on real inner products")
         dt = float_dtype()
         zeros = lambda: jnp.zeros([num_betas], dt)  # noqa: E731  distinct buffers
         scales = jnp.full([num_betas], jnp.asarray(s_init).astype(dt))
@@ -97,16 +99,16 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         # overflows to inf, and inf · 0 makes h NaN at the first step).
         norm_g, norm_x = tree_norm_scaled(grads, dt), tree_norm_scaled(params, dt)
         # 0/0 with eps = 0 where the params are all 0 and the gradient or Σ s is 0
-        coef = _tree.div0(wd * s_sum * norm_g, norm_x + e)
+        coef = _numerics.div0(wd * s_sum * norm_g, norm_x + e)
 
         def wide(*xs):
-            return _tree.compute_dtype(*(x.dtype for x in xs))
+            return _dtypes.compute_dtype(*(x.dtype for x in xs))
 
         def decayed(g, x):  # Mechanic's own decay, on a copy of the gradient only
             w = wide(g, x)
             return g.astype(w) + coef.astype(w) * x.astype(w)
 
-        den = _tree.once(_travel_scale, s_sum + e)
+        den = _control.once(_travel_scale, s_sum + e)
 
         def travelled(x, x_init):  # Δ_{t-1} = (x_0 - x_t) / (Σ s + eps)
             w = wide(x)
@@ -121,7 +123,9 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         v = betas**2 * state.sum_of_squared_products + h**2
         r = betas * state.reward + clipped * state.scale
         wealth = jnp.asarray(s_init).astype(dt) / num_betas * m + jnp.maximum(0, r)
-        s = _tree.div0(wealth, _tree.safe_sqrt(v) + e)  # eps = 0: wealth and v are 0 until h ≠ 0
+        s = _numerics.div0(
+            wealth, _numerics.safe_sqrt(v) + e
+        )  # eps = 0: wealth and v are 0 until h ≠ 0
         total = jnp.sum(s)
 
         def step(x, x_init, d, u):  # x_{t+1} = x_0 - Σ s (Δ_{t-1} - u_t), as an update

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtx import _checks
+from gradtx import _dtypes
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import apply_updates
@@ -64,7 +65,7 @@ def _transparent(optimizer, adversary, sync_period, reset_state, call):
 
         def back_to_cache(c, p, u):
             # θ + u - p: undo the adversarial moves and take the outer step from θ.
-            wide = _tree.compute_dtype(c.dtype, p.dtype, u.dtype)
+            wide = _dtypes.compute_dtype(c.dtype, p.dtype, u.dtype)
             return ((c.astype(wide) - p.astype(wide)) + u.astype(wide)).astype(u.dtype)
 
         outer = jax.tree.map(back_to_cache, cache, params, step)
@@ -92,7 +93,7 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
 
     def update(updates, state, params=None, **extra):
         _tree.check_per_leaf(call, "opaque_mode=True (grad_fn takes the params)")
-        grad_fn = _checks.passed_function(
+        grad_fn = _update_checks.passed_function(
             f"{call}(opaque_mode=True)", params, extra, "grad_fn",
             "the gradient as a function of them: update(grads, state, params, "
             "grad_fn=lambda p, i: ...)",
@@ -106,7 +107,7 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
         for i in range(sync_period - 1):
             ascent, adv_state = adversary.update(grads, adv_state, adv_params)
             adv_params = apply_updates(adv_params, _negated(ascent))
-            grads = _checks.gradient_like(
+            grads = _update_checks.gradient_like(
                 f"{call}(opaque_mode=True).update", "grad_fn", grad_fn(adv_params, i), adv_params
             )
             if batch_axis_name is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import chain
@@ -101,9 +102,9 @@ def sparse_adam(
     """
 
     def step_size(k):
-        lr = _tree.as_float(learning_rate)
+        lr = _dtypes.as_float(learning_rate)
         decay = jnp.asarray(b2).astype(lr.dtype)
-        return lr * jnp.sqrt(_tree.bias_correction(decay, _tree.safe_increment(k)))
+        return lr * jnp.sqrt(_numerics.bias_correction(decay, _numerics.safe_increment(k)))
 
     return chain(
         *gradient_stages(maximize=maximize),

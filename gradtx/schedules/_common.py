@@ -21,8 +21,8 @@ from gradtx._checks import INT32_MAX
 from gradtx._checks import check_hyperparam
 from gradtx._checks import check_rounded
 from gradtx._checks import check_stored
+from gradtx._dtypes import ints_as_floats
 from gradtx._tree import Flag
-from gradtx._tree import ints_as_floats
 
 _T = TypeVar("_T")
 

@@ -15,7 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _control
+from gradtx import _numerics
 
 
 def _parts(x: jax.Array) -> list[jax.Array]:
@@ -48,13 +49,13 @@ def _total(partials: list[jax.Array], dtype: Any, once: bool) -> jax.Array:
     XLA may copy that chain of scalar adds into every kernel that reads the total
     (each leaf's step: on a 161-leaf tree, 161 adds in each of 161 kernels); it turns
     a reduction over the stacked sums back into the chain.  ``once`` adds them in a
-    conditional (``_tree.once``), which XLA does not fuse: MoMo compiled in 1.85x
+    conditional (``_control.once``), which XLA does not fuse: MoMo compiled in 1.85x
     optax's inject time without it, 0.57x with it.  Where the copies do not happen
     (DoG, DoWG, Prodigy, Mechanize) the conditional cost 15-25% more compile time,
     so it is not the default.  The numbers are the same.
     """
     if once and partials:
-        return _tree.once(_stacked_sum, jnp.stack(partials))
+        return _control.once(_stacked_sum, jnp.stack(partials))
     return _chain_sum(partials, dtype)
 
 
@@ -66,13 +67,13 @@ def _chain_sum(partials: list[jax.Array], dtype: Any) -> jax.Array:
 
 
 def _stacked_sum(stacked: jax.Array) -> jax.Array:
-    """``_chain_sum`` of the rows of ``stacked`` (``_tree.once`` takes arrays)."""
+    """``_chain_sum`` of the rows of ``stacked`` (``_control.once`` takes arrays)."""
     return _chain_sum([stacked[i] for i in range(stacked.shape[0])], stacked.dtype)
 
 
 def tree_norm(a: Any, dtype: Any) -> jax.Array:
     """The Euclidean norm of the whole tree, in ``dtype``."""
-    return _tree.safe_sqrt(tree_squared_norm(a, dtype))
+    return _numerics.safe_sqrt(tree_squared_norm(a, dtype))
 
 
 def tree_l1_norm(a: Any, dtype: Any) -> jax.Array:
@@ -92,7 +93,7 @@ def tree_difference_norm(a: Any, b: Any, dtype: Any, squared: bool = False) -> j
         return x.astype(dtype) - y.astype(dtype)
 
     sq = tree_squared_norm(jax.tree.map(diff, a, b), dtype)
-    return sq if squared else _tree.safe_sqrt(sq)
+    return sq if squared else _numerics.safe_sqrt(sq)
 
 
 def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
@@ -118,7 +119,7 @@ def tree_norm_scaled(a: Any, dtype: Any) -> jax.Array:
 
 
 def _root(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) -> jax.Array:
-    return _tree.safe_sqrt(total)
+    return _numerics.safe_sqrt(total)
 
 
 def _root_scaled(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) -> jax.Array:
@@ -142,7 +143,7 @@ def _root_scaled(total: jax.Array, floor: jax.Array, leaves: list[jax.Array]) ->
     # same program on arguments is right: its rewrites of the scaled products do not
     # keep the exact scaling.  The barrier keeps the scaled entries as computed.
     scaled = jax.lax.optimization_barrier(scaled)
-    return _tree.safe_sqrt(tree_squared_norm(scaled, dtype)) / scale
+    return _numerics.safe_sqrt(tree_squared_norm(scaled, dtype)) / scale
 
 
 def _real_size(leaves: list[jax.Array]) -> int:

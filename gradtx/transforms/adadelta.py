@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -66,23 +68,23 @@ def scale_by_adadelta(
 
     def update(updates, state, params=None, **extra):
         e_g2 = jax.tree.map(
-            lambda v, g: _tree.ema_of_square(rho, v, g),
+            lambda v, g: _numerics.ema_of_square(rho, v, g),
             state.e_g2,
             gradient(updates, extra),
         )
 
         def delta(u, v, x):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype)
             v, x = jnp.real(v.astype(wide)), jnp.real(x.astype(wide))
             e = _tree.scalar_like(eps, v)
             # torch's order of operations
-            ratio = _tree.div0(_tree.safe_sqrt(x + e), _tree.safe_sqrt(v + e))
+            ratio = _numerics.div0(_numerics.safe_sqrt(x + e), _numerics.safe_sqrt(v + e))
             return (ratio.astype(wide) * u.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(delta, updates, e_g2, state.e_dx2)
         # The step accumulator holds the step before the learning rate, as in
         # PyTorch and optax (the paper has no learning rate).
-        e_dx2 = _tree.ema_of_square(rho, state.e_dx2, out)
+        e_dx2 = _numerics.ema_of_square(rho, state.e_dx2, out)
         return out, ScaleByAdadeltaState(e_g2, e_dx2)
 
     return GradientTransformation(init, update)

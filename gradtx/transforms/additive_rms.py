@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -85,14 +87,14 @@ def scale_by_additive_rms(
     def update(updates, state, params=None, **extra):
         correction = None
         if bias_correction:
-            t = _tree.safe_increment(step_count(extra, call))
-            correction = _tree.bias_correction(decay, t)
+            t = _numerics.safe_increment(step_count(extra, call))
+            correction = _numerics.bias_correction(decay, t)
 
         def second_moment(v, g):
-            wide = _tree.compute_dtype(v.dtype, g.dtype)
+            wide = _dtypes.compute_dtype(v.dtype, g.dtype)
             sq = jnp.real(_tree.abs_sq(g.astype(wide)))
             old = jnp.real(v.astype(wide))
-            step = _tree.one_minus(decay, sq.dtype) * sq
+            step = _numerics.one_minus(decay, sq.dtype) * sq
             # sign(v - g²) as a select: the same numbers, and no inf - inf.  The last
             # branch takes what is neither above nor equal, so a NaN reaches v.
             new = jnp.where(old > sq, old - step, jnp.where(old == sq, old, old + step))
@@ -101,13 +103,13 @@ def scale_by_additive_rms(
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
 
         def scale(u, v):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype)
             v_hat = jnp.real(v.astype(wide))
             if correction is not None:
                 v_hat = v_hat / correction.astype(v_hat.dtype)
-            denom = _tree.safe_sqrt(v_hat + _tree.scalar_like(eps_root, v_hat))
+            denom = _numerics.safe_sqrt(v_hat + _tree.scalar_like(eps_root, v_hat))
             denom = denom + _tree.scalar_like(eps, denom)
-            return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+            return _numerics.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(scale, updates, nu), ScaleByAdditiveRmsState(nu)
 

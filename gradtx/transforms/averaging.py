@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
@@ -81,7 +82,7 @@ def polyak_average(t0: float = 1e6, *, dtype: DTypeLike | None = None) -> Gradie
 
         def one(ax, p, u):
             u = as_returned(u, p)  # the params the user will hold: a 16-bit update rounded
-            wide = _tree.compute_dtype(ax.dtype, p.dtype, u.dtype)
+            wide = _dtypes.compute_dtype(ax.dtype, p.dtype, u.dtype)
             new = (p.astype(wide) + u.astype(wide)).astype(p.dtype).astype(wide)
             m = mu.astype(wide)
             old = ax.astype(wide)
@@ -101,6 +102,6 @@ def as_returned(u: jax.Array, p: Any) -> jax.Array:
     rounding that a widening cast follows).
     """
     dtype = jnp.result_type(p)
-    if u.dtype == dtype or u.dtype != _tree.compute_dtype(dtype):
+    if u.dtype == dtype or u.dtype != _dtypes.compute_dtype(dtype):
         return u
     return jax.lax.optimization_barrier(u.astype(dtype))

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -33,10 +35,10 @@ def belief_ema(decay: Any, eps_root: Any):
     second moment of the prediction error, in at least float32, stored in ``s``'s dtype."""
 
     def one(s, g, m):
-        wide = _tree.compute_dtype(s.dtype, g.dtype, m.dtype)
+        wide = _dtypes.compute_dtype(s.dtype, g.dtype, m.dtype)
         error = g.astype(wide) - m.astype(wide)
-        real = _tree.real_dtype(wide)  # |error|² is real, so is the state
-        new = _tree.ema(decay, s.astype(real), _tree.abs_sq(error).astype(real))
+        real = _dtypes.real_dtype(wide)  # |error|² is real, so is the state
+        new = _numerics.ema(decay, s.astype(real), _tree.abs_sq(error).astype(real))
         return (new + _tree.scalar_like(eps_root, new)).astype(s.dtype)
 
     return one
@@ -108,26 +110,26 @@ def scale_by_belief(
 
     def update(updates, state, params=None, **extra):
         grads = gradient(updates, extra)
-        t = _tree.safe_increment(step_count(extra, call))
-        correction = _tree.bias_correction(decay, t)
+        t = _numerics.safe_increment(step_count(extra, call))
+        correction = _numerics.bias_correction(decay, t)
 
         nu = jax.tree.map(belief_ema(decay, eps_root), state.nu, grads, updates)
         if nesterov is not None:
-            ahead = _tree.bias_correction(nesterov, _tree.safe_increment(t))
-            now = _tree.bias_correction(nesterov, t)
+            ahead = _numerics.bias_correction(nesterov, _numerics.safe_increment(t))
+            now = _numerics.bias_correction(nesterov, t)
 
         def scale(m, s, g):
-            wide = _tree.compute_dtype(m.dtype, s.dtype, g.dtype)
+            wide = _dtypes.compute_dtype(m.dtype, s.dtype, g.dtype)
             s_hat = jnp.real(s.astype(wide))
             s_hat = s_hat / correction.astype(s_hat.dtype)
-            denom = _tree.safe_sqrt(s_hat) + _tree.scalar_like(eps, s_hat)
+            denom = _numerics.safe_sqrt(s_hat) + _tree.scalar_like(eps, s_hat)
             num = m.astype(wide)
             if nesterov is not None:
                 b1 = jnp.asarray(nesterov).astype(wide)
-                num = b1 * (num / ahead.astype(wide)) + _tree.one_minus(nesterov, wide) * (
+                num = b1 * (num / ahead.astype(wide)) + _numerics.one_minus(nesterov, wide) * (
                     g.astype(wide) / now.astype(wide)
                 )
-            return _tree.div0(num, denom.astype(num.dtype)).astype(m.dtype)
+            return _numerics.div0(num, denom.astype(num.dtype)).astype(m.dtype)
 
         return jax.tree.map(scale, updates, nu, grads), ScaleByBeliefState(nu)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
@@ -17,7 +19,7 @@ from gradtx._specs import Hyper
 
 def leaf_rms(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     """``sqrt(mean(|x|²))`` over the whole leaf, computed in ``dtype`` (0-D leaves too)."""
-    return _tree.safe_sqrt(jnp.mean(jnp.real(_tree.abs_sq(x.astype(dtype)))))
+    return _numerics.safe_sqrt(jnp.mean(jnp.real(_tree.abs_sq(x.astype(dtype)))))
 
 
 @factory(kind=GradientMap, threshold=Hyper(low=0.0, low_open=True))
@@ -45,8 +47,8 @@ def clip_by_block_rms(threshold: float = 1.0) -> GradientMap:
         _tree.check_per_leaf(current_call("gradtx.clip_by_block_rms"), "gradtx.clip_by_block_rms")
 
         def one(u):
-            wide = _tree.compute_dtype(u.dtype)
-            d = jnp.asarray(threshold).astype(_tree.real_dtype(wide))
+            wide = _dtypes.compute_dtype(u.dtype)
+            d = jnp.asarray(threshold).astype(_dtypes.real_dtype(wide))
             denom = jnp.maximum(1, leaf_rms(u, wide) / d)
             return (u.astype(wide) / denom.astype(wide)).astype(u.dtype)
 
@@ -83,8 +85,8 @@ def scale_by_param_rms(min_scale: float = 1e-3) -> GradientTransformation:
             raise ValueError(f"{call}: update needs params (the step scales with RMS(params))")
 
         def one(u, p):
-            wide = _tree.compute_dtype(u.dtype, p.dtype)
-            floor = jnp.asarray(min_scale).astype(_tree.real_dtype(wide))
+            wide = _dtypes.compute_dtype(u.dtype, p.dtype)
+            floor = jnp.asarray(min_scale).astype(_dtypes.real_dtype(wide))
             scale = jnp.maximum(floor, leaf_rms(p, wide))
             return (u.astype(wide) * scale.astype(wide)).astype(u.dtype)
 

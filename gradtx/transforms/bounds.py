@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -93,17 +95,17 @@ def scale_by_bounded_rms(
         )
 
     def update(updates, state, params=None, **extra):
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
 
         def second_moment(v, g):
-            return _tree.ema_of_square(b2, v, g)
+            return _numerics.ema_of_square(b2, v, g)
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
         nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsbound else None
         # Kingma & Ba's "efficient" form (E2): the bias corrections multiply the
         # step size, eps sits on the uncorrected root.  AdaBound clips this product,
         # so the 1/(1 - b1^t) of the first moment lives here, not in bias_correct.
-        step = jnp.sqrt(_tree.bias_correction(b2, t)) / _tree.bias_correction(b1, t)
+        step = jnp.sqrt(_numerics.bias_correction(b2, t)) / _numerics.bias_correction(b1, t)
         if bounded:
             ratio = jnp.asarray(final_lr) / jnp.asarray(base_lr)
             tf = t.astype(ratio.dtype)
@@ -114,10 +116,10 @@ def scale_by_bounded_rms(
             upper = jnp.where(capped, ratio * (1 + 1 / jnp.where(capped, gamma * tf, 1)), jnp.inf)
 
         def one(u, v):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype)
             v = jnp.real(v.astype(wide))
             uw = u.astype(wide)
-            den = _tree.safe_sqrt(v) + _tree.scalar_like(eps, v)
+            den = _numerics.safe_sqrt(v) + _tree.scalar_like(eps, v)
             # 1 where it will not be read: the derivative of that branch is then not 0 * inf
             den = jnp.where(uw == 0, jnp.ones_like(den), den)
             size = _tree.scalar_like(step, v) / den

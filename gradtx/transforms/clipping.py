@@ -12,8 +12,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks
+from gradtx import _dtypes
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
 from gradtx._base import ScalarOrSchedule
@@ -62,7 +63,7 @@ def clip(max_delta: ScalarOrSchedule) -> GradientMap:
 
     def update(updates, state, params=None, **extra):
         # jnp.clip has no order on complex numbers (torch's clip_grad_value_ neither).
-        _checks.check_real(call, updates, "clipping by value needs real updates")
+        _update_checks.check_real(call, updates, "clipping by value needs real updates")
         bound = max_delta
         if callable(bound):
             bound = bound(step_count(extra, call))
@@ -108,7 +109,7 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule, *, eps: float | None = None)
     """
 
     def update(updates, state, params=None, **extra):
-        bound = _tree.as_float(max_norm)  # a float32 array under x64: the norm in float64
+        bound = _dtypes.as_float(max_norm)  # a float32 array under x64: the norm in float64
         norm = global_norm(updates, bound.dtype)
         denom = norm if eps is None else norm + jnp.asarray(eps).astype(bound.dtype)
         # Clip only when the norm exceeds max_norm: below it the updates pass

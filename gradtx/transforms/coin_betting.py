@@ -7,8 +7,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
 from gradtx._base import Updates
@@ -78,7 +80,7 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
     call = current_call("gradtx.scale_by_coin_betting")
 
     def init(params):
-        _checks.check_real(call, params, "the bets and wealth are real numbers")
+        _update_checks.check_real(call, params, "the bets and wealth are real numbers")
         zeros = _tree.zeros_like  # three distinct buffers (donation-safe)
         return ScaleByCoinBettingState(
             copy_params(params), zeros(params), _tree.full_like(params, eps), zeros(params),
@@ -89,7 +91,7 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
         needs_params(call, params, "the bet is placed relative to the initial params")
 
         def one(g, x, x0, theta, big_l, big_g, reward):
-            wide = _tree.compute_dtype(g.dtype, x.dtype)
+            wide = _dtypes.compute_dtype(g.dtype, x.dtype)
             g, x, x0 = g.astype(wide), x.astype(wide), x0.astype(wide)
             theta, big_l = theta.astype(wide), big_l.astype(wide)
             big_g, reward = big_g.astype(wide), reward.astype(wide)
@@ -99,7 +101,7 @@ def scale_by_coin_betting(alpha: float = 100.0, eps: float = 1e-8) -> GradientTr
             reward = jnp.maximum(reward - g * (x - x0), 0)
             theta = theta - g
             # L = 0 only while every |g| has been 0 (eps = 0), and then θ = 0: no bet
-            wager = _tree.div0(theta, big_l * jnp.maximum(big_g + big_l, a * big_l))
+            wager = _numerics.div0(theta, big_l * jnp.maximum(big_g + big_l, a * big_l))
             bet = wager * (big_l + reward)
             return -x + (x0 + bet), theta, big_l, big_g, reward
 

@@ -16,8 +16,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
 from gradtx._base import ScalarOrSchedule
@@ -47,7 +49,7 @@ def adam_correction(b1, b2, t, dtype):
     decays cast to ``dtype`` (the result is in the wider of ``dtype`` and JAX's default
     float, as ``bias_correction`` forms it)."""
     b1, b2 = jnp.asarray(b1).astype(dtype), jnp.asarray(b2).astype(dtype)
-    return jnp.sqrt(_tree.bias_correction(b2, t)) / _tree.bias_correction(b1, t)
+    return jnp.sqrt(_numerics.bias_correction(b2, t)) / _numerics.bias_correction(b1, t)
 
 
 def _leaves(treedef, *trees):
@@ -68,7 +70,7 @@ def _estimate(numerator: jax.Array, total: jax.Array) -> jax.Array:
 def _start(call: str, params: Params, estim_lr0: Any) -> dict[str, Any]:
     """The fields both states start with: zero moments and gradient sum, d_0 and a zero
     numerator."""
-    _checks.check_real(call, params, "its distance estimate is real arithmetic")
+    _update_checks.check_real(call, params, "its distance estimate is real arithmetic")
     dtype = float_dtype()
     return dict(
         mu=_tree.zeros_like(params),
@@ -166,7 +168,7 @@ def scale_by_prodigy(
         grads = gradient(updates, extra)
         d = state.distance
         dt = d.dtype
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
         d0 = jnp.asarray(estim_lr0).astype(dt)
         beta3 = jnp.sqrt(jnp.asarray(b2).astype(dt)) if b3 is None else jnp.asarray(b3).astype(dt)
         correction = adam_correction(b1, b2, t, dt)
@@ -178,11 +180,11 @@ def scale_by_prodigy(
         treedef = jax.tree.structure(updates)
         moments, mu, nu, s = [], [], [], []
         for g, m, v, sk in _leaves(treedef, grads, state.mu, state.nu, state.gradient_sum):
-            wide = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)
+            wide = _dtypes.compute_dtype(g.dtype, m.dtype, v.dtype)
             dk, b1k, b2k = (jnp.asarray(c).astype(wide) for c in (d, b1, b2))
             dg = dk * g.astype(wide)
-            m_new = b1k * m.astype(wide) + _tree.one_minus(b1, wide) * dg
-            v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (dg * dg)
+            m_new = b1k * m.astype(wide) + _numerics.one_minus(b1, wide) * dg
+            v_new = b2k * v.astype(wide) + _numerics.one_minus(b2, wide) * (dg * dg)
             w, first = weight.astype(wide), d0.astype(wide)
             s_new = beta3.astype(wide) * sk.astype(wide) + w * dg / first
             moments.append((m_new, v_new))
@@ -198,8 +200,8 @@ def scale_by_prodigy(
         for (m_new, v_new), (g, x) in zip(moments, _leaves(treedef, grads, params)):
             wide = m_new.dtype
             # eps is in units of the new estimate, the step size in the old one (as optax)
-            denom = _tree.safe_sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide)
-            step = _tree.div0(m_new, denom)  # eps = 0 and g always 0: no step
+            denom = _numerics.safe_sqrt(v_new) + new_d.astype(wide) * jnp.asarray(eps).astype(wide)
+            step = _numerics.div0(m_new, denom)  # eps = 0 and g always 0: no step
             if weight_decay is not None:
                 step = step + jnp.asarray(weight_decay).astype(wide) * x.astype(wide)
             out.append(((d * correction).astype(wide) * step).astype(g.dtype))
@@ -293,7 +295,7 @@ def scale_by_dadapt_adam(
         grads = gradient(updates, extra)
         d = state.distance
         dt = d.dtype
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
         beta = jnp.sqrt(jnp.asarray(b2).astype(dt))
         dlr = d * jnp.asarray(learning_rate).astype(dt) * adam_correction(b1, b2, t, dt)
 
@@ -306,20 +308,20 @@ def scale_by_dadapt_adam(
         weighted, mu, nu, s, out = [], [], [], [], []
         leaves = _leaves(treedef, grads, state.mu, state.nu, state.gradient_sum)
         for (g, m, v, sk), x in zip(leaves, xs):
-            wide, kind = _tree.compute_dtype(g.dtype, m.dtype, v.dtype), g.dtype
+            wide, kind = _dtypes.compute_dtype(g.dtype, m.dtype, v.dtype), g.dtype
             g, e = g.astype(wide), jnp.asarray(eps).astype(wide)
             b1k, b2k, bk, lr = (jnp.asarray(c).astype(wide) for c in (b1, b2, beta, dlr))
-            root = _tree.safe_sqrt(v.astype(wide))
+            root = _numerics.safe_sqrt(v.astype(wide))
             # eps floored: with eps = 0, s and v are both 0 until a coordinate's first
             # non-zero gradient, and the floor makes that 0/0 a 0.  div0's select does
             # the same, but XLA on CPU does not fuse it into the reduction of
             # ⟨g, s / root⟩: the quotient was written out per leaf, and the step took
             # 1.1-1.23x optax's.
-            weighted.append(_tree.quotient(sk.astype(wide), root + _tree.at_least_tiny(e)))
-            m_new = b1k * m.astype(wide) + (_tree.one_minus(b1, wide) * lr) * g
-            v_new = b2k * v.astype(wide) + _tree.one_minus(b2, wide) * (g * g)
-            s_new = bk * sk.astype(wide) + (_tree.one_minus(beta, wide) * lr) * g
-            step = _tree.div0(m_new, _tree.safe_sqrt(v_new) + e)
+            weighted.append(_numerics.quotient(sk.astype(wide), root + _numerics.at_least_tiny(e)))
+            m_new = b1k * m.astype(wide) + (_numerics.one_minus(b1, wide) * lr) * g
+            v_new = b2k * v.astype(wide) + _numerics.one_minus(b2, wide) * (g * g)
+            s_new = bk * sk.astype(wide) + (_numerics.one_minus(beta, wide) * lr) * g
+            step = _numerics.div0(m_new, _numerics.safe_sqrt(v_new) + e)
             if weight_decay is not None:
                 decay = jnp.asarray(weight_decay).astype(wide) * lr
                 step = step + decay * x.astype(wide)

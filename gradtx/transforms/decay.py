@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx import _dtypes
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
@@ -56,7 +57,7 @@ def _add_scaled_params(kind, default_call, weight_decay, mask, mask_fn):
         def one(u, p, keep=True):
             if not keep:
                 return u
-            dtype = _tree.compute_dtype(u.dtype, p.dtype)
+            dtype = _dtypes.compute_dtype(u.dtype, p.dtype)
             wd = jnp.asarray(weight_decay).astype(dtype)
             return (u.astype(dtype) + wd * p.astype(dtype)).astype(u.dtype)
 

@@ -14,7 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
 from gradtx._base import Updates
@@ -134,7 +136,7 @@ def scale_by_distance_over_gradients(
         # With eps = 0, while every gradient has been 0 the root is 0 (``_scaled_nonzero``).
         # A non-zero gradient whose square underflowed to 0 gets r̄/0 = ∞, as in optax: a
         # size of 0 there would stop the optimizer without a sign.
-        root = _tree.safe_sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
+        root = _numerics.safe_sqrt(sum_sq + jnp.asarray(eps).astype(dtype))
         step = max_distance / root
         if init_step == "learning_rate":
             first = step_count(extra, call) == 0
@@ -156,13 +158,13 @@ def _scaled_nonzero(updates: Updates, step: jax.Array) -> Updates:
 
 def _dowg_step(max_sq: jax.Array, weighted: jax.Array, eps: jax.Array, cap: jax.Array) -> jax.Array:
     """``r̄² / (sqrt(v) + eps)``, 0 for 0/0, at most ``cap``; once per step
-    (``_tree.once``): XLA copied these scalar ops into every leaf's kernel.
+    (``_control.once``): XLA copied these scalar ops into every leaf's kernel.
 
     ``cap`` is the largest number of the narrowest dtype a leaf is scaled in, so the
     size stays finite there and a zero update times it is 0 without a test per
     element (that test was about half of what this step's compile took above optax
     inject's)."""
-    return jnp.minimum(_tree.div0(max_sq, _tree.safe_sqrt(weighted) + eps), cap)
+    return jnp.minimum(_numerics.div0(max_sq, _numerics.safe_sqrt(weighted) + eps), cap)
 
 
 class ScaleByDistanceOverWeightedGradientsState(NamedTuple):
@@ -241,10 +243,10 @@ def scale_by_distance_over_weighted_gradients(
         # where optax's r̄²/0 is ∞: a size of 0 there would stop the optimizer without
         # a sign.  The cap is the narrowest leaf's: the size is kept in JAX's float
         # dtype (float64 under x64), and float64's largest number is ∞ in float32.
-        widths = [jnp.finfo(_tree.compute_dtype(u.dtype)).max for u in jax.tree.leaves(updates)]
+        widths = [jnp.finfo(_dtypes.compute_dtype(u.dtype)).max for u in jax.tree.leaves(updates)]
         cap = min(map(float, widths), default=float(jnp.finfo(dtype).max))
         operands = (max_sq, weighted, jnp.asarray(eps).astype(dtype), jnp.asarray(cap, dtype))
-        step = _tree.once(_dowg_step, *operands)
+        step = _control.once(_dowg_step, *operands)
         new_state = ScaleByDistanceOverWeightedGradientsState(
             state.initial_params, max_sq, weighted
         )

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
@@ -86,15 +88,15 @@ def dual_average(
         if params is None:
             raise ValueError(f"{call}: update needs params (the step is z - params)")
         k = step_count(extra, call)
-        lr = _tree.as_float(learning_rate)
-        steps = _tree.safe_increment(k).astype(lr.dtype)  # k + 1, saturating
+        lr = _dtypes.as_float(learning_rate)
+        steps = _numerics.safe_increment(k).astype(lr.dtype)  # k + 1, saturating
         weight = (lr + jnp.asarray(eps).astype(lr.dtype)) * jnp.sqrt(steps)
 
         def accumulate(total, g, square):
-            wide = _tree.compute_dtype(total.dtype, g.dtype)
+            wide = _dtypes.compute_dtype(total.dtype, g.dtype)
             g = g.astype(wide)
             if square:  # |g|² is real: summed in the real dtype, no complex-to-real cast
-                wide = _tree.real_dtype(wide)
+                wide = _dtypes.real_dtype(wide)
                 g = _tree.abs_sq(g).astype(wide)
             return (total.astype(wide) + weight.astype(wide) * g).astype(total.dtype)
 
@@ -103,10 +105,10 @@ def dual_average(
         sums = jax.tree.map(lambda t, g: accumulate(t, g, False), state.sum_of_gradients, grads)
 
         def step(u, sq, s, x0, x):
-            wide = _tree.compute_dtype(u.dtype, sq.dtype, s.dtype, x.dtype)
-            root = _tree.safe_cbrt(jnp.real(sq.astype(wide)))
+            wide = _dtypes.compute_dtype(u.dtype, sq.dtype, s.dtype, x.dtype)
+            root = _numerics.safe_cbrt(jnp.real(sq.astype(wide)))
             sigma = (root + _tree.scalar_like(eps, root)).astype(wide)
-            z = x0.astype(wide) - _tree.div0(s.astype(wide), sigma)
+            z = x0.astype(wide) - _numerics.div0(s.astype(wide), sigma)
             return (z - x.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(step, updates, squares, sums, state.x0, params)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import gradient
@@ -179,7 +181,7 @@ def scale_by_factored_rms(
     def init(params):
         leaves, treedef = jax.tree.flatten(params)
         plan = plans(params)
-        store = [_tree.square_dtype(jnp.result_type(p), dtype) for p in leaves]
+        store = [_dtypes.square_dtype(jnp.result_type(p), dtype) for p in leaves]
         rows = [
             jnp.zeros([1], s) if a is None else _reduced_zeros(p, a[1], s)
             for p, a, s in zip(leaves, plan, store)
@@ -235,10 +237,10 @@ def scale_by_factored_rms(
         out, new_rows, new_cols, new_full = [], [], [], []
         for u, g, own, row, col, v, axes_ in zip(leaves, grads, owns, rows, cols, full, plan):
             stat = v if axes_ is None else row
-            wide = _tree.compute_dtype(u.dtype, g.dtype, stat.dtype)
-            real = _tree.real_dtype(wide)
+            wide = _dtypes.compute_dtype(u.dtype, g.dtype, stat.dtype)
+            real = _dtypes.real_dtype(wide)
             a = rest.astype(real)
-            e = jnp.asarray(jnp.finfo(_tree.real_dtype(own)).eps if eps is None else eps)
+            e = jnp.asarray(jnp.finfo(_dtypes.real_dtype(own)).eps if eps is None else eps)
             e = e.astype(real)
             sq = jnp.real(_tree.abs_sq(g.astype(wide))).astype(real)
             if eps_mode == "add":
@@ -261,8 +263,8 @@ def scale_by_factored_rms(
                 v_hat = r * c / jnp.where(mean == 0, jnp.ones_like(mean), mean)
             if eps_mode == "floor":
                 v_hat = jnp.maximum(v_hat, floor * floor)
-            denom = _tree.safe_sqrt(v_hat).astype(wide)
-            out.append(_tree.div0(u.astype(wide), denom).astype(u.dtype))
+            denom = _numerics.safe_sqrt(v_hat).astype(wide)
+            out.append(_numerics.div0(u.astype(wide), denom).astype(u.dtype))
             new_rows.append(row)
             new_cols.append(col)
             new_full.append(v)

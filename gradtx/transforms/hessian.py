@@ -11,8 +11,11 @@ import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx import _checks
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import INTERNAL_EXTRAS
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -96,12 +99,12 @@ def hutchinson_hessian_diagonal(random_seed: jax.Array | None = None) -> Gradien
     def update(updates, state, params=None, **extra):
         call = current_call("gradtx.hutchinson_hessian_diagonal")
         _tree.check_per_leaf(call, "gradtx.hutchinson_hessian_diagonal")
-        obj_fn = _checks.passed_function(
+        obj_fn = _update_checks.passed_function(
             call, params, extra, "obj_fn",
             "the loss as a function of them: update(grads, state, params, "
             "obj_fn=lambda p: loss(p, batch))",
         )  # fmt: skip
-        _checks.loss_function(f"{call}.update", "obj_fn", obj_fn, params)
+        _update_checks.loss_function(f"{call}.update", "obj_fn", obj_fn, params)
         key = jax.random.wrap_key_data(state.key, impl=impl) if typed else state.key
         key, probe = jax.random.split(key)
         leaves, treedef = jax.tree.flatten(params)
@@ -140,7 +143,7 @@ def _refresh(estimator: Any, fixed: tuple) -> Any:
         estimate, estimator_state = estimator.update(
             grads, estimator_state, params, **arrays, **dict(fixed)
         )
-        return estimator_state, _tree.ema(b2, hessian, estimate)
+        return estimator_state, _numerics.ema(b2, hessian, estimate)
 
     return refresh
 
@@ -213,7 +216,7 @@ def scale_by_hessian_diagonal(
         count = step_count(extra, call)
 
         def scale(u, h):
-            wide = _tree.compute_dtype(u.dtype, h.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, h.dtype)
             h = jnp.real(h.astype(wide))
             floor = jnp.maximum(_tree.scalar_like(gamma, h) * h, _tree.scalar_like(eps, h))
             num, floor = u.astype(wide), floor.astype(wide)
@@ -221,19 +224,19 @@ def scale_by_hessian_diagonal(
             # makes it ±threshold; its derivative is that constant's, 0, where the inf
             # tangent times the clip's 0 was NaN
             scaled = num / jnp.where(floor > 0, floor, 1)
-            flat = jax.lax.stop_gradient(_tree.div0(num, floor))
+            flat = jax.lax.stop_gradient(_numerics.div0(num, floor))
             return jnp.where(floor > 0, scaled, flat).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.hessian)
         given = {k: v for k, v in extra.items() if k not in INTERNAL_EXTRAS}
-        arrays, fixed = _tree.split_data(given)
+        arrays, fixed = _control.split_data(given)
         operands = (
             state.estimator_state, state.hessian, gradient(updates, extra), params, arrays,
             jnp.asarray(b2),
         )  # fmt: skip
         period = jnp.asarray(update_interval).astype(count.dtype)
         refresh = _refresh(estimator, fixed)
-        estimator_state, hessian = _tree.cond(count % period == 0, refresh, _keep, *operands)
+        estimator_state, hessian = _control.cond(count % period == 0, refresh, _keep, *operands)
         return out, ScaleByHessianDiagonalState(hessian, estimator_state)
 
     return GradientTransformation(init, update)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from gradtx import _tree
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
 from gradtx._base import gradient
@@ -69,26 +70,26 @@ def scale_by_infinity_norm(
     def init(params):
         return ScaleByInfinityNormState(
             jax.tree.map(
-                lambda p: jnp.zeros_like(p, dtype=_tree.square_dtype(p.dtype, dtype)), params
+                lambda p: jnp.zeros_like(p, dtype=_dtypes.square_dtype(p.dtype, dtype)), params
             )
         )
 
     def update(updates, state, params=None, **extra):
         def norm(u, g):
             # |g| is real: the norm is kept in the real dtype (no complex-to-real cast)
-            wide = _tree.real_dtype(_tree.compute_dtype(u.dtype, g.dtype))
+            wide = _dtypes.real_dtype(_dtypes.compute_dtype(u.dtype, g.dtype))
             d, e = (jnp.asarray(x).astype(wide) for x in (decay, eps))
             return jnp.maximum(d * u.astype(wide), jnp.abs(g).astype(wide) + e).astype(u.dtype)
 
         nu = jax.tree.map(norm, state.nu, gradient(updates, extra))
 
         def scale(x, u):
-            wide = _tree.compute_dtype(x.dtype, u.dtype)
-            real = _tree.real_dtype(wide)
+            wide = _dtypes.compute_dtype(x.dtype, u.dtype)
+            real = _dtypes.real_dtype(wide)
             # A floor instead of div0's compare-and-select: one max per element, which
             # made Adamax's step compile about 7% faster (benchmarks/NOTES.md §31).
-            den = _tree.at_least_tiny(u.astype(real))
-            return _tree.quotient(x.astype(wide), den).astype(x.dtype)
+            den = _numerics.at_least_tiny(u.astype(real))
+            return _numerics.quotient(x.astype(wide), den).astype(x.dtype)
 
         return jax.tree.map(scale, updates, nu), ScaleByInfinityNormState(nu)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
@@ -38,9 +39,9 @@ def interpolate_gradient(weight: ScalarOrSchedule) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra):
         def one(u, g):
-            wide = _tree.compute_dtype(u.dtype, g.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, g.dtype)
             w = jnp.asarray(weight).astype(wide)
-            rest = _tree.one_minus(weight, wide)
+            rest = _numerics.one_minus(weight, wide)
             return (w * u.astype(wide) + rest * g.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(one, updates, gradient(updates, extra)), state

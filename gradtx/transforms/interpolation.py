@@ -7,6 +7,8 @@ from typing import NamedTuple
 import jax
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -63,11 +65,11 @@ def add_interpolated_momentum(
         def interpolate(m, u):
             # In at least float32 (m widened first, so the result is not rounded to
             # m's storage dtype), returned in the input's dtype.
-            wide = m.astype(_tree.compute_dtype(m.dtype, u.dtype))
-            return _tree.ema(b1, wide, u).astype(u.dtype)
+            wide = m.astype(_dtypes.compute_dtype(m.dtype, u.dtype))
+            return _numerics.ema(b1, wide, u).astype(u.dtype)
 
         out = jax.tree.map(interpolate, state.mu, updates)
-        mu = _tree.ema(b2, state.mu, updates)
+        mu = _numerics.ema(b2, state.mu, updates)
         return out, AddInterpolatedMomentumState(mu)
 
     return GradientTransformation(init, update)

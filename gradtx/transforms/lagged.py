@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -91,20 +93,20 @@ def scale_by_lagged_rms(
         rate = jnp.where(later, rate, jnp.zeros_like(rate))
 
         def second_moment(v, g):
-            sq = _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, v.dtype)))
-            return _tree.ema(rate, v, sq)
+            sq = _tree.abs_sq(g.astype(_dtypes.compute_dtype(g.dtype, v.dtype)))
+            return _numerics.ema(rate, v, sq)
 
         def scale(u, v):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
-            root = _tree.safe_sqrt(jnp.real(v.astype(wide)))
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype)
+            root = _numerics.safe_sqrt(jnp.real(v.astype(wide)))
             # eps floored: with eps = 0 a never-moved coordinate gets 0 / tiny = 0 with
             # one max, not div0's compare-and-select (compile 1.22x -> 1.16x optax
             # inject, benchmarks/NOTES.md section 31)
-            floor = _tree.at_least_tiny(_tree.scalar_like(eps, root))
+            floor = _numerics.at_least_tiny(_tree.scalar_like(eps, root))
             denom = jnp.maximum(root, floor).astype(wide)
             # the first step is 0 whatever u / denom is: keep u / tiny out of its derivative
             denom = jnp.where(later, denom, jnp.ones_like(denom))
-            step = _tree.quotient(u.astype(wide), denom)
+            step = _numerics.quotient(u.astype(wide), denom)
             return jnp.where(later, step, jnp.zeros([], wide)).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.nu)
@@ -179,19 +181,19 @@ def scale_by_lagged_belief(
         count = step_count(extra, current_call("gradtx.scale_by_lagged_belief"))
         first = count == 0
         # s_{t-1} is corrected with 1 - b2^{t-1}; the first step has none (1 instead).
-        correction = _tree.bias_correction(b2, jnp.maximum(count, 1))
+        correction = _numerics.bias_correction(b2, jnp.maximum(count, 1))
         grads = gradient(updates, extra)
 
         def scale(u, s):
-            wide = _tree.compute_dtype(u.dtype, s.dtype)
-            s_hat = jnp.real(s.astype(wide)) / correction.astype(_tree.real_dtype(wide))
+            wide = _dtypes.compute_dtype(u.dtype, s.dtype)
+            s_hat = jnp.real(s.astype(wide)) / correction.astype(_dtypes.real_dtype(wide))
             s_hat = jnp.where(first, jnp.ones([], s_hat.dtype), s_hat)
-            denom = (_tree.safe_sqrt(s_hat) + _tree.scalar_like(eps, s_hat)).astype(wide)
-            return _tree.div0(u.astype(wide), denom).astype(u.dtype)
+            denom = (_numerics.safe_sqrt(s_hat) + _tree.scalar_like(eps, s_hat)).astype(wide)
+            return _numerics.div0(u.astype(wide), denom).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, state.nu)
         nu = jax.tree.map(belief_ema(b2, eps_root), state.nu, grads, state.mu)
-        mu = _tree.ema(b1, state.mu, grads)
+        mu = _numerics.ema(b1, state.mu, grads)
         return out, ScaleByLaggedBeliefState(mu, nu)
 
     return GradientTransformation(init, update)

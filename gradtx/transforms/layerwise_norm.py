@@ -11,6 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import gradient
@@ -75,10 +78,10 @@ def scale_by_layerwise_norm(
     call = current_call("gradtx.scale_by_layerwise_norm")
 
     def storage(params):
-        kinds = [_tree.square_dtype(jnp.result_type(p), dtype) for p in jax.tree.leaves(params)]
-        out = jnp.dtype(jnp.float32) if dtype is None else _tree.real_dtype(dtype)
+        kinds = [_dtypes.square_dtype(jnp.result_type(p), dtype) for p in jax.tree.leaves(params)]
+        out = jnp.dtype(jnp.float32) if dtype is None else _dtypes.real_dtype(dtype)
         for kind in kinds if dtype is None else ():
-            out = _tree.wider(out, kind)
+            out = _dtypes.wider(out, kind)
         return out
 
     def init(params):
@@ -95,7 +98,7 @@ def scale_by_layerwise_norm(
             return updates, state
 
         def square_norm(g):
-            return jnp.sum(_tree.abs_sq(g.astype(_tree.compute_dtype(store, g.dtype))))
+            return jnp.sum(_tree.abs_sq(g.astype(_dtypes.compute_dtype(store, g.dtype))))
 
         # The per-leaf scalars as vectors: one kernel for them all, where XLA would
         # otherwise copy them into each leaf's kernel (compile time).  Each sum is in its
@@ -103,20 +106,20 @@ def scale_by_layerwise_norm(
         squares = [square_norm(g) for g in grads]
         real = jnp.result_type(*squares)
         sq = jnp.stack([x.astype(real) for x in squares])
-        nu = jnp.where(first, sq, _tree.ema(decay, state.nu.astype(real), sq)).astype(store)
+        nu = jnp.where(first, sq, _numerics.ema(decay, state.nu.astype(real), sq)).astype(store)
         v = nu.astype(real)
-        denom = _tree.safe_sqrt(v + _tree.scalar_like(eps_root, v))
+        denom = _numerics.safe_sqrt(v + _tree.scalar_like(eps_root, v))
         denom = denom + _tree.scalar_like(eps, denom)
 
         def scale(u, d):
-            wide = _tree.compute_dtype(u.dtype, d.dtype)
-            return _tree.div0(u.astype(wide), d.astype(wide)).astype(u.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, d.dtype)
+            return _numerics.div0(u.astype(wide), d.astype(wide)).astype(u.dtype)
 
         # A leaf whose shape another leaf shares reads its entry as its own buffer (see
         # _entries); a leaf of a shape of its own has a kernel of its own anyway.
         kinds = collections.Counter((u.shape, u.dtype) for u in leaves)
         shared = [i for i, u in enumerate(leaves) if kinds[u.shape, u.dtype] > 1]
-        split = _tree.once(_entries, denom[np.asarray(shared, int)]) if shared else ()
+        split = _control.once(_entries, denom[np.asarray(shared, int)]) if shared else ()
         entries = dict(zip(shared, split))
         out = [scale(u, entries[i] if i in entries else denom[i]) for i, u in enumerate(leaves)]
         return treedef.unflatten(out), ScaleByLayerwiseNormState(nu)
@@ -125,7 +128,7 @@ def scale_by_layerwise_norm(
 
 
 def _entries(vector: jax.Array) -> tuple[jax.Array, ...]:
-    """The vector's entries as separate scalars, split in ``_tree.once``: a leaf's kernel
+    """The vector's entries as separate scalars, split in ``_control.once``: a leaf's kernel
     that sliced entry ``i`` itself held ``i`` as a constant, so no two leaves' kernels were
     alike and XLA compiled each one (it compiles a kernel once for all identical
     fusions); as separate buffers, leaves of one shape share one kernel.  Each split costs

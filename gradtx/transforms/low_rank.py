@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
-from gradtx import _checks
+from gradtx import _dtypes
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import chain
@@ -201,11 +202,11 @@ def scale_by_galore(
     def init(params):
         # An SVD basis of a complex matrix needs conjugate transposes and a complex SVD
         # (optax's casts to float32, dropping the imaginary part): refused.
-        _checks.check_real(call, params, "the projections are real SVD bases")
+        _update_checks.check_real(call, params, "the projections are real SVD bases")
         leaves, treedef = jax.tree.flatten(params)
         projectors, proxies = [], []
         for p, lay in zip(leaves, layouts(params)):
-            dtype = _tree.compute_dtype(p.dtype)
+            dtype = _dtypes.compute_dtype(p.dtype)
             if lay is None:
                 # No array: orbax refuses zero-size ones, Flax gives every state entry
                 # its param's sharding annotation (a bias's P("model") on a 0-D or a
@@ -274,7 +275,7 @@ def _new_basis(rank: int, left: bool, svd_dtype: Any, grad_dtype: Any) -> Callab
     def basis(matrix: jax.Array, p: jax.Array) -> jax.Array:
         # a complex svd_dtype names a precision, as for statistics (the leaves are real)
         if svd_dtype is not None:
-            matrix = matrix.astype(_tree.state_dtype(matrix.dtype, svd_dtype))
+            matrix = matrix.astype(_dtypes.state_dtype(matrix.dtype, svd_dtype))
         u, _, vh = jnp.linalg.svd(matrix, full_matrices=False)
         new = u[:, :rank] if left else vh[:rank].T
         # optax rounds the basis to the gradient's dtype; statistics of 16-bit leaves

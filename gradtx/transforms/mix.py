@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
@@ -72,10 +74,10 @@ def mix_gradient(
 
     def update(updates, state, params=None, **extra):
         grads = gradient(updates, extra)
-        mu = None if decay is None else _tree.ema(decay, state.mu, grads, wide=True)
+        mu = None if decay is None else _numerics.ema(decay, state.mu, grads, wide=True)
 
         def one(u, m):
-            wide = _tree.compute_dtype(u.dtype, m.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, m.dtype)
             a = jnp.asarray(alpha).astype(wide)
             return (u.astype(wide) + a * m.astype(wide)).astype(u.dtype)
 

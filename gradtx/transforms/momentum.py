@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
@@ -47,12 +49,12 @@ def _heavy_ball(decay, dampening=None, first=None):
     def one(m, u):
         # In at least float32 (bfloat16 buffers and gradients keep exact
         # coefficients); float32/float64: no cast.
-        wide = _tree.compute_dtype(m.dtype, u.dtype)
+        wide = _dtypes.compute_dtype(m.dtype, u.dtype)
         if wide not in coefs:
             d = jnp.asarray(decay).astype(wide)
             coefs[wide] = (
                 d,
-                None if dampening is None else _tree.one_minus(dampening, wide),
+                None if dampening is None else _numerics.one_minus(dampening, wide),
             )
         d, damp = coefs[wide]
         m, u = m.astype(wide), u.astype(wide)
@@ -145,7 +147,7 @@ def add_momentum(
         # mu as computed (at least float32): the step reads it unrounded, the state
         # keeps it in the buffer's dtype, as optax's trace and scale_by_adam do.
         if ema:
-            mu = _tree.ema(decay, state.mu, updates, wide=True)
+            mu = _numerics.ema(decay, state.mu, updates, wide=True)
         elif dampening is None:
             # m_0 = 0 (by default), so d * m_0 + u_1 = u_1: PyTorch's first-step copy,
             # without a select.
@@ -168,10 +170,10 @@ def add_momentum(
         def look(u, m):
             if not nesterov:
                 return m if m.dtype == u.dtype else m.astype(u.dtype)
-            wide = _tree.compute_dtype(u.dtype, m.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, m.dtype)
             d = jnp.asarray(decay).astype(wide)
             if ema:
-                rest = _tree.one_minus(decay, wide)
+                rest = _numerics.one_minus(decay, wide)
                 return (d * m.astype(wide) + rest * u.astype(wide)).astype(u.dtype)
             return (u.astype(wide) + d * m.astype(wide)).astype(u.dtype)
 
@@ -189,10 +191,10 @@ def add_momentum(
 
 
 def _divide_by_correction(updates, decay, t):
-    correction = _tree.bias_correction(decay, t)  # once, in the hyperparameters' precision
+    correction = _numerics.bias_correction(decay, t)  # once, in the hyperparameters' precision
 
     def one(u):
-        dtype = _tree.compute_dtype(u.dtype)
+        dtype = _dtypes.compute_dtype(u.dtype)
         return (u.astype(dtype) / correction.astype(dtype)).astype(u.dtype)
 
     return jax.tree.map(one, updates)
@@ -212,7 +214,7 @@ def bias_correct(decay: ScalarOrSchedule) -> GradientTransformation:
     """
 
     def update(updates, state, params=None, **extra):
-        t = _tree.safe_increment(step_count(extra, current_call("gradtx.bias_correct")))
+        t = _numerics.safe_increment(step_count(extra, current_call("gradtx.bias_correct")))
         return _divide_by_correction(updates, decay, t), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
@@ -280,10 +282,12 @@ def add_nesterov_momentum(
     def update(updates, state, params=None, **extra):
         beta = jnp.asarray(b1)
         psi = jnp.asarray(momentum_decay).astype(beta.dtype)
-        t = _tree.safe_increment(step_count(extra, current_call("gradtx.add_nesterov_momentum")))
+        t = _numerics.safe_increment(
+            step_count(extra, current_call("gradtx.add_nesterov_momentum"))
+        )
         if warming:
             mu_t = _momentum_schedule(beta, psi, t)
-            mu_next = _momentum_schedule(beta, psi, _tree.safe_increment(t))
+            mu_next = _momentum_schedule(beta, psi, _numerics.safe_increment(t))
             product = state.mu_product * mu_t  # torch keeps the product of the μ_s it used
         else:
             mu_t = mu_next = beta
@@ -294,10 +298,10 @@ def add_nesterov_momentum(
         coef_m = mu_next / (1 - product * mu_next)
         # The EMA itself uses the constant b1 (PyTorch, optax); only the
         # combination below uses the schedule.
-        mu = _tree.ema(beta, state.mu, updates, wide=True)  # stored rounded, used as is
+        mu = _numerics.ema(beta, state.mu, updates, wide=True)  # stored rounded, used as is
 
         def combine(u, m):
-            wide = _tree.compute_dtype(u.dtype, m.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, m.dtype)
             cg, cm = jnp.asarray(coef_g).astype(wide), jnp.asarray(coef_m).astype(wide)
             return (cg * u.astype(wide) + cm * m.astype(wide)).astype(u.dtype)
 

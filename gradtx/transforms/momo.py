@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _checks
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import Updates
@@ -52,7 +54,7 @@ def loss_value(call: str, extra: dict[str, Any], dtype: Any) -> jax.Array:
             "value, grads = jax.value_and_grad(loss)(params); "
             "opt.update(grads, state, params, value=value)"
         )
-    return _checks.scalar_loss(call, value).astype(dtype)
+    return _update_checks.scalar_loss(call, value).astype(dtype)
 
 
 def _polyak(alpha, decay, loss, inner, iprod, norm, lb_prev, lower_bound, adapt, bc1=None):
@@ -182,7 +184,7 @@ def scale_by_momo(
         first = step_count(extra, call) == 0
         b = jnp.where(first, 0, jnp.asarray(beta).astype(dt))  # m_1 = g_1, f̄_1 = f_1
         loss = b * state.loss_average + (1 - b) * value
-        mu = _tree.ema(b, state.mu, grads)
+        mu = _numerics.ema(b, state.mu, grads)
         inner = b * state.inner_product_average + (1 - b) * tree_dot(grads, params, dt, once=True)
         alpha = jnp.asarray(learning_rate).astype(dt)
         low = jnp.asarray(lower_bound).astype(dt)
@@ -193,7 +195,7 @@ def scale_by_momo(
         )  # fmt: skip
 
         def step(m, u):
-            wide = _tree.compute_dtype(m.dtype, u.dtype)
+            wide = _dtypes.compute_dtype(m.dtype, u.dtype)
             return (tau.astype(wide) * m.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(step, mu, updates)
@@ -289,19 +291,19 @@ def scale_by_momo_adam(
         dt = state.loss_average.dtype
         value = loss_value(call, extra, dt)
         grads = gradient(updates, extra)
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
         beta1 = jnp.asarray(b1).astype(dt)
         loss = beta1 * state.loss_average + (1 - beta1) * value
-        mu = _tree.ema(b1, state.mu, grads)
-        nu = _tree.ema(b2, state.nu, jax.tree.map(lambda g: _tree.abs_sq(g.astype(
-            _tree.compute_dtype(g.dtype))), grads))  # fmt: skip
-        correction2 = _tree.bias_correction(jnp.asarray(b2).astype(dt), t)
+        mu = _numerics.ema(b1, state.mu, grads)
+        nu = _numerics.ema(b2, state.nu, jax.tree.map(lambda g: _tree.abs_sq(g.astype(
+            _dtypes.compute_dtype(g.dtype))), grads))  # fmt: skip
+        correction2 = _numerics.bias_correction(jnp.asarray(b2).astype(dt), t)
 
         def precondition(m, v):
-            wide = _tree.compute_dtype(m.dtype, v.dtype)
-            root = _tree.safe_sqrt(v.astype(wide) / correction2.astype(wide))
+            wide = _dtypes.compute_dtype(m.dtype, v.dtype)
+            root = _numerics.safe_sqrt(v.astype(wide) / correction2.astype(wide))
             # eps = 0 and a gradient always 0: m = v = 0, no direction rather than 0/0
-            return _tree.div0(m.astype(wide), jnp.asarray(eps).astype(wide) + root)
+            return _numerics.div0(m.astype(wide), jnp.asarray(eps).astype(wide) + root)
 
         direction = jax.tree.map(precondition, mu, nu)
         inner = beta1 * state.inner_product_average + (1 - beta1) * tree_dot(
@@ -312,7 +314,7 @@ def scale_by_momo_adam(
         tau, new_lb = _polyak(
             alpha, _decay(alpha, weight_decay), loss, inner, tree_dot(mu, params, dt, once=True),
             tree_dot(mu, direction, dt, once=True), state.estimated_lower_bound if adapt_lower_bound else low, low,
-            adapt_lower_bound, bc1=_tree.bias_correction(beta1, t),
+            adapt_lower_bound, bc1=_numerics.bias_correction(beta1, t),
         )  # fmt: skip
 
         def step(p, u):

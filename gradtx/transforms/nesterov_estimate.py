@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -89,35 +91,37 @@ def scale_by_nesterov_estimate(
     def update(updates, state, params=None, **extra):
         grads = gradient(updates, extra)
         count = step_count(extra, call)
-        t = _tree.safe_increment(count)
+        t = _numerics.safe_increment(count)
         first = count == 0
-        corrections = _tree.bias_correction(b2, t), _tree.bias_correction(b3, t)
+        corrections = _numerics.bias_correction(b2, t), _numerics.bias_correction(b3, t)
 
         def difference(g, prev):
-            wide = _tree.compute_dtype(g.dtype, prev.dtype)
+            wide = _dtypes.compute_dtype(g.dtype, prev.dtype)
             diff = g.astype(wide) - prev.astype(wide)
             return jnp.where(first, jnp.zeros_like(diff), diff)
 
         diffs = jax.tree.map(difference, grads, state.previous_grad)
-        mu_diff = _tree.ema(b2, state.mu_diff, diffs)
+        mu_diff = _numerics.ema(b2, state.mu_diff, diffs)
 
         def second_moment(n, g, d):
-            wide = _tree.compute_dtype(n.dtype, d.dtype)
-            ahead = g.astype(wide) + _tree.one_minus(b2, wide) * d.astype(wide)
-            real = _tree.real_dtype(wide)  # |ahead|² is real, so is the state
-            return _tree.ema(b3, n.astype(real), _tree.abs_sq(ahead).astype(real)).astype(n.dtype)
+            wide = _dtypes.compute_dtype(n.dtype, d.dtype)
+            ahead = g.astype(wide) + _numerics.one_minus(b2, wide) * d.astype(wide)
+            real = _dtypes.real_dtype(wide)  # |ahead|² is real, so is the state
+            return _numerics.ema(b3, n.astype(real), _tree.abs_sq(ahead).astype(real)).astype(
+                n.dtype
+            )
 
         nu = jax.tree.map(second_moment, state.nu, grads, diffs)
 
         def scale(u, v, n):
-            wide = _tree.compute_dtype(u.dtype, v.dtype, n.dtype)
-            c2, c3 = (c.astype(_tree.real_dtype(wide)) for c in corrections)
-            rest = _tree.one_minus(b2, wide)
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype, n.dtype)
+            c2, c3 = (c.astype(_dtypes.real_dtype(wide)) for c in corrections)
+            rest = _numerics.one_minus(b2, wide)
             num = u.astype(wide) + rest * (v.astype(wide) / c2.astype(wide))
             n_hat = jnp.real(n.astype(wide)) / c3
-            denom = _tree.safe_sqrt(n_hat + _tree.scalar_like(eps_root, n_hat))
+            denom = _numerics.safe_sqrt(n_hat + _tree.scalar_like(eps_root, n_hat))
             denom = denom + _tree.scalar_like(eps, denom)
-            return _tree.div0(num, denom.astype(wide)).astype(u.dtype)
+            return _numerics.div0(num, denom.astype(wide)).astype(u.dtype)
 
         out = jax.tree.map(scale, updates, mu_diff, nu)
         previous = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.previous_grad)

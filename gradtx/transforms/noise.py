@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientMap
 from gradtx._base import step_count
@@ -119,7 +121,7 @@ def add_noise(
 
     def update(updates, state, params=None, **extra):
         _tree.check_per_leaf(call, "gradtx.add_noise")
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
         e = jnp.asarray(eta)
         std = jnp.sqrt(e / t.astype(e.dtype) ** jnp.asarray(gamma).astype(e.dtype))
         next_key, sample = jax.random.split(jax.random.wrap_key_data(state.rng_key, impl=impl))
@@ -131,7 +133,7 @@ def add_noise(
 
         def noisy(u, k, dtype):
             xi = jax.random.normal(k, u.shape, dtype, out_sharding=jax.typeof(u).sharding)
-            wide = _tree.compute_dtype(u.dtype)
+            wide = _dtypes.compute_dtype(u.dtype)
             return (u.astype(wide) + std.astype(wide) * xi.astype(wide)).astype(u.dtype)
 
         out = treedef.unflatten([noisy(u, keys[i], own[i]) for i, u in enumerate(leaves)])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import jax
 
-from gradtx import _tree
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
 from gradtx._base import float_dtype
@@ -42,8 +43,8 @@ def normalize() -> GradientMap:
         norm = global_norm(updates, float_dtype())
 
         def one(u):
-            wide = _tree.compute_dtype(u.dtype, norm.dtype)
-            return _tree.div0(u.astype(wide), norm.astype(wide)).astype(u.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, norm.dtype)
+            return _numerics.div0(u.astype(wide), norm.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(one, updates), state
 

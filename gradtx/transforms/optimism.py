@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import _dtypes
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
@@ -66,7 +67,7 @@ def add_optimism(
         first = step_count(extra, call) == 0
 
         def extrapolate(u, prev):
-            wide = _tree.compute_dtype(u.dtype, prev.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, prev.dtype)
             a, b = (jnp.asarray(x).astype(wide) for x in (alpha, beta))
             now = u.astype(wide)
             before = jnp.where(first, now, prev.astype(wide))

@@ -14,6 +14,8 @@ from jax.sharding import AxisType
 from jax.sharding import PartitionSpec
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
@@ -164,18 +166,20 @@ def orthogonalize(
         def one(m):
             # A real dtype for a complex leaf names the precision, as for statistics.
             wide = (
-                _tree.compute_dtype(m.dtype) if dtype is None else _tree.state_dtype(m.dtype, dtype)
+                _dtypes.compute_dtype(m.dtype)
+                if dtype is None
+                else _dtypes.state_dtype(m.dtype, dtype)
             )
-            acc = _tree.compute_dtype(wide)  # bfloat16 products accumulate in float32
+            acc = _dtypes.compute_dtype(wide)  # bfloat16 products accumulate in float32
 
             x = m.astype(wide)
             tall = x.shape[0] > x.shape[1]
             x = x.T if tall else x
-            real = _tree.real_dtype(acc)
-            norm = _tree.safe_sqrt(jnp.sum(jnp.real(_tree.abs_sq(x.astype(acc))).astype(real)))
+            real = _dtypes.real_dtype(acc)
+            norm = _numerics.safe_sqrt(jnp.sum(jnp.real(_tree.abs_sq(x.astype(acc))).astype(real)))
             e = jnp.asarray(eps).astype(real)
             norm = jnp.maximum(norm, e) if eps_mode == "floor" else norm + e
-            x = _tree.div0(x, norm.astype(wide))
+            x = _numerics.div0(x, norm.astype(wide))
 
             # A loop, not an unrolled chain: XLA compiles one iteration per leaf
             # instead of ns_steps copies, and the matmuls dominate the step anyway.
@@ -245,13 +249,13 @@ def scale_by_shape(
         def one(u):
             rows, cols = u.shape
             fan_in, fan_out = (rows, cols) if layout == "in_out" else (cols, rows)
-            wide = _tree.compute_dtype(u.dtype)
+            wide = _dtypes.compute_dtype(u.dtype)
             if consistent_rms is None:
                 # max(fan_in, 1): a (0, n) leaf has nothing to scale.
                 ratio = fan_out / max(fan_in, 1)
-                factor = jnp.asarray(math.sqrt(max(1, ratio)), _tree.real_dtype(wide))
+                factor = jnp.asarray(math.sqrt(max(1, ratio)), _dtypes.real_dtype(wide))
             else:
-                factor = jnp.asarray(consistent_rms).astype(_tree.real_dtype(wide))
+                factor = jnp.asarray(consistent_rms).astype(_dtypes.real_dtype(wide))
                 factor = factor * math.sqrt(max(fan_in, fan_out))
             return (u.astype(wide) * factor.astype(wide)).astype(u.dtype)
 

@@ -8,8 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks
-from gradtx import _tree
+from gradtx import _numerics
+from gradtx import _update_checks
 from gradtx._base import REPORTED
 from gradtx._base import GradientTransformation
 from gradtx._base import float_dtype
@@ -150,7 +150,7 @@ def reduce_on_plateau(
         value = jnp.asarray(value).astype(dtype)
         better = _improved(value, state.best, th, mode, threshold_mode)
         best = jnp.where(better, value, state.best)
-        bad = jnp.where(better, 0, _tree.safe_increment(state.num_bad_steps))
+        bad = jnp.where(better, 0, _numerics.safe_increment(state.num_bad_steps))
         in_cooldown = state.cooldown_count > 0
         cooldown_count = jnp.where(in_cooldown, state.cooldown_count - 1, state.cooldown_count)
         bad = jnp.where(in_cooldown, 0, bad)
@@ -172,7 +172,7 @@ def reduce_on_plateau(
                 "update(grads, state, params, value=metric)"
             )
         if value is not None:
-            state = report(state, _checks.scalar_loss(f"{call}.update", value))
+            state = report(state, _update_checks.scalar_loss(f"{call}.update", value))
         return scaled(updates, state.scale), state
 
     return GradientTransformation(init, update)

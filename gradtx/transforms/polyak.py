@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import _checks
+from gradtx import _control
+from gradtx import _dtypes
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
 from gradtx._factory import current_call
@@ -71,17 +73,17 @@ def scale_by_polyak(
                 f"{call}: update needs the loss as the keyword value, update(grads, state, "
                 "params, value=loss): the step is (value - f_min) / ‖g‖²"
             )
-        value = _checks.scalar_loss(f"{call}.update", value)
-        cap = _tree.as_float(max_learning_rate)
+        value = _update_checks.scalar_loss(f"{call}.update", value)
+        cap = _dtypes.as_float(max_learning_rate)
         dtype = cap.dtype
         sq_norm = _tree.sum_of_squares(updates, dtype)
         gap = value.astype(dtype) - jnp.asarray(f_min).astype(dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
-        gamma = _tree.once(_step_size, sq_norm, gap, jnp.asarray(eps).astype(dtype), cap)
+        gamma = _control.once(_step_size, sq_norm, gap, jnp.asarray(eps).astype(dtype), cap)
 
         def one(u):
-            wide = _tree.compute_dtype(u.dtype, dtype)
+            wide = _dtypes.compute_dtype(u.dtype, dtype)
             return (u.astype(wide) * gamma.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(one, updates), state
@@ -90,7 +92,7 @@ def scale_by_polyak(
 
 
 def _step_size(sq_norm: jax.Array, gap: jax.Array, eps: jax.Array, cap: jax.Array) -> jax.Array:
-    """γ from the tree-wide scalars, computed once per step (``_tree.once``: XLA on CPU
+    """γ from the tree-wide scalars, computed once per step (``_control.once``: XLA on CPU
     would copy these scalar operations into each leaf's kernel, one compile each)."""
     dtype = sq_norm.dtype
     denom = sq_norm + eps

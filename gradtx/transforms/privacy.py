@@ -8,8 +8,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _checks
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientMap
 from gradtx._factory import current_call
 from gradtx._factory import factory
@@ -86,21 +88,22 @@ def differentially_private_aggregate(
     def update(updates, state, params=None, **extra):
         # Its own factory checks the example axis; built inside another's body (which
         # may not declare one), it checks here with the same rule.
-        updates, params = _checks.check_updates(
+        updates, params = _update_checks.check_updates(
             call, updates, params, example_axis=True, widened=True
         )
         leaves, treedef = jax.tree.flatten(updates)
         size = leaves[0].shape[0] if leaves else 0
         # The norms in the leaves' widest real dtype (at least float32), each leaf's sum
         # and noise in its own (at least float32): optax's dtypes for float32 and float64.
-        wide = _tree.real_dtype(_tree.compute_dtype(*(g.dtype for g in leaves)))
+        wide = _dtypes.real_dtype(_dtypes.compute_dtype(*(g.dtype for g in leaves)))
         squares = [
             jnp.sum(
-                _tree.abs_sq(g.astype(_tree.compute_dtype(g.dtype, wide))), tuple(range(1, g.ndim))
+                _tree.abs_sq(g.astype(_dtypes.compute_dtype(g.dtype, wide))),
+                tuple(range(1, g.ndim)),
             )
             for g in leaves
         ]
-        norms = _tree.safe_sqrt(sum(squares, jnp.zeros([size], wide)))
+        norms = _numerics.safe_sqrt(sum(squares, jnp.zeros([size], wide)))
         clip = jnp.asarray(l2_norm_clip).astype(wide)
         # optax's nan_to_num: a NaN factor (a NaN norm, or C = 0 on a zero gradient)
         # counts as 1.
@@ -111,7 +114,7 @@ def differentially_private_aggregate(
         )
 
         def private(g, k):
-            dtype = _tree.compute_dtype(g.dtype)
+            dtype = _dtypes.compute_dtype(g.dtype)
             total = jnp.tensordot(
                 factor.astype(dtype), g.astype(dtype), axes=1, out_sharding=_summed(factor, g)
             )

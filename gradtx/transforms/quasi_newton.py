@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
@@ -98,11 +100,11 @@ def scale_by_lbfgs(
     def init(params):
         def ring(p):
             # Broadcast from the leaf, so each slot keeps the leaf's sharding on a mesh.
-            zero = jnp.zeros_like(p, dtype=_tree.compute_dtype(jnp.result_type(p)))
+            zero = jnp.zeros_like(p, dtype=_dtypes.compute_dtype(jnp.result_type(p)))
             return jnp.broadcast_to(zero[None], (m, *jnp.shape(p)))
 
         leaves = [jnp.asarray(p) for p in jax.tree.leaves(params)]
-        dtype = _tree.real_dtype(_tree.compute_dtype(*(x.dtype for x in leaves)))
+        dtype = _dtypes.real_dtype(_dtypes.compute_dtype(*(x.dtype for x in leaves)))
         return ScaleByLbfgsState(
             prev_params=jax.tree.map(jnp.zeros_like, params),
             prev_updates=jax.tree.map(jnp.zeros_like, params),
@@ -118,7 +120,7 @@ def scale_by_lbfgs(
         started = count > 0
 
         def diff(new, old):
-            wide = _tree.compute_dtype(jnp.result_type(new))
+            wide = _dtypes.compute_dtype(jnp.result_type(new))
             return jnp.where(started, new.astype(wide) - old.astype(wide), jnp.zeros([], wide))
 
         s_k = jax.tree.map(diff, params, state.prev_params)
@@ -133,14 +135,14 @@ def scale_by_lbfgs(
         rho = jnp.asarray(state.rho).at[slot].set(jnp.where(started, rho_k, jnp.zeros([], dtype)))
         if scale_init_precond:
             gamma = jnp.where(yy > 0, ys / jnp.where(yy > 0, yy, 1), jnp.ones([], dtype))
-            norm = _tree.safe_sqrt(_tree.sum_of_squares(updates, dtype))
+            norm = _numerics.safe_sqrt(_tree.sum_of_squares(updates, dtype))
             # 1/norm guarded inside too: a zero first gradient gave min(1, inf) = 1, but its
             # 0/0 tangent reached forward-mode derivatives as NaN
             gamma = jnp.where(started, gamma, jnp.minimum(1.0, 1 / jnp.where(norm > 0, norm, 1)))
         else:
             gamma = jnp.ones([], dtype)
 
-        q0 = jax.tree.map(lambda u: u.astype(_tree.compute_dtype(u.dtype)), updates)
+        q0 = jax.tree.map(lambda u: u.astype(_dtypes.compute_dtype(u.dtype)), updates)
         memory = (s, y, rho, count % m)
         (q, alpha), _ = lax.fori_loop(0, m, _newest_first, ((q0, jnp.zeros(m, dtype)), memory))
         r = jax.tree.map(lambda v: gamma.astype(v.dtype) * v, q)

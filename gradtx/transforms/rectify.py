@@ -11,6 +11,9 @@ import jax.numpy as jnp
 import optax
 from jax.typing import DTypeLike
 
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -73,12 +76,12 @@ def rectification(
     """
     b2 = jnp.asarray(b2)
     threshold = jnp.asarray(threshold).astype(b2.dtype)
-    return _tree.once(_RECTIFICATION[compare], b2, t, threshold)
+    return _control.once(_RECTIFICATION[compare], b2, t, threshold)
 
 
 def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: str) -> tuple:
     dtype = b2.dtype
-    correction = _tree.bias_correction(b2, t)  # 1 - b2^t
+    correction = _numerics.bias_correction(b2, t)  # 1 - b2^t
     t = t.astype(dtype)
     rho_inf = 2 / (1 - b2) - 1
     # Below b2 = 1/2 nothing cancels and rho_t is formed as it reads: the rewritten
@@ -90,7 +93,7 @@ def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: s
     rho_low = rho_inf - 2 * t * power / (1 - power)
     b2 = jnp.where(direct, jnp.full([], 0.75, dtype), b2)
     c = 1 - b2  # exact for b2 >= 1/2
-    L = _tree.neg_log(b2)
+    L = _numerics.neg_log(b2)
     x = t * L
     small_c = c <= 1 / 16
     cs = jnp.where(small_c, c, jnp.zeros([], dtype))
@@ -109,12 +112,12 @@ def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: s
     # that would select it, but a JAX array is data and is not checked: there r_t is
     # NaN (as optax's), not a silent zero step.  Unselected, the clamp (and safe_sqrt,
     # for derivatives) keep NaNs out, since 0 * NaN would reach the gradients.
-    r = _tree.safe_sqrt(jnp.maximum(ratio, 0))
+    r = _numerics.safe_sqrt(jnp.maximum(ratio, 0))
     r = jnp.where(tractable & (ratio < 0), jnp.full([], jnp.nan, dtype), r)
     return tractable, r, correction
 
 
-_RECTIFICATION = {  # one function object per comparison, for _tree.once
+_RECTIFICATION = {  # one function object per comparison, for _control.once
     compare: functools.partial(_rectification, compare=compare) for compare in COMPARE.choices
 }
 
@@ -165,25 +168,25 @@ def rectify(
         return RectifyState(_tree.squares_like(params, 0.0, dtype))
 
     def update(updates, state, params=None, **extra):
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
 
         def second_moment(v, g):
-            return _tree.ema_of_square(b2, v, g)
+            return _numerics.ema_of_square(b2, v, g)
 
         nu = jax.tree.map(second_moment, state.nu, gradient(updates, extra))
         tractable, r, correction = rectification(b2, t, threshold, compare)
 
         def one(u, v):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype)
             v = jnp.real(v.astype(wide))
             e, c, rr = (_tree.scalar_like(x, v) for x in (eps, correction, r))
             uw = u.astype(wide)
             # 0/0 (eps = 0, no gradient yet) is a step of 0; the guard sits in the
             # denominator, so the derivative of the branch not taken is not 0 * inf
             if eps_on == "v":  # E2: r sqrt(1 - b2^t) / (sqrt(v) + eps)
-                num, den = rr * jnp.sqrt(c), _tree.safe_sqrt(v) + e
+                num, den = rr * jnp.sqrt(c), _numerics.safe_sqrt(v) + e
             else:  # E1: r / (sqrt(v / (1 - b2^t)) + eps)
-                num, den = rr, _tree.safe_sqrt(v / c) + e
+                num, den = rr, _numerics.safe_sqrt(v / c) + e
             dead = (uw == 0) & (den == 0)
             factor = num / jnp.where(dead, jnp.ones_like(den), den)
             step = jnp.where(dead, jnp.zeros_like(uw), uw * factor.astype(wide))
@@ -218,7 +221,7 @@ def when_rectified(
     call = current_call("gradtx.when_rectified")
 
     def update(updates, state, params=None, **extra):
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
         tractable, _, _ = rectification(b2, t, threshold, compare)
         out, inner_state = inner.update(
             updates, state.inner_state, params, **extras_for(inner, extra)

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradtx import _checks
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -140,20 +142,20 @@ def scale_by_rms(
         grads = gradient(updates, extra)
         correction = first = None
         if bias_correction or init_from_first:
-            t = _tree.safe_increment(step_count(extra, call))
+            t = _numerics.safe_increment(step_count(extra, call))
             first = t == 1
-            correction = _tree.bias_correction(decay, t) if bias_correction else None
+            correction = _numerics.bias_correction(decay, t) if bias_correction else None
 
         # The statistics as computed (at least float32) make this step; the state keeps
         # them in its dtypes (``_tree.stored_like``).
         def second_moment(v, g):
-            new = _tree.ema_of_square(decay, v, g, wide=True)
+            new = _numerics.ema_of_square(decay, v, g, wide=True)
             if not init_from_first:
                 return new
             return jnp.where(first, _tree.squared(g, v).astype(new.dtype), new)
 
         nu = jax.tree.map(second_moment, state.nu, grads)
-        mean = None if not centered else _tree.ema(decay, state.mean, grads, wide=True)
+        mean = None if not centered else _numerics.ema(decay, state.mean, grads, wide=True)
         nu_max = state[1]  # nu_max or nu_hat_max
         if amsgrad and max_of == "v":
             nu_max = jax.tree.map(lambda m, v: jnp.maximum(m.astype(v.dtype), v), nu_max, nu)
@@ -165,8 +167,8 @@ def scale_by_rms(
             )
 
         def scale(u, v, m=None):
-            wide = _tree.compute_dtype(u.dtype, v.dtype)
-            real = _tree.real_dtype(wide)
+            wide = _dtypes.compute_dtype(u.dtype, v.dtype)
+            real = _dtypes.real_dtype(wide)
             v = v.astype(real)
             e, e_root = _tree.scalar_like(eps, v), _tree.scalar_like(eps_root, v)
             root_first = not (correction is None or centered or eps_in_sqrt)
@@ -176,7 +178,7 @@ def scale_by_rms(
                 # (to ~5.8e20 at decay 0.999), and torch's Adam, which divides the root,
                 # keeps stepping there.
                 c = correction.astype(real)
-                denom = _tree.safe_sqrt(v + e_root * c) / jnp.sqrt(c) + e
+                denom = _numerics.safe_sqrt(v + e_root * c) / jnp.sqrt(c) + e
             else:
                 v_hat = v if corrected_max else corrected_moment(v, correction)
                 if centered:
@@ -184,10 +186,10 @@ def scale_by_rms(
                     # an overflowed v (inf) stays inf, not inf - inf: the step is then 0
                     v_hat = jnp.where(jnp.isinf(v_hat), v_hat, jnp.maximum(v_hat - mean_sq, 0))
                 if eps_in_sqrt:
-                    denom = _tree.safe_sqrt(v_hat + e + e_root)
+                    denom = _numerics.safe_sqrt(v_hat + e + e_root)
                 else:
-                    denom = _tree.safe_sqrt(v_hat + e_root) + e
-            return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+                    denom = _numerics.safe_sqrt(v_hat + e_root) + e
+            return _numerics.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         second = nu_max if amsgrad else nu
         out = jax.tree.map(scale, updates, second, *([mean] if centered else []))

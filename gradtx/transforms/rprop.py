@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks
+from gradtx import _control
+from gradtx import _dtypes
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
@@ -72,7 +74,7 @@ def _factors(count, lr, base, plus, minus, lo):
     ``clip(lr)`` for Δ_0, whatever rate was set since ``init``, with no additive term
     per element.  Folded into the factors each element's Δ is multiplied by anyway,
     the rescaling costs no operation per element but the one where optax's rule
-    holds Δ; computed once (``_tree.once``), these scalar ops are not copied into
+    holds Δ; computed once (``_control.once``), these scalar ops are not copied into
     every leaf's kernel.  With a multiply-add per element and a select on "first
     step" instead, the step compiled in 1.3x the time of
     ``optax.inject_hyperparams(optax.rprop)`` (benchmarks/NOTES.md section 35)."""
@@ -219,15 +221,15 @@ def scale_by_rprop(
     def update(updates, state, params=None, **extra):
         lr = rate()
         count = step_count(extra, current_call("gradtx.scale_by_rprop"))
-        *factors, floor = _tree.once(
+        *factors, floor = _control.once(
             _factors, count, lr, state.base, eta_plus, eta_minus, min_step_size
         )
         # optax's rule reads the rate only at init: a state made with 0 keeps Δ = 0
         lo = floor if convention == "torch" else min_step_size
 
         def one(g, delta, prev):
-            wide = _tree.compute_dtype(g.dtype, delta.dtype)
-            real = _tree.real_dtype(wide)
+            wide = _dtypes.compute_dtype(g.dtype, delta.dtype)
+            real = _dtypes.real_dtype(wide)
             scalars = [x.astype(real) for x in factors]
             scalars += [jnp.asarray(h).astype(real) for h in (lo, max_step_size)]
             g, delta, prev = (x.astype(wide) for x in (g, delta, prev))

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
@@ -76,11 +78,11 @@ def scale_by_rss(
         total = jax.tree.map(accumulate, state.sum_of_squares, gradient(updates, extra))
 
         def scale(u, s):
-            wide = _tree.compute_dtype(u.dtype, s.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, s.dtype)
             s = jnp.real(s.astype(wide))
             e = _tree.scalar_like(eps, s)
-            denom = _tree.safe_sqrt(s + e) if eps_in_sqrt else _tree.safe_sqrt(s) + e
-            return _tree.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
+            denom = _numerics.safe_sqrt(s + e) if eps_in_sqrt else _numerics.safe_sqrt(s) + e
+            return _numerics.div0(u.astype(wide), denom.astype(wide)).astype(u.dtype)
 
         return jax.tree.map(scale, updates, total), ScaleByRssState(total)
 

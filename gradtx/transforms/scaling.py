@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx import _dtypes
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
@@ -28,7 +29,7 @@ def scaled(updates: Updates, factor: Any) -> Updates:
     """``updates * factor`` leaf by leaf, in at least float32, each in its own dtype."""
 
     def one(u):
-        dtype = _tree.compute_dtype(u.dtype)
+        dtype = _dtypes.compute_dtype(u.dtype)
         if dtype == u.dtype:
             return u * _tree.scalar_like(factor, u)
         return (u.astype(dtype) * jnp.asarray(factor).astype(dtype)).astype(u.dtype)

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -113,7 +115,7 @@ def schedule_free_averaging(
         fdt = float_dtype()
 
         def z0(p):
-            return jnp.array(p) if dtype is None else p.astype(_tree.state_dtype(p.dtype, dtype))
+            return jnp.array(p) if dtype is None else p.astype(_dtypes.state_dtype(p.dtype, dtype))
 
         return ScheduleFreeAveragingState(
             jax.tree.map(z0, params),
@@ -124,12 +126,12 @@ def schedule_free_averaging(
 
     def update(updates, state, params=None, **extra):
         needs_params(call, params, "the params y, from which x is recovered")
-        t = _tree.safe_increment(step_count(extra, call))
+        t = _numerics.safe_increment(step_count(extra, call))
         rate = warmup_learning_rate(learning_rate, warmup_steps, t)
         max_rate = jnp.maximum(state.max_learning_rate, rate)
         weight = max_rate ** jnp.asarray(weight_lr_power).astype(rate.dtype)
         weight_sum = state.weight_sum + weight
-        c = _tree.div0(weight, weight_sum)  # 0 while every weight is 0
+        c = _numerics.div0(weight, weight_sum)  # 0 while every weight is 0
         beta = jnp.asarray(b1).astype(rate.dtype)
         old = state.b1_of_y.astype(rate.dtype)
         # y_{t+1} - y_t = b1 c (z_{t+1} - x_t) + (1 - b1)(z_{t+1} - z_t) + (b1 - b1_old)(x_t - z_t)
@@ -140,7 +142,7 @@ def schedule_free_averaging(
         along_y = (beta - old - beta * c) / old
 
         def one(u, y, z):
-            wide = _tree.compute_dtype(u.dtype, y.dtype, z.dtype)
+            wide = _dtypes.compute_dtype(u.dtype, y.dtype, z.dtype)
             z_new = (z.astype(wide) + u.astype(wide)).astype(z.dtype)
             z_old = z.astype(wide)
             step = along_z.astype(wide) * (z_new.astype(wide) - z_old)
@@ -233,9 +235,9 @@ def schedule_free_eval_params(state: OptState, params: Params) -> Params:
         if hidden(z) or hidden(given):
             return given
         y, z = jnp.asarray(_tree.bare(given)), _tree.bare(z)
-        wide = _tree.compute_dtype(y.dtype, z.dtype)
+        wide = _dtypes.compute_dtype(y.dtype, z.dtype)
         b1 = jnp.asarray(_tree.bare(averaging.b1_of_y))
-        rest = _tree.one_minus(b1, wide)
+        rest = _numerics.one_minus(b1, wide)
         x = ((y.astype(wide) - rest * z.astype(wide)) / b1.astype(wide)).astype(y.dtype)
         return jax.tree.map(lambda _: x, given) if wrapped(given) else x  # in its wrapper
 

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import gradient
@@ -90,7 +92,7 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: DTypeLike | None = None) -> Gradie
 
     def init(params):
         def one(p):
-            store = _tree.square_dtype(jnp.result_type(p), dtype)
+            store = _dtypes.square_dtype(jnp.result_type(p), dtype)
             if p.ndim < 2:
                 return [jnp.zeros_like(p, dtype=store)]
             return [_axis_zeros(p, axis, store) for axis in range(p.ndim)]
@@ -107,8 +109,8 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: DTypeLike | None = None) -> Gradie
         for u, g, slot in zip(leaves, treedef.flatten_up_to(grads), accumulators):
             # A list from init, or Flax NNX's mapping {0: ..., 1: ...} of it.
             acc = jax.tree.leaves(slot)
-            wide = _tree.compute_dtype(u.dtype, g.dtype, acc[0].dtype)
-            g2 = _tree.abs_sq(g.astype(wide)).real.astype(_tree.real_dtype(wide))
+            wide = _dtypes.compute_dtype(u.dtype, g.dtype, acc[0].dtype)
+            g2 = _tree.abs_sq(g.astype(wide)).real.astype(_dtypes.real_dtype(wide))
             if g.ndim < 2:
                 nu = g2 + acc[0].astype(g2.dtype)
                 new.append([nu.astype(acc[0].dtype)])
@@ -118,7 +120,7 @@ def scale_by_sm3(eps: float = 1e-8, *, dtype: DTypeLike | None = None) -> Gradie
                 )
                 nu = g2 + cover.astype(g2.dtype)
                 new.append([_cover_max(nu, r).astype(a.dtype) for r, a in enumerate(acc)])
-            denom = _tree.safe_sqrt(nu + _tree.scalar_like(eps, nu))
+            denom = _numerics.safe_sqrt(nu + _tree.scalar_like(eps, nu))
             # nu == 0 only where every gradient so far was 0; a NaN nu must give a NaN step,
             # not the 0 that a test of nu > 0 gives it (optax's does).
             x = u.astype(wide)

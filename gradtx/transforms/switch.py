@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
@@ -65,7 +66,7 @@ def _switch_to_sgd(adaptive, momentum, decay, tolerance, nesterov, per_leaf):
 
     def update(updates, state, params=None, **extra):
         g = gradient(updates, extra)
-        count = _tree.safe_increment(step_count(extra, call))
+        count = _numerics.safe_increment(step_count(extra, call))
         outcome = state.switch.hyperparams
         if per_leaf:
             _tree.check_per_leaf(call, "gradtx.switch_to_sgd(per_leaf=True)")
@@ -96,7 +97,7 @@ def _switch_to_sgd(adaptive, momentum, decay, tolerance, nesterov, per_leaf):
         gamma = jnp.where(moved, pp / -jnp.where(moved, pg, -1), 0)
         b2 = _tree.scalar_like(decay, gamma)
         gamma_avg = jnp.where(moved, b2 * state.gamma_avg + (1 - b2) * gamma, state.gamma_avg)
-        estimate = gamma_avg / _tree.bias_correction(b2, count)
+        estimate = gamma_avg / _numerics.bias_correction(b2, count)
         close = jnp.abs(estimate - gamma) < _tree.scalar_like(tolerance, gamma)
         switch_now = ~switched & moved & (count > 1) & close
 

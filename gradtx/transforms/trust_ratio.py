@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
@@ -15,7 +17,7 @@ from gradtx._specs import NON_NEGATIVE
 
 def _clipped_norm(x: jax.Array, min_norm: jax.Array) -> jax.Array:
     """``‖x‖`` (Frobenius, over the whole leaf), or ``min_norm`` where it is not above it."""
-    norm = _tree.safe_sqrt(jnp.sum(jnp.real(_tree.abs_sq(x))))
+    norm = _numerics.safe_sqrt(jnp.sum(jnp.real(_tree.abs_sq(x))))
     return jnp.where(norm <= min_norm, min_norm, norm)
 
 
@@ -66,8 +68,8 @@ def scale_by_trust_ratio(
             raise ValueError(f"{call}: update needs params (the ratio is ‖params‖ / ‖updates‖)")
 
         def one(u, p):
-            wide = _tree.compute_dtype(u.dtype, p.dtype)
-            real = _tree.real_dtype(wide)
+            wide = _dtypes.compute_dtype(u.dtype, p.dtype)
+            real = _dtypes.real_dtype(wide)
             low = jnp.asarray(min_norm).astype(real)
             p_norm = _clipped_norm(p.astype(wide), low)
             u_norm = _clipped_norm(u.astype(wide), low)

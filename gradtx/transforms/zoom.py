@@ -11,8 +11,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradtx import _checks
+from gradtx import _control
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
 from gradtx._factory import current_call
@@ -207,7 +210,7 @@ def scale_by_zoom_linesearch(
 
     def init(params):
         leaves = [jnp.asarray(p) for p in jax.tree.leaves(params)]
-        dtype = _tree.real_dtype(_tree.compute_dtype(*(x.dtype for x in leaves)))
+        dtype = _dtypes.real_dtype(_dtypes.compute_dtype(*(x.dtype for x in leaves)))
         return ScaleByZoomLinesearchState(
             stepsize=jnp.ones([], dtype), value=jnp.full([], jnp.inf, dtype),
             grad=jax.tree.map(jnp.zeros_like, params), num_linesearch_steps=jnp.zeros([], jnp.int32),
@@ -223,8 +226,8 @@ def scale_by_zoom_linesearch(
                 "(params -> loss): the search evaluates the loss along the updates"
             )
         data = data_keywords(value_fn, extra)
-        value = _checks.scalar_loss(f"{call}.update", value)
-        _checks.loss_function(f"{call}.update", "value_fn", value_fn, params, **data)
+        value = _update_checks.scalar_loss(f"{call}.update", value)
+        _update_checks.loss_function(f"{call}.update", "value_fn", value_fn, params, **data)
         grad = extra.get("grad")
         if grad is None:
             grad = jax.grad(value_fn)(params, **data)
@@ -247,13 +250,13 @@ def scale_by_zoom_linesearch(
             jnp.asarray(False), jnp.asarray(False), jnp.asarray(False),
             zero, f0, s0, zero, f0, s0, zero, f0, zero, f0, grad0,
         )  # fmt: skip
-        arrays, fixed = _tree.split_data(data)  # a flag, a string: given as is
+        arrays, fixed = _control.split_data(data)  # a flag, a string: given as is
         context = _Context(
             params, updates, arrays, f0, s0, guess, c1, c2, c3, slack, grow, cap, precision
         )
         config = (value_fn, fixed, max_linesearch_steps)
         probes = ((lambda p, a: value_fn(p, **a, **dict(fixed)), (params, arrays)),)
-        step = _tree.loop_body(_search_step, config, (start, context), probes)
+        step = _control.loop_body(_search_step, config, (start, context), probes)
         end, _ = lax.while_loop(_searching, step, (start, context))
 
         new_state = ScaleByZoomLinesearchState(
@@ -319,7 +322,7 @@ def _zoom_trial(c: _Search) -> jax.Array:
 def _search_step(
     value_fn: Callable, fixed: tuple, max_linesearch_steps: int
 ) -> Callable[[tuple], tuple]:
-    """One trial of the search, over ``(carry, context)``: ``_tree.loop_body``'s rule,
+    """One trial of the search, over ``(carry, context)``: ``_control.loop_body``'s rule,
     every number an operand; the closure holds ``value_fn``, its data that are not
     arrays (``fixed``: name-value pairs) and the static bound."""
 
@@ -330,7 +333,7 @@ def _search_step(
             # Left in the wider dtype, as optax's promotion leaves it: a 16-bit trial
             # rounded back to the params' dtype falls on the params themselves for
             # small steps, and the search saw a flat loss and never moved.
-            wide = _tree.compute_dtype(p.dtype)
+            wide = _dtypes.compute_dtype(p.dtype)
             return p.astype(wide) + stepsize.astype(wide) * u.astype(wide)
 
         trial = jax.tree.map(point, x.params, x.updates)
@@ -383,7 +386,7 @@ def _search_step(
         fallback = failed & ((safe[0] > 0) | jnp.isinf(decrease))
         stepsize, f, g = _pick(fallback, safe, (trial, f, g))
         return _Search(
-            _tree.safe_increment(c.evals), stepsize, f, g, s, decrease, curvature,
+            _numerics.safe_increment(c.evals), stepsize, f, g, s, decrease, curvature,
             c.bracketed | too_high | climbs | met, done, failed,
             *new_low, *new_high, *new_ref, *safe,
         ), x  # fmt: skip

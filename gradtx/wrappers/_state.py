@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gradtx import _checks
+from gradtx import _update_checks
 
 
 class StateCheck:
@@ -22,12 +22,12 @@ class StateCheck:
 
     def __init__(self, call: str, init: Callable[[Any], Any]) -> None:
         self.call, self.init = call, init
-        self.counts = _checks.LeafCounts(call)
+        self.counts = _update_checks.LeafCounts(call)
 
     def record(self, params: Any) -> None:
         self.counts.record(params)
 
     def check(self, state: Any, updates: Any, params: Any = None) -> None:
         self.counts.check(updates)
-        expected = _checks.probe_init(self.init, updates if params is None else params)
-        _checks.check_bare_state(self.call, state, expected)
+        expected = _update_checks.probe_init(self.init, updates if params is None else params)
+        _update_checks.check_bare_state(self.call, state, expected)

@@ -10,6 +10,8 @@ import optax
 from jax.typing import DTypeLike
 
 from gradtx import _checks
+from gradtx import _control
+from gradtx import _dtypes
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -148,7 +150,7 @@ def accumulate_gradients(
             if not _inexact(u):
                 return s.astype(float_dtype()) / count.astype(float_dtype())
             mean = s / count.astype(s.dtype)
-            return mean.astype(_tree.compute_dtype(u.dtype) if keep else u.dtype)
+            return mean.astype(_dtypes.compute_dtype(u.dtype) if keep else u.dtype)
 
         return step, wait
 
@@ -186,7 +188,7 @@ def accumulate_gradients(
             floats = [d for d in (s.dtype, g.dtype) if jnp.issubdtype(d, jnp.inexact)]
             if not floats:
                 return s + g.astype(s.dtype)  # integers into an integer sum
-            wide = _tree.compute_dtype(*floats)  # integer gradients too, into a float sum
+            wide = _dtypes.compute_dtype(*floats)  # integer gradients too, into a float sum
             return s.astype(wide) + g.astype(wide)
 
         grad_sum = jax.tree.map(add, state.grad_sum, updates)
@@ -199,11 +201,11 @@ def accumulate_gradients(
             # every_k shifts that count, documented).
             done = (extra["count"] - state.micro_step) // every_k
             extra = {**extra, "count": done.astype(jnp.int32)}
-        arrays, fixed = _tree.split_data(extras_for(inner, extra))
+        arrays, fixed = _control.split_data(extras_for(inner, extra))
         operands = (grad_sum, state.inner_state, updates, params, arrays, state.grad_sum)
         # >=: a state saved with a larger every_k steps at once instead of never
         ready = micro_step >= every_k
-        out, grad_sum, inner_state = _tree.cond(ready, *branches(fixed), *operands, micro_step)
+        out, grad_sum, inner_state = _control.cond(ready, *branches(fixed), *operands, micro_step)
         micro_step = jnp.where(ready, 0, micro_step).astype(jnp.int32)
         new_state = AccumulateGradientsState(micro_step, grad_sum, inner_state)
         return out, _tree.settled(new_state, (params, out))

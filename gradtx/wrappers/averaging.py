@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _dtypes
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -120,7 +122,7 @@ def average_params(
         zero = jnp.zeros([], jnp.int32)
         # In float32 for 16-bit params, as statistics are: a bfloat16 average stalls
         # (an EMA step of 0.001 of the difference is below half an ulp).
-        average = jax.tree.map(lambda p: jnp.array(p, _tree.state_dtype(p.dtype)), params)
+        average = jax.tree.map(lambda p: jnp.array(p, _dtypes.state_dtype(p.dtype)), params)
         return AverageParamsState(zero, zero, average, inner.init(params))
 
     def update(updates, state, params=None, **extra):
@@ -129,15 +131,15 @@ def average_params(
         out, inner_state = inner.update(
             updates, state.inner_state, params, **extras_for(inner, extra)
         )
-        step = _tree.safe_increment(state.step)
+        step = _numerics.safe_increment(state.step)
         t0, k = jnp.asarray(start).astype(jnp.int32), jnp.asarray(every).astype(jnp.int32)
         take = (step > t0) & ((step - t0 - 1) % jnp.maximum(k, 1) == 0)
         first = state.n_averaged == 0
 
         def one(avg, new):
-            wide = _tree.compute_dtype(avg.dtype, new.dtype)
+            wide = _dtypes.compute_dtype(avg.dtype, new.dtype)
             if method == "ema":
-                w = _tree.one_minus(decay, wide)
+                w = _numerics.one_minus(decay, wide)
             else:
                 w = 1 / (state.n_averaged + 1).astype(wide)
             old, new_w = avg.astype(wide), _exactly(new, wide)
@@ -149,7 +151,7 @@ def average_params(
         # once to the param's dtype.
         returned = jax.tree.map(as_returned, out, params)
         averaged = jax.tree.map(one, state.averaged, apply_updates(params, returned))
-        n_averaged = jnp.where(take, _tree.safe_increment(state.n_averaged), state.n_averaged)
+        n_averaged = jnp.where(take, _numerics.safe_increment(state.n_averaged), state.n_averaged)
         return out, AverageParamsState(step, n_averaged, averaged, inner_state)
 
     return GradientTransformation(init, update)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
@@ -103,7 +104,7 @@ def apply_if_finite(
         # jax.grad (a meta-gradient across a skipped step).
         skipped = jnp.logical_and(
             jnp.logical_not(given),
-            _tree.safe_increment(state.notfinite_count) <= max_consecutive_errors,
+            _numerics.safe_increment(state.notfinite_count) <= max_consecutive_errors,
         )
 
         def clean(tree):
@@ -122,11 +123,11 @@ def apply_if_finite(
             clean(updates), state.inner_state, params, **extras_for(inner, extra)
         )
         finite = jnp.logical_and(given, all_finite(out))
-        notfinite_count = jnp.where(finite, 0, _tree.safe_increment(state.notfinite_count)).astype(
-            jnp.int32
-        )
+        notfinite_count = jnp.where(
+            finite, 0, _numerics.safe_increment(state.notfinite_count)
+        ).astype(jnp.int32)
         total = jnp.where(
-            finite, state.total_notfinite, _tree.safe_increment(state.total_notfinite)
+            finite, state.total_notfinite, _numerics.safe_increment(state.total_notfinite)
         ).astype(jnp.int32)
         accept = jnp.logical_or(finite, notfinite_count > max_consecutive_errors)
         out = jax.tree.map(lambda u: jnp.where(accept, u, jnp.zeros_like(u)), out)

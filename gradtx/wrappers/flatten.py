@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from gradtx import _checks
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import extras_for
@@ -245,7 +246,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         layout = _layout(params, max_leaf_size)
         # Not the leafless tree optax's tree_map_params inits with, nor an outer
         # wrapper's probe of the state's layout (its updates are not yet checked).
-        if layout.shapes and not _checks.probing.is_on():
+        if layout.shapes and not _update_checks.probing.is_on():
             seen.add(_signature(layout))
             if layout.treedef not in trees:
                 trees.append(layout.treedef)
@@ -280,8 +281,8 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
             )
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.
-        expected = _checks.probe_init(fresh_state, updates if params is None else params)
-        expected = _checks.as_driven(state, expected)  # a schedule may be a number now
+        expected = _update_checks.probe_init(fresh_state, updates if params is None else params)
+        expected = _update_checks.as_driven(state, expected)  # a schedule may be a number now
         if jax.tree.structure(expected) != jax.tree.structure(state) or any(
             jnp.shape(a) != tuple(b.shape)
             for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))

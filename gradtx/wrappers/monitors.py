@@ -13,6 +13,7 @@ import optax
 
 from gradtx import _checks
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
 from gradtx._base import OptState
@@ -87,7 +88,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
         # Its own check, as clip_by_global_norm's: the norms read every leaf, an inner
         # optimizer may be optax's (which checks nothing), and there may be none.
         # Float32 updates for 16-bit params are what a gradtx call hands its stages.
-        updates, params = _checks.check_updates(call, updates, params, widened=True)
+        updates, params = _update_checks.check_updates(call, updates, params, widened=True)
         dtype = state.grad_norm.dtype
         grads = extra.get("grads")
         grads = None if grads is None else _checks.check_tree(call, grads, "grads")

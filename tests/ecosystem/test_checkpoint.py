@@ -136,7 +136,11 @@ def test_every_optimizer_and_state_cloudpickle_and_step_alike():
             case.update(copied)(grads, copied_state, params),
             case.update(opt)(grads, state, params),
         )
-    for switch in (gradtx._factory._BUILD, gradtx._tree.flat_buffers, gradtx._checks.probing):
+    for switch in (
+        gradtx._factory._BUILD,
+        gradtx._tree.flat_buffers,
+        gradtx._update_checks.probing,
+    ):
         assert cloudpickle.loads(cloudpickle.dumps(switch)) is switch
 
 

@@ -202,7 +202,7 @@ def test_rectify_keeps_dtypes():
 
 
 def test_the_rectification_is_traced_once_for_eager_steps_and_gradients(monkeypatch):
-    """``_tree.once`` runs it in a conditional; built per call, eager steps and eager
+    """``_control.once`` runs it in a conditional; built per call, eager steps and eager
     ``jax.grad`` traced and compiled that conditional at every step (0.2 s a step)."""
     from gradtx.transforms import rectify as module
 

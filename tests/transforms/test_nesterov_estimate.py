@@ -71,7 +71,7 @@ def test_low_precision_storage():
     out, state = jax.jit(tx.update)(params, tx.init(params))
     assert out["w"].dtype == jnp.float16
     inner = state.inner_state
-    # float16 params keep their statistics in float32 (_tree.state_dtype)
+    # float16 params keep their statistics in float32 (_dtypes.state_dtype)
     assert inner.previous_grad["w"].dtype == jnp.float32
     assert inner.mu_diff["w"].dtype == jnp.float32
     assert inner.nu["w"].dtype == jnp.float32

@@ -143,7 +143,7 @@ def test_float32_bias_correction_keeps_its_digits(decay):
     t = np.array([1, 2, 3, 10, 100, 1_000, 10_000, 1_000_000], np.int32)
     stored = np.float64(np.float32(decay))
     want = 1 - stored ** t.astype(np.float64)  # float64: ~1e-10 relative at worst
-    got = np.asarray(gradtx._tree.bias_correction(jnp.float32(decay), jnp.asarray(t)))
+    got = np.asarray(gradtx._numerics.bias_correction(jnp.float32(decay), jnp.asarray(t)))
     np.testing.assert_allclose(got, want, rtol=4 * float(np.finfo(np.float32).eps))
     # step 1: 1 - decay to the last bit (Adam's first step is exactly -lr sign(g))
     assert got[0] == np.float32(1) - np.float32(decay)
