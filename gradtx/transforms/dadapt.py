@@ -40,8 +40,9 @@ from gradtx.transforms.distance import copy_params
 from gradtx.transforms.distance import needs_params
 
 ESTIM_LR0 = Hyper(low=0.0, low_open=True, init_only=True)
-"""d_0: ``init`` starts the distance estimate there (Prodigy's update also divides by
-it, where it cancels), so it is bound, not kept: setting it later would change nothing."""
+"""d_0: ``init`` starts the distance estimate there (and Prodigy's ``init`` keeps it in
+the state, as the unit of its sums), so it is bound, not a hyperparameter: setting it
+later would change nothing."""
 
 
 def adam_correction(b1, b2, t, dtype):
@@ -91,6 +92,9 @@ class ScaleByProdigyState(NamedTuple):
       initial_params: x_0, the params ``init`` was given.
       distance: d_t, the distance estimate (non-decreasing, from ``estim_lr0``).
       numerator: r_t = b3 r_{t-1} + (d_t / d_0) d_t η_t c_t ⟨g_t, x_0 - x_t⟩.
+      initial_distance: d_0, ``estim_lr0`` as ``init`` took it.  s and r are in units
+        of 1 / d_0, so a run continues with the d_0 it started with, whatever the
+        optimizer that takes its state was built with.
     """
 
     mu: Updates
@@ -99,6 +103,7 @@ class ScaleByProdigyState(NamedTuple):
     initial_params: Params
     distance: jax.Array
     numerator: jax.Array
+    initial_distance: jax.Array
 
 
 @factory(counted=True, learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE,
@@ -161,7 +166,9 @@ def scale_by_prodigy(
 
     def init(params):
         start = _start(call, params, estim_lr0)
-        return ScaleByProdigyState(initial_params=copy_params(params), **start)
+        return ScaleByProdigyState(
+            initial_params=copy_params(params), initial_distance=start["distance"], **start
+        )
 
     def update(updates, state, params=None, **extra):
         needs_params(call, params, "the distance from the initial params")
@@ -169,7 +176,7 @@ def scale_by_prodigy(
         d = state.distance
         dt = d.dtype
         t = _numerics.safe_increment(step_count(extra, call))
-        d0 = jnp.asarray(estim_lr0).astype(dt)
+        d0 = state.initial_distance
         beta3 = jnp.sqrt(jnp.asarray(b2).astype(dt)) if b3 is None else jnp.asarray(b3).astype(dt)
         correction = adam_correction(b1, b2, t, dt)
         dlr = d * jnp.asarray(learning_rate).astype(dt) * correction  # the step size d η c
@@ -206,7 +213,13 @@ def scale_by_prodigy(
                 step = step + jnp.asarray(weight_decay).astype(wide) * x.astype(wide)
             out.append(((d * correction).astype(wide) * step).astype(g.dtype))
         new_state = ScaleByProdigyState(
-            treedef.unflatten(mu), treedef.unflatten(nu), s, state.initial_params, new_d, numerator
+            treedef.unflatten(mu),
+            treedef.unflatten(nu),
+            s,
+            state.initial_params,
+            new_d,
+            numerator,
+            state.initial_distance,
         )
         return treedef.unflatten(out), new_state
 

@@ -122,6 +122,38 @@ def test_the_initial_estimate_is_bound_not_settable(make):
 
 
 @pytest.mark.parametrize("name", ["prodigy", "dadapt_adamw"])
+def test_a_state_continues_alike_in_an_optimizer_built_with_another_initial_estimate(x64, name):
+    # Prodigy's sums s and r are in units of 1 / d_0: its update divided by the d_0 the
+    # optimizer was built with, so a checkpoint restored into one built with another
+    # estim_lr0 mixed units and went elsewhere (d after 30 more steps 0.72 -> 0.22).
+    # The state keeps d_0; D-Adaptation's update never read it.
+    rng = np.random.default_rng(7)
+    target = {k: jnp.asarray(rng.normal(size=shape)) for k, shape in MIXED_SHAPES.items()}
+    params = jax.tree.map(jnp.zeros_like, target)
+
+    def grad_fn(p):  # of ½‖p - target‖²
+        return jax.tree.map(jnp.subtract, p, target)
+
+    make = getattr(gradtx, name)
+    opt = make(1.0, estim_lr0=1e-3)
+    state = opt.init(params)
+    for _ in range(10):
+        updates, state = opt.update(grad_fn(params), state, params)
+        params = optax.apply_updates(params, updates)
+    runs = []
+    for other in (opt, make(1.0, estim_lr0=1e-1)):
+        p, s = params, state
+        for _ in range(10):
+            updates, s = other.update(grad_fn(p), s, p)
+            p = optax.apply_updates(p, updates)
+        runs.append((p, s))
+    (p_same, s_same), (p_other, s_other) = runs
+    assert float(s_same.inner_state[0].distance) > 1e-3  # the estimate has grown
+    jax.tree.map(np.testing.assert_array_equal, p_other, p_same)
+    jax.tree.map(np.testing.assert_array_equal, s_other, s_same)
+
+
+@pytest.mark.parametrize("name", ["prodigy", "dadapt_adamw"])
 def test_betas_as_an_array_of_two_as_optax_takes_them(x64, name):
     betas = np.array([0.85, 0.99])
     ours = getattr(gradtx, name)(betas=betas)
