@@ -428,7 +428,7 @@ def hyperparameterized(
             expected = _update_checks.probe_init(
                 init_bare, layout(updates) if params is None else params
             )
-            _update_checks.check_bare_state(call, state, expected)
+            state = _update_checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             updates, state = run_body(
                 call,
@@ -472,7 +472,7 @@ def hyperparameterized(
             call, updates, params, example_axis=example_axis, widened=_RUN.get() is not None
         )
         counts.check(updates)
-        _update_checks.check_state(
+        state = _update_checks.check_state(
             call,
             state,
             _update_checks.probe_init(init, layout(updates) if params is None else params),

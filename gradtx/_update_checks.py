@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _dtypes
 from gradtx import _tree
@@ -275,14 +276,19 @@ def same_dtype(x: Any, dtype: Any) -> bool:
     return jnp.result_type(x) == dtype
 
 
-def check_state(call: str, state: Any, expected: Any) -> None:
-    """``state`` has the structure and shapes ``init`` makes for these params.
+def check_state(call: str, state: Any, expected: Any) -> Any:
+    """``state`` has the structure and shapes ``init`` makes for these params; returns
+    it with its leaves of another kind taken back (``restore_kinds``).
 
     ``expected`` is ``jax.eval_shape`` of this transform's ``init``: a state
     made by another optimizer, for other params, or batched by mistake fails
     here while tracing, naming both structures, instead of running with the
     stages it happens to have.
     """
+    refuse_abstract(call, state)
+    state = restore_kinds(state, expected, numbers=False)  # the hyperparameters: as given
+    if hasattr(state, "inner_state") and hasattr(expected, "inner_state"):
+        state = state._replace(inner_state=restore_kinds(state.inner_state, expected.inner_state))
 
     def fail(reason: str) -> None:
         raise ValueError(
@@ -327,6 +333,7 @@ def check_state(call: str, state: Any, expected: Any) -> None:
     want_tree = as_driven(got_tree, expected.inner_state)  # a wrapped optimizer's, too
     if not same_layout(got_tree, want_tree):
         fail(_first_difference(got_tree, want_tree))
+    return state
 
 
 def driven(got: Any, want: Any) -> bool:
@@ -350,9 +357,50 @@ def as_driven(got: Any, want: Any) -> Any:
     return want
 
 
-def check_bare_state(call: str, state: Any, expected: Any) -> None:
+def restore_kinds(got: Any, want: Any, *, numbers: bool = True) -> Any:
+    """``got`` with a leaf of another kind than ``init`` makes taken back as that kind.
+
+    An integer array where ``init`` keeps a bool flag (SGD's dampening pause, SWATS's
+    switch, Mechanize's start, ``apply_if_finite``'s last step): optax's
+    ``lookahead(reset_state=True)`` and ``contrib.sam`` (which resets by default)
+    mix a state with a fresh one as ``(1 - sync) * state + sync * init``, which
+    makes the flag an integer 0 or 1; optax's own states carry on so.  With
+    ``numbers``, a Python number where ``init`` keeps an array of a dtype the number
+    fits (``optax.tree_utils.tree_set`` writes one): jitted it is an array anyway,
+    eagerly the transforms read its ``dtype``.  Any other difference is left for the
+    checks to name.
+    """
+    want = as_driven(got, want)
+    if _tree.structure(got) != _tree.structure(want):
+        return got
+
+    def back(g: Any, w: Any) -> Any:
+        if isinstance(g, (jax.Array, np.ndarray)):
+            flag = w.dtype == jnp.bool_ and jnp.issubdtype(g.dtype, jnp.integer)
+            return g != 0 if flag else g
+        if numbers and isinstance(g, (bool, int, float, complex)) and same_dtype(g, w.dtype):
+            return jnp.asarray(g, w.dtype)
+        return g
+
+    return jax.tree.map(back, got, want)
+
+
+def refuse_abstract(call: str, state: Any) -> None:
+    """A state of ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape`` of ``init``, a
+    checkpoint's restore target) given to an eager update, where it has no values."""
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(state)):
+        raise ValueError(
+            f"{call}.update: the state holds jax.ShapeDtypeStruct leaves, shapes without "
+            "values (jax.eval_shape of init, or a checkpoint's restore target): restore the "
+            "checkpoint into it, or make the state with init"
+        )
+
+
+def check_bare_state(call: str, state: Any, expected: Any) -> Any:
     """``check_state`` for a transform that owns no hyperparameters (its state is its
     own, though it may hold another's: a driven schedule inside is allowed)."""
+    refuse_abstract(call, state)
+    state = restore_kinds(state, expected)
     expected = as_driven(state, expected)
     if not same_layout(state, expected):
         raise ValueError(
@@ -360,6 +408,7 @@ def check_bare_state(call: str, state: Any, expected: Any) -> None:
             f"params ({_first_difference(state, expected)}).\n  expected: {outline(expected)}\n"
             f"  got: {outline(state)}"
         )
+    return state
 
 
 def probe_init(init: Any, tree: Any) -> Any:

@@ -27,7 +27,9 @@ class StateCheck:
     def record(self, params: Any) -> None:
         self.counts.record(params)
 
-    def check(self, state: Any, updates: Any, params: Any = None) -> None:
+    def check(self, state: Any, updates: Any, params: Any = None) -> Any:
+        """Refuse a state ``init`` would not make for these updates; return it with its
+        leaves of another kind taken back (``_update_checks.restore_kinds``)."""
         self.counts.check(updates)
         expected = _update_checks.probe_init(self.init, updates if params is None else params)
-        _update_checks.check_bare_state(self.call, state, expected)
+        return _update_checks.check_bare_state(self.call, state, expected)

@@ -163,7 +163,7 @@ def accumulate_gradients(
             )
         extra.pop("grads", None)
         updates = jax.tree_util.tree_map_with_path(_array(call), updates)
-        checked.check(state, updates, params)
+        state = checked.check(state, updates, params)
         _tree.check_same_structure(f"{call}.update", updates, state.grad_sum, "accumulator")
         leaves = jax.tree_util.tree_leaves_with_path(updates)
         like = jax.tree.leaves(state.grad_sum if params is None else params)

@@ -97,7 +97,7 @@ def apply_if_finite(
     checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
-        checked.check(state, updates, params)
+        state = checked.check(state, updates, params)
         given = all_finite(updates)
         # A step that will be skipped whatever inner returns runs inner on zeros: its
         # discarded result then carries a zero derivative, not 0 · inf = NaN through

@@ -147,7 +147,7 @@ def masked(
     checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
-        checked.check(state, updates, params)  # first: a changed tree, named as such
+        state = checked.check(state, updates, params)  # first: a changed tree, named as such
         keep = keep_of(params if params is not None else updates)
         _check_leaves(call, updates, len(keep))
         out, inner_state = inner.update(
@@ -234,7 +234,7 @@ def partition(
     checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
-        checked.check(state, updates, params)  # first: a changed tree, named as such
+        state = checked.check(state, updates, params)  # first: a changed tree, named as such
         values = labels_of(params if params is not None else updates)
         leaves = _check_leaves(call, updates, len(values))
         merged = list(leaves)

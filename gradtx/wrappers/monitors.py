@@ -84,7 +84,7 @@ def track_norms(inner: optax.GradientTransformation | None = None) -> optax.Grad
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError(f"{call}: update needs params (it records their norm)")
-        checked.check(state, updates, params)
+        state = checked.check(state, updates, params)
         # Its own check, as clip_by_global_norm's: the norms read every leaf, an inner
         # optimizer may be optax's (which checks nothing), and there may be none.
         # Float32 updates for 16-bit params are what a gradtx call hands its stages.

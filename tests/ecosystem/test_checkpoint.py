@@ -193,3 +193,16 @@ def test_flax_refuses_a_schedule_target_of_another_form_by_path(saved):
         r"\./hyperparams/learning_rate:",
     ):
         serialization.from_bytes(target, data)
+
+
+def test_an_abstract_state_given_to_an_eager_update_is_named():
+    # jax.eval_shape's state (a checkpoint's restore target) reached int(count) and
+    # raised a TypeError about ShapeDtypeStruct from inside the factory
+    params = {"w": jnp.ones(3)}
+    opt = gradtx.adam(0.1)
+    abstract = jax.eval_shape(opt.init, params)
+    with pytest.raises(ValueError, match=r"gradtx.adam.update: the state holds jax.ShapeDtypeStruct"):  # fmt: skip
+        opt.update(params, abstract, params)
+    wrapped = gradtx.apply_if_finite(opt, 3)
+    with pytest.raises(ValueError, match=r"apply_if_finite.update: the state holds jax.Shape"):
+        wrapped.update(params, jax.eval_shape(wrapped.init, params), params)

@@ -241,3 +241,64 @@ def test_set_hyperparams_keeps_an_optax_named_chains_state_an_ordered_dict(x64):
     jax.lax.scan(body, state, None, length=2)
     lazy = gradtx.lazy(chain)
     lazy.update(params, gradtx.set_hyperparams(lazy.init(params), b1=0.8), params)
+
+
+FLAGGED = {
+    # each keeps a bool in its state, which optax's reset turns into an integer
+    "sgd-dampening": lambda: gradtx.sgd(0.05, momentum=0.9, dampening=0.5),
+    "swats": lambda: gradtx.swats(0.01),
+    "mechanize": lambda: gradtx.mechanize(gradtx.adam(0.05), s_init=0.1),
+    "apply_if_finite": lambda: gradtx.apply_if_finite(gradtx.adam(0.05), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLAGGED))
+def test_optax_lookahead_resetting_a_state_with_flags(name, x64):
+    # optax.lookahead(reset_state=True) resets as (1 - sync) * state + sync * init, so a
+    # bool flag comes back an int; gradtx refused the state (expected bool[], got
+    # int64[]).  Reference: the same lookahead by hand, the fast state a fresh init.
+    period, alpha = 3, 0.4
+    params, grads = _params_and_grads()
+    with jax.numpy_dtype_promotion("standard"):  # optax's reset mixes bool and float
+        *_, flags = _lookahead_against_by_hand(name, period, alpha, params, grads)
+    assert flags  # the case does keep a flag
+
+
+def _lookahead_against_by_hand(name, period, alpha, params, grads):
+    tx = optax.lookahead(FLAGGED[name](), period, alpha, reset_state=True)
+    both = optax.LookaheadParams.init_synced(params)
+    state = tx.init(both)
+    opt = FLAGGED[name]()
+    fast, slow, fast_state = params, params, opt.init(params)
+    for t, g in enumerate(grads):
+        updates, state = jax.jit(tx.update)(g, state, both)
+        both = optax.apply_updates(both, updates)
+        step, fast_state = opt.update(g, fast_state, fast)
+        moved = optax.apply_updates(fast, step)
+        if t % period == period - 1:
+            fast_state = opt.init(fast)
+            slow = jax.tree.map(lambda s, f: s + alpha * (f - s), slow, moved)
+            fast = slow
+        else:
+            fast = moved
+        chex.assert_trees_all_close(both.fast, fast, rtol=1e-12, atol=1e-14)
+        chex.assert_trees_all_close(both.slow, slow, rtol=1e-12, atol=1e-14)
+    return fast, slow, [x for x in jax.tree.leaves(fast_state) if x.dtype == jnp.bool_]
+
+
+def test_optax_sam_resets_gradtx_mechanize_as_its_own(x64):
+    # optax.contrib.sam resets its inner states by default, as lookahead does above
+    params, grads = _params_and_grads()
+    runs = []
+    for inner in (
+        gradtx.mechanize(gradtx.adam(0.05), s_init=0.1),
+        optax.contrib.mechanize(optax.adam(0.05), s_init=0.1),
+    ):
+        tx = optax.contrib.sam(inner, optax.sgd(0.05), sync_period=2)
+        p, state = params, tx.init(params)
+        with jax.numpy_dtype_promotion("standard"):  # optax's reset mixes bool and float
+            for g in grads:
+                updates, state = jax.jit(tx.update)(g, state, p)
+                p = optax.apply_updates(p, updates)
+        runs.append(p)
+    chex.assert_trees_all_close(runs[0], runs[1], rtol=1e-10)

@@ -377,3 +377,17 @@ def test_inject_hyperparams_of_adabound_asks_for_base_lr(x64, name):
         got, _ = _run(injected, update=jax.jit(injected.update))
     want, _ = _run(factory(schedule))
     chex.assert_trees_all_close(got, want, rtol=1e-12)
+
+
+def test_tree_set_of_a_scalar_buffer_to_a_python_number_steps_eagerly_as_jitted(x64):
+    # tree_set writes the Python number as given; jitted it became an array, eagerly the
+    # update read its dtype (AttributeError: 'float' object has no attribute 'dtype')
+    opt = gradtx.dog()
+    params = {"w": jnp.arange(3.0), "b": jnp.ones(2)}
+    grads = jax.tree.map(lambda p: 0.5 - p, params)
+    state = optax.tree_utils.tree_set(opt.init(params), max_distance=0.25)
+    assert isinstance(optax.tree_utils.tree_get(state, "max_distance"), float)
+    eager = opt.update(grads, state, params)
+    jitted = jax.jit(opt.update)(grads, state, params)
+    chex.assert_trees_all_equal(eager, jitted)
+    assert float(optax.tree_utils.tree_get(eager[1], "max_distance")) >= 0.25
