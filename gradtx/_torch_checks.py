@@ -8,10 +8,12 @@ has, whether a param group's keys and options match, and which entries of an
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from gradtx._base import is_schedule
@@ -203,3 +205,48 @@ def averaged_keys(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
                 f"{tuple(np.shape(sd[k]))}, leaf {i} of params {tuple(np.shape(x))}"
             )
     return keys
+
+
+def _plain_dict(node: Any, path: tuple = ()) -> str | None:
+    """The path of the first dict in ``node`` that ``jax.tree.leaves`` reads in sorted-key
+    order, whatever the order it was built in: a mapping, not an ``OrderedDict``, with two
+    or more entries that hold arrays."""
+    if isinstance(node, Mapping):
+        items = list(node.items())
+        if (
+            not isinstance(node, OrderedDict)
+            and sum(bool(jax.tree.leaves(v)) for _, v in items) > 1
+        ):
+            return "params" + "".join(f"[{k!r}]" for k in path)
+    elif isinstance(node, (list, tuple)):
+        items = list(enumerate(node))
+    else:
+        return None
+    for k, v in items:
+        found = _plain_dict(v, (*path, k))
+        if found is not None:
+            return found
+    return None
+
+
+def check_flat_order(call: str, t: Target, params: Any, names_checked: bool) -> None:
+    """torch's L-BFGS keeps one flat vector of every parameter's entries, so no buffer's
+    shape shows the order of the params' leaves: refuse a dict, read in sorted-key order,
+    unless torch's stored names confirmed that order."""
+    if t.entry.hook != "lbfgs" or names_checked or len(jax.tree.leaves(params)) < 2:
+        return
+    where = _plain_dict(params)
+    if where is not None:
+        raise ValueError(
+            f"{call}(params=...): torch's LBFGS keeps one flat vector of all the parameters' "
+            f"entries, so no shape shows their order, and the dict {where} is read in "
+            "sorted-key order (jax.tree.leaves), which nothing here can check against the "
+            "order torch numbers the parameters in. Give params as a list in torch's order "
+            "or a collections.OrderedDict of model.named_parameters()"
+            + (
+                ", or convert the state dict of an LBFGS made from model.named_parameters(), "
+                "whose names are checked"
+                if call == FROM
+                else ""
+            )
+        )

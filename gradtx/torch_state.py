@@ -39,6 +39,7 @@ from gradtx._torch_checks import TO
 from gradtx._torch_checks import Target
 from gradtx._torch_checks import averaged_keys
 from gradtx._torch_checks import check_arguments
+from gradtx._torch_checks import check_flat_order
 from gradtx._torch_checks import check_group
 from gradtx._torch_checks import plain
 from gradtx._torch_checks import same
@@ -520,6 +521,7 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
     names = {leaf[int(i)]: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
     order = [names.get(n) for n in range(len(paths))]
     keys = _torch_names_of(paths, order)
+    check_flat_order(FROM, t, params, names_checked=keys is not None)
     if keys is not None and keys != order:
         raise ValueError(
             f"{PARAMS}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
@@ -584,7 +586,9 @@ def from_torch_state_dict(
         smallest index).  torch numbers its parameters group after group, in each
         group's ``params`` order: ``model.parameters()`` order for one group made
         from it, not for groups that interleave the model's parameters.  A dict's
-        keys are sorted: use a list, or a ``collections.OrderedDict``.
+        keys are sorted: use a list, or a ``collections.OrderedDict`` (LBFGS, whose
+        state is one flat vector, refuses a plain dict unless torch's stored
+        ``param_names`` confirm its order).
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
         (SGD, Muon, LBFGS) once its state is not empty or when a hyperparameter
@@ -693,7 +697,9 @@ def to_torch_state_dict(
     Args:
       optimizer: the gradtx optimizer that made ``state``.
       state: its state.
-      params: the parameters (leaf ``i`` is torch's parameter ``i``).
+      params: the parameters (leaf ``i`` is torch's parameter ``i``; for LBFGS a
+        list or a ``collections.OrderedDict``, not a plain dict, as its flat state
+        shows no order).
       averaged_model_state_dict: with ``gradtx.average_params``, the
         ``state_dict()`` of the ``AveragedModel`` to fill, holding
         ``n_averaged`` and the parameter entries only (in order; they are
@@ -718,6 +724,7 @@ def to_torch_state_dict(
     import torch
 
     t = target(TO, optimizer, averaged_model_state_dict)
+    check_flat_order(TO, t, params, names_checked=False)
     leaves = [numpy_of(x) for x in jax.tree.leaves(params)]
     if any(np.iscomplexobj(x) for x in leaves):
         # torch's adaptive optimizers keep a statistic per real and imaginary part, where

@@ -155,7 +155,13 @@ def problem(case: Case, seed: int = 0):
         for g in grads:
             for v in g.values():
                 v[rng.random(v.shape[0]) < 0.4] = 0.0
-    return params, grads
+    return _params_like(case, params), grads
+
+
+def _params_like(case: Case, params: dict) -> dict:
+    """L-BFGS's state is one flat vector, so the torch conversions refuse a plain dict,
+    whose leaf order nothing checks: its params are an OrderedDict in torch's order."""
+    return collections.OrderedDict(params) if case.grads == "loss" else params
 
 
 def torch_steps(case: Case, tensors: list, opt: Any, grads: list) -> list[dict]:
@@ -176,7 +182,9 @@ def torch_steps(case: Case, tensors: list, opt: Any, grads: list) -> list[dict]:
                 grad = torch.tensor(g[k])
                 t.grad = grad.to_sparse() if case.grads == "sparse" else grad
             opt.step()
-        out.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors)})
+        out.append(
+            _params_like(case, {k: t.detach().numpy().copy() for k, t in zip(keys, tensors)})
+        )
     return out
 
 
@@ -198,7 +206,7 @@ def gradtx_steps(case: Case, tx: Any, params: dict, state: Any, grads: list) -> 
     p, out, step = jax.tree.map(jnp.asarray, params), [], _jitted_step(tx, case.grads)
     for g in grads:
         p, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        out.append({k: np.asarray(v) for k, v in p.items()})
+        out.append(_params_like(case, {k: np.asarray(v) for k, v in p.items()}))
     return out, state
 
 
@@ -437,6 +445,7 @@ def _assert_refused(make, ours, start, words):
     """Importing ``make``'s state dict (before any step) into ``ours`` raises a
     ValueError that starts with ``start`` and holds each of ``words``."""
     params, state_dict = _state_dict(make, steps=0)  # SparseAdam steps on sparse gradients only
+    params = collections.OrderedDict(params)  # in torch's order (L-BFGS refuses a plain dict)
     with pytest.raises(ValueError) as info:
         gradtx.from_torch_state_dict(ours, params, state_dict)
     message = str(info.value)
@@ -967,6 +976,38 @@ def test_a_bound_learning_rate_other_than_torchs_is_refused_as_bound(x64):
     with pytest.raises(ValueError, match=r"is 0.05 at step 1, a JAX array bound into the optimizer.*learning_rate=0.01"):  # fmt: skip
         gradtx.from_torch_state_dict(gradtx.adam(jnp.asarray(0.05)), params, opt.state_dict())
     gradtx.from_torch_state_dict(gradtx.adam(jnp.asarray(0.01)), params, opt.state_dict())
+
+
+def test_lbfgs_refuses_a_plain_dict_whose_order_no_shape_shows(x64):
+    """torch's L-BFGS keeps one flat vector of all the parameters' entries: a plain dict
+    ({"weight", "bias"} read bias first) was taken both ways and continued elsewhere
+    (bias -0.2018 where torch's next step gives -0.1761)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=3, history_size=4)
+
+    def closure():
+        opt.zero_grad()
+        value = ((model(x) - y) ** 2).mean()
+        value.backward()
+        return value
+
+    for _ in range(2):
+        opt.step(closure)
+    ordered = collections.OrderedDict((n, p.detach().numpy().copy()) for n, p in model.named_parameters())  # fmt: skip
+    ours = gradtx.lbfgs(0.5, max_iter=3, history_size=4)
+    with pytest.raises(ValueError, match=r"one flat vector .* the dict params is read in sorted-key"):  # fmt: skip
+        gradtx.from_torch_state_dict(ours, dict(ordered), opt.state_dict(), step=2)
+    state = gradtx.from_torch_state_dict(ours, ordered, opt.state_dict(), step=2)
+    with pytest.raises(ValueError, match=r"to_torch_state_dict\(params=...\): torch's LBFGS"):
+        gradtx.to_torch_state_dict(ours, state, {"layer": dict(ordered)})
+    back = gradtx.to_torch_state_dict(ours, state, list(ordered.values()))
+    np.testing.assert_array_equal(back["state"][0]["d"], opt.state_dict()["state"][0]["d"])
+    # named in torch's state dict, the dict's order is checked by name: a wrong one is named
+    named = torch.optim.LBFGS(model.named_parameters(), lr=0.5, max_iter=3, history_size=4)
+    with pytest.raises(ValueError, match=r"jax.tree.leaves sorts a dict's keys"):
+        gradtx.from_torch_state_dict(ours, dict(ordered), named.state_dict())
 
 
 def test_parameter_order_recipe(x64):
