@@ -13,16 +13,16 @@ import numpy as np
 
 from gradtx._base import is_schedule
 from gradtx.schedules._common import Schedule
-from gradtx.schedules._common import as_count
 from gradtx.schedules._common import as_float
 from gradtx.schedules._common import check_steps
 from gradtx.schedules._common import concrete
-from gradtx.schedules._common import count_ge
-from gradtx.schedules._common import count_shift
 from gradtx.schedules._common import float_vector
-from gradtx.schedules._common import is_integer
 from gradtx.schedules._common import schedule_class
-from gradtx.schedules._common import whole
+from gradtx.schedules._counts import as_count
+from gradtx.schedules._counts import count_ge
+from gradtx.schedules._counts import count_shift
+from gradtx.schedules._counts import is_integer
+from gradtx.schedules._counts import whole
 
 
 def _members(call: str, schedules: Any, example: str) -> tuple:

@@ -9,26 +9,26 @@ import jax.numpy as jnp
 
 from gradtx._checks import check_choice
 from gradtx.schedules._common import Schedule
-from gradtx.schedules._common import as_count
-from gradtx.schedules._common import ceil_to
 from gradtx.schedules._common import check_number
 from gradtx.schedules._common import check_rate
 from gradtx.schedules._common import check_steps
-from gradtx.schedules._common import count_array
-from gradtx.schedules._common import count_ge
-from gradtx.schedules._common import count_periods
-from gradtx.schedules._common import count_shift
 from gradtx.schedules._common import half_cosine
-from gradtx.schedules._common import is_integer
 from gradtx.schedules._common import is_number
 from gradtx.schedules._common import lerp
-from gradtx.schedules._common import periods
 from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import safe_pow
 from gradtx.schedules._common import schedule_class
-from gradtx.schedules._common import steps_left
-from gradtx.schedules._common import steps_since
-from gradtx.schedules._common import whole
+from gradtx.schedules._counts import as_count
+from gradtx.schedules._counts import ceil_to
+from gradtx.schedules._counts import count_array
+from gradtx.schedules._counts import count_ge
+from gradtx.schedules._counts import count_periods
+from gradtx.schedules._counts import count_shift
+from gradtx.schedules._counts import is_integer
+from gradtx.schedules._counts import periods
+from gradtx.schedules._counts import steps_left
+from gradtx.schedules._counts import steps_since
+from gradtx.schedules._counts import whole
 
 _PAST_END = ("hold", "cycle")
 

@@ -12,16 +12,16 @@ from gradtx._base import float_dtype
 from gradtx._checks import check_choice
 from gradtx._checks import check_flag
 from gradtx.schedules._common import Schedule
-from gradtx.schedules._common import as_count
 from gradtx.schedules._common import check_number
 from gradtx.schedules._common import check_rate
 from gradtx.schedules._common import check_steps
-from gradtx.schedules._common import count_periods
 from gradtx.schedules._common import half_cosine
 from gradtx.schedules._common import is_number
 from gradtx.schedules._common import lerp
 from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import schedule_class
+from gradtx.schedules._counts import as_count
+from gradtx.schedules._counts import count_periods
 
 # mode -> the amplitude's per-cycle decay; exp_range's per-step decay is `gamma`
 _MODES = {"triangular": 1.0, "triangular2": 0.5, "exp_range": 1.0}

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 
 from gradtx._checks import check_choice
 from gradtx.schedules._common import Schedule
-from gradtx.schedules._common import as_count
 from gradtx.schedules._common import check_number
 from gradtx.schedules._common import check_steps
 from gradtx.schedules._common import half_cosine
 from gradtx.schedules._common import lerp
 from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import schedule_class
+from gradtx.schedules._counts import as_count
 
 
 @schedule_class

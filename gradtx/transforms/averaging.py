@@ -18,7 +18,7 @@ from gradtx._factory import current_call
 from gradtx._factory import factory
 from gradtx._specs import STEP
 from gradtx._specs import DType
-from gradtx.schedules._common import count_shift
+from gradtx.schedules._counts import count_shift
 
 
 class PolyakAverageState(NamedTuple):

@@ -24,7 +24,7 @@ from gradtx._specs import Flag
 from gradtx._specs import Hyper
 from gradtx._specs import Int
 from gradtx.schedules._common import as_float
-from gradtx.schedules._common import steps_since
+from gradtx.schedules._counts import steps_since
 
 
 class ScaleByFactoredRmsState(NamedTuple):
