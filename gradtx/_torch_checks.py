@@ -207,25 +207,26 @@ def averaged_keys(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
     return keys
 
 
-def _plain_dict(node: Any, path: tuple = ()) -> str | None:
-    """The path of the first dict in ``node`` that ``jax.tree.leaves`` reads in sorted-key
-    order, whatever the order it was built in: a mapping, not an ``OrderedDict``, with two
-    or more entries that hold arrays."""
-    if isinstance(node, Mapping):
-        items = list(node.items())
-        if (
-            not isinstance(node, OrderedDict)
-            and sum(bool(jax.tree.leaves(v)) for _, v in items) > 1
-        ):
-            return "params" + "".join(f"[{k!r}]" for k in path)
-    elif isinstance(node, (list, tuple)):
-        items = list(enumerate(node))
-    else:
-        return None
-    for k, v in items:
-        found = _plain_dict(v, (*path, k))
-        if found is not None:
-            return found
+def _plain_dict(params: Any) -> str | None:
+    """The path of the first dict in ``params``, under any pytree node, that
+    ``jax.tree.leaves`` reads in sorted-key order whatever the order it was built in:
+    a mapping, not an ``OrderedDict``, with two or more entries that hold arrays."""
+
+    def is_dict(node: Any) -> bool:
+        return isinstance(node, Mapping) and not isinstance(node, OrderedDict)
+
+    todo: list[tuple[tuple, Any]] = [((), params)]
+    while todo:
+        path, node = todo.pop(0)
+        if is_dict(node):
+            if sum(bool(jax.tree.leaves(v)) for v in node.values()) > 1:
+                return "params" + jax.tree_util.keystr(path)
+            todo += [((*path, jax.tree_util.DictKey(k)), v) for k, v in node.items()]
+        else:
+            below = jax.tree_util.tree_flatten_with_path(
+                node, is_leaf=lambda x: x is not node and is_dict(x)
+            )[0]
+            todo += [((*path, *p), x) for p, x in below if is_dict(x)]
     return None
 
 

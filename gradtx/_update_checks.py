@@ -365,21 +365,25 @@ def restore_kinds(got: Any, want: Any, *, numbers: bool = True) -> Any:
     ``lookahead(reset_state=True)`` and ``contrib.sam`` (which resets by default)
     mix a state with a fresh one as ``(1 - sync) * state + sync * init``, which
     makes the flag an integer 0 or 1; optax's own states carry on so.  With
-    ``numbers``, a Python number where ``init`` keeps an array of a dtype the number
-    fits (``optax.tree_utils.tree_set`` writes one): jitted it is an array anyway,
-    eagerly the transforms read its ``dtype``.  Any other difference is left for the
-    checks to name.
+    ``numbers``, a Python number where ``init`` keeps an array
+    (``optax.tree_utils.tree_set`` writes one) becomes the weak array a jitted step
+    would receive, then is judged as one: eagerly the transforms read its ``dtype``.
+    Eager and jitted updates so take the same states.  Any other difference is left
+    for the checks to name.
     """
     want = as_driven(got, want)
     if _tree.structure(got) != _tree.structure(want):
         return got
 
     def back(g: Any, w: Any) -> Any:
-        if isinstance(g, (jax.Array, np.ndarray)):
+        if isinstance(g, (bool, int, float, complex)) and (numbers or w.dtype == jnp.bool_):
+            try:
+                g = jnp.asarray(g)  # a weak array, as a jitted step receives the number
+            except OverflowError:  # beyond the default int: the checks name it
+                return g
+        if isinstance(g, (jax.Array, np.ndarray, np.generic)):
             flag = w.dtype == jnp.bool_ and jnp.issubdtype(g.dtype, jnp.integer)
             return g != 0 if flag else g
-        if numbers and isinstance(g, (bool, int, float, complex)) and same_dtype(g, w.dtype):
-            return jnp.asarray(g, w.dtype)
         return g
 
     return jax.tree.map(back, got, want)

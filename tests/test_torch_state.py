@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import functools
 import pathlib
 import re
@@ -978,6 +979,12 @@ def test_a_bound_learning_rate_other_than_torchs_is_refused_as_bound(x64):
     gradtx.from_torch_state_dict(gradtx.adam(jnp.asarray(0.01)), params, opt.state_dict())
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inner"], meta_fields=[])
+@dataclasses.dataclass
+class _Box:
+    inner: Any
+
+
 def test_lbfgs_refuses_a_plain_dict_whose_order_no_shape_shows(x64):
     """torch's L-BFGS keeps one flat vector of all the parameters' entries: a plain dict
     ({"weight", "bias"} read bias first) was taken both ways and continued elsewhere
@@ -1004,6 +1011,12 @@ def test_lbfgs_refuses_a_plain_dict_whose_order_no_shape_shows(x64):
         gradtx.to_torch_state_dict(ours, state, {"layer": dict(ordered)})
     back = gradtx.to_torch_state_dict(ours, state, list(ordered.values()))
     np.testing.assert_array_equal(back["state"][0]["d"], opt.state_dict()["state"][0]["d"])
+    # a plain dict under another pytree node (a dataclass) is read in sorted order too
+    boxed = _Box(dict(ordered))
+    with pytest.raises(ValueError, match=r"the dict params.inner is read in sorted-key"):
+        gradtx.from_torch_state_dict(ours, boxed, opt.state_dict(), step=2)
+    with pytest.raises(ValueError, match=r"the dict params.inner is read in sorted-key"):
+        gradtx.to_torch_state_dict(ours, state, boxed)
     # named in torch's state dict, the dict's order is checked by name: a wrong one is named
     named = torch.optim.LBFGS(model.named_parameters(), lr=0.5, max_iter=3, history_size=4)
     with pytest.raises(ValueError, match=r"jax.tree.leaves sorts a dict's keys"):
@@ -1529,3 +1542,17 @@ def test_a_plain_callable_returning_an_int_is_compared_as_a_number():
     gradtx.from_torch_state_dict(gradtx.sgd(lambda c: 1), params, opt.state_dict(), step=1)
     with pytest.raises(ValueError, match="scheduler's position differs"):
         gradtx.from_torch_state_dict(gradtx.sgd(lambda c: 2), params, opt.state_dict(), step=1)
+
+
+def test_a_flag_an_optax_reset_made_an_integer_is_exported(x64):
+    # update takes the integer 0/1 that optax's lookahead/sam reset makes of a bool flag
+    # (SGD's dampening pause); the export refused that state
+    params = {"w": jnp.arange(3.0)}
+    opt = gradtx.sgd(0.1, momentum=0.9, dampening=0.5)
+    state = opt.init(params)
+    _, state = opt.update({"w": jnp.ones(3)}, state, params)
+    reset = jax.tree.map(lambda x: x.astype(jnp.int64) if x.dtype == jnp.bool_ else x, state)
+    assert_same_dict(
+        gradtx.to_torch_state_dict(opt, reset, params),
+        gradtx.to_torch_state_dict(opt, state, params),
+    )

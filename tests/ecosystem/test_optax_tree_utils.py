@@ -391,3 +391,25 @@ def test_tree_set_of_a_scalar_buffer_to_a_python_number_steps_eagerly_as_jitted(
     jitted = jax.jit(opt.update)(grads, state, params)
     chex.assert_trees_all_equal(eager, jitted)
     assert float(optax.tree_utils.tree_get(eager[1], "max_distance")) >= 0.25
+
+
+@pytest.mark.parametrize("value", [1, np.int64(1), jnp.asarray(1)], ids=["python", "numpy", "jax"])
+def test_a_flag_set_as_an_integer_is_taken_alike_eagerly_and_jitted(x64, value):
+    # eagerly a Python or NumPy integer was refused where jit took it as an array
+    opt = gradtx.sgd(0.1, momentum=0.9, dampening=0.5)
+    params = {"w": jnp.arange(3.0)}
+    grads = {"w": jnp.ones(3)}
+    _, state = opt.update(grads, opt.init(params), params)
+    as_set = optax.tree_utils.tree_set(state, started=value)
+    eager, jitted = opt.update(grads, as_set, params), jax.jit(opt.update)(grads, as_set, params)
+    chex.assert_trees_all_equal(eager, jitted, opt.update(grads, state, params))
+
+
+def test_a_bool_set_into_a_float_buffer_is_refused_alike_eagerly_and_jitted():
+    # eagerly True was taken as 1.0 where jit refused the bool array
+    opt = gradtx.dog()
+    params = {"w": jnp.arange(3.0)}
+    state = optax.tree_utils.tree_set(opt.init(params), max_distance=True)
+    for update in (opt.update, jax.jit(opt.update)):
+        with pytest.raises(ValueError, match=r"at \[0\].max_distance"):
+            update(params, state, params)
