@@ -36,6 +36,7 @@ Needs ``expecttest``, which ``torch.testing._internal`` imports.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Callable
 
@@ -307,12 +308,15 @@ def _compiled_step(cls_name, kwargs, tx, state):
 def _run_gradtx(cls_name, kwargs, params, grads):
     """gradtx's params after each step and its state at the end, as torch's state dict."""
     tx = translate(cls_name, kwargs)
-    p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+    # L-BFGS's torch state is one flat vector: its conversion takes the params' order from
+    # an OrderedDict (in torch's order, the keys sorted here), and refuses a plain dict
+    kind = collections.OrderedDict if cls_name == "LBFGS" else dict
+    p = kind((k, jnp.asarray(params[k], jnp.float64)) for k in sorted(params))
     state = tx.init(p)
     step = _compiled_step(cls_name, kwargs, tx, state) if cls_name in JITTED else tx.update
     out = []
     for g in grads:
-        u, state = step({k: jnp.asarray(v, jnp.float64) for k, v in g.items()}, state, p)
+        u, state = step(kind((k, jnp.asarray(g[k], jnp.float64)) for k in sorted(g)), state, p)
         p = gradtx.apply_updates(p, u)
         out.append({k: np.asarray(v) for k, v in p.items()})
     return out, gradtx.to_torch_state_dict(tx, state, p)
