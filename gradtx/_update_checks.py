@@ -270,7 +270,11 @@ def same_dtype(x: Any, dtype: Any) -> bool:
     imaginary part when written back, so a state's dtypes are part of its layout.
     """
     if isinstance(x, (bool, int, float, complex)):  # weak: takes the array's dtype
-        return jnp.result_type(x, dtype) == dtype and not (
+        try:
+            joined = jnp.result_type(x, dtype)
+        except jax.dtypes.TypePromotionError:  # strict promotion: a bool or complex that cannot join
+            return False
+        return joined == dtype and not (
             isinstance(x, complex) and not jnp.issubdtype(dtype, jnp.complexfloating)
         )
     return jnp.result_type(x) == dtype
@@ -286,9 +290,7 @@ def check_state(call: str, state: Any, expected: Any) -> Any:
     stages it happens to have.
     """
     refuse_abstract(call, state)
-    state = restore_kinds(state, expected, numbers=False)  # the hyperparameters: as given
-    if hasattr(state, "inner_state") and hasattr(expected, "inner_state"):
-        state = state._replace(inner_state=restore_kinds(state.inner_state, expected.inner_state))
+    state = restore_kinds(f"{call}.update", state, expected)
 
     def fail(reason: str) -> None:
         raise ValueError(
@@ -357,36 +359,55 @@ def as_driven(got: Any, want: Any) -> Any:
     return want
 
 
-def restore_kinds(got: Any, want: Any, *, numbers: bool = True) -> Any:
+def restore_kinds(call: str, got: Any, want: Any) -> Any:
     """``got`` with a leaf of another kind than ``init`` makes taken back as that kind.
 
-    An integer array where ``init`` keeps a bool flag (SGD's dampening pause, SWATS's
-    switch, Mechanize's start, ``apply_if_finite``'s last step): optax's
-    ``lookahead(reset_state=True)`` and ``contrib.sam`` (which resets by default)
-    mix a state with a fresh one as ``(1 - sync) * state + sync * init``, which
-    makes the flag an integer 0 or 1; optax's own states carry on so.  With
-    ``numbers``, a Python number where ``init`` keeps an array
-    (``optax.tree_utils.tree_set`` writes one) becomes the weak array a jitted step
-    would receive, then is judged as one: eagerly the transforms read its ``dtype``.
-    Eager and jitted updates so take the same states.  Any other difference is left
-    for the checks to name.
+    An integer where ``init`` keeps a bool flag (SGD's dampening pause, SWATS's
+    switch, Mechanize's start, ``apply_if_finite``'s last step) is the flag
+    (``!= 0``): optax's ``lookahead(reset_state=True)`` and ``contrib.sam`` (which
+    resets by default) mix a state with a fresh one as ``(1 - sync) * state + sync *
+    init``, which makes the flag an integer 0 or 1; optax's own states carry on so.
+    In a buffer (not a factory's count or hyperparameters, whose numbers are taken
+    as given), a Python number (``optax.tree_utils.tree_set`` writes one) becomes
+    the weak array a jitted step would receive and is judged as one: eagerly the
+    transforms read its ``dtype``.  Any other difference is left for the checks.
     """
     want = as_driven(got, want)
     if _tree.structure(got) != _tree.structure(want):
         return got
+    return _restored(call, got, want, numbers=True)
+
+
+def _owns_hyperparams(node: Any) -> bool:
+    return hasattr(node, "_fields") and {"hyperparams", "inner_state"} <= set(node._fields)
+
+
+def _restored(call: str, got: Any, want: Any, numbers: bool) -> Any:
+    if _owns_hyperparams(got):  # a factory's count and hyperparameters, then its buffers
+        return type(got)(
+            *(
+                _restored(call, getattr(got, f), getattr(want, f), f == "inner_state")
+                for f in got._fields
+            )
+        )
 
     def back(g: Any, w: Any) -> Any:
+        if _owns_hyperparams(g):
+            return _restored(call, g, w, numbers)
         if isinstance(g, (bool, int, float, complex)) and (numbers or w.dtype == jnp.bool_):
             try:
                 g = jnp.asarray(g)  # a weak array, as a jitted step receives the number
-            except OverflowError:  # beyond the default int: the checks name it
-                return g
+            except OverflowError:
+                raise ValueError(
+                    f"{call}: the state holds the Python int {g}, outside JAX's default int "
+                    "(int32 unless jax_enable_x64); set it as an array of its dtype"
+                ) from None
         if isinstance(g, (jax.Array, np.ndarray, np.generic)):
             flag = w.dtype == jnp.bool_ and jnp.issubdtype(g.dtype, jnp.integer)
             return g != 0 if flag else g
         return g
 
-    return jax.tree.map(back, got, want)
+    return jax.tree.map(back, got, want, is_leaf=lambda x: x is not got and _owns_hyperparams(x))
 
 
 def refuse_abstract(call: str, state: Any) -> None:
@@ -404,7 +425,7 @@ def check_bare_state(call: str, state: Any, expected: Any) -> Any:
     """``check_state`` for a transform that owns no hyperparameters (its state is its
     own, though it may hold another's: a driven schedule inside is allowed)."""
     refuse_abstract(call, state)
-    state = restore_kinds(state, expected)
+    state = restore_kinds(f"{call}.update", state, expected)
     expected = as_driven(state, expected)
     if not same_layout(state, expected):
         raise ValueError(

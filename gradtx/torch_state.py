@@ -731,7 +731,7 @@ def to_torch_state_dict(
         # gradtx keeps one per element: torch loaded such a state and failed at its step
         raise TypeError(f"{TO}(params=...): {_COMPLEX}")
     expected = _update_checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
-    state = _update_checks.restore_kinds(state, expected)  # as update takes it
+    state = _update_checks.restore_kinds(f"{TO}(state=...)", state, expected)  # as update does
     if not _update_checks.same_layout(state, expected):
         raise ValueError(
             f"{TO}(state=...): not the state {t.made.call}(...).init makes for these params"

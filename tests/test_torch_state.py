@@ -1556,3 +1556,17 @@ def test_a_flag_an_optax_reset_made_an_integer_is_exported(x64):
         gradtx.to_torch_state_dict(opt, reset, params),
         gradtx.to_torch_state_dict(opt, state, params),
     )
+
+
+def test_a_count_set_as_a_python_int_is_exported_as_update_takes_it(x64):
+    # the export's kind restoring made a Python int count a weak int64 array under x64
+    # and refused the state that update takes (a factory's count is taken as given)
+    params = {"w": jnp.arange(3.0, dtype=jnp.float32)}
+    opt = gradtx.adam(0.1)
+    _, state = opt.update(params, opt.init(params), params)
+    as_set = state._replace(count=int(state.count))
+    opt.update(params, as_set, params)
+    assert_same_dict(
+        gradtx.to_torch_state_dict(opt, as_set, params),
+        gradtx.to_torch_state_dict(opt, state, params),
+    )

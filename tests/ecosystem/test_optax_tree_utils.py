@@ -413,3 +413,12 @@ def test_a_bool_set_into_a_float_buffer_is_refused_alike_eagerly_and_jitted():
     for update in (opt.update, jax.jit(opt.update)):
         with pytest.raises(ValueError, match=r"at \[0\].max_distance"):
             update(params, state, params)
+
+
+def test_a_python_int_beyond_int32_set_into_a_buffer_is_named():
+    # an eager update raised AttributeError ('int' object has no attribute 'dtype')
+    opt = gradtx.dog()
+    params = {"w": jnp.arange(3.0)}
+    state = optax.tree_utils.tree_set(opt.init(params), max_distance=2**40)
+    with pytest.raises(ValueError, match=r"gradtx.dog.update: the state holds the Python int"):
+        opt.update(params, state, params)
