@@ -272,7 +272,9 @@ def same_dtype(x: Any, dtype: Any) -> bool:
     if isinstance(x, (bool, int, float, complex)):  # weak: takes the array's dtype
         try:
             joined = jnp.result_type(x, dtype)
-        except jax.dtypes.TypePromotionError:  # strict promotion: a bool or complex that cannot join
+        except (
+            jax.dtypes.TypePromotionError
+        ):  # strict promotion: a bool or complex that cannot join
             return False
         return joined == dtype and not (
             isinstance(x, complex) and not jnp.issubdtype(dtype, jnp.complexfloating)
@@ -379,35 +381,45 @@ def restore_kinds(call: str, got: Any, want: Any) -> Any:
 
 
 def _owns_hyperparams(node: Any) -> bool:
-    return hasattr(node, "_fields") and {"hyperparams", "inner_state"} <= set(node._fields)
+    """A gradtx factory's state (not optax's inject state, whose update widens a
+    Python count under x64 where gradtx's takes it as int32)."""
+    from gradtx._factory import HYPERPARAMS_STATES  # noqa: PLC0415 (_factory imports this)
+
+    return isinstance(node, HYPERPARAMS_STATES)
 
 
-def _restored(call: str, got: Any, want: Any, numbers: bool) -> Any:
+def _restored(call: str, got: Any, want: Any, numbers: bool, at: tuple = ()) -> Any:
     if _owns_hyperparams(got):  # a factory's count and hyperparameters, then its buffers
         return type(got)(
             *(
-                _restored(call, getattr(got, f), getattr(want, f), f == "inner_state")
+                _restored(
+                    call, getattr(got, f), getattr(want, f), f == "inner_state",
+                    (*at, jax.tree_util.GetAttrKey(f)),
+                )
                 for f in got._fields
             )
-        )
+        )  # fmt: skip
 
-    def back(g: Any, w: Any) -> Any:
+    def back(path: tuple, g: Any, w: Any) -> Any:
         if _owns_hyperparams(g):
-            return _restored(call, g, w, numbers)
+            return _restored(call, g, w, numbers, (*at, *path))
         if isinstance(g, (bool, int, float, complex)) and (numbers or w.dtype == jnp.bool_):
             try:
                 g = jnp.asarray(g)  # a weak array, as a jitted step receives the number
             except OverflowError:
+                where = jax.tree_util.keystr((*at, *path))
                 raise ValueError(
-                    f"{call}: the state holds the Python int {g}, outside JAX's default int "
-                    "(int32 unless jax_enable_x64); set it as an array of its dtype"
+                    f"{call}: the state holds the Python int {g} at {where}, outside JAX's "
+                    "default int (int32 unless jax_enable_x64); set it as an array of its dtype"
                 ) from None
         if isinstance(g, (jax.Array, np.ndarray, np.generic)):
             flag = w.dtype == jnp.bool_ and jnp.issubdtype(g.dtype, jnp.integer)
             return g != 0 if flag else g
         return g
 
-    return jax.tree.map(back, got, want, is_leaf=lambda x: x is not got and _owns_hyperparams(x))
+    return jax.tree_util.tree_map_with_path(
+        back, got, want, is_leaf=lambda x: x is not got and _owns_hyperparams(x)
+    )
 
 
 def refuse_abstract(call: str, state: Any) -> None:
