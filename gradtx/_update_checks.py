@@ -270,11 +270,10 @@ def same_dtype(x: Any, dtype: Any) -> bool:
     imaginary part when written back, so a state's dtypes are part of its layout.
     """
     if isinstance(x, (bool, int, float, complex)):  # weak: takes the array's dtype
+        # under strict promotion a bool or complex number may not join the dtype at all
         try:
             joined = jnp.result_type(x, dtype)
-        except (
-            jax.dtypes.TypePromotionError
-        ):  # strict promotion: a bool or complex that cannot join
+        except jax.dtypes.TypePromotionError:
             return False
         return joined == dtype and not (
             isinstance(x, complex) and not jnp.issubdtype(dtype, jnp.complexfloating)
