@@ -58,6 +58,7 @@ import optax
 from gradtx import _checks
 from gradtx import _dtypes
 from gradtx import _numerics
+from gradtx import _state_checks
 from gradtx import _tree
 from gradtx import _update_checks
 from gradtx._base import GradientMap
@@ -428,7 +429,7 @@ def hyperparameterized(
             expected = _update_checks.probe_init(
                 init_bare, layout(updates) if params is None else params
             )
-            state = _update_checks.check_bare_state(call, state, expected)
+            state = _state_checks.check_bare_state(call, state, expected)
             extra.pop("count", None)
             updates, state = run_body(
                 call,
@@ -472,7 +473,7 @@ def hyperparameterized(
             call, updates, params, example_axis=example_axis, widened=_RUN.get() is not None
         )
         counts.check(updates)
-        state = _update_checks.check_state(
+        state = _state_checks.check_state(
             call,
             state,
             _update_checks.probe_init(init, layout(updates) if params is None else params),

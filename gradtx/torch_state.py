@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from gradtx import _checks
+from gradtx import _state_checks
 from gradtx import _update_checks
 from gradtx._base import OptState
 from gradtx._base import Params
@@ -731,11 +732,11 @@ def to_torch_state_dict(
         # gradtx keeps one per element: torch loaded such a state and failed at its step
         raise TypeError(f"{TO}(params=...): {_COMPLEX}")
     expected = _update_checks.probe_init(optimizer.init, jax.tree.map(jnp.asarray, params))
-    state = _update_checks.restore_kinds(f"{TO}(state=...)", state, expected)  # as update does
-    if not _update_checks.same_layout(state, expected):
+    state = _state_checks.restore_kinds(f"{TO}(state=...)", state, expected)  # as update does
+    if not _state_checks.same_layout(state, expected):
         raise ValueError(
             f"{TO}(state=...): not the state {t.made.call}(...).init makes for these params"
-            f"\n  expected: {_update_checks.outline(expected)}\n  got: {_update_checks.outline(state)}"
+            f"\n  expected: {_state_checks.outline(expected)}\n  got: {_state_checks.outline(state)}"
         )
     hs = state if t.average is None else state.inner_state.inner_state
     check_arguments(TO, t, hs.hyperparams)

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradtx import _state_checks
 from gradtx import _tree
-from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import extras_for
@@ -111,7 +111,7 @@ def _layout(inner: optax.GradientTransformation, state: Any) -> Any:
                 "find its params-shaped buffers (optax's zoom line search, in optax.lbfgs, "
                 'reads a params leaf there; gradtx.lbfgs(convention="optax") does not)'
             ) from err
-        return _update_checks.as_driven(state, made)
+        return _state_checks.as_driven(state, made)
 
     return init
 

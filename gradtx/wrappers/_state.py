@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gradtx import _state_checks
 from gradtx import _update_checks
 
 
@@ -29,7 +30,7 @@ class StateCheck:
 
     def check(self, state: Any, updates: Any, params: Any = None) -> Any:
         """Refuse a state ``init`` would not make for these updates; return it with its
-        leaves of another kind taken back (``_update_checks.restore_kinds``)."""
+        leaves of another kind taken back (``_state_checks.restore_kinds``)."""
         self.counts.check(updates)
         expected = _update_checks.probe_init(self.init, updates if params is None else params)
-        return _update_checks.check_bare_state(self.call, state, expected)
+        return _state_checks.check_bare_state(self.call, state, expected)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks
+from gradtx import _state_checks
 from gradtx import _tree
 from gradtx import _update_checks
 from gradtx._base import GradientTransformation
@@ -282,7 +283,7 @@ def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
         # The buffers are named by dtype: updates of another dtype than init's params
         # (or another tree) would meet a state of other names, so say which.
         expected = _update_checks.probe_init(fresh_state, updates if params is None else params)
-        expected = _update_checks.as_driven(state, expected)  # a schedule may be a number now
+        expected = _state_checks.as_driven(state, expected)  # a schedule may be a number now
         if jax.tree.structure(expected) != jax.tree.structure(state) or any(
             jnp.shape(a) != tuple(b.shape)
             for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(expected))
