@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _dtypes
-from gradtx._ranges import INT32_MAX
+from gradtx._dtypes import INT32_MAX
 from gradtx._ranges import check_schedule_range
 from gradtx._ranges import interval
 from gradtx._ranges import outside

@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+INT32_MAX = int(np.iinfo(np.int32).max)
+"""The largest step count: counts are int32 (a scan's carry keeps one dtype)."""
+
 
 def state_dtype(leaf_dtype: Any, requested: Any = None) -> jnp.dtype:
     """Storage dtype of an optimizer statistic for one leaf: ``requested`` if given,

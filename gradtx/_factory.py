@@ -256,7 +256,7 @@ def _int32_count(count: Any) -> jax.Array:
     """The step count as a JAX int32; a NumPy or Python one (a checkpoint's, tree_set's)
     beyond int32 is held at its bounds, as the counter itself saturates, not wrapped."""
     if not isinstance(count, jax.Array):
-        count = min(max(int(count), -_checks.INT32_MAX - 1), _checks.INT32_MAX)
+        count = min(max(int(count), -_dtypes.INT32_MAX - 1), _dtypes.INT32_MAX)
     return jnp.asarray(count, jnp.int32)
 
 

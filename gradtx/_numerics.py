@@ -9,10 +9,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx._dtypes import INT32_MAX
 from gradtx._dtypes import as_float
 from gradtx._dtypes import compute_dtype
 from gradtx._dtypes import real_dtype
-from gradtx._tree import INT32_MAX
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

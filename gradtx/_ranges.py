@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._base import is_schedule
-
-INT32_MAX = int(np.iinfo(np.int32).max)
+from gradtx._dtypes import INT32_MAX
 
 
 def outside(value: float, bounds: tuple) -> bool:

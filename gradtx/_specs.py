@@ -177,7 +177,7 @@ class Int(Option):
         if value is None and self.optional:
             return None
         if self.low is None:
-            _checks.check_int(call, name, value, -_checks.INT32_MAX)
+            _checks.check_int(call, name, value, -_dtypes.INT32_MAX)
         else:
             _checks.check_int(call, name, value, self.low)
         return int(value)

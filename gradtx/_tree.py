@@ -20,8 +20,6 @@ from gradtx._dtypes import compute_dtype
 from gradtx._dtypes import square_dtype
 from gradtx._dtypes import state_dtype
 
-INT32_MAX = jnp.iinfo(jnp.int32).max
-
 
 def structure(tree: Any) -> Any:
     """``jax.tree.structure`` typed as ``Any`` (jaxlib ships no stub for ``PyTreeDef``)."""

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _checks
+from gradtx import _dtypes
 from gradtx import _state_checks
 from gradtx import _update_checks
 from gradtx._base import OptState
@@ -134,7 +134,7 @@ _COMPLEX = (
 
 def _after(count: int) -> int:
     """The step after ``count``: the same at the int32 maximum, where the count saturates."""
-    return min(count + 1, _checks.INT32_MAX)
+    return min(count + 1, _dtypes.INT32_MAX)
 
 
 def _atol(have: Any, want: Any, group: Mapping[str, Any], name: str, count: int) -> float:
@@ -346,10 +346,10 @@ def _step_of(value: Any, k: int) -> float:
     """torch's ``step`` in the state of its parameter ``k``: a whole number of steps that
     gradtx's int32 count holds (2.5 was read as 2, -1 as -1, 1e10 overflowed)."""
     step = _real(value)
-    if step is None or not (step.is_integer() and 0 <= step <= _checks.INT32_MAX):
+    if step is None or not (step.is_integer() and 0 <= step <= _dtypes.INT32_MAX):
         raise ValueError(
             f"{SD}: torch's state of parameter {k} has step={value if step is None else step!r}, "
-            f"not a number of steps taken (a whole number in [0, {_checks.INT32_MAX}], "
+            f"not a number of steps taken (a whole number in [0, {_dtypes.INT32_MAX}], "
             "gradtx's int32 count)"
         )
     return step
@@ -358,8 +358,8 @@ def _step_of(value: Any, k: int) -> float:
 def _count(t: Target, states: dict[int, dict], step: int | None, index: list[int]) -> int:
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
         raise TypeError(f"{FROM}(step={step!r}): step must be an int or None")
-    if step is not None and not 0 <= step <= _checks.INT32_MAX:
-        raise ValueError(f"{FROM}(step={step}): step must be in [0, {_checks.INT32_MAX}]")
+    if step is not None and not 0 <= step <= _dtypes.INT32_MAX:
+        raise ValueError(f"{FROM}(step={step}): step must be in [0, {_dtypes.INT32_MAX}]")
     if not t.entry.step:
         if states and step == 0:
             raise ValueError(

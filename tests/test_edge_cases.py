@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import gradtx
-from gradtx._tree import INT32_MAX
+from gradtx._dtypes import INT32_MAX
 from tests.registry import IDS
 from tests.registry import REGISTRY
 from tests.registry import local_objective

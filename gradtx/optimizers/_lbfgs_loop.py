@@ -125,7 +125,7 @@ def _remember(mem: LbfgsState, g: jax.Array, first: jax.Array) -> LbfgsState:
 
 def _add(count: jax.Array, n: Any) -> jax.Array:
     """``count + n`` for small ``n >= 0``, saturating at the int32 maximum."""
-    return (jnp.minimum(count, _tree.INT32_MAX - n) + n).astype(jnp.int32)
+    return (jnp.minimum(count, _dtypes.INT32_MAX - n) + n).astype(jnp.int32)
 
 
 def _flat(leaves: list, dtype: Any) -> jax.Array:

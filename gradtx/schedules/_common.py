@@ -17,10 +17,10 @@ import numpy as np
 from typing_extensions import dataclass_transform
 
 from gradtx._base import float_dtype
-from gradtx._checks import INT32_MAX
 from gradtx._checks import check_hyperparam
 from gradtx._checks import check_rounded
 from gradtx._checks import check_stored
+from gradtx._dtypes import INT32_MAX
 from gradtx._dtypes import ints_as_floats
 from gradtx._tree import Flag
 
