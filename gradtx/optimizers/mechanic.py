@@ -123,9 +123,8 @@ def _mechanize(base, weight_decay, eps, s_init, num_betas):
         v = betas**2 * state.sum_of_squared_products + h**2
         r = betas * state.reward + clipped * state.scale
         wealth = jnp.asarray(s_init).astype(dt) / num_betas * m + jnp.maximum(0, r)
-        s = _numerics.div0(
-            wealth, _numerics.safe_sqrt(v) + e
-        )  # eps = 0: wealth and v are 0 until h ≠ 0
+        # eps = 0: wealth and v are 0 until h ≠ 0
+        s = _numerics.div0(wealth, _numerics.safe_sqrt(v) + e)
         total = jnp.sum(s)
 
         def step(x, x_init, d, u):  # x_{t+1} = x_0 - Σ s (Δ_{t-1} - u_t), as an update
