@@ -212,14 +212,12 @@ def scale_by_prodigy(
             if weight_decay is not None:
                 step = step + jnp.asarray(weight_decay).astype(wide) * x.astype(wide)
             out.append(((d * correction).astype(wide) * step).astype(g.dtype))
-        new_state = ScaleByProdigyState(
-            treedef.unflatten(mu),
-            treedef.unflatten(nu),
-            s,
-            state.initial_params,
-            new_d,
-            numerator,
-            state.initial_distance,
+        new_state = state._replace(  # x_0 and d_0 carry over
+            mu=treedef.unflatten(mu),
+            nu=treedef.unflatten(nu),
+            gradient_sum=s,
+            distance=new_d,
+            numerator=numerator,
         )
         return treedef.unflatten(out), new_state
 
