@@ -27,6 +27,14 @@ from gradtx._torch_table import numpy_of
 
 FROM, TO = "gradtx.from_torch_state_dict", "gradtx.to_torch_state_dict"
 SD = f"{FROM}(state_dict=...)"  # what torch's state dict holds is wrong for the optimizer
+PARAMS = f"{FROM}(params=...)"
+FROZEN = (
+    "a parameter torch never steps (requires_grad=False) has no state: make it a None leaf "
+    "of params and leave its index out of the groups' params, "
+    "dict(state_dict, param_groups=[dict(g, params=[i for i in g['params'] if i != k]) for g "
+    "in state_dict['param_groups']]), and its name out of the groups' param_names where "
+    "they have them"
+)
 
 
 IMPLEMENTATION = {"params", "param_names", "foreach", "fused", "capturable", "differentiable"}

@@ -7,8 +7,10 @@ in increasing order, to the leaves.
 Which torch class a gradtx optimizer is comes from the optimizer object (the
 factory call it records, ``gradtx._factory.made_by``), what each key means
 from the table ``gradtx._torch_table.TABLE``; the checks that the two
-describe one optimizer are in ``gradtx._torch_checks``.  Only ``to_torch_state_dict``
-imports torch.
+describe one optimizer are in ``gradtx._torch_checks``, the import of a param group's
+numbers in ``gradtx._torch_hyperparams`` and of the per-parameter state (buffers, step
+count, averages) in ``gradtx._torch_buffers``.  Only ``to_torch_state_dict`` imports
+torch.
 """
 
 from __future__ import annotations
@@ -23,18 +25,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradtx import _dtypes
 from gradtx import _state_checks
 from gradtx import _update_checks
 from gradtx._base import OptState
 from gradtx._base import Params
-from gradtx._base import is_schedule
-from gradtx._factory import HyperparamsState
-from gradtx._factory import shown_key
-from gradtx._factory import shown_name
-from gradtx._hyperparams import set_hyperparams
-from gradtx._specs import Hyper
+from gradtx._torch_buffers import buffers_in
+from gradtx._torch_buffers import check_n_averaged
+from gradtx._torch_buffers import count_of
 from gradtx._torch_checks import FROM
+from gradtx._torch_checks import FROZEN
+from gradtx._torch_checks import PARAMS
 from gradtx._torch_checks import SD
 from gradtx._torch_checks import TO
 from gradtx._torch_checks import Target
@@ -46,394 +46,20 @@ from gradtx._torch_checks import plain
 from gradtx._torch_checks import same
 from gradtx._torch_checks import target
 from gradtx._torch_checks import with_later_keys
+from gradtx._torch_hyperparams import group_numbers
+from gradtx._torch_hyperparams import set_from_group
+from gradtx._torch_hyperparams import step_after
+from gradtx._torch_hyperparams import value_at
 from gradtx._torch_table import HOOKS
-from gradtx._torch_table import EpsPair
-from gradtx._torch_table import Pair
-from gradtx._torch_table import Scalar
-from gradtx._torch_table import Vector
 from gradtx._torch_table import find_node
-from gradtx._torch_table import map_nodes
 from gradtx._torch_table import numpy_of
 from gradtx.wrappers.averaging import AverageParamsState
-
-PARAMS = f"{FROM}(params=...)"
-FROZEN = (
-    "a parameter torch never steps (requires_grad=False) has no state: make it a None leaf "
-    "of params and leave its index out of the groups' params, "
-    "dict(state_dict, param_groups=[dict(g, params=[i for i in g['params'] if i != k]) for g "
-    "in state_dict['param_groups']]), and its name out of the groups' param_names where "
-    "they have them"
-)
-DRIFT = 16
-"""Roundings of a double per step that torch's recursive schedulers may drift from the
-closed form (measured: at most about 8 per step, CosineAnnealingLR cycling past T_max)."""
-_DOUBLE_EPS = float(np.finfo(np.float64).eps)
-
-
-WANT = {
-    Scalar: "a real number",
-    Pair: "a pair of real numbers",
-    Vector: "a tuple of real numbers",
-    EpsPair: "a pair (eps1 or None, eps2) of real numbers",
-}
-"""What torch keeps for a param-group key, by the codec that reads it."""
-
-
-def _real(x: Any) -> float | None:
-    """``x`` as a float where it is a real number as torch keeps one: a Python or NumPy
-    number, or a one-element tensor (torch takes ``lr=torch.tensor([0.1])``); ``None``
-    for anything else (a string, a bool, None, a complex number, a tuple)."""
-    array = None if isinstance(x, (tuple, list)) else numpy_of(x)
-    if array is None or array.dtype.kind not in "iuf" or array.size != 1:
-        return None
-    return float(array.reshape(()))
-
-
-def _numbers(t: Target, j: int, group: Mapping[str, Any]) -> dict[str, Any]:
-    """Param group ``j`` with its hyperparameters as Python floats; a ``TypeError`` where
-    one is not the numbers torch keeps (a string, a bool or None read as a number, a
-    short tuple as a pair).  A missing key is ``check_group``'s error."""
-    out = dict(group)
-    for key, codec in t.entry.hyperparams.items():
-        if key not in group:
-            continue
-        value, scalar = group[key], isinstance(codec, Scalar)
-        items = [value] if scalar else list(value) if isinstance(value, (tuple, list)) else []
-        numbers = [_real(x) for x in items]
-        size = 1 if scalar else len(items) if type(codec) is Vector else 2
-        # Adafactor's eps is (eps1 or None, eps2)
-        none = [n == 0 and x is None and type(codec) is EpsPair for n, x in enumerate(items)]
-        bad = [r is None and not ok for r, ok in zip(numbers, none)]
-        if not items or len(items) != size or any(bad):
-            raise TypeError(
-                f"{SD}: param group {j} has {key}={value!r}; torch.optim."
-                f"{t.entry.torch_class} keeps {WANT[type(codec)]} there"
-            )
-        out[key] = numbers[0] if scalar else tuple(numbers)
-    return out
-
-
-def _current(t: Target, hs: HyperparamsState, name: str, ahead: int = 0) -> Any:
-    """Hyperparameter ``name`` as the next update applies it (``None``: a left-out stage),
-    or with ``ahead`` the update that many steps after it."""
-    if name in hs.hyperparams:
-        value = hs.hyperparams[name]
-        return value(hs.count + ahead) if is_schedule(value) else value
-    if shown_key(name) in hs.python_schedules:
-        kept = hs.python_schedules[shown_key(name)]
-        return jnp.asarray(t.args[name](hs.count + ahead), kept.dtype) if ahead else kept
-    return t.args.get(name)  # a bound JAX array, or None
-
 
 # One rule both ways, though SGD's, ASGD's and Rprop's states would carry over.
 _COMPLEX = (
     "complex params are not supported (torch's adaptive optimizers keep their statistics "
     "per real and imaginary part, gradtx's per element)"
 )
-
-
-def _after(count: int) -> int:
-    """The step after ``count``: the same at the int32 maximum, where the count saturates."""
-    return min(count + 1, _dtypes.INT32_MAX)
-
-
-def _atol(have: Any, want: Any, group: Mapping[str, Any], name: str, count: int) -> float:
-    """How far a schedule's value may be from torch's: a few roundings of the schedule's
-    dtype at the scale of its values (a float32 cosine near its end is off by about
-    eps * initial_lr, a large relative error), and the drift of torch's recursive
-    schedulers, a few roundings of a double per step taken.  No relative tolerance: a
-    schedule one step off torch's (T_max + 1) is 1e-8 away, and must be refused."""
-    initial = plain(group.get("initial_lr", 0.0)) if name == "learning_rate" else 0.0
-    scale = max(
-        float(np.max(np.abs(want))), abs(initial) if isinstance(initial, (int, float)) else 0.0
-    )
-    eps = 8 * float(np.finfo(numpy_of(have).dtype).eps) + DRIFT * count * _DOUBLE_EPS
-    return eps * scale
-
-
-def _equal_in_double(
-    t: Target, name: str, want: Any, group: Mapping[str, Any], count: int
-) -> bool | None:
-    """Whether the schedule given for ``name``, evaluated in float64 at ``count``, is
-    torch's value (``None``: no schedule to evaluate so, no verdict).  This decides
-    where it can: a float32 schedule's own rounding can put it farther from torch's
-    doubles than a few of its roundings (a rate raised to the step count compounds
-    it: docs/schedules.md), and float32's tolerance would take a cosine one step
-    longer than torch's; the import then continues from gradtx's float32 value."""
-    given = t.made.arguments.get(name)
-    if given is None or not callable(given):
-        return None
-    with jax.enable_x64(True):
-        # An optax schedule or a plain callable gets an int64 count: with int32, optax's
-        # count / steps stays float32 under x64.
-        count_in = jnp.asarray(count, jnp.int32) if is_schedule(given) else jnp.asarray(count)
-        try:
-            value = np.asarray(given(count_in))
-        except Exception:  # a callable that does not run eagerly in float64: no verdict
-            return None
-    if not np.issubdtype(value.dtype, np.floating):  # a callable returning an int
-        value = value.astype(np.float64)
-    # the tolerance of the dtype it computes in (float32 constants keep it in float32)
-    atol = _atol(value, want, group, name, count)
-    return bool(np.allclose(value.astype(np.float64), want, rtol=0, atol=atol))
-
-
-def _set_hyperparams(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
-    """torch's numbers, stored where gradtx stores numbers (as ``set_hyperparams``); where
-    gradtx follows a schedule, a Python callable or a bound array, checked against it."""
-    count = int(hs.count)
-    python = {
-        k: jnp.asarray(t.args[shown_name(k)](hs.count), v.dtype)
-        for k, v in hs.python_schedules.items()
-    }
-    hs = hs._replace(python_schedules=python)  # their values at the count
-    numbers, specs = {}, getattr(t.made.factory, "specs", {})
-    torch_keys: dict[str, str] = {}  # gradtx's name -> torch's key it came from
-    for key, codec in t.entry.hyperparams.items():  # every key is there (check_group)
-        for name, want in codec.to_gradtx(group[key]).items():
-            have, stored = _current(t, hs, name), hs.hyperparams.get(name)
-            if have is None:
-                continue  # a stage neither side has (check_group)
-            if getattr(specs.get(name), "init_only", False):
-                continue  # a starting value (Adagrad's): torch's buffers already hold it
-            if stored is not None and not is_schedule(stored):
-                if np.shape(want) != np.shape(stored):
-                    raise ValueError(
-                        f"{SD}: torch's {key}={plain(group[key])!r} does not fit "
-                        f"{t.made.call}'s {name}, of another form; build it with "
-                        f"{name}={plain(group[key])!r}"
-                    )
-                numbers[name] = want
-                torch_keys[name] = key
-                continue
-            # torch's value for the step after next (ASGD's lr): the next step's is the
-            # hook's to check, but at step 0, where torch's first step uses this value too
-            late = t.entry.late.get(name)
-            steps = [count]
-            if late:
-                steps = [0, 1] if count == 0 else [_after(count)]
-            for at in steps:
-                have = _current(t, hs, name, at - count)
-                verdict = _equal_in_double(t, name, want, group, at)
-                if verdict is None:
-                    atol = _atol(have, want, group, name, at)
-                    verdict = bool(np.allclose(numpy_of(have), want, rtol=0, atol=atol))
-                if verdict:
-                    continue
-                where = f"{t.made.call}'s {name} is {numpy_of(have)} at step {at}"
-                if isinstance(t.args.get(name), jax.Array):
-                    raise ValueError(
-                        f"{SD}: torch's {key}={plain(group[key])!r} but {where}, a JAX "
-                        "array bound into the optimizer, not kept in its state (docs/design.md),"
-                        f" so torch's value cannot be written there: build it with {name}="
-                        f"{plain(group[key])!r}, a Python number"
-                    )
-                if late:
-                    raise ValueError(
-                        f"{SD}: torch's {key}={plain(group[key])!r} but {where}, which must "
-                        f"be torch's {key}: {late}"
-                    )
-                if name != "learning_rate":
-                    raise ValueError(f"{SD}: torch's {key}={plain(group[key])!r} but {where}")
-                raise ValueError(
-                    f"{SD}: torch's lr={want} but {where}: the torch scheduler's position "
-                    "differs from the optimizer's step count (a scheduler stepped once per "
-                    "epoch?). A gradtx schedule is a function of the optimizer step: give one "
-                    f"that reaches {want} at step {count}, or a constant learning rate"
-                    + (
-                        ""
-                        if t.entry.step
-                        else f"; torch.optim.{t.entry.torch_class} keeps no step count, so "
-                        "pass step=, the optimizer steps taken"
-                    )
-                    + (
-                        "; a float32 schedule is also compared in float64, from its numbers "
-                        "as given: give them as Python floats, not float32 arrays"
-                        if numpy_of(have).dtype == np.float32
-                        else ""
-                    )
-                )
-    try:
-        return set_hyperparams(hs, numbers)
-    except (ValueError, TypeError):
-        for name, want in numbers.items():  # name torch's value that gradtx refuses
-            try:
-                set_hyperparams(hs, {name: want})
-            except (ValueError, TypeError) as err:
-                key = torch_keys[name]
-                reason = str(err).split("): ", 1)[-1]
-                raise ValueError(
-                    f"{SD}: torch's {key}={plain(group[key])!r} ({t.made.call}'s {name}) "
-                    f"is outside what gradtx takes: {reason}"
-                ) from None
-        raise
-
-
-def _buffers_in(
-    t: Target, hs: HyperparamsState, params: Any, states: dict[int, dict], index: list[int]
-) -> Any:
-    """The buffers of ``states`` (keyed by leaf) in the inner state; ``index[i]`` is torch's
-    index of leaf ``i``, for the messages."""
-    inner = hs.inner_state
-    leaves, treedef = jax.tree.flatten(params)
-    td: Any = treedef
-    known = {*t.entry.buffers, *t.entry.hook_keys, *(("step",) if t.entry.step else ())}
-    for i, s in states.items():
-        if unknown := sorted(set(s) - known):
-            raise ValueError(
-                f"{SD}: torch's state of parameter {index[i]} has {unknown}, which torch.optim."
-                f"{t.entry.torch_class} does not keep (a state dict of another class?)"
-            )
-        for key, value in s.items():  # L-BFGS keeps lists of tensors
-            kinds = {str(getattr(x, "dtype", type(x).__name__)) for x in _listed(value)}
-            if complex_kinds := sorted(k for k in kinds if "complex" in k):
-                raise ValueError(
-                    f"{SD}: torch's state of parameter {index[i]} has a complex {key} "
-                    f"({complex_kinds[0]}), but the params are real (copying it would drop "
-                    "its imaginary part)"
-                )
-    for key, buf in t.entry.buffers.items():
-        holders = [i for i, s in states.items() if key in s]
-        node = find_node(inner, buf.state)
-        value = None if node is None else getattr(node, buf.field)
-        if value is None and holders:
-            raise ValueError(
-                f"{SD}: torch's state of parameter {index[holders[0]]} has {key!r}, which "
-                f"{t.made.call}(...) keeps no buffer for"
-            )
-        kept = value is not None and bool(jax.tree.leaves(value))  # not a tree of Nones
-        if kept and not holders and states:
-            if any(buf.applies(np.ndim(p)) for p in leaves):
-                raise ValueError(
-                    f"{SD}: torch's state has no {key!r}, which {t.made.call}(...) keeps "
-                    f"(its {buf.state.__name__}.{buf.field}); build the optimizer with the "
-                    "options torch's run had"
-                )
-        if value is None or not holders:
-            continue
-        if buf.scalar:  # one number, repeated in torch's per-parameter states
-            value = jnp.asarray(numpy_of(states[holders[0]][key]), value.dtype)
-        else:
-            parts = td.flatten_up_to(value)
-            for i, p in enumerate(leaves):
-                if not buf.applies(np.ndim(p)):
-                    continue
-                if key not in states[i]:
-                    raise ValueError(f"{SD}: torch's state of parameter {index[i]} has no {key!r}")
-                arr = numpy_of(states[i][key])
-                if arr.shape != parts[i].shape:
-                    raise ValueError(
-                        f"{PARAMS}: parameter {index[i]}: torch's {key} has shape {arr.shape}, but leaf "
-                        f"{i} of params has shape {np.shape(p)} (its {key}: {parts[i].shape})"
-                    )
-                parts[i] = jnp.asarray(arr, parts[i].dtype)
-            value = td.unflatten(parts)
-        inner = map_nodes(inner, buf.state, _setter(buf.field, value))
-        if buf.filled is not None and getattr(node, buf.filled) is not None:
-            inner = map_nodes(inner, buf.state, _setter(buf.filled, jnp.ones([], jnp.bool_)))
-    return inner
-
-
-def _listed(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def _setter(field: str, value: Any) -> Any:
-    return lambda node: node._replace(**{field: value})
-
-
-def _step_of(value: Any, k: int) -> float:
-    """torch's ``step`` in the state of its parameter ``k``: a whole number of steps that
-    gradtx's int32 count holds (2.5 was read as 2, -1 as -1, 1e10 overflowed)."""
-    step = _real(value)
-    if step is None or not (step.is_integer() and 0 <= step <= _dtypes.INT32_MAX):
-        raise ValueError(
-            f"{SD}: torch's state of parameter {k} has step={value if step is None else step!r}, "
-            f"not a number of steps taken (a whole number in [0, {_dtypes.INT32_MAX}], "
-            "gradtx's int32 count)"
-        )
-    return step
-
-
-def _count(t: Target, states: dict[int, dict], step: int | None, index: list[int]) -> int:
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
-        raise TypeError(f"{FROM}(step={step!r}): step must be an int or None")
-    if step is not None and not 0 <= step <= _dtypes.INT32_MAX:
-        raise ValueError(f"{FROM}(step={step}): step must be in [0, {_dtypes.INT32_MAX}]")
-    if not t.entry.step:
-        if states and step == 0:
-            raise ValueError(
-                f"{FROM}(step=0): torch's state for torch.optim.{t.entry.torch_class} shows "
-                "steps were taken (it makes its state at the first step); pass their number"
-            )
-        if states and step is None:
-            raise ValueError(
-                f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count and "
-                "its state shows steps were taken; pass step=, the number of optimizer steps "
-                "taken (it places the schedules and the terms that depend on the step)"
-            )
-        specs = getattr(t.made.factory, "specs", {})
-        # a number given as a schedule or a callable (not an option such as mask_fn)
-        scheduled = sorted(
-            k for k, v in t.args.items() if isinstance(specs.get(k), Hyper) and callable(v)
-        )
-        if step is None and scheduled:
-            raise ValueError(
-                f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count "
-                f"(and here no state), so the position of {t.made.call}'s schedule of "
-                f"{', '.join(scheduled)} cannot be read; pass step=, the number of optimizer "
-                "steps taken (0 at the start)"
-            )
-        if step is None and t.average is not None and _averaging_window(t) != (0, 1):
-            raise ValueError(
-                f"{FROM}(step=None): torch.optim.{t.entry.torch_class} keeps no step count "
-                "(and here no state), so where gradtx.average_params' start and every place "
-                "the next averages cannot be read; pass step=, the number of optimizer steps "
-                "taken (0 at the start)"
-            )
-        return 0 if step is None else int(step)
-    if any("step" not in s for s in states.values()):
-        raise ValueError(
-            f"{SD}: a parameter's state has no 'step', which torch.optim."
-            f"{t.entry.torch_class} keeps (a state dict of another class?)"
-        )
-    counts = sorted({_step_of(s["step"], index[i]) for i, s in states.items()})
-    if not counts and step:
-        raise ValueError(
-            f"{FROM}(step={step}): torch's state is empty, so no step was taken "
-            f"(torch.optim.{t.entry.torch_class} makes its state at the first step)"
-        )
-    if len(counts) > 1:
-        # Adagrad makes every state at construction: a frozen parameter's stays at step 0
-        frozen = (
-            f"; a parameter at step 0 is one torch never stepped: {FROZEN}" if 0 in counts else ""
-        )
-        raise ValueError(f"{SD}: torch's parameters have taken different steps {counts}{frozen}")
-    count = int(counts[0]) if counts else (step or 0)
-    if step is not None and step != count:
-        raise ValueError(f"{FROM}(step={step}): torch's state says {count} steps were taken")
-    return count
-
-
-def _averaging_window(t: Target) -> tuple[Any, Any]:
-    """``(start, every)`` of the ``gradtx.average_params`` around the optimizer."""
-    assert t.average is not None
-    return t.average.arguments.get("start", 0), t.average.arguments.get("every", 1)
-
-
-def _check_n_averaged(t: Target, count: int, n: int) -> None:
-    """torch's ``n_averaged`` is the number of averages ``average_params`` makes in
-    ``count`` steps (the ``t > start`` with ``t - start - 1`` a multiple of ``every``)."""
-    start, every = _averaging_window(t)
-    if not all(isinstance(x, (int, np.integer)) for x in (start, every)):
-        return  # bound JAX arrays: data, not checked
-    expected = 0 if count <= start else (count - start - 1) // every + 1
-    if n != expected:
-        raise ValueError(
-            f"{FROM}(averaged_model_state_dict=...): n_averaged is {n}, but "
-            f"gradtx.average_params(start={start}, every={every}) averages {expected} times "
-            f"in {count} steps; build it with the start and every that torch's run used"
-        )
 
 
 def _torch_names_of(paths: list, names: list) -> list | None:
@@ -499,7 +125,7 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
     # torch's indices in increasing order are the leaves: 0..n-1 for a whole state dict,
     # any k indices for one group taken out of a larger one (a group of a partition)
     leaf = {i: n for n, i in enumerate(sorted(indices))}
-    groups = [_numbers(t, j, g) for j, g in enumerate(groups)]
+    groups = [group_numbers(t, j, g) for j, g in enumerate(groups)]
     for j, g in enumerate(groups[1:], start=1):
         for key in [*t.entry.hyperparams, *t.entry.flags]:
             ours, theirs = plain(groups[0].get(key)), plain(g.get(key))
@@ -628,11 +254,11 @@ def from_torch_state_dict(
     check_arguments(FROM, t, {})
     state = optimizer.init(tree)
     hs = state if t.average is None else state.inner_state.inner_state
-    count = _count(t, states, step, index)
-    hs = _set_hyperparams(t, hs._replace(count=jnp.asarray(count, jnp.int32)), group)
-    inner = _buffers_in(t, hs, tree, states, index)
+    count = count_of(t, states, step, index)
+    hs = set_from_group(t, hs._replace(count=jnp.asarray(count, jnp.int32)), group)
+    inner = buffers_in(t, hs, tree, states, index)
     if t.entry.hook is not None:
-        current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
+        current = lambda name: numpy_of(value_at(t, hs, name))  # noqa: E731
         inner = HOOKS[t.entry.hook][0](inner, states, current, count, SD)
     hs = hs._replace(inner_state=inner)
     if averaged_model_state_dict is None:
@@ -640,8 +266,8 @@ def from_torch_state_dict(
     sd = averaged_model_state_dict
     kept = jax.tree.leaves(state.inner_state.averaged)  # its dtypes (float32 for 16-bit params)
     parts = [jnp.asarray(numpy_of(sd[k]), a.dtype) for k, a in zip(averaged_keys(FROM, sd, leaves), kept)]  # fmt: skip
-    if t.entry.step or step is not None:  # else averaging every step (see _count)
-        _check_n_averaged(t, count, int(numpy_of(sd["n_averaged"])))
+    if t.entry.step or step is not None:  # else averaging every step (see count_of)
+        check_n_averaged(t, count, int(numpy_of(sd["n_averaged"])))
     n = jnp.asarray(int(numpy_of(sd["n_averaged"])), jnp.int32)
     return state._replace(inner_state=AverageParamsState(hs.count, n, treedef.unflatten(parts), hs))
 
@@ -744,9 +370,9 @@ def to_torch_state_dict(
     values = {}
     for name in (n for c in t.entry.hyperparams.values() for n in c.names):
         late = t.entry.late.get(name)
-        have = _current(t, hs, name, _after(count) - count if late else 0)
+        have = value_at(t, hs, name, step_after(count) - count if late else 0)
         if late and count == 0 and have is not None:
-            first = numpy_of(_current(t, hs, name))
+            first = numpy_of(value_at(t, hs, name))
             if not np.array_equal(first, numpy_of(have)):
                 raise ValueError(
                     f"{TO}(state=...): {t.made.call}'s {name} is {first} at step 0 and "
@@ -763,7 +389,7 @@ def to_torch_state_dict(
     out: dict[int, dict[str, Any]] = {i: {} for i in range(len(leaves))}
     inner = hs.inner_state
     if t.entry.hook is not None:
-        current = lambda name: numpy_of(_current(t, hs, name))  # noqa: E731
+        current = lambda name: numpy_of(value_at(t, hs, name))  # noqa: E731
         inner = HOOKS[t.entry.hook][1](inner, out, current, count, convert)
     for key, buf in t.entry.buffers.items() if count > 0 or t.entry.eager else ():
         node = find_node(inner, buf.state)
