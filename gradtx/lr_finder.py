@@ -29,10 +29,10 @@ import gradtx  # public names, looked up at call time (gradtx imports this modul
 from gradtx._base import Params
 from gradtx._base import float_dtype
 from gradtx._base import is_schedule
-from gradtx._hyperparams import _entries
-from gradtx._hyperparams import _find
-from gradtx._hyperparams import _locations
-from gradtx._hyperparams import _replace_at
+from gradtx._hyperparam_paths import find_entry
+from gradtx._hyperparam_paths import locations
+from gradtx._hyperparam_paths import named_entries
+from gradtx._hyperparams import replace_at
 
 CALL = "gradtx.lr_range_test"
 _BASE_FRACTION = 0.1  # base_lr: the smoothed loss has made 10% of its descent
@@ -78,8 +78,8 @@ def _drivable(state: Any, name: str, probe: Any) -> Any:
         reason = str(exc)
     # The entry set_hyperparams resolved name to, found the same way (two locations that
     # print one name raise here, naming both).
-    _, path, key, field = _find(_entries(state, CALL), name, CALL, state)
-    value = dict(_locations(state))[path].hyperparams.get(key) if field is None else None
+    _, path, key, field = find_entry(named_entries(state, CALL), name, CALL, state)
+    value = dict(locations(state))[path].hyperparams.get(key) if field is None else None
     if not is_schedule(value):
         raise ValueError(
             f"{CALL}: set_hyperparams cannot drive {name!r} ({reason}). Build the optimizer "
@@ -87,7 +87,7 @@ def _drivable(state: Any, name: str, probe: Any) -> Any:
             "not data, and cannot be replaced"
         )
     constant = jnp.zeros((), jax.tree.leaves(value)[0].dtype)
-    new_state = _replace_at(
+    new_state = replace_at(
         state, path, lambda loc: loc._replace(hyperparams={**loc.hyperparams, key: constant})
     )
     gradtx.set_hyperparams(new_state, {name: probe})  # now it can

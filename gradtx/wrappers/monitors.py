@@ -20,7 +20,7 @@ from gradtx._base import OptState
 from gradtx._base import extras_for
 from gradtx._base import float_dtype as _float_dtype
 from gradtx._base import kind_of
-from gradtx._hyperparams import _short_names
+from gradtx._hyperparam_paths import short_names
 from gradtx._specs import Transform
 from gradtx.transforms.clipping import global_norm
 from gradtx.wrappers._state import StateCheck
@@ -138,5 +138,5 @@ def get_norms(state: OptState) -> dict[str, jax.Array]:
     names = [name for name, _ in found]
     if len(set(names)) != len(names):
         names = [f"{name}#{i}" for name, i in found]
-    short = _short_names(names)
+    short = short_names(names)
     return {short[n]: _tree.bare(v) for n, v in zip(names, found.values())}
