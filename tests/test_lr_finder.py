@@ -489,11 +489,11 @@ def test_the_helpers_refuse_what_they_cannot_draw_or_pass_on():
 def test_a_loss_unbounded_below_gives_no_suggestion_and_a_min_lr_out_of_range_is_named():
     """Cut at its first non-finite point, a curve falling to -inf read the divergence as
     descent; a min_lr outside the range blamed a plain Python callable."""
-    from gradtx.lr_finder import _rules
+    from gradtx._lr_sweep import suggest_rates
 
     lrs = np.geomspace(1e-3, 1.0, 8)
-    assert math.isnan(_rules(lrs, np.array([1, 0.9, 0.8, 0.7, 0.6, 0.5, -1e30, -np.inf]))[0])
-    assert math.isfinite(_rules(lrs, np.array([1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.7, np.inf]))[0])
+    assert math.isnan(suggest_rates(lrs, np.array([1, 0.9, 0.8, 0.7, 0.6, 0.5, -1e30, -np.inf]))[0])
+    assert math.isfinite(suggest_rates(lrs, np.array([1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.7, np.inf]))[0])
     _, _, batches = quadratic(4.0)
     with pytest.raises(ValueError, match=r"\(min_lr=0.5\): d cannot take it: .*d must be in \[1"):
         gradtx.lr_range_test(gradtx.adafactor(0.01), lambda p, b: jnp.sum(p**2), jnp.ones((3, 3)),
