@@ -16,10 +16,10 @@ from gradtx._base import named_chain
 from gradtx._base import stateless
 from gradtx._base import step_count
 from gradtx._base import transform
-from gradtx._factory import HyperparamsState
-from gradtx._factory import UncountedHyperparamsState
 from gradtx._factory import factory
-from gradtx._factory import hyperparameterized
+from gradtx._factory_state import HyperparamsState
+from gradtx._factory_state import UncountedHyperparamsState
+from gradtx._hyperparameterized import hyperparameterized
 from gradtx._hyperparams import get_hyperparams
 from gradtx._hyperparams import set_hyperparams
 from gradtx._specs import CONVENTION

@@ -31,11 +31,11 @@ import optax
 
 from gradtx._base import REPORTED
 from gradtx._base import is_schedule
-from gradtx._factory import HYPERPARAMS_STATES
-from gradtx._factory import MAKERS
 from gradtx._factory import TAKES
 from gradtx._factory import UNUSED
-from gradtx._factory import shown_name
+from gradtx._factory_state import HYPERPARAMS_STATES
+from gradtx._factory_state import shown_name
+from gradtx._hyperparameterized import MAKERS
 
 LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,

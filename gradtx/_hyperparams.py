@@ -24,8 +24,8 @@ from gradtx import _set_checks
 from gradtx import _tree
 from gradtx._base import OptState
 from gradtx._base import is_schedule
-from gradtx._factory import HYPERPARAMS_STATES
-from gradtx._factory import shown_key
+from gradtx._factory_state import HYPERPARAMS_STATES
+from gradtx._factory_state import shown_key
 from gradtx._hyperparam_paths import LOCATIONS
 from gradtx._hyperparam_paths import NONE_FOUND
 from gradtx._hyperparam_paths import find_entry

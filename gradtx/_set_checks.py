@@ -8,7 +8,7 @@ and is taken as it is, as at construction.
 The state holds numbers, not the factory that made them (two optimizers of one
 structure share one state layout), so the maker is looked up by the state's
 structure: each ``@factory``'s ``init`` records itself as the maker of the
-structure it made (``gradtx._factory.MAKERS``), and only factories of identical
+structure it made (``gradtx._hyperparameterized.MAKERS``), and only factories of identical
 structure share an entry.  A state whose structure no ``init`` of this process
 made (restored in a fresh process before any ``init``; wrapped leaves, as an
 ``nnx.Optimizer``'s) is matched by its names instead: the *candidates* are the
@@ -35,8 +35,8 @@ from gradtx import _tree
 from gradtx import schedules
 from gradtx._base import is_schedule
 from gradtx._factory import DECLARED
-from gradtx._factory import MAKERS
-from gradtx._factory import shown_name
+from gradtx._factory_state import shown_name
+from gradtx._hyperparameterized import MAKERS
 from gradtx._specs import Hyper
 from gradtx.schedules._common import steps_as_data
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from gradtx import _tree
 from gradtx._base import is_schedule
+from gradtx._factory_state import HYPERPARAMS_STATES
 
 
 def aval(x: Any) -> str:
@@ -254,8 +255,6 @@ def restore_kinds(call: str, got: Any, want: Any) -> Any:
 def _owns_hyperparams(node: Any) -> bool:
     """A gradtx factory's state (not optax's inject state, whose update widens a
     Python count under x64 where gradtx's takes it as int32)."""
-    from gradtx._factory import HYPERPARAMS_STATES  # noqa: PLC0415 (_factory imports this)
-
     return isinstance(node, HYPERPARAMS_STATES)
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _dtypes
-from gradtx._factory import HyperparamsState
+from gradtx._factory_state import HyperparamsState
 from gradtx._specs import Hyper
 from gradtx._torch_checks import FROM
 from gradtx._torch_checks import FROZEN

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from gradtx._base import is_schedule
-from gradtx._factory import FactoryCall
-from gradtx._factory import made_by
+from gradtx._factory_state import FactoryCall
+from gradtx._factory_state import made_by
 from gradtx._torch_table import TABLE
 from gradtx._torch_table import Entry
 from gradtx._torch_table import Pair

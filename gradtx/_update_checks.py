@@ -123,7 +123,7 @@ def check_updates(
             f"  updates: {got}\n  params: {want}"
         )
     for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params)):
-        # Inside a gradtx call, 16-bit params' updates arrive in float32 (_factory.run_body).
+        # Inside a gradtx call, 16-bit params' updates arrive in float32 (_build.run_body).
         same = u.dtype == p.dtype or (widened and u.dtype == _dtypes.compute_dtype(p.dtype))
         if u.shape[example_axis:] != p.shape or not same:
             where = jax.tree_util.keystr(path) or "(root)"

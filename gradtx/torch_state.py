@@ -5,7 +5,7 @@ numbered across the groups in order) is leaf ``i`` of ``jax.tree.leaves(params)`
 dict holding some of the groups (one group of a ``gradtx.partition``) maps its indices,
 in increasing order, to the leaves.
 Which torch class a gradtx optimizer is comes from the optimizer object (the
-factory call it records, ``gradtx._factory.made_by``), what each key means
+factory call it records, ``gradtx._factory_state.made_by``), what each key means
 from the table ``gradtx._torch_table.TABLE``; the checks that the two
 describe one optimizer are in ``gradtx._torch_checks``, the import of a param group's
 numbers in ``gradtx._torch_hyperparams`` and of the per-parameter state (buffers, step

@@ -513,8 +513,8 @@ def custom_sgd():
     """A user's factory, declared for this test only (declarations and makers are
     process-wide: a wrapper of ``sgd`` makes states of ``sgd``'s structure)."""
     from gradtx._factory import DECLARED
-    from gradtx._factory import MAKERS
     from gradtx._factory import TAKES
+    from gradtx._hyperparameterized import MAKERS
 
     before = len(DECLARED)
 
@@ -532,7 +532,7 @@ def custom_sgd():
 @pytest.fixture
 def unknown_makers():
     """As in a fresh process that restored a state before any ``init``: no maker known."""
-    from gradtx._factory import MAKERS
+    from gradtx._hyperparameterized import MAKERS
 
     kept = dict(MAKERS)
     MAKERS.clear()
@@ -643,7 +643,7 @@ def test_set_hyperparams_infers_the_ranges_where_no_init_made_the_state(unknown_
     ``momentum = 1`` is taken, since SGD holds the same names and takes it."""
     adam = gradtx.adam(0.1).init(_params())
     sm3 = gradtx.sm3(0.1, momentum=0.5).init(_params())
-    from gradtx._factory import MAKERS
+    from gradtx._hyperparameterized import MAKERS
 
     MAKERS.clear()
     with pytest.raises(ValueError, match=r"b1=1.0\): b1 must be in \[0, 1\) \(as for "
@@ -672,7 +672,7 @@ def test_set_hyperparams_takes_back_every_value_the_factory_stored(case, unknown
     """Every number, array and schedule field of every registry optimizer, at its
     registry settings, set back to what it holds, is taken: with the maker known by
     the state's structure, and with the ranges inferred from the names alone."""
-    from gradtx._factory import MAKERS
+    from gradtx._hyperparameterized import MAKERS
 
     state = case.make(case.lr).init(_params())
     assert MAKERS, "init records the state's maker"

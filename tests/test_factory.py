@@ -286,7 +286,7 @@ def test_the_one_step_count_is_what_optax_tree_utils_find():
 def test_a_users_call_is_recorded_on_init_not_in_the_state():
     """What a transform is (``gradtx.to_torch_state_dict`` needs the torch class)
     is read from the object; the state stays numbers only."""
-    from gradtx._factory import made_by
+    from gradtx._factory_state import made_by
 
     opt = gradtx.adamw(0.1, amsgrad=True)
     made = made_by(opt)

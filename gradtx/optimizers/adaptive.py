@@ -8,7 +8,7 @@ from gradtx._base import MaskFn
 from gradtx._base import MaskTree
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import chain
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import CONVENTION
 from gradtx._specs import DECAY_RATE

@@ -7,7 +7,7 @@ from typing import Any
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import chain
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import CONVENTION
 from gradtx._specs import LEARNING_RATE

@@ -17,7 +17,7 @@ from gradtx._base import Params
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import chain
 from gradtx._base import extras_for
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import Flag
 from gradtx._specs import Function

@@ -19,7 +19,7 @@ from gradtx._base import Params
 from gradtx._base import extras_for
 from gradtx._base import float_dtype
 from gradtx._base import gradient
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import Int

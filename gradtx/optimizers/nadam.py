@@ -10,8 +10,8 @@ from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
 from gradtx._base import ScalarOrSchedule
-from gradtx._factory import Specs
-from gradtx._factory import Unused
+from gradtx._factory_state import Specs
+from gradtx._factory_state import Unused
 from gradtx._registry import optimizer
 from gradtx._specs import NON_NEGATIVE
 from gradtx.optimizers._aliases import same

@@ -7,7 +7,7 @@ from jax.typing import DTypeLike
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import chain
-from gradtx._factory import Specs
+from gradtx._factory_state import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE
 from gradtx._specs import LEARNING_RATE

@@ -6,7 +6,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
 from gradtx._base import ScalarOrSchedule
-from gradtx._factory import Specs
+from gradtx._factory_state import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import CONVENTION
 from gradtx._specs import LEARNING_RATE

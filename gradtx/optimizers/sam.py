@@ -15,7 +15,7 @@ from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import apply_updates
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._hyperparams import keep_hyperparams
 from gradtx._registry import optimizer
 from gradtx._specs import Anything

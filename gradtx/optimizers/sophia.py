@@ -16,7 +16,7 @@ from gradtx._base import MaskFn
 from gradtx._base import MaskTree
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE
 from gradtx._specs import LEARNING_RATE

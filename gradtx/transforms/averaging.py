@@ -14,7 +14,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import Params
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import STEP
 from gradtx._specs import DType
@@ -97,7 +97,7 @@ def as_returned(u: jax.Array, p: Any) -> jax.Array:
     """The update ``u`` of param ``p`` as the outermost gradtx call returns it.
 
     Inside a call, 16-bit params' updates are float32 and rounded once at the
-    end (``gradtx._factory.run_body``); a stage that forms the params the user
+    end (``gradtx._build.run_body``); a stage that forms the params the user
     will hold must round first, across an optimization barrier (under jit XLA may drop a
     rounding that a widening cast follows).
     """

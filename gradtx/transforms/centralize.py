@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import Flag
 from gradtx._specs import Int

@@ -19,9 +19,9 @@ from gradtx._base import EmptyState
 from gradtx._base import GradientMap
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
+from gradtx._build import reads_count
 from gradtx._factory import factory
-from gradtx._factory import reads_count
 from gradtx._specs import Hyper
 from gradtx.transforms._sums import tree_norm
 from gradtx.transforms.scaling import scaled

@@ -15,7 +15,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import Params
 from gradtx._base import Updates
 from gradtx._base import gradient
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import INITIAL_VALUE
 from gradtx._specs import Hyper

@@ -16,7 +16,7 @@ from gradtx._base import MaskFn
 from gradtx._base import MaskTree
 from gradtx._base import Params
 from gradtx._base import ScalarOrSchedule
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import Function
 from gradtx._specs import Hyper

@@ -23,10 +23,10 @@ from gradtx._base import Updates
 from gradtx._base import float_dtype
 from gradtx._base import gradient
 from gradtx._base import step_count
-from gradtx._factory import Bound
-from gradtx._factory import current_call
+from gradtx._build import current_call
+from gradtx._build import reads_count
 from gradtx._factory import factory
-from gradtx._factory import reads_count
+from gradtx._factory_state import Bound
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import Choice
 from gradtx._specs import Hyper

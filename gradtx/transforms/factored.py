@@ -16,7 +16,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._base import gradient
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import Choice
 from gradtx._specs import DType
@@ -228,7 +228,7 @@ def scale_by_factored_rms(
         )
         plan = plans(updates)
         # eps=None is the machine epsilon of the params' dtype: the updates of 16-bit
-        # params arrive in float32 inside a named optimizer (_factory.run_body).
+        # params arrive in float32 inside a named optimizer (_build.run_body).
         owns = (
             [g.dtype for g in grads]
             if params is None

@@ -21,7 +21,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import chain
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import DType
 from gradtx._specs import Hyper

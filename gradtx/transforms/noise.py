@@ -14,7 +14,7 @@ from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import GradientMap
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import Anything

@@ -19,7 +19,7 @@ from gradtx import _numerics
 from gradtx import _tree
 from gradtx._base import EmptyState
 from gradtx._base import GradientTransformation
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import Choice
 from gradtx._specs import DType

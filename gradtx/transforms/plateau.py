@@ -13,7 +13,7 @@ from gradtx import _update_checks
 from gradtx._base import REPORTED
 from gradtx._base import GradientTransformation
 from gradtx._base import float_dtype
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import Choice

@@ -16,7 +16,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import Params
 from gradtx._base import Updates
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import Flag
 from gradtx._specs import Int

@@ -16,10 +16,10 @@ from gradtx._base import ScalarOrSchedule
 from gradtx._base import Updates
 from gradtx._base import is_schedule
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
+from gradtx._build import reads_count
 from gradtx._factory import factory
-from gradtx._factory import hyperparameterized
-from gradtx._factory import reads_count
+from gradtx._hyperparameterized import hyperparameterized
 from gradtx._specs import LEARNING_RATE
 from gradtx._specs import Flag
 from gradtx._specs import Hyper

@@ -18,7 +18,7 @@ from gradtx._base import OptState
 from gradtx._base import Params
 from gradtx._base import float_dtype
 from gradtx._base import step_count
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import DType

@@ -17,9 +17,9 @@ from gradtx._base import extras_for
 from gradtx._base import float_dtype
 from gradtx._base import gradient
 from gradtx._base import step_count
-from gradtx._factory import UncountedHyperparamsState
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
+from gradtx._factory_state import UncountedHyperparamsState
 from gradtx._specs import DECAY_RATE
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import Flag

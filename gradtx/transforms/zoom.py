@@ -18,7 +18,7 @@ from gradtx import _tree
 from gradtx import _update_checks
 from gradtx._base import GradientTransformation
 from gradtx._base import Updates
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
 from gradtx._specs import NON_NEGATIVE
 from gradtx._specs import Choice

@@ -1,7 +1,7 @@
 """The update-time state check shared by the wrappers that are not built by ``factory``.
 
 It refuses a state made by another optimizer, or for other params, as the
-factories' ``update`` does (``gradtx._factory.hyperparameterized``), before the
+factories' ``update`` does (``gradtx._hyperparameterized.hyperparameterized``), before the
 wrapper reads a field the state may not have.
 """
 

@@ -19,9 +19,9 @@ from gradtx._base import Updates
 from gradtx._base import extras_for
 from gradtx._base import float_dtype
 from gradtx._base import kind_of
-from gradtx._factory import made_by
-from gradtx._factory import run_body
-from gradtx._factory import widened
+from gradtx._build import run_body
+from gradtx._build import widened
+from gradtx._factory_state import made_by
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 

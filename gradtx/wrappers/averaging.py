@@ -18,9 +18,9 @@ from gradtx._base import OptState
 from gradtx._base import Params
 from gradtx._base import apply_updates
 from gradtx._base import extras_for
-from gradtx._factory import Unused
-from gradtx._factory import current_call
+from gradtx._build import current_call
 from gradtx._factory import factory
+from gradtx._factory_state import Unused
 from gradtx._specs import Choice
 from gradtx._specs import Hyper
 from gradtx._specs import Transform

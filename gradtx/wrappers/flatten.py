@@ -42,7 +42,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import OptState
 from gradtx._base import extras_for
 from gradtx._base import kind_of
-from gradtx._factory import widened
+from gradtx._build import widened
 from gradtx._specs import Transform
 
 

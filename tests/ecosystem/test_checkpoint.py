@@ -137,7 +137,7 @@ def test_every_optimizer_and_state_cloudpickle_and_step_alike():
             case.update(opt)(grads, state, params),
         )
     for switch in (
-        gradtx._factory._BUILD,
+        gradtx._build.BUILD,
         gradtx._tree.flat_buffers,
         gradtx._update_checks.probing,
     ):
