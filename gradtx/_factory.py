@@ -65,6 +65,11 @@ from gradtx._base import with_extra_args
 from gradtx._build import BUILD
 from gradtx._factory_state import Bound
 from gradtx._factory_state import FactoryCall
+
+# States pickled before 2026-12-05 name this module as these classes' home (they moved
+# to _factory_state then): importable here, such a pickle still loads.
+from gradtx._factory_state import HyperparamsState  # noqa: F401
+from gradtx._factory_state import UncountedHyperparamsState  # noqa: F401
 from gradtx._factory_state import Unused
 from gradtx._hyperparameterized import hyperparameterized
 from gradtx._specs import Hyper

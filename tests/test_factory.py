@@ -1,4 +1,5 @@
-"""The core's update-time checks and eager checks (gradtx/_factory.py, gradtx/_update_checks.py, gradtx/_checks.py).
+"""The core's update-time checks and eager checks (gradtx/_factory.py,
+gradtx/_hyperparameterized.py, gradtx/_update_checks.py, gradtx/_checks.py).
 
 Each test here is a misuse that used to run without an error (or with an
 error that did not say what went wrong).

@@ -10,8 +10,10 @@ decorator and one test case.
 ``python -m gradtx._registry readme`` prints the README's table,
 ``python -m gradtx._registry catalogue`` the catalogue, and
 ``python -m gradtx._registry --write`` rewrites both in place, between the
-marker comments of README.md and docs/optimizers.md (``tests/test_registry.py``
-fails while they differ from what the registry renders).
+marker comments of README.md and docs/optimizers.md, and the README's prose
+numbers (``readme_prose``: how many optimizers, and which are neither torch's
+nor optax's); ``tests/test_registry.py`` fails while any differs from what the
+registry renders.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import pathlib
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -116,6 +119,42 @@ GENERATED: dict[str, Callable[[], str]] = {
 """The files with a generated block, and what renders it."""
 
 
+def others() -> list[str]:
+    """The registered optimizers whose references are neither torch.optim nor optax."""
+    refs = {name: entry.references for name, entry in OPTIMIZERS.items()}
+    return sorted(n for n, r in refs.items() if "torch.optim." not in r and "optax." not in r)
+
+
+def readme_prose(text: str) -> str:
+    """README.md's ``text`` with the registry's numbers in its prose: the count of named
+    optimizers (in the introduction and the comparison table) and the list of those
+    whose references are neither torch.optim nor optax (``plus `a`, `b` and `c```,
+    the same two places).  A ``ValueError`` where a sentence is not there as often."""
+    names = [f"`{n}`" for n in others()]
+    listed = f"{', '.join(names[:-1])} and {names[-1]}" if names[1:] else "".join(names)
+    n = len(OPTIMIZERS)
+    rules = (  # (pattern, replacement, how many times README.md says it)
+        (r"gradtx has \d+ named optimizers", f"gradtx has {n} named optimizers", 1),
+        (r"\| optimizers \| \d+:", f"| optimizers | {n}:", 1),
+        (r"plus\s+(?:`\w+`(?:,|\s+and)\s+)*`\w+`", f"plus {listed}", 2),
+    )
+    for pattern, replacement, times in rules:
+        text, found = re.subn(pattern, replacement.replace("\\", "\\\\"), text)
+        if found != times:
+            raise ValueError(f"README.md: expected {pattern!r} {times} time(s), found {found}")
+    return text
+
+
+def write_readme_prose(root: pathlib.Path) -> bool:
+    """Rewrite ``root / "README.md"``'s prose numbers (``readme_prose``); whether they changed."""
+    path = root / "README.md"
+    text = path.read_text(encoding="utf-8")
+    new = readme_prose(text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m gradtx._registry [readme | catalogue | --write]``."""
     parser = argparse.ArgumentParser(
@@ -127,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write",
         action="store_true",
-        help="rewrite the generated blocks of " + ", ".join(GENERATED),
+        help="rewrite the generated blocks of " + ", ".join(GENERATED) + " and README.md's counts",
     )
     args = parser.parse_args(argv)
     if args.write:
         try:
             changed = _catalogue.write(ROOT, GENERATED)
+            if write_readme_prose(ROOT) and "README.md" not in changed:
+                changed.insert(0, "README.md")
         except (OSError, ValueError) as e:  # no checkout, or its markers are missing
             print(f"python -m gradtx._registry --write: {e}", file=sys.stderr)
             return 1

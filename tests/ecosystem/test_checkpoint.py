@@ -1,6 +1,9 @@
 """Optimizer state through orbax and flax.serialization: hyperparameters come back, and
 training resumed from a checkpoint continues bitwise as if never interrupted."""
 
+import pickle
+
+import chex
 import cloudpickle
 import jax
 import jax.numpy as jnp
@@ -118,6 +121,28 @@ def test_every_optimizers_state_saves_with_orbax(tmp_path):
         states[case.id] = (state, case.update(opt)(grads, state, params)[1])
     restored = _save_restore_orbax(tmp_path, "standard", states)
     _assert_bitwise(restored, states)
+
+
+def test_a_state_pickled_before_the_factory_module_split_loads():
+    """``HyperparamsState`` lived in ``gradtx._factory`` until 2026-12-05: a state pickled
+    then names that module (protocol 0 spells it as a line, so the old pickle is made
+    by renaming it back)."""
+    params = {"w": jnp.ones(3), "b": jnp.zeros(2)}
+    opt = gradtx.chain(gradtx.adam(1e-2), gradtx.clip(1.0))  # counted and uncounted
+    state = opt.init(params)
+    state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)[1]
+    now = pickle.dumps(jax.device_get(state), protocol=0)
+    assert b"gradtx._factory_state\nHyperparamsState" in now
+    assert b"gradtx._factory_state\nUncountedHyperparamsState" in now
+    old = now.replace(b"gradtx._factory_state\n", b"gradtx._factory\n")
+    restored = pickle.loads(old)
+    assert type(restored[0]) is type(state[0])
+    assert type(restored[1]) is type(state[1])
+    chex.assert_trees_all_equal(restored, jax.device_get(state))
+    u, _ = opt.update(jax.tree.map(jnp.ones_like, params), restored, params)
+    chex.assert_trees_all_equal(
+        u, opt.update(jax.tree.map(jnp.ones_like, params), state, params)[0]
+    )
 
 
 def test_every_optimizer_and_state_cloudpickle_and_step_alike():
