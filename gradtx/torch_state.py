@@ -186,8 +186,9 @@ def from_torch_state_dict(
     group's hyperparameters (``lr``, ``betas``, ``eps``, ``weight_decay``,
     ...) are set into the state as ``gradtx.set_hyperparams`` does.  Where
     gradtx takes one from a schedule (or a Python callable), its value at the
-    step count must equal torch's, to a few roundings of its dtype (so a
-    scheduler stepped once per epoch is an error); ASGD's ``lr`` at the step
+    step count must equal torch's, to a few roundings of its dtype (a torch
+    scheduler stepped once per epoch continues into a schedule written per epoch;
+    a per-step port of it is an error); ASGD's ``lr`` at the step
     count + 1, since torch's next step uses the ``eta`` it computed from the
     lr before (a torch scheduler's schedule read one step late,
     ``lambda k: s(jnp.maximum(k - 1, 0))``, continues exactly).  Complex params

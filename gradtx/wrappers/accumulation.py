@@ -58,8 +58,9 @@ def accumulate_gradients(
     every call, on the zeros in between: Adam's moments would decay).  Given
     the chain's ``grads`` keyword (i.e. placed after a
     non-map member) it raises, since averaging its input would not average
-    the gradient.  Other extras reach ``inner`` on the k-th call only (a
-    ``value=loss`` is then the last micro-batch's loss).  An optimizer built
+    the gradient.  Other extras reach ``inner`` on the k-th call only: a
+    ``value=loss`` is then the last micro-batch's loss, and a plateau metric
+    given on calls 1..k-1 is not seen (pass it with a k-th call).  An optimizer built
     inside a user's factory body reads the factory's count, one per call; it
     gets its own steps instead (calls less the pending micro-steps, over
     ``every_k``: shifted after a restore under another ``every_k``).

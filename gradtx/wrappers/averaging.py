@@ -191,27 +191,62 @@ def _averages(state: Any) -> Iterator[Any]:
             yield from _averages(child)
 
 
-def averaged_params(state: OptState) -> Params:
-    """The averaged parameters in ``state``: ``average_params``'s average, or ASGD's ``ax``.
+def _masked(x: Any) -> bool:
+    return isinstance(x, (MaskedNode, optax.MaskedNode))
 
-    Raises ``ValueError`` if the state holds no average, or several (nested
-    averagers, or one per ``partition`` group: read those from the states), or
-    one of only some leaves (inside ``masked`` or ``partition``).  The arrays are
-    copies, which a later step that donates the state leaves alone.
-    """
-    found = list(_averages(state))
-    if len(found) != 1:
-        raise ValueError(
-            f"gradtx.averaged_params: the state holds {len(found)} averages; it needs exactly "
-            "one (from gradtx.average_params or gradtx.asgd)"
-        )
-    if _tree.nodes(found[0], (MaskedNode, optax.MaskedNode)):
+
+def _joined(found: list[Any]) -> Any:
+    """One params tree from the averages of a ``partition``'s groups (each holds its
+    group's leaves, ``MaskedNode()`` elsewhere), where each leaf has one average; a
+    ``ValueError`` naming the leaves that have none, or several."""
+    columns = [jax.tree_util.tree_flatten_with_path(a, is_leaf=_masked) for a in found]
+    if len({c[1] for c in columns}) > 1:  # not one tree's groups: nested averagers
+        return None
+    paths = [path for path, _ in columns[0][0]]
+    held = [[leaf for _, leaf in c[0]] for c in columns]
+    out, none, several = [], [], []
+    for i, path in enumerate(paths):
+        arrays = [h[i] for h in held if not _masked(h[i])]
+        if len(arrays) > 1:
+            several.append(jax.tree_util.keystr(path))
+        if not arrays:
+            none.append(jax.tree_util.keystr(path))
+        out.append(arrays[0] if arrays else None)
+    if several:
+        return None
+    if none:
         raise ValueError(
             "gradtx.averaged_params: the average is inside gradtx.masked or gradtx.partition "
             "(or optax's), so it holds only the leaves given to it, MaskedNode() elsewhere, "
-            "not a params tree; average outside it: "
-            "gradtx.average_params(gradtx.partition(...)), or read the group's own leaves "
-            "from its state"
+            f"not a params tree (no average of {', '.join(none)}); average outside it: "
+            "gradtx.average_params(gradtx.partition(...)), average every group, or read "
+            "the group's own leaves from its state"
+        )
+    return jax.tree.unflatten(columns[0][1], out)
+
+
+def averaged_params(state: OptState) -> Params:
+    """The averaged parameters in ``state``: ``average_params``'s average, or ASGD's ``ax``.
+
+    Inside ``partition`` (or ``masked``), each group keeps the average of its own
+    leaves: where every leaf is in a group that averages (torch's ASGD with several
+    param groups), the groups' averages are returned as one params tree.  Raises
+    ``ValueError`` if the state holds no average, several of one leaf (nested
+    averagers), or none of some leaves (a group that does not average).  The
+    arrays are copies, which a later step that donates the state leaves alone.
+    """
+    found = list(_averages(state))
+    whole = [a for a in found if not _tree.nodes(a, (MaskedNode, optax.MaskedNode))]
+    joined = None
+    if found and len(whole) == len(found) == 1:
+        joined = found[0]
+    elif found and not whole:
+        joined = _joined(found)
+    if joined is None:
+        raise ValueError(
+            f"gradtx.averaged_params: the state holds {len(found)} averages; it needs exactly "
+            "one (from gradtx.average_params or gradtx.asgd), or one per group of a "
+            "gradtx.partition"
         )
     # a copy: the state's own arrays are deleted by the next step that donates the state
-    return jax.tree.map(_tree.own_copy, found[0])
+    return jax.tree.map(_tree.own_copy, joined)

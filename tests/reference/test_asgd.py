@@ -138,3 +138,43 @@ def test_a_torch_scheduler_is_followed_by_the_schedule_one_step_later(x64, torch
         assert_trajectories_close(
             _ours_run(gradtx.asgd(decay, lambd=0.05, t0=3), params, grads)[0], ref
         )
+
+
+def test_param_groups_average_like_torch_and_read_as_one_params_tree(x64, torch64):
+    # torch's ASGD with two param groups of their own numbers is a partition of two
+    # asgd; averaged_params joins the groups' ax into one params tree (each group's
+    # state holds its own leaves only).
+    params, grads = make_problem(3, 25, MIXED_SHAPES)
+    keys = sorted(params)
+    one, two = _h(0), _h(1)
+    labels = {k: "one" if i % 2 == 0 else "two" for i, k in enumerate(keys)}
+    groups = {
+        name: gradtx.asgd(h["lr"], h["lambd"], h["alpha"], h["t0"], weight_decay=h["wd"])
+        for name, h in (("one", one), ("two", two))
+    }
+    tx = gradtx.partition(groups, labels)
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    state, update = tx.init(p), jax.jit(tx.update)
+    ps, axs = [], []
+    for g in grads:
+        u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
+        p = gradtx.apply_updates(p, u)
+        ps.append({k: np.asarray(v) for k, v in p.items()})
+        axs.append({k: np.asarray(v) for k, v in gradtx.averaged_params(state).items()})
+
+    def make_torch(tensors):
+        return torch.optim.ASGD(
+            [
+                dict(
+                    params=[t for k, t in zip(keys, tensors) if labels[k] == name],
+                    lr=h["lr"], lambd=h["lambd"], alpha=h["alpha"], t0=h["t0"],
+                    weight_decay=h["wd"],
+                )
+                for name, h in (("one", one), ("two", two))
+            ]
+        )  # fmt: skip
+
+    ref_ps, ref_axs = _torch_run(make_torch, {k: params[k] for k in keys}, grads)
+    assert_trajectories_close(ps, ref_ps)
+    assert_trajectories_close(axs, ref_axs)
+    assert not np.allclose(axs[-1][keys[0]], ps[-1][keys[0]])  # averaging has started

@@ -1,5 +1,6 @@
 """average_params against torch.optim.swa_utils.AveragedModel, float64, step by step."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,6 +144,34 @@ def test_an_average_of_some_leaves_is_refused_and_of_all_is_a_params_tree(hide):
     opt = gradtx.average_params(hide(gradtx.sgd(0.1)), method="swa")
     _, state = opt.update(params, opt.init(params), params)
     assert jax.tree.map(jnp.shape, gradtx.averaged_params(state)) == {"w": (2, 3), "b": (3,)}
+
+
+def test_the_averages_of_every_group_of_a_partition_are_one_params_tree():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3), "c": jnp.ones(2)}
+    labels = {"w": "x", "b": "y", "c": "x"}
+    grads = [jax.tree.map(lambda p, i=i: (i + 1.0) * p, params) for i in range(5)]
+
+    def run(opt):
+        p, state = params, opt.init(params)
+        for g in grads:
+            u, state = opt.update(g, state, p)
+            p = gradtx.apply_updates(p, u)
+        return state
+
+    def avg(lr):
+        return gradtx.average_params(gradtx.sgd(lr), method="swa", start=1)
+
+    joined = gradtx.averaged_params(run(gradtx.partition({"x": avg(0.1), "y": avg(0.2)}, labels)))
+    whole = gradtx.averaged_params(run(avg(0.1)))
+    chex.assert_trees_all_equal(joined["w"], whole["w"])  # the same rule, leaf by leaf
+    chex.assert_trees_all_equal(joined["c"], whole["c"])
+    chex.assert_trees_all_close(joined["b"], 2 * whole["b"] - 1, rtol=1e-6)  # twice the rate
+    half = run(gradtx.partition({"x": avg(0.1), "y": gradtx.sgd(0.2)}, labels))
+    with pytest.raises(ValueError, match=r"no average of \['b'\]\); average outside it"):
+        gradtx.averaged_params(half)
+    nested = run(gradtx.average_params(gradtx.partition({"x": avg(0.1), "y": avg(0.2)}, labels)))
+    with pytest.raises(ValueError, match="holds 3 averages; it needs exactly one"):
+        gradtx.averaged_params(nested)
 
 
 def test_a_bfloat16_ema_keeps_moving():
