@@ -88,8 +88,9 @@ def target(call: str, optimizer: Any, averaged_model_state_dict: Any) -> Target:
             f"{call}(optimizer=...): expected an optimizer as a gradtx call such as "
             f"gradtx.adam(...) returns it, or gradtx.average_params around one, got "
             f"{type(optimizer).__name__}; chains and other wrappers have no torch.optim class "
-            "(a gradtx.partition for torch's param groups converts group by group: "
-            'docs/ecosystem.md, "Continuing a PyTorch run")'
+            "(a chain: convert its optimizer member and init the others, the chain's state "
+            "being theirs in order; a gradtx.partition for torch's param groups converts "
+            'group by group: docs/ecosystem.md, "Continuing a PyTorch run")'
         )
     entry = TABLE.get(made.call.removeprefix("gradtx."))
     if entry is None:

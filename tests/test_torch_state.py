@@ -1570,3 +1570,51 @@ def test_a_count_set_as_a_python_int_is_exported_as_update_takes_it(x64):
         gradtx.to_torch_state_dict(opt, as_set, params),
         gradtx.to_torch_state_dict(opt, state, params),
     )
+
+
+def test_a_chain_continues_member_by_member_with_clipping_like_torch(x64, torch64):
+    """torch's ``clip_grad_norm_`` before ``Adam.step()`` is a chain; the torch state dict
+    is the optimizer member's, and the chain's state is the members' states in order
+    (docs/ecosystem.md, "Continuing a PyTorch run"): both ways, 1e-10 over 6 steps."""
+    rng = np.random.default_rng(5)
+    params = {"b": rng.normal(size=3), "w": rng.normal(size=(2, 3))}
+    grads = [{k: 3 * rng.normal(size=v.shape) for k, v in params.items()} for _ in range(12)]
+    clip, adam = gradtx.clip_by_global_norm(1.0, eps=1e-6), gradtx.adam(0.05, amsgrad=True)
+    tx = gradtx.chain(clip, adam)
+
+    def torch_run(tensors, opt, gs):
+        out = []
+        for g in gs:
+            for t, k in zip(tensors, sorted(g)):
+                t.grad = torch.tensor(g[k])
+            torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+            opt.step()
+            out.append({k: t.detach().numpy().copy() for k, t in zip(sorted(g), tensors)})
+        return out
+
+    def ours(p, state, gs):
+        out, update = [], jax.jit(tx.update)
+        p = jax.tree.map(jnp.asarray, p)
+        for g in gs:
+            u, state = update(jax.tree.map(jnp.asarray, g), state, p)
+            p = gradtx.apply_updates(p, u)
+            out.append({k: np.asarray(v) for k, v in p.items()})
+        return out, state
+
+    tensors = tensors_of(params)
+    opt = torch.optim.Adam(tensors, lr=0.05, amsgrad=True)
+    ref = torch_run(tensors, opt, grads[:6])
+    here = jax.tree.map(jnp.asarray, ref[-1])
+    state = (clip.init(here), gradtx.from_torch_state_dict(adam, here, opt.state_dict()))
+    ref += torch_run(tensors, opt, grads[6:])
+    assert_trajectories_close(ours(ref[5], state, grads[6:])[0], ref[6:])
+
+    mine, state = ours(params, tx.init(jax.tree.map(jnp.asarray, params)), grads[:6])
+    back = tensors_of(mine[-1])
+    fresh = torch.optim.Adam(back, lr=0.05, amsgrad=True)
+    fresh.load_state_dict(gradtx.to_torch_state_dict(adam, state[1], mine[-1]))
+    assert_trajectories_close(
+        torch_run(back, fresh, grads[6:]), ours(mine[-1], state, grads[6:])[0]
+    )
+    with pytest.raises(TypeError, match="a chain: convert its optimizer member"):
+        gradtx.from_torch_state_dict(tx, here, opt.state_dict())
