@@ -84,28 +84,35 @@ T = TypeVar("T")
 
 
 # torch.optim's keywords that gradtx spells as optax does: (torch's, gradtx's, optimizers
-# it applies to; None: any optimizer taking gradtx's names)
-_TORCH_SPELLINGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...] = (
-    ("lr", ("learning_rate",), None),
-    ("betas", ("b1", "b2"), None),
-    ("alpha", ("decay",), ("rmsprop",)),  # torch's other alphas (ASGD's) mean other things
-    ("etas", ("eta_minus", "eta_plus"), ("rprop",)),
-    ("step_sizes", ("min_step_size", "max_step_size"), ("rprop",)),
+# it applies to (None: any optimizer taking gradtx's names), what else to know)
+_TORCH_SPELLINGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None, str], ...] = (
+    ("lr", ("learning_rate",), None, ""),
+    ("betas", ("b1", "b2"), None, ""),
+    ("alpha", ("decay",), ("rmsprop",), ""),  # torch's other alphas (ASGD's) mean other things
+    ("etas", ("eta_minus", "eta_plus"), ("rprop",), ""),
+    ("step_sizes", ("min_step_size", "max_step_size"), ("rprop",), ""),
+    # ReduceLROnPlateau's: the plateau scales the updates, so its floor is relative
+    ("min_lr", ("min_scale",), ("reduce_on_plateau",), "min_lr / lr, a fraction of the rate"),
+    ("eps", (), ("reduce_on_plateau",), "gradtx applies every reduction, as torch with eps=0"),
 )
 
 
 def _torch_spelling(fn: Callable[..., Any], given: Any) -> str:
     """A hint for a torch.optim keyword among ``given`` that ``fn`` takes under optax's
-    name; whichever error binding raised (``lion(lr=1e-4)`` first misses learning_rate)."""
+    name (or not at all); whichever error binding raised (``lion(lr=1e-4)`` first misses
+    learning_rate)."""
     taken = inspect.signature(fn).parameters
-    for theirs, ours, only in _TORCH_SPELLINGS:
+    for theirs, ours, only, note in _TORCH_SPELLINGS:
         if theirs in given and theirs not in taken and (only is None or fn.__name__ in only):
             if theirs == "betas" and "b3" in taken:
                 ours = (*ours, "b3")  # torch's Adan and AdEMAMix take three
+            if not ours:
+                return f" (torch's {theirs}=: {note})"
             if all(k in taken for k in ours):
                 names = [f"{k}=" for k in ours]
                 shown = " and ".join([", ".join(names[:-1]), names[-1]] if ours[1:] else names)
-                return f" (torch's {theirs}=; gradtx.{fn.__name__} takes {shown})"
+                also = f": {note}" if note else ""
+                return f" (torch's {theirs}=; gradtx.{fn.__name__} takes {shown}{also})"
     return ""
 
 

@@ -409,11 +409,40 @@ def test_a_plain_callable_may_return_a_fraction_as_a_number_given_may_be():
         (lambda: gradtx.rprop(1e-3, step_sizes=(1e-6, 50)), r"rprop: got an unexpected keyword "
          r"argument 'step_sizes' \(torch's step_sizes=; gradtx\.rprop takes min_step_size= and "
          r"max_step_size=\)$"),
+        (lambda: gradtx.reduce_on_plateau(0.5, min_lr=1e-5), r"reduce_on_plateau: got an "
+         r"unexpected keyword argument 'min_lr' \(torch's min_lr=; gradtx\.reduce_on_plateau "
+         r"takes min_scale=: min_lr / lr, a fraction of the rate\)$"),
+        (lambda: gradtx.reduce_on_plateau(0.5, eps=1e-8), r"reduce_on_plateau: got an "
+         r"unexpected keyword argument 'eps' \(torch's eps=: gradtx applies every reduction, "
+         r"as torch with eps=0\)$"),
+        # schedules: torch's scheduler keywords
+        (lambda: gradtx.schedules.cosine_decay(0.1, 10, eta_min=1e-3), r"schedules\.cosine_decay:"
+         r" got an unexpected keyword argument 'eta_min' \(torch's eta_min=: alpha=eta_min / "
+         r"init_value, a fraction of the initial value; past_end=\"cycle\" for torch's cosine "
+         r"past T_max\)$"),
+        (lambda: gradtx.schedules.sgdr(0.1, T_0=10), r"schedules\.sgdr: missing a required "
+         r"argument: 'first_period' \(torch's T_0=: first_period=T_0\)$"),
+        (lambda: gradtx.schedules.one_cycle(100, max_lr=0.1), r"schedules\.one_cycle: missing a "
+         r"required argument: 'peak_value' \(torch's max_lr=: peak_value=max_lr\)$"),
+        (lambda: gradtx.schedules.join([gradtx.schedules.constant(0.1)], milestones=[]),
+         r"schedules\.join: missing a required argument: 'boundaries' \(torch's milestones=: "
+         r"boundaries=milestones\)$"),
+        (lambda: gradtx.schedules.swa_lr(0.1, swa_lr=0.05), r"schedules\.swa_lr: missing a "
+         r"required argument: 'swa_value' \(torch's swa_lr=: swa_value=swa_lr\)$"),
     ],
 )  # fmt: skip
 def test_a_torch_keyword_points_to_gradtxs_spelling(make, hint):
     with pytest.raises(TypeError, match=r"^gradtx\." + hint):
         make()
+
+
+def test_every_schedule_names_itself_in_a_keyword_error():
+    for name in gradtx.schedules.__all__:
+        fn = getattr(gradtx.schedules, name)
+        if not inspect.isfunction(fn):
+            continue
+        with pytest.raises(TypeError, match=rf"^gradtx\.schedules\.{name}: "):
+            fn(no_such=1)
 
 
 def test_a_torch_keyword_gradtx_takes_as_it_is_or_means_otherwise_gets_no_hint():

@@ -23,6 +23,7 @@ from gradtx.schedules._counts import count_ge
 from gradtx.schedules._counts import count_shift
 from gradtx.schedules._counts import is_integer
 from gradtx.schedules._counts import whole
+from gradtx.schedules._spellings import torch_names
 
 
 def _members(call: str, schedules: Any, example: str) -> tuple:
@@ -105,6 +106,7 @@ class Join(Schedule):
         return _join(self.schedules, self.boundaries, count, lambda b, i: b[..., i])
 
 
+@torch_names(schedulers="schedules=schedulers", milestones="boundaries=milestones")
 def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Callable:
     """Run ``schedules[0]`` until ``boundaries[0]``, then ``schedules[1]`` restarted
     at 0, and so on.
@@ -177,6 +179,7 @@ class Product(Schedule):
         return _product(self.schedules, count)
 
 
+@torch_names(schedulers="schedules=schedulers")
 def product(schedules: Sequence[Callable]) -> Product | Callable:
     """The product of schedules' values at each step: torch ``ChainedScheduler``.
 

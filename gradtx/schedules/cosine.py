@@ -29,6 +29,7 @@ from gradtx.schedules._counts import periods
 from gradtx.schedules._counts import steps_left
 from gradtx.schedules._counts import steps_since
 from gradtx.schedules._counts import whole
+from gradtx.schedules._spellings import torch_names
 
 _PAST_END = ("hold", "cycle")
 
@@ -60,6 +61,11 @@ def _check_past_end(call, past_end):
     return int(past_end == "cycle")
 
 
+@torch_names(
+    T_max="decay_steps=T_max",
+    eta_min="alpha=eta_min / init_value, a fraction of the initial value; "
+    'past_end="cycle" for torch\'s cosine past T_max',
+)
 def cosine_decay(
     init_value: float,
     decay_steps: int,
@@ -145,6 +151,7 @@ class WarmupCosineDecay(Schedule):
         return jnp.where(count_ge(count, warmup), decayed, warm)
 
 
+@torch_names()  # no torch keywords: names the call in its errors
 def warmup_cosine_decay(
     init_value: float,
     peak_value: float,
@@ -308,6 +315,7 @@ def _closed_form_restart(t, period0, m):
     return start(n), period0 * m**n
 
 
+@torch_names(T_0="first_period=T_0", T_mult="period_mult=T_mult", eta_min="min_value=eta_min")
 def sgdr(
     peak_value: float, first_period: int, *, period_mult: float = 1, min_value: float = 0.0
 ) -> SGDR:

@@ -22,6 +22,7 @@ from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import schedule_class
 from gradtx.schedules._counts import as_count
 from gradtx.schedules._counts import count_periods
+from gradtx.schedules._spellings import torch_names
 
 # mode -> the amplitude's per-cycle decay; exp_range's per-step decay is `gamma`
 _MODES = {"triangular": 1.0, "triangular2": 0.5, "exp_range": 1.0}
@@ -60,6 +61,15 @@ class Cyclical(Schedule):
         return base + ((high - base) * rise) * scale
 
 
+@torch_names(
+    base_lr="base_value=base_lr",
+    max_lr="max_value=max_lr",
+    step_size_up="step_size=step_size_up",
+    scale_fn="no gradtx spelling: write the rate as a plain callable of the step count",
+    cycle_momentum="the momentum is a schedule of its own, momentum=cyclical(max_momentum, base_momentum, ...)",
+    base_momentum="momentum=cyclical(max_momentum, base_momentum, ...)",
+    max_momentum="momentum=cyclical(max_momentum, base_momentum, ...)",
+)
 def cyclical(
     base_value: float,
     max_value: float,
@@ -206,6 +216,15 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
     return total_steps, pct_start, three_phase
 
 
+@torch_names(
+    max_lr="peak_value=max_lr",
+    epochs="total_steps=epochs * steps_per_epoch",
+    steps_per_epoch="total_steps=epochs * steps_per_epoch",
+    anneal_strategy="anneal=anneal_strategy",
+    cycle_momentum="the momentum is a schedule of its own, momentum=one_cycle_momentum(total_steps, ...)",
+    base_momentum="one_cycle_momentum(total_steps, base_momentum, max_momentum)",
+    max_momentum="one_cycle_momentum(total_steps, base_momentum, max_momentum)",
+)
 def one_cycle(
     total_steps: int,
     peak_value: float,
@@ -261,6 +280,11 @@ def one_cycle(
     )
 
 
+@torch_names(
+    anneal_strategy="anneal=anneal_strategy",
+    epochs="total_steps=epochs * steps_per_epoch",
+    steps_per_epoch="total_steps=epochs * steps_per_epoch",
+)
 def one_cycle_momentum(
     total_steps: int,
     base_momentum: float = 0.85,

@@ -33,6 +33,7 @@ from gradtx.schedules._counts import is_integer
 from gradtx.schedules._counts import steps_left
 from gradtx.schedules._counts import steps_since
 from gradtx.schedules._counts import whole
+from gradtx.schedules._spellings import torch_names
 
 
 @schedule_class
@@ -46,6 +47,7 @@ class Constant(Schedule):
         return as_float(self.value) + jnp.zeros_like(t)
 
 
+@torch_names()  # no torch keywords: names the call in its errors
 def constant(value: float) -> Constant:
     """The schedule that always returns ``value``: ``η_k = value``.
 
@@ -74,6 +76,10 @@ class PiecewiseConstant(Schedule):
         return as_float(self.init_value) * jnp.prod(factors, axis=-1)
 
 
+@torch_names(
+    milestones="boundaries_and_scales={milestone: gamma, ...}",
+    gamma="boundaries_and_scales={milestone: gamma, ...}",
+)
 def piecewise_constant(
     init_value: float, boundaries_and_scales: Mapping[int, float] | None = None
 ) -> PiecewiseConstant:
@@ -148,6 +154,10 @@ class ExponentialDecay(Schedule):
         return jnp.where(jnp.isnan(end), value, bounded)
 
 
+@torch_names(
+    gamma="decay_rate=gamma (ExponentialLR: transition_steps=1; StepLR: transition_steps=step_size, staircase=True)",
+    step_size="transition_steps=step_size, staircase=True",
+)
 def exponential_decay(
     init_value: float,
     transition_steps: int,
@@ -219,6 +229,7 @@ class InverseTimeDecay(Schedule):
         return as_float(self.init_value) * base ** (-as_float(self.power))
 
 
+@torch_names()  # no torch keywords: names the call in its errors
 def inverse_time_decay(
     init_value: float, decay_steps: float, power: float = 1.0
 ) -> InverseTimeDecay:
@@ -249,6 +260,7 @@ class InverseSqrtDecay(Schedule):
         return as_float(self.init_value) / jnp.sqrt(as_count(count) + 1)
 
 
+@torch_names()  # no torch keywords: names the call in its errors
 def inverse_sqrt_decay(init_value: float) -> InverseSqrtDecay:
     """Inverse square-root decay: ``η_k = η_0 / √(k + 1)``.
 
@@ -313,6 +325,7 @@ def _check_transition(call, init_value, end_value, transition_steps, transition_
     )
 
 
+@torch_names(total_iters="transition_steps=total_iters")
 def polynomial(
     init_value: float,
     end_value: float,
@@ -364,6 +377,11 @@ class Linear(Schedule):
         )
 
 
+@torch_names(
+    start_factor="init_value=start_factor * lr",
+    end_factor="end_value=end_factor * lr",
+    total_iters="transition_steps=total_iters",
+)
 def linear(
     init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0
 ) -> Linear:
@@ -400,6 +418,7 @@ class ConstantWarmup(Schedule):
         return jnp.where(count_ge(count, warmup), value, value * factor)
 
 
+@torch_names(total_iters="warmup_steps=total_iters")
 def constant_warmup(value: float, factor: float, warmup_steps: int) -> ConstantWarmup:
     """A constant warmup (Goyal et al. 2017): ``value · factor`` for the first
     ``warmup_steps`` steps, then ``value``.

@@ -15,6 +15,7 @@ from gradtx.schedules._common import lerp
 from gradtx.schedules._common import safe_div
 from gradtx.schedules._common import schedule_class
 from gradtx.schedules._counts import as_count
+from gradtx.schedules._spellings import torch_names
 
 
 @schedule_class
@@ -43,6 +44,11 @@ class SWALR(Schedule):
         return lerp(init, swa, a, q)
 
 
+@torch_names(
+    swa_lr="swa_value=swa_lr",
+    anneal_epochs="anneal_steps=anneal_epochs",
+    anneal_strategy="anneal=anneal_strategy",
+)
 def swa_lr(
     init_value: float, swa_value: float, anneal_steps: int = 10, *, anneal: str = "cos"
 ) -> SWALR:
