@@ -61,14 +61,16 @@ class Cyclical(Schedule):
         return base + ((high - base) * rise) * scale
 
 
+# torch's CyclicLR and OneCycleLR cycle the optimizer's momentum too, with these keywords
+_MOMENTUM = ("cycle_momentum", "base_momentum", "max_momentum")
+
+
 @torch_names(
     base_lr="base_value=base_lr",
     max_lr="max_value=max_lr",
     step_size_up="step_size=step_size_up",
     scale_fn="no gradtx spelling: write the rate as a plain callable of the step count",
-    cycle_momentum="the momentum is a schedule of its own, momentum=cyclical(max_momentum, base_momentum, ...)",
-    base_momentum="momentum=cyclical(max_momentum, base_momentum, ...)",
-    max_momentum="momentum=cyclical(max_momentum, base_momentum, ...)",
+    **dict.fromkeys(_MOMENTUM, "a schedule of its own: momentum=cyclical(max_momentum, ...)"),
 )
 def cyclical(
     base_value: float,
@@ -221,9 +223,7 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
     epochs="total_steps=epochs * steps_per_epoch",
     steps_per_epoch="total_steps=epochs * steps_per_epoch",
     anneal_strategy="anneal=anneal_strategy",
-    cycle_momentum="the momentum is a schedule of its own, momentum=one_cycle_momentum(total_steps, ...)",
-    base_momentum="one_cycle_momentum(total_steps, base_momentum, max_momentum)",
-    max_momentum="one_cycle_momentum(total_steps, base_momentum, max_momentum)",
+    **dict.fromkeys(_MOMENTUM, "a schedule of its own: momentum=one_cycle_momentum(...)"),
 )
 def one_cycle(
     total_steps: int,

@@ -38,7 +38,7 @@ def _torch_run(make, params, grads):
     return ps, axs
 
 
-def _ours_run(tx, params, grads):
+def _ours_run(tx, params, grads, averaged=lambda state: optax.tree_utils.tree_get(state, "ax")):
     p = {k: jnp.asarray(v) for k, v in params.items()}
     state, update = tx.init(p), jax.jit(tx.update)
     ps, axs = [], []
@@ -46,7 +46,7 @@ def _ours_run(tx, params, grads):
         u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
         p = gradtx.apply_updates(p, u)
         ps.append({k: np.asarray(v) for k, v in p.items()})
-        axs.append({k: np.asarray(v) for k, v in optax.tree_utils.tree_get(state, "ax").items()})
+        axs.append({k: np.asarray(v) for k, v in averaged(state).items()})
     return ps, axs
 
 
@@ -152,15 +152,7 @@ def test_param_groups_average_like_torch_and_read_as_one_params_tree(x64, torch6
         name: gradtx.asgd(h["lr"], h["lambd"], h["alpha"], h["t0"], weight_decay=h["wd"])
         for name, h in (("one", one), ("two", two))
     }
-    tx = gradtx.partition(groups, labels)
-    p = {k: jnp.asarray(v) for k, v in params.items()}
-    state, update = tx.init(p), jax.jit(tx.update)
-    ps, axs = [], []
-    for g in grads:
-        u, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, p)
-        p = gradtx.apply_updates(p, u)
-        ps.append({k: np.asarray(v) for k, v in p.items()})
-        axs.append({k: np.asarray(v) for k, v in gradtx.averaged_params(state).items()})
+    ps, axs = _ours_run(gradtx.partition(groups, labels), params, grads, gradtx.averaged_params)
 
     def make_torch(tensors):
         return torch.optim.ASGD(
