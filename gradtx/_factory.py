@@ -116,10 +116,13 @@ def _torch_spelling(fn: Callable[..., Any], given: Any) -> str:
     return ""
 
 
-def _optax_spelling(name: str, err: TypeError, kwargs: Mapping[str, Any], ours: Any) -> str:
+def _optax_spelling(
+    name: str, err: TypeError, kwargs: Mapping[str, Any], ours: Any, nargs: int
+) -> str:
     """A hint for a keyword that optax's function of the same name takes: the one the
     error names, or one gradtx does not take (a missing argument's error names only
-    gradtx's own, ``lookahead(fast_optimizer=...)`` lacking ``inner``)."""
+    gradtx's own, ``lookahead(fast_optimizer=...)`` lacking ``inner``); or, for more
+    positional arguments than gradtx takes, the names optax gives those positions."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
     module = optax if callable(getattr(optax, name, None)) else optax.contrib
     theirs = getattr(module, name, None)
@@ -129,6 +132,23 @@ def _optax_spelling(name: str, err: TypeError, kwargs: Mapping[str, Any], ours: 
         taken = inspect.signature(theirs).parameters
     except (TypeError, ValueError):
         return ""
+    if "too many positional arguments" in str(err):
+        by_place = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        mine = [k for k, v in ours.parameters.items() if v.kind in by_place]
+        placed = [k for k, v in taken.items() if v.kind in by_place]
+        if placed[: len(mine)] != mine:  # adamw: optax's fifth is eps_root, gradtx's decay
+            return (
+                f" ({module.__name__}.{name} takes other arguments at these positions: "
+                "docs/ecosystem.md, 'optax arguments spelled otherwise')"
+            )
+        extra = placed[len(mine) : nargs]
+        if not extra or not all(k in ours.parameters for k in extra):
+            return ""
+        said = ", ".join(f"{k}=" for k in extra)
+        return (
+            f" ({module.__name__}.{name} takes {', '.join(extra)} there by position; "
+            f"gradtx.{name} by keyword: {said})"
+        )
     strays = [found.group(1)] if found else [k for k in kwargs if k not in ours.parameters]
     stray = next((k for k in strays if k in taken), None)
     if stray is None:
@@ -250,7 +270,7 @@ def factory(
                 bound = signature.bind(*args, **kwargs)
             except TypeError as err:
                 hint = _torch_spelling(fn, kwargs) or _optax_spelling(
-                    fn.__name__, err, kwargs, signature
+                    fn.__name__, err, kwargs, signature, len(args)
                 )
                 raise TypeError(f"{call}: {err}{hint}") from None
             bound.apply_defaults()

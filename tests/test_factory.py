@@ -452,6 +452,21 @@ def test_a_torch_keyword_gradtx_takes_as_it_is_or_means_otherwise_gets_no_hint()
     assert gradtx.prodigy(betas=(0.9, 0.99)) is not None
 
 
+def test_optaxs_extra_positional_arguments_are_named():
+    # gradtx's positional parameters are a prefix of optax's; the rest go by keyword
+    with pytest.raises(TypeError, match=r"^gradtx\.adam: too many positional arguments "
+                       r"\(optax\.adam takes eps_root there by position; gradtx\.adam by "
+                       r"keyword: eps_root=\)$"):  # fmt: skip
+        gradtx.adam(1e-3, 0.9, 0.999, 1e-8, 1e-9)
+    with pytest.raises(TypeError, match=r"optax\.adagrad takes initial_accumulator_value, eps "
+                       r"there by position; gradtx\.adagrad by keyword: "
+                       r"initial_accumulator_value=, eps=\)$"):  # fmt: skip
+        gradtx.adagrad(0.1, 0.1, 1e-7)
+    with pytest.raises(TypeError, match=r"optax\.adamw takes other arguments at these "
+                       r"positions: docs/ecosystem\.md"):  # fmt: skip
+        gradtx.adamw(1e-3, 0.9, 0.999, 1e-8, 1e-4, None, 1e-4)
+
+
 def test_an_optax_keyword_gradtx_does_not_take_points_to_the_spellings():
     with pytest.raises(TypeError, match=r"'nesterov' \(optax\.adam takes it; .*docs/ecosystem\.md"):
         gradtx.adam(0.1, nesterov=True)

@@ -182,7 +182,7 @@ def adafactor(
         defaults are ``learning_rate=None`` (no rate stage, as here: ``None``
         is accepted under this convention only), ``eps=1e-30``,
         ``min_dim_size_to_factor=128``, ``weight_decay=0``.  optax computes
-        ``β̂_t`` in float32 for a Python ``decay_rate``, here in the
+        ``β̂_t`` in float32 (from a Python or an array ``decay_rate``), here in the
         hyperparameters' precision; optax keeps the momentum in float32
         (``dtype_momentum``), here in the params' dtype (float32 for 16-bit
         params) unless given.  With ``decay_offset > 0`` optax's first step
