@@ -63,6 +63,8 @@ class Cyclical(Schedule):
 
 # torch's CyclicLR and OneCycleLR cycle the optimizer's momentum too, with these keywords
 _MOMENTUM = ("cycle_momentum", "base_momentum", "max_momentum")
+# ... and OneCycleLR's length may be given as epochs of steps
+_EPOCHS = dict.fromkeys(("epochs", "steps_per_epoch"), "total_steps=epochs * steps_per_epoch")
 
 
 @torch_names(
@@ -220,8 +222,7 @@ def _check_cycle(call, total_steps, pct_start, anneal, three_phase):
 
 @torch_names(
     max_lr="peak_value=max_lr",
-    epochs="total_steps=epochs * steps_per_epoch",
-    steps_per_epoch="total_steps=epochs * steps_per_epoch",
+    **_EPOCHS,
     anneal_strategy="anneal=anneal_strategy",
     **dict.fromkeys(_MOMENTUM, "a schedule of its own: momentum=one_cycle_momentum(...)"),
 )
@@ -280,11 +281,7 @@ def one_cycle(
     )
 
 
-@torch_names(
-    anneal_strategy="anneal=anneal_strategy",
-    epochs="total_steps=epochs * steps_per_epoch",
-    steps_per_epoch="total_steps=epochs * steps_per_epoch",
-)
+@torch_names(anneal_strategy="anneal=anneal_strategy", **_EPOCHS)
 def one_cycle_momentum(
     total_steps: int,
     base_momentum: float = 0.85,
