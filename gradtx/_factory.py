@@ -136,10 +136,20 @@ def _optax_spelling(
         by_place = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         mine = [k for k, v in ours.parameters.items() if v.kind in by_place]
         placed = [k for k, v in taken.items() if v.kind in by_place]
-        if placed[: len(mine)] != mine:  # adamw: optax's fifth is eps_root, gradtx's decay
+        if nargs > len(placed):  # optax's function takes no more either
+            return ""
+        # a position where optax takes an argument gradtx takes elsewhere (adamw's fifth:
+        # optax's eps_root, gradtx's weight_decay); not a name alone (lookahead's inner)
+        moved = [
+            (i, theirs, own)
+            for i, (theirs, own) in enumerate(zip(placed, mine))
+            if theirs != own and theirs in ours.parameters
+        ]
+        if moved:
+            i, theirs, own = moved[0]
             return (
-                f" ({module.__name__}.{name} takes other arguments at these positions: "
-                "docs/ecosystem.md, 'optax arguments spelled otherwise')"
+                f" (argument {i + 1} is {module.__name__}.{name}'s {theirs} but "
+                f"gradtx.{name}'s {own}: docs/ecosystem.md, 'optax arguments spelled otherwise')"
             )
         extra = placed[len(mine) : nargs]
         if not extra or not all(k in ours.parameters for k in extra):

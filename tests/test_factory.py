@@ -429,6 +429,9 @@ def test_a_plain_callable_may_return_a_fraction_as_a_number_given_may_be():
          r"boundaries=milestones\)$"),
         (lambda: gradtx.schedules.swa_lr(0.1, swa_lr=0.05), r"schedules\.swa_lr: missing a "
          r"required argument: 'swa_value' \(torch's swa_lr=: swa_value=swa_lr\)$"),
+        (lambda: gradtx.schedules.constant(0.1, last_epoch=5), r"schedules\.constant: got an "
+         r"unexpected keyword argument 'last_epoch' \(torch's last_epoch=: none: a gradtx "
+         r"schedule is a function of the optimizer's step count"),
     ],
 )  # fmt: skip
 def test_a_torch_keyword_points_to_gradtxs_spelling(make, hint):
@@ -462,9 +465,14 @@ def test_optaxs_extra_positional_arguments_are_named():
                        r"there by position; gradtx\.adagrad by keyword: "
                        r"initial_accumulator_value=, eps=\)$"):  # fmt: skip
         gradtx.adagrad(0.1, 0.1, 1e-7)
-    with pytest.raises(TypeError, match=r"optax\.adamw takes other arguments at these "
-                       r"positions: docs/ecosystem\.md"):  # fmt: skip
+    with pytest.raises(TypeError, match=r"\(argument 5 is optax\.adamw's eps_root but "
+                       r"gradtx\.adamw's weight_decay: docs/ecosystem\.md"):  # fmt: skip
         gradtx.adamw(1e-3, 0.9, 0.999, 1e-8, 1e-4, None, 1e-4)
+    # more than optax takes too, or a position that differs by its name only: no hint
+    with pytest.raises(TypeError, match=r"^gradtx\.lbfgs: too many positional arguments$"):
+        gradtx.lbfgs(*[0.1] * 8)
+    with pytest.raises(TypeError, match=r"^gradtx\.lookahead: too many positional arguments$"):
+        gradtx.lookahead(gradtx.sgd(0.1), 5, 0.5, True)
 
 
 def test_an_optax_keyword_gradtx_does_not_take_points_to_the_spellings():

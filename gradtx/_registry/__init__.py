@@ -131,12 +131,17 @@ def readme_prose(text: str) -> str:
     whose references are neither torch.optim nor optax (``plus `a`, `b` and `c```,
     the same two places).  A ``ValueError`` where a sentence is not there as often."""
     names = [f"`{n}`" for n in others()]
-    listed = f"{', '.join(names[:-1])} and {names[-1]}" if names[1:] else "".join(names)
+    if not names:
+        raise ValueError("README.md: no optimizer to list after 'plus'; reword the sentences")
+    listed = f"{', '.join(names[:-1])} and {names[-1]}" if names[1:] else names[0]
     n = len(OPTIMIZERS)
+    names_list = r"`\w+`(?:,\s+`\w+`)*(?:,?\s+and\s+`\w+`)?"
     rules = (  # (pattern, replacement, how many times README.md says it)
-        (r"gradtx has \d+ named optimizers", f"gradtx has {n} named optimizers", 1),
+        (r"gradtx has\s+\d+\s+named optimizers", f"gradtx has {n} named optimizers", 1),
         (r"\| optimizers \| \d+:", f"| optimizers | {n}:", 1),
-        (r"plus\s+(?:`\w+`(?:,|\s+and)\s+)*`\w+`", f"plus {listed}", 2),
+        # after the introduction's list of what gradtx has, and in the comparison table
+        (rf"(?<=\),\s)plus\s+{names_list}(?=\s+\(Lookahead)", f"plus {listed}", 1),
+        (rf"(?<=catalogue, )plus\s+{names_list}(?=\s+\|)", f"plus {listed}", 1),
     )
     for pattern, replacement, times in rules:
         text, found = re.subn(pattern, replacement.replace("\\", "\\\\"), text)

@@ -19,8 +19,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_EVERY = {  # keywords every torch scheduler takes
+    "last_epoch": "none: a gradtx schedule is a function of the optimizer's step count "
+    "(continue a torch run with gradtx.from_torch_state_dict)",
+    "verbose": "none: read the rate with gradtx.get_hyperparams",
+}
+
+
 def torch_names(**spelled: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a schedule function: ``spelled`` maps torch's keyword to gradtx's way."""
+    spelled = {**_EVERY, **spelled}
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(fn)

@@ -72,6 +72,7 @@ _EPOCHS = dict.fromkeys(("epochs", "steps_per_epoch"), "total_steps=epochs * ste
     max_lr="max_value=max_lr",
     step_size_up="step_size=step_size_up",
     scale_fn="no gradtx spelling: write the rate as a plain callable of the step count",
+    scale_mode="no gradtx spelling: with scale_fn, write the rate as a plain callable",
     **dict.fromkeys(_MOMENTUM, "a schedule of its own: momentum=cyclical(max_momentum, ...)"),
 )
 def cyclical(

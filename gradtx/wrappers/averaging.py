@@ -195,13 +195,21 @@ def _masked(x: Any) -> bool:
     return isinstance(x, (MaskedNode, optax.MaskedNode))
 
 
+def _several(found: list[Any], leaves: str = "") -> ValueError:
+    return ValueError(
+        f"gradtx.averaged_params: the state holds {len(found)} averages{leaves}; it needs "
+        "exactly one (from gradtx.average_params or gradtx.asgd), or one per group of a "
+        "gradtx.partition"
+    )
+
+
 def _joined(found: list[Any]) -> Any:
-    """One params tree from the averages of a ``partition``'s groups (each holds its
-    group's leaves, ``MaskedNode()`` elsewhere), where each leaf has one average; a
-    ``ValueError`` naming the leaves that have none, or several."""
+    """One params tree from averages that each hold some leaves (a ``partition``'s
+    groups: ``MaskedNode()`` in place of the others), where each leaf has one average;
+    a ``ValueError`` naming the leaves that have none, or several."""
     columns = [jax.tree_util.tree_flatten_with_path(a, is_leaf=_masked) for a in found]
-    if len({c[1] for c in columns}) > 1:  # not one tree's groups: nested averagers
-        return None
+    if len({c[1] for c in columns}) > 1:  # averages of different trees: nested averagers
+        raise _several(found)
     paths = [path for path, _ in columns[0][0]]
     held = [[leaf for _, leaf in c[0]] for c in columns]
     out, none, several = [], [], []
@@ -212,8 +220,8 @@ def _joined(found: list[Any]) -> Any:
         if not arrays:
             none.append(jax.tree_util.keystr(path))
         out.append(arrays[0] if arrays else None)
-    if several:
-        return None
+    if several:  # an averager inside a group that is averaged too
+        raise _several(found, f", several of {', '.join(several)}")
     if none:
         raise ValueError(
             "gradtx.averaged_params: the average is inside gradtx.masked or gradtx.partition "
@@ -236,17 +244,11 @@ def averaged_params(state: OptState) -> Params:
     arrays are copies, which a later step that donates the state leaves alone.
     """
     found = list(_averages(state))
-    whole = [a for a in found if not _tree.nodes(a, (MaskedNode, optax.MaskedNode))]
-    joined = None
-    if found and len(whole) == len(found) == 1:
+    if not found:
+        raise _several(found)
+    if len(found) == 1 and not _tree.nodes(found[0], (MaskedNode, optax.MaskedNode)):
         joined = found[0]
-    elif found and not whole:
+    else:  # some hold only their group's leaves, or one is nested in another
         joined = _joined(found)
-    if joined is None:
-        raise ValueError(
-            f"gradtx.averaged_params: the state holds {len(found)} averages; it needs exactly "
-            "one (from gradtx.average_params or gradtx.asgd), or one per group of a "
-            "gradtx.partition"
-        )
     # a copy: the state's own arrays are deleted by the next step that donates the state
     return jax.tree.map(_tree.own_copy, joined)

@@ -170,8 +170,16 @@ def test_the_averages_of_every_group_of_a_partition_are_one_params_tree():
     with pytest.raises(ValueError, match=r"no average of \['b'\]\); average outside it"):
         gradtx.averaged_params(half)
     nested = run(gradtx.average_params(gradtx.partition({"x": avg(0.1), "y": avg(0.2)}, labels)))
-    with pytest.raises(ValueError, match="holds 3 averages; it needs exactly one"):
+    with pytest.raises(ValueError, match=r"holds 3 averages, several of \['b'\], \['c'\], \['w'\]"):
         gradtx.averaged_params(nested)
+    in_a_group = run(
+        gradtx.partition({"x": gradtx.average_params(avg(0.1)), "y": avg(0.2)}, labels)
+    )
+    with pytest.raises(ValueError, match=r"holds 3 averages, several of \['c'\], \['w'\];"):
+        gradtx.averaged_params(in_a_group)  # was one of the two averages of w, silently
+    # a group that holds no leaf (a label no param has) averages nothing, and is no obstacle
+    empty = run(gradtx.partition({"x": avg(0.1), "y": avg(0.2)}, dict.fromkeys(params, "x")))
+    chex.assert_trees_all_equal(gradtx.averaged_params(empty), whole)
 
 
 def test_a_bfloat16_ema_keeps_moving():
