@@ -198,6 +198,17 @@ def check_takes_a_count(call: str, name: str, fn: Any) -> None:
         pass
 
 
+def check_takes_one(call: str, name: str, fn: Any, what: str) -> None:
+    """A function argument (``mask_fn``) must take one argument, ``what``: else its first
+    call, at ``init``, raised Python's own error, not naming the gradtx call."""
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        raise TypeError(f"{call}({name}=<function>): {name} takes one argument, {what}") from None
+    except ValueError:  # no signature to read (a builtin): its call will say
+        pass
+
+
 _TRACING_ERRORS = (
     jax.errors.ConcretizationTypeError,
     jax.errors.TracerIntegerConversionError,

@@ -202,12 +202,17 @@ class Mask(Option):
 
 
 class Function(Option):
-    """``None`` or a callable."""
+    """``None`` or a callable of one argument, ``takes`` (the params, by default)."""
+
+    def __init__(self, takes: str = "the params") -> None:
+        self.takes = takes
 
     def check(self, call, name, value):
         if value is not None and not callable(value):
             hint = _checks.inject_hint(name, value, "a function argument")
             raise TypeError(f"{call}({name}={value!r}): {name} must be a function or None{hint}")
+        if value is not None:
+            _checks.check_takes_one(call, name, value, self.takes)
         return value
 
 

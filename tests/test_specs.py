@@ -203,6 +203,26 @@ def test_a_mask_of_arrays_is_rejected_at_construction():
         gradtx.adamw(mask=lambda p: {"w": True})
 
 
+def test_a_function_argument_of_another_arity_is_refused_at_construction():
+    # each was built, and its first init raised Python's own "takes 0 positional arguments"
+    with pytest.raises(TypeError, match=r"^gradtx\.adamw\(mask_fn=<function>\): mask_fn takes "
+                       r"one argument, the params$"):  # fmt: skip
+        gradtx.adamw(0.1, weight_decay=0.5, mask_fn=lambda: True)
+    with pytest.raises(TypeError, match=r"^gradtx\.adopt\(clip_value_fn=<function>\): "
+                       r"clip_value_fn takes one argument, the step count$"):  # fmt: skip
+        gradtx.adopt(0.1, clip_value_fn=lambda: 1.0)
+    with pytest.raises(TypeError, match=r"^gradtx\.masked\(mask_fn=<function>\): mask_fn takes"):
+        gradtx.masked(gradtx.sgd(0.1), mask_fn=lambda a, b: True)
+    with pytest.raises(TypeError, match=r"^gradtx\.partition\(labels_fn=<function>\): labels_fn"):
+        gradtx.partition({"a": gradtx.sgd(0.1)}, labels_fn=lambda: "a")
+    with pytest.raises(TypeError, match=r"^gradtx\.partition\(labels_fn=3\): labels_fn must be"):
+        gradtx.partition({"a": gradtx.sgd(0.1)}, labels_fn=3)
+    # one argument with defaults or *args after it is one argument
+    params = {"w": jnp.ones(2)}
+    opt = gradtx.adamw(0.1, weight_decay=0.5, mask_fn=lambda p, *rest, k=1: {"w": True})
+    opt.update(params, opt.init(params), params)
+
+
 def test_a_rejected_number_is_shown_as_given():
     with pytest.raises(ValueError, match=r"^gradtx\.reduce_on_plateau\(patience=-1\): patience"):
         gradtx.reduce_on_plateau(patience=-1)

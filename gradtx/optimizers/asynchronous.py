@@ -39,7 +39,7 @@ def _quartic_root(count: jax.Array) -> jax.Array:
 @optimizer(
     references="`optax.contrib.adopt` (Nesterov, clipping, mu_dtype)",
     learning_rate=LEARNING_RATE, b1=DECAY_RATE, b2=DECAY_RATE, eps=NON_NEGATIVE, mu_dtype=DType(),
-    nesterov=Flag(), use_clipping=Flag(), clip_value_fn=Function(),
+    nesterov=Flag(), use_clipping=Flag(), clip_value_fn=Function(takes="the step count"),
 )  # fmt: skip
 def adopt(
     learning_rate: ScalarOrSchedule,

@@ -12,6 +12,7 @@ from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
 from gradtx._base import ScalarOrSchedule
+from gradtx._base import float_dtype
 from gradtx._factory_state import Specs
 from gradtx._registry import optimizer
 from gradtx._specs import DECAY_RATE
@@ -52,6 +53,15 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "
             "base_lr, so the initial learning rate must be > 0 (or pass base_lr)"
+        )
+    # stored as base_lr, a positive rate that the storage dtype flushes to 0 makes 0/0
+    kept, flushed = _checks.as_stored(float(lr), float_dtype())
+    if float(kept) <= 0:
+        raise ValueError(
+            f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "
+            f"base_lr, and base_lr defaults to it, which "
+            f"{_checks.rounding_note(float(kept), bool(flushed), float_dtype())} not > 0 "
+            "(pass base_lr, or jax_enable_x64 stores float64)"
         )
     return {**arguments, "base_lr": float(lr)}
 

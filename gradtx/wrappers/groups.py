@@ -136,6 +136,8 @@ def masked(
     _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
     if mask_fn is not None and not callable(mask_fn):
         raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
+    if mask_fn is not None:
+        _checks.check_takes_one(call, "mask_fn", mask_fn, "the params")
 
     def keep_of(tree):
         return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree), tree)
@@ -208,6 +210,10 @@ def partition(
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
     _tree.refuse_both(call, "labels", labels, labels_fn)  # at construction, not first at init
     _checks.refuse_function(call, "labels", labels, "labels")
+    if labels_fn is not None:
+        if not callable(labels_fn):
+            raise TypeError(f"{call}(labels_fn={labels_fn!r}): labels_fn must be a function")
+        _checks.check_takes_one(call, "labels_fn", labels_fn, "the params")
 
     def labels_of(tree):
         values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)

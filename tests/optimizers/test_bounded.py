@@ -71,6 +71,8 @@ def test_schedule_base_lr_is_initial_value(x64):
             "initial learning rate must be > 0",
         ),
         (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
+        # float32 flushes it to 0, and base_lr took it: the bounds were 0/0, NaN updates
+        (dict(learning_rate=1e-40), ValueError, "base_lr defaults to it, which is a subnormal"),
         (dict(final_lr=-0.1), ValueError, "final_lr must be in"),
         (dict(b1=1.0), ValueError, r"gradtx.adabound\(b1=1.0\)"),
         (dict(gamma=-1e-3), ValueError, "gamma must be in"),
@@ -82,6 +84,15 @@ def test_schedule_base_lr_is_initial_value(x64):
 def test_bad_arguments(kwargs, err, match):
     with pytest.raises(err, match=match):
         gradtx.adabound(**kwargs)
+
+
+def test_a_rate_float32_flushes_needs_its_base_lr_and_then_steps():
+    with pytest.raises(ValueError, match=r"gradtx\.amsbound\(learning_rate=1e-40\).*pass base_lr"):
+        gradtx.amsbound(1e-40)
+    tx = gradtx.adabound(1e-40, base_lr=1e-3)  # a rate of 0 as float32 stores it: no step
+    params = jnp.asarray([1.0, -2.0])
+    updates, _ = tx.update(jnp.asarray([1.0, 2.0]), tx.init(params), params)
+    np.testing.assert_array_equal(updates, jnp.zeros(2))
 
 
 def test_amsbound_is_adabound_with_amsbound(x64):
