@@ -186,27 +186,32 @@ def check_step_number(call: str, name: str, given: Any, dtype: Any) -> None:
         )
 
 
+def _takes_one(fn: Any) -> bool:
+    """Whether ``fn`` can be called with one positional argument, as far as its signature
+    tells: its own, or the one ``functools.wraps`` gave it (a wrapper of another arity
+    shows the wrapped function's); no signature to read (a builtin): its call will say."""
+    for follow in (False, True):
+        try:
+            inspect.signature(fn, follow_wrapped=follow).bind(None)
+            return True
+        except TypeError:
+            continue
+        except ValueError:
+            return True
+    return False
+
+
 def check_takes_a_count(call: str, name: str, fn: Any) -> None:
     """A plain callable hyperparameter must take one argument, the step count."""
-    try:
-        inspect.signature(fn).bind(0)
-    except TypeError:
-        raise TypeError(
-            f"{call}({name}=<function>): a schedule takes one argument, the step count"
-        ) from None
-    except ValueError:  # no signature to read (a builtin): its call will say
-        pass
+    if not _takes_one(fn):
+        raise TypeError(f"{call}({name}=<function>): a schedule takes one argument, the step count")
 
 
 def check_takes_one(call: str, name: str, fn: Any, what: str) -> None:
     """A function argument (``mask_fn``) must take one argument, ``what``: else its first
     call, at ``init``, raised Python's own error, not naming the gradtx call."""
-    try:
-        inspect.signature(fn).bind(None)
-    except TypeError:
-        raise TypeError(f"{call}({name}=<function>): {name} takes one argument, {what}") from None
-    except ValueError:  # no signature to read (a builtin): its call will say
-        pass
+    if not _takes_one(fn):
+        raise TypeError(f"{call}({name}=<function>): {name} takes one argument, {what}")
 
 
 _TRACING_ERRORS = (

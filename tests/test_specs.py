@@ -4,6 +4,7 @@ factories that declare it (a decay rate, a static int, a storage dtype, a mask).
 from __future__ import annotations
 
 import fractions
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -217,6 +218,14 @@ def test_a_function_argument_of_another_arity_is_refused_at_construction():
         gradtx.partition({"a": gradtx.sgd(0.1)}, labels_fn=lambda: "a")
     with pytest.raises(TypeError, match=r"^gradtx\.partition\(labels_fn=3\): labels_fn must be"):
         gradtx.partition({"a": gradtx.sgd(0.1)}, labels_fn=3)
+
+    # a functools.wraps wrapper shows the wrapped function's signature: its own decides
+    def two(params, keep):
+        return {"w": keep}
+
+    wrapped = functools.wraps(two)(lambda params: two(params, True))
+    gradtx.adamw(0.1, weight_decay=0.5, mask_fn=wrapped)
+    gradtx.sgd(functools.wraps(two)(lambda count: 0.1))
     # one argument with defaults or *args after it is one argument
     params = {"w": jnp.ones(2)}
     opt = gradtx.adamw(0.1, weight_decay=0.5, mask_fn=lambda p, *rest, k=1: {"w": True})

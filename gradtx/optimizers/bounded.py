@@ -55,13 +55,13 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
             "base_lr, so the initial learning rate must be > 0 (or pass base_lr)"
         )
     # stored as base_lr, a positive rate that the storage dtype flushes to 0 makes 0/0
-    kept, flushed = _checks.as_stored(float(lr), float_dtype())
-    if float(kept) <= 0:
+    dtype = jnp.dtype(float_dtype())
+    if float(_checks.as_stored(float(lr), dtype)[0]) <= 0:
+        wider = ", or jax_enable_x64 for float64" if dtype == jnp.float32 else ""
         raise ValueError(
             f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "
-            f"base_lr, and base_lr defaults to it, which "
-            f"{_checks.rounding_note(float(kept), bool(flushed), float_dtype())} not > 0 "
-            "(pass base_lr, or jax_enable_x64 stores float64)"
+            f"base_lr, and base_lr defaults to it, which {dtype} stores as 0 (too small, or "
+            f"subnormal and flushed by XLA on CPU); pass base_lr{wider}"
         )
     return {**arguments, "base_lr": float(lr)}
 

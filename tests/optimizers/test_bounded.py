@@ -72,7 +72,11 @@ def test_schedule_base_lr_is_initial_value(x64):
         ),
         (dict(learning_rate=-1.0), ValueError, "learning_rate must be in"),
         # float32 flushes it to 0, and base_lr took it: the bounds were 0/0, NaN updates
-        (dict(learning_rate=1e-40), ValueError, "base_lr defaults to it, which is a subnormal"),
+        (
+            dict(learning_rate=1e-40),
+            ValueError,
+            "base_lr defaults to it, which float32 stores as 0",
+        ),
         (dict(final_lr=-0.1), ValueError, "final_lr must be in"),
         (dict(b1=1.0), ValueError, r"gradtx.adabound\(b1=1.0\)"),
         (dict(gamma=-1e-3), ValueError, "gamma must be in"),
@@ -93,6 +97,12 @@ def test_a_rate_float32_flushes_needs_its_base_lr_and_then_steps():
     params = jnp.asarray([1.0, -2.0])
     updates, _ = tx.update(jnp.asarray([1.0, 2.0]), tx.init(params), params)
     np.testing.assert_array_equal(updates, jnp.zeros(2))
+
+
+def test_under_x64_the_rate_is_stored_in_float64(x64):
+    gradtx.adabound(1e-40)  # a normal float64
+    with pytest.raises(ValueError, match=r"which float64 stores as 0 \(.*\); pass base_lr$"):
+        gradtx.adabound(1e-310)  # subnormal there
 
 
 def test_amsbound_is_adabound_with_amsbound(x64):
