@@ -141,14 +141,14 @@ def _optax_spelling(
         # a position where optax takes an argument gradtx takes elsewhere (adamw's fifth:
         # optax's eps_root, gradtx's weight_decay); not a name alone (lookahead's inner)
         moved = [
-            (i, theirs, own)
-            for i, (theirs, own) in enumerate(zip(placed, mine))
-            if theirs != own and theirs in ours.parameters
+            (i, optaxs, own)
+            for i, (optaxs, own) in enumerate(zip(placed, mine))
+            if optaxs != own and optaxs in ours.parameters
         ]
         if moved:
-            i, theirs, own = moved[0]
+            i, optaxs, own = moved[0]
             return (
-                f" (argument {i + 1} is {module.__name__}.{name}'s {theirs} but "
+                f" (argument {i + 1} is {module.__name__}.{name}'s {optaxs} but "
                 f"gradtx.{name}'s {own}: docs/ecosystem.md, 'optax arguments spelled otherwise')"
             )
         extra = placed[len(mine) : nargs]

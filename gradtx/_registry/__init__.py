@@ -144,7 +144,8 @@ def readme_prose(text: str) -> str:
         (rf"(?<=catalogue, )plus\s+{names_list}(?=\s+\|)", f"plus {listed}", 1),
     )
     for pattern, replacement, times in rules:
-        text, found = re.subn(pattern, replacement.replace("\\", "\\\\"), text)
+        # a function, so the replacement is taken as literal text (no escapes)
+        text, found = re.subn(pattern, lambda _: replacement, text)
         if found != times:
             raise ValueError(f"README.md: expected {pattern!r} {times} time(s), found {found}")
     return text

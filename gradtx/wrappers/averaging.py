@@ -204,9 +204,9 @@ def _several(found: list[Any], leaves: str = "") -> ValueError:
 
 
 def _joined(found: list[Any]) -> Any:
-    """One params tree from averages that each hold some leaves (a ``partition``'s
-    groups: ``MaskedNode()`` in place of the others), where each leaf has one average;
-    a ``ValueError`` naming the leaves that have none, or several."""
+    """One params tree from the averages in a state: one of every leaf, or one per group
+    of a ``partition`` (each holds its group's leaves, ``MaskedNode()`` in place of the
+    others); a ``ValueError`` naming the leaves that have none, or several."""
     columns = [jax.tree_util.tree_flatten_with_path(a, is_leaf=_masked) for a in found]
     if len({c[1] for c in columns}) > 1:  # averages of different trees: nested averagers
         raise _several(found)
@@ -246,9 +246,6 @@ def averaged_params(state: OptState) -> Params:
     found = list(_averages(state))
     if not found:
         raise _several(found)
-    if len(found) == 1 and not _tree.nodes(found[0], (MaskedNode, optax.MaskedNode)):
-        joined = found[0]
-    else:  # some hold only their group's leaves, or one is nested in another
-        joined = _joined(found)
+    joined = _joined(found)
     # a copy: the state's own arrays are deleted by the next step that donates the state
     return jax.tree.map(_tree.own_copy, joined)

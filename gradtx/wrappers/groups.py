@@ -134,9 +134,11 @@ def masked(
         raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
     _tree.refuse_both(call, "mask", mask, mask_fn)  # at construction, not first at init
     _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
-    if mask_fn is not None and not callable(mask_fn):
-        raise TypeError(f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params")
     if mask_fn is not None:
+        if not callable(mask_fn):
+            raise TypeError(
+                f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params"
+            )
         _checks.check_takes_one(call, "mask_fn", mask_fn, "the params")
 
     def keep_of(tree):
