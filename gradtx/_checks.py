@@ -9,6 +9,10 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
+import sys
+import types
+import warnings
 from typing import Any
 
 import jax
@@ -59,9 +63,9 @@ def check_hyperparam(
 
     Python and NumPy numbers (0-d NumPy arrays included) are concrete, so they
     are range-checked (and must not be NaN, nor infinite unless
-    ``finite=False``).  JAX arrays, possibly traced, are data: only their
-    shape and kind are checked, so jit and eager behave the same.  Callables
-    are accepted only where ``schedule`` is true.
+    ``finite=False``).  So are JAX arrays whose value is known (not traced); a
+    traced one is data: only its shape and kind are checked, as jit and vmap show
+    no value.  Callables are accepted only where ``schedule`` is true.
     """
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         if not schedule:
@@ -87,6 +91,9 @@ def check_hyperparam(
             shape = f"{given}{list(jnp.shape(value))}" if jnp.ndim(value) else str(dtype)
             raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {shape}")
         if isinstance(value, jax.Array):
+            if not is_known(value):
+                return
+            _check_known_array(call, name, value, (low, high, low_open, high_open), finite)
             return
         value = value.item()
     if not is_number(value):
@@ -105,6 +112,110 @@ def check_hyperparam(
     bounds = (low, high, low_open, high_open)
     if outside(value, bounds):
         raise ValueError(f"{call}({name}={given!r}): {name} must be in {interval(bounds)}")
+
+
+def is_known(value: jax.Array) -> bool:
+    """Whether a JAX array's value can be read here: not traced (under ``jit``,
+    ``vmap`` or ``grad``), and whole on this process (not a multi-host array)."""
+    return not isinstance(value, jax.core.Tracer) and value.is_fully_addressable
+
+
+def known_value(value: Any) -> Any:
+    """A 0-d real JAX array whose value is known as the Python number it holds (an int
+    for an int array), checked like one; anything else unchanged."""
+    if isinstance(value, jax.Array) and value.ndim == 0 and is_known(value):
+        if jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating):
+            return value.item()
+    return value
+
+
+def shown_array(value: jax.Array) -> str:
+    """``1.0 as a bfloat16 array``: a known 0-d array's value in the shortest digits
+    of its precision (``-0.1``, not float32's ``-0.10000000149``) and its dtype."""
+    dtype = np.dtype(jnp.result_type(value))
+    number = str(np.asarray(value))  # NumPy's and ml_dtypes' shortest digits
+    if jnp.issubdtype(dtype, jnp.floating) and number.lstrip("-").isdigit():
+        number += ".0"  # bfloat16 prints 1.0 as "1"
+    article = "an" if dtype.name.startswith("int") else "a"
+    return f"{number} as {article} {dtype.name} array"
+
+
+def _rounding_hint(number: float, dtype: Any, bounds: tuple, finite: bool) -> str:
+    """Why a 16-bit array may hold a number the caller did not write, where a number
+    it could have been rounded from is allowed (``b2 = 0.999`` is 1.0 in bfloat16,
+    ``t0 = 1e6`` is inf in float16)."""
+    if not (jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4):
+        return ""
+    info = jnp.finfo(dtype)
+    if np.isinf(number):
+        if not finite:
+            return ""
+        why = f"{jnp.dtype(dtype)} holds no finite number beyond {float(info.max):g}"
+    elif np.isnan(number):
+        return ""
+    else:
+        half = float(info.eps) * max(abs(number), float(info.tiny)) / 2
+        near = [number - half, number + half]
+        near += [b for b in bounds[:2] if b is not None and abs(b - number) <= half]
+        if all(outside(x, bounds) for x in near):
+            return ""
+        why = f"a {jnp.dtype(dtype)} number this close to the bound may be one rounded across it"
+    return (
+        f" ({why}; optax.inject_hyperparams stores numbers in the params' dtype unless "
+        "given hyperparam_dtype=jnp.float32)"
+    )
+
+
+def _check_known_array(call: str, name: str, value: jax.Array, bounds: tuple, finite: bool) -> None:
+    """A JAX array whose value is known is checked as a number is: given a 16-bit one
+    (``optax.inject_hyperparams`` stores numbers in the params' dtype), ``b2 = 0.999``
+    arrives as 1.0 in bfloat16 and every step would be NaN.  A traced one is data."""
+    number = float(value)
+    shown = f"{name}={shown_array(value)}"
+    hint = _rounding_hint(number, jnp.result_type(value), bounds, finite)
+    if np.isnan(number):
+        raise ValueError(f"{call}({shown}): {name} must not be NaN")
+    if finite and np.isinf(number):
+        raise ValueError(f"{call}({shown}): {name} must be finite{hint}")
+    if outside(number, bounds):
+        raise ValueError(f"{call}({shown}): {name} must be in {interval(bounds)}{hint}")
+
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def _outside_gradtx() -> int:
+    """The ``stacklevel`` of the first frame outside gradtx (the caller of the public
+    call, or the JAX or optax code that traced it)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_narrow_rate(call: str, name: str, value: jax.Array) -> None:
+    """Warn, once per process for each call, argument and dtype, of a 16-bit decay rate
+    whose value is not known here (traced): bfloat16 holds no number between 0.996
+    and 1 (float16 none between 0.9995 and 1), so a ``b2 = 0.999`` would be 1.0 and
+    ``1 - b2`` 0.  An eager ``init`` checks the value itself."""
+    dtype = jnp.result_type(value)
+    if not (jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4):
+        return
+    if (call, name, str(dtype)) in _WARNED:
+        return
+    _WARNED.add((call, name, str(dtype)))
+    below = 1.0 - float(jnp.finfo(dtype).epsneg)
+    warnings.warn(
+        f"{call}({name}=...): {name} is a {dtype} array whose value is not known here "
+        f"(traced, or held by other processes); {dtype} holds no number between "
+        f"{below:g} and 1, so if {name} is closer to 1 it is 1.0 and 1 - {name} is 0.  "
+        "Give it in float32 "
+        "(optax.inject_hyperparams stores numbers in the params' dtype unless given "
+        "hyperparam_dtype=jnp.float32).  Shown once per process",
+        stacklevel=_outside_gradtx(),
+    )
 
 
 def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) -> None:
@@ -277,10 +388,11 @@ def check_stored_values(call: str, name: str, values: Any, dtype: Any) -> None:
 
 
 def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
-    """Each concrete decay rate stays below 1 in the precision the params' statistics use."""
+    """Each decay rate whose value is known stays below 1 in the precision the params'
+    statistics use."""
     dtypes = {_dtypes.real_dtype(_dtypes.compute_dtype(x.dtype)) for x in jax.tree.leaves(params)}
     for name, value in rates.items():
-        if is_concrete_number(value):
+        if is_concrete_number(value) or (isinstance(value, jax.Array) and is_known(value)):
             for dtype in dtypes:
                 check_below_one(call, name, float(value), dtype, "in the statistics' precision,")
 

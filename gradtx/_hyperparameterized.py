@@ -180,7 +180,7 @@ def hyperparameterized(
     def init(params):
         params = _checks.check_tree(call, params, "params")
         counts.record(params)
-        _checks.check_rates(call, {k: stored[k] for k in rates if k in stored}, params)
+        _checks.check_rates(call, {k: v for k, v in values.items() if k in rates}, params)
         hyperparams = {k: _store(v) for k, v in stored.items()}
         count = jnp.zeros([], jnp.int32)
         python_now = {

@@ -194,8 +194,8 @@ def set_hyperparams(
     Python or NumPy number must be in the range the factory that made the state
     allows, once stored (``b1=1.0`` is refused for Adam, a NaN anywhere), and a
     schedule's fields must be ones its constructor takes (step counts may be
-    fractions); a JAX array is data, possibly traced, and is taken as it is
-    (docs/errors.md).
+    fractions); a JAX array is checked so too where its value is known and the
+    maker is, and a traced one is data, taken as it is (docs/errors.md).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -325,7 +325,7 @@ def set_hyperparams(
 class _PendingSchedule:
     """A schedule ``set_hyperparams`` changes, checked once all its keys are in: its
     location, its form before the call, the keys given, and that form with only the
-    numbers set (a JAX array is data, which its constructor does not judge)."""
+    numbers set (a traced JAX array is data, which its constructor does not judge)."""
 
     path: tuple[str, ...]
     name: str

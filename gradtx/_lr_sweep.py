@@ -44,7 +44,7 @@ def _drivable(state: Any, name: str, probe: Any) -> Any:
     sets the value at every step, so the schedule would be ignored anyway); others
     under the same hyperparameter name, in other groups, run as usual."""
     try:
-        gradtx.set_hyperparams(state, {name: probe})
+        _set_traced(state, name, probe)
         return state
     except KeyError as exc:
         raise ValueError(
@@ -67,8 +67,14 @@ def _drivable(state: Any, name: str, probe: Any) -> Any:
     new_state = replace_at(
         state, path, lambda loc: loc._replace(hyperparams={**loc.hyperparams, key: constant})
     )
-    gradtx.set_hyperparams(new_state, {name: probe})  # now it can
+    _set_traced(new_state, name, probe)  # now it can
     return new_state
+
+
+def _set_traced(state: Any, name: str, probe: jax.Array) -> None:
+    """Whether ``set_hyperparams`` can set ``name`` at all (raises if not), the probe
+    traced, so that only the form is judged: ``check_range`` judges the values."""
+    jax.eval_shape(lambda s, v: gradtx.set_hyperparams(s, {name: v}), state, probe)
 
 
 def check_range(optimizer: Any, params: Any, name: str, vmapped: bool, values: dict) -> None:
@@ -81,7 +87,6 @@ def check_range(optimizer: Any, params: Any, name: str, vmapped: bool, values: d
     one = jax.tree.map(
         lambda p: jax.ShapeDtypeStruct(jnp.shape(p)[vmapped:], jnp.result_type(p)), params
     )
-    # probed with an array (data, taken unchecked), so a range error below names the end
     probe = jnp.asarray(next(iter(values.values())))
     state = _drivable(jax.eval_shape(optimizer.init, one), name, probe)
     for end, value in values.items():

@@ -2,8 +2,10 @@
 
 A concrete number (Python, NumPy) is checked as the factory that made the state
 checked it at construction: its range, NaN and infinities, whole numbers for a
-count, and rounding where it is stored.  A JAX array is data, possibly traced,
-and is taken as it is, as at construction.
+count, and rounding where it is stored.  A JAX array whose value is known (not
+traced) is checked too where the state's maker is known; where it is only inferred
+from names (below), an array is taken as given, the way past an inferred range
+that is not the maker's.  A traced array is data, as at construction.
 
 The state holds numbers, not the factory that made them (two optimizers of one
 structure share one state layout), so the maker is looked up by the state's
@@ -20,9 +22,6 @@ if one candidate takes it; a name no candidate declares gets the NaN check only.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -32,13 +31,13 @@ import numpy as np
 from gradtx import _checks
 from gradtx import _ranges
 from gradtx import _tree
-from gradtx import schedules
-from gradtx._base import is_schedule
 from gradtx._factory import DECLARED
 from gradtx._factory_state import shown_name
 from gradtx._hyperparameterized import MAKERS
 from gradtx._specs import Hyper
 from gradtx.schedules._common import steps_as_data
+from gradtx.schedules._remake import NotConcrete
+from gradtx.schedules._remake import remade
 
 _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, finite
 
@@ -100,8 +99,9 @@ def _shown(ranges: list[_Range], calls: list[str] | None = None, made: bool = Fa
 
 
 def is_data(value: Any) -> bool:
-    """Whether a value given to set_hyperparams holds a JAX array: data, taken as given."""
-    return any(isinstance(x, jax.Array) for x in jax.tree.leaves(value))
+    """Whether a value given to set_hyperparams holds a JAX array whose value is not
+    known here (traced): data, taken as given."""
+    return any(isinstance(x, jax.Array) and not _checks.is_known(x) for x in jax.tree.leaves(value))
 
 
 def in_stored_form(key: str, name: str, value: Any, old: Any, location: Any) -> Any:
@@ -126,13 +126,20 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     ``name`` of ``location``, stored like ``old`` (for optax's ``inject_hyperparams``
     states, ``location`` is ``None``: NaN is then the only check)."""
     dtype = jnp.result_type(_tree.bare(old))
-    if is_data(value) or not jnp.issubdtype(dtype, jnp.floating):
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return
+    if is_data(value):
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
-    call = f"gradtx.set_hyperparams({key}={value!r})"
+    one_array = isinstance(value, jax.Array) and value.ndim == 0
+    call = (
+        f"gradtx.set_hyperparams({key}={_checks.shown_array(value) if one_array else repr(value)})"
+    )
     if np.isnan(given).any():
         raise ValueError(f"{call}: {name} must not be NaN")
     candidates, made = ([], False) if location is None else _candidates(name, location)
+    if not made and any(isinstance(x, jax.Array) for x in jax.tree.leaves(value)):
+        return  # the range is only inferred from names: an array is the way past it
     if not candidates:
         return
     calls, specs = [c for c, _ in candidates], [s for _, s in candidates]
@@ -164,7 +171,10 @@ def check_field(key: str, value: Any) -> None:
         except (TypeError, ValueError, OverflowError):
             continue
         if np.isinf(given).any():
-            shown = f"{value!r}" if field is value else "..."
+            one = isinstance(value, jax.Array) and value.ndim == 0
+            shown = (
+                (_checks.shown_array(value) if one else repr(value)) if field is value else "..."
+            )
             raise ValueError(f"gradtx.set_hyperparams({key}={shown}): {key} must be finite")
 
 
@@ -188,97 +198,25 @@ def check_schedule(key: str, name: str, schedule: Any, location: Any) -> None:
         )
 
 
-_VECTORS = ("boundaries", "scales")  # the fields that hold one number per boundary
-
-
-class _NotConcrete(Exception):
-    """A field that is traced, batched (a vmapped sweep's) or wrapped: data, not checked."""
-
-
-def _number(field: str, value: Any) -> Any:
-    if isinstance(value, jax.core.Tracer):
-        raise _NotConcrete
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as err:
-        raise _NotConcrete from err
-    if array.dtype.kind not in "biuf" or array.ndim != (field in _VECTORS):
-        raise _NotConcrete
-    return array.tolist()
-
-
-_CONSTRUCTORS: dict[str, Callable[..., Any]] = {
-    "Constant": schedules.constant,
-    "ConstantWarmup": schedules.constant_warmup,
-    "CosineDecay": schedules.cosine_decay,
-    "WarmupCosineDecay": schedules.warmup_cosine_decay,
-    "SGDR": schedules.sgdr,
-    "Cyclical": schedules.cyclical,
-    "OneCycle": schedules.one_cycle,
-    "OneCycleMomentum": schedules.one_cycle_momentum,
-    "PiecewiseConstant": schedules.piecewise_constant,
-    "ExponentialDecay": schedules.exponential_decay,
-    "InverseTimeDecay": schedules.inverse_time_decay,
-    "InverseSqrtDecay": schedules.inverse_sqrt_decay,
-    "Polynomial": schedules.polynomial,
-    "Linear": schedules.linear,
-    "SWALR": schedules.swa_lr,
-    "Join": schedules.join,
-    "Product": schedules.product,
-}
-
-
-def _remade(schedule: Any) -> Any:
-    """``schedule`` rebuilt by its public constructor from its stored fields, which
-    checks them as construction does (ranges, whole step counts, one field against
-    another); ``_NotConcrete`` where a field is data.  A constructor argument is the
-    field of its name, or what the fields say of it (``past_end="cycle"`` for a
-    ``cycle`` of 1, exponential_decay's NaN ``end_value`` for None, ...)."""
-    make = _CONSTRUCTORS.get(type(schedule).__name__)
-    if make is None:  # a user's own Schedule subclass
-        return schedule
-    v = {
-        f.name: getattr(schedule, f.name)
-        if f.name == "schedules"
-        else _number(f.name, getattr(schedule, f.name))
-        for f in dataclasses.fields(schedule)
-    }
-    derived: dict[str, Any] = {
-        "schedules": [_remade(m) if is_schedule(m) else m for m in v.get("schedules", ())],
-        "past_end": "cycle" if v.get("cycle") else "hold",
-        "anneal": "cos" if v.get("cosine") else "linear",
-        # exp_range takes every gamma in (0, 1]; the amplitude's cycle_decay has no
-        # argument of its own (the mode picks it), so the values' probe checks it
-        "mode": "exp_range",
-        "three_phase": bool(v.get("three_phase")),
-        "staircase": bool(v.get("staircase")),
-        "boundaries_and_scales": dict(zip(v.get("boundaries", ()), v.get("scales", ()))),
-    }
-    if make is schedules.exponential_decay and np.isnan(v["end_value"]):
-        derived["end_value"] = None  # its "no end value", stored as NaN
-    names = inspect.signature(make).parameters
-    return make(**{name: derived[name] if name in derived else v[name] for name in names})
-
-
 def check_remade(key: str, schedule: Any, old: Any) -> None:
     """Refuse fields that the schedule's constructor refuses (``decay_steps=0``, a
     ``decay_steps`` at or below ``warmup_steps``): set here, they bypassed it.  A
-    fraction of a step, or a count the step counter never reaches, is taken, as a JAX
-    array's would be (``steps_as_data``).
-    ``schedule`` is ``old`` with only the numbers of this call set (JAX arrays are
-    data, left out).  Only a change is judged: ``old``, as stored before this call,
-    must pass (one whose fields were set as JAX arrays may not).  Within ``jax.jit``
+    fraction of a step, or a count the step counter never reaches, is taken, as a
+    traced JAX array's would be (``steps_as_data``).
+    ``schedule`` is ``old`` with only the numbers of this call set (traced JAX arrays
+    are data, left out).  Only a change is judged: ``old``, as stored before this call,
+    must pass (one whose fields were set as traced arrays may not).  Within ``jax.jit``
     the stored fields are traced and nothing is checked, as for every value set there."""
     if schedule is old:
-        return  # only JAX arrays were set: data, as at construction
+        return  # only traced JAX arrays were set: data, as at construction
     with steps_as_data():
         try:
-            _remade(old)
-        except (_NotConcrete, TypeError, ValueError):
+            remade(old)
+        except (NotConcrete, TypeError, ValueError):
             return
         try:
-            _remade(schedule)
-        except _NotConcrete:
+            remade(schedule)
+        except NotConcrete:
             return
         except (TypeError, ValueError) as err:
             raise type(err)(

@@ -25,6 +25,7 @@ from gradtx._base import multisteps_hint
 from gradtx._base import with_extra_args
 from gradtx.schedules._common import check_stored_steps
 from gradtx.schedules._common import step_field
+from gradtx.schedules._remake import check_built
 
 
 class Hyper(NamedTuple):
@@ -75,8 +76,14 @@ class Hyper(NamedTuple):
         )
         if callable(value) and not is_schedule(value):
             _checks.check_takes_a_count(call, name, value)
-        if self.integer and _checks.is_concrete_number(value) and not float(value).is_integer():
-            raise TypeError(f"{call}({name}={value!r}): {name} must be an int")
+        if isinstance(value, jax.Array) and not _checks.is_known(value) and self.is_rate:
+            _checks.warn_narrow_rate(call, name, value)
+        number = _checks.known_value(value)  # a known JAX array's too (it stays bound)
+        if self.integer and _checks.is_concrete_number(number) and not float(number).is_integer():
+            shown = _checks.shown_array(value) if number is not value else repr(value)
+            raise TypeError(f"{call}({name}={shown}): {name} must be an int")
+        # The rest is about storage in the default float dtype: a JAX array is bound
+        # instead, in its own dtype (a 16-bit one widened, exactly).
         if _checks.is_concrete_number(value):
             _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
             if self.whole_exact:
@@ -90,6 +97,7 @@ class Hyper(NamedTuple):
                     _checks.check_stored_values(call, field, leaf, float_dtype())
                     if step_field(value, path):  # boundaries: float vectors of steps
                         check_stored_steps(call, field, leaf, float_dtype())
+            check_built(call, name, value)  # a class built directly skipped its constructor
         if self.is_rate and _checks.is_concrete_number(value):
             _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if _checks.is_concrete_number(value):

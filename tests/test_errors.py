@@ -10,7 +10,9 @@ from __future__ import annotations
 import fractions
 import inspect
 import math
+import os
 import re
+import warnings
 
 import chex
 import jax
@@ -399,10 +401,77 @@ def test_numbers_of_other_python_types():
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 2.0**40
 
 
-def test_arrays_are_data_and_not_range_checked():
-    # A JAX array may be traced, so it is accepted as is (jit and eager agree).
+def test_known_arrays_are_range_checked_and_traced_ones_are_data():
     gradtx.sgd(jnp.asarray(0.1))
-    jax.jit(lambda lr: gradtx.sgd(lr).init({"w": jnp.ones(2)}))(0.1)
+    with pytest.raises(ValueError, match=r"^gradtx.sgd\(learning_rate=-0.1 as a float32 array\): "
+                       r"learning_rate must be in \[0, inf\)$"):  # fmt: skip
+        gradtx.sgd(jnp.asarray(-0.1, jnp.float32))
+    with pytest.raises(ValueError, match=r"^gradtx.adam\(b1=nan as a float32 array\): b1 must not"):
+        gradtx.adam(b1=jnp.asarray(jnp.nan, jnp.float32))
+    # a known array is taken as the number it holds, and checked as one
+    with pytest.raises(ValueError, match=r"^gradtx.schedules.cosine_decay\(init_value=-1.0 as a "
+                       r"float32 array\): init_value must be in \[0, inf\)$"):  # fmt: skip
+        gradtx.schedules.cosine_decay(jnp.asarray(-1.0, jnp.float32), 10)
+    with pytest.raises(ValueError, match=r"^gradtx.schedules.warmup_cosine_decay\(warmup_steps=10, "
+                       r"decay_steps=5\): decay_steps counts the warmup"):  # fmt: skip
+        gradtx.schedules.warmup_cosine_decay(0.0, 1.0, jnp.asarray(10), jnp.asarray(5))
+    with pytest.raises(TypeError, match=r"^gradtx.reduce_on_plateau\(patience=5.5 as a float32 "
+                       r"array\): patience must be an int$"):  # fmt: skip
+        gradtx.reduce_on_plateau(patience=jnp.asarray(5.5, jnp.float32))
+    with pytest.raises(ValueError, match=r"^gradtx.sgd\(learning_rate=-1 as an int32 array\)"):
+        gradtx.sgd(jnp.asarray(-1, jnp.int32))
+    # checks across arguments, and of each number of an array argument
+    with pytest.raises(ValueError, match=r"^gradtx.rprop\(min_step_size=1.0, max_step_size=0.5\): "
+                       r"min_step_size must not exceed max_step_size$"):  # fmt: skip
+        gradtx.rprop(0.1, min_step_size=jnp.asarray(1.0), max_step_size=jnp.asarray(0.5))
+    with pytest.raises(ValueError, match=r"^gradtx.muon\(ns_coefficients\[0\]=nan\)"):
+        gradtx.muon(0.1, ns_coefficients=jnp.asarray([jnp.nan, 1.0, 2.0]))
+    # an array stays bound in its own dtype: an int32 count above 2**24 is exact there
+    gradtx.average_params(gradtx.sgd(0.1), start=jnp.asarray(2**25 + 1, jnp.int32))
+    # traced, a value is not known (jit, vmap): data, taken as given
+    params = {"w": jnp.ones(2)}
+    jax.jit(lambda lr: gradtx.sgd(lr).init(params))(-0.1)
+    jax.vmap(lambda lr: gradtx.sgd(lr).init(params))(jnp.asarray([0.1, -0.1]))
+
+
+def test_a_16_bit_decay_rate_that_rounds_to_one_is_refused_or_warned_of(monkeypatch):
+    """optax.inject_hyperparams stores numbers in the params' dtype: bfloat16 holds
+    b2 = 0.999 as 1.0, and every Adam step was NaN.  Known, the value is refused, with
+    the hint where rounding may have moved it out of range; traced (a jitted init or
+    update), a 16-bit decay rate is warned of, once per process."""
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    with pytest.raises(ValueError, match=r"^gradtx.adam\(b2=1.0 as a bfloat16 array\): b2 must be "
+                       r"in \[0, 1\) \(a bfloat16 number this close to the bound may be one "
+                       r"rounded across it; .*hyperparam_dtype=jnp.float32\)$"):  # fmt: skip
+        optax.inject_hyperparams(gradtx.adam)(learning_rate=1e-3).init(params)
+    with pytest.raises(ValueError, match=r"^gradtx.asgd\(t0=inf as a float16 array\): t0 must be "
+                       r"finite \(float16 holds no finite number beyond 65504; "):  # fmt: skip
+        optax.inject_hyperparams(gradtx.asgd)().init({"w": jnp.ones(3, jnp.float16)})
+    with pytest.raises(ValueError, match=r"^gradtx.sgd\(learning_rate=-1.0 as a bfloat16 array\): "
+                       r"learning_rate must be in \[0, inf\)$"):  # fmt: skip
+        gradtx.sgd(jnp.asarray(-1.0, jnp.bfloat16))  # far from the bound: no rounding hint
+    monkeypatch.setattr(gradtx._checks, "_WARNED", set())
+    injected = optax.inject_hyperparams(gradtx.adam)(learning_rate=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jax.jit(injected.init)(params)
+        jax.jit(injected.init)(params)  # the same call and arguments: not again
+    assert [str(w.message).split(" is ")[0] for w in caught] == [
+        "gradtx.adam(b1=...): b1",
+        "gradtx.adam(b2=...): b2",
+    ]
+    assert not caught[0].filename.startswith(os.path.dirname(gradtx.__file__))  # the caller's
+    assert re.search(r"b2 is a bfloat16 array whose value is not known here \(traced, or held by "
+                     r"other processes\); bfloat16 "
+                     r"holds no number between 0.996094 and 1, .*hyperparam_dtype=jnp.float32\)",
+                     str(caught[1].message))  # fmt: skip
+    wide = optax.inject_hyperparams(gradtx.adam, hyperparam_dtype=jnp.float32)(learning_rate=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float32 rates, and a bfloat16 learning rate: no warning
+        state = wide.init(params)
+        updates, _ = jax.jit(wide.update)(params, state, params)
+        jax.jit(lambda lr: gradtx.sgd(lr).init(params))(jnp.asarray(0.1, jnp.bfloat16))
+    assert jnp.isfinite(updates["w"]).all()
 
 
 # ----------------------------------------------------------- update-time misuse
@@ -620,12 +689,19 @@ def test_set_hyperparams_keeps_what_the_factory_accepts():
         assert float(gradtx.get_hyperparams(_set(opt, {key: 1.0}))[key]) == 1.0
     fraction = _set(gradtx.adam(0.1), {"learning_rate": fractions.Fraction(1, 4)})
     assert float(gradtx.get_hyperparams(fraction)["learning_rate"]) == 0.25  # as factories do
-    # optax's own states take any number but NaN; a JAX array is data, possibly traced,
-    # and is not range-checked (as at construction)
+    # optax's own states take any number but NaN; a traced JAX array is data (as at
+    # construction), and a known one is checked as a number is
     injected = _set(optax.inject_hyperparams(optax.adam)(0.1), {"learning_rate": -1.0})
     assert float(gradtx.get_hyperparams(injected)["learning_rate"]) == -1.0
-    traced = _set(gradtx.adam(0.1), {"learning_rate": jnp.asarray(-1.0)})
+    state = gradtx.adam(0.1).init(_params())
+    traced = jax.jit(lambda s, v: gradtx.set_hyperparams(s, learning_rate=v))(state, -1.0)
     assert float(gradtx.get_hyperparams(traced)["learning_rate"]) == -1.0
+    with pytest.raises(ValueError, match=r"b2=1.0 as a bfloat16 array\): b2 must be in "
+                       r"\[0, 1\), as gradtx.adam, which made this state, takes it$"):  # fmt: skip
+        gradtx.set_hyperparams(state, b2=jnp.asarray(0.999, jnp.bfloat16))
+    with pytest.raises(ValueError, match=r"learning_rate=nan as a float32 array\): learning_rate "
+                       r"must not be NaN$"):  # fmt: skip
+        gradtx.set_hyperparams(injected, learning_rate=jnp.asarray(jnp.nan, jnp.float32))
 
 
 def test_set_hyperparams_takes_the_ranges_of_a_users_factory(custom_sgd):
@@ -651,6 +727,9 @@ def test_set_hyperparams_infers_the_ranges_where_no_init_made_the_state(unknown_
                        r"whose numbers this state holds; a JAX array is taken unchecked\)$"):  # fmt: skip
         gradtx.set_hyperparams(adam, b1=1.0)
     assert float(gradtx.get_hyperparams(gradtx.set_hyperparams(sm3, momentum=1.0))["momentum"]) == 1
+    # an inferred range is not the maker's: a JAX array is the way past it
+    past = gradtx.set_hyperparams(adam, b1=jnp.asarray(1.0))
+    assert float(gradtx.get_hyperparams(past)["b1"]) == 1
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\] \(as for gradtx.sgd"):
         gradtx.set_hyperparams(sm3, momentum=1.5)
 

@@ -13,6 +13,7 @@ from gradtx._specs import Flag
 from gradtx.optimizers._stages import gradient_stages
 from gradtx.transforms.rprop import ETA_MINUS
 from gradtx.transforms.rprop import ETA_PLUS
+from gradtx.transforms.rprop import check_step_sizes
 from gradtx.transforms.rprop import scale_by_rprop
 from gradtx.transforms.scaling import scale
 
@@ -22,6 +23,7 @@ from gradtx.transforms.scaling import scale
     '(`convention="optax"`)',
     learning_rate=LEARNING_RATE, eta_minus=ETA_MINUS, eta_plus=ETA_PLUS,
     min_step_size=NON_NEGATIVE, max_step_size=NON_NEGATIVE, maximize=Flag(), convention=CONVENTION,
+    derive=check_step_sizes,
 )  # fmt: skip
 def rprop(
     learning_rate: ScalarOrSchedule = 1e-2,

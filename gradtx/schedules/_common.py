@@ -20,6 +20,8 @@ from gradtx._base import float_dtype
 from gradtx._checks import check_hyperparam
 from gradtx._checks import check_rounded
 from gradtx._checks import check_stored
+from gradtx._checks import is_known
+from gradtx._checks import known_value
 from gradtx._dtypes import INT32_MAX
 from gradtx._dtypes import ints_as_floats
 from gradtx._tree import Flag
@@ -76,8 +78,8 @@ def check_stored_steps(call: str, name: str, values: Any, dtype: Any) -> None:
     another step: a schedule changes at the first count ``>= boundary``, so a boundary
     of 100000037 stored as 100000040 in float32 changes it 3 steps late (a fractional
     2.3, stored as 2.2999999523, still names step 3).  Beyond the count's reach
-    (2**31 - 1) rounding is moot.  JAX arrays are data, taken as given."""
-    if any(isinstance(x, jax.Array) for x in jax.tree.leaves(values)):
+    (2**31 - 1) rounding is moot.  Traced JAX arrays are data, taken as given."""
+    if any(isinstance(x, jax.Array) and not is_known(x) for x in jax.tree.leaves(values)):
         return
     try:
         steps = np.asarray(values, np.float64)
@@ -171,8 +173,7 @@ def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
 
 def concrete(value: Any) -> Any:
     """A NumPy scalar or 0-d array as the Python number it holds, so that it is
-    checked (and stored) like one; anything else unchanged.  Only JAX arrays,
-    possibly traced, are data that the factories cannot check."""
+    checked (and stored) like one; anything else unchanged."""
     if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
         return value.item()
     return value
@@ -181,10 +182,14 @@ def concrete(value: Any) -> Any:
 def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
     """A numeric schedule field: a real number or a scalar JAX array, range-checked.
 
-    Returns the value, NumPy numbers as Python numbers.  The message shows the
-    value as given (``first_period=0``, not ``0.0``).
+    Returns the value, NumPy numbers and known JAX arrays as Python numbers (exactly
+    the array's value).  The message shows the value as given (``first_period=0``,
+    not ``0.0``; ``-0.1 as a float32 array``).
     """
     value = concrete(value)
+    if isinstance(value, jax.Array):
+        check_hyperparam(call, name, value, **bounds)
+    value = known_value(value)  # compared with the other fields as a number
     try:
         check_hyperparam(call, name, value, **bounds)
     except ValueError as err:
@@ -226,7 +231,7 @@ def check_rate(call: str, name: str, value: Any) -> Any:
 
 
 # On while set_hyperparams checks a schedule's stored fields by its constructor: a
-# step count there is data, as a JAX array's is, and only its sign is checked.  A
+# step count there is data, as a traced JAX array's is, and only its sign is checked.  A
 # fraction has a meaning (a boundary changes the rate at its ceiling, a warmup ramps
 # over it), and so has a count the step counter never reaches.
 steps_as_data = Flag(__name__, "steps_as_data")
@@ -234,13 +239,23 @@ steps_as_data = Flag(__name__, "steps_as_data")
 
 def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> Any:
     """A step count: a non-negative (or positive) integer (a whole float taken as one,
-    as torch's schedulers take it), or a scalar JAX array.
+    as torch's schedulers take it), or a scalar JAX array.  A known array is its
+    number, but for a fraction of a step: that is taken, as data, as
+    ``set_hyperparams`` takes one (``steps_as_data``).
 
-    Returns the value, NumPy integers and whole floats as Python ints.
+    Returns the value, NumPy integers, whole floats and known whole arrays as Python
+    ints.
     """
+    if isinstance(value, jax.Array):
+        check_hyperparam(call, name, value, low=0.0, low_open=positive)  # a real scalar
+        number = known_value(value)
+        if isinstance(number, numbers.Real) and float(number).is_integer():
+            value = number  # a whole step count, compared with the other fields as one
+        else:
+            return value
     value = concrete(value)
-    if isinstance(value, (jax.Array, np.ndarray)):
-        check_hyperparam(call, name, value)  # a real scalar; raises for an ndarray
+    if isinstance(value, np.ndarray):
+        check_hyperparam(call, name, value)  # raises: not a scalar
         return value
     given = value  # shown in errors as the user wrote it
     if isinstance(value, (float, np.floating)) and value.is_integer():
@@ -248,6 +263,8 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
     data = isinstance(given, (float, np.floating)) and steps_as_data.is_on()
     if not (isinstance(value, numbers.Integral) or data) or isinstance(value, bool):
         raise TypeError(f"{call}({name}={given!r}): {name} must be an int")
+    if data and not math.isfinite(value):  # NaN passes the sign checks below
+        raise ValueError(f"{call}({name}={given!r}): {name} must be finite")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{call}({name}={given!r}): {name} must be {'>' if positive else '>='} 0")
     if data:

@@ -133,7 +133,7 @@ def join(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Join | Cal
     call = "gradtx.schedules.join"
     schedules = _members(call, schedules, "join([warmup, decay], [warmup_steps])")
     try:
-        boundaries = [concrete(b) for b in boundaries]
+        boundaries = [concrete(b) for b in boundaries]  # a known JAX array: check_steps
     except TypeError:
         n = max(len(schedules) - 1, 1)
         example = f"[{boundaries!r}]" if isinstance(boundaries, int) and n == 1 else "[100, 500]"

@@ -74,7 +74,7 @@ def polyak_average(t0: float = 1e6, *, dtype: DTypeLike | None = None) -> Gradie
         # k - t0 as (k - ceil t0) in integers plus (ceil t0 - t0), both exact: from a
         # float32 k past 2^24 (a multiple of 2 or more there) the weights from t0 = 2^25
         # were 1, 1/4, 1/4, 1/4 instead of 1/2, 1/3, 1/4, 1/5.  Below 1 (k <= t0) either
-        # way, so the weight is 1 there.  A t0 below 0 (a JAX array, unchecked) is taken
+        # way, so the weight is 1 there.  A t0 below 0 (a traced JAX array) is taken
         # as a float.
         past = count_shift(count, start).astype(start.dtype) + (jnp.ceil(start) - start)
         late = jnp.where(start < 0, count.astype(start.dtype) - start, past)

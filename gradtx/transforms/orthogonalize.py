@@ -14,6 +14,7 @@ from jax.sharding import AxisType
 from jax.sharding import PartitionSpec
 from jax.typing import DTypeLike
 
+from gradtx import _checks
 from gradtx import _dtypes
 from gradtx import _numerics
 from gradtx import _tree
@@ -44,6 +45,8 @@ class NsCoefficients(Hyper):
                 not jnp.issubdtype(value.dtype, jnp.floating)
             ):
                 raise TypeError(f"{call}({name}=...): {kind}, got an array of shape {shape}")
+            if _checks.is_known(value):  # its numbers checked as a tuple's are; it stays bound
+                self.check(call, name, np.asarray(value, np.float64).tolist())
             return value
         if not isinstance(value, (tuple, list)):
             super().check(call, name, value)  # NaN, strings, callables: their own errors

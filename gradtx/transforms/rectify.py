@@ -109,7 +109,7 @@ def _rectification(b2: jax.Array, t: jax.Array, threshold: jax.Array, compare: s
     tractable = rho_t > threshold if compare == ">" else rho_t >= threshold
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     # Between rho_t = 2 and 4 the ratio is negative.  The factories refuse a threshold
-    # that would select it, but a JAX array is data and is not checked: there r_t is
+    # that would select it, but a traced JAX array is data, unchecked: there r_t is
     # NaN (as optax's), not a silent zero step.  Unselected, the clamp (and safe_sqrt,
     # for derivatives) keep NaNs out, since 0 * NaN would reach the gradients.
     r = _numerics.safe_sqrt(jnp.maximum(ratio, 0))
@@ -152,7 +152,7 @@ def rectify(
       b2: second-moment decay in [0, 1).
       eps: added to the root.
       threshold: rho_t must exceed it (5 in code; the paper says 4); at least 4,
-        where r_t is real (a JAX array is not checked: below 4 its steps with
+        where r_t is real (a traced JAX array is not checked: below 4 its steps with
         2 < rho_t < 4 are NaN, as optax's).
       compare: ``">"`` (PyTorch, official Ranger) or ``">="`` (optax, the
         authors' RAdam, pytorch-optimizer).

@@ -94,8 +94,21 @@ def _step_size_ratio(lr: Any, base: Any) -> jax.Array:
     )
 
 
+def check_step_sizes(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``min_step_size <= max_step_size`` where both are known (a ``derive``: run once,
+    at construction; ``set_hyperparams`` checks each alone)."""
+    low, high = (_checks.known_value(arguments[k]) for k in ("min_step_size", "max_step_size"))
+    if _checks.is_concrete_number(low) and _checks.is_concrete_number(high) and low > high:
+        raise ValueError(
+            f"{call}(min_step_size={low!r}, max_step_size={high!r}): "
+            "min_step_size must not exceed max_step_size"
+        )
+    return arguments
+
+
 @factory(counted=True, learning_rate=LEARNING_RATE, eta_minus=ETA_MINUS, eta_plus=ETA_PLUS,
-         min_step_size=NON_NEGATIVE, max_step_size=NON_NEGATIVE, convention=CONVENTION)  # fmt: skip
+         min_step_size=NON_NEGATIVE, max_step_size=NON_NEGATIVE, convention=CONVENTION,
+         derive=check_step_sizes)  # fmt: skip
 def scale_by_rprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     eta_minus: float = 0.5,
@@ -166,13 +179,6 @@ def scale_by_rprop(
       Riedmiller & Braun, "A direct adaptive method for faster backpropagation
       learning: the RPROP algorithm", ICNN 1993.
     """
-    call = current_call("gradtx.scale_by_rprop")
-    if _checks.is_concrete_number(min_step_size) and _checks.is_concrete_number(max_step_size):
-        if float(min_step_size) > float(max_step_size):
-            raise ValueError(
-                f"{call}(min_step_size={min_step_size!r}, max_step_size={max_step_size!r}): "
-                "min_step_size must not exceed max_step_size"
-            )
 
     def rate():
         return jnp.asarray(learning_rate).astype(float_dtype())

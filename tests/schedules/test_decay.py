@@ -320,10 +320,15 @@ def test_polynomial_derivative_in_power_at_one(x64):
 
 
 def test_zero_length_array_fields_keep_their_values():
-    # Python 0 is refused; a JAX array 0 (data) gives the end of a line, the start of a cosine.
-    assert float(S.linear(0.0, 1.0, jnp.asarray(0))(5)) == 1.0
-    assert float(S.linear(1.0, 0.0, jnp.asarray(0))(5)) == 0.0
-    assert float(S.cosine_decay(1.0, jnp.asarray(0), 0.1)(5)) == 1.0
+    # Python 0 is refused, and so is a known JAX array 0; a traced one (data: a vmapped
+    # sweep's) gives the end of a line, the start of a cosine.
+    with pytest.raises(ValueError, match=r"^gradtx.schedules.linear\(transition_steps=0 as an "
+                       r"int32 array\): transition_steps must be in \(0, inf\)$"):  # fmt: skip
+        S.linear(0.0, 1.0, jnp.asarray(0, jnp.int32))
+    traced = jax.jit(lambda n, make: make(n)(5), static_argnums=1)
+    assert float(traced(0, lambda n: S.linear(0.0, 1.0, n))) == 1.0
+    assert float(traced(0, lambda n: S.linear(1.0, 0.0, n))) == 0.0
+    assert float(traced(0, lambda n: S.cosine_decay(1.0, n, 0.1))) == 1.0
 
 
 @pytest.mark.parametrize(

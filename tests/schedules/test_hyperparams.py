@@ -595,9 +595,11 @@ def test_set_hyperparams_takes_step_counts_as_data():
     got = gradtx.get_hyperparams(new)
     chex.assert_trees_all_equal(got["learning_rate.warmup_steps"], jnp.asarray(5.5))
     chex.assert_trees_all_equal(got["learning_rate.decay_steps"], jnp.asarray(1e12))
-    # A stored field its constructor would refuse (set as a JAX array: data, unchecked)
-    # does not block changing another one.
-    odd = gradtx.set_hyperparams(state, {"learning_rate.decay_steps": jnp.asarray(5.0)})
+    # A stored field its constructor would refuse (set traced, under jit: data,
+    # unchecked) does not block changing another one.
+    odd = jax.jit(lambda s, v: gradtx.set_hyperparams(s, {"learning_rate.decay_steps": v}))(
+        state, 5.0
+    )
     odd = gradtx.set_hyperparams(odd, {"learning_rate.peak_value": 0.5})
     chex.assert_trees_all_equal(
         gradtx.get_hyperparams(odd)["learning_rate.peak_value"], jnp.asarray(0.5)
@@ -636,15 +638,21 @@ def test_set_hyperparams_checks_a_schedules_fields_together_once_all_are_set():
         )
 
 
-def test_a_jax_array_set_with_a_number_leaves_the_number_checked():
-    # The array is data; the number beside it in the same call is still judged by the
-    # constructor (it was let through with the array).
+def test_a_known_jax_array_set_in_a_schedule_is_checked_as_a_number_is():
+    # Its value is known, so the constructor judges it, as the number beside it in the
+    # same call (which was once let through with an array); traced, it is data.
     state = gradtx.sgd(S.warmup_cosine_decay(0.0, 1.0, 10, 100)).init({"w": jnp.zeros(1)})
     both = {"learning_rate.init_value": jnp.asarray(0.0), "learning_rate.decay_steps": 5}
     with pytest.raises(ValueError, match="must exceed warmup_steps"):
         gradtx.set_hyperparams(state, both)
-    # and the array alone is taken as data
-    gradtx.set_hyperparams(state, {"learning_rate.decay_steps": jnp.asarray(5.0)})
+    with pytest.raises(ValueError, match="must exceed warmup_steps"):
+        gradtx.set_hyperparams(state, {"learning_rate.decay_steps": jnp.asarray(5.0)})
+    with pytest.raises(ValueError, match=r"peak_value=...\): the WarmupCosineDecay schedule "
+                       r"reaches -0.1 at step 1; learning_rate must be in \[0, inf\)"):  # fmt: skip
+        gradtx.set_hyperparams(state, {"learning_rate.peak_value": jnp.asarray(-1.0)})
+    traced = jax.jit(lambda s, v: gradtx.set_hyperparams(s, {"learning_rate.decay_steps": v}))
+    got = gradtx.get_hyperparams(traced(state, 5.0))["learning_rate.decay_steps"]
+    assert float(got) == 5.0
 
 
 def test_get_hyperparams_reads_a_join_in_a_state_made_under_vmap():

@@ -162,14 +162,17 @@ def test_rectify_hyperparams_and_errors():
 
 @pytest.mark.parametrize("make", [gradtx.rectify, gradtx.radam, gradtx.ranger])
 def test_a_threshold_below_four_given_as_data_steps_nan_not_zero(make):
-    # A JAX array is data, so it is not range-checked: at b2 = 0.999, rho_4 = 3.998
-    # passes a threshold of 3 while r_4 is the root of a negative number.
-    tx = make(threshold=jnp.asarray(3.0))
+    # A traced JAX array is data, so it is not range-checked: at b2 = 0.999, rho_4 =
+    # 3.998 passes a threshold of 3 while r_4 is the root of a negative number.  (A
+    # known one is refused as the number is.)
+    with pytest.raises(ValueError, match=r"threshold=3.0 as a float32 array\): threshold must be"):
+        make(threshold=jnp.asarray(3.0, jnp.float32))
     g = jnp.full(3, 0.5)
-    state = tx.init(g)
+    state = jax.jit(lambda t: make(threshold=t).init(g))(3.0)
+    step = jax.jit(lambda g, s, t: make(threshold=t).update(g, s, g))
     outs = []
     for _ in range(6):
-        out, state = tx.update(g, state, g)
+        out, state = step(g, state, 3.0)
         outs.append(np.asarray(out))
     assert np.all(np.isnan(outs[3])), outs[3]
     assert np.all(np.isfinite(outs[:3])) and np.all(np.isfinite(outs[4:]))

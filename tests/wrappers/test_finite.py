@@ -94,13 +94,16 @@ def test_gives_up_after_max_consecutive_errors_like_optax():
 def test_non_finite_output_is_skipped_too():
     """A finite gradient whose update is not finite (here lr = inf) is also skipped.
 
-    The infinite rate is a JAX array: ``set_hyperparams`` refuses the Python number
-    ``inf`` for a learning rate, but takes arrays as data, unchecked."""
+    The infinite rate is set under jit: ``set_hyperparams`` refuses ``inf`` for a
+    learning rate where it can see it, but takes a traced value as data, unchecked."""
     opt = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=5)
     params = {"w": jnp.ones(2)}
     with pytest.raises(ValueError, match=r"learning_rate=inf\): learning_rate must be in"):
         gradtx.set_hyperparams(opt.init(params), learning_rate=np.inf)
-    state = gradtx.set_hyperparams(opt.init(params), learning_rate=jnp.asarray(jnp.inf))
+    with pytest.raises(ValueError, match=r"learning_rate=inf as a float32 array\): learning_rate"):
+        gradtx.set_hyperparams(opt.init(params), learning_rate=jnp.asarray(jnp.inf, jnp.float32))
+    set_traced = jax.jit(lambda s, lr: gradtx.set_hyperparams(s, learning_rate=lr))
+    state = set_traced(opt.init(params), np.inf)
     assert float(gradtx.get_hyperparams(state)["learning_rate"]) == np.inf
     u, state = opt.update({"w": jnp.ones(2)}, state, params)
     np.testing.assert_array_equal(u["w"], [0.0, 0.0])
