@@ -35,9 +35,7 @@ from gradtx._factory import DECLARED
 from gradtx._factory_state import shown_name
 from gradtx._hyperparameterized import MAKERS
 from gradtx._specs import Hyper
-from gradtx.schedules._common import steps_as_data
-from gradtx.schedules._remake import NotConcrete
-from gradtx.schedules._remake import remade
+from gradtx.schedules._remake import refusal
 
 _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, finite
 
@@ -207,19 +205,11 @@ def check_remade(key: str, schedule: Any, old: Any) -> None:
     are data, left out).  Only a change is judged: ``old``, as stored before this call,
     must pass (one whose fields were set as traced arrays may not).  Within ``jax.jit``
     the stored fields are traced and nothing is checked, as for every value set there."""
-    if schedule is old:
-        return  # only traced JAX arrays were set: data, as at construction
-    with steps_as_data():
-        try:
-            remade(old)
-        except (NotConcrete, TypeError, ValueError):
-            return
-        try:
-            remade(schedule)
-        except NotConcrete:
-            return
-        except (TypeError, ValueError) as err:
-            raise type(err)(
-                f"gradtx.set_hyperparams({key}=...): the {type(schedule).__name__} schedule "
-                f"it makes is one its constructor refuses: {err}"
-            ) from None
+    if schedule is old or refusal(old) is not None:
+        return  # only traced JAX arrays were set (data, as at construction), or old fails
+    err = refusal(schedule)
+    if err is not None:
+        raise type(err)(
+            f"gradtx.set_hyperparams({key}=...): the {type(schedule).__name__} schedule "
+            f"it makes is one its constructor refuses: {err}"
+        )

@@ -105,17 +105,26 @@ def _remade(schedule: Any) -> Any:
     return make(**{name: derived[name] if name in derived else v[name] for name in names})
 
 
+def refusal(schedule: Any) -> TypeError | ValueError | None:
+    """The error ``schedule``'s constructor raises on its fields (``remade``); None
+    where it takes them, or where a field is data (traced or batched)."""
+    try:
+        remade(schedule)
+    except NotConcrete:
+        return None
+    except (TypeError, ValueError) as err:
+        return err
+    return None
+
+
 def check_built(call: str, name: str, schedule: Any) -> None:
     """Refuse a gradtx schedule given to ``call`` whose fields its constructor refuses
     (a class built directly skips the constructor's checks: a ``CosineDecay`` with a
     negative ``init_value`` was a negative learning rate).  Step counts are data, as
     for ``set_hyperparams``; a traced field is not checked."""
-    try:
-        remade(schedule)
-    except NotConcrete:
-        return
-    except (TypeError, ValueError) as err:
+    err = refusal(schedule)
+    if err is not None:
         raise type(err)(
             f"{call}({name}={type(schedule).__name__}(...)): its fields, rebuilt by its "
             f"constructor, are refused: {err}"
-        ) from None
+        )
