@@ -28,6 +28,11 @@ from gradtx.schedules._common import step_field
 from gradtx.schedules._remake import check_built
 
 
+def _narrow(value: jax.Array) -> bool:
+    """An int or 16-bit float array, which a factory takes as the default float."""
+    return not jnp.issubdtype(value.dtype, jnp.floating) or value.dtype.itemsize < 4
+
+
 class Hyper(NamedTuple):
     """Spec of a numeric hyperparameter (kept in state).
 
@@ -82,12 +87,14 @@ class Hyper(NamedTuple):
         if self.integer and _checks.is_concrete_number(number) and not float(number).is_integer():
             shown = _checks.shown_array(value) if number is not value else repr(value)
             raise TypeError(f"{call}({name}={shown}): {name} must be an int")
-        # The rest is about storage in the default float dtype: a JAX array is bound
-        # instead, in its own dtype (a 16-bit one widened, exactly).
-        if _checks.is_concrete_number(value):
-            _checks.check_stored(call, name, value, float_dtype(), integer=self.integer)
+        # The rest is about storage in the default float dtype.  A JAX array is bound
+        # instead, in its own dtype, but for an int or 16-bit float one, which becomes
+        # the default float below (a 16-bit one exactly, an int above 2**24 maybe not).
+        narrowed = number is not value and not self.integer and _narrow(value)
+        if _checks.is_concrete_number(value) or narrowed:
+            _checks.check_stored(call, name, number, float_dtype(), integer=self.integer)
             if self.whole_exact:
-                _checks.check_step_number(call, name, value, float_dtype())
+                _checks.check_step_number(call, name, number, float_dtype())
         elif is_schedule(value):  # stored too: its int fields are counts of steps
             for path, leaf in jax.tree_util.tree_leaves_with_path(value):
                 field = f"{name}{jax.tree_util.keystr(path)}"
@@ -111,8 +118,7 @@ class Hyper(NamedTuple):
             # an int or 16-bit array must not set the dtype the step computes in (an int
             # max_norm made an int norm; a bfloat16 b1 rounded Nesterov's products); a
             # float32 or float64 one stays as given (derive compares it in its precision)
-            narrow = not jnp.issubdtype(value.dtype, jnp.floating) or value.dtype.itemsize < 4
-            return _dtypes.as_float(value) if narrow else value
+            return _dtypes.as_float(value) if _narrow(value) else value
         if isinstance(value, numbers.Real) and not isinstance(value, (float, np.floating)):
             return float(value)  # an int (2**31 overflows int32), a Fraction
         return value

@@ -421,13 +421,22 @@ def test_known_arrays_are_range_checked_and_traced_ones_are_data():
     with pytest.raises(ValueError, match=r"^gradtx.sgd\(learning_rate=-1 as an int32 array\)"):
         gradtx.sgd(jnp.asarray(-1, jnp.int32))
     # checks across arguments, and of each number of an array argument
-    with pytest.raises(ValueError, match=r"^gradtx.rprop\(min_step_size=1.0, max_step_size=0.5\): "
-                       r"min_step_size must not exceed max_step_size$"):  # fmt: skip
-        gradtx.rprop(0.1, min_step_size=jnp.asarray(1.0), max_step_size=jnp.asarray(0.5))
+    with pytest.raises(ValueError, match=r"^gradtx.rprop\(min_step_size=1.0 as a float32 array, "
+                       r"max_step_size=0.5\): min_step_size must not exceed max_step_size$"):  # fmt: skip
+        gradtx.rprop(0.1, min_step_size=jnp.asarray(1.0, jnp.float32), max_step_size=0.5)
+    # compared as stored: a float32 array of 0.1 is the number 0.1 there
+    gradtx.rprop(0.1, min_step_size=jnp.asarray(0.1, jnp.float32), max_step_size=0.1)
     with pytest.raises(ValueError, match=r"^gradtx.muon\(ns_coefficients\[0\]=nan\)"):
         gradtx.muon(0.1, ns_coefficients=jnp.asarray([jnp.nan, 1.0, 2.0]))
-    # an array stays bound in its own dtype: an int32 count above 2**24 is exact there
+    # an array stays bound in its own dtype: an int32 count above 2**24 is exact there,
+    # but not once a float step (t0) takes it as float32
     gradtx.average_params(gradtx.sgd(0.1), start=jnp.asarray(2**25 + 1, jnp.int32))
+    with pytest.raises(ValueError, match=r"^gradtx.polyak_average\(t0=33554433\): t0 is stored "
+                       r"in float32, which rounds it to 33554432"):  # fmt: skip
+        gradtx.polyak_average(jnp.asarray(2**25 + 1, jnp.int32))
+    # a known fraction of a step is data, and compared with the other fields
+    with pytest.raises(ValueError, match=r"warmup_steps=10.5, decay_steps=10\): decay_steps"):
+        gradtx.schedules.warmup_cosine_decay(0.0, 1.0, jnp.asarray(10.5), 10)
     # traced, a value is not known (jit, vmap): data, taken as given
     params = {"w": jnp.ones(2)}
     jax.jit(lambda lr: gradtx.sgd(lr).init(params))(-0.1)
@@ -851,3 +860,24 @@ def test_adafactors_eps_pair_may_be_a_numpy_array(x64):
     a, b = gradtx.adafactor(eps=np.array([1e-30, 1e-3])), gradtx.adafactor(eps=(1e-30, 1e-3))
     np.testing.assert_array_equal(a.update(params, a.init(params), params)[0],
                                   b.update(params, b.init(params), params)[0])  # fmt: skip
+
+
+def test_rprops_bounds_are_ordered_inside_a_users_factory_too():
+    # derive runs for the outer factory only; the body still checks numbers.  The
+    # declaration is process-wide (as custom_sgd's): removed after the test.
+    from gradtx._factory import DECLARED
+    from gradtx._factory import TAKES
+
+    before = len(DECLARED)
+    try:
+
+        @gradtx.factory(learning_rate=gradtx.Hyper(low=0.0))
+        def my_rprop(learning_rate=0.1):
+            return gradtx.scale_by_rprop(learning_rate, min_step_size=1.0, max_step_size=0.5)
+
+        with pytest.raises(ValueError, match=r"^gradtx.my_rprop\(min_step_size=1.0, "
+                           r"max_step_size=0.5\): min_step_size must not exceed"):  # fmt: skip
+            my_rprop()
+    finally:
+        del DECLARED[before:]
+        TAKES.pop("gradtx.my_rprop", None)

@@ -22,6 +22,7 @@ from gradtx._checks import check_rounded
 from gradtx._checks import check_stored
 from gradtx._checks import is_known
 from gradtx._checks import known_value
+from gradtx._checks import shown_array
 from gradtx._dtypes import INT32_MAX
 from gradtx._dtypes import ints_as_floats
 from gradtx._tree import Flag
@@ -240,19 +241,25 @@ steps_as_data = Flag(__name__, "steps_as_data")
 def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> Any:
     """A step count: a non-negative (or positive) integer (a whole float taken as one,
     as torch's schedulers take it), or a scalar JAX array.  A known array is its
-    number, but for a fraction of a step: that is taken, as data, as
-    ``set_hyperparams`` takes one (``steps_as_data``).
+    number, a fraction of a step included (taken as data, as ``set_hyperparams``
+    takes one: ``steps_as_data``); a traced one is data.
 
     Returns the value, NumPy integers, whole floats and known whole arrays as Python
-    ints.
+    ints, a known fraction as a float.
     """
     if isinstance(value, jax.Array):
         check_hyperparam(call, name, value, low=0.0, low_open=positive)  # a real scalar
         number = known_value(value)
-        if isinstance(number, numbers.Real) and float(number).is_integer():
-            value = number  # a whole step count, compared with the other fields as one
-        else:
-            return value
+        if number is value:
+            return value  # traced: data
+        counter = jax.dtypes.canonicalize_dtype(np.int64)  # int32, or int64 under x64
+        if number > np.iinfo(counter).max:
+            raise ValueError(
+                f"{call}({name}={shown_array(value)}): {name} must be at most "
+                f"{np.iinfo(counter).max}, the largest step count an {counter} holds"
+            )
+        # compared with the other fields as a number; a fraction is data
+        return int(number) if float(number).is_integer() else float(number)
     value = concrete(value)
     if isinstance(value, np.ndarray):
         check_hyperparam(call, name, value)  # raises: not a scalar

@@ -110,9 +110,9 @@ def cyclical(
     call = "gradtx.schedules.cyclical"
     base_value = check_number(call, "base_value", base_value, low=0.0)
     max_value = check_number(call, "max_value", max_value, low=0.0)
-    step_size = check_steps(call, "step_size", step_size)
     if step_size_down is None:
-        step_size_down = step_size
+        step_size_down = step_size  # as given: a known array's fraction is data in both
+    step_size = check_steps(call, "step_size", step_size)
     step_size_down = check_steps(call, "step_size_down", step_size_down)
     check_choice(call, "mode", mode, tuple(_MODES))
     # gamma > 1 grows the amplitude as gamma^k: inf after enough steps, then NaN (inf · 0).

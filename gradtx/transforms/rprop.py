@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _checks
 from gradtx import _control
@@ -94,15 +95,29 @@ def _step_size_ratio(lr: Any, base: Any) -> jax.Array:
     )
 
 
-def check_step_sizes(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """``min_step_size <= max_step_size`` where both are known (a ``derive``: run once,
-    at construction; ``set_hyperparams`` checks each alone)."""
-    low, high = (_checks.known_value(arguments[k]) for k in ("min_step_size", "max_step_size"))
-    if _checks.is_concrete_number(low) and _checks.is_concrete_number(high) and low > high:
+def _check_order(call: str, low: Any, high: Any) -> None:
+    """``min_step_size <= max_step_size`` where both are known, compared as stored
+    (a float32 array of 0.1 against the number 0.1 is equal in float32)."""
+    known = [_checks.known_value(v) for v in (low, high)]
+    if not all(map(_checks.is_concrete_number, known)):
+        return
+    stored = [float(np.asarray(v, float_dtype())) for v in known]
+    if stored[0] > stored[1]:
+        shown = [
+            _checks.shown_array(v) if k is not v else repr(v) for v, k in zip((low, high), known)
+        ]
         raise ValueError(
-            f"{call}(min_step_size={low!r}, max_step_size={high!r}): "
+            f"{call}(min_step_size={shown[0]}, max_step_size={shown[1]}): "
             "min_step_size must not exceed max_step_size"
         )
+
+
+def check_step_sizes(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``derive`` of the Rprop factories: the bounds' order, for known arrays too.  It
+    runs where the factory checks its arguments (each eager call: every eager update
+    under ``optax.inject_hyperparams``; not inside another factory's body, where the
+    body's own check of numbers runs); ``set_hyperparams`` checks each bound alone."""
+    _check_order(call, arguments["min_step_size"], arguments["max_step_size"])
     return arguments
 
 
@@ -179,6 +194,10 @@ def scale_by_rprop(
       Riedmiller & Braun, "A direct adaptive method for faster backpropagation
       learning: the RPROP algorithm", ICNN 1993.
     """
+    if all(map(_checks.is_concrete_number, (min_step_size, max_step_size))):
+        # numbers only (stored ones are arrays at update): inside a user's factory,
+        # which runs no derive of this one
+        _check_order(current_call("gradtx.scale_by_rprop"), min_step_size, max_step_size)
 
     def rate():
         return jnp.asarray(learning_rate).astype(float_dtype())
