@@ -127,6 +127,9 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     if not jnp.issubdtype(dtype, jnp.floating):
         return
     if is_data(value):
+        candidates = [] if location is None else _candidates(name, location)[0]
+        if isinstance(value, jax.Array) and candidates and all(s.is_rate for _, s in candidates):
+            _checks.warn_narrow_rate("gradtx.set_hyperparams", key, value)  # as a factory
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
     one_array = isinstance(value, jax.Array) and value.ndim == 0

@@ -474,6 +474,19 @@ def test_a_16_bit_decay_rate_that_rounds_to_one_is_refused_or_warned_of(monkeypa
                      r"other processes\); bfloat16 "
                      r"holds no number between 0.996094 and 1, .*hyperparam_dtype=jnp.float32\)",
                      str(caught[1].message))  # fmt: skip
+    # set traced into a state made with float32 numbers: the same warning
+    state = gradtx.adam().init(params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jax.jit(lambda s, b: gradtx.set_hyperparams(s, b2=b))(
+            state, jnp.asarray(0.99, jnp.bfloat16)
+        )
+        jax.jit(lambda s, lr: gradtx.set_hyperparams(s, learning_rate=lr))(
+            state, jnp.asarray(0.1, jnp.bfloat16)
+        )  # not a decay rate: no warning
+    assert [str(w.message).split(" is ")[0] for w in caught] == [
+        "gradtx.set_hyperparams(b2=...): b2"
+    ]
     wide = optax.inject_hyperparams(gradtx.adam, hyperparam_dtype=jnp.float32)(learning_rate=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # float32 rates, and a bfloat16 learning rate: no warning
