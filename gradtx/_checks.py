@@ -90,28 +90,36 @@ def check_hyperparam(
         ):
             shape = f"{given}{list(jnp.shape(value))}" if jnp.ndim(value) else str(dtype)
             raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {shape}")
+        bounds = (low, high, low_open, high_open)
         if isinstance(value, jax.Array):
-            if not is_known(value):
-                return
-            _check_known_array(call, name, value, (low, high, low_open, high_open), finite)
+            if is_known(value):  # checked as a number, shown as the array it is
+                number = float(value)
+                hint = _rounding_hint(number, dtype, bounds, finite)
+                _refuse(call, name, number, shown_array(value), bounds, finite, hint)
             return
         value = value.item()
     if not is_number(value):
         raise TypeError(
             f"{call}({name}={value!r}): {name} must be a real number, got {type(value).__name__}"
         )
-    given = value  # shown as the caller wrote it (patience=-1, not -1.0)
     try:
-        value = float(value)
+        number = float(value)
     except OverflowError:  # an int beyond float's range
         raise ValueError(f"{call}({name}={value!r}): {name} must be finite") from None
-    if np.isnan(value):
-        raise ValueError(f"{call}({name}=nan): {name} must not be NaN")
-    if finite and np.isinf(value):
-        raise ValueError(f"{call}({name}={given!r}): {name} must be finite")
-    bounds = (low, high, low_open, high_open)
-    if outside(value, bounds):
-        raise ValueError(f"{call}({name}={given!r}): {name} must be in {interval(bounds)}")
+    # shown as the caller wrote it (patience=-1, not -1.0)
+    _refuse(call, name, number, repr(value), (low, high, low_open, high_open), finite)
+
+
+def _refuse(
+    call: str, name: str, number: float, shown: str, bounds: tuple, finite: bool, hint: str = ""
+) -> None:
+    """Refuse a NaN, an infinity (where ``finite``) or a number outside ``bounds``."""
+    if np.isnan(number):
+        raise ValueError(f"{call}({name}={shown}): {name} must not be NaN")
+    if finite and np.isinf(number):
+        raise ValueError(f"{call}({name}={shown}): {name} must be finite{hint}")
+    if outside(number, bounds):
+        raise ValueError(f"{call}({name}={shown}): {name} must be in {interval(bounds)}{hint}")
 
 
 def is_known(value: jax.Array) -> bool:
@@ -140,11 +148,19 @@ def shown_array(value: jax.Array) -> str:
     return f"{number} as {article} {dtype.name} array"
 
 
+def shown(value: Any) -> str:
+    """A value as a message shows it: a known 0-d JAX array as ``shown_array`` does,
+    anything else by its repr (as the caller wrote it: ``patience=-1``)."""
+    if isinstance(value, jax.Array) and value.ndim == 0 and is_known(value):
+        return shown_array(value)
+    return repr(value)
+
+
 def _rounding_hint(number: float, dtype: Any, bounds: tuple, finite: bool) -> str:
     """Why a 16-bit array may hold a number the caller did not write, where a number
     it could have been rounded from is allowed (``b2 = 0.999`` is 1.0 in bfloat16,
     ``t0 = 1e6`` is inf in float16)."""
-    if not (jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4):
+    if not _dtypes.is_16_bit_float(dtype):
         return ""
     info = jnp.finfo(dtype)
     if np.isinf(number):
@@ -164,21 +180,6 @@ def _rounding_hint(number: float, dtype: Any, bounds: tuple, finite: bool) -> st
         f" ({why}; optax.inject_hyperparams stores numbers in the params' dtype unless "
         "given hyperparam_dtype=jnp.float32)"
     )
-
-
-def _check_known_array(call: str, name: str, value: jax.Array, bounds: tuple, finite: bool) -> None:
-    """A JAX array whose value is known is checked as a number is: given a 16-bit one
-    (``optax.inject_hyperparams`` stores numbers in the params' dtype), ``b2 = 0.999``
-    arrives as 1.0 in bfloat16 and every step would be NaN.  A traced one is data."""
-    number = float(value)
-    shown = f"{name}={shown_array(value)}"
-    hint = _rounding_hint(number, jnp.result_type(value), bounds, finite)
-    if np.isnan(number):
-        raise ValueError(f"{call}({shown}): {name} must not be NaN")
-    if finite and np.isinf(number):
-        raise ValueError(f"{call}({shown}): {name} must be finite{hint}")
-    if outside(number, bounds):
-        raise ValueError(f"{call}({shown}): {name} must be in {interval(bounds)}{hint}")
 
 
 _WARNED: set[tuple[str, str, str]] = set()
@@ -201,9 +202,7 @@ def warn_narrow_rate(call: str, name: str, value: jax.Array) -> None:
     and 1 (float16 none between 0.9995 and 1), so a ``b2 = 0.999`` would be 1.0 and
     ``1 - b2`` 0.  An eager ``init`` checks the value itself."""
     dtype = jnp.result_type(value)
-    if not (jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4):
-        return
-    if (call, name, str(dtype)) in _WARNED:
+    if not _dtypes.is_16_bit_float(dtype) or (call, name, str(dtype)) in _WARNED:
         return
     _WARNED.add((call, name, str(dtype)))
     below = 1.0 - float(jnp.finfo(dtype).epsneg)
@@ -392,7 +391,7 @@ def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
     statistics use."""
     dtypes = {_dtypes.real_dtype(_dtypes.compute_dtype(x.dtype)) for x in jax.tree.leaves(params)}
     for name, value in rates.items():
-        if is_concrete_number(value) or (isinstance(value, jax.Array) and is_known(value)):
+        if is_concrete_number(known_value(value)):
             for dtype in dtypes:
                 check_below_one(call, name, float(value), dtype, "in the statistics' precision,")
 

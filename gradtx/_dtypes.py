@@ -93,6 +93,11 @@ def as_float(value: Any) -> jax.Array:
     return x.astype(dtype)
 
 
+def is_16_bit_float(dtype: Any) -> bool:
+    """bfloat16 or float16 (ml_dtypes' 8-bit floats too): a float narrower than float32."""
+    return jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4
+
+
 def real_dtype(dtype: Any) -> jnp.dtype:
     """The real dtype of a (possibly complex) dtype."""
     return jnp.finfo(jnp.dtype(dtype)).dtype

@@ -132,10 +132,7 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
             _checks.warn_narrow_rate("gradtx.set_hyperparams", key, value)  # as a factory
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
-    one_array = isinstance(value, jax.Array) and value.ndim == 0
-    call = (
-        f"gradtx.set_hyperparams({key}={_checks.shown_array(value) if one_array else repr(value)})"
-    )
+    call = f"gradtx.set_hyperparams({key}={_checks.shown(value)})"
     if np.isnan(given).any():
         raise ValueError(f"{call}: {name} must not be NaN")
     candidates, made = ([], False) if location is None else _candidates(name, location)
@@ -172,10 +169,7 @@ def check_field(key: str, value: Any) -> None:
         except (TypeError, ValueError, OverflowError):
             continue
         if np.isinf(given).any():
-            one = isinstance(value, jax.Array) and value.ndim == 0
-            shown = (
-                (_checks.shown_array(value) if one else repr(value)) if field is value else "..."
-            )
+            shown = _checks.shown(value) if field is value else "..."
             raise ValueError(f"gradtx.set_hyperparams({key}={shown}): {key} must be finite")
 
 

@@ -30,7 +30,7 @@ from gradtx.schedules._remake import check_built
 
 def _narrow(value: jax.Array) -> bool:
     """An int or 16-bit float array, which a factory takes as the default float."""
-    return not jnp.issubdtype(value.dtype, jnp.floating) or value.dtype.itemsize < 4
+    return not jnp.issubdtype(value.dtype, jnp.floating) or _dtypes.is_16_bit_float(value.dtype)
 
 
 class Hyper(NamedTuple):
@@ -85,8 +85,7 @@ class Hyper(NamedTuple):
             _checks.warn_narrow_rate(call, name, value)
         number = _checks.known_value(value)  # a known JAX array's too (it stays bound)
         if self.integer and _checks.is_concrete_number(number) and not float(number).is_integer():
-            shown = _checks.shown_array(value) if number is not value else repr(value)
-            raise TypeError(f"{call}({name}={shown}): {name} must be an int")
+            raise TypeError(f"{call}({name}={_checks.shown(value)}): {name} must be an int")
         # The rest is about storage in the default float dtype.  A JAX array is bound
         # instead, in its own dtype, but for an int or 16-bit float one, which becomes
         # the default float below (a 16-bit one exactly, an int above 2**24 maybe not).

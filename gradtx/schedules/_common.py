@@ -189,19 +189,20 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
     """
     value = concrete(value)
     if isinstance(value, jax.Array):
-        check_hyperparam(call, name, value, **bounds)
-    value = known_value(value)  # compared with the other fields as a number
-    try:
-        check_hyperparam(call, name, value, **bounds)
-    except ValueError as err:
-        if not isinstance(value, numbers.Integral):
-            raise
+        check_hyperparam(call, name, value, **bounds)  # shown as the array it is
+        value = known_value(value)  # compared with the other fields as a number
+    else:
         try:
-            shown = float(value)
-        except OverflowError:  # an int beyond float's range: say where it overflows
-            check_stored(call, name, value, float_dtype(), integer=False)
-            raise
-        raise ValueError(str(err).replace(f"={shown!r})", f"={value!r})", 1)) from None
+            check_hyperparam(call, name, value, **bounds)
+        except ValueError as err:
+            if not isinstance(value, numbers.Integral):
+                raise
+            try:
+                shown = float(value)
+            except OverflowError:  # an int beyond float's range: say where it overflows
+                check_stored(call, name, value, float_dtype(), integer=False)
+                raise
+            raise ValueError(str(err).replace(f"={shown!r})", f"={value!r})", 1)) from None
     if is_number(value):
         # the fields are stored in the default float dtype: 1e39 would be inf in float32,
         # and a positive 1e-46 (0) or 1e-40 (subnormal: XLA on CPU flushes it) would be
@@ -252,12 +253,7 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
         number = known_value(value)
         if number is value:
             return value  # traced: data
-        counter = jax.dtypes.canonicalize_dtype(np.int64)  # int32, or int64 under x64
-        if number > np.iinfo(counter).max:
-            raise ValueError(
-                f"{call}({name}={shown_array(value)}): {name} must be at most "
-                f"{np.iinfo(counter).max}, the largest step count an {counter} holds"
-            )
+        _check_counter(call, name, number, shown_array(value))
         # compared with the other fields as a number; a fraction is data
         return int(number) if float(number).is_integer() else float(number)
     value = concrete(value)
@@ -276,13 +272,18 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
         raise ValueError(f"{call}({name}={given!r}): {name} must be {'>' if positive else '>='} 0")
     if data:
         return value
-    counter = jax.dtypes.canonicalize_dtype(np.int64)  # int32, or int64 under x64
-    if int(value) > np.iinfo(counter).max:
+    _check_counter(call, name, value, repr(given))
+    return value
+
+
+def _check_counter(call: str, name: str, steps: float, shown: str) -> None:
+    """A step count the step counter can reach (int32, or int64 under x64)."""
+    counter = jax.dtypes.canonicalize_dtype(np.int64)
+    if steps > np.iinfo(counter).max:
         raise ValueError(
-            f"{call}({name}={given!r}): {name} must be at most {np.iinfo(counter).max}, "
+            f"{call}({name}={shown}): {name} must be at most {np.iinfo(counter).max}, "
             f"the largest step count an {counter} holds"
         )
-    return value
 
 
 def is_number(value: Any) -> bool:

@@ -103,11 +103,8 @@ def _check_order(call: str, low: Any, high: Any) -> None:
         return
     stored = [float(np.asarray(v, float_dtype())) for v in known]
     if stored[0] > stored[1]:
-        shown = [
-            _checks.shown_array(v) if k is not v else repr(v) for v, k in zip((low, high), known)
-        ]
         raise ValueError(
-            f"{call}(min_step_size={shown[0]}, max_step_size={shown[1]}): "
+            f"{call}(min_step_size={_checks.shown(low)}, max_step_size={_checks.shown(high)}): "
             "min_step_size must not exceed max_step_size"
         )
 
