@@ -194,15 +194,11 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
     else:
         try:
             check_hyperparam(call, name, value, **bounds)
-        except ValueError as err:
-            if not isinstance(value, numbers.Integral):
-                raise
-            try:
-                shown = float(value)
-            except OverflowError:  # an int beyond float's range: say where it overflows
+        except ValueError:
+            if isinstance(value, numbers.Integral) and abs(value) > sys.float_info.max:
+                # an int beyond float's range is "not finite" there: say where it overflows
                 check_stored(call, name, value, float_dtype(), integer=False)
-                raise
-            raise ValueError(str(err).replace(f"={shown!r})", f"={value!r})", 1)) from None
+            raise
     if is_number(value):
         # the fields are stored in the default float dtype: 1e39 would be inf in float32,
         # and a positive 1e-46 (0) or 1e-40 (subnormal: XLA on CPU flushes it) would be

@@ -26,6 +26,7 @@ from gradtx._base import MaskTree
 from gradtx._base import OptState
 from gradtx._base import extras_for
 from gradtx._base import kind_of
+from gradtx._specs import Function
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
 
@@ -134,12 +135,7 @@ def masked(
         raise ValueError(f"{call}: give mask (a pytree of bools) or mask_fn (a function)")
     _tree.refuse_both(call, "mask", mask, mask_fn)  # at construction, not first at init
     _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
-    if mask_fn is not None:
-        if not callable(mask_fn):
-            raise TypeError(
-                f"{call}(mask_fn={mask_fn!r}): mask_fn must be a function of the params"
-            )
-        _checks.check_takes_one(call, "mask_fn", mask_fn, "the params")
+    Function().check(call, "mask_fn", mask_fn)
 
     def keep_of(tree):
         return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree), tree)
@@ -212,10 +208,7 @@ def partition(
         raise ValueError(f"{call}: give labels (a pytree of labels) or labels_fn (a function)")
     _tree.refuse_both(call, "labels", labels, labels_fn)  # at construction, not first at init
     _checks.refuse_function(call, "labels", labels, "labels")
-    if labels_fn is not None:
-        if not callable(labels_fn):
-            raise TypeError(f"{call}(labels_fn={labels_fn!r}): labels_fn must be a function")
-        _checks.check_takes_one(call, "labels_fn", labels_fn, "the params")
+    Function().check(call, "labels_fn", labels_fn)
 
     def labels_of(tree):
         values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)
