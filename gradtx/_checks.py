@@ -266,18 +266,18 @@ def check_stored(call: str, name: str, given: Any, dtype: Any, *, integer: bool)
     except OverflowError:  # an int beyond float64's range
         value = np.inf if given > 0 else -np.inf
         raise ValueError(
-            f"{call}({name}={given!r}): {name} overflows to {value} when stored in {dtype}"
+            f"{call}({name}={shown(given)}): {name} overflows to {value} when stored in {dtype}"
         ) from None
     with np.errstate(over="ignore"):
         stored = float(np.asarray(value, dtype=dtype))
     if np.isfinite(value) and not np.isfinite(stored):
         raise ValueError(
-            f"{call}({name}={given!r}): {name} overflows to inf when stored in {dtype} "
+            f"{call}({name}={shown(given)}): {name} overflows to inf when stored in {dtype} "
             f"(at most {float(jnp.finfo(dtype).max):g})"
         )
     if integer and np.isfinite(value) and stored != value:
         raise ValueError(
-            f"{call}({name}={given!r}): {name} is stored in {dtype}, which rounds it to "
+            f"{call}({name}={shown(given)}): {name} is stored in {dtype}, which rounds it to "
             f"{stored:.0f} (not every integer above 2**{jnp.finfo(dtype).nmant + 1} is "
             "exact there; jax_enable_x64 stores float64)"
         )
@@ -500,12 +500,20 @@ def call_name(build: Any) -> str:
 
 def _leaf(call: str, what: str):
     def one(path, x):
-        x = jnp.asarray(x)
+        where = jax.tree_util.keystr(path) or "(root)"
+        try:
+            x = jnp.asarray(x)
+        except TypeError:  # a string, an object: JAX's message names neither call nor leaf
+            raise TypeError(
+                f"{call}: {what} leaf {where} is not an array (a {type(x).__name__}); gradtx "
+                "transforms act on floating or complex arrays only. Keep other leaves out of "
+                "the optimized tree (or make them None)."
+            ) from None
         if not jnp.issubdtype(x.dtype, jnp.inexact):
             raise TypeError(
-                f"{call}: {what} leaf {jax.tree_util.keystr(path) or '(root)'} has dtype "
-                f"{x.dtype}; gradtx transforms act on floating or complex leaves only. Keep "
-                "integer and boolean leaves out of the optimized tree (or make them None)."
+                f"{call}: {what} leaf {where} has dtype {x.dtype}; gradtx transforms act on "
+                "floating or complex leaves only. Keep integer and boolean leaves out of the "
+                "optimized tree (or make them None)."
             )
         return x
 

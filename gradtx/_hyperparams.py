@@ -111,10 +111,10 @@ def _check_whole(key: str, new: Any, dtype: Any) -> None:
     except OverflowError:  # a Python int beyond float's range: whole, but out of range
         number = None
     if number is not None and not np.all(np.isfinite(number) & (number == np.round(number))):
-        raise TypeError(f"gradtx.set_hyperparams({key}={new!r}): {key} must be an int")
+        raise TypeError(f"gradtx.set_hyperparams({key}={_checks.shown(new)}): {key} must be an int")
     if number is None or not np.all((number >= info.min) & (number <= info.max)):
         raise ValueError(
-            f"gradtx.set_hyperparams({key}={new!r}): {key} is stored in {jnp.dtype(dtype)}, "
+            f"gradtx.set_hyperparams({key}={_checks.shown(new)}): {key} is stored in {jnp.dtype(dtype)}, "
             f"which holds [{info.min}, {info.max}]"
         )
 
@@ -128,11 +128,12 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         # wrapper, so the state's structure and a jitted step's trace stay the same
         return jax.tree.map(lambda leaf: _cast_to(leaf, new, key, schedule_field), old)
     old_dtype = jnp.result_type(old)
-    if _checks.is_concrete_number(new) and jnp.issubdtype(old_dtype, jnp.floating):
+    number = _checks.known_value(new)  # a known 0-d JAX array is checked as its number
+    if _checks.is_concrete_number(number) and jnp.issubdtype(old_dtype, jnp.floating):
         # an int given is taken as a count of steps: it must not be rounded
-        integer = isinstance(new, (int, np.integer)) and not isinstance(new, bool)
+        integer = isinstance(number, (int, np.integer)) and not isinstance(number, bool)
         _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=integer)
-    if _checks.is_concrete_number(new) and jnp.issubdtype(old_dtype, jnp.integer):
+    if _checks.is_concrete_number(number) and jnp.issubdtype(old_dtype, jnp.integer):
         _check_whole(key, new, old_dtype)
     try:
         if (

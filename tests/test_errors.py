@@ -563,6 +563,23 @@ def test_integer_and_boolean_leaves_are_rejected(case, dtype):
         jax.jit(opt.update)(bad, state, _params())
 
 
+@pytest.mark.parametrize("case", REGISTRY, ids=IDS)
+def test_leaves_that_are_not_arrays_are_rejected_naming_the_leaf(case):
+    """A string in the params was JAX's own TypeError, naming neither call nor leaf."""
+    opt = case.make(case.lr)
+    bad = {"w": jnp.ones((2, 3)), "b": "bias"}
+    with pytest.raises(
+        TypeError, match=r"^gradtx\.\w+: params leaf \['b'\] is not an array \(a str\)"
+    ):
+        opt.init(bad)
+    if case.id == "dpsgd":
+        return  # the registry's one_example makes each leaf an array before dpsgd sees it
+    state = opt.init(_params())
+    with pytest.raises(TypeError, match=r"^gradtx\.\w+: updates leaf \['b'\] is not an array"):
+        loss = lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p))  # noqa: E731
+        opt.update(bad, state, _params(), **case.keywords(loss, _params()))
+
+
 def test_set_hyperparams_rejects_non_numbers():
     state = gradtx.adam(0.1).init(_params())
     with pytest.raises(TypeError, match=r"set_hyperparams\(learning_rate=...\)"):
@@ -683,13 +700,30 @@ _AS_ADAM = r", as gradtx.adam, which made this state, takes it$"
          r"as gradtx.scale_by_multipliers, which made this state, takes it$"),
         (lambda: optax.inject_hyperparams(optax.adam)(0.1), {"learning_rate": math.nan},
          ValueError, r"learning_rate must not be NaN$"),
+        (lambda: gradtx.asgd(0.1), {"t0": jnp.asarray(2**25 + 1, jnp.int32)}, ValueError,
+         r"t0=33554433 as an int32 array\): t0 is stored in float32, which rounds it to "
+         r"33554432 "),
+        (lambda: gradtx.sgd(S.linear(0.1, 0.0, 100)),
+         {"learning_rate.transition_steps": jnp.asarray(2**25 + 1, jnp.int32)}, ValueError,
+         r"transition_steps is stored in float32, which rounds it to 33554432 "),
+        (lambda: gradtx.swats(1e-3), {"switch_step": jnp.asarray(2.5)}, TypeError,
+         r"switch_step=2.5 as a float32 array\): switch_step must be an int$"),
+        (lambda: gradtx.swats(1e-3), {"switch_step": jnp.asarray(math.nan)}, TypeError,
+         r"switch_step must be an int$"),
+        (lambda: gradtx.swats(1e-3), {"switch_step": jnp.asarray(1e10)}, ValueError,
+         r"switch_step is stored in int32, which holds \[-2147483648, 2147483647\]$"),
+        (lambda: gradtx.sgd(S.cosine_decay(0.1, 10)), {"learning_rate.cycle": math.nan},
+         ValueError, r"the CosineDecay schedule it makes is one its constructor refuses: cycle "
+         r"is a 0/1 option \(True or False\), got nan$"),
     ],
     ids=["negative-lr", "numpy-lr", "adam-b1-one", "b2-rounds-to-one", "rounds-to-zero",
          "nan", "inf", "callable-lr-beside", "sm3-momentum-one", "bias-correct-one", "array-slot",
          "int-count",
          "schedule-field", "schedule-field-nan", "schedule-field-inf", "schedule-with-inf",
          "schedule-grows-to-inf", "schedule-leaves-range",
-         "multiplier-schedule-nan", "optax-inject-nan"],
+         "multiplier-schedule-nan", "optax-inject-nan", "int-array-rounded",
+         "int-array-schedule-step-rounded", "fraction-array-int-slot", "nan-array-int-slot",
+         "array-beyond-int-slot", "schedule-flag-nan"],
 )  # fmt: skip
 def test_set_hyperparams_refuses_what_the_factory_would(make, values, error, message):
     """A concrete value is checked as the factory that made the state checks it at

@@ -37,7 +37,8 @@ class Schedule:
     _is_gradtx_schedule = True
     # Fields raised to the step count (``check_rate``), checked by set_hyperparams too.
     _rates: tuple[str, ...] = ()
-    # 0/1 option fields: the only ones set_hyperparams lets a bool set.
+    # 0/1 option fields: the only ones set_hyperparams lets a bool set, and that must
+    # hold 0 or 1 (_remake: the formula reads any other number as 1).
     _flags: tuple[str, ...] = ()
     # Float vectors of steps compared with the count (``step_field``): a whole number
     # the stored dtype would round names another step.

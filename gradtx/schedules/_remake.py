@@ -88,6 +88,9 @@ def _remade(schedule: Any) -> Any:
         else _number(f.name, getattr(schedule, f.name))
         for f in dataclasses.fields(schedule)
     }
+    for flag in type(schedule)._flags:
+        if v[flag] not in (0, 1):  # NaN too: the schedule would read it as 1
+            raise ValueError(f"{flag} is a 0/1 option (True or False), got {v[flag]!r}")
     derived: dict[str, Any] = {
         "schedules": [_remade(m) if is_schedule(m) else m for m in v.get("schedules", ())],
         "past_end": "cycle" if v.get("cycle") else "hold",

@@ -210,14 +210,17 @@ def partition(
     _checks.refuse_function(call, "labels", labels, "labels")
     Function().check(call, "labels_fn", labels_fn)
 
-    def labels_of(tree):
-        values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)
+    def refuse_unknown(values):
         unknown = sorted({repr(v) for v in values if not _known(v)})
         if unknown:
             raise ValueError(
                 f"{call}: labels {', '.join(unknown)} have no transform; "
                 f"transforms are given for {', '.join(sorted(map(repr, txs)))}"
             )
+
+    def labels_of(tree):
+        values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)
+        refuse_unknown(values)
         return values
 
     def _known(v):
@@ -225,6 +228,11 @@ def partition(
             return v in txs
         except TypeError:  # unhashable label
             return False
+
+    if labels is not None and all(jax.tree.leaves(k) == [k] for k in labels_given):
+        # a label tree's leaves are its labels (unless a label is itself a pytree, a
+        # tuple say): one missing from transforms is refused now, not first at init
+        refuse_unknown(jax.tree.leaves(labels))
 
     def init(params):
         checked.record(params)

@@ -81,3 +81,25 @@ def test_a_traced_field_is_data():
         lambda v: gradtx.sgd(cosine(v, 10, 0.0, 1.0, 0)).init({"w": np.zeros(2, np.float32)})
     )
     opt(-1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [("cosine_decay", "cycle"), ("exponential_decay", "staircase"), ("one_cycle", "three_phase"),
+     ("one_cycle", "cosine"), ("one_cycle_momentum", "three_phase"),
+     ("warmup_cosine_decay", "cycle"), ("swa_lr", "cosine")],
+)  # fmt: skip
+def test_a_flag_is_0_or_1(name, flag):
+    """A 0/1 option field holding another number would be read as 1 by the formula:
+    refused on a class built directly and by set_hyperparams; 0, 1 and bools taken."""
+    schedule = EXAMPLES[name](0.2)
+    state = gradtx.sgd(schedule).init({"w": jnp.zeros(2)})
+    for bad in (0.5, -1.0, 2.0, float("nan"), jnp.asarray(0.5)):
+        with pytest.raises(ValueError, match=rf"{flag} is a 0/1 option \(True or False\), got "):
+            gradtx.sgd(dataclasses.replace(schedule, **{flag: bad}))
+        with pytest.raises(ValueError, match=rf"^gradtx.set_hyperparams\(learning_rate.{flag}="):
+            gradtx.set_hyperparams(state, {f"learning_rate.{flag}": bad})
+    for good in (0, 1, 0.0, True, False, jnp.asarray(1.0)):
+        gradtx.sgd(dataclasses.replace(schedule, **{flag: good}))
+        new = gradtx.set_hyperparams(state, {f"learning_rate.{flag}": good})
+        assert float(gradtx.get_hyperparams(new)[f"learning_rate.{flag}"]) == float(good)

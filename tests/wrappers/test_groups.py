@@ -93,7 +93,9 @@ def test_partition_labels_may_be_a_prefix_and_groups_hold_only_their_leaves(x64)
 
 def test_partition_errors():
     params = {"w": jnp.ones(2), "b": jnp.ones(2)}
-    opt = gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": "a", "b": "c"})
+    with pytest.raises(ValueError, match="'c' have no transform; transforms are given for 'a'$"):
+        gradtx.partition({"a": gradtx.sgd(0.1)}, {"w": "a", "b": "c"})  # at construction
+    opt = gradtx.partition({"a": gradtx.sgd(0.1)}, labels_fn=lambda p: {"w": "a", "b": "c"})
     with pytest.raises(ValueError, match="'c' have no transform; transforms are given for 'a'$"):
         opt.init(params)
     with pytest.raises(ValueError, match="not a prefix"):
