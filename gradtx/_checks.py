@@ -196,11 +196,17 @@ def _outside_gradtx() -> int:
     return level
 
 
+_FLOAT32_HINT = (
+    "it in float32 (optax.inject_hyperparams stores numbers in the params' dtype "
+    "unless given hyperparam_dtype=jnp.float32).  Shown once per process"
+)
+
+
 def warn_narrow_rate(call: str, name: str, value: jax.Array) -> None:
     """Warn, once per process for each call, argument and dtype, of a 16-bit decay rate
-    whose value is not known here (traced): bfloat16 holds no number between 0.996
-    and 1 (float16 none between 0.9995 and 1), so a ``b2 = 0.999`` would be 1.0 and
-    ``1 - b2`` 0.  An eager ``init`` checks the value itself."""
+    or momentum whose value is not known here (traced): bfloat16 holds no number between
+    0.996 and 1 (float16 none between 0.9995 and 1), so a ``b2 = 0.999`` would be 1.0
+    and ``1 - b2`` 0.  An eager ``init`` checks the value itself."""
     dtype = jnp.result_type(value)
     if not _dtypes.is_16_bit_float(dtype) or (call, name, str(dtype)) in _WARNED:
         return
@@ -209,10 +215,41 @@ def warn_narrow_rate(call: str, name: str, value: jax.Array) -> None:
     warnings.warn(
         f"{call}({name}=...): {name} is a {dtype} array whose value is not known here "
         f"(traced, or held by other processes); {dtype} holds no number between "
-        f"{below:g} and 1, so if {name} is closer to 1 it is 1.0 and 1 - {name} is 0.  "
-        "Give it in float32 "
-        "(optax.inject_hyperparams stores numbers in the params' dtype unless given "
-        "hyperparam_dtype=jnp.float32).  Shown once per process",
+        f"{below:g} and 1, so if {name} is closer to 1 it is 1.0 and 1 - {name} is 0.  Give "
+        + _FLOAT32_HINT,
+        stacklevel=_outside_gradtx(),
+    )
+
+
+def warn_collapsed(call: str, name: str, value: Any, *, one_allowed: bool, default: Any) -> None:
+    """Warn, once per process for each call, argument and dtype, of a known 16-bit
+    array that sits where its format collapses the numbers around it: on 1.0 where 1
+    is allowed (bfloat16 holds nothing between 0.996 and 1, so a momentum of 0.999 is
+    1.0, an undamped heavy ball) or on 0.0 where the factory's default is positive
+    (float16 holds nothing below 6e-8, so an eps of 1e-8 is 0).  The caller's number
+    is not known (optax.inject_hyperparams rounded it before gradtx saw it), so this
+    is a warning, not a refusal."""
+    if not (isinstance(value, jax.Array) and value.ndim == 0 and is_known(value)):
+        return
+    dtype = jnp.result_type(value)
+    if not _dtypes.is_16_bit_float(dtype) or (call, name, str(dtype)) in _WARNED:
+        return
+    number = float(value)
+    if number == 1.0 and one_allowed:
+        below = 1.0 - float(jnp.finfo(dtype).epsneg)
+        why = f"{dtype} holds no number between {below:g} and 1, so a {name} closer to 1 is 1.0"
+    elif number == 0.0 and is_number(default) and not isinstance(default, bool) and default > 0:
+        smallest = float(jnp.finfo(dtype).smallest_subnormal)
+        why = (
+            f"{dtype} holds no positive number below {smallest:g}, so a smaller {name} "
+            f"(the default, {default:g}, is one) is 0"
+        )
+    else:
+        return
+    _WARNED.add((call, name, str(dtype)))
+    warnings.warn(
+        f"{call}({name}={shown(value)}): {why}.  If that is not the number you gave, give "
+        + _FLOAT32_HINT,
         stacklevel=_outside_gradtx(),
     )
 

@@ -296,7 +296,12 @@ def factory(
                 inner = fn(**arguments)  # type: ignore[call-arg]
                 return _owning_gradient(inner, call) if own_gradient else inner
             for k, spec in specs.items():
-                arguments[k] = spec.check(call, k, arguments[k])
+                given = arguments[k]
+                arguments[k] = spec.check(call, k, given)
+                if isinstance(spec, Hyper):
+                    default = signature.parameters[k].default
+                    one_allowed = spec.high == 1.0 and not spec.high_open
+                    _checks.warn_collapsed(call, k, given, one_allowed=one_allowed, default=default)
             if derive is not None:
                 arguments = derive(call, arguments)
                 TAKES[call][1].update(k for k, v in arguments.items() if isinstance(v, Bound))

@@ -164,7 +164,8 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         raise ValueError(
             f"gradtx.set_hyperparams({key}=...): value of shape {arr.shape} does not fit "
             f"the stored shape {jnp.shape(old)}, and nothing is broadcast: give it in the form "
-            "the optimizer was built with (a pair for a pair); for a state batched "
+            "get_hyperparams shows (a pair for a pair; a pair's None entries are not "
+            "stored); for a state batched "
             "by jax.vmap or replicated by jax.pmap, set it under vmap: "
             "jax.vmap(lambda s: gradtx.set_hyperparams(s, ...))(states), with one value "
             "or one per member"

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _checks
+from gradtx import _dtypes
 from gradtx import _ranges
 from gradtx import _tree
 from gradtx._factory import DECLARED
@@ -128,13 +129,24 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
         return
     if is_data(value):
         candidates = [] if location is None else _candidates(name, location)[0]
-        if isinstance(value, jax.Array) and candidates and all(s.is_rate for _, s in candidates):
+        if isinstance(value, jax.Array) and candidates and all(s.near_one for _, s in candidates):
             _checks.warn_narrow_rate("gradtx.set_hyperparams", key, value)  # as a factory
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
     call = f"gradtx.set_hyperparams({key}={_checks.shown(value)})"
     if np.isnan(given).any():
         raise ValueError(f"{call}: {name} must not be NaN")
+    if _dtypes.is_16_bit_float(dtype):
+        # A state of optax.inject_hyperparams keeps numbers in the params' dtype: one
+        # that collapses there (1e-8 to 0 in float16, 0.999 to 1.0 in bfloat16) is lost
+        stored = _checks.as_stored(given, dtype)[0]
+        lost = ((given != 0) & (stored == 0)) | ((given >= 0) & (given < 1) & (stored == 1))
+        if lost.any():
+            raise ValueError(
+                f"{call}: {name} is {stored[lost].flat[0]:g} stored in {dtype}, as this state "
+                "keeps it (optax.inject_hyperparams stores numbers in the params' dtype unless "
+                "given hyperparam_dtype=jnp.float32)"
+            )
     candidates, made = ([], False) if location is None else _candidates(name, location)
     if not made and any(isinstance(x, jax.Array) for x in jax.tree.leaves(value)):
         return  # the range is only inferred from names: an array is the way past it

@@ -81,7 +81,7 @@ class Hyper(NamedTuple):
         )
         if callable(value) and not is_schedule(value):
             _checks.check_takes_a_count(call, name, value)
-        if isinstance(value, jax.Array) and not _checks.is_known(value) and self.is_rate:
+        if isinstance(value, jax.Array) and not _checks.is_known(value) and self.near_one:
             _checks.warn_narrow_rate(call, name, value)
         number = _checks.known_value(value)  # a known JAX array's too (it stays bound)
         if self.integer and _checks.is_concrete_number(number) and not float(number).is_integer():
@@ -130,6 +130,11 @@ class Hyper(NamedTuple):
     def is_rate(self) -> bool:
         """A decay rate in [0, 1): it must stay below 1 after rounding."""
         return self.high == 1.0 and self.high_open
+
+    @property
+    def near_one(self) -> bool:
+        """A rate or momentum up to 1, which a 16-bit format may round to 1."""
+        return self.high == 1.0
 
 
 class Option:

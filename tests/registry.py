@@ -141,7 +141,7 @@ def local_objective(grads: Any, params: Any) -> Callable[[Any], jax.Array]:
         dtype = functools.reduce(jnp.promote_types, [x.dtype for x in leaves], jnp.float32)
 
     def loss(q):
-        total = jnp.zeros([], dtype)
+        total = jnp.zeros([], jnp.finfo(dtype).dtype)  # real for complex leaves too
         for g, p, x in zip(jax.tree.leaves(grads), leaves, jax.tree.leaves(q), strict=True):
             total = total + 0.5 * jnp.sum(
                 jnp.abs(x.astype(dtype) - p.astype(dtype) + jnp.asarray(g).astype(dtype)) ** 2

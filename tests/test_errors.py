@@ -496,6 +496,53 @@ def test_a_16_bit_decay_rate_that_rounds_to_one_is_refused_or_warned_of(monkeypa
     assert jnp.isfinite(updates["w"]).all()
 
 
+def test_a_16_bit_number_collapsed_onto_a_bound_is_warned_of_or_refused(monkeypatch):
+    """bfloat16 holds a momentum of 0.999 as 1.0 (SGD's momentum may be 1: an undamped
+    heavy ball that never settles) and float16 an eps of 1e-8 as 0 (Adan's steps 41%
+    longer at small gradients).  In range, and the number given is not known (inject
+    rounded it): warned of, once per process; a momentum traced in 16 bits is warned of
+    as a decay rate is.  set_hyperparams, which sees the number, refuses it."""
+    monkeypatch.setattr(gradtx._checks, "_WARNED", set())
+    bf16 = {"w": jnp.ones(3, jnp.bfloat16)}
+    f16 = {"w": jnp.ones(3, jnp.float16)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = optax.inject_hyperparams(gradtx.sgd)(0.01, momentum=0.999).init(bf16)
+        optax.inject_hyperparams(gradtx.adan)(0.05).init(f16)
+        optax.inject_hyperparams(gradtx.sgd)(0.01, momentum=0.999).init(bf16)  # not again
+        jax.jit(lambda m: gradtx.rmsprop(0.01, momentum=m).init(bf16))(
+            jnp.asarray(0.9, jnp.bfloat16)
+        )
+    messages = [str(w.message) for w in caught]
+    assert [m.split(":")[0] for m in messages] == [
+        "gradtx.sgd(momentum=1.0 as a bfloat16 array)",
+        "gradtx.adan(eps=0.0 as a float16 array)",
+        "gradtx.adan(eps_root=0.0 as a float16 array)",
+        "gradtx.rmsprop(momentum=...)",
+    ]
+    assert messages[0].endswith(
+        "bfloat16 holds no number between 0.996094 and 1, so a momentum closer to 1 is 1.0.  "
+        "If that is not the number you gave, give it in float32 (optax.inject_hyperparams "
+        "stores numbers in the params' dtype unless given hyperparam_dtype=jnp.float32).  "
+        "Shown once per process"
+    )
+    assert (
+        "float16 holds no positive number below 5.96046e-08, so a smaller eps (the "
+        "default, 1e-08, is one) is 0." in messages[1]
+    )
+    assert not caught[0].filename.startswith(os.path.dirname(gradtx.__file__))
+    with pytest.raises(ValueError, match=r"^gradtx.set_hyperparams\(momentum=0.999\): momentum "
+                       r"is 1 stored in bfloat16, as this state keeps it \(optax.inject_hyperparams "
+                       r"stores numbers in the params' dtype unless given "
+                       r"hyperparam_dtype=jnp.float32\)$"):  # fmt: skip
+        gradtx.set_hyperparams(state, momentum=0.999)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the defaults held, a zero default, float32 numbers
+        optax.inject_hyperparams(gradtx.adam)(0.01, b2=0.99).init(bf16)  # eps_root: default 0
+        gradtx.sgd(0.1, momentum=jnp.asarray(1.0))
+        gradtx.set_hyperparams(state, momentum=0.9)
+
+
 # ----------------------------------------------------------- update-time misuse
 
 

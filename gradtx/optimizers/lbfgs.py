@@ -132,6 +132,10 @@ def lbfgs(
     ``learning_rate`` schedule is evaluated once per update.  As in torch, a
     line search may take one evaluation past ``max_eval``.  Keywords of
     ``update`` other than ``value``, ``value_fn`` and ``grad`` are refused.
+    The loop is a ``lax.while_loop``, which has no reverse-mode derivative:
+    ``jax.grad`` through an update fails (``jax.jvp`` works); so does optax's
+    rule with ``line_search_fn="strong_wolfe"`` (its zoom search loops), not
+    without it.
 
     ``convention="optax"`` is ``optax.lbfgs``'s rule: one iteration per
     update, no loop, and the line search is optax's zoom::

@@ -196,7 +196,7 @@ def check_number(call: str, name: str, value: Any, **bounds: Any) -> Any:
         try:
             check_hyperparam(call, name, value, **bounds)
         except ValueError:
-            if isinstance(value, numbers.Integral) and abs(value) > sys.float_info.max:
+            if isinstance(value, numbers.Integral) and abs(int(value)) > sys.float_info.max:
                 # an int beyond float's range is "not finite" there: say where it overflows
                 check_stored(call, name, value, float_dtype(), integer=False)
             raise
