@@ -22,6 +22,7 @@ from gradtx._factory_state import HyperparamsState
 from gradtx._factory_state import shown_key
 from gradtx._factory_state import shown_name
 from gradtx._hyperparams import set_hyperparams
+from gradtx._torch_checks import SCHEDULER
 from gradtx._torch_checks import SD
 from gradtx._torch_checks import Target
 from gradtx._torch_checks import plain
@@ -140,6 +141,30 @@ def _equal_in_double(
     return bool(np.allclose(value.astype(np.float64), want, rtol=0, atol=atol))
 
 
+def _refuse_a_scheduled_number(
+    t: Target, key: str, name: str, codec: Any, group: Mapping[str, Any]
+) -> None:
+    """A torch scheduler that changes ``key`` leaves its own keys in the group
+    (``initial_lr``: every LRScheduler; ``base_momentum``: CyclicLR and OneCycleLR
+    cycling the momentum, or Adam's beta1).  Written into a number that gradtx keeps
+    fixed, torch's current value would stay where torch's goes on changing."""
+    marker = {"lr": "initial_lr", "momentum": "base_momentum", "betas": "base_momentum"}
+    scheduled = marker.get(key) in group
+    if key == "betas":  # only beta1 cycles
+        scheduled = scheduled and name == next(iter(codec.to_gradtx(group[key])))
+    if not scheduled:
+        return
+    keys = ", ".join(sorted(set(group) & SCHEDULER))
+    raise ValueError(
+        f"{SD}: torch's param group holds {marker[key]}: a torch scheduler sets its "
+        f"{key} ({plain(group[key])!r} now), and {t.made.call}'s {name} is a number, "
+        f"which would stay at torch's value where torch's goes on changing.  Give "
+        f"{name} the scheduler's gradtx schedule (docs/porting_from_pytorch.md); or, to "
+        "go on with constant values, pass the state dict without the scheduler's keys "
+        f"({keys}) in its param groups"
+    )
+
+
 def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) -> Any:
     """torch's numbers, stored where gradtx stores numbers (as ``set_hyperparams``); where
     gradtx follows a schedule, a Python callable or a bound array, checked against it."""
@@ -159,6 +184,7 @@ def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) ->
             if getattr(specs.get(name), "init_only", False):
                 continue  # a starting value (Adagrad's): torch's buffers already hold it
             if stored is not None and not is_schedule(stored):
+                _refuse_a_scheduled_number(t, key, name, codec, group)
                 if np.shape(want) != np.shape(stored):
                     raise ValueError(
                         f"{SD}: torch's {key}={plain(group[key])!r} does not fit "

@@ -195,7 +195,10 @@ def from_torch_state_dict(
     are refused: torch's adaptive optimizers keep their statistics per real and
     imaginary part.  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
-    values.  Several param groups are accepted when their hyperparameters are
+    values.  A value a torch scheduler was changing (the group holds its
+    ``initial_lr``, or ``base_momentum`` for a cycled momentum) must be a
+    schedule here, not a number, which would stay where torch's moves on
+    (drop those keys to continue at a constant value).  Several param groups are accepted when their hyperparameters are
     equal.  Groups that differ are a ``gradtx.partition`` with one optimizer per
     group: convert each group alone, from
     ``dict(state_dict, param_groups=[state_dict["param_groups"][g]])`` with the

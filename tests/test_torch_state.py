@@ -766,6 +766,36 @@ def test_a_run_under_a_cyclic_scheduler_continues(x64, kind):
     assert_trajectories_close(ours, ref[N:total])
 
 
+def test_a_scheduled_torch_value_into_a_constant_is_refused(x64):
+    """A torch scheduler leaves its keys in the group (initial_lr; base_momentum where it
+    cycles the momentum or Adam's beta1).  Written into a constant, torch's current lr
+    stayed while torch's kept changing, silently (review H4): refused, naming the way
+    to a constant on purpose (the dict without those keys)."""
+    tensors = [torch.zeros(3, dtype=torch.float64, requires_grad=True)]
+    opt = torch.optim.Adam(tensors, lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    for k in range(5):
+        tensors[0].grad = torch.full((3,), k + 1.0, dtype=torch.float64)
+        opt.step()
+        scheduler.step()
+    params, sd = [tensors[0].detach().numpy().copy()], copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match=r"holds initial_lr: a torch scheduler sets its lr "
+                       r"\(0.025 now\), and gradtx.adam's learning_rate is a number, .* "
+                       r"without the scheduler's keys \(initial_lr\) in its param groups$"):  # fmt: skip
+        gradtx.from_torch_state_dict(gradtx.adam(0.1), params, sd)
+    steps = gradtx.schedules.piecewise_constant(0.1, {2: 0.5, 4: 0.5, 6: 0.5})
+    gradtx.from_torch_state_dict(gradtx.adam(steps), params, sd)  # the scheduler ported
+    plain = dict(sd, param_groups=[{k: v for k, v in g.items() if k != "initial_lr"}
+                                   for g in sd["param_groups"]])  # fmt: skip
+    state = gradtx.from_torch_state_dict(gradtx.adam(0.1), params, plain)
+    assert float(gradtx.get_hyperparams(state)["learning_rate"]) == 0.025
+    opt = torch.optim.Adam(tensors, lr=0.1)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=20)
+    tx = gradtx.adam(gradtx.schedules.one_cycle(20, 0.1))  # b1, cycled by torch, a number
+    with pytest.raises(ValueError, match=r"holds base_momentum: .*gradtx.adam's b1 is a number"):
+        gradtx.from_torch_state_dict(tx, params, opt.state_dict())
+
+
 def test_an_empty_sgd_state_past_step_0_continues_exactly(x64):
     """Params without gradients for N steps (a scheduler stepping meanwhile): torch's
     next step starts the momentum buffer at the gradient, undamped; gradtx's buffer is
