@@ -157,7 +157,8 @@ def count_of(t: Target, states: dict[int, dict], step: int | None, index: list[i
             f"{SD}: a parameter's state has no 'step', which torch.optim."
             f"{t.entry.torch_class} keeps (a state dict of another class?)"
         )
-    counts = sorted({_step_of(s["step"], index[i]) for i, s in states.items()})
+    steps = {index[i]: _step_of(s["step"], index[i]) for i, s in states.items()}
+    counts = sorted(set(steps.values()))
     if not counts and step:
         raise ValueError(
             f"{FROM}(step={step}): torch's state is empty, so no step was taken "
@@ -168,7 +169,16 @@ def count_of(t: Target, states: dict[int, dict], step: int | None, index: list[i
         frozen = (
             f"; a parameter at step 0 is one torch never stepped: {FROZEN}" if 0 in counts else ""
         )
-        raise ValueError(f"{SD}: torch's parameters have taken different steps {counts}{frozen}")
+        which = "; ".join(
+            f"{c:g}: parameters {', '.join(str(k) for k in sorted(steps) if steps[k] == c)}"
+            for c in counts
+        )
+        raise ValueError(
+            f"{SD}: torch's parameters have taken different steps {counts} ({which}), and "
+            "gradtx steps every leaf at every update with one step count: a parameter "
+            "torch skipped at some steps (its .grad None) has no exact port "
+            f"(docs/porting_from_pytorch.md){frozen}"
+        )
     count = int(counts[0]) if counts else (step or 0)
     if step is not None and step != count:
         raise ValueError(f"{FROM}(step={step}): torch's state says {count} steps were taken")
