@@ -111,11 +111,12 @@ def _check_whole(key: str, new: Any, dtype: Any) -> None:
     except OverflowError:  # a Python int beyond float's range: whole, but out of range
         number = None
     if number is not None and not np.all(np.isfinite(number) & (number == np.round(number))):
-        raise TypeError(f"gradtx.set_hyperparams({key}={_checks.shown(new)}): {key} must be an int")
+        shown = _checks.shown(new)
+        raise TypeError(f"gradtx.set_hyperparams({key}={shown}): {key} must be an int")
     if number is None or not np.all((number >= info.min) & (number <= info.max)):
         raise ValueError(
-            f"gradtx.set_hyperparams({key}={_checks.shown(new)}): {key} is stored in {jnp.dtype(dtype)}, "
-            f"which holds [{info.min}, {info.max}]"
+            f"gradtx.set_hyperparams({key}={_checks.shown(new)}): {key} is stored in "
+            f"{jnp.dtype(dtype)}, which holds [{info.min}, {info.max}]"
         )
 
 

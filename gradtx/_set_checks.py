@@ -120,6 +120,16 @@ def in_stored_form(key: str, name: str, value: Any, old: Any, location: Any) -> 
     return own[0].check("gradtx.set_hyperparams", key, value) if own else value
 
 
+def _near_one(name: str, location: Any) -> bool:
+    """Whether every factory that may have made ``location`` (any that declares
+    ``name``, for optax's inject states) takes ``name`` as a rate or momentum up to 1."""
+    if location is None:
+        candidates = [(call, specs[name]) for call, specs in DECLARED if name in specs]
+    else:
+        candidates = _candidates(name, location)[0]
+    return bool(candidates) and all(getattr(s, "near_one", False) for _, s in candidates)
+
+
 def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> None:
     """Refuse a concrete number (or numbers, for an array slot) for the hyperparameter
     ``name`` of ``location``, stored like ``old`` (for optax's ``inject_hyperparams``
@@ -138,9 +148,12 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
         raise ValueError(f"{call}: {name} must not be NaN")
     if _dtypes.is_16_bit_float(dtype):
         # A state of optax.inject_hyperparams keeps numbers in the params' dtype: one
-        # that collapses there (1e-8 to 0 in float16, 0.999 to 1.0 in bfloat16) is lost
+        # that collapses there (1e-8 to 0 in float16; a rate's or momentum's 0.999 to
+        # 1.0 in bfloat16, where 1 - it is 0) is lost
         stored = _checks.as_stored(given, dtype)[0]
-        lost = ((given != 0) & (stored == 0)) | ((given >= 0) & (given < 1) & (stored == 1))
+        lost = (given != 0) & (stored == 0)
+        if _near_one(name, location):
+            lost |= (given >= 0) & (given < 1) & (stored == 1)
         if lost.any():
             raise ValueError(
                 f"{call}: {name} is {stored[lost].flat[0]:g} stored in {dtype}, as this state "

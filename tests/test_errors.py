@@ -536,11 +536,14 @@ def test_a_16_bit_number_collapsed_onto_a_bound_is_warned_of_or_refused(monkeypa
                        r"stores numbers in the params' dtype unless given "
                        r"hyperparam_dtype=jnp.float32\)$"):  # fmt: skip
         gradtx.set_hyperparams(state, momentum=0.999)
+    with pytest.raises(ValueError, match=r"learning_rate=1e-50\): learning_rate is 0 stored"):
+        gradtx.set_hyperparams(state, learning_rate=1e-50)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the defaults held, a zero default, float32 numbers
         optax.inject_hyperparams(gradtx.adam)(0.01, b2=0.99).init(bf16)  # eps_root: default 0
         gradtx.sgd(0.1, momentum=jnp.asarray(1.0))
         gradtx.set_hyperparams(state, momentum=0.9)
+        gradtx.set_hyperparams(state, learning_rate=0.999)  # 1.0: not a rate, just rounded
 
 
 # ----------------------------------------------------------- update-time misuse
