@@ -216,47 +216,78 @@ def averaged_keys(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
     return keys
 
 
-def _plain_dict(params: Any) -> str | None:
-    """The path of the first dict in ``params``, under any pytree node, that
+def _plain_dicts(params: Any) -> list[tuple[str, Mapping]]:
+    """``(path, dict)`` of each dict in ``params``, under any pytree node, that
     ``jax.tree.leaves`` reads in sorted-key order whatever the order it was built in:
     a mapping, not an ``OrderedDict``, with two or more entries that hold arrays."""
 
     def is_dict(node: Any) -> bool:
         return isinstance(node, Mapping) and not isinstance(node, OrderedDict)
 
+    found: list[tuple[str, Mapping]] = []
     todo: list[tuple[tuple, Any]] = [((), params)]
     while todo:
         path, node = todo.pop(0)
         if is_dict(node):
             if sum(bool(jax.tree.leaves(v)) for v in node.values()) > 1:
-                return "params" + jax.tree_util.keystr(path)
+                found.append(("params" + jax.tree_util.keystr(path), node))
             todo += [((*path, jax.tree_util.DictKey(k)), v) for k, v in node.items()]
         else:
             below = jax.tree_util.tree_flatten_with_path(
                 node, is_leaf=lambda x: x is not node and is_dict(x)
             )[0]
             todo += [((*path, *p), x) for p, x in below if is_dict(x)]
+    return found
+
+
+def _same_shapes(node: Mapping) -> tuple[Any, Any, tuple] | None:
+    """Two entries of ``node`` holding leaves of one shape (a LayerNorm's weight and
+    bias): their order is the sorted keys', which no buffer's shape can check."""
+    seen: dict[tuple, Any] = {}
+    for key in sorted(node, key=str):
+        for shape in {np.shape(x) for x in jax.tree.leaves(node[key])}:
+            if shape in seen:
+                return seen[shape], key, shape
+            seen[shape] = key
     return None
 
 
 def check_flat_order(call: str, t: Target, params: Any, names_checked: bool) -> None:
-    """torch's L-BFGS keeps one flat vector of every parameter's entries, so no buffer's
-    shape shows the order of the params' leaves: refuse a dict, read in sorted-key order,
-    unless torch's stored names confirmed that order."""
-    if t.entry.hook != "lbfgs" or names_checked or len(jax.tree.leaves(params)) < 2:
+    """A dict in ``params`` is read in sorted-key order, which may not be the order torch
+    numbers the parameters in.  Buffers' shapes check it where shapes differ; refuse a
+    dict whose order nothing checks, unless torch's stored names confirmed it: any dict
+    for L-BFGS (one flat vector of every parameter's entries), and elsewhere one whose
+    entries hold parameters of one shape (torch numbers a LayerNorm's weight before its
+    bias; sorted, the bias comes first, and their moments would be swapped)."""
+    if names_checked or len(jax.tree.leaves(params)) < 2:
         return
-    where = _plain_dict(params)
-    if where is not None:
-        raise ValueError(
-            f"{call}(params=...): torch's LBFGS keeps one flat vector of all the parameters' "
-            f"entries, so no shape shows their order, and the dict {where} is read in "
-            "sorted-key order (jax.tree.leaves), which nothing here can check against the "
-            "order torch numbers the parameters in. Give params as a list in torch's order "
-            "or a collections.OrderedDict of model.named_parameters()"
-            + (
-                ", or convert the state dict of an LBFGS made from model.named_parameters(), "
-                "whose names are checked"
-                if call == FROM
-                else ""
+    dicts = _plain_dicts(params)
+    named = (
+        ", or convert the state dict of an optimizer made from model.named_parameters(), "
+        "whose names are checked"
+        if call == FROM
+        else ""
+    )
+    way = (
+        "Give params as a list in torch's order or a collections.OrderedDict of "
+        f"model.named_parameters(){named}"
+    )
+    if t.entry.hook == "lbfgs":
+        if dicts:
+            raise ValueError(
+                f"{call}(params=...): torch's LBFGS keeps one flat vector of all the "
+                "parameters' entries, so no shape shows their order, and the dict "
+                f"{dicts[0][0]} is read in sorted-key order (jax.tree.leaves), which nothing "
+                f"here can check against the order torch numbers the parameters in. {way}"
             )
-        )
+        return
+    for where, node in dicts:
+        same = _same_shapes(node)
+        if same is not None:
+            a, b, shape = same
+            raise ValueError(
+                f"{call}(params=...): the dict {where} is read in sorted-key order "
+                f"(jax.tree.leaves), and its entries {a!r} and {b!r} hold parameters of one "
+                f"shape {shape}, so no buffer's shape shows whether torch numbers them in "
+                f"that order (a LayerNorm's weight comes before its bias in torch). {way}"
+            )

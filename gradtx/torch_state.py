@@ -217,9 +217,11 @@ def from_torch_state_dict(
         smallest index).  torch numbers its parameters group after group, in each
         group's ``params`` order: ``model.parameters()`` order for one group made
         from it, not for groups that interleave the model's parameters.  A dict's
-        keys are sorted: use a list, or a ``collections.OrderedDict`` (LBFGS, whose
-        state is one flat vector, refuses a plain dict unless torch's stored
-        ``param_names`` confirm its order).
+        keys are sorted: use a list, or a ``collections.OrderedDict`` (a plain dict
+        whose order no shape shows is refused unless torch's stored
+        ``param_names`` confirm it: any for LBFGS, whose state is one flat vector,
+        and one whose entries hold parameters of one shape, as a LayerNorm's
+        weight and bias).
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
         (SGD, Muon, LBFGS) once its state is not empty or when a hyperparameter
@@ -330,7 +332,8 @@ def to_torch_state_dict(
       state: its state.
       params: the parameters (leaf ``i`` is torch's parameter ``i``; for LBFGS a
         list or a ``collections.OrderedDict``, not a plain dict, as its flat state
-        shows no order).
+        shows no order; for the others, not a plain dict whose entries hold
+        parameters of one shape).
       averaged_model_state_dict: with ``gradtx.average_params``, the
         ``state_dict()`` of the ``AveragedModel`` to fill, holding
         ``n_averaged`` and the parameter entries only (in order; they are

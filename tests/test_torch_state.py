@@ -1110,6 +1110,35 @@ def test_parameter_order_recipe(x64):
         np.testing.assert_allclose(ours, p.detach().numpy(), rtol=1e-5, atol=1e-7)
 
 
+def test_a_dict_of_equal_shapes_and_no_names_is_refused_both_ways(x64):
+    """torch numbers a LayerNorm's weight before its bias; a plain dict reads the bias
+    first, and no buffer's shape told them apart: the moments were swapped silently
+    (review H4).  Refused where torch keeps no names; a list, an OrderedDict or torch's
+    names (checked) go through."""
+    ln = torch.nn.Sequential(collections.OrderedDict(ln=torch.nn.LayerNorm(3)))
+    opt = torch.optim.Adam(ln.parameters(), lr=0.01)
+    ln(torch.randn(4, 3)).pow(3).sum().backward()
+    opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    w, b = (p.detach().numpy().copy() for p in ln.parameters())
+    with pytest.raises(ValueError, match=r"^gradtx.from_torch_state_dict\(params=...\): the dict "
+                       r"params\['ln'\] is read in sorted-key order \(jax.tree.leaves\), and its "
+                       r"entries 'bias' and 'weight' hold parameters of one shape \(3,\), .* "
+                       r"model.named_parameters\(\), whose names are checked$"):  # fmt: skip
+        gradtx.from_torch_state_dict(gradtx.adam(0.01), {"ln": {"weight": w, "bias": b}}, sd)
+    kept = {"ln": collections.OrderedDict(weight=w, bias=b)}
+    state = gradtx.from_torch_state_dict(gradtx.adam(0.01), kept, sd)
+    mu = state.inner_state[0].mu["ln"]
+    np.testing.assert_array_equal(mu["weight"], opt.state[ln.ln.weight]["exp_avg"].numpy())
+    np.testing.assert_array_equal(mu["bias"], opt.state[ln.ln.bias]["exp_avg"].numpy())
+    gradtx.from_torch_state_dict(gradtx.adam(0.01), [w, b], sd)
+    with pytest.raises(ValueError, match=r"^gradtx.to_torch_state_dict\(params=...\): the dict "
+                       r"params\['ln'\] .* model.named_parameters\(\)$"):  # fmt: skip
+        plain = {"ln": {"weight": w, "bias": b}}
+        gradtx.to_torch_state_dict(gradtx.adam(0.01), gradtx.adam(0.01).init(plain), plain)
+    gradtx.to_torch_state_dict(gradtx.adam(0.01), state, kept)
+
+
 def test_gradtx_does_not_import_torch():
     """Importing gradtx and reading a state dict (NumPy arrays here) leaves torch out."""
     code = (
