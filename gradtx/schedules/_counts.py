@@ -23,16 +23,25 @@ def count_array(count: Any) -> jax.Array:
         (low, high), extremes = _int_range(np.int64), (count, count)
     elif isinstance(count, (np.ndarray, np.generic)) and count.dtype.kind in "iu" and count.size:
         # JAX would wrap a NumPy int64 count beyond int32 without a word.
-        (low, high), extremes = _int_range(count.dtype), (int(np.min(count)), int(np.max(count)))
+        dtype = np.int64 if count.dtype.kind == "u" else count.dtype  # taken as signed below
+        (low, high), extremes = _int_range(dtype), (int(np.min(count)), int(np.max(count)))
     else:
-        return jnp.asarray(count)
+        return _signed(jnp.asarray(count))
     outside = [v for v in extremes if not low <= v <= high]
     if outside:
         raise ValueError(
             f"gradtx.schedules: count {outside[0]} is outside [{low}, {high}], the range "
             f"of step counts in JAX's default int (jax_enable_x64 gives 64-bit counts)"
         )
-    return jnp.asarray(count)
+    return _signed(jnp.asarray(count))
+
+
+def _signed(count: jax.Array) -> jax.Array:
+    """An unsigned count as JAX's default int: the steps before a start (``count -
+    transition_begin``) wrapped round to huge ones in unsigned arithmetic."""
+    if jnp.issubdtype(count.dtype, jnp.unsignedinteger):
+        return count.astype(jax.dtypes.canonicalize_dtype(np.int64))
+    return count
 
 
 def _int_range(dtype: Any) -> tuple[int, int]:

@@ -66,7 +66,10 @@ def apply_if_finite(
     reach ``inner`` unchanged, but for a step skipped because its gradient is
     not finite: ``inner`` then runs, discarded, on zeros (the gradient and
     ``grads``), so ``jax.grad`` across the skipped step is finite (optax's
-    wrapper gives NaN there).  An optimizer built inside a user's factory
+    wrapper gives NaN there) where the NaN does not itself depend on what is
+    differentiated (a NaN gradient that does, as ``g * nan`` with ``g`` a
+    function of the learning rate, still sends ``0 · NaN`` back through its own
+    derivative, upstream of the wrapper).  An optimizer built inside a user's factory
     body, which would read the factory's count (one per call), gets the calls
     less the non-finite steps instead (a non-finite step taken after
     ``max_consecutive_errors`` leaves that one behind).

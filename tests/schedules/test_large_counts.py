@@ -17,6 +17,7 @@ import pytest
 
 import gradtx
 from gradtx import schedules as S
+from tests.schedules.test_common import EXAMPLES
 
 B = 2**24 + 4  # a boundary a float32 holds exactly, where count 2^24 + 3 rounds onto it
 BIG = [0, 1, 99, 2**24 + 1, 2**24 + 3, 2**24 + 101, 10**8 + 37, 2**30 + 50, 2**31 - 2, 2**31 - 1]
@@ -439,3 +440,17 @@ def test_a_boundary_float32_would_round_is_refused_when_stored(make, field, exac
         chex.assert_trees_all_equal(lr, jnp.float32(exact(k, b)))
     with jax.enable_x64(True):
         gradtx.sgd(make(10**8 + 37))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_an_unsigned_count_is_the_signed_count(name):
+    """count - transition_begin wrapped round in unsigned arithmetic: a uint32 count
+    before a start gave linear's end value, exponential_decay's 0 (review H6)."""
+    schedule = EXAMPLES[name](0.2)
+    counts = np.arange(40)
+    chex.assert_trees_all_equal(
+        jax.vmap(schedule)(jnp.asarray(counts, jnp.uint32)), jax.vmap(schedule)(counts)
+    )
+    chex.assert_trees_all_equal(schedule(np.uint16(7)), schedule(7))
+    with pytest.raises(ValueError, match=r"count 4294967295 is outside \[-2147483648, "):
+        schedule(np.uint32(2**32 - 1))
