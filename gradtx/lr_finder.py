@@ -229,6 +229,10 @@ def lr_range_test(
       the maximum where it has made 90%, which keeps ``max_lr`` below the minimum (the
       minimum sits at the edge of divergence).
 
+    The two rules are independent: where the steepest fall comes in the last 10% of
+    the descent (a cliff just before the minimum), ``suggested_lr`` lies above
+    ``max_lr``, and the bounds are the safer reading.
+
     The optimizer is used as built: its other hyperparameters, schedules included, run
     as usual.  A gradtx schedule on the driven hyperparameter is replaced by a constant
     for the test, only the one ``hyperparam`` names (``"a/learning_rate"`` leaves group
