@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from gradtx import _dtypes
 from gradtx._dtypes import INT32_MAX
@@ -185,15 +186,25 @@ def _rounding_hint(number: float, dtype: Any, bounds: tuple, finite: bool) -> st
 _WARNED: set[tuple[str, str, str]] = set()
 
 
-def _outside_gradtx() -> int:
-    """The ``stacklevel`` of the first frame outside gradtx (the caller of the public
-    call, or the JAX or optax code that traced it)."""
-    package = os.path.dirname(os.path.abspath(__file__))
+def outside_gradtx() -> int:
+    """The ``stacklevel`` of the user's frame: the first outside gradtx, optax and JAX
+    (the caller of the public call, not ``optax.inject_hyperparams``' init or JAX's
+    tracing of a jitted step that called it); the outermost frame if there is none."""
     frame: types.FrameType | None = sys._getframe(1)
     level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(package):
+    while frame is not None and frame.f_back is not None and _in_a_library(frame):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _in_a_library(frame: types.FrameType) -> bool:
+    return frame.f_code.co_filename.startswith(_LIBRARY_DIRS)
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, optax.__file__ or "", jax.__file__ or "")
+)
 
 
 _FLOAT32_HINT = (
@@ -217,7 +228,7 @@ def warn_narrow_rate(call: str, name: str, value: jax.Array) -> None:
         f"(traced, or held by other processes); {dtype} holds no number between "
         f"{below:g} and 1, so if {name} is closer to 1 it is 1.0 and 1 - {name} is 0.  Give "
         + _FLOAT32_HINT,
-        stacklevel=_outside_gradtx(),
+        stacklevel=outside_gradtx(),
     )
 
 
@@ -250,7 +261,7 @@ def warn_collapsed(call: str, name: str, value: Any, *, one_allowed: bool, defau
     warnings.warn(
         f"{call}({name}={shown(value)}): {why}.  If that is not the number you gave, give "
         + _FLOAT32_HINT,
-        stacklevel=_outside_gradtx(),
+        stacklevel=outside_gradtx(),
     )
 
 

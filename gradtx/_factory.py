@@ -300,7 +300,7 @@ def factory(
                 arguments[k] = spec.check(call, k, given)
                 if isinstance(spec, Hyper):
                     default = signature.parameters[k].default
-                    one_allowed = spec.high == 1.0 and not spec.high_open
+                    one_allowed = spec.decays  # a rate's 1.0 was refused by check
                     _checks.warn_collapsed(call, k, given, one_allowed=one_allowed, default=default)
             if derive is not None:
                 arguments = derive(call, arguments)

@@ -49,6 +49,8 @@ class Hyper(NamedTuple):
       init_only: read only by ``init`` (a starting value): checked, then bound
         into the transform instead of kept in state, since changing it later
         would have no effect (``set_hyperparams`` does not list it).
+      decays: a momentum (up to 1, closed): a 16-bit format that rounds it to 1
+        is warned of, as for a decay rate (``near_one``).
     """
 
     low: float | None = None
@@ -62,6 +64,7 @@ class Hyper(NamedTuple):
     whole_exact: bool = False
     finite: bool = True
     init_only: bool = False
+    decays: bool = False
 
     def check(self, call: str, name: str, value: Any) -> Any:
         if value is None:
@@ -133,8 +136,9 @@ class Hyper(NamedTuple):
 
     @property
     def near_one(self) -> bool:
-        """A rate or momentum up to 1, which a 16-bit format may round to 1."""
-        return self.high == 1.0
+        """A decay rate or a momentum, which a 16-bit format may round to 1 (a weight or
+        a tolerance up to 1 is not: 1 is an ordinary value there)."""
+        return self.is_rate or self.decays
 
 
 class Option:
@@ -259,7 +263,7 @@ LEARNING_RATE = Hyper(low=0.0, schedule=True)
 """A learning rate: non-negative, a number or a schedule."""
 DECAY_RATE = Hyper(low=0.0, high=1.0, high_open=True)
 """An EMA decay rate in [0, 1) (b2, rho, decay): must stay below 1 after rounding."""
-MOMENTUM = Hyper(low=0.0, high=1.0, schedule=True)
+MOMENTUM = Hyper(low=0.0, high=1.0, schedule=True, decays=True)
 """A momentum coefficient in [0, 1], schedulable."""
 NON_NEGATIVE = Hyper(low=0.0)
 """Any number >= 0 (eps, a bound)."""

@@ -240,15 +240,28 @@ def _plain_dicts(params: Any) -> list[tuple[str, Mapping]]:
     return found
 
 
+def _root(shapes: tuple) -> tuple:
+    """The shortest sequence whose repeats make ``shapes`` (two sequences read the same
+    in either order exactly when their roots are equal)."""
+    n = len(shapes)
+    return next(
+        shapes[:k] for k in range(1, n + 1) if n % k == 0 and shapes[:k] * (n // k) == shapes
+    )
+
+
 def _same_shapes(node: Mapping) -> tuple[Any, Any, tuple] | None:
-    """Two entries of ``node`` holding leaves of one shape (a LayerNorm's weight and
-    bias): their order is the sorted keys', which no buffer's shape can check."""
+    """Two entries of ``node`` whose leaves' shapes read the same in either order (a
+    LayerNorm's weight and bias, two equal layers): swapped, no buffer's shape shows it,
+    and their order is the sorted keys'."""
     seen: dict[tuple, Any] = {}
     for key in sorted(node, key=str):
-        for shape in {np.shape(x) for x in jax.tree.leaves(node[key])}:
-            if shape in seen:
-                return seen[shape], key, shape
-            seen[shape] = key
+        shapes = tuple(np.shape(x) for x in jax.tree.leaves(node[key]))
+        if not shapes:
+            continue
+        root = _root(shapes)
+        if root in seen:
+            return seen[root], key, shapes
+        seen[root] = key
     return None
 
 
@@ -256,9 +269,11 @@ def check_flat_order(call: str, t: Target, params: Any, names_checked: bool) -> 
     """A dict in ``params`` is read in sorted-key order, which may not be the order torch
     numbers the parameters in.  Buffers' shapes check it where shapes differ; refuse a
     dict whose order nothing checks, unless torch's stored names confirmed it: any dict
-    for L-BFGS (one flat vector of every parameter's entries), and elsewhere one whose
-    entries hold parameters of one shape (torch numbers a LayerNorm's weight before its
-    bias; sorted, the bias comes first, and their moments would be swapped)."""
+    for L-BFGS (one flat vector of every parameter's entries), and elsewhere one two of
+    whose entries hold parameters of the same shapes, so that a swap shows in no buffer
+    (torch numbers a LayerNorm's weight before its bias; sorted, the bias comes first,
+    and their moments would be swapped).  ``names_checked`` also where no number
+    depends on the order (no per-parameter state)."""
     if names_checked or len(jax.tree.leaves(params)) < 2:
         return
     dicts = _plain_dicts(params)
@@ -287,7 +302,8 @@ def check_flat_order(call: str, t: Target, params: Any, names_checked: bool) -> 
             a, b, shape = same
             raise ValueError(
                 f"{call}(params=...): the dict {where} is read in sorted-key order "
-                f"(jax.tree.leaves), and its entries {a!r} and {b!r} hold parameters of one "
-                f"shape {shape}, so no buffer's shape shows whether torch numbers them in "
-                f"that order (a LayerNorm's weight comes before its bias in torch). {way}"
+                f"(jax.tree.leaves), and its entries {a!r} and {b!r} hold parameters of the "
+                f"same shapes {list(shape)}, so no buffer's shape shows whether torch numbers "
+                f"them in that order (a LayerNorm's weight comes before its bias in torch). "
+                f"{way}"
             )

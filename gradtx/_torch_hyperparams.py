@@ -9,6 +9,7 @@ judges a schedule against torch's value within the roundings either side makes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from gradtx import _dtypes
 from gradtx._base import is_schedule
+from gradtx._checks import outside_gradtx
 from gradtx._factory_state import HyperparamsState
 from gradtx._factory_state import shown_key
 from gradtx._factory_state import shown_name
@@ -141,13 +143,14 @@ def _equal_in_double(
     return bool(np.allclose(value.astype(np.float64), want, rtol=0, atol=atol))
 
 
-def _refuse_a_scheduled_number(
+def _warn_of_a_scheduled_number(
     t: Target, key: str, name: str, codec: Any, group: Mapping[str, Any]
 ) -> None:
-    """A torch scheduler that changes ``key`` leaves its own keys in the group
-    (``initial_lr``: every LRScheduler; ``base_momentum``: CyclicLR and OneCycleLR
-    cycling the momentum, or Adam's beta1).  Written into a number that gradtx keeps
-    fixed, torch's current value would stay where torch's goes on changing."""
+    """A torch scheduler leaves its keys in the group (``initial_lr``: every
+    LRScheduler; ``base_momentum``: CyclicLR and OneCycleLR cycling the momentum, or
+    Adam's beta1).  Written into a number gradtx keeps fixed, torch's current value
+    stays where torch's may go on changing: a finished warm-up's does not, a StepLR's
+    does, and the state dict cannot tell them apart, so this warns."""
     marker = {"lr": "initial_lr", "momentum": "base_momentum", "betas": "base_momentum"}
     scheduled = marker.get(key) in group
     if key == "betas":  # only beta1 cycles
@@ -155,13 +158,14 @@ def _refuse_a_scheduled_number(
     if not scheduled:
         return
     keys = ", ".join(sorted(set(group) & SCHEDULER))
-    raise ValueError(
-        f"{SD}: torch's param group holds {marker[key]}: a torch scheduler sets its "
-        f"{key} ({plain(group[key])!r} now), and {t.made.call}'s {name} is a number, "
-        f"which would stay at torch's value where torch's goes on changing.  Give "
-        f"{name} the scheduler's gradtx schedule (docs/porting_from_pytorch.md); or, to "
-        "go on with constant values, pass the state dict without the scheduler's keys "
-        f"({keys}) in its param groups"
+    warnings.warn(
+        f"{SD}: torch's param group holds {marker[key]}: a torch scheduler set its {key} "
+        f"({plain(group[key])!r} now), and {t.made.call}'s {name} is a number, which stays "
+        f"at that value from here.  If torch's scheduler goes on changing it, give {name} "
+        "the scheduler's gradtx schedule (docs/porting_from_pytorch.md); to go on with "
+        f"constant values, pass the state dict without the scheduler's keys ({keys}) in "
+        "its param groups, which also silences this",
+        stacklevel=outside_gradtx(),
     )
 
 
@@ -184,7 +188,7 @@ def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) ->
             if getattr(specs.get(name), "init_only", False):
                 continue  # a starting value (Adagrad's): torch's buffers already hold it
             if stored is not None and not is_schedule(stored):
-                _refuse_a_scheduled_number(t, key, name, codec, group)
+                _warn_of_a_scheduled_number(t, key, name, codec, group)
                 if np.shape(want) != np.shape(stored):
                     raise ValueError(
                         f"{SD}: torch's {key}={plain(group[key])!r} does not fit "

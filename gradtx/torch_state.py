@@ -148,7 +148,9 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
     names = {leaf[int(i)]: n for g in groups for i, n in zip(g["params"], g.get("param_names", ()))}
     order = [names.get(n) for n in range(len(paths))]
     keys = _torch_names_of(paths, order)
-    check_flat_order(FROM, t, params, names_checked=keys is not None)
+    # with no per-parameter state in torch's dict, no number depends on the leaves' order
+    read = any(len(x) for x in state_dict["state"].values())
+    check_flat_order(FROM, t, params, names_checked=keys is not None or not read)
     if keys is not None and keys != order:
         raise ValueError(
             f"{PARAMS}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
@@ -195,11 +197,12 @@ def from_torch_state_dict(
     are refused: torch's adaptive optimizers keep their statistics per real and
     imaginary part.  Options must agree (``amsgrad``, ``nesterov``, ``centered``,
     ``maximize``, a momentum stage, ...): the ``ValueError`` names both
-    values.  A value a torch scheduler was changing (the group holds its
-    ``initial_lr``, or ``base_momentum`` for a cycled momentum) must be a
-    schedule here, not a number, which would stay where torch's moves on
-    (drop those keys to continue at a constant value).  Several param groups are accepted when their hyperparameters are
-    equal.  Groups that differ are a ``gradtx.partition`` with one optimizer per
+    values.  A value a torch scheduler set (the group holds its ``initial_lr``,
+    or ``base_momentum`` for a cycled momentum) written into a number stays
+    there, where torch's may move on: a ``UserWarning`` says so (a schedule
+    here takes it silently; so does a dict without those keys, for constant
+    values on purpose).  Several param groups are accepted when their
+    hyperparameters are equal.  Groups that differ are a ``gradtx.partition`` with one optimizer per
     group: convert each group alone, from
     ``dict(state_dict, param_groups=[state_dict["param_groups"][g]])`` with the
     params that partition gives its optimizer (the other groups' leaves
@@ -220,7 +223,7 @@ def from_torch_state_dict(
         keys are sorted: use a list, or a ``collections.OrderedDict`` (a plain dict
         whose order no shape shows is refused unless torch's stored
         ``param_names`` confirm it: any for LBFGS, whose state is one flat vector,
-        and one whose entries hold parameters of one shape, as a LayerNorm's
+        and one two of whose entries hold parameters of the same shapes, as a LayerNorm's
         weight and bias).
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
@@ -333,7 +336,7 @@ def to_torch_state_dict(
       params: the parameters (leaf ``i`` is torch's parameter ``i``; for LBFGS a
         list or a ``collections.OrderedDict``, not a plain dict, as its flat state
         shows no order; for the others, not a plain dict whose entries hold
-        parameters of one shape).
+        parameters of the same shapes).
       averaged_model_state_dict: with ``gradtx.average_params``, the
         ``state_dict()`` of the ``AveragedModel`` to fill, holding
         ``n_averaged`` and the parameter entries only (in order; they are
@@ -358,7 +361,6 @@ def to_torch_state_dict(
     import torch
 
     t = target(TO, optimizer, averaged_model_state_dict)
-    check_flat_order(TO, t, params, names_checked=False)
     leaves = [numpy_of(x) for x in jax.tree.leaves(params)]
     if any(np.iscomplexobj(x) for x in leaves):
         # torch's adaptive optimizers keep a statistic per real and imaginary part, where
@@ -412,6 +414,9 @@ def to_torch_state_dict(
                 out[i][key] = convert.scalar(x) if buf.scalar else convert.tensor(x)
     for s in out.values() if t.entry.step and (count > 0 or t.entry.eager) else ():
         s["step"] = int(count) if t.entry.int_step else convert.scalar(count)
+    # only buffers (and averages) are per parameter: a step count is every parameter's
+    written = any(set(s) - {"step"} for s in out.values()) or averaged_model_state_dict is not None
+    check_flat_order(TO, t, params, names_checked=not written)
     result = {"state": {i: s for i, s in out.items() if s}, "param_groups": [group]}
     if averaged_model_state_dict is None:
         return result

@@ -538,12 +538,23 @@ def test_a_16_bit_number_collapsed_onto_a_bound_is_warned_of_or_refused(monkeypa
         gradtx.set_hyperparams(state, momentum=0.999)
     with pytest.raises(ValueError, match=r"learning_rate=1e-50\): learning_rate is 0 stored"):
         gradtx.set_hyperparams(state, learning_rate=1e-50)
+    with pytest.warns(UserWarning, match=r"^gradtx.set_hyperparams\(momentum=1.0 as a bfloat16 "
+                      r"array\): bfloat16 holds no number between"):  # fmt: skip
+        gradtx.set_hyperparams(state, momentum=jnp.asarray(0.999, jnp.bfloat16))
+    f16_state = optax.inject_hyperparams(optax.adam)(1e-3).init(f16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the defaults held, a zero default, float32 numbers
         optax.inject_hyperparams(gradtx.adam)(0.01, b2=0.99).init(bf16)  # eps_root: default 0
         gradtx.sgd(0.1, momentum=jnp.asarray(1.0))
         gradtx.set_hyperparams(state, momentum=0.9)
         gradtx.set_hyperparams(state, learning_rate=0.999)  # 1.0: not a rate, just rounded
+        # float16's subnormals are kept (XLA computes float16 in float32): 1e-5 is 1.0014e-5
+        gradtx.set_hyperparams(f16_state, learning_rate=1e-5)
+        # 1 is an ordinary weight, not a momentum: not warned of, known or traced
+        gradtx.lookahead(gradtx.sgd(0.1), slow_step_size=jnp.asarray(1.0, jnp.bfloat16))
+        jax.jit(lambda a: gradtx.lookahead(gradtx.sgd(0.1), slow_step_size=a).init(bf16))(
+            jnp.asarray(0.5, jnp.bfloat16)
+        )
 
 
 # ----------------------------------------------------------- update-time misuse

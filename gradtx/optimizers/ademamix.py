@@ -111,8 +111,9 @@ def ademamix(
 
 @optimizer(
     references="`optax.contrib.simplified_ademamix` (alpha schedule, mask)",
-    learning_rate=LEARNING_RATE, b1=Hyper(low=0.0, high=1.0), b2=DECAY_RATE, alpha=ALPHA,
-    eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, weight_decay=DECAY, mask=Mask(), mask_fn=Function(),
+    learning_rate=LEARNING_RATE, b1=Hyper(low=0.0, high=1.0, decays=True), b2=DECAY_RATE,
+    alpha=ALPHA, eps=NON_NEGATIVE, eps_root=NON_NEGATIVE, weight_decay=DECAY, mask=Mask(),
+    mask_fn=Function(),
 )  # fmt: skip
 def simplified_ademamix(
     learning_rate: ScalarOrSchedule,

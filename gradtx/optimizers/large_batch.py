@@ -118,8 +118,8 @@ def _all(name: str, mask: Any, mask_fn: Any) -> bool | None:
     references="`optax.lars` (masks, Nesterov)",
     learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, weight_decay_mask=Mask(),
     trust_coefficient=NON_NEGATIVE, eps=NON_NEGATIVE, trust_ratio_mask=Mask(),
-    momentum=Hyper(low=0.0, high=1.0), nesterov=Flag(), weight_decay_mask_fn=Function(),
-    trust_ratio_mask_fn=Function(),
+    momentum=Hyper(low=0.0, high=1.0, decays=True), nesterov=Flag(),
+    weight_decay_mask_fn=Function(), trust_ratio_mask_fn=Function(),
 )  # fmt: skip
 def lars(
     learning_rate: ScalarOrSchedule,

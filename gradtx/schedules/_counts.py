@@ -25,6 +25,10 @@ def count_array(count: Any) -> jax.Array:
         # JAX would wrap a NumPy int64 count beyond int32 without a word.
         dtype = np.int64 if count.dtype.kind == "u" else count.dtype  # taken as signed below
         (low, high), extremes = _int_range(dtype), (int(np.min(count)), int(np.max(count)))
+    elif isinstance(count, jax.Array) and count.dtype.kind == "u" and count.size:
+        if isinstance(count, jax.core.Tracer) or not count.is_fully_addressable:
+            return _signed(count)  # data: a traced count is taken as it is
+        (low, high), extremes = _int_range(np.int64), (0, int(jnp.max(count)))
     else:
         return _signed(jnp.asarray(count))
     outside = [v for v in extremes if not low <= v <= high]

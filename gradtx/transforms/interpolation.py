@@ -24,7 +24,7 @@ class AddInterpolatedMomentumState(NamedTuple):
     mu: Updates
 
 
-@factory(b1=Hyper(0.0, 1.0), b2=DECAY_RATE, dtype=DType())
+@factory(b1=Hyper(0.0, 1.0, decays=True), b2=DECAY_RATE, dtype=DType())
 def add_interpolated_momentum(
     b1: float = 0.9, b2: float = 0.99, *, dtype: DTypeLike | None = None
 ) -> GradientTransformation:

@@ -26,7 +26,7 @@ from gradtx._specs import Hyper
 from gradtx.transforms.distance import needs_params
 from gradtx.wrappers.flatten import FlattenState
 
-B1 = Hyper(low=0.0, high=1.0, low_open=True)
+B1 = Hyper(low=0.0, high=1.0, low_open=True, decays=True)
 """Schedule-free's interpolation weight b1 in (0, 1]."""
 WARMUP_STEPS = Hyper(low=0.0, low_open=True, integer=True, nullable=True)
 """A positive number of linear warm-up steps, or ``None`` for none."""
