@@ -85,7 +85,7 @@ def _torch_names_of(paths: list, names: list) -> list | None:
     return spelt if len(set(spelt)) == len(spelt) else None
 
 
-def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> tuple:
+def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any, given: Any) -> tuple:
     """The param group, after checking that every group agrees and that torch's
     parameters are the params' leaves; the non-empty per-parameter states, keyed by
     leaf; and torch's index of each leaf."""
@@ -149,8 +149,8 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any) -> 
     order = [names.get(n) for n in range(len(paths))]
     keys = _torch_names_of(paths, order)
     # with no per-parameter state in torch's dict, no number depends on the leaves' order
-    read = any(len(x) for x in state_dict["state"].values())
-    check_flat_order(FROM, t, params, names_checked=keys is not None or not read)
+    read = any(len(x) for x in state_dict["state"].values()) or t.average is not None
+    check_flat_order(FROM, t, given, names_checked=keys is not None or not read)  # as built
     if keys is not None and keys != order:
         raise ValueError(
             f"{PARAMS}: params' leaves are in the order {keys} (jax.tree.leaves sorts a dict's "
@@ -223,8 +223,8 @@ def from_torch_state_dict(
         keys are sorted: use a list, or a ``collections.OrderedDict`` (a plain dict
         whose order no shape shows is refused unless torch's stored
         ``param_names`` confirm it: any for LBFGS, whose state is one flat vector,
-        and one two of whose entries hold parameters of the same shapes, as a LayerNorm's
-        weight and bias).
+        and a dict built in another order than its sorted keys', where both orders give
+        the same shapes, as a LayerNorm's weight and bias).
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
         (SGD, Muon, LBFGS) once its state is not empty or when a hyperparameter
@@ -257,7 +257,7 @@ def from_torch_state_dict(
     if any(jnp.iscomplexobj(x) for x in leaves):
         raise TypeError(f"{PARAMS}: {_COMPLEX}")
     tree = treedef.unflatten(leaves)
-    group, states, index = _group_and_states(t, state_dict, tree)
+    group, states, index = _group_and_states(t, state_dict, tree, params)
     group = with_later_keys(t, group)
     check_group(t, group)
     check_arguments(FROM, t, {})
@@ -335,8 +335,8 @@ def to_torch_state_dict(
       state: its state.
       params: the parameters (leaf ``i`` is torch's parameter ``i``; for LBFGS a
         list or a ``collections.OrderedDict``, not a plain dict, as its flat state
-        shows no order; for the others, not a plain dict whose entries hold
-        parameters of the same shapes).
+        shows no order; for the others, not a plain dict built in another order than
+        its sorted keys' where both orders give the same shapes).
       averaged_model_state_dict: with ``gradtx.average_params``, the
         ``state_dict()`` of the ``AveragedModel`` to fill, holding
         ``n_averaged`` and the parameter entries only (in order; they are

@@ -538,6 +538,12 @@ def test_a_16_bit_number_collapsed_onto_a_bound_is_warned_of_or_refused(monkeypa
         gradtx.set_hyperparams(state, momentum=0.999)
     with pytest.raises(ValueError, match=r"learning_rate=1e-50\): learning_rate is 0 stored"):
         gradtx.set_hyperparams(state, learning_rate=1e-50)
+    with pytest.raises(ValueError, match=r"learning_rate=1e-39\): learning_rate is 0 stored"):
+        gradtx.set_hyperparams(state, learning_rate=1e-39)  # bfloat16's subnormal: XLA flushes it
+    optax_state = optax.inject_hyperparams(optax.adam)(1e-3).init(bf16)  # rates known by name
+    for name in ("b1", "b2"):
+        with pytest.raises(ValueError, match=rf"{name} is 1 stored in bfloat16"):
+            gradtx.set_hyperparams(optax_state, **{name: 0.999})
     with pytest.warns(UserWarning, match=r"^gradtx.set_hyperparams\(momentum=1.0 as a bfloat16 "
                       r"array\): bfloat16 holds no number between"):  # fmt: skip
         gradtx.set_hyperparams(state, momentum=jnp.asarray(0.999, jnp.bfloat16))

@@ -110,7 +110,7 @@ def signum(
 @optimizer(
     references="`optax.lion` (`mu_dtype`, schedules, mask)",
     learning_rate=LEARNING_RATE,
-    b1=Hyper(0.0, 1.0),
+    b1=Hyper(0.0, 1.0, decays=True),
     b2=DECAY_RATE,
     mu_dtype=DType(),
     weight_decay=WEIGHT_DECAY,

@@ -28,7 +28,8 @@ def count_array(count: Any) -> jax.Array:
     elif isinstance(count, jax.Array) and count.dtype.kind == "u" and count.size:
         if isinstance(count, jax.core.Tracer) or not count.is_fully_addressable:
             return _signed(count)  # data: a traced count is taken as it is
-        (low, high), extremes = _int_range(np.int64), (0, int(jnp.max(count)))
+        # read on the host: under a trace a closed-over count is concrete, its max not
+        (low, high), extremes = _int_range(np.int64), (0, int(np.max(np.asarray(count))))
     else:
         return _signed(jnp.asarray(count))
     outside = [v for v in extremes if not low <= v <= high]

@@ -58,7 +58,7 @@ def _no_decay_for_swa(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
     derive=_no_decay_for_swa,
     inner=Transform(),
     method=Choice("ema", "swa"),
-    decay=Hyper(low=0.0, high=1.0, nullable=True),
+    decay=Hyper(low=0.0, high=1.0, nullable=True, decays=True),
     start=Hyper(low=0.0, integer=True),
     every=Hyper(low=1.0, integer=True),
 )

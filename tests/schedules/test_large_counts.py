@@ -452,6 +452,8 @@ def test_an_unsigned_count_is_the_signed_count(name):
         jax.vmap(schedule)(jnp.asarray(counts, jnp.uint32)), jax.vmap(schedule)(counts)
     )
     chex.assert_trees_all_equal(schedule(np.uint16(7)), schedule(7))
+    closed_over = jnp.asarray(7, jnp.uint32)  # concrete inside the trace: read on the host
+    chex.assert_trees_all_close(jax.jit(lambda: schedule(closed_over))(), schedule(7), rtol=1e-6)
     for big in (np.uint32(2**32 - 1), jnp.asarray(2**32 - 1, jnp.uint32)):
         with pytest.raises(ValueError, match=r"count 4294967295 is outside \[-2147483648, "):
             schedule(big)
