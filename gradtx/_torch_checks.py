@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from jax.tree_util import DictKey
 
 from gradtx._base import is_schedule
 from gradtx._factory_state import FactoryCall
@@ -240,22 +241,42 @@ def _plain_dicts(params: Any) -> list[tuple[str, Mapping]]:
     return found
 
 
+def _root(shapes: tuple) -> tuple:
+    """The shortest sequence whose repeats make ``shapes`` (two sequences read the same
+    in either order exactly when their roots are equal)."""
+    n = len(shapes)
+    return next(
+        shapes[:k] for k in range(1, n + 1) if n % k == 0 and shapes[:k] * (n // k) == shapes
+    )
+
+
+def _same_shapes(node: Mapping) -> tuple[Any, Any, tuple] | None:
+    """Two entries of ``node`` whose leaves' shapes read the same in either order (a
+    LayerNorm's weight and bias, two equal layers): swapped, no buffer's shape shows it,
+    and their order is the sorted keys'."""
+    seen: dict[tuple, Any] = {}
+    for key in sorted(node, key=str):
+        shapes = tuple(np.shape(x) for x in jax.tree.leaves(node[key]))
+        if not shapes:
+            continue
+        root = _root(shapes)
+        if root in seen:
+            return seen[root], key, shapes
+        seen[root] = key
+    return None
+
+
 def _as_built(node: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
     """``(path, leaf)`` in the order ``params`` was built in: a dict's entries in
-    insertion order (``jax.tree.leaves`` sorts its keys), everything else as JAX
-    reads it."""
-    if isinstance(node, Mapping) and not isinstance(node, OrderedDict):
-        return [
-            item
-            for k, v in node.items()
-            for item in _as_built(v, (*path, jax.tree_util.DictKey(k)))
-        ]
-    below, _ = jax.tree_util.tree_flatten_with_path(
-        node, is_leaf=lambda x: x is not node and isinstance(x, Mapping)
-    )
-    if len(below) == 1 and below[0][1] is node:
+    insertion order (``jax.tree.leaves`` sorts its keys: a ``dict``, a Flax
+    ``FrozenDict``, any mapping JAX keys by its keys), everything else as JAX reads it."""
+    children = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0]
+    if len(children) == 1 and children[0][1] is node:
         return [(path, node)]
-    return [item for p, x in below for item in _as_built(x, (*path, *p))]
+    keyed = [p[0].key for p, _ in children if len(p) == 1 and isinstance(p[0], DictKey)]
+    if isinstance(node, Mapping) and not isinstance(node, OrderedDict) and keyed == sorted(node):
+        return [item for k in node for item in _as_built(node[k], (*path, DictKey(k)))]
+    return [item for p, x in children for item in _as_built(x, (*path, *p))]
 
 
 def _unseen_reorder(params: Any) -> tuple[str, str] | None:
@@ -266,7 +287,7 @@ def _unseen_reorder(params: Any) -> tuple[str, str] | None:
     read = jax.tree_util.tree_flatten_with_path(params)[0]
     built = _as_built(params)
     if len(built) != len(read):
-        return None  # a node that reads otherwise (a custom pytree): not judged
+        return None  # a node that reads otherwise: not judged
     if [np.shape(x) for _, x in read] != [np.shape(x) for _, x in built]:
         return None  # the buffers' shapes tell the orders apart
     for (a, _), (b, _) in zip(read, built):
@@ -279,12 +300,14 @@ def check_flat_order(call: str, t: Target, params: Any, names_checked: bool) -> 
     """A dict in ``params`` is read in sorted-key order, which may not be the order torch
     numbers the parameters in.  Buffers' shapes check it where shapes differ; refuse a
     dict whose order nothing checks, unless torch's stored names confirmed it: any dict
-    for L-BFGS (one flat vector of every parameter's entries), and elsewhere params
-    built in another order than the sorted one with the same shapes in both (torch
-    numbers a LayerNorm's weight before its bias, as a dict built from the model holds
-    them; sorted, the bias comes first, and their moments would be swapped).  Built in
-    sorted order, params are taken as in torch's.  ``names_checked`` also where no
-    number depends on the order (no per-parameter state)."""
+    for L-BFGS (one flat vector of every parameter's entries); elsewhere a dict two of
+    whose entries hold parameters whose shapes read the same in either order (torch
+    numbers a LayerNorm's weight before its bias; sorted, the bias comes first, and
+    their moments would be swapped; ``jax.tree.map`` and ``jit`` rebuild a dict sorted,
+    so how it was built says nothing), and params built in another order than the
+    sorted one with the same shapes in both (a rotation of three entries).
+    ``names_checked`` also where no number depends on the order (no per-parameter
+    state)."""
     if names_checked or len(jax.tree.leaves(params)) < 2:
         return
     dicts = _plain_dicts(params)
@@ -307,6 +330,17 @@ def check_flat_order(call: str, t: Target, params: Any, names_checked: bool) -> 
                 f"here can check against the order torch numbers the parameters in. {way}"
             )
         return
+    for where, node in dicts:
+        same = _same_shapes(node)
+        if same is not None:
+            a, b, shapes = same
+            raise ValueError(
+                f"{call}(params=...): the dict {where} is read in sorted-key order "
+                f"(jax.tree.leaves), and its entries {a!r} and {b!r} hold parameters of the "
+                f"same shapes {list(shapes)}, so no buffer's shape shows whether torch "
+                "numbers them in that order (a LayerNorm's weight comes before its bias in "
+                f"torch; jax.tree.map and jit rebuild a dict sorted). {way}"
+            )
     moved = _unseen_reorder(params)
     if moved is not None:
         first, built = moved

@@ -223,8 +223,9 @@ def from_torch_state_dict(
         keys are sorted: use a list, or a ``collections.OrderedDict`` (a plain dict
         whose order no shape shows is refused unless torch's stored
         ``param_names`` confirm it: any for LBFGS, whose state is one flat vector,
-        and a dict built in another order than its sorted keys', where both orders give
-        the same shapes, as a LayerNorm's weight and bias).
+        and one where no buffer's shape shows the order: two entries whose shapes read
+        the same swapped, as a LayerNorm's weight and bias, or a dict built in another
+        order than its sorted keys' with the same shapes both ways).
       state_dict: ``torch_optimizer.state_dict()``.
       step: optimizer steps taken, needed where torch does not record them
         (SGD, Muon, LBFGS) once its state is not empty or when a hyperparameter
@@ -335,8 +336,8 @@ def to_torch_state_dict(
       state: its state.
       params: the parameters (leaf ``i`` is torch's parameter ``i``; for LBFGS a
         list or a ``collections.OrderedDict``, not a plain dict, as its flat state
-        shows no order; for the others, not a plain dict built in another order than
-        its sorted keys' where both orders give the same shapes).
+        shows no order; for the others, not a plain dict whose order no buffer's
+        shape shows, as for ``from_torch_state_dict``).
       averaged_model_state_dict: with ``gradtx.average_params``, the
         ``state_dict()`` of the ``AveragedModel`` to fill, holding
         ``n_averaged`` and the parameter entries only (in order; they are
