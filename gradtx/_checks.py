@@ -219,17 +219,30 @@ def warn_narrow_rate(call: str, name: str, value: jax.Array) -> None:
     0.996 and 1 (float16 none between 0.9995 and 1), so a ``b2 = 0.999`` would be 1.0
     and ``1 - b2`` 0.  An eager ``init`` checks the value itself."""
     dtype = jnp.result_type(value)
-    if not _dtypes.is_16_bit_float(dtype) or (call, name, str(dtype)) in _WARNED:
+    if not _dtypes.is_16_bit_float(dtype) or not _first_time(call, name, dtype):
         return
-    _WARNED.add((call, name, str(dtype)))
-    below = 1.0 - float(jnp.finfo(dtype).epsneg)
     warnings.warn(
         f"{call}({name}=...): {name} is a {dtype} array whose value is not known here "
         f"(traced, or held by other processes); {dtype} holds no number between "
-        f"{below:g} and 1, so if {name} is closer to 1 it is 1.0 and 1 - {name} is 0.  Give "
-        + _FLOAT32_HINT,
+        f"{_below_one(dtype):g} and 1, so if {name} is closer to 1 it is 1.0 and 1 - {name} "
+        "is 0.  Give " + _FLOAT32_HINT,
         stacklevel=outside_gradtx(),
     )
+
+
+def _first_time(call: str, name: str, dtype: Any) -> bool:
+    """Whether ``call``'s ``name`` in ``dtype`` is warned of for the first time in this
+    process (it is recorded now)."""
+    key = (call, name, str(dtype))
+    if key in _WARNED:
+        return False
+    _WARNED.add(key)
+    return True
+
+
+def _below_one(dtype: Any) -> float:
+    """The largest number below 1 that ``dtype`` holds."""
+    return 1.0 - float(jnp.finfo(dtype).epsneg)
 
 
 def warn_collapsed(call: str, name: str, value: Any, *, one_allowed: bool, default: Any) -> None:
@@ -243,11 +256,11 @@ def warn_collapsed(call: str, name: str, value: Any, *, one_allowed: bool, defau
     if not (isinstance(value, jax.Array) and value.ndim == 0 and is_known(value)):
         return
     dtype = jnp.result_type(value)
-    if not _dtypes.is_16_bit_float(dtype) or (call, name, str(dtype)) in _WARNED:
+    if not _dtypes.is_16_bit_float(dtype):
         return
     number = float(value)
     if number == 1.0 and one_allowed:
-        below = 1.0 - float(jnp.finfo(dtype).epsneg)
+        below = _below_one(dtype)
         why = f"{dtype} holds no number between {below:g} and 1, so a {name} closer to 1 is 1.0"
     elif number == 0.0 and is_number(default) and not isinstance(default, bool) and default > 0:
         smallest = float(jnp.finfo(dtype).smallest_subnormal)
@@ -257,7 +270,8 @@ def warn_collapsed(call: str, name: str, value: Any, *, one_allowed: bool, defau
         )
     else:
         return
-    _WARNED.add((call, name, str(dtype)))
+    if not _first_time(call, name, dtype):
+        return
     warnings.warn(
         f"{call}({name}={shown(value)}): {why}.  If that is not the number you gave, give "
         + _FLOAT32_HINT,
@@ -277,10 +291,13 @@ def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) 
 
 def as_stored(given: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     """``given`` (numbers, as float64) as ``dtype`` holds them for XLA on CPU, and which
-    of them were subnormal there: those are 0, as XLA flushes them."""
+    of them were subnormal there: those are 0, as XLA flushes them (not float16's: XLA
+    on CPU computes float16 in float32, where they are normal)."""
+    dtype = jnp.dtype(dtype)
     with np.errstate(over="ignore", under="ignore"):
-        stored = np.asarray(given, np.float64).astype(jnp.dtype(dtype)).astype(np.float64)
-    flushed = (stored != 0) & (np.abs(stored) < float(jnp.finfo(jnp.dtype(dtype)).tiny))
+        stored = np.asarray(given, np.float64).astype(dtype).astype(np.float64)
+    flushed = (stored != 0) & (np.abs(stored) < float(jnp.finfo(dtype).tiny))
+    flushed &= dtype != jnp.float16
     return np.where(flushed, 0.0, stored), flushed
 
 

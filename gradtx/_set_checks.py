@@ -138,8 +138,7 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     if not jnp.issubdtype(dtype, jnp.floating):
         return
     if is_data(value):
-        candidates = [] if location is None else _candidates(name, location)[0]
-        if isinstance(value, jax.Array) and candidates and all(s.near_one for _, s in candidates):
+        if isinstance(value, jax.Array) and location is not None and _near_one(name, location):
             _checks.warn_narrow_rate("gradtx.set_hyperparams", key, value)  # as a factory
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
@@ -149,16 +148,12 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     if _dtypes.is_16_bit_float(dtype):
         # A state of optax.inject_hyperparams keeps numbers in the params' dtype: one
         # that collapses there (1e-8 to 0 in float16; a rate's or momentum's 0.999 to
-        # 1.0 in bfloat16, where 1 - it is 0) is lost.  XLA on CPU flushes bfloat16's
-        # subnormals to 0 and keeps float16's (it computes float16 in float32).
+        # 1.0 in bfloat16, where 1 - it is 0) is lost
         near_one = _near_one(name, location)
         _checks.warn_collapsed(
             "gradtx.set_hyperparams", key, value, one_allowed=near_one, default=None
         )
-        with np.errstate(under="ignore"):
-            stored = given.astype(dtype).astype(np.float64)
-        if jnp.dtype(dtype) != jnp.float16:
-            stored = _checks.as_stored(given, dtype)[0]
+        stored = _checks.as_stored(given, dtype)[0]
         lost = (given != 0) & (stored == 0)
         if near_one:
             lost |= (given >= 0) & (given < 1) & (stored == 1)

@@ -217,27 +217,34 @@ def averaged_keys(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
     return keys
 
 
+def _read_sorted(node: Any) -> bool:
+    """Whether ``node`` is a mapping that ``jax.tree.leaves`` reads in sorted-key order
+    whatever order it was built in (a ``dict``, a Flax ``FrozenDict``): not an
+    ``OrderedDict``, and keyed by its own keys (a custom pytree may read otherwise)."""
+    if not isinstance(node, Mapping) or isinstance(node, OrderedDict):
+        return False
+    children = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0]
+    keyed = [p[0].key for p, _ in children if len(p) == 1 and isinstance(p[0], DictKey)]
+    return keyed == sorted(node)
+
+
 def _plain_dicts(params: Any) -> list[tuple[str, Mapping]]:
     """``(path, dict)`` of each dict in ``params``, under any pytree node, that
-    ``jax.tree.leaves`` reads in sorted-key order whatever the order it was built in:
-    a mapping, not an ``OrderedDict``, with two or more entries that hold arrays."""
-
-    def is_dict(node: Any) -> bool:
-        return isinstance(node, Mapping) and not isinstance(node, OrderedDict)
-
+    ``jax.tree.leaves`` reads in sorted-key order whatever the order it was built in
+    (``_read_sorted``), with two or more entries that hold arrays."""
     found: list[tuple[str, Mapping]] = []
     todo: list[tuple[tuple, Any]] = [((), params)]
     while todo:
         path, node = todo.pop(0)
-        if is_dict(node):
+        if _read_sorted(node):
             if sum(bool(jax.tree.leaves(v)) for v in node.values()) > 1:
                 found.append(("params" + jax.tree_util.keystr(path), node))
-            todo += [((*path, jax.tree_util.DictKey(k)), v) for k, v in node.items()]
+            todo += [((*path, DictKey(k)), v) for k, v in node.items()]
         else:
             below = jax.tree_util.tree_flatten_with_path(
-                node, is_leaf=lambda x: x is not node and is_dict(x)
+                node, is_leaf=lambda x: x is not node and _read_sorted(x)
             )[0]
-            todo += [((*path, *p), x) for p, x in below if is_dict(x)]
+            todo += [((*path, *p), x) for p, x in below if _read_sorted(x)]
     return found
 
 
@@ -268,14 +275,13 @@ def _same_shapes(node: Mapping) -> tuple[Any, Any, tuple] | None:
 
 def _as_built(node: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
     """``(path, leaf)`` in the order ``params`` was built in: a dict's entries in
-    insertion order (``jax.tree.leaves`` sorts its keys: a ``dict``, a Flax
-    ``FrozenDict``, any mapping JAX keys by its keys), everything else as JAX reads it."""
+    insertion order (``_read_sorted``: ``jax.tree.leaves`` sorts its keys), everything
+    else as JAX reads it."""
+    if _read_sorted(node):
+        return [item for k in node for item in _as_built(node[k], (*path, DictKey(k)))]
     children = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0]
     if len(children) == 1 and children[0][1] is node:
         return [(path, node)]
-    keyed = [p[0].key for p, _ in children if len(p) == 1 and isinstance(p[0], DictKey)]
-    if isinstance(node, Mapping) and not isinstance(node, OrderedDict) and keyed == sorted(node):
-        return [item for k in node for item in _as_built(node[k], (*path, DictKey(k)))]
     return [item for p, x in children for item in _as_built(x, (*path, *p))]
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._base import float_dtype
+from gradtx._checks import is_known
 from gradtx.schedules._common import as_float
 from gradtx.schedules._common import safe_div
 
@@ -26,7 +27,7 @@ def count_array(count: Any) -> jax.Array:
         dtype = np.int64 if count.dtype.kind == "u" else count.dtype  # taken as signed below
         (low, high), extremes = _int_range(dtype), (int(np.min(count)), int(np.max(count)))
     elif isinstance(count, jax.Array) and count.dtype.kind == "u" and count.size:
-        if isinstance(count, jax.core.Tracer) or not count.is_fully_addressable:
+        if not is_known(count):
             return _signed(count)  # data: a traced count is taken as it is
         # read on the host: under a trace a closed-over count is concrete, its max not
         (low, high), extremes = _int_range(np.int64), (0, int(np.max(np.asarray(count))))
