@@ -6,6 +6,7 @@ Every message names the public call and the argument or leaf, e.g.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
 import numbers
@@ -187,7 +188,7 @@ _WARNED: set[tuple[str, str, str]] = set()
 
 
 def outside_gradtx() -> int:
-    """The ``stacklevel`` of the user's frame: the first outside gradtx, optax and JAX
+    """The ``stacklevel`` of the user's frame: the first outside gradtx, optax, JAX and Flax
     (the caller of the public call, not ``optax.inject_hyperparams``' init or JAX's
     tracing of a jitted step that called it); the outermost frame if there is none."""
     frame: types.FrameType | None = sys._getframe(1)
@@ -201,9 +202,17 @@ def _in_a_library(frame: types.FrameType) -> bool:
     return frame.f_code.co_filename.startswith(_LIBRARY_DIRS)
 
 
+def _package_dir(name: str) -> str | None:
+    spec = importlib.util.find_spec(name)
+    return spec.origin if spec is not None else None
+
+
+# Flax too: its TrainState.create and nnx.Optimizer call init for the user's line,
+# found without importing Flax, which gradtx does not need.
 _LIBRARY_DIRS = tuple(
     os.path.dirname(os.path.abspath(path)) + os.sep
-    for path in (__file__, optax.__file__ or "", jax.__file__ or "")
+    for path in (__file__, optax.__file__, jax.__file__, _package_dir("flax"))
+    if path
 )
 
 
