@@ -177,7 +177,9 @@ def adafactor(
         dtype (torch takes the first parameter's for all).  A NaN in one
         coordinate of a 1-D leaf makes the whole leaf NaN here (its RMS is
         NaN); torch's Python ``max(1, RMS)`` drops that NaN and only the
-        coordinate goes NaN, with the others' steps shrunk.
+        coordinate goes NaN, the others stepping as usual at that step and
+        shrunk from the next (the param RMS is then NaN, and ``max(eps2,
+        NaN)`` is ``eps2``).
       * optax (``convention="optax"``): equal given optax's values: optax's
         defaults are ``learning_rate=None`` (no rate stage, as here: ``None``
         is accepted under this convention only), ``eps=1e-30``,

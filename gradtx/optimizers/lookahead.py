@@ -124,8 +124,8 @@ def lookahead(
 
     Differences: ``optax.lookahead`` needs ``LookaheadParams(fast, slow)`` in
     place of the params; its fast trajectory equals this one.  Equal to
-    ``pytorch_optimizer.Lookahead`` and the authors' code (default α there is
-    0.8).  ``torch_optimizer.Lookahead`` starts φ at θ_1 and syncs after steps
+    ``pytorch_optimizer.Lookahead`` (default α 0.5, as here) and the authors'
+    code (default α 0.8).  ``torch_optimizer.Lookahead`` starts φ at θ_1 and syncs after steps
     1, k+1, 2k+1, ... (a bug; not reproduced).
 
     Args:
