@@ -65,7 +65,9 @@ def asgd(
     of each step for the next; here they are functions of the step count and
     the current hyperparameters, which is the same thing while they are
     constant.  Changed mid-run (or scheduled), ``learning_rate`` enters
-    ``η_k`` at once; torch's ``eta`` picks up a new ``lr`` one step later.
+    ``η_k`` at once; torch's ``eta`` picks up a new ``lr`` one step later,
+    and its averaging weight ``mu`` a new ``t0`` (the params are the same;
+    the averaged iterate is not).
     torch stores ``eta`` and ``mu`` in its default dtype (float32 unless it is
     float64), so with float64 params it rounds η_k to float32; here they are
     computed at JAX's default float precision.  ``lambd``, ``alpha`` and

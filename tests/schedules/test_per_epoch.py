@@ -96,3 +96,24 @@ def test_a_per_epoch_run_continues_from_torchs_state_dict_mid_epoch(x64, cut):
         u, state = update(jnp.asarray(grads[k]), state, params)
         params = gradtx.apply_updates(params, u)
         np.testing.assert_allclose(np.asarray(params), want[k], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_a_scheduler_stepped_before_the_first_update_is_the_schedule_read_one_ahead(x64, name):
+    grads = np.random.default_rng(0).normal(size=(20, 3))
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=LR, momentum=0.9)
+    sched = TORCH[name](opt)
+    with pytest.warns(UserWarning, match="before `optimizer.step"):
+        sched.step()  # the habit: torch warns, then every update runs a step ahead
+    schedule = EPOCH_SCHEDULES[name]  # here stepped per update
+    tx = gradtx.sgd(lambda k: schedule(k + 1), momentum=0.9)
+    params = jnp.zeros(3)
+    state = tx.init(params)
+    for g in grads:
+        w.grad = torch.tensor(g)
+        opt.step()
+        sched.step()
+        updates, state = tx.update(jnp.asarray(g), state, params)
+        params = params + updates
+        np.testing.assert_allclose(params, w.detach().numpy(), rtol=1e-12, atol=1e-15)
