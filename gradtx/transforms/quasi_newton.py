@@ -66,8 +66,9 @@ def scale_by_lbfgs(
     Differences: the ring keeps the differences in at least float32 and the
     recursion runs in that precision (optax: the leaves' dtype), with the
     result cast back to each leaf's dtype; ``ρ`` is in the leaves' widest such
-    dtype (optax: JAX's default float).  float32 and float64 leaves get
-    optax's numbers, but where ``Re⟨y, s⟩`` is subnormal, so that its
+    dtype (optax: JAX's default float).  float32 and float64 trees get
+    optax's numbers (a tree mixing the two does not: optax rounds the float32
+    leaves' shares of the inner products to float32), but where ``Re⟨y, s⟩`` is subnormal, so that its
     reciprocal overflows: such a pair is dropped (``ρ = 0``), as a zero
     product is, where optax keeps ``ρ = ∞`` and the recursion forms ``∞ - ∞``.
     That happens only where subnormals survive (on a GPU; XLA's CPU backend
