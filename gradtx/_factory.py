@@ -59,6 +59,7 @@ from typing import TypeVar
 import optax
 
 from gradtx import _checks
+from gradtx import _stored
 from gradtx._base import GradientTransformation
 from gradtx._base import extras_taken
 from gradtx._base import with_extra_args
@@ -301,7 +302,7 @@ def factory(
                 if isinstance(spec, Hyper):
                     default = signature.parameters[k].default
                     one_allowed = spec.decays  # a rate's 1.0 was refused by check
-                    _checks.warn_collapsed(call, k, given, one_allowed=one_allowed, default=default)
+                    _stored.warn_collapsed(call, k, given, one_allowed=one_allowed, default=default)
             if derive is not None:
                 arguments = derive(call, arguments)
                 TAKES[call][1].update(k for k, v in arguments.items() if isinstance(v, Bound))

@@ -22,6 +22,7 @@ from gradtx import _checks
 from gradtx import _dtypes
 from gradtx import _numerics
 from gradtx import _state_checks
+from gradtx import _stored
 from gradtx import _tree
 from gradtx import _update_checks
 from gradtx._base import GradientMap
@@ -180,7 +181,7 @@ def hyperparameterized(
     def init(params):
         params = _checks.check_tree(call, params, "params")
         counts.record(params)
-        _checks.check_rates(call, {k: v for k, v in values.items() if k in rates}, params)
+        _stored.check_rates(call, {k: v for k, v in values.items() if k in rates}, params)
         hyperparams = {k: _store(v) for k, v in stored.items()}
         count = jnp.zeros([], jnp.int32)
         python_now = {

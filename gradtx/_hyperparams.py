@@ -21,6 +21,7 @@ import numpy as np
 from gradtx import _checks
 from gradtx import _dtypes
 from gradtx import _set_checks
+from gradtx import _stored
 from gradtx import _tree
 from gradtx._base import OptState
 from gradtx._base import is_schedule
@@ -133,7 +134,7 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
     if _checks.is_concrete_number(number) and jnp.issubdtype(old_dtype, jnp.floating):
         # an int given is taken as a count of steps: it must not be rounded
         integer = isinstance(number, (int, np.integer)) and not isinstance(number, bool)
-        _checks.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=integer)
+        _stored.check_stored("gradtx.set_hyperparams", key, new, old_dtype, integer=integer)
     if _checks.is_concrete_number(number) and jnp.issubdtype(old_dtype, jnp.integer):
         _check_whole(key, new, old_dtype)
     try:

@@ -31,6 +31,7 @@ import numpy as np
 from gradtx import _checks
 from gradtx import _dtypes
 from gradtx import _ranges
+from gradtx import _stored
 from gradtx import _tree
 from gradtx._factory import DECLARED
 from gradtx._factory_state import shown_name
@@ -139,7 +140,7 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
         return
     if is_data(value):
         if isinstance(value, jax.Array) and location is not None and _near_one(name, location):
-            _checks.warn_narrow_rate("gradtx.set_hyperparams", key, value)  # as a factory
+            _stored.warn_narrow_rate("gradtx.set_hyperparams", key, value)  # as a factory
         return
     given = np.asarray(value, np.float64)  # _cast_to took it: a number, a Fraction
     call = f"gradtx.set_hyperparams({key}={_checks.shown(value)})"
@@ -150,10 +151,10 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
         # that collapses there (1e-8 to 0 in float16; a rate's or momentum's 0.999 to
         # 1.0 in bfloat16, where 1 - it is 0) is lost
         near_one = _near_one(name, location)
-        _checks.warn_collapsed(
+        _stored.warn_collapsed(
             "gradtx.set_hyperparams", key, value, one_allowed=near_one, default=None
         )
-        stored = _checks.as_stored(given, dtype)[0]
+        stored = _stored.as_stored(given, dtype)[0]
         lost = (given != 0) & (stored == 0)
         if near_one:
             lost |= (given >= 0) & (given < 1) & (stored == 1)
@@ -173,14 +174,14 @@ def check_number(key: str, name: str, value: Any, old: Any, location: Any) -> No
     finite = given[np.isfinite(given)]
     if all(s.integer for s in specs) and not np.all(finite == np.round(finite)):
         raise TypeError(f"{call}: {name} must be an int")
-    stored, flushed = _checks.as_stored(given, dtype)
+    stored, flushed = _stored.as_stored(given, dtype)
     for number, kept, flush in zip(given.ravel(), stored.ravel(), flushed.ravel()):
         taking = [r for r in ranges if _allows(r, number)]
         if not taking:
             raise ValueError(f"{call}: {name} must be in {_shown(ranges, calls, made)}")
         if not any(_allows(r, kept) for r in taking):
             why = f", so 1 - {name} is 0" if kept == 1 and taking[0][1] == 1.0 else ""
-            how = _checks.rounding_note(kept, bool(flush), dtype, why)
+            how = _stored.rounding_note(kept, bool(flush), dtype, why)
             raise ValueError(
                 f"{call}: {name} {how} outside {_shown(taking)} (jax_enable_x64 stores float64)"
             )

@@ -19,6 +19,7 @@ import optax
 
 from gradtx import _checks
 from gradtx import _dtypes
+from gradtx import _stored
 from gradtx._base import float_dtype
 from gradtx._base import is_schedule
 from gradtx._base import multisteps_hint
@@ -85,7 +86,7 @@ class Hyper(NamedTuple):
         if callable(value) and not is_schedule(value):
             _checks.check_takes_a_count(call, name, value)
         if isinstance(value, jax.Array) and not _checks.is_known(value) and self.near_one:
-            _checks.warn_narrow_rate(call, name, value)
+            _stored.warn_narrow_rate(call, name, value)
         number = _checks.known_value(value)  # a known JAX array's too (it stays bound)
         if self.integer and _checks.is_concrete_number(number) and not float(number).is_integer():
             raise TypeError(f"{call}({name}={_checks.shown(value)}): {name} must be an int")
@@ -94,24 +95,24 @@ class Hyper(NamedTuple):
         # the default float below (a 16-bit one exactly, an int above 2**24 maybe not).
         narrowed = number is not value and not self.integer and _narrow(value)
         if _checks.is_concrete_number(value) or narrowed:
-            _checks.check_stored(call, name, number, float_dtype(), integer=self.integer)
+            _stored.check_stored(call, name, number, float_dtype(), integer=self.integer)
             if self.whole_exact:
-                _checks.check_step_number(call, name, number, float_dtype())
+                _stored.check_step_number(call, name, number, float_dtype())
         elif is_schedule(value):  # stored too: its int fields are counts of steps
             for path, leaf in jax.tree_util.tree_leaves_with_path(value):
                 field = f"{name}{jax.tree_util.keystr(path)}"
                 if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, bool):
-                    _checks.check_stored(call, field, leaf, float_dtype(), integer=True)
+                    _stored.check_stored(call, field, leaf, float_dtype(), integer=True)
                 elif isinstance(leaf, (float, np.floating, np.ndarray)):
-                    _checks.check_stored_values(call, field, leaf, float_dtype())
+                    _stored.check_stored_values(call, field, leaf, float_dtype())
                     if step_field(value, path):  # boundaries: float vectors of steps
                         check_stored_steps(call, field, leaf, float_dtype())
             check_built(call, name, value)  # a class built directly skipped its constructor
         if self.is_rate and _checks.is_concrete_number(value):
-            _checks.check_below_one(call, name, float(value), float_dtype(), "stored in")
+            _stored.check_below_one(call, name, float(value), float_dtype(), "stored in")
         if _checks.is_concrete_number(value):
             bounds = (self.low, self.high, self.low_open, self.high_open)
-            _checks.check_rounded(call, name, value, float_dtype(), bounds)
+            _stored.check_rounded(call, name, value, float_dtype(), bounds)
         if self.optional and _checks.is_zero(value):
             return None
         if self.integer:

@@ -19,11 +19,11 @@ import numpy as np
 
 from gradtx import _dtypes
 from gradtx._base import is_schedule
-from gradtx._checks import outside_gradtx
 from gradtx._factory_state import HyperparamsState
 from gradtx._factory_state import shown_key
 from gradtx._factory_state import shown_name
 from gradtx._hyperparams import set_hyperparams
+from gradtx._stored import outside_gradtx
 from gradtx._torch_checks import SCHEDULER
 from gradtx._torch_checks import SD
 from gradtx._torch_checks import Target

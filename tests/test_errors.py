@@ -459,7 +459,7 @@ def test_a_16_bit_decay_rate_that_rounds_to_one_is_refused_or_warned_of(monkeypa
     with pytest.raises(ValueError, match=r"^gradtx.sgd\(learning_rate=-1.0 as a bfloat16 array\): "
                        r"learning_rate must be in \[0, inf\)$"):  # fmt: skip
         gradtx.sgd(jnp.asarray(-1.0, jnp.bfloat16))  # far from the bound: no rounding hint
-    monkeypatch.setattr(gradtx._checks, "_WARNED", set())
+    monkeypatch.setattr(gradtx._stored, "_WARNED", set())
     injected = optax.inject_hyperparams(gradtx.adam)(learning_rate=1e-3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -502,7 +502,7 @@ def test_a_16_bit_number_collapsed_onto_a_bound_is_warned_of_or_refused(monkeypa
     longer at small gradients).  In range, and the number given is not known (inject
     rounded it): warned of, once per process; a momentum traced in 16 bits is warned of
     as a decay rate is.  set_hyperparams, which sees the number, refuses it."""
-    monkeypatch.setattr(gradtx._checks, "_WARNED", set())
+    monkeypatch.setattr(gradtx._stored, "_WARNED", set())
     bf16 = {"w": jnp.ones(3, jnp.bfloat16)}
     f16 = {"w": jnp.ones(3, jnp.float16)}
     with warnings.catch_warnings(record=True) as caught:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _checks
+from gradtx import _stored
 from gradtx._base import GradientTransformation
 from gradtx._base import MaskFn
 from gradtx._base import MaskTree
@@ -56,7 +57,7 @@ def _base_lr(call: str, arguments: dict[str, Any]) -> dict[str, Any]:
         )
     # stored as base_lr, a positive rate that the storage dtype flushes to 0 makes 0/0
     dtype = jnp.dtype(float_dtype())
-    if float(_checks.as_stored(float(lr), dtype)[0]) <= 0:
+    if float(_stored.as_stored(float(lr), dtype)[0]) <= 0:
         wider = ", or jax_enable_x64 for float64" if dtype == jnp.float32 else ""
         raise ValueError(
             f"{call}(learning_rate={float(lr)!r}): the bounds scale with learning_rate / "

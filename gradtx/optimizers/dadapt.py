@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from gradtx import _checks
+from gradtx import _stored
 from gradtx._base import GradientTransformation
 from gradtx._base import ScalarOrSchedule
 from gradtx._base import chain
@@ -41,7 +42,7 @@ class Betas(Hyper):
             element = f"{name}[{i}]"  # which of the two is wrong
             super().check(call, element, v)
             if _checks.is_concrete_number(v):
-                _checks.check_below_one(call, element, float(v), float_dtype(), "stored in")
+                _stored.check_below_one(call, element, float(v), float_dtype(), "stored in")
         return tuple(value)
 
 

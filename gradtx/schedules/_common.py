@@ -18,13 +18,13 @@ from typing_extensions import dataclass_transform
 
 from gradtx._base import float_dtype
 from gradtx._checks import check_hyperparam
-from gradtx._checks import check_rounded
-from gradtx._checks import check_stored
 from gradtx._checks import is_known
 from gradtx._checks import known_value
 from gradtx._checks import shown_array
 from gradtx._dtypes import INT32_MAX
 from gradtx._dtypes import ints_as_floats
+from gradtx._stored import check_rounded
+from gradtx._stored import check_stored
 from gradtx._tree import Flag
 
 _T = TypeVar("_T")

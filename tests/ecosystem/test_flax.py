@@ -322,7 +322,7 @@ def test_galore_takes_nnx_sharding_annotations(axis_type):
 
 
 def test_a_16_bit_warning_at_train_state_create_points_at_the_caller(monkeypatch):
-    monkeypatch.setattr(gradtx._checks, "_WARNED", set())
+    monkeypatch.setattr(gradtx._stored, "_WARNED", set())
     params = {"w": jnp.ones(3, jnp.float16)}
     tx = optax.inject_hyperparams(gradtx.adam)(learning_rate=1e-3)  # eps=1e-8 is 0 in float16
     with pytest.warns(UserWarning, match=r"gradtx.adam\(eps=0.0 as a float16 array\)") as caught:
