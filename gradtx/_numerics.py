@@ -85,8 +85,13 @@ def quotient(num: jax.Array, den: jax.Array) -> jax.Array:
     """``num / den`` (``den`` cast to ``num``'s dtype: give both in one precision) for a
     ``den`` floored away from 0 (``at_least_tiny``), with derivatives of every order that
     never form ``1 / den²``.  JAX's rule multiplies ``num · dden`` by ``den⁻²``, which
-    overflows at the floor: a zero tangent times it was NaN."""
-    return num / den.astype(num.dtype)
+    overflows at the floor: a zero tangent times it was NaN.
+
+    Formed as ``num · (1 / den)`` (within an ulp of ``num / den``): where ``num`` is
+    itself a quotient ``m / c``, XLA rewrites ``(m / c) / den`` into ``m / (c · den)``,
+    and ``c · tiny`` (``c < 1``, a bias correction) flushes to 0 on CPU, so that the
+    floor gave ``0 / 0`` (Adamax with ``eps = 0``, jitted); a product is not rewritten."""
+    return num * _reciprocal(den.astype(num.dtype))
 
 
 @quotient.defjvp

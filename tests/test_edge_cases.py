@@ -490,10 +490,14 @@ def test_eps_zero_gives_no_nan_where_the_gradient_was_always_zero(name):
         extra = {} if keyword is None else {keyword: loss if keyword == "obj_fn" else loss(params)}
         return opt.update(g, state, params, **extra)
 
-    params = {"w": jnp.ones((2, 4))}  # a matrix: Muon's orthogonalisation takes only those
+    # Matrices (Muon's orthogonalisation takes only those); two leaves, since XLA
+    # rewrote (m / c) / max(u, tiny) into m / (c · max(u, tiny)) only in that
+    # program, and c · tiny flushed to 0 (Adamax's 0/0).
+    params = {"v": jnp.ones((2, 4)), "w": jnp.ones((2, 4))}
     state = opt.init(params)
     for i in range(3):
-        g = {"w": jnp.asarray([[0.0, 1.0, -2.0, 0.0], [0.0, 3.0, 1.0, 0.0]]) * (i + 1)}
+        g = jnp.asarray([[0.0, 1.0, -2.0, 0.0], [0.0, 3.0, 1.0, 0.0]]) * (i + 1)
+        g = {"v": g, "w": g}
         u, state = update(g, state, params)
         _no_nan((u, state))
 
