@@ -68,7 +68,9 @@ def galore(
     (``svd_dtype=None``: the gradient's dtype, for float64 runs); bases and B's
     state of bfloat16 and float16 leaves are kept in float32.  B gets no params:
     give it a scaling rule (``optax.scale_by_adam``, ``gradtx.scale_by_rms``
-    chains), and the decay here.
+    chains), and the decay here.  A renewal from a gradient holding an inf
+    (or a number beyond float32 with ``svd_dtype`` float32) gives a NaN basis
+    and step; optax's never returns there (LAPACK's SVD on CPU loops on an inf).
 
     Args:
       learning_rate: η, a number or schedule.

@@ -276,6 +276,9 @@ def _new_basis(rank: int, left: bool, svd_dtype: Any, grad_dtype: Any) -> Callab
         # a complex svd_dtype names a precision, as for statistics (the leaves are real)
         if svd_dtype is not None:
             matrix = matrix.astype(_dtypes.state_dtype(matrix.dtype, svd_dtype))
+        # LAPACK's SVD on CPU never returns for a matrix holding an inf (one it
+        # holds NaN returns NaN): the basis goes NaN, as other optimizers' steps do
+        matrix = jnp.where(jnp.all(jnp.isfinite(matrix)), matrix, jnp.nan)
         u, _, vh = jnp.linalg.svd(matrix, full_matrices=False)
         new = u[:, :rank] if left else vh[:rank].T
         # optax rounds the basis to the gradient's dtype; statistics of 16-bit leaves
