@@ -169,7 +169,8 @@ def check_state(call: str, state: Any, expected: Any) -> Any:
     def fail(reason: str) -> None:
         raise ValueError(
             f"{call}.update: the state does not match what {call}.init makes for these "
-            f"params ({reason}).\n  expected: {outline(expected)}\n  got: {outline(state)}"
+            f"params ({reason}).{_x64_hint(state, expected)}\n  expected: {outline(expected)}\n"
+            f"  got: {outline(state)}"
         )
 
     if type(state) is not type(expected):
@@ -312,7 +313,31 @@ def check_bare_state(call: str, state: Any, expected: Any) -> Any:
     if not same_layout(state, expected):
         raise ValueError(
             f"{call}.update: the state does not match what {call}.init makes for these "
-            f"params ({_first_difference(state, expected)}).\n  expected: {outline(expected)}\n"
-            f"  got: {outline(state)}"
+            f"params ({_first_difference(state, expected)}).{_x64_hint(state, expected)}\n"
+            f"  expected: {outline(expected)}\n  got: {outline(state)}"
         )
     return state
+
+
+_WIDER = {"float32": "float64", "int32": "int64", "complex64": "complex128"}
+
+
+def _x64_hint(state: Any, expected: Any) -> str:
+    """Where the state differs from ``init``'s only in 32- against 64-bit leaves: a state
+    saved with ``jax_enable_x64`` off and restored with it on (or the other way), as
+    ``flax.serialization.from_bytes`` restores it, keeping the saved dtypes."""
+    if _tree.structure(state) != _tree.structure(expected):
+        return ""
+    pairs = list(zip(jax.tree.leaves(state), jax.tree.leaves(expected)))
+    names = [(jnp.result_type(g).name, jnp.result_type(w).name) for g, w in pairs]
+    differ = [(a, b) for a, b in names if a != b]
+    if not differ or any(jnp.shape(g) != jnp.shape(w) for g, w in pairs):
+        return ""
+    if not all(_WIDER.get(a) == b or _WIDER.get(b) == a for a, b in differ):
+        return ""
+    return (
+        "  Only 32- against 64-bit leaves differ: was the state saved with jax_enable_x64 "
+        "set otherwise than now?  Cast it to init's dtypes: jax.tree.map(lambda t, x: "
+        "jnp.asarray(x, t.dtype), tx.init(params), state) (orbax's restore with a target "
+        "does that)."
+    )

@@ -231,3 +231,23 @@ def test_an_abstract_state_given_to_an_eager_update_is_named():
     wrapped = gradtx.apply_if_finite(opt, 3)
     with pytest.raises(ValueError, match=r"apply_if_finite.update: the state holds jax.Shape"):
         wrapped.update(params, jax.eval_shape(wrapped.init, params), params)
+
+
+def test_a_flax_checkpoint_saved_without_x64_and_restored_with_it_is_named_and_casts():
+    """flax.serialization keeps the saved dtypes: float32 hyperparameters where an init
+    under x64 makes float64 ones.  The refusal says why and how to cast (orbax casts)."""
+    opt = gradtx.adam(0.1)
+    params = {"w": jnp.full(3, 2.0)}
+    state = opt.init(params)
+    _, state = opt.update(params, state, params)
+    blob = serialization.to_bytes(state)
+    with jax.enable_x64(True):
+        template = opt.init(params)
+        restored = serialization.from_bytes(template, blob)
+        with pytest.raises(ValueError, match=r"b1 is float32\[\], expected float64\[\]\)\.  Only "
+                           r"32- against 64-bit leaves differ: was the state saved with "
+                           r"jax_enable_x64 set otherwise"):  # fmt: skip
+            opt.update(params, restored, params)
+        cast = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), template, restored)
+        updates, _ = opt.update(params, cast, params)
+        assert int(cast.count) == 1 and updates["w"].dtype == jnp.float32
