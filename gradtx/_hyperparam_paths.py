@@ -31,6 +31,7 @@ import optax
 
 from gradtx._base import REPORTED
 from gradtx._base import is_schedule
+from gradtx._factory import OPTIONS
 from gradtx._factory import TAKES
 from gradtx._factory import UNUSED
 from gradtx._factory_state import HYPERPARAMS_STATES
@@ -262,6 +263,15 @@ def _why(key: str, entries: list, state: Any) -> str:
     if not here or any(name in loc.hyperparams or name in _shown_schedules(loc) for loc in here):
         return why  # not gradtx's state, or kept there: the field, not the number, is unknown
     makers = {call for loc in here for call in MAKERS.get(jax.tree.structure(loc), {})}
+    options = [f"{c}()" for c in sorted(makers) if name in OPTIONS.get(c, ())]
+    if options:
+        verb = "takes" if len(options) == 1 else "take"
+        return (
+            f"{why}. {' or '.join(options)} {verb} {name} as a construction option, not "
+            f"a number kept in the state: it decides the chain, so build and init an "
+            f"optimizer with the new {name} (a state made with another {name} fits it only "
+            "where its layout is the same)"
+        )
     if makers:
         takes = [(c, *TAKES[c]) for c in sorted(makers) if name in TAKES.get(c, ({},))[0]]
         calls = " or ".join(f"{c}()" for c, _, _ in takes)

@@ -94,6 +94,10 @@ def prodigy(
     (float32 leaves with x64 on, in which tiny gradients' terms underflow),
     where optax's d becomes infinite.  With ``eps = 0`` a coordinate whose
     gradient has always been 0 takes no step (optax's ``0 / 0`` gives NaN).
+    ``estim_lr0`` is read by ``init`` only and kept in the state as d_0
+    (``initial_distance``): a value written later into
+    ``optax.inject_hyperparams``' state changes nothing here, where optax's
+    update divides its sums by the current ``estim_lr0``.
 
     Args:
       learning_rate: η, a schedule multiplier (number or schedule).

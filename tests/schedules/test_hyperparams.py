@@ -329,6 +329,25 @@ def test_a_number_not_in_the_state_is_explained_by_its_own_reason(make, name, re
 
 
 @pytest.mark.parametrize(
+    ("make", "key"),
+    [
+        (lambda: gradtx.adam(1e-3), "maximize"),  # torch edits param_groups[g]["maximize"]
+        (lambda: gradtx.rmsprop(1e-3), "centered"),
+        (lambda: gradtx.partition({"a": gradtx.sgd(0.1), "b": gradtx.adam()}, ("a", "b")),
+         "a/nesterov"),
+    ],
+    ids=["flag", "flag-rmsprop", "flag-in-a-group"],
+)  # fmt: skip
+def test_a_construction_option_is_named_as_one(make, key):
+    """A flag was refused as an unknown hyperparameter with no reason."""
+    state = make().init((jnp.ones(2), jnp.ones(2)))
+    name = key.rsplit("/", 1)[-1]
+    with pytest.raises(KeyError, match=rf"takes {name} as a construction option, not a number "
+                       rf"kept in the state: .* build and init an optimizer with the new {name}"):  # fmt: skip
+        gradtx.set_hyperparams(state, {key: True})
+
+
+@pytest.mark.parametrize(
     "make, key",
     [
         (lambda: gradtx.adam(1e-3), "momentum"),  # a typo: adam takes no momentum
