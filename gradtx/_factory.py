@@ -198,9 +198,10 @@ TAKES: dict[str, tuple[dict[str, Hyper], set[str]]] = {}
 the names its ``derive`` has bound (``Bound``) in this process: why a number is not in
 a state."""
 
-OPTIONS: dict[str, set[str]] = {}
-"""Every ``@factory``'s call name -> its arguments that are not numbers (flags, choices,
-dtypes, functions, masks, transforms): they decide the chain, so no state keeps them."""
+OPTIONS: dict[str, dict[str, Option]] = {}
+"""Every ``@factory``'s call name -> its arguments that are not numbers kept under their
+own name: options (flags, choices, dtypes, functions, masks, transforms), which decide
+the chain, so no state keeps them, and optax's names for numbers kept under torch's."""
 
 UNUSED: dict[str, dict[str, str]] = {}
 """Every ``@factory``'s call name -> the numbers its ``derive`` has returned as ``Unused``
@@ -337,7 +338,7 @@ def factory(
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
         DECLARED.append((call, kept))
         TAKES[call] = ({k: s for k, s in specs.items() if isinstance(s, Hyper)}, set())
-        OPTIONS[call] = {k for k, s in specs.items() if not isinstance(s, Hyper)}
+        OPTIONS[call] = {k: s for k, s in specs.items() if isinstance(s, Option)}
         return make
 
     return decorate

@@ -263,7 +263,17 @@ def _why(key: str, entries: list, state: Any) -> str:
     if not here or any(name in loc.hyperparams or name in _shown_schedules(loc) for loc in here):
         return why  # not gradtx's state, or kept there: the field, not the number, is unknown
     makers = {call for loc in here for call in MAKERS.get(jax.tree.structure(loc), {})}
-    options = [f"{c}()" for c in sorted(makers) if name in OPTIONS.get(c, ())]
+    specs_here = {c: OPTIONS[c][name] for c in sorted(makers) if name in OPTIONS.get(c, {})}
+    targets = {spec.target for spec in specs_here.values()}
+    if targets and None not in targets:
+        kept = " or ".join(repr(t) for t in sorted(t for t in targets if t is not None))
+        # an alias's to_target maps its value onto the target's (Adafactor: a sign)
+        same = lambda v: v  # noqa: E731
+        units = any(getattr(spec, "to_target", same)(2.0) != 2.0 for spec in specs_here.values())
+        return f"{why}. {name} is optax's name for a number this state keeps as {kept}: set " + (
+            "that in its own units (the factory converts one to the other)" if units else "that"
+        )
+    options = [f"{c}()" for c, spec in specs_here.items() if spec.target is None]
     if options:
         verb = "takes" if len(options) == 1 else "take"
         return (

@@ -72,6 +72,16 @@ def div0(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.where((num == 0) & (den == 0), jnp.ones_like(den), den)
 
 
+def at_least_tiny_over_epsneg(x: jax.Array) -> jax.Array:
+    """``max(x, tiny / epsneg)`` (2^-102 in float32, 2^-969 in float64): a floor that
+    stays normal when XLA multiplies it by a factor in [epsneg, 1].  XLA rewrites
+    ``(m / c) / den`` into ``m / (c · den)``; with ``c`` a bias correction ``1 - b^t``
+    (at least epsneg for any ``b < 1``) and ``den`` floored at ``tiny``, ``c · tiny``
+    flushed to 0 on CPU, and the floor's ``0 / 0 = 0`` became NaN (Adamax, jitted)."""
+    info = jnp.finfo(x.dtype)
+    return jnp.maximum(x, info.tiny / info.epsneg)
+
+
 def at_least_tiny(x: jax.Array) -> jax.Array:
     """``max(x, tiny)``: a denominator floored at its dtype's smallest normal number, so
     that ``0 / 0`` is 0 with one ``max`` (where ``div0``'s compare-and-select cost a
@@ -85,13 +95,8 @@ def quotient(num: jax.Array, den: jax.Array) -> jax.Array:
     """``num / den`` (``den`` cast to ``num``'s dtype: give both in one precision) for a
     ``den`` floored away from 0 (``at_least_tiny``), with derivatives of every order that
     never form ``1 / den²``.  JAX's rule multiplies ``num · dden`` by ``den⁻²``, which
-    overflows at the floor: a zero tangent times it was NaN.
-
-    Formed as ``num · (1 / den)`` (within an ulp of ``num / den``): where ``num`` is
-    itself a quotient ``m / c``, XLA rewrites ``(m / c) / den`` into ``m / (c · den)``,
-    and ``c · tiny`` (``c < 1``, a bias correction) flushes to 0 on CPU, so that the
-    floor gave ``0 / 0`` (Adamax with ``eps = 0``, jitted); a product is not rewritten."""
-    return num * _reciprocal(den.astype(num.dtype))
+    overflows at the floor: a zero tangent times it was NaN."""
+    return num / den.astype(num.dtype)
 
 
 @quotient.defjvp

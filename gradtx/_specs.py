@@ -143,7 +143,12 @@ class Hyper(NamedTuple):
 
 
 class Option:
-    """Spec of a static option (it shapes the program, so it is not data)."""
+    """Spec of a static option (it shapes the program, so it is not data).
+
+    ``target``: for optax's name of a number torch names otherwise (an alias), the
+    argument that keeps its value in the state; ``None`` for a true option."""
+
+    target: str | None = None
 
     def check(self, call: str, name: str, value: Any) -> Any:
         return value

@@ -319,13 +319,16 @@ def check_bare_state(call: str, state: Any, expected: Any) -> Any:
     return state
 
 
-_WIDER = {"float32": "float64", "int32": "int64", "complex64": "complex128"}
+# floats only: an int64 count has its own message (the count is int32 in both modes)
+_WIDER = {"float32": "float64", "complex64": "complex128"}
 
 
 def _x64_hint(state: Any, expected: Any) -> str:
-    """Where the state differs from ``init``'s only in 32- against 64-bit leaves: a state
-    saved with ``jax_enable_x64`` off and restored with it on (or the other way), as
-    ``flax.serialization.from_bytes`` restores it, keeping the saved dtypes."""
+    """Where the state differs from ``init``'s only in 32- against 64-bit float leaves:
+    most often a state saved with ``jax_enable_x64`` off and restored with it on, as
+    ``flax.serialization.from_bytes`` restores it, keeping the saved dtypes (the other
+    way round, JAX casts the float64 leaves to float32 and nothing is refused); or
+    params given in another precision than those the state was made for."""
     if _tree.structure(state) != _tree.structure(expected):
         return ""
     pairs = list(zip(jax.tree.leaves(state), jax.tree.leaves(expected)))
@@ -337,7 +340,7 @@ def _x64_hint(state: Any, expected: Any) -> str:
         return ""
     return (
         "  Only 32- against 64-bit leaves differ: was the state saved with jax_enable_x64 "
-        "set otherwise than now?  Cast it to init's dtypes: jax.tree.map(lambda t, x: "
-        "jnp.asarray(x, t.dtype), tx.init(params), state) (orbax's restore with a target "
-        "does that)."
+        "off and restored with it on, or made for params of the other precision?  For a "
+        "checkpoint, cast it to init's dtypes: jax.tree.map(lambda t, x: jnp.asarray(x, "
+        "t.dtype), tx.init(params), state) (orbax's restore with a target does that)."
     )

@@ -35,6 +35,8 @@ class Alias(Option):
       to_target: maps a value given here to the target's units (a sign flip).
     """
 
+    target: str
+
     def __init__(
         self, target: str, spec: Hyper | Option, default: Any, to_target: Callable = lambda v: v
     ) -> None:

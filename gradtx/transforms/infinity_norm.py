@@ -38,14 +38,17 @@ def scale_by_infinity_norm(
     correction.  ``eps`` sits inside the max, as in both ``torch.optim.Adamax``
     and ``optax.scale_by_adamax``.  ``|g|`` is the modulus for complex leaves
     (torch splits real and imaginary parts instead).  With ``eps = 0`` a
-    coordinate whose gradient has always been zero takes no step: ``u_t`` is
-    floored at the dtype's smallest normal number, so 0/0 is 0.  The floor
-    changes nothing when ``eps`` is normal (``u_t ≥ eps``).  With ``eps = 0``
-    it differs from torch and optax only where ``u_t`` is 0 or subnormal:
-    ``updates / u_t`` with ``u_t = 0`` and ``updates ≠ 0`` (``decay = 0``) is
-    ``updates / tiny``, a huge number (±inf, as torch's, once ``|updates|``
-    reaches about 4), and a subnormal ``u_t`` (kept on GPUs; XLA's CPU backend
-    flushes it to 0) gives a smaller quotient.
+    coordinate whose gradient has always been zero takes no step: the divisor
+    is floored at ``f = tiny / epsneg`` (2^-102 in float32, 2^-969 in
+    float64), so 0/0 is 0.  The floor is not the smallest normal number
+    because XLA rewrites a bias correction before this, ``(m / c) / u``, as
+    ``m / (c · u)``, and ``c · tiny`` flushed to 0 (``c ≥ epsneg`` keeps ``c ·
+    f`` normal).  The floor changes nothing when ``eps ≥ f`` (the default
+    1e-8: ``u_t ≥ eps``).  With ``eps = 0`` it differs from torch and optax
+    only where ``u_t < f``: with ``u_t = 0`` and ``updates ≠ 0`` (``decay =
+    0``), ``updates / f`` is a huge number (±inf, as torch's, once
+    ``|updates|`` reaches about 7e7 in float32), and a smaller positive
+    ``u_t`` gives a smaller quotient than torch's.
 
     ``g`` is the chain's ``grads`` keyword when present, else the input.
 
@@ -88,7 +91,7 @@ def scale_by_infinity_norm(
             real = _dtypes.real_dtype(wide)
             # A floor instead of div0's compare-and-select: one max per element, which
             # made Adamax's step compile about 7% faster (benchmarks/NOTES.md §31).
-            den = _numerics.at_least_tiny(u.astype(real))
+            den = _numerics.at_least_tiny_over_epsneg(u.astype(real))
             return _numerics.quotient(x.astype(wide), den).astype(x.dtype)
 
         return jax.tree.map(scale, updates, nu), ScaleByInfinityNormState(nu)

@@ -246,7 +246,7 @@ def test_a_flax_checkpoint_saved_without_x64_and_restored_with_it_is_named_and_c
         restored = serialization.from_bytes(template, blob)
         with pytest.raises(ValueError, match=r"b1 is float32\[\], expected float64\[\]\)\.  Only "
                            r"32- against 64-bit leaves differ: was the state saved with "
-                           r"jax_enable_x64 set otherwise"):  # fmt: skip
+                           r"jax_enable_x64 off and restored with it on"):  # fmt: skip
             opt.update(params, restored, params)
         cast = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), template, restored)
         updates, _ = opt.update(params, cast, params)

@@ -348,6 +348,20 @@ def test_a_construction_option_is_named_as_one(make, key):
 
 
 @pytest.mark.parametrize(
+    ("make", "key", "says"),
+    [
+        (gradtx.muon, "beta", r"keeps as 'momentum': set that\""),
+        (gradtx.adafactor, "decay_rate", r"keeps as 'beta2_decay': set that in its own units"),
+    ],
+)
+def test_an_optax_name_points_at_the_number_the_state_keeps(make, key, says):
+    """optax's names (aliases) were called construction options, which they are not."""
+    state = make().init({"w": jnp.ones((3, 3))})
+    with pytest.raises(KeyError, match=rf"{key} is optax's name for a number this state {says}"):
+        gradtx.set_hyperparams(state, {key: 0.5})
+
+
+@pytest.mark.parametrize(
     "make, key",
     [
         (lambda: gradtx.adam(1e-3), "momentum"),  # a typo: adam takes no momentum

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import gradtx
 
@@ -59,15 +60,39 @@ def test_eps_zero_leaves_never_moved_coordinates_at_zero():
     np.testing.assert_array_equal(np.asarray(out), [0.0, 1.0, 0.0])
 
 
-def test_a_zero_norm_is_floored_at_the_smallest_normal_number():
+def test_a_zero_norm_is_floored_at_tiny_over_epsneg():
     # decay = 0, eps = 0: u_2 = |g_2| = 0 under a non-zero input.  torch divides by 0
-    # (inf); the floor gives input / tiny, still far from a usable step, and NaN stays NaN.
+    # (inf); the floor gives input / 2^-102, still far from a usable step, and NaN stays NaN.
     tx = gradtx.scale_by_infinity_norm(0.0, eps=0.0)
     state = tx.init(jnp.zeros(3))
     x = jnp.asarray([0.5, 0.0, jnp.nan])
     out, _ = tx.update(x, state, grads=jnp.asarray([0.0, 0.0, 1.0]))
-    tiny = np.finfo(np.float32).tiny
-    np.testing.assert_array_equal(np.asarray(out), [np.float32(0.5) / tiny, 0.0, np.nan])
+    np.testing.assert_array_equal(
+        np.asarray(out), [np.float32(0.5) / np.float32(2.0**-102), 0.0, np.nan]
+    )
+
+
+@pytest.mark.parametrize("b1", [0.9, float(np.float32(1 - 2.0**-24))])  # c = 1 - b1 down to epsneg
+def test_adamax_with_eps_zero_jitted_over_two_leaves_leaves_zero_gradients_still(b1):
+    # XLA rewrote the bias-corrected (m / c) / max(u, tiny) as m / (c · max(u, tiny)), and
+    # c · tiny flushed to 0: 0/0, NaN, where the gradient had always been 0.
+    tx = gradtx.adamax(0.05, b1=b1, eps=0.0)
+    params = {"v": jnp.zeros(3), "w": jnp.zeros(3)}
+    grads = {"v": jnp.asarray([0.0, 1.0, 0.0]), "w": jnp.asarray([2.0, 0.0, 0.0])}
+    out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(out["v"]), [0.0, -0.05, 0.0], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(np.asarray(out["w"]), [-0.05, 0.0, 0.0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("g", [5e37, 1e38, 3e38])
+def test_adamax_steps_by_the_rate_at_gradients_near_the_largest_float32(g):
+    # a form through the reciprocal 1 / u (subnormal beyond 8.5e37, flushed) took no step
+    tx = gradtx.adamax(1.0)
+    params = {"v": jnp.zeros(2), "w": jnp.zeros(2)}
+    grads = {"v": jnp.asarray([g, -g], jnp.float32), "w": jnp.asarray([1.0, g], jnp.float32)}
+    out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(out["v"]), [-1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["w"]), [-1.0, -1.0], rtol=1e-6)
 
 
 def test_sixteen_bit_params_keep_the_norm_in_float32():
