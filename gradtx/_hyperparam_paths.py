@@ -248,7 +248,8 @@ def _why(key: str, entries: list, state: Any) -> str:
     number read by ``init`` only is not kept)."""
     last = key.rsplit("/", 1)[-1]
     name = last.split(".", 1)[0]
-    prefix = key[: len(key) - len(last)].rstrip("/")
+    prefix_of = key[: len(key) - len(last)]
+    prefix = prefix_of.rstrip("/")
     elsewhere = [e[0] for e in entries if e[0].rsplit("/", 1)[-1].split(".", 1)[0] == name]
     why = f". {name} is kept at {elsewhere} only" if elsewhere else ""
     here = [
@@ -265,8 +266,14 @@ def _why(key: str, entries: list, state: Any) -> str:
     makers = {call for loc in here for call in MAKERS.get(jax.tree.structure(loc), {})}
     specs_here = {c: OPTIONS[c][name] for c in sorted(makers) if name in OPTIONS.get(c, {})}
     targets = {spec.target for spec in specs_here.values()}
-    if targets and None not in targets:
-        kept = " or ".join(repr(t) for t in sorted(t for t in targets if t is not None))
+    if len(targets) == 1 and None not in targets:
+        target = str(next(iter(targets)))
+        if not any(target in loc.hyperparams or target in _shown_schedules(loc) for loc in here):
+            # not kept under torch's name either: that name's reasons are the reasons
+            return f". {name} is optax's name for {target}" + _why(
+                prefix_of + target, entries, state
+            )
+        kept = repr(target)
         # an alias's to_target maps its value onto the target's (Adafactor: a sign)
         same = lambda v: v  # noqa: E731
         units = any(getattr(spec, "to_target", same)(2.0) != 2.0 for spec in specs_here.values())

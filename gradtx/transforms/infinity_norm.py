@@ -43,7 +43,8 @@ def scale_by_infinity_norm(
     float64), so 0/0 is 0.  The floor is not the smallest normal number
     because XLA rewrites a bias correction before this, ``(m / c) / u``, as
     ``m / (c · u)``, and ``c · tiny`` flushed to 0 (``c ≥ epsneg`` keeps ``c ·
-    f`` normal).  The floor changes nothing when ``eps ≥ f`` (the default
+    f`` normal; under x64 a float64 b1 over float32 leaves closer to 1 than
+    float32's epsneg, 6e-8, can still give 0/0 with ``eps = 0``).  The floor changes nothing when ``eps ≥ f`` (the default
     1e-8: ``u_t ≥ eps``).  With ``eps = 0`` it differs from torch and optax
     only where ``u_t < f``: with ``u_t = 0`` and ``updates ≠ 0`` (``decay =
     0``), ``updates / f`` is a huge number (±inf, as torch's, once

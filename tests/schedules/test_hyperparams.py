@@ -362,6 +362,24 @@ def test_an_optax_name_points_at_the_number_the_state_keeps(make, key, says):
 
 
 @pytest.mark.parametrize(
+    ("make", "key", "says"),
+    [
+        (lambda: gradtx.adafactor(clipping_threshold=None), "clipping_threshold",
+         r"for d\. gradtx.adafactor\(\) takes d but this state does not keep it: .*None given"),
+        (lambda: gradtx.muon(beta=jnp.asarray(0.9)), "beta",
+         r"for momentum\. gradtx.muon\(\) takes momentum but this state does not keep it: a JAX "
+         r"array given for it at construction is bound"),
+    ],
+    ids=["none", "array"],
+)  # fmt: skip
+def test_an_optax_name_whose_number_is_not_kept_gives_that_numbers_reasons(make, key, says):
+    """It said "keeps as 'd': set that", and setting d then failed."""
+    state = make().init({"w": jnp.ones((3, 3))})
+    with pytest.raises(KeyError, match=rf"{key} is optax's name {says}"):
+        gradtx.set_hyperparams(state, {key: 0.5})
+
+
+@pytest.mark.parametrize(
     "make, key",
     [
         (lambda: gradtx.adam(1e-3), "momentum"),  # a typo: adam takes no momentum
