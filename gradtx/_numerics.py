@@ -76,9 +76,10 @@ def at_least_tiny_over_epsneg(x: jax.Array) -> jax.Array:
     """``max(x, tiny / epsneg)`` (2^-102 in float32, 2^-969 in float64): a floor that
     stays normal when XLA multiplies it by a factor in [epsneg, 1].  XLA rewrites
     ``(m / c) / den`` into ``m / (c · den)``; with ``c`` a bias correction ``1 - b^t``
-    (at least epsneg for a ``b`` below 1 in ``den``'s precision; a float64 ``b`` closer
-    to 1 over float32 leaves, under x64, can still flush) and ``den`` floored at ``tiny``, ``c · tiny``
-    flushed to 0 on CPU, and the floor's ``0 / 0 = 0`` became NaN (Adamax, jitted)."""
+    and ``den`` floored at ``tiny``, ``c · tiny`` flushed to 0 on CPU, and the floor's
+    ``0 / 0 = 0`` became NaN (Adamax, jitted).  ``c`` is at least epsneg for a ``b``
+    below 1 in ``den``'s precision (a float64 ``b`` closer to 1 over float32 leaves,
+    under x64, can still flush)."""
     info = jnp.finfo(x.dtype)
     return jnp.maximum(x, info.tiny / info.epsneg)
 

@@ -44,12 +44,13 @@ def scale_by_infinity_norm(
     because XLA rewrites a bias correction before this, ``(m / c) / u``, as
     ``m / (c · u)``, and ``c · tiny`` flushed to 0 (``c ≥ epsneg`` keeps ``c ·
     f`` normal; under x64 a float64 b1 over float32 leaves closer to 1 than
-    float32's epsneg, 6e-8, can still give 0/0 with ``eps = 0``).  The floor changes nothing when ``eps ≥ f`` (the default
-    1e-8: ``u_t ≥ eps``).  With ``eps = 0`` it differs from torch and optax
-    only where ``u_t < f``: with ``u_t = 0`` and ``updates ≠ 0`` (``decay =
-    0``), ``updates / f`` is a huge number (±inf, as torch's, once
-    ``|updates|`` reaches about 7e7 in float32), and a smaller positive
-    ``u_t`` gives a smaller quotient than torch's.
+    float32's epsneg, 6e-8, can still give 0/0 with ``eps = 0``).  The floor
+    changes nothing when ``eps ≥ f`` (the default 1e-8: ``u_t ≥ eps``).  With
+    ``eps = 0`` it differs from torch and optax only where ``u_t < f``: with
+    ``u_t = 0`` and ``updates ≠ 0`` (``decay = 0``), ``updates / f`` is a huge
+    number (±inf, as torch's, once ``|updates|`` reaches about 7e7 in
+    float32), and a smaller positive ``u_t`` gives a smaller quotient than
+    torch's.
 
     ``g`` is the chain's ``grads`` keyword when present, else the input.
 
