@@ -113,7 +113,8 @@ def step_count(extra: dict[str, Any], call: str) -> jax.Array:
     if count is None:
         raise RuntimeError(
             f"{call}: reads the step count, which the enclosing gradtx factory passes; "
-            "declare the factory that builds it with gradtx.factory(counted=True), and "
+            "declare the factory that builds it with gradtx.factory(counted=True) (a "
+            "direct gradtx.hyperparameterized: pass counted=True), and "
             "do not put an optax transform between them inside a gradtx.chain (gradtx "
             "keeps its count from optax's, which may hand keywords on), nor a wrapper "
             "that hands its inner no count (sam, mechanize): build that wrapper and "

@@ -84,7 +84,13 @@ def check_hyperparam(
             jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
         ):
             shape = f"{given}{list(jnp.shape(value))}" if jnp.ndim(value) else str(dtype)
-            raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {shape}")
+            hint = (
+                " (optax.inject_hyperparams stores numbers in the params' dtype, complex "
+                "for complex params: give it hyperparam_dtype=jnp.float32)"
+                if jnp.ndim(value) == 0 and jnp.issubdtype(dtype, jnp.complexfloating)
+                else ""
+            )
+            raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {shape}{hint}")
         bounds = (low, high, low_open, high_open)
         if isinstance(value, jax.Array):
             if is_known(value):  # checked as a number, shown as the array it is
@@ -353,8 +359,12 @@ def is_zero(value: Any) -> bool:
 
 
 def call_name(build: Any) -> str:
-    """``gradtx.<factory>`` for a build function (``_adam.<locals>.build`` -> ``gradtx.adam``)."""
-    fn = getattr(build, "func", build)
+    """How errors name the factory of a build function: ``gradtx.<factory>`` for gradtx's
+    own (``_adam.<locals>.build`` -> ``gradtx.adam``), the bare name for a user's
+    (``my_rms``, ``<lambda>``), which does not live in gradtx."""
+    fn = getattr(build, "func", build)  # a partial's function
+    if (getattr(fn, "__module__", None) or "").split(".")[0] != "gradtx":
+        return str(getattr(fn, "__name__", "transform"))
     return "gradtx." + getattr(fn, "__qualname__", "transform").split(".")[0].lstrip("_")
 
 

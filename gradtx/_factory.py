@@ -72,7 +72,7 @@ from gradtx._factory_state import FactoryCall
 from gradtx._factory_state import HyperparamsState  # noqa: F401
 from gradtx._factory_state import UncountedHyperparamsState  # noqa: F401
 from gradtx._factory_state import Unused
-from gradtx._hyperparameterized import hyperparameterized
+from gradtx._hyperparameterized import owning
 from gradtx._specs import Hyper
 from gradtx._specs import Option
 from gradtx._specs import Transform
@@ -225,7 +225,9 @@ def factory(
     an ``Option`` (``Flag()``, ``Choice(...)``, ``DType()``, ``Int(low)``,
     ``Mask()``, ``Function()``, ``Transform()``, ``Anything()``) for static
     ones.  The body receives checked values (``None`` for a left-out optional
-    stage) and returns a transform built from gradtx primitives.
+    stage) and returns a transform built from gradtx primitives.  Errors name
+    the factory by its function's name (``my_adam(b1=1.5): ...``; gradtx's own
+    as ``gradtx.adam``).
 
     Args:
       kind: ``GradientMap`` if the transform's output is still a gradient (a body
@@ -272,11 +274,11 @@ def factory(
         signature = inspect.signature(fn)
         unspecified = sorted(set(signature.parameters) - set(specs))
         stray = sorted(set(specs) - set(signature.parameters))
+        call = _checks.call_name(fn)
         if unspecified or stray:
             said = [f"parameters without a spec: {unspecified}"] if unspecified else []
             said += [f"specs without a parameter: {stray}"] if stray else []
-            raise TypeError(f"the decorator of gradtx.{fn.__name__}: {'; '.join(said)}")
-        call = f"gradtx.{fn.__name__}"
+            raise TypeError(f"the decorator of {call}: {'; '.join(said)}")
         rates = tuple(k for k, s in specs.items() if isinstance(s, Hyper) and s.is_rate)
         kept = {k: s for k, s in specs.items() if isinstance(s, Hyper) and not s.init_only}
 
@@ -325,7 +327,7 @@ def factory(
             arguments = {k: v.value if isinstance(v, Bound) else v for k, v in arguments.items()}
             static = {k: v for k, v in arguments.items() if k not in values}
             body = functools.partial(fn, **static)
-            tx = hyperparameterized(
+            tx = owning(
                 body, values, call, kind=kind, counted=counted, rates=rates,
                 example_axis=example_axis, declared=kept,
             )  # fmt: skip

@@ -48,27 +48,49 @@ def _int32_count(count: Any) -> jax.Array:
     return jnp.asarray(count, jnp.int32)
 
 
-def _check_direct(build: Any, values: Any, call: str) -> None:
-    """A direct call of ``hyperparameterized`` (no declared specs): ``build`` a function
-    taking ``values`` and returning a transform, built once as the user's own call, so
-    that the gradtx primitives inside check their numbers (a negative learning rate)
-    under their own names; inside the owner they trust it, which has none."""
+_UNDECLARED = Hyper(schedule=True, finite=False)
+"""What a direct call takes for a number it declares no spec for: any real number,
+array, schedule or callable of the count; ``set_hyperparams`` then refuses only NaN."""
+
+
+def _check_direct(
+    build: Any, values: Any, call: str, declared: Mapping[str, Hyper] | None
+) -> tuple[dict[str, Any], dict[str, Hyper]]:
+    """A direct call of ``hyperparameterized``: ``values`` checked against ``declared``
+    (a number it does not declare: a real number, array, schedule or callable of the
+    count, as ``_UNDECLARED``) under ``call``, and ``build`` built once as the user's own
+    call, so that the gradtx primitives inside check their numbers (a negative learning
+    rate) under their own names; inside the owner they trust it, which has none.  The
+    checked values, and the specs ``init`` records for ``set_hyperparams``."""
     named = getattr(getattr(build, "func", build), "__name__", "build")  # a partial's function
     shown = f"gradtx.hyperparameterized({call or named})"
     if not callable(build):
         raise TypeError(f"{shown}: build must be a function returning a transform")
     if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
         raise TypeError(f"{shown}: values must be a mapping of names to numbers")
+    if declared is not None and not (
+        isinstance(declared, Mapping) and all(isinstance(s, Hyper) for s in declared.values())
+    ):
+        raise TypeError(f"{shown}: declared must be a mapping of names to gradtx.Hyper specs")
     try:
         inspect.signature(build).bind(**values)
     except TypeError as err:
         raise TypeError(f"{shown}: build does not take these values: {err}") from None
     except ValueError:  # no signature to read (a builtin): the build itself tells
         pass
+    specs = {k: (declared or {}).get(k, _UNDECLARED) for k in values}
+    checked = {k: specs[k].check(call or _checks.call_name(build), k, v) for k, v in values.items()}
+    dropped = sorted(k for k, v in checked.items() if v is None)  # optional zeros, nullables
+    if dropped:
+        raise ValueError(
+            f"{shown}: {', '.join(dropped)} left out by its spec (a zero or None of an "
+            "optional stage): a factory (gradtx.factory) leaves stages out; here, pass a number"
+        )
     zero = jnp.zeros([], jnp.int32)
-    built = build(**{k: _current(v, zero) for k, v in values.items()})
+    built = build(**{k: _current(v, zero) for k, v in checked.items()})
     if not isinstance(built, optax.GradientTransformation):
         raise TypeError(f"{shown}: build returned {type(built).__name__}, not a transform")
+    return checked, specs
 
 
 def _is_bound(value: Any) -> bool:
@@ -108,20 +130,41 @@ def hyperparameterized(
         1 in the precision the statistics are computed in.
       example_axis: ``update`` takes per-example gradients, each leaf with one
         leading example axis before the param's shape (DP-SGD).
-      declared: the specs of the numbers kept in state (``factory`` passes them):
-        ``init`` records them as the maker of its state's structure, for
-        ``set_hyperparams``' checks.
+      declared: name -> ``gradtx.Hyper``, the specs of the numbers kept in
+        state: ``values`` are checked against them here, under ``call``, and
+        ``init`` records them for ``set_hyperparams``' checks.  A name not
+        declared takes any real number, array, schedule or callable of the step
+        count (``set_hyperparams`` refuses only NaN for it).
 
     Returns:
       The transform.  Inside another factory's body it is simply
       ``build(**values)``: the outer transform already owns the numbers.
     """
+    if BUILD.get() is None:
+        values, declared = _check_direct(build, values, call, declared)
+    return owning(
+        build, values, call, kind=kind, counted=counted, rates=rates,
+        example_axis=example_axis, declared=declared or {},  # {}: inside an owner, unused
+    )  # fmt: skip
+
+
+def owning(
+    build: Callable[..., optax.GradientTransformation],
+    values: Mapping[str, Any],
+    call: str,
+    *,
+    kind: type[optax.GradientTransformationExtraArgs] = GradientTransformation,
+    counted: bool = False,
+    rates: tuple[str, ...] = (),
+    example_axis: bool = False,
+    declared: Mapping[str, Hyper],
+) -> optax.GradientTransformationExtraArgs:
+    """``hyperparameterized`` for values its caller checked against ``declared`` (a
+    ``@factory``, ``scale_by_multipliers``)."""
     outer = BUILD.get()
     if outer is not None:
         outer.counted |= counted
         return build(**values)
-    if declared is None:  # a user's own call: no specs, so its primitives check the numbers
-        _check_direct(build, values, call)
     values = dict(values)
     call = call or _checks.call_name(build)
     python = {k: v for k, v in values.items() if callable(v) and not is_schedule(v)}
@@ -199,8 +242,7 @@ def hyperparameterized(
         )
         # The body may keep a hyperparameter, a bound array or the params in its state.
         state = _tree.settled(state, (params, bound))
-        if declared is not None:
-            _remember_maker(state, call, declared)
+        _remember_maker(state, call, declared)
         return state
 
     def update(updates, state, params=None, *more, **extra):

@@ -133,6 +133,7 @@ def _one_run(optimizer, loss_fn, hyperparam, params, batches, lrs, alpha, factor
         )
         state = gradtx.set_hyperparams(state, {hyperparam: lrs[i]})
         loss, grads = jax.value_and_grad(_scalar_loss(loss_fn))(params, batch)
+        grads = jax.tree.map(jnp.conj, grads)  # gradtx's convention for complex params
         updates, state = optimizer.update(grads, state, params)
         params = gradtx.apply_updates(params, updates)
         loss = jnp.asarray(loss).astype(dtype)

@@ -207,7 +207,8 @@ def lr_range_test(
     """Smith's learning-rate range test, run as one jitted ``lax.while_loop``.
 
     Step ``i`` sets the optimizer's learning rate to ``lr_i`` with ``set_hyperparams``,
-    takes ``loss_fn(params, batch_i)`` and its gradient, and updates; ``lr_i`` grows
+    takes ``loss_fn(params, batch_i)`` and its gradient (conjugated for complex params,
+    as gradtx's updates take it), and updates; ``lr_i`` grows
     from ``min_lr`` to ``max_lr`` geometrically (``mode="exponential"``) or in equal
     steps (``"linear"``).  The loop keeps a running average of the loss (exponential,
     debiased, remembering about ``smoothing * num_steps`` steps) and stops once it is

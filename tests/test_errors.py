@@ -699,9 +699,9 @@ def custom_sgd():
 
     yield custom_sgd
     del DECLARED[before:]
-    TAKES.pop("gradtx.custom_sgd", None)
+    TAKES.pop("custom_sgd", None)
     for makers in MAKERS.values():
-        makers.pop("gradtx.custom_sgd", None)
+        makers.pop("custom_sgd", None)
 
 
 @pytest.fixture
@@ -831,7 +831,7 @@ def test_set_hyperparams_takes_the_ranges_of_a_users_factory(custom_sgd):
     custom = _set(custom_sgd(), {"momentum": 1.5, "learning_rate": -0.1})
     assert float(gradtx.get_hyperparams(custom)["momentum"]) == 1.5
     with pytest.raises(ValueError, match=r"momentum=2.5\): momentum must be in \[-1, 2\], as "
-                       r"gradtx.custom_sgd, gradtx.sgd, which made this state, takes it$"):  # fmt: skip
+                       r"custom_sgd, gradtx.sgd, which made this state, takes it$"):  # fmt: skip
         _set(custom_sgd(), {"momentum": 2.5})
 
 
@@ -989,9 +989,9 @@ def test_rprops_bounds_are_ordered_inside_a_users_factory_too():
         def my_rprop(learning_rate=0.1):
             return gradtx.scale_by_rprop(learning_rate, min_step_size=1.0, max_step_size=0.5)
 
-        with pytest.raises(ValueError, match=r"^gradtx.my_rprop\(min_step_size=1.0, "
+        with pytest.raises(ValueError, match=r"^my_rprop\(min_step_size=1.0, "
                            r"max_step_size=0.5\): min_step_size must not exceed"):  # fmt: skip
             my_rprop()
     finally:
         del DECLARED[before:]
-        TAKES.pop("gradtx.my_rprop", None)
+        TAKES.pop("my_rprop", None)

@@ -304,7 +304,7 @@ def test_a_users_call_is_recorded_on_init_not_in_the_state():
         assert made_by(inner) is None  # built inside a body: the outer call owns it
         return inner
 
-    assert made_by(wrapped()).call == "gradtx.wrapped"
+    assert made_by(wrapped()).call == "wrapped"  # a user's factory: not in gradtx
 
 
 @pytest.mark.parametrize(
@@ -494,7 +494,7 @@ def test_a_decorator_says_which_names_lack_a_spec_and_which_lack_a_parameter():
     with pytest.raises(TypeError) as info:
         gradtx.factory(beta1=gradtx.DECAY_RATE, eps=gradtx.NON_NEGATIVE)(make)
     assert str(info.value) == (
-        "the decorator of gradtx.make: parameters without a spec: ['b1']; "
+        "the decorator of make: parameters without a spec: ['b1']; "
         "specs without a parameter: ['beta1']"
     )
 
@@ -604,7 +604,10 @@ def test_a_factory_whose_body_is_a_gradient_map_is_one():
         (lambda lr: gradtx.scale_by_learning_rate(lr), {"lr": -1.0}, ValueError,
          r"^gradtx\.scale_by_learning_rate\(learning_rate=-1.0\): learning_rate must be in"),
         (lambda lr: gradtx.scale_by_learning_rate(lr), {"lr": math.nan}, ValueError,
-         r"^gradtx\.scale_by_learning_rate\(learning_rate=nan\): learning_rate must not be NaN"),
+         r"^<lambda>\(lr=nan\): lr must not be NaN"),
+        # a number no spec declares is still a number: it failed at init with NumPy's words
+        (lambda d: gradtx.scale(d), {"d": "x"}, TypeError, r"^<lambda>\(d='x'\): d must be a real"),
+        (lambda d: gradtx.scale(d), {"d": None}, TypeError, r"^<lambda>\(d=None\): d must be a"),
         (3, {"lr": 1.0}, TypeError, r"^gradtx\.hyperparameterized\(build\): build must be a"),
         (lambda lr, mom: gradtx.sgd(lr, momentum=mom), {"lr": 1.0}, TypeError,
          r"^gradtx\.hyperparameterized\(<lambda>\): build does not take these values: .*'mom'"),
@@ -618,6 +621,54 @@ def test_a_direct_hyperparameterized_call_is_checked(build, values, error, messa
     chex.assert_trees_all_close(
         good.update(jnp.ones(2), good.init(jnp.ones(2)))[0], -0.1 * jnp.ones(2)
     )
+
+
+def test_a_direct_call_checks_its_declared_numbers_and_set_hyperparams_takes_the_rest():
+    """A direct call's numbers were checked by nobody (a declared range only by
+    set_hyperparams), and set_hyperparams refused its own stored 1.5 by the ranges of
+    gradtx's factories that use the name (add_momentum's decay in [0, 1])."""
+    scaled = lambda decay: gradtx.scale(decay)  # noqa: E731
+    with pytest.raises(ValueError, match=r"^mine\(decay=-1.5\): decay must be in \[0, inf\)$"):
+        gradtx.hyperparameterized(
+            scaled, {"decay": -1.5}, "mine", declared={"decay": gradtx.Hyper(low=0)}
+        )
+    with pytest.raises(TypeError, match=r"declared must be a mapping of names to gradtx.Hyper"):
+        gradtx.hyperparameterized(scaled, {"decay": 1.0}, declared={"decay": (0, 1)})
+    undeclared = gradtx.hyperparameterized(scaled, {"decay": 1.5})
+    state = undeclared.init(jnp.ones(2))
+    for value in (1.5, -0.25, math.inf):  # the user's own number: any real number
+        state = gradtx.set_hyperparams(state, {"decay": value})
+        assert float(gradtx.get_hyperparams(state)["decay"]) == value
+    with pytest.raises(ValueError, match=r"^gradtx.set_hyperparams\(decay=nan\): decay must not"):
+        gradtx.set_hyperparams(state, {"decay": math.nan})
+    # (another name: states of one structure share their makers' ranges, the widest wins)
+    declared = gradtx.hyperparameterized(
+        lambda rate: gradtx.scale(rate),
+        {"rate": 1.5},
+        "mine",
+        declared={"rate": gradtx.Hyper(low=0)},
+    )
+    with pytest.raises(ValueError, match=r"rate must be in \[0, inf\), as mine, which made this"):
+        gradtx.set_hyperparams(declared.init(jnp.ones(2)), {"rate": -1.0})
+
+
+def test_a_users_factory_is_named_without_gradtxs_prefix():
+    @gradtx.factory(decay=gradtx.DECAY_RATE)
+    def my_rms(decay=0.5):
+        return gradtx.scale_by_rms(decay)
+
+    with pytest.raises(ValueError, match=r"^my_rms\(decay=1.5\): decay must be in \[0, 1\)$"):
+        my_rms(1.5)
+    counting = gradtx.hyperparameterized(
+        lambda d: gradtx.transform(
+            lambda p: gradtx.EmptyState(),
+            lambda u, s, p=None, **e: (gradtx.step_count(e, "mine") * u, s),
+        ),
+        {"d": 1.0},
+    )
+    # the message named only gradtx.factory(counted=True)
+    with pytest.raises(RuntimeError, match=r"direct gradtx.hyperparameterized: pass counted=True"):
+        counting.update(jnp.ones(2), counting.init(jnp.ones(2)))
 
 
 def test_a_counted_factory_over_an_optax_style_body_without_kwargs_runs():

@@ -498,3 +498,27 @@ def test_a_loss_unbounded_below_gives_no_suggestion_and_a_min_lr_out_of_range_is
     with pytest.raises(ValueError, match=r"\(min_lr=0.5\): d cannot take it: .*d must be in \[1"):
         gradtx.lr_range_test(gradtx.adafactor(0.01), lambda p, b: jnp.sum(p**2), jnp.ones((3, 3)),
                              batches, hyperparam="d", min_lr=0.5, max_lr=2.0)  # fmt: skip
+
+
+def test_complex_params_descend_as_their_real_and_imaginary_parts_do():
+    # The finder handed jax.grad's gradient to the optimizer, not its conjugate (the
+    # convention gradtx's updates take): the loss rose to NaN, suggested_lr NaN.
+    target = jnp.asarray([1 + 2j, -0.5 + 1j, 2 - 1j, 0.3j], jnp.complex64)
+    pairs = jnp.stack([target.real, target.imag], -1)
+    batches = jnp.ones((40, 1))
+
+    def complex_loss(p, b):
+        return jnp.sum(jnp.abs(p - target) ** 2)
+
+    def real_loss(p, b):
+        return jnp.sum((p - pairs) ** 2)
+
+    kwargs = {"min_lr": 1e-3, "max_lr": 1.0, "num_steps": 40}
+    on_complex = gradtx.lr_range_test(
+        gradtx.sgd(0.1), complex_loss, jnp.zeros(4, jnp.complex64), batches, **kwargs
+    )
+    on_pairs = gradtx.lr_range_test(
+        gradtx.sgd(0.1), real_loss, jnp.zeros((4, 2)), batches, **kwargs
+    )
+    np.testing.assert_allclose(on_complex.losses, on_pairs.losses, rtol=1e-5)
+    assert on_complex.suggested_lr == on_pairs.suggested_lr and math.isfinite(on_pairs.suggested_lr)

@@ -125,11 +125,33 @@ def others() -> list[str]:
     return sorted(n for n, r in refs.items() if "torch.optim." not in r and "optax." not in r)
 
 
+def primitives() -> list[str]:
+    """gradtx's public transforms from ``gradtx/transforms/``: the functions there that
+    return a transform (not ``schedule_free_eval_params``, which returns params)."""
+    import gradtx  # the package imports this module while it loads
+
+    found = []
+    for name in dir(gradtx):
+        fn = getattr(gradtx, name)
+        module = getattr(fn, "__module__", None) or ""
+        if (
+            name.startswith("_")
+            or inspect.isclass(fn)
+            or not module.startswith("gradtx.transforms")
+        ):
+            continue
+        returns = str(inspect.signature(fn).return_annotation)
+        if "GradientTransformation" in returns or "GradientMap" in returns:
+            found.append(name)
+    return found
+
+
 def readme_prose(text: str) -> str:
     """README.md's ``text`` with the registry's numbers in its prose: the count of named
-    optimizers (in the introduction and the comparison table) and the list of those
+    optimizers (in the introduction and the comparison table), the list of those
     whose references are neither torch.optim nor optax (``plus `a`, `b` and `c```,
-    the same two places).  A ``ValueError`` where a sentence is not there as often."""
+    the same two places) and the count of primitives.  A ``ValueError`` where a
+    sentence is not there as often."""
     names = [f"`{n}`" for n in others()]
     if not names:
         raise ValueError("README.md: no optimizer to list after 'plus'; reword the sentences")
@@ -142,6 +164,11 @@ def readme_prose(text: str) -> str:
         # after the introduction's list of what gradtx has, and in the comparison table
         (rf"(?<=\),\s)plus\s+{names_list}(?=\s+\(Lookahead)", f"plus {listed}", 1),
         (rf"(?<=catalogue, )plus\s+{names_list}(?=\s+\|)", f"plus {listed}", 1),
+        (
+            r"\*\*Primitives\*\* \(\d+ transforms",
+            f"**Primitives** ({len(primitives())} transforms",
+            1,
+        ),
     )
     for pattern, replacement, times in rules:
         # a function, so the replacement is taken as literal text (no escapes)

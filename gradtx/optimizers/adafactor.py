@@ -179,7 +179,8 @@ def adafactor(
         NaN); torch's Python ``max(1, RMS)`` drops that NaN and only the
         coordinate goes NaN, the others stepping as usual at that step and
         shrunk from the next (the param RMS is then NaN, and ``max(eps2,
-        NaN)`` is ``eps2``).
+        NaN)`` is ``eps2``).  torch refuses complex params; here they work,
+        with ``|g|²`` as the second moment.
       * optax (``convention="optax"``): equal given optax's values: optax's
         defaults are ``learning_rate=None`` (no rate stage, as here: ``None``
         is accepted under this convention only), ``eps=1e-30``,

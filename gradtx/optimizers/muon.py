@@ -176,6 +176,8 @@ def muon(
         then adds the step, where gradtx adds one update).  With that cast
         removed, torch and gradtx agree to 1e-10.
         torch refuses ``ns_steps >= 100`` (for speed); any count runs here.
+        torch refuses complex params; here the iteration orthogonalises a
+        complex matrix with its conjugate transpose, as optax's does.
       * optax: equal given optax's values (its defaults: ``weight_decay=0``,
         ``eps=1e-8``; ``learning_rate`` is required there).  Not supported:
         optax's ``preconditioning`` other than its default, string presets of

@@ -19,7 +19,7 @@ from gradtx._base import step_count
 from gradtx._build import current_call
 from gradtx._build import reads_count
 from gradtx._factory import factory
-from gradtx._hyperparameterized import hyperparameterized
+from gradtx._hyperparameterized import owning
 from gradtx._specs import LEARNING_RATE
 from gradtx._specs import Flag
 from gradtx._specs import Hyper
@@ -185,4 +185,4 @@ def scale_by_multipliers(multipliers: Any) -> GradientTransformation:
 
     # declared: set_hyperparams checks a new multiplier against the same range
     declared = dict.fromkeys(names, MULTIPLIER)
-    return hyperparameterized(build, dict(zip(names, checked)), call, declared=declared)
+    return owning(build, dict(zip(names, checked)), call, declared=declared)

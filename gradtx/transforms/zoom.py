@@ -161,9 +161,10 @@ def scale_by_zoom_linesearch(
     evaluates ``jax.value_and_grad(value_fn)`` inside the compiled step (a
     ``lax.while_loop``).
 
-    The gradient at ``w`` is the keyword ``grad``; without it the search
-    evaluates ``jax.grad(value_fn)`` at ``w`` once more (optax requires
-    ``grad=``).  It is never the chain's ``grads``: after a gradient map
+    The gradient at ``w`` is the keyword ``grad`` (for complex params, the
+    conjugate of ``jax.grad``'s, as every gradtx update takes it); without it
+    the search evaluates ``jax.grad(value_fn)`` at ``w`` once more and
+    conjugates it (optax requires ``grad=``).  It is never the chain's ``grads``: after a gradient map
     (``clip``, ``scale``) that is the map's output, not ∇f.  Other keywords
     that ``value_fn`` names are passed to it (data), as optax does; the rest
     are left to the chain's other members.  The state keeps the accepted
@@ -229,8 +230,8 @@ def scale_by_zoom_linesearch(
         value = _update_checks.scalar_loss(f"{call}.update", value)
         _update_checks.loss_function(f"{call}.update", "value_fn", value_fn, params, **data)
         grad = extra.get("grad")
-        if grad is None:
-            grad = jax.grad(value_fn)(params, **data)
+        if grad is None:  # in the updates' convention: the conjugate of JAX's gradient
+            grad = jax.tree.map(jnp.conj, jax.grad(value_fn)(params, **data))
         dtype = state.stepsize.dtype
 
         def number(v):

@@ -91,6 +91,24 @@ def test_inject_hyperparams_of_a_mask_fn_returning_python_bools_says_to_keep_it_
         gradtx.adamw(mask_fn=True)  # outside inject, no hint
 
 
+def test_inject_hyperparams_over_a_complex_leaf_says_to_give_hyperparam_dtype():
+    # inject stores its numbers in the params' dtype, complex here: the refusal gave
+    # no way out
+    params = {"w": jnp.ones(3), "z": jnp.ones(2, jnp.complex64)}
+    with (
+        jax.numpy_dtype_promotion("standard"),  # optax's own dtype of the tree needs it
+        pytest.raises(TypeError, match=r"got complex64 \(optax.inject_hyperparams .* "
+                      r"give it hyperparam_dtype=jnp.float32\)$"),
+    ):  # fmt: skip
+        optax.inject_hyperparams(gradtx.adam)(learning_rate=0.1).init(params)
+    opt = optax.inject_hyperparams(gradtx.adam, hyperparam_dtype=jnp.float32)(learning_rate=0.1)
+    plain = gradtx.adam(0.1)
+    grads = {"w": params["w"], "z": params["z"] * jnp.asarray(1 + 0.5j, jnp.complex64)}
+    got, _ = opt.update(grads, opt.init(params), params)
+    want, _ = plain.update(grads, plain.init(params), params)
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad", "rmsprop", "nadam", "radam"])
 def test_inject_hyperparams_adds_no_stage_for_zero_defaults(name):
     factory = getattr(gradtx, name)

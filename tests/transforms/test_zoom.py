@@ -140,6 +140,25 @@ def test_without_grad_the_search_takes_the_gradient_of_value_fn():
     assert float(f(w + got)) < float(value)
 
 
+def test_without_grad_on_complex_params_the_search_conjugates_jaxs_gradient():
+    # It took jax.grad's gradient as given: the first slope had the wrong sign (+98
+    # against -280 here), and the step taken was another than with grad= given.
+    target = jnp.asarray([1 + 2j, -0.5 + 1j, 2 - 1j])
+
+    def f(w):
+        return jnp.sum(jnp.abs(w - target) ** 4)
+
+    w = jnp.asarray([0.3 + 0.1j, 0.2 - 0.4j, 0.5 + 0.5j])
+    value, g = jax.value_and_grad(f)(w)
+    g = jnp.conj(g)  # the updates' convention
+    tx = gradtx.chain(gradtx.scale(-0.1), gradtx.scale_by_zoom_linesearch(30))
+    without, s = tx.update(g, tx.init(w), w, value=value, value_fn=f)
+    given, t = tx.update(g, tx.init(w), w, value=value, value_fn=f, grad=g)
+    np.testing.assert_allclose(without, given, rtol=1e-12)
+    assert float(s[1].inner_state.stepsize) == float(t[1].inner_state.stepsize)
+    assert float(f(w + without)) < 0.5 * float(value)
+
+
 def test_data_keywords_reach_value_fn():
     """Arrays as data, and a keyword that is not an array (a flag the loss branches
     on in Python) as given."""
