@@ -208,7 +208,9 @@ def owning(
             expected = _update_checks.probe_init(
                 init_bare, layout(updates) if params is None else params
             )
-            state = _state_checks.check_bare_state(call, state, expected)
+            state = _state_checks.check_bare_state(
+                call, state, expected, from_updates=params is None
+            )
             extra.pop("count", None)
             updates, state = run_body(
                 call,
@@ -255,6 +257,7 @@ def owning(
             call,
             state,
             _update_checks.probe_init(init, layout(updates) if params is None else params),
+            from_updates=params is None,
         )
         # a JAX int32 also where a checkpoint gave a NumPy count or tree_set a Python int:
         # a Python callable evaluated on those computed in float64 (0.9 ** count), one

@@ -30,9 +30,11 @@ def outline(tree: Any, limit: int = 400) -> str:
         if isinstance(node, tuple) and hasattr(node, "_fields"):
             inner = ", ".join(f"{f}={draw(v)}" for f, v in zip(node._fields, node))
             return f"{type(node).__name__}({inner})"
-        if isinstance(node, (tuple, list)):
+        if isinstance(node, list):  # drawn apart from a tuple: a list for a tuple is a mismatch
+            return "[" + ", ".join(draw(v) for v in node) + "]"
+        if isinstance(node, tuple):
             parts = ", ".join(draw(v) for v in node)
-            return f"({parts},)" if isinstance(node, tuple) and len(node) == 1 else f"({parts})"
+            return f"({parts},)" if len(node) == 1 else f"({parts})"
         if isinstance(node, dict):
             return "{" + ", ".join(f"{k!r}: {draw(v)}" for k, v in node.items()) + "}"
         if dataclasses.is_dataclass(node) and not isinstance(node, type):  # a schedule
@@ -154,7 +156,18 @@ def same_dtype(x: Any, dtype: Any) -> bool:
     return jnp.result_type(x) == dtype
 
 
-def check_state(call: str, state: Any, expected: Any) -> Any:
+def _made_for(from_updates: bool) -> str:
+    """What ``expected`` was made from: the params, or the updates where none were given
+    (then updates of another tree than the params' fail here too)."""
+    if not from_updates:
+        return "these params"
+    return (
+        "params shaped like these updates (no params given: a state made for other params, "
+        "or updates whose tree is not the params', fail alike; pass params to tell which)"
+    )
+
+
+def check_state(call: str, state: Any, expected: Any, *, from_updates: bool = False) -> Any:
     """``state`` has the structure and shapes ``init`` makes for these params; returns
     it with its leaves of another kind taken back (``restore_kinds``).
 
@@ -168,8 +181,9 @@ def check_state(call: str, state: Any, expected: Any) -> Any:
 
     def fail(reason: str) -> None:
         raise ValueError(
-            f"{call}.update: the state does not match what {call}.init makes for these "
-            f"params ({reason}).{_x64_hint(state, expected)}\n  expected: {outline(expected)}\n"
+            f"{call}.update: the state does not match what {call}.init makes for "
+            f"{_made_for(from_updates)} ({reason}).{_x64_hint(state, expected)}\n"
+            f"  expected: {outline(expected)}\n"
             f"  got: {outline(state)}"
         )
 
@@ -304,7 +318,7 @@ def refuse_abstract(call: str, state: Any) -> None:
         )
 
 
-def check_bare_state(call: str, state: Any, expected: Any) -> Any:
+def check_bare_state(call: str, state: Any, expected: Any, *, from_updates: bool = False) -> Any:
     """``check_state`` for a transform that owns no hyperparameters (its state is its
     own, though it may hold another's: a driven schedule inside is allowed)."""
     refuse_abstract(call, state)
@@ -312,8 +326,9 @@ def check_bare_state(call: str, state: Any, expected: Any) -> Any:
     expected = as_driven(state, expected)
     if not same_layout(state, expected):
         raise ValueError(
-            f"{call}.update: the state does not match what {call}.init makes for these "
-            f"params ({_first_difference(state, expected)}).{_x64_hint(state, expected)}\n"
+            f"{call}.update: the state does not match what {call}.init makes for "
+            f"{_made_for(from_updates)} ({_first_difference(state, expected)})."
+            f"{_x64_hint(state, expected)}\n"
             f"  expected: {outline(expected)}\n  got: {outline(state)}"
         )
     return state

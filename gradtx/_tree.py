@@ -382,14 +382,17 @@ class Flag(ContextLocal[bool]):
 flat_buffers = Flag(__name__, "flat_buffers")
 
 
-def check_per_leaf(call: str, what: str) -> None:
-    """Raise if called inside ``gradtx.flatten``: ``what`` (built by ``call``) needs leaf shapes."""
+def check_per_leaf(call: str, what: str, need: str = "", fix: str = "") -> None:
+    """Raise if called inside ``gradtx.flatten``: ``what`` (built by ``call``) needs leaf
+    shapes (or ``need``, said so), and ``fix`` says how to place it (default: outside,
+    before the flattened rest)."""
     if flat_buffers.is_on():
         who = what if call == what else f"{call}: {what}"
+        need = need or "works per leaf (it needs each parameter's shape)"
+        fix = fix or "apply it outside: gradtx.chain(<it>, gradtx.flatten(<the rest>))"
         raise ValueError(
-            f"{who} works per leaf (it needs each parameter's shape) and cannot run inside "
-            "gradtx.flatten, which hands transforms flat 1-D buffers; apply it outside: "
-            "gradtx.chain(<it>, gradtx.flatten(<the rest>))"
+            f"{who} {need} and cannot run inside gradtx.flatten, which hands transforms "
+            f"flat 1-D buffers; {fix}"
         )
 
 

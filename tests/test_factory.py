@@ -69,6 +69,19 @@ def test_a_missing_state_is_an_error_naming_the_call(state):
         opt.update(_params(), state, _params())
 
 
+def test_updates_of_another_container_without_params_are_named_and_drawn_apart():
+    # Without params the state is compared with init of the updates: the message said
+    # "for these params" and drew a list and a tuple alike, expected == got on screen.
+    a, b = jnp.ones((2, 3)), jnp.ones(3)
+    for opt in (gradtx.adam(0.1), gradtx.apply_if_finite(gradtx.adam(0.1), 2)):
+        with pytest.raises(ValueError) as info:
+            opt.update((a, b), opt.init([a, b]))
+        message = str(info.value)
+        assert "makes for params shaped like these updates (no params given" in message
+        assert "expected: " in message and "[float32[2, 3], float32[3]]" in message
+        assert "(float32[2, 3], float32[3])" in message
+
+
 def test_a_state_of_other_dtypes_is_refused(x64):
     """A state's dtypes are part of its layout: a float32 state ran float64 params with
     float32 statistics, a real one dropped complex params' imaginary part, and a bool b1

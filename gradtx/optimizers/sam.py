@@ -92,7 +92,13 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
         )
 
     def update(updates, state, params=None, **extra):
-        _tree.check_per_leaf(call, "opaque_mode=True (grad_fn takes the params)")
+        _tree.check_per_leaf(
+            call,
+            "opaque_mode=True",
+            "needs the params tree (grad_fn takes the params)",
+            "flatten its optimizers instead: gradtx.sam(gradtx.flatten(<optimizer>), "
+            "gradtx.flatten(<adv_optimizer>), opaque_mode=True)",
+        )
         grad_fn = _update_checks.passed_function(
             f"{call}(opaque_mode=True)", params, extra, "grad_fn",
             "the gradient as a function of them: update(grads, state, params, "

@@ -33,4 +33,6 @@ class StateCheck:
         leaves of another kind taken back (``_state_checks.restore_kinds``)."""
         self.counts.check(updates)
         expected = _update_checks.probe_init(self.init, updates if params is None else params)
-        return _state_checks.check_bare_state(self.call, state, expected)
+        return _state_checks.check_bare_state(
+            self.call, state, expected, from_updates=params is None
+        )
