@@ -84,10 +84,11 @@ def check_hyperparam(
             jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
         ):
             shape = f"{given}{list(jnp.shape(value))}" if jnp.ndim(value) else str(dtype)
+            complex_scalar = jnp.ndim(value) == 0 and jnp.issubdtype(dtype, jnp.complexfloating)
             hint = (
                 " (optax.inject_hyperparams stores numbers in the params' dtype, complex "
                 "for complex params: give it hyperparam_dtype=jnp.float32)"
-                if jnp.ndim(value) == 0 and jnp.issubdtype(dtype, jnp.complexfloating)
+                if complex_scalar and _inject_frame()
                 else ""
             )
             raise TypeError(f"{call}({name}=...): {name} must be a real scalar, got {shape}{hint}")
@@ -262,17 +263,24 @@ def callable_value(call: str, name: str, fn: Any, count: Any) -> jax.Array:
     return arr
 
 
+def _inject_frame(name: str | None = None) -> bool:
+    """Whether ``optax.inject_hyperparams`` is on the stack (with ``name`` among the
+    arguments it evaluates as schedules, its ``sched_hps``, where given)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_filename.replace("\\", "/").endswith("optax/schedules/_inject.py"):
+            if name is None or name in frame.f_locals.get("sched_hps", ()):
+                return True
+        frame = frame.f_back
+    return False
+
+
 def inject_hint(name: str, value: Any, what: str) -> str:
     """The hint for a callable argument that ``optax.inject_hyperparams`` called as a
     schedule (it calls every callable argument not in ``static_args``): shown when the
     value is a JAX array, or when inject's frame holds ``name`` among the arguments it
     evaluates as schedules (its ``sched_hps``), whatever the call returned."""
-    frame = inspect.currentframe()
-    inside = False
-    while frame is not None and not inside:
-        inject = frame.f_code.co_filename.replace("\\", "/").endswith("optax/schedules/_inject.py")
-        inside = inject and name in frame.f_locals.get("sched_hps", ())
-        frame = frame.f_back
+    inside = _inject_frame(name)
     if not (inside or isinstance(value, jax.Array)):
         return ""
     return f"; optax.inject_hyperparams calls {what} as a schedule: pass static_args=({name!r},)"

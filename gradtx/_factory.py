@@ -338,7 +338,8 @@ def factory(
             return _owning_gradient(tx, call) if own_gradient else tx
 
         make.specs = dict(specs)  # type: ignore[attr-defined]  # read by tests and docs
-        DECLARED.append((call, kept))
+        if (call, kept) not in DECLARED:  # a factory defined anew in each trial of a sweep
+            DECLARED.append((call, kept))
         TAKES[call] = ({k: s for k, s in specs.items() if isinstance(s, Hyper)}, set())
         OPTIONS[call] = {k: s for k, s in specs.items() if isinstance(s, Option)}
         return make

@@ -36,7 +36,7 @@ from gradtx._factory import TAKES
 from gradtx._factory import UNUSED
 from gradtx._factory_state import HYPERPARAMS_STATES
 from gradtx._factory_state import shown_name
-from gradtx._hyperparameterized import MAKERS
+from gradtx._hyperparameterized import makers_of
 
 LOCATIONS = HYPERPARAMS_STATES + (
     optax.InjectStatefulHyperparamsState,
@@ -263,7 +263,7 @@ def _why(key: str, entries: list, state: Any) -> str:
     ]
     if not here or any(name in loc.hyperparams or name in _shown_schedules(loc) for loc in here):
         return why  # not gradtx's state, or kept there: the field, not the number, is unknown
-    makers = {call for loc in here for call in MAKERS.get(jax.tree.structure(loc), {})}
+    makers = {call for loc in here for call, _ in makers_of(loc) or ()}
     specs_here = {c: OPTIONS[c][name] for c in sorted(makers) if name in OPTIONS.get(c, {})}
     targets = {spec.target for spec in specs_here.values()}
     if len(targets) == 1 and None not in targets:

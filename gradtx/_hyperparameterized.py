@@ -10,12 +10,14 @@ and each ``update`` rebuilds the body from the stored numbers at the count, so
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gradtx import _checks
@@ -48,20 +50,40 @@ def _int32_count(count: Any) -> jax.Array:
     return jnp.asarray(count, jnp.int32)
 
 
-_UNDECLARED = Hyper(schedule=True, finite=False)
-"""What a direct call takes for a number it declares no spec for: any real number,
-array, schedule or callable of the count; ``set_hyperparams`` then refuses only NaN."""
+def _check_undeclared(call: str, name: str, value: Any) -> None:
+    """A number no spec declares: anything ``init`` can keep (a number, an array or list
+    of numbers, a schedule, a callable of the step count), passed on as given; NaN, where
+    the value is known, is refused as ``set_hyperparams`` refuses it."""
+    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+        return
+    if isinstance(value, jax.Array) and not _checks.is_known(value):
+        kind = np.dtype(value.dtype).kind
+        known = None
+    else:
+        try:
+            known = np.asarray(value)
+        except (TypeError, ValueError):  # a ragged list, an object
+            known = np.asarray(None)
+        kind = known.dtype.kind
+    if kind not in "biufc":
+        raise TypeError(
+            f"{call}({name}={value!r}): {name} must be a number, an array of numbers, a "
+            f"schedule or a callable of the step count, got {type(value).__name__}"
+        )
+    if known is not None and kind in "fc" and np.isnan(known).any():
+        raise ValueError(f"{call}({name}={_checks.shown(value)}): {name} must not be NaN")
 
 
 def _check_direct(
     build: Any, values: Any, call: str, declared: Mapping[str, Hyper] | None
 ) -> tuple[dict[str, Any], dict[str, Hyper]]:
-    """A direct call of ``hyperparameterized``: ``values`` checked against ``declared``
-    (a number it does not declare: a real number, array, schedule or callable of the
-    count, as ``_UNDECLARED``) under ``call``, and ``build`` built once as the user's own
-    call, so that the gradtx primitives inside check their numbers (a negative learning
-    rate) under their own names; inside the owner they trust it, which has none.  The
-    checked values, and the specs ``init`` records for ``set_hyperparams``."""
+    """A direct call of ``hyperparameterized``: each of ``values`` checked under ``call``,
+    by its ``declared`` spec (an optional stage's zero stays a number: nothing is left
+    out here) or else as ``_check_undeclared``, and ``build`` built once as the user's
+    own call, so that the gradtx primitives inside check their numbers (a negative
+    learning rate) under their own names; inside the owner they trust it, which has
+    none.  The values to keep, and the declared specs ``init`` records for
+    ``set_hyperparams``."""
     named = getattr(getattr(build, "func", build), "__name__", "build")  # a partial's function
     shown = f"gradtx.hyperparameterized({call or named})"
     if not callable(build):
@@ -78,14 +100,16 @@ def _check_direct(
         raise TypeError(f"{shown}: build does not take these values: {err}") from None
     except ValueError:  # no signature to read (a builtin): the build itself tells
         pass
-    specs = {k: (declared or {}).get(k, _UNDECLARED) for k in values}
-    checked = {k: specs[k].check(call or _checks.call_name(build), k, v) for k, v in values.items()}
-    dropped = sorted(k for k, v in checked.items() if v is None)  # optional zeros, nullables
-    if dropped:
-        raise ValueError(
-            f"{shown}: {', '.join(dropped)} left out by its spec (a zero or None of an "
-            "optional stage): a factory (gradtx.factory) leaves stages out; here, pass a number"
-        )
+    who = call or _checks.call_name(build)
+    specs = {k: spec for k, spec in (declared or {}).items() if k in values}
+    checked = {}
+    for k, v in values.items():
+        if k in specs:
+            kept = specs[k].check(who, k, v)
+            checked[k] = v if kept is None else kept
+        else:
+            _check_undeclared(who, k, v)
+            checked[k] = v
     zero = jnp.zeros([], jnp.int32)
     built = build(**{k: _current(v, zero) for k, v in checked.items()})
     if not isinstance(built, optax.GradientTransformation):
@@ -131,10 +155,12 @@ def hyperparameterized(
       example_axis: ``update`` takes per-example gradients, each leaf with one
         leading example axis before the param's shape (DP-SGD).
       declared: name -> ``gradtx.Hyper``, the specs of the numbers kept in
-        state: ``values`` are checked against them here, under ``call``, and
-        ``init`` records them for ``set_hyperparams``' checks.  A name not
-        declared takes any real number, array, schedule or callable of the step
-        count (``set_hyperparams`` refuses only NaN for it).
+        state: ``values`` are checked against them here, under ``call`` (an
+        optional stage's zero is kept as a number), and ``init`` records them
+        for ``set_hyperparams``' checks.  A name not declared takes, as given,
+        any number, array or list of numbers, schedule or callable of the step
+        count, NaN refused; ``set_hyperparams`` then refuses only NaN for it,
+        unless a factory whose state has the same structure declares the name.
 
     Returns:
       The transform.  Inside another factory's body it is simply
@@ -306,19 +332,37 @@ def owning(
     return kind(init, update)
 
 
-MAKERS: dict[Any, dict[str, Mapping[str, Hyper]]] = {}
+MAKERS: dict[Any, dict[tuple[str, int], Mapping[str, Hyper]]] = {}
 """The structure of each state a factory's ``init`` made in this process -> the factories
-that made one of that structure (call -> numbers kept in state): ``set_hyperparams``
-checks a value with its maker's ranges.  The oldest entries go past ``_MAKERS_KEPT``."""
+that made one of that structure, each as ``(call, id of its specs) -> numbers kept in
+state`` (two factories of one name, a user's two ``opt``s, are two entries):
+``set_hyperparams`` checks a value with its makers' ranges.  The oldest structures go past
+``_MAKERS_KEPT``, a structure's oldest makers past ``_MAKERS_PER_STRUCTURE``.  Read and
+written under ``_MAKERS_LOCK``: threads init at once."""
 
 
 _MAKERS_KEPT = 4096
+_MAKERS_PER_STRUCTURE = 64
+_MAKERS_LOCK = threading.Lock()
 
 
 def _remember_maker(state: Any, call: str, declared: Mapping[str, Hyper]) -> None:
     structure = jax.tree.structure(state)
-    makers = MAKERS.pop(structure, {})  # put back last: the newest entry
-    makers[call] = declared
-    MAKERS[structure] = makers
-    while len(MAKERS) > _MAKERS_KEPT:
-        del MAKERS[next(iter(MAKERS))]
+    key = (call, id(declared))  # the entry keeps ``declared`` alive: its id is not reused
+    with _MAKERS_LOCK:
+        makers = MAKERS.pop(structure, {})  # put back last: the newest entry
+        makers.pop(key, None)
+        makers[key] = declared
+        while len(makers) > _MAKERS_PER_STRUCTURE:
+            del makers[next(iter(makers))]
+        MAKERS[structure] = makers
+        while len(MAKERS) > _MAKERS_KEPT:
+            del MAKERS[next(iter(MAKERS))]
+
+
+def makers_of(state: Any) -> list[tuple[str, Mapping[str, Hyper]]] | None:
+    """``(call, specs)`` of each factory that made a state of ``state``'s structure in this
+    process, oldest first; ``None`` where none did (or its record went)."""
+    with _MAKERS_LOCK:
+        makers = MAKERS.get(jax.tree.structure(state))
+        return None if makers is None else [(call, specs) for (call, _), specs in makers.items()]

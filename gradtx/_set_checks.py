@@ -35,7 +35,7 @@ from gradtx import _stored
 from gradtx import _tree
 from gradtx._factory import DECLARED
 from gradtx._factory_state import shown_name
-from gradtx._hyperparameterized import MAKERS
+from gradtx._hyperparameterized import makers_of
 from gradtx._specs import Hyper
 from gradtx.schedules._remake import refusal
 
@@ -45,9 +45,9 @@ _Range = tuple[Any, Any, bool, bool, bool]  # low, high, low_open, high_open, fi
 def _candidates(name: str, location: Any) -> tuple[list[tuple[str, Any]], bool]:
     """``(call, spec of name)`` of each factory that may have made ``location``, and
     whether those are known to have made it (see the module docstring)."""
-    makers = MAKERS.get(jax.tree.structure(location))
+    makers = makers_of(location)
     if makers is not None:
-        return [(call, specs[name]) for call, specs in makers.items() if name in specs], True
+        return [(call, specs[name]) for call, specs in makers if name in specs], True
     shown = getattr(location, "python_schedules", {})
     held = {*location.hyperparams, *map(shown_name, shown)}
     exact = [

@@ -84,6 +84,17 @@ def target(call: str, optimizer: Any, averaged_model_state_dict: Any) -> Target:
     made, average = made_by(optimizer), None
     if made is not None and made.call == "gradtx.average_params":
         average, made = made, made_by(made.arguments["inner"])
+        if made is None:
+            inner = type(average.arguments["inner"]).__name__
+            raise TypeError(
+                f"{call}(optimizer=gradtx.average_params(...)): its inner optimizer is not "
+                f"one gradtx call with a torch.optim class (got {inner}: a chain, a "
+                "partition, ...), so neither its state nor the average converts in one "
+                "piece: convert the inner optimizer's parts as for a chain or a partition "
+                "(docs/ecosystem.md, 'Continuing a PyTorch run'), then build the state as "
+                "gradtx.AverageParamsState(step, n_averaged, averaged, inner_state) from "
+                "AveragedModel's n_averaged and its entries in the params' structure"
+            )
     if made is None:
         raise TypeError(
             f"{call}(optimizer=...): expected an optimizer as a gradtx call such as "
@@ -132,9 +143,17 @@ def check_arguments(call: str, t: Target, stored: Mapping[str, Any]) -> None:
             value = numpy_of(stored[name]).tolist()  # the state's: set_hyperparams may change it
         default = reference.arguments[name]
         if not any(same(value, ok) for ok in (default, *entry.accepted.get(name, ()))):
+            hint = (
+                "; leaves torch does not decay are a param group of their own there, "
+                "weight_decay=0: gradtx.partition with one optimizer per group, each "
+                "converted alone (docs/ecosystem.md, 'Continuing a PyTorch run')"
+                if name in ("mask", "mask_fn")
+                else ""
+            )
             raise ValueError(
                 f"{call}: the optimizer is {made.call}({name}={show(value)}), which "
-                f"torch.optim.{entry.torch_class} does not have: it computes as {name}={default!r}"
+                f"torch.optim.{entry.torch_class} does not have: it computes as "
+                f"{name}={default!r}{hint}"
             )
 
 
@@ -198,9 +217,24 @@ def check_group(t: Target, group: Mapping[str, Any]) -> None:
             )
 
 
-def averaged_keys(call: str, sd: Mapping[str, Any], leaves: list) -> list[str]:
-    """The keys of an AveragedModel state dict's averaged parameters, checked against params."""
+def averaged_keys(
+    call: str, sd: Mapping[str, Any], leaves: list, groups: list | None = None
+) -> list[str]:
+    """The keys of an AveragedModel state dict's averaged parameters, checked against params:
+    in the optimizer's order where its ``groups`` name their params (``param_names``:
+    the model's order need not be the optimizer's), else in the order given."""
     keys = [k for k in sd if k != "n_averaged"]
+    named = [g.get("param_names") for g in groups or ()]
+    if named and all(n is not None for n in named):
+        order = {i: n for g, ns in zip(groups or (), named) for i, n in zip(g["params"], ns)}
+        wanted = ["module." + order[i] for i in sorted(order)]
+        if sorted(wanted) != sorted(keys):
+            raise ValueError(
+                f"{call}(averaged_model_state_dict=...): its parameters {keys} are not those the "
+                f"optimizer's param_names give ({wanted}); keep n_averaged and 'module.' + each "
+                "name of model.named_parameters()"
+            )
+        keys = wanted
     if "n_averaged" not in sd or len(keys) != len(leaves):
         raise ValueError(
             f"{call}(averaged_model_state_dict=...): expected 'n_averaged' and the {len(leaves)} "

@@ -143,6 +143,22 @@ def _equal_in_double(
     return bool(np.allclose(value.astype(np.float64), want, rtol=0, atol=atol))
 
 
+def _rate_read_once(t: Target, key: str) -> bool:
+    """torch's Rprop reads its ``lr`` at its first step only (the step sizes start
+    there); a scheduler's later rates change nothing there, where gradtx rescales."""
+    return key == "lr" and t.entry.torch_class == "Rprop"
+
+
+def _warn_of_a_scheduled_rprop_rate(t: Target, name: str) -> None:
+    warnings.warn(
+        f"{SD}: {t.made.call}'s {name} follows a schedule, and past the first step gradtx "
+        "rescales the step sizes when it changes, where torch.optim.Rprop ignores its lr "
+        "(a torch scheduler changes nothing there): to go on as torch does, give a constant "
+        "learning_rate, torch's lr now",
+        stacklevel=outside_gradtx(),
+    )
+
+
 def _warn_of_a_scheduled_number(
     t: Target, key: str, name: str, codec: Any, group: Mapping[str, Any]
 ) -> None:
@@ -153,6 +169,8 @@ def _warn_of_a_scheduled_number(
     does, and the state dict cannot tell them apart, so this warns."""
     marker = {"lr": "initial_lr", "momentum": "base_momentum", "betas": "base_momentum"}
     scheduled = marker.get(key) in group
+    if _rate_read_once(t, key):
+        return  # torch reads it at its first step only: the number now is exact from here
     if key == "betas":  # only beta1 cycles
         scheduled = scheduled and name == next(iter(codec.to_gradtx(group[key])))
     if not scheduled:
@@ -201,6 +219,9 @@ def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) ->
             # torch's value for the step after next (ASGD's lr): the next step's is the
             # hook's to check, but at step 0, where torch's first step uses this value too
             late = t.entry.late.get(name)
+            if count > 0 and _rate_read_once(t, key):
+                if is_schedule(stored) or callable(t.args.get(name)):
+                    _warn_of_a_scheduled_rprop_rate(t, name)
             steps = [count]
             if late:
                 steps = [0, 1] if count == 0 else [step_after(count)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import importlib
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -338,10 +339,11 @@ class ContextLocal(Generic[T]):
     """
 
     def __init__(self, module: str, name: str, default: T) -> None:
-        self._where = (module, name)
+        self._where, self._default = (module, name), default
         self._var: contextvars.ContextVar[T] = contextvars.ContextVar(
             f"{module}.{name}", default=default
         )
+        _LOCALS.append(self)
 
     def get(self) -> T:
         return self._var.get()
@@ -360,6 +362,36 @@ class ContextLocal(Generic[T]):
 
 def _module_global(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
+
+
+_LOCALS: list[ContextLocal[Any]] = []
+"""Every context-local gradtx keeps (``ContextLocal.__init__`` adds itself)."""
+
+
+def users_code(fn: Any) -> Any:
+    """``fn``, a user's function that an update calls (a ``value_fn``, ``obj_fn``,
+    ``grad_fn``), run with every gradtx context-local at its default: an optimizer the
+    user steps inside it is a call of its own, as at top level, not a member of the
+    update running it (it saw that update's 16-bit widening, or ``flatten``'s flat mode).
+    The wrapper of one function is kept, so an eager loop keeps JAX's caches for it."""
+    if not callable(fn):
+        return fn
+    try:
+        return _users_code(fn)
+    except TypeError:  # an unhashable callable object: wrapped afresh
+        return _users_code.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=64)
+def _users_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with contextlib.ExitStack() as stack:
+            for local in _LOCALS:
+                stack.enter_context(local.set_to(local._default))
+            return fn(*args, **kwargs)
+
+    return run
 
 
 class Flag(ContextLocal[bool]):

@@ -50,7 +50,7 @@ def passed_function(call: str, params: Any, extra: Mapping[str, Any], name: str,
     fn = extra.get(name)
     if params is None or fn is None:
         raise ValueError(f"{call}: update needs the params and {name}, {usage}")
-    return fn
+    return _tree.users_code(fn)
 
 
 def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> None:

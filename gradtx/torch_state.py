@@ -55,6 +55,10 @@ from gradtx._torch_table import find_node
 from gradtx._torch_table import numpy_of
 from gradtx.wrappers.averaging import AverageParamsState
 
+_SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "swa_lr")
+"""Keys torch's schedulers write into a param group (LRScheduler, OneCycleLR, CyclicLR,
+SWALR): groups whose numbers agree now but these differ are apart again a step later."""
+
 # One rule both ways, though SGD's, ASGD's and Rprop's states would carry over.
 _COMPLEX = (
     "complex params are not supported (torch's adaptive optimizers keep their statistics "
@@ -127,11 +131,16 @@ def _group_and_states(t: Target, state_dict: Mapping[str, Any], params: Any, giv
     leaf = {i: n for n, i in enumerate(sorted(indices))}
     groups = [group_numbers(t, j, g) for j, g in enumerate(groups)]
     for j, g in enumerate(groups[1:], start=1):
-        for key in [*t.entry.hyperparams, *t.entry.flags]:
+        for key in [*t.entry.hyperparams, *t.entry.flags, *_SCHEDULER_KEYS]:
             ours, theirs = plain(groups[0].get(key)), plain(g.get(key))
             if not same(ours, theirs):
+                later = (
+                    " (a scheduler's: the numbers agree now, torch's scheduler moves them apart)"
+                    if key in _SCHEDULER_KEYS
+                    else ""
+                )
                 raise ValueError(
-                    f"{SD}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}), "
+                    f"{SD}: param groups 0 and {j} differ in {key} ({ours!r}, {theirs!r}){later}, "
                     "and a gradtx optimizer has one set of hyperparameters: use "
                     "gradtx.partition with one optimizer per group and convert each group "
                     'alone, from dict(state_dict, param_groups=[state_dict["param_groups"][g]]) '
@@ -232,7 +241,11 @@ def from_torch_state_dict(
         follows a schedule; elsewhere it must equal torch's count.
       averaged_model_state_dict: with ``gradtx.average_params``,
         ``averaged_model.state_dict()``: ``n_averaged`` and the averaged
-        parameters in order (``torch.optim.swa_utils.AveragedModel``).
+        parameters (``torch.optim.swa_utils.AveragedModel``).  They are in
+        ``model.parameters()`` order, paired with the optimizer's parameters by
+        name where torch's param groups have ``param_names`` (an optimizer
+        given ``model.named_parameters()``), else by position: then the
+        optimizer must have been given them in that same order.
 
     Returns:
       The state ``optimizer.init(params)`` makes, at torch's step, with its
@@ -275,7 +288,8 @@ def from_torch_state_dict(
         return hs
     sd = averaged_model_state_dict
     kept = jax.tree.leaves(state.inner_state.averaged)  # its dtypes (float32 for 16-bit params)
-    parts = [jnp.asarray(numpy_of(sd[k]), a.dtype) for k, a in zip(averaged_keys(FROM, sd, leaves), kept)]  # fmt: skip
+    keys = averaged_keys(FROM, sd, leaves, list(state_dict.get("param_groups", ())))
+    parts = [jnp.asarray(numpy_of(sd[k]), a.dtype) for k, a in zip(keys, kept)]
     if t.entry.step or step is not None:  # else averaging every step (see count_of)
         check_n_averaged(t, count, int(numpy_of(sd["n_averaged"])))
     n = jnp.asarray(int(numpy_of(sd["n_averaged"])), jnp.int32)
@@ -340,8 +354,10 @@ def to_torch_state_dict(
         shape shows, as for ``from_torch_state_dict``).
       averaged_model_state_dict: with ``gradtx.average_params``, the
         ``state_dict()`` of the ``AveragedModel`` to fill, holding
-        ``n_averaged`` and the parameter entries only (in order; they are
-        replaced).  For a model with buffers keep ``n_averaged`` and
+        ``n_averaged`` and the parameter entries only (they are replaced, in
+        order: entry ``i`` gets leaf ``i``'s average, so a model whose
+        optimizer took its parameters in another order needs the entries
+        reordered to the optimizer's first).  For a model with buffers keep ``n_averaged`` and
         ``"module." + name`` for each name of ``model.named_parameters()``,
         and load the result with ``load_state_dict(..., strict=False)``,
         which leaves the buffers as they are.

@@ -353,6 +353,38 @@ def test_averaged_model_both_ways(x64):
     assert_trajectories_close(_swa_steps(model, opt, swa, grads[N:]), more)
 
 
+def test_averages_of_an_optimizer_given_the_params_in_another_order_go_by_name(x64):
+    """AveragedModel's entries are in the model's order; an optimizer given the named
+    params the other way round had each leaf take another layer's average (same shapes,
+    no error)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3))
+    model = model.double()
+    named = list(model.named_parameters())[::-1]  # 2.bias, 2.weight, 0.bias, 0.weight
+    opt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
+    swa = AveragedModel(model)
+    for _ in range(3):
+        model(torch.ones(2, 3, dtype=torch.float64)).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+        swa.update_parameters(model)
+    params = [jnp.asarray(p.detach().numpy()) for _, p in named]
+    tx = gradtx.average_params(gradtx.sgd(0.1, momentum=0.9), method="swa")
+    state = gradtx.from_torch_state_dict(
+        tx, params, opt.state_dict(), step=3, averaged_model_state_dict=swa.state_dict()
+    )
+    averaged = dict(swa.module.named_parameters())
+    for leaf, (name, _) in zip(gradtx.averaged_params(state), named):
+        np.testing.assert_array_equal(leaf, averaged[name].detach().numpy())
+    wrong = {"n_averaged": swa.n_averaged, "module.x": averaged["0.weight"]}
+    with pytest.raises(ValueError, match=r"are not those the optimizer's param_names give"):
+        gradtx.from_torch_state_dict(
+            tx, params[3:], {**opt.state_dict(), "param_groups": [
+                {**opt.state_dict()["param_groups"][0], "params": [0], "param_names": ["0.weight"]}
+            ], "state": {0: opt.state_dict()["state"][3]}}, step=3, averaged_model_state_dict=wrong,
+        )  # fmt: skip
+
+
 def test_where_averages_fall_must_be_known_and_agree(x64):
     """SGD without momentum keeps no state, so its step count cannot be read: with
     ``start`` or ``every`` it was taken as 0 and the next averages fell late.  And
@@ -1731,3 +1763,67 @@ def test_a_chain_continues_member_by_member_with_clipping_like_torch(x64, torch6
     )
     with pytest.raises(TypeError, match="a chain: convert its optimizer member"):
         gradtx.from_torch_state_dict(tx, here, opt.state_dict())
+
+
+def test_rprop_under_a_torch_scheduler_continues_on_a_constant_rate(x64):
+    """torch's Rprop reads its lr at the first step only: the import warned to give the
+    scheduler's schedule, which then rescaled the steps (10% off torch); the constant it
+    talked the user out of is exact.  Now a constant imports silently, a schedule warns."""
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Rprop([w], lr=0.05)
+    sch = torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)
+    for _ in range(3):
+        w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
+        opt.step()
+        sch.step()
+    sd, params = opt.state_dict(), [jnp.asarray(w.detach().numpy())]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = gradtx.from_torch_state_dict(gradtx.rprop(0.05), params, sd)
+    scheduled = gradtx.rprop(gradtx.schedules.exponential_decay(0.05, 1, 0.9))
+    with pytest.warns(UserWarning, match=r"where torch.optim.Rprop ignores its lr"):
+        gradtx.from_torch_state_dict(scheduled, params, sd)
+    tx = gradtx.rprop(0.05)
+    for _ in range(3):
+        w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
+        opt.step()
+        sch.step()
+        updates, state = tx.update([jnp.ones(2)], state, params)
+        params = gradtx.apply_updates(params, updates)
+    np.testing.assert_allclose(params[0], w.detach().numpy(), rtol=1e-12)
+
+
+def test_groups_whose_scheduler_base_rates_differ_are_not_merged(x64):
+    """After a cosine run both groups' lr is eta_min: equal numbers, so the groups were
+    merged, and the second then followed the first one's schedule (3% off torch)."""
+    a = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    b = torch.nn.Parameter(torch.tensor([3.0, -1.0], dtype=torch.float64))
+    opt = torch.optim.Adam([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.2}])
+    sch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4, eta_min=0.01)
+    for _ in range(4):
+        (a.square().sum() + b.square().sum()).backward()
+        opt.step()
+        opt.zero_grad()
+        sch.step()
+    params = [jnp.asarray(a.detach().numpy()), jnp.asarray(b.detach().numpy())]
+    with pytest.raises(ValueError, match=r"differ in initial_lr \(0.1, 0.2\) \(a scheduler's"):
+        gradtx.from_torch_state_dict(gradtx.adam(0.01), params, opt.state_dict())
+
+
+def test_averaging_around_a_partition_says_how_to_build_its_state():
+    # It said "expected ... or gradtx.average_params around one, got ...", for an
+    # average_params the user had passed.
+    tx = gradtx.average_params(
+        gradtx.partition({"a": gradtx.sgd(0.1), "b": gradtx.adam(0.1)}, ["a", "b"]), method="swa"
+    )
+    with pytest.raises(TypeError, match=r"inner optimizer is not one gradtx call .*partition.* "
+                       r"gradtx.AverageParamsState\(step, n_averaged"):  # fmt: skip
+        gradtx.to_torch_state_dict(tx, tx.init([jnp.ones(2), jnp.ones(2)]), [jnp.ones(2)] * 2)
+
+
+def test_a_masked_weight_decay_points_at_partition():
+    tx = gradtx.adamw(0.1, weight_decay=0.1, mask=[True, False])
+    params = [jnp.ones((2, 2)), jnp.ones(2)]
+    with pytest.raises(ValueError, match=r"mask=.*does not have.*param group of their own.*"
+                       r"gradtx.partition"):  # fmt: skip
+        gradtx.to_torch_state_dict(tx, tx.init(params), params)

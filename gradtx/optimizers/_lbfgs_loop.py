@@ -248,7 +248,10 @@ def torch_lbfgs(
         leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
         for x in leaves:
             if jnp.iscomplexobj(x):
-                raise TypeError(f"{call}: complex params are not supported (torch's are real)")
+                raise TypeError(
+                    f"{call}: complex params are not supported under torch's rule (torch "
+                    "views them as real pairs); convention='optax' takes them as optax does"
+                )
         dtype = _dtypes.compute_dtype(*(x.dtype for x in leaves))
         n = sum(math.prod(x.shape) for x in leaves)
         vector, scalar = jnp.zeros(n, dtype), jnp.zeros([], dtype)
@@ -261,7 +264,7 @@ def torch_lbfgs(
 
     def update(updates, state, params=None, **extra):
         check_keywords(call, extra, data=False)
-        value_fn, value = extra.get("value_fn"), extra.get("value")
+        value_fn, value = _tree.users_code(extra.get("value_fn")), extra.get("value")
         if params is None or value is None or value_fn is None:
             raise ValueError(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "

@@ -169,7 +169,9 @@ def scale_by_zoom_linesearch(
     that ``value_fn`` names are passed to it (data), as optax does; the rest
     are left to the chain's other members.  The state keeps the accepted
     point's ``value`` and ``grad``, so ``optax.value_and_grad_from_state``
-    can reuse them.
+    can reuse them; that ``grad`` is JAX's, as ``jax.value_and_grad`` gives
+    it (as in optax), so for complex params conjugate it before passing it
+    back as the updates or ``grad=``.
 
     Differences from ``optax.scale_by_zoom_linesearch``: its ``verbose``
     printing is left out; the state names optax's ``learning_rate`` ``stepsize``
@@ -220,7 +222,7 @@ def scale_by_zoom_linesearch(
 
     def update(updates, state, params=None, **extra):
         call = current_call("gradtx.scale_by_zoom_linesearch")
-        value, value_fn = extra.get("value"), extra.get("value_fn")
+        value, value_fn = extra.get("value"), _tree.users_code(extra.get("value_fn"))
         if params is None or value is None or value_fn is None:
             raise ValueError(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "

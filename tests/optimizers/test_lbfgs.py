@@ -355,3 +355,30 @@ def test_a_typed_key_made_anew_with_the_same_bits_keeps_the_body(x64):
             updates, state = opt.update(grads, state, params, value=value, value_fn=loss)
         params = params + updates
         assert k < 2 or compiles == []
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t, gradtx.flatten], ids=["lbfgs", "flatten"])
+def test_an_optimizer_stepped_inside_value_fn_is_a_call_of_its_own(wrap):
+    """The update's context (its 16-bit widening, flatten's flat mode) stayed set while
+    value_fn ran: an Adam step on float16 params inside it differed from the same step
+    at top level by 0.6%, and a LAMB step there was refused as if flattened."""
+    w16 = jnp.asarray([1.0, -0.5, 0.25], jnp.float16)
+    g16 = (3e-5 * jnp.asarray([1.0, 2.0, 3.0])).astype(jnp.float16)
+    inner = {"adam": gradtx.adam(1e-3), "lamb": gradtx.lamb(1e-3)}
+    seen = {}
+
+    def loss(p):
+        for name, tx in inner.items():
+            u, _ = tx.update(g16, tx.init(w16), w16)
+            jax.debug.callback(lambda x, name=name: seen.setdefault(name, np.asarray(x)), u)
+        return jnp.sum(p["a"] ** 2)
+
+    loss({"a": jnp.ones(1)})
+    top, seen = seen, {}
+    tx = wrap(gradtx.lbfgs(1e-3, max_iter=2))
+    params = {"a": jnp.asarray([0.3])}
+    value, grads = jax.value_and_grad(loss)(params)
+    seen.clear()
+    tx.update(grads, tx.init(params), params, value=value, value_fn=loss)
+    for name in inner:
+        np.testing.assert_array_equal(seen[name], top[name])
