@@ -10,6 +10,7 @@ and each ``update`` rebuilds the body from the stored numbers at the count, so
 from __future__ import annotations
 
 import inspect
+import numbers
 import threading
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -51,27 +52,33 @@ def _int32_count(count: Any) -> jax.Array:
 
 
 def _check_undeclared(call: str, name: str, value: Any) -> None:
-    """A number no spec declares: anything ``init`` can keep (a number, an array or list
-    of numbers, a schedule, a callable of the step count), passed on as given; NaN, where
-    the value is known, is refused as ``set_hyperparams`` refuses it."""
+    """A number no spec declares: anything ``init`` can keep (a real number, an array or
+    list of them, a schedule, a callable of the step count), passed on as given; a bool,
+    a complex number, a string or ``None`` is refused, and NaN where the value is known,
+    as ``set_hyperparams`` refuses it."""
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         return
-    if isinstance(value, jax.Array) and not _checks.is_known(value):
-        kind = np.dtype(value.dtype).kind
-        known = None
-    else:
-        try:
-            known = np.asarray(value)
-        except (TypeError, ValueError):  # a ragged list, an object
-            known = np.asarray(None)
-        kind = known.dtype.kind
-    if kind not in "biufc":
-        raise TypeError(
-            f"{call}({name}={value!r}): {name} must be a number, an array of numbers, a "
-            f"schedule or a callable of the step count, got {type(value).__name__}"
-        )
-    if known is not None and kind in "fc" and np.isnan(known).any():
-        raise ValueError(f"{call}({name}={_checks.shown(value)}): {name} must not be NaN")
+    for leaf in jax.tree.leaves(value) if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(leaf, (bool, np.bool_)):
+            kind = "b"
+        elif isinstance(leaf, numbers.Real):
+            kind = "f"
+        elif isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+            kind = np.dtype(leaf.dtype).kind
+        elif hasattr(leaf, "__array__"):  # a torch tensor, ...
+            kind = np.asarray(leaf).dtype.kind
+        else:
+            kind = "O"
+        if kind not in "iuf":
+            got = {"b": "bool", "c": "a complex number", "O": type(leaf).__name__}
+            raise TypeError(
+                f"{call}({name}={value!r}): {name} must be a real number, an array or list of "
+                f"them, a schedule or a callable of the step count, got {got.get(kind, kind)}"
+            )
+        if isinstance(leaf, jax.Array) and not _checks.is_known(leaf):
+            continue
+        if np.isnan(np.asarray(leaf, np.float64)).any():
+            raise ValueError(f"{call}({name}={_checks.shown(value)}): {name} must not be NaN")
 
 
 def _check_direct(
@@ -105,8 +112,14 @@ def _check_direct(
     checked = {}
     for k, v in values.items():
         if k in specs:
+            if v is None:  # a factory's None leaves a stage out; here nothing is left out
+                raise TypeError(
+                    f"{who}({k}=None): {k} must be a number here (a factory, gradtx.factory, "
+                    "leaves out the stage that None or a zero leaves out; a direct "
+                    "hyperparameterized keeps every number it is given)"
+                )
             kept = specs[k].check(who, k, v)
-            checked[k] = v if kept is None else kept
+            checked[k] = v if kept is None else kept  # an optional stage's zero: kept
         else:
             _check_undeclared(who, k, v)
             checked[k] = v
@@ -156,10 +169,11 @@ def hyperparameterized(
         leading example axis before the param's shape (DP-SGD).
       declared: name -> ``gradtx.Hyper``, the specs of the numbers kept in
         state: ``values`` are checked against them here, under ``call`` (an
-        optional stage's zero is kept as a number), and ``init`` records them
-        for ``set_hyperparams``' checks.  A name not declared takes, as given,
-        any number, array or list of numbers, schedule or callable of the step
-        count, NaN refused; ``set_hyperparams`` then refuses only NaN for it,
+        optional stage's zero is kept as a number, ``None`` refused), and
+        ``init`` records them for ``set_hyperparams``' checks.  A name not
+        declared takes, as given, any real number, array or list of them,
+        schedule or callable of the step count (a bool, a complex number, a
+        string, ``None`` or NaN refused); ``set_hyperparams`` then refuses only NaN for it,
         unless a factory whose state has the same structure declares the name.
 
     Returns:
@@ -332,10 +346,11 @@ def owning(
     return kind(init, update)
 
 
-MAKERS: dict[Any, dict[tuple[str, int], Mapping[str, Hyper]]] = {}
+MAKERS: dict[Any, dict[tuple[str, Any], Mapping[str, Hyper]]] = {}
 """The structure of each state a factory's ``init`` made in this process -> the factories
-that made one of that structure, each as ``(call, id of its specs) -> numbers kept in
-state`` (two factories of one name, a user's two ``opt``s, are two entries):
+that made one of that structure, each as ``(call, its specs as a key) -> numbers kept in
+state`` (two factories of one name with other ranges, a user's two ``opt``s, are two
+entries; one defined again with the same ranges, or a direct call built anew, one):
 ``set_hyperparams`` checks a value with its makers' ranges.  The oldest structures go past
 ``_MAKERS_KEPT``, a structure's oldest makers past ``_MAKERS_PER_STRUCTURE``.  Read and
 written under ``_MAKERS_LOCK``: threads init at once."""
@@ -348,7 +363,7 @@ _MAKERS_LOCK = threading.Lock()
 
 def _remember_maker(state: Any, call: str, declared: Mapping[str, Hyper]) -> None:
     structure = jax.tree.structure(state)
-    key = (call, id(declared))  # the entry keeps ``declared`` alive: its id is not reused
+    key = (call, tuple(sorted(declared.items())))
     with _MAKERS_LOCK:
         makers = MAKERS.pop(structure, {})  # put back last: the newest entry
         makers.pop(key, None)

@@ -221,20 +221,25 @@ def averaged_keys(
     call: str, sd: Mapping[str, Any], leaves: list, groups: list | None = None
 ) -> list[str]:
     """The keys of an AveragedModel state dict's averaged parameters, checked against params:
-    in the optimizer's order where its ``groups`` name their params (``param_names``:
-    the model's order need not be the optimizer's), else in the order given."""
+    picked by name in the optimizer's order where its ``groups`` name their params
+    (``param_names``: the model's order need not be the optimizer's, and other entries,
+    frozen params or buffers, are left), else all of them in the order given."""
     keys = [k for k in sd if k != "n_averaged"]
     named = [g.get("param_names") for g in groups or ()]
-    if named and all(n is not None for n in named):
+    if "n_averaged" in sd and named and all(n is not None for n in named):
         order = {i: n for g, ns in zip(groups or (), named) for i, n in zip(g["params"], ns)}
-        wanted = ["module." + order[i] for i in sorted(order)]
-        if sorted(wanted) != sorted(keys):
-            raise ValueError(
-                f"{call}(averaged_model_state_dict=...): its parameters {keys} are not those the "
-                f"optimizer's param_names give ({wanted}); keep n_averaged and 'module.' + each "
-                "name of model.named_parameters()"
-            )
-        keys = wanted
+        names = [order[i] for i in sorted(order)]
+        # AveragedModel(model) prefixes 'module.'; an optimizer of a wrapped model (DDP's
+        # .module) names its params with the prefix already.  Entries it does not name
+        # (frozen params, buffers) are left.
+        for wanted in (["module." + n for n in names], names):
+            if set(wanted) <= set(keys):
+                return _checked_shapes(call, sd, wanted, leaves)
+        raise ValueError(
+            f"{call}(averaged_model_state_dict=...): it has no entry for some parameters the "
+            f"optimizer's param_names give ({sorted(set('module.' + n for n in names) - set(keys))}"
+            f"); its entries: {keys}"
+        )
     if "n_averaged" not in sd or len(keys) != len(leaves):
         raise ValueError(
             f"{call}(averaged_model_state_dict=...): expected 'n_averaged' and the {len(leaves)} "
@@ -242,6 +247,10 @@ def averaged_keys(
             "for a model with buffers keep n_averaged and 'module.' + each name of "
             "model.named_parameters()"
         )
+    return _checked_shapes(call, sd, keys, leaves)
+
+
+def _checked_shapes(call: str, sd: Mapping[str, Any], keys: list[str], leaves: list) -> list[str]:
     for i, (k, x) in enumerate(zip(keys, leaves)):
         if tuple(np.shape(sd[k])) != tuple(np.shape(x)):
             raise ValueError(

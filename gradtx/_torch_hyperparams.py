@@ -151,8 +151,8 @@ def _rate_read_once(t: Target, key: str) -> bool:
 
 def _warn_of_a_scheduled_rprop_rate(t: Target, name: str) -> None:
     warnings.warn(
-        f"{SD}: {t.made.call}'s {name} follows a schedule, and past the first step gradtx "
-        "rescales the step sizes when it changes, where torch.optim.Rprop ignores its lr "
+        f"{SD}: {t.made.call}'s {name} follows a schedule, and gradtx rescales the step "
+        "sizes when it changes, where torch.optim.Rprop reads its lr at its first step only "
         "(a torch scheduler changes nothing there): to go on as torch does, give a constant "
         "learning_rate, torch's lr now",
         stacklevel=outside_gradtx(),
@@ -219,7 +219,7 @@ def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) ->
             # torch's value for the step after next (ASGD's lr): the next step's is the
             # hook's to check, but at step 0, where torch's first step uses this value too
             late = t.entry.late.get(name)
-            if count > 0 and _rate_read_once(t, key):
+            if _rate_read_once(t, key):  # at step 0 too: torch takes the rate then, once
                 if is_schedule(stored) or callable(t.args.get(name)):
                     _warn_of_a_scheduled_rprop_rate(t, name)
             steps = [count]

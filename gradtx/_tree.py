@@ -373,25 +373,27 @@ def users_code(fn: Any) -> Any:
     ``grad_fn``), run with every gradtx context-local at its default: an optimizer the
     user steps inside it is a call of its own, as at top level, not a member of the
     update running it (it saw that update's 16-bit widening, or ``flatten``'s flat mode).
-    The wrapper of one function is kept, so an eager loop keeps JAX's caches for it."""
-    if not callable(fn):
-        return fn
-    try:
-        return _users_code(fn)
-    except TypeError:  # an unhashable callable object: wrapped afresh
-        return _users_code.__wrapped__(fn)
+    The wrapper equals and hashes as ``fn`` (``_control.loop_body`` finds an eager
+    loop's body again by it) and holds nothing else: no cache keeps ``fn`` alive."""
+    return _UsersCode(fn) if callable(fn) and not isinstance(fn, _UsersCode) else fn
 
 
-@functools.lru_cache(maxsize=64)
-def _users_code(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
+class _UsersCode:
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, fn)  # its signature: data keywords are read from it
+        self.fn = fn  # after: update_wrapper copies fn's own attributes in
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with contextlib.ExitStack() as stack:
             for local in _LOCALS:
                 stack.enter_context(local.set_to(local._default))
-            return fn(*args, **kwargs)
+            return self.fn(*args, **kwargs)
 
-    return run
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _UsersCode) and self.fn == other.fn
+
+    def __hash__(self) -> int:
+        return hash(self.fn)  # an unhashable fn raises, as it did unwrapped
 
 
 class Flag(ContextLocal[bool]):

@@ -619,8 +619,10 @@ def test_a_factory_whose_body_is_a_gradient_map_is_one():
         (lambda lr: gradtx.scale_by_learning_rate(lr), {"lr": math.nan}, ValueError,
          r"^<lambda>\(lr=nan\): lr must not be NaN"),
         # a number no spec declares is still a number: it failed at init with NumPy's words
-        (lambda d: gradtx.scale(d), {"d": "x"}, TypeError, r"^<lambda>\(d='x'\): d must be a number"),
+        (lambda d: gradtx.scale(d), {"d": "x"}, TypeError, r"^<lambda>\(d='x'\): d must be a real number"),
         (lambda d: gradtx.scale(d), {"d": None}, TypeError, r"^<lambda>\(d=None\): d must be a"),
+        (lambda d: gradtx.scale(d), {"d": True}, TypeError, r"step count, got bool$"),
+        (lambda d: gradtx.scale(d), {"d": 0.1 + 0j}, TypeError, r"got complex$"),
         (3, {"lr": 1.0}, TypeError, r"^gradtx\.hyperparameterized\(build\): build must be a"),
         (lambda lr, mom: gradtx.sgd(lr, momentum=mom), {"lr": 1.0}, TypeError,
          r"^gradtx\.hyperparameterized\(<lambda>\): build does not take these values: .*'mom'"),
@@ -684,10 +686,17 @@ def test_a_direct_call_keeps_what_it_does_not_declare_as_given_and_others_ranges
         declared={"weight_decay": gradtx.WEIGHT_DECAY},
     )
     assert float(gradtx.get_hyperparams(decay.init(jnp.ones(2)))["weight_decay"]) == 0.0
+    with pytest.raises(TypeError, match=r"weight_decay=None\): weight_decay must be a number here"):
+        gradtx.hyperparameterized(
+            lambda weight_decay: gradtx.adamw(0.1, weight_decay=weight_decay),
+            {"weight_decay": None},
+            declared={"weight_decay": gradtx.Hyper(low=0.0, nullable=True)},
+        )
     state = gradtx.sgd(0.1).init(jnp.ones(2))
-    gradtx.hyperparameterized(
-        lambda learning_rate: gradtx.sgd(learning_rate), {"learning_rate": 0.1}
-    ).init(jnp.ones(2))
+    for _ in range(70):  # one record, not one per construction (past 64 sgd's went: R2)
+        gradtx.hyperparameterized(
+            lambda learning_rate: gradtx.sgd(learning_rate), {"learning_rate": 0.1}
+        ).init(jnp.ones(2))
     gradtx.hyperparameterized(gradtx.sgd, {"learning_rate": 0.1}).init(
         jnp.ones(2)
     )  # named gradtx.sgd

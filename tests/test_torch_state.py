@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -376,8 +377,15 @@ def test_averages_of_an_optimizer_given_the_params_in_another_order_go_by_name(x
     averaged = dict(swa.module.named_parameters())
     for leaf, (name, _) in zip(gradtx.averaged_params(state), named):
         np.testing.assert_array_equal(leaf, averaged[name].detach().numpy())
+    # entries it does not name (a frozen param, a buffer) are left; one it names must be there
+    extra = {**swa.state_dict(), "module.frozen": torch.zeros(2)}
+    again = gradtx.from_torch_state_dict(
+        tx, params, opt.state_dict(), step=3, averaged_model_state_dict=extra
+    )
+    chex.assert_trees_all_equal(gradtx.averaged_params(again), gradtx.averaged_params(state))
     wrong = {"n_averaged": swa.n_averaged, "module.x": averaged["0.weight"]}
-    with pytest.raises(ValueError, match=r"are not those the optimizer's param_names give"):
+    with pytest.raises(ValueError, match=r"no entry for some parameters the optimizer's "
+                       r"param_names give \(\['module.0.weight'\]\)"):  # fmt: skip
         gradtx.from_torch_state_dict(
             tx, params[3:], {**opt.state_dict(), "param_groups": [
                 {**opt.state_dict()["param_groups"][0], "params": [0], "param_names": ["0.weight"]}
@@ -1781,7 +1789,7 @@ def test_rprop_under_a_torch_scheduler_continues_on_a_constant_rate(x64):
         warnings.simplefilter("error")
         state = gradtx.from_torch_state_dict(gradtx.rprop(0.05), params, sd)
     scheduled = gradtx.rprop(gradtx.schedules.exponential_decay(0.05, 1, 0.9))
-    with pytest.warns(UserWarning, match=r"where torch.optim.Rprop ignores its lr"):
+    with pytest.warns(UserWarning, match=r"torch.optim.Rprop reads its lr at its first step only"):
         gradtx.from_torch_state_dict(scheduled, params, sd)
     tx = gradtx.rprop(0.05)
     for _ in range(3):
@@ -1827,3 +1835,34 @@ def test_a_masked_weight_decay_points_at_partition():
     with pytest.raises(ValueError, match=r"mask=.*does not have.*param group of their own.*"
                        r"gradtx.partition"):  # fmt: skip
         gradtx.to_torch_state_dict(tx, tx.init(params), params)
+
+
+def test_averages_of_a_wrapped_model_pair_with_names_that_carry_module_already(x64):
+    """An optimizer of a wrapped model (DDP's .module) names its params 'module.0.weight';
+    AveragedModel of the inner model has the same keys: refused as 'module.module...'."""
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.module = inner
+
+        def forward(self, x):
+            return self.module(x)
+
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Linear(2, 2)).double()
+    named = list(Wrap(inner).named_parameters())
+    opt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
+    swa = AveragedModel(inner)
+    for _ in range(2):
+        inner(torch.ones(1, 2, dtype=torch.float64)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        swa.update_parameters(inner)
+    params = [jnp.asarray(p.detach().numpy()) for _, p in named]
+    tx = gradtx.average_params(gradtx.sgd(0.1, momentum=0.9), method="swa")
+    state = gradtx.from_torch_state_dict(
+        tx, params, opt.state_dict(), step=2, averaged_model_state_dict=swa.state_dict()
+    )
+    for leaf, want in zip(gradtx.averaged_params(state), swa.module.parameters()):
+        np.testing.assert_array_equal(leaf, want.detach().numpy())

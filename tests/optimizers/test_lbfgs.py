@@ -382,3 +382,22 @@ def test_an_optimizer_stepped_inside_value_fn_is_a_call_of_its_own(wrap):
     tx.update(grads, tx.init(params), params, value=value, value_fn=loss)
     for name in inner:
         np.testing.assert_array_equal(seen[name], top[name])
+
+
+def test_a_value_fn_closing_over_traced_data_is_not_kept_past_its_trace():
+    """A cache of wrapped user functions kept a jitted step's value_fn, and the tracer
+    it closes over, alive: jax.checking_leaks failed."""
+    w = jnp.ones(3)
+    for tx in (gradtx.lbfgs(0.5), gradtx.scale_by_zoom_linesearch(5)):
+        state = tx.init(w)
+
+        @jax.jit
+        def step(w, state, x, tx=tx):
+            def f(p):
+                return jnp.sum((p - x) ** 2)
+
+            value, grads = jax.value_and_grad(f)(w)
+            return tx.update(grads, state, w, value=value, value_fn=f)
+
+        with jax.checking_leaks():
+            step(w, state, jnp.zeros(3))
