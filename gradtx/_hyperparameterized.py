@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
+from typing import NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -58,27 +59,45 @@ def _check_undeclared(call: str, name: str, value: Any) -> None:
     as ``set_hyperparams`` refuses it."""
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         return
-    for leaf in jax.tree.leaves(value) if isinstance(value, (list, tuple)) else [value]:
+
+    def refuse(got: str) -> NoReturn:
+        raise TypeError(
+            f"{call}({name}={value!r}): {name} must be a real number, an array or list of "
+            f"them, a schedule or a callable of the step count, got {got}"
+        )
+
+    leaves = jax.tree.leaves(value) if isinstance(value, (list, tuple)) else [value]
+    for leaf in leaves:
         if isinstance(leaf, (bool, np.bool_)):
-            kind = "b"
-        elif isinstance(leaf, numbers.Real):
-            kind = "f"
-        elif isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-            kind = np.dtype(leaf.dtype).kind
-        elif hasattr(leaf, "__array__"):  # a torch tensor, ...
-            kind = np.asarray(leaf).dtype.kind
-        else:
-            kind = "O"
-        if kind not in "iuf":
-            got = {"b": "bool", "c": "a complex number", "O": type(leaf).__name__}
-            raise TypeError(
-                f"{call}({name}={value!r}): {name} must be a real number, an array or list of "
-                f"them, a schedule or a callable of the step count, got {got.get(kind, kind)}"
-            )
+            refuse("bool")
         if isinstance(leaf, jax.Array) and not _checks.is_known(leaf):
-            continue
-        if np.isnan(np.asarray(leaf, np.float64)).any():
+            if np.dtype(leaf.dtype).kind not in "iuf":
+                refuse(np.dtype(leaf.dtype).name)
+    if any(isinstance(x, jax.Array) and not _checks.is_known(x) for x in leaves):
+        return  # traced: its kind was all there is to check
+    if isinstance(value, numbers.Real):  # a Python int beyond int64, a Fraction: stored as floats
+        try:
+            number = float(value)
+        except OverflowError:
+            refuse("an int beyond float64")
+        if np.isnan(number):
             raise ValueError(f"{call}({name}={_checks.shown(value)}): {name} must not be NaN")
+        return
+    try:
+        known = np.asarray(value)  # one rectangular array of numbers, as init stores it
+    except Exception:  # noqa: BLE001 (a ragged list, a tensor that needs grad, ...)
+        refuse(type(value).__name__ if not isinstance(value, list) else "a ragged list")
+    if known.dtype.kind not in "iuf":
+        kinds = {
+            "b": "bool",
+            "c": "a complex number",
+            "U": "str",
+            "S": "bytes",
+            "O": type(value).__name__,
+        }
+        refuse(kinds.get(known.dtype.kind, known.dtype.name))
+    if known.dtype.kind == "f" and np.isnan(known).any():
+        raise ValueError(f"{call}({name}={_checks.shown(value)}): {name} must not be NaN")
 
 
 def _check_direct(
@@ -363,7 +382,11 @@ _MAKERS_LOCK = threading.Lock()
 
 def _remember_maker(state: Any, call: str, declared: Mapping[str, Hyper]) -> None:
     structure = jax.tree.structure(state)
-    key = (call, tuple(sorted(declared.items())))
+    key: tuple[str, Any] = (call, tuple(sorted(declared.items())))
+    try:
+        hash(key)
+    except TypeError:  # a range given as an array: the specs' identity instead
+        key = (call, id(declared))  # the entry keeps ``declared`` alive: no id reused
     with _MAKERS_LOCK:
         makers = MAKERS.pop(structure, {})  # put back last: the newest entry
         makers.pop(key, None)

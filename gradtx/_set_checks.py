@@ -61,7 +61,11 @@ def _candidates(name: str, location: Any) -> tuple[list[tuple[str, Any]], bool]:
 
 def _widest(specs: list[Any]) -> list[_Range]:
     """The candidates' ranges, leaving out any range inside another."""
-    found = {(s.low, s.high, s.low_open, s.high_open, s.finite) for s in specs}
+
+    def bound(b: Any) -> Any:
+        return None if b is None else float(b)  # a bound given as an array: hashable
+
+    found = {(bound(s.low), bound(s.high), s.low_open, s.high_open, s.finite) for s in specs}
     return sorted((r for r in found if not any(o != r and _inside(r, o) for o in found)), key=str)
 
 

@@ -219,8 +219,13 @@ def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) ->
             # torch's value for the step after next (ASGD's lr): the next step's is the
             # hook's to check, but at step 0, where torch's first step uses this value too
             late = t.entry.late.get(name)
-            if _rate_read_once(t, key):  # at step 0 too: torch takes the rate then, once
-                if is_schedule(stored) or callable(t.args.get(name)):
+            if _rate_read_once(t, key) and (is_schedule(stored) or callable(t.args.get(name))):
+                # at step 0 too: torch takes the rate then, once; a schedule that holds
+                # still over the next steps (a constant one) changes nothing
+                now = numpy_of(value_at(t, hs, name, 0))
+                if any(
+                    not np.array_equal(numpy_of(value_at(t, hs, name, k)), now) for k in (1, 2, 10)
+                ):
                     _warn_of_a_scheduled_rprop_rate(t, name)
             steps = [count]
             if late:

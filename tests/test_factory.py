@@ -622,7 +622,11 @@ def test_a_factory_whose_body_is_a_gradient_map_is_one():
         (lambda d: gradtx.scale(d), {"d": "x"}, TypeError, r"^<lambda>\(d='x'\): d must be a real number"),
         (lambda d: gradtx.scale(d), {"d": None}, TypeError, r"^<lambda>\(d=None\): d must be a"),
         (lambda d: gradtx.scale(d), {"d": True}, TypeError, r"step count, got bool$"),
-        (lambda d: gradtx.scale(d), {"d": 0.1 + 0j}, TypeError, r"got complex$"),
+        # a list init cannot store: refused here, not at init with NumPy's words
+        (lambda d: gradtx.scale(1.0), {"d": [None, 0.5]}, TypeError, r"d=\[None, 0.5\]\): d must"),
+        (lambda d: gradtx.scale(1.0), {"d": [[0.5], [0.2, 0.3]]}, TypeError, r"got a ragged list$"),
+        (lambda d: gradtx.scale(1.0), {"d": 10**400}, TypeError, r"got an int beyond float64$"),
+        (lambda d: gradtx.scale(d), {"d": 0.1 + 0j}, TypeError, r"got a complex number$"),
         (3, {"lr": 1.0}, TypeError, r"^gradtx\.hyperparameterized\(build\): build must be a"),
         (lambda lr, mom: gradtx.sgd(lr, momentum=mom), {"lr": 1.0}, TypeError,
          r"^gradtx\.hyperparameterized\(<lambda>\): build does not take these values: .*'mom'"),
@@ -702,6 +706,19 @@ def test_a_direct_call_keeps_what_it_does_not_declare_as_given_and_others_ranges
     )  # named gradtx.sgd
     with pytest.raises(ValueError, match=r"must be in \[0, inf\), as gradtx.sgd, which made"):
         gradtx.set_hyperparams(state, {"learning_rate": -1.0})
+
+
+def test_a_range_given_as_an_array_is_recorded_as_its_states_maker():
+    """Makers keyed by their ranges: an array bound could not be hashed, and init raised
+    'unhashable type' for a factory construction had taken."""
+
+    @gradtx.factory(arrayed_rate=gradtx.Hyper(low=np.array(0.0), low_open=True))
+    def arrayed(arrayed_rate=0.1):
+        return gradtx.scale_by_learning_rate(arrayed_rate)
+
+    state = arrayed(0.1).init(jnp.ones(2))
+    with pytest.raises(ValueError, match=r"arrayed_rate must be in \(0, inf\), as arrayed,"):
+        gradtx.set_hyperparams(state, arrayed_rate=-1.0)
 
 
 def test_a_users_factory_is_named_without_gradtxs_prefix():

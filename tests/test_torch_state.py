@@ -1791,6 +1791,9 @@ def test_rprop_under_a_torch_scheduler_continues_on_a_constant_rate(x64):
     scheduled = gradtx.rprop(gradtx.schedules.exponential_decay(0.05, 1, 0.9))
     with pytest.warns(UserWarning, match=r"torch.optim.Rprop reads its lr at its first step only"):
         gradtx.from_torch_state_dict(scheduled, params, sd)
+    with warnings.catch_warnings():  # a schedule that holds still changes nothing
+        warnings.simplefilter("error")
+        gradtx.from_torch_state_dict(gradtx.rprop(lambda count: 0.03645), params, sd)
     tx = gradtx.rprop(0.05)
     for _ in range(3):
         w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
