@@ -33,6 +33,7 @@ from gradtx._base import GradientMap
 from gradtx._base import GradientTransformation
 from gradtx._base import _store
 from gradtx._base import extras_taken
+from gradtx._base import float_dtype
 from gradtx._base import is_schedule
 from gradtx._build import BUILD
 from gradtx._build import RUN
@@ -286,6 +287,13 @@ def owning(
         params = _checks.check_tree(call, params, "params")
         counts.record(params)
         _stored.check_rates(call, {k: v for k, v in values.items() if k in rates}, params)
+        for k, v in stored.items():  # checked at construction, maybe under another x64
+            if _checks.is_concrete_number(v):
+                spec = declared.get(k)
+                integer = getattr(spec, "integer", False)
+                _stored.check_stored(call, k, v, float_dtype(), integer=integer)
+                if getattr(spec, "whole_exact", False):
+                    _stored.check_step_number(call, k, v, float_dtype())
         hyperparams = {k: _store(v) for k, v in stored.items()}
         count = jnp.zeros([], jnp.int32)
         python_now = {

@@ -913,3 +913,15 @@ def test_a_factory_defined_again_is_declared_once():
         assert [c for c, _ in DECLARED[before:]] == ["trial_opt"]
     finally:
         del DECLARED[before:]
+
+
+def test_a_number_checked_under_x64_is_checked_again_where_init_stores_it():
+    """Built with x64 on and initialised with it off, a learning rate of 6e38 was stored
+    as inf in float32 (steps of NaN) and asgd's t0 = 2**24 + 1 rounded to another step,
+    with no error: construction had checked them for float64."""
+    with jax.enable_x64(True):
+        big, late = gradtx.sgd(6e38), gradtx.asgd(1e-2, t0=2**24 + 1)
+    with pytest.raises(ValueError, match=r"learning_rate overflows to inf when stored in float32"):
+        big.init(jnp.ones(2))
+    with pytest.raises(ValueError, match=r"t0 is stored in float32, which rounds it to 16777216"):
+        late.init(jnp.ones(2))
