@@ -354,6 +354,25 @@ def test_averaged_model_both_ways(x64):
     assert_trajectories_close(_swa_steps(model, opt, swa, grads[N:]), more)
 
 
+def _swa_of_named(model, named, x, steps):
+    """SGD given ``named`` (named parameters, in the order to test) and an AveragedModel
+    of ``model`` after ``steps`` steps on ``model(x)``'s squared sum, and the same run
+    imported into gradtx: ``(tx, params, opt, swa, state)``."""
+    opt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
+    swa = AveragedModel(model)
+    for _ in range(steps):
+        model(x.double()).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+        swa.update_parameters(model)
+    params = [jnp.asarray(p.detach().numpy()) for _, p in named]
+    tx = gradtx.average_params(gradtx.sgd(0.1, momentum=0.9), method="swa")
+    state = gradtx.from_torch_state_dict(
+        tx, params, opt.state_dict(), step=steps, averaged_model_state_dict=swa.state_dict()
+    )
+    return tx, params, opt, swa, state
+
+
 def test_averages_of_an_optimizer_given_the_params_in_another_order_go_by_name(x64):
     """AveragedModel's entries are in the model's order; an optimizer given the named
     params the other way round had each leaf take another layer's average (same shapes,
@@ -362,18 +381,7 @@ def test_averages_of_an_optimizer_given_the_params_in_another_order_go_by_name(x
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3))
     model = model.double()
     named = list(model.named_parameters())[::-1]  # 2.bias, 2.weight, 0.bias, 0.weight
-    opt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
-    swa = AveragedModel(model)
-    for _ in range(3):
-        model(torch.ones(2, 3, dtype=torch.float64)).square().sum().backward()
-        opt.step()
-        opt.zero_grad()
-        swa.update_parameters(model)
-    params = [jnp.asarray(p.detach().numpy()) for _, p in named]
-    tx = gradtx.average_params(gradtx.sgd(0.1, momentum=0.9), method="swa")
-    state = gradtx.from_torch_state_dict(
-        tx, params, opt.state_dict(), step=3, averaged_model_state_dict=swa.state_dict()
-    )
+    tx, params, opt, swa, state = _swa_of_named(model, named, torch.ones(2, 3), steps=3)
     averaged = dict(swa.module.named_parameters())
     for leaf, (name, _) in zip(gradtx.averaged_params(state), named):
         np.testing.assert_array_equal(leaf, averaged[name].detach().numpy())
@@ -1855,17 +1863,6 @@ def test_averages_of_a_wrapped_model_pair_with_names_that_carry_module_already(x
     torch.manual_seed(0)
     inner = torch.nn.Sequential(torch.nn.Linear(2, 2)).double()
     named = list(Wrap(inner).named_parameters())
-    opt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
-    swa = AveragedModel(inner)
-    for _ in range(2):
-        inner(torch.ones(1, 2, dtype=torch.float64)).sum().backward()
-        opt.step()
-        opt.zero_grad()
-        swa.update_parameters(inner)
-    params = [jnp.asarray(p.detach().numpy()) for _, p in named]
-    tx = gradtx.average_params(gradtx.sgd(0.1, momentum=0.9), method="swa")
-    state = gradtx.from_torch_state_dict(
-        tx, params, opt.state_dict(), step=2, averaged_model_state_dict=swa.state_dict()
-    )
+    _, _, _, swa, state = _swa_of_named(inner, named, torch.ones(1, 2), steps=2)
     for leaf, want in zip(gradtx.averaged_params(state), swa.module.parameters()):
         np.testing.assert_array_equal(leaf, want.detach().numpy())
