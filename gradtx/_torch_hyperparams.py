@@ -149,12 +149,31 @@ def _rate_read_once(t: Target, key: str) -> bool:
     return key == "lr" and t.entry.torch_class == "Rprop"
 
 
-def _warn_of_a_scheduled_rprop_rate(t: Target, name: str) -> None:
+def warn_if_rprop_rate_moves(
+    where: str, t: Target, hs: HyperparamsState, name: str, key: str
+) -> None:
+    """Warns where torch's Rprop and gradtx part ways under a schedule: gradtx rescales
+    the step sizes when its rate changes, torch's Rprop reads its ``lr`` at its first
+    step only (a torch scheduler changes nothing there).  A schedule that holds still
+    over the next steps (a constant one) changes nothing, so it passes."""
+    if not _rate_read_once(t, key):
+        return
+    if not (is_schedule(hs.hyperparams.get(name)) or callable(t.args.get(name))):
+        return
+    now = numpy_of(value_at(t, hs, name, 0))
+    if all(np.array_equal(numpy_of(value_at(t, hs, name, k)), now) for k in (1, 2, 10)):
+        return
+    if where == SD:
+        advice = "to go on as torch does, give a constant learning_rate, torch's lr now"
+    else:
+        advice = (
+            "a torch run loaded from this dict keeps its step sizes as they are where "
+            "gradtx's rescale at each change of rate, so the two runs part at the next one"
+        )
     warnings.warn(
-        f"{SD}: {t.made.call}'s {name} follows a schedule, and gradtx rescales the step "
-        "sizes when it changes, where torch.optim.Rprop reads its lr at its first step only "
-        "(a torch scheduler changes nothing there): to go on as torch does, give a constant "
-        "learning_rate, torch's lr now",
+        f"{where}: {t.made.call}'s {name} follows a schedule, and gradtx rescales the "
+        "step sizes when it changes, where torch.optim.Rprop reads its lr at its first step "
+        f"only (a torch scheduler changes nothing there): {advice}",
         stacklevel=outside_gradtx(),
     )
 
@@ -219,14 +238,7 @@ def set_from_group(t: Target, hs: HyperparamsState, group: Mapping[str, Any]) ->
             # torch's value for the step after next (ASGD's lr): the next step's is the
             # hook's to check, but at step 0, where torch's first step uses this value too
             late = t.entry.late.get(name)
-            if _rate_read_once(t, key) and (is_schedule(stored) or callable(t.args.get(name))):
-                # at step 0 too: torch takes the rate then, once; a schedule that holds
-                # still over the next steps (a constant one) changes nothing
-                now = numpy_of(value_at(t, hs, name, 0))
-                if any(
-                    not np.array_equal(numpy_of(value_at(t, hs, name, k)), now) for k in (1, 2, 10)
-                ):
-                    _warn_of_a_scheduled_rprop_rate(t, name)
+            warn_if_rprop_rate_moves(SD, t, hs, name, key)  # at step 0 too: torch takes it then
             steps = [count]
             if late:
                 steps = [0, 1] if count == 0 else [step_after(count)]

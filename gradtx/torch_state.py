@@ -50,6 +50,7 @@ from gradtx._torch_hyperparams import group_numbers
 from gradtx._torch_hyperparams import set_from_group
 from gradtx._torch_hyperparams import step_after
 from gradtx._torch_hyperparams import value_at
+from gradtx._torch_hyperparams import warn_if_rprop_rate_moves
 from gradtx._torch_table import HOOKS
 from gradtx._torch_table import find_node
 from gradtx._torch_table import numpy_of
@@ -342,7 +343,9 @@ def to_torch_state_dict(
     that this dict replaces (see ``docs/ecosystem.md``).  Making the scheduler with
     ``last_epoch=step - 1`` instead is wrong for StepLR, MultiStepLR and
     LinearLR: their constructor's step applies a factor to the loaded rate a
-    second time.  Complex params are refused: torch's adaptive optimizers
+    second time.  torch's Rprop reads its ``lr`` at its first step only, so from
+    ``gradtx.rprop`` under a schedule that still moves, the torch run parts from
+    gradtx's at the next change of rate (this warns).  Complex params are refused: torch's adaptive optimizers
     keep their statistics per real and imaginary part.  Imports torch.
 
     Args:
@@ -405,6 +408,9 @@ def to_torch_state_dict(
                     f"{numpy_of(have)} at step 1, which torch takes from one lr: {late}"
                 )
         values[name] = t.entry.stages.get(name) if have is None else numpy_of(have)
+    for key, codec in t.entry.hyperparams.items():
+        for name in codec.names:
+            warn_if_rprop_rate_moves(f"{TO}(state=...)", t, hs, name, key)
     sig = inspect.signature(getattr(torch.optim, t.entry.torch_class).__init__).parameters
     group = {k: p.default for k, p in sig.items() if k not in ("self", "params")}
     group |= {key: codec.to_torch(values) for key, codec in t.entry.hyperparams.items()}

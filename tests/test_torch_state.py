@@ -1812,6 +1812,39 @@ def test_rprop_under_a_torch_scheduler_continues_on_a_constant_rate(x64):
     np.testing.assert_allclose(params[0], w.detach().numpy(), rtol=1e-12)
 
 
+def test_an_rprop_state_under_a_moving_schedule_warns_on_export(x64):
+    """Going to torch the other way: torch's Rprop keeps its step sizes whatever its
+    scheduler does, where gradtx rescales them with its rate, so a dict exported while
+    gradtx's schedule still moves gave a torch run that parted from gradtx's silently."""
+    params, grads = [jnp.array([1.0, -2.0])], [jnp.array([1.0, 1.0])]
+    moving = gradtx.rprop(gradtx.schedules.exponential_decay(0.05, 1, 0.9))
+    state = moving.init(params)
+    for _ in range(2):
+        _, state = moving.update(grads, state, params)
+    with pytest.warns(
+        UserWarning,
+        match=r"to_torch_state_dict\(state=...\): gradtx.rprop's "
+        r"learning_rate follows a schedule.*part at the next one",
+    ):
+        sd = gradtx.to_torch_state_dict(moving, state, params)
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Rprop([w], lr=0.05)
+    opt.load_state_dict(sd)
+    for step in range(3):  # the export places the next step; the rates part after it
+        w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
+        before = w.detach().numpy().copy()
+        opt.step()
+        updates, state = moving.update(grads, state, params)
+        close = np.allclose(w.detach().numpy() - before, np.asarray(updates[0]), rtol=1e-3)
+        assert close == (step == 0), step
+    for still in (gradtx.rprop(0.05), gradtx.rprop(lambda count: 0.05)):
+        state = still.init(params)
+        _, state = still.update(grads, state, params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gradtx.to_torch_state_dict(still, state, params)
+
+
 def test_groups_whose_scheduler_base_rates_differ_are_not_merged(x64):
     """After a cosine run both groups' lr is eta_min: equal numbers, so the groups were
     merged, and the second then followed the first one's schedule (3% off torch)."""
