@@ -142,3 +142,33 @@ def test_python_blocks_run(path, tmp_path):
     )
     if proc.returncode != 0:
         pytest.fail(f"{_rel(path)}: a Python block failed\n{proc.stderr[-6000:]}", pytrace=False)
+
+
+def test_the_signatures_in_the_optimizer_tables_are_the_real_ones():
+    """docs/optimizers.md's family tables open each row with a call such as
+    ``adam(learning_rate=1e-3, ..., *, weight_decay=None)``: every argument named
+    there exists, with that default, on the side of ``*`` it stands (they showed
+    ``weight_decay=0.0`` where the default is ``None``)."""
+    import inspect
+
+    import gradtx
+
+    text = (ROOT / "docs" / "optimizers.md").read_text()
+    rows = re.findall(r"^\| `([a-z_]+)\(([^`]*)\)` \|", text, re.M)
+    shown = [(name, args) for name, args in rows if args.strip() != "..."]
+    assert len(shown) >= 10, rows
+    for name, args in shown:
+        real = inspect.signature(getattr(gradtx, name)).parameters
+        keyword_only = False
+        for part in (p.strip() for p in args.split(",")):
+            if part == "*":
+                keyword_only = True
+                continue
+            arg, _, default = part.partition("=")
+            assert arg in real, (name, arg)
+            kind = real[arg].kind
+            assert (kind == inspect.Parameter.KEYWORD_ONLY) == keyword_only, (name, arg)
+            if default:
+                assert default == repr(real[arg].default) or (
+                    isinstance(real[arg].default, float) and float(default) == real[arg].default
+                ), (name, arg, default, real[arg].default)
