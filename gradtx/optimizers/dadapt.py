@@ -148,7 +148,7 @@ def dadapt_adamw(
 
     AdamW at the step size λ_t = d_t η_t sqrt(1 - b2^t) / (1 - b1^t), with
     d_t estimated from the Adam-weighted sum of past steps (``t`` from 1,
-    β = sqrt(b2), d_0 = ``estim_lr0``)::
+    β = sqrt(b2), d_1 = d_0 = ``estim_lr0``)::
 
       r_t = β r_{t-1} + (1 - β) λ_t ⟨g_t, s_{t-1} / (sqrt(v_{t-1}) + eps)⟩
       m_t = b1 m_{t-1} + (1 - b1) λ_t g_t,     v_t = b2 v_{t-1} + (1 - b2) g_t²

@@ -57,7 +57,8 @@ def galore(
       θ_t = θ_{t-1} - η_t (Δ_t + λ θ_{t-1})
 
     B's moments are (r, n) instead of (m, n): the memory saving.  Other leaves
-    (1-D ones, by default) go through B whole.
+    (1-D ones, by default) go through B whole, not multiplied by ``scale`` (as
+    optax's).
 
     Chain: ``scale_by_galore(rank, update_proj_gap, scale, base_optimizer) →
     decoupled_weight_decay → scale_by_learning_rate``.
