@@ -136,13 +136,17 @@ def warn_collapsed(call: str, name: str, value: Any, *, one_allowed: bool, defau
     )
 
 
-def check_below_one(call: str, name: str, value: float, dtype: Any, where: str) -> None:
-    """A decay rate must stay below 1 once rounded to ``dtype`` (else ``1 - rate`` is 0)."""
+def check_below_one(
+    call: str, name: str, value: float, dtype: Any, where: str, why: str = ""
+) -> None:
+    """A decay rate must stay below 1 once rounded to ``dtype``: stored there, ``1 - rate``
+    is 0; where it only multiplies there, a statistic would not decay (``why``)."""
     rounded = np.asarray(value, dtype=jnp.dtype(dtype))
     if float(rounded) >= 1.0:
+        why = why or f"so 1 - {name} is 0"
         raise ValueError(
             f"{call}({name}={value!r}): {name} rounds to 1.0 {where} {jnp.dtype(dtype)}, "
-            f"so 1 - {name} is 0; use a smaller {name} (or float64 params under jax_enable_x64)"
+            f"{why}; use a smaller {name} (or float64 params under jax_enable_x64)"
         )
 
 
@@ -236,4 +240,9 @@ def check_rates(call: str, rates: dict[str, Any], params: Any) -> None:
     for name, value in rates.items():
         if is_concrete_number(known_value(value)):
             for dtype in dtypes:
-                check_below_one(call, name, float(value), dtype, "in the statistics' precision,")
+                # 1 - rate is formed where the rate is stored (_numerics.one_minus), so it
+                # is not 0 here: the statistics' decay, the rate itself, is 1
+                why = f"so the statistics, which decay by {name} in {jnp.dtype(dtype)}, would not decay"
+                check_below_one(
+                    call, name, float(value), dtype, "in the statistics' precision,", why
+                )

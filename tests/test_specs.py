@@ -45,8 +45,11 @@ def test_a_positive_number_float32_stores_as_zero_or_subnormal_is_refused(value)
 def test_decay_rates_are_checked_in_the_precision_the_statistics_use(x64, given):
     opt = gradtx.adam(b2=given(1 - 1e-9))  # fine in float64 ...
     opt.init({"w": jnp.ones(2, jnp.float64)})
-    with pytest.raises(ValueError, match=r"b2 rounds to 1.0 in the statistics' precision"):
-        opt.init({"w": jnp.ones(2, jnp.float32)})  # ... not for float32 params
+    # ... not for float32 params, whose moments would not decay (1 - b2 is formed in
+    # float64: the message said it was 0)
+    why = r"b2 rounds to 1.0 in the statistics' precision, float32, so the statistics, which"
+    with pytest.raises(ValueError, match=why):
+        opt.init({"w": jnp.ones(2, jnp.float32)})
     # traced, the value is not known: data
     jax.jit(lambda b: gradtx.adam(b2=b).init({"w": jnp.ones(2, jnp.float32)}))(1 - 1e-9)
 
