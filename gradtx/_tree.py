@@ -222,6 +222,22 @@ def key_name(key: Any) -> str:
     return str(key)
 
 
+def _is_variable(x: Any) -> bool:
+    """A Flax NNX ``Variable`` (``nnx.Param``, ...), known without importing flax."""
+    return any(
+        c.__name__ == "Variable" and c.__module__.startswith("flax.nnx") for c in type(x).__mro__
+    )
+
+
+def variables_unwrapped(tree: Any) -> Any:
+    """``tree`` with each Flax NNX ``Variable`` replaced by what it holds, as
+    ``nnx.Optimizer`` passes the params to ``update`` (it passes them to ``init``
+    wrapped); any other tree as it is."""
+    if not any(_is_variable(x) for x in jax.tree.leaves(tree, is_leaf=_is_variable)):
+        return tree
+    return jax.tree.map(lambda x: bare(x) if _is_variable(x) else x, tree, is_leaf=_is_variable)
+
+
 def leafless(node: Any) -> bool:
     """A node without leaves: ``None``, a ``MaskedNode`` (a leaf partition or a mask hides),
     an empty container."""
@@ -257,7 +273,9 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
             "or gradtx.masked(gradtx.flatten(...), mask)"
         )
     if fn is not None:
-        prefix = fn(tree)
+        # nnx.Optimizer's init passes Variables, its update their arrays: fn sees arrays
+        # both times, so a function of key paths labels the same leaves at each
+        prefix = fn(variables_unwrapped(tree))
     prefix_leaves = jax.tree.leaves(prefix)
     prefix_def = structure(prefix)
     try:
@@ -265,6 +283,9 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
         return [v for v, sub in zip(prefix_leaves, subtrees) for _ in jax.tree.leaves(sub)]
     except (ValueError, TypeError):
         pass
+    # matched by key path, a Variable and its array are one leaf (``.value`` dropped):
+    # labels made from one form of an nnx.State fit the other
+    prefix, tree = variables_unwrapped(prefix), variables_unwrapped(tree)
     keyed = [
         (tuple(key_name(k) for k in path), v)
         for path, v in jax.tree_util.tree_flatten_with_path(prefix)[0]

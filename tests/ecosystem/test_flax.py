@@ -126,6 +126,37 @@ def test_nnx_parameter_groups_by_dict_prefix(x64):
     np.testing.assert_allclose(u["out"]["kernel"], -1e-3 * 0.1 * params["out"]["kernel"])
 
 
+def test_nnx_labels_by_key_path_and_from_the_state_itself(x64):
+    """nnx.Optimizer gives ``init`` the Variables and ``update`` their arrays.  A
+    ``labels_fn``/``mask_fn`` reading key paths saw ``.value`` last at init only (every
+    leaf in one group there, the other at update: "the state does not match"), and
+    labels mapped over ``nnx.state(model, nnx.Param)`` were refused at update.  All the
+    ways now give the groups that dict labels give."""
+    last = lambda path: path[-1].key  # noqa: E731
+    by_path = lambda p: jax.tree_util.tree_map_with_path(  # noqa: E731
+        lambda path, v: "head" if last(path) == "kernel" else "body", p
+    )
+    kernels = lambda p: jax.tree_util.tree_map_with_path(  # noqa: E731
+        lambda path, v: last(path) == "kernel", p
+    )
+    from_state = jax.tree.map(
+        lambda v: "head" if v.ndim == 2 else "body", nnx.state(NnxMLP(nnx.Rngs(1)), nnx.Param)
+    )
+    groups = {"head": gradtx.sgd(0.1, 0.9), "body": gradtx.adam(1e-2)}
+    dicts = {
+        "hidden": {"kernel": "head", "bias": "body"},
+        "out": {"kernel": "head", "bias": "body"},
+    }
+    want, _ = _nnx_curve(gradtx.partition(groups, dicts), steps=3)
+    for labels in ({"labels_fn": by_path}, {"labels": from_state}):
+        got, _ = _nnx_curve(gradtx.partition(groups, **labels), steps=3)
+        np.testing.assert_array_equal(got, want)
+    masked = {"hidden": {"kernel": True, "bias": False}, "out": {"kernel": True, "bias": False}}
+    want, _ = _nnx_curve(gradtx.adamw(1e-2, weight_decay=0.5, mask=masked), steps=3)
+    got, _ = _nnx_curve(gradtx.adamw(1e-2, weight_decay=0.5, mask_fn=kernels), steps=3)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_mask_that_does_not_fit_the_nnx_state_says_what_to_pass():
     model = NnxMLP(nnx.Rngs(1))
     optimizer = nnx.Optimizer(model, gradtx.adamw(1e-2, mask={"hidden": True}), wrt=nnx.Param)
