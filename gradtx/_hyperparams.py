@@ -47,7 +47,11 @@ def get_hyperparams(state: OptState) -> dict[str, jax.Array]:
     """The hyperparameters in ``state``, as the next update will apply them.
 
     A scheduled hyperparameter is reported at the current step, next to its
-    schedule's fields (``learning_rate.peak_value``).  Names are the shortest
+    schedule's fields (``learning_rate.peak_value``).  One exception: a schedule
+    given to ``optax.inject_hyperparams`` is not in its state, only the value
+    its last update computed, so that is what is reported there (the last
+    update's rate, not the next one's; the initial value before the first
+    update).  Names are the shortest
     unambiguous suffixes (see the module docstring).  The values are copies, which
     a later step that donates the state leaves alone.
 

@@ -49,6 +49,25 @@ def test_inject_hyperparams_follows_an_injected_schedule():
     np.testing.assert_allclose(steps, [-1.0, -0.5, -1 / 3], rtol=1e-6)  # optax.sgd's
 
 
+def test_get_hyperparams_of_an_injected_schedule_is_the_last_updates_value(x64):
+    """As documented: optax keeps the value its last update computed, not the schedule,
+    so there get_hyperparams is one step behind a schedule given to gradtx itself."""
+    schedule = optax.linear_schedule(1.0, 0.0, 10)
+    injected = optax.inject_hyperparams(gradtx.sgd)(learning_rate=schedule)
+    direct = gradtx.sgd(schedule)
+    params = grads = {"w": jnp.ones(2)}
+    a, b = injected.init(params), direct.init(params)
+    shown = []
+    for _ in range(3):
+        shown.append(
+            (gradtx.get_hyperparams(a)["learning_rate"], gradtx.get_hyperparams(b)["learning_rate"])
+        )
+        _, a = injected.update(grads, a, params)
+        _, b = direct.update(grads, b, params)
+    # which step's value, not its digits: optax's linear schedule computes in float32
+    np.testing.assert_allclose(shown, [(1.0, 1.0), (1.0, 0.9), (0.9, 0.8)], rtol=1e-6)
+
+
 def test_inject_hyperparams_follows_edits_of_its_state(x64):
     # float64: in float32 optax's 1 - b^t loses digits that gradtx's bias correction keeps
     opt = optax.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
