@@ -376,6 +376,13 @@ def call_name(build: Any) -> str:
     return "gradtx." + getattr(fn, "__qualname__", "transform").split(".")[0].lstrip("_")
 
 
+KEEP_OUT = (
+    "Keep integer and boolean leaves out of the optimized tree (make them None), or mask "
+    "them out with gradtx.masked around the whole optimizer, its wrappers included "
+    "(gradtx.masked(gradtx.accumulate_gradients(opt, k), mask), not the other way round)."
+)
+
+
 def _leaf(call: str, what: str):
     def one(path, x):
         where = jax.tree_util.keystr(path) or "(root)"
@@ -388,10 +395,10 @@ def _leaf(call: str, what: str):
                 "the optimized tree (or make them None)."
             ) from None
         if not jnp.issubdtype(x.dtype, jnp.inexact):
+            kind = "float0" if x.dtype == jax.dtypes.float0 else x.dtype
             raise TypeError(
-                f"{call}: {what} leaf {where} has dtype {x.dtype}; gradtx transforms act on "
-                "floating or complex leaves only. Keep integer and boolean leaves out of the "
-                "optimized tree (or make them None)."
+                f"{call}: {what} leaf {where} has dtype {kind}; gradtx transforms act on "
+                f"floating or complex leaves only. {KEEP_OUT}"
             )
         return x
 

@@ -109,6 +109,36 @@ def test_an_int_leaf_masked_out_keeps_its_value_under_jit():
         gradtx.apply_updates({"w": jnp.ones(2)}, {"w": float0})
 
 
+def test_int_leaves_masked_around_a_wrapper_pass_and_inside_it_are_refused_with_the_fix():
+    """A wrapper around a masked optimizer sees the int leaf itself: accumulate_gradients
+    told the user to give zeros of the param's dtype, whose float mean apply_updates then
+    refused.  The messages now say to mask around the whole optimizer, which works."""
+    params = {"w": jnp.ones(2), "n": jnp.asarray(5, jnp.int32)}
+    mask = {"w": True, "n": False}
+    g = jax.grad(lambda q: jnp.sum(q["w"] ** 2), allow_int=True)(params)
+    wrappers = {
+        "accumulate_gradients": lambda o: gradtx.accumulate_gradients(o, 1),
+        "lookahead": lambda o: gradtx.lookahead(o, 1, 1.0),
+        "average_params": gradtx.average_params,
+        "flatten": gradtx.flatten,
+        "lazy": gradtx.lazy,
+        "track_norms": gradtx.track_norms,
+    }
+    for name, wrap in wrappers.items():
+        outside = gradtx.masked(wrap(gradtx.sgd(0.1)), mask)
+        u, _ = outside.update(g, outside.init(params), params)
+        out = gradtx.apply_updates(params, u)
+        assert out["n"].dtype == jnp.int32 and int(out["n"]) == 5, name
+        np.testing.assert_allclose(out["w"], 0.8, rtol=1e-6, err_msg=name)
+        inside = wrap(gradtx.masked(gradtx.sgd(0.1), mask))
+        with pytest.raises(
+            TypeError,
+            match=rf"gradtx.{name}: .* leaf \['n'\] has dtype .*"
+            r"mask them out with gradtx.masked around the whole optimizer",
+        ):
+            inside.update(g, inside.init(params), params)
+
+
 def test_apply_updates_names_a_tree_mismatch_and_a_missing_update():
     # A raw pytree error from tree_map, and a None update reported as "shape ()".
     with pytest.raises(

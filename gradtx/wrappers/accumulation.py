@@ -223,7 +223,8 @@ def _array(call: str):
         if getattr(x, "dtype", None) == jax.dtypes.float0:
             raise TypeError(
                 f"{call}: updates leaf {jax.tree_util.keystr(path)} has dtype float0 (the "
-                "gradient of an integer input); give zeros of the param's dtype there"
+                f"gradient of an integer input). {_checks.KEEP_OUT}  For an optax inner "
+                "that takes integer updates, give zeros of the param's dtype there."
             )
         return jnp.asarray(x)
 
