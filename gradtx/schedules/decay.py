@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx._checks import check_flag
 from gradtx.schedules._common import Schedule
 from gradtx.schedules._common import as_float
 from gradtx.schedules._common import check_number
@@ -193,8 +194,8 @@ def exponential_decay(
     decay_rate = check_number(call, "decay_rate", decay_rate, low=0.0, low_open=True)
     check_rate(call, "decay_rate", decay_rate)
     transition_begin = check_steps(call, "transition_begin", transition_begin, positive=False)
-    if not isinstance(staircase, bool):
-        raise TypeError(f"{call}(staircase={staircase!r}): staircase must be a bool")
+    check_flag(call, "staircase", staircase, bool)
+    staircase = bool(staircase)  # a NumPy bool too, as every flag takes
     if end_value is not None:
         end_value = check_number(call, "end_value", end_value, low=0.0)
     if is_number(decay_rate) and decay_rate > 1:

@@ -4,6 +4,7 @@ inverse square root, polynomial, linear) against torch, optax and closed forms."
 import math
 import re
 import warnings
+from fractions import Fraction
 
 import chex
 import jax
@@ -384,5 +385,19 @@ def test_a_whole_float_step_count_is_taken_as_torch_takes_it(make):
     # torch's CosineAnnealingLR(opt, 10.0), StepLR(opt, 10.0, ...): the int's values
     counts = jnp.arange(0, 14, dtype=jnp.int32)
     chex.assert_trees_all_equal(jax.vmap(make(10.0))(counts), jax.vmap(make(10))(counts))
+    # a whole Fraction as the whole float (it was refused as not an int)
+    chex.assert_trees_all_equal(jax.vmap(make(Fraction(20, 2)))(counts), jax.vmap(make(10))(counts))
     with pytest.raises(TypeError, match=r"=10\.5\): .* must be an int"):
         make(10.5)
+    with pytest.raises(TypeError, match=r"=Fraction\(21, 2\)\): .* must be an int"):
+        make(Fraction(21, 2))
+
+
+def test_staircase_takes_a_numpy_bool_as_every_flag_does():
+    counts = jnp.arange(0, 7, dtype=jnp.int32)
+    given = S.exponential_decay(1.0, 2, 0.5, staircase=np.bool_(True))
+    chex.assert_trees_all_equal(
+        jax.vmap(given)(counts), jax.vmap(S.exponential_decay(1.0, 2, 0.5, staircase=True))(counts)
+    )
+    with pytest.raises(TypeError, match=r"staircase=1\): staircase must be a bool"):
+        S.exponential_decay(1.0, 2, 0.5, staircase=1)
