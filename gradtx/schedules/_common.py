@@ -261,7 +261,7 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
     if isinstance(value, (float, np.floating)) and value.is_integer():
         value = int(value)  # torch's schedulers take 10.0 steps as 10
     elif isinstance(value, numbers.Rational) and value.denominator == 1:
-        value = int(value)  # Fraction(10, 1), as 10.0
+        value = int(value.numerator)  # Fraction(10, 1), as 10.0
     data = isinstance(given, (float, np.floating)) and steps_as_data.is_on()
     if not (isinstance(value, numbers.Integral) or data) or isinstance(value, bool):
         raise TypeError(f"{call}({name}={given!r}): {name} must be an int")
