@@ -112,11 +112,13 @@ def _remember(mem: LbfgsState, g: jax.Array, first: jax.Array) -> LbfgsState:
 
     num_pairs = jnp.where(keep, jnp.minimum(mem.num_pairs + 1, m), mem.num_pairs)
     head = jnp.where(keep, (mem.head + 1) % m, mem.head)
-    gamma = jnp.where(keep, ys / (y @ y), mem.gamma)
+    # divisors kept away from 0 where the pair is not kept (the first iteration's ys is 0):
+    # the quotient is thrown away there, but checkify's div checks would see it
+    gamma = jnp.where(keep, ys / jnp.where(keep, y @ y, 1), mem.gamma)
     return mem._replace(
         s=put(mem.s, s),
         y=put(mem.y, y),
-        rho=put(mem.rho, 1.0 / ys),
+        rho=put(mem.rho, 1.0 / jnp.where(keep, ys, 1)),
         num_pairs=jnp.where(first, 0, num_pairs).astype(jnp.int32),
         head=jnp.where(first, 0, head).astype(jnp.int32),
         gamma=jnp.where(first, jnp.ones_like(gamma), gamma),
@@ -181,8 +183,10 @@ def _body(
         first = n_iter == 1
         mem = _remember(c.mem, c.g, first)
         d = _two_loop(c.g, mem)
-        ratio = 1.0 / jnp.sum(jnp.abs(c.g))
-        t = jnp.where(first, jnp.where(ratio < 1.0, ratio, 1.0) * n.lr, n.lr)
+        # torch's min(1, 1 / sum|g|) lr, without dividing by a zero sum
+        total = jnp.sum(jnp.abs(c.g))
+        ratio = 1.0 / jnp.where(total > 1.0, total, 1.0)
+        t = jnp.where(first & (total > 1.0), ratio * n.lr, n.lr)
         mem = mem._replace(d=d, t=t, prev_grad=c.g, prev_loss=c.loss, n_iter=n_iter)
         c = c._replace(mem=mem, n_local=c.n_local + 1)
         gtd = c.g @ d

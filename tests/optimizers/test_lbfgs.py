@@ -401,3 +401,28 @@ def test_a_value_fn_closing_over_traced_data_is_not_kept_past_its_trace():
 
         with jax.checking_leaks():
             step(w, state, jnp.zeros(3))
+
+
+def test_checkify_sees_no_division_by_zero_on_a_normal_run():
+    """The first iteration's pair (ys = 0) was divided by before being thrown away, and
+    torch's first step size divided by the gradient's sum: checkify's division checks
+    reported "division by zero" on a well-behaved quadratic (optax.lbfgs does too)."""
+    from jax.experimental import checkify
+
+    f = lambda q: jnp.sum((q["w"] - 2.0) ** 2) + 0.1 * jnp.sum(q["w"] ** 4)  # noqa: E731
+    for opt in (gradtx.lbfgs(1.0), gradtx.lbfgs(line_search_fn="strong_wolfe")):
+
+        def step(q, s, opt=opt):
+            v, g = jax.value_and_grad(f)(q)
+            u, s = opt.update(g, s, q, value=v, value_fn=f)
+            return gradtx.apply_updates(q, u), s
+
+        checked = checkify.checkify(jax.jit(step), errors=checkify.float_checks)
+        p = {"w": jnp.asarray([1.0, -2.0, 0.5])}
+        s = opt.init(p)
+        for _ in range(2):
+            err, (p, s) = checked(p, s)
+            assert err.get() is None, err.get()
+        zero = {"w": jnp.full(3, 2.0)}  # a zero gradient at the first step: sum |g| = 0
+        err, _ = checked(zero, opt.init(zero))
+        assert err.get() is None, err.get()
