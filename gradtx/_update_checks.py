@@ -21,6 +21,23 @@ from gradtx._state_checks import aval
 probing = _tree.Flag(__name__, "probing")
 
 
+# The wrapper calling an update without the caller's keywords (``sam`` calls its
+# optimizers so, as optax's does): an update that needs one says where it went.
+withheld: _tree.ContextLocal[str | None] = _tree.ContextLocal(__name__, "withheld", None)
+
+
+def missing_keyword(message: str) -> ValueError:
+    """The error of an update called without a keyword it needs (``value``,
+    ``value_fn``, ...), naming the wrapper that withheld it, if one did."""
+    by = withheld.get()
+    if by is not None:
+        message += (
+            f" ({by} calls its optimizers with the gradient alone, as optax.contrib.sam "
+            "does: one that needs more cannot run inside it)"
+        )
+    return ValueError(message)
+
+
 def _real_scalar(call: str, subject: str, dtype: Any, shape: Any) -> None:
     """Refuse a loss of another kind than a real scalar: ``subject`` says whose, e.g.
     ``"value must be"`` or ``"value_fn must return"``."""
@@ -49,7 +66,7 @@ def passed_function(call: str, params: Any, extra: Mapping[str, Any], name: str,
     every input ``update`` needs (the params, ``value``)."""
     fn = extra.get(name)
     if params is None or fn is None:
-        raise ValueError(f"{call}: update needs the params and {name}, {usage}")
+        raise missing_keyword(f"{call}: update needs the params and {name}, {usage}")
     return _tree.users_code(fn)
 
 

@@ -270,7 +270,7 @@ def torch_lbfgs(
         check_keywords(call, extra, data=False)
         value_fn, value = _tree.users_code(extra.get("value_fn")), extra.get("value")
         if params is None or value is None or value_fn is None:
-            raise ValueError(
+            raise _update_checks.missing_keyword(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss), as torch's step needs its closure"
             )

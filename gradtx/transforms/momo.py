@@ -49,7 +49,7 @@ def loss_value(call: str, extra: dict[str, Any], dtype: Any) -> jax.Array:
     """The ``value`` keyword as a scalar of ``dtype``; a clear error without it."""
     value = extra.get("value")
     if value is None:
-        raise ValueError(
+        raise _update_checks.missing_keyword(
             f"{call}: update needs the loss at the params as the keyword value: "
             "value, grads = jax.value_and_grad(loss)(params); "
             "opt.update(grads, state, params, value=value)"

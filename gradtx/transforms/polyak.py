@@ -69,7 +69,7 @@ def scale_by_polyak(
         call = current_call("gradtx.scale_by_polyak")
         value = extra.get("value")
         if value is None:
-            raise ValueError(
+            raise _update_checks.missing_keyword(
                 f"{call}: update needs the loss as the keyword value, update(grads, state, "
                 "params, value=loss): the step is (value - f_min) / ‖g‖²"
             )

@@ -224,7 +224,7 @@ def scale_by_zoom_linesearch(
         call = current_call("gradtx.scale_by_zoom_linesearch")
         value, value_fn = extra.get("value"), _tree.users_code(extra.get("value_fn"))
         if params is None or value is None or value_fn is None:
-            raise ValueError(
+            raise _update_checks.missing_keyword(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss): the search evaluates the loss along the updates"
             )

@@ -130,3 +130,23 @@ def test_a_tuple_of_batch_axes_averages_over_all_of_them():
         np.testing.assert_allclose(member, want, rtol=1e-6)
     with pytest.raises(ValueError, match=r"batch_axis_name=.*used in opaque mode only"):
         gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.05), batch_axis_name="a")
+
+
+@pytest.mark.parametrize("opaque_mode", [False, True])
+def test_an_optimizer_that_needs_the_loss_inside_sam_says_that_sam_withholds_it(opaque_mode):
+    """sam calls its optimizers with the gradient alone (as optax's): a polyak_sgd inside
+    said it needed value= when the caller had passed it, naming no sam."""
+    p = {"w": jnp.array([0.3, -2.0])}
+    loss = lambda q: jnp.sum((q["w"] - 1.0) ** 2)  # noqa: E731
+    v, g = jax.value_and_grad(loss)(p)
+    extra = {"grad_fn": lambda q, i: jax.grad(loss)(q)} if opaque_mode else {}
+    for inner in (gradtx.polyak_sgd(), gradtx.momo(), gradtx.lbfgs()):
+        for tx in (
+            gradtx.sam(inner, gradtx.sgd(0.05), opaque_mode=opaque_mode),
+            gradtx.sam(gradtx.sgd(0.1), inner, opaque_mode=opaque_mode, sync_period=2),
+        ):
+            with pytest.raises(ValueError, match=r"update needs .*\(gradtx\.sam calls its"):
+                tx.update(g, tx.init(p), p, value=v, value_fn=loss, **extra)
+    with pytest.raises(ValueError) as info:  # outside sam, the message stands alone
+        gradtx.polyak_sgd().update(g, gradtx.polyak_sgd().init(p), p)
+    assert "sam" not in str(info.value)
