@@ -155,7 +155,9 @@ def lbfgs(
     ``tolerance_grad`` and ``tolerance_change`` must keep their defaults
     (they control torch's loop), complex params are taken as optax takes
     them, and keywords of ``update`` that ``value_fn`` names are passed to it
-    (optax's data keywords; others are an error, as in optax).  The gradient
+    (optax's data keywords; others are an error, as in optax), but for
+    ``grads`` and ``count``, which gradtx's ``update`` keeps for itself (optax
+    passes them on; a ``value_fn`` that needs one is refused).  The gradient
     given as the update's input is taken as ∇f at the params, so ``grad=`` is
     not needed; pass it when the input is something else (say, clipped
     gradients from an enclosing chain), as optax's search reads ``grad``.

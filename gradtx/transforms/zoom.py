@@ -106,8 +106,25 @@ def parameter_names(value_fn: Callable) -> set[str]:
         return set()
 
 
-def data_keywords(value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
-    """The keywords of ``update`` that ``value_fn`` names: its data (optax forwards those)."""
+def data_keywords(call: str, value_fn: Callable, extra: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``update`` that ``value_fn`` names: its data (optax forwards those).
+    One that ``value_fn`` needs under a name ``update`` keeps for itself is refused."""
+    try:
+        given = list(inspect.signature(value_fn).parameters.values())[1:]  # after the params
+    except (TypeError, ValueError):
+        given = []
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    taken = sorted(
+        p.name
+        for p in given
+        if p.kind in plain and p.default is inspect.Parameter.empty and p.name in UPDATE_KEYWORDS
+    )
+    if taken:
+        raise TypeError(
+            f"{call}: value_fn needs the data keyword {taken[0]!r}, a name update keeps for "
+            f"itself ({', '.join(sorted(UPDATE_KEYWORDS))}), so it cannot reach value_fn: "
+            "give the data another name"
+        )
     names = parameter_names(value_fn) - UPDATE_KEYWORDS
     return {k: v for k, v in extra.items() if k in names}
 
@@ -228,7 +245,7 @@ def scale_by_zoom_linesearch(
                 f"{call}: update needs params, value= (the loss at params) and value_fn= "
                 "(params -> loss): the search evaluates the loss along the updates"
             )
-        data = data_keywords(value_fn, extra)
+        data = data_keywords(call, value_fn, extra)
         value = _update_checks.scalar_loss(f"{call}.update", value)
         _update_checks.loss_function(f"{call}.update", "value_fn", value_fn, params, **data)
         grad = extra.get("grad")

@@ -176,6 +176,23 @@ def test_data_keywords_reach_value_fn():
     assert float(optax.tree_utils.tree_get(state, "value")) == 0.0
 
 
+def test_a_data_keyword_under_a_name_update_keeps_is_refused_by_name():
+    """``count`` and ``grads`` are gradtx's own keywords of update, never data: a
+    value_fn needing one failed in the user's lambda ("missing 1 required positional
+    argument"), naming no gradtx call; optax forwards them."""
+    f = lambda p, count: count * jnp.sum(p**2)  # noqa: E731
+    w = jnp.ones(2)
+    for tx in (
+        gradtx.chain(gradtx.scale(-1.0), gradtx.scale_by_zoom_linesearch(10)),
+        gradtx.lbfgs(convention="optax", line_search_fn="strong_wolfe"),
+    ):
+        with pytest.raises(TypeError, match=r"value_fn needs the data keyword 'count', a name"):
+            tx.update(2 * w, tx.init(w), w, value=f(w, 1.0), value_fn=f, count=1.0)
+    g = lambda p, scale, count=1.0: scale * jnp.sum(p**2)  # noqa: E731  (optional: fine)
+    tx = gradtx.lbfgs(convention="optax", line_search_fn="strong_wolfe")
+    tx.update(2 * w, tx.init(w), w, value=g(w, 1.0), value_fn=g, scale=1.0)
+
+
 def test_bad_arguments_name_the_call():
     with pytest.raises(ValueError, match=r"gradtx\.scale_by_zoom_linesearch\(max_linesearch_steps"):
         gradtx.scale_by_zoom_linesearch(0)
