@@ -82,6 +82,11 @@ def loss_function(call: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> N
             f"{call}: {name} must return the scalar loss, a real number, got {type(out).__name__}"
         )
     _real_scalar(call, f"{name} must return", out.dtype, out.shape)
+    if not jnp.issubdtype(out.dtype, jnp.floating):  # differentiated: JAX refuses an int
+        raise TypeError(
+            f"{call}: {name} must return the scalar loss as a float (it is differentiated), "
+            f"got {out.dtype}"
+        )
 
 
 def gradient_like(call: str, name: str, grads: Any, params: Any) -> Any:

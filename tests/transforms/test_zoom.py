@@ -230,3 +230,16 @@ def test_an_eager_loss_reading_a_changing_global_is_traced_again(x64):
         theirs = run(optax.chain(optax.sgd(0.5), optax.scale_by_zoom_linesearch(10)))
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
     np.testing.assert_allclose(ours[-1], [4.0, 8.0], rtol=1e-12)  # each step the minimum
+
+
+def test_a_value_fn_returning_an_int_is_refused_by_name():
+    """It is differentiated: an int loss passed the check and failed in jax.grad."""
+    w = jnp.ones(2)
+    for tx, call in (
+        (gradtx.chain(gradtx.scale(-1.0), gradtx.scale_by_zoom_linesearch(10)),
+         r"gradtx\.scale_by_zoom_linesearch\.update"),
+        (gradtx.lbfgs(), r"gradtx\.lbfgs"),
+        (gradtx.lbfgs(convention="optax", line_search_fn="strong_wolfe"), r"gradtx\.lbfgs\.update"),
+    ):  # fmt: skip
+        with pytest.raises(TypeError, match=call + r": value_fn must return the scalar loss as a"):
+            tx.update(w, tx.init(w), w, value=3, value_fn=lambda q: jnp.int32(3))
