@@ -10,6 +10,7 @@ state into a fresh one.  How the names are formed and resolved is
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -135,6 +136,13 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         return jax.tree.map(lambda leaf: _cast_to(leaf, new, key, schedule_field), old)
     old_dtype = jnp.result_type(old)
     number = _checks.known_value(new)  # a known 0-d JAX array is checked as its number
+    if isinstance(number, (complex, np.complexfloating)) and not jnp.issubdtype(
+        old_dtype, jnp.complexfloating
+    ):
+        raise TypeError(
+            f"gradtx.set_hyperparams({key}=...): expected a real number, got "
+            f"{type(number).__name__}"
+        )
     if _checks.is_concrete_number(number) and jnp.issubdtype(old_dtype, jnp.floating):
         # an int given is taken as a count of steps: it must not be rounded
         integer = isinstance(number, (int, np.integer)) and not isinstance(number, bool)
@@ -150,6 +158,8 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
             # a Python int beyond int32 or a Fraction is still a number for a float
             # slot, as the factories take it
             new = float(new)
+        if isinstance(new, fractions.Fraction) and jnp.issubdtype(old_dtype, jnp.integer):
+            new = new.numerator if new.denominator == 1 else float(new)  # as 5.0, 5.5
         if jnp.issubdtype(old_dtype, jnp.inexact):
             new = _dtypes.ints_as_floats(new)  # JAX would wrap a NumPy int64 beyond int32
         arr = jnp.asarray(new)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fractions
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -356,6 +357,22 @@ def test_a_numpy_value_that_is_no_number_gets_gradtxs_message(value, kind):
         TypeError, match=r"^gradtx\.set_hyperparams\(learning_rate=\.\.\.\): expected a number, got"
     ):
         gradtx.set_hyperparams(state, learning_rate=value)
+
+
+def test_set_hyperparams_names_a_complex_number_and_takes_a_whole_fraction_for_a_count():
+    """A Python complex was shown as complex64 (and NumPy's warned that the imaginary part
+    was dropped on the way); a whole Fraction for an int slot was "not a number"."""
+    state = gradtx.adam(1e-3).init({"w": jnp.ones(2)})
+    for value, kind in ((1e-3 + 0j, "complex"), (np.complex64(1e-3), "complex64")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning on the way
+            with pytest.raises(TypeError, match=rf"expected a real number, got {kind}$"):
+                gradtx.set_hyperparams(state, learning_rate=value)
+    state = gradtx.swats().init({"w": jnp.ones(2)})
+    state = gradtx.set_hyperparams(state, switch_step=fractions.Fraction(10, 2))
+    assert int(gradtx.get_hyperparams(state)["switch_step"]) == 5
+    with pytest.raises(TypeError, match=r"switch_step=Fraction\(11, 2\)\): switch_step must be"):
+        gradtx.set_hyperparams(state, switch_step=fractions.Fraction(11, 2))
 
 
 @pytest.mark.parametrize(
