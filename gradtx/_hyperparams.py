@@ -126,6 +126,14 @@ def _check_whole(key: str, new: Any, dtype: Any) -> None:
         )
 
 
+def _is_complex(value: Any) -> bool:
+    """A complex number or an array of them (data too: its dtype is known)."""
+    if isinstance(value, (complex, np.complexfloating)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating)
+
+
 def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -> jax.Array:
     """``new`` in ``old``'s dtype and shape; a bool or complex value only where the
     construction takes one (a bool slot; ``schedule_field``: a schedule's 0/1 option
@@ -136,13 +144,9 @@ def _cast_to(old: jax.Array, new: Any, key: str, schedule_field: bool = False) -
         return jax.tree.map(lambda leaf: _cast_to(leaf, new, key, schedule_field), old)
     old_dtype = jnp.result_type(old)
     number = _checks.known_value(new)  # a known 0-d JAX array is checked as its number
-    if isinstance(number, (complex, np.complexfloating)) and not jnp.issubdtype(
-        old_dtype, jnp.complexfloating
-    ):
-        raise TypeError(
-            f"gradtx.set_hyperparams({key}=...): expected a real number, got "
-            f"{type(number).__name__}"
-        )
+    if _is_complex(new) and not jnp.issubdtype(old_dtype, jnp.complexfloating):
+        kind = type(new).__name__ if np.isscalar(new) else f"an array of {new.dtype}"
+        raise TypeError(f"gradtx.set_hyperparams({key}=...): expected a real number, got {kind}")
     if _checks.is_concrete_number(number) and jnp.issubdtype(old_dtype, jnp.floating):
         # an int given is taken as a count of steps: it must not be rounded
         integer = isinstance(number, (int, np.integer)) and not isinstance(number, bool)

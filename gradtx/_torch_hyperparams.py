@@ -160,8 +160,12 @@ def warn_if_rprop_rate_moves(
         return
     if not (is_schedule(hs.hyperparams.get(name)) or callable(t.args.get(name))):
         return
-    now = numpy_of(value_at(t, hs, name, 0))
-    if all(np.array_equal(numpy_of(value_at(t, hs, name, k)), now) for k in (1, 2, 10)):
+    now, count = numpy_of(value_at(t, hs, name, 0)), int(hs.count)
+    # the next steps, then doubling to the count's end: a step schedule's boundary far
+    # ahead (StepLR's every 1000 steps) is seen, not only the next few steps'
+    ahead = sorted({1, 2, 3, 10} | {2**i for i in range(31)})
+    ahead = [k for k in ahead if count + k <= 2**31 - 1]
+    if all(np.array_equal(numpy_of(value_at(t, hs, name, k)), now) for k in ahead):
         return
     if where == SD:
         advice = "to go on as torch does, give a constant learning_rate, torch's lr now"

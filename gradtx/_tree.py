@@ -273,9 +273,10 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
             "or gradtx.masked(gradtx.flatten(...), mask)"
         )
     if fn is not None:
-        # nnx.Optimizer's init passes Variables, its update their arrays: fn sees arrays
-        # both times, so a function of key paths labels the same leaves at each
-        prefix = fn(variables_unwrapped(tree))
+        # as given: a function may read the Variables' types (nnx.LoRAParam) where
+        # init and update both get Variables (nnx.split by hand); under nnx.Optimizer
+        # it must give the same for a Variable and its array (docs/ecosystem.md)
+        prefix = fn(tree)
     prefix_leaves = jax.tree.leaves(prefix)
     prefix_def = structure(prefix)
     try:

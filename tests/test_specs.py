@@ -363,7 +363,12 @@ def test_set_hyperparams_names_a_complex_number_and_takes_a_whole_fraction_for_a
     """A Python complex was shown as complex64 (and NumPy's warned that the imaginary part
     was dropped on the way); a whole Fraction for an int slot was "not a number"."""
     state = gradtx.adam(1e-3).init({"w": jnp.ones(2)})
-    for value, kind in ((1e-3 + 0j, "complex"), (np.complex64(1e-3), "complex64")):
+    for value, kind in (
+        (1e-3 + 0j, "complex"),
+        (np.complex64(1e-3), "complex64"),
+        (np.array(0.9 + 0j), "an array of complex128"),
+        (jnp.asarray(1e-3 + 0j, jnp.complex64), "an array of complex64"),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no ComplexWarning on the way
             with pytest.raises(TypeError, match=rf"expected a real number, got {kind}$"):

@@ -1837,7 +1837,16 @@ def test_an_rprop_state_under_a_moving_schedule_warns_on_export(x64):
         updates, state = moving.update(grads, state, params)
         close = np.allclose(w.detach().numpy() - before, np.asarray(updates[0]), rtol=1e-3)
         assert close == (step == 0), step
-    for still in (gradtx.rprop(0.05), gradtx.rprop(lambda count: 0.05)):
+    later = gradtx.rprop(gradtx.schedules.piecewise_constant(0.05, {50: 0.1}))
+    state = later.init(params)
+    _, state = later.update(grads, state, params)
+    with pytest.warns(UserWarning, match=r"learning_rate follows a schedule"):  # moves at 50
+        gradtx.to_torch_state_dict(later, state, params)
+    for still in (
+        gradtx.rprop(0.05),
+        gradtx.rprop(lambda count: 0.05),
+        gradtx.rprop(gradtx.schedules.piecewise_constant(0.05, {1: 0.1})),  # moved already
+    ):
         state = still.init(params)
         _, state = still.update(grads, state, params)
         with warnings.catch_warnings():

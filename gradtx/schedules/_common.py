@@ -4,6 +4,7 @@ every field to one float dtype before arithmetic."""
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import math
 import numbers
 import sys
@@ -260,8 +261,8 @@ def check_steps(call: str, name: str, value: Any, *, positive: bool = True) -> A
     given = value  # shown in errors as the user wrote it
     if isinstance(value, (float, np.floating)) and value.is_integer():
         value = int(value)  # torch's schedulers take 10.0 steps as 10
-    elif isinstance(value, numbers.Rational) and value.denominator == 1:
-        value = int(value.numerator)  # Fraction(10, 1), as 10.0
+    elif isinstance(value, fractions.Fraction) and value.denominator == 1:
+        value = int(value.numerator)  # Fraction(10, 1), as 10.0 (not a bool: refused below)
     data = isinstance(given, (float, np.floating)) and steps_as_data.is_on()
     if not (isinstance(value, numbers.Integral) or data) or isinstance(value, bool):
         raise TypeError(f"{call}({name}={given!r}): {name} must be an int")

@@ -127,12 +127,17 @@ def test_nnx_parameter_groups_by_dict_prefix(x64):
 
 
 def test_nnx_labels_by_key_path_and_from_the_state_itself(x64):
-    """nnx.Optimizer gives ``init`` the Variables and ``update`` their arrays.  A
-    ``labels_fn``/``mask_fn`` reading key paths saw ``.value`` last at init only (every
-    leaf in one group there, the other at update: "the state does not match"), and
-    labels mapped over ``nnx.state(model, nnx.Param)`` were refused at update.  All the
-    ways now give the groups that dict labels give."""
-    last = lambda path: path[-1].key  # noqa: E731
+    """nnx.Optimizer gives ``init`` the Variables and ``update`` their arrays.  Labels
+    mapped over ``nnx.state(model, nnx.Param)`` were refused at update; now a Variable
+    and its array are one leaf when matched.  A ``labels_fn``/``mask_fn`` is called with
+    the tree as given: one of key paths that skips the Variables' trailing ``value``
+    works under nnx.Optimizer, and one of Variable types works where update gets the
+    Variables too (a first form of the fix called it with the arrays, and such a mask
+    then silently masked nothing)."""
+
+    def last(path):
+        return [k for k in path if getattr(k, "name", None) != "value"][-1].key
+
     by_path = lambda p: jax.tree_util.tree_map_with_path(  # noqa: E731
         lambda path, v: "head" if last(path) == "kernel" else "body", p
     )
@@ -155,6 +160,16 @@ def test_nnx_labels_by_key_path_and_from_the_state_itself(x64):
     want, _ = _nnx_curve(gradtx.adamw(1e-2, weight_decay=0.5, mask=masked), steps=3)
     got, _ = _nnx_curve(gradtx.adamw(1e-2, weight_decay=0.5, mask_fn=kernels), steps=3)
     np.testing.assert_array_equal(got, want)
+    # by hand, Variables at init and at update: a mask of Variable types
+    graphdef, state = nnx.split(NnxMLP(nnx.Rngs(1)), nnx.Param)
+    grads = jax.tree.map(jnp.ones_like, state)
+    is_kernel = lambda s: jax.tree.map(  # noqa: E731
+        lambda v: v[...].ndim == 2, s, is_leaf=lambda x: isinstance(x, nnx.Variable)
+    )
+    tx = gradtx.masked(gradtx.sgd(0.1), mask_fn=is_kernel)
+    u, _ = tx.update(grads, tx.init(state), state)
+    np.testing.assert_array_equal(u["hidden"]["kernel"][...], -0.1)
+    np.testing.assert_array_equal(u["hidden"]["bias"][...], 1.0)  # masked out: as given
 
 
 def test_a_mask_that_does_not_fit_the_nnx_state_says_what_to_pass():

@@ -391,6 +391,8 @@ def test_a_whole_float_step_count_is_taken_as_torch_takes_it(make):
         make(10.5)
     with pytest.raises(TypeError, match=r"=Fraction\(21, 2\)\): .* must be an int"):
         make(Fraction(21, 2))
+    with pytest.raises(TypeError, match=r"=True\): .* must be an int"):  # not a Fraction
+        make(True)
 
 
 def test_staircase_takes_a_numpy_bool_as_every_flag_does():
