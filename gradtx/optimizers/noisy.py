@@ -48,7 +48,11 @@ def noisy_sgd(
     Differences: none from ``optax.noisy_sgd`` in the numbers.  Without a
     key both use seed 0; optax warns that a key will be required, gradtx does
     not.  The noise depends on the leaves' shapes, so it refuses to run inside
-    ``gradtx.flatten``.
+    ``gradtx.flatten``.  Each ``noisy_sgd`` draws from its own key over the
+    leaves it sees: two groups of a ``gradtx.partition`` built with the same
+    key (or none) give leaves of one shape the same noise, where one
+    ``noisy_sgd`` over the whole tree draws each leaf's apart; give each group
+    its own key.
 
     Args:
       learning_rate: η, a number or schedule.
