@@ -171,6 +171,24 @@ def _optax_spelling(
     )
 
 
+def optax_spelled(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn``, a public function that is not a factory (a wrapper), whose argument errors
+    name the call and, for a keyword optax's function of the same name takes
+    (``partition(param_labels=...)``), say where gradtx has it, as a factory's do."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as err:
+            hint = _optax_spelling(fn.__name__, err, kwargs, signature, len(args))
+            raise TypeError(f"gradtx.{fn.__name__}: {err}{hint}") from None
+        return fn(*args, **kwargs)
+
+    return call
+
+
 def _owning_gradient(tx: Any, call: str) -> Any:
     """``tx`` with its input as the gradient its statistics estimate from.
 

@@ -46,6 +46,12 @@ def _lookahead(inner, sync_period, slow_step_size):
     call = current_call("gradtx.lookahead")
 
     def init(params):
+        if isinstance(params, optax.LookaheadParams):  # optax's pair: φ lives in the state here
+            raise TypeError(
+                f"{call}.init: got optax.LookaheadParams; gradtx.lookahead takes the plain "
+                "params (the fast weights) and keeps the slow ones in its state: init(params."
+                "fast), and update(grads, state, params) with the plain params after"
+            )
         slow = jax.tree.map(jnp.array, params)  # a copy: φ_0 = θ_0
         return LookaheadState(jnp.zeros([], jnp.int32), slow, inner.init(params))
 

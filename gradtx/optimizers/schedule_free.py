@@ -74,9 +74,10 @@ def schedule_free_adamw(
     """Schedule-free AdamW (Defazio et al.), as ``optax.contrib.schedule_free_adamw``.
 
     The params you hold are the interpolation y; evaluate the model at
-    ``schedule_free_eval_params(state, params)``, the average x.  With g_t
-    the gradient at y_t, ``t`` from 1, η_t the learning rate after the
-    linear warm-up (``min(t, warmup_steps) / warmup_steps · learning_rate``)::
+    ``schedule_free_eval_params(state, params)``, the average x (gradtx's:
+    ``optax.contrib.schedule_free_eval_params`` reads optax's state, not this
+    one).  With g_t the gradient at y_t, ``t`` from 1, η_t the learning rate
+    after the linear warm-up (``min(t, warmup_steps) / warmup_steps · learning_rate``)::
 
       v_t = b2 v_{t-1} + (1 - b2) g_t²,   v̂_t = v_t / (1 - b2^t)
       z_{t+1} = z_t - η_{t-1} (g_t / (sqrt(v̂_t) + eps) + λ y_t)
@@ -161,8 +162,9 @@ def schedule_free_sgd(
     """Schedule-free SGD (Defazio et al.), as ``optax.contrib.schedule_free_sgd``.
 
     The params you hold are the interpolation y; evaluate the model at
-    ``schedule_free_eval_params(state, params)``, the average x.  With g_t
-    the gradient at y_t and η_t as in ``schedule_free_adamw``::
+    ``schedule_free_eval_params(state, params)``, the average x (gradtx's, as
+    for ``schedule_free_adamw``).  With g_t the gradient at y_t and η_t as in
+    ``schedule_free_adamw``::
 
       z_{t+1} = z_t - η_{t-1} (g_t + λ y_t)
       x_{t+1} = (1 - c_t) x_t + c_t z_{t+1},   c_t = η̄_t² / Σ_{s≤t} η̄_s²

@@ -43,6 +43,7 @@ from gradtx._base import OptState
 from gradtx._base import extras_for
 from gradtx._base import kind_of
 from gradtx._build import widened
+from gradtx._factory import optax_spelled
 from gradtx._specs import Transform
 
 
@@ -167,6 +168,7 @@ def _fits(tree: Any, treedef: Any) -> bool:
     return all(len(jax.tree.leaves(part)) == 1 for part in parts)
 
 
+@optax_spelled
 def flatten(tx: Any, *, max_leaf_size: int = 2**16) -> GradientTransformation:
     """Run ``tx`` on flat buffers, one per dtype, kept flat across steps.
 

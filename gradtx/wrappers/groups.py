@@ -26,6 +26,7 @@ from gradtx._base import MaskTree
 from gradtx._base import OptState
 from gradtx._base import extras_for
 from gradtx._base import kind_of
+from gradtx._factory import optax_spelled
 from gradtx._specs import Function
 from gradtx._specs import Transform
 from gradtx.wrappers._state import StateCheck
@@ -101,6 +102,7 @@ def _hidden_extra(extra: dict, keep: list[bool], params: Any) -> dict:
     return out
 
 
+@optax_spelled
 def masked(
     inner: optax.GradientTransformation,
     mask: MaskTree | None = None,
@@ -162,6 +164,7 @@ def masked(
     return kind_of(inner)(init, update)
 
 
+@optax_spelled
 def partition(
     transforms: Mapping[Hashable, optax.GradientTransformation],
     labels: Any = None,

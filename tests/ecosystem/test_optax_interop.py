@@ -302,3 +302,61 @@ def test_optax_sam_resets_gradtx_mechanize_as_its_own(x64):
                 p = optax.apply_updates(p, updates)
         runs.append(p)
     chex.assert_trees_all_close(runs[0], runs[1], rtol=1e-10)
+
+
+def test_every_optax_keyword_gradtx_does_not_take_is_in_the_porting_paragraph():
+    """docs/ecosystem.md's 'optax arguments spelled otherwise', to which the errors for
+    optax's keywords point, names each keyword of an optax function that gradtx has under
+    the same name and does not take (it left out reduce_on_plateau's rtol, partition's
+    param_labels and a dozen more)."""
+    import inspect
+    import pathlib
+    import re
+    import warnings
+
+    import optax.contrib
+
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "ecosystem.md").read_text()
+    section = text.split("**optax arguments spelled otherwise.**", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`(\w+)", section))
+    missing = []
+    for name in gradtx.__all__:
+        ours = getattr(gradtx, name)
+        for module in (optax, optax.contrib):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # optax's moved names
+                theirs = getattr(module, name, None)
+            if not callable(theirs) or isinstance(theirs, type) or not callable(ours):
+                continue
+            try:
+                kept = inspect.signature(ours).parameters
+                given = inspect.signature(theirs).parameters
+            except (TypeError, ValueError):  # a type alias gradtx re-exports (Schedule)
+                continue
+            for key, p in given.items():
+                if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or key in kept:
+                    continue
+                if key not in named:
+                    missing.append(f"{module.__name__}.{name}({key}=)")
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("make", "key"),
+    [
+        (lambda: gradtx.partition({"a": gradtx.sgd(0.1)}, param_labels="a"), "param_labels"),
+        (
+            lambda: gradtx.masked(gradtx.sgd(0.1), [True], mask_compatible_extra_args=True),
+            "mask_compatible_extra_args",
+        ),
+        (lambda: gradtx.flatten(inner=gradtx.sgd(0.1)), "inner"),
+    ],
+    ids=["partition", "masked", "flatten"],
+)
+def test_the_wrappers_name_optaxs_keywords_as_the_factories_do(make, key):
+    """They raised Python's bare "partition() got an unexpected keyword argument", with
+    no gradtx name and no pointer to where gradtx has optax's keyword."""
+    with pytest.raises(TypeError, match=r"^gradtx\.\w+: .*optax\.\w+ takes .*spelled otherwise"):
+        make()
+    with pytest.raises(TypeError, match=key):
+        make()

@@ -239,3 +239,11 @@ def test_jit_and_eager_agree(x64, name):
     for a, b in zip(jitted, eager):
         for n in a:
             np.testing.assert_allclose(a[n], b[n], rtol=1e-13)
+
+
+def test_optaxs_lookahead_params_are_refused_at_init_with_the_plain_form():
+    """optax's lookahead example passes LookaheadParams; gradtx's init took them, and
+    update then failed on a tree mismatch that did not say why."""
+    la = gradtx.lookahead(gradtx.sgd(1e-2), sync_period=5, slow_step_size=0.5)
+    with pytest.raises(TypeError, match=r"got optax.LookaheadParams; .* init\(params.fast\)"):
+        la.init(optax.LookaheadParams.init_synced(jnp.ones(2)))
