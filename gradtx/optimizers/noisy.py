@@ -50,9 +50,9 @@ def noisy_sgd(
     not.  The noise depends on the leaves' shapes, so it refuses to run inside
     ``gradtx.flatten``.  Each ``noisy_sgd`` draws from its own key over the
     leaves it sees: two groups of a ``gradtx.partition`` built with the same
-    key (or none) give leaves of one shape the same noise, where one
-    ``noisy_sgd`` over the whole tree draws each leaf's apart; give each group
-    its own key.
+    key (or none) give the same noise to leaves of one shape at the same place
+    in their groups (each group's first leaf, ...), where one ``noisy_sgd``
+    over the whole tree draws each leaf's apart; give each group its own key.
 
     Args:
       learning_rate: η, a number or schedule.

@@ -90,9 +90,11 @@ def scale_by_distance_over_gradients(
     ``init`` copies the params as x_0 and reads their norm (``"heuristic"``):
     give it the real initial params.
 
-    Differences: while G_t + eps is 0 (``eps = 0`` and only zero gradients so
-    far) the zero gradient gives a zero step here; optax's ``r̄ / 0`` times it
-    gives NaN.
+    Differences: this is the whole-tree DoG of ``optax.contrib.dog``; the
+    primitive of the same name in optax, ``optax.scale_by_distance_over_gradients``,
+    is layer-wise DoG (r̄ and G per leaf), which gradtx does not have.  While
+    G_t + eps is 0 (``eps = 0`` and only zero gradients so far) the zero
+    gradient gives a zero step here; optax's ``r̄ / 0`` times it gives NaN.
 
     Args:
       init_step: how ``init_value`` sets the first step (see above).

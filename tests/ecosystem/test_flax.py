@@ -160,16 +160,41 @@ def test_nnx_labels_by_key_path_and_from_the_state_itself(x64):
     want, _ = _nnx_curve(gradtx.adamw(1e-2, weight_decay=0.5, mask=masked), steps=3)
     got, _ = _nnx_curve(gradtx.adamw(1e-2, weight_decay=0.5, mask_fn=kernels), steps=3)
     np.testing.assert_array_equal(got, want)
-    # by hand, Variables at init and at update: a mask of Variable types
-    graphdef, state = nnx.split(NnxMLP(nnx.Rngs(1)), nnx.Param)
-    grads = jax.tree.map(jnp.ones_like, state)
-    is_kernel = lambda s: jax.tree.map(  # noqa: E731
-        lambda v: v[...].ndim == 2, s, is_leaf=lambda x: isinstance(x, nnx.Variable)
-    )
-    tx = gradtx.masked(gradtx.sgd(0.1), mask_fn=is_kernel)
+
+    # by hand, Variables at init and at update: a mask of Variable types works (the first
+    # form of the fix gave the function arrays, and this mask then masked nothing) ...
+    class Lora(nnx.Module):
+        def __init__(self, rngs):
+            self.lin = nnx.Linear(2, 2, rngs=rngs)
+            self.scale = nnx.LoRAParam(jnp.ones(2, jnp.float32))
+
+        def __call__(self, x):
+            return self.lin(x) * self.scale[...]
+
+    is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+    lora = lambda s: jax.tree.map(lambda v: isinstance(v, nnx.LoRAParam), s, is_leaf=is_var)  # noqa: E731
+    graphdef, state = nnx.split(Lora(nnx.Rngs(0)), nnx.Param)
+    grads = jax.grad(
+        lambda st: jnp.sum(nnx.merge(graphdef, st)(jnp.ones((1, 2), jnp.float32)) ** 2)
+    )(state)
+    tx = gradtx.masked(gradtx.sgd(0.1), mask_fn=lora)
     u, _ = tx.update(grads, tx.init(state), state)
-    np.testing.assert_array_equal(u["hidden"]["kernel"][...], -0.1)
-    np.testing.assert_array_equal(u["hidden"]["bias"][...], 1.0)  # masked out: as given
+    np.testing.assert_allclose(u["scale"][...], -0.1 * grads["scale"][...])
+    np.testing.assert_array_equal(u["lin"]["kernel"][...], grads["lin"]["kernel"][...])
+    # ... and under nnx.Optimizer, whose update sees no Variable types, it is refused (it
+    # masked every leaf at init and none at update: the raw gradient went in as a step)
+    model = Lora(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, gradtx.masked(gradtx.sgd(0.1), mask_fn=lora), wrt=nnx.Param)
+    g = nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2), jnp.float32)) ** 2))(model)
+    with pytest.raises(ValueError, match=r"mask_fn gives False for the leaf \['scale'\] where"):
+        optimizer.update(model, g)
+    # a function of key paths that reads the last key gets a note on what init was given
+    fn = lambda p: jax.tree_util.tree_map_with_path(lambda path, v: path[-1].key, p)  # noqa: E731
+    with pytest.raises(AttributeError) as info:
+        nnx.Optimizer(model, gradtx.partition({"a": gradtx.sgd(0.1)}, labels_fn=fn), wrt=nnx.Param)
+    assert "labels_fn was given flax.nnx Variables" in "".join(
+        getattr(info.value, "__notes__", [""])
+    )
 
 
 def test_a_mask_that_does_not_fit_the_nnx_state_says_what_to_pass():
