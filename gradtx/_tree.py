@@ -7,7 +7,6 @@ import contextvars
 import copy
 import functools
 import importlib
-import threading
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -284,50 +283,16 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     except Exception as err:
         note = getattr(err, "add_note", None)  # Python 3.11 on
         if wrapped and note is not None:
-            note(f"{call}: {what}_fn was given flax.nnx Variables; {_NNX_FN}")
+            note(f"{call}: {what}_fn was given flax.nnx Variables; {NNX_FN}")
         raise
-    values = _matched(call, what, prefix, tree)
-    _same_as_before(call, what, fn, tree, values, wrapped)
-    return values
+    return _matched(call, what, prefix, tree)
 
 
-_NNX_FN = (
+NNX_FN = (
     "nnx.Optimizer gives init the Variables (key paths end in a GetAttrKey 'value') and "
     "update their arrays, so the function must give the same for both: by key path, skip "
     "a trailing 'value' key; a Variable's type is not seen at update"
 )
-
-# What each mask_fn/labels_fn gave for params of one structure and shapes, with or
-# without nnx Variables around the leaves: the values are static, and init and update
-# must agree on them (else a group's state would meet other leaves, or a mask flip).
-_GIVEN: dict[tuple, tuple[Any, list, bool]] = {}
-_GIVEN_LOCK = threading.Lock()
-
-
-def _same_as_before(
-    call: str, what: str, fn: Callable, tree: Any, values: list, wrapped: bool
-) -> None:
-    plain = variables_unwrapped(tree)
-    avals = tuple((jnp.shape(x), str(getattr(x, "dtype", type(x)))) for x in jax.tree.leaves(plain))
-    key = (call, what, id(fn), structure(plain), avals)
-    with _GIVEN_LOCK:
-        before = _GIVEN.get(key)
-        if before is None or before[0] is not fn:  # an id reused by another function
-            if len(_GIVEN) >= 4096:
-                _GIVEN.clear()
-            _GIVEN[key] = (fn, list(values), wrapped)
-            return
-    _, old, was_wrapped = before
-    if old == list(values):
-        return
-    i = next(i for i, (a, b) in enumerate(zip(old, values)) if not (a == b))
-    path = jax.tree_util.keystr(jax.tree_util.tree_flatten_with_path(plain)[0][i][0])
-    why = f" {_NNX_FN}" if wrapped != was_wrapped else ""
-    raise ValueError(
-        f"{call}: {what}_fn gives {values[i]!r} for the leaf {path} where it gave {old[i]!r} "
-        f"for params of the same structure and shapes before (at init): the {what} must "
-        f"not change between init and update.{why}"
-    )
 
 
 def _matched(call: str, what: str, prefix: Any, tree: Any) -> list:

@@ -409,3 +409,26 @@ def test_galore_inside_a_masked_or_partition_steps_as_alone_on_its_leaves(wrap, 
         want, solo = alone.update({"w": grads["w"]}, solo, {"w": params["w"]})
         np.testing.assert_allclose(u["w"], want["w"], rtol=1e-12)
         params = gradtx.apply_updates(params, u)
+
+
+def test_a_mask_fn_or_labels_fn_that_changes_after_init_is_refused_until_init_again():
+    """The values are static: a mask_fn reading a changed global gave a stateless inner
+    another mask silently (a stateful one met a state made for the other).  A new init
+    takes the new values."""
+    frozen: set = set()
+    p = {"a": jnp.ones(2), "b": jnp.ones(2)}
+    masked = gradtx.masked(gradtx.sgd(0.1), mask_fn=lambda t: {k: k not in frozen for k in t})
+    labels = gradtx.partition(
+        {"on": gradtx.sgd(0.1), "off": gradtx.scale(0.0)},
+        labels_fn=lambda t: {k: "off" if k in frozen else "on" for k in t},
+    )
+    for tx, what in ((masked, "mask_fn gives False"), (labels, "labels_fn gives 'off'")):
+        frozen.clear()
+        state = tx.init(p)
+        tx.update(p, state, p)
+        frozen.add("a")
+        with pytest.raises(ValueError, match=rf"{what} for the leaf \['a'\] at update where"):
+            tx.update(p, state, p)
+        u, _ = tx.update(p, tx.init(p), p)
+        np.testing.assert_allclose(u["b"], -0.1, rtol=1e-6)
+        assert not np.allclose(u["a"], -0.1)
