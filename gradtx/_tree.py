@@ -222,7 +222,7 @@ def key_name(key: Any) -> str:
     return str(key)
 
 
-def _is_variable(x: Any) -> bool:
+def is_variable(x: Any) -> bool:
     """A Flax NNX ``Variable`` (``nnx.Param``, ...), known without importing flax."""
     return any(
         c.__name__ == "Variable" and c.__module__.startswith("flax.nnx") for c in type(x).__mro__
@@ -233,9 +233,9 @@ def variables_unwrapped(tree: Any) -> Any:
     """``tree`` with each Flax NNX ``Variable`` replaced by what it holds, as
     ``nnx.Optimizer`` passes the params to ``update`` (it passes them to ``init``
     wrapped); any other tree as it is."""
-    if not any(_is_variable(x) for x in jax.tree.leaves(tree, is_leaf=_is_variable)):
+    if not any(is_variable(x) for x in jax.tree.leaves(tree, is_leaf=is_variable)):
         return tree
-    return jax.tree.map(lambda x: bare(x) if _is_variable(x) else x, tree, is_leaf=_is_variable)
+    return jax.tree.map(lambda x: bare(x) if is_variable(x) else x, tree, is_leaf=is_variable)
 
 
 def leafless(node: Any) -> bool:

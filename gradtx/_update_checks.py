@@ -5,6 +5,7 @@ Every message names the public call and the leaf or argument, as the constructio
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -200,3 +201,77 @@ class LeafCounts:
                 f"initialised with: {n} leaves, init saw {sorted(self.seen)}.\n"
                 f"  updates: {jax.tree.structure(updates)}"
             )
+
+
+class FnValues:
+    """What a ``mask_fn``/``labels_fn`` gave at ``init``, by the params' structure and
+    shapes: ``update`` must get the same, or a group's state meets other leaves and a
+    mask flips.  ``nnx.Optimizer`` gives ``init`` the Variables and ``update`` their
+    arrays, so a function of the Variables' types (or of key paths ending in
+    ``value``) differs there.  Kept per Variable types too: one transform inited for
+    two models that differ only in them holds both.  A later ``init`` replaces what
+    an earlier one left for its tree; probing inits record nothing."""
+
+    def __init__(self, call: str, what: str, fn: Any) -> None:
+        self.call, self.what, self.fn = call, what, fn
+        self.seen: dict[Any, dict[Any, list]] = {}
+
+    @staticmethod
+    def _keys(tree: Any) -> tuple[Any, Any]:
+        plain = _tree.variables_unwrapped(tree)
+        shapes = tuple((jnp.shape(x), str(getattr(x, "dtype", ""))) for x in jax.tree.leaves(plain))
+        kinds = None
+        if plain is not tree:  # the Variables' types, leaf by leaf
+            wrapped = jax.tree.leaves(tree, is_leaf=_tree.is_variable)
+            kinds = tuple(type(x).__name__ for x in wrapped)
+        return (_tree.structure(plain), shapes), kinds
+
+    def remember(self, tree: Any, values: list) -> None:
+        if self.fn is None or probing.is_on():
+            return
+        key, kinds = self._keys(tree)
+        if len(self.seen) >= 64:
+            self.seen.clear()
+        self.seen.setdefault(key, {})[kinds] = list(values)
+
+    def check(self, tree: Any, values: list) -> None:
+        if self.fn is None:
+            return
+        key, kinds = self._keys(tree)
+        records = self.seen.get(key, {})
+        if kinds in records:
+            old, was_wrapped = records[kinds], kinds is not None
+        else:  # another form: arrays after Variables (nnx.Optimizer), or the reverse
+            others = [v for k, v in records.items() if (k is None) != (kinds is None)]
+            if not others or any(o != others[0] for o in others):
+                return  # nothing to compare with, or no one answer to expect
+            old, was_wrapped = others[0], kinds is None
+        if old == list(values):
+            return
+        i = next(i for i, (a, b) in enumerate(zip(old, values)) if not a == b)
+        plain = _tree.variables_unwrapped(tree)
+        path = jax.tree_util.keystr(jax.tree_util.tree_flatten_with_path(plain)[0][i][0])
+        why = f" {_tree.NNX_FN}" if was_wrapped != (kinds is not None) else ""
+        raise ValueError(
+            f"{self.call}: {self.what}_fn gives {values[i]!r} for the leaf {path} at update "
+            f"where it gave {old[i]!r} at init: the {self.what} must not change between "
+            f"them (init again after changing it).{why}"
+        )
+
+
+_SHARED: dict[tuple[str, str, int], FnValues] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_fn_values(call: str, what: str, fn: Any) -> FnValues:
+    """The one ``FnValues`` of ``fn`` for ``call``: a stage inside a factory is built
+    again at every update (its hyperparameters are data), so what its ``init`` saw
+    is kept here, by the function (held, so its id is not reused)."""
+    key = (call, what, id(fn))
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+        if found is None or found.fn is not fn:
+            if len(_SHARED) >= 1024:
+                _SHARED.clear()
+            found = _SHARED[key] = FnValues(call, what, fn)
+        return found

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import _dtypes
 from gradtx import _tree
+from gradtx import _update_checks
 from gradtx._base import EmptyState
 from gradtx._base import GradientMap
 from gradtx._base import GradientTransformation
@@ -47,12 +48,25 @@ def check_mask_pair(mask: Any, mask_fn: Any) -> None:
 
 def _add_scaled_params(kind, default_call, weight_decay, mask, mask_fn):
     check_mask_pair(mask, mask_fn)
+    call = current_call(default_call)
+    # this stage is built again at each update of a factory: what init saw is shared
+    given = _update_checks.shared_fn_values(call, "mask", mask_fn)
+
+    def init(params):
+        if mask_fn is not None:  # what update must find again (nnx.Optimizer: arrays there)
+            try:
+                given.remember(params, resolve_mask(call, params, None, mask_fn))
+            except Exception:  # noqa: BLE001  update, which reads the mask, says what fails
+                pass
+        return EmptyState()
 
     def update(updates, state, params=None, **extra):
         call = current_call(default_call)
         if params is None:
             raise ValueError(f"{call}: update needs params (the decay is weight_decay * params)")
         leaf_mask = resolve_mask(call, params, mask, mask_fn)
+        if leaf_mask is not None:
+            given.check(params, leaf_mask)
 
         def one(u, p, keep=True):
             if not keep:
@@ -66,7 +80,7 @@ def _add_scaled_params(kind, default_call, weight_decay, mask, mask_fn):
         keep = jax.tree.structure(updates).unflatten(leaf_mask)
         return jax.tree.map(one, updates, params, keep), state
 
-    return kind(lambda params: EmptyState(), update)
+    return kind(init, update)
 
 
 @factory(kind=GradientMap, weight_decay=DECAY, mask=Mask(), mask_fn=Function())

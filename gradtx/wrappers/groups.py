@@ -103,49 +103,6 @@ def _hidden_extra(extra: dict, keep: list[bool], params: Any) -> dict:
     return out
 
 
-class _FnValues:
-    """What a ``mask_fn``/``labels_fn`` gave at ``init``, by the params' structure and
-    shapes (a Variable and its array alike): ``update`` must get the same, or a group's
-    state meets other leaves and a mask flips.  ``nnx.Optimizer`` gives ``init`` the
-    Variables and ``update`` their arrays, so a function of the Variables' types (or
-    of key paths ending in ``value``) differs there.  A later ``init`` (a new run on the
-    same transform) replaces what an earlier one left; probing inits record nothing."""
-
-    def __init__(self, call: str, what: str, fn: Callable | None) -> None:
-        self.call, self.what, self.fn = call, what, fn
-        self.seen: dict[Any, tuple[list, bool]] = {}
-
-    def _key(self, tree: Any) -> Any:
-        plain = _tree.variables_unwrapped(tree)
-        shapes = tuple(
-            (jax.numpy.shape(x), str(getattr(x, "dtype", ""))) for x in jax.tree.leaves(plain)
-        )
-        return _tree.structure(plain), shapes
-
-    def remember(self, tree: Any, values: list) -> None:
-        if self.fn is None or _update_checks.probing.is_on():
-            return
-        if len(self.seen) >= 64:
-            self.seen.clear()
-        self.seen[self._key(tree)] = (list(values), _tree.variables_unwrapped(tree) is not tree)
-
-    def check(self, tree: Any, values: list) -> None:
-        before = None if self.fn is None else self.seen.get(self._key(tree))
-        if before is None or before[0] == list(values):
-            return
-        old, was_wrapped = before
-        i = next(i for i, (a, b) in enumerate(zip(old, values)) if not a == b)
-        plain = _tree.variables_unwrapped(tree)
-        path = jax.tree_util.keystr(jax.tree_util.tree_flatten_with_path(plain)[0][i][0])
-        wrapped = _tree.variables_unwrapped(tree) is not tree
-        why = f" {_tree.NNX_FN}" if wrapped != was_wrapped else ""
-        raise ValueError(
-            f"{self.call}: {self.what}_fn gives {values[i]!r} for the leaf {path} at update "
-            f"where it gave {old[i]!r} at init: the {self.what} must not change between "
-            f"them.{why}"
-        )
-
-
 @optax_spelled
 def masked(
     inner: optax.GradientTransformation,
@@ -186,7 +143,7 @@ def masked(
     def keep_of(tree):
         return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree), tree)
 
-    given = _FnValues(call, "mask", mask_fn)
+    given = _update_checks.FnValues(call, "mask", mask_fn)
 
     def init(params):
         checked.record(params)
@@ -287,7 +244,7 @@ def partition(
         # tuple say): one missing from transforms is refused now, not first at init
         refuse_unknown(jax.tree.leaves(labels))
 
-    given = _FnValues(call, "labels", labels_fn)
+    given = _update_checks.FnValues(call, "labels", labels_fn)
 
     def init(params):
         checked.record(params)

@@ -188,6 +188,11 @@ def test_nnx_labels_by_key_path_and_from_the_state_itself(x64):
     g = nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2), jnp.float32)) ** 2))(model)
     with pytest.raises(ValueError, match=r"mask_fn gives False for the leaf \['scale'\] at update"):
         optimizer.update(model, g)
+    # the same for a weight decay's mask_fn, which is read at update only (it decayed none)
+    decayed = gradtx.adamw(1e-2, weight_decay=0.5, mask_fn=lora)
+    optimizer = nnx.Optimizer(Lora(nnx.Rngs(0)), decayed, wrt=nnx.Param)
+    with pytest.raises(ValueError, match=r"gradtx.adamw: mask_fn gives False for the leaf"):
+        optimizer.update(model, g)
     # a function of key paths that reads the last key gets a note on what init was given
     fn = lambda p: jax.tree_util.tree_map_with_path(lambda path, v: path[-1].key, p)  # noqa: E731
     with pytest.raises(AttributeError) as info:

@@ -432,3 +432,19 @@ def test_a_mask_fn_or_labels_fn_that_changes_after_init_is_refused_until_init_ag
         u, _ = tx.update(p, tx.init(p), p)
         np.testing.assert_allclose(u["b"], -0.1, rtol=1e-6)
         assert not np.allclose(u["a"], -0.1)
+
+
+def test_one_transform_inited_for_two_trees_of_one_layout_keeps_both():
+    """What init saw is kept per form of the tree: a second init for params of the same
+    structure and shapes but other flax Variable types made the first one's update fail."""
+    from flax import nnx
+
+    is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+    lora = lambda t: jax.tree.map(lambda v: isinstance(v, nnx.LoRAParam), t, is_leaf=is_var)  # noqa: E731
+    a = nnx.State({"w": nnx.LoRAParam(jnp.ones(2)), "b": nnx.Param(jnp.ones(2))})
+    b = nnx.State({"w": nnx.Param(jnp.ones(2)), "b": nnx.Param(jnp.ones(2))})
+    tx = gradtx.masked(gradtx.sgd(0.1), mask_fn=lora)
+    state_a = tx.init(a)
+    tx.init(b)
+    u, _ = tx.update(a, state_a, a)
+    np.testing.assert_allclose(u["w"][...], -0.1, rtol=1e-6)
