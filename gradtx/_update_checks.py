@@ -226,6 +226,14 @@ class FnValues:
             kinds = tuple(type(x).__name__ for x in wrapped)
         return (_tree.structure(plain), shapes), kinds
 
+    def saw(self, tree: Any, values: list, at_init: bool) -> list:
+        """``values``, remembered at ``init`` and checked at ``update``."""
+        if at_init:
+            self.remember(tree, values)
+        else:
+            self.check(tree, values)
+        return values
+
     def remember(self, tree: Any, values: list) -> None:
         if self.fn is None or probing.is_on():
             return

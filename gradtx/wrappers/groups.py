@@ -140,24 +140,22 @@ def masked(
     _checks.check_static_tree(call, "mask", mask, (bool, np.bool_), "Python bools")
     Function().check(call, "mask_fn", mask_fn)
 
-    def keep_of(tree):
-        return _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree), tree)
+    def keep_of(tree, at_init=False):
+        keep = _tree.static_bools(call, _tree.per_leaf(call, "mask", mask, mask_fn, tree), tree)
+        return given.saw(tree, keep, at_init)
 
     given = _update_checks.FnValues(call, "mask", mask_fn)
 
     def init(params):
         checked.record(params)
-        keep = keep_of(params)
-        given.remember(params, keep)
+        keep = keep_of(params, at_init=True)
         return _tree.settled(MaskedState(inner.init(hide(params, keep))), params)
 
     checked = StateCheck(call, init)
 
     def update(updates, state, params=None, **extra):
         state = checked.check(state, updates, params)  # first: a changed tree, named as such
-        tree = params if params is not None else updates
-        keep = keep_of(tree)
-        given.check(tree, keep)
+        keep = keep_of(params if params is not None else updates)
         _check_leaves(call, updates, len(keep))
         out, inner_state = inner.update(
             hide(updates, keep),
@@ -228,10 +226,10 @@ def partition(
                 f"transforms are given for {', '.join(sorted(map(repr, txs)))}"
             )
 
-    def labels_of(tree):
+    def labels_of(tree, at_init=False):
         values = _tree.per_leaf(call, "labels", labels, labels_fn, tree)
         refuse_unknown(values)
-        return values
+        return given.saw(tree, values, at_init)
 
     def _known(v):
         try:
@@ -248,8 +246,7 @@ def partition(
 
     def init(params):
         checked.record(params)
-        values = labels_of(params)
-        given.remember(params, values)
+        values = labels_of(params, at_init=True)
         state = {k: tx.init(hide(params, [v == k for v in values])) for k, tx in txs.items()}
         return _tree.settled(state, params)
 
@@ -257,9 +254,7 @@ def partition(
 
     def update(updates, state, params=None, **extra):
         state = checked.check(state, updates, params)  # first: a changed tree, named as such
-        tree = params if params is not None else updates
-        values = labels_of(tree)
-        given.check(tree, values)
+        values = labels_of(params if params is not None else updates)
         leaves = _check_leaves(call, updates, len(values))
         merged = list(leaves)
         new_state = {}
