@@ -149,6 +149,12 @@ def _rate_read_once(t: Target, key: str) -> bool:
     return key == "lr" and t.entry.torch_class == "Rprop"
 
 
+_AHEAD = sorted({1, 2, 3, 10} | {2**i for i in range(31)})
+"""Steps ahead at which a schedule is compared with its value now: the next ones, then
+doubling to the count's end, so a step schedule's boundary far ahead (StepLR's every
+1000 steps) is seen too."""
+
+
 def warn_if_rprop_rate_moves(
     where: str, t: Target, hs: HyperparamsState, name: str, key: str
 ) -> None:
@@ -161,10 +167,7 @@ def warn_if_rprop_rate_moves(
     if not (is_schedule(hs.hyperparams.get(name)) or callable(t.args.get(name))):
         return
     now, count = numpy_of(value_at(t, hs, name, 0)), int(hs.count)
-    # the next steps, then doubling to the count's end: a step schedule's boundary far
-    # ahead (StepLR's every 1000 steps) is seen, not only the next few steps'
-    ahead = sorted({1, 2, 3, 10} | {2**i for i in range(31)})
-    ahead = [k for k in ahead if count + k <= 2**31 - 1]
+    ahead = [k for k in _AHEAD if count + k <= 2**31 - 1]
     if all(np.array_equal(numpy_of(value_at(t, hs, name, k)), now) for k in ahead):
         return
     if where == SD:

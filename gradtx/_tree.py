@@ -277,12 +277,11 @@ def per_leaf(call: str, what: str, prefix: Any, fn: Callable | None, tree: Any) 
     # as given: a function may read the Variables' types (nnx.LoRAParam) where init and
     # update both get Variables (nnx.split by hand); under nnx.Optimizer it must give
     # the same for a Variable and its array (docs/ecosystem.md), which is checked here
-    wrapped = variables_unwrapped(tree) is not tree
     try:
         prefix = fn(tree)
     except Exception as err:
         note = getattr(err, "add_note", None)  # Python 3.11 on
-        if wrapped and note is not None:
+        if note is not None and variables_unwrapped(tree) is not tree:
             note(f"{call}: {what}_fn was given flax.nnx Variables; {NNX_FN}")
         raise
     return _matched(call, what, prefix, tree)

@@ -43,6 +43,13 @@ def _negated(tree: Any) -> Any:
     return jax.tree.map(jnp.negative, tree)
 
 
+def _withheld(call: str, tx: Any, updates: Any, state: Any, params: Any) -> Any:
+    """``tx.update`` with the gradient alone, as optax's sam calls its optimizers: one
+    that needs a keyword (``value``) says that sam withholds it."""
+    with _update_checks.withheld.set_to(call):
+        return tx.update(updates, state, params)
+
+
 def _transparent(optimizer, adversary, sync_period, reset_state, call):
     def init(params):
         return SamState(
@@ -57,13 +64,11 @@ def _transparent(optimizer, adversary, sync_period, reset_state, call):
             raise ValueError(f"{call}: update needs params (the adversarial point, to undo it)")
         first = state.steps_since_sync == 0
         last = state.steps_since_sync == sync_period - 1
-        with _update_checks.withheld.set_to(call):
-            ascent, adv_state = adversary.update(updates, state.adv_state, params)
+        ascent, adv_state = _withheld(call, adversary, updates, state.adv_state, params)
         ascent = _negated(ascent)
         # θ of this cycle: the params held at its first step (with k = 1, this step's).
         cache = _pick(first, params, state.cache)
-        with _update_checks.withheld.set_to(call):
-            step, opt_state = optimizer.update(updates, state.opt_state, cache)
+        step, opt_state = _withheld(call, optimizer, updates, state.opt_state, cache)
 
         def back_to_cache(c, p, u):
             # θ + u - p: undo the adversarial moves and take the outer step from θ.
@@ -113,8 +118,7 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
             )
         adv_params, grads, adv_state = params, updates, state.adv_state
         for i in range(sync_period - 1):
-            with _update_checks.withheld.set_to(call):
-                ascent, adv_state = adversary.update(grads, adv_state, adv_params)
+            ascent, adv_state = _withheld(call, adversary, grads, adv_state, adv_params)
             adv_params = apply_updates(adv_params, _negated(ascent))
             grads = _update_checks.gradient_like(
                 f"{call}(opaque_mode=True).update", "grad_fn", grad_fn(adv_params, i), adv_params
@@ -123,8 +127,7 @@ def _opaque(optimizer, adversary, sync_period, reset_state, batch_axis_name, cal
                 grads = jax.lax.pmean(grads, axis_name=batch_axis_name)
         if reset_state:
             adv_state = keep_hyperparams(adversary.init(params), adv_state)
-        with _update_checks.withheld.set_to(call):
-            out, opt_state = optimizer.update(grads, state.opt_state, params)
+        out, opt_state = _withheld(call, optimizer, grads, state.opt_state, params)
         return out, SamState(jnp.zeros([], jnp.int32), opt_state, adv_state, None)
 
     return GradientTransformation(init, update)

@@ -110,13 +110,13 @@ def data_keywords(call: str, value_fn: Callable, extra: dict[str, Any]) -> dict[
     """The keywords of ``update`` that ``value_fn`` names: its data (optax forwards those).
     One that ``value_fn`` needs under a name ``update`` keeps for itself is refused."""
     try:
-        given = list(inspect.signature(value_fn).parameters.values())[1:]  # after the params
+        given = list(inspect.signature(value_fn).parameters.values())
     except (TypeError, ValueError):
         given = []
     plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     taken = sorted(
         p.name
-        for p in given
+        for p in given[1:]  # after the params
         if p.kind in plain and p.default is inspect.Parameter.empty and p.name in UPDATE_KEYWORDS
     )
     if taken:
@@ -125,7 +125,7 @@ def data_keywords(call: str, value_fn: Callable, extra: dict[str, Any]) -> dict[
             f"itself ({', '.join(sorted(UPDATE_KEYWORDS))}), so it cannot reach value_fn: "
             "give the data another name"
         )
-    names = parameter_names(value_fn) - UPDATE_KEYWORDS
+    names = {p.name for p in given} - UPDATE_KEYWORDS
     return {k: v for k, v in extra.items() if k in names}
 
 
